@@ -1,0 +1,172 @@
+// Every failure a user can meet carries a stable code from this table. Callers match on
+// `code`, never on message text; docs/errors.md explains each code (a test keeps them in step).
+
+export interface ErrorDescription {
+  /** What went wrong, in a sentence a user can search for. */
+  meaning: string;
+  /** What to do about it. */
+  action: string;
+}
+
+export const errorCatalog = {
+  // --- SPIFFE IDs ---
+  MUTUAL_SPIFFE_ID_INVALID: {
+    meaning: 'A SPIFFE ID breaks a rule of the SPIFFE-ID specification; the message names the rule.',
+    action:
+      'Write it as spiffe://<trust-domain>/<path>: lower-case trust domain of [a-z0-9.-_], path segments of [a-zA-Z0-9.-_], no empty, "." or ".." segments, no trailing slash, query, fragment, port or user info.',
+  },
+  MUTUAL_SPIFFE_TRUST_DOMAIN_INVALID: {
+    meaning: 'A trust domain name breaks a rule of the SPIFFE-ID specification; the message names the rule.',
+    action: 'Use a lower-case name of [a-z0-9.-_], at most 255 characters, such as cluster.local.',
+  },
+  MUTUAL_SPIFFE_NOT_MESH_ID: {
+    meaning: 'A valid SPIFFE ID does not have the mesh form /ns/<namespace>/sa/<service-account>.',
+    action: 'Use spiffe://<trust-domain>/ns/<namespace>/sa/<service-account> for workloads in the mesh.',
+  },
+
+  // --- Input files and encodings ---
+  MUTUAL_PKI_PEM_MALFORMED: {
+    meaning: 'The input is not PEM, or a PEM block is truncated or not valid base64.',
+    action: 'Check that the file holds complete "-----BEGIN ...-----" / "-----END ...-----" blocks.',
+  },
+  MUTUAL_PKI_PEM_WRONG_TYPE: {
+    meaning: 'A PEM block of the wrong kind was given, e.g. a private key where a certificate belongs.',
+    action: 'Pass the file the option asks for; the message says which block type was expected and which was found.',
+  },
+  MUTUAL_PKI_CERT_MALFORMED: {
+    meaning: 'A certificate could not be decoded (bad DER inside the PEM block).',
+    action: 'Re-export the certificate; `openssl x509 -in FILE -noout -text` shows whether it is readable at all.',
+  },
+  MUTUAL_PKI_KEY_MALFORMED: {
+    meaning: 'A private key could not be decoded.',
+    action: 'Provide an unencrypted PKCS#8 ("PRIVATE KEY"), SEC1 ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY") PEM file.',
+  },
+  MUTUAL_PKI_KEY_UNSUPPORTED: {
+    meaning: 'The key type or size is not accepted (only ECDSA P-256/P-384 and RSA of at least 2048 bits).',
+    action: 'Generate an ECDSA P-256 key (the default), or RSA with 2048 bits or more for an imported anchor.',
+  },
+  MUTUAL_PKI_KEY_MISMATCH: {
+    meaning: "A private key does not belong to the certificate it was paired with.",
+    action: 'Pair each certificate with the key it was issued for; `mutual cert inspect` shows the key fingerprint.',
+  },
+  MUTUAL_PKI_CSR_MALFORMED: {
+    meaning: 'A certificate signing request could not be decoded.',
+    action: 'Send a PEM or DER PKCS#10 CSR built by the workload.',
+  },
+  MUTUAL_PKI_CSR_SIGNATURE_INVALID: {
+    meaning: "A CSR's self-signature does not verify, so it does not prove possession of its key.",
+    action: 'Rebuild the CSR with the private key that matches its public key.',
+  },
+  MUTUAL_PKI_CSR_SAN_INVALID: {
+    meaning: 'A CSR asks for names other than exactly one URI SAN with the expected SPIFFE ID.',
+    action: 'Put exactly one URI SAN, the workload SPIFFE ID, in the CSR and no DNS, IP or e-mail SANs.',
+  },
+  MUTUAL_PKI_LIFETIME_INVALID: {
+    meaning: 'A requested certificate lifetime or skew is not positive, or is longer than allowed.',
+    action: 'Give a duration such as 24h, 90m or 3650d within the limits shown in the message.',
+  },
+  MUTUAL_PKI_ISSUER_INVALID: {
+    meaning: 'The signing CA cannot issue: it is not a CA, lacks keyCertSign, is expired, or its key does not match.',
+    action: 'Run `mutual cert inspect` on the issuer; create a new one with `mutual ca create` if it is expired.',
+  },
+  MUTUAL_PKI_BUNDLE_INVALID: {
+    meaning: 'A trust bundle is empty, holds a non-CA certificate, or is not valid PEM or SPIFFE JWKS.',
+    action: 'A bundle holds one or more self-signed CA certificates (PEM) or a SPIFFE bundle JWKS document.',
+  },
+
+  // --- Peer verification reasons (what the proxy reports on a failed handshake) ---
+  MUTUAL_PKI_CERT_EXPIRED: {
+    meaning: 'A certificate in the chain is past its notAfter (beyond the allowed clock skew).',
+    action: 'Renew the certificate; if it should be valid, check the clocks of both machines.',
+  },
+  MUTUAL_PKI_CERT_NOT_YET_VALID: {
+    meaning: 'A certificate in the chain is before its notBefore (beyond the allowed clock skew).',
+    action: 'Check the clocks of both machines (clock skew); the issuer may be ahead of the verifier.',
+  },
+  MUTUAL_PKI_CHAIN_UNTRUSTED: {
+    meaning: 'No chain could be built from the certificate to a trust anchor in the bundle (unknown authority).',
+    action: 'Add the issuing root to the trust bundle, and send the intermediate together with the leaf.',
+  },
+  MUTUAL_PKI_SIGNATURE_INVALID: {
+    meaning: 'A signature in the chain does not verify against its issuer (tampered or mis-paired certificate).',
+    action: 'Re-issue the certificate from the real issuer; never edit certificate bytes.',
+  },
+  MUTUAL_PKI_CHAIN_INVALID: {
+    meaning:
+      'The chain breaks a path rule: an intermediate is not a CA, a path length is exceeded, a critical extension is unknown, or the chain is too deep.',
+    action: 'Issue workload certificates from an intermediate made by `mutual ca create`; the message names the rule.',
+  },
+  MUTUAL_PKI_CA_AS_LEAF: {
+    meaning: 'A CA certificate (basicConstraints CA:true or keyCertSign) was presented as a peer certificate.',
+    action: 'Peers must present a leaf certificate issued for their identity, never a CA certificate.',
+  },
+  MUTUAL_PKI_KEY_USAGE_INVALID: {
+    meaning: 'keyUsage or extendedKeyUsage is missing or wrong for the use (digitalSignature; serverAuth+clientAuth).',
+    action: 'Issue the certificate with `mutual cert issue`, which sets the usages an X.509-SVID needs.',
+  },
+  MUTUAL_PKI_NOT_SVID: {
+    meaning: 'The peer certificate is not an X.509-SVID: it has no URI SAN, several, or one that is not a valid SPIFFE ID.',
+    action: 'Issue the peer a certificate with exactly one URI SAN holding its SPIFFE ID.',
+  },
+  MUTUAL_PKI_NAME_CONSTRAINT_VIOLATED: {
+    meaning: "A name in the chain is outside a CA's name constraints (e.g. another trust domain).",
+    action: 'Issue the certificate from the CA of its own trust domain.',
+  },
+  MUTUAL_PKI_TRUST_DOMAIN_REJECTED: {
+    meaning: "The peer's SPIFFE ID belongs to a trust domain that is not accepted here.",
+    action: 'Federate with that trust domain on purpose, or issue the peer an identity in the local trust domain.',
+  },
+  MUTUAL_PKI_SPIFFE_ID_MISMATCH: {
+    meaning: "The peer's SPIFFE ID is valid and trusted but is not the identity that was expected.",
+    action: 'Check that the destination is the service you meant, or correct the expected SPIFFE ID.',
+  },
+  MUTUAL_PKI_PEER_NAME_MISMATCH: {
+    meaning: 'The peer certificate does not carry the expected DNS name or IP address.',
+    action: 'Issue the certificate with the name clients use (`mutual cert issue --dns NAME`).',
+  },
+
+  // --- Files and command line ---
+  MUTUAL_IO_READ_FAILED: {
+    meaning: 'A file could not be read (missing, a directory, or no permission).',
+    action: 'Check the path and its permissions; the message names the file.',
+  },
+  MUTUAL_IO_WRITE_FAILED: {
+    meaning: 'A file could not be written.',
+    action: 'Check that the directory exists and is writable; the message names the file.',
+  },
+  MUTUAL_IO_ALREADY_EXISTS: {
+    meaning: 'The output would overwrite existing keys or certificates, which Mutual never does silently.',
+    action: 'Choose another --out directory, or pass --force after moving the old files somewhere safe.',
+  },
+  MUTUAL_CLI_USAGE: {
+    meaning: 'A command was called with a missing, unknown or malformed argument.',
+    action: 'Run the command with --help to see its arguments.',
+  },
+  MUTUAL_INTERNAL: {
+    meaning: 'An unexpected internal error. This is a bug in Mutual.',
+    action: 'Run again with MUTUAL_DEBUG=1 to see the stack trace and report it.',
+  },
+} as const satisfies Record<string, ErrorDescription>;
+
+export type ErrorCode = keyof typeof errorCatalog;
+
+export class MutualError extends Error {
+  readonly code: ErrorCode;
+  /** Machine-readable detail, e.g. the SPIFFE rule that was broken. */
+  readonly detail: Readonly<Record<string, string | number | boolean>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; detail?: Record<string, string | number | boolean> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MutualError';
+    this.code = code;
+    this.detail = Object.freeze({ ...(options.detail ?? {}) });
+  }
+}
+
+export function isMutualError(value: unknown, code?: ErrorCode): value is MutualError {
+  return value instanceof MutualError && (code === undefined || value.code === code);
+}

@@ -1,0 +1,130 @@
+import type { KeyObject } from 'node:crypto';
+import type { Clock } from '../clock.ts';
+import { MutualError } from '../errors.ts';
+import { parseSpiffeId } from '../spiffe/index.ts';
+import { assertCanSign, type CertificateAuthority, checkLifetime, DAY_MS, randomSerialHex } from './authority.ts';
+import { describeKey } from './keys.ts';
+import { encodePem } from './pem.ts';
+import { signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';
+
+export const DEFAULT_SVID_LIFETIME_MS = 24 * 60 * 60 * 1000;
+export const DEFAULT_SVID_SKEW_MS = 20 * 1000;
+/** Istio's MAX_WORKLOAD_CERT_TTL; a "short-lived" certificate beyond this is a mistake. */
+export const MAX_SVID_LIFETIME_MS = 90 * DAY_MS;
+const MAX_SKEW_MS = 60 * 60 * 1000;
+
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+
+export interface IssueSvidOptions {
+  spiffeId: string;
+  /** The workload's public key, from its admitted CSR (or generated for `mutual cert issue`). */
+  publicKey: KeyObject;
+  clock: Clock;
+  lifetimeMs?: number;
+  skewMs?: number;
+  /** Extra DNS SANs for apps outside the mesh that check host names (e.g. curl, nginx). */
+  dnsNames?: readonly string[];
+}
+
+export interface IssuedSvid {
+  readonly spiffeId: string;
+  readonly serialNumber: string;
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+  /** The leaf alone. */
+  readonly certificatePem: string;
+  /** Leaf then the issuer and any further intermediates: what a TLS peer presents. */
+  readonly chainPem: string;
+  /** True when the lifetime was cut short so as not to outlive the issuer. */
+  readonly isClampedToIssuer: boolean;
+}
+
+/**
+ * Signs an X.509-SVID meeting every MUST of the SPIFFE X509-SVID spec: exactly one URI SAN (the
+ * SPIFFE ID, critical since the subject is empty), CA:false, keyUsage digitalSignature
+ * (critical), EKU serverAuth+clientAuth, validity [now - skew, now + lifetime + skew] and never
+ * past the issuer's notAfter.
+ */
+export async function issueSvid(issuer: CertificateAuthority, options: IssueSvidOptions): Promise<IssuedSvid> {
+  const id = parseSpiffeId(options.spiffeId);
+  if (id.path === '') {
+    throw new MutualError(
+      'MUTUAL_SPIFFE_ID_INVALID',
+      `${id.uri} is a trust domain ID; a workload certificate needs a path, e.g. ${id.uri}/ns/default/sa/web`,
+      { detail: { rule: 'path-missing' } },
+    );
+  }
+  if (issuer.trustDomain !== '' && id.trustDomain !== issuer.trustDomain) {
+    throw new MutualError(
+      'MUTUAL_PKI_TRUST_DOMAIN_REJECTED',
+      `${id.uri} is not in the issuer's trust domain ${issuer.trustDomain}`,
+    );
+  }
+  const lifetimeMs = checkLifetime(
+    options.lifetimeMs ?? DEFAULT_SVID_LIFETIME_MS,
+    'certificate lifetime',
+    MAX_SVID_LIFETIME_MS,
+  );
+  const skewMs = options.skewMs ?? DEFAULT_SVID_SKEW_MS;
+  if (!Number.isFinite(skewMs) || skewMs < 0 || skewMs > MAX_SKEW_MS) {
+    throw new MutualError('MUTUAL_PKI_LIFETIME_INVALID', `clock skew allowance must be 0 to 1h, got ${skewMs} ms`);
+  }
+  const now = options.clock.now();
+  assertCanSign(issuer, now);
+  const keyDescription = describeKey(options.publicKey, 'workload key');
+  const notBeforeMs = Math.max(now - skewMs, issuer.notBeforeMs);
+  const wantedNotAfterMs = now + lifetimeMs + skewMs;
+  const notAfterMs = Math.min(wantedNotAfterMs, issuer.notAfterMs);
+
+  const usages =
+    keyDescription.kind === 'rsa'
+      ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment
+      : x509.KeyUsageFlags.digitalSignature;
+  const names: x509.JsonGeneralName[] = [{ type: 'url', value: id.uri }];
+  for (const dnsName of options.dnsNames ?? []) names.push({ type: 'dns', value: checkDnsName(dnsName) });
+  const publicCryptoKey = toCryptoKey(options.publicKey);
+  const serialNumber = randomSerialHex();
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber,
+    subject: '',
+    issuer: issuer.certificate.subject,
+    // x509 stores seconds; drop the milliseconds so what we report is what the certificate says.
+    notBefore: new Date(Math.floor(notBeforeMs / 1000) * 1000),
+    notAfter: new Date(Math.floor(notAfterMs / 1000) * 1000),
+    publicKey: publicCryptoKey,
+    signingKey: toCryptoKey(issuer.keys.privateKey),
+    signingAlgorithm: signingAlgorithmFor(issuer.keys.privateKey),
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(usages, true),
+      new x509.ExtendedKeyUsageExtension([SERVER_AUTH, CLIENT_AUTH]),
+      new x509.SubjectAlternativeNameExtension(names, true),
+      await x509.SubjectKeyIdentifierExtension.create(publicCryptoKey),
+      await x509.AuthorityKeyIdentifierExtension.create(toCryptoKey(issuer.keys.publicKey)),
+    ],
+  });
+  const certificatePem = encodePem('CERTIFICATE', new Uint8Array(certificate.rawData));
+  return {
+    spiffeId: id.uri,
+    serialNumber,
+    notBeforeMs: certificate.notBefore.getTime(),
+    notAfterMs: certificate.notAfter.getTime(),
+    certificatePem,
+    chainPem: [certificatePem, issuer.certificatePem, ...issuer.chainPem].join(''),
+    isClampedToIssuer: notAfterMs < wantedNotAfterMs,
+  };
+}
+
+const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function checkDnsName(name: string): string {
+  const lower = name.toLowerCase();
+  if (lower.length > 253 || !DNS_NAME.test(lower)) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${JSON.stringify(name)} is not a valid DNS name (letters, digits and "-" in dot-separated labels, optionally starting with "*.")`,
+    );
+  }
+  return lower;
+}
