@@ -31,23 +31,28 @@ export const errorCatalog = {
   },
   MUTUAL_PKI_PEM_WRONG_TYPE: {
     meaning: 'A PEM block of the wrong kind was given, e.g. a private key where a certificate belongs.',
-    action: 'Pass the file the option asks for; the message says which block type was expected and which was found.',
+    action:
+      'Pass the file the option asks for; the message says which block type was expected and which was found.',
   },
   MUTUAL_PKI_CERT_MALFORMED: {
     meaning: 'A certificate could not be decoded (bad DER inside the PEM block).',
-    action: 'Re-export the certificate; `openssl x509 -in FILE -noout -text` shows whether it is readable at all.',
+    action:
+      'Re-export the certificate; `openssl x509 -in FILE -noout -text` shows whether it is readable at all.',
   },
   MUTUAL_PKI_KEY_MALFORMED: {
     meaning: 'A private key could not be decoded.',
-    action: 'Provide an unencrypted PKCS#8 ("PRIVATE KEY"), SEC1 ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY") PEM file.',
+    action:
+      'Provide an unencrypted PKCS#8 ("PRIVATE KEY"), SEC1 ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY") PEM file.',
   },
   MUTUAL_PKI_KEY_UNSUPPORTED: {
     meaning: 'The key type or size is not accepted (only ECDSA P-256/P-384 and RSA of at least 2048 bits).',
-    action: 'Generate an ECDSA P-256 key (the default), or RSA with 2048 bits or more for an imported anchor.',
+    action:
+      'Generate an ECDSA P-256 key (the default), or RSA with 2048 bits or more for an imported anchor.',
   },
   MUTUAL_PKI_KEY_MISMATCH: {
-    meaning: "A private key does not belong to the certificate it was paired with.",
-    action: 'Pair each certificate with the key it was issued for; `mutual cert inspect` shows the key fingerprint.',
+    meaning: 'A private key does not belong to the certificate it was paired with.',
+    action:
+      'Pair each certificate with the key it was issued for; `mutual cert inspect` shows the key fingerprint.',
   },
   MUTUAL_PKI_CSR_MALFORMED: {
     meaning: 'A certificate signing request could not be decoded.',
@@ -66,8 +71,10 @@ export const errorCatalog = {
     action: 'Give a duration such as 24h, 90m or 3650d within the limits shown in the message.',
   },
   MUTUAL_PKI_ISSUER_INVALID: {
-    meaning: 'The signing CA cannot issue: it is not a CA, lacks keyCertSign, is expired, or its key does not match.',
-    action: 'Run `mutual cert inspect` on the issuer; create a new one with `mutual ca create` if it is expired.',
+    meaning:
+      'The signing CA cannot issue: it is not a CA, lacks keyCertSign, is expired, or its key does not match.',
+    action:
+      'Run `mutual cert inspect` on the issuer; create a new one with `mutual ca create` if it is expired.',
   },
   MUTUAL_PKI_BUNDLE_INVALID: {
     meaning: 'A trust bundle is empty, holds a non-CA certificate, or is not valid PEM or SPIFFE JWKS.',
@@ -84,28 +91,34 @@ export const errorCatalog = {
     action: 'Check the clocks of both machines (clock skew); the issuer may be ahead of the verifier.',
   },
   MUTUAL_PKI_CHAIN_UNTRUSTED: {
-    meaning: 'No chain could be built from the certificate to a trust anchor in the bundle (unknown authority).',
+    meaning:
+      'No chain could be built from the certificate to a trust anchor in the bundle (unknown authority).',
     action: 'Add the issuing root to the trust bundle, and send the intermediate together with the leaf.',
   },
   MUTUAL_PKI_SIGNATURE_INVALID: {
-    meaning: 'A signature in the chain does not verify against its issuer (tampered or mis-paired certificate).',
+    meaning:
+      'A signature in the chain does not verify against its issuer (tampered or mis-paired certificate).',
     action: 'Re-issue the certificate from the real issuer; never edit certificate bytes.',
   },
   MUTUAL_PKI_CHAIN_INVALID: {
     meaning:
       'The chain breaks a path rule: an intermediate is not a CA, a path length is exceeded, a critical extension is unknown, or the chain is too deep.',
-    action: 'Issue workload certificates from an intermediate made by `mutual ca create`; the message names the rule.',
+    action:
+      'Issue workload certificates from an intermediate made by `mutual ca create`; the message names the rule.',
   },
   MUTUAL_PKI_CA_AS_LEAF: {
-    meaning: 'A CA certificate (basicConstraints CA:true or keyCertSign) was presented as a peer certificate.',
+    meaning:
+      'A CA certificate (basicConstraints CA:true or keyCertSign) was presented as a peer certificate.',
     action: 'Peers must present a leaf certificate issued for their identity, never a CA certificate.',
   },
   MUTUAL_PKI_KEY_USAGE_INVALID: {
-    meaning: 'keyUsage or extendedKeyUsage is missing or wrong for the use (digitalSignature; serverAuth+clientAuth).',
+    meaning:
+      'keyUsage or extendedKeyUsage is missing or wrong for the use (digitalSignature; serverAuth+clientAuth).',
     action: 'Issue the certificate with `mutual cert issue`, which sets the usages an X.509-SVID needs.',
   },
   MUTUAL_PKI_NOT_SVID: {
-    meaning: 'The peer certificate is not an X.509-SVID: it has no URI SAN, several, or one that is not a valid SPIFFE ID.',
+    meaning:
+      'The peer certificate is not an X.509-SVID: it has no URI SAN, several, or one that is not a valid SPIFFE ID.',
     action: 'Issue the peer a certificate with exactly one URI SAN holding its SPIFFE ID.',
   },
   MUTUAL_PKI_NAME_CONSTRAINT_VIOLATED: {
@@ -114,7 +127,8 @@ export const errorCatalog = {
   },
   MUTUAL_PKI_TRUST_DOMAIN_REJECTED: {
     meaning: "The peer's SPIFFE ID belongs to a trust domain that is not accepted here.",
-    action: 'Federate with that trust domain on purpose, or issue the peer an identity in the local trust domain.',
+    action:
+      'Federate with that trust domain on purpose, or issue the peer an identity in the local trust domain.',
   },
   MUTUAL_PKI_SPIFFE_ID_MISMATCH: {
     meaning: "The peer's SPIFFE ID is valid and trusted but is not the identity that was expected.",
@@ -136,7 +150,8 @@ export const errorCatalog = {
   },
   MUTUAL_IO_ALREADY_EXISTS: {
     meaning: 'The output would overwrite existing keys or certificates, which Mutual never does silently.',
-    action: 'Choose another --out directory, or pass --force after moving the old files somewhere safe.',
+    action:
+      'Choose another --out directory, or move the existing files somewhere safe first; Mutual never overwrites keys.',
   },
   MUTUAL_CLI_USAGE: {
     meaning: 'A command was called with a missing, unknown or malformed argument.',

@@ -4,7 +4,14 @@ import * as asn1X509 from '@peculiar/asn1-x509';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
 import { parseTrustDomain, trustDomainId } from '../spiffe/index.ts';
-import { generateKeyPair, isSameKey, type KeyAlgorithm, type KeyPair, parsePrivateKeyPem, publicKeyDer } from './keys.ts';
+import {
+  generateKeyPair,
+  isSameKey,
+  type KeyAlgorithm,
+  type KeyPair,
+  parsePrivateKeyPem,
+  publicKeyDer,
+} from './keys.ts';
 import { decodePemOfType, encodePem } from './pem.ts';
 import { signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';
 
@@ -100,7 +107,9 @@ export async function createIssuer(
 function trustDomainNameConstraint(trustDomain: string): x509.Extension {
   const constraints = new asn1X509.NameConstraints({
     permittedSubtrees: new asn1X509.GeneralSubtrees([
-      new asn1X509.GeneralSubtree({ base: new asn1X509.GeneralName({ uniformResourceIdentifier: trustDomain }) }),
+      new asn1X509.GeneralSubtree({
+        base: new asn1X509.GeneralName({ uniformResourceIdentifier: trustDomain }),
+      }),
     ]),
   });
   return new x509.Extension(asn1X509.id_ce_nameConstraints, true, AsnConvert.serialize(constraints));
@@ -139,10 +148,14 @@ export function loadAuthority(options: {
   const basicConstraints = certificate.getExtension(x509.BasicConstraintsExtension);
   const keyUsage = certificate.getExtension(x509.KeyUsagesExtension);
   if (!basicConstraints?.ca) {
-    throw issuerInvalid(`${source}: ${certificate.subject} is not a CA certificate (basicConstraints CA:false)`);
+    throw issuerInvalid(
+      `${source}: ${certificate.subject} is not a CA certificate (basicConstraints CA:false)`,
+    );
   }
   if (keyUsage && (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
-    throw issuerInvalid(`${source}: ${certificate.subject} lacks keyUsage keyCertSign, so it cannot sign certificates`);
+    throw issuerInvalid(
+      `${source}: ${certificate.subject} lacks keyUsage keyCertSign, so it cannot sign certificates`,
+    );
   }
   const uri = certificate
     .getExtension(x509.SubjectAlternativeNameExtension)

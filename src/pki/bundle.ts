@@ -19,7 +19,11 @@ export interface TrustBundle {
 export const BUNDLE_REFRESH_HINT_S = 300;
 const MAX_BUNDLE_ROOTS = 64;
 
-export function createTrustBundle(trustDomain: string, rootsDer: readonly Uint8Array[], sequence = 1): TrustBundle {
+export function createTrustBundle(
+  trustDomain: string,
+  rootsDer: readonly Uint8Array[],
+  sequence = 1,
+): TrustBundle {
   const domain = trustDomain === '' ? '' : parseTrustDomain(trustDomain);
   const unique: Buffer[] = [];
   for (const [index, der] of rootsDer.entries()) {
@@ -31,7 +35,9 @@ export function createTrustBundle(trustDomain: string, rootsDer: readonly Uint8A
     throw bundleInvalid('the trust bundle holds no root certificate; add at least one trust anchor');
   }
   if (unique.length > MAX_BUNDLE_ROOTS) {
-    throw bundleInvalid(`the trust bundle holds ${unique.length} roots; at most ${MAX_BUNDLE_ROOTS} are accepted`);
+    throw bundleInvalid(
+      `the trust bundle holds ${unique.length} roots; at most ${MAX_BUNDLE_ROOTS} are accepted`,
+    );
   }
   return Object.freeze({ trustDomain: domain, rootsDer: Object.freeze(unique), sequence });
 }
@@ -41,10 +47,14 @@ function checkRoot(der: Buffer, what: string): void {
   try {
     certificate = new NodeX509Certificate(der);
   } catch (error) {
-    throw new MutualError('MUTUAL_PKI_CERT_MALFORMED', `trust bundle ${what} cannot be decoded`, { cause: error });
+    throw new MutualError('MUTUAL_PKI_CERT_MALFORMED', `trust bundle ${what} cannot be decoded`, {
+      cause: error,
+    });
   }
   if (!certificate.ca) {
-    throw bundleInvalid(`trust bundle ${what} (${certificate.subject}) is not a CA certificate; a bundle holds only roots`);
+    throw bundleInvalid(
+      `trust bundle ${what} (${certificate.subject}) is not a CA certificate; a bundle holds only roots`,
+    );
   }
 }
 
@@ -93,7 +103,11 @@ export function parseBundleJwks(text: string, trustDomain = '', source = 'trust 
   } catch (error) {
     throw bundleInvalid(`${source}: not valid JSON (${(error as Error).message})`);
   }
-  if (typeof document !== 'object' || document === null || !Array.isArray((document as SpiffeBundleJwks).keys)) {
+  if (
+    typeof document !== 'object' ||
+    document === null ||
+    !Array.isArray((document as SpiffeBundleJwks).keys)
+  ) {
     throw bundleInvalid(`${source}: a SPIFFE bundle is a JSON object with a "keys" array`);
   }
   const jwks = document as SpiffeBundleJwks;
@@ -109,7 +123,9 @@ export function parseBundleJwks(text: string, trustDomain = '', source = 'trust 
     const certificateJwk = new NodeX509Certificate(der).publicKey.export({ format: 'jwk' });
     for (const field of ['kty', 'crv', 'x', 'y', 'n', 'e'] as const) {
       if (key[field] !== undefined && key[field] !== certificateJwk[field]) {
-        throw bundleInvalid(`${source}: key #${index + 1} does not match its x5c certificate (field ${field})`);
+        throw bundleInvalid(
+          `${source}: key #${index + 1} does not match its x5c certificate (field ${field})`,
+        );
       }
     }
     roots.push(der);

@@ -49,7 +49,9 @@ export async function admitCsr(csr: string | Uint8Array, expectedId: string): Pr
   try {
     publicKey = createPublicKey({ key: Buffer.from(request.publicKey.rawData), format: 'der', type: 'spki' });
   } catch (error) {
-    throw new MutualError('MUTUAL_PKI_CSR_MALFORMED', 'the CSR public key cannot be decoded', { cause: error });
+    throw new MutualError('MUTUAL_PKI_CSR_MALFORMED', 'the CSR public key cannot be decoded', {
+      cause: error,
+    });
   }
   describeKey(publicKey, 'CSR key');
   let isSignatureValid = false;
@@ -75,7 +77,9 @@ function csrDer(csr: string | Uint8Array): Uint8Array {
   }
   if (csr.length > MAX_CSR_BYTES * 2) throw tooLarge(csr.length);
   const blocks = decodePem(csr, 'CSR');
-  const requestBlocks = blocks.filter((block) => block.type === 'CERTIFICATE REQUEST' || block.type === 'NEW CERTIFICATE REQUEST');
+  const requestBlocks = blocks.filter(
+    (block) => block.type === 'CERTIFICATE REQUEST' || block.type === 'NEW CERTIFICATE REQUEST',
+  );
   if (blocks.length !== 1 || requestBlocks.length !== 1) {
     throw new MutualError(
       'MUTUAL_PKI_PEM_WRONG_TYPE',
@@ -86,7 +90,10 @@ function csrDer(csr: string | Uint8Array): Uint8Array {
 }
 
 function tooLarge(size: number): MutualError {
-  return new MutualError('MUTUAL_PKI_CSR_MALFORMED', `the CSR is ${size} bytes; at most ${MAX_CSR_BYTES} are accepted`);
+  return new MutualError(
+    'MUTUAL_PKI_CSR_MALFORMED',
+    `the CSR is ${size} bytes; at most ${MAX_CSR_BYTES} are accepted`,
+  );
 }
 
 function checkRequestedNames(request: x509.Pkcs10CertificateRequest, expected: SpiffeId): void {

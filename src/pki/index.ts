@@ -20,6 +20,14 @@ export {
   type SpiffeBundleJwks,
   type TrustBundle,
 } from './bundle.ts';
+export {
+  type CertificateExtensionInfo,
+  describeCertificate,
+  type KeyUsageName,
+  type ParsedCertificate,
+  parseCertificate,
+  parseCertificatesPem,
+} from './certificate.ts';
 export { type AdmittedCsr, admitCsr, createCsr } from './csr.ts';
 export {
   DEFAULT_SVID_LIFETIME_MS,
@@ -40,3 +48,16 @@ export {
   privateKeyToPem,
 } from './keys.ts';
 export { decodePem, decodePemOfType, encodePem, type PemBlock } from './pem.ts';
+export {
+  createPeerVerifier,
+  type PathVerification,
+  type PathVerifyOptions,
+  type PeerName,
+  type PeerVerifier,
+  type PeerVerifierOptions,
+  type SvidUsage,
+  type SvidVerification,
+  type SvidVerifyOptions,
+  type VerifyFailure,
+  type VerifyReasonCode,
+} from './verify-peer.ts';

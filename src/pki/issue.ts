@@ -1,9 +1,15 @@
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
-import { parseSpiffeId } from '../spiffe/index.ts';
-import { assertCanSign, type CertificateAuthority, checkLifetime, DAY_MS, randomSerialHex } from './authority.ts';
-import { describeKey } from './keys.ts';
+import { parseSpiffeId, type SpiffeId } from '../spiffe/index.ts';
+import {
+  assertCanSign,
+  type CertificateAuthority,
+  checkLifetime,
+  DAY_MS,
+  randomSerialHex,
+} from './authority.ts';
+import { describeKey, type KeyDescription } from './keys.ts';
 import { encodePem } from './pem.ts';
 import { signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';
 
@@ -46,7 +52,30 @@ export interface IssuedSvid {
  * (critical), EKU serverAuth+clientAuth, validity [now - skew, now + lifetime + skew] and never
  * past the issuer's notAfter.
  */
-export async function issueSvid(issuer: CertificateAuthority, options: IssueSvidOptions): Promise<IssuedSvid> {
+export async function issueSvid(
+  issuer: CertificateAuthority,
+  options: IssueSvidOptions,
+): Promise<IssuedSvid> {
+  const plan = planSvid(issuer, options);
+  const serialNumber = randomSerialHex();
+  const certificate = await buildSvidCertificate(issuer, plan, serialNumber, options.publicKey);
+  return issuedSvidFrom(issuer, plan, serialNumber, new Uint8Array(certificate.rawData));
+}
+
+/** What an SVID will say, once every check has passed; shared with the fast signer (svid-template.ts). */
+export interface SvidPlan {
+  readonly id: SpiffeId;
+  /** Validated and lower-cased, in the order given. */
+  readonly dnsNames: readonly string[];
+  readonly keyDescription: KeyDescription;
+  /** Whole seconds, as the certificate states them. */
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+  readonly isClampedToIssuer: boolean;
+}
+
+/** Every check issuance makes, in order, and the validity window; signs nothing. */
+export function planSvid(issuer: CertificateAuthority, options: IssueSvidOptions): SvidPlan {
   const id = parseSpiffeId(options.spiffeId);
   if (id.path === '') {
     throw new MutualError(
@@ -68,7 +97,10 @@ export async function issueSvid(issuer: CertificateAuthority, options: IssueSvid
   );
   const skewMs = options.skewMs ?? DEFAULT_SVID_SKEW_MS;
   if (!Number.isFinite(skewMs) || skewMs < 0 || skewMs > MAX_SKEW_MS) {
-    throw new MutualError('MUTUAL_PKI_LIFETIME_INVALID', `clock skew allowance must be 0 to 1h, got ${skewMs} ms`);
+    throw new MutualError(
+      'MUTUAL_PKI_LIFETIME_INVALID',
+      `clock skew allowance must be 0 to 1h, got ${skewMs} ms`,
+    );
   }
   const now = options.clock.now();
   assertCanSign(issuer, now);
@@ -76,22 +108,38 @@ export async function issueSvid(issuer: CertificateAuthority, options: IssueSvid
   const notBeforeMs = Math.max(now - skewMs, issuer.notBeforeMs);
   const wantedNotAfterMs = now + lifetimeMs + skewMs;
   const notAfterMs = Math.min(wantedNotAfterMs, issuer.notAfterMs);
+  const dnsNames = (options.dnsNames ?? []).map(checkDnsName);
+  return {
+    id,
+    dnsNames,
+    keyDescription,
+    // x509 stores seconds; drop the milliseconds so what we report is what the certificate says.
+    notBeforeMs: Math.floor(notBeforeMs / 1000) * 1000,
+    notAfterMs: Math.floor(notAfterMs / 1000) * 1000,
+    isClampedToIssuer: notAfterMs < wantedNotAfterMs,
+  };
+}
 
+/** The SVID's certificate, built and signed by @peculiar/x509: the one definition of its structure. */
+export async function buildSvidCertificate(
+  issuer: CertificateAuthority,
+  plan: SvidPlan,
+  serialNumber: string,
+  publicKey: KeyObject,
+): Promise<x509.X509Certificate> {
   const usages =
-    keyDescription.kind === 'rsa'
+    plan.keyDescription.kind === 'rsa'
       ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment
       : x509.KeyUsageFlags.digitalSignature;
-  const names: x509.JsonGeneralName[] = [{ type: 'url', value: id.uri }];
-  for (const dnsName of options.dnsNames ?? []) names.push({ type: 'dns', value: checkDnsName(dnsName) });
-  const publicCryptoKey = toCryptoKey(options.publicKey);
-  const serialNumber = randomSerialHex();
-  const certificate = await x509.X509CertificateGenerator.create({
+  const names: x509.JsonGeneralName[] = [{ type: 'url', value: plan.id.uri }];
+  for (const dnsName of plan.dnsNames) names.push({ type: 'dns', value: dnsName });
+  const publicCryptoKey = toCryptoKey(publicKey);
+  return x509.X509CertificateGenerator.create({
     serialNumber,
     subject: '',
     issuer: issuer.certificate.subject,
-    // x509 stores seconds; drop the milliseconds so what we report is what the certificate says.
-    notBefore: new Date(Math.floor(notBeforeMs / 1000) * 1000),
-    notAfter: new Date(Math.floor(notAfterMs / 1000) * 1000),
+    notBefore: new Date(plan.notBeforeMs),
+    notAfter: new Date(plan.notAfterMs),
     publicKey: publicCryptoKey,
     signingKey: toCryptoKey(issuer.keys.privateKey),
     signingAlgorithm: signingAlgorithmFor(issuer.keys.privateKey),
@@ -104,15 +152,23 @@ export async function issueSvid(issuer: CertificateAuthority, options: IssueSvid
       await x509.AuthorityKeyIdentifierExtension.create(toCryptoKey(issuer.keys.publicKey)),
     ],
   });
-  const certificatePem = encodePem('CERTIFICATE', new Uint8Array(certificate.rawData));
+}
+
+export function issuedSvidFrom(
+  issuer: CertificateAuthority,
+  plan: SvidPlan,
+  serialNumber: string,
+  certificateDer: Uint8Array,
+): IssuedSvid {
+  const certificatePem = encodePem('CERTIFICATE', certificateDer);
   return {
-    spiffeId: id.uri,
+    spiffeId: plan.id.uri,
     serialNumber,
-    notBeforeMs: certificate.notBefore.getTime(),
-    notAfterMs: certificate.notAfter.getTime(),
+    notBeforeMs: plan.notBeforeMs,
+    notAfterMs: plan.notAfterMs,
     certificatePem,
     chainPem: [certificatePem, issuer.certificatePem, ...issuer.chainPem].join(''),
-    isClampedToIssuer: notAfterMs < wantedNotAfterMs,
+    isClampedToIssuer: plan.isClampedToIssuer,
   };
 }
 

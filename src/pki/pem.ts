@@ -6,9 +6,14 @@ export interface PemBlock {
   readonly der: Buffer;
 }
 
-const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g;
-const BASE64_BODY = /^[A-Za-z0-9+/=\s]*$/;
-const PRIVATE_KEY_TYPES = new Set(['PRIVATE KEY', 'EC PRIVATE KEY', 'RSA PRIVATE KEY', 'ENCRYPTED PRIVATE KEY']);
+const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([^-]*)-----END ([A-Z0-9 ]+)-----/g;
+const BASE64_BODY = /^[A-Za-z0-9+/\s]*(?:=\s*){0,2}$/;
+const PRIVATE_KEY_TYPES = new Set([
+  'PRIVATE KEY',
+  'EC PRIVATE KEY',
+  'RSA PRIVATE KEY',
+  'ENCRYPTED PRIVATE KEY',
+]);
 
 /**
  * Decodes every PEM block in `text`. Strict: a BEGIN without its END, a mismatched END, or a

@@ -1,10 +1,11 @@
 // SPIFFE IDs and trust domains: parse, validate and format exactly as the SPIFFE-ID spec says.
 // Pure: no I/O, no clock. Every rejection names the rule that was broken.
 
+export { type MeshIdentity, meshIdentity, meshIdentityOf, parseMeshIdentity } from './mesh-identity.ts';
 export {
+  formatSpiffeId,
   MAX_SPIFFE_ID_BYTES,
   MAX_TRUST_DOMAIN_LENGTH,
-  formatSpiffeId,
   parseSpiffeId,
   parseTrustDomain,
   type SpiffeId,
@@ -12,4 +13,3 @@ export {
   trustDomainId,
   tryParseSpiffeId,
 } from './spiffe-id.ts';
-export { type MeshIdentity, meshIdentity, meshIdentityOf, parseMeshIdentity } from './mesh-identity.ts';

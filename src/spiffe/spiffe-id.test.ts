@@ -94,7 +94,8 @@ test('parseTrustDomain accepts a name or a path-less SPIFFE ID and rejects the r
   for (const [input, rule] of cases) {
     assert.throws(
       () => parseTrustDomain(input),
-      (error: unknown) => isMutualError(error, 'MUTUAL_SPIFFE_TRUST_DOMAIN_INVALID') && error.detail.rule === rule,
+      (error: unknown) =>
+        isMutualError(error, 'MUTUAL_SPIFFE_TRUST_DOMAIN_INVALID') && error.detail.rule === rule,
       input,
     );
   }
@@ -120,5 +121,8 @@ test('mesh identities have the ns/<namespace>/sa/<service-account> form', () => 
 
 test('formatSpiffeId validates what it builds', () => {
   assert.equal(formatSpiffeId('td', 'a', 'b').uri, 'spiffe://td/a/b');
-  assert.throws(() => formatSpiffeId('td', '..'), (error: unknown) => isMutualError(error));
+  assert.throws(
+    () => formatSpiffeId('td', '..'),
+    (error: unknown) => isMutualError(error),
+  );
 });

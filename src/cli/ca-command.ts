@@ -1,0 +1,120 @@
+import { resolve } from 'node:path';
+
+const DAY_MS = 86_400_000;
+
+import { type Command, Option } from 'commander';
+import { parseDuration } from '../config/index.ts';
+import {
+  type CertificateAuthority,
+  createIssuer,
+  createTrustAnchor,
+  DEFAULT_ANCHOR_LIFETIME_MS,
+  DEFAULT_ISSUER_LIFETIME_MS,
+} from '../pki/index.ts';
+import { parseTrustDomain } from '../spiffe/index.ts';
+import { writeCaDirectory } from '../store/index.ts';
+import type { CliContext, OutputFormat } from './context.ts';
+import { describeValidity, isoSeconds, renderFields, renderJson } from './render.ts';
+
+interface CaCreateOptions {
+  trustDomain: string;
+  out: string;
+  anchorLifetime: string;
+  issuerLifetime: string;
+  nameConstraint: boolean;
+  keyAlgorithm: 'ecdsa-p256' | 'ecdsa-p384';
+  output: OutputFormat;
+}
+
+export function registerCaCommand(program: Command, context: CliContext): void {
+  const ca = program.command('ca').description('create and manage the trust anchor and issuer');
+  ca.command('create')
+    .description('create a trust anchor (root) and an issuer (intermediate) for a trust domain')
+    .requiredOption('--trust-domain <name>', 'SPIFFE trust domain, e.g. cluster.local')
+    .requiredOption('--out <dir>', 'directory to write the CA into (must not hold a CA already)')
+    .option(
+      '--anchor-lifetime <duration>',
+      'trust anchor lifetime',
+      `${DEFAULT_ANCHOR_LIFETIME_MS / DAY_MS}d`,
+    )
+    .option(
+      '--issuer-lifetime <duration>',
+      'issuer lifetime (never beyond the anchor)',
+      `${DEFAULT_ISSUER_LIFETIME_MS / DAY_MS}d`,
+    )
+    .option('--no-name-constraint', 'do not restrict the issuer to URIs of this trust domain')
+    .addOption(
+      new Option('--key-algorithm <algorithm>', 'key type of both CAs')
+        .choices(['ecdsa-p256', 'ecdsa-p384'])
+        .default('ecdsa-p256'),
+    )
+    .addOption(outputOption())
+    .action(async (options: CaCreateOptions) => {
+      await createCa(options, context);
+    });
+}
+
+export function outputOption(): Option {
+  return new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text');
+}
+
+async function createCa(options: CaCreateOptions, context: CliContext): Promise<void> {
+  const trustDomain = parseTrustDomain(options.trustDomain);
+  const anchorLifetimeMs = parseDuration(options.anchorLifetime, '--anchor-lifetime');
+  const issuerLifetimeMs = parseDuration(options.issuerLifetime, '--issuer-lifetime');
+  const dir = resolve(context.cwd, options.out);
+  const anchor = await createTrustAnchor({
+    trustDomain,
+    clock: context.clock,
+    lifetimeMs: anchorLifetimeMs,
+    keyAlgorithm: options.keyAlgorithm,
+  });
+  const issuer = await createIssuer(anchor, {
+    trustDomain,
+    clock: context.clock,
+    lifetimeMs: issuerLifetimeMs,
+    keyAlgorithm: options.keyAlgorithm,
+    isNameConstrained: options.nameConstraint,
+  });
+  const { paths } = await writeCaDirectory(dir, anchor, issuer);
+  const now = context.clock.now();
+  const summary = (authority: CertificateAuthority) => ({
+    subject: authority.certificate.subject,
+    notBefore: isoSeconds(authority.notBeforeMs),
+    notAfter: isoSeconds(authority.notAfterMs),
+  });
+  if (options.output === 'json') {
+    context.write(
+      renderJson({
+        trustDomain,
+        directory: dir,
+        trustAnchor: summary(anchor),
+        issuer: { ...summary(issuer), isNameConstrained: options.nameConstraint },
+        files: paths,
+      }),
+    );
+    return;
+  }
+  const clamped = issuer.notAfterMs < now + issuerLifetimeMs - 120_000 ? ' (clamped to the anchor)' : '';
+  context.write(`Created a CA for trust domain ${trustDomain} in ${dir}\n`);
+  context.write(
+    renderFields([
+      ['trust anchor', `${anchor.certificate.subject}`],
+      [
+        '',
+        `${describeValidity(anchor.notBeforeMs, anchor.notAfterMs, now)} (${isoSeconds(anchor.notAfterMs)})`,
+      ],
+      ['issuer', `${issuer.certificate.subject}`],
+      [
+        '',
+        `${describeValidity(issuer.notBeforeMs, issuer.notAfterMs, now)} (${isoSeconds(issuer.notAfterMs)})${clamped}`,
+      ],
+      ['', options.nameConstraint ? `may sign only spiffe://${trustDomain}/... IDs` : 'not name-constrained'],
+      ['files', paths.map((path) => path.slice(dir.length + 1)).join(', ')],
+      ['', 'private keys are written 0600; keep trust-anchor.key offline once the issuer exists'],
+    ]),
+  );
+  context.write(
+    `\nNext: issue a workload certificate\n  npx mutual cert issue --ca ${options.out} --spiffe-id spiffe://${trustDomain}/ns/default/sa/web --out web\n`,
+  );
+}

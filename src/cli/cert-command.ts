@@ -1,0 +1,282 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { parseDuration } from '../config/index.ts';
+import { MutualError } from '../errors.ts';
+import {
+  bundleToPem,
+  createPeerVerifier,
+  DEFAULT_SVID_SKEW_MS,
+  generateKeyPair,
+  issueSvid,
+  type ParsedCertificate,
+  parseBundle,
+  parseCertificate,
+  parseCertificatesPem,
+  privateKeyToPem,
+} from '../pki/index.ts';
+import { tryParseSpiffeId } from '../spiffe/index.ts';
+import { readCaDirectory, readFileBytes, readTextFile, writeNewFiles } from '../store/index.ts';
+import { outputOption } from './ca-command.ts';
+import type { CliContext, OutputFormat } from './context.ts';
+import { colonHex, describeValidity, isoSeconds, renderFields, renderJson } from './render.ts';
+
+export function registerCertCommand(program: Command, context: CliContext): void {
+  const cert = program.command('cert').description('issue, inspect and verify certificates');
+  cert
+    .command('issue')
+    .description('issue an X.509-SVID (key + certificate chain + trust bundle) from a CA directory')
+    .requiredOption('--ca <dir>', 'CA directory made by `mutual ca create`')
+    .requiredOption('--spiffe-id <id>', 'the identity, e.g. spiffe://cluster.local/ns/default/sa/web')
+    .requiredOption(
+      '--out <dir>',
+      'directory for cert.pem, key.pem and bundle.pem (must not hold them already)',
+    )
+    .option('--lifetime <duration>', 'certificate lifetime (at most 90d)', '24h')
+    .option(
+      '--skew <duration>',
+      'clock skew allowance added to both ends of the validity',
+      `${DEFAULT_SVID_SKEW_MS / 1000}s`,
+    )
+    .option('--dns <name>', 'also add a DNS SAN, for clients outside the mesh (repeatable)', collect, [])
+    .addOption(outputOption())
+    .action(async (options: IssueOptions) => issue(options, context));
+  cert
+    .command('inspect')
+    .description('show every certificate in a PEM or DER file: identity, issuer, validity, key, fingerprints')
+    .argument('<file>', 'certificate, chain or bundle file')
+    .addOption(outputOption())
+    .action(async (file: string, options: { output: OutputFormat }) => inspect(file, options, context));
+  cert
+    .command('verify')
+    .description(
+      'verify a certificate chain against a trust bundle as a peer would; exit 1 with the reason if invalid',
+    )
+    .requiredOption('--bundle <file>', 'trust bundle (PEM or SPIFFE JWKS)')
+    .requiredOption('--cert <file>', 'the peer certificate, followed by its intermediates (PEM)')
+    .option('--spiffe-id <id>', 'require exactly this SPIFFE ID')
+    .option('--at <time>', 'verify at this time instead of now: ISO 8601, or relative like +30d or -1h')
+    .option('--skew <duration>', 'clock skew allowance', '0s')
+    .addOption(outputOption())
+    .action(async (options: VerifyOptions) => verify(options, context));
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+interface IssueOptions {
+  ca: string;
+  spiffeId: string;
+  out: string;
+  lifetime: string;
+  skew: string;
+  dns: string[];
+  output: OutputFormat;
+}
+
+async function issue(options: IssueOptions, context: CliContext): Promise<void> {
+  const lifetimeMs = parseDuration(options.lifetime, '--lifetime');
+  const skewMs = parseDuration(options.skew, '--skew');
+  const { issuer, bundle } = await readCaDirectory(resolve(context.cwd, options.ca), context.clock);
+  const keys = await generateKeyPair();
+  const svid = await issueSvid(issuer, {
+    spiffeId: options.spiffeId,
+    publicKey: keys.publicKey,
+    clock: context.clock,
+    lifetimeMs,
+    skewMs,
+    dnsNames: options.dns,
+  });
+  const dir = resolve(context.cwd, options.out);
+  const paths = await writeNewFiles(dir, [
+    { name: 'cert.pem', contents: svid.chainPem, isSecret: false },
+    { name: 'key.pem', contents: privateKeyToPem(keys.privateKey), isSecret: true },
+    { name: 'bundle.pem', contents: bundleToPem(bundle), isSecret: false },
+  ]);
+  const result = {
+    spiffeId: svid.spiffeId,
+    serialNumber: svid.serialNumber,
+    notBefore: isoSeconds(svid.notBeforeMs),
+    notAfter: isoSeconds(svid.notAfterMs),
+    isClampedToIssuer: svid.isClampedToIssuer,
+    files: paths,
+  };
+  if (options.output === 'json') {
+    context.write(renderJson(result));
+    return;
+  }
+  const now = context.clock.now();
+  context.write(`Issued ${svid.spiffeId}\n`);
+  context.write(
+    renderFields([
+      [
+        'valid',
+        `${result.notBefore} to ${result.notAfter} (${describeValidity(svid.notBeforeMs, svid.notAfterMs, now)})`,
+      ],
+      ...(svid.isClampedToIssuer
+        ? [['', 'shortened so as not to outlive the issuer; renew the issuer soon'] as const]
+        : []),
+      ['serial', colonHex(svid.serialNumber)],
+      ['files', `${paths.join(', ')} (key.pem is 0600)`],
+    ]),
+  );
+}
+
+/** Certificates from PEM (any number of blocks) or one DER certificate. */
+function readCertificates(bytes: Buffer, source: string): ParsedCertificate[] {
+  const text = bytes.toString('utf8');
+  if (text.includes('-----BEGIN')) return parseCertificatesPem(text, source);
+  try {
+    return [parseCertificate(bytes)];
+  } catch (error) {
+    throw new MutualError(
+      'MUTUAL_PKI_PEM_MALFORMED',
+      `${source}: neither PEM ("-----BEGIN CERTIFICATE-----") nor a DER certificate`,
+      { cause: error },
+    );
+  }
+}
+
+async function inspect(file: string, options: { output: OutputFormat }, context: CliContext): Promise<void> {
+  const path = resolve(context.cwd, file);
+  const certificates = readCertificates(await readFileBytes(path, 'certificate file'), file);
+  const now = context.clock.now();
+  const views = certificates.map((certificate, index) =>
+    certificateView(certificate, index, certificates.length, now),
+  );
+  if (options.output === 'json') {
+    context.write(renderJson(views));
+    return;
+  }
+  for (const [index, view] of views.entries()) {
+    const certificate = certificates[index]!;
+    context.write(`${index > 0 ? '\n' : ''}Certificate ${index + 1} of ${views.length} (${view.role})\n`);
+    context.write(
+      renderFields([
+        ['subject', view.subject || '(empty)'],
+        ['SPIFFE ID', view.spiffeId ?? '(none)'],
+        ['SANs', view.subjectAltNames.length > 0 ? view.subjectAltNames.join(', ') : '(none)'],
+        ['issuer', view.issuer],
+        ['serial', colonHex(view.serialNumber)],
+        ['valid', `${view.notBefore} to ${view.notAfter}`],
+        ['', describeValidity(certificate.notBeforeMs, certificate.notAfterMs, now)],
+        ['key', view.publicKey],
+        [
+          'CA',
+          view.isCa ? `yes${view.pathLength === undefined ? '' : `, path length ${view.pathLength}`}` : 'no',
+        ],
+        ['key usage', view.keyUsage?.join(', ') ?? '(not restricted)'],
+        ['ext key usage', view.extKeyUsage?.join(', ') ?? '(not restricted)'],
+        ['SHA-256', colonHex(view.fingerprintSha256)],
+      ]),
+    );
+  }
+}
+
+const EKU_NAMES: Record<string, string> = {
+  '1.3.6.1.5.5.7.3.1': 'serverAuth',
+  '1.3.6.1.5.5.7.3.2': 'clientAuth',
+  '2.5.29.37.0': 'any',
+};
+
+function certificateView(certificate: ParsedCertificate, index: number, count: number, nowMs: number) {
+  const role = certificate.isCa
+    ? certificate.isSelfIssued
+      ? 'trust anchor'
+      : 'intermediate CA'
+    : index === 0
+      ? 'leaf'
+      : 'leaf (out of place)';
+  const uris = certificate.uris;
+  const spiffeId = uris.length === 1 && tryParseSpiffeId(uris[0]!) ? uris[0] : undefined;
+  return {
+    index,
+    count,
+    role,
+    subject: certificate.subject,
+    issuer: certificate.issuer,
+    spiffeId,
+    subjectAltNames: [
+      ...certificate.uris.map((uri) => `URI:${uri}`),
+      ...certificate.dnsNames.map((dns) => `DNS:${dns}`),
+      ...certificate.ipAddresses.map((ip) => `IP:${ip}`),
+      ...certificate.emails.map((email) => `email:${email}`),
+    ],
+    serialNumber: certificate.serialNumber,
+    notBefore: isoSeconds(certificate.notBeforeMs),
+    notAfter: isoSeconds(certificate.notAfterMs),
+    isExpired: nowMs > certificate.notAfterMs,
+    expiresInSeconds: Math.round((certificate.notAfterMs - nowMs) / 1000),
+    publicKey: certificate.publicKeyAlgorithm,
+    isCa: certificate.isCa,
+    pathLength: certificate.pathLength,
+    keyUsage: certificate.keyUsage ? [...certificate.keyUsage] : undefined,
+    extKeyUsage: certificate.extKeyUsage?.map((oid) => EKU_NAMES[oid] ?? oid),
+    fingerprintSha256: certificate.fingerprintSha256,
+  };
+}
+
+interface VerifyOptions {
+  bundle: string;
+  cert: string;
+  spiffeId?: string;
+  at?: string;
+  skew: string;
+  output: OutputFormat;
+}
+
+async function verify(options: VerifyOptions, context: CliContext): Promise<void> {
+  const skewMs = parseDuration(options.skew, '--skew');
+  const atMs = options.at === undefined ? context.clock.now() : parseTime(options.at, context.clock.now());
+  const bundlePath = resolve(context.cwd, options.bundle);
+  const bundle = parseBundle(await readTextFile(bundlePath, 'trust bundle'), '', options.bundle);
+  const chainText = await readTextFile(resolve(context.cwd, options.cert), 'certificate');
+  const chain = parseCertificatesPem(chainText, options.cert).map((certificate) => certificate.der);
+  const verifier = createPeerVerifier({ anchors: bundle.rootsDer, clock: context.clock, skewMs });
+  const result = verifier.verifySvid(chain, {
+    ...(options.spiffeId === undefined ? {} : { expectedId: options.spiffeId }),
+    atMs,
+  });
+  if (options.output === 'json') {
+    context.write(
+      renderJson(
+        result.ok
+          ? {
+              valid: true,
+              spiffeId: result.spiffeId.uri,
+              validUntil: isoSeconds(result.validUntilMs),
+              at: isoSeconds(atMs),
+            }
+          : { valid: false, code: result.code, message: result.message, at: isoSeconds(atMs) },
+      ),
+    );
+  } else if (result.ok) {
+    context.write(`${result.spiffeId.uri}\n`);
+    context.write(
+      renderFields([
+        ['valid', `at ${isoSeconds(atMs)}; the chain is good until ${isoSeconds(result.validUntilMs)}`],
+        ['chain', result.path.map((certificate) => certificate.subject || '(leaf)').join(' <- ')],
+      ]),
+    );
+  } else {
+    context.writeError(`invalid: ${result.code}\n  ${result.message}\n`);
+  }
+  if (!result.ok) context.setExitCode(1);
+}
+
+/** ISO 8601 time, or an offset from now such as +30d or -1h. */
+function parseTime(text: string, nowMs: number): number {
+  const relative = /^([+-])(.+)$/.exec(text.trim());
+  if (relative) {
+    const offsetMs = parseDuration(relative[2]!, '--at');
+    return relative[1] === '+' ? nowMs + offsetMs : nowMs - offsetMs;
+  }
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--at ${JSON.stringify(text)} is not a time: use ISO 8601 (2027-01-31T12:00:00Z) or an offset like +30d or -1h`,
+    );
+  }
+  return ms;
+}

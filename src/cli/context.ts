@@ -1,0 +1,14 @@
+import type { Clock } from '../clock.ts';
+
+/** What a command needs from the outside world, passed in so tests can run commands in-process. */
+export interface CliContext {
+  readonly clock: Clock;
+  readonly cwd: string;
+  readonly isColor: boolean;
+  write(text: string): void;
+  writeError(text: string): void;
+  /** Set the exit code without exiting, so output is flushed first. */
+  setExitCode(code: number): void;
+}
+
+export type OutputFormat = 'text' | 'json';

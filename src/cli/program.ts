@@ -1,0 +1,30 @@
+import { Command } from 'commander';
+import { registerCaCommand } from './ca-command.ts';
+import { registerCertCommand } from './cert-command.ts';
+import type { CliContext } from './context.ts';
+import { registerSpiffeCommand } from './spiffe-command.ts';
+
+export const VERSION = '0.1.0';
+
+/** The `mutual` command tree. Usage errors throw (exitOverride) so the caller reports them with a code. */
+export function createProgram(context: CliContext): Command {
+  const program = new Command('mutual')
+    .description('Zero-trust mutual TLS for service-to-service traffic')
+    .version(VERSION, '-V, --version')
+    .showSuggestionAfterError(true)
+    .configureOutput({
+      writeOut: (text) => context.write(text),
+      writeErr: (text) => context.writeError(text),
+      // Usage errors are printed by the caller with their code; commander must not print them too.
+      outputError: () => {},
+    })
+    .exitOverride();
+  registerCaCommand(program, context);
+  registerCertCommand(program, context);
+  registerSpiffeCommand(program, context);
+  for (const command of program.commands) {
+    command.exitOverride().configureOutput(program.configureOutput());
+    for (const sub of command.commands) sub.exitOverride().configureOutput(program.configureOutput());
+  }
+  return program;
+}

@@ -1,0 +1,18 @@
+// Configuration from outside (environment, flags, files), validated once. No other module reads
+// process.env; values arrive here and leave as typed, read-only objects.
+
+export { formatDuration, parseDuration } from './duration.ts';
+
+export interface CliEnvironment {
+  /** MUTUAL_DEBUG=1: show stack traces for internal errors. */
+  readonly isDebug: boolean;
+  /** NO_COLOR (https://no-color.org) or a non-TTY stdout turns colour off. */
+  readonly isColor: boolean;
+}
+
+export function loadCliEnvironment(env: NodeJS.ProcessEnv, isTty: boolean): CliEnvironment {
+  return Object.freeze({
+    isDebug: env.MUTUAL_DEBUG === '1' || env.MUTUAL_DEBUG === 'true',
+    isColor: isTty && env.NO_COLOR === undefined,
+  });
+}

@@ -1,0 +1,64 @@
+import { join } from 'node:path';
+import type { Clock } from '../clock.ts';
+import {
+  bundleToJwks,
+  bundleToPem,
+  type CertificateAuthority,
+  createTrustBundle,
+  loadAuthority,
+  parseBundle,
+  privateKeyToPem,
+  type TrustBundle,
+} from '../pki/index.ts';
+import { readTextFile, writeNewFiles } from './files.ts';
+
+/** File names inside a CA directory, as `mutual ca create` writes them. */
+export const CA_FILES = {
+  anchorCertificate: 'trust-anchor.crt',
+  anchorKey: 'trust-anchor.key',
+  issuerCertificate: 'issuer.crt',
+  issuerKey: 'issuer.key',
+  bundlePem: 'bundle.pem',
+  bundleJwks: 'bundle.jwks.json',
+} as const;
+
+export async function writeCaDirectory(
+  dir: string,
+  anchor: CertificateAuthority,
+  issuer: CertificateAuthority,
+): Promise<{ paths: string[]; bundle: TrustBundle }> {
+  const bundle = createTrustBundle(anchor.trustDomain, [Buffer.from(anchor.certificate.rawData)]);
+  const paths = await writeNewFiles(dir, [
+    { name: CA_FILES.anchorCertificate, contents: anchor.certificatePem, isSecret: false },
+    { name: CA_FILES.anchorKey, contents: privateKeyToPem(anchor.keys.privateKey), isSecret: true },
+    { name: CA_FILES.issuerCertificate, contents: issuer.certificatePem, isSecret: false },
+    { name: CA_FILES.issuerKey, contents: privateKeyToPem(issuer.keys.privateKey), isSecret: true },
+    { name: CA_FILES.bundlePem, contents: bundleToPem(bundle), isSecret: false },
+    {
+      name: CA_FILES.bundleJwks,
+      contents: `${JSON.stringify(bundleToJwks(bundle), null, 2)}\n`,
+      isSecret: false,
+    },
+  ]);
+  return { paths, bundle };
+}
+
+export interface LoadedCa {
+  readonly issuer: CertificateAuthority;
+  readonly bundle: TrustBundle;
+}
+
+/** Loads the issuer (checked: CA, key matches, within validity) and the trust bundle of a CA directory. */
+export async function readCaDirectory(dir: string, clock: Clock): Promise<LoadedCa> {
+  const certificatePath = join(dir, CA_FILES.issuerCertificate);
+  const keyPath = join(dir, CA_FILES.issuerKey);
+  const bundlePath = join(dir, CA_FILES.bundlePem);
+  const [certificatePem, privateKeyPem, bundleText] = await Promise.all([
+    readTextFile(certificatePath, 'issuer certificate'),
+    readTextFile(keyPath, 'issuer key'),
+    readTextFile(bundlePath, 'trust bundle'),
+  ]);
+  const issuer = loadAuthority({ certificatePem, privateKeyPem, clock, source: certificatePath });
+  const bundle = parseBundle(bundleText, issuer.trustDomain, bundlePath);
+  return { issuer, bundle };
+}

@@ -1,0 +1,93 @@
+import { constants } from 'node:fs';
+import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MutualError } from '../errors.ts';
+
+/** Secrets are readable by their owner only; certificates and bundles by anyone. */
+export const SECRET_FILE_MODE = 0o600;
+export const PUBLIC_FILE_MODE = 0o644;
+
+export interface OutputFile {
+  readonly name: string;
+  readonly contents: string;
+  readonly isSecret: boolean;
+}
+
+/**
+ * Writes a set of files into `dir`, never replacing one: if any already exists, nothing is
+ * written and the error lists them all, so a second `ca create` cannot destroy a CA's keys.
+ */
+export async function writeNewFiles(dir: string, files: readonly OutputFile[]): Promise<string[]> {
+  const paths = files.map((file) => join(dir, file.name));
+  const existing: string[] = [];
+  for (const path of paths) {
+    if (await exists(path)) existing.push(path);
+  }
+  if (existing.length > 0) {
+    throw new MutualError(
+      'MUTUAL_IO_ALREADY_EXISTS',
+      `refusing to overwrite ${existing.join(', ')}; choose another --out directory or move these files away first`,
+    );
+  }
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw writeFailed(dir, error);
+  }
+  for (const [index, file] of files.entries()) {
+    const path = paths[index]!;
+    try {
+      // 'wx' fails rather than replace a file created meanwhile.
+      await writeFile(path, file.contents, {
+        flag: 'wx',
+        mode: file.isSecret ? SECRET_FILE_MODE : PUBLIC_FILE_MODE,
+      });
+    } catch (error) {
+      throw writeFailed(path, error);
+    }
+  }
+  return paths;
+}
+
+export async function readTextFile(path: string, what: string): Promise<string> {
+  return (await readFileBytes(path, what)).toString('utf8');
+}
+
+/** Certificates, keys and bundles are small; a bigger file is a mistake or an attack. */
+export const MAX_INPUT_FILE_BYTES = 4 * 1024 * 1024;
+
+/** Reads a file whole; `what` names it in the error ("trust bundle", "issuer key" ...). */
+export async function readFileBytes(path: string, what: string): Promise<Buffer> {
+  try {
+    const { size } = await stat(path);
+    if (size > MAX_INPUT_FILE_BYTES) {
+      throw new MutualError(
+        'MUTUAL_IO_READ_FAILED',
+        `${what} ${path} is ${size} bytes; at most ${MAX_INPUT_FILE_BYTES} are read. Is it the right file?`,
+      );
+    }
+    return await readFile(path);
+  } catch (error) {
+    if (error instanceof MutualError) throw error;
+    const reason =
+      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
+    throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${what} ${path}: ${reason}`, {
+      cause: error,
+    });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function writeFailed(path: string, error: unknown): MutualError {
+  return new MutualError('MUTUAL_IO_WRITE_FAILED', `cannot write ${path}: ${(error as Error).message}`, {
+    cause: error,
+  });
+}

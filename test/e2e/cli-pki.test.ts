@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { runMutual } from './run-mutual.ts';
+
+let dir: string;
+const web = 'spiffe://cluster.local/ns/demo/sa/web';
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-cli-'));
+  const created = await runMutual([
+    'ca',
+    'create',
+    '--trust-domain',
+    'cluster.local',
+    '--out',
+    join(dir, 'ca'),
+  ]);
+  assert.equal(created.code, 0, created.stderr);
+  const issued = await runMutual([
+    'cert',
+    'issue',
+    '--ca',
+    join(dir, 'ca'),
+    '--spiffe-id',
+    web,
+    '--out',
+    join(dir, 'web'),
+    '--dns',
+    'web.demo',
+  ]);
+  assert.equal(issued.code, 0, issued.stderr);
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('ca create writes the CA with private keys readable only by the owner', async () => {
+  for (const name of ['trust-anchor.key', 'issuer.key']) {
+    assert.equal((await stat(join(dir, 'ca', name))).mode & 0o777, 0o600, name);
+  }
+  const jwks = JSON.parse(await readFile(join(dir, 'ca', 'bundle.jwks.json'), 'utf8'));
+  assert.equal(jwks.keys.length, 1);
+  assert.equal(jwks.keys[0].use, 'x509-svid');
+  assert.equal((await stat(join(dir, 'web', 'key.pem'))).mode & 0o777, 0o600);
+});
+
+test('ca create never overwrites an existing CA', async () => {
+  const before = await readFile(join(dir, 'ca', 'issuer.key'), 'utf8');
+  const again = await runMutual([
+    'ca',
+    'create',
+    '--trust-domain',
+    'cluster.local',
+    '--out',
+    join(dir, 'ca'),
+  ]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /error\[MUTUAL_IO_ALREADY_EXISTS\]/);
+  assert.equal(await readFile(join(dir, 'ca', 'issuer.key'), 'utf8'), before);
+});
+
+test('cert inspect shows the SPIFFE ID, the chain and the expiry, as text and JSON', async () => {
+  const text = await runMutual(['cert', 'inspect', join(dir, 'web', 'cert.pem')]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /Certificate 1 of 2 \(leaf\)/);
+  assert.match(text.stdout, new RegExp(`SPIFFE ID +${web}`));
+  assert.match(text.stdout, /DNS:web\.demo/);
+  assert.match(text.stdout, /expires in 2[34]h/);
+  assert.match(text.stdout, /Certificate 2 of 2 \(intermediate CA\)/);
+  const json = await runMutual(['cert', 'inspect', join(dir, 'web', 'cert.pem'), '-o', 'json']);
+  const views = JSON.parse(json.stdout);
+  assert.equal(views[0].spiffeId, web);
+  assert.deepEqual(views[0].extKeyUsage, ['serverAuth', 'clientAuth']);
+  assert.equal(views[1].isCa, true);
+  assert.equal(views[1].pathLength, 0);
+});
+
+test('cert verify accepts the chain and reports the SPIFFE ID', async () => {
+  const bundle = join(dir, 'ca', 'bundle.pem');
+  const cert = join(dir, 'web', 'cert.pem');
+  const ok = await runMutual(['cert', 'verify', '--bundle', bundle, '--cert', cert, '--spiffe-id', web]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.split('\n')[0], web);
+  const jwks = await runMutual([
+    'cert',
+    'verify',
+    '--bundle',
+    join(dir, 'ca', 'bundle.jwks.json'),
+    '--cert',
+    cert,
+  ]);
+  assert.equal(jwks.code, 0, jwks.stderr);
+});
+
+test('cert verify fails with a reason code: wrong ID, expired, not yet valid, foreign root', async () => {
+  const bundle = join(dir, 'ca', 'bundle.pem');
+  const cert = join(dir, 'web', 'cert.pem');
+  const cases: Array<[string[], RegExp]> = [
+    [['--spiffe-id', 'spiffe://cluster.local/ns/demo/sa/voting'], /MUTUAL_PKI_SPIFFE_ID_MISMATCH/],
+    [['--at', '+2d'], /MUTUAL_PKI_CERT_EXPIRED/],
+    [['--at', '-1h'], /MUTUAL_PKI_CERT_NOT_YET_VALID/],
+  ];
+  for (const [extra, reason] of cases) {
+    const result = await runMutual(['cert', 'verify', '--bundle', bundle, '--cert', cert, ...extra]);
+    assert.equal(result.code, 1, extra.join(' '));
+    assert.match(result.stderr, reason);
+  }
+  const other = await runMutual([
+    'ca',
+    'create',
+    '--trust-domain',
+    'cluster.local',
+    '--out',
+    join(dir, 'other'),
+  ]);
+  assert.equal(other.code, 0);
+  const foreign = await runMutual([
+    'cert',
+    'verify',
+    '--bundle',
+    join(dir, 'other', 'bundle.pem'),
+    '--cert',
+    cert,
+  ]);
+  assert.equal(foreign.code, 1);
+  assert.match(foreign.stderr, /MUTUAL_PKI_CHAIN_UNTRUSTED/);
+});
+
+test('bad input gets a coded error and a hint, never a stack trace', async () => {
+  const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 });
+  await writeFile(join(dir, 'rsa1024.pem'), rsa1024.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  await writeFile(join(dir, 'garbage.pem'), 'not a certificate at all');
+  const cases: Array<[string[], RegExp, number]> = [
+    [['cert', 'inspect', join(dir, 'web', 'key.pem')], /MUTUAL_PKI_PEM_WRONG_TYPE.*private key/s, 1],
+    [['cert', 'inspect', join(dir, 'garbage.pem')], /MUTUAL_PKI_PEM_MALFORMED/, 1],
+    [['cert', 'inspect', join(dir, 'missing.pem')], /MUTUAL_IO_READ_FAILED.*does not exist/, 1],
+    [['cert', 'inspect', dir], /MUTUAL_IO_READ_FAILED/, 1],
+    [
+      ['ca', 'create', '--trust-domain', 'Cluster.Local', '--out', join(dir, 'x')],
+      /MUTUAL_SPIFFE_TRUST_DOMAIN_INVALID.*lower case/,
+      1,
+    ],
+    [['ca', 'create', '--out', join(dir, 'x')], /MUTUAL_CLI_USAGE.*--trust-domain/, 2],
+    [
+      ['ca', 'create', '--trust-domain', 'td', '--out', join(dir, 'y'), '--issuer-lifetime', '12'],
+      /MUTUAL_CLI_USAGE.*--issuer-lifetime/,
+      2,
+    ],
+    [
+      [
+        'cert',
+        'issue',
+        '--ca',
+        join(dir, 'ca'),
+        '--spiffe-id',
+        'spiffe://other.td/ns/a/sa/b',
+        '--out',
+        join(dir, 'z'),
+      ],
+      /MUTUAL_PKI_TRUST_DOMAIN_REJECTED/,
+      1,
+    ],
+    [
+      [
+        'cert',
+        'issue',
+        '--ca',
+        join(dir, 'ca'),
+        '--spiffe-id',
+        web,
+        '--out',
+        join(dir, 'z'),
+        '--lifetime',
+        '100d',
+      ],
+      /MUTUAL_PKI_LIFETIME_INVALID/,
+      1,
+    ],
+    [
+      ['cert', 'verify', '--bundle', join(dir, 'rsa1024.pem'), '--cert', join(dir, 'web', 'cert.pem')],
+      /MUTUAL_PKI_PEM_WRONG_TYPE/,
+      1,
+    ],
+    [
+      ['cert', 'verify', '--bundle', join(dir, 'web', 'cert.pem'), '--cert', join(dir, 'web', 'cert.pem')],
+      /MUTUAL_PKI_BUNDLE_INVALID.*not a CA/,
+      1,
+    ],
+    [['spiffe', 'parse', 'spiffe://cluster.local/ns//sa/web'], /MUTUAL_SPIFFE_ID_INVALID.*empty segment/, 1],
+    [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
+  ];
+  for (const [args, pattern, code] of cases) {
+    const result = await runMutual(args);
+    assert.equal(result.code, code, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, pattern, args.join(' '));
+    assert.match(result.stderr, /hint: /, args.join(' '));
+    assert.doesNotMatch(result.stderr, /\n\s+at /, `stack trace for ${args.join(' ')}`);
+  }
+});
+
+test('spiffe parse shows the parts of a mesh identity', async () => {
+  const result = await runMutual(['spiffe', 'parse', web, '-o', 'json']);
+  assert.equal(result.code, 0);
+  assert.deepEqual(JSON.parse(result.stdout), {
+    id: web,
+    trustDomain: 'cluster.local',
+    path: '/ns/demo/sa/web',
+    namespace: 'demo',
+    serviceAccount: 'web',
+  });
+});
