@@ -1,7 +1,5 @@
 import { resolve } from 'node:path';
 
-const DAY_MS = 86_400_000;
-
 import { type Command, Option } from 'commander';
 import { parseDuration } from '../config/index.ts';
 import {
@@ -15,6 +13,8 @@ import { parseTrustDomain } from '../spiffe/index.ts';
 import { writeCaDirectory } from '../store/index.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { describeValidity, isoSeconds, renderFields, renderJson } from './render.ts';
+
+const DAY_MS = 86_400_000;
 
 interface CaCreateOptions {
   trustDomain: string;
