@@ -139,6 +139,33 @@ export const errorCatalog = {
     action: 'Issue the certificate with the name clients use (`mutual cert issue --dns NAME`).',
   },
 
+  // --- Identity service ---
+  MUTUAL_IDENTITY_TOKEN_INVALID: {
+    meaning:
+      'The token presented to the identity service is malformed, forged, expired, not yet valid, or for another audience; the message says which.',
+    action:
+      'Mint a fresh token (`mutual identity token create --ns NS --sa SA`) or check the token file the workload reads.',
+  },
+  MUTUAL_IDENTITY_REQUEST_INVALID: {
+    meaning: 'A request to the identity service is not valid JSON or lacks a required field.',
+    action:
+      'POST /v1/certify takes a JSON object {"token": "...", "csr": "-----BEGIN CERTIFICATE REQUEST-----..."}.',
+  },
+  MUTUAL_IDENTITY_REQUEST_TOO_LARGE: {
+    meaning: 'A request body is larger than the identity service accepts (64 KiB).',
+    action: 'Send one CSR and one token per request; neither needs more than a few KiB.',
+  },
+  MUTUAL_IDENTITY_RATE_LIMITED: {
+    meaning: 'One identity asked for certificates faster than the per-identity rate limit allows.',
+    action:
+      'Wait for the time in the Retry-After header; a workload needs a new certificate only every few hours.',
+  },
+  MUTUAL_IDENTITY_UNAVAILABLE: {
+    meaning: 'The identity service cannot sign right now (no valid issuer loaded, or it is shutting down).',
+    action:
+      'Check the identity service log and `mutual check`; workloads keep their current certificates and retry.',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',

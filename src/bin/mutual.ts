@@ -16,6 +16,10 @@ export async function main(argv: readonly string[]): Promise<void> {
       setExitCode: (code) => {
         process.exitCode = code;
       },
+      untilShutdown: () =>
+        new Promise((resolve) => {
+          for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve(signal));
+        }),
     },
     environment.isDebug,
   );

@@ -9,6 +9,8 @@ export interface CliContext {
   writeError(text: string): void;
   /** Set the exit code without exiting, so output is flushed first. */
   setExitCode(code: number): void;
+  /** Resolves with the signal name when the user asks a daemon to stop (Ctrl-C, SIGTERM). */
+  untilShutdown(): Promise<string>;
 }
 
 export type OutputFormat = 'text' | 'json';

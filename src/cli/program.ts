@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerCaCommand } from './ca-command.ts';
 import { registerCertCommand } from './cert-command.ts';
 import type { CliContext } from './context.ts';
+import { registerIdentityCommand } from './identity-command.ts';
 import { registerSpiffeCommand } from './spiffe-command.ts';
 
 export const VERSION = '0.1.0';
@@ -22,9 +23,13 @@ export function createProgram(context: CliContext): Command {
   registerCaCommand(program, context);
   registerCertCommand(program, context);
   registerSpiffeCommand(program, context);
-  for (const command of program.commands) {
-    command.exitOverride().configureOutput(program.configureOutput());
-    for (const sub of command.commands) sub.exitOverride().configureOutput(program.configureOutput());
-  }
+  registerIdentityCommand(program, context);
+  const applyToSubcommands = (command: Command) => {
+    for (const sub of command.commands) {
+      sub.exitOverride().configureOutput(program.configureOutput());
+      applyToSubcommands(sub);
+    }
+  };
+  applyToSubcommands(program);
   return program;
 }

@@ -2,6 +2,7 @@
 // process.env; values arrive here and leave as typed, read-only objects.
 
 export { formatDuration, parseDuration } from './duration.ts';
+export { type ListenAddress, parseListenAddress } from './listen-address.ts';
 
 export interface CliEnvironment {
   /** MUTUAL_DEBUG=1: show stack traces for internal errors. */

@@ -4,6 +4,7 @@
 export { type MeshIdentity, meshIdentity, meshIdentityOf, parseMeshIdentity } from './mesh-identity.ts';
 export {
   formatSpiffeId,
+  isValidPathSegment,
   MAX_SPIFFE_ID_BYTES,
   MAX_TRUST_DOMAIN_LENGTH,
   parseSpiffeId,

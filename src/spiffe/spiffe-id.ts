@@ -188,3 +188,8 @@ export function formatSpiffeId(trustDomain: string, ...segments: string[]): Spif
   const path = segments.map((segment) => `/${segment}`).join('');
   return parseSpiffeId(`${SCHEME_PREFIX}${domain}${path}`);
 }
+
+/** Whether `segment` may be one path segment of a SPIFFE ID (e.g. a namespace or service account). */
+export function isValidPathSegment(segment: string): boolean {
+  return segment !== '.' && segment !== '..' && PATH_SEGMENT.test(segment);
+}

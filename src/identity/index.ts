@@ -1,0 +1,22 @@
+// The control plane's CA: authenticates workloads by token, signs their CSRs for exactly that
+// identity, serves the trust bundle. Never takes an identity from a CSR; never sees a private key.
+
+export { type AuditEntry, type AuditLog, memoryAuditLog, openAuditLog } from './audit-log.ts';
+export { type Certifier, type CertifyRequest, type CertifyResponse, createCertifier } from './certifier.ts';
+export { type BundleSource, createIdentityApiServer, MAX_REQUEST_BODY_BYTES } from './http-api.ts';
+export {
+  type AuthenticatedCaller,
+  createJoinTokenAuthenticator,
+  createJoinTokenIssuer,
+  IDENTITY_AUDIENCE,
+  identityFromServiceAccount,
+  type TokenAuthenticator,
+} from './join-token.ts';
+export { DEFAULT_RATE_LIMIT, type RateLimit } from './rate-limiter.ts';
+export {
+  type IdentityService,
+  type IdentityServiceConfig,
+  identityServiceId,
+  startIdentityService,
+} from './service.ts';
+export { JOIN_TOKEN_KEY_FILE, loadOrCreateJoinTokenKey } from './token-key.ts';
