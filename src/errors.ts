@@ -35,7 +35,8 @@ export const errorCatalog = {
       'Pass the file the option asks for; the message says which block type was expected and which was found.',
   },
   MUTUAL_PKI_CERT_MALFORMED: {
-    meaning: 'A certificate could not be decoded (bad DER inside the PEM block).',
+    meaning:
+      'A certificate could not be decoded (bad DER inside the PEM block), or breaks an X.509 encoding rule: not v3, a duplicated extension, a zero, negative or over-long serial, mismatched signature algorithms, an empty issuer.',
     action:
       'Re-export the certificate; `openssl x509 -in FILE -noout -text` shows whether it is readable at all.',
   },
@@ -102,7 +103,7 @@ export const errorCatalog = {
   },
   MUTUAL_PKI_CHAIN_INVALID: {
     meaning:
-      'The chain breaks a path rule: an intermediate is not a CA, a path length is exceeded, a critical extension is unknown, or the chain is too deep.',
+      'The chain breaks a path rule: an intermediate is not a CA, a path length is exceeded, a critical extension is unknown, the chain is too deep, or a leaf breaks a profile rule (missing authority key identifier, disallowed key type, name constraints in a leaf).',
     action:
       'Issue workload certificates from an intermediate made by `mutual ca create`; the message names the rule.',
   },

@@ -92,6 +92,15 @@ function decodeGeneralName(tlv: Tlv): GeneralNameEntry {
   }
 }
 
+/** Whether `der` is exactly one TLV, with no bytes after it (parsers ignore trailing bytes silently). */
+export function isSingleTlv(der: Uint8Array): boolean {
+  try {
+    return readTlv(der, 0).end === der.length;
+  } catch {
+    return false;
+  }
+}
+
 /** Decodes a subjectAltName extension value (GeneralNames). Throws on malformed DER. */
 export function decodeGeneralNames(extnValue: Uint8Array): GeneralNameEntry[] {
   const sequence = readSingle(extnValue, TAG_SEQUENCE);
