@@ -1,0 +1,25 @@
+/** Renew at this share of the lifetime (ghostunnel and SPIRE renew around half; Linkerd at 70%). */
+export const RENEW_AT_FRACTION = 0.7;
+export const MIN_RENEW_DELAY_MS = 10_000;
+export const MAX_RENEW_DELAY_MS = 24 * 60 * 60 * 1000;
+
+/** When to renew a certificate valid over [notBefore, notAfter], as a delay from now. */
+export function renewalDelayMs(notBeforeMs: number, notAfterMs: number, nowMs: number): number {
+  const renewAtMs = notBeforeMs + (notAfterMs - notBeforeMs) * RENEW_AT_FRACTION;
+  const delayMs = renewAtMs - nowMs;
+  // A certificate already past its renewal point (e.g. the service was down) is renewed soon,
+  // but never in a tight loop; and even a 1-year certificate is renewed within a day.
+  const upperMs = Math.min(MAX_RENEW_DELAY_MS, Math.max(0, notAfterMs - nowMs));
+  return Math.max(Math.min(delayMs, upperMs), Math.min(MIN_RENEW_DELAY_MS, upperMs / 2));
+}
+
+/** Exponential backoff with full jitter: attempt 0 waits up to `baseMs`, doubling to `maxMs`. */
+export function backoffDelayMs(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
+  const ceilingMs = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
+  return Math.max(baseMs / 2, Math.round(random() * ceilingMs));
+}

@@ -1,0 +1,119 @@
+// A workload against a real identity-service process with 12-second certificates: it renews with
+// a fresh key at 70% of the lifetime, keeps its certificate while the service is down for longer
+// than a renewal interval, and recovers when the service returns.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { systemClock } from '../../src/clock.ts';
+import { createWorkloadIdentity, type WorkloadEvent } from '../../src/workload/index.ts';
+import { repoRoot, runMutual } from './run-mutual.ts';
+
+const WEB = 'spiffe://cluster.local/ns/demo/sa/web';
+let dir: string;
+let service: ChildProcess | undefined;
+
+async function startService(listen: string): Promise<string> {
+  const child = spawn(
+    process.execPath,
+    [
+      join(repoRoot(), 'bin', 'mutual.js'),
+      ...['identity', 'serve', '--ca', join(dir, 'ca'), '--state-dir', join(dir, 'state')],
+      ...['--listen', listen, '--admin-listen', '127.0.0.1:0', '--lifetime', '12s', '--skew', '1s'],
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  service = child;
+  let output = '';
+  for await (const chunk of child.stdout!) {
+    output += String(chunk);
+    const match = /listening on (https:\/\/\S+)/.exec(output);
+    if (match) return match[1]!;
+  }
+  throw new Error(`identity service did not start: ${output}`);
+}
+
+async function stopService() {
+  if (!service || service.exitCode !== null) return;
+  service.kill('SIGTERM');
+  await once(service, 'exit');
+}
+
+after(async () => {
+  await stopService();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('renews with a fresh key, survives an identity-service outage, recovers', async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-renew-'));
+  assert.equal(
+    (await runMutual(['ca', 'create', '--trust-domain', 'cluster.local', '--out', join(dir, 'ca')])).code,
+    0,
+  );
+  const url = await startService('127.0.0.1:0');
+  const minted = await runMutual([
+    'identity',
+    'token',
+    'create',
+    '--ns',
+    'demo',
+    '--sa',
+    'web',
+    '--state-dir',
+    join(dir, 'state'),
+  ]);
+  await writeFile(join(dir, 'token'), minted.stdout.trim());
+  const events: WorkloadEvent[] = [];
+  const waiters: Array<() => void> = [];
+  const workload = createWorkloadIdentity({
+    spiffeId: WEB,
+    identityUrl: url,
+    identityServerId: 'spiffe://cluster.local/ns/mutual-system/sa/identity',
+    readToken: () => readFile(join(dir, 'token'), 'utf8'),
+    initialBundlePem: await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8'),
+    clock: systemClock,
+    retryBaseMs: 300,
+    retryMaxMs: 1000,
+    bundleWaitS: 0,
+    onEvent: (event) => {
+      events.push(event);
+      for (const wake of waiters.splice(0)) wake();
+    },
+  });
+  const nextEvent = async (kind: WorkloadEvent['kind'], after: number) => {
+    while (!events.slice(after).some((event) => event.kind === kind)) {
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
+    return events.length;
+  };
+  try {
+    workload.start();
+    const first = await workload.ready();
+    assert.equal(first.spiffeId, WEB);
+
+    // Renewal at 70% of ~14 s: a new certificate with a new key.
+    let seen = await nextEvent('issued', 1);
+    const second = workload.current()!;
+    assert.notEqual(second.privateKeyPem, first.privateKeyPem);
+    assert.notEqual(second.certificateChainPem, first.certificateChainPem);
+    assert.ok(second.notAfterMs > first.notAfterMs);
+
+    // The service goes away for longer than a renewal interval: renewals fail, the certificate stays.
+    await stopService();
+    seen = await nextEvent('renewal-failed', seen);
+    assert.equal(workload.current(), second);
+    assert.equal(workload.lastError()?.code, 'MUTUAL_IDENTITY_UNAVAILABLE');
+
+    // Back on the same address: the next retry succeeds.
+    await startService(new URL(url).host);
+    await nextEvent('issued', seen);
+    const third = workload.current()!;
+    assert.ok(third.notAfterMs > second.notAfterMs);
+    assert.equal(workload.lastError(), undefined);
+  } finally {
+    workload.close();
+  }
+});
