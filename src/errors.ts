@@ -67,6 +67,11 @@ export const errorCatalog = {
     meaning: 'A CSR asks for names other than exactly one URI SAN with the expected SPIFFE ID.',
     action: 'Put exactly one URI SAN, the workload SPIFFE ID, in the CSR and no DNS, IP or e-mail SANs.',
   },
+  MUTUAL_PKI_DNS_NAME_INVALID: {
+    meaning: 'A DNS name requested for a certificate is not a valid host name.',
+    action:
+      'Use letters, digits and "-" in dot-separated labels (optionally starting with "*."), e.g. web.demo.svc.',
+  },
   MUTUAL_PKI_LIFETIME_INVALID: {
     meaning: 'A requested certificate lifetime or skew is not positive, or is longer than allowed.',
     action: 'Give a duration such as 24h, 90m or 3650d within the limits shown in the message.',

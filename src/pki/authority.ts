@@ -74,6 +74,11 @@ export async function createIssuer(
 ): Promise<CertificateAuthority> {
   const trustDomain = parseTrustDomain(options.trustDomain);
   const lifetimeMs = checkLifetime(options.lifetimeMs ?? DEFAULT_ISSUER_LIFETIME_MS, 'issuer lifetime');
+  if (anchor.trustDomain !== trustDomain) {
+    throw issuerInvalid(
+      `the trust anchor is for ${anchor.trustDomain}; it cannot make an issuer for ${trustDomain}`,
+    );
+  }
   const now = options.clock.now();
   assertCanSign(anchor, now);
   const keys = await generateKeyPair(options.keyAlgorithm);
@@ -125,10 +130,13 @@ export function loadAuthority(options: {
   privateKeyPem: string;
   clock: Clock;
   source?: string;
-  chainPem?: readonly string[];
+  /** Required when the certificate carries no spiffe://<trust-domain> URI SAN (imported CAs). */
+  trustDomain?: string;
 }): CertificateAuthority {
   const source = options.source ?? 'CA certificate';
-  const block = decodePemOfType(options.certificatePem, ['CERTIFICATE'], source)[0]!;
+  // The first block is the CA; any further blocks are its chain up to the anchor.
+  const [block, ...chainBlocks] = decodePemOfType(options.certificatePem, ['CERTIFICATE'], source);
+  if (!block) throw new MutualError('MUTUAL_PKI_PEM_MALFORMED', `${source}: no certificate`);
   let certificate: x509.X509Certificate;
   try {
     certificate = new x509.X509Certificate(block.der);
@@ -160,8 +168,22 @@ export function loadAuthority(options: {
   const uri = certificate
     .getExtension(x509.SubjectAlternativeNameExtension)
     ?.names.items.find((name) => name.type === 'url')?.value;
-  const trustDomain = uri ? parseTrustDomain(uri) : '';
-  const authority = authorityFrom(trustDomain, certificate, keys, options.chainPem ?? []);
+  const certifiedDomain = uri ? parseTrustDomain(uri) : undefined;
+  const trustDomain =
+    options.trustDomain === undefined ? certifiedDomain : parseTrustDomain(options.trustDomain);
+  if (trustDomain === undefined) {
+    // Without a trust domain the issuer would sign IDs of any trust domain.
+    throw issuerInvalid(
+      `${source}: ${certificate.subject} has no spiffe://<trust-domain> URI SAN; give the trust domain explicitly`,
+    );
+  }
+  if (certifiedDomain !== undefined && certifiedDomain !== trustDomain) {
+    throw issuerInvalid(
+      `${source}: ${certificate.subject} belongs to trust domain ${certifiedDomain}, not ${trustDomain}`,
+    );
+  }
+  const chainPem = chainBlocks.map((chainBlock) => encodePem('CERTIFICATE', chainBlock.der));
+  const authority = authorityFrom(trustDomain, certificate, keys, chainPem);
   assertCanSign(authority, options.clock.now(), source);
   return authority;
 }

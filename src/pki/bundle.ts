@@ -47,13 +47,24 @@ function checkRoot(der: Buffer, what: string): void {
   try {
     certificate = new NodeX509Certificate(der);
   } catch (error) {
-    throw new MutualError('MUTUAL_PKI_CERT_MALFORMED', `trust bundle ${what} cannot be decoded`, {
-      cause: error,
-    });
+    throw new MutualError(
+      'MUTUAL_PKI_BUNDLE_INVALID',
+      `trust bundle ${what} is not a decodable certificate`,
+      {
+        cause: error,
+      },
+    );
   }
+  const subject = certificate.subject ?? '(empty subject)';
   if (!certificate.ca) {
     throw bundleInvalid(
-      `trust bundle ${what} (${certificate.subject}) is not a CA certificate; a bundle holds only roots`,
+      `trust bundle ${what} (${subject}) is not a CA certificate; a bundle holds only roots`,
+    );
+  }
+  // An intermediate as an anchor would make OpenSSL-based peers and ours disagree on what is trusted.
+  if (!certificate.checkIssued(certificate) || !certificate.verify(certificate.publicKey)) {
+    throw bundleInvalid(
+      `trust bundle ${what} (${subject}) is not self-signed; a bundle holds roots, not intermediates`,
     );
   }
 }
@@ -121,8 +132,10 @@ export function parseBundleJwks(text: string, trustDomain = '', source = 'trust 
     const der = Buffer.from(x5c[0], 'base64');
     checkRoot(der, `key #${index + 1}`);
     const certificateJwk = new NodeX509Certificate(der).publicKey.export({ format: 'jwk' });
-    for (const field of ['kty', 'crv', 'x', 'y', 'n', 'e'] as const) {
-      if (key[field] !== undefined && key[field] !== certificateJwk[field]) {
+    const fields =
+      certificateJwk.kty === 'RSA' ? (['kty', 'n', 'e'] as const) : (['kty', 'crv', 'x', 'y'] as const);
+    for (const field of fields) {
+      if (key[field] !== certificateJwk[field]) {
         throw bundleInvalid(
           `${source}: key #${index + 1} does not match its x5c certificate (field ${field})`,
         );
@@ -130,7 +143,12 @@ export function parseBundleJwks(text: string, trustDomain = '', source = 'trust 
     }
     roots.push(der);
   }
-  const sequence = typeof jwks.spiffe_sequence === 'number' ? jwks.spiffe_sequence : 1;
+  const sequence = jwks.spiffe_sequence ?? 1;
+  if (!Number.isSafeInteger(sequence) || sequence < 0) {
+    throw bundleInvalid(
+      `${source}: spiffe_sequence must be a non-negative integer, got ${JSON.stringify(sequence)}`,
+    );
+  }
   return createTrustBundle(trustDomain, roots, sequence);
 }
 

@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { MutualError } from '../errors.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/index.ts';
+import { isSingleTlv } from './general-names.ts';
 import { describeKey } from './keys.ts';
 import { decodePem, encodePem } from './pem.ts';
 import { signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';
@@ -37,6 +38,12 @@ export interface AdmittedCsr {
 export async function admitCsr(csr: string | Uint8Array, expectedId: string): Promise<AdmittedCsr> {
   const expected = parseSpiffeId(expectedId);
   const der = csrDer(csr);
+  if (!isSingleTlv(der)) {
+    throw new MutualError(
+      'MUTUAL_PKI_CSR_MALFORMED',
+      'the CSR is not one DER structure (truncated, or bytes after its end)',
+    );
+  }
   let request: x509.Pkcs10CertificateRequest;
   try {
     request = new x509.Pkcs10CertificateRequest(der);
@@ -97,7 +104,12 @@ function tooLarge(size: number): MutualError {
 }
 
 function checkRequestedNames(request: x509.Pkcs10CertificateRequest, expected: SpiffeId): void {
-  const extension = request.getExtension(SUBJECT_ALT_NAME_OID);
+  // getExtension returns only the first match; a second SAN extension could smuggle in a name.
+  const sanExtensions = request.extensions.filter((extension) => extension.type === SUBJECT_ALT_NAME_OID);
+  if (sanExtensions.length > 1) {
+    throw sanInvalid(`the CSR has ${sanExtensions.length} subjectAltName extensions; exactly one is allowed`);
+  }
+  const extension = sanExtensions[0];
   if (!extension) {
     throw sanInvalid(`the CSR has no subjectAltName; it must carry exactly one URI SAN, ${expected.uri}`);
   }

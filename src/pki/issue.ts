@@ -178,7 +178,7 @@ function checkDnsName(name: string): string {
   const lower = name.toLowerCase();
   if (lower.length > 253 || !DNS_NAME.test(lower)) {
     throw new MutualError(
-      'MUTUAL_CLI_USAGE',
+      'MUTUAL_PKI_DNS_NAME_INVALID',
       `${JSON.stringify(name)} is not a valid DNS name (letters, digits and "-" in dot-separated labels, optionally starting with "*.")`,
     );
   }

@@ -76,6 +76,12 @@ export function privateKeyToPem(key: KeyObject): string {
 
 /** Reads exactly one unencrypted private key from PEM and checks that its type is accepted. */
 export function parsePrivateKeyPem(text: string, source = 'private key'): KeyPair {
+  if (/Proc-Type:\s*4,ENCRYPTED/.test(text)) {
+    throw new MutualError(
+      'MUTUAL_PKI_KEY_MALFORMED',
+      `${source}: the private key is encrypted; decrypt it first (openssl pkey -in KEY -out KEY.plain)`,
+    );
+  }
   const blocks = decodePem(text, source);
   const keyBlocks = blocks.filter((block) => isPrivateKeyPemType(block.type));
   if (keyBlocks.length !== 1) {
