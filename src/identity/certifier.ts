@@ -4,7 +4,8 @@ import {
   admitCsr,
   bundleToPem,
   type CertificateAuthority,
-  issueSvid,
+  createSvidSigner,
+  type SvidSigner,
   type TrustBundle,
 } from '../pki/index.ts';
 import type { AuditLog } from './audit-log.ts';
@@ -59,6 +60,12 @@ export class RateLimitedError extends MutualError {
  */
 export function createCertifier(deps: CertifierDeps) {
   const limiter = createRateLimiter(deps.rateLimit ?? DEFAULT_RATE_LIMIT, deps.clock);
+  // One template signer per issuer: a rotated issuer gets fresh templates.
+  let signer: { issuer: CertificateAuthority; sign: SvidSigner } | undefined;
+  const signerFor = (issuer: CertificateAuthority): SvidSigner => {
+    if (signer?.issuer !== issuer) signer = { issuer, sign: createSvidSigner(issuer) };
+    return signer.sign;
+  };
   return {
     async certify(request: CertifyRequest, requester: string): Promise<CertifyResponse> {
       let identity = '';
@@ -72,7 +79,7 @@ export function createCertifier(deps: CertifierDeps) {
         const admitted = await admitCsr(request.csr, identity);
         const issuer = deps.currentIssuer();
         if (!issuer) throw new MutualError('MUTUAL_IDENTITY_UNAVAILABLE', 'no valid issuer is loaded');
-        const svid = await issueSvid(issuer, {
+        const svid = await signerFor(issuer).issue({
           spiffeId: identity,
           publicKey: admitted.publicKey,
           clock: deps.clock,

@@ -48,6 +48,7 @@ export {
   privateKeyToPem,
 } from './keys.ts';
 export { decodePem, decodePemOfType, encodePem, type PemBlock } from './pem.ts';
+export { createSvidSigner, DEFAULT_SVID_TEMPLATE_CACHE_SIZE, type SvidSigner } from './svid-template.ts';
 export {
   createPeerVerifier,
   type PathVerification,
