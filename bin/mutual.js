@@ -7,7 +7,16 @@ import { createRequire } from 'node:module';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major >= 24) {
-  const { main } = await import('../dist/src/bin/mutual.js');
+  let main;
+  try {
+    ({ main } = await import('../dist/src/bin/mutual.js'));
+  } catch (error) {
+    if (error?.code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    console.error(
+      'mutual: the compiled code is missing (dist/). Run `npm ci` (or `npm run build`) in the project first.',
+    );
+    process.exit(1);
+  }
   await main(process.argv.slice(2));
 } else {
   const require = createRequire(import.meta.url);
