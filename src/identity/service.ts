@@ -13,6 +13,7 @@ import {
   type TrustBundle,
 } from '../pki/index.ts';
 import { readCaDirectory } from '../store/index.ts';
+import { backoffDelayMs, renewalDelayMs } from '../workload/index.ts';
 import { openAuditLog } from './audit-log.ts';
 import { createCertifier } from './certifier.ts';
 import { type BundleSource, createIdentityApiServer } from './http-api.ts';
@@ -105,19 +106,40 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
     onOutcome: (result, reason) => (result === 'issued' ? issued.inc() : refused.inc({ reason })),
   });
-  const ownKeys = await generateKeyPair();
-  const ownSvid = await issueSvid(issuer, {
-    spiffeId: identityServiceId(issuer.trustDomain),
-    publicKey: ownKeys.publicKey,
-    clock: config.clock,
-    lifetimeMs: config.lifetimeMs,
-    dnsNames: ['localhost', 'identity.mutual-system.svc'],
-  });
-  const api = createIdentityApiServer({
-    certifier,
-    bundles,
-    serverCredentials: { key: privateKeyToPem(ownKeys.privateKey), cert: ownSvid.chainPem },
-  });
+  // The service's own SVID, renewed like any workload's: a fresh key at 70% of its lifetime,
+  // swapped with setSecureContext so open connections are not dropped.
+  const issueOwnCredentials = async () => {
+    const keys = await generateKeyPair();
+    const svid = await issueSvid(current.issuer ?? issuer, {
+      spiffeId: identityServiceId(issuer.trustDomain),
+      publicKey: keys.publicKey,
+      clock: config.clock,
+      lifetimeMs: config.lifetimeMs,
+      skewMs: config.skewMs,
+      dnsNames: ['localhost', 'identity.mutual-system.svc'],
+    });
+    return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, svid };
+  };
+  const own = await issueOwnCredentials();
+  const api = createIdentityApiServer({ certifier, bundles, serverCredentials: own });
+  let ownRenewal: NodeJS.Timeout | undefined;
+  const scheduleOwnRenewal = (notBeforeMs: number, notAfterMs: number, failures = 0) => {
+    const delayMs =
+      failures === 0
+        ? renewalDelayMs(notBeforeMs, notAfterMs, config.clock.now())
+        : backoffDelayMs(failures, 1000, 30_000);
+    ownRenewal = setTimeout(() => {
+      issueOwnCredentials().then(
+        (next) => {
+          api.setSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.3' });
+          scheduleOwnRenewal(next.svid.notBeforeMs, next.svid.notAfterMs);
+        },
+        () => scheduleOwnRenewal(notBeforeMs, notAfterMs, failures + 1),
+      );
+    }, delayMs);
+    ownRenewal.unref();
+  };
+  scheduleOwnRenewal(own.svid.notBeforeMs, own.svid.notAfterMs);
   const admin = createAdminServer({
     registry,
     notReadyReason: () => (current.issuer ? undefined : 'no valid issuer loaded'),
@@ -132,6 +154,7 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     adminUrl: `http://${urlHost(adminAddress)}:${adminAddress.port}`,
     trustDomain: issuer.trustDomain,
     async close() {
+      clearTimeout(ownRenewal);
       for (const listener of bundleListeners) listener();
       await Promise.all([closeServer(api), closeServer(admin)]);
       await audit.close();
