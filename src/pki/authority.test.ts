@@ -5,6 +5,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import * as asn1X509 from '@peculiar/asn1-x509';
 import { fixedClock } from '../clock.ts';
 import { type ErrorCode, isMutualError } from '../errors.ts';
+import { rejectsCode, throwsCode } from '../testing/expect-error.ts';
 import {
   type CertificateAuthority,
   createIssuer,
@@ -30,29 +31,6 @@ function extension(authority: CertificateAuthority, oid: string): x509.Extension
 
 function nodeCertificate(pem: string): NodeX509Certificate {
   return new NodeX509Certificate(pem);
-}
-
-async function rejects(promise: Promise<unknown>, code: ErrorCode, name: string): Promise<void> {
-  await assert.rejects(
-    promise,
-    (error: unknown) => {
-      assert.ok(isMutualError(error, code), `${name}: expected ${code}, got ${String(error)}`);
-      return true;
-    },
-    name,
-  );
-}
-
-function throwsCode(fn: () => unknown, code: ErrorCode, name: string, message?: RegExp): void {
-  assert.throws(
-    fn,
-    (error: unknown) => {
-      assert.ok(isMutualError(error, code), `${name}: expected ${code}, got ${String(error)}`);
-      if (message) assert.match(error.message, message, name);
-      return true;
-    },
-    name,
-  );
 }
 
 const clock = fixedClock(T0);
@@ -174,12 +152,12 @@ test('the issuer lifetime is clamped to the anchor notAfter', async () => {
 });
 
 test('createIssuer refuses an anchor outside its validity', async () => {
-  await rejects(
+  await rejectsCode(
     createIssuer(anchor, { trustDomain: TD, clock: fixedClock(anchor.notAfterMs + 1000) }),
     'MUTUAL_PKI_ISSUER_INVALID',
     'expired anchor',
   );
-  await rejects(
+  await rejectsCode(
     createIssuer(anchor, { trustDomain: TD, clock: fixedClock(anchor.notBeforeMs - 1000) }),
     'MUTUAL_PKI_ISSUER_INVALID',
     'anchor not yet valid',
@@ -195,24 +173,24 @@ test('CA creation refuses bad lifetimes and trust domains', async () => {
     ['over 100 years', 101 * 365 * DAY_MS],
   ];
   for (const [name, lifetimeMs] of bad) {
-    await rejects(
+    await rejectsCode(
       createTrustAnchor({ trustDomain: TD, clock, lifetimeMs }),
       'MUTUAL_PKI_LIFETIME_INVALID',
       `anchor ${name}`,
     );
-    await rejects(
+    await rejectsCode(
       createIssuer(anchor, { trustDomain: TD, clock, lifetimeMs }),
       'MUTUAL_PKI_LIFETIME_INVALID',
       `issuer ${name}`,
     );
   }
   for (const trustDomain of ['', 'Cluster.Local', 'spiffe://cluster.local/x', 'a b', 'td:443']) {
-    await rejects(
+    await rejectsCode(
       createTrustAnchor({ trustDomain, clock }),
       'MUTUAL_SPIFFE_TRUST_DOMAIN_INVALID',
       `anchor trust domain ${JSON.stringify(trustDomain)}`,
     );
-    await rejects(
+    await rejectsCode(
       createIssuer(anchor, { trustDomain, clock }),
       'MUTUAL_SPIFFE_TRUST_DOMAIN_INVALID',
       `issuer trust domain ${JSON.stringify(trustDomain)}`,

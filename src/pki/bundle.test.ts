@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
 import { fixedClock } from '../clock.ts';
 import { type ErrorCode, isMutualError } from '../errors.ts';
+import { throwsCode } from '../testing/expect-error.ts';
 import { createIssuer, createTrustAnchor } from './authority.ts';
 import {
   BUNDLE_REFRESH_HINT_S,
@@ -40,18 +41,6 @@ const tooManyRoots = await Promise.all(
     der((await createTrustAnchor({ trustDomain: TD, clock })).certificatePem),
   ),
 );
-
-function throwsCode(fn: () => unknown, code: ErrorCode, name: string, message?: RegExp): void {
-  assert.throws(
-    fn,
-    (error: unknown) => {
-      assert.ok(isMutualError(error, code), `${name}: expected ${code}, got ${String(error)}`);
-      if (message) assert.match(error.message, message, name);
-      return true;
-    },
-    name,
-  );
-}
 
 test('a PEM bundle with two roots (rotation) round-trips in order', () => {
   const bundle = createTrustBundle(TD, [oldDer, newDer], 7);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, KeyObject, randomBytes, webcrypto } from 'node:crypto';
 import { test } from 'node:test';
 import { type ErrorCode, isMutualError } from '../errors.ts';
+import { rejectsCode } from '../testing/expect-error.ts';
 import { admitCsr, createCsr } from './csr.ts';
 import { generateKeyPair, isSameKey } from './keys.ts';
 import { decodePem, encodePem } from './pem.ts';
@@ -10,23 +11,6 @@ import { x509 } from './x509-library.ts';
 const ID = 'spiffe://cluster.local/ns/shop/sa/web';
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const RSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const;
-
-async function rejects(
-  promise: Promise<unknown>,
-  code: ErrorCode,
-  name: string,
-  message?: RegExp,
-): Promise<void> {
-  await assert.rejects(
-    promise,
-    (error: unknown) => {
-      assert.ok(isMutualError(error, code), `${name}: expected ${code}, got ${String(error)}`);
-      if (message) assert.match(error.message, message, name);
-      return true;
-    },
-    name,
-  );
-}
 
 interface CryptoPair {
   privateKey: webcrypto.CryptoKey;
@@ -98,7 +82,7 @@ test('admitCsr admits a CSR with an RSA 2048 key', async () => {
 
 test('createCsr refuses an invalid SPIFFE ID and an unsupported key', async () => {
   const keys = await generateKeyPair();
-  await rejects(
+  await rejectsCode(
     createCsr({ privateKey: keys.privateKey, spiffeId: 'https://cluster.local/x' }),
     'MUTUAL_SPIFFE_ID_INVALID',
     'bad id',
@@ -180,7 +164,7 @@ test('admitCsr refuses any name other than exactly the expected URI SAN', async 
     ['an https URI', [{ type: 'url', value: 'https://cluster.local/ns/shop/sa/web' }], /authenticated as/],
   ];
   for (const [name, names, message] of cases) {
-    await rejects(admitCsr(await hostileCsr(names), ID), 'MUTUAL_PKI_CSR_SAN_INVALID', name, message);
+    await rejectsCode(admitCsr(await hostileCsr(names), ID), 'MUTUAL_PKI_CSR_SAN_INVALID', name, message);
   }
 });
 
@@ -190,7 +174,7 @@ test('admitCsr refuses a CSR with a second subjectAltName extension', {}, async 
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: 'spiffe://evil.example/x' }]),
     ],
   });
-  await rejects(admitCsr(der, ID), 'MUTUAL_PKI_CSR_SAN_INVALID', 'two SAN extensions');
+  await rejectsCode(admitCsr(der, ID), 'MUTUAL_PKI_CSR_SAN_INVALID', 'two SAN extensions');
 });
 
 test('admitCsr refuses a CSR whose signature does not prove possession of its key', async () => {
@@ -200,7 +184,7 @@ test('admitCsr refuses a CSR whose signature does not prove possession of its ke
   // Flip a bit in the last byte of the signature.
   const flipped = Buffer.from(good);
   flipped[flipped.length - 1]! ^= 0x01;
-  await rejects(admitCsr(flipped, ID), 'MUTUAL_PKI_CSR_SIGNATURE_INVALID', 'flipped signature byte');
+  await rejectsCode(admitCsr(flipped, ID), 'MUTUAL_PKI_CSR_SIGNATURE_INVALID', 'flipped signature byte');
 
   // Rewrite the requested ID in the signed body to the one the token names: same length, so the
   // DER stays well-formed, but the signature no longer covers it.
@@ -210,14 +194,14 @@ test('admitCsr refuses a CSR whose signature does not prove possession of its ke
   assert.ok(at > 0);
   const edited = Buffer.from(forged);
   edited.write('sa/wex', at, 'latin1');
-  await rejects(admitCsr(edited, other), 'MUTUAL_PKI_CSR_SIGNATURE_INVALID', 'edited SAN');
+  await rejectsCode(admitCsr(edited, other), 'MUTUAL_PKI_CSR_SIGNATURE_INVALID', 'edited SAN');
 
   // Signed by a key other than the one it carries.
   const stranger = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoPair;
   const mismatched = await hostileCsr([{ type: 'url', value: ID }], {
     keys: { privateKey: stranger.privateKey, publicKey: ecPair.publicKey },
   });
-  await rejects(admitCsr(mismatched, ID), 'MUTUAL_PKI_CSR_SIGNATURE_INVALID', 'signed by another key');
+  await rejectsCode(admitCsr(mismatched, ID), 'MUTUAL_PKI_CSR_SIGNATURE_INVALID', 'signed by another key');
 });
 
 test('admitCsr refuses undecodable and oversized input', async () => {
@@ -255,7 +239,7 @@ test('admitCsr refuses undecodable and oversized input', async () => {
 
 test('admitCsr refuses a CSR with bytes after its DER', {}, async () => {
   const good = await hostileCsr([{ type: 'url', value: ID }]);
-  await rejects(
+  await rejectsCode(
     admitCsr(Buffer.concat([good, Buffer.from([0, 0])]), ID),
     'MUTUAL_PKI_CSR_MALFORMED',
     'trailing bytes',
@@ -268,7 +252,7 @@ test('admitCsr refuses CSR keys Mutual does not accept', async () => {
     keys: cryptoPair(rsa1024, RSA),
     signingAlgorithm: RSA,
   });
-  await rejects(admitCsr(weak, ID), 'MUTUAL_PKI_KEY_UNSUPPORTED', 'RSA 1024', /CSR key is RSA 1024/);
+  await rejectsCode(admitCsr(weak, ID), 'MUTUAL_PKI_KEY_UNSUPPORTED', 'RSA 1024', /CSR key is RSA 1024/);
 
   const p521 = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-521' }, true, [
     'sign',
@@ -279,7 +263,7 @@ test('admitCsr refuses CSR keys Mutual does not accept', async () => {
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-512' },
     extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: ID }], true)],
   });
-  await rejects(
+  await rejectsCode(
     admitCsr(new Uint8Array(p521Csr.rawData), ID),
     'MUTUAL_PKI_KEY_UNSUPPORTED',
     'P-521',
@@ -296,6 +280,6 @@ test('admitCsr refuses an invalid expected ID before reading the CSR', async () 
     'spiffe://Cluster.local/x',
     'spiffe://cluster.local/a/',
   ]) {
-    await rejects(admitCsr(good, expected), 'MUTUAL_SPIFFE_ID_INVALID', JSON.stringify(expected));
+    await rejectsCode(admitCsr(good, expected), 'MUTUAL_SPIFFE_ID_INVALID', JSON.stringify(expected));
   }
 });

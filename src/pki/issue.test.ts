@@ -3,6 +3,7 @@ import { generateKeyPairSync, X509Certificate as NodeX509Certificate } from 'nod
 import { test } from 'node:test';
 import { fixedClock } from '../clock.ts';
 import { type ErrorCode, isMutualError } from '../errors.ts';
+import { rejectsCode } from '../testing/expect-error.ts';
 import { createIssuer, createTrustAnchor, DAY_MS } from './authority.ts';
 import {
   DEFAULT_SVID_LIFETIME_MS,
@@ -31,23 +32,6 @@ const OID = {
 };
 
 const seconds = (ms: number): number => Math.floor(ms / 1000) * 1000;
-
-async function rejects(
-  promise: Promise<unknown>,
-  code: ErrorCode,
-  name: string,
-  message?: RegExp,
-): Promise<void> {
-  await assert.rejects(
-    promise,
-    (error: unknown) => {
-      assert.ok(isMutualError(error, code), `${name}: expected ${code}, got ${String(error)}`);
-      if (message) assert.match(error.message, message, name);
-      return true;
-    },
-    name,
-  );
-}
 
 const clock = fixedClock(T0);
 const anchor = await createTrustAnchor({ trustDomain: TD, clock });
@@ -191,7 +175,7 @@ test('an issuer outside its validity cannot issue', async () => {
     ['issuer not yet valid', issuer.notBeforeMs - 1],
   ];
   for (const [name, atMs] of cases) {
-    await rejects(issue({ clock: fixedClock(atMs) }), 'MUTUAL_PKI_ISSUER_INVALID', name);
+    await rejectsCode(issue({ clock: fixedClock(atMs) }), 'MUTUAL_PKI_ISSUER_INVALID', name);
   }
 });
 
@@ -208,7 +192,7 @@ test('lifetimes and skews out of range are refused', async () => {
     ['NaN skew', { skewMs: Number.NaN }],
   ];
   for (const [name, overrides] of cases) {
-    await rejects(issue(overrides), 'MUTUAL_PKI_LIFETIME_INVALID', name);
+    await rejectsCode(issue(overrides), 'MUTUAL_PKI_LIFETIME_INVALID', name);
   }
   assert.equal(MAX_SVID_LIFETIME_MS, 90 * DAY_MS);
 });
@@ -231,7 +215,7 @@ test('identities outside the issuer trust domain, or without a path, are refused
     ['upper-case trust domain', 'spiffe://CLUSTER.local/ns/a/sa/b', 'MUTUAL_SPIFFE_ID_INVALID'],
     ['empty', '', 'MUTUAL_SPIFFE_ID_INVALID'],
   ];
-  for (const [name, spiffeId, code] of cases) await rejects(issue({ spiffeId }), code, name);
+  for (const [name, spiffeId, code] of cases) await rejectsCode(issue({ spiffeId }), code, name);
   await assert.rejects(issue({ spiffeId: `spiffe://${TD}` }), (error: unknown) => {
     assert.ok(isMutualError(error, 'MUTUAL_SPIFFE_ID_INVALID'));
     assert.equal(error.detail.rule, 'path-missing');
@@ -265,7 +249,7 @@ test('DNS names are added after the URI SAN, lower-cased; bad ones are refused',
     'spiffe://cluster.local/x',
   ];
   for (const dnsName of bad) {
-    await rejects(issue({ dnsNames: [dnsName] }), 'MUTUAL_PKI_DNS_NAME_INVALID', JSON.stringify(dnsName));
+    await rejectsCode(issue({ dnsNames: [dnsName] }), 'MUTUAL_PKI_DNS_NAME_INVALID', JSON.stringify(dnsName));
   }
 });
 
@@ -303,7 +287,7 @@ test('workload keys: P-384 and RSA 2048 accepted (RSA also keyEncipherment), wea
     ['P-521', generateKeyPairSync('ec', { namedCurve: 'P-521' }).publicKey],
   ];
   for (const [name, publicKey] of weak) {
-    await rejects(issue({ publicKey }), 'MUTUAL_PKI_KEY_UNSUPPORTED', name, /workload key/);
+    await rejectsCode(issue({ publicKey }), 'MUTUAL_PKI_KEY_UNSUPPORTED', name, /workload key/);
   }
 });
 

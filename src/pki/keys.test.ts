@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { test } from 'node:test';
 import { type ErrorCode, isMutualError } from '../errors.ts';
+import { throwsCode } from '../testing/expect-error.ts';
 import {
   describeKey,
   generateKeyPair,
@@ -12,18 +13,6 @@ import {
   publicKeyDer,
 } from './keys.ts';
 import { encodePem } from './pem.ts';
-
-function assertCode(fn: () => unknown, code: ErrorCode, message?: RegExp, name = ''): void {
-  assert.throws(
-    fn,
-    (error: unknown) => {
-      assert.ok(isMutualError(error, code), `${name}: expected ${code}, got ${String(error)}`);
-      if (message) assert.match(error.message, message, name);
-      return true;
-    },
-    name,
-  );
-}
 
 function pem(key: KeyObject, type: 'pkcs8' | 'sec1' | 'pkcs1'): string {
   return key.export({ type, format: 'pem' }) as string;
@@ -171,7 +160,7 @@ test('parsePrivateKeyPem refuses what is not exactly one usable private key', ()
     ['P-521 SEC1', pem(p521.privateKey, 'sec1'), 'MUTUAL_PKI_KEY_UNSUPPORTED', /secp521r1/],
   ];
   for (const [name, text, code, message] of cases)
-    assertCode(() => parsePrivateKeyPem(text, 'key.pem'), code, message, name);
+    throwsCode(() => parsePrivateKeyPem(text, 'key.pem'), code, name, message);
 
   // A legacy-encrypted SEC1 key (Proc-Type/DEK-Info headers) is refused, never prompted for.
   const legacyEncrypted = p256.privateKey.export({
@@ -189,14 +178,16 @@ test('parsePrivateKeyPem refuses what is not exactly one usable private key', ()
 });
 
 test('parsePrivateKeyPem names the source in its errors', () => {
-  assertCode(
+  throwsCode(
     () => parsePrivateKeyPem('nope', '/etc/mutual/issuer.key'),
     'MUTUAL_PKI_PEM_MALFORMED',
+    '',
     /^\/etc\/mutual\/issuer\.key: /,
   );
-  assertCode(
+  throwsCode(
     () => parsePrivateKeyPem(pem(rsa1024.privateKey, 'pkcs8'), '/etc/mutual/issuer.key'),
     'MUTUAL_PKI_KEY_UNSUPPORTED',
+    '',
     /^\/etc\/mutual\/issuer\.key is RSA 1024/,
   );
 });
