@@ -2,9 +2,7 @@
 // exactly its identity; wrong, expired and forged tokens, foreign CSRs and hostile bodies are
 // refused with a code; every outcome lands in the audit log.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -12,10 +10,10 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SignJWT } from 'jose';
 import { createCsr, createPeerVerifier, parseBundlePem, parseCertificatesPem } from '../../src/pki/index.ts';
-import { repoRoot, runMutual } from './run-mutual.ts';
+import { type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
 
 let dir: string;
-let service: ChildProcess;
+let service: IdentityServiceProcess;
 let apiUrl: URL;
 let adminUrl: URL;
 let bundlePem: string;
@@ -32,34 +30,13 @@ before(async () => {
   ]);
   assert.equal(created.code, 0, created.stderr);
   bundlePem = await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8');
-  service = spawn(
-    process.execPath,
-    [
-      join(repoRoot(), 'bin', 'mutual.js'),
-      ...['identity', 'serve', '--ca', join(dir, 'ca'), '--state-dir', join(dir, 'state')],
-      ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--lifetime', '1h'],
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  service.stdout!.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  service.stderr!.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  while (!/listening on/.test(output)) {
-    if (service.exitCode !== null) throw new Error(`identity service exited: ${output}`);
-    await new Promise((resolve) => service.stdout!.once('data', resolve));
-  }
-  const match = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output)!;
-  apiUrl = new URL(match[1]!);
-  adminUrl = new URL(match[2]!);
+  service = await startIdentityService(join(dir, 'ca'), join(dir, 'state'), ['--lifetime', '1h']);
+  apiUrl = service.apiUrl;
+  adminUrl = service.adminUrl;
 });
 
 after(async () => {
-  service.kill('SIGTERM');
-  if (service.exitCode === null) await once(service, 'exit');
+  await service.stop();
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,4 +44,53 @@ export function runMutual(
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+export interface IdentityServiceProcess {
+  readonly child: ChildProcess;
+  readonly apiUrl: URL;
+  readonly adminUrl: URL;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `mutual identity serve` as a real process and resolves once it prints its addresses.
+ * `extraArgs` override the defaults (loopback, ports from 0).
+ */
+export async function startIdentityService(
+  caDir: string,
+  stateDir: string,
+  extraArgs: readonly string[] = [],
+): Promise<IdentityServiceProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      join(repoRoot(), 'bin', 'mutual.js'),
+      ...['identity', 'serve', '--ca', caDir, '--state-dir', stateDir],
+      ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', ...extraArgs],
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  for await (const chunk of child.stdout!) {
+    output += String(chunk);
+    const match = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output);
+    if (match) {
+      child.stdout!.resume();
+      return {
+        child,
+        apiUrl: new URL(match[1]!),
+        adminUrl: new URL(match[2]!),
+        async stop() {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          child.kill('SIGTERM');
+          await once(child, 'exit');
+        },
+      };
+    }
+  }
+  throw new Error(`identity service did not start: ${output}`);
 }

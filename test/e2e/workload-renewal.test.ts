@@ -2,44 +2,27 @@
 // a fresh key at 70% of the lifetime, keeps its certificate while the service is down for longer
 // than a renewal interval, and recovers when the service returns.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { systemClock } from '../../src/clock.ts';
 import { createWorkloadIdentity, type WorkloadEvent } from '../../src/workload/index.ts';
-import { repoRoot, runMutual } from './run-mutual.ts';
+import { type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
 
 const WEB = 'spiffe://cluster.local/ns/demo/sa/web';
 let dir: string;
-let service: ChildProcess | undefined;
+let service: IdentityServiceProcess | undefined;
 
 async function startService(listen: string): Promise<string> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(repoRoot(), 'bin', 'mutual.js'),
-      ...['identity', 'serve', '--ca', join(dir, 'ca'), '--state-dir', join(dir, 'state')],
-      ...['--listen', listen, '--admin-listen', '127.0.0.1:0', '--lifetime', '12s', '--skew', '1s'],
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  service = child;
-  let output = '';
-  for await (const chunk of child.stdout!) {
-    output += String(chunk);
-    const match = /listening on (https:\/\/\S+)/.exec(output);
-    if (match) return match[1]!;
-  }
-  throw new Error(`identity service did not start: ${output}`);
+  service = await startIdentityService(join(dir, 'ca'), join(dir, 'state'), [
+    ...['--listen', listen, '--lifetime', '12s', '--skew', '1s'],
+  ]);
+  return service.apiUrl.href.replace(/\/$/, '');
 }
 
 async function stopService() {
-  if (!service || service.exitCode !== null) return;
-  service.kill('SIGTERM');
-  await once(service, 'exit');
+  await service?.stop();
 }
 
 after(async () => {
