@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { throwsCode } from '../testing/expect-error.ts';
+import { parseMeshConfig } from './mesh-config.ts';
+
+const FILE = '/demo/mesh.yaml';
+
+const DEMO = `
+trustDomain: demo.local
+policyDir: policies
+services:
+  - name: web
+    namespace: emojivoto
+    labels: { app: web, tier: front }
+    command: [node, web.mjs]
+    ports: [8080]
+    upstreams: [emoji, "voting:8080"]
+  - name: emoji
+    namespace: emojivoto
+    command: node emoji.mjs
+    ports: [{ port: 8080, protocol: http }, { port: 9000, protocol: tcp }]
+    opaquePorts: [9000]
+  - name: voting
+    namespace: emojivoto
+    serviceAccount: voting-sa
+    command: [node, voting.mjs]
+    ports: [8080]
+`;
+
+test('a valid mesh file resolves defaults, paths and upstreams', () => {
+  const config = parseMeshConfig(DEMO, FILE);
+  assert.equal(config.trustDomain, 'demo.local');
+  assert.equal(config.policyDir, '/demo/policies');
+  assert.equal(config.mode, 'STRICT');
+  const [web, emoji, voting] = config.services;
+  assert.deepEqual(web!.command, ['node', 'web.mjs']);
+  assert.equal(web!.cwd, '/demo');
+  assert.equal(web!.serviceAccount, 'web');
+  assert.deepEqual(web!.labels, { app: 'web', tier: 'front' });
+  assert.deepEqual(web!.upstreams, [
+    { service: 'emoji', port: 8080, env: 'EMOJI' },
+    { service: 'voting', port: 8080, env: 'VOTING_8080' },
+  ]);
+  assert.deepEqual(emoji!.command, ['/bin/sh', '-c', 'node emoji.mjs']);
+  assert.deepEqual(emoji!.ports, [
+    { port: 8080, protocol: 'http' },
+    { port: 9000, protocol: 'tcp' },
+  ]);
+  assert.deepEqual(emoji!.labels, { app: 'emoji' });
+  assert.deepEqual(emoji!.opaquePorts, [9000]);
+  assert.equal(voting!.serviceAccount, 'voting-sa');
+  assert.equal(voting!.namespace, 'emojivoto');
+});
+
+test('mesh file problems name file:line:column, the field and the fix', () => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['not yaml', 'services: [a\n', /mesh\.yaml:\d+:\d+: not valid YAML/],
+    ['no services', 'trustDomain: demo.local\n', /:1:1: services: is required/],
+    [
+      'typo in a field',
+      'services:\n  - name: web\n    command: [x]\n    upstream: [emoji]\n',
+      /:4:5: services\[0\]\.upstream: unknown field "upstream" \(did you mean "upstreams"\?\)/,
+    ],
+    [
+      'bad port',
+      'services:\n  - name: web\n    command: [x]\n    ports: [70000]\n',
+      /:4:13: services\[0\]\.ports\[0\]: must be between 1 and 65535/,
+    ],
+    [
+      'bad name',
+      'services:\n  - name: Web_1\n    command: [x]\n',
+      /:2:11: services\[0\]\.name: must be a DNS label/,
+    ],
+    [
+      'unknown upstream',
+      'services:\n  - name: web\n    command: [x]\n    upstreams: [emoij]\n  - name: emoji\n    command: [x]\n    ports: [1]\n',
+      /:4:17: services\[0\]\.upstreams\[0\]: no service named "emoij" \(did you mean "emoji"\?\)/,
+    ],
+    [
+      'upstream port missing',
+      'services:\n  - name: web\n    command: [x]\n    upstreams: ["emoji:9"]\n  - name: emoji\n    command: [x]\n    ports: [1]\n',
+      /has no port 9; its ports are 1/,
+    ],
+    [
+      'duplicate service',
+      'services:\n  - name: web\n    command: [x]\n  - name: web\n    command: [y]\n',
+      /:4:11: services\[1\]\.name: service "web" is declared twice/,
+    ],
+    [
+      'bad trust domain',
+      'trustDomain: Demo.Local\nservices:\n  - name: web\n    command: [x]\n',
+      /:1:14: trustDomain: /,
+    ],
+    [
+      'namespace not a path segment',
+      'services:\n  - name: web\n    namespace: "a/b"\n    command: [x]\n',
+      /services\[0\]\.namespace: must be letters, digits/,
+    ],
+    ['empty command', 'services:\n  - name: web\n    command: []\n', /services\[0\]\.command/],
+  ];
+  for (const [name, text, message] of cases) {
+    throwsCode(() => parseMeshConfig(text, FILE), 'MUTUAL_MESH_CONFIG_INVALID', name, message);
+  }
+});
+
+test('every problem in a file is reported at once', () => {
+  throwsCode(
+    () => parseMeshConfig('services:\n  - name: web\n    colour: red\n  - command: [x]\n', FILE),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'two problems',
+    /3 problems:[\s\S]*:2:5: services\[0\]\.command: is required[\s\S]*:3:5: services\[0\]\.colour[\s\S]*services\[1\]\.name: is required/,
+  );
+});
+
+test('a wrong upstream or port shape says how to write it', () => {
+  throwsCode(
+    () => parseMeshConfig('services:\n  - name: web\n    command: [x]\n    upstreams: ["Emoji!"]\n', FILE),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'upstream',
+    /upstreams\[0\]: write SERVICE or SERVICE:PORT/,
+  );
+  throwsCode(
+    () => parseMeshConfig('services:\n  - name: web\n    command: [x]\n    ports: ["http"]\n', FILE),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'port',
+    /ports\[0\]: write a port number/,
+  );
+});

@@ -1,0 +1,341 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
+import { z } from 'zod';
+import { MutualError } from '../errors.ts';
+import { isValidPathSegment, parseTrustDomain } from '../spiffe/index.ts';
+
+/** One port of a service's app, as its clients address it. */
+export interface MeshPort {
+  readonly port: number;
+  /** `http` gets per-request metrics and policy; `tcp` is relayed as bytes. */
+  readonly protocol: 'http' | 'tcp';
+}
+
+/** A call from one service to another, handed to the app as `<ENV>_ADDR` / `<ENV>_URL`. */
+export interface MeshUpstream {
+  readonly service: string;
+  readonly port: number;
+  /** Prefix of the environment variables, e.g. EMOJI. */
+  readonly env: string;
+}
+
+export interface MeshService {
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** argv; a string command is run by /bin/sh. */
+  readonly command: readonly string[];
+  /** Working directory of the app, absolute. */
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly ports: readonly MeshPort[];
+  readonly upstreams: readonly MeshUpstream[];
+  readonly opaquePorts: readonly number[];
+  readonly skipInboundPorts: readonly number[];
+}
+
+export interface MeshConfig {
+  /** Absolute path of the mesh.yaml it came from. */
+  readonly file: string;
+  readonly trustDomain: string;
+  /** Absolute; undefined when the file names none (every proxy then runs with --mode). */
+  readonly policyDir: string | undefined;
+  /** Peer authentication mode when there is no policy directory. */
+  readonly mode: 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+  readonly services: readonly MeshService[];
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+const portNumber = z
+  .number({ error: 'must be a port number' })
+  .int('must be a whole number')
+  .min(1, 'must be between 1 and 65535')
+  .max(65535, 'must be between 1 and 65535');
+const pathSegment = z
+  .string()
+  .refine(isValidPathSegment, 'must be letters, digits, ".", "-" or "_" (it becomes part of a SPIFFE ID)');
+
+const portSchema = z.union(
+  [portNumber, z.strictObject({ port: portNumber, protocol: z.enum(['http', 'tcp']).default('http') })],
+  { error: 'write a port number, e.g. 8080, or { port: 8080, protocol: http|tcp }' },
+);
+const upstreamSchema = z.union(
+  [
+    z.string().regex(/^[a-z0-9-]+(:\d{1,5})?$/, 'write SERVICE or SERVICE:PORT, e.g. emoji or emoji:8080'),
+    z.strictObject({
+      service: z.string(),
+      port: portNumber.optional(),
+      env: z.string().regex(ENV_NAME, 'must be an environment variable name such as EMOJI').optional(),
+    }),
+  ],
+  { error: 'write SERVICE or SERVICE:PORT (e.g. emoji or emoji:8080), or { service, port, env }' },
+);
+const serviceSchema = z.strictObject({
+  name: z.string().regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and "-", e.g. web'),
+  namespace: pathSegment.default('default'),
+  serviceAccount: pathSegment.optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  command: z.union([z.string().min(1), z.array(z.string()).min(1)], {
+    error: 'write the program and its arguments, e.g. [node, app.mjs], or a shell command string',
+  }),
+  cwd: z.string().optional(),
+  env: z.record(z.string().regex(ENV_NAME, 'must be an environment variable name'), z.string()).default({}),
+  ports: z.array(portSchema).default([]),
+  upstreams: z.array(upstreamSchema).default([]),
+  opaquePorts: z.array(portNumber).default([]),
+  skipInboundPorts: z.array(portNumber).default([]),
+});
+const meshSchema = z.strictObject({
+  trustDomain: z.string().default('cluster.local'),
+  policyDir: z.string().optional(),
+  mode: z.enum(['STRICT', 'PERMISSIVE', 'DISABLE']).default('STRICT'),
+  services: z.array(serviceSchema).min(1, 'declare at least one service'),
+});
+
+/** One problem in a mesh file, located so an editor can jump to it. */
+export interface MeshConfigProblem {
+  readonly path: string;
+  readonly line: number;
+  readonly column: number;
+  readonly message: string;
+}
+
+export async function loadMeshConfig(file: string): Promise<MeshConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const reason =
+      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
+    throw new MutualError(
+      'MUTUAL_MESH_CONFIG_INVALID',
+      `cannot read mesh file ${file}: ${reason}. Pass one with -f, e.g. -f examples/demo/mesh.yaml`,
+      { cause: error },
+    );
+  }
+  return parseMeshConfig(text, resolve(file));
+}
+
+/**
+ * Parses and checks a mesh.yaml. Every problem is collected and reported at once, each as
+ * `file:line:column: path: what is wrong`.
+ */
+export function parseMeshConfig(text: string, file: string): MeshConfig {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const at = (offset: number) => lineCounter.linePos(offset);
+  if (document.errors.length > 0) {
+    fail(
+      file,
+      document.errors.map((error) => {
+        const { line, col } = at(error.pos[0]);
+        return { path: '', line, column: col, message: `not valid YAML: ${error.message.split('\n')[0]}` };
+      }),
+    );
+  }
+  const locate = (path: ReadonlyArray<PropertyKey>, isKey = false) => {
+    const { line, col } = at(offsetOf(document.contents, path, isKey));
+    return { line, column: col };
+  };
+  const input: unknown = document.toJS() ?? {};
+  const parsed = meshSchema.safeParse(input);
+  if (!parsed.success) {
+    fail(
+      file,
+      parsed.error.issues.map((issue) => {
+        const path = issue.path;
+        if (issue.code === 'unrecognized_keys') {
+          const key = issue.keys[0]!;
+          return {
+            path: formatPath([...path, key]),
+            ...locate([...path, key], true),
+            message: `unknown field "${key}"${suggest(key, knownKeys(path))}`,
+          };
+        }
+        const isMissing = valueAt(input, path) === undefined;
+        return {
+          path: formatPath(path),
+          ...locate(path),
+          message: isMissing ? 'is required' : issue.message,
+        };
+      }),
+    );
+  }
+  return resolveReferences(parsed.data, file, locate);
+}
+
+type RawMesh = z.infer<typeof meshSchema>;
+type Locate = (path: ReadonlyArray<PropertyKey>, isKey?: boolean) => { line: number; column: number };
+
+/** Checks what a schema cannot: trust domain, unique names, upstreams that exist. */
+function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConfig {
+  const problems: MeshConfigProblem[] = [];
+  const problem = (path: ReadonlyArray<PropertyKey>, message: string) =>
+    problems.push({ path: formatPath(path), ...locate(path), message });
+  const baseDir = dirname(file);
+  let trustDomain = raw.trustDomain;
+  try {
+    trustDomain = parseTrustDomain(raw.trustDomain);
+  } catch (error) {
+    problem(['trustDomain'], (error as Error).message);
+  }
+  const byName = new Map<string, RawMesh['services'][number]>();
+  for (const [index, service] of raw.services.entries()) {
+    if (byName.has(service.name))
+      problem(['services', index, 'name'], `service "${service.name}" is declared twice`);
+    byName.set(service.name, service);
+    const ports = service.ports.map((port) => (typeof port === 'number' ? port : port.port));
+    const duplicate = ports.find((port, i) => ports.indexOf(port) !== i);
+    if (duplicate !== undefined) problem(['services', index, 'ports'], `port ${duplicate} is listed twice`);
+  }
+  const services: MeshService[] = raw.services.map((service, index) => {
+    const upstreams = service.upstreams.map((entry, upstreamIndex): MeshUpstream => {
+      const path = ['services', index, 'upstreams', upstreamIndex];
+      const spec =
+        typeof entry === 'string'
+          ? {
+              service: entry.split(':')[0]!,
+              port: entry.includes(':') ? Number(entry.split(':')[1]) : undefined,
+            }
+          : entry;
+      const target = byName.get(spec.service);
+      const targetPorts = (target?.ports ?? []).map((port) => (typeof port === 'number' ? port : port.port));
+      if (!target) {
+        problem(path, `no service named "${spec.service}"${suggest(spec.service, [...byName.keys()])}`);
+      } else if (targetPorts.length === 0) {
+        problem(path, `service "${spec.service}" declares no ports, so nothing can call it`);
+      } else if (spec.port !== undefined && !targetPorts.includes(spec.port)) {
+        problem(
+          path,
+          `service "${spec.service}" has no port ${spec.port}; its ports are ${targetPorts.join(', ')}`,
+        );
+      }
+      const envName =
+        (typeof entry === 'string' ? undefined : entry.env) ?? envPrefix(spec.service, spec.port);
+      return { service: spec.service, port: spec.port ?? targetPorts[0] ?? 0, env: envName };
+    });
+    const envNames = upstreams.map((upstream) => upstream.env);
+    const clash = envNames.find((name, i) => envNames.indexOf(name) !== i);
+    if (clash !== undefined) {
+      problem(
+        ['services', index, 'upstreams'],
+        `two upstreams would both set ${clash}_ADDR; give one an env: prefix`,
+      );
+    }
+    return {
+      name: service.name,
+      namespace: service.namespace,
+      serviceAccount: service.serviceAccount ?? service.name,
+      labels: service.labels ?? { app: service.name },
+      command: typeof service.command === 'string' ? ['/bin/sh', '-c', service.command] : service.command,
+      cwd: resolve(baseDir, service.cwd ?? '.'),
+      env: service.env,
+      ports: service.ports.map((port) =>
+        typeof port === 'number'
+          ? { port, protocol: 'http' as const }
+          : { port: port.port, protocol: port.protocol },
+      ),
+      upstreams,
+      opaquePorts: service.opaquePorts,
+      skipInboundPorts: service.skipInboundPorts,
+    };
+  });
+  if (problems.length > 0) fail(file, problems);
+  return {
+    file,
+    trustDomain,
+    policyDir: raw.policyDir === undefined ? undefined : resolve(baseDir, raw.policyDir),
+    mode: raw.mode,
+    services,
+  };
+}
+
+/** EMOJI for `emoji`, EMOJI_8080 for `emoji:8080`, WEB_API for `web-api`. */
+export function envPrefix(service: string, port?: number): string {
+  const base = service.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+  return port === undefined ? base : `${base}_${port}`;
+}
+
+function fail(file: string, problems: readonly MeshConfigProblem[]): never {
+  const lines = problems.map(
+    (problem) =>
+      `  ${file}:${problem.line}:${problem.column}: ${problem.path ? `${problem.path}: ` : ''}${problem.message}`,
+  );
+  throw new MutualError(
+    'MUTUAL_MESH_CONFIG_INVALID',
+    `${file} has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`}:\n${lines.join('\n')}`,
+    { detail: { file, problems: JSON.stringify(problems) } },
+  );
+}
+
+function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  return path
+    .map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i > 0 ? '.' : ''}${String(part)}`))
+    .join('');
+}
+
+/** The offset of the node at `path` (or of its key), else of its nearest existing parent. */
+function offsetOf(root: unknown, path: ReadonlyArray<PropertyKey>, isKey: boolean): number {
+  let node = root as Node | null;
+  let offset = (node as Node | null)?.range?.[0] ?? 0;
+  for (const [i, part] of path.entries()) {
+    if (!node || !('items' in node)) break;
+    const items = (node as { items: unknown[] }).items;
+    let next: unknown;
+    if (isMap(node)) {
+      const pair = node.items.find((item) => isPair(item) && isScalar(item.key) && item.key.value === part);
+      if (!pair) break;
+      if (isKey && i === path.length - 1) return (pair.key as Node).range?.[0] ?? offset;
+      next = pair.value;
+    } else {
+      next = items[Number(part)];
+    }
+    if (!next || typeof next !== 'object' || !('range' in next)) break;
+    node = next as Node;
+    offset = node.range?.[0] ?? offset;
+  }
+  return offset;
+}
+
+function valueAt(value: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let current = value;
+  for (const part of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<PropertyKey, unknown>)[part];
+  }
+  return current;
+}
+
+function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
+  if (path.length === 0) return Object.keys(meshSchema.shape);
+  if (path[0] === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
+  if (path.includes('upstreams')) return ['service', 'port', 'env'];
+  if (path.includes('ports')) return ['port', 'protocol'];
+  return [];
+}
+
+/** ` (did you mean "upstreams"?)` when a known name is one or two edits away. */
+function suggest(word: string, candidates: readonly string[]): string {
+  const close = candidates.find(
+    (candidate) => editDistance(word.toLowerCase(), candidate.toLowerCase()) <= 2,
+  );
+  return close === undefined ? '' : ` (did you mean "${close}"?)`;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
+}
