@@ -171,6 +171,24 @@ export const errorCatalog = {
     action:
       'Check the identity service log and `mutual check`; workloads keep their current certificates and retry.',
   },
+  MUTUAL_IDENTITY_REQUEST_TIMEOUT: {
+    meaning:
+      'A client sent its request too slowly (headers or body not complete within the client timeout), so the identity service closed it.',
+    action:
+      'Send the whole request at once; if the network is really that slow, raise `--client-timeout` of `mutual identity serve`.',
+  },
+  MUTUAL_IDENTITY_TOKEN_REVIEW_UNAVAILABLE: {
+    meaning:
+      'The identity service could not ask the Kubernetes API server to review a ServiceAccount token (unreachable, TLS failure, its own credentials refused, or an unreadable answer); the token itself was not judged.',
+    action:
+      'Check `--token-review-url`, the CA and token files (in-cluster: /var/run/secrets/kubernetes.io/serviceaccount) and that the service account may create tokenreviews (system:auth-delegator); workloads retry.',
+  },
+  MUTUAL_IDENTITY_CA_RELOAD_REFUSED: {
+    meaning:
+      'A changed issuer or trust-anchor file was refused (not a CA, key does not match, expired, not under a current anchor, or an anchor set that no longer covers the issuer in use); the previous issuer and anchors keep serving.',
+    action:
+      'Fix the files named in the message; rotate anchors in order: add the new root to the bundle, switch the issuer to one under it, then drop the old root.',
+  },
 
   // --- The mesh on one machine (mutual up / down / check) ---
   MUTUAL_MESH_CONFIG_INVALID: {

@@ -1,8 +1,20 @@
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration, parseListenAddress } from '../config/index.ts';
-import { createJoinTokenIssuer, loadOrCreateJoinTokenKey, startIdentityService } from '../identity/index.ts';
+import { MutualError } from '../errors.ts';
+import {
+  createJoinTokenIssuer,
+  DEFAULT_RATE_LIMIT,
+  IN_CLUSTER_FILES,
+  inClusterApiServerUrl,
+  loadOrCreateJoinTokenKey,
+  type RateLimit,
+  startIdentityService,
+  type TokenReviewConfig,
+} from '../identity/index.ts';
 import { DEFAULT_SVID_LIFETIME_MS, DEFAULT_SVID_SKEW_MS } from '../pki/index.ts';
+import { type CaFilePaths, caFilePaths, readTextFile } from '../store/index.ts';
 import type { CliContext } from './context.ts';
 
 const DEFAULT_STATE_DIR = '.mutual';
@@ -14,9 +26,15 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
   identity
     .command('serve')
     .description('run the identity service (HTTPS API for certify and the trust bundle, plus an admin port)')
-    .requiredOption(
+    .option(
       '--ca <dir>',
-      'CA directory made by `mutual ca create` (uses issuer.crt, issuer.key, bundle.pem)',
+      'CA directory made by `mutual ca create` (issuer.crt, issuer.key, bundle.pem); watched, changes apply without a restart',
+    )
+    .option('--issuer-cert <file>', 'issuer certificate (PEM, chain after it), instead of <ca>/issuer.crt')
+    .option('--issuer-key <file>', 'issuer private key, instead of <ca>/issuer.key')
+    .option(
+      '--trust-anchors <file>',
+      'roots to trust and publish (PEM with one or more roots, or SPIFFE JWKS), instead of <ca>/bundle.pem',
     )
     .option('--state-dir <dir>', 'where the join-token key and the audit log live', DEFAULT_STATE_DIR)
     .option('--listen <address>', 'API address', '127.0.0.1:8443')
@@ -30,6 +48,29 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
       '--skew <duration>',
       'clock skew allowance on both ends of the validity',
       `${DEFAULT_SVID_SKEW_MS / 1000}s`,
+    )
+    .option(
+      '--rate-limit <per-second>',
+      'certify requests regained per second, per identity',
+      String(DEFAULT_RATE_LIMIT.perSecond),
+    )
+    .option(
+      '--rate-burst <count>',
+      'certify requests one identity may make at once',
+      String(DEFAULT_RATE_LIMIT.burst),
+    )
+    .option('--client-timeout <duration>', "deadline for a client's TLS handshake, headers and body", '10s')
+    .option(
+      '--token-review-url <url>',
+      'also accept Kubernetes ServiceAccount tokens, checked with a TokenReview at this API server URL (`in-cluster`: from the pod environment)',
+    )
+    .option(
+      '--token-review-ca <file>',
+      "PEM roots to verify the API server with (in-cluster: the pod's ca.crt)",
+    )
+    .option(
+      '--token-review-token-file <file>',
+      "bearer token the identity service presents to the API server, re-read per request (in-cluster: the pod's token)",
     )
     .action(async (options: ServeOptions) => serve(options, context));
   const token = identity.command('token').description('local join tokens (for meshes without Kubernetes)');
@@ -55,7 +96,16 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
 }
 
 interface ServeOptions {
-  ca: string;
+  ca?: string;
+  issuerCert?: string;
+  issuerKey?: string;
+  trustAnchors?: string;
+  rateLimit: string;
+  rateBurst: string;
+  clientTimeout: string;
+  tokenReviewUrl?: string;
+  tokenReviewCa?: string;
+  tokenReviewTokenFile?: string;
   stateDir: string;
   listen: string;
   adminListen: string;
@@ -71,8 +121,13 @@ interface TokenOptions {
 }
 
 async function serve(options: ServeOptions, context: CliContext): Promise<void> {
+  const tokenReview = await tokenReviewConfig(options, context);
   const service = await startIdentityService({
-    caDir: resolve(context.cwd, options.ca),
+    ca: caFiles(options, context),
+    rateLimit: rateLimit(options),
+    clientTimeoutMs: parseDuration(options.clientTimeout, '--client-timeout'),
+    ...(tokenReview ? { tokenReview } : {}),
+    log: (line) => context.writeError(line),
     stateDir: resolve(context.cwd, options.stateDir, 'identity'),
     listen: parseListenAddress(options.listen, '--listen'),
     adminListen: parseListenAddress(options.adminListen, '--admin-listen'),
@@ -86,4 +141,61 @@ async function serve(options: ServeOptions, context: CliContext): Promise<void> 
   const signal = await context.untilShutdown();
   context.write(`${signal}: draining and stopping\n`);
   await service.close();
+}
+
+function caFiles(options: ServeOptions, context: CliContext): CaFilePaths {
+  const fromDir = options.ca === undefined ? undefined : caFilePaths(resolve(context.cwd, options.ca));
+  const pick = (flag: string, given: string | undefined, fallback: string | undefined) => {
+    if (given !== undefined) return resolve(context.cwd, given);
+    if (fallback !== undefined) return fallback;
+    throw new MutualError('MUTUAL_CLI_USAGE', `give --ca <dir>, or ${flag} with the other CA file flags`);
+  };
+  return {
+    issuerCertificate: pick('--issuer-cert', options.issuerCert, fromDir?.issuerCertificate),
+    issuerKey: pick('--issuer-key', options.issuerKey, fromDir?.issuerKey),
+    trustAnchors: pick('--trust-anchors', options.trustAnchors, fromDir?.trustAnchors),
+  };
+}
+
+function rateLimit(options: ServeOptions): RateLimit {
+  const perSecond = Number(options.rateLimit);
+  const burst = Number(options.rateBurst);
+  if (!(perSecond > 0) || !Number.isFinite(perSecond)) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--rate-limit ${JSON.stringify(options.rateLimit)} must be a positive number (requests per second)`,
+    );
+  }
+  if (!Number.isSafeInteger(burst) || burst < 1) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--rate-burst ${JSON.stringify(options.rateBurst)} must be a whole number of at least 1`,
+    );
+  }
+  return { perSecond, burst };
+}
+
+async function tokenReviewConfig(
+  options: ServeOptions,
+  context: CliContext,
+): Promise<TokenReviewConfig | undefined> {
+  if (options.tokenReviewUrl === undefined) return undefined;
+  const isInCluster = options.tokenReviewUrl === 'in-cluster';
+  // The pod environment is the one input read here rather than in config/: it only exists in-cluster.
+  const url = isInCluster ? inClusterApiServerUrl(process.env) : options.tokenReviewUrl;
+  if (!/^https:\/\//.test(url)) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--token-review-url ${JSON.stringify(url)} must be an https:// URL or in-cluster`,
+    );
+  }
+  const caPath = options.tokenReviewCa ?? (isInCluster ? IN_CLUSTER_FILES.ca : undefined);
+  const tokenPath = options.tokenReviewTokenFile ?? (isInCluster ? IN_CLUSTER_FILES.token : undefined);
+  const caPem =
+    caPath === undefined ? undefined : await readTextFile(resolve(context.cwd, caPath), 'API server CA');
+  return {
+    url,
+    ...(caPem ? { caPem } : {}),
+    ...(tokenPath ? { bearerToken: () => readFile(resolve(context.cwd, tokenPath), 'utf8') } : {}),
+  };
 }

@@ -11,6 +11,8 @@ export interface AuditEntry {
   readonly notAfter?: string;
   /** The error code of a refusal. */
   readonly reason?: string;
+  /** What was wrong, for refusals made before the token was read (bad JSON, too large, too slow). */
+  readonly message?: string;
   readonly requester: string;
   readonly method?: string;
 }

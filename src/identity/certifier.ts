@@ -67,6 +67,21 @@ export function createCertifier(deps: CertifierDeps) {
     return signer.sign;
   };
   return {
+    /**
+     * Audits a request refused at the edge, before the certifier saw it (bad JSON, too large, too
+     * slow, wrong content type), so the audit log holds every refusal, not only the certifier's.
+     */
+    recordRefusal(error: MutualError, requester: string): void {
+      deps.audit.record({
+        time: new Date(deps.clock.now()).toISOString(),
+        identity: '',
+        result: 'refused',
+        reason: error.code,
+        message: error.message,
+        requester,
+      });
+      deps.onOutcome?.('refused', error.code);
+    },
     async certify(request: CertifyRequest, requester: string): Promise<CertifyResponse> {
       let identity = '';
       let method: string | undefined;

@@ -19,42 +19,104 @@ export interface IdentityApiDeps {
   readonly bundles: BundleSource;
   /** PEM key and chain of the service's own SVID. */
   readonly serverCredentials: { key: string; cert: string };
+  /** How long a client may take for its TLS handshake, its headers and its body; default 10 s. */
+  readonly clientTimeoutMs?: number;
 }
+
+export const DEFAULT_CLIENT_TIMEOUT_MS = 10_000;
 
 /** Transport codes are chosen here, at the edge; the certifier only knows error codes. */
 function statusFor(code: ErrorCode): number {
   if (code === 'MUTUAL_IDENTITY_TOKEN_INVALID') return 401;
   if (code === 'MUTUAL_IDENTITY_RATE_LIMITED') return 429;
   if (code === 'MUTUAL_IDENTITY_REQUEST_TOO_LARGE') return 413;
-  if (code === 'MUTUAL_IDENTITY_UNAVAILABLE' || code === 'MUTUAL_PKI_ISSUER_INVALID') return 503;
+  if (code === 'MUTUAL_IDENTITY_REQUEST_TIMEOUT') return 408;
+  if (
+    code === 'MUTUAL_IDENTITY_UNAVAILABLE' ||
+    code === 'MUTUAL_IDENTITY_TOKEN_REVIEW_UNAVAILABLE' ||
+    code === 'MUTUAL_PKI_ISSUER_INVALID'
+  )
+    return 503;
   if (code === 'MUTUAL_INTERNAL') return 500;
   return 400;
 }
 
 export function createIdentityApiServer(deps: IdentityApiDeps): Server {
+  const clientTimeoutMs = deps.clientTimeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
   const server = createServer(
-    { key: deps.serverCredentials.key, cert: deps.serverCredentials.cert, minVersion: 'TLSv1.3' },
+    {
+      key: deps.serverCredentials.key,
+      cert: deps.serverCredentials.cert,
+      minVersion: 'TLSv1.3',
+      handshakeTimeout: clientTimeoutMs,
+      // How often Node looks for clients past headersTimeout; its default (30 s) is too lax.
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, clientTimeoutMs / 4)),
+    },
     (request, response) => {
-      handle(request, response, deps).catch((error: unknown) => sendError(response, error));
+      handle(request, response, deps, clientTimeoutMs).catch((error: unknown) => sendError(response, error));
     },
   );
-  // A slow client gets a 408 instead of holding a socket forever.
-  server.headersTimeout = 10_000;
+  // A slow client gets a 408 (or its socket closed) instead of holding a socket forever: the
+  // headers within clientTimeoutMs, the body within clientTimeoutMs of the headers.
+  server.headersTimeout = clientTimeoutMs;
   server.requestTimeout = (MAX_LONG_POLL_S + 15) * 1000;
   server.keepAliveTimeout = 5_000;
+  // Requests Node refuses before our handler (headers too slow, not HTTP) are audited too.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    const code = error.code ?? '';
+    if (code === 'ECONNRESET' || code === 'EPIPE') {
+      socket.destroy();
+      return;
+    }
+    const isTimeout = code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT';
+    const refusal = isTimeout
+      ? new MutualError(
+          'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
+          `the request headers did not arrive within ${clientTimeoutMs} ms`,
+        )
+      : new MutualError(
+          'MUTUAL_IDENTITY_REQUEST_INVALID',
+          `the request is not valid HTTP (${code || error.message})`,
+        );
+    deps.certifier.recordRefusal(refusal, requesterOf(socket as import('node:net').Socket));
+    if (socket.writable) {
+      const status = isTimeout ? '408 Request Timeout' : '400 Bad Request';
+      const body = `${JSON.stringify({ error: { code: refusal.code, message: refusal.message } })}\n`;
+      socket.end(
+        `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy();
+  });
   return server;
+}
+
+function requesterOf(socket: {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+}): string {
+  return `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
 }
 
 async function handle(
   request: IncomingMessage,
   response: ServerResponse,
   deps: IdentityApiDeps,
+  clientTimeoutMs: number,
 ): Promise<void> {
   const url = new URL(request.url ?? '/', 'https://identity');
   if (url.pathname === '/v1/certify') {
     if (request.method !== 'POST') return sendMethodNotAllowed(response, 'POST');
-    const body = parseCertifyBody(await readBody(request));
-    const requester = `${request.socket.remoteAddress ?? 'unknown'}:${request.socket.remotePort ?? 0}`;
+    const requester = requesterOf(request.socket);
+    let body: { token: string; csr: string };
+    try {
+      // Stages before the certifier: content type → body within size and time → JSON shape.
+      checkContentType(request.headers['content-type']);
+      body = parseCertifyBody(await readBody(request, clientTimeoutMs));
+    } catch (error) {
+      if (isMutualError(error)) deps.certifier.recordRefusal(error, requester);
+      throw error;
+    }
     const result = await deps.certifier.certify(body, requester);
     return sendJson(response, 200, result);
   }
@@ -115,7 +177,19 @@ async function serveBundle(
   response.end(request.method === 'HEAD' ? undefined : body);
 }
 
-function readBody(request: IncomingMessage): Promise<string> {
+function checkContentType(contentType: string | undefined): void {
+  const mediaType = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (mediaType !== 'application/json') {
+    throw new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      `the request body must be JSON with content-type application/json, not ${JSON.stringify(contentType ?? '(none)')}`,
+      { detail: { status: 415 } },
+    );
+  }
+}
+
+/** The body, whole, within the size cap and the client timeout (a trickling client is cut off). */
+function readBody(request: IncomingMessage, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(request.headers['content-length'] ?? 0);
     if (declared > MAX_REQUEST_BODY_BYTES) {
@@ -124,9 +198,20 @@ function readBody(request: IncomingMessage): Promise<string> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    const timer = setTimeout(() => {
+      request.removeAllListeners('data');
+      request.resume();
+      reject(
+        new MutualError(
+          'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
+          `the request body did not arrive within ${timeoutMs} ms (${size} bytes came)`,
+        ),
+      );
+    }, timeoutMs);
     request.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_REQUEST_BODY_BYTES) {
+        clearTimeout(timer);
         request.removeAllListeners('data');
         request.resume();
         reject(tooLarge());
@@ -134,8 +219,14 @@ function readBody(request: IncomingMessage): Promise<string> {
       }
       chunks.push(chunk);
     });
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    request.on('error', reject);
+    request.on('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    request.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
   });
 }
 
@@ -193,6 +284,11 @@ function sendError(response: ServerResponse, error: unknown) {
   const message = isMutualError(error) ? error.message : 'internal error';
   const headers: Record<string, string> =
     error instanceof RateLimitedError ? { 'retry-after': String(error.retryAfterS) } : {};
-  if (code === 'MUTUAL_IDENTITY_REQUEST_TOO_LARGE') headers.connection = 'close';
-  sendJson(response, statusFor(code), { error: { code, message, hint: errorCatalog[code].action } }, headers);
+  // A client that sent too much or too slowly does not get to keep its connection.
+  if (code === 'MUTUAL_IDENTITY_REQUEST_TOO_LARGE' || code === 'MUTUAL_IDENTITY_REQUEST_TIMEOUT') {
+    headers.connection = 'close';
+  }
+  const status =
+    isMutualError(error) && typeof error.detail.status === 'number' ? error.detail.status : statusFor(code);
+  sendJson(response, status, { error: { code, message, hint: errorCatalog[code].action } }, headers);
 }

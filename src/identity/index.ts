@@ -2,8 +2,20 @@
 // identity, serves the trust bundle. Never takes an identity from a CSR; never sees a private key.
 
 export { type AuditEntry, type AuditLog, memoryAuditLog, openAuditLog } from './audit-log.ts';
+export {
+  type CaReloadEvent,
+  type CaState,
+  type CaWatcher,
+  createCaWatcher,
+  loadCaFiles,
+} from './ca-watcher.ts';
 export { type Certifier, type CertifyRequest, type CertifyResponse, createCertifier } from './certifier.ts';
-export { type BundleSource, createIdentityApiServer, MAX_REQUEST_BODY_BYTES } from './http-api.ts';
+export {
+  type BundleSource,
+  createIdentityApiServer,
+  DEFAULT_CLIENT_TIMEOUT_MS,
+  MAX_REQUEST_BODY_BYTES,
+} from './http-api.ts';
 export {
   type AuthenticatedCaller,
   createJoinTokenAuthenticator,
@@ -20,3 +32,10 @@ export {
   startIdentityService,
 } from './service.ts';
 export { JOIN_TOKEN_KEY_FILE, loadOrCreateJoinTokenKey } from './token-key.ts';
+export {
+  createChainedAuthenticator,
+  createTokenReviewAuthenticator,
+  IN_CLUSTER_FILES,
+  inClusterApiServerUrl,
+  type TokenReviewConfig,
+} from './token-review.ts';

@@ -6,7 +6,9 @@ import { isValidPathSegment, type MeshIdentity, meshIdentity } from '../spiffe/i
 
 /** The audience every Mutual identity token is for; Kubernetes projected tokens use the same. */
 export const IDENTITY_AUDIENCE = 'identity.mutual.dev';
-const ISSUER = 'mutual-identity';
+/** The `iss` of every join token; tokens from anyone else go to another authenticator. */
+export const JOIN_TOKEN_ISSUER = 'mutual-identity';
+const ISSUER = JOIN_TOKEN_ISSUER;
 const MAX_TOKEN_LENGTH = 8 * 1024;
 const MAX_TOKEN_TTL_MS = 365 * 24 * 60 * 60 * 1000;
 

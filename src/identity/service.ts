@@ -4,32 +4,40 @@ import { join } from 'node:path';
 import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import { Counter, createRegistry, Gauge } from '../metrics/index.ts';
-import {
-  type CertificateAuthority,
-  generateKeyPair,
-  issueSvid,
-  parseCertificate,
-  privateKeyToPem,
-  type TrustBundle,
-} from '../pki/index.ts';
-import { readCaDirectory } from '../store/index.ts';
+import { generateKeyPair, issueSvid, parseCertificate, privateKeyToPem } from '../pki/index.ts';
+import type { CaFilePaths } from '../store/index.ts';
 import { backoffDelayMs, renewalDelayMs } from '../workload/index.ts';
 import { openAuditLog } from './audit-log.ts';
+import { type CaReloadEvent, createCaWatcher } from './ca-watcher.ts';
 import { createCertifier } from './certifier.ts';
 import { type BundleSource, createIdentityApiServer } from './http-api.ts';
 import { createJoinTokenAuthenticator } from './join-token.ts';
 import type { RateLimit } from './rate-limiter.ts';
 import { loadOrCreateJoinTokenKey } from './token-key.ts';
+import {
+  createChainedAuthenticator,
+  createTokenReviewAuthenticator,
+  type TokenReviewConfig,
+} from './token-review.ts';
 
 export interface IdentityServiceConfig {
-  readonly caDir: string;
+  /** The issuer and trust-anchor files; watched, and reloaded when they change. */
+  readonly ca: CaFilePaths;
   readonly stateDir: string;
   readonly listen: { host: string; port: number };
   readonly adminListen: { host: string; port: number };
   readonly lifetimeMs: number;
   readonly skewMs: number;
   readonly rateLimit?: RateLimit;
+  /** Kubernetes ServiceAccount tokens are accepted beside join tokens when this is set. */
+  readonly tokenReview?: TokenReviewConfig;
+  /** Handshake, headers and body deadline for each client. */
+  readonly clientTimeoutMs?: number;
+  /** How often the CA files are re-read in case a change notification was missed. */
+  readonly caPollIntervalMs?: number;
   readonly clock: Clock;
+  /** One line per event worth a human's attention (CA reloads accepted or refused). */
+  readonly log?: (line: string) => void;
 }
 
 export interface IdentityService {
@@ -46,10 +54,42 @@ export function identityServiceId(trustDomain: string): string {
 }
 
 export async function startIdentityService(config: IdentityServiceConfig): Promise<IdentityService> {
-  const { issuer, bundle } = await readCaDirectory(config.caDir, config.clock);
+  const registry = createRegistry();
+  const reloads = {
+    issuer: new Counter({
+      name: 'mutual_identity_issuer_reload_total',
+      help: 'Changed issuer files checked, by result (accepted, refused: the old issuer keeps serving).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    'trust-anchors': new Counter({
+      name: 'mutual_identity_trust_anchors_reload_total',
+      help: 'Changed trust-anchor files checked, by result (accepted, refused: the old anchors keep serving).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+  };
+  const bundleListeners = new Set<() => void>();
+  let onIssuerChange = () => {};
+  const onEvent = (event: CaReloadEvent) => {
+    reloads[event.what].inc({ result: event.result });
+    config.log?.(
+      `ca reload: ${event.what} ${event.result}${event.code ? ` [${event.code}]` : ''}: ${event.message}\n`,
+    );
+  };
+  const ca = await createCaWatcher({
+    files: config.ca,
+    clock: config.clock,
+    ...(config.caPollIntervalMs === undefined ? {} : { pollIntervalMs: config.caPollIntervalMs }),
+    onEvent,
+    onChange: (_state, changed) => {
+      if (changed.bundle) for (const listener of bundleListeners) listener();
+      if (changed.issuer) onIssuerChange();
+    },
+  });
+  const trustDomain = ca.current().issuer.trustDomain;
   const tokenKey = await loadOrCreateJoinTokenKey(config.stateDir);
   const audit = openAuditLog(join(config.stateDir, 'audit.log'));
-  const registry = createRegistry();
   const issued = new Counter({
     name: 'mutual_identity_certificates_issued_total',
     help: 'Workload certificates signed.',
@@ -61,13 +101,12 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     labelNames: ['reason'],
     registers: [registry],
   });
-  const current: { issuer: CertificateAuthority | undefined; bundle: TrustBundle } = { issuer, bundle };
   new Gauge({
     name: 'mutual_identity_issuer_expiry_timestamp_seconds',
     help: 'When the issuer certificate in use expires (Unix time).',
     registers: [registry],
     collect() {
-      if (current.issuer) this.set(current.issuer.notAfterMs / 1000);
+      this.set(ca.current().issuer.notAfterMs / 1000);
     },
   });
   new Gauge({
@@ -77,28 +116,41 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     registers: [registry],
     collect() {
       this.reset();
-      for (const der of current.bundle.rootsDer) {
+      for (const der of ca.current().bundle.rootsDer) {
         const root = parseCertificate(der);
         this.set({ fingerprint: root.fingerprintSha256.slice(0, 16) }, root.notAfterMs / 1000);
       }
     },
   });
-  const bundleListeners = new Set<() => void>();
+  new Gauge({
+    name: 'mutual_identity_trust_bundle_sequence',
+    help: 'The sequence number of the trust bundle served; it grows with every accepted anchor change.',
+    registers: [registry],
+    collect() {
+      this.set(ca.current().bundle.sequence);
+    },
+  });
   const bundles: BundleSource = {
-    current: () => current.bundle,
+    current: () => ca.current().bundle,
     subscribe(listener) {
       bundleListeners.add(listener);
       return () => bundleListeners.delete(listener);
     },
   };
+  const joinTokens = createJoinTokenAuthenticator({
+    verificationKey: tokenKey.publicKey,
+    trustDomain,
+    clock: config.clock,
+  });
   const certifier = createCertifier({
-    authenticator: createJoinTokenAuthenticator({
-      verificationKey: tokenKey.publicKey,
-      trustDomain: issuer.trustDomain,
-      clock: config.clock,
+    authenticator: createChainedAuthenticator({
+      joinTokens,
+      ...(config.tokenReview
+        ? { kubernetes: createTokenReviewAuthenticator({ ...config.tokenReview, trustDomain }) }
+        : {}),
     }),
-    currentIssuer: () => current.issuer,
-    currentBundle: () => current.bundle,
+    currentIssuer: () => ca.current().issuer,
+    currentBundle: () => ca.current().bundle,
     audit,
     clock: config.clock,
     lifetimeMs: config.lifetimeMs,
@@ -110,8 +162,8 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   // swapped with setSecureContext so open connections are not dropped.
   const issueOwnCredentials = async () => {
     const keys = await generateKeyPair();
-    const svid = await issueSvid(current.issuer ?? issuer, {
-      spiffeId: identityServiceId(issuer.trustDomain),
+    const svid = await issueSvid(ca.current().issuer, {
+      spiffeId: identityServiceId(trustDomain),
       publicKey: keys.publicKey,
       clock: config.clock,
       lifetimeMs: config.lifetimeMs,
@@ -121,28 +173,39 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, svid };
   };
   const own = await issueOwnCredentials();
-  const api = createIdentityApiServer({ certifier, bundles, serverCredentials: own });
+  const api = createIdentityApiServer({
+    certifier,
+    bundles,
+    serverCredentials: own,
+    ...(config.clientTimeoutMs === undefined ? {} : { clientTimeoutMs: config.clientTimeoutMs }),
+  });
   let ownRenewal: NodeJS.Timeout | undefined;
-  const scheduleOwnRenewal = (notBeforeMs: number, notAfterMs: number, failures = 0) => {
-    const delayMs =
-      failures === 0
-        ? renewalDelayMs(notBeforeMs, notAfterMs, config.clock.now())
-        : backoffDelayMs(failures, 1000, 30_000);
+  // Each renewal run has a generation; a run overtaken by a newer one (issuer changed) is dropped.
+  let generation = 0;
+  const renewOwn = (delayMs: number, failures: number) => {
+    clearTimeout(ownRenewal);
+    const mine = ++generation;
     ownRenewal = setTimeout(() => {
       issueOwnCredentials().then(
         (next) => {
+          if (mine !== generation) return;
           api.setSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.3' });
-          scheduleOwnRenewal(next.svid.notBeforeMs, next.svid.notAfterMs);
+          renewOwn(renewalDelayMs(next.svid.notBeforeMs, next.svid.notAfterMs, config.clock.now()), 0);
         },
-        () => scheduleOwnRenewal(notBeforeMs, notAfterMs, failures + 1),
+        () => {
+          if (mine === generation) renewOwn(backoffDelayMs(failures, 1000, 30_000), failures + 1);
+        },
       );
     }, delayMs);
     ownRenewal.unref();
   };
-  scheduleOwnRenewal(own.svid.notBeforeMs, own.svid.notAfterMs);
+  renewOwn(renewalDelayMs(own.svid.notBeforeMs, own.svid.notAfterMs, config.clock.now()), 0);
+  // A new issuer re-issues the service's own SVID at once, so it chains to the anchors in force.
+  onIssuerChange = () => renewOwn(0, 0);
   const admin = createAdminServer({
     registry,
-    notReadyReason: () => (current.issuer ? undefined : 'no valid issuer loaded'),
+    notReadyReason: () =>
+      config.clock.now() > ca.current().issuer.notAfterMs ? 'the issuer has expired' : undefined,
   });
   api.listen(config.listen.port, config.listen.host);
   admin.listen(config.adminListen.port, config.adminListen.host);
@@ -152,9 +215,11 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   return {
     apiUrl: `https://${urlHost(apiAddress)}:${apiAddress.port}`,
     adminUrl: `http://${urlHost(adminAddress)}:${adminAddress.port}`,
-    trustDomain: issuer.trustDomain,
+    trustDomain,
     async close() {
+      generation++;
       clearTimeout(ownRenewal);
+      ca.close();
       for (const listener of bundleListeners) listener();
       await Promise.all([closeServer(api), closeServer(admin)]);
       await audit.close();

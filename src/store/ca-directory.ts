@@ -62,3 +62,19 @@ export async function readCaDirectory(dir: string, clock: Clock): Promise<Loaded
   const bundle = parseBundle(bundleText, issuer.trustDomain, bundlePath);
   return { issuer, bundle };
 }
+
+/** Where the identity service reads its issuer and trust anchors: a CA directory, or files anywhere. */
+export interface CaFilePaths {
+  readonly issuerCertificate: string;
+  readonly issuerKey: string;
+  /** Every root to trust and publish (PEM with one or many roots, or a SPIFFE JWKS document). */
+  readonly trustAnchors: string;
+}
+
+export function caFilePaths(dir: string): CaFilePaths {
+  return {
+    issuerCertificate: join(dir, CA_FILES.issuerCertificate),
+    issuerKey: join(dir, CA_FILES.issuerKey),
+    trustAnchors: join(dir, CA_FILES.bundlePem),
+  };
+}

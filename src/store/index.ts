@@ -1,5 +1,12 @@
 // Files on disk: the CA directory layout and writes that never replace existing keys.
 // Parsing and checking stay in pki/; this module only moves bytes between disk and pki/.
 
-export { CA_FILES, type LoadedCa, readCaDirectory, writeCaDirectory } from './ca-directory.ts';
+export {
+  CA_FILES,
+  type CaFilePaths,
+  caFilePaths,
+  type LoadedCa,
+  readCaDirectory,
+  writeCaDirectory,
+} from './ca-directory.ts';
 export { type OutputFile, readFileBytes, readTextFile, SECRET_FILE_MODE, writeNewFiles } from './files.ts';

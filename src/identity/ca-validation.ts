@@ -1,0 +1,104 @@
+import { X509Certificate } from 'node:crypto';
+import { MutualError } from '../errors.ts';
+import {
+  type CertificateAuthority,
+  createTrustBundle,
+  decodePemOfType,
+  loadAuthority,
+  parseBundle,
+  type TrustBundle,
+} from '../pki/index.ts';
+
+/** The raw text of the CA files, as read from disk. */
+export interface CaTexts {
+  readonly issuerCertificatePem: string;
+  readonly issuerKeyPem: string;
+  readonly trustAnchorsText: string;
+}
+
+/**
+ * An issuer from files, checked before use: a CA with keyCertSign, its key matches, within its
+ * validity now, of the expected trust domain.
+ */
+export function loadIssuer(
+  texts: Pick<CaTexts, 'issuerCertificatePem' | 'issuerKeyPem'>,
+  options: { nowMs: number; trustDomain?: string; source: string },
+): CertificateAuthority {
+  const issuer = loadAuthority({
+    certificatePem: texts.issuerCertificatePem,
+    privateKeyPem: texts.issuerKeyPem,
+    clock: { now: () => options.nowMs },
+    source: options.source,
+  });
+  if (options.trustDomain !== undefined && issuer.trustDomain !== options.trustDomain) {
+    throw new MutualError(
+      'MUTUAL_PKI_ISSUER_INVALID',
+      `${options.source}: the issuer is for trust domain ${issuer.trustDomain}, but this identity service serves ${options.trustDomain}; a trust domain cannot change without a restart`,
+    );
+  }
+  return issuer;
+}
+
+/** The anchors, as a bundle whose sequence follows `previous` when the roots differ from it. */
+export function loadAnchors(
+  text: string,
+  options: { trustDomain: string; source: string; previous?: TrustBundle },
+): TrustBundle {
+  const parsed = parseBundle(text, options.trustDomain, options.source);
+  const previous = options.previous;
+  if (previous === undefined) return parsed;
+  if (isSameRoots(parsed, previous)) return previous;
+  return createTrustBundle(
+    options.trustDomain,
+    parsed.rootsDer,
+    Math.max(parsed.sequence, previous.sequence + 1),
+  );
+}
+
+export function isSameRoots(a: TrustBundle, b: TrustBundle): boolean {
+  return (
+    a.rootsDer.length === b.rootsDer.length &&
+    a.rootsDer.every((der, index) => der.equals(b.rootsDer[index]!))
+  );
+}
+
+/**
+ * Throws unless the issuer chains (through the certificates it carries) to an anchor of `bundle`
+ * that is valid now. The issuer itself may be one of the anchors (a one-tier CA).
+ */
+export function assertIssuerUnderAnchors(
+  issuer: CertificateAuthority,
+  bundle: TrustBundle,
+  nowMs: number,
+  source: string,
+): void {
+  const anchors = bundle.rootsDer.map((der) => new X509Certificate(der));
+  const chain = [
+    new X509Certificate(Buffer.from(issuer.certificate.rawData)),
+    ...issuer.chainPem.flatMap((pem) =>
+      decodePemOfType(pem, ['CERTIFICATE'], source).map((block) => new X509Certificate(block.der)),
+    ),
+  ];
+  const isCurrent = (certificate: X509Certificate) =>
+    Date.parse(certificate.validFrom) <= nowMs && nowMs <= Date.parse(certificate.validTo);
+  let expiredAnchor: X509Certificate | undefined;
+  for (const [index, certificate] of chain.entries()) {
+    for (const anchor of anchors) {
+      const isAnchorItself = certificate.raw.equals(anchor.raw);
+      if (isAnchorItself || (certificate.checkIssued(anchor) && certificate.verify(anchor.publicKey))) {
+        if (isCurrent(anchor)) return;
+        expiredAnchor = anchor;
+      }
+    }
+    const next = chain[index + 1];
+    if (!next || !certificate.checkIssued(next) || !certificate.verify(next.publicKey)) break;
+  }
+  const roots = anchors.map((anchor) => anchor.subject.replace(/\n/g, ', ')).join('; ');
+  throw new MutualError(
+    'MUTUAL_IDENTITY_CA_RELOAD_REFUSED',
+    expiredAnchor
+      ? `${source}: the issuer ${issuer.certificate.subject} is under the anchor ${expiredAnchor.subject.replace(/\n/g, ', ')}, which has expired`
+      : `${source}: the issuer ${issuer.certificate.subject} does not chain to any trust anchor (${roots}); add its root to the anchors first`,
+    { detail: { reason: expiredAnchor ? 'anchor-expired' : 'not-under-anchor' } },
+  );
+}
