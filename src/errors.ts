@@ -248,6 +248,36 @@ export const errorCatalog = {
     action: 'Mesh the destination, add it to the destination table, or drop --outbound-strict for it.',
   },
 
+  // --- Transparent interception (proxy-init, original destination) ---
+  MUTUAL_PROXY_ORIGINAL_DST_UNAVAILABLE: {
+    meaning:
+      "The native addon that reads a redirected connection's original destination (SO_ORIGINAL_DST) is not built or cannot be loaded, so transparent mode cannot work.",
+    action:
+      'Run `npm run build:native` in the Mutual package (needs g++, make and python3), or use explicit upstream listeners instead of transparent mode.',
+  },
+  MUTUAL_PROXY_ORIGINAL_DST_FAILED: {
+    meaning:
+      'The kernel would not tell the original destination of a connection (the message gives the errno): the socket is closed, not TCP, or has no conntrack entry.',
+    action:
+      'Check that the connection reached the proxy through the iptables REDIRECT rules of `mutual proxy init` and that the nf_conntrack module is loaded.',
+  },
+  MUTUAL_PROXY_INIT_PERMISSION_DENIED: {
+    meaning: 'Installing or removing the iptables rules was refused: the process lacks CAP_NET_ADMIN.',
+    action:
+      'Run `mutual proxy init` as root or with CAP_NET_ADMIN (in Kubernetes, an init container with securityContext.capabilities.add: [NET_ADMIN]); `--dry-run` prints the rules without privileges.',
+  },
+  MUTUAL_PROXY_INIT_IPTABLES_MISSING: {
+    meaning: 'The iptables tools (iptables-save, iptables-restore) are not installed or not on PATH.',
+    action:
+      'Install them (Debian: `apt-get install iptables`), or apply the rules printed by `--dry-run` yourself.',
+  },
+  MUTUAL_PROXY_INIT_FAILED: {
+    meaning:
+      'iptables-save or iptables-restore failed for a reason other than permissions; the message shows its output.',
+    action:
+      'Check that the kernel has the nat table (module iptable_nat or nf_tables) and try the rules from `--dry-run` by hand to see which one fails.',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',
