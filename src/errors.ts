@@ -278,6 +278,29 @@ export const errorCatalog = {
       'Check that the kernel has the nat table (module iptable_nat or nf_tables) and try the rules from `--dry-run` by hand to see which one fails.',
   },
 
+  // --- Policy (PeerAuthentication, AuthorizationPolicy) ---
+  MUTUAL_POLICY_YAML_INVALID: {
+    meaning: 'A policy file is not valid YAML; the message gives the file, line and column.',
+    action:
+      'Fix the YAML at the position shown (indentation, an unclosed bracket or quote), then run `mutual policy check FILE`.',
+  },
+  MUTUAL_POLICY_INVALID: {
+    meaning:
+      'A PeerAuthentication or AuthorizationPolicy breaks its schema: an unknown field, a wrong type, a bad mode, principal, port or CIDR. The message lists every problem with file:line:column.',
+    action:
+      'Correct each field named in the message (unknown fields are refused, not ignored), then run `mutual policy check DIR` until it reports no errors.',
+  },
+  MUTUAL_POLICY_UNSUPPORTED: {
+    meaning:
+      'A policy uses an Istio feature Mutual does not implement: action CUSTOM, JWT request principals, path templates, or a condition key it cannot evaluate.',
+    action:
+      'Express the rule with ALLOW/DENY/AUDIT and the supported fields (principals, namespaces, ipBlocks, ports, methods, paths, hosts, source.*, request.headers[...], destination.port), or remove it.',
+  },
+  MUTUAL_POLICY_NOT_FOUND: {
+    meaning: 'A policy file or directory does not exist, cannot be watched, or (for `policy check`) holds no YAML files.',
+    action: 'Pass a YAML file or a directory of them; the message names the path that was tried.',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',

@@ -34,6 +34,8 @@ export type AuthorizationDecision =
       readonly allowed: true;
       /** `ns/name` of the ALLOW policy that matched, if any. */
       readonly policy?: string;
+      /** Index (0-based) of the rule in that policy's `spec.rules` that matched. */
+      readonly rule?: number;
       /** `ns/name` of every AUDIT policy that matched. */
       readonly audited?: readonly string[];
     }
@@ -42,6 +44,8 @@ export type AuthorizationDecision =
       /** `ns/name` of the deciding DENY policy, or of the workload's ALLOW policies when none matched. */
       readonly policy: string;
       readonly reason: 'denied-by-policy' | 'no-allow-match';
+      /** Index (0-based) of the DENY rule that matched; absent for no-allow-match. */
+      readonly rule?: number;
       readonly audited?: readonly string[];
     };
 
@@ -51,4 +55,21 @@ export interface WorkloadPolicy {
   /** TCP-level decision: HTTP-only fields follow Istio (ALLOW rules using them never match, DENY rules ignore them). */
   authorizeConnection(attributes: ConnectionAttributes): AuthorizationDecision;
   authorizeRequest(attributes: RequestAttributes): AuthorizationDecision;
+}
+
+/** How a port's mode was reached, for `mutual policy explain` and the dashboard. */
+export interface PeerAuthenticationExplanation {
+  readonly mode: PeerAuthenticationMode;
+  /** `default` = no policy set a mode (Istio's PERMISSIVE). */
+  readonly level: 'default' | 'mesh' | 'namespace' | 'workload' | 'port';
+  /** `ns/name` of the PeerAuthentication that set the mode. */
+  readonly policy?: string;
+}
+
+/** What `forWorkload` returns: the contract plus explanations (additions only). */
+export interface ExplainableWorkloadPolicy extends WorkloadPolicy {
+  readonly workload: WorkloadRef;
+  explainPeerAuthentication(port: number): PeerAuthenticationExplanation;
+  /** `ns/name` of every AuthorizationPolicy that applies to the workload, by action. */
+  readonly authorizationPolicies: Readonly<Record<'ALLOW' | 'DENY' | 'AUDIT', readonly string[]>>;
 }

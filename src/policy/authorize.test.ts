@@ -1,0 +1,506 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ap, policySet, ROOT, workload } from './test-fixtures.ts';
+import type { AuthorizationDecision, RequestAttributes, WorkloadRef } from './types.ts';
+
+const web = workload('demo', { app: 'web' });
+const WEB = 'spiffe://cluster.local/ns/demo/sa/web';
+const ATTACKER = 'spiffe://cluster.local/ns/demo/sa/attacker';
+const PROD = 'spiffe://cluster.local/ns/prod/sa/api';
+
+interface Peer {
+  principal?: string;
+  ip?: string;
+  port?: number;
+  method?: string;
+  path?: string;
+  host?: string;
+  headers?: Record<string, string | string[]>;
+}
+
+interface Case {
+  name: string;
+  yaml: string;
+  peer: Peer;
+  /** Expected decision for an HTTP request and for a TCP connection with the same peer. */
+  http: Expect;
+  tcp?: Expect;
+  workload?: WorkloadRef;
+}
+/** `allow`, `allow ns/name#rule`, `deny ns/name#rule` (a DENY match) or `no-allow ns/a,ns/b`. */
+type Expect = string;
+
+const allowWeb = ap(
+  'allow-web',
+  'demo',
+  'action: ALLOW\nrules:\n- from:\n  - source:\n      principals: ["cluster.local/ns/demo/sa/web"]',
+);
+
+const cases: Case[] = [
+  {
+    name: 'no policy allows everything',
+    yaml: '',
+    peer: { principal: ATTACKER },
+    http: 'allow',
+    tcp: 'allow',
+  },
+  {
+    name: 'ALLOW for sa/web lets web in',
+    yaml: allowWeb,
+    peer: { principal: WEB },
+    http: 'allow demo/allow-web#0',
+    tcp: 'allow demo/allow-web#0',
+  },
+  {
+    name: 'ALLOW for sa/web keeps sa/attacker out',
+    yaml: allowWeb,
+    peer: { principal: ATTACKER },
+    http: 'no-allow demo/allow-web',
+    tcp: 'no-allow demo/allow-web',
+  },
+  {
+    name: 'principal arrives with or without spiffe://',
+    yaml: allowWeb,
+    peer: { principal: 'cluster.local/ns/demo/sa/web' },
+    http: 'allow demo/allow-web#0',
+  },
+  {
+    name: 'plaintext never matches principals',
+    yaml: allowWeb,
+    peer: {},
+    http: 'no-allow demo/allow-web',
+    tcp: 'no-allow demo/allow-web',
+  },
+  {
+    name: 'spec: {} allows nothing',
+    yaml: ap('deny-all', 'demo', '{}'),
+    peer: { principal: WEB },
+    http: 'no-allow demo/deny-all',
+    tcp: 'no-allow demo/deny-all',
+  },
+  {
+    name: 'rules: [{}] allows everything',
+    yaml: ap('allow-all', 'demo', 'rules:\n- {}'),
+    peer: {},
+    http: 'allow demo/allow-all#0',
+    tcp: 'allow demo/allow-all#0',
+  },
+  {
+    name: 'DENY with rules: [{}] denies everything',
+    yaml: ap('deny', 'demo', 'action: DENY\nrules:\n- {}'),
+    peer: { principal: WEB },
+    http: 'deny demo/deny#0',
+    tcp: 'deny demo/deny#0',
+  },
+  {
+    name: 'DENY beats ALLOW',
+    yaml:
+      allowWeb +
+      ap('deny-web', 'demo', 'action: DENY\nrules:\n- from:\n  - source:\n      principals: ["*/sa/web"]'),
+    peer: { principal: WEB },
+    http: 'deny demo/deny-web#0',
+  },
+  {
+    name: 'DENY that does not match leaves ALLOW to decide',
+    yaml:
+      allowWeb +
+      ap('deny-prod', 'demo', 'action: DENY\nrules:\n- from:\n  - source:\n      namespaces: ["prod"]'),
+    peer: { principal: WEB },
+    http: 'allow demo/allow-web#0',
+  },
+  {
+    name: 'only DENY policies: unmatched requests are allowed',
+    yaml: ap('deny-prod', 'demo', 'action: DENY\nrules:\n- from:\n  - source:\n      namespaces: ["prod"]'),
+    peer: { principal: WEB },
+    http: 'allow',
+  },
+  {
+    name: 'namespaces match the namespace of the principal',
+    yaml: ap('deny-prod', 'demo', 'action: DENY\nrules:\n- from:\n  - source:\n      namespaces: ["prod"]'),
+    peer: { principal: PROD },
+    http: 'deny demo/deny-prod#0',
+  },
+  {
+    name: 'namespaces with a prefix',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      namespaces: ["pr*"]'),
+    peer: { principal: PROD },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'notNamespaces: another namespace matches',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      notNamespaces: ["prod"]'),
+    peer: { principal: WEB },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'notNamespaces: the excluded namespace does not',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      notNamespaces: ["prod"]'),
+    peer: { principal: PROD },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'Istio (ISTIO-SECURITY-2021-004): notNamespaces matches a plaintext peer',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      notNamespaces: ["prod"]'),
+    peer: {},
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'Istio idiom: DENY notPrincipals ["*"] refuses plaintext',
+    yaml: ap(
+      'require-mtls',
+      'demo',
+      'action: DENY\nrules:\n- from:\n  - source:\n      notPrincipals: ["*"]',
+    ),
+    peer: {},
+    http: 'deny demo/require-mtls#0',
+    tcp: 'deny demo/require-mtls#0',
+  },
+  {
+    name: '...and lets any authenticated peer through',
+    yaml: ap(
+      'require-mtls',
+      'demo',
+      'action: DENY\nrules:\n- from:\n  - source:\n      notPrincipals: ["*"]',
+    ),
+    peer: { principal: ATTACKER },
+    http: 'allow',
+  },
+  {
+    name: 'principals suffix match',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      principals: ["*/sa/web"]'),
+    peer: { principal: WEB },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'principals prefix match',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      principals: ["cluster.local/ns/prod/*"]'),
+    peer: { principal: WEB },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'principal "*" means any authenticated peer',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      principals: ["*"]'),
+    peer: {},
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'principals and notPrincipals together are ANDed',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source:\n      principals: ["cluster.local/*"]\n      notPrincipals: ["*/sa/attacker"]',
+    ),
+    peer: { principal: ATTACKER },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'several sources are ORed',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source:\n      principals: ["cluster.local/ns/x/sa/y"]\n  - source:\n      ipBlocks: ["10.1.0.0/16"]',
+    ),
+    peer: { ip: '10.1.2.3' },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'ipBlocks CIDR miss',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      ipBlocks: ["10.1.0.0/16"]'),
+    peer: { ip: '10.2.0.1' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'ipBlocks match IPv4-mapped addresses',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      ipBlocks: ["192.168.0.1"]'),
+    peer: { ip: '::ffff:192.168.0.1' },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'notIpBlocks',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- from:\n  - source:\n      notIpBlocks: ["127.0.0.0/8", "::1"]',
+    ),
+    peer: { ip: '198.18.0.7' },
+    http: 'deny demo/d#0',
+    tcp: 'deny demo/d#0',
+  },
+  {
+    name: 'to ports: TCP-level, matches both',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      ports: ["8080"]'),
+    peer: { port: 8080 },
+    http: 'allow demo/a#0',
+    tcp: 'allow demo/a#0',
+  },
+  {
+    name: 'to notPorts (numbers accepted too)',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      notPorts: [8080]'),
+    peer: { port: 8080 },
+    http: 'no-allow demo/a',
+    tcp: 'no-allow demo/a',
+  },
+  {
+    name: 'methods and paths',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- to:\n  - operation:\n      methods: ["GET", "HEAD"]\n      paths: ["/api/*", "*.png", "/exact"]',
+    ),
+    peer: { method: 'GET', path: '/api/users?id=1' },
+    http: 'allow demo/a#0',
+    tcp: 'no-allow demo/a',
+  },
+  {
+    name: 'paths suffix',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      paths: ["*.png"]'),
+    peer: { path: '/img/logo.png' },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'method mismatch',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      methods: ["POST"]'),
+    peer: { method: 'GET' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'notMethods and notPaths',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- to:\n  - operation:\n      notMethods: ["DELETE"]\n      notPaths: ["/admin*"]',
+    ),
+    peer: { method: 'GET', path: '/admin/users' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'hosts are case-insensitive and ignore the port',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      hosts: ["*.Example.com"]'),
+    peer: { host: 'API.example.COM:8443' },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'notHosts',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      notHosts: ["internal.local"]'),
+    peer: { host: 'internal.local' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'HTTP-only fields on TCP: an ALLOW rule with them never matches',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      methods: ["GET"]\n      ports: ["8080"]'),
+    peer: { method: 'GET', port: 8080 },
+    http: 'allow demo/a#0',
+    tcp: 'no-allow demo/a',
+  },
+  {
+    name: 'HTTP-only fields on TCP: a DENY rule ignores them (fail safe)',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      methods: ["POST"]\n      ports: ["8080"]',
+    ),
+    peer: { method: 'GET', port: 8080 },
+    http: 'allow',
+    tcp: 'deny demo/d#0',
+  },
+  {
+    name: 'DENY with HTTP fields on TCP still respects its TCP fields',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      methods: ["POST"]\n      ports: ["8080"]',
+    ),
+    peer: { method: 'POST', port: 9090 },
+    http: 'allow',
+    tcp: 'allow',
+  },
+  {
+    name: 'a later rule of an ALLOW policy may match',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- to:\n  - operation:\n      paths: ["/a"]\n- from:\n  - source:\n      principals: ["cluster.local/ns/demo/sa/web"]',
+    ),
+    peer: { principal: WEB, path: '/b' },
+    http: 'allow demo/a#1',
+  },
+  {
+    name: 'from and to in one rule are ANDed',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source:\n      principals: ["cluster.local/ns/demo/sa/web"]\n  to:\n  - operation:\n      methods: ["GET"]',
+    ),
+    peer: { principal: WEB, method: 'POST' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'when source.principal',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- when:\n  - key: source.principal\n    values: ["cluster.local/ns/demo/sa/web"]',
+    ),
+    peer: { principal: WEB },
+    http: 'allow demo/a#0',
+    tcp: 'allow demo/a#0',
+  },
+  {
+    name: 'when source.namespace notValues',
+    yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: source.namespace\n    notValues: ["demo"]'),
+    peer: { principal: WEB },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'when source.ip',
+    yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: source.ip\n    values: ["10.0.0.0/8"]'),
+    peer: { ip: '10.9.9.9' },
+    http: 'allow demo/a#0',
+    tcp: 'allow demo/a#0',
+  },
+  {
+    name: 'when destination.port',
+    yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: destination.port\n    values: ["9090"]'),
+    peer: { port: 8080 },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'when request.headers',
+    yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: request.headers[X-Tenant]\n    values: ["acme-*"]'),
+    peer: { headers: { 'x-tenant': 'acme-eu' } },
+    http: 'allow demo/a#0',
+    tcp: 'no-allow demo/a',
+  },
+  {
+    name: 'all when conditions must hold',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- when:\n  - key: request.headers[x-tenant]\n    values: ["acme"]\n  - key: source.ip\n    values: ["10.0.0.1"]',
+    ),
+    peer: { headers: { 'x-tenant': 'acme' }, ip: '10.0.0.2' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'DENY with a header condition on TCP drops the condition',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- when:\n  - key: request.headers[x-debug]\n    values: ["1"]',
+    ),
+    peer: {},
+    http: 'allow',
+    tcp: 'deny demo/d#0',
+  },
+  {
+    name: 'AUDIT never decides',
+    yaml: ap('audit', 'demo', 'action: AUDIT\nrules:\n- {}'),
+    peer: { principal: ATTACKER },
+    http: 'allow [audit demo/audit]',
+    tcp: 'allow [audit demo/audit]',
+  },
+  {
+    name: 'AUDIT is recorded beside a denial',
+    yaml: ap('audit', 'demo', 'action: AUDIT\nrules:\n- {}') + ap('deny-all', 'demo', '{}'),
+    peer: { principal: ATTACKER },
+    http: 'no-allow demo/deny-all [audit demo/audit]',
+  },
+  {
+    name: 'several ALLOW policies: the denial names them all',
+    yaml: allowWeb + ap('allow-prod', 'demo', 'rules:\n- from:\n  - source:\n      namespaces: ["prod"]'),
+    peer: { principal: ATTACKER },
+    http: 'no-allow demo/allow-prod,demo/allow-web',
+  },
+  {
+    name: 'a selector narrows a policy to its workloads',
+    yaml: ap('deny-api', 'demo', 'selector:\n  matchLabels: {app: api}\naction: DENY\nrules:\n- {}'),
+    peer: { principal: WEB },
+    http: 'allow',
+  },
+  {
+    name: 'a policy in another namespace does not apply',
+    yaml: ap('deny', 'other', 'action: DENY\nrules:\n- {}'),
+    peer: { principal: WEB },
+    http: 'allow',
+  },
+  {
+    name: 'root-namespace policies apply mesh-wide',
+    yaml: ap('deny', ROOT, 'action: DENY\nrules:\n- from:\n  - source:\n      principals: ["*/sa/attacker"]'),
+    peer: { principal: ATTACKER },
+    http: `deny ${ROOT}/deny#0`,
+  },
+  {
+    name: 'root-namespace policies with a selector apply to matching workloads everywhere',
+    yaml: ap('deny', ROOT, 'selector:\n  matchLabels: {app: web}\naction: DENY\nrules:\n- {}'),
+    peer: { principal: WEB },
+    http: `deny ${ROOT}/deny#0`,
+  },
+  {
+    name: 'policy order is by id: the first DENY in that order is named',
+    yaml:
+      ap('z-deny', 'demo', 'action: DENY\nrules:\n- {}') + ap('a-deny', 'demo', 'action: DENY\nrules:\n- {}'),
+    peer: { principal: WEB },
+    http: 'deny demo/a-deny#0',
+  },
+];
+
+function describe(decision: AuthorizationDecision): string {
+  const audit = decision.audited?.length ? ` [audit ${decision.audited.join(',')}]` : '';
+  if (decision.allowed) {
+    return `${decision.policy === undefined ? 'allow' : `allow ${decision.policy}#${decision.rule}`}${audit}`;
+  }
+  if (decision.reason === 'denied-by-policy') return `deny ${decision.policy}#${decision.rule}${audit}`;
+  return `no-allow ${decision.policy}${audit}`;
+}
+
+function request(peer: Peer): RequestAttributes {
+  return {
+    ...(peer.principal === undefined ? {} : { sourcePrincipal: peer.principal }),
+    sourceIp: peer.ip ?? '10.0.0.1',
+    destinationPort: peer.port ?? 8080,
+    method: peer.method ?? 'GET',
+    path: peer.path ?? '/',
+    host: peer.host ?? 'web.demo',
+    headers: peer.headers ?? {},
+  };
+}
+
+for (const c of cases) {
+  test(`authorize: ${c.name}`, () => {
+    const policy = policySet(c.yaml).forWorkload(c.workload ?? web);
+    assert.equal(describe(policy.authorizeRequest(request(c.peer))), c.http, 'HTTP request');
+    if (c.tcp !== undefined) {
+      const { method: _m, path: _p, host: _h, headers: _x, ...connection } = request(c.peer);
+      assert.equal(describe(policy.authorizeConnection(connection)), c.tcp, 'TCP connection');
+    }
+  });
+}
+
+test('authorize: the principal index does not hide unkeyed rules that come first', () => {
+  const yaml =
+    ap('a-any', 'demo', 'action: DENY\nrules:\n- to:\n  - operation:\n      ports: ["8080"]') +
+    ap(
+      'b-web',
+      'demo',
+      'action: DENY\nrules:\n- from:\n  - source:\n      principals: ["cluster.local/ns/demo/sa/web"]',
+    );
+  const policy = policySet(yaml).forWorkload(web);
+  assert.equal(
+    describe(policy.authorizeRequest(request({ principal: WEB, port: 8080 }))),
+    'deny demo/a-any#0',
+  );
+  assert.equal(
+    describe(policy.authorizeRequest(request({ principal: WEB, port: 9090 }))),
+    'deny demo/b-web#0',
+  );
+  assert.equal(describe(policy.authorizeRequest(request({ principal: ATTACKER, port: 9090 }))), 'allow');
+});
+
+test('authorize: forWorkload lists the policies that apply, by action', () => {
+  const policy = policySet(allowWeb + ap('d', ROOT, 'action: DENY\nrules:\n- {}')).forWorkload(web);
+  assert.deepEqual(policy.authorizationPolicies, {
+    ALLOW: ['demo/allow-web'],
+    DENY: [`${ROOT}/d`],
+    AUDIT: [],
+  });
+});

@@ -1,0 +1,26 @@
+// Istio-compatible PeerAuthentication and AuthorizationPolicy: parse and validate YAML, resolve
+// the mTLS mode and authorize connections and requests for a workload, watch a directory.
+// Pure except store.ts and load.ts (files); never touches the network.
+
+export { type CheckOptions, checkPolicySet } from './check.ts';
+export {
+  diagnosticsError,
+  formatDiagnostic,
+  type PolicyDiagnostic,
+  type SourcePosition,
+} from './diagnostic.ts';
+export { isPolicyFileName, type LoadedPolicies, listPolicyFiles, loadPolicyFiles } from './load.ts';
+export { type ParseOptions, type ParseResult, parsePolicyText } from './parse.ts';
+export { compilePolicySet, type PolicySet, staticWorkloadPolicy } from './policy-set.ts';
+export {
+  type AuthorizationAction,
+  type AuthorizationPolicyResource,
+  DEFAULT_NAMESPACE,
+  DEFAULT_ROOT_NAMESPACE,
+  formatSelector,
+  type PeerAuthenticationResource,
+  type PolicyResource,
+} from './resource.ts';
+export { API_VERSIONS, type MtlsMode } from './schema.ts';
+export { createPolicyStore, type PolicyStore, type PolicyStoreOptions } from './store.ts';
+export type * from './types.ts';

@@ -1,0 +1,98 @@
+// Reading policy files from disk: files and directories (their *.yaml / *.yml files, not
+// recursive, hidden and editor backup files skipped), parsed and checked as one set.
+import { createHash } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MutualError } from '../errors.ts';
+import type { PolicyDiagnostic } from './diagnostic.ts';
+import { type ParseOptions, parsePolicyText } from './parse.ts';
+import type { PolicyResource } from './resource.ts';
+
+export interface LoadedPolicies {
+  readonly files: readonly string[];
+  readonly resources: readonly PolicyResource[];
+  /** Errors and single-policy warnings; duplicates across files are errors here too. */
+  readonly diagnostics: readonly PolicyDiagnostic[];
+  /** sha256 over file names and contents: equal fingerprints mean nothing changed. */
+  readonly fingerprint: string;
+}
+
+export function isPolicyFileName(name: string): boolean {
+  return /\.ya?ml$/i.test(name) && !name.startsWith('.') && !name.startsWith('#');
+}
+
+/** The policy files under each path: a file as given, a directory's YAML files sorted by name. */
+export async function listPolicyFiles(paths: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const path of paths) {
+    const info = await stat(path).catch((cause: unknown) => {
+      throw new MutualError('MUTUAL_POLICY_NOT_FOUND', `${path}: no such file or directory`, {
+        cause,
+        detail: { path },
+      });
+    });
+    if (!info.isDirectory()) {
+      files.push(path);
+      continue;
+    }
+    const names = (await readdir(path)).filter(isPolicyFileName).sort();
+    files.push(...names.map((name) => join(path, name)));
+  }
+  return files;
+}
+
+export async function loadPolicyFiles(
+  paths: readonly string[],
+  options: ParseOptions = {},
+): Promise<LoadedPolicies> {
+  const files = await listPolicyFiles(paths);
+  const texts = await Promise.all(
+    files.map((file) =>
+      readFile(file, 'utf8').catch((cause: unknown) => {
+        // A file renamed away between readdir and read (editors do this) is simply gone.
+        if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${file}: ${(cause as Error).message}`, {
+          cause,
+        });
+      }),
+    ),
+  );
+  const resources: PolicyResource[] = [];
+  const diagnostics: PolicyDiagnostic[] = [];
+  const present: string[] = [];
+  const hash = createHash('sha256');
+  for (const [index, file] of files.entries()) {
+    const text = texts[index];
+    if (text === undefined) continue;
+    present.push(file);
+    hash.update(`${file}\0${text}\0`);
+    const parsed = parsePolicyText(text, file, options);
+    resources.push(...parsed.resources);
+    diagnostics.push(...parsed.diagnostics);
+  }
+  diagnostics.push(...duplicates(resources));
+  return { files: present, resources, diagnostics, fingerprint: hash.digest('hex') };
+}
+
+function duplicates(resources: readonly PolicyResource[]): PolicyDiagnostic[] {
+  const seen = new Map<string, PolicyResource>();
+  const found: PolicyDiagnostic[] = [];
+  for (const resource of resources) {
+    const key = `${resource.kind} ${resource.meta.id}`;
+    const first = seen.get(key);
+    if (first === undefined) {
+      seen.set(key, resource);
+      continue;
+    }
+    const where = first.meta.position;
+    found.push({
+      ...resource.meta.position,
+      severity: 'error',
+      code: 'MUTUAL_POLICY_INVALID',
+      policy: resource.meta.id,
+      message: `${resource.kind} ${resource.meta.id} is defined twice (first at ${where.file}:${where.line})`,
+      hint: 'Give each policy a unique namespace/name, or delete one of the copies.',
+    });
+  }
+  return found;
+}

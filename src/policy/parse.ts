@@ -1,0 +1,222 @@
+// YAML text → validated policy resources plus diagnostics (errors and per-policy warnings), each
+// with file:line:column. Multi-document files; empty documents are skipped. Never throws for bad
+// input: the caller decides whether errors refuse the set.
+import { type Document, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
+import type { z } from 'zod';
+import { errorCatalog } from '../errors.ts';
+import type { PolicyDiagnostic, SourcePosition } from './diagnostic.ts';
+import {
+  type AuthorizationPolicyResource,
+  DEFAULT_NAMESPACE,
+  DEFAULT_ROOT_NAMESPACE,
+  type PeerAuthenticationResource,
+  type PolicyMeta,
+  type PolicyResource,
+} from './resource.ts';
+import { validateAuthorizationPolicy, validatePeerAuthentication } from './rules-check.ts';
+import {
+  type AuthorizationPolicyInput,
+  authorizationPolicySchema,
+  type MtlsMode,
+  type PeerAuthenticationInput,
+  POLICY_KINDS,
+  peerAuthenticationSchema,
+} from './schema.ts';
+
+export interface ParseOptions {
+  /** Namespace whose policies apply mesh-wide (default `mutual-system`). */
+  readonly rootNamespace?: string;
+}
+
+export interface ParseResult {
+  readonly resources: readonly PolicyResource[];
+  readonly diagnostics: readonly PolicyDiagnostic[];
+}
+
+export type FieldPath = readonly (string | number)[];
+
+/** Reports a problem at a field of the current document; `key` points at a map key instead of its value. */
+export type Report = (
+  path: FieldPath,
+  severity: 'error' | 'warning',
+  code: string,
+  message: string,
+  hint?: string,
+  isKey?: boolean,
+) => void;
+
+export function parsePolicyText(text: string, file: string, options: ParseOptions = {}): ParseResult {
+  const rootNamespace = options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  const lineCounter = new LineCounter();
+  const resources: PolicyResource[] = [];
+  const diagnostics: PolicyDiagnostic[] = [];
+  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const docs = Array.isArray(documents) ? documents : [];
+  for (const doc of docs) {
+    const at = (offset: number): SourcePosition => {
+      const { line, col } = lineCounter.linePos(offset);
+      return { file, line, column: col };
+    };
+    if (doc.errors.length > 0) {
+      for (const error of doc.errors) {
+        diagnostics.push({
+          ...at(error.pos[0]),
+          severity: 'error',
+          code: 'MUTUAL_POLICY_YAML_INVALID',
+          message: error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''),
+          hint: errorCatalog.MUTUAL_POLICY_YAML_INVALID.action,
+        });
+      }
+      continue;
+    }
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) continue;
+    let policyId: string | undefined;
+    const report: Report = (path, severity, code, message, hint, isKey) => {
+      diagnostics.push({
+        ...at(offsetOf(doc, path, isKey)),
+        severity,
+        code,
+        ...(policyId === undefined ? {} : { policy: policyId }),
+        message: path.length > 0 ? `${formatPath(path)}: ${message}` : message,
+        hint: hint ?? (code in errorCatalog ? errorCatalog[code as keyof typeof errorCatalog].action : ''),
+      });
+    };
+    const kind =
+      typeof value === 'object' && !Array.isArray(value) ? (value as { kind?: unknown }).kind : undefined;
+    if (kind !== 'PeerAuthentication' && kind !== 'AuthorizationPolicy') {
+      report(
+        kind === undefined ? [] : ['kind'],
+        'error',
+        'MUTUAL_POLICY_INVALID',
+        kind === undefined
+          ? 'not a policy: a document needs apiVersion, kind, metadata and spec'
+          : `kind ${JSON.stringify(kind)} is not a policy kind`,
+        `Policy files hold only ${POLICY_KINDS.join(' and ')} documents; move other resources elsewhere.`,
+      );
+      continue;
+    }
+    const schema = kind === 'PeerAuthentication' ? peerAuthenticationSchema : authorizationPolicySchema;
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) reportIssue(issue, report);
+      continue;
+    }
+    const meta = metaOf(parsed.data.metadata, at(doc.contents?.range?.[0] ?? 0));
+    policyId = meta.id;
+    const before = diagnostics.length;
+    const resource =
+      parsed.data.kind === 'PeerAuthentication'
+        ? peerAuthentication(parsed.data as PeerAuthenticationInput, meta, rootNamespace, report)
+        : authorizationPolicy(parsed.data as AuthorizationPolicyInput, meta, report);
+    const hasErrors = diagnostics.slice(before).some((diagnostic) => diagnostic.severity === 'error');
+    if (!hasErrors) resources.push(resource);
+  }
+  return { resources, diagnostics };
+}
+
+function peerAuthentication(
+  input: PeerAuthenticationInput,
+  meta: PolicyMeta,
+  rootNamespace: string,
+  report: Report,
+): PeerAuthenticationResource {
+  validatePeerAuthentication(input, meta, rootNamespace, report);
+  const portModes = new Map<number, MtlsMode>();
+  for (const [port, mtls] of Object.entries(input.spec?.portLevelMtls ?? {})) {
+    portModes.set(Number(port), mtls.mode ?? 'UNSET');
+  }
+  return {
+    kind: 'PeerAuthentication',
+    meta,
+    selector: selectorOf(input.spec?.selector),
+    mode: input.spec?.mtls?.mode ?? 'UNSET',
+    portModes,
+  };
+}
+
+function authorizationPolicy(
+  input: AuthorizationPolicyInput,
+  meta: PolicyMeta,
+  report: Report,
+): AuthorizationPolicyResource {
+  validateAuthorizationPolicy(input, report);
+  const action = input.spec?.action ?? 'ALLOW';
+  return {
+    kind: 'AuthorizationPolicy',
+    meta,
+    selector: selectorOf(input.spec?.selector),
+    action: action === 'CUSTOM' ? 'DENY' : action,
+    rules: input.spec?.rules ?? [],
+  };
+}
+
+function selectorOf(selector: { matchLabels?: Record<string, string> } | undefined) {
+  const labels = selector?.matchLabels;
+  return labels === undefined || Object.keys(labels).length === 0 ? undefined : labels;
+}
+
+function metaOf(metadata: PeerAuthenticationInput['metadata'], position: SourcePosition): PolicyMeta {
+  const namespace = metadata.namespace ?? DEFAULT_NAMESPACE;
+  const timestamp = metadata.creationTimestamp;
+  return {
+    name: metadata.name,
+    namespace,
+    id: `${namespace}/${metadata.name}`,
+    creationTimestampMs: timestamp === undefined ? undefined : new Date(timestamp).getTime(),
+    position,
+  };
+}
+
+function reportIssue(issue: z.core.$ZodIssue, report: Report): void {
+  const path = issue.path.filter((part): part is string | number => typeof part !== 'symbol');
+  if (issue.code === 'unrecognized_keys') {
+    report(
+      [...path, issue.keys[0]!],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      issue.message,
+      'Remove the field or fix its spelling: Mutual refuses unknown fields instead of ignoring them.',
+      true,
+    );
+    return;
+  }
+  const message = issue.message.replace(
+    /^Invalid input: expected (\w+), received undefined$/,
+    'missing ($1 required)',
+  );
+  report(path, 'error', 'MUTUAL_POLICY_INVALID', message);
+}
+
+export function formatPath(path: FieldPath): string {
+  let text = '';
+  for (const part of path) {
+    if (typeof part === 'number') text += `[${part}]`;
+    else text += text === '' ? part : `.${part}`;
+  }
+  return text;
+}
+
+/** The source offset of the deepest node along `path` that exists in the document. */
+function offsetOf(doc: Document, path: FieldPath, isKey = false): number {
+  let node: unknown = doc.contents;
+  let offset = doc.contents?.range?.[0] ?? 0;
+  for (const [index, part] of path.entries()) {
+    if (isMap(node)) {
+      const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === String(part));
+      if (!pair) break;
+      const isLast = index === path.length - 1;
+      const target = isLast && isKey ? pair.key : (pair.value ?? pair.key);
+      offset = (target as { range?: [number] }).range?.[0] ?? offset;
+      node = target;
+    } else if (isSeq(node)) {
+      const item = node.items[Number(part)];
+      if (!item) break;
+      offset = (item as { range?: [number] }).range?.[0] ?? offset;
+      node = item;
+    } else {
+      break;
+    }
+  }
+  return offset;
+}

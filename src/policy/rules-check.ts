@@ -1,0 +1,249 @@
+// Checks on one schema-valid policy beyond its schema: what Mutual cannot evaluate (errors) and
+// the traps of a single policy (warnings). Traps across policies live in check.ts.
+import { ipBlockProblem } from './ip-block.ts';
+import type { FieldPath, Report } from './parse.ts';
+import type { PolicyMeta } from './resource.ts';
+import type {
+  AuthorizationPolicyInput,
+  ConditionInput,
+  PeerAuthenticationInput,
+  SourceInput,
+} from './schema.ts';
+import { patternProblem } from './string-match.ts';
+
+/** Condition keys Mutual evaluates; `request.headers[name]` is matched separately. */
+export const CONDITION_KEYS = [
+  'source.ip',
+  'source.principal',
+  'source.namespace',
+  'destination.port',
+] as const;
+const UNSUPPORTED_CONDITION =
+  /^(request\.auth\.|remote\.ip$|destination\.ip$|connection\.sni$|experimental\.)/;
+export const HEADER_CONDITION = /^request\.headers\[([^\]]+)\]$/;
+
+/** Fields that exist only in HTTP requests. */
+export const HTTP_OPERATION_FIELDS = [
+  'methods',
+  'notMethods',
+  'paths',
+  'notPaths',
+  'hosts',
+  'notHosts',
+] as const;
+
+export function validatePeerAuthentication(
+  input: PeerAuthenticationInput,
+  meta: PolicyMeta,
+  rootNamespace: string,
+  report: Report,
+): void {
+  const hasSelector = Object.keys(input.spec?.selector?.matchLabels ?? {}).length > 0;
+  if (hasSelector && meta.namespace === rootNamespace) {
+    report(
+      ['spec', 'selector'],
+      'warning',
+      'root-namespace-selector',
+      `a PeerAuthentication with a selector in the root namespace "${rootNamespace}" is ignored`,
+      'Move it into the namespace of the workloads it selects, or drop the selector to make it mesh-wide.',
+    );
+  }
+  if (input.spec?.portLevelMtls !== undefined && !hasSelector) {
+    report(
+      ['spec', 'portLevelMtls'],
+      'warning',
+      'port-level-without-selector',
+      'portLevelMtls is ignored without a selector',
+      'Add selector.matchLabels naming the workload whose ports these are (Istio requires it).',
+      true,
+    );
+  }
+}
+
+export function validateAuthorizationPolicy(input: AuthorizationPolicyInput, report: Report): void {
+  const spec = input.spec;
+  const action = spec?.action ?? 'ALLOW';
+  if (action === 'CUSTOM' || spec?.provider !== undefined) {
+    report(
+      ['spec', action === 'CUSTOM' ? 'action' : 'provider'],
+      'error',
+      'MUTUAL_POLICY_UNSUPPORTED',
+      'action CUSTOM (an external authorizer) is not supported by Mutual',
+      'Use ALLOW, DENY or AUDIT rules instead; Mutual has no external authorization extension.',
+    );
+  }
+  if (action === 'ALLOW' && (spec?.rules === undefined || spec.rules.length === 0)) {
+    report(
+      spec === undefined ? [] : ['spec'],
+      'warning',
+      'allow-nothing',
+      'an ALLOW policy without rules allows nothing: every request to the selected workloads is denied',
+      "This is Istio's deny-all idiom; if you meant allow-all, write `rules: [{}]`.",
+    );
+  }
+  for (const [ruleIndex, rule] of (spec?.rules ?? []).entries()) {
+    const rulePath = ['spec', 'rules', ruleIndex];
+    for (const [index, from] of (rule.from ?? []).entries()) {
+      validateSource(from.source, [...rulePath, 'from', index, 'source'], action, report);
+    }
+    let httpField: string | undefined;
+    for (const [index, to] of (rule.to ?? []).entries()) {
+      const path = [...rulePath, 'to', index, 'operation'];
+      const operation = to.operation;
+      for (const field of HTTP_OPERATION_FIELDS) {
+        const values = operation[field];
+        if (values === undefined) continue;
+        httpField ??= field;
+        for (const [i, value] of values.entries()) checkPattern(value, [...path, field, i], report);
+        if (field === 'paths' || field === 'notPaths') {
+          for (const [i, value] of values.entries()) {
+            if (value.includes('{')) {
+              report(
+                [...path, field, i],
+                'error',
+                'MUTUAL_POLICY_UNSUPPORTED',
+                `path template "${value}" is not supported`,
+                'Use an exact path, a prefix ("/api/*") or a suffix ("*.png").',
+              );
+            }
+          }
+        }
+      }
+    }
+    for (const [index, condition] of (rule.when ?? []).entries()) {
+      const field = validateCondition(condition, [...rulePath, 'when', index], report);
+      httpField ??= field;
+    }
+    if (httpField !== undefined && action !== 'ALLOW') {
+      report(
+        rulePath,
+        'warning',
+        'http-fields-ignored-on-tcp',
+        `${action} rule uses the HTTP-only field ${httpField}: on plain TCP traffic it is ignored, so the rule matches more`,
+        `Istio drops HTTP fields from ${action} rules on TCP (fail safe): on a TCP port this rule applies to every connection its other fields match. Add ports to limit it to HTTP ports.`,
+      );
+    }
+  }
+}
+
+function validateSource(source: SourceInput, path: FieldPath, action: string, report: Report): void {
+  for (const field of [
+    'requestPrincipals',
+    'notRequestPrincipals',
+    'remoteIpBlocks',
+    'notRemoteIpBlocks',
+  ] as const) {
+    if (source[field] !== undefined) {
+      report(
+        [...path, field],
+        'error',
+        'MUTUAL_POLICY_UNSUPPORTED',
+        `${field} is not supported (Mutual has no ${field.toLowerCase().includes('request') ? 'JWT authentication' : 'X-Forwarded-For handling'})`,
+        'Match the peer with principals, namespaces or ipBlocks instead.',
+        true,
+      );
+    }
+  }
+  for (const field of ['principals', 'notPrincipals'] as const) {
+    for (const [i, value] of (source[field] ?? []).entries()) {
+      checkPattern(value, [...path, field, i], report);
+      checkPrincipalForm(value, [...path, field, i], report);
+    }
+  }
+  for (const field of ['namespaces', 'notNamespaces'] as const) {
+    for (const [i, value] of (source[field] ?? []).entries())
+      checkPattern(value, [...path, field, i], report);
+  }
+  for (const field of ['ipBlocks', 'notIpBlocks'] as const) {
+    for (const [i, value] of (source[field] ?? []).entries()) checkIp(value, [...path, field, i], report);
+  }
+  if (action === 'ALLOW' && (source.notPrincipals !== undefined || source.notNamespaces !== undefined)) {
+    report(
+      path,
+      'warning',
+      'allow-negative-mtls-field',
+      'an ALLOW rule with notPrincipals/notNamespaces also matches plaintext peers, which have no principal',
+      'Require STRICT mTLS for the workload, or add `principals: ["*"]` so only authenticated peers match (ISTIO-SECURITY-2021-004).',
+    );
+  }
+}
+
+/** Returns the condition key when it is HTTP-only. */
+function validateCondition(condition: ConditionInput, path: FieldPath, report: Report): string | undefined {
+  const key = condition.key;
+  const header = HEADER_CONDITION.exec(key);
+  if (header) {
+    for (const field of ['values', 'notValues'] as const) {
+      for (const [i, value] of (condition[field] ?? []).entries())
+        checkPattern(value, [...path, field, i], report);
+    }
+    return key;
+  }
+  if (UNSUPPORTED_CONDITION.test(key)) {
+    report([...path, 'key'], 'error', 'MUTUAL_POLICY_UNSUPPORTED', `condition key "${key}" is not supported`);
+    return undefined;
+  }
+  if (!(CONDITION_KEYS as readonly string[]).includes(key)) {
+    report(
+      [...path, 'key'],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      `unknown condition key "${key}"`,
+      `Use one of ${CONDITION_KEYS.join(', ')} or request.headers[<name>].`,
+    );
+    return undefined;
+  }
+  for (const [field, list] of [
+    ['values', condition.values],
+    ['notValues', condition.notValues],
+  ] as const) {
+    for (const [i, value] of (list ?? []).entries()) {
+      const at = [...path, field, i];
+      if (key === 'source.ip') checkIp(value, at, report);
+      else if (key === 'destination.port') {
+        if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65_535) {
+          report(at, 'error', 'MUTUAL_POLICY_INVALID', `"${value}" is not a port number 1–65535`);
+        }
+      } else {
+        checkPattern(value, at, report);
+        if (key === 'source.principal') checkPrincipalForm(value, at, report);
+      }
+    }
+  }
+  return undefined;
+}
+
+function checkPattern(value: string, path: FieldPath, report: Report): void {
+  const problem = patternProblem(value);
+  if (problem) report(path, 'error', 'MUTUAL_POLICY_INVALID', problem);
+}
+
+function checkIp(value: string, path: FieldPath, report: Report): void {
+  const problem = ipBlockProblem(value);
+  if (problem) report(path, 'error', 'MUTUAL_POLICY_INVALID', problem);
+}
+
+function checkPrincipalForm(value: string, path: FieldPath, report: Report): void {
+  if (value.startsWith('spiffe://')) {
+    report(
+      path,
+      'warning',
+      'principal-not-istio-form',
+      `principal "${value}" starts with spiffe:// and will never match`,
+      `Write principals as Istio does, without the scheme: "${value.slice('spiffe://'.length)}".`,
+    );
+  } else if (
+    value !== '*' &&
+    !value.startsWith('*') &&
+    !value.endsWith('*') &&
+    !/^[^/]+\/ns\/[^/]+\/sa\/[^/]+$/.test(value)
+  ) {
+    report(
+      path,
+      'warning',
+      'principal-not-istio-form',
+      `principal "${value}" is not of the form <trust-domain>/ns/<namespace>/sa/<service-account>`,
+      'Write it like cluster.local/ns/demo/sa/web, or use a "*" prefix/suffix match.',
+    );
+  }
+}
