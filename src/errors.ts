@@ -190,64 +190,6 @@ export const errorCatalog = {
       'Fix the files named in the message; rotate anchors in order: add the new root to the bundle, switch the issuer to one under it, then drop the old root.',
   },
 
-  // --- The mesh on one machine (mutual up / down / check) ---
-  MUTUAL_MESH_CONFIG_INVALID: {
-    meaning:
-      'A mesh file (mesh.yaml) is not valid YAML or breaks a rule; the message names each file:line:column.',
-    action: 'Fix the fields named in the message; examples/demo/mesh.yaml shows every field with a comment.',
-  },
-  MUTUAL_MESH_ALREADY_RUNNING: {
-    meaning: 'A mesh is already running from this state directory.',
-    action: 'Stop it with `mutual down` (same --state-dir), or use another --state-dir.',
-  },
-  MUTUAL_MESH_NOT_RUNNING: {
-    meaning:
-      'No running mesh was found in the state directory (no runtime.json, or its processes are gone).',
-    action: 'Start one with `mutual up -f mesh.yaml`, or pass the --state-dir it was started with.',
-  },
-  MUTUAL_MESH_START_FAILED: {
-    meaning:
-      'A process of the mesh exited or did not become ready in time; the message names it and shows the end of its log.',
-    action:
-      'Read the log lines in the message (all of it: `mutual logs SERVICE [--proxy]`), fix the cause and run `mutual up` again.',
-  },
-  MUTUAL_MESH_SERVICE_UNKNOWN: {
-    meaning: 'A command named a service the running mesh does not have.',
-    action: 'Use one of the service names the message lists (they come from mesh.yaml).',
-  },
-  MUTUAL_MESH_ADMIN_UNREACHABLE: {
-    meaning: "A proxy's or the identity service's admin endpoint did not answer.",
-    action:
-      'Check that the mesh is up (`mutual check`) and read the process log (`mutual logs SERVICE --proxy`).',
-  },
-
-  // --- Sidecar proxy ---
-  MUTUAL_PROXY_CONFIG_INVALID: {
-    meaning: 'The flags or MUTUAL_PROXY_* variables given to `mutual proxy run` are invalid; the message lists each problem.',
-    action: 'Fix each listed flag; `mutual proxy run --help` and docs/proxy.md describe them.',
-  },
-  MUTUAL_PROXY_LISTEN_FAILED: {
-    meaning: 'The proxy could not listen on one of its addresses (in use, or not allowed).',
-    action: 'Pick a free port, or stop the process that holds it (`ss -ltnp` shows which).',
-  },
-  MUTUAL_PROXY_CREDENTIALS_INVALID: {
-    meaning: 'The certificate, key or trust bundle files of the proxy do not form a usable set.',
-    action:
-      'Give the leaf-first chain, its own private key and the roots it chains to; `mutual cert verify` shows what is wrong.',
-  },
-  MUTUAL_PROXY_NOT_READY: {
-    meaning: 'The proxy has no certificate yet, so it refuses mesh traffic (fail closed).',
-    action: 'Check that the identity service is reachable and the token is valid (`mutual check`, the proxy log).',
-  },
-  MUTUAL_PROXY_UPSTREAM_FAILED: {
-    meaning: 'The proxy could not reach the destination, or the destination is not who it must be.',
-    action: 'Check that the destination and its proxy are running and carry the expected SPIFFE ID (`mutual identity SERVICE`).',
-  },
-  MUTUAL_PROXY_UNMESHED_REFUSED: {
-    meaning: 'Outbound STRICT is set and the app tried to reach a destination that is not in the mesh.',
-    action: 'Mesh the destination, add it to the destination table, or drop --outbound-strict for it.',
-  },
-
   // --- Transparent interception (proxy-init, original destination) ---
   MUTUAL_PROXY_ORIGINAL_DST_UNAVAILABLE: {
     meaning:
@@ -297,8 +239,69 @@ export const errorCatalog = {
       'Express the rule with ALLOW/DENY/AUDIT and the supported fields (principals, namespaces, ipBlocks, ports, methods, paths, hosts, source.*, request.headers[...], destination.port), or remove it.',
   },
   MUTUAL_POLICY_NOT_FOUND: {
-    meaning: 'A policy file or directory does not exist, cannot be watched, or (for `policy check`) holds no YAML files.',
+    meaning:
+      'A policy file or directory does not exist, cannot be watched, or (for `policy check`) holds no YAML files.',
     action: 'Pass a YAML file or a directory of them; the message names the path that was tried.',
+  },
+
+  // --- The mesh on one machine (mutual up / down / check) ---
+  MUTUAL_MESH_CONFIG_INVALID: {
+    meaning:
+      'A mesh file (mesh.yaml) is not valid YAML or breaks a rule; the message names each file:line:column.',
+    action: 'Fix the fields named in the message; examples/demo/mesh.yaml shows every field with a comment.',
+  },
+  MUTUAL_MESH_ALREADY_RUNNING: {
+    meaning: 'A mesh is already running from this state directory.',
+    action: 'Stop it with `mutual down` (same --state-dir), or use another --state-dir.',
+  },
+  MUTUAL_MESH_NOT_RUNNING: {
+    meaning: 'No running mesh was found in the state directory (no runtime.json, or its processes are gone).',
+    action: 'Start one with `mutual up -f mesh.yaml`, or pass the --state-dir it was started with.',
+  },
+  MUTUAL_MESH_START_FAILED: {
+    meaning:
+      'A process of the mesh exited or did not become ready in time; the message names it and shows the end of its log.',
+    action:
+      'Read the log lines in the message (all of it: `mutual logs SERVICE [--proxy]`), fix the cause and run `mutual up` again.',
+  },
+  MUTUAL_MESH_SERVICE_UNKNOWN: {
+    meaning: 'A command named a service the running mesh does not have.',
+    action: 'Use one of the service names the message lists (they come from mesh.yaml).',
+  },
+  MUTUAL_MESH_ADMIN_UNREACHABLE: {
+    meaning: "A proxy's or the identity service's admin endpoint did not answer.",
+    action:
+      'Check that the mesh is up (`mutual check`) and read the process log (`mutual logs SERVICE --proxy`).',
+  },
+
+  // --- Sidecar proxy ---
+  MUTUAL_PROXY_CONFIG_INVALID: {
+    meaning:
+      'The flags or MUTUAL_PROXY_* variables given to `mutual proxy run` are invalid; the message lists each problem.',
+    action: 'Fix each listed flag; `mutual proxy run --help` and docs/proxy.md describe them.',
+  },
+  MUTUAL_PROXY_LISTEN_FAILED: {
+    meaning: 'The proxy could not listen on one of its addresses (in use, or not allowed).',
+    action: 'Pick a free port, or stop the process that holds it (`ss -ltnp` shows which).',
+  },
+  MUTUAL_PROXY_CREDENTIALS_INVALID: {
+    meaning: 'The certificate, key or trust bundle files of the proxy do not form a usable set.',
+    action:
+      'Give the leaf-first chain, its own private key and the roots it chains to; `mutual cert verify` shows what is wrong.',
+  },
+  MUTUAL_PROXY_NOT_READY: {
+    meaning: 'The proxy has no certificate yet, so it refuses mesh traffic (fail closed).',
+    action:
+      'Check that the identity service is reachable and the token is valid (`mutual check`, the proxy log).',
+  },
+  MUTUAL_PROXY_UPSTREAM_FAILED: {
+    meaning: 'The proxy could not reach the destination, or the destination is not who it must be.',
+    action:
+      'Check that the destination and its proxy are running and carry the expected SPIFFE ID (`mutual identity SERVICE`).',
+  },
+  MUTUAL_PROXY_UNMESHED_REFUSED: {
+    meaning: 'Outbound STRICT is set and the app tried to reach a destination that is not in the mesh.',
+    action: 'Mesh the destination, add it to the destination table, or drop --outbound-strict for it.',
   },
 
   // --- Files and command line ---

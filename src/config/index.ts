@@ -17,3 +17,15 @@ export function loadCliEnvironment(env: NodeJS.ProcessEnv, isTty: boolean): CliE
     isColor: isTty && env.NO_COLOR === undefined,
   });
 }
+export {
+  DEFAULT_OPAQUE_PORTS,
+  type ExplicitInbound,
+  type ExplicitUpstream,
+  loadProxyConfig,
+  type PeerAuthenticationModeName,
+  type ProxyConfig,
+  type ProxyCredentialsConfig,
+  type ProxyFlags,
+  proxyFlagsFromEnv,
+  type StaticDestination,
+} from './proxy-config.ts';

@@ -62,6 +62,12 @@ export type PathVerification =
 
 export interface PeerVerifier {
   verifySvid(chain: readonly Uint8Array[], options?: SvidVerifyOptions): SvidVerification;
+  /**
+   * The SVID profile of a leaf whose chain TLS has already validated against these anchors
+   * (a TLS server sees only the client's leaf): CA:false, key usage, exactly one SPIFFE ID,
+   * trust domain, expected ID and validity window. It does not check the chain.
+   */
+  verifySvidLeaf(leaf: Uint8Array, options?: SvidVerifyOptions): SvidVerification;
   verifyPath(chain: readonly Uint8Array[], options?: PathVerifyOptions): PathVerification;
 }
 
@@ -175,6 +181,27 @@ export function createPeerVerifier(options: PeerVerifierOptions): PeerVerifier {
         const identity = svidIdentity(leaf, trustDomains, svidOptions.expectedId);
         if (!('uri' in identity)) return identity;
         return { ok: true, spiffeId: identity, path: validated.path, validUntilMs: validated.validUntilMs };
+      }),
+    verifySvidLeaf: (der, svidOptions = {}) =>
+      guarded(() => {
+        const leaf = parseCertificate(der);
+        const leafFailure = checkLeaf(leaf, 'svid');
+        if (leafFailure !== undefined) return leafFailure;
+        const atMs = svidOptions.atMs ?? clock.now();
+        if (atMs + skewMs < leaf.notBeforeMs) {
+          return verifyFailure(
+            'MUTUAL_PKI_CERT_NOT_YET_VALID',
+            `${describeCertificate(leaf)} is not valid yet`,
+          );
+        }
+        if (atMs - skewMs > leaf.notAfterMs) {
+          return verifyFailure('MUTUAL_PKI_CERT_EXPIRED', `${describeCertificate(leaf)} has expired`);
+        }
+        const usage = checkUsage(leaf, EKU_FOR_USAGE[svidOptions.usage ?? 'any'], ['digitalSignature'], true);
+        if (usage !== undefined) return usage;
+        const identity = svidIdentity(leaf, trustDomains, svidOptions.expectedId);
+        if (!('uri' in identity)) return identity;
+        return { ok: true, spiffeId: identity, path: [leaf], validUntilMs: leaf.notAfterMs };
       }),
     verifyPath: (chain, pathOptions = {}) =>
       guarded(() => {

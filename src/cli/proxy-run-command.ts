@@ -1,0 +1,105 @@
+import type { Command } from 'commander';
+import { loadProxyConfig, type ProxyFlags } from '../config/index.ts';
+import { createProxy, createProxyLog } from '../proxy/index.ts';
+import type { CliContext } from './context.ts';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** `mutual proxy run`: the sidecar, in the foreground until SIGTERM / Ctrl-C / POST /shutdown. */
+export function registerProxyRunCommand(proxy: Command, context: CliContext): void {
+  proxy
+    .command('run')
+    .description(
+      'run the sidecar proxy for one workload (flags: docs/proxy.md; each also as MUTUAL_PROXY_<FLAG>)',
+    )
+    .option('--identity-url <url>', 'identity service to certify against, e.g. https://127.0.0.1:8443')
+    .option(
+      '--token-file <file>',
+      'join token or projected ServiceAccount token (read again on every renewal)',
+    )
+    .option('--spiffe-id <id>', 'the SPIFFE ID to request, e.g. spiffe://cluster.local/ns/demo/sa/web')
+    .option('--identity-bundle <file>', 'roots that vouch for the identity service (bundle.pem)')
+    .option(
+      '--identity-server-id <id>',
+      'SPIFFE ID of the identity service (default spiffe://<td>/ns/mutual-system/sa/identity)',
+    )
+    .option('--cert <file>', 'static certificate chain, leaf first (instead of the identity service)')
+    .option('--key <file>', 'private key of --cert')
+    .option('--bundle <file>', 'trust roots for peers')
+    .option(
+      '--inbound-listen <address|off>',
+      'transparent inbound listener (default 0.0.0.0:4143 unless --inbound/--upstream is given)',
+    )
+    .option(
+      '--inbound <listen=appPort>',
+      'explicit inbound listener, e.g. 127.0.0.1:14001=8080 (repeatable)',
+      collect,
+    )
+    .option(
+      '--outbound-listen <address|off>',
+      'transparent outbound listener (default 127.0.0.1:4140 unless --inbound/--upstream is given)',
+    )
+    .option(
+      '--upstream <local=id@host:port>',
+      'explicit upstream, e.g. 127.0.0.1:9001=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:14002 (repeatable)',
+      collect,
+    )
+    .option('--destination <ip:port=id>', 'meshed destination for transparent outbound (repeatable)', collect)
+    .option(
+      '--admin-listen <address|off>',
+      'admin: /live /ready /metrics /identity POST /shutdown',
+      '127.0.0.1:4191',
+    )
+    .option(
+      '--mode <mode>',
+      'inbound peer authentication without --policy-dir: STRICT, PERMISSIVE or DISABLE',
+    )
+    .option('--port-mode <port=mode>', 'per-port peer authentication (repeatable)', collect)
+    .option('--policy-dir <dir>', 'PeerAuthentication / AuthorizationPolicy YAML files (watched)')
+    .option('--namespace <ns>', 'namespace policies select this workload by (default: from the SPIFFE ID)')
+    .option('--label <key=value>', 'workload label policies select by (repeatable)', collect)
+    .option('--probe-path <path>', 'HTTP path never blocked by authorization (repeatable)', collect)
+    .option('--opaque-ports <list>', 'server-speaks-first ports: no protocol detection')
+    .option('--skip-inbound-ports <list>', 'ports passed through without mTLS or policy')
+    .option('--outbound-strict', 'refuse connections to unmeshed destinations')
+    .option('--detect-timeout <duration>', 'wait this long for a client to speak first', '10s')
+    .option('--drain-timeout <duration>', 'on shutdown, wait this long for open connections', '10s')
+    .action(async (flags: ProxyFlags) => {
+      const config = loadProxyConfig(flags);
+      const log = createProxyLog(
+        (line) => context.writeError(line),
+        () => context.clock.now(),
+      );
+      let requestShutdown: (reason: string) => void = () => {};
+      const shutdownRequested = new Promise<string>((resolve) => {
+        requestShutdown = resolve;
+      });
+      const proxy = createProxy(config, {
+        clock: context.clock,
+        log,
+        onShutdownRequest: () => requestShutdown('POST /shutdown'),
+      });
+      const addresses = await proxy.start();
+      const show = (a: { address: string; port: number }) =>
+        `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      const lines = [
+        ...addresses.inbound.map(
+          (entry) =>
+            `inbound  ${show(entry.listen)} → app ${entry.appPort === 'original-destination' ? '(original destination)' : `127.0.0.1:${entry.appPort}`}`,
+        ),
+        ...addresses.outbound.map((entry) => `outbound ${show(entry.listen)} → ${entry.target}`),
+        ...(addresses.admin ? [`admin    http://${show(addresses.admin)}`] : []),
+      ];
+      context.write(`mutual proxy listening:\n${lines.map((line) => `  ${line}\n`).join('')}`);
+      const onHangup = () => {
+        log.info('SIGHUP: reloading credentials');
+        proxy.reloadCredentials();
+      };
+      process.on('SIGHUP', onHangup);
+      const reason = await Promise.race([context.untilShutdown(), shutdownRequested]);
+      process.off('SIGHUP', onHangup);
+      log.info('draining', { reason, timeoutMs: config.drainTimeoutMs });
+      await proxy.close();
+      log.info('stopped');
+    });
+}

@@ -1,0 +1,310 @@
+// `mutual proxy run` configuration: flags and MUTUAL_PROXY_* environment variables, validated
+// once into one read-only value. Every problem is collected and reported together, each with
+// the flag that caused it and the fix.
+import { MutualError } from '../errors.ts';
+import { parseDuration } from './duration.ts';
+import { type ListenAddress, parseListenAddress } from './listen-address.ts';
+
+export type PeerAuthenticationModeName = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+const MODES: readonly PeerAuthenticationModeName[] = ['STRICT', 'PERMISSIVE', 'DISABLE'];
+
+export type ProxyCredentialsConfig =
+  | {
+      readonly kind: 'identity-service';
+      readonly identityUrl: string;
+      readonly tokenFile: string;
+      readonly spiffeId: string;
+      readonly identityBundleFile: string;
+      readonly identityServerId?: string;
+    }
+  | {
+      readonly kind: 'files';
+      readonly certFile: string;
+      readonly keyFile: string;
+      readonly bundleFile: string;
+    };
+
+export interface ExplicitInbound {
+  readonly listen: ListenAddress;
+  readonly appPort: number;
+}
+
+export interface ExplicitUpstream {
+  readonly listen: ListenAddress;
+  readonly serverId: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface StaticDestination {
+  readonly address: string;
+  readonly port: number;
+  readonly serverId: string;
+}
+
+export interface ProxyConfig {
+  readonly credentials: ProxyCredentialsConfig;
+  /** Transparent inbound (original destination from iptables), or undefined when off. */
+  readonly inboundListen?: ListenAddress;
+  readonly inbound: readonly ExplicitInbound[];
+  readonly outboundListen?: ListenAddress;
+  readonly upstreams: readonly ExplicitUpstream[];
+  readonly destinations: readonly StaticDestination[];
+  readonly adminListen: ListenAddress;
+  readonly mode: PeerAuthenticationModeName;
+  readonly portModes: ReadonlyMap<number, PeerAuthenticationModeName>;
+  readonly policyDir?: string;
+  readonly namespace?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly probePaths: readonly string[];
+  readonly opaquePorts: ReadonlySet<number>;
+  readonly skipInboundPorts: ReadonlySet<number>;
+  readonly outboundStrict: boolean;
+  /** How long to wait for a client's first bytes before treating the stream as opaque. */
+  readonly detectTimeoutMs: number;
+  /** How long SIGTERM / POST /shutdown waits for open connections before closing them. */
+  readonly drainTimeoutMs: number;
+}
+
+/** Flags as commander hands them over (repeatable flags as arrays). */
+export interface ProxyFlags {
+  identityUrl?: string;
+  tokenFile?: string;
+  spiffeId?: string;
+  identityBundle?: string;
+  identityServerId?: string;
+  cert?: string;
+  key?: string;
+  bundle?: string;
+  inboundListen?: string;
+  inbound?: string[];
+  outboundListen?: string;
+  upstream?: string[];
+  destination?: string[];
+  adminListen?: string;
+  mode?: string;
+  portMode?: string[];
+  policyDir?: string;
+  namespace?: string;
+  label?: string[];
+  probePath?: string[];
+  opaquePorts?: string;
+  skipInboundPorts?: string;
+  outboundStrict?: boolean;
+  detectTimeout?: string;
+  drainTimeout?: string;
+}
+
+export const DEFAULT_OPAQUE_PORTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
+const REPEATABLE = new Set(['inbound', 'upstream', 'destination', 'portMode', 'label', 'probePath']);
+
+/** Fills flags the command line left out from MUTUAL_PROXY_<FLAG> variables. */
+export function proxyFlagsFromEnv(flags: ProxyFlags, env: NodeJS.ProcessEnv): ProxyFlags {
+  const merged: Record<string, unknown> = { ...flags };
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('MUTUAL_PROXY_') || value === undefined) continue;
+    const key = name
+      .slice('MUTUAL_PROXY_'.length)
+      .toLowerCase()
+      .replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    if (merged[key] !== undefined) continue;
+    if (key === 'outboundStrict') merged[key] = value === '1' || value === 'true';
+    else merged[key] = REPEATABLE.has(key) ? value.split(',').filter(Boolean) : value;
+  }
+  return merged as ProxyFlags;
+}
+
+/** Flags first, then MUTUAL_PROXY_* variables for whatever the flags left out. */
+export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv = process.env): ProxyConfig {
+  const flags = proxyFlagsFromEnv(commandLine, env);
+  const problems: string[] = [];
+  const attempt = <T>(fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch (error) {
+      problems.push((error as Error).message);
+      return undefined;
+    }
+  };
+  const port = (text: string, flag: string): number => {
+    const value = Number(text);
+    if (!/^\d{1,5}$/.test(text.trim()) || value < 1 || value > 65535) {
+      throw new Error(`${flag} ${JSON.stringify(text)} is not a port: use a number from 1 to 65535`);
+    }
+    return value;
+  };
+  const portList = (text: string | undefined, flag: string, fallback: number[]) =>
+    new Set(
+      text === undefined
+        ? fallback
+        : text
+            .split(',')
+            .map((part) => part.trim())
+            .filter(Boolean)
+            .flatMap((part) => attempt(() => port(part, flag)) ?? []),
+    );
+  const listenOrOff = (text: string | undefined, flag: string, fallback: string | undefined) => {
+    const value = text ?? fallback;
+    if (value === undefined || value === 'off') return undefined;
+    return attempt(() => parseListenAddress(value, flag));
+  };
+
+  const credentials = attempt(() => credentialsFrom(flags));
+  const inbound = (flags.inbound ?? []).flatMap((spec) => {
+    const parsed = attempt(() => {
+      const [listen, appPort] = splitOnce(
+        spec,
+        '=',
+        '--inbound',
+        'LISTEN=APP_PORT, e.g. 127.0.0.1:14001=8080',
+      );
+      return { listen: parseListenAddress(listen, '--inbound'), appPort: port(appPort, '--inbound') };
+    });
+    return parsed ? [parsed] : [];
+  });
+  const upstreams = (flags.upstream ?? []).flatMap((spec) => {
+    const parsed = attempt(() => {
+      const example =
+        'LOCAL=ID@HOST:PORT, e.g. 127.0.0.1:9001=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:14002';
+      const [listen, target] = splitOnce(spec, '=', '--upstream', example);
+      const at = target.lastIndexOf('@');
+      if (at < 0) throw new Error(`--upstream ${JSON.stringify(spec)} has no @HOST:PORT: write ${example}`);
+      const server = parseListenAddress(target.slice(at + 1), '--upstream');
+      return {
+        listen: parseListenAddress(listen, '--upstream'),
+        serverId: spiffeId(target.slice(0, at), '--upstream'),
+        host: server.host,
+        port: server.port,
+      };
+    });
+    return parsed ? [parsed] : [];
+  });
+  const destinations = (flags.destination ?? []).flatMap((spec) => {
+    const parsed = attempt(() => {
+      const [address, id] = splitOnce(spec, '=', '--destination', 'IP:PORT=ID');
+      const target = parseListenAddress(address, '--destination');
+      return { address: target.host, port: target.port, serverId: spiffeId(id, '--destination') };
+    });
+    return parsed ? [parsed] : [];
+  });
+  const isExplicit = inbound.length > 0 || upstreams.length > 0;
+  const mode = attempt(() => modeFrom(flags.mode ?? 'PERMISSIVE', '--mode'));
+  const portModes = new Map<number, PeerAuthenticationModeName>();
+  for (const spec of flags.portMode ?? []) {
+    attempt(() => {
+      const [p, m] = splitOnce(spec, '=', '--port-mode', 'PORT=MODE, e.g. 8080=STRICT');
+      portModes.set(port(p, '--port-mode'), modeFrom(m, '--port-mode'));
+    });
+  }
+  const labels: Record<string, string> = {};
+  for (const spec of flags.label ?? []) {
+    attempt(() => {
+      const [k, v] = splitOnce(spec, '=', '--label', 'KEY=VALUE, e.g. app=web');
+      labels[k] = v;
+    });
+  }
+  for (const path of flags.probePath ?? []) {
+    if (!path.startsWith('/')) problems.push(`--probe-path ${JSON.stringify(path)} must start with "/"`);
+  }
+  const config = {
+    credentials,
+    inboundListen: listenOrOff(
+      flags.inboundListen,
+      '--inbound-listen',
+      isExplicit ? undefined : '0.0.0.0:4143',
+    ),
+    inbound,
+    outboundListen: listenOrOff(
+      flags.outboundListen,
+      '--outbound-listen',
+      isExplicit ? undefined : '127.0.0.1:4140',
+    ),
+    upstreams,
+    destinations,
+    adminListen: listenOrOff(flags.adminListen, '--admin-listen', '127.0.0.1:4191'),
+    mode,
+    portModes,
+    policyDir: flags.policyDir,
+    namespace: flags.namespace,
+    labels,
+    probePaths: flags.probePath ?? [],
+    opaquePorts: portList(flags.opaquePorts, '--opaque-ports', DEFAULT_OPAQUE_PORTS),
+    skipInboundPorts: portList(flags.skipInboundPorts, '--skip-inbound-ports', []),
+    outboundStrict: flags.outboundStrict === true,
+    detectTimeoutMs: attempt(() => parseDuration(flags.detectTimeout ?? '10s', '--detect-timeout')),
+    drainTimeoutMs: attempt(() => parseDuration(flags.drainTimeout ?? '10s', '--drain-timeout')),
+  };
+  if (!config.adminListen && flags.adminListen !== 'off') problems.push('--admin-listen is required');
+  if (!config.inboundListen && inbound.length === 0 && !config.outboundListen && upstreams.length === 0) {
+    problems.push('nothing to listen on: give --inbound, --upstream, --inbound-listen or --outbound-listen');
+  }
+  if (problems.length > 0) {
+    throw new MutualError(
+      'MUTUAL_PROXY_CONFIG_INVALID',
+      `the proxy configuration has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+      { detail: { problems: problems.length } },
+    );
+  }
+  return config as ProxyConfig;
+}
+
+function credentialsFrom(flags: ProxyFlags): ProxyCredentialsConfig {
+  const files = [flags.cert, flags.key, flags.bundle];
+  const identity = [flags.identityUrl, flags.tokenFile, flags.spiffeId, flags.identityBundle];
+  if (files.some((f) => f !== undefined) && identity.some((f) => f !== undefined)) {
+    throw new Error(
+      'give either --cert/--key/--bundle or --identity-url/--token-file/--spiffe-id/--identity-bundle, not both',
+    );
+  }
+  if (files.some((f) => f !== undefined)) {
+    if (files.some((f) => f === undefined))
+      throw new Error('--cert, --key and --bundle go together: give all three');
+    return { kind: 'files', certFile: flags.cert!, keyFile: flags.key!, bundleFile: flags.bundle! };
+  }
+  if (identity.some((f) => f === undefined)) {
+    throw new Error(
+      'no credentials: give --identity-url, --token-file, --spiffe-id and --identity-bundle (certificates from `mutual identity serve`), or --cert, --key and --bundle (static files)',
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(flags.identityUrl!);
+  } catch {
+    throw new Error(
+      `--identity-url ${JSON.stringify(flags.identityUrl)} is not a URL: write https://HOST:PORT`,
+    );
+  }
+  if (url.protocol !== 'https:') throw new Error('--identity-url must be https://');
+  return {
+    kind: 'identity-service',
+    identityUrl: url.toString(),
+    tokenFile: flags.tokenFile!,
+    spiffeId: spiffeId(flags.spiffeId!, '--spiffe-id'),
+    identityBundleFile: flags.identityBundle!,
+    identityServerId: flags.identityServerId && spiffeId(flags.identityServerId, '--identity-server-id'),
+  };
+}
+
+function spiffeId(text: string, flag: string): string {
+  if (!/^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/.test(text)) {
+    throw new Error(
+      `${flag}: ${JSON.stringify(text)} is not a workload SPIFFE ID: write spiffe://<trust-domain>/ns/<ns>/sa/<sa>`,
+    );
+  }
+  return text;
+}
+
+function modeFrom(text: string, flag: string): PeerAuthenticationModeName {
+  const upper = text.toUpperCase();
+  if (!(MODES as readonly string[]).includes(upper)) {
+    throw new Error(`${flag} ${JSON.stringify(text)} is not a mode: use STRICT, PERMISSIVE or DISABLE`);
+  }
+  return upper as PeerAuthenticationModeName;
+}
+
+function splitOnce(text: string, separator: string, flag: string, form: string): [string, string] {
+  const index = text.indexOf(separator);
+  if (index <= 0 || index === text.length - 1)
+    throw new Error(`${flag} ${JSON.stringify(text)}: write ${form}`);
+  return [text.slice(0, index), text.slice(index + 1)];
+}

@@ -1,0 +1,34 @@
+import type { PeerTls } from '../tls/index.ts';
+
+/** What the proxy knows about one accepted connection, carried from stage to stage. */
+export interface InboundContext {
+  /** The app port the connection is for (original destination or the listener's mapping). */
+  readonly appPort: number;
+  readonly sourceIp: string;
+  peer: PeerTls;
+}
+
+const CONTEXT = Symbol('mutual.inbound-context');
+
+export function setInboundContext(socket: object, context: InboundContext): void {
+  (socket as Record<symbol, unknown>)[CONTEXT] = context;
+}
+
+/** The context of a socket, or of the raw socket a TLS socket was wrapped around. */
+export function getInboundContext(socket: object): InboundContext | undefined {
+  const own = (socket as Record<symbol, unknown>)[CONTEXT] as InboundContext | undefined;
+  if (own) return own;
+  // node:tls keeps the wrapped raw socket as `_parent` on server-side TLS sockets.
+  const parent = (socket as { _parent?: object })._parent;
+  return parent ? ((parent as Record<symbol, unknown>)[CONTEXT] as InboundContext | undefined) : undefined;
+}
+
+export function isLoopbackAddress(address: string | undefined): boolean {
+  return !!address && (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
+}
+
+/** Strips the IPv4-mapped prefix so policies see 198.18.0.2, not ::ffff:198.18.0.2. */
+export function plainIp(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}

@@ -1,0 +1,278 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { Clock } from '../clock.ts';
+import type { ProxyCredentialsConfig } from '../config/index.ts';
+import { isMutualError, MutualError } from '../errors.ts';
+import {
+  createPeerVerifier,
+  isSameKey,
+  parseBundlePem,
+  parseCertificatesPem,
+  parsePrivateKeyPem,
+} from '../pki/index.ts';
+import type { MeshCredentials } from '../tls/index.ts';
+import { createWorkloadIdentity, renewalDelayMs } from '../workload/index.ts';
+import type { ProxyLog } from './proxy-log.ts';
+
+export interface CredentialStatus {
+  readonly result: 'none' | 'ok' | 'failed';
+  readonly atMs?: number;
+  readonly error?: { code: string; message: string };
+  readonly nextRenewalMs?: number;
+}
+
+/** Where a proxy's certificate comes from: the identity service, or files on disk. */
+export interface CredentialSource {
+  start(): void;
+  current(): MeshCredentials | undefined;
+  subscribe(listener: (credentials: MeshCredentials) => void): void;
+  status(): CredentialStatus;
+  /** Reload now (SIGHUP); a no-op for the identity service, which renews on its own. */
+  reload(): void;
+  close(): void;
+}
+
+export interface CredentialDeps {
+  readonly clock: Clock;
+  readonly log: ProxyLog;
+  readonly onResult: (result: 'issued' | 'reloaded' | 'failed') => void;
+}
+
+export function createCredentialSource(
+  config: ProxyCredentialsConfig,
+  deps: CredentialDeps,
+): CredentialSource {
+  return config.kind === 'files' ? fileCredentials(config, deps) : identityServiceCredentials(config, deps);
+}
+
+function identityServiceCredentials(
+  config: Extract<ProxyCredentialsConfig, { kind: 'identity-service' }>,
+  deps: CredentialDeps,
+): CredentialSource {
+  let status: CredentialStatus = { result: 'none' };
+  const listeners: ((credentials: MeshCredentials) => void)[] = [];
+  let identity: ReturnType<typeof createWorkloadIdentity> | undefined;
+  const trustDomain = new URL(config.spiffeId).host;
+  return {
+    start() {
+      void (async () => {
+        const initialBundlePem = await readCredentialFile(config.identityBundleFile, '--identity-bundle');
+        identity = createWorkloadIdentity({
+          spiffeId: config.spiffeId,
+          identityUrl: config.identityUrl,
+          identityServerId: config.identityServerId ?? `spiffe://${trustDomain}/ns/mutual-system/sa/identity`,
+          readToken: async () => (await readCredentialFile(config.tokenFile, '--token-file')).trim(),
+          initialBundlePem,
+          clock: deps.clock,
+          onEvent: (event) => {
+            if (event.kind === 'issued') {
+              const current = identity?.current();
+              status = {
+                result: 'ok',
+                atMs: deps.clock.now(),
+                nextRenewalMs:
+                  current &&
+                  deps.clock.now() +
+                    renewalDelayMs(current.notBeforeMs, current.notAfterMs, deps.clock.now()),
+              };
+              deps.onResult('issued');
+              deps.log.info('certificate issued', {
+                spiffeId: config.spiffeId,
+                notAfter: new Date(event.notAfterMs).toISOString(),
+              });
+            } else if (event.kind === 'renewal-failed') {
+              status = {
+                ...status,
+                result: 'failed',
+                atMs: deps.clock.now(),
+                error: { code: event.code, message: event.message },
+              };
+              deps.onResult('failed');
+              deps.log.warn('certificate renewal failed', {
+                code: event.code,
+                error: event.message,
+                retryInMs: event.retryInMs,
+              });
+            } else {
+              deps.log.info('trust bundle updated', { roots: event.roots });
+            }
+          },
+        });
+        identity.subscribe((credentials) => {
+          for (const listener of listeners) listener(credentials);
+        });
+        identity.start();
+      })().catch((error: unknown) => {
+        const failure = asMutualError(error);
+        status = {
+          result: 'failed',
+          atMs: deps.clock.now(),
+          error: { code: failure.code, message: failure.message },
+        };
+        deps.onResult('failed');
+        deps.log.error('cannot start certificate renewal', { code: failure.code, error: failure.message });
+      });
+    },
+    current: () => identity?.current(),
+    subscribe: (listener) => void listeners.push(listener),
+    status: () => status,
+    reload() {},
+    close: () => identity?.close(),
+  };
+}
+
+function fileCredentials(
+  config: Extract<ProxyCredentialsConfig, { kind: 'files' }>,
+  deps: CredentialDeps,
+): CredentialSource {
+  let credentials: MeshCredentials | undefined;
+  let status: CredentialStatus = { result: 'none' };
+  const listeners: ((credentials: MeshCredentials) => void)[] = [];
+  const watchers: FSWatcher[] = [];
+  let debounce: NodeJS.Timeout | undefined;
+  let isLoading = false;
+  let isPending = false;
+
+  async function load() {
+    if (isLoading) {
+      isPending = true;
+      return;
+    }
+    isLoading = true;
+    try {
+      const next = await loadCredentialFiles(config, deps.clock);
+      const isChanged =
+        !credentials ||
+        next.certificateChainPem !== credentials.certificateChainPem ||
+        next.trustBundlePem !== credentials.trustBundlePem ||
+        next.privateKeyPem !== credentials.privateKeyPem;
+      status = { result: 'ok', atMs: deps.clock.now() };
+      if (isChanged) {
+        credentials = next;
+        deps.onResult('reloaded');
+        deps.log.info('credentials loaded', {
+          spiffeId: next.spiffeId,
+          notAfter: new Date(next.notAfterMs).toISOString(),
+        });
+        for (const listener of listeners) listener(next);
+      }
+    } catch (error) {
+      const failure = asMutualError(error);
+      status = {
+        result: 'failed',
+        atMs: deps.clock.now(),
+        error: { code: failure.code, message: failure.message },
+      };
+      deps.onResult('failed');
+      deps.log.warn(
+        credentials ? 'new credentials refused; the old ones keep serving' : 'credentials not usable',
+        {
+          code: failure.code,
+          error: failure.message,
+        },
+      );
+    } finally {
+      isLoading = false;
+      if (isPending) {
+        isPending = false;
+        void load();
+      }
+    }
+  }
+
+  const schedule = () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => void load(), 150);
+  };
+  return {
+    start() {
+      void load();
+      // Watch the directories, not the files: editors and Kubernetes replace files by renaming.
+      const dirs = new Set(
+        [config.certFile, config.keyFile, config.bundleFile].map((file) => dirname(resolve(file))),
+      );
+      for (const dir of dirs) {
+        try {
+          watchers.push(watch(dir, schedule));
+        } catch (error) {
+          deps.log.warn('cannot watch credential directory; reload with SIGHUP', {
+            dir,
+            error: (error as Error).message,
+          });
+        }
+      }
+    },
+    current: () => credentials,
+    subscribe: (listener) => void listeners.push(listener),
+    status: () => status,
+    reload: () => void load(),
+    close() {
+      clearTimeout(debounce);
+      for (const watcher of watchers) watcher.close();
+    },
+  };
+}
+
+/** Reads and checks a static credential set: key matches the leaf, the chain is a valid SVID under the bundle. */
+export async function loadCredentialFiles(
+  config: { certFile: string; keyFile: string; bundleFile: string },
+  clock: Clock,
+): Promise<MeshCredentials> {
+  const [chainPem, keyPem, bundlePem] = await Promise.all([
+    readCredentialFile(config.certFile, '--cert'),
+    readCredentialFile(config.keyFile, '--key'),
+    readCredentialFile(config.bundleFile, '--bundle'),
+  ]);
+  const chain = parseCertificatesPem(chainPem, config.certFile);
+  const key = parsePrivateKeyPem(keyPem, config.keyFile);
+  const bundle = parseBundlePem(bundlePem, '', config.bundleFile);
+  const leaf = chain[0];
+  if (!leaf)
+    throw new MutualError('MUTUAL_PROXY_CREDENTIALS_INVALID', `${config.certFile} holds no certificate`);
+  if (!isSameKey(key.publicKey, leaf.publicKey)) {
+    throw new MutualError(
+      'MUTUAL_PROXY_CREDENTIALS_INVALID',
+      `${config.keyFile} is not the key of the certificate in ${config.certFile}: pair each certificate with its own key`,
+    );
+  }
+  const verdict = createPeerVerifier({ anchors: bundle.rootsDer, clock }).verifySvid(
+    chain.map((certificate) => certificate.der),
+    { usage: 'any' },
+  );
+  if (!verdict.ok) {
+    throw new MutualError(
+      'MUTUAL_PROXY_CREDENTIALS_INVALID',
+      `${config.certFile} is not usable with the roots in ${config.bundleFile}: ${verdict.message}`,
+      { detail: { reason: verdict.code } },
+    );
+  }
+  return {
+    spiffeId: verdict.spiffeId.uri,
+    privateKeyPem: keyPem,
+    certificateChainPem: chainPem,
+    trustBundlePem: bundlePem,
+    notBeforeMs: leaf.notBeforeMs,
+    notAfterMs: leaf.notAfterMs,
+  };
+}
+
+async function readCredentialFile(path: string, flag: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw new MutualError(
+      'MUTUAL_IO_READ_FAILED',
+      `cannot read ${flag} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+function asMutualError(error: unknown): MutualError {
+  return isMutualError(error)
+    ? error
+    : new MutualError('MUTUAL_INTERNAL', (error as Error)?.message ?? String(error), { cause: error });
+}

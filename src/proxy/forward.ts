@@ -1,0 +1,32 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/**
+ * Joins two streams both ways with backpressure. A FIN travels across (half-close is kept, so
+ * request/response protocols that shut one side still work); an error or reset on either side
+ * tears down both. `onClose` runs once, when both are gone.
+ */
+export function splice(a: Duplex, b: Duplex, onClose?: () => void): void {
+  a.pipe(b);
+  b.pipe(a);
+  let open = 2;
+  const closed = (other: Duplex) => (hadError?: boolean) => {
+    if (hadError || !other.writableFinished) endSoon(other, hadError === true);
+    if (--open === 0) onClose?.();
+  };
+  a.once('close', closed(b));
+  b.once('close', closed(a));
+  a.on('error', () => b.destroy());
+  b.on('error', () => a.destroy());
+}
+
+function endSoon(stream: Duplex, isAbort: boolean): void {
+  if (stream.destroyed) return;
+  const socket = stream as Partial<Socket>;
+  if (isAbort) {
+    if (socket.resetAndDestroy && (stream as unknown as { _handle?: unknown })._handle)
+      socket.resetAndDestroy();
+    else stream.destroy();
+  } else if (socket.destroySoon) socket.destroySoon();
+  else stream.end(() => stream.destroy());
+}

@@ -1,0 +1,205 @@
+// Inbound, top to bottom: accept → find the app port → detect TLS → terminate mTLS (or admit
+// plaintext where the port's mode allows it) → detect the app protocol → authorize → forward to
+// the app on 127.0.0.1. Each stage counts what it refuses, with the reason.
+import { connect, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { Clock } from '../../clock.ts';
+import type { ProxyConfig } from '../../config/index.ts';
+import type { WorkloadPolicy } from '../../policy/types.ts';
+import { type MeshTls, type PeerTls, verifyClientPeer } from '../../tls/index.ts';
+import {
+  getInboundContext,
+  type InboundContext,
+  isLoopbackAddress,
+  plainIp,
+  setInboundContext,
+} from '../connection-context.ts';
+import { classifyFirstBytes, peekFirstBytes } from '../detect.ts';
+import { splice } from '../forward.ts';
+import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
+import type { ProxyLog } from '../proxy-log.ts';
+import { createHttpInbound } from './http-inbound.ts';
+
+export interface InboundDeps {
+  readonly config: ProxyConfig;
+  readonly clock: Clock;
+  readonly log: ProxyLog;
+  readonly metrics: ProxyMetrics;
+  /** The current TLS generation, or undefined before the first certificate. */
+  readonly meshTls: () => MeshTls | undefined;
+  readonly policy: () => WorkloadPolicy;
+  /** Tracks every socket so a drain can wait for them and a shutdown can close them. */
+  readonly track: (socket: Socket | TLSSocket) => void;
+}
+
+/** How an accepted connection finds its app port: fixed by the listener, or the original destination. */
+export type AppPortSource =
+  | { readonly kind: 'fixed'; readonly port: number }
+  | { readonly kind: 'original-destination'; readonly resolve: (socket: Socket) => number | undefined };
+
+export function createInbound(deps: InboundDeps) {
+  const { config, metrics, log } = deps;
+  const http = createHttpInbound(deps);
+  // Not listening: accepted sockets are handed to it once their first byte says TLS.
+  const tlsServer = createTlsServer({
+    requestCert: true,
+    // Verified by hand right after the handshake, so refusals carry a reason for metrics and logs.
+    rejectUnauthorized: false,
+    handshakeTimeout: config.detectTimeoutMs,
+    allowHalfOpen: true,
+    sessionIdContext: 'mutual-inbound',
+  });
+  tlsServer.on('secureConnection', (socket: TLSSocket) => void afterHandshake(socket));
+  tlsServer.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+    const reason = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'timeout' : 'protocol';
+    metrics.handshakeFailures.inc({ direction: 'inbound', reason });
+    log.warn('inbound TLS handshake failed', { reason, error: error.message, client: socket.remoteAddress });
+    socket.destroy();
+  });
+
+  let appliedGeneration = 0;
+  function currentTls(): MeshTls | undefined {
+    const meshTls = deps.meshTls();
+    if (meshTls && meshTls.generation !== appliedGeneration) {
+      // setSecureContext replaces the whole context: always the full option set.
+      tlsServer.setSecureContext(meshTls.serverOptions);
+      appliedGeneration = meshTls.generation;
+    }
+    return meshTls;
+  }
+
+  function refuse(socket: Socket, reason: string, port: number | string) {
+    metrics.inboundRefused.inc({ reason, port: String(port) });
+    socket.destroy();
+  }
+
+  /** Stage 1–3: accept, app port, TLS or plaintext. */
+  async function accept(socket: Socket, appPortSource: AppPortSource) {
+    deps.track(socket);
+    socket.on('error', () => {});
+    const appPort = appPortSource.kind === 'fixed' ? appPortSource.port : appPortSource.resolve(socket);
+    if (appPort === undefined) return refuse(socket, 'no_original_destination', '');
+    const context: InboundContext = {
+      appPort,
+      sourceIp: plainIp(socket.remoteAddress),
+      peer: { kind: 'none', reason: 'no_client_hello' },
+    };
+    if (config.skipInboundPorts.has(appPort)) {
+      context.peer = { kind: 'none', reason: 'port_skipped' };
+      return forwardTcp(socket, context);
+    }
+    const mode = deps.policy().peerAuthenticationMode(appPort);
+    if (mode === 'DISABLE') {
+      context.peer = { kind: 'none', reason: 'disabled' };
+      return serve(socket, context, await peekFirstBytes(socket, config.detectTimeoutMs));
+    }
+    const first = await peekFirstBytes(socket, config.detectTimeoutMs);
+    if (socket.destroyed) return;
+    if (classifyFirstBytes(first) === 'tls') {
+      if (!currentTls()) return refuse(socket, 'not_ready', appPort);
+      setInboundContext(socket, context);
+      tlsServer.emit('connection', socket);
+      return;
+    }
+    if (mode === 'STRICT') {
+      log.warn('plaintext refused on a STRICT port', { port: appPort, client: context.sourceIp });
+      return refuse(socket, 'plaintext_strict', appPort);
+    }
+    context.peer = {
+      kind: 'none',
+      reason: isLoopbackAddress(socket.remoteAddress) ? 'loopback' : 'no_client_hello',
+    };
+    return serve(socket, context, first);
+  }
+
+  /** Stage 4: who is the client? Verified against the current bundle before any byte reaches the app. */
+  async function afterHandshake(socket: TLSSocket) {
+    deps.track(socket);
+    socket.on('error', () => {});
+    const context = getInboundContext(socket);
+    const meshTls = currentTls();
+    if (!context || !meshTls) return socket.destroy();
+    const verdict = verifyClientPeer(socket, meshTls, deps.clock);
+    if (!verdict.ok) {
+      metrics.handshakeFailures.inc({ direction: 'inbound', reason: verdict.reason });
+      log.warn('inbound client refused', {
+        reason: verdict.reason,
+        error: verdict.message,
+        client: context.sourceIp,
+      });
+      return socket.destroy();
+    }
+    context.peer = { kind: 'mtls', peerId: verdict.peerId, localId: meshTls.credentials.spiffeId };
+    setInboundContext(socket, context);
+    serve(socket, context, await peekFirstBytes(socket, config.detectTimeoutMs));
+  }
+
+  /** Stage 5: HTTP gets request-level handling; everything else is a byte stream. */
+  function serve(stream: Socket | TLSSocket, context: InboundContext, first: Buffer | undefined) {
+    if (stream.destroyed) return;
+    const protocol = config.opaquePorts.has(context.appPort) ? 'opaque' : classifyFirstBytes(first);
+    if (protocol === 'http1') {
+      setInboundContext(stream, context);
+      return http.handle(stream, context);
+    }
+    forwardTcp(stream, context);
+  }
+
+  /** Stage 6 (TCP): authorize the connection, then splice it to the app. */
+  function forwardTcp(stream: Socket | TLSSocket, context: InboundContext) {
+    const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
+    if (context.peer.kind !== 'none' || context.peer.reason !== 'port_skipped') {
+      const decision = deps.policy().authorizeConnection({
+        sourcePrincipal: principalOf(context.peer),
+        sourceIp: context.sourceIp,
+        destinationPort: context.appPort,
+      });
+      countDecision(metrics, decision, context);
+      if (!decision.allowed) {
+        log.warn('connection denied', {
+          policy: decision.policy,
+          client: principalOf(context.peer) ?? context.sourceIp,
+          port: context.appPort,
+        });
+        return stream.destroy();
+      }
+    }
+    const app = connect({ host: '127.0.0.1', port: context.appPort, allowHalfOpen: true });
+    deps.track(app);
+    metrics.inboundConnections.inc(labels);
+    metrics.inboundOpen.inc();
+    app.on('error', (error) =>
+      log.warn('app connection failed', { port: context.appPort, error: error.message }),
+    );
+    splice(stream, app, () => {
+      metrics.inboundOpen.dec();
+      metrics.inboundClosed.inc(labels);
+      metrics.inboundReceivedBytes.inc(labels, app.bytesWritten);
+      metrics.inboundSentBytes.inc(labels, app.bytesRead);
+    });
+  }
+
+  return {
+    accept,
+    close: () => http.close(),
+  };
+}
+
+export function principalOf(peer: PeerTls): string | undefined {
+  return peer.kind === 'mtls' ? peer.peerId : undefined;
+}
+
+export function countDecision(
+  metrics: ProxyMetrics,
+  decision: ReturnType<WorkloadPolicy['authorizeConnection']>,
+  context: InboundContext,
+) {
+  const base = { client_id: principalOf(context.peer) ?? '', port: String(context.appPort) };
+  metrics.authorizations.inc({
+    ...base,
+    decision: decision.allowed ? 'allow' : 'deny',
+    policy: decision.policy ?? '',
+  });
+  for (const policy of decision.audited ?? [])
+    metrics.authorizations.inc({ ...base, decision: 'audit', policy });
+}

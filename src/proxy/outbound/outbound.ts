@@ -1,0 +1,126 @@
+// Outbound, top to bottom: accept the app's plain connection → where was it going (explicit
+// upstream or original destination) → meshed? → open mTLS to the destination's proxy, verifying
+// its SPIFFE ID → splice. Unmeshed destinations pass through in plain text, or are refused when
+// outbound STRICT is set.
+import { connect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../../clock.ts';
+import type { ProxyConfig } from '../../config/index.ts';
+import { isMutualError } from '../../errors.ts';
+import type { HandshakeFailureReason, MeshTls, PeerTls } from '../../tls/index.ts';
+import { splice } from '../forward.ts';
+import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
+import type { ProxyLog } from '../proxy-log.ts';
+import type { DestinationResolver, MeshedDestination } from './destinations.ts';
+import { createMtlsConnector } from './mtls-connector.ts';
+
+export interface OutboundDeps {
+  readonly config: ProxyConfig;
+  readonly clock: Clock;
+  readonly log: ProxyLog;
+  readonly metrics: ProxyMetrics;
+  readonly meshTls: () => MeshTls | undefined;
+  readonly destinations: DestinationResolver;
+  readonly track: (socket: Socket | TLSSocket) => void;
+}
+
+/** Where an app connection was going. */
+export type OutboundTarget =
+  | { readonly kind: 'meshed'; readonly destination: MeshedDestination; readonly label: string }
+  | { readonly kind: 'original-destination'; readonly address: string; readonly port: number };
+
+export function createOutbound(deps: OutboundDeps) {
+  const { metrics, log, config } = deps;
+  const connector = createMtlsConnector(deps.clock);
+
+  function refuse(app: Socket, reason: string, destination: string) {
+    metrics.outboundRefused.inc({ reason, destination });
+    // A reset, not a clean close: the app must not mistake a refusal for an empty answer.
+    if ((app as unknown as { _handle?: unknown })._handle) app.resetAndDestroy();
+    else app.destroy();
+  }
+
+  async function accept(app: Socket, target: OutboundTarget) {
+    deps.track(app);
+    app.on('error', () => {});
+    app.setNoDelay(true);
+    let meshed: MeshedDestination | undefined;
+    let label: string;
+    if (target.kind === 'meshed') {
+      meshed = target.destination;
+      label = target.label;
+    } else {
+      label = `${target.address}:${target.port}`;
+      meshed = deps.destinations.resolve(target.address, target.port);
+      if (!meshed) return passThrough(app, target.address, target.port, label);
+    }
+    const meshTls = deps.meshTls();
+    if (!meshTls) return refuse(app, 'not_ready', label);
+    let server: TLSSocket;
+    try {
+      server = await connector.connect(meshed, meshTls, () => metrics.outboundSessionsResumed.inc());
+    } catch (error) {
+      const reason = failureReason(error);
+      if (reason !== 'connect_failed') metrics.handshakeFailures.inc({ direction: 'outbound', reason });
+      log.warn('outbound mTLS failed', {
+        destination: label,
+        expected: meshed.serverId,
+        reason,
+        error: (error as Error).message,
+      });
+      return refuse(app, reason, label);
+    }
+    if (app.destroyed) return server.destroy();
+    deps.track(server);
+    const peer: PeerTls = { kind: 'mtls', peerId: meshed.serverId, localId: meshTls.credentials.spiffeId };
+    pipeWithMetrics(app, server, tlsLabels(peer, undefined, 'outbound'), label);
+  }
+
+  function passThrough(app: Socket, address: string, port: number, label: string) {
+    if (config.outboundStrict) {
+      log.warn('unmeshed destination refused (outbound STRICT)', { destination: label });
+      return refuse(app, 'unmeshed_refused', label);
+    }
+    const server = connect({ host: address, port, allowHalfOpen: true });
+    deps.track(server);
+    server.setNoDelay(true);
+    server.on('error', () => {});
+    const localId = deps.meshTls()?.credentials.spiffeId;
+    pipeWithMetrics(
+      app,
+      server,
+      tlsLabels({ kind: 'none', reason: 'not_meshed' }, localId, 'outbound'),
+      label,
+    );
+  }
+
+  function pipeWithMetrics(
+    app: Socket,
+    server: Socket,
+    labels: ReturnType<typeof tlsLabels>,
+    destination: string,
+  ) {
+    const all = { ...labels, destination };
+    metrics.outboundConnections.inc(all);
+    metrics.outboundOpen.inc();
+    splice(app, server, () => {
+      metrics.outboundOpen.dec();
+      metrics.outboundClosed.inc(all);
+      metrics.outboundSentBytes.inc(all, app.bytesRead);
+      metrics.outboundReceivedBytes.inc(all, app.bytesWritten);
+    });
+  }
+
+  return { accept, clearSessions: connector.clear };
+}
+
+function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed' {
+  if (isMutualError(error))
+    return (error.detail?.reason as HandshakeFailureReason | undefined) ?? 'wrong_identity';
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ECONNRESET')
+    return 'connect_failed';
+  if (code === 'CERT_HAS_EXPIRED') return 'expired';
+  if (code.startsWith('UNABLE_TO') || code.includes('SELF_SIGNED')) return 'unknown_authority';
+  return 'protocol';
+}

@@ -1,0 +1,281 @@
+// One sidecar: credentials → TLS generations → inbound and outbound listeners → admin. Built by
+// createProxy(config, deps); start() binds everything, close() drains, destroy() forces.
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { createAdminServer } from '../admin/index.ts';
+import type { Clock } from '../clock.ts';
+import type { ProxyConfig } from '../config/index.ts';
+import { MutualError } from '../errors.ts';
+import { createRegistry, type Registry } from '../metrics/index.ts';
+import { decodePemOfType } from '../pki/index.ts';
+import type { PeerAuthenticationMode, WorkloadPolicy } from '../policy/types.ts';
+import { createMeshTls, type MeshTls } from '../tls/index.ts';
+import { renewalDelayMs } from '../workload/index.ts';
+import { createCredentialSource } from './credential-source.ts';
+import { createInbound } from './inbound/inbound.ts';
+import { originalDestination } from './intercept/index.ts';
+import { createProxyMetrics } from './metrics.ts';
+import {
+  type DestinationResolver,
+  staticDestinations,
+  upstreamDestination,
+} from './outbound/destinations.ts';
+import { createOutbound } from './outbound/outbound.ts';
+import type { ProxyLog } from './proxy-log.ts';
+
+export interface ProxyDeps {
+  readonly clock: Clock;
+  readonly log: ProxyLog;
+  /** The current policy for this workload; a static allow-all with the configured modes by default. */
+  readonly policy?: () => WorkloadPolicy;
+  readonly destinations?: DestinationResolver;
+  readonly registry?: Registry;
+  /** Called when POST /shutdown asks the process to drain and exit. */
+  readonly onShutdownRequest?: () => void;
+}
+
+export interface ProxyAddresses {
+  readonly admin?: AddressInfo;
+  readonly inbound: readonly { listen: AddressInfo; appPort: number | 'original-destination' }[];
+  readonly outbound: readonly { listen: AddressInfo; target: string }[];
+}
+
+export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
+  const { clock, log } = deps;
+  const registry = deps.registry ?? createRegistry();
+  const metrics = createProxyMetrics(registry);
+  const policy = deps.policy ?? staticPolicy(config);
+  let meshTls: MeshTls | undefined;
+  const sockets = new Set<Socket | TLSSocket>();
+  const track = (socket: Socket | TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  const credentials = createCredentialSource(config.credentials, {
+    clock,
+    log,
+    onResult: (result) => metrics.renewals.inc({ result: result === 'failed' ? 'failure' : 'success' }),
+  });
+  credentials.subscribe((next) => {
+    try {
+      meshTls = createMeshTls(next, clock);
+      outbound.clearSessions();
+      metrics.certificateExpiry.set(next.notAfterMs / 1000);
+    } catch (error) {
+      log.error('cannot build TLS from new credentials; keeping the old ones', {
+        error: (error as Error).message,
+      });
+    }
+  });
+  const inbound = createInbound({ config, clock, log, metrics, meshTls: () => meshTls, policy, track });
+  const outbound = createOutbound({
+    config,
+    clock,
+    log,
+    metrics,
+    meshTls: () => meshTls,
+    destinations: deps.destinations ?? staticDestinations(config.destinations),
+    track,
+  });
+
+  const listeners: Server[] = [];
+  const addresses: {
+    inbound: ProxyAddresses['inbound'][number][];
+    outbound: ProxyAddresses['outbound'][number][];
+    admin?: AddressInfo;
+  } = {
+    inbound: [],
+    outbound: [],
+  };
+  let isDraining = false;
+
+  function notReadyReason(): string | undefined {
+    if (isDraining) return 'draining';
+    if (!meshTls) {
+      const status = credentials.status();
+      return status.error
+        ? `no certificate yet: ${status.error.code}: ${status.error.message}`
+        : 'no certificate yet';
+    }
+    if (listeners.length === 0) return 'starting';
+    return undefined;
+  }
+
+  const admin = createAdminServer({
+    registry,
+    notReadyReason,
+    routes: {
+      'GET /identity': (_request, response) => {
+        const current = meshTls?.credentials;
+        const status = credentials.status();
+        const body = current
+          ? {
+              spiffeId: current.spiffeId,
+              certificateChainPem: current.certificateChainPem,
+              trustBundlePem: current.trustBundlePem,
+              notBefore: new Date(current.notBeforeMs).toISOString(),
+              notAfter: new Date(current.notAfterMs).toISOString(),
+              renewAt: new Date(
+                current.notBeforeMs +
+                  renewalDelayMs(current.notBeforeMs, current.notAfterMs, current.notBeforeMs),
+              ).toISOString(),
+              roots: decodePemOfType(current.trustBundlePem, ['CERTIFICATE'], 'bundle').length,
+              lastRenewal: {
+                result: status.result,
+                at: status.atMs && new Date(status.atMs).toISOString(),
+                error: status.error,
+              },
+            }
+          : { spiffeId: null, lastRenewal: status };
+        response
+          .writeHead(current ? 200 : 503, { 'content-type': 'application/json' })
+          .end(`${JSON.stringify(body, null, 2)}\n`);
+      },
+      'POST /shutdown': (request, response) => {
+        const remote = request.socket.remoteAddress ?? '';
+        if (!(remote.startsWith('127.') || remote === '::1' || remote.startsWith('::ffff:127.'))) {
+          response
+            .writeHead(403, { 'content-type': 'text/plain' })
+            .end('shutdown is only accepted from localhost\n');
+          return;
+        }
+        response.writeHead(202, { 'content-type': 'text/plain' }).end('draining\n');
+        deps.onShutdownRequest?.();
+      },
+    },
+  });
+
+  async function listen(
+    server: Server,
+    address: { host: string; port: number },
+    what: string,
+  ): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(
+          new MutualError(
+            'MUTUAL_PROXY_LISTEN_FAILED',
+            `cannot listen on ${address.host}:${address.port} (${what}): ${error.code ?? error.message}`,
+            { cause: error },
+          ),
+        ),
+      );
+      server.listen(address.port, address.host, () => resolve());
+    });
+    listeners.push(server);
+    return server.address() as AddressInfo;
+  }
+
+  const listenerOptions = { allowHalfOpen: true, pauseOnConnect: true, noDelay: true };
+
+  return {
+    registry,
+    metrics,
+    async start(): Promise<ProxyAddresses> {
+      credentials.start();
+      if (config.adminListen)
+        addresses.admin = await listen(admin as unknown as Server, config.adminListen, 'admin');
+      for (const entry of config.inbound) {
+        const server = createServer(
+          listenerOptions,
+          (socket) => void inbound.accept(socket, { kind: 'fixed', port: entry.appPort }),
+        );
+        addresses.inbound.push({
+          listen: await listen(server, entry.listen, `inbound for app port ${entry.appPort}`),
+          appPort: entry.appPort,
+        });
+      }
+      if (config.inboundListen) {
+        let own: AddressInfo | undefined;
+        const server = createServer(
+          listenerOptions,
+          (socket) =>
+            void inbound.accept(socket, {
+              kind: 'original-destination',
+              resolve: (raw) => {
+                const destination = originalDestination(raw);
+                // A connection straight to the listener (not redirected) would loop back to us.
+                if (!destination || destination.port === own?.port) return undefined;
+                return destination.port;
+              },
+            }),
+        );
+        own = await listen(server, config.inboundListen, 'transparent inbound');
+        addresses.inbound.push({ listen: own, appPort: 'original-destination' });
+      }
+      for (const upstream of config.upstreams) {
+        const destination = upstreamDestination(upstream);
+        const label = `${upstream.host}:${upstream.port}`;
+        const server = createServer(
+          listenerOptions,
+          (socket) => void outbound.accept(socket, { kind: 'meshed', destination, label }),
+        );
+        addresses.outbound.push({
+          listen: await listen(server, upstream.listen, `upstream ${upstream.serverId}`),
+          target: upstream.serverId,
+        });
+      }
+      if (config.outboundListen) {
+        let own: AddressInfo | undefined;
+        const server = createServer(listenerOptions, (socket) => {
+          const destination = originalDestination(socket);
+          if (!destination || (destination.port === own?.port && isLocal(destination.address))) {
+            metrics.outboundRefused.inc({ reason: 'no_original_destination', destination: '' });
+            socket.destroy();
+            return;
+          }
+          void outbound.accept(socket, {
+            kind: 'original-destination',
+            address: destination.address,
+            port: destination.port,
+          });
+        });
+        own = await listen(server, config.outboundListen, 'transparent outbound');
+        addresses.outbound.push({ listen: own, target: 'original-destination' });
+      }
+      return addresses;
+    },
+    ready: () => notReadyReason() === undefined,
+    notReadyReason,
+    reloadCredentials: () => credentials.reload(),
+    /** Stop accepting, let open connections finish (up to the drain timeout), then close the rest. */
+    async close(): Promise<void> {
+      isDraining = true;
+      for (const server of listeners) if (server !== (admin as unknown)) server.close();
+      const deadline = clock.now() + config.drainTimeoutMs;
+      while (sockets.size > 0 && clock.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      this.destroy();
+    },
+    destroy() {
+      isDraining = true;
+      credentials.close();
+      inbound.close();
+      for (const socket of sockets) socket.destroy();
+      for (const server of listeners) server.close();
+      admin.closeAllConnections();
+    },
+  };
+}
+
+function isLocal(address: string): boolean {
+  return (
+    address.startsWith('127.') ||
+    address === '::1' ||
+    address === '0.0.0.0' ||
+    address.startsWith('::ffff:127.')
+  );
+}
+
+/** Without a policy directory: allow everything, with the configured peer-authentication modes. */
+function staticPolicy(config: ProxyConfig): () => WorkloadPolicy {
+  const policy: WorkloadPolicy = {
+    peerAuthenticationMode: (port: number): PeerAuthenticationMode =>
+      config.portModes.get(port) ?? config.mode,
+    authorizeConnection: () => ({ allowed: true }),
+    authorizeRequest: () => ({ allowed: true }),
+  };
+  return () => policy;
+}
+
+export type Proxy = ReturnType<typeof createProxy>;

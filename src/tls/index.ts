@@ -1,0 +1,20 @@
+// node:tls contexts built from a workload's credentials, and the peer's identity as a value.
+// Knows the Node TLS traps (setSecureContext replaces everything, resumed sessions skip identity
+// checks, a client secureContext silences connect() options); holds no sockets of its own.
+
+export {
+  createMeshTls,
+  MESH_TLS_MIN_VERSION,
+  type MeshCredentials,
+  type MeshTls,
+  peerChainDer,
+  spiffeIdFromSubjectAltName,
+} from './mesh-tls.ts';
+export type { HandshakeFailureReason, NoTlsReason, PeerTls } from './peer-tls.ts';
+export {
+  type PeerVerdict,
+  reasonFromOpenssl,
+  reasonFromVerifyCode,
+  requireServerIdentity,
+  verifyClientPeer,
+} from './verify-tls-peer.ts';

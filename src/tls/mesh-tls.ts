@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto';
+import {
+  createSecureContext,
+  type PeerCertificate,
+  type SecureContext,
+  type SecureContextOptions,
+} from 'node:tls';
+import type { Clock } from '../clock.ts';
+import { createPeerVerifier, decodePemOfType, encodePem, type PeerVerifier } from '../pki/index.ts';
+
+/** What a proxy serves and connects with: always a matching key, chain and bundle. */
+export interface MeshCredentials {
+  readonly spiffeId: string;
+  readonly privateKeyPem: string;
+  /** Leaf then intermediates. */
+  readonly certificateChainPem: string;
+  /** Trust anchors; several while roots rotate. */
+  readonly trustBundlePem: string;
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+}
+
+/**
+ * One generation of TLS material built from credentials. A new certificate or bundle means a
+ * new MeshTls (with a new generation number), never a mutation: old connections keep the
+ * generation they were made with; new ones get the new.
+ */
+export interface MeshTls {
+  readonly generation: number;
+  readonly credentials: MeshCredentials;
+  /** Full options for `tls.createServer` / `setSecureContext` (which replaces everything it is given). */
+  readonly serverOptions: SecureContextOptions;
+  readonly serverContext: SecureContext;
+  /** For `tls.connect({ secureContext })`: context options passed to connect() itself are ignored. */
+  readonly clientContext: SecureContext;
+  readonly verifier: PeerVerifier;
+}
+
+let nextGeneration = 1;
+
+/** The mesh speaks TLS 1.3 only; OpenSSL 3.5's default groups include X25519MLKEM768. */
+export const MESH_TLS_MIN_VERSION = 'TLSv1.3';
+
+export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshTls {
+  // One PEM per root: a joined bundle whose blocks lack a final newline silently loads only the first.
+  const roots = decodePemOfType(credentials.trustBundlePem, ['CERTIFICATE'], 'trust bundle');
+  const ca = roots.map((block) => encodePem('CERTIFICATE', block.der));
+  const base: SecureContextOptions = {
+    key: credentials.privateKeyPem,
+    cert: credentials.certificateChainPem,
+    ca,
+    minVersion: MESH_TLS_MIN_VERSION,
+    maxVersion: MESH_TLS_MIN_VERSION,
+  };
+  // Fresh ticket keys with every generation: a ticket issued under an old bundle must not let a
+  // client whose root has since been removed resume its way back in.
+  const serverOptions: SecureContextOptions = { ...base, ticketKeys: randomBytes(48) };
+  return {
+    generation: nextGeneration++,
+    credentials,
+    serverOptions,
+    serverContext: createSecureContext(serverOptions),
+    clientContext: createSecureContext(base),
+    verifier: createPeerVerifier({ anchors: roots.map((block) => block.der), clock }),
+  };
+}
+
+/** The DER chain a peer presented, leaf first (Node links issuers; a self-signed root links to itself). */
+export function peerChainDer(leaf: PeerCertificate | undefined): Buffer[] {
+  const chain: Buffer[] = [];
+  const seen = new Set<string>();
+  let current = leaf as (PeerCertificate & { issuerCertificate?: PeerCertificate }) | undefined;
+  while (current?.raw && !seen.has(current.fingerprint256)) {
+    seen.add(current.fingerprint256);
+    chain.push(current.raw);
+    current = current.issuerCertificate;
+  }
+  return chain;
+}
+
+/**
+ * The single SPIFFE ID in Node's `subjectaltname` string, or undefined when there is not exactly
+ * one URI entry. SPIFFE IDs hold no commas or spaces; anything quoted is refused.
+ */
+export function spiffeIdFromSubjectAltName(subjectAltName: string | undefined): string | undefined {
+  if (!subjectAltName || subjectAltName.includes('"')) return undefined;
+  const uris = subjectAltName
+    .split(', ')
+    .filter((entry) => entry.startsWith('URI:'))
+    .map((entry) => entry.slice(4));
+  return uris.length === 1 && uris[0]!.startsWith('spiffe://') ? uris[0] : undefined;
+}

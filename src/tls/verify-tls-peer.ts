@@ -1,0 +1,82 @@
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { Clock } from '../clock.ts';
+import { MutualError } from '../errors.ts';
+import type { VerifyReasonCode } from '../pki/index.ts';
+import { type MeshTls, peerChainDer } from './mesh-tls.ts';
+import type { HandshakeFailureReason } from './peer-tls.ts';
+
+export type PeerVerdict =
+  | { readonly ok: true; readonly peerId: string }
+  | { readonly ok: false; readonly reason: HandshakeFailureReason; readonly message: string };
+
+const REASON_BY_CODE: Partial<Record<VerifyReasonCode, HandshakeFailureReason>> = {
+  MUTUAL_PKI_CERT_EXPIRED: 'expired',
+  MUTUAL_PKI_CERT_NOT_YET_VALID: 'not_yet_valid',
+  MUTUAL_PKI_CHAIN_UNTRUSTED: 'unknown_authority',
+  MUTUAL_PKI_SIGNATURE_INVALID: 'unknown_authority',
+  MUTUAL_PKI_NAME_CONSTRAINT_VIOLATED: 'unknown_authority',
+  MUTUAL_PKI_TRUST_DOMAIN_REJECTED: 'unknown_authority',
+  MUTUAL_PKI_SPIFFE_ID_MISMATCH: 'wrong_identity',
+  MUTUAL_PKI_PEER_NAME_MISMATCH: 'wrong_identity',
+};
+
+/** OpenSSL's verify results (Node's `authorizationError`) as metric reasons. */
+export function reasonFromOpenssl(code: string | undefined): HandshakeFailureReason {
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return 'expired';
+    case 'CERT_NOT_YET_VALID':
+      return 'not_yet_valid';
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+    case 'CERT_UNTRUSTED':
+      return 'unknown_authority';
+    default:
+      return 'not_svid';
+  }
+}
+
+export function reasonFromVerifyCode(code: VerifyReasonCode): HandshakeFailureReason {
+  return REASON_BY_CODE[code] ?? 'not_svid';
+}
+
+/** Verifies the client of an inbound mTLS connection after the handshake, before any byte reaches the app. */
+export function verifyClientPeer(socket: TLSSocket, meshTls: MeshTls, clock: Clock): PeerVerdict {
+  const leaf = socket.getPeerCertificate(true) as PeerCertificate | Record<string, never>;
+  if (!leaf || !('raw' in leaf) || !leaf.raw) {
+    return { ok: false, reason: 'no_client_certificate', message: 'the client sent no certificate' };
+  }
+  if (!socket.authorized) {
+    const code = String(socket.authorizationError ?? 'UNKNOWN');
+    return { ok: false, reason: reasonFromOpenssl(code), message: `certificate rejected by TLS: ${code}` };
+  }
+  // A TLS server sees only the client's leaf (Node exposes no client intermediates), and a
+  // resumed session only the leaf it was first verified with: OpenSSL has validated the chain
+  // against the bundle (ticket keys die with the bundle), so check the SVID profile of the leaf.
+  const verdict = meshTls.verifier.verifySvidLeaf(leaf.raw, { usage: 'client', atMs: clock.now() });
+  if (!verdict.ok) return { ok: false, reason: reasonFromVerifyCode(verdict.code), message: verdict.message };
+  return { ok: true, peerId: verdict.spiffeId.uri };
+}
+
+/**
+ * A `checkServerIdentity` hook that requires the server to be exactly `expectedId`. Node skips
+ * this hook on resumed sessions, so callers must key their session cache by the expected ID
+ * and the TLS generation.
+ */
+export function requireServerIdentity(meshTls: MeshTls, expectedId: string, clock: Clock) {
+  return (_host: string, certificate: PeerCertificate): Error | undefined => {
+    const verdict = meshTls.verifier.verifySvid(peerChainDer(certificate), {
+      expectedId,
+      usage: 'server',
+      atMs: clock.now(),
+    });
+    if (verdict.ok) return undefined;
+    return new MutualError(verdict.code, `server is not ${expectedId}: ${verdict.message}`, {
+      detail: { reason: reasonFromVerifyCode(verdict.code) },
+    });
+  };
+}
