@@ -2,9 +2,12 @@ import { Command } from 'commander';
 import { registerCaCommand } from './ca-command.ts';
 import { registerCertCommand } from './cert-command.ts';
 import type { CliContext } from './context.ts';
+import { registerDownCommand } from './down-command.ts';
 import { registerIdentityCommand } from './identity-command.ts';
+import { registerLogsCommand } from './logs-command.ts';
 import { registerProxyCommand } from './proxy-command.ts';
 import { registerSpiffeCommand } from './spiffe-command.ts';
+import { registerUpCommand } from './up-command.ts';
 
 export const VERSION = '0.1.0';
 
@@ -26,6 +29,9 @@ export function createProgram(context: CliContext): Command {
   registerSpiffeCommand(program, context);
   registerIdentityCommand(program, context);
   registerProxyCommand(program, context);
+  registerUpCommand(program, context);
+  registerDownCommand(program, context);
+  registerLogsCommand(program, context);
   const applyToSubcommands = (command: Command) => {
     for (const sub of command.commands) {
       sub.exitOverride().configureOutput(program.configureOutput());

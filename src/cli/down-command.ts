@@ -1,0 +1,24 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { downMesh, meshPaths } from '../mesh/index.ts';
+import type { CliContext } from './context.ts';
+import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+
+export function registerDownCommand(program: Command, context: CliContext): void {
+  program
+    .command('down')
+    .description('stop the mesh `mutual up` started (also cleans up after a crashed `mutual up`)')
+    .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
+    .action(async (options: { stateDir: string }) => {
+      const result = await downMesh(meshPaths(resolve(context.cwd, options.stateDir)));
+      if (!result.wasRunning) {
+        context.write(`No mesh is running from ${options.stateDir}; nothing to stop.\n`);
+        return;
+      }
+      context.write(
+        result.leftovers === 0
+          ? `Stopped the mesh (mutual up, pid ${result.supervisorPid}, stopped every process).\n`
+          : `Stopped the mesh; ${result.leftovers} processes were left behind by a stopped \`mutual up\` and are now stopped too.\n`,
+      );
+    });
+}

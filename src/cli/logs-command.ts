@@ -1,0 +1,75 @@
+import { open, readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { MutualError } from '../errors.ts';
+import { meshPaths } from '../mesh/index.ts';
+import type { CliContext } from './context.ts';
+import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+
+interface LogsOptions {
+  proxy: boolean;
+  follow: boolean;
+  stateDir: string;
+}
+
+export function registerLogsCommand(program: Command, context: CliContext): void {
+  program
+    .command('logs')
+    .description(
+      "print a mesh service's log (its app, or with --proxy its sidecar); `identity` is the identity service",
+    )
+    .argument('<service>', 'service name from mesh.yaml, or identity')
+    .option('--proxy', "the sidecar's log instead of the app's", false)
+    .option('-f, --follow', 'keep printing new lines until Ctrl-C', false)
+    .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
+    .action(async (service: string, options: LogsOptions) => logs(service, options, context));
+}
+
+async function logs(service: string, options: LogsOptions, context: CliContext): Promise<void> {
+  const { logsDir } = meshPaths(resolve(context.cwd, options.stateDir));
+  const candidates = [`${service}${options.proxy ? '.proxy' : ''}.log`];
+  if (service === 'identity' && !options.proxy) candidates.push('identity.log');
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  for (const name of candidates) {
+    handle = await open(join(logsDir, name), 'r').catch(() => undefined);
+    if (handle) break;
+  }
+  if (!handle) {
+    const known = await readdir(logsDir).catch(() => [] as string[]);
+    const services = [
+      ...new Set(known.filter((name) => name.endsWith('.log')).map((name) => name.split('.')[0])),
+    ];
+    throw new MutualError(
+      'MUTUAL_MESH_SERVICE_UNKNOWN',
+      services.length === 0
+        ? `no logs in ${logsDir}: start a mesh with \`mutual up -f mesh.yaml\` (or pass its --state-dir)`
+        : `no log for "${service}"${options.proxy ? ' --proxy' : ''} in ${logsDir}; there are logs for ${services.join(', ')}`,
+    );
+  }
+  try {
+    let position = 0;
+    const copy = async () => {
+      const { size } = await handle.stat();
+      if (size < position) position = 0; // truncated: start over
+      while (position < size) {
+        const buffer = Buffer.alloc(Math.min(64 * 1024, size - position));
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) break;
+        position += bytesRead;
+        context.write(buffer.subarray(0, bytesRead).toString('utf8'));
+      }
+    };
+    await copy();
+    if (!options.follow) return;
+    let isDone = false;
+    void context.untilShutdown().then(() => {
+      isDone = true;
+    });
+    while (!isDone) {
+      await new Promise((r) => setTimeout(r, 250));
+      await copy();
+    }
+  } finally {
+    await handle.close();
+  }
+}

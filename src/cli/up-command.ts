@@ -1,0 +1,142 @@
+import { relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Command, Option } from 'commander';
+import { formatDuration, parseDuration } from '../config/index.ts';
+import { MutualError } from '../errors.ts';
+import { loadMeshConfig, type MeshProgress, type MeshRuntime, startMesh } from '../mesh/index.ts';
+import type { CliContext } from './context.ts';
+import { isoSeconds } from './render.ts';
+
+export const DEFAULT_MESH_STATE_DIR = '.mutual';
+
+interface UpOptions {
+  file: string;
+  stateDir: string;
+  isolation: 'loopback' | 'netns';
+  timeout: string;
+}
+
+export function registerUpCommand(program: Command, context: CliContext): void {
+  program
+    .command('up')
+    .description(
+      'start a mesh on this machine: CA, identity service, and every service of mesh.yaml with its sidecar',
+    )
+    .requiredOption('-f, --file <mesh.yaml>', 'the mesh file, e.g. examples/demo/mesh.yaml')
+    .option('--state-dir <dir>', 'CA, tokens, logs and runtime.json of this mesh', DEFAULT_MESH_STATE_DIR)
+    .addOption(
+      new Option(
+        '--isolation <mode>',
+        'loopback: ports on 127.0.0.1, no root; netns: one network namespace per service',
+      )
+        .choices(['loopback', 'netns'])
+        .default('loopback'),
+    )
+    .option('--timeout <duration>', 'how long every process together may take to become ready', '60s')
+    .action(async (options: UpOptions) => up(options, context));
+}
+
+/** `bin/mutual.js` of this installation, to start the identity service and the sidecars. */
+export function mutualBinPath(): string {
+  return fileURLToPath(new URL('../../../bin/mutual.js', import.meta.url));
+}
+
+async function up(options: UpOptions, context: CliContext): Promise<void> {
+  if (options.isolation === 'netns') {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      '--isolation netns is not available yet; run with --isolation loopback (the default)',
+    );
+  }
+  const readyTimeoutMs = parseDuration(options.timeout, '--timeout');
+  const file = resolve(context.cwd, options.file);
+  const config = await loadMeshConfig(file);
+  const stateDir = resolve(context.cwd, options.stateDir);
+  const show = (path: string) => relative(context.cwd, path) || '.';
+  const stateFlag = options.stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${options.stateDir}`;
+  context.write(
+    `Starting ${config.services.length} services from ${show(file)} (trust domain ${config.trustDomain}, state in ${show(stateDir)})\n`,
+  );
+  // A Ctrl-C from now on stops what was started instead of leaving it behind.
+  const abort = new AbortController();
+  const shutdown = context.untilShutdown().then((signal) => {
+    abort.abort(signal);
+    return signal;
+  });
+  const nameWidth = Math.max(8, ...config.services.map((service) => service.name.length));
+  const line = (label: string, text: string) => context.write(`  ✓ ${label.padEnd(nameWidth)}  ${text}\n`);
+  const onProgress = (event: MeshProgress) => {
+    switch (event.kind) {
+      case 'stale-cleaned':
+        context.write(
+          `  - a previous mesh ended without cleaning up; stopped ${event.stopped} leftover processes\n`,
+        );
+        break;
+      case 'ca':
+        line(
+          'CA',
+          `${event.ca.isCreated ? 'created' : 'reused'} ${show(event.dir)} (issuer valid until ${isoSeconds(event.ca.issuerNotAfterMs)})`,
+        );
+        break;
+      case 'tokens':
+        line('tokens', `${event.count} join tokens in ${show(event.dir)} (0600)`);
+        break;
+      case 'identity-ready':
+        line('identity', `identity service ${event.apiUrl} ready (${seconds(event.elapsedMs)})`);
+        break;
+      case 'service-ready':
+        line(event.service.name, `${event.service.spiffeId} ready (${seconds(event.elapsedMs)})`);
+        break;
+      case 'exited':
+        context.writeError(
+          `! ${event.what} exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`}); its log: ${show(event.log)}\n`,
+        );
+        break;
+    }
+  };
+  const started = context.clock.now();
+  const mesh = await startMesh(config, {
+    clock: context.clock,
+    stateDir,
+    nodePath: process.execPath,
+    mutualBin: mutualBinPath(),
+    // The apps inherit this environment (PATH, HOME, locale ...), as they would from a shell.
+    baseEnv: process.env,
+    readyTimeoutMs,
+    onProgress,
+    signal: abort.signal,
+  });
+  context.write(
+    `\nThe mesh is up: ${mesh.runtime.services.length} services, every sidecar ready (${seconds(context.clock.now() - started)}).\n`,
+  );
+  context.write(renderWhereToLook(mesh.runtime, stateFlag));
+  const signal = await shutdown;
+  context.write(`\n${signal}: stopping the mesh\n`);
+  await mesh.close();
+  context.write('Stopped every process of the mesh.\n');
+}
+
+function seconds(ms: number): string {
+  return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : formatDuration(ms);
+}
+
+/** Where the apps answer directly and which commands show what the mesh does. */
+export function renderWhereToLook(runtime: MeshRuntime, stateFlag: string): string {
+  const served = runtime.services.filter((service) => service.ports.length > 0);
+  const width = Math.max(...served.map((service) => service.name.length), 4);
+  const lines = served.map(
+    (service) =>
+      `  ${service.name.padEnd(width)}  http://127.0.0.1:${service.ports[0]!.appPort}/  (the app itself, as a port-forward reaches it)`,
+  );
+  const first = served[0]?.name ?? runtime.services[0]?.name ?? 'SERVICE';
+  return [
+    '\nApps:',
+    ...lines,
+    '\nLook around (in another terminal):',
+    `  npx mutual edges${stateFlag}            who calls whom, and is it mTLS`,
+    `  npx mutual check${stateFlag}            is everything healthy`,
+    `  npx mutual identity ${first}${stateFlag}    ${first}'s certificate and when it renews`,
+    `  npx mutual logs ${first} --proxy -f${stateFlag}`,
+    `\nCtrl-C here, or \`npx mutual down${stateFlag}\`, stops everything.\n`,
+  ].join('\n');
+}

@@ -1,0 +1,160 @@
+import { delimiter, dirname, join } from 'node:path';
+import type { MeshConfig, MeshService } from './mesh-config.ts';
+import type { MeshPaths } from './runtime.ts';
+
+/** How one service is started: its app and its sidecar, with every address decided. */
+export interface ServicePlan {
+  readonly service: MeshService;
+  readonly spiffeId: string;
+  readonly tokenFile: string;
+  readonly ports: ReadonlyArray<{
+    port: number;
+    protocol: 'http' | 'tcp';
+    appPort: number;
+    inboundPort: number | undefined;
+  }>;
+  readonly upstreams: ReadonlyArray<{ service: string; port: number; env: string; localAddress: string }>;
+  readonly adminPort: number;
+  readonly app: { argv: readonly string[]; env: Readonly<Record<string, string>>; cwd: string; log: string };
+  readonly proxy: { argv: readonly string[]; log: string };
+}
+
+export interface MeshPlan {
+  readonly identity: { apiPort: number; adminPort: number; argv: readonly string[]; log: string };
+  readonly services: readonly ServicePlan[];
+}
+
+/** How many loopback ports `planMesh` takes from `nextPort`. */
+export function portsNeeded(config: MeshConfig): number {
+  let count = 2;
+  for (const service of config.services) {
+    count += 1 + service.upstreams.length;
+    for (const { port } of service.ports) count += service.skipInboundPorts.includes(port) ? 1 : 2;
+  }
+  return count;
+}
+
+/**
+ * Decides every address of a loopback mesh. Each app listens on its own port on 127.0.0.1
+ * (given as PORT); its sidecar takes mTLS for it on another; each upstream is a local port the
+ * app calls in plain text (given as <NAME>_ADDR and <NAME>_URL), which the sidecar carries over
+ * mTLS to the destination's sidecar, requiring the destination's SPIFFE ID. Pure.
+ */
+export function planMesh(options: {
+  config: MeshConfig;
+  paths: MeshPaths;
+  ports: readonly number[];
+  /** The Node binary and `bin/mutual.js`, to start the identity service and the proxies. */
+  nodePath: string;
+  mutualBin: string;
+  /** Environment every app inherits (PATH, HOME ...). */
+  baseEnv: Readonly<Record<string, string | undefined>>;
+}): MeshPlan {
+  const { config, paths } = options;
+  let next = 0;
+  const take = () => {
+    const port = options.ports[next++];
+    if (port === undefined) throw new Error(`planMesh needs ${portsNeeded(config)} ports`);
+    return port;
+  };
+  const mutual = [options.nodePath, options.mutualBin];
+  const identityApi = take();
+  const identityAdmin = take();
+  const identityUrl = `https://127.0.0.1:${identityApi}`;
+  const idOf = (service: MeshService) =>
+    `spiffe://${config.trustDomain}/ns/${service.namespace}/sa/${service.serviceAccount}`;
+  // First every service's own ports, so upstreams can point at them.
+  const own = new Map(
+    config.services.map((service) => [
+      service.name,
+      {
+        adminPort: take(),
+        ports: service.ports.map(({ port, protocol }) => ({
+          port,
+          protocol,
+          appPort: take(),
+          inboundPort: service.skipInboundPorts.includes(port) ? undefined : take(),
+        })),
+      },
+    ]),
+  );
+  const services = config.services.map((service): ServicePlan => {
+    const { adminPort, ports } = own.get(service.name)!;
+    const upstreams = service.upstreams.map((upstream) => {
+      const target = own.get(upstream.service)!.ports.find((port) => port.port === upstream.port)!;
+      const targetService = config.services.find((candidate) => candidate.name === upstream.service)!;
+      return {
+        ...upstream,
+        localAddress: `127.0.0.1:${target.inboundPort === undefined ? target.appPort : take()}`,
+        // Skipped ports are reached directly, in plain text, as proxy-init would let them through.
+        target:
+          target.inboundPort === undefined
+            ? undefined
+            : `${idOf(targetService)}@127.0.0.1:${target.inboundPort}`,
+      };
+    });
+    const spiffeId = idOf(service);
+    const tokenFile = join(paths.tokensDir, `${service.name}.token`);
+    const appEnv: Record<string, string> = {};
+    for (const [key, value] of Object.entries(options.baseEnv)) if (value !== undefined) appEnv[key] = value;
+    // `node` in a command is the Node that runs mutual (24), not whatever is first on PATH.
+    appEnv.PATH = [dirname(options.nodePath), appEnv.PATH].filter(Boolean).join(delimiter);
+    appEnv.MUTUAL_SERVICE = service.name;
+    appEnv.MUTUAL_SPIFFE_ID = spiffeId;
+    if (ports[0]) appEnv.PORT = String(ports[0].appPort);
+    for (const port of ports) appEnv[`PORT_${port.port}`] = String(port.appPort);
+    for (const upstream of upstreams) {
+      appEnv[`${upstream.env}_ADDR`] = upstream.localAddress;
+      appEnv[`${upstream.env}_URL`] = `http://${upstream.localAddress}`;
+    }
+    Object.assign(appEnv, service.env);
+    const proxyArgv = [
+      ...mutual,
+      ...['proxy', 'run', '--identity-url', identityUrl, '--token-file', tokenFile],
+      ...['--spiffe-id', spiffeId, '--identity-bundle', paths.bundle],
+      ...['--inbound-listen', 'off', '--outbound-listen', 'off'],
+      ...['--admin-listen', `127.0.0.1:${adminPort}`],
+      ...ports.flatMap((port) =>
+        port.inboundPort === undefined ? [] : ['--inbound', `127.0.0.1:${port.inboundPort}=${port.appPort}`],
+      ),
+      ...upstreams.flatMap((upstream) =>
+        upstream.target === undefined ? [] : ['--upstream', `${upstream.localAddress}=${upstream.target}`],
+      ),
+      ...(config.policyDir === undefined ? ['--mode', config.mode] : ['--policy-dir', config.policyDir]),
+      ...['--namespace', service.namespace],
+      ...Object.entries(service.labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
+      ...(service.opaquePorts.length > 0 ? ['--opaque-ports', service.opaquePorts.join(',')] : []),
+      ...(service.skipInboundPorts.length > 0
+        ? ['--skip-inbound-ports', service.skipInboundPorts.join(',')]
+        : []),
+    ];
+    return {
+      service,
+      spiffeId,
+      tokenFile,
+      ports,
+      upstreams: upstreams.map(({ target: _target, ...upstream }) => upstream),
+      adminPort,
+      app: {
+        argv: service.command,
+        env: appEnv,
+        cwd: service.cwd,
+        log: join(paths.logsDir, `${service.name}.log`),
+      },
+      proxy: { argv: proxyArgv, log: join(paths.logsDir, `${service.name}.proxy.log`) },
+    };
+  });
+  return {
+    identity: {
+      apiPort: identityApi,
+      adminPort: identityAdmin,
+      argv: [
+        ...mutual,
+        ...['identity', 'serve', '--ca', paths.caDir, '--state-dir', paths.stateDir],
+        ...['--listen', `127.0.0.1:${identityApi}`, '--admin-listen', `127.0.0.1:${identityAdmin}`],
+      ],
+      log: join(paths.logsDir, 'identity.log'),
+    },
+    services,
+  };
+}

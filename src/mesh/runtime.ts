@@ -1,0 +1,129 @@
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { MutualError } from '../errors.ts';
+
+/** Where everything of one mesh lives inside its state directory. */
+export interface MeshPaths {
+  readonly stateDir: string;
+  readonly caDir: string;
+  readonly bundle: string;
+  readonly tokensDir: string;
+  readonly logsDir: string;
+  readonly runtimeFile: string;
+}
+
+export function meshPaths(stateDir: string): MeshPaths {
+  const dir = resolve(stateDir);
+  return {
+    stateDir: dir,
+    caDir: join(dir, 'ca'),
+    bundle: join(dir, 'ca', 'bundle.pem'),
+    tokensDir: join(dir, 'tokens'),
+    logsDir: join(dir, 'logs'),
+    runtimeFile: join(dir, 'runtime.json'),
+  };
+}
+
+/** A process the mesh started: its group id is its pid (each runs in its own process group). */
+export interface RuntimeProcess {
+  readonly pid: number;
+  /** Kernel start time (/proc/PID/stat field 22), so a recycled pid is never taken for ours. */
+  readonly startTicks: number;
+  readonly log: string;
+  readonly argv: readonly string[];
+}
+
+export interface RuntimeService {
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly spiffeId: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Declared port → where the app listens on 127.0.0.1 and where the sidecar accepts mTLS for it. */
+  readonly ports: ReadonlyArray<{
+    readonly port: number;
+    readonly protocol: 'http' | 'tcp';
+    readonly appPort: number;
+    readonly inboundPort: number | undefined;
+  }>;
+  readonly upstreams: ReadonlyArray<{
+    readonly service: string;
+    readonly port: number;
+    readonly env: string;
+    /** Where the app connects (plain text). */
+    readonly localAddress: string;
+  }>;
+  readonly adminUrl: string;
+  readonly app: RuntimeProcess;
+  readonly proxy: RuntimeProcess;
+}
+
+/** runtime.json: what `mutual up` started, for `down`, `logs`, `check`, `edges` and `identity`. */
+export interface MeshRuntime {
+  readonly version: 1;
+  readonly file: string;
+  readonly trustDomain: string;
+  readonly stateDir: string;
+  readonly startedAt: string;
+  readonly supervisor: { readonly pid: number; readonly startTicks: number };
+  readonly identity: RuntimeProcess & { readonly apiUrl: string; readonly adminUrl: string };
+  readonly services: readonly RuntimeService[];
+}
+
+export async function writeRuntime(paths: MeshPaths, runtime: MeshRuntime): Promise<void> {
+  const temporary = `${paths.runtimeFile}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(runtime, null, 2)}\n`, { mode: 0o600 });
+  await rename(temporary, paths.runtimeFile);
+}
+
+export async function removeRuntime(paths: MeshPaths): Promise<void> {
+  await rm(paths.runtimeFile, { force: true });
+}
+
+/** The runtime of the mesh in `stateDir`, or undefined when none was recorded. */
+export async function tryReadRuntime(paths: MeshPaths): Promise<MeshRuntime | undefined> {
+  let text: string;
+  try {
+    text = await readFile(paths.runtimeFile, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new MutualError(
+      'MUTUAL_IO_READ_FAILED',
+      `cannot read ${paths.runtimeFile}: ${(error as Error).message}`,
+    );
+  }
+  try {
+    const runtime = JSON.parse(text) as MeshRuntime;
+    if (runtime.version !== 1 || !Array.isArray(runtime.services)) throw new Error('unknown layout');
+    return runtime;
+  } catch (error) {
+    throw new MutualError(
+      'MUTUAL_MESH_NOT_RUNNING',
+      `${paths.runtimeFile} is not a runtime file of this version of mutual (${(error as Error).message}); run \`mutual down --state-dir ${paths.stateDir}\` to clean up`,
+      { cause: error },
+    );
+  }
+}
+
+/** The runtime, or MUTUAL_MESH_NOT_RUNNING saying how to start one. */
+export async function readRuntime(paths: MeshPaths): Promise<MeshRuntime> {
+  const runtime = await tryReadRuntime(paths);
+  if (!runtime) {
+    throw new MutualError(
+      'MUTUAL_MESH_NOT_RUNNING',
+      `no mesh is running from ${paths.stateDir} (no runtime.json): start one with \`mutual up -f mesh.yaml\`, or pass the --state-dir it was started with`,
+    );
+  }
+  return runtime;
+}
+
+export function findService(runtime: MeshRuntime, name: string): RuntimeService {
+  const service = runtime.services.find((candidate) => candidate.name === name);
+  if (!service) {
+    throw new MutualError(
+      'MUTUAL_MESH_SERVICE_UNKNOWN',
+      `the mesh has no service "${name}"; it has ${runtime.services.map((s) => s.name).join(', ')}`,
+    );
+  }
+  return service;
+}

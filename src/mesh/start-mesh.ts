@@ -1,0 +1,330 @@
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Clock } from '../clock.ts';
+import { MutualError } from '../errors.ts';
+import { createJoinTokenIssuer, loadOrCreateJoinTokenKey } from '../identity/index.ts';
+import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
+import type { MeshConfig } from './mesh-config.ts';
+import { type MeshPlan, planMesh, portsNeeded } from './plan.ts';
+import {
+  allocateLoopbackPorts,
+  isRunning,
+  type LoggedProcess,
+  processStartTicks,
+  spawnLogged,
+  tailFile,
+} from './processes.ts';
+import { waitForHttpReady, waitForTcp } from './readiness.ts';
+import {
+  type MeshPaths,
+  type MeshRuntime,
+  meshPaths,
+  type RuntimeService,
+  removeRuntime,
+  tryReadRuntime,
+  writeRuntime,
+} from './runtime.ts';
+import { stopRuntime } from './stop-mesh.ts';
+
+/** Join tokens live a day and are minted again every 6 hours while the mesh runs. */
+const TOKEN_TTL_MS = 24 * 3_600_000;
+const TOKEN_REFRESH_MS = 6 * 3_600_000;
+
+export type MeshProgress =
+  | { kind: 'stale-cleaned'; stopped: number }
+  | { kind: 'ca'; ca: MeshCa; dir: string }
+  | { kind: 'identity-ready'; apiUrl: string; elapsedMs: number }
+  | { kind: 'tokens'; count: number; dir: string }
+  | { kind: 'service-ready'; service: RuntimeService; elapsedMs: number }
+  | { kind: 'exited'; what: string; code: number | null; signal: string | null; log: string };
+
+export interface MeshDeps {
+  readonly clock: Clock;
+  readonly stateDir: string;
+  readonly nodePath: string;
+  readonly mutualBin: string;
+  readonly baseEnv: Readonly<Record<string, string | undefined>>;
+  /** How long every process together may take to become ready. */
+  readonly readyTimeoutMs: number;
+  readonly onProgress: (event: MeshProgress) => void;
+  /** Aborted (Ctrl-C during start): stop waiting, stop what was started, reject. */
+  readonly signal?: AbortSignal;
+}
+
+export interface Mesh {
+  readonly runtime: MeshRuntime;
+  readonly paths: MeshPaths;
+  /** Stops every process (SIGTERM to each group, SIGKILL after a grace period) and forgets the runtime. */
+  close(): Promise<void>;
+}
+
+/**
+ * `mutual up` in loopback mode: CA, identity service, join tokens, then every app with its
+ * sidecar, and back only when every sidecar is ready and every app accepts connections. On any
+ * failure everything started so far is stopped and the error names the process and its log.
+ */
+export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mesh> {
+  const started = Date.now();
+  const paths = meshPaths(deps.stateDir);
+  for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir])
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+
+  // A mesh from this directory already running, or one that died without cleaning up.
+  const previous = await tryReadRuntime(paths).catch(() => undefined);
+  if (previous && isRunning(previous.supervisor) && previous.supervisor.pid !== process.pid) {
+    throw new MutualError(
+      'MUTUAL_MESH_ALREADY_RUNNING',
+      `a mesh from ${previous.file} is already running from ${paths.stateDir} (pid ${previous.supervisor.pid}); stop it with \`mutual down --state-dir ${paths.stateDir}\` first`,
+    );
+  }
+  if (previous) {
+    const stopped = await stopRuntime(previous);
+    await removeRuntime(paths);
+    deps.onProgress({ kind: 'stale-cleaned', stopped });
+  }
+
+  // The CA: created once, reused afterwards.
+  const ca = await ensureMeshCa(paths.caDir, config.trustDomain, deps.clock);
+  deps.onProgress({ kind: 'ca', ca, dir: paths.caDir });
+
+  // Every address, decided up front.
+  const plan = planMesh({
+    config,
+    paths,
+    ports: await allocateLoopbackPorts(portsNeeded(config)),
+    nodePath: deps.nodePath,
+    mutualBin: deps.mutualBin,
+    baseEnv: deps.baseEnv,
+  });
+
+  // One join token per service, readable by its owner only.
+  const writeTokens = await tokenWriter(plan, paths, deps.clock);
+  await writeTokens();
+  deps.onProgress({ kind: 'tokens', count: plan.services.length, dir: paths.tokensDir });
+
+  const processes: LoggedProcess[] = [];
+  const deadlineMs = started + deps.readyTimeoutMs;
+  let runtime: MeshRuntime | undefined;
+  let isClosing = false;
+  const stopAll = async () => {
+    isClosing = true;
+    clearInterval(tokenTimer);
+    if (runtime) await stopRuntime(runtime);
+    else await stopRuntime(partialRuntime(config, paths, processes));
+    await removeRuntime(paths);
+  };
+  const tokenTimer = setInterval(() => void writeTokens().catch(() => {}), TOKEN_REFRESH_MS);
+  tokenTimer.unref();
+  try {
+    // The identity service first: proxies certify against it as soon as they start.
+    const identity = spawnLogged({
+      argv: plan.identity.argv,
+      cwd: paths.stateDir,
+      env: nodeEnv(deps),
+      log: plan.identity.log,
+    });
+    processes.push(identity);
+    const identityAdminUrl = `http://127.0.0.1:${plan.identity.adminPort}`;
+    await expectReady(
+      'the identity service',
+      identity,
+      () =>
+        waitForHttpReady(`${identityAdminUrl}/ready`, {
+          deadlineMs,
+          isAlive: () => identity.child.exitCode === null && !deps.signal?.aborted,
+        }),
+      deps.signal,
+    );
+    const apiUrl = `https://127.0.0.1:${plan.identity.apiPort}`;
+    deps.onProgress({ kind: 'identity-ready', apiUrl, elapsedMs: Date.now() - started });
+
+    // Every app and sidecar at once, then the runtime file, so `mutual down` finds them even mid-start.
+    const services = plan.services.map((servicePlan) => {
+      const app = spawnLogged({ ...servicePlan.app, argv: servicePlan.app.argv, env: servicePlan.app.env });
+      const proxy = spawnLogged({
+        argv: servicePlan.proxy.argv,
+        cwd: paths.stateDir,
+        env: nodeEnv(deps),
+        log: servicePlan.proxy.log,
+      });
+      processes.push(app, proxy);
+      return { servicePlan, app, proxy };
+    });
+    runtime = {
+      version: 1,
+      file: config.file,
+      trustDomain: config.trustDomain,
+      stateDir: paths.stateDir,
+      startedAt: new Date(deps.clock.now()).toISOString(),
+      supervisor: { pid: process.pid, startTicks: processStartTicks(process.pid) ?? 0 },
+      identity: { ...recorded(identity), apiUrl, adminUrl: identityAdminUrl },
+      services: services.map(({ servicePlan, app, proxy }) => ({
+        name: servicePlan.service.name,
+        namespace: servicePlan.service.namespace,
+        serviceAccount: servicePlan.service.serviceAccount,
+        spiffeId: servicePlan.spiffeId,
+        labels: servicePlan.service.labels,
+        ports: servicePlan.ports,
+        upstreams: servicePlan.upstreams,
+        adminUrl: `http://127.0.0.1:${servicePlan.adminPort}`,
+        app: recorded(app),
+        proxy: recorded(proxy),
+      })),
+    };
+    await writeRuntime(paths, runtime);
+
+    // Ready: each sidecar's /ready answers 200 and each app accepts connections on its ports.
+    const ready = runtime.services.map(async (service, index) => {
+      const { app, proxy } = services[index]!;
+      await expectReady(
+        `the sidecar of ${service.name}`,
+        proxy,
+        () =>
+          waitForHttpReady(`${service.adminUrl}/ready`, {
+            deadlineMs,
+            isAlive: () => proxy.child.exitCode === null && !deps.signal?.aborted,
+          }),
+        deps.signal,
+      );
+      for (const port of service.ports) {
+        await expectReady(
+          `the app ${service.name} (port ${port.port}, listening as $PORT on ${port.appPort})`,
+          app,
+          () =>
+            waitForTcp(port.appPort, {
+              deadlineMs,
+              isAlive: () => app.child.exitCode === null && !deps.signal?.aborted,
+            }),
+          deps.signal,
+        );
+      }
+      deps.onProgress({ kind: 'service-ready', service, elapsedMs: Date.now() - started });
+    });
+    const results = await Promise.allSettled(ready);
+    throwIfAborted(deps.signal);
+    const failure = results.find((result) => result.status === 'rejected');
+    if (failure) throw failure.reason;
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+
+  // After start: report any process that exits while the mesh runs.
+  for (const child of processes) {
+    void child.exited.then(({ code, signal }) => {
+      if (isClosing) return;
+      deps.onProgress({ kind: 'exited', what: describe(runtime!, child), code, signal, log: child.log });
+    });
+  }
+  const finalRuntime = runtime;
+  return { runtime: finalRuntime, paths, close: stopAll };
+}
+
+function recorded(process: LoggedProcess) {
+  return { pid: process.pid, startTicks: process.startTicks, log: process.log, argv: process.argv };
+}
+
+function nodeEnv(deps: MeshDeps): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(deps.baseEnv)) if (value !== undefined) env[key] = value;
+  env.NO_COLOR = '1';
+  return env;
+}
+
+function describe(runtime: MeshRuntime, child: LoggedProcess): string {
+  if (runtime.identity.pid === child.pid) return 'the identity service';
+  for (const service of runtime.services) {
+    if (service.app.pid === child.pid) return `the app ${service.name}`;
+    if (service.proxy.pid === child.pid) return `the sidecar of ${service.name}`;
+  }
+  return `process ${child.pid}`;
+}
+
+/** The processes started so far, as a runtime `stopRuntime` can stop. */
+function partialRuntime(
+  config: MeshConfig,
+  paths: MeshPaths,
+  processes: readonly LoggedProcess[],
+): MeshRuntime {
+  const [identity, ...rest] = processes;
+  const none = { pid: -1, startTicks: 0, log: '', argv: [] };
+  return {
+    version: 1,
+    file: config.file,
+    trustDomain: config.trustDomain,
+    stateDir: paths.stateDir,
+    startedAt: '',
+    supervisor: { pid: process.pid, startTicks: 0 },
+    identity: { ...(identity ? recorded(identity) : none), apiUrl: '', adminUrl: '' },
+    services: rest.map((child, index) => ({
+      name: `process-${index}`,
+      namespace: '',
+      serviceAccount: '',
+      spiffeId: '',
+      labels: {},
+      ports: [],
+      upstreams: [],
+      adminUrl: '',
+      app: recorded(child),
+      proxy: none,
+    })),
+  };
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw new MutualError(
+      'MUTUAL_MESH_START_FAILED',
+      `interrupted (${String(signal.reason)}) while starting; everything started so far was stopped`,
+    );
+  }
+}
+
+async function expectReady(
+  what: string,
+  process: LoggedProcess,
+  wait: () => Promise<{ ok: true } | { ok: false; reason: 'timeout' | 'exited'; last: string }>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const outcome = await wait();
+  if (outcome.ok) return;
+  throwIfAborted(signal);
+  // Give a dying process a moment to flush its last words to the log.
+  if (outcome.reason === 'exited')
+    await Promise.race([process.exited, new Promise((r) => setTimeout(r, 200))]);
+  const tail = await tailFile(process.log);
+  const status =
+    outcome.reason === 'exited'
+      ? `exited (${process.child.exitCode === null ? `signal ${process.child.signalCode}` : `code ${process.child.exitCode}`})`
+      : `was not ready in time (last check: ${outcome.last})`;
+  throw new MutualError(
+    'MUTUAL_MESH_START_FAILED',
+    `${what} ${status}. Command: ${process.argv.join(' ')}\n  log ${process.log}${tail ? `, last lines:\n${indent(tail)}` : ' is empty'}`,
+    { detail: { what, log: process.log } },
+  );
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `    | ${line}`)
+    .join('\n');
+}
+
+async function tokenWriter(plan: MeshPlan, paths: MeshPaths, clock: Clock): Promise<() => Promise<void>> {
+  const key = await loadOrCreateJoinTokenKey(join(paths.stateDir, 'identity'));
+  const issuer = createJoinTokenIssuer({ signingKey: key.privateKey, clock });
+  return async () => {
+    for (const { service, tokenFile } of plan.services) {
+      const token = await issuer.mint({
+        namespace: service.namespace,
+        serviceAccount: service.serviceAccount,
+        ttlMs: TOKEN_TTL_MS,
+      });
+      const temporary = `${tokenFile}.tmp`;
+      await writeFile(temporary, `${token}\n`, { mode: 0o600 });
+      await chmod(temporary, 0o600);
+      await rename(temporary, tokenFile);
+    }
+  };
+}
