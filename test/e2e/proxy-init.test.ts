@@ -88,6 +88,15 @@ test('without NET_ADMIN init refuses with a coded error', { skip }, async () => 
   assert.equal(run.code, 1);
   assert.match(run.stderr, /error\[MUTUAL_PROXY_INIT_PERMISSION_DENIED\]/);
   assert.doesNotMatch(await natRules(app), /MUTUAL_/);
+  // A dry run still works without privileges, planned as for a fresh install.
+  const dryRun = await mutual(
+    app,
+    ['--dry-run'],
+    ['setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin'],
+  );
+  assert.equal(dryRun.code, 0, dryRun.stderr);
+  assert.match(dryRun.stdout, /could not be read \(no NET_ADMIN\)/);
+  assert.match(dryRun.stdout, /^-A OUTPUT -p tcp -j MUTUAL_OUTBOUND$/m);
 });
 
 test('installed rules redirect outbound and inbound TCP; SO_ORIGINAL_DST reads the real target', {
