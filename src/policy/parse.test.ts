@@ -1,0 +1,256 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { checkPolicySet } from './check.ts';
+import { parsePolicyText } from './parse.ts';
+import { ap, pa, ROOT } from './test-fixtures.ts';
+
+/** `line:column code message-fragment` for every diagnostic of one severity. */
+function found(yaml: string, severity: 'error' | 'warning' = 'error'): string[] {
+  return parsePolicyText(yaml, 'p.yaml', { rootNamespace: ROOT })
+    .diagnostics.filter((diagnostic) => diagnostic.severity === severity)
+    .map((diagnostic) => `${diagnostic.line}:${diagnostic.column} ${diagnostic.code} ${diagnostic.message}`);
+}
+
+interface ErrorCase {
+  name: string;
+  yaml: string;
+  /** Expected `line:column code` and a fragment of the message, one per problem. */
+  expect: readonly [string, RegExp][];
+}
+
+const errorCases: ErrorCase[] = [
+  {
+    name: 'YAML syntax error with its position',
+    yaml: 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a\n',
+    expect: [['4:1 MUTUAL_POLICY_YAML_INVALID', /Flow map .* must be sufficiently indented/]],
+  },
+  {
+    name: 'unknown field names the field and where it is',
+    yaml: 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: a\nspec:\n  mtls:\n    mode: STRICT\n    strict: true\n',
+    expect: [
+      ['8:5 MUTUAL_POLICY_INVALID', /spec\.mtls\.strict: unknown field "strict" \(allowed here: mode\)/],
+    ],
+  },
+  {
+    name: 'misspelt notPrincipals is refused, not ignored',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      notPrincipal: ["x/ns/a/sa/b"]'),
+    expect: [['11:', /unknown field "notPrincipal"/]],
+  },
+  {
+    name: 'bad mode lists the modes',
+    yaml: pa('a', 'demo', 'mtls: {mode: STRICTER}'),
+    expect: [['8:', /spec\.mtls\.mode: .*"UNSET"\|"DISABLE"\|"PERMISSIVE"\|"STRICT"/]],
+  },
+  {
+    name: 'unknown apiVersion',
+    yaml: 'apiVersion: security.istio.io/v2\nkind: PeerAuthentication\nmetadata:\n  name: a\n',
+    expect: [['1:13', /apiVersion must be one of security\.istio\.io\/v1, /]],
+  },
+  {
+    name: 'another kind',
+    yaml: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n',
+    expect: [['2:7', /kind "ConfigMap" is not a policy kind/]],
+  },
+  {
+    name: 'missing metadata.name',
+    yaml: 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  namespace: demo\n',
+    expect: [['4:', /metadata\.name: missing/]],
+  },
+  {
+    name: 'action CUSTOM is refused with a clear error',
+    yaml: ap('ext', 'demo', 'action: CUSTOM\nprovider:\n  name: opa\nrules:\n- {}'),
+    expect: [['8:11 MUTUAL_POLICY_UNSUPPORTED', /action CUSTOM .* not supported/]],
+  },
+  {
+    name: 'bad CIDR and bad port',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source:\n      ipBlocks: ["10.0.0.0/33"]\n  to:\n  - operation:\n      ports: ["http"]',
+    ),
+    // Schema errors first; the CIDR is checked once the schema holds.
+    expect: [['14:17', /ports\[0\]: port must be a number/]],
+  },
+  {
+    name: 'a * in the middle of a value',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      paths: ["/a/*/b"]'),
+    expect: [['11:', /only a leading or a trailing "\*"/]],
+  },
+  {
+    name: 'JWT fields and unknown condition keys',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source:\n      requestPrincipals: ["*"]\n  when:\n  - key: request.auth.claims[iss]\n    values: ["x"]\n  - key: source.user\n    values: ["x"]',
+    ),
+    expect: [
+      ['11:9 MUTUAL_POLICY_UNSUPPORTED', /requestPrincipals is not supported/],
+      ['13:', /condition key "request\.auth\.claims\[iss\]" is not supported/],
+      ['15:', /unknown condition key "source\.user"/],
+    ],
+  },
+  {
+    name: 'a condition without values',
+    yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: source.ip'),
+    expect: [['10:', /needs "values" or "notValues"/]],
+  },
+  {
+    name: 'second document of a file has the error, at its own line',
+    yaml: `${pa('ok', 'demo', 'mtls: {mode: STRICT}')}---\n\n---\n${pa('bad', 'demo', 'mtls: {mode: 3}').slice(4)}`,
+    expect: [['18:16', /spec\.mtls\.mode/]],
+  },
+  {
+    name: 'bad creationTimestamp',
+    yaml: pa('a', 'demo', 'mtls: {mode: STRICT}', 'yesterday'),
+    expect: [['7:', /must be an RFC 3339 time/]],
+  },
+];
+
+for (const c of errorCases) {
+  test(`parse error: ${c.name}`, () => {
+    const errors = found(c.yaml);
+    assert.equal(errors.length, c.expect.length, errors.join('\n'));
+    for (const [index, [position, message]] of c.expect.entries()) {
+      assert.ok(errors[index]!.startsWith(position), `${errors[index]} should start with ${position}`);
+      assert.match(errors[index]!, message);
+    }
+    const parsed = parsePolicyText(c.yaml, 'p.yaml');
+    assert.ok(
+      parsed.diagnostics.every((diagnostic) => diagnostic.file === 'p.yaml' && diagnostic.hint.length > 0),
+    );
+  });
+}
+
+test('parse: empty documents are skipped; defaults are filled in', () => {
+  const yaml = `---\n---\n# only a comment\n---\napiVersion: security.mutual.dev/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\n  labels: {team: x}\n`;
+  const { resources, diagnostics } = parsePolicyText(yaml, 'p.yaml');
+  assert.deepEqual(
+    diagnostics.filter((d) => d.severity === 'error'),
+    [],
+  );
+  assert.equal(resources.length, 1);
+  const [policy] = resources;
+  assert.equal(policy!.meta.id, 'default/a');
+  assert.equal(policy!.kind === 'AuthorizationPolicy' && policy!.action, 'ALLOW');
+  assert.deepEqual(policy!.meta.position, { file: 'p.yaml', line: 5, column: 1 });
+});
+
+test('parse: a document with errors is left out, the others kept', () => {
+  const yaml = pa('ok', 'demo', 'mtls: {mode: STRICT}') + pa('bad', 'demo', 'mtls: {mode: NOPE}');
+  const { resources } = parsePolicyText(yaml, 'p.yaml');
+  assert.deepEqual(
+    resources.map((r) => r.meta.id),
+    ['demo/ok'],
+  );
+});
+
+interface WarningCase {
+  name: string;
+  yaml: string;
+  expect: readonly [string, RegExp][];
+}
+
+const warningCases: WarningCase[] = [
+  {
+    name: 'selector policy in the root namespace is ignored',
+    yaml: pa('web', ROOT, 'selector:\n  matchLabels: {app: web}\nmtls: {mode: STRICT}'),
+    expect: [['9:5', /root-namespace-selector .*is ignored/]],
+  },
+  {
+    name: 'portLevelMtls without a selector',
+    yaml: pa('ns', 'demo', 'portLevelMtls:\n  8080: {mode: DISABLE}'),
+    expect: [['8:3', /port-level-without-selector/]],
+  },
+  {
+    name: 'ALLOW with an empty spec denies everything',
+    yaml: ap('deny-all', 'demo', '{}'),
+    expect: [['8:3', /allow-nothing .*allows nothing/]],
+  },
+  {
+    name: 'principal with spiffe://',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source:\n      principals: ["spiffe://cluster.local/ns/demo/sa/web"]',
+    ),
+    expect: [['11:22', /principal-not-istio-form .*starts with spiffe:\/\//]],
+  },
+  {
+    name: 'principal that is not td/ns/NS/sa/SA',
+    yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: source.principal\n    values: ["web"]'),
+    expect: [['11:', /principal-not-istio-form/]],
+  },
+  {
+    name: 'DENY rule with HTTP fields is wider on TCP',
+    yaml: ap('d', 'demo', 'action: DENY\nrules:\n- to:\n  - operation:\n      methods: ["POST"]'),
+    expect: [['10:', /http-fields-ignored-on-tcp .*methods/]],
+  },
+  {
+    name: 'ALLOW with notNamespaces lets plaintext in',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      notNamespaces: ["foo"]'),
+    expect: [['11:', /allow-negative-mtls-field/]],
+  },
+  {
+    name: 'a clean policy has no warnings',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source:\n      principals: ["cluster.local/ns/demo/sa/web", "*/sa/api"]',
+    ),
+    expect: [],
+  },
+];
+
+for (const c of warningCases) {
+  test(`parse warning: ${c.name}`, () => {
+    assert.deepEqual(found(c.yaml), []);
+    const warnings = found(c.yaml, 'warning');
+    assert.equal(warnings.length, c.expect.length, warnings.join('\n'));
+    for (const [index, [position, message]] of c.expect.entries()) {
+      assert.ok(warnings[index]!.startsWith(position), `${warnings[index]} should start with ${position}`);
+      assert.match(warnings[index]!, message);
+    }
+  });
+}
+
+test('check: several policies at one level name the winner', () => {
+  const yaml =
+    pa('older', 'demo', 'mtls: {mode: STRICT}', '2026-01-01T00:00:00Z') +
+    pa('newer', 'demo', 'mtls: {mode: DISABLE}', '2026-02-01T00:00:00Z') +
+    pa('w1', 'demo', 'selector:\n  matchLabels: {app: web}\nmtls: {mode: STRICT}', '2026-01-01T00:00:00Z') +
+    pa(
+      'w2',
+      'demo',
+      'selector:\n  matchLabels: {tier: front}\nmtls: {mode: DISABLE}',
+      '2026-01-02T00:00:00Z',
+    ) +
+    pa(
+      'w3',
+      'demo',
+      'selector:\n  matchLabels: {app: api, tier: back}\nmtls: {mode: DISABLE}',
+      '2026-01-03T00:00:00Z',
+    );
+  const warnings = checkPolicySet(parsePolicyText(yaml, 'p.yaml').resources).map(
+    (w) => `${w.policy} ${w.code} ${w.message}`,
+  );
+  assert.equal(warnings.length, 2, warnings.join('\n'));
+  assert.match(warnings[0]!, /^demo\/newer several-at-one-level .*demo\/older is the oldest and wins/);
+  assert.match(warnings[1]!, /^demo\/w2 several-at-one-level .*get only demo\/w1/);
+});
+
+test('check: with a workload list, selectors and namespaces that match nothing', () => {
+  const yaml =
+    pa('web', 'default', 'selector:\n  matchLabels: {app: web}\nmtls: {mode: STRICT}') +
+    ap('typo', 'demo', 'selector:\n  matchLabels: {app: wbe}\nrules:\n- {}') +
+    ap('ok', 'demo', 'selector:\n  matchLabels: {app: web}\nrules:\n- {}') +
+    ap('mesh', ROOT, 'selector:\n  matchLabels: {app: nothing}\naction: DENY\nrules:\n- {}');
+  const resources = parsePolicyText(yaml, 'p.yaml').resources;
+  const workloads = [{ namespace: 'demo', labels: { app: 'web' } }];
+  const warnings = checkPolicySet(resources, { workloads }).map((w) => `${w.policy} ${w.code}`);
+  assert.deepEqual(warnings, [
+    'default/web namespace-has-no-workloads',
+    'demo/typo selector-matches-nothing',
+    `${ROOT}/mesh selector-matches-nothing`,
+  ]);
+  assert.deepEqual(checkPolicySet(resources), [], 'without workloads there is nothing to compare with');
+});
