@@ -96,6 +96,10 @@ export function parsePolicyText(text: string, file: string, options: ParseOption
       );
       continue;
     }
+    const raw = value as { metadata?: { name?: unknown; namespace?: unknown } };
+    if (typeof raw.metadata?.name === 'string') {
+      policyId = `${typeof raw.metadata.namespace === 'string' ? raw.metadata.namespace : DEFAULT_NAMESPACE}/${raw.metadata.name}`;
+    }
     const schema = kind === 'PeerAuthentication' ? peerAuthenticationSchema : authorizationPolicySchema;
     const parsed = schema.safeParse(value);
     if (!parsed.success) {
@@ -176,7 +180,7 @@ function reportIssue(issue: z.core.$ZodIssue, report: Report): void {
       'error',
       'MUTUAL_POLICY_INVALID',
       issue.message,
-      'Remove the field or fix its spelling: Mutual refuses unknown fields instead of ignoring them.',
+      `${suggestion(issue.keys[0]!, issue.message)}Mutual refuses unknown fields instead of ignoring them.`,
       true,
     );
     return;
@@ -219,4 +223,27 @@ function offsetOf(doc: Document, path: FieldPath, isKey = false): number {
     }
   }
   return offset;
+}
+
+/** "Did you mean principals? " for a misspelt field, from the allowed list in the message. */
+function suggestion(key: string, message: string): string {
+  const allowed = /allowed here: ([^)]*)\)/.exec(message)?.[1]?.split(', ') ?? [];
+  const close = allowed.find((name) => editDistance(name.toLowerCase(), key.toLowerCase()) <= 2);
+  return close === undefined ? 'Remove the field or fix its spelling: ' : `Did you mean "${close}"? `;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }

@@ -1,0 +1,316 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { MutualError } from '../errors.ts';
+import {
+  type AuthorizationDecision,
+  checkPolicySet,
+  compilePolicySet,
+  DEFAULT_ROOT_NAMESPACE,
+  diagnosticsError,
+  formatDiagnostic,
+  loadPolicyFiles,
+  type PolicyDiagnostic,
+  type WorkloadRef,
+} from '../policy/index.ts';
+import { outputOption } from './ca-command.ts';
+import type { CliContext, OutputFormat } from './context.ts';
+import { renderFields, renderJson } from './render.ts';
+
+export function registerPolicyCommand(program: Command, context: CliContext): void {
+  const policy = program
+    .command('policy')
+    .description('check and explain PeerAuthentication and AuthorizationPolicy files (Istio YAML)');
+  policy
+    .command('check')
+    .description('validate policy files and warn about traps; exit 1 if any file has errors')
+    .argument('<paths...>', 'YAML files or directories of them')
+    .option('--root-namespace <ns>', 'namespace whose policies apply mesh-wide', DEFAULT_ROOT_NAMESPACE)
+    .option(
+      '--workload <ref>',
+      'a known workload, NS/APP (label app=APP) or NS:k=v,k=v; with it, selectors that match nothing are reported (repeatable)',
+      collect,
+      [],
+    )
+    .addOption(outputOption())
+    .action(async (paths: string[], options: CheckOptions) => check(paths, options, context));
+  policy
+    .command('explain')
+    .description('show the mTLS mode and the authorization decision for one connection or request, and why')
+    .requiredOption('--policy-dir <dir>', 'directory of policy files')
+    .option('--to <ns/workload>', 'target workload: namespace and the value of its app label')
+    .option('--namespace <ns>', 'namespace of the target workload (instead of --to)')
+    .option('--label <k=v>', 'label of the target workload (repeatable)', collect, [])
+    .requiredOption('--port <port>', 'destination port on the workload')
+    .option('--from <principal>', 'the client, e.g. cluster.local/ns/demo/sa/web (spiffe:// optional)')
+    .option('--plaintext', 'the client has no mTLS identity')
+    .option('--method <method>', 'HTTP method (makes it an HTTP request; default GET)')
+    .option('--path <path>', 'HTTP path (makes it an HTTP request; default /)')
+    .option('--host <host>', 'HTTP Host header (makes it an HTTP request)')
+    .option('--header <name=value>', 'HTTP header (repeatable; makes it an HTTP request)', collect, [])
+    .option('--source-ip <ip>', 'client address, for ipBlocks rules', '127.0.0.1')
+    .option('--root-namespace <ns>', 'namespace whose policies apply mesh-wide', DEFAULT_ROOT_NAMESPACE)
+    .addOption(outputOption())
+    .action(async (options: ExplainOptions) => explain(options, context));
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+interface CheckOptions {
+  rootNamespace: string;
+  workload: string[];
+  output: OutputFormat;
+}
+
+async function check(paths: string[], options: CheckOptions, context: CliContext): Promise<void> {
+  const workloads = options.workload.length > 0 ? options.workload.map(parseWorkloadArgument) : undefined;
+  const loaded = await loadPolicyFiles(
+    paths.map((path) => resolve(context.cwd, path)),
+    { rootNamespace: options.rootNamespace },
+  );
+  if (loaded.files.length === 0) {
+    throw new MutualError('MUTUAL_POLICY_NOT_FOUND', `no .yaml or .yml files in ${paths.join(', ')}`);
+  }
+  const diagnostics = [
+    ...loaded.diagnostics,
+    ...checkPolicySet(loaded.resources, {
+      rootNamespace: options.rootNamespace,
+      ...(workloads ? { workloads } : {}),
+    }),
+  ]
+    .map((diagnostic) => ({ ...diagnostic, file: relativeTo(context.cwd, diagnostic.file) }))
+    .sort(byPosition);
+  const errors = diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
+  const warnings = diagnostics.filter((diagnostic) => diagnostic.severity === 'warning');
+  if (errors.length > 0) context.setExitCode(1);
+  if (options.output === 'json') {
+    context.write(
+      renderJson({
+        isValid: errors.length === 0,
+        files: loaded.files.map((file) => relativeTo(context.cwd, file)),
+        policies: loaded.resources.map((resource) => ({
+          kind: resource.kind,
+          id: resource.meta.id,
+          file: relativeTo(context.cwd, resource.meta.position.file),
+          line: resource.meta.position.line,
+        })),
+        errors,
+        warnings,
+      }),
+    );
+    return;
+  }
+  for (const diagnostic of diagnostics) context.write(`${formatDiagnostic(diagnostic)}\n`);
+  const count = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  context.write(
+    `${diagnostics.length > 0 ? '\n' : ''}${count(loaded.files.length, 'file')}, ${count(loaded.resources.length, 'valid policy').replace('policys', 'policies')}: ${count(errors.length, 'error')}, ${count(warnings.length, 'warning')}\n`,
+  );
+}
+
+function byPosition(a: PolicyDiagnostic, b: PolicyDiagnostic): number {
+  if (a.file !== b.file) return a.file < b.file ? -1 : 1;
+  return a.line - b.line || a.column - b.column;
+}
+
+function relativeTo(cwd: string, file: string): string {
+  return file.startsWith(`${cwd}/`) ? file.slice(cwd.length + 1) : file;
+}
+
+/** `NS/APP` (label app=APP) or `NS:k=v,k=v`. */
+function parseWorkloadArgument(value: string): WorkloadRef {
+  const colon = value.indexOf(':');
+  if (colon > 0) {
+    return {
+      namespace: value.slice(0, colon),
+      labels: parseLabels(value.slice(colon + 1).split(','), '--workload'),
+    };
+  }
+  const [namespace, app, ...rest] = value.split('/');
+  if (!namespace || !app || rest.length > 0) {
+    throw new MutualError('MUTUAL_CLI_USAGE', `--workload ${value}: write NS/APP or NS:key=value,key=value`);
+  }
+  return { namespace, labels: { app }, serviceAccount: app };
+}
+
+function parseLabels(values: readonly string[], flag: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const value of values) {
+    const equals = value.indexOf('=');
+    if (equals <= 0)
+      throw new MutualError('MUTUAL_CLI_USAGE', `${flag} ${value}: write a label as key=value`);
+    labels[value.slice(0, equals)] = value.slice(equals + 1);
+  }
+  return labels;
+}
+
+interface ExplainOptions {
+  policyDir: string;
+  to?: string;
+  namespace?: string;
+  label: string[];
+  port: string;
+  from?: string;
+  plaintext?: boolean;
+  method?: string;
+  path?: string;
+  host?: string;
+  header: string[];
+  sourceIp: string;
+  rootNamespace: string;
+  output: OutputFormat;
+}
+
+async function explain(options: ExplainOptions, context: CliContext): Promise<void> {
+  const workload = targetWorkload(options);
+  const port = Number(options.port);
+  if (!/^\d+$/.test(options.port) || port < 1 || port > 65_535) {
+    throw new MutualError('MUTUAL_CLI_USAGE', `--port ${options.port}: give a port number 1–65535`);
+  }
+  if ((options.from === undefined) === (options.plaintext !== true)) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      'give exactly one of --from PRINCIPAL (an mTLS client) or --plaintext',
+    );
+  }
+  const principal = options.from?.replace(/^spiffe:\/\//, '');
+  if (principal !== undefined && !principal.includes('/')) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--from ${options.from}: write the client as TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT`,
+    );
+  }
+  const loaded = await loadPolicyFiles([resolve(context.cwd, options.policyDir)], {
+    rootNamespace: options.rootNamespace,
+  });
+  const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
+  if (errors.length > 0) throw diagnosticsError(errors);
+  const policy = compilePolicySet(loaded.resources, { rootNamespace: options.rootNamespace }).forWorkload(
+    workload,
+  );
+
+  const peerAuthentication = policy.explainPeerAuthentication(port);
+  const isHttp =
+    options.method !== undefined ||
+    options.path !== undefined ||
+    options.host !== undefined ||
+    options.header.length > 0;
+  // DISABLE: the proxy does not terminate mTLS, so no client identity reaches authorization.
+  const isRefused = principal === undefined && peerAuthentication.mode === 'STRICT';
+  const effectivePrincipal = peerAuthentication.mode === 'DISABLE' ? undefined : principal;
+  const connection = {
+    ...(effectivePrincipal === undefined ? {} : { sourcePrincipal: effectivePrincipal }),
+    sourceIp: options.sourceIp,
+    destinationPort: port,
+  };
+  const request = isHttp
+    ? {
+        ...connection,
+        method: (options.method ?? 'GET').toUpperCase(),
+        path: options.path ?? '/',
+        host: options.host ?? `${workload.labels.app ?? 'workload'}.${workload.namespace}`,
+        headers: Object.fromEntries(
+          Object.entries(parseLabels(options.header, '--header')).map(([name, value]) => [
+            name.toLowerCase(),
+            value,
+          ]),
+        ),
+      }
+    : undefined;
+  const decision: AuthorizationDecision | undefined = isRefused
+    ? undefined
+    : request
+      ? policy.authorizeRequest(request)
+      : policy.authorizeConnection(connection);
+
+  if (options.output === 'json') {
+    context.write(
+      renderJson({
+        workload,
+        port,
+        peer: { principal: principal ?? null, isMtls: principal !== undefined },
+        peerAuthentication,
+        request: request ?? null,
+        isRefusedByMode: isRefused,
+        decision: decision ?? { allowed: false, reason: 'plaintext-to-strict' },
+        policies: policy.authorizationPolicies,
+      }),
+    );
+    return;
+  }
+  const labels = Object.entries(workload.labels).map(([key, value]) => `${key}=${value}`);
+  const list = (ids: readonly string[]) => (ids.length === 0 ? '-' : ids.join(', '));
+  context.write(
+    renderFields(
+      [
+        ['workload', `${workload.namespace}${labels.length > 0 ? ` (${labels.join(', ')})` : ''}`],
+        ['port', String(port)],
+        ['peer', principal === undefined ? 'plaintext (no identity)' : `${principal} (mTLS)`],
+        ['mTLS mode', describeMode(peerAuthentication)],
+        [
+          'traffic',
+          request ? `HTTP ${request.method} ${request.path} (host ${request.host})` : 'TCP connection',
+        ],
+        ['decision', describeDecision(decision, peerAuthentication.mode, principal)],
+        ['audited', list(decision?.audited ?? [])],
+        [
+          'policies',
+          `ALLOW: ${list(policy.authorizationPolicies.ALLOW)}; DENY: ${list(policy.authorizationPolicies.DENY)}; AUDIT: ${list(policy.authorizationPolicies.AUDIT)}`,
+        ],
+      ],
+      '',
+    ),
+  );
+}
+
+function targetWorkload(options: ExplainOptions): WorkloadRef {
+  const labels = parseLabels(options.label, '--label');
+  if (options.to !== undefined) {
+    const [namespace, app, ...rest] = options.to.split('/');
+    if (!namespace || !app || rest.length > 0) {
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `--to ${options.to}: write NAMESPACE/WORKLOAD, e.g. demo/web`,
+      );
+    }
+    if (options.namespace !== undefined && options.namespace !== namespace) {
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `--namespace ${options.namespace} contradicts --to ${options.to}`,
+      );
+    }
+    return { namespace, labels: { app, ...labels }, serviceAccount: app };
+  }
+  if (options.namespace === undefined) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      'name the target with --to NS/WORKLOAD, or --namespace NS and --label k=v',
+    );
+  }
+  return { namespace: options.namespace, labels };
+}
+
+function describeMode(explanation: { mode: string; level: string; policy?: string }): string {
+  if (explanation.policy === undefined)
+    return `${explanation.mode} (no PeerAuthentication sets it: Istio's default)`;
+  return `${explanation.mode} (set by ${explanation.policy}, ${explanation.level} level)`;
+}
+
+function describeDecision(
+  decision: AuthorizationDecision | undefined,
+  mode: string,
+  principal?: string,
+): string {
+  if (decision === undefined) {
+    return 'REFUSED: plaintext to a STRICT port is closed before authorization';
+  }
+  const note =
+    mode === 'DISABLE' && principal !== undefined ? ' (mTLS is DISABLEd here: judged as plaintext)' : '';
+  if (decision.allowed) {
+    if (decision.policy === undefined) return `ALLOW: no ALLOW policy applies, and no DENY matched${note}`;
+    return `ALLOW by ${decision.policy} rule ${decision.rule}${note}`;
+  }
+  if (decision.reason === 'denied-by-policy')
+    return `DENY by ${decision.policy} rule ${decision.rule}${note}`;
+  return `DENY: no rule of the ALLOW policies (${decision.policy}) matched${note}`;
+}

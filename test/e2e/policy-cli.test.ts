@@ -1,0 +1,176 @@
+// `mutual policy check` and `mutual policy explain`, run as the real binary over the YAML files in
+// test/policy/ (a valid mesh and a file full of traps and one error).
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { repoRoot, runMutual } from './run-mutual.ts';
+
+const MESH = join(repoRoot(), 'test', 'policy', 'mesh');
+const BROKEN = join(repoRoot(), 'test', 'policy', 'broken');
+
+test('policy check: a valid directory passes with no warnings', async () => {
+  const run = await runMutual([
+    'policy',
+    'check',
+    MESH,
+    '--workload',
+    'demo/web',
+    '--workload',
+    'demo:app=api',
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /2 files, 5 valid policies: 0 errors, 0 warnings/);
+});
+
+test('policy check: errors with file:line:column and the fix, traps as warnings, exit 1', async () => {
+  const run = await runMutual(['policy', 'check', BROKEN]);
+  assert.equal(run.code, 1);
+  assert.match(
+    run.stdout,
+    /policies\.yaml:22:9: error\[MUTUAL_POLICY_INVALID\] \(demo\/api-from-web\): .*unknown field "principal" .*\n {2}hint: Did you mean "principals"\?/,
+  );
+  assert.match(
+    run.stdout,
+    /policies\.yaml:8:5: warning\[root-namespace-selector\] \(mutual-system\/web-strict\)/,
+  );
+  assert.match(run.stdout, /policies\.yaml:29:7: warning\[allow-nothing\] \(demo\/deny-all\)/);
+  assert.match(run.stdout, /1 file, 2 valid policies: 1 error, 2 warnings/);
+});
+
+test('policy check -o json: the same findings as data', async () => {
+  const run = await runMutual(['policy', 'check', BROKEN, MESH, '--workload', 'demo/web', '-o', 'json']);
+  assert.equal(run.code, 1);
+  const report = JSON.parse(run.stdout);
+  assert.equal(report.isValid, false);
+  assert.equal(report.files.length, 3);
+  assert.deepEqual(
+    report.errors.map((e: any) => [e.code, e.line, e.column]),
+    [['MUTUAL_POLICY_INVALID', 22, 9]],
+  );
+  assert.deepEqual(report.warnings.map((w: any) => w.code).sort(), [
+    'allow-nothing',
+    'root-namespace-selector',
+    'selector-matches-nothing',
+  ]);
+});
+
+test('policy check: a missing path is an error naming it', async () => {
+  const run = await runMutual(['policy', 'check', join(BROKEN, 'nope.yaml')]);
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /error\[MUTUAL_POLICY_NOT_FOUND\]: .*nope\.yaml/);
+});
+
+test('policy explain: allowed by an ALLOW rule, over HTTP', async () => {
+  const run = await runMutual([
+    ...['policy', 'explain', '--policy-dir', MESH, '--to', 'demo/api', '--port', '8080'],
+    ...['--from', 'spiffe://cluster.local/ns/demo/sa/web', '--method', 'GET', '--path', '/api/users?page=2'],
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /mTLS mode +STRICT \(set by demo\/default, namespace level\)/);
+  assert.match(run.stdout, /decision +ALLOW by demo\/api-from-web rule 0/);
+});
+
+test('policy explain: the same client over TCP is denied (the ALLOW rule needs HTTP)', async () => {
+  const run = await runMutual([
+    ...[
+      'policy',
+      'explain',
+      '--policy-dir',
+      MESH,
+      '--namespace',
+      'demo',
+      '--label',
+      'app=api',
+      '--port',
+      '8080',
+    ],
+    ...['--from', 'cluster.local/ns/demo/sa/web', '-o', 'json'],
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const view = JSON.parse(run.stdout);
+  assert.deepEqual(view.decision, { allowed: false, policy: 'demo/api-from-web', reason: 'no-allow-match' });
+  assert.equal(view.request, null);
+});
+
+test('policy explain: a mesh-wide DENY names its policy and rule', async () => {
+  const run = await runMutual([
+    ...['policy', 'explain', '--policy-dir', MESH, '--to', 'demo/api', '--port', '8080'],
+    ...['--from', 'cluster.local/ns/demo/sa/attacker', '--path', '/api/x'],
+  ]);
+  assert.match(run.stdout, /decision +DENY by mutual-system\/no-attacker rule 0/);
+});
+
+test('policy explain: plaintext to STRICT is refused; the PERMISSIVE health port lets it in', async () => {
+  const strict = await runMutual([
+    'policy',
+    'explain',
+    '--policy-dir',
+    MESH,
+    '--to',
+    'demo/web',
+    '--port',
+    '8080',
+    '--plaintext',
+  ]);
+  assert.match(strict.stdout, /decision +REFUSED: plaintext to a STRICT port/);
+  const health = await runMutual([
+    ...['policy', 'explain', '--policy-dir', MESH, '--to', 'demo/web', '--port', '9000', '--plaintext'],
+    ...['--path', '/healthz'],
+  ]);
+  assert.match(health.stdout, /mTLS mode +PERMISSIVE \(set by demo\/web-health, port level\)/);
+  assert.match(health.stdout, /decision +ALLOW: no ALLOW policy applies/);
+});
+
+test('policy explain: usage errors and a broken policy directory', async () => {
+  const both = await runMutual([
+    'policy',
+    'explain',
+    '--policy-dir',
+    MESH,
+    '--to',
+    'demo/web',
+    '--port',
+    '80',
+  ]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /exactly one of --from PRINCIPAL .* or --plaintext/);
+  const broken = await runMutual([
+    'policy',
+    'explain',
+    '--policy-dir',
+    BROKEN,
+    '--to',
+    'demo/web',
+    '--port',
+    '80',
+    '--plaintext',
+  ]);
+  assert.equal(broken.code, 1);
+  assert.match(broken.stderr, /error\[MUTUAL_POLICY_INVALID\]: .*policies\.yaml:22:9/);
+});
+
+test('policy explain: a directory written just now is read as it is', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-policy-cli-'));
+  try {
+    await writeFile(
+      join(dir, 'deny.yaml'),
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  namespace: demo\nspec: {}\n',
+    );
+    const run = await runMutual([
+      'policy',
+      'explain',
+      '--policy-dir',
+      dir,
+      '--to',
+      'demo/web',
+      '--port',
+      '80',
+      '--plaintext',
+    ]);
+    assert.match(run.stdout, /decision +DENY: no rule of the ALLOW policies \(demo\/deny-all\) matched/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
