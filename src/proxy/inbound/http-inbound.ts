@@ -48,6 +48,8 @@ export function createHttpInbound(deps: InboundDeps) {
   const server = createServer({ requireHostHeader: false, keepAliveTimeout: 60_000 }, (request, response) =>
     handleRequest(request, response),
   );
+  // A client may send its request and half-close at once; answer before closing.
+  (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.headersTimeout = 30_000;
   server.requestTimeout = 0;
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>

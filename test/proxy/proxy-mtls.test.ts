@@ -1,0 +1,322 @@
+// The sidecar end to end, as real processes: two proxies, real apps, real TLS, and peers nobody
+// here wrote (openssl s_client, curl). Each refused peer is counted in metrics and the proxy
+// keeps serving everyone else.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { type AddressInfo, connect, createServer as createTcpServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
+import { promisify } from 'node:util';
+import {
+  createTestPki,
+  metricValue,
+  type ProxyProcess,
+  startProxyProcess,
+  type TestPki,
+  type WorkloadFiles,
+} from '../../src/testing/mesh-pki.ts';
+
+const run = promisify(execFile);
+const listen = async <T extends Server | ReturnType<typeof createTcpServer>>(server: T) => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+};
+
+/** Sends raw bytes, half-closes, and collects whatever comes back until the peer closes. */
+function exchange(
+  port: number,
+  payload: Buffer | string,
+  { halfClose = true } = {},
+): Promise<{ data: string; error?: string }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    socket.on('data', (chunk) => {
+      data += chunk.toString('latin1');
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve({ data, error: error.code }));
+    socket.on('close', () => resolve({ data }));
+    socket.write(payload);
+    if (halfClose) socket.end();
+  });
+}
+
+async function s_client(port: number, args: string[], input = 'GET / HTTP/1.0\r\n\r\n'): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(
+      'openssl',
+      ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_3', '-quiet', '-verify_quiet', ...args],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.stdin.end(input);
+    const timer = setTimeout(() => child.kill(), 8_000);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+describe('sidecar proxy between two workloads', () => {
+  let dir: string;
+  let pki: TestPki;
+  let web: WorkloadFiles;
+  let emoji: WorkloadFiles;
+  let server: ProxyProcess;
+  let client: ProxyProcess;
+  let appRequests = 0;
+  let httpApp: Server;
+  let permissiveApp: Server;
+  const tcpApp = createTcpServer({ allowHalfOpen: true }, (socket) => {
+    socket.pipe(socket);
+  });
+  const tlsApp = createTlsServer({}, (socket) => socket.end('app-level TLS works\n'));
+  let ports: { http: number; permissive: number; tcp: number; tls: number };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mutual-proxy-'));
+    pki = await createTestPki(join(dir, 'pki'));
+    web = await pki.workload('web');
+    emoji = await pki.workload('emoji');
+    const appHandler = (
+      request: import('node:http').IncomingMessage,
+      response: import('node:http').ServerResponse,
+    ) => {
+      appRequests++;
+      response.end(
+        JSON.stringify({ path: request.url, clientId: request.headers['x-mutual-client-id'] ?? null }),
+      );
+    };
+    httpApp = createHttpServer(appHandler);
+    permissiveApp = createHttpServer(appHandler);
+    // The app's own TLS, carried opaquely inside the mesh's mTLS.
+    const appTls = await pki.workload('app-tls', { spiffeId: 'spiffe://cluster.local/ns/demo/sa/app-tls' });
+    tlsApp.setSecureContext({ key: await readFile(appTls.keyFile), cert: await readFile(appTls.certFile) });
+    ports = {
+      http: await listen(httpApp),
+      permissive: await listen(permissiveApp),
+      tcp: await listen(tcpApp),
+      tls: await listen(tlsApp),
+    };
+    server = await startProxyProcess([
+      ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
+      ...['--inbound', `127.0.0.1:0=${ports.http}`, '--inbound', `127.0.0.1:0=${ports.permissive}`],
+      ...['--inbound', `127.0.0.1:0=${ports.tcp}`, '--inbound', `127.0.0.1:0=${ports.tls}`],
+      ...['--mode', 'STRICT', '--port-mode', `${ports.permissive}=PERMISSIVE`, '--detect-timeout', '2s'],
+      ...['--admin-listen', '127.0.0.1:0'],
+    ]);
+    const [httpIn, permissiveIn, tcpIn, tlsIn] = server.inbound;
+    client = await startProxyProcess([
+      ...['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile],
+      ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${httpIn!.port}`],
+      ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${tcpIn!.port}`],
+      ...['--upstream', `127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/voting@127.0.0.1:${httpIn!.port}`],
+      ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${tlsIn!.port}`],
+      ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${permissiveIn!.port}`],
+      ...['--admin-listen', '127.0.0.1:0'],
+    ]);
+    for (const proxy of [server, client]) {
+      for (let i = 0; i < 100 && (await fetch(`${proxy.adminUrl}/ready`)).status !== 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  });
+
+  after(async () => {
+    await Promise.all([server?.stop(), client?.stop()]);
+    for (const app of [httpApp, permissiveApp, tcpApp, tlsApp]) app?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('HTTP through both proxies reaches the app with the verified client identity, never a forged one', async () => {
+    const response = await fetch(`http://127.0.0.1:${client.outbound[0]!.port}/hello`, {
+      headers: { 'x-mutual-client-id': 'spiffe://cluster.local/ns/demo/sa/admin' },
+    });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { path: '/hello', clientId: web.spiffeId });
+    const metrics = await server.metrics();
+    assert.ok(
+      metricValue(metrics, 'mutual_inbound_http_requests_total', {
+        tls: 'true',
+        client_id: web.spiffeId,
+        status_code: '200',
+      }) >= 1,
+    );
+  });
+
+  test('a TCP byte stream passes both ways, with half-close kept', async () => {
+    const reply = await exchange(client.outbound[1]!.port, 'ping over mTLS');
+    assert.equal(reply.data, 'ping over mTLS');
+    const metrics = await client.metrics();
+    assert.ok(
+      metricValue(metrics, 'mutual_outbound_connections_total', { tls: 'true', server_id: emoji.spiffeId }) >=
+        1,
+    );
+  });
+
+  test('the client proxy refuses a server that is not the expected identity', async () => {
+    const reply = await exchange(client.outbound[2]!.port, 'GET / HTTP/1.0\r\n\r\n');
+    assert.equal(reply.data, '');
+    const metrics = await client.metrics();
+    assert.ok(
+      metricValue(metrics, 'mutual_tls_handshake_failures_total', {
+        direction: 'outbound',
+        reason: 'wrong_identity',
+      }) >= 1,
+    );
+  });
+
+  test("the app's own TLS travels opaquely inside the mesh's mTLS", async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: client.outbound[3]!.port,
+        rejectUnauthorized: false,
+      });
+      let data = '';
+      socket.on('data', (chunk) => {
+        data += chunk;
+      });
+      socket.on('end', () => resolve(data));
+      socket.on('error', reject);
+    });
+    assert.equal(text, 'app-level TLS works\n');
+  });
+
+  test('plaintext to a STRICT port is closed before any byte reaches the app', async () => {
+    const before = appRequests;
+    const reply = await exchange(server.inbound[0]!.port, 'GET /secret HTTP/1.1\r\nhost: x\r\n\r\n');
+    assert.doesNotMatch(reply.data, /HTTP\/1.1 200/);
+    assert.equal(appRequests, before);
+    assert.ok(
+      metricValue(await server.metrics(), 'mutual_inbound_refused_total', { reason: 'plaintext_strict' }) >=
+        1,
+    );
+  });
+
+  test('a PERMISSIVE port accepts plaintext and strips a forged identity header', async () => {
+    const reply = await exchange(
+      server.inbound[1]!.port,
+      'GET /open HTTP/1.1\r\nhost: x\r\nx-mutual-client-id: spiffe://cluster.local/ns/demo/sa/admin\r\nconnection: close\r\n\r\n',
+    );
+    assert.match(reply.data, /HTTP\/1.1 200/);
+    assert.match(reply.data, /"clientId":null/);
+    const viaMesh = await (await fetch(`http://127.0.0.1:${client.outbound[4]!.port}/meshed`)).json();
+    assert.deepEqual(viaMesh, { path: '/meshed', clientId: web.spiffeId });
+    assert.ok(
+      metricValue(await server.metrics(), 'mutual_inbound_http_requests_total', {
+        tls: 'no_identity',
+        no_tls_reason: 'loopback',
+      }) >= 1,
+    );
+  });
+
+  test('curl with a client certificate is served over mTLS by the inbound port', async () => {
+    const { stdout } = await run('curl', [
+      ...['-sS', '--cert', web.certFile, '--key', web.keyFile, '--cacert', web.bundleFile, '-k'],
+      `https://127.0.0.1:${server.inbound[0]!.port}/from-curl`,
+    ]);
+    assert.deepEqual(JSON.parse(stdout), { path: '/from-curl', clientId: web.spiffeId });
+  });
+
+  test('openssl s_client with a good certificate is served', async () => {
+    const out = await s_client(server.inbound[0]!.port, [
+      '-cert',
+      web.certFile,
+      '-cert_chain',
+      web.certFile,
+      '-key',
+      web.keyFile,
+      '-CAfile',
+      web.bundleFile,
+    ]);
+    assert.match(out, /HTTP\/1.1 200/);
+    assert.match(out, new RegExp(web.spiffeId.replaceAll('/', '\\/')));
+  });
+
+  describe('hostile peers are refused, counted, and do not disturb others', () => {
+    const refusedBy = async (reason: string) =>
+      metricValue(await server.metrics(), 'mutual_tls_handshake_failures_total', {
+        direction: 'inbound',
+        reason,
+      });
+
+    test('openssl s_client without a certificate', async () => {
+      const before = appRequests;
+      const out = await s_client(server.inbound[0]!.port, ['-CAfile', web.bundleFile]);
+      assert.doesNotMatch(out, /HTTP\/1.1 200/);
+      assert.equal(appRequests, before);
+      assert.ok((await refusedBy('no_client_certificate')) >= 1);
+    });
+
+    test('openssl s_client with a certificate from another CA', async () => {
+      const otherPki = await createTestPki(join(dir, 'other'));
+      const stranger = await otherPki.workload('web');
+      const out = await s_client(server.inbound[0]!.port, [
+        '-cert',
+        stranger.certFile,
+        '-key',
+        stranger.keyFile,
+      ]);
+      assert.doesNotMatch(out, /HTTP\/1.1 200/);
+      assert.ok((await refusedBy('unknown_authority')) >= 1);
+    });
+
+    test('openssl s_client with an expired certificate', async () => {
+      const expired = await pki.workload('expired', {
+        atMs: Date.now() - 3 * 86_400_000,
+        lifetimeMs: 3_600_000,
+      });
+      const out = await s_client(server.inbound[0]!.port, [
+        '-cert',
+        expired.certFile,
+        '-cert_chain',
+        expired.certFile,
+        '-key',
+        expired.keyFile,
+      ]);
+      assert.doesNotMatch(out, /HTTP\/1.1 200/);
+      assert.ok((await refusedBy('expired')) >= 1);
+    });
+
+    test('random bytes that start like a TLS record, and random bytes that do not', async () => {
+      const tlsLike = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40]), randomBytes(64)]);
+      assert.equal((await exchange(server.inbound[0]!.port, tlsLike)).data.includes('clientId'), false);
+      assert.equal(
+        (await exchange(server.inbound[0]!.port, randomBytes(512))).data.includes('clientId'),
+        false,
+      );
+      assert.ok((await refusedBy('protocol')) >= 1);
+    });
+
+    test('a ClientHello trickled one byte at a time times out while others are served', async () => {
+      const socket = connect(server.inbound[0]!.port, '127.0.0.1');
+      socket.on('error', () => {});
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      const hello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (sent < hello.length && !socket.destroyed) socket.write(hello.subarray(sent, ++sent));
+      }, 300);
+      const served = await fetch(`http://127.0.0.1:${client.outbound[0]!.port}/meanwhile`);
+      assert.equal(served.status, 200);
+      await closed;
+      clearInterval(timer);
+      assert.ok((await refusedBy('timeout')) >= 1);
+    });
+  });
+});
