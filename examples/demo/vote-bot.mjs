@@ -5,17 +5,14 @@ const VOTING_URL = process.env.VOTING_URL ?? 'http://127.0.0.1:8082';
 const INTERVAL_MS = Number(process.env.VOTE_INTERVAL_MS ?? 1000);
 
 let round = 0;
-let isStopping = false;
-process.on('SIGTERM', () => {
-  isStopping = true;
-});
+process.on('SIGTERM', () => process.exit(0));
 
 async function get(url, method = 'GET') {
   const answer = await fetch(url, { method, signal: AbortSignal.timeout(5000) });
   return { status: answer.status, body: await answer.text() };
 }
 
-while (!isStopping) {
+for (;;) {
   round++;
   try {
     const list = JSON.parse((await get(`${WEB_URL}/api/list`)).body);
@@ -31,4 +28,3 @@ while (!isStopping) {
   }
   await new Promise((resolve) => setTimeout(resolve, INTERVAL_MS));
 }
-process.exit(0);

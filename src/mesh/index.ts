@@ -2,6 +2,7 @@
 // per service in their own process groups, runtime.json for the other commands. Starts and stops
 // processes; never serves traffic itself.
 
+export { buildEdges, type Edge, type ProxySamples } from './edges.ts';
 export { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 export {
   envPrefix,
@@ -15,6 +16,7 @@ export {
 } from './mesh-config.ts';
 export { type MeshPlan, planMesh, portsNeeded, type ServicePlan } from './plan.ts';
 export { isRunning, processStartTicks, tailFile } from './processes.ts';
+export { parsePrometheusText, type Sample } from './prometheus-text.ts';
 export { type HttpAnswer, httpGet } from './readiness.ts';
 export {
   findService,
@@ -26,5 +28,6 @@ export {
   readRuntime,
   tryReadRuntime,
 } from './runtime.ts';
+export { fetchProxyIdentity, type ProxyIdentity, type ScrapeResult, scrapeProxies } from './scrape.ts';
 export { type Mesh, type MeshDeps, type MeshProgress, startMesh } from './start-mesh.ts';
 export { type DownResult, downMesh, stopRuntime } from './stop-mesh.ts';

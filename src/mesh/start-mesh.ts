@@ -138,18 +138,18 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     const apiUrl = `https://127.0.0.1:${plan.identity.apiPort}`;
     deps.onProgress({ kind: 'identity-ready', apiUrl, elapsedMs: Date.now() - started });
 
-    // Every app and sidecar at once, then the runtime file, so `mutual down` finds them even mid-start.
-    const services = plan.services.map((servicePlan) => {
-      const app = spawnLogged({ ...servicePlan.app, argv: servicePlan.app.argv, env: servicePlan.app.env });
+    // Every sidecar at once, then the runtime file, so `mutual down` finds them even mid-start.
+    const proxies = plan.services.map((servicePlan) => {
       const proxy = spawnLogged({
         argv: servicePlan.proxy.argv,
         cwd: paths.stateDir,
         env: nodeEnv(deps),
         log: servicePlan.proxy.log,
       });
-      processes.push(app, proxy);
-      return { servicePlan, app, proxy };
+      processes.push(proxy);
+      return proxy;
     });
+    const notStarted = { pid: -1, startTicks: 0, log: '', argv: [] };
     runtime = {
       version: 1,
       file: config.file,
@@ -158,7 +158,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       startedAt: new Date(deps.clock.now()).toISOString(),
       supervisor: { pid: process.pid, startTicks: processStartTicks(process.pid) ?? 0 },
       identity: { ...recorded(identity), apiUrl, adminUrl: identityAdminUrl },
-      services: services.map(({ servicePlan, app, proxy }) => ({
+      services: plan.services.map((servicePlan, index) => ({
         name: servicePlan.service.name,
         namespace: servicePlan.service.namespace,
         serviceAccount: servicePlan.service.serviceAccount,
@@ -167,28 +167,46 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
         ports: servicePlan.ports,
         upstreams: servicePlan.upstreams,
         adminUrl: `http://127.0.0.1:${servicePlan.adminPort}`,
-        app: recorded(app),
-        proxy: recorded(proxy),
+        app: { ...notStarted, log: servicePlan.app.log, argv: servicePlan.app.argv },
+        proxy: recorded(proxies[index]!),
       })),
     };
     await writeRuntime(paths, runtime);
 
-    // Ready: each sidecar's /ready answers 200 and each app accepts connections on its ports.
+    // Each sidecar ready (/ready answers 200: it has its certificate and listens).
+    await settleAll(
+      runtime.services.map(async (service, index) => {
+        const proxy = proxies[index]!;
+        await expectReady(
+          `the sidecar of ${service.name}`,
+          proxy,
+          () =>
+            waitForHttpReady(`${service.adminUrl}/ready`, {
+              deadlineMs,
+              isAlive: () => proxy.child.exitCode === null && !deps.signal?.aborted,
+            }),
+          deps.signal,
+        );
+      }),
+      deps.signal,
+    );
+
+    // Then the apps, so their first calls find every sidecar ready (as linkerd-await does).
+    const apps = plan.services.map((servicePlan) => {
+      const app = spawnLogged(servicePlan.app);
+      processes.push(app);
+      return app;
+    });
+    runtime = {
+      ...runtime,
+      services: runtime.services.map((service, index) => ({ ...service, app: recorded(apps[index]!) })),
+    };
+    await writeRuntime(paths, runtime);
     const ready = runtime.services.map(async (service, index) => {
-      const { app, proxy } = services[index]!;
-      await expectReady(
-        `the sidecar of ${service.name}`,
-        proxy,
-        () =>
-          waitForHttpReady(`${service.adminUrl}/ready`, {
-            deadlineMs,
-            isAlive: () => proxy.child.exitCode === null && !deps.signal?.aborted,
-          }),
-        deps.signal,
-      );
+      const app = apps[index]!;
       for (const port of service.ports) {
         await expectReady(
-          `the app ${service.name} (port ${port.port}, listening as $PORT on ${port.appPort})`,
+          `the app ${service.name} (port ${port.port}, told to listen on $PORT=${port.appPort})`,
           app,
           () =>
             waitForTcp(port.appPort, {
@@ -200,10 +218,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       }
       deps.onProgress({ kind: 'service-ready', service, elapsedMs: Date.now() - started });
     });
-    const results = await Promise.allSettled(ready);
-    throwIfAborted(deps.signal);
-    const failure = results.find((result) => result.status === 'rejected');
-    if (failure) throw failure.reason;
+    await settleAll(ready, deps.signal);
   } catch (error) {
     await stopAll();
     throw error;
@@ -269,6 +284,17 @@ function partialRuntime(
       proxy: none,
     })),
   };
+}
+
+/** Waits for every promise, then throws the first failure (so no wait is left running). */
+async function settleAll(
+  promises: ReadonlyArray<Promise<void>>,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  throwIfAborted(signal);
+  const failure = results.find((result) => result.status === 'rejected');
+  if (failure) throw failure.reason;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -1,0 +1,101 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import {
+  buildEdges,
+  type Edge,
+  type MeshRuntime,
+  meshPaths,
+  readRuntime,
+  scrapeProxies,
+} from '../mesh/index.ts';
+import { outputOption } from './ca-command.ts';
+import type { CliContext, OutputFormat } from './context.ts';
+import { renderJson } from './render.ts';
+import { formatBytes, renderTable } from './table.ts';
+import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+
+interface EdgesOptions {
+  output: OutputFormat;
+  watch: boolean;
+  stateDir: string;
+}
+
+export function registerEdgesCommand(program: Command, context: CliContext): void {
+  program
+    .command('edges')
+    .description(
+      'who calls whom in the running mesh: identities on both ends, mTLS or why not, requests, denials',
+    )
+    .addOption(outputOption())
+    .option('-w, --watch', 'redraw every 2 seconds until Ctrl-C', false)
+    .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
+    .action(async (options: EdgesOptions) => edges(options, context));
+}
+
+async function edges(options: EdgesOptions, context: CliContext): Promise<void> {
+  const runtime = await readRuntime(meshPaths(resolve(context.cwd, options.stateDir)));
+  const once = async () => {
+    const scrape = await scrapeProxies(runtime);
+    const found = buildEdges(runtime, scrape.proxies);
+    if (options.output === 'json') return renderJson({ edges: found, unreachable: scrape.unreachable });
+    return renderEdges(runtime, found, scrape.unreachable);
+  };
+  if (!options.watch) {
+    context.write(await once());
+    return;
+  }
+  let isDone = false;
+  void context.untilShutdown().then(() => {
+    isDone = true;
+  });
+  while (!isDone) {
+    const text = await once();
+    // Clear the screen and redraw, as `watch` does.
+    context.write(`${options.output === 'json' ? '' : '\x1b[H\x1b[2J'}${text}`);
+    for (let waited = 0; waited < 2000 && !isDone; waited += 100)
+      await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The edges table; SPIFFE IDs of the mesh's trust domain are shown without `spiffe://<td>/`. */
+export function renderEdges(
+  runtime: MeshRuntime,
+  found: readonly Edge[],
+  unreachable: ReadonlyArray<{ service: string; error: string }>,
+): string {
+  const prefix = `spiffe://${runtime.trustDomain}/`;
+  const short = (id: string | undefined) =>
+    id === undefined ? '-' : id.startsWith(prefix) ? id.slice(prefix.length) : id;
+  const rows = found.map((edge) => [
+    edge.source,
+    edge.destination,
+    short(edge.clientId),
+    short(edge.serverId),
+    edge.isSecured ? '√' : `✗ ${edge.reason ?? ''}`.trimEnd(),
+    String(edge.requests),
+    String(edge.connections),
+    formatBytes(edge.bytes),
+    String(edge.denied),
+  ]);
+  let text =
+    rows.length === 0
+      ? 'No traffic yet: the sidecars have not carried a connection. Send some, then run this again.\n'
+      : renderTable(
+          [
+            'SOURCE',
+            'DESTINATION',
+            'CLIENT_ID',
+            'SERVER_ID',
+            'SECURED',
+            'REQUESTS',
+            'CONNS',
+            'BYTES',
+            'DENIED',
+          ],
+          rows,
+        );
+  for (const { service, error } of unreachable) {
+    text += `! the sidecar of ${service} did not answer (${error}); its edges are missing. See \`mutual logs ${service} --proxy\`.\n`;
+  }
+  return text;
+}
