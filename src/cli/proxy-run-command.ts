@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
-import { loadProxyConfig, type ProxyFlags } from '../config/index.ts';
-import { createProxy, createProxyLog } from '../proxy/index.ts';
+import type { Clock } from '../clock.ts';
+import { loadProxyConfig, type ProxyConfig, type ProxyFlags } from '../config/index.ts';
+import { createPolicyStore, type WorkloadPolicy } from '../policy/index.ts';
+import { createProxy, createProxyLog, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
 import type { CliContext } from './context.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -74,9 +76,11 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
       const shutdownRequested = new Promise<string>((resolve) => {
         requestShutdown = resolve;
       });
+      const policy = config.policyDir ? await watchPolicies(config, log, context.clock) : undefined;
       const proxy = createProxy(config, {
         clock: context.clock,
         log,
+        policy: policy?.forThisWorkload,
         onShutdownRequest: () => requestShutdown('POST /shutdown'),
       });
       const addresses = await proxy.start();
@@ -100,6 +104,47 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
       process.off('SIGHUP', onHangup);
       log.info('draining', { reason, timeoutMs: config.drainTimeoutMs });
       await proxy.close();
+      await policy?.store.close();
       log.info('stopped');
     });
+}
+
+/** The policy directory, watched; this workload's compiled policy is rebuilt only when files change. */
+async function watchPolicies(config: ProxyConfig, log: ProxyLog, clock: Clock) {
+  const store = await createPolicyStore({
+    directory: config.policyDir!,
+    onChange: (_set, generation) => log.info('policies loaded', { directory: config.policyDir, generation }),
+    onError: (error) =>
+      log.warn('policy files refused; the last good set stays in force', {
+        code: error.code,
+        error: error.message,
+      }),
+  });
+  const namespace = config.namespace ?? (await namespaceFromIdentity(config, clock)) ?? 'default';
+  const workload = { namespace, labels: config.labels };
+  log.info('policy selects this workload as', { namespace, labels: config.labels });
+  let cached: WorkloadPolicy | undefined;
+  let cachedGeneration = -1;
+  return {
+    store,
+    forThisWorkload: (): WorkloadPolicy => {
+      if (cachedGeneration !== store.generation || !cached) {
+        cached = store.forWorkload(workload);
+        cachedGeneration = store.generation;
+      }
+      return cached;
+    },
+  };
+}
+
+async function namespaceFromIdentity(config: ProxyConfig, clock: Clock): Promise<string | undefined> {
+  let spiffeId: string | undefined;
+  if (config.credentials.kind === 'identity-service') spiffeId = config.credentials.spiffeId;
+  else {
+    spiffeId = await loadCredentialFiles(config.credentials, clock).then(
+      (credentials) => credentials.spiffeId,
+      () => undefined,
+    );
+  }
+  return spiffeId ? /\/ns\/([^/]+)\//.exec(spiffeId)?.[1] : undefined;
 }

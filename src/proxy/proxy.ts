@@ -8,7 +8,7 @@ import type { ProxyConfig } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { createRegistry, type Registry } from '../metrics/index.ts';
 import { decodePemOfType } from '../pki/index.ts';
-import type { PeerAuthenticationMode, WorkloadPolicy } from '../policy/types.ts';
+import { staticWorkloadPolicy, type WorkloadPolicy } from '../policy/index.ts';
 import { createMeshTls, type MeshTls } from '../tls/index.ts';
 import { renewalDelayMs } from '../workload/index.ts';
 import { createCredentialSource } from './credential-source.ts';
@@ -44,7 +44,9 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
   const { clock, log } = deps;
   const registry = deps.registry ?? createRegistry();
   const metrics = createProxyMetrics(registry);
-  const policy = deps.policy ?? staticPolicy(config);
+  const fallbackPolicy = staticWorkloadPolicy({ mode: config.mode, portModes: config.portModes });
+  // Without a policy directory: allow everything, with the configured peer-authentication modes.
+  const policy = deps.policy ?? (() => fallbackPolicy);
   let meshTls: MeshTls | undefined;
   const sockets = new Set<Socket | TLSSocket>();
   const track = (socket: Socket | TLSSocket) => {
@@ -265,17 +267,6 @@ function isLocal(address: string): boolean {
     address === '0.0.0.0' ||
     address.startsWith('::ffff:127.')
   );
-}
-
-/** Without a policy directory: allow everything, with the configured peer-authentication modes. */
-function staticPolicy(config: ProxyConfig): () => WorkloadPolicy {
-  const policy: WorkloadPolicy = {
-    peerAuthenticationMode: (port: number): PeerAuthenticationMode =>
-      config.portModes.get(port) ?? config.mode,
-    authorizeConnection: () => ({ allowed: true }),
-    authorizeRequest: () => ({ allowed: true }),
-  };
-  return () => policy;
 }
 
 export type Proxy = ReturnType<typeof createProxy>;

@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
-import type { WorkloadPolicy } from '../../policy/types.ts';
+import type { WorkloadPolicy } from '../../policy/index.ts';
 import { type MeshTls, type PeerTls, verifyClientPeer } from '../../tls/index.ts';
 import {
   getInboundContext,
