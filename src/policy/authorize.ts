@@ -3,7 +3,7 @@
 // Rules are indexed by the exact principal they require, so a request only runs the rules that
 // can match its peer (plus those that do not name one).
 import type { AuthorizationAction } from './resource.ts';
-import type { CompiledRule, EvaluationContext, Predicate } from './rule-compile.ts';
+import { type CompiledRule, type EvaluationContext, matchRule, type RuleData } from './rule-compile.ts';
 import type { AuthorizationDecision, ConnectionAttributes, RequestAttributes } from './types.ts';
 
 /** A compiled policy: its id, action and rules in file order. */
@@ -17,7 +17,7 @@ interface IndexedRule {
   readonly policy: string;
   readonly rule: number;
   readonly order: number;
-  readonly match: Predicate;
+  readonly match: RuleData;
 }
 
 /** The rules of one action for one transport, indexed by principal. */
@@ -60,7 +60,7 @@ class RuleIndex {
       context.principal === undefined
         ? this.unkeyed
         : (this.byPrincipal.get(context.principal) ?? this.unkeyed);
-    for (const rule of rules) if (rule.match(context)) return rule;
+    for (let i = 0; i < rules.length; i++) if (matchRule(rules[i]!.match, context)) return rules[i];
     return undefined;
   }
 
@@ -72,7 +72,7 @@ class RuleIndex {
         : (this.byPrincipal.get(context.principal) ?? this.unkeyed);
     const policies: string[] = [];
     for (const rule of rules) {
-      if (!policies.includes(rule.policy) && rule.match(context)) policies.push(rule.policy);
+      if (!policies.includes(rule.policy) && matchRule(rule.match, context)) policies.push(rule.policy);
     }
     return policies;
   }
@@ -94,7 +94,11 @@ export function createAuthorizer(policies: readonly CompiledPolicy[]): Authorize
   const of = (action: AuthorizationAction) => policies.filter((policy) => policy.action === action);
   const allowIds = of('ALLOW').map((policy) => policy.id);
   const hasAllow = allowIds.length > 0;
-  const noAllowMatch = allowIds.join(',');
+  // One stable name per workload (a metric label and a response header): at most three ids.
+  const noAllowMatch =
+    allowIds.length <= 3
+      ? allowIds.join(',')
+      : `${allowIds.slice(0, 2).join(',')},+${allowIds.length - 2} more`;
   const hasAudit = of('AUDIT').length > 0;
   const build = (transport: 'http' | 'tcp'): TransportIndexes => ({
     deny: new RuleIndex(of('DENY'), transport),
@@ -150,6 +154,7 @@ function connectionContext(attributes: ConnectionAttributes): EvaluationContext 
     method: '',
     path: '',
     host: '',
+    hostname: undefined,
     headers: NO_HEADERS,
   };
 }
@@ -165,6 +170,12 @@ function requestContext(attributes: RequestAttributes): EvaluationContext {
     method: attributes.method,
     path: query < 0 ? attributes.path : attributes.path.slice(0, query),
     host: attributes.host,
+    hostname: hostname(attributes.host),
     headers: attributes.headers,
   };
+}
+
+function hostname(host: string): string | undefined {
+  const colon = host.lastIndexOf(':');
+  return colon > 0 && !host.endsWith(']') ? host.slice(0, colon) : undefined;
 }

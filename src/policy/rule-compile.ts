@@ -1,11 +1,12 @@
-// One AuthorizationPolicy rule → two predicates, built once at load: one for HTTP requests and
-// one for TCP connections (Istio: an ALLOW rule with HTTP-only fields never matches TCP; DENY and
-// AUDIT rules drop those fields). No regex and no parsing per request.
-import { compileIpMatcher } from './ip-block.ts';
+// One AuthorizationPolicy rule → two plain-data forms, built once at load: one for HTTP requests
+// and one for TCP connections (Istio: an ALLOW rule with HTTP-only fields never matches TCP; DENY
+// and AUDIT rules drop those fields). Every object of a kind has the same shape (unset = null), so
+// matchRule() stays monomorphic: no closures, no regex and no parsing per request.
+import { compileIpMatcher, type IpMatcher } from './ip-block.ts';
 import type { AuthorizationAction } from './resource.ts';
 import { HEADER_CONDITION, HTTP_OPERATION_FIELDS } from './rules-check.ts';
 import type { AuthorizationRuleInput, ConditionInput, OperationInput, SourceInput } from './schema.ts';
-import { compileStringMatcher, exactValues, type StringMatcher } from './string-match.ts';
+import { compilePatterns, exactValues, matchesPatterns, type Patterns } from './string-match.ts';
 
 /** A request or connection, normalised once per call (principal without `spiffe://`, path without query). */
 export interface EvaluationContext {
@@ -16,42 +17,168 @@ export interface EvaluationContext {
   readonly method: string;
   readonly path: string;
   readonly host: string;
+  /** The host without its `:port`, or undefined when it has none. */
+  readonly hostname: string | undefined;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
-export type Predicate = (context: EvaluationContext) => boolean;
+interface SourceData {
+  readonly principals: Patterns | null;
+  readonly notPrincipals: Patterns | null;
+  readonly namespaces: Patterns | null;
+  readonly notNamespaces: Patterns | null;
+  readonly ipBlocks: IpMatcher | null;
+  readonly notIpBlocks: IpMatcher | null;
+}
+
+interface OperationData {
+  readonly ports: ReadonlySet<number> | null;
+  readonly notPorts: ReadonlySet<number> | null;
+  readonly methods: Patterns | null;
+  readonly notMethods: Patterns | null;
+  readonly paths: Patterns | null;
+  readonly notPaths: Patterns | null;
+  readonly hosts: Patterns | null;
+  readonly notHosts: Patterns | null;
+}
+
+const enum_ = { principal: 0, namespace: 1, ip: 2, port: 3, header: 4 } as const;
+
+interface ConditionData {
+  readonly kind: (typeof enum_)[keyof typeof enum_];
+  readonly header: string;
+  readonly values: Patterns | null;
+  readonly notValues: Patterns | null;
+  readonly ips: IpMatcher | null;
+  readonly notIps: IpMatcher | null;
+  readonly ports: ReadonlySet<number> | null;
+  readonly notPorts: ReadonlySet<number> | null;
+}
+
+/** Empty `sources`/`operations` = unset = matches anything, as in Istio. */
+export interface RuleData {
+  readonly sources: readonly SourceData[];
+  readonly operations: readonly OperationData[];
+  readonly conditions: readonly ConditionData[];
+}
 
 export interface CompiledRule {
-  readonly http: Predicate;
+  readonly http: RuleData;
   /** Undefined when the rule can never match a TCP connection. */
-  readonly tcp: Predicate | undefined;
+  readonly tcp: RuleData | undefined;
   /** Exact principals the rule requires (one of), when it requires one: an index key. */
   readonly principalKeys: readonly string[] | undefined;
 }
 
-const always: Predicate = () => true;
-
 export function compileRule(rule: AuthorizationRuleInput, action: AuthorizationAction): CompiledRule {
-  const sources = (rule.from ?? []).map((from) => from.source);
-  const operations = (rule.to ?? []).map((to) => to.operation);
-  const conditions = rule.when ?? [];
-  const from = anyOf(sources.map(compileSource));
-  const httpTo = anyOf(operations.map((operation) => compileOperation(operation, true)));
-  const httpWhen = conditions.map((condition) => compileCondition(condition));
-  const http = allOf([from, httpTo, ...httpWhen]);
+  const sourceInputs = (rule.from ?? []).map((from) => from.source);
+  const operationInputs = (rule.to ?? []).map((to) => to.operation);
+  const conditionInputs = rule.when ?? [];
+  const sources = sourceInputs.map(compileSource);
+  const http: RuleData = {
+    sources,
+    operations: operationInputs.map((operation) => compileOperation(operation, true)),
+    conditions: conditionInputs.map(compileCondition),
+  };
   const usesHttp =
-    operations.some((operation) => HTTP_OPERATION_FIELDS.some((field) => operation[field] !== undefined)) ||
-    conditions.some((condition) => HEADER_CONDITION.test(condition.key));
-  let tcp: Predicate | undefined = http;
+    operationInputs.some((operation) =>
+      HTTP_OPERATION_FIELDS.some((field) => operation[field] !== undefined),
+    ) || conditionInputs.some((condition) => HEADER_CONDITION.test(condition.key));
+  let tcp: RuleData | undefined = http;
   if (usesHttp && action === 'ALLOW') tcp = undefined;
   else if (usesHttp) {
-    const tcpTo = anyOf(operations.map((operation) => compileOperation(operation, false)));
-    const tcpWhen = conditions
-      .filter((condition) => !HEADER_CONDITION.test(condition.key))
-      .map(compileCondition);
-    tcp = allOf([from, tcpTo, ...tcpWhen]);
+    tcp = {
+      sources,
+      operations: operationInputs.map((operation) => compileOperation(operation, false)),
+      conditions: conditionInputs
+        .filter((condition) => !HEADER_CONDITION.test(condition.key))
+        .map(compileCondition),
+    };
   }
-  return { http, tcp, principalKeys: principalKeys(sources) };
+  return { http, tcp, principalKeys: principalKeys(sourceInputs) };
+}
+
+export function matchRule(rule: RuleData, context: EvaluationContext): boolean {
+  const { sources, operations, conditions } = rule;
+  if (sources.length > 0) {
+    let isMatch = false;
+    for (let i = 0; i < sources.length && !isMatch; i++) isMatch = matchSource(sources[i]!, context);
+    if (!isMatch) return false;
+  }
+  if (operations.length > 0) {
+    let isMatch = false;
+    for (let i = 0; i < operations.length && !isMatch; i++) isMatch = matchOperation(operations[i]!, context);
+    if (!isMatch) return false;
+  }
+  for (let i = 0; i < conditions.length; i++) if (!matchCondition(conditions[i]!, context)) return false;
+  return true;
+}
+
+/** A value that may be absent (no principal over plaintext): positive lists need it, `not` lists match its absence. */
+function matchOptional(
+  values: Patterns | null,
+  notValues: Patterns | null,
+  value: string | undefined,
+): boolean {
+  if (values !== null && (value === undefined || !matchesPatterns(values, value))) return false;
+  if (notValues !== null && value !== undefined && matchesPatterns(notValues, value)) return false;
+  return true;
+}
+
+function matchSource(source: SourceData, context: EvaluationContext): boolean {
+  return (
+    matchOptional(source.principals, source.notPrincipals, context.principal) &&
+    matchOptional(source.namespaces, source.notNamespaces, context.namespace) &&
+    (source.ipBlocks === null || source.ipBlocks(context.ip)) &&
+    (source.notIpBlocks === null || !source.notIpBlocks(context.ip))
+  );
+}
+
+function matchOperation(operation: OperationData, context: EvaluationContext): boolean {
+  if (operation.ports !== null && !operation.ports.has(context.port)) return false;
+  if (operation.notPorts?.has(context.port)) return false;
+  if (operation.methods !== null && !matchesPatterns(operation.methods, context.method)) return false;
+  if (operation.notMethods !== null && matchesPatterns(operation.notMethods, context.method)) return false;
+  if (operation.paths !== null && !matchesPatterns(operation.paths, context.path)) return false;
+  if (operation.notPaths !== null && matchesPatterns(operation.notPaths, context.path)) return false;
+  if (operation.hosts !== null && !matchHost(operation.hosts, context)) return false;
+  if (operation.notHosts !== null && matchHost(operation.notHosts, context)) return false;
+  return true;
+}
+
+/** Hosts match case-insensitively, with or without the `:port` of the Host header. */
+function matchHost(hosts: Patterns, context: EvaluationContext): boolean {
+  return (
+    matchesPatterns(hosts, context.host) ||
+    (context.hostname !== undefined && matchesPatterns(hosts, context.hostname))
+  );
+}
+
+function matchCondition(condition: ConditionData, context: EvaluationContext): boolean {
+  switch (condition.kind) {
+    case enum_.principal:
+      return matchOptional(condition.values, condition.notValues, context.principal);
+    case enum_.namespace:
+      return matchOptional(condition.values, condition.notValues, context.namespace);
+    case enum_.ip:
+      return (
+        (condition.ips === null || condition.ips(context.ip)) &&
+        (condition.notIps === null || !condition.notIps(context.ip))
+      );
+    case enum_.port:
+      return (
+        (condition.ports === null || condition.ports.has(context.port)) &&
+        (condition.notPorts === null || !condition.notPorts.has(context.port))
+      );
+    default: {
+      const value = context.headers[condition.header];
+      return matchOptional(
+        condition.values,
+        condition.notValues,
+        Array.isArray(value) ? value.join(',') : value,
+      );
+    }
+  }
 }
 
 function principalKeys(sources: readonly SourceInput[]): readonly string[] | undefined {
@@ -65,159 +192,67 @@ function principalKeys(sources: readonly SourceInput[]): readonly string[] | und
   return keys;
 }
 
-/** Empty list = unset = matches anything, as in Istio. */
-function anyOf(predicates: readonly Predicate[]): Predicate {
-  if (predicates.length === 0) return always;
-  if (predicates.length === 1) return predicates[0]!;
-  return (context) => {
-    for (const predicate of predicates) if (predicate(context)) return true;
-    return false;
+function patterns(values: readonly string[] | undefined, isCaseInsensitive = false): Patterns | null {
+  return values?.length ? compilePatterns(values, isCaseInsensitive) : null;
+}
+
+function ips(values: readonly string[] | undefined): IpMatcher | null {
+  return values?.length ? compileIpMatcher(values) : null;
+}
+
+function ports(values: readonly (string | number)[] | undefined): ReadonlySet<number> | null {
+  return values?.length ? new Set(values.map(Number)) : null;
+}
+
+function compileSource(source: SourceInput): SourceData {
+  return {
+    principals: patterns(source.principals),
+    notPrincipals: patterns(source.notPrincipals),
+    namespaces: patterns(source.namespaces),
+    notNamespaces: patterns(source.notNamespaces),
+    ipBlocks: ips(source.ipBlocks),
+    notIpBlocks: ips(source.notIpBlocks),
   };
 }
 
-function allOf(all: readonly Predicate[]): Predicate {
-  const predicates = all.filter((predicate) => predicate !== always);
-  if (predicates.length === 0) return always;
-  if (predicates.length === 1) return predicates[0]!;
-  if (predicates.length === 2) {
-    const [a, b] = predicates as [Predicate, Predicate];
-    return (context) => a(context) && b(context);
-  }
-  return (context) => {
-    for (const predicate of predicates) if (!predicate(context)) return false;
-    return true;
+function compileOperation(operation: OperationInput, isHttp: boolean): OperationData {
+  const http = (values: readonly string[] | undefined, isCaseInsensitive = false) =>
+    isHttp ? patterns(values, isCaseInsensitive) : null;
+  return {
+    ports: ports(operation.ports),
+    notPorts: ports(operation.notPorts),
+    methods: http(operation.methods),
+    notMethods: http(operation.notMethods),
+    paths: http(operation.paths),
+    notPaths: http(operation.notPaths),
+    hosts: http(operation.hosts, true),
+    notHosts: http(operation.notHosts, true),
   };
 }
 
-/** A value that may be absent (no principal over plaintext): positive lists need it, `not` lists match its absence. */
-function optionalField(
-  get: (context: EvaluationContext) => string | undefined,
-  values: readonly string[] | undefined,
-  notValues: readonly string[] | undefined,
-): Predicate[] {
-  const predicates: Predicate[] = [];
-  if (values?.length) {
-    const match = compileStringMatcher(values);
-    predicates.push((context) => {
-      const value = get(context);
-      return value !== undefined && match(value);
-    });
-  }
-  if (notValues?.length) {
-    const match = compileStringMatcher(notValues);
-    predicates.push((context) => {
-      const value = get(context);
-      return value === undefined || !match(value);
-    });
-  }
-  return predicates;
-}
-
-function stringField(
-  get: (context: EvaluationContext) => string,
-  values: readonly string[] | undefined,
-  notValues: readonly string[] | undefined,
-  matcher: (patterns: readonly string[]) => StringMatcher = compileStringMatcher,
-): Predicate[] {
-  const predicates: Predicate[] = [];
-  if (values?.length) {
-    const match = matcher(values);
-    predicates.push((context) => match(get(context)));
-  }
-  if (notValues?.length) {
-    const match = matcher(notValues);
-    predicates.push((context) => !match(get(context)));
-  }
-  return predicates;
-}
-
-function ipField(
-  values: readonly string[] | undefined,
-  notValues: readonly string[] | undefined,
-): Predicate[] {
-  const predicates: Predicate[] = [];
-  if (values?.length) {
-    const match = compileIpMatcher(values);
-    predicates.push((context) => match(context.ip));
-  }
-  if (notValues?.length) {
-    const match = compileIpMatcher(notValues);
-    predicates.push((context) => !match(context.ip));
-  }
-  return predicates;
-}
-
-function portField(
-  values: readonly (string | number)[] | undefined,
-  notValues?: readonly (string | number)[],
-) {
-  const predicates: Predicate[] = [];
-  if (values?.length) {
-    const ports = new Set(values.map(Number));
-    predicates.push((context) => ports.has(context.port));
-  }
-  if (notValues?.length) {
-    const ports = new Set(notValues.map(Number));
-    predicates.push((context) => !ports.has(context.port));
-  }
-  return predicates;
-}
-
-function compileSource(source: SourceInput): Predicate {
-  return allOf([
-    ...optionalField((context) => context.principal, source.principals, source.notPrincipals),
-    ...optionalField((context) => context.namespace, source.namespaces, source.notNamespaces),
-    ...ipField(source.ipBlocks, source.notIpBlocks),
-  ]);
-}
-
-function compileOperation(operation: OperationInput, isHttp: boolean): Predicate {
-  const predicates = portField(operation.ports, operation.notPorts);
-  if (isHttp) {
-    predicates.push(
-      ...stringField((context) => context.method, operation.methods, operation.notMethods),
-      ...stringField((context) => context.path, operation.paths, operation.notPaths),
-      ...stringField((context) => context.host, operation.hosts, operation.notHosts, hostMatcher),
-    );
-  }
-  return allOf(predicates);
-}
-
-/** Hosts match case-insensitively, with or without the `:port` of the Host header. */
-function hostMatcher(patterns: readonly string[]): StringMatcher {
-  const match = compileStringMatcher(patterns, true);
-  return (host) => {
-    if (match(host)) return true;
-    const colon = host.lastIndexOf(':');
-    return colon > 0 && !host.endsWith(']') && match(host.slice(0, colon));
-  };
-}
-
-function compileCondition(condition: ConditionInput): Predicate {
+function compileCondition(condition: ConditionInput): ConditionData {
   const { key, values, notValues } = condition;
   const header = HEADER_CONDITION.exec(key);
-  if (header) {
-    const name = header[1]!.toLowerCase();
-    return allOf(
-      optionalField(
-        (context) => {
-          const value = context.headers[name];
-          return Array.isArray(value) ? value.join(',') : value;
-        },
-        values,
-        notValues,
-      ),
-    );
-  }
+  const base = {
+    header: header ? header[1]!.toLowerCase() : '',
+    values: null,
+    notValues: null,
+    ips: null,
+    notIps: null,
+    ports: null,
+    notPorts: null,
+  };
+  if (header)
+    return { ...base, kind: enum_.header, values: patterns(values), notValues: patterns(notValues) };
   switch (key) {
     case 'source.principal':
-      return allOf(optionalField((context) => context.principal, values, notValues));
+      return { ...base, kind: enum_.principal, values: patterns(values), notValues: patterns(notValues) };
     case 'source.namespace':
-      return allOf(optionalField((context) => context.namespace, values, notValues));
+      return { ...base, kind: enum_.namespace, values: patterns(values), notValues: patterns(notValues) };
     case 'source.ip':
-      return allOf(ipField(values, notValues));
+      return { ...base, kind: enum_.ip, ips: ips(values), notIps: ips(notValues) };
     case 'destination.port':
-      return allOf(portField(values, notValues));
+      return { ...base, kind: enum_.port, ports: ports(values), notPorts: ports(notValues) };
     default:
       throw new Error(`condition key ${key} passed validation but has no evaluator`);
   }

@@ -1,7 +1,6 @@
 // Istio's string match: exact, `prefix*`, `*suffix`, or `*` (any non-empty value). Compiled once
-// into one function per list so a request costs a Set lookup and a few startsWith/endsWith calls.
-
-export type StringMatcher = (value: string) => boolean;
+// into plain data (one shape for every list, so the matcher stays monomorphic and inlinable):
+// a request costs a Set lookup and a few startsWith/endsWith calls.
 
 /** Why a pattern is not one Istio accepts, or undefined if it is fine. */
 export function patternProblem(pattern: string): string | undefined {
@@ -15,8 +14,16 @@ export function patternProblem(pattern: string): string | undefined {
   return undefined;
 }
 
-/** One matcher for a list of patterns: true when any pattern matches. `lowerCase` for hosts. */
-export function compileStringMatcher(patterns: readonly string[], isCaseInsensitive = false): StringMatcher {
+export interface Patterns {
+  readonly isAny: boolean;
+  readonly isCaseInsensitive: boolean;
+  readonly exact: ReadonlySet<string>;
+  readonly prefixes: readonly string[];
+  readonly suffixes: readonly string[];
+}
+
+/** One matcher for a list of patterns: true when any pattern matches. Case-insensitive for hosts. */
+export function compilePatterns(patterns: readonly string[], isCaseInsensitive = false): Patterns {
   const exact = new Set<string>();
   const prefixes: string[] = [];
   const suffixes: string[] = [];
@@ -28,17 +35,17 @@ export function compileStringMatcher(patterns: readonly string[], isCaseInsensit
     else if (pattern.startsWith('*')) suffixes.push(pattern.slice(1));
     else exact.add(pattern);
   }
-  if (isAny) return (value) => value.length > 0;
-  const match = (value: string): boolean => {
-    if (exact.has(value)) return true;
-    for (const prefix of prefixes) if (value.startsWith(prefix)) return true;
-    for (const suffix of suffixes) if (value.endsWith(suffix)) return true;
-    return false;
-  };
-  if (!isCaseInsensitive) {
-    return prefixes.length === 0 && suffixes.length === 0 ? (value) => exact.has(value) : match;
-  }
-  return (value) => match(value.toLowerCase());
+  return { isAny, isCaseInsensitive, exact, prefixes, suffixes };
+}
+
+export function matchesPatterns(patterns: Patterns, input: string): boolean {
+  const value = patterns.isCaseInsensitive ? input.toLowerCase() : input;
+  if (patterns.isAny) return value.length > 0;
+  if (patterns.exact.size > 0 && patterns.exact.has(value)) return true;
+  const { prefixes, suffixes } = patterns;
+  for (let i = 0; i < prefixes.length; i++) if (value.startsWith(prefixes[i]!)) return true;
+  for (let i = 0; i < suffixes.length; i++) if (value.endsWith(suffixes[i]!)) return true;
+  return false;
 }
 
 /** The exact values of a list when it has only exact patterns (usable as index keys), else undefined. */
