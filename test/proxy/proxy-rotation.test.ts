@@ -1,0 +1,161 @@
+// Rotation under load: proxies certified by a real identity service with 6-second certificates
+// renew again and again while requests flow through them; not one request fails and a
+// long-lived connection opened before the first renewal is never dropped.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Agent, createServer, request } from 'node:http';
+import { type AddressInfo, connect, createServer as createTcpServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { metricValue, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+import { type IdentityServiceProcess, runMutual, startIdentityService } from '../e2e/run-mutual.ts';
+
+let dir: string;
+let identity: IdentityServiceProcess;
+const proxies: ProxyProcess[] = [];
+const app = createServer((_request, response) => response.end('ok'));
+const echo = createTcpServer((socket) => socket.pipe(socket));
+
+async function token(ns: string, sa: string): Promise<string> {
+  const result = await runMutual([
+    'identity',
+    'token',
+    'create',
+    '--ns',
+    ns,
+    '--sa',
+    sa,
+    '--state-dir',
+    join(dir, 'state'),
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  const file = join(dir, `${sa}.token`);
+  await writeFile(file, result.stdout.trim(), { mode: 0o600 });
+  return file;
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-rotation-'));
+  const created = await runMutual([
+    'ca',
+    'create',
+    '--trust-domain',
+    'cluster.local',
+    '--out',
+    join(dir, 'ca'),
+  ]);
+  assert.equal(created.code, 0, created.stderr);
+  identity = await startIdentityService(join(dir, 'ca'), join(dir, 'state'), [
+    '--lifetime',
+    '6s',
+    '--skew',
+    '1s',
+  ]);
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+  const identityFlags = (sa: string, tokenFile: string) => [
+    ...['--identity-url', identity.apiUrl.toString(), '--token-file', tokenFile],
+    ...[
+      '--spiffe-id',
+      `spiffe://cluster.local/ns/demo/sa/${sa}`,
+      '--identity-bundle',
+      join(dir, 'ca', 'bundle.pem'),
+    ],
+    ...['--admin-listen', '127.0.0.1:0'],
+  ];
+  const server = await startProxyProcess([
+    ...identityFlags('emoji', await token('demo', 'emoji')),
+    ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`],
+    ...['--inbound', `127.0.0.1:0=${(echo.address() as AddressInfo).port}`, '--mode', 'STRICT'],
+  ]);
+  proxies.push(server);
+  const client = await startProxyProcess([
+    ...identityFlags('web', await token('demo', 'web')),
+    ...[
+      '--upstream',
+      `127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:${server.inbound[0]!.port}`,
+    ],
+    ...[
+      '--upstream',
+      `127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:${server.inbound[1]!.port}`,
+    ],
+  ]);
+  proxies.push(client);
+  for (const proxy of proxies) {
+    for (let i = 0; i < 100 && (await fetch(`${proxy.adminUrl}/ready`)).status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+});
+
+after(async () => {
+  await Promise.all(proxies.map((proxy) => proxy.stop()));
+  await identity?.stop();
+  app.close();
+  echo.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('certificates renew repeatedly under load with zero failed requests and no dropped connection', async () => {
+  const [, client] = proxies;
+  const port = client!.outbound[0]!.port;
+  const serial = async () => {
+    const body = (await (await fetch(`${proxies[0]!.adminUrl}/identity`)).json()) as { notAfter: string };
+    return body.notAfter;
+  };
+  const firstNotAfter = await serial();
+
+  // A long-lived connection, opened before any renewal, echoing every 200 ms throughout.
+  const longLived = connect(client!.outbound[1]!.port, '127.0.0.1');
+  let echoed = '';
+  longLived.on('data', (chunk) => {
+    echoed += chunk;
+  });
+  let longLivedClosed = false;
+  longLived.on('close', () => {
+    longLivedClosed = true;
+  });
+  let ticks = 0;
+  const ticker = setInterval(() => longLived.write(`tick${ticks++};`), 200);
+
+  // Load: 4 workers on keep-alive connections plus new connections, for 14 s (two renewals or more).
+  const keepAlive = new Agent({ keepAlive: true, maxSockets: 4 });
+  const get = (agent: Agent | false) =>
+    new Promise<number>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/', agent }, (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode ?? 0));
+      });
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+  let ok = 0;
+  let failed = 0;
+  const deadline = Date.now() + 14_000;
+  await Promise.all(
+    [keepAlive, keepAlive, keepAlive, false as const].map(async (agent) => {
+      while (Date.now() < deadline) {
+        if ((await get(agent)) === 200) ok++;
+        else failed++;
+      }
+    }),
+  );
+  clearInterval(ticker);
+  keepAlive.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const wasDropped = longLivedClosed;
+  longLived.end();
+
+  assert.equal(failed, 0, `${failed} of ${ok + failed} requests failed`);
+  assert.ok(ok > 100, `only ${ok} requests went through`);
+  assert.notEqual(await serial(), firstNotAfter, 'the server certificate was never renewed');
+  for (const proxy of proxies) {
+    const renewals = metricValue(await proxy.metrics(), 'mutual_proxy_certificate_renewals_total', {
+      result: 'success',
+    });
+    assert.ok(renewals >= 3, `only ${renewals} certificates in 14 s`);
+  }
+  assert.equal(wasDropped, false, 'the long-lived connection was dropped');
+  assert.equal(echoed, Array.from({ length: ticks }, (_, i) => `tick${i};`).join(''));
+});
