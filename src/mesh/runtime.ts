@@ -63,6 +63,8 @@ export interface MeshRuntime {
   readonly version: 1;
   readonly file: string;
   readonly trustDomain: string;
+  /** Policy directory every sidecar watches, when mesh.yaml names one. */
+  readonly policyDir?: string;
   readonly stateDir: string;
   readonly startedAt: string;
   readonly supervisor: { readonly pid: number; readonly startTicks: number };

@@ -154,6 +154,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       version: 1,
       file: config.file,
       trustDomain: config.trustDomain,
+      ...(config.policyDir === undefined ? {} : { policyDir: config.policyDir }),
       stateDir: paths.stateDir,
       startedAt: new Date(deps.clock.now()).toISOString(),
       supervisor: { pid: process.pid, startTicks: processStartTicks(process.pid) ?? 0 },

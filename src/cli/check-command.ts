@@ -1,0 +1,128 @@
+import { resolve } from 'node:path';
+import { type Command, Option } from 'commander';
+import { parseDuration } from '../config/index.ts';
+import { type CheckReport, runChecks } from '../mesh/checks/index.ts';
+import { meshPaths, tryReadRuntime } from '../mesh/index.ts';
+import { outputOption } from './ca-command.ts';
+import type { CliContext, OutputFormat } from './context.ts';
+import { renderJson } from './render.ts';
+import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+
+interface CheckOptions {
+  output: OutputFormat;
+  failOn: 'error' | 'warning';
+  expiryWarning: string;
+  maxClockSkew: string;
+  stateDir: string;
+}
+
+export function registerCheckCommand(program: Command, context: CliContext): void {
+  program
+    .command('check')
+    .description(
+      'check the CA, the identity service, every sidecar, the traffic and the policies; exit 1 on failure',
+    )
+    .addOption(outputOption())
+    .addOption(
+      new Option('--fail-on <severity>', 'exit 1 on errors only, or on warnings too')
+        .choices(['error', 'warning'])
+        .default('error'),
+    )
+    .option(
+      '--expiry-warning <duration>',
+      'warn when an anchor or the issuer expires sooner than this',
+      '60d',
+    )
+    .option(
+      '--max-clock-skew <duration>',
+      'largest clock difference to the identity service and the sidecars',
+      '20s',
+    )
+    .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
+    .action(async (options: CheckOptions) => check(options, context));
+}
+
+async function check(options: CheckOptions, context: CliContext): Promise<void> {
+  const thresholds = {
+    expiryWarningMs: parseDuration(options.expiryWarning, '--expiry-warning'),
+    maxClockSkewMs: parseDuration(options.maxClockSkew, '--max-clock-skew'),
+  };
+  const paths = meshPaths(resolve(context.cwd, options.stateDir));
+  const report = await runChecks({
+    paths,
+    runtime: await tryReadRuntime(paths),
+    clock: context.clock,
+    thresholds,
+    stateFlag: options.stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${options.stateDir}`,
+  });
+  const isFailed = report.errors > 0 || (options.failOn === 'warning' && report.warnings > 0);
+  context.write(
+    options.output === 'json' ? renderJson(checkJson(report, isFailed)) : renderCheckReport(report),
+  );
+  if (isFailed) context.setExitCode(1);
+}
+
+function checkJson(report: CheckReport, isFailed: boolean) {
+  return {
+    success: !isFailed,
+    errors: report.errors,
+    warnings: report.warnings,
+    checks: report.entries.map((entry) => ({
+      category: entry.category,
+      description: entry.description,
+      severity: entry.severity,
+      status: entry.results.some((r) => r.status === 'fail')
+        ? 'fail'
+        : entry.results.every((r) => r.status === 'skip')
+          ? 'skip'
+          : 'ok',
+      hint: entry.hint,
+      fix: entry.fix,
+      results: entry.results,
+    })),
+  };
+}
+
+const FAILED_MARK = { error: '×', warning: '‼', info: 'i' } as const;
+
+/** linkerd-check style: one line per check, failures with the subjects, why and the fix. */
+export function renderCheckReport(report: CheckReport): string {
+  const lines: string[] = [];
+  let category = '';
+  for (const entry of report.entries) {
+    if (entry.category !== category) {
+      category = entry.category;
+      lines.push(`${lines.length > 0 ? '\n' : ''}${category}`, '-'.repeat(category.length));
+    }
+    const failed = entry.results.filter((result) => result.status === 'fail');
+    const isSkipped = entry.results.every((result) => result.status === 'skip');
+    if (failed.length === 0) {
+      const subjects = entry.results.flatMap((result) => (result.subject ? [result.subject] : []));
+      const messages = entry.results.flatMap((result) =>
+        !result.subject && result.message ? [result.message] : [],
+      );
+      const note = isSkipped
+        ? ` (skipped: ${entry.results[0]?.message})`
+        : subjects.length > 0
+          ? ` (${subjects.join(', ')})`
+          : messages.length > 0
+            ? `: ${messages.join('; ')}`
+            : '';
+      lines.push(`${isSkipped ? '-' : '√'} ${entry.description}${note}`);
+      continue;
+    }
+    lines.push(`${FAILED_MARK[entry.severity]} ${entry.description}`);
+    for (const result of failed) {
+      lines.push(`    ${result.subject ? `${result.subject}: ` : ''}${result.message}`);
+      for (const detail of result.details ?? []) lines.push(`      ${detail.replaceAll('\n', '\n      ')}`);
+    }
+    if (entry.severity !== 'info') {
+      lines.push(`    why: ${entry.hint}`, `    fix: ${entry.fix}`);
+    }
+  }
+  const summary =
+    report.errors === 0 && report.warnings === 0
+      ? 'Status check results are √'
+      : `Status check results: ${report.errors} error${report.errors === 1 ? '' : 's'}, ${report.warnings} warning${report.warnings === 1 ? '' : 's'}`;
+  return `${lines.join('\n')}\n\n${summary}\n`;
+}

@@ -1,0 +1,273 @@
+import { readFile } from 'node:fs/promises';
+import { connect, type PeerCertificate } from 'node:tls';
+import { formatDuration } from '../../config/index.ts';
+import { identityServiceId } from '../../identity/index.ts';
+import { createPeerVerifier, parseBundlePem } from '../../pki/index.ts';
+import { isRunning } from '../processes.ts';
+import { httpGet } from '../readiness.ts';
+import type { RuntimeService } from '../runtime.ts';
+import { verifyChainPem } from '../verify-identity.ts';
+import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
+
+const NOT_RUNNING = 'no mesh is running';
+
+export const meshChecks: CheckCategory = {
+  name: 'mesh',
+  checks: [
+    {
+      description: 'a mesh is running from the state directory',
+      hint: 'the identity service and proxy checks need the processes `mutual up` started',
+      fix: 'start it: `mutual up -f mesh.yaml` (or pass the --state-dir it was started with)',
+      severity: 'error',
+      async run(context) {
+        const runtime = context.runtime;
+        if (!runtime) return fail(`no runtime.json in ${context.paths.stateDir}`);
+        if (!isRunning(runtime.supervisor)) {
+          return fail(
+            `the \`mutual up\` process (pid ${runtime.supervisor.pid}) is gone; its processes may be left behind: run \`mutual down${context.stateFlag}\``,
+          );
+        }
+        return ok(`${runtime.services.length} services from ${runtime.file}`);
+      },
+    },
+  ],
+};
+
+/** Clock difference to a server, from its HTTP Date header (1-second resolution). */
+function clockSkew(date: string | undefined, sentMs: number, receivedMs: number): number | undefined {
+  if (!date) return undefined;
+  const remoteMs = Date.parse(date);
+  if (Number.isNaN(remoteMs)) return undefined;
+  const localMs = (sentMs + receivedMs) / 2;
+  // The header drops milliseconds: a difference under a second is no difference.
+  const differenceMs = remoteMs - localMs;
+  return Math.abs(differenceMs) < 1000 ? 0 : differenceMs;
+}
+
+function skewResult(
+  skewMs: number | undefined,
+  what: string,
+  remoteDate: string | undefined,
+  context: CheckContext,
+  subject?: string,
+): CheckResult {
+  if (skewMs === undefined) return skip(`${what} sent no Date header`, subject);
+  if (Math.abs(skewMs) <= context.thresholds.maxClockSkewMs) return ok('', subject);
+  return fail(
+    `${what}'s clock is ${formatDuration(Math.abs(skewMs))} ${skewMs > 0 ? 'ahead of' : 'behind'} this machine's (allowed: ${formatDuration(context.thresholds.maxClockSkewMs)})`,
+    subject,
+    [`${what}: ${remoteDate}`, `this machine: ${new Date(context.clock.now()).toUTCString()}`],
+  );
+}
+
+export const identityServiceChecks: CheckCategory = {
+  name: 'identity service',
+  checks: [
+    {
+      description: 'identity service is reachable and ready',
+      hint: 'without it no proxy gets or renews a certificate; running ones keep theirs until they expire',
+      fix: 'read its log (`mutual logs identity`) and restart the mesh (`mutual down && mutual up -f mesh.yaml`)',
+      severity: 'error',
+      async run(context) {
+        const runtime = context.runtime;
+        if (!runtime) return skip(NOT_RUNNING);
+        try {
+          const answer = await httpGet(`${runtime.identity.adminUrl}/ready`);
+          return answer.status === 200
+            ? ok(runtime.identity.apiUrl)
+            : fail(`${runtime.identity.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`);
+        } catch (error) {
+          return fail(`${runtime.identity.adminUrl} did not answer: ${(error as Error).message}`);
+        }
+      },
+    },
+    {
+      description: 'identity service presents its SPIFFE ID, chained to the trust bundle',
+      hint: 'proxies verify the identity service like any peer; a wrong certificate stops every renewal',
+      fix: 'check that the identity service runs with the CA in the state directory (`mutual logs identity`)',
+      severity: 'error',
+      async run(context) {
+        const runtime = context.runtime;
+        if (!runtime) return skip(NOT_RUNNING);
+        try {
+          const chain = await peerChain(runtime.identity.apiUrl);
+          const bundle = parseBundlePem(
+            await readFile(context.paths.bundle, 'utf8'),
+            '',
+            context.paths.bundle,
+          );
+          const expectedId = identityServiceId(runtime.trustDomain);
+          const result = createPeerVerifier({ anchors: bundle.rootsDer, clock: context.clock }).verifySvid(
+            chain,
+            { expectedId, usage: 'server' },
+          );
+          return result.ok ? ok(expectedId) : fail(`${result.code}: ${result.message}`);
+        } catch (error) {
+          return fail(
+            `cannot complete a TLS handshake with ${runtime.identity.apiUrl}: ${(error as Error).message}`,
+          );
+        }
+      },
+    },
+    {
+      description: "identity service's clock agrees with this machine's",
+      hint: 'certificates are valid from the signer\'s "now"; a skewed clock makes fresh certificates look expired or not yet valid',
+      fix: 'synchronise the clocks (NTP: `timedatectl set-ntp true`)',
+      severity: 'error',
+      async run(context) {
+        const runtime = context.runtime;
+        if (!runtime) return skip(NOT_RUNNING);
+        const sentMs = context.clock.now();
+        try {
+          const answer = await httpGet(`${runtime.identity.adminUrl}/live`);
+          const date = typeof answer.headers.date === 'string' ? answer.headers.date : undefined;
+          return skewResult(
+            clockSkew(date, sentMs, context.clock.now()),
+            'the identity service',
+            date,
+            context,
+          );
+        } catch (error) {
+          return fail(`${runtime.identity.adminUrl} did not answer: ${(error as Error).message}`);
+        }
+      },
+    },
+  ],
+};
+
+/** The certificate chain a TLS server presents, leaf first, as DER. */
+function peerChain(url: string): Promise<Uint8Array[]> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(
+      { host: hostname, port: Number(port), rejectUnauthorized: false, minVersion: 'TLSv1.3', timeout: 3000 },
+      () => {
+        const chain: Uint8Array[] = [];
+        let certificate: PeerCertificate | undefined = socket.getPeerCertificate(true);
+        while (certificate?.raw && !chain.some((der) => Buffer.compare(der, certificate!.raw) === 0)) {
+          chain.push(certificate.raw);
+          certificate = (certificate as { issuerCertificate?: PeerCertificate }).issuerCertificate;
+        }
+        socket.end();
+        resolve(chain);
+      },
+    );
+    socket.once('timeout', () => socket.destroy(new Error('no handshake within 3 s')));
+    socket.once('error', reject);
+  });
+}
+
+/** One result per service, or one skip when no mesh is running. */
+async function perService(
+  context: CheckContext,
+  each: (service: RuntimeService) => Promise<CheckResult>,
+): Promise<CheckResult[]> {
+  if (!context.runtime) return [skip(NOT_RUNNING)];
+  return Promise.all(context.runtime.services.map((service) => each(service)));
+}
+
+export const proxyChecks: CheckCategory = {
+  name: 'proxies',
+  checks: [
+    {
+      description: 'sidecar is ready',
+      hint: 'a sidecar that is not ready refuses mesh traffic to and from its app',
+      fix: 'read its log: `mutual logs SERVICE --proxy`',
+      severity: 'error',
+      run: (context) =>
+        perService(context, async (service) => {
+          try {
+            const answer = await httpGet(`${service.adminUrl}/ready`);
+            return answer.status === 200
+              ? ok('', service.name)
+              : fail(
+                  `${service.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`,
+                  service.name,
+                );
+          } catch (error) {
+            return fail(
+              `the sidecar does not answer at ${service.adminUrl}: ${(error as Error).message}`,
+              service.name,
+            );
+          }
+        }),
+    },
+    {
+      description: 'app is running',
+      hint: 'the sidecar forwards to an app that is not there: callers get connection errors',
+      fix: 'read its log (`mutual logs SERVICE`), then restart the mesh',
+      severity: 'error',
+      run: (context) =>
+        perService(context, async (service) =>
+          service.app.pid <= 0
+            ? fail('the app was never started', service.name)
+            : isRunning(service.app)
+              ? ok('', service.name)
+              : fail(`the app (pid ${service.app.pid}) has exited`, service.name),
+        ),
+    },
+    {
+      description: 'certificate is valid and chained to the trust bundle',
+      hint: 'peers refuse a sidecar whose certificate they cannot verify',
+      fix: 'check the identity service and the sidecar log (`mutual logs SERVICE --proxy`)',
+      severity: 'error',
+      run: (context) =>
+        perService(context, async (service) => {
+          const answer = await context.proxyIdentity(service.name);
+          if (!answer.ok) return fail(answer.error, service.name);
+          const bundlePem = await readFile(context.paths.bundle, 'utf8').catch(() => '');
+          const result = verifyChainPem(
+            answer.identity.certificateChainPem,
+            service.spiffeId,
+            bundlePem,
+            context.clock.now(),
+          );
+          return result.ok ? ok('', service.name) : fail(`${result.code}: ${result.message}`, service.name);
+        }),
+    },
+    {
+      description: 'certificate is renewed on time',
+      hint: 'a sidecar renews at 70% of the lifetime; past that, renewals are failing and the certificate will expire',
+      fix: 'read the sidecar log (`mutual logs SERVICE --proxy`) and the identity service log (`mutual logs identity`)',
+      severity: 'warning',
+      run: (context) =>
+        perService(context, async (service) => {
+          const answer = await context.proxyIdentity(service.name);
+          if (!answer.ok) return fail(answer.error, service.name);
+          const { renewAt, notAfter, lastRenewal } = answer.identity;
+          const nowMs = context.clock.now();
+          const renewAtMs = renewAt ? Date.parse(renewAt) : Number.NaN;
+          const graceMs = 5 * 60_000;
+          if (!Number.isNaN(renewAtMs) && nowMs > renewAtMs + graceMs) {
+            return fail(
+              `renewal is overdue by ${formatDuration(nowMs - renewAtMs)} (it expires ${notAfter})`,
+              service.name,
+              lastRenewal?.error?.message ? [`last renewal: ${lastRenewal.error.message}`] : undefined,
+            );
+          }
+          if (lastRenewal?.error?.message)
+            return fail(`the last renewal failed: ${lastRenewal.error.message}`, service.name);
+          return ok(renewAt ? `renews ${renewAt.replace(/\.\d{3}Z$/, 'Z')}` : '', service.name);
+        }),
+    },
+    {
+      description: "sidecar's clock agrees with this machine's",
+      hint: 'a skewed sidecar sees valid peer certificates as expired or not yet valid',
+      fix: 'synchronise the clocks (NTP: `timedatectl set-ntp true`)',
+      severity: 'error',
+      run: (context) =>
+        perService(context, async (service) => {
+          const sentMs = context.clock.now();
+          const answer = await context.proxyIdentity(service.name);
+          if (!answer.ok) return fail(answer.error, service.name);
+          return skewResult(
+            clockSkew(answer.date, sentMs, context.clock.now()),
+            `the sidecar of ${service.name}`,
+            answer.date,
+            context,
+            service.name,
+          );
+        }),
+    },
+  ],
+};

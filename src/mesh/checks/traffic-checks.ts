@@ -1,0 +1,120 @@
+import { checkPolicySet, formatDiagnostic, loadPolicyFiles } from '../../policy/index.ts';
+import type { Edge } from '../edges.ts';
+import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
+
+const describeEdge = (edge: Edge) =>
+  `${edge.source} → ${edge.destination}: ${edge.connections} connection${edge.connections === 1 ? '' : 's'}${edge.requests ? `, ${edge.requests} request${edge.requests === 1 ? '' : 's'}` : ''}${edge.denied ? `, ${edge.denied} denied` : ''}${edge.isSecured ? '' : ` (${edge.reason})`}`;
+
+/** Runs `pick` over the current edges; one failure listing every edge it picked. */
+async function overEdges(
+  context: CheckContext,
+  pick: (edge: Edge, services: ReadonlySet<string>) => boolean,
+  message: (count: number) => string,
+  quiet: string,
+): Promise<CheckResult> {
+  if (!context.runtime) return skip('no mesh is running');
+  const { edges, unreachable } = await context.edges();
+  const services = new Set(context.runtime.services.map((service) => service.name));
+  const picked = edges.filter((edge) => pick(edge, services));
+  const missing = unreachable.map(({ service }) => `no counters from ${service}'s sidecar (not answering)`);
+  if (picked.length === 0) return ok(missing.length > 0 ? `${quiet}; ${missing.join(', ')}` : quiet);
+  return fail(message(picked.length), undefined, [...picked.map(describeEdge), ...missing]);
+}
+
+export const trafficChecks: CheckCategory = {
+  name: 'traffic',
+  checks: [
+    {
+      description: 'no plaintext traffic into meshed workloads',
+      hint: 'plain text is readable and forgeable on the wire; under STRICT it is refused, so the client is broken too',
+      fix: 'add the client to mesh.yaml so it gets a sidecar, or call the service through an upstream ($NAME_URL)',
+      severity: 'error',
+      run: (context) =>
+        overEdges(
+          context,
+          (edge, services) =>
+            !edge.isSecured && services.has(edge.destination) && !edge.reason?.startsWith('failed'),
+          (count) => `${count} edge${count === 1 ? '' : 's'} into the mesh without mTLS`,
+          'every connection into a workload was mTLS',
+        ),
+    },
+    {
+      description: 'outbound connections reach their destinations',
+      hint: 'a failed upstream means an app sees connection errors',
+      fix: 'check the destination sidecar (`mutual check`, `mutual logs SERVICE --proxy`) and the SPIFFE ID it presents (`mutual identity SERVICE`)',
+      severity: 'warning',
+      run: (context) =>
+        overEdges(
+          context,
+          (edge) => Boolean(edge.reason?.startsWith('failed')),
+          (count) => `${count} edge${count === 1 ? '' : 's'} with failed connections`,
+          'no failed connections',
+        ),
+    },
+    {
+      description: 'requests denied by policy',
+      hint: 'denials are policy at work; an unexpected one is a client that needs an ALLOW rule',
+      fix: 'if a denial is wrong, add the client to the AuthorizationPolicy (`mutual policy check DIR`)',
+      severity: 'info',
+      run: (context) =>
+        overEdges(
+          context,
+          (edge) => edge.isSecured && edge.denied > 0,
+          (count) => `${count} edge${count === 1 ? '' : 's'} with denials`,
+          'no denials',
+        ),
+    },
+  ],
+};
+
+export const policyChecks: CheckCategory = {
+  name: 'policies',
+  checks: [
+    {
+      description: 'policy files are valid',
+      hint: 'sidecars refuse an invalid set and keep the last good one, so edits do not take effect',
+      fix: 'fix the files named (`mutual policy check DIR`)',
+      severity: 'error',
+      async run(context) {
+        const policyDir = context.runtime?.policyDir;
+        if (!policyDir) return skip(context.runtime ? 'mesh.yaml names no policyDir' : 'no mesh is running');
+        try {
+          const loaded = await loadPolicyFiles([policyDir]);
+          const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
+          return errors.length === 0
+            ? ok(`${loaded.resources.length} policies in ${loaded.files.length} files`)
+            : fail(`${errors.length} problems in ${policyDir}`, undefined, errors.map(formatDiagnostic));
+        } catch (error) {
+          return fail((error as Error).message);
+        }
+      },
+    },
+    {
+      description: 'policies have no traps',
+      hint: 'a policy that selects nothing, or one of two PeerAuthentications that is ignored, does not do what it says',
+      fix: 'read each warning and its hint (`mutual policy check DIR`)',
+      severity: 'warning',
+      async run(context) {
+        const runtime = context.runtime;
+        if (!runtime?.policyDir) return skip(runtime ? 'mesh.yaml names no policyDir' : 'no mesh is running');
+        try {
+          const loaded = await loadPolicyFiles([runtime.policyDir]);
+          const workloads = runtime.services.map((service) => ({
+            namespace: service.namespace,
+            serviceAccount: service.serviceAccount,
+            labels: service.labels,
+          }));
+          const warnings = [
+            ...loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'warning'),
+            ...checkPolicySet(loaded.resources, { workloads }),
+          ];
+          return warnings.length === 0
+            ? ok()
+            : fail(`${warnings.length} warnings`, undefined, warnings.map(formatDiagnostic));
+        } catch (error) {
+          return fail((error as Error).message);
+        }
+      },
+    },
+  ],
+};

@@ -1,0 +1,77 @@
+import type { Clock } from '../../clock.ts';
+import type { Edge } from '../edges.ts';
+import type { MeshPaths, MeshRuntime } from '../runtime.ts';
+import type { ProxyIdentity } from '../scrape.ts';
+
+export type Severity = 'error' | 'warning' | 'info';
+
+/** The outcome of one check, or of one check for one subject (a service, a root). */
+export interface CheckResult {
+  readonly status: 'ok' | 'fail' | 'skip';
+  /** Filled in by the check; the description is used when it is empty. */
+  readonly message: string;
+  /** The service or certificate the result is about, if the check runs per subject. */
+  readonly subject?: string;
+  /** Extra lines for a failure: the actual times, the error text ... */
+  readonly details?: readonly string[];
+}
+
+/**
+ * One check, as data (linkerd2 pkg/healthcheck): what it checks, why a failure matters, the
+ * command that fixes it, how bad a failure is, and how to run it.
+ */
+export interface Check {
+  readonly description: string;
+  readonly hint: string;
+  readonly fix: string;
+  readonly severity: Severity;
+  run(context: CheckContext): Promise<CheckResult | readonly CheckResult[]>;
+}
+
+export interface CheckCategory {
+  readonly name: string;
+  readonly checks: readonly Check[];
+}
+
+export interface CheckThresholds {
+  /** Anchors and the issuer must stay valid at least this long (default 60 days). */
+  readonly expiryWarningMs: number;
+  /** Largest clock difference to the identity service and the proxies (default 20 s, the SVID skew). */
+  readonly maxClockSkewMs: number;
+}
+
+/** What checks read, fetched once per run and shared. */
+export interface CheckContext {
+  readonly paths: MeshPaths;
+  readonly runtime: MeshRuntime | undefined;
+  readonly clock: Clock;
+  readonly thresholds: CheckThresholds;
+  /** The `mutual up` hints carry this, e.g. ` --state-dir st`. */
+  readonly stateFlag: string;
+  readonly proxyIdentity: (service: string) => Promise<ProxyIdentityAnswer>;
+  readonly edges: () => Promise<{
+    edges: readonly Edge[];
+    unreachable: ReadonlyArray<{ service: string; error: string }>;
+  }>;
+}
+
+export type ProxyIdentityAnswer =
+  | { ok: true; identity: ProxyIdentity; status: number; date: string | undefined }
+  | { ok: false; error: string };
+
+export const ok = (message = '', subject?: string): CheckResult => ({
+  status: 'ok',
+  message,
+  ...(subject === undefined ? {} : { subject }),
+});
+export const fail = (message: string, subject?: string, details?: readonly string[]): CheckResult => ({
+  status: 'fail',
+  message,
+  ...(subject === undefined ? {} : { subject }),
+  ...(details === undefined ? {} : { details }),
+});
+export const skip = (message: string, subject?: string): CheckResult => ({
+  status: 'skip',
+  message,
+  ...(subject === undefined ? {} : { subject }),
+});
