@@ -1,0 +1,173 @@
+// Transparent interception for real: two "pods" (network namespaces on a bridge, 198.18.0.0/15),
+// each with an app, `mutual proxy init`'s iptables rules and `mutual proxy run` as uid 2102. The
+// client app calls the server app by address with plain HTTP and knows nothing of the mesh; a
+// packet capture on the server pod's wire shows TLS records and never the request's plaintext.
+import assert from 'node:assert/strict';
+import { chmod, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { createTestPki, type WorkloadFiles } from '../../src/testing/mesh-pki.ts';
+import {
+  canUseNetns,
+  createPodNetwork,
+  hasCommand,
+  type Pod,
+  type PodNetwork,
+} from '../../src/testing/netns.ts';
+import { repoRoot } from '../e2e/run-mutual.ts';
+
+const PROXY_UID = 2102;
+const MARKER = 'PLAINTEXT-MARKER-7f3a';
+const skip =
+  canUseNetns() ??
+  (hasCommand('iptables-restore') ? undefined : 'iptables-restore is not installed') ??
+  (hasCommand('tcpdump') ? undefined : 'tcpdump is not installed') ??
+  (hasCommand('curl') ? undefined : 'curl is not installed');
+
+let dir: string;
+let network: PodNetwork;
+let client: Pod;
+let server: Pod;
+let outsider: Pod;
+const mutual = join(repoRoot(), 'bin', 'mutual.js');
+
+const APP = `require('node:http').createServer((q, s) => s.end(JSON.stringify({ path: q.url, clientId: q.headers['x-mutual-client-id'] ?? null }))).listen(8080, '127.0.0.1', () => console.log('listening'))`;
+
+async function waitFor(pod: Pod, url: string) {
+  for (let i = 0; i < 100; i++) {
+    const result = await pod.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', url], {
+      timeoutMs: 2000,
+    });
+    if (result.stdout === '200') return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`${url} in pod ${pod.name} never became ready`);
+}
+
+async function startSidecar(pod: Pod, files: WorkloadFiles, extra: string[]) {
+  const init = await pod.exec(process.execPath, [mutual, 'proxy', 'init', '--proxy-uid', String(PROXY_UID)]);
+  assert.equal(init.code, 0, init.stderr);
+  pod.spawn(
+    process.execPath,
+    [
+      ...[
+        mutual,
+        'proxy',
+        'run',
+        '--cert',
+        files.certFile,
+        '--key',
+        files.keyFile,
+        '--bundle',
+        files.bundleFile,
+      ],
+      ...[
+        '--inbound-listen',
+        '0.0.0.0:4143',
+        '--outbound-listen',
+        '127.0.0.1:4140',
+        '--admin-listen',
+        '127.0.0.1:4191',
+      ],
+      ...extra,
+    ],
+    { uid: PROXY_UID },
+  );
+  await waitFor(pod, 'http://127.0.0.1:4191/ready');
+}
+
+before(async () => {
+  if (skip) return;
+  dir = await mkdtemp(join(tmpdir(), 'mutual-transparent-'));
+  const pki = await createTestPki(join(dir, 'pki'));
+  const web = await pki.workload('web');
+  const emoji = await pki.workload('emoji');
+  // The sidecars run as their own uid (the rules let that uid out without interception).
+  await chmod(dir, 0o755);
+  for (const files of [web, emoji]) {
+    for (const file of [files.certFile, files.keyFile]) await chown(file, PROXY_UID, PROXY_UID);
+  }
+  network = await createPodNetwork({ prefix: 'mtp' });
+  client = await network.addPod('client');
+  server = await network.addPod('server');
+  outsider = await network.addPod('outsider');
+  const app = server.spawn(process.execPath, ['-e', APP]);
+  for await (const chunk of app.stdout!) if (String(chunk).includes('listening')) break;
+  await startSidecar(server, emoji, ['--mode', 'STRICT']);
+  await startSidecar(client, web, [
+    '--destination',
+    `${server.address}:8080=${emoji.spiffeId}`,
+    '--outbound-strict',
+  ]);
+});
+
+after(async () => {
+  await network?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('the client app calls the server by address in plain HTTP; the wire carries only TLS', {
+  skip,
+}, async () => {
+  const pcap = join(dir, 'wire.pcap');
+  // The pod's link to the bridge (not loopback, where the proxy hands plain bytes to the app).
+  const links = await server.exec('ip', ['-o', 'link', 'show']);
+  const wireInterface = /^\d+: ([^:@]+)/gm.exec(
+    links.stdout
+      .split('\n')
+      .filter((line) => !/: lo:/.test(line))
+      .join('\n'),
+  )?.[1];
+  assert.ok(wireInterface, links.stdout);
+  const capture = server.spawn('tcpdump', [
+    '-Z',
+    'root',
+    '--immediate-mode',
+    '-i',
+    wireInterface,
+    '-U',
+    '-n',
+    '-w',
+    pcap,
+    'tcp',
+  ]);
+  let captureLog = '';
+  const capturing = new Promise<void>((resolve) =>
+    capture.stderr!.on('data', (chunk) => {
+      captureLog += chunk;
+      if (captureLog.includes('listening')) resolve();
+    }),
+  );
+  await capturing;
+
+  const result = await client.exec('curl', ['-sS', '-m', '5', `http://${server.address}:8080/${MARKER}`]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(JSON.parse(result.stdout), {
+    path: `/${MARKER}`,
+    clientId: 'spiffe://cluster.local/ns/demo/sa/web',
+  });
+
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  capture.kill('SIGINT');
+  await new Promise((resolve) => capture.once('exit', resolve));
+  const wire = await readFile(pcap);
+  assert.ok(wire.length > 200, `nothing was captured (${wire.length} bytes): ${captureLog}`);
+  assert.equal(wire.includes(Buffer.from(MARKER)), false, 'the request travelled in plain text');
+  assert.ok(wire.includes(Buffer.from([0x17, 0x03, 0x03])), 'no TLS application-data record on the wire');
+});
+
+test('plaintext from an unmeshed pod to a STRICT workload is refused', { skip }, async () => {
+  const result = await outsider.exec('curl', ['-sS', '-m', '5', `http://${server.address}:8080/${MARKER}`]);
+  assert.notEqual(result.code, 0);
+  assert.doesNotMatch(result.stdout, new RegExp(MARKER));
+});
+
+test('with outbound STRICT, an unmeshed destination is refused instead of sent in plain text', {
+  skip,
+}, async () => {
+  const result = await client.exec('curl', ['-sS', '-m', '5', `http://${outsider.address}:9999/`]);
+  assert.notEqual(result.code, 0);
+  const metrics = await client.exec('curl', ['-s', 'http://127.0.0.1:4191/metrics']);
+  assert.match(metrics.stdout, /mutual_outbound_refused_total\{reason="unmeshed_refused"/);
+});
