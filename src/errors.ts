@@ -304,6 +304,35 @@ export const errorCatalog = {
     action: 'Mesh the destination, add it to the destination table, or drop --outbound-strict for it.',
   },
 
+  // --- Dashboard (mutual dashboard and its JSON API) ---
+  MUTUAL_DASHBOARD_REMOTE_NOT_ALLOWED: {
+    meaning:
+      'The dashboard was asked to listen on an address other than loopback without --allow-remote; it shows the mesh to anyone who can reach it.',
+    action:
+      'Keep the default (127.0.0.1), or add --allow-remote when other machines must reach it (it has no login: put it behind something that has).',
+  },
+  MUTUAL_DASHBOARD_LISTEN_FAILED: {
+    meaning: 'The dashboard could not listen on the address given (in use, or not an address of this machine).',
+    action: 'Pick another with --listen HOST:PORT; port 0 picks a free one and the URL is printed.',
+  },
+  MUTUAL_DASHBOARD_HOST_REFUSED: {
+    meaning:
+      'An API request named a Host other than this machine while the dashboard listens on loopback (how DNS-rebinding pages try to read it).',
+    action: 'Open the dashboard at the URL it printed (http://127.0.0.1:PORT/), or start it with --allow-remote.',
+  },
+  MUTUAL_DASHBOARD_READ_ONLY: {
+    meaning: 'The dashboard API was sent a method other than GET or HEAD; it never changes the mesh.',
+    action: 'Use GET; change the mesh with the CLI (`mutual up`, `mutual down`, policy files).',
+  },
+  MUTUAL_DASHBOARD_NOT_FOUND: {
+    meaning: 'The dashboard has no page or API endpoint at that path.',
+    action: 'Use one of the endpoints listed in docs/dashboard-api.md.',
+  },
+  MUTUAL_DASHBOARD_COLLECT_FAILED: {
+    meaning: 'The dashboard could not read the mesh state (for example a damaged runtime.json).',
+    action: 'Read the message; `mutual check` and `mutual down` (same --state-dir) help clean a broken state directory.',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',

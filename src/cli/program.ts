@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerCaCommand } from './ca-command.ts';
 import { registerCertCommand } from './cert-command.ts';
 import type { CliContext } from './context.ts';
+import { registerDashboardCommand } from './dashboard-command.ts';
 import { registerDownCommand } from './down-command.ts';
 import { registerIdentityCommand } from './identity-command.ts';
 import { registerLogsCommand } from './logs-command.ts';
@@ -34,6 +35,7 @@ export function createProgram(context: CliContext): Command {
   registerDownCommand(program, context);
   registerLogsCommand(program, context);
   registerPolicyCommand(program, context);
+  registerDashboardCommand(program, context);
   const applyToSubcommands = (command: Command) => {
     for (const sub of command.commands) {
       sub.exitOverride().configureOutput(program.configureOutput());

@@ -1,0 +1,55 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { parseListenAddress } from '../config/index.ts';
+import { createDashboard } from '../dashboard/index.ts';
+import { MutualError } from '../errors.ts';
+import type { CliContext } from './context.ts';
+import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+
+export const DEFAULT_DASHBOARD_LISTEN = '127.0.0.1:9800';
+
+interface DashboardOptions {
+  stateDir: string;
+  listen: string;
+  allowRemote: boolean;
+}
+
+export function registerDashboardCommand(program: Command, context: CliContext): void {
+  program
+    .command('dashboard')
+    .description('serve a read-only web dashboard of the running mesh: edges, topology, certificates, policy')
+    .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
+    .option('--listen <address>', 'where to serve it (port 0 picks a free port)', DEFAULT_DASHBOARD_LISTEN)
+    .option('--allow-remote', 'allow an address other than loopback (the dashboard has no login)', false)
+    .action(async (options: DashboardOptions) => dashboard(options, context));
+}
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+async function dashboard(options: DashboardOptions, context: CliContext): Promise<void> {
+  const listen = parseListenAddress(options.listen, '--listen');
+  const isLoopback = isLoopbackHost(listen.host);
+  if (!isLoopback && !options.allowRemote) {
+    throw new MutualError(
+      'MUTUAL_DASHBOARD_REMOTE_NOT_ALLOWED',
+      `--listen ${options.listen} is reachable from other machines and the dashboard has no login: keep 127.0.0.1, or add --allow-remote if that is what you want`,
+    );
+  }
+  const stateDir = resolve(context.cwd, options.stateDir);
+  const server = await createDashboard(
+    { stateDir, host: listen.host, port: listen.port, isRemoteAllowed: !isLoopback },
+    { clock: context.clock },
+  );
+  if (!isLoopback) {
+    context.writeError(
+      `! WARNING: the dashboard listens on ${listen.host}: anyone who can reach this address sees the mesh's services, identities and traffic (read-only, no login).\n`,
+    );
+  }
+  context.write(`Mutual dashboard for ${stateDir}: ${server.url}\n(Ctrl-C stops it)\n`);
+  const signal = await context.untilShutdown();
+  context.write(`${signal}: stopping the dashboard\n`);
+  await server.close();
+}

@@ -1,0 +1,170 @@
+// One look at the running mesh: runtime.json, every sidecar's /metrics and /identity, the identity
+// service's /metrics and each workload's effective peer-authentication mode. Never throws for a
+// part that does not answer: the part is recorded as unreachable with why.
+import type { Clock } from '../clock.ts';
+import {
+  buildEdges,
+  type Edge,
+  fetchProxyIdentity,
+  httpGet,
+  type MeshRuntime,
+  meshPaths,
+  type ProxyIdentity,
+  type ProxySamples,
+  parsePrometheusText,
+  type Sample,
+  scrapeProxies,
+  tryReadRuntime,
+} from '../mesh/index.ts';
+import { compilePolicySet, loadPolicyFiles, type PeerAuthenticationExplanation } from '../policy/index.ts';
+
+export interface WorkloadIdentity {
+  readonly service: string;
+  readonly identity: ProxyIdentity | undefined;
+  readonly error: string | undefined;
+}
+
+export interface WorkloadModes {
+  readonly service: string;
+  /** `policy-dir` when the sidecar watches policy files, `flag` for a fixed --mode. */
+  readonly source: 'policy-dir' | 'flag' | 'unknown';
+  readonly ports: ReadonlyArray<{ port: number; appPort: number } & PeerAuthenticationExplanation>;
+  readonly authorizationPolicies: Readonly<Record<'ALLOW' | 'DENY' | 'AUDIT', readonly string[]>>;
+  readonly error: string | undefined;
+}
+
+export interface Snapshot {
+  readonly atMs: number;
+  readonly stateDir: string;
+  /** Undefined when no mesh runs from the state directory (no runtime.json). */
+  readonly runtime: MeshRuntime | undefined;
+  readonly proxies: readonly ProxySamples[];
+  readonly unreachable: ReadonlyArray<{ service: string; error: string }>;
+  readonly edges: readonly Edge[];
+  readonly identities: readonly WorkloadIdentity[];
+  readonly identityService: { samples: readonly Sample[]; error: string | undefined };
+  readonly modes: readonly WorkloadModes[];
+}
+
+export async function collectSnapshot(stateDir: string, deps: { clock: Clock; timeoutMs?: number }) {
+  const timeoutMs = deps.timeoutMs ?? 1500;
+  const atMs = deps.clock.now();
+  const runtime = await tryReadRuntime(meshPaths(stateDir));
+  if (!runtime) {
+    return {
+      atMs,
+      stateDir,
+      runtime,
+      proxies: [],
+      unreachable: [],
+      edges: [],
+      identities: [],
+      identityService: { samples: [], error: 'no mesh is running' },
+      modes: [],
+    } satisfies Snapshot;
+  }
+  const [scrape, identities, identityService, modes] = await Promise.all([
+    scrapeProxies(runtime, timeoutMs),
+    Promise.all(
+      runtime.services.map(async (service): Promise<WorkloadIdentity> => {
+        try {
+          const { identity } = await fetchProxyIdentity(service, timeoutMs);
+          return { service: service.name, identity, error: undefined };
+        } catch (error) {
+          return { service: service.name, identity: undefined, error: (error as Error).message };
+        }
+      }),
+    ),
+    scrapeIdentityService(runtime, timeoutMs),
+    effectiveModes(runtime),
+  ]);
+  return {
+    atMs,
+    stateDir,
+    runtime,
+    proxies: scrape.proxies,
+    unreachable: scrape.unreachable,
+    edges: buildEdges(runtime, scrape.proxies),
+    identities,
+    identityService,
+    modes,
+  } satisfies Snapshot;
+}
+
+async function scrapeIdentityService(runtime: MeshRuntime, timeoutMs: number) {
+  try {
+    const answer = await httpGet(`${runtime.identity.adminUrl}/metrics`, timeoutMs);
+    if (answer.status !== 200) throw new Error(`/metrics answered ${answer.status}`);
+    return { samples: parsePrometheusText(answer.body), error: undefined };
+  } catch (error) {
+    return { samples: [], error: (error as Error).message };
+  }
+}
+
+/** The flag value after `name` in a recorded argv. */
+function flag(argv: readonly string[], name: string): string | undefined {
+  const at = argv.indexOf(name);
+  return at === -1 ? undefined : argv[at + 1];
+}
+
+/** What each sidecar enforces, from the flags it was started with and the policy files it watches. */
+async function effectiveModes(runtime: MeshRuntime): Promise<WorkloadModes[]> {
+  const dirs = new Set(runtime.services.flatMap((service) => flag(service.proxy.argv, '--policy-dir') ?? []));
+  const sets = new Map<string, ReturnType<typeof compilePolicySet> | Error>();
+  await Promise.all(
+    [...dirs].map(async (dir) => {
+      try {
+        sets.set(dir, compilePolicySet((await loadPolicyFiles([dir])).resources));
+      } catch (error) {
+        sets.set(dir, error as Error);
+      }
+    }),
+  );
+  const none = { ALLOW: [], DENY: [], AUDIT: [] };
+  return runtime.services.map((service): WorkloadModes => {
+    const dir = flag(service.proxy.argv, '--policy-dir');
+    const ports = (explain: (appPort: number) => PeerAuthenticationExplanation) =>
+      service.ports.map(({ port, appPort }) => ({ port, appPort, ...explain(appPort) }));
+    if (dir === undefined) {
+      const mode = flag(service.proxy.argv, '--mode');
+      if (mode !== 'STRICT' && mode !== 'PERMISSIVE' && mode !== 'DISABLE') {
+        return {
+          service: service.name,
+          source: 'unknown',
+          ports: [],
+          authorizationPolicies: none,
+          error: 'no --mode or --policy-dir recorded',
+        };
+      }
+      return {
+        service: service.name,
+        source: 'flag',
+        ports: ports(() => ({ mode, level: 'mesh' })),
+        authorizationPolicies: none,
+        error: undefined,
+      };
+    }
+    const set = sets.get(dir);
+    if (set === undefined || set instanceof Error) {
+      return {
+        service: service.name,
+        source: 'policy-dir',
+        ports: [],
+        authorizationPolicies: none,
+        error: `cannot read ${dir}: ${set?.message}`,
+      };
+    }
+    const policy = set.forWorkload({
+      namespace: service.namespace,
+      serviceAccount: service.serviceAccount,
+      labels: service.labels,
+    });
+    return {
+      service: service.name,
+      source: 'policy-dir',
+      ports: ports((appPort) => policy.explainPeerAuthentication(appPort)),
+      authorizationPolicies: policy.authorizationPolicies,
+      error: undefined,
+    };
+  });
+}

@@ -1,0 +1,14 @@
+// The web dashboard of a one-machine mesh: a read-only JSON API over what the sidecars and the
+// identity service report, an event stream, and a page that reads only that API. Reads runtime.json
+// and admin endpoints; never changes the mesh, never loads anything from the internet.
+
+export { collectSnapshot, type Snapshot } from './collect.ts';
+export { createDashboard, type Dashboard, type DashboardConfig } from './server.ts';
+export {
+  certificatesView,
+  type EdgeRow,
+  edgesView,
+  expiryStatus,
+  overviewView,
+  policyView,
+} from './views.ts';

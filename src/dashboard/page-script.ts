@@ -1,0 +1,263 @@
+// The dashboard's browser script, served as /app.js: listens to /api/stream and draws the five
+// views with DOM calls (text is never parsed as HTML). Plain ES2020, no framework, no template
+// literals (this file is one).
+// biome-ignore lint/complexity/noUselessStringRaw: keeps a future "\n" in the script an escape, not a newline
+export const PAGE_SCRIPT = String.raw`'use strict';
+(function () {
+  var state = { data: null, tab: 'overview', namespace: '' };
+  var SVG = 'http://www.w3.org/2000/svg';
+
+  function h(tag, attrs, children) {
+    var el = tag.indexOf('svg:') === 0 ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
+    for (var key in attrs || {}) {
+      if (attrs[key] === undefined || attrs[key] === null) continue;
+      if (key === 'text') el.textContent = attrs[key];
+      else el.setAttribute(key, attrs[key]);
+    }
+    (children || []).forEach(function (child) {
+      if (child === null || child === undefined) return;
+      el.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+    });
+    return el;
+  }
+  function shortId(id) {
+    var domain = state.data && state.data.certificates.trustDomain;
+    var prefix = 'spiffe://' + domain + '/';
+    return id && domain && id.indexOf(prefix) === 0 ? id.slice(prefix.length) : id || '—';
+  }
+  function percent(share) { return share === null ? '—' : (share * 100).toFixed(share === 1 ? 0 : 1) + '%'; }
+  function perSecond(rate) { return rate === null ? '—' : rate < 0.05 && rate > 0 ? '<0.1/s' : rate.toFixed(1) + '/s'; }
+  function bytes(n) {
+    var units = ['B', 'KiB', 'MiB', 'GiB'];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
+  }
+  function duration(seconds) {
+    var past = seconds < 0;
+    var s = Math.abs(Math.round(seconds));
+    var d = Math.floor(s / 86400), hh = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60), ss = s % 60;
+    var text = d > 0 ? d + 'd ' + hh + 'h' : hh > 0 ? hh + 'h ' + m + 'm' : m > 0 ? m + 'm ' + ss + 's' : ss + 's';
+    return past ? text + ' ago' : 'in ' + text;
+  }
+  function countdown(iso, status) {
+    if (!iso) return h('span', { class: 'countdown unknown', text: '—' });
+    return h('span', { class: 'countdown ' + status, 'data-deadline': iso, title: iso, text: duration((Date.parse(iso) - Date.now()) / 1000) });
+  }
+  function tick() {
+    document.querySelectorAll('[data-deadline]').forEach(function (el) {
+      el.textContent = duration((Date.parse(el.getAttribute('data-deadline')) - Date.now()) / 1000);
+    });
+  }
+  function pill(kind, text) { return h('span', { class: 'pill ' + kind, text: text }); }
+  function secured(edge) {
+    return edge.isSecured ? pill('secured', '✓ mTLS') : pill('insecure', '✗ ' + (edge.reason || 'plaintext'));
+  }
+  function table(headers, rows, emptyText) {
+    if (rows.length === 0) return h('div', { class: 'empty', text: emptyText });
+    // A header ending in '#' heads a column of numbers (right-aligned).
+    return h('div', { class: 'scroll' }, [h('table', {}, [
+      h('thead', {}, [h('tr', {}, headers.map(function (x) {
+        return x.slice(-1) === '#' ? h('th', { class: 'num', text: x.slice(0, -1) }) : h('th', { text: x });
+      }))]),
+      h('tbody', {}, rows),
+    ])]);
+  }
+  function td(content, cls) {
+    return typeof content === 'string' || typeof content === 'number'
+      ? h('td', { class: cls, text: String(content) })
+      : h('td', { class: cls }, [content]);
+  }
+  function card(label, value, sub, share) {
+    var bar = null;
+    if (share !== undefined && share !== null) {
+      var fill = h('span');
+      fill.style.width = Math.round(share * 100) + '%';
+      bar = h('div', { class: 'bar' }, [fill]);
+    }
+    return h('div', { class: 'card' }, [h('div', { class: 'label', text: label }), h('div', { class: 'value', text: value }), h('div', { class: 'sub', text: sub }), bar]);
+  }
+  function panel(title, children) { return h('div', { class: 'panel' }, [h('h2', { text: title })].concat(children)); }
+
+  function renderOverview(d) {
+    var o = d.overview;
+    var c = o.traffic.connections, r = o.traffic.requests;
+    var problems = o.problems.length === 0
+      ? h('div', { class: 'empty', text: 'Nothing to report: every sidecar answers, every edge is mTLS, nothing expires soon.' })
+      : h('ul', { class: 'problems' }, o.problems.map(function (p) { return h('li', { class: p.severity, text: p.message }); }));
+    return [
+      h('div', { class: 'cards' }, [
+        card('Connections over mTLS', percent(c.securedShare), c.secured + ' of ' + c.total + ' connections', c.securedShare),
+        card('Requests over mTLS', percent(r.securedShare), r.secured + ' of ' + r.total + ' HTTP requests', r.securedShare),
+        card('Meshed workloads', String(o.workloads.meshed.length), o.workloads.unreachable.length + ' sidecars not answering · ' + o.workloads.unmeshed.length + ' unmeshed peers'),
+        card('Denials', String(o.denials.recent), o.denials.windowSeconds === null ? o.denials.total + ' in total' : 'in the last ' + o.denials.windowSeconds + ' s · ' + o.denials.total + ' in total'),
+      ]),
+      panel('Needs attention', [problems]),
+    ];
+  }
+
+  function renderEdges(d) {
+    var e = d.edges;
+    var select = h('select', { id: 'namespace' }, [h('option', { value: '', text: 'all namespaces' })].concat(
+      e.namespaces.map(function (ns) { return h('option', { value: ns, text: ns }); })));
+    select.value = state.namespace;
+    select.addEventListener('change', function () { state.namespace = select.value; render(); });
+    var rows = e.edges.filter(function (edge) {
+      return !state.namespace || edge.sourceNamespace === state.namespace || edge.destinationNamespace === state.namespace;
+    }).map(function (edge) {
+      return h('tr', { 'data-edge': edge.id, class: edge.isSecured ? 'secured' : 'insecure' }, [
+        td(edge.source), td(edge.destination),
+        td(h('span', { class: 'id', text: shortId(edge.clientId) })),
+        td(h('span', { class: 'id', text: shortId(edge.serverId) })),
+        td(secured(edge)), td(edge.protocol.toUpperCase()),
+        td(perSecond(edge.requestRate), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
+        td(String(edge.requests), 'num'), td(String(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
+        td(String(edge.denied), 'num'),
+      ]);
+    });
+    var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges are missing' }); });
+    return [panel('Edges: who calls whom, and is it mTLS', [
+      h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
+      table(['Source', 'Destination', 'Client identity', 'Server identity', 'TLS', 'Proto', 'Req rate#', 'Success#', 'Requests#', 'Conns#', 'Bytes#', 'Denied#'],
+        rows, 'No traffic yet: the sidecars have not carried a connection.'),
+      missing.length ? h('ul', { class: 'problems' }, missing) : null,
+    ])];
+  }
+
+  function renderTopology(d) {
+    var edges = d.edges.edges;
+    var services = (d.policy.workloads || []).map(function (w) { return w.service; });
+    var names = services.slice();
+    edges.forEach(function (e) { [e.source, e.destination].forEach(function (n) { if (names.indexOf(n) < 0) names.push(n); }); });
+    if (names.length === 0) return [panel('Topology', [h('div', { class: 'empty', text: 'No services.' })])];
+    var width = 1000, height = 520, cx = width / 2, cy = height / 2, radius = Math.min(cx, cy) - 70;
+    var at = {};
+    names.forEach(function (n, i) {
+      var angle = -Math.PI / 2 + (2 * Math.PI * i) / names.length;
+      at[n] = { x: cx + radius * 1.5 * Math.cos(angle), y: cy + radius * Math.sin(angle) };
+    });
+    var svg = h('svg:svg', { class: 'topology', viewBox: '0 0 ' + width + ' ' + height, role: 'img', 'aria-label': 'service graph' });
+    var defs = h('svg:defs');
+    [['ok', '#15935b'], ['bad', '#d13a35']].forEach(function (m) {
+      defs.appendChild(h('svg:marker', { id: 'arrow-' + m[0], viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' },
+        [h('svg:path', { d: 'M 0 0 L 10 5 L 0 10 z', fill: m[1] })]));
+    });
+    svg.appendChild(defs);
+    edges.forEach(function (e, i) {
+      var a = at[e.source], b = at[e.destination];
+      if (!a || !b || a === b) return;
+      var dx = b.x - a.x, dy = b.y - a.y, len = Math.sqrt(dx * dx + dy * dy) || 1;
+      var ux = dx / len, uy = dy / len;
+      var pad = 62, bend = e.isSecured ? 18 : -18;
+      var x1 = a.x + ux * pad, y1 = a.y + uy * 24 + uy * 4, x2 = b.x - ux * pad, y2 = b.y - uy * 28;
+      var mx = (x1 + x2) / 2 - uy * bend, my = (y1 + y2) / 2 + ux * bend;
+      svg.appendChild(h('svg:path', { class: 'edge ' + (e.isSecured ? 'secured' : 'insecure'), d: 'M ' + x1 + ' ' + y1 + ' Q ' + mx + ' ' + my + ' ' + x2 + ' ' + y2,
+        'marker-end': 'url(#arrow-' + (e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id })]));
+      var label = e.isSecured ? perSecond(e.requestRate !== null ? e.requestRate : e.connectionRate) : (e.reason || 'plaintext');
+      svg.appendChild(h('svg:text', { class: 'rate', x: String(mx), y: String(my - 4 - (i % 2) * 0), 'text-anchor': 'middle', text: label }));
+    });
+    names.forEach(function (n) {
+      var p = at[n], meshed = services.indexOf(n) >= 0;
+      var text = n.length > 22 ? n.slice(0, 21) + '…' : n;
+      var w = Math.max(90, text.length * 8 + 24);
+      var workload = (d.policy.workloads || []).filter(function (x) { return x.service === n; })[0];
+      svg.appendChild(h('svg:g', { class: 'node ' + (meshed ? 'meshed' : 'unmeshed'), transform: 'translate(' + p.x + ',' + p.y + ')' }, [
+        h('svg:rect', { x: String(-w / 2), y: '-22', width: String(w), height: '44', rx: '10' }),
+        h('svg:text', { 'text-anchor': 'middle', y: '-2', text: text }),
+        h('svg:text', { class: 'ns', 'text-anchor': 'middle', y: '13', text: meshed ? (workload && workload.namespace) || '' : 'not meshed' }),
+      ]));
+    });
+    return [panel('Topology', [
+      h('div', { class: 'legend' }, [h('span', {}, [h('i', { class: 'l-ok' }), 'mTLS']), h('span', {}, [h('i', { class: 'l-bad' }), 'not mTLS']), h('span', { text: 'labels: requests per second, or why not mTLS' })]),
+      svg,
+    ])];
+  }
+
+  function renderCertificates(d) {
+    var c = d.certificates;
+    var ca = [];
+    if (c.issuer) ca.push(h('tr', { 'data-cert': 'issuer' }, [td('Issuer (intermediate CA)'), td('—'), td(pill(c.issuer.status, c.issuer.status)), td(countdown(c.issuer.notAfter, c.issuer.status)), td(h('span', { class: 'id', text: c.issuer.notAfter }))]));
+    c.trustAnchors.forEach(function (a) {
+      ca.push(h('tr', { 'data-cert': 'anchor' }, [td('Trust anchor'), td(h('span', { class: 'id', text: a.fingerprint })), td(pill(a.status, a.status)), td(countdown(a.notAfter, a.status)), td(h('span', { class: 'id', text: a.notAfter }))]));
+    });
+    var workloads = c.workloads.map(function (w) {
+      var last = w.lastRenewal ? (w.lastRenewal.result || '?') + (w.lastRenewal.at ? ' ' + duration((Date.parse(w.lastRenewal.at) - Date.now()) / 1000) : '') : '—';
+      return h('tr', { 'data-cert': w.service }, [
+        td(w.service), td(h('span', { class: 'id', text: shortId(w.spiffeId) })),
+        td(pill(w.status, w.error ? 'unreachable' : w.status)),
+        td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, 'ok')), td(last),
+      ]);
+    });
+    return [
+      panel('Certificate authority' + (c.identityService.reachable ? '' : ' — identity service not answering (' + c.identityService.error + ')'), [
+        table(['Certificate', 'Fingerprint', 'Status', 'Expires', 'Not after'], ca, 'The identity service did not report its issuer.'),
+      ]),
+      panel('Workload certificates', [table(['Service', 'Identity', 'Status', 'Expires', 'Renews', 'Last renewal'], workloads, 'No workloads.')]),
+    ];
+  }
+
+  function renderPolicy(d) {
+    var p = d.policy;
+    var modes = [];
+    p.workloads.forEach(function (w) {
+      if (w.ports.length === 0) modes.push(h('tr', {}, [td(w.service), td(w.namespace || '—'), td('—'), td(w.error ? pill('unknown', 'unknown') : '—'), td(w.error || 'no inbound ports'), td('—')]));
+      w.ports.forEach(function (port) {
+        modes.push(h('tr', { 'data-mode': w.service }, [td(w.service), td(w.namespace || '—'), td(String(port.port)), td(pill(port.mode, port.mode)),
+          td(port.policy ? port.policy + ' (' + port.level + ')' : port.level === 'default' ? 'no PeerAuthentication (Istio default)' : '--mode flag'),
+          td([].concat(w.authorizationPolicies.ALLOW, w.authorizationPolicies.DENY, w.authorizationPolicies.AUDIT).join(', ') || '—')]));
+      });
+    });
+    var denials = p.denials.map(function (x) {
+      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.policy), td(x.port), td(String(x.recent), 'num'), td(String(x.count), 'num')]);
+    });
+    return [
+      panel('Effective peer authentication', [table(['Workload', 'Namespace', 'Port', 'Mode', 'Set by', 'Authorization policies'], modes, 'No workloads.')]),
+      panel('Denials' + (p.windowSeconds === null ? '' : ' (recent = last ' + p.windowSeconds + ' s)'), [
+        table(['Workload', 'Client', 'Deciding policy / reason', 'Port', 'Recent#', 'Total#'], denials, 'No request or connection has been denied.'),
+      ]),
+    ];
+  }
+
+  var views = { overview: renderOverview, edges: renderEdges, topology: renderTopology, certificates: renderCertificates, policy: renderPolicy };
+  function render() {
+    var d = state.data;
+    document.querySelectorAll('#tabs a').forEach(function (a) { a.classList.toggle('active', a.getAttribute('data-tab') === state.tab); });
+    Object.keys(views).forEach(function (name) {
+      var section = document.getElementById('view-' + name);
+      section.hidden = name !== state.tab;
+      if (name !== state.tab || !d) return;
+      section.replaceChildren.apply(section, views[name](d));
+    });
+    if (d) {
+      var o = d.overview;
+      document.getElementById('mesh-name').textContent = o.mesh.isRunning
+        ? 'trust domain ' + o.mesh.trustDomain + ' · ' + o.mesh.services + ' services · ' + o.mesh.stateDir
+        : 'no mesh running in ' + o.mesh.stateDir;
+    }
+  }
+  function route() {
+    var tab = location.hash.slice(1);
+    state.tab = views[tab] ? tab : 'overview';
+    render();
+  }
+  function live(isOn, text) {
+    var el = document.getElementById('live');
+    el.className = 'live ' + (isOn ? 'on' : 'off');
+    document.getElementById('live-text').textContent = text;
+  }
+  function connect() {
+    var source = new EventSource('/api/stream');
+    source.addEventListener('update', function (event) {
+      state.data = JSON.parse(event.data);
+      live(true, 'live · ' + new Date(state.data.overview.generatedAt).toLocaleTimeString());
+      render();
+    });
+    source.addEventListener('failure', function (event) { live(false, JSON.parse(event.data).error.message); });
+    source.onerror = function () { live(false, 'reconnecting…'); };
+  }
+  window.addEventListener('hashchange', route);
+  route();
+  connect();
+  setInterval(tick, 1000);
+})();
+`;

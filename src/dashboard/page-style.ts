@@ -1,0 +1,72 @@
+// The dashboard's stylesheet, served as /app.css (no build step, no CDN).
+export const PAGE_STYLE = `
+:root {
+  --ink: #14202b; --muted: #5b6b7a; --line: #dfe5eb; --bg: #f4f6f8; --card: #fff;
+  --brand: #0f2a3d; --accent: #1f8fff; --ok: #15935b; --ok-bg: #e3f6ec; --bad: #d13a35;
+  --bad-bg: #fde8e7; --warn: #b86e00; --warn-bg: #fff3dc; --unknown: #7a8794;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+  color: var(--ink); background: var(--bg);
+}
+* { box-sizing: border-box; }
+body { margin: 0; font-size: 14px; }
+header { background: var(--brand); color: #fff; display: flex; align-items: center; gap: 20px;
+  padding: 0 24px; height: 56px; }
+.logo { font-weight: 700; font-size: 18px; letter-spacing: 0.02em; display: flex; align-items: center; gap: 8px; }
+.logo svg { width: 22px; height: 22px; }
+.mesh-name { color: #9fb6c8; font-size: 13px; }
+.live { margin-left: auto; font-size: 12px; color: #9fb6c8; display: flex; align-items: center; gap: 6px; }
+.dot { width: 8px; height: 8px; border-radius: 50%; background: var(--unknown); display: inline-block; }
+.live.on .dot { background: #3ddc84; box-shadow: 0 0 0 3px rgba(61, 220, 132, 0.25); }
+.live.off .dot { background: var(--bad); }
+nav { background: #fff; border-bottom: 1px solid var(--line); padding: 0 24px; display: flex; gap: 4px; }
+nav a { padding: 14px 14px 12px; color: var(--muted); text-decoration: none; font-weight: 600;
+  border-bottom: 3px solid transparent; }
+nav a:hover { color: var(--ink); }
+nav a.active { color: var(--accent); border-bottom-color: var(--accent); }
+main { padding: 24px; max-width: 1280px; margin: 0 auto; }
+section[hidden] { display: none; }
+h2 { font-size: 16px; margin: 0 0 12px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 16px; margin-bottom: 20px; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; }
+.card .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: 0.05em; }
+.card .value { font-size: 30px; font-weight: 700; margin: 6px 0 4px; }
+.card .sub { color: var(--muted); font-size: 12px; }
+.bar { height: 8px; border-radius: 4px; background: var(--bad-bg); overflow: hidden; margin-top: 8px; }
+.bar > span { display: block; height: 100%; background: var(--ok); width: 0; }
+.panel { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin-bottom: 20px; }
+table { width: 100%; border-collapse: collapse; }
+th { text-align: left; font-size: 11px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted);
+  padding: 8px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th.num { text-align: right; }
+.scroll { overflow-x: auto; }
+td { padding: 9px 8px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
+tr:last-child td { border-bottom: none; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; color: #33475b; white-space: nowrap; }
+.pill { display: inline-block; padding: 2px 9px; border-radius: 999px; font-size: 12px; font-weight: 600; white-space: nowrap; }
+.pill.secured, .pill.ok, .pill.STRICT { background: var(--ok-bg); color: var(--ok); }
+.pill.insecure, .pill.critical, .pill.expired, .pill.DISABLE, .pill.error { background: var(--bad-bg); color: var(--bad); }
+.pill.warning, .pill.PERMISSIVE { background: var(--warn-bg); color: var(--warn); }
+.pill.unknown { background: #eef1f4; color: var(--unknown); }
+.countdown.ok { color: var(--ok); } .countdown.warning { color: var(--warn); }
+.countdown.critical, .countdown.expired { color: var(--bad); } .countdown { font-weight: 600; font-variant-numeric: tabular-nums; }
+.problems li { margin: 6px 0; }
+.problems .error::marker { color: var(--bad); } .problems .warning::marker { color: var(--warn); }
+.empty { color: var(--muted); padding: 18px 4px; }
+.toolbar { display: flex; align-items: center; gap: 10px; margin-bottom: 12px; }
+.toolbar select { padding: 5px 8px; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+.legend { color: var(--muted); font-size: 12px; display: flex; gap: 16px; align-items: center; }
+.legend i { display: inline-block; width: 22px; height: 3px; vertical-align: middle; margin-right: 6px; }
+.legend .l-ok { background: var(--ok); } .legend .l-bad { background: var(--bad); }
+svg.topology { width: 100%; height: 520px; background: #fbfcfd; border-radius: 8px; }
+svg.topology .node rect { fill: #fff; stroke: #9fb0c0; stroke-width: 1.5; }
+svg.topology .node.meshed rect { stroke: var(--brand); }
+svg.topology .node.unmeshed rect { stroke: var(--bad); stroke-dasharray: 4 3; }
+svg.topology .node text { font-size: 13px; font-weight: 600; fill: var(--ink); }
+svg.topology .node .ns { font-size: 10px; font-weight: 400; fill: var(--muted); }
+svg.topology .edge { fill: none; stroke-width: 2.5; }
+svg.topology .edge.secured { stroke: var(--ok); }
+svg.topology .edge.insecure { stroke: var(--bad); stroke-dasharray: 6 4; }
+svg.topology .rate { font-size: 11px; fill: #33475b; paint-order: stroke; stroke: #fbfcfd; stroke-width: 5px; stroke-linejoin: round; }
+footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 0 24px; }
+`;

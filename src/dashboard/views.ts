@@ -1,0 +1,295 @@
+// The JSON answers of the dashboard API, computed from a snapshot and, for rates and "recent"
+// counts, an earlier snapshot. Pure: no I/O. docs/dashboard-api.md describes every field.
+import type { Edge } from '../mesh/index.ts';
+import type { Snapshot } from './collect.ts';
+
+export type ExpiryStatus = 'ok' | 'warning' | 'critical' | 'expired' | 'unknown';
+
+export interface EdgeRow extends Edge {
+  readonly id: string;
+  readonly sourceNamespace: string | undefined;
+  readonly destinationNamespace: string | undefined;
+  readonly protocol: 'http' | 'tcp';
+  /** Per second over the window; null until there is an earlier snapshot to compare with. */
+  readonly requestRate: number | null;
+  readonly connectionRate: number | null;
+  /** Share of HTTP requests answered below 500; null without requests. */
+  readonly successRate: number | null;
+}
+
+const DAY_S = 86_400;
+
+function edgeId(edge: Pick<Edge, 'source' | 'destination' | 'isSecured' | 'reason'>): string {
+  return `${edge.source}→${edge.destination}${edge.isSecured ? '' : ` (${edge.reason ?? ''})`}`;
+}
+
+function rate(now: number, before: number | undefined, seconds: number): number | null {
+  if (before === undefined || seconds <= 0) return null;
+  return Math.max(0, now - before) / seconds;
+}
+
+export function edgesView(now: Snapshot, before: Snapshot | undefined, namespace?: string) {
+  const runtime = now.runtime;
+  const seconds = before ? (now.atMs - before.atMs) / 1000 : 0;
+  const earlier = new Map((before?.edges ?? []).map((edge) => [edgeId(edge), edge]));
+  const services = new Map((runtime?.services ?? []).map((service) => [service.name, service]));
+  const nameById = new Map((runtime?.services ?? []).map((service) => [service.spiffeId, service.name]));
+  // Requests by edge and status class, from the server side's counters.
+  const answered = new Map<string, { all: number; ok: number }>();
+  for (const { service, samples } of now.proxies) {
+    for (const { name, labels, value } of samples) {
+      if (name !== 'mutual_inbound_http_requests_total') continue;
+      const isSecured = labels.tls === 'true';
+      const source = labels.client_id ? (nameById.get(labels.client_id) ?? labels.client_id) : 'unknown';
+      const id = edgeId({
+        source,
+        destination: service,
+        isSecured,
+        reason: isSecured ? undefined : labels.no_tls_reason || 'plaintext',
+      });
+      const count = answered.get(id) ?? { all: 0, ok: 0 };
+      count.all += value;
+      if (Number(labels.status_code) < 500) count.ok += value;
+      answered.set(id, count);
+    }
+  }
+  const rows = now.edges.map((edge): EdgeRow => {
+    const id = edgeId(edge);
+    const previous = earlier.get(id);
+    const destination = services.get(edge.destination);
+    const counted = answered.get(id);
+    return {
+      ...edge,
+      id,
+      sourceNamespace: services.get(edge.source)?.namespace,
+      destinationNamespace: destination?.namespace,
+      protocol:
+        edge.requests > 0 || destination?.ports.some((port) => port.protocol === 'http') ? 'http' : 'tcp',
+      requestRate: rate(edge.requests, previous?.requests ?? (before ? 0 : undefined), seconds),
+      connectionRate: rate(edge.connections, previous?.connections ?? (before ? 0 : undefined), seconds),
+      successRate: counted && counted.all > 0 ? counted.ok / counted.all : null,
+    };
+  });
+  const filtered =
+    namespace === undefined
+      ? rows
+      : rows.filter((row) => row.sourceNamespace === namespace || row.destinationNamespace === namespace);
+  return {
+    generatedAt: new Date(now.atMs).toISOString(),
+    windowSeconds: before ? Math.round(seconds) : null,
+    namespaces: [...new Set((runtime?.services ?? []).map((service) => service.namespace))].sort(),
+    edges: filtered,
+    unreachable: now.unreachable,
+  };
+}
+
+/** Red/amber thresholds: a workload certificate by the share of its lifetime left, CA certificates by days. */
+export function expiryStatus(secondsLeft: number | undefined, lifetimeSeconds?: number): ExpiryStatus {
+  if (secondsLeft === undefined || Number.isNaN(secondsLeft)) return 'unknown';
+  if (secondsLeft <= 0) return 'expired';
+  if (lifetimeSeconds !== undefined && lifetimeSeconds > 0) {
+    const left = secondsLeft / lifetimeSeconds;
+    return left < 0.1 ? 'critical' : left < 0.25 ? 'warning' : 'ok';
+  }
+  return secondsLeft < 7 * DAY_S ? 'critical' : secondsLeft < 30 * DAY_S ? 'warning' : 'ok';
+}
+
+export function certificatesView(now: Snapshot) {
+  const at = now.atMs;
+  const secondsUntil = (iso: string | undefined) =>
+    iso === undefined ? undefined : Math.round((Date.parse(iso) - at) / 1000);
+  const fromUnix = (value: number) => ({
+    notAfter: new Date(value * 1000).toISOString(),
+    secondsLeft: Math.round(value - at / 1000),
+    status: expiryStatus(value - at / 1000),
+  });
+  const samples = now.identityService.samples;
+  const issuer = samples.find((sample) => sample.name === 'mutual_identity_issuer_expiry_timestamp_seconds');
+  const services = new Map((now.runtime?.services ?? []).map((service) => [service.name, service]));
+  return {
+    generatedAt: new Date(at).toISOString(),
+    trustDomain: now.runtime?.trustDomain ?? null,
+    identityService: {
+      reachable: now.identityService.error === undefined,
+      error: now.identityService.error ?? null,
+    },
+    issuer: issuer ? fromUnix(issuer.value) : null,
+    trustAnchors: samples
+      .filter((sample) => sample.name === 'mutual_identity_trust_anchor_expiry_timestamp_seconds')
+      .map((sample) => ({ fingerprint: sample.labels.fingerprint ?? '', ...fromUnix(sample.value) })),
+    workloads: now.identities.map(({ service, identity, error }) => {
+      const secondsLeft = secondsUntil(identity?.notAfter);
+      const lifetime =
+        identity?.notAfter && identity.notBefore
+          ? (Date.parse(identity.notAfter) - Date.parse(identity.notBefore)) / 1000
+          : undefined;
+      const secondsToRenewal = secondsUntil(identity?.renewAt);
+      let status = error ? 'unknown' : expiryStatus(secondsLeft, lifetime);
+      // Past its renewal time and still in use: the renewal is failing.
+      if (status === 'ok' && secondsToRenewal !== undefined && secondsToRenewal < -60) status = 'warning';
+      return {
+        service,
+        spiffeId: identity?.spiffeId ?? services.get(service)?.spiffeId ?? null,
+        notBefore: identity?.notBefore ?? null,
+        notAfter: identity?.notAfter ?? null,
+        renewAt: identity?.renewAt ?? null,
+        secondsLeft: secondsLeft ?? null,
+        secondsToRenewal: secondsToRenewal ?? null,
+        lastRenewal: identity?.lastRenewal ?? null,
+        status,
+        error: error ?? null,
+      };
+    }),
+  };
+}
+
+interface Denial {
+  service: string;
+  kind: 'authorization' | 'refused';
+  client: string;
+  clientId: string | null;
+  policy: string;
+  port: string;
+  count: number;
+  recent: number;
+}
+
+function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
+  const nameById = new Map((now.runtime?.services ?? []).map((service) => [service.spiffeId, service.name]));
+  const counts = (snapshot: Snapshot | undefined) => {
+    const found = new Map<string, Denial>();
+    for (const { service, samples } of snapshot?.proxies ?? []) {
+      for (const { name, labels, value } of samples) {
+        let denial: Omit<Denial, 'count' | 'recent'> | undefined;
+        if (name === 'mutual_authorization_decisions_total' && labels.decision === 'deny') {
+          const clientId = labels.client_id || null;
+          denial = {
+            service,
+            kind: 'authorization',
+            client: clientId ? (nameById.get(clientId) ?? clientId) : 'unknown (plaintext)',
+            clientId,
+            policy: labels.policy || '(no ALLOW policy matched)',
+            port: labels.port ?? '',
+          };
+        } else if (name === 'mutual_inbound_refused_total') {
+          denial = {
+            service,
+            kind: 'refused',
+            client: 'unknown',
+            clientId: null,
+            policy: `refused: ${labels.reason ?? 'unknown'}`,
+            port: labels.port ?? '',
+          };
+        }
+        if (!denial) continue;
+        const key = `${denial.service}\0${denial.kind}\0${denial.clientId}\0${denial.policy}\0${denial.port}`;
+        const entry = found.get(key) ?? { ...denial, count: 0, recent: 0 };
+        entry.count += value;
+        found.set(key, entry);
+      }
+    }
+    return found;
+  };
+  const earlier = counts(before);
+  return [...counts(now)]
+    .map(([key, denial]) => ({
+      ...denial,
+      recent: before ? Math.max(0, denial.count - (earlier.get(key)?.count ?? 0)) : denial.count,
+    }))
+    .sort((a, b) => b.recent - a.recent || b.count - a.count);
+}
+
+export function policyView(now: Snapshot, before: Snapshot | undefined) {
+  return {
+    generatedAt: new Date(now.atMs).toISOString(),
+    windowSeconds: before ? Math.round((now.atMs - before.atMs) / 1000) : null,
+    workloads: now.modes.map((modes) => ({
+      ...modes,
+      namespace: now.runtime?.services.find((service) => service.name === modes.service)?.namespace ?? null,
+      error: modes.error ?? null,
+    })),
+    denials: denials(now, before),
+  };
+}
+
+export function overviewView(now: Snapshot, before: Snapshot | undefined) {
+  const runtime = now.runtime;
+  const edges = now.edges;
+  const sum = (pick: (edge: Edge) => number, onlySecured: boolean) =>
+    edges.reduce((total, edge) => total + (onlySecured && !edge.isSecured ? 0 : pick(edge)), 0);
+  const share = (part: number, whole: number) => (whole > 0 ? part / whole : null);
+  const connections = { total: sum((e) => e.connections, false), secured: sum((e) => e.connections, true) };
+  const requests = { total: sum((e) => e.requests, false), secured: sum((e) => e.requests, true) };
+  const serviceNames = new Set((runtime?.services ?? []).map((service) => service.name));
+  const unmeshed = [
+    ...new Set(edges.flatMap((edge) => [edge.source, edge.destination]).filter((n) => !serviceNames.has(n))),
+  ].sort();
+  const recentDenials = denials(now, before);
+  const certificates = certificatesView(now);
+  const problems: Array<{ severity: 'error' | 'warning'; message: string }> = [];
+  if (!runtime) {
+    problems.push({
+      severity: 'warning',
+      message: `no mesh is running from ${now.stateDir}: start one with \`mutual up -f mesh.yaml\``,
+    });
+  }
+  for (const { service, error } of now.unreachable) {
+    problems.push({ severity: 'error', message: `the sidecar of ${service} does not answer (${error})` });
+  }
+  if (runtime && now.identityService.error) {
+    problems.push({
+      severity: 'error',
+      message: `the identity service does not answer (${now.identityService.error})`,
+    });
+  }
+  for (const edge of edges.filter((e) => !e.isSecured)) {
+    problems.push({
+      severity: 'warning',
+      message: `${edge.source} → ${edge.destination} is not mTLS (${edge.reason ?? 'plaintext'})`,
+    });
+  }
+  const expiring = [
+    ...(certificates.issuer ? [{ what: 'the issuer', ...certificates.issuer }] : []),
+    ...certificates.trustAnchors.map((anchor) => ({ what: `trust anchor ${anchor.fingerprint}`, ...anchor })),
+    ...certificates.workloads.map((w) => ({
+      what: `${w.service}'s certificate`,
+      status: w.status,
+      notAfter: w.notAfter,
+    })),
+  ];
+  for (const item of expiring) {
+    if (item.status === 'ok' || item.status === 'unknown') continue;
+    problems.push({
+      severity: item.status === 'warning' ? 'warning' : 'error',
+      message: `${item.what} ${item.status === 'expired' ? 'expired' : 'expires'} at ${item.notAfter}`,
+    });
+  }
+  return {
+    generatedAt: new Date(now.atMs).toISOString(),
+    mesh: {
+      isRunning: runtime !== undefined,
+      stateDir: now.stateDir,
+      trustDomain: runtime?.trustDomain ?? null,
+      startedAt: runtime?.startedAt ?? null,
+      services: runtime?.services.length ?? 0,
+    },
+    traffic: {
+      connections: { ...connections, securedShare: share(connections.secured, connections.total) },
+      requests: { ...requests, securedShare: share(requests.secured, requests.total) },
+    },
+    edges: { total: edges.length, secured: edges.filter((e) => e.isSecured).length },
+    workloads: {
+      meshed: (runtime?.services ?? [])
+        .map((service) => service.name)
+        .filter((name) => !now.unreachable.some((u) => u.service === name)),
+      unreachable: now.unreachable.map((u) => u.service),
+      unmeshed,
+    },
+    denials: {
+      total: recentDenials.reduce((total, d) => total + d.count, 0),
+      recent: recentDenials.reduce((total, d) => total + d.recent, 0),
+      windowSeconds: before ? Math.round((now.atMs - before.atMs) / 1000) : null,
+    },
+    problems,
+  };
+}
