@@ -135,6 +135,7 @@ export function renderWhereToLook(runtime: MeshRuntime, stateFlag: string): stri
     '\nLook around (in another terminal):',
     `  npx mutual edges${stateFlag}            who calls whom, and is it mTLS`,
     `  npx mutual check${stateFlag}            is everything healthy`,
+    `  npx mutual dashboard${stateFlag}        all of it in a browser, live (http://127.0.0.1:9800/)`,
     `  npx mutual identity ${first}${stateFlag}    ${first}'s certificate and when it renews`,
     `  npx mutual logs ${first} --proxy -f${stateFlag}`,
     `\nCtrl-C here, or \`npx mutual down${stateFlag}\`, stops everything.\n`,

@@ -34,15 +34,15 @@ h2 { font-size: 16px; margin: 0 0 12px; }
 .bar { height: 8px; border-radius: 4px; background: var(--bad-bg); overflow: hidden; margin-top: 8px; }
 .bar > span { display: block; height: 100%; background: var(--ok); width: 0; }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin-bottom: 20px; }
-table { width: 100%; border-collapse: collapse; }
+table { width: 100%; border-collapse: collapse; font-size: 13px; }
 th { text-align: left; font-size: 11px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted);
-  padding: 8px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+  padding: 8px 6px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th.num { text-align: right; }
 .scroll { overflow-x: auto; }
-td { padding: 9px 8px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
+td { padding: 9px 6px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
 tr:last-child td { border-bottom: none; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; color: #33475b; white-space: nowrap; }
+.id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; color: #33475b; white-space: nowrap; }
 .pill { display: inline-block; padding: 2px 9px; border-radius: 999px; font-size: 12px; font-weight: 600; white-space: nowrap; }
 .pill.secured, .pill.ok, .pill.STRICT { background: var(--ok-bg); color: var(--ok); }
 .pill.insecure, .pill.critical, .pill.expired, .pill.DISABLE, .pill.error { background: var(--bad-bg); color: var(--bad); }

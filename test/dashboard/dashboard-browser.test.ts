@@ -1,0 +1,138 @@
+// The dashboard in a real browser (Debian's chromium driven by playwright-core) against the demo
+// mesh started with `mutual up` in loopback mode: the demo's edges are secured with the right
+// identities, a plaintext client shows up as not secured with its reason, and the Certificates tab
+// shows the issuer's expiry. Screenshots go to test-artifacts/.
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { systemClock } from '../../src/clock.ts';
+import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
+import type { MeshRuntime } from '../../src/mesh/index.ts';
+import { repoRoot } from '../e2e/run-mutual.ts';
+
+function chromiumPath(): string | undefined {
+  try {
+    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+const executablePath = chromiumPath();
+const skip = executablePath ? false : 'chromium is not installed (apt-get install chromium; .ci/run does)';
+
+let dir: string;
+let up: ChildProcess;
+let upOutput = '';
+let runtime: MeshRuntime;
+let dashboard: Dashboard;
+let browser: Browser;
+let page: Page;
+const artifacts = join(repoRoot(), 'test-artifacts');
+
+before(async () => {
+  if (skip) return;
+  dir = await mkdtemp(join(tmpdir(), 'mutual-dashboard-e2e-'));
+  const stateDir = join(dir, 'state');
+  up = spawn(
+    process.execPath,
+    [join(repoRoot(), 'bin', 'mutual.js'), 'up', '-f', 'examples/demo/mesh.yaml', '--state-dir', stateDir],
+    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  up.stderr!.on('data', (chunk: Buffer) => {
+    upOutput += chunk.toString();
+  });
+  for await (const chunk of up.stdout!) {
+    upOutput += String(chunk);
+    if (upOutput.includes('The mesh is up')) break;
+  }
+  up.stdout!.resume();
+  assert.match(upOutput, /The mesh is up/, upOutput);
+  runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  dashboard = await createDashboard(
+    { stateDir, host: '127.0.0.1', port: 0, refreshMs: 500 },
+    { clock: systemClock },
+  );
+  await mkdir(artifacts, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: executablePath!,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
+});
+
+after(async () => {
+  if (skip) return;
+  await browser?.close();
+  dashboard?.destroy();
+  if (up && up.exitCode === null && up.signalCode === null) {
+    up.kill('SIGTERM');
+    await once(up, 'exit');
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+const row = (id: string) => page.locator(`tr[data-edge="${id}"]`);
+
+test('Edges lists the demo edges as mTLS with both identities', { skip }, async () => {
+  await page.goto(`${dashboard.url}#edges`);
+  // The vote bot drives web, which calls emoji and voting: these edges appear within seconds.
+  for (const [source, destination] of [
+    ['vote-bot', 'web'],
+    ['web', 'emoji'],
+    ['web', 'voting'],
+  ] as const) {
+    const edge = row(`${source}→${destination}`);
+    await edge.waitFor({ timeout: 30_000 });
+    const text = await edge.innerText();
+    assert.match(text, /✓ mTLS/);
+    assert.match(text, new RegExp(`ns/emojivoto/sa/${source}\\s+ns/emojivoto/sa/${destination}`));
+  }
+  await page.screenshot({ path: join(artifacts, 'dashboard-edges.png'), fullPage: true });
+});
+
+test("a plaintext client on web's STRICT inbound shows as not secured, with the reason", {
+  skip,
+}, async () => {
+  const inbound = runtime.services.find((service) => service.name === 'web')!.ports[0]!.inboundPort!;
+  const socket = connect({ host: '127.0.0.1', port: inbound });
+  socket.on('error', () => {});
+  socket.end('GET / HTTP/1.1\r\nHost: web\r\n\r\n');
+  await once(socket, 'close');
+  await page.goto(`${dashboard.url}#edges`);
+  const edge = row('unknown→web (refused: plaintext_strict)');
+  await edge.waitFor({ timeout: 15_000 });
+  assert.match(await edge.innerText(), /✗ refused: plaintext_strict/);
+  assert.equal(await edge.getAttribute('class'), 'insecure');
+  await page.screenshot({ path: join(artifacts, 'dashboard-edges-plaintext.png'), fullPage: true });
+  await page.goto(`${dashboard.url}#overview`);
+  await page.getByText('unknown → web is not mTLS (refused: plaintext_strict)').waitFor();
+  await page.screenshot({ path: join(artifacts, 'dashboard-overview.png'), fullPage: true });
+  await page.goto(`${dashboard.url}#topology`);
+  await page.locator('svg.topology path.edge.insecure').first().waitFor();
+  await page.screenshot({ path: join(artifacts, 'dashboard-topology.png'), fullPage: true });
+});
+
+test('Certificates shows when the issuer expires, and every workload certificate', { skip }, async () => {
+  const issuerNotAfter = /issuer valid until (\S+?)Z/.exec(upOutput)![1]!;
+  await page.goto(`${dashboard.url}#certificates`);
+  const issuer = page.locator('tr[data-cert="issuer"]');
+  await issuer.waitFor();
+  const text = await issuer.innerText();
+  assert.ok(text.includes(issuerNotAfter), `${text} should name ${issuerNotAfter}`);
+  assert.match(text, /ok\s+in 36\dd/);
+  for (const name of ['web', 'emoji', 'voting', 'vote-bot']) {
+    assert.match(await page.locator(`tr[data-cert="${name}"]`).innerText(), /ok\s+in (1d 0h|23h)/);
+  }
+  await page.screenshot({ path: join(artifacts, 'dashboard-certificates.png'), fullPage: true });
+  await page.goto(`${dashboard.url}#policy`);
+  await page.locator('tr[data-mode="voting"]').waitFor();
+  assert.match(await page.locator('tr[data-mode="voting"]').innerText(), /STRICT\s+emojivoto\/default/);
+  await page.screenshot({ path: join(artifacts, 'dashboard-policy.png'), fullPage: true });
+});
