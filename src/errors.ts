@@ -312,13 +312,15 @@ export const errorCatalog = {
       'Keep the default (127.0.0.1), or add --allow-remote when other machines must reach it (it has no login: put it behind something that has).',
   },
   MUTUAL_DASHBOARD_LISTEN_FAILED: {
-    meaning: 'The dashboard could not listen on the address given (in use, or not an address of this machine).',
+    meaning:
+      'The dashboard could not listen on the address given (in use, or not an address of this machine).',
     action: 'Pick another with --listen HOST:PORT; port 0 picks a free one and the URL is printed.',
   },
   MUTUAL_DASHBOARD_HOST_REFUSED: {
     meaning:
       'An API request named a Host other than this machine while the dashboard listens on loopback (how DNS-rebinding pages try to read it).',
-    action: 'Open the dashboard at the URL it printed (http://127.0.0.1:PORT/), or start it with --allow-remote.',
+    action:
+      'Open the dashboard at the URL it printed (http://127.0.0.1:PORT/), or start it with --allow-remote.',
   },
   MUTUAL_DASHBOARD_READ_ONLY: {
     meaning: 'The dashboard API was sent a method other than GET or HEAD; it never changes the mesh.',
@@ -330,7 +332,8 @@ export const errorCatalog = {
   },
   MUTUAL_DASHBOARD_COLLECT_FAILED: {
     meaning: 'The dashboard could not read the mesh state (for example a damaged runtime.json).',
-    action: 'Read the message; `mutual check` and `mutual down` (same --state-dir) help clean a broken state directory.',
+    action:
+      'Read the message; `mutual check` and `mutual down` (same --state-dir) help clean a broken state directory.',
   },
 
   // --- Files and command line ---
