@@ -6,6 +6,11 @@ import { errorCatalog } from './errors.ts';
 const AREAS: Record<string, string> = {
   SPIFFE: 'SPIFFE IDs',
   PKI: 'Certificates, keys and verification',
+  IDENTITY: 'Identity service',
+  PROXY: 'Sidecar proxy and interception',
+  POLICY: 'Policy',
+  MESH: 'The mesh on one machine',
+  DASHBOARD: 'Dashboard',
   IO: 'Files',
   CLI: 'Command line',
   INTERNAL: 'Internal',

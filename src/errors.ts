@@ -220,60 +220,6 @@ export const errorCatalog = {
       'Check that the kernel has the nat table (module iptable_nat or nf_tables) and try the rules from `--dry-run` by hand to see which one fails.',
   },
 
-  // --- Policy (PeerAuthentication, AuthorizationPolicy) ---
-  MUTUAL_POLICY_YAML_INVALID: {
-    meaning: 'A policy file is not valid YAML; the message gives the file, line and column.',
-    action:
-      'Fix the YAML at the position shown (indentation, an unclosed bracket or quote), then run `mutual policy check FILE`.',
-  },
-  MUTUAL_POLICY_INVALID: {
-    meaning:
-      'A PeerAuthentication or AuthorizationPolicy breaks its schema: an unknown field, a wrong type, a bad mode, principal, port or CIDR. The message lists every problem with file:line:column.',
-    action:
-      'Correct each field named in the message (unknown fields are refused, not ignored), then run `mutual policy check DIR` until it reports no errors.',
-  },
-  MUTUAL_POLICY_UNSUPPORTED: {
-    meaning:
-      'A policy uses an Istio feature Mutual does not implement: action CUSTOM, JWT request principals, path templates, or a condition key it cannot evaluate.',
-    action:
-      'Express the rule with ALLOW/DENY/AUDIT and the supported fields (principals, namespaces, ipBlocks, ports, methods, paths, hosts, source.*, request.headers[...], destination.port), or remove it.',
-  },
-  MUTUAL_POLICY_NOT_FOUND: {
-    meaning:
-      'A policy file or directory does not exist, cannot be watched, or (for `policy check`) holds no YAML files.',
-    action: 'Pass a YAML file or a directory of them; the message names the path that was tried.',
-  },
-
-  // --- The mesh on one machine (mutual up / down / check) ---
-  MUTUAL_MESH_CONFIG_INVALID: {
-    meaning:
-      'A mesh file (mesh.yaml) is not valid YAML or breaks a rule; the message names each file:line:column.',
-    action: 'Fix the fields named in the message; examples/demo/mesh.yaml shows every field with a comment.',
-  },
-  MUTUAL_MESH_ALREADY_RUNNING: {
-    meaning: 'A mesh is already running from this state directory.',
-    action: 'Stop it with `mutual down` (same --state-dir), or use another --state-dir.',
-  },
-  MUTUAL_MESH_NOT_RUNNING: {
-    meaning: 'No running mesh was found in the state directory (no runtime.json, or its processes are gone).',
-    action: 'Start one with `mutual up -f mesh.yaml`, or pass the --state-dir it was started with.',
-  },
-  MUTUAL_MESH_START_FAILED: {
-    meaning:
-      'A process of the mesh exited or did not become ready in time; the message names it and shows the end of its log.',
-    action:
-      'Read the log lines in the message (all of it: `mutual logs SERVICE [--proxy]`), fix the cause and run `mutual up` again.',
-  },
-  MUTUAL_MESH_SERVICE_UNKNOWN: {
-    meaning: 'A command named a service the running mesh does not have.',
-    action: 'Use one of the service names the message lists (they come from mesh.yaml).',
-  },
-  MUTUAL_MESH_ADMIN_UNREACHABLE: {
-    meaning: "A proxy's or the identity service's admin endpoint did not answer.",
-    action:
-      'Check that the mesh is up (`mutual check`) and read the process log (`mutual logs SERVICE --proxy`).',
-  },
-
   // --- Sidecar proxy ---
   MUTUAL_PROXY_CONFIG_INVALID: {
     meaning:
@@ -334,6 +280,60 @@ export const errorCatalog = {
     meaning: 'The dashboard could not read the mesh state (for example a damaged runtime.json).',
     action:
       'Read the message; `mutual check` and `mutual down` (same --state-dir) help clean a broken state directory.',
+  },
+
+  // --- Policy (PeerAuthentication, AuthorizationPolicy) ---
+  MUTUAL_POLICY_YAML_INVALID: {
+    meaning: 'A policy file is not valid YAML; the message gives the file, line and column.',
+    action:
+      'Fix the YAML at the position shown (indentation, an unclosed bracket or quote), then run `mutual policy check FILE`.',
+  },
+  MUTUAL_POLICY_INVALID: {
+    meaning:
+      'A PeerAuthentication or AuthorizationPolicy breaks its schema: an unknown field, a wrong type, a bad mode, principal, port or CIDR. The message lists every problem with file:line:column.',
+    action:
+      'Correct each field named in the message (unknown fields are refused, not ignored), then run `mutual policy check DIR` until it reports no errors.',
+  },
+  MUTUAL_POLICY_UNSUPPORTED: {
+    meaning:
+      'A policy uses an Istio feature Mutual does not implement: action CUSTOM, JWT request principals, path templates, or a condition key it cannot evaluate.',
+    action:
+      'Express the rule with ALLOW/DENY/AUDIT and the supported fields (principals, namespaces, ipBlocks, ports, methods, paths, hosts, source.*, request.headers[...], destination.port), or remove it.',
+  },
+  MUTUAL_POLICY_NOT_FOUND: {
+    meaning:
+      'A policy file or directory does not exist, cannot be watched, or (for `policy check`) holds no YAML files.',
+    action: 'Pass a YAML file or a directory of them; the message names the path that was tried.',
+  },
+
+  // --- The mesh on one machine (mutual up / down / check) ---
+  MUTUAL_MESH_CONFIG_INVALID: {
+    meaning:
+      'A mesh file (mesh.yaml) is not valid YAML or breaks a rule; the message names each file:line:column.',
+    action: 'Fix the fields named in the message; examples/demo/mesh.yaml shows every field with a comment.',
+  },
+  MUTUAL_MESH_ALREADY_RUNNING: {
+    meaning: 'A mesh is already running from this state directory.',
+    action: 'Stop it with `mutual down` (same --state-dir), or use another --state-dir.',
+  },
+  MUTUAL_MESH_NOT_RUNNING: {
+    meaning: 'No running mesh was found in the state directory (no runtime.json, or its processes are gone).',
+    action: 'Start one with `mutual up -f mesh.yaml`, or pass the --state-dir it was started with.',
+  },
+  MUTUAL_MESH_START_FAILED: {
+    meaning:
+      'A process of the mesh exited or did not become ready in time; the message names it and shows the end of its log.',
+    action:
+      'Read the log lines in the message (all of it: `mutual logs SERVICE [--proxy]`), fix the cause and run `mutual up` again.',
+  },
+  MUTUAL_MESH_SERVICE_UNKNOWN: {
+    meaning: 'A command named a service the running mesh does not have.',
+    action: 'Use one of the service names the message lists (they come from mesh.yaml).',
+  },
+  MUTUAL_MESH_ADMIN_UNREACHABLE: {
+    meaning: "A proxy's or the identity service's admin endpoint did not answer.",
+    action:
+      'Check that the mesh is up (`mutual check`) and read the process log (`mutual logs SERVICE --proxy`).',
   },
 
   // --- Files and command line ---
