@@ -182,7 +182,16 @@ export function createHttpInbound(deps: InboundDeps) {
   }
 
   return {
-    handle(stream: Socket | TLSSocket, _context: InboundContext) {
+    handle(stream: Socket | TLSSocket, context: InboundContext) {
+      const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
+      metrics.inboundConnections.inc(labels);
+      metrics.inboundOpen.inc();
+      stream.once('close', () => {
+        metrics.inboundOpen.dec();
+        metrics.inboundClosed.inc(labels);
+        metrics.inboundReceivedBytes.inc(labels, stream.bytesRead);
+        metrics.inboundSentBytes.inc(labels, stream.bytesWritten);
+      });
       server.emit('connection', stream);
     },
     close() {
