@@ -215,7 +215,7 @@ function comparisonMarkdown(
   afterLoad: ReturnType<typeof memoryAfterLoad>,
 ): string {
   const show = (value: number | null | undefined) =>
-    value === null || value === undefined ? '–' : String(value);
+    value === null || value === undefined ? '–' : String(Number(value.toPrecision(4)));
   const lines = [
     '',
     `## ${OURS_NAME} against issue 4's aims`,
