@@ -1,11 +1,14 @@
 import { Command } from 'commander';
 import { registerCaCommand } from './ca-command.ts';
 import { registerCertCommand } from './cert-command.ts';
+import { registerCheckCommand } from './check-command.ts';
 import type { CliContext } from './context.ts';
 import { registerDashboardCommand } from './dashboard-command.ts';
 import { registerDownCommand } from './down-command.ts';
+import { registerEdgesCommand } from './edges-command.ts';
 import { registerIdentityCommand } from './identity-command.ts';
 import { registerLogsCommand } from './logs-command.ts';
+import { registerMeshIdentityCommand } from './mesh-identity-command.ts';
 import { registerPolicyCommand } from './policy-command.ts';
 import { registerProxyCommand } from './proxy-command.ts';
 import { registerSpiffeCommand } from './spiffe-command.ts';
@@ -36,6 +39,9 @@ export function createProgram(context: CliContext): Command {
   registerLogsCommand(program, context);
   registerPolicyCommand(program, context);
   registerDashboardCommand(program, context);
+  registerMeshIdentityCommand(program, context);
+  registerEdgesCommand(program, context);
+  registerCheckCommand(program, context);
   const applyToSubcommands = (command: Command) => {
     for (const sub of command.commands) {
       sub.exitOverride().configureOutput(program.configureOutput());

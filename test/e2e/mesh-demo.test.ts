@@ -1,0 +1,222 @@
+// The demo as a user runs it: `mutual up` on examples/demo in loopback mode. Every sidecar is
+// ready, web's answer comes through emoji and voting over mTLS, `check` is green; then an
+// expired issuer and a skewed clock (injected), a plaintext client and a stopped sidecar each
+// turn `check` red with the right message; `mutual down` leaves no process behind.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { runCli } from '../../src/cli/index.ts';
+import { isRunning, type MeshRuntime } from '../../src/mesh/index.ts';
+import { repoRoot, runMutual } from './run-mutual.ts';
+
+let dir: string;
+let up: ChildProcess;
+let upOutput = '';
+let runtime: MeshRuntime;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-demo-'));
+  up = spawn(
+    process.execPath,
+    [
+      join(repoRoot(), 'bin', 'mutual.js'),
+      'up',
+      '-f',
+      'examples/demo/mesh.yaml',
+      '--state-dir',
+      join(dir, 'state'),
+    ],
+    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const isUp = new Promise<void>((resolve) => {
+    const collect = (chunk: Buffer) => {
+      upOutput += chunk.toString();
+      if (upOutput.includes('The mesh is up')) resolve();
+    };
+    up.stdout!.on('data', collect);
+    up.stderr!.on('data', collect);
+    up.once('exit', () => resolve());
+  });
+  await isUp;
+  assert.match(upOutput, /The mesh is up: 4 services, every sidecar ready/, upOutput);
+  runtime = JSON.parse(await readFile(join(dir, 'state', 'runtime.json'), 'utf8')) as MeshRuntime;
+});
+
+after(async () => {
+  if (up && up.exitCode === null && up.signalCode === null) {
+    up.kill('SIGTERM');
+    await once(up, 'exit');
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+const mutual = (...args: string[]) => runMutual([...args, '--state-dir', join(dir, 'state')]);
+const service = (name: string) => runtime.services.find((candidate) => candidate.name === name)!;
+
+/** `mutual check` in-process with a clock that is `offsetMs` ahead: skew and expiry, injected. */
+async function checkAt(offsetMs: number) {
+  let stdout = '';
+  const code = await runCli(['check', '-o', 'json', '--state-dir', join(dir, 'state')], {
+    clock: { now: () => Date.now() + offsetMs },
+    cwd: repoRoot(),
+    isColor: false,
+    write: (text) => {
+      stdout += text;
+    },
+    writeError: (text) => {
+      stdout += text;
+    },
+    setExitCode: () => {},
+    untilShutdown: () => new Promise(() => {}),
+  });
+  return { code, report: JSON.parse(stdout) as { checks: Array<Record<string, any>> } };
+}
+
+const failed = (report: { checks: Array<Record<string, any>> }) =>
+  report.checks
+    .filter((check) => check.status === 'fail' && check.severity === 'error')
+    .map((c) => c.description);
+
+test('up prints every step and where to look', () => {
+  assert.match(upOutput, /✓ CA\s+created/);
+  assert.match(upOutput, /✓ identity\s+identity service https:\/\/127\.0\.0\.1:\d+ ready/);
+  for (const name of ['web', 'emoji', 'voting', 'vote-bot']) {
+    assert.match(upOutput, new RegExp(`✓ ${name}\\s+spiffe://cluster.local/ns/emojivoto/sa/${name} ready`));
+  }
+  assert.match(upOutput, /npx mutual edges --state-dir/);
+});
+
+test('web answers with data from emoji and voting, carried by the sidecars', async () => {
+  const web = `http://127.0.0.1:${service('web').ports[0]!.appPort}`;
+  const list = (await (await fetch(`${web}/api/list`)).json()) as Array<{ shortcode: string }>;
+  assert.ok(list.some((emoji) => emoji.shortcode === ':joy:'));
+  const vote = await fetch(`${web}/api/vote?shortcode=:joy:`);
+  assert.equal(vote.status, 200, await vote.clone().text());
+  assert.equal(((await vote.json()) as { shortcode: string }).shortcode, ':joy:');
+  const page = await (await fetch(`${web}/`)).text();
+  assert.match(page, /Vote for your favourite emoji/);
+});
+
+test('token files and the CA keys are readable by their owner only', async () => {
+  const token = await stat(join(dir, 'state', 'tokens', 'web.token'));
+  assert.equal(token.mode & 0o777, 0o600);
+  const key = await stat(join(dir, 'state', 'ca', 'issuer.key'));
+  assert.equal(key.mode & 0o777, 0o600);
+});
+
+test('identity shows the sidecar chain, verified, with time to renewal', async () => {
+  const short = await mutual('identity', 'web');
+  assert.equal(short.code, 0, short.stderr);
+  assert.match(short.stdout, /^web {2}spiffe:\/\/cluster\.local\/ns\/emojivoto\/sa\/web/);
+  assert.match(short.stdout, /verified\s+chains to the mesh's trust bundle/);
+  assert.match(short.stdout, /renews\s+\S+ \(in \d+h \d+m\)/);
+  const json = await mutual('identity', 'show', 'voting', '-o', 'json');
+  const view = JSON.parse(json.stdout);
+  assert.equal(view.spiffeId, 'spiffe://cluster.local/ns/emojivoto/sa/voting');
+  assert.equal(view.verification.ok, true);
+  assert.equal(view.chain.length, 2);
+});
+
+test('edges: web → emoji and web → voting are mTLS with both identities; vote-bot is denied at voting', async () => {
+  // vote-bot tries voting directly every fifth round (about 5 s); wait for the denial to show.
+  let edges: Array<Record<string, any>> = [];
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const result = await mutual('edges', '-o', 'json');
+    assert.equal(result.code, 0, result.stderr);
+    edges = JSON.parse(result.stdout).edges;
+    if (edges.some((edge) => edge.source === 'vote-bot' && edge.destination === 'voting' && edge.denied > 0))
+      break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const find = (source: string, destination: string) =>
+    edges.find((edge) => edge.source === source && edge.destination === destination && edge.isSecured);
+  for (const [source, destination] of [
+    ['web', 'emoji'],
+    ['web', 'voting'],
+    ['vote-bot', 'web'],
+  ] as const) {
+    const edge = find(source, destination);
+    assert.ok(edge, `${source} → ${destination} in ${JSON.stringify(edges)}`);
+    assert.equal(edge.clientId, `spiffe://cluster.local/ns/emojivoto/sa/${source}`);
+    assert.equal(edge.serverId, `spiffe://cluster.local/ns/emojivoto/sa/${destination}`);
+    assert.ok(edge.requests > 0);
+  }
+  assert.equal(find('web', 'voting')!.denied, 0);
+  assert.ok(find('vote-bot', 'voting')!.denied > 0, 'the AuthorizationPolicy lets only web call voting');
+  const table = await mutual('edges');
+  assert.match(table.stdout, /^SOURCE\s+DESTINATION\s+CLIENT_ID\s+SERVER_ID\s+SECURED/);
+  assert.match(table.stdout, /web\s+emoji\s+ns\/emojivoto\/sa\/web\s+ns\/emojivoto\/sa\/emoji\s+√/);
+});
+
+test('check is green on the running demo', async () => {
+  const result = await mutual('check');
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.match(result.stdout, /√ sidecar is ready \(web, emoji, voting, vote-bot\)/);
+  assert.match(result.stdout, /Status check results are √/);
+});
+
+test('an expired issuer and a skewed clock (injected) turn check red', async () => {
+  const expired = await checkAt(400 * 86_400_000);
+  assert.equal(expired.code, 1);
+  assert.ok(
+    failed(expired.report).includes('issuer is within its validity period'),
+    failed(expired.report).join(),
+  );
+  const skewed = await checkAt(-5 * 60_000);
+  assert.equal(skewed.code, 1);
+  const clock = skewed.report.checks.find(
+    (check) => check.description === "identity service's clock agrees with this machine's",
+  );
+  assert.equal(clock?.status, 'fail');
+  assert.match(clock!.results[0].message, /ahead of this machine's \(allowed: 20s\)/);
+  assert.match(clock!.results[0].details.join('\n'), /this machine: /);
+});
+
+test('a plaintext client is refused and turns check red', async () => {
+  const inbound = service('voting').ports[0]!.inboundPort!;
+  const socket = connect(inbound, '127.0.0.1');
+  await once(socket, 'connect');
+  socket.end('POST /vote?shortcode=:joy: HTTP/1.1\r\nhost: voting\r\n\r\n');
+  let answer = '';
+  socket.on('data', (chunk: Buffer) => {
+    answer += chunk.toString();
+  });
+  await once(socket, 'close');
+  assert.doesNotMatch(answer, /"votes"/, 'STRICT must not pass plain text to the app');
+  const result = await mutual('check');
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stdout,
+    /× no plaintext traffic into meshed workloads\n.*\n\s+unknown → voting: 1 connection.*\(refused: /,
+  );
+});
+
+test('a stopped sidecar turns check red, naming it', async () => {
+  process.kill(-service('emoji').proxy.pid, 'SIGKILL');
+  const result = await mutual('check');
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stdout,
+    /× sidecar is ready\n\s+emoji: the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+/,
+  );
+  assert.match(result.stdout, /fix: read its log: `mutual logs SERVICE --proxy`/);
+});
+
+test('down stops every process and forgets the runtime', async () => {
+  const result = await mutual('down');
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /Stopped the mesh/);
+  if (up.exitCode === null && up.signalCode === null) await once(up, 'exit');
+  assert.match(upOutput, /SIGTERM: stopping the mesh\nStopped every process of the mesh\./);
+  const recorded = [runtime.identity, ...runtime.services.flatMap((s) => [s.app, s.proxy])];
+  for (const process of recorded)
+    assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
+  await assert.rejects(stat(join(dir, 'state', 'runtime.json')), { code: 'ENOENT' });
+  const again = await mutual('check');
+  assert.match(again.stdout, /× a mesh is running from the state directory/);
+});
