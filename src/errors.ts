@@ -382,3 +382,10 @@ export class MutualError extends Error {
 export function isMutualError(value: unknown, code?: ErrorCode): value is MutualError {
   return value instanceof MutualError && (code === undefined || value.code === code);
 }
+
+/** The error itself when it is a MutualError; anything else wrapped as MUTUAL_INTERNAL, keeping its cause. */
+export function toMutualError(error: unknown): MutualError {
+  return isMutualError(error)
+    ? error
+    : new MutualError('MUTUAL_INTERNAL', String((error as Error)?.message ?? error), { cause: error });
+}

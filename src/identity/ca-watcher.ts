@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.ts';
-import { isMutualError, MutualError } from '../errors.ts';
+import { MutualError, toMutualError } from '../errors.ts';
 import type { CertificateAuthority, TrustBundle } from '../pki/index.ts';
 import { type CaFilePaths, readTextFile } from '../store/index.ts';
 import { assertIssuerUnderAnchors, loadAnchors, loadIssuer } from './ca-validation.ts';
@@ -93,10 +93,7 @@ export async function createCaWatcher(options: CaWatcherOptions) {
     try {
       return { ok: true, value: await run() };
     } catch (error) {
-      const wrapped = isMutualError(error)
-        ? error
-        : new MutualError('MUTUAL_INTERNAL', String((error as Error)?.message ?? error), { cause: error });
-      return { ok: false, error: wrapped };
+      return { ok: false, error: toMutualError(error) };
     }
   }
 

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
 import type { ProxyCredentialsConfig } from '../config/index.ts';
-import { isMutualError, MutualError } from '../errors.ts';
+import { MutualError, toMutualError } from '../errors.ts';
 import {
   createPeerVerifier,
   isSameKey,
@@ -104,7 +104,7 @@ function identityServiceCredentials(
         });
         identity.start();
       })().catch((error: unknown) => {
-        const failure = asMutualError(error);
+        const failure = toMutualError(error);
         status = {
           result: 'failed',
           atMs: deps.clock.now(),
@@ -158,7 +158,7 @@ function fileCredentials(
         for (const listener of listeners) listener(next);
       }
     } catch (error) {
-      const failure = asMutualError(error);
+      const failure = toMutualError(error);
       status = {
         result: 'failed',
         atMs: deps.clock.now(),
@@ -269,10 +269,4 @@ async function readCredentialFile(path: string, flag: string): Promise<string> {
       },
     );
   }
-}
-
-function asMutualError(error: unknown): MutualError {
-  return isMutualError(error)
-    ? error
-    : new MutualError('MUTUAL_INTERNAL', (error as Error)?.message ?? String(error), { cause: error });
 }

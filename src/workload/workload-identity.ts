@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.ts';
-import { isMutualError, MutualError } from '../errors.ts';
+import { MutualError, toMutualError } from '../errors.ts';
 import {
   createCsr,
   createPeerVerifier,
@@ -116,9 +116,7 @@ export function createWorkloadIdentity(config: WorkloadIdentityConfig) {
       config.onEvent?.({ kind: 'issued', notAfterMs: next.notAfterMs });
       delayMs = renewalDelayMs(next.notBeforeMs, next.notAfterMs, config.clock.now());
     } catch (error) {
-      lastError = isMutualError(error)
-        ? error
-        : new MutualError('MUTUAL_INTERNAL', (error as Error).message ?? String(error), { cause: error });
+      lastError = toMutualError(error);
       delayMs = backoffDelayMs(failures++, config.retryBaseMs ?? 1000, config.retryMaxMs ?? 30_000);
       config.onEvent?.({
         kind: 'renewal-failed',
