@@ -8,19 +8,12 @@ import {
   parseCertificatesPem,
   privateKeyToPem,
 } from '../pki/index.ts';
+import type { MeshCredentials } from '../tls/index.ts';
 import { createIdentityClient, type IdentityClient } from './identity-client.ts';
 import { backoffDelayMs, renewalDelayMs } from './renewal.ts';
 
-/** What the proxy serves with: always a matching key, chain and bundle. */
-export interface WorkloadCredentials {
-  readonly spiffeId: string;
-  readonly privateKeyPem: string;
-  /** Leaf then intermediates. */
-  readonly certificateChainPem: string;
-  readonly trustBundlePem: string;
-  readonly notBeforeMs: number;
-  readonly notAfterMs: number;
-}
+/** What the proxy serves with: the same shape node:tls contexts are built from. */
+export type WorkloadCredentials = MeshCredentials;
 
 export interface WorkloadIdentityConfig {
   readonly spiffeId: string;
