@@ -104,14 +104,7 @@ function identityServiceCredentials(
         });
         identity.start();
       })().catch((error: unknown) => {
-        const failure = toMutualError(error);
-        status = {
-          result: 'failed',
-          atMs: deps.clock.now(),
-          error: { code: failure.code, message: failure.message },
-        };
-        deps.onResult('failed');
-        deps.log.error('cannot start certificate renewal', { code: failure.code, error: failure.message });
+        status = recordFailure(deps, error, 'error', 'cannot start certificate renewal');
       });
     },
     current: () => identity?.current(),
@@ -158,20 +151,10 @@ function fileCredentials(
         for (const listener of listeners) listener(next);
       }
     } catch (error) {
-      const failure = toMutualError(error);
-      status = {
-        result: 'failed',
-        atMs: deps.clock.now(),
-        error: { code: failure.code, message: failure.message },
-      };
-      deps.onResult('failed');
-      deps.log.warn(
-        credentials ? 'new credentials refused; the old ones keep serving' : 'credentials not usable',
-        {
-          code: failure.code,
-          error: failure.message,
-        },
-      );
+      const message = credentials
+        ? 'new credentials refused; the old ones keep serving'
+        : 'credentials not usable';
+      status = recordFailure(deps, error, 'warn', message);
     } finally {
       isLoading = false;
       if (isPending) {
@@ -269,4 +252,21 @@ async function readCredentialFile(path: string, flag: string): Promise<string> {
       },
     );
   }
+}
+
+/** Counts and logs a failed load or start; returns the status that reports it. */
+function recordFailure(
+  deps: CredentialDeps,
+  error: unknown,
+  level: 'warn' | 'error',
+  message: string,
+): CredentialStatus {
+  const failure = toMutualError(error);
+  deps.onResult('failed');
+  deps.log[level](message, { code: failure.code, error: failure.message });
+  return {
+    result: 'failed',
+    atMs: deps.clock.now(),
+    error: { code: failure.code, message: failure.message },
+  };
 }
