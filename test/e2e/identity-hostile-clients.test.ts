@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from 'node:tls';
 import { createCsr } from '../../src/pki/index.ts';
-import { type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
+import { createCa, type IdentityServiceProcess, mintJoinToken, startIdentityService } from './run-mutual.ts';
 
 const WEB = 'spiffe://cluster.local/ns/demo/sa/web';
 let dir: string;
@@ -21,16 +21,10 @@ let token: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-hostile-'));
-  assert.equal(
-    (await runMutual(['ca', 'create', '--trust-domain', 'cluster.local', '--out', join(dir, 'ca')])).code,
-    0,
-  );
+  await createCa(join(dir, 'ca'));
   bundlePem = await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8');
   service = await startIdentityService(join(dir, 'ca'), join(dir, 'state'), ['--client-timeout', '1s']);
-  const minted = await runMutual([
-    ...['identity', 'token', 'create', '--ns', 'demo', '--sa', 'web', '--state-dir', join(dir, 'state')],
-  ]);
-  token = minted.stdout.trim();
+  token = await mintJoinToken(join(dir, 'state'), 'demo', 'web');
 });
 
 after(async () => {

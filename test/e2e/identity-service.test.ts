@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SignJWT } from 'jose';
 import { createCsr, createPeerVerifier, parseBundlePem, parseCertificatesPem } from '../../src/pki/index.ts';
-import { type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
+import { createCa, type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
 
 let dir: string;
 let service: IdentityServiceProcess;
@@ -20,15 +20,7 @@ let bundlePem: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-identity-'));
-  const created = await runMutual([
-    'ca',
-    'create',
-    '--trust-domain',
-    'cluster.local',
-    '--out',
-    join(dir, 'ca'),
-  ]);
-  assert.equal(created.code, 0, created.stderr);
+  await createCa(join(dir, 'ca'));
   bundlePem = await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8');
   service = await startIdentityService(join(dir, 'ca'), join(dir, 'state'), ['--lifetime', '1h']);
   apiUrl = service.apiUrl;

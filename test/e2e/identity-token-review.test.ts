@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createCsr } from '../../src/pki/index.ts';
-import { type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
+import { createCa, type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
 
 const AUDIENCE = 'identity.mutual.dev';
 const SERVICE_TOKEN = 'identity-service-own-token';
@@ -116,10 +116,7 @@ before(async () => {
   apiServer.listen(0, '127.0.0.1');
   await new Promise((resolve) => apiServer.once('listening', resolve));
   await writeFile(join(dir, 'sa-token'), `${SERVICE_TOKEN}\n`);
-  assert.equal(
-    (await runMutual(['ca', 'create', '--trust-domain', 'cluster.local', '--out', join(dir, 'ca')])).code,
-    0,
-  );
+  await createCa(join(dir, 'ca'));
   bundlePem = await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8');
   service = await startIdentityService(join(dir, 'ca'), join(dir, 'state'), [
     ...['--token-review-url', `https://127.0.0.1:${(apiServer.address() as AddressInfo).port}`],

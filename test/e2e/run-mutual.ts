@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -44,6 +45,29 @@ export function runMutual(
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** `mutual ca create` for trust domain cluster.local into `out`; fails with mutual's stderr otherwise. */
+export async function createCa(out: string): Promise<void> {
+  const created = await runMutual(['ca', 'create', '--trust-domain', 'cluster.local', '--out', out]);
+  assert.equal(created.code, 0, created.stderr);
+}
+
+/** `mutual identity token create` for NS/SA with the identity service state in `stateDir`. */
+export async function mintJoinToken(stateDir: string, ns: string, sa: string): Promise<string> {
+  const minted = await runMutual([
+    'identity',
+    'token',
+    'create',
+    '--ns',
+    ns,
+    '--sa',
+    sa,
+    '--state-dir',
+    stateDir,
+  ]);
+  assert.equal(minted.code, 0, minted.stderr);
+  return minted.stdout.trim();
 }
 
 export interface IdentityServiceProcess {

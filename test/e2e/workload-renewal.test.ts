@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { systemClock } from '../../src/clock.ts';
 import { createWorkloadIdentity, type WorkloadEvent } from '../../src/workload/index.ts';
-import { type IdentityServiceProcess, runMutual, startIdentityService } from './run-mutual.ts';
+import { createCa, type IdentityServiceProcess, mintJoinToken, startIdentityService } from './run-mutual.ts';
 
 const WEB = 'spiffe://cluster.local/ns/demo/sa/web';
 let dir: string;
@@ -32,23 +32,9 @@ after(async () => {
 
 test('renews with a fresh key, survives an identity-service outage, recovers', async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-renew-'));
-  assert.equal(
-    (await runMutual(['ca', 'create', '--trust-domain', 'cluster.local', '--out', join(dir, 'ca')])).code,
-    0,
-  );
+  await createCa(join(dir, 'ca'));
   const url = await startService('127.0.0.1:0');
-  const minted = await runMutual([
-    'identity',
-    'token',
-    'create',
-    '--ns',
-    'demo',
-    '--sa',
-    'web',
-    '--state-dir',
-    join(dir, 'state'),
-  ]);
-  await writeFile(join(dir, 'token'), minted.stdout.trim());
+  await writeFile(join(dir, 'token'), await mintJoinToken(join(dir, 'state'), 'demo', 'web'));
   const events: WorkloadEvent[] = [];
   const waiters: Array<() => void> = [];
   const workload = createWorkloadIdentity({

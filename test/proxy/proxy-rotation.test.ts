@@ -9,7 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { metricValue, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
-import { type IdentityServiceProcess, runMutual, startIdentityService } from '../e2e/run-mutual.ts';
+import {
+  createCa,
+  type IdentityServiceProcess,
+  mintJoinToken,
+  startIdentityService,
+} from '../e2e/run-mutual.ts';
 
 let dir: string;
 let identity: IdentityServiceProcess;
@@ -18,34 +23,14 @@ const app = createServer((_request, response) => response.end('ok'));
 const echo = createTcpServer((socket) => socket.pipe(socket));
 
 async function token(ns: string, sa: string): Promise<string> {
-  const result = await runMutual([
-    'identity',
-    'token',
-    'create',
-    '--ns',
-    ns,
-    '--sa',
-    sa,
-    '--state-dir',
-    join(dir, 'state'),
-  ]);
-  assert.equal(result.code, 0, result.stderr);
   const file = join(dir, `${sa}.token`);
-  await writeFile(file, result.stdout.trim(), { mode: 0o600 });
+  await writeFile(file, await mintJoinToken(join(dir, 'state'), ns, sa), { mode: 0o600 });
   return file;
 }
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-rotation-'));
-  const created = await runMutual([
-    'ca',
-    'create',
-    '--trust-domain',
-    'cluster.local',
-    '--out',
-    join(dir, 'ca'),
-  ]);
-  assert.equal(created.code, 0, created.stderr);
+  await createCa(join(dir, 'ca'));
   identity = await startIdentityService(join(dir, 'ca'), join(dir, 'state'), [
     '--lifetime',
     '6s',
@@ -82,11 +67,7 @@ before(async () => {
     ],
   ]);
   proxies.push(client);
-  for (const proxy of proxies) {
-    for (let i = 0; i < 100 && (await fetch(`${proxy.adminUrl}/ready`)).status !== 200; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
+  await Promise.all(proxies.map((proxy) => proxy.untilReady()));
 });
 
 after(async () => {
