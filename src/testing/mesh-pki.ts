@@ -84,6 +84,8 @@ export interface ProxyProcess {
   readonly outbound: readonly { host: string; port: number }[];
   output(): string;
   metrics(): Promise<string>;
+  /** Resolves once /ready answers 200; throws after 10 s. */
+  untilReady(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -141,6 +143,7 @@ export async function startProxyProcess(
     outbound,
     output: () => output,
     metrics: async () => (await fetch(`${adminUrl}/metrics`)).text(),
+    untilReady: () => waitUntil(async () => (await fetch(`${adminUrl}/ready`)).ok, `${adminUrl}/ready`),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -162,4 +165,13 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     }
   }
   return total;
+}
+
+/** Polls `check` every 100 ms until it holds; throws naming `what` after 10 s. */
+export async function waitUntil(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }

@@ -13,15 +13,8 @@ import {
   type ProxyProcess,
   startProxyProcess,
   type TestPki,
+  waitUntil,
 } from '../../src/testing/mesh-pki.ts';
-
-async function until(check: () => Promise<boolean>, what: string) {
-  for (let i = 0; i < 100; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 describe('static credentials', () => {
   let dir: string;
@@ -72,7 +65,7 @@ describe('static credentials', () => {
     proxies.push(client);
     const identity = async () =>
       (await (await fetch(`${server.adminUrl}/identity`)).json()) as { certificateChainPem: string };
-    await until(async () => (await fetch(`${server.adminUrl}/ready`)).ok, 'server ready');
+    await server.untilReady();
     const before = (await identity()).certificateChainPem;
     const url = `http://127.0.0.1:${client.outbound[0]!.port}/`;
     assert.equal((await fetch(url)).status, 200);
@@ -83,13 +76,13 @@ describe('static credentials', () => {
     await copyFile(second.keyFile, join(liveDir, 'key.new'));
     await rename(join(liveDir, 'key.new'), join(liveDir, 'key.pem'));
     await rename(join(liveDir, 'cert.new'), join(liveDir, 'cert.pem'));
-    await until(async () => (await identity()).certificateChainPem !== before, 'the new certificate');
+    await waitUntil(async () => (await identity()).certificateChainPem !== before, 'the new certificate');
     assert.equal((await identity()).certificateChainPem, await readFile(second.certFile, 'utf8'));
     assert.equal((await fetch(url, { headers: { connection: 'close' } })).status, 200);
 
     // A key that does not match the certificate: refused, counted, and the second set serves on.
     await writeFile(join(liveDir, 'key.pem'), await readFile(first.keyFile));
-    await until(
+    await waitUntil(
       async () =>
         metricValue(await server.metrics(), 'mutual_proxy_certificate_renewals_total', {
           result: 'failure',

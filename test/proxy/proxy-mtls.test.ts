@@ -129,11 +129,7 @@ describe('sidecar proxy between two workloads', () => {
       ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${permissiveIn!.port}`],
       ...['--admin-listen', '127.0.0.1:0'],
     ]);
-    for (const proxy of [server, client]) {
-      for (let i = 0; i < 100 && (await fetch(`${proxy.adminUrl}/ready`)).status !== 200; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    await Promise.all([server.untilReady(), client.untilReady()]);
   });
 
   after(async () => {

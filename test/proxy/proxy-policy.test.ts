@@ -13,6 +13,7 @@ import {
   metricValue,
   type ProxyProcess,
   startProxyProcess,
+  waitUntil,
 } from '../../src/testing/mesh-pki.ts';
 
 const ALLOW_WEB = `apiVersion: security.istio.io/v1
@@ -29,14 +30,6 @@ kind: AuthorizationPolicy
 metadata: { name: emoji-callers, namespace: demo }
 spec: {}
 `;
-
-async function until(check: () => Promise<boolean>, what: string) {
-  for (let i = 0; i < 100; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 describe('policy through real proxies', () => {
   let dir: string;
@@ -75,8 +68,7 @@ describe('policy through real proxies', () => {
     }
     webUrl = `http://127.0.0.1:${proxies[1]!.outbound[0]!.port}`;
     attackerUrl = `http://127.0.0.1:${proxies[2]!.outbound[0]!.port}`;
-    for (const proxy of proxies)
-      await until(async () => (await fetch(`${proxy.adminUrl}/ready`)).ok, 'ready');
+    for (const proxy of proxies) await proxy.untilReady();
   });
 
   after(async () => {
@@ -97,11 +89,11 @@ describe('policy through real proxies', () => {
 
   test('a policy change on disk applies to the next request; probe paths stay open under spec: {}', async () => {
     await writeFile(join(policyDir, 'emoji.yaml'), DENY_ALL);
-    await until(async () => (await fetch(`${webUrl}/emoji`)).status === 403, 'deny-all to take effect');
+    await waitUntil(async () => (await fetch(`${webUrl}/emoji`)).status === 403, 'deny-all to take effect');
     assert.equal((await fetch(`${webUrl}/healthz`)).status, 200);
     assert.equal((await fetch(`${attackerUrl}/healthz`)).status, 200);
     await writeFile(join(policyDir, 'emoji.yaml'), ALLOW_WEB);
-    await until(async () => (await fetch(`${webUrl}/emoji`)).status === 200, 'allow to come back');
+    await waitUntil(async () => (await fetch(`${webUrl}/emoji`)).status === 200, 'allow to come back');
     const denials = metricValue(await server.metrics(), 'mutual_authorization_decisions_total', {
       decision: 'deny',
       policy: 'demo/emoji-callers',
