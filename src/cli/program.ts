@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { VERSION } from '../version.ts';
 import { registerCaCommand } from './ca-command.ts';
 import { registerCertCommand } from './cert-command.ts';
 import { registerCheckCommand } from './check-command.ts';
@@ -14,7 +15,7 @@ import { registerProxyCommand } from './proxy-command.ts';
 import { registerSpiffeCommand } from './spiffe-command.ts';
 import { registerUpCommand } from './up-command.ts';
 
-export const VERSION = '0.1.0';
+export { VERSION };
 
 /** The `mutual` command tree. Usage errors throw (exitOverride) so the caller reports them with a code. */
 export function createProgram(context: CliContext): Command {

@@ -1,0 +1,61 @@
+// The names every Kubernetes piece must agree on: what `mutual install` creates, what the
+// injector writes into pods and what the control plane looks up. Change one here, not in three
+// places.
+
+import { VERSION } from '../version.ts';
+
+/** Where the control plane runs; also the policy root namespace (mesh-wide policies). */
+export const CONTROL_PLANE_NAMESPACE = 'mutual-system';
+
+/** The one image every component runs (`mutual <subcommand>`); `--image` overrides it. */
+export const DEFAULT_IMAGE = `ghcr.io/mutual-mesh/mutual:${VERSION}`;
+
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+
+/** Audience of the projected ServiceAccount token the proxy presents to the identity service. */
+export const IDENTITY_TOKEN_AUDIENCE = 'identity.mutual.dev';
+
+export const PROXY_UID = 2102;
+
+export const PROXY_PORTS = { inbound: 4143, outbound: 4140, admin: 4191 } as const;
+
+/** Services of the control plane: `<name>.mutual-system.svc:<port>`. */
+export const CONTROL_PLANE = {
+  identity: { name: 'mutual-identity', port: 8443, adminPort: 9990, serviceAccount: 'mutual-identity' },
+  destination: {
+    name: 'mutual-destination',
+    port: 8086,
+    adminPort: 9996,
+    serviceAccount: 'mutual-destination',
+  },
+  injector: { name: 'mutual-injector', port: 8443, adminPort: 9995, serviceAccount: 'mutual-injector' },
+} as const;
+
+/** The trust anchors (PEM bundle) as a ConfigMap; proxies mount it and the identity service watches it. */
+export const TRUST_ANCHORS_CONFIG_MAP = { name: 'mutual-trust-anchors', key: 'ca-bundle.crt' } as const;
+
+/** The issuer as a `kubernetes.io/tls` Secret (tls.crt with its chain, tls.key), cert-manager compatible. */
+export const ISSUER_SECRET = {
+  name: 'mutual-identity-issuer',
+  certKey: 'tls.crt',
+  keyKey: 'tls.key',
+} as const;
+
+/** Annotations and labels users and the injector share (Linkerd's `linkerd.io/inject` shape). */
+export const ANNOTATIONS = {
+  inject: 'mutual.dev/inject',
+  injected: 'mutual.dev/proxy-injected',
+  skipInboundPorts: 'config.mutual.dev/skip-inbound-ports',
+  skipOutboundPorts: 'config.mutual.dev/skip-outbound-ports',
+  skipOutboundSubnets: 'config.mutual.dev/skip-outbound-subnets',
+  opaquePorts: 'config.mutual.dev/opaque-ports',
+  defaultMode: 'config.mutual.dev/default-mode',
+  proxyImage: 'config.mutual.dev/proxy-image',
+} as const;
+
+export const LABELS = {
+  controlPlaneComponent: 'mutual.dev/control-plane-component',
+  proxyInjected: 'mutual.dev/proxy-injected',
+} as const;
+
+export const INJECT_VALUES = { enabled: 'enabled', disabled: 'disabled' } as const;
