@@ -19,16 +19,16 @@ export const PROXY_UID = 2102;
 
 export const PROXY_PORTS = { inbound: 4143, outbound: 4140, admin: 4191 } as const;
 
-/** Services of the control plane: `<name>.mutual-system.svc:<port>`. */
+/** Services of the control plane: `<name>.mutual-system.svc:<port>`. The ServiceAccount names match the SPIFFE IDs the components serve with (`spiffe://<td>/ns/mutual-system/sa/identity`, the proxy's default `--identity-server-id`). */
 export const CONTROL_PLANE = {
-  identity: { name: 'mutual-identity', port: 8443, adminPort: 9990, serviceAccount: 'mutual-identity' },
+  identity: { name: 'mutual-identity', port: 8443, adminPort: 9990, serviceAccount: 'identity' },
   destination: {
     name: 'mutual-destination',
     port: 8086,
     adminPort: 9996,
-    serviceAccount: 'mutual-destination',
+    serviceAccount: 'destination',
   },
-  injector: { name: 'mutual-injector', port: 8443, adminPort: 9995, serviceAccount: 'mutual-injector' },
+  injector: { name: 'mutual-injector', port: 8443, adminPort: 9995, serviceAccount: 'injector' },
 } as const;
 
 /** The trust anchors (PEM bundle) as a ConfigMap; proxies mount it and the identity service watches it. */
