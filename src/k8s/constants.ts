@@ -59,3 +59,11 @@ export const LABELS = {
 } as const;
 
 export const INJECT_VALUES = { enabled: 'enabled', disabled: 'disabled' } as const;
+
+/** The injector's admission webhook: the MutatingWebhookConfiguration, the HTTPS path it serves and the `kubernetes.io/tls` Secret (tls.crt, tls.key, ca.crt) with its serving certificate. */
+export const INJECTOR_WEBHOOK = {
+  configurationName: 'mutual-proxy-injector',
+  webhookName: 'proxy-injector.mutual.dev',
+  path: '/inject',
+  secretName: 'mutual-injector-tls',
+} as const;
