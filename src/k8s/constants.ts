@@ -28,7 +28,14 @@ export const CONTROL_PLANE = {
     adminPort: 9996,
     serviceAccount: 'destination',
   },
-  injector: { name: 'mutual-injector', port: 8443, adminPort: 9995, serviceAccount: 'injector' },
+  /** The admission webhook: the MutatingWebhookConfiguration calls POST `path` on `port`. */
+  injector: {
+    name: 'mutual-injector',
+    port: 8443,
+    adminPort: 9995,
+    serviceAccount: 'injector',
+    path: '/inject',
+  },
 } as const;
 
 /** The trust anchors (PEM bundle) as a ConfigMap; proxies mount it and the identity service watches it. */
@@ -51,6 +58,10 @@ export const ANNOTATIONS = {
   opaquePorts: 'config.mutual.dev/opaque-ports',
   defaultMode: 'config.mutual.dev/default-mode',
   proxyImage: 'config.mutual.dev/proxy-image',
+  proxyCpuRequest: 'config.mutual.dev/proxy-cpu-request',
+  proxyMemoryRequest: 'config.mutual.dev/proxy-memory-request',
+  proxyCpuLimit: 'config.mutual.dev/proxy-cpu-limit',
+  proxyMemoryLimit: 'config.mutual.dev/proxy-memory-limit',
 } as const;
 
 export const LABELS = {
