@@ -336,6 +336,20 @@ export const errorCatalog = {
       'Check that the mesh is up (`mutual check`) and read the process log (`mutual logs SERVICE --proxy`).',
   },
 
+  // --- Kubernetes: mutual install ---
+  MUTUAL_K8S_INSTALL_FLAG_INVALID: {
+    meaning:
+      'A `mutual install` flag has a bad value, or flags that must go together (or must not) were mixed; the message lists each problem.',
+    action:
+      'Fix each flag the message names; `mutual install --help` lists them. Bring-your-own CA needs all three --identity-* files; --identity-external-issuer needs only --identity-trust-anchors-file.',
+  },
+  MUTUAL_K8S_INSTALL_ISSUER_UNANCHORED: {
+    meaning:
+      'The issuer given to `mutual install` does not chain to a current root in --identity-trust-anchors-file, so no proxy would trust what it signs.',
+    action:
+      'Put the root that signed the issuer (and is not expired) into the trust anchors file, or pass the issuer made under those anchors.',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',

@@ -8,6 +8,7 @@ import { registerDashboardCommand } from './dashboard-command.ts';
 import { registerDownCommand } from './down-command.ts';
 import { registerEdgesCommand } from './edges-command.ts';
 import { registerIdentityCommand } from './identity-command.ts';
+import { registerInstallCommand } from './install-command.ts';
 import { registerLogsCommand } from './logs-command.ts';
 import { registerMeshIdentityCommand } from './mesh-identity-command.ts';
 import { registerPolicyCommand } from './policy-command.ts';
@@ -43,6 +44,7 @@ export function createProgram(context: CliContext): Command {
   registerMeshIdentityCommand(program, context);
   registerEdgesCommand(program, context);
   registerCheckCommand(program, context);
+  registerInstallCommand(program, context);
   const applyToSubcommands = (command: Command) => {
     for (const sub of command.commands) {
       sub.exitOverride().configureOutput(program.configureOutput());

@@ -3,3 +3,4 @@
 // through the clients here; never signs certificates (identity does) nor proxies traffic.
 
 export * from './constants.ts';
+export * from './install/index.ts';

@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import {
+  DEFAULT_IMAGE,
+  DEFAULT_TRUST_DOMAIN,
+  IMAGE_PULL_POLICIES,
+  INSTALL_DEFAULTS,
+  type InstallFlags,
+  installYaml,
+  parseInstallFlags,
+  renderInstall,
+  WEBHOOK_FAILURE_POLICIES,
+} from '../k8s/index.ts';
+import type { CliContext } from './context.ts';
+
+export function registerInstallCommand(program: Command, context: CliContext): void {
+  program
+    .command('install')
+    .description(
+      'print the Kubernetes manifests of the control plane, for `mutual install | kubectl apply -f -` (offline: talks to no cluster)',
+    )
+    .option('--image <reference>', 'image of every component and of the injected proxy', DEFAULT_IMAGE)
+    .option(
+      '--image-pull-policy <policy>',
+      `imagePullPolicy of the control plane (${IMAGE_PULL_POLICIES.join(', ')})`,
+      INSTALL_DEFAULTS.imagePullPolicy,
+    )
+    .option(
+      '--trust-domain <name>',
+      `SPIFFE trust domain (default: ${DEFAULT_TRUST_DOMAIN}, or that of --identity-issuer-certificate-file)`,
+    )
+    .option('--identity-trust-anchors-file <file>', 'bring your own CA: the root(s) to trust, PEM')
+    .option(
+      '--identity-issuer-certificate-file <file>',
+      'bring your own CA: the issuer certificate (PEM, chain after it), under one of the anchors',
+    )
+    .option('--identity-issuer-key-file <file>', 'bring your own CA: the issuer private key, PEM')
+    .option(
+      '--identity-external-issuer',
+      'cert-manager (or another tool) writes the issuer Secret; render only the anchors (needs --identity-trust-anchors-file)',
+    )
+    .option(
+      '--identity-anchor-lifetime <duration>',
+      `generated CA: trust anchor lifetime (default: ${INSTALL_DEFAULTS.identityAnchorLifetime})`,
+    )
+    .option(
+      '--identity-issuer-lifetime <duration>',
+      `generated CA: issuer lifetime (default: ${INSTALL_DEFAULTS.identityIssuerLifetime})`,
+    )
+    .option(
+      '--identity-ca-out <dir>',
+      'generated CA: also write it (anchor key included) to this new directory, to bring it back on later installs',
+    )
+    .option(
+      '--identity-svid-lifetime <duration>',
+      'lifetime of workload certificates',
+      INSTALL_DEFAULTS.identitySvidLifetime,
+    )
+    .option(
+      '--webhook-failure-policy <policy>',
+      `when the injector is unreachable: Ignore starts pods without a proxy, Fail refuses them (${WEBHOOK_FAILURE_POLICIES.join(', ')})`,
+      INSTALL_DEFAULTS.webhookFailurePolicy,
+    )
+    .option(
+      '--webhook-certificate-lifetime <duration>',
+      "lifetime of the injector webhook's serving certificate",
+      INSTALL_DEFAULTS.webhookCertificateLifetime,
+    )
+    .option(
+      '--control-plane-replicas <count>',
+      'replicas of each control-plane Deployment',
+      INSTALL_DEFAULTS.controlPlaneReplicas,
+    )
+    .action(async (flags: InstallFlags) => {
+      const config = parseInstallFlags(flags);
+      const rendered = await renderInstall(config, { clock: context.clock, cwd: context.cwd });
+      context.write(installYaml(rendered, config));
+      if (rendered.identityCa.writtenTo !== undefined) {
+        context.writeError(
+          `wrote the generated identity CA to ${rendered.identityCa.writtenTo}; keep trust-anchor.key offline\n`,
+        );
+      }
+    });
+}

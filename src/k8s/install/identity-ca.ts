@@ -1,0 +1,131 @@
+// The identity CA `mutual install` puts into the cluster: generated fresh, brought from files
+// (checked the way the identity service checks a reload), or only its anchors when cert-manager
+// owns the issuer Secret.
+import { resolve } from 'node:path';
+import type { Clock } from '../../clock.ts';
+import { isMutualError, MutualError } from '../../errors.ts';
+// The same checks the identity service applies to its CA files (not part of identity's public face).
+import { assertIssuerUnderAnchors, loadIssuer } from '../../identity/ca-validation.ts';
+import {
+  bundleToPem,
+  createIssuer,
+  createTrustAnchor,
+  createTrustBundle,
+  parseBundle,
+  privateKeyToPem,
+} from '../../pki/index.ts';
+import { readTextFile, writeCaDirectory } from '../../store/index.ts';
+import { DEFAULT_TRUST_DOMAIN } from '../constants.ts';
+import type { IdentityCaSource } from './install-options.ts';
+
+export interface IdentityCa {
+  readonly trustDomain: string;
+  /** The roots, PEM: the trust anchors ConfigMap. */
+  readonly trustAnchorsPem: string;
+  /** The issuer certificate (then its chain) and key, PEM: the issuer Secret; absent when managed outside. */
+  readonly issuer?: { readonly certificatePem: string; readonly keyPem: string; readonly notAfterMs: number };
+  /** Where a generated CA was also written (with the anchor key). */
+  readonly writtenTo?: string;
+}
+
+export async function resolveIdentityCa(
+  source: IdentityCaSource,
+  options: { trustDomain: string | undefined; clock: Clock; cwd: string },
+): Promise<IdentityCa> {
+  switch (source.kind) {
+    case 'generated':
+      return generate(source, options);
+    case 'files':
+      return fromFiles(source, options);
+    case 'external': {
+      const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+      const path = resolve(options.cwd, source.trustAnchorsFile);
+      const bundle = parseBundle(
+        await readTextFile(path, '--identity-trust-anchors-file'),
+        trustDomain,
+        path,
+      );
+      return { trustDomain, trustAnchorsPem: bundleToPem(bundle) };
+    }
+  }
+}
+
+async function generate(
+  source: Extract<IdentityCaSource, { kind: 'generated' }>,
+  options: { trustDomain: string | undefined; clock: Clock; cwd: string },
+): Promise<IdentityCa> {
+  const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  const anchor = await createTrustAnchor({
+    trustDomain,
+    clock: options.clock,
+    lifetimeMs: source.anchorLifetimeMs,
+  });
+  const issuer = await createIssuer(anchor, {
+    trustDomain,
+    clock: options.clock,
+    lifetimeMs: source.issuerLifetimeMs,
+  });
+  const writtenTo = source.outDir === undefined ? undefined : resolve(options.cwd, source.outDir);
+  if (writtenTo !== undefined) await writeCaDirectory(writtenTo, anchor, issuer);
+  const bundle = createTrustBundle(trustDomain, [Buffer.from(anchor.certificate.rawData)]);
+  return {
+    trustDomain,
+    trustAnchorsPem: bundleToPem(bundle),
+    issuer: {
+      certificatePem: issuer.certificatePem,
+      keyPem: privateKeyToPem(issuer.keys.privateKey),
+      notAfterMs: issuer.notAfterMs,
+    },
+    ...(writtenTo === undefined ? {} : { writtenTo }),
+  };
+}
+
+/**
+ * A CA of the user's own, refused unless the identity service would accept it: the issuer is a
+ * CA with keyCertSign, its key matches, it is valid now, its trust domain is the one asked for,
+ * and it chains to a current root of the anchors file.
+ */
+async function fromFiles(
+  source: Extract<IdentityCaSource, { kind: 'files' }>,
+  options: { trustDomain: string | undefined; clock: Clock; cwd: string },
+): Promise<IdentityCa> {
+  const anchorsPath = resolve(options.cwd, source.trustAnchorsFile);
+  const certificatePath = resolve(options.cwd, source.issuerCertificateFile);
+  const keyPath = resolve(options.cwd, source.issuerKeyFile);
+  const nowMs = options.clock.now();
+  const issuer = loadIssuer(
+    {
+      issuerCertificatePem: await readTextFile(certificatePath, '--identity-issuer-certificate-file'),
+      issuerKeyPem: await readTextFile(keyPath, '--identity-issuer-key-file'),
+    },
+    {
+      nowMs,
+      source: certificatePath,
+      ...(options.trustDomain === undefined ? {} : { trustDomain: options.trustDomain }),
+    },
+  );
+  const bundle = parseBundle(
+    await readTextFile(anchorsPath, '--identity-trust-anchors-file'),
+    issuer.trustDomain,
+    anchorsPath,
+  );
+  try {
+    assertIssuerUnderAnchors(issuer, bundle, nowMs, certificatePath);
+  } catch (error) {
+    if (!isMutualError(error, 'MUTUAL_IDENTITY_CA_RELOAD_REFUSED')) throw error;
+    throw new MutualError(
+      'MUTUAL_K8S_INSTALL_ISSUER_UNANCHORED',
+      `${error.message.replace(/; add its root to the anchors first$/, '')} in ${anchorsPath}; refusing to install a CA whose certificates no proxy would trust`,
+      { cause: error, detail: error.detail },
+    );
+  }
+  return {
+    trustDomain: issuer.trustDomain,
+    trustAnchorsPem: bundleToPem(bundle),
+    issuer: {
+      certificatePem: [issuer.certificatePem, ...issuer.chainPem].join(''),
+      keyPem: privateKeyToPem(issuer.keys.privateKey),
+      notAfterMs: issuer.notAfterMs,
+    },
+  };
+}

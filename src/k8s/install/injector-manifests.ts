@@ -1,0 +1,157 @@
+// The proxy injector: a Deployment serving the admission webhook over HTTPS with its own serving
+// certificate, and the MutatingWebhookConfiguration that sends it every new pod outside the
+// control plane and kube-system (it decides from the namespace's and pod's annotations).
+import {
+  CONTROL_PLANE,
+  CONTROL_PLANE_NAMESPACE,
+  INJECTOR_WEBHOOK,
+  LABELS,
+  TRUST_ANCHORS_CONFIG_MAP,
+} from '../constants.ts';
+import { injectorArgs, MOUNTS } from './component-args.ts';
+import {
+  componentLabels,
+  controlPlaneDeployment,
+  controlPlaneService,
+  type K8sObject,
+  metadata,
+  serviceAccount,
+} from './control-plane-workload.ts';
+import { base64, clusterRoleBinding } from './identity-manifests.ts';
+import type { InstallConfig } from './install-options.ts';
+import type { WebhookCertificate } from './webhook-certificate.ts';
+
+const { injector } = CONTROL_PLANE;
+const WEBHOOK_SERVICE_PORT = 443;
+/** Never injected, whatever their annotations say: the control plane and Kubernetes' own. */
+export const NEVER_INJECTED_NAMESPACES = [CONTROL_PLANE_NAMESPACE, 'kube-system'];
+
+export const FAILURE_POLICY_COMMENT = {
+  Ignore:
+    'failurePolicy Ignore (the default): while the injector is down, pods start WITHOUT a proxy (unmeshed; STRICT peers refuse them) rather than not at all. Choose Fail (--webhook-failure-policy Fail) to refuse such pods instead, at the cost of no pod creation in any selected namespace while the injector is unreachable.',
+  Fail: 'failurePolicy Fail: while the injector is unreachable, no pod is created in any namespace the webhook selects (every namespace but mutual-system and kube-system), so no pod ever starts unmeshed by accident. Keep the injector highly available (--control-plane-replicas).',
+} as const;
+
+export function injectorManifests(config: InstallConfig, certificate: WebhookCertificate): K8sObject[] {
+  const labels = componentLabels('injector');
+  const roleName = injector.name;
+  return [
+    serviceAccount(injector.serviceAccount, 'injector'),
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: roleName, labels },
+      // The namespace's `mutual.dev/inject` annotation decides for its pods.
+      rules: [{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] }],
+    },
+    clusterRoleBinding(roleName, injector.serviceAccount, labels),
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: metadata(`${injector.name}-trust-anchors`, labels),
+      // The trust anchors it writes into each injected pod.
+      rules: [
+        {
+          apiGroups: [''],
+          resources: ['configmaps'],
+          resourceNames: [TRUST_ANCHORS_CONFIG_MAP.name],
+          verbs: ['get', 'list', 'watch'],
+        },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: metadata(`${injector.name}-trust-anchors`, labels),
+      roleRef: {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'Role',
+        name: `${injector.name}-trust-anchors`,
+      },
+      subjects: [
+        { kind: 'ServiceAccount', name: injector.serviceAccount, namespace: CONTROL_PLANE_NAMESPACE },
+      ],
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: metadata(INJECTOR_WEBHOOK.secretName, labels),
+      type: 'kubernetes.io/tls',
+      data: {
+        'tls.crt': base64(certificate.certificatePem),
+        'tls.key': base64(certificate.keyPem),
+        'ca.crt': base64(certificate.caPem),
+      },
+    },
+    controlPlaneDeployment({
+      component: 'injector',
+      name: injector.name,
+      serviceAccount: injector.serviceAccount,
+      image: config.image,
+      imagePullPolicy: config.imagePullPolicy,
+      replicas: config.controlPlaneReplicas,
+      args: injectorArgs(),
+      ports: [
+        { name: 'webhook', containerPort: injector.port },
+        { name: 'admin', containerPort: injector.adminPort },
+      ],
+      volumeMounts: [{ name: 'tls', mountPath: MOUNTS.injectorTls, readOnly: true }],
+      volumes: [{ name: 'tls', secret: { secretName: INJECTOR_WEBHOOK.secretName, defaultMode: 0o440 } }],
+    }),
+    controlPlaneService(injector.name, 'injector', [
+      { name: 'webhook', port: WEBHOOK_SERVICE_PORT, targetPort: 'webhook' },
+    ]),
+    mutatingWebhookConfiguration(config, certificate),
+  ];
+}
+
+function mutatingWebhookConfiguration(config: InstallConfig, certificate: WebhookCertificate): K8sObject {
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: {
+      name: INJECTOR_WEBHOOK.configurationName,
+      labels: componentLabels('injector'),
+      annotations: { 'mutual.dev/failure-policy': FAILURE_POLICY_COMMENT[config.webhookFailurePolicy] },
+    },
+    webhooks: [
+      {
+        name: INJECTOR_WEBHOOK.webhookName,
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        failurePolicy: config.webhookFailurePolicy,
+        matchPolicy: 'Equivalent',
+        reinvocationPolicy: 'Never',
+        timeoutSeconds: 10,
+        clientConfig: {
+          service: {
+            name: injector.name,
+            namespace: CONTROL_PLANE_NAMESPACE,
+            path: INJECTOR_WEBHOOK.path,
+            port: WEBHOOK_SERVICE_PORT,
+          },
+          caBundle: base64(certificate.caPem),
+        },
+        rules: [
+          {
+            operations: ['CREATE'],
+            apiGroups: [''],
+            apiVersions: ['v1'],
+            resources: ['pods'],
+            scope: 'Namespaced',
+          },
+        ],
+        // Every namespace has the label kubernetes.io/metadata.name (Kubernetes 1.21+).
+        namespaceSelector: {
+          matchExpressions: [
+            { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: NEVER_INJECTED_NAMESPACES },
+          ],
+        },
+        // Control-plane pods are labelled so even a copy outside mutual-system is never injected.
+        objectSelector: {
+          matchExpressions: [{ key: LABELS.controlPlaneComponent, operator: 'DoesNotExist' }],
+        },
+      },
+    ],
+  };
+}
