@@ -1,7 +1,12 @@
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { parseDuration } from '../config/index.ts';
-import { type CheckReport, runChecks } from '../mesh/checks/index.ts';
+import {
+  type CheckReport,
+  readTrafficSamples,
+  recordTrafficSample,
+  runChecks,
+} from '../mesh/checks/index.ts';
 import { meshPaths, tryReadRuntime } from '../mesh/index.ts';
 import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
@@ -13,6 +18,7 @@ interface CheckOptions {
   failOn: 'error' | 'warning';
   expiryWarning: string;
   maxClockSkew: string;
+  trafficWindow: string;
   stateDir: string;
 }
 
@@ -38,6 +44,11 @@ export function registerCheckCommand(program: Command, context: CliContext): voi
       'largest clock difference to the identity service and the sidecars',
       '20s',
     )
+    .option(
+      '--traffic-window <duration>',
+      'judge the traffic of this last stretch of time (counters compared with a sample kept by an earlier run)',
+      '60s',
+    )
     .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
     .action(async (options: CheckOptions) => check(options, context));
 }
@@ -46,15 +57,21 @@ async function check(options: CheckOptions, context: CliContext): Promise<void> 
   const thresholds = {
     expiryWarningMs: parseDuration(options.expiryWarning, '--expiry-warning'),
     maxClockSkewMs: parseDuration(options.maxClockSkew, '--max-clock-skew'),
+    trafficWindowMs: parseDuration(options.trafficWindow, '--traffic-window'),
   };
   const paths = meshPaths(resolve(context.cwd, options.stateDir));
+  const runtime = await tryReadRuntime(paths);
   const report = await runChecks({
     paths,
-    runtime: await tryReadRuntime(paths),
+    runtime,
     clock: context.clock,
     thresholds,
     stateFlag: options.stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${options.stateDir}`,
+    trafficHistory: runtime ? await readTrafficSamples(paths, runtime) : [],
   });
+  if (runtime && report.trafficSample) {
+    await recordTrafficSample(paths, runtime, report.trafficSample, { windowMs: thresholds.trafficWindowMs });
+  }
   const isFailed = report.errors > 0 || (options.failOn === 'warning' && report.warnings > 0);
   context.write(
     options.output === 'json' ? renderJson(checkJson(report, isFailed)) : renderCheckReport(report),
@@ -67,6 +84,7 @@ function checkJson(report: CheckReport, isFailed: boolean) {
     success: !isFailed,
     errors: report.errors,
     warnings: report.warnings,
+    trafficWindow: report.trafficWindow ?? null,
     checks: report.entries.map((entry) => ({
       category: entry.category,
       description: entry.description,
@@ -93,6 +111,9 @@ export function renderCheckReport(report: CheckReport): string {
     if (entry.category !== category) {
       category = entry.category;
       lines.push(`${lines.length > 0 ? '\n' : ''}${category}`, '-'.repeat(category.length));
+      if (category === 'traffic' && report.trafficWindow) {
+        lines.push(`(judged on ${report.trafficWindow.description})`);
+      }
     }
     const failed = entry.results.filter((result) => result.status === 'fail');
     const isSkipped = entry.results.every((result) => result.status === 'skip');

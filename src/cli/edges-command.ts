@@ -1,8 +1,10 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { recordTrafficSample } from '../mesh/checks/index.ts';
 import {
   buildEdges,
   type Edge,
+  edgeTarget,
   type MeshRuntime,
   meshPaths,
   readRuntime,
@@ -33,9 +35,13 @@ export function registerEdgesCommand(program: Command, context: CliContext): voi
 }
 
 async function edges(options: EdgesOptions, context: CliContext): Promise<void> {
-  const runtime = await readRuntime(meshPaths(resolve(context.cwd, options.stateDir)));
+  const paths = meshPaths(resolve(context.cwd, options.stateDir));
+  const runtime = await readRuntime(paths);
   const once = async () => {
+    const atMs = context.clock.now();
     const scrape = await scrapeProxies(runtime);
+    // Kept for `mutual check --traffic-window`, which compares with an earlier sample.
+    await recordTrafficSample(paths, runtime, { atMs, proxies: scrape.proxies });
     const found = buildEdges(runtime, scrape.proxies);
     if (options.output === 'json') return renderJson({ edges: found, unreachable: scrape.unreachable });
     return renderEdges(runtime, found, scrape.unreachable);
@@ -68,7 +74,7 @@ export function renderEdges(
     id === undefined ? '-' : id.startsWith(prefix) ? id.slice(prefix.length) : id;
   const rows = found.map((edge) => [
     edge.source,
-    edge.destination,
+    edgeTarget(edge),
     short(edge.clientId),
     short(edge.serverId),
     edge.isSecured ? '√' : `✗ ${edge.reason ?? ''}`.trimEnd(),
@@ -76,6 +82,7 @@ export function renderEdges(
     String(edge.connections),
     formatBytes(edge.bytes),
     String(edge.denied),
+    edge.failed > 0 ? `${edge.failed} (${edge.failure})` : '0',
   ]);
   let text =
     rows.length === 0
@@ -91,6 +98,7 @@ export function renderEdges(
             'CONNS',
             'BYTES',
             'DENIED',
+            'FAILED',
           ],
           rows,
         );

@@ -1,6 +1,6 @@
 // The JSON answers of the dashboard API, computed from a snapshot and, for rates and "recent"
 // counts, an earlier snapshot. Pure: no I/O. docs/dashboard-api.md describes every field.
-import type { Edge } from '../mesh/index.ts';
+import { type Edge, edgeKey } from '../mesh/index.ts';
 import type { Snapshot } from './collect.ts';
 
 export type ExpiryStatus = 'ok' | 'warning' | 'critical' | 'expired' | 'unknown';
@@ -19,10 +19,6 @@ export interface EdgeRow extends Edge {
 
 const DAY_S = 86_400;
 
-function edgeId(edge: Pick<Edge, 'source' | 'destination' | 'isSecured' | 'reason'>): string {
-  return `${edge.source}→${edge.destination}${edge.isSecured ? '' : ` (${edge.reason ?? ''})`}`;
-}
-
 function rate(now: number, before: number | undefined, seconds: number): number | null {
   if (before === undefined || seconds <= 0) return null;
   return Math.max(0, now - before) / seconds;
@@ -31,33 +27,12 @@ function rate(now: number, before: number | undefined, seconds: number): number 
 export function edgesView(now: Snapshot, before: Snapshot | undefined, namespace?: string) {
   const runtime = now.runtime;
   const seconds = before ? (now.atMs - before.atMs) / 1000 : 0;
-  const earlier = new Map((before?.edges ?? []).map((edge) => [edgeId(edge), edge]));
+  const earlier = new Map((before?.edges ?? []).map((edge) => [edgeKey(edge), edge]));
   const services = new Map((runtime?.services ?? []).map((service) => [service.name, service]));
-  const nameById = new Map((runtime?.services ?? []).map((service) => [service.spiffeId, service.name]));
-  // Requests by edge and status class, from the server side's counters.
-  const answered = new Map<string, { all: number; ok: number }>();
-  for (const { service, samples } of now.proxies) {
-    for (const { name, labels, value } of samples) {
-      if (name !== 'mutual_inbound_http_requests_total') continue;
-      const isSecured = labels.tls === 'true';
-      const source = labels.client_id ? (nameById.get(labels.client_id) ?? labels.client_id) : 'unknown';
-      const id = edgeId({
-        source,
-        destination: service,
-        isSecured,
-        reason: isSecured ? undefined : labels.no_tls_reason || 'plaintext',
-      });
-      const count = answered.get(id) ?? { all: 0, ok: 0 };
-      count.all += value;
-      if (Number(labels.status_code) < 500) count.ok += value;
-      answered.set(id, count);
-    }
-  }
   const rows = now.edges.map((edge): EdgeRow => {
-    const id = edgeId(edge);
+    const id = edgeKey(edge);
     const previous = earlier.get(id);
     const destination = services.get(edge.destination);
-    const counted = answered.get(id);
     return {
       ...edge,
       id,
@@ -67,7 +42,7 @@ export function edgesView(now: Snapshot, before: Snapshot | undefined, namespace
         edge.requests > 0 || destination?.ports.some((port) => port.protocol === 'http') ? 'http' : 'tcp',
       requestRate: rate(edge.requests, previous?.requests ?? (before ? 0 : undefined), seconds),
       connectionRate: rate(edge.connections, previous?.connections ?? (before ? 0 : undefined), seconds),
-      successRate: counted && counted.all > 0 ? counted.ok / counted.all : null,
+      successRate: edge.requests > 0 ? (edge.requests - edge.serverErrors) / edge.requests : null,
     };
   });
   const filtered =

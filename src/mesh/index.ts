@@ -2,7 +2,7 @@
 // per service in their own process groups, runtime.json for the other commands. Starts and stops
 // processes; never serves traffic itself.
 
-export { buildEdges, type Edge, type ProxySamples } from './edges.ts';
+export { buildEdges, type Edge, edgeKey, edgeTarget, type ProxySamples } from './edges.ts';
 export { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 export {
   envPrefix,

@@ -150,23 +150,22 @@ test('overview: mTLS share, meshed/unmeshed workloads, the dead sidecar and what
 test('edges: identities, secured or why not, success rate, namespace filter, missing sidecar', async () => {
   const { edges, unreachable, namespaces } = await api(mesh, '/api/edges');
   const byId = Object.fromEntries(edges.map((edge: any) => [edge.id, edge]));
-  assert.deepEqual(Object.keys(byId).sort(), [
-    'unknown→cart (no_client_hello)',
-    // mesh/edges.ts files denials of clients without an identity under "plaintext".
-    'unknown→cart (plaintext)',
-    'web→10.9.9.9:5432 (not-meshed)',
-    'web→cart',
-  ]);
-  const secured = byId['web→cart'];
+  // One row per client, destination and port: the plaintext client's denials are on its row.
+  assert.deepEqual(Object.keys(byId).sort(), ['unknown→cart:8080', 'web→10.9.9.9:5432', 'web→cart:8080']);
+  const secured = byId['web→cart:8080'];
   assert.equal(secured.isSecured, true);
+  assert.equal(secured.port, 8080);
   assert.equal(secured.clientId, id('web'));
   assert.equal(secured.serverId, id('cart'));
   assert.equal(secured.requests, 10);
   assert.equal(secured.successRate, 0.9);
   assert.equal(secured.requestRate, null, 'no rate before a second snapshot');
-  assert.equal(byId['unknown→cart (no_client_hello)'].isSecured, false);
-  assert.equal(byId['unknown→cart (plaintext)'].denied, 2);
-  assert.equal(byId['web→10.9.9.9:5432 (not-meshed)'].protocol, 'tcp');
+  const plaintext = byId['unknown→cart:8080'];
+  assert.equal(plaintext.isSecured, false);
+  assert.equal(plaintext.reason, 'no_client_hello');
+  assert.equal(plaintext.denied, 2);
+  assert.equal(byId['web→10.9.9.9:5432'].protocol, 'tcp');
+  assert.equal(byId['web→10.9.9.9:5432'].reason, 'not-meshed');
   assert.equal(unreachable[0].service, 'payments');
   assert.deepEqual(namespaces, ['shop']);
   assert.equal((await api(mesh, '/api/edges?namespace=elsewhere')).edges.length, 0);
@@ -178,7 +177,7 @@ test('rates come from two snapshots on the clock: 30 more requests in 10 s is 3/
   clock.advance(10_000);
   const { edges, windowSeconds } = await api(mesh, '/api/edges');
   assert.equal(windowSeconds, 10);
-  assert.equal(edges.find((edge: any) => edge.id === 'web→cart').requestRate, 3);
+  assert.equal(edges.find((edge: any) => edge.id === 'web→cart:8080').requestRate, 3);
   cart.metrics = cartMetrics(9);
 });
 

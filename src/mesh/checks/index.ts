@@ -1,5 +1,30 @@
 // `mutual check` as data: categories of checks with what they check, why it matters and the fix,
-// run against the CA on disk and the running mesh. Reads; never changes anything.
+// run against the CA on disk and the running mesh. Reads; never changes anything (the caller keeps
+// the traffic samples that give the traffic window, see traffic-window.ts).
 
-export { CHECK_CATEGORIES, type CheckReport, type CheckReportEntry, runChecks } from './run-checks.ts';
-export type { Check, CheckCategory, CheckContext, CheckResult, CheckThresholds, Severity } from './types.ts';
+export {
+  CHECK_CATEGORIES,
+  type CheckReport,
+  type CheckReportEntry,
+  type RunChecksOptions,
+  runChecks,
+} from './run-checks.ts';
+export {
+  chooseBaseline,
+  edgeCounters,
+  increaseSince,
+  readTrafficSamples,
+  recordTrafficSample,
+  type TrafficSample,
+  type TrafficWindow,
+} from './traffic-window.ts';
+export type {
+  Check,
+  CheckCategory,
+  CheckContext,
+  CheckResult,
+  CheckThresholds,
+  ProxyIdentityAnswer,
+  RecentTraffic,
+  Severity,
+} from './types.ts';

@@ -1,16 +1,18 @@
 import type { Clock } from '../../clock.ts';
 import { buildEdges } from '../edges.ts';
 import { findService, type MeshPaths, type MeshRuntime } from '../runtime.ts';
-import { fetchProxyIdentity, scrapeProxies } from '../scrape.ts';
+import { fetchProxyIdentity, type ScrapeResult, scrapeProxies } from '../scrape.ts';
 import { issuerChecks, trustAnchorChecks } from './ca-checks.ts';
 import { identityServiceChecks, meshChecks, proxyChecks } from './mesh-checks.ts';
 import { policyChecks, trafficChecks } from './traffic-checks.ts';
+import { chooseBaseline, increaseSince, type TrafficSample, type TrafficWindow } from './traffic-window.ts';
 import type {
   CheckCategory,
   CheckContext,
   CheckResult,
   CheckThresholds,
   ProxyIdentityAnswer,
+  RecentTraffic,
   Severity,
 } from './types.ts';
 
@@ -38,22 +40,38 @@ export interface CheckReport {
   readonly entries: readonly CheckReportEntry[];
   readonly errors: number;
   readonly warnings: number;
+  /** What the traffic checks judged; undefined when they did not look at traffic (no mesh). */
+  readonly trafficWindow: TrafficWindow | undefined;
+  /** The sidecars' counters as scraped for this run, to keep as the next run's baseline. */
+  readonly trafficSample: TrafficSample | undefined;
 }
 
-export async function runChecks(options: {
-  paths: MeshPaths;
-  runtime: MeshRuntime | undefined;
-  clock: Clock;
-  thresholds: CheckThresholds;
-  stateFlag: string;
-  categories?: readonly CheckCategory[];
-}): Promise<CheckReport> {
+export interface RunChecksOptions {
+  readonly paths: MeshPaths;
+  readonly runtime: MeshRuntime | undefined;
+  readonly clock: Clock;
+  readonly thresholds: CheckThresholds;
+  readonly stateFlag: string;
+  readonly categories?: readonly CheckCategory[];
+  /** Earlier samples of the counters (stored by earlier runs, or the dashboard's history). */
+  readonly trafficHistory?: readonly TrafficSample[];
+  /** Reuse what a caller already fetched (the dashboard's snapshot) instead of asking again. */
+  readonly scrape?: () => Promise<ScrapeResult>;
+  readonly proxyIdentity?: (service: string) => Promise<ProxyIdentityAnswer>;
+}
+
+export async function runChecks(options: RunChecksOptions): Promise<CheckReport> {
   const identities = new Map<string, Promise<ProxyIdentityAnswer>>();
-  let edges: ReturnType<CheckContext['edges']> | undefined;
+  let traffic: Promise<RecentTraffic> | undefined;
+  let trafficSample: TrafficSample | undefined;
   const context: CheckContext = {
     ...options,
     proxyIdentity(name) {
       let answer = identities.get(name);
+      if (!answer && options.proxyIdentity) {
+        answer = options.proxyIdentity(name);
+        identities.set(name, answer);
+      }
       if (!answer) {
         const service = findService(options.runtime!, name);
         answer = fetchProxyIdentity(service).then(
@@ -67,12 +85,25 @@ export async function runChecks(options: {
       }
       return answer;
     },
-    edges() {
-      edges ??= scrapeProxies(options.runtime!).then((scrape) => ({
-        edges: buildEdges(options.runtime!, scrape.proxies),
-        unreachable: scrape.unreachable,
-      }));
-      return edges;
+    traffic() {
+      traffic ??= (async () => {
+        const runtime = options.runtime!;
+        const atMs = options.clock.now();
+        const scrape = await (options.scrape ?? (() => scrapeProxies(runtime)))();
+        trafficSample = { atMs, proxies: scrape.proxies };
+        const startedMs = Date.parse(runtime.startedAt);
+        const { baseline, window } = chooseBaseline(options.trafficHistory ?? [], {
+          nowMs: atMs,
+          windowMs: options.thresholds.trafficWindowMs,
+          meshStartedMs: Number.isNaN(startedMs) ? undefined : startedMs,
+        });
+        return {
+          edges: buildEdges(runtime, increaseSince(scrape.proxies, baseline?.proxies)),
+          unreachable: scrape.unreachable,
+          window,
+        };
+      })();
+      return traffic;
     },
   };
   const entries: CheckReportEntry[] = [];
@@ -98,5 +129,11 @@ export async function runChecks(options: {
   const failed = (severity: Severity) =>
     entries.filter((entry) => entry.severity === severity && entry.results.some((r) => r.status === 'fail'))
       .length;
-  return { entries, errors: failed('error'), warnings: failed('warning') };
+  return {
+    entries,
+    errors: failed('error'),
+    warnings: failed('warning'),
+    trafficWindow: traffic ? (await traffic.catch(() => undefined))?.window : undefined,
+    trafficSample,
+  };
 }

@@ -1,9 +1,23 @@
 import { checkPolicySet, formatDiagnostic, loadPolicyFiles } from '../../policy/index.ts';
-import type { Edge } from '../edges.ts';
+import { type Edge, edgeTarget } from '../edges.ts';
 import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
 
+const plural = (count: number, what: string) => `${count} ${what}${count === 1 ? '' : 's'}`;
+
 const describeEdge = (edge: Edge) =>
-  `${edge.source} → ${edge.destination}: ${edge.connections} connection${edge.connections === 1 ? '' : 's'}${edge.requests ? `, ${edge.requests} request${edge.requests === 1 ? '' : 's'}` : ''}${edge.denied ? `, ${edge.denied} denied` : ''}${edge.isSecured ? '' : ` (${edge.reason})`}`;
+  `${edge.source} → ${edgeTarget(edge)}: ${[
+    plural(edge.connections, 'connection'),
+    ...(edge.requests ? [plural(edge.requests, 'request')] : []),
+    ...(edge.denied ? [`${edge.denied} denied`] : []),
+    ...(edge.failed ? [`${edge.failed} failed (${edge.failure})`] : []),
+  ].join(', ')}${edge.isSecured ? '' : ` (${edge.reason})`}`;
+
+/** Traffic that went over the wire without mTLS (not a connection that failed, not an idle row). */
+const isPlaintext = (edge: Edge) =>
+  !edge.isSecured &&
+  edge.reason !== undefined &&
+  !edge.reason.startsWith('failed') &&
+  edge.reason !== 'no traffic';
 
 /** Runs `pick` over the current edges; one failure listing every edge it picked. */
 async function overEdges(
@@ -13,7 +27,7 @@ async function overEdges(
   quiet: string,
 ): Promise<CheckResult> {
   if (!context.runtime) return skip('no mesh is running');
-  const { edges, unreachable } = await context.edges();
+  const { edges, unreachable } = await context.traffic();
   const services = new Set(context.runtime.services.map((service) => service.name));
   const picked = edges.filter((edge) => pick(edge, services));
   const missing = unreachable.map(({ service }) => `no counters from ${service}'s sidecar (not answering)`);
@@ -32,8 +46,7 @@ export const trafficChecks: CheckCategory = {
       run: (context) =>
         overEdges(
           context,
-          (edge, services) =>
-            !edge.isSecured && services.has(edge.destination) && !edge.reason?.startsWith('failed'),
+          (edge, services) => isPlaintext(edge) && services.has(edge.destination),
           (count) => `${count} edge${count === 1 ? '' : 's'} into the mesh without mTLS`,
           'every connection into a workload was mTLS',
         ),
@@ -46,7 +59,7 @@ export const trafficChecks: CheckCategory = {
       run: (context) =>
         overEdges(
           context,
-          (edge) => Boolean(edge.reason?.startsWith('failed')),
+          (edge) => edge.failed > 0,
           (count) => `${count} edge${count === 1 ? '' : 's'} with failed connections`,
           'no failed connections',
         ),

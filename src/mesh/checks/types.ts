@@ -2,6 +2,7 @@ import type { Clock } from '../../clock.ts';
 import type { Edge } from '../edges.ts';
 import type { MeshPaths, MeshRuntime } from '../runtime.ts';
 import type { ProxyIdentity } from '../scrape.ts';
+import type { TrafficWindow } from './traffic-window.ts';
 
 export type Severity = 'error' | 'warning' | 'info';
 
@@ -38,6 +39,8 @@ export interface CheckThresholds {
   readonly expiryWarningMs: number;
   /** Largest clock difference to the identity service and the proxies (default 20 s, the SVID skew). */
   readonly maxClockSkewMs: number;
+  /** The traffic checks judge the counters' increase over this window (default 60 s). */
+  readonly trafficWindowMs: number;
 }
 
 /** What checks read, fetched once per run and shared. */
@@ -49,10 +52,14 @@ export interface CheckContext {
   /** The `mutual up` hints carry this, e.g. ` --state-dir st`. */
   readonly stateFlag: string;
   readonly proxyIdentity: (service: string) => Promise<ProxyIdentityAnswer>;
-  readonly edges: () => Promise<{
-    edges: readonly Edge[];
-    unreachable: ReadonlyArray<{ service: string; error: string }>;
-  }>;
+  /** Edges of the recent traffic only: each counter's increase over the traffic window. */
+  readonly traffic: () => Promise<RecentTraffic>;
+}
+
+export interface RecentTraffic {
+  readonly edges: readonly Edge[];
+  readonly unreachable: ReadonlyArray<{ service: string; error: string }>;
+  readonly window: TrafficWindow;
 }
 
 export type ProxyIdentityAnswer =
