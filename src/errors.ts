@@ -350,6 +350,40 @@ export const errorCatalog = {
       'Put the root that signed the issuer (and is not expired) into the trust anchors file, or pass the issuer made under those anchors.',
   },
 
+  // --- Kubernetes API client (the control plane's list and watch) ---
+  MUTUAL_K8S_API_FAILED: {
+    meaning:
+      'A request to the Kubernetes API server failed: unreachable, TLS failure, our credentials refused (401), not allowed by RBAC (403), or an answer that is not the expected JSON. Watches retry with backoff.',
+    action:
+      'Check the API server address and CA (in-cluster: the pod environment and /var/run/secrets/kubernetes.io/serviceaccount), and that the ServiceAccount may list and watch pods, services and endpointslices.',
+  },
+  MUTUAL_K8S_CONFIG_INVALID: {
+    meaning:
+      'The connection to the Kubernetes API server cannot be set up: --kubernetes in-cluster outside a pod, or a kubeconfig without a usable current context, server, or credentials Mutual can use (exec and auth-provider plugins are not run).',
+    action:
+      'Inside a pod use --kubernetes in-cluster; outside give --kubeconfig FILE whose context has an https server, its CA, and a token or client certificate.',
+  },
+
+  // --- Destination service (mutual destination serve, the proxy's --destination-url) ---
+  MUTUAL_DESTINATION_REQUEST_INVALID: {
+    meaning:
+      'A request to the destination API names no destination, or one that is not IP:PORT, [IPv6]:PORT or <service>.<namespace>.svc.<cluster-domain>:PORT, or has a bad wait or version parameter.',
+    action:
+      'Ask for GET /v1/destinations/<ip>:<port> or /v1/destinations/<service>.<namespace>.svc.cluster.local:<port>, with ?wait=30s&version=<the version of the last answer> to wait for a change (docs/destination.md).',
+  },
+  MUTUAL_DESTINATION_TABLE_INVALID: {
+    meaning:
+      'The destination table file (`mutual destination serve --file`) is not valid YAML/JSON or breaks the format: each entry needs an IP address and a workload SPIFFE ID; ports are 1-65535; protocols are opaque, http or detect.',
+    action:
+      'Fix the entries the message names (docs/destination.md shows the format); while the file is bad, the service keeps answering from the last good table.',
+  },
+  MUTUAL_DESTINATION_UNAVAILABLE: {
+    meaning:
+      'The proxy could not get an answer from the destination service within its bound (unreachable, refused our certificate, not the expected SPIFFE ID, or an error status); the destination was treated as unknown (plain text, or refused under --outbound-strict).',
+    action:
+      'Check `--destination-url` and that the service is ready (its admin /ready); the proxy log names the failure and `mutual_outbound_destination_lookups_total{result="unavailable"}` counts them.',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',

@@ -5,6 +5,7 @@ import { registerCertCommand } from './cert-command.ts';
 import { registerCheckCommand } from './check-command.ts';
 import type { CliContext } from './context.ts';
 import { registerDashboardCommand } from './dashboard-command.ts';
+import { registerDestinationCommand } from './destination-command.ts';
 import { registerDownCommand } from './down-command.ts';
 import { registerEdgesCommand } from './edges-command.ts';
 import { registerIdentityCommand } from './identity-command.ts';
@@ -35,6 +36,7 @@ export function createProgram(context: CliContext): Command {
   registerCertCommand(program, context);
   registerSpiffeCommand(program, context);
   registerIdentityCommand(program, context);
+  registerDestinationCommand(program, context);
   registerProxyCommand(program, context);
   registerUpCommand(program, context);
   registerDownCommand(program, context);

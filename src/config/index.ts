@@ -18,6 +18,7 @@ export function loadCliEnvironment(env: NodeJS.ProcessEnv, isTty: boolean): CliE
   });
 }
 export {
+  credentialsFrom,
   DEFAULT_OPAQUE_PORTS,
   type ExplicitInbound,
   type ExplicitUpstream,

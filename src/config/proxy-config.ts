@@ -248,7 +248,8 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
   return config as ProxyConfig;
 }
 
-function credentialsFrom(flags: ProxyFlags): ProxyCredentialsConfig {
+/** The credential flags alone (shared with `mutual destination serve`); throws a plain Error naming the problem. */
+export function credentialsFrom(flags: ProxyFlags): ProxyCredentialsConfig {
   const files = [flags.cert, flags.key, flags.bundle];
   const identity = [flags.identityUrl, flags.tokenFile, flags.spiffeId, flags.identityBundle];
   if (files.some((f) => f !== undefined) && identity.some((f) => f !== undefined)) {

@@ -2,7 +2,7 @@
 // Talks to the app on 127.0.0.1 and to other proxies over TLS 1.3 only; decides nothing about
 // who may call whom (policy does) and never signs anything (the identity service does).
 
-export { loadCredentialFiles } from './credential-source.ts';
+export { type CredentialSource, createCredentialSource, loadCredentialFiles } from './credential-source.ts';
 export { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from './detect.ts';
 export { CLIENT_ID_HEADER, DENIED_BY_HEADER } from './inbound/http-inbound.ts';
 export * from './intercept/index.ts';

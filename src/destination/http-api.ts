@@ -1,0 +1,173 @@
+// The destination API over HTTPS (HTTP/2, HTTP/1.1 accepted), mTLS only: the server presents its
+// SVID; a client must present an SVID under the mesh's trust bundle or the connection is closed.
+//   GET /v1/destinations/<ip>:<port> | <name>:<port>  [?wait=30s&version=<version of the last answer>]
+// With a version equal to the current answer's and a wait, the request is held until the answer
+// changes (200) or the wait ends (304): the proxies' watch.
+import {
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+} from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../clock.ts';
+import { parseDuration } from '../config/index.ts';
+import { errorCatalog, isMutualError } from '../errors.ts';
+import { type MeshTls, verifyClientPeer } from '../tls/index.ts';
+import { answerVersion, parseDestinationTarget, requestInvalid } from './answer.ts';
+import type { DestinationLookup } from './lookup.ts';
+import type { DestinationMetrics } from './metrics.ts';
+
+export const DESTINATIONS_PATH = '/v1/destinations/';
+export const MAX_WAIT_MS = 60_000;
+
+export interface DestinationApiDeps {
+  readonly lookup: DestinationLookup;
+  /** The service's own TLS generation (its SVID and the mesh trust bundle). */
+  readonly meshTls: () => MeshTls | undefined;
+  readonly clock: Clock;
+  readonly metrics: DestinationMetrics;
+  readonly log: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+}
+
+export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): Http2SecureServer {
+  const server = createSecureServer(
+    {
+      ...initial.serverOptions,
+      allowHTTP1: true,
+      requestCert: true,
+      rejectUnauthorized: true,
+      handshakeTimeout: 10_000,
+    },
+    (request, response) => {
+      handle(request, response, deps).catch((error: unknown) => sendError(response, error));
+    },
+  );
+  // OpenSSL has checked the chain against the bundle; the leaf must also be an SVID for a client.
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const meshTls = deps.meshTls();
+    const verdict = meshTls
+      ? verifyClientPeer(socket, meshTls, deps.clock)
+      : ({ ok: false, reason: 'not_ready', message: 'no credentials' } as const);
+    if (!verdict.ok) {
+      deps.metrics.clientsRefused.inc({ reason: verdict.reason });
+      deps.log('warn', 'client refused', {
+        remote: socket.remoteAddress,
+        reason: verdict.reason,
+        error: verdict.message,
+      });
+      socket.destroy();
+    }
+  });
+  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+    const text = `${error.code ?? ''} ${error.message}`;
+    const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(text)
+      ? 'no_client_certificate'
+      : /CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA|unable to get/i.test(text)
+        ? 'unknown_authority'
+        : 'handshake_failed';
+    deps.metrics.clientsRefused.inc({ reason });
+  });
+  // Idle HTTP/2 sessions are closed after two long polls' worth of silence.
+  server.setTimeout(2 * MAX_WAIT_MS + 10_000);
+  return server;
+}
+
+async function handle(request: Http2ServerRequest, response: Http2ServerResponse, deps: DestinationApiDeps) {
+  const url = new URL(request.url ?? '/', 'https://destination');
+  if (!url.pathname.startsWith(DESTINATIONS_PATH)) {
+    return sendJson(response, 404, {
+      error: {
+        code: 'MUTUAL_DESTINATION_REQUEST_INVALID',
+        message: `no such endpoint ${url.pathname}: ask GET ${DESTINATIONS_PATH}<ip>:<port>`,
+      },
+    });
+  }
+  if (request.method !== 'GET') {
+    return sendJson(
+      response,
+      405,
+      { error: { code: 'MUTUAL_DESTINATION_REQUEST_INVALID', message: 'use GET' } },
+      { allow: 'GET' },
+    );
+  }
+  let text: string;
+  try {
+    text = decodeURIComponent(url.pathname.slice(DESTINATIONS_PATH.length));
+  } catch {
+    throw requestInvalid(`the destination in ${url.pathname} is not valid percent-encoding`);
+  }
+  if (text === '')
+    throw requestInvalid(`the request names no destination: ask GET ${DESTINATIONS_PATH}<ip>:<port>`);
+  const target = parseDestinationTarget(text);
+  const waitMs = parseWait(url.searchParams.get('wait'));
+  const known = url.searchParams.get('version') ?? undefined;
+
+  let answer = deps.lookup.resolve(target);
+  let version = answerVersion(answer);
+  if (known !== undefined && known === version && waitMs > 0) {
+    deps.metrics.watchesOpen.inc();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, waitMs);
+      const unsubscribe = deps.lookup.subscribe(() => {
+        if (answerVersion(deps.lookup.resolve(target)) !== known) done();
+      });
+      response.once('close', done);
+      function done() {
+        clearTimeout(timer);
+        unsubscribe();
+        response.off('close', done);
+        resolve();
+      }
+    });
+    deps.metrics.watchesOpen.dec();
+    if (response.destroyed || response.writableEnded) return;
+    answer = deps.lookup.resolve(target);
+    version = answerVersion(answer);
+  }
+  deps.metrics.lookups.inc({
+    result: answer.meshed ? 'meshed' : 'unmeshed',
+    source: answer.source ?? 'none',
+  });
+  if (known === version) {
+    response.writeHead(304, { etag: `"${version}"` });
+    response.end();
+    return;
+  }
+  sendJson(
+    response,
+    200,
+    { destination: target.text, ...answer, version },
+    { etag: `"${version}"`, 'cache-control': 'no-cache' },
+  );
+}
+
+function parseWait(text: string | null): number {
+  if (text === null || text === '') return 0;
+  let ms: number;
+  try {
+    ms = /^\d+$/.test(text) ? Number(text) * 1000 : parseDuration(text, 'wait');
+  } catch {
+    throw requestInvalid(`wait=${JSON.stringify(text)} is not a duration: write e.g. wait=30s (at most 60s)`);
+  }
+  return Math.min(ms, MAX_WAIT_MS);
+}
+
+function sendJson(
+  response: Http2ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+) {
+  if (response.headersSent || response.destroyed) return;
+  response.writeHead(status, { 'content-type': 'application/json', ...headers });
+  response.end(`${JSON.stringify(body)}\n`);
+}
+
+function sendError(response: Http2ServerResponse, error: unknown) {
+  const known = isMutualError(error);
+  const code = known ? error.code : 'MUTUAL_INTERNAL';
+  const status = code === 'MUTUAL_DESTINATION_REQUEST_INVALID' ? 400 : 500;
+  const message = known ? error.message : 'internal error';
+  sendJson(response, status, { error: { code, message, hint: errorCatalog[code].action } });
+}

@@ -1,0 +1,39 @@
+// Every metric the destination service exports, named once.
+import { Counter, Gauge, type Registry } from '../metrics/index.ts';
+
+export function createDestinationMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    lookups: new Counter({
+      name: 'mutual_destination_lookups_total',
+      help: 'Destination answers sent, by result (meshed, unmeshed) and the source that knew the destination (none: unknown).',
+      labelNames: ['result', 'source'],
+      registers,
+    }),
+    watchesOpen: new Gauge({
+      name: 'mutual_destination_watches_open',
+      help: 'Long-poll requests waiting for an answer to change.',
+      registers,
+    }),
+    clientsRefused: new Counter({
+      name: 'mutual_destination_clients_refused_total',
+      help: 'Client connections refused: no certificate, not under the trust bundle, not an SVID.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    tableReloads: new Counter({
+      name: 'mutual_destination_table_reloads_total',
+      help: 'Loads of the destination table file, by result (ok, refused).',
+      labelNames: ['result'],
+      registers,
+    }),
+    kubernetesEvents: new Counter({
+      name: 'mutual_destination_kubernetes_watch_events_total',
+      help: 'Kubernetes list/watch life events by resource: listed, expired (410 Gone, relist), failed (retry with backoff).',
+      labelNames: ['resource', 'event'],
+      registers,
+    }),
+  };
+}
+
+export type DestinationMetrics = ReturnType<typeof createDestinationMetrics>;

@@ -1,0 +1,213 @@
+// `mutual destination serve`: credentials (its own SVID, like a proxy's) → sources (table file,
+// Kubernetes) → the mTLS API → admin. Built by startDestinationService(config); close() stops it.
+import { once } from 'node:events';
+import type { Http2SecureServer } from 'node:http2';
+import type { AddressInfo, Server } from 'node:net';
+import { createAdminServer } from '../admin/index.ts';
+import type { Clock } from '../clock.ts';
+import type { ListenAddress, ProxyCredentialsConfig } from '../config/index.ts';
+import { MutualError } from '../errors.ts';
+import { createKubeClient, type KubeConnection } from '../k8s/kube-client/index.ts';
+import { createRegistry } from '../metrics/index.ts';
+import { createCredentialSource, type ProxyLog } from '../proxy/index.ts';
+import { createMeshTls, type MeshCredentials, type MeshTls } from '../tls/index.ts';
+import type { DestinationSource } from './answer.ts';
+import { createFileSource } from './file-source.ts';
+import { createDestinationApiServer } from './http-api.ts';
+import { createKubernetesSource } from './kubernetes-source.ts';
+import { createDestinationLookup, type DestinationLookup } from './lookup.ts';
+import { createDestinationMetrics } from './metrics.ts';
+
+export interface DestinationServiceConfig {
+  readonly listen: ListenAddress;
+  readonly adminListen: ListenAddress;
+  /** The service's own SVID: from the identity service, or files (as a proxy gets its own). */
+  readonly credentials: ProxyCredentialsConfig;
+  /** A destination table file (YAML/JSON), watched. */
+  readonly tableFile?: string;
+  /** Watch Pods, Services and EndpointSlices through this API server. */
+  readonly kubernetes?: KubeConnection;
+  /** The cluster DNS domain for <service>.<namespace>.svc.<domain> names; default cluster.local. */
+  readonly clusterDomain?: string;
+  /** For tests: shorter watches and backoff. */
+  readonly kubernetesTuning?: {
+    watchTimeoutSeconds?: number;
+    backoff?: { initialMs: number; maxMs: number };
+  };
+  readonly clock: Clock;
+  readonly log: ProxyLog;
+}
+
+export interface DestinationService {
+  readonly apiUrl: string;
+  readonly adminUrl: string;
+  readonly spiffeId: string;
+  readonly lookup: DestinationLookup;
+  close(): Promise<void>;
+}
+
+/** The destination service's own SPIFFE ID, which proxies expect when they call it. */
+export function destinationServiceId(trustDomain: string): string {
+  return `spiffe://${trustDomain}/ns/mutual-system/sa/destination`;
+}
+
+export async function startDestinationService(config: DestinationServiceConfig): Promise<DestinationService> {
+  const { clock, log } = config;
+  if (!config.tableFile && !config.kubernetes) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      'give a source of destinations: --file TABLE, --kubernetes in-cluster or --kubeconfig FILE',
+    );
+  }
+  const registry = createRegistry();
+  const metrics = createDestinationMetrics(registry);
+  let meshTls: MeshTls | undefined;
+  let api: Http2SecureServer | undefined;
+  let lookup: DestinationLookup | undefined;
+  const credentials = createCredentialSource(config.credentials, { clock, log, onResult: () => {} });
+  const firstCredentials = new Promise<MeshCredentials>((resolve) => credentials.subscribe(resolve));
+  credentials.subscribe((next) => {
+    try {
+      meshTls = createMeshTls(next, clock);
+      api?.setSecureContext(meshTls.serverOptions);
+    } catch (error) {
+      log.error('cannot build TLS from new credentials; keeping the old ones', {
+        error: (error as Error).message,
+      });
+    }
+  });
+
+  const admin = createAdminServer({
+    registry,
+    notReadyReason: () => {
+      if (!meshTls) {
+        const status = credentials.status();
+        return status.error
+          ? `no certificate yet: ${status.error.code}: ${status.error.message}`
+          : 'no certificate yet';
+      }
+      return lookup ? lookup.notReadyReason() : 'starting';
+    },
+  });
+  admin.listen(config.adminListen.port, config.adminListen.host);
+  await once(admin, 'listening');
+  credentials.start();
+
+  // Sources need the trust domain, which comes with the first certificate.
+  const own = await firstCredentials;
+  const trustDomain = new URL(own.spiffeId).host;
+  const sources: DestinationSource[] = [];
+  try {
+    if (config.tableFile) {
+      sources.push(
+        await createFileSource(config.tableFile, {
+          onLoad: (result) => {
+            metrics.tableReloads.inc({ result: result.ok ? 'ok' : 'refused' });
+            if (result.ok)
+              log.info('destination table loaded', { file: config.tableFile, entries: result.entries });
+            else
+              log.warn('destination table refused; the last good one keeps answering', {
+                code: result.error.code,
+                error: result.error.message,
+              });
+          },
+        }),
+      );
+    }
+    if (config.kubernetes) {
+      const source = createKubernetesSource({
+        client: createKubeClient(config.kubernetes),
+        trustDomain,
+        ...(config.clusterDomain ? { clusterDomain: config.clusterDomain } : {}),
+        ...config.kubernetesTuning,
+        onInformerEvent: (resource, event) => {
+          metrics.kubernetesEvents.inc({ resource, event: event.kind });
+          if (event.kind === 'failed')
+            log.warn('Kubernetes watch failed; retrying', {
+              resource,
+              code: event.error.code,
+              error: event.error.message,
+              retryInMs: event.retryInMs,
+            });
+          else if (event.kind === 'expired')
+            log.info('Kubernetes watch expired (410 Gone); relisting', { resource });
+          else
+            log.info('Kubernetes listed', {
+              resource,
+              objects: event.objects,
+              resourceVersion: event.resourceVersion,
+            });
+        },
+      });
+      source.start();
+      sources.push(source);
+    }
+  } catch (error) {
+    for (const source of sources) source.close();
+    credentials.close();
+    admin.close();
+    throw error;
+  }
+  lookup = createDestinationLookup(sources);
+  const server = createDestinationApiServer(
+    {
+      lookup,
+      meshTls: () => meshTls,
+      clock,
+      metrics,
+      log: (level, message, fields) => log[level](message, fields),
+    },
+    meshTls!,
+  );
+  api = server;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        new MutualError(
+          'MUTUAL_CLI_USAGE',
+          `cannot listen on ${config.listen.host}:${config.listen.port}: ${error.code ?? error.message}`,
+          {
+            cause: error,
+          },
+        ),
+      ),
+    );
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  }).catch((error: unknown) => {
+    lookup?.close();
+    credentials.close();
+    admin.close();
+    throw error;
+  });
+  const apiAddress = server.address() as AddressInfo;
+  const adminAddress = admin.address() as AddressInfo;
+  const sockets = new Set<import('node:tls').TLSSocket>();
+  server.on('secureConnection', (socket: import('node:tls').TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  return {
+    apiUrl: `https://${urlHost(apiAddress)}:${apiAddress.port}`,
+    adminUrl: `http://${urlHost(adminAddress)}:${adminAddress.port}`,
+    spiffeId: own.spiffeId,
+    lookup,
+    async close() {
+      lookup?.close();
+      credentials.close();
+      // Long polls end now: their clients retry against whoever serves next.
+      for (const socket of sockets) socket.destroy();
+      await Promise.all([closeServer(server), closeServer(admin as unknown as Server)]);
+    },
+  };
+}
+
+function urlHost(address: AddressInfo): string {
+  return address.family === 'IPv6' ? `[${address.address}]` : address.address;
+}
+
+function closeServer(server: Server & { closeAllConnections?: () => void }): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections?.();
+  });
+}
