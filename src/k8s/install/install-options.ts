@@ -76,12 +76,12 @@ const IMAGE_REFERENCE = new RegExp(
 
 export function parseInstallFlags(flags: InstallFlags): InstallConfig {
   const problems: string[] = [];
-  const check = <T>(parse: () => T, fallback: T): T => {
+  const check = <T>(parse: () => T, fallback: T, flag = ''): T => {
     try {
       return parse();
     } catch (error) {
       if (!isMutualError(error)) throw error;
-      problems.push(error.message);
+      problems.push(error.message.includes(flag) ? error.message : `${flag}: ${error.message}`);
       return fallback;
     }
   };
@@ -110,7 +110,7 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
   const trustDomain =
     flags.trustDomain === undefined
       ? undefined
-      : check(() => parseTrustDomain(flags.trustDomain!), undefined);
+      : check(() => parseTrustDomain(flags.trustDomain!), undefined, '--trust-domain');
   const identityCa = identityCaSource(flags, problems, duration);
   const identitySvidLifetime = flags.identitySvidLifetime ?? INSTALL_DEFAULTS.identitySvidLifetime;
   duration(identitySvidLifetime, '--identity-svid-lifetime', MAX_SVID_LIFETIME_MS);

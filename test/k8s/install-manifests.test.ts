@@ -1,0 +1,232 @@
+// `mutual install` output: every object valid against the official Kubernetes OpenAPI schemas,
+// the shape the control plane needs (names, args, RBAC, webhook selectors), and golden files.
+import assert from 'node:assert/strict';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import {
+  CONTROL_PLANE,
+  CONTROL_PLANE_NAMESPACE,
+  INJECTOR_WEBHOOK,
+  ISSUER_SECRET,
+  TRUST_ANCHORS_CONFIG_MAP,
+} from '../../src/k8s/index.ts';
+import { repoRoot } from '../e2e/run-mutual.ts';
+import {
+  decodeBase64,
+  findObject,
+  maskGenerated,
+  parseObjects,
+  runInstall,
+  validateObject,
+} from './install-harness.ts';
+
+const GOLDEN_DIR = join(repoRoot(), 'test', 'k8s', 'golden');
+
+test('every rendered object validates against the Kubernetes OpenAPI schemas', async () => {
+  const run = await runInstall([]);
+  assert.equal(run.code, 0, run.stderr);
+  const objects = parseObjects(run.stdout);
+  const kinds = objects.map((object) => object.kind);
+  assert.deepEqual([...new Set(kinds)].sort(), [
+    'ClusterRole',
+    'ClusterRoleBinding',
+    'ConfigMap',
+    'CustomResourceDefinition',
+    'Deployment',
+    'MutatingWebhookConfiguration',
+    'Namespace',
+    'Role',
+    'RoleBinding',
+    'Secret',
+    'Service',
+    'ServiceAccount',
+  ]);
+  for (const object of objects) validateObject(object);
+  // Order matters to `kubectl apply`: the namespace first, the webhook last.
+  assert.equal(kinds[0], 'Namespace');
+  assert.equal(kinds.at(-1), 'MutatingWebhookConfiguration');
+});
+
+test('the validator is live: a broken Deployment and a broken CRD are refused', async () => {
+  const objects = parseObjects((await runInstall([])).stdout);
+  const deployment = structuredClone(findObject(objects, 'Deployment', CONTROL_PLANE.identity.name));
+  (deployment as any).spec.template.spec.containers[0].ports[0].containerPort = 'https';
+  assert.throws(() => validateObject(deployment), /containerPort must be integer/);
+  const crd = structuredClone(objects.find((object) => object.kind === 'CustomResourceDefinition')!);
+  delete (crd as any).spec.names.plural;
+  assert.throws(() => validateObject(crd), /plural/);
+});
+
+test('the control plane: namespace never injected, args on the shared ports, probes on admin', async () => {
+  const objects = parseObjects((await runInstall([])).stdout);
+  const namespace = findObject(objects, 'Namespace', CONTROL_PLANE_NAMESPACE);
+  assert.equal(namespace.metadata.annotations?.['mutual.dev/inject'], 'disabled');
+  for (const object of objects) {
+    const isClusterScoped = [
+      'Namespace',
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'CustomResourceDefinition',
+      'MutatingWebhookConfiguration',
+    ].includes(object.kind);
+    assert.equal(
+      object.metadata.namespace,
+      isClusterScoped ? undefined : CONTROL_PLANE_NAMESPACE,
+      object.kind,
+    );
+  }
+  const args = (name: string) =>
+    (findObject(objects, 'Deployment', name) as any).spec.template.spec.containers[0].args as string[];
+  const identityArgs = args(CONTROL_PLANE.identity.name);
+  assert.deepEqual(identityArgs.slice(0, 2), ['identity', 'serve']);
+  assert.equal(identityArgs[identityArgs.indexOf('--token-review-url') + 1], 'in-cluster');
+  assert.equal(identityArgs[identityArgs.indexOf('--listen') + 1], '0.0.0.0:8443');
+  assert.equal(identityArgs[identityArgs.indexOf('--admin-listen') + 1], '0.0.0.0:9990');
+  assert.deepEqual(args(CONTROL_PLANE.destination.name), [
+    'destination',
+    'serve',
+    '--listen',
+    '0.0.0.0:8086',
+    '--admin-listen',
+    '0.0.0.0:9996',
+    '--kubernetes',
+    'in-cluster',
+  ]);
+  assert.deepEqual(args(CONTROL_PLANE.injector.name).slice(0, 4), [
+    'inject',
+    'serve',
+    '--listen',
+    '0.0.0.0:8443',
+  ]);
+  for (const component of Object.values(CONTROL_PLANE)) {
+    const pod = (findObject(objects, 'Deployment', component.name) as any).spec.template;
+    const container = pod.spec.containers[0];
+    const admin = container.ports.find((port: { name: string }) => port.name === 'admin');
+    assert.equal(admin.containerPort, component.adminPort, component.name);
+    assert.deepEqual(container.livenessProbe.httpGet, { path: '/live', port: 'admin' });
+    assert.deepEqual(container.readinessProbe.httpGet, { path: '/ready', port: 'admin' });
+    assert.equal(pod.spec.serviceAccountName, component.serviceAccount);
+    assert.equal(pod.spec.securityContext.runAsNonRoot, true);
+    findObject(objects, 'ServiceAccount', component.serviceAccount);
+    findObject(objects, 'Service', component.name);
+  }
+});
+
+test('RBAC: the identity service may create TokenReviews; destination only reads', async () => {
+  const objects = parseObjects((await runInstall([])).stdout);
+  const identityRole = objects.find(
+    (object) => object.kind === 'ClusterRole' && object.metadata.name.startsWith(CONTROL_PLANE.identity.name),
+  ) as any;
+  assert.deepEqual(identityRole.rules, [
+    { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+  ]);
+  const destinationRole = findObject(objects, 'ClusterRole', CONTROL_PLANE.destination.name) as any;
+  const granted = destinationRole.rules.flatMap((rule: any) =>
+    rule.resources.map((resource: string) => `${rule.apiGroups[0]}/${resource}`),
+  );
+  for (const needed of [
+    '/pods',
+    'discovery.k8s.io/endpointslices',
+    '/services',
+    'security.mutual.dev/peerauthentications',
+    'security.mutual.dev/authorizationpolicies',
+  ]) {
+    assert.ok(granted.includes(needed), `destination may read ${needed}`);
+  }
+  for (const rule of destinationRole.rules) assert.deepEqual(rule.verbs, ['get', 'list', 'watch']);
+  for (const binding of objects.filter((object) => object.kind === 'ClusterRoleBinding') as any[]) {
+    assert.equal(binding.roleRef.name, binding.metadata.name);
+    findObject(objects, 'ClusterRole', binding.roleRef.name);
+    findObject(objects, 'ServiceAccount', binding.subjects[0].name);
+  }
+});
+
+test('the webhook: v1 reviews, no side effects, never mutual-system or kube-system, its CA in caBundle', async () => {
+  const objects = parseObjects((await runInstall([])).stdout);
+  const configuration = findObject(
+    objects,
+    'MutatingWebhookConfiguration',
+    INJECTOR_WEBHOOK.configurationName,
+  ) as any;
+  const [webhook] = configuration.webhooks;
+  assert.deepEqual(webhook.admissionReviewVersions, ['v1']);
+  assert.equal(webhook.sideEffects, 'None');
+  assert.equal(webhook.failurePolicy, 'Ignore');
+  assert.deepEqual(webhook.namespaceSelector.matchExpressions[0].values, [
+    CONTROL_PLANE_NAMESPACE,
+    'kube-system',
+  ]);
+  assert.equal(webhook.objectSelector.matchExpressions[0].operator, 'DoesNotExist');
+  assert.equal(webhook.clientConfig.service.path, INJECTOR_WEBHOOK.path);
+  const secret = findObject(objects, 'Secret', INJECTOR_WEBHOOK.secretName) as any;
+  assert.equal(secret.type, 'kubernetes.io/tls');
+  const ca = new X509Certificate(decodeBase64(webhook.clientConfig.caBundle));
+  assert.equal(decodeBase64(secret.data['ca.crt']), decodeBase64(webhook.clientConfig.caBundle));
+  const serving = new X509Certificate(decodeBase64(secret.data['tls.crt']));
+  assert.ok(
+    serving.checkIssued(ca) && serving.verify(ca.publicKey),
+    'serving certificate signed by the caBundle',
+  );
+  assert.equal(
+    serving.checkHost(`${CONTROL_PLANE.injector.name}.${CONTROL_PLANE_NAMESPACE}.svc`),
+    `${CONTROL_PLANE.injector.name}.${CONTROL_PLANE_NAMESPACE}.svc`,
+  );
+  assert.equal(serving.checkHost('mutual-identity.mutual-system.svc'), undefined);
+  assert.ok(serving.checkPrivateKey(createPrivateKey(decodeBase64(secret.data['tls.key']))));
+  assert.match(configuration.metadata.annotations['mutual.dev/failure-policy'], /^failurePolicy Ignore/);
+
+  const failing = parseObjects((await runInstall(['--webhook-failure-policy', 'Fail'])).stdout);
+  const failWebhook = (
+    findObject(failing, 'MutatingWebhookConfiguration', INJECTOR_WEBHOOK.configurationName) as any
+  ).webhooks[0];
+  assert.equal(failWebhook.failurePolicy, 'Fail');
+});
+
+test('the generated identity CA: anchors in the ConfigMap, an issuer under them in a kubernetes.io/tls Secret', async () => {
+  const objects = parseObjects((await runInstall(['--trust-domain', 'example.org'])).stdout);
+  const anchorsPem = (findObject(objects, 'ConfigMap', TRUST_ANCHORS_CONFIG_MAP.name) as any).data[
+    TRUST_ANCHORS_CONFIG_MAP.key
+  ];
+  const anchor = new X509Certificate(anchorsPem);
+  const secret = findObject(objects, 'Secret', ISSUER_SECRET.name) as any;
+  assert.equal(secret.type, 'kubernetes.io/tls');
+  const issuer = new X509Certificate(decodeBase64(secret.data[ISSUER_SECRET.certKey]));
+  assert.ok(issuer.ca && issuer.checkIssued(anchor) && issuer.verify(anchor.publicKey));
+  assert.ok(issuer.checkPrivateKey(createPrivateKey(decodeBase64(secret.data[ISSUER_SECRET.keyKey]))));
+  assert.match(issuer.subjectAltName ?? '', /URI:spiffe:\/\/example\.org/);
+});
+
+test('golden: default install and an external issuer with Fail, masked where generated', async () => {
+  const cases: [string, string[]][] = [
+    ['install-default.yaml', []],
+    ['install-external-issuer-fail.yaml', externalArgs()],
+  ];
+  for (const [file, args] of cases) {
+    const run = await runInstall(args, { cwd: join(repoRoot(), 'test', 'k8s', 'golden') });
+    assert.equal(run.code, 0, run.stderr);
+    const actual = maskGenerated(run.stdout);
+    const path = join(GOLDEN_DIR, file);
+    if (process.env.MUTUAL_UPDATE_GOLDEN === '1') await writeFile(path, actual);
+    assert.equal(actual, await readFile(path, 'utf8'), `${file} differs; MUTUAL_UPDATE_GOLDEN=1 rewrites it`);
+  }
+});
+
+function externalArgs(): string[] {
+  return [
+    '--identity-external-issuer',
+    '--identity-trust-anchors-file',
+    'install-external-trust-anchors.pem',
+    '--webhook-failure-policy',
+    'Fail',
+    '--image',
+    'registry.example.com:5000/mesh/mutual:dev',
+    '--image-pull-policy',
+    'Always',
+    '--control-plane-replicas',
+    '2',
+    '--identity-svid-lifetime',
+    '12h',
+  ];
+}
