@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, KeyObject, randomBytes, webcrypto } from 'node:crypto';
+import { generateKeyPairSync, KeyObject, randomBytes, sign, webcrypto } from 'node:crypto';
 import { test } from 'node:test';
+import { Attributes, CertificationRequest } from '@peculiar/asn1-csr';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, Attribute, Extension, Extensions } from '@peculiar/asn1-x509';
 import { type ErrorCode, isMutualError } from '../errors.ts';
 import { rejectsCode } from '../testing/expect-error.ts';
 import { admitCsr, createCsr } from './csr.ts';
@@ -281,5 +284,217 @@ test('admitCsr refuses an invalid expected ID before reading the CSR', async () 
     'spiffe://cluster.local/a/',
   ]) {
     await rejectsCode(admitCsr(good, expected), 'MUTUAL_SPIFFE_ID_INVALID', JSON.stringify(expected));
+  }
+});
+
+const EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
+const SAN = '2.5.29.17';
+
+/**
+ * Decodes `der`, lets `edit` change it, then signs the result with node:crypto under any
+ * algorithm OID, hash and ECDSA encoding the test names: requests no honest library would build.
+ */
+function resigned(
+  der: Uint8Array,
+  privateKey: KeyObject,
+  options: {
+    edit?: (request: CertificationRequest) => void;
+    algorithm?: string;
+    hash?: string;
+    dsaEncoding?: 'der' | 'ieee-p1363';
+  } = {},
+): Uint8Array {
+  const request = AsnConvert.parse(der, CertificationRequest);
+  options.edit?.(request);
+  if (options.algorithm)
+    request.signatureAlgorithm = new AlgorithmIdentifier({ algorithm: options.algorithm });
+  const info = new Uint8Array(AsnConvert.serialize(request.certificationRequestInfo));
+  const key =
+    privateKey.asymmetricKeyType === 'ec'
+      ? { key: privateKey, dsaEncoding: options.dsaEncoding ?? 'der' }
+      : privateKey;
+  request.signature = new Uint8Array(sign(options.hash ?? 'sha256', info, key)).buffer;
+  return new Uint8Array(AsnConvert.serialize(request));
+}
+
+/** An extensionRequest attribute holding one SAN extension per set of URIs. */
+function extensionRequest(...uriSets: string[][]): Attribute {
+  return new Attribute({
+    type: EXTENSION_REQUEST,
+    values: uriSets.map((uris) =>
+      AsnConvert.serialize(
+        new Extensions(
+          uris.map(
+            (uri) =>
+              new Extension({
+                extnID: SAN,
+                critical: true,
+                extnValue: new OctetString(
+                  new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }]).value,
+                ),
+              }),
+          ),
+        ),
+      ),
+    ),
+  });
+}
+
+const ecPrivate = KeyObject.from(ecPair.privateKey);
+
+test('resigned() builds CSRs admitCsr accepts, so the refusals below are about the one thing changed', async () => {
+  const good = await hostileCsr([{ type: 'url', value: ID }]);
+  assert.ok(await admitCsr(resigned(good, ecPrivate), ID));
+  // ECDSA with SHA-384 or SHA-512 over a P-256 key is a valid choice too.
+  assert.ok(
+    await admitCsr(resigned(good, ecPrivate, { algorithm: '1.2.840.10045.4.3.3', hash: 'sha384' }), ID),
+  );
+  assert.ok(
+    await admitCsr(resigned(good, ecPrivate, { algorithm: '1.2.840.10045.4.3.4', hash: 'sha512' }), ID),
+  );
+  assert.ok(
+    await admitCsr(
+      resigned(good, ecPrivate, {
+        edit: (r) => {
+          r.certificationRequestInfo.attributes = new Attributes([extensionRequest([ID])]);
+        },
+      }),
+      ID,
+    ),
+  );
+});
+
+test('admitCsr refuses a signature algorithm that does not fit the key, a weak one, or a wrong encoding', async () => {
+  const good = await hostileCsr([{ type: 'url', value: ID }]);
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const rsaCsr = await hostileCsr([{ type: 'url', value: ID }], {
+    keys: cryptoPair(rsa, RSA),
+    signingAlgorithm: RSA,
+  });
+  const cases: Array<[string, Uint8Array, RegExp]> = [
+    // An RSA algorithm OID over an EC key: the OID must name the key's own algorithm.
+    [
+      'RSA OID, EC key',
+      resigned(good, ecPrivate, { algorithm: '1.2.840.113549.1.1.11' }),
+      /does not fit its ECDSA key/,
+    ],
+    [
+      'ECDSA OID, RSA key',
+      resigned(rsaCsr, rsa.privateKey, { algorithm: '1.2.840.10045.4.3.2' }),
+      /does not fit its RSA key/,
+    ],
+    [
+      'SHA-1 with RSA',
+      resigned(rsaCsr, rsa.privateKey, { algorithm: '1.2.840.113549.1.1.5', hash: 'sha1' }),
+      /1\.2\.840\.113549\.1\.1\.5/,
+    ],
+    [
+      'ECDSA with SHA-1',
+      resigned(good, ecPrivate, { algorithm: '1.2.840.10045.4.1', hash: 'sha1' }),
+      /sign it with one of ecdsa-with-SHA256/,
+    ],
+    [
+      'an unknown OID',
+      resigned(good, ecPrivate, { algorithm: '1.3.6.1.4.1.99999.1' }),
+      /1\.3\.6\.1\.4\.1\.99999\.1/,
+    ],
+    [
+      'SHA-384 signature under the SHA-256 OID',
+      resigned(good, ecPrivate, { hash: 'sha384' }),
+      /does not verify/,
+    ],
+    [
+      'raw r||s instead of a DER ECDSA signature',
+      resigned(good, ecPrivate, { dsaEncoding: 'ieee-p1363' }),
+      /does not verify/,
+    ],
+  ];
+  for (const [name, der, message] of cases) {
+    await rejectsCode(admitCsr(der, ID), 'MUTUAL_PKI_CSR_SIGNATURE_INVALID', name, message);
+  }
+  const empty = AsnConvert.parse(good, CertificationRequest);
+  empty.signature = new ArrayBuffer(0);
+  await rejectsCode(
+    admitCsr(new Uint8Array(AsnConvert.serialize(empty)), ID),
+    'MUTUAL_PKI_CSR_SIGNATURE_INVALID',
+    'empty signature',
+  );
+});
+
+test('admitCsr sees the SANs of every extension request, however they are split', async () => {
+  const good = await hostileCsr([{ type: 'url', value: ID }]);
+  const evil = 'spiffe://cluster.local/ns/shop/sa/db';
+  const withAttributes = (...attributes: Attribute[]) =>
+    resigned(good, ecPrivate, {
+      edit: (request) => {
+        request.certificationRequestInfo.attributes = new Attributes(attributes);
+      },
+    });
+  const cases: Array<[string, Uint8Array]> = [
+    ['a second extensionRequest attribute', withAttributes(extensionRequest([ID]), extensionRequest([evil]))],
+    ['two values in one extensionRequest', withAttributes(extensionRequest([ID], [evil]))],
+    ['two SAN extensions in one value', withAttributes(extensionRequest([ID, evil]))],
+  ];
+  for (const [name, der] of cases) {
+    await rejectsCode(admitCsr(der, ID), 'MUTUAL_PKI_CSR_SAN_INVALID', name, /2 subjectAltName extensions/);
+  }
+  await rejectsCode(
+    admitCsr(withAttributes(new Attribute({ type: EXTENSION_REQUEST, values: [] })), ID),
+    'MUTUAL_PKI_CSR_SAN_INVALID',
+    'an empty extensionRequest',
+    /no subjectAltName/,
+  );
+});
+
+test('admitCsr refuses undecodable parts inside a well-signed CSR', async () => {
+  const good = await hostileCsr([{ type: 'url', value: ID }]);
+  const withSanBytes = (bytes: Uint8Array) =>
+    resigned(good, ecPrivate, {
+      edit: (request) => {
+        const extensions = new Extensions([
+          new Extension({ extnID: SAN, critical: true, extnValue: new OctetString(bytes) }),
+        ]);
+        request.certificationRequestInfo.attributes = new Attributes([
+          new Attribute({ type: EXTENSION_REQUEST, values: [AsnConvert.serialize(extensions)] }),
+        ]);
+      },
+    });
+  const cases: Array<[string, Uint8Array]> = [
+    ['SAN value is random bytes', withSanBytes(randomBytes(40))],
+    ['SAN value is an empty SEQUENCE', withSanBytes(Uint8Array.of(0x30, 0x00))],
+    ['SAN value runs past its end', withSanBytes(Uint8Array.of(0x30, 0x05, 0x86, 0x10, 0x61))],
+    ['SAN value has bytes after it', withSanBytes(Uint8Array.of(0x30, 0x03, 0x86, 0x01, 0x61, 0x00))],
+    ['SAN holds an unknown GeneralName tag', withSanBytes(Uint8Array.of(0x30, 0x03, 0x89, 0x01, 0x61))],
+    [
+      'extensionRequest value is not Extensions',
+      resigned(good, ecPrivate, {
+        edit: (request) => {
+          request.certificationRequestInfo.attributes = new Attributes([
+            new Attribute({ type: EXTENSION_REQUEST, values: [Uint8Array.of(0x04, 0x01, 0x00).buffer] }),
+          ]);
+        },
+      }),
+    ],
+    [
+      'version 2 (1 in DER)',
+      resigned(good, ecPrivate, {
+        edit: (request) => {
+          request.certificationRequestInfo.version = 1;
+        },
+      }),
+    ],
+  ];
+  for (const [name, der] of cases) {
+    await rejectsCode(admitCsr(der, ID), 'MUTUAL_PKI_CSR_MALFORMED', name);
+  }
+  // Every cut of a good CSR is refused as malformed (or, if it still parsed, unsigned).
+  for (let length = 0; length < good.length; length += 7) {
+    await assert.rejects(admitCsr(good.subarray(0, length), ID), (error: unknown) => {
+      assert.ok(
+        isMutualError(error, 'MUTUAL_PKI_CSR_MALFORMED'),
+        `cut at ${length}: expected MUTUAL_PKI_CSR_MALFORMED, got ${String(error)}`,
+      );
+      return true;
+    });
   }
 });

@@ -1,7 +1,10 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { CertificationRequest } from '@peculiar/asn1-csr';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Extensions } from '@peculiar/asn1-x509';
 import { MutualError } from '../errors.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/index.ts';
-import { isSingleTlv } from './general-names.ts';
+import { decodeGeneralNames, formatIpAddress, type GeneralNameEntry, isSingleTlv } from './general-names.ts';
 import { describeKey } from './keys.ts';
 import { decodePem, encodePem } from './pem.ts';
 import { signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';
@@ -30,10 +33,22 @@ export interface AdmittedCsr {
   readonly publicKey: KeyObject;
 }
 
+const EXTENSION_REQUEST_OID = '1.2.840.113549.1.9.14';
+/** The signature algorithms a CSR may use: the key kind they need and the hash, for node:crypto. */
+const SIGNATURE_ALGORITHMS: Record<string, { kind: 'ec' | 'rsa'; hash: string; name: string }> = {
+  '1.2.840.10045.4.3.2': { kind: 'ec', hash: 'sha256', name: 'ecdsa-with-SHA256' },
+  '1.2.840.10045.4.3.3': { kind: 'ec', hash: 'sha384', name: 'ecdsa-with-SHA384' },
+  '1.2.840.10045.4.3.4': { kind: 'ec', hash: 'sha512', name: 'ecdsa-with-SHA512' },
+  '1.2.840.113549.1.1.11': { kind: 'rsa', hash: 'sha256', name: 'sha256WithRSAEncryption' },
+  '1.2.840.113549.1.1.12': { kind: 'rsa', hash: 'sha384', name: 'sha384WithRSAEncryption' },
+  '1.2.840.113549.1.1.13': { kind: 'rsa', hash: 'sha512', name: 'sha512WithRSAEncryption' },
+};
+
 /**
  * The CA side: decodes a CSR (PEM or DER), checks its self-signature and that it asks for exactly
  * one name, the URI SAN `expectedId`, which the caller took from an authenticated token, never
- * from the CSR itself.
+ * from the CSR itself. The CSR is parsed once (ASN.1 schema), its SAN read from the exact bytes,
+ * and the signature checked with node:crypto over the CertificationRequestInfo as it came.
  */
 export async function admitCsr(csr: string | Uint8Array, expectedId: string): Promise<AdmittedCsr> {
   const expected = parseSpiffeId(expectedId);
@@ -44,26 +59,59 @@ export async function admitCsr(csr: string | Uint8Array, expectedId: string): Pr
       'the CSR is not one DER structure (truncated, or bytes after its end)',
     );
   }
-  let request: x509.Pkcs10CertificateRequest;
+  let request: CertificationRequest;
+  let spkiDer: Uint8Array;
   try {
-    request = new x509.Pkcs10CertificateRequest(der);
+    request = AsnConvert.parse(der, CertificationRequest);
+    spkiDer = new Uint8Array(AsnConvert.serialize(request.certificationRequestInfo.subjectPKInfo));
   } catch (error) {
     throw new MutualError('MUTUAL_PKI_CSR_MALFORMED', 'the CSR is not a valid PKCS#10 request', {
       cause: error,
     });
   }
+  const info = request.certificationRequestInfo;
+  if (info.version !== 0 || !request.certificationRequestInfoRaw) {
+    throw new MutualError(
+      'MUTUAL_PKI_CSR_MALFORMED',
+      `the CSR has version ${info.version + 1}; PKCS#10 requests are version 1 (0 in DER)`,
+    );
+  }
   let publicKey: KeyObject;
   try {
-    publicKey = createPublicKey({ key: Buffer.from(request.publicKey.rawData), format: 'der', type: 'spki' });
+    publicKey = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
   } catch (error) {
     throw new MutualError('MUTUAL_PKI_CSR_MALFORMED', 'the CSR public key cannot be decoded', {
       cause: error,
     });
   }
-  describeKey(publicKey, 'CSR key');
+  const key = describeKey(publicKey, 'CSR key');
+  checkSignature(request, publicKey, key.kind);
+  checkRequestedNames(requestedSans(info.attributes), expected);
+  return { spiffeId: expected, publicKey };
+}
+
+/** Proof of possession: the signature over the CertificationRequestInfo, exactly as sent. */
+function checkSignature(request: CertificationRequest, publicKey: KeyObject, keyKind: 'ec' | 'rsa'): void {
+  const oid = request.signatureAlgorithm.algorithm;
+  const algorithm = SIGNATURE_ALGORITHMS[oid];
+  if (!algorithm || algorithm.kind !== keyKind) {
+    const accepted = Object.values(SIGNATURE_ALGORITHMS)
+      .filter((candidate) => candidate.kind === keyKind)
+      .map((candidate) => candidate.name)
+      .join(', ');
+    throw new MutualError(
+      'MUTUAL_PKI_CSR_SIGNATURE_INVALID',
+      `the CSR is signed with ${algorithm?.name ?? `algorithm ${oid}`}, which does not fit its ${keyKind === 'ec' ? 'ECDSA' : 'RSA'} key; sign it with one of ${accepted}`,
+    );
+  }
   let isSignatureValid = false;
   try {
-    isSignatureValid = await request.verify();
+    isSignatureValid = verify(
+      algorithm.hash,
+      new Uint8Array(request.certificationRequestInfoRaw!),
+      keyKind === 'ec' ? { key: publicKey, dsaEncoding: 'der' } : publicKey,
+      new Uint8Array(request.signature),
+    );
   } catch {
     isSignatureValid = false;
   }
@@ -73,8 +121,6 @@ export async function admitCsr(csr: string | Uint8Array, expectedId: string): Pr
       'the CSR signature does not verify with its own public key, so it proves no possession of the key',
     );
   }
-  checkRequestedNames(request, expected);
-  return { spiffeId: expected, publicKey };
 }
 
 function csrDer(csr: string | Uint8Array): Uint8Array {
@@ -103,9 +149,34 @@ function tooLarge(size: number): MutualError {
   );
 }
 
-function checkRequestedNames(request: x509.Pkcs10CertificateRequest, expected: SpiffeId): void {
-  // getExtension returns only the first match; a second SAN extension could smuggle in a name.
-  const sanExtensions = request.extensions.filter((extension) => extension.type === SUBJECT_ALT_NAME_OID);
+/**
+ * The subjectAltName extension values of every extensionRequest attribute: all of them, so a
+ * second attribute or a second SAN extension cannot smuggle in a name the check did not see.
+ */
+function requestedSans(
+  attributes: CertificationRequest['certificationRequestInfo']['attributes'],
+): Uint8Array[] {
+  const sans: Uint8Array[] = [];
+  for (const attribute of attributes) {
+    if (attribute.type !== EXTENSION_REQUEST_OID) continue;
+    for (const value of attribute.values) {
+      let extensions: Extensions;
+      try {
+        extensions = AsnConvert.parse(value, Extensions);
+      } catch (error) {
+        throw new MutualError('MUTUAL_PKI_CSR_MALFORMED', 'the CSR extension request cannot be decoded', {
+          cause: error,
+        });
+      }
+      for (const extension of extensions) {
+        if (extension.extnID === SUBJECT_ALT_NAME_OID) sans.push(new Uint8Array(extension.extnValue.buffer));
+      }
+    }
+  }
+  return sans;
+}
+
+function checkRequestedNames(sanExtensions: readonly Uint8Array[], expected: SpiffeId): void {
   if (sanExtensions.length > 1) {
     throw sanInvalid(`the CSR has ${sanExtensions.length} subjectAltName extensions; exactly one is allowed`);
   }
@@ -113,11 +184,18 @@ function checkRequestedNames(request: x509.Pkcs10CertificateRequest, expected: S
   if (!extension) {
     throw sanInvalid(`the CSR has no subjectAltName; it must carry exactly one URI SAN, ${expected.uri}`);
   }
-  const names = new x509.SubjectAlternativeNameExtension(extension.rawData).names.items;
-  const uris = names.filter((name) => name.type === 'url').map((name) => name.value);
-  const others = names.filter((name) => name.type !== 'url');
+  let names: GeneralNameEntry[];
+  try {
+    names = decodeGeneralNames(extension);
+  } catch (error) {
+    throw new MutualError('MUTUAL_PKI_CSR_MALFORMED', 'the CSR subjectAltName cannot be decoded', {
+      cause: error,
+    });
+  }
+  const uris = names.filter((name) => name.type === 'uri').map((name) => name.value);
+  const others = names.filter((name) => name.type !== 'uri');
   if (others.length > 0) {
-    const shown = others.map((name) => `${name.type.toUpperCase()}:${name.value}`).join(', ');
+    const shown = others.map((name) => `${name.type.toUpperCase()}:${shownValue(name)}`).join(', ');
     throw sanInvalid(`the CSR asks for names other than its SPIFFE ID (${shown}); remove them`);
   }
   if (uris.length !== 1) {
@@ -128,6 +206,13 @@ function checkRequestedNames(request: x509.Pkcs10CertificateRequest, expected: S
       `the CSR asks for ${JSON.stringify(uris[0])} but the caller is authenticated as ${expected.uri}; the identity comes from the token, not the CSR`,
     );
   }
+}
+
+function shownValue(name: GeneralNameEntry): string {
+  if (name.type !== 'ip') return name.value;
+  return name.bytes.length === 4 || name.bytes.length === 16
+    ? formatIpAddress(name.bytes)
+    : Buffer.from(name.bytes).toString('hex');
 }
 
 function sanInvalid(message: string): MutualError {
