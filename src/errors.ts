@@ -350,6 +350,37 @@ export const errorCatalog = {
       'Put the root that signed the issuer (and is not expired) into the trust anchors file, or pass the issuer made under those anchors.',
   },
 
+  // --- Kubernetes: sidecar injection (mutual inject, the admission webhook) ---
+  MUTUAL_K8S_INJECT_YAML_INVALID: {
+    meaning:
+      'The manifests given to `mutual inject` are not valid YAML; the message gives file:line:column of each problem.',
+    action:
+      'Fix the YAML at the position shown (indentation, an unclosed quote or bracket), then run `mutual inject` again.',
+  },
+  MUTUAL_K8S_INJECT_ANNOTATION_INVALID: {
+    meaning:
+      'A pod (or pod template) has a `mutual.dev/` or `config.mutual.dev/` annotation with a value the injector cannot use (a mode other than STRICT/PERMISSIVE/DISABLE, a bad port list, CIDR or resource quantity). Offline injection stops; the webhook refuses the pod rather than start it without the mesh.',
+    action:
+      'Correct the annotation named in the message (docs/kubernetes.md, "Injection reference", lists every annotation and its format), then apply again.',
+  },
+  MUTUAL_K8S_ADMISSION_REVIEW_INVALID: {
+    meaning:
+      'The injector webhook received a request that is not an `admission.k8s.io/v1` AdmissionReview with a request (not JSON, another kind or apiVersion, no uid); it answers HTTP 400.',
+    action:
+      'Only the Kubernetes API server should call POST /inject: check the MutatingWebhookConfiguration lists admissionReviewVersions ["v1"] and points at path /inject.',
+  },
+  MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE: {
+    meaning: 'The injector webhook received a request body over its 1 MiB limit; it answers HTTP 413.',
+    action:
+      'Pods are far smaller than this; if a real pod is this large, shrink its inline data (use a ConfigMap), otherwise find the client sending it.',
+  },
+  MUTUAL_K8S_WEBHOOK_CERT_INVALID: {
+    meaning:
+      'The injector webhook could not use its serving certificate and key (missing, not PEM, or the key does not match the certificate). At start it does not serve; on a reload it keeps the previous certificate.',
+    action:
+      'Check the files given with --cert and --key (the Secret mounted into the injector); `mutual cert inspect FILE` shows the certificate.',
+  },
+
   // --- Kubernetes API client (the control plane's list and watch) ---
   MUTUAL_K8S_API_FAILED: {
     meaning:

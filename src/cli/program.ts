@@ -9,6 +9,7 @@ import { registerDestinationCommand } from './destination-command.ts';
 import { registerDownCommand } from './down-command.ts';
 import { registerEdgesCommand } from './edges-command.ts';
 import { registerIdentityCommand } from './identity-command.ts';
+import { registerInjectCommand } from './inject-command.ts';
 import { registerInstallCommand } from './install-command.ts';
 import { registerLogsCommand } from './logs-command.ts';
 import { registerMeshIdentityCommand } from './mesh-identity-command.ts';
@@ -46,6 +47,7 @@ export function createProgram(context: CliContext): Command {
   registerMeshIdentityCommand(program, context);
   registerEdgesCommand(program, context);
   registerCheckCommand(program, context);
+  registerInjectCommand(program, context);
   registerInstallCommand(program, context);
   const applyToSubcommands = (command: Command) => {
     for (const sub of command.commands) {

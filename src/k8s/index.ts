@@ -4,3 +4,5 @@
 
 export * from './constants.ts';
 export * from './install/index.ts';
+export * from './inject/index.ts';
+export * from './webhook/index.ts';

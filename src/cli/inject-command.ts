@@ -1,0 +1,181 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { parseDuration, parseListenAddress } from '../config/index.ts';
+import { MutualError } from '../errors.ts';
+import {
+  CONTROL_PLANE,
+  DEFAULT_IMAGE,
+  DEFAULT_INJECT_OPTIONS,
+  DEFAULT_TRUST_DOMAIN,
+  type InjectOptions,
+  injectManifests,
+  isQuantity,
+  PEER_AUTHENTICATION_MODES,
+  type PeerAuthenticationMode,
+  startInjectorWebhook,
+} from '../k8s/index.ts';
+import { parseTrustDomain } from '../spiffe/index.ts';
+import { readTextFile } from '../store/index.ts';
+import type { CliContext } from './context.ts';
+
+interface InjectFlags {
+  image: string;
+  trustDomain: string;
+  defaultMode?: string;
+  proxyCpuRequest: string;
+  proxyMemoryRequest: string;
+  proxyCpuLimit?: string;
+  proxyMemoryLimit?: string;
+}
+
+interface ServeFlags extends InjectFlags {
+  listen: string;
+  adminListen: string;
+  cert: string;
+  key: string;
+  clientTimeout: string;
+}
+
+const defaults = DEFAULT_INJECT_OPTIONS.proxyResources;
+
+function addInjectFlags(command: Command): Command {
+  return command
+    .option('--image <image>', 'the image of mutual-init and mutual-proxy', DEFAULT_IMAGE)
+    .option(
+      '--trust-domain <domain>',
+      'trust domain of the SPIFFE IDs the proxies request',
+      DEFAULT_TRUST_DOMAIN,
+    )
+    .option(
+      '--default-mode <mode>',
+      'peer authentication (STRICT, PERMISSIVE, DISABLE) for pods without config.mutual.dev/default-mode; unset: the proxy default',
+    )
+    .option('--proxy-cpu-request <quantity>', 'CPU request of the proxy', defaults.cpuRequest)
+    .option('--proxy-memory-request <quantity>', 'memory request of the proxy', defaults.memoryRequest)
+    .option('--proxy-cpu-limit <quantity>', 'CPU limit of the proxy (none by default)')
+    .option('--proxy-memory-limit <quantity>', 'memory limit of the proxy (none by default)');
+}
+
+export function registerInjectCommand(program: Command, context: CliContext): void {
+  const inject = addInjectFlags(
+    program
+      .command('inject')
+      .description(
+        'add the Mutual sidecar to the pods of Kubernetes manifests (FILE or - for stdin); prints YAML, reports on stderr',
+      )
+      .argument('[file]', 'YAML manifests (Deployments, Pods, CronJobs, Lists …); - reads stdin'),
+  ).action(async (file: string | undefined, flags: InjectFlags) => injectFile(file, flags, context));
+  addInjectFlags(
+    inject
+      .command('serve')
+      .description(
+        'run the mutating admission webhook (HTTPS POST /inject) that injects pods as they are created',
+      )
+      .requiredOption(
+        '--cert <file>',
+        'serving certificate (PEM, chain after it); watched, reloaded on change',
+      )
+      .requiredOption('--key <file>', 'private key of --cert; watched, reloaded on change')
+      .option('--listen <address>', 'HTTPS address', `127.0.0.1:${CONTROL_PLANE.injector.port}`)
+      .option(
+        '--admin-listen <address|off>',
+        'admin address (/live, /ready, /metrics)',
+        `127.0.0.1:${CONTROL_PLANE.injector.adminPort}`,
+      )
+      .option(
+        '--client-timeout <duration>',
+        "deadline for a client's TLS handshake, headers and body",
+        '10s',
+      ),
+  ).action(async (flags: ServeFlags) => serve(flags, context));
+}
+
+/** Flags → InjectOptions, every bad value reported at once. */
+export function injectOptionsFrom(flags: InjectFlags): InjectOptions {
+  const problems: string[] = [];
+  if (flags.image.trim() === '' || /\s/.test(flags.image)) {
+    problems.push(`--image ${JSON.stringify(flags.image)} is not an image reference, e.g. ${DEFAULT_IMAGE}`);
+  }
+  try {
+    parseTrustDomain(flags.trustDomain);
+  } catch (error) {
+    problems.push(`--trust-domain: ${(error as Error).message}`);
+  }
+  const mode = flags.defaultMode;
+  if (mode !== undefined && !PEER_AUTHENTICATION_MODES.includes(mode as PeerAuthenticationMode)) {
+    problems.push(`--default-mode ${JSON.stringify(mode)} is not a mode: use STRICT, PERMISSIVE or DISABLE`);
+  }
+  const quantities: [string, string | undefined][] = [
+    ['--proxy-cpu-request', flags.proxyCpuRequest],
+    ['--proxy-memory-request', flags.proxyMemoryRequest],
+    ['--proxy-cpu-limit', flags.proxyCpuLimit],
+    ['--proxy-memory-limit', flags.proxyMemoryLimit],
+  ];
+  for (const [flag, value] of quantities) {
+    if (value !== undefined && !isQuantity(value)) {
+      problems.push(`${flag} ${JSON.stringify(value)} is not a Kubernetes quantity, e.g. 100m or 64Mi`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new MutualError('MUTUAL_CLI_USAGE', problems.join('; '));
+  }
+  return {
+    image: flags.image,
+    trustDomain: flags.trustDomain,
+    ...(mode === undefined ? {} : { defaultMode: mode as PeerAuthenticationMode }),
+    proxyResources: {
+      cpuRequest: flags.proxyCpuRequest,
+      memoryRequest: flags.proxyMemoryRequest,
+      ...(flags.proxyCpuLimit === undefined ? {} : { cpuLimit: flags.proxyCpuLimit }),
+      ...(flags.proxyMemoryLimit === undefined ? {} : { memoryLimit: flags.proxyMemoryLimit }),
+    },
+  };
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function injectFile(file: string | undefined, flags: InjectFlags, context: CliContext): Promise<void> {
+  if (file === undefined) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      'give a manifest file, or - to read stdin: mutual inject deploy.yaml | kubectl apply -f -',
+    );
+  }
+  const options = injectOptionsFrom(flags);
+  const name = file === '-' ? '<stdin>' : file;
+  const text =
+    file === '-' ? await readStdin() : await readTextFile(resolve(context.cwd, file), 'manifest file');
+  const result = injectManifests(text, name, options);
+  context.write(result.yaml);
+  if (result.report.length === 0) {
+    context.writeError(`${name}: no pods or workloads found; printed unchanged\n`);
+  }
+  for (const line of result.report) {
+    const what = line.result === 'injected' ? 'injected' : `skipped: ${line.message}`;
+    context.writeError(`${line.name} (${name}:${line.line}): ${what}\n`);
+  }
+}
+
+async function serve(flags: ServeFlags, context: CliContext): Promise<void> {
+  const inject = injectOptionsFrom(flags);
+  const webhook = await startInjectorWebhook({
+    listen: parseListenAddress(flags.listen, '--listen'),
+    ...(flags.adminListen === 'off'
+      ? {}
+      : { adminListen: parseListenAddress(flags.adminListen, '--admin-listen') }),
+    tls: { certFile: resolve(context.cwd, flags.cert), keyFile: resolve(context.cwd, flags.key) },
+    inject,
+    clientTimeoutMs: parseDuration(flags.clientTimeout, '--client-timeout'),
+    log: (line) => context.writeError(line),
+  });
+  context.write(
+    `injector webhook listening on ${webhook.url}${webhook.adminUrl ? ` (admin ${webhook.adminUrl})` : ''}\n`,
+  );
+  const signal = await context.untilShutdown();
+  context.write(`${signal}: draining and stopping\n`);
+  await webhook.close();
+}

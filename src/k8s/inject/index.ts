@@ -1,0 +1,43 @@
+// Sidecar injection: one pure function from a pod to the injected pod (or the reason it was left
+// alone), used by `mutual inject` on YAML and by the admission webhook as a JSON Patch. Reads no
+// cluster state and writes no files.
+
+export { type InjectManifestsResult, type InjectReportLine, injectManifests } from './inject-manifests.ts';
+export {
+  DEFAULT_INJECT_OPTIONS,
+  DEFAULT_PROXY_RESOURCES,
+  type InjectOptions,
+  type InjectOutcome,
+  injectPod,
+  type PodLike,
+  type SkipReason,
+} from './inject-pod.ts';
+export {
+  diffJsonPatch,
+  diffValues,
+  escapePointerToken,
+  isDeepEqual,
+  type JsonPatchOperation,
+  type PathOperation,
+  toPointer,
+} from './json-patch.ts';
+export {
+  type AnnotationProblem,
+  isQuantity,
+  PEER_AUTHENTICATION_MODES,
+  type PeerAuthenticationMode,
+  type PodAnnotationConfig,
+  type ProxyResources,
+  readPodAnnotations,
+} from './pod-annotations.ts';
+export { findPodTemplates, INJECTABLE_KINDS, type PodTemplateLocation } from './pod-templates.ts';
+export {
+  DESTINATION_URL,
+  IDENTITY_URL,
+  INIT_CONTAINER_NAME,
+  POD_ENV,
+  PROXY_CONTAINER_NAME,
+  PROXY_PATHS,
+  TOKEN_EXPIRATION_S,
+  VOLUMES,
+} from './sidecar.ts';

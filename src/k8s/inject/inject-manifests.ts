@@ -1,0 +1,121 @@
+// `mutual inject` on YAML text: every pod template in every document goes through injectPod, and
+// only what it changed is written back into the document (the same diff the webhook sends), so
+// comments and order survive; documents without a change are copied byte for byte.
+import { type Document, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
+import { MutualError } from '../../errors.ts';
+import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
+import { diffValues, type PathOperation } from './json-patch.ts';
+import { findPodTemplates } from './pod-templates.ts';
+
+export interface InjectReportLine {
+  /** `deployment/web`, as the report prints it. */
+  readonly name: string;
+  readonly line: number;
+  readonly result: 'injected' | 'skipped';
+  readonly reason?: SkipReason;
+  readonly message: string;
+}
+
+export interface InjectManifestsResult {
+  readonly yaml: string;
+  readonly report: readonly InjectReportLine[];
+}
+
+export function injectManifests(text: string, file: string, options: InjectOptions): InjectManifestsResult {
+  const lineCounter = new LineCounter();
+  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const docs = Array.isArray(documents) ? documents : [];
+  const at = (offset: number) => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { line, text: `${file}:${line}:${col}` };
+  };
+  const syntax = docs.flatMap((doc) =>
+    doc.errors.map(
+      (error) =>
+        `${at(error.pos[0]).text}: ${error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
+    ),
+  );
+  if (syntax.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_YAML_INVALID',
+      `${file} is not valid YAML:\n${syntax.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: syntax.length } },
+    );
+  }
+  const report: InjectReportLine[] = [];
+  const invalid: string[] = [];
+  const pieces: string[] = [];
+  let previousEnd = 0;
+  docs.forEach((doc, index) => {
+    const end = index === docs.length - 1 ? text.length : doc.range[2];
+    const original = text.slice(previousEnd, end);
+    previousEnd = end;
+    const value: unknown = doc.toJS();
+    let isChanged = false;
+    for (const location of findPodTemplates(value)) {
+      const node = doc.getIn(location.path, true) as Node | undefined;
+      const line = at(node?.range?.[0] ?? doc.range[0]).line;
+      const before = valueAtPath(value, location.path);
+      const outcome = injectPod(before as PodLike, options);
+      if (outcome.kind === 'invalid') {
+        for (const problem of outcome.problems) {
+          const key = doc.getIn([...location.path, 'metadata', 'annotations', problem.annotation], true) as
+            | Node
+            | undefined;
+          const where = at(key?.range?.[0] ?? node?.range?.[0] ?? 0).text;
+          const message = problem.message.startsWith(problem.annotation)
+            ? problem.message
+            : `${problem.annotation}: ${problem.message}`;
+          invalid.push(`${where}: ${location.name}: ${message}`);
+        }
+        continue;
+      }
+      if (outcome.kind === 'skipped') {
+        report.push({
+          name: location.name,
+          line,
+          result: 'skipped',
+          reason: outcome.reason,
+          message: outcome.message,
+        });
+        continue;
+      }
+      for (const operation of diffValues(before, outcome.pod)) {
+        applyToDocument(doc, { ...operation, path: [...location.path, ...operation.path] } as PathOperation);
+      }
+      isChanged = true;
+      report.push({ name: location.name, line, result: 'injected', message: 'injected' });
+    }
+    pieces.push(isChanged ? String(doc) : original);
+  });
+  if (invalid.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_ANNOTATION_INVALID',
+      `${file} has annotations the injector cannot use:\n${invalid.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: invalid.length } },
+    );
+  }
+  return { yaml: pieces.join(''), report };
+}
+
+function valueAtPath(value: unknown, path: readonly (string | number)[]): unknown {
+  let current = value;
+  for (const key of path) current = (current as Record<string | number, unknown>)[key];
+  return current;
+}
+
+/** One patch operation on a YAML document: inserts into sequences, sets or deletes map keys. */
+function applyToDocument(doc: Document, operation: PathOperation): void {
+  const parentPath = operation.path.slice(0, -1);
+  const last = operation.path[operation.path.length - 1];
+  if (operation.op === 'remove') {
+    doc.deleteIn(operation.path);
+    return;
+  }
+  const parent = parentPath.length === 0 ? doc.contents : doc.getIn(parentPath, true);
+  if (operation.op === 'add' && isSeq(parent) && typeof last === 'number') {
+    parent.items.splice(last, 0, doc.createNode(operation.value));
+    return;
+  }
+  doc.setIn(operation.path, doc.createNode(operation.value));
+}

@@ -1,0 +1,185 @@
+// The one injection both paths share (`mutual inject` offline, the admission webhook online): a
+// pure function from a pod (or pod template) to the injected pod, or the reason it was left alone.
+import { VERSION } from '../../version.ts';
+import {
+  ANNOTATIONS,
+  DEFAULT_IMAGE,
+  DEFAULT_TRUST_DOMAIN,
+  INJECT_VALUES,
+  LABELS,
+  PROXY_PORTS,
+} from '../constants.ts';
+import {
+  type AnnotationProblem,
+  type PeerAuthenticationMode,
+  type ProxyResources,
+  readPodAnnotations,
+} from './pod-annotations.ts';
+import {
+  INIT_CONTAINER_NAME,
+  initContainer,
+  PROXY_CONTAINER_NAME,
+  proxyContainer,
+  SIDECAR_VOLUME_NAMES,
+  sidecarVolumes,
+} from './sidecar.ts';
+
+export interface InjectOptions {
+  readonly image: string;
+  readonly trustDomain: string;
+  /** `--mode` for pods without `config.mutual.dev/default-mode`; unset leaves the proxy's default. */
+  readonly defaultMode?: PeerAuthenticationMode;
+  readonly proxyResources: ProxyResources;
+}
+
+export const DEFAULT_PROXY_RESOURCES: ProxyResources = { cpuRequest: '100m', memoryRequest: '64Mi' };
+
+export const DEFAULT_INJECT_OPTIONS: InjectOptions = {
+  image: DEFAULT_IMAGE,
+  trustDomain: DEFAULT_TRUST_DOMAIN,
+  proxyResources: DEFAULT_PROXY_RESOURCES,
+};
+
+export type SkipReason =
+  | 'already-injected'
+  | 'existing-proxy'
+  | 'other-mesh'
+  | 'disabled'
+  | 'host-network'
+  | 'conflict'
+  | 'no-containers';
+
+/** A pod or pod template: what injection reads and writes (the rest is carried through). */
+export interface PodLike {
+  metadata?: {
+    annotations?: Record<string, unknown> | null;
+    labels?: Record<string, unknown> | null;
+    [key: string]: unknown;
+  } | null;
+  spec?: Record<string, unknown> | null;
+  [key: string]: unknown;
+}
+
+export type InjectOutcome =
+  | { readonly kind: 'injected'; readonly pod: PodLike }
+  | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly message: string }
+  | { readonly kind: 'invalid'; readonly problems: readonly AnnotationProblem[] };
+
+/** Sidecars of other meshes: two proxies fighting over the same iptables would break the pod. */
+const OTHER_MESH_CONTAINERS = ['istio-proxy', 'istio-init', 'linkerd-proxy', 'linkerd-init'];
+
+interface ContainerLike {
+  name?: unknown;
+  ports?: { containerPort?: unknown }[];
+  readinessProbe?: ProbeLike;
+  livenessProbe?: ProbeLike;
+  startupProbe?: ProbeLike;
+}
+interface ProbeLike {
+  httpGet?: { path?: unknown };
+}
+
+export function injectPod(pod: PodLike, options: InjectOptions = DEFAULT_INJECT_OPTIONS): InjectOutcome {
+  const annotations = pod.metadata?.annotations ?? {};
+  const spec = pod.spec ?? {};
+  const containers = listOf<ContainerLike>(spec.containers);
+  const initContainers = listOf<ContainerLike>(spec.initContainers);
+  const all = [...initContainers, ...containers];
+  const names = new Set(all.map((container) => container.name));
+  const skip = (reason: SkipReason, message: string): InjectOutcome => ({ kind: 'skipped', reason, message });
+  // Checks in order: ours already there → opted out → cannot be meshed → annotations usable.
+  if (names.has(PROXY_CONTAINER_NAME)) {
+    return annotations[ANNOTATIONS.injected] === undefined
+      ? skip(
+          'existing-proxy',
+          `it already has a container named ${PROXY_CONTAINER_NAME} that Mutual did not inject`,
+        )
+      : skip('already-injected', 'already injected');
+  }
+  const { config, problems } = readPodAnnotations(annotations);
+  if (config.inject === INJECT_VALUES.disabled) {
+    return skip('disabled', `annotation ${ANNOTATIONS.inject}: ${INJECT_VALUES.disabled}`);
+  }
+  if (spec.hostNetwork === true) {
+    return skip(
+      'host-network',
+      "hostNetwork: true (the proxy's iptables rules would capture the node's traffic)",
+    );
+  }
+  const otherMesh = OTHER_MESH_CONTAINERS.find((name) => names.has(name));
+  if (otherMesh) return skip('other-mesh', `it already runs another mesh's sidecar (${otherMesh})`);
+  if (containers.length === 0) return skip('no-containers', 'it has no containers');
+  const conflict = findConflict(spec, all);
+  if (conflict) return skip('conflict', conflict);
+  if (problems.length > 0) return { kind: 'invalid', problems };
+
+  const sidecar = {
+    image: config.image ?? options.image,
+    trustDomain: options.trustDomain,
+    skipInboundPorts: config.skipInboundPorts,
+    skipOutboundPorts: config.skipOutboundPorts,
+    skipOutboundSubnets: config.skipOutboundSubnets,
+    ...(config.opaquePorts === undefined ? {} : { opaquePorts: config.opaquePorts }),
+    ...((config.mode ?? options.defaultMode) === undefined
+      ? {}
+      : { mode: config.mode ?? options.defaultMode }),
+    resources: { ...options.proxyResources, ...config.resources },
+    probePaths: probePathsOf(containers),
+  };
+  const injected = structuredClone(pod);
+  injected.metadata = {
+    ...(injected.metadata ?? {}),
+    annotations: {
+      ...(injected.metadata?.annotations ?? {}),
+      [ANNOTATIONS.inject]: INJECT_VALUES.enabled,
+      [ANNOTATIONS.injected]: VERSION,
+    },
+    labels: { ...(injected.metadata?.labels ?? {}), [LABELS.proxyInjected]: 'true' },
+  };
+  const injectedSpec = { ...(injected.spec ?? {}) };
+  // mutual-init first (iptables), then the proxy, then the app's own init containers, which
+  // already need the proxy: their traffic is redirected too.
+  injectedSpec.initContainers = [
+    initContainer(sidecar),
+    proxyContainer(sidecar),
+    ...listOf(injectedSpec.initContainers),
+  ];
+  injectedSpec.volumes = [...listOf(injectedSpec.volumes), ...sidecarVolumes()];
+  injected.spec = injectedSpec;
+  return { kind: 'injected', pod: injected };
+}
+
+function listOf<T>(value: unknown): T[] {
+  return Array.isArray(value) ? (value as T[]) : [];
+}
+
+/** Names and ports the sidecar needs that the pod already uses. */
+function findConflict(spec: Record<string, unknown>, containers: ContainerLike[]): string | undefined {
+  const names = new Set(containers.map((container) => container.name));
+  if (names.has(INIT_CONTAINER_NAME)) return `it already has a container named ${INIT_CONTAINER_NAME}`;
+  const volume = listOf<{ name?: unknown }>(spec.volumes).find((v) =>
+    SIDECAR_VOLUME_NAMES.includes(String(v.name)),
+  );
+  if (volume) return `it already has a volume named ${String(volume.name)}, which the sidecar needs`;
+  const reserved = new Set<number>([PROXY_PORTS.inbound, PROXY_PORTS.outbound, PROXY_PORTS.admin]);
+  for (const container of containers) {
+    for (const port of container.ports ?? []) {
+      if (reserved.has(Number(port.containerPort))) {
+        return `container ${String(container.name)} listens on port ${String(port.containerPort)}, which the proxy needs (4140, 4143, 4191)`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The HTTP paths of the app containers' probes, in order, without duplicates or queries. */
+function probePathsOf(containers: ContainerLike[]): string[] {
+  const paths = new Set<string>();
+  for (const container of containers) {
+    for (const probe of [container.startupProbe, container.readinessProbe, container.livenessProbe]) {
+      const path = probe?.httpGet?.path;
+      if (typeof path === 'string' && path.startsWith('/')) paths.add(path.split('?')[0] ?? path);
+    }
+  }
+  return [...paths];
+}

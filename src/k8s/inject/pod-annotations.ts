@@ -1,0 +1,129 @@
+// The `config.mutual.dev/*` annotations of one pod, read and checked: every bad value becomes a
+// problem naming the annotation and the format, never a silently unmeshed pod.
+import { parsePortList, parseSubnetList } from '../../proxy/intercept/index.ts';
+import { ANNOTATIONS, INJECT_VALUES } from '../constants.ts';
+
+export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+export const PEER_AUTHENTICATION_MODES: readonly PeerAuthenticationMode[] = [
+  'STRICT',
+  'PERMISSIVE',
+  'DISABLE',
+];
+
+/** The proxy container's resources; limits are optional (a limit can OOM-kill the proxy). */
+export interface ProxyResources {
+  readonly cpuRequest: string;
+  readonly memoryRequest: string;
+  readonly cpuLimit?: string;
+  readonly memoryLimit?: string;
+}
+
+export interface AnnotationProblem {
+  readonly annotation: string;
+  readonly message: string;
+}
+
+/** What the annotations ask for; undefined means "not set", so the injector's default applies. */
+export interface PodAnnotationConfig {
+  readonly inject?: 'enabled' | 'disabled';
+  readonly skipInboundPorts: string;
+  readonly skipOutboundPorts: string;
+  readonly skipOutboundSubnets: string;
+  readonly opaquePorts?: string;
+  readonly mode?: PeerAuthenticationMode;
+  readonly image?: string;
+  readonly resources: Partial<ProxyResources>;
+}
+
+/** Kubernetes resource quantity (k8s.io/apimachinery `resource.Quantity`), e.g. 100m, 64Mi, 1.5, 2e3. */
+const QUANTITY = /^[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$/;
+
+export function isQuantity(text: string): boolean {
+  return QUANTITY.test(text);
+}
+
+export function readPodAnnotations(annotations: Readonly<Record<string, unknown>>): {
+  config: PodAnnotationConfig;
+  problems: AnnotationProblem[];
+} {
+  const problems: AnnotationProblem[] = [];
+  const text = (key: string): string | undefined => {
+    const value = annotations[key];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'string') {
+      problems.push({ annotation: key, message: `must be a string: quote it, e.g. "${String(value)}"` });
+      return undefined;
+    }
+    return value.trim();
+  };
+  const checked = (key: string, check: (value: string) => void): string | undefined => {
+    const value = text(key);
+    if (value === undefined) return undefined;
+    try {
+      check(value);
+      return value;
+    } catch (error) {
+      problems.push({ annotation: key, message: (error as Error).message });
+      return undefined;
+    }
+  };
+  const inject = text(ANNOTATIONS.inject);
+  if (inject !== undefined && inject !== INJECT_VALUES.enabled && inject !== INJECT_VALUES.disabled) {
+    problems.push({
+      annotation: ANNOTATIONS.inject,
+      message: `${JSON.stringify(inject)} is not a choice: use "enabled" or "disabled"`,
+    });
+  }
+  const mode = text(ANNOTATIONS.defaultMode);
+  if (mode !== undefined && !PEER_AUTHENTICATION_MODES.includes(mode as PeerAuthenticationMode)) {
+    problems.push({
+      annotation: ANNOTATIONS.defaultMode,
+      message: `${JSON.stringify(mode)} is not a mode: use STRICT, PERMISSIVE or DISABLE (upper case)`,
+    });
+  }
+  const ports = (key: string) => checked(key, (value) => parsePortList(value, key)) ?? '';
+  const opaquePorts = checked(ANNOTATIONS.opaquePorts, (value) => {
+    for (const range of parsePortList(value, ANNOTATIONS.opaquePorts)) {
+      if (range.from !== range.to) {
+        throw new Error(`${ANNOTATIONS.opaquePorts} takes single ports, not ranges: write e.g. 3306,5432`);
+      }
+    }
+  });
+  const image = checked(ANNOTATIONS.proxyImage, (value) => {
+    if (value === '' || /\s/.test(value))
+      throw new Error(`${JSON.stringify(value)} is not an image reference`);
+  });
+  const quantity = (key: string) =>
+    checked(key, (value) => {
+      if (!isQuantity(value)) {
+        throw new Error(
+          `${JSON.stringify(value)} is not a Kubernetes quantity: write e.g. 100m (CPU) or 64Mi (memory)`,
+        );
+      }
+    });
+  const resources: Partial<ProxyResources> = {};
+  const put = (field: keyof ProxyResources, key: string) => {
+    const value = quantity(key);
+    if (value !== undefined) (resources as Record<string, string>)[field] = value;
+  };
+  put('cpuRequest', ANNOTATIONS.proxyCpuRequest);
+  put('memoryRequest', ANNOTATIONS.proxyMemoryRequest);
+  put('cpuLimit', ANNOTATIONS.proxyCpuLimit);
+  put('memoryLimit', ANNOTATIONS.proxyMemoryLimit);
+  const config: PodAnnotationConfig = {
+    ...(inject === 'enabled' || inject === 'disabled' ? { inject } : {}),
+    skipInboundPorts: ports(ANNOTATIONS.skipInboundPorts),
+    skipOutboundPorts: ports(ANNOTATIONS.skipOutboundPorts),
+    skipOutboundSubnets:
+      checked(ANNOTATIONS.skipOutboundSubnets, (value) =>
+        parseSubnetList(value, ANNOTATIONS.skipOutboundSubnets),
+      ) ?? '',
+    ...(opaquePorts === undefined ? {} : { opaquePorts }),
+    ...(mode !== undefined && PEER_AUTHENTICATION_MODES.includes(mode as PeerAuthenticationMode)
+      ? { mode: mode as PeerAuthenticationMode }
+      : {}),
+    ...(image === undefined ? {} : { image }),
+    resources,
+  };
+  return { config, problems };
+}

@@ -1,0 +1,202 @@
+// The containers and volumes injection adds to a pod: `mutual-init` (iptables, then exits) and
+// `mutual-proxy` (a native sidecar: an init container with restartPolicy Always, so it starts
+// before the app, outlives it and does not keep a Job from completing).
+import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IProbe } from 'kubernetes-models/v1/Probe';
+import type { IVolume } from 'kubernetes-models/v1/Volume';
+import {
+  CONTROL_PLANE,
+  CONTROL_PLANE_NAMESPACE,
+  IDENTITY_TOKEN_AUDIENCE,
+  PROXY_PORTS,
+  PROXY_UID,
+  TRUST_ANCHORS_CONFIG_MAP,
+} from '../constants.ts';
+import type { PeerAuthenticationMode, ProxyResources } from './pod-annotations.ts';
+
+export const INIT_CONTAINER_NAME = 'mutual-init';
+export const PROXY_CONTAINER_NAME = 'mutual-proxy';
+
+export const VOLUMES = {
+  token: 'mutual-identity-token',
+  trustAnchors: 'mutual-trust-anchors',
+  identity: 'mutual-identity',
+  initRun: 'mutual-init-run',
+} as const;
+
+/** Where the proxy finds its files; the token and anchors are read again on every renewal. */
+export const PROXY_PATHS = {
+  tokenDir: '/var/run/secrets/mutual.dev/serviceaccount',
+  tokenFile: '/var/run/secrets/mutual.dev/serviceaccount/token',
+  trustAnchorsDir: '/var/run/mutual/trust-anchors',
+  trustAnchorsFile: `/var/run/mutual/trust-anchors/${TRUST_ANCHORS_CONFIG_MAP.key}`,
+  identityDir: '/var/run/mutual/identity',
+} as const;
+
+export const TOKEN_EXPIRATION_S = 3600;
+
+/** Downward-API variables the proxy's arguments refer to as `$(NAME)`; Kubernetes expands them. */
+export const POD_ENV = {
+  namespace: 'MUTUAL_POD_NAMESPACE',
+  serviceAccount: 'MUTUAL_POD_SERVICE_ACCOUNT',
+} as const;
+
+const svc = (component: { name: string; port: number }) =>
+  `https://${component.name}.${CONTROL_PLANE_NAMESPACE}.svc:${component.port}`;
+export const IDENTITY_URL = svc(CONTROL_PLANE.identity);
+export const DESTINATION_URL = svc(CONTROL_PLANE.destination);
+
+export interface SidecarSpec {
+  readonly image: string;
+  readonly trustDomain: string;
+  readonly skipInboundPorts: string;
+  readonly skipOutboundPorts: string;
+  readonly skipOutboundSubnets: string;
+  readonly opaquePorts?: string;
+  readonly mode?: PeerAuthenticationMode;
+  readonly resources: ProxyResources;
+  /** HTTP paths of the app's own probes: the kubelet's checks are never refused by authorization. */
+  readonly probePaths: readonly string[];
+}
+
+export function initContainer(spec: SidecarSpec): IContainer {
+  const flag = (name: string, value: string) => (value === '' ? [] : [name, value]);
+  return {
+    name: INIT_CONTAINER_NAME,
+    image: spec.image,
+    imagePullPolicy: 'IfNotPresent',
+    args: [
+      'proxy',
+      'init',
+      '--inbound-port',
+      String(PROXY_PORTS.inbound),
+      '--outbound-port',
+      String(PROXY_PORTS.outbound),
+      // The admin port is never redirected, so the kubelet's probes reach the proxy directly.
+      '--admin-port',
+      String(PROXY_PORTS.admin),
+      '--proxy-uid',
+      String(PROXY_UID),
+      ...flag('--skip-inbound-ports', spec.skipInboundPorts),
+      ...flag('--skip-outbound-ports', spec.skipOutboundPorts),
+      ...flag('--skip-outbound-subnets', spec.skipOutboundSubnets),
+    ],
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    securityContext: {
+      // iptables needs root in the pod's network namespace and these two capabilities, nothing more.
+      runAsUser: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    // iptables takes its lock in /run; the root filesystem is read-only.
+    volumeMounts: [{ name: VOLUMES.initRun, mountPath: '/run' }],
+  };
+}
+
+function adminProbe(path: string, periodSeconds: number, failureThreshold: number): IProbe {
+  return {
+    httpGet: { path, port: PROXY_PORTS.admin },
+    periodSeconds,
+    failureThreshold,
+    timeoutSeconds: 1,
+  };
+}
+
+export function proxyContainer(spec: SidecarSpec): IContainer {
+  const spiffeId = `spiffe://${spec.trustDomain}/ns/$(${POD_ENV.namespace})/sa/$(${POD_ENV.serviceAccount})`;
+  const { resources } = spec;
+  const limits = {
+    ...(resources.cpuLimit === undefined ? {} : { cpu: resources.cpuLimit }),
+    ...(resources.memoryLimit === undefined ? {} : { memory: resources.memoryLimit }),
+  };
+  return {
+    name: PROXY_CONTAINER_NAME,
+    image: spec.image,
+    imagePullPolicy: 'IfNotPresent',
+    // A native sidecar: started before the app containers, stopped after them.
+    restartPolicy: 'Always',
+    args: [
+      'proxy',
+      'run',
+      '--identity-url',
+      IDENTITY_URL,
+      '--token-file',
+      PROXY_PATHS.tokenFile,
+      '--spiffe-id',
+      spiffeId,
+      '--identity-bundle',
+      PROXY_PATHS.trustAnchorsFile,
+      '--destination-url',
+      DESTINATION_URL,
+      '--inbound-listen',
+      `0.0.0.0:${PROXY_PORTS.inbound}`,
+      '--outbound-listen',
+      `127.0.0.1:${PROXY_PORTS.outbound}`,
+      '--admin-listen',
+      `0.0.0.0:${PROXY_PORTS.admin}`,
+      ...(spec.mode === undefined ? [] : ['--mode', spec.mode]),
+      ...(spec.opaquePorts === undefined ? [] : ['--opaque-ports', spec.opaquePorts]),
+      ...spec.probePaths.flatMap((path) => ['--probe-path', path]),
+    ],
+    env: [
+      { name: POD_ENV.namespace, valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+      { name: POD_ENV.serviceAccount, valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } } },
+    ],
+    ports: [
+      { name: 'mutual-proxy', containerPort: PROXY_PORTS.inbound, protocol: 'TCP' },
+      { name: 'mutual-admin', containerPort: PROXY_PORTS.admin, protocol: 'TCP' },
+    ],
+    // Until the proxy has its certificate the app containers wait (startup), then traffic
+    // follows readiness; liveness restarts a proxy that stopped answering.
+    startupProbe: adminProbe('/ready', 1, 120),
+    readinessProbe: adminProbe('/ready', 5, 3),
+    livenessProbe: adminProbe('/live', 10, 3),
+    resources: {
+      requests: { cpu: resources.cpuRequest, memory: resources.memoryRequest },
+      ...(Object.keys(limits).length > 0 ? { limits } : {}),
+    },
+    securityContext: {
+      runAsUser: PROXY_UID,
+      runAsGroup: PROXY_UID,
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [
+      { name: VOLUMES.token, mountPath: PROXY_PATHS.tokenDir, readOnly: true },
+      { name: VOLUMES.trustAnchors, mountPath: PROXY_PATHS.trustAnchorsDir, readOnly: true },
+      { name: VOLUMES.identity, mountPath: PROXY_PATHS.identityDir },
+    ],
+  };
+}
+
+export function sidecarVolumes(): IVolume[] {
+  return [
+    {
+      name: VOLUMES.token,
+      projected: {
+        sources: [
+          {
+            serviceAccountToken: {
+              audience: IDENTITY_TOKEN_AUDIENCE,
+              expirationSeconds: TOKEN_EXPIRATION_S,
+              path: 'token',
+            },
+          },
+        ],
+      },
+    },
+    // The anchors ConfigMap of the pod's own namespace (a pod cannot mount another namespace's).
+    { name: VOLUMES.trustAnchors, configMap: { name: TRUST_ANCHORS_CONFIG_MAP.name } },
+    // The proxy's key never touches a disk: memory only, and small.
+    { name: VOLUMES.identity, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    { name: VOLUMES.initRun, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+  ];
+}
+
+export const SIDECAR_VOLUME_NAMES: readonly string[] = Object.values(VOLUMES);

@@ -1,0 +1,147 @@
+// One admission.k8s.io/v1 AdmissionReview in, one out (pure): the same injectPod as `mutual
+// inject`, its change sent as a base64 JSON Patch. Only garbage throws (the server answers 400);
+// every well-formed review gets a review back with the request's uid.
+import { MutualError } from '../../errors.ts';
+import { diffJsonPatch, type InjectOptions, injectPod, type PodLike } from '../inject/index.ts';
+
+export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+
+export interface AdmissionResponse {
+  readonly uid: string;
+  readonly allowed: boolean;
+  readonly patchType?: 'JSONPatch';
+  /** base64 of the JSON Patch (RFC 6902). */
+  readonly patch?: string;
+  readonly warnings?: readonly string[];
+  readonly status?: { readonly code: number; readonly message: string };
+}
+
+export interface AdmissionReviewResponse {
+  readonly apiVersion: typeof ADMISSION_API_VERSION;
+  readonly kind: 'AdmissionReview';
+  readonly response: AdmissionResponse;
+}
+
+/** What the webhook decided, for its metrics and log: `result` by `reason`. */
+export interface AdmissionDecision {
+  readonly review: AdmissionReviewResponse;
+  readonly result: 'injected' | 'skipped' | 'refused' | 'ignored';
+  readonly reason: string;
+  /** `namespace/pod` as far as the request tells. */
+  readonly pod: string;
+}
+
+/** Pod skips worth telling whoever created the pod (a kubectl user sees admission warnings). */
+const WARNED_SKIPS = new Set(['host-network', 'existing-proxy', 'other-mesh', 'conflict', 'no-containers']);
+
+function invalid(message: string): MutualError {
+  return new MutualError('MUTUAL_K8S_ADMISSION_REVIEW_INVALID', message);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Checks the envelope and returns the request; throws MUTUAL_K8S_ADMISSION_REVIEW_INVALID otherwise. */
+export function parseAdmissionReview(body: string): Record<string, unknown> & { uid: string } {
+  let review: unknown;
+  try {
+    review = JSON.parse(body);
+  } catch {
+    throw invalid('the request body is not JSON: POST an admission.k8s.io/v1 AdmissionReview');
+  }
+  if (!isObject(review)) throw invalid('the request body must be a JSON object (an AdmissionReview)');
+  if (review.kind !== 'AdmissionReview') {
+    throw invalid(`kind ${JSON.stringify(review.kind)} is not AdmissionReview`);
+  }
+  if (review.apiVersion !== ADMISSION_API_VERSION) {
+    throw invalid(
+      `apiVersion ${JSON.stringify(review.apiVersion)} is not supported: this webhook speaks ${ADMISSION_API_VERSION} (set admissionReviewVersions: ["v1"])`,
+    );
+  }
+  const request = review.request;
+  if (!isObject(request)) throw invalid('the AdmissionReview has no request object');
+  if (typeof request.uid !== 'string' || request.uid === '') {
+    throw invalid('the AdmissionReview request has no uid');
+  }
+  return request as Record<string, unknown> & { uid: string };
+}
+
+export function reviewAdmission(body: string, options: InjectOptions): AdmissionDecision {
+  const request = parseAdmissionReview(body);
+  const answer = (response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewResponse => ({
+    apiVersion: ADMISSION_API_VERSION,
+    kind: 'AdmissionReview',
+    response: { uid: request.uid, ...response },
+  });
+  const kind = isObject(request.kind) ? request.kind : {};
+  const object = request.object;
+  const metadata = isObject(object) && isObject(object.metadata) ? object.metadata : {};
+  const namespace =
+    typeof request.namespace === 'string' ? request.namespace : String(metadata.namespace ?? '');
+  const name = String(
+    metadata.name ?? request.name ?? (metadata.generateName ? `${metadata.generateName}*` : '(unnamed)'),
+  );
+  const pod = namespace ? `${namespace}/${name}` : name;
+  const isPod = kind.group === '' && kind.kind === 'Pod' && (request.subResource ?? '') === '';
+  if (!isPod) {
+    const what = `${kind.group ? `${String(kind.group)}/` : ''}${String(kind.kind ?? 'an unknown kind')}${request.subResource ? ` (${String(request.subResource)})` : ''}`;
+    return {
+      review: answer({
+        allowed: true,
+        warnings: [`mutual-injector: ${what} left unchanged: only Pods are injected`],
+      }),
+      result: 'ignored',
+      reason: 'not-a-pod',
+      pod,
+    };
+  }
+  if (request.operation !== 'CREATE') {
+    return { review: answer({ allowed: true }), result: 'ignored', reason: 'not-create', pod };
+  }
+  if (!isObject(object)) throw invalid('the AdmissionReview request for a Pod CREATE has no object');
+  const outcome = injectPod(object as PodLike, options);
+  if (outcome.kind === 'invalid') {
+    const problems = outcome.problems.map((problem) =>
+      problem.message.startsWith(problem.annotation)
+        ? problem.message
+        : `${problem.annotation}: ${problem.message}`,
+    );
+    return {
+      review: answer({
+        allowed: false,
+        status: {
+          code: 400,
+          message: `mutual-injector refused pod ${pod} rather than start it outside the mesh: ${problems.join('; ')} (docs/kubernetes.md, Injection reference)`,
+        },
+      }),
+      result: 'refused',
+      reason: 'annotation-invalid',
+      pod,
+    };
+  }
+  if (outcome.kind === 'skipped') {
+    return {
+      review: answer({
+        allowed: true,
+        ...(WARNED_SKIPS.has(outcome.reason)
+          ? { warnings: [`mutual-injector: pod ${pod} not injected: ${outcome.message}`] }
+          : {}),
+      }),
+      result: 'skipped',
+      reason: outcome.reason,
+      pod,
+    };
+  }
+  const patch = diffJsonPatch(object, outcome.pod);
+  return {
+    review: answer({
+      allowed: true,
+      patchType: 'JSONPatch',
+      patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+    }),
+    result: 'injected',
+    reason: 'injected',
+    pod,
+  };
+}

@@ -1,0 +1,251 @@
+// `mutual inject serve`: the mutating admission webhook. HTTPS (TLS 1.2+) POST /inject takes an
+// AdmissionReview and answers with the injection as a JSON Patch; an admin listener serves
+// /live /ready /metrics. The serving certificate is watched and swapped without dropping a connection.
+import { once } from 'node:events';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createAdminServer } from '../../admin/index.ts';
+import type { ListenAddress } from '../../config/index.ts';
+import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../errors.ts';
+import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
+import { CONTROL_PLANE } from '../constants.ts';
+import type { InjectOptions } from '../inject/index.ts';
+import { reviewAdmission } from './admission-review.ts';
+import {
+  loadServingCertificate,
+  type ServingCertificateFiles,
+  watchServingCertificate,
+} from './serving-certificate.ts';
+
+export const MAX_ADMISSION_REVIEW_BYTES = 1024 * 1024;
+const TLS_MIN_VERSION = 'TLSv1.2';
+
+export interface InjectorWebhookConfig {
+  readonly listen: ListenAddress;
+  /** Off when undefined. */
+  readonly adminListen?: ListenAddress;
+  readonly tls: ServingCertificateFiles;
+  readonly inject: InjectOptions;
+  /** Handshake, headers and body deadline per request; the API server gives up after 10 s by default. */
+  readonly clientTimeoutMs?: number;
+  readonly certPollIntervalMs?: number;
+  /** One line per decision and per certificate reload. */
+  readonly log?: (line: string) => void;
+}
+
+export interface InjectorWebhook {
+  readonly url: string;
+  readonly adminUrl?: string;
+  /** Stop accepting, let requests in flight finish. */
+  close(): Promise<void>;
+  /** Stop now, closing open connections. */
+  destroy(): void;
+}
+
+function statusFor(code: ErrorCode): number {
+  if (code === 'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE') return 413;
+  if (code === 'MUTUAL_K8S_ADMISSION_REVIEW_INVALID' || code === 'MUTUAL_CLI_USAGE') return 400;
+  return 500;
+}
+
+export async function startInjectorWebhook(config: InjectorWebhookConfig): Promise<InjectorWebhook> {
+  const log = config.log ?? (() => {});
+  const clientTimeoutMs = config.clientTimeoutMs ?? 10_000;
+  const registry = createRegistry();
+  const admissions = new Counter({
+    name: 'mutual_injector_admissions_total',
+    help: 'AdmissionReviews answered, by result (injected, skipped, refused, ignored, error) and reason.',
+    labelNames: ['result', 'reason'],
+    registers: [registry],
+  });
+  const reloads = new Counter({
+    name: 'mutual_injector_certificate_reloads_total',
+    help: 'Changed serving certificate files checked, by result (accepted, refused: the old one keeps serving).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  let certificate = await loadServingCertificate(config.tls);
+  new Gauge({
+    name: 'mutual_injector_certificate_expiry_timestamp_seconds',
+    help: 'When the serving certificate in use expires (Unix time).',
+    registers: [registry],
+    collect() {
+      this.set(certificate.notAfterMs / 1000);
+    },
+  });
+
+  const server = createServer(
+    {
+      cert: certificate.cert,
+      key: certificate.key,
+      minVersion: TLS_MIN_VERSION,
+      handshakeTimeout: clientTimeoutMs,
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, clientTimeoutMs / 4)),
+    },
+    (request, response) => {
+      handle(request, response).catch((error: unknown) => {
+        const code: ErrorCode = isMutualError(error) ? error.code : 'MUTUAL_INTERNAL';
+        admissions.inc({ result: 'error', reason: code });
+        log(`inject: ${request.method} ${request.url} refused [${code}]: ${(error as Error).message}\n`);
+        sendError(response, error);
+      });
+    },
+  );
+  server.headersTimeout = clientTimeoutMs;
+  server.requestTimeout = clientTimeoutMs * 2;
+  server.keepAliveTimeout = 5_000;
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    socket.destroy();
+  });
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const path = new URL(request.url ?? '/', 'https://injector').pathname;
+    if (path !== CONTROL_PLANE.injector.path) {
+      throw new MutualError(
+        'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
+        `no endpoint ${path}: the webhook answers POST ${CONTROL_PLANE.injector.path}`,
+        { detail: { status: 404 } },
+      );
+    }
+    if (request.method !== 'POST') {
+      throw new MutualError(
+        'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
+        `use POST for ${CONTROL_PLANE.injector.path}, not ${request.method}`,
+        { detail: { status: 405 } },
+      );
+    }
+    // Stages: body within size and time → envelope checked → the shared inject → patch out.
+    const body = await readBody(request, clientTimeoutMs);
+    const decision = reviewAdmission(body, config.inject);
+    admissions.inc({ result: decision.result, reason: decision.reason });
+    if (decision.result !== 'ignored')
+      log(`inject: pod ${decision.pod} ${decision.result} (${decision.reason})\n`);
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(decision.review));
+  }
+
+  const watcher = watchServingCertificate({
+    files: config.tls,
+    initial: certificate,
+    ...(config.certPollIntervalMs === undefined ? {} : { pollIntervalMs: config.certPollIntervalMs }),
+    onChange(next) {
+      certificate = next;
+      // setSecureContext replaces every option of the context, so the floor is given again.
+      server.setSecureContext({ cert: next.cert, key: next.key, minVersion: TLS_MIN_VERSION });
+    },
+    onEvent(event) {
+      reloads.inc({ result: event.result });
+      log(`certificate reload ${event.result}${event.code ? ` [${event.code}]` : ''}: ${event.message}\n`);
+    },
+  });
+
+  let admin: HttpServer | undefined;
+  try {
+    server.listen(config.listen.port, config.listen.host);
+    await once(server, 'listening');
+    if (config.adminListen) {
+      admin = createAdminServer({
+        registry,
+        notReadyReason: () => (server.listening ? undefined : 'not listening'),
+      });
+      admin.listen(config.adminListen.port, config.adminListen.host);
+      await once(admin, 'listening');
+    }
+  } catch (error) {
+    watcher.close();
+    server.close();
+    admin?.close();
+    throw error;
+  }
+  const urlOf = (scheme: string, listening: { address(): AddressInfo | string | null }) => {
+    const address = listening.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `${scheme}://${host}:${address.port}`;
+  };
+  return {
+    url: `${urlOf('https', server)}${CONTROL_PLANE.injector.path}`,
+    ...(admin ? { adminUrl: urlOf('http', admin) } : {}),
+    async close() {
+      watcher.close();
+      server.closeIdleConnections();
+      await Promise.all([
+        new Promise<void>((resolve) => server.close(() => resolve())),
+        admin ? new Promise<void>((resolve) => admin?.close(() => resolve())) : undefined,
+      ]);
+    },
+    destroy() {
+      watcher.close();
+      server.closeAllConnections();
+      server.close();
+      admin?.closeAllConnections();
+      admin?.close();
+    },
+  };
+}
+
+/** The body, whole, within the size cap and the deadline; a bigger one is drained, not kept. */
+function readBody(request: IncomingMessage, timeoutMs: number): Promise<string> {
+  const tooLarge = () =>
+    new MutualError(
+      'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE',
+      `the request body is larger than ${MAX_ADMISSION_REVIEW_BYTES} bytes (1 MiB)`,
+    );
+  return new Promise((resolve, reject) => {
+    if (Number(request.headers['content-length'] ?? 0) > MAX_ADMISSION_REVIEW_BYTES) {
+      request.resume();
+      reject(tooLarge());
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => {
+      request.removeAllListeners('data');
+      request.resume();
+      reject(
+        new MutualError(
+          'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
+          `the request body did not arrive within ${timeoutMs} ms`,
+          { detail: { status: 408 } },
+        ),
+      );
+    }, timeoutMs);
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_ADMISSION_REVIEW_BYTES) {
+        clearTimeout(timer);
+        request.removeAllListeners('data');
+        request.resume();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    request.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+function sendError(response: ServerResponse, error: unknown): void {
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  const code: ErrorCode = isMutualError(error) ? error.code : 'MUTUAL_INTERNAL';
+  const message = isMutualError(error) ? error.message : 'internal error';
+  const status =
+    isMutualError(error) && typeof error.detail.status === 'number' ? error.detail.status : statusFor(code);
+  // A client that sent too much or too slowly does not keep its connection.
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (status === 413 || status === 408) headers.connection = 'close';
+  response.writeHead(status, headers);
+  response.end(`${JSON.stringify({ error: { code, message, hint: errorCatalog[code].action } })}\n`);
+}
