@@ -28,13 +28,18 @@ export const CONTROL_PLANE = {
     adminPort: 9996,
     serviceAccount: 'destination',
   },
-  /** The admission webhook: the MutatingWebhookConfiguration calls POST `path` on `port`. */
+  /**
+   * The admission webhook: POST `path` injects pods annotated `mutual.dev/inject: enabled`; POST
+   * `namespacePath` (for a webhook whose namespaceSelector picks namespaces labelled
+   * `mutual.dev/inject: enabled`) injects every pod there but those annotated `disabled`.
+   */
   injector: {
     name: 'mutual-injector',
     port: 8443,
     adminPort: 9995,
     serviceAccount: 'injector',
     path: '/inject',
+    namespacePath: '/inject/namespace',
   },
 } as const;
 
@@ -67,6 +72,8 @@ export const ANNOTATIONS = {
 export const LABELS = {
   controlPlaneComponent: 'mutual.dev/control-plane-component',
   proxyInjected: 'mutual.dev/proxy-injected',
+  /** On a namespace: `enabled` opts every pod in it into injection (a webhook namespaceSelector). */
+  inject: 'mutual.dev/inject',
 } as const;
 
 export const INJECT_VALUES = { enabled: 'enabled', disabled: 'disabled' } as const;

@@ -2,6 +2,7 @@
 // inject`, its change sent as a base64 JSON Patch. Only garbage throws (the server answers 400);
 // every well-formed review gets a review back with the request's uid.
 import { MutualError } from '../../errors.ts';
+import { ANNOTATIONS, INJECT_VALUES } from '../constants.ts';
 import { diffJsonPatch, type InjectOptions, injectPod, type PodLike } from '../inject/index.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
@@ -67,7 +68,18 @@ export function parseAdmissionReview(body: string): Record<string, unknown> & { 
   return request as Record<string, unknown> & { uid: string };
 }
 
-export function reviewAdmission(body: string, options: InjectOptions): AdmissionDecision {
+/**
+ * Who opted the pod in: `pod` (the webhook sees every pod; only those annotated
+ * `mutual.dev/inject: enabled` are injected) or `namespace` (the webhook's namespaceSelector only
+ * picks opted-in namespaces; every pod is injected but those annotated `disabled`).
+ */
+export type OptIn = 'pod' | 'namespace';
+
+export function reviewAdmission(
+  body: string,
+  options: InjectOptions,
+  optIn: OptIn = 'pod',
+): AdmissionDecision {
   const request = parseAdmissionReview(body);
   const answer = (response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewResponse => ({
     apiVersion: ADMISSION_API_VERSION,
@@ -100,6 +112,10 @@ export function reviewAdmission(body: string, options: InjectOptions): Admission
     return { review: answer({ allowed: true }), result: 'ignored', reason: 'not-create', pod };
   }
   if (!isObject(object)) throw invalid('the AdmissionReview request for a Pod CREATE has no object');
+  const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
+  if (optIn === 'pod' && annotations[ANNOTATIONS.inject] !== INJECT_VALUES.enabled) {
+    return { review: answer({ allowed: true }), result: 'skipped', reason: 'not-enabled', pod };
+  }
   const outcome = injectPod(object as PodLike, options);
   if (outcome.kind === 'invalid') {
     const problems = outcome.problems.map((problem) =>

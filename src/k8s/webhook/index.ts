@@ -7,6 +7,7 @@ export {
   type AdmissionDecision,
   type AdmissionResponse,
   type AdmissionReviewResponse,
+  type OptIn,
   parseAdmissionReview,
   reviewAdmission,
 } from './admission-review.ts';

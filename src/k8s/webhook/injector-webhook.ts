@@ -103,23 +103,24 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = new URL(request.url ?? '/', 'https://injector').pathname;
-    if (path !== CONTROL_PLANE.injector.path) {
+    const { path: podPath, namespacePath } = CONTROL_PLANE.injector;
+    if (path !== podPath && path !== namespacePath) {
       throw new MutualError(
         'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
-        `no endpoint ${path}: the webhook answers POST ${CONTROL_PLANE.injector.path}`,
+        `no endpoint ${path}: the webhook answers POST ${podPath} and POST ${namespacePath}`,
         { detail: { status: 404 } },
       );
     }
     if (request.method !== 'POST') {
       throw new MutualError(
         'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
-        `use POST for ${CONTROL_PLANE.injector.path}, not ${request.method}`,
+        `use POST for ${path}, not ${request.method}`,
         { detail: { status: 405 } },
       );
     }
     // Stages: body within size and time → envelope checked → the shared inject → patch out.
     const body = await readBody(request, clientTimeoutMs);
-    const decision = reviewAdmission(body, config.inject);
+    const decision = reviewAdmission(body, config.inject, path === namespacePath ? 'namespace' : 'pod');
     admissions.inc({ result: decision.result, reason: decision.reason });
     if (decision.result !== 'ignored')
       log(`inject: pod ${decision.pod} ${decision.result} (${decision.reason})\n`);
