@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { Pod } from 'kubernetes-models/v1/Pod';
+import { ANNOTATIONS, LABELS } from '../constants.ts';
+import { DEFAULT_INJECT_OPTIONS, injectPod, type PodLike } from './inject-pod.ts';
+import { readPodAnnotations } from './pod-annotations.ts';
+
+const pod = (spec: Record<string, unknown> = {}, annotations: Record<string, unknown> = {}): PodLike => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: 'web', namespace: 'demo', annotations },
+  spec: { containers: [{ name: 'web', image: 'nginx', ports: [{ containerPort: 80 }] }], ...spec },
+});
+
+function injected(input: PodLike) {
+  const outcome = injectPod(input);
+  assert.equal(outcome.kind, 'injected', JSON.stringify(outcome));
+  return (outcome as { pod: PodLike }).pod;
+}
+
+test('injection: init then native sidecar before the app init containers, volumes appended, labels and annotations; input untouched', () => {
+  const input = pod({
+    initContainers: [{ name: 'migrate', image: 'db' }],
+    volumes: [{ name: 'data', emptyDir: {} }],
+  });
+  const before = structuredClone(input);
+  const out = injected(input);
+  assert.deepEqual(input, before, 'injectPod does not mutate its input');
+  const spec = out.spec as {
+    initContainers: { name: string; restartPolicy?: string }[];
+    volumes: { name: string }[];
+  };
+  assert.deepEqual(
+    spec.initContainers.map((c) => c.name),
+    ['mutual-init', 'mutual-proxy', 'migrate'],
+  );
+  assert.equal(spec.initContainers[1]?.restartPolicy, 'Always');
+  assert.equal(spec.initContainers[0]?.restartPolicy, undefined);
+  assert.deepEqual(
+    spec.volumes.map((v) => v.name),
+    ['data', 'mutual-identity-token', 'mutual-trust-anchors', 'mutual-identity', 'mutual-init-run'],
+  );
+  assert.equal(out.metadata?.annotations?.[ANNOTATIONS.inject], 'enabled');
+  assert.ok(out.metadata?.annotations?.[ANNOTATIONS.injected]);
+  assert.equal(out.metadata?.labels?.[LABELS.proxyInjected], 'true');
+  new Pod(out as never).validate();
+});
+
+test('injection is idempotent: an injected pod is left as it is, reported already injected', () => {
+  const once = injected(pod());
+  const again = injectPod(once);
+  assert.deepEqual(again, { kind: 'skipped', reason: 'already-injected', message: 'already injected' });
+});
+
+const skips: { name: string; input: PodLike; reason: string }[] = [
+  { name: 'annotation disabled', input: pod({}, { [ANNOTATIONS.inject]: 'disabled' }), reason: 'disabled' },
+  { name: 'hostNetwork', input: pod({ hostNetwork: true }), reason: 'host-network' },
+  {
+    name: 'a foreign mutual-proxy container',
+    input: pod({ containers: [{ name: 'mutual-proxy', image: 'x' }] }),
+    reason: 'existing-proxy',
+  },
+  {
+    name: 'an Istio sidecar',
+    input: pod({ initContainers: [{ name: 'istio-init', image: 'x' }] }),
+    reason: 'other-mesh',
+  },
+  {
+    name: 'an app on the proxy admin port',
+    input: pod({ containers: [{ name: 'a', image: 'x', ports: [{ containerPort: 4191 }] }] }),
+    reason: 'conflict',
+  },
+  {
+    name: 'a volume named like ours',
+    input: pod({ volumes: [{ name: 'mutual-identity', emptyDir: {} }] }),
+    reason: 'conflict',
+  },
+  { name: 'no containers', input: pod({ containers: [] }), reason: 'no-containers' },
+  // Opted out beats a bad annotation: nothing is injected, nothing to complain about.
+  {
+    name: 'disabled with a bad mode',
+    input: pod({}, { [ANNOTATIONS.inject]: 'disabled', [ANNOTATIONS.defaultMode]: 'strict' }),
+    reason: 'disabled',
+  },
+];
+for (const s of skips) {
+  test(`skipped with its reason: ${s.name}`, () => {
+    const outcome = injectPod(s.input);
+    assert.equal(outcome.kind, 'skipped');
+    assert.equal((outcome as { reason: string }).reason, s.reason);
+  });
+}
+
+const badAnnotations: [string, unknown][] = [
+  [ANNOTATIONS.defaultMode, 'strict'],
+  [ANNOTATIONS.inject, 'yes'],
+  [ANNOTATIONS.skipInboundPorts, '22,http'],
+  [ANNOTATIONS.skipOutboundPorts, '70000'],
+  [ANNOTATIONS.skipOutboundSubnets, '10.0.0.0/33'],
+  [ANNOTATIONS.opaquePorts, '3306-3310'],
+  [ANNOTATIONS.proxyCpuRequest, 'lots'],
+  [ANNOTATIONS.proxyMemoryLimit, '64 Mi'],
+  [ANNOTATIONS.proxyImage, 'has space'],
+  [ANNOTATIONS.skipInboundPorts, 22],
+];
+for (const [key, value] of badAnnotations) {
+  test(`invalid annotation refused, naming it: ${key}: ${JSON.stringify(value)}`, () => {
+    const outcome = injectPod(pod({}, { [key]: value }));
+    assert.equal(outcome.kind, 'invalid');
+    const problems = outcome.kind === 'invalid' ? outcome.problems : [];
+    assert.deepEqual(
+      problems.map((p) => p.annotation),
+      [key],
+    );
+  });
+}
+
+test('annotations reach the init and proxy arguments; the mode annotation beats --default-mode; resources override', () => {
+  const out = injected(
+    pod(
+      {},
+      {
+        [ANNOTATIONS.skipInboundPorts]: '22, 8000-8100',
+        [ANNOTATIONS.skipOutboundPorts]: '3306',
+        [ANNOTATIONS.skipOutboundSubnets]: '10.96.0.0/12',
+        [ANNOTATIONS.opaquePorts]: '5432',
+        [ANNOTATIONS.defaultMode]: 'STRICT',
+        [ANNOTATIONS.proxyMemoryRequest]: '96Mi',
+        [ANNOTATIONS.proxyMemoryLimit]: '256Mi',
+        [ANNOTATIONS.proxyImage]: 'registry.local/mutual:dev',
+      },
+    ),
+  );
+  const [init, proxy] = (
+    out.spec as { initContainers: { args: string[]; image: string; resources: unknown }[] }
+  ).initContainers;
+  const flag = (args: string[] | undefined, name: string) => args?.[args.indexOf(name) + 1];
+  assert.equal(flag(init?.args, '--skip-inbound-ports'), '22, 8000-8100');
+  assert.equal(flag(init?.args, '--skip-outbound-ports'), '3306');
+  assert.equal(flag(init?.args, '--skip-outbound-subnets'), '10.96.0.0/12');
+  assert.equal(flag(init?.args, '--admin-port'), '4191');
+  assert.equal(flag(proxy?.args, '--opaque-ports'), '5432');
+  assert.equal(flag(proxy?.args, '--mode'), 'STRICT');
+  assert.equal(proxy?.image, 'registry.local/mutual:dev');
+  assert.deepEqual(proxy?.resources, {
+    requests: { cpu: '100m', memory: '96Mi' },
+    limits: { memory: '256Mi' },
+  });
+  const strictDefault = injectPod(pod({}, { [ANNOTATIONS.defaultMode]: 'DISABLE' }), {
+    ...DEFAULT_INJECT_OPTIONS,
+    defaultMode: 'STRICT',
+  });
+  assert.equal(strictDefault.kind, 'injected');
+  const args =
+    ((strictDefault as { pod: PodLike }).pod.spec as { initContainers: { args: string[] }[] })
+      .initContainers[1]?.args ?? [];
+  assert.equal(flag(args, '--mode'), 'DISABLE');
+});
+
+test('readPodAnnotations: no annotations is the default configuration, no problems', () => {
+  assert.deepEqual(readPodAnnotations({}), {
+    config: { skipInboundPorts: '', skipOutboundPorts: '', skipOutboundSubnets: '', resources: {} },
+    problems: [],
+  });
+});
