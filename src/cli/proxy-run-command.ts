@@ -48,6 +48,18 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     )
     .option('--destination <ip:port=id>', 'meshed destination for transparent outbound (repeatable)', collect)
     .option(
+      '--destination-url <url>',
+      'destination service for transparent outbound, e.g. https://mutual-destination.mutual-system.svc:8086',
+    )
+    .option(
+      '--destination-server-id <id>',
+      'its SPIFFE ID (default spiffe://<td>/ns/mutual-system/sa/destination)',
+    )
+    .option(
+      '--destination-timeout <duration>',
+      'longest wait for its answer before a destination counts as unknown (default 1s)',
+    )
+    .option(
       '--admin-listen <address|off>',
       'admin: /live /ready /metrics /identity POST /shutdown',
       '127.0.0.1:4191',

@@ -50,6 +50,12 @@ export interface ProxyConfig {
   readonly outboundListen?: ListenAddress;
   readonly upstreams: readonly ExplicitUpstream[];
   readonly destinations: readonly StaticDestination[];
+  /** The destination service (https://…); undefined: the static table only. */
+  readonly destinationUrl?: string;
+  /** Its SPIFFE ID; undefined: spiffe://<our trust domain>/ns/mutual-system/sa/destination. */
+  readonly destinationServerId?: string;
+  /** How long a connection waits for the destination service before the destination counts as unknown. */
+  readonly destinationTimeoutMs: number;
   readonly adminListen: ListenAddress;
   readonly mode: PeerAuthenticationModeName;
   readonly portModes: ReadonlyMap<number, PeerAuthenticationModeName>;
@@ -81,6 +87,9 @@ export interface ProxyFlags {
   outboundListen?: string;
   upstream?: string[];
   destination?: string[];
+  destinationUrl?: string;
+  destinationServerId?: string;
+  destinationTimeout?: string;
   adminListen?: string;
   mode?: string;
   portMode?: string[];
@@ -221,6 +230,14 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
     ),
     upstreams,
     destinations,
+    destinationUrl:
+      flags.destinationUrl && attempt(() => httpsUrl(flags.destinationUrl!, '--destination-url')),
+    destinationServerId:
+      flags.destinationServerId &&
+      attempt(() => spiffeId(flags.destinationServerId!, '--destination-server-id')),
+    destinationTimeoutMs: attempt(() =>
+      parseDuration(flags.destinationTimeout ?? '1s', '--destination-timeout'),
+    ),
     adminListen: listenOrOff(flags.adminListen, '--admin-listen', '127.0.0.1:4191'),
     mode,
     portModes,
@@ -284,6 +301,18 @@ export function credentialsFrom(flags: ProxyFlags): ProxyCredentialsConfig {
     identityBundleFile: flags.identityBundle!,
     identityServerId: flags.identityServerId && spiffeId(flags.identityServerId, '--identity-server-id'),
   };
+}
+
+function httpsUrl(text: string, flag: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`${flag} ${JSON.stringify(text)} is not a URL: write https://HOST:PORT`);
+  }
+  if (url.protocol !== 'https:')
+    throw new Error(`${flag} must be https:// (the destination service speaks mTLS only)`);
+  return url.origin;
 }
 
 function spiffeId(text: string, flag: string): string {

@@ -16,8 +16,8 @@ import { createInbound } from './inbound/inbound.ts';
 import { originalDestination } from './intercept/index.ts';
 import { createProxyMetrics } from './metrics.ts';
 import {
+  configuredDestinations,
   type DestinationResolver,
-  staticDestinations,
   upstreamDestination,
 } from './outbound/destinations.ts';
 import { createOutbound } from './outbound/outbound.ts';
@@ -70,13 +70,15 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
     }
   });
   const inbound = createInbound({ config, clock, log, metrics, meshTls: () => meshTls, policy, track });
+  const destinations =
+    deps.destinations ?? configuredDestinations(config, { clock, log, registry, meshTls: () => meshTls });
   const outbound = createOutbound({
     config,
     clock,
     log,
     metrics,
     meshTls: () => meshTls,
-    destinations: deps.destinations ?? staticDestinations(config.destinations),
+    destinations,
     track,
   });
 
@@ -253,6 +255,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
       isDraining = true;
       credentials.close();
       inbound.close();
+      destinations.close?.();
       for (const socket of sockets) socket.destroy();
       for (const server of listeners) server.close();
       admin.closeAllConnections();

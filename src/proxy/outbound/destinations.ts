@@ -1,4 +1,9 @@
-import type { ExplicitUpstream, StaticDestination } from '../../config/index.ts';
+import type { Clock } from '../../clock.ts';
+import type { ExplicitUpstream, ProxyConfig, StaticDestination } from '../../config/index.ts';
+import type { Registry } from '../../metrics/index.ts';
+import type { MeshTls } from '../../tls/index.ts';
+import type { ProxyLog } from '../proxy-log.ts';
+import { createDestinationClient } from './destination-client.ts';
 
 /** Where a meshed destination's proxy listens and who it must prove to be. */
 export interface MeshedDestination {
@@ -8,11 +13,16 @@ export interface MeshedDestination {
 }
 
 /**
- * Destination lookup behind one interface: the static table from config now; the mesh's
- * destination API plugs in here later. undefined = not meshed.
+ * Destination lookup behind one interface: the static table from config, or the destination
+ * service (`--destination-url`) in front of it. undefined = not meshed (or unknown). A Promise
+ * only when the answer has to be fetched; cached and static answers stay synchronous.
  */
 export interface DestinationResolver {
-  resolve(address: string, port: number): MeshedDestination | undefined;
+  resolve(
+    address: string,
+    port: number,
+  ): MeshedDestination | undefined | Promise<MeshedDestination | undefined>;
+  close?(): void;
 }
 
 export function staticDestinations(table: readonly StaticDestination[]): DestinationResolver {
@@ -22,6 +32,28 @@ export function staticDestinations(table: readonly StaticDestination[]): Destina
       const entry = byAddress.get(`${address}:${port}`);
       return entry && { serverId: entry.serverId, host: entry.address, port: entry.port };
     },
+  };
+}
+
+/** The static `--destination` entries win (explicit); the destination service answers the rest. */
+export function configuredDestinations(
+  config: Pick<
+    ProxyConfig,
+    'destinations' | 'destinationUrl' | 'destinationServerId' | 'destinationTimeoutMs'
+  >,
+  deps: { clock: Clock; log: ProxyLog; registry: Registry; meshTls: () => MeshTls | undefined },
+): DestinationResolver {
+  const table = staticDestinations(config.destinations);
+  if (!config.destinationUrl) return table;
+  const service = createDestinationClient({
+    ...deps,
+    url: config.destinationUrl,
+    ...(config.destinationServerId ? { serverId: config.destinationServerId } : {}),
+    lookupTimeoutMs: config.destinationTimeoutMs,
+  });
+  return {
+    resolve: (address, port) => table.resolve(address, port) ?? service.resolve(address, port),
+    close: () => service.close(),
   };
 }
 

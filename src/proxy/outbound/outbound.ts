@@ -51,7 +51,9 @@ export function createOutbound(deps: OutboundDeps) {
       label = target.label;
     } else {
       label = `${target.address}:${target.port}`;
-      meshed = deps.destinations.resolve(target.address, target.port);
+      const answer = deps.destinations.resolve(target.address, target.port);
+      // Only a lookup that must ask the destination service waits (bounded); the rest stay synchronous.
+      meshed = answer instanceof Promise ? await answer : answer;
       if (!meshed) return passThrough(app, target.address, target.port, label);
     }
     const meshTls = deps.meshTls();
