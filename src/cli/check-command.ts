@@ -3,6 +3,7 @@ import { type Command, Option } from 'commander';
 import { parseDuration } from '../config/index.ts';
 import {
   type CheckReport,
+  checkReportJson,
   readTrafficSamples,
   recordTrafficSample,
   runChecks,
@@ -80,25 +81,7 @@ async function check(options: CheckOptions, context: CliContext): Promise<void> 
 }
 
 function checkJson(report: CheckReport, isFailed: boolean) {
-  return {
-    success: !isFailed,
-    errors: report.errors,
-    warnings: report.warnings,
-    trafficWindow: report.trafficWindow ?? null,
-    checks: report.entries.map((entry) => ({
-      category: entry.category,
-      description: entry.description,
-      severity: entry.severity,
-      status: entry.results.some((r) => r.status === 'fail')
-        ? 'fail'
-        : entry.results.every((r) => r.status === 'skip')
-          ? 'skip'
-          : 'ok',
-      hint: entry.hint,
-      fix: entry.fix,
-      results: entry.results,
-    })),
-  };
+  return { success: !isFailed, ...checkReportJson(report) };
 }
 
 const FAILED_MARK = { error: '×', warning: '‼', info: 'i' } as const;

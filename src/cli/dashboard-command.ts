@@ -40,7 +40,13 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
   }
   const stateDir = resolve(context.cwd, options.stateDir);
   const server = await createDashboard(
-    { stateDir, host: listen.host, port: listen.port, isRemoteAllowed: !isLoopback },
+    {
+      stateDir,
+      host: listen.host,
+      port: listen.port,
+      isRemoteAllowed: !isLoopback,
+      stateFlag: options.stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${options.stateDir}`,
+    },
     { clock: context.clock },
   );
   if (!isLoopback) {

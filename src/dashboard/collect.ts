@@ -21,6 +21,9 @@ import { compilePolicySet, loadPolicyFiles, type PeerAuthenticationExplanation }
 export interface WorkloadIdentity {
   readonly service: string;
   readonly identity: ProxyIdentity | undefined;
+  /** The answer's HTTP status and Date header (`mutual check` compares the clocks). */
+  readonly status?: number;
+  readonly date?: string | undefined;
   readonly error: string | undefined;
 }
 
@@ -68,8 +71,8 @@ export async function collectSnapshot(stateDir: string, deps: { clock: Clock; ti
     Promise.all(
       runtime.services.map(async (service): Promise<WorkloadIdentity> => {
         try {
-          const { identity } = await fetchProxyIdentity(service, timeoutMs);
-          return { service: service.name, identity, error: undefined };
+          const { identity, status, date } = await fetchProxyIdentity(service, timeoutMs);
+          return { service: service.name, identity, status, date, error: undefined };
         } catch (error) {
           return { service: service.name, identity: undefined, error: (error as Error).message };
         }

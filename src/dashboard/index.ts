@@ -2,10 +2,12 @@
 // identity service report, an event stream, and a page that reads only that API. Reads runtime.json
 // and admin endpoints; never changes the mesh, never loads anything from the internet.
 
+export { createDashboardChecks, type DashboardChecks, type TimedReport } from './checks.ts';
 export { collectSnapshot, type Snapshot } from './collect.ts';
 export { createDashboard, type Dashboard, type DashboardConfig } from './server.ts';
 export {
   certificatesView,
+  checksView,
   type EdgeRow,
   edgesView,
   expiryStatus,

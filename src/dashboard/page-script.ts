@@ -1,7 +1,7 @@
 // The dashboard's browser script, served as /app.js: listens to /api/stream and draws the five
 // views with DOM calls (text is never parsed as HTML). Plain ES2020, no framework, no template
 // literals (this file is one).
-// biome-ignore lint/complexity/noUselessStringRaw: keeps a future "\n" in the script an escape, not a newline
+// String.raw keeps "\n" and "\u0060" in the script escapes, not a newline or a backquote.
 export const PAGE_SCRIPT = String.raw`'use strict';
 (function () {
   var state = { data: null, tab: 'overview', namespace: '' };
@@ -48,6 +48,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     document.querySelectorAll('[data-deadline]').forEach(function (el) {
       el.textContent = duration((Date.parse(el.getAttribute('data-deadline')) - Date.now()) / 1000);
     });
+    document.querySelectorAll('[data-since]').forEach(function (el) { el.textContent = ago(el.getAttribute('data-since')); });
   }
   function pill(kind, text) { return h('span', { class: 'pill ' + kind, text: text }); }
   function secured(edge) {
@@ -68,32 +69,66 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       ? h('td', { class: cls, text: String(content) })
       : h('td', { class: cls }, [content]);
   }
-  function card(label, value, sub, share) {
+  function card(label, value, sub, share, tone) {
     var bar = null;
     if (share !== undefined && share !== null) {
       var fill = h('span');
       fill.style.width = Math.round(share * 100) + '%';
       bar = h('div', { class: 'bar' }, [fill]);
     }
-    return h('div', { class: 'card' }, [h('div', { class: 'label', text: label }), h('div', { class: 'value', text: value }), h('div', { class: 'sub', text: sub }), bar]);
+    return h('div', { class: 'card' + (tone ? ' ' + tone : '') }, [h('div', { class: 'label', text: label }), h('div', { class: 'value', text: value }), h('div', { class: 'sub', text: sub }), bar]);
   }
   function panel(title, children) { return h('div', { class: 'panel' }, [h('h2', { text: title })].concat(children)); }
 
+  // Text with backquoted code spans (the fix commands of mutual check): code shown as code, never as HTML.
+  function withCode(text) {
+    return text.split('\u0060').map(function (part, i) { return i % 2 === 1 ? h('code', { text: part }) : part; });
+  }
+  function ago(iso) { return duration((Date.parse(iso) - Date.now()) / 1000); }
+  function renderChecks(checks) {
+    var failing = checks.failing;
+    var title = 'mutual check' + (failing.length === 0 ? '' : ' — ' + checks.errors + ' error' + (checks.errors === 1 ? '' : 's') + ', ' + checks.warnings + ' warning' + (checks.warnings === 1 ? '' : 's'));
+    var meta = h('div', { class: 'meta' }, [
+      checks.trafficWindow ? 'traffic judged on ' + checks.trafficWindow.description + ' · ' : '',
+      'checked ', h('span', { 'data-since': checks.generatedAt, text: ago(checks.generatedAt) }),
+    ]);
+    if (failing.length === 0) {
+      return panel(title, [meta, h('div', { class: 'all-pass', text: '✓ All ' + checks.total + ' checks pass: the CA, the identity service, every sidecar, the traffic and the policies.' })]);
+    }
+    var items = failing.map(function (f) {
+      return h('li', { class: 'check ' + f.severity, 'data-check': f.description }, [
+        h('div', { class: 'check-head' }, [
+          pill(f.severity, f.severity === 'error' ? '× error' : '‼ warning'),
+          h('strong', { text: f.description }),
+          h('span', { class: 'category', text: f.category }),
+        ]),
+        h('div', { class: 'check-message', text: (f.subject ? f.subject + ': ' : '') + f.message }),
+        f.details.length ? h('pre', { class: 'check-details', text: f.details.join('\n') }) : null,
+        h('div', { class: 'check-why', text: 'Why it matters: ' + f.hint }),
+        h('div', { class: 'check-fix' }, [h('span', { class: 'fix-label', text: 'Fix' })].concat(withCode(f.fix))),
+      ]);
+    });
+    return panel(title, [meta, h('ul', { class: 'checks' }, items)]);
+  }
+
   function renderOverview(d) {
     var o = d.overview;
-    var c = o.traffic.connections, r = o.traffic.requests;
-    var problems = o.problems.length === 0
-      ? h('div', { class: 'empty', text: 'Nothing to report: every sidecar answers, every edge is mTLS, nothing expires soon.' })
-      : h('ul', { class: 'problems' }, o.problems.map(function (p) { return h('li', { class: p.severity, text: p.message }); }));
-    return [
+    var c = o.traffic.connections, r = o.traffic.requests, k = o.checks;
+    var failed = k.errors + k.warnings;
+    var panels = [
       h('div', { class: 'cards' }, [
+        card('Checks', failed === 0 ? 'All pass' : String(k.failing.length) + ' failing', k.errors + ' errors · ' + k.warnings + ' warnings of ' + k.total + ' checks', null, k.errors > 0 ? 'bad' : k.warnings > 0 ? 'warn' : 'good'),
         card('Connections over mTLS', percent(c.securedShare), c.secured + ' of ' + c.total + ' connections', c.securedShare),
         card('Requests over mTLS', percent(r.securedShare), r.secured + ' of ' + r.total + ' HTTP requests', r.securedShare),
         card('Meshed workloads', String(o.workloads.meshed.length), o.workloads.unreachable.length + ' sidecars not answering · ' + o.workloads.unmeshed.length + ' unmeshed peers'),
         card('Denials', String(o.denials.recent), o.denials.windowSeconds === null ? o.denials.total + ' in total' : 'in the last ' + o.denials.windowSeconds + ' s · ' + o.denials.total + ' in total'),
       ]),
-      panel('Needs attention', [problems]),
+      renderChecks(k),
     ];
+    if (o.problems.length > 0) {
+      panels.push(panel('Certificates to watch', [h('ul', { class: 'problems' }, o.problems.map(function (p) { return h('li', { class: p.severity, text: p.message }); }))]));
+    }
+    return panels;
   }
 
   function renderEdges(d) {

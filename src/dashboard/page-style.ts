@@ -68,5 +68,24 @@ svg.topology .edge { fill: none; stroke-width: 2.5; }
 svg.topology .edge.secured { stroke: var(--ok); }
 svg.topology .edge.insecure { stroke: var(--bad); stroke-dasharray: 6 4; }
 svg.topology .rate { font-size: 11px; fill: #33475b; paint-order: stroke; stroke: #fbfcfd; stroke-width: 5px; stroke-linejoin: round; }
+.card.good { border-top: 4px solid var(--ok); } .card.good .value { color: var(--ok); }
+.card.warn { border-top: 4px solid var(--warn); } .card.warn .value { color: var(--warn); }
+.card.bad { border-top: 4px solid var(--bad); } .card.bad .value { color: var(--bad); }
+.meta { color: var(--muted); font-size: 12px; margin: -6px 0 12px; }
+.all-pass { background: var(--ok-bg); color: var(--ok); font-weight: 600; border-radius: 8px; padding: 12px 14px; }
+ul.checks { list-style: none; margin: 0; padding: 0; }
+li.check { border: 1px solid var(--line); border-left: 4px solid var(--warn); border-radius: 8px; padding: 12px 14px; margin-bottom: 10px; }
+li.check.error { border-left-color: var(--bad); }
+.check-head { display: flex; align-items: center; gap: 10px; }
+.check-head .category { margin-left: auto; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: 0.05em; }
+.check-message { margin: 8px 0 0; }
+.check-details { margin: 6px 0 0; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; color: #33475b;
+  background: #f6f8fa; border-radius: 6px; padding: 8px 10px; white-space: pre-wrap; }
+.check-why { color: var(--muted); font-size: 12.5px; margin-top: 6px; }
+.check-fix { margin-top: 8px; font-size: 13px; }
+.fix-label { display: inline-block; font-size: 11px; font-weight: 700; text-transform: uppercase; letter-spacing: 0.05em;
+  color: var(--accent); margin-right: 8px; }
+code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; background: #eef3f8; color: var(--brand);
+  border-radius: 4px; padding: 1px 5px; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 0 24px; }
 `;

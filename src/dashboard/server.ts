@@ -5,11 +5,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../clock.ts';
 import { type ErrorCode, MutualError } from '../errors.ts';
+import { createDashboardChecks } from './checks.ts';
 import { collectSnapshot, type Snapshot } from './collect.ts';
 import { PAGE_HTML } from './page-html.ts';
 import { PAGE_SCRIPT } from './page-script.ts';
 import { PAGE_STYLE } from './page-style.ts';
-import { certificatesView, edgesView, overviewView, policyView } from './views.ts';
+import { certificatesView, checksView, edgesView, overviewView, policyView } from './views.ts';
 
 export interface DashboardConfig {
   readonly stateDir: string;
@@ -18,7 +19,12 @@ export interface DashboardConfig {
   /** Skip the Host-header check that keeps other web sites (DNS rebinding) from reading the API. */
   readonly isRemoteAllowed?: boolean;
   readonly refreshMs?: number;
+  /** Rates, recent denials and the checks' traffic window cover this much time (default 60 s). */
   readonly windowMs?: number;
+  /** `mutual check` results are reused this long (default 5 s): some checks do TLS handshakes. */
+  readonly checksTtlMs?: number;
+  /** Added to the fix commands the checks print, e.g. ` --state-dir st`. */
+  readonly stateFlag?: string;
 }
 
 export interface Dashboard {
@@ -52,6 +58,12 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
   const windowMs = config.windowMs ?? 60_000;
   const history: Snapshot[] = [];
   let pending: Promise<Snapshot> | undefined;
+  const checks = createDashboardChecks({
+    stateFlag: config.stateFlag ?? ` --state-dir ${config.stateDir}`,
+    clock: deps.clock,
+    ttlMs: config.checksTtlMs ?? 5000,
+    trafficWindowMs: windowMs,
+  });
 
   const latest = (): Promise<Snapshot> => {
     const last = history.at(-1);
@@ -59,7 +71,8 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
     pending ??= collectSnapshot(config.stateDir, deps)
       .then((snapshot) => {
         history.push(snapshot);
-        while (history.length > 2 && history[0]!.atMs < snapshot.atMs - windowMs) history.shift();
+        // Keep one snapshot at least a window old: the checks compare the counters with it.
+        while (history.length > 2 && history[1]!.atMs <= snapshot.atMs - windowMs) history.shift();
         return snapshot;
       })
       .finally(() => {
@@ -73,11 +86,13 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
   const views = async (url: URL) => {
     const now = await latest();
     const earlier = before(now);
+    const checked = await checks.latest(now, history);
     return {
-      overview: overviewView(now, earlier),
+      overview: overviewView(now, earlier, checked),
       edges: edgesView(now, earlier, url.searchParams.get('namespace') || undefined),
       certificates: certificatesView(now),
       policy: policyView(now, earlier),
+      checks: checksView(checked),
     };
   };
 
@@ -131,6 +146,8 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
           return sendJson(200, (await views(url)).certificates);
         case '/api/policy':
           return sendJson(200, (await views(url)).policy);
+        case '/api/checks':
+          return sendJson(200, (await views(url)).checks);
         case '/api/stream': {
           response.writeHead(200, {
             ...SECURITY_HEADERS,
@@ -155,7 +172,7 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
             404,
             apiError(
               'MUTUAL_DASHBOARD_NOT_FOUND',
-              `no such page: ${url.pathname}; the API is /api/overview, /api/edges, /api/certificates, /api/policy and /api/stream`,
+              `no such page: ${url.pathname}; the API is /api/overview, /api/edges, /api/certificates, /api/policy, /api/checks and /api/stream`,
             ),
           );
       }

@@ -1,6 +1,8 @@
 // The JSON answers of the dashboard API, computed from a snapshot and, for rates and "recent"
 // counts, an earlier snapshot. Pure: no I/O. docs/dashboard-api.md describes every field.
+import { checkReportJson, entryStatus } from '../mesh/checks/index.ts';
 import { type Edge, edgeKey } from '../mesh/index.ts';
+import type { TimedReport } from './checks.ts';
 import type { Snapshot } from './collect.ts';
 
 export type ExpiryStatus = 'ok' | 'warning' | 'critical' | 'expired' | 'unknown';
@@ -187,7 +189,34 @@ export function policyView(now: Snapshot, before: Snapshot | undefined) {
   };
 }
 
-export function overviewView(now: Snapshot, before: Snapshot | undefined) {
+/** GET /api/checks: the whole `mutual check` report, with when it was made. */
+export function checksView(checked: TimedReport) {
+  return { generatedAt: new Date(checked.atMs).toISOString(), ...checkReportJson(checked.report) };
+}
+
+/** The failing checks, one item per failed result, errors first: what the Overview lists. */
+function failingChecks(checked: TimedReport) {
+  const order = { error: 0, warning: 1, info: 2 };
+  return checked.report.entries
+    .filter((entry) => entry.severity !== 'info' && entryStatus(entry) === 'fail')
+    .sort((a, b) => order[a.severity] - order[b.severity])
+    .flatMap((entry) =>
+      entry.results
+        .filter((result) => result.status === 'fail')
+        .map((result) => ({
+          category: entry.category,
+          description: entry.description,
+          severity: entry.severity as 'error' | 'warning',
+          subject: result.subject ?? null,
+          message: result.message,
+          details: result.details ?? [],
+          hint: entry.hint,
+          fix: entry.fix,
+        })),
+    );
+}
+
+export function overviewView(now: Snapshot, before: Snapshot | undefined, checked: TimedReport) {
   const runtime = now.runtime;
   const edges = now.edges;
   const sum = (pick: (edge: Edge) => number, onlySecured: boolean) =>
@@ -201,28 +230,9 @@ export function overviewView(now: Snapshot, before: Snapshot | undefined) {
   ].sort();
   const recentDenials = denials(now, before);
   const certificates = certificatesView(now);
+  // What `mutual check` reports covers no mesh, dead sidecars and plaintext traffic; these add the
+  // dashboard's own amber/red expiry thresholds.
   const problems: Array<{ severity: 'error' | 'warning'; message: string }> = [];
-  if (!runtime) {
-    problems.push({
-      severity: 'warning',
-      message: `no mesh is running from ${now.stateDir}: start one with \`mutual up -f mesh.yaml\``,
-    });
-  }
-  for (const { service, error } of now.unreachable) {
-    problems.push({ severity: 'error', message: `the sidecar of ${service} does not answer (${error})` });
-  }
-  if (runtime && now.identityService.error) {
-    problems.push({
-      severity: 'error',
-      message: `the identity service does not answer (${now.identityService.error})`,
-    });
-  }
-  for (const edge of edges.filter((e) => !e.isSecured)) {
-    problems.push({
-      severity: 'warning',
-      message: `${edge.source} → ${edge.destination} is not mTLS (${edge.reason ?? 'plaintext'})`,
-    });
-  }
   const expiring = [
     ...(certificates.issuer ? [{ what: 'the issuer', ...certificates.issuer }] : []),
     ...certificates.trustAnchors.map((anchor) => ({ what: `trust anchor ${anchor.fingerprint}`, ...anchor })),
@@ -264,6 +274,14 @@ export function overviewView(now: Snapshot, before: Snapshot | undefined) {
       total: recentDenials.reduce((total, d) => total + d.count, 0),
       recent: recentDenials.reduce((total, d) => total + d.recent, 0),
       windowSeconds: before ? Math.round((now.atMs - before.atMs) / 1000) : null,
+    },
+    checks: {
+      generatedAt: new Date(checked.atMs).toISOString(),
+      total: checked.report.entries.length,
+      errors: checked.report.errors,
+      warnings: checked.report.warnings,
+      trafficWindow: checked.report.trafficWindow ?? null,
+      failing: failingChecks(checked),
     },
     problems,
   };

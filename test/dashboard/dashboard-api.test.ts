@@ -24,7 +24,7 @@ mutual_inbound_http_requests_total{tls="no_identity",client_id="",server_id="${i
 mutual_authorization_decisions_total{decision="deny",policy="shop/cart-only-from-web",client_id="",port="7002"} 2
 `;
 const webMetrics = `mutual_outbound_connections_total{tls="true",client_id="${id('web')}",server_id="${id('cart')}",no_tls_reason="",destination="127.0.0.1:7102"} 3
-mutual_outbound_connections_total{tls="no_identity",client_id="${id('web')}",server_id="",no_tls_reason="not-meshed",destination="10.9.9.9:5432"} 4
+mutual_outbound_connections_total{tls="no_identity",client_id="${id('web')}",server_id="",no_tls_reason="not_meshed",destination="10.9.9.9:5432"} 4
 `;
 const identityMetrics = `mutual_identity_issuer_expiry_timestamp_seconds 1900000000
 mutual_identity_trust_anchor_expiry_timestamp_seconds{fingerprint="aabbccdd00112233"} ${T0 / 1000 + 5 * 86400}
@@ -34,6 +34,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 let dir: string;
 let admins: FakeAdmin[] = [];
 let cart: FakeAdmin;
+let identityAdmin: FakeAdmin;
 let clock: ReturnType<typeof fixedClock>;
 let empty: Dashboard;
 let mesh: Dashboard;
@@ -95,6 +96,7 @@ spec:
     lastRenewal: { result: 'failed', at: iso(T0 - 60_000), error: { code: 'MUTUAL_X' } },
   });
   const identity = await startFakeAdmin(identityMetrics);
+  identityAdmin = identity;
   admins = [cart, web, identity];
   await writeFakeRuntime(join(dir, 'mesh'), {
     identityAdminUrl: identity.url,
@@ -121,7 +123,11 @@ test('an empty state directory: every endpoint answers, saying no mesh runs', as
   const overview = await api(empty, '/api/overview');
   assert.equal(overview.mesh.isRunning, false);
   assert.equal(overview.traffic.connections.securedShare, null);
-  assert.match(overview.problems[0].message, /no mesh is running .*`mutual up -f mesh\.yaml`/);
+  const noMesh = overview.checks.failing.find(
+    (f: any) => f.description === 'a mesh is running from the state directory',
+  );
+  assert.match(noMesh.message, /^no runtime\.json in .*nothing$/);
+  assert.match(noMesh.fix, /`mutual up -f mesh\.yaml --state-dir .*nothing`/);
   assert.deepEqual((await api(empty, '/api/edges')).edges, []);
   const certificates = await api(empty, '/api/certificates');
   assert.equal(certificates.issuer, null);
@@ -141,10 +147,32 @@ test('overview: mTLS share, meshed/unmeshed workloads, the dead sidecar and what
   });
   assert.equal(overview.denials.total, 2);
   const messages = overview.problems.map((p: { message: string }) => p.message).join('\n');
-  assert.match(messages, /the sidecar of payments does not answer \(.*ECONNREFUSED/);
-  assert.match(messages, /unknown → cart is not mTLS \(no_client_hello\)/);
   assert.match(messages, /trust anchor aabbccdd00112233 expires/);
   assert.match(messages, /web's certificate expires/);
+});
+
+test('overview lists what `mutual check` reports as failing, with the message and the fix', async () => {
+  const { checks } = await api(mesh, '/api/overview');
+  assert.ok(checks.errors > 0);
+  const find = (description: string, subject: string | null = null) =>
+    checks.failing.find((f: any) => f.description === description && f.subject === subject);
+  const dead = find('sidecar is ready', 'payments');
+  assert.equal(dead.severity, 'error');
+  assert.match(dead.message, /^the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+  assert.equal(dead.fix, 'read its log: `mutual logs SERVICE --proxy`');
+  const plaintext = find('no plaintext traffic into meshed workloads');
+  assert.deepEqual(plaintext.details, [
+    'unknown → cart:8080: 2 connections, 2 requests, 2 denied (no_client_hello)',
+    "no counters from payments's sidecar (not answering)",
+  ]);
+  // The mesh started 10 s before the clock's now: all of its counters are recent.
+  assert.equal(checks.trafficWindow.basis, 'mesh-start');
+  assert.equal(checks.trafficWindow.description, 'traffic in the last 60 s (the mesh started 10 s ago)');
+  assert.equal(checks.failing[0].severity, 'error', 'errors come first');
+  assert.ok(
+    checks.failing.every((f: any) => f.severity !== 'info'),
+    'informational checks are not failures',
+  );
 });
 
 test('edges: identities, secured or why not, success rate, namespace filter, missing sidecar', async () => {
@@ -165,7 +193,7 @@ test('edges: identities, secured or why not, success rate, namespace filter, mis
   assert.equal(plaintext.reason, 'no_client_hello');
   assert.equal(plaintext.denied, 2);
   assert.equal(byId['web→10.9.9.9:5432'].protocol, 'tcp');
-  assert.equal(byId['web→10.9.9.9:5432'].reason, 'not-meshed');
+  assert.equal(byId['web→10.9.9.9:5432'].reason, 'not_meshed');
   assert.equal(unreachable[0].service, 'payments');
   assert.deepEqual(namespaces, ['shop']);
   assert.equal((await api(mesh, '/api/edges?namespace=elsewhere')).edges.length, 0);
@@ -221,7 +249,7 @@ test('the stream sends all four views as one event', async () => {
   }
   controller.abort();
   const data = JSON.parse(/event: update\ndata: (.*)\n\n/.exec(text)![1]!);
-  assert.deepEqual(Object.keys(data), ['overview', 'edges', 'certificates', 'policy']);
+  assert.deepEqual(Object.keys(data), ['overview', 'edges', 'certificates', 'policy', 'checks']);
 });
 
 test('the page and the refusals: utf-8 HTML, read-only, loopback Host only, JSON 404', async () => {
@@ -268,4 +296,51 @@ test('mutual dashboard: prints the URL on loopback; another address needs --allo
   const code = await runCli(['dashboard', '--listen', '0.0.0.0:0'], context);
   assert.equal(code, 1);
   assert.match(output, /error\[MUTUAL_DASHBOARD_REMOTE_NOT_ALLOWED\].*--allow-remote/);
+});
+
+test('/api/checks: the whole report; cached for a few seconds, so the sidecars are not asked on every call', async () => {
+  const first = await api(mesh, '/api/checks');
+  const asked = identityAdmin.hits['/ready'] ?? 0;
+  for (let call = 0; call < 5; call++) await api(mesh, '/api/checks');
+  assert.equal(identityAdmin.hits['/ready'], asked, 'no new check run within the cache time');
+  const descriptions = first.checks.map((c: any) => c.description);
+  assert.ok(descriptions.includes('trust anchors can be read'));
+  assert.ok(descriptions.includes('policy files are valid'));
+  const policies = first.checks.find((c: any) => c.description === 'policy files are valid');
+  assert.equal(policies.status, 'ok');
+  clock.advance(6000);
+  const stale = await api(mesh, '/api/checks');
+  assert.equal(stale.generatedAt, first.generatedAt, 'a stale report is served while a new one is made');
+  for (let attempt = 0; attempt < 100 && (identityAdmin.hits['/ready'] ?? 0) === asked; attempt++)
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(identityAdmin.hits['/ready'], asked + 1, 'one new run after the cache time');
+  assert.notEqual((await api(mesh, '/api/checks')).generatedAt, first.generatedAt);
+});
+
+test('the traffic check judges the last window: plaintext that stopped a minute ago passes, new plaintext fails', async () => {
+  /** The report made at the clock's now (a stale one is served while it is made). */
+  const fresh = async () => {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const report = await api(mesh, '/api/checks');
+      if (report.generatedAt === iso(clock.now())) return report;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('no fresh check report');
+  };
+  const plaintext = (report: any) =>
+    report.checks.find((c: any) => c.description === 'no plaintext traffic into meshed workloads');
+  await fresh();
+  clock.advance(70_000);
+  const quiet = await fresh();
+  assert.equal(quiet.trafficWindow.basis, 'sample');
+  assert.match(quiet.trafficWindow.description, /^traffic in the last 60 s/);
+  assert.equal(plaintext(quiet).status, 'ok', JSON.stringify(plaintext(quiet)));
+  cart.metrics = `${cartMetrics(9)}mutual_inbound_refused_total{reason="plaintext_strict",port="7002"} 1\n`;
+  clock.advance(6000);
+  const again = await fresh();
+  assert.equal(plaintext(again).status, 'fail');
+  assert.deepEqual(plaintext(again).results[0].details.slice(0, 1), [
+    'unknown → cart:8080: 1 connection, 1 denied (refused: plaintext_strict)',
+  ]);
+  cart.metrics = cartMetrics(9);
 });

@@ -11,6 +11,8 @@ export interface FakeAdmin {
   /** What /metrics answers; change it to move the counters. */
   metrics: string;
   identity: Record<string, unknown>;
+  /** Requests answered, by path. */
+  readonly hits: Record<string, number>;
   close(): Promise<void>;
 }
 
@@ -18,8 +20,10 @@ export async function startFakeAdmin(
   metrics: string,
   identity: Record<string, unknown> = {},
 ): Promise<FakeAdmin> {
-  const admin: Partial<FakeAdmin> & { server?: Server } = { metrics, identity };
+  const hits: Record<string, number> = {};
+  const admin: Partial<FakeAdmin> & { server?: Server } = { metrics, identity, hits };
   const server = createServer((request, response) => {
+    hits[request.url ?? ''] = (hits[request.url ?? ''] ?? 0) + 1;
     if (request.url === '/metrics') {
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       return response.end(admin.metrics);
@@ -65,6 +69,7 @@ export async function writeFakeRuntime(
     version: 1,
     file: join(stateDir, 'mesh.yaml'),
     trustDomain: 'example.org',
+    policyDir: options.policyDir,
     stateDir,
     startedAt: '2030-01-01T00:00:00.000Z',
     supervisor: { pid: 999_999, startTicks: 1 },

@@ -6,6 +6,9 @@ export {
   CHECK_CATEGORIES,
   type CheckReport,
   type CheckReportEntry,
+  checkReportJson,
+  DEFAULT_CHECK_THRESHOLDS,
+  entryStatus,
   type RunChecksOptions,
   runChecks,
 } from './run-checks.ts';

@@ -137,3 +137,34 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
     trafficSample,
   };
 }
+
+/** Defaults of `mutual check` (and the dashboard's checks). */
+export const DEFAULT_CHECK_THRESHOLDS: CheckThresholds = {
+  expiryWarningMs: 60 * 86_400_000,
+  maxClockSkewMs: 20_000,
+  trafficWindowMs: 60_000,
+};
+
+/** Ok, failed, or skipped (every result skipped). */
+export function entryStatus(entry: CheckReportEntry): 'ok' | 'fail' | 'skip' {
+  if (entry.results.some((result) => result.status === 'fail')) return 'fail';
+  return entry.results.every((result) => result.status === 'skip') ? 'skip' : 'ok';
+}
+
+/** The report as `mutual check -o json` and the dashboard's /api/checks print it. */
+export function checkReportJson(report: CheckReport) {
+  return {
+    errors: report.errors,
+    warnings: report.warnings,
+    trafficWindow: report.trafficWindow ?? null,
+    checks: report.entries.map((entry) => ({
+      category: entry.category,
+      description: entry.description,
+      severity: entry.severity,
+      status: entryStatus(entry),
+      hint: entry.hint,
+      fix: entry.fix,
+      results: entry.results,
+    })),
+  };
+}
