@@ -335,6 +335,19 @@ export const errorCatalog = {
     action:
       'Check that the mesh is up (`mutual check`) and read the process log (`mutual logs SERVICE --proxy`).',
   },
+  // mutual up --isolation netns
+  MUTUAL_MESH_NETNS_UNAVAILABLE: {
+    meaning:
+      '`mutual up --isolation netns` (or `mutual down` of such a mesh) cannot make network namespaces here: it needs Linux, root, `ip` (iproute2), iptables-save/iptables-restore and setpriv (util-linux).',
+    action:
+      'Run it as root on Linux with those installed (Debian: apt-get install iproute2 iptables util-linux), or use the default `--isolation loopback`, which needs none of them.',
+  },
+  MUTUAL_MESH_NETNS_FAILED: {
+    meaning:
+      'A command that creates or removes the network of a netns mesh (namespaces, veths, bridge, addresses, iptables rules) failed; the message names the command and its output.',
+    action:
+      'Fix the cause the output names, then `mutual down` (same --state-dir) removes whatever was left; `ip netns list` and `ip link` show leftovers by the mesh prefix (mu…).',
+  },
 
   // --- Kubernetes: mutual install ---
   MUTUAL_K8S_INSTALL_FLAG_INVALID: {

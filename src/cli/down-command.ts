@@ -16,9 +16,17 @@ export function registerDownCommand(program: Command, context: CliContext): void
         return;
       }
       context.write(
-        result.leftovers === 0
-          ? `Stopped the mesh (mutual up, pid ${result.supervisorPid}, stopped every process).\n`
-          : `Stopped the mesh; ${result.leftovers} processes were left behind by a stopped \`mutual up\` and are now stopped too.\n`,
+        result.supervisorPid === undefined
+          ? 'A netns mesh had died before it started any process.\n'
+          : result.leftovers === 0
+            ? `Stopped the mesh (mutual up, pid ${result.supervisorPid}, stopped every process).\n`
+            : `Stopped the mesh; ${result.leftovers} processes were left behind by a stopped \`mutual up\` and are now stopped too.\n`,
       );
+      if (result.network) {
+        const { namespaces, links, directories } = result.network;
+        context.write(
+          `Removed the network it left: ${namespaces} network namespaces, ${links} host links, ${directories} directories.\n`,
+        );
+      }
     });
 }

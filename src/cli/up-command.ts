@@ -2,7 +2,6 @@ import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { formatDuration, parseDuration } from '../config/index.ts';
-import { MutualError } from '../errors.ts';
 import { loadMeshConfig, type MeshProgress, type MeshRuntime, startMesh } from '../mesh/index.ts';
 import type { CliContext } from './context.ts';
 import { isoSeconds } from './render.ts';
@@ -27,7 +26,7 @@ export function registerUpCommand(program: Command, context: CliContext): void {
     .addOption(
       new Option(
         '--isolation <mode>',
-        'loopback: ports on 127.0.0.1, no root; netns: one network namespace per service',
+        'loopback: ports on 127.0.0.1, no root; netns: each service a pod (network namespace) on a bridge, transparent proxies (root)',
       )
         .choices(['loopback', 'netns'])
         .default('loopback'),
@@ -42,12 +41,6 @@ export function mutualBinPath(): string {
 }
 
 async function up(options: UpOptions, context: CliContext): Promise<void> {
-  if (options.isolation === 'netns') {
-    throw new MutualError(
-      'MUTUAL_CLI_USAGE',
-      '--isolation netns is not available yet; run with --isolation loopback (the default)',
-    );
-  }
   const readyTimeoutMs = parseDuration(options.timeout, '--timeout');
   const file = resolve(context.cwd, options.file);
   const config = await loadMeshConfig(file);
@@ -69,7 +62,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     switch (event.kind) {
       case 'stale-cleaned':
         context.write(
-          `  - a previous mesh ended without cleaning up; stopped ${event.stopped} leftover processes\n`,
+          `  - a previous mesh ended without cleaning up; stopped ${event.stopped} leftover processes${event.network ? `, removed ${event.network.namespaces} network namespaces` : ''}\n`,
         );
         break;
       case 'ca':
@@ -78,8 +71,14 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
           `${event.ca.isCreated ? 'created' : 'reused'} ${show(event.dir)} (issuer valid until ${isoSeconds(event.ca.issuerNotAfterMs)})`,
         );
         break;
+      case 'network':
+        line(
+          'network',
+          `${event.pods} pods on ${event.subnet}, namespaces ${event.id}-* (${seconds(event.elapsedMs)})`,
+        );
+        break;
       case 'tokens':
-        line('tokens', `${event.count} join tokens in ${show(event.dir)} (0600)`);
+        line('tokens', `${event.count} join tokens in ${show(event.dir)} (${event.access})`);
         break;
       case 'identity-ready':
         line('identity', `identity service ${event.apiUrl} ready (${seconds(event.elapsedMs)})`);
@@ -103,6 +102,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     // The apps inherit this environment (PATH, HOME, locale ...), as they would from a shell.
     baseEnv: process.env,
     readyTimeoutMs,
+    isolation: options.isolation,
     onProgress,
     signal: abort.signal,
   });
@@ -113,7 +113,11 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
   const signal = await shutdown;
   context.write(`\n${signal}: stopping the mesh\n`);
   await mesh.close();
-  context.write('Stopped every process of the mesh.\n');
+  context.write(
+    mesh.runtime.network
+      ? `Stopped every process of the mesh and removed its network (${mesh.runtime.network.id}).\n`
+      : 'Stopped every process of the mesh.\n',
+  );
 }
 
 function seconds(ms: number): string {
@@ -124,9 +128,10 @@ function seconds(ms: number): string {
 export function renderWhereToLook(runtime: MeshRuntime, stateFlag: string): string {
   const served = runtime.services.filter((service) => service.ports.length > 0);
   const width = Math.max(...served.map((service) => service.name.length), 4);
-  const lines = served.map(
-    (service) =>
-      `  ${service.name.padEnd(width)}  http://127.0.0.1:${service.ports[0]!.appPort}/  (the app itself, as a port-forward reaches it)`,
+  const lines = served.map((service) =>
+    service.pod
+      ? `  ${service.name.padEnd(width)}  ip netns exec ${service.pod.netns} curl http://127.0.0.1:${service.ports[0]!.appPort}/  (pod ${service.pod.address}; the app itself, as a port-forward reaches it)`
+      : `  ${service.name.padEnd(width)}  http://127.0.0.1:${service.ports[0]!.appPort}/  (the app itself, as a port-forward reaches it)`,
   );
   const first = served[0]?.name ?? runtime.services[0]?.name ?? 'SERVICE';
   return [

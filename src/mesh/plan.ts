@@ -15,13 +15,94 @@ export interface ServicePlan {
   }>;
   readonly upstreams: ReadonlyArray<{ service: string; port: number; env: string; localAddress: string }>;
   readonly adminPort: number;
+  /** Where the host reaches the sidecar's admin endpoint (/ready, /metrics, /identity). */
+  readonly adminUrl: string;
+  /** The trust bundle the sidecar verifies the identity service with. */
+  readonly identityBundle: string;
+  /** netns mode: the pod the app and sidecar run in; the proxy reads its files as group proxyGid. */
+  readonly pod?: { netns: string; address: string; proxyGid: number };
   readonly app: { argv: readonly string[]; env: Readonly<Record<string, string>>; cwd: string; log: string };
   readonly proxy: { argv: readonly string[]; log: string };
 }
 
 export interface MeshPlan {
-  readonly identity: { apiPort: number; adminPort: number; argv: readonly string[]; log: string };
+  readonly identity: {
+    apiPort: number;
+    adminPort: number;
+    apiUrl: string;
+    adminUrl: string;
+    argv: readonly string[];
+    log: string;
+  };
   readonly services: readonly ServicePlan[];
+}
+
+export function spiffeIdOf(config: MeshConfig, service: MeshService): string {
+  return `spiffe://${config.trustDomain}/ns/${service.namespace}/sa/${service.serviceAccount}`;
+}
+
+/**
+ * The environment of an app: the base environment, `node` resolving to the Node that runs
+ * mutual, MUTUAL_SERVICE / MUTUAL_SPIFFE_ID, PORT and PORT_<declared> (where to listen),
+ * <UPSTREAM>_ADDR / _URL (where to call), then the service's own `env:`.
+ */
+export function appEnvironment(options: {
+  service: MeshService;
+  spiffeId: string;
+  nodePath: string;
+  baseEnv: Readonly<Record<string, string | undefined>>;
+  listenPorts: ReadonlyArray<{ port: number; appPort: number }>;
+  upstreams: ReadonlyArray<{ env: string; localAddress: string }>;
+}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(options.baseEnv)) if (value !== undefined) env[key] = value;
+  // `node` in a command is the Node that runs mutual (24), not whatever is first on PATH.
+  env.PATH = [dirname(options.nodePath), env.PATH].filter(Boolean).join(delimiter);
+  env.MUTUAL_SERVICE = options.service.name;
+  env.MUTUAL_SPIFFE_ID = options.spiffeId;
+  if (options.listenPorts[0]) env.PORT = String(options.listenPorts[0].appPort);
+  for (const port of options.listenPorts) env[`PORT_${port.port}`] = String(port.appPort);
+  for (const upstream of options.upstreams) {
+    env[`${upstream.env}_ADDR`] = upstream.localAddress;
+    env[`${upstream.env}_URL`] = `http://${upstream.localAddress}`;
+  }
+  return Object.assign(env, options.service.env);
+}
+
+/** Sidecar flags that come from mesh.yaml alone: policy, namespace, labels, port options. */
+export function workloadProxyFlags(config: MeshConfig, service: MeshService): string[] {
+  return [
+    ...(config.policyDir === undefined ? ['--mode', config.mode] : ['--policy-dir', config.policyDir]),
+    ...['--namespace', service.namespace],
+    ...Object.entries(service.labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
+    ...(service.opaquePorts.length > 0 ? ['--opaque-ports', service.opaquePorts.join(',')] : []),
+    ...(service.skipInboundPorts.length > 0
+      ? ['--skip-inbound-ports', service.skipInboundPorts.join(',')]
+      : []),
+  ];
+}
+
+/** `mutual identity serve` for the mesh, listening on `host`. */
+export function identityPlan(options: {
+  paths: MeshPaths;
+  mutual: readonly string[];
+  host: string;
+  apiPort: number;
+  adminPort: number;
+}): MeshPlan['identity'] {
+  const { paths, host, apiPort, adminPort } = options;
+  return {
+    apiPort,
+    adminPort,
+    apiUrl: `https://${host}:${apiPort}`,
+    adminUrl: `http://${host}:${adminPort}`,
+    argv: [
+      ...options.mutual,
+      ...['identity', 'serve', '--ca', paths.caDir, '--state-dir', paths.stateDir],
+      ...['--listen', `${host}:${apiPort}`, '--admin-listen', `${host}:${adminPort}`],
+    ],
+    log: join(paths.logsDir, 'identity.log'),
+  };
 }
 
 /** How many loopback ports `planMesh` takes from `nextPort`. */
@@ -58,11 +139,8 @@ export function planMesh(options: {
     return port;
   };
   const mutual = [options.nodePath, options.mutualBin];
-  const identityApi = take();
-  const identityAdmin = take();
-  const identityUrl = `https://127.0.0.1:${identityApi}`;
-  const idOf = (service: MeshService) =>
-    `spiffe://${config.trustDomain}/ns/${service.namespace}/sa/${service.serviceAccount}`;
+  const identity = identityPlan({ paths, mutual, host: '127.0.0.1', apiPort: take(), adminPort: take() });
+  const idOf = (service: MeshService) => spiffeIdOf(config, service);
   // First every service's own ports, so upstreams can point at them.
   const own = new Map(
     config.services.map((service) => [
@@ -95,22 +173,17 @@ export function planMesh(options: {
     });
     const spiffeId = idOf(service);
     const tokenFile = join(paths.tokensDir, `${service.name}.token`);
-    const appEnv: Record<string, string> = {};
-    for (const [key, value] of Object.entries(options.baseEnv)) if (value !== undefined) appEnv[key] = value;
-    // `node` in a command is the Node that runs mutual (24), not whatever is first on PATH.
-    appEnv.PATH = [dirname(options.nodePath), appEnv.PATH].filter(Boolean).join(delimiter);
-    appEnv.MUTUAL_SERVICE = service.name;
-    appEnv.MUTUAL_SPIFFE_ID = spiffeId;
-    if (ports[0]) appEnv.PORT = String(ports[0].appPort);
-    for (const port of ports) appEnv[`PORT_${port.port}`] = String(port.appPort);
-    for (const upstream of upstreams) {
-      appEnv[`${upstream.env}_ADDR`] = upstream.localAddress;
-      appEnv[`${upstream.env}_URL`] = `http://${upstream.localAddress}`;
-    }
-    Object.assign(appEnv, service.env);
+    const appEnv = appEnvironment({
+      service,
+      spiffeId,
+      nodePath: options.nodePath,
+      baseEnv: options.baseEnv,
+      listenPorts: ports,
+      upstreams,
+    });
     const proxyArgv = [
       ...mutual,
-      ...['proxy', 'run', '--identity-url', identityUrl, '--token-file', tokenFile],
+      ...['proxy', 'run', '--identity-url', identity.apiUrl, '--token-file', tokenFile],
       ...['--spiffe-id', spiffeId, '--identity-bundle', paths.bundle],
       ...['--inbound-listen', 'off', '--outbound-listen', 'off'],
       ...['--admin-listen', `127.0.0.1:${adminPort}`],
@@ -120,13 +193,7 @@ export function planMesh(options: {
       ...upstreams.flatMap((upstream) =>
         upstream.target === undefined ? [] : ['--upstream', `${upstream.localAddress}=${upstream.target}`],
       ),
-      ...(config.policyDir === undefined ? ['--mode', config.mode] : ['--policy-dir', config.policyDir]),
-      ...['--namespace', service.namespace],
-      ...Object.entries(service.labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
-      ...(service.opaquePorts.length > 0 ? ['--opaque-ports', service.opaquePorts.join(',')] : []),
-      ...(service.skipInboundPorts.length > 0
-        ? ['--skip-inbound-ports', service.skipInboundPorts.join(',')]
-        : []),
+      ...workloadProxyFlags(config, service),
     ];
     return {
       service,
@@ -135,6 +202,8 @@ export function planMesh(options: {
       ports,
       upstreams: upstreams.map(({ target: _target, ...upstream }) => upstream),
       adminPort,
+      adminUrl: `http://127.0.0.1:${adminPort}`,
+      identityBundle: paths.bundle,
       app: {
         argv: service.command,
         env: appEnv,
@@ -144,17 +213,5 @@ export function planMesh(options: {
       proxy: { argv: proxyArgv, log: join(paths.logsDir, `${service.name}.proxy.log`) },
     };
   });
-  return {
-    identity: {
-      apiPort: identityApi,
-      adminPort: identityAdmin,
-      argv: [
-        ...mutual,
-        ...['identity', 'serve', '--ca', paths.caDir, '--state-dir', paths.stateDir],
-        ...['--listen', `127.0.0.1:${identityApi}`, '--admin-listen', `127.0.0.1:${identityAdmin}`],
-      ],
-      log: join(paths.logsDir, 'identity.log'),
-    },
-    services,
-  };
+  return { identity, services };
 }

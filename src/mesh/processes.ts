@@ -123,13 +123,13 @@ export async function tailFile(path: string, lines = 15, maxBytes = 16 * 1024): 
 }
 
 /**
- * Free ports on 127.0.0.1, all held open at once so they differ, then released for the
- * processes that will bind them.
+ * Free ports on `host` (127.0.0.1 unless told), all held open at once so they differ, then
+ * released for the processes that will bind them.
  */
-export async function allocateLoopbackPorts(count: number): Promise<number[]> {
+export async function allocateLoopbackPorts(count: number, host = '127.0.0.1'): Promise<number[]> {
   const servers = Array.from({ length: count }, () => createServer());
   try {
-    for (const server of servers) server.listen(0, '127.0.0.1');
+    for (const server of servers) server.listen(0, host);
     await Promise.all(servers.map((server) => once(server, 'listening')));
     return servers.map((server) => (server.address() as { port: number }).port);
   } finally {

@@ -39,7 +39,10 @@ export interface RuntimeService {
   readonly serviceAccount: string;
   readonly spiffeId: string;
   readonly labels: Readonly<Record<string, string>>;
-  /** Declared port → where the app listens on 127.0.0.1 and where the sidecar accepts mTLS for it. */
+  /**
+   * Declared port → where the app listens on 127.0.0.1 and where the sidecar accepts mTLS for it
+   * (netns mode: inside the pod, appPort is the declared port and inboundPort the transparent 4143).
+   */
   readonly ports: ReadonlyArray<{
     readonly port: number;
     readonly protocol: 'http' | 'tcp';
@@ -54,6 +57,8 @@ export interface RuntimeService {
     readonly localAddress: string;
   }>;
   readonly adminUrl: string;
+  /** netns mode: the service's network namespace and its address on the mesh network. */
+  readonly pod?: { readonly netns: string; readonly address: string };
   readonly app: RuntimeProcess;
   readonly proxy: RuntimeProcess;
 }
@@ -68,6 +73,17 @@ export interface MeshRuntime {
   readonly stateDir: string;
   readonly startedAt: string;
   readonly supervisor: { readonly pid: number; readonly startTicks: number };
+  /** Absent in runtimes written before netns mode existed: loopback. */
+  readonly isolation?: 'loopback' | 'netns';
+  /** netns mode: the mesh network (everything it holds is listed in `record`, network.json). */
+  readonly network?: {
+    readonly id: string;
+    readonly subnet: string;
+    readonly hostAddress: string;
+    readonly bridgeNetns: string;
+    readonly hostLink: string;
+    readonly record: string;
+  };
   readonly identity: RuntimeProcess & { readonly apiUrl: string; readonly adminUrl: string };
   readonly services: readonly RuntimeService[];
 }

@@ -1,10 +1,22 @@
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
 import { createJoinTokenIssuer, loadOrCreateJoinTokenKey } from '../identity/index.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 import type { MeshConfig } from './mesh-config.ts';
+import {
+  createMeshNetwork,
+  forgetNetworkRecord,
+  type MeshNetwork,
+  type NetworkRemoval,
+  PROXY_UID,
+  planNetnsMesh,
+  readNetworkRecord,
+  removeMeshNetwork,
+  requireNetns,
+  waitForPodListen,
+} from './netns/index.ts';
 import { type MeshPlan, planMesh, portsNeeded } from './plan.ts';
 import {
   allocateLoopbackPorts,
@@ -24,22 +36,25 @@ import {
   tryReadRuntime,
   writeRuntime,
 } from './runtime.ts';
-import { stopRuntime } from './stop-mesh.ts';
+import { removeLeftoverNetwork, stopRuntime } from './stop-mesh.ts';
 
 /** Join tokens live a day and are minted again every 6 hours while the mesh runs. */
 const TOKEN_TTL_MS = 24 * 3_600_000;
 const TOKEN_REFRESH_MS = 6 * 3_600_000;
 
 export type MeshProgress =
-  | { kind: 'stale-cleaned'; stopped: number }
+  | { kind: 'stale-cleaned'; stopped: number; network?: NetworkRemoval }
   | { kind: 'ca'; ca: MeshCa; dir: string }
+  | { kind: 'network'; id: string; subnet: string; pods: number; elapsedMs: number }
   | { kind: 'identity-ready'; apiUrl: string; elapsedMs: number }
-  | { kind: 'tokens'; count: number; dir: string }
+  | { kind: 'tokens'; count: number; dir: string; access: string }
   | { kind: 'service-ready'; service: RuntimeService; elapsedMs: number }
   | { kind: 'exited'; what: string; code: number | null; signal: string | null; log: string };
 
 export interface MeshDeps {
   readonly clock: Clock;
+  /** loopback (default): ports on 127.0.0.1; netns: one network namespace per service (root). */
+  readonly isolation?: 'loopback' | 'netns';
   readonly stateDir: string;
   readonly nodePath: string;
   readonly mutualBin: string;
@@ -59,12 +74,15 @@ export interface Mesh {
 }
 
 /**
- * `mutual up` in loopback mode: CA, identity service, join tokens, then every app with its
- * sidecar, and back only when every sidecar is ready and every app accepts connections. On any
- * failure everything started so far is stopped and the error names the process and its log.
+ * `mutual up`: CA, identity service, join tokens, then every app with its sidecar, and back only
+ * when every sidecar is ready and every app accepts connections. In netns mode the mesh network
+ * (a pod per service) is made first and removed again on close. On any failure everything
+ * started so far is stopped and the error names the process and its log.
  */
 export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mesh> {
   const started = Date.now();
+  const isolation = deps.isolation ?? 'loopback';
+  if (isolation === 'netns') requireNetns('`mutual up --isolation netns`');
   const paths = meshPaths(deps.stateDir);
   for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir])
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -77,45 +95,91 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       `a mesh from ${previous.file} is already running from ${paths.stateDir} (pid ${previous.supervisor.pid}); stop it with \`mutual down --state-dir ${paths.stateDir}\` first`,
     );
   }
-  if (previous) {
-    const stopped = await stopRuntime(previous);
+  const leftoverNetwork = await readNetworkRecord(paths.stateDir);
+  if (previous || leftoverNetwork) {
+    const stopped = previous ? await stopRuntime(previous) : 0;
     await removeRuntime(paths);
-    deps.onProgress({ kind: 'stale-cleaned', stopped });
+    const network = await removeLeftoverNetwork(paths.stateDir);
+    deps.onProgress({ kind: 'stale-cleaned', stopped, ...(network ? { network } : {}) });
   }
 
   // The CA: created once, reused afterwards.
   const ca = await ensureMeshCa(paths.caDir, config.trustDomain, deps.clock);
   deps.onProgress({ kind: 'ca', ca, dir: paths.caDir });
 
-  // Every address, decided up front.
-  const plan = planMesh({
-    config,
-    paths,
-    ports: await allocateLoopbackPorts(portsNeeded(config)),
-    nodePath: deps.nodePath,
-    mutualBin: deps.mutualBin,
-    baseEnv: deps.baseEnv,
-  });
-
-  // One join token per service, readable by its owner only.
-  const writeTokens = await tokenWriter(plan, paths, deps.clock);
-  await writeTokens();
-  deps.onProgress({ kind: 'tokens', count: plan.services.length, dir: paths.tokensDir });
-
   const processes: LoggedProcess[] = [];
   const deadlineMs = started + deps.readyTimeoutMs;
   let runtime: MeshRuntime | undefined;
+  let network: MeshNetwork | undefined;
   let isClosing = false;
+  let tokenTimer: NodeJS.Timeout | undefined;
   const stopAll = async () => {
     isClosing = true;
     clearInterval(tokenTimer);
     if (runtime) await stopRuntime(runtime);
     else await stopRuntime(partialRuntime(config, paths, processes));
     await removeRuntime(paths);
+    if (network) {
+      await removeMeshNetwork(network.record);
+      await forgetNetworkRecord(paths.stateDir);
+    }
   };
-  const tokenTimer = setInterval(() => void writeTokens().catch(() => {}), TOKEN_REFRESH_MS);
-  tokenTimer.unref();
   try {
+    // Every address, decided up front (netns: once the pods exist).
+    let plan: MeshPlan;
+    if (isolation === 'netns') {
+      network = await createMeshNetwork({
+        stateDir: paths.stateDir,
+        pods: config.services.map((service) => ({
+          service: service.name,
+          skipInboundPorts: service.skipInboundPorts,
+        })),
+        proxyUid: PROXY_UID,
+        rules: (pod) => ({
+          skipInboundPorts: pod.skipInboundPorts.map((port) => ({ from: port, to: port })),
+        }),
+      });
+      deps.onProgress({
+        kind: 'network',
+        id: network.record.id,
+        subnet: network.subnet.cidr,
+        pods: network.record.pods.length,
+        elapsedMs: Date.now() - started,
+      });
+      const [api, admin] = await allocateLoopbackPorts(2, network.subnet.hostAddress);
+      plan = planNetnsMesh({
+        config,
+        paths,
+        pods: (service) => network!.pod(service),
+        hostAddress: network.subnet.hostAddress,
+        identityPorts: { api: api!, admin: admin! },
+        nodePath: deps.nodePath,
+        mutualBin: deps.mutualBin,
+        baseEnv: deps.baseEnv,
+      });
+    } else {
+      plan = planMesh({
+        config,
+        paths,
+        ports: await allocateLoopbackPorts(portsNeeded(config)),
+        nodePath: deps.nodePath,
+        mutualBin: deps.mutualBin,
+        baseEnv: deps.baseEnv,
+      });
+    }
+
+    // One join token per service, readable by its owner only (netns: by its pod's proxy group).
+    const writeTokens = await tokenWriter(plan, paths, deps.clock);
+    await writeTokens();
+    deps.onProgress({
+      kind: 'tokens',
+      count: plan.services.length,
+      dir: network ? network.record.runDir : paths.tokensDir,
+      access: network ? "0640, each to its pod's proxy group" : '0600',
+    });
+    tokenTimer = setInterval(() => void writeTokens().catch(() => {}), TOKEN_REFRESH_MS);
+    tokenTimer.unref();
+
     // The identity service first: proxies certify against it as soon as they start.
     const identity = spawnLogged({
       argv: plan.identity.argv,
@@ -124,7 +188,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       log: plan.identity.log,
     });
     processes.push(identity);
-    const identityAdminUrl = `http://127.0.0.1:${plan.identity.adminPort}`;
+    const identityAdminUrl = plan.identity.adminUrl;
     await expectReady(
       'the identity service',
       identity,
@@ -135,7 +199,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
         }),
       deps.signal,
     );
-    const apiUrl = `https://127.0.0.1:${plan.identity.apiPort}`;
+    const apiUrl = plan.identity.apiUrl;
     deps.onProgress({ kind: 'identity-ready', apiUrl, elapsedMs: Date.now() - started });
 
     // Every sidecar at once, then the runtime file, so `mutual down` finds them even mid-start.
@@ -158,6 +222,19 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       stateDir: paths.stateDir,
       startedAt: new Date(deps.clock.now()).toISOString(),
       supervisor: { pid: process.pid, startTicks: processStartTicks(process.pid) ?? 0 },
+      isolation,
+      ...(network
+        ? {
+            network: {
+              id: network.record.id,
+              subnet: network.subnet.cidr,
+              hostAddress: network.subnet.hostAddress,
+              bridgeNetns: network.record.bridgeNetns,
+              hostLink: network.record.hostLink,
+              record: join(paths.stateDir, 'network.json'),
+            },
+          }
+        : {}),
       identity: { ...recorded(identity), apiUrl, adminUrl: identityAdminUrl },
       services: plan.services.map((servicePlan, index) => ({
         name: servicePlan.service.name,
@@ -167,7 +244,10 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
         labels: servicePlan.service.labels,
         ports: servicePlan.ports,
         upstreams: servicePlan.upstreams,
-        adminUrl: `http://127.0.0.1:${servicePlan.adminPort}`,
+        adminUrl: servicePlan.adminUrl,
+        ...(servicePlan.pod
+          ? { pod: { netns: servicePlan.pod.netns, address: servicePlan.pod.address } }
+          : {}),
         app: { ...notStarted, log: servicePlan.app.log, argv: servicePlan.app.argv },
         proxy: recorded(proxies[index]!),
       })),
@@ -205,15 +285,16 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     await writeRuntime(paths, runtime);
     const ready = runtime.services.map(async (service, index) => {
       const app = apps[index]!;
+      const isAlive = () => app.child.exitCode === null && !deps.signal?.aborted;
       for (const port of service.ports) {
+        const pod = service.pod;
         await expectReady(
-          `the app ${service.name} (port ${port.port}, told to listen on $PORT=${port.appPort})`,
+          `the app ${service.name} (port ${port.port}, told to listen on $PORT=${port.appPort}${pod ? ` in ${pod.netns}` : ''})`,
           app,
           () =>
-            waitForTcp(port.appPort, {
-              deadlineMs,
-              isAlive: () => app.child.exitCode === null && !deps.signal?.aborted,
-            }),
+            pod
+              ? waitForPodListen(app.pid, pod.netns, port.appPort, { deadlineMs, isAlive })
+              : waitForTcp(port.appPort, { deadlineMs, isAlive }),
           deps.signal,
         );
       }
@@ -338,20 +419,31 @@ function indent(text: string): string {
     .join('\n');
 }
 
+/**
+ * Mints every service's join token (again every TOKEN_REFRESH_MS). Loopback: 0600 in tokens/.
+ * netns: in the pod's directory, 0640 to its proxy's group, beside a copy of the trust bundle.
+ */
 async function tokenWriter(plan: MeshPlan, paths: MeshPaths, clock: Clock): Promise<() => Promise<void>> {
   const key = await loadOrCreateJoinTokenKey(join(paths.stateDir, 'identity'));
   const issuer = createJoinTokenIssuer({ signingKey: key.privateKey, clock });
+  const place = async (temporary: string, file: string, gid: number | undefined) => {
+    if (gid !== undefined) await chown(temporary, 0, gid);
+    await chmod(temporary, gid === undefined ? 0o600 : 0o640);
+    await rename(temporary, file);
+  };
   return async () => {
-    for (const { service, tokenFile } of plan.services) {
+    for (const { service, tokenFile, pod, identityBundle } of plan.services) {
       const token = await issuer.mint({
         namespace: service.namespace,
         serviceAccount: service.serviceAccount,
         ttlMs: TOKEN_TTL_MS,
       });
-      const temporary = `${tokenFile}.tmp`;
-      await writeFile(temporary, `${token}\n`, { mode: 0o600 });
-      await chmod(temporary, 0o600);
-      await rename(temporary, tokenFile);
+      await writeFile(`${tokenFile}.tmp`, `${token}\n`, { mode: 0o600 });
+      await place(`${tokenFile}.tmp`, tokenFile, pod?.proxyGid);
+      if (identityBundle !== paths.bundle) {
+        await copyFile(paths.bundle, `${identityBundle}.tmp`);
+        await place(`${identityBundle}.tmp`, identityBundle, pod?.proxyGid);
+      }
     }
   };
 }

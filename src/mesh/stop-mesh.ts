@@ -1,3 +1,10 @@
+import {
+  forgetNetworkRecord,
+  type NetworkRemoval,
+  readNetworkRecord,
+  removeMeshNetwork,
+  requireNetns,
+} from './netns/index.ts';
 import { isRunning, stopProcessGroup } from './processes.ts';
 import { type MeshPaths, type MeshRuntime, removeRuntime, tryReadRuntime } from './runtime.ts';
 
@@ -11,20 +18,41 @@ export async function stopRuntime(runtime: MeshRuntime, graceMs = 5000): Promise
   return outcomes.filter((outcome) => outcome !== 'not-running').length;
 }
 
+/**
+ * Removes the network a netns mesh recorded in network.json (namespaces, veths, bridge, their
+ * iptables rules, /etc/netns and /run/mutual directories), if any. Needs root.
+ */
+export async function removeLeftoverNetwork(stateDir: string): Promise<NetworkRemoval | undefined> {
+  const record = await readNetworkRecord(stateDir);
+  if (!record) return undefined;
+  requireNetns(`removing the network of the netns mesh recorded in ${stateDir} (${record.id})`);
+  const removal = await removeMeshNetwork(record);
+  await forgetNetworkRecord(stateDir);
+  return removal;
+}
+
 export interface DownResult {
   readonly wasRunning: boolean;
   /** Process groups `down` had to stop itself (the supervisor was gone or did not finish). */
   readonly leftovers: number;
   readonly supervisorPid: number | undefined;
+  /** What `down` removed of a netns mesh's network itself (the supervisor had not). */
+  readonly network: NetworkRemoval | undefined;
 }
 
 /**
  * `mutual down`: asks the `mutual up` process to stop its mesh (SIGTERM, as Ctrl-C would), waits
- * for it, then stops whatever is left — also after `mutual up` itself was killed.
+ * for it, then stops whatever is left — also after `mutual up` itself was killed, including the
+ * network of a netns mesh.
  */
 export async function downMesh(paths: MeshPaths, options: { waitMs?: number } = {}): Promise<DownResult> {
   const runtime = await tryReadRuntime(paths);
-  if (!runtime) return { wasRunning: false, leftovers: 0, supervisorPid: undefined };
+  if (!runtime) {
+    // `mutual up` may have died after making the network and before writing runtime.json.
+    const network = await removeLeftoverNetwork(paths.stateDir);
+    return { wasRunning: network !== undefined, leftovers: 0, supervisorPid: undefined, network };
+  }
+  if (runtime.isolation === 'netns') requireNetns('`mutual down` of a netns mesh');
   const supervisor = runtime.supervisor;
   if (supervisor.pid !== process.pid && isRunning(supervisor)) {
     try {
@@ -37,5 +65,6 @@ export async function downMesh(paths: MeshPaths, options: { waitMs?: number } = 
   }
   const leftovers = await stopRuntime(runtime);
   await removeRuntime(paths);
-  return { wasRunning: true, leftovers, supervisorPid: supervisor.pid };
+  const network = await removeLeftoverNetwork(paths.stateDir);
+  return { wasRunning: true, leftovers, supervisorPid: supervisor.pid, network };
 }

@@ -1,0 +1,141 @@
+import { join } from 'node:path';
+import {
+  DEFAULT_ADMIN_PORT,
+  DEFAULT_INBOUND_PORT,
+  DEFAULT_OUTBOUND_PORT,
+  DEFAULT_PROXY_UID,
+} from '../../proxy/intercept/index.ts';
+import type { MeshConfig } from '../mesh-config.ts';
+import {
+  appEnvironment,
+  identityPlan,
+  type MeshPlan,
+  type ServicePlan,
+  spiffeIdOf,
+  workloadProxyFlags,
+} from '../plan.ts';
+import type { MeshPaths } from '../runtime.ts';
+import { inNamespace } from './namespaces.ts';
+import type { PodRecord } from './pod.ts';
+
+/** The proxy's uid in every pod: proxy-init lets this uid's traffic out without interception. */
+export const PROXY_UID = DEFAULT_PROXY_UID;
+/** Every app runs as this uid and gid: not root, not the proxy. */
+export const APP_UID = 2103;
+
+/** A meshed address and the SPIFFE ID its server must present, for `--destination`. */
+export interface MeshDestination {
+  readonly address: string;
+  readonly port: number;
+  readonly spiffeId: string;
+}
+
+/**
+ * Every meshed address of the mesh: each pod's address on each declared port that its sidecar
+ * takes (skipped ports are plain TCP straight to the app). Computed from mesh.yaml today and
+ * passed to each proxy as static `--destination` flags; the seam where a destination service
+ * (`--destination-url`) takes over.
+ */
+export function meshDestinations(
+  config: MeshConfig,
+  pods: (service: string) => PodRecord,
+): MeshDestination[] {
+  return config.services.flatMap((service) =>
+    service.ports
+      .filter(({ port }) => !service.skipInboundPorts.includes(port))
+      .map(({ port }) => ({
+        address: pods(service.name).address,
+        port,
+        spiffeId: spiffeIdOf(config, service),
+      })),
+  );
+}
+
+export function destinationFlags(destinations: readonly MeshDestination[]): string[] {
+  return destinations.flatMap((d) => ['--destination', `${d.address}:${d.port}=${d.spiffeId}`]);
+}
+
+/**
+ * Decides every address of a netns mesh. Each service is a pod: its app listens on its declared
+ * port on 127.0.0.1 and calls upstreams by name (<NAME>_URL = http://name:port, resolved by the
+ * pod's /etc/hosts); proxy-init's rules send both directions through the sidecar (uid 2102,
+ * transparent listeners 4143 / 4140, admin on the pod address for the host). The identity
+ * service listens on the host's end of the mesh network. Pure.
+ */
+export function planNetnsMesh(options: {
+  config: MeshConfig;
+  paths: MeshPaths;
+  pods: (service: string) => PodRecord;
+  hostAddress: string;
+  identityPorts: { api: number; admin: number };
+  nodePath: string;
+  mutualBin: string;
+  baseEnv: Readonly<Record<string, string | undefined>>;
+}): MeshPlan {
+  const { config, paths } = options;
+  const mutual = [options.nodePath, options.mutualBin];
+  const identity = identityPlan({
+    paths,
+    mutual,
+    host: options.hostAddress,
+    apiPort: options.identityPorts.api,
+    adminPort: options.identityPorts.admin,
+  });
+  const destinations = destinationFlags(meshDestinations(config, options.pods));
+  const services = config.services.map((service): ServicePlan => {
+    const pod = options.pods(service.name);
+    const spiffeId = spiffeIdOf(config, service);
+    const ports = service.ports.map(({ port, protocol }) => ({
+      port,
+      protocol,
+      appPort: port,
+      inboundPort: service.skipInboundPorts.includes(port) ? undefined : DEFAULT_INBOUND_PORT,
+    }));
+    const upstreams = service.upstreams.map((upstream) => ({
+      ...upstream,
+      localAddress: `${upstream.service}:${upstream.port}`,
+    }));
+    const tokenFile = join(pod.dir, 'token');
+    const identityBundle = join(pod.dir, 'bundle.pem');
+    const env = appEnvironment({
+      service,
+      spiffeId,
+      nodePath: options.nodePath,
+      baseEnv: options.baseEnv,
+      listenPorts: ports,
+      upstreams,
+    });
+    const proxyArgv = [
+      ...mutual,
+      ...['proxy', 'run', '--identity-url', identity.apiUrl, '--token-file', tokenFile],
+      ...['--spiffe-id', spiffeId, '--identity-bundle', identityBundle],
+      ...['--inbound-listen', `0.0.0.0:${DEFAULT_INBOUND_PORT}`],
+      ...['--outbound-listen', `127.0.0.1:${DEFAULT_OUTBOUND_PORT}`],
+      ...['--admin-listen', `0.0.0.0:${DEFAULT_ADMIN_PORT}`],
+      ...destinations,
+      ...workloadProxyFlags(config, service),
+    ];
+    return {
+      service,
+      spiffeId,
+      tokenFile,
+      ports,
+      upstreams,
+      adminPort: DEFAULT_ADMIN_PORT,
+      adminUrl: `http://${pod.address}:${DEFAULT_ADMIN_PORT}`,
+      identityBundle,
+      pod: { netns: pod.netns, address: pod.address, proxyGid: pod.proxyGid },
+      app: {
+        argv: inNamespace(pod.netns, service.command, { uid: APP_UID }),
+        env,
+        cwd: service.cwd,
+        log: join(paths.logsDir, `${service.name}.log`),
+      },
+      proxy: {
+        argv: inNamespace(pod.netns, proxyArgv, { uid: PROXY_UID, gid: pod.proxyGid }),
+        log: join(paths.logsDir, `${service.name}.proxy.log`),
+      },
+    };
+  });
+  return { identity, services };
+}
