@@ -116,6 +116,18 @@ export function createPeerVerifier(options: PeerVerifierOptions): PeerVerifier {
   const trustDomains = options.trustDomains === undefined ? undefined : new Set(options.trustDomains);
   const cacheSize = options.cacheSize ?? 1024;
   const cache = new Map<string, CachedPath>();
+  // Every mesh connection presents one of a handful of leaves; decoding one with @peculiar/x509
+  // costs far more than the handshake's own checks, so decode each distinct DER once.
+  const parsed = new Map<string, ParsedCertificate>();
+  const parseCached = (der: Uint8Array): ParsedCertificate => {
+    const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
+    const hit = parsed.get(key);
+    if (hit !== undefined) return hit;
+    const certificate = parseCertificate(der);
+    parsed.set(key, certificate);
+    if (parsed.size > cacheSize) parsed.delete(parsed.keys().next().value as string);
+    return certificate;
+  };
 
   /** Parses the chain, checks the leaf profile and finds a valid path, from the cache if possible. */
   const validate = (chain: readonly Uint8Array[], atMs: number, profile: LeafProfile) => {
@@ -123,7 +135,7 @@ export function createPeerVerifier(options: PeerVerifierOptions): PeerVerifier {
     const certs: ParsedCertificate[] = [];
     for (const [index, der] of chain.entries()) {
       try {
-        certs.push(parseCertificate(der));
+        certs.push(parseCached(der));
       } catch (error) {
         const what = index === 0 ? 'the peer certificate' : `chain certificate #${index + 1}`;
         return verifyFailure(
@@ -184,7 +196,7 @@ export function createPeerVerifier(options: PeerVerifierOptions): PeerVerifier {
       }),
     verifySvidLeaf: (der, svidOptions = {}) =>
       guarded(() => {
-        const leaf = parseCertificate(der);
+        const leaf = parseCached(der);
         const leafFailure = checkLeaf(leaf, 'svid');
         if (leafFailure !== undefined) return leafFailure;
         const atMs = svidOptions.atMs ?? clock.now();

@@ -46,8 +46,9 @@ export function reasonFromVerifyCode(code: VerifyReasonCode): HandshakeFailureRe
 
 /** Verifies the client of an inbound mTLS connection after the handshake, before any byte reaches the app. */
 export function verifyClientPeer(socket: TLSSocket, meshTls: MeshTls, clock: Clock): PeerVerdict {
-  const leaf = socket.getPeerCertificate(true) as PeerCertificate | Record<string, never>;
-  if (!leaf || !('raw' in leaf) || !leaf.raw) {
+  // The X509Certificate form hands over the DER without building getPeerCertificate()'s object tree.
+  const leaf = socket.getPeerX509Certificate();
+  if (!leaf) {
     return { ok: false, reason: 'no_client_certificate', message: 'the client sent no certificate' };
   }
   if (!socket.authorized) {
