@@ -70,6 +70,10 @@ export function registerInstallCommand(program: Command, context: CliContext): v
       'replicas of each control-plane Deployment',
       INSTALL_DEFAULTS.controlPlaneReplicas,
     )
+    .option('--proxy-cpu-request <quantity>', "CPU request of every injected proxy (default: the injector's)")
+    .option('--proxy-memory-request <quantity>', 'memory request of every injected proxy')
+    .option('--proxy-cpu-limit <quantity>', 'CPU limit of every injected proxy (none by default)')
+    .option('--proxy-memory-limit <quantity>', 'memory limit of every injected proxy (none by default)')
     .action(async (flags: InstallFlags) => {
       const config = parseInstallFlags(flags);
       const rendered = await renderInstall(config, { clock: context.clock, cwd: context.cwd });

@@ -78,10 +78,15 @@ export const LABELS = {
 
 export const INJECT_VALUES = { enabled: 'enabled', disabled: 'disabled' } as const;
 
-/** The injector's admission webhook: the MutatingWebhookConfiguration, the HTTPS path it serves and the `kubernetes.io/tls` Secret (tls.crt, tls.key, ca.crt) with its serving certificate. */
+/**
+ * The injector's MutatingWebhookConfiguration: one webhook for namespaces labelled
+ * `mutual.dev/inject: enabled` (calls `CONTROL_PLANE.injector.namespacePath`), one for pods
+ * annotated so elsewhere (calls `path`); and the `kubernetes.io/tls` Secret (tls.crt, tls.key,
+ * ca.crt) with the injector's serving certificate.
+ */
 export const INJECTOR_WEBHOOK = {
   configurationName: 'mutual-proxy-injector',
-  webhookName: 'proxy-injector.mutual.dev',
-  path: '/inject',
+  namespaceWebhookName: 'namespaces.proxy-injector.mutual.dev',
+  podWebhookName: 'pods.proxy-injector.mutual.dev',
   secretName: 'mutual-injector-tls',
 } as const;

@@ -37,8 +37,6 @@ test('every rendered object validates against the Kubernetes OpenAPI schemas', a
     'Deployment',
     'MutatingWebhookConfiguration',
     'Namespace',
-    'Role',
-    'RoleBinding',
     'Secret',
     'Service',
     'ServiceAccount',
@@ -93,7 +91,20 @@ test('the control plane: namespace never injected, args on the shared ports, pro
     '0.0.0.0:9996',
     '--kubernetes',
     'in-cluster',
+    '--trust-domain',
+    'cluster.local',
+    '--identity-url',
+    'https://mutual-identity.mutual-system.svc:8443',
+    '--token-file',
+    '/var/run/secrets/mutual.dev/serviceaccount/token',
+    '--identity-bundle',
+    '/var/run/mutual/identity/trust-anchors/ca-bundle.crt',
   ]);
+  // The token the destination service presents to the identity service: projected, right audience.
+  const destinationPod = (findObject(objects, 'Deployment', CONTROL_PLANE.destination.name) as any).spec
+    .template.spec;
+  const token = destinationPod.volumes.find((volume: any) => volume.projected).projected.sources[0];
+  assert.equal(token.serviceAccountToken.audience, 'identity.mutual.dev');
   assert.deepEqual(args(CONTROL_PLANE.injector.name).slice(0, 4), [
     'inject',
     'serve',
@@ -143,45 +154,92 @@ test('RBAC: the identity service may create TokenReviews; destination only reads
   }
 });
 
-test('the webhook: v1 reviews, no side effects, never mutual-system or kube-system, its CA in caBundle', async () => {
+test('the webhooks: v1 reviews, no side effects, never mutual-system or kube-system, their CA in caBundle', async () => {
   const objects = parseObjects((await runInstall([])).stdout);
   const configuration = findObject(
     objects,
     'MutatingWebhookConfiguration',
     INJECTOR_WEBHOOK.configurationName,
   ) as any;
-  const [webhook] = configuration.webhooks;
-  assert.deepEqual(webhook.admissionReviewVersions, ['v1']);
-  assert.equal(webhook.sideEffects, 'None');
-  assert.equal(webhook.failurePolicy, 'Ignore');
-  assert.deepEqual(webhook.namespaceSelector.matchExpressions[0].values, [
-    CONTROL_PLANE_NAMESPACE,
-    'kube-system',
-  ]);
-  assert.equal(webhook.objectSelector.matchExpressions[0].operator, 'DoesNotExist');
-  assert.equal(webhook.clientConfig.service.path, INJECTOR_WEBHOOK.path);
+  assert.match(configuration.metadata.annotations['mutual.dev/failure-policy'], /^failurePolicy Ignore/);
+  const byName = new Map(configuration.webhooks.map((webhook: any) => [webhook.name, webhook]));
+  const namespaces = byName.get(INJECTOR_WEBHOOK.namespaceWebhookName) as any;
+  const pods = byName.get(INJECTOR_WEBHOOK.podWebhookName) as any;
+  assert.equal(namespaces.clientConfig.service.path, CONTROL_PLANE.injector.namespacePath);
+  assert.equal(pods.clientConfig.service.path, CONTROL_PLANE.injector.path);
+  // Exactly one of the two sees a pod: the namespace label is In for one, NotIn for the other.
+  assert.deepEqual(namespaces.namespaceSelector.matchExpressions[0], {
+    key: 'mutual.dev/inject',
+    operator: 'In',
+    values: ['enabled'],
+  });
+  assert.equal(pods.namespaceSelector.matchExpressions[0].operator, 'NotIn');
   const secret = findObject(objects, 'Secret', INJECTOR_WEBHOOK.secretName) as any;
   assert.equal(secret.type, 'kubernetes.io/tls');
-  const ca = new X509Certificate(decodeBase64(webhook.clientConfig.caBundle));
-  assert.equal(decodeBase64(secret.data['ca.crt']), decodeBase64(webhook.clientConfig.caBundle));
+  for (const webhook of [namespaces, pods]) {
+    assert.deepEqual(webhook.admissionReviewVersions, ['v1']);
+    assert.equal(webhook.sideEffects, 'None');
+    assert.equal(webhook.failurePolicy, 'Ignore');
+    assert.deepEqual(webhook.namespaceSelector.matchExpressions[1], {
+      key: 'kubernetes.io/metadata.name',
+      operator: 'NotIn',
+      values: [CONTROL_PLANE_NAMESPACE, 'kube-system'],
+    });
+    assert.equal(webhook.objectSelector.matchExpressions[0].operator, 'DoesNotExist');
+    assert.equal(decodeBase64(webhook.clientConfig.caBundle), decodeBase64(secret.data['ca.crt']));
+  }
+  const ca = new X509Certificate(decodeBase64(secret.data['ca.crt']));
   const serving = new X509Certificate(decodeBase64(secret.data['tls.crt']));
   assert.ok(
     serving.checkIssued(ca) && serving.verify(ca.publicKey),
     'serving certificate signed by the caBundle',
   );
-  assert.equal(
-    serving.checkHost(`${CONTROL_PLANE.injector.name}.${CONTROL_PLANE_NAMESPACE}.svc`),
-    `${CONTROL_PLANE.injector.name}.${CONTROL_PLANE_NAMESPACE}.svc`,
-  );
+  const serviceName = `${CONTROL_PLANE.injector.name}.${CONTROL_PLANE_NAMESPACE}.svc`;
+  assert.equal(serving.checkHost(serviceName), serviceName);
   assert.equal(serving.checkHost('mutual-identity.mutual-system.svc'), undefined);
   assert.ok(serving.checkPrivateKey(createPrivateKey(decodeBase64(secret.data['tls.key']))));
-  assert.match(configuration.metadata.annotations['mutual.dev/failure-policy'], /^failurePolicy Ignore/);
 
   const failing = parseObjects((await runInstall(['--webhook-failure-policy', 'Fail'])).stdout);
-  const failWebhook = (
-    findObject(failing, 'MutatingWebhookConfiguration', INJECTOR_WEBHOOK.configurationName) as any
-  ).webhooks[0];
-  assert.equal(failWebhook.failurePolicy, 'Fail');
+  const failConfiguration = findObject(
+    failing,
+    'MutatingWebhookConfiguration',
+    INJECTOR_WEBHOOK.configurationName,
+  ) as any;
+  assert.deepEqual(
+    failConfiguration.webhooks.map((webhook: any) => webhook.failurePolicy),
+    ['Fail', 'Fail'],
+  );
+});
+
+test('the injector is told the image, trust domain and proxy resources it writes into pods', async () => {
+  const run = await runInstall([
+    '--image',
+    'registry.example.com/mutual:dev',
+    '--trust-domain',
+    'example.org',
+    '--proxy-cpu-request',
+    '50m',
+    '--proxy-memory-limit',
+    '128Mi',
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const objects = parseObjects(run.stdout);
+  const injector = (findObject(objects, 'Deployment', CONTROL_PLANE.injector.name) as any).spec.template.spec
+    .containers[0];
+  const flag = (name: string) =>
+    injector.args.includes(name) ? injector.args[injector.args.indexOf(name) + 1] : undefined;
+  assert.equal(injector.image, 'registry.example.com/mutual:dev');
+  assert.equal(flag('--image'), 'registry.example.com/mutual:dev');
+  assert.equal(flag('--trust-domain'), 'example.org');
+  assert.equal(flag('--proxy-cpu-request'), '50m');
+  assert.equal(flag('--proxy-memory-limit'), '128Mi');
+  assert.equal(flag('--proxy-memory-request'), undefined, 'unset: the injector default');
+  const bad = await runInstall(['--proxy-memory-request', '64 MB']);
+  assert.equal(bad.code, 1);
+  assert.match(
+    bad.stderr,
+    /^error\[MUTUAL_K8S_INSTALL_FLAG_INVALID\]: --proxy-memory-request "64 MB" is not a Kubernetes quantity/,
+  );
 });
 
 test('the generated identity CA: anchors in the ConfigMap, an issuer under them in a kubernetes.io/tls Secret', async () => {

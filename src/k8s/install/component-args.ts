@@ -1,13 +1,21 @@
 // The command line of each control-plane container and the paths it reads its files from: the
 // one place to change when a daemon's flags change (`mutual identity serve`, `mutual destination
 // serve`, `mutual inject serve`).
-import { CONTROL_PLANE, ISSUER_SECRET, TRUST_ANCHORS_CONFIG_MAP } from '../constants.ts';
+import {
+  CONTROL_PLANE,
+  CONTROL_PLANE_NAMESPACE,
+  ISSUER_SECRET,
+  TRUST_ANCHORS_CONFIG_MAP,
+} from '../constants.ts';
+import type { InstallConfig } from './install-options.ts';
 
 /** Where Secrets and ConfigMaps are mounted inside the control-plane containers. */
 export const MOUNTS = {
   trustAnchors: '/var/run/mutual/identity/trust-anchors',
   issuer: '/var/run/mutual/identity/issuer',
   injectorTls: '/var/run/mutual/injector/tls',
+  /** A projected ServiceAccount token for the identity service (audience identity.mutual.dev). */
+  identityToken: '/var/run/secrets/mutual.dev/serviceaccount',
   /** An emptyDir: the identity service's state (join-token key, audit log); the root filesystem is read-only. */
   state: '/var/lib/mutual',
 } as const;
@@ -38,8 +46,10 @@ export function identityArgs(options: { svidLifetime: string }): string[] {
   ];
 }
 
-export function destinationArgs(): string[] {
+/** The destination service serves mTLS with a certificate from the identity service, like a proxy. */
+export function destinationArgs(trustDomain: string): string[] {
   const { port, adminPort } = CONTROL_PLANE.destination;
+  const identity = CONTROL_PLANE.identity;
   return [
     'destination',
     'serve',
@@ -49,11 +59,22 @@ export function destinationArgs(): string[] {
     anyAddress(adminPort),
     '--kubernetes',
     'in-cluster',
+    '--trust-domain',
+    trustDomain,
+    '--identity-url',
+    `https://${identity.name}.${CONTROL_PLANE_NAMESPACE}.svc:${identity.port}`,
+    '--token-file',
+    `${MOUNTS.identityToken}/token`,
+    '--identity-bundle',
+    `${MOUNTS.trustAnchors}/${TRUST_ANCHORS_CONFIG_MAP.key}`,
   ];
 }
 
-export function injectorArgs(): string[] {
+/** The injector also takes what it writes into pods: the image, the trust domain, proxy resources. */
+export function injectorArgs(config: InstallConfig, trustDomain: string): string[] {
   const { port, adminPort } = CONTROL_PLANE.injector;
+  const resources = config.proxyResources;
+  const optional = (flag: string, value: string | undefined) => (value === undefined ? [] : [flag, value]);
   return [
     'inject',
     'serve',
@@ -65,5 +86,13 @@ export function injectorArgs(): string[] {
     `${MOUNTS.injectorTls}/tls.crt`,
     '--key',
     `${MOUNTS.injectorTls}/tls.key`,
+    '--image',
+    config.image,
+    '--trust-domain',
+    trustDomain,
+    ...optional('--proxy-cpu-request', resources.cpuRequest),
+    ...optional('--proxy-memory-request', resources.memoryRequest),
+    ...optional('--proxy-cpu-limit', resources.cpuLimit),
+    ...optional('--proxy-memory-limit', resources.memoryLimit),
   ];
 }

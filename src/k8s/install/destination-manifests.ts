@@ -1,7 +1,7 @@
 // The destination service: watches Pods, Services and EndpointSlices (address → meshed?, the
 // identity to expect, protocol hints) and the policies, ours and Istio's; read-only RBAC for that.
-import { CONTROL_PLANE } from '../constants.ts';
-import { destinationArgs } from './component-args.ts';
+import { CONTROL_PLANE, IDENTITY_TOKEN_AUDIENCE, TRUST_ANCHORS_CONFIG_MAP } from '../constants.ts';
+import { destinationArgs, MOUNTS } from './component-args.ts';
 import {
   componentLabels,
   controlPlaneDeployment,
@@ -16,7 +16,7 @@ import { POLICY_API_GROUP, POLICY_PLURALS } from './policy-crds.ts';
 const { destination } = CONTROL_PLANE;
 const READ = ['get', 'list', 'watch'];
 
-export function destinationManifests(config: InstallConfig): K8sObject[] {
+export function destinationManifests(config: InstallConfig, trustDomain: string): K8sObject[] {
   const labels = componentLabels('destination');
   const roleName = destination.name;
   return [
@@ -41,7 +41,28 @@ export function destinationManifests(config: InstallConfig): K8sObject[] {
       image: config.image,
       imagePullPolicy: config.imagePullPolicy,
       replicas: config.controlPlaneReplicas,
-      args: destinationArgs(),
+      args: destinationArgs(trustDomain),
+      volumeMounts: [
+        { name: 'identity-token', mountPath: MOUNTS.identityToken, readOnly: true },
+        { name: 'trust-anchors', mountPath: MOUNTS.trustAnchors, readOnly: true },
+      ],
+      volumes: [
+        {
+          name: 'identity-token',
+          projected: {
+            sources: [
+              {
+                serviceAccountToken: {
+                  audience: IDENTITY_TOKEN_AUDIENCE,
+                  expirationSeconds: 3600,
+                  path: 'token',
+                },
+              },
+            ],
+          },
+        },
+        { name: 'trust-anchors', configMap: { name: TRUST_ANCHORS_CONFIG_MAP.name } },
+      ],
       ports: [
         { name: 'api', containerPort: destination.port },
         { name: 'admin', containerPort: destination.adminPort },

@@ -4,9 +4,9 @@
 import {
   CONTROL_PLANE,
   CONTROL_PLANE_NAMESPACE,
+  INJECT_VALUES,
   INJECTOR_WEBHOOK,
   LABELS,
-  TRUST_ANCHORS_CONFIG_MAP,
 } from '../constants.ts';
 import { injectorArgs, MOUNTS } from './component-args.ts';
 import {
@@ -17,7 +17,7 @@ import {
   metadata,
   serviceAccount,
 } from './control-plane-workload.ts';
-import { base64, clusterRoleBinding } from './identity-manifests.ts';
+import { base64 } from './identity-manifests.ts';
 import type { InstallConfig } from './install-options.ts';
 import type { WebhookCertificate } from './webhook-certificate.ts';
 
@@ -32,46 +32,14 @@ export const FAILURE_POLICY_COMMENT = {
   Fail: 'failurePolicy Fail: while the injector is unreachable, no pod is created in any namespace the webhook selects (every namespace but mutual-system and kube-system), so no pod ever starts unmeshed by accident. Keep the injector highly available (--control-plane-replicas).',
 } as const;
 
-export function injectorManifests(config: InstallConfig, certificate: WebhookCertificate): K8sObject[] {
+export function injectorManifests(
+  config: InstallConfig,
+  certificate: WebhookCertificate,
+  trustDomain: string,
+): K8sObject[] {
   const labels = componentLabels('injector');
-  const roleName = injector.name;
   return [
     serviceAccount(injector.serviceAccount, 'injector'),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name: roleName, labels },
-      // The namespace's `mutual.dev/inject` annotation decides for its pods.
-      rules: [{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] }],
-    },
-    clusterRoleBinding(roleName, injector.serviceAccount, labels),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: metadata(`${injector.name}-trust-anchors`, labels),
-      // The trust anchors it writes into each injected pod.
-      rules: [
-        {
-          apiGroups: [''],
-          resources: ['configmaps'],
-          resourceNames: [TRUST_ANCHORS_CONFIG_MAP.name],
-          verbs: ['get', 'list', 'watch'],
-        },
-      ],
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: metadata(`${injector.name}-trust-anchors`, labels),
-      roleRef: {
-        apiGroup: 'rbac.authorization.k8s.io',
-        kind: 'Role',
-        name: `${injector.name}-trust-anchors`,
-      },
-      subjects: [
-        { kind: 'ServiceAccount', name: injector.serviceAccount, namespace: CONTROL_PLANE_NAMESPACE },
-      ],
-    },
     {
       apiVersion: 'v1',
       kind: 'Secret',
@@ -90,7 +58,7 @@ export function injectorManifests(config: InstallConfig, certificate: WebhookCer
       image: config.image,
       imagePullPolicy: config.imagePullPolicy,
       replicas: config.controlPlaneReplicas,
-      args: injectorArgs(),
+      args: injectorArgs(config, trustDomain),
       ports: [
         { name: 'webhook', containerPort: injector.port },
         { name: 'admin', containerPort: injector.adminPort },
@@ -115,43 +83,53 @@ function mutatingWebhookConfiguration(config: InstallConfig, certificate: Webhoo
       annotations: { 'mutual.dev/failure-policy': FAILURE_POLICY_COMMENT[config.webhookFailurePolicy] },
     },
     webhooks: [
+      // Namespaces labelled mutual.dev/inject=enabled: every pod but those annotated disabled.
+      webhook(INJECTOR_WEBHOOK.namespaceWebhookName, injector.namespacePath, 'In', config, certificate),
+      // Everywhere else: only pods annotated mutual.dev/inject: enabled (the injector decides).
+      webhook(INJECTOR_WEBHOOK.podWebhookName, injector.path, 'NotIn', config, certificate),
+    ],
+  };
+}
+
+function webhook(
+  name: string,
+  path: string,
+  namespaceLabel: 'In' | 'NotIn',
+  config: InstallConfig,
+  certificate: WebhookCertificate,
+) {
+  return {
+    name,
+    admissionReviewVersions: ['v1'],
+    sideEffects: 'None',
+    failurePolicy: config.webhookFailurePolicy,
+    matchPolicy: 'Equivalent',
+    reinvocationPolicy: 'Never',
+    timeoutSeconds: 10,
+    clientConfig: {
+      service: { name: injector.name, namespace: CONTROL_PLANE_NAMESPACE, path, port: WEBHOOK_SERVICE_PORT },
+      caBundle: base64(certificate.caPem),
+    },
+    rules: [
       {
-        name: INJECTOR_WEBHOOK.webhookName,
-        admissionReviewVersions: ['v1'],
-        sideEffects: 'None',
-        failurePolicy: config.webhookFailurePolicy,
-        matchPolicy: 'Equivalent',
-        reinvocationPolicy: 'Never',
-        timeoutSeconds: 10,
-        clientConfig: {
-          service: {
-            name: injector.name,
-            namespace: CONTROL_PLANE_NAMESPACE,
-            path: INJECTOR_WEBHOOK.path,
-            port: WEBHOOK_SERVICE_PORT,
-          },
-          caBundle: base64(certificate.caPem),
-        },
-        rules: [
-          {
-            operations: ['CREATE'],
-            apiGroups: [''],
-            apiVersions: ['v1'],
-            resources: ['pods'],
-            scope: 'Namespaced',
-          },
-        ],
-        // Every namespace has the label kubernetes.io/metadata.name (Kubernetes 1.21+).
-        namespaceSelector: {
-          matchExpressions: [
-            { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: NEVER_INJECTED_NAMESPACES },
-          ],
-        },
-        // Control-plane pods are labelled so even a copy outside mutual-system is never injected.
-        objectSelector: {
-          matchExpressions: [{ key: LABELS.controlPlaneComponent, operator: 'DoesNotExist' }],
-        },
+        operations: ['CREATE'],
+        apiGroups: [''],
+        apiVersions: ['v1'],
+        resources: ['pods'],
+        scope: 'Namespaced',
       },
     ],
+    namespaceSelector: {
+      matchExpressions: [
+        // NotIn also matches namespaces without the label, so the two webhooks never both fire.
+        { key: LABELS.inject, operator: namespaceLabel, values: [INJECT_VALUES.enabled] },
+        // Every namespace has the label kubernetes.io/metadata.name (Kubernetes 1.21+).
+        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: NEVER_INJECTED_NAMESPACES },
+      ],
+    },
+    // Control-plane pods are labelled, so even a copy outside mutual-system is never injected.
+    objectSelector: {
+      matchExpressions: [{ key: LABELS.controlPlaneComponent, operator: 'DoesNotExist' }],
+    },
   };
 }

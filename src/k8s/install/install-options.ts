@@ -27,6 +27,18 @@ export interface InstallFlags {
   webhookFailurePolicy?: string;
   webhookCertificateLifetime?: string;
   controlPlaneReplicas?: string;
+  proxyCpuRequest?: string;
+  proxyMemoryRequest?: string;
+  proxyCpuLimit?: string;
+  proxyMemoryLimit?: string;
+}
+
+/** Resources of the injected proxy; unset ones are left to the injector's defaults. */
+export interface ProxyResourceFlags {
+  readonly cpuRequest?: string;
+  readonly memoryRequest?: string;
+  readonly cpuLimit?: string;
+  readonly memoryLimit?: string;
 }
 
 /** Where the identity CA comes from. */
@@ -53,6 +65,7 @@ export interface InstallConfig {
   readonly webhookFailurePolicy: WebhookFailurePolicy;
   readonly webhookCertificateLifetimeMs: number;
   readonly controlPlaneReplicas: number;
+  readonly proxyResources: ProxyResourceFlags;
 }
 
 export const INSTALL_DEFAULTS = {
@@ -66,6 +79,8 @@ export const INSTALL_DEFAULTS = {
 } as const;
 
 const MAX_REPLICAS = 10;
+/** A Kubernetes resource quantity as people write them: 100m, 0.5, 64Mi, 1G. */
+const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 // The reference grammar of distribution/reference: [host[:port]/]path[:tag][@sha256:digest].
 const DOMAIN =
   '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
@@ -132,6 +147,20 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
       `--control-plane-replicas ${JSON.stringify(replicasText)} must be a whole number from 1 to ${MAX_REPLICAS}`,
     );
   }
+  const proxyResources: Record<string, string> = {};
+  for (const [flag, key, value] of [
+    ['--proxy-cpu-request', 'cpuRequest', flags.proxyCpuRequest],
+    ['--proxy-memory-request', 'memoryRequest', flags.proxyMemoryRequest],
+    ['--proxy-cpu-limit', 'cpuLimit', flags.proxyCpuLimit],
+    ['--proxy-memory-limit', 'memoryLimit', flags.proxyMemoryLimit],
+  ] as const) {
+    if (value === undefined) continue;
+    if (QUANTITY.test(value)) proxyResources[key] = value;
+    else
+      problems.push(
+        `${flag} ${JSON.stringify(value)} is not a Kubernetes quantity, e.g. 100m, 0.5, 64Mi or 1Gi`,
+      );
+  }
   if (problems.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INSTALL_FLAG_INVALID',
@@ -148,6 +177,7 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
     webhookFailurePolicy,
     webhookCertificateLifetimeMs,
     controlPlaneReplicas,
+    proxyResources,
   });
 }
 

@@ -45,8 +45,8 @@ export async function renderInstall(
     namespace(),
     ...policyCrds(),
     ...identityManifests(config, identityCa),
-    ...destinationManifests(config),
-    ...injectorManifests(config, webhookCertificate),
+    ...destinationManifests(config, identityCa.trustDomain),
+    ...injectorManifests(config, webhookCertificate, identityCa.trustDomain),
   ];
   return { objects, identityCa, webhookCertificate };
 }
