@@ -1,0 +1,304 @@
+// `mutual inject` as users run it: golden files for the YAML it prints and the report it writes,
+// every printed object validated against the official OpenAPI schemas (kubernetes-models), the
+// rendered proxy and init arguments accepted by the real `mutual proxy run` / `proxy init`.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'node:test';
+import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { ReplicaSet } from 'kubernetes-models/apps/v1/ReplicaSet';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { CronJob } from 'kubernetes-models/batch/v1/CronJob';
+import { Job } from 'kubernetes-models/batch/v1/Job';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Pod } from 'kubernetes-models/v1/Pod';
+import { Service } from 'kubernetes-models/v1/Service';
+import { parseAllDocuments } from 'yaml';
+import { createProgram, runCli } from '../../src/cli/index.ts';
+import { systemClock } from '../../src/clock.ts';
+import { loadProxyConfig, type ProxyFlags } from '../../src/config/index.ts';
+import { findPodTemplates, POD_ENV } from '../../src/k8s/index.ts';
+import { VERSION } from '../../src/version.ts';
+import { repoRoot, runMutual } from '../e2e/run-mutual.ts';
+
+const GOLDEN_DIR = join(repoRoot(), 'test', 'k8s', 'golden');
+const isUpdate = process.env.MUTUAL_UPDATE_GOLDEN === '1';
+
+async function inject(args: readonly string[], cwd = GOLDEN_DIR) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(['inject', ...args], {
+    clock: systemClock,
+    cwd,
+    isColor: false,
+    write: (text) => {
+      stdout += text;
+    },
+    writeError: (text) => {
+      stderr += text;
+    },
+    setExitCode: () => {},
+    untilShutdown: () => new Promise(() => {}),
+  });
+  return { code, stdout, stderr };
+}
+
+type ModelClass = new (data: never) => { validate(): void };
+const MODELS: Record<string, ModelClass> = {
+  'v1/Pod': Pod,
+  'v1/Service': Service,
+  'v1/ConfigMap': ConfigMap,
+  'apps/v1/Deployment': Deployment,
+  'apps/v1/StatefulSet': StatefulSet,
+  'apps/v1/DaemonSet': DaemonSet,
+  'apps/v1/ReplicaSet': ReplicaSet,
+  'batch/v1/Job': Job,
+  'batch/v1/CronJob': CronJob,
+};
+
+/** Every object (and every List item) against its OpenAPI schema; returns how many were checked. */
+function validateAll(yamlText: string): number {
+  let count = 0;
+  const check = (object: { apiVersion?: string; kind?: string; items?: unknown[] }) => {
+    if (object.kind === 'List') {
+      for (const item of object.items ?? []) check(item as typeof object);
+      return;
+    }
+    const Model = MODELS[`${object.apiVersion}/${object.kind}`];
+    assert.ok(Model, `no schema mapped for ${object.apiVersion}/${object.kind}`);
+    new Model(object as never).validate();
+    count++;
+  };
+  for (const doc of parseAllDocuments(yamlText)) {
+    assert.equal(doc.errors.length, 0, String(doc.errors[0]));
+    check(doc.toJS());
+  }
+  return count;
+}
+
+async function golden(file: string, actual: string): Promise<void> {
+  const path = join(GOLDEN_DIR, file);
+  if (isUpdate) await writeFile(path, actual);
+  assert.equal(actual, await readFile(path, 'utf8'), `${file} differs; MUTUAL_UPDATE_GOLDEN=1 rewrites it`);
+}
+
+/** The versioned annotation is the one thing that moves with every release. */
+const masked = (text: string) =>
+  text.replaceAll(`mutual.dev/proxy-injected: ${VERSION}`, 'mutual.dev/proxy-injected: <version>');
+
+const CASES = [
+  { name: 'deployment', injected: 1 },
+  { name: 'cronjob', injected: 1 },
+  { name: 'annotated-pod', injected: 1 },
+  { name: 'host-network', injected: 0 },
+  { name: 'multi-doc', injected: 3 },
+];
+
+for (const c of CASES) {
+  test(`golden: mutual inject inject-${c.name}.in.yaml (output and report), every object valid`, async () => {
+    const run = await inject([`inject-${c.name}.in.yaml`]);
+    assert.equal(run.code, 0, run.stderr);
+    await golden(`inject-${c.name}.out.yaml`, masked(run.stdout));
+    await golden(`inject-${c.name}.report.txt`, run.stderr);
+    assert.equal(run.stderr.split('\n').filter((line) => line.endsWith(': injected')).length, c.injected);
+    assert.ok(validateAll(run.stdout) > 0);
+  });
+}
+
+test('golden: an injected file injected again is printed byte for byte, every workload "already injected"', async () => {
+  const first = await inject(['inject-deployment.in.yaml']);
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'injected.yaml'), first.stdout);
+    const again = await inject(['injected.yaml'], dir);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout, first.stdout);
+    await golden('inject-already-injected.report.txt', again.stderr);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('documents without pods pass through byte for byte, comments, flow style and all', async () => {
+  const text =
+    '# settings\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}   # odd spacing kept\ndata:\n  k: "v"\n---\nkind: Unknown\nspec: {template: {spec: {containers: []}}}\n';
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'plain.yaml'), text);
+    const run = await inject(['plain.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, text);
+    assert.match(run.stderr, /no pods or workloads found; printed unchanged/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the rendered mutual-proxy arguments (after Kubernetes expands $(VAR)) are accepted by the real proxy configuration', async () => {
+  const run = await inject(['inject-annotated-pod.in.yaml']);
+  const pod = parseAllDocuments(run.stdout)[0]?.toJS() as {
+    spec: { initContainers: { name: string; args: string[] }[] };
+  };
+  const proxy = pod.spec.initContainers.find((c) => c.name === 'mutual-proxy');
+  assert.ok(proxy);
+  const args = proxy.args.map((arg) =>
+    arg.replaceAll(`$(${POD_ENV.namespace})`, 'demo').replaceAll(`$(${POD_ENV.serviceAccount})`, 'default'),
+  );
+  assert.deepEqual(args.slice(0, 2), ['proxy', 'run']);
+  const program = createProgram({
+    clock: systemClock,
+    cwd: '/',
+    isColor: false,
+    write: () => {},
+    writeError: () => {},
+    setExitCode: () => {},
+    untilShutdown: () => new Promise(() => {}),
+  });
+  const runCommand = program.commands
+    .find((c) => c.name() === 'proxy')
+    ?.commands.find((c) => c.name() === 'run');
+  assert.ok(runCommand);
+  const parsed = runCommand.parseOptions(args.slice(2));
+  assert.deepEqual(parsed.unknown, [], 'every flag the injector renders is a `mutual proxy run` flag');
+  const config = loadProxyConfig(runCommand.opts() as ProxyFlags, {});
+  assert.equal(config.credentials.kind, 'identity-service');
+  assert.equal(
+    config.credentials.kind === 'identity-service' && config.credentials.spiffeId,
+    'spiffe://cluster.local/ns/demo/sa/default',
+  );
+  assert.equal(config.mode, 'STRICT');
+  assert.deepEqual([...config.opaquePorts], [5432, 6379]);
+  assert.deepEqual(config.adminListen, { host: '0.0.0.0', port: 4191 });
+  assert.deepEqual(config.inboundListen, { host: '0.0.0.0', port: 4143 });
+  assert.deepEqual(config.outboundListen, { host: '127.0.0.1', port: 4140 });
+});
+
+test('the rendered mutual-init arguments run in the real `mutual proxy init --dry-run`: admin port and skips exempted', async () => {
+  const run = await inject(['inject-annotated-pod.in.yaml']);
+  const pod = parseAllDocuments(run.stdout)[0]?.toJS() as {
+    spec: { initContainers: { name: string; args: string[] }[] };
+  };
+  const init = pod.spec.initContainers.find((c) => c.name === 'mutual-init');
+  assert.ok(init);
+  const dry = await runMutual([...init.args, '--dry-run']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /-A MUTUAL_INBOUND -p tcp --dport 4191 -j RETURN/);
+  assert.match(dry.stdout, /-A MUTUAL_INBOUND -p tcp --dport 22 -j RETURN/);
+  assert.match(dry.stdout, /-A MUTUAL_OUTBOUND -p tcp --dport 8000:8100 -j RETURN/);
+  assert.match(dry.stdout, /-A MUTUAL_OUTBOUND -d 169\.254\.169\.254\/32 -j RETURN/);
+  assert.match(dry.stdout, /-A MUTUAL_OUTBOUND -m owner --uid-owner 2102 -j RETURN/);
+});
+
+test('stdin: `mutual inject -` reads the manifests from stdin (the real binary)', async () => {
+  const input = await readFile(join(GOLDEN_DIR, 'inject-cronjob.in.yaml'), 'utf8');
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), 'inject', '-'], {
+    timeout: 30_000,
+  });
+  child.stdin.end(input);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [code] = await once(child, 'close');
+  const run = { code, stdout, stderr };
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(masked(run.stdout), await readFile(join(GOLDEN_DIR, 'inject-cronjob.out.yaml'), 'utf8'));
+  assert.match(run.stderr, /^cronjob\/report \(<stdin>:11\): injected$/m);
+});
+
+test('bad YAML: MUTUAL_K8S_INJECT_YAML_INVALID with file:line:column, nothing printed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(
+      join(dir, 'broken.yaml'),
+      'apiVersion: v1\nkind: Pod\n---\nmetadata:\n  name: a\n    b: c\nspec: {}\n',
+    );
+    const run = await inject(['broken.yaml'], dir);
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, '');
+    assert.match(
+      run.stderr,
+      /^error\[MUTUAL_K8S_INJECT_YAML_INVALID\]: broken\.yaml is not valid YAML:\n {2}broken\.yaml:5:9: Nested mappings are not allowed in compact mappings\n/,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad annotations: MUTUAL_K8S_INJECT_ANNOTATION_INVALID naming each with file:line, nothing printed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    const text =
+      'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    config.mutual.dev/default-mode: strict\n    config.mutual.dev/opaque-ports: "5432,x"\nspec:\n  containers: [{name: a, image: b}]\n';
+    await writeFile(join(dir, 'pod.yaml'), text);
+    const run = await inject(['pod.yaml'], dir);
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /error\[MUTUAL_K8S_INJECT_ANNOTATION_INVALID\]/);
+    assert.match(
+      run.stderr,
+      /pod\.yaml:6:37: pod\/p: config\.mutual\.dev\/default-mode: "strict" is not a mode: use STRICT, PERMISSIVE or DISABLE/,
+    );
+    assert.match(run.stderr, /pod\.yaml:7:37: pod\/p: config\.mutual\.dev\/opaque-ports "x" is not a port/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad flags and a missing file are usage errors naming the flag; a missing file names the path', async () => {
+  const flags = await inject([
+    'inject-deployment.in.yaml',
+    '--default-mode',
+    'strict',
+    '--proxy-cpu-request',
+    'lots',
+  ]);
+  assert.equal(flags.code, 2);
+  assert.match(flags.stderr, /--default-mode "strict" is not a mode/);
+  assert.match(flags.stderr, /--proxy-cpu-request "lots" is not a Kubernetes quantity/);
+  const none = await inject([]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /give a manifest file, or -/);
+  const missing = await inject(['no-such.yaml']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /MUTUAL_IO_READ_FAILED.*no-such\.yaml/);
+});
+
+test('findPodTemplates knows every workload kind and Lists', () => {
+  const kinds = [
+    'Pod',
+    'Deployment',
+    'StatefulSet',
+    'DaemonSet',
+    'ReplicaSet',
+    'ReplicationController',
+    'Job',
+    'CronJob',
+  ];
+  for (const kind of kinds) {
+    const template = { spec: { containers: [] } };
+    const object =
+      kind === 'Pod'
+        ? { kind, metadata: { name: 'x' }, ...template }
+        : kind === 'CronJob'
+          ? { kind, metadata: { name: 'x' }, spec: { jobTemplate: { spec: { template } } } }
+          : { kind, metadata: { name: 'x' }, spec: { template } };
+    assert.equal(findPodTemplates(object).length, 1, kind);
+  }
+  assert.deepEqual(findPodTemplates({ kind: 'Service', spec: {} }), []);
+  assert.deepEqual(
+    findPodTemplates({
+      kind: 'List',
+      items: [{ kind: 'Service' }, { kind: 'Job', metadata: { name: 'j' }, spec: { template: {} } }],
+    }),
+    [{ path: ['items', 1, 'spec', 'template'], name: 'job/j' }],
+  );
+});
