@@ -1,10 +1,19 @@
 // Test "pods": Linux network namespaces on a private bridge, with addresses in 198.18.0.0/15.
 // The bridge lives in a namespace of its own, so nothing is added to the host's network (no
-// interface, route or iptables rule) and parallel test runs never collide. Root only.
+// interface, route or iptables rule) and parallel test runs never collide. Root only. The
+// namespace, bridge and veth steps are the ones `mutual up --isolation netns` uses.
 import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import {
+  addBridge,
+  addNamespace,
+  addPodLink,
+  hasCommand,
+  inNamespace,
+  netnsUnavailableReason,
+} from '../mesh/netns/index.ts';
+
+export { hasCommand };
 
 export interface ExecResult {
   readonly code: number | null;
@@ -49,10 +58,10 @@ const PREFIX_LENGTH = 15; // every pod network is 198.18.0.0/15
 
 /** Why pod networks cannot be made here, or undefined when they can (tests skip with the reason). */
 export function canUseNetns(): string | undefined {
-  if (process.platform !== 'linux') return `network namespaces need Linux (this is ${process.platform})`;
-  if (process.getuid?.() !== 0) return 'network namespaces need root (run the tests as root, as CI does)';
-  if (!hasCommand('ip')) return 'the `ip` command (iproute2) is not installed';
-  return undefined;
+  const reason = netnsUnavailableReason(['ip']);
+  return reason === 'network namespaces need root'
+    ? 'network namespaces need root (run the tests as root, as CI does)'
+    : reason;
 }
 
 /** Creates an empty pod network; add pods with `addPod`. Removed on `close()` or process exit. */
@@ -78,14 +87,12 @@ export async function createPodNetwork(options: { prefix: string }): Promise<Pod
   process.once('exit', removeNow);
 
   const addNetns = async (netns: string) => {
-    await ip(['netns', 'add', netns]);
     namespaces.push(netns);
-    await ip(['-n', netns, 'link', 'set', 'lo', 'up']);
+    await addNamespace(netns);
   };
   try {
     await addNetns(bridgeNetns);
-    await ip(['-n', bridgeNetns, 'link', 'add', 'br0', 'type', 'bridge']);
-    await ip(['-n', bridgeNetns, 'link', 'set', 'br0', 'up']);
+    await addBridge(bridgeNetns);
   } catch (error) {
     removeNow();
     throw error;
@@ -101,25 +108,8 @@ export async function createPodNetwork(options: { prefix: string }): Promise<Pod
       const index = pods.length;
       const netns = `${id}-${name}`;
       const address = podAddress(index);
-      const veth = `veth${index}`;
       await addNetns(netns);
-      await ip([
-        '-n',
-        bridgeNetns,
-        'link',
-        'add',
-        veth,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        'eth0',
-        'netns',
-        netns,
-      ]);
-      await ip(['-n', bridgeNetns, 'link', 'set', veth, 'master', 'br0', 'up']);
-      await ip(['-n', netns, 'addr', 'add', `${address}/${PREFIX_LENGTH}`, 'dev', 'eth0']);
-      await ip(['-n', netns, 'link', 'set', 'eth0', 'up']);
+      await addPodLink({ bridgeNetns, veth: `veth${index}`, netns, address, prefixLength: PREFIX_LENGTH });
       const pod = createPod(name, netns, address, children);
       pods.push(pod);
       return pod;
@@ -144,14 +134,8 @@ export async function createPodNetwork(options: { prefix: string }): Promise<Pod
 }
 
 function createPod(name: string, netns: string, address: string, children: Set<ChildProcess>): Pod {
-  const argv = (command: string, args: readonly string[], uid?: number) => [
-    'netns',
-    'exec',
-    netns,
-    ...(uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups']),
-    command,
-    ...args,
-  ];
+  const argv = (command: string, args: readonly string[], uid?: number) =>
+    inNamespace(netns, [command, ...args], uid === undefined ? undefined : { uid }).slice(1);
   return {
     name,
     netns,
@@ -198,30 +182,4 @@ function podAddress(index: number): string {
   const host = index + 2;
   if (host > 65_000) throw new Error('too many pods on one network');
   return `198.18.${host >> 8}.${host & 255}`;
-}
-
-function ip(args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve() : reject(new Error(`ip ${args.join(' ')} failed (${code}): ${stderr.trim()}`)),
-    );
-  });
-}
-
-/** True when an executable of this name is on PATH. */
-export function hasCommand(command: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, command), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
 }
