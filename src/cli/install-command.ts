@@ -74,6 +74,10 @@ export function registerInstallCommand(program: Command, context: CliContext): v
     .option('--proxy-memory-request <quantity>', 'memory request of every injected proxy')
     .option('--proxy-cpu-limit <quantity>', 'CPU limit of every injected proxy (none by default)')
     .option('--proxy-memory-limit <quantity>', 'memory limit of every injected proxy (none by default)')
+    .option(
+      '--proxy-default-mode <mode>',
+      "peer authentication of injected proxies (STRICT, PERMISSIVE, DISABLE) unless a pod says otherwise (default: the proxy's, PERMISSIVE)",
+    )
     .action(async (flags: InstallFlags) => {
       const config = parseInstallFlags(flags);
       const rendered = await renderInstall(config, { clock: context.clock, cwd: context.cwd });

@@ -178,6 +178,10 @@ test('every bad flag value is a coded error naming the flag', async () => {
     [['--webhook-failure-policy', 'ignore'], /--webhook-failure-policy "ignore" must be one of Ignore, Fail/],
     [['--image', 'Not An Image'], /--image "Not An Image" is not an image reference/],
     [['--image-pull-policy', 'Sometimes'], /--image-pull-policy "Sometimes"/],
+    [
+      ['--proxy-default-mode', 'strict'],
+      /--proxy-default-mode "strict" must be one of STRICT, PERMISSIVE, DISABLE/,
+    ],
     [['--control-plane-replicas', '0'], /--control-plane-replicas "0" must be a whole number from 1 to 10/],
     [['--identity-issuer-lifetime', 'soon'], /--identity-issuer-lifetime "soon" is not a duration/],
     [['--identity-svid-lifetime', '365d'], /--identity-svid-lifetime 365d is longer than the maximum of 90d/],

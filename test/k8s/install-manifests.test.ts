@@ -221,6 +221,8 @@ test('the injector is told the image, trust domain and proxy resources it writes
     '50m',
     '--proxy-memory-limit',
     '128Mi',
+    '--proxy-default-mode',
+    'STRICT',
   ]);
   assert.equal(run.code, 0, run.stderr);
   const objects = parseObjects(run.stdout);
@@ -234,6 +236,7 @@ test('the injector is told the image, trust domain and proxy resources it writes
   assert.equal(flag('--proxy-cpu-request'), '50m');
   assert.equal(flag('--proxy-memory-limit'), '128Mi');
   assert.equal(flag('--proxy-memory-request'), undefined, 'unset: the injector default');
+  assert.equal(flag('--default-mode'), 'STRICT');
   const bad = await runInstall(['--proxy-memory-request', '64 MB']);
   assert.equal(bad.code, 1);
   assert.match(

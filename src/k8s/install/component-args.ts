@@ -94,5 +94,6 @@ export function injectorArgs(config: InstallConfig, trustDomain: string): string
     ...optional('--proxy-memory-request', resources.memoryRequest),
     ...optional('--proxy-cpu-limit', resources.cpuLimit),
     ...optional('--proxy-memory-limit', resources.memoryLimit),
+    ...optional('--default-mode', config.proxyDefaultMode),
   ];
 }

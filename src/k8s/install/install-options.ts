@@ -8,6 +8,8 @@ import { DEFAULT_IMAGE } from '../constants.ts';
 
 export const WEBHOOK_FAILURE_POLICIES = ['Ignore', 'Fail'] as const;
 export type WebhookFailurePolicy = (typeof WEBHOOK_FAILURE_POLICIES)[number];
+export const PROXY_DEFAULT_MODES = ['STRICT', 'PERMISSIVE', 'DISABLE'] as const;
+export type ProxyDefaultMode = (typeof PROXY_DEFAULT_MODES)[number];
 export const IMAGE_PULL_POLICIES = ['IfNotPresent', 'Always', 'Never'] as const;
 export type ImagePullPolicy = (typeof IMAGE_PULL_POLICIES)[number];
 
@@ -31,6 +33,7 @@ export interface InstallFlags {
   proxyMemoryRequest?: string;
   proxyCpuLimit?: string;
   proxyMemoryLimit?: string;
+  proxyDefaultMode?: string;
 }
 
 /** Resources of the injected proxy; unset ones are left to the injector's defaults. */
@@ -66,6 +69,8 @@ export interface InstallConfig {
   readonly webhookCertificateLifetimeMs: number;
   readonly controlPlaneReplicas: number;
   readonly proxyResources: ProxyResourceFlags;
+  /** Peer authentication of injected proxies without a config.mutual.dev/default-mode annotation. */
+  readonly proxyDefaultMode: ProxyDefaultMode | undefined;
 }
 
 export const INSTALL_DEFAULTS = {
@@ -161,6 +166,10 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
         `${flag} ${JSON.stringify(value)} is not a Kubernetes quantity, e.g. 100m, 0.5, 64Mi or 1Gi`,
       );
   }
+  const proxyDefaultMode =
+    flags.proxyDefaultMode === undefined
+      ? undefined
+      : oneOf(flags.proxyDefaultMode, PROXY_DEFAULT_MODES, '--proxy-default-mode', problems);
   if (problems.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INSTALL_FLAG_INVALID',
@@ -178,6 +187,7 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
     webhookCertificateLifetimeMs,
     controlPlaneReplicas,
     proxyResources,
+    proxyDefaultMode,
   });
 }
 
