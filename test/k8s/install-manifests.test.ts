@@ -5,6 +5,8 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { createProgram } from '../../src/cli/index.ts';
+import { systemClock } from '../../src/clock.ts';
 import {
   CONTROL_PLANE,
   CONTROL_PLANE_NAMESPACE,
@@ -291,3 +293,31 @@ function externalArgs(): string[] {
     '12h',
   ];
 }
+
+test('every flag the control-plane containers are given is one their command declares', async () => {
+  const objects = parseObjects(
+    (await runInstall(['--proxy-cpu-request', '10m', '--proxy-default-mode', 'STRICT'])).stdout,
+  );
+  const program = createProgram({
+    clock: systemClock,
+    cwd: process.cwd(),
+    isColor: false,
+    write: () => {},
+    writeError: () => {},
+    setExitCode: () => {},
+    untilShutdown: () => new Promise(() => {}),
+  });
+  for (const component of Object.values(CONTROL_PLANE)) {
+    const args = (findObject(objects, 'Deployment', component.name) as any).spec.template.spec.containers[0]
+      .args as string[];
+    const [group, verb] = args;
+    const command = program.commands
+      .find((candidate) => candidate.name() === group)
+      ?.commands.find((candidate) => candidate.name() === verb);
+    assert.ok(command, `mutual ${group} ${verb} exists`);
+    const declared = new Set(command.options.map((option) => option.long));
+    for (const flag of args.filter((arg) => arg.startsWith('--'))) {
+      assert.ok(declared.has(flag), `mutual ${group} ${verb} declares ${flag}`);
+    }
+  }
+});
