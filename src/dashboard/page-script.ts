@@ -84,12 +84,13 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   function withCode(text) {
     return text.split('\u0060').map(function (part, i) { return i % 2 === 1 ? h('code', { text: part }) : part; });
   }
+  function plural(n, what) { return n + ' ' + what + (n === 1 ? '' : 's'); }
   function ago(iso) { return duration((Date.parse(iso) - Date.now()) / 1000); }
   function renderChecks(checks) {
     var failing = checks.failing;
     var title = 'mutual check' + (failing.length === 0 ? '' : ' — ' + checks.errors + ' error' + (checks.errors === 1 ? '' : 's') + ', ' + checks.warnings + ' warning' + (checks.warnings === 1 ? '' : 's'));
     var meta = h('div', { class: 'meta' }, [
-      checks.trafficWindow ? 'traffic judged on ' + checks.trafficWindow.description + ' · ' : '',
+      checks.trafficWindow ? 'judged on ' + checks.trafficWindow.description + ' · ' : '',
       'checked ', h('span', { 'data-since': checks.generatedAt, text: ago(checks.generatedAt) }),
     ]);
     if (failing.length === 0) {
@@ -108,7 +109,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         h('div', { class: 'check-fix' }, [h('span', { class: 'fix-label', text: 'Fix' })].concat(withCode(f.fix))),
       ]);
     });
-    return panel(title, [meta, h('ul', { class: 'checks' }, items)]);
+    var passing = checks.total - checks.errors - checks.warnings;
+    return panel(title, [meta, h('ul', { class: 'checks' }, items),
+      h('div', { class: 'meta', text: passing + ' other check' + (passing === 1 ? '' : 's') + ' pass or do not apply · the same as mutual check prints' })]);
   }
 
   function renderOverview(d) {
@@ -117,7 +120,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var failed = k.errors + k.warnings;
     var panels = [
       h('div', { class: 'cards' }, [
-        card('Checks', failed === 0 ? 'All pass' : String(k.failing.length) + ' failing', k.errors + ' errors · ' + k.warnings + ' warnings of ' + k.total + ' checks', null, k.errors > 0 ? 'bad' : k.warnings > 0 ? 'warn' : 'good'),
+        card('Checks', failed === 0 ? 'All pass' : failed + ' failing', plural(k.errors, 'error') + ' · ' + plural(k.warnings, 'warning') + ' · ' + k.total + ' checks', null, k.errors > 0 ? 'bad' : k.warnings > 0 ? 'warn' : 'good'),
         card('Connections over mTLS', percent(c.securedShare), c.secured + ' of ' + c.total + ' connections', c.securedShare),
         card('Requests over mTLS', percent(r.securedShare), r.secured + ' of ' + r.total + ' HTTP requests', r.securedShare),
         card('Meshed workloads', String(o.workloads.meshed.length), o.workloads.unreachable.length + ' sidecars not answering · ' + o.workloads.unmeshed.length + ' unmeshed peers'),
@@ -142,18 +145,20 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     }).map(function (edge) {
       return h('tr', { 'data-edge': edge.id, class: edge.isSecured ? 'secured' : 'insecure' }, [
         td(edge.source), td(edge.destination),
+        td(h('span', { class: 'port' }, [edge.port === undefined || edge.port === null ? '—' : String(edge.port), h('small', { text: edge.protocol })])),
         td(h('span', { class: 'id', text: shortId(edge.clientId) })),
         td(h('span', { class: 'id', text: shortId(edge.serverId) })),
-        td(secured(edge)), td(edge.protocol.toUpperCase()),
+        td(secured(edge)),
         td(perSecond(edge.requestRate), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
         td(String(edge.requests), 'num'), td(String(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
         td(String(edge.denied), 'num'),
+        td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: String(edge.failed) }) : '0', 'num'),
       ]);
     });
     var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges are missing' }); });
     return [panel('Edges: who calls whom, and is it mTLS', [
       h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
-      table(['Source', 'Destination', 'Client identity', 'Server identity', 'TLS', 'Proto', 'Req rate#', 'Success#', 'Requests#', 'Conns#', 'Bytes#', 'Denied#'],
+      table(['Source', 'Destination', 'Port', 'Client identity', 'Server identity', 'TLS', 'Rate#', 'Success#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
         rows, 'No traffic yet: the sidecars have not carried a connection.'),
       missing.length ? h('ul', { class: 'problems' }, missing) : null,
     ])];
@@ -189,6 +194,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       svg.appendChild(h('svg:path', { class: 'edge ' + (e.isSecured ? 'secured' : 'insecure'), d: 'M ' + x1 + ' ' + y1 + ' Q ' + mx + ' ' + my + ' ' + x2 + ' ' + y2,
         'marker-end': 'url(#arrow-' + (e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id })]));
       var label = e.isSecured ? perSecond(e.requestRate !== null ? e.requestRate : e.connectionRate) : (e.reason || 'plaintext');
+      if (e.isSecured && e.denied > 0) label += ' · ' + e.denied + ' denied';
       svg.appendChild(h('svg:text', { class: 'rate', x: String(mx), y: String(my - 4 - (i % 2) * 0), 'text-anchor': 'middle', text: label }));
     });
     names.forEach(function (n) {

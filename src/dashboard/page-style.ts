@@ -36,10 +36,10 @@ h2 { font-size: 16px; margin: 0 0 12px; }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin-bottom: 20px; }
 table { width: 100%; border-collapse: collapse; font-size: 13px; }
 th { text-align: left; font-size: 11px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted);
-  padding: 8px 6px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+  padding: 8px 5px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th.num { text-align: right; }
 .scroll { overflow-x: auto; }
-td { padding: 9px 6px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
+td { padding: 9px 5px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
 tr:last-child td { border-bottom: none; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; color: #33475b; white-space: nowrap; }
@@ -87,5 +87,8 @@ li.check.error { border-left-color: var(--bad); }
   color: var(--accent); margin-right: 8px; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; background: #eef3f8; color: var(--brand);
   border-radius: 4px; padding: 1px 5px; }
+.port { white-space: nowrap; font-variant-numeric: tabular-nums; }
+.port small { color: var(--muted); margin-left: 5px; font-size: 11px; text-transform: uppercase; }
+.failed { color: var(--bad); font-weight: 600; cursor: help; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 0 24px; }
 `;

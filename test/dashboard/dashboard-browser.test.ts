@@ -1,7 +1,8 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against the demo
 // mesh started with `mutual up` in loopback mode: the demo's edges are secured with the right
-// identities, a plaintext client shows up as not secured with its reason, and the Certificates tab
-// shows the issuer's expiry. Screenshots go to test-artifacts/.
+// identities, a plaintext client shows up as not secured with its reason and as a failing check on
+// the Overview, the Certificates tab shows the issuer's expiry, and a stopped sidecar is a failing
+// check with its fix. Screenshots go to test-artifacts/.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -55,7 +56,7 @@ before(async () => {
   assert.match(upOutput, /The mesh is up/, upOutput);
   runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
   dashboard = await createDashboard(
-    { stateDir, host: '127.0.0.1', port: 0, refreshMs: 500 },
+    { stateDir, host: '127.0.0.1', port: 0, refreshMs: 500, checksTtlMs: 1000 },
     { clock: systemClock },
   );
   await mkdir(artifacts, { recursive: true });
@@ -88,7 +89,7 @@ test('Edges lists the demo edges as mTLS with both identities', { skip }, async 
     ['web', 'emoji'],
     ['web', 'voting'],
   ] as const) {
-    const edge = row(`${source}→${destination}`);
+    const edge = row(`${source}→${destination}:8080`);
     await edge.waitFor({ timeout: 30_000 });
     const text = await edge.innerText();
     assert.match(text, /✓ mTLS/);
@@ -106,13 +107,19 @@ test("a plaintext client on web's STRICT inbound shows as not secured, with the 
   socket.end('GET / HTTP/1.1\r\nHost: web\r\n\r\n');
   await once(socket, 'close');
   await page.goto(`${dashboard.url}#edges`);
-  const edge = row('unknown→web (refused: plaintext_strict)');
+  const edge = row('unknown→web:8080');
   await edge.waitFor({ timeout: 15_000 });
   assert.match(await edge.innerText(), /✗ refused: plaintext_strict/);
   assert.equal(await edge.getAttribute('class'), 'insecure');
   await page.screenshot({ path: join(artifacts, 'dashboard-edges-plaintext.png'), fullPage: true });
+  // The Overview lists it as `mutual check` does: the failing check, the edge, why, and the fix.
   await page.goto(`${dashboard.url}#overview`);
-  await page.getByText('unknown → web is not mTLS (refused: plaintext_strict)').waitFor();
+  const check = page.locator('li.check[data-check="no plaintext traffic into meshed workloads"]');
+  await check.waitFor({ timeout: 15_000 });
+  const text = await check.innerText();
+  assert.match(text, /unknown → web:8080: 1 connection, 1 denied \(refused: plaintext_strict\)/);
+  assert.match(text, /fix\s*add the client to mesh\.yaml/i);
+  assert.match(await page.locator('.card.bad').innerText(), /CHECKS\s+\d+ failing/i);
   await page.screenshot({ path: join(artifacts, 'dashboard-overview.png'), fullPage: true });
   await page.goto(`${dashboard.url}#topology`);
   await page.locator('svg.topology path.edge.insecure').first().waitFor();
@@ -135,4 +142,18 @@ test('Certificates shows when the issuer expires, and every workload certificate
   await page.locator('tr[data-mode="voting"]').waitFor();
   assert.match(await page.locator('tr[data-mode="voting"]').innerText(), /STRICT\s+emojivoto\/default/);
   await page.screenshot({ path: join(artifacts, 'dashboard-policy.png'), fullPage: true });
+});
+
+test('a stopped sidecar is a failing check on the Overview, with the command that fixes it', {
+  skip,
+}, async () => {
+  process.kill(-runtime.services.find((service) => service.name === 'vote-bot')!.proxy.pid, 'SIGKILL');
+  await page.goto(`${dashboard.url}#overview`);
+  const check = page.locator('li.check.error[data-check="sidecar is ready"]');
+  await check.waitFor({ timeout: 20_000 });
+  const text = await check.innerText();
+  assert.match(text, /vote-bot: the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+/);
+  assert.match(text, /fix\s*read its log: mutual logs SERVICE --proxy/i);
+  assert.equal(await check.locator('code').innerText(), 'mutual logs SERVICE --proxy');
+  await page.screenshot({ path: join(artifacts, 'dashboard-overview-stopped-sidecar.png'), fullPage: true });
 });
