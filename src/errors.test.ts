@@ -12,7 +12,7 @@ test('docs/errors.md documents exactly the codes in the catalog', () => {
 
 test('error codes follow MUTUAL_<AREA>_<WHAT> and every entry says what to do', () => {
   for (const [code, description] of Object.entries(errorCatalog)) {
-    assert.match(code, /^MUTUAL_[A-Z]+(_[A-Z0-9]+)*$/);
+    assert.match(code, /^MUTUAL_[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/);
     assert.ok(description.meaning.length > 10 && description.action.length > 10, code);
   }
 });
