@@ -3,6 +3,6 @@
 // through the clients here; never signs certificates (identity does) nor proxies traffic.
 
 export * from './constants.ts';
-export * from './install/index.ts';
 export * from './inject/index.ts';
+export * from './install/index.ts';
 export * from './webhook/index.ts';
