@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { promisify } from 'node:util';
 import { CertificationRequest } from '@peculiar/asn1-csr';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Extensions } from '@peculiar/asn1-x509';
@@ -33,6 +34,7 @@ export interface AdmittedCsr {
   readonly publicKey: KeyObject;
 }
 
+const verifyAsync = promisify(verify);
 const EXTENSION_REQUEST_OID = '1.2.840.113549.1.9.14';
 /** The signature algorithms a CSR may use: the key kind they need and the hash, for node:crypto. */
 const SIGNATURE_ALGORITHMS: Record<string, { kind: 'ec' | 'rsa'; hash: string; name: string }> = {
@@ -85,13 +87,17 @@ export async function admitCsr(csr: string | Uint8Array, expectedId: string): Pr
     });
   }
   const key = describeKey(publicKey, 'CSR key');
-  checkSignature(request, publicKey, key.kind);
+  await checkSignature(request, publicKey, key.kind);
   checkRequestedNames(requestedSans(info.attributes), expected);
   return { spiffeId: expected, publicKey };
 }
 
 /** Proof of possession: the signature over the CertificationRequestInfo, exactly as sent. */
-function checkSignature(request: CertificationRequest, publicKey: KeyObject, keyKind: 'ec' | 'rsa'): void {
+async function checkSignature(
+  request: CertificationRequest,
+  publicKey: KeyObject,
+  keyKind: 'ec' | 'rsa',
+): Promise<void> {
   const oid = request.signatureAlgorithm.algorithm;
   const algorithm = SIGNATURE_ALGORITHMS[oid];
   if (!algorithm || algorithm.kind !== keyKind) {
@@ -106,7 +112,7 @@ function checkSignature(request: CertificationRequest, publicKey: KeyObject, key
   }
   let isSignatureValid = false;
   try {
-    isSignatureValid = verify(
+    isSignatureValid = await verifyAsync(
       algorithm.hash,
       new Uint8Array(request.certificationRequestInfoRaw!),
       keyKind === 'ec' ? { key: publicKey, dsaEncoding: 'der' } : publicKey,
