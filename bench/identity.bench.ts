@@ -21,6 +21,8 @@ const WARMUP_MS = 1500;
 const RUN_MS = 5000;
 const SOLO_CALLS = 200;
 const AIM_PER_SEC = 1000;
+/** USER_HZ on Linux: /proc/PID/stat counts CPU time in hundredths of a second. */
+const CLOCK_TICKS_PER_S = 100;
 
 function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -83,11 +85,23 @@ function certify(url: URL, agent: Agent, ca: string, body: string, mode: Mode): 
   });
 }
 
+/**
+ * CPU time the service process has used so far (user + system, all threads), in ms, from
+ * /proc: on a shared machine the CPU spent per certificate moves far less than certificates/s.
+ */
+async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat (utime, stime), counted from the state field (3rd) here.
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 async function run(
+  server: ChildProcess,
   url: URL,
   ca: string,
   bodies: readonly string[],
@@ -99,6 +113,7 @@ async function run(
   const latenciesMs: number[] = [];
   let failures = 0;
   let next = 0;
+  const cpuStartMs = await cpuMsOf(server.pid!);
   const started = performance.now();
   const isDone = () =>
     options.calls !== undefined
@@ -116,6 +131,7 @@ async function run(
     }),
   );
   const elapsedS = (performance.now() - started) / 1000;
+  const serverCpuMs = (await cpuMsOf(server.pid!)) - cpuStartMs;
   agent.destroy();
   latenciesMs.sort((a, b) => a - b);
   return {
@@ -124,6 +140,7 @@ async function run(
     perSecond: Math.round(latenciesMs.length / elapsedS),
     p50Ms: Number(percentile(latenciesMs, 50).toFixed(2)),
     p99Ms: Number(percentile(latenciesMs, 99).toFixed(2)),
+    serverCpuUsPerCertificate: Math.round((serverCpuMs * 1000) / Math.max(1, latenciesMs.length)),
   };
 }
 
@@ -148,10 +165,14 @@ try {
   }
   const started = await startService(dir);
   service = started.child;
-  await run(started.url, ca, bodies, CONCURRENCY, 'keep-alive', { durationMs: WARMUP_MS });
-  const loaded = await run(started.url, ca, bodies, CONCURRENCY, 'keep-alive', { durationMs: RUN_MS });
-  const verified = await run(started.url, ca, bodies, CONCURRENCY, 'verified', { durationMs: RUN_MS });
-  const solo = await run(started.url, ca, bodies, 1, 'verified', { calls: SOLO_CALLS });
+  await run(started.child, started.url, ca, bodies, CONCURRENCY, 'keep-alive', { durationMs: WARMUP_MS });
+  const loaded = await run(started.child, started.url, ca, bodies, CONCURRENCY, 'keep-alive', {
+    durationMs: RUN_MS,
+  });
+  const verified = await run(started.child, started.url, ca, bodies, CONCURRENCY, 'verified', {
+    durationMs: RUN_MS,
+  });
+  const solo = await run(started.child, started.url, ca, bodies, 1, 'verified', { calls: SOLO_CALLS });
   const results = {
     date: new Date().toISOString(),
     node: process.version,
@@ -177,8 +198,8 @@ try {
     [
       `identity service, ${CONCURRENCY} concurrent HTTPS clients, ${IDENTITIES} identities, ${RUN_MS / 1000}s:`,
       `  ${loaded.perSecond} certificates/s (aim ≥ ${AIM_PER_SEC}: ${results.meetsAim ? 'met' : 'NOT met'}), ${loaded.failures} failures`,
-      `  latency under load p50 ${loaded.p50Ms} ms, p99 ${loaded.p99Ms} ms (pooled connections)`,
-      `  verified server, new TLS connection per call: ${verified.perSecond}/s, p50 ${verified.p50Ms} ms, p99 ${verified.p99Ms} ms`,
+      `  latency under load p50 ${loaded.p50Ms} ms, p99 ${loaded.p99Ms} ms (pooled connections); service CPU ${loaded.serverCpuUsPerCertificate} µs per certificate`,
+      `  verified server, new TLS connection per call: ${verified.perSecond}/s, p50 ${verified.p50Ms} ms, p99 ${verified.p99Ms} ms; service CPU ${verified.serverCpuUsPerCertificate} µs per certificate`,
       `  one client alone: p50 ${solo.p50Ms} ms, p99 ${solo.p99Ms} ms (${solo.perSecond}/s)`,
       `  load average ${results.loadAverage1m} on ${results.cores} cores; written to bench/results/identity-latest.json`,
     ].join('\n'),
