@@ -95,7 +95,7 @@ export function renderCheckReport(report: CheckReport): string {
       category = entry.category;
       lines.push(`${lines.length > 0 ? '\n' : ''}${category}`, '-'.repeat(category.length));
       if (category === 'traffic' && report.trafficWindow) {
-        lines.push(`(judged on ${report.trafficWindow.description})`);
+        lines.push(`· judged on ${report.trafficWindow.description}`);
       }
     }
     const failed = entry.results.filter((result) => result.status === 'fail');

@@ -163,11 +163,11 @@ test('overview lists what `mutual check` reports as failing, with the message an
   const plaintext = find('no plaintext traffic into meshed workloads');
   assert.deepEqual(plaintext.details, [
     'unknown → cart:8080: 2 connections, 2 requests, 2 denied (no_client_hello)',
-    "no counters from payments's sidecar (not answering)",
+    'no counters from the sidecar of payments (it does not answer)',
   ]);
   // The mesh started 10 s before the clock's now: all of its counters are recent.
   assert.equal(checks.trafficWindow.basis, 'mesh-start');
-  assert.equal(checks.trafficWindow.description, 'traffic in the last 60 s (the mesh started 10 s ago)');
+  assert.equal(checks.trafficWindow.description, 'the last 60 s of traffic (the mesh started 10 s ago)');
   assert.equal(checks.failing[0].severity, 'error', 'errors come first');
   assert.ok(
     checks.failing.every((f: any) => f.severity !== 'info'),
@@ -333,7 +333,7 @@ test('the traffic check judges the last window: plaintext that stopped a minute 
   clock.advance(70_000);
   const quiet = await fresh();
   assert.equal(quiet.trafficWindow.basis, 'sample');
-  assert.match(quiet.trafficWindow.description, /^traffic in the last 60 s/);
+  assert.match(quiet.trafficWindow.description, /^the last 60 s of traffic/);
   assert.equal(plaintext(quiet).status, 'ok', JSON.stringify(plaintext(quiet)));
   cart.metrics = `${cartMetrics(9)}mutual_inbound_refused_total{reason="plaintext_strict",port="7002"} 1\n`;
   clock.advance(6000);

@@ -19,11 +19,14 @@ export interface FakeAdmin {
 export async function startFakeAdmin(
   metrics: string,
   identity: Record<string, unknown> = {},
+  options: { date?: string } = {},
 ): Promise<FakeAdmin> {
   const hits: Record<string, number> = {};
   const admin: Partial<FakeAdmin> & { server?: Server } = { metrics, identity, hits };
   const server = createServer((request, response) => {
     hits[request.url ?? ''] = (hits[request.url ?? ''] ?? 0) + 1;
+    // A fixed Date header, for clock-skew checks run on a fixed clock.
+    if (options.date) response.setHeader('date', options.date);
     if (request.url === '/metrics') {
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       return response.end(admin.metrics);
@@ -32,7 +35,7 @@ export async function startFakeAdmin(
       response.writeHead(200, { 'content-type': 'application/json' });
       return response.end(JSON.stringify(admin.identity));
     }
-    response.writeHead(request.url === '/ready' ? 200 : 404).end();
+    response.writeHead(request.url === '/ready' || request.url === '/live' ? 200 : 404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

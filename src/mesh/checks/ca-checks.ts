@@ -44,13 +44,13 @@ async function perCertificate(
 function validity(certificate: ParsedCertificate, label: string, nowMs: number): CheckResult {
   if (nowMs < certificate.notBeforeMs) {
     return fail(
-      `${label} is not valid until ${new Date(certificate.notBeforeMs).toISOString()} (in ${formatDuration(certificate.notBeforeMs - nowMs)}); is this machine's clock right?`,
+      `not valid until ${new Date(certificate.notBeforeMs).toISOString()} (in ${formatDuration(certificate.notBeforeMs - nowMs)}); is this machine's clock right?`,
       label,
     );
   }
   if (nowMs > certificate.notAfterMs) {
     return fail(
-      `${label} expired ${formatDuration(nowMs - certificate.notAfterMs)} ago (${new Date(certificate.notAfterMs).toISOString()})`,
+      `expired ${formatDuration(nowMs - certificate.notAfterMs)} ago (${new Date(certificate.notAfterMs).toISOString()})`,
       label,
     );
   }
@@ -63,7 +63,7 @@ function lifetimeLeft(certificate: ParsedCertificate, label: string, context: Ch
   return leftMs >= thresholdMs
     ? ok()
     : fail(
-        `${label} expires in ${formatDuration(Math.max(0, leftMs))}, less than ${formatDuration(thresholdMs)} (${new Date(certificate.notAfterMs).toISOString()})`,
+        `expires in ${formatDuration(Math.max(0, leftMs))}, less than ${formatDuration(thresholdMs)} (${new Date(certificate.notAfterMs).toISOString()})`,
         label,
       );
 }
@@ -99,7 +99,7 @@ export const trustAnchorChecks: CheckCategory = {
             SUPPORTED_KEYS.test(certificate.publicKeyAlgorithm)
               ? ok()
               : fail(
-                  `${label} has a ${certificate.publicKeyAlgorithm} key; supported are EC P-256/P-384 and RSA ≥ 2048`,
+                  `has a ${certificate.publicKeyAlgorithm} key; supported are EC P-256/P-384 and RSA ≥ 2048`,
                   label,
                 ),
         ),
@@ -179,7 +179,9 @@ export const issuerChecks: CheckCategory = {
       severity: 'error',
       async run(context) {
         try {
-          const [issuer, anchors] = await Promise.all([issuerOf(context), anchorsOf(context)]);
+          // One after the other, so the same missing file is reported each time.
+          const issuer = await issuerOf(context);
+          const anchors = await anchorsOf(context);
           const nowMs = context.clock.now();
           const parent = anchors.find(
             (anchor) => issuer.native.checkIssued(anchor.native) && issuer.native.verify(anchor.publicKey),

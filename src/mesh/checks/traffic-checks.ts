@@ -2,7 +2,7 @@ import { checkPolicySet, formatDiagnostic, loadPolicyFiles } from '../../policy/
 import { type Edge, edgeTarget } from '../edges.ts';
 import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
 
-const plural = (count: number, what: string) => `${count} ${what}${count === 1 ? '' : 's'}`;
+const plural = (count: number, what: string, many = `${what}s`) => `${count} ${count === 1 ? what : many}`;
 
 const describeEdge = (edge: Edge) =>
   `${edge.source} → ${edgeTarget(edge)}: ${[
@@ -30,7 +30,9 @@ async function overEdges(
   const { edges, unreachable } = await context.traffic();
   const services = new Set(context.runtime.services.map((service) => service.name));
   const picked = edges.filter((edge) => pick(edge, services));
-  const missing = unreachable.map(({ service }) => `no counters from ${service}'s sidecar (not answering)`);
+  const missing = unreachable.map(
+    ({ service }) => `no counters from the sidecar of ${service} (it does not answer)`,
+  );
   if (picked.length === 0) return ok(missing.length > 0 ? `${quiet}; ${missing.join(', ')}` : quiet);
   return fail(message(picked.length), undefined, [...picked.map(describeEdge), ...missing]);
 }
@@ -47,7 +49,7 @@ export const trafficChecks: CheckCategory = {
         overEdges(
           context,
           (edge, services) => isPlaintext(edge) && services.has(edge.destination),
-          (count) => `${count} edge${count === 1 ? '' : 's'} into the mesh without mTLS`,
+          (count) => `${plural(count, 'edge')} into the mesh without mTLS`,
           'every connection into a workload was mTLS',
         ),
     },
@@ -60,7 +62,7 @@ export const trafficChecks: CheckCategory = {
         overEdges(
           context,
           (edge) => edge.failed > 0,
-          (count) => `${count} edge${count === 1 ? '' : 's'} with failed connections`,
+          (count) => `${plural(count, 'edge')} with failed connections`,
           'no failed connections',
         ),
     },
@@ -73,7 +75,7 @@ export const trafficChecks: CheckCategory = {
         overEdges(
           context,
           (edge) => edge.isSecured && edge.denied > 0,
-          (count) => `${count} edge${count === 1 ? '' : 's'} with denials`,
+          (count) => `${plural(count, 'edge')} with denials`,
           'no denials',
         ),
     },
@@ -95,8 +97,14 @@ export const policyChecks: CheckCategory = {
           const loaded = await loadPolicyFiles([policyDir]);
           const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
           return errors.length === 0
-            ? ok(`${loaded.resources.length} policies in ${loaded.files.length} files`)
-            : fail(`${errors.length} problems in ${policyDir}`, undefined, errors.map(formatDiagnostic));
+            ? ok(
+                `${plural(loaded.resources.length, 'policy', 'policies')} in ${plural(loaded.files.length, 'file')}`,
+              )
+            : fail(
+                `${plural(errors.length, 'problem')} in ${policyDir}`,
+                undefined,
+                errors.map(formatDiagnostic),
+              );
         } catch (error) {
           return fail((error as Error).message);
         }
@@ -123,7 +131,7 @@ export const policyChecks: CheckCategory = {
           ];
           return warnings.length === 0
             ? ok()
-            : fail(`${warnings.length} warnings`, undefined, warnings.map(formatDiagnostic));
+            : fail(plural(warnings.length, 'warning'), undefined, warnings.map(formatDiagnostic));
         } catch (error) {
           return fail((error as Error).message);
         }

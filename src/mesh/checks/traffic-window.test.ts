@@ -41,10 +41,10 @@ test('baseline: the newest sample at least a window old, else mesh start, else t
       [sample(3_000_000, 1), sample(61_000, 2), sample(10_000, 3)],
       61_000,
       'sample',
-      'in the last 60 s (counters compared with 61 s ago)',
+      'the last 60 s of traffic (compared with a sample from 61 s ago)',
     ],
-    ['exact', [sample(60_000, 2)], 60_000, 'sample', 'traffic in the last 60 s'],
-    ['partial', [sample(20_000, 2), sample(10_000, 3)], 20_000, 'partial', 'in the last 20 s only'],
+    ['exact', [sample(60_000, 2)], 60_000, 'sample', 'the last 60 s of traffic'],
+    ['partial', [sample(20_000, 2), sample(10_000, 3)], 20_000, 'partial', 'the last 20 s of traffic only'],
     ['lifetime', [], undefined, 'lifetime', 'since the sidecars started'],
     ['future samples (an injected clock) are ignored', [sample(-5_000, 9)], undefined, 'lifetime', 'since'],
   ];
@@ -57,7 +57,7 @@ test('baseline: the newest sample at least a window old, else mesh start, else t
   const young = chooseBaseline([sample(20_000, 2)], { ...options, meshStartedMs: T0 - 30_000 });
   assert.equal(young.baseline, undefined, 'a mesh younger than the window: all its counters are recent');
   assert.equal(young.window.basis, 'mesh-start');
-  assert.equal(young.window.description, 'traffic in the last 60 s (the mesh started 30 s ago)');
+  assert.equal(young.window.description, 'the last 60 s of traffic (the mesh started 30 s ago)');
   const before = chooseBaseline([sample(3_000_000, 1)], { ...options, meshStartedMs: T0 - 600_000 });
   assert.equal(before.window.basis, 'lifetime', 'samples of an earlier mesh are not compared');
 });

@@ -89,7 +89,7 @@ export function chooseBaseline(
     basis,
     description,
   });
-  const last = `traffic in the last ${span(windowMs)}`;
+  const last = `the last ${span(windowMs)} of traffic`;
   if (old) {
     const coveredMs = nowMs - old.atMs;
     return {
@@ -97,7 +97,7 @@ export function chooseBaseline(
       window: window(
         'sample',
         coveredMs,
-        coveredMs - windowMs < 1000 ? last : `${last} (counters compared with ${span(coveredMs)} ago)`,
+        coveredMs - windowMs < 1000 ? last : `${last} (compared with a sample from ${span(coveredMs)} ago)`,
       ),
     };
   }
@@ -116,7 +116,7 @@ export function chooseBaseline(
       window: window(
         'partial',
         coveredMs,
-        `traffic in the last ${span(coveredMs)} only (the oldest sample; the window is ${span(windowMs)})`,
+        `the last ${span(coveredMs)} of traffic only (the oldest sample kept; the window is ${span(windowMs)})`,
       ),
     };
   }
