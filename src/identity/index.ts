@@ -2,6 +2,8 @@
 // identity, serves the trust bundle. Never takes an identity from a CSR; never sees a private key.
 
 export { type AuditEntry, type AuditLog, memoryAuditLog, openAuditLog } from './audit-log.ts';
+// The checks the service applies to CA files; `mutual install` applies the same ones before rendering.
+export { assertIssuerUnderAnchors, loadIssuer } from './ca-validation.ts';
 export {
   type CaReloadEvent,
   type CaState,

@@ -62,3 +62,6 @@ export {
   type VerifyFailure,
   type VerifyReasonCode,
 } from './verify-peer.ts';
+// The one configured @peculiar/x509 (reflect-metadata, WebCrypto provider), for certificates pki
+// does not build itself (the injector webhook's serving certificate).
+export { type SigningAlgorithm, signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';

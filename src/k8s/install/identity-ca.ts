@@ -4,8 +4,8 @@
 import { resolve } from 'node:path';
 import type { Clock } from '../../clock.ts';
 import { isMutualError, MutualError } from '../../errors.ts';
-// The same checks the identity service applies to its CA files (not part of identity's public face).
-import { assertIssuerUnderAnchors, loadIssuer } from '../../identity/ca-validation.ts';
+// The same checks the identity service applies to its CA files.
+import { assertIssuerUnderAnchors, loadIssuer } from '../../identity/index.ts';
 import {
   bundleToPem,
   createIssuer,

@@ -3,9 +3,15 @@
 // Service's DNS names. Not part of the mesh PKI: no SPIFFE ID, not in the trust bundle.
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../clock.ts';
-import { encodePem, generateKeyPair, privateKeyToPem } from '../../pki/index.ts';
-// The one configured @peculiar/x509 (reflect-metadata, WebCrypto provider) lives in pki/.
-import { signingAlgorithmFor, toCryptoKey, x509 } from '../../pki/x509-library.ts';
+// The one configured @peculiar/x509 (reflect-metadata, WebCrypto provider) comes from pki/.
+import {
+  encodePem,
+  generateKeyPair,
+  privateKeyToPem,
+  signingAlgorithmFor,
+  toCryptoKey,
+  x509,
+} from '../../pki/index.ts';
 
 export interface WebhookCertificate {
   /** The webhook CA's certificate: the MutatingWebhookConfiguration's caBundle and the Secret's ca.crt. */
