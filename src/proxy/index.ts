@@ -4,7 +4,7 @@
 
 export { type CredentialSource, createCredentialSource, loadCredentialFiles } from './credential-source.ts';
 export { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from './detect.ts';
-export { CLIENT_ID_HEADER, DENIED_BY_HEADER } from './inbound/http-inbound.ts';
+export { CLIENT_ID_HEADER, DENIED_BY_HEADER, PROXY_ERROR_HEADER } from './http-forward.ts';
 export * from './intercept/index.ts';
 export { createProxyMetrics, type ProxyMetrics } from './metrics.ts';
 export {

@@ -247,14 +247,19 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
       isDraining = true;
       for (const server of listeners) if (server !== (admin as unknown)) server.close();
       const deadline = clock.now() + config.drainTimeoutMs;
-      while (sockets.size > 0 && clock.now() < deadline)
+      while (sockets.size > 0 && clock.now() < deadline) {
+        // Keep-alive connections between requests are not work in progress: close them as they idle.
+        inbound.closeIdle();
+        outbound.closeIdle();
         await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       this.destroy();
     },
     destroy() {
       isDraining = true;
       credentials.close();
       inbound.close();
+      outbound.close();
       destinations.close?.();
       for (const socket of sockets) socket.destroy();
       for (const server of listeners) server.close();

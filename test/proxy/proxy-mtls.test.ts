@@ -165,8 +165,15 @@ describe('sidecar proxy between two workloads', () => {
   });
 
   test('the client proxy refuses a server that is not the expected identity', async () => {
+    // HTTP gets an answer from the proxy naming the reason (Linkerd's l5d-proxy-error), never the app's.
+    const before = appRequests;
     const reply = await exchange(client.outbound[2]!.port, 'GET / HTTP/1.0\r\n\r\n');
-    assert.equal(reply.data, '');
+    assert.match(reply.data, /^HTTP\/1\.1 502 /);
+    assert.match(reply.data, /x-mutual-proxy-error: wrong_identity\r\n/i);
+    assert.equal(appRequests, before);
+    // Any other byte stream is reset.
+    const opaque = await exchange(client.outbound[2]!.port, 'not http at all');
+    assert.equal(opaque.data, '');
     const metrics = await client.metrics();
     assert.ok(
       metricValue(metrics, 'mutual_tls_handshake_failures_total', {

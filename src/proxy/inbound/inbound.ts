@@ -181,6 +181,7 @@ export function createInbound(deps: InboundDeps) {
 
   return {
     accept,
+    closeIdle: () => http.closeIdle(),
     close: () => http.close(),
   };
 }

@@ -1,17 +1,20 @@
 // Outbound, top to bottom: accept the app's plain connection → where was it going (explicit
-// upstream or original destination) → meshed? → open mTLS to the destination's proxy, verifying
-// its SPIFFE ID → splice. Unmeshed destinations pass through in plain text, or are refused when
-// outbound STRICT is set.
+// upstream or original destination) → meshed? → HTTP/1 requests over pooled mTLS to the
+// destination's proxy, anything else spliced over an mTLS connection of its own, the server's
+// SPIFFE ID verified either way. Unmeshed destinations pass through in plain text, or are refused
+// when outbound STRICT is set.
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
 import { isMutualError } from '../../errors.ts';
 import type { HandshakeFailureReason, MeshTls, PeerTls } from '../../tls/index.ts';
+import { classifyFirstBytes, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
+import { createHttpOutbound } from './http-outbound.ts';
 import { createMtlsConnector } from './mtls-connector.ts';
 
 export interface OutboundDeps {
@@ -32,6 +35,39 @@ export type OutboundTarget =
 export function createOutbound(deps: OutboundDeps) {
   const { metrics, log, config } = deps;
   const connector = createMtlsConnector(deps.clock);
+  const connectMesh = (destination: MeshedDestination, meshTls: MeshTls) =>
+    connector.connect(destination, meshTls, () => metrics.outboundSessionsResumed.inc());
+
+  /** Counts and logs a failed connection to a destination's proxy; returns the metric reason. */
+  function connectFailed(error: unknown, destination: MeshedDestination, label: string): string {
+    const reason = failureReason(error);
+    if (reason !== 'connect_failed') metrics.handshakeFailures.inc({ direction: 'outbound', reason });
+    log.warn('outbound mTLS failed', {
+      destination: label,
+      expected: destination.serverId,
+      reason,
+      error: (error as Error).message,
+    });
+    return reason;
+  }
+
+  const http = createHttpOutbound({
+    connect: connectMesh,
+    onConnectFailure: (error, destination, label) => {
+      const reason = connectFailed(error, destination, label);
+      metrics.outboundRefused.inc({ reason, destination: label });
+      return reason;
+    },
+    track: deps.track,
+    meshTls: deps.meshTls,
+  });
+
+  /** HTTP/1 unless the port is declared opaque or the app stays silent (server speaks first). */
+  async function speaksHttp1(app: Socket, target: OutboundTarget): Promise<boolean> {
+    const port = target.kind === 'meshed' ? app.localPort : target.port;
+    if (port !== undefined && config.opaquePorts.has(port)) return false;
+    return classifyFirstBytes(await peekFirstBytes(app, config.detectTimeoutMs)) === 'http1';
+  }
 
   function refuse(app: Socket, reason: string, destination: string) {
     metrics.outboundRefused.inc({ reason, destination });
@@ -56,26 +92,28 @@ export function createOutbound(deps: OutboundDeps) {
       meshed = answer instanceof Promise ? await answer : answer;
       if (!meshed) return passThrough(app, target.address, target.port, label);
     }
-    const meshTls = deps.meshTls();
+    let meshTls = deps.meshTls();
     if (!meshTls) return refuse(app, 'not_ready', label);
+    const isHttp = await speaksHttp1(app, target);
+    if (app.destroyed) return;
+    // Credentials may have rotated while the app was deciding what to say.
+    meshTls = deps.meshTls() ?? meshTls;
+    const peer: PeerTls = { kind: 'mtls', peerId: meshed.serverId, localId: meshTls.credentials.spiffeId };
+    const labels = tlsLabels(peer, undefined, 'outbound');
+    if (isHttp) {
+      countAppConnection(app, labels, label);
+      http.handle(app, meshed, meshTls, label);
+      return;
+    }
     let server: TLSSocket;
     try {
-      server = await connector.connect(meshed, meshTls, () => metrics.outboundSessionsResumed.inc());
+      server = await connectMesh(meshed, meshTls);
     } catch (error) {
-      const reason = failureReason(error);
-      if (reason !== 'connect_failed') metrics.handshakeFailures.inc({ direction: 'outbound', reason });
-      log.warn('outbound mTLS failed', {
-        destination: label,
-        expected: meshed.serverId,
-        reason,
-        error: (error as Error).message,
-      });
-      return refuse(app, reason, label);
+      return refuse(app, connectFailed(error, meshed, label), label);
     }
     if (app.destroyed) return server.destroy();
     deps.track(server);
-    const peer: PeerTls = { kind: 'mtls', peerId: meshed.serverId, localId: meshTls.credentials.spiffeId };
-    pipeWithMetrics(app, server, tlsLabels(peer, undefined, 'outbound'), label);
+    pipeWithMetrics(app, server, labels, label);
   }
 
   function passThrough(app: Socket, address: string, port: number, label: string) {
@@ -113,7 +151,30 @@ export function createOutbound(deps: OutboundDeps) {
     });
   }
 
-  return { accept, clearSessions: connector.clear };
+  /** The same connection metrics for an app connection whose requests travel over the pool. */
+  function countAppConnection(app: Socket, labels: ReturnType<typeof tlsLabels>, destination: string) {
+    const all = { ...labels, destination };
+    metrics.outboundConnections.inc(all);
+    metrics.outboundOpen.inc();
+    app.once('close', () => {
+      metrics.outboundOpen.dec();
+      metrics.outboundClosed.inc(all);
+      metrics.outboundSentBytes.inc(all, app.bytesRead);
+      metrics.outboundReceivedBytes.inc(all, app.bytesWritten);
+    });
+  }
+
+  return {
+    accept,
+    /** New credentials or bundle: forget TLS sessions and retire pooled connections made with the old. */
+    clearSessions() {
+      connector.clear();
+      const generation = deps.meshTls()?.generation;
+      if (generation !== undefined) http.retireBefore(generation);
+    },
+    closeIdle: () => http.closeIdle(),
+    close: () => http.close(),
+  };
 }
 
 function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed' {

@@ -1,0 +1,138 @@
+// One HTTP/1.x request from a node:http server to the next hop through an undici dispatcher, used
+// by both directions: inbound (to the app on 127.0.0.1) and outbound (to the destination's proxy
+// over pooled mTLS). undici's llhttp parser and plain callbacks cost a fraction of node:http's
+// ClientRequest + Agent + stream pipes, which dominated the proxy's CPU per request.
+import {
+  createServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { Dispatcher } from 'undici';
+
+export const CLIENT_ID_HEADER = 'x-mutual-client-id';
+export const DENIED_BY_HEADER = 'x-mutual-denied-by';
+/** Why the proxy, not the app, answered (Linkerd's `l5d-proxy-error`). */
+export const PROXY_ERROR_HEADER = 'x-mutual-proxy-error';
+
+/** Connection-scoped headers that must not be forwarded hop to hop (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  // node:http has already answered `100-continue`; the next hop gets the body without waiting.
+  'expect',
+  // Only the receiving proxy may say who the client is; whatever arrives from elsewhere is dropped.
+  CLIENT_ID_HEADER,
+]);
+
+/** A node:http server that is never listened on: connections are handed to it after detection. */
+export function createDetachedHttpServer(onRequest: RequestListener): Server {
+  const server = createServer({ requireHostHeader: false, keepAliveTimeout: 60_000 }, onRequest);
+  // A client may send its request and half-close at once; answer before closing.
+  (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0;
+  // node:http tracks connections (for closeIdleConnections and the headersTimeout check) only once
+  // the server is listening; this one never listens, so start the tracking by hand.
+  server.emit('listening');
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
+}
+
+/** The request's end-to-end headers as flat name/value pairs, plus `extra` ones. */
+export function forwardedRequestHeaders(request: IncomingMessage, ...extra: string[]): string[] {
+  const headers: string[] = [];
+  const raw = request.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+    headers.push(name, raw[i + 1]!);
+  }
+  headers.push(...extra);
+  return headers;
+}
+
+function forwardedResponseHeaders(raw: readonly Buffer[]): string[] {
+  const headers: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+    headers.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  return headers;
+}
+
+/** The head of a request as the next hop reads it, for upgrades that become byte streams. */
+export function requestHeadText(request: IncomingMessage, headers: readonly string[]): string {
+  let text = `${request.method} ${request.url} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${text}\r\n`;
+}
+
+/**
+ * Sends `request` through `dispatcher` and streams the answer into `response`. `onFailure` is
+ * called when no answer came (connect, TLS or app failure) and the response is still unsent.
+ */
+export function forwardRequest(
+  request: IncomingMessage,
+  response: ServerResponse,
+  dispatcher: Dispatcher,
+  headers: string[],
+  onFailure: (error: Error) => void,
+): void {
+  const hasBody =
+    request.headers['transfer-encoding'] !== undefined ||
+    (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0');
+  let controller: { abort(reason: Error): void } | undefined;
+  let finished = false;
+  response.on('close', () => {
+    if (!finished) controller?.abort(new Error('the client went away'));
+  });
+  dispatcher.dispatch(
+    {
+      path: request.url ?? '/',
+      method: request.method ?? 'GET',
+      headers,
+      body: hasBody ? request : null,
+      // Never queue a request behind another one's slow answer on the same connection.
+      blocking: true,
+    },
+    {
+      onRequestStart(started) {
+        controller = started;
+      },
+      onResponseStart(started, statusCode, _headers, statusMessage) {
+        // 1xx informational answers stay between the next hop and us; wait for the final one.
+        if (statusCode < 200) return;
+        const raw = (started as unknown as { rawHeaders: Buffer[] | null }).rawHeaders ?? [];
+        response.writeHead(statusCode, statusMessage ?? '', forwardedResponseHeaders(raw));
+      },
+      onResponseData(started, chunk) {
+        if (!response.write(chunk)) {
+          started.pause();
+          response.once('drain', () => started.resume());
+        }
+      },
+      onResponseEnd() {
+        finished = true;
+        response.end();
+      },
+      onResponseError(_started, error) {
+        finished = true;
+        if (request.destroyed || response.destroyed) return;
+        if (!response.headersSent) onFailure(error);
+        else response.destroy();
+      },
+    },
+  );
+}

@@ -1,0 +1,150 @@
+// HTTP/1.x from the app to a meshed destination: each request goes over a pool of mTLS connections
+// to the destination's proxy that outlives the app's connections, so an app that opens a new
+// connection per request does not pay a TLS handshake per request (nginx's upstream keepalive;
+// Linkerd multiplexes over HTTP/2 for the same reason). Upgrades get a dedicated connection.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { Pool } from 'undici';
+import type { MeshTls } from '../../tls/index.ts';
+import { splice } from '../forward.ts';
+import {
+  createDetachedHttpServer,
+  forwardedRequestHeaders,
+  forwardRequest,
+  PROXY_ERROR_HEADER,
+  requestHeadText,
+} from '../http-forward.ts';
+import type { MeshedDestination } from './destinations.ts';
+
+/** Opens one verified mTLS connection to a destination's proxy (resuming a session where it can). */
+export type MeshConnect = (destination: MeshedDestination, meshTls: MeshTls) => Promise<TLSSocket>;
+
+export interface HttpOutboundDeps {
+  readonly connect: MeshConnect;
+  /** Names why a connection to the destination failed (a metric reason), and counts it. */
+  readonly onConnectFailure: (error: unknown, destination: MeshedDestination, label: string) => string;
+  readonly track: (socket: Socket | TLSSocket) => void;
+  /** The credentials in force now: a keep-alive app connection outlives a rotation. */
+  readonly meshTls: () => MeshTls | undefined;
+}
+
+interface OutboundHttpContext {
+  readonly destination: MeshedDestination;
+  readonly meshTls: MeshTls;
+  readonly label: string;
+}
+
+const CONTEXT = Symbol('mutual.outbound-http-context');
+/** Idle pooled connections close before the peer proxy's 60 s keep-alive timeout would cut them. */
+const POOL_KEEP_ALIVE_MS = 50_000;
+const POOL_CONNECTIONS_PER_DESTINATION = 128;
+
+export function createHttpOutbound(deps: HttpOutboundDeps) {
+  const pools = new Map<string, { pool: Pool; generation: number }>();
+
+  function poolFor(context: OutboundHttpContext): Pool {
+    const { destination, meshTls, label } = context;
+    // The expected identity and the TLS generation are part of the key: a pooled connection is
+    // only ever reused for the identity it was verified against, with the credentials in force.
+    const key = `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
+    const existing = pools.get(key);
+    if (existing) return existing.pool;
+    const pool = new Pool(`http://${destination.host}:${destination.port}`, {
+      connections: POOL_CONNECTIONS_PER_DESTINATION,
+      keepAliveTimeout: POOL_KEEP_ALIVE_MS,
+      keepAliveMaxTimeout: POOL_KEEP_ALIVE_MS,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: (_options, callback) => {
+        deps.connect(destination, meshTls).then(
+          (socket) => {
+            deps.track(socket);
+            callback(null, socket);
+          },
+          (error: Error) => {
+            const reason = deps.onConnectFailure(error, destination, label);
+            callback(Object.assign(error, { meshReason: reason }), null);
+          },
+        );
+      },
+    });
+    pools.set(key, { pool, generation: meshTls.generation });
+    return pool;
+  }
+
+  const server = createDetachedHttpServer((request, response) => handleRequest(request, response));
+  server.on(
+    'upgrade',
+    (request: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(request, socket, head),
+  );
+
+  function contextOf(request: IncomingMessage): OutboundHttpContext | undefined {
+    return (request.socket as unknown as Record<symbol, OutboundHttpContext | undefined>)[CONTEXT];
+  }
+
+  function handleRequest(request: IncomingMessage, response: ServerResponse) {
+    const context = contextOf(request);
+    if (!context) return response.destroy();
+    const current = { ...context, meshTls: deps.meshTls() ?? context.meshTls };
+    forwardRequest(request, response, poolFor(current), forwardedRequestHeaders(request), (error) => {
+      const reason = (error as { meshReason?: string }).meshReason ?? 'upstream_failed';
+      response
+        .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: reason })
+        .end(
+          `mutual: no answer from ${context.destination.serverId} at ${context.label} (${reason}): ${error.message}\n`,
+        );
+    });
+  }
+
+  /** WebSocket and other upgrades become byte streams, so they get a connection of their own. */
+  async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer) {
+    const context = contextOf(request);
+    if (!context) return socket.destroy();
+    let peer: TLSSocket;
+    try {
+      peer = await deps.connect(context.destination, deps.meshTls() ?? context.meshTls);
+    } catch (error) {
+      const reason = deps.onConnectFailure(error, context.destination, context.label);
+      socket.end(
+        `HTTP/1.1 502 Bad Gateway\r\n${PROXY_ERROR_HEADER}: ${reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`,
+      );
+      return;
+    }
+    if (socket.destroyed) return peer.destroy();
+    deps.track(peer);
+    const headers = forwardedRequestHeaders(request, 'connection', request.headers.connection ?? 'upgrade');
+    if (request.headers.upgrade) headers.push('upgrade', request.headers.upgrade);
+    peer.write(requestHeadText(request, headers));
+    if (head.length > 0) peer.write(head);
+    splice(socket, peer);
+  }
+
+  return {
+    /** Serves the app's HTTP/1 connection; its requests travel over the destination's pool. */
+    handle(app: Socket, destination: MeshedDestination, meshTls: MeshTls, label: string) {
+      (app as unknown as Record<symbol, OutboundHttpContext>)[CONTEXT] = { destination, meshTls, label };
+      server.emit('connection', app);
+    },
+    /** New credentials or bundle: pooled connections of older generations finish and close. */
+    retireBefore(generation: number) {
+      for (const [key, entry] of pools) {
+        if (entry.generation >= generation) continue;
+        pools.delete(key);
+        void entry.pool.close();
+      }
+    },
+    /** Drain: idle app connections and idle pooled connections close now, busy ones when done. */
+    closeIdle() {
+      server.closeIdleConnections();
+      for (const { pool } of pools.values()) if (!pool.closed) void pool.close();
+    },
+    close() {
+      for (const { pool } of pools.values()) void pool.destroy();
+      pools.clear();
+      server.close();
+      server.closeAllConnections();
+    },
+  };
+}
