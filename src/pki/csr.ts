@@ -5,7 +5,13 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { Extensions } from '@peculiar/asn1-x509';
 import { MutualError } from '../errors.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/index.ts';
-import { decodeGeneralNames, formatIpAddress, type GeneralNameEntry, isSingleTlv } from './general-names.ts';
+import {
+  decodeGeneralNames,
+  formatIpAddress,
+  type GeneralNameEntry,
+  isSingleTlv,
+  readTlv,
+} from './general-names.ts';
 import { describeKey } from './keys.ts';
 import { decodePem, encodePem } from './pem.ts';
 import { signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';
@@ -65,7 +71,7 @@ export async function admitCsr(csr: string | Uint8Array, expectedId: string): Pr
   let spkiDer: Uint8Array;
   try {
     request = AsnConvert.parse(der, CertificationRequest);
-    spkiDer = new Uint8Array(AsnConvert.serialize(request.certificationRequestInfo.subjectPKInfo));
+    spkiDer = subjectPublicKeyInfoDer(new Uint8Array(request.certificationRequestInfoRaw!));
   } catch (error) {
     throw new MutualError('MUTUAL_PKI_CSR_MALFORMED', 'the CSR is not a valid PKCS#10 request', {
       cause: error,
@@ -90,6 +96,18 @@ export async function admitCsr(csr: string | Uint8Array, expectedId: string): Pr
   await checkSignature(request, publicKey, key.kind);
   checkRequestedNames(requestedSans(info.attributes), expected);
   return { spiffeId: expected, publicKey };
+}
+
+/**
+ * The SubjectPublicKeyInfo exactly as signed: the third element of the CertificationRequestInfo
+ * (after version and subject), sliced from its bytes rather than re-encoded from the parse.
+ */
+function subjectPublicKeyInfoDer(info: Uint8Array): Uint8Array {
+  const content = readTlv(info, 0).content;
+  const version = readTlv(content, 0);
+  const subject = readTlv(content, version.end);
+  const spki = readTlv(content, subject.end);
+  return content.subarray(subject.end, spki.end);
 }
 
 /** Proof of possession: the signature over the CertificationRequestInfo, exactly as sent. */

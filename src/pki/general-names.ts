@@ -15,7 +15,7 @@ export interface NameConstraintsValue {
   readonly excluded: readonly GeneralNameEntry[] | undefined;
 }
 
-interface Tlv {
+export interface Tlv {
   readonly tag: number;
   readonly content: Uint8Array;
   /** Offset just after this TLV in the buffer it was read from. */
@@ -24,7 +24,8 @@ interface Tlv {
 
 const TAG_SEQUENCE = 0x30;
 
-function readTlv(buf: Uint8Array, offset: number): Tlv {
+/** One DER TLV at `offset` (single-byte tags, definite minimal lengths). Throws on malformed DER. */
+export function readTlv(buf: Uint8Array, offset: number): Tlv {
   const tag = buf[offset];
   let lengthByte = buf[offset + 1];
   if (tag === undefined || lengthByte === undefined) throw new Error('truncated DER');
