@@ -1,5 +1,6 @@
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { MutualError } from '../errors.ts';
 
 /** One line of the audit log: every issuance and every refusal. */
 export interface AuditEntry {
@@ -18,25 +19,45 @@ export interface AuditEntry {
 }
 
 export interface AuditLog {
+  /** Throws MUTUAL_IDENTITY_UNAVAILABLE when the entry cannot be written. */
   record(entry: AuditEntry): void;
   close(): Promise<void>;
 }
 
 /**
  * Append-only JSON lines. The file is opened for appending, never truncated, so the history
- * survives restarts; each entry is one write, so a crash loses at most the entry in flight.
+ * survives restarts. Each entry is one synchronous append (a few µs into the page cache), so it is
+ * in the file before the caller answers: no certificate leaves without its line, and an entry that
+ * cannot be written (disk full) makes the request fail instead of the process.
  */
 export function openAuditLog(path: string): AuditLog {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const stream: WriteStream = createWriteStream(path, { flags: 'a', mode: 0o600 });
+  let fd: number | undefined = openSync(path, 'a', 0o600);
   return {
     record(entry) {
-      stream.write(`${JSON.stringify(entry)}\n`);
+      if (fd === undefined) throw unwritable(path, 'it is closed');
+      const line = Buffer.from(`${JSON.stringify(entry)}\n`);
+      try {
+        for (let written = 0; written < line.length; ) {
+          written += writeSync(fd, line, written, line.length - written);
+        }
+      } catch (error) {
+        throw unwritable(path, (error as NodeJS.ErrnoException).code ?? String(error), error);
+      }
     },
-    close() {
-      return new Promise((resolve) => stream.end(resolve));
+    async close() {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
     },
   };
+}
+
+function unwritable(path: string, why: string, cause?: unknown): MutualError {
+  return new MutualError(
+    'MUTUAL_IDENTITY_UNAVAILABLE',
+    `the audit log ${path} cannot be written (${why}); nothing is issued until every request can be audited: free disk space or fix the state directory`,
+    cause ? { cause } : {},
+  );
 }
 
 /** For tests and for callers that keep the audit trail elsewhere. */

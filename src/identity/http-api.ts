@@ -78,7 +78,11 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
           'MUTUAL_IDENTITY_REQUEST_INVALID',
           `the request is not valid HTTP (${code || error.message})`,
         );
-    deps.certifier.recordRefusal(refusal, requesterOf(socket as import('node:net').Socket));
+    try {
+      deps.certifier.recordRefusal(refusal, requesterOf(socket as import('node:net').Socket));
+    } catch {
+      // The audit log cannot be written; the socket is refused all the same, and certify fails.
+    }
     if (socket.writable) {
       const status = isTimeout ? '408 Request Timeout' : '400 Bad Request';
       const body = `${JSON.stringify({ error: { code: refusal.code, message: refusal.message } })}\n`;
