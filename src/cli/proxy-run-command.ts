@@ -22,6 +22,10 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     .option('--spiffe-id <id>', 'the SPIFFE ID to request, e.g. spiffe://cluster.local/ns/demo/sa/web')
     .option('--identity-bundle <file>', 'roots that vouch for the identity service (bundle.pem)')
     .option(
+      '--identity-bundle-pem <pem>',
+      'the same roots as PEM text instead of a file (the injector sets MUTUAL_PROXY_IDENTITY_BUNDLE_PEM)',
+    )
+    .option(
       '--identity-server-id <id>',
       'SPIFFE ID of the identity service (default spiffe://<td>/ns/mutual-system/sa/identity)',
     )
@@ -73,6 +77,10 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     .option('--namespace <ns>', 'namespace policies select this workload by (default: from the SPIFFE ID)')
     .option('--label <key=value>', 'workload label policies select by (repeatable)', collect)
     .option('--probe-path <path>', 'HTTP path never blocked by authorization (repeatable)', collect)
+    .option(
+      '--app-probes <json>',
+      "the app's HTTP probes the admin port answers at /app-health/<container>/<livez|readyz|startupz> (the injector sets MUTUAL_PROXY_APP_PROBES)",
+    )
     .option('--opaque-ports <list>', 'server-speaks-first ports: no protocol detection')
     .option('--skip-inbound-ports <list>', 'ports passed through without mTLS or policy')
     .option('--outbound-strict', 'refuse connections to unmeshed destinations')

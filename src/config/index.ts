@@ -1,6 +1,16 @@
 // Configuration from outside (environment, flags, files), validated once. No other module reads
 // process.env; values arrive here and leave as typed, read-only objects.
 
+export {
+  APP_HEALTH_PREFIX,
+  APP_PROBE_KINDS,
+  type AppProbe,
+  type AppProbeField,
+  type AppProbeSpec,
+  appProbePath,
+  PROXY_ENV,
+  parseAppProbes,
+} from './app-probes.ts';
 export { formatDuration, parseDuration } from './duration.ts';
 export { type ListenAddress, parseListenAddress } from './listen-address.ts';
 

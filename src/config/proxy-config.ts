@@ -2,6 +2,8 @@
 // once into one read-only value. Every problem is collected and reported together, each with
 // the flag that caused it and the fix.
 import { MutualError } from '../errors.ts';
+import { parseBundlePem } from '../pki/index.ts';
+import { type AppProbe, PROXY_ENV, parseAppProbes } from './app-probes.ts';
 import { parseDuration } from './duration.ts';
 import { type ListenAddress, parseListenAddress } from './listen-address.ts';
 
@@ -14,7 +16,9 @@ export type ProxyCredentialsConfig =
       readonly identityUrl: string;
       readonly tokenFile: string;
       readonly spiffeId: string;
-      readonly identityBundleFile: string;
+      /** Exactly one of the two: the roots' file, or the roots' PEM itself (from the injector). */
+      readonly identityBundleFile?: string;
+      readonly identityBundlePem?: string;
       readonly identityServerId?: string;
     }
   | {
@@ -63,6 +67,8 @@ export interface ProxyConfig {
   readonly namespace?: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly probePaths: readonly string[];
+  /** The app's kubelet probes the admin server answers at /app-health/<container>/<kind>. */
+  readonly appProbes: ReadonlyMap<string, AppProbe>;
   readonly opaquePorts: ReadonlySet<number>;
   readonly skipInboundPorts: ReadonlySet<number>;
   readonly outboundStrict: boolean;
@@ -78,6 +84,7 @@ export interface ProxyFlags {
   tokenFile?: string;
   spiffeId?: string;
   identityBundle?: string;
+  identityBundlePem?: string;
   identityServerId?: string;
   cert?: string;
   key?: string;
@@ -97,6 +104,7 @@ export interface ProxyFlags {
   namespace?: string;
   label?: string[];
   probePath?: string[];
+  appProbes?: string;
   opaquePorts?: string;
   skipInboundPorts?: string;
   outboundStrict?: boolean;
@@ -215,6 +223,11 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
   for (const path of flags.probePath ?? []) {
     if (!path.startsWith('/')) problems.push(`--probe-path ${JSON.stringify(path)} must start with "/"`);
   }
+  const appProbes =
+    flags.appProbes === undefined
+      ? undefined
+      : parseAppProbes(flags.appProbes, `--app-probes (${PROXY_ENV.appProbes})`);
+  problems.push(...(appProbes?.problems ?? []));
   const config = {
     credentials,
     inboundListen: listenOrOff(
@@ -245,6 +258,7 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
     namespace: flags.namespace,
     labels,
     probePaths: flags.probePath ?? [],
+    appProbes: appProbes?.probes ?? new Map<string, AppProbe>(),
     opaquePorts: portList(flags.opaquePorts, '--opaque-ports', DEFAULT_OPAQUE_PORTS),
     skipInboundPorts: portList(flags.skipInboundPorts, '--skip-inbound-ports', []),
     outboundStrict: flags.outboundStrict === true,
@@ -268,7 +282,8 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
 /** The credential flags alone (shared with `mutual destination serve`); throws a plain Error naming the problem. */
 export function credentialsFrom(flags: ProxyFlags): ProxyCredentialsConfig {
   const files = [flags.cert, flags.key, flags.bundle];
-  const identity = [flags.identityUrl, flags.tokenFile, flags.spiffeId, flags.identityBundle];
+  const bundle = flags.identityBundle ?? flags.identityBundlePem;
+  const identity = [flags.identityUrl, flags.tokenFile, flags.spiffeId, bundle];
   if (files.some((f) => f !== undefined) && identity.some((f) => f !== undefined)) {
     throw new Error(
       'give either --cert/--key/--bundle or --identity-url/--token-file/--spiffe-id/--identity-bundle, not both',
@@ -281,7 +296,7 @@ export function credentialsFrom(flags: ProxyFlags): ProxyCredentialsConfig {
   }
   if (identity.some((f) => f === undefined)) {
     throw new Error(
-      'no credentials: give --identity-url, --token-file, --spiffe-id and --identity-bundle (certificates from `mutual identity serve`), or --cert, --key and --bundle (static files)',
+      `no credentials: give --identity-url, --token-file, --spiffe-id and --identity-bundle (or its PEM in ${PROXY_ENV.identityBundlePem}) (certificates from \`mutual identity serve\`), or --cert, --key and --bundle (static files)`,
     );
   }
   let url: URL;
@@ -293,14 +308,34 @@ export function credentialsFrom(flags: ProxyFlags): ProxyCredentialsConfig {
     );
   }
   if (url.protocol !== 'https:') throw new Error('--identity-url must be https://');
+  if (flags.identityBundle !== undefined && flags.identityBundlePem !== undefined) {
+    throw new Error(
+      `give either --identity-bundle FILE or the PEM in ${PROXY_ENV.identityBundlePem} (--identity-bundle-pem), not both`,
+    );
+  }
   return {
     kind: 'identity-service',
     identityUrl: url.toString(),
     tokenFile: flags.tokenFile!,
     spiffeId: spiffeId(flags.spiffeId!, '--spiffe-id'),
-    identityBundleFile: flags.identityBundle!,
+    ...(flags.identityBundlePem === undefined
+      ? { identityBundleFile: flags.identityBundle! }
+      : { identityBundlePem: bundlePemFrom(flags.identityBundlePem) }),
     identityServerId: flags.identityServerId && spiffeId(flags.identityServerId, '--identity-server-id'),
   };
+}
+
+/** The roots as the injector hands them over: parseable PEM CERTIFICATE blocks, each a self-signed CA. */
+function bundlePemFrom(text: string): string {
+  try {
+    parseBundlePem(text, '', PROXY_ENV.identityBundlePem);
+    return text;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new Error(
+      `--identity-bundle-pem (${PROXY_ENV.identityBundlePem}) is not a usable trust bundle${code ? ` [${code}]` : ''}: ${(error as Error).message}; give the PEM of the trust anchors (-----BEGIN CERTIFICATE----- blocks), as the injector writes it`,
+    );
+  }
 }
 
 function httpsUrl(text: string, flag: string): string {

@@ -57,7 +57,11 @@ function identityServiceCredentials(
   return {
     start() {
       void (async () => {
-        const initialBundlePem = await readCredentialFile(config.identityBundleFile, '--identity-bundle');
+        // The PEM the injector put in the environment, or the file; either must hold usable roots.
+        const initialBundlePem =
+          config.identityBundlePem ??
+          (await readCredentialFile(config.identityBundleFile ?? '', '--identity-bundle'));
+        parseBundlePem(initialBundlePem, '', config.identityBundleFile ?? 'the identity bundle PEM');
         identity = createWorkloadIdentity({
           spiffeId: config.spiffeId,
           identityUrl: config.identityUrl,

@@ -11,6 +11,7 @@ import { decodePemOfType } from '../pki/index.ts';
 import { staticWorkloadPolicy, type WorkloadPolicy } from '../policy/index.ts';
 import { createMeshTls, type MeshTls } from '../tls/index.ts';
 import { renewalDelayMs } from '../workload/index.ts';
+import { appProbeRoutes } from './app-probes.ts';
 import { createCredentialSource } from './credential-source.ts';
 import { createInbound } from './inbound/inbound.ts';
 import { originalDestination } from './intercept/index.ts';
@@ -146,6 +147,8 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
         response.writeHead(202, { 'content-type': 'text/plain' }).end('draining\n');
         deps.onShutdownRequest?.();
       },
+      // The app's kubelet probes, rewritten by the injector to /app-health/<container>/<kind>.
+      ...appProbeRoutes(config.appProbes),
     },
   });
 

@@ -1,0 +1,150 @@
+// The app's own kubelet probes, handed to the proxy by the injector as JSON (Istio's
+// ISTIO_KUBE_APP_PROBERS shape): `{ "/app-health/<container>/<livez|readyz|startupz>": { "httpGet":
+// { "path", "port", "scheme"?, "httpHeaders"? }, "timeoutSeconds"? } }`. Parsed and checked here;
+// the proxy's admin server answers those paths by making the original request to the app.
+
+/** Environment variables the injector writes into the proxy container. */
+export const PROXY_ENV = {
+  /** The trust anchors, PEM: the alternative to `--identity-bundle FILE`. */
+  identityBundlePem: 'MUTUAL_PROXY_IDENTITY_BUNDLE_PEM',
+  /** The app's rewritten probes, JSON (see above). */
+  appProbes: 'MUTUAL_PROXY_APP_PROBES',
+} as const;
+
+export const APP_HEALTH_PREFIX = '/app-health';
+
+/** The Kubernetes probe field and the last path segment of its rewritten path. */
+export const APP_PROBE_KINDS = {
+  livenessProbe: 'livez',
+  readinessProbe: 'readyz',
+  startupProbe: 'startupz',
+} as const;
+export type AppProbeField = keyof typeof APP_PROBE_KINDS;
+
+/** `/app-health/web/livez`: where the kubelet asks the proxy about container `web`. */
+export function appProbePath(container: string, field: AppProbeField): string {
+  return `${APP_HEALTH_PREFIX}/${container}/${APP_PROBE_KINDS[field]}`;
+}
+
+/** One original probe as the proxy runs it: GET http://127.0.0.1:<port><path>. */
+export interface AppProbe {
+  readonly port: number;
+  /** Path and query, as the kubelet would send it. */
+  readonly path: string;
+  readonly headers: readonly (readonly [string, string])[];
+  readonly timeoutMs: number;
+}
+
+/** What the injector writes per path (the JSON value). */
+export interface AppProbeSpec {
+  readonly httpGet: {
+    readonly path: string;
+    readonly port: number;
+    readonly scheme?: 'HTTP';
+    readonly httpHeaders?: readonly { readonly name: string; readonly value: string }[];
+  };
+  readonly timeoutSeconds?: number;
+}
+
+const PATH_KEY = /^\/app-health\/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/(livez|readyz|startupz)$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const MAX_TIMEOUT_S = 3600;
+
+/** Parses the JSON text; every problem is returned (named after `source`), none thrown. */
+export function parseAppProbes(
+  text: string,
+  source: string,
+): { probes: ReadonlyMap<string, AppProbe>; problems: string[] } {
+  const probes = new Map<string, AppProbe>();
+  const problems: string[] = [];
+  const example = `{"/app-health/web/livez":{"httpGet":{"path":"/healthz","port":8080},"timeoutSeconds":1}}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    problems.push(`${source} is not JSON (${(error as Error).message}): write e.g. ${example}`);
+    return { probes, problems };
+  }
+  if (!isRecord(parsed)) {
+    problems.push(`${source} must be a JSON object of probe path → probe, e.g. ${example}`);
+    return { probes, problems };
+  }
+  for (const [key, value] of Object.entries(parsed)) {
+    const at = `${source} ${JSON.stringify(key)}`;
+    const problem = (message: string) => problems.push(`${at}: ${message}`);
+    if (!PATH_KEY.test(key)) {
+      problem('is not a probe path: write /app-health/<container>/livez, readyz or startupz');
+      continue;
+    }
+    if (!isRecord(value) || !isRecord(value.httpGet)) {
+      problem('needs an object with "httpGet": {"path", "port"}');
+      continue;
+    }
+    const before = problems.length;
+    const unknown = Object.keys(value).filter((field) => field !== 'httpGet' && field !== 'timeoutSeconds');
+    const httpGet = value.httpGet;
+    unknown.push(
+      ...Object.keys(httpGet)
+        .filter((field) => !['path', 'port', 'scheme', 'httpHeaders'].includes(field))
+        .map((field) => `httpGet.${field}`),
+    );
+    if (unknown.length > 0) problem(`unknown field ${unknown.join(', ')} (the proxy only probes 127.0.0.1)`);
+    const { path, port, scheme, httpHeaders } = httpGet;
+    const timeoutSeconds = value.timeoutSeconds ?? 1;
+    if (typeof path !== 'string' || !/^\/[\x21-\x7e]*$/.test(path)) {
+      problem(
+        `httpGet.path ${JSON.stringify(path)} must start with "/" and hold only printable ASCII, no spaces (percent-encode the rest)`,
+      );
+    }
+    if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) {
+      problem(
+        `httpGet.port ${JSON.stringify(port)} must be a number from 1 to 65535 (named ports are resolved by the injector)`,
+      );
+    }
+    if (scheme !== undefined && scheme !== 'HTTP') {
+      problem(`httpGet.scheme ${JSON.stringify(scheme)} is not supported: only HTTP probes are rewritten`);
+    }
+    const headers: [string, string][] = [];
+    if (httpHeaders !== undefined) {
+      if (!Array.isArray(httpHeaders)) problem('httpGet.httpHeaders must be a list of {"name", "value"}');
+      else {
+        for (const header of httpHeaders) {
+          const name = isRecord(header) ? header.name : undefined;
+          const headerValue = isRecord(header) ? header.value : undefined;
+          if (
+            typeof name !== 'string' ||
+            !HEADER_NAME.test(name) ||
+            typeof headerValue !== 'string' ||
+            /[\r\n\0]/.test(headerValue)
+          ) {
+            problem(
+              `httpGet.httpHeaders ${JSON.stringify(header)} is not a {"name": token, "value": text} header`,
+            );
+          } else headers.push([name, headerValue]);
+        }
+      }
+    }
+    if (
+      !Number.isInteger(timeoutSeconds) ||
+      (timeoutSeconds as number) < 1 ||
+      (timeoutSeconds as number) > MAX_TIMEOUT_S
+    ) {
+      problem(
+        `timeoutSeconds ${JSON.stringify(timeoutSeconds)} must be a whole number of seconds from 1 to ${MAX_TIMEOUT_S}`,
+      );
+    }
+    if (problems.length === before) {
+      probes.set(key, {
+        port: port as number,
+        path: path as string,
+        headers,
+        timeoutMs: (timeoutSeconds as number) * 1000,
+      });
+    }
+  }
+  return { probes, problems };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
