@@ -147,3 +147,38 @@ export function countHandshakeFailure(
 ) {
   metrics.handshakeFailures.inc({ direction, reason });
 }
+
+const byteFlushers = new WeakMap<object, () => void>();
+
+/**
+ * Counts a connection's bytes into `received`/`sent` as they accrue, not only when it closes, so
+ * a keep-alive connection's traffic shows up while it is open. `flushConnectionBytes` adds what
+ * accrued since the last flush; the close adds the rest.
+ */
+export function countConnectionBytes(
+  stream: {
+    readonly bytesRead: number;
+    readonly bytesWritten: number;
+    once(event: 'close', listener: () => void): unknown;
+  },
+  received: Counter<string>,
+  sent: Counter<string>,
+  labels: Record<string, string>,
+): void {
+  let read = 0;
+  let written = 0;
+  const flush = () => {
+    const nowRead = stream.bytesRead;
+    const nowWritten = stream.bytesWritten;
+    if (nowRead > read) received.inc(labels, nowRead - read);
+    if (nowWritten > written) sent.inc(labels, nowWritten - written);
+    read = nowRead;
+    written = nowWritten;
+  };
+  byteFlushers.set(stream, flush);
+  stream.once('close', flush);
+}
+
+export function flushConnectionBytes(stream: object): void {
+  byteFlushers.get(stream)?.();
+}

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { Agent, createServer as createHttpServer, request, type Server } from 'node:http';
 import { type AddressInfo, connect, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,6 +152,38 @@ describe('sidecar proxy between two workloads', () => {
         status_code: '200',
       }) >= 1,
     );
+  });
+
+  test('the bytes of a keep-alive HTTP connection are counted while it is still open', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const marker = `/bytes-${randomBytes(4).toString('hex')}`;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: client.outbound[0]!.port, path: marker, agent },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(status, 200);
+    try {
+      const received = metricValue(await server.metrics(), 'mutual_inbound_received_bytes_total', {
+        tls: 'true',
+        client_id: web.spiffeId,
+      });
+      const sent = metricValue(await client.metrics(), 'mutual_outbound_sent_bytes_total', {
+        tls: 'true',
+        server_id: emoji.spiffeId,
+      });
+      // At least this request's line went each way, and its connections are still open.
+      assert.ok(received >= marker.length, `inbound received ${received} bytes`);
+      assert.ok(sent >= marker.length, `outbound sent ${sent} bytes`);
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('a TCP byte stream passes both ways, with half-close kept', async () => {

@@ -16,7 +16,7 @@ import {
   forwardRequest,
   requestHeadText,
 } from '../http-forward.ts';
-import { tlsLabels } from '../metrics.ts';
+import { countConnectionBytes, flushConnectionBytes, tlsLabels } from '../metrics.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
 export function createHttpInbound(deps: InboundDeps) {
@@ -66,6 +66,7 @@ export function createHttpInbound(deps: InboundDeps) {
     const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
     const decision = decide(request, context);
     response.once('finish', () => {
+      flushConnectionBytes(request.socket);
       const status = String(response.statusCode);
       metrics.httpRequests.inc({ ...labels, method: request.method ?? '', status_code: status });
       metrics.httpDuration.observe(
@@ -122,11 +123,10 @@ export function createHttpInbound(deps: InboundDeps) {
       const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
       metrics.inboundConnections.inc(labels);
       metrics.inboundOpen.inc();
+      countConnectionBytes(stream, metrics.inboundReceivedBytes, metrics.inboundSentBytes, labels);
       stream.once('close', () => {
         metrics.inboundOpen.dec();
         metrics.inboundClosed.inc(labels);
-        metrics.inboundReceivedBytes.inc(labels, stream.bytesRead);
-        metrics.inboundSentBytes.inc(labels, stream.bytesWritten);
       });
       server.emit('connection', stream);
     },

@@ -16,6 +16,7 @@ import {
   PROXY_ERROR_HEADER,
   requestHeadText,
 } from '../http-forward.ts';
+import { flushConnectionBytes } from '../metrics.ts';
 import type { MeshedDestination } from './destinations.ts';
 
 /** Opens one verified mTLS connection to a destination's proxy (resuming a session where it can). */
@@ -87,6 +88,7 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
   function handleRequest(request: IncomingMessage, response: ServerResponse) {
     const context = contextOf(request);
     if (!context) return response.destroy();
+    response.once('finish', () => flushConnectionBytes(request.socket));
     const current = { ...context, meshTls: deps.meshTls() ?? context.meshTls };
     forwardRequest(request, response, poolFor(current), forwardedRequestHeaders(request), (error) => {
       const reason = (error as { meshReason?: string }).meshReason ?? 'upstream_failed';

@@ -11,7 +11,7 @@ import { isMutualError } from '../../errors.ts';
 import type { HandshakeFailureReason, MeshTls, PeerTls } from '../../tls/index.ts';
 import { classifyFirstBytes, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
-import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
+import { countConnectionBytes, type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
 import { createHttpOutbound } from './http-outbound.ts';
@@ -156,11 +156,11 @@ export function createOutbound(deps: OutboundDeps) {
     const all = { ...labels, destination };
     metrics.outboundConnections.inc(all);
     metrics.outboundOpen.inc();
+    // What the app sends is what goes out to the destination.
+    countConnectionBytes(app, metrics.outboundSentBytes, metrics.outboundReceivedBytes, all);
     app.once('close', () => {
       metrics.outboundOpen.dec();
       metrics.outboundClosed.inc(all);
-      metrics.outboundSentBytes.inc(all, app.bytesRead);
-      metrics.outboundReceivedBytes.inc(all, app.bytesWritten);
     });
   }
 
