@@ -2,11 +2,11 @@
 // halves of a Mutual proxy pair as `mutual proxy run` child processes from the BENCH_* environment
 // the harness sets, stays in the foreground, and forwards SIGTERM / SIGINT to both.
 //
-//   client half: plain on 127.0.0.1:BENCH_CLIENT_PORT → mTLS to 127.0.0.1:BENCH_SERVER_PORT (must be BENCH_SERVER_ID)
+//   client half: plain on 127.0.0.1:BENCH_CLIENT_PORT → mTLS to 127.0.0.1:BENCH_SERVER_PORT (must be BENCH_SERVER_ID),
+//                HTTP/1 requests over pooled connections (what the app gets in production);
+//                plain on 127.0.0.1:BENCH_CLIENT_NOPOOL_PORT (when set) → the same, with
+//                --upstream-full-handshake: a new connection and a full handshake per app connection
 //   server half: mTLS on 127.0.0.1:BENCH_SERVER_PORT (STRICT) → plain to 127.0.0.1:BENCH_UPSTREAM_PORT
-//
-// BENCH_CLIENT_NOPOOL_PORT is left unserved: `mutual proxy run` has no switch yet to turn session
-// resumption off for one upstream, so the harness leaves the "full handshake" column empty.
 //
 // Extra knobs (environment, optional): PROXY_PAIR_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
 // PROXY_PAIR_CLIENT_ARGS / PROXY_PAIR_SERVER_ARGS (more `proxy run` flags for one half).
@@ -57,6 +57,7 @@ const env = {
   serverCert: required('BENCH_SERVER_CERT'),
   serverKey: required('BENCH_SERVER_KEY'),
   serverId: required('BENCH_SERVER_ID'),
+  clientNoPoolPort: process.env.BENCH_CLIENT_NOPOOL_PORT,
 };
 const adminListen = process.env.PROXY_PAIR_ADMIN_LISTEN ?? '127.0.0.1:0';
 const common = ['--admin-listen', adminListen, '--mode', 'STRICT', '--drain-timeout', DRAIN_TIMEOUT];
@@ -71,6 +72,12 @@ const halves = {
   client: [
     ...['--cert', env.clientCert, '--key', env.clientKey, '--bundle', env.ca],
     ...['--upstream', `127.0.0.1:${env.clientPort}=${env.serverId}@127.0.0.1:${env.serverPort}`],
+    ...(env.clientNoPoolPort
+      ? [
+          ...['--upstream', `127.0.0.1:${env.clientNoPoolPort}=${env.serverId}@127.0.0.1:${env.serverPort}`],
+          ...['--upstream-full-handshake', `127.0.0.1:${env.clientNoPoolPort}`],
+        ]
+      : []),
     ...common,
     ...words('PROXY_PAIR_CLIENT_ARGS'),
   ],

@@ -146,8 +146,8 @@ function runHarness(jsonPath: string): Promise<string> {
   const args = [join(harnessDir, 'run.sh'), '--workdir', workdir, '--json', jsonPath];
   args.push('--ours', ours, '--ours-name', OURS_NAME);
   log(`bash ${args.map((arg) => (arg.includes(' ') ? `'${arg}'` : arg)).join(' ')}`);
-  // The client half opens one mTLS connection per app connection and resumes the TLS session.
-  const env = { ...process.env, OURS_REUSE: process.env.OURS_REUSE ?? 'resume' };
+  // The client half sends HTTP/1 requests over pooled mTLS connections (new ones resume the TLS session).
+  const env = { ...process.env, OURS_REUSE: process.env.OURS_REUSE ?? 'pool' };
   // As root, in a network namespace of its own: a private loopback, so the harness's fixed ports
   // (18080, 18101–18913) cannot collide with anything else running on this machine.
   const isolated = process.env.PROXY_BENCH_NETNS !== '0' && process.getuid?.() === 0 && hasCommand('unshare');

@@ -50,6 +50,11 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
       'explicit upstream, e.g. 127.0.0.1:9001=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:14002 (repeatable)',
       collect,
     )
+    .option(
+      '--upstream-full-handshake <local>',
+      'for the --upstream listening at LOCAL: a new mTLS connection with a full handshake per app connection, no pooling or session resumption (to measure handshake cost; repeatable)',
+      collect,
+    )
     .option('--destination <ip:port=id>', 'meshed destination for transparent outbound (repeatable)', collect)
     .option(
       '--destination-url <url>',

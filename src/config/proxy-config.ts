@@ -38,6 +38,8 @@ export interface ExplicitUpstream {
   readonly serverId: string;
   readonly host: string;
   readonly port: number;
+  /** A new mTLS connection with a full handshake per app connection: no pool, no resumption. */
+  readonly fullHandshake: boolean;
 }
 
 export interface StaticDestination {
@@ -93,6 +95,7 @@ export interface ProxyFlags {
   inbound?: string[];
   outboundListen?: string;
   upstream?: string[];
+  upstreamFullHandshake?: string[];
   destination?: string[];
   destinationUrl?: string;
   destinationServerId?: string;
@@ -113,7 +116,15 @@ export interface ProxyFlags {
 }
 
 export const DEFAULT_OPAQUE_PORTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
-const REPEATABLE = new Set(['inbound', 'upstream', 'destination', 'portMode', 'label', 'probePath']);
+const REPEATABLE = new Set([
+  'inbound',
+  'upstream',
+  'upstreamFullHandshake',
+  'destination',
+  'portMode',
+  'label',
+  'probePath',
+]);
 
 /** Fills flags the command line left out from MUTUAL_PROXY_<FLAG> variables. */
 export function proxyFlagsFromEnv(flags: ProxyFlags, env: NodeJS.ProcessEnv): ProxyFlags {
@@ -192,10 +203,25 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
         serverId: spiffeId(target.slice(0, at), '--upstream'),
         host: server.host,
         port: server.port,
+        fullHandshake: false,
       };
     });
     return parsed ? [parsed] : [];
   });
+  for (const local of flags.upstreamFullHandshake ?? []) {
+    attempt(() => {
+      const address = parseListenAddress(local, '--upstream-full-handshake');
+      const index = upstreams.findIndex(
+        (upstream) => upstream.listen.host === address.host && upstream.listen.port === address.port,
+      );
+      if (index < 0) {
+        throw new Error(
+          `--upstream-full-handshake ${local} names no --upstream: give the LOCAL address of one, e.g. 127.0.0.1:9001`,
+        );
+      }
+      upstreams[index] = { ...upstreams[index]!, fullHandshake: true };
+    });
+  }
   const destinations = (flags.destination ?? []).flatMap((spec) => {
     const parsed = attempt(() => {
       const [address, id] = splitOnce(spec, '=', '--destination', 'IP:PORT=ID');

@@ -215,7 +215,13 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
         const label = `${upstream.host}:${upstream.port}`;
         const server = createServer(
           listenerOptions,
-          (socket) => void outbound.accept(socket, { kind: 'meshed', destination, label }),
+          (socket) =>
+            void outbound.accept(socket, {
+              kind: 'meshed',
+              destination,
+              label,
+              fullHandshake: upstream.fullHandshake,
+            }),
         );
         addresses.outbound.push({
           listen: await listen(server, upstream.listen, `upstream ${upstream.serverId}`),

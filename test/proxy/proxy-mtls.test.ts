@@ -27,6 +27,15 @@ const listen = async <T extends Server | ReturnType<typeof createTcpServer>>(ser
   return (server.address() as AddressInfo).port;
 };
 
+/** A port nothing listens on right now (the flag under test names an upstream by its address). */
+async function freePort(): Promise<number> {
+  const probe = createTcpServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
 /** Sends raw bytes, half-closes, and collects whatever comes back until the peer closes. */
 function exchange(
   port: number,
@@ -86,6 +95,7 @@ describe('sidecar proxy between two workloads', () => {
   });
   const tlsApp = createTlsServer({}, (socket) => socket.end('app-level TLS works\n'));
   let ports: { http: number; permissive: number; tcp: number; tls: number };
+  let fullHandshakePort: number;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mutual-proxy-'));
@@ -120,6 +130,7 @@ describe('sidecar proxy between two workloads', () => {
       ...['--admin-listen', '127.0.0.1:0'],
     ]);
     const [httpIn, permissiveIn, tcpIn, tlsIn] = server.inbound;
+    fullHandshakePort = await freePort();
     client = await startProxyProcess([
       ...['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile],
       ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${httpIn!.port}`],
@@ -127,6 +138,8 @@ describe('sidecar proxy between two workloads', () => {
       ...['--upstream', `127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/voting@127.0.0.1:${httpIn!.port}`],
       ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${tlsIn!.port}`],
       ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${permissiveIn!.port}`],
+      ...['--upstream', `127.0.0.1:${fullHandshakePort}=${emoji.spiffeId}@127.0.0.1:${tcpIn!.port}`],
+      ...['--upstream-full-handshake', `127.0.0.1:${fullHandshakePort}`],
       ...['--admin-listen', '127.0.0.1:0'],
     ]);
     await Promise.all([server.untilReady(), client.untilReady()]);
@@ -194,6 +207,19 @@ describe('sidecar proxy between two workloads', () => {
       metricValue(metrics, 'mutual_outbound_connections_total', { tls: 'true', server_id: emoji.spiffeId }) >=
         1,
     );
+  });
+
+  test('new connections resume the TLS session, except through an upstream marked --upstream-full-handshake', async () => {
+    const resumed = async () => metricValue(await client.metrics(), 'mutual_outbound_tls_resumed_total', {});
+    const fullPort = client.outbound[5]!.port;
+    assert.equal(fullPort, fullHandshakePort);
+    const before = await resumed();
+    for (let i = 0; i < 3; i++) assert.equal((await exchange(fullPort, `full ${i}`)).data, `full ${i}`);
+    assert.equal(await resumed(), before, 'no session offered on the full-handshake upstream');
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await exchange(client.outbound[1]!.port, `resumed ${i}`)).data, `resumed ${i}`);
+    }
+    assert.ok((await resumed()) >= before + 2, 'the ordinary upstream resumes its sessions');
   });
 
   test('the client proxy refuses a server that is not the expected identity', async () => {

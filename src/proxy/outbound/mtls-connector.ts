@@ -13,7 +13,13 @@ const MAX_SESSIONS = 1024;
 export function createMtlsConnector(clock: Clock) {
   const sessions = new Map<string, Buffer>();
   return {
-    connect(destination: MeshedDestination, meshTls: MeshTls, onResumed: () => void): Promise<TLSSocket> {
+    connect(
+      destination: MeshedDestination,
+      meshTls: MeshTls,
+      onResumed: () => void,
+      options: { readonly resume?: boolean } = {},
+    ): Promise<TLSSocket> {
+      const resume = options.resume ?? true;
       const key = `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
       return new Promise((resolve, reject) => {
         const socket = tlsConnect({
@@ -22,10 +28,11 @@ export function createMtlsConnector(clock: Clock) {
           secureContext: meshTls.clientContext,
           servername: destination.serverId,
           checkServerIdentity: requireServerIdentity(meshTls, destination.serverId, clock),
-          session: sessions.get(key),
+          session: resume ? sessions.get(key) : undefined,
         });
         socket.setNoDelay(true);
         socket.on('session', (session: Buffer) => {
+          if (!resume) return;
           sessions.delete(key);
           sessions.set(key, session);
           if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);

@@ -29,14 +29,20 @@ export interface OutboundDeps {
 
 /** Where an app connection was going. */
 export type OutboundTarget =
-  | { readonly kind: 'meshed'; readonly destination: MeshedDestination; readonly label: string }
+  | {
+      readonly kind: 'meshed';
+      readonly destination: MeshedDestination;
+      readonly label: string;
+      /** No pool and no session resumption: a full handshake per app connection. */
+      readonly fullHandshake?: boolean;
+    }
   | { readonly kind: 'original-destination'; readonly address: string; readonly port: number };
 
 export function createOutbound(deps: OutboundDeps) {
   const { metrics, log, config } = deps;
   const connector = createMtlsConnector(deps.clock);
-  const connectMesh = (destination: MeshedDestination, meshTls: MeshTls) =>
-    connector.connect(destination, meshTls, () => metrics.outboundSessionsResumed.inc());
+  const connectMesh = (destination: MeshedDestination, meshTls: MeshTls, resume = true) =>
+    connector.connect(destination, meshTls, () => metrics.outboundSessionsResumed.inc(), { resume });
 
   /** Counts and logs a failed connection to a destination's proxy; returns the metric reason. */
   function connectFailed(error: unknown, destination: MeshedDestination, label: string): string {
@@ -94,7 +100,8 @@ export function createOutbound(deps: OutboundDeps) {
     }
     let meshTls = deps.meshTls();
     if (!meshTls) return refuse(app, 'not_ready', label);
-    const isHttp = await speaksHttp1(app, target);
+    const fullHandshake = target.kind === 'meshed' && target.fullHandshake === true;
+    const isHttp = !fullHandshake && (await speaksHttp1(app, target));
     if (app.destroyed) return;
     // Credentials may have rotated while the app was deciding what to say.
     meshTls = deps.meshTls() ?? meshTls;
@@ -107,7 +114,7 @@ export function createOutbound(deps: OutboundDeps) {
     }
     let server: TLSSocket;
     try {
-      server = await connectMesh(meshed, meshTls);
+      server = await connectMesh(meshed, meshTls, !fullHandshake);
     } catch (error) {
       return refuse(app, connectFailed(error, meshed, label), label);
     }
