@@ -9,7 +9,7 @@ import type { ListenAddress, ProxyCredentialsConfig } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { createKubeClient, type KubeConnection } from '../k8s/kube-client/index.ts';
 import { createRegistry } from '../metrics/index.ts';
-import { createCredentialSource, type ProxyLog } from '../proxy/index.ts';
+import { createCredentialSource, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
 import { createMeshTls, type MeshCredentials, type MeshTls } from '../tls/index.ts';
 import type { DestinationSource } from './answer.ts';
 import { createFileSource } from './file-source.ts';
@@ -59,6 +59,8 @@ export async function startDestinationService(config: DestinationServiceConfig):
       'give a source of destinations: --file TABLE, --kubernetes in-cluster or --kubeconfig FILE',
     );
   }
+  // Bad static credentials fail now, not after a wait (the identity service may come up later).
+  if (config.credentials.kind === 'files') await loadCredentialFiles(config.credentials, clock);
   const registry = createRegistry();
   const metrics = createDestinationMetrics(registry);
   let meshTls: MeshTls | undefined;
@@ -91,13 +93,10 @@ export async function startDestinationService(config: DestinationServiceConfig):
   });
   admin.listen(config.adminListen.port, config.adminListen.host);
   await once(admin, 'listening');
-  credentials.start();
-
-  // Sources need the trust domain, which comes with the first certificate.
-  const own = await firstCredentials;
-  const trustDomain = new URL(own.spiffeId).host;
   const sources: DestinationSource[] = [];
+  let own: MeshCredentials;
   try {
+    // A bad table fails now; the Kubernetes source needs the trust domain of our first certificate.
     if (config.tableFile) {
       sources.push(
         await createFileSource(config.tableFile, {
@@ -114,6 +113,9 @@ export async function startDestinationService(config: DestinationServiceConfig):
         }),
       );
     }
+    credentials.start();
+    own = await firstCredentials;
+    const trustDomain = new URL(own.spiffeId).host;
     if (config.kubernetes) {
       const source = createKubernetesSource({
         client: createKubeClient(config.kubernetes),
