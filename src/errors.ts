@@ -393,6 +393,12 @@ export const errorCatalog = {
     action:
       'Check the files given with --cert and --key (the Secret mounted into the injector); `mutual cert inspect FILE` shows the certificate.',
   },
+  MUTUAL_K8S_TRUST_ANCHORS_INVALID: {
+    meaning:
+      'The trust anchors the injector writes into every proxy (--trust-anchors-file: the mutual-trust-anchors ConfigMap mounted into the injector, or a file given to `mutual inject`) are missing or not PEM roots (self-signed CA certificates). At start nothing is injected; on a reload the injector keeps the previous anchors.',
+    action:
+      "Give the mesh's anchors: `kubectl -n mutual-system get configmap mutual-trust-anchors -o jsonpath='{.data.ca-bundle\\.crt}' > anchors.pem`, or the bundle.pem of `mutual ca create`; `mutual cert inspect FILE` shows what a file holds.",
+  },
 
   // --- Kubernetes API client (the control plane's list and watch) ---
   MUTUAL_K8S_API_FAILED: {

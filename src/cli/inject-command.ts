@@ -7,9 +7,10 @@ import {
   DEFAULT_IMAGE,
   DEFAULT_INJECT_OPTIONS,
   DEFAULT_TRUST_DOMAIN,
-  type InjectOptions,
+  type InjectDefaults,
   injectManifests,
   isQuantity,
+  loadTrustAnchors,
   PEER_AUTHENTICATION_MODES,
   type PeerAuthenticationMode,
   startInjectorWebhook,
@@ -21,6 +22,7 @@ import type { CliContext } from './context.ts';
 interface InjectFlags {
   image: string;
   trustDomain: string;
+  trustAnchorsFile?: string;
   defaultMode?: string;
   proxyCpuRequest: string;
   proxyMemoryRequest: string;
@@ -45,6 +47,10 @@ function addInjectFlags(command: Command): Command {
       '--trust-domain <domain>',
       'trust domain of the SPIFFE IDs the proxies request',
       DEFAULT_TRUST_DOMAIN,
+    )
+    .option(
+      '--trust-anchors-file <file>',
+      "the mesh's trust anchors (PEM roots), written into every proxy's environment; the webhook watches the file (required)",
     )
     .option(
       '--default-mode <mode>',
@@ -87,12 +93,29 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
         "deadline for a client's TLS handshake, headers and body",
         '10s',
       ),
-  ).action(async (flags: ServeFlags) => serve(flags, context));
+  ).action(async (flags: ServeFlags) => serve({ ...flags, ...givenOn(inject) }, context));
 }
 
-/** Flags → InjectOptions, every bad value reported at once. */
-export function injectOptionsFrom(flags: InjectFlags): InjectOptions {
+/**
+ * The flags `inject` and `inject serve` both declare are parsed by `inject` wherever they stand
+ * (the program does not use positional options), so `serve` takes the ones given on the command line there.
+ */
+function givenOn(command: Command): Partial<InjectFlags> {
+  const opts = command.opts<Record<string, unknown>>();
+  return Object.fromEntries(
+    Object.keys(opts)
+      .filter((key) => command.getOptionValueSource(key) === 'cli')
+      .map((key) => [key, opts[key]]),
+  );
+}
+
+const ANCHORS_HINT =
+  "give --trust-anchors-file FILE, the mesh's trust anchors: kubectl -n mutual-system get configmap mutual-trust-anchors -o jsonpath='{.data.ca-bundle\\.crt}' > anchors.pem (or the bundle.pem of `mutual ca create`)";
+
+/** Flags → the injector's settings (the anchors are read by the caller), every bad value reported at once. */
+export function injectOptionsFrom(flags: InjectFlags): InjectDefaults {
   const problems: string[] = [];
+  if (flags.trustAnchorsFile === undefined) problems.push(ANCHORS_HINT);
   if (flags.image.trim() === '' || /\s/.test(flags.image)) {
     problems.push(`--image ${JSON.stringify(flags.image)} is not an image reference, e.g. ${DEFAULT_IMAGE}`);
   }
@@ -145,7 +168,9 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
       'give a manifest file, or - to read stdin: mutual inject deploy.yaml | kubectl apply -f -',
     );
   }
-  const options = injectOptionsFrom(flags);
+  const defaults = injectOptionsFrom(flags);
+  const anchors = await loadTrustAnchors(resolve(context.cwd, flags.trustAnchorsFile ?? ''));
+  const options = { ...defaults, trustAnchorsPem: anchors.pem };
   const name = file === '-' ? '<stdin>' : file;
   const text =
     file === '-' ? await readStdin() : await readTextFile(resolve(context.cwd, file), 'manifest file');
@@ -168,6 +193,7 @@ async function serve(flags: ServeFlags, context: CliContext): Promise<void> {
       ? {}
       : { adminListen: parseListenAddress(flags.adminListen, '--admin-listen') }),
     tls: { certFile: resolve(context.cwd, flags.cert), keyFile: resolve(context.cwd, flags.key) },
+    trustAnchorsFile: resolve(context.cwd, flags.trustAnchorsFile ?? ''),
     inject,
     clientTimeoutMs: parseDuration(flags.clientTimeout, '--client-timeout'),
     log: (line) => context.writeError(line),

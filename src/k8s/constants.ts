@@ -43,7 +43,7 @@ export const CONTROL_PLANE = {
   },
 } as const;
 
-/** The trust anchors (PEM bundle) as a ConfigMap; proxies mount it and the identity service watches it. */
+/** The trust anchors (PEM bundle) as a ConfigMap in mutual-system: the identity service and the injector mount and watch it; the injector copies it into each proxy's environment. */
 export const TRUST_ANCHORS_CONFIG_MAP = { name: 'mutual-trust-anchors', key: 'ca-bundle.crt' } as const;
 
 /** The issuer as a `kubernetes.io/tls` Secret (tls.crt with its chain, tls.key), cert-manager compatible. */
@@ -67,6 +67,8 @@ export const ANNOTATIONS = {
   proxyMemoryRequest: 'config.mutual.dev/proxy-memory-request',
   proxyCpuLimit: 'config.mutual.dev/proxy-cpu-limit',
   proxyMemoryLimit: 'config.mutual.dev/proxy-memory-limit',
+  /** `"false"` keeps the app's HTTP probes as they are (by default they go through the proxy's admin port). */
+  rewriteAppProbes: 'config.mutual.dev/rewrite-app-probes',
 } as const;
 
 export const LABELS = {

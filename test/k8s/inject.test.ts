@@ -27,11 +27,14 @@ import { repoRoot, runMutual } from '../e2e/run-mutual.ts';
 
 const GOLDEN_DIR = join(repoRoot(), 'test', 'k8s', 'golden');
 const isUpdate = process.env.MUTUAL_UPDATE_GOLDEN === '1';
+/** The mesh's anchors as `mutual inject --trust-anchors-file` reads them (a root from `mutual ca create`). */
+const ANCHORS_FILE = join(GOLDEN_DIR, 'inject-trust-anchors.pem');
+const ANCHORS = ['--trust-anchors-file', ANCHORS_FILE];
 
-async function inject(args: readonly string[], cwd = GOLDEN_DIR) {
+async function inject(args: readonly string[], cwd = GOLDEN_DIR, { withAnchors = true } = {}) {
   let stdout = '';
   let stderr = '';
-  const code = await runCli(['inject', ...args], {
+  const code = await runCli(['inject', ...args, ...(withAnchors ? ANCHORS : [])], {
     clock: systemClock,
     cwd,
     isColor: false,
@@ -96,6 +99,7 @@ const CASES = [
   { name: 'annotated-pod', injected: 1 },
   { name: 'host-network', injected: 0 },
   { name: 'multi-doc', injected: 3 },
+  { name: 'probes', injected: 2 },
 ];
 
 for (const c of CASES) {
@@ -138,17 +142,37 @@ test('documents without pods pass through byte for byte, comments, flow style an
   }
 });
 
-test('the rendered mutual-proxy arguments (after Kubernetes expands $(VAR)) are accepted by the real proxy configuration', async () => {
-  const run = await inject(['inject-annotated-pod.in.yaml']);
-  const pod = parseAllDocuments(run.stdout)[0]?.toJS() as {
-    spec: { initContainers: { name: string; args: string[] }[] };
+interface ProxyContainer {
+  name: string;
+  args: string[];
+  env?: { name: string; value?: string }[];
+}
+
+/** The mutual-proxy container of the `index`th injected workload of a golden input. */
+async function renderedProxy(file: string, index = 0): Promise<ProxyContainer> {
+  const run = await inject([file]);
+  assert.equal(run.code, 0, run.stderr);
+  const object = parseAllDocuments(run.stdout)[index]?.toJS() as {
+    spec: { initContainers?: ProxyContainer[]; template?: { spec: { initContainers: ProxyContainer[] } } };
   };
-  const proxy = pod.spec.initContainers.find((c) => c.name === 'mutual-proxy');
-  assert.ok(proxy);
+  const containers = object.spec.template?.spec.initContainers ?? object.spec.initContainers ?? [];
+  const proxy = containers.find((c) => c.name === 'mutual-proxy');
+  assert.ok(proxy, `no mutual-proxy in ${file}`);
+  return proxy;
+}
+
+/**
+ * The proxy container as the kubelet starts it: $(VAR) expanded in the arguments, plain `value`
+ * variables in the environment, both through `mutual proxy run`'s real flags and config loader.
+ */
+function loadRenderedProxy(proxy: ProxyContainer, envOverride: Record<string, string> = {}) {
   const args = proxy.args.map((arg) =>
     arg.replaceAll(`$(${POD_ENV.namespace})`, 'demo').replaceAll(`$(${POD_ENV.serviceAccount})`, 'default'),
   );
   assert.deepEqual(args.slice(0, 2), ['proxy', 'run']);
+  const env = Object.fromEntries(
+    (proxy.env ?? []).flatMap((entry) => (entry.value === undefined ? [] : [[entry.name, entry.value]])),
+  );
   const program = createProgram({
     clock: systemClock,
     cwd: '/',
@@ -164,8 +188,21 @@ test('the rendered mutual-proxy arguments (after Kubernetes expands $(VAR)) are 
   assert.ok(runCommand);
   const parsed = runCommand.parseOptions(args.slice(2));
   assert.deepEqual(parsed.unknown, [], 'every flag the injector renders is a `mutual proxy run` flag');
-  const config = loadProxyConfig(runCommand.opts() as ProxyFlags, {});
+  return loadProxyConfig(runCommand.opts() as ProxyFlags, { ...env, ...envOverride });
+}
+
+test('the rendered mutual-proxy arguments and environment (after Kubernetes expands $(VAR)) are accepted by the real proxy configuration, anchors included', async () => {
+  const config = loadRenderedProxy(await renderedProxy('inject-annotated-pod.in.yaml'));
   assert.equal(config.credentials.kind, 'identity-service');
+  // The anchors come from the environment, not from a ConfigMap mounted in the pod's namespace.
+  assert.equal(
+    config.credentials.kind === 'identity-service' && config.credentials.identityBundlePem,
+    await readFile(ANCHORS_FILE, 'utf8'),
+  );
+  assert.equal(
+    config.credentials.kind === 'identity-service' && config.credentials.identityBundleFile,
+    undefined,
+  );
   assert.equal(
     config.credentials.kind === 'identity-service' && config.credentials.spiffeId,
     'spiffe://cluster.local/ns/demo/sa/default',
@@ -175,6 +212,51 @@ test('the rendered mutual-proxy arguments (after Kubernetes expands $(VAR)) are 
   assert.deepEqual(config.adminListen, { host: '0.0.0.0', port: 4191 });
   assert.deepEqual(config.inboundListen, { host: '0.0.0.0', port: 4143 });
   assert.deepEqual(config.outboundListen, { host: '127.0.0.1', port: 4140 });
+  assert.equal(config.appProbes.size, 0);
+});
+
+test("the rewritten probes reach the real proxy configuration: each of web's HTTP probes at its /app-health path, the original port, path, headers and timeout", async () => {
+  const web = loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 0));
+  assert.deepEqual(Object.fromEntries(web.appProbes), {
+    '/app-health/web/livez': { port: 8080, path: '/livez', headers: [], timeoutMs: 1000 },
+    '/app-health/web/readyz': {
+      port: 8080,
+      path: '/readyz?verbose=1',
+      headers: [['X-Probe', 'kubelet']],
+      timeoutMs: 2000,
+    },
+    '/app-health/web/startupz': { port: 8080, path: '/started', headers: [], timeoutMs: 1000 },
+  });
+  // The HTTPS probe left alone keeps its path exempt from authorization.
+  assert.deepEqual(web.probePaths, ['/tls-health']);
+  const legacy = loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 1));
+  assert.equal(legacy.appProbes.size, 0);
+  assert.deepEqual(legacy.probePaths, ['/health']);
+});
+
+test('a bad PEM or bad probes in the proxy environment: MUTUAL_PROXY_CONFIG_INVALID naming the variable and the fix', async () => {
+  const proxy = await renderedProxy('inject-probes.in.yaml', 0);
+  const keyPem = '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n';
+  const cases: [Record<string, string>, RegExp][] = [
+    [
+      { MUTUAL_PROXY_IDENTITY_BUNDLE_PEM: 'not pem' },
+      /MUTUAL_PROXY_IDENTITY_BUNDLE_PEM\) is not a usable trust bundle \[MUTUAL_PKI_PEM_MALFORMED\]/,
+    ],
+    [{ MUTUAL_PROXY_IDENTITY_BUNDLE_PEM: keyPem }, /MUTUAL_PROXY_IDENTITY_BUNDLE_PEM.*this is a private key/],
+    [{ MUTUAL_PROXY_APP_PROBES: '{"/app-health/web/livez":' }, /MUTUAL_PROXY_APP_PROBES\) is not JSON/],
+    [
+      { MUTUAL_PROXY_APP_PROBES: '{"/app-health/web/livez":{"httpGet":{"path":"/","port":"http"}}}' },
+      /MUTUAL_PROXY_APP_PROBES\) "\/app-health\/web\/livez": httpGet\.port "http" must be a number/,
+    ],
+  ];
+  for (const [env, message] of cases) {
+    assert.throws(
+      () => loadRenderedProxy(proxy, env),
+      (error: { code?: string; message?: string }) =>
+        error.code === 'MUTUAL_PROXY_CONFIG_INVALID' && message.test(error.message ?? ''),
+      JSON.stringify(env),
+    );
+  }
 });
 
 test('the rendered mutual-init arguments run in the real `mutual proxy init --dry-run`: admin port and skips exempted', async () => {
@@ -195,7 +277,7 @@ test('the rendered mutual-init arguments run in the real `mutual proxy init --dr
 
 test('stdin: `mutual inject -` reads the manifests from stdin (the real binary)', async () => {
   const input = await readFile(join(GOLDEN_DIR, 'inject-cronjob.in.yaml'), 'utf8');
-  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), 'inject', '-'], {
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), 'inject', '-', ...ANCHORS], {
     timeout: 30_000,
   });
   child.stdin.end(input);
@@ -270,6 +352,25 @@ test('bad flags and a missing file are usage errors naming the flag; a missing f
   const missing = await inject(['no-such.yaml']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /MUTUAL_IO_READ_FAILED.*no-such\.yaml/);
+  const noAnchors = await inject(['inject-deployment.in.yaml'], GOLDEN_DIR, { withAnchors: false });
+  assert.equal(noAnchors.code, 2);
+  assert.equal(noAnchors.stdout, '');
+  assert.match(
+    noAnchors.stderr,
+    /give --trust-anchors-file FILE, the mesh's trust anchors: kubectl -n mutual-system get configmap mutual-trust-anchors/,
+  );
+  // Not roots (a pod manifest), then a file that is not there: each named, with the anchors code.
+  for (const file of ['inject-deployment.in.yaml', 'no-such-anchors.pem']) {
+    const bad = await inject(['inject-deployment.in.yaml', '--trust-anchors-file', file], GOLDEN_DIR, {
+      withAnchors: false,
+    });
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stdout, '');
+    assert.match(
+      bad.stderr,
+      new RegExp(`error\\[MUTUAL_K8S_TRUST_ANCHORS_INVALID\\].*${file.replace('.', '\\.')}`),
+    );
+  }
 });
 
 test('findPodTemplates knows every workload kind and Lists', () => {

@@ -213,7 +213,7 @@ test('the webhooks: v1 reviews, no side effects, never mutual-system or kube-sys
   );
 });
 
-test('the injector is told the image, trust domain and proxy resources it writes into pods', async () => {
+test('the injector is told the image, trust domain, trust anchors and proxy resources it writes into pods', async () => {
   const run = await runInstall([
     '--image',
     'registry.example.com/mutual:dev',
@@ -239,6 +239,14 @@ test('the injector is told the image, trust domain and proxy resources it writes
   assert.equal(flag('--proxy-memory-limit'), '128Mi');
   assert.equal(flag('--proxy-memory-request'), undefined, 'unset: the injector default');
   assert.equal(flag('--default-mode'), 'STRICT');
+  // The anchors it copies into every proxy: the mutual-trust-anchors ConfigMap, mounted where --trust-anchors-file reads.
+  const podSpec = (findObject(objects, 'Deployment', CONTROL_PLANE.injector.name) as any).spec.template.spec;
+  const anchorsVolume = podSpec.volumes.find(
+    (volume: any) => volume.configMap?.name === TRUST_ANCHORS_CONFIG_MAP.name,
+  );
+  const anchorsMount = injector.volumeMounts.find((mount: any) => mount.name === anchorsVolume?.name);
+  assert.equal(flag('--trust-anchors-file'), `${anchorsMount?.mountPath}/${TRUST_ANCHORS_CONFIG_MAP.key}`);
+  assert.equal(anchorsMount?.readOnly, true);
   const bad = await runInstall(['--proxy-memory-request', '64 MB']);
   assert.equal(bad.code, 1);
   assert.match(

@@ -1,7 +1,8 @@
 // The injector webhook over real HTTPS (a throwaway CA and serving certificate from src/pki, the
 // client verifying the Service DNS name like the API server does) with real admission.k8s.io/v1
 // AdmissionReviews: the JSON Patch it returns, applied with fast-json-patch, gives exactly what
-// `mutual inject` gives offline and validates; hostile input is refused while it keeps serving.
+// `mutual inject` gives offline and validates; hostile input is refused while it keeps serving;
+// the trust anchors it writes into proxies follow their (ConfigMap) file.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -16,12 +17,14 @@ import { Pod } from 'kubernetes-models/v1/Pod';
 import { systemClock } from '../../src/clock.ts';
 import {
   DEFAULT_INJECT_OPTIONS,
+  type InjectOptions,
   type InjectorWebhook,
   injectPod,
+  loadTrustAnchors,
   type PodLike,
   startInjectorWebhook,
 } from '../../src/k8s/index.ts';
-import { generateKeyPair, issueSvid, privateKeyToPem } from '../../src/pki/index.ts';
+import { createTrustAnchor, generateKeyPair, issueSvid, privateKeyToPem } from '../../src/pki/index.ts';
 import { createTestPki, metricValue, type TestPki, waitUntil } from '../../src/testing/mesh-pki.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
 
@@ -33,6 +36,12 @@ let pki: TestPki;
 let webhook: InjectorWebhook;
 const certFile = () => join(dir, 'tls', 'tls.crt');
 const keyFile = () => join(dir, 'tls', 'tls.key');
+const anchorsFile = () => join(dir, 'anchors', 'ca-bundle.crt');
+
+/** What `mutual inject --trust-anchors-file` would use offline, with the anchors on disk now. */
+async function offlineOptions(): Promise<InjectOptions> {
+  return { ...DEFAULT_INJECT_OPTIONS, trustAnchorsPem: (await loadTrustAnchors(anchorsFile())).pem };
+}
 
 async function servingPair() {
   const keys = await generateKeyPair();
@@ -59,10 +68,13 @@ before(async () => {
   await mkdir(join(dir, 'tls'));
   await writeFile(certFile(), pair.cert);
   await writeFile(keyFile(), pair.key);
+  await mkdir(join(dir, 'anchors'));
+  await writeFile(anchorsFile(), pki.anchor.certificatePem);
   webhook = await startInjectorWebhook({
     listen: { host: '127.0.0.1', port: 0 },
     adminListen: { host: '127.0.0.1', port: 0 },
     tls: { certFile: certFile(), keyFile: keyFile() },
+    trustAnchorsFile: anchorsFile(),
     inject: DEFAULT_INJECT_OPTIONS,
     certPollIntervalMs: 200,
   });
@@ -244,7 +256,7 @@ test('an annotated pod: same uid, a base64 JSONPatch that gives exactly the offl
   const patch = JSON.parse(Buffer.from(response.patch ?? '', 'base64').toString('utf8'));
   // validate=true: every operation must be well formed and its path must exist where it should.
   const patched = applyPatch(deepClone(pod), patch, true, false).newDocument;
-  const offline = injectPod(pod);
+  const offline = injectPod(pod, await offlineOptions());
   assert.equal(offline.kind, 'injected');
   assert.deepEqual(patched, offline.kind === 'injected' ? offline.pod : undefined);
   new Pod(patched as never).validate();
@@ -284,7 +296,7 @@ test('pod-level disabled and hostNetwork are honoured even in an opted-in namesp
 });
 
 test('an already injected pod gets no patch (idempotent: reinvocation changes nothing)', async () => {
-  const offline = injectPod(replicaSetPod({ 'mutual.dev/inject': 'enabled' }));
+  const offline = injectPod(replicaSetPod({ 'mutual.dev/inject': 'enabled' }), await offlineOptions());
   assert.equal(offline.kind, 'injected');
   const response = responseOf(await post('/inject', review(offline.kind === 'injected' ? offline.pod : {})));
   assert.deepEqual([response.allowed, response.patch], [true, undefined]);
@@ -408,7 +420,7 @@ test('serving certificate rotation: a new pair on disk is served to new connecti
   await replaceFile(certFile(), next.cert); // put the good pair back for the other tests
 });
 
-test('`mutual inject serve` (the real binary) serves, answers ready and stops on SIGTERM; a bad key pair does not start', async () => {
+test('`mutual inject serve` (the real binary) serves with the flags it is given (also those `inject` declares), answers ready and stops on SIGTERM; a bad key pair does not start', async () => {
   const bin = join(repoRoot(), 'bin', 'mutual.js');
   const child = spawn(process.execPath, [
     bin,
@@ -422,6 +434,10 @@ test('`mutual inject serve` (the real binary) serves, answers ready and stops on
     certFile(),
     '--key',
     keyFile(),
+    '--trust-anchors-file',
+    anchorsFile(),
+    '--image',
+    'registry.local/mutual:test',
   ]);
   try {
     let stdout = '';
@@ -436,6 +452,9 @@ test('`mutual inject serve` (the real binary) serves, answers ready and stops on
       await post(url, review(replicaSetPod({ 'mutual.dev/inject': 'enabled' })), { url }),
     );
     assert.equal(response.patchType, 'JSONPatch');
+    const patch = Buffer.from(response.patch ?? '', 'base64').toString('utf8');
+    assert.match(patch, /"image":"registry\.local\/mutual:test"/);
+    assert.match(patch, /MUTUAL_PROXY_IDENTITY_BUNDLE_PEM/);
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
     assert.equal(code, 0);
@@ -457,6 +476,8 @@ test('`mutual inject serve` (the real binary) serves, answers ready and stops on
     certFile(),
     '--key',
     badKey,
+    '--trust-anchors-file',
+    anchorsFile(),
   ]);
   let stderr = '';
   bad.stderr.on('data', (chunk: Buffer) => {
@@ -465,4 +486,65 @@ test('`mutual inject serve` (the real binary) serves, answers ready and stops on
   const [badCode] = await once(bad, 'exit');
   assert.equal(badCode, 1);
   assert.match(stderr, /error\[MUTUAL_K8S_WEBHOOK_CERT_INVALID\]/);
+});
+
+/** The proxy's environment in the patched pod the webhook answers for a fresh opted-in pod. */
+async function injectedProxyEnv(): Promise<Record<string, string>> {
+  const pod = replicaSetPod({ 'mutual.dev/inject': 'enabled' });
+  const response = responseOf(await post('/inject', review(pod)));
+  const patched = applyPatch(
+    deepClone(pod),
+    JSON.parse(Buffer.from(response.patch ?? '', 'base64').toString()),
+    true,
+    false,
+  ).newDocument as { spec: { initContainers: { name: string; env?: { name: string; value?: string }[] }[] } };
+  const proxy = patched.spec.initContainers.find((container) => container.name === 'mutual-proxy');
+  return Object.fromEntries((proxy?.env ?? []).map((entry) => [entry.name, entry.value ?? '']));
+}
+
+test('trust anchors: written into each proxy from the watched file; two roots reach new pods, a bad file is refused and the last good anchors stay', async () => {
+  const roots = (pem: string | undefined) => (pem ?? '').match(/BEGIN CERTIFICATE/g)?.length ?? 0;
+  const first = await injectedProxyEnv();
+  assert.equal(first.MUTUAL_PROXY_IDENTITY_BUNDLE_PEM, pki.anchor.certificatePem);
+  assert.equal(roots(first.MUTUAL_PROXY_IDENTITY_BUNDLE_PEM), 1);
+
+  // Step 1 of an anchor rotation: the ConfigMap now holds the old and the new root.
+  const next = await createTrustAnchor({ trustDomain: 'cluster.local', clock: systemClock });
+  const both = `${pki.anchor.certificatePem}${next.certificatePem}`;
+  await replaceFile(anchorsFile(), both);
+  await waitUntil(
+    async () => (await injectedProxyEnv()).MUTUAL_PROXY_IDENTITY_BUNDLE_PEM === both,
+    'new pods to get both roots',
+  );
+  const metrics = async () => (await fetch(`${webhook.adminUrl}/metrics`)).text();
+  assert.equal(metricValue(await metrics(), 'mutual_injector_trust_anchors_roots'), 2);
+
+  // A key where roots belong (a broken ConfigMap edit) is refused; pods keep getting both roots.
+  await replaceFile(anchorsFile(), privateKeyToPem((await generateKeyPair()).privateKey));
+  await waitUntil(
+    async () =>
+      metricValue(await metrics(), 'mutual_injector_trust_anchors_reloads_total', { result: 'refused' }) >= 1,
+    'the bad anchors refused',
+  );
+  assert.equal((await injectedProxyEnv()).MUTUAL_PROXY_IDENTITY_BUNDLE_PEM, both);
+  await replaceFile(anchorsFile(), pki.anchor.certificatePem);
+  await waitUntil(
+    async () => (await injectedProxyEnv()).MUTUAL_PROXY_IDENTITY_BUNDLE_PEM === pki.anchor.certificatePem,
+    'the original anchors back',
+  );
+});
+
+test('the webhook does not start without usable anchors: MUTUAL_K8S_TRUST_ANCHORS_INVALID', async () => {
+  const bad = join(dir, 'not-anchors.pem');
+  await writeFile(bad, 'not a certificate\n');
+  await assert.rejects(
+    startInjectorWebhook({
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: { certFile: certFile(), keyFile: keyFile() },
+      trustAnchorsFile: bad,
+      inject: DEFAULT_INJECT_OPTIONS,
+    }),
+    (error: { code?: string; message?: string }) =>
+      error.code === 'MUTUAL_K8S_TRUST_ANCHORS_INVALID' && /not-anchors\.pem/.test(error.message ?? ''),
+  );
 });

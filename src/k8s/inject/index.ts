@@ -2,10 +2,12 @@
 // alone), used by `mutual inject` on YAML and by the admission webhook as a JSON Patch. Reads no
 // cluster state and writes no files.
 
+export { type AppContainerLike, type ProbeRewrite, rewriteAppProbes } from './app-probes.ts';
 export { type InjectManifestsResult, type InjectReportLine, injectManifests } from './inject-manifests.ts';
 export {
   DEFAULT_INJECT_OPTIONS,
   DEFAULT_PROXY_RESOURCES,
+  type InjectDefaults,
   type InjectOptions,
   type InjectOutcome,
   injectPod,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { ANNOTATIONS, LABELS } from '../constants.ts';
-import { DEFAULT_INJECT_OPTIONS, injectPod, type PodLike } from './inject-pod.ts';
+import { DEFAULT_INJECT_OPTIONS, type InjectOptions, injectPod, type PodLike } from './inject-pod.ts';
 import { readPodAnnotations } from './pod-annotations.ts';
 
 const pod = (spec: Record<string, unknown> = {}, annotations: Record<string, unknown> = {}): PodLike => ({
@@ -12,8 +12,12 @@ const pod = (spec: Record<string, unknown> = {}, annotations: Record<string, unk
   spec: { containers: [{ name: 'web', image: 'nginx', ports: [{ containerPort: 80 }] }], ...spec },
 });
 
+/** injectPod does not parse the anchors (its callers check them); any PEM text travels as it is. */
+const ANCHORS_PEM = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+const OPTIONS: InjectOptions = { ...DEFAULT_INJECT_OPTIONS, trustAnchorsPem: ANCHORS_PEM };
+
 function injected(input: PodLike) {
-  const outcome = injectPod(input);
+  const outcome = injectPod(input, OPTIONS);
   assert.equal(outcome.kind, 'injected', JSON.stringify(outcome));
   return (outcome as { pod: PodLike }).pod;
 }
@@ -38,7 +42,7 @@ test('injection: init then native sidecar before the app init containers, volume
   assert.equal(spec.initContainers[0]?.restartPolicy, undefined);
   assert.deepEqual(
     spec.volumes.map((v) => v.name),
-    ['data', 'mutual-identity-token', 'mutual-trust-anchors', 'mutual-identity', 'mutual-init-run'],
+    ['data', 'mutual-identity-token', 'mutual-identity', 'mutual-init-run'],
   );
   assert.equal(out.metadata?.annotations?.[ANNOTATIONS.inject], 'enabled');
   assert.ok(out.metadata?.annotations?.[ANNOTATIONS.injected]);
@@ -48,7 +52,7 @@ test('injection: init then native sidecar before the app init containers, volume
 
 test('injection is idempotent: an injected pod is left as it is, reported already injected', () => {
   const once = injected(pod());
-  const again = injectPod(once);
+  const again = injectPod(once, OPTIONS);
   assert.deepEqual(again, { kind: 'skipped', reason: 'already-injected', message: 'already injected' });
 });
 
@@ -85,7 +89,7 @@ const skips: { name: string; input: PodLike; reason: string }[] = [
 ];
 for (const s of skips) {
   test(`skipped with its reason: ${s.name}`, () => {
-    const outcome = injectPod(s.input);
+    const outcome = injectPod(s.input, OPTIONS);
     assert.equal(outcome.kind, 'skipped');
     assert.equal((outcome as { reason: string }).reason, s.reason);
   });
@@ -102,10 +106,11 @@ const badAnnotations: [string, unknown][] = [
   [ANNOTATIONS.proxyMemoryLimit, '64 Mi'],
   [ANNOTATIONS.proxyImage, 'has space'],
   [ANNOTATIONS.skipInboundPorts, 22],
+  [ANNOTATIONS.rewriteAppProbes, 'no'],
 ];
 for (const [key, value] of badAnnotations) {
   test(`invalid annotation refused, naming it: ${key}: ${JSON.stringify(value)}`, () => {
-    const outcome = injectPod(pod({}, { [key]: value }));
+    const outcome = injectPod(pod({}, { [key]: value }), OPTIONS);
     assert.equal(outcome.kind, 'invalid');
     const problems = outcome.kind === 'invalid' ? outcome.problems : [];
     assert.deepEqual(
@@ -147,7 +152,7 @@ test('annotations reach the init and proxy arguments; the mode annotation beats 
     limits: { memory: '256Mi' },
   });
   const strictDefault = injectPod(pod({}, { [ANNOTATIONS.defaultMode]: 'DISABLE' }), {
-    ...DEFAULT_INJECT_OPTIONS,
+    ...OPTIONS,
     defaultMode: 'STRICT',
   });
   assert.equal(strictDefault.kind, 'injected');
@@ -159,7 +164,13 @@ test('annotations reach the init and proxy arguments; the mode annotation beats 
 
 test('readPodAnnotations: no annotations is the default configuration, no problems', () => {
   assert.deepEqual(readPodAnnotations({}), {
-    config: { skipInboundPorts: '', skipOutboundPorts: '', skipOutboundSubnets: '', resources: {} },
+    config: {
+      skipInboundPorts: '',
+      skipOutboundPorts: '',
+      skipOutboundSubnets: '',
+      resources: {},
+      rewriteAppProbes: true,
+    },
     problems: [],
   });
 });

@@ -9,6 +9,7 @@ import {
   LABELS,
   PROXY_PORTS,
 } from '../constants.ts';
+import { rewriteAppProbes } from './app-probes.ts';
 import {
   type AnnotationProblem,
   type PeerAuthenticationMode,
@@ -24,7 +25,8 @@ import {
   sidecarVolumes,
 } from './sidecar.ts';
 
-export interface InjectOptions {
+/** What the injector is configured with, but the anchors (a file it watches, or a flag offline). */
+export interface InjectDefaults {
   readonly image: string;
   readonly trustDomain: string;
   /** `--mode` for pods without `config.mutual.dev/default-mode`; unset leaves the proxy's default. */
@@ -32,9 +34,14 @@ export interface InjectOptions {
   readonly proxyResources: ProxyResources;
 }
 
+export interface InjectOptions extends InjectDefaults {
+  /** The mesh's trust anchors, PEM (checked by the caller): written into every proxy's environment. */
+  readonly trustAnchorsPem: string;
+}
+
 export const DEFAULT_PROXY_RESOURCES: ProxyResources = { cpuRequest: '100m', memoryRequest: '64Mi' };
 
-export const DEFAULT_INJECT_OPTIONS: InjectOptions = {
+export const DEFAULT_INJECT_OPTIONS: InjectDefaults = {
   image: DEFAULT_IMAGE,
   trustDomain: DEFAULT_TRUST_DOMAIN,
   proxyResources: DEFAULT_PROXY_RESOURCES,
@@ -71,15 +78,9 @@ const OTHER_MESH_CONTAINERS = ['istio-proxy', 'istio-init', 'linkerd-proxy', 'li
 interface ContainerLike {
   name?: unknown;
   ports?: { containerPort?: unknown }[];
-  readinessProbe?: ProbeLike;
-  livenessProbe?: ProbeLike;
-  startupProbe?: ProbeLike;
-}
-interface ProbeLike {
-  httpGet?: { path?: unknown };
 }
 
-export function injectPod(pod: PodLike, options: InjectOptions = DEFAULT_INJECT_OPTIONS): InjectOutcome {
+export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   const annotations = pod.metadata?.annotations ?? {};
   const spec = pod.spec ?? {};
   const containers = listOf<ContainerLike>(spec.containers);
@@ -113,9 +114,13 @@ export function injectPod(pod: PodLike, options: InjectOptions = DEFAULT_INJECT_
   if (conflict) return skip('conflict', conflict);
   if (problems.length > 0) return { kind: 'invalid', problems };
 
+  // The app's HTTP probes go through the proxy's admin port, so STRICT never refuses the kubelet.
+  const probes = rewriteAppProbes(listOf(spec.containers), config.rewriteAppProbes);
   const sidecar = {
     image: config.image ?? options.image,
     trustDomain: options.trustDomain,
+    trustAnchorsPem: options.trustAnchorsPem,
+    appProbes: probes.probes,
     skipInboundPorts: config.skipInboundPorts,
     skipOutboundPorts: config.skipOutboundPorts,
     skipOutboundSubnets: config.skipOutboundSubnets,
@@ -124,7 +129,7 @@ export function injectPod(pod: PodLike, options: InjectOptions = DEFAULT_INJECT_
       ? {}
       : { mode: config.mode ?? options.defaultMode }),
     resources: { ...options.proxyResources, ...config.resources },
-    probePaths: probePathsOf(containers),
+    probePaths: probes.keptProbePaths,
   };
   const injected = structuredClone(pod);
   injected.metadata = {
@@ -137,6 +142,7 @@ export function injectPod(pod: PodLike, options: InjectOptions = DEFAULT_INJECT_
     labels: { ...(injected.metadata?.labels ?? {}), [LABELS.proxyInjected]: 'true' },
   };
   const injectedSpec = { ...(injected.spec ?? {}) };
+  injectedSpec.containers = structuredClone(probes.containers);
   // mutual-init first (iptables), then the proxy, then the app's own init containers, which
   // already need the proxy: their traffic is redirected too.
   injectedSpec.initContainers = [
@@ -170,16 +176,4 @@ function findConflict(spec: Record<string, unknown>, containers: ContainerLike[]
     }
   }
   return undefined;
-}
-
-/** The HTTP paths of the app containers' probes, in order, without duplicates or queries. */
-function probePathsOf(containers: ContainerLike[]): string[] {
-  const paths = new Set<string>();
-  for (const container of containers) {
-    for (const probe of [container.startupProbe, container.readinessProbe, container.livenessProbe]) {
-      const path = probe?.httpGet?.path;
-      if (typeof path === 'string' && path.startsWith('/')) paths.add(path.split('?')[0] ?? path);
-    }
-  }
-  return [...paths];
 }

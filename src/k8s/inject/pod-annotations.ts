@@ -33,6 +33,8 @@ export interface PodAnnotationConfig {
   readonly mode?: PeerAuthenticationMode;
   readonly image?: string;
   readonly resources: Partial<ProxyResources>;
+  /** Point the app's HTTP probes at the proxy's admin port (default true). */
+  readonly rewriteAppProbes: boolean;
 }
 
 /** Kubernetes resource quantity (k8s.io/apimachinery `resource.Quantity`), e.g. 100m, 64Mi, 1.5, 2e3. */
@@ -81,6 +83,13 @@ export function readPodAnnotations(annotations: Readonly<Record<string, unknown>
       message: `${JSON.stringify(mode)} is not a mode: use STRICT, PERMISSIVE or DISABLE (upper case)`,
     });
   }
+  const rewriteAppProbes = text(ANNOTATIONS.rewriteAppProbes);
+  if (rewriteAppProbes !== undefined && rewriteAppProbes !== 'true' && rewriteAppProbes !== 'false') {
+    problems.push({
+      annotation: ANNOTATIONS.rewriteAppProbes,
+      message: `${JSON.stringify(rewriteAppProbes)} is not a choice: use "true" or "false"`,
+    });
+  }
   const ports = (key: string) => checked(key, (value) => parsePortList(value, key)) ?? '';
   const opaquePorts = checked(ANNOTATIONS.opaquePorts, (value) => {
     for (const range of parsePortList(value, ANNOTATIONS.opaquePorts)) {
@@ -124,6 +133,7 @@ export function readPodAnnotations(annotations: Readonly<Record<string, unknown>
       : {}),
     ...(image === undefined ? {} : { image }),
     resources,
+    rewriteAppProbes: rewriteAppProbes !== 'false',
   };
   return { config, problems };
 }

@@ -4,13 +4,13 @@
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
+import { type AppProbeSpec, PROXY_ENV } from '../../config/index.ts';
 import {
   CONTROL_PLANE,
   CONTROL_PLANE_NAMESPACE,
   IDENTITY_TOKEN_AUDIENCE,
   PROXY_PORTS,
   PROXY_UID,
-  TRUST_ANCHORS_CONFIG_MAP,
 } from '../constants.ts';
 import type { PeerAuthenticationMode, ProxyResources } from './pod-annotations.ts';
 
@@ -19,17 +19,14 @@ export const PROXY_CONTAINER_NAME = 'mutual-proxy';
 
 export const VOLUMES = {
   token: 'mutual-identity-token',
-  trustAnchors: 'mutual-trust-anchors',
   identity: 'mutual-identity',
   initRun: 'mutual-init-run',
 } as const;
 
-/** Where the proxy finds its files; the token and anchors are read again on every renewal. */
+/** Where the proxy finds its files; the token is read again on every renewal. */
 export const PROXY_PATHS = {
   tokenDir: '/var/run/secrets/mutual.dev/serviceaccount',
   tokenFile: '/var/run/secrets/mutual.dev/serviceaccount/token',
-  trustAnchorsDir: '/var/run/mutual/trust-anchors',
-  trustAnchorsFile: `/var/run/mutual/trust-anchors/${TRUST_ANCHORS_CONFIG_MAP.key}`,
   identityDir: '/var/run/mutual/identity',
 } as const;
 
@@ -49,6 +46,10 @@ export const DESTINATION_URL = svc(CONTROL_PLANE.destination);
 export interface SidecarSpec {
   readonly image: string;
   readonly trustDomain: string;
+  /** The mesh's trust anchors (PEM), written into the proxy's environment: no ConfigMap per namespace. */
+  readonly trustAnchorsPem: string;
+  /** The app's rewritten HTTP probes by admin path; the proxy makes the originals. */
+  readonly appProbes: Readonly<Record<string, AppProbeSpec>>;
   readonly skipInboundPorts: string;
   readonly skipOutboundPorts: string;
   readonly skipOutboundSubnets: string;
@@ -127,8 +128,6 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
       PROXY_PATHS.tokenFile,
       '--spiffe-id',
       spiffeId,
-      '--identity-bundle',
-      PROXY_PATHS.trustAnchorsFile,
       '--destination-url',
       DESTINATION_URL,
       '--inbound-listen',
@@ -144,6 +143,12 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
     env: [
       { name: POD_ENV.namespace, valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
       { name: POD_ENV.serviceAccount, valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } } },
+      // Linkerd's way: the anchors travel in the pod spec; later changes come by the identity
+      // service's bundle long-poll, without restarting the pod.
+      { name: PROXY_ENV.identityBundlePem, value: spec.trustAnchorsPem },
+      ...(Object.keys(spec.appProbes).length === 0
+        ? []
+        : [{ name: PROXY_ENV.appProbes, value: JSON.stringify(spec.appProbes) }]),
     ],
     ports: [
       { name: 'mutual-proxy', containerPort: PROXY_PORTS.inbound, protocol: 'TCP' },
@@ -169,7 +174,6 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
     },
     volumeMounts: [
       { name: VOLUMES.token, mountPath: PROXY_PATHS.tokenDir, readOnly: true },
-      { name: VOLUMES.trustAnchors, mountPath: PROXY_PATHS.trustAnchorsDir, readOnly: true },
       { name: VOLUMES.identity, mountPath: PROXY_PATHS.identityDir },
     ],
   };
@@ -191,8 +195,6 @@ export function sidecarVolumes(): IVolume[] {
         ],
       },
     },
-    // The anchors ConfigMap of the pod's own namespace (a pod cannot mount another namespace's).
-    { name: VOLUMES.trustAnchors, configMap: { name: TRUST_ANCHORS_CONFIG_MAP.name } },
     // The proxy's key never touches a disk: memory only, and small.
     { name: VOLUMES.identity, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
     { name: VOLUMES.initRun, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },

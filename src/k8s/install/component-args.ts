@@ -14,6 +14,8 @@ export const MOUNTS = {
   trustAnchors: '/var/run/mutual/identity/trust-anchors',
   issuer: '/var/run/mutual/identity/issuer',
   injectorTls: '/var/run/mutual/injector/tls',
+  /** The trust anchors ConfigMap again, for the injector to copy into every proxy's environment. */
+  injectorTrustAnchors: '/var/run/mutual/injector/trust-anchors',
   /** A projected ServiceAccount token for the identity service (audience identity.mutual.dev). */
   identityToken: '/var/run/secrets/mutual.dev/serviceaccount',
   /** An emptyDir: the identity service's state (join-token key, audit log); the root filesystem is read-only. */
@@ -70,7 +72,7 @@ export function destinationArgs(trustDomain: string): string[] {
   ];
 }
 
-/** The injector also takes what it writes into pods: the image, the trust domain, proxy resources. */
+/** The injector also takes what it writes into pods: the image, the trust domain, the anchors, proxy resources. */
 export function injectorArgs(config: InstallConfig, trustDomain: string): string[] {
   const { port, adminPort } = CONTROL_PLANE.injector;
   const resources = config.proxyResources;
@@ -90,6 +92,8 @@ export function injectorArgs(config: InstallConfig, trustDomain: string): string
     config.image,
     '--trust-domain',
     trustDomain,
+    '--trust-anchors-file',
+    `${MOUNTS.injectorTrustAnchors}/${TRUST_ANCHORS_CONFIG_MAP.key}`,
     ...optional('--proxy-cpu-request', resources.cpuRequest),
     ...optional('--proxy-memory-request', resources.memoryRequest),
     ...optional('--proxy-cpu-limit', resources.cpuLimit),

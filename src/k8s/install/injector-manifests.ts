@@ -7,6 +7,7 @@ import {
   INJECT_VALUES,
   INJECTOR_WEBHOOK,
   LABELS,
+  TRUST_ANCHORS_CONFIG_MAP,
 } from '../constants.ts';
 import { injectorArgs, MOUNTS } from './component-args.ts';
 import {
@@ -63,8 +64,15 @@ export function injectorManifests(
         { name: 'webhook', containerPort: injector.port },
         { name: 'admin', containerPort: injector.adminPort },
       ],
-      volumeMounts: [{ name: 'tls', mountPath: MOUNTS.injectorTls, readOnly: true }],
-      volumes: [{ name: 'tls', secret: { secretName: INJECTOR_WEBHOOK.secretName, defaultMode: 0o440 } }],
+      volumeMounts: [
+        { name: 'tls', mountPath: MOUNTS.injectorTls, readOnly: true },
+        // Watched: a changed ConfigMap reaches pods created after it (the kubelet refreshes the mount).
+        { name: 'trust-anchors', mountPath: MOUNTS.injectorTrustAnchors, readOnly: true },
+      ],
+      volumes: [
+        { name: 'tls', secret: { secretName: INJECTOR_WEBHOOK.secretName, defaultMode: 0o440 } },
+        { name: 'trust-anchors', configMap: { name: TRUST_ANCHORS_CONFIG_MAP.name } },
+      ],
     }),
     controlPlaneService(injector.name, 'injector', [
       { name: 'webhook', port: WEBHOOK_SERVICE_PORT, targetPort: 'webhook' },

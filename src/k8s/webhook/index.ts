@@ -24,3 +24,5 @@ export {
   type ServingCertificateFiles,
   watchServingCertificate,
 } from './serving-certificate.ts';
+export { loadTrustAnchors, type TrustAnchors, watchTrustAnchors } from './trust-anchors.ts';
+export { type FileReloadEvent, watchFiles } from './watched-files.ts';

@@ -1,6 +1,7 @@
 // `mutual inject serve`: the mutating admission webhook. HTTPS (TLS 1.2+) POST /inject takes an
 // AdmissionReview and answers with the injection as a JSON Patch; an admin listener serves
-// /live /ready /metrics. The serving certificate is watched and swapped without dropping a connection.
+// /live /ready /metrics. The serving certificate is watched and swapped without dropping a
+// connection; the trust anchors written into every proxy are watched the same way.
 import { once } from 'node:events';
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
@@ -10,13 +11,14 @@ import type { ListenAddress } from '../../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../errors.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
-import type { InjectOptions } from '../inject/index.ts';
+import type { InjectDefaults } from '../inject/index.ts';
 import { reviewAdmission } from './admission-review.ts';
 import {
   loadServingCertificate,
   type ServingCertificateFiles,
   watchServingCertificate,
 } from './serving-certificate.ts';
+import { loadTrustAnchors, watchTrustAnchors } from './trust-anchors.ts';
 
 export const MAX_ADMISSION_REVIEW_BYTES = 1024 * 1024;
 const TLS_MIN_VERSION = 'TLSv1.2';
@@ -26,11 +28,14 @@ export interface InjectorWebhookConfig {
   /** Off when undefined. */
   readonly adminListen?: ListenAddress;
   readonly tls: ServingCertificateFiles;
-  readonly inject: InjectOptions;
+  /** The mesh's trust anchors (PEM roots; the mounted mutual-trust-anchors ConfigMap), watched. */
+  readonly trustAnchorsFile: string;
+  readonly inject: InjectDefaults;
   /** Handshake, headers and body deadline per request; the API server gives up after 10 s by default. */
   readonly clientTimeoutMs?: number;
+  /** How often the certificate and anchors files are re-read besides change notifications. */
   readonly certPollIntervalMs?: number;
-  /** One line per decision and per certificate reload. */
+  /** One line per decision and per certificate or anchors reload. */
   readonly log?: (line: string) => void;
 }
 
@@ -65,7 +70,22 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     labelNames: ['result'],
     registers: [registry],
   });
+  const anchorReloads = new Counter({
+    name: 'mutual_injector_trust_anchors_reloads_total',
+    help: 'Changed trust anchors files checked, by result (accepted, refused: the old anchors stay in use).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   let certificate = await loadServingCertificate(config.tls);
+  let anchors = await loadTrustAnchors(config.trustAnchorsFile);
+  new Gauge({
+    name: 'mutual_injector_trust_anchors_roots',
+    help: 'Roots in the trust anchors the injector writes into new pods.',
+    registers: [registry],
+    collect() {
+      this.set(anchors.roots);
+    },
+  });
   new Gauge({
     name: 'mutual_injector_certificate_expiry_timestamp_seconds',
     help: 'When the serving certificate in use expires (Unix time).',
@@ -120,7 +140,8 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     }
     // Stages: body within size and time → envelope checked → the shared inject → patch out.
     const body = await readBody(request, clientTimeoutMs);
-    const decision = reviewAdmission(body, config.inject, path === namespacePath ? 'namespace' : 'pod');
+    const options = { ...config.inject, trustAnchorsPem: anchors.pem };
+    const decision = reviewAdmission(body, options, path === namespacePath ? 'namespace' : 'pod');
     admissions.inc({ result: decision.result, reason: decision.reason });
     if (decision.result !== 'ignored')
       log(`inject: pod ${decision.pod} ${decision.result} (${decision.reason})\n`);
@@ -143,6 +164,19 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     },
   });
 
+  const anchorsWatcher = watchTrustAnchors({
+    file: config.trustAnchorsFile,
+    initial: anchors,
+    ...(config.certPollIntervalMs === undefined ? {} : { pollIntervalMs: config.certPollIntervalMs }),
+    onChange(next) {
+      anchors = next;
+    },
+    onEvent(event) {
+      anchorReloads.inc({ result: event.result });
+      log(`trust anchors reload ${event.result}${event.code ? ` [${event.code}]` : ''}: ${event.message}\n`);
+    },
+  });
+
   let admin: HttpServer | undefined;
   try {
     server.listen(config.listen.port, config.listen.host);
@@ -157,6 +191,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     }
   } catch (error) {
     watcher.close();
+    anchorsWatcher.close();
     server.close();
     admin?.close();
     throw error;
@@ -171,6 +206,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     ...(admin ? { adminUrl: urlOf('http', admin) } : {}),
     async close() {
       watcher.close();
+      anchorsWatcher.close();
       server.closeIdleConnections();
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
@@ -179,6 +215,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     },
     destroy() {
       watcher.close();
+      anchorsWatcher.close();
       server.closeAllConnections();
       server.close();
       admin?.closeAllConnections();

@@ -2,12 +2,11 @@
 // and watched: a changed pair is checked (PEM, key matches, certificate parses) before it replaces
 // the one in use; a bad pair is refused with an event and the old one keeps serving.
 import { createHash } from 'node:crypto';
-import { type FSWatcher, watch } from 'node:fs';
-import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { MutualError, toMutualError } from '../../errors.ts';
 import { parseCertificatesPem } from '../../pki/index.ts';
 import { readTextFile } from '../../store/index.ts';
+import { type FileReloadEvent, watchFiles } from './watched-files.ts';
 
 export interface ServingCertificate {
   readonly cert: string;
@@ -22,11 +21,7 @@ export interface ServingCertificateFiles {
   readonly keyFile: string;
 }
 
-export interface CertificateReloadEvent {
-  readonly result: 'accepted' | 'refused';
-  readonly message: string;
-  readonly code?: string;
-}
+export type CertificateReloadEvent = FileReloadEvent;
 
 export async function loadServingCertificate(files: ServingCertificateFiles): Promise<ServingCertificate> {
   let cert: string;
@@ -66,65 +61,14 @@ export interface CertificateWatcherOptions {
   readonly pollIntervalMs?: number;
 }
 
-/**
- * Watches the directories of both files, so atomic rename-replace and the `..data` symlink swap
- * of Secret volumes are seen, and polls as a fallback.
- */
+/** Watches both files (rename-replace and Secret volume updates included) and polls as a fallback. */
 export function watchServingCertificate(options: CertificateWatcherOptions): { close(): void } {
-  let current = options.initial;
-  let lastRefused = '';
-  let debounce: NodeJS.Timeout | undefined;
-  let isClosed = false;
-  let running = Promise.resolve();
-  const reload = async () => {
-    let next: ServingCertificate;
-    try {
-      next = await loadServingCertificate(options.files);
-    } catch (error) {
-      const refusal = toMutualError(error);
-      // A half-written pair is seen once per distinct problem, not on every poll.
-      if (refusal.message !== lastRefused && !isClosed) {
-        lastRefused = refusal.message;
-        options.onEvent({ result: 'refused', message: refusal.message, code: refusal.code });
-      }
-      return;
-    }
-    lastRefused = '';
-    if (isClosed || next.fingerprint === current.fingerprint) return;
-    current = next;
-    options.onChange(next);
-    options.onEvent({
-      result: 'accepted',
-      message: `new serving certificate from ${options.files.certFile}, valid until ${new Date(next.notAfterMs).toISOString()}`,
-    });
-  };
-  const schedule = () => {
-    if (isClosed) return;
-    clearTimeout(debounce);
-    debounce = setTimeout(() => {
-      running = running.then(reload);
-    }, options.debounceMs ?? 200);
-    debounce.unref();
-  };
-  const watchers: FSWatcher[] = [];
-  for (const dir of new Set([dirname(options.files.certFile), dirname(options.files.keyFile)])) {
-    try {
-      const watcher = watch(dir, schedule);
-      watcher.on('error', () => {});
-      watchers.push(watcher);
-    } catch {
-      // The poll below still sees changes.
-    }
-  }
-  const pollMs = options.pollIntervalMs ?? 30_000;
-  const poll = pollMs > 0 ? setInterval(schedule, pollMs) : undefined;
-  poll?.unref();
-  return {
-    close() {
-      isClosed = true;
-      clearTimeout(debounce);
-      clearInterval(poll);
-      for (const watcher of watchers) watcher.close();
-    },
-  };
+  return watchFiles({
+    ...options,
+    files: [options.files.certFile, options.files.keyFile],
+    load: () => loadServingCertificate(options.files),
+    fingerprint: (certificate) => certificate.fingerprint,
+    describe: (next) =>
+      `new serving certificate from ${options.files.certFile}, valid until ${new Date(next.notAfterMs).toISOString()}`,
+  });
 }

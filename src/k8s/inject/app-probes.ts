@@ -1,0 +1,113 @@
+// Kubelet probes under STRICT (Istio's probe rewrite): the kubelet's HTTP probes are plaintext and
+// would be redirected to the proxy and refused, so each app container's httpGet probe is pointed at
+// the proxy's admin port (never redirected) at /app-health/<container>/<livez|readyz|startupz>, and
+// the original goes to the proxy, which makes it on 127.0.0.1. Left alone, and why:
+//   - scheme HTTPS: the proxy would have to speak TLS to the app on a certificate nobody verifies;
+//   - a probe with `host`: it does not probe this pod;
+//   - a named port no container port declares: the kubelet could not resolve it either;
+//   - tcpSocket (the proxy accepts the connection itself, so it checks the proxy, not the app),
+//     exec (runs in the container, no network) and grpc (would need a gRPC health client).
+import { type AppProbeField, type AppProbeSpec, appProbePath } from '../../config/index.ts';
+import { PROXY_PORTS } from '../constants.ts';
+
+const PROBE_FIELDS: readonly AppProbeField[] = ['livenessProbe', 'readinessProbe', 'startupProbe'];
+
+interface HttpGetLike {
+  path?: unknown;
+  port?: unknown;
+  host?: unknown;
+  scheme?: unknown;
+  httpHeaders?: unknown;
+}
+interface ProbeLike {
+  httpGet?: HttpGetLike;
+  timeoutSeconds?: unknown;
+  [key: string]: unknown;
+}
+export interface AppContainerLike {
+  name?: unknown;
+  ports?: { name?: unknown; containerPort?: unknown }[];
+  livenessProbe?: ProbeLike;
+  readinessProbe?: ProbeLike;
+  startupProbe?: ProbeLike;
+  [key: string]: unknown;
+}
+
+export interface ProbeRewrite {
+  /** The app containers, their HTTP probes pointed at the proxy's admin port. */
+  readonly containers: AppContainerLike[];
+  /** `/app-health/<container>/<kind>` → the original probe: the proxy's MUTUAL_PROXY_APP_PROBES. */
+  readonly probes: Record<string, AppProbeSpec>;
+  /** Paths of the HTTP probes left alone: the kubelet still reaches the app there, through the proxy. */
+  readonly keptProbePaths: string[];
+}
+
+export function rewriteAppProbes(containers: readonly AppContainerLike[], isEnabled: boolean): ProbeRewrite {
+  const probes: Record<string, AppProbeSpec> = {};
+  const kept = new Set<string>();
+  const rewritten = containers.map((container) => {
+    const next: AppContainerLike = { ...container };
+    for (const field of PROBE_FIELDS) {
+      const probe = container[field];
+      const httpGet = probe?.httpGet;
+      if (!probe || !httpGet) continue;
+      const original = isEnabled ? originalProbe(container, probe, httpGet) : undefined;
+      if (!original) {
+        if (typeof httpGet.path === 'string' && httpGet.path.startsWith('/')) {
+          kept.add(httpGet.path.split('?')[0] ?? httpGet.path);
+        }
+        continue;
+      }
+      const path = appProbePath(String(container.name), field);
+      probes[path] = original;
+      // Every other field (period, thresholds, timeout) stays: the kubelet's schedule is unchanged.
+      next[field] = { ...probe, httpGet: { path, port: PROXY_PORTS.admin, scheme: 'HTTP' } };
+    }
+    return next;
+  });
+  return { containers: rewritten, probes, keptProbePaths: [...kept] };
+}
+
+/** The probe as the proxy will make it, or undefined when it is one to leave alone. */
+function originalProbe(
+  container: AppContainerLike,
+  probe: ProbeLike,
+  httpGet: HttpGetLike,
+): AppProbeSpec | undefined {
+  if (httpGet.host !== undefined && httpGet.host !== '') return undefined;
+  if (httpGet.scheme !== undefined && httpGet.scheme !== 'HTTP') return undefined;
+  const port = resolvePort(container, httpGet.port);
+  if (port === undefined) return undefined;
+  const path = typeof httpGet.path === 'string' && httpGet.path !== '' ? httpGet.path : '/';
+  const headers = Array.isArray(httpGet.httpHeaders)
+    ? (httpGet.httpHeaders as unknown[]).filter(
+        (header): header is { name: string; value: string } =>
+          typeof (header as { name?: unknown })?.name === 'string' &&
+          typeof (header as { value?: unknown })?.value === 'string',
+      )
+    : [];
+  const timeoutSeconds = Number.isInteger(probe.timeoutSeconds) ? (probe.timeoutSeconds as number) : 1;
+  return {
+    httpGet: {
+      path,
+      port,
+      ...(headers.length > 0 ? { httpHeaders: headers.map(({ name, value }) => ({ name, value })) } : {}),
+    },
+    timeoutSeconds,
+  };
+}
+
+/** A number, a numeric string, or the name of one of the container's ports. */
+function resolvePort(container: AppContainerLike, port: unknown): number | undefined {
+  const asNumber =
+    typeof port === 'number'
+      ? port
+      : typeof port === 'string' && /^\d+$/.test(port)
+        ? Number(port)
+        : undefined;
+  if (asNumber !== undefined) return asNumber >= 1 && asNumber <= 65535 ? asNumber : undefined;
+  if (typeof port !== 'string') return undefined;
+  const named = (container.ports ?? []).find((entry) => entry.name === port);
+  const value = Number(named?.containerPort);
+  return Number.isInteger(value) && value >= 1 && value <= 65535 ? value : undefined;
+}
