@@ -25,8 +25,12 @@ export function registerDownCommand(program: Command, context: CliContext): void
       if (result.network) {
         const { namespaces, links, directories } = result.network;
         context.write(
-          `Removed the network it left: ${namespaces} network namespaces, ${links} host links, ${directories} directories.\n`,
+          `Removed the network it left: ${count(namespaces, 'network namespace')}, ${count(links, 'host link')}, ${count(directories, 'directory', 'directories')}.\n`,
         );
       }
     });
+}
+
+function count(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
