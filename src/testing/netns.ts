@@ -59,9 +59,7 @@ const PREFIX_LENGTH = 15; // every pod network is 198.18.0.0/15
 /** Why pod networks cannot be made here, or undefined when they can (tests skip with the reason). */
 export function canUseNetns(): string | undefined {
   const reason = netnsUnavailableReason(['ip']);
-  return reason === 'network namespaces need root'
-    ? 'network namespaces need root (run the tests as root, as CI does)'
-    : reason;
+  return reason?.includes('need root') ? `${reason}: run the tests as root, as CI does` : reason;
 }
 
 /** Creates an empty pod network; add pods with `addPod`. Removed on `close()` or process exit. */

@@ -207,3 +207,61 @@ test('after a kill -9 of mutual up, mutual down removes what it left', { skip },
   );
   await assertNothingLeft(mesh.runtime, stateDir);
 });
+
+test('without root, or without ip and iptables, up refuses with a coded error that points to loopback', {
+  skip: process.platform === 'linux' ? undefined : 'network namespaces are Linux only',
+}, async () => {
+  const work = await mkdtemp(join(tmpdir(), 'mutual-mesh-netns-refused-'));
+  try {
+    await writeFile(join(work, 'mesh.yaml'), MESH);
+    await chmod(work, 0o755);
+    await chmod(join(work, 'mesh.yaml'), 0o644);
+    const args = [
+      'up',
+      '-f',
+      join(work, 'mesh.yaml'),
+      '--isolation',
+      'netns',
+      '--state-dir',
+      join(work, 'state'),
+    ];
+    const bin = join(repoRoot(), 'bin', 'mutual.js');
+    const run = (argv: string[], env: NodeJS.ProcessEnv) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr!.on('data', (chunk) => {
+          stderr += chunk;
+        });
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+    const asRoot = process.getuid?.() === 0;
+    // Not root: as nobody when this runs as root, else as whoever runs it.
+    const notRoot = await run(
+      [
+        ...(asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []),
+        process.execPath,
+        bin,
+        ...args,
+      ],
+      { ...process.env, NO_COLOR: '1' },
+    );
+    assert.equal(notRoot.code, 1, notRoot.stderr);
+    assert.match(notRoot.stderr, /MUTUAL_MESH_NETNS_UNAVAILABLE/);
+    assert.match(notRoot.stderr, /network namespaces need root/);
+    assert.match(notRoot.stderr, /--isolation loopback/);
+    await assert.rejects(stat(join(work, 'state')), { code: 'ENOENT' }, 'nothing is made before the check');
+    if (asRoot) {
+      // Root, but no ip / iptables / setpriv on PATH.
+      const noTools = await run([process.execPath, bin, ...args], {
+        PATH: join(work, 'empty'),
+        NO_COLOR: '1',
+      });
+      assert.equal(noTools.code, 1, noTools.stderr);
+      assert.match(noTools.stderr, /MUTUAL_MESH_NETNS_UNAVAILABLE/);
+      assert.match(noTools.stderr, /the `ip` command \(iproute2\), iptables-save \(iptables\)/);
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+});

@@ -15,7 +15,8 @@ const TOOLS: Readonly<Record<string, string>> = {
  */
 export function netnsUnavailableReason(tools: readonly string[] = Object.keys(TOOLS)): string | undefined {
   if (process.platform !== 'linux') return `network namespaces need Linux (this is ${process.platform})`;
-  if (process.getuid?.() !== 0) return 'network namespaces need root';
+  if (process.getuid?.() !== 0)
+    return `network namespaces need root (this runs as uid ${process.getuid?.()})`;
   const missing = tools.filter((tool) => !hasCommand(tool));
   if (missing.length > 0) {
     return `${missing.map((tool) => TOOLS[tool] ?? tool).join(', ')} ${missing.length === 1 ? 'is' : 'are'} not installed`;
@@ -29,7 +30,7 @@ export function requireNetns(what: string): void {
   if (reason === undefined) return;
   throw new MutualError(
     'MUTUAL_MESH_NETNS_UNAVAILABLE',
-    `${what} needs network namespaces, but ${reason}. Run it as root with iproute2, iptables and util-linux installed (e.g. \`sudo npx mutual …\`), or use \`--isolation loopback\` (the default), which needs none of them`,
+    `${what} cannot run here: ${reason}. Run it as root with iproute2, iptables and util-linux installed (e.g. \`sudo npx mutual …\`), or use \`--isolation loopback\` (the default), which needs none of them`,
     { detail: { reason } },
   );
 }
