@@ -112,6 +112,13 @@ describe('sidecar proxy between two workloads', () => {
       );
     };
     httpApp = createHttpServer(appHandler);
+    // An upgrade (as WebSocket does): 101, then the connection echoes bytes, prefixed by who called.
+    httpApp.on('upgrade', (request, socket) => {
+      const caller = String(request.headers['x-mutual-client-id'] ?? 'nobody');
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
+      socket.on('data', (chunk: Buffer) => socket.write(`${caller}:${chunk.toString()}`));
+      socket.on('end', () => socket.end());
+    });
     permissiveApp = createHttpServer(appHandler);
     // The app's own TLS, carried opaquely inside the mesh's mTLS.
     const appTls = await pki.workload('app-tls', { spiffeId: 'spiffe://cluster.local/ns/demo/sa/app-tls' });
@@ -197,6 +204,23 @@ describe('sidecar proxy between two workloads', () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  test('an HTTP upgrade through both proxies becomes a byte stream, with the caller identified', async () => {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = connect(client.outbound[0]!.port, '127.0.0.1');
+      let data = '';
+      socket.on('data', (chunk) => {
+        data += chunk.toString();
+        if (data.includes('\r\n\r\n') && !data.includes(':ping')) socket.write('ping');
+        if (data.endsWith(':ping')) socket.end();
+      });
+      socket.on('close', () => resolve(data));
+      socket.on('error', reject);
+      socket.write('GET /ws HTTP/1.1\r\nhost: emoji\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
+    });
+    assert.match(reply, /^HTTP\/1\.1 101 /);
+    assert.ok(reply.endsWith(`${web.spiffeId}:ping`), reply);
   });
 
   test('a TCP byte stream passes both ways, with half-close kept', async () => {
