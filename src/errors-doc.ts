@@ -11,6 +11,8 @@ const AREAS: Record<string, string> = {
   POLICY: 'Policy',
   MESH: 'The mesh on one machine',
   DASHBOARD: 'Dashboard',
+  DESTINATION: 'Destination service',
+  K8S: 'Kubernetes',
   IO: 'Files',
   CLI: 'Command line',
   INTERNAL: 'Internal',
