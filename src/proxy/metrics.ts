@@ -102,6 +102,19 @@ export function createProxyMetrics(registry: Registry) {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     }),
+    outboundHttpRequests: new Counter({
+      name: 'mutual_outbound_http_requests_total',
+      help: 'Outbound HTTP requests over pooled mTLS, by server identity, destination and response status (502 when the proxy answered: see x-mutual-proxy-error).',
+      labelNames: [...TLS_LABELS, 'destination', 'method', 'status_code'],
+      registers,
+    }),
+    outboundHttpDuration: new Histogram({
+      name: 'mutual_outbound_http_request_duration_seconds',
+      help: 'Time from an outbound request to the end of its response, as the app sees it.',
+      labelNames: ['status_code'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    }),
     authorizations: new Counter({
       name: 'mutual_authorization_decisions_total',
       help: 'Inbound authorization decisions (allow, deny, audit) by deciding policy and client.',

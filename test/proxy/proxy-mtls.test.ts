@@ -164,6 +164,15 @@ describe('sidecar proxy between two workloads', () => {
     });
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { path: '/hello', clientId: web.spiffeId });
+    assert.ok(
+      metricValue(await client.metrics(), 'mutual_outbound_http_requests_total', {
+        tls: 'true',
+        client_id: web.spiffeId,
+        server_id: emoji.spiffeId,
+        method: 'GET',
+        status_code: '200',
+      }) >= 1,
+    );
     const metrics = await server.metrics();
     assert.ok(
       metricValue(metrics, 'mutual_inbound_http_requests_total', {
@@ -253,6 +262,13 @@ describe('sidecar proxy between two workloads', () => {
     assert.match(reply.data, /^HTTP\/1\.1 502 /);
     assert.match(reply.data, /x-mutual-proxy-error: wrong_identity\r\n/i);
     assert.equal(appRequests, before);
+    assert.ok(
+      metricValue(await client.metrics(), 'mutual_outbound_http_requests_total', {
+        server_id: 'spiffe://cluster.local/ns/demo/sa/voting',
+        status_code: '502',
+      }) >= 1,
+      'the refused request is counted as a 502 to the expected identity',
+    );
     // Any other byte stream is reset.
     const opaque = await exchange(client.outbound[2]!.port, 'not http at all');
     assert.equal(opaque.data, '');

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { Pool } from 'undici';
+import type { Clock } from '../../clock.ts';
 import type { MeshTls } from '../../tls/index.ts';
 import { splice } from '../forward.ts';
 import {
@@ -16,13 +17,15 @@ import {
   PROXY_ERROR_HEADER,
   requestHeadText,
 } from '../http-forward.ts';
-import { flushConnectionBytes } from '../metrics.ts';
+import { flushConnectionBytes, type ProxyMetrics } from '../metrics.ts';
 import type { MeshedDestination } from './destinations.ts';
 
 /** Opens one verified mTLS connection to a destination's proxy (resuming a session where it can). */
 export type MeshConnect = (destination: MeshedDestination, meshTls: MeshTls) => Promise<TLSSocket>;
 
 export interface HttpOutboundDeps {
+  readonly metrics: ProxyMetrics;
+  readonly clock: Clock;
   readonly connect: MeshConnect;
   /** Names why a connection to the destination failed (a metric reason), and counts it. */
   readonly onConnectFailure: (error: unknown, destination: MeshedDestination, label: string) => string;
@@ -35,6 +38,8 @@ interface OutboundHttpContext {
   readonly destination: MeshedDestination;
   readonly meshTls: MeshTls;
   readonly label: string;
+  /** The connection's TLS labels plus its destination, for per-request metrics. */
+  readonly labels: Record<string, string>;
 }
 
 const CONTEXT = Symbol('mutual.outbound-http-context');
@@ -88,7 +93,20 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
   function handleRequest(request: IncomingMessage, response: ServerResponse) {
     const context = contextOf(request);
     if (!context) return response.destroy();
-    response.once('finish', () => flushConnectionBytes(request.socket));
+    const startedMs = deps.clock.now();
+    response.once('finish', () => {
+      flushConnectionBytes(request.socket);
+      const status = String(response.statusCode);
+      deps.metrics.outboundHttpRequests.inc({
+        ...context.labels,
+        method: request.method ?? '',
+        status_code: status,
+      });
+      deps.metrics.outboundHttpDuration.observe(
+        { status_code: status },
+        (deps.clock.now() - startedMs) / 1000,
+      );
+    });
     const current = { ...context, meshTls: deps.meshTls() ?? context.meshTls };
     forwardRequest(request, response, poolFor(current), forwardedRequestHeaders(request), (error) => {
       const reason = (error as { meshReason?: string }).meshReason ?? 'upstream_failed';
@@ -125,8 +143,19 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
 
   return {
     /** Serves the app's HTTP/1 connection; its requests travel over the destination's pool. */
-    handle(app: Socket, destination: MeshedDestination, meshTls: MeshTls, label: string) {
-      (app as unknown as Record<symbol, OutboundHttpContext>)[CONTEXT] = { destination, meshTls, label };
+    handle(
+      app: Socket,
+      destination: MeshedDestination,
+      meshTls: MeshTls,
+      label: string,
+      labels: Record<string, string>,
+    ) {
+      (app as unknown as Record<symbol, OutboundHttpContext>)[CONTEXT] = {
+        destination,
+        meshTls,
+        label,
+        labels: { ...labels, destination: label },
+      };
       server.emit('connection', app);
     },
     /** New credentials or bundle: pooled connections of older generations finish and close. */

@@ -58,6 +58,8 @@ export function createOutbound(deps: OutboundDeps) {
   }
 
   const http = createHttpOutbound({
+    metrics,
+    clock: deps.clock,
     connect: connectMesh,
     onConnectFailure: (error, destination, label) => {
       const reason = connectFailed(error, destination, label);
@@ -109,7 +111,7 @@ export function createOutbound(deps: OutboundDeps) {
     const labels = tlsLabels(peer, undefined, 'outbound');
     if (isHttp) {
       countAppConnection(app, labels, label);
-      http.handle(app, meshed, meshTls, label);
+      http.handle(app, meshed, meshTls, label, labels);
       return;
     }
     let server: TLSSocket;
