@@ -1,8 +1,9 @@
 // `mutual up --isolation netns` as a user runs it (root): two services, each a pod. The client app
 // calls the server by name in plain HTTP and gets its answer through both sidecars, with its
 // SPIFFE ID in x-mutual-client-id; a capture on the mesh bridge shows TLS records and never the
-// request's marker; `mutual edges` shows the edge secured. `mutual down` leaves no namespace,
-// link, iptables rule, directory or state behind, also after a kill -9 of `mutual up`.
+// request's marker; `mutual edges` shows the edge secured. The demo runs the same way. `mutual
+// down` leaves no namespace, link, iptables rule, directory or state behind, also after a kill -9
+// of `mutual up`.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -42,12 +43,12 @@ let dir: string;
 const started: ChildProcess[] = [];
 
 /** Starts `mutual up --isolation netns` and resolves once it says the mesh is up. */
-async function up(stateDir: string) {
+async function up(stateDir: string, meshFile = join(dir, 'mesh.yaml'), services = 2) {
   const child = spawn(
     process.execPath,
     [
       join(repoRoot(), 'bin', 'mutual.js'),
-      ...['up', '-f', join(dir, 'mesh.yaml'), '--isolation', 'netns', '--state-dir', stateDir],
+      ...['up', '-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir],
     ],
     { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -62,7 +63,7 @@ async function up(stateDir: string) {
     child.stderr!.on('data', collect);
     child.once('exit', () => resolve());
   });
-  assert.match(output, /The mesh is up: 2 services/, output);
+  assert.match(output, new RegExp(`The mesh is up: ${services} services`), output);
   const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
   return { child, runtime, output: () => output };
 }
@@ -108,7 +109,7 @@ after(async () => {
     }
   }
   if (dir) {
-    for (const state of ['state', 'crashed']) await runMutual(['down', '--state-dir', join(dir, state)]);
+    for (const state of ['state', 'demo']) await runMutual(['down', '--state-dir', join(dir, state)]);
     await rm(dir, { recursive: true, force: true });
   }
 });
@@ -189,21 +190,40 @@ test('the client calls the server by name through both sidecars; the bridge carr
   await assertNothingLeft(runtime, stateDir);
 });
 
-test('after a kill -9 of mutual up, mutual down removes what it left', { skip }, async () => {
-  const stateDir = join(dir, 'crashed');
-  const mesh = await up(stateDir);
+test('the demo runs in netns mode (web answers through emoji and voting, check is green); after a kill -9 of up, down removes what it left', {
+  skip,
+}, async () => {
+  const stateDir = join(dir, 'demo');
+  const mesh = await up(stateDir, join(repoRoot(), 'examples', 'demo', 'mesh.yaml'), 4);
+  const web = mesh.runtime.services.find((service) => service.name === 'web')!;
+  const vote = JSON.parse(
+    sh('ip', [
+      'netns',
+      'exec',
+      web.pod!.netns,
+      'curl',
+      '-sS',
+      '-m',
+      '10',
+      'http://127.0.0.1:8080/api/vote?shortcode=:joy:',
+    ]),
+  );
+  assert.equal(vote.shortcode, ':joy:');
+  assert.ok(vote.votes >= 1);
+  const check = await runMutual(['check', '--state-dir', stateDir]);
+  assert.equal(check.code, 0, check.stdout + check.stderr);
+
+  // A crash: nothing cleans up after a kill -9 of `mutual up`; the pods and processes stay.
   mesh.child.kill('SIGKILL');
   await once(mesh.child, 'exit');
-  // Nothing cleaned up after itself: the pods and their processes are still there.
-  assert.match(sh('ip', ['netns', 'list']), new RegExp(`^${mesh.runtime.network!.id}-server`, 'm'));
-  assert.equal(isRunning(mesh.runtime.services[0]!.proxy), true);
-
+  assert.match(sh('ip', ['netns', 'list']), new RegExp(`^${web.pod!.netns}`, 'm'));
+  assert.equal(isRunning(web.proxy), true);
   const down = await runMutual(['down', '--state-dir', stateDir]);
   assert.equal(down.code, 0, down.stderr);
   assert.match(down.stdout, /processes were left behind/);
   assert.match(
     down.stdout,
-    /Removed the network it left: 3 network namespaces, [01] host links?, 3 directories/,
+    /Removed the network it left: 5 network namespaces, [01] host links?, 5 directories/,
   );
   await assertNothingLeft(mesh.runtime, stateDir);
 });
