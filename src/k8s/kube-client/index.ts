@@ -12,6 +12,7 @@ export {
   createKubeClient,
   type KubeClient,
   type KubeConnection,
+  type KubeGetResult,
   type KubeList,
   type KubeObject,
   type ObjectMeta,

@@ -45,8 +45,16 @@ export type WatchEvent<T> =
   | { readonly type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK'; readonly object: T }
   | { readonly type: 'ERROR'; readonly object: { code?: number; reason?: string; message?: string } };
 
+/** One object (or any JSON the API serves, e.g. /version) and the server's clock from the Date header. */
+export interface KubeGetResult<T> {
+  readonly object: T;
+  readonly date: string | undefined;
+}
+
 export interface KubeClient {
   readonly server: string;
+  /** One object by its path; a 404 rejects with MUTUAL_K8S_API_FAILED and `detail.status` 404. */
+  get<T>(path: string): Promise<KubeGetResult<T>>;
   /** Every item of a collection, following `continue` tokens, and the list's resourceVersion. */
   list<T>(path: string): Promise<KubeList<T>>;
   /**
@@ -135,7 +143,7 @@ export function createKubeClient(
       code === 401
         ? ': the API server did not accept our credentials'
         : code === 403
-          ? ': RBAC does not allow it (the ServiceAccount needs list and watch on this resource)'
+          ? ': RBAC does not allow it (the ServiceAccount or user needs get, list and watch on this resource)'
           : '';
     return apiFailed(
       `${what} answered HTTP ${code}${status.reason ? ` ${status.reason}` : ''}${hint}${status.message ? ` (${status.message})` : ''}`,
@@ -145,6 +153,17 @@ export function createKubeClient(
 
   return {
     server: connection.server,
+    async get<T>(path: string): Promise<KubeGetResult<T>> {
+      const response = await open(path, AbortSignal.timeout(timeoutMs), timeoutMs);
+      if (response.statusCode !== 200) throw await failure(response, `GET ${path}`);
+      const date = response.headers.date;
+      try {
+        return { object: JSON.parse(await readAll(response, MAX_LIST_BYTES)) as T, date };
+      } catch (error) {
+        if (error instanceof MutualError) throw error;
+        throw apiFailed(`GET ${path} did not answer with JSON`, { cause: error });
+      }
+    },
     async list<T>(path: string): Promise<KubeList<T>> {
       const items: T[] = [];
       let next: string | undefined;

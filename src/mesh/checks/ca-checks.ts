@@ -8,24 +8,79 @@ import {
   parsePrivateKeyPem,
 } from '../../pki/index.ts';
 import { CA_FILES } from '../../store/index.ts';
-import { type CheckCategory, type CheckContext, type CheckResult, fail, ok } from './types.ts';
+import {
+  type CheckCategory,
+  type CheckContext,
+  type CheckResult,
+  fail,
+  failOrSkip,
+  ok,
+  skip,
+} from './types.ts';
 
 const SUPPORTED_KEYS = /^(EC P-256|EC P-384|RSA (2048|3072|4096))/;
 
-async function readPem(path: string, what: string): Promise<ParsedCertificate[]> {
-  const text = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+/** PEM text and where it came from (a path, a ConfigMap key), for messages. */
+export interface PemSource {
+  readonly pem: string;
+  readonly where: string;
+}
+
+/**
+ * Where the CA checks read the anchors and the issuer: the state directory's files (`mutual up`)
+ * or a cluster's ConfigMap and Secret. Each throws an Error saying what could not be read (a
+ * CheckSkipped when it cannot even look).
+ */
+export interface CaSource {
+  anchors(context: CheckContext): Promise<PemSource>;
+  issuer(context: CheckContext): Promise<{
+    readonly certificate: PemSource;
+    /** Read only by the check that needs the key. */
+    key(): Promise<PemSource>;
+    /** Set when something renews the issuer on its own (cert-manager): no early-expiry warning. */
+    readonly renewedBy?: string;
+  }>;
+}
+
+/** The fix of each CA check, in the words of where the CA lives. */
+export interface TrustAnchorFixes {
+  readonly read: string;
+  readonly algorithm: string;
+  readonly validity: string;
+  readonly lifetime: string;
+}
+export interface IssuerFixes {
+  readonly read: string;
+  readonly validity: string;
+  readonly lifetime: string;
+  readonly chain: string;
+}
+
+async function readPem(path: string, what: string): Promise<PemSource> {
+  const pem = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
     throw new Error(
       `cannot read ${what} ${path}: ${error.code === 'ENOENT' ? 'it does not exist' : error.message}`,
     );
   });
-  return parseCertificatesPem(text, path);
+  return { pem, where: path };
 }
 
-const anchorsOf = (context: CheckContext) => readPem(context.paths.bundle, 'trust bundle');
-const issuerOf = async (context: CheckContext) =>
-  (await readPem(join(context.paths.caDir, CA_FILES.issuerCertificate), 'issuer certificate'))[0]!;
+/** The CA of `mutual up`: ca/bundle.pem, ca/issuer.crt and ca/issuer.key in the state directory. */
+export const stateDirectoryCa: CaSource = {
+  anchors: (context) => readPem(context.paths.bundle, 'trust bundle'),
+  async issuer(context) {
+    const certificate = await readPem(
+      join(context.paths.caDir, CA_FILES.issuerCertificate),
+      'issuer certificate',
+    );
+    const keyPath = join(context.paths.caDir, CA_FILES.issuerKey);
+    return { certificate, key: () => readFile(keyPath, 'utf8').then((pem) => ({ pem, where: keyPath })) };
+  },
+};
 
-/** Runs `each` per certificate; a read failure is one failed result. */
+const certificatesOf = (source: PemSource) => parseCertificatesPem(source.pem, source.where);
+
+/** Runs `each` per certificate; a read failure is one failed (or skipped) result. */
 async function perCertificate(
   load: () => Promise<ParsedCertificate[]>,
   each: (certificate: ParsedCertificate, label: string) => CheckResult,
@@ -34,14 +89,15 @@ async function perCertificate(
   try {
     certificates = await load();
   } catch (error) {
-    return [fail((error as Error).message)];
+    return [failOrSkip(error)];
   }
   return certificates.map((certificate) =>
     each(certificate, certificate.subject || certificate.fingerprintSha256.slice(0, 16)),
   );
 }
 
-function validity(certificate: ParsedCertificate, label: string, nowMs: number): CheckResult {
+/** Fails when `nowMs` is outside the certificate's validity period. */
+export function validity(certificate: ParsedCertificate, label: string, nowMs: number): CheckResult {
   if (nowMs < certificate.notBeforeMs) {
     return fail(
       `not valid until ${new Date(certificate.notBeforeMs).toISOString()} (in ${formatDuration(certificate.notBeforeMs - nowMs)}); is this machine's clock right?`,
@@ -57,7 +113,12 @@ function validity(certificate: ParsedCertificate, label: string, nowMs: number):
   return ok();
 }
 
-function lifetimeLeft(certificate: ParsedCertificate, label: string, context: CheckContext): CheckResult {
+/** Fails when the certificate expires within the warning period. */
+export function lifetimeLeft(
+  certificate: ParsedCertificate,
+  label: string,
+  context: CheckContext,
+): CheckResult {
   const leftMs = certificate.notAfterMs - context.clock.now();
   const thresholdMs = context.thresholds.expiryWarningMs;
   return leftMs >= thresholdMs
@@ -68,135 +129,170 @@ function lifetimeLeft(certificate: ParsedCertificate, label: string, context: Ch
       );
 }
 
-export const trustAnchorChecks: CheckCategory = {
-  name: 'trust anchors',
-  checks: [
-    {
-      description: 'trust anchors can be read',
-      hint: 'every sidecar verifies its peers against these roots; without them nothing can be trusted',
-      fix: 'restore ca/bundle.pem from a backup of the state directory (Mutual never makes a new CA on its own)',
-      severity: 'error',
-      async run(context) {
-        try {
-          const anchors = await anchorsOf(context);
-          return anchors.length > 0
-            ? ok(`${anchors.length} root${anchors.length === 1 ? '' : 's'}`)
-            : fail('the trust bundle holds no certificate');
-        } catch (error) {
-          return fail((error as Error).message);
-        }
+/** The trust anchor checks over any CA source. */
+export function trustAnchorCategory(name: string, source: CaSource, fix: TrustAnchorFixes): CheckCategory {
+  const anchorsOf = async (context: CheckContext) => certificatesOf(await source.anchors(context));
+  return {
+    name,
+    checks: [
+      {
+        description: 'trust anchors can be read',
+        hint: 'every sidecar verifies its peers against these roots; without them nothing can be trusted',
+        fix: fix.read,
+        severity: 'error',
+        async run(context) {
+          try {
+            const anchors = await anchorsOf(context);
+            return anchors.length > 0
+              ? ok(`${anchors.length} root${anchors.length === 1 ? '' : 's'}`)
+              : fail('the trust bundle holds no certificate');
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
       },
-    },
-    {
-      description: 'trust anchors use a supported algorithm',
-      hint: 'peers refuse chains signed with keys they do not support',
-      fix: 'rotate to an ECDSA P-256 anchor: `mutual ca create` and add it to the bundle',
-      severity: 'error',
-      run: (context) =>
-        perCertificate(
-          () => anchorsOf(context),
-          (certificate, label) =>
-            SUPPORTED_KEYS.test(certificate.publicKeyAlgorithm)
-              ? ok()
-              : fail(
-                  `has a ${certificate.publicKeyAlgorithm} key; supported are EC P-256/P-384 and RSA ≥ 2048`,
-                  label,
-                ),
-        ),
-    },
-    {
-      description: 'trust anchors are within their validity period',
-      hint: 'an expired anchor makes every certificate under it untrusted: the whole mesh stops',
-      fix: 'create a new anchor and issuer (`mutual ca create`) and roll them out',
-      severity: 'error',
-      run: (context) =>
-        perCertificate(
-          () => anchorsOf(context),
-          (c, label) => validity(c, label, context.clock.now()),
-        ),
-    },
-    {
-      description: 'trust anchors are valid for at least the warning period',
-      hint: 'rotating an anchor takes planning: add the new root to the bundle well before the old one expires',
-      fix: 'plan an anchor rotation now: `mutual ca create`, add the new root to bundle.pem, then switch the issuer',
-      severity: 'warning',
-      run: (context) =>
-        perCertificate(
-          () => anchorsOf(context),
-          (c, label) => lifetimeLeft(c, label, context),
-        ),
-    },
-  ],
-};
+      {
+        description: 'trust anchors use a supported algorithm',
+        hint: 'peers refuse chains signed with keys they do not support',
+        fix: fix.algorithm,
+        severity: 'error',
+        run: (context) =>
+          perCertificate(
+            () => anchorsOf(context),
+            (certificate, label) =>
+              SUPPORTED_KEYS.test(certificate.publicKeyAlgorithm)
+                ? ok()
+                : fail(
+                    `has a ${certificate.publicKeyAlgorithm} key; supported are EC P-256/P-384 and RSA ≥ 2048`,
+                    label,
+                  ),
+          ),
+      },
+      {
+        description: 'trust anchors are within their validity period',
+        hint: 'an expired anchor makes every certificate under it untrusted: the whole mesh stops',
+        fix: fix.validity,
+        severity: 'error',
+        run: (context) =>
+          perCertificate(
+            () => anchorsOf(context),
+            (c, label) => validity(c, label, context.clock.now()),
+          ),
+      },
+      {
+        description: 'trust anchors are valid for at least the warning period',
+        hint: 'rotating an anchor takes planning: add the new root to the bundle well before the old one expires',
+        fix: fix.lifetime,
+        severity: 'warning',
+        run: (context) =>
+          perCertificate(
+            () => anchorsOf(context),
+            (c, label) => lifetimeLeft(c, label, context),
+          ),
+      },
+    ],
+  };
+}
 
-export const issuerChecks: CheckCategory = {
-  name: 'issuer',
-  checks: [
-    {
-      description: 'issuer certificate and key can be read and belong together',
-      hint: 'the identity service signs every workload certificate with this key',
-      fix: 'restore issuer.crt and issuer.key from a backup of the state directory',
-      severity: 'error',
-      async run(context) {
-        try {
-          const issuer = await issuerOf(context);
-          const keyPath = join(context.paths.caDir, CA_FILES.issuerKey);
-          const key = parsePrivateKeyPem(await readFile(keyPath, 'utf8'), keyPath);
-          return isSameKey(key.publicKey, issuer.publicKey)
-            ? ok(issuer.subject)
-            : fail(`${keyPath} is not the key of the issuer certificate`);
-        } catch (error) {
-          return fail((error as Error).message);
-        }
+/** The issuer checks over any CA source. */
+export function issuerCategory(name: string, source: CaSource, fix: IssuerFixes): CheckCategory {
+  const issuerOf = async (context: CheckContext) => {
+    const issuer = await source.issuer(context);
+    return { ...issuer, parsed: certificatesOf(issuer.certificate)[0]! };
+  };
+  return {
+    name,
+    checks: [
+      {
+        description: 'issuer certificate and key can be read and belong together',
+        hint: 'the identity service signs every workload certificate with this key',
+        fix: fix.read,
+        severity: 'error',
+        async run(context) {
+          try {
+            const issuer = await issuerOf(context);
+            const key = await issuer.key();
+            const privateKey = parsePrivateKeyPem(key.pem, key.where);
+            return isSameKey(privateKey.publicKey, issuer.parsed.publicKey)
+              ? ok(issuer.parsed.subject)
+              : fail(`${key.where} is not the key of the issuer certificate`);
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
       },
-    },
-    {
-      description: 'issuer is within its validity period',
-      hint: 'an expired issuer cannot sign: every workload loses its certificate at its next renewal',
-      fix: 'issue a new issuer under the current anchor and restart the identity service',
-      severity: 'error',
-      run: (context) =>
-        perCertificate(
-          async () => [await issuerOf(context)],
-          (c, label) => validity(c, label, context.clock.now()),
-        ),
-    },
-    {
-      description: 'issuer is valid for at least the warning period',
-      hint: 'workload certificates are clamped to the issuer: they get shorter and shorter as it nears its end',
-      fix: 'rotate the issuer before it expires',
-      severity: 'warning',
-      run: (context) =>
-        perCertificate(
-          async () => [await issuerOf(context)],
-          (c, label) => lifetimeLeft(c, label, context),
-        ),
-    },
-    {
-      description: 'issuer chains to a current trust anchor',
-      hint: 'certificates it signs are only trusted if the issuer itself is',
-      fix: "put the issuer's root into ca/bundle.pem, or issue a new issuer under a root that is there",
-      severity: 'error',
-      async run(context) {
-        try {
-          // One after the other, so the same missing file is reported each time.
-          const issuer = await issuerOf(context);
-          const anchors = await anchorsOf(context);
-          const nowMs = context.clock.now();
-          const parent = anchors.find(
-            (anchor) => issuer.native.checkIssued(anchor.native) && issuer.native.verify(anchor.publicKey),
+      {
+        description: 'issuer is within its validity period',
+        hint: 'an expired issuer cannot sign: every workload loses its certificate at its next renewal',
+        fix: fix.validity,
+        severity: 'error',
+        run: (context) =>
+          perCertificate(
+            async () => [(await issuerOf(context)).parsed],
+            (c, label) => validity(c, label, context.clock.now()),
+          ),
+      },
+      {
+        description: 'issuer is valid for at least the warning period',
+        hint: 'workload certificates are clamped to the issuer: they get shorter and shorter as it nears its end',
+        fix: fix.lifetime,
+        severity: 'warning',
+        async run(context) {
+          let renewedBy: string | undefined;
+          const results = await perCertificate(
+            async () => {
+              const issuer = await issuerOf(context);
+              renewedBy = issuer.renewedBy;
+              return [issuer.parsed];
+            },
+            (c, label) => lifetimeLeft(c, label, context),
           );
-          if (!parent)
-            return fail(
-              `no root in ${context.paths.bundle} signed the issuer (its issuer is ${issuer.issuer})`,
-            );
-          if (nowMs > parent.notAfterMs)
-            return fail(`the root that signed the issuer, ${parent.subject}, has expired`);
-          return ok(parent.subject);
-        } catch (error) {
-          return fail((error as Error).message);
-        }
+          return renewedBy ? skip(`${renewedBy} renews it`) : results;
+        },
       },
-    },
-  ],
-};
+      {
+        description: 'issuer chains to a current trust anchor',
+        hint: 'certificates it signs are only trusted if the issuer itself is',
+        fix: fix.chain,
+        severity: 'error',
+        async run(context) {
+          try {
+            // One after the other, so the same missing file is reported each time.
+            const { parsed: issuer } = await issuerOf(context);
+            const anchorsSource = await source.anchors(context);
+            const anchors = certificatesOf(anchorsSource);
+            const nowMs = context.clock.now();
+            const parent = anchors.find(
+              (anchor) => issuer.native.checkIssued(anchor.native) && issuer.native.verify(anchor.publicKey),
+            );
+            if (!parent)
+              return fail(
+                `no root in ${anchorsSource.where} signed the issuer (its issuer is ${issuer.issuer})`,
+              );
+            if (nowMs > parent.notAfterMs)
+              return fail(`the root that signed the issuer, ${parent.subject}, has expired`);
+            return ok(parent.subject);
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+    ],
+  };
+}
+
+/** The CA checks of `mutual up`'s state directory. */
+export const trustAnchorChecks = trustAnchorCategory('trust anchors', stateDirectoryCa, {
+  read: 'restore ca/bundle.pem from a backup of the state directory (Mutual never makes a new CA on its own)',
+  algorithm: 'rotate to an ECDSA P-256 anchor: `mutual ca create` and add it to the bundle',
+  validity: 'create a new anchor and issuer (`mutual ca create`) and roll them out',
+  lifetime:
+    'plan an anchor rotation now: `mutual ca create`, add the new root to bundle.pem, then switch the issuer',
+});
+
+export const issuerChecks = issuerCategory('issuer', stateDirectoryCa, {
+  read: 'restore issuer.crt and issuer.key from a backup of the state directory',
+  validity: 'issue a new issuer under the current anchor and restart the identity service',
+  lifetime: 'rotate the issuer before it expires',
+  chain: "put the issuer's root into ca/bundle.pem, or issue a new issuer under a root that is there",
+});

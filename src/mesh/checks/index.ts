@@ -3,6 +3,17 @@
 // the traffic samples that give the traffic window, see traffic-window.ts).
 
 export {
+  type CaSource,
+  type IssuerFixes,
+  issuerCategory,
+  lifetimeLeft,
+  type PemSource,
+  type TrustAnchorFixes,
+  trustAnchorCategory,
+  validity,
+} from './ca-checks.ts';
+export { clockSkew, skewResult } from './mesh-checks.ts';
+export {
   CHECK_CATEGORIES,
   type CheckReport,
   type CheckReportEntry,
@@ -21,13 +32,18 @@ export {
   type TrafficSample,
   type TrafficWindow,
 } from './traffic-window.ts';
-export type {
-  Check,
-  CheckCategory,
-  CheckContext,
-  CheckResult,
-  CheckThresholds,
-  ProxyIdentityAnswer,
-  RecentTraffic,
-  Severity,
+export {
+  type Check,
+  type CheckCategory,
+  type CheckContext,
+  type CheckResult,
+  CheckSkipped,
+  type CheckThresholds,
+  fail,
+  failOrSkip,
+  ok,
+  type ProxyIdentityAnswer,
+  type RecentTraffic,
+  type Severity,
+  skip,
 } from './types.ts';

@@ -34,7 +34,7 @@ export const meshChecks: CheckCategory = {
 };
 
 /** Clock difference to a server, from its HTTP Date header (1-second resolution). */
-function clockSkew(date: string | undefined, sentMs: number, receivedMs: number): number | undefined {
+export function clockSkew(date: string | undefined, sentMs: number, receivedMs: number): number | undefined {
   if (!date) return undefined;
   const remoteMs = Date.parse(date);
   if (Number.isNaN(remoteMs)) return undefined;
@@ -44,7 +44,7 @@ function clockSkew(date: string | undefined, sentMs: number, receivedMs: number)
   return Math.abs(differenceMs) < 1000 ? 0 : differenceMs;
 }
 
-function skewResult(
+export function skewResult(
   skewMs: number | undefined,
   what: string,
   remoteDate: string | undefined,

@@ -6,14 +6,15 @@ import { issuerChecks, trustAnchorChecks } from './ca-checks.ts';
 import { identityServiceChecks, meshChecks, proxyChecks } from './mesh-checks.ts';
 import { policyChecks, trafficChecks } from './traffic-checks.ts';
 import { chooseBaseline, increaseSince, type TrafficSample, type TrafficWindow } from './traffic-window.ts';
-import type {
-  CheckCategory,
-  CheckContext,
-  CheckResult,
-  CheckThresholds,
-  ProxyIdentityAnswer,
-  RecentTraffic,
-  Severity,
+import {
+  type CheckCategory,
+  type CheckContext,
+  type CheckResult,
+  CheckSkipped,
+  type CheckThresholds,
+  type ProxyIdentityAnswer,
+  type RecentTraffic,
+  type Severity,
 } from './types.ts';
 
 /** Every category `mutual check` runs, in order. */
@@ -114,7 +115,11 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
         const outcome = await check.run(context);
         results = Array.isArray(outcome) ? outcome : [outcome as CheckResult];
       } catch (error) {
-        results = [{ status: 'fail', message: `the check itself failed: ${(error as Error).message}` }];
+        results = [
+          error instanceof CheckSkipped
+            ? { status: 'skip', message: error.message }
+            : { status: 'fail', message: `the check itself failed: ${(error as Error).message}` },
+        ];
       }
       entries.push({
         category: category.name,

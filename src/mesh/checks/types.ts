@@ -82,3 +82,13 @@ export const skip = (message: string, subject?: string): CheckResult => ({
   message,
   ...(subject === undefined ? {} : { subject }),
 });
+
+/**
+ * Thrown by a check (or what it reads) when it cannot judge, e.g. the cluster's API server is not
+ * reachable: the result is a skip with this message instead of a failure repeated per check.
+ */
+export class CheckSkipped extends Error {}
+
+/** A caught error as a result: a skip for CheckSkipped, else a failure with its message. */
+export const failOrSkip = (error: unknown, subject?: string): CheckResult =>
+  error instanceof CheckSkipped ? skip(error.message, subject) : fail((error as Error).message, subject);
