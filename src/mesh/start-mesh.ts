@@ -1,8 +1,8 @@
-import { chmod, chown, copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
-import { createJoinTokenIssuer, loadOrCreateJoinTokenKey } from '../identity/index.ts';
+import { createTokenWriter } from './join-tokens.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 import type { MeshConfig } from './mesh-config.ts';
 import {
@@ -10,7 +10,6 @@ import {
   forgetNetworkRecord,
   type MeshNetwork,
   type NetworkRemoval,
-  PROXY_UID,
   planNetnsMesh,
   readNetworkRecord,
   removeMeshNetwork,
@@ -38,8 +37,7 @@ import {
 } from './runtime.ts';
 import { removeLeftoverNetwork, stopRuntime } from './stop-mesh.ts';
 
-/** Join tokens live a day and are minted again every 6 hours while the mesh runs. */
-const TOKEN_TTL_MS = 24 * 3_600_000;
+/** Join tokens are minted again every 6 hours while the mesh runs (they live a day). */
 const TOKEN_REFRESH_MS = 6 * 3_600_000;
 
 export type MeshProgress =
@@ -128,17 +126,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     // Every address, decided up front (netns: once the pods exist).
     let plan: MeshPlan;
     if (isolation === 'netns') {
-      network = await createMeshNetwork({
-        stateDir: paths.stateDir,
-        pods: config.services.map((service) => ({
-          service: service.name,
-          skipInboundPorts: service.skipInboundPorts,
-        })),
-        proxyUid: PROXY_UID,
-        rules: (pod) => ({
-          skipInboundPorts: pod.skipInboundPorts.map((port) => ({ from: port, to: port })),
-        }),
-      });
+      network = await createMeshNetwork({ stateDir: paths.stateDir, services: config.services });
       deps.onProgress({
         kind: 'network',
         id: network.record.id,
@@ -169,7 +157,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     }
 
     // One join token per service, readable by its owner only (netns: by its pod's proxy group).
-    const writeTokens = await tokenWriter(plan, paths, deps.clock);
+    const writeTokens = await createTokenWriter(plan, paths, deps.clock);
     await writeTokens();
     deps.onProgress({
       kind: 'tokens',
@@ -417,33 +405,4 @@ function indent(text: string): string {
     .split('\n')
     .map((line) => `    | ${line}`)
     .join('\n');
-}
-
-/**
- * Mints every service's join token (again every TOKEN_REFRESH_MS). Loopback: 0600 in tokens/.
- * netns: in the pod's directory, 0640 to its proxy's group, beside a copy of the trust bundle.
- */
-async function tokenWriter(plan: MeshPlan, paths: MeshPaths, clock: Clock): Promise<() => Promise<void>> {
-  const key = await loadOrCreateJoinTokenKey(join(paths.stateDir, 'identity'));
-  const issuer = createJoinTokenIssuer({ signingKey: key.privateKey, clock });
-  const place = async (temporary: string, file: string, gid: number | undefined) => {
-    if (gid !== undefined) await chown(temporary, 0, gid);
-    await chmod(temporary, gid === undefined ? 0o600 : 0o640);
-    await rename(temporary, file);
-  };
-  return async () => {
-    for (const { service, tokenFile, pod, identityBundle } of plan.services) {
-      const token = await issuer.mint({
-        namespace: service.namespace,
-        serviceAccount: service.serviceAccount,
-        ttlMs: TOKEN_TTL_MS,
-      });
-      await writeFile(`${tokenFile}.tmp`, `${token}\n`, { mode: 0o600 });
-      await place(`${tokenFile}.tmp`, tokenFile, pod?.proxyGid);
-      if (identityBundle !== paths.bundle) {
-        await copyFile(paths.bundle, `${identityBundle}.tmp`);
-        await place(`${identityBundle}.tmp`, identityBundle, pod?.proxyGid);
-      }
-    }
-  };
 }

@@ -3,7 +3,7 @@ import { readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MutualError } from '../../errors.ts';
 import {
-  type InterceptRules,
+  DEFAULT_PROXY_UID,
   type Iptables,
   installInterceptRules,
   interceptRules,
@@ -70,16 +70,20 @@ export function networkRecordPath(stateDir: string): string {
  */
 export async function createMeshNetwork(options: {
   stateDir: string;
-  pods: readonly PodSpec[];
-  proxyUid: number;
-  /** The rules for each pod, as `mutual proxy init` would install them. */
-  rules?: (pod: PodSpec) => Partial<InterceptRules>;
+  /** One pod per service; its skipped inbound ports are left out of interception. */
+  services: ReadonlyArray<{ name: string; skipInboundPorts: readonly number[] }>;
+  /** The proxy's uid (default 2102): its traffic is never redirected. */
+  proxyUid?: number;
 }): Promise<MeshNetwork> {
   const id = meshNetworkId(options.stateDir);
-  if (options.pods.length > 253) {
+  const pods: PodSpec[] = options.services.map((service) => ({
+    service: service.name,
+    skipInboundPorts: service.skipInboundPorts,
+  }));
+  if (pods.length > 253) {
     throw new MutualError(
       'MUTUAL_MESH_NETNS_FAILED',
-      `a netns mesh holds at most 253 services (one /24); this one has ${options.pods.length}`,
+      `a netns mesh holds at most 253 services (one /24); this one has ${pods.length}`,
     );
   }
   const etcNetnsExisted = await exists(ETC_NETNS);
@@ -93,7 +97,7 @@ export async function createMeshNetwork(options: {
     hostLink: `${id}-host`,
     runDir: join(RUN_ROOT, id),
     isEtcNetnsCreated: !etcNetnsExisted,
-    pods: options.pods.map((pod, index) => ({
+    pods: pods.map((pod, index) => ({
       service: pod.service,
       netns: `${id}-${pod.service}`,
       veth: `p${index}`,
@@ -137,19 +141,23 @@ export async function createMeshNetwork(options: {
     };
     await writeRecord(record);
     const hosts = hostsFile(record);
+    // As `mutual proxy init --proxy-uid UID --skip-inbound-ports LIST` would install them.
     const rules = (pod: PodSpec) =>
-      interceptRules({ proxyUid: options.proxyUid, ...(options.rules?.(pod) ?? {}) });
-    const pods = await Promise.allSettled(
+      interceptRules({
+        proxyUid: options.proxyUid ?? DEFAULT_PROXY_UID,
+        skipInboundPorts: pod.skipInboundPorts.map((port) => ({ from: port, to: port })),
+      });
+    const made = await Promise.allSettled(
       record.pods.map((pod, index) =>
         createPod(record, pod, {
           hosts,
           install: async () => {
-            await installInterceptRules(rules(options.pods[index]!), iptablesIn(pod.netns));
+            await installInterceptRules(rules(pods[index]!), iptablesIn(pod.netns));
           },
         }),
       ),
     );
-    const failure = pods.find((result) => result.status === 'rejected');
+    const failure = made.find((result) => result.status === 'rejected');
     if (failure) throw failure.reason;
     record = {
       ...record,
