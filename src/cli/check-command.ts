@@ -1,7 +1,11 @@
+import { access } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { parseDuration } from '../config/index.ts';
+import { kubernetesChecks } from '../k8s/checks/index.ts';
 import {
+  CHECK_CATEGORIES,
   type CheckReport,
   checkReportJson,
   readTrafficSamples,
@@ -21,13 +25,16 @@ interface CheckOptions {
   maxClockSkew: string;
   trafficWindow: string;
   stateDir: string;
+  kubeconfig?: string;
+  context?: string;
+  kubernetes?: string;
 }
 
 export function registerCheckCommand(program: Command, context: CliContext): void {
   program
     .command('check')
     .description(
-      'check the CA, the identity service, every sidecar, the traffic and the policies; exit 1 on failure',
+      'check the CA, the identity service, every sidecar, the traffic and the policies, and a Kubernetes cluster when a kubeconfig is present; exit 1 on failure',
     )
     .addOption(outputOption())
     .addOption(
@@ -51,10 +58,18 @@ export function registerCheckCommand(program: Command, context: CliContext): voi
       '60s',
     )
     .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
-    .action(async (options: CheckOptions) => check(options, context));
+    .option(
+      '--kubeconfig <file>',
+      'also check this cluster (default: $KUBECONFIG, then ~/.kube/config when present)',
+    )
+    .option('--context <name>', "the kubeconfig's context to use instead of its current-context")
+    .option('--kubernetes <in-cluster>', 'check the cluster this pod runs in (its ServiceAccount)')
+    .action(async (options: CheckOptions, command: Command) =>
+      check(options, command.getOptionValueSource('stateDir') === 'cli', context),
+    );
 }
 
-async function check(options: CheckOptions, context: CliContext): Promise<void> {
+async function check(options: CheckOptions, isStateDirGiven: boolean, context: CliContext): Promise<void> {
   const thresholds = {
     expiryWarningMs: parseDuration(options.expiryWarning, '--expiry-warning'),
     maxClockSkewMs: parseDuration(options.maxClockSkew, '--max-clock-skew'),
@@ -62,7 +77,23 @@ async function check(options: CheckOptions, context: CliContext): Promise<void> 
   };
   const paths = meshPaths(resolve(context.cwd, options.stateDir));
   const runtime = await tryReadRuntime(paths);
+  // The cluster is read like kubectl finds it; the environment is read here, as kubectl's is.
+  const kubernetes = await kubernetesChecks(
+    options,
+    { env: process.env, cwd: context.cwd, home: homedir() },
+    context.clock,
+  );
+  // Pointed at a cluster from a machine without a local mesh, the one-machine checks only fail.
+  const hasLocalMesh =
+    !kubernetes ||
+    isStateDirGiven ||
+    runtime !== undefined ||
+    (await access(paths.bundle).then(
+      () => true,
+      () => false,
+    ));
   const report = await runChecks({
+    categories: [...(hasLocalMesh ? CHECK_CATEGORIES : []), ...(kubernetes ? kubernetes.categories : [])],
     paths,
     runtime,
     clock: context.clock,

@@ -1,0 +1,194 @@
+// The meshed workloads: which namespaces are labelled for injection, their pods that run without
+// the proxy, and injected pods whose trust anchors (written into the proxy's environment by the
+// injector) are not the ConfigMap's current ones.
+import { PROXY_ENV } from '../../config/index.ts';
+import {
+  type CheckCategory,
+  type CheckResult,
+  CheckSkipped,
+  fail,
+  failOrSkip,
+  ok,
+  skip,
+} from '../../mesh/checks/index.ts';
+import { parseCertificatesPem } from '../../pki/index.ts';
+import { ANNOTATIONS, INJECT_VALUES, LABELS, TRUST_ANCHORS_CONFIG_MAP } from '../constants.ts';
+import { PROXY_CONTAINER_NAME } from '../inject/index.ts';
+import { clusterAnchorsPem } from './cluster-ca-checks.ts';
+import type { ClusterView } from './cluster-view.ts';
+
+/** Pods listed by name; the rest counted. */
+export const MAX_LISTED_PODS = 10;
+
+interface ContainerLike {
+  readonly name?: string;
+  readonly env?: ReadonlyArray<{ name?: string; value?: string }>;
+}
+export interface PodLike {
+  readonly metadata?: {
+    readonly name?: string;
+    readonly namespace?: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly annotations?: Readonly<Record<string, string>>;
+    readonly ownerReferences?: ReadonlyArray<{ kind?: string; name?: string; controller?: boolean }>;
+  };
+  readonly spec?: {
+    readonly hostNetwork?: boolean;
+    readonly containers?: readonly ContainerLike[];
+    readonly initContainers?: readonly ContainerLike[];
+  };
+  readonly status?: { readonly phase?: string };
+}
+interface NamespaceLike {
+  readonly metadata?: { readonly name?: string; readonly labels?: Readonly<Record<string, string>> };
+}
+
+const podName = (pod: PodLike) => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
+const proxyOf = (pod: PodLike) =>
+  [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
+    (container) => container.name === PROXY_CONTAINER_NAME,
+  );
+const isFinished = (pod: PodLike) => pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
+
+/** The command that re-creates a pod through its controller (a Deployment's pods come from a ReplicaSet). */
+export function restartCommand(pod: PodLike): string {
+  const ns = pod.metadata?.namespace;
+  const owner = pod.metadata?.ownerReferences?.find((reference) => reference.controller !== false);
+  const hash = pod.metadata?.labels?.['pod-template-hash'];
+  if (owner?.kind === 'ReplicaSet' && owner.name && hash && owner.name.endsWith(`-${hash}`)) {
+    return `kubectl -n ${ns} rollout restart deploy/${owner.name.slice(0, -hash.length - 1)}`;
+  }
+  if (owner?.kind === 'StatefulSet' || owner?.kind === 'DaemonSet') {
+    return `kubectl -n ${ns} rollout restart ${owner.kind.toLowerCase()}/${owner.name}`;
+  }
+  return `kubectl -n ${ns} delete pod ${pod.metadata?.name}, then create it again (it has no controller that would)`;
+}
+
+/** At most MAX_LISTED_PODS failures, then one line saying how many more. */
+function capped(failures: CheckResult[], what: string): CheckResult[] {
+  if (failures.length <= MAX_LISTED_PODS) return failures;
+  const more = failures.length - MAX_LISTED_PODS;
+  return [...failures.slice(0, MAX_LISTED_PODS), fail(`… and ${more} more ${what}${more === 1 ? '' : 's'}`)];
+}
+
+async function injectionNamespaces(view: ClusterView): Promise<string[]> {
+  const namespaces = await view.list<NamespaceLike>('/api/v1/namespaces');
+  return namespaces
+    .filter((ns) => ns.metadata?.labels?.[LABELS.inject] === INJECT_VALUES.enabled)
+    .map((ns) => ns.metadata?.name ?? '')
+    .sort();
+}
+
+const allPods = (view: ClusterView) => view.list<PodLike>('/api/v1/pods');
+
+const fingerprints = (pem: string, source: string) =>
+  new Set(parseCertificatesPem(pem, source).map((certificate) => certificate.fingerprintSha256));
+
+/** How a pod's anchors differ from the ConfigMap's, or undefined when they are the same roots. */
+function anchorsDifference(pod: PodLike, current: ReadonlySet<string>): string | undefined {
+  const value = proxyOf(pod)?.env?.find((entry) => entry.name === PROXY_ENV.identityBundlePem)?.value;
+  if (!value) return `its ${PROXY_CONTAINER_NAME} container has no ${PROXY_ENV.identityBundlePem}`;
+  let own: Set<string>;
+  try {
+    own = fingerprints(value, PROXY_ENV.identityBundlePem);
+  } catch (error) {
+    return `its ${PROXY_ENV.identityBundlePem} is not PEM certificates: ${(error as Error).message}`;
+  }
+  const missing = [...current].filter((fingerprint) => !own.has(fingerprint)).length;
+  const extra = [...own].filter((fingerprint) => !current.has(fingerprint)).length;
+  if (missing === 0 && extra === 0) return undefined;
+  const parts = [
+    ...(missing > 0 ? [`lacks ${missing} of the ConfigMap's root${missing === 1 ? '' : 's'}`] : []),
+    ...(extra > 0 ? [`still trusts ${extra} root${extra === 1 ? '' : 's'} the ConfigMap no longer has`] : []),
+  ];
+  return `its anchors are not the ConfigMap's: it ${parts.join(' and ')}`;
+}
+
+export function dataPlaneChecks(view: ClusterView): CheckCategory {
+  return {
+    name: 'kubernetes data plane',
+    checks: [
+      {
+        description: 'namespaces labelled for injection',
+        hint: 'pods created in these namespaces get the proxy',
+        fix: `label one: \`kubectl label namespace NAMESPACE ${LABELS.inject}=${INJECT_VALUES.enabled}\``,
+        severity: 'info',
+        async run() {
+          try {
+            const names = await injectionNamespaces(view);
+            return ok(
+              names.length > 0
+                ? names.join(', ')
+                : `none (label one: kubectl label namespace NAMESPACE ${LABELS.inject}=${INJECT_VALUES.enabled})`,
+            );
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: 'pods in injection namespaces run the proxy',
+        hint: 'a pod without the proxy is outside the mesh: it has no identity, and STRICT peers refuse its connections',
+        fix: 're-create each with the command shown (the injector only sees new pods); if new pods still come without the proxy, see the webhook checks',
+        severity: 'error',
+        async run() {
+          try {
+            const namespaces = new Set(await injectionNamespaces(view));
+            if (namespaces.size === 0) return skip('no namespace is labelled for injection');
+            const uninjected = (await allPods(view)).filter(
+              (pod) =>
+                namespaces.has(pod.metadata?.namespace ?? '') &&
+                !proxyOf(pod) &&
+                !isFinished(pod) &&
+                !pod.spec?.hostNetwork &&
+                pod.metadata?.annotations?.[ANNOTATIONS.inject] !== INJECT_VALUES.disabled,
+            );
+            if (uninjected.length === 0) return ok();
+            return capped(
+              uninjected
+                .sort((a, b) => podName(a).localeCompare(podName(b)))
+                .map((pod) =>
+                  fail(`no ${PROXY_CONTAINER_NAME} container`, podName(pod), [`fix: ${restartCommand(pod)}`]),
+                ),
+              'pod',
+            );
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: "injected pods carry the ConfigMap's trust anchors",
+        hint: "a running proxy follows the identity service's bundle, but a restarted one starts from the anchors in its pod's environment: without the current roots it cannot trust the identity service",
+        fix: 're-create each with the command shown, so the injector writes the current anchors (during an anchor rotation: before switching the issuer)',
+        severity: 'warning',
+        async run() {
+          let current: Set<string>;
+          try {
+            current = fingerprints(await clusterAnchorsPem(view), TRUST_ANCHORS_CONFIG_MAP.name);
+          } catch (error) {
+            if (error instanceof CheckSkipped) return skip(error.message);
+            return skip('the trust anchors ConfigMap cannot be read (see the trust anchor checks)');
+          }
+          try {
+            const injected = (await allPods(view)).filter((pod) => proxyOf(pod) && !isFinished(pod));
+            if (injected.length === 0) return ok('no injected pods');
+            const stale = injected
+              .map((pod) => ({ pod, difference: anchorsDifference(pod, current) }))
+              .filter((entry) => entry.difference !== undefined)
+              .sort((a, b) => podName(a.pod).localeCompare(podName(b.pod)));
+            if (stale.length === 0) return ok(`${injected.length} pod${injected.length === 1 ? '' : 's'}`);
+            return capped(
+              stale.map(({ pod, difference }) =>
+                fail(difference!, podName(pod), [`fix: ${restartCommand(pod)}`]),
+              ),
+              'pod',
+            );
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+    ],
+  };
+}

@@ -1,0 +1,162 @@
+// The injector's admission webhook: its MutatingWebhookConfiguration, the serving certificate in
+// its Secret (valid, not expiring soon) and whether each webhook's caBundle verifies it.
+import {
+  type CheckCategory,
+  type CheckResult,
+  fail,
+  failOrSkip,
+  lifetimeLeft,
+  ok,
+  validity,
+} from '../../mesh/checks/index.ts';
+import { type ParsedCertificate, parseCertificatesPem } from '../../pki/index.ts';
+import { CONTROL_PLANE, CONTROL_PLANE_NAMESPACE, INJECTOR_WEBHOOK } from '../constants.ts';
+import { secretValue } from './cluster-ca-checks.ts';
+import type { ClusterView } from './cluster-view.ts';
+
+const ns = CONTROL_PLANE_NAMESPACE;
+const CONFIGURATION = `MutatingWebhookConfiguration ${INJECTOR_WEBHOOK.configurationName}`;
+const SECRET = `Secret ${ns}/${INJECTOR_WEBHOOK.secretName}`;
+const REINSTALL = `re-apply the control plane with the flags you installed it with: \`mutual install ... | kubectl apply -f -\` renders the serving certificate and the caBundle together (the injector reloads its Secret without a restart)`;
+
+interface WebhookLike {
+  readonly name?: string;
+  readonly failurePolicy?: string;
+  readonly clientConfig?: { readonly caBundle?: string };
+}
+
+async function configuration(view: ClusterView): Promise<readonly WebhookLike[]> {
+  const found = await view.get<{ webhooks?: WebhookLike[] }>(
+    `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${INJECTOR_WEBHOOK.configurationName}`,
+  );
+  if (!found) throw new Error(`${CONFIGURATION} does not exist`);
+  return found.webhooks ?? [];
+}
+
+async function servingCertificate(view: ClusterView): Promise<ParsedCertificate> {
+  const secret = await view.get<{ data?: Record<string, string> }>(
+    `/api/v1/namespaces/${ns}/secrets/${INJECTOR_WEBHOOK.secretName}`,
+  );
+  if (!secret) throw new Error(`${SECRET} does not exist`);
+  const [leaf] = parseCertificatesPem(secretValue(secret, 'tls.crt', SECRET), `${SECRET} (tls.crt)`);
+  return leaf!;
+}
+
+const label = (certificate: ParsedCertificate) => certificate.subject || certificate.fingerprintSha256;
+
+/** Does one of the caBundle's certificates sign the serving certificate? */
+function verifiesWith(caBundle: string | undefined, leaf: ParsedCertificate): CheckResult | undefined {
+  if (!caBundle)
+    return fail('has no clientConfig.caBundle: the API server would verify the injector with its own roots');
+  let roots: ParsedCertificate[];
+  try {
+    roots = parseCertificatesPem(Buffer.from(caBundle, 'base64').toString('utf8'), 'caBundle');
+  } catch (error) {
+    return fail(`its caBundle is not PEM certificates: ${(error as Error).message}`);
+  }
+  const signer = roots.find(
+    (root) => leaf.native.checkIssued(root.native) && leaf.native.verify(root.publicKey),
+  );
+  return signer
+    ? undefined
+    : fail(
+        `its caBundle (${roots.map(label).join('; ')}) did not sign the serving certificate in ${SECRET}, which ${leaf.issuer} issued`,
+      );
+}
+
+const POLICY_MEANING: Record<string, string> = {
+  Ignore: 'while the injector is down, new pods start without a proxy',
+  Fail: 'while the injector is down, no pod is created in the namespaces it selects',
+};
+
+export function webhookChecks(view: ClusterView): CheckCategory {
+  return {
+    name: 'kubernetes webhook',
+    checks: [
+      {
+        description: 'the injector webhook is configured',
+        hint: 'without it the API server never calls the injector: new pods start without a proxy',
+        fix: REINSTALL,
+        severity: 'error',
+        async run() {
+          try {
+            const webhooks = await configuration(view);
+            return webhooks.length > 0
+              ? ok(`${CONFIGURATION}, ${webhooks.length} webhook${webhooks.length === 1 ? '' : 's'}`)
+              : fail(`${CONFIGURATION} has no webhooks`);
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: "the webhook's caBundle verifies the injector's serving certificate",
+        hint: 'the API server checks the injector against this caBundle; when it does not match, every injection call fails',
+        fix: REINSTALL,
+        severity: 'error',
+        async run() {
+          try {
+            const leaf = await servingCertificate(view);
+            const webhooks = await configuration(view);
+            return webhooks.map((webhook) => {
+              const result = verifiesWith(webhook.clientConfig?.caBundle, leaf);
+              const name = webhook.name ?? '(unnamed)';
+              return result ? { ...result, subject: name } : ok('', name);
+            });
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: "the injector's serving certificate is within its validity period",
+        hint: `the API server refuses an expired certificate: every injection call fails (${CONTROL_PLANE.injector.name})`,
+        fix: REINSTALL,
+        severity: 'error',
+        async run(context) {
+          try {
+            const leaf = await servingCertificate(view);
+            return validity(leaf, label(leaf), context.clock.now());
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: "the injector's serving certificate is valid for at least the warning period",
+        hint: 'when it expires, injection stops; renew it before then',
+        fix: REINSTALL,
+        severity: 'warning',
+        async run(context) {
+          try {
+            const leaf = await servingCertificate(view);
+            const result = lifetimeLeft(leaf, label(leaf), context);
+            return result.status === 'ok'
+              ? ok(`expires ${new Date(leaf.notAfterMs).toISOString().replace(/\.\d{3}Z$/, 'Z')}`)
+              : result;
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: 'webhook failure policy',
+        hint: 'what happens to new pods while the injector cannot be reached',
+        fix: `choose with \`mutual install --webhook-failure-policy Ignore|Fail\` (docs/kubernetes.md, "The webhook's failure policy")`,
+        severity: 'info',
+        async run() {
+          try {
+            const policies = [...new Set((await configuration(view)).map((w) => w.failurePolicy ?? 'Fail'))];
+            return ok(
+              policies
+                .map((policy) => `${policy} (${POLICY_MEANING[policy] ?? 'unknown policy'})`)
+                .join('; '),
+            );
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+    ],
+  };
+}
