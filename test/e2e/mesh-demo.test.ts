@@ -36,7 +36,8 @@ before(async () => {
   const isUp = new Promise<void>((resolve) => {
     const collect = (chunk: Buffer) => {
       upOutput += chunk.toString();
-      if (upOutput.includes('The mesh is up')) resolve();
+      // The last line of the hints that follow the ready line.
+      if (upOutput.includes('stops everything')) resolve();
     };
     up.stdout!.on('data', collect);
     up.stderr!.on('data', collect);
