@@ -38,8 +38,6 @@ export interface MeshNetworkRecord {
   /** The host's end of the veth into the bridge namespace. */
   readonly hostLink: string;
   readonly runDir: string;
-  /** Whether /etc/netns was made by this mesh (then it is removed again when empty). */
-  readonly isEtcNetnsCreated: boolean;
   readonly pods: readonly PodRecord[];
 }
 
@@ -86,7 +84,6 @@ export async function createMeshNetwork(options: {
       `a netns mesh holds at most 253 services (one /24); this one has ${pods.length}`,
     );
   }
-  const etcNetnsExisted = await exists(ETC_NETNS);
   let record: MeshNetworkRecord = {
     version: 1,
     id,
@@ -96,7 +93,6 @@ export async function createMeshNetwork(options: {
     bridge: 'br0',
     hostLink: `${id}-host`,
     runDir: join(RUN_ROOT, id),
-    isEtcNetnsCreated: !etcNetnsExisted,
     pods: pods.map((pod, index) => ({
       service: pod.service,
       netns: `${id}-${pod.service}`,
@@ -217,7 +213,8 @@ export async function removeMeshNetwork(record: MeshNetworkRecord): Promise<Netw
     await rm(dir, { recursive: true, force: true });
   }
   await rmdir(RUN_ROOT).catch(() => {});
-  if (record.isEtcNetnsCreated) await rmdir(ETC_NETNS).catch(() => {});
+  // /etc/netns itself too once empty: `ip netns exec` needs it only while it holds something.
+  await rmdir(ETC_NETNS).catch(() => {});
   return { namespaces, links: swept.links, directories };
 }
 
