@@ -123,7 +123,8 @@ export async function startProxyProcess(
       child.stdout!.on('data', check);
     }),
     exited.then(() => false),
-    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 15_000)),
+    // unref: once the proxy has started, this timer must not hold the test process open.
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 15_000).unref()),
   ]);
   if (!started) {
     child.kill('SIGKILL');
