@@ -434,6 +434,26 @@ export const errorCatalog = {
       'Check `--destination-url` and that the service is ready (its admin /ready); the proxy log names the failure and `mutual_outbound_destination_lookups_total{result="unavailable"}` counts them.',
   },
 
+  // --- Policies served to proxies (GET /v1/policies, the proxy's --policy-url) ---
+  MUTUAL_DESTINATION_POLICIES_NOT_READY: {
+    meaning:
+      'The destination service has not finished its first list of the policy resources (or its policy directory), so it cannot say which policies apply yet; it answers 503 rather than an incomplete set.',
+    action:
+      'Wait: proxies ask again on their own. If it lasts, see the service log and its /ready: the ServiceAccount needs list and watch on peerauthentications and authorizationpolicies in security.mutual.dev (and security.istio.io), which `mutual install` grants.',
+  },
+  MUTUAL_DESTINATION_POLICY_SKIPPED: {
+    meaning:
+      'A PeerAuthentication or AuthorizationPolicy object in the cluster is not valid for Mutual (an unknown or misspelt field, a bad value) and is not served; the other policies still apply. Counted in mutual_destination_policies_skipped.',
+    action:
+      'Fix the field the log line names (`kubectl get <kind> -n <ns> <name> -o yaml`; `mutual policy check FILE` checks the same rules offline); the next change to the object is picked up by the watch.',
+  },
+  MUTUAL_PROXY_POLICY_UNAVAILABLE: {
+    meaning:
+      'The proxy could not get its policies from --policy-url (unreachable, refused our certificate, not the expected SPIFFE ID, an error status, or an answer it cannot parse). Before the first set it refuses inbound traffic and is not ready; afterwards the last good set stays in force.',
+    action:
+      'Check --policy-url and that the destination service is ready (its admin /ready); the proxy retries with backoff and logs when policies arrive again.',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',

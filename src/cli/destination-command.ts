@@ -12,6 +12,7 @@ interface ServeOptions {
   listen: string;
   adminListen: string;
   file?: string;
+  policyDir?: string;
   kubernetes?: string;
   kubeconfig?: string;
   kubeContext?: string;
@@ -35,13 +36,23 @@ export function registerDestinationCommand(program: Command, context: CliContext
   destination
     .command('serve')
     .description(
-      'serve the destination API over mTLS (docs/destination.md), fed by a table file and/or Kubernetes',
+      'serve the destination and policy API over mTLS (docs/destination.md), fed by a table file and/or Kubernetes',
     )
     .option('--listen <address>', 'API address (HTTPS, mTLS)', '127.0.0.1:8086')
     .option('--admin-listen <address>', 'admin address (/live, /ready, /metrics)', '127.0.0.1:9996')
     .option('--file <table>', 'destination table (YAML or JSON: address → SPIFFE ID), watched')
-    .option('--kubernetes <in-cluster>', 'watch Pods, Services and EndpointSlices from inside the cluster')
-    .option('--kubeconfig <file>', 'watch Pods, Services and EndpointSlices through this kubeconfig')
+    .option(
+      '--kubernetes <in-cluster>',
+      'watch Pods, Services, EndpointSlices and policies from inside the cluster',
+    )
+    .option(
+      '--kubeconfig <file>',
+      'watch Pods, Services, EndpointSlices and policies through this kubeconfig',
+    )
+    .option(
+      '--policy-dir <dir>',
+      'without Kubernetes: serve the PeerAuthentication / AuthorizationPolicy files of this directory (watched) at /v1/policies',
+    )
     .option('--kube-context <name>', 'the kubeconfig context to use (default: its current-context)')
     .option(
       '--cluster-domain <domain>',
@@ -76,6 +87,7 @@ export function registerDestinationCommand(program: Command, context: CliContext
         adminListen: parseListenAddress(options.adminListen, '--admin-listen'),
         credentials: credentials(options, context.cwd),
         ...(options.file ? { tableFile: resolve(context.cwd, options.file) } : {}),
+        ...(options.policyDir ? { policyDir: resolve(context.cwd, options.policyDir) } : {}),
         ...(await kubernetes(options, context.cwd).then((connection) =>
           connection ? { kubernetes: connection } : {},
         )),

@@ -1,6 +1,7 @@
 // The destination API over HTTPS (HTTP/2, HTTP/1.1 accepted), mTLS only: the server presents its
 // SVID; a client must present an SVID under the mesh's trust bundle or the connection is closed.
 //   GET /v1/destinations/<ip>:<port> | <name>:<port>  [?wait=30s&version=<version of the last answer>]
+//   GET /v1/policies?namespace=<ns>  [&wait=…&version=…]   (policy-api.ts, when policies are served)
 // With a version equal to the current answer's and a wait, the request is held until the answer
 // changes (200) or the wait ends (304): the proxies' watch.
 import {
@@ -19,6 +20,7 @@ import type { DestinationLookup } from './lookup.ts';
 import type { DestinationMetrics } from './metrics.ts';
 
 export const DESTINATIONS_PATH = '/v1/destinations/';
+export const POLICIES_PATH = '/v1/policies';
 export const MAX_WAIT_MS = 60_000;
 
 export interface DestinationApiDeps {
@@ -28,6 +30,8 @@ export interface DestinationApiDeps {
   readonly clock: Clock;
   readonly metrics: DestinationMetrics;
   readonly log: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+  /** GET /v1/policies, when the service has a policy source (policy-api.ts). */
+  readonly handlePolicies?: (url: URL, response: Http2ServerResponse) => Promise<void>;
 }
 
 export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): Http2SecureServer {
@@ -75,6 +79,8 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
 
 async function handle(request: Http2ServerRequest, response: Http2ServerResponse, deps: DestinationApiDeps) {
   const url = new URL(request.url ?? '/', 'https://destination');
+  if (url.pathname === POLICIES_PATH && request.method === 'GET' && deps.handlePolicies)
+    return deps.handlePolicies(url, response);
   if (!url.pathname.startsWith(DESTINATIONS_PATH)) {
     return sendJson(response, 404, {
       error: {
@@ -142,7 +148,7 @@ async function handle(request: Http2ServerRequest, response: Http2ServerResponse
   );
 }
 
-function parseWait(text: string | null): number {
+export function parseWait(text: string | null): number {
   if (text === null || text === '') return 0;
   let ms: number;
   try {
@@ -153,7 +159,7 @@ function parseWait(text: string | null): number {
   return Math.min(ms, MAX_WAIT_MS);
 }
 
-function sendJson(
+export function sendJson(
   response: Http2ServerResponse,
   status: number,
   body: unknown,
@@ -167,7 +173,12 @@ function sendJson(
 function sendError(response: Http2ServerResponse, error: unknown) {
   const known = isMutualError(error);
   const code = known ? error.code : 'MUTUAL_INTERNAL';
-  const status = code === 'MUTUAL_DESTINATION_REQUEST_INVALID' ? 400 : 500;
+  const status =
+    code === 'MUTUAL_DESTINATION_REQUEST_INVALID'
+      ? 400
+      : code === 'MUTUAL_DESTINATION_POLICIES_NOT_READY'
+        ? 503
+        : 500;
   const message = known ? error.message : 'internal error';
   sendJson(response, status, { error: { code, message, hint: errorCatalog[code].action } });
 }

@@ -33,6 +33,24 @@ export function createDestinationMetrics(registry: Registry) {
       labelNames: ['resource', 'event'],
       registers,
     }),
+    policyAnswers: new Counter({
+      name: 'mutual_destination_policy_answers_total',
+      help: 'Policy sets sent to proxies (GET /v1/policies), by result: sent (200), unchanged (304).',
+      labelNames: ['result'],
+      registers,
+    }),
+    policies: new Gauge({
+      name: 'mutual_destination_policies',
+      help: 'Policies served, by kind (PeerAuthentication, AuthorizationPolicy).',
+      labelNames: ['kind'],
+      registers,
+    }),
+    policiesSkipped: new Gauge({
+      name: 'mutual_destination_policies_skipped',
+      help: 'Cluster policy objects not served, by reason: invalid (the parser refused it; the log names the field), shadowed (a security.mutual.dev policy of the same kind and namespace/name applies instead).',
+      labelNames: ['reason'],
+      registers,
+    }),
   };
 }
 

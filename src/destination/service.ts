@@ -1,5 +1,5 @@
 // `mutual destination serve`: credentials (its own SVID, like a proxy's) → sources (table file,
-// Kubernetes) → the mTLS API → admin. Built by startDestinationService(config); close() stops it.
+// Kubernetes; policies from Kubernetes or a directory) → the mTLS API → admin. Built by startDestinationService(config); close() stops it.
 import { once } from 'node:events';
 import type { Http2SecureServer } from 'node:http2';
 import type { AddressInfo, Server } from 'node:net';
@@ -7,16 +7,19 @@ import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import type { ListenAddress, ProxyCredentialsConfig } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
-import { createKubeClient, type KubeConnection } from '../k8s/kube-client/index.ts';
+import { createKubeClient, type InformerEvent, type KubeConnection } from '../k8s/kube-client/index.ts';
 import { createRegistry } from '../metrics/index.ts';
 import { createCredentialSource, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
 import { createMeshTls, type MeshCredentials, type MeshTls } from '../tls/index.ts';
 import type { DestinationSource } from './answer.ts';
 import { createFileSource } from './file-source.ts';
 import { createDestinationApiServer } from './http-api.ts';
+import { createKubernetesPolicySource } from './kubernetes-policy-source.ts';
 import { createKubernetesSource } from './kubernetes-source.ts';
 import { createDestinationLookup, type DestinationLookup } from './lookup.ts';
 import { createDestinationMetrics } from './metrics.ts';
+import { createPolicyApi } from './policy-api.ts';
+import { createDirectoryPolicySource, type PolicySource } from './policy-source.ts';
 
 export interface DestinationServiceConfig {
   readonly listen: ListenAddress;
@@ -27,6 +30,8 @@ export interface DestinationServiceConfig {
   readonly tableFile?: string;
   /** Watch Pods, Services and EndpointSlices through this API server. */
   readonly kubernetes?: KubeConnection;
+  /** Without Kubernetes: serve this directory's PeerAuthentication / AuthorizationPolicy files. */
+  readonly policyDir?: string;
   /** The cluster DNS domain for <service>.<namespace>.svc.<domain> names; default cluster.local. */
   readonly clusterDomain?: string;
   /** For tests: shorter watches and backoff. */
@@ -53,10 +58,16 @@ export function destinationServiceId(trustDomain: string): string {
 
 export async function startDestinationService(config: DestinationServiceConfig): Promise<DestinationService> {
   const { clock, log } = config;
-  if (!config.tableFile && !config.kubernetes) {
+  if (!config.tableFile && !config.kubernetes && !config.policyDir) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
-      'give a source of destinations: --file TABLE, --kubernetes in-cluster or --kubeconfig FILE',
+      'give a source of destinations: --file TABLE, --kubernetes in-cluster or --kubeconfig FILE (or policies: --policy-dir DIR)',
+    );
+  }
+  if (config.kubernetes && config.policyDir) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      'give --policy-dir DIR or Kubernetes, not both: with Kubernetes the policies are the cluster objects',
     );
   }
   // Bad static credentials fail now, not after a wait (the identity service may come up later).
@@ -66,6 +77,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
   let meshTls: MeshTls | undefined;
   let api: Http2SecureServer | undefined;
   let lookup: DestinationLookup | undefined;
+  let policies: (PolicySource & { start?: () => void }) | undefined;
   const credentials = createCredentialSource(config.credentials, { clock, log, onResult: () => {} });
   const firstCredentials = new Promise<MeshCredentials>((resolve) => credentials.subscribe(resolve));
   credentials.subscribe((next) => {
@@ -88,12 +100,30 @@ export async function startDestinationService(config: DestinationServiceConfig):
           ? `no certificate yet: ${status.error.code}: ${status.error.message}`
           : 'no certificate yet';
       }
-      return lookup ? lookup.notReadyReason() : 'starting';
+      return lookup ? (lookup.notReadyReason() ?? policies?.notReadyReason()) : 'starting';
     },
   });
   admin.listen(config.adminListen.port, config.adminListen.host);
   await once(admin, 'listening');
   const sources: DestinationSource[] = [];
+  const onInformerEvent = (resource: string, event: InformerEvent) => {
+    metrics.kubernetesEvents.inc({ resource, event: event.kind });
+    if (event.kind === 'failed')
+      log.warn('Kubernetes watch failed; retrying', {
+        resource,
+        code: event.error.code,
+        error: event.error.message,
+        retryInMs: event.retryInMs,
+      });
+    else if (event.kind === 'expired')
+      log.info('Kubernetes watch expired (410 Gone); relisting', { resource });
+    else
+      log.info('Kubernetes listed', {
+        resource,
+        objects: event.objects,
+        resourceVersion: event.resourceVersion,
+      });
+  };
   let own: MeshCredentials;
   try {
     // A bad table fails now; the Kubernetes source needs the trust domain of our first certificate.
@@ -122,29 +152,59 @@ export async function startDestinationService(config: DestinationServiceConfig):
         trustDomain,
         ...(config.clusterDomain ? { clusterDomain: config.clusterDomain } : {}),
         ...config.kubernetesTuning,
-        onInformerEvent: (resource, event) => {
-          metrics.kubernetesEvents.inc({ resource, event: event.kind });
-          if (event.kind === 'failed')
-            log.warn('Kubernetes watch failed; retrying', {
-              resource,
-              code: event.error.code,
-              error: event.error.message,
-              retryInMs: event.retryInMs,
-            });
-          else if (event.kind === 'expired')
-            log.info('Kubernetes watch expired (410 Gone); relisting', { resource });
-          else
-            log.info('Kubernetes listed', {
-              resource,
-              objects: event.objects,
-              resourceVersion: event.resourceVersion,
-            });
-        },
+        onInformerEvent,
       });
       source.start();
       sources.push(source);
+      const policySource = createKubernetesPolicySource({
+        client: createKubeClient(config.kubernetes),
+        ...config.kubernetesTuning,
+        onInformerEvent,
+        onPresence: (resource, isPresent) =>
+          isPresent
+            ? log.info('policy resource found; its objects now apply', { resource })
+            : log.info(
+                'policy resource not served by the API server (CRD not installed); asking again later',
+                {
+                  resource,
+                },
+              ),
+        onSkipped: (skipped) =>
+          log.warn('policy object skipped; the other policies apply', {
+            code: 'MUTUAL_DESTINATION_POLICY_SKIPPED',
+            apiVersion: skipped.apiVersion,
+            kind: skipped.kind,
+            policy: skipped.id,
+            error: skipped.message,
+          }),
+        onRebuild: (served, skipped) => {
+          for (const kind of ['PeerAuthentication', 'AuthorizationPolicy'])
+            metrics.policies.set({ kind }, served.filter((entry) => entry.resource.kind === kind).length);
+          for (const reason of ['invalid', 'shadowed'])
+            metrics.policiesSkipped.set(
+              { reason },
+              skipped.filter((entry) => entry.reason === reason).length,
+            );
+        },
+      });
+      policySource.start();
+      policies = policySource;
+    }
+    if (config.policyDir) {
+      policies = await createDirectoryPolicySource(config.policyDir, {
+        onLoad: (result) => {
+          if (result.ok)
+            log.info('policy directory loaded', { directory: config.policyDir, policies: result.policies });
+          else
+            log.warn('policy files refused; the last good set keeps serving', {
+              code: result.error.code,
+              error: result.error.message,
+            });
+        },
+      });
     }
   } catch (error) {
+    policies?.close();
     for (const source of sources) source.close();
     credentials.close();
     admin.close();
@@ -158,6 +218,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
       clock,
       metrics,
       log: (level, message, fields) => log[level](message, fields),
+      handlePolicies: createPolicyApi(policies, metrics),
     },
     meshTls!,
   );
@@ -177,6 +238,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
     server.listen(config.listen.port, config.listen.host, () => resolve());
   }).catch((error: unknown) => {
     lookup?.close();
+    policies?.close();
     credentials.close();
     admin.close();
     throw error;
@@ -195,6 +257,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
     lookup,
     async close() {
       lookup?.close();
+      policies?.close();
       credentials.close();
       // Long polls end now: their clients retry against whoever serves next.
       for (const socket of sockets) socket.destroy();

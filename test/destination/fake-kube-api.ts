@@ -2,7 +2,9 @@
 // loopback with a CA made by openssl, bearer-token auth, and the real shapes of list and watch —
 // lists with metadata.resourceVersion and `continue` pages, `?watch=1` streams of one JSON event
 // per line (ADDED, MODIFIED, DELETED, BOOKMARK) replayed from the asked resourceVersion, and
-// ERROR events with a 410 Status for versions older than the server keeps.
+// ERROR events with a 410 Status for versions older than the server keeps. The policy kinds
+// (security.mutual.dev, security.istio.io) too, each of which can be made to answer 404 as an API
+// server does for a resource whose CRD is not installed.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
@@ -18,6 +20,14 @@ const KINDS: Record<string, { kind: string; apiVersion: string }> = {
   '/api/v1/pods': { kind: 'Pod', apiVersion: 'v1' },
   '/api/v1/services': { kind: 'Service', apiVersion: 'v1' },
   '/apis/discovery.k8s.io/v1/endpointslices': { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1' },
+  ...Object.fromEntries(
+    ['security.mutual.dev/v1', 'security.istio.io/v1', 'security.istio.io/v1beta1'].flatMap((apiVersion) =>
+      ['PeerAuthentication', 'AuthorizationPolicy'].map((kind) => [
+        `/apis/${apiVersion}/${kind.toLowerCase()}s`,
+        { kind, apiVersion },
+      ]),
+    ),
+  ),
 };
 
 interface StoredEvent {
@@ -48,6 +58,8 @@ export interface FakeKubeApi {
   endWatches(path: string, how: 'end' | 'cut'): void;
   openWatches(path: string): number;
   lists(path: string): number;
+  /** Answer 404 for `path` (its CRD uninstalled; open watches are cut), or serve it again. */
+  setAbsent(path: string, isAbsent: boolean): void;
   close(): Promise<void>;
 }
 
@@ -82,6 +94,7 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
   const history = new Map<string, StoredEvent[]>(Object.keys(KINDS).map((path) => [path, []]));
   const watchers = new Map<string, Set<ServerResponse>>(Object.keys(KINDS).map((path) => [path, new Set()]));
   const listCounts = new Map<string, number>();
+  const absent = new Set<string>();
   const requests: FakeRequest[] = [];
 
   const send = (path: string, type: string, object: unknown) => {
@@ -120,7 +133,7 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
         });
       if (request.headers.authorization !== `Bearer ${TOKEN}`)
         return status(401, 'Unauthorized', 'Unauthorized');
-      const store = objects.get(url.pathname);
+      const store = absent.has(url.pathname) ? undefined : objects.get(url.pathname);
       if (!store || request.method !== 'GET') return status(404, 'NotFound', `${url.pathname} not found`);
       const kind = KINDS[url.pathname]!;
       if (url.searchParams.get('watch') === '1') {
@@ -229,6 +242,15 @@ users:
     },
     openWatches: (path) => watchers.get(path)!.size,
     lists: (path) => listCounts.get(path) ?? 0,
+    setAbsent(path, isAbsent) {
+      if (!isAbsent) {
+        absent.delete(path);
+        return;
+      }
+      absent.add(path);
+      for (const response of watchers.get(path)!) response.socket?.destroy();
+      watchers.get(path)!.clear();
+    },
     async close() {
       for (const set of watchers.values()) for (const response of set) response.socket?.destroy();
       server.closeAllConnections();
