@@ -447,7 +447,7 @@ export const errorCatalog = {
     action:
       'Fix the field the log line names (`kubectl get <kind> -n <ns> <name> -o yaml`; `mutual policy check FILE` checks the same rules offline); the next change to the object is picked up by the watch.',
   },
-  MUTUAL_PROXY_POLICY_UNAVAILABLE: {
+  MUTUAL_DESTINATION_POLICIES_UNAVAILABLE: {
     meaning:
       'The proxy could not get its policies from --policy-url (unreachable, refused our certificate, not the expected SPIFFE ID, an error status, or an answer it cannot parse). Before the first set it refuses inbound traffic and is not ready; afterwards the last good set stays in force.',
     action:

@@ -2,7 +2,14 @@ import type { Command } from 'commander';
 import type { Clock } from '../clock.ts';
 import { loadProxyConfig, type ProxyConfig, type ProxyFlags } from '../config/index.ts';
 import { createPolicyStore, type WorkloadPolicy } from '../policy/index.ts';
-import { createProxy, createProxyLog, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
+import {
+  createPolicyClient,
+  createProxy,
+  createProxyLog,
+  loadCredentialFiles,
+  type ProxyDeps,
+  type ProxyLog,
+} from '../proxy/index.ts';
 import type { CliContext } from './context.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -75,10 +82,14 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     )
     .option(
       '--mode <mode>',
-      'inbound peer authentication without --policy-dir: STRICT, PERMISSIVE or DISABLE',
+      'inbound peer authentication without --policy-dir (with --policy-url: where no PeerAuthentication sets one): STRICT, PERMISSIVE or DISABLE',
     )
     .option('--port-mode <port=mode>', 'per-port peer authentication (repeatable)', collect)
     .option('--policy-dir <dir>', 'PeerAuthentication / AuthorizationPolicy YAML files (watched)')
+    .option(
+      '--policy-url <url>',
+      "the destination service's policies for this workload's namespace (long poll), instead of --policy-dir",
+    )
     .option('--namespace <ns>', 'namespace policies select this workload by (default: from the SPIFFE ID)')
     .option('--label <key=value>', 'workload label policies select by (repeatable)', collect)
     .option('--probe-path <path>', 'HTTP path never blocked by authorization (repeatable)', collect)
@@ -102,10 +113,12 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
         requestShutdown = resolve;
       });
       const policy = config.policyDir ? await watchPolicies(config, log, context.clock) : undefined;
+      const policySource = config.policyUrl ? await fetchPolicies(config, log, context.clock) : undefined;
       const proxy = createProxy(config, {
         clock: context.clock,
         log,
         policy: policy?.forThisWorkload,
+        ...(policySource ? { policySource } : {}),
         onShutdownRequest: () => requestShutdown('POST /shutdown'),
       });
       const addresses = await proxy.start();
@@ -145,9 +158,7 @@ async function watchPolicies(config: ProxyConfig, log: ProxyLog, clock: Clock) {
         error: error.message,
       }),
   });
-  const namespace = config.namespace ?? (await namespaceFromIdentity(config, clock)) ?? 'default';
-  const workload = { namespace, labels: config.labels };
-  log.info('policy selects this workload as', { namespace, labels: config.labels });
+  const workload = await thisWorkload(config, log, clock);
   let cached: WorkloadPolicy | undefined;
   let cachedGeneration = -1;
   return {
@@ -160,6 +171,33 @@ async function watchPolicies(config: ProxyConfig, log: ProxyLog, clock: Clock) {
       return cached;
     },
   };
+}
+
+/** --policy-url: the destination service's policy set for this workload, followed by long poll. */
+async function fetchPolicies(
+  config: ProxyConfig,
+  log: ProxyLog,
+  clock: Clock,
+): Promise<ProxyDeps['policySource']> {
+  const workload = await thisWorkload(config, log, clock);
+  return ({ meshTls, registry }) =>
+    createPolicyClient({
+      url: config.policyUrl!,
+      ...(config.destinationServerId ? { serverId: config.destinationServerId } : {}),
+      workload,
+      defaultMode: config.mode,
+      defaultPortModes: config.portModes,
+      meshTls,
+      clock,
+      log,
+      registry,
+    });
+}
+
+async function thisWorkload(config: ProxyConfig, log: ProxyLog, clock: Clock) {
+  const namespace = config.namespace ?? (await namespaceFromIdentity(config, clock)) ?? 'default';
+  log.info('policy selects this workload as', { namespace, labels: config.labels });
+  return { namespace, labels: config.labels };
 }
 
 async function namespaceFromIdentity(config: ProxyConfig, clock: Clock): Promise<string | undefined> {

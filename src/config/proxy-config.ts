@@ -66,6 +66,8 @@ export interface ProxyConfig {
   readonly mode: PeerAuthenticationModeName;
   readonly portModes: ReadonlyMap<number, PeerAuthenticationModeName>;
   readonly policyDir?: string;
+  /** The destination service's policy API (https://…), instead of --policy-dir. */
+  readonly policyUrl?: string;
   readonly namespace?: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly probePaths: readonly string[];
@@ -104,6 +106,7 @@ export interface ProxyFlags {
   mode?: string;
   portMode?: string[];
   policyDir?: string;
+  policyUrl?: string;
   namespace?: string;
   label?: string[];
   probePath?: string[];
@@ -281,6 +284,7 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
     mode,
     portModes,
     policyDir: flags.policyDir,
+    policyUrl: flags.policyUrl && attempt(() => httpsUrl(flags.policyUrl!, '--policy-url')),
     namespace: flags.namespace,
     labels,
     probePaths: flags.probePath ?? [],
@@ -292,6 +296,11 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
     drainTimeoutMs: attempt(() => parseDuration(flags.drainTimeout ?? '10s', '--drain-timeout')),
   };
   if (!config.adminListen && flags.adminListen !== 'off') problems.push('--admin-listen is required');
+  if (flags.policyDir !== undefined && flags.policyUrl !== undefined) {
+    problems.push(
+      '--policy-dir and --policy-url both given: policies come from files or from the destination service, not both; keep one',
+    );
+  }
   if (!config.inboundListen && inbound.length === 0 && !config.outboundListen && upstreams.length === 0) {
     problems.push('nothing to listen on: give --inbound, --upstream, --inbound-listen or --outbound-listen');
   }

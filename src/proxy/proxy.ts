@@ -22,6 +22,7 @@ import {
   upstreamDestination,
 } from './outbound/destinations.ts';
 import { createOutbound } from './outbound/outbound.ts';
+import type { PolicyClient } from './policy-client.ts';
 import type { ProxyLog } from './proxy-log.ts';
 
 export interface ProxyDeps {
@@ -29,6 +30,8 @@ export interface ProxyDeps {
   readonly log: ProxyLog;
   /** The current policy for this workload; a static allow-all with the configured modes by default. */
   readonly policy?: () => WorkloadPolicy;
+  /** Policies fetched at run time (--policy-url), made with the proxy's TLS; gates readiness. */
+  readonly policySource?: (io: { meshTls: () => MeshTls | undefined; registry: Registry }) => PolicyClient;
   readonly destinations?: DestinationResolver;
   readonly registry?: Registry;
   /** Called when POST /shutdown asks the process to drain and exit. */
@@ -47,8 +50,9 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
   const metrics = createProxyMetrics(registry);
   const fallbackPolicy = staticWorkloadPolicy({ mode: config.mode, portModes: config.portModes });
   // Without a policy directory: allow everything, with the configured peer-authentication modes.
-  const policy = deps.policy ?? (() => fallbackPolicy);
   let meshTls: MeshTls | undefined;
+  const policySource = deps.policySource?.({ meshTls: () => meshTls, registry });
+  const policy = policySource?.policy ?? deps.policy ?? (() => fallbackPolicy);
   const sockets = new Set<Socket | TLSSocket>();
   const track = (socket: Socket | TLSSocket) => {
     sockets.add(socket);
@@ -103,7 +107,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
         : 'no certificate yet';
     }
     if (listeners.length === 0) return 'starting';
-    return undefined;
+    return policySource?.notReadyReason();
   }
 
   const admin = createAdminServer({
@@ -270,6 +274,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
       inbound.close();
       outbound.close();
       destinations.close?.();
+      policySource?.close();
       for (const socket of sockets) socket.destroy();
       for (const server of listeners) server.close();
       admin.closeAllConnections();

@@ -1,14 +1,14 @@
 // The proxy's client for the destination service (`--destination-url`): one HTTP/2 connection,
-// mTLS with the proxy's own SVID, the service verified by its SPIFFE ID. Answers are cached for a
-// TTL and kept fresh by one long poll per destination in use. A lookup waits at most
+// mTLS with the proxy's own SVID, the service verified by its SPIFFE ID (mesh-api-client.ts).
+// Answers are cached for a TTL and kept fresh by one long poll per destination in use. A lookup waits at most
 // `lookupTimeoutMs`; after a failure the service is skipped for `retryAfterFailureMs`, so an
 // unreachable service never holds connections up: the destination is then unknown (plain text,
 // or refused under --outbound-strict) and counted.
-import { type ClientHttp2Session, connect, constants } from 'node:http2';
 import type { Clock } from '../../clock.ts';
 import { MutualError } from '../../errors.ts';
 import { Counter, type Registry } from '../../metrics/index.ts';
-import { type MeshTls, requireServerIdentity } from '../../tls/index.ts';
+import type { MeshTls } from '../../tls/index.ts';
+import { createMeshApiClient, destinationServerId } from '../mesh-api-client.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
 
@@ -56,7 +56,6 @@ export function createDestinationClient(
   const retryAfterFailureMs = options.retryAfterFailureMs ?? 5_000;
   const watchWaitS = options.watchWaitS ?? 30;
   const maxWatches = options.maxWatches ?? 256;
-  const base = new URL(options.url);
   const lookups = new Counter({
     name: 'mutual_outbound_destination_lookups_total',
     help: 'Destination lookups for transparent outbound, by result: cached, answered (by the destination service), unavailable (no answer in time: treated as unknown).',
@@ -65,81 +64,18 @@ export function createDestinationClient(
   });
   const cache = new Map<string, CacheEntry>();
   const inFlight = new Map<string, Promise<MeshedDestination | undefined>>();
-  let session: ClientHttp2Session | undefined;
-  let sessionGeneration = -1;
   let unavailableUntilMs = 0;
   let watches = 0;
   let isClosed = false;
 
-  function serverId(meshTls: MeshTls): string {
-    return (
-      options.serverId ??
-      `spiffe://${new URL(meshTls.credentials.spiffeId).host}/ns/mutual-system/sa/destination`
-    );
-  }
-
-  function currentSession(meshTls: MeshTls): ClientHttp2Session {
-    if (session && !session.closed && !session.destroyed && sessionGeneration === meshTls.generation)
-      return session;
-    // A new certificate or bundle: new requests go over a new connection; the old one drains.
-    session?.close();
-    const next = connect(base.origin, {
-      secureContext: meshTls.clientContext,
-      checkServerIdentity: requireServerIdentity(meshTls, serverId(meshTls), clock),
-      minVersion: 'TLSv1.3',
-    });
-    next.on('error', () => {});
-    next.once('close', () => {
-      if (session === next) session = undefined;
-    });
-    session = next;
-    sessionGeneration = meshTls.generation;
-    return next;
-  }
-
-  /** GET `path`; settles within `timeoutMs` (the stream is cancelled, the connection dropped). */
-  function get(path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-    const meshTls = options.meshTls();
-    if (!meshTls) return Promise.reject(new Error('the proxy has no certificate yet'));
-    const current = currentSession(meshTls);
-    return new Promise((resolve, reject) => {
-      let status = 0;
-      let size = 0;
-      const chunks: Buffer[] = [];
-      let sessionError: Error | undefined;
-      const onSessionError = (error: Error) => {
-        sessionError = error;
-      };
-      current.once('error', onSessionError);
-      const stream = current.request({ ':method': 'GET', ':path': path });
-      const timer = setTimeout(() => {
-        finish(new Error(`no answer within ${timeoutMs} ms`));
-        // A connection that cannot answer in time is not trusted with the next request either.
-        current.destroy();
-      }, timeoutMs);
-      let isDone = false;
-      function finish(error?: Error) {
-        if (isDone) return;
-        isDone = true;
-        clearTimeout(timer);
-        current.off('error', onSessionError);
-        if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
-        if (error) reject(error);
-        else resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
-      }
-      stream.on('response', (headers) => {
-        status = Number(headers[':status'] ?? 0);
-      });
-      stream.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_ANSWER_BYTES) finish(new Error('the answer is too large'));
-        else chunks.push(chunk);
-      });
-      stream.on('end', () => finish());
-      stream.on('error', (error) => finish(sessionError ?? error));
-      stream.on('close', () => finish(sessionError ?? new Error('the connection closed before the answer')));
-    });
-  }
+  const api = createMeshApiClient({
+    url: options.url,
+    serverId: (meshTls) => options.serverId ?? destinationServerId(meshTls),
+    meshTls: options.meshTls,
+    clock,
+    maxAnswerBytes: MAX_ANSWER_BYTES,
+  });
+  const get = api.get;
 
   function parseAnswer(text: string): WireAnswer {
     const answer = JSON.parse(text) as WireAnswer;
@@ -255,8 +191,7 @@ export function createDestinationClient(
     close() {
       isClosed = true;
       cache.clear();
-      session?.destroy();
-      session = undefined;
+      api.close();
     },
   };
 }
