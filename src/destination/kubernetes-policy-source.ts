@@ -74,6 +74,9 @@ export function createKubernetesPolicySource(
   let served: ServedPolicy[] = [];
   let skipped: SkippedPolicy[] = [];
   let timer: NodeJS.Timeout | undefined;
+  // Set by the first rebuild after every collection was listed (or found absent); stays set, so
+  // later changes never make the API answer 503 while they are indexed.
+  let isComplete = false;
   const schedule = () => {
     timer ??= setTimeout(rebuild, deps.rebuildDelayMs ?? 20);
   };
@@ -113,6 +116,12 @@ export function createKubernetesPolicySource(
     return result;
   }
 
+  function waitingFor(): string[] {
+    return informers
+      .filter(({ entry, informer }) => !informer.hasSynced && !absent.has(entry.path))
+      .map(({ entry }) => entry.path);
+  }
+
   function rebuild() {
     timer = undefined;
     const nextServed: ServedPolicy[] = [];
@@ -148,6 +157,7 @@ export function createKubernetesPolicySource(
     for (const key of parsed.keys()) if (!seen.has(key)) parsed.delete(key);
     served = nextServed;
     skipped = nextSkipped;
+    isComplete ||= waitingFor().length === 0;
     deps.onRebuild?.(served, skipped);
     for (const listener of listeners) listener();
   }
@@ -160,11 +170,10 @@ export function createKubernetesPolicySource(
       for (const { informer } of informers) informer.start();
     },
     notReadyReason() {
-      const waiting = informers
-        .filter(({ entry, informer }) => !informer.hasSynced && !absent.has(entry.path))
-        .map(({ entry }) => entry.path);
+      if (isComplete) return undefined;
+      const waiting = waitingFor();
       if (waiting.length > 0) return `Kubernetes: first list of ${waiting.join(', ')} not done yet`;
-      return timer ? 'Kubernetes: indexing policies' : undefined;
+      return 'Kubernetes: indexing policies';
     },
     subscribe(listener) {
       listeners.add(listener);

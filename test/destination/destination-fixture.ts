@@ -17,7 +17,7 @@ export async function writeTable(file: string, text: string): Promise<void> {
 
 export async function startService(
   own: WorkloadFiles,
-  sources: { tableFile?: string; kubernetes?: KubeConnection },
+  sources: { tableFile?: string; kubernetes?: KubeConnection; policyDir?: string },
 ): Promise<DestinationService & { logs: string[] }> {
   const logs: string[] = [];
   const service = await startDestinationService({
