@@ -43,6 +43,7 @@ interface NamespaceLike {
   readonly metadata?: { readonly name?: string; readonly labels?: Readonly<Record<string, string>> };
 }
 
+const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`;
 const podName = (pod: PodLike) => `${pod.metadata?.namespace}/${pod.metadata?.name}`;
 const proxyOf = (pod: PodLike) =>
   [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
@@ -98,8 +99,8 @@ function anchorsDifference(pod: PodLike, current: ReadonlySet<string>): string |
   const extra = [...own].filter((fingerprint) => !current.has(fingerprint)).length;
   if (missing === 0 && extra === 0) return undefined;
   const parts = [
-    ...(missing > 0 ? [`lacks ${missing} of the ConfigMap's root${missing === 1 ? '' : 's'}`] : []),
-    ...(extra > 0 ? [`still trusts ${extra} root${extra === 1 ? '' : 's'} the ConfigMap no longer has`] : []),
+    ...(missing > 0 ? [`lacks ${plural(missing, 'root')} the ConfigMap has`] : []),
+    ...(extra > 0 ? [`still trusts ${plural(extra, 'root')} the ConfigMap no longer has`] : []),
   ];
   return `its anchors are not the ConfigMap's: it ${parts.join(' and ')}`;
 }
@@ -135,15 +136,16 @@ export function dataPlaneChecks(view: ClusterView): CheckCategory {
           try {
             const namespaces = new Set(await injectionNamespaces(view));
             if (namespaces.size === 0) return skip('no namespace is labelled for injection');
-            const uninjected = (await allPods(view)).filter(
+            // Pods the injector would have given the proxy had it seen them being created.
+            const expected = (await allPods(view)).filter(
               (pod) =>
                 namespaces.has(pod.metadata?.namespace ?? '') &&
-                !proxyOf(pod) &&
                 !isFinished(pod) &&
                 !pod.spec?.hostNetwork &&
                 pod.metadata?.annotations?.[ANNOTATIONS.inject] !== INJECT_VALUES.disabled,
             );
-            if (uninjected.length === 0) return ok();
+            const uninjected = expected.filter((pod) => !proxyOf(pod));
+            if (uninjected.length === 0) return ok(plural(expected.length, 'pod'));
             return capped(
               uninjected
                 .sort((a, b) => podName(a).localeCompare(podName(b)))
@@ -177,7 +179,7 @@ export function dataPlaneChecks(view: ClusterView): CheckCategory {
               .map((pod) => ({ pod, difference: anchorsDifference(pod, current) }))
               .filter((entry) => entry.difference !== undefined)
               .sort((a, b) => podName(a.pod).localeCompare(podName(b.pod)));
-            if (stale.length === 0) return ok(`${injected.length} pod${injected.length === 1 ? '' : 's'}`);
+            if (stale.length === 0) return ok(plural(injected.length, 'pod'));
             return capped(
               stale.map(({ pod, difference }) =>
                 fail(difference!, podName(pod), [`fix: ${restartCommand(pod)}`]),
