@@ -15,29 +15,13 @@ import { parsePolicyText } from '../../src/policy/index.ts';
 import { createTestPki, metricValue, type WorkloadFiles, waitUntil } from '../../src/testing/mesh-pki.ts';
 import { get, startService } from './destination-fixture.ts';
 import { type FakeKubeApi, startFakeKubeApi } from './fake-kube-api.ts';
+import { authorizationPolicy, policyPath } from './policy-objects.ts';
 
-const path = (apiVersion: string, kind: string) =>
-  POLICY_COLLECTIONS.find((entry) => entry.apiVersion === apiVersion && entry.kind === kind)!.path;
+const path = policyPath;
 const MUTUAL_AP = path('security.mutual.dev/v1', 'AuthorizationPolicy');
 const MUTUAL_PA = path('security.mutual.dev/v1', 'PeerAuthentication');
 const ISTIO = POLICY_COLLECTIONS.filter((entry) => entry.apiVersion.startsWith('security.istio.io/'));
 const ISTIO_AP = path('security.istio.io/v1', 'AuthorizationPolicy');
-
-export function authorizationPolicy(namespace: string, name: string, spec: object) {
-  return {
-    metadata: {
-      name,
-      namespace,
-      uid: `uid-${namespace}-${name}`,
-      creationTimestamp: '2026-01-01T00:00:00Z',
-      generation: 1,
-      annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{}' },
-      managedFields: [{ manager: 'kubectl' }],
-    },
-    spec,
-    status: { validationMessages: [] },
-  };
-}
 
 const ALLOW_WEB = {
   selector: { matchLabels: { app: 'emoji' } },
