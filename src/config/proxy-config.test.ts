@@ -48,3 +48,28 @@ test('--upstream-full-handshake naming no --upstream is refused with the fix', (
     /--upstream-full-handshake 127\.0\.0\.1:9009 names no --upstream/,
   );
 });
+
+test('--policy-url (or MUTUAL_PROXY_POLICY_URL) is an https origin; with --policy-dir it is refused', () => {
+  const upstream = [`127.0.0.1:9001=${ID}@127.0.0.1:4143`];
+  const fromEnv = loadProxyConfig(
+    { ...files, upstream },
+    { MUTUAL_PROXY_POLICY_URL: 'https://mutual-destination.mutual-system.svc:8086/' },
+  );
+  assert.equal(fromEnv.policyUrl, 'https://mutual-destination.mutual-system.svc:8086');
+  throwsCode(
+    () => loadProxyConfig({ ...files, upstream, policyUrl: 'http://127.0.0.1:8086' }, {}),
+    'MUTUAL_PROXY_CONFIG_INVALID',
+    'plain http',
+    /--policy-url must be https:\/\//,
+  );
+  throwsCode(
+    () =>
+      loadProxyConfig(
+        { ...files, upstream, policyDir: '/policies' },
+        { MUTUAL_PROXY_POLICY_URL: 'https://x:8086' },
+      ),
+    'MUTUAL_PROXY_CONFIG_INVALID',
+    'both sources',
+    /--policy-dir and --policy-url both given/,
+  );
+});
