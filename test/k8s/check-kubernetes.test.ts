@@ -417,6 +417,20 @@ test('--kubernetes in-cluster outside a pod, an unusable kubeconfig, and bad fla
   const { code, json } = await checkJson(['--kubeconfig', exec]);
   assert.equal(code, 1);
   assert.match(failures(json)['can reach the Kubernetes API server']![0]!, /exec or auth-provider plugin/);
+  // The same kubeconfig found through KUBECONFIG, not asked for: the Kubernetes checks are skipped, saying why.
+  process.env.KUBECONFIG = exec;
+  try {
+    const implicit = await runCheck(['-o', 'json']);
+    assert.equal(implicit.code, 0, implicit.stdout);
+    const api = (JSON.parse(implicit.stdout) as CheckJson).checks[0]!;
+    assert.equal(api.status, 'skip');
+    assert.match(
+      api.results[0]!.message,
+      /\(KUBECONFIG\) cannot be used: .*exec or auth-provider plugin.*; give --kubeconfig FILE/,
+    );
+  } finally {
+    delete process.env.KUBECONFIG;
+  }
   const wrong = await check(['--kubernetes', 'elsewhere']);
   assert.equal(wrong.code, 2);
   assert.match(wrong.stderr, /--kubernetes "elsewhere": the only value is in-cluster/);

@@ -27,7 +27,7 @@ export function apiServerChecks(view: ClusterView): CheckCategory {
             const version = await view.version();
             return ok(`${view.server} (Kubernetes ${version.gitVersion})`);
           } catch (error) {
-            return fail((error as Error).message);
+            return failOrSkip(error);
           }
         },
       },

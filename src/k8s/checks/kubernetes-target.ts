@@ -5,7 +5,7 @@ import { access } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import type { Clock } from '../../clock.ts';
 import { MutualError } from '../../errors.ts';
-import type { CheckCategory } from '../../mesh/checks/index.ts';
+import { type CheckCategory, CheckSkipped } from '../../mesh/checks/index.ts';
 import { createKubeClient, inClusterConnection, kubeconfigConnection } from '../kube-client/index.ts';
 import { clusterCaChecks } from './cluster-ca-checks.ts';
 import { createClusterView } from './cluster-view.ts';
@@ -92,11 +92,20 @@ export async function kubernetesChecks(
     source = `${found.file} (${found.source}${flags.context ? `, context ${flags.context}` : ''})`;
     connecting = kubeconfigConnection(found.file, flags.context);
   }
+  const isImplicit = flags.kubernetes === undefined && flags.kubeconfig === undefined;
   const target = await connecting.then(
     (connection) => ({
       client: createKubeClient(connection, { timeoutMs: environment.timeoutMs ?? 10_000 }),
     }),
-    (error: Error) => ({ server: source, error }),
+    (error: Error) => ({
+      server: source,
+      // A kubeconfig nobody asked for (say, one that logs in through a plugin) is no failure.
+      error: isImplicit
+        ? new CheckSkipped(
+            `${source} cannot be used: ${error.message}; give --kubeconfig FILE to check a cluster`,
+          )
+        : error,
+    }),
   );
   const view = createClusterView(target, clock);
   return {
