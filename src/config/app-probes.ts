@@ -9,6 +9,8 @@ export const PROXY_ENV = {
   identityBundlePem: 'MUTUAL_PROXY_IDENTITY_BUNDLE_PEM',
   /** The app's rewritten probes, JSON (see above). */
   appProbes: 'MUTUAL_PROXY_APP_PROBES',
+  /** The pod's labels as KEY=VALUE,… (`--label`), which policy selectors match. */
+  labels: 'MUTUAL_PROXY_LABEL',
 } as const;
 
 export const APP_HEALTH_PREFIX = '/app-health';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { Pod } from 'kubernetes-models/v1/Pod';
+import { loadProxyConfig } from '../../config/index.ts';
 import { ANNOTATIONS, LABELS } from '../constants.ts';
 import { DEFAULT_INJECT_OPTIONS, type InjectOptions, injectPod, type PodLike } from './inject-pod.ts';
 import { readPodAnnotations } from './pod-annotations.ts';
@@ -173,4 +174,27 @@ test('readPodAnnotations: no annotations is the default configuration, no proble
     },
     problems: [],
   });
+});
+
+test('the proxy asks the destination service for its policies and carries the pod labels policy selectors match', () => {
+  const input = pod();
+  input.metadata!.labels = { app: 'web', 'app.kubernetes.io/version': 'v2', empty: '' };
+  const proxy = (
+    injected(input).spec as { initContainers: { args: string[]; env: { name: string; value?: string }[] }[] }
+  ).initContainers[1]!;
+  assert.equal(
+    proxy.args[proxy.args.indexOf('--policy-url') + 1],
+    'https://mutual-destination.mutual-system.svc:8086',
+  );
+  const labels = proxy.env.find((entry) => entry.name === 'MUTUAL_PROXY_LABEL')?.value;
+  // Sorted; an empty value cannot be written as KEY=VALUE and is left out.
+  assert.equal(labels, 'app=web,app.kubernetes.io/version=v2');
+  const config = loadProxyConfig(
+    { cert: '/c', key: '/k', bundle: '/b', policyUrl: 'https://mutual-destination.mutual-system.svc:8086' },
+    { MUTUAL_PROXY_LABEL: labels },
+  );
+  assert.deepEqual(config.labels, { app: 'web', 'app.kubernetes.io/version': 'v2' });
+  const unlabelled = (injected(pod()).spec as { initContainers: { env: { name: string }[] }[] })
+    .initContainers[1]!;
+  assert.ok(!unlabelled.env.some((entry) => entry.name === 'MUTUAL_PROXY_LABEL'));
 });

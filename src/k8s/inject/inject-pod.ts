@@ -130,6 +130,11 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
       : { mode: config.mode ?? options.defaultMode }),
     resources: { ...options.proxyResources, ...config.resources },
     probePaths: probes.keptProbePaths,
+    labels: Object.fromEntries(
+      Object.entries(pod.metadata?.labels ?? {}).filter(
+        (entry): entry is [string, string] => typeof entry[1] === 'string',
+      ),
+    ),
   };
   const injected = structuredClone(pod);
   injected.metadata = {

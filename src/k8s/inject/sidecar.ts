@@ -42,6 +42,8 @@ const svc = (component: { name: string; port: number }) =>
   `https://${component.name}.${CONTROL_PLANE_NAMESPACE}.svc:${component.port}`;
 export const IDENTITY_URL = svc(CONTROL_PLANE.identity);
 export const DESTINATION_URL = svc(CONTROL_PLANE.destination);
+/** The same service answers the policies for the pod's namespace (GET /v1/policies). */
+export const POLICY_URL = DESTINATION_URL;
 
 export interface SidecarSpec {
   readonly image: string;
@@ -58,6 +60,8 @@ export interface SidecarSpec {
   readonly resources: ProxyResources;
   /** HTTP paths of the app's own probes: the kubelet's checks are never refused by authorization. */
   readonly probePaths: readonly string[];
+  /** The pod's labels at injection, which policy selectors (matchLabels) match. */
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 export function initContainer(spec: SidecarSpec): IContainer {
@@ -130,6 +134,8 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
       spiffeId,
       '--destination-url',
       DESTINATION_URL,
+      '--policy-url',
+      POLICY_URL,
       '--inbound-listen',
       `0.0.0.0:${PROXY_PORTS.inbound}`,
       '--outbound-listen',
@@ -149,6 +155,7 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
       ...(Object.keys(spec.appProbes).length === 0
         ? []
         : [{ name: PROXY_ENV.appProbes, value: JSON.stringify(spec.appProbes) }]),
+      ...labelsEnv(spec.labels),
     ],
     ports: [
       { name: 'mutual-proxy', containerPort: PROXY_PORTS.inbound, protocol: 'TCP' },
@@ -177,6 +184,15 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
       { name: VOLUMES.identity, mountPath: PROXY_PATHS.identityDir },
     ],
   };
+}
+
+/** KEY=VALUE,… sorted; a label with an empty value cannot be written so and is left out. */
+function labelsEnv(labels: Readonly<Record<string, string>>) {
+  const pairs = Object.keys(labels)
+    .filter((key) => labels[key] !== '')
+    .sort()
+    .map((key) => `${key}=${labels[key]}`);
+  return pairs.length === 0 ? [] : [{ name: PROXY_ENV.labels, value: pairs.join(',') }];
 }
 
 export function sidecarVolumes(): IVolume[] {
