@@ -22,7 +22,13 @@ const MAX_RESPONSE_BYTES = 1024 * 1024;
 
 /** A small client for the identity service's API, verifying the service by its SPIFFE ID. */
 export function createIdentityClient(options: IdentityClientOptions) {
-  function call(method: string, path: string, body?: string, headers: Record<string, string> = {}) {
+  function call(
+    method: string,
+    path: string,
+    body?: string,
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ) {
     return new Promise<{
       status: number;
       text: string;
@@ -35,6 +41,9 @@ export function createIdentityClient(options: IdentityClientOptions) {
           port: url.port,
           path: `${url.pathname}${url.search}`,
           method,
+          // Calls are minutes apart; a pooled keep-alive socket would only hold a stopping process open.
+          agent: false,
+          ...(signal ? { signal } : {}),
           ca: options.trustBundlePem(),
           minVersion: 'TLSv1.3',
           checkServerIdentity: (_host, certificate) => {
@@ -113,12 +122,14 @@ export function createIdentityClient(options: IdentityClientOptions) {
     async fetchBundle(
       etag: string | undefined,
       waitS: number,
+      signal?: AbortSignal,
     ): Promise<{ pem: string; etag: string } | undefined> {
       const response = await call(
         'GET',
         `/v1/bundle?wait=${waitS}`,
         undefined,
         etag ? { 'if-none-match': etag } : {},
+        signal,
       );
       if (response.status === 304) return undefined;
       if (response.status !== 200) {

@@ -121,12 +121,15 @@ export function createWorkloadIdentity(config: WorkloadIdentityConfig) {
     if (!isClosed) renewTimer = setTimeout(renew, delayMs);
   }
 
+  // Aborts the bundle long-poll in flight on close: it would hold a stopping process open for up to its wait.
+  const bundleWatch = new AbortController();
+
   async function watchBundle() {
     const waitS = config.bundleWaitS ?? 30;
     let attempt = 0;
     while (!isClosed && waitS > 0) {
       try {
-        const update = await client.fetchBundle(bundleEtag, waitS);
+        const update = await client.fetchBundle(bundleEtag, waitS, bundleWatch.signal);
         attempt = 0;
         if (update && update.pem !== bundlePem) {
           const bundle = parseBundlePem(update.pem, '', 'trust bundle update');
@@ -136,7 +139,8 @@ export function createWorkloadIdentity(config: WorkloadIdentityConfig) {
         }
         if (update) bundleEtag = update.etag;
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, backoffDelayMs(attempt++, 1000, 30_000)));
+        if (isClosed) return;
+        await new Promise((resolve) => setTimeout(resolve, backoffDelayMs(attempt++, 1000, 30_000)).unref());
       }
     }
   }
@@ -158,6 +162,7 @@ export function createWorkloadIdentity(config: WorkloadIdentityConfig) {
     close() {
       isClosed = true;
       if (renewTimer) clearTimeout(renewTimer);
+      bundleWatch.abort();
     },
   };
 }
