@@ -76,7 +76,7 @@ export function parseDestinationTable(text: string, file: string): DestinationTa
       `${file} has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`} (format: docs/destination.md):\n${problems.join('\n')}`,
     );
   }
-  return parsed.data.destinations.map((entry) => ({
+  const entries = parsed.data.destinations.map((entry): DestinationTableEntry => ({
     address: entry.address,
     serverId: entry.serverId,
     ...(entry.ports
@@ -90,6 +90,41 @@ export function parseDestinationTable(text: string, file: string): DestinationTa
       : {}),
     names: entry.names ?? [],
   }));
+  const clashes = tableClashes(entries);
+  if (clashes.length > 0) {
+    throw new MutualError(
+      'MUTUAL_DESTINATION_TABLE_INVALID',
+      `${file} claims a destination in two entries (entries may share an address or a name on different ports only):\n${clashes.map((clash) => `  ${clash}`).join('\n')}`,
+    );
+  }
+  return entries;
+}
+
+/**
+ * Entries that claim the same address (or name) on the same port: two services on 127.0.0.1 with
+ * a port in common, or two that list no ports (every port). Entries on different ports may share.
+ */
+function tableClashes(entries: readonly DestinationTableEntry[]): string[] {
+  const clashes: string[] = [];
+  const claims = new Map<string, Array<{ index: number; ports: ReadonlySet<number> | undefined }>>();
+  entries.forEach((entry, index) => {
+    const ports = entry.ports ? new Set(entry.ports.keys()) : undefined;
+    for (const key of new Set([entry.address, ...entry.names])) {
+      const earlier = claims.get(key) ?? [];
+      for (const claim of earlier) {
+        const shared =
+          ports === undefined || claim.ports === undefined
+            ? ports?.size === 0 || claim.ports?.size === 0
+              ? ''
+              : 'every port'
+            : [...ports].filter((port) => claim.ports!.has(port)).join(', ');
+        if (shared)
+          clashes.push(`destinations[${index}]: ${key} (${shared}) is also in destinations[${claim.index}]`);
+      }
+      claims.set(key, [...earlier, { index, ports }]);
+    }
+  });
+  return clashes;
 }
 
 export interface FileSourceDeps {
@@ -100,8 +135,9 @@ export interface FileSourceDeps {
 export async function createFileSource(file: string, deps: FileSourceDeps = {}): Promise<DestinationSource> {
   const path = resolve(file);
   const listeners = new Set<() => void>();
-  let byAddress = new Map<string, DestinationTableEntry>();
-  let byName = new Map<string, DestinationTableEntry>();
+  // Several entries may share an address (or name) on different ports: 127.0.0.1 in a loopback mesh.
+  let byAddress = new Map<string, DestinationTableEntry[]>();
+  let byName = new Map<string, DestinationTableEntry[]>();
   let lastText = '';
 
   async function load(): Promise<void> {
@@ -117,8 +153,8 @@ export async function createFileSource(file: string, deps: FileSourceDeps = {}):
     }
     if (text === lastText) return;
     const entries = parseDestinationTable(text, path);
-    byAddress = new Map(entries.map((entry) => [entry.address, entry]));
-    byName = new Map(entries.flatMap((entry) => entry.names.map((name) => [name, entry] as const)));
+    byAddress = groupBy(entries.map((entry) => [entry.address, entry]));
+    byName = groupBy(entries.flatMap((entry) => entry.names.map((name) => [name, entry] as const)));
     lastText = text;
     deps.onLoad?.({ ok: true, entries: entries.length });
     for (const listener of listeners) listener();
@@ -137,8 +173,16 @@ export async function createFileSource(file: string, deps: FileSourceDeps = {}):
     }, 50);
   });
 
-  const answer = (entry: DestinationTableEntry | undefined, port: number): DestinationAnswer | undefined => {
-    if (!entry) return undefined;
+  const answer = (
+    entries: readonly DestinationTableEntry[] | undefined,
+    port: number,
+  ): DestinationAnswer | undefined => {
+    if (!entries) return undefined;
+    // The entry listing the port, else one for every port, else the port is unknown.
+    const entry =
+      entries.find((candidate) => candidate.ports?.has(port)) ??
+      entries.find((candidate) => candidate.ports === undefined) ??
+      entries[0]!;
     const protocol = entry.ports ? entry.ports.get(port) : 'detect';
     if (!protocol) return { meshed: false, reason: 'unknown-port', kind: 'static', name: entry.address };
     return { meshed: true, serverId: entry.serverId, protocol, kind: 'static', name: entry.address };
@@ -158,4 +202,10 @@ export async function createFileSource(file: string, deps: FileSourceDeps = {}):
       watcher.close();
     },
   };
+}
+
+function groupBy<T>(pairs: ReadonlyArray<readonly [string, T]>): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const [key, value] of pairs) groups.set(key, [...(groups.get(key) ?? []), value]);
+  return groups;
 }
