@@ -1,7 +1,7 @@
 // `mutual inject` on YAML text: every pod template in every document goes through injectPod, and
 // only what it changed is written back into the document (the same diff the webhook sends), so
 // comments and order survive; documents without a change are copied byte for byte.
-import { type Document, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
+import { type Document, isCollection, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
 import { MutualError } from '../../errors.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
@@ -108,6 +108,12 @@ function valueAtPath(value: unknown, path: readonly (string | number)[]): unknow
 function applyToDocument(doc: Document, operation: PathOperation): void {
   const parentPath = operation.path.slice(0, -1);
   const last = operation.path[operation.path.length - 1];
+  // A flow-style map or list (`metadata: {labels: {app: web}}`) that gains injected entries would
+  // print as a long brace block; the changed branch goes to block style, the rest is kept as written.
+  for (let depth = 0; depth <= parentPath.length; depth++) {
+    const node = depth === 0 ? doc.contents : doc.getIn(parentPath.slice(0, depth), true);
+    if (isCollection(node) && node.flow) node.flow = false;
+  }
   if (operation.op === 'remove') {
     doc.deleteIn(operation.path);
     return;
