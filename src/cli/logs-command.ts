@@ -16,9 +16,9 @@ export function registerLogsCommand(program: Command, context: CliContext): void
   program
     .command('logs')
     .description(
-      "print a mesh service's log (its app, or with --proxy its sidecar); `identity` is the identity service",
+      "print a mesh service's log (its app, or with --proxy its sidecar); `identity` and `destination` are the control plane's services",
     )
-    .argument('<service>', 'service name from mesh.yaml, or identity')
+    .argument('<service>', 'service name from mesh.yaml, or identity, or destination')
     .option('--proxy', "the sidecar's log instead of the app's", false)
     .option('-f, --follow', 'keep printing new lines until Ctrl-C', false)
     .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)

@@ -19,7 +19,7 @@ export function registerUpCommand(program: Command, context: CliContext): void {
   program
     .command('up')
     .description(
-      'start a mesh on this machine: CA, identity service, and every service of mesh.yaml with its sidecar',
+      'start a mesh on this machine: CA, identity and destination services, and every service of mesh.yaml with its sidecar',
     )
     .requiredOption('-f, --file <mesh.yaml>', 'the mesh file, e.g. examples/demo/mesh.yaml')
     .option('--state-dir <dir>', 'CA, tokens, logs and runtime.json of this mesh', DEFAULT_MESH_STATE_DIR)
@@ -56,7 +56,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     abort.abort(signal);
     return signal;
   });
-  const nameWidth = Math.max(8, ...config.services.map((service) => service.name.length));
+  const nameWidth = Math.max(11, ...config.services.map((service) => service.name.length));
   const line = (label: string, text: string) => context.write(`  ✓ ${label.padEnd(nameWidth)}  ${text}\n`);
   const onProgress = (event: MeshProgress) => {
     switch (event.kind) {
@@ -82,6 +82,12 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
         break;
       case 'identity-ready':
         line('identity', `identity service ${event.apiUrl} ready (${seconds(event.elapsedMs)})`);
+        break;
+      case 'destination-ready':
+        line(
+          'destination',
+          `destination service ${event.apiUrl} ready, answering for ${event.entries} meshed addresses (${seconds(event.elapsedMs)})`,
+        );
         break;
       case 'service-ready':
         line(event.service.name, `${event.service.spiffeId} ready (${seconds(event.elapsedMs)})`);

@@ -87,6 +87,11 @@ test('mesh file problems name file:line:column, the field and the fix', () => {
       /:4:11: services\[1\]\.name: service "web" is declared twice/,
     ],
     [
+      'a control-plane name',
+      'services:\n  - name: destination\n    command: [x]\n',
+      /:2:11: services\[0\]\.name: "destination" is the name of the mesh's own destination service/,
+    ],
+    [
       'bad trust domain',
       'trustDomain: Demo.Local\nservices:\n  - name: web\n    command: [x]\n',
       /:1:14: trustDomain: /,

@@ -47,6 +47,8 @@ export interface MeshConfig {
   readonly services: readonly MeshService[];
 }
 
+/** The control plane's processes: `mutual logs identity` and `mutual logs destination` mean them. */
+const CONTROL_PLANE_NAMES: readonly string[] = ['identity', 'destination'];
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
@@ -187,6 +189,11 @@ function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConf
   for (const [index, service] of raw.services.entries()) {
     if (byName.has(service.name))
       problem(['services', index, 'name'], `service "${service.name}" is declared twice`);
+    if (CONTROL_PLANE_NAMES.includes(service.name))
+      problem(
+        ['services', index, 'name'],
+        `"${service.name}" is the name of the mesh's own ${service.name} service (its log is logs/${service.name}.log); choose another name`,
+      );
     byName.set(service.name, service);
     const ports = service.ports.map((port) => (typeof port === 'number' ? port : port.port));
     const duplicate = ports.find((port, i) => ports.indexOf(port) !== i);

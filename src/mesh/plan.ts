@@ -34,7 +34,20 @@ export interface MeshPlan {
     argv: readonly string[];
     log: string;
   };
+  readonly destination: DestinationPlan;
   readonly services: readonly ServicePlan[];
+}
+
+/** `mutual destination serve` for the mesh: the table file it watches, its certificate from the identity service. */
+export interface DestinationPlan {
+  readonly apiUrl: string;
+  readonly adminUrl: string;
+  readonly serverId: string;
+  /** Its join token (for spiffe://<td>/ns/mutual-system/sa/destination), minted with the services'. */
+  readonly tokenFile: string;
+  readonly tableFile: string;
+  readonly argv: readonly string[];
+  readonly log: string;
 }
 
 export function spiffeIdOf(config: MeshConfig, service: MeshService): string {
@@ -105,9 +118,46 @@ export function identityPlan(options: {
   };
 }
 
+/** The destination service's identity: its join token is for this namespace and service account. */
+export const DESTINATION_ACCOUNT = { namespace: 'mutual-system', serviceAccount: 'destination' } as const;
+
+/**
+ * `mutual destination serve` for the mesh, listening on `host`: it answers from the table file
+ * `mutual up` writes, with a certificate (and renewals) from the identity service like a sidecar.
+ */
+export function destinationPlan(options: {
+  paths: MeshPaths;
+  mutual: readonly string[];
+  trustDomain: string;
+  identityApiUrl: string;
+  host: string;
+  apiPort: number;
+  adminPort: number;
+}): DestinationPlan {
+  const { paths, host, apiPort, adminPort } = options;
+  const { namespace, serviceAccount } = DESTINATION_ACCOUNT;
+  // Service names are DNS labels (no dots), so no service's token file can be this one.
+  const tokenFile = join(paths.tokensDir, `${namespace}.${serviceAccount}.token`);
+  return {
+    apiUrl: `https://${host}:${apiPort}`,
+    adminUrl: `http://${host}:${adminPort}`,
+    serverId: `spiffe://${options.trustDomain}/ns/${namespace}/sa/${serviceAccount}`,
+    tokenFile,
+    tableFile: paths.destinationTable,
+    argv: [
+      ...options.mutual,
+      ...['destination', 'serve', '--file', paths.destinationTable],
+      ...['--listen', `${host}:${apiPort}`, '--admin-listen', `${host}:${adminPort}`],
+      ...['--trust-domain', options.trustDomain, '--identity-url', options.identityApiUrl],
+      ...['--token-file', tokenFile, '--identity-bundle', paths.bundle],
+    ],
+    log: join(paths.logsDir, 'destination.log'),
+  };
+}
+
 /** How many loopback ports `planMesh` takes from `nextPort`. */
 export function portsNeeded(config: MeshConfig): number {
-  let count = 2;
+  let count = 4;
   for (const service of config.services) {
     count += 1 + service.upstreams.length;
     for (const { port } of service.ports) count += service.skipInboundPorts.includes(port) ? 1 : 2;
@@ -140,6 +190,15 @@ export function planMesh(options: {
   };
   const mutual = [options.nodePath, options.mutualBin];
   const identity = identityPlan({ paths, mutual, host: '127.0.0.1', apiPort: take(), adminPort: take() });
+  const destination = destinationPlan({
+    paths,
+    mutual,
+    trustDomain: config.trustDomain,
+    identityApiUrl: identity.apiUrl,
+    host: '127.0.0.1',
+    apiPort: take(),
+    adminPort: take(),
+  });
   const idOf = (service: MeshService) => spiffeIdOf(config, service);
   // First every service's own ports, so upstreams can point at them.
   const own = new Map(
@@ -213,5 +272,5 @@ export function planMesh(options: {
       proxy: { argv: proxyArgv, log: join(paths.logsDir, `${service.name}.proxy.log`) },
     };
   });
-  return { identity, services };
+  return { identity, destination, services };
 }

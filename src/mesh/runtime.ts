@@ -10,6 +10,8 @@ export interface MeshPaths {
   readonly tokensDir: string;
   readonly logsDir: string;
   readonly runtimeFile: string;
+  /** What the destination service answers from (destinations.yaml), written by `mutual up`. */
+  readonly destinationTable: string;
 }
 
 export function meshPaths(stateDir: string): MeshPaths {
@@ -21,6 +23,7 @@ export function meshPaths(stateDir: string): MeshPaths {
     tokensDir: join(dir, 'tokens'),
     logsDir: join(dir, 'logs'),
     runtimeFile: join(dir, 'runtime.json'),
+    destinationTable: join(dir, 'destinations.yaml'),
   };
 }
 
@@ -85,6 +88,14 @@ export interface MeshRuntime {
     readonly record: string;
   };
   readonly identity: RuntimeProcess & { readonly apiUrl: string; readonly adminUrl: string };
+  /** The destination service; absent in runtimes written before `mutual up` started one. */
+  readonly destination?: RuntimeProcess & {
+    readonly apiUrl: string;
+    readonly adminUrl: string;
+    /** Its SPIFFE ID, which the proxies (and `mutual check`) require it to present. */
+    readonly serverId: string;
+    readonly tableFile: string;
+  };
   readonly services: readonly RuntimeService[];
 }
 
@@ -94,8 +105,10 @@ export async function writeRuntime(paths: MeshPaths, runtime: MeshRuntime): Prom
   await rename(temporary, paths.runtimeFile);
 }
 
+/** Forgets a stopped mesh: runtime.json and the destination table written from it. */
 export async function removeRuntime(paths: MeshPaths): Promise<void> {
   await rm(paths.runtimeFile, { force: true });
+  await rm(paths.destinationTable, { force: true });
 }
 
 /** The runtime of the mesh in `stateDir`, or undefined when none was recorded. */

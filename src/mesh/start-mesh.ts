@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
+import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
 import { createTokenWriter } from './join-tokens.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 import type { MeshConfig } from './mesh-config.ts';
@@ -45,6 +46,7 @@ export type MeshProgress =
   | { kind: 'ca'; ca: MeshCa; dir: string }
   | { kind: 'network'; id: string; subnet: string; pods: number; elapsedMs: number }
   | { kind: 'identity-ready'; apiUrl: string; elapsedMs: number }
+  | { kind: 'destination-ready'; apiUrl: string; entries: number; elapsedMs: number }
   | { kind: 'tokens'; count: number; dir: string; access: string }
   | { kind: 'service-ready'; service: RuntimeService; elapsedMs: number }
   | { kind: 'exited'; what: string; code: number | null; signal: string | null; log: string };
@@ -72,7 +74,8 @@ export interface Mesh {
 }
 
 /**
- * `mutual up`: CA, identity service, join tokens, then every app with its sidecar, and back only
+ * `mutual up`: CA, join tokens, the identity service, then the destination service (answering
+ * from destinations.yaml, written from the plan) beside every sidecar, then every app; back only
  * when every sidecar is ready and every app accepts connections. In netns mode the mesh network
  * (a pod per service) is made first and removed again on close. On any failure everything
  * started so far is stopped and the error names the process and its log.
@@ -106,6 +109,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
   deps.onProgress({ kind: 'ca', ca, dir: paths.caDir });
 
   const processes: LoggedProcess[] = [];
+  const controlPlane: { identity?: LoggedProcess; destination?: LoggedProcess } = {};
   const deadlineMs = started + deps.readyTimeoutMs;
   let runtime: MeshRuntime | undefined;
   let network: MeshNetwork | undefined;
@@ -115,7 +119,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     isClosing = true;
     clearInterval(tokenTimer);
     if (runtime) await stopRuntime(runtime);
-    else await stopRuntime(partialRuntime(config, paths, processes));
+    else await stopRuntime(partialRuntime(config, paths, controlPlane, processes));
     await removeRuntime(paths);
     if (network) {
       await removeMeshNetwork(network.record);
@@ -134,13 +138,17 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
         pods: network.record.pods.length,
         elapsedMs: Date.now() - started,
       });
-      const [api, admin] = await allocateLoopbackPorts(2, network.subnet.hostAddress);
+      const [api, admin, destinationApi, destinationAdmin] = await allocateLoopbackPorts(
+        4,
+        network.subnet.hostAddress,
+      );
       plan = planNetnsMesh({
         config,
         paths,
         pods: (service) => network!.pod(service),
         hostAddress: network.subnet.hostAddress,
         identityPorts: { api: api!, admin: admin! },
+        destinationPorts: { api: destinationApi!, admin: destinationAdmin! },
         nodePath: deps.nodePath,
         mutualBin: deps.mutualBin,
         baseEnv: deps.baseEnv,
@@ -167,6 +175,19 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     });
     tokenTimer = setInterval(() => void writeTokens().catch(() => {}), TOKEN_REFRESH_MS);
     tokenTimer.unref();
+    // Every meshed address and its identity, for the destination service to answer from.
+    const destinationTable = meshDestinationTable(
+      plan.services.map((servicePlan) => ({
+        service: {
+          ...servicePlan.service,
+          spiffeId: servicePlan.spiffeId,
+          ports: servicePlan.ports,
+          ...(servicePlan.pod ? { pod: servicePlan.pod } : {}),
+        },
+        opaquePorts: servicePlan.service.opaquePorts,
+      })),
+    );
+    await writeDestinationTable(plan.destination.tableFile, destinationTable);
 
     // The identity service first: proxies certify against it as soon as they start.
     const identity = spawnLogged({
@@ -176,6 +197,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       log: plan.identity.log,
     });
     processes.push(identity);
+    controlPlane.identity = identity;
     const identityAdminUrl = plan.identity.adminUrl;
     await expectReady(
       'the identity service',
@@ -190,7 +212,16 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     const apiUrl = plan.identity.apiUrl;
     deps.onProgress({ kind: 'identity-ready', apiUrl, elapsedMs: Date.now() - started });
 
-    // Every sidecar at once, then the runtime file, so `mutual down` finds them even mid-start.
+    // The destination service and every sidecar at once (both certify against the identity
+    // service), then the runtime file, so `mutual down` finds them even mid-start.
+    const destination = spawnLogged({
+      argv: plan.destination.argv,
+      cwd: paths.stateDir,
+      env: nodeEnv(deps),
+      log: plan.destination.log,
+    });
+    processes.push(destination);
+    controlPlane.destination = destination;
     const proxies = plan.services.map((servicePlan) => {
       const proxy = spawnLogged({
         argv: servicePlan.proxy.argv,
@@ -224,6 +255,13 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
           }
         : {}),
       identity: { ...recorded(identity), apiUrl, adminUrl: identityAdminUrl },
+      destination: {
+        ...recorded(destination),
+        apiUrl: plan.destination.apiUrl,
+        adminUrl: plan.destination.adminUrl,
+        serverId: plan.destination.serverId,
+        tableFile: plan.destination.tableFile,
+      },
       services: plan.services.map((servicePlan, index) => ({
         name: servicePlan.service.name,
         namespace: servicePlan.service.namespace,
@@ -242,21 +280,43 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
     };
     await writeRuntime(paths, runtime);
 
-    // Each sidecar ready (/ready answers 200: it has its certificate and listens).
+    // The destination service and each sidecar ready (/ready answers 200: it has its certificate
+    // and listens), so the apps' first calls find both.
+    const destinationReady = (async () => {
+      await expectReady(
+        'the destination service',
+        destination,
+        () =>
+          waitForHttpReady(`${plan.destination.adminUrl}/ready`, {
+            deadlineMs,
+            isAlive: () => destination.child.exitCode === null && !deps.signal?.aborted,
+          }),
+        deps.signal,
+      );
+      deps.onProgress({
+        kind: 'destination-ready',
+        apiUrl: plan.destination.apiUrl,
+        entries: destinationTable.length,
+        elapsedMs: Date.now() - started,
+      });
+    })();
     await settleAll(
-      runtime.services.map(async (service, index) => {
-        const proxy = proxies[index]!;
-        await expectReady(
-          `the sidecar of ${service.name}`,
-          proxy,
-          () =>
-            waitForHttpReady(`${service.adminUrl}/ready`, {
-              deadlineMs,
-              isAlive: () => proxy.child.exitCode === null && !deps.signal?.aborted,
-            }),
-          deps.signal,
-        );
-      }),
+      [
+        destinationReady,
+        ...runtime.services.map(async (service, index) => {
+          const proxy = proxies[index]!;
+          await expectReady(
+            `the sidecar of ${service.name}`,
+            proxy,
+            () =>
+              waitForHttpReady(`${service.adminUrl}/ready`, {
+                deadlineMs,
+                isAlive: () => proxy.child.exitCode === null && !deps.signal?.aborted,
+              }),
+            deps.signal,
+          );
+        }),
+      ],
       deps.signal,
     );
 
@@ -318,6 +378,7 @@ function nodeEnv(deps: MeshDeps): Record<string, string> {
 
 function describe(runtime: MeshRuntime, child: LoggedProcess): string {
   if (runtime.identity.pid === child.pid) return 'the identity service';
+  if (runtime.destination?.pid === child.pid) return 'the destination service';
   for (const service of runtime.services) {
     if (service.app.pid === child.pid) return `the app ${service.name}`;
     if (service.proxy.pid === child.pid) return `the sidecar of ${service.name}`;
@@ -329,9 +390,11 @@ function describe(runtime: MeshRuntime, child: LoggedProcess): string {
 function partialRuntime(
   config: MeshConfig,
   paths: MeshPaths,
+  controlPlane: { identity?: LoggedProcess; destination?: LoggedProcess },
   processes: readonly LoggedProcess[],
 ): MeshRuntime {
-  const [identity, ...rest] = processes;
+  const { identity, destination } = controlPlane;
+  const rest = processes.filter((child) => child !== identity && child !== destination);
   const none = { pid: -1, startTicks: 0, log: '', argv: [] };
   return {
     version: 1,
@@ -341,6 +404,9 @@ function partialRuntime(
     startedAt: '',
     supervisor: { pid: process.pid, startTicks: 0 },
     identity: { ...(identity ? recorded(identity) : none), apiUrl: '', adminUrl: '' },
+    ...(destination
+      ? { destination: { ...recorded(destination), apiUrl: '', adminUrl: '', serverId: '', tableFile: '' } }
+      : {}),
     services: rest.map((child, index) => ({
       name: `process-${index}`,
       namespace: '',

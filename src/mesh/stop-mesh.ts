@@ -8,11 +8,15 @@ import {
 import { isRunning, stopProcessGroup } from './processes.ts';
 import { type MeshPaths, type MeshRuntime, removeRuntime, tryReadRuntime } from './runtime.ts';
 
-/** Stops every process group a runtime records: apps and sidecars together, the identity service last. */
+/**
+ * Stops every process group a runtime records: apps, sidecars and the destination service
+ * together, the identity service last.
+ */
 export async function stopRuntime(runtime: MeshRuntime, graceMs = 5000): Promise<number> {
-  const workloads = runtime.services
-    .flatMap((service) => [service.app, service.proxy])
-    .filter((p) => p.pid > 0);
+  const workloads = [
+    ...runtime.services.flatMap((service) => [service.app, service.proxy]),
+    ...(runtime.destination ? [runtime.destination] : []),
+  ].filter((p) => p.pid > 0);
   const outcomes = await Promise.all(workloads.map((recorded) => stopProcessGroup(recorded, graceMs)));
   if (runtime.identity.pid > 0) outcomes.push(await stopProcessGroup(runtime.identity, graceMs));
   return outcomes.filter((outcome) => outcome !== 'not-running').length;

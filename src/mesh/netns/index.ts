@@ -30,9 +30,6 @@ export {
 } from './namespaces.ts';
 export {
   APP_UID,
-  destinationFlags,
-  type MeshDestination,
-  meshDestinations,
   PROXY_UID,
   planNetnsMesh,
 } from './plan-netns.ts';

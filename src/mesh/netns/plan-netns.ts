@@ -8,6 +8,7 @@ import {
 import type { MeshConfig } from '../mesh-config.ts';
 import {
   appEnvironment,
+  destinationPlan,
   identityPlan,
   type MeshPlan,
   type ServicePlan,
@@ -23,44 +24,14 @@ export const PROXY_UID = DEFAULT_PROXY_UID;
 /** Every app runs as this uid and gid: not root, not the proxy. */
 export const APP_UID = 2103;
 
-/** A meshed address and the SPIFFE ID its server must present, for `--destination`. */
-export interface MeshDestination {
-  readonly address: string;
-  readonly port: number;
-  readonly spiffeId: string;
-}
-
-/**
- * Every meshed address of the mesh: each pod's address on each declared port that its sidecar
- * takes (skipped ports are plain TCP straight to the app). Computed from mesh.yaml today and
- * passed to each proxy as static `--destination` flags; the seam where a destination service
- * (`--destination-url`) takes over.
- */
-export function meshDestinations(
-  config: MeshConfig,
-  pods: (service: string) => PodRecord,
-): MeshDestination[] {
-  return config.services.flatMap((service) =>
-    service.ports
-      .filter(({ port }) => !service.skipInboundPorts.includes(port))
-      .map(({ port }) => ({
-        address: pods(service.name).address,
-        port,
-        spiffeId: spiffeIdOf(config, service),
-      })),
-  );
-}
-
-export function destinationFlags(destinations: readonly MeshDestination[]): string[] {
-  return destinations.flatMap((d) => ['--destination', `${d.address}:${d.port}=${d.spiffeId}`]);
-}
-
 /**
  * Decides every address of a netns mesh. Each service is a pod: its app listens on its declared
  * port on 127.0.0.1 and calls upstreams by name (<NAME>_URL = http://name:port, resolved by the
  * pod's /etc/hosts); proxy-init's rules send both directions through the sidecar (uid 2102,
- * transparent listeners 4143 / 4140, admin on the pod address for the host). The identity
- * service listens on the host's end of the mesh network. Pure.
+ * transparent listeners 4143 / 4140, admin on the pod address for the host). The identity and
+ * destination services listen on the host's end of the mesh network; the transparent outbound
+ * asks the destination service (`--destination-url`) whether an address is meshed and as whom.
+ * Pure.
  */
 export function planNetnsMesh(options: {
   config: MeshConfig;
@@ -68,6 +39,7 @@ export function planNetnsMesh(options: {
   pods: (service: string) => PodRecord;
   hostAddress: string;
   identityPorts: { api: number; admin: number };
+  destinationPorts: { api: number; admin: number };
   nodePath: string;
   mutualBin: string;
   baseEnv: Readonly<Record<string, string | undefined>>;
@@ -81,7 +53,15 @@ export function planNetnsMesh(options: {
     apiPort: options.identityPorts.api,
     adminPort: options.identityPorts.admin,
   });
-  const destinations = destinationFlags(meshDestinations(config, options.pods));
+  const destination = destinationPlan({
+    paths,
+    mutual,
+    trustDomain: config.trustDomain,
+    identityApiUrl: identity.apiUrl,
+    host: options.hostAddress,
+    apiPort: options.destinationPorts.api,
+    adminPort: options.destinationPorts.admin,
+  });
   const services = config.services.map((service): ServicePlan => {
     const pod = options.pods(service.name);
     const spiffeId = spiffeIdOf(config, service);
@@ -112,7 +92,7 @@ export function planNetnsMesh(options: {
       ...['--inbound-listen', `0.0.0.0:${DEFAULT_INBOUND_PORT}`],
       ...['--outbound-listen', `127.0.0.1:${DEFAULT_OUTBOUND_PORT}`],
       ...['--admin-listen', `0.0.0.0:${DEFAULT_ADMIN_PORT}`],
-      ...destinations,
+      ...['--destination-url', destination.apiUrl],
       ...workloadProxyFlags(config, service),
     ];
     return {
@@ -137,5 +117,5 @@ export function planNetnsMesh(options: {
       },
     };
   });
-  return { identity, services };
+  return { identity, destination, services };
 }
