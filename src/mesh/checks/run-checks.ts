@@ -3,6 +3,7 @@ import { buildEdges } from '../edges.ts';
 import { findService, type MeshPaths, type MeshRuntime } from '../runtime.ts';
 import { fetchProxyIdentity, type ScrapeResult, scrapeProxies } from '../scrape.ts';
 import { issuerChecks, trustAnchorChecks } from './ca-checks.ts';
+import { destinationServiceChecks } from './destination-checks.ts';
 import { identityServiceChecks, meshChecks, proxyChecks } from './mesh-checks.ts';
 import { policyChecks, trafficChecks } from './traffic-checks.ts';
 import { chooseBaseline, increaseSince, type TrafficSample, type TrafficWindow } from './traffic-window.ts';
@@ -23,6 +24,7 @@ export const CHECK_CATEGORIES: readonly CheckCategory[] = [
   issuerChecks,
   meshChecks,
   identityServiceChecks,
+  destinationServiceChecks,
   proxyChecks,
   trafficChecks,
   policyChecks,
