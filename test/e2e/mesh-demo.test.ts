@@ -1,7 +1,8 @@
 // The demo as a user runs it: `mutual up` on examples/demo in loopback mode. Every sidecar is
-// ready, web's answer comes through emoji and voting over mTLS, `check` is green; then an
-// expired issuer and a skewed clock (injected), a plaintext client and a stopped sidecar each
-// turn `check` red with the right message; `mutual down` leaves no process behind.
+// ready, the destination service answers for each meshed service, web's answer comes through
+// emoji and voting over mTLS, `check` is green; then an expired issuer and a skewed clock
+// (injected), a plaintext client and a stopped sidecar each turn `check` red with the right
+// message; `mutual down` leaves no process behind.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -86,6 +87,10 @@ const failed = (report: { checks: Array<Record<string, any>> }) =>
 test('up prints every step and where to look', () => {
   assert.match(upOutput, /✓ CA\s+created/);
   assert.match(upOutput, /✓ identity\s+identity service https:\/\/127\.0\.0\.1:\d+ ready/);
+  assert.match(
+    upOutput,
+    /✓ destination\s+destination service https:\/\/127\.0\.0\.1:\d+ ready, answering for 3 meshed addresses/,
+  );
   for (const name of ['web', 'emoji', 'voting', 'vote-bot']) {
     assert.match(upOutput, new RegExp(`✓ ${name}\\s+spiffe://cluster.local/ns/emojivoto/sa/${name} ready`));
   }
@@ -154,6 +159,38 @@ test('edges: web → emoji and web → voting are mTLS with both identities; vot
   assert.match(table.stdout, /web\s+emoji:\d+\s+ns\/emojivoto\/sa\/web\s+ns\/emojivoto\/sa\/emoji\s+√/);
 });
 
+test('the destination service runs beside the identity service and answers for emoji with its identity', async () => {
+  const destination = runtime.destination!;
+  assert.ok(destination, 'runtime.json records the destination service');
+  assert.equal(isRunning(destination), true);
+  assert.equal(destination.serverId, 'spiffe://cluster.local/ns/mutual-system/sa/destination');
+  assert.equal((await fetch(`${destination.adminUrl}/ready`)).status, 200);
+  // What it answers from: emoji at its sidecar's inbound port on 127.0.0.1, as web's sidecar calls it.
+  const table = await readFile(destination.tableFile, 'utf8');
+  assert.match(
+    table,
+    new RegExp(
+      `serverId: spiffe://cluster.local/ns/emojivoto/sa/emoji\\n\\s+names:\\n\\s+- emoji\\n[^]*?port: ${service('emoji').ports[0]!.inboundPort}\\n`,
+    ),
+  );
+  // check asks it over mTLS for every meshed address; emoji's must come back meshed as emoji.
+  const check = await checkAt(0);
+  const answers = check.report.checks.find(
+    (entry) =>
+      entry.description === 'destination service answers for every meshed service with its SPIFFE ID',
+  )!;
+  assert.deepEqual(
+    answers.results.map((result: Record<string, string>) => [result.subject, result.status]),
+    [
+      ['web', 'ok'],
+      ['emoji', 'ok'],
+      ['voting', 'ok'],
+    ],
+  );
+  const logs = await mutual('logs', 'destination');
+  assert.match(logs.stdout, /"msg":"destination table loaded".*"entries":3/);
+});
+
 test('check is green on the running demo', async () => {
   const result = await mutual('check');
   assert.equal(result.code, 0, result.stdout + result.stderr);
@@ -214,10 +251,15 @@ test('down stops every process and forgets the runtime', async () => {
   assert.match(result.stdout, /Stopped the mesh/);
   if (up.exitCode === null && up.signalCode === null) await once(up, 'exit');
   assert.match(upOutput, /SIGTERM: stopping the mesh\nStopped every process of the mesh\./);
-  const recorded = [runtime.identity, ...runtime.services.flatMap((s) => [s.app, s.proxy])];
+  const recorded = [
+    runtime.identity,
+    runtime.destination!,
+    ...runtime.services.flatMap((s) => [s.app, s.proxy]),
+  ];
   for (const process of recorded)
     assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
   await assert.rejects(stat(join(dir, 'state', 'runtime.json')), { code: 'ENOENT' });
+  await assert.rejects(stat(join(dir, 'state', 'destinations.yaml')), { code: 'ENOENT' });
   const again = await mutual('check');
   assert.match(again.stdout, /× a mesh is running from the state directory/);
 });
