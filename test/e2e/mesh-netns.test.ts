@@ -1,6 +1,7 @@
 // `mutual up --isolation netns` as a user runs it (root): two services, each a pod. The client app
-// calls the server by name in plain HTTP and gets its answer through both sidecars, with its
-// SPIFFE ID in x-mutual-client-id; a capture on the mesh bridge shows TLS records and never the
+// calls the server by name in plain HTTP and gets its answer through both sidecars (the client's
+// learning that the address is meshed, and as whom, from the destination service through
+// --destination-url), with its SPIFFE ID in x-mutual-client-id; a capture on the mesh bridge shows TLS records and never the
 // request's marker; `mutual edges` shows the edge secured. The demo runs the same way. `mutual
 // down` leaves no namespace, link, iptables rule, directory or state behind, also after a kill -9
 // of `mutual up`.
@@ -84,13 +85,18 @@ async function assertNothingLeft(runtime: MeshRuntime, stateDir: string) {
   assert.doesNotMatch(iptables, new RegExp(`${id}|${prefix.replaceAll('.', '\\.')}\\.|MUTUAL_`));
   for (const path of [
     `/run/mutual/${id}`,
+    join(stateDir, 'destinations.yaml'),
     ...runtime.services.map((service) => `/etc/netns/${service.pod!.netns}`),
     join(stateDir, 'runtime.json'),
     join(stateDir, 'network.json'),
   ]) {
     await assert.rejects(stat(path), { code: 'ENOENT' }, `${path} is left`);
   }
-  for (const process of [runtime.identity, ...runtime.services.flatMap((s) => [s.app, s.proxy])])
+  for (const process of [
+    runtime.identity,
+    runtime.destination!,
+    ...runtime.services.flatMap((s) => [s.app, s.proxy]),
+  ])
     assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
 }
 
@@ -130,6 +136,19 @@ test('the client calls the server by name through both sidecars; the bridge carr
     /^Uid:\s+(\d+)/m.exec(execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' }))![1];
   assert.equal(uidOf(client.proxy.pid), '2102');
   assert.equal(uidOf(server.app.pid), '2103');
+  // The transparent proxies ask the destination service, on the host's end of the mesh network;
+  // no static --destination table in their argv.
+  const destination = runtime.destination!;
+  assert.equal(
+    destination.apiUrl,
+    `https://${runtime.network!.hostAddress}:${new URL(destination.apiUrl).port}`,
+  );
+  assert.match(mesh.output(), /✓ destination\s+destination service https:\/\/198\.1[89]\.[\d.]+:\d+ ready/);
+  for (const service of runtime.services) {
+    const argv = service.proxy.argv;
+    assert.equal(argv[argv.indexOf('--destination-url') + 1], destination.apiUrl, argv.join(' '));
+    assert.equal(argv.includes('--destination'), false, argv.join(' '));
+  }
 
   // A capture on the mesh bridge, where every pod's traffic passes.
   const pcap = join(dir, 'bridge.pcap');
@@ -170,6 +189,9 @@ test('the client calls the server by name through both sidecars; the bridge carr
   assert.ok(wire.length > 200, `nothing was captured (${wire.length} bytes): ${captureLog}`);
   assert.equal(wire.includes(Buffer.from(MARKER)), false, 'the request crossed the bridge in plain text');
   assert.ok(wire.includes(Buffer.from([0x17, 0x03, 0x03])), 'no TLS application-data record on the bridge');
+  // The client's sidecar learnt that server:8080 is meshed from the destination service.
+  const metrics = await (await fetch(`${client.adminUrl}/metrics`)).text();
+  assert.match(metrics, /mutual_outbound_destination_lookups_total\{result="answered"\} [1-9]/, metrics);
 
   // The host reaches every admin endpoint: edges (and check, identity, dashboard) work as in loopback.
   const edges = await runMutual(['edges', '-o', 'json', '--state-dir', stateDir]);
