@@ -3,7 +3,8 @@ import { MutualError } from '../../errors.ts';
 
 // The NAT rules that make interception transparent, as iptables-restore input (pure: no I/O).
 // Shape after Linkerd's proxy-init: two chains of our own, entered from PREROUTING (inbound)
-// and OUTPUT (outbound), each a list of RETURN exceptions ending in one REDIRECT.
+// and OUTPUT (outbound), each a list of RETURN exceptions ending in one REDIRECT. The same
+// chains go into the nat table of each family: IPv4 for iptables, IPv6 for ip6tables.
 
 export const INBOUND_CHAIN = 'MUTUAL_INBOUND';
 export const OUTBOUND_CHAIN = 'MUTUAL_OUTBOUND';
@@ -14,6 +15,12 @@ export const DEFAULT_INBOUND_PORT = 4143;
 export const DEFAULT_OUTBOUND_PORT = 4140;
 export const DEFAULT_ADMIN_PORT = 4191;
 export const DEFAULT_PROXY_UID = 2102;
+
+/** 4: iptables (nat table of IPv4); 6: ip6tables (nat table of IPv6). */
+export type IpFamily = 4 | 6;
+
+/** Loopback destinations: never redirected (the app talking to itself, or to the proxy). */
+export const LOOPBACK_CIDR: Readonly<Record<IpFamily, string>> = { 4: '127.0.0.0/8', 6: '::1/128' };
 
 export interface PortRange {
   readonly from: number;
@@ -31,7 +38,7 @@ export interface InterceptRules {
   readonly adminPort: number;
   readonly skipInboundPorts: readonly PortRange[];
   readonly skipOutboundPorts: readonly PortRange[];
-  /** IPv4 CIDRs (a.b.c.d/n) whose traffic leaves without the proxy. */
+  /** CIDRs (a.b.c.d/n or x:y::/n) whose traffic leaves without the proxy; each goes to its family's rules. */
   readonly skipOutboundSubnets: readonly string[];
 }
 
@@ -67,17 +74,23 @@ export function parsePortList(text: string, flag: string): PortRange[] {
   });
 }
 
-/** `"10.0.0.0/8,192.168.1.5"` → CIDRs (a bare address is /32). */
+/** `"10.0.0.0/8,192.168.1.5,fd00::/8"` → CIDRs (a bare address is /32, or /128 for IPv6). */
 export function parseSubnetList(text: string, flag: string): string[] {
   return splitList(text).map((item) => parseSubnet(item, flag));
 }
 
+/** The family of a CIDR from `parseSubnetList`. */
+export function subnetFamily(cidr: string): IpFamily {
+  return cidr.includes(':') ? 6 : 4;
+}
+
 /**
- * iptables-restore input (for `--noflush`) that installs the rules in one transaction. `currentNat`
- * is today's `iptables-save -t nat`: jumps into our chains found there are deleted first, and
- * declaring our chains flushes them, so running it twice leaves one copy of everything.
+ * iptables-restore (family 4) or ip6tables-restore (family 6) input, for `--noflush`, that installs
+ * the rules in one transaction. `currentNat` is today's `iptables-save -t nat` of that family: jumps
+ * into our chains found there are deleted first, and declaring our chains flushes them, so running
+ * it twice leaves one copy of everything. Skipped subnets of the other family are left out.
  */
-export function installRestoreInput(rules: InterceptRules, currentNat = ''): string {
+export function installRestoreInput(rules: InterceptRules, currentNat = '', family: IpFamily = 4): string {
   const inbound = [
     // Probes reach the admin port directly; everything else inbound goes to the proxy, including
     // the outbound port, so no outsider can use the outbound listener as an open relay.
@@ -89,11 +102,13 @@ export function installRestoreInput(rules: InterceptRules, currentNat = ''): str
   const outbound = [
     `-A ${OUTBOUND_CHAIN} -m owner --uid-owner ${rules.proxyUid} -j RETURN`,
     `-A ${OUTBOUND_CHAIN} -o lo -j RETURN`,
-    `-A ${OUTBOUND_CHAIN} -d 127.0.0.0/8 -j RETURN`,
+    `-A ${OUTBOUND_CHAIN} -d ${LOOPBACK_CIDR[family]} -j RETURN`,
     ...rules.skipOutboundPorts.map(
       (range) => `-A ${OUTBOUND_CHAIN} -p tcp --dport ${formatRange(range)} -j RETURN`,
     ),
-    ...rules.skipOutboundSubnets.map((subnet) => `-A ${OUTBOUND_CHAIN} -d ${subnet} -j RETURN`),
+    ...rules.skipOutboundSubnets
+      .filter((subnet) => subnetFamily(subnet) === family)
+      .map((subnet) => `-A ${OUTBOUND_CHAIN} -d ${subnet} -j RETURN`),
     `-A ${OUTBOUND_CHAIN} -p tcp -j REDIRECT --to-ports ${rules.outboundPort}`,
   ];
   return restoreInput([
@@ -164,16 +179,20 @@ function splitList(text: string): string[] {
 
 function parseSubnet(text: string, flag: string): string {
   const [address = '', prefix, extra] = text.trim().split('/');
-  if (isIPv6(address)) {
+  const family = isIPv4(address) ? 4 : isIPv6(address) && !address.includes('%') ? 6 : undefined;
+  const maxBits = family === 6 ? 128 : 32;
+  const bits = prefix === undefined ? maxBits : /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
+  if (family === undefined || extra !== undefined) {
     throw usage(
-      `${flag} ${JSON.stringify(text)} is IPv6: proxy init installs IPv4 rules only for now; give IPv4 CIDRs`,
+      `${flag} ${JSON.stringify(text)} is not an IPv4 or IPv6 CIDR: write e.g. 10.0.0.0/8, 192.168.1.5 or fd00::/8`,
     );
   }
-  const bits = prefix === undefined ? 32 : /^\d{1,2}$/.test(prefix) ? Number(prefix) : Number.NaN;
-  if (!isIPv4(address) || extra !== undefined || !(bits >= 0 && bits <= 32)) {
-    throw usage(`${flag} ${JSON.stringify(text)} is not an IPv4 CIDR: write e.g. 10.0.0.0/8 or 192.168.1.5`);
+  if (!(bits >= 0 && bits <= maxBits)) {
+    throw usage(
+      `${flag} ${JSON.stringify(text)} has a bad prefix length: an IPv${family} CIDR takes /0 to /${maxBits}`,
+    );
   }
-  return `${address}/${bits}`;
+  return `${family === 6 ? address.toLowerCase() : address}/${bits}`;
 }
 
 function checkPort(port: number, flag: string): number {
