@@ -219,6 +219,12 @@ export const errorCatalog = {
     action:
       'Check that the kernel has the nat table (module iptable_nat or nf_tables) and try the rules from `--dry-run` by hand to see which one fails.',
   },
+  MUTUAL_PROXY_INIT_IPV6_UNAVAILABLE: {
+    meaning:
+      '`mutual proxy init --ipv6 on` was asked for the IPv6 rules, but ip6tables cannot use the nat table in this network namespace (not installed, or no IPv6 NAT in the kernel). Nothing was changed.',
+    action:
+      'Install ip6tables (Debian: the iptables package) on a kernel with IPv6 NAT (ip6table_nat or nf_tables), or use `--ipv6 auto` (IPv4 rules only when IPv6 NAT is missing) or `--ipv6 off`.',
+  },
 
   // --- Sidecar proxy ---
   MUTUAL_PROXY_CONFIG_INVALID: {
