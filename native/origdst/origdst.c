@@ -1,10 +1,17 @@
-// originalDst(fd, family 4|6) -> { address, port, family }
+// originalDst(fd, family 4|6|0) -> { address, port, family }
 //
-// Reads SO_ORIGINAL_DST from a socket accepted after an iptables REDIRECT: the address and port
-// the peer dialled before NAT rewrote it. Linux only. Errors are thrown with code "E<errno>"
-// (e.g. E88 = ENOTSOCK for a bad fd, E2 = ENOENT when conntrack has no entry for the socket).
-// A connection that was not redirected reports its own local address: callers must check for
-// that loop. Plain Node-API (no node-addon-api), NAPI_VERSION 8.
+// Reads the original destination from a socket accepted after an iptables or ip6tables REDIRECT:
+// the address and port the peer dialled before NAT rewrote it. Family 4 asks SO_ORIGINAL_DST at
+// SOL_IP (a sockaddr_in; also right for an IPv4-mapped connection on an AF_INET6 socket), family 6
+// asks IP6T_SO_ORIGINAL_DST at SOL_IPV6 (a sockaddr_in6; a link-local address gets "%ifname"),
+// family 0 (or omitted) picks by the socket's own local address (getsockname). Linux only. Errors
+// are thrown with code "E<errno>" (e.g. E88 = ENOTSOCK for a bad fd, E2 = ENOENT when conntrack
+// has no entry for the socket). A connection that was not redirected reports its own local
+// address: callers must check for that loop. Plain Node-API (no node-addon-api), NAPI_VERSION 8:
+// ABI-stable, so one build serves every Node version from 20 on.
+// net/if.h before the linux/ headers: glibc's and the kernel's if.h then agree on IFF_*.
+#include <net/if.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/netfilter_ipv4.h>
@@ -43,17 +50,35 @@ static napi_value make_result(napi_env env, const char *address, int port, const
   return result;
 }
 
+// The family whose NAT rewrote the connection: 6 for a native IPv6 socket, 4 for IPv4 and for an
+// IPv4-mapped address (::ffff:a.b.c.d) on a dual-stack AF_INET6 socket; -1 with errno set.
+static int socket_family(int fd) {
+  struct sockaddr_storage local;
+  socklen_t len = sizeof local;
+  if (getsockname(fd, (struct sockaddr *)&local, &len) != 0) return -1;
+  if (local.ss_family == AF_INET) return 4;
+  if (local.ss_family == AF_INET6) {
+    return IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&local)->sin6_addr) ? 4 : 6;
+  }
+  errno = EAFNOSUPPORT;
+  return -1;
+}
+
 static napi_value original_dst(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   int32_t fd = -1, family = 0;
+  napi_valuetype family_type = napi_undefined;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
-      napi_get_value_int32(env, argv[1], &family) != napi_ok) {
-    napi_throw_type_error(env, "EINVAL", "originalDst(fd, family) takes two integers");
+  if (argc >= 2) CHECK(napi_typeof(env, argv[1], &family_type));
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      (family_type != napi_undefined && napi_get_value_int32(env, argv[1], &family) != napi_ok)) {
+    napi_throw_type_error(env, "EINVAL", "originalDst(fd, family) takes integers: a descriptor and 4, 6 or 0");
     return NULL;
   }
-  char address[INET6_ADDRSTRLEN];
+  if (family == 0 && (family = socket_family(fd)) < 0) return throw_errno(env, errno);
+  // Room for an IPv6 address, "%" and an interface name.
+  char address[INET6_ADDRSTRLEN + IF_NAMESIZE + 1];
   if (family == 4) {
     struct sockaddr_in sa;
     socklen_t len = sizeof sa;  // the kernel insists on exactly sizeof(struct sockaddr_in)
@@ -68,9 +93,14 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
     memset(&sa, 0, sizeof sa);
     if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &sa, &len) != 0) return throw_errno(env, errno);
     if (inet_ntop(AF_INET6, &sa.sin6_addr, address, sizeof address) == NULL) return throw_errno(env, errno);
+    char name[IF_NAMESIZE];
+    if (sa.sin6_scope_id != 0 && if_indextoname(sa.sin6_scope_id, name) != NULL) {
+      size_t used = strlen(address);
+      snprintf(address + used, sizeof address - used, "%%%s", name);
+    }
     return make_result(env, address, ntohs(sa.sin6_port), "IPv6");
   }
-  napi_throw_range_error(env, "EINVAL", "originalDst: family must be 4 or 6");
+  napi_throw_range_error(env, "EINVAL", "originalDst: family must be 4, 6 or 0 (from the socket)");
   return NULL;
 }
 

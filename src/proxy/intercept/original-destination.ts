@@ -6,18 +6,21 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MutualError } from '../../errors.ts';
 
-// Where a redirected connection was really going: SO_ORIGINAL_DST through the native addon in
-// native/origdst (built on install by `npm run build:native`). Loaded on first use, so commands
-// that never intercept do not need it.
+// Where a redirected connection was really going: SO_ORIGINAL_DST (IPv4, iptables) or
+// IP6T_SO_ORIGINAL_DST (IPv6, ip6tables) through the native addon in native/origdst (built on
+// install by `npm run build:native`). Loaded on first use, so commands that never intercept do
+// not need it.
 
 export interface OriginalDestination {
+  /** Dotted IPv4, or IPv6 as inet_ntop writes it (`2001:2::3`; a link-local one ends in `%ifname`). */
   readonly address: string;
   readonly port: number;
   readonly family: 'IPv4' | 'IPv6';
 }
 
 interface OrigdstAddon {
-  originalDst(fd: number, family: 4 | 6): OriginalDestination;
+  /** family 0: from the socket's local address (IPv4-mapped counts as IPv4). */
+  originalDst(fd: number, family: 0 | 4 | 6): OriginalDestination;
 }
 
 /** Path of the built addon, relative to the package root. */
@@ -26,9 +29,10 @@ export const ADDON_PATH = 'native/origdst/build/Release/origdst.node';
 let addon: OrigdstAddon | MutualError | undefined;
 
 /**
- * The destination the peer dialled before iptables REDIRECT rewrote it; undefined when the socket
- * has no file descriptor (already closed, or not a TCP socket). A connection that was not
- * redirected reports its own local address: check with `isSelfDestination` before forwarding.
+ * The destination the peer dialled before iptables / ip6tables REDIRECT rewrote it, in the
+ * connection's own family (an IPv4 connection on a dual-stack `::` socket is IPv4); undefined when
+ * the socket has no file descriptor (already closed, or not a TCP socket). A connection that was
+ * not redirected reports its own local address: check with `isSelfDestination` before forwarding.
  */
 export function originalDestination(socket: Socket): OriginalDestination | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
@@ -36,8 +40,8 @@ export function originalDestination(socket: Socket): OriginalDestination | undef
   return readOriginalDestination(fd, isIPv4Socket(socket) ? 4 : 6);
 }
 
-/** The same, for a raw file descriptor (for tests and non-net.Socket users). */
-export function readOriginalDestination(fd: number, family: 4 | 6): OriginalDestination {
+/** The same, for a raw file descriptor (for tests and non-net.Socket users); family 0 asks the socket. */
+export function readOriginalDestination(fd: number, family: 0 | 4 | 6 = 0): OriginalDestination {
   addon ??= loadOrigdstAddon();
   if (addon instanceof MutualError) throw addon;
   const loaded = addon;
