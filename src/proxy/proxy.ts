@@ -14,7 +14,7 @@ import { renewalDelayMs } from '../workload/index.ts';
 import { appProbeRoutes } from './app-probes.ts';
 import { createCredentialSource } from './credential-source.ts';
 import { createInbound } from './inbound/inbound.ts';
-import { originalDestination } from './intercept/index.ts';
+import { ipv6Twin, isNoIpv6Error, originalDestination } from './intercept/index.ts';
 import { createProxyMetrics } from './metrics.ts';
 import {
   configuredDestinations,
@@ -158,7 +158,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
 
   async function listen(
     server: Server,
-    address: { host: string; port: number },
+    address: { host: string; port: number; ipv6Only?: boolean },
     what: string,
   ): Promise<AddressInfo> {
     await new Promise<void>((resolve, reject) => {
@@ -171,13 +171,38 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
           ),
         ),
       );
-      server.listen(address.port, address.host, () => resolve());
+      server.listen({ port: address.port, host: address.host, ipv6Only: address.ipv6Only ?? false }, () =>
+        resolve(),
+      );
     });
     listeners.push(server);
     return server.address() as AddressInfo;
   }
 
   const listenerOptions = { allowHalfOpen: true, pauseOnConnect: true, noDelay: true };
+
+  /**
+   * A transparent listener on 0.0.0.0 / 127.0.0.1 also takes [::] / [::1], where ip6tables REDIRECT
+   * sends IPv6 (intercept/ipv6-twin.ts). Skipped without IPv6, and when port 0 (any free port)
+   * picked one that is taken for IPv6.
+   */
+  async function listenIpv6Twin(
+    onSocket: (socket: Socket) => void,
+    configured: { host: string; port: number },
+    port: number,
+    what: string,
+  ) {
+    const twin = ipv6Twin(configured.host);
+    if (twin === undefined) return;
+    await listen(
+      createServer(listenerOptions, onSocket),
+      { host: twin, port, ipv6Only: true },
+      `${what}, IPv6`,
+    ).catch((error: MutualError) => {
+      const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+      if (!isNoIpv6Error(error.cause) && !(configured.port === 0 && code === 'EADDRINUSE')) throw error;
+    });
+  }
 
   return {
     registry,
@@ -198,20 +223,22 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
       }
       if (config.inboundListen) {
         let own: AddressInfo | undefined;
-        const server = createServer(
-          listenerOptions,
-          (socket) =>
-            void inbound.accept(socket, {
-              kind: 'original-destination',
-              resolve: (raw) => {
-                const destination = originalDestination(raw);
-                // A connection straight to the listener (not redirected) would loop back to us.
-                if (!destination || destination.port === own?.port) return undefined;
-                return destination.port;
-              },
-            }),
+        const onSocket = (socket: Socket) =>
+          void inbound.accept(socket, {
+            kind: 'original-destination',
+            resolve: (raw) => {
+              const destination = originalDestination(raw);
+              // A connection straight to the listener (not redirected) would loop back to us.
+              if (!destination || destination.port === own?.port) return undefined;
+              return destination.port;
+            },
+          });
+        own = await listen(
+          createServer(listenerOptions, onSocket),
+          config.inboundListen,
+          'transparent inbound',
         );
-        own = await listen(server, config.inboundListen, 'transparent inbound');
+        await listenIpv6Twin(onSocket, config.inboundListen, own.port, 'transparent inbound');
         addresses.inbound.push({ listen: own, appPort: 'original-destination' });
       }
       for (const upstream of config.upstreams) {
@@ -234,7 +261,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
       }
       if (config.outboundListen) {
         let own: AddressInfo | undefined;
-        const server = createServer(listenerOptions, (socket) => {
+        const onSocket = (socket: Socket) => {
           const destination = originalDestination(socket);
           if (!destination || (destination.port === own?.port && isLocal(destination.address))) {
             metrics.outboundRefused.inc({ reason: 'no_original_destination', destination: '' });
@@ -246,8 +273,13 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
             address: destination.address,
             port: destination.port,
           });
-        });
-        own = await listen(server, config.outboundListen, 'transparent outbound');
+        };
+        own = await listen(
+          createServer(listenerOptions, onSocket),
+          config.outboundListen,
+          'transparent outbound',
+        );
+        await listenIpv6Twin(onSocket, config.outboundListen, own.port, 'transparent outbound');
         addresses.outbound.push({ listen: own, target: 'original-destination' });
       }
       return addresses;

@@ -22,6 +22,7 @@ export {
   subnetFamily,
   uninstallRestoreInput,
 } from './iptables-rules.ts';
+export { ipv6Twin, isNoIpv6Error } from './ipv6-twin.ts';
 export {
   ADDON_PATH,
   isSelfDestination,
