@@ -1,4 +1,5 @@
-// Test "pods": Linux network namespaces on a private bridge, with addresses in 198.18.0.0/15.
+// Test "pods": Linux network namespaces on a private bridge, with addresses in 198.18.0.0/15 and
+// IPv6 ones in 2001:2::/48 (both benchmarking ranges, RFC 2544 / RFC 5180): every pod is dual-stack.
 // The bridge lives in a namespace of its own, so nothing is added to the host's network (no
 // interface, route or iptables rule) and parallel test runs never collide. Root only. The
 // namespace, bridge and veth steps are the ones `mutual up --isolation netns` uses.
@@ -10,6 +11,7 @@ import {
   addPodLink,
   hasCommand,
   inNamespace,
+  ip,
   netnsUnavailableReason,
 } from '../mesh/netns/index.ts';
 
@@ -38,6 +40,8 @@ export interface Pod {
   readonly netns: string;
   /** Its address on the pod network (198.18.0.0/15). */
   readonly address: string;
+  /** Its IPv6 address on the same link (2001:2::/64, a slice of the RFC 5180 benchmarking range). */
+  readonly address6: string;
   /** Runs a command in the pod to completion; never rejects on a non-zero exit. */
   exec(command: string, args: readonly string[], options?: PodRunOptions): Promise<ExecResult>;
   /** Starts a long-running command in the pod; `close()` of the network kills it. */
@@ -55,6 +59,7 @@ export interface PodNetwork {
 }
 
 const PREFIX_LENGTH = 15; // every pod network is 198.18.0.0/15
+const PREFIX_LENGTH6 = 64; // and 2001:2::/64
 
 /** Why pod networks cannot be made here, or undefined when they can (tests skip with the reason). */
 export function canUseNetns(): string | undefined {
@@ -108,7 +113,10 @@ export async function createPodNetwork(options: { prefix: string }): Promise<Pod
       const address = podAddress(index);
       await addNetns(netns);
       await addPodLink({ bridgeNetns, veth: `veth${index}`, netns, address, prefixLength: PREFIX_LENGTH });
-      const pod = createPod(name, netns, address, children);
+      // nodad: usable at once (duplicate address detection would hold it "tentative" for a second or two).
+      const address6 = podAddress6(index);
+      await ip(['-n', netns, 'addr', 'add', `${address6}/${PREFIX_LENGTH6}`, 'dev', 'eth0', 'nodad']);
+      const pod = createPod(name, netns, address, address6, children);
       pods.push(pod);
       return pod;
     },
@@ -131,13 +139,20 @@ export async function createPodNetwork(options: { prefix: string }): Promise<Pod
   return network;
 }
 
-function createPod(name: string, netns: string, address: string, children: Set<ChildProcess>): Pod {
+function createPod(
+  name: string,
+  netns: string,
+  address: string,
+  address6: string,
+  children: Set<ChildProcess>,
+): Pod {
   const argv = (command: string, args: readonly string[], uid?: number) =>
     inNamespace(netns, [command, ...args], uid === undefined ? undefined : { uid }).slice(1);
   return {
     name,
     netns,
     address,
+    address6,
     exec(command, args, options = {}) {
       return new Promise((resolve, reject) => {
         const child = spawn('ip', argv(command, args, options.uid), {
@@ -180,4 +195,9 @@ function podAddress(index: number): string {
   const host = index + 2;
   if (host > 65_000) throw new Error('too many pods on one network');
   return `198.18.${host >> 8}.${host & 255}`;
+}
+
+/** The n-th pod's IPv6 address: 2001:2::2, 2001:2::3, … (the same host numbers as IPv4). */
+function podAddress6(index: number): string {
+  return `2001:2::${(index + 2).toString(16)}`;
 }
