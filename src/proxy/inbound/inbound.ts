@@ -19,6 +19,7 @@ import { splice } from '../forward.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import { createHttpInbound } from './http-inbound.ts';
+import { createHttp2Inbound } from './http2-inbound.ts';
 
 export interface InboundDeps {
   readonly config: ProxyConfig;
@@ -40,6 +41,7 @@ export type AppPortSource =
 export function createInbound(deps: InboundDeps) {
   const { config, metrics, log } = deps;
   const http = createHttpInbound(deps);
+  const http2 = createHttp2Inbound(deps);
   // Not listening: accepted sockets are handed to it once their first byte says TLS.
   const tlsServer = createTlsServer({
     requestCert: true,
@@ -142,6 +144,7 @@ export function createInbound(deps: InboundDeps) {
       setInboundContext(stream, context);
       return http.handle(stream, context);
     }
+    if (protocol === 'http2') return http2.handle(stream, context);
     forwardTcp(stream, context);
   }
 
@@ -181,8 +184,14 @@ export function createInbound(deps: InboundDeps) {
 
   return {
     accept,
-    closeIdle: () => http.closeIdle(),
-    close: () => http.close(),
+    closeIdle: () => {
+      http.closeIdle();
+      http2.closeIdle();
+    },
+    close: () => {
+      http.close();
+      http2.close();
+    },
   };
 }
 
