@@ -14,6 +14,7 @@ import {
   type Http2Server,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
 } from 'node:http2';
 import { type AddressInfo, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,10 +29,14 @@ import {
   waitUntil,
 } from '../../src/testing/mesh-pki.ts';
 
-const STRICT = `apiVersion: security.istio.io/v1
+/** STRICT everywhere but `permissivePort`, where plaintext from outside the mesh is let in. */
+const strictBut = (permissivePort: number) => `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
-metadata: { name: default, namespace: demo }
-spec: { mtls: { mode: STRICT } }
+metadata: { name: emoji, namespace: demo }
+spec:
+  selector: { matchLabels: { app: emoji } }
+  mtls: { mode: STRICT }
+  portLevelMtls: { ${permissivePort}: { mode: PERMISSIVE } }
 `;
 const ALLOW_LIST_ONLY = `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -123,6 +128,7 @@ describe('HTTP/2 and gRPC through real proxies', () => {
   let dir: string;
   let policyDir: string;
   let app: Http2Server;
+  let plainApp: Http2Server;
   let http1App: HttpServer;
   const proxies: ProxyProcess[] = [];
   let server: ProxyProcess;
@@ -143,13 +149,11 @@ describe('HTTP/2 and gRPC through real proxies', () => {
     dir = await mkdtemp(join(tmpdir(), 'mutual-http2-'));
     policyDir = join(dir, 'policies');
     await mkdir(policyDir);
-    await writeFile(join(policyDir, 'strict.yaml'), STRICT);
     const pki = await createTestPki(join(dir, 'pki'));
     const [emoji, web] = await Promise.all(['emoji', 'web'].map((name) => pki.workload(name)));
     webId = web!.spiffeId;
 
-    app = createServer();
-    app.on('stream', (stream, headers) => {
+    const onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       const path = headers[':path'] ?? '';
       stream.on('error', () => {});
       if (path === '/hang') {
@@ -200,8 +204,13 @@ describe('HTTP/2 and gRPC through real proxies', () => {
           stream.end(`client=${client} path=${path}`);
         }
       });
-    });
-    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    };
+    app = createServer().on('stream', onStream);
+    plainApp = createServer().on('stream', onStream);
+    for (const h2 of [app, plainApp])
+      await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
+    const plainAppPort = (plainApp.address() as AddressInfo).port;
+    await writeFile(join(policyDir, 'peer-authentication.yaml'), strictBut(plainAppPort));
     http1App = createHttpServer((_request, response) => response.end('HTTP/1 only'));
     await new Promise<void>((resolve) => http1App.listen(0, '127.0.0.1', resolve));
 
@@ -209,6 +218,7 @@ describe('HTTP/2 and gRPC through real proxies', () => {
       ...['--cert', emoji!.certFile, '--key', emoji!.keyFile, '--bundle', emoji!.bundleFile],
       ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`],
       ...['--inbound', `127.0.0.1:0=${(http1App.address() as AddressInfo).port}`],
+      ...['--inbound', `127.0.0.1:0=${plainAppPort}`],
       ...['--policy-dir', policyDir, '--label', 'app=emoji', '--admin-listen', '127.0.0.1:0'],
     ]);
     proxies.push(server);
@@ -228,6 +238,7 @@ describe('HTTP/2 and gRPC through real proxies', () => {
     for (const session of sessions) session.destroy();
     await Promise.all(proxies.map((proxy) => proxy.stop()));
     app?.close();
+    plainApp?.close();
     http1App?.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -239,6 +250,29 @@ describe('HTTP/2 and gRPC through real proxies', () => {
     });
     assert.equal(answer.headers[':status'], 200);
     assert.equal(answer.body.toString(), `client=${webId} path=/hello?x=1`);
+  });
+
+  test('plaintext h2 where PERMISSIVE allows it: no identity, the forged one still stripped; STRICT refuses it', async () => {
+    const forged = { 'x-mutual-client-id': 'spiffe://cluster.local/ns/demo/sa/admin' };
+    const plain = connect(`http://127.0.0.1:${server.inbound[2]!.port}`);
+    plain.on('error', () => {});
+    sessions.push(plain);
+    const answer = await request(plain, { ':path': '/plain', ...forged });
+    assert.equal(answer.body.toString(), 'client= path=/plain');
+    const strict = connect(`http://127.0.0.1:${server.inbound[0]!.port}`);
+    strict.on('error', () => {});
+    sessions.push(strict);
+    const refused = await request(strict, { ':path': '/plain', ...forged });
+    assert.equal(refused.headers[':status'], undefined);
+    const text = await server.metrics();
+    assert.equal(
+      metricValue(text, 'mutual_inbound_http_requests_total', {
+        no_tls_reason: 'loopback',
+        status_code: '200',
+      }),
+      1,
+    );
+    assert.ok(metricValue(text, 'mutual_inbound_refused_total', { reason: 'plaintext_strict' }) >= 1);
   });
 
   test('a gRPC unary call keeps its trailers both ways', async () => {
