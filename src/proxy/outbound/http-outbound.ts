@@ -57,7 +57,9 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     const key = `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
     const existing = pools.get(key);
     if (existing) return existing.pool;
-    const pool = new Pool(`http://${destination.host}:${destination.port}`, {
+    // The origin only names the pool (connecting is ours below); an IPv6 host goes in brackets, without a zone.
+    const host = destination.host.includes(':') ? `[${destination.host.split('%')[0]}]` : destination.host;
+    const pool = new Pool(`http://${host}:${destination.port}`, {
       connections: POOL_CONNECTIONS_PER_DESTINATION,
       keepAliveTimeout: POOL_KEEP_ALIVE_MS,
       keepAliveMaxTimeout: POOL_KEEP_ALIVE_MS,

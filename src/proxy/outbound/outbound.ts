@@ -94,7 +94,9 @@ export function createOutbound(deps: OutboundDeps) {
       meshed = target.destination;
       label = target.label;
     } else {
-      label = `${target.address}:${target.port}`;
+      label = target.address.includes(':')
+        ? `[${target.address}]:${target.port}`
+        : `${target.address}:${target.port}`;
       const answer = deps.destinations.resolve(target.address, target.port);
       // Only a lookup that must ask the destination service waits (bounded); the rest stay synchronous.
       meshed = answer instanceof Promise ? await answer : answer;
