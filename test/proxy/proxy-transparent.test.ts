@@ -1,7 +1,8 @@
-// Transparent interception for real: two "pods" (network namespaces on a bridge, 198.18.0.0/15),
-// each with an app, `mutual proxy init`'s iptables rules and `mutual proxy run` as uid 2102. The
-// client app calls the server app by address with plain HTTP and knows nothing of the mesh; a
-// packet capture on the server pod's wire shows TLS records and never the request's plaintext.
+// Transparent interception for real: two "pods" (network namespaces on a bridge, dual-stack:
+// 198.18.0.0/15 and 2001:2::/64), each with an app, `mutual proxy init`'s iptables and ip6tables
+// rules and `mutual proxy run` as uid 2102. The client app calls the server app by address (IPv4,
+// then IPv6) with plain HTTP and knows nothing of the mesh; a packet capture on the server pod's
+// wire shows TLS records and never the request's plaintext.
 import assert from 'node:assert/strict';
 import { chmod, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -48,6 +49,8 @@ async function waitFor(pod: Pod, url: string) {
 async function startSidecar(pod: Pod, files: WorkloadFiles, extra: string[]) {
   const init = await pod.exec(process.execPath, [mutual, 'proxy', 'init', '--proxy-uid', String(PROXY_UID)]);
   assert.equal(init.code, 0, init.stderr);
+  // --ipv6 auto: the pods have ip6tables' nat table, so the IPv6 rules go in too.
+  assert.match(init.stdout, /installed ip6tables rules \(nat table, IPv6\)/);
   pod.spawn(
     process.execPath,
     [
@@ -98,6 +101,8 @@ before(async () => {
   await startSidecar(client, web, [
     '--destination',
     `${server.address}:8080=${emoji.spiffeId}`,
+    '--destination',
+    `[${server.address6}]:8080=${emoji.spiffeId}`,
     '--outbound-strict',
   ]);
 });
@@ -107,12 +112,11 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-test('the client app calls the server by address in plain HTTP; the wire carries only TLS', {
-  skip,
-}, async () => {
-  const pcap = join(dir, 'wire.pcap');
+/** Captures TCP on the pod's link to the bridge (not loopback, where the proxy hands plain bytes to the app). */
+async function captureWire(pod: Pod, name: string, filter: string) {
+  const pcap = join(dir, `${name}.pcap`);
   // The pod's link to the bridge (not loopback, where the proxy hands plain bytes to the app).
-  const links = await server.exec('ip', ['-o', 'link', 'show']);
+  const links = await pod.exec('ip', ['-o', 'link', 'show']);
   const wireInterface = /^\d+: ([^:@]+)/gm.exec(
     links.stdout
       .split('\n')
@@ -120,7 +124,7 @@ test('the client app calls the server by address in plain HTTP; the wire carries
       .join('\n'),
   )?.[1];
   assert.ok(wireInterface, links.stdout);
-  const capture = server.spawn('tcpdump', [
+  const capture = pod.spawn('tcpdump', [
     '-Z',
     'root',
     '--immediate-mode',
@@ -130,7 +134,7 @@ test('the client app calls the server by address in plain HTTP; the wire carries
     '-n',
     '-w',
     pcap,
-    'tcp',
+    filter,
   ]);
   let captureLog = '';
   const capturing = new Promise<void>((resolve) =>
@@ -140,34 +144,76 @@ test('the client app calls the server by address in plain HTTP; the wire carries
     }),
   );
   await capturing;
+  return {
+    /** Stops the capture (letting the last packets land) and returns the pcap file's bytes. */
+    async stop(): Promise<Buffer> {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      capture.kill('SIGINT');
+      await new Promise((resolve) => capture.once('exit', resolve));
+      const wire = await readFile(pcap);
+      assert.ok(wire.length > 200, `nothing was captured (${wire.length} bytes): ${captureLog}`);
+      return wire;
+    },
+  };
+}
 
+test('the client app calls the server by address in plain HTTP; the wire carries only TLS', {
+  skip,
+}, async () => {
+  const capture = await captureWire(server, 'wire', 'tcp');
   const result = await client.exec('curl', ['-sS', '-m', '5', `http://${server.address}:8080/${MARKER}`]);
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(JSON.parse(result.stdout), {
     path: `/${MARKER}`,
     clientId: 'spiffe://cluster.local/ns/demo/sa/web',
   });
-
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  capture.kill('SIGINT');
-  await new Promise((resolve) => capture.once('exit', resolve));
-  const wire = await readFile(pcap);
-  assert.ok(wire.length > 200, `nothing was captured (${wire.length} bytes): ${captureLog}`);
+  const wire = await capture.stop();
   assert.equal(wire.includes(Buffer.from(MARKER)), false, 'the request travelled in plain text');
   assert.ok(wire.includes(Buffer.from([0x17, 0x03, 0x03])), 'no TLS application-data record on the wire');
 });
 
-test('plaintext from an unmeshed pod to a STRICT workload is refused', { skip }, async () => {
-  const result = await outsider.exec('curl', ['-sS', '-m', '5', `http://${server.address}:8080/${MARKER}`]);
-  assert.notEqual(result.code, 0);
-  assert.doesNotMatch(result.stdout, new RegExp(MARKER));
+test('IPv6: the client app calls the server by its IPv6 address; both proxies take it, the wire carries only TLS', {
+  skip,
+}, async () => {
+  // Only IPv6 packets are captured, so the TLS records found below crossed the wire over IPv6.
+  const capture = await captureWire(server, 'wire6', 'ip6 and tcp');
+  const url = `http://[${server.address6}]:8080/${MARKER}`;
+  const result = await client.exec('curl', ['-sS', '-g', '-m', '5', url]);
+  assert.equal(result.code, 0, result.stderr);
+  // The server's proxy verified the client proxy's certificate: the call went through both.
+  assert.deepEqual(JSON.parse(result.stdout), {
+    path: `/${MARKER}`,
+    clientId: 'spiffe://cluster.local/ns/demo/sa/web',
+  });
+  const wire = await capture.stop();
+  assert.equal(wire.includes(Buffer.from(MARKER)), false, 'the request travelled in plain text');
+  assert.ok(
+    wire.includes(Buffer.from([0x17, 0x03, 0x03])),
+    'no TLS application-data record on the IPv6 wire',
+  );
+});
+
+test('plaintext from an unmeshed pod to a STRICT workload is refused, over IPv4 and IPv6', {
+  skip,
+}, async () => {
+  for (const host of [server.address, `[${server.address6}]`]) {
+    const result = await outsider.exec('curl', ['-sS', '-g', '-m', '5', `http://${host}:8080/${MARKER}`]);
+    assert.notEqual(result.code, 0, host);
+    assert.doesNotMatch(result.stdout, new RegExp(MARKER));
+  }
 });
 
 test('with outbound STRICT, an unmeshed destination is refused instead of sent in plain text', {
   skip,
 }, async () => {
-  const result = await client.exec('curl', ['-sS', '-m', '5', `http://${outsider.address}:9999/`]);
-  assert.notEqual(result.code, 0);
+  for (const host of [outsider.address, `[${outsider.address6}]`]) {
+    const result = await client.exec('curl', ['-sS', '-g', '-m', '5', `http://${host}:9999/`]);
+    assert.notEqual(result.code, 0, host);
+  }
   const metrics = await client.exec('curl', ['-s', 'http://127.0.0.1:4191/metrics']);
   assert.match(metrics.stdout, /mutual_outbound_refused_total\{reason="unmeshed_refused"/);
+  for (const destination of [`${outsider.address}:9999`, `[${outsider.address6}]:9999`]) {
+    const line = `mutual_outbound_refused_total{reason="unmeshed_refused",destination="${destination}"} 1`;
+    assert.ok(metrics.stdout.split('\n').includes(line), `no ${line} in\n${metrics.stdout}`);
+  }
 });
