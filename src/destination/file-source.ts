@@ -76,20 +76,22 @@ export function parseDestinationTable(text: string, file: string): DestinationTa
       `${file} has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`} (format: docs/destination.md):\n${problems.join('\n')}`,
     );
   }
-  const entries = parsed.data.destinations.map((entry): DestinationTableEntry => ({
-    address: entry.address,
-    serverId: entry.serverId,
-    ...(entry.ports
-      ? {
-          ports: new Map(
-            entry.ports.map((port) =>
-              typeof port === 'number' ? [port, 'detect'] : [port.port, port.protocol ?? 'detect'],
+  const entries = parsed.data.destinations.map(
+    (entry): DestinationTableEntry => ({
+      address: entry.address,
+      serverId: entry.serverId,
+      ...(entry.ports
+        ? {
+            ports: new Map(
+              entry.ports.map((port) =>
+                typeof port === 'number' ? [port, 'detect'] : [port.port, port.protocol ?? 'detect'],
+              ),
             ),
-          ),
-        }
-      : {}),
-    names: entry.names ?? [],
-  }));
+          }
+        : {}),
+      names: entry.names ?? [],
+    }),
+  );
   const clashes = tableClashes(entries);
   if (clashes.length > 0) {
     throw new MutualError(
