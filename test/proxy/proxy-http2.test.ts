@@ -103,25 +103,80 @@ function request(
   });
 }
 
-/** Sends raw bytes and collects the HTTP/2 frames that come back until the peer closes. */
-function rawFrames(port: number, payload: Buffer): Promise<{ type: number; payload: Buffer }[]> {
+interface Frame {
+  type: number;
+  streamId: number;
+  payload: Buffer;
+}
+
+function parseFrames(data: Buffer): Frame[] {
+  const frames: Frame[] = [];
+  for (let at = 0; at + 9 <= data.length; ) {
+    const length = data.readUIntBE(at, 3);
+    if (at + 9 + length > data.length) break;
+    const streamId = data.readUInt32BE(at + 5) & 0x7fffffff;
+    frames.push({ type: data[at + 3]!, streamId, payload: data.subarray(at + 9, at + 9 + length) });
+    at += 9 + length;
+  }
+  return frames;
+}
+
+/** Sends raw bytes and collects the HTTP/2 frames that come back until the peer closes or `isEnough` holds. */
+function rawFrames(port: number, payload: Buffer, isEnough = (_frames: Frame[]) => false): Promise<Frame[]> {
   return new Promise((resolve) => {
     const socket = tcpConnect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      const data = Buffer.concat(chunks);
-      const frames: { type: number; payload: Buffer }[] = [];
-      for (let at = 0; at + 9 <= data.length; ) {
-        const length = data.readUIntBE(at, 3);
-        frames.push({ type: data[at + 3]!, payload: data.subarray(at + 9, at + 9 + length) });
-        at += 9 + length;
-      }
-      resolve(frames);
+    let data = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      if (isEnough(parseFrames(data))) socket.destroy();
     });
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(parseFrames(data)));
     socket.write(payload);
   });
+}
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(streamId, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * A request as raw frames, headers as HPACK literals (no Huffman, no indexing), split into
+ * HEADERS + CONTINUATION frames of 16 KiB: a client that does not hold back headers the server's
+ * SETTINGS forbid (node's own client refuses to send them).
+ */
+function rawRequest(streamId: number, headers: [string, string][]): Buffer {
+  const int7 = (value: number) => {
+    if (value < 127) return [value];
+    const bytes = [127];
+    for (value -= 127; value >= 128; value >>= 7) bytes.push((value & 0x7f) | 0x80);
+    return [...bytes, value];
+  };
+  const block = Buffer.concat(
+    headers.map(([name, value]) =>
+      Buffer.concat([
+        Buffer.from([0, ...int7(name.length)]),
+        Buffer.from(name),
+        Buffer.from(int7(value.length)),
+        Buffer.from(value),
+      ]),
+    ),
+  );
+  const frames: Buffer[] = [];
+  for (let at = 0; at < block.length; at += 16_384) {
+    const isLast = at + 16_384 >= block.length;
+    const endHeaders = isLast ? 0x4 : 0;
+    const chunk = block.subarray(at, at + 16_384);
+    frames.push(
+      at === 0 ? frame(0x1, 0x1 | endHeaders, streamId, chunk) : frame(0x9, endHeaders, streamId, chunk),
+    );
+  }
+  return Buffer.concat(frames);
 }
 
 describe('HTTP/2 and gRPC through real proxies', () => {
@@ -342,11 +397,36 @@ describe('HTTP/2 and gRPC through real proxies', () => {
   test('garbage after the preface gets a GOAWAY; other clients keep being served', async () => {
     const garbage = Buffer.from([0, 0, 4, 0x0, 0, 0, 0, 0, 0, 1, 2, 3, 4]); // DATA on stream 0
     const frames = await rawFrames(proxies[1]!.outbound[0]!.port, Buffer.concat([PREFACE, garbage]));
-    const goaway = frames.find((frame) => frame.type === 0x7);
-    assert.ok(goaway, `a GOAWAY among the frames: ${frames.map((frame) => frame.type).join(',')}`);
+    const goaway = frames.find((f) => f.type === 0x7);
+    assert.ok(goaway, `a GOAWAY among the frames: ${frames.map((f) => f.type).join(',')}`);
     assert.equal(goaway.payload.readUInt32BE(4), constants.NGHTTP2_PROTOCOL_ERROR);
     const answer = await request(open(), { ':path': '/after-garbage' });
     assert.equal(answer.body.toString(), `client=${webId} path=/after-garbage`);
+  });
+
+  test('a header list over 64 KiB resets that stream only; the connection serves the next one', async () => {
+    const base: [string, string][] = [
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':authority', 'emoji'],
+    ];
+    const big = 'x'.repeat(40 * 1024);
+    const bytes = Buffer.concat([
+      PREFACE,
+      frame(0x4, 0, 0, Buffer.alloc(0)), // SETTINGS
+      rawRequest(1, [...base, [':path', '/huge'], ['x-big-1', big], ['x-big-2', big]]),
+      rawRequest(3, [...base, [':path', '/after-huge']]),
+    ]);
+    const frames = await rawFrames(proxies[1]!.outbound[0]!.port, bytes, (received) =>
+      received.some((f) => f.streamId === 3 && f.type === 0x0),
+    );
+    const reset = frames.find((f) => f.streamId === 1);
+    assert.equal(reset?.type, 0x3, 'stream 1 is reset');
+    assert.equal(reset.payload.readUInt32BE(0), constants.NGHTTP2_REFUSED_STREAM);
+    assert.ok(
+      frames.some((f) => f.streamId === 3 && f.type === 0x1),
+      'stream 3 is answered',
+    );
   });
 
   test('an app that does not speak HTTP/2 gets 502 and one log line', async () => {
@@ -358,6 +438,7 @@ describe('HTTP/2 and gRPC through real proxies', () => {
       assert.equal(answer.headers[':status'], 502);
       assert.match(answer.body.toString(), /did not answer over HTTP\/2/);
     }
+    await waitUntil(async () => /the app does not answer HTTP\/2/.test(server.output()), 'the log line');
     assert.equal(server.output().match(/the app does not answer HTTP\/2/g)?.length, 1);
   });
 

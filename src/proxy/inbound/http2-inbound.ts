@@ -243,7 +243,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
 /** One HTTP/2 prior-knowledge session per app port, opened on first use and again after it closes. */
 function createAppSessions({ log }: Pick<InboundDeps, 'log'>) {
   const sessions = new Map<number, ClientHttp2Session>();
-  // Ports whose failure has been logged; cleared once a session connects again.
+  // Ports whose failure has been logged; cleared once the app answers HTTP/2 again.
   const failing = new Set<number>();
   return {
     session(port: number): ClientHttp2Session {
@@ -253,7 +253,8 @@ function createAppSessions({ log }: Pick<InboundDeps, 'log'>) {
       const forget = () => {
         if (sessions.get(port) === session) sessions.delete(port);
       };
-      session.once('connect', () => failing.delete(port));
+      // The app's SETTINGS prove it speaks HTTP/2 (a TCP connect alone does not).
+      session.once('remoteSettings', () => failing.delete(port));
       session.on('error', (error: NodeJS.ErrnoException) => {
         forget();
         if (failing.has(port)) return;
