@@ -191,7 +191,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
     });
     upstream.once('close', () => {
       if (stream.closed || stream.destroyed) return;
-      const code = upstream.rstCode ?? NGHTTP2_INTERNAL_ERROR;
+      const code = upstream.rstCode;
       if (!stream.headersSent) {
         // The app refused the stream before any work (its own limit): the client may retry it.
         if (code === NGHTTP2_REFUSED_STREAM) return stream.close(code);
