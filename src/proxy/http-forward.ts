@@ -32,8 +32,21 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** A node:http server that is never listened on: connections are handed to it after detection. */
-export function createDetachedHttpServer(onRequest: RequestListener): Server {
-  const server = createServer({ requireHostHeader: false, keepAliveTimeout: 60_000 }, onRequest);
+export function createDetachedHttpServer(onRequest: RequestListener, onBug: (error: Error) => void): Server {
+  // A bug in handling one request must cost that request, not the sidecar and every connection.
+  const guarded: RequestListener = (request, response) => {
+    try {
+      onRequest(request, response);
+    } catch (error) {
+      onBug(error as Error);
+      if (response.headersSent) response.destroy();
+      else
+        response
+          .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: 'proxy_error' })
+          .end(`mutual: the proxy failed on this request: ${(error as Error).message}\n`);
+    }
+  };
+  const server = createServer({ requireHostHeader: false, keepAliveTimeout: 60_000 }, guarded);
   // A client may send its request and half-close at once; answer before closing.
   (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.headersTimeout = 30_000;

@@ -33,7 +33,10 @@ export function createHttpInbound(deps: InboundDeps) {
   };
   const probePaths = new Set(deps.config.probePaths);
 
-  const server = createDetachedHttpServer((request, response) => handleRequest(request, response));
+  const server = createDetachedHttpServer(
+    (request, response) => handleRequest(request, response),
+    (error) => log.error('inbound request failed inside the proxy', { error: error.stack ?? error.message }),
+  );
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
     handleUpgrade(request, socket, head),
   );

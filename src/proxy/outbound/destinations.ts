@@ -25,11 +25,21 @@ export interface DestinationResolver {
   close?(): void;
 }
 
+/** One spelling per IPv6 address (lower case, zeros compressed), so `2001:DB8:0::5` finds `2001:db8::5`. */
+export function canonicalIp(address: string): string {
+  if (!address.includes(':')) return address;
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
+}
+
 export function staticDestinations(table: readonly StaticDestination[]): DestinationResolver {
-  const byAddress = new Map(table.map((entry) => [`${entry.address}:${entry.port}`, entry]));
+  const byAddress = new Map(table.map((entry) => [`${canonicalIp(entry.address)}:${entry.port}`, entry]));
   return {
     resolve(address, port) {
-      const entry = byAddress.get(`${address}:${port}`);
+      const entry = byAddress.get(`${canonicalIp(address)}:${port}`);
       return entry && { serverId: entry.serverId, host: entry.address, port: entry.port };
     },
   };

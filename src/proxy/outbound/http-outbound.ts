@@ -18,12 +18,14 @@ import {
   requestHeadText,
 } from '../http-forward.ts';
 import { flushConnectionBytes, type ProxyMetrics } from '../metrics.ts';
+import type { ProxyLog } from '../proxy-log.ts';
 import type { MeshedDestination } from './destinations.ts';
 
 /** Opens one verified mTLS connection to a destination's proxy (resuming a session where it can). */
 export type MeshConnect = (destination: MeshedDestination, meshTls: MeshTls) => Promise<TLSSocket>;
 
 export interface HttpOutboundDeps {
+  readonly log: ProxyLog;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly connect: MeshConnect;
@@ -82,7 +84,11 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     return pool;
   }
 
-  const server = createDetachedHttpServer((request, response) => handleRequest(request, response));
+  const server = createDetachedHttpServer(
+    (request, response) => handleRequest(request, response),
+    (error) =>
+      deps.log.error('outbound request failed inside the proxy', { error: error.stack ?? error.message }),
+  );
   server.on(
     'upgrade',
     (request: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(request, socket, head),

@@ -58,6 +58,7 @@ export function createOutbound(deps: OutboundDeps) {
   }
 
   const http = createHttpOutbound({
+    log,
     metrics,
     clock: deps.clock,
     connect: connectMesh,
