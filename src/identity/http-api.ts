@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
+import { readRequestBody } from '../http-body.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
 import { type Certifier, RateLimitedError } from './certifier.ts';
 
@@ -194,43 +195,15 @@ function checkContentType(contentType: string | undefined): void {
 
 /** The body, whole, within the size cap and the client timeout (a trickling client is cut off). */
 function readBody(request: IncomingMessage, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(request.headers['content-length'] ?? 0);
-    if (declared > MAX_REQUEST_BODY_BYTES) {
-      reject(tooLarge());
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => {
-      request.removeAllListeners('data');
-      request.resume();
-      reject(
-        new MutualError(
-          'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
-          `the request body did not arrive within ${timeoutMs} ms (${size} bytes came)`,
-        ),
-      );
-    }, timeoutMs);
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_REQUEST_BODY_BYTES) {
-        clearTimeout(timer);
-        request.removeAllListeners('data');
-        request.resume();
-        reject(tooLarge());
-        return;
-      }
-      chunks.push(chunk);
-    });
-    request.on('end', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-    request.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
+  return readRequestBody(request, {
+    maxBytes: MAX_REQUEST_BODY_BYTES,
+    timeoutMs,
+    tooLarge,
+    timedOut: (size) =>
+      new MutualError(
+        'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
+        `the request body did not arrive within ${timeoutMs} ms (${size} bytes came)`,
+      ),
   });
 }
 

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { createAdminServer } from '../../admin/index.ts';
 import type { ListenAddress } from '../../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../errors.ts';
+import { readRequestBody } from '../../http-body.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
@@ -226,49 +227,20 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
 
 /** The body, whole, within the size cap and the deadline; a bigger one is drained, not kept. */
 function readBody(request: IncomingMessage, timeoutMs: number): Promise<string> {
-  const tooLarge = () =>
-    new MutualError(
-      'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE',
-      `the request body is larger than ${MAX_ADMISSION_REVIEW_BYTES} bytes (1 MiB)`,
-    );
-  return new Promise((resolve, reject) => {
-    if (Number(request.headers['content-length'] ?? 0) > MAX_ADMISSION_REVIEW_BYTES) {
-      request.resume();
-      reject(tooLarge());
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => {
-      request.removeAllListeners('data');
-      request.resume();
-      reject(
-        new MutualError(
-          'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
-          `the request body did not arrive within ${timeoutMs} ms`,
-          { detail: { status: 408 } },
-        ),
-      );
-    }, timeoutMs);
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_ADMISSION_REVIEW_BYTES) {
-        clearTimeout(timer);
-        request.removeAllListeners('data');
-        request.resume();
-        reject(tooLarge());
-        return;
-      }
-      chunks.push(chunk);
-    });
-    request.on('end', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-    request.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
+  return readRequestBody(request, {
+    maxBytes: MAX_ADMISSION_REVIEW_BYTES,
+    timeoutMs,
+    tooLarge: () =>
+      new MutualError(
+        'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE',
+        `the request body is larger than ${MAX_ADMISSION_REVIEW_BYTES} bytes (1 MiB)`,
+      ),
+    timedOut: () =>
+      new MutualError(
+        'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
+        `the request body did not arrive within ${timeoutMs} ms`,
+        { detail: { status: 408 } },
+      ),
   });
 }
 
