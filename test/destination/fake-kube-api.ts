@@ -1,18 +1,10 @@
-// A small Kubernetes API server for tests (there is none on these machines): real HTTPS on
-// loopback with a CA made by openssl, bearer-token auth, and the real shapes of list and watch —
-// lists with metadata.resourceVersion and `continue` pages, `?watch=1` streams of one JSON event
-// per line (ADDED, MODIFIED, DELETED, BOOKMARK) replayed from the asked resourceVersion, and
-// ERROR events with a 410 Status for versions older than the server keeps. The policy kinds
-// (security.mutual.dev, security.istio.io) too, each of which can be made to answer 404 as an API
-// server does for a resource whose CRD is not installed.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { createLocalServerPki } from '../../src/testing/local-server-pki.ts';
 
 export const TOKEN = 'destination-sa-token';
 
@@ -65,28 +57,7 @@ export interface FakeKubeApi {
 
 export async function startFakeKubeApi(): Promise<FakeKubeApi> {
   const dir = await mkdtemp(join(tmpdir(), 'mutual-fake-kube-'));
-  const openssl = (args: string[]) => promisify(execFile)('openssl', args, { cwd: dir });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  await openssl([
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-subj',
-    '/CN=fake-kube-ca',
-    '-days',
-    '1',
-  ]);
-  await openssl(['req', ...ec, '-keyout', 'api.key', '-out', 'api.csr', '-subj', '/CN=kube-apiserver']);
-  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  await openssl([
-    ...['x509', '-req', '-in', 'api.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'],
-    ...['-out', 'api.crt', '-days', '1', '-extfile', 'san.ext'],
-  ]);
-  const caPem = await readFile(join(dir, 'ca.crt'), 'utf8');
+  const { caPem, keyPem, certPem } = await createLocalServerPki(dir, 'fake-kube-ca', 'kube-apiserver');
 
   let rv = 100;
   let oldestRv = 0;
@@ -110,74 +81,71 @@ export async function startFakeKubeApi(): Promise<FakeKubeApi> {
   });
   const key = (object: any) => `${object.metadata.namespace}/${object.metadata.name}`;
 
-  const server: Server = createServer(
-    { key: await readFile(join(dir, 'api.key')), cert: await readFile(join(dir, 'api.crt')) },
-    (request, response) => {
-      const url = new URL(request.url ?? '/', 'https://kube');
-      requests.push({
-        path: url.pathname,
-        query: url.searchParams,
-        authorization: request.headers.authorization,
+  const server: Server = createServer({ key: keyPem, cert: certPem }, (request, response) => {
+    const url = new URL(request.url ?? '/', 'https://kube');
+    requests.push({
+      path: url.pathname,
+      query: url.searchParams,
+      authorization: request.headers.authorization,
+    });
+    const reply = (status: number, body: object) =>
+      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    const status = (code: number, reason: string, message: string) =>
+      reply(code, {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message,
+        reason,
+        code,
       });
-      const reply = (status: number, body: object) =>
-        response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-      const status = (code: number, reason: string, message: string) =>
-        reply(code, {
-          kind: 'Status',
-          apiVersion: 'v1',
-          metadata: {},
-          status: 'Failure',
-          message,
-          reason,
-          code,
-        });
-      if (request.headers.authorization !== `Bearer ${TOKEN}`)
-        return status(401, 'Unauthorized', 'Unauthorized');
-      const store = absent.has(url.pathname) ? undefined : objects.get(url.pathname);
-      if (!store || request.method !== 'GET') return status(404, 'NotFound', `${url.pathname} not found`);
-      const kind = KINDS[url.pathname]!;
-      if (url.searchParams.get('watch') === '1') {
-        const from = Number(url.searchParams.get('resourceVersion'));
-        if (from < oldestRv) {
-          // What a real API server does: 200, then one ERROR event carrying a 410 Status.
-          response.writeHead(200, { 'content-type': 'application/json' });
-          response.end(
-            `${JSON.stringify({
-              type: 'ERROR',
-              object: {
-                kind: 'Status',
-                apiVersion: 'v1',
-                status: 'Failure',
-                reason: 'Expired',
-                code: 410,
-                message: `too old resource version: ${from} (${oldestRv})`,
-              },
-            })}\n`,
-          );
-          return;
-        }
-        response.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-        response.flushHeaders();
-        for (const event of history.get(url.pathname)!) if (event.rv > from) response.write(event.line);
-        watchers.get(url.pathname)!.add(response);
-        response.once('close', () => watchers.get(url.pathname)!.delete(response));
+    if (request.headers.authorization !== `Bearer ${TOKEN}`)
+      return status(401, 'Unauthorized', 'Unauthorized');
+    const store = absent.has(url.pathname) ? undefined : objects.get(url.pathname);
+    if (!store || request.method !== 'GET') return status(404, 'NotFound', `${url.pathname} not found`);
+    const kind = KINDS[url.pathname]!;
+    if (url.searchParams.get('watch') === '1') {
+      const from = Number(url.searchParams.get('resourceVersion'));
+      if (from < oldestRv) {
+        // What a real API server does: 200, then one ERROR event carrying a 410 Status.
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(
+          `${JSON.stringify({
+            type: 'ERROR',
+            object: {
+              kind: 'Status',
+              apiVersion: 'v1',
+              status: 'Failure',
+              reason: 'Expired',
+              code: 410,
+              message: `too old resource version: ${from} (${oldestRv})`,
+            },
+          })}\n`,
+        );
         return;
       }
-      listCounts.set(url.pathname, (listCounts.get(url.pathname) ?? 0) + 1);
-      // Pages of at most 2, whatever the client asked: clients must follow `continue`.
-      const limit = Math.min(Number(url.searchParams.get('limit') ?? 500), 2);
-      const start = Number(url.searchParams.get('continue') ?? 0);
-      const all = [...store.values()];
-      const items = all.slice(start, start + limit);
-      const more = start + limit < all.length;
-      reply(200, {
-        kind: `${kind.kind}List`,
-        apiVersion: kind.apiVersion,
-        metadata: { resourceVersion: String(rv), ...(more ? { continue: String(start + limit) } : {}) },
-        items,
-      });
-    },
-  );
+      response.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      response.flushHeaders();
+      for (const event of history.get(url.pathname)!) if (event.rv > from) response.write(event.line);
+      watchers.get(url.pathname)!.add(response);
+      response.once('close', () => watchers.get(url.pathname)!.delete(response));
+      return;
+    }
+    listCounts.set(url.pathname, (listCounts.get(url.pathname) ?? 0) + 1);
+    // Pages of at most 2, whatever the client asked: clients must follow `continue`.
+    const limit = Math.min(Number(url.searchParams.get('limit') ?? 500), 2);
+    const start = Number(url.searchParams.get('continue') ?? 0);
+    const all = [...store.values()];
+    const items = all.slice(start, start + limit);
+    const more = start + limit < all.length;
+    reply(200, {
+      kind: `${kind.kind}List`,
+      apiVersion: kind.apiVersion,
+      metadata: { resourceVersion: String(rv), ...(more ? { continue: String(start + limit) } : {}) },
+      items,
+    });
+  });
   server.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -1,15 +1,9 @@
-// A cluster for `mutual check` tests (there is no API server on these machines): real HTTPS on
-// loopback with a CA made by openssl and bearer-token auth, as test/destination/fake-kube-api.ts
-// does for the watch client, but serving any object put into it the way the API server does: GET
-// of the object's path, of its namespaced and cluster-wide collections (a List), /version, 404
-// Status for the rest, and a Date header from a clock the test sets.
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { createLocalServerPki } from '../../src/testing/local-server-pki.ts';
 
 const TOKEN = 'mutual-check-token';
 
@@ -50,57 +44,35 @@ function collectionsOf(path: string): string[] {
 
 export async function startFakeCluster(): Promise<FakeCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'mutual-fake-cluster-'));
-  const openssl = (args: string[]) => promisify(execFile)('openssl', args, { cwd: dir });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  await openssl([
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-subj',
-    '/CN=fake-cluster-ca',
-  ]);
-  await openssl(['req', ...ec, '-keyout', 'api.key', '-out', 'api.csr', '-subj', '/CN=kube-apiserver']);
-  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  await openssl([
-    ...['x509', '-req', '-in', 'api.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'],
-    ...['-out', 'api.crt', '-days', '2', '-extfile', 'san.ext'],
-  ]);
-  const caPem = await readFile(join(dir, 'ca.crt'), 'utf8');
+  const { caPem, keyPem, certPem } = await createLocalServerPki(dir, 'fake-cluster-ca', 'kube-apiserver');
   const objects = new Map<string, FakeObject>();
   let dateMs: number | undefined;
 
-  const server = createServer(
-    { key: await readFile(join(dir, 'api.key')), cert: await readFile(join(dir, 'api.crt')) },
-    (request, response) => {
-      const path = new URL(request.url ?? '/', 'https://kube').pathname;
-      response.setHeader('date', new Date(dateMs ?? Date.now()).toUTCString());
-      const reply = (status: number, body: object) =>
-        response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-      const status = (code: number, reason: string, message: string) =>
-        reply(code, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message, reason, code });
-      if (request.headers.authorization !== `Bearer ${TOKEN}`)
-        return status(401, 'Unauthorized', 'Unauthorized');
-      if (request.method !== 'GET') return status(405, 'MethodNotAllowed', 'read only');
-      if (path === '/version') {
-        return reply(200, { major: '1', minor: '31', gitVersion: 'v1.31.0', platform: 'linux/amd64' });
-      }
-      const object = objects.get(path);
-      if (object) return reply(200, object);
-      const items = [...objects.entries()]
-        .filter(([objectPath]) => collectionsOf(objectPath).includes(path))
-        .map(([, item]) => item);
-      // A collection of a kind we hold, or one we know exists, answers a List (possibly empty).
-      if (items.length > 0 || /\/(pods|namespaces)$/.test(path)) {
-        return reply(200, { kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items });
-      }
-      const name = path.slice(path.lastIndexOf('/') + 1);
-      return status(404, 'NotFound', `${name} not found`);
-    },
-  );
+  const server = createServer({ key: keyPem, cert: certPem }, (request, response) => {
+    const path = new URL(request.url ?? '/', 'https://kube').pathname;
+    response.setHeader('date', new Date(dateMs ?? Date.now()).toUTCString());
+    const reply = (status: number, body: object) =>
+      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    const status = (code: number, reason: string, message: string) =>
+      reply(code, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message, reason, code });
+    if (request.headers.authorization !== `Bearer ${TOKEN}`)
+      return status(401, 'Unauthorized', 'Unauthorized');
+    if (request.method !== 'GET') return status(405, 'MethodNotAllowed', 'read only');
+    if (path === '/version') {
+      return reply(200, { major: '1', minor: '31', gitVersion: 'v1.31.0', platform: 'linux/amd64' });
+    }
+    const object = objects.get(path);
+    if (object) return reply(200, object);
+    const items = [...objects.entries()]
+      .filter(([objectPath]) => collectionsOf(objectPath).includes(path))
+      .map(([, item]) => item);
+    // A collection of a kind we hold, or one we know exists, answers a List (possibly empty).
+    if (items.length > 0 || /\/(pods|namespaces)$/.test(path)) {
+      return reply(200, { kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items });
+    }
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    return status(404, 'NotFound', `${name} not found`);
+  });
   server.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
