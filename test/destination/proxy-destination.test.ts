@@ -19,8 +19,8 @@ import {
   type PodNetwork,
 } from '../../src/testing/netns.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
+import { PROXY_UID, startPodSidecar, waitForInPod } from '../proxy/pod-sidecar.ts';
 
-const PROXY_UID = 2102;
 const skip =
   canUseNetns() ??
   (hasCommand('iptables-restore') ? undefined : 'iptables-restore is not installed') ??
@@ -35,49 +35,6 @@ let destination: ChildProcess;
 let web: WorkloadFiles;
 const mutual = join(repoRoot(), 'bin', 'mutual.js');
 const APP = `require('node:http').createServer((q, s) => s.end(JSON.stringify({ clientId: q.headers['x-mutual-client-id'] ?? null }))).listen(8080, '127.0.0.1', () => console.log('listening'))`;
-
-async function waitFor(pod: Pod, url: string) {
-  for (let i = 0; i < 100; i++) {
-    const result = await pod.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', url], {
-      timeoutMs: 2000,
-    });
-    if (result.stdout === '200') return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.fail(`${url} in pod ${pod.name} never became ready`);
-}
-
-async function startSidecar(pod: Pod, files: WorkloadFiles, extra: string[]) {
-  const init = await pod.exec(process.execPath, [mutual, 'proxy', 'init', '--proxy-uid', String(PROXY_UID)]);
-  assert.equal(init.code, 0, init.stderr);
-  pod.spawn(
-    process.execPath,
-    [
-      ...[
-        mutual,
-        'proxy',
-        'run',
-        '--cert',
-        files.certFile,
-        '--key',
-        files.keyFile,
-        '--bundle',
-        files.bundleFile,
-      ],
-      ...[
-        '--inbound-listen',
-        '0.0.0.0:4143',
-        '--outbound-listen',
-        '127.0.0.1:4140',
-        '--admin-listen',
-        '127.0.0.1:4191',
-      ],
-      ...extra,
-    ],
-    { uid: PROXY_UID },
-  );
-  await waitFor(pod, 'http://127.0.0.1:4191/ready');
-}
 
 before(async () => {
   if (skip) return;
@@ -104,12 +61,12 @@ before(async () => {
     ...[mutual, 'destination', 'serve', '--listen', '0.0.0.0:8086', '--admin-listen', '127.0.0.1:9996'],
     ...['--file', table, '--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
   ]);
-  await waitFor(control, 'http://127.0.0.1:9996/ready');
+  await waitForInPod(control, 'http://127.0.0.1:9996/ready');
 
   const app = server.spawn(process.execPath, ['-e', APP]);
   for await (const chunk of app.stdout!) if (String(chunk).includes('listening')) break;
-  await startSidecar(server, emoji, ['--mode', 'STRICT']);
-  await startSidecar(client, web, [
+  await startPodSidecar(server, emoji, ['--mode', 'STRICT']);
+  await startPodSidecar(client, web, [
     '--destination-url',
     `https://${control.address}:8086`,
     '--destination-timeout',

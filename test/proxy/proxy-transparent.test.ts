@@ -17,8 +17,8 @@ import {
   type PodNetwork,
 } from '../../src/testing/netns.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
+import { PROXY_UID, startPodSidecar } from './pod-sidecar.ts';
 
-const PROXY_UID = 2102;
 const MARKER = 'PLAINTEXT-MARKER-7f3a';
 const skip =
   canUseNetns() ??
@@ -31,53 +31,14 @@ let network: PodNetwork;
 let client: Pod;
 let server: Pod;
 let outsider: Pod;
-const mutual = join(repoRoot(), 'bin', 'mutual.js');
+const _mutual = join(repoRoot(), 'bin', 'mutual.js');
 
 const APP = `require('node:http').createServer((q, s) => s.end(JSON.stringify({ path: q.url, clientId: q.headers['x-mutual-client-id'] ?? null }))).listen(8080, '127.0.0.1', () => console.log('listening'))`;
 
-async function waitFor(pod: Pod, url: string) {
-  for (let i = 0; i < 100; i++) {
-    const result = await pod.exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', url], {
-      timeoutMs: 2000,
-    });
-    if (result.stdout === '200') return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.fail(`${url} in pod ${pod.name} never became ready`);
-}
-
 async function startSidecar(pod: Pod, files: WorkloadFiles, extra: string[]) {
-  const init = await pod.exec(process.execPath, [mutual, 'proxy', 'init', '--proxy-uid', String(PROXY_UID)]);
-  assert.equal(init.code, 0, init.stderr);
+  const init = await startPodSidecar(pod, files, extra);
   // --ipv6 auto: the pods have ip6tables' nat table, so the IPv6 rules go in too.
-  assert.match(init.stdout, /installed ip6tables rules \(nat table, IPv6\)/);
-  pod.spawn(
-    process.execPath,
-    [
-      ...[
-        mutual,
-        'proxy',
-        'run',
-        '--cert',
-        files.certFile,
-        '--key',
-        files.keyFile,
-        '--bundle',
-        files.bundleFile,
-      ],
-      ...[
-        '--inbound-listen',
-        '0.0.0.0:4143',
-        '--outbound-listen',
-        '127.0.0.1:4140',
-        '--admin-listen',
-        '127.0.0.1:4191',
-      ],
-      ...extra,
-    ],
-    { uid: PROXY_UID },
-  );
-  await waitFor(pod, 'http://127.0.0.1:4191/ready');
+  assert.match(init, /installed ip6tables rules \(nat table, IPv6\)/);
 }
 
 before(async () => {
