@@ -113,7 +113,7 @@ export function createOutbound(deps: OutboundDeps) {
     const peer: PeerTls = { kind: 'mtls', peerId: meshed.serverId, localId: meshTls.credentials.spiffeId };
     const labels = tlsLabels(peer, undefined, 'outbound');
     if (isHttp) {
-      countAppConnection(app, labels, label);
+      app.once('close', countAppConnection(app, labels, label));
       http.handle(app, meshed, meshTls, label, labels);
       return;
     }
@@ -152,28 +152,20 @@ export function createOutbound(deps: OutboundDeps) {
     labels: ReturnType<typeof tlsLabels>,
     destination: string,
   ) {
-    const all = { ...labels, destination };
-    metrics.outboundConnections.inc(all);
-    metrics.outboundOpen.inc();
-    splice(app, server, () => {
-      metrics.outboundOpen.dec();
-      metrics.outboundClosed.inc(all);
-      metrics.outboundSentBytes.inc(all, app.bytesRead);
-      metrics.outboundReceivedBytes.inc(all, app.bytesWritten);
-    });
+    splice(app, server, countAppConnection(app, labels, destination));
   }
 
-  /** The same connection metrics for an app connection whose requests travel over the pool. */
+  /** Counts an app connection as opened; the returned function counts it closed (call once). */
   function countAppConnection(app: Socket, labels: ReturnType<typeof tlsLabels>, destination: string) {
     const all = { ...labels, destination };
     metrics.outboundConnections.inc(all);
     metrics.outboundOpen.inc();
     // What the app sends is what goes out to the destination.
     countConnectionBytes(app, metrics.outboundSentBytes, metrics.outboundReceivedBytes, all);
-    app.once('close', () => {
+    return () => {
       metrics.outboundOpen.dec();
       metrics.outboundClosed.inc(all);
-    });
+    };
   }
 
   return {
