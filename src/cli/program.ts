@@ -1,27 +1,43 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.ts';
-import { registerCaCommand } from './ca-command.ts';
-import { registerCertCommand } from './cert-command.ts';
-import { registerCheckCommand } from './check-command.ts';
 import type { CliContext } from './context.ts';
-import { registerDashboardCommand } from './dashboard-command.ts';
-import { registerDestinationCommand } from './destination-command.ts';
-import { registerDownCommand } from './down-command.ts';
-import { registerEdgesCommand } from './edges-command.ts';
-import { registerIdentityCommand } from './identity-command.ts';
-import { registerInjectCommand } from './inject-command.ts';
-import { registerInstallCommand } from './install-command.ts';
-import { registerLogsCommand } from './logs-command.ts';
-import { registerMeshIdentityCommand } from './mesh-identity-command.ts';
-import { registerPolicyCommand } from './policy-command.ts';
-import { registerProxyCommand } from './proxy-command.ts';
-import { registerSpiffeCommand } from './spiffe-command.ts';
-import { registerUpCommand } from './up-command.ts';
 
 export { VERSION };
 
-/** The `mutual` command tree. Usage errors throw (exitOverride) so the caller reports them with a code. */
-export function createProgram(context: CliContext): Command {
+type RegisterCommand = (program: Command, context: CliContext) => unknown;
+
+/**
+ * Each top-level command and the modules that register it, in help order. Loaded on demand: a
+ * sidecar (`mutual proxy run`) should not carry the dashboard, the installer and the identity
+ * service in its heap, which every major GC walks and every idle pod keeps resident.
+ */
+const COMMANDS: Readonly<Record<string, readonly (() => Promise<RegisterCommand>)[]>> = {
+  ca: [async () => (await import('./ca-command.ts')).registerCaCommand],
+  cert: [async () => (await import('./cert-command.ts')).registerCertCommand],
+  spiffe: [async () => (await import('./spiffe-command.ts')).registerSpiffeCommand],
+  identity: [
+    async () => (await import('./identity-command.ts')).registerIdentityCommand,
+    async () => (await import('./mesh-identity-command.ts')).registerMeshIdentityCommand,
+  ],
+  destination: [async () => (await import('./destination-command.ts')).registerDestinationCommand],
+  proxy: [async () => (await import('./proxy-command.ts')).registerProxyCommand],
+  up: [async () => (await import('./up-command.ts')).registerUpCommand],
+  down: [async () => (await import('./down-command.ts')).registerDownCommand],
+  logs: [async () => (await import('./logs-command.ts')).registerLogsCommand],
+  policy: [async () => (await import('./policy-command.ts')).registerPolicyCommand],
+  dashboard: [async () => (await import('./dashboard-command.ts')).registerDashboardCommand],
+  edges: [async () => (await import('./edges-command.ts')).registerEdgesCommand],
+  check: [async () => (await import('./check-command.ts')).registerCheckCommand],
+  inject: [async () => (await import('./inject-command.ts')).registerInjectCommand],
+  install: [async () => (await import('./install-command.ts')).registerInstallCommand],
+};
+
+/**
+ * The `mutual` command tree. Usage errors throw (exitOverride) so the caller reports them with a
+ * code. Given `argv`, only the command it names is loaded; anything else (help, an unknown or
+ * misspelled command, which commander answers with a suggestion) gets the whole tree.
+ */
+export async function createProgram(context: CliContext, argv: readonly string[] = []): Promise<Command> {
   const program = new Command('mutual')
     .description('Zero-trust mutual TLS for service-to-service traffic')
     .version(VERSION, '-V, --version')
@@ -33,22 +49,10 @@ export function createProgram(context: CliContext): Command {
       outputError: () => {},
     })
     .exitOverride();
-  registerCaCommand(program, context);
-  registerCertCommand(program, context);
-  registerSpiffeCommand(program, context);
-  registerIdentityCommand(program, context);
-  registerDestinationCommand(program, context);
-  registerProxyCommand(program, context);
-  registerUpCommand(program, context);
-  registerDownCommand(program, context);
-  registerLogsCommand(program, context);
-  registerPolicyCommand(program, context);
-  registerDashboardCommand(program, context);
-  registerMeshIdentityCommand(program, context);
-  registerEdgesCommand(program, context);
-  registerCheckCommand(program, context);
-  registerInjectCommand(program, context);
-  registerInstallCommand(program, context);
+  const named = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? COMMANDS[argv[0]] : undefined;
+  const loaders = named ?? Object.values(COMMANDS).flat();
+  const registers = await Promise.all(loaders.map((load) => load()));
+  for (const register of registers) register(program, context);
   const applyToSubcommands = (command: Command) => {
     for (const sub of command.commands) {
       sub.exitOverride().configureOutput(program.configureOutput());

@@ -10,7 +10,7 @@ import { createProgram } from './program.ts';
  */
 export async function runCli(argv: readonly string[], context: CliContext, isDebug = false): Promise<number> {
   let exitCode = 0;
-  const program = createProgram({ ...context, setExitCode: (code) => (exitCode = code) });
+  const program = await createProgram({ ...context, setExitCode: (code) => (exitCode = code) }, argv);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return exitCode;

@@ -165,7 +165,7 @@ async function renderedProxy(file: string, index = 0): Promise<ProxyContainer> {
  * The proxy container as the kubelet starts it: $(VAR) expanded in the arguments, plain `value`
  * variables in the environment, both through `mutual proxy run`'s real flags and config loader.
  */
-function loadRenderedProxy(proxy: ProxyContainer, envOverride: Record<string, string> = {}) {
+async function loadRenderedProxy(proxy: ProxyContainer, envOverride: Record<string, string> = {}) {
   const args = proxy.args.map((arg) =>
     arg.replaceAll(`$(${POD_ENV.namespace})`, 'demo').replaceAll(`$(${POD_ENV.serviceAccount})`, 'default'),
   );
@@ -173,7 +173,7 @@ function loadRenderedProxy(proxy: ProxyContainer, envOverride: Record<string, st
   const env = Object.fromEntries(
     (proxy.env ?? []).flatMap((entry) => (entry.value === undefined ? [] : [[entry.name, entry.value]])),
   );
-  const program = createProgram({
+  const program = await createProgram({
     clock: systemClock,
     cwd: '/',
     isColor: false,
@@ -192,7 +192,7 @@ function loadRenderedProxy(proxy: ProxyContainer, envOverride: Record<string, st
 }
 
 test('the rendered mutual-proxy arguments and environment (after Kubernetes expands $(VAR)) are accepted by the real proxy configuration, anchors included', async () => {
-  const config = loadRenderedProxy(await renderedProxy('inject-annotated-pod.in.yaml'));
+  const config = await loadRenderedProxy(await renderedProxy('inject-annotated-pod.in.yaml'));
   assert.equal(config.credentials.kind, 'identity-service');
   // The anchors come from the environment, not from a ConfigMap mounted in the pod's namespace.
   assert.equal(
@@ -216,7 +216,7 @@ test('the rendered mutual-proxy arguments and environment (after Kubernetes expa
 });
 
 test("the rewritten probes reach the real proxy configuration: each of web's HTTP probes at its /app-health path, the original port, path, headers and timeout", async () => {
-  const web = loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 0));
+  const web = await loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 0));
   assert.deepEqual(Object.fromEntries(web.appProbes), {
     '/app-health/web/livez': { port: 8080, path: '/livez', headers: [], timeoutMs: 1000 },
     '/app-health/web/readyz': {
@@ -229,7 +229,7 @@ test("the rewritten probes reach the real proxy configuration: each of web's HTT
   });
   // The HTTPS probe left alone keeps its path exempt from authorization.
   assert.deepEqual(web.probePaths, ['/tls-health']);
-  const legacy = loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 1));
+  const legacy = await loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 1));
   assert.equal(legacy.appProbes.size, 0);
   assert.deepEqual(legacy.probePaths, ['/health']);
 });
@@ -250,7 +250,7 @@ test('a bad PEM or bad probes in the proxy environment: MUTUAL_PROXY_CONFIG_INVA
     ],
   ];
   for (const [env, message] of cases) {
-    assert.throws(
+    await assert.rejects(
       () => loadRenderedProxy(proxy, env),
       (error: { code?: string; message?: string }) =>
         error.code === 'MUTUAL_PROXY_CONFIG_INVALID' && message.test(error.message ?? ''),

@@ -306,7 +306,7 @@ test('every flag the control-plane containers are given is one their command dec
   const objects = parseObjects(
     (await runInstall(['--proxy-cpu-request', '10m', '--proxy-default-mode', 'STRICT'])).stdout,
   );
-  const program = createProgram({
+  const program = await createProgram({
     clock: systemClock,
     cwd: process.cwd(),
     isColor: false,
