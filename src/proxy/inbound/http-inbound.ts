@@ -5,7 +5,6 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { Pool } from 'undici';
 import { getInboundContext, type InboundContext } from '../connection-context.ts';
 import { splice } from '../forward.ts';
 import {
@@ -14,6 +13,7 @@ import {
   DENIED_BY_HEADER,
   forwardedRequestHeaders,
   forwardRequest,
+  Pool,
   requestHeadText,
 } from '../http-forward.ts';
 import { countConnectionBytes, flushConnectionBytes, tlsLabels } from '../metrics.ts';

@@ -6,7 +6,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { Pool } from 'undici';
 import type { Clock } from '../../clock.ts';
 import type { MeshTls } from '../../tls/index.ts';
 import { splice } from '../forward.ts';
@@ -14,6 +13,7 @@ import {
   createDetachedHttpServer,
   forwardedRequestHeaders,
   forwardRequest,
+  Pool,
   PROXY_ERROR_HEADER,
   requestHeadText,
 } from '../http-forward.ts';
