@@ -1,4 +1,5 @@
 import { delimiter, dirname, join } from 'node:path';
+import { DEFAULT_OPAQUE_PORTS } from '../config/index.ts';
 import type { MeshConfig, MeshService } from './mesh-config.ts';
 import type { MeshPaths } from './runtime.ts';
 
@@ -82,13 +83,30 @@ export function appEnvironment(options: {
   return Object.assign(env, options.service.env);
 }
 
-/** Sidecar flags that come from mesh.yaml alone: policy, namespace, labels, port options. */
-export function workloadProxyFlags(config: MeshConfig, service: MeshService): string[] {
+/**
+ * Whether a service's declared port is opaque (no protocol detection): its own `opaquePorts`, or
+ * the default server-speaks-first ports (MySQL, Postgres, Redis ...) when it declares none, as
+ * Linkerd's annotation replaces its default list.
+ */
+export function isOpaquePort(service: MeshService, port: number): boolean {
+  return (service.opaquePorts.length > 0 ? service.opaquePorts : DEFAULT_OPAQUE_PORTS).includes(port);
+}
+
+/**
+ * Sidecar flags that come from mesh.yaml alone: policy, namespace, labels, port options.
+ * `opaquePorts`: the ports the sidecar itself sees as opaque, when they are not the declared ones
+ * (loopback mode: the app's and the upstreams' ports are allocated, not the declared numbers).
+ */
+export function workloadProxyFlags(
+  config: MeshConfig,
+  service: MeshService,
+  opaquePorts: readonly number[] = service.opaquePorts,
+): string[] {
   return [
     ...(config.policyDir === undefined ? ['--mode', config.mode] : ['--policy-dir', config.policyDir]),
     ...['--namespace', service.namespace],
     ...Object.entries(service.labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
-    ...(service.opaquePorts.length > 0 ? ['--opaque-ports', service.opaquePorts.join(',')] : []),
+    ...(opaquePorts.length > 0 ? ['--opaque-ports', opaquePorts.join(',')] : []),
     ...(service.skipInboundPorts.length > 0
       ? ['--skip-inbound-ports', service.skipInboundPorts.join(',')]
       : []),
@@ -220,9 +238,14 @@ export function planMesh(options: {
     const upstreams = service.upstreams.map((upstream) => {
       const target = own.get(upstream.service)!.ports.find((port) => port.port === upstream.port)!;
       const targetService = config.services.find((candidate) => candidate.name === upstream.service)!;
+      const localPort = target.inboundPort === undefined ? target.appPort : take();
       return {
         ...upstream,
-        localAddress: `127.0.0.1:${target.inboundPort === undefined ? target.appPort : take()}`,
+        localAddress: `127.0.0.1:${localPort}`,
+        opaqueLocalPort:
+          target.inboundPort !== undefined && isOpaquePort(targetService, upstream.port)
+            ? localPort
+            : undefined,
         // Skipped ports are reached directly, in plain text, as proxy-init would let them through.
         target:
           target.inboundPort === undefined
@@ -252,14 +275,23 @@ export function planMesh(options: {
       ...upstreams.flatMap((upstream) =>
         upstream.target === undefined ? [] : ['--upstream', `${upstream.localAddress}=${upstream.target}`],
       ),
-      ...workloadProxyFlags(config, service),
+      // The sidecar sees allocated ports, not the declared ones: the app's port behind each opaque
+      // inbound, and the local port of each upstream whose destination port is opaque.
+      ...workloadProxyFlags(config, service, [
+        ...ports
+          .filter((port) => port.inboundPort !== undefined && isOpaquePort(service, port.port))
+          .map((port) => port.appPort),
+        ...upstreams.flatMap((upstream) =>
+          upstream.opaqueLocalPort === undefined ? [] : [upstream.opaqueLocalPort],
+        ),
+      ]),
     ];
     return {
       service,
       spiffeId,
       tokenFile,
       ports,
-      upstreams: upstreams.map(({ target: _target, ...upstream }) => upstream),
+      upstreams: upstreams.map(({ target: _target, opaqueLocalPort: _opaque, ...upstream }) => upstream),
       adminPort,
       adminUrl: `http://127.0.0.1:${adminPort}`,
       identityBundle: paths.bundle,

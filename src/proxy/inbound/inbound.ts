@@ -93,7 +93,7 @@ export function createInbound(deps: InboundDeps) {
     const mode = deps.policy().peerAuthenticationMode(appPort);
     if (mode === 'DISABLE') {
       context.peer = { kind: 'none', reason: 'disabled' };
-      return serve(socket, context, await peekFirstBytes(socket, config.detectTimeoutMs));
+      return serve(socket, context, await appFirstBytes(socket, context));
     }
     const first = await peekFirstBytes(socket, config.detectTimeoutMs);
     if (socket.destroyed) return;
@@ -133,7 +133,17 @@ export function createInbound(deps: InboundDeps) {
     }
     context.peer = { kind: 'mtls', peerId: verdict.peerId, localId: meshTls.credentials.spiffeId };
     setInboundContext(socket, context);
-    serve(socket, context, await peekFirstBytes(socket, config.detectTimeoutMs));
+    serve(socket, context, await appFirstBytes(socket, context));
+  }
+
+  /**
+   * The client's first bytes, to tell HTTP from the rest; none on an opaque port, where the server
+   * may speak first and waiting for the client would hold its greeting for the detection timeout.
+   */
+  async function appFirstBytes(stream: Socket | TLSSocket, context: InboundContext) {
+    return config.opaquePorts.has(context.appPort)
+      ? undefined
+      : peekFirstBytes(stream, config.detectTimeoutMs);
   }
 
   /** Stage 5: HTTP gets request-level handling; everything else is a byte stream. */
