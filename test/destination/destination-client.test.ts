@@ -131,6 +131,29 @@ test('a service that is not the expected SPIFFE ID is not believed', async () =>
   }
 });
 
+test("a port the service calls opaque comes back opaque, so the outbound carries it without waiting for the app's first bytes", async () => {
+  await writeTable(
+    tableFile,
+    `destinations:\n  - address: 198.18.0.7\n    serverId: ${EMOJI}\n    ports: [8080, { port: 7000, protocol: opaque }]\n`,
+  );
+  // A fresh client per try: the service picks the table file up on its own schedule.
+  const lookup = async (port: number) => {
+    const { resolver } = client(service.apiUrl);
+    try {
+      return await resolver.resolve('198.18.0.7', port);
+    } finally {
+      resolver.close();
+    }
+  };
+  try {
+    await waitUntil(async () => (await lookup(8080)) !== undefined, 'the service knows 198.18.0.7');
+    assert.deepEqual(await lookup(7000), { serverId: EMOJI, host: '198.18.0.7', port: 7000, opaque: true });
+    assert.deepEqual(await lookup(8080), { serverId: EMOJI, host: '198.18.0.7', port: 8080 });
+  } finally {
+    await writeTable(tableFile, table(EMOJI));
+  }
+});
+
 async function serviceMetrics(): Promise<string> {
   return (await fetch(`${service.adminUrl}/metrics`)).text();
 }

@@ -134,7 +134,13 @@ export function createDestinationClient(
   }
 
   function toDestination(answer: WireAnswer, address: string, port: number): MeshedDestination | undefined {
-    return answer.meshed && answer.serverId ? { serverId: answer.serverId, host: address, port } : undefined;
+    if (!answer.meshed || !answer.serverId) return undefined;
+    return {
+      serverId: answer.serverId,
+      host: address,
+      port,
+      ...(answer.protocol === 'opaque' ? { opaque: true } : {}),
+    };
   }
 
   async function lookup(key: string, address: string, port: number): Promise<MeshedDestination | undefined> {

@@ -10,6 +10,11 @@ export interface MeshedDestination {
   readonly serverId: string;
   readonly host: string;
   readonly port: number;
+  /**
+   * The destination declared this port opaque (server speaks first, or not HTTP): carry its bytes
+   * at once instead of waiting up to the detection timeout for the app to speak.
+   */
+  readonly opaque?: boolean;
 }
 
 /**

@@ -71,8 +71,16 @@ export function createOutbound(deps: OutboundDeps) {
     meshTls: deps.meshTls,
   });
 
-  /** HTTP/1 unless the port is declared opaque or the app stays silent (server speaks first). */
-  async function speaksHttp1(app: Socket, target: OutboundTarget): Promise<boolean> {
+  /**
+   * HTTP/1 unless the port is declared opaque (here, or by the destination) or the app stays
+   * silent (server speaks first).
+   */
+  async function speaksHttp1(
+    app: Socket,
+    target: OutboundTarget,
+    meshed: MeshedDestination,
+  ): Promise<boolean> {
+    if (meshed.opaque) return false;
     const port = target.kind === 'meshed' ? app.localPort : target.port;
     if (port !== undefined && config.opaquePorts.has(port)) return false;
     return classifyFirstBytes(await peekFirstBytes(app, config.detectTimeoutMs)) === 'http1';
@@ -106,7 +114,7 @@ export function createOutbound(deps: OutboundDeps) {
     let meshTls = deps.meshTls();
     if (!meshTls) return refuse(app, 'not_ready', label);
     const fullHandshake = target.kind === 'meshed' && target.fullHandshake === true;
-    const isHttp = !fullHandshake && (await speaksHttp1(app, target));
+    const isHttp = !fullHandshake && (await speaksHttp1(app, target, meshed));
     if (app.destroyed) return;
     // Credentials may have rotated while the app was deciding what to say.
     meshTls = deps.meshTls() ?? meshTls;
