@@ -31,6 +31,7 @@ const HOP_BY_HOP = new Set([
   'te',
   'trailer',
   'upgrade',
+  'http2-settings',
   // node:http has already answered `100-continue`; the next hop gets the body without waiting.
   'expect',
   // Only the receiving proxy may say who the client is; whatever arrives from elsewhere is dropped.
@@ -52,7 +53,17 @@ export function createDetachedHttpServer(onRequest: RequestListener, onBug: (err
           .end(`mutual: the proxy failed on this request: ${(error as Error).message}\n`);
     }
   };
-  const server = createServer({ requireHostHeader: false, keepAliveTimeout: 60_000 }, guarded);
+  const server: Server = createServer(
+    {
+      requireHostHeader: false,
+      keepAliveTimeout: 60_000,
+      // `Upgrade: h2c` is answered as a plain HTTP/1 request: spliced as an upgrade, an app that
+      // accepts it would take further requests as HTTP/2 streams past policy and identity checks.
+      shouldUpgradeCallback: (request) =>
+        server.listenerCount('upgrade') > 0 && !/\bh2c\b/i.test(request.headers.upgrade ?? ''),
+    },
+    guarded,
+  );
   // A client may send its request and half-close at once; answer before closing.
   (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.headersTimeout = 30_000;

@@ -1,10 +1,14 @@
 // gRPC and HTTP/2 clients nobody here wrote, through a pair of real sidecars: @grpc/grpc-js on
 // both ends (client → client proxy's explicit upstream → mTLS → STRICT server proxy → grpc-js
 // server), then curl and h2load through the same pair. Unary and server-streaming calls, the
-// verified client identity, a policy denial, an app's own error status and an expired deadline.
+// verified client identity, a policy denial, an app's own error status and an expired deadline;
+// and curl's h2c upgrade offer, which must never reach an app as an upgrade.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { performServerHandshake } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -89,6 +93,9 @@ describe('real gRPC and HTTP/2 clients through a pair of sidecars', () => {
   let client: EmojiClient;
   let clientId: string;
   let url: string;
+  let http1Url: string;
+  let http1App: HttpServer;
+  let upgradesSeen = 0;
   const proxies: ProxyProcess[] = [];
   /** Every call the app received: method name and the x-mutual-client-id it saw. */
   const seen: { method: string; clientId: unknown }[] = [];
@@ -139,21 +146,38 @@ describe('real gRPC and HTTP/2 clients through a pair of sidecars', () => {
       ),
     );
 
+    // An HTTP/1 app that accepts h2c upgrades, as Go's h2c.NewHandler does.
+    http1App = createHttpServer((request, response) => {
+      const { upgrade = 'none', 'http2-settings': settings = 'none' } = request.headers;
+      response.end(`${request.httpVersion} upgrade=${upgrade} http2-settings=${settings}`);
+    });
+    http1App.on('upgrade', (_request, socket) => {
+      upgradesSeen++;
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n');
+      performServerHandshake(socket).on('stream', (stream) =>
+        stream.respond({ ':status': 200 }, { endStream: true }),
+      );
+    });
+    await new Promise<void>((resolve) => http1App.listen(0, '127.0.0.1', resolve));
+
     const server = await startProxyProcess([
       ...['--cert', emoji!.certFile, '--key', emoji!.keyFile, '--bundle', emoji!.bundleFile],
       ...['--inbound', `127.0.0.1:0=${appPort}`],
+      ...['--inbound', `127.0.0.1:0=${(http1App.address() as AddressInfo).port}`],
       ...['--policy-dir', policyDir, '--label', 'app=emoji', '--admin-listen', '127.0.0.1:0'],
     ]);
     proxies.push(server);
     const sidecar = await startProxyProcess([
       ...['--cert', web!.certFile, '--key', web!.keyFile, '--bundle', web!.bundleFile],
       ...['--upstream', `127.0.0.1:0=${emoji!.spiffeId}@127.0.0.1:${server.inbound[0]!.port}`],
+      ...['--upstream', `127.0.0.1:0=${emoji!.spiffeId}@127.0.0.1:${server.inbound[1]!.port}`],
       ...['--admin-listen', '127.0.0.1:0'],
     ]);
     proxies.push(sidecar);
     for (const proxy of proxies) await proxy.untilReady();
     const address = `127.0.0.1:${sidecar.outbound[0]!.port}`;
     url = `http://${address}`;
+    http1Url = `http://127.0.0.1:${sidecar.outbound[1]!.port}`;
     const Emoji = makeGenericClientConstructor(EMOJI, 'Emoji');
     client = new Emoji(address, credentials.createInsecure()) as unknown as EmojiClient;
   });
@@ -161,6 +185,7 @@ describe('real gRPC and HTTP/2 clients through a pair of sidecars', () => {
   after(async () => {
     client?.close();
     app?.forceShutdown();
+    http1App?.close();
     await Promise.all(proxies.map((proxy) => proxy.stop()));
     await rm(dir, { recursive: true, force: true });
   });
@@ -256,5 +281,19 @@ describe('real gRPC and HTTP/2 clients through a pair of sidecars', () => {
       stdout,
     );
     assert.match(stdout, /status codes: 200 2xx,/, stdout);
+  });
+
+  test('curl --http2 offers an h2c upgrade: answered as HTTP/1.1, the app never sees the offer', {
+    skip: curlHasHttp2 ? false : 'curl with HTTP/2 support is not installed',
+  }, async () => {
+    // Spliced as an upgrade, the connection would carry further requests as HTTP/2 streams the
+    // server proxy never sees: past its policy, with any x-mutual-client-id the client likes.
+    const { stdout } = await promisify(execFile)(
+      'curl',
+      ['-sS', '--http2', '-m', '10', '-w', ' [%{http_version} %{http_code}]', `${http1Url}/h2c`],
+      { encoding: 'utf8' },
+    );
+    assert.equal(stdout, '1.1 upgrade=none http2-settings=none [1.1 200]');
+    assert.equal(upgradesSeen, 0);
   });
 });
