@@ -121,7 +121,13 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
         ...(policySource ? { policySource } : {}),
         onShutdownRequest: () => requestShutdown('POST /shutdown'),
       });
-      const addresses = await proxy.start();
+      // A listener that cannot bind ends the command: release what did start (credential loop,
+      // other listeners, policy watcher), or the process would live on listening on nothing.
+      const addresses = await proxy.start().catch(async (error: unknown) => {
+        proxy.destroy();
+        await policy?.store.close();
+        throw error;
+      });
       const show = (a: { address: string; port: number }) =>
         `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
       const lines = [
