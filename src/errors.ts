@@ -460,6 +460,20 @@ export const errorCatalog = {
       'Check --policy-url and that the destination service is ready (its admin /ready); the proxy retries with backoff and logs when policies arrive again.',
   },
 
+  // --- Control-plane daemons binding their ports (identity serve, destination serve) ---
+  MUTUAL_IDENTITY_LISTEN_FAILED: {
+    meaning:
+      'The identity service could not listen on its API (--listen) or admin (--admin-listen) address: in use, or not allowed.',
+    action:
+      'Pick a free port with the flag the message names, or stop the process that holds it (`ss -ltnp` shows which).',
+  },
+  MUTUAL_DESTINATION_LISTEN_FAILED: {
+    meaning:
+      'The destination service could not listen on its API (--listen) or admin (--admin-listen) address: in use, or not allowed.',
+    action:
+      'Pick a free port with the flag the message names, or stop the process that holds it (`ss -ltnp` shows which).',
+  },
+
   // --- Files and command line ---
   MUTUAL_IO_READ_FAILED: {
     meaning: 'A file could not be read (missing, a directory, or no permission).',

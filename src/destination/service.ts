@@ -1,6 +1,5 @@
 // `mutual destination serve`: credentials (its own SVID, like a proxy's) → sources (table file,
 // Kubernetes; policies from Kubernetes or a directory) → the mTLS API → admin. Built by startDestinationService(config); close() stops it.
-import { once } from 'node:events';
 import type { Http2SecureServer } from 'node:http2';
 import type { AddressInfo, Server } from 'node:net';
 import { createAdminServer } from '../admin/index.ts';
@@ -8,6 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { ListenAddress, ProxyCredentialsConfig } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { createKubeClient, type InformerEvent, type KubeConnection } from '../k8s/kube-client/index.ts';
+import { listenOn } from '../listen-on.ts';
 import { createRegistry } from '../metrics/index.ts';
 import { createCredentialSource, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
 import { createMeshTls, type MeshCredentials, type MeshTls } from '../tls/index.ts';
@@ -103,8 +103,10 @@ export async function startDestinationService(config: DestinationServiceConfig):
       return lookup ? (lookup.notReadyReason() ?? policies?.notReadyReason()) : 'starting';
     },
   });
-  admin.listen(config.adminListen.port, config.adminListen.host);
-  await once(admin, 'listening');
+  await listenOn(admin as unknown as Server, config.adminListen, {
+    code: 'MUTUAL_DESTINATION_LISTEN_FAILED',
+    what: 'admin, --admin-listen',
+  });
   const sources: DestinationSource[] = [];
   const onInformerEvent = (resource: string, event: InformerEvent) => {
     metrics.kubernetesEvents.inc({ resource, event: event.kind });
@@ -223,19 +225,9 @@ export async function startDestinationService(config: DestinationServiceConfig):
     meshTls!,
   );
   api = server;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(
-        new MutualError(
-          'MUTUAL_CLI_USAGE',
-          `cannot listen on ${config.listen.host}:${config.listen.port}: ${error.code ?? error.message}`,
-          {
-            cause: error,
-          },
-        ),
-      ),
-    );
-    server.listen(config.listen.port, config.listen.host, () => resolve());
+  await listenOn(server as unknown as Server, config.listen, {
+    code: 'MUTUAL_DESTINATION_LISTEN_FAILED',
+    what: 'API, --listen',
   }).catch((error: unknown) => {
     lookup?.close();
     policies?.close();

@@ -1,8 +1,8 @@
-import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
+import { listenOn } from '../listen-on.ts';
 import { Counter, createRegistry, Gauge } from '../metrics/index.ts';
 import { generateKeyPair, issueSvid, parseCertificate, privateKeyToPem } from '../pki/index.ts';
 import type { CaFilePaths } from '../store/index.ts';
@@ -207,23 +207,35 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     notReadyReason: () =>
       config.clock.now() > ca.current().issuer.notAfterMs ? 'the issuer has expired' : undefined,
   });
-  api.listen(config.listen.port, config.listen.host);
-  admin.listen(config.adminListen.port, config.adminListen.host);
-  await Promise.all([once(api, 'listening'), once(admin, 'listening')]);
+  const stop = async () => {
+    generation++;
+    clearTimeout(ownRenewal);
+    ca.close();
+    for (const listener of bundleListeners) listener();
+    await Promise.all([closeServer(api), closeServer(admin)]);
+    await audit.close();
+  };
+  // A port that cannot be bound stops everything started above (the CA watcher, the renewal
+  // timer), so the command ends with the error instead of living on without a listener.
+  const listening = await Promise.allSettled([
+    listenOn(api, config.listen, { code: 'MUTUAL_IDENTITY_LISTEN_FAILED', what: 'API, --listen' }),
+    listenOn(admin, config.adminListen, {
+      code: 'MUTUAL_IDENTITY_LISTEN_FAILED',
+      what: 'admin, --admin-listen',
+    }),
+  ]);
+  const failed = listening.find((result) => result.status === 'rejected');
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
   const apiAddress = api.address() as AddressInfo;
   const adminAddress = admin.address() as AddressInfo;
   return {
     apiUrl: `https://${urlHost(apiAddress)}:${apiAddress.port}`,
     adminUrl: `http://${urlHost(adminAddress)}:${adminAddress.port}`,
     trustDomain,
-    async close() {
-      generation++;
-      clearTimeout(ownRenewal);
-      ca.close();
-      for (const listener of bundleListeners) listener();
-      await Promise.all([closeServer(api), closeServer(admin)]);
-      await audit.close();
-    },
+    close: stop,
   };
 }
 

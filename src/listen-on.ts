@@ -1,0 +1,27 @@
+// Binding a daemon's server to its address: resolves once it listens, or fails with the daemon's
+// own LISTEN_FAILED code naming the address and the reason (EADDRINUSE, EACCES ...), never with
+// an uncaught 'error' event.
+import type { Server } from 'node:net';
+import { type ErrorCode, MutualError } from './errors.ts';
+
+export function listenOn(
+  server: Server,
+  address: { readonly host: string; readonly port: number },
+  failure: { readonly code: ErrorCode; readonly what: string },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) =>
+      reject(
+        new MutualError(
+          failure.code,
+          `cannot listen on ${address.host}:${address.port} (${failure.what}): ${error.code ?? error.message}`,
+          { cause: error, detail: { host: address.host, port: address.port } },
+        ),
+      );
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
