@@ -7,8 +7,11 @@ import type { RuntimeProcess } from './runtime.ts';
 
 export interface LoggedProcess extends RuntimeProcess {
   readonly child: ChildProcess;
-  /** Resolves when the process has exited, with its code or signal. */
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /**
+   * Resolves when the process has exited, with its code or signal; `startError` when it could not
+   * be started at all (e.g. `spawn foo ENOENT`: no such command), with code 127 as a shell says.
+   */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; startError?: string }>;
 }
 
 /**
@@ -33,9 +36,9 @@ export function spawnLogged(spec: {
   } finally {
     closeSync(fd);
   }
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+  const exited: LoggedProcess['exited'] = new Promise((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
-    child.once('error', () => resolve({ code: 127, signal: null }));
+    child.once('error', (error) => resolve({ code: 127, signal: null, startError: error.message }));
   });
   const pid = child.pid ?? -1;
   return { child, exited, pid, startTicks: processStartTicks(pid) ?? 0, log: spec.log, argv: spec.argv };

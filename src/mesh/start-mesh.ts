@@ -452,11 +452,17 @@ async function expectReady(
   if (outcome.ok) return;
   throwIfAborted(signal);
   // Give a dying process a moment to flush its last words to the log.
-  if (outcome.reason === 'exited')
-    await Promise.race([process.exited, new Promise((r) => setTimeout(r, 200))]);
-  const tail = await tailFile(process.log);
-  const status =
+  const exit =
     outcome.reason === 'exited'
+      ? await Promise.race([
+          process.exited,
+          new Promise<undefined>((r) => setTimeout(() => r(undefined), 200)),
+        ])
+      : undefined;
+  const tail = await tailFile(process.log);
+  const status = exit?.startError
+    ? `could not be started (${exit.startError}: is ${process.argv[0]} installed, and on PATH or a path from the service's cwd?)`
+    : outcome.reason === 'exited'
       ? `exited (${process.child.exitCode === null ? `signal ${process.child.signalCode}` : `code ${process.child.exitCode}`})`
       : `was not ready in time (last check: ${outcome.last})`;
   throw new MutualError(

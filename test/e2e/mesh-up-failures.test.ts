@@ -1,0 +1,44 @@
+// `mutual up` with a mesh.yaml that cannot start: the error names the service and the cause, and
+// nothing is left running. A command that does not exist used to read "exited (code -2)".
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { runMutual } from './run-mutual.ts';
+
+let dir: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-up-failures-'));
+});
+after(async () => {
+  await runMutual(['down', '--state-dir', join(dir, 'state')]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('an app command that does not exist: "could not be started", its spawn error, and nothing left running', async () => {
+  await writeFile(
+    join(dir, 'mesh.yaml'),
+    [
+      'trustDomain: cluster.local',
+      'services:',
+      '  - name: shop',
+      '    namespace: demo',
+      '    command: [mutual-test-no-such-command, --serve]',
+      '    ports: [8080]',
+      '',
+    ].join('\n'),
+  );
+  const up = await runMutual(['up', '-f', join(dir, 'mesh.yaml'), '--state-dir', join(dir, 'state')], {
+    timeoutMs: 60_000,
+  });
+  assert.equal(up.code, 1, up.stderr);
+  assert.match(
+    up.stderr,
+    /error\[MUTUAL_MESH_START_FAILED\]: the app shop .* could not be started \(spawn mutual-test-no-such-command ENOENT: is mutual-test-no-such-command installed/,
+  );
+  assert.doesNotMatch(up.stderr, /code -2/);
+  const down = await runMutual(['down', '--state-dir', join(dir, 'state')]);
+  assert.match(down.stdout, /nothing to stop/, down.stdout + down.stderr);
+});
