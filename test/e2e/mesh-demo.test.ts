@@ -11,8 +11,10 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { runCli } from '../../src/cli/index.ts';
 import { isRunning, type MeshRuntime } from '../../src/mesh/index.ts';
+import { createTestPki } from '../../src/testing/mesh-pki.ts';
 import { repoRoot, runMutual } from './run-mutual.ts';
 
 let dir: string;
@@ -231,6 +233,34 @@ test('a plaintext client is refused and turns check red', async () => {
   assert.match(
     result.stdout,
     /× no plaintext traffic into meshed workloads\n.*\n\s+unknown → voting:\d+: 1 connection.*\(refused: /,
+  );
+});
+
+test('clients refused at the handshake (another CA, no certificate) are a check warning, by reason', async () => {
+  const foreign = await (await createTestPki(join(dir, 'foreign-pki'))).workload('web', { ns: 'emojivoto' });
+  const inbound = service('web').ports[0]!.inboundPort!;
+  const handshake = async (options: { cert?: string; key?: string }) => {
+    const socket = tlsConnect({ port: inbound, host: '127.0.0.1', rejectUnauthorized: false, ...options });
+    socket.on('error', () => {});
+    socket.write('GET / HTTP/1.1\r\nhost: web\r\n\r\n');
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    await once(socket, 'close');
+    return answer;
+  };
+  const [certPem, keyPem] = [
+    await readFile(foreign.certFile, 'utf8'),
+    await readFile(foreign.keyFile, 'utf8'),
+  ];
+  assert.equal(await handshake({ cert: certPem, key: keyPem }), '', 'another CA must not reach the app');
+  assert.equal(await handshake({}), '', 'no client certificate must not reach the app');
+  const result = await mutual('check');
+  assert.match(
+    result.stdout,
+    /‼ clients complete the mTLS handshake\n\s+1 sidecar refused TLS handshakes\n\s+web: 2 refused \(1 no_client_certificate, 1 unknown_authority\)/,
+    result.stdout,
   );
 });
 

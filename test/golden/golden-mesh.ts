@@ -38,6 +38,8 @@ mutual_authorization_decisions_total{decision="allow",policy="shop/cart-from-web
 mutual_inbound_connections_total{${plain('cart', 'no_client_hello')},port="7002"} 5
 mutual_authorization_decisions_total{decision="deny",policy="",client_id="",port="7002"} 5
 mutual_inbound_refused_total{reason="plaintext_strict",port="7002"} ${recent ? 2 : 0}
+mutual_tls_handshake_failures_total{direction="inbound",reason="expired"} ${recent ? 3 : 1}
+mutual_tls_handshake_failures_total{direction="inbound",reason="unknown_authority"} ${recent ? 4 : 0}
 `;
 }
 
@@ -46,6 +48,7 @@ function webMetrics(recent: boolean) {
 mutual_outbound_sent_bytes_total{${tls('web', 'cart')},destination="127.0.0.1:7102"} 20480
 mutual_outbound_received_bytes_total{${tls('web', 'cart')},destination="127.0.0.1:7102"} 1048576
 mutual_outbound_refused_total{reason="wrong_identity",destination="127.0.0.1:7102"} ${recent ? 1 : 0}
+mutual_tls_handshake_failures_total{direction="outbound",reason="wrong_identity"} ${recent ? 1 : 0}
 mutual_outbound_connections_total{tls="no_identity",client_id="${id('web')}",server_id="",no_tls_reason="not_meshed",destination="192.0.2.10:5432"} 4
 mutual_outbound_sent_bytes_total{tls="no_identity",client_id="${id('web')}",server_id="",no_tls_reason="not_meshed",destination="192.0.2.10:5432"} 900
 `;

@@ -6,7 +6,13 @@ import { issuerChecks, trustAnchorChecks } from './ca-checks.ts';
 import { destinationServiceChecks } from './destination-checks.ts';
 import { identityServiceChecks, meshChecks, proxyChecks } from './mesh-checks.ts';
 import { policyChecks, trafficChecks } from './traffic-checks.ts';
-import { chooseBaseline, increaseSince, type TrafficSample, type TrafficWindow } from './traffic-window.ts';
+import {
+  chooseBaseline,
+  increaseSince,
+  refusedHandshakes,
+  type TrafficSample,
+  type TrafficWindow,
+} from './traffic-window.ts';
 import {
   type CheckCategory,
   type CheckContext,
@@ -100,9 +106,11 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
           windowMs: options.thresholds.trafficWindowMs,
           meshStartedMs: Number.isNaN(startedMs) ? undefined : startedMs,
         });
+        const recent = increaseSince(scrape.proxies, baseline?.proxies);
         return {
-          edges: buildEdges(runtime, increaseSince(scrape.proxies, baseline?.proxies)),
+          edges: buildEdges(runtime, recent),
           unreachable: scrape.unreachable,
+          refusedHandshakes: refusedHandshakes(recent),
           window,
         };
       })();

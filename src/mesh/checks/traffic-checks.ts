@@ -54,6 +54,26 @@ export const trafficChecks: CheckCategory = {
         ),
     },
     {
+      description: 'clients complete the mTLS handshake',
+      hint: 'a client refused at the handshake has no certificate this mesh trusts (none, another CA, expired) or does not speak TLS 1.3: every call it makes fails',
+      fix: 'find the client in the sidecar log (`mutual logs SERVICE --proxy`: "inbound client refused" names its address and why), then give it a sidecar (mesh.yaml) or a certificate from this mesh\'s CA',
+      severity: 'warning',
+      async run(context) {
+        if (!context.runtime) return skip('no mesh is running');
+        const { refusedHandshakes } = await context.traffic();
+        if (refusedHandshakes.length === 0) return ok('no sidecar refused a handshake');
+        return fail(
+          `${plural(refusedHandshakes.length, 'sidecar')} refused TLS handshakes`,
+          undefined,
+          refusedHandshakes.map(({ service, reasons }) => {
+            const byCount = Object.entries(reasons).sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
+            const total = byCount.reduce((sum, [, count]) => sum + count, 0);
+            return `${service}: ${total} refused (${byCount.map(([reason, count]) => `${count} ${reason}`).join(', ')})`;
+          }),
+        );
+      },
+    },
+    {
       description: 'outbound connections reach their destinations',
       hint: 'a failed upstream means an app sees connection errors',
       fix: 'check the destination sidecar (`mutual check`, `mutual logs SERVICE --proxy`) and the SPIFFE ID it presents (`mutual identity SERVICE`)',

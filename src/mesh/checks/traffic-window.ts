@@ -41,12 +41,38 @@ const seriesKey = (sample: Sample) =>
     .map((key) => `${key}=${JSON.stringify(sample.labels[key])}`)
     .join(',')}}`;
 
-/** Only the counters edges are built from, so stored samples stay small. */
+/**
+ * Handshakes a sidecar refused, by direction and reason. Not an edge (a refused client has no
+ * identity and the counter no port), so the traffic checks judge it per sidecar.
+ */
+export const HANDSHAKE_FAILURES_METRIC = 'mutual_tls_handshake_failures_total';
+
+/** Only the counters the traffic checks read (edges, refused handshakes), so stored samples stay small. */
 export function edgeCounters(proxies: readonly ProxySamples[]): ProxySamples[] {
   return proxies.map(({ service, samples }) => ({
     service,
-    samples: samples.filter((sample) => EDGE_METRICS.has(sample.name)),
+    samples: samples.filter(
+      (sample) => EDGE_METRICS.has(sample.name) || sample.name === HANDSHAKE_FAILURES_METRIC,
+    ),
   }));
+}
+
+/** Per sidecar, the inbound handshakes it refused in `recent` (increases), by reason; only sidecars that refused some. */
+export function refusedHandshakes(recent: readonly ProxySamples[]): RefusedHandshakes[] {
+  return recent.flatMap(({ service, samples }) => {
+    const reasons: Record<string, number> = {};
+    for (const sample of samples) {
+      if (sample.name !== HANDSHAKE_FAILURES_METRIC || sample.labels.direction !== 'inbound') continue;
+      const reason = sample.labels.reason || 'unknown';
+      reasons[reason] = (reasons[reason] ?? 0) + sample.value;
+    }
+    return Object.keys(reasons).length > 0 ? [{ service, reasons }] : [];
+  });
+}
+
+export interface RefusedHandshakes {
+  readonly service: string;
+  readonly reasons: Readonly<Record<string, number>>;
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Clock } from '../../clock.ts';
 import type { Edge } from '../edges.ts';
 import type { MeshPaths, MeshRuntime } from '../runtime.ts';
 import type { ProxyIdentity } from '../scrape.ts';
-import type { TrafficWindow } from './traffic-window.ts';
+import type { RefusedHandshakes, TrafficWindow } from './traffic-window.ts';
 
 export type Severity = 'error' | 'warning' | 'info';
 
@@ -59,6 +59,8 @@ export interface CheckContext {
 export interface RecentTraffic {
   readonly edges: readonly Edge[];
   readonly unreachable: ReadonlyArray<{ service: string; error: string }>;
+  /** Inbound TLS handshakes each sidecar refused in the window, by reason (sidecars that refused some). */
+  readonly refusedHandshakes: readonly RefusedHandshakes[];
   readonly window: TrafficWindow;
 }
 
