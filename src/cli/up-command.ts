@@ -139,10 +139,20 @@ export function renderWhereToLook(runtime: MeshRuntime, stateFlag: string): stri
       ? `  ${service.name.padEnd(width)}  ip netns exec ${service.pod.netns} curl http://127.0.0.1:${service.ports[0]!.appPort}/  (pod ${service.pod.address}; the app itself, as a port-forward reaches it)`
       : `  ${service.name.padEnd(width)}  http://127.0.0.1:${service.ports[0]!.appPort}/  (the app itself, as a port-forward reaches it)`,
   );
+  // Where the sidecars take mTLS (what a peer, or openssl s_client, connects to) and their admin.
+  const allWidth = Math.max(...runtime.services.map((service) => service.name.length), 4);
+  const sidecars = runtime.services.map((service) => {
+    const inbound = service.ports.map((port) =>
+      service.pod ? `${service.pod.address}:${port.port}` : `127.0.0.1:${port.inboundPort}`,
+    );
+    return `  ${service.name.padEnd(allWidth)}  ${inbound.length > 0 ? `mTLS in ${inbound.join(', ')}` : 'no inbound port'}; admin ${service.adminUrl} (/metrics, /identity)`;
+  });
   const first = served[0]?.name ?? runtime.services[0]?.name ?? 'SERVICE';
   return [
     '\nApps:',
     ...lines,
+    '\nSidecars:',
+    ...sidecars,
     '\nLook around (in another terminal):',
     `  npx mutual edges${stateFlag}            who calls whom, and is it mTLS`,
     `  npx mutual check${stateFlag}            is everything healthy`,

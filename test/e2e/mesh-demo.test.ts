@@ -97,6 +97,12 @@ test('up prints every step and where to look', () => {
     assert.match(upOutput, new RegExp(`✓ ${name}\\s+spiffe://cluster.local/ns/emojivoto/sa/${name} ready`));
   }
   assert.match(upOutput, /npx mutual edges --state-dir/);
+  // Where a peer (or openssl s_client) reaches each sidecar, and its admin port.
+  for (const name of ['web', 'emoji', 'voting']) {
+    const { ports, adminUrl } = service(name);
+    assert.ok(upOutput.includes(`mTLS in 127.0.0.1:${ports[0]!.inboundPort}; admin ${adminUrl}`), upOutput);
+  }
+  assert.ok(upOutput.includes(`no inbound port; admin ${service('vote-bot').adminUrl}`), upOutput);
 });
 
 test('web answers with data from emoji and voting, carried by the sidecars', async () => {
