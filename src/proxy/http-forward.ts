@@ -57,10 +57,14 @@ export function createDetachedHttpServer(onRequest: RequestListener, onBug: (err
     {
       requireHostHeader: false,
       keepAliveTimeout: 60_000,
-      // `Upgrade: h2c` is answered as a plain HTTP/1 request: spliced as an upgrade, an app that
-      // accepts it would take further requests as HTTP/2 streams past policy and identity checks.
+      // `Upgrade: h2c` (and an upgrade with a body: a WebSocket's never has one) is answered as a
+      // plain request. Spliced as an upgrade, an app that accepts h2c would take further requests
+      // as HTTP/2 streams past policy and identity checks.
       shouldUpgradeCallback: (request) =>
-        server.listenerCount('upgrade') > 0 && !/\bh2c\b/i.test(request.headers.upgrade ?? ''),
+        server.listenerCount('upgrade') > 0 &&
+        !/\bh2c\b/i.test(request.headers.upgrade ?? '') &&
+        request.headers['transfer-encoding'] === undefined &&
+        (request.headers['content-length'] ?? '0') === '0',
     },
     guarded,
   );

@@ -1,7 +1,12 @@
 // HTTP/1.x on an inbound connection: per-request authorization, the verified client identity in
 // `x-mutual-client-id` (never trusted from outside), per-request metrics, forwarding to the app
 // over a keep-alive pool.
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import {
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  request as requestApp,
+  type ServerResponse,
+} from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -14,7 +19,6 @@ import {
   forwardedRequestHeaders,
   forwardRequest,
   Pool,
-  requestHeadText,
 } from '../http-forward.ts';
 import { countConnectionBytes, flushConnectionBytes, tlsLabels } from '../metrics.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
@@ -99,7 +103,11 @@ export function createHttpInbound(deps: InboundDeps) {
     });
   }
 
-  /** WebSocket and other upgrades: authorize the request, then the connection becomes a byte stream. */
+  /**
+   * WebSocket and other upgrades: authorize the request, and only if the app answers 101 does the
+   * connection become a byte stream. Any other answer goes back and the connection closes: left
+   * spliced, its next requests would reach the app past policy, with any x-mutual-client-id.
+   */
   function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer) {
     const context = getInboundContext(request.socket);
     if (!context) return socket.destroy();
@@ -110,15 +118,43 @@ export function createHttpInbound(deps: InboundDeps) {
       );
       return;
     }
-    const app = connect({ host: '127.0.0.1', port: context.appPort, allowHalfOpen: true });
-    deps.track(app);
-    app.on('error', () => socket.destroy());
     const headers = forwardHeaders(request, context);
     headers.push('connection', request.headers.connection ?? 'upgrade');
     if (request.headers.upgrade) headers.push('upgrade', request.headers.upgrade);
-    app.write(requestHeadText(request, headers));
-    if (head.length > 0) app.write(head);
-    splice(socket, app);
+    const toApp = requestApp({
+      ...{ method: request.method, path: request.url, headers, setHost: false },
+      createConnection: () => {
+        // Half-open allowed, as for any spliced stream: a FIN travels across once upgraded.
+        const app = connect({ host: '127.0.0.1', port: context.appPort, allowHalfOpen: true });
+        deps.track(app);
+        return app;
+      },
+    });
+    toApp.on('error', () => socket.destroy());
+    socket.on('error', () => toApp.destroy());
+    socket.once('close', () => toApp.destroy());
+    const headText = (status: string, raw: string[]) =>
+      `HTTP/1.1 ${status}\r\n${raw.map((v, i) => (i % 2 ? `${v}\r\n` : `${v}: `)).join('')}\r\n`;
+    toApp.once('upgrade', (response, app, appHead) => {
+      socket.write(headText(`101 ${response.statusMessage}`, response.rawHeaders));
+      if (appHead.length > 0) socket.write(appHead);
+      // Bytes the client sent after its request belong to the new protocol.
+      if (head.length > 0) app.write(head);
+      splice(socket, app);
+    });
+    toApp.once('response', (response) => {
+      const raw = response.rawHeaders.filter(
+        (_, i, all) => !/^(connection|keep-alive|transfer-encoding)$/i.test(all[i - (i % 2)]!),
+      );
+      socket.write(
+        headText(`${response.statusCode} ${response.statusMessage}`, [...raw, 'connection', 'close']),
+      );
+      // Whatever the client sends after its request goes nowhere; once the answer is out, close.
+      socket.resume();
+      socket.once('finish', () => socket.destroy());
+      response.pipe(socket);
+    });
+    toApp.end();
   }
 
   return {
