@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
@@ -84,6 +84,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
   const started = Date.now();
   const isolation = deps.isolation ?? 'loopback';
   if (isolation === 'netns') requireNetns('`mutual up --isolation netns`');
+  await checkBeforeStart(config, isolation);
   const paths = meshPaths(deps.stateDir);
   for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir])
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -440,6 +441,34 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
       `interrupted (${String(signal.reason)}) while starting; everything started so far was stopped`,
     );
   }
+}
+
+/**
+ * What mesh.yaml's schema cannot know, checked before anything starts: the policy directory exists,
+ * and (loopback) every service has a port or an upstream, or its sidecar would have nothing to do.
+ */
+async function checkBeforeStart(config: MeshConfig, isolation: 'loopback' | 'netns'): Promise<void> {
+  const problems: string[] = [];
+  if (config.policyDir !== undefined) {
+    const found = await stat(config.policyDir).catch(() => undefined);
+    if (!found?.isDirectory())
+      problems.push(
+        `policyDir: ${config.policyDir} ${found ? 'is not a directory' : 'does not exist'}; give a directory of PeerAuthentication / AuthorizationPolicy YAML (relative to mesh.yaml), or leave policyDir out`,
+      );
+  }
+  if (isolation === 'loopback') {
+    for (const service of config.services) {
+      if (service.ports.length === 0 && service.upstreams.length === 0)
+        problems.push(
+          `services.${service.name}: declares neither ports nor upstreams, so its sidecar has nothing to carry; give it ports: [PORT] (it serves) or upstreams: [SERVICE] (it calls)`,
+        );
+    }
+  }
+  if (problems.length > 0)
+    throw new MutualError(
+      'MUTUAL_MESH_CONFIG_INVALID',
+      `${config.file}: ${problems.length === 1 ? problems[0] : `${problems.length} problems:\n  ${problems.join('\n  ')}`}`,
+    );
 }
 
 async function expectReady(

@@ -1,7 +1,7 @@
 // `mutual up` with a mesh.yaml that cannot start: the error names the service and the cause, and
 // nothing is left running. A command that does not exist used to read "exited (code -2)".
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -41,4 +41,33 @@ test('an app command that does not exist: "could not be started", its spawn erro
   assert.doesNotMatch(up.stderr, /code -2/);
   const down = await runMutual(['down', '--state-dir', join(dir, 'state')]);
   assert.match(down.stdout, /nothing to stop/, down.stdout + down.stderr);
+});
+
+test('a policyDir that does not exist, and a service with neither ports nor upstreams: one config error before anything starts', async () => {
+  await writeFile(
+    join(dir, 'mesh-bad.yaml'),
+    [
+      'trustDomain: cluster.local',
+      'policyDir: no-such-policies',
+      'services:',
+      '  - name: shop',
+      '    namespace: demo',
+      '    command: [node, -e, "setInterval(() => {}, 1000)"]',
+      '    ports: [8080]',
+      '  - name: batch',
+      '    namespace: demo',
+      '    command: [node, -e, "setInterval(() => {}, 1000)"]',
+      '',
+    ].join('\n'),
+  );
+  const state = join(dir, 'state-bad');
+  const up = await runMutual(['up', '-f', join(dir, 'mesh-bad.yaml'), '--state-dir', state], {
+    timeoutMs: 60_000,
+  });
+  assert.equal(up.code, 1, up.stderr);
+  assert.match(up.stderr, /error\[MUTUAL_MESH_CONFIG_INVALID\]: .*mesh-bad\.yaml: 2 problems:/);
+  assert.match(up.stderr, /policyDir: .*no-such-policies does not exist/);
+  assert.match(up.stderr, /services\.batch: declares neither ports nor upstreams/);
+  assert.doesNotMatch(up.stdout, /✓ CA/, 'nothing may start before the config is known good');
+  await assert.rejects(stat(join(state, 'ca')), { code: 'ENOENT' });
 });
