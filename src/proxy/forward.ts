@@ -4,14 +4,17 @@ import type { Duplex } from 'node:stream';
 /**
  * Joins two streams both ways with backpressure. A FIN travels across (half-close is kept, so
  * request/response protocols that shut one side still work); an error or reset on either side
- * tears down both. `onClose` runs once, when both are gone.
+ * tears down both, and so does one side closing. `onClose` runs once, when both are gone.
  */
 export function splice(a: Duplex, b: Duplex, onClose?: () => void): void {
   a.pipe(b);
   b.pipe(a);
   let open = 2;
+  // Once one side is gone, nothing the other sends can go anywhere: it is ended (after what is
+  // still queued for it) even when its own FIN already went out, or a peer that never half-closes
+  // would hold the connection open forever.
   const closed = (other: Duplex) => (hadError?: boolean) => {
-    if (hadError || !other.writableFinished) endSoon(other, hadError === true);
+    endSoon(other, hadError === true);
     if (--open === 0) onClose?.();
   };
   a.once('close', closed(b));

@@ -8,7 +8,13 @@ import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+import {
+  createTestPki,
+  metricValue,
+  type ProxyProcess,
+  startProxyProcess,
+  waitUntil,
+} from '../../src/testing/mesh-pki.ts';
 
 const NO_SECRETS = `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -78,4 +84,28 @@ test('an upgrade the app answers with 200 gets that answer, then the connection 
   assert.ok(received.endsWith('\r\n\r\nhello'), received);
   assert.equal(received.match(/HTTP\/1\.1/g)?.length, 1, received);
   assert.deepEqual(seen, ['/public spiffe://cluster.local/ns/demo/sa/web']);
+});
+
+test('a client that keeps writing after the upgrade was refused and answered does not hold the connection open', async () => {
+  const client = proxies[1]!;
+  const socket = connect({ port: client.outbound[0]!.port, host: '127.0.0.1', allowHalfOpen: true });
+  socket.on('error', () => {});
+  let received = '';
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString();
+  });
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  // Half-open on purpose: the client never ends its side, as a WebSocket client that missed the
+  // refusal would not.
+  socket.write('GET /public HTTP/1.1\r\nhost: emoji\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
+  await new Promise((resolve) => socket.once('end', resolve));
+  assert.match(received, /^HTTP\/1\.1 200 OK\r\n/);
+  socket.write('more bytes that have nowhere to go');
+  await waitUntil(
+    async () => metricValue(await client.metrics(), 'mutual_outbound_connections_open') === 0,
+    'the client sidecar lets go of the connection',
+  );
+  // The sidecar's side is gone: the client learns it on its next write.
+  socket.write('and more');
+  await closed;
 });
