@@ -309,6 +309,19 @@ describe('sidecar proxy between two workloads', () => {
     );
   });
 
+  test('a TCP probe (connect, then close without a byte) is closed without counting a refused client', async () => {
+    const refused = async () => metricValue(await server.metrics(), 'mutual_inbound_refused_total');
+    const before = await refused();
+    await new Promise((resolve, reject) => {
+      const probe = connect(server.inbound[0]!.port, '127.0.0.1');
+      probe.once('connect', () => probe.end());
+      probe.once('close', resolve);
+      probe.once('error', reject);
+      probe.resume();
+    });
+    assert.equal(await refused(), before, 'a health check or port scan is not a plaintext client');
+  });
+
   test('a PERMISSIVE port accepts plaintext and strips a forged identity header', async () => {
     const reply = await exchange(
       server.inbound[1]!.port,

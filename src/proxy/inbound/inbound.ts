@@ -97,6 +97,8 @@ export function createInbound(deps: InboundDeps) {
     }
     const first = await peekFirstBytes(socket, config.detectTimeoutMs);
     if (socket.destroyed) return;
+    // Closed before its first byte: a TCP health check or a port scan, not a plaintext client.
+    if (first === undefined && socket.readableEnded) return socket.destroy();
     if (classifyFirstBytes(first) === 'tls') {
       if (!currentTls()) return refuse(socket, 'not_ready', appPort);
       setInboundContext(socket, context);
