@@ -3,7 +3,23 @@ import { runCli } from '../cli/index.ts';
 import { systemClock } from '../clock.ts';
 import { loadCliEnvironment } from '../config/index.ts';
 
+/**
+ * A reader that goes away (`mutual up | head`, a closed terminal, a parent that stopped reading)
+ * must not crash the command with EPIPE: `mutual up` would die and leave its mesh running. Output
+ * stops; the work goes on.
+ */
+function ignoreClosedOutput(stream: NodeJS.WriteStream): () => boolean {
+  let isOpen = true;
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+    isOpen = false;
+  });
+  return () => isOpen;
+}
+
 export async function main(argv: readonly string[]): Promise<void> {
+  const isStdoutOpen = ignoreClosedOutput(process.stdout);
+  const isStderrOpen = ignoreClosedOutput(process.stderr);
   const environment = loadCliEnvironment(process.env, Boolean(process.stdout.isTTY));
   process.exitCode = await runCli(
     argv,
@@ -11,8 +27,12 @@ export async function main(argv: readonly string[]): Promise<void> {
       clock: systemClock,
       cwd: process.cwd(),
       isColor: environment.isColor,
-      write: (text) => process.stdout.write(text),
-      writeError: (text) => process.stderr.write(text),
+      write: (text) => {
+        if (isStdoutOpen()) process.stdout.write(text);
+      },
+      writeError: (text) => {
+        if (isStderrOpen()) process.stderr.write(text);
+      },
       setExitCode: (code) => {
         process.exitCode = code;
       },

@@ -48,11 +48,14 @@ before(async () => {
   up.stderr!.on('data', (chunk: Buffer) => {
     upOutput += chunk.toString();
   });
-  for await (const chunk of up.stdout!) {
-    upOutput += String(chunk);
-    if (upOutput.includes('The mesh is up')) break;
-  }
-  up.stdout!.resume();
+  // A data listener, not `for await … break`: breaking out would destroy up's stdout.
+  await new Promise<void>((resolve) => {
+    up.stdout!.on('data', (chunk: Buffer) => {
+      upOutput += chunk.toString();
+      if (upOutput.includes('The mesh is up')) resolve();
+    });
+    up.once('exit', () => resolve());
+  });
   assert.match(upOutput, /The mesh is up/, upOutput);
   runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
   dashboard = await createDashboard(

@@ -1,11 +1,14 @@
 // `mutual up` with a mesh.yaml that cannot start: the error names the service and the cause, and
 // nothing is left running. A command that does not exist used to read "exited (code -2)".
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { runMutual } from './run-mutual.ts';
+import { isRunning, type MeshRuntime } from '../../src/mesh/index.ts';
+import { repoRoot, runMutual } from './run-mutual.ts';
 
 let dir: string;
 
@@ -13,7 +16,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-up-failures-'));
 });
 after(async () => {
-  await runMutual(['down', '--state-dir', join(dir, 'state')]);
+  for (const state of ['state', 'state-epipe']) await runMutual(['down', '--state-dir', join(dir, state)]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -70,4 +73,46 @@ test('a policyDir that does not exist, and a service with neither ports nor upst
   assert.match(up.stderr, /services\.batch: declares neither ports nor upstreams/);
   assert.doesNotMatch(up.stdout, /✓ CA/, 'nothing may start before the config is known good');
   await assert.rejects(stat(join(state, 'ca')), { code: 'ENOENT' });
+});
+
+test('a reader that stops reading (mutual up | head) does not kill up: it keeps supervising, then stops everything on SIGTERM', async () => {
+  const stateDir = join(dir, 'state-epipe');
+  await writeFile(
+    join(dir, 'mesh-epipe.yaml'),
+    [
+      'trustDomain: cluster.local',
+      'services:',
+      '  - name: shop',
+      '    namespace: demo',
+      `    command: [node, -e, "require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT), '127.0.0.1')"]`,
+      '    ports: [8080]',
+      '',
+    ].join('\n'),
+  );
+  const up = spawn(
+    process.execPath,
+    [join(repoRoot(), 'bin', 'mutual.js'), 'up', '-f', join(dir, 'mesh-epipe.yaml'), '--state-dir', stateDir],
+    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = once(up, 'exit');
+  let output = '';
+  await new Promise<void>((resolve) => {
+    up.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('stops everything')) resolve();
+    });
+    up.once('exit', () => resolve());
+  });
+  assert.match(output, /The mesh is up/, output);
+  up.stdout!.destroy();
+  up.stderr!.destroy();
+  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  // up has something to say: the sidecar it supervises is gone.
+  process.kill(-runtime.services[0]!.proxy.pid, 'SIGKILL');
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  assert.equal(up.exitCode, null, 'up is still running after its output was closed');
+  up.kill('SIGTERM');
+  await exited;
+  for (const process of [runtime.identity, runtime.destination!, runtime.services[0]!.app])
+    assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
 });
