@@ -8,6 +8,7 @@
 //                --upstream-full-handshake: a new connection and a full handshake per app connection
 //   server half: mTLS on 127.0.0.1:BENCH_SERVER_PORT (STRICT) → plain to 127.0.0.1:BENCH_UPSTREAM_PORT
 //
+// Each half runs with the sidecar Node flags every launcher uses (SIDECAR_NODE_FLAGS).
 // Extra knobs (environment, optional): PROXY_PAIR_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
 // PROXY_PAIR_CLIENT_ARGS / PROXY_PAIR_SERVER_ARGS (more `proxy run` flags for one half).
 //
@@ -20,6 +21,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { SIDECAR_NODE_FLAGS } from '../src/config/index.ts';
 
 const KILL_AFTER_MS = 4_000;
 const DRAIN_TIMEOUT = '2s';
@@ -104,7 +106,7 @@ function start(name: string, args: string[]): ChildProcess {
   // process.execPath is the Node 24 this runs on: no hop through bin/mutual.js's Node-version check.
   const child = spawn(
     process.execPath,
-    [...words('PROXY_PAIR_NODE_ARGS'), mutualBin, 'proxy', 'run', ...args],
+    [...SIDECAR_NODE_FLAGS, ...words('PROXY_PAIR_NODE_ARGS'), mutualBin, 'proxy', 'run', ...args],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,

@@ -9,6 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SIDECAR_NODE_FLAGS } from '../src/config/index.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
@@ -97,7 +98,7 @@ function memoryMb(pid: number) {
 
 /**
  * One sidecar as it runs in a pod (an inbound and an outbound listener, admin on, static
- * credentials), idle: RSS once it has listened and settled for IDLE_SETTLE_MS.
+ * credentials, the Node flags every launcher gives it), idle: RSS once it has listened and settled for IDLE_SETTLE_MS.
  */
 async function measureIdleSidecar() {
   const dir = mkdtempSync(join(tmpdir(), 'mutual-idle-sidecar-'));
@@ -107,7 +108,8 @@ async function measureIdleSidecar() {
     const child = spawn(
       process.execPath,
       [
-        ...[mutualBin, 'proxy', 'run', '--cert', pki('server-chain.crt'), '--key', pki('server.key')],
+        ...[...SIDECAR_NODE_FLAGS, mutualBin, 'proxy', 'run'],
+        ...['--cert', pki('server-chain.crt'), '--key', pki('server.key')],
         ...['--bundle', pki('ca.crt'), '--inbound', '127.0.0.1:0=18080', '--mode', 'STRICT'],
         ...['--upstream', '127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/server@127.0.0.1:18913'],
         ...['--admin-listen', '127.0.0.1:0'],

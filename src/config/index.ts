@@ -38,5 +38,6 @@ export {
   type ProxyCredentialsConfig,
   type ProxyFlags,
   proxyFlagsFromEnv,
+  SIDECAR_NODE_FLAGS,
   type StaticDestination,
 } from './proxy-config.ts';

@@ -1,5 +1,5 @@
 import { delimiter, dirname, join } from 'node:path';
-import { DEFAULT_OPAQUE_PORTS } from '../config/index.ts';
+import { DEFAULT_OPAQUE_PORTS, SIDECAR_NODE_FLAGS } from '../config/index.ts';
 import type { MeshConfig, MeshService } from './mesh-config.ts';
 import type { MeshPaths } from './runtime.ts';
 
@@ -81,6 +81,11 @@ export function appEnvironment(options: {
     env[`${upstream.env}_URL`] = `http://${upstream.localAddress}`;
   }
   return Object.assign(env, options.service.env);
+}
+
+/** `node <sidecar flags> bin/mutual.js`: how every sidecar of the mesh is started. */
+export function sidecarCommand(nodePath: string, mutualBin: string): string[] {
+  return [nodePath, ...SIDECAR_NODE_FLAGS, mutualBin];
 }
 
 /**
@@ -264,7 +269,7 @@ export function planMesh(options: {
       upstreams,
     });
     const proxyArgv = [
-      ...mutual,
+      ...sidecarCommand(options.nodePath, options.mutualBin),
       ...['proxy', 'run', '--identity-url', identity.apiUrl, '--token-file', tokenFile],
       ...['--spiffe-id', spiffeId, '--identity-bundle', paths.bundle],
       ...['--inbound-listen', 'off', '--outbound-listen', 'off'],

@@ -4,7 +4,7 @@
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
 import type { IVolume } from 'kubernetes-models/v1/Volume';
-import { type AppProbeSpec, PROXY_ENV } from '../../config/index.ts';
+import { type AppProbeSpec, PROXY_ENV, SIDECAR_NODE_FLAGS } from '../../config/index.ts';
 import {
   CONTROL_PLANE,
   CONTROL_PLANE_NAMESPACE,
@@ -152,6 +152,8 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
       // Linkerd's way: the anchors travel in the pod spec; later changes come by the identity
       // service's bundle long-poll, without restarting the pod.
       { name: PROXY_ENV.identityBundlePem, value: spec.trustAnchorsPem },
+      // The image's entrypoint is `node bin/mutual.js`: the sidecar's Node flags come this way.
+      { name: 'NODE_OPTIONS', value: SIDECAR_NODE_FLAGS.join(' ') },
       ...(Object.keys(spec.appProbes).length === 0
         ? []
         : [{ name: PROXY_ENV.appProbes, value: JSON.stringify(spec.appProbes) }]),

@@ -12,6 +12,7 @@ import {
   identityPlan,
   type MeshPlan,
   type ServicePlan,
+  sidecarCommand,
   spiffeIdOf,
   workloadProxyFlags,
 } from '../plan.ts';
@@ -86,7 +87,7 @@ export function planNetnsMesh(options: {
       upstreams,
     });
     const proxyArgv = [
-      ...mutual,
+      ...sidecarCommand(options.nodePath, options.mutualBin),
       ...['proxy', 'run', '--identity-url', identity.apiUrl, '--token-file', tokenFile],
       ...['--spiffe-id', spiffeId, '--identity-bundle', identityBundle],
       ...['--inbound-listen', `0.0.0.0:${DEFAULT_INBOUND_PORT}`],
