@@ -14,7 +14,7 @@ import {
   parseCertificatesPem,
   privateKeyToPem,
 } from '../pki/index.ts';
-import { tryParseSpiffeId } from '../spiffe/index.ts';
+import { parseSpiffeId, tryParseSpiffeId } from '../spiffe/index.ts';
 import { readCaDirectory, readFileBytes, readTextFile, writeNewFiles } from '../store/index.ts';
 import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
@@ -227,6 +227,8 @@ interface VerifyOptions {
 
 async function verify(options: VerifyOptions, context: CliContext): Promise<void> {
   const skewMs = parseDuration(options.skew, '--skew');
+  // A malformed --spiffe-id is the user's mistake, not the peer's: say so instead of "mismatch".
+  if (options.spiffeId !== undefined) parseSpiffeId(options.spiffeId);
   const atMs = options.at === undefined ? context.clock.now() : parseTime(options.at, context.clock.now());
   const bundlePath = resolve(context.cwd, options.bundle);
   const bundle = parseBundle(await readTextFile(bundlePath, 'trust bundle'), '', options.bundle);

@@ -192,6 +192,20 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       1,
     ],
     [['spiffe', 'parse', 'spiffe://cluster.local/ns//sa/web'], /MUTUAL_SPIFFE_ID_INVALID.*empty segment/, 1],
+    [
+      [
+        'cert',
+        'verify',
+        '--bundle',
+        join(dir, 'ca', 'bundle.pem'),
+        '--cert',
+        join(dir, 'web', 'cert.pem'),
+        '--spiffe-id',
+        `${web}/`,
+      ],
+      /MUTUAL_SPIFFE_ID_INVALID.*ends with "\/"/,
+      1,
+    ],
     [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
   ];
   for (const [args, pattern, code] of cases) {
