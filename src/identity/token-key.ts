@@ -13,7 +13,18 @@ export async function loadOrCreateJoinTokenKey(
   stateDir: string,
 ): Promise<{ privateKey: KeyObject; publicKey: KeyObject }> {
   const path = join(stateDir, JOIN_TOKEN_KEY_FILE);
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  try {
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOTDIR' || code === 'EEXIST' ? 'a file is in the way' : (error as Error).message;
+    throw new MutualError(
+      'MUTUAL_IO_WRITE_FAILED',
+      `cannot create the state directory ${stateDir} (${reason}); give --state-dir a directory, or a path where one can be made`,
+      { cause: error },
+    );
+  }
   const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
     type: 'pkcs8',
     format: 'pem',

@@ -206,6 +206,21 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       /MUTUAL_SPIFFE_ID_INVALID.*ends with "\/"/,
       1,
     ],
+    [
+      [
+        'identity',
+        'token',
+        'create',
+        '--ns',
+        'demo',
+        '--sa',
+        'web',
+        '--state-dir',
+        join(dir, 'web', 'cert.pem'),
+      ],
+      /MUTUAL_IO_WRITE_FAILED.*state directory.*a file is in the way/,
+      1,
+    ],
     [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
   ];
   for (const [args, pattern, code] of cases) {
