@@ -142,6 +142,54 @@ test('documents without pods pass through byte for byte, comments, flow style an
   }
 });
 
+test('YAML anchors and aliases: an aliased pod template part is copied before injection, the anchor and its other uses stay as written', async () => {
+  const text = [
+    'apiVersion: apps/v1',
+    'kind: Deployment',
+    'metadata:',
+    '  name: web',
+    '  labels: &labels',
+    '    app: web',
+    'spec:',
+    '  selector:',
+    '    matchLabels: *labels',
+    '  template:',
+    '    metadata:',
+    '      labels: *labels   # the same labels',
+    '    spec:',
+    '      containers:',
+    '        - name: app',
+    '          image: nginx',
+    '',
+  ].join('\n');
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'anchors.yaml'), text);
+    const run = await inject(['anchors.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /^deployment\/web \(anchors\.yaml:11\): injected$/m);
+    assert.match(run.stdout, /^ {2}labels: &labels\n {4}app: web\n/m);
+    assert.match(run.stdout, /^ {4}matchLabels: \*labels$/m);
+    const object = parseAllDocuments(run.stdout)[0]?.toJS() as {
+      metadata: { labels: Record<string, string> };
+      spec: { selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: object } } };
+    };
+    assert.deepEqual(object.metadata.labels, { app: 'web' });
+    assert.deepEqual(object.spec.selector.matchLabels, { app: 'web' }, 'the selector is not changed');
+    assert.deepEqual(object.spec.template.metadata.labels, {
+      app: 'web',
+      'mutual.dev/proxy-injected': 'true',
+    });
+    assert.equal(validateAll(run.stdout), 1);
+    await writeFile(join(dir, 'injected.yaml'), run.stdout);
+    const again = await inject(['injected.yaml'], dir);
+    assert.equal(again.stdout, run.stdout);
+    assert.match(again.stderr, /already injected/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 interface ProxyContainer {
   name: string;
   args: string[];

@@ -1,7 +1,16 @@
 // `mutual inject` on YAML text: every pod template in every document goes through injectPod, and
 // only what it changed is written back into the document (the same diff the webhook sends), so
 // comments and order survive; documents without a change are copied byte for byte.
-import { type Document, isCollection, isSeq, LineCounter, type Node, parseAllDocuments } from 'yaml';
+import {
+  type Document,
+  isAlias,
+  isCollection,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseAllDocuments,
+  visit,
+} from 'yaml';
 import { MutualError } from '../../errors.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
@@ -108,6 +117,19 @@ function valueAtPath(value: unknown, path: readonly (string | number)[]): unknow
 function applyToDocument(doc: Document, operation: PathOperation): void {
   const parentPath = operation.path.slice(0, -1);
   const last = operation.path[operation.path.length - 1];
+  // An alias on the way (`labels: *labels`) is replaced by a copy of what it points to, so the
+  // change lands in this pod template only, never in the anchor's other uses (the selector).
+  for (let depth = 1; depth <= parentPath.length; depth++) {
+    const prefix = parentPath.slice(0, depth);
+    const node = doc.getIn(prefix, true);
+    if (!isAlias(node)) continue;
+    const copy = (node.resolve(doc) as Node).clone() as Node;
+    const dropAnchor = (_key: unknown, inner: { anchor?: string }) => {
+      inner.anchor = undefined;
+    };
+    visit(copy, { Map: dropAnchor, Seq: dropAnchor, Scalar: dropAnchor });
+    doc.setIn(prefix, copy);
+  }
   // A flow-style map or list (`metadata: {labels: {app: web}}`) that gains injected entries would
   // print as a long brace block; the changed branch goes to block style, the rest is kept as written.
   for (let depth = 0; depth <= parentPath.length; depth++) {
