@@ -190,6 +190,54 @@ test('YAML anchors and aliases: an aliased pod template part is copied before in
   }
 });
 
+test('YAML merge keys are read as kubectl reads them: a pod whose metadata is `<<: *base` keeps the merged labels; an alias without its anchor is MUTUAL_K8S_INJECT_YAML_INVALID at file:line', async () => {
+  const text = [
+    'apiVersion: v1',
+    'kind: List',
+    'items:',
+    '  - apiVersion: v1',
+    '    kind: Pod',
+    '    metadata: &meta',
+    '      name: a',
+    '      labels: {app: shop}',
+    '    spec: {containers: [{name: a, image: b}]}',
+    '  - apiVersion: v1',
+    '    kind: Pod',
+    '    metadata:',
+    '      <<: *meta',
+    '      name: b',
+    '    spec: {containers: [{name: a, image: b}]}',
+    '',
+  ].join('\n');
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'merge.yaml'), text);
+    const run = await inject(['merge.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    const list = parseAllDocuments(run.stdout)[0]?.toJS({ maxAliasCount: -1 }) as {
+      items: { metadata: { name: string; labels: Record<string, string> } }[];
+    };
+    assert.deepEqual(
+      list.items.map((item) => [item.metadata.name, item.metadata.labels]),
+      [
+        ['a', { app: 'shop', 'mutual.dev/proxy-injected': 'true' }],
+        ['b', { app: 'shop', 'mutual.dev/proxy-injected': 'true' }],
+      ],
+    );
+    assert.equal(validateAll(run.stdout), 2);
+    await writeFile(join(dir, 'dangling.yaml'), 'apiVersion: v1\nkind: Pod\nmetadata: *meta\n');
+    const dangling = await inject(['dangling.yaml'], dir);
+    assert.equal(dangling.code, 1);
+    assert.equal(dangling.stdout, '');
+    assert.match(
+      dangling.stderr,
+      /^error\[MUTUAL_K8S_INJECT_YAML_INVALID\]: dangling\.yaml is not valid YAML:\n {2}dangling\.yaml:3:11: an alias \(\*name\) whose anchor/,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 interface ProxyContainer {
   name: string;
   args: string[];

@@ -5,6 +5,8 @@ import {
   type Document,
   isAlias,
   isCollection,
+  isMap,
+  isScalar,
   isSeq,
   LineCounter,
   type Node,
@@ -32,18 +34,23 @@ export interface InjectManifestsResult {
 
 export function injectManifests(text: string, file: string, options: InjectOptions): InjectManifestsResult {
   const lineCounter = new LineCounter();
-  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  // merge: true reads `<<: *base` as kubectl does (YAML 1.1 merge keys).
+  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false, merge: true });
   const docs = Array.isArray(documents) ? documents : [];
   const at = (offset: number) => {
     const { line, col } = lineCounter.linePos(offset);
     return { line, text: `${file}:${line}:${col}` };
   };
-  const syntax = docs.flatMap((doc) =>
-    doc.errors.map(
+  const syntax = docs.flatMap((doc) => [
+    ...doc.errors.map(
       (error) =>
         `${at(error.pos[0]).text}: ${error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
     ),
-  );
+    ...unresolvedAliases(doc).map(
+      (offset) =>
+        `${at(offset).text}: an alias (*name) whose anchor (&name) is not set before it in this document`,
+    ),
+  ]);
   if (syntax.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INJECT_YAML_INVALID',
@@ -119,16 +126,23 @@ function applyToDocument(doc: Document, operation: PathOperation): void {
   const last = operation.path[operation.path.length - 1];
   // An alias on the way (`labels: *labels`) is replaced by a copy of what it points to, so the
   // change lands in this pod template only, never in the anchor's other uses (the selector).
+  // A map with a merge key (`<<: *base`) is written out whole, so an injected key cannot hide
+  // the merged ones (a `labels:` of its own would replace the merged labels, not add to them).
   for (let depth = 1; depth <= parentPath.length; depth++) {
     const prefix = parentPath.slice(0, depth);
     const node = doc.getIn(prefix, true);
-    if (!isAlias(node)) continue;
-    const copy = (node.resolve(doc) as Node).clone() as Node;
-    const dropAnchor = (_key: unknown, inner: { anchor?: string }) => {
-      inner.anchor = undefined;
-    };
-    visit(copy, { Map: dropAnchor, Seq: dropAnchor, Scalar: dropAnchor });
-    doc.setIn(prefix, copy);
+    if (isAlias(node)) {
+      const copy = (node.resolve(doc) as Node).clone() as Node;
+      const dropAnchor = (_key: unknown, inner: { anchor?: string }) => {
+        inner.anchor = undefined;
+      };
+      visit(copy, { Map: dropAnchor, Seq: dropAnchor, Scalar: dropAnchor });
+      doc.setIn(prefix, copy);
+    }
+    const current = doc.getIn(prefix, true);
+    if (isMap(current) && current.items.some((pair) => isMergeKey(pair.key))) {
+      doc.setIn(prefix, doc.createNode(current.toJS(doc), { aliasDuplicateObjects: false }));
+    }
   }
   // A flow-style map or list (`metadata: {labels: {app: web}}`) that gains injected entries would
   // print as a long brace block; the changed branch goes to block style, the rest is kept as written.
@@ -146,4 +160,20 @@ function applyToDocument(doc: Document, operation: PathOperation): void {
     return;
   }
   doc.setIn(operation.path, doc.createNode(operation.value));
+}
+
+function isMergeKey(key: unknown): boolean {
+  const value = isScalar(key) ? key.value : key;
+  return value === '<<' || (typeof value === 'symbol' && value.description === '<<');
+}
+
+/** Offsets of aliases whose anchor is not defined earlier in the document. */
+function unresolvedAliases(doc: Document): number[] {
+  const offsets: number[] = [];
+  visit(doc, {
+    Alias: (_key, alias) => {
+      if (alias.resolve(doc) === undefined) offsets.push(alias.range?.[0] ?? 0);
+    },
+  });
+  return offsets;
 }
