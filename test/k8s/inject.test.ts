@@ -411,6 +411,36 @@ test('bad YAML: MUTUAL_K8S_INJECT_YAML_INVALID with file:line:column, nothing pr
   }
 });
 
+test('wrong Kubernetes types (annotations or labels as a list, containers as a string): MUTUAL_K8S_INJECT_YAML_INVALID naming each with file:line, nothing printed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    const text = [
+      'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    - a\n    - b\n  labels: [x]\nspec:\n  containers: [{name: a, image: b}]\n',
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  template:\n    spec:\n      containers: nope\n',
+    ].join('---\n');
+    await writeFile(join(dir, 'typed.yaml'), text);
+    const run = await inject(['typed.yaml'], dir);
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(
+      run.stderr,
+      /^error\[MUTUAL_K8S_INJECT_YAML_INVALID\]: typed\.yaml has fields of the wrong Kubernetes type/,
+    );
+    assert.match(
+      run.stderr,
+      /typed\.yaml:6:5: pod\/p: metadata\.annotations is a list; it must be a map of key: value lines/,
+    );
+    assert.match(run.stderr, /typed\.yaml:8:11: pod\/p: metadata\.labels is a list; it must be a map/);
+    assert.match(
+      run.stderr,
+      /typed\.yaml:19:19: deployment\/d: spec\.containers is the string "nope"; it must be a list of items/,
+    );
+    assert.doesNotMatch(run.stderr, /"0"|no containers/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad annotations: MUTUAL_K8S_INJECT_ANNOTATION_INVALID naming each with file:line, nothing printed', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
   try {

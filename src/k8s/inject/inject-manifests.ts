@@ -60,6 +60,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   }
   const report: InjectReportLine[] = [];
   const invalid: string[] = [];
+  const mistyped: string[] = [];
   const pieces: string[] = [];
   let previousEnd = 0;
   docs.forEach((doc, index) => {
@@ -72,6 +73,13 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       const node = doc.getIn(location.path, true) as Node | undefined;
       const line = at(node?.range?.[0] ?? doc.range[0]).line;
       const before = valueAtPath(value, location.path);
+      const wrongTypes = wrongPodTypes(before);
+      for (const problem of wrongTypes) {
+        const field = doc.getIn([...location.path, ...problem.path], true) as Node | undefined;
+        const where = at(field?.range?.[0] ?? node?.range?.[0] ?? 0).text;
+        mistyped.push(`${where}: ${location.name}: ${problem.path.join('.')} ${problem.message}`);
+      }
+      if (wrongTypes.length > 0) continue;
       const outcome = injectPod(before as PodLike, options);
       if (outcome.kind === 'invalid') {
         for (const problem of outcome.problems) {
@@ -104,6 +112,13 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     }
     pieces.push(isChanged ? String(doc) : original);
   });
+  if (mistyped.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_YAML_INVALID',
+      `${file} has fields of the wrong Kubernetes type (kubectl would refuse them too):\n${mistyped.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: mistyped.length } },
+    );
+  }
   if (invalid.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INJECT_ANNOTATION_INVALID',
@@ -112,6 +127,52 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     );
   }
   return { yaml: pieces.join(''), report };
+}
+
+/** The pod fields injection reads or writes, by the type the Kubernetes API gives them. */
+const POD_FIELD_TYPES: readonly { path: readonly string[]; type: 'map' | 'list' }[] = [
+  { path: ['metadata'], type: 'map' },
+  { path: ['metadata', 'annotations'], type: 'map' },
+  { path: ['metadata', 'labels'], type: 'map' },
+  { path: ['spec'], type: 'map' },
+  { path: ['spec', 'containers'], type: 'list' },
+  { path: ['spec', 'initContainers'], type: 'list' },
+  { path: ['spec', 'volumes'], type: 'list' },
+];
+
+/** Fields that are present (not null) but not the map or list Kubernetes expects. */
+function wrongPodTypes(pod: unknown): { path: readonly string[]; message: string }[] {
+  const problems: { path: readonly string[]; message: string }[] = [];
+  for (const field of POD_FIELD_TYPES) {
+    const parent = valueAtPathOrUndefined(pod, field.path.slice(0, -1));
+    if (!isPlainMap(parent)) continue;
+    const value = parent[field.path[field.path.length - 1] as string];
+    if (value === undefined || value === null) continue;
+    const isRight = field.type === 'map' ? isPlainMap(value) : Array.isArray(value);
+    if (isRight) continue;
+    const example =
+      field.type === 'map'
+        ? 'a map of key: value lines (e.g. `app: web`), not a list or a single value'
+        : 'a list of items (each starting with `- `), not a single value or a map';
+    problems.push({ path: field.path, message: `is ${describe(value)}; it must be ${example}` });
+  }
+  return problems;
+}
+
+function valueAtPathOrUndefined(value: unknown, path: readonly string[]): unknown {
+  let current = value;
+  for (const key of path) current = isPlainMap(current) ? current[key] : undefined;
+  return current;
+}
+
+function isPlainMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'a list';
+  if (isPlainMap(value)) return 'a map';
+  return `${typeof value === 'string' ? 'the string' : `the ${typeof value}`} ${JSON.stringify(value)}`;
 }
 
 function valueAtPath(value: unknown, path: readonly (string | number)[]): unknown {
