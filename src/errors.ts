@@ -481,7 +481,8 @@ export const errorCatalog = {
   },
   MUTUAL_IO_WRITE_FAILED: {
     meaning: 'A file could not be written.',
-    action: 'Check that the directory exists and is writable; the message names the file.',
+    action:
+      'Check that the directory exists (or can be created: no file in the way) and is writable; the message names the path and what to give instead.',
   },
   MUTUAL_IO_ALREADY_EXISTS: {
     meaning: 'The output would overwrite existing keys or certificates, which Mutual never does silently.',

@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { MutualError } from '../errors.ts';
 
 /** Secrets are readable by their owner only; certificates and bundles by anyone. */
@@ -32,7 +32,14 @@ export async function writeNewFiles(dir: string, files: readonly OutputFile[]): 
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (error) {
-    throw writeFailed(dir, error);
+    const blocker = await fileInTheWay(dir);
+    if (blocker === undefined) throw writeFailed(dir, error);
+    const where = blocker === dir ? 'is a file' : `runs through ${blocker}, which is a file`;
+    throw new MutualError(
+      'MUTUAL_IO_WRITE_FAILED',
+      `--out ${dir} ${where}, not a directory: it names the directory for ${files.map((file) => file.name).join(', ')}: give a new path (it is created) or an existing directory, or move the file away`,
+      { cause: error },
+    );
   }
   for (const [index, file] of files.entries()) {
     const path = paths[index]!;
@@ -74,6 +81,18 @@ export async function readFileBytes(path: string, what: string): Promise<Buffer>
     throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${what} ${path}: ${reason}`, {
       cause: error,
     });
+  }
+}
+
+/** The path itself or its nearest existing ancestor, when that is not a directory. */
+async function fileInTheWay(dir: string): Promise<string | undefined> {
+  for (let path = resolve(dir); ; path = dirname(path)) {
+    try {
+      const isDirectory = (await stat(path)).isDirectory();
+      return isDirectory ? undefined : path === resolve(dir) ? dir : path;
+    } catch {
+      if (dirname(path) === path) return undefined;
+    }
   }
 }
 

@@ -221,6 +221,16 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       /MUTUAL_IO_WRITE_FAILED.*state directory.*a file is in the way/,
       1,
     ],
+    [
+      ['cert', 'issue', '--ca', join(dir, 'ca'), '--spiffe-id', web, '--out', join(dir, 'web', 'cert.pem')],
+      /MUTUAL_IO_WRITE_FAILED\]: --out \S+cert\.pem is a file, not a directory: it names the directory for cert\.pem, key\.pem, bundle\.pem: give a new path/,
+      1,
+    ],
+    [
+      ['ca', 'create', '--trust-domain', 'td', '--out', join(dir, 'web', 'cert.pem', 'ca')],
+      /MUTUAL_IO_WRITE_FAILED\]: --out \S+ runs through \S+cert\.pem, which is a file, not a directory: it names the directory for trust-anchor/,
+      1,
+    ],
     [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
   ];
   for (const [args, pattern, code] of cases) {
