@@ -157,12 +157,12 @@ export function loadAuthority(options: {
   const keyUsage = certificate.getExtension(x509.KeyUsagesExtension);
   if (!basicConstraints?.ca) {
     throw issuerInvalid(
-      `${source}: ${certificate.subject} is not a CA certificate (basicConstraints CA:false)`,
+      `${certificateName(source, certificate)} is not a CA certificate (basicConstraints CA:FALSE or missing${certificate.subject === '' ? ': an empty subject like this is a workload certificate' : ''}), so it cannot sign; give the issuer CA's certificate and its key instead (issuer.pem and issuer.key from \`mutual ca create\`, or your intermediate CA)`,
     );
   }
   if (keyUsage && (keyUsage.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
     throw issuerInvalid(
-      `${source}: ${certificate.subject} lacks keyUsage keyCertSign, so it cannot sign certificates`,
+      `${certificateName(source, certificate)} lacks keyUsage keyCertSign, so it cannot sign certificates`,
     );
   }
   const uri = certificate
@@ -203,6 +203,11 @@ export function assertCanSign(authority: CertificateAuthority, nowMs: number, so
       `${source}: ${authority.certificate.subject} is not valid before ${new Date(authority.notBeforeMs).toISOString()}; check the clock`,
     );
   }
+}
+
+/** `issuer.pem (CN=…)`, or the file alone when the subject is empty (a SPIFFE leaf has none). */
+function certificateName(source: string, certificate: x509.X509Certificate): string {
+  return certificate.subject === '' ? source : `${source} (${certificate.subject})`;
 }
 
 function issuerInvalid(message: string): MutualError {

@@ -115,7 +115,12 @@ test('a CA of your own is refused when the identity service would refuse it', as
       'MUTUAL_K8S_INSTALL_ISSUER_UNANCHORED',
       /does not chain to any trust anchor.*other-anchors\.pem/,
     ],
-    ['a leaf as issuer', own('anchors.pem', 'leaf.crt', 'leaf.key'), 'MUTUAL_PKI_ISSUER_INVALID', /not a CA/],
+    [
+      'a leaf as issuer',
+      own('anchors.pem', 'leaf.crt', 'leaf.key'),
+      'MUTUAL_PKI_ISSUER_INVALID',
+      /: \S+leaf\.crt is not a CA certificate \(basicConstraints CA:FALSE or missing: an empty subject like this is a workload certificate\), so it cannot sign; give the issuer CA's certificate and its key instead/,
+    ],
     [
       'another trust domain',
       [...own('anchors.pem', 'issuer.crt', 'issuer.key'), '--trust-domain', 'cluster.local'],
