@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parseDuration } from '../config/index.ts';
+import { parseDuration, parseDurationWithin } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import {
   bundleToPem,
@@ -75,8 +75,17 @@ interface IssueOptions {
 }
 
 async function issue(options: IssueOptions, context: CliContext): Promise<void> {
-  const lifetimeMs = parseDuration(options.lifetime, '--lifetime');
-  const skewMs = parseDuration(options.skew, '--skew');
+  // Limits of issueSvid (90d, skew 1h), checked here to report them as the flags were written.
+  const lifetimeMs = parseDurationWithin(options.lifetime, '--lifetime', {
+    atLeast: '1s',
+    atMost: '90d',
+    code: 'MUTUAL_PKI_LIFETIME_INVALID',
+  });
+  const skewMs = parseDurationWithin(options.skew, '--skew', {
+    atLeast: '0s',
+    atMost: '1h',
+    code: 'MUTUAL_PKI_LIFETIME_INVALID',
+  });
   const { issuer, bundle } = await readCaDirectory(resolve(context.cwd, options.ca), context.clock);
   const keys = await generateKeyPair();
   const svid = await issueSvid(issuer, {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parseDuration, parseListenAddress } from '../config/index.ts';
+import { parseDuration, parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import {
   createJoinTokenIssuer,
@@ -88,7 +88,8 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
       DEFAULT_STATE_DIR,
     )
     .action(async (options: TokenOptions) => {
-      const ttlMs = parseDuration(options.ttl, '--ttl');
+      // The join token's limits, reported as --ttl was written.
+      const ttlMs = parseDurationWithin(options.ttl, '--ttl', { atLeast: '1s', atMost: '365d' });
       const key = await loadOrCreateJoinTokenKey(resolve(context.cwd, options.stateDir, 'identity'));
       const issuer = createJoinTokenIssuer({ signingKey: key.privateKey, clock: context.clock });
       context.write(`${await issuer.mint({ namespace: options.ns, serviceAccount: options.sa, ttlMs })}\n`);

@@ -1,4 +1,4 @@
-import { MutualError } from '../errors.ts';
+import { type ErrorCode, MutualError } from '../errors.ts';
 
 const UNIT_MS: Record<string, number> = {
   ms: 1,
@@ -33,6 +33,39 @@ export function parseDuration(text: string, what = 'duration'): number {
     );
   }
   return totalMs;
+}
+
+export interface DurationBounds {
+  /** Inclusive lower bound, as users write it, e.g. `1s`. */
+  readonly atLeast: string;
+  /** Inclusive upper bound, as users write it, e.g. `90d`. */
+  readonly atMost: string;
+  /** The code to throw; MUTUAL_CLI_USAGE unless the domain has its own. */
+  readonly code?: ErrorCode;
+}
+
+/**
+ * parseDuration with limits, reported as the user wrote the value and as the limit is usually
+ * written (`--ttl "9999d" is longer than the maximum of 365d`), never in milliseconds.
+ */
+export function parseDurationWithin(text: string, what: string, bounds: DurationBounds): number {
+  const ms = parseDuration(text, what);
+  const minMs = parseDuration(bounds.atLeast);
+  const maxMs = parseDuration(bounds.atMost);
+  const fix = `give ${bounds.atLeast} to ${bounds.atMost}`;
+  if (ms < minMs) {
+    throw new MutualError(
+      bounds.code ?? 'MUTUAL_CLI_USAGE',
+      `${what} ${JSON.stringify(text)} is too short: ${fix}`,
+    );
+  }
+  if (ms > maxMs) {
+    throw new MutualError(
+      bounds.code ?? 'MUTUAL_CLI_USAGE',
+      `${what} ${JSON.stringify(text)} is longer than the maximum of ${bounds.atMost}: ${fix}`,
+    );
+  }
+  return ms;
 }
 
 /**

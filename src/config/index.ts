@@ -11,7 +11,7 @@ export {
   PROXY_ENV,
   parseAppProbes,
 } from './app-probes.ts';
-export { formatDuration, parseDuration } from './duration.ts';
+export { type DurationBounds, formatDuration, parseDuration, parseDurationWithin } from './duration.ts';
 export { type ListenAddress, parseListenAddress } from './listen-address.ts';
 
 export interface CliEnvironment {
