@@ -4,7 +4,7 @@
 // the Overview, the Certificates tab shows the issuer's expiry, and a stopped sidecar is a failing
 // check with its fix. Screenshots go to test-artifacts/.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -15,7 +15,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { systemClock } from '../../src/clock.ts';
 import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
 import type { MeshRuntime } from '../../src/mesh/index.ts';
-import { repoRoot } from '../e2e/run-mutual.ts';
+import { type MeshUp, repoRoot, startMeshUp } from '../e2e/run-mutual.ts';
 
 function chromiumPath(): string | undefined {
   try {
@@ -28,8 +28,7 @@ const executablePath = chromiumPath();
 const skip = executablePath ? false : 'chromium is not installed (apt-get install chromium; .ci/run does)';
 
 let dir: string;
-let up: ChildProcess;
-let upOutput = '';
+let up: MeshUp;
 let runtime: MeshRuntime;
 let dashboard: Dashboard;
 let browser: Browser;
@@ -40,23 +39,8 @@ before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'mutual-dashboard-e2e-'));
   const stateDir = join(dir, 'state');
-  up = spawn(
-    process.execPath,
-    [join(repoRoot(), 'bin', 'mutual.js'), 'up', '-f', 'examples/demo/mesh.yaml', '--state-dir', stateDir],
-    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  up.stderr!.on('data', (chunk: Buffer) => {
-    upOutput += chunk.toString();
-  });
-  // A data listener, not `for await … break`: breaking out would destroy up's stdout.
-  await new Promise<void>((resolve) => {
-    up.stdout!.on('data', (chunk: Buffer) => {
-      upOutput += chunk.toString();
-      if (upOutput.includes('The mesh is up')) resolve();
-    });
-    up.once('exit', () => resolve());
-  });
-  assert.match(upOutput, /The mesh is up/, upOutput);
+  up = await startMeshUp(['-f', 'examples/demo/mesh.yaml', '--state-dir', stateDir], 'The mesh is up');
+  assert.match(up.output(), /The mesh is up/, up.output());
   runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
   dashboard = await createDashboard(
     { stateDir, host: '127.0.0.1', port: 0, refreshMs: 500, checksTtlMs: 1000 },
@@ -75,10 +59,7 @@ after(async () => {
   if (skip) return;
   await browser?.close();
   dashboard?.destroy();
-  if (up && up.exitCode === null && up.signalCode === null) {
-    up.kill('SIGTERM');
-    await once(up, 'exit');
-  }
+  await up?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -130,7 +111,7 @@ test("a plaintext client on web's STRICT inbound shows as not secured, with the 
 });
 
 test('Certificates shows when the issuer expires, and every workload certificate', { skip }, async () => {
-  const issuerNotAfter = /issuer valid until (\S+?)Z/.exec(upOutput)![1]!;
+  const issuerNotAfter = /issuer valid until (\S+?)Z/.exec(up.output())![1]!;
   await page.goto(`${dashboard.url}#certificates`);
   const issuer = page.locator('tr[data-cert="issuer"]');
   await issuer.waitFor();

@@ -4,7 +4,6 @@
 // (injected), a plaintext client and a stopped sidecar each turn `check` red with the right
 // message; `mutual down` leaves no process behind.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -15,47 +14,21 @@ import { connect as tlsConnect } from 'node:tls';
 import { runCli } from '../../src/cli/index.ts';
 import { isRunning, type MeshRuntime } from '../../src/mesh/index.ts';
 import { createTestPki } from '../../src/testing/mesh-pki.ts';
-import { repoRoot, runMutual } from './run-mutual.ts';
+import { type MeshUp, repoRoot, runMutual, startMeshUp } from './run-mutual.ts';
 
 let dir: string;
-let up: ChildProcess;
-let upOutput = '';
+let up: MeshUp;
 let runtime: MeshRuntime;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-demo-'));
-  up = spawn(
-    process.execPath,
-    [
-      join(repoRoot(), 'bin', 'mutual.js'),
-      'up',
-      '-f',
-      'examples/demo/mesh.yaml',
-      '--state-dir',
-      join(dir, 'state'),
-    ],
-    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const isUp = new Promise<void>((resolve) => {
-    const collect = (chunk: Buffer) => {
-      upOutput += chunk.toString();
-      // The last line of the hints that follow the ready line.
-      if (upOutput.includes('stops everything')) resolve();
-    };
-    up.stdout!.on('data', collect);
-    up.stderr!.on('data', collect);
-    up.once('exit', () => resolve());
-  });
-  await isUp;
-  assert.match(upOutput, /The mesh is up: 4 services, every sidecar ready/, upOutput);
+  up = await startMeshUp(['-f', 'examples/demo/mesh.yaml', '--state-dir', join(dir, 'state')]);
+  assert.match(up.output(), /The mesh is up: 4 services, every sidecar ready/, up.output());
   runtime = JSON.parse(await readFile(join(dir, 'state', 'runtime.json'), 'utf8')) as MeshRuntime;
 });
 
 after(async () => {
-  if (up && up.exitCode === null && up.signalCode === null) {
-    up.kill('SIGTERM');
-    await once(up, 'exit');
-  }
+  await up?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -87,22 +60,28 @@ const failed = (report: { checks: Array<Record<string, any>> }) =>
     .map((c) => c.description);
 
 test('up prints every step and where to look', () => {
-  assert.match(upOutput, /✓ CA\s+created/);
-  assert.match(upOutput, /✓ identity\s+identity service https:\/\/127\.0\.0\.1:\d+ ready/);
+  assert.match(up.output(), /✓ CA\s+created/);
+  assert.match(up.output(), /✓ identity\s+identity service https:\/\/127\.0\.0\.1:\d+ ready/);
   assert.match(
-    upOutput,
+    up.output(),
     /✓ destination\s+destination service https:\/\/127\.0\.0\.1:\d+ ready, answering for 3 meshed addresses/,
   );
   for (const name of ['web', 'emoji', 'voting', 'vote-bot']) {
-    assert.match(upOutput, new RegExp(`✓ ${name}\\s+spiffe://cluster.local/ns/emojivoto/sa/${name} ready`));
+    assert.match(
+      up.output(),
+      new RegExp(`✓ ${name}\\s+spiffe://cluster.local/ns/emojivoto/sa/${name} ready`),
+    );
   }
-  assert.match(upOutput, /npx mutual edges --state-dir/);
+  assert.match(up.output(), /npx mutual edges --state-dir/);
   // Where a peer (or openssl s_client) reaches each sidecar, and its admin port.
   for (const name of ['web', 'emoji', 'voting']) {
     const { ports, adminUrl } = service(name);
-    assert.ok(upOutput.includes(`mTLS in 127.0.0.1:${ports[0]!.inboundPort}; admin ${adminUrl}`), upOutput);
+    assert.ok(
+      up.output().includes(`mTLS in 127.0.0.1:${ports[0]!.inboundPort}; admin ${adminUrl}`),
+      up.output(),
+    );
   }
-  assert.ok(upOutput.includes(`no inbound port; admin ${service('vote-bot').adminUrl}`), upOutput);
+  assert.ok(up.output().includes(`no inbound port; admin ${service('vote-bot').adminUrl}`), up.output());
 });
 
 test('web answers with data from emoji and voting, carried by the sidecars', async () => {
@@ -285,8 +264,8 @@ test('down stops every process and forgets the runtime', async () => {
   const result = await mutual('down');
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /Stopped the mesh/);
-  if (up.exitCode === null && up.signalCode === null) await once(up, 'exit');
-  assert.match(upOutput, /SIGTERM: stopping the mesh\nStopped every process of the mesh\./);
+  if (up.child.exitCode === null && up.child.signalCode === null) await once(up.child, 'exit');
+  assert.match(up.output(), /SIGTERM: stopping the mesh\nStopped every process of the mesh\./);
   const recorded = [
     runtime.identity,
     runtime.destination!,

@@ -15,7 +15,7 @@ import { after, before, test } from 'node:test';
 import { isRunning, type MeshRuntime } from '../../src/mesh/index.ts';
 import { netnsUnavailableReason } from '../../src/mesh/netns/index.ts';
 import { hasCommand } from '../../src/testing/netns.ts';
-import { repoRoot, runMutual } from './run-mutual.ts';
+import { repoRoot, runMutual, startMeshUp } from './run-mutual.ts';
 
 const MARKER = 'NETNS-PLAINTEXT-MARKER-51c9';
 const skip =
@@ -45,28 +45,15 @@ const started: ChildProcess[] = [];
 
 /** Starts `mutual up --isolation netns` and resolves once it says the mesh is up. */
 async function up(stateDir: string, meshFile = join(dir, 'mesh.yaml'), services = 2) {
-  const child = spawn(
-    process.execPath,
-    [
-      join(repoRoot(), 'bin', 'mutual.js'),
-      ...['up', '-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir],
-    ],
-    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir],
+    'The mesh is up',
   );
-  started.push(child);
-  let output = '';
-  await new Promise<void>((resolve) => {
-    const collect = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('The mesh is up')) resolve();
-    };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
-    child.once('exit', () => resolve());
-  });
+  started.push(mesh.child);
+  const output = mesh.output();
   assert.match(output, new RegExp(`The mesh is up: ${services} services`), output);
   const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
-  return { child, runtime, output: () => output };
+  return { child: mesh.child, runtime, output: mesh.output };
 }
 
 const sh = (command: string, args: string[]) => execFileSync(command, args, { encoding: 'utf8' });

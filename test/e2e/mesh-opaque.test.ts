@@ -4,14 +4,12 @@
 // a sidecar that waited for the app's first bytes would hold it for the whole detection timeout
 // (10 s), which is what Linkerd users meet when a server-speaks-first port is not marked opaque.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { MeshRuntime } from '../../src/mesh/index.ts';
-import { repoRoot } from './run-mutual.ts';
+import { type MeshUp, startMeshUp } from './run-mutual.ts';
 
 const GREETING = 'HELLO-FROM-GREETER';
 const GREETER = `require('node:net').createServer((s) => s.end('${GREETING}\\n')).listen(Number(process.env.PORT), '127.0.0.1')`;
@@ -35,43 +33,19 @@ services:
 const GREETING_BOUND_MS = 6_000;
 
 let dir: string;
-let up: ChildProcess;
+let up: MeshUp;
 let runtime: MeshRuntime;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-opaque-'));
   await writeFile(join(dir, 'mesh.yaml'), MESH);
-  up = spawn(
-    process.execPath,
-    [
-      join(repoRoot(), 'bin', 'mutual.js'),
-      'up',
-      '-f',
-      join(dir, 'mesh.yaml'),
-      '--state-dir',
-      join(dir, 'state'),
-    ],
-    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  await new Promise<void>((resolve) => {
-    const collect = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('The mesh is up')) resolve();
-    };
-    up.stdout!.on('data', collect);
-    up.stderr!.on('data', collect);
-    up.once('exit', () => resolve());
-  });
-  assert.match(output, /The mesh is up: 2 services/, output);
+  up = await startMeshUp(['-f', join(dir, 'mesh.yaml'), '--state-dir', join(dir, 'state')], 'The mesh is up');
+  assert.match(up.output(), /The mesh is up: 2 services/, up.output());
   runtime = JSON.parse(await readFile(join(dir, 'state', 'runtime.json'), 'utf8')) as MeshRuntime;
 });
 
 after(async () => {
-  if (up && up.exitCode === null && up.signalCode === null) {
-    up.kill('SIGTERM');
-    await once(up, 'exit');
-  }
+  await up?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -1,14 +1,12 @@
 // `mutual up` with a mesh.yaml that cannot start: the error names the service and the cause, and
 // nothing is left running. A command that does not exist used to read "exited (code -2)".
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isRunning, type MeshRuntime } from '../../src/mesh/index.ts';
-import { repoRoot, runMutual } from './run-mutual.ts';
+import { runMutual, startMeshUp } from './run-mutual.ts';
 
 let dir: string;
 
@@ -89,30 +87,16 @@ test('a reader that stops reading (mutual up | head) does not kill up: it keeps 
       '',
     ].join('\n'),
   );
-  const up = spawn(
-    process.execPath,
-    [join(repoRoot(), 'bin', 'mutual.js'), 'up', '-f', join(dir, 'mesh-epipe.yaml'), '--state-dir', stateDir],
-    { cwd: repoRoot(), env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const exited = once(up, 'exit');
-  let output = '';
-  await new Promise<void>((resolve) => {
-    up.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('stops everything')) resolve();
-    });
-    up.once('exit', () => resolve());
-  });
-  assert.match(output, /The mesh is up/, output);
-  up.stdout!.destroy();
-  up.stderr!.destroy();
+  const up = await startMeshUp(['-f', join(dir, 'mesh-epipe.yaml'), '--state-dir', stateDir]);
+  assert.match(up.output(), /The mesh is up/, up.output());
+  up.child.stdout!.destroy();
+  up.child.stderr!.destroy();
   const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
   // up has something to say: the sidecar it supervises is gone.
   process.kill(-runtime.services[0]!.proxy.pid, 'SIGKILL');
   await new Promise((resolve) => setTimeout(resolve, 1_000));
-  assert.equal(up.exitCode, null, 'up is still running after its output was closed');
-  up.kill('SIGTERM');
-  await exited;
+  assert.equal(up.child.exitCode, null, 'up is still running after its output was closed');
+  await up.stop();
   for (const process of [runtime.identity, runtime.destination!, runtime.services[0]!.app])
     assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
 });

@@ -16,6 +16,48 @@ export function repoRoot(): string {
   return dir;
 }
 
+/** A running `mutual up`, started as a user starts it. */
+export interface MeshUp {
+  readonly child: ChildProcess;
+  /** Everything it printed so far, stdout and stderr together. */
+  output(): string;
+  /** SIGTERM, then wait for it to exit (nothing to do once it has). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `mutual up ARGS` from the repository root (NO_COLOR) and resolves once its output
+ * includes `until` (by default the last of the hints after the ready line), or once it exits.
+ * Output is read with listeners for as long as it runs: a reader that stopped would close up's
+ * stdout under it.
+ */
+export async function startMeshUp(args: readonly string[], until = 'stops everything'): Promise<MeshUp> {
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), 'up', ...args], {
+    cwd: repoRoot(),
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = once(child, 'exit');
+  let output = '';
+  await new Promise<void>((resolve) => {
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes(until)) resolve();
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    child.once('exit', () => resolve());
+  });
+  return {
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 export interface MutualRun {
   code: number | null;
   stdout: string;
