@@ -1,4 +1,4 @@
-// Binding a daemon's server to its address: resolves once it listens, or fails with the daemon's
+// Binding a daemon's (or the sidecar's) server to its address: resolves once it listens, or fails with the daemon's
 // own LISTEN_FAILED code naming the address and the reason (EADDRINUSE, EACCES ...), never with
 // an uncaught 'error' event.
 import type { Server } from 'node:net';
@@ -6,7 +6,7 @@ import { type ErrorCode, MutualError } from './errors.ts';
 
 export function listenOn(
   server: Server,
-  address: { readonly host: string; readonly port: number },
+  address: { readonly host: string; readonly port: number; readonly ipv6Only?: boolean },
   failure: { readonly code: ErrorCode; readonly what: string },
 ): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -19,7 +19,7 @@ export function listenOn(
         ),
       );
     server.once('error', onError);
-    server.listen(address.port, address.host, () => {
+    server.listen({ port: address.port, host: address.host, ipv6Only: address.ipv6Only ?? false }, () => {
       server.off('error', onError);
       resolve();
     });

@@ -5,7 +5,8 @@ import type { TLSSocket } from 'node:tls';
 import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import type { ProxyConfig } from '../config/index.ts';
-import { MutualError } from '../errors.ts';
+import type { MutualError } from '../errors.ts';
+import { listenOn } from '../listen-on.ts';
 import { createRegistry, type Registry } from '../metrics/index.ts';
 import { decodePemOfType } from '../pki/index.ts';
 import { staticWorkloadPolicy, type WorkloadPolicy } from '../policy/index.ts';
@@ -161,20 +162,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
     address: { host: string; port: number; ipv6Only?: boolean },
     what: string,
   ): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(
-          new MutualError(
-            'MUTUAL_PROXY_LISTEN_FAILED',
-            `cannot listen on ${address.host}:${address.port} (${what}): ${error.code ?? error.message}`,
-            { cause: error },
-          ),
-        ),
-      );
-      server.listen({ port: address.port, host: address.host, ipv6Only: address.ipv6Only ?? false }, () =>
-        resolve(),
-      );
-    });
+    await listenOn(server, address, { code: 'MUTUAL_PROXY_LISTEN_FAILED', what });
     listeners.push(server);
     return server.address() as AddressInfo;
   }
