@@ -21,6 +21,9 @@ export function listenOn(
     server.once('error', onError);
     server.listen({ port: address.port, host: address.host, ipv6Only: address.ipv6Only ?? false }, () => {
       server.off('error', onError);
+      // Once listening, an 'error' is a failed accept (EMFILE …): that connection is lost, the
+      // server keeps listening, and the daemon must not die of an unhandled event.
+      server.on('error', () => {});
       resolve();
     });
   });
