@@ -1,5 +1,6 @@
 // The admin endpoint every Mutual daemon serves: /live (the process answers), /ready (it can do
-// its job), /metrics (Prometheus). Plain HTTP, bound to loopback unless configured otherwise.
+// its job), /metrics (Prometheus). Plain HTTP, bound to loopback unless configured otherwise (in
+// Kubernetes every pod can reach it), so no request may take the daemon down.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from '../metrics/index.ts';
 
@@ -11,34 +12,74 @@ export interface AdminDeps {
   readonly routes?: Readonly<Record<string, (request: IncomingMessage, response: ServerResponse) => void>>;
 }
 
+/** The path of a request target, or undefined when it is not one (`//[`, `http://[`: Node passes those on). */
+export function requestPath(target: string | undefined): string | undefined {
+  try {
+    return new URL(target ?? '/', 'http://admin').pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 export function createAdminServer(deps: AdminDeps): Server {
-  const server = createServer((request, response) => {
-    const path = new URL(request.url ?? '/', 'http://admin').pathname;
-    const route = deps.routes?.[`${request.method} ${path}`];
+  const routes = deps.routes ?? {};
+  const text = (
+    response: ServerResponse,
+    status: number,
+    body: string,
+    headers: Record<string, string> = {},
+  ) => {
+    if (response.headersSent || response.destroyed) return;
+    response.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(body);
+  };
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
+    const path = requestPath(request.url);
+    if (path === undefined) {
+      text(response, 400, `bad request target ${JSON.stringify(request.url)}: ask for a path, e.g. /ready\n`);
+      return;
+    }
+    const route = routes[`${request.method} ${path}`];
     if (route) {
       route(request, response);
       return;
     }
+    const routeMethods = Object.keys(routes)
+      .filter((key) => key.slice(key.indexOf(' ') + 1) === path)
+      .map((key) => key.slice(0, key.indexOf(' ')));
+    if (routeMethods.length > 0) {
+      text(response, 405, `use ${routeMethods.join(' or ')} for ${path}\n`, {
+        allow: routeMethods.join(', '),
+      });
+      return;
+    }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
-      response.writeHead(405, { allow: 'GET' }).end();
+      text(response, 405, `use GET for ${path}\n`, { allow: 'GET, HEAD' });
       return;
     }
     if (path === '/live') {
-      response.writeHead(200, { 'content-type': 'text/plain' }).end('live\n');
+      text(response, 200, 'live\n');
     } else if (path === '/ready') {
       const reason = deps.notReadyReason();
-      response
-        .writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' })
-        .end(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
+      text(
+        response,
+        reason === undefined ? 200 : 503,
+        reason === undefined ? 'ready\n' : `not ready: ${reason}\n`,
+      );
     } else if (path === '/metrics') {
       deps.registry.metrics().then(
-        (text) => response.writeHead(200, { 'content-type': deps.registry.contentType }).end(text),
-        () => response.writeHead(500).end(),
+        (body) => text(response, 200, body, { 'content-type': deps.registry.contentType }),
+        (error: Error) => text(response, 500, `metrics failed: ${error.message}\n`),
       );
     } else {
-      response
-        .writeHead(404, { 'content-type': 'text/plain' })
-        .end('not found: try /live, /ready or /metrics\n');
+      text(response, 404, 'not found: try /live, /ready or /metrics\n');
+    }
+  };
+  const server = createServer((request, response) => {
+    try {
+      handle(request, response);
+    } catch (error) {
+      // A bug in one answer costs that request, not the daemon.
+      text(response, 500, `internal error: ${(error as Error).message}\n`);
     }
   });
   server.headersTimeout = 5_000;
