@@ -149,6 +149,15 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
             .end('shutdown is only accepted from localhost\n');
           return;
         }
+        // A web page open in a browser on this machine also comes from loopback: browsers mark its
+        // requests with Origin or Sec-Fetch-Site; curl, kubectl exec and preStop hooks do not.
+        const site = request.headers['sec-fetch-site'];
+        if (request.headers.origin !== undefined || (site !== undefined && site !== 'none')) {
+          response
+            .writeHead(403, { 'content-type': 'text/plain' })
+            .end('shutdown is not accepted from a web page (the request has Origin or Sec-Fetch-Site)\n');
+          return;
+        }
         response.writeHead(202, { 'content-type': 'text/plain' }).end('draining\n');
         deps.onShutdownRequest?.();
       },
