@@ -138,6 +138,27 @@ export function createProxyMetrics(registry: Registry) {
 
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
 
+const KNOWN_METHODS = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'CONNECT',
+  'OPTIONS',
+  'TRACE',
+  'PATCH',
+]);
+
+/**
+ * The `method` label: the standard methods as sent, any other as `other`. HTTP/2 lets a client
+ * send any token as :method (thousands of bytes, a new one per request), and every distinct label
+ * value is a series the proxy keeps forever and every scrape carries.
+ */
+export function methodLabel(method: string | undefined): string {
+  return method !== undefined && KNOWN_METHODS.has(method) ? method : 'other';
+}
+
 /** Prometheus labels for a peer's TLS status. */
 export function tlsLabels(peer: PeerTls, otherId: string | undefined, direction: 'inbound' | 'outbound') {
   if (peer.kind === 'mtls') {

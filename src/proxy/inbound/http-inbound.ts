@@ -20,7 +20,7 @@ import {
   forwardRequest,
   Pool,
 } from '../http-forward.ts';
-import { countConnectionBytes, flushConnectionBytes, tlsLabels } from '../metrics.ts';
+import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
 export function createHttpInbound(deps: InboundDeps) {
@@ -75,7 +75,7 @@ export function createHttpInbound(deps: InboundDeps) {
     response.once('finish', () => {
       flushConnectionBytes(request.socket);
       const status = String(response.statusCode);
-      metrics.httpRequests.inc({ ...labels, method: request.method ?? '', status_code: status });
+      metrics.httpRequests.inc({ ...labels, method: methodLabel(request.method), status_code: status });
       metrics.httpDuration.observe(
         { tls: labels.tls, status_code: status },
         (clock.now() - startedMs) / 1000,

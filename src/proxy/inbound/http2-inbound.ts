@@ -19,7 +19,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { InboundContext } from '../connection-context.ts';
 import { CLIENT_ID_HEADER, DENIED_BY_HEADER } from '../http-forward.ts';
-import { countConnectionBytes, flushConnectionBytes, tlsLabels } from '../metrics.ts';
+import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
@@ -68,7 +68,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
       if (status === 0 || stream.rstCode !== NGHTTP2_NO_ERROR) return;
       flushConnectionBytes(socket);
       const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
-      metrics.httpRequests.inc({ ...labels, method, status_code: String(status) });
+      metrics.httpRequests.inc({ ...labels, method: methodLabel(method), status_code: String(status) });
       metrics.httpDuration.observe(
         { tls: labels.tls, status_code: String(status) },
         (clock.now() - startedMs) / 1000,

@@ -17,7 +17,7 @@ import {
   PROXY_ERROR_HEADER,
   requestHeadText,
 } from '../http-forward.ts';
-import { flushConnectionBytes, type ProxyMetrics } from '../metrics.ts';
+import { flushConnectionBytes, methodLabel, type ProxyMetrics } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { MeshedDestination } from './destinations.ts';
 
@@ -107,7 +107,7 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
       const status = String(response.statusCode);
       deps.metrics.outboundHttpRequests.inc({
         ...context.labels,
-        method: request.method ?? '',
+        method: methodLabel(request.method),
         status_code: status,
       });
       deps.metrics.outboundHttpDuration.observe(
