@@ -51,7 +51,10 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   },
 };
 
-const LOOPBACK_NAMES = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+/** Host names that only this machine resolves to: localhost, 127.0.0.0/8, [::1]. */
+function isLoopbackName(name: string): boolean {
+  return name === 'localhost' || name === '[::1]' || /^127(\.\d{1,3}){3}$/.test(name);
+}
 
 export async function createDashboard(config: DashboardConfig, deps: { clock: Clock }): Promise<Dashboard> {
   const refreshMs = config.refreshMs ?? 2000;
@@ -108,9 +111,9 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
     }
   };
 
-  const server = createServer(async (request: IncomingMessage, response: ServerResponse) => {
-    const url = new URL(request.url ?? '/', 'http://dashboard');
+  const handle = async (request: IncomingMessage, response: ServerResponse) => {
     const send = (status: number, type: string, body: string, extra: Record<string, string> = {}) => {
+      if (response.headersSent || response.destroyed) return;
       response.writeHead(status, { ...SECURITY_HEADERS, 'content-type': type, ...extra });
       response.end(request.method === 'HEAD' ? undefined : body);
     };
@@ -125,12 +128,25 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
       );
     }
     const hostName = (request.headers.host ?? '').replace(/:\d+$/, '');
-    if (!config.isRemoteAllowed && !LOOPBACK_NAMES.has(hostName)) {
+    if (!config.isRemoteAllowed && !isLoopbackName(hostName)) {
       return sendJson(
         421,
         apiError(
           'MUTUAL_DASHBOARD_HOST_REFUSED',
           `Host ${JSON.stringify(request.headers.host ?? '')} is not this machine: open the dashboard at http://127.0.0.1:PORT/, or start it with --allow-remote`,
+        ),
+      );
+    }
+    let url: URL;
+    try {
+      url = new URL(request.url ?? '/', 'http://dashboard');
+    } catch {
+      // Node passes on targets such as //[ that are not URLs.
+      return sendJson(
+        400,
+        apiError(
+          'MUTUAL_DASHBOARD_NOT_FOUND',
+          `${JSON.stringify(request.url)} is not a path: open / or one of /api/overview, /api/edges, /api/certificates, /api/policy, /api/checks, /api/stream`,
         ),
       );
     }
@@ -179,6 +195,15 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
     } catch (error) {
       return sendJson(503, errorBody(error));
     }
+  };
+  const server = createServer((request, response) => {
+    // Whatever goes wrong answers this request; it never becomes an unhandled rejection.
+    handle(request, response).catch((error: unknown) => {
+      if (response.headersSent) return response.destroy();
+      response
+        .writeHead(500, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8' })
+        .end(`${JSON.stringify(errorBody(error))}\n`);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (cause: NodeJS.ErrnoException) =>
