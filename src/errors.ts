@@ -158,8 +158,9 @@ export const errorCatalog = {
       'POST /v1/certify takes a JSON object {"token": "...", "csr": "-----BEGIN CERTIFICATE REQUEST-----..."}.',
   },
   MUTUAL_IDENTITY_REQUEST_TOO_LARGE: {
-    meaning: 'A request body is larger than the identity service accepts (64 KiB).',
-    action: 'Send one CSR and one token per request; neither needs more than a few KiB.',
+    meaning:
+      'A request body is larger than the identity service accepts (64 KiB), or its headers are larger than 16 KiB (431).',
+    action: 'Send one CSR and one token per request, with the usual headers; none needs more than a few KiB.',
   },
   MUTUAL_IDENTITY_RATE_LIMITED: {
     meaning: 'One identity asked for certificates faster than the per-identity rate limit allows.',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, maxHeaderSize, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
@@ -70,23 +70,38 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       return;
     }
     const isTimeout = code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT';
+    const isTooLarge = code === 'HPE_HEADER_OVERFLOW';
     const refusal = isTimeout
       ? new MutualError(
           'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
           `the request headers did not arrive within ${clientTimeoutMs} ms`,
         )
-      : new MutualError(
-          'MUTUAL_IDENTITY_REQUEST_INVALID',
-          `the request is not valid HTTP (${code || error.message})`,
-        );
+      : isTooLarge
+        ? new MutualError(
+            'MUTUAL_IDENTITY_REQUEST_TOO_LARGE',
+            `the request headers are larger than ${maxHeaderSize} bytes in all`,
+          )
+        : new MutualError(
+            'MUTUAL_IDENTITY_REQUEST_INVALID',
+            `the request is not valid HTTP (${code || error.message})`,
+          );
     try {
       deps.certifier.recordRefusal(refusal, requesterOf(socket as import('node:net').Socket));
     } catch {
       // The audit log cannot be written; the socket is refused all the same, and certify fails.
     }
     if (socket.writable) {
-      const status = isTimeout ? '408 Request Timeout' : '400 Bad Request';
-      const body = `${JSON.stringify({ error: { code: refusal.code, message: refusal.message } })}\n`;
+      const status = isTimeout
+        ? '408 Request Timeout'
+        : isTooLarge
+          ? '431 Request Header Fields Too Large'
+          : '400 Bad Request';
+      const answer = {
+        code: refusal.code,
+        message: refusal.message,
+        hint: errorCatalog[refusal.code].action,
+      };
+      const body = `${JSON.stringify({ error: answer })}\n`;
       socket.end(
         `HTTP/1.1 ${status}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
@@ -109,7 +124,16 @@ async function handle(
   deps: IdentityApiDeps,
   clientTimeoutMs: number,
 ): Promise<void> {
-  const url = new URL(request.url ?? '/', 'https://identity');
+  let url: URL;
+  try {
+    url = new URL(request.url ?? '/', 'https://identity');
+  } catch {
+    // Node passes on targets such as //[ that are not URLs.
+    throw new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      `the request target ${JSON.stringify(request.url)} is not a path: use POST /v1/certify or GET /v1/bundle`,
+    );
+  }
   if (url.pathname === '/v1/certify') {
     if (request.method !== 'POST') return sendMethodNotAllowed(response, 'POST');
     const requester = requesterOf(request.socket);

@@ -166,3 +166,81 @@ test('requests refused before the certifier are audited with their reason', asyn
   }
   assert.equal((await validCertify()).status, 200);
 });
+
+/** Sends `bytes` over TLS at once; resolves with what came back before the server closed. */
+function rawTls(bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({
+      host: service.apiUrl.hostname,
+      port: Number(service.apiUrl.port),
+      ca: bundlePem,
+      checkServerIdentity: () => undefined,
+    });
+    let received = '';
+    socket.on('secureConnect', () => socket.end(bytes));
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString();
+    });
+    // A refused oversized request may end in a reset after the answer: what came is kept.
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(received));
+  });
+}
+
+test('huge or repeated headers, targets that are not URLs and malformed framing get coded answers', async () => {
+  const post = 'POST /v1/certify HTTP/1.1\r\nHost: identity\r\ncontent-type: application/json\r\n';
+  const cases: Array<[string, string, string, RegExp]> = [
+    [
+      `${post}X-Huge: ${'a'.repeat(20_000)}\r\n\r\n`,
+      '431',
+      'MUTUAL_IDENTITY_REQUEST_TOO_LARGE',
+      /headers are larger than 16384 bytes/,
+    ],
+    [
+      `${post}${'X-Again: aaaaaaaaaa\r\n'.repeat(1500)}\r\n`,
+      '431',
+      'MUTUAL_IDENTITY_REQUEST_TOO_LARGE',
+      /headers are larger than 16384 bytes/,
+    ],
+    [
+      'GET //[ HTTP/1.1\r\nHost: identity\r\nConnection: close\r\n\r\n',
+      '400',
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      /request target "\/\/\[" is not a path: use POST \/v1\/certify or GET \/v1\/bundle/,
+    ],
+    [
+      `${post}transfer-encoding: chunked\r\nConnection: close\r\n\r\n${`4000\r\n${'a'.repeat(0x4000)}\r\n`.repeat(5)}0\r\n\r\n`,
+      '413',
+      'MUTUAL_IDENTITY_REQUEST_TOO_LARGE',
+      /body is larger than 65536 bytes/,
+    ],
+    [
+      `${post}content-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`,
+      '400',
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      /not valid HTTP \(HPE_/,
+    ],
+    [
+      `${post}content-length: 4\r\nConnection: close\r\n\r\nnull`,
+      '400',
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      /must be a JSON object with string fields "token" and "csr"/,
+    ],
+  ];
+  for (const [request, status, code, message] of cases) {
+    const answer = await rawTls(request);
+    const what = request.slice(0, 60);
+    assert.match(answer, new RegExp(`^HTTP/1\\.1 ${status} `), what);
+    const body = JSON.parse(answer.slice(answer.indexOf('{'), answer.lastIndexOf('}') + 1));
+    assert.equal(body.error.code, code, what);
+    assert.match(body.error.message, message, what);
+    assert.equal(typeof body.error.hint, 'string', what);
+    assert.equal((await call('/v1/bundle', '')).status, 200, `still serving after ${what}`);
+  }
+  const audit = await readFile(join(dir, 'state', 'identity', 'audit.log'), 'utf8');
+  assert.match(
+    audit,
+    /"reason":"MUTUAL_IDENTITY_REQUEST_TOO_LARGE","message":"the request headers are larger/,
+  );
+  assert.equal((await validCertify()).status, 200);
+});
