@@ -67,9 +67,9 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
     program
       .command('inject')
       .description(
-        'add the Mutual sidecar to the pods of Kubernetes manifests (FILE or - for stdin); prints YAML, reports on stderr',
+        'add the Mutual sidecar to the pods of Kubernetes manifests (FILE or - for stdin); prints them as given (YAML, or JSON as kubectl prints it), reports on stderr',
       )
-      .argument('[file]', 'YAML manifests (Deployments, Pods, CronJobs, Lists …); - reads stdin'),
+      .argument('[file]', 'YAML or JSON manifests (Deployments, Pods, CronJobs, Lists …); - reads stdin'),
   ).action(async (file: string | undefined, flags: InjectFlags) => injectFile(file, flags, context));
   addInjectFlags(
     inject
@@ -175,7 +175,7 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   const text =
     file === '-' ? await readStdin() : await readTextFile(resolve(context.cwd, file), 'manifest file');
   const result = injectManifests(text, name, options);
-  context.write(result.yaml);
+  context.write(result.output);
   if (result.report.length === 0) {
     context.writeError(`${name}: no pods or workloads found; printed unchanged\n`);
   }

@@ -114,7 +114,7 @@ export function namespace(name: string, labels: Record<string, string> = {}): Fa
 
 /** The apps through `mutual inject` with these anchors, and the pods their ReplicaSets would make. */
 export function injectedPods(anchorsPem: string, install: RenderedInstall, hash = '5d8f7b9c4'): FakeObject[] {
-  const { yaml } = injectManifests(APPS, 'apps.yaml', {
+  const { output: yaml } = injectManifests(APPS, 'apps.yaml', {
     ...DEFAULT_INJECT_OPTIONS,
     trustDomain: install.identityCa.trustDomain,
     trustAnchorsPem: anchorsPem,

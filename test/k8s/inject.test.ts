@@ -17,7 +17,7 @@ import { Job } from 'kubernetes-models/batch/v1/Job';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { createProgram, runCli } from '../../src/cli/index.ts';
 import { systemClock } from '../../src/clock.ts';
 import { loadProxyConfig, type ProxyFlags } from '../../src/config/index.ts';
@@ -91,7 +91,12 @@ async function golden(file: string, actual: string): Promise<void> {
 
 /** The versioned annotation is the one thing that moves with every release. */
 const masked = (text: string) =>
-  text.replaceAll(`mutual.dev/proxy-injected: ${VERSION}`, 'mutual.dev/proxy-injected: <version>');
+  text
+    .replaceAll(`mutual.dev/proxy-injected: ${VERSION}`, 'mutual.dev/proxy-injected: <version>')
+    .replaceAll(`"mutual.dev/proxy-injected": "${VERSION}"`, '"mutual.dev/proxy-injected": "<version>"');
+
+/** JSON as `kubectl get -o json` prints it: indented by 4 spaces, a newline at the end. */
+const asKubectlJson = (value: unknown) => `${JSON.stringify(value, null, 4)}\n`;
 
 const CASES = [
   { name: 'deployment', injected: 1 },
@@ -112,6 +117,92 @@ for (const c of CASES) {
     assert.ok(validateAll(run.stdout) > 0);
   });
 }
+
+test('golden: JSON in, JSON out: a kubectl List (written by kubectl create -o json) comes back as JSON indented as kubectl does, injected as its YAML would be', async () => {
+  const run = await inject(['inject-kubectl-list.in.json']);
+  assert.equal(run.code, 0, run.stderr);
+  await golden('inject-kubectl-list.out.json', masked(run.stdout));
+  assert.equal(run.stderr, 'deployment/web (inject-kubectl-list.in.json:22): injected\n');
+  const list = JSON.parse(run.stdout) as { items: unknown[] };
+  assert.equal(
+    run.stdout,
+    asKubectlJson(list),
+    'JSON.parse takes it and it is laid out as kubectl prints JSON',
+  );
+  assert.equal(validateAll(run.stdout), 2);
+  // The same objects given as YAML are injected to the same values.
+  const input = JSON.parse(await readFile(join(GOLDEN_DIR, 'inject-kubectl-list.in.json'), 'utf8'));
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'list.yaml'), stringify(input));
+    const yaml = await inject(['list.yaml'], dir);
+    assert.equal(yaml.code, 0, yaml.stderr);
+    assert.doesNotMatch(yaml.stdout, /^\s*\{/, 'YAML in, YAML out');
+    assert.deepEqual(parseAllDocuments(yaml.stdout)[0]?.toJS(), list);
+    // Injected again: nothing to do, printed byte for byte.
+    await writeFile(join(dir, 'injected.json'), run.stdout);
+    const again = await inject(['injected.json'], dir);
+    assert.equal(again.stdout, run.stdout);
+    assert.match(again.stderr, /already injected/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('JSON documents keep their format one by one: JSON objects one after another (a stream kubectl reads), and JSON among YAML documents; flow-style YAML stays YAML', async () => {
+  const pod = (name: string) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name },
+    spec: { containers: [{ name: 'app', image: 'nginx' }] },
+  });
+  const service = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 's' },
+    spec: { ports: [{ port: 80 }] },
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    // Two objects one after the other, the second on one line: each printed back as kubectl would.
+    await writeFile(join(dir, 'stream.json'), `${asKubectlJson(pod('a'))}${JSON.stringify(pod('b'))}\n`);
+    const stream = await inject(['stream.json'], dir);
+    assert.equal(stream.code, 0, stream.stderr);
+    assert.equal(stream.stderr, 'pod/a (stream.json:1): injected\npod/b (stream.json:16): injected\n');
+    const [a, b] = stream.stdout.split(/\n(?=\{)/).map((text) => JSON.parse(text));
+    assert.equal(stream.stdout, `${asKubectlJson(a)}${asKubectlJson(b)}`);
+    assert.deepEqual([a.metadata.name, b.metadata.name], ['a', 'b']);
+    assert.equal(validateAll(stream.stdout.replace(/\n(?=\{)/, '\n---\n')), 2);
+
+    // A YAML stream: a JSON pod, an unchanged JSON Service (byte for byte) and a flow-style YAML pod.
+    const text = [
+      `# from kubectl\n${JSON.stringify(pod('c'))}  # trailing comment\n`,
+      `${JSON.stringify(service)}\n`,
+      '{apiVersion: v1, kind: Pod, metadata: {name: d}, spec: {containers: [{name: app, image: nginx}]}}\n',
+    ].join('---\n');
+    await writeFile(join(dir, 'mixed.yaml'), text);
+    const mixed = await inject(['mixed.yaml'], dir);
+    assert.equal(mixed.code, 0, mixed.stderr);
+    const [c, s, d] = mixed.stdout.split(/^---\n/m);
+    assert.match(c ?? '', /^# from kubectl\n\{\n {4}"apiVersion": "v1",\n/);
+    assert.match(c ?? '', /\n\} {2}# trailing comment\n$/);
+    assert.equal(s, `${JSON.stringify(service)}\n`);
+    assert.match(d ?? '', /^apiVersion: v1\nkind: Pod\n/, 'flow-style YAML is YAML, printed as YAML');
+    assert.equal(validateAll(mixed.stdout), 3);
+    assert.equal(mixed.stderr.match(/: injected$/gm)?.length, 2);
+
+    await writeFile(join(dir, 'broken.json'), '{\n    "kind": "Pod"\n    "apiVersion": "v1"\n}\n');
+    const broken = await inject(['broken.json'], dir);
+    assert.equal(broken.code, 1);
+    assert.equal(broken.stdout, '');
+    assert.match(
+      broken.stderr,
+      /^error\[MUTUAL_K8S_INJECT_YAML_INVALID\]: broken\.json is not valid JSON \(nor YAML\):\n {2}broken\.json:3:5: Missing , between flow map items\n/,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test('golden: an injected file injected again is printed byte for byte, every workload "already injected"', async () => {
   const first = await inject(['inject-deployment.in.yaml']);
@@ -390,6 +481,21 @@ test('stdin: `mutual inject -` reads the manifests from stdin (the real binary)'
   assert.equal(run.code, 0, run.stderr);
   assert.equal(masked(run.stdout), await readFile(join(GOLDEN_DIR, 'inject-cronjob.out.yaml'), 'utf8'));
   assert.match(run.stderr, /^cronjob\/report \(<stdin>:11\): injected$/m);
+});
+
+test('stdin: `kubectl get -o json | mutual inject - | kubectl apply -f -` gets JSON back (the real binary)', async () => {
+  const input = await readFile(join(GOLDEN_DIR, 'inject-kubectl-list.in.json'), 'utf8');
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), 'inject', '-', ...ANCHORS], {
+    timeout: 30_000,
+  });
+  child.stdin.end(input);
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  const [code] = await once(child, 'close');
+  assert.equal(code, 0);
+  assert.equal(masked(stdout), await readFile(join(GOLDEN_DIR, 'inject-kubectl-list.out.json'), 'utf8'));
 });
 
 test('bad YAML: MUTUAL_K8S_INJECT_YAML_INVALID with file:line:column, nothing printed', async () => {

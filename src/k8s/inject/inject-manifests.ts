@@ -1,6 +1,7 @@
-// `mutual inject` on YAML text: every pod template in every document goes through injectPod, and
-// only what it changed is written back into the document (the same diff the webhook sends), so
-// comments and order survive; documents without a change are copied byte for byte.
+// `mutual inject` on YAML or JSON text: every pod template in every document goes through
+// injectPod, and only what it changed is written back into the document (the same diff the webhook
+// sends), so comments and order survive; documents without a change are copied byte for byte. A
+// document written as JSON (kubectl get -o json) is printed back as JSON, indented as kubectl does.
 import {
   type Document,
   isAlias,
@@ -28,33 +29,41 @@ export interface InjectReportLine {
 }
 
 export interface InjectManifestsResult {
-  readonly yaml: string;
+  /** The manifests, each document in the format it was given in (YAML, or JSON with 4 spaces). */
+  readonly output: string;
   readonly report: readonly InjectReportLine[];
 }
 
 export function injectManifests(text: string, file: string, options: InjectOptions): InjectManifestsResult {
   const lineCounter = new LineCounter();
-  // merge: true reads `<<: *base` as kubectl does (YAML 1.1 merge keys).
-  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false, merge: true });
-  const docs = Array.isArray(documents) ? documents : [];
-  const at = (offset: number) => {
+  lineCounter.addNewLine(0);
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lineCounter.addNewLine(i + 1);
+  // JSON objects one after the other (kubectl reads such a stream too) are parsed one by one, as
+  // YAML has no way to read them as separate documents; anything else is one YAML stream.
+  const sources = jsonObjectSpans(text) ?? [{ start: 0, end: text.length }];
+  const docs = sources.flatMap(({ start, end }) => {
+    // merge: true reads `<<: *base` as kubectl does (YAML 1.1 merge keys).
+    const documents = parseAllDocuments(text.slice(start, end), { prettyErrors: false, merge: true });
+    return (Array.isArray(documents) ? documents : []).map((doc) => ({ doc, base: start }));
+  });
+  const position = (offset: number) => {
     const { line, col } = lineCounter.linePos(offset);
     return { line, text: `${file}:${line}:${col}` };
   };
-  const syntax = docs.flatMap((doc) => [
+  const syntax = docs.flatMap(({ doc, base }) => [
     ...doc.errors.map(
       (error) =>
-        `${at(error.pos[0]).text}: ${error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
+        `${position(base + error.pos[0]).text}: ${error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
     ),
     ...unresolvedAliases(doc).map(
       (offset) =>
-        `${at(offset).text}: an alias (*name) whose anchor (&name) is not set before it in this document`,
+        `${position(base + offset).text}: an alias (*name) whose anchor (&name) is not set before it in this document`,
     ),
   ]);
   if (syntax.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INJECT_YAML_INVALID',
-      `${file} is not valid YAML:\n${syntax.map((line) => `  ${line}`).join('\n')}`,
+      `${file} is not valid ${/^\uFEFF?\s*\{/.test(text) ? 'JSON (nor YAML)' : 'YAML'}:\n${syntax.map((line) => `  ${line}`).join('\n')}`,
       { detail: { file, problems: syntax.length } },
     );
   }
@@ -63,10 +72,12 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   const mistyped: string[] = [];
   const pieces: string[] = [];
   let previousEnd = 0;
-  docs.forEach((doc, index) => {
-    const end = index === docs.length - 1 ? text.length : doc.range[2];
-    const original = text.slice(previousEnd, end);
+  docs.forEach(({ doc, base }, index) => {
+    const start = previousEnd;
+    const end = index === docs.length - 1 ? text.length : base + doc.range[2];
     previousEnd = end;
+    const at = (offset: number) => position(base + offset);
+    const json = jsonContentsRange(doc, text, base);
     const value: unknown = doc.toJS();
     let isChanged = false;
     for (const location of findPodTemplates(value)) {
@@ -110,7 +121,13 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       isChanged = true;
       report.push({ name: location.name, line, result: 'injected', message: 'injected' });
     }
-    pieces.push(isChanged ? String(doc) : original);
+    if (!isChanged) pieces.push(text.slice(start, end));
+    else if (json === undefined) pieces.push(String(doc));
+    else {
+      // The document's own leading and trailing text (`---`, comments, the newline) is kept.
+      const object = JSON.stringify(doc.toJS(), null, 4);
+      pieces.push(`${text.slice(start, json.start)}${object}${text.slice(json.end, end)}`);
+    }
   });
   if (mistyped.length > 0) {
     throw new MutualError(
@@ -126,7 +143,69 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       { detail: { file, problems: invalid.length } },
     );
   }
-  return { yaml: pieces.join(''), report };
+  return { output: pieces.join(''), report };
+}
+
+/**
+ * Where a document's contents are a JSON object, in offsets into the whole text: a flow map with
+ * no anchor or tag whose text JSON.parse takes (`{apiVersion: v1}` is YAML, and printed as YAML).
+ */
+function jsonContentsRange(
+  doc: Document,
+  text: string,
+  base: number,
+): { start: number; end: number } | undefined {
+  const contents = doc.contents;
+  if (!isMap(contents) || !contents.flow || contents.anchor || contents.tag || !contents.range)
+    return undefined;
+  const range = { start: base + contents.range[0], end: base + contents.range[1] };
+  try {
+    JSON.parse(text.slice(range.start, range.end));
+    return range;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The spans of two or more JSON objects that make up the whole text, separated by whitespace only
+ * (`{…}\n{…}`, as `kubectl get … -o json` for several resources in turn prints); undefined for
+ * anything else, which is read as YAML.
+ */
+function jsonObjectSpans(text: string): { start: number; end: number }[] | undefined {
+  const spans: { start: number; end: number }[] = [];
+  let i = text.startsWith('\uFEFF') ? 1 : 0;
+  for (;;) {
+    while (i < text.length && ' \t\r\n'.includes(text[i] as string)) i++;
+    if (i === text.length) break;
+    if (text[i] !== '{') return undefined;
+    const start = i;
+    let depth = 0;
+    let isInString = false;
+    for (; i < text.length; i++) {
+      const char = text[i];
+      if (isInString) {
+        if (char === '\\') i++;
+        else if (char === '"') isInString = false;
+      } else if (char === '"') isInString = true;
+      else if (char === '{' || char === '[') depth++;
+      else if ((char === '}' || char === ']') && --depth === 0) {
+        i++;
+        break;
+      }
+    }
+    if (depth !== 0) return undefined;
+    spans.push({ start, end: i });
+  }
+  if (spans.length < 2) return undefined;
+  for (const span of spans) {
+    try {
+      JSON.parse(text.slice(span.start, span.end));
+    } catch {
+      return undefined;
+    }
+  }
+  return spans;
 }
 
 /** The pod fields injection reads or writes, by the type the Kubernetes API gives them. */
