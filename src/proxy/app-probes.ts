@@ -63,7 +63,14 @@ export function probeApp(probe: AppProbe, userAgent = 'mutual-proxy-probe'): Pro
     );
     outgoing.on('response', (answer) => {
       const status = answer.statusCode ?? 502;
-      const done = () => settle({ status, message: `${target} answered ${status}` });
+      // Node's parser takes any three digits; below 100 there is no status to pass on (and
+      // writeHead would throw), and the kubelet counts it as a failure anyway.
+      const done = () =>
+        settle(
+          status < 100
+            ? { status: 503, message: `${target} answered ${status}, which is not an HTTP status` }
+            : { status, message: `${target} answered ${status}` },
+        );
       let size = 0;
       answer.on('data', (chunk: Buffer) => {
         size += chunk.length;

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { type AddressInfo, createServer } from 'node:net';
+import { test } from 'node:test';
+import { createAdminServer } from '../admin/index.ts';
+import { createRegistry } from '../metrics/index.ts';
+import { appProbeRoutes, probeApp } from './app-probes.ts';
+
+test('an app answering a status below 100 fails the probe with 503 instead of taking the admin port down', async () => {
+  // Node's HTTP parser reads "000" and "099" as statuses 0 and 99.
+  const app = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.end('HTTP/1.1 000 Nothing\r\ncontent-length: 0\r\n\r\n'));
+  });
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const probe = { port: (app.address() as AddressInfo).port, path: '/healthz', headers: [], timeoutMs: 2000 };
+  const admin = createAdminServer({
+    registry: createRegistry(),
+    notReadyReason: () => undefined,
+    routes: appProbeRoutes(new Map([['/app-health/web/livez', probe]])),
+  });
+  await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
+  try {
+    const result = await probeApp(probe);
+    assert.equal(result.status, 503);
+    assert.match(result.message, /answered 0, which is not an HTTP status/);
+    const base = `http://127.0.0.1:${(admin.address() as AddressInfo).port}`;
+    const answer = await fetch(`${base}/app-health/web/livez`);
+    assert.equal(answer.status, 503);
+    assert.match(await answer.text(), /answered 0, which is not an HTTP status/);
+    assert.equal((await fetch(`${base}/live`)).status, 200);
+  } finally {
+    admin.closeAllConnections();
+    admin.close();
+    app.close();
+  }
+});
