@@ -329,6 +329,105 @@ test('YAML merge keys are read as kubectl reads them: a pod whose metadata is `<
   }
 });
 
+test('YAML anchors shared between objects: each injected template gets its own copy, injected once; the Rollout, the Service selector and the merged-from metadata that share them are unchanged', async () => {
+  const text = [
+    'apiVersion: v1',
+    'kind: List',
+    'items:',
+    '  - apiVersion: apps/v1',
+    '    kind: Deployment',
+    '    metadata: {name: a}',
+    '    spec:',
+    '      selector: {matchLabels: {app: a}}',
+    '      template: &pod',
+    '        metadata:',
+    '          labels: &labels {app: a}',
+    '        spec:',
+    '          initContainers: [{name: migrate, image: busybox}]',
+    '          containers:',
+    '            - name: app',
+    '              image: nginx',
+    '              readinessProbe: {httpGet: {path: /ready, port: 8080}}',
+    '          volumes: [{name: data, emptyDir: {}}]',
+    '  - apiVersion: apps/v1',
+    '    kind: Deployment',
+    '    metadata: {name: b}',
+    '    spec:',
+    '      selector: {matchLabels: {app: a}}',
+    '      template: *pod',
+    '  - apiVersion: argoproj.io/v1alpha1',
+    '    kind: Rollout',
+    '    metadata: {name: r}',
+    '    spec: {template: *pod}',
+    '  - apiVersion: v1',
+    '    kind: Service',
+    '    metadata: {name: a}',
+    '    spec: {selector: *labels, ports: [{port: 80}]}',
+    '---',
+    'apiVersion: v1',
+    'kind: List',
+    'items:',
+    '  - apiVersion: v1',
+    '    kind: ConfigMap',
+    '    metadata: &base {name: c, labels: {team: x}}',
+    '  - apiVersion: v1',
+    '    kind: Pod',
+    '    metadata: &meta',
+    '      <<: *base',
+    '      name: p',
+    '    spec: {containers: [{name: a, image: b}]}',
+    '  - apiVersion: v1',
+    '    kind: Service',
+    '    metadata: *meta',
+    '    spec: {ports: [{port: 80}]}',
+    '',
+  ].join('\n');
+  type Template = { metadata: { labels: object }; spec: { initContainers: { name: string }[] } };
+  type Item = { kind: string; metadata: object; spec: { template?: Template; selector?: object } };
+  const read = (yamlText: string) =>
+    parseAllDocuments(yamlText, { merge: true }).map(
+      (doc) => (doc.toJS({ maxAliasCount: -1 }) as { items: Item[] }).items,
+    );
+  const [given, givenMerge] = read(text);
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'shared.yaml'), text);
+    const run = await inject(['shared.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(
+      run.stderr,
+      [
+        'deployment/a (shared.yaml:10): injected',
+        'deployment/b (shared.yaml:24): injected',
+        'pod/p (shared.yaml:40): injected\n',
+      ].join('\n'),
+    );
+    const [apps, merged] = read(run.stdout);
+    const [a, b, rollout, service] = apps ?? [];
+    // Each Deployment injected exactly once: one mutual-init and one mutual-proxy before the app's own.
+    for (const deployment of [a, b]) {
+      const names = deployment?.spec.template?.spec.initContainers.map((container) => container.name);
+      assert.deepEqual(names, ['mutual-init', 'mutual-proxy', 'migrate']);
+    }
+    assert.deepEqual(b?.spec.template, a?.spec.template);
+    assert.deepEqual(rollout, given?.[2], 'the Rollout (not injected) keeps the template as written');
+    assert.deepEqual(service, given?.[3], 'the Service selector keeps the labels as written');
+    assert.deepEqual(merged?.[0], givenMerge?.[0]);
+    assert.deepEqual(merged?.[2], givenMerge?.[2], 'the Service that took the metadata by alias');
+    assert.deepEqual(merged?.[1]?.metadata, {
+      name: 'p',
+      labels: { team: 'x', 'mutual.dev/proxy-injected': 'true' },
+      annotations: { 'mutual.dev/inject': 'enabled', 'mutual.dev/proxy-injected': VERSION },
+    });
+    await writeFile(join(dir, 'injected.yaml'), run.stdout);
+    const again = await inject(['injected.yaml'], dir);
+    assert.equal(again.stdout, run.stdout);
+    assert.equal(again.stderr.match(/already injected/g)?.length, 3);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 interface ProxyContainer {
   name: string;
   args: string[];

@@ -7,17 +7,18 @@ import {
   isAlias,
   isCollection,
   isMap,
+  isNode,
   isScalar,
   isSeq,
   LineCounter,
   type Node,
   parseAllDocuments,
-  visit,
 } from 'yaml';
 import { MutualError } from '../../errors.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
 import { findPodTemplates } from './pod-templates.ts';
+import { aliasTargetCopy, unresolvedAliases, unshareYamlNode } from './unshare-yaml-node.ts';
 
 export interface InjectReportLine {
   /** `deployment/web`, as the report prints it. */
@@ -80,9 +81,15 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     const json = jsonContentsRange(doc, text, base);
     const value: unknown = doc.toJS();
     let isChanged = false;
-    for (const location of findPodTemplates(value)) {
+    // Where each template is written, taken before any change: a copy made for an alias would
+    // report its anchor's place.
+    const locations = findPodTemplates(value).map((location) => ({
+      ...location,
+      start: writtenAt(doc, location.path) ?? doc.range[0],
+    }));
+    for (const location of locations) {
       const node = doc.getIn(location.path, true) as Node | undefined;
-      const line = at(node?.range?.[0] ?? doc.range[0]).line;
+      const line = at(location.start).line;
       const before = valueAtPath(value, location.path);
       const wrongTypes = wrongPodTypes(before);
       for (const problem of wrongTypes) {
@@ -264,24 +271,22 @@ function valueAtPath(value: unknown, path: readonly (string | number)[]): unknow
 function applyToDocument(doc: Document, operation: PathOperation): void {
   const parentPath = operation.path.slice(0, -1);
   const last = operation.path[operation.path.length - 1];
-  // An alias on the way (`labels: *labels`) is replaced by a copy of what it points to, so the
-  // change lands in this pod template only, never in the anchor's other uses (the selector).
-  // A map with a merge key (`<<: *base`) is written out whole, so an injected key cannot hide
-  // the merged ones (a `labels:` of its own would replace the merged labels, not add to them).
+  // Nothing on the way may be shared with another place in the document: an alias on the way
+  // (`labels: *labels`) is replaced by a copy of what it points to, so the change lands in this
+  // pod template only, never in the anchor's other uses (the selector); an anchored node on the
+  // way (`template: &pod`) first gives its aliases (another workload's `template: *pod`) copies of
+  // itself as it was. A map with a merge key (`<<: *base`) is written out whole, so an injected key
+  // cannot hide the merged ones (a `labels:` of its own would replace the merged labels).
   for (let depth = 1; depth <= parentPath.length; depth++) {
     const prefix = parentPath.slice(0, depth);
     const node = doc.getIn(prefix, true);
-    if (isAlias(node)) {
-      const copy = (node.resolve(doc) as Node).clone() as Node;
-      const dropAnchor = (_key: unknown, inner: { anchor?: string }) => {
-        inner.anchor = undefined;
-      };
-      visit(copy, { Map: dropAnchor, Seq: dropAnchor, Scalar: dropAnchor });
-      doc.setIn(prefix, copy);
-    }
+    if (isAlias(node)) doc.setIn(prefix, aliasTargetCopy(doc, node));
     const current = doc.getIn(prefix, true);
     if (isMap(current) && current.items.some((pair) => isMergeKey(pair.key))) {
+      unshareYamlNode(doc, current, { isWhole: true });
       doc.setIn(prefix, doc.createNode(current.toJS(doc), { aliasDuplicateObjects: false }));
+    } else if (isNode(current)) {
+      unshareYamlNode(doc, current, { isWhole: false });
     }
   }
   // A flow-style map or list (`metadata: {labels: {app: web}}`) that gains injected entries would
@@ -290,30 +295,33 @@ function applyToDocument(doc: Document, operation: PathOperation): void {
     const node = depth === 0 ? doc.contents : doc.getIn(parentPath.slice(0, depth), true);
     if (isCollection(node) && node.flow) node.flow = false;
   }
+  const parent = parentPath.length === 0 ? doc.contents : doc.getIn(parentPath, true);
+  const isInsert = operation.op === 'add' && isSeq(parent) && typeof last === 'number';
+  // A node replaced or removed takes its anchors with it: their aliases elsewhere get copies first.
+  const target = doc.getIn(operation.path, true);
+  if (!isInsert && isNode(target)) unshareYamlNode(doc, target, { isWhole: true });
   if (operation.op === 'remove') {
     doc.deleteIn(operation.path);
     return;
   }
-  const parent = parentPath.length === 0 ? doc.contents : doc.getIn(parentPath, true);
-  if (operation.op === 'add' && isSeq(parent) && typeof last === 'number') {
+  if (isInsert) {
     parent.items.splice(last, 0, doc.createNode(operation.value));
     return;
   }
   doc.setIn(operation.path, doc.createNode(operation.value));
 }
 
+/** The offset of the node at `path`, or of the alias on the way that stands for it. */
+function writtenAt(doc: Document, path: readonly (string | number)[]): number | undefined {
+  let node: unknown = doc.contents;
+  for (const key of path) {
+    if (isAlias(node) || !isCollection(node)) break;
+    node = node.get(key, true);
+  }
+  return isNode(node) ? node.range?.[0] : undefined;
+}
+
 function isMergeKey(key: unknown): boolean {
   const value = isScalar(key) ? key.value : key;
   return value === '<<' || (typeof value === 'symbol' && value.description === '<<');
-}
-
-/** Offsets of aliases whose anchor is not defined earlier in the document. */
-function unresolvedAliases(doc: Document): number[] {
-  const offsets: number[] = [];
-  visit(doc, {
-    Alias: (_key, alias) => {
-      if (alias.resolve(doc) === undefined) offsets.push(alias.range?.[0] ?? 0);
-    },
-  });
-  return offsets;
 }
