@@ -428,6 +428,52 @@ test('YAML anchors shared between objects: each injected template gets its own c
   }
 });
 
+test('aliases are read as kubectl reads them: one anchor used by 120 pods is fine; an alias inside its own anchor or a "billion laughs" document is MUTUAL_K8S_INJECT_YAML_INVALID at file:line:col, nothing printed', async () => {
+  const pods = Array.from(
+    { length: 120 },
+    (_, i) =>
+      `  - {kind: Pod, metadata: {name: p${i}, labels: *l}, spec: {containers: [{name: a, image: b}]}}`,
+  );
+  const laughs = ['a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
+  for (const [name, previous] of ['b', 'c', 'd', 'e', 'f', 'g', 'h'].map((n, i) => [n, 'abcdefg'[i]])) {
+    laughs.push(`${name}: &${name} [${Array(9).fill(`*${previous}`).join(', ')}]`);
+  }
+  const files: Record<string, string> = {
+    'shared.yaml': [
+      'kind: List',
+      'items:',
+      '  - {kind: ConfigMap, metadata: {labels: &l {app: a}}}',
+      ...pods,
+      '',
+    ].join('\n'),
+    'self.yaml': 'kind: Pod\nmetadata: &m {name: x, self: [*m]}\nspec: {containers: [{name: a, image: b}]}\n',
+    'laughs.yaml': `${laughs.join('\n')}\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: a, image: b}], x: *h}\n`,
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+    const shared = await inject(['shared.yaml'], dir);
+    assert.equal(shared.code, 0, shared.stderr);
+    assert.equal(shared.stderr.match(/: injected$/gm)?.length, 120);
+    const self = await inject(['self.yaml'], dir);
+    assert.equal(self.code, 1);
+    assert.equal(self.stdout, '');
+    assert.match(
+      self.stderr,
+      /^error\[MUTUAL_K8S_INJECT_YAML_INVALID\]: self\.yaml is not valid YAML:\n {2}self\.yaml:2:31: the alias \*m is inside the node its anchor &m is set on/,
+    );
+    const bomb = await inject(['laughs.yaml'], dir);
+    assert.equal(bomb.code, 1);
+    assert.equal(bomb.stdout, '');
+    assert.match(
+      bomb.stderr,
+      /\n {2}laughs\.yaml:2:8: its aliases \(\*name\) expand to more than 1000000 values \(aliases of aliases, as in a "billion laughs" attack\)/,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 interface ProxyContainer {
   name: string;
   args: string[];

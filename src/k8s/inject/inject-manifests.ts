@@ -18,7 +18,7 @@ import { MutualError } from '../../errors.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
 import { findPodTemplates } from './pod-templates.ts';
-import { aliasTargetCopy, unresolvedAliases, unshareYamlNode } from './unshare-yaml-node.ts';
+import { aliasProblems, aliasTargetCopy, unshareYamlNode } from './yaml-aliases.ts';
 
 export interface InjectReportLine {
   /** `deployment/web`, as the report prints it. */
@@ -56,9 +56,8 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       (error) =>
         `${position(base + error.pos[0]).text}: ${error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
     ),
-    ...unresolvedAliases(doc).map(
-      (offset) =>
-        `${position(base + offset).text}: an alias (*name) whose anchor (&name) is not set before it in this document`,
+    ...(doc.errors.length > 0 ? [] : aliasProblems(doc)).map(
+      (problem) => `${position(base + problem.offset).text}: ${problem.message}`,
     ),
   ]);
   if (syntax.length > 0) {
@@ -79,7 +78,8 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     previousEnd = end;
     const at = (offset: number) => position(base + offset);
     const json = jsonContentsRange(doc, text, base);
-    const value: unknown = doc.toJS();
+    // The aliases are checked above: no limit on how often each is used (kubectl sets none either).
+    const value: unknown = doc.toJS({ maxAliasCount: -1 });
     let isChanged = false;
     // Where each template is written, taken before any change: a copy made for an alias would
     // report its anchor's place.
@@ -132,7 +132,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     else if (json === undefined) pieces.push(String(doc));
     else {
       // The document's own leading and trailing text (`---`, comments, the newline) is kept.
-      const object = JSON.stringify(doc.toJS(), null, 4);
+      const object = JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4);
       pieces.push(`${text.slice(start, json.start)}${object}${text.slice(json.end, end)}`);
     }
   });
@@ -305,10 +305,11 @@ function applyToDocument(doc: Document, operation: PathOperation): void {
     return;
   }
   if (isInsert) {
-    parent.items.splice(last, 0, doc.createNode(operation.value));
+    parent.items.splice(last, 0, doc.createNode(operation.value, { aliasDuplicateObjects: false }));
     return;
   }
-  doc.setIn(operation.path, doc.createNode(operation.value));
+  // No anchors of its own (&a1 for a repeated value): nothing new is shared with anything else.
+  doc.setIn(operation.path, doc.createNode(operation.value, { aliasDuplicateObjects: false }));
 }
 
 /** The offset of the node at `path`, or of the alias on the way that stands for it. */
