@@ -1,7 +1,8 @@
 // Outbound, top to bottom: accept the app's plain connection → where was it going (explicit
 // upstream or original destination) → meshed? → HTTP/1 requests over pooled mTLS to the
-// destination's proxy, anything else spliced over an mTLS connection of its own, the server's
-// SPIFFE ID verified either way. Unmeshed destinations pass through in plain text, or are refused
+// destination's proxy, HTTP/2 streams over one multiplexed mTLS connection per destination,
+// anything else spliced over an mTLS connection of its own, the server's SPIFFE ID verified
+// every way. Unmeshed destinations pass through in plain text, or are refused
 // when outbound STRICT is set.
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -9,12 +10,13 @@ import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
 import { isMutualError } from '../../errors.ts';
 import type { HandshakeFailureReason, MeshTls, PeerTls } from '../../tls/index.ts';
-import { classifyFirstBytes, peekFirstBytes } from '../detect.ts';
+import { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { countConnectionBytes, type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
 import { createHttpOutbound } from './http-outbound.ts';
+import { createHttp2Outbound } from './http2-outbound.ts';
 import { createMtlsConnector } from './mtls-connector.ts';
 
 export interface OutboundDeps {
@@ -57,33 +59,35 @@ export function createOutbound(deps: OutboundDeps) {
     return reason;
   }
 
-  const http = createHttpOutbound({
+  const httpDeps = {
     log,
     metrics,
     clock: deps.clock,
     connect: connectMesh,
-    onConnectFailure: (error, destination, label) => {
+    onConnectFailure: (error: unknown, destination: MeshedDestination, label: string) => {
       const reason = connectFailed(error, destination, label);
       metrics.outboundRefused.inc({ reason, destination: label });
       return reason;
     },
     track: deps.track,
     meshTls: deps.meshTls,
-  });
+  };
+  const http = createHttpOutbound(httpDeps);
+  const http2 = createHttp2Outbound(httpDeps);
 
   /**
-   * HTTP/1 unless the port is declared opaque (here, or by the destination) or the app stays
-   * silent (server speaks first).
+   * What the app speaks, from its first bytes: opaque where the port is declared so (here, or by
+   * the destination) or the app stays silent (server speaks first).
    */
-  async function speaksHttp1(
+  async function appProtocol(
     app: Socket,
     target: OutboundTarget,
     meshed: MeshedDestination,
-  ): Promise<boolean> {
-    if (meshed.opaque) return false;
+  ): Promise<StreamProtocol> {
+    if (meshed.opaque) return 'opaque';
     const port = target.kind === 'meshed' ? app.localPort : target.port;
-    if (port !== undefined && config.opaquePorts.has(port)) return false;
-    return classifyFirstBytes(await peekFirstBytes(app, config.detectTimeoutMs)) === 'http1';
+    if (port !== undefined && config.opaquePorts.has(port)) return 'opaque';
+    return classifyFirstBytes(await peekFirstBytes(app, config.detectTimeoutMs));
   }
 
   function refuse(app: Socket, reason: string, destination: string) {
@@ -114,15 +118,16 @@ export function createOutbound(deps: OutboundDeps) {
     let meshTls = deps.meshTls();
     if (!meshTls) return refuse(app, 'not_ready', label);
     const fullHandshake = target.kind === 'meshed' && target.fullHandshake === true;
-    const isHttp = !fullHandshake && (await speaksHttp1(app, target, meshed));
+    const protocol = fullHandshake ? 'opaque' : await appProtocol(app, target, meshed);
     if (app.destroyed) return;
     // Credentials may have rotated while the app was deciding what to say.
     meshTls = deps.meshTls() ?? meshTls;
     const peer: PeerTls = { kind: 'mtls', peerId: meshed.serverId, localId: meshTls.credentials.spiffeId };
     const labels = tlsLabels(peer, undefined, 'outbound');
-    if (isHttp) {
+    if (protocol === 'http1' || protocol === 'http2') {
       app.once('close', countAppConnection(app, labels, label));
-      http.handle(app, meshed, meshTls, label, labels);
+      if (protocol === 'http1') http.handle(app, meshed, meshTls, label, labels);
+      else http2.handle(app, meshed, label, labels);
       return;
     }
     let server: TLSSocket;
@@ -182,10 +187,18 @@ export function createOutbound(deps: OutboundDeps) {
     clearSessions() {
       connector.clear();
       const generation = deps.meshTls()?.generation;
-      if (generation !== undefined) http.retireBefore(generation);
+      if (generation === undefined) return;
+      http.retireBefore(generation);
+      http2.retireBefore(generation);
     },
-    closeIdle: () => http.closeIdle(),
-    close: () => http.close(),
+    closeIdle: () => {
+      http.closeIdle();
+      http2.closeIdle();
+    },
+    close: () => {
+      http.close();
+      http2.close();
+    },
   };
 }
 

@@ -1,0 +1,194 @@
+// One HTTP/2 stream relayed to another, for both directions of the proxy: the request body with
+// backpressure and its trailers one way, the response headers, body and trailers (gRPC's
+// grpc-status lives there) the other, and resets crossing with their codes — never a truncated
+// body that looks complete.
+import {
+  type ClientHttp2Stream,
+  constants,
+  type Http2Stream,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import { CLIENT_ID_HEADER } from './http-forward.ts';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
+
+/**
+ * Flow-control windows for the proxy's own sessions. HTTP/2's defaults (64 KiB per stream and per
+ * connection) stall a bulk transfer every window on a connection many streams share.
+ */
+export const HTTP2_STREAM_WINDOW = 4 * 1024 * 1024;
+export const HTTP2_CONNECTION_WINDOW = 32 * 1024 * 1024;
+
+/** What one client connection may ask of the proxy; beyond these nghttp2 refuses the stream or the session. */
+export const HTTP2_SERVER_LIMITS = {
+  maxHeaderListPairs: 256,
+  settings: {
+    maxConcurrentStreams: 256,
+    maxHeaderListSize: 64 * 1024,
+    initialWindowSize: HTTP2_STREAM_WINDOW,
+  },
+} as const;
+
+/** Connection-specific headers (RFC 9113 §8.2.2) and the identity only the server proxy may set. */
+const NOT_FORWARDED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+  CLIENT_ID_HEADER,
+]);
+
+/** gRPC status codes the proxy answers with (grpc/doc/statuscodes.md). */
+export const GRPC_PERMISSION_DENIED = 7;
+export const GRPC_UNAVAILABLE = 14;
+
+/**
+ * Answers a stream the proxy will not relay: a gRPC caller gets a trailers-only answer with
+ * grpc-status (every gRPC client reads it from there), anyone else a plain-text body.
+ * Returns false when the stream can no longer be answered.
+ */
+export function answerStream(
+  stream: ServerHttp2Stream,
+  requestHeaders: IncomingHttpHeaders,
+  code: number,
+  text: string,
+  grpcStatus: number,
+  extra: OutgoingHttpHeaders = {},
+): boolean {
+  if (stream.headersSent || stream.destroyed) return false;
+  if ((requestHeaders['content-type'] ?? '').startsWith('application/grpc')) {
+    stream.respond(
+      {
+        ':status': code,
+        'content-type': requestHeaders['content-type'],
+        'grpc-status': String(grpcStatus),
+        'grpc-message': grpcMessage(text),
+        ...extra,
+      },
+      { endStream: true },
+    );
+  } else {
+    const body = Buffer.from(text);
+    stream.respond({
+      ':status': code,
+      'content-type': 'text/plain',
+      'content-length': body.length,
+      ...extra,
+    });
+    stream.end(body);
+  }
+  return true;
+}
+
+export interface RelayHandlers {
+  /** The status of the response going back (the upstream's). */
+  readonly onResponse: (status: number) => void;
+  /** The upstream failed before answering: answer the stream for it. */
+  readonly onFailure: (error: Error) => void;
+}
+
+/**
+ * Relays `stream` (from the client) to `upstream` (just opened with the forwarded request
+ * headers, `waitForTrailers` when the request has a body) and the answer back.
+ */
+export function relayExchange(
+  stream: ServerHttp2Stream,
+  method: string,
+  upstream: ClientHttp2Stream,
+  handlers: RelayHandlers,
+): void {
+  let upstreamError: Error | undefined;
+  upstream.on('error', (error) => {
+    upstreamError = error;
+  });
+
+  // Client → upstream: the body with backpressure, then the client's trailers (or an empty end).
+  if (!stream.endAfterHeaders) {
+    let requestTrailers: OutgoingHttpHeaders = {};
+    stream.on('trailers', (trailers: IncomingHttpHeaders) => {
+      requestTrailers = forwardedHeaders(trailers);
+    });
+    upstream.on('wantTrailers', () => upstream.sendTrailers(requestTrailers));
+    relay(stream, upstream);
+  }
+
+  // Upstream → client: headers, body, then the upstream's trailers.
+  let responseTrailers: OutgoingHttpHeaders = {};
+  upstream.on('response', (responseHeaders, flags) => {
+    if (stream.destroyed || stream.closed) return;
+    const status = Number(responseHeaders[':status']) || 0;
+    handlers.onResponse(status);
+    const isTrailersOnly = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    const hasNoBody = isTrailersOnly || method === 'HEAD' || [204, 205, 304].includes(status);
+    if (hasNoBody) {
+      stream.respond(forwardedHeaders(responseHeaders), { endStream: true });
+      upstream.resume();
+      return;
+    }
+    stream.respond(forwardedHeaders(responseHeaders), { waitForTrailers: true });
+    upstream.on('trailers', (trailers: IncomingHttpHeaders) => {
+      responseTrailers = forwardedHeaders(trailers);
+    });
+    stream.on('wantTrailers', () => stream.sendTrailers(responseTrailers));
+    relay(upstream, stream);
+  });
+
+  // Resets and cancellations, both ways.
+  stream.once('close', () => {
+    if (upstream.closed || upstream.destroyed) return;
+    const isDone = stream.rstCode === NGHTTP2_NO_ERROR && upstream.readableEnded;
+    if (!isDone) upstream.close(stream.rstCode === NGHTTP2_NO_ERROR ? NGHTTP2_CANCEL : stream.rstCode);
+  });
+  upstream.once('close', () => {
+    if (stream.closed || stream.destroyed) return;
+    const code = upstream.rstCode;
+    if (!stream.headersSent) {
+      // The upstream refused the stream before any work (its own limit): the client may retry it.
+      if (code === NGHTTP2_REFUSED_STREAM) return stream.close(code);
+      return handlers.onFailure(
+        upstreamError ?? new Error(`the stream was reset (HTTP/2 error code ${code})`),
+      );
+    }
+    if (code !== NGHTTP2_NO_ERROR) stream.close(code);
+    else if (!upstream.readableEnded) stream.close(NGHTTP2_INTERNAL_ERROR);
+  });
+}
+
+/**
+ * Pipes `from` into `to` with backpressure. A reset ends `from`'s readable side too, so its end
+ * is checked: a reset becomes a reset of `to` with the same code, never a clean (truncated) end.
+ */
+function relay(from: Http2Stream, to: Http2Stream) {
+  from.pipe(to, { end: false });
+  from.once('end', () => {
+    if (from.rstCode === NGHTTP2_NO_ERROR) to.end();
+    else if (!to.closed) to.close(from.rstCode);
+  });
+}
+
+/** A header block without connection-specific headers or the client identity (pseudo-headers kept). */
+export function forwardedHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name of Object.keys(headers)) {
+    if (NOT_FORWARDED.has(name)) continue;
+    // `te` may only say `trailers` in HTTP/2 (gRPC sends it); anything else is dropped.
+    if (name === 'te' && headers.te !== 'trailers') continue;
+    out[name] = headers[name];
+  }
+  return out;
+}
+
+/** grpc-message is percent-encoded: '%' and anything outside printable ASCII (PROTOCOL-HTTP2.md). */
+function grpcMessage(text: string): string {
+  return Array.from(Buffer.from(text.trim()))
+    .map((byte) =>
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`,
+    )
+    .join('');
+}

@@ -1,0 +1,216 @@
+// HTTP/2 from the app to a meshed destination (gRPC and h2c prior knowledge): the proxy ends the
+// app's HTTP/2 connection itself and sends each stream over one multiplexed mTLS HTTP/2
+// connection per destination, as Linkerd does. Every app connection then shares that one
+// handshake, and every request is counted with its status and latency on this side too.
+
+import {
+  type ClientHttp2Session,
+  connect as connectHttp2,
+  constants,
+  type IncomingHttpHeaders,
+  performServerHandshake,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../../clock.ts';
+import type { MeshTls } from '../../tls/index.ts';
+import { PROXY_ERROR_HEADER } from '../http-forward.ts';
+import {
+  answerStream,
+  forwardedHeaders,
+  GRPC_UNAVAILABLE,
+  HTTP2_CONNECTION_WINDOW,
+  HTTP2_SERVER_LIMITS,
+  HTTP2_STREAM_WINDOW,
+  relayExchange,
+} from '../http2-relay.ts';
+import { flushConnectionBytes, methodLabel, type ProxyMetrics } from '../metrics.ts';
+import type { ProxyLog } from '../proxy-log.ts';
+import type { MeshedDestination } from './destinations.ts';
+import type { MeshConnect } from './http-outbound.ts';
+
+export interface Http2OutboundDeps {
+  readonly log: ProxyLog;
+  readonly metrics: ProxyMetrics;
+  readonly clock: Clock;
+  readonly connect: MeshConnect;
+  /** Names why a connection to the destination failed (a metric reason), and counts it. */
+  readonly onConnectFailure: (error: unknown, destination: MeshedDestination, label: string) => string;
+  readonly track: (socket: Socket | TLSSocket) => void;
+  /** The credentials in force now: an app connection outlives a rotation. */
+  readonly meshTls: () => MeshTls | undefined;
+}
+
+interface AppConnection {
+  readonly socket: Socket;
+  readonly destination: MeshedDestination;
+  readonly label: string;
+  /** The connection's TLS labels plus its destination, for per-request metrics. */
+  readonly labels: Record<string, string>;
+}
+
+interface PooledSession {
+  readonly generation: number;
+  readonly ready: Promise<ClientHttp2Session>;
+  session?: ClientHttp2Session;
+}
+
+export function createHttp2Outbound(deps: Http2OutboundDeps) {
+  const { metrics, log, clock } = deps;
+  const appSessions = new Set<ServerHttp2Session>();
+  const pool = new Map<string, PooledSession>();
+
+  /**
+   * The destination's multiplexed session for the credentials in force, opened on first use and
+   * again once it closes or is told to go away. The expected identity and the TLS generation are
+   * part of the key: a session only ever carries streams for the identity it was verified against.
+   */
+  function sessionFor(connection: AppConnection, meshTls: MeshTls): Promise<ClientHttp2Session> {
+    const { destination, label } = connection;
+    const key = `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
+    const existing = pool.get(key);
+    if (existing && (!existing.session || isOpen(existing.session))) return existing.ready;
+    const forget = () => {
+      if (pool.get(key) === entry) pool.delete(key);
+    };
+    const ready = deps.connect(destination, meshTls).then(
+      (socket) => {
+        deps.track(socket);
+        const host = destination.host.includes(':')
+          ? `[${destination.host.split('%')[0]}]`
+          : destination.host;
+        const session = connectHttp2(`http://${host}:${destination.port}`, {
+          createConnection: () => socket,
+          settings: { initialWindowSize: HTTP2_STREAM_WINDOW },
+        });
+        session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
+        session.on('error', (error: Error) => {
+          forget();
+          log.warn('outbound HTTP/2 connection failed', { destination: label, error: error.message });
+        });
+        session.on('goaway', forget);
+        session.once('close', forget);
+        entry.session = session;
+        return session;
+      },
+      (error: unknown) => {
+        forget();
+        const reason = deps.onConnectFailure(error, destination, label);
+        throw Object.assign(error as Error, { meshReason: reason });
+      },
+    );
+    // Each stream waiting on it handles a failure; this only keeps an unawaited rejection quiet.
+    ready.catch(() => {});
+    const entry: PooledSession = { generation: meshTls.generation, ready };
+    pool.set(key, entry);
+    return ready;
+  }
+
+  function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, connection: AppConnection) {
+    const startedMs = clock.now();
+    const method = headers[':method'] ?? 'GET';
+    let status = 0;
+    stream.on('error', () => {});
+    stream.once('close', () => {
+      // Counted as HTTP/1 counts: once a response has gone out whole; a reset stream is no answer.
+      if (status === 0 || stream.rstCode !== constants.NGHTTP2_NO_ERROR) return;
+      flushConnectionBytes(connection.socket);
+      const statusCode = String(status);
+      metrics.outboundHttpRequests.inc({
+        ...connection.labels,
+        method: methodLabel(method),
+        status_code: statusCode,
+      });
+      metrics.outboundHttpDuration.observe({ status_code: statusCode }, (clock.now() - startedMs) / 1000);
+    });
+    const fail = (error: Error & { meshReason?: string }) => {
+      const reason = error.meshReason ?? 'upstream_failed';
+      const text = `mutual: no answer from ${connection.destination.serverId} at ${connection.label} (${reason}): ${error.message}\n`;
+      if (answerStream(stream, headers, 502, text, GRPC_UNAVAILABLE, { [PROXY_ERROR_HEADER]: reason }))
+        status = 502;
+    };
+    if (method === 'CONNECT') {
+      if (answerStream(stream, headers, 501, 'mutual: CONNECT over HTTP/2 is not proxied', GRPC_UNAVAILABLE))
+        status = 501;
+      return;
+    }
+    const meshTls = deps.meshTls();
+    if (!meshTls) return fail(new Error('the proxy has no certificate yet'));
+    sessionFor(connection, meshTls).then(
+      (session) => {
+        if (stream.destroyed || stream.closed) return;
+        let upstream: ReturnType<ClientHttp2Session['request']>;
+        try {
+          upstream = session.request(
+            forwardedHeaders(headers),
+            stream.endAfterHeaders ? { endStream: true } : { waitForTrailers: true },
+          );
+        } catch (error) {
+          return fail(error as Error);
+        }
+        relayExchange(stream, method, upstream, {
+          onResponse: (upstreamStatus) => {
+            status = upstreamStatus;
+          },
+          onFailure: fail,
+        });
+      },
+      (error: Error) => {
+        if (!stream.destroyed) fail(error);
+      },
+    );
+  }
+
+  return {
+    /** Serves the app's HTTP/2 connection (its preface is still buffered on the socket). */
+    handle(socket: Socket, destination: MeshedDestination, label: string, labels: Record<string, string>) {
+      const connection: AppConnection = {
+        socket,
+        destination,
+        label,
+        labels: { ...labels, destination: label },
+      };
+      const session = performServerHandshake(socket, HTTP2_SERVER_LIMITS);
+      session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
+      appSessions.add(session);
+      session.on('stream', (stream, headers) => handleStream(stream, headers, connection));
+      session.on('error', (error: Error) => {
+        log.warn('HTTP/2 connection from the app failed', { destination: label, error: error.message });
+      });
+      session.once('close', () => {
+        appSessions.delete(session);
+        socket.destroy();
+      });
+    },
+    /** New credentials or bundle: sessions of older generations finish their streams and close. */
+    retireBefore(generation: number) {
+      for (const [key, entry] of pool) {
+        if (entry.generation >= generation) continue;
+        pool.delete(key);
+        whenOpen(entry, (session) => session.close());
+      }
+    },
+    /** Drain: every app connection gets a GOAWAY and closes once its streams are done; so do ours. */
+    closeIdle() {
+      for (const session of appSessions) if (!session.closed) session.close();
+      for (const entry of pool.values()) whenOpen(entry, (session) => session.close());
+    },
+    close() {
+      for (const session of appSessions) session.destroy();
+      for (const entry of pool.values()) whenOpen(entry, (session) => session.destroy());
+      pool.clear();
+    },
+  };
+}
+
+/** Runs `action` on the entry's session now, or once it is open (a retired session may still be connecting). */
+function whenOpen(entry: PooledSession, action: (session: ClientHttp2Session) => void): void {
+  if (entry.session) action(entry.session);
+  else entry.ready.then(action, () => {});
+}
+
+function isOpen(session: ClientHttp2Session): boolean {
+  return !session.closed && !session.destroyed;
+}
