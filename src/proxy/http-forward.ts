@@ -38,6 +38,13 @@ const HOP_BY_HOP = new Set([
   CLIENT_ID_HEADER,
 ]);
 
+/** `x-mutual-client-id` or a spelling an app may read as it (`X_Mutual_Client_Id`: CGI, WSGI, Rack, PHP). */
+export function isClientIdHeader(name: string): boolean {
+  return (
+    name.length === CLIENT_ID_HEADER.length && name.toLowerCase().replaceAll('_', '-') === CLIENT_ID_HEADER
+  );
+}
+
 /** A node:http server that is never listened on: connections are handed to it after detection. */
 export function createDetachedHttpServer(onRequest: RequestListener, onBug: (error: Error) => void): Server {
   // A bug in handling one request must cost that request, not the sidecar and every connection.
@@ -89,7 +96,7 @@ export function forwardedRequestHeaders(request: IncomingMessage, ...extra: stri
   const raw = request.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+    if (HOP_BY_HOP.has(name.toLowerCase()) || isClientIdHeader(name)) continue;
     headers.push(name, raw[i + 1]!);
   }
   headers.push(...extra);

@@ -18,7 +18,7 @@ import {
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { InboundContext } from '../connection-context.ts';
-import { CLIENT_ID_HEADER, DENIED_BY_HEADER } from '../http-forward.ts';
+import { CLIENT_ID_HEADER, DENIED_BY_HEADER, isClientIdHeader } from '../http-forward.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
@@ -289,7 +289,7 @@ function relay(from: Http2Stream, to: Http2Stream) {
 function forwardedHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name of Object.keys(headers)) {
-    if (NOT_FORWARDED.has(name)) continue;
+    if (NOT_FORWARDED.has(name) || isClientIdHeader(name)) continue;
     // `te` may only say `trailers` in HTTP/2 (gRPC sends it); anything else is dropped.
     if (name === 'te' && headers.te !== 'trailers') continue;
     out[name] = headers[name];
