@@ -436,6 +436,36 @@ const cases: Case[] = [
     http: `deny ${ROOT}/deny#0`,
   },
   {
+    name: 'hosts: a trailing dot names the same host',
+    yaml: ap(
+      'deny-admin',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      hosts: ["admin.internal"]',
+    ),
+    peer: { principal: WEB, host: 'Admin.Internal.' },
+    http: 'deny demo/deny-admin#0',
+  },
+  {
+    name: 'hosts: a trailing dot before the port names the same host',
+    yaml: ap(
+      'deny-admin',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      hosts: ["admin.internal"]',
+    ),
+    peer: { principal: WEB, host: 'admin.internal.:8080' },
+    http: 'deny demo/deny-admin#0',
+  },
+  {
+    name: 'notHosts: a trailing dot does not take a host out of the list',
+    yaml: ap(
+      'only-api',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      notHosts: ["api.internal:8080"]',
+    ),
+    peer: { principal: WEB, host: 'api.internal.:8080' },
+    http: 'allow',
+  },
+  {
     name: 'policy order is by id: the first DENY in that order is named',
     yaml:
       ap('z-deny', 'demo', 'action: DENY\nrules:\n- {}') + ap('a-deny', 'demo', 'action: DENY\nrules:\n- {}'),

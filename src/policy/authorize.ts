@@ -162,6 +162,7 @@ function connectionContext(attributes: ConnectionAttributes): EvaluationContext 
 function requestContext(attributes: RequestAttributes): EvaluationContext {
   const { principal, namespace } = principalParts(attributes.sourcePrincipal);
   const query = attributes.path.indexOf('?');
+  const { host, hostname } = splitHost(attributes.host);
   return {
     principal,
     namespace,
@@ -169,13 +170,20 @@ function requestContext(attributes: RequestAttributes): EvaluationContext {
     port: attributes.destinationPort,
     method: attributes.method,
     path: query < 0 ? attributes.path : attributes.path.slice(0, query),
-    host: attributes.host,
-    hostname: hostname(attributes.host),
+    host,
+    hostname,
     headers: attributes.headers,
   };
 }
 
-function hostname(host: string): string | undefined {
-  const colon = host.lastIndexOf(':');
-  return colon > 0 && !host.endsWith(']') ? host.slice(0, colon) : undefined;
+/** The host as `hosts` match it: with its `:port` and without (when it has one), no trailing dot. */
+function splitHost(value: string): { host: string; hostname: string | undefined } {
+  const colon = value.lastIndexOf(':');
+  const hasPort = colon > 0 && !value.endsWith(']');
+  let name = hasPort ? value.slice(0, colon) : value;
+  // `admin.internal.` is the fully qualified form of `admin.internal`: the same host to DNS and apps.
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  return hasPort
+    ? { host: `${name}${value.slice(colon)}`, hostname: name }
+    : { host: name, hostname: undefined };
 }
