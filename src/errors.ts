@@ -390,9 +390,10 @@ export const errorCatalog = {
       'Only the Kubernetes API server should call POST /inject: check the MutatingWebhookConfiguration lists admissionReviewVersions ["v1"] and points at path /inject.',
   },
   MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE: {
-    meaning: 'The injector webhook received a request body over its 1 MiB limit; it answers HTTP 413.',
+    meaning:
+      'The injector webhook received a request body over its 8 MiB limit, more than the API server sends for any pod (it takes request bodies up to 3 MiB); it answers HTTP 413.',
     action:
-      'Pods are far smaller than this; if a real pod is this large, shrink its inline data (use a ConfigMap), otherwise find the client sending it.',
+      'The API server does not send reviews this large: find the client sending it (only the API server should call the webhook).',
   },
   MUTUAL_K8S_WEBHOOK_CERT_INVALID: {
     meaning:

@@ -21,6 +21,7 @@ import {
   type InjectorWebhook,
   injectPod,
   loadTrustAnchors,
+  MAX_ADMISSION_REVIEW_BYTES,
   type PodLike,
   startInjectorWebhook,
 } from '../../src/k8s/index.ts';
@@ -334,13 +335,13 @@ test('a non-Pod object and a non-CREATE operation are allowed unchanged (a warni
   assert.deepEqual([update.allowed, update.patch], [true, undefined]);
 });
 
-test('hostile input: garbage, a 2 MiB body, the wrong apiVersion or kind, GET, unknown path — each refused with its code, and the webhook keeps serving', async () => {
+test('hostile input: garbage, a body over the cap, the wrong apiVersion or kind, GET, unknown path — each refused with its code, and the webhook keeps serving', async () => {
   const garbage = await post('/inject', Buffer.from([0x00, 0xff, 0x13, 0x37, 0x7b, 0x22, 0xfe]));
   assert.equal(garbage.status, 400);
   assert.equal((garbage.json.error as { code: string }).code, 'MUTUAL_K8S_ADMISSION_REVIEW_INVALID');
   assert.match((garbage.json.error as { message: string }).message, /not JSON/);
 
-  const huge = await post('/inject', Buffer.alloc(2 * 1024 * 1024, 0x20));
+  const huge = await post('/inject', Buffer.alloc(MAX_ADMISSION_REVIEW_BYTES + 1, 0x20));
   assert.equal(huge.status, 413);
   assert.equal((huge.json.error as { code: string }).code, 'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE');
 

@@ -21,7 +21,12 @@ import {
 } from './serving-certificate.ts';
 import { loadTrustAnchors, watchTrustAnchors } from './trust-anchors.ts';
 
-export const MAX_ADMISSION_REVIEW_BYTES = 1024 * 1024;
+/**
+ * The API server takes request bodies up to 3 MiB; the pod in a review is that object again as
+ * JSON (bigger than the protobuf a controller sends), so the cap leaves room for twice that. A
+ * lower cap answered 413 for real pods, and under failurePolicy Ignore those started unmeshed.
+ */
+export const MAX_ADMISSION_REVIEW_BYTES = 8 * 1024 * 1024;
 const TLS_MIN_VERSION = 'TLSv1.2';
 
 export interface InjectorWebhookConfig {
@@ -233,7 +238,7 @@ function readBody(request: IncomingMessage, timeoutMs: number): Promise<string> 
     tooLarge: () =>
       new MutualError(
         'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE',
-        `the request body is larger than ${MAX_ADMISSION_REVIEW_BYTES} bytes (1 MiB)`,
+        `the request body is larger than ${MAX_ADMISSION_REVIEW_BYTES} bytes (${MAX_ADMISSION_REVIEW_BYTES / 1024 / 1024} MiB)`,
       ),
     timedOut: () =>
       new MutualError(

@@ -1,0 +1,259 @@
+// The injector webhook against a hostile or broken API client, over real TLS sockets written by
+// hand (what no well-behaved HTTP client sends): every request that carries a uid gets an
+// AdmissionReview back with that uid, allowed set and a status saying why; what carries none
+// gets an HTTP 4xx with a JSON error; the answer arrives whole; and the webhook keeps serving.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { connect } from 'node:tls';
+import { systemClock } from '../../src/clock.ts';
+import {
+  DEFAULT_INJECT_OPTIONS,
+  type InjectorWebhook,
+  MAX_ADMISSION_REVIEW_BYTES,
+  startInjectorWebhook,
+} from '../../src/k8s/index.ts';
+import { generateKeyPair, issueSvid, privateKeyToPem } from '../../src/pki/index.ts';
+import { createTestPki, metricValue, type TestPki } from '../../src/testing/mesh-pki.ts';
+
+const SERVICE_NAME = 'mutual-injector.mutual-system.svc';
+/** The deadline for headers and body; the slow-client tests wait for it (the server's, not a sleep). */
+const CLIENT_TIMEOUT_MS = 400;
+
+let dir: string;
+let pki: TestPki;
+let webhook: InjectorWebhook;
+let port: number;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-webhook-hostile-'));
+  pki = await createTestPki(join(dir, 'pki'));
+  const keys = await generateKeyPair();
+  const svid = await issueSvid(pki.issuer, {
+    spiffeId: 'spiffe://cluster.local/ns/mutual-system/sa/injector',
+    publicKey: keys.publicKey,
+    clock: systemClock,
+    dnsNames: [SERVICE_NAME],
+  });
+  await mkdir(join(dir, 'tls'));
+  await writeFile(join(dir, 'tls', 'tls.crt'), svid.chainPem);
+  await writeFile(join(dir, 'tls', 'tls.key'), privateKeyToPem(keys.privateKey));
+  await writeFile(join(dir, 'anchors.pem'), pki.anchor.certificatePem);
+  webhook = await startInjectorWebhook({
+    listen: { host: '127.0.0.1', port: 0 },
+    adminListen: { host: '127.0.0.1', port: 0 },
+    tls: { certFile: join(dir, 'tls', 'tls.crt'), keyFile: join(dir, 'tls', 'tls.key') },
+    trustAnchorsFile: join(dir, 'anchors.pem'),
+    inject: DEFAULT_INJECT_OPTIONS,
+    clientTimeoutMs: CLIENT_TIMEOUT_MS,
+  });
+  port = Number(new URL(webhook.url).port);
+});
+
+after(async () => {
+  webhook?.destroy();
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface HttpAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  json: Record<string, unknown>;
+}
+
+/**
+ * Writes `chunks` on one TLS connection (verifying the server as the API server does), ends its
+ * side unless `isEnded` is false, and reads until the server closes. Returns every byte, the HTTP
+ * responses in them and the socket error, if any (a reset).
+ */
+function exchange(
+  chunks: readonly (string | Buffer)[],
+  { isEnded = true }: { isEnded?: boolean } = {},
+): Promise<{ raw: string; answers: HttpAnswer[]; error?: string }> {
+  return new Promise((resolve) => {
+    const received: Buffer[] = [];
+    const socket = connect({
+      host: '127.0.0.1',
+      port,
+      ca: pki.anchor.certificatePem,
+      servername: SERVICE_NAME,
+    });
+    let error: string | undefined;
+    socket.on('secureConnect', () => {
+      for (const chunk of chunks) socket.write(chunk);
+      if (isEnded) socket.end();
+    });
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.on('error', (cause: NodeJS.ErrnoException) => {
+      error = cause.code ?? cause.message;
+    });
+    socket.on('close', () => {
+      const raw = Buffer.concat(received).toString('utf8');
+      resolve({ raw, answers: parseAnswers(raw), ...(error === undefined ? {} : { error }) });
+    });
+  });
+}
+
+/** HTTP/1.1 responses one after another (Content-Length or chunked bodies; a 100 Continue is skipped). */
+function parseAnswers(raw: string): HttpAnswer[] {
+  const answers: HttpAnswer[] = [];
+  let rest = raw;
+  while (rest.startsWith('HTTP/1.')) {
+    const headEnd = rest.indexOf('\r\n\r\n');
+    if (headEnd === -1) break;
+    const [statusLine = '', ...lines] = rest.slice(0, headEnd).split('\r\n');
+    const headers = Object.fromEntries(
+      lines.map((line) => [
+        line.slice(0, line.indexOf(':')).toLowerCase(),
+        line.slice(line.indexOf(':') + 1).trim(),
+      ]),
+    );
+    rest = rest.slice(headEnd + 4);
+    let body = '';
+    if (headers['transfer-encoding'] === 'chunked') {
+      for (;;) {
+        const sizeEnd = rest.indexOf('\r\n');
+        const size = Number.parseInt(rest.slice(0, sizeEnd), 16);
+        rest = rest.slice(sizeEnd + 2);
+        if (!(size > 0)) {
+          rest = rest.slice(2);
+          break;
+        }
+        body += rest.slice(0, size);
+        rest = rest.slice(size + 2);
+      }
+    } else {
+      const length = Number(headers['content-length'] ?? 0);
+      body = rest.slice(0, length);
+      rest = rest.slice(length);
+    }
+    const status = Number(statusLine.split(' ')[1]);
+    if (status === 100) continue;
+    let json: Record<string, unknown> = {};
+    try {
+      json = JSON.parse(body);
+    } catch {}
+    answers.push({ status, headers, body, json });
+  }
+  return answers;
+}
+
+function post(body: string | Buffer, headers: Record<string, string> = {}, path = '/inject'): string {
+  const length = Buffer.byteLength(body);
+  const all = {
+    host: SERVICE_NAME,
+    'content-type': 'application/json',
+    'content-length': String(length),
+    ...headers,
+  };
+  const head = Object.entries(all)
+    .filter(([, value]) => value !== '')
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  return `POST ${path} HTTP/1.1\r\n${head}connection: close\r\n\r\n${body}`;
+}
+
+const opted = { 'mutual.dev/inject': 'enabled' };
+
+function pod(overrides: { metadata?: object; spec?: object } = {}) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'web', namespace: 'demo', annotations: opted, ...overrides.metadata },
+    spec: { containers: [{ name: 'web', image: 'nginx:1.27' }], ...overrides.spec },
+  };
+}
+
+function review(object: unknown, request: Record<string, unknown> = {}, uid = crypto.randomUUID()): string {
+  return JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      namespace: 'demo',
+      operation: 'CREATE',
+      object,
+      dryRun: false,
+      ...request,
+    },
+  });
+}
+
+/** The one AdmissionReview answer of an exchange, checked for what the API server requires. */
+async function reviewAnswer(chunks: readonly (string | Buffer)[], uid: string) {
+  const { answers, raw } = await exchange(chunks);
+  assert.equal(answers.length, 1, raw.slice(0, 500));
+  const [answer] = answers as [HttpAnswer];
+  assert.equal(answer.status, 200, answer.body);
+  assert.match(answer.headers['content-type'] ?? '', /^application\/json/);
+  assert.equal(answer.json.apiVersion, 'admission.k8s.io/v1');
+  assert.equal(answer.json.kind, 'AdmissionReview');
+  const response = answer.json.response as {
+    uid: string;
+    allowed: boolean;
+    patchType?: string;
+    patch?: string;
+    warnings?: string[];
+    status?: { code: number; message: string };
+  };
+  assert.equal(response.uid, uid);
+  assert.equal(typeof response.allowed, 'boolean');
+  return response;
+}
+
+/** The one HTTP error answer of an exchange: its status and the JSON error's code and message. */
+async function errorAnswer(chunks: readonly (string | Buffer)[], { isCutOff = false } = {}) {
+  const { answers, raw, error } = await exchange(chunks);
+  // A client still sending a body the server refused may find the connection closed under it.
+  if (!isCutOff)
+    assert.equal(error, undefined, `the answer arrived whole, without a reset: ${raw.slice(0, 300)}`);
+  assert.equal(answers.length, 1, raw.slice(0, 500));
+  const [answer] = answers as [HttpAnswer];
+  const body = answer.json.error as { code: string; message: string; hint: string };
+  assert.ok(body?.code, `a JSON error: ${answer.body}`);
+  return { status: answer.status, code: body.code, message: body.message, headers: answer.headers };
+}
+
+/** The webhook still injects a well-formed review on a new connection. */
+async function assertServing(): Promise<void> {
+  const uid = crypto.randomUUID();
+  const response = await reviewAnswer([post(review(pod(), {}, uid))], uid);
+  assert.equal(response.patchType, 'JSONPatch');
+}
+
+test('a pod as large as the API server takes (a 2.5 MiB env value) is injected; a body over the cap is a 413 JSON error', async () => {
+  const uid = crypto.randomUUID();
+  const big = pod({
+    spec: {
+      containers: [
+        { name: 'web', image: 'nginx', env: [{ name: 'BLOB', value: 'x'.repeat(2.5 * 1024 * 1024) }] },
+      ],
+    },
+  });
+  const response = await reviewAnswer([post(review(big, {}, uid))], uid);
+  assert.equal(response.allowed, true);
+  assert.equal(response.patchType, 'JSONPatch');
+
+  const tooLarge = await errorAnswer([post(Buffer.alloc(MAX_ADMISSION_REVIEW_BYTES + 1, 0x20))], {
+    isCutOff: true,
+  });
+  assert.equal(tooLarge.status, 413);
+  assert.equal(tooLarge.code, 'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE');
+  assert.match(tooLarge.message, /larger than 8388608 bytes \(8 MiB\)/);
+  await assertServing();
+});
+
+test('the admissions refused before a decision are counted as errors by code', async () => {
+  const text = await (await fetch(`${webhook.adminUrl}/metrics`)).text();
+  assert.ok(
+    metricValue(text, 'mutual_injector_admissions_total', {
+      result: 'error',
+      reason: 'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE',
+    }) >= 1,
+  );
+});
