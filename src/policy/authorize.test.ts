@@ -436,6 +436,30 @@ const cases: Case[] = [
     http: `deny ${ROOT}/deny#0`,
   },
   {
+    name: 'paths: a path with an encoded slash must be allowed as an app that decodes it reads it',
+    yaml: ap('deny-admin', 'demo', 'action: DENY\nrules:\n- to:\n  - operation:\n      paths: ["/admin/*"]'),
+    peer: { principal: WEB, path: '/admin%2Fusers' },
+    http: 'deny demo/deny-admin#0',
+  },
+  {
+    name: 'paths: ;parameters are dropped in the second reading (Tomcat, Spring)',
+    yaml: ap('allow-public', 'demo', 'rules:\n- to:\n  - operation:\n      paths: ["/public/*"]'),
+    peer: { principal: WEB, path: '/public/..;/admin?x=1' },
+    http: 'no-allow demo/allow-public',
+  },
+  {
+    name: 'paths: an encoded slash both readings allow is allowed',
+    yaml: ap('allow-files', 'demo', 'rules:\n- to:\n  - operation:\n      paths: ["/files/*"]'),
+    peer: { principal: WEB, path: '/files/a%2Fb' },
+    http: 'allow demo/allow-files#0',
+  },
+  {
+    name: 'paths: match case-sensitively, as Istio does',
+    yaml: ap('deny-admin', 'demo', 'action: DENY\nrules:\n- to:\n  - operation:\n      paths: ["/admin/*"]'),
+    peer: { principal: WEB, path: '/ADMIN/x' },
+    http: 'allow',
+  },
+  {
     name: 'hosts: a trailing dot names the same host',
     yaml: ap(
       'deny-admin',

@@ -1,7 +1,9 @@
 // Istio's authorization order for one workload: any DENY match → deny; no ALLOW policy → allow;
 // an ALLOW match → allow; otherwise deny. AUDIT rules are evaluated and reported, never decide.
 // Rules are indexed by the exact principal they require, so a request only runs the rules that
-// can match its peer (plus those that do not name one).
+// can match its peer (plus those that do not name one). A path an app could read two ways (an
+// encoded slash, `;parameters`) must be allowed under both readings.
+import { otherPathReading } from './request-path.ts';
 import type { AuthorizationAction } from './resource.ts';
 import { type CompiledRule, type EvaluationContext, matchRule, type RuleData } from './rule-compile.ts';
 import type { AuthorizationDecision, ConnectionAttributes, RequestAttributes } from './types.ts';
@@ -127,7 +129,14 @@ export function createAuthorizer(policies: readonly CompiledPolicy[]): Authorize
   };
   return {
     authorizeConnection: (attributes) => decide(tcp, connectionContext(attributes)),
-    authorizeRequest: (attributes) => decide(http, requestContext(attributes)),
+    authorizeRequest: (attributes) => {
+      const context = requestContext(attributes);
+      const decision = decide(http, context);
+      const other = decision.allowed ? otherPathReading(context.path) : undefined;
+      if (other === undefined) return decision;
+      const otherDecision = decide(http, { ...context, path: other });
+      return otherDecision.allowed ? decision : otherDecision;
+    },
   };
 }
 

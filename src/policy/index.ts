@@ -12,6 +12,7 @@ export {
 export { isPolicyFileName, type LoadedPolicies, listPolicyFiles, loadPolicyFiles } from './load.ts';
 export { type ParseOptions, type ParseResult, parsePolicyText } from './parse.ts';
 export { compilePolicySet, type PolicySet, staticWorkloadPolicy } from './policy-set.ts';
+export { normalizePath, parseRequestTarget, type RequestTarget } from './request-path.ts';
 export {
   type AuthorizationAction,
   type AuthorizationPolicyResource,

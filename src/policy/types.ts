@@ -23,6 +23,7 @@ export interface ConnectionAttributes {
 /** What is known about one HTTP request, on top of its connection. */
 export interface RequestAttributes extends ConnectionAttributes {
   readonly method: string;
+  /** The target as forwarded: a path normalised by parseRequestTarget, then the query as sent. */
   readonly path: string;
   readonly host: string;
   /** Lower-case header names. */

@@ -19,8 +19,10 @@ import {
   forwardedRequestHeaders,
   forwardRequest,
   Pool,
+  PROXY_ERROR_HEADER,
 } from '../http-forward.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
+import { type CheckedRequest, checkHttp1Request } from './check-request.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
 export function createHttpInbound(deps: InboundDeps) {
@@ -45,20 +47,35 @@ export function createHttpInbound(deps: InboundDeps) {
     handleUpgrade(request, socket, head),
   );
 
-  function decide(request: IncomingMessage, context: InboundContext) {
-    const path = (request.url ?? '/').split('?')[0] ?? '/';
-    if (probePaths.has(path)) return { allowed: true as const };
+  /** Authorizes the checked request; `request.url` is already its normalised target. */
+  function decide(
+    request: IncomingMessage,
+    checked: CheckedRequest & { isValid: true },
+    context: InboundContext,
+  ) {
+    if (probePaths.has(checked.path)) return { allowed: true as const };
     const decision = deps.policy().authorizeRequest({
       sourcePrincipal: principalOf(context.peer),
       sourceIp: context.sourceIp,
       destinationPort: context.appPort,
       method: request.method ?? 'GET',
-      path: request.url ?? '/',
-      host: request.headers.host ?? '',
+      path: checked.target,
+      host: checked.host,
       headers: request.headers,
     });
     countDecision(metrics, decision, context);
     return decision;
+  }
+
+  /** Refused before authorization: not forwarded, and the connection closes after the answer. */
+  function badRequest(request: IncomingMessage, problem: string, context: InboundContext): string {
+    log.warn('malformed request refused', {
+      client: principalOf(context.peer) ?? context.sourceIp,
+      method: request.method,
+      target: request.url?.slice(0, 200),
+      problem,
+    });
+    return `mutual: bad request: ${problem}\n`;
   }
 
   const forwardHeaders = (request: IncomingMessage, context: InboundContext) =>
@@ -71,7 +88,7 @@ export function createHttpInbound(deps: InboundDeps) {
     if (!context) return response.destroy();
     const startedMs = clock.now();
     const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
-    const decision = decide(request, context);
+    const checked = checkHttp1Request(request);
     response.once('finish', () => {
       flushConnectionBytes(request.socket);
       const status = String(response.statusCode);
@@ -81,6 +98,20 @@ export function createHttpInbound(deps: InboundDeps) {
         (clock.now() - startedMs) / 1000,
       );
     });
+    if (!checked.isValid) {
+      const text = badRequest(request, checked.problem, context);
+      request.resume();
+      response
+        .writeHead(400, {
+          'content-type': 'text/plain',
+          connection: 'close',
+          [PROXY_ERROR_HEADER]: 'bad_request',
+        })
+        .end(text);
+      return;
+    }
+    request.url = checked.target;
+    const decision = decide(request, checked, context);
     if (!decision.allowed) {
       log.warn('request denied', {
         policy: decision.policy,
@@ -111,7 +142,16 @@ export function createHttpInbound(deps: InboundDeps) {
   function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer) {
     const context = getInboundContext(request.socket);
     if (!context) return socket.destroy();
-    const decision = decide(request, context);
+    const checked = checkHttp1Request(request);
+    if (!checked.isValid) {
+      const text = badRequest(request, checked.problem, context);
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n${PROXY_ERROR_HEADER}: bad_request\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+      return;
+    }
+    request.url = checked.target;
+    const decision = decide(request, checked, context);
     if (!decision.allowed) {
       socket.end(
         'HTTP/1.1 403 Forbidden\r\ncontent-length: 19\r\nconnection: close\r\n\r\nRBAC: access denied',

@@ -18,8 +18,9 @@ import {
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { InboundContext } from '../connection-context.ts';
-import { CLIENT_ID_HEADER, DENIED_BY_HEADER, isClientIdHeader } from '../http-forward.ts';
+import { CLIENT_ID_HEADER, DENIED_BY_HEADER, isClientIdHeader, PROXY_ERROR_HEADER } from '../http-forward.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
+import { checkHttp2Request } from './check-request.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
@@ -43,6 +44,7 @@ const NOT_FORWARDED = new Set([
 
 /** gRPC status codes this proxy answers with (grpc/doc/statuscodes.md). */
 const GRPC_PERMISSION_DENIED = 7;
+const GRPC_INTERNAL = 13;
 const GRPC_UNAVAILABLE = 14;
 
 export function createHttp2Inbound(deps: InboundDeps) {
@@ -103,17 +105,29 @@ export function createHttp2Inbound(deps: InboundDeps) {
 
     if (method === 'CONNECT')
       return answer(501, 'mutual: CONNECT over HTTP/2 is not proxied', GRPC_UNAVAILABLE);
-    const pathOnly = path.split('?')[0] ?? '/';
-    if (!probePaths.has(pathOnly)) {
-      const host = headers[':authority'] ?? headers.host ?? '';
+    const checked = checkHttp2Request(headers);
+    if (!checked.isValid) {
+      log.warn('malformed request refused', {
+        client: principalOf(context.peer) ?? context.sourceIp,
+        method: method.slice(0, 40),
+        target: path.slice(0, 200),
+        problem: checked.problem,
+      });
+      stream.resume();
+      // gRPC reads HTTP 400 as INTERNAL (grpc/doc/http-grpc-status-mapping.md).
+      return answer(400, `mutual: bad request: ${checked.problem}\n`, GRPC_INTERNAL, {
+        [PROXY_ERROR_HEADER]: 'bad_request',
+      });
+    }
+    if (!probePaths.has(checked.path)) {
       const decision = deps.policy().authorizeRequest({
         sourcePrincipal: principalOf(context.peer),
         sourceIp: context.sourceIp,
         destinationPort: context.appPort,
         method,
-        path,
-        host,
-        headers: headers.host === undefined ? { ...headers, host } : headers,
+        path: checked.target,
+        host: checked.host,
+        headers: headers.host === undefined ? { ...headers, host: checked.host } : headers,
       });
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
@@ -121,7 +135,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
           policy: decision.policy,
           client: principalOf(context.peer) ?? context.sourceIp,
           method,
-          path,
+          path: checked.target,
         });
         stream.resume();
         // Only meshed callers learn which policy refused them.
@@ -138,6 +152,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
       );
     };
     const requestHeaders = forwardedHeaders(headers);
+    requestHeaders[':path'] = checked.target;
     if (context.peer.kind === 'mtls') requestHeaders[CLIENT_ID_HEADER] = context.peer.peerId;
     const hasBody = !stream.endAfterHeaders;
     let upstream: ClientHttp2Stream;

@@ -1,0 +1,74 @@
+// What an inbound request must be before it is authorized, and what is forwarded in its place:
+// the target normalised by policy's parseRequestTarget (so the path a policy matched is the path
+// the app receives) and one unambiguous host. Anything else is a 400, as Envoy answers it.
+import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http2';
+import { parseRequestTarget } from '../../policy/index.ts';
+
+export type CheckedRequest =
+  | {
+      readonly isValid: true;
+      /** Normalised path and the query as sent: what policy matches and the app receives. */
+      readonly target: string;
+      /** The normalised path alone (probe paths are compared with it). */
+      readonly path: string;
+      readonly host: string;
+    }
+  | { readonly isValid: false; readonly problem: string };
+
+/** uri-host [":" port] (RFC 3986), without the `,` that would make it a list. */
+const VALID_HOST = /^(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9.\-_~!$&'()*+;=%]*)(?::\d*)?$/;
+
+export function checkHttp1Request(request: IncomingMessage): CheckedRequest {
+  const target = parseRequestTarget(request.url ?? '/');
+  if (!target.isValid) return target;
+  let hosts = 0;
+  for (let i = 0; i < request.rawHeaders.length; i += 2) {
+    if (request.rawHeaders[i]!.length === 4 && request.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  }
+  // node:http keeps the first and drops the rest; an app behind may read the last.
+  if (hosts > 1) return invalid(`the request has ${hosts} Host headers; send one`);
+  const host = request.headers.host;
+  if (host === undefined && request.httpVersion !== '1.0') {
+    return invalid('the request has no Host header; HTTP/1.1 requires one');
+  }
+  if (target.authority !== undefined && host?.toLowerCase() !== target.authority) {
+    return invalid(
+      `the request target names host "${target.authority}" but the Host header says ${JSON.stringify(host ?? '')}; send a path (GET /x) with the Host header`,
+    );
+  }
+  return checkedHost(target.path, target.query, host ?? '');
+}
+
+export function checkHttp2Request(headers: IncomingHttpHeaders): CheckedRequest {
+  const method = headers[':method'] ?? 'GET';
+  // HTTP/1 methods are upper case on the wire (node:http refuses others); HTTP/2 passes any token.
+  if (method !== method.toUpperCase()) {
+    return invalid(`the method "${method}" is not in upper case; methods are case-sensitive (RFC 9110 §9.1)`);
+  }
+  const target = parseRequestTarget(headers[':path'] ?? '/');
+  if (!target.isValid) return target;
+  const authority = headers[':authority'];
+  const host: unknown = headers.host;
+  if (host !== undefined && typeof host !== 'string')
+    return invalid('the request has more than one Host header; send one');
+  if (authority !== undefined && host !== undefined && authority.toLowerCase() !== host.toLowerCase()) {
+    return invalid(
+      `:authority "${authority}" and the Host header "${host}" name different hosts; send one (RFC 9113 §8.3.1)`,
+    );
+  }
+  return checkedHost(target.path, target.query, authority ?? host ?? '');
+}
+
+function checkedHost(path: string, query: string, host: string): CheckedRequest {
+  if (!VALID_HOST.test(host)) {
+    return invalid(
+      `the host ${JSON.stringify(host.slice(0, 200))} is not a host name or address with an optional :port`,
+    );
+  }
+  return { isValid: true, target: `${path}${query}`, path, host };
+}
+
+function invalid(problem: string): CheckedRequest {
+  return { isValid: false, problem };
+}
