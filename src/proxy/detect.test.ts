@@ -17,6 +17,7 @@ const cases: [string, string, ReturnType<typeof classifyFirstBytes>][] = [
   ['the HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'http2'],
   ['a TLS record', '\x16\x03\x01\x02\x00', 'tls'],
   ['text that cannot become a request line', 'ping over mTLS', 'opaque'],
+  ['a first word that is no method, with no blank yet', 'tick0;tick1;', 'opaque'],
   ['a number where the target goes', 'full 0', 'opaque'],
   ['a complete line without an HTTP version', 'get foo\r\n', 'opaque'],
   ['RESP', '*1\r\n$4\r\nPING\r\n', 'opaque'],

@@ -66,8 +66,11 @@ function isUnfinishedRequestLine(bytes: Buffer): boolean {
     .subarray(start)
     .toString('latin1')
     .split(/[ \t]+/);
-  if (method === '' || target === undefined) return true;
+  if (method === '') return true;
+  // A first word that cannot be a method settles it now: a text protocol's first message
+  // (`tick0;`) must not wait out the detection timeout and then be parsed as HTTP.
   if (!TOKEN.test(method!)) return false;
+  if (target === undefined) return true;
   // A target is "/…", "*", or "scheme:…"/"host:port"; a last word of letters may still become one.
   const isTarget =
     target === '' ||
