@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from 'node:tls';
+import fastJsonPatch from 'fast-json-patch';
 import { systemClock } from '../../src/clock.ts';
 import {
   DEFAULT_INJECT_OPTIONS,
@@ -18,6 +19,7 @@ import {
 import { generateKeyPair, issueSvid, privateKeyToPem } from '../../src/pki/index.ts';
 import { createTestPki, metricValue, type TestPki } from '../../src/testing/mesh-pki.ts';
 
+const { applyPatch } = fastJsonPatch;
 const SERVICE_NAME = 'mutual-injector.mutual-system.svc';
 /** The deadline for headers and body; the slow-client tests wait for it (the server's, not a sleep). */
 const CLIENT_TIMEOUT_MS = 400;
@@ -246,6 +248,106 @@ test('a pod as large as the API server takes (a 2.5 MiB env value) is injected; 
   assert.equal(tooLarge.code, 'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE');
   assert.match(tooLarge.message, /larger than 8388608 bytes \(8 MiB\)/);
   await assertServing();
+});
+
+test('a review with a uid but no usable pod (none, a string, a list, nested 10,000 deep) is answered in a review: its uid, allowed false, a 400 status saying why', async () => {
+  const cases: [string, RegExp][] = [
+    [
+      review(null),
+      /refused pod demo\/\(unnamed\): the request for a Pod CREATE has no object, where the API server sends the Pod/,
+    ],
+    [review('web'), /has an object that is the string "web"/],
+    [review([pod()]), /has an object that is a list/],
+    [
+      review(pod({ spec: { x: 'DEEP' } })).replace('"DEEP"', `${'['.repeat(10_000)}${']'.repeat(10_000)}`),
+      /refused pod demo\/web: the object is nested more than 100 levels deep, which no Pod is/,
+    ],
+  ];
+  for (const [body, message] of cases) {
+    const uid = JSON.parse(body).request.uid as string;
+    const response = await reviewAnswer([post(body)], uid);
+    assert.equal(response.allowed, false, body.slice(0, 200));
+    assert.equal(response.patch, undefined);
+    assert.equal(response.status?.code, 400);
+    assert.match(response.status?.message ?? '', message);
+  }
+  // A pod as deep as real ones get (affinity terms) is injected.
+  const uid = crypto.randomUUID();
+  const affinity = {
+    podAntiAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        {
+          weight: 1,
+          podAffinityTerm: {
+            topologyKey: 'kubernetes.io/hostname',
+            labelSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['web'] }] },
+          },
+        },
+      ],
+    },
+  };
+  const deep = await reviewAnswer([post(review(pod({ spec: { affinity } }), {}, uid))], uid);
+  assert.equal(deep.patchType, 'JSONPatch');
+  await assertServing();
+});
+
+test('envelopes without a uid to answer get an HTTP 400 JSON error naming the problem', async () => {
+  const envelope = (request: unknown) =>
+    JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request });
+  const cases: [string, RegExp][] = [
+    ['{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionRev', /the request body is not JSON/],
+    ['[]', /must be a JSON object \(an AdmissionReview\)/],
+    [review(pod()).replace('"AdmissionReview"', '"Pod"'), /kind "Pod" is not AdmissionReview/],
+    [
+      review(pod()).replace('admission.k8s.io/v1', 'admission.k8s.io/v1beta1'),
+      /"admission\.k8s\.io\/v1beta1" is not supported/,
+    ],
+    [envelope(null), /has no request object/],
+    [envelope({ kind: { group: '', kind: 'Pod' } }), /request has no uid$/],
+    [envelope({ uid: 42 }), /request has no uid: 42 is not a non-empty string/],
+    [envelope({ uid: '' }), /request has no uid: "" is not a non-empty string/],
+  ];
+  for (const [body, message] of cases) {
+    const answer = await errorAnswer([post(body)]);
+    assert.equal(answer.status, 400, body.slice(0, 100));
+    assert.equal(answer.code, 'MUTUAL_K8S_ADMISSION_REVIEW_INVALID');
+    assert.match(answer.message, message);
+  }
+  await assertServing();
+});
+
+test('what the API server may send is answered as it expects: dryRun gets the same patch (no side effects), an injected pod and a hostNetwork pod none, a Service or an ephemeralcontainers update is allowed unchanged', async () => {
+  const patchOf = async (body: string) => {
+    const uid = JSON.parse(body).request.uid as string;
+    return reviewAnswer([post(body)], uid);
+  };
+  const wet = await patchOf(review(pod()));
+  const dry = await patchOf(review(pod(), { dryRun: true }));
+  assert.equal(dry.allowed, true);
+  assert.equal(dry.patchType, 'JSONPatch');
+  assert.equal(dry.patch, wet.patch);
+  // The pod as the API server stores it after the patch, sent again (reinvocation): nothing to add.
+  const patched = applyPatch(
+    pod(),
+    JSON.parse(Buffer.from(wet.patch ?? '', 'base64').toString('utf8')),
+    true,
+    false,
+  ).newDocument;
+  const injected = await patchOf(review(patched));
+  assert.deepEqual([injected.allowed, injected.patch], [true, undefined]);
+  const host = await patchOf(review(pod({ spec: { hostNetwork: true } })));
+  assert.deepEqual([host.allowed, host.patch], [true, undefined]);
+  assert.match(host.warnings?.[0] ?? '', /pod demo\/web not injected: hostNetwork: true/);
+  const service = await patchOf(
+    review(
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' } },
+      { kind: { group: '', version: 'v1', kind: 'Service' } },
+    ),
+  );
+  assert.deepEqual([service.allowed, service.patch], [true, undefined]);
+  assert.match(service.warnings?.[0] ?? '', /Service left unchanged: only Pods are injected/);
+  const ephemeral = await patchOf(review(pod(), { operation: 'UPDATE', subResource: 'ephemeralcontainers' }));
+  assert.deepEqual([ephemeral.allowed, ephemeral.patch], [true, undefined]);
 });
 
 test('the admissions refused before a decision are counted as errors by code', async () => {

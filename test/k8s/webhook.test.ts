@@ -369,8 +369,10 @@ test('hostile input: garbage, a body over the cap, the wrong apiVersion or kind,
   assert.equal(noUid.status, 400);
   assert.match((noUid.json.error as { message: string }).message, /no uid/);
 
-  const noObject = await post('/inject', review(null));
-  assert.equal(noObject.status, 400);
+  // With a uid, a Pod CREATE without its pod is refused in a review, not with an HTTP error.
+  const noObject = responseOf(await post('/inject', review(null)));
+  assert.equal(noObject.allowed, false);
+  assert.match(noObject.status?.message ?? '', /has no object/);
 
   assert.equal((await post('/inject', '', { method: 'GET' })).status, 405);
   assert.equal((await post('/mutate', review(replicaSetPod()))).status, 404);

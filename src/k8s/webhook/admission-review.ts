@@ -35,6 +35,21 @@ export interface AdmissionDecision {
 /** Pod skips worth telling whoever created the pod (a kubectl user sees admission warnings). */
 const WARNED_SKIPS = new Set(['host-network', 'existing-proxy', 'other-mesh', 'conflict', 'no-containers']);
 
+/** Far deeper than any Pod (affinity terms, the deepest part, are about a dozen levels). */
+const MAX_OBJECT_DEPTH = 100;
+
+/** Whether `value` has objects or lists more than `limit` levels down; iterative, for any depth. */
+function isNestedDeeper(value: unknown, limit: number): boolean {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [current, depth] = next;
+    if (typeof current !== 'object' || current === null) continue;
+    if (depth === limit) return true;
+    for (const child of Object.values(current)) pending.push([child, depth + 1]);
+  }
+  return false;
+}
+
 function invalid(message: string): MutualError {
   return new MutualError('MUTUAL_K8S_ADMISSION_REVIEW_INVALID', message);
 }
@@ -63,7 +78,11 @@ export function parseAdmissionReview(body: string): Record<string, unknown> & { 
   const request = review.request;
   if (!isObject(request)) throw invalid('the AdmissionReview has no request object');
   if (typeof request.uid !== 'string' || request.uid === '') {
-    throw invalid('the AdmissionReview request has no uid');
+    throw invalid(
+      request.uid === undefined
+        ? 'the AdmissionReview request has no uid'
+        : `the AdmissionReview request has no uid: ${JSON.stringify(request.uid)} is not a non-empty string`,
+    );
   }
   return request as Record<string, unknown> & { uid: string };
 }
@@ -111,7 +130,25 @@ export function reviewAdmission(
   if (request.operation !== 'CREATE') {
     return { review: answer({ allowed: true }), result: 'ignored', reason: 'not-create', pod };
   }
-  if (!isObject(object)) throw invalid('the AdmissionReview request for a Pod CREATE has no object');
+  // With a uid to answer, a request the API server would never send is refused in a review (its
+  // uid, allowed false, why), not with an HTTP error that failurePolicy Ignore would wave through.
+  const refuse = (message: string): AdmissionDecision => ({
+    review: answer({
+      allowed: false,
+      status: { code: 400, message: `mutual-injector refused pod ${pod}: ${message}` },
+    }),
+    result: 'refused',
+    reason: 'object-invalid',
+    pod,
+  });
+  if (!isObject(object)) {
+    return refuse(
+      `the request for a Pod CREATE has ${object === undefined || object === null ? 'no object' : `an object that is ${Array.isArray(object) ? 'a list' : `the ${typeof object} ${JSON.stringify(object).slice(0, 40)}`}`}, where the API server sends the Pod`,
+    );
+  }
+  if (isNestedDeeper(object, MAX_OBJECT_DEPTH)) {
+    return refuse(`the object is nested more than ${MAX_OBJECT_DEPTH} levels deep, which no Pod is`);
+  }
   const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
   if (optIn === 'pod' && annotations[ANNOTATIONS.inject] !== INJECT_VALUES.enabled) {
     return { review: answer({ allowed: true }), result: 'skipped', reason: 'not-enabled', pod };
