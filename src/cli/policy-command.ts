@@ -10,6 +10,7 @@ import {
   formatDiagnostic,
   loadPolicyFiles,
   type PolicyDiagnostic,
+  parseRequestTarget,
   type WorkloadRef,
 } from '../policy/index.ts';
 import { outputOption } from './ca-command.ts';
@@ -203,11 +204,19 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
     sourceIp: options.sourceIp,
     destinationPort: port,
   };
+  // The sidecar matches, and forwards, the normalised path: /public/../admin is /admin.
+  const target = parseRequestTarget(options.path ?? '/');
+  if (!target.isValid) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--path ${options.path}: ${target.problem}; the sidecar answers such a request 400 without authorizing it`,
+    );
+  }
   const request = isHttp
     ? {
         ...connection,
         method: (options.method ?? 'GET').toUpperCase(),
-        path: options.path ?? '/',
+        path: `${target.path}${target.query}`,
         host: options.host ?? `${workload.labels.app ?? 'workload'}.${workload.namespace}`,
         headers: Object.fromEntries(
           Object.entries(parseLabels(options.header, '--header')).map(([name, value]) => [
@@ -249,7 +258,9 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
         ['mTLS mode', describeMode(peerAuthentication)],
         [
           'traffic',
-          request ? `HTTP ${request.method} ${request.path} (host ${request.host})` : 'TCP connection',
+          request
+            ? `HTTP ${request.method} ${request.path}${options.path !== undefined && options.path !== request.path ? ` (normalised from ${options.path})` : ''} (host ${request.host})`
+            : 'TCP connection',
         ],
         ['decision', describeDecision(decision, peerAuthentication.mode, principal)],
         ['audited', list(decision?.audited ?? [])],

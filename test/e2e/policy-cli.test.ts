@@ -94,6 +94,28 @@ test('policy explain: the same client over TCP is denied (the ALLOW rule needs H
   assert.equal(view.request, null);
 });
 
+test('policy explain: the path is normalised as the sidecar normalises it; a malformed one is refused', async () => {
+  const climbed = await runMutual([
+    ...['policy', 'explain', '--policy-dir', MESH, '--to', 'demo/api', '--port', '8080'],
+    ...['--from', 'cluster.local/ns/demo/sa/web', '--path', '/api/../admin?x=1'],
+  ]);
+  assert.equal(climbed.code, 0, climbed.stderr);
+  assert.match(climbed.stdout, /traffic +HTTP GET \/admin\?x=1 \(normalised from \/api\/\.\.\/admin\?x=1\)/);
+  assert.match(
+    climbed.stdout,
+    /decision +DENY: no rule of the ALLOW policies \(demo\/api-from-web\) matched/,
+  );
+  const nul = await runMutual([
+    ...['policy', 'explain', '--policy-dir', MESH, '--to', 'demo/api', '--port', '8080'],
+    ...['--from', 'cluster.local/ns/demo/sa/web', '--path', '/api/%00'],
+  ]);
+  assert.equal(nul.code, 2, nul.stdout);
+  assert.match(
+    nul.stderr,
+    /--path \/api\/%00: the path "\/api\/%00" contains %00 .*answers such a request 400/,
+  );
+});
+
 test('policy explain: a mesh-wide DENY names its policy and rule', async () => {
   const run = await runMutual([
     ...['policy', 'explain', '--policy-dir', MESH, '--to', 'demo/api', '--port', '8080'],
