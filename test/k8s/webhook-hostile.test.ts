@@ -209,15 +209,15 @@ async function reviewAnswer(chunks: readonly (string | Buffer)[], uid: string) {
 }
 
 /** The one HTTP error answer of an exchange: its status and the JSON error's code and message. */
-async function errorAnswer(chunks: readonly (string | Buffer)[], { isCutOff = false } = {}) {
-  const { answers, raw, error } = await exchange(chunks);
+async function errorAnswer(chunks: readonly (string | Buffer)[], { isCutOff = false, isEnded = true } = {}) {
+  const { answers, raw, error } = await exchange(chunks, { isEnded });
   // A client still sending a body the server refused may find the connection closed under it.
   if (!isCutOff)
     assert.equal(error, undefined, `the answer arrived whole, without a reset: ${raw.slice(0, 300)}`);
   assert.equal(answers.length, 1, raw.slice(0, 500));
   const [answer] = answers as [HttpAnswer];
   const body = answer.json.error as { code: string; message: string; hint: string };
-  assert.ok(body?.code, `a JSON error: ${answer.body}`);
+  assert.ok(body?.code, `a JSON error: ${raw.slice(0, 400)}`);
   return { status: answer.status, code: body.code, message: body.message, headers: answer.headers };
 }
 
@@ -350,12 +350,86 @@ test('what the API server may send is answered as it expects: dryRun gets the sa
   assert.deepEqual([ephemeral.allowed, ephemeral.patch], [true, undefined]);
 });
 
-test('the admissions refused before a decision are counted as errors by code', async () => {
+test('HTTP the API server never sends: no or another content-type, a compressed body (415), a POST without a length, HTTP/1.0 style (411, the answer whole, no reset), not HTTP (400), 20 KB of headers (431): each a JSON error, and the webhook keeps serving', async () => {
+  const body = review(pod());
+  const cases: [readonly string[], number, RegExp][] = [
+    [
+      [post(body, { 'content-type': 'text/plain' })],
+      415,
+      /content-type "text\/plain" is not application\/json/,
+    ],
+    [[post(body, { 'content-type': '' })], 415, /the request has no content-type/],
+    [
+      [post(body, { 'content-encoding': 'gzip' })],
+      415,
+      /content-encoding "gzip" is not supported: send the AdmissionReview uncompressed/,
+    ],
+    [
+      [`POST /inject HTTP/1.0\r\nhost: ${SERVICE_NAME}\r\ncontent-type: application/json\r\n\r\n${body}`],
+      411,
+      /a POST without content-length \(or transfer-encoding: chunked\) has no body/,
+    ],
+    [
+      [`POST /inject HTTP/1.1\r\nhost: ${SERVICE_NAME}\r\ncontent-type: application/json\r\n\r\n${body}`],
+      411,
+      /without content-length/,
+    ],
+    [
+      ['\x16\x03\x01 this is not HTTP\r\n\r\n'],
+      400,
+      /the request is not HTTP\/1\.1 the webhook can read \(HPE_INVALID_METHOD\)/,
+    ],
+    [
+      [`POST /inject HTTP/1.1\r\nhost: x\r\nx-filler: ${'a'.repeat(20_000)}\r\n\r\n`],
+      431,
+      /headers are larger than 16 KiB/,
+    ],
+  ];
+  for (const [chunks, status, message] of cases) {
+    const answer = await errorAnswer(chunks);
+    assert.equal(answer.status, status, chunks[0]?.slice(0, 80));
+    assert.equal(answer.code, 'MUTUAL_K8S_ADMISSION_REVIEW_INVALID');
+    assert.match(answer.message, message);
+    assert.equal(answer.headers.connection?.toLowerCase(), 'close');
+  }
+  // Chunked bodies and Expect: 100-continue are HTTP/1.1 the API server may use: served.
+  const uid = crypto.randomUUID();
+  const chunked = review(pod(), {}, uid);
+  const head = `POST /inject HTTP/1.1\r\nhost: ${SERVICE_NAME}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n`;
+  const size = Buffer.byteLength(chunked).toString(16);
+  const served = await reviewAnswer([`${head}${size}\r\n${chunked}\r\n0\r\n\r\n`], uid);
+  assert.equal(served.patchType, 'JSONPatch');
+  await assertServing();
+});
+
+test("slow clients: headers or a body not complete within the webhook's deadline get a 408 JSON error, and the connection is closed", async () => {
+  const slowHeaders = await errorAnswer([`POST /inject HTTP/1.1\r\nhost: ${SERVICE_NAME}\r\n`], {
+    isEnded: false,
+  });
+  assert.equal(slowHeaders.status, 408);
+  assert.match(
+    slowHeaders.message,
+    new RegExp(`the request headers did not arrive within ${CLIENT_TIMEOUT_MS} ms`),
+  );
+  const body = review(pod());
+  const slowBody = await errorAnswer([post(body).slice(0, -100)], { isEnded: false });
+  assert.equal(slowBody.status, 408);
+  assert.match(
+    slowBody.message,
+    new RegExp(`the request body did not arrive within ${CLIENT_TIMEOUT_MS} ms`),
+  );
+  await assertServing();
+});
+
+test('the admissions refused before a decision are counted as errors by code, those Node refused before the handler too', async () => {
   const text = await (await fetch(`${webhook.adminUrl}/metrics`)).text();
+  const errors = (reason: string) =>
+    metricValue(text, 'mutual_injector_admissions_total', { result: 'error', reason });
+  assert.ok(errors('MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE') >= 1);
+  // 8 envelopes, 7 HTTP refusals and 2 slow clients above.
+  assert.ok(errors('MUTUAL_K8S_ADMISSION_REVIEW_INVALID') >= 17, text);
   assert.ok(
-    metricValue(text, 'mutual_injector_admissions_total', {
-      result: 'error',
-      reason: 'MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE',
-    }) >= 1,
+    metricValue(text, 'mutual_injector_admissions_total', { result: 'refused', reason: 'object-invalid' }) >=
+      4,
   );
 });

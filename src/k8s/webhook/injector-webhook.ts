@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createAdminServer } from '../../admin/index.ts';
 import type { ListenAddress } from '../../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../errors.ts';
@@ -14,6 +15,7 @@ import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
 import { reviewAdmission } from './admission-review.ts';
+import { answerClientError, checkBodyFraming } from './http-refusals.ts';
 import {
   loadServingCertificate,
   type ServingCertificateFiles,
@@ -101,6 +103,8 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     },
   });
 
+  // The answer being written on each connection, which a refusal from Node must not cut off.
+  const inFlight = new WeakMap<Duplex, ServerResponse>();
   const server = createServer(
     {
       cert: certificate.cert,
@@ -110,6 +114,8 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       connectionsCheckingInterval: Math.max(250, Math.min(1000, clientTimeoutMs / 4)),
     },
     (request, response) => {
+      inFlight.set(request.socket, response);
+      response.once('close', () => inFlight.delete(request.socket));
       handle(request, response).catch((error: unknown) => {
         const code: ErrorCode = isMutualError(error) ? error.code : 'MUTUAL_INTERNAL';
         admissions.inc({ result: 'error', reason: code });
@@ -121,10 +127,11 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
   server.headersTimeout = clientTimeoutMs;
   server.requestTimeout = clientTimeoutMs * 2;
   server.keepAliveTimeout = 5_000;
-  server.on('clientError', (_error, socket) => {
-    if (socket.writable)
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    socket.destroy();
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    const refused = answerClientError(error, socket, inFlight.get(socket), clientTimeoutMs);
+    if (refused === undefined) return;
+    admissions.inc({ result: 'error', reason: refused.code });
+    log(`inject: request refused before it was read [${refused.code}]: ${refused.message}\n`);
   });
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -144,7 +151,8 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
         { detail: { status: 405 } },
       );
     }
-    // Stages: body within size and time → envelope checked → the shared inject → patch out.
+    // Stages: body framed as JSON → within size and time → envelope checked → the shared inject → patch out.
+    checkBodyFraming(request);
     const body = await readBody(request, clientTimeoutMs);
     const options = { ...config.inject, trustAnchorsPem: anchors.pem };
     const decision = reviewAdmission(body, options, path === namespacePath ? 'namespace' : 'pod');
@@ -258,9 +266,12 @@ function sendError(response: ServerResponse, error: unknown): void {
   const message = isMutualError(error) ? error.message : 'internal error';
   const status =
     isMutualError(error) && typeof error.detail.status === 'number' ? error.detail.status : statusFor(code);
-  // A client that sent too much or too slowly does not keep its connection.
+  // A client that sent too much, too slowly or without a length does not keep its connection.
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (status === 413 || status === 408) headers.connection = 'close';
+  if (status === 413 || status === 408 || status === 411) headers.connection = 'close';
+  // With its length: an HTTP/1.0 client would otherwise only see the end when the connection closes.
+  const body = `${JSON.stringify({ error: { code, message, hint: errorCatalog[code].action } })}\n`;
+  headers['content-length'] = String(Buffer.byteLength(body));
   response.writeHead(status, headers);
-  response.end(`${JSON.stringify({ error: { code, message, hint: errorCatalog[code].action } })}\n`);
+  response.end(body);
 }
