@@ -84,16 +84,34 @@ export function answerStream(
   return true;
 }
 
+const requestTrailers = new WeakMap<ServerHttp2Stream, OutgoingHttpHeaders>();
+
+/**
+ * Keeps the client's trailers from the moment the stream arrives: they are emitted as soon as
+ * they are read, even while the proxy is still finding an upstream and the body waits.
+ */
+export function captureRequestTrailers(stream: ServerHttp2Stream): void {
+  stream.once('trailers', (trailers: IncomingHttpHeaders) => {
+    requestTrailers.set(stream, forwardedHeaders(trailers));
+  });
+}
+
 export interface RelayHandlers {
   /** The status of the response going back (the upstream's). */
   readonly onResponse: (status: number) => void;
   /** The upstream failed before answering: answer the stream for it. */
   readonly onFailure: (error: Error) => void;
+  /**
+   * The upstream refused the stream unprocessed (REFUSED_STREAM, RFC 9113 §8.7): true when the
+   * caller sends it again elsewhere; otherwise the client gets the refusal to retry itself.
+   */
+  readonly onRefused?: () => boolean;
 }
 
 /**
- * Relays `stream` (from the client) to `upstream` (just opened with the forwarded request
- * headers, `waitForTrailers` when the request has a body) and the answer back.
+ * Relays `stream` (from the client, its trailers captured on arrival) to `upstream` (just opened
+ * with the forwarded request headers, `waitForTrailers` when the request has a body) and the
+ * answer back.
  */
 export function relayExchange(
   stream: ServerHttp2Stream,
@@ -108,11 +126,7 @@ export function relayExchange(
 
   // Client → upstream: the body with backpressure, then the client's trailers (or an empty end).
   if (!stream.endAfterHeaders) {
-    let requestTrailers: OutgoingHttpHeaders = {};
-    stream.on('trailers', (trailers: IncomingHttpHeaders) => {
-      requestTrailers = forwardedHeaders(trailers);
-    });
-    upstream.on('wantTrailers', () => upstream.sendTrailers(requestTrailers));
+    upstream.on('wantTrailers', () => upstream.sendTrailers(requestTrailers.get(stream) ?? {}));
     relay(stream, upstream);
   }
 
@@ -148,7 +162,10 @@ export function relayExchange(
     const code = upstream.rstCode;
     if (!stream.headersSent) {
       // The upstream refused the stream before any work (its own limit): the client may retry it.
-      if (code === NGHTTP2_REFUSED_STREAM) return stream.close(code);
+      if (code === NGHTTP2_REFUSED_STREAM) {
+        if (handlers.onRefused?.()) return;
+        return stream.close(code);
+      }
       return handlers.onFailure(
         upstreamError ?? new Error(`the stream was reset (HTTP/2 error code ${code})`),
       );

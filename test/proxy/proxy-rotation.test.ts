@@ -1,9 +1,11 @@
 // Rotation under load: proxies certified by a real identity service with 6-second certificates
-// renew again and again while requests flow through them; not one request fails and a
-// long-lived connection opened before the first renewal is never dropped.
+// renew again and again while requests flow through them (HTTP/1 over the pool, HTTP/2 streams
+// over the multiplexed connection); not one request fails, and neither a long-lived spliced
+// connection nor a long-lived HTTP/2 connection opened before the first renewal is dropped.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request } from 'node:http';
+import { connect as connectHttp2, createServer as createHttp2Server } from 'node:http2';
 import { type AddressInfo, connect, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +23,7 @@ let identity: IdentityServiceProcess;
 const proxies: ProxyProcess[] = [];
 const app = createServer((_request, response) => response.end('ok'));
 const echo = createTcpServer((socket) => socket.pipe(socket));
+const h2App = createHttp2Server((_request, response) => response.end('h2 ok'));
 
 async function token(ns: string, sa: string): Promise<string> {
   const file = join(dir, `${sa}.token`);
@@ -39,6 +42,7 @@ before(async () => {
   ]);
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
   await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => h2App.listen(0, '127.0.0.1', resolve));
   const identityFlags = (sa: string, tokenFile: string) => [
     ...['--identity-url', identity.apiUrl.toString(), '--token-file', tokenFile],
     ...[
@@ -53,6 +57,7 @@ before(async () => {
     ...identityFlags('emoji', await token('demo', 'emoji')),
     ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`],
     ...['--inbound', `127.0.0.1:0=${(echo.address() as AddressInfo).port}`, '--mode', 'STRICT'],
+    ...['--inbound', `127.0.0.1:0=${(h2App.address() as AddressInfo).port}`],
   ]);
   proxies.push(server);
   const client = await startProxyProcess([
@@ -65,6 +70,10 @@ before(async () => {
       '--upstream',
       `127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:${server.inbound[1]!.port}`,
     ],
+    ...[
+      '--upstream',
+      `127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:${server.inbound[2]!.port}`,
+    ],
   ]);
   proxies.push(client);
   await Promise.all(proxies.map((proxy) => proxy.untilReady()));
@@ -75,6 +84,7 @@ after(async () => {
   await identity?.stop();
   app.close();
   echo.close();
+  h2App.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -114,22 +124,53 @@ test('certificates renew repeatedly under load with zero failed requests and no 
   let ok = 0;
   let failed = 0;
   const deadline = Date.now() + 14_000;
-  await Promise.all(
-    [keepAlive, keepAlive, keepAlive, false as const].map(async (agent) => {
+  // And HTTP/2: one app connection for the whole run, two streams at a time.
+  const h2 = connectHttp2(`http://127.0.0.1:${client!.outbound[2]!.port}`);
+  h2.on('error', () => {});
+  let h2Closed = false;
+  h2.once('close', () => {
+    h2Closed = true;
+  });
+  const h2Get = () =>
+    new Promise<number>((resolve) => {
+      const stream = h2.request({ ':path': '/' });
+      let status = 0;
+      stream.on('response', (headers) => {
+        status = Number(headers[':status']);
+      });
+      stream.on('error', () => {});
+      stream.resume();
+      stream.on('close', () => resolve(stream.rstCode === 0 ? status : 0));
+    });
+  let h2Ok = 0;
+  let h2Failed = 0;
+  await Promise.all([
+    ...[keepAlive, keepAlive, keepAlive, false as const].map(async (agent) => {
       while (Date.now() < deadline) {
         if ((await get(agent)) === 200) ok++;
         else failed++;
       }
     }),
-  );
+    ...[1, 2].map(async () => {
+      while (Date.now() < deadline) {
+        if ((await h2Get()) === 200) h2Ok++;
+        else h2Failed++;
+      }
+    }),
+  ]);
   clearInterval(ticker);
   keepAlive.destroy();
+  const h2WasDropped = h2Closed;
+  h2.close();
   await new Promise((resolve) => setTimeout(resolve, 300));
   const wasDropped = longLivedClosed;
   longLived.end();
 
   assert.equal(failed, 0, `${failed} of ${ok + failed} requests failed`);
   assert.ok(ok > 100, `only ${ok} requests went through`);
+  assert.equal(h2Failed, 0, `${h2Failed} of ${h2Ok + h2Failed} HTTP/2 requests failed`);
+  assert.ok(h2Ok > 50, `only ${h2Ok} HTTP/2 requests went through`);
+  assert.equal(h2WasDropped, false, 'the long-lived HTTP/2 connection was dropped');
   assert.notEqual(await serial(), firstNotAfter, 'the server certificate was never renewed');
   for (const proxy of proxies) {
     const renewals = metricValue(await proxy.metrics(), 'mutual_proxy_certificate_renewals_total', {

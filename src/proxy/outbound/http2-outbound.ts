@@ -19,6 +19,7 @@ import type { MeshTls } from '../../tls/index.ts';
 import { PROXY_ERROR_HEADER } from '../http-forward.ts';
 import {
   answerStream,
+  captureRequestTrailers,
   forwardedHeaders,
   GRPC_UNAVAILABLE,
   HTTP2_CONNECTION_WINDOW,
@@ -50,6 +51,15 @@ interface AppConnection {
   /** The connection's TLS labels plus its destination, for per-request metrics. */
   readonly labels: Record<string, string>;
 }
+
+/** How often a refused request without a body is sent again. */
+const REFUSED_RETRIES = 2;
+/**
+ * How long a retired session lives on before its GOAWAY. nghttp2 sends GOAWAY ahead of queued
+ * HEADERS, so closing at once could overtake streams just sent on it, which the destination
+ * would then refuse.
+ */
+const RETIRE_GRACE_MS = 1_000;
 
 interface PooledSession {
   readonly generation: number;
@@ -113,6 +123,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
     const method = headers[':method'] ?? 'GET';
     let status = 0;
     stream.on('error', () => {});
+    captureRequestTrailers(stream);
     stream.once('close', () => {
       // Counted as HTTP/1 counts: once a response has gone out whole; a reset stream is no answer.
       if (status === 0 || stream.rstCode !== constants.NGHTTP2_NO_ERROR) return;
@@ -136,31 +147,43 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         status = 501;
       return;
     }
-    const meshTls = deps.meshTls();
-    if (!meshTls) return fail(new Error('the proxy has no certificate yet'));
-    sessionFor(connection, meshTls).then(
-      (session) => {
-        if (stream.destroyed || stream.closed) return;
-        let upstream: ReturnType<ClientHttp2Session['request']>;
-        try {
-          upstream = session.request(
-            forwardedHeaders(headers),
-            stream.endAfterHeaders ? { endStream: true } : { waitForTrailers: true },
-          );
-        } catch (error) {
-          return fail(error as Error);
-        }
-        relayExchange(stream, method, upstream, {
-          onResponse: (upstreamStatus) => {
-            status = upstreamStatus;
-          },
-          onFailure: fail,
-        });
-      },
-      (error: Error) => {
-        if (!stream.destroyed) fail(error);
-      },
-    );
+    // A request without a body is sent again when the destination refuses it unprocessed (it
+    // went away mid-flight, draining); one with a body is refused to the app, whose client may
+    // retry it: its bytes are gone into the refused stream.
+    let retries = stream.endAfterHeaders ? REFUSED_RETRIES : 0;
+    const send = () => {
+      const meshTls = deps.meshTls();
+      if (!meshTls) return fail(new Error('the proxy has no certificate yet'));
+      sessionFor(connection, meshTls).then(
+        (session) => {
+          if (stream.destroyed || stream.closed) return;
+          let upstream: ReturnType<ClientHttp2Session['request']>;
+          try {
+            upstream = session.request(
+              forwardedHeaders(headers),
+              stream.endAfterHeaders ? { endStream: true } : { waitForTrailers: true },
+            );
+          } catch (error) {
+            return fail(error as Error);
+          }
+          relayExchange(stream, method, upstream, {
+            onResponse: (upstreamStatus) => {
+              status = upstreamStatus;
+            },
+            onFailure: fail,
+            onRefused: () => {
+              if (retries-- <= 0) return false;
+              send();
+              return true;
+            },
+          });
+        },
+        (error: Error) => {
+          if (!stream.destroyed) fail(error);
+        },
+      );
+    };
+    send();
   }
 
   return {
@@ -189,7 +212,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
       for (const [key, entry] of pool) {
         if (entry.generation >= generation) continue;
         pool.delete(key);
-        whenOpen(entry, (session) => session.close());
+        whenOpen(entry, (session) => setTimeout(() => session.close(), RETIRE_GRACE_MS).unref());
       }
     },
     /** Drain: every app connection gets a GOAWAY and closes once its streams are done; so do ours. */
