@@ -10,7 +10,7 @@ import {
   type OutgoingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
-import { CLIENT_ID_HEADER } from './http-forward.ts';
+import { isClientIdHeader } from './http-forward.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
 
@@ -31,7 +31,7 @@ export const HTTP2_SERVER_LIMITS = {
   },
 } as const;
 
-/** Connection-specific headers (RFC 9113 §8.2.2) and the identity only the server proxy may set. */
+/** Connection-specific headers (RFC 9113 §8.2.2). */
 const NOT_FORWARDED = new Set([
   'connection',
   'keep-alive',
@@ -39,7 +39,6 @@ const NOT_FORWARDED = new Set([
   'transfer-encoding',
   'upgrade',
   'http2-settings',
-  CLIENT_ID_HEADER,
 ]);
 
 /** gRPC status codes the proxy answers with (grpc/doc/statuscodes.md). */
@@ -191,7 +190,8 @@ function relay(from: Http2Stream, to: Http2Stream) {
 export function forwardedHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name of Object.keys(headers)) {
-    if (NOT_FORWARDED.has(name)) continue;
+    // The identity only the server proxy may set, in any spelling an app reads as it.
+    if (NOT_FORWARDED.has(name) || isClientIdHeader(name)) continue;
     // `te` may only say `trailers` in HTTP/2 (gRPC sends it); anything else is dropped.
     if (name === 'te' && headers.te !== 'trailers') continue;
     out[name] = headers[name];
