@@ -13,8 +13,6 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
-import type { Clock } from '../../clock.ts';
 import type { MeshTls } from '../../tls/index.ts';
 import { PROXY_ERROR_HEADER } from '../http-forward.ts';
 import {
@@ -27,22 +25,12 @@ import {
   HTTP2_STREAM_WINDOW,
   relayExchange,
 } from '../http2-relay.ts';
-import { flushConnectionBytes, methodLabel, type ProxyMetrics } from '../metrics.ts';
-import type { ProxyLog } from '../proxy-log.ts';
+import { flushConnectionBytes, methodLabel } from '../metrics.ts';
 import type { MeshedDestination } from './destinations.ts';
-import type { MeshConnect } from './http-outbound.ts';
+import type { HttpOutboundDeps } from './http-outbound.ts';
 
-export interface Http2OutboundDeps {
-  readonly log: ProxyLog;
-  readonly metrics: ProxyMetrics;
-  readonly clock: Clock;
-  readonly connect: MeshConnect;
-  /** Names why a connection to the destination failed (a metric reason), and counts it. */
-  readonly onConnectFailure: (error: unknown, destination: MeshedDestination, label: string) => string;
-  readonly track: (socket: Socket | TLSSocket) => void;
-  /** The credentials in force now: an app connection outlives a rotation. */
-  readonly meshTls: () => MeshTls | undefined;
-}
+/** The same dependencies as the HTTP/1 outbound: connector, failure accounting, credentials. */
+export type Http2OutboundDeps = HttpOutboundDeps;
 
 interface AppConnection {
   readonly socket: Socket;
