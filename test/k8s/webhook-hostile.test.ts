@@ -28,6 +28,7 @@ let dir: string;
 let pki: TestPki;
 let webhook: InjectorWebhook;
 let port: number;
+const logLines: string[] = [];
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-webhook-hostile-'));
@@ -50,6 +51,7 @@ before(async () => {
     trustAnchorsFile: join(dir, 'anchors.pem'),
     inject: DEFAULT_INJECT_OPTIONS,
     clientTimeoutMs: CLIENT_TIMEOUT_MS,
+    log: (line) => logLines.push(line),
   });
   port = Number(new URL(webhook.url).port);
 });
@@ -419,6 +421,29 @@ test("slow clients: headers or a body not complete within the webhook's deadline
     new RegExp(`the request body did not arrive within ${CLIENT_TIMEOUT_MS} ms`),
   );
   await assertServing();
+});
+
+test('a pod name with a newline and a terminal escape (the webhook sees names before the API server validates them) cannot forge log lines: it is logged and answered escaped, a huge one clipped', async () => {
+  const forged = 'web\ninject: pod kube-system/etcd injected (injected)\u001b[31m';
+  const uid = crypto.randomUUID();
+  const before = logLines.length;
+  const response = await reviewAnswer(
+    [post(review(pod({ metadata: { name: forged, annotations: {} } }), {}, uid))],
+    uid,
+  );
+  assert.equal(response.allowed, true);
+  const huge = crypto.randomUUID();
+  await reviewAnswer([post(review(pod({ metadata: { name: 'x'.repeat(100_000) } }), {}, huge))], huge);
+  const lines = logLines.slice(before);
+  assert.equal(lines.length, 2);
+  assert.equal(
+    lines[0],
+    'inject: pod demo/web\\u000ainject: pod kube-system/etcd injected (injected)\\u001b[31m skipped (not-enabled)\n',
+  );
+  assert.match(lines[1] ?? '', /^inject: pod demo\/x{256}… injected \(injected\)\n$/);
+  const refused = crypto.randomUUID();
+  const status = await reviewAnswer([post(review(null, { name: forged }, refused))], refused);
+  assert.match(status.status?.message ?? '', /refused pod demo\/web\\u000ainject: pod kube-system/);
 });
 
 test('the admissions refused before a decision are counted as errors by code, those Node refused before the handler too', async () => {

@@ -50,6 +50,18 @@ function isNestedDeeper(value: unknown, limit: number): boolean {
   return false;
 }
 
+/** Longer than any valid name (253), so a real one is never clipped. */
+const MAX_PRINTED_NAME = 256;
+
+/** `text` with control characters written as \uXXXX, clipped to MAX_PRINTED_NAME characters. */
+function printable(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
+  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (char) => {
+    return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
+  return escaped.length > MAX_PRINTED_NAME ? `${escaped.slice(0, MAX_PRINTED_NAME)}…` : escaped;
+}
+
 function invalid(message: string): MutualError {
   return new MutualError('MUTUAL_K8S_ADMISSION_REVIEW_INVALID', message);
 }
@@ -108,15 +120,22 @@ export function reviewAdmission(
   const kind = isObject(request.kind) ? request.kind : {};
   const object = request.object;
   const metadata = isObject(object) && isObject(object.metadata) ? object.metadata : {};
-  const namespace =
-    typeof request.namespace === 'string' ? request.namespace : String(metadata.namespace ?? '');
-  const name = String(
-    metadata.name ?? request.name ?? (metadata.generateName ? `${metadata.generateName}*` : '(unnamed)'),
+  // Mutating webhooks see a pod before the API server validates its name: a name with a newline
+  // or a terminal escape would forge lines in the log, so names are printed escaped and clipped.
+  const namespace = printable(
+    typeof request.namespace === 'string' ? request.namespace : String(metadata.namespace ?? ''),
+  );
+  const name = printable(
+    String(
+      metadata.name ?? request.name ?? (metadata.generateName ? `${metadata.generateName}*` : '(unnamed)'),
+    ),
   );
   const pod = namespace ? `${namespace}/${name}` : name;
   const isPod = kind.group === '' && kind.kind === 'Pod' && (request.subResource ?? '') === '';
   if (!isPod) {
-    const what = `${kind.group ? `${String(kind.group)}/` : ''}${String(kind.kind ?? 'an unknown kind')}${request.subResource ? ` (${String(request.subResource)})` : ''}`;
+    const what = printable(
+      `${kind.group ? `${String(kind.group)}/` : ''}${String(kind.kind ?? 'an unknown kind')}${request.subResource ? ` (${String(request.subResource)})` : ''}`,
+    );
     return {
       review: answer({
         allowed: true,
