@@ -18,6 +18,23 @@ export interface MeshedDestination {
 }
 
 /**
+ * The key under which connections and TLS sessions to a destination are reused. The expected
+ * identity and the credential generation are part of it: a connection or session is only ever
+ * reused for the identity it was verified against, with the credentials in force (Node skips the
+ * server identity check on a resumed session).
+ */
+export function reuseKey(destination: MeshedDestination, meshTls: MeshTls): string {
+  return `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
+}
+
+/** The destination as an http:// origin: only names a pool or session, the proxy connects itself. */
+export function originOf(destination: MeshedDestination): string {
+  // An IPv6 host goes in brackets, without a zone.
+  const host = destination.host.includes(':') ? `[${destination.host.split('%')[0]}]` : destination.host;
+  return `http://${host}:${destination.port}`;
+}
+
+/**
  * Destination lookup behind one interface: the static table from config, or the destination
  * service (`--destination-url`) in front of it. undefined = not meshed (or unknown). A Promise
  * only when the answer has to be fetched; cached and static answers stay synchronous.

@@ -19,7 +19,7 @@ import {
 } from '../http-forward.ts';
 import { flushConnectionBytes, methodLabel, type ProxyMetrics } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
-import type { MeshedDestination } from './destinations.ts';
+import { type MeshedDestination, originOf, reuseKey } from './destinations.ts';
 
 /** Opens one verified mTLS connection to a destination's proxy (resuming a session where it can). */
 export type MeshConnect = (destination: MeshedDestination, meshTls: MeshTls) => Promise<TLSSocket>;
@@ -54,14 +54,10 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
 
   function poolFor(context: OutboundHttpContext): Pool {
     const { destination, meshTls, label } = context;
-    // The expected identity and the TLS generation are part of the key: a pooled connection is
-    // only ever reused for the identity it was verified against, with the credentials in force.
-    const key = `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
+    const key = reuseKey(destination, meshTls);
     const existing = pools.get(key);
     if (existing) return existing.pool;
-    // The origin only names the pool (connecting is ours below); an IPv6 host goes in brackets, without a zone.
-    const host = destination.host.includes(':') ? `[${destination.host.split('%')[0]}]` : destination.host;
-    const pool = new Pool(`http://${host}:${destination.port}`, {
+    const pool = new Pool(originOf(destination), {
       connections: POOL_CONNECTIONS_PER_DESTINATION,
       keepAliveTimeout: POOL_KEEP_ALIVE_MS,
       keepAliveMaxTimeout: POOL_KEEP_ALIVE_MS,

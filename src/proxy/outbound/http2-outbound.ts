@@ -26,7 +26,7 @@ import {
   relayExchange,
 } from '../http2-relay.ts';
 import { flushConnectionBytes, methodLabel } from '../metrics.ts';
-import type { MeshedDestination } from './destinations.ts';
+import { type MeshedDestination, originOf, reuseKey } from './destinations.ts';
 import type { HttpOutboundDeps } from './http-outbound.ts';
 
 /** The same dependencies as the HTTP/1 outbound: connector, failure accounting, credentials. */
@@ -62,12 +62,11 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
 
   /**
    * The destination's multiplexed session for the credentials in force, opened on first use and
-   * again once it closes or is told to go away. The expected identity and the TLS generation are
-   * part of the key: a session only ever carries streams for the identity it was verified against.
+   * again once it closes or is told to go away (keyed as every reused connection is: reuseKey).
    */
   function sessionFor(connection: AppConnection, meshTls: MeshTls): Promise<ClientHttp2Session> {
     const { destination, label } = connection;
-    const key = `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
+    const key = reuseKey(destination, meshTls);
     const existing = pool.get(key);
     if (existing && (!existing.session || isOpen(existing.session))) return existing.ready;
     const forget = () => {
@@ -76,10 +75,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
     const ready = deps.connect(destination, meshTls).then(
       (socket) => {
         deps.track(socket);
-        const host = destination.host.includes(':')
-          ? `[${destination.host.split('%')[0]}]`
-          : destination.host;
-        const session = connectHttp2(`http://${host}:${destination.port}`, {
+        const session = connectHttp2(originOf(destination), {
           createConnection: () => socket,
           settings: { initialWindowSize: HTTP2_STREAM_WINDOW },
         });

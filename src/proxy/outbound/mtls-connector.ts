@@ -1,7 +1,7 @@
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { Clock } from '../../clock.ts';
 import { type MeshTls, requireServerIdentity } from '../../tls/index.ts';
-import type { MeshedDestination } from './destinations.ts';
+import { type MeshedDestination, reuseKey } from './destinations.ts';
 
 const MAX_SESSIONS = 1024;
 
@@ -20,7 +20,7 @@ export function createMtlsConnector(clock: Clock) {
       options: { readonly resume?: boolean } = {},
     ): Promise<TLSSocket> {
       const resume = options.resume ?? true;
-      const key = `${destination.host}:${destination.port}|${destination.serverId}|${meshTls.generation}`;
+      const key = reuseKey(destination, meshTls);
       return new Promise((resolve, reject) => {
         const socket = tlsConnect({
           host: destination.host,
