@@ -83,6 +83,24 @@ export function answerStream(
   return true;
 }
 
+/**
+ * Counts a stream as HTTP/1 requests are counted: `count` gets the answer's status once the
+ * stream has closed after a whole answer (a reset stream is no answer). Returns the setter for
+ * that status, called when the proxy or the upstream answers.
+ */
+export function countWhenAnswered(
+  stream: ServerHttp2Stream,
+  count: (status: string) => void,
+): (status: number) => void {
+  let status = 0;
+  stream.once('close', () => {
+    if (status !== 0 && stream.rstCode === NGHTTP2_NO_ERROR) count(String(status));
+  });
+  return (answered) => {
+    status = answered;
+  };
+}
+
 const requestTrailers = new WeakMap<ServerHttp2Stream, OutgoingHttpHeaders>();
 
 /**

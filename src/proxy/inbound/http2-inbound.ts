@@ -7,7 +7,6 @@ import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
   connect as connectHttp2,
-  constants,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
   performServerHandshake,
@@ -21,6 +20,7 @@ import { CLIENT_ID_HEADER, DENIED_BY_HEADER, PROXY_ERROR_HEADER } from '../http-
 import {
   answerStream,
   captureRequestTrailers,
+  countWhenAnswered,
   forwardedHeaders,
   GRPC_PERMISSION_DENIED,
   GRPC_UNAVAILABLE,
@@ -49,21 +49,18 @@ export function createHttp2Inbound(deps: InboundDeps) {
     const startedMs = clock.now();
     const method = headers[':method'] ?? 'GET';
     const path = headers[':path'] ?? '/';
-    let status = 0;
     stream.on('error', () => {});
-    stream.once('close', () => {
-      // Counted as HTTP/1 counts: once a response has gone out whole; a reset stream is no answer.
-      if (status === 0 || stream.rstCode !== constants.NGHTTP2_NO_ERROR) return;
+    const answered = countWhenAnswered(stream, (status) => {
       flushConnectionBytes(socket);
       const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
-      metrics.httpRequests.inc({ ...labels, method: methodLabel(method), status_code: String(status) });
+      metrics.httpRequests.inc({ ...labels, method: methodLabel(method), status_code: status });
       metrics.httpDuration.observe(
-        { tls: labels.tls, status_code: String(status) },
+        { tls: labels.tls, status_code: status },
         (clock.now() - startedMs) / 1000,
       );
     });
     const answer = (code: number, text: string, grpcStatus: number, extra: OutgoingHttpHeaders = {}) => {
-      if (answerStream(stream, headers, code, text, grpcStatus, extra)) status = code;
+      if (answerStream(stream, headers, code, text, grpcStatus, extra)) answered(code);
     };
     captureRequestTrailers(stream);
 
@@ -126,9 +123,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
       return fail(error as Error);
     }
     relayExchange(stream, method, upstream, {
-      onResponse: (appStatus) => {
-        status = appStatus;
-      },
+      onResponse: answered,
       onFailure: fail,
     });
   }

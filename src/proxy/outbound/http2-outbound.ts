@@ -6,7 +6,6 @@
 import {
   type ClientHttp2Session,
   connect as connectHttp2,
-  constants,
   type IncomingHttpHeaders,
   performServerHandshake,
   type ServerHttp2Session,
@@ -18,6 +17,7 @@ import { PROXY_ERROR_HEADER } from '../http-forward.ts';
 import {
   answerStream,
   captureRequestTrailers,
+  countWhenAnswered,
   forwardedHeaders,
   GRPC_UNAVAILABLE,
   HTTP2_CONNECTION_WINDOW,
@@ -105,30 +105,26 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
   function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, connection: AppConnection) {
     const startedMs = clock.now();
     const method = headers[':method'] ?? 'GET';
-    let status = 0;
     stream.on('error', () => {});
     captureRequestTrailers(stream);
-    stream.once('close', () => {
-      // Counted as HTTP/1 counts: once a response has gone out whole; a reset stream is no answer.
-      if (status === 0 || stream.rstCode !== constants.NGHTTP2_NO_ERROR) return;
+    const answered = countWhenAnswered(stream, (status) => {
       flushConnectionBytes(connection.socket);
-      const statusCode = String(status);
       metrics.outboundHttpRequests.inc({
         ...connection.labels,
         method: methodLabel(method),
-        status_code: statusCode,
+        status_code: status,
       });
-      metrics.outboundHttpDuration.observe({ status_code: statusCode }, (clock.now() - startedMs) / 1000);
+      metrics.outboundHttpDuration.observe({ status_code: status }, (clock.now() - startedMs) / 1000);
     });
     const fail = (error: Error & { meshReason?: string }) => {
       const reason = error.meshReason ?? 'upstream_failed';
       const text = `mutual: no answer from ${connection.destination.serverId} at ${connection.label} (${reason}): ${error.message}\n`;
       if (answerStream(stream, headers, 502, text, GRPC_UNAVAILABLE, { [PROXY_ERROR_HEADER]: reason }))
-        status = 502;
+        answered(502);
     };
     if (method === 'CONNECT') {
       if (answerStream(stream, headers, 501, 'mutual: CONNECT over HTTP/2 is not proxied', GRPC_UNAVAILABLE))
-        status = 501;
+        answered(501);
       return;
     }
     // A request without a body is sent again when the destination refuses it unprocessed (it
@@ -151,9 +147,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
             return fail(error as Error);
           }
           relayExchange(stream, method, upstream, {
-            onResponse: (upstreamStatus) => {
-              status = upstreamStatus;
-            },
+            onResponse: answered,
             onFailure: fail,
             onRefused: () => {
               if (retries-- <= 0) return false;
