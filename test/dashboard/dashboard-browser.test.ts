@@ -4,7 +4,6 @@
 // the Overview, the Certificates tab shows the issuer's expiry, and a stopped sidecar is a failing
 // check with its fix. Screenshots go to test-artifacts/.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -16,16 +15,7 @@ import { systemClock } from '../../src/clock.ts';
 import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
 import type { MeshRuntime } from '../../src/mesh/index.ts';
 import { type MeshUp, repoRoot, startMeshUp } from '../e2e/run-mutual.ts';
-
-function chromiumPath(): string | undefined {
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-const executablePath = chromiumPath();
-const skip = executablePath ? false : 'chromium is not installed (apt-get install chromium; .ci/run does)';
+import { executablePath, skip } from './chromium.ts';
 
 let dir: string;
 let up: MeshUp;

@@ -5,7 +5,6 @@
 // window.__pwned stays unset, with the page's CSP and with CSP bypassed (so the rendering itself
 // is safe, not just the policy), and the page raises no CSP violation of its own.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,17 +12,8 @@ import { after, before, test } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { systemClock } from '../../src/clock.ts';
 import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
+import { executablePath, skip } from './chromium.ts';
 import { type FakeAdmin, startFakeAdmin, writeFakeRuntime } from './fake-mesh.ts';
-
-function chromiumPath(): string | undefined {
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-const executablePath = chromiumPath();
-const skip = executablePath ? false : 'chromium is not installed (apt-get install chromium; .ci/run does)';
 
 /** Runs script if any of it is parsed as HTML (or put in an attribute unquoted). */
 const XSS = `<img src=x onerror="window.__pwned='img'">'"&amp;<svg onload=window.__pwned='svg'>`;
