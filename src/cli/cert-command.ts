@@ -1,9 +1,11 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration, parseDurationWithin } from '../config/index.ts';
-import { MutualError } from '../errors.ts';
+import { isMutualError, MutualError } from '../errors.ts';
+import { assertIssuerUnderAnchors } from '../identity/index.ts';
 import {
   bundleToPem,
+  type CertificateAuthority,
   createPeerVerifier,
   DEFAULT_SVID_SKEW_MS,
   generateKeyPair,
@@ -13,9 +15,10 @@ import {
   parseCertificate,
   parseCertificatesPem,
   privateKeyToPem,
+  type TrustBundle,
 } from '../pki/index.ts';
 import { parseSpiffeId, tryParseSpiffeId } from '../spiffe/index.ts';
-import { readCaDirectory, readFileBytes, readTextFile, writeNewFiles } from '../store/index.ts';
+import { CA_FILES, readCaDirectory, readFileBytes, readTextFile, writeNewFiles } from '../store/index.ts';
 import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { colonHex, describeValidity, isoSeconds, renderFields, renderJson } from './render.ts';
@@ -86,7 +89,9 @@ async function issue(options: IssueOptions, context: CliContext): Promise<void> 
     atMost: '1h',
     code: 'MUTUAL_PKI_LIFETIME_INVALID',
   });
-  const { issuer, bundle } = await readCaDirectory(resolve(context.cwd, options.ca), context.clock);
+  const caDir = resolve(context.cwd, options.ca);
+  const { issuer, bundle } = await readCaDirectory(caDir, context.clock);
+  assertBundleTrustsIssuer(issuer, bundle, caDir, context.clock.now());
   const keys = await generateKeyPair();
   const svid = await issueSvid(issuer, {
     spiffeId: options.spiffeId,
@@ -129,6 +134,29 @@ async function issue(options: IssueOptions, context: CliContext): Promise<void> 
       ['files', `${paths.join(', ')} (key.pem is 0600)`],
     ]),
   );
+}
+
+/**
+ * The bundle.pem written beside the certificate must verify it: a CA directory whose bundle.pem
+ * came from another CA would hand out credentials no peer accepts.
+ */
+function assertBundleTrustsIssuer(
+  issuer: CertificateAuthority,
+  bundle: TrustBundle,
+  caDir: string,
+  nowMs: number,
+): void {
+  const bundlePath = join(caDir, CA_FILES.bundlePem);
+  try {
+    assertIssuerUnderAnchors(issuer, bundle, nowMs, join(caDir, CA_FILES.issuerCertificate));
+  } catch (error) {
+    if (!isMutualError(error, 'MUTUAL_IDENTITY_CA_RELOAD_REFUSED')) throw error;
+    throw new MutualError(
+      'MUTUAL_PKI_CHAIN_UNTRUSTED',
+      `${error.message.replace(/; add its root to the anchors first$/, '')} in ${bundlePath}; a certificate issued from it would not verify against that bundle: put the issuer's root in bundle.pem, or use the CA directory the issuer was made in`,
+      { cause: error },
+    );
+  }
 }
 
 /** Certificates from PEM (any number of blocks) or one DER certificate. */

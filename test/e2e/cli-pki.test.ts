@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -278,6 +278,42 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
     assert.match(result.stderr, /hint: /, args.join(' '));
     assert.doesNotMatch(result.stderr, /\n\s+at /, `stack trace for ${args.join(' ')}`);
   }
+});
+
+test('cert issue refuses a CA directory whose bundle.pem does not trust its issuer, writing nothing', async () => {
+  // A stranger copies bundle.pem from another CA: the certificate would not verify against the
+  // bundle.pem written beside it, so nothing is issued.
+  const other = await runMutual([
+    'ca',
+    'create',
+    '--trust-domain',
+    'cluster.local',
+    '--out',
+    join(dir, 'second-ca'),
+  ]);
+  assert.equal(other.code, 0, other.stderr);
+  await mkdir(join(dir, 'mixed'));
+  for (const name of ['issuer.crt', 'issuer.key']) {
+    await writeFile(join(dir, 'mixed', name), await readFile(join(dir, 'ca', name)));
+  }
+  await writeFile(join(dir, 'mixed', 'bundle.pem'), await readFile(join(dir, 'second-ca', 'bundle.pem')));
+  const result = await runMutual([
+    'cert',
+    'issue',
+    '--ca',
+    join(dir, 'mixed'),
+    '--spiffe-id',
+    web,
+    '--out',
+    join(dir, 'mixed-web'),
+  ]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(
+    result.stderr,
+    /error\[MUTUAL_PKI_CHAIN_UNTRUSTED\]: \S+mixed\/issuer\.crt: the issuer .* does not chain to any trust anchor .* in \S+mixed\/bundle\.pem/,
+  );
+  assert.match(result.stderr, /hint: /);
+  await assert.rejects(stat(join(dir, 'mixed-web')), { code: 'ENOENT' });
 });
 
 test('spiffe parse shows the parts of a mesh identity', async () => {
