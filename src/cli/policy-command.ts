@@ -184,6 +184,10 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
   const loaded = await loadPolicyFiles([resolve(context.cwd, options.policyDir)], {
     rootNamespace: options.rootNamespace,
   });
+  // As in `check`: an empty or mistyped directory must not read as "no policies, so ALLOW".
+  if (loaded.files.length === 0) {
+    throw new MutualError('MUTUAL_POLICY_NOT_FOUND', `no .yaml or .yml files in ${options.policyDir}`);
+  }
   const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
   if (errors.length > 0) throw diagnosticsError(errors);
   const policy = compilePolicySet(loaded.resources, { rootNamespace: options.rootNamespace }).forWorkload(

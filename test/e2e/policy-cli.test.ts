@@ -196,3 +196,27 @@ test('policy explain: a directory written just now is read as it is', async () =
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('policy explain: a directory with no policy files is an error, not an answer', async () => {
+  // A mistyped or empty --policy-dir must not read as "no policies: PERMISSIVE, ALLOW".
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-policy-cli-'));
+  try {
+    await writeFile(join(dir, 'README.md'), 'policies go here\n');
+    const run = await runMutual([
+      'policy',
+      'explain',
+      '--policy-dir',
+      dir,
+      '--to',
+      'demo/web',
+      '--port',
+      '80',
+      '--plaintext',
+    ]);
+    assert.equal(run.code, 1, run.stdout);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /error\[MUTUAL_POLICY_NOT_FOUND\]: no \.yaml or \.yml files in \S+\n {2}hint: /);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
