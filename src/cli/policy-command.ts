@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { MutualError } from '../errors.ts';
+import { isMutualError, MutualError } from '../errors.ts';
+
 import {
   type AuthorizationDecision,
   checkPolicySet,
@@ -13,6 +14,7 @@ import {
   parseRequestTarget,
   type WorkloadRef,
 } from '../policy/index.ts';
+import { parseSpiffeId } from '../spiffe/index.ts';
 import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { renderFields, renderJson } from './render.ts';
@@ -180,6 +182,15 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
       'MUTUAL_CLI_USAGE',
       `--from ${options.from}: write the client as TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT`,
     );
+  }
+  if (principal !== undefined) {
+    // A peer's principal is its SPIFFE ID without the scheme: one that no certificate can carry is a typo.
+    try {
+      parseSpiffeId(`spiffe://${principal}`);
+    } catch (error) {
+      if (!isMutualError(error)) throw error;
+      throw new MutualError(error.code, `--from: ${error.message}`, { cause: error });
+    }
   }
   const loaded = await loadPolicyFiles([resolve(context.cwd, options.policyDir)], {
     rootNamespace: options.rootNamespace,

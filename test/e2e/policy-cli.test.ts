@@ -220,3 +220,33 @@ test('policy explain: a directory with no policy files is an error, not an answe
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('policy explain: a --from that no certificate can carry is refused, naming the broken rule', async () => {
+  // Every mTLS peer's principal comes from a valid SPIFFE ID; explaining an impossible one
+  // would answer a question the sidecar never faces.
+  const cases: Array<[string, RegExp]> = [
+    ['spiffe://Cluster.local/ns/demo/sa/web', /lower case/],
+    ['cluster.local/ns/../sa/web', /"\." or "\.\." segment/],
+    ['cluster.local/ns/demo/sa/web?x=1', /query/],
+    ['cluster.local:8443/ns/demo/sa/web', /port/],
+  ];
+  for (const [from, reason] of cases) {
+    const run = await runMutual([
+      'policy',
+      'explain',
+      '--policy-dir',
+      MESH,
+      '--to',
+      'demo/api',
+      '--port',
+      '8080',
+      '--from',
+      from,
+    ]);
+    assert.equal(run.code, 1, `${from}: ${run.stdout}`);
+    assert.equal(run.stdout, '', from);
+    assert.match(run.stderr, /^error\[MUTUAL_SPIFFE_ID_INVALID\]: --from: /, from);
+    assert.match(run.stderr, reason, from);
+    assert.match(run.stderr, /\n {2}hint: /, from);
+  }
+});
