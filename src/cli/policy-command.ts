@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { isMutualError, MutualError } from '../errors.ts';
@@ -140,8 +141,10 @@ function parseLabels(values: readonly string[], flag: string): Record<string, st
   const labels: Record<string, string> = {};
   for (const value of values) {
     const equals = value.indexOf('=');
-    if (equals <= 0)
-      throw new MutualError('MUTUAL_CLI_USAGE', `${flag} ${value}: write a label as key=value`);
+    if (equals <= 0) {
+      const form = flag === '--header' ? 'a header as name=value' : 'a label as key=value';
+      throw new MutualError('MUTUAL_CLI_USAGE', `${flag} ${value}: write ${form}`);
+    }
     labels[value.slice(0, equals)] = value.slice(equals + 1);
   }
   return labels;
@@ -191,6 +194,12 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
       if (!isMutualError(error)) throw error;
       throw new MutualError(error.code, `--from: ${error.message}`, { cause: error });
     }
+  }
+  if (isIP(options.sourceIp) === 0) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--source-ip ${options.sourceIp}: give an IPv4 or IPv6 address, e.g. 10.0.0.7 or fd00::7`,
+    );
   }
   const loaded = await loadPolicyFiles([resolve(context.cwd, options.policyDir)], {
     rootNamespace: options.rootNamespace,

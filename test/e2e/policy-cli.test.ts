@@ -250,3 +250,28 @@ test('policy explain: a --from that no certificate can carry is refused, naming 
     assert.match(run.stderr, /\n {2}hint: /, from);
   }
 });
+
+test('policy explain: --source-ip must be an IP address, --header NAME=VALUE', async () => {
+  const base = [
+    'policy',
+    'explain',
+    '--policy-dir',
+    MESH,
+    '--to',
+    'demo/api',
+    '--port',
+    '8080',
+    '--plaintext',
+  ];
+  const badIp = await runMutual([...base, '--source-ip', '999.1.1.1']);
+  assert.equal(badIp.code, 2, badIp.stdout);
+  assert.match(
+    badIp.stderr,
+    /error\[MUTUAL_CLI_USAGE\]: --source-ip 999\.1\.1\.1: give an IPv4 or IPv6 address/,
+  );
+  const badHeader = await runMutual([...base, '--header', 'x-token']);
+  assert.equal(badHeader.code, 2, badHeader.stdout);
+  assert.match(badHeader.stderr, /error\[MUTUAL_CLI_USAGE\]: --header x-token: write a header as name=value/);
+  const v6 = await runMutual([...base, '--source-ip', '::1']);
+  assert.equal(v6.code, 0, v6.stderr);
+});
