@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { MutualError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import type { CliContext } from './context.ts';
 
@@ -60,5 +61,21 @@ export async function createProgram(context: CliContext, argv: readonly string[]
     }
   };
   applyToSubcommands(program);
+  program.hook('preAction', (_program, action) => refuseEmptyPaths(action));
   return program;
+}
+
+/**
+ * `--out ""` (often an unset shell variable: `--out "$DIR"`) would resolve to the current
+ * directory and write keys there; a path option given an empty value is a usage error instead.
+ */
+function refuseEmptyPaths(command: Command): void {
+  for (const option of command.options) {
+    const kind = /<(dir|file)>/.exec(option.flags)?.[1];
+    if (kind === undefined || command.getOptionValue(option.attributeName()) !== '') continue;
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${option.long} is empty: give a ${kind === 'dir' ? 'directory' : 'file'} (is a shell variable unset?)`,
+    );
+  }
 }

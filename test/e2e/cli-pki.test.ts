@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -314,6 +314,32 @@ test('cert issue refuses a CA directory whose bundle.pem does not trust its issu
   );
   assert.match(result.stderr, /hint: /);
   await assert.rejects(stat(join(dir, 'mixed-web')), { code: 'ENOENT' });
+});
+
+test('an empty path (an unset shell variable) is a usage error, never the current directory', async () => {
+  const cases: string[][] = [
+    ['ca', 'create', '--trust-domain', 'cluster.local', '--out', ''],
+    ['cert', 'issue', '--ca', join(dir, 'ca'), '--spiffe-id', web, '--out', ''],
+    ['identity', 'token', 'create', '--ns', 'demo', '--sa', 'web', '--state-dir', ''],
+    ['install', '--identity-ca-out', ''],
+  ];
+  const cwd = await mkdtemp(join(tmpdir(), 'mutual-cli-cwd-'));
+  try {
+    for (const args of cases) {
+      const flag = args.at(-2)!;
+      const result = await runMutual(args, { cwd });
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(
+        result.stderr,
+        new RegExp(`^error\\[MUTUAL_CLI_USAGE\\]: ${flag} is empty: give a directory`),
+        flag,
+      );
+      assert.equal(result.stdout, '', flag);
+      assert.deepEqual(await readdir(cwd), [], `${args.join(' ')} wrote into the current directory`);
+    }
+  } finally {
+    await rm(cwd, { recursive: true, force: true });
+  }
 });
 
 test('spiffe parse shows the parts of a mesh identity', async () => {
