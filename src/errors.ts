@@ -489,7 +489,7 @@ export const errorCatalog = {
   MUTUAL_IO_ALREADY_EXISTS: {
     meaning: 'The output would overwrite existing keys or certificates, which Mutual never does silently.',
     action:
-      'Choose another --out directory, or move the existing files somewhere safe first; Mutual never overwrites keys.',
+      'Choose another output directory (the option the message names), or move the existing files somewhere safe first; Mutual never overwrites keys.',
   },
   MUTUAL_CLI_USAGE: {
     meaning: 'A command was called with a missing, unknown or malformed argument.',

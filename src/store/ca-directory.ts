@@ -26,20 +26,25 @@ export async function writeCaDirectory(
   dir: string,
   anchor: CertificateAuthority,
   issuer: CertificateAuthority,
+  flag = '--out',
 ): Promise<{ paths: string[]; bundle: TrustBundle }> {
   const bundle = createTrustBundle(anchor.trustDomain, [Buffer.from(anchor.certificate.rawData)]);
-  const paths = await writeNewFiles(dir, [
-    { name: CA_FILES.anchorCertificate, contents: anchor.certificatePem, isSecret: false },
-    { name: CA_FILES.anchorKey, contents: privateKeyToPem(anchor.keys.privateKey), isSecret: true },
-    { name: CA_FILES.issuerCertificate, contents: issuer.certificatePem, isSecret: false },
-    { name: CA_FILES.issuerKey, contents: privateKeyToPem(issuer.keys.privateKey), isSecret: true },
-    { name: CA_FILES.bundlePem, contents: bundleToPem(bundle), isSecret: false },
-    {
-      name: CA_FILES.bundleJwks,
-      contents: `${JSON.stringify(bundleToJwks(bundle), null, 2)}\n`,
-      isSecret: false,
-    },
-  ]);
+  const paths = await writeNewFiles(
+    dir,
+    [
+      { name: CA_FILES.anchorCertificate, contents: anchor.certificatePem, isSecret: false },
+      { name: CA_FILES.anchorKey, contents: privateKeyToPem(anchor.keys.privateKey), isSecret: true },
+      { name: CA_FILES.issuerCertificate, contents: issuer.certificatePem, isSecret: false },
+      { name: CA_FILES.issuerKey, contents: privateKeyToPem(issuer.keys.privateKey), isSecret: true },
+      { name: CA_FILES.bundlePem, contents: bundleToPem(bundle), isSecret: false },
+      {
+        name: CA_FILES.bundleJwks,
+        contents: `${JSON.stringify(bundleToJwks(bundle), null, 2)}\n`,
+        isSecret: false,
+      },
+    ],
+    flag,
+  );
   return { paths, bundle };
 }
 

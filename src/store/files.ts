@@ -16,8 +16,13 @@ export interface OutputFile {
 /**
  * Writes a set of files into `dir`, never replacing one: if any already exists, nothing is
  * written and the error lists them all, so a second `ca create` cannot destroy a CA's keys.
+ * `flag` is the option that named `dir`, for the error messages.
  */
-export async function writeNewFiles(dir: string, files: readonly OutputFile[]): Promise<string[]> {
+export async function writeNewFiles(
+  dir: string,
+  files: readonly OutputFile[],
+  flag = '--out',
+): Promise<string[]> {
   const paths = files.map((file) => join(dir, file.name));
   const existing: string[] = [];
   for (const path of paths) {
@@ -26,7 +31,7 @@ export async function writeNewFiles(dir: string, files: readonly OutputFile[]): 
   if (existing.length > 0) {
     throw new MutualError(
       'MUTUAL_IO_ALREADY_EXISTS',
-      `refusing to overwrite ${existing.join(', ')}; choose another --out directory or move these files away first`,
+      `refusing to overwrite ${existing.join(', ')}; choose another ${flag} directory or move these files away first`,
     );
   }
   try {
@@ -37,7 +42,7 @@ export async function writeNewFiles(dir: string, files: readonly OutputFile[]): 
     const where = blocker === dir ? 'is a file' : `runs through ${blocker}, which is a file`;
     throw new MutualError(
       'MUTUAL_IO_WRITE_FAILED',
-      `--out ${dir} ${where}, not a directory: it names the directory for ${files.map((file) => file.name).join(', ')}: give a new path (it is created) or an existing directory, or move the file away`,
+      `${flag} ${dir} ${where}, not a directory: it names the directory for ${files.map((file) => file.name).join(', ')}: give a new path (it is created) or an existing directory, or move the file away`,
       { cause: error },
     );
   }

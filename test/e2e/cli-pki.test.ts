@@ -270,6 +270,16 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       1,
     ],
     [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
+    [
+      ['install', '--identity-ca-out', join(dir, 'ca')],
+      /MUTUAL_IO_ALREADY_EXISTS\]: refusing to overwrite .*issuer\.key, .*; choose another --identity-ca-out directory/,
+      1,
+    ],
+    [
+      ['install', '--identity-ca-out', join(dir, 'web', 'cert.pem')],
+      /MUTUAL_IO_WRITE_FAILED\]: --identity-ca-out \S+cert\.pem is a file, not a directory/,
+      1,
+    ],
   ];
   for (const [args, pattern, code] of cases) {
     const result = await runMutual(args);

@@ -66,7 +66,7 @@ async function generate(
     lifetimeMs: source.issuerLifetimeMs,
   });
   const writtenTo = source.outDir === undefined ? undefined : resolve(options.cwd, source.outDir);
-  if (writtenTo !== undefined) await writeCaDirectory(writtenTo, anchor, issuer);
+  if (writtenTo !== undefined) await writeCaDirectory(writtenTo, anchor, issuer, '--identity-ca-out');
   const bundle = createTrustBundle(trustDomain, [Buffer.from(anchor.certificate.rawData)]);
   return {
     trustDomain,
