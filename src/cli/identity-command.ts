@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parseDuration, parseDurationWithin, parseListenAddress } from '../config/index.ts';
+import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import {
   createJoinTokenIssuer,
@@ -126,14 +126,27 @@ async function serve(options: ServeOptions, context: CliContext): Promise<void> 
   const service = await startIdentityService({
     ca: caFiles(options, context),
     rateLimit: rateLimit(options),
-    clientTimeoutMs: parseDuration(options.clientTimeout, '--client-timeout'),
+    // 0 turns Node's handshake and header deadlines off; beyond 24.8 days its timers overflow.
+    clientTimeoutMs: parseDurationWithin(options.clientTimeout, '--client-timeout', {
+      atLeast: '1s',
+      atMost: '10m',
+    }),
     ...(tokenReview ? { tokenReview } : {}),
     log: (line) => context.writeError(line),
     stateDir: resolve(context.cwd, options.stateDir, 'identity'),
     listen: parseListenAddress(options.listen, '--listen'),
     adminListen: parseListenAddress(options.adminListen, '--admin-listen'),
-    lifetimeMs: parseDuration(options.lifetime, '--lifetime'),
-    skewMs: parseDuration(options.skew, '--skew'),
+    // The limits of issueSvid, checked here to report them as the flags were written.
+    lifetimeMs: parseDurationWithin(options.lifetime, '--lifetime', {
+      atLeast: '1s',
+      atMost: '90d',
+      code: 'MUTUAL_PKI_LIFETIME_INVALID',
+    }),
+    skewMs: parseDurationWithin(options.skew, '--skew', {
+      atLeast: '0s',
+      atMost: '1h',
+      code: 'MUTUAL_PKI_LIFETIME_INVALID',
+    }),
     clock: context.clock,
   });
   context.write(

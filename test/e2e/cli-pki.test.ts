@@ -270,6 +270,51 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       1,
     ],
     [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
+    ...(
+      [
+        [
+          '--client-timeout',
+          '0s',
+          /MUTUAL_CLI_USAGE\]: --client-timeout "0s" is too short: give 1s to 10m\n/,
+          2,
+        ],
+        [
+          '--client-timeout',
+          '100y',
+          /MUTUAL_CLI_USAGE\]: --client-timeout "100y" is longer than the maximum of 10m/,
+          2,
+        ],
+        [
+          '--skew',
+          '100y',
+          /MUTUAL_PKI_LIFETIME_INVALID\]: --skew "100y" is longer than the maximum of 1h: give 0s to 1h\n/,
+          1,
+        ],
+        [
+          '--lifetime',
+          '0s',
+          /MUTUAL_PKI_LIFETIME_INVALID\]: --lifetime "0s" is too short: give 1s to 90d\n/,
+          1,
+        ],
+      ] as const
+    ).map(([flag, value, pattern, code]): [string[], RegExp, number] => [
+      [
+        'identity',
+        'serve',
+        '--ca',
+        join(dir, 'ca'),
+        '--state-dir',
+        join(dir, 'serve-state'),
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        '127.0.0.1:0',
+        flag,
+        value,
+      ],
+      pattern,
+      code,
+    ]),
     [
       ['install', '--identity-ca-out', join(dir, 'ca')],
       /MUTUAL_IO_ALREADY_EXISTS\]: refusing to overwrite .*issuer\.key, .*; choose another --identity-ca-out directory/,
