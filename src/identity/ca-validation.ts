@@ -22,13 +22,14 @@ export interface CaTexts {
  */
 export function loadIssuer(
   texts: Pick<CaTexts, 'issuerCertificatePem' | 'issuerKeyPem'>,
-  options: { nowMs: number; trustDomain?: string; source: string },
+  options: { nowMs: number; trustDomain?: string; source: string; keySource?: string },
 ): CertificateAuthority {
   const issuer = loadAuthority({
     certificatePem: texts.issuerCertificatePem,
     privateKeyPem: texts.issuerKeyPem,
     clock: { now: () => options.nowMs },
     source: options.source,
+    ...(options.keySource === undefined ? {} : { keySource: options.keySource }),
   });
   if (options.trustDomain !== undefined && issuer.trustDomain !== options.trustDomain) {
     throw new MutualError(

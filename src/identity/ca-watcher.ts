@@ -47,7 +47,7 @@ export async function loadCaFiles(files: CaFilePaths, nowMs: number): Promise<Ca
   ]);
   const issuer = loadIssuer(
     { issuerCertificatePem, issuerKeyPem },
-    { nowMs, source: files.issuerCertificate },
+    { nowMs, source: files.issuerCertificate, keySource: files.issuerKey },
   );
   const bundle = loadAnchors(anchorsText, { trustDomain: issuer.trustDomain, source: files.trustAnchors });
   assertIssuerUnderAnchors(issuer, bundle, nowMs, files.issuerCertificate);
@@ -112,7 +112,7 @@ export async function createCaWatcher(options: CaWatcherOptions) {
           ]);
           return loadIssuer(
             { issuerCertificatePem, issuerKeyPem },
-            { nowMs, trustDomain, source: files.issuerCertificate },
+            { nowMs, trustDomain, source: files.issuerCertificate, keySource: files.issuerKey },
           );
         })
       : undefined;

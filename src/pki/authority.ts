@@ -130,10 +130,13 @@ export function loadAuthority(options: {
   privateKeyPem: string;
   clock: Clock;
   source?: string;
+  /** Names the key in errors (its path); by default "<source> key". */
+  keySource?: string;
   /** Required when the certificate carries no spiffe://<trust-domain> URI SAN (imported CAs). */
   trustDomain?: string;
 }): CertificateAuthority {
   const source = options.source ?? 'CA certificate';
+  const keySource = options.keySource ?? `${source} key`;
   // The first block is the CA; any further blocks are its chain up to the anchor.
   const [block, ...chainBlocks] = decodePemOfType(options.certificatePem, ['CERTIFICATE'], source);
   if (!block) throw new MutualError('MUTUAL_PKI_PEM_MALFORMED', `${source}: no certificate`);
@@ -145,12 +148,12 @@ export function loadAuthority(options: {
       cause: error,
     });
   }
-  const keys = parsePrivateKeyPem(options.privateKeyPem, `${source} key`);
+  const keys = parsePrivateKeyPem(options.privateKeyPem, keySource);
   const certificateKey = publicKeyFromCertificate(certificate);
   if (!isSameKey(certificateKey, keys.publicKey)) {
     throw new MutualError(
       'MUTUAL_PKI_KEY_MISMATCH',
-      `${source}: the private key does not belong to this certificate (${certificate.subject})`,
+      `${source}: the private key${options.keySource === undefined ? '' : ` in ${keySource}`} does not belong to this certificate (${certificate.subject})`,
     );
   }
   const basicConstraints = certificate.getExtension(x509.BasicConstraintsExtension);

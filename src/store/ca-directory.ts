@@ -63,7 +63,13 @@ export async function readCaDirectory(dir: string, clock: Clock): Promise<Loaded
     readTextFile(keyPath, 'issuer key'),
     readTextFile(bundlePath, 'trust bundle'),
   ]);
-  const issuer = loadAuthority({ certificatePem, privateKeyPem, clock, source: certificatePath });
+  const issuer = loadAuthority({
+    certificatePem,
+    privateKeyPem,
+    clock,
+    source: certificatePath,
+    keySource: keyPath,
+  });
   const bundle = parseBundle(bundleText, issuer.trustDomain, bundlePath);
   return { issuer, bundle };
 }

@@ -135,6 +135,20 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
   const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 });
   await writeFile(join(dir, 'rsa1024.pem'), rsa1024.privateKey.export({ type: 'pkcs8', format: 'pem' }));
   await writeFile(join(dir, 'garbage.pem'), 'not a certificate at all');
+  // A CA directory whose issuer.key holds the certificate, and one whose key is a stranger's RSA 2048 key.
+  for (const [name, key] of [
+    ['cert-as-key', await readFile(join(dir, 'ca', 'issuer.crt'))],
+    [
+      'rsa-key',
+      generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    ],
+  ] as const) {
+    await mkdir(join(dir, name));
+    for (const file of ['issuer.crt', 'bundle.pem']) {
+      await writeFile(join(dir, name, file), await readFile(join(dir, 'ca', file)));
+    }
+    await writeFile(join(dir, name, 'issuer.key'), key);
+  }
   const cases: Array<[string[], RegExp, number]> = [
     [['cert', 'inspect', join(dir, 'web', 'key.pem')], /MUTUAL_PKI_PEM_WRONG_TYPE.*private key/s, 1],
     [['cert', 'inspect', join(dir, 'garbage.pem')], /MUTUAL_PKI_PEM_MALFORMED/, 1],
@@ -270,6 +284,16 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       1,
     ],
     [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
+    [
+      ['cert', 'issue', '--ca', join(dir, 'cert-as-key'), '--spiffe-id', web, '--out', join(dir, 'z')],
+      /MUTUAL_PKI_PEM_WRONG_TYPE\]: \S+cert-as-key\/issuer\.key: expected exactly one private key PEM block but found: CERTIFICATE/,
+      1,
+    ],
+    [
+      ['cert', 'issue', '--ca', join(dir, 'rsa-key'), '--spiffe-id', web, '--out', join(dir, 'z')],
+      /MUTUAL_PKI_KEY_MISMATCH\]: \S+rsa-key\/issuer\.crt: the private key in \S+rsa-key\/issuer\.key does not belong/,
+      1,
+    ],
     ...(
       [
         [

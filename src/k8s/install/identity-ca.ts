@@ -101,6 +101,7 @@ async function fromFiles(
     {
       nowMs,
       source: certificatePath,
+      keySource: keyPath,
       ...(options.trustDomain === undefined ? {} : { trustDomain: options.trustDomain }),
     },
   );
