@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration, parseDurationWithin } from '../config/index.ts';
-import { isMutualError, MutualError } from '../errors.ts';
+import { errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { assertIssuerUnderAnchors } from '../identity/index.ts';
 import {
   bundleToPem,
@@ -270,7 +270,8 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
   const bundlePath = resolve(context.cwd, options.bundle);
   const bundle = parseBundle(await readTextFile(bundlePath, 'trust bundle'), '', options.bundle);
   const chainText = await readTextFile(resolve(context.cwd, options.cert), 'certificate');
-  const chain = parseCertificatesPem(chainText, options.cert).map((certificate) => certificate.der);
+  const certificates = parseCertificatesPem(chainText, options.cert);
+  const chain = certificates.map((certificate) => certificate.der);
   const verifier = createPeerVerifier({ anchors: bundle.rootsDer, clock: context.clock, skewMs });
   const result = verifier.verifySvid(chain, {
     ...(options.spiffeId === undefined ? {} : { expectedId: options.spiffeId }),
@@ -298,7 +299,15 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
       ]),
     );
   } else {
-    context.writeError(`invalid: ${result.code}\n  ${result.message}\n`);
+    // A file that starts with a CA but holds a leaf further down is a chain in the wrong order.
+    const leafAt = certificates.findIndex((certificate) => !certificate.isCa);
+    const order =
+      result.code === 'MUTUAL_PKI_CA_AS_LEAF' && leafAt > 0
+        ? `\n  certificate ${leafAt + 1} of ${certificates.length} in ${options.cert} is the leaf: put the leaf first, then its intermediates (the order \`mutual cert issue\` writes)`
+        : '';
+    context.writeError(
+      `invalid: ${result.code}\n  ${result.message}${order}\n  hint: ${errorCatalog[result.code].action}\n`,
+    );
   }
   if (!result.ok) context.setExitCode(1);
 }

@@ -131,6 +131,28 @@ test('cert verify fails with a reason code: wrong ID, expired, not yet valid, fo
   assert.match(foreign.stderr, /MUTUAL_PKI_CHAIN_UNTRUSTED/);
 });
 
+test('cert verify: a chain in the wrong order says so; every refusal carries a hint', async () => {
+  const pem = await readFile(join(dir, 'web', 'cert.pem'), 'utf8');
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/g) ?? [];
+  assert.equal(blocks.length, 2);
+  await writeFile(join(dir, 'reversed.pem'), [...blocks].reverse().join(''));
+  const result = await runMutual([
+    'cert',
+    'verify',
+    '--bundle',
+    join(dir, 'ca', 'bundle.pem'),
+    '--cert',
+    join(dir, 'reversed.pem'),
+  ]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /^invalid: MUTUAL_PKI_CA_AS_LEAF\n/);
+  assert.match(
+    result.stderr,
+    /certificate 2 of 2 in \S+reversed\.pem is the leaf: put the leaf first, then its intermediates/,
+  );
+  assert.match(result.stderr, /\n {2}hint: /);
+});
+
 test('bad input gets a coded error and a hint, never a stack trace', async () => {
   const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 });
   await writeFile(join(dir, 'rsa1024.pem'), rsa1024.privateKey.export({ type: 'pkcs8', format: 'pem' }));
