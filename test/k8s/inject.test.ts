@@ -780,3 +780,39 @@ test('findPodTemplates knows every workload kind and Lists', () => {
     [{ path: ['items', 1, 'spec', 'template'], name: 'job/j' }],
   );
 });
+
+test('a file that holds no objects at all (a JPEG, a line of text): MUTUAL_K8S_INJECT_YAML_INVALID naming it, nothing printed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(
+      join(dir, 'photo.jpg'),
+      Buffer.from('ffd8ffe000104a46494600010100000100010000ffdb', 'hex'),
+    );
+    await writeFile(
+      join(dir, 'notes.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\njust some words\n',
+    );
+    for (const [name, line] of [
+      ['photo.jpg', 1],
+      ['notes.yaml', 5],
+    ] as const) {
+      const run = await inject([name], dir);
+      assert.equal(run.code, 1, name);
+      assert.equal(run.stdout, '', name);
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^error\\[MUTUAL_K8S_INJECT_YAML_INVALID\\]: ${name.replace('.', '\\.')} is not Kubernetes manifests:\\n {2}${name.replace('.', '\\.')}:${line}:1: a plain value, not an object with apiVersion and kind`,
+        ),
+        name,
+      );
+    }
+    // An empty file, or one of comments only, is no mistake.
+    await writeFile(join(dir, 'empty.yaml'), '# nothing yet\n');
+    const empty = await inject(['empty.yaml'], dir);
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.match(empty.stderr, /empty\.yaml: no pods or workloads found/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -67,6 +67,21 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       { detail: { file, problems: syntax.length } },
     );
   }
+  // A document that is a bare value (a JPEG, a line of text) is no object: kubectl refuses it too.
+  const plainValues = docs.flatMap(({ doc, base }) =>
+    isScalar(doc.contents) && doc.contents.value !== null
+      ? [
+          `${position(base + (doc.contents.range?.[0] ?? 0)).text}: a plain value, not an object with apiVersion and kind; is this the manifests file?`,
+        ]
+      : [],
+  );
+  if (plainValues.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_YAML_INVALID',
+      `${file} is not Kubernetes manifests:\n${plainValues.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: plainValues.length } },
+    );
+  }
   const report: InjectReportLine[] = [];
   const invalid: string[] = [];
   const mistyped: string[] = [];
