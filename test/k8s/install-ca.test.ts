@@ -125,7 +125,7 @@ test('a CA of your own is refused when the identity service would refuse it', as
       'another trust domain',
       [...own('anchors.pem', 'issuer.crt', 'issuer.key'), '--trust-domain', 'cluster.local'],
       'MUTUAL_PKI_ISSUER_INVALID',
-      /trust domain prod\.example/,
+      /: --trust-domain cluster\.local contradicts \S+issuer\.crt, an issuer for trust domain prod\.example: leave --trust-domain out \(it defaults to the issuer's\)/,
     ],
     ['a missing file', own('anchors.pem', 'nope.crt', 'issuer.key'), 'MUTUAL_IO_READ_FAILED', /nope\.crt/],
   ];

@@ -102,9 +102,14 @@ async function fromFiles(
       nowMs,
       source: certificatePath,
       keySource: keyPath,
-      ...(options.trustDomain === undefined ? {} : { trustDomain: options.trustDomain }),
     },
   );
+  if (options.trustDomain !== undefined && issuer.trustDomain !== options.trustDomain) {
+    throw new MutualError(
+      'MUTUAL_PKI_ISSUER_INVALID',
+      `--trust-domain ${options.trustDomain} contradicts ${certificatePath}, an issuer for trust domain ${issuer.trustDomain}: leave --trust-domain out (it defaults to the issuer's), or give an issuer of ${options.trustDomain}`,
+    );
+  }
   const bundle = parseBundle(
     await readTextFile(anchorsPath, '--identity-trust-anchors-file'),
     issuer.trustDomain,
