@@ -263,7 +263,8 @@ interface VerifyOptions {
 }
 
 async function verify(options: VerifyOptions, context: CliContext): Promise<void> {
-  const skewMs = parseDuration(options.skew, '--skew');
+  // At most the skew issuance allows (1h): 100y would make every expiry check pass.
+  const skewMs = parseDurationWithin(options.skew, '--skew', { atLeast: '0s', atMost: '1h' });
   // A malformed --spiffe-id is the user's mistake, not the peer's: say so instead of "mismatch".
   if (options.spiffeId !== undefined) parseSpiffeId(options.spiffeId);
   const atMs = options.at === undefined ? context.clock.now() : parseTime(options.at, context.clock.now());

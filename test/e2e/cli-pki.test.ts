@@ -307,6 +307,22 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
     ],
     [['cert', 'bogus'], /MUTUAL_CLI_USAGE/, 2],
     [
+      [
+        'cert',
+        'verify',
+        '--bundle',
+        join(dir, 'ca', 'bundle.pem'),
+        '--cert',
+        join(dir, 'web', 'cert.pem'),
+        '--at',
+        '+2d',
+        '--skew',
+        '100y',
+      ],
+      /MUTUAL_CLI_USAGE\]: --skew "100y" is longer than the maximum of 1h: give 0s to 1h\n/,
+      2,
+    ],
+    [
       ['cert', 'issue', '--ca', join(dir, 'cert-as-key'), '--spiffe-id', web, '--out', join(dir, 'z')],
       /MUTUAL_PKI_PEM_WRONG_TYPE\]: \S+cert-as-key\/issuer\.key: expected exactly one private key PEM block but found: CERTIFICATE/,
       1,
