@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatDuration } from '../../config/index.ts';
 import {
@@ -12,6 +12,7 @@ import {
   type CheckCategory,
   type CheckContext,
   type CheckResult,
+  CheckSkipped,
   fail,
   failOrSkip,
   ok,
@@ -65,10 +66,27 @@ async function readPem(path: string, what: string): Promise<PemSource> {
   return { pem, where: path };
 }
 
+/**
+ * No state directory at all is no mesh, not a lost CA: the CA checks are skipped (the mesh check
+ * says what to do) rather than failed with "restore it from a backup".
+ */
+async function assertStateDirectory(context: CheckContext): Promise<void> {
+  const isThere = await stat(context.paths.stateDir).then(
+    () => true,
+    () => false,
+  );
+  if (!isThere)
+    throw new CheckSkipped(`no state directory ${context.paths.stateDir}: no mesh was started with it`);
+}
+
 /** The CA of `mutual up`: ca/bundle.pem, ca/issuer.crt and ca/issuer.key in the state directory. */
 export const stateDirectoryCa: CaSource = {
-  anchors: (context) => readPem(context.paths.bundle, 'trust bundle'),
+  async anchors(context) {
+    await assertStateDirectory(context);
+    return readPem(context.paths.bundle, 'trust bundle');
+  },
   async issuer(context) {
+    await assertStateDirectory(context);
     const certificate = await readPem(
       join(context.paths.caDir, CA_FILES.issuerCertificate),
       'issuer certificate',
