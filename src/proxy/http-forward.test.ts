@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { test } from 'node:test';
 import {
   CLIENT_ID_HEADER,
   createDetachedHttpServer,
   forwardedRequestHeaders,
+  forwardRequest,
   isClientIdHeader,
+  Pool,
   PROXY_ERROR_HEADER,
 } from './http-forward.ts';
 
@@ -63,5 +66,61 @@ test('forwardedRequestHeaders drops x-mutual-client-id in every spelling an app 
     http.close();
     http.closeAllConnections();
     listener.close();
+  }
+});
+
+test('an app that answers before reading the whole upload: the rest is read and the next request on the connection is answered', async () => {
+  // As voting in the demo does: POST /vote answers at once and never reads the body.
+  const app = createHttpServer((request, response) => response.end(`answered ${request.url}`));
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const pool = new Pool(`http://127.0.0.1:${(app.address() as AddressInfo).port}`, { connections: 4 });
+  const http = createDetachedHttpServer(
+    (request, response) =>
+      forwardRequest(request, response, pool, forwardedRequestHeaders(request), (error) =>
+        response.writeHead(502).end(error.message),
+      ),
+    () => {},
+  );
+  const listener = createServer((socket) => http.emit('connection', socket));
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const socket = connect((listener.address() as AddressInfo).port, '127.0.0.1');
+  try {
+    let text = '';
+    let onText = () => {};
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      onText();
+    });
+    const answered = (count: number) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${count} answer(s) expected in 5 s, got: ${text}`)),
+          5000,
+        );
+        onText = () => {
+          if ((text.match(/HTTP\/1\.1 200/g) ?? []).length >= count) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        onText();
+      });
+    const size = 4 << 20;
+    // The first half of the body goes out, the app answers, then the rest follows with a second request.
+    socket.write(`POST /vote HTTP/1.1\r\nHost: a\r\nContent-Length: ${size}\r\n\r\n`);
+    socket.write(Buffer.alloc(size / 2, 'y'));
+    await answered(1);
+    socket.write(Buffer.alloc(size / 2, 'y'));
+    socket.write('GET /results HTTP/1.1\r\nHost: a\r\n\r\n');
+    await answered(2);
+    assert.match(text, /answered \/vote[\s\S]*answered \/results/);
+  } finally {
+    socket.destroy();
+    await pool.destroy();
+    http.close();
+    http.closeAllConnections();
+    listener.close();
+    app.close();
+    app.closeAllConnections();
   }
 });

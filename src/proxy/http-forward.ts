@@ -166,6 +166,10 @@ export function forwardRequest(
       },
       onResponseEnd() {
         finished = true;
+        // Answered before the whole body was sent (an app that never reads it): undici stops
+        // reading the request and destroys it, and node:http then stops reading the connection, so
+        // the client's next request would wait forever. Discard the rest, as node:http does itself.
+        if (!request.complete) (request as IncomingMessage & { _dump(): void })._dump();
         response.end();
       },
       onResponseError(_started, error) {
