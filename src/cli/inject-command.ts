@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parseDuration, parseListenAddress } from '../config/index.ts';
+import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import {
   CONTROL_PLANE,
@@ -195,7 +195,11 @@ async function serve(flags: ServeFlags, context: CliContext): Promise<void> {
     tls: { certFile: resolve(context.cwd, flags.cert), keyFile: resolve(context.cwd, flags.key) },
     trustAnchorsFile: resolve(context.cwd, flags.trustAnchorsFile ?? ''),
     inject,
-    clientTimeoutMs: parseDuration(flags.clientTimeout, '--client-timeout'),
+    // 0 turns Node's handshake and header deadlines off; beyond 24.8 days its timers overflow.
+    clientTimeoutMs: parseDurationWithin(flags.clientTimeout, '--client-timeout', {
+      atLeast: '1s',
+      atMost: '10m',
+    }),
     log: (line) => context.writeError(line),
   });
   context.write(

@@ -377,6 +377,31 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       pattern,
       code,
     ]),
+    ...(
+      [
+        ['0s', /MUTUAL_CLI_USAGE\]: --client-timeout "0s" is too short: give 1s to 10m\n/],
+        ['100y', /MUTUAL_CLI_USAGE\]: --client-timeout "100y" is longer than the maximum of 10m/],
+      ] as const
+    ).map(([value, pattern]): [string[], RegExp, number] => [
+      [
+        'inject',
+        'serve',
+        '--cert',
+        join(dir, 'web', 'cert.pem'),
+        '--key',
+        join(dir, 'web', 'key.pem'),
+        '--trust-anchors-file',
+        join(dir, 'ca', 'bundle.pem'),
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        'off',
+        '--client-timeout',
+        value,
+      ],
+      pattern,
+      2,
+    ]),
     [
       ['install', '--identity-ca-out', join(dir, 'ca')],
       /MUTUAL_IO_ALREADY_EXISTS\]: refusing to overwrite .*issuer\.key, .*; choose another --identity-ca-out directory/,
