@@ -55,7 +55,10 @@ export function registerCertCommand(program: Command, context: CliContext): void
       'verify a certificate chain against a trust bundle as a peer would; exit 1 with the reason if invalid',
     )
     .requiredOption('--bundle <file>', 'trust bundle (PEM or SPIFFE JWKS)')
-    .requiredOption('--cert <file>', 'the peer certificate, followed by its intermediates (PEM)')
+    .requiredOption(
+      '--cert <file>',
+      'the peer certificate, followed by its intermediates (PEM), or one DER certificate',
+    )
     .option('--spiffe-id <id>', 'require exactly this SPIFFE ID')
     .option('--at <time>', 'verify at this time instead of now: ISO 8601, or relative like +30d or -1h')
     .option('--skew <duration>', 'clock skew allowance', '0s')
@@ -159,10 +162,20 @@ function assertBundleTrustsIssuer(
   }
 }
 
+function isPem(text: string): boolean {
+  return text.includes('-----BEGIN');
+}
+
 /** Certificates from PEM (any number of blocks) or one DER certificate. */
 function readCertificates(bytes: Buffer, source: string): ParsedCertificate[] {
   const text = bytes.toString('utf8');
-  if (text.includes('-----BEGIN')) return parseCertificatesPem(text, source);
+  if (text.trim() === '') {
+    throw new MutualError(
+      'MUTUAL_PKI_PEM_MALFORMED',
+      `${source} is empty: give a file holding the certificate (PEM, or one DER certificate)`,
+    );
+  }
+  if (isPem(text)) return parseCertificatesPem(text, source);
   try {
     return [parseCertificate(bytes)];
   } catch (error) {
@@ -270,8 +283,8 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
   const atMs = options.at === undefined ? context.clock.now() : parseTime(options.at, context.clock.now());
   const bundlePath = resolve(context.cwd, options.bundle);
   const bundle = parseBundle(await readTextFile(bundlePath, 'trust bundle'), '', options.bundle);
-  const chainText = await readTextFile(resolve(context.cwd, options.cert), 'certificate');
-  const certificates = parseCertificatesPem(chainText, options.cert);
+  const certBytes = await readFileBytes(resolve(context.cwd, options.cert), 'certificate');
+  const certificates = readCertificates(certBytes, options.cert);
   const chain = certificates.map((certificate) => certificate.der);
   const verifier = createPeerVerifier({ anchors: bundle.rootsDer, clock: context.clock, skewMs });
   const result = verifier.verifySvid(chain, {
@@ -306,8 +319,13 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
       result.code === 'MUTUAL_PKI_CA_AS_LEAF' && leafAt > 0
         ? `\n  certificate ${leafAt + 1} of ${certificates.length} in ${options.cert} is the leaf: put the leaf first, then its intermediates (the order \`mutual cert issue\` writes)`
         : '';
+    // DER holds one certificate: a mesh leaf's intermediate cannot be in it.
+    const der =
+      result.code === 'MUTUAL_PKI_CHAIN_UNTRUSTED' && !isPem(certBytes.toString('utf8'))
+        ? `\n  ${options.cert} is DER, one certificate without its intermediates: give the PEM chain (the cert.pem \`mutual cert issue\` writes)`
+        : '';
     context.writeError(
-      `invalid: ${result.code}\n  ${result.message}${order}\n  hint: ${errorCatalog[result.code].action}\n`,
+      `invalid: ${result.code}\n  ${result.message}${order}${der}\n  hint: ${errorCatalog[result.code].action}\n`,
     );
   }
   if (!result.ok) context.setExitCode(1);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,6 +151,76 @@ test('cert verify: a chain in the wrong order says so; every refusal carries a h
     /certificate 2 of 2 in \S+reversed\.pem is the leaf: put the leaf first, then its intermediates/,
   );
   assert.match(result.stderr, /\n {2}hint: /);
+});
+
+test('cert verify reads a DER certificate as cert inspect does; an empty file is named as empty', async () => {
+  // A leaf signed by the root itself verifies alone; a mesh leaf in DER lacks its intermediate.
+  await mkdir(join(dir, 'root-ca'));
+  for (const [from, to] of [
+    ['trust-anchor.crt', 'issuer.crt'],
+    ['trust-anchor.key', 'issuer.key'],
+    ['trust-anchor.crt', 'bundle.pem'],
+  ] as const) {
+    await writeFile(join(dir, 'root-ca', to), await readFile(join(dir, 'ca', from)));
+  }
+  const direct = 'spiffe://cluster.local/ns/demo/sa/direct';
+  const issued = await runMutual([
+    'cert',
+    'issue',
+    '--ca',
+    join(dir, 'root-ca'),
+    '--spiffe-id',
+    direct,
+    '--out',
+    join(dir, 'direct'),
+  ]);
+  assert.equal(issued.code, 0, issued.stderr);
+  for (const name of ['direct', 'web']) {
+    const leaf = new X509Certificate(await readFile(join(dir, name, 'cert.pem')));
+    await writeFile(join(dir, `${name}.der`), leaf.raw);
+  }
+  const bundle = join(dir, 'ca', 'bundle.pem');
+  const ok = await runMutual([
+    'cert',
+    'verify',
+    '--bundle',
+    bundle,
+    '--cert',
+    join(dir, 'direct.der'),
+    '--spiffe-id',
+    direct,
+  ]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.split('\n')[0], direct);
+  const alone = await runMutual(['cert', 'verify', '--bundle', bundle, '--cert', join(dir, 'web.der')]);
+  assert.equal(alone.code, 1, alone.stderr);
+  assert.match(alone.stderr, /^invalid: MUTUAL_PKI_CHAIN_UNTRUSTED\n/);
+  assert.match(
+    alone.stderr,
+    /\S+web\.der is DER, one certificate without its intermediates: give the PEM chain/,
+  );
+  const inspected = await runMutual(['cert', 'inspect', join(dir, 'web.der')]);
+  assert.equal(inspected.code, 0, inspected.stderr);
+  assert.match(inspected.stdout, new RegExp(`SPIFFE ID +${web}`));
+
+  for (const [name, content] of [
+    ['empty.pem', ''],
+    ['blank.pem', '\n  \n'],
+  ] as const) {
+    await writeFile(join(dir, name), content);
+    for (const args of [
+      ['cert', 'inspect', join(dir, name)],
+      ['cert', 'verify', '--bundle', bundle, '--cert', join(dir, name)],
+    ]) {
+      const result = await runMutual(args);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.match(
+        result.stderr,
+        /^error\[MUTUAL_PKI_PEM_MALFORMED\]: \S+\.pem is empty: give a file holding the certificate \(PEM, or one DER certificate\)\n {2}hint: /,
+        args.join(' '),
+      );
+    }
+  }
 });
 
 test('bad input gets a coded error and a hint, never a stack trace', async () => {
