@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type RequestListener } from 'node:http';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { test } from 'node:test';
 import {
@@ -69,9 +69,9 @@ test('forwardedRequestHeaders drops x-mutual-client-id in every spelling an app 
   }
 });
 
-test('an app that answers before reading the whole upload: the rest is read and the next request on the connection is answered', async () => {
-  // As voting in the demo does: POST /vote answers at once and never reads the body.
-  const app = createHttpServer((request, response) => response.end(`answered ${request.url}`));
+/** A proxy forwarding every request to an app served by `handler`, both on 127.0.0.1. */
+async function forwardingProxy(handler: RequestListener) {
+  const app = createHttpServer(handler);
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
   const pool = new Pool(`http://127.0.0.1:${(app.address() as AddressInfo).port}`, { connections: 4 });
   const http = createDetachedHttpServer(
@@ -83,7 +83,23 @@ test('an app that answers before reading the whole upload: the rest is read and 
   );
   const listener = createServer((socket) => http.emit('connection', socket));
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-  const socket = connect((listener.address() as AddressInfo).port, '127.0.0.1');
+  return {
+    port: (listener.address() as AddressInfo).port,
+    async close() {
+      await pool.destroy();
+      http.close();
+      http.closeAllConnections();
+      listener.close();
+      app.close();
+      app.closeAllConnections();
+    },
+  };
+}
+
+test('an app that answers before reading the whole upload: the rest is read and the next request on the connection is answered', async () => {
+  // As voting in the demo does: POST /vote answers at once and never reads the body.
+  const proxy = await forwardingProxy((request, response) => response.end(`answered ${request.url}`));
+  const socket = connect(proxy.port, '127.0.0.1');
   try {
     let text = '';
     let onText = () => {};
@@ -116,11 +132,26 @@ test('an app that answers before reading the whole upload: the rest is read and 
     assert.match(text, /answered \/vote[\s\S]*answered \/results/);
   } finally {
     socket.destroy();
-    await pool.destroy();
-    http.close();
-    http.closeAllConnections();
-    listener.close();
-    app.close();
-    app.closeAllConnections();
+    await proxy.close();
+  }
+});
+
+test('an app that reads an upload and dies without answering: the client gets a 502, not a wait forever', async () => {
+  const proxy = await forwardingProxy((request, response) => {
+    request.resume();
+    request.on('end', () => response.socket?.destroy());
+  });
+  try {
+    for (const body of [undefined, 'a vote', 'x'.repeat(1 << 20)]) {
+      const answer = await fetch(`http://127.0.0.1:${proxy.port}/vote`, {
+        method: body === undefined ? 'GET' : 'POST',
+        body,
+        signal: AbortSignal.timeout(5000),
+      });
+      assert.equal(answer.status, 502, `body of ${body?.length ?? 0} bytes`);
+      assert.match(await answer.text(), /other side closed/);
+    }
+  } finally {
+    await proxy.close();
   }
 });

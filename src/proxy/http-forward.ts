@@ -174,7 +174,9 @@ export function forwardRequest(
       },
       onResponseError(_started, error) {
         finished = true;
-        if (request.destroyed || response.destroyed) return;
+        // Not request.destroyed: undici destroys the request once it has sent the body, so an app
+        // that died after reading an upload left the client waiting forever for an answer.
+        if (response.destroyed) return;
         if (!response.headersSent) onFailure(error);
         else response.destroy();
       },
