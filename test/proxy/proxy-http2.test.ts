@@ -441,6 +441,7 @@ describe('HTTP/2 and gRPC through real proxies', () => {
       const answer = await request(session, { ':path': '/' });
       assert.equal(answer.headers[':status'], 502);
       assert.match(answer.body.toString(), /did not answer over HTTP\/2/);
+      assert.equal(answer.headers['x-mutual-proxy-error'], 'app_unavailable');
     }
     await waitUntil(async () => /the app does not answer HTTP\/2/.test(server.output()), 'the log line');
     assert.equal(server.output().match(/the app does not answer HTTP\/2/g)?.length, 1);

@@ -107,6 +107,8 @@ describe('sidecar proxy between two workloads', () => {
       response: import('node:http').ServerResponse,
     ) => {
       appRequests++;
+      // An app that takes the request and drops the connection without answering.
+      if (request.url === '/die') return void request.socket.destroy();
       response.end(
         JSON.stringify({ path: request.url, clientId: request.headers['x-mutual-client-id'] ?? null }),
       );
@@ -181,6 +183,16 @@ describe('sidecar proxy between two workloads', () => {
         status_code: '200',
       }) >= 1,
     );
+  });
+
+  test("an app that drops a request unanswered: the client gets the inbound's 502 saying so, then the next answer", async () => {
+    const base = `http://127.0.0.1:${client.outbound[0]!.port}`;
+    const failed = await fetch(`${base}/die`, { signal: AbortSignal.timeout(5000) });
+    assert.equal(failed.status, 502);
+    assert.equal(failed.headers.get('x-mutual-proxy-error'), 'app_unavailable');
+    assert.match(await failed.text(), /^mutual: the app on port \d+ did not answer: /);
+    const next = await fetch(`${base}/after-die`, { signal: AbortSignal.timeout(5000) });
+    assert.deepEqual(await next.json(), { path: '/after-die', clientId: web.spiffeId });
   });
 
   test('the bytes of a keep-alive HTTP connection are counted while it is still open', async () => {

@@ -129,7 +129,7 @@ export function createHttpInbound(deps: InboundDeps) {
     forwardRequest(request, response, appPool(context.appPort), forwardHeaders(request, context), (error) => {
       log.warn('app request failed', { port: context.appPort, error: error.message });
       response
-        .writeHead(502, { 'content-type': 'text/plain' })
+        .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: 'app_unavailable' })
         .end(`mutual: the app on port ${context.appPort} did not answer: ${error.message}\n`);
     });
   }

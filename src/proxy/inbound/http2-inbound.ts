@@ -109,6 +109,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
         502,
         `mutual: the app on port ${context.appPort} did not answer over HTTP/2: ${error.message}\n`,
         GRPC_UNAVAILABLE,
+        { [PROXY_ERROR_HEADER]: 'app_unavailable' },
       );
     };
     const requestHeaders = forwardedHeaders(headers);
