@@ -168,6 +168,15 @@ export function relayExchange(
     relay(upstream, stream);
   });
 
+  // The upstream closed the stream while the request body was still going to it (after a whole
+  // answer, RST_STREAM NO_ERROR). node then waits, before 'close', for writes that can never
+  // leave: stop them, and let the stream go once the answer has been read.
+  upstream.once('aborted', () => {
+    stream.unpipe(upstream);
+    if (upstream.readableEnded) upstream.destroy();
+    else upstream.once('end', () => upstream.destroy());
+  });
+
   // Resets and cancellations, both ways.
   stream.once('close', () => {
     if (upstream.closed || upstream.destroyed) return;
@@ -189,6 +198,15 @@ export function relayExchange(
     }
     if (code !== NGHTTP2_NO_ERROR) stream.close(code);
     else if (!upstream.readableEnded) stream.close(NGHTTP2_INTERNAL_ERROR);
+    // Answered in full without reading the whole request (node's server does this by itself:
+    // RST_STREAM NO_ERROR after the answer, RFC 9113 §8.1). Tell the client the same once the
+    // answer is out (close waits for it), or its upload stalls on a window nobody reads; what
+    // it sent meanwhile is discarded, so that the stream ends and closes.
+    else if (!stream.readableEnded) {
+      stream.unpipe(upstream);
+      stream.resume();
+      stream.close(NGHTTP2_NO_ERROR);
+    }
   });
 }
 

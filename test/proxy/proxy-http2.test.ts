@@ -19,6 +19,7 @@ import {
 import { type AddressInfo, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import {
@@ -75,7 +76,7 @@ interface Answer {
 function request(
   session: ClientHttp2Session,
   headers: OutgoingHttpHeaders,
-  body?: Buffer,
+  body?: Buffer | Readable,
   trailers?: OutgoingHttpHeaders,
 ): Promise<Answer> {
   return new Promise((resolve) => {
@@ -99,8 +100,26 @@ function request(
       answer.rstCode = stream.rstCode;
       resolve(answer);
     });
-    if (body !== undefined) stream.end(body);
+    // The server closed the stream with its answer before the upload ended (RST_STREAM
+    // NO_ERROR): node's client would wait forever for writes that cannot leave; stop them.
+    stream.once('aborted', () => {
+      if (body instanceof Readable) body.unpipe(stream).destroy();
+      if (stream.readableEnded) stream.destroy();
+      else stream.once('end', () => stream.destroy());
+    });
+    if (body instanceof Readable) body.pipe(stream);
+    else if (body !== undefined) stream.end(body);
   });
+}
+
+/** `mebibytes` MiB of upload, read as the stream can take it (one big write would overrun node's session memory). */
+function upload(mebibytes: number): Readable {
+  const chunk = Buffer.alloc(1 << 20, 'u');
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < mebibytes; i++) yield chunk;
+    })(),
+  );
 }
 
 interface Frame {
@@ -227,6 +246,20 @@ describe('HTTP/2 and gRPC through real proxies', () => {
         // waitForTrailers: otherwise node ends the stream cleanly before its RST_STREAM.
         stream.respond({ ':status': 200 }, { waitForTrailers: true });
         stream.write('partial', () => stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM));
+        return;
+      }
+      if (path === '/early') {
+        // Answers at once and never reads the upload.
+        stream.respond({ ':status': 200 });
+        stream.end('answered early');
+        return;
+      }
+      if (path === '/vanish-stream' || path === '/vanish-session') {
+        // Reads the whole upload, then resets the stream or drops the connection without an answer.
+        stream.resume();
+        stream.once('end', () =>
+          path === '/vanish-stream' ? stream.close(constants.NGHTTP2_NO_ERROR) : stream.session?.destroy(),
+        );
         return;
       }
       const chunks: Buffer[] = [];
@@ -382,6 +415,30 @@ describe('HTTP/2 and gRPC through real proxies', () => {
     assert.equal(reset.headers[':status'], 200);
     assert.equal(reset.body.toString(), 'partial');
     assert.equal(reset.rstCode, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  });
+
+  test('an h2 app that answers a 64 MiB upload before reading it: the client gets that answer, the connection the next stream', {
+    timeout: 10_000,
+  }, async () => {
+    const session = open();
+    const early = await request(session, { ':method': 'POST', ':path': '/early' }, upload(64));
+    assert.equal(early.headers[':status'], 200);
+    assert.equal(early.body.toString(), 'answered early');
+    const next = await request(session, { ':path': '/after-early' });
+    assert.equal(next.body.toString(), `client=${webId} path=/after-early`);
+  });
+
+  test('an h2 app that reads an upload and resets the stream or drops the connection unanswered: 502, and the connection lives on', {
+    timeout: 10_000,
+  }, async () => {
+    const session = open();
+    for (const path of ['/vanish-stream', '/vanish-session']) {
+      const answer = await request(session, { ':method': 'POST', ':path': path }, Buffer.alloc(1 << 20, 'v'));
+      assert.equal(answer.headers[':status'], 502, path);
+      assert.equal(answer.headers['x-mutual-proxy-error'], 'app_unavailable', path);
+      const next = await request(session, { ':path': `/after${path}` });
+      assert.equal(next.body.toString(), `client=${webId} path=/after${path}`);
+    }
   });
 
   test('curl --http2-prior-knowledge gets its answer through both proxies', {
