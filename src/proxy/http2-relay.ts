@@ -147,6 +147,18 @@ export function relayExchange(
     relay(stream, upstream);
   }
 
+  // The client still uploading when the upstream has answered in full and closed the stream
+  // (node's server does this by itself: RST_STREAM NO_ERROR after the answer, RFC 9113 §8.1) gets
+  // the same reset, or its upload stalls on a window nobody reads. The reset waits until the
+  // answer's last frame is queued: 'finish' comes earlier, and an RST_STREAM sent then overtakes
+  // the answer's end on the wire, which the client reads as no answer at all.
+  let isAnswerQueued = false;
+  let isResetAfterAnswer = false;
+  const onAnswerQueued = () => {
+    isAnswerQueued = true;
+    if (isResetAfterAnswer && !stream.closed) stream.close(NGHTTP2_NO_ERROR);
+  };
+
   // Upstream → client: headers, body, then the upstream's trailers.
   let responseTrailers: OutgoingHttpHeaders = {};
   upstream.on('response', (responseHeaders, flags) => {
@@ -158,13 +170,17 @@ export function relayExchange(
     if (hasNoBody) {
       stream.respond(forwardedHeaders(responseHeaders), { endStream: true });
       upstream.resume();
+      onAnswerQueued();
       return;
     }
     stream.respond(forwardedHeaders(responseHeaders), { waitForTrailers: true });
     upstream.on('trailers', (trailers: IncomingHttpHeaders) => {
       responseTrailers = forwardedHeaders(trailers);
     });
-    stream.on('wantTrailers', () => stream.sendTrailers(responseTrailers));
+    stream.on('wantTrailers', () => {
+      stream.sendTrailers(responseTrailers);
+      onAnswerQueued();
+    });
     relay(upstream, stream);
   });
 
@@ -198,14 +214,13 @@ export function relayExchange(
     }
     if (code !== NGHTTP2_NO_ERROR) stream.close(code);
     else if (!upstream.readableEnded) stream.close(NGHTTP2_INTERNAL_ERROR);
-    // Answered in full without reading the whole request (node's server does this by itself:
-    // RST_STREAM NO_ERROR after the answer, RFC 9113 §8.1). Tell the client the same once the
-    // answer is out (close waits for it), or its upload stalls on a window nobody reads; what
-    // it sent meanwhile is discarded, so that the stream ends and closes.
-    else if (!stream.readableEnded) {
+    else if (!stream.endAfterHeaders && !stream.readableEnded) {
+      // Answered in full before the whole upload arrived: what the client still sends is
+      // discarded, so that the stream ends and closes, and it gets the upstream's reset.
       stream.unpipe(upstream);
       stream.resume();
-      stream.close(NGHTTP2_NO_ERROR);
+      isResetAfterAnswer = true;
+      if (isAnswerQueued) stream.close(NGHTTP2_NO_ERROR);
     }
   });
 }
