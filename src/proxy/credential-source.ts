@@ -53,6 +53,7 @@ function identityServiceCredentials(
   let status: CredentialStatus = { result: 'none' };
   const listeners: ((credentials: MeshCredentials) => void)[] = [];
   let identity: ReturnType<typeof createWorkloadIdentity> | undefined;
+  let isClosed = false;
   const trustDomain = new URL(config.spiffeId).host;
   return {
     start() {
@@ -61,6 +62,9 @@ function identityServiceCredentials(
         const initialBundlePem =
           config.identityBundlePem ??
           (await readCredentialFile(config.identityBundleFile ?? '', '--identity-bundle'));
+        // Closed while the file was read (a listener failed to bind): a renewal loop started now
+        // would keep the process alive with nothing listening.
+        if (isClosed) return;
         parseBundlePem(initialBundlePem, '', config.identityBundleFile ?? 'the identity bundle PEM');
         identity = createWorkloadIdentity({
           spiffeId: config.spiffeId,
@@ -115,7 +119,10 @@ function identityServiceCredentials(
     subscribe: (listener) => void listeners.push(listener),
     status: () => status,
     reload() {},
-    close: () => identity?.close(),
+    close() {
+      isClosed = true;
+      identity?.close();
+    },
   };
 }
 

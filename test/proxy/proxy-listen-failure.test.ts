@@ -29,9 +29,9 @@ describe('proxy run on a taken port', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const credentials = () => ['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile];
+  const staticCredentials = () => ['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile];
 
-  for (const { name, args } of [
+  for (const { name, args, credentials } of [
     {
       name: 'inbound port taken',
       args: () => ['--inbound', `127.0.0.1:${takenPort}=8080`, '--admin-listen', '127.0.0.1:0'],
@@ -47,9 +47,21 @@ describe('proxy run on a taken port', () => {
       name: 'admin port taken',
       args: () => ['--inbound', '127.0.0.1:0=8080', '--admin-listen', `127.0.0.1:${takenPort}`],
     },
-  ]) {
+    {
+      // The failure comes before the certificate loop has started; it must not start afterwards
+      // and keep the process alive (`mutual up` then waited for a sidecar that would never listen).
+      name: 'admin port taken, certifying against an identity service',
+      credentials: () => [
+        ...['--identity-url', 'https://127.0.0.1:1', '--token-file', web.certFile],
+        ...['--spiffe-id', web.spiffeId, '--identity-bundle', web.bundleFile],
+      ],
+      args: () => ['--inbound', '127.0.0.1:0=8080', '--admin-listen', `127.0.0.1:${takenPort}`],
+    },
+  ] as { name: string; args: () => string[]; credentials?: () => string[] }[]) {
     test(`${name}: the error, then exit 1`, async () => {
-      const run = await runMutual(['proxy', 'run', ...credentials(), ...args()], { timeoutMs: 20_000 });
+      const run = await runMutual(['proxy', 'run', ...(credentials ?? staticCredentials)(), ...args()], {
+        timeoutMs: 20_000,
+      });
       assert.equal(run.code, 1, `expected exit 1, got ${run.code}; stderr:\n${run.stderr}`);
       assert.match(
         run.stderr,
