@@ -32,8 +32,14 @@ function tcpAccepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ port, host: '127.0.0.1' });
     socket.once('connect', () => {
-      socket.destroy();
       resolve(true);
+      // Leave as a client would: closing with a server-speaks-first app's greeting unread resets
+      // the connection (RST), and an app without a socket 'error' handler dies of it. So read and
+      // discard, say FIN, and let the app close; an app that keeps it open is cut off after a second.
+      socket.on('error', () => {});
+      socket.resume();
+      socket.end();
+      setTimeout(() => socket.destroy(), 1_000).unref();
     });
     socket.once('error', () => resolve(false));
   });
