@@ -92,6 +92,11 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
       case 'service-ready':
         line(event.service.name, `${event.service.spiffeId} ready (${seconds(event.elapsedMs)})`);
         break;
+      case 'port-taken':
+        context.write(
+          `  - ${event.what} found its port taken by another process (log: ${show(event.log)}); stopped everything, starting again on new ports\n`,
+        );
+        break;
       case 'exited':
         context.writeError(
           `! ${event.what} exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`}); its log: ${show(event.log)}\n`,

@@ -1,8 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import type { RuntimeProcess } from './runtime.ts';
 
 export interface LoggedProcess extends RuntimeProcess {
@@ -127,15 +126,71 @@ export async function tailFile(path: string, lines = 15, maxBytes = 16 * 1024): 
 
 /**
  * Free ports on `host` (127.0.0.1 unless told), all held open at once so they differ, then
- * released for the processes that will bind them.
+ * released for the processes that will bind them. They are picked outside the kernel's ephemeral
+ * range: a port from there (what `listen(0)` returns) can be handed to any process in the seconds
+ * before ours bind it, as the source port of an outgoing connection (even one of the mesh's own)
+ * or another server's `listen(0)`, and that process then fails with EADDRINUSE.
  */
-export async function allocateLoopbackPorts(count: number, host = '127.0.0.1'): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => createServer());
+export async function allocateLoopbackPorts(
+  count: number,
+  host = '127.0.0.1',
+  random: () => number = Math.random,
+): Promise<number[]> {
+  const candidates = portsOutsideEphemeralRange(readEphemeralPortRange());
+  const held: Server[] = [];
   try {
-    for (const server of servers) server.listen(0, host);
-    await Promise.all(servers.map((server) => once(server, 'listening')));
-    return servers.map((server) => (server.address() as { port: number }).port);
+    // Random tries in that range; any port the kernel picks when the range is too small or full.
+    for (let tries = 0; held.length < count; tries++) {
+      const port =
+        candidates && tries < count * 20
+          ? candidates.low + Math.floor(random() * (candidates.high - candidates.low + 1))
+          : 0;
+      const server = await listenOrUndefined(host, port);
+      if (server) held.push(server);
+    }
+    return held.map((server) => (server.address() as { port: number }).port);
   } finally {
-    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
   }
+}
+
+/** Below this, ports are left alone: well-known and registered services users run live there. */
+const LOWEST_MESH_PORT = 20_000;
+
+/** The kernel's ephemeral range (net.ipv4.ip_local_port_range, also used for IPv6). */
+export function readEphemeralPortRange(): { low: number; high: number } | undefined {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    return Number.isInteger(low) && Number.isInteger(high) ? { low: low!, high: high! } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The larger stretch of unprivileged ports above LOWEST_MESH_PORT beside the ephemeral range. */
+export function portsOutsideEphemeralRange(
+  ephemeral: { low: number; high: number } | undefined,
+): { low: number; high: number } | undefined {
+  const { low, high } = ephemeral ?? { low: 32_768, high: 60_999 };
+  const below = { low: LOWEST_MESH_PORT, high: low - 1 };
+  const above = { low: Math.max(high + 1, LOWEST_MESH_PORT), high: 65_535 };
+  const size = (range: { low: number; high: number }) => range.high - range.low + 1;
+  const larger = size(below) >= size(above) ? below : above;
+  // Too few ports there to pick at random without colliding: let the kernel choose.
+  return size(larger) >= 1_000 ? larger : undefined;
+}
+
+function listenOrUndefined(host: string, port: number): Promise<Server | undefined> {
+  const server = createServer();
+  return new Promise((resolve, reject) => {
+    server.once('listening', () => resolve(server));
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (port !== 0 && (error.code === 'EADDRINUSE' || error.code === 'EACCES')) resolve(undefined);
+      else reject(error);
+    });
+    server.listen(port, host);
+  });
 }

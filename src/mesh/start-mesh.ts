@@ -1,7 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
-import { MutualError } from '../errors.ts';
+import { isMutualError, MutualError } from '../errors.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
 import { createTokenWriter } from './join-tokens.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
@@ -49,7 +49,8 @@ export type MeshProgress =
   | { kind: 'destination-ready'; apiUrl: string; entries: number; elapsedMs: number }
   | { kind: 'tokens'; count: number; dir: string; access: string }
   | { kind: 'service-ready'; service: RuntimeService; elapsedMs: number }
-  | { kind: 'exited'; what: string; code: number | null; signal: string | null; log: string };
+  | { kind: 'exited'; what: string; code: number | null; signal: string | null; log: string }
+  | { kind: 'port-taken'; what: string; log: string };
 
 export interface MeshDeps {
   readonly clock: Clock;
@@ -64,6 +65,8 @@ export interface MeshDeps {
   readonly onProgress: (event: MeshProgress) => void;
   /** Aborted (Ctrl-C during start): stop waiting, stop what was started, reject. */
   readonly signal?: AbortSignal;
+  /** Picks the mesh's free ports (allocateLoopbackPorts unless told). */
+  readonly allocatePorts?: (count: number, host?: string) => Promise<number[]>;
 }
 
 export interface Mesh {
@@ -81,7 +84,26 @@ export interface Mesh {
  * started so far is stopped and the error names the process and its log.
  */
 export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mesh> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startMeshOnce(config, deps);
+    } catch (error) {
+      // A port chosen for the mesh and taken by another process before ours bound it (two
+      // meshes starting at once): everything was stopped, so start again on new ports.
+      const isPortTaken =
+        isMutualError(error, 'MUTUAL_MESH_START_FAILED') && error.detail.isPortTaken === true;
+      if (!isPortTaken || attempt >= START_ATTEMPTS || deps.signal?.aborted) throw error;
+      deps.onProgress({ kind: 'port-taken', what: String(error.detail.what), log: String(error.detail.log) });
+    }
+  }
+}
+
+/** Starts with new ports when one was taken meanwhile, up to this many times in all. */
+const START_ATTEMPTS = 3;
+
+async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> {
   const started = Date.now();
+  const allocatePorts = deps.allocatePorts ?? allocateLoopbackPorts;
   const isolation = deps.isolation ?? 'loopback';
   if (isolation === 'netns') requireNetns('`mutual up --isolation netns`');
   await checkBeforeStart(config, isolation);
@@ -139,7 +161,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
         pods: network.record.pods.length,
         elapsedMs: Date.now() - started,
       });
-      const [api, admin, destinationApi, destinationAdmin] = await allocateLoopbackPorts(
+      const [api, admin, destinationApi, destinationAdmin] = await allocatePorts(
         4,
         network.subnet.hostAddress,
       );
@@ -158,7 +180,7 @@ export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mes
       plan = planMesh({
         config,
         paths,
-        ports: await allocateLoopbackPorts(portsNeeded(config)),
+        ports: await allocatePorts(portsNeeded(config)),
         nodePath: deps.nodePath,
         mutualBin: deps.mutualBin,
         baseEnv: deps.baseEnv,
@@ -497,7 +519,7 @@ async function expectReady(
   throw new MutualError(
     'MUTUAL_MESH_START_FAILED',
     `${what} ${status}. Command: ${process.argv.join(' ')}\n  log ${process.log}${tail ? `, last lines:\n${indent(tail)}` : ' is empty'}`,
-    { detail: { what, log: process.log } },
+    { detail: { what, log: process.log, isPortTaken: /EADDRINUSE|address already in use/i.test(tail) } },
   );
 }
 
