@@ -1,6 +1,7 @@
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MutualError } from '../errors.ts';
+import { makeDirectorySync } from '../store/index.ts';
 
 /** One line of the audit log: every issuance and every refusal. */
 export interface AuditEntry {
@@ -31,7 +32,7 @@ export interface AuditLog {
  * cannot be written (disk full) makes the request fail instead of the process.
  */
 export function openAuditLog(path: string): AuditLog {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  makeDirectorySync(dirname(path), 0o700);
   let fd: number | undefined = openSync(path, 'a', 0o600);
   return {
     record(entry) {

@@ -1,7 +1,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MutualError } from '../errors.ts';
+import { makeDirectory } from '../store/index.ts';
 
 export const JOIN_TOKEN_KEY_FILE = 'join-token.key';
 
@@ -14,7 +15,7 @@ export async function loadOrCreateJoinTokenKey(
 ): Promise<{ privateKey: KeyObject; publicKey: KeyObject }> {
   const path = join(stateDir, JOIN_TOKEN_KEY_FILE);
   try {
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await makeDirectory(stateDir, 0o700);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason =

@@ -1,7 +1,8 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { isMutualError, MutualError } from '../errors.ts';
+import { makeDirectory } from '../store/index.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
 import { createTokenWriter } from './join-tokens.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
@@ -108,8 +109,15 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
   if (isolation === 'netns') requireNetns('`mutual up --isolation netns`');
   await checkBeforeStart(config, isolation);
   const paths = meshPaths(deps.stateDir);
-  for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir])
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir]) {
+    await makeDirectory(dir, 0o700).catch((error: Error) => {
+      throw new MutualError(
+        'MUTUAL_IO_WRITE_FAILED',
+        `cannot create the mesh's state directory ${dir} (${error.message}); give --state-dir a directory, or a path where one can be made`,
+        { cause: error },
+      );
+    });
+  }
 
   // A mesh from this directory already running, or one that died without cleaning up.
   const previous = await tryReadRuntime(paths).catch(() => undefined);

@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { MutualError } from '../errors.ts';
@@ -35,7 +35,7 @@ export async function writeNewFiles(
     );
   }
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirectory(dir, 0o700);
   } catch (error) {
     const blocker = await fileInTheWay(dir);
     if (blocker === undefined) throw writeFailed(dir, error);
@@ -59,6 +59,49 @@ export async function writeNewFiles(
     }
   }
   return paths;
+}
+
+/**
+ * `mkdir -p`, one level at a time from the deepest directory that exists. Node's recursive mkdir
+ * loops forever where a level answers ENOENT although its parent exists (under /proc or /sys);
+ * here that ENOENT is the error.
+ */
+export async function makeDirectory(dir: string, mode: number): Promise<void> {
+  for (const level of missingLevels(dir)) {
+    await mkdir(level, { mode }).catch(unlessMadeMeanwhile);
+  }
+  if (!(await stat(dir)).isDirectory()) throw notADirectory(dir);
+}
+
+/** makeDirectory, synchronously. */
+export function makeDirectorySync(dir: string, mode: number): void {
+  for (const level of missingLevels(dir)) {
+    try {
+      mkdirSync(level, { mode });
+    } catch (error) {
+      unlessMadeMeanwhile(error as NodeJS.ErrnoException);
+    }
+  }
+  if (!statSync(dir).isDirectory()) throw notADirectory(dir);
+}
+
+/** The directories `mkdir -p dir` would make, outermost first. */
+function missingLevels(dir: string): string[] {
+  const missing: string[] = [];
+  for (let level = resolve(dir); !existsSync(level); level = dirname(level)) {
+    missing.unshift(level);
+    if (dirname(level) === level) break;
+  }
+  return missing;
+}
+
+/** Made meanwhile by someone else, as `mkdir -p` allows. */
+function unlessMadeMeanwhile(error: NodeJS.ErrnoException): void {
+  if (error.code !== 'EEXIST') throw error;
+}
+
+function notADirectory(dir: string): Error {
+  return Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR' });
 }
 
 export async function readTextFile(path: string, what: string): Promise<string> {

@@ -9,4 +9,12 @@ export {
   readCaDirectory,
   writeCaDirectory,
 } from './ca-directory.ts';
-export { type OutputFile, readFileBytes, readTextFile, SECRET_FILE_MODE, writeNewFiles } from './files.ts';
+export {
+  makeDirectory,
+  makeDirectorySync,
+  type OutputFile,
+  readFileBytes,
+  readTextFile,
+  SECRET_FILE_MODE,
+  writeNewFiles,
+} from './files.ts';

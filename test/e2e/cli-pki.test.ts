@@ -333,6 +333,13 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       1,
     ],
     [
+      // A level that answers ENOENT although its parent exists: Node's own recursive mkdir spun
+      // forever on it.
+      ['ca', 'create', '--trust-domain', 'td', '--out', '/proc/mutual-no-such-dir/ca'],
+      /MUTUAL_IO_WRITE_FAILED\]: cannot write \/proc\/mutual-no-such-dir\/ca: ENOENT/,
+      1,
+    ],
+    [
       ['ca', 'create', '--trust-domain', 'td', '--out', join(dir, 'web', 'cert.pem', 'ca')],
       /MUTUAL_IO_WRITE_FAILED\]: --out \S+ runs through \S+cert\.pem, which is a file, not a directory: it names the directory for trust-anchor/,
       1,

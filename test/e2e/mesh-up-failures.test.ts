@@ -44,6 +44,32 @@ test('an app command that does not exist: "could not be started", its spawn erro
   assert.match(down.stdout, /nothing to stop/, down.stdout + down.stderr);
 });
 
+test('a --state-dir where no directory can be made: an error naming it, at once', async () => {
+  await writeFile(
+    join(dir, 'mesh-state.yaml'),
+    [
+      'trustDomain: cluster.local',
+      'services:',
+      '  - name: shop',
+      '    namespace: demo',
+      '    command: [node]',
+      '    ports: [8080]',
+      '',
+    ].join('\n'),
+  );
+  const up = await runMutual(
+    ['up', '-f', join(dir, 'mesh-state.yaml'), '--state-dir', '/proc/mutual-no-such-dir/state'],
+    {
+      timeoutMs: 20_000,
+    },
+  );
+  assert.equal(up.code, 1, up.stderr);
+  assert.match(
+    up.stderr,
+    /error\[MUTUAL_IO_WRITE_FAILED\]: cannot create the mesh's state directory \/proc\/mutual-no-such-dir\/state \(ENOENT.*give --state-dir a directory/,
+  );
+});
+
 test('a policyDir that does not exist, and a service with neither ports nor upstreams: one config error before anything starts', async () => {
   await writeFile(
     join(dir, 'mesh-bad.yaml'),
