@@ -233,6 +233,59 @@ test('documents without pods pass through byte for byte, comments, flow style an
   }
 });
 
+test('an app container whose probe is rewritten keeps the rest as written: comments, quotes, flow lists and their spacing (Helm chart output)', async () => {
+  const container = [
+    '        - name: app',
+    '          # pinned by the release pipeline',
+    '          image: "nginx:1.16.0"',
+    '          securityContext:',
+    '            {}',
+    '          command: ["nginx", "-g", "daemon off;"]',
+    '          ports:',
+    '            - name: http',
+    '              containerPort: 80',
+    '          readinessProbe:',
+    '            httpGet:',
+    '              path: /',
+    '              port: http',
+    '        - name: sidecar # ships logs',
+    "          image: 'fluent/fluent-bit:3.0'",
+    '          readinessProbe: {exec: {command: ["true"]}}',
+  ];
+  const text = [
+    'apiVersion: apps/v1',
+    'kind: Deployment',
+    'metadata: {name: app}',
+    'spec:',
+    '  selector: {matchLabels: {app: app}}',
+    '  template:',
+    '    metadata: {labels: {app: app}}',
+    '    spec:',
+    '      containers:',
+    ...container,
+    '',
+  ].join('\n');
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'chart.yaml'), text);
+    const run = await inject(['chart.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    // Only the probe changes (and Helm's empty map on its own line, which YAML prints as `{}`).
+    const expected = container
+      .join('\n')
+      .replace('securityContext:\n            {}', 'securityContext: {}')
+      .replace(
+        '              path: /\n              port: http',
+        '              path: /app-health/app/readyz\n              port: 4191\n              scheme: HTTP',
+      );
+    assert.ok(run.stdout.includes(`      containers:\n${expected}\n`), run.stdout);
+    assert.match(run.stdout, /^ {2}selector: \{matchLabels: \{app: app\}\}$/m);
+    assert.equal(validateAll(run.stdout), 1);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('YAML anchors and aliases: an aliased pod template part is copied before injection, the anchor and its other uses stay as written', async () => {
   const text = [
     'apiVersion: apps/v1',

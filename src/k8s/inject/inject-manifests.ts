@@ -13,6 +13,7 @@ import {
   LineCounter,
   type Node,
   parseAllDocuments,
+  visit,
 } from 'yaml';
 import { MutualError } from '../../errors.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
@@ -93,6 +94,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     previousEnd = end;
     const at = (offset: number) => position(base + offset);
     const json = jsonContentsRange(doc, text, base);
+    const flowCollectionPadding = isFlowPadded(doc, text, base);
     // The aliases are checked above: no limit on how often each is used (kubectl sets none either).
     const value: unknown = doc.toJS({ maxAliasCount: -1 });
     let isChanged = false;
@@ -144,7 +146,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       report.push({ name: location.name, line, result: 'injected', message: 'injected' });
     }
     if (!isChanged) pieces.push(text.slice(start, end));
-    else if (json === undefined) pieces.push(String(doc));
+    else if (json === undefined) pieces.push(doc.toString({ flowCollectionPadding }));
     else {
       // The document's own leading and trailing text (`---`, comments, the newline) is kept.
       const object = JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4);
@@ -187,6 +189,21 @@ function jsonContentsRange(
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether the document writes its flow collections `{ app: web }` (the yaml library's way) or
+ * `{app: web}`, judged by the first non-empty one; the printed document follows it, so the
+ * collections injection leaves alone keep their look.
+ */
+function isFlowPadded(doc: Document, text: string, base: number): boolean {
+  let isPadded = true;
+  visit(doc, (_key, node) => {
+    if (!isCollection(node) || !node.flow || node.items.length === 0 || !node.range) return undefined;
+    isPadded = text[base + node.range[0] + 1] === ' ';
+    return visit.BREAK;
+  });
+  return isPadded;
 }
 
 /**

@@ -40,6 +40,13 @@ const cases: { name: string; before: unknown; after: unknown; ops?: number }[] =
   { name: 'null becomes a map', before: { annotations: null }, after: { annotations: { k: 'v' } }, ops: 1 },
   { name: 'type change object → array', before: { a: { b: 1 } }, after: { a: [1] }, ops: 1 },
   { name: 'nested change inside an array item', before: { l: [{ a: 1 }] }, after: { l: [{ a: 2 }] }, ops: 1 },
+  {
+    name: 'same-length array: only the changed field of the changed item',
+    before: { l: [{ n: 'a', p: { port: 'http' } }, { n: 'b' }] },
+    after: { l: [{ n: 'a', p: { port: 4191 } }, { n: 'b' }] },
+    ops: 1,
+  },
+  { name: 'same-length array of scalars', before: { l: [1, 2, 3] }, after: { l: [1, 5, 3] }, ops: 1 },
 ];
 
 for (const c of cases) {
@@ -51,3 +58,15 @@ for (const c of cases) {
     assert.deepEqual(result, c.after);
   });
 }
+
+test('diffJsonPatch: a probe rewritten in one container of two patches that probe, not the containers list', () => {
+  const before = {
+    containers: [{ name: 'web', readinessProbe: { httpGet: { port: 'http' } } }, { name: 'log' }],
+  };
+  const after = {
+    containers: [{ name: 'web', readinessProbe: { httpGet: { port: 4191 } } }, { name: 'log' }],
+  };
+  assert.deepEqual(diffJsonPatch(before, after), [
+    { op: 'replace', path: '/containers/0/readinessProbe/httpGet/port', value: 4191 },
+  ]);
+});

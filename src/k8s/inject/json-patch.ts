@@ -1,6 +1,7 @@
 // JSON Patch (RFC 6902) between two JSON values, as the admission webhook returns it. Only add,
-// remove and replace; arrays that grew at the front or the back get inserts, anything else is
-// replaced whole, so the patch stays correct for any pair of values.
+// remove and replace; arrays of the same length are diffed item by item, arrays that grew at the
+// front or the back get inserts, anything else is replaced whole, so the patch stays correct for
+// any pair of values.
 
 export type JsonPatchOperation =
   | { readonly op: 'add'; readonly path: string; readonly value: unknown }
@@ -45,6 +46,14 @@ function diff(before: unknown, after: unknown, path: (string | number)[], operat
       if (Object.hasOwn(before, key)) diff(before[key], value, [...path, key], operations);
       else operations.push({ op: 'add', path: [...path, key], value });
     }
+    return;
+  }
+  // Arrays of the same length are diffed item by item: a rewritten probe in one container changes
+  // that probe, not the whole list (in YAML, the other fields keep their comments and quoting).
+  if (Array.isArray(before) && Array.isArray(after) && after.length === before.length) {
+    before.forEach((item, i) => {
+      diff(item, after[i], [...path, i], operations);
+    });
     return;
   }
   if (Array.isArray(before) && Array.isArray(after) && after.length > before.length) {
