@@ -16,7 +16,7 @@ import {
   startInjectorWebhook,
 } from '../k8s/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
-import { readTextFile } from '../store/index.ts';
+import { readBoundedText } from '../store/index.ts';
 import type { CliContext } from './context.ts';
 
 interface InjectFlags {
@@ -155,10 +155,19 @@ export function injectOptionsFrom(flags: InjectFlags): InjectDefaults {
   };
 }
 
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+/**
+ * Manifests can be large (`kubectl get deploy -A -o yaml` of a big cluster, or an injected file
+ * read again); the same limit holds for a file and for stdin, and keeps /dev/zero from eating memory.
+ */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
+function readManifests(file: string, context: CliContext): Promise<string> {
+  return readBoundedText(file === '-' ? process.stdin : resolve(context.cwd, file), {
+    what: 'manifest file',
+    label: file === '-' ? '<stdin>' : resolve(context.cwd, file),
+    maxBytes: MAX_MANIFEST_BYTES,
+    advice: 'inject it in parts, e.g. one namespace or one kind at a time',
+  });
 }
 
 async function injectFile(file: string | undefined, flags: InjectFlags, context: CliContext): Promise<void> {
@@ -172,8 +181,7 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   const anchors = await loadTrustAnchors(resolve(context.cwd, flags.trustAnchorsFile ?? ''));
   const options = { ...defaults, trustAnchorsPem: anchors.pem };
   const name = file === '-' ? '<stdin>' : file;
-  const text =
-    file === '-' ? await readStdin() : await readTextFile(resolve(context.cwd, file), 'manifest file');
+  const text = await readManifests(file, context);
   const result = injectManifests(text, name, options);
   context.write(result.output);
   if (result.report.length === 0) {

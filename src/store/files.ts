@@ -1,4 +1,4 @@
-import { constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { constants, createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { MutualError } from '../errors.ts';
@@ -106,6 +106,50 @@ function notADirectory(dir: string): Error {
 
 export async function readTextFile(path: string, what: string): Promise<string> {
   return (await readFileBytes(path, what)).toString('utf8');
+}
+
+/**
+ * Reads a file, or a stream such as stdin, to its end but no further than `maxBytes`: a pipe, a
+ * FIFO (`<(kubectl get …)`) or a device (/dev/zero) has no size to check first, so the bytes are
+ * counted as they come. `label` names the source in errors (a path, `<stdin>`); `advice` follows
+ * the "too large" one.
+ */
+export async function readBoundedText(
+  source: string | AsyncIterable<Buffer | string>,
+  options: { what: string; label: string; maxBytes: number; advice: string },
+): Promise<string> {
+  const { what, label, maxBytes, advice } = options;
+  const tooLarge = (size: string) =>
+    new MutualError(
+      'MUTUAL_IO_READ_FAILED',
+      `${what} ${label} is ${size}; at most ${maxBytes / (1024 * 1024)} MiB are read: ${advice}`,
+    );
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    if (typeof source === 'string') {
+      const { size } = await stat(source);
+      if (size > maxBytes) throw tooLarge(`${size} bytes`);
+    }
+    const stream = typeof source === 'string' ? createReadStream(source) : source;
+    for await (const chunk of stream) {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      total += bytes.length;
+      if (total > maxBytes) {
+        if ('destroy' in stream && typeof stream.destroy === 'function') stream.destroy();
+        throw tooLarge(`more than ${maxBytes} bytes`);
+      }
+      chunks.push(bytes);
+    }
+  } catch (error) {
+    if (error instanceof MutualError) throw error;
+    const reason =
+      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
+    throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${what} ${label}: ${reason}`, {
+      cause: error,
+    });
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Certificates, keys and bundles are small; a bigger file is a mistake or an attack. */

@@ -13,6 +13,7 @@ export {
   makeDirectory,
   makeDirectorySync,
   type OutputFile,
+  readBoundedText,
   readFileBytes,
   readTextFile,
   SECRET_FILE_MODE,

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
@@ -658,6 +658,51 @@ test('the rendered mutual-init arguments run in the real `mutual proxy init --dr
   assert.match(dry.stdout, /-A MUTUAL_OUTBOUND -p tcp --dport 8000:8100 -j RETURN/);
   assert.match(dry.stdout, /-A MUTUAL_OUTBOUND -d 169\.254\.169\.254\/32 -j RETURN/);
   assert.match(dry.stdout, /-A MUTUAL_OUTBOUND -m owner --uid-owner 2102 -j RETURN/);
+});
+
+test('large manifests: a 5 MiB file is injected and its output read again (the 4 MiB limit of key files does not apply); 64 MiB is the limit for a file, /dev/zero and stdin alike, nothing printed', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    const deployment = await readFile(join(GOLDEN_DIR, 'inject-deployment.in.yaml'), 'utf8');
+    const big = `${deployment}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n  blob: ${'x'.repeat(5 * 1024 * 1024)}\n`;
+    await writeFile(join(dir, 'big.yaml'), big);
+    const first = await inject(['big.yaml'], dir);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stderr, /: injected$/m);
+    await writeFile(join(dir, 'injected.yaml'), first.stdout);
+    const again = await inject(['injected.yaml'], dir);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout, first.stdout);
+    assert.match(again.stderr, /: skipped: already injected$/m);
+    // A sparse file past the limit is refused by its size; /dev/zero has none and is cut off.
+    await writeFile(join(dir, 'huge.yaml'), '');
+    await truncate(join(dir, 'huge.yaml'), 64 * 1024 * 1024 + 1);
+    for (const file of [join(dir, 'huge.yaml'), '/dev/zero']) {
+      const refused = await inject([file], dir);
+      assert.equal(refused.code, 1);
+      assert.equal(refused.stdout, '');
+      assert.match(refused.stderr, /MUTUAL_IO_READ_FAILED.*at most 64 MiB are read: inject it in parts/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), 'inject', '-', ...ANCHORS], {
+    timeout: 30_000,
+  });
+  child.stdin.on('error', () => {}); // it stops reading at the limit: EPIPE here is expected
+  child.stdin.end(Buffer.alloc(65 * 1024 * 1024, 'a'));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [code] = await once(child, 'close');
+  assert.equal(code, 1, stderr);
+  assert.equal(stdout, '');
+  assert.match(stderr, /MUTUAL_IO_READ_FAILED.*<stdin> is more than 67108864 bytes; at most 64 MiB are read/);
 });
 
 test('stdin: `mutual inject -` reads the manifests from stdin (the real binary)', async () => {
