@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 
 import { type Command, Option } from 'commander';
-import { parseDuration } from '../config/index.ts';
+import { parseDurationWithin } from '../config/index.ts';
 import {
   type CertificateAuthority,
   createIssuer,
@@ -60,8 +60,10 @@ export function outputOption(): Option {
 
 async function createCa(options: CaCreateOptions, context: CliContext): Promise<void> {
   const trustDomain = parseTrustDomain(options.trustDomain);
-  const anchorLifetimeMs = parseDuration(options.anchorLifetime, '--anchor-lifetime');
-  const issuerLifetimeMs = parseDuration(options.issuerLifetime, '--issuer-lifetime');
+  // A CA that expires within the hour is a typo (30m for 30 months) or breaks every workload soon.
+  const lifetime = { atLeast: '1h', atMost: '100y' };
+  const anchorLifetimeMs = parseDurationWithin(options.anchorLifetime, '--anchor-lifetime', lifetime);
+  const issuerLifetimeMs = parseDurationWithin(options.issuerLifetime, '--issuer-lifetime', lifetime);
   const dir = resolve(context.cwd, options.out);
   const anchor = await createTrustAnchor({
     trustDomain,

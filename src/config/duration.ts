@@ -56,7 +56,7 @@ export function parseDurationWithin(text: string, what: string, bounds: Duration
   if (ms < minMs) {
     throw new MutualError(
       bounds.code ?? 'MUTUAL_CLI_USAGE',
-      `${what} ${JSON.stringify(text)} is too short: ${fix}`,
+      `${what} ${JSON.stringify(text)} is too short: ${fix}${/\dm$/.test(text.trim()) ? ' (m is minutes; for months write days, e.g. 90d)' : ''}`,
     );
   }
   if (ms > maxMs) {

@@ -258,6 +258,17 @@ test('bad input gets a coded error and a hint, never a stack trace', async () =>
       2,
     ],
     [
+      // 30m is 30 minutes: a CA that would expire within the hour is refused, with the likely slip.
+      ['ca', 'create', '--trust-domain', 'td', '--out', join(dir, 'y'), '--issuer-lifetime', '30m'],
+      /MUTUAL_CLI_USAGE\]: --issuer-lifetime "30m" is too short: give 1h to 100y \(m is minutes; for months write days, e\.g\. 90d\)/,
+      2,
+    ],
+    [
+      ['ca', 'create', '--trust-domain', 'td', '--out', join(dir, 'y'), '--anchor-lifetime', '1s'],
+      /MUTUAL_CLI_USAGE\]: --anchor-lifetime "1s" is too short: give 1h to 100y$/m,
+      2,
+    ],
+    [
       [
         'cert',
         'issue',

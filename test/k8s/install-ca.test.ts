@@ -189,6 +189,10 @@ test('every bad flag value is a coded error naming the flag', async () => {
     ],
     [['--control-plane-replicas', '0'], /--control-plane-replicas "0" must be a whole number from 1 to 10/],
     [['--identity-issuer-lifetime', 'soon'], /--identity-issuer-lifetime "soon" is not a duration/],
+    [
+      ['--identity-issuer-lifetime', '30m'],
+      /--identity-issuer-lifetime "30m" is too short: give at least 1h \(m is minutes/,
+    ],
     [['--identity-svid-lifetime', '365d'], /--identity-svid-lifetime 365d is longer than the maximum of 90d/],
     [
       ['--identity-anchor-lifetime', '30d', '--identity-issuer-lifetime', '60d'],

@@ -84,6 +84,8 @@ export const INSTALL_DEFAULTS = {
 } as const;
 
 const MAX_REPLICAS = 10;
+/** A CA that expires within the hour is a typo (30m for 30 months) or breaks every workload soon. */
+const MIN_CA_LIFETIME_MS = 3_600_000;
 /** A Kubernetes resource quantity as people write them: 100m, 0.5, 64Mi, 1G. */
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 // The reference grammar of distribution/reference: [host[:port]/]path[:tag][@sha256:digest].
@@ -105,10 +107,15 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
       return fallback;
     }
   };
-  const duration = (value: string, flag: string, maxMs?: number) =>
+  const duration = (value: string, flag: string, maxMs?: number, minMs = 1) =>
     check(() => {
       const ms = parseDuration(value, flag);
       if (ms <= 0) throw flagError(`${flag} ${JSON.stringify(value)} must be longer than zero`);
+      if (ms < minMs) {
+        throw flagError(
+          `${flag} ${JSON.stringify(value)} is too short: give at least ${minMs / 3_600_000}h${/\dm$/.test(value.trim()) ? ' (m is minutes; for months write days, e.g. 90d)' : ''}`,
+        );
+      }
       if (maxMs !== undefined && ms > maxMs) {
         throw flagError(`${flag} ${value} is longer than the maximum of ${maxMs / 86_400_000}d`);
       }
@@ -194,7 +201,7 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
 function identityCaSource(
   flags: InstallFlags,
   problems: string[],
-  duration: (value: string, flag: string, maxMs?: number) => number,
+  duration: (value: string, flag: string, maxMs?: number, minMs?: number) => number,
 ): IdentityCaSource {
   const anchors = flags.identityTrustAnchorsFile;
   const certificate = flags.identityIssuerCertificateFile;
@@ -244,10 +251,14 @@ function identityCaSource(
   const anchorLifetimeMs = duration(
     flags.identityAnchorLifetime ?? INSTALL_DEFAULTS.identityAnchorLifetime,
     '--identity-anchor-lifetime',
+    undefined,
+    MIN_CA_LIFETIME_MS,
   );
   const issuerLifetimeMs = duration(
     flags.identityIssuerLifetime ?? INSTALL_DEFAULTS.identityIssuerLifetime,
     '--identity-issuer-lifetime',
+    undefined,
+    MIN_CA_LIFETIME_MS,
   );
   if (issuerLifetimeMs > anchorLifetimeMs) {
     problems.push('--identity-issuer-lifetime must not be longer than --identity-anchor-lifetime');
