@@ -81,6 +81,32 @@ const skips: { name: string; input: PodLike; reason: string }[] = [
     reason: 'conflict',
   },
   { name: 'no containers', input: pod({ containers: [] }), reason: 'no-containers' },
+  // Other meshes' opt-outs are honoured; their opt-ins mean a second proxy at pod creation.
+  {
+    name: 'linkerd.io/inject: disabled',
+    input: pod({}, { 'linkerd.io/inject': 'disabled' }),
+    reason: 'disabled',
+  },
+  {
+    name: 'annotation sidecar.istio.io/inject: "false"',
+    input: pod({}, { 'sidecar.istio.io/inject': 'false' }),
+    reason: 'disabled',
+  },
+  {
+    name: 'label sidecar.istio.io/inject: "false"',
+    input: { ...pod(), metadata: { name: 'web', labels: { 'sidecar.istio.io/inject': 'false' } } },
+    reason: 'disabled',
+  },
+  {
+    name: 'linkerd.io/inject: enabled',
+    input: pod({}, { 'linkerd.io/inject': 'enabled' }),
+    reason: 'other-mesh',
+  },
+  {
+    name: 'label sidecar.istio.io/inject: "true"',
+    input: { ...pod(), metadata: { name: 'web', labels: { 'sidecar.istio.io/inject': 'true' } } },
+    reason: 'other-mesh',
+  },
   // Opted out beats a bad annotation: nothing is injected, nothing to complain about.
   {
     name: 'disabled with a bad mode',
@@ -88,6 +114,27 @@ const skips: { name: string; input: PodLike; reason: string }[] = [
     reason: 'disabled',
   },
 ];
+test("another mesh's opt-out gives way to mutual.dev/inject: enabled on the same pod; its opt-in does not", () => {
+  for (const annotations of [
+    { 'linkerd.io/inject': 'disabled' },
+    { 'sidecar.istio.io/inject': 'false' },
+    { 'sidecar.istio.io/inject': 'off' },
+  ]) {
+    injected(pod({}, { ...annotations, [ANNOTATIONS.inject]: 'enabled' }));
+  }
+  const both = injectPod(
+    pod({}, { 'linkerd.io/inject': 'enabled', [ANNOTATIONS.inject]: 'enabled' }),
+    OPTIONS,
+  );
+  assert.equal((both as { reason?: string }).reason, 'other-mesh');
+  assert.match((both as { message: string }).message, /linkerd\.io\/inject: enabled asks another mesh/);
+  const out = injectPod(pod({}, { 'sidecar.istio.io/inject': 'false' }), OPTIONS);
+  assert.match(
+    (out as { message: string }).message,
+    /annotation sidecar\.istio\.io\/inject: "false" opts it out of sidecars; annotate it mutual\.dev\/inject: enabled/,
+  );
+});
+
 for (const s of skips) {
   test(`skipped with its reason: ${s.name}`, () => {
     const outcome = injectPod(s.input, OPTIONS);

@@ -75,6 +75,36 @@ export type InjectOutcome =
 /** Sidecars of other meshes: two proxies fighting over the same iptables would break the pod. */
 const OTHER_MESH_CONTAINERS = ['istio-proxy', 'istio-init', 'linkerd-proxy', 'linkerd-init'];
 
+/**
+ * What another mesh's injector reads on a pod: its opt-out (a pod someone found breaks with a
+ * sidecar) and its opt-in (that injector will add its own proxy when the pod is created, which the
+ * template does not show yet). Istio reads its key as an annotation or a label, and any value but
+ * y, yes, true, on as "no".
+ */
+function otherMeshInjection(
+  annotations: Readonly<Record<string, unknown>>,
+  labels: Readonly<Record<string, unknown>>,
+): { decision: 'enabled' | 'disabled'; written: string } | undefined {
+  const linkerd = annotations['linkerd.io/inject'];
+  if (typeof linkerd === 'string' && linkerd.trim() !== '') {
+    const decision = linkerd.trim() === 'disabled' ? 'disabled' : 'enabled';
+    return { decision, written: `annotation linkerd.io/inject: ${linkerd}` };
+  }
+  for (const [where, fields] of [
+    ['label', labels],
+    ['annotation', annotations],
+  ] as const) {
+    const istio = fields['sidecar.istio.io/inject'];
+    if (typeof istio !== 'string' || istio.trim() === '') continue;
+    const isYes = ['y', 'yes', 'true', 'on'].includes(istio.trim().toLowerCase());
+    return {
+      decision: isYes ? 'enabled' : 'disabled',
+      written: `${where} sidecar.istio.io/inject: "${istio}"`,
+    };
+  }
+  return undefined;
+}
+
 interface ContainerLike {
   name?: unknown;
   ports?: { containerPort?: unknown }[];
@@ -101,6 +131,15 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   if (config.inject === INJECT_VALUES.disabled) {
     return skip('disabled', `annotation ${ANNOTATIONS.inject}: ${INJECT_VALUES.disabled}`);
   }
+  // Another mesh's opt-out is honoured too (a pod kept out of Istio or Linkerd usually breaks with
+  // any sidecar), unless the pod asks for Mutual by name.
+  const otherMeshDecision = otherMeshInjection(annotations, pod.metadata?.labels ?? {});
+  if (otherMeshDecision?.decision === 'disabled' && config.inject !== INJECT_VALUES.enabled) {
+    return skip(
+      'disabled',
+      `${otherMeshDecision.written} opts it out of sidecars; annotate it ${ANNOTATIONS.inject}: ${INJECT_VALUES.enabled} to mesh it with Mutual anyway`,
+    );
+  }
   if (spec.hostNetwork === true) {
     return skip(
       'host-network',
@@ -109,6 +148,12 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   }
   const otherMesh = OTHER_MESH_CONTAINERS.find((name) => names.has(name));
   if (otherMesh) return skip('other-mesh', `it already runs another mesh's sidecar (${otherMesh})`);
+  if (otherMeshDecision?.decision === 'enabled') {
+    return skip(
+      'other-mesh',
+      `${otherMeshDecision.written} asks another mesh to add its sidecar when the pod is created, and two proxies would fight over its traffic; remove it to mesh the pod with Mutual`,
+    );
+  }
   if (containers.length === 0) return skip('no-containers', 'it has no containers');
   const conflict = findConflict(spec, all);
   if (conflict) return skip('conflict', conflict);
