@@ -69,8 +69,18 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
       .description(
         'add the Mutual sidecar to the pods of Kubernetes manifests (FILE or - for stdin); prints them as given (YAML, or JSON as kubectl prints it), reports on stderr',
       )
-      .argument('[file]', 'YAML or JSON manifests (Deployments, Pods, CronJobs, Lists …); - reads stdin'),
-  ).action(async (file: string | undefined, flags: InjectFlags) => injectFile(file, flags, context));
+      .argument('[file]', 'YAML or JSON manifests (Deployments, Pods, CronJobs, Lists …); - reads stdin')
+      // kubectl apply -f and istioctl kube-inject -f: the same file, for hands used to them.
+      .option('-f, --filename <file>', 'the manifests, as kubectl and istioctl take them (same as FILE)'),
+  ).action(async (file: string | undefined, flags: InjectFlags & { filename?: string }) => {
+    if (file !== undefined && flags.filename !== undefined) {
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `give the manifests once: ${JSON.stringify(file)} and -f ${JSON.stringify(flags.filename)} both name a file`,
+      );
+    }
+    await injectFile(file ?? flags.filename, flags, context);
+  });
   addInjectFlags(
     inject
       .command('serve')
@@ -93,7 +103,15 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
         "deadline for a client's TLS handshake, headers and body",
         '10s',
       ),
-  ).action(async (flags: ServeFlags) => serve({ ...flags, ...givenOn(inject) }, context));
+  ).action(async (flags: ServeFlags) => {
+    if (inject.opts().filename !== undefined) {
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        'inject serve takes no manifests (-f): it injects pods as the API server sends them',
+      );
+    }
+    await serve({ ...flags, ...givenOn(inject) }, context);
+  });
 }
 
 /**
@@ -174,7 +192,7 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   if (file === undefined) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
-      'give a manifest file, or - to read stdin: mutual inject deploy.yaml | kubectl apply -f -',
+      'give a manifest file, or - to read stdin: mutual inject deploy.yaml | kubectl apply -f - (or -f deploy.yaml)',
     );
   }
   const defaults = injectOptionsFrom(flags);

@@ -810,6 +810,26 @@ test('bad annotations: MUTUAL_K8S_INJECT_ANNOTATION_INVALID naming each with fil
   }
 });
 
+test('-f FILE and --filename FILE, as kubectl apply and istioctl kube-inject take manifests, print what FILE prints; -f with FILE too, or on inject serve, is a usage error', async () => {
+  const positional = await inject(['inject-cronjob.in.yaml']);
+  for (const args of [['-f', 'inject-cronjob.in.yaml'], ['--filename=inject-cronjob.in.yaml']]) {
+    const run = await inject(args);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, positional.stdout);
+    assert.equal(run.stderr, positional.stderr);
+  }
+  const twice = await inject(['inject-cronjob.in.yaml', '-f', 'inject-deployment.in.yaml']);
+  assert.equal(twice.code, 2);
+  assert.equal(twice.stdout, '');
+  assert.match(
+    twice.stderr,
+    /give the manifests once: "inject-cronjob\.in\.yaml" and -f "inject-deployment\.in\.yaml"/,
+  );
+  const serve = await inject(['serve', '-f', 'inject-cronjob.in.yaml', '--cert', 'c.pem', '--key', 'k.pem']);
+  assert.equal(serve.code, 2);
+  assert.match(serve.stderr, /inject serve takes no manifests \(-f\)/);
+});
+
 test('bad flags and a missing file are usage errors naming the flag; a missing file names the path', async () => {
   const flags = await inject([
     'inject-deployment.in.yaml',
