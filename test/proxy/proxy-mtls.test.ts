@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
+import { allocateLoopbackPorts } from '../../src/mesh/processes.ts';
 import {
   createTestPki,
   metricValue,
@@ -27,13 +28,12 @@ const listen = async <T extends Server | ReturnType<typeof createTcpServer>>(ser
   return (server.address() as AddressInfo).port;
 };
 
-/** A port nothing listens on right now (the flag under test names an upstream by its address). */
+/**
+ * A port nothing listens on right now (the flag under test names an upstream by its address),
+ * outside the ephemeral range, so no other test's listen(0) or outgoing connection takes it first.
+ */
 async function freePort(): Promise<number> {
-  const probe = createTcpServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
+  return (await allocateLoopbackPorts(1))[0]!;
 }
 
 /** Sends raw bytes, half-closes, and collects whatever comes back until the peer closes. */
