@@ -830,6 +830,27 @@ test('-f FILE and --filename FILE, as kubectl apply and istioctl kube-inject tak
   assert.match(serve.stderr, /inject serve takes no manifests \(-f\)/);
 });
 
+test('Windows line endings: an injected document keeps CRLF on every line (YAML and JSON), reads as the LF one does, and injected again is the same bytes', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    for (const file of ['inject-multi-doc.in.yaml', 'inject-kubectl-list.in.json']) {
+      const lf = await inject([file]);
+      const crlfText = (await readFile(join(GOLDEN_DIR, file), 'utf8')).replaceAll('\n', '\r\n');
+      await writeFile(join(dir, file), crlfText);
+      const crlf = await inject([file], dir);
+      assert.equal(crlf.code, 0, crlf.stderr);
+      assert.equal(crlf.stdout.match(/(?<!\r)\n/g), null, `${file}: a line ends in LF alone`);
+      assert.doesNotMatch(crlf.stdout, /\r\r/);
+      assert.equal(crlf.stdout.replaceAll('\r\n', '\n'), lf.stdout);
+      await writeFile(join(dir, `again-${file}`), crlf.stdout);
+      const again = await inject([`again-${file}`], dir);
+      assert.equal(again.stdout, crlf.stdout);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad flags and a missing file are usage errors naming the flag; a missing file names the path', async () => {
   const flags = await inject([
     'inject-deployment.in.yaml',

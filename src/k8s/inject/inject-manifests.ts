@@ -145,11 +145,16 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       isChanged = true;
       report.push({ name: location.name, line, result: 'injected', message: 'injected' });
     }
-    if (!isChanged) pieces.push(text.slice(start, end));
-    else if (json === undefined) pieces.push(doc.toString({ flowCollectionPadding }));
+    const original = text.slice(start, end);
+    // Windows line endings (CRLF) stay so in a changed document: mixed endings show as a change to
+    // every line in some editors and diffs. Line breaks inside values read the same either way.
+    const endings = (printed: string) =>
+      original.includes('\r\n') ? printed.replace(/\r?\n/g, '\r\n') : printed;
+    if (!isChanged) pieces.push(original);
+    else if (json === undefined) pieces.push(endings(doc.toString({ flowCollectionPadding })));
     else {
       // The document's own leading and trailing text (`---`, comments, the newline) is kept.
-      const object = JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4);
+      const object = endings(JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4));
       pieces.push(`${text.slice(start, json.start)}${object}${text.slice(json.end, end)}`);
     }
   });
