@@ -16,7 +16,7 @@ import { meshPaths, tryReadRuntime } from '../mesh/index.ts';
 import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { renderJson } from './render.ts';
-import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+import { DEFAULT_MESH_STATE_DIR, stateFlagOf } from './up-command.ts';
 
 interface CheckOptions {
   output: OutputFormat;
@@ -98,7 +98,7 @@ async function check(options: CheckOptions, isStateDirGiven: boolean, context: C
     runtime,
     clock: context.clock,
     thresholds,
-    stateFlag: options.stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${options.stateDir}`,
+    stateFlag: stateFlagOf(options.stateDir),
     trafficHistory: runtime ? await readTrafficSamples(paths, runtime) : [],
   });
   if (runtime && report.trafficSample) {

@@ -4,7 +4,7 @@ import { parseListenAddress } from '../config/index.ts';
 import { createDashboard } from '../dashboard/index.ts';
 import { MutualError } from '../errors.ts';
 import type { CliContext } from './context.ts';
-import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+import { DEFAULT_MESH_STATE_DIR, stateFlagOf } from './up-command.ts';
 
 export const DEFAULT_DASHBOARD_LISTEN = '127.0.0.1:9800';
 
@@ -45,7 +45,7 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
       host: listen.host,
       port: listen.port,
       isRemoteAllowed: !isLoopback,
-      stateFlag: options.stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${options.stateDir}`,
+      stateFlag: stateFlagOf(options.stateDir),
     },
     { clock: context.clock },
   );

@@ -14,7 +14,7 @@ import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { renderJson } from './render.ts';
 import { formatBytes, renderTable } from './table.ts';
-import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+import { DEFAULT_MESH_STATE_DIR, stateFlagOf } from './up-command.ts';
 
 interface EdgesOptions {
   output: OutputFormat;
@@ -44,7 +44,7 @@ async function edges(options: EdgesOptions, context: CliContext): Promise<void> 
     await recordTrafficSample(paths, runtime, { atMs, proxies: scrape.proxies });
     const found = buildEdges(runtime, scrape.proxies);
     if (options.output === 'json') return renderJson({ edges: found, unreachable: scrape.unreachable });
-    return renderEdges(runtime, found, scrape.unreachable);
+    return renderEdges(runtime, found, scrape.unreachable, stateFlagOf(options.stateDir));
   };
   if (!options.watch) {
     context.write(await once());
@@ -68,6 +68,7 @@ export function renderEdges(
   runtime: MeshRuntime,
   found: readonly Edge[],
   unreachable: ReadonlyArray<{ service: string; error: string }>,
+  stateFlag = '',
 ): string {
   const prefix = `spiffe://${runtime.trustDomain}/`;
   const short = (id: string | undefined) =>
@@ -103,7 +104,7 @@ export function renderEdges(
           rows,
         );
   for (const { service, error } of unreachable) {
-    text += `! the sidecar of ${service} did not answer (${error}); its edges are missing. See \`mutual logs ${service} --proxy\`.\n`;
+    text += `! the sidecar of ${service} did not answer (${error}); its edges are missing. See \`mutual logs ${service} --proxy${stateFlag}\`.\n`;
   }
   return text;
 }

@@ -6,6 +6,7 @@ import { MutualError } from '../errors.ts';
 import {
   fetchProxyIdentity,
   findService,
+  isRunning,
   meshPaths,
   type ProxyIdentity,
   readRuntime,
@@ -19,7 +20,7 @@ import {
 import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { colonHex, describeValidity, isoSeconds, renderFields, renderJson } from './render.ts';
-import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+import { DEFAULT_MESH_STATE_DIR, stateFlagOf } from './up-command.ts';
 
 interface ShowOptions {
   output: OutputFormat;
@@ -67,7 +68,11 @@ async function showIdentity(name: string, options: ShowOptions, context: CliCont
   } catch (error) {
     throw new MutualError(
       'MUTUAL_MESH_ADMIN_UNREACHABLE',
-      `the sidecar of ${name} did not answer at ${service.adminUrl}/identity: ${(error as Error).message}`,
+      `the sidecar of ${name} did not answer at ${service.adminUrl}/identity: ${(error as Error).message}${
+        isRunning(service.proxy) ? '' : `; its process (pid ${service.proxy.pid}) has exited`
+      }. Read its log (\`mutual logs ${name} --proxy${stateFlagOf(options.stateDir)}\`)${
+        isRunning(service.proxy) ? '' : `, then restart the mesh`
+      }`,
       { cause: error },
     );
   }

@@ -8,6 +8,10 @@ import { isoSeconds } from './render.ts';
 
 export const DEFAULT_MESH_STATE_DIR = '.mutual';
 
+/** What commands printed as advice add so they read the same state directory ('' for the default). */
+export const stateFlagOf = (stateDir: string): string =>
+  stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${stateDir}`;
+
 interface UpOptions {
   file: string;
   stateDir: string;
@@ -46,7 +50,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
   const config = await loadMeshConfig(file);
   const stateDir = resolve(context.cwd, options.stateDir);
   const show = (path: string) => relative(context.cwd, path) || '.';
-  const stateFlag = options.stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${options.stateDir}`;
+  const stateFlag = stateFlagOf(options.stateDir);
   context.write(
     `Starting ${config.services.length} services from ${show(file)} (trust domain ${config.trustDomain}, state in ${show(stateDir)})\n`,
   );

@@ -127,7 +127,10 @@ test('a stopped sidecar is a failing check on the Overview, with the command tha
   await check.waitFor({ timeout: 20_000 });
   const text = await check.innerText();
   assert.match(text, /vote-bot: the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+/);
-  assert.match(text, /fix\s*read its log: mutual logs SERVICE --proxy/i);
-  assert.equal(await check.locator('code').innerText(), 'mutual logs SERVICE --proxy');
+  assert.match(text, /fix\s*read its log[\s\S]*mutual logs SERVICE --proxy --state-dir /i);
+  assert.equal(
+    await check.locator('code').first().innerText(),
+    `mutual logs SERVICE --proxy --state-dir ${join(dir, 'state')}`,
+  );
   await page.screenshot({ path: join(artifacts, 'dashboard-overview-stopped-sidecar.png'), fullPage: true });
 });

@@ -257,7 +257,10 @@ test('a stopped sidecar turns check red, naming it', async () => {
     result.stdout,
     /× sidecar is ready\n\s+emoji: the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+/,
   );
-  assert.match(result.stdout, /fix: read its log: `mutual logs SERVICE --proxy`/);
+  assert.ok(
+    result.stdout.includes(`\`mutual logs SERVICE --proxy --state-dir ${join(dir, 'state')}\``),
+    result.stdout,
+  );
 });
 
 test('down stops every process and forgets the runtime', async () => {

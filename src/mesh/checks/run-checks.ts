@@ -117,30 +117,44 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
       return traffic;
     },
   };
-  const entries: CheckReportEntry[] = [];
-  for (const category of options.categories ?? CHECK_CATEGORIES) {
-    for (const check of category.checks) {
-      let results: readonly CheckResult[];
-      try {
-        const outcome = await check.run(context);
-        results = Array.isArray(outcome) ? outcome : [outcome as CheckResult];
-      } catch (error) {
-        results = [
-          error instanceof CheckSkipped
-            ? { status: 'skip', message: error.message }
-            : { status: 'fail', message: `the check itself failed: ${(error as Error).message}` },
-        ];
-      }
-      entries.push({
-        category: category.name,
-        description: check.description,
-        severity: check.severity,
-        hint: check.hint,
-        fix: check.fix.replaceAll('mutual up -f mesh.yaml', `mutual up -f mesh.yaml${options.stateFlag}`),
-        results,
-      });
-    }
-  }
+  // Every check at once: each waits on its own probes (up to a few seconds for a process that
+  // accepts and never answers), so run one after the other they added up past 20 s.
+  const categories = options.categories ?? CHECK_CATEGORIES;
+  const entries: CheckReportEntry[] = (
+    await Promise.all(
+      categories.map((category) =>
+        Promise.all(
+          category.checks.map(async (check): Promise<CheckReportEntry> => {
+            let results: readonly CheckResult[];
+            try {
+              const outcome = await check.run(context);
+              results = Array.isArray(outcome) ? outcome : [outcome as CheckResult];
+            } catch (error) {
+              results = [
+                error instanceof CheckSkipped
+                  ? { status: 'skip', message: error.message }
+                  : { status: 'fail', message: `the check itself failed: ${(error as Error).message}` },
+              ];
+            }
+            return {
+              category: category.name,
+              description: check.description,
+              severity: check.severity,
+              hint: check.hint,
+              fix: withStateFlag(check.fix, options.stateFlag),
+              results: results.map((result) => ({
+                ...result,
+                message: withStateFlag(result.message, options.stateFlag),
+                ...(result.details
+                  ? { details: result.details.map((detail) => withStateFlag(detail, options.stateFlag)) }
+                  : {}),
+              })),
+            };
+          }),
+        ),
+      ),
+    )
+  ).flat();
   const failed = (severity: Severity) =>
     entries.filter((entry) => entry.severity === severity && entry.results.some((r) => r.status === 'fail'))
       .length;
@@ -151,6 +165,28 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
     trafficWindow: traffic ? (await traffic.catch(() => undefined))?.window : undefined,
     trafficSample,
   };
+}
+
+/** The commands that read a state directory; the advice naming them must name the one checked. */
+const STATE_DIR_COMMAND = /^mutual (up -f|down|logs|identity|edges|check|dashboard)\b/;
+
+/**
+ * Adds the --state-dir the check was given (` --state-dir st`, or '' for the default) to every
+ * quoted `mutual …` command of a state directory in `text`: advice without it reads another mesh
+ * (`mutual logs web --proxy` showed the default directory's logs, not the mesh being checked).
+ */
+export function withStateFlag(text: string, stateFlag: string): string {
+  if (!stateFlag) return text;
+  return text.replace(/`([^`]+)`/g, (_quoted, inner: string) => {
+    const commands = inner
+      .split(' && ')
+      .map((command) =>
+        STATE_DIR_COMMAND.test(command) && !command.includes('--state-dir')
+          ? `${command}${stateFlag}`
+          : command,
+      );
+    return `\`${commands.join(' && ')}\``;
+  });
 }
 
 /** Defaults of `mutual check` (and the dashboard's checks). */
