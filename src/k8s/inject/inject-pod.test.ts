@@ -81,6 +81,17 @@ const skips: { name: string; input: PodLike; reason: string }[] = [
     reason: 'conflict',
   },
   { name: 'no containers', input: pod({ containers: [] }), reason: 'no-containers' },
+  // The proxy's uid passes the iptables rules unredirected: an app running as it would bypass the proxy.
+  {
+    name: "the pod runs as the proxy's uid",
+    input: pod({ securityContext: { runAsUser: 2102 } }),
+    reason: 'conflict',
+  },
+  {
+    name: "an app init container runs as the proxy's uid",
+    input: pod({ initContainers: [{ name: 'm', image: 'x', securityContext: { runAsUser: 2102 } }] }),
+    reason: 'conflict',
+  },
   // Other meshes' opt-outs are honoured; their opt-ins mean a second proxy at pod creation.
   {
     name: 'linkerd.io/inject: disabled',
@@ -114,6 +125,18 @@ const skips: { name: string; input: PodLike; reason: string }[] = [
     reason: 'disabled',
   },
 ];
+test("an app that runs as another uid than the proxy's is injected, a container's runAsUser beating the pod's", () => {
+  injected(pod({ securityContext: { runAsUser: 1000, runAsNonRoot: true } }));
+  injected(
+    pod({
+      securityContext: { runAsUser: 2102 },
+      containers: [{ name: 'web', image: 'nginx', securityContext: { runAsUser: 1000 } }],
+    }),
+  );
+  const out = injectPod(pod({ securityContext: { runAsUser: 2102 } }), OPTIONS);
+  assert.match((out as { message: string }).message, /container web runs as uid 2102, the proxy's/);
+});
+
 test("another mesh's opt-out gives way to mutual.dev/inject: enabled on the same pod; its opt-in does not", () => {
   for (const annotations of [
     { 'linkerd.io/inject': 'disabled' },

@@ -8,6 +8,7 @@ import {
   INJECT_VALUES,
   LABELS,
   PROXY_PORTS,
+  PROXY_UID,
 } from '../constants.ts';
 import { rewriteAppProbes } from './app-probes.ts';
 import {
@@ -108,6 +109,7 @@ function otherMeshInjection(
 interface ContainerLike {
   name?: unknown;
   ports?: { containerPort?: unknown }[];
+  securityContext?: { runAsUser?: unknown } | null;
 }
 
 export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
@@ -223,6 +225,15 @@ function findConflict(spec: Record<string, unknown>, containers: ContainerLike[]
       if (reserved.has(Number(port.containerPort))) {
         return `container ${String(container.name)} listens on port ${String(port.containerPort)}, which the proxy needs (4140, 4143, 4191)`;
       }
+    }
+  }
+  // The iptables rules let the proxy's own uid out unredirected: an app running as that uid would
+  // call out in plain text, past the proxy, with nothing to show for it.
+  const podUser = (spec.securityContext as { runAsUser?: unknown } | null | undefined)?.runAsUser;
+  for (const container of containers) {
+    const user = container.securityContext?.runAsUser ?? podUser;
+    if (Number(user) === PROXY_UID) {
+      return `container ${String(container.name)} runs as uid ${PROXY_UID}, the proxy's, whose traffic the iptables rules let past the proxy (its calls would leave unencrypted); give it another runAsUser`;
     }
   }
   return undefined;
