@@ -202,11 +202,11 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   const text = await readManifests(file, context);
   const result = injectManifests(text, name, options);
   context.write(result.output);
-  if (result.report.length === 0) {
+  if (result.report.every((line) => line.result === 'note')) {
     context.writeError(`${name}: no pods or workloads found; printed unchanged\n`);
   }
   for (const line of result.report) {
-    const what = line.result === 'injected' ? 'injected' : `skipped: ${line.message}`;
+    const what = line.result === 'injected' ? 'injected' : `${line.result}: ${line.message}`;
     context.writeError(`${line.name} (${name}:${line.line}): ${what}\n`);
   }
 }

@@ -851,6 +851,30 @@ test('Windows line endings: an injected document keeps CRLF on every line (YAML 
   }
 });
 
+test('a Namespace annotated mutual.dev/inject: enabled (the Linkerd habit) but not labelled gets a note that the webhook reads the label; printed unchanged', async () => {
+  const annotated =
+    'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n    mutual.dev/inject: enabled\n';
+  const labelled =
+    'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n    mutual.dev/inject: enabled\n';
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'annotated.yaml'), annotated);
+    const run = await inject(['annotated.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, annotated);
+    assert.match(
+      run.stderr,
+      /^namespace\/shop \(annotated\.yaml:6\): note: the annotation mutual\.dev\/inject: enabled does nothing on a Namespace; the webhook selects namespaces by the label mutual\.dev\/inject=enabled/m,
+    );
+    await writeFile(join(dir, 'labelled.yaml'), labelled);
+    const quiet = await inject(['labelled.yaml'], dir);
+    assert.equal(quiet.stdout, labelled);
+    assert.doesNotMatch(quiet.stderr, /note:/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad flags and a missing file are usage errors naming the flag; a missing file names the path', async () => {
   const flags = await inject([
     'inject-deployment.in.yaml',

@@ -16,6 +16,7 @@ import {
   visit,
 } from 'yaml';
 import { MutualError } from '../../errors.ts';
+import { ANNOTATIONS, INJECT_VALUES, LABELS } from '../constants.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
 import { findPodTemplates } from './pod-templates.ts';
@@ -25,7 +26,8 @@ export interface InjectReportLine {
   /** `deployment/web`, as the report prints it. */
   readonly name: string;
   readonly line: number;
-  readonly result: 'injected' | 'skipped';
+  /** `note`: not a pod, but something the user likely meant to do otherwise (the message says what). */
+  readonly result: 'injected' | 'skipped' | 'note';
   readonly reason?: SkipReason;
   readonly message: string;
 }
@@ -104,6 +106,11 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       ...location,
       start: writtenAt(doc, location.path) ?? doc.range[0],
     }));
+    const namespaceNote = namespaceAnnotationNote(value);
+    if (namespaceNote) {
+      const line = at(writtenAt(doc, ['metadata', 'annotations', ANNOTATIONS.inject]) ?? doc.range[0]).line;
+      report.push({ ...namespaceNote, line, result: 'note' });
+    }
     for (const location of locations) {
       const node = doc.getIn(location.path, true) as Node | undefined;
       const line = at(location.start).line;
@@ -194,6 +201,22 @@ function jsonContentsRange(
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A Namespace annotated `mutual.dev/inject: enabled` (as Linkerd namespaces are annotated) but not
+ * labelled so: the webhook selects namespaces by label only, so nothing in it would be injected.
+ */
+function namespaceAnnotationNote(object: unknown): { name: string; message: string } | undefined {
+  if (!isPlainMap(object) || object.kind !== 'Namespace' || !isPlainMap(object.metadata)) return undefined;
+  const { annotations, labels, name } = object.metadata;
+  const annotation = isPlainMap(annotations) ? annotations[ANNOTATIONS.inject] : undefined;
+  const label = isPlainMap(labels) ? labels[LABELS.inject] : undefined;
+  if (annotation !== INJECT_VALUES.enabled || label === INJECT_VALUES.enabled) return undefined;
+  return {
+    name: `namespace/${String(name)}`,
+    message: `the annotation ${ANNOTATIONS.inject}: ${INJECT_VALUES.enabled} does nothing on a Namespace; the webhook selects namespaces by the label ${LABELS.inject}=${INJECT_VALUES.enabled} (put it under labels:)`,
+  };
 }
 
 /**
