@@ -5,6 +5,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { parseAllDocuments, visit } from 'yaml';
 import { createProgram } from '../../src/cli/index.ts';
 import { systemClock } from '../../src/clock.ts';
 import {
@@ -47,6 +48,26 @@ test('every rendered object validates against the Kubernetes OpenAPI schemas', a
   // Order matters to `kubectl apply`: the namespace first, the webhook last.
   assert.equal(kinds[0], 'Namespace');
   assert.equal(kinds.at(-1), 'MutatingWebhookConfiguration');
+});
+
+test("no YAML anchors or aliases: values that repeat (the webhooks' excluded namespaces, CRD schema parts) are written out in each place, so editing one edits only it", async () => {
+  const run = await runInstall([]);
+  assert.equal(run.code, 0, run.stderr);
+  for (const doc of parseAllDocuments(run.stdout)) {
+    visit(doc, {
+      Alias(_key, node) {
+        assert.fail(`alias *${node.source} in the rendered ${String(doc.get('kind'))}`);
+      },
+      Node(_key, node) {
+        assert.equal(
+          node.anchor,
+          undefined,
+          `anchor &${node.anchor} in the rendered ${String(doc.get('kind'))}`,
+        );
+      },
+    });
+  }
+  assert.doesNotMatch(run.stdout, /: [&*]a\d+$/m);
 });
 
 test('the validator is live: a broken Deployment and a broken CRD are refused', async () => {

@@ -81,7 +81,8 @@ export function installYaml(rendered: RenderedInstall, config: InstallConfig): s
   ].join('\n');
   return rendered.objects
     .map((object, index) => {
-      const document = new Document(object);
+      // No &a1 / *a1 for values that happen to repeat: editing one place must not edit another.
+      const document = new Document(object, { aliasDuplicateObjects: false });
       const comments: string[] = [];
       if (index === 0) comments.push(header);
       if (object.kind === 'MutatingWebhookConfiguration') {
