@@ -132,7 +132,15 @@ export function renderCheckReport(report: CheckReport): string {
     const failed = entry.results.filter((result) => result.status === 'fail');
     const isSkipped = entry.results.every((result) => result.status === 'skip');
     if (failed.length === 0) {
-      const subjects = entry.results.flatMap((result) => (result.subject ? [result.subject] : []));
+      const subjects = entry.results.flatMap((result) =>
+        result.subject && result.status === 'ok' ? [result.subject] : [],
+      );
+      // A subject that could not be judged is named as such, never listed among the good ones.
+      const skipped = isSkipped
+        ? []
+        : entry.results.flatMap((result) =>
+            result.subject && result.status === 'skip' ? [`${result.subject}: ${result.message}`] : [],
+          );
       const messages = entry.results.flatMap((result) =>
         !result.subject && result.message ? [result.message] : [],
       );
@@ -143,7 +151,9 @@ export function renderCheckReport(report: CheckReport): string {
           : messages.length > 0
             ? `: ${messages.join('; ')}`
             : '';
-      lines.push(`${isSkipped ? '-' : '√'} ${entry.description}${note}`);
+      lines.push(
+        `${isSkipped ? '-' : '√'} ${entry.description}${note}${skipped.length > 0 ? `; skipped for ${skipped.join('; ')}` : ''}`,
+      );
       continue;
     }
     lines.push(`${FAILED_MARK[entry.severity]} ${entry.description}`);

@@ -98,3 +98,82 @@ test('check finishes within seconds when the identity service and a sidecar acce
     await hung.close();
   }
 });
+
+test('a killed sidecar and identity service: one failure each, naming the exited process; what depends on them is skipped', async () => {
+  const gone = { pid: 999_999, startTicks: 1 };
+  const stateDir = await stateWith('killed', (runtime) => ({
+    ...runtime,
+    identity: { ...runtime.identity, ...gone, adminUrl: runtime.services[2]!.adminUrl },
+    services: runtime.services.map((service) =>
+      service.name === 'payments' ? { ...service, proxy: { ...service.proxy, ...gone } } : service,
+    ),
+  }));
+  const result = await mesh.run(['check', '--state-dir', 'killed']);
+  assert.equal(result.code, 1);
+  const out = result.stdout;
+  assert.match(
+    out,
+    /× identity service is reachable and ready\n\s+http:\/\/127\.0\.0\.1:\d+ did not answer: connect ECONNREFUSED [^\n]*; the identity service \(pid 999999\) has exited, its log: \/dev\/null\n/,
+  );
+  assert.match(
+    out,
+    /- identity service's clock agrees with this machine's \(skipped: the identity service does not answer/,
+  );
+  assert.match(out, /- identity service presents its SPIFFE ID, chained to the trust bundle \(skipped: /);
+  assert.match(
+    out,
+    /× sidecar is ready\n\s+payments: the sidecar does not answer at [^\n]*; its process \(pid 999999\) has exited/,
+  );
+  assert.ok(
+    out.includes('`mutual down --state-dir killed && mutual up -f mesh.yaml --state-dir killed`'),
+    out,
+  );
+  // Not "synchronise the clocks" for processes that are not there.
+  assert.doesNotMatch(out, /timedatectl/);
+  assert.match(
+    out,
+    /√ sidecar's clock agrees with this machine's \(web, cart\); skipped for payments: the sidecar does not answer \(see "sidecar is ready"\)/,
+  );
+  assert.match(
+    out,
+    /√ certificate is valid and chained to the trust bundle \(web, cart\); skipped for payments: /,
+  );
+  const json = await mesh.run(['check', '--state-dir', stateDir, '-o', 'json']);
+  const clock = JSON.parse(json.stdout).checks.find(
+    (check: { description: string }) => check.description === "sidecar's clock agrees with this machine's",
+  );
+  assert.deepEqual(
+    clock.results.map((r: { subject: string; status: string }) => [r.subject, r.status]),
+    [
+      ['web', 'ok'],
+      ['cart', 'ok'],
+      ['payments', 'skip'],
+    ],
+  );
+});
+
+test('a truncated trust bundle and issuer: the read checks fail with the fix, the rest say they could not look', async () => {
+  const stateDir = await mesh.makeState('truncated');
+  for (const file of ['bundle.pem', 'issuer.crt']) {
+    const path = join(stateDir, 'ca', file);
+    await writeFile(path, (await readFile(path, 'utf8')).slice(0, 200));
+  }
+  const result = await mesh.run(['check', '--state-dir', 'truncated']);
+  assert.equal(result.code, 1);
+  const out = result.stdout;
+  assert.match(out, /× trust anchors can be read\n\s+\S+bundle\.pem: malformed PEM: [^\n]*truncated file/);
+  assert.match(
+    out,
+    /× issuer certificate and key can be read and belong together\n\s+\S+issuer\.crt: malformed PEM/,
+  );
+  assert.match(
+    out,
+    /- trust anchors are within their validity period \(skipped: \S+bundle\.pem: malformed PEM/,
+  );
+  assert.match(out, /- issuer chains to a current trust anchor \(skipped: /);
+  // Advice for certificates nobody could read: wrong.
+  assert.doesNotMatch(
+    out,
+    /rotate to an ECDSA P-256 anchor|create a new anchor and issuer|put the issuer's root/,
+  );
+});

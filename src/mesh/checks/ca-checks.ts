@@ -98,7 +98,14 @@ export const stateDirectoryCa: CaSource = {
 
 const certificatesOf = (source: PemSource) => parseCertificatesPem(source.pem, source.where);
 
-/** Runs `each` per certificate; a read failure is one failed (or skipped) result. */
+/**
+ * What a check that needs the anchors or the issuer returns when they cannot be read: a skip
+ * naming why. The "can be read" check fails with the fix; failing here too would add advice for a
+ * certificate nobody could look at (a truncated bundle.pem was "rotate to an ECDSA P-256 anchor").
+ */
+const unreadable = (error: unknown): CheckResult => skip((error as Error).message);
+
+/** Runs `each` per certificate; a read failure is one skipped result (see `unreadable`). */
 async function perCertificate(
   load: () => Promise<ParsedCertificate[]>,
   each: (certificate: ParsedCertificate, label: string) => CheckResult,
@@ -107,7 +114,7 @@ async function perCertificate(
   try {
     certificates = await load();
   } catch (error) {
-    return [failOrSkip(error)];
+    return [unreadable(error)];
   }
   return certificates.map((certificate) =>
     each(certificate, certificate.subject || certificate.fingerprintSha256.slice(0, 16)),
@@ -291,7 +298,7 @@ export function issuerCategory(name: string, source: CaSource, fix: IssuerFixes)
               return fail(`the root that signed the issuer, ${parent.subject}, has expired`);
             return ok(parent.subject);
           } catch (error) {
-            return failOrSkip(error);
+            return unreadable(error);
           }
         },
       },

@@ -9,7 +9,7 @@ import { generateKeyPair, issueSvid, privateKeyToPem } from '../../pki/index.ts'
 import { readCaDirectory } from '../../store/index.ts';
 import { createMeshTls, type MeshTls, requireServerIdentity } from '../../tls/index.ts';
 import { meshedAddresses } from '../destination-table.ts';
-import { httpGet } from '../readiness.ts';
+import { isRunning } from '../processes.ts';
 import type { MeshRuntime } from '../runtime.ts';
 import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
 
@@ -33,14 +33,16 @@ export const destinationServiceChecks: CheckCategory = {
       async run(context) {
         const destination = destinationOf(context);
         if ('status' in destination) return destination;
-        try {
-          const answer = await httpGet(`${destination.adminUrl}/ready`);
-          return answer.status === 200
-            ? ok(destination.apiUrl)
-            : fail(`${destination.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`);
-        } catch (error) {
-          return fail(`${destination.adminUrl} did not answer: ${(error as Error).message}`);
+        const answer = await context.adminGet(`${destination.adminUrl}/ready`);
+        if (answer instanceof Error) {
+          const isGone = destination.pid > 0 && !isRunning(destination);
+          return fail(
+            `${destination.adminUrl} did not answer: ${answer.message}${isGone ? `; the destination service (pid ${destination.pid}) has exited, its log: ${destination.log}` : ''}`,
+          );
         }
+        return answer.status === 200
+          ? ok(destination.apiUrl)
+          : fail(`${destination.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`);
       },
     },
     {
@@ -51,6 +53,11 @@ export const destinationServiceChecks: CheckCategory = {
       async run(context) {
         const destination = destinationOf(context);
         if ('status' in destination) return destination;
+        // Not answering at all is the check above; asking it per address would only repeat that.
+        if ((await context.adminGet(`${destination.adminUrl}/ready`)) instanceof Error)
+          return skip(
+            'the destination service does not answer (see "destination service is reachable and ready")',
+          );
         const services = context.runtime!.services.filter((service) => meshedAddresses(service).length > 0);
         let meshTls: MeshTls;
         try {

@@ -4,12 +4,35 @@ import { formatDuration } from '../../config/index.ts';
 import { identityServiceId } from '../../identity/index.ts';
 import { createPeerVerifier, parseBundlePem } from '../../pki/index.ts';
 import { isRunning } from '../processes.ts';
-import { httpGet } from '../readiness.ts';
-import type { RuntimeService } from '../runtime.ts';
+import type { RuntimeProcess, RuntimeService } from '../runtime.ts';
 import { verifyChainPem } from '../verify-identity.ts';
 import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
 
 const NOT_RUNNING = 'no mesh is running';
+const IDENTITY_SILENT =
+  'the identity service does not answer (see "identity service is reachable and ready")';
+
+/** `; <what> (pid N) has exited` when the recorded process is gone, else ''. */
+function exited(what: string, recorded: RuntimeProcess): string {
+  return recorded.pid > 0 && !isRunning(recorded)
+    ? `; ${what} (pid ${recorded.pid}) has exited, its log: ${recorded.log}`
+    : '';
+}
+
+/**
+ * A check that reads a sidecar's /identity: when the sidecar does not answer at all, "sidecar is
+ * ready" already fails for it, so this one is skipped instead of failing again with its own
+ * advice (a clock fix for a killed process); when only /identity fails, it fails.
+ */
+async function sidecarSilent(
+  context: CheckContext,
+  service: RuntimeService,
+  error: string,
+): Promise<CheckResult> {
+  return (await context.adminGet(`${service.adminUrl}/ready`)) instanceof Error
+    ? skip('the sidecar does not answer (see "sidecar is ready")', service.name)
+    : fail(error, service.name);
+}
 
 export const meshChecks: CheckCategory = {
   name: 'mesh',
@@ -71,14 +94,15 @@ export const identityServiceChecks: CheckCategory = {
       async run(context) {
         const runtime = context.runtime;
         if (!runtime) return skip(NOT_RUNNING);
-        try {
-          const answer = await httpGet(`${runtime.identity.adminUrl}/ready`);
-          return answer.status === 200
-            ? ok(runtime.identity.apiUrl)
-            : fail(`${runtime.identity.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`);
-        } catch (error) {
-          return fail(`${runtime.identity.adminUrl} did not answer: ${(error as Error).message}`);
+        const answer = await context.adminGet(`${runtime.identity.adminUrl}/ready`);
+        if (answer instanceof Error) {
+          return fail(
+            `${runtime.identity.adminUrl} did not answer: ${answer.message}${exited('the identity service', runtime.identity)}`,
+          );
         }
+        return answer.status === 200
+          ? ok(runtime.identity.apiUrl)
+          : fail(`${runtime.identity.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`);
       },
     },
     {
@@ -89,6 +113,8 @@ export const identityServiceChecks: CheckCategory = {
       async run(context) {
         const runtime = context.runtime;
         if (!runtime) return skip(NOT_RUNNING);
+        if ((await context.adminGet(`${runtime.identity.adminUrl}/ready`)) instanceof Error)
+          return skip(IDENTITY_SILENT);
         try {
           const chain = await peerChain(runtime.identity.apiUrl);
           const bundle = parseBundlePem(
@@ -118,18 +144,15 @@ export const identityServiceChecks: CheckCategory = {
         const runtime = context.runtime;
         if (!runtime) return skip(NOT_RUNNING);
         const sentMs = context.clock.now();
-        try {
-          const answer = await httpGet(`${runtime.identity.adminUrl}/live`);
-          const date = typeof answer.headers.date === 'string' ? answer.headers.date : undefined;
-          return skewResult(
-            clockSkew(date, sentMs, context.clock.now()),
-            'the identity service',
-            date,
-            context,
-          );
-        } catch (error) {
-          return fail(`${runtime.identity.adminUrl} did not answer: ${(error as Error).message}`);
-        }
+        const answer = await context.adminGet(`${runtime.identity.adminUrl}/ready`);
+        if (answer instanceof Error) return skip(IDENTITY_SILENT);
+        const date = typeof answer.headers.date === 'string' ? answer.headers.date : undefined;
+        return skewResult(
+          clockSkew(date, sentMs, context.clock.now()),
+          'the identity service',
+          date,
+          context,
+        );
       },
     },
   ],
@@ -172,24 +195,23 @@ export const proxyChecks: CheckCategory = {
     {
       description: 'sidecar is ready',
       hint: 'a sidecar that is not ready refuses mesh traffic to and from its app',
-      fix: 'read its log: `mutual logs SERVICE --proxy`',
+      fix: 'read its log (`mutual logs SERVICE --proxy`); a sidecar whose process has exited comes back with the mesh: `mutual down && mutual up -f mesh.yaml`',
       severity: 'error',
       run: (context) =>
         perService(context, async (service) => {
-          try {
-            const answer = await httpGet(`${service.adminUrl}/ready`);
-            return answer.status === 200
-              ? ok('', service.name)
-              : fail(
-                  `${service.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`,
-                  service.name,
-                );
-          } catch (error) {
+          const answer = await context.adminGet(`${service.adminUrl}/ready`);
+          if (answer instanceof Error) {
             return fail(
-              `the sidecar does not answer at ${service.adminUrl}: ${(error as Error).message}`,
+              `the sidecar does not answer at ${service.adminUrl}: ${answer.message}${exited('its process', service.proxy)}`,
               service.name,
             );
           }
+          return answer.status === 200
+            ? ok('', service.name)
+            : fail(
+                `${service.adminUrl}/ready answered ${answer.status}: ${answer.body.trim()}`,
+                service.name,
+              );
         }),
     },
     {
@@ -214,7 +236,7 @@ export const proxyChecks: CheckCategory = {
       run: (context) =>
         perService(context, async (service) => {
           const answer = await context.proxyIdentity(service.name);
-          if (!answer.ok) return fail(answer.error, service.name);
+          if (!answer.ok) return sidecarSilent(context, service, answer.error);
           const bundlePem = await readFile(context.paths.bundle, 'utf8').catch(() => '');
           const result = verifyChainPem(
             answer.identity.certificateChainPem,
@@ -233,7 +255,7 @@ export const proxyChecks: CheckCategory = {
       run: (context) =>
         perService(context, async (service) => {
           const answer = await context.proxyIdentity(service.name);
-          if (!answer.ok) return fail(answer.error, service.name);
+          if (!answer.ok) return sidecarSilent(context, service, answer.error);
           const { renewAt, notAfter, lastRenewal } = answer.identity;
           const nowMs = context.clock.now();
           const renewAtMs = renewAt ? Date.parse(renewAt) : Number.NaN;
@@ -259,7 +281,7 @@ export const proxyChecks: CheckCategory = {
         perService(context, async (service) => {
           const sentMs = context.clock.now();
           const answer = await context.proxyIdentity(service.name);
-          if (!answer.ok) return fail(answer.error, service.name);
+          if (!answer.ok) return sidecarSilent(context, service, answer.error);
           return skewResult(
             clockSkew(answer.date, sentMs, context.clock.now()),
             `the sidecar of ${service.name}`,

@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock.ts';
 import { buildEdges } from '../edges.ts';
+import { type HttpAnswer, httpGet } from '../readiness.ts';
 import { findService, type MeshPaths, type MeshRuntime } from '../runtime.ts';
 import { fetchProxyIdentity, type ScrapeResult, scrapeProxies } from '../scrape.ts';
 import { issuerChecks, trustAnchorChecks } from './ca-checks.ts';
@@ -71,6 +72,7 @@ export interface RunChecksOptions {
 
 export async function runChecks(options: RunChecksOptions): Promise<CheckReport> {
   const identities = new Map<string, Promise<ProxyIdentityAnswer>>();
+  const adminAnswers = new Map<string, Promise<HttpAnswer | Error>>();
   let traffic: Promise<RecentTraffic> | undefined;
   let trafficSample: TrafficSample | undefined;
   const context: CheckContext = {
@@ -91,6 +93,14 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
           }),
         );
         identities.set(name, answer);
+      }
+      return answer;
+    },
+    adminGet(url) {
+      let answer = adminAnswers.get(url);
+      if (!answer) {
+        answer = httpGet(url).catch((error: Error) => error);
+        adminAnswers.set(url, answer);
       }
       return answer;
     },

@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock.ts';
 import type { Edge } from '../edges.ts';
+import type { HttpAnswer } from '../readiness.ts';
 import type { MeshPaths, MeshRuntime } from '../runtime.ts';
 import type { ProxyIdentity } from '../scrape.ts';
 import type { RefusedHandshakes, TrafficWindow } from './traffic-window.ts';
@@ -52,6 +53,11 @@ export interface CheckContext {
   /** The `mutual up` hints carry this, e.g. ` --state-dir st`. */
   readonly stateFlag: string;
   readonly proxyIdentity: (service: string) => Promise<ProxyIdentityAnswer>;
+  /**
+   * GET of an admin URL (`…/ready`), asked once per run and shared: a check that depends on a
+   * process answering skips, rather than fails again with other advice, when this is an Error.
+   */
+  readonly adminGet: (url: string) => Promise<HttpAnswer | Error>;
   /** Edges of the recent traffic only: each counter's increase over the traffic window. */
   readonly traffic: () => Promise<RecentTraffic>;
 }
