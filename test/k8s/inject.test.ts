@@ -875,6 +875,37 @@ test('a Namespace annotated mutual.dev/inject: enabled (the Linkerd habit) but n
   }
 });
 
+test("deep nesting: a pod nested more than 100 levels (the webhook's limit) or too deep to parse is MUTUAL_K8S_INJECT_YAML_INVALID at file:line, never an internal stack overflow; nothing printed", async () => {
+  const pod = (levels: number) =>
+    `apiVersion: v1\nkind: Pod\nmetadata: {name: deep}\nspec:\n  containers: [{name: c, image: c}]\n  affinity: ${'{a: '.repeat(levels)}1${'}'.repeat(levels)}\n`;
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    const cases = [
+      { levels: 20, pattern: /: injected$/m, code: 0 },
+      {
+        levels: 150,
+        pattern: /deep\.yaml:1:1: pod\/deep: nested more than 100 levels deep, which no pod is/,
+        code: 1,
+      },
+      // Deep enough to overflow the printer, not yet the parser: MUTUAL_INTERNAL before.
+      { levels: 700, pattern: /deep\.yaml:1:1: pod\/deep: nested more than 100 levels deep/, code: 1 },
+      { levels: 5000, pattern: /deep\.yaml:6:\d+: nested too deeply to read/, code: 1 },
+    ];
+    for (const c of cases) {
+      await writeFile(join(dir, 'deep.yaml'), pod(c.levels));
+      const run = await inject(['deep.yaml'], dir);
+      assert.equal(run.code, c.code, `${c.levels}: ${run.stderr}`);
+      assert.match(run.stderr, c.pattern);
+      if (c.code !== 0) {
+        assert.equal(run.stdout, '');
+        assert.match(run.stderr, /MUTUAL_K8S_INJECT_YAML_INVALID/);
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad flags and a missing file are usage errors naming the flag; a missing file names the path', async () => {
   const flags = await inject([
     'inject-deployment.in.yaml',

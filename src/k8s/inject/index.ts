@@ -32,7 +32,13 @@ export {
   type ProxyResources,
   readPodAnnotations,
 } from './pod-annotations.ts';
-export { findPodTemplates, INJECTABLE_KINDS, type PodTemplateLocation } from './pod-templates.ts';
+export {
+  findPodTemplates,
+  INJECTABLE_KINDS,
+  isNestedDeeper,
+  MAX_POD_DEPTH,
+  type PodTemplateLocation,
+} from './pod-templates.ts';
 export {
   DESTINATION_URL,
   IDENTITY_URL,

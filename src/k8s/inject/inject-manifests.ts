@@ -19,7 +19,7 @@ import { MutualError } from '../../errors.ts';
 import { ANNOTATIONS, INJECT_VALUES, LABELS } from '../constants.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
-import { findPodTemplates } from './pod-templates.ts';
+import { findPodTemplates, isNestedDeeper, MAX_POD_DEPTH } from './pod-templates.ts';
 import { aliasProblems, aliasTargetCopy, unshareYamlNode } from './yaml-aliases.ts';
 
 export interface InjectReportLine {
@@ -56,8 +56,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   };
   const syntax = docs.flatMap(({ doc, base }) => [
     ...doc.errors.map(
-      (error) =>
-        `${position(base + error.pos[0]).text}: ${error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
+      (error) => `${position(base + error.pos[0]).text}: ${readable(error.message.split('\n')[0] ?? '')}`,
     ),
     ...(doc.errors.length > 0 ? [] : aliasProblems(doc)).map(
       (problem) => `${position(base + problem.offset).text}: ${problem.message}`,
@@ -88,6 +87,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   const report: InjectReportLine[] = [];
   const invalid: string[] = [];
   const mistyped: string[] = [];
+  const tooDeep: string[] = [];
   const pieces: string[] = [];
   let previousEnd = 0;
   docs.forEach(({ doc, base }, index) => {
@@ -115,6 +115,13 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       const node = doc.getIn(location.path, true) as Node | undefined;
       const line = at(location.start).line;
       const before = valueAtPath(value, location.path);
+      // The printer recurses: a pod nested hundreds of levels deep (no real one is) would overflow it.
+      if (isNestedDeeper(before, MAX_POD_DEPTH)) {
+        tooDeep.push(
+          `${at(node?.range?.[0] ?? 0).text}: ${location.name}: nested more than ${MAX_POD_DEPTH} levels deep, which no pod is`,
+        );
+        continue;
+      }
       const wrongTypes = wrongPodTypes(before);
       for (const problem of wrongTypes) {
         const field = doc.getIn([...location.path, ...problem.path], true) as Node | undefined;
@@ -165,6 +172,13 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       pieces.push(`${text.slice(start, json.start)}${object}${text.slice(json.end, end)}`);
     }
   });
+  if (tooDeep.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_YAML_INVALID',
+      `${file} is not Kubernetes manifests:\n${tooDeep.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: tooDeep.length } },
+    );
+  }
   if (mistyped.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INJECT_YAML_INVALID',
@@ -201,6 +215,15 @@ function jsonContentsRange(
   } catch {
     return undefined;
   }
+}
+
+/** A parser message as users can act on it. */
+function readable(message: string): string {
+  const text = message.replace(/ at line \d+, column \d+:?$/, '');
+  // The parser recurses too; its stack ends hundreds of levels down, far below any real object.
+  return /Maximum call stack size exceeded/.test(text)
+    ? 'nested too deeply to read (hundreds of levels; no Kubernetes object comes close)'
+    : text;
 }
 
 /**

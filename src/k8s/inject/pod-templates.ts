@@ -56,3 +56,18 @@ function nameOf(object: Record<string, unknown>): string {
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/** Far deeper than any Pod (affinity terms, the deepest part, are about a dozen levels). */
+export const MAX_POD_DEPTH = 100;
+
+/** Whether `value` has objects or lists more than `limit` levels down; iterative, for any depth. */
+export function isNestedDeeper(value: unknown, limit: number): boolean {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [current, depth] = next;
+    if (typeof current !== 'object' || current === null) continue;
+    if (depth === limit) return true;
+    for (const child of Object.values(current)) pending.push([child, depth + 1]);
+  }
+  return false;
+}

@@ -3,7 +3,14 @@
 // every well-formed review gets a review back with the request's uid.
 import { MutualError } from '../../errors.ts';
 import { ANNOTATIONS, INJECT_VALUES } from '../constants.ts';
-import { diffJsonPatch, type InjectOptions, injectPod, type PodLike } from '../inject/index.ts';
+import {
+  diffJsonPatch,
+  type InjectOptions,
+  injectPod,
+  isNestedDeeper,
+  MAX_POD_DEPTH,
+  type PodLike,
+} from '../inject/index.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -34,21 +41,6 @@ export interface AdmissionDecision {
 
 /** Pod skips worth telling whoever created the pod (a kubectl user sees admission warnings). */
 const WARNED_SKIPS = new Set(['host-network', 'existing-proxy', 'other-mesh', 'conflict', 'no-containers']);
-
-/** Far deeper than any Pod (affinity terms, the deepest part, are about a dozen levels). */
-const MAX_OBJECT_DEPTH = 100;
-
-/** Whether `value` has objects or lists more than `limit` levels down; iterative, for any depth. */
-function isNestedDeeper(value: unknown, limit: number): boolean {
-  const pending: [unknown, number][] = [[value, 0]];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    const [current, depth] = next;
-    if (typeof current !== 'object' || current === null) continue;
-    if (depth === limit) return true;
-    for (const child of Object.values(current)) pending.push([child, depth + 1]);
-  }
-  return false;
-}
 
 /** Longer than any valid name (253), so a real one is never clipped. */
 const MAX_PRINTED_NAME = 256;
@@ -165,8 +157,8 @@ export function reviewAdmission(
       `the request for a Pod CREATE has ${object === undefined || object === null ? 'no object' : `an object that is ${Array.isArray(object) ? 'a list' : `the ${typeof object} ${JSON.stringify(object).slice(0, 40)}`}`}, where the API server sends the Pod`,
     );
   }
-  if (isNestedDeeper(object, MAX_OBJECT_DEPTH)) {
-    return refuse(`the object is nested more than ${MAX_OBJECT_DEPTH} levels deep, which no Pod is`);
+  if (isNestedDeeper(object, MAX_POD_DEPTH)) {
+    return refuse(`the object is nested more than ${MAX_POD_DEPTH} levels deep, which no Pod is`);
   }
   const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
   if (optIn === 'pod' && annotations[ANNOTATIONS.inject] !== INJECT_VALUES.enabled) {
