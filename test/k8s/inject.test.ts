@@ -851,7 +851,7 @@ test('Windows line endings: an injected document keeps CRLF on every line (YAML 
   }
 });
 
-test('a Namespace annotated mutual.dev/inject: enabled (the Linkerd habit) but not labelled gets a note that the webhook reads the label; printed unchanged', async () => {
+test('a Namespace annotated mutual.dev/inject: enabled (the Linkerd habit) but not labelled gets a note that the webhook reads the label, one opted in under Pod Security baseline or restricted a note that its injected pods will be refused; printed unchanged', async () => {
   const annotated =
     'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  annotations:\n    mutual.dev/inject: enabled\n';
   const labelled =
@@ -870,6 +870,23 @@ test('a Namespace annotated mutual.dev/inject: enabled (the Linkerd habit) but n
     const quiet = await inject(['labelled.yaml'], dir);
     assert.equal(quiet.stdout, labelled);
     assert.doesNotMatch(quiet.stderr, /note:/);
+    // Pod Security baseline (and restricted) refuse NET_ADMIN and NET_RAW: every injected pod.
+    for (const level of ['baseline', 'restricted']) {
+      const enforced = `${labelled}    pod-security.kubernetes.io/enforce: ${level}\n`;
+      await writeFile(join(dir, 'enforced.yaml'), enforced);
+      const refused = await inject(['enforced.yaml'], dir);
+      assert.equal(refused.stdout, enforced);
+      assert.match(
+        refused.stderr,
+        new RegExp(
+          `^namespace/shop \\(enforced\\.yaml:7\\): note: pod-security\\.kubernetes\\.io/enforce: ${level} refuses mutual-init's NET_ADMIN and NET_RAW capabilities.*needs pod-security\\.kubernetes\\.io/enforce: privileged$`,
+          'm',
+        ),
+      );
+    }
+    const privileged = `${labelled}    pod-security.kubernetes.io/enforce: privileged\n`;
+    await writeFile(join(dir, 'privileged.yaml'), privileged);
+    assert.doesNotMatch((await inject(['privileged.yaml'], dir)).stderr, /note:/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

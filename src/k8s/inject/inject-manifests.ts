@@ -106,10 +106,9 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       ...location,
       start: writtenAt(doc, location.path) ?? doc.range[0],
     }));
-    const namespaceNote = namespaceAnnotationNote(value);
-    if (namespaceNote) {
-      const line = at(writtenAt(doc, ['metadata', 'annotations', ANNOTATIONS.inject]) ?? doc.range[0]).line;
-      report.push({ ...namespaceNote, line, result: 'note' });
+    for (const note of namespaceNotes(value)) {
+      const line = at(writtenAt(doc, note.path) ?? doc.range[0]).line;
+      report.push({ name: note.name, message: note.message, line, result: 'note' });
     }
     for (const location of locations) {
       const node = doc.getIn(location.path, true) as Node | undefined;
@@ -227,20 +226,38 @@ function readable(message: string): string {
 }
 
 /**
- * A Namespace annotated `mutual.dev/inject: enabled` (as Linkerd namespaces are annotated) but not
- * labelled so: the webhook selects namespaces by label only, so nothing in it would be injected.
+ * What a Namespace given with the manifests will do otherwise than its author likely expects:
+ * annotated `mutual.dev/inject: enabled` (as Linkerd namespaces are) but not labelled so, which the
+ * webhook, selecting by label, ignores; opted in while Pod Security enforces `baseline` or
+ * `restricted`, which refuse mutual-init's NET_ADMIN and NET_RAW, so every injected pod is refused.
  */
-function namespaceAnnotationNote(object: unknown): { name: string; message: string } | undefined {
-  if (!isPlainMap(object) || object.kind !== 'Namespace' || !isPlainMap(object.metadata)) return undefined;
+function namespaceNotes(object: unknown): { name: string; message: string; path: string[] }[] {
+  if (!isPlainMap(object) || object.kind !== 'Namespace' || !isPlainMap(object.metadata)) return [];
   const { annotations, labels, name } = object.metadata;
   const annotation = isPlainMap(annotations) ? annotations[ANNOTATIONS.inject] : undefined;
   const label = isPlainMap(labels) ? labels[LABELS.inject] : undefined;
-  if (annotation !== INJECT_VALUES.enabled || label === INJECT_VALUES.enabled) return undefined;
-  return {
-    name: `namespace/${String(name)}`,
-    message: `the annotation ${ANNOTATIONS.inject}: ${INJECT_VALUES.enabled} does nothing on a Namespace; the webhook selects namespaces by the label ${LABELS.inject}=${INJECT_VALUES.enabled} (put it under labels:)`,
-  };
+  const enforce = isPlainMap(labels) ? labels[POD_SECURITY_ENFORCE] : undefined;
+  const notes: { name: string; message: string; path: string[] }[] = [];
+  if (annotation === INJECT_VALUES.enabled && label !== INJECT_VALUES.enabled) {
+    notes.push({
+      name: `namespace/${String(name)}`,
+      path: ['metadata', 'annotations', ANNOTATIONS.inject],
+      message: `the annotation ${ANNOTATIONS.inject}: ${INJECT_VALUES.enabled} does nothing on a Namespace; the webhook selects namespaces by the label ${LABELS.inject}=${INJECT_VALUES.enabled} (put it under labels:)`,
+    });
+  }
+  const isOptedIn = label === INJECT_VALUES.enabled || annotation === INJECT_VALUES.enabled;
+  if (isOptedIn && (enforce === 'baseline' || enforce === 'restricted')) {
+    notes.push({
+      name: `namespace/${String(name)}`,
+      path: ['metadata', 'labels', POD_SECURITY_ENFORCE],
+      message: `${POD_SECURITY_ENFORCE}: ${enforce} refuses mutual-init's NET_ADMIN and NET_RAW capabilities, so the API server will refuse every injected pod here; the namespace needs ${POD_SECURITY_ENFORCE}: privileged`,
+    });
+  }
+  return notes;
 }
+
+/** The Pod Security admission label that refuses pods (warn and audit only report). */
+const POD_SECURITY_ENFORCE = 'pod-security.kubernetes.io/enforce';
 
 /**
  * Whether the document writes its flow collections `{ app: web }` (the yaml library's way) or
