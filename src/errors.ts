@@ -327,6 +327,12 @@ export const errorCatalog = {
     meaning: 'No running mesh was found in the state directory (no runtime.json, or its processes are gone).',
     action: 'Start one with `mutual up -f mesh.yaml`, or pass the --state-dir it was started with.',
   },
+  MUTUAL_MESH_RUNTIME_INVALID: {
+    meaning:
+      "The state directory's runtime.json, where `mutual up` records the processes it started, is not one (truncated, edited, or written by another version of mutual).",
+    action:
+      'Run `mutual down --state-dir DIR`: it removes the file. The processes it recorded are no longer known: stop a `mutual up` still running from that directory with Ctrl-C. Then `mutual up` starts afresh.',
+  },
   MUTUAL_MESH_START_FAILED: {
     meaning:
       'A process of the mesh exited or did not become ready in time; the message names it and shows the end of its log.',

@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { parseDuration } from '../config/index.ts';
+import { MutualError } from '../errors.ts';
 import { kubernetesChecks } from '../k8s/checks/index.ts';
 import {
   CHECK_CATEGORIES,
@@ -76,7 +77,15 @@ async function check(options: CheckOptions, isStateDirGiven: boolean, context: C
     trafficWindowMs: parseDuration(options.trafficWindow, '--traffic-window'),
   };
   const paths = meshPaths(resolve(context.cwd, options.stateDir));
-  const runtime = await tryReadRuntime(paths);
+  // A runtime.json that cannot be read is the mesh check's failure; the CA checks still run.
+  let runtime: Awaited<ReturnType<typeof tryReadRuntime>>;
+  let runtimeProblem: string | undefined;
+  try {
+    runtime = await tryReadRuntime(paths);
+  } catch (error) {
+    if (!(error instanceof MutualError) || error.code !== 'MUTUAL_MESH_RUNTIME_INVALID') throw error;
+    runtimeProblem = error.message;
+  }
   // The cluster is read like kubectl finds it; the environment is read here, as kubectl's is.
   const kubernetes = await kubernetesChecks(
     options,
@@ -88,6 +97,7 @@ async function check(options: CheckOptions, isStateDirGiven: boolean, context: C
     !kubernetes ||
     isStateDirGiven ||
     runtime !== undefined ||
+    runtimeProblem !== undefined ||
     (await access(paths.bundle).then(
       () => true,
       () => false,
@@ -96,6 +106,7 @@ async function check(options: CheckOptions, isStateDirGiven: boolean, context: C
     categories: [...(hasLocalMesh ? CHECK_CATEGORIES : []), ...(kubernetes ? kubernetes.categories : [])],
     paths,
     runtime,
+    ...(runtimeProblem === undefined ? {} : { runtimeProblem }),
     clock: context.clock,
     thresholds,
     stateFlag: stateFlagOf(options.stateDir),

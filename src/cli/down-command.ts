@@ -10,7 +10,14 @@ export function registerDownCommand(program: Command, context: CliContext): void
     .description('stop the mesh `mutual up` started (also cleans up after a crashed `mutual up`)')
     .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
     .action(async (options: { stateDir: string }) => {
-      const result = await downMesh(meshPaths(resolve(context.cwd, options.stateDir)));
+      const paths = meshPaths(resolve(context.cwd, options.stateDir));
+      const result = await downMesh(paths);
+      if (result.unreadableRuntime) {
+        context.write(
+          `${result.unreadableRuntime.replace(/; `mutual down[^`]*` removes it$/, '')}.\nRemoved it. No process was stopped, as it names none that can be trusted: a \`mutual up\` still running from ${options.stateDir} must be stopped with Ctrl-C in its terminal. \`mutual up\` now starts afresh.\n`,
+        );
+        return;
+      }
       if (!result.wasRunning) {
         context.write(`No mesh is running from ${options.stateDir}; nothing to stop.\n`);
         return;

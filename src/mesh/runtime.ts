@@ -123,17 +123,53 @@ export async function tryReadRuntime(paths: MeshPaths): Promise<MeshRuntime | un
       `cannot read ${paths.runtimeFile}: ${(error as Error).message}`,
     );
   }
+  let parsed: unknown;
+  let problem: string | undefined;
   try {
-    const runtime = JSON.parse(text) as MeshRuntime;
-    if (runtime.version !== 1 || !Array.isArray(runtime.services)) throw new Error('unknown layout');
-    return runtime;
+    parsed = JSON.parse(text);
+    problem = runtimeProblem(parsed);
   } catch (error) {
-    throw new MutualError(
-      'MUTUAL_MESH_NOT_RUNNING',
-      `${paths.runtimeFile} is not a runtime file of this version of mutual (${(error as Error).message}); run \`mutual down --state-dir ${paths.stateDir}\` to clean up`,
-      { cause: error },
-    );
+    problem = (error as Error).message.replace(/\s+/g, ' ');
   }
+  if (problem === undefined) return parsed as MeshRuntime;
+  throw new MutualError(
+    'MUTUAL_MESH_RUNTIME_INVALID',
+    `${paths.runtimeFile} is not a runtime file of this version of mutual (${problem}); \`mutual down --state-dir ${paths.stateDir}\` removes it`,
+  );
+}
+
+/**
+ * What makes a parsed runtime.json unusable, or undefined: the fields `check`, `down`, `edges` and
+ * `identity` rely on, so a file cut short or edited is one clear error, not "service.ports is not
+ * iterable" from deep inside a check.
+ */
+function runtimeProblem(value: unknown): string | undefined {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  const isProcess = (v: unknown): v is Record<string, unknown> => isObject(v) && typeof v.pid === 'number';
+  if (!isObject(value)) return 'not a JSON object';
+  if (value.version !== 1) return `version ${JSON.stringify(value.version)}, expected 1`;
+  if (typeof value.trustDomain !== 'string') return 'no trustDomain';
+  if (!isProcess(value.supervisor)) return 'no supervisor pid';
+  const identity = value.identity;
+  if (!isProcess(identity) || typeof identity.adminUrl !== 'string' || typeof identity.apiUrl !== 'string')
+    return 'no identity service (pid, adminUrl, apiUrl)';
+  if (!Array.isArray(value.services)) return 'no services list';
+  for (const [index, service] of value.services.entries()) {
+    const name = isObject(service) && typeof service.name === 'string' ? service.name : undefined;
+    if (
+      !isObject(service) ||
+      name === undefined ||
+      typeof service.spiffeId !== 'string' ||
+      typeof service.adminUrl !== 'string' ||
+      !isProcess(service.app) ||
+      !isProcess(service.proxy) ||
+      !Array.isArray(service.ports) ||
+      !Array.isArray(service.upstreams)
+    )
+      return `service ${name ?? index + 1} lacks name, spiffeId, adminUrl, app, proxy, ports or upstreams`;
+  }
+  return undefined;
 }
 
 /** The runtime, or MUTUAL_MESH_NOT_RUNNING saying how to start one. */

@@ -1,3 +1,4 @@
+import type { MutualError } from '../errors.ts';
 import {
   forgetNetworkRecord,
   type NetworkRemoval,
@@ -42,6 +43,8 @@ export interface DownResult {
   readonly supervisorPid: number | undefined;
   /** What `down` removed of a netns mesh's network itself (the supervisor had not). */
   readonly network: NetworkRemoval | undefined;
+  /** runtime.json could not be read (this says why) and was removed; its processes are unknown. */
+  readonly unreadableRuntime?: string;
 }
 
 /**
@@ -50,7 +53,23 @@ export interface DownResult {
  * network of a netns mesh.
  */
 export async function downMesh(paths: MeshPaths, options: { waitMs?: number } = {}): Promise<DownResult> {
-  const runtime = await tryReadRuntime(paths);
+  let runtime: MeshRuntime | undefined;
+  try {
+    runtime = await tryReadRuntime(paths);
+  } catch (error) {
+    if ((error as MutualError).code !== 'MUTUAL_MESH_RUNTIME_INVALID') throw error;
+    // Nothing in it can be trusted to name processes; what can be cleaned is the file itself
+    // (and a netns mesh's network, recorded apart in network.json).
+    await removeRuntime(paths);
+    const network = await removeLeftoverNetwork(paths.stateDir);
+    return {
+      wasRunning: false,
+      leftovers: 0,
+      supervisorPid: undefined,
+      network,
+      unreadableRuntime: (error as Error).message,
+    };
+  }
   if (!runtime) {
     // `mutual up` may have died after making the network and before writing runtime.json.
     const network = await removeLeftoverNetwork(paths.stateDir);

@@ -3,7 +3,7 @@
 // at a time. Each says what is wrong and what to do, with commands for the state directory it was
 // given, and finishes quickly even when every process hangs.
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -176,4 +176,38 @@ test('a truncated trust bundle and issuer: the read checks fail with the fix, th
     out,
     /rotate to an ECDSA P-256 anchor|create a new anchor and issuer|put the issuer's root/,
   );
+});
+
+test('a runtime.json cut short or edited: check explains it and still checks the CA; down removes it', async () => {
+  for (const [name, text] of [
+    ['cut-short', '{"version":1,"services":[{}]'],
+    ['edited', '{"version":1,"services":[{"name":"x"}]}'],
+  ] as const) {
+    const stateDir = await mesh.makeState(name);
+    await writeFile(join(stateDir, 'runtime.json'), text);
+    const check = await mesh.run(['check', '--state-dir', name]);
+    assert.equal(check.code, 1, check.stdout);
+    assert.match(
+      check.stdout,
+      /× a mesh is running from the state directory\n\s+\S+runtime\.json is not a runtime file of this version of mutual \([^\n]+\); `mutual down --state-dir \S+` removes it\n/,
+    );
+    // No check fell over on a missing field ("service.ports is not iterable", "at undefined").
+    assert.doesNotMatch(check.stdout, /the check itself failed|undefined/);
+    assert.match(check.stdout, /√ trust anchors can be read: 1 root/);
+    assert.match(check.stdout, /Status check results: 1 error/);
+    for (const command of [['edges'], ['identity', 'web']]) {
+      const result = await mesh.run([...command, '--state-dir', name]);
+      assert.match(
+        result.stdout,
+        /^error\[MUTUAL_MESH_RUNTIME_INVALID\]: \S+runtime\.json is not a runtime file/,
+      );
+    }
+    // What check advised: `mutual down` (it said the same and did nothing before).
+    const down = await mesh.run(['down', '--state-dir', name]);
+    assert.equal(down.code, 0, down.stdout);
+    assert.match(down.stdout, /Removed it\. No process was stopped[^\n]*Ctrl-C/);
+    await assert.rejects(stat(join(stateDir, 'runtime.json')), { code: 'ENOENT' });
+    const after = await mesh.run(['check', '--state-dir', name]);
+    assert.match(after.stdout, /× a mesh is running from the state directory\n\s+no runtime\.json in /);
+  }
 });

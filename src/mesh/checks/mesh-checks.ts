@@ -44,7 +44,7 @@ export const meshChecks: CheckCategory = {
       severity: 'error',
       async run(context) {
         const runtime = context.runtime;
-        if (!runtime) return fail(`no runtime.json in ${context.paths.stateDir}`);
+        if (!runtime) return fail(context.runtimeProblem ?? `no runtime.json in ${context.paths.stateDir}`);
         if (!isRunning(runtime.supervisor)) {
           return fail(
             `the \`mutual up\` process (pid ${runtime.supervisor.pid}) is gone; its processes may be left behind: run \`mutual down${context.stateFlag}\``,

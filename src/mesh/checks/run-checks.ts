@@ -59,6 +59,7 @@ export interface CheckReport {
 export interface RunChecksOptions {
   readonly paths: MeshPaths;
   readonly runtime: MeshRuntime | undefined;
+  readonly runtimeProblem?: string;
   readonly clock: Clock;
   readonly thresholds: CheckThresholds;
   readonly stateFlag: string;

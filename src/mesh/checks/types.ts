@@ -48,6 +48,8 @@ export interface CheckThresholds {
 export interface CheckContext {
   readonly paths: MeshPaths;
   readonly runtime: MeshRuntime | undefined;
+  /** Why runtime.json could not be read, when it is there but unusable (runtime is then undefined). */
+  readonly runtimeProblem?: string;
   readonly clock: Clock;
   readonly thresholds: CheckThresholds;
   /** The `mutual up` hints carry this, e.g. ` --state-dir st`. */
