@@ -85,7 +85,7 @@ export function createProxyMetrics(registry: Registry) {
     }),
     handshakeFailures: new Counter({
       name: 'mutual_tls_handshake_failures_total',
-      help: 'Failed mTLS handshakes by direction and reason (expired, unknown_authority, wrong_identity, no_client_certificate, ...).',
+      help: 'Failed mTLS handshakes by direction and reason (expired, unknown_authority, wrong_identity, no_client_certificate, client_closed: the client refused our certificate, ...).',
       labelNames: ['direction', 'reason'],
       registers,
     }),

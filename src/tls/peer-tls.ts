@@ -22,4 +22,5 @@ export type HandshakeFailureReason =
   | 'no_client_certificate'
   | 'not_svid'
   | 'protocol'
-  | 'timeout';
+  | 'timeout'
+  | 'client_closed';

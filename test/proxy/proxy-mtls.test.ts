@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { Agent, createServer as createHttpServer, request, type Server } from 'node:http';
 import { type AddressInfo, connect, createServer as createTcpServer } from 'node:net';
@@ -20,6 +21,7 @@ import {
   startProxyProcess,
   type TestPki,
   type WorkloadFiles,
+  waitUntil,
 } from '../../src/testing/mesh-pki.ts';
 
 const run = promisify(execFile);
@@ -427,6 +429,28 @@ describe('sidecar proxy between two workloads', () => {
         false,
       );
       assert.ok((await refusedBy('protocol')) >= 1);
+    });
+
+    test('a client that rejects our certificate and hangs up mid-handshake: closed at once, counted as client_closed', async () => {
+      // As a sidecar of another mesh does: it trusts other roots, so it refuses ours and closes.
+      const otherPki = await createTestPki(join(dir, 'other-roots'));
+      const stranger = await otherPki.workload('web');
+      const refused = await new Promise<Error>((resolve) => {
+        const socket = tlsConnect({
+          port: server.inbound[0]!.port,
+          host: '127.0.0.1',
+          ca: readFileSync(stranger.bundleFile),
+          cert: readFileSync(stranger.certFile),
+          key: readFileSync(stranger.keyFile),
+          checkServerIdentity: () => undefined,
+        });
+        socket.on('secureConnect', () => resolve(new Error('the handshake completed')));
+        socket.on('error', resolve);
+      });
+      assert.match(refused.message, /unable to get local issuer certificate/);
+      // Before, the sidecar missed the client's FIN and held the connection until the handshake
+      // timeout, then blamed the client for a 'timeout'.
+      await waitUntil(async () => (await refusedBy('client_closed')) >= 1, 'a client_closed refusal');
     });
 
     test('a ClientHello trickled one byte at a time times out while others are served', async () => {

@@ -55,7 +55,7 @@ export const trafficChecks: CheckCategory = {
     },
     {
       description: 'clients complete the mTLS handshake',
-      hint: 'a client refused at the handshake has no certificate this mesh trusts (none, another CA, expired) or does not speak TLS 1.3: every call it makes fails',
+      hint: 'a client refused at the handshake has no certificate this mesh trusts (none, another CA, expired) or does not speak TLS 1.3: every call it makes fails. client_closed is the other way round: the client hung up because it does not trust this sidecar\'s certificate (its own sidecar logs "outbound mTLS failed" with the reason)',
       fix: 'find the client in the sidecar log (`mutual logs SERVICE --proxy`: "inbound client refused" names its address and why), then give it a sidecar (mesh.yaml) or a certificate from this mesh\'s CA',
       severity: 'warning',
       async run(context) {

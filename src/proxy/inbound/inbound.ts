@@ -53,9 +53,20 @@ export function createInbound(deps: InboundDeps) {
   });
   tlsServer.on('secureConnection', (socket: TLSSocket) => void afterHandshake(socket));
   tlsServer.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
-    const reason = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'timeout' : 'protocol';
+    // A client that hangs up mid-handshake has almost always refused our certificate (another
+    // CA, wrong identity): its own log says which. Not a timeout, not a protocol error.
+    const reason =
+      error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT'
+        ? 'timeout'
+        : error.code === 'ECONNRESET'
+          ? 'client_closed'
+          : 'protocol';
     metrics.handshakeFailures.inc({ direction: 'inbound', reason });
-    log.warn('inbound TLS handshake failed', { reason, error: error.message, client: socket.remoteAddress });
+    log.warn('inbound TLS handshake failed', {
+      reason,
+      error: error.message,
+      client: getInboundContext(socket)?.sourceIp ?? socket.remoteAddress,
+    });
     socket.destroy();
   });
 
@@ -102,6 +113,9 @@ export function createInbound(deps: InboundDeps) {
     if (classifyFirstBytes(first) === 'tls') {
       if (!currentTls()) return refuse(socket, 'not_ready', appPort);
       setInboundContext(socket, context);
+      // Half-open only once secure (afterHandshake): with it, a client's FIN mid-handshake went
+      // unnoticed and the connection sat in CLOSE-WAIT until the handshake timeout.
+      socket.allowHalfOpen = false;
       tlsServer.emit('connection', socket);
       return;
     }
@@ -118,6 +132,7 @@ export function createInbound(deps: InboundDeps) {
 
   /** Stage 4: who is the client? Verified against the current bundle before any byte reaches the app. */
   async function afterHandshake(socket: TLSSocket) {
+    socket.allowHalfOpen = true;
     deps.track(socket);
     socket.on('error', () => {});
     const context = getInboundContext(socket);
