@@ -108,6 +108,12 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
         : 'no certificate yet';
     }
     if (listeners.length === 0) return 'starting';
+    // Every peer refuses an expired certificate: traffic to a pod serving one fails, so it leaves
+    // the endpoints (kubelet) and mutual check names the cause instead of a "ready" sidecar.
+    if (meshTls.credentials.notAfterMs <= clock.now()) {
+      const status = credentials.status();
+      return `certificate expired at ${new Date(meshTls.credentials.notAfterMs).toISOString()}${status.error ? `; last renewal failed: ${status.error.code}: ${status.error.message}` : ''}`;
+    }
     return policySource?.notReadyReason();
   }
 

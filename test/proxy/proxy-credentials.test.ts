@@ -94,6 +94,34 @@ describe('static credentials', () => {
   });
 });
 
+describe('a static certificate that expires while the proxy runs', () => {
+  let dir: string;
+  let proxy: ProxyProcess;
+  after(async () => {
+    await proxy?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('/ready turns 503 naming the expiry, /live stays 200', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mutual-expiring-'));
+    const pki = await createTestPki(join(dir, 'pki'));
+    // Valid from now on for 4 s: loaded and ready first, expired soon after.
+    const emoji = await pki.workload('emoji', { atMs: Date.now(), lifetimeMs: 4_000 });
+    proxy = await startProxyProcess([
+      ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
+      ...['--inbound', '127.0.0.1:0=9', '--admin-listen', '127.0.0.1:0'],
+    ]);
+    await proxy.untilReady();
+    await waitUntil(async () => (await fetch(`${proxy.adminUrl}/ready`)).status === 503, '/ready 503');
+    const ready = await fetch(`${proxy.adminUrl}/ready`);
+    assert.match(
+      await ready.text(),
+      new RegExp(`certificate expired at ${new Date(emoji.notAfterMs).toISOString()}`),
+    );
+    assert.equal((await fetch(`${proxy.adminUrl}/live`)).status, 200);
+  });
+});
+
 describe('fail closed before the first certificate', () => {
   let dir: string;
   let proxy: ProxyProcess;
