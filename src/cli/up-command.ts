@@ -8,9 +8,14 @@ import { isoSeconds } from './render.ts';
 
 export const DEFAULT_MESH_STATE_DIR = '.mutual';
 
-/** What commands printed as advice add so they read the same state directory ('' for the default). */
+/** ` --state-dir DIR` for commands printed as advice (quoted for a shell), '' for the default. */
 export const stateFlagOf = (stateDir: string): string =>
-  stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${stateDir}`;
+  stateDir === DEFAULT_MESH_STATE_DIR ? '' : ` --state-dir ${shellQuote(stateDir)}`;
+
+/** A word a POSIX shell reads back as `text`: as is when plain, else in single quotes. */
+export function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
+}
 
 interface UpOptions {
   file: string;
