@@ -93,7 +93,7 @@ export async function createIssuer(
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerialHex(),
     subject: caName('issuer', trustDomain, keys.publicKey),
-    issuer: anchor.certificate.subject,
+    issuer: anchor.certificate.subjectName, // as encoded in the anchor (see buildSvidCertificate)
     notBefore: new Date(now - CA_BACKDATE_MS),
     notAfter: new Date(Math.min(now + lifetimeMs, anchor.notAfterMs)),
     publicKey: toCryptoKey(keys.publicKey),

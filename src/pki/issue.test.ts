@@ -4,7 +4,14 @@ import { test } from 'node:test';
 import { fixedClock } from '../clock.ts';
 import { type ErrorCode, isMutualError } from '../errors.ts';
 import { rejectsCode } from '../testing/expect-error.ts';
-import { createIssuer, createTrustAnchor, DAY_MS } from './authority.ts';
+import {
+  type CertificateAuthority,
+  createIssuer,
+  createTrustAnchor,
+  DAY_MS,
+  loadAuthority,
+} from './authority.ts';
+import { parseCertificatesPem } from './certificate.ts';
 import {
   DEFAULT_SVID_LIFETIME_MS,
   DEFAULT_SVID_SKEW_MS,
@@ -12,9 +19,10 @@ import {
   issueSvid,
   MAX_SVID_LIFETIME_MS,
 } from './issue.ts';
-import { generateKeyPair } from './keys.ts';
+import { generateKeyPair, type KeyPair, privateKeyToPem } from './keys.ts';
 import { decodePem } from './pem.ts';
-import { x509 } from './x509-library.ts';
+import { createPeerVerifier } from './verify-peer.ts';
+import { signingAlgorithmFor, toCryptoKey, x509 } from './x509-library.ts';
 
 const TD = 'cluster.local';
 const ID = `spiffe://${TD}/ns/shop/sa/web`;
@@ -298,4 +306,69 @@ test('a P-384 issuer signs leaves with ECDSA SHA-384', async () => {
   const leaf = parse(svid.certificatePem);
   assert.equal(leaf.signatureAlgorithm.hash.name, 'SHA-384');
   assert.ok(new NodeX509Certificate(svid.certificatePem).verify(issuer384.keys.publicKey));
+});
+
+// OpenSSL writes names as UTF8String, Mutual and Go as PrintableString. A certificate's issuer
+// field must be its issuer's subject byte for byte: peers that compare names as bytes (our
+// verifier, Go's crypto/x509) find no issuer otherwise. An issuer made with `openssl x509 -req`
+// under the mesh's anchor signed leaves nobody in the mesh trusted (seen in a QA pass rotating
+// the issuer of a running mesh).
+test('a CA whose subject is a UTF8String (as OpenSSL writes it) signs certificates peers chain to it', async () => {
+  const utf8Name = (cn: string) => new x509.Name([{ '2.5.4.3': [{ utf8String: cn }] }]);
+  const now = clock.now();
+  const validity = { notBefore: new Date(now - HOUR_MS), notAfter: new Date(now + 30 * DAY_MS) };
+  const ca = async (subjectKey: KeyPair, issuerKey: KeyPair, isPathLenZero: boolean) => [
+    new x509.BasicConstraintsExtension(true, isPathLenZero ? 0 : undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${TD}` }]),
+    await x509.SubjectKeyIdentifierExtension.create(toCryptoKey(subjectKey.publicKey)),
+    await x509.AuthorityKeyIdentifierExtension.create(toCryptoKey(issuerKey.publicKey)),
+  ];
+  const verifies = async (signer: CertificateAuthority, root: CertificateAuthority) => {
+    const svid = await issueSvid(signer, { spiffeId: ID, publicKey: workload.publicKey, clock });
+    const chain = parseCertificatesPem(svid.chainPem, 'chain').map((certificate) => certificate.der);
+    const leafIssuer = new x509.X509Certificate(chain[0]!).issuerName.toArrayBuffer();
+    assert.deepEqual(Buffer.from(leafIssuer), Buffer.from(signer.certificate.subjectName.toArrayBuffer()));
+    const verdict = createPeerVerifier({
+      anchors: [Buffer.from(root.certificate.rawData)],
+      clock,
+    }).verifySvid(chain, { expectedId: ID });
+    assert.ok(verdict.ok, JSON.stringify(verdict));
+  };
+
+  // An issuer made by OpenSSL under Mutual's anchor.
+  const issuerKeys = await generateKeyPair();
+  const opensslIssuer = await x509.X509CertificateGenerator.create({
+    serialNumber: '01',
+    subject: utf8Name('identity.mutual.cluster.local'),
+    issuer: anchor.certificate.subjectName,
+    ...validity,
+    publicKey: toCryptoKey(issuerKeys.publicKey),
+    signingKey: toCryptoKey(anchor.keys.privateKey),
+    signingAlgorithm: signingAlgorithmFor(anchor.keys.privateKey),
+    extensions: await ca(issuerKeys, anchor.keys, true),
+  });
+  const loadedIssuer = loadAuthority({
+    certificatePem: opensslIssuer.toString('pem'),
+    privateKeyPem: privateKeyToPem(issuerKeys.privateKey),
+    clock,
+  });
+  await verifies(loadedIssuer, anchor);
+
+  // An anchor made by OpenSSL, and an issuer `mutual` makes under it.
+  const rootKeys = await generateKeyPair();
+  const opensslRoot = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '02',
+    name: utf8Name('Example root'),
+    ...validity,
+    keys: { privateKey: toCryptoKey(rootKeys.privateKey), publicKey: toCryptoKey(rootKeys.publicKey) },
+    signingAlgorithm: signingAlgorithmFor(rootKeys.privateKey),
+    extensions: await ca(rootKeys, rootKeys, false),
+  });
+  const loadedRoot = loadAuthority({
+    certificatePem: opensslRoot.toString('pem'),
+    privateKeyPem: privateKeyToPem(rootKeys.privateKey),
+    clock,
+  });
+  await verifies(await createIssuer(loadedRoot, { trustDomain: TD, clock }), loadedRoot);
 });

@@ -137,7 +137,10 @@ export async function buildSvidCertificate(
   return x509.X509CertificateGenerator.create({
     serialNumber,
     subject: '',
-    issuer: issuer.certificate.subject,
+    // The issuer's subject as it is encoded (UTF8String from OpenSSL, PrintableString from Go):
+    // re-encoding its text gives other bytes, and peers that match names byte for byte (ours, Go)
+    // then find no issuer for the leaf.
+    issuer: issuer.certificate.subjectName,
     notBefore: new Date(plan.notBeforeMs),
     notAfter: new Date(plan.notAfterMs),
     publicKey: publicCryptoKey,
