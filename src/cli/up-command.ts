@@ -2,6 +2,7 @@ import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { formatDuration, parseDuration } from '../config/index.ts';
+import { isMutualError } from '../errors.ts';
 import { loadMeshConfig, type MeshProgress, type MeshRuntime, startMesh } from '../mesh/index.ts';
 import type { CliContext } from './context.ts';
 import { isoSeconds } from './render.ts';
@@ -114,7 +115,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     }
   };
   const started = context.clock.now();
-  const mesh = await startMesh(config, {
+  const starting = startMesh(config, {
     clock: context.clock,
     stateDir,
     nodePath: process.execPath,
@@ -126,6 +127,21 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     onProgress,
     signal: abort.signal,
   });
+  const mesh = await starting.catch((error: unknown) => {
+    // Ctrl-C (or SIGTERM) while starting is the user's choice, not a failure to explain: startMesh
+    // has stopped what it started; say so and exit as an interrupted command does (128 + signal).
+    if (isMutualError(error, 'MUTUAL_MESH_START_FAILED') && error.detail.isInterrupted === true)
+      return undefined;
+    throw error;
+  });
+  if (!mesh) {
+    const signal = String(abort.signal.reason);
+    context.write(
+      `\n${signal} while starting: stopped everything started so far${options.isolation === 'netns' ? ' and removed its network' : ''}; nothing of this mesh is left running.\n`,
+    );
+    context.setExitCode(signal === 'SIGTERM' ? 143 : 130);
+    return;
+  }
   context.write(
     `\nThe mesh is up: ${mesh.runtime.services.length} services, every sidecar ready (${seconds(context.clock.now() - started)}).\n`,
   );

@@ -469,6 +469,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
     throw new MutualError(
       'MUTUAL_MESH_START_FAILED',
       `interrupted (${String(signal.reason)}) while starting; everything started so far was stopped`,
+      { detail: { isInterrupted: true, signal: String(signal.reason) } },
     );
   }
 }

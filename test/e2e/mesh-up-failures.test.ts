@@ -1,6 +1,7 @@
 // `mutual up` with a mesh.yaml that cannot start: the error names the service and the cause, and
 // nothing is left running. A command that does not exist used to read "exited (code -2)".
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,8 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-up-failures-'));
 });
 after(async () => {
-  for (const state of ['state', 'state-epipe']) await runMutual(['down', '--state-dir', join(dir, state)]);
+  for (const state of ['state', 'state-epipe', 'state-sigint'])
+    await runMutual(['down', '--state-dir', join(dir, state)]);
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -124,5 +126,46 @@ test('a reader that stops reading (mutual up | head) does not kill up: it keeps 
   assert.equal(up.child.exitCode, null, 'up is still running after its output was closed');
   await up.stop();
   for (const process of [runtime.identity, runtime.destination!, runtime.services[0]!.app])
+    assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
+});
+
+test('Ctrl-C while up is starting: no error and no hint to fix a cause, exit 130, nothing left running', async () => {
+  const stateDir = join(dir, 'state-sigint');
+  await writeFile(
+    join(dir, 'mesh-sigint.yaml'),
+    [
+      'trustDomain: cluster.local',
+      'services:',
+      '  - name: shop',
+      '    namespace: demo',
+      // Never ready: up is still starting when the signal comes.
+      '    command: [node, -e, "setInterval(() => {}, 1000)"]',
+      '    ports: [8080]',
+      '',
+    ].join('\n'),
+  );
+  const up = await startMeshUp(
+    ['-f', join(dir, 'mesh-sigint.yaml'), '--state-dir', stateDir, '--timeout', '60s'],
+    '✓ destination',
+  );
+  // The sidecar is ready and the app started (recorded), waited for: up is in the middle of starting.
+  let runtime: MeshRuntime | undefined;
+  for (let waited = 0; !runtime?.services[0]?.app.pid; waited += 100) {
+    assert.ok(waited < 30_000, `the app never started: ${up.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  }
+  assert.equal(up.child.exitCode, null, up.output());
+  const exited = once(up.child, 'exit');
+  up.child.kill('SIGINT');
+  const [code] = await exited;
+  assert.equal(code, 130, up.output());
+  assert.doesNotMatch(up.output(), /error\[|hint:|fix the cause/, up.output());
+  assert.match(up.output(), /SIGINT while starting: stopped everything started so far/, up.output());
+  for (const process of [
+    runtime.identity,
+    runtime.destination!,
+    ...runtime.services.flatMap((s) => [s.app, s.proxy]),
+  ])
     assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
 });
