@@ -196,7 +196,10 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
     );
   }
   const defaults = injectOptionsFrom(flags);
-  const anchors = await loadTrustAnchors(resolve(context.cwd, flags.trustAnchorsFile ?? ''));
+  const anchors = await loadTrustAnchors(
+    resolve(context.cwd, flags.trustAnchorsFile ?? ''),
+    defaults.trustDomain,
+  );
   const options = { ...defaults, trustAnchorsPem: anchors.pem };
   const name = file === '-' ? '<stdin>' : file;
   const text = await readManifests(file, context);

@@ -1027,3 +1027,37 @@ test('a file that holds no objects at all (a JPEG, a line of text): MUTUAL_K8S_I
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('anchors of another trust domain than --trust-domain: refused before any output, naming both and the flag to fix', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-td-'));
+  try {
+    const created = await runMutual([
+      'ca',
+      'create',
+      '--trust-domain',
+      'example.org',
+      '--out',
+      join(dir, 'ca'),
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    await writeFile(
+      join(dir, 'pod.yaml'),
+      'apiVersion: v1\nkind: Pod\nmetadata: { name: web, namespace: demo }\nspec:\n  containers: [{ name: web, image: nginx }]\n',
+    );
+    const anchors = ['--trust-anchors-file', join(dir, 'ca', 'bundle.pem')];
+    const wrong = await inject(['pod.yaml', ...anchors], dir, { withAnchors: false });
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.stdout, '');
+    assert.match(
+      wrong.stderr,
+      /MUTUAL_K8S_TRUST_ANCHORS_INVALID\]: the trust anchors in \S+bundle\.pem are for example\.org, not for the trust domain cluster\.local: .*give --trust-domain example\.org/,
+    );
+    const right = await inject(['pod.yaml', ...anchors, '--trust-domain', 'example.org'], dir, {
+      withAnchors: false,
+    });
+    assert.equal(right.code, 0, right.stderr);
+    assert.match(right.stdout, /- spiffe:\/\/example\.org\/ns\/\$\(MUTUAL_POD_NAMESPACE\)\/sa\//);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

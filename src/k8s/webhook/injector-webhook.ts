@@ -85,7 +85,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     registers: [registry],
   });
   let certificate = await loadServingCertificate(config.tls);
-  let anchors = await loadTrustAnchors(config.trustAnchorsFile);
+  let anchors = await loadTrustAnchors(config.trustAnchorsFile, config.inject.trustDomain);
   new Gauge({
     name: 'mutual_injector_trust_anchors_roots',
     help: 'Roots in the trust anchors the injector writes into new pods.',
@@ -180,6 +180,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
 
   const anchorsWatcher = watchTrustAnchors({
     file: config.trustAnchorsFile,
+    trustDomain: config.inject.trustDomain,
     initial: anchors,
     ...(config.certPollIntervalMs === undefined ? {} : { pollIntervalMs: config.certPollIntervalMs }),
     onChange(next) {

@@ -1,8 +1,8 @@
 // The mesh's trust anchors as the injector writes them into every proxy's environment: read from
 // the mutual-trust-anchors ConfigMap mounted into the injector (or a file given to `mutual
 // inject`), checked as PEM roots, and followed as the ConfigMap changes.
-import { createHash } from 'node:crypto';
-import { MutualError, toMutualError } from '../../errors.ts';
+import { createHash, X509Certificate } from 'node:crypto';
+import { isMutualError, MutualError, toMutualError } from '../../errors.ts';
 import { bundleToPem, parseBundlePem } from '../../pki/index.ts';
 import { readTextFile } from '../../store/index.ts';
 import { type FileReloadEvent, watchFiles } from './watched-files.ts';
@@ -14,7 +14,12 @@ export interface TrustAnchors {
   readonly fingerprint: string;
 }
 
-export async function loadTrustAnchors(file: string): Promise<TrustAnchors> {
+/**
+ * `trustDomain`, when given: the domain the injected proxies ask certificates for. Anchors made for
+ * other domains only (their SPIFFE ID URI SAN, as `mutual ca create` writes) are refused: the
+ * identity service under them would refuse every pod's certificate request.
+ */
+export async function loadTrustAnchors(file: string, trustDomain?: string): Promise<TrustAnchors> {
   let text: string;
   try {
     text = await readTextFile(file, 'trust anchors file');
@@ -23,16 +28,33 @@ export async function loadTrustAnchors(file: string): Promise<TrustAnchors> {
   }
   try {
     const bundle = parseBundlePem(text, '', file);
+    if (trustDomain !== undefined) requireAnchorsFor(trustDomain, bundle.rootsDer, file);
     const pem = bundleToPem(bundle);
     const fingerprint = createHash('sha256').update(pem).digest('hex');
     return { pem, roots: bundle.rootsDer.length, fingerprint };
   } catch (error) {
+    if (isMutualError(error, 'MUTUAL_K8S_TRUST_ANCHORS_INVALID')) throw error;
     throw new MutualError(
       'MUTUAL_K8S_TRUST_ANCHORS_INVALID',
       `the mesh's trust anchors are not usable: ${(error as Error).message}`,
       { cause: error },
     );
   }
+}
+
+function requireAnchorsFor(trustDomain: string, rootsDer: readonly Buffer[], file: string): void {
+  const domains = new Set<string>();
+  for (const der of rootsDer) {
+    const sans = new X509Certificate(der).subjectAltName ?? '';
+    for (const match of sans.matchAll(/URI:spiffe:\/\/([^/,\s]+)/g)) domains.add(match[1]!.toLowerCase());
+  }
+  // Roots without a SPIFFE ID (a company CA, cert-manager's) say nothing about the domain.
+  if (domains.size === 0 || domains.has(trustDomain.toLowerCase())) return;
+  const named = [...domains].join(', ');
+  throw new MutualError(
+    'MUTUAL_K8S_TRUST_ANCHORS_INVALID',
+    `the trust anchors in ${file} are for ${named}, not for the trust domain ${trustDomain}: the identity service under them refuses certificates for spiffe://${trustDomain}/..., so injected pods would never be ready; give --trust-domain ${[...domains][0]} (or the anchors of the ${trustDomain} mesh)`,
+  );
 }
 
 /** Follows the file (a ConfigMap update included); a bad change is refused and the old anchors stay. */
@@ -42,11 +64,12 @@ export function watchTrustAnchors(options: {
   readonly onChange: (anchors: TrustAnchors) => void;
   readonly onEvent: (event: FileReloadEvent) => void;
   readonly pollIntervalMs?: number;
+  readonly trustDomain?: string;
 }): { close(): void } {
   return watchFiles({
     files: [options.file],
     initial: options.initial,
-    load: () => loadTrustAnchors(options.file),
+    load: () => loadTrustAnchors(options.file, options.trustDomain),
     fingerprint: (anchors) => anchors.fingerprint,
     describe: (anchors) =>
       `new trust anchors from ${options.file} (${anchors.roots} root${anchors.roots === 1 ? '' : 's'}); pods created from now on get them`,
