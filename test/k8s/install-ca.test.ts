@@ -157,6 +157,24 @@ test('cert-manager mode: the anchors are rendered, the issuer Secret is left to 
   const volume = identity.spec.template.spec.volumes.find((entry: any) => entry.name === 'issuer');
   assert.equal(volume.secret.secretName, ISSUER_SECRET.name, 'still mounts the Secret cert-manager writes');
   assert.match(run.stdout, /is NOT rendered, cert-manager writes it/);
+  // No issuer to read the trust domain from: the anchors' (prod.example), not cluster.local.
+  assert.match(run.stdout, /# trust domain: prod\.example/);
+  const contradicted = await runInstall(
+    [
+      '--identity-external-issuer',
+      '--identity-trust-anchors-file',
+      'anchors.pem',
+      '--trust-domain',
+      'cluster.local',
+    ],
+    { cwd: dir },
+  );
+  assert.equal(contradicted.code, 1);
+  assert.equal(contradicted.stdout, '');
+  assert.match(
+    contradicted.stderr,
+    /^error\[MUTUAL_K8S_TRUST_ANCHORS_INVALID\]: the trust anchors in \S+anchors\.pem are for prod\.example, not for the trust domain cluster\.local: .*give --trust-domain prod\.example/,
+  );
 });
 
 test('--identity-ca-out keeps the generated CA, and it can be brought back', async () => {

@@ -16,6 +16,7 @@ import {
 } from '../../pki/index.ts';
 import { readTextFile, writeCaDirectory } from '../../store/index.ts';
 import { DEFAULT_TRUST_DOMAIN } from '../constants.ts';
+import { anchorTrustDomains, requireAnchorsFor } from '../webhook/trust-anchors.ts';
 import type { IdentityCaSource } from './install-options.ts';
 
 export interface IdentityCa {
@@ -38,13 +39,13 @@ export async function resolveIdentityCa(
     case 'files':
       return fromFiles(source, options);
     case 'external': {
-      const trustDomain = options.trustDomain ?? DEFAULT_TRUST_DOMAIN;
       const path = resolve(options.cwd, source.trustAnchorsFile);
-      const bundle = parseBundle(
-        await readTextFile(path, '--identity-trust-anchors-file'),
-        trustDomain,
-        path,
-      );
+      const text = await readTextFile(path, '--identity-trust-anchors-file');
+      // No issuer to read the domain from: the anchors' own, when they name exactly one.
+      const named = anchorTrustDomains(parseBundle(text, DEFAULT_TRUST_DOMAIN, path).rootsDer);
+      const trustDomain = options.trustDomain ?? (named.length === 1 ? named[0]! : DEFAULT_TRUST_DOMAIN);
+      const bundle = parseBundle(text, trustDomain, path);
+      requireAnchorsFor(trustDomain, bundle.rootsDer, path);
       return { trustDomain, trustAnchorsPem: bundleToPem(bundle) };
     }
   }

@@ -42,18 +42,23 @@ export async function loadTrustAnchors(file: string, trustDomain?: string): Prom
   }
 }
 
-function requireAnchorsFor(trustDomain: string, rootsDer: readonly Buffer[], file: string): void {
+/** The trust domains roots name in a SPIFFE ID URI SAN (as `mutual ca create` writes them). */
+export function anchorTrustDomains(rootsDer: readonly Buffer[]): string[] {
   const domains = new Set<string>();
   for (const der of rootsDer) {
     const sans = new X509Certificate(der).subjectAltName ?? '';
     for (const match of sans.matchAll(/URI:spiffe:\/\/([^/,\s]+)/g)) domains.add(match[1]!.toLowerCase());
   }
-  // Roots without a SPIFFE ID (a company CA, cert-manager's) say nothing about the domain.
-  if (domains.size === 0 || domains.has(trustDomain.toLowerCase())) return;
-  const named = [...domains].join(', ');
+  return [...domains];
+}
+
+/** Refuses roots that name trust domains, none of them `trustDomain`; roots naming none (a company CA, cert-manager's) pass. */
+export function requireAnchorsFor(trustDomain: string, rootsDer: readonly Buffer[], file: string): void {
+  const domains = anchorTrustDomains(rootsDer);
+  if (domains.length === 0 || domains.includes(trustDomain.toLowerCase())) return;
   throw new MutualError(
     'MUTUAL_K8S_TRUST_ANCHORS_INVALID',
-    `the trust anchors in ${file} are for ${named}, not for the trust domain ${trustDomain}: the identity service under them refuses certificates for spiffe://${trustDomain}/..., so injected pods would never be ready; give --trust-domain ${[...domains][0]} (or the anchors of the ${trustDomain} mesh)`,
+    `the trust anchors in ${file} are for ${domains.join(', ')}, not for the trust domain ${trustDomain}: the identity service under them refuses certificates for spiffe://${trustDomain}/..., so meshed pods would never be ready; give --trust-domain ${domains[0]} (or the anchors of the ${trustDomain} mesh)`,
   );
 }
 
