@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { recordTrafficSample } from '../mesh/checks/index.ts';
+import { type RefusedHandshakes, recordTrafficSample, refusedHandshakes } from '../mesh/checks/index.ts';
 import {
   buildEdges,
   type Edge,
@@ -43,8 +43,12 @@ async function edges(options: EdgesOptions, context: CliContext): Promise<void> 
     // Kept for `mutual check --traffic-window`, which compares with an earlier sample.
     await recordTrafficSample(paths, runtime, { atMs, proxies: scrape.proxies });
     const found = buildEdges(runtime, scrape.proxies);
-    if (options.output === 'json') return renderJson({ edges: found, unreachable: scrape.unreachable });
-    return renderEdges(runtime, found, scrape.unreachable, stateFlagOf(options.stateDir));
+    // Clients refused at the TLS handshake (no certificate, another CA, too slow) have no identity
+    // and their counter no port, so they are no edge; edges still says that they happened.
+    const refused = refusedHandshakes(scrape.proxies);
+    if (options.output === 'json')
+      return renderJson({ edges: found, refusedHandshakes: refused, unreachable: scrape.unreachable });
+    return renderEdges(runtime, found, scrape.unreachable, stateFlagOf(options.stateDir), refused);
   };
   if (!options.watch) {
     context.write(await once());
@@ -69,6 +73,7 @@ export function renderEdges(
   found: readonly Edge[],
   unreachable: ReadonlyArray<{ service: string; error: string }>,
   stateFlag = '',
+  refused: readonly RefusedHandshakes[] = [],
 ): string {
   const prefix = `spiffe://${runtime.trustDomain}/`;
   const short = (id: string | undefined) =>
@@ -103,6 +108,11 @@ export function renderEdges(
           ],
           rows,
         );
+  for (const { service, reasons } of refused) {
+    const byCount = Object.entries(reasons).sort(([a], [b]) => a.localeCompare(b));
+    const total = byCount.reduce((sum, [, count]) => sum + count, 0);
+    text += `! ${service}'s sidecar refused ${total} TLS handshake${total === 1 ? '' : 's'} since it started (${byCount.map(([reason, count]) => `${count} ${reason}`).join(', ')}); a refused client has no identity, so it is no edge. \`mutual logs ${service} --proxy${stateFlag}\` names their addresses.\n`;
+  }
   for (const { service, error } of unreachable) {
     text += `! the sidecar of ${service} did not answer (${error}); its edges are missing. See \`mutual logs ${service} --proxy${stateFlag}\`.\n`;
   }

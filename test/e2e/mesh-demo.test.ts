@@ -247,6 +247,19 @@ test('clients refused at the handshake (another CA, no certificate) are a check 
     /‼ clients complete the mTLS handshake\n\s+1 sidecar refused TLS handshakes\n\s+web: 2 refused \(1 no_client_certificate, 1 unknown_authority\)/,
     result.stdout,
   );
+  // edges says so too (they are no edge: no identity, no port), and its JSON counts them.
+  const table = await mutual('edges');
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(
+    table.stdout,
+    /^! web's sidecar refused 2 TLS handshakes since it started \(1 no_client_certificate, 1 unknown_authority\); a refused client has no identity, so it is no edge\. `mutual logs web --proxy --state-dir \S+` names their addresses\.$/m,
+    table.stdout,
+  );
+  const json = JSON.parse((await mutual('edges', '-o', 'json')).stdout);
+  assert.deepEqual(
+    json.refusedHandshakes.find((entry: { service: string }) => entry.service === 'web'),
+    { service: 'web', reasons: { no_client_certificate: 1, unknown_authority: 1 } },
+  );
 });
 
 test('a stopped sidecar turns check red, naming it', async () => {

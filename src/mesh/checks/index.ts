@@ -27,8 +27,10 @@ export {
   chooseBaseline,
   edgeCounters,
   increaseSince,
+  type RefusedHandshakes,
   readTrafficSamples,
   recordTrafficSample,
+  refusedHandshakes,
   type TrafficSample,
   type TrafficWindow,
 } from './traffic-window.ts';
