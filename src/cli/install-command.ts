@@ -26,7 +26,7 @@ export function registerInstallCommand(program: Command, context: CliContext): v
     )
     .option(
       '--trust-domain <name>',
-      `SPIFFE trust domain (default: ${DEFAULT_TRUST_DOMAIN}, or that of --identity-issuer-certificate-file)`,
+      `SPIFFE trust domain (default: ${DEFAULT_TRUST_DOMAIN}, or that of --identity-issuer-certificate-file, or with --identity-external-issuer of the anchors)`,
     )
     .option('--identity-trust-anchors-file <file>', 'bring your own CA: the root(s) to trust, PEM')
     .option(
