@@ -15,7 +15,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-up-failures-'));
 });
 after(async () => {
-  for (const state of ['state', 'state-epipe', 'state-sigint'])
+  for (const state of ['state', 'state-epipe', 'state-sigint', 'state-killed'])
     await runMutual(['down', '--state-dir', join(dir, state)]);
   await rm(dir, { recursive: true, force: true });
 });
@@ -168,4 +168,35 @@ test('Ctrl-C while up is starting: no error and no hint to fix a cause, exit 130
     ...runtime.services.flatMap((s) => [s.app, s.proxy]),
   ])
     assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
+});
+
+test('after a kill -9 of up, check says to run down and then the same up again (file, isolation, state dir)', async () => {
+  const stateDir = join(dir, 'state-killed');
+  await writeFile(
+    join(dir, 'mesh-killed.yaml'),
+    [
+      'trustDomain: cluster.local',
+      'services:',
+      '  - name: shop',
+      '    namespace: demo',
+      `    command: [node, -e, "require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT), '127.0.0.1')"]`,
+      '    ports: [8080]',
+      '',
+    ].join('\n'),
+  );
+  const up = await startMeshUp(['-f', join(dir, 'mesh-killed.yaml'), '--state-dir', stateDir]);
+  assert.match(up.output(), /The mesh is up/, up.output());
+  up.child.kill('SIGKILL');
+  await once(up.child, 'exit');
+  const check = await runMutual(['check', '--state-dir', stateDir]);
+  assert.equal(check.code, 1, check.stdout);
+  const expected = `run \`mutual down --state-dir ${stateDir}\`, then \`mutual up -f ${join(dir, 'mesh-killed.yaml')} --state-dir ${stateDir}\` to start it again`;
+  assert.ok(check.stdout.includes(expected), check.stdout);
+  assert.match(
+    check.stdout,
+    /fix: .*after a `mutual up` that was killed, `mutual down --state-dir \S+` first/,
+    check.stdout,
+  );
+  const down = await runMutual(['down', '--state-dir', stateDir]);
+  assert.match(down.stdout, /left behind by a stopped `mutual up`/, down.stdout + down.stderr);
 });

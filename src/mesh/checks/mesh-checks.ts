@@ -12,6 +12,10 @@ const NOT_RUNNING = 'no mesh is running';
 const IDENTITY_SILENT =
   'the identity service does not answer (see "identity service is reachable and ready")';
 
+/** A path as a POSIX shell reads it back: as is when plain, else in single quotes. */
+const quoted = (path: string) =>
+  /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
+
 /** `; <what> (pid N) has exited` when the recorded process is gone, else ''. */
 function exited(what: string, recorded: RuntimeProcess): string {
   return recorded.pid > 0 && !isRunning(recorded)
@@ -40,14 +44,14 @@ export const meshChecks: CheckCategory = {
     {
       description: 'a mesh is running from the state directory',
       hint: 'the identity service and proxy checks need the processes `mutual up` started',
-      fix: 'start it: `mutual up -f mesh.yaml` (or pass the --state-dir it was started with)',
+      fix: 'start it: `mutual up -f mesh.yaml` (or pass the --state-dir it was started with); after a `mutual up` that was killed, `mutual down` first',
       severity: 'error',
       async run(context) {
         const runtime = context.runtime;
         if (!runtime) return fail(context.runtimeProblem ?? `no runtime.json in ${context.paths.stateDir}`);
         if (!isRunning(runtime.supervisor)) {
           return fail(
-            `the \`mutual up\` process (pid ${runtime.supervisor.pid}) is gone; its processes may be left behind: run \`mutual down${context.stateFlag}\``,
+            `the \`mutual up\` process (pid ${runtime.supervisor.pid}) is gone; its processes${runtime.network ? ' and network' : ''} may be left behind: run \`mutual down\`, then \`mutual up -f ${quoted(runtime.file)}${runtime.isolation === 'netns' ? ' --isolation netns' : ''}\` to start it again`,
           );
         }
         return ok(`${runtime.services.length} services from ${runtime.file}`);
