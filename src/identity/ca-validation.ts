@@ -74,26 +74,11 @@ export function assertIssuerUnderAnchors(
   source: string,
 ): void {
   const anchors = bundle.rootsDer.map((der) => new X509Certificate(der));
-  const chain = [
-    new X509Certificate(Buffer.from(issuer.certificate.rawData)),
-    ...issuer.chainPem.flatMap((pem) =>
-      decodePemOfType(pem, ['CERTIFICATE'], source).map((block) => new X509Certificate(block.der)),
-    ),
-  ];
+  const reached = anchorsReached(issuer, anchors, source);
   const isCurrent = (certificate: X509Certificate) =>
     Date.parse(certificate.validFrom) <= nowMs && nowMs <= Date.parse(certificate.validTo);
-  let expiredAnchor: X509Certificate | undefined;
-  for (const [index, certificate] of chain.entries()) {
-    for (const anchor of anchors) {
-      const isAnchorItself = certificate.raw.equals(anchor.raw);
-      if (isAnchorItself || (certificate.checkIssued(anchor) && certificate.verify(anchor.publicKey))) {
-        if (isCurrent(anchor)) return;
-        expiredAnchor = anchor;
-      }
-    }
-    const next = chain[index + 1];
-    if (!next || !certificate.checkIssued(next) || !certificate.verify(next.publicKey)) break;
-  }
+  if (reached.some(isCurrent)) return;
+  const expiredAnchor = reached.at(-1);
   const roots = anchors.map((anchor) => anchor.subject.replace(/\n/g, ', ')).join('; ');
   throw new MutualError(
     'MUTUAL_IDENTITY_CA_RELOAD_REFUSED',
@@ -102,4 +87,36 @@ export function assertIssuerUnderAnchors(
       : `${source}: the issuer ${issuer.certificate.subject} does not chain to any trust anchor (${roots}); add its root to the anchors first`,
     { detail: { reason: expiredAnchor ? 'anchor-expired' : 'not-under-anchor' } },
   );
+}
+
+/** The anchors of `rootsDer` the issuer chains to (through the certificates it carries), valid or not. */
+export function anchorsCovering(issuer: CertificateAuthority, rootsDer: readonly Buffer[]): Buffer[] {
+  const anchors = rootsDer.map((der) => new X509Certificate(der));
+  const reached = new Set(anchorsReached(issuer, anchors, 'issuer'));
+  return rootsDer.filter((_der, index) => reached.has(anchors[index]!));
+}
+
+function anchorsReached(
+  issuer: CertificateAuthority,
+  anchors: readonly X509Certificate[],
+  source: string,
+): X509Certificate[] {
+  const chain = [
+    new X509Certificate(Buffer.from(issuer.certificate.rawData)),
+    ...issuer.chainPem.flatMap((pem) =>
+      decodePemOfType(pem, ['CERTIFICATE'], source).map((block) => new X509Certificate(block.der)),
+    ),
+  ];
+  const reached: X509Certificate[] = [];
+  for (const [index, certificate] of chain.entries()) {
+    for (const anchor of anchors) {
+      const isAnchorItself = certificate.raw.equals(anchor.raw);
+      if (isAnchorItself || (certificate.checkIssued(anchor) && certificate.verify(anchor.publicKey))) {
+        if (!reached.includes(anchor)) reached.push(anchor);
+      }
+    }
+    const next = chain[index + 1];
+    if (!next || !certificate.checkIssued(next) || !certificate.verify(next.publicKey)) break;
+  }
+  return reached;
 }

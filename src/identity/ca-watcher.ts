@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { MutualError, toMutualError } from '../errors.ts';
 import type { CertificateAuthority, TrustBundle } from '../pki/index.ts';
 import { type CaFilePaths, readTextFile } from '../store/index.ts';
-import { assertIssuerUnderAnchors, loadAnchors, loadIssuer } from './ca-validation.ts';
+import { anchorsCovering, assertIssuerUnderAnchors, loadAnchors, loadIssuer } from './ca-validation.ts';
 
 /** The issuer and the anchors in force; replaced together, never half-way. */
 export interface CaState {
@@ -29,11 +29,25 @@ export interface CaWatcherOptions {
   readonly debounceMs?: number;
   /** Files are also re-read this often, in case a change notification was missed; 0 turns it off. */
   readonly pollIntervalMs?: number;
+  /**
+   * How long a certificate signed now stays valid (lifetime plus skew). A root under which
+   * certificates may still be valid is kept until they have expired: dropping it from the
+   * anchors is refused until then (and applied by itself afterwards). Unset: not tracked.
+   */
+  readonly issuedLifetimeMs?: number;
   readonly onChange: (state: CaState, changed: { issuer: boolean; bundle: boolean }) => void;
   readonly onEvent: (event: CaReloadEvent) => void;
 }
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: MutualError };
+
+/** A root some certificate still in use may chain to, and until when. */
+interface RootInUse {
+  readonly der: Buffer;
+  readonly untilMs: number;
+  /** Whose certificates: the issuer that signed them, or what we could not know. */
+  readonly why: string;
+}
 
 /**
  * Loads the issuer and the trust anchors and checks the issuer chains to a current anchor; throws
@@ -67,6 +81,55 @@ export async function createCaWatcher(options: CaWatcherOptions) {
   const trustDomain = state.issuer.trustDomain;
   let seen = await fingerprints();
   let isClosed = false;
+  const rootsInUse: RootInUse[] = [];
+  const issuedLifetimeMs = options.issuedLifetimeMs;
+  /** Keeps the roots covering `issuer` until what it signed up to `nowMs` has expired. */
+  const retire = (issuer: CertificateAuthority, bundle: TrustBundle, nowMs: number, why: string) => {
+    if (issuedLifetimeMs === undefined) return;
+    // A second of slack for a signature begun just before the switch.
+    const untilMs = Math.min(nowMs + issuedLifetimeMs + 1000, issuer.notAfterMs);
+    for (const der of anchorsCovering(issuer, bundle.rootsDer)) rootsInUse.push({ der, untilMs, why });
+  };
+  // Started mid-rotation (a root the issuer is not under): that root may have certificates
+  // signed before this start, for all we know.
+  {
+    const covering = anchorsCovering(state.issuer, state.bundle.rootsDer);
+    const others = state.bundle.rootsDer.filter((der) => !covering.some((root) => root.equals(der)));
+    if (issuedLifetimeMs !== undefined) {
+      for (const der of others) {
+        rootsInUse.push({
+          der,
+          untilMs: clock.now() + issuedLifetimeMs + 1000,
+          why: 'an earlier issuer (before this identity service started)',
+        });
+      }
+    }
+  }
+  /** A refusal of anchors that drop a root still in use; retried on every poll, logged once. */
+  let pendingDropMessage: string | undefined;
+  let retryDrop: NodeJS.Timeout | undefined;
+
+  /** Refuses anchors that drop a root certificates in use may chain to (issuer: the one to sign with). */
+  function assertKeepsRootsInUse(issuer: CertificateAuthority, bundle: TrustBundle, nowMs: number) {
+    const inUse = [...rootsInUse];
+    if (issuer !== state.issuer && issuedLifetimeMs !== undefined) {
+      const untilMs = Math.min(nowMs + issuedLifetimeMs + 1000, state.issuer.notAfterMs);
+      for (const der of anchorsCovering(state.issuer, state.bundle.rootsDer)) {
+        inUse.push({ der, untilMs, why: `the issuer ${state.issuer.certificate.subject}` });
+      }
+    }
+    const dropped = inUse.filter(
+      (root) => root.untilMs > nowMs && !bundle.rootsDer.some((der) => der.equals(root.der)),
+    );
+    if (dropped.length === 0) return;
+    const last = dropped.reduce((a, b) => (b.untilMs > a.untilMs ? b : a));
+    const untilIso = new Date(Math.ceil(last.untilMs / 1000) * 1000).toISOString();
+    throw new MutualError(
+      'MUTUAL_IDENTITY_CA_RELOAD_REFUSED',
+      `${files.trustAnchors}: the new anchors drop the root ${new X509Certificate(last.der).subject.replace(/\n/g, ', ')}, but certificates signed by ${last.why} under it stay valid until ${untilIso}, and every peer would refuse them; workloads renew onto the new issuer before then. The root stays until ${untilIso}, then this file is applied by itself (to drop a compromised root at once, restart the identity service)`,
+      { detail: { reason: 'root-in-use', until: untilIso } },
+    );
+  }
   let debounce: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   const watchers = new Map<string, FSWatcher>();
@@ -130,28 +193,58 @@ export async function createCaWatcher(options: CaWatcherOptions) {
     const bundles = [...(newBundle?.ok ? [newBundle.value] : []), state.bundle];
     let chosen: CaState = state;
     const chainErrors = new Map<CertificateAuthority, MutualError>();
+    let rootInUseError: MutualError | undefined;
     search: for (const issuer of issuers) {
       for (const bundle of bundles) {
         if (issuer === state.issuer && bundle === state.bundle) continue;
         const checked = await attempt(async () =>
           assertIssuerUnderAnchors(issuer, bundle, nowMs, files.issuerCertificate),
         );
-        if (checked.ok) {
-          chosen = { issuer, bundle };
-          break search;
+        if (!checked.ok) {
+          if (!chainErrors.has(issuer)) chainErrors.set(issuer, checked.error);
+          continue;
         }
-        if (!chainErrors.has(issuer)) chainErrors.set(issuer, checked.error);
+        if (bundle !== state.bundle) {
+          const kept = await attempt(async () => assertKeepsRootsInUse(issuer, bundle, nowMs));
+          if (!kept.ok) {
+            rootInUseError ??= kept.error;
+            continue;
+          }
+        }
+        chosen = { issuer, bundle };
+        break search;
       }
     }
     if (isIssuerChanged) {
       if (newIssuer?.ok && chosen.issuer === newIssuer.value) {
-        emit('issuer', 'accepted', `now signing with ${chosen.issuer.certificate.subject}`);
+        emit(
+          'issuer',
+          'accepted',
+          `now signing with ${chosen.issuer.certificate.subject}${nextStep(chosen, nowMs)}`,
+        );
       } else {
         const error = newIssuer?.ok ? chainErrors.get(newIssuer.value) : newIssuer?.error;
         emit('issuer', 'refused', refusalMessage(error, 'the issuer'), error?.code);
       }
     }
-    if (isAnchorsChanged) {
+    if (isAnchorsChanged && rootInUseError && !(newBundle?.ok && chosen.bundle === newBundle.value)) {
+      // Retried on the next poll; said once.
+      seen = { ...seen, anchors: 'waiting for certificates under a dropped root to expire' };
+      clearTimeout(retryDrop);
+      const untilMs = Date.parse(String(rootInUseError.detail.until));
+      retryDrop = setTimeout(schedule, Math.max(0, untilMs - clock.now()) + 100);
+      retryDrop.unref();
+      if (rootInUseError.message !== pendingDropMessage) {
+        pendingDropMessage = rootInUseError.message;
+        emit(
+          'trust-anchors',
+          'refused',
+          refusalMessage(rootInUseError, 'the trust anchors'),
+          rootInUseError.code,
+        );
+      }
+    } else if (isAnchorsChanged) {
+      pendingDropMessage = undefined;
       if (newBundle?.ok && chosen.bundle === newBundle.value) {
         emit(
           'trust-anchors',
@@ -170,9 +263,25 @@ export async function createCaWatcher(options: CaWatcherOptions) {
     }
     if (chosen !== state) {
       const changed = { issuer: chosen.issuer !== state.issuer, bundle: chosen.bundle !== state.bundle };
+      if (changed.issuer)
+        retire(state.issuer, state.bundle, nowMs, `the issuer ${state.issuer.certificate.subject}`);
       state = chosen;
       options.onChange(state, changed);
     }
+  }
+
+  /** After an issuer switch to another root: until when the old root must stay in the anchors. */
+  function nextStep(next: CaState, nowMs: number): string {
+    if (issuedLifetimeMs === undefined) return '';
+    const newRoots = anchorsCovering(next.issuer, next.bundle.rootsDer);
+    const oldRoots = anchorsCovering(state.issuer, state.bundle.rootsDer).filter(
+      (der) => !newRoots.some((root) => root.equals(der)),
+    );
+    if (oldRoots.length === 0) return '';
+    const untilMs = Math.min(nowMs + issuedLifetimeMs + 1000, state.issuer.notAfterMs);
+    const untilIso = new Date(Math.ceil(untilMs / 1000) * 1000).toISOString();
+    const names = oldRoots.map((der) => new X509Certificate(der).subject.replace(/\n/g, ', ')).join('; ');
+    return `, under another root. Certificates from the previous issuer stay valid until ${untilIso}: keep its root (${names}) in the anchors until then; workloads move to the new issuer as they renew. A bundle without it is held until that time`;
   }
 
   function refusalMessage(error: MutualError | undefined, what: string): string {
@@ -237,6 +346,7 @@ export async function createCaWatcher(options: CaWatcherOptions) {
       isClosed = true;
       clearTimeout(debounce);
       clearInterval(poll);
+      clearTimeout(retryDrop);
       for (const watcher of watchers.values()) watcher.close();
       watchers.clear();
     },

@@ -80,6 +80,7 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   const ca = await createCaWatcher({
     files: config.ca,
     clock: config.clock,
+    issuedLifetimeMs: config.lifetimeMs + config.skewMs,
     ...(config.caPollIntervalMs === undefined ? {} : { pollIntervalMs: config.caPollIntervalMs }),
     onEvent,
     onChange: (_state, changed) => {

@@ -307,3 +307,60 @@ test('an anchor rotation (add root, switch issuer, drop old root) needs no resta
   );
   assert.equal((await metric(service, /mutual_identity_trust_bundle_sequence (\d+)/)) >= 3, true);
 });
+
+test('dropping the old root while certificates under it are still valid is held until they expire, then applied by itself', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-early-root-drop-'));
+  dirs.push(dir);
+  const oldRoot = await anchor();
+  const oldIssuer = await issuerUnder(oldRoot);
+  const ca = join(dir, 'ca');
+  await mkdir(ca);
+  await writeAtomically(ca, { ...issuerFiles(oldIssuer), ...bundleFile(oldRoot) });
+  const { service, log } = await startService(ca, join(dir, 'state'));
+  const web = await startWorkload(service, join(dir, 'state'), 'web', bundlePemOf(oldRoot));
+  const db = await startWorkload(service, join(dir, 'state'), 'db', bundlePemOf(oldRoot));
+  const newRoot = await anchor();
+  const newIssuer = await issuerUnder(newRoot);
+  const rootsOf = (workload: Workload) =>
+    parseBundlePem(workload.identity.current()!.trustBundlePem).rootsDer.length;
+  await writeAtomically(ca, bundleFile(oldRoot, newRoot));
+  for (const workload of [web, db]) {
+    await until('the two-root bundle at the workload', () => rootsOf(workload) === 2);
+  }
+
+  // The issuer moves to the new root; its log line says how long the old root must stay.
+  await writeAtomically(ca, issuerFiles(newIssuer));
+  await until('the new issuer', () => /issuer accepted: now signing with .*under another root/.test(log()));
+  const switchedAt = Date.now();
+  assert.match(log(), /stay valid until \S+Z: keep its root \(O=Mutual, CN=Mutual trust anchor/);
+
+  // The user drops the old root at once: workloads still present certificates under it (until
+  // they renew), so every peer would refuse them. Held, said once, and the bundle keeps both roots.
+  await writeAtomically(ca, bundleFile(newRoot));
+  await until('the early root drop to be held', async () =>
+    (await metric(service, /mutual_identity_trust_anchors_reload_total\{result="refused"\} (\d+)/)) === 1
+      ? true
+      : undefined,
+  );
+  assert.match(
+    log(),
+    /trust-anchors refused \[MUTUAL_IDENTITY_CA_RELOAD_REFUSED\]: .*drop the root .*stay valid until \S+Z.*applied by itself/,
+  );
+  assert.equal(rootsOf(web), 2);
+  assert.equal(rootsOf(db), 2);
+  assertMutuallyTrusted(web, db);
+
+  // Once every certificate under the old root has expired (lifetime 4 s + skew 1 s after the
+  // switch), the file is applied with no further write, and the workloads trust only the new root.
+  for (const workload of [web, db]) {
+    await until('the one-root bundle at the workload', () => rootsOf(workload) === 1);
+    assert.ok(Date.now() - switchedAt >= 4000, 'not before the old certificates expired');
+    assert.ok(isSignedBy(workload, newIssuer));
+  }
+  assertMutuallyTrusted(web, db);
+  assert.equal(log().match(/drop the root/g)?.length, 1, 'the held drop is logged once');
+  assert.equal(
+    await metric(service, /mutual_identity_trust_anchors_reload_total\{result="refused"\} (\d+)/),
+    1,
+  );
+});
