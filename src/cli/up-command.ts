@@ -1,4 +1,4 @@
-import { relative, resolve } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { formatDuration, parseDuration } from '../config/index.ts';
@@ -55,7 +55,12 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
   const file = resolve(context.cwd, options.file);
   const config = await loadMeshConfig(file);
   const stateDir = resolve(context.cwd, options.stateDir);
-  const show = (path: string) => relative(context.cwd, path) || '.';
+  // Relative to where up runs when below it; a path elsewhere (/tmp/x, /run/mutual/...) as it is,
+  // not as ../../tmp/x.
+  const show = (path: string) => {
+    const below = relative(context.cwd, path);
+    return below === '' ? '.' : below.startsWith('..') || isAbsolute(below) ? path : below;
+  };
   const stateFlag = stateFlagOf(options.stateDir);
   context.write(
     `Starting ${config.services.length} services from ${show(file)} (trust domain ${config.trustDomain}, state in ${show(stateDir)})\n`,

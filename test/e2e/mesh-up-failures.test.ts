@@ -186,6 +186,9 @@ test('after a kill -9 of up, check says to run down and then the same up again (
   );
   const up = await startMeshUp(['-f', join(dir, 'mesh-killed.yaml'), '--state-dir', stateDir]);
   assert.match(up.output(), /The mesh is up/, up.output());
+  // Paths outside the directory up runs in are shown as they are, not as ../../tmp/...
+  assert.ok(up.output().includes(`state in ${stateDir})`), up.output());
+  assert.ok(up.output().includes(`created ${join(stateDir, 'ca')} (`), up.output());
   up.child.kill('SIGKILL');
   await once(up.child, 'exit');
   const check = await runMutual(['check', '--state-dir', stateDir]);
