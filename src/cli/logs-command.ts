@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { MutualError } from '../errors.ts';
 import { meshPaths } from '../mesh/index.ts';
 import type { CliContext } from './context.ts';
-import { DEFAULT_MESH_STATE_DIR } from './up-command.ts';
+import { DEFAULT_MESH_STATE_DIR, stateFlagOf } from './up-command.ts';
 
 interface LogsOptions {
   proxy: boolean;
@@ -18,15 +18,30 @@ export function registerLogsCommand(program: Command, context: CliContext): void
     .description(
       "print a mesh service's log (its app, or with --proxy its sidecar); `identity` and `destination` are the control plane's services",
     )
-    .argument('<service>', 'service name from mesh.yaml, or identity, or destination')
+    .argument('[service]', 'service name from mesh.yaml, or identity, or destination')
     .option('--proxy', "the sidecar's log instead of the app's", false)
     .option('-f, --follow', 'keep printing new lines until Ctrl-C', false)
     .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
-    .action(async (service: string, options: LogsOptions) => logs(service, options, context));
+    .action(async (service: string | undefined, options: LogsOptions) => logs(service, options, context));
 }
 
-async function logs(service: string, options: LogsOptions, context: CliContext): Promise<void> {
+/** The services with a log in `logsDir` (app and sidecar logs share a name). */
+async function servicesWithLogs(logsDir: string): Promise<string[]> {
+  const known = await readdir(logsDir).catch(() => [] as string[]);
+  return [...new Set(known.filter((name) => name.endsWith('.log')).map((name) => name.split('.')[0]!))];
+}
+
+async function logs(service: string | undefined, options: LogsOptions, context: CliContext): Promise<void> {
   const { logsDir } = meshPaths(resolve(context.cwd, options.stateDir));
+  if (service === undefined) {
+    const services = await servicesWithLogs(logsDir);
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      services.length === 0
+        ? `give a service, e.g. \`mutual logs web --proxy\`; there are no logs in ${logsDir} yet: start a mesh with \`mutual up -f mesh.yaml\` (or pass its --state-dir)`
+        : `give a service: there are logs for ${services.join(', ')} (e.g. \`mutual logs ${services.find((name) => name !== 'identity' && name !== 'destination') ?? services[0]} --proxy${stateFlagOf(options.stateDir)}\`)`,
+    );
+  }
   const candidates = [`${service}${options.proxy ? '.proxy' : ''}.log`];
   if (service === 'identity' && !options.proxy) candidates.push('identity.log');
   let handle: Awaited<ReturnType<typeof open>> | undefined;
@@ -35,10 +50,7 @@ async function logs(service: string, options: LogsOptions, context: CliContext):
     if (handle) break;
   }
   if (!handle) {
-    const known = await readdir(logsDir).catch(() => [] as string[]);
-    const services = [
-      ...new Set(known.filter((name) => name.endsWith('.log')).map((name) => name.split('.')[0])),
-    ];
+    const services = await servicesWithLogs(logsDir);
     throw new MutualError(
       'MUTUAL_MESH_SERVICE_UNKNOWN',
       services.length === 0

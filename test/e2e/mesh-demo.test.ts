@@ -176,6 +176,13 @@ test('the destination service runs beside the identity service and answers for e
   );
   const logs = await mutual('logs', 'destination');
   assert.match(logs.stdout, /"msg":"destination table loaded".*"entries":3/);
+  // No service named: the ones there are, and a command to copy.
+  const none = await mutual('logs');
+  assert.equal(none.code, 2);
+  assert.match(
+    none.stderr,
+    /MUTUAL_CLI_USAGE\]: give a service: there are logs for (?=.*\bweb\b)(?=.*\bidentity\b).* \(e\.g\. `mutual logs \S+ --proxy --state-dir \S+`\)/,
+  );
 });
 
 test('check is green on the running demo', async () => {
