@@ -1,5 +1,4 @@
-import { resolve } from 'node:path';
-
+import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { parseDurationWithin } from '../config/index.ts';
 import {
@@ -8,13 +7,17 @@ import {
   createTrustAnchor,
   DEFAULT_ANCHOR_LIFETIME_MS,
   DEFAULT_ISSUER_LIFETIME_MS,
+  loadAuthority,
+  privateKeyToPem,
 } from '../pki/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
-import { writeCaDirectory } from '../store/index.ts';
+import { CA_FILES, readTextFile, writeCaDirectory, writeNewFiles } from '../store/index.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { describeValidity, isoSeconds, renderFields, renderJson } from './render.ts';
 
 const DAY_MS = 86_400_000;
+/** A CA that expires within the hour is a typo (30m for 30 months) or breaks every workload soon. */
+const CA_LIFETIME = { atLeast: '1h', atMost: '100y' };
 
 interface CaCreateOptions {
   trustDomain: string;
@@ -52,6 +55,81 @@ export function registerCaCommand(program: Command, context: CliContext): void {
     .action(async (options: CaCreateOptions) => {
       await createCa(options, context);
     });
+  ca.command('issuer')
+    .description(
+      "create a new issuer under an existing trust anchor (rotating the issuer: the anchors, and so every workload's trust, stay the same)",
+    )
+    .requiredOption(
+      '--ca <dir>',
+      'the CA directory of `mutual ca create`: its trust-anchor.crt and trust-anchor.key sign',
+    )
+    .requiredOption(
+      '--out <dir>',
+      'directory for the new issuer.crt and issuer.key (must not hold them already)',
+    )
+    .option(
+      '--issuer-lifetime <duration>',
+      'issuer lifetime (never beyond the anchor)',
+      `${DEFAULT_ISSUER_LIFETIME_MS / DAY_MS}d`,
+    )
+    .option('--no-name-constraint', 'do not restrict the issuer to URIs of this trust domain')
+    .addOption(
+      new Option('--key-algorithm <algorithm>', 'key type of the issuer')
+        .choices(['ecdsa-p256', 'ecdsa-p384'])
+        .default('ecdsa-p256'),
+    )
+    .action(async (options: CaIssuerOptions) => {
+      await createIssuerUnderAnchor(options, context);
+    });
+}
+
+interface CaIssuerOptions {
+  ca: string;
+  out: string;
+  issuerLifetime: string;
+  nameConstraint: boolean;
+  keyAlgorithm: 'ecdsa-p256' | 'ecdsa-p384';
+}
+
+async function createIssuerUnderAnchor(options: CaIssuerOptions, context: CliContext): Promise<void> {
+  const issuerLifetimeMs = parseDurationWithin(options.issuerLifetime, '--issuer-lifetime', CA_LIFETIME);
+  const caDir = resolve(context.cwd, options.ca);
+  const certificatePath = join(caDir, CA_FILES.anchorCertificate);
+  const keyPath = join(caDir, CA_FILES.anchorKey);
+  const anchor = loadAuthority({
+    certificatePem: await readTextFile(certificatePath, 'trust anchor certificate'),
+    privateKeyPem: await readTextFile(keyPath, 'trust anchor key (kept offline? bring it back for this)'),
+    clock: context.clock,
+    source: certificatePath,
+    keySource: keyPath,
+  });
+  const issuer = await createIssuer(anchor, {
+    trustDomain: anchor.trustDomain,
+    clock: context.clock,
+    lifetimeMs: issuerLifetimeMs,
+    keyAlgorithm: options.keyAlgorithm,
+    isNameConstrained: options.nameConstraint,
+  });
+  const out = resolve(context.cwd, options.out);
+  const paths = await writeNewFiles(out, [
+    { name: CA_FILES.issuerCertificate, contents: issuer.certificatePem, isSecret: false },
+    { name: CA_FILES.issuerKey, contents: privateKeyToPem(issuer.keys.privateKey), isSecret: true },
+  ]);
+  const now = context.clock.now();
+  context.write(`Created an issuer under the trust anchor ${anchor.certificate.subject} in ${out}\n`);
+  context.write(
+    renderFields([
+      ['issuer', issuer.certificate.subject],
+      [
+        '',
+        `${describeValidity(issuer.notBeforeMs, issuer.notAfterMs, now)} (${isoSeconds(issuer.notAfterMs)})`,
+      ],
+      ['files', paths.map((path) => path.slice(out.length + 1)).join(', ')],
+    ]),
+  );
+  context.write(
+    `\nNext: give it to the identity service, which picks it up live (no restart); workloads move to it as they renew\n  cp ${join(options.out, CA_FILES.issuerKey)} ${join(options.out, CA_FILES.issuerCertificate)} ${join(options.ca, '')}\n`,
+  );
 }
 
 export function outputOption(): Option {
@@ -60,10 +138,8 @@ export function outputOption(): Option {
 
 async function createCa(options: CaCreateOptions, context: CliContext): Promise<void> {
   const trustDomain = parseTrustDomain(options.trustDomain);
-  // A CA that expires within the hour is a typo (30m for 30 months) or breaks every workload soon.
-  const lifetime = { atLeast: '1h', atMost: '100y' };
-  const anchorLifetimeMs = parseDurationWithin(options.anchorLifetime, '--anchor-lifetime', lifetime);
-  const issuerLifetimeMs = parseDurationWithin(options.issuerLifetime, '--issuer-lifetime', lifetime);
+  const anchorLifetimeMs = parseDurationWithin(options.anchorLifetime, '--anchor-lifetime', CA_LIFETIME);
+  const issuerLifetimeMs = parseDurationWithin(options.issuerLifetime, '--issuer-lifetime', CA_LIFETIME);
   const dir = resolve(context.cwd, options.out);
   const anchor = await createTrustAnchor({
     trustDomain,

@@ -583,3 +583,72 @@ test('spiffe parse shows the parts of a mesh identity', async () => {
     serviceAccount: 'web',
   });
 });
+
+test('ca issuer: a new issuer under the same anchor; certificates it signs verify against the unchanged bundle', async () => {
+  const rotation = join(dir, 'rotation');
+  const created = await runMutual([
+    'ca',
+    'create',
+    '--trust-domain',
+    'cluster.local',
+    '--out',
+    join(rotation, 'ca'),
+  ]);
+  assert.equal(created.code, 0, created.stderr);
+  const before = await readFile(join(rotation, 'ca', 'issuer.crt'), 'utf8');
+  const next = await runMutual([
+    'ca',
+    'issuer',
+    '--ca',
+    join(rotation, 'ca'),
+    '--out',
+    join(rotation, 'next'),
+  ]);
+  assert.equal(next.code, 0, next.stderr);
+  assert.match(next.stdout, /Created an issuer under the trust anchor .*cluster\.local/);
+  assert.match(next.stdout, /cp \S+issuer\.key \S+issuer\.crt \S+ca/);
+  assert.deepEqual((await readdir(join(rotation, 'next'))).sort(), ['issuer.crt', 'issuer.key']);
+  assert.equal((await stat(join(rotation, 'next', 'issuer.key'))).mode & 0o777, 0o600);
+  const anchor = new X509Certificate(await readFile(join(rotation, 'ca', 'trust-anchor.crt')));
+  const issuer = new X509Certificate(await readFile(join(rotation, 'next', 'issuer.crt')));
+  assert.ok(issuer.ca && issuer.checkIssued(anchor) && issuer.verify(anchor.publicKey));
+  assert.notEqual(issuer.toString(), new X509Certificate(before).toString());
+  // Rotated into the CA directory: the next certificate comes from it and verifies as before.
+  for (const name of ['issuer.crt', 'issuer.key'])
+    await writeFile(join(rotation, 'ca', name), await readFile(join(rotation, 'next', name)));
+  const issued = await runMutual([
+    'cert',
+    'issue',
+    '--ca',
+    join(rotation, 'ca'),
+    '--spiffe-id',
+    web,
+    '--out',
+    join(rotation, 'w'),
+  ]);
+  assert.equal(issued.code, 0, issued.stderr);
+  assert.ok(new X509Certificate(await readFile(join(rotation, 'w', 'cert.pem'))).checkIssued(issuer));
+  const verified = await runMutual([
+    'cert',
+    'verify',
+    '--cert',
+    join(rotation, 'w', 'cert.pem'),
+    '--bundle',
+    join(rotation, 'ca', 'bundle.pem'),
+  ]);
+  assert.equal(verified.code, 0, verified.stderr);
+
+  // The anchor key kept offline: the error says which file, and nothing is written.
+  await rm(join(rotation, 'ca', 'trust-anchor.key'));
+  const offline = await runMutual([
+    'ca',
+    'issuer',
+    '--ca',
+    join(rotation, 'ca'),
+    '--out',
+    join(rotation, 'again'),
+  ]);
+  assert.equal(offline.code, 1);
+  assert.match(offline.stderr, /trust-anchor\.key/);
+  await assert.rejects(stat(join(rotation, 'again')));
+});

@@ -84,7 +84,7 @@ export function clusterCaChecks(view: ClusterView): CheckCategory[] {
     }),
     issuerCategory('kubernetes issuer', source, {
       read: `recreate the Secret from the issuer's files: ${REPLACE_ISSUER}; with cert-manager, \`kubectl -n ${ns} describe certificate\``,
-      validity: `issue a new issuer under the current anchor and replace the Secret: ${REPLACE_ISSUER}`,
+      validity: `make a new issuer under the current anchor (\`mutual ca issuer --ca DIR --out next\`, DIR holding trust-anchor.crt and .key) and replace the Secret: ${REPLACE_ISSUER}`,
       lifetime: `rotate the issuer before it expires: ${REPLACE_ISSUER}`,
       chain: `add the issuer's root to the ${ANCHORS_NAME}, or issue a new issuer under a root that is there`,
     }),

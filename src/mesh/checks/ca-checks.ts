@@ -317,7 +317,10 @@ export const trustAnchorChecks = trustAnchorCategory('trust anchors', stateDirec
 
 export const issuerChecks = issuerCategory('issuer', stateDirectoryCa, {
   read: 'restore issuer.crt and issuer.key from a backup of the state directory',
-  validity: 'issue a new issuer under the current anchor and restart the identity service',
-  lifetime: 'rotate the issuer before it expires',
-  chain: "put the issuer's root into ca/bundle.pem, or issue a new issuer under a root that is there",
+  validity:
+    'make a new issuer under the current anchor (`mutual ca issuer --ca STATE_DIR/ca --out next`) and copy its issuer.crt and issuer.key into STATE_DIR/ca/: the identity service picks them up live',
+  lifetime:
+    'rotate the issuer before it expires: `mutual ca issuer --ca STATE_DIR/ca --out next`, then copy its files into STATE_DIR/ca/ (picked up live)',
+  chain:
+    "put the issuer's root into ca/bundle.pem, or make a new issuer under a root that is there (`mutual ca issuer`)",
 });
