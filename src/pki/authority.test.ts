@@ -260,7 +260,28 @@ test('loadAuthority refuses mismatched, non-CA, expired and malformed input', as
     ],
   });
 
+  // A CA as `openssl req -x509` makes it without an extfile: no SPIFFE ID, so no trust domain.
+  const noSpiffe = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '02',
+    name: 'CN=no SPIFFE ID',
+    notBefore: new Date(T0 - DAY_MS),
+    notAfter: new Date(T0 + DAY_MS),
+    keys: { privateKey: toCryptoKey(noSignKeys.privateKey), publicKey: toCryptoKey(noSignKeys.publicKey) },
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+    ],
+  });
+
   const cases: Array<[string, string, string, ErrorCode, RegExp?]> = [
+    [
+      'a CA without a SPIFFE ID',
+      encodePem('CERTIFICATE', new Uint8Array(noSpiffe.rawData)),
+      privateKeyToPem(noSignKeys.privateKey),
+      'MUTUAL_PKI_ISSUER_INVALID',
+      /has no spiffe:\/\/<trust-domain> URI SAN.*`mutual ca issuer`.*subjectAltName=URI:spiffe:\/\/<trust-domain>/,
+    ],
     [
       'key of another CA',
       issuer.certificatePem,
