@@ -107,3 +107,33 @@ test('rows that only failed, or only denied without an identity, say so', () => 
   assert.equal(byKey['web→cart:8080']!.isSecured, false);
   assert.equal(byKey['unknown→cart:8080']!.reason, 'plaintext');
 });
+
+test("the client's request counts keep a row whole when the server's sidecar is gone or restarted", () => {
+  const outbound = (ok: number, failed: number) =>
+    `mutual_outbound_connections_total{${tls('bot', 'web')},destination="127.0.0.1:7101"} 2
+mutual_outbound_http_requests_total{${tls('bot', 'web')},destination="127.0.0.1:7101",method="GET",status_code="200"} ${ok}
+mutual_outbound_http_requests_total{${tls('bot', 'web')},destination="127.0.0.1:7101",method="GET",status_code="502"} ${failed}
+`;
+  // web's sidecar does not answer: only bot's counters are there, and they are the row's.
+  const [alone] = edgesOf({ bot: outbound(138, 5) });
+  assert.equal(edgeKey(alone!), 'bot→web:8080');
+  assert.equal(alone!.requests, 143);
+  assert.equal(alone!.serverErrors, 5);
+  assert.equal(alone!.isSecured, true);
+  // web's sidecar was restarted: its counters began again at 22; bot's 160 are kept.
+  const [both] = edgesOf({
+    bot: outbound(160, 0),
+    web: `mutual_inbound_connections_total{${tls('bot', 'web')},port="7001"} 1
+mutual_inbound_http_requests_total{${tls('bot', 'web')},port="7001",method="GET",status_code="200"} 22
+`,
+  });
+  assert.deepEqual([both!.requests, both!.serverErrors, both!.seenBy.length], [160, 0, 2]);
+  // A plain HTTP call out of the mesh counts its requests too.
+  const [outside] = edgesOf({
+    bot: `mutual_outbound_http_requests_total{tls="no_identity",client_id="${id('bot')}",server_id="",no_tls_reason="not_meshed",destination="10.9.9.9:80",method="GET",status_code="200"} 7\n`,
+  });
+  assert.deepEqual(
+    [edgeKey(outside!), outside!.requests, outside!.reason],
+    ['bot→10.9.9.9:80', 7, 'not_meshed'],
+  );
+});

@@ -45,6 +45,7 @@ export const EDGE_METRICS: ReadonlySet<string> = new Set([
   'mutual_outbound_sent_bytes_total',
   'mutual_outbound_received_bytes_total',
   'mutual_outbound_refused_total',
+  'mutual_outbound_http_requests_total',
 ]);
 
 /** Samples from one service's sidecar. */
@@ -66,6 +67,8 @@ interface Row {
   clientConnections: number;
   requests: number;
   serverErrors: number;
+  clientRequests: number;
+  clientServerErrors: number;
   serverBytes: number;
   clientBytes: number;
   denied: number;
@@ -82,7 +85,8 @@ function portOf(address: string | undefined): number | undefined {
 /**
  * Joins every sidecar's counters into edges. The server side knows requests, bytes and denials;
  * the client side knows connections to destinations that are not meshed or not reachable.
- * Where both saw an edge, the larger connection count is kept (each side counts its own end).
+ * Where both saw an edge, the larger count of connections, requests and bytes is kept (each side
+ * counts its own end, and one side's sidecar may be gone or restarted).
  */
 export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[]): Edge[] {
   const nameById = new Map(runtime.services.map((service) => [service.spiffeId, service.name]));
@@ -116,6 +120,8 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
         clientConnections: 0,
         requests: 0,
         serverErrors: 0,
+        clientRequests: 0,
+        clientServerErrors: 0,
         serverBytes: 0,
         clientBytes: 0,
         denied: 0,
@@ -192,6 +198,14 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
           else found.clientBytes += value;
           break;
         }
+        case 'mutual_outbound_http_requests_total': {
+          const { destination, port } = outboundTarget(labels);
+          const found = row(service, destination, port, 'client');
+          tlsOf(found, labels, 'not_meshed');
+          found.clientRequests += value;
+          if (Number(labels.status_code) >= 500) found.clientServerErrors += value;
+          break;
+        }
         case 'mutual_outbound_refused_total': {
           const { destination, port } = outboundTarget(labels);
           const found = row(service, destination, port, 'client');
@@ -224,8 +238,10 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
               ? `failed: ${failure}`
               : 'no traffic',
         connections: Math.max(found.serverConnections, found.clientConnections),
-        requests: found.requests,
-        serverErrors: found.serverErrors,
+        // Both ends' requests, when both saw them, are the same requests: keep the larger view.
+        ...(found.clientRequests > found.requests
+          ? { requests: found.clientRequests, serverErrors: found.clientServerErrors }
+          : { requests: found.requests, serverErrors: found.serverErrors }),
         bytes: Math.max(found.serverBytes, found.clientBytes),
         denied: found.denied,
         failed: found.failed,
