@@ -30,7 +30,11 @@ export function createDashboardChecks(options: {
   trafficWindowMs: number;
 }): DashboardChecks {
   let last: TimedReport | undefined;
+  /** Which mesh `last` judged: a report on a mesh that stopped (or a new one) is not served as current. */
+  let lastMesh: string | undefined;
   let pending: Promise<TimedReport> | undefined;
+  let pendingMesh: string | undefined;
+  const meshOf = (snapshot: Snapshot) => snapshot.runtime?.startedAt ?? 'none';
 
   const run = (snapshot: Snapshot, history: readonly TrafficSample[]): Promise<TimedReport> => {
     const atMs = options.clock.now();
@@ -57,21 +61,34 @@ export function createDashboardChecks(options: {
       proxyIdentity,
     }).then((report) => {
       last = { atMs, report };
+      lastMesh = meshOf(snapshot);
       return last;
     });
   };
 
   return {
     latest(snapshot, history) {
-      const isFresh = last !== undefined && options.clock.now() - last.atMs < options.ttlMs;
+      const isSameMesh = last !== undefined && lastMesh === meshOf(snapshot);
+      const isFresh = isSameMesh && options.clock.now() - last!.atMs < options.ttlMs;
       if (isFresh) return Promise.resolve(last!);
-      pending ??= run(snapshot, history).finally(() => {
-        pending = undefined;
-      });
-      if (!last) return pending;
+      if (pending && pendingMesh !== meshOf(snapshot)) {
+        // A run on the mesh that was there before: this one follows it.
+        pending = pending.catch(() => last!).then(() => run(snapshot, history));
+        pendingMesh = meshOf(snapshot);
+      }
+      if (!pending) {
+        pending = run(snapshot, history);
+        pendingMesh = meshOf(snapshot);
+      }
+      const current = pending;
+      void current
+        .finally(() => {
+          if (pending === current) pending = undefined;
+        })
+        .catch(() => {});
+      if (!isSameMesh) return current;
       // Serve the stale report while the new one is made; a failed run keeps the stale one.
-      pending.catch(() => {});
-      return Promise.resolve(last);
+      return Promise.resolve(last!);
     },
   };
 }

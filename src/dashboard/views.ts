@@ -21,9 +21,14 @@ export interface EdgeRow extends Edge {
 
 const DAY_S = 86_400;
 
+/** How much a counter grew; one that went down was reset (its sidecar restarted) and counted from 0. */
+function increase(now: number, before: number): number {
+  return now >= before ? now - before : now;
+}
+
 function rate(now: number, before: number | undefined, seconds: number): number | null {
   if (before === undefined || seconds <= 0) return null;
-  return Math.max(0, now - before) / seconds;
+  return increase(now, before) / seconds;
 }
 
 export function edgesView(now: Snapshot, before: Snapshot | undefined, namespace?: string) {
@@ -126,6 +131,7 @@ interface Denial {
   client: string;
   clientId: string | null;
   policy: string;
+  /** The port as mesh.yaml declares it (the counters name the app's port). */
   port: string;
   count: number;
   recent: number;
@@ -133,6 +139,13 @@ interface Denial {
 
 function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
   const nameById = new Map((now.runtime?.services ?? []).map((service) => [service.spiffeId, service.name]));
+  const declared = new Map(
+    (now.runtime?.services ?? []).flatMap((service) =>
+      service.ports.map((port): [string, string] => [`${service.name}\0${port.appPort}`, String(port.port)]),
+    ),
+  );
+  const portOf = (service: string, label: string | undefined) =>
+    label ? (declared.get(`${service}\0${label}`) ?? label) : '';
   const counts = (snapshot: Snapshot | undefined) => {
     const found = new Map<string, Denial>();
     for (const { service, samples } of snapshot?.proxies ?? []) {
@@ -146,7 +159,7 @@ function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
             client: clientId ? (nameById.get(clientId) ?? clientId) : 'unknown (plaintext)',
             clientId,
             policy: labels.policy || '(no ALLOW policy matched)',
-            port: labels.port ?? '',
+            port: portOf(service, labels.port),
           };
         } else if (name === 'mutual_inbound_refused_total') {
           denial = {
@@ -155,7 +168,7 @@ function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
             client: 'unknown',
             clientId: null,
             policy: `refused: ${labels.reason ?? 'unknown'}`,
-            port: labels.port ?? '',
+            port: portOf(service, labels.port),
           };
         }
         if (!denial) continue;
@@ -171,7 +184,7 @@ function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
   return [...counts(now)]
     .map(([key, denial]) => ({
       ...denial,
-      recent: before ? Math.max(0, denial.count - (earlier.get(key)?.count ?? 0)) : denial.count,
+      recent: before ? increase(denial.count, earlier.get(key)?.count ?? 0) : denial.count,
     }))
     .sort((a, b) => b.recent - a.recent || b.count - a.count);
 }

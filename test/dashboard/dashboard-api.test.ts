@@ -232,9 +232,10 @@ test('policy: effective mode per workload and port from the policy files, denial
     { port: 8080, appPort: 7002, mode: 'PERMISSIVE', level: 'namespace', policy: 'shop/default' },
   ]);
   assert.deepEqual(cartPolicy.authorizationPolicies.ALLOW, ['shop/cart-only-from-web']);
+  // The port as mesh.yaml declares it (as Edges and the modes above show it), not the app's 7002.
   assert.deepEqual(
-    policy.denials.map((d: any) => [d.service, d.client, d.policy, d.count]),
-    [['cart', 'unknown (plaintext)', 'shop/cart-only-from-web', 2]],
+    policy.denials.map((d: any) => [d.service, d.client, d.policy, d.port, d.count]),
+    [['cart', 'unknown (plaintext)', 'shop/cart-only-from-web', '8080', 2]],
   );
 });
 
@@ -350,4 +351,65 @@ test('the traffic check judges the last window: plaintext that stopped a minute 
     'unknown → cart:8080: 1 connection, 1 denied (refused: plaintext_strict)',
   ]);
   cart.metrics = cartMetrics(9);
+});
+
+test('a restarted sidecar, its counters from 0 again, shows its new traffic and denials, not none', async () => {
+  const restartClock = fixedClock(T0);
+  const board = await createDashboard(
+    { host: '127.0.0.1', port: 0, refreshMs: 1000, windowMs: 60_000, stateDir: join(dir, 'mesh') },
+    { clock: restartClock },
+  );
+  const denied = (count: number) => (text: string) =>
+    text.replace('client_id="",port="7002"} 2', `client_id="",port="7002"} ${count}`);
+  try {
+    cart.metrics = denied(12)(cartMetrics(39));
+    await api(board, '/api/edges');
+    // cart's sidecar restarted: 20 + 1 requests and 2 denials since, all within these 10 s.
+    cart.metrics = denied(2)(cartMetrics(20));
+    restartClock.advance(10_000);
+    const { edges } = await api(board, '/api/edges');
+    assert.equal(edges.find((edge: any) => edge.id === 'web→cart:8080').requestRate, 2.1);
+    const policy = await api(board, '/api/policy');
+    assert.deepEqual(
+      policy.denials.map((d: any) => [d.count, d.recent]),
+      [[2, 2]],
+    );
+    assert.equal((await api(board, '/api/overview')).denials.recent, 2);
+  } finally {
+    cart.metrics = cartMetrics(9);
+    board.destroy();
+  }
+});
+
+test('when the mesh stops or starts, the checks judge the mesh that is there, not the last report', async () => {
+  const stateDir = join(dir, 'stops');
+  const services = [{ name: 'cart', adminUrl: cart.url, appPort: 7002, inboundPort: 7102 }];
+  const policyDir = join(dir, 'policies');
+  await writeFakeRuntime(stateDir, { identityAdminUrl: identityAdmin.url, policyDir, services });
+  const stopClock = fixedClock(T0);
+  const board = await createDashboard(
+    { host: '127.0.0.1', port: 0, refreshMs: 1000, windowMs: 60_000, checksTtlMs: 5000, stateDir },
+    { clock: stopClock },
+  );
+  // (The fake mesh's recorded processes do not exist: that check fails, but not for want of runtime.json.)
+  const noMesh = (overview: any) =>
+    overview.checks.failing.some((f: any) => /^no runtime\.json in /.test(f.message));
+  try {
+    assert.equal(noMesh(await api(board, '/api/overview')), false);
+    // mutual down: runtime.json is gone. 2 s later (a new snapshot, the report still young) the
+    // checks say so, instead of "all pass" on the mesh that was.
+    await rm(join(stateDir, 'runtime.json'));
+    stopClock.advance(2000);
+    const down = await api(board, '/api/overview');
+    assert.equal(down.mesh.isRunning, false);
+    assert.equal(noMesh(down), true);
+    // mutual up again: the next answer judges the new mesh.
+    await writeFakeRuntime(stateDir, { identityAdminUrl: identityAdmin.url, policyDir, services });
+    stopClock.advance(2000);
+    const up = await api(board, '/api/overview');
+    assert.equal(up.mesh.isRunning, true);
+    assert.equal(noMesh(up), false);
+  } finally {
+    board.destroy();
+  }
 });
