@@ -23,6 +23,7 @@ export const PAGE_HTML = `<!doctype html>
   <a href="#policy" data-tab="policy">Policy</a>
 </nav>
 <main>
+  <div id="notice" class="notice" role="status" hidden></div>
   <section id="view-overview"></section>
   <section id="view-edges" hidden></section>
   <section id="view-topology" hidden></section>

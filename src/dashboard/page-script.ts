@@ -4,7 +4,9 @@
 // String.raw keeps "\n" and "\u0060" in the script escapes, not a newline or a backquote.
 export const PAGE_SCRIPT = String.raw`'use strict';
 (function () {
-  var state = { data: null, tab: 'overview', namespace: '' };
+  // isLive: the stream answers; lastUpdate: when the data shown was taken; isDeferred: a redraw
+  // waits for the user to finish selecting text or choosing in a drop-down (isChoosing).
+  var state = { data: null, tab: 'overview', namespace: '', isLive: false, problem: '', lastUpdate: null, isDeferred: false, isChoosing: false };
   var SVG = 'http://www.w3.org/2000/svg';
 
   function h(tag, attrs, children) {
@@ -139,7 +141,11 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var select = h('select', { id: 'namespace' }, [h('option', { value: '', text: 'all namespaces' })].concat(
       e.namespaces.map(function (ns) { return h('option', { value: ns, text: ns }); })));
     select.value = state.namespace;
-    select.addEventListener('change', function () { state.namespace = select.value; render(); });
+    // While its list is open a redraw would close it: updates wait (see isBusy).
+    select.addEventListener('mousedown', function () { state.isChoosing = true; });
+    select.addEventListener('keydown', function (event) { if (event.key === 'Escape' || event.key === 'Tab') state.isChoosing = false; });
+    select.addEventListener('blur', function () { state.isChoosing = false; });
+    select.addEventListener('change', function () { state.isChoosing = false; state.namespace = select.value; render(); });
     var rows = e.edges.filter(function (edge) {
       return !state.namespace || edge.sourceNamespace === state.namespace || edge.destinationNamespace === state.namespace;
     }).map(function (edge) {
@@ -155,7 +161,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: String(edge.failed) }) : '0', 'num'),
       ]);
     });
-    var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges are missing' }); });
+    var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges show only what the other end counted' }); });
     return [panel('Edges: who calls whom, and is it mTLS', [
       h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
       table(['Source', 'Destination', 'Port', 'Client identity', 'Server identity', 'TLS', 'Rate#', 'Success#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
@@ -170,13 +176,23 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var names = services.slice();
     edges.forEach(function (e) { [e.source, e.destination].forEach(function (n) { if (names.indexOf(n) < 0) names.push(n); }); });
     if (names.length === 0) return [panel('Topology', [h('div', { class: 'empty', text: 'No services.' })])];
-    var width = 1000, height = 520, cx = width / 2, cy = height / 2, radius = Math.min(cx, cy) - 70;
+    function label(n) { return n.length > 22 ? n.slice(0, 21) + '…' : n; }
+    function boxWidth(n) { return Math.max(90, label(n).length * 8 + 24); }
+    var widest = Math.max.apply(null, names.map(boxWidth));
+    // Nodes on an ellipse (1.5 : 1) large enough that neighbours never overlap: at 45° a step of
+    // 2π/n moves a node about 1.06 r·step sideways, which must clear the widest box.
+    var radius = Math.max(190, (widest + 16) / (1.06 * ((2 * Math.PI) / names.length)));
+    var width = Math.max(1000, 3 * radius + widest + 40), height = 2 * radius + 130, cx = width / 2, cy = height / 2;
     var at = {};
     names.forEach(function (n, i) {
       var angle = -Math.PI / 2 + (2 * Math.PI * i) / names.length;
       at[n] = { x: cx + radius * 1.5 * Math.cos(angle), y: cy + radius * Math.sin(angle) };
     });
+    // Past a few dozen edges the labels cover each other: only the ones that need a look keep theirs.
+    var isCrowded = edges.length > 24;
     var svg = h('svg:svg', { class: 'topology', viewBox: '0 0 ' + width + ' ' + height, role: 'img', 'aria-label': 'service graph' });
+    // Drawn at no less than 70 % of its size: a larger graph scrolls rather than shrinks to dots.
+    svg.style.minWidth = width > 1000 ? Math.round(width * 0.7) + 'px' : '';
     var defs = h('svg:defs');
     [['ok', '#15935b'], ['bad', '#d13a35']].forEach(function (m) {
       defs.appendChild(h('svg:marker', { id: 'arrow-' + m[0], viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' },
@@ -192,15 +208,15 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       var x1 = a.x + ux * pad, y1 = a.y + uy * 24 + uy * 4, x2 = b.x - ux * pad, y2 = b.y - uy * 28;
       var mx = (x1 + x2) / 2 - uy * bend, my = (y1 + y2) / 2 + ux * bend;
       svg.appendChild(h('svg:path', { class: 'edge ' + (e.isSecured ? 'secured' : 'insecure'), d: 'M ' + x1 + ' ' + y1 + ' Q ' + mx + ' ' + my + ' ' + x2 + ' ' + y2,
-        'marker-end': 'url(#arrow-' + (e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id })]));
-      var label = e.isSecured ? perSecond(e.requestRate !== null ? e.requestRate : e.connectionRate) : (e.reason || 'plaintext');
-      if (e.isSecured && e.denied > 0) label += ' · ' + e.denied + ' denied';
-      svg.appendChild(h('svg:text', { class: 'rate', x: String(mx), y: String(my - 4 - (i % 2) * 0), 'text-anchor': 'middle', text: label }));
+        'marker-end': 'url(#arrow-' + (e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id + (e.isSecured ? ' · mTLS · ' + perSecond(e.requestRate) : ' · ' + (e.reason || 'plaintext')) })]));
+      var text = e.isSecured ? perSecond(e.requestRate !== null ? e.requestRate : e.connectionRate) : (e.reason || 'plaintext');
+      if (e.isSecured && e.denied > 0) text += ' · ' + e.denied + ' denied';
+      if (isCrowded && e.isSecured && !e.denied && !e.failed) return;
+      svg.appendChild(h('svg:text', { class: 'rate', x: String(mx), y: String(my - 4), 'text-anchor': 'middle', text: text }));
     });
     names.forEach(function (n) {
       var p = at[n], meshed = services.indexOf(n) >= 0;
-      var text = n.length > 22 ? n.slice(0, 21) + '…' : n;
-      var w = Math.max(90, text.length * 8 + 24);
+      var text = label(n), w = boxWidth(n);
       var workload = (d.policy.workloads || []).filter(function (x) { return x.service === n; })[0];
       svg.appendChild(h('svg:g', { class: 'node ' + (meshed ? 'meshed' : 'unmeshed'), transform: 'translate(' + p.x + ',' + p.y + ')' }, [
         h('svg:rect', { x: String(-w / 2), y: '-22', width: String(w), height: '44', rx: '10' }),
@@ -209,8 +225,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       ]));
     });
     return [panel('Topology', [
-      h('div', { class: 'legend' }, [h('span', {}, [h('i', { class: 'l-ok' }), 'mTLS']), h('span', {}, [h('i', { class: 'l-bad' }), 'not mTLS']), h('span', { text: 'labels: requests per second, or why not mTLS' })]),
-      svg,
+      h('div', { class: 'legend' }, [h('span', {}, [h('i', { class: 'l-ok' }), 'mTLS']), h('span', {}, [h('i', { class: 'l-bad' }), 'not mTLS']),
+        h('span', { text: isCrowded ? 'labels: only edges that are not mTLS, denied or failing (hover an edge for its rate; every edge is on the Edges tab)' : 'labels: requests per second, or why not mTLS' })]),
+      h('div', { class: 'scroll' }, [svg]),
     ])];
   }
 
@@ -260,15 +277,47 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   }
 
   var views = { overview: renderOverview, edges: renderEdges, topology: renderTopology, certificates: renderCertificates, policy: renderPolicy };
+  /** The user is selecting text or choosing in a drop-down of the page: a redraw would undo it. */
+  function isBusy() {
+    var main = document.querySelector('main');
+    var selection = window.getSelection();
+    if (selection && !selection.isCollapsed && selection.rangeCount > 0 && main.contains(selection.getRangeAt(0).commonAncestorContainer)) return true;
+    return state.isChoosing;
+  }
+  function renderNotice() {
+    var notice = document.getElementById('notice');
+    var d = state.data;
+    var lines = [];
+    if (!state.isLive && state.lastUpdate) {
+      lines.push(h('strong', { text: 'Not updating: ' + state.problem + '.' }), ' What you see was taken at ' + state.lastUpdate.toLocaleTimeString() + ' (', h('span', { 'data-since': state.lastUpdate.toISOString(), text: ago(state.lastUpdate.toISOString()) }), ').');
+    } else if (d && !d.overview.mesh.isRunning) {
+      lines.push(h('strong', { text: 'No mesh is running' }), ' from ' + d.overview.mesh.stateDir + ' (no runtime.json): start it with ',
+        h('code', { text: 'mutual up -f mesh.yaml --state-dir ' + d.overview.mesh.stateDir }), '. This page follows it when it starts.');
+    }
+    notice.hidden = lines.length === 0;
+    notice.className = 'notice' + (!state.isLive && state.lastUpdate ? ' stale' : '');
+    notice.replaceChildren.apply(notice, lines);
+    document.querySelector('main').classList.toggle('stale', !state.isLive && !!state.lastUpdate);
+  }
   function render() {
     var d = state.data;
-    document.querySelectorAll('#tabs a').forEach(function (a) { a.classList.toggle('active', a.getAttribute('data-tab') === state.tab); });
+    document.querySelectorAll('#tabs a').forEach(function (a) {
+      var isActive = a.getAttribute('data-tab') === state.tab;
+      a.classList.toggle('active', isActive);
+      if (isActive) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    });
+    renderNotice();
+    state.isDeferred = false;
+    var focused = document.activeElement && document.activeElement.id;
     Object.keys(views).forEach(function (name) {
       var section = document.getElementById('view-' + name);
       section.hidden = name !== state.tab;
       if (name !== state.tab || !d) return;
       section.replaceChildren.apply(section, views[name](d));
     });
+    // A control the user was on (the namespace filter) keeps the keyboard focus across redraws.
+    var again = focused && document.getElementById(focused);
+    if (again && again !== document.activeElement) again.focus();
     if (d) {
       var o = d.overview;
       document.getElementById('mesh-name').textContent = o.mesh.isRunning
@@ -276,6 +325,16 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         : 'no mesh running in ' + o.mesh.stateDir;
     }
   }
+  /** A redraw for new data: put off while the user selects text or uses a drop-down. */
+  function update() {
+    if (isBusy()) {
+      state.isDeferred = true;
+      renderNotice();
+      return;
+    }
+    render();
+  }
+  function resume() { if (state.isDeferred && !isBusy()) render(); }
   function route() {
     var tab = location.hash.slice(1);
     state.tab = views[tab] ? tab : 'overview';
@@ -286,16 +345,28 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     el.className = 'live ' + (isOn ? 'on' : 'off');
     document.getElementById('live-text').textContent = text;
   }
+  /** The data shown is no longer current: say why and since when, on every tab. */
+  function stale(problem) {
+    state.isLive = false;
+    state.problem = problem;
+    live(false, problem);
+    renderNotice();
+  }
   function connect() {
     var source = new EventSource('/api/stream');
     source.addEventListener('update', function (event) {
       state.data = JSON.parse(event.data);
-      live(true, 'live · ' + new Date(state.data.overview.generatedAt).toLocaleTimeString());
-      render();
+      state.isLive = true;
+      state.lastUpdate = new Date(state.data.overview.generatedAt);
+      live(true, 'live · ' + state.lastUpdate.toLocaleTimeString());
+      update();
     });
-    source.addEventListener('failure', function (event) { live(false, JSON.parse(event.data).error.message); });
-    source.onerror = function () { live(false, 'reconnecting…'); };
+    source.addEventListener('failure', function (event) { stale('the dashboard cannot read the mesh (' + JSON.parse(event.data).error.message + ')'); });
+    // EventSource reconnects by itself (the server asks for every 2 s).
+    source.onerror = function () { stale('the dashboard does not answer (stopped?), reconnecting'); };
   }
+  document.addEventListener('selectionchange', resume);
+  document.addEventListener('focusout', function () { setTimeout(resume, 0); });
   window.addEventListener('hashchange', route);
   route();
   connect();

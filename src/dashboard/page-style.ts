@@ -18,9 +18,10 @@ header { background: var(--brand); color: #fff; display: flex; align-items: cent
 .dot { width: 8px; height: 8px; border-radius: 50%; background: var(--unknown); display: inline-block; }
 .live.on .dot { background: #3ddc84; box-shadow: 0 0 0 3px rgba(61, 220, 132, 0.25); }
 .live.off .dot { background: var(--bad); }
-nav { background: #fff; border-bottom: 1px solid var(--line); padding: 0 24px; display: flex; gap: 4px; }
+nav { background: #fff; border-bottom: 1px solid var(--line); padding: 0 24px; display: flex; gap: 4px; overflow-x: auto; }
 nav a { padding: 14px 14px 12px; color: var(--muted); text-decoration: none; font-weight: 600;
-  border-bottom: 3px solid transparent; }
+  border-bottom: 3px solid transparent; white-space: nowrap; }
+nav a:focus-visible { outline: 2px solid var(--accent); outline-offset: -4px; border-radius: 4px; }
 nav a:hover { color: var(--ink); }
 nav a.active { color: var(--accent); border-bottom-color: var(--accent); }
 main { padding: 24px; max-width: 1280px; margin: 0 auto; }
@@ -58,7 +59,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .legend { color: var(--muted); font-size: 12px; display: flex; gap: 16px; align-items: center; }
 .legend i { display: inline-block; width: 22px; height: 3px; vertical-align: middle; margin-right: 6px; }
 .legend .l-ok { background: var(--ok); } .legend .l-bad { background: var(--bad); }
-svg.topology { width: 100%; height: 520px; background: #fbfcfd; border-radius: 8px; }
+svg.topology { display: block; width: 100%; height: auto; background: #fbfcfd; border-radius: 8px; }
 svg.topology .node rect { fill: #fff; stroke: #9fb0c0; stroke-width: 1.5; }
 svg.topology .node.meshed rect { stroke: var(--brand); }
 svg.topology .node.unmeshed rect { stroke: var(--bad); stroke-dasharray: 4 3; }
@@ -91,4 +92,20 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px
 .port small { color: var(--muted); margin-left: 5px; font-size: 11px; text-transform: uppercase; }
 .failed { color: var(--bad); font-weight: 600; cursor: help; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 0 24px; }
+.notice { background: var(--warn-bg); color: #6b4200; border: 1px solid #f0d9a8; border-radius: 10px; padding: 12px 16px; margin-bottom: 20px; }
+.notice.stale { background: var(--bad-bg); color: #8a1f1b; border-color: #f3c5c2; }
+main.stale section { opacity: 0.55; filter: grayscale(0.6); }
+.mesh-name { overflow-wrap: anywhere; }
+/* Narrow screens (phones): nothing wider than the screen but the tables and the graph, which scroll. */
+@media (max-width: 640px) {
+  header { height: auto; flex-wrap: wrap; gap: 4px 12px; padding: 10px 14px; }
+  .mesh-name { order: 3; flex-basis: 100%; font-size: 12px; }
+  nav { padding: 0 8px; }
+  nav a { padding: 12px 10px 10px; }
+  main { padding: 12px; }
+  .panel, .card { padding: 12px; }
+  .check-head { flex-wrap: wrap; }
+  .check-head .category { margin-left: 0; }
+  code { overflow-wrap: anywhere; }
+}
 `;
