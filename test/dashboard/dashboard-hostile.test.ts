@@ -85,6 +85,8 @@ function assertSecurityHeaders(answer: Answer, what: string) {
   );
   assert.match(String(answer.headers['content-security-policy']), /frame-ancestors 'none'/, what);
   assert.equal(answer.headers['x-content-type-options'], 'nosniff', what);
+  assert.equal(answer.headers['cross-origin-resource-policy'], 'same-origin', what);
+  assert.equal(answer.headers['cross-origin-opener-policy'], 'same-origin', what);
   assert.equal(answer.headers['access-control-allow-origin'], undefined, what);
 }
 
