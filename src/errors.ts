@@ -153,9 +153,10 @@ export const errorCatalog = {
       'Mint a fresh token (`mutual identity token create --ns NS --sa SA`) or check the token file the workload reads.',
   },
   MUTUAL_IDENTITY_REQUEST_INVALID: {
-    meaning: 'A request to the identity service is not valid JSON or lacks a required field.',
+    meaning:
+      'A request to the identity service is not valid JSON, lacks a required field, or has a bad parameter (such as wait).',
     action:
-      'POST /v1/certify takes a JSON object {"token": "...", "csr": "-----BEGIN CERTIFICATE REQUEST-----..."}.',
+      'POST /v1/certify takes a JSON object {"token": "...", "csr": "-----BEGIN CERTIFICATE REQUEST-----..."}; GET /v1/bundle takes ?format=jwks and, with If-None-Match, ?wait=30s (at most 60s).',
   },
   MUTUAL_IDENTITY_REQUEST_TOO_LARGE: {
     meaning:

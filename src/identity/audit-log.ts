@@ -13,10 +13,12 @@ export interface AuditEntry {
   readonly notAfter?: string;
   /** The error code of a refusal. */
   readonly reason?: string;
-  /** What was wrong, for refusals made before the token was read (bad JSON, too large, too slow). */
+  /** What was wrong with a refused request: the message its caller got. */
   readonly message?: string;
   readonly requester: string;
   readonly method?: string;
+  /** A handle on the token that proved the identity (hash of its jti; a ServiceAccount's uid), never the token. */
+  readonly tokenId?: string;
 }
 
 export interface AuditLog {

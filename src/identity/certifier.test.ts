@@ -77,9 +77,12 @@ test('the audit line of an issuance or a refusal is in the file when certify ret
     identity: WEB,
     result: 'refused',
     reason: 'MUTUAL_PKI_CSR_SAN_INVALID',
+    message: `the CSR asks for "spiffe://${TD}/ns/shop/sa/db" but the caller is authenticated as ${WEB}; the identity comes from the token, not the CSR`,
     requester: '127.0.0.1:2',
     method: 'join-token',
+    tokenId: lines().at(0).tokenId,
   });
+  assert.match(lines().at(0).tokenId, /^[0-9a-f]{16}$/);
   await audit.close();
   // Reopened after a restart, the history is kept and appended to.
   const reopened = openAuditLog(path);

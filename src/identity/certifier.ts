@@ -85,10 +85,13 @@ export function createCertifier(deps: CertifierDeps) {
     async certify(request: CertifyRequest, requester: string): Promise<CertifyResponse> {
       let identity = '';
       let method: string | undefined;
+      let tokenId: string | undefined;
       try {
-        const caller = await deps.authenticator.authenticate(request.token);
+        // Whitespace around a token (a token file's newline) is no part of it: a JWT has none.
+        const caller = await deps.authenticator.authenticate(request.token.trim());
         identity = caller.identity.id.uri;
         method = caller.method;
+        tokenId = caller.tokenId || undefined;
         const retryAfterS = limiter.take(identity);
         if (retryAfterS > 0) throw new RateLimitedError(identity, retryAfterS);
         const admitted = await admitCsr(request.csr, identity);
@@ -110,6 +113,7 @@ export function createCertifier(deps: CertifierDeps) {
           notAfter: expiresAt,
           requester,
           method,
+          ...(tokenId ? { tokenId } : {}),
         });
         deps.onOutcome?.('issued', 'ok');
         return {
@@ -121,13 +125,18 @@ export function createCertifier(deps: CertifierDeps) {
         };
       } catch (error) {
         const reason = isMutualError(error) ? error.code : 'MUTUAL_INTERNAL';
+        // What was wrong, as the caller was told: which token check failed (expired, forged
+        // signature, alg none...) or which name a CSR asked for. Messages never quote the token.
+        const message = isMutualError(error) ? error.message : `internal error: ${String(error)}`;
         deps.audit.record({
           time: new Date(deps.clock.now()).toISOString(),
           identity,
           result: 'refused',
           reason,
+          message,
           requester,
           ...(method ? { method } : {}),
+          ...(tokenId ? { tokenId } : {}),
         });
         deps.onOutcome?.('refused', reason);
         throw error;

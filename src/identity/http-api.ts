@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { type IncomingMessage, maxHeaderSize, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
+import type { Socket } from 'node:net';
+import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
@@ -69,33 +71,13 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       socket.destroy();
       return;
     }
-    const isTimeout = code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT';
-    const isTooLarge = code === 'HPE_HEADER_OVERFLOW';
-    const refusal = isTimeout
-      ? new MutualError(
-          'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
-          `the request headers did not arrive within ${clientTimeoutMs} ms`,
-        )
-      : isTooLarge
-        ? new MutualError(
-            'MUTUAL_IDENTITY_REQUEST_TOO_LARGE',
-            `the request headers are larger than ${maxHeaderSize} bytes in all`,
-          )
-        : new MutualError(
-            'MUTUAL_IDENTITY_REQUEST_INVALID',
-            `the request is not valid HTTP (${code || error.message})`,
-          );
+    const { refusal, status } = clientErrorRefusal(code || error.message, clientTimeoutMs);
     try {
-      deps.certifier.recordRefusal(refusal, requesterOf(socket as import('node:net').Socket));
+      deps.certifier.recordRefusal(refusal, requesterOf(socket as Socket));
     } catch {
       // The audit log cannot be written; the socket is refused all the same, and certify fails.
     }
     if (socket.writable) {
-      const status = isTimeout
-        ? '408 Request Timeout'
-        : isTooLarge
-          ? '431 Request Header Fields Too Large'
-          : '400 Bad Request';
       const answer = {
         code: refusal.code,
         message: refusal.message,
@@ -109,6 +91,52 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
     socket.destroy();
   });
   return server;
+}
+
+/** The coded refusal, and the status line, for a client Node refused before our handler. */
+function clientErrorRefusal(code: string, clientTimeoutMs: number): { refusal: MutualError; status: string } {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
+    const refusal = new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
+      `the request headers did not arrive within ${clientTimeoutMs} ms`,
+    );
+    return { refusal, status: '408 Request Timeout' };
+  }
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    const refusal = new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_TOO_LARGE',
+      `the request headers are larger than ${maxHeaderSize} bytes in all`,
+    );
+    return { refusal, status: '431 Request Header Fields Too Large' };
+  }
+  // TLS errors end the connection before any HTTP: the status is never sent, the audit line says why.
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
+    const refusal = new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
+      `the TLS handshake did not finish within ${clientTimeoutMs} ms`,
+    );
+    return { refusal, status: '408 Request Timeout' };
+  }
+  if (code === 'ERR_SSL_HTTP_REQUEST') {
+    // `curl http://` to this port: TLS ends it before any HTTP, so the client sees an empty reply.
+    const refusal = new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      'plain HTTP was sent to the identity service, which speaks only HTTPS (TLS 1.3): use https://',
+    );
+    return { refusal, status: '400 Bad Request' };
+  }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
+    const refusal = new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      `the TLS handshake failed (${code}): the identity service speaks only TLS 1.3`,
+    );
+    return { refusal, status: '400 Bad Request' };
+  }
+  const refusal = new MutualError(
+    'MUTUAL_IDENTITY_REQUEST_INVALID',
+    `the request is not valid HTTP (${code})`,
+  );
+  return { refusal, status: '400 Bad Request' };
 }
 
 function requesterOf(socket: {
@@ -174,20 +202,23 @@ async function serveBundle(
   url: URL,
   bundles: BundleSource,
 ) {
-  const waitS = Math.min(Number(url.searchParams.get('wait') ?? 0) || 0, MAX_LONG_POLL_S);
+  const waitMs = parseWait(url.searchParams.get('wait'));
   const known = request.headers['if-none-match'];
-  if (known !== undefined && known === bundleEtag(bundles.current()) && waitS > 0) {
+  if (known !== undefined && known === bundleEtag(bundles.current()) && waitMs > 0) {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, waitS * 1000);
+      const timer = setTimeout(done, waitMs);
       const unsubscribe = bundles.subscribe(done);
-      request.socket.once('close', done);
+      // The response's close, not the socket's: a keep-alive client polls many times over one
+      // socket, and a listener left on it per poll would pile up for the socket's whole life.
+      response.once('close', done);
       function done() {
         clearTimeout(timer);
         unsubscribe();
+        response.off('close', done);
         resolve();
       }
     });
-    if (response.destroyed) return;
+    if (response.destroyed || response.writableEnded) return;
   }
   const bundle = bundles.current();
   const etag = bundleEtag(bundle);
@@ -204,6 +235,26 @@ async function serveBundle(
     'cache-control': 'no-cache',
   });
   response.end(request.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * `wait` as seconds (`30`) or a duration (`30s`, as the destination service takes it), at most
+ * MAX_LONG_POLL_S. Anything else is refused: read as 0 it would answer at once, and a client
+ * polling in a loop would then poll without pause.
+ */
+function parseWait(text: string | null): number {
+  if (text === null || text === '') return 0;
+  let ms = Number.NaN;
+  try {
+    ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : parseDuration(text, 'wait');
+  } catch {}
+  if (!Number.isFinite(ms)) {
+    throw new MutualError(
+      'MUTUAL_IDENTITY_REQUEST_INVALID',
+      `wait=${JSON.stringify(text)} is not a duration: write seconds or a duration, e.g. wait=30 or wait=30s (at most ${MAX_LONG_POLL_S}s)`,
+    );
+  }
+  return Math.min(ms, MAX_LONG_POLL_S * 1000);
 }
 
 function checkContentType(contentType: string | undefined): void {

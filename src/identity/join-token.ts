@@ -11,6 +11,7 @@ export const JOIN_TOKEN_ISSUER = 'mutual-identity';
 const ISSUER = JOIN_TOKEN_ISSUER;
 const MAX_TOKEN_LENGTH = 8 * 1024;
 const MAX_TOKEN_TTL_MS = 365 * 24 * 60 * 60 * 1000;
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /** The identity a token proves, taken from the verified token and nothing else. */
 export interface AuthenticatedCaller {
@@ -80,6 +81,16 @@ export function createJoinTokenAuthenticator(options: {
         throw tokenInvalid('missing', 'no token was given');
       if (token.length > MAX_TOKEN_LENGTH)
         throw tokenInvalid('malformed', `the token is longer than ${MAX_TOKEN_LENGTH} characters`);
+      if (!JWT_SHAPE.test(token)) {
+        // Checked before the signature: jose decodes base64url leniently, so a stray space or a
+        // "Bearer " prefix would otherwise read as a forged signature or a bad algorithm.
+        throw tokenInvalid(
+          'malformed',
+          /^bearer\s/i.test(token)
+            ? 'the token starts with "Bearer ": send the token alone, without the prefix'
+            : 'the token is not a well-formed JWT (three base64url parts joined by "."): send the token exactly as `mutual identity token create` printed it, with nothing added',
+        );
+      }
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(token, options.verificationKey, {
