@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseListenAddress } from '../config/index.ts';
@@ -22,6 +23,25 @@ export function registerDashboardCommand(program: Command, context: CliContext):
     .option('--listen <address>', 'where to serve it (port 0 picks a free port)', DEFAULT_DASHBOARD_LISTEN)
     .option('--allow-remote', 'allow an address other than loopback (the dashboard has no login)', false)
     .action(async (options: DashboardOptions) => dashboard(options, context));
+}
+
+/**
+ * URLs a browser can open for a server at `url`: a wildcard address (0.0.0.0, ::) is no place to
+ * browse to, so loopback first, then this machine's other addresses.
+ */
+export function browsableUrls(
+  url: string,
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): string[] {
+  const parsed = new URL(url);
+  const isIpv6 = parsed.hostname === '[::]';
+  if (parsed.hostname !== '0.0.0.0' && !isIpv6) return [url];
+  const at = (host: string) => `${parsed.protocol}//${host}:${parsed.port}${parsed.pathname}`;
+  const others = Object.values(interfaces)
+    .flat()
+    .filter((entry) => entry !== undefined && !entry.internal && (isIpv6 || entry.family === 'IPv4'))
+    .map((entry) => at(entry!.family === 'IPv6' ? `[${entry!.address}]` : entry!.address));
+  return [at(isIpv6 ? '[::1]' : '127.0.0.1'), ...others];
 }
 
 /** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
@@ -54,7 +74,10 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
       `! WARNING: the dashboard listens on ${listen.host}: anyone who can reach this address sees the mesh's services, identities and traffic (read-only, no login).\n`,
     );
   }
-  context.write(`Mutual dashboard for ${stateDir}: ${server.url}\n(Ctrl-C stops it)\n`);
+  const [url, ...others] = browsableUrls(server.url);
+  context.write(
+    `Mutual dashboard for ${stateDir}: ${url}${others.length > 0 ? ` (from other machines: ${others.join(', ')})` : ''}\n(Ctrl-C stops it)\n`,
+  );
   const signal = await context.untilShutdown();
   context.write(`${signal}: stopping the dashboard\n`);
   await server.close();
