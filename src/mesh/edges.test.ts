@@ -137,3 +137,23 @@ mutual_inbound_http_requests_total{${tls('bot', 'web')},port="7001",method="GET"
     ['bot→10.9.9.9:80', 7, 'not_meshed'],
   );
 });
+
+test('rows are in the order people count: s2 before s10', () => {
+  const numbered = {
+    ...runtime,
+    services: ['s10', 's2', 's1'].map((name, index) => service(name, 7010 + index, 7110 + index)),
+  } satisfies MeshRuntime;
+  const edges = buildEdges(
+    numbered,
+    numbered.services.map((server, index) => ({
+      service: server.name,
+      samples: parsePrometheusText(
+        `mutual_inbound_connections_total{${tls('web', server.name)},port="${7010 + index}"} 1\n`,
+      ),
+    })),
+  );
+  assert.deepEqual(
+    edges.map((edge) => edge.destination),
+    ['s1', 's2', 's10'],
+  );
+});

@@ -251,11 +251,12 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
     })
     .sort(
       (a, b) =>
-        a.source.localeCompare(b.source) ||
-        a.destination.localeCompare(b.destination) ||
-        (a.port ?? 0) - (b.port ?? 0),
+        byName(a.source, b.source) || byName(a.destination, b.destination) || (a.port ?? 0) - (b.port ?? 0),
     );
 }
+
+/** Names with numbers in them in the order people count: web-2 before web-10. */
+const byName = new Intl.Collator('en', { numeric: true }).compare;
 
 /** `cart:8080`, or the address alone when the destination is one (`10.0.0.9:5432`). */
 export function edgeTarget(edge: Pick<Edge, 'destination' | 'port'>): string {
