@@ -40,17 +40,9 @@ export function registerCaCommand(program: Command, context: CliContext): void {
       'trust anchor lifetime',
       `${DEFAULT_ANCHOR_LIFETIME_MS / DAY_MS}d`,
     )
-    .option(
-      '--issuer-lifetime <duration>',
-      'issuer lifetime (never beyond the anchor)',
-      `${DEFAULT_ISSUER_LIFETIME_MS / DAY_MS}d`,
-    )
-    .option('--no-name-constraint', 'do not restrict the issuer to URIs of this trust domain')
-    .addOption(
-      new Option('--key-algorithm <algorithm>', 'key type of both CAs')
-        .choices(['ecdsa-p256', 'ecdsa-p384'])
-        .default('ecdsa-p256'),
-    )
+    .addOption(issuerLifetimeOption())
+    .addOption(noNameConstraintOption())
+    .addOption(keyAlgorithmOption('key type of both CAs'))
     .addOption(outputOption())
     .action(async (options: CaCreateOptions) => {
       await createCa(options, context);
@@ -67,17 +59,9 @@ export function registerCaCommand(program: Command, context: CliContext): void {
       '--out <dir>',
       'directory for the new issuer.crt and issuer.key (must not hold them already)',
     )
-    .option(
-      '--issuer-lifetime <duration>',
-      'issuer lifetime (never beyond the anchor)',
-      `${DEFAULT_ISSUER_LIFETIME_MS / DAY_MS}d`,
-    )
-    .option('--no-name-constraint', 'do not restrict the issuer to URIs of this trust domain')
-    .addOption(
-      new Option('--key-algorithm <algorithm>', 'key type of the issuer')
-        .choices(['ecdsa-p256', 'ecdsa-p384'])
-        .default('ecdsa-p256'),
-    )
+    .addOption(issuerLifetimeOption())
+    .addOption(noNameConstraintOption())
+    .addOption(keyAlgorithmOption('key type of the issuer'))
     .action(async (options: CaIssuerOptions) => {
       await createIssuerUnderAnchor(options, context);
     });
@@ -131,6 +115,18 @@ async function createIssuerUnderAnchor(options: CaIssuerOptions, context: CliCon
     `\nNext: give it to the identity service, which picks it up live (no restart); workloads move to it as they renew\n  cp ${join(options.out, CA_FILES.issuerKey)} ${join(options.out, CA_FILES.issuerCertificate)} ${join(options.ca, '')}\n`,
   );
 }
+
+/** The issuer's options, shared by `ca create` and `ca issuer`. */
+const issuerLifetimeOption = () =>
+  new Option('--issuer-lifetime <duration>', 'issuer lifetime (never beyond the anchor)').default(
+    `${DEFAULT_ISSUER_LIFETIME_MS / DAY_MS}d`,
+  );
+const noNameConstraintOption = () =>
+  new Option('--no-name-constraint', 'do not restrict the issuer to URIs of this trust domain');
+const keyAlgorithmOption = (description: string) =>
+  new Option('--key-algorithm <algorithm>', description)
+    .choices(['ecdsa-p256', 'ecdsa-p384'])
+    .default('ecdsa-p256');
 
 export function outputOption(): Option {
   return new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text');
