@@ -112,8 +112,9 @@ export function createIdentityClient(options: IdentityClientOptions) {
         const code = (json.error?.code ?? 'MUTUAL_IDENTITY_UNAVAILABLE') as ConstructorParameters<
           typeof MutualError
         >[0];
+        const retryAfterMs = retryAfterMsOf(response.headers['retry-after']);
         throw new MutualError(code, `identity service refused: ${json.error?.message ?? response.status}`, {
-          detail: { status: response.status },
+          detail: { status: response.status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
         });
       }
       return json as CertifyResult;
@@ -141,3 +142,12 @@ export function createIdentityClient(options: IdentityClientOptions) {
 }
 
 export type IdentityClient = ReturnType<typeof createIdentityClient>;
+
+/**
+ * Retry-After in seconds (what the identity service sends) as milliseconds; undefined when absent
+ * or in another form (an HTTP date), in which case the client's own backoff applies.
+ */
+export function retryAfterMsOf(value: string | string[] | undefined): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  return text && /^\d{1,6}$/.test(text) ? Number(text) * 1000 : undefined;
+}

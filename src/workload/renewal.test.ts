@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backoffDelayMs, renewalDelayMs } from './renewal.ts';
+import { backoffDelayMs, renewalDelayMs, retryDelayMs } from './renewal.ts';
 
 const HOUR = 3_600_000;
 
@@ -39,5 +39,31 @@ test('backoff grows exponentially with jitter and is bounded', () => {
   assert.equal(
     backoffDelayMs(5, 1000, 30_000, () => 0),
     500,
+  );
+});
+
+test("a 429's Retry-After is waited for, with jitter, within the backoff's bounds", () => {
+  // Without Retry-After: the backoff as before.
+  assert.equal(
+    retryDelayMs(0, 1000, 30_000, undefined, () => 1),
+    1000,
+  );
+  // Retry-After longer than the backoff wins, with up to 20% jitter on top.
+  assert.equal(
+    retryDelayMs(0, 1000, 30_000, 5000, () => 0),
+    5000,
+  );
+  assert.equal(
+    retryDelayMs(0, 1000, 30_000, 5000, () => 1),
+    6000,
+  );
+  // A longer backoff is kept; a Retry-After past the maximum is cut to it.
+  assert.equal(
+    retryDelayMs(4, 1000, 30_000, 1000, () => 1),
+    16_000,
+  );
+  assert.equal(
+    retryDelayMs(0, 1000, 30_000, 3_600_000, () => 0),
+    30_000,
   );
 });

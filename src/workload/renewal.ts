@@ -23,3 +23,20 @@ export function backoffDelayMs(
   const ceilingMs = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.max(baseMs / 2, Math.round(random() * ceilingMs));
 }
+
+/**
+ * The wait before retry `attempt` after a failure: the backoff, but never sooner than the server's
+ * Retry-After (a 429 says when a retry can succeed), plus up to 20% jitter so clients told the
+ * same time do not all come back at once; never longer than `maxMs`.
+ */
+export function retryDelayMs(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  retryAfterMs: number | undefined,
+  random: () => number = Math.random,
+): number {
+  const backoffMs = backoffDelayMs(attempt, baseMs, maxMs, random);
+  if (retryAfterMs === undefined) return backoffMs;
+  return Math.min(maxMs, Math.max(backoffMs, Math.round(retryAfterMs * (1 + 0.2 * random()))));
+}

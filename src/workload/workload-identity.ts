@@ -10,7 +10,7 @@ import {
 } from '../pki/index.ts';
 import type { MeshCredentials } from '../tls/index.ts';
 import { createIdentityClient, type IdentityClient } from './identity-client.ts';
-import { backoffDelayMs, renewalDelayMs } from './renewal.ts';
+import { backoffDelayMs, renewalDelayMs, retryDelayMs } from './renewal.ts';
 
 /** What the proxy serves with: the same shape node:tls contexts are built from. */
 export type WorkloadCredentials = MeshCredentials;
@@ -110,7 +110,15 @@ export function createWorkloadIdentity(config: WorkloadIdentityConfig) {
       delayMs = renewalDelayMs(next.notBeforeMs, next.notAfterMs, config.clock.now());
     } catch (error) {
       lastError = toMutualError(error);
-      delayMs = backoffDelayMs(failures++, config.retryBaseMs ?? 1000, config.retryMaxMs ?? 30_000);
+      // A 429's Retry-After (a limit on this identity, or on bad tokens from this address) is
+      // honoured within the backoff's bounds: retrying sooner would only be refused again.
+      const retryAfterMs = lastError.detail.retryAfterMs;
+      delayMs = retryDelayMs(
+        failures++,
+        config.retryBaseMs ?? 1000,
+        config.retryMaxMs ?? 30_000,
+        typeof retryAfterMs === 'number' ? retryAfterMs : undefined,
+      );
       config.onEvent?.({
         kind: 'renewal-failed',
         code: lastError.code,
