@@ -168,6 +168,12 @@ export const errorCatalog = {
     action:
       'Wait for the time in the Retry-After header; a workload needs a new certificate only every few hours.',
   },
+  MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED: {
+    meaning:
+      'Too many certify requests with tokens that failed authentication came from one client address (20 at once, then 5 a second), so the identity service answers 429 to every request from that address, good token or not, without checking its token, until Retry-After has passed. It keeps a flood of bad tokens from becoming a flood of TokenReview calls to the Kubernetes API server.',
+    action:
+      'Find the workload on that address sending a bad token (its earlier MUTUAL_IDENTITY_TOKEN_INVALID refusals in the audit log say why) and fix its token file; other workloads on the address get in once the flood stops, after the Retry-After header.',
+  },
   MUTUAL_IDENTITY_UNAVAILABLE: {
     meaning: 'The identity service cannot sign right now (no valid issuer loaded, or it is shutting down).',
     action:

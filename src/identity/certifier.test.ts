@@ -15,7 +15,7 @@ import {
 } from '../pki/index.ts';
 import { rejectsCode } from '../testing/expect-error.ts';
 import { type AuditLog, openAuditLog } from './audit-log.ts';
-import { createCertifier } from './certifier.ts';
+import { createCertifier, sourceAddressOf } from './certifier.ts';
 import { createJoinTokenAuthenticator, createJoinTokenIssuer } from './join-token.ts';
 
 const TD = 'cluster.local';
@@ -111,4 +111,15 @@ test('no certificate leaves when its audit line cannot be written', async () => 
     'closed',
     /closed/,
   );
+});
+
+test('failed authentications are counted by the address alone, not its port; IPv4-mapped as IPv4', () => {
+  const cases: Array<[string, string]> = [
+    ['127.0.0.1:40000', '127.0.0.1'],
+    ['::1:40000', '::1'],
+    ['::ffff:10.1.2.3:5000', '10.1.2.3'],
+    ['fd00::5:443', 'fd00::5'],
+    ['unknown:0', 'unknown'],
+  ];
+  for (const [requester, address] of cases) assert.equal(sourceAddressOf(requester), address, requester);
 });

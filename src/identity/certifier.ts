@@ -9,8 +9,13 @@ import {
   type TrustBundle,
 } from '../pki/index.ts';
 import type { AuditLog } from './audit-log.ts';
-import type { TokenAuthenticator } from './join-token.ts';
-import { createRateLimiter, DEFAULT_RATE_LIMIT, type RateLimit } from './rate-limiter.ts';
+import type { AuthenticatedCaller, TokenAuthenticator } from './join-token.ts';
+import {
+  createRateLimiter,
+  DEFAULT_AUTH_FAILURE_LIMIT,
+  DEFAULT_RATE_LIMIT,
+  type RateLimit,
+} from './rate-limiter.ts';
 
 export interface CertifyRequest {
   readonly token: string;
@@ -37,6 +42,10 @@ export interface CertifierDeps {
   readonly lifetimeMs: number;
   readonly skewMs: number;
   readonly rateLimit?: RateLimit;
+  /** Failed authentications per client address (DEFAULT_AUTH_FAILURE_LIMIT says why these numbers). */
+  readonly authFailureLimit?: RateLimit;
+  /** How many client addresses the failed-authentication limit tracks at most; default 10,000. */
+  readonly maxTrackedAddresses?: number;
   /** Called with the outcome of every request, for metrics. */
   readonly onOutcome?: (result: 'issued' | 'refused', reason: string) => void;
 }
@@ -44,22 +53,35 @@ export interface CertifierDeps {
 /** Thrown when a caller must wait; carries the seconds for Retry-After. */
 export class RateLimitedError extends MutualError {
   readonly retryAfterS: number;
-  constructor(identity: string, retryAfterS: number) {
-    super(
-      'MUTUAL_IDENTITY_RATE_LIMITED',
-      `${identity} asked for certificates too often; retry in ${retryAfterS}s`,
-    );
+  constructor(
+    code: 'MUTUAL_IDENTITY_RATE_LIMITED' | 'MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED',
+    message: string,
+    retryAfterS: number,
+  ) {
+    super(code, message, { detail: { retryAfterS } });
     this.retryAfterS = retryAfterS;
   }
 }
 
+/** The client's address from a requester written `address:port`; IPv4-mapped IPv6 as IPv4. */
+export function sourceAddressOf(requester: string): string {
+  const colon = requester.lastIndexOf(':');
+  const address = colon === -1 ? requester : requester.slice(0, colon);
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
 /**
- * Issuance as a straight list of named checks: token valid → identity from the token →
+ * Issuance as a straight list of named checks: the client's address within its limit of failed
+ * authentications (before the token is looked at) → token valid → identity from the token →
  * within its rate limit → CSR has exactly one URI SAN equal to that identity, signed by its key →
  * sign with a skew-padded window clamped to the issuer's expiry. Every outcome is audited.
  */
 export function createCertifier(deps: CertifierDeps) {
   const limiter = createRateLimiter(deps.rateLimit ?? DEFAULT_RATE_LIMIT, deps.clock);
+  const failureLimit = deps.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMIT;
+  const failures = createRateLimiter(failureLimit, deps.clock, {
+    maxKeys: deps.maxTrackedAddresses ?? 10_000,
+  });
   // One template signer per issuer: a rotated issuer gets fresh templates.
   let signer: { issuer: CertificateAuthority; sign: SvidSigner } | undefined;
   const signerFor = (issuer: CertificateAuthority): SvidSigner => {
@@ -82,18 +104,48 @@ export function createCertifier(deps: CertifierDeps) {
       });
       deps.onOutcome?.('refused', error.code);
     },
+    /** Client addresses the failed-authentication limit tracks now (bounded; for tests and metrics). */
+    trackedAddresses: () => failures.size(),
+    /** `requester` is `address:port`; the address is what failed authentications are counted by. */
     async certify(request: CertifyRequest, requester: string): Promise<CertifyResponse> {
       let identity = '';
       let method: string | undefined;
       let tokenId: string | undefined;
       try {
-        // Whitespace around a token (a token file's newline) is no part of it: a JWT has none.
-        const caller = await deps.authenticator.authenticate(request.token.trim());
+        // Before the token is looked at: an address that sent too many bad tokens waits, and
+        // costs no signature check and no TokenReview. Every request from it waits, good token
+        // or not: telling them apart would take the very check being saved. A token is taken
+        // now (so concurrent requests cannot all slip past) and given back unless the token
+        // turns out invalid: good tokens, and an API server that could not judge one, cost nothing.
+        const source = sourceAddressOf(requester);
+        const waitS = failures.take(source);
+        if (waitS > 0) {
+          throw new RateLimitedError(
+            'MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED',
+            `too many requests with invalid tokens came from ${source} (${failureLimit.burst} at once, then ${failureLimit.perSecond} a second); no request from it is checked for ${waitS}s: fix the token it sends, then retry after Retry-After`,
+            waitS,
+          );
+        }
+        let caller: AuthenticatedCaller;
+        try {
+          // Whitespace around a token (a token file's newline) is no part of it: a JWT has none.
+          caller = await deps.authenticator.authenticate(request.token.trim());
+        } catch (error) {
+          if (!isMutualError(error, 'MUTUAL_IDENTITY_TOKEN_INVALID')) failures.giveBack(source);
+          throw error;
+        }
+        failures.giveBack(source);
         identity = caller.identity.id.uri;
         method = caller.method;
         tokenId = caller.tokenId || undefined;
         const retryAfterS = limiter.take(identity);
-        if (retryAfterS > 0) throw new RateLimitedError(identity, retryAfterS);
+        if (retryAfterS > 0) {
+          throw new RateLimitedError(
+            'MUTUAL_IDENTITY_RATE_LIMITED',
+            `${identity} asked for certificates too often; retry in ${retryAfterS}s`,
+            retryAfterS,
+          );
+        }
         const admitted = await admitCsr(request.csr, identity);
         const issuer = deps.currentIssuer();
         if (!issuer) throw new MutualError('MUTUAL_IDENTITY_UNAVAILABLE', 'no valid issuer is loaded');

@@ -31,7 +31,7 @@ export const DEFAULT_CLIENT_TIMEOUT_MS = 10_000;
 /** Transport codes are chosen here, at the edge; the certifier only knows error codes. */
 function statusFor(code: ErrorCode): number {
   if (code === 'MUTUAL_IDENTITY_TOKEN_INVALID') return 401;
-  if (code === 'MUTUAL_IDENTITY_RATE_LIMITED') return 429;
+  if (code === 'MUTUAL_IDENTITY_RATE_LIMITED' || code === 'MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED') return 429;
   if (code === 'MUTUAL_IDENTITY_REQUEST_TOO_LARGE') return 413;
   if (code === 'MUTUAL_IDENTITY_REQUEST_TIMEOUT') return 408;
   if (

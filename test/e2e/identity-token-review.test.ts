@@ -130,7 +130,11 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function certify(token: string, spiffeId: string): Promise<{ status: number; json: any }> {
+async function certify(
+  token: string,
+  spiffeId: string,
+  localAddress = '127.0.0.1',
+): Promise<{ status: number; json: any }> {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const body = JSON.stringify({ token, csr: await createCsr({ privateKey, spiffeId }) });
   return new Promise((resolve, reject) => {
@@ -140,6 +144,8 @@ async function certify(token: string, spiffeId: string): Promise<{ status: numbe
         port: service.apiUrl.port,
         path: '/v1/certify',
         method: 'POST',
+        localAddress,
+        agent: false,
         ca: bundlePem,
         checkServerIdentity: () => undefined,
         headers: { 'content-type': 'application/json' },
@@ -201,6 +207,30 @@ test('join tokens keep working beside the TokenReview authenticator', async () =
   ]);
   const response = await certify(minted.stdout.trim(), WEB);
   assert.equal(response.status, 200, JSON.stringify(response.json));
+});
+
+test('a flood of bogus ServiceAccount tokens from one address reaches the API server only for the burst', async () => {
+  // From 127.0.0.2, so the other tests' address (127.0.0.1) keeps its own budget.
+  const reviewsOfFlood = () => reviews.filter((review) => review.body.spec?.token?.startsWith('k8s-bogus-'));
+  const startedMs = performance.now();
+  const answers = await Promise.all(
+    Array.from({ length: 60 }, (_, i) => certify(`k8s-bogus-${i}`, WEB, '127.0.0.2')),
+  );
+  const elapsedS = (performance.now() - startedMs) / 1000;
+  const statuses = answers.map((answer) => answer.status);
+  const reviewed = reviewsOfFlood().length;
+  // 20 at once, plus what came back (5 a second) while the flood was answered; before, all 60.
+  assert.ok(reviewed >= 20 && reviewed <= 20 + Math.ceil(elapsedS * 5), `${reviewed} TokenReviews`);
+  assert.equal(statuses.filter((status) => status === 401).length, reviewed);
+  assert.equal(statuses.filter((status) => status === 429).length, 60 - reviewed);
+  const limited = answers.find((answer) => answer.status === 429)!;
+  assert.equal(limited.json.error.code, 'MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED');
+  // Penalised: even a good token from that address waits, and is not sent for review.
+  const before = reviews.length;
+  assert.equal((await certify('k8s-web', WEB, '127.0.0.2')).status, 429);
+  assert.equal(reviews.length, before);
+  // Another address is reviewed and served as usual.
+  assert.equal((await certify('k8s-web', WEB, '127.0.0.3')).status, 200);
 });
 
 test('an API server that refuses our credentials or is down gives 503, not 401', async () => {
