@@ -38,7 +38,7 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
     )
     .option('--state-dir <dir>', 'where the join-token key and the audit log live', DEFAULT_STATE_DIR)
     .option('--listen <address>', 'API address', '127.0.0.1:8443')
-    .option('--admin-listen <address>', 'admin address (/live, /ready, /metrics)', '127.0.0.1:9990')
+    .option('--admin-listen <address>', 'admin address (/live, /ready, /metrics, /ca)', '127.0.0.1:9990')
     .option(
       '--lifetime <duration>',
       'lifetime of workload certificates',

@@ -39,6 +39,28 @@ export interface CaWatcherOptions {
   readonly onEvent: (event: CaReloadEvent) => void;
 }
 
+/** An anchor change the watcher holds back, and what it knows about it (GET /ca on the admin port). */
+export interface HeldAnchors {
+  /** When it is applied by itself (the last certificate under a dropped root has expired). */
+  readonly untilMs: number;
+  /** The roots of the held bundle, DER. */
+  readonly rootsDer: readonly Buffer[];
+  /** The roots in force it would drop. */
+  readonly droppingDer: readonly Buffer[];
+  readonly message: string;
+}
+
+/** What the watcher has in force and what it decided last, for the admin port. */
+export interface CaWatcherStatus {
+  readonly state: CaState;
+  readonly files: CaFilePaths;
+  readonly held: HeldAnchors | undefined;
+  /** Roots kept for certificates of earlier issuers, and until when. */
+  readonly rootsInUse: ReadonlyArray<{ der: Buffer; untilMs: number; why: string }>;
+  /** The last decision about each kind of file since the start, with when. */
+  readonly lastReload: Readonly<Partial<Record<CaReloadEvent['what'], CaReloadEvent & { atMs: number }>>>;
+}
+
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: MutualError };
 
 /** A root some certificate still in use may chain to, and until when. */
@@ -107,6 +129,8 @@ export async function createCaWatcher(options: CaWatcherOptions) {
   }
   /** A refusal of anchors that drop a root still in use; retried on every poll, logged once. */
   let pendingDropMessage: string | undefined;
+  let held: HeldAnchors | undefined;
+  const lastReload: Partial<Record<CaReloadEvent['what'], CaReloadEvent & { atMs: number }>> = {};
   let retryDrop: NodeJS.Timeout | undefined;
 
   /** Refuses anchors that drop a root certificates in use may chain to (issuer: the one to sign with). */
@@ -234,6 +258,17 @@ export async function createCaWatcher(options: CaWatcherOptions) {
       const untilMs = Date.parse(String(rootInUseError.detail.until));
       retryDrop = setTimeout(schedule, Math.max(0, untilMs - clock.now()) + 100);
       retryDrop.unref();
+      if (newBundle?.ok) {
+        const heldBundle = newBundle.value;
+        held = {
+          untilMs,
+          rootsDer: heldBundle.rootsDer,
+          droppingDer: state.bundle.rootsDer.filter(
+            (der) => !heldBundle.rootsDer.some((root) => root.equals(der)),
+          ),
+          message: rootInUseError.message,
+        };
+      }
       if (rootInUseError.message !== pendingDropMessage) {
         pendingDropMessage = rootInUseError.message;
         emit(
@@ -245,6 +280,7 @@ export async function createCaWatcher(options: CaWatcherOptions) {
       }
     } else if (isAnchorsChanged) {
       pendingDropMessage = undefined;
+      held = undefined;
       if (newBundle?.ok && chosen.bundle === newBundle.value) {
         emit(
           'trust-anchors',
@@ -294,7 +330,9 @@ export async function createCaWatcher(options: CaWatcherOptions) {
     message: string,
     code?: string,
   ) {
-    options.onEvent({ what, result, message, ...(code ? { code } : {}) });
+    const event = { what, result, message, ...(code ? { code } : {}) };
+    lastReload[what] = { ...event, atMs: clock.now() };
+    options.onEvent(event);
   }
 
   /** Reloads after the debounce; reloads never overlap. */
@@ -337,6 +375,13 @@ export async function createCaWatcher(options: CaWatcherOptions) {
 
   return {
     current: (): CaState => state,
+    status: (): CaWatcherStatus => ({
+      state,
+      files,
+      held,
+      rootsInUse: rootsInUse.filter((root) => root.untilMs > clock.now()),
+      lastReload: { ...lastReload },
+    }),
     /** Re-reads the files now (after the debounce has settled, and in order with other reloads). */
     reload(): Promise<void> {
       running = running.then(reloadNow).catch(() => {});

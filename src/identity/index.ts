@@ -2,12 +2,19 @@
 // identity, serves the trust bundle. Never takes an identity from a CSR; never sees a private key.
 
 export { type AuditEntry, type AuditLog, memoryAuditLog, openAuditLog } from './audit-log.ts';
+export {
+  type CaCertificateSummary,
+  type CaStatusAnswer,
+  caStatusAnswer,
+  summarizeCertificate,
+} from './ca-status.ts';
 // The checks the service applies to CA files; `mutual install` applies the same ones before rendering.
 export { assertIssuerUnderAnchors, loadIssuer } from './ca-validation.ts';
 export {
   type CaReloadEvent,
   type CaState,
   type CaWatcher,
+  type CaWatcherStatus,
   createCaWatcher,
   loadCaFiles,
 } from './ca-watcher.ts';

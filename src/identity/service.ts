@@ -8,6 +8,7 @@ import { generateKeyPair, issueSvid, parseCertificate, privateKeyToPem } from '.
 import type { CaFilePaths } from '../store/index.ts';
 import { backoffDelayMs, renewalDelayMs } from '../workload/index.ts';
 import { openAuditLog } from './audit-log.ts';
+import { caStatusRoute } from './ca-status.ts';
 import { type CaReloadEvent, createCaWatcher } from './ca-watcher.ts';
 import { createCertifier } from './certifier.ts';
 import { type BundleSource, createIdentityApiServer } from './http-api.ts';
@@ -207,6 +208,8 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     registry,
     notReadyReason: () =>
       config.clock.now() > ca.current().issuer.notAfterMs ? 'the issuer has expired' : undefined,
+    // What is in force, beside the files: `mutual check` compares the two.
+    routes: { 'GET /ca': caStatusRoute(() => ca.status()) },
   });
   const stop = async () => {
     generation++;

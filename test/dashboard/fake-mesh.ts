@@ -19,7 +19,7 @@ export interface FakeAdmin {
 export async function startFakeAdmin(
   metrics: string,
   identity: Record<string, unknown> = {},
-  options: { date?: string } = {},
+  options: { date?: string; json?: Readonly<Record<string, unknown>> } = {},
 ): Promise<FakeAdmin> {
   const hits: Record<string, number> = {};
   const admin: Partial<FakeAdmin> & { server?: Server } = { metrics, identity, hits };
@@ -30,6 +30,11 @@ export async function startFakeAdmin(
     if (request.url === '/metrics') {
       response.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       return response.end(admin.metrics);
+    }
+    const json = options.json?.[request.url ?? ''];
+    if (json !== undefined) {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      return response.end(JSON.stringify(json));
     }
     if (request.url === '/identity') {
       response.writeHead(200, { 'content-type': 'application/json' });

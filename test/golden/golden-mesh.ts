@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createServer, type Server } from 'node:tls';
 import { runCli } from '../../src/cli/index.ts';
 import { fixedClock } from '../../src/clock.ts';
+import { type CaStatusAnswer, summarizeCertificate } from '../../src/identity/index.ts';
 import { parsePrometheusText, processStartTicks } from '../../src/mesh/index.ts';
 import { parseCertificatesPem } from '../../src/pki/index.ts';
 import { type FakeAdmin, refusingUrl, startFakeAdmin } from '../dashboard/fake-mesh.ts';
@@ -92,6 +93,24 @@ async function identityAnswer(file: string, lastRenewal: Record<string, unknown>
   };
 }
 
+/** What the identity service's GET /ca answers: the fixtures' issuer and bundle, no change pending. */
+async function caInForce(): Promise<CaStatusAnswer> {
+  const bundlePem = await readFile(join(FIXTURES, 'ca', 'bundle.pem'), 'utf8');
+  const [issuer] = parseCertificatesPem(await readFile(join(FIXTURES, 'ca', 'issuer.crt'), 'utf8'), 'issuer');
+  return {
+    issuer: { ...summarizeCertificate(issuer!.der), file: 'ca/issuer.crt' },
+    trustBundle: {
+      file: 'ca/bundle.pem',
+      sequence: 1,
+      roots: parseCertificatesPem(bundlePem, 'bundle').map((root) => summarizeCertificate(root.der)),
+      pem: bundlePem,
+    },
+    heldTrustBundle: null,
+    rootsInUse: [],
+    lastReload: { issuer: null, trustAnchors: null },
+  };
+}
+
 export interface GoldenMesh {
   readonly dir: string;
   /** A fresh state directory (CA, runtime.json, a traffic sample from 90 s ago) under `dir`. */
@@ -120,7 +139,7 @@ export async function startGoldenMesh(): Promise<GoldenMesh> {
     }),
     { date },
   );
-  const identityAdmin = await startFakeAdmin('', {}, { date });
+  const identityAdmin = await startFakeAdmin('', {}, { date, json: { '/ca': await caInForce() } });
   const api: Server = createServer({
     cert: await readFile(join(FIXTURES, 'identity-service.pem')),
     key: await readFile(join(FIXTURES, 'identity-service.key')),

@@ -6,6 +6,7 @@ import { createPeerVerifier, parseBundlePem } from '../../pki/index.ts';
 import { isRunning } from '../processes.ts';
 import type { RuntimeProcess, RuntimeService } from '../runtime.ts';
 import { verifyChainPem } from '../verify-identity.ts';
+import { caInForce, caInForceCheck, isAnswer, rotationProgressCheck } from './rotation-checks.ts';
 import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
 
 const NOT_RUNNING = 'no mesh is running';
@@ -159,6 +160,7 @@ export const identityServiceChecks: CheckCategory = {
         );
       },
     },
+    caInForceCheck,
   ],
 };
 
@@ -241,7 +243,13 @@ export const proxyChecks: CheckCategory = {
         perService(context, async (service) => {
           const answer = await context.proxyIdentity(service.name);
           if (!answer.ok) return sidecarSilent(context, service, answer.error);
-          const bundlePem = await readFile(context.paths.bundle, 'utf8').catch(() => '');
+          // The roots peers trust are the ones the identity service serves: bundle.pem, unless it
+          // refused or holds a change (then the check of that says so).
+          const inForce = await caInForce(context);
+          const bundlePem =
+            isAnswer(inForce) && typeof inForce.trustBundle.pem === 'string'
+              ? inForce.trustBundle.pem
+              : await readFile(context.paths.bundle, 'utf8').catch(() => '');
           const result = verifyChainPem(
             answer.identity.certificateChainPem,
             service.spiffeId,
@@ -295,5 +303,6 @@ export const proxyChecks: CheckCategory = {
           );
         }),
     },
+    rotationProgressCheck,
   ],
 };
