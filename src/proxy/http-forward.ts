@@ -49,6 +49,10 @@ export function isClientIdHeader(name: string): boolean {
 export function createDetachedHttpServer(onRequest: RequestListener, onBug: (error: Error) => void): Server {
   // A bug in handling one request must cost that request, not the sidecar and every connection.
   const guarded: RequestListener = (request, response) => {
+    // node:http parses every request in a chunk and emits each, even behind an answer that closes
+    // the connection; the client was told nothing more is read, so nothing more is forwarded.
+    if (closingConnections.has(request.socket)) return void request.resume();
+    trackAnswer(request.socket, response);
     try {
       onRequest(request, response);
     } catch (error) {
@@ -82,12 +86,63 @@ export function createDetachedHttpServer(onRequest: RequestListener, onBug: (err
   // node:http tracks connections (for closeIdleConnections and the headersTimeout check) only once
   // the server is listening; this one never listens, so start the tracking by hand.
   server.emit('listening');
-  server.on('clientError', (_error, socket) => {
-    if (socket.writable)
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    // Bytes after a request with `Connection: close` are ignored (RFC 9112 §9.6): that request
+    // still gets its answer, and node:http closes the connection after it. Answering 400 at once
+    // told the client its request failed while the app went on to serve it.
+    if (error.code === 'HPE_CLOSED_CONNECTION') return;
+    // node:http reports the error again for every chunk that follows: answer once, and let the
+    // answer reach the client (destroying the socket now would reset it unread).
+    if (refusedConnections.has(socket)) return;
+    refusedConnections.add(socket);
+    // An answer under way cannot be interrupted: a status line written now would land in its body.
+    const answers = answersInFlight.get(socket);
+    if (!socket.writable || [...(answers ?? [])].some((answer) => answer.headersSent)) {
+      return void socket.destroy();
+    }
+    socket.end(`HTTP/1.1 ${parseErrorStatus(error.code)}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    // A client that keeps its end open after the answer is cut off.
+    const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+    socket.once('close', () => clearTimeout(linger));
   });
   return server;
+}
+
+/** The status node:http itself answers a parse error with: a head over the size limit is 431. */
+function parseErrorStatus(code: string | undefined): string {
+  if (code === 'HPE_HEADER_OVERFLOW') return '431 Request Header Fields Too Large';
+  if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') return '413 Payload Too Large';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408 Request Timeout';
+  return '400 Bad Request';
+}
+
+/** How long a connection refused for a malformed request is kept open for its answer to be read. */
+const REFUSED_LINGER_MS = 5_000;
+/** Connections answered an error for bytes that are not HTTP/1. */
+const refusedConnections = new WeakSet<object>();
+/** Connections whose answer said `connection: close`. */
+const closingConnections = new WeakSet<object>();
+/** Answers not yet finished, per connection, so a parse error never writes into one. */
+const answersInFlight = new WeakMap<object, Set<ServerResponse>>();
+
+function trackAnswer(socket: object, response: ServerResponse): void {
+  const answers = answersInFlight.get(socket) ?? new Set<ServerResponse>();
+  answersInFlight.set(socket, answers);
+  answers.add(response);
+  response.once('close', () => answers.delete(response));
+}
+
+/**
+ * Marks the connection of `request`, which is being answered with `connection: close`: requests
+ * the client pipelined behind it are dropped unanswered, never forwarded or upgraded.
+ */
+export function closeAfterAnswer(request: IncomingMessage): void {
+  closingConnections.add(request.socket);
+}
+
+/** Whether an earlier answer on the connection of `request` closes it (see closeAfterAnswer). */
+export function isClosing(request: IncomingMessage): boolean {
+  return closingConnections.has(request.socket);
 }
 
 /** The request's end-to-end headers as flat name/value pairs, plus `extra` ones. */

@@ -14,10 +14,12 @@ import { getInboundContext, type InboundContext } from '../connection-context.ts
 import { splice } from '../forward.ts';
 import {
   CLIENT_ID_HEADER,
+  closeAfterAnswer,
   createDetachedHttpServer,
   DENIED_BY_HEADER,
   forwardedRequestHeaders,
   forwardRequest,
+  isClosing,
   Pool,
   PROXY_ERROR_HEADER,
 } from '../http-forward.ts';
@@ -101,6 +103,7 @@ export function createHttpInbound(deps: InboundDeps) {
     if (!checked.isValid) {
       const text = badRequest(request, checked.problem, context);
       request.resume();
+      closeAfterAnswer(request);
       response
         .writeHead(400, {
           'content-type': 'text/plain',
@@ -142,6 +145,8 @@ export function createHttpInbound(deps: InboundDeps) {
   function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer) {
     const context = getInboundContext(request.socket);
     if (!context) return socket.destroy();
+    // Pipelined behind an answer that closes the connection: the client expects nothing more.
+    if (isClosing(request)) return void socket.end();
     const checked = checkHttp1Request(request);
     if (!checked.isValid) {
       const text = badRequest(request, checked.problem, context);

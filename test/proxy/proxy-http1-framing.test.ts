@@ -1,0 +1,189 @@
+// Where an HTTP/1 message ends, as the client, the sidecar and the app each see it. Raw bytes
+// (pipelined requests, bytes after `Connection: close`, garbage while an answer streams, oversized
+// heads) go to a real sidecar pair over mTLS and to a PERMISSIVE port in plaintext; the app records
+// every request it gets, so a request the client was never answered for shows up there.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import {
+  createTestPki,
+  type ProxyProcess,
+  startProxyProcess,
+  type WorkloadFiles,
+} from '../../src/testing/mesh-pki.ts';
+
+let dir: string;
+let web: WorkloadFiles;
+let server: ProxyProcess;
+let client: ProxyProcess;
+const apps: Server[] = [];
+/** `METHOD target` of every request an app received. */
+const seen: string[] = [];
+let key: Buffer;
+let cert: Buffer;
+let ca: Buffer;
+
+function app(request: IncomingMessage, response: ServerResponse) {
+  seen.push(`${request.method} ${request.url}`);
+  request.resume();
+  if (request.url === '/slow') return void setTimeout(() => response.end('slow answer'), 300);
+  if (request.url === '/stream') {
+    response.writeHead(200, { 'content-type': 'text/plain' });
+    response.write('first part;');
+    return void setTimeout(() => response.end('second part'), 800);
+  }
+  response.end(`answer ${request.url}`);
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-http1-framing-'));
+  const pki = await createTestPki(join(dir, 'pki'));
+  const emoji = await pki.workload('emoji');
+  web = await pki.workload('web');
+  [key, cert, ca] = await Promise.all([
+    readFile(web.keyFile),
+    readFile(web.certFile),
+    readFile(web.bundleFile),
+  ]);
+  const ports: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const server = createServer(app);
+    apps.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    ports.push((server.address() as AddressInfo).port);
+  }
+  server = await startProxyProcess([
+    ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
+    ...['--inbound', `127.0.0.1:0=${ports[0]}`, '--inbound', `127.0.0.1:0=${ports[1]}`],
+    ...['--mode', 'STRICT', '--port-mode', `${ports[1]}=PERMISSIVE`, '--admin-listen', '127.0.0.1:0'],
+  ]);
+  client = await startProxyProcess([
+    ...['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile],
+    ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${server.inbound[0]!.port}`],
+    ...['--admin-listen', '127.0.0.1:0'],
+  ]);
+  await Promise.all([server.untilReady(), client.untilReady()]);
+});
+
+after(async () => {
+  await Promise.all([server?.stop(), client?.stop()]);
+  for (const app of apps) {
+    app.close();
+    app.closeAllConnections();
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Via = 'mtls' | 'plaintext' | 'outbound';
+const VIAS: Via[] = ['mtls', 'plaintext', 'outbound'];
+
+function open(via: Via): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    if (via === 'mtls') {
+      const socket = tlsConnect({
+        ...{ host: '127.0.0.1', port: server.inbound[0]!.port, key, cert, ca },
+        checkServerIdentity: () => undefined,
+      });
+      socket.once('secureConnect', () => resolve(socket)).once('error', reject);
+      return;
+    }
+    const port = via === 'plaintext' ? server.inbound[1]!.port : client.outbound[0]!.port;
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => resolve(socket)).once('error', reject);
+  });
+}
+
+/**
+ * Sends `parts` (a number waits that many ms, a function waits until it holds for what came back)
+ * and collects the answer until the sidecar closes the connection (8 s at most).
+ */
+async function exchange(via: Via, parts: (string | number | ((text: string) => boolean))[]): Promise<string> {
+  const socket = await open(via);
+  let text = '';
+  let onData = () => {};
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString('latin1');
+    onData();
+  });
+  const closed = new Promise<void>((resolve) => {
+    socket.once('close', () => resolve());
+    socket.on('error', () => {});
+  });
+  const timer = setTimeout(() => socket.destroy(), 8000);
+  for (const part of parts) {
+    if (typeof part === 'string') socket.write(part);
+    else if (typeof part === 'number') await new Promise((resolve) => setTimeout(resolve, part));
+    else if (!part(text)) await new Promise<void>((resolve) => (onData = () => part(text) && resolve()));
+  }
+  await closed;
+  clearTimeout(timer);
+  return text;
+}
+
+/** The status lines of every answer in `text`. */
+const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((match) => match[1]);
+
+/** The requests the apps got for `marker`'s case: a request for `marker` comes last, once all else is in. */
+async function seenUntil(via: Via, marker: string): Promise<string[]> {
+  const answer = await exchange(via, [`GET ${marker} HTTP/1.1\r\nHost: emoji\r\nConnection: close\r\n\r\n`]);
+  assert.deepEqual(statuses(answer), ['200']);
+  const found = seen.splice(0);
+  assert.equal(found.at(-1), `GET ${marker}`);
+  return found.slice(0, -1);
+}
+
+for (const via of ['mtls', 'plaintext'] as const) {
+  test(`${via}: nothing pipelined behind a 400 that closes the connection reaches the app`, async () => {
+    seen.length = 0;
+    // One write, so the sidecar reads all three requests at once, as a client pipelining does.
+    const answer = await exchange(via, [
+      [
+        'GET /refused HTTP/1.1\r\nHost: a,b\r\n\r\n',
+        'POST /pipelined HTTP/1.1\r\nHost: emoji\r\nContent-Length: 4\r\n\r\nBODY',
+        'GET /upgraded HTTP/1.1\r\nHost: emoji\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+      ].join(''),
+    ]);
+    assert.deepEqual(statuses(answer), ['400'], answer);
+    assert.match(answer, /connection: close/i);
+    assert.deepEqual(await seenUntil(via, `/after-refused-${via}`), []);
+  });
+}
+
+for (const via of VIAS) {
+  test(`${via}: bytes after a request with Connection: close are ignored and the request gets its answer`, async () => {
+    seen.length = 0;
+    const answer = await exchange(via, [
+      'GET /slow HTTP/1.1\r\nHost: emoji\r\nConnection: close\r\n\r\nGET /pipelined HTTP/1.1\r\nHost: emoji\r\n\r\n',
+    ]);
+    assert.deepEqual(statuses(answer), ['200'], answer);
+    assert.match(answer, /slow answer$/);
+    assert.deepEqual(await seenUntil(via, `/after-close-${via}`), ['GET /slow']);
+  });
+
+  test(`${via}: a parse error while an answer streams does not write into it`, async () => {
+    const answer = await exchange(via, [
+      'GET /stream HTTP/1.1\r\nHost: emoji\r\n\r\n',
+      (text) => text.includes('first part;'),
+      'NOT HTTP AT ALL\r\n\r\n',
+    ]);
+    assert.deepEqual(statuses(answer), ['200'], answer);
+    assert.doesNotMatch(answer, /first part;[\s\S]*HTTP\/1\.1/);
+    seen.length = 0;
+  });
+
+  test(`${via}: a request head over the size limit is answered 431`, async () => {
+    for (const head of [
+      `GET /${'a'.repeat(20_000)} HTTP/1.1\r\nHost: emoji\r\n\r\n`,
+      `GET / HTTP/1.1\r\nHost: emoji\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`,
+      `GET / HTTP/1.1\r\nHost: emoji\r\n${'X-Many: 1\r\n'.repeat(3000)}\r\n`,
+    ]) {
+      const answer = await exchange(via, [head]);
+      assert.deepEqual(statuses(answer), ['431'], `${head.slice(0, 40)}: ${answer}`);
+    }
+  });
+}
