@@ -53,6 +53,12 @@ before(async () => {
   const ports: number[] = [];
   for (let i = 0; i < 2; i++) {
     const server = createServer(app);
+    // Upgrades are recorded with the Connection header and identity the app got, then refused.
+    server.on('upgrade', (request: IncomingMessage, socket: Socket) => {
+      const id = request.headers['x-mutual-client-id'] ?? 'none';
+      seen.push(`UPGRADE ${request.url} connection=${request.headers.connection} id=${id}`);
+      socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    });
     apps.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     ports.push((server.address() as AddressInfo).port);
@@ -185,5 +191,18 @@ for (const via of VIAS) {
       const answer = await exchange(via, [head]);
       assert.deepEqual(statuses(answer), ['431'], `${head.slice(0, 40)}: ${answer}`);
     }
+  });
+}
+
+for (const via of ['mtls', 'outbound'] as const) {
+  test(`${via}: an upgrade's Connection header cannot name the verified identity as hop-by-hop`, async () => {
+    seen.length = 0;
+    const answer = await exchange(via, [
+      'GET /ws HTTP/1.1\r\nHost: emoji\r\nConnection: Upgrade, x-mutual-client-id\r\nUpgrade: websocket\r\n\r\n',
+    ]);
+    assert.deepEqual(statuses(answer), ['404'], answer);
+    assert.deepEqual(await seenUntil(via, `/after-upgrade-${via}`), [
+      `UPGRADE /ws connection=upgrade id=${web.spiffeId}`,
+    ]);
   });
 }

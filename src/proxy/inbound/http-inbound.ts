@@ -164,7 +164,9 @@ export function createHttpInbound(deps: InboundDeps) {
       return;
     }
     const headers = forwardHeaders(request, context);
-    headers.push('connection', request.headers.connection ?? 'upgrade');
+    // Never the client's Connection: a header it names (`Connection: upgrade, x-mutual-client-id`)
+    // is one any HTTP/1 hop in front of the app drops, the verified identity included.
+    headers.push('connection', 'upgrade');
     if (request.headers.upgrade) headers.push('upgrade', request.headers.upgrade);
     const toApp = requestApp({
       ...{ method: request.method, path: request.url, headers, setHost: false },

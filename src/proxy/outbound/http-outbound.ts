@@ -138,7 +138,8 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     }
     if (socket.destroyed) return peer.destroy();
     deps.track(peer);
-    const headers = forwardedRequestHeaders(request, 'connection', request.headers.connection ?? 'upgrade');
+    // Only `upgrade`: other headers the app's Connection names are not hop-by-hop for the next hop.
+    const headers = forwardedRequestHeaders(request, 'connection', 'upgrade');
     if (request.headers.upgrade) headers.push('upgrade', request.headers.upgrade);
     peer.write(requestHeadText(request, headers));
     if (head.length > 0) peer.write(head);
