@@ -100,6 +100,32 @@ const errorCases: ErrorCase[] = [
     expect: [['18:16', /spec\.mtls\.mode/]],
   },
   {
+    name: 'an empty from or to list is refused, not read as "any"',
+    yaml: ap('a', 'demo', 'rules:\n- from: []\n  to: []'),
+    expect: [
+      ['9:11 MUTUAL_POLICY_INVALID', /rules\[0\]\.from: `from` must not be empty/],
+      ['10:9 MUTUAL_POLICY_INVALID', /rules\[0\]\.to: `to` must not be empty/],
+    ],
+  },
+  {
+    name: 'an empty source or operation is refused, not read as "any"',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- from:\n  - source: {}\n  - source:\n      principals: []\n  to:\n  - operation:\n      paths: []',
+    ),
+    expect: [
+      ['10:15 MUTUAL_POLICY_INVALID', /from\[0\]\.source: a source must set at least one field/],
+      ['12:9 MUTUAL_POLICY_INVALID', /from\[1\]\.source: a source must set at least one field/],
+      ['15:9 MUTUAL_POLICY_INVALID', /to\[0\]\.operation: an operation must set at least one field/],
+    ],
+  },
+  {
+    name: 'a DENY policy without rules is refused, as Istio refuses it',
+    yaml: ap('d', 'demo', 'action: DENY'),
+    expect: [['8:3 MUTUAL_POLICY_INVALID', /a DENY policy without rules never matches/]],
+  },
+  {
     name: 'bad creationTimestamp',
     yaml: pa('a', 'demo', 'mtls: {mode: STRICT}', 'yesterday'),
     expect: [['7:', /must be an RFC 3339 time/]],

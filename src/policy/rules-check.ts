@@ -81,15 +81,57 @@ export function validateAuthorizationPolicy(input: AuthorizationPolicyInput, rep
       "This is Istio's deny-all idiom; if you meant allow-all, write `rules: [{}]`.",
     );
   }
+  if (action === 'DENY' && (spec?.rules === undefined || spec.rules.length === 0)) {
+    // Istio refuses it ("DENY action without `rules` is meaningless"): it would never match.
+    report(
+      spec === undefined ? [] : ['spec'],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      'a DENY policy without rules never matches anything',
+      'Add rules saying what to deny; to deny every request, write `rules: [{}]`.',
+    );
+  }
   for (const [ruleIndex, rule] of (spec?.rules ?? []).entries()) {
     const rulePath = ['spec', 'rules', ruleIndex];
+    // Istio refuses an empty `from`/`to` list or an empty source/operation: read as "unset" they
+    // would match every peer or request, widening an ALLOW to everyone.
+    for (const field of ['from', 'to'] as const) {
+      if (rule[field]?.length === 0) {
+        report(
+          [...rulePath, field],
+          'error',
+          'MUTUAL_POLICY_INVALID',
+          `\`${field}\` must not be empty: an empty list would match ${field === 'from' ? 'every source' : 'every request'}`,
+          `List at least one ${field === 'from' ? 'source' : 'operation'}, or remove \`${field}\` to match any.`,
+        );
+      }
+    }
     for (const [index, from] of (rule.from ?? []).entries()) {
-      validateSource(from.source, [...rulePath, 'from', index, 'source'], action, report);
+      const path = [...rulePath, 'from', index, 'source'];
+      if (!Object.values(from.source).some((values) => values !== undefined && values.length > 0)) {
+        report(
+          path,
+          'error',
+          'MUTUAL_POLICY_INVALID',
+          'a source must set at least one field: an empty one would match every peer',
+          'Name principals, namespaces or ipBlocks (or their not- forms), or remove this entry.',
+        );
+      }
+      validateSource(from.source, path, action, report);
     }
     let httpField: string | undefined;
     for (const [index, to] of (rule.to ?? []).entries()) {
       const path = [...rulePath, 'to', index, 'operation'];
       const operation = to.operation;
+      if (!Object.values(operation).some((values) => values !== undefined && values.length > 0)) {
+        report(
+          path,
+          'error',
+          'MUTUAL_POLICY_INVALID',
+          'an operation must set at least one field: an empty one would match every request',
+          'Name hosts, ports, methods or paths (or their not- forms), or remove this entry.',
+        );
+      }
       for (const field of HTTP_OPERATION_FIELDS) {
         const values = operation[field];
         if (values === undefined) continue;
