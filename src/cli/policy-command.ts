@@ -13,6 +13,7 @@ import {
   loadPolicyFiles,
   type PolicyDiagnostic,
   parseRequestTarget,
+  trustDomainOf,
   type WorkloadRef,
 } from '../policy/index.ts';
 import { parseSpiffeId } from '../spiffe/index.ts';
@@ -52,6 +53,10 @@ export function registerPolicyCommand(program: Command, context: CliContext): vo
     .option('--host <host>', 'HTTP Host header (makes it an HTTP request)')
     .option('--header <name=value>', 'HTTP header (repeatable; makes it an HTTP request)', collect, [])
     .option('--source-ip <ip>', 'client address, for ipBlocks rules', '127.0.0.1')
+    .option(
+      '--trust-domain <td>',
+      "the target workload's trust domain, which policies' cluster.local/... principals name as in Istio (default: --from's, else cluster.local)",
+    )
     .option('--root-namespace <ns>', 'namespace whose policies apply mesh-wide', DEFAULT_ROOT_NAMESPACE)
     .addOption(outputOption())
     .action(async (options: ExplainOptions) => explain(options, context));
@@ -163,12 +168,13 @@ interface ExplainOptions {
   host?: string;
   header: string[];
   sourceIp: string;
+  trustDomain?: string;
   rootNamespace: string;
   output: OutputFormat;
 }
 
 async function explain(options: ExplainOptions, context: CliContext): Promise<void> {
-  const workload = targetWorkload(options);
+  const targetRef = targetWorkload(options);
   const port = Number(options.port);
   if (!/^\d+$/.test(options.port) || port < 1 || port > 65_535) {
     throw new MutualError('MUTUAL_CLI_USAGE', `--port ${options.port}: give a port number 1–65535`);
@@ -201,6 +207,9 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
       `--source-ip ${options.sourceIp}: give an IPv4 or IPv6 address, e.g. 10.0.0.7 or fd00::7`,
     );
   }
+  const trustDomain =
+    options.trustDomain ?? (principal === undefined ? undefined : trustDomainOf(`spiffe://${principal}`));
+  const workload: WorkloadRef = trustDomain === undefined ? targetRef : { ...targetRef, trustDomain };
   const loaded = await loadPolicyFiles([resolve(context.cwd, options.policyDir)], {
     rootNamespace: options.rootNamespace,
   });

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Clock } from '../clock.ts';
 import { loadProxyConfig, type ProxyConfig, type ProxyFlags } from '../config/index.ts';
-import { createPolicyStore, type WorkloadPolicy } from '../policy/index.ts';
+import { createPolicyStore, trustDomainOf, type WorkloadPolicy, type WorkloadRef } from '../policy/index.ts';
 import {
   createPolicyClient,
   createProxy,
@@ -200,20 +200,20 @@ async function fetchPolicies(
     });
 }
 
-async function thisWorkload(config: ProxyConfig, log: ProxyLog, clock: Clock) {
-  const namespace = config.namespace ?? (await namespaceFromIdentity(config, clock)) ?? 'default';
-  log.info('policy selects this workload as', { namespace, labels: config.labels });
-  return { namespace, labels: config.labels };
+async function thisWorkload(config: ProxyConfig, log: ProxyLog, clock: Clock): Promise<WorkloadRef> {
+  const spiffeId = await ownSpiffeId(config, clock);
+  const namespace =
+    config.namespace ?? (spiffeId ? /\/ns\/([^/]+)\//.exec(spiffeId)?.[1] : undefined) ?? 'default';
+  // Policies' `cluster.local/...` principals name this trust domain, as in Istio.
+  const trustDomain = spiffeId ? trustDomainOf(spiffeId) : undefined;
+  log.info('policy selects this workload as', { namespace, labels: config.labels, trustDomain });
+  return { namespace, labels: config.labels, ...(trustDomain ? { trustDomain } : {}) };
 }
 
-async function namespaceFromIdentity(config: ProxyConfig, clock: Clock): Promise<string | undefined> {
-  let spiffeId: string | undefined;
-  if (config.credentials.kind === 'identity-service') spiffeId = config.credentials.spiffeId;
-  else {
-    spiffeId = await loadCredentialFiles(config.credentials, clock).then(
-      (credentials) => credentials.spiffeId,
-      () => undefined,
-    );
-  }
-  return spiffeId ? /\/ns\/([^/]+)\//.exec(spiffeId)?.[1] : undefined;
+async function ownSpiffeId(config: ProxyConfig, clock: Clock): Promise<string | undefined> {
+  if (config.credentials.kind === 'identity-service') return config.credentials.spiffeId;
+  return loadCredentialFiles(config.credentials, clock).then(
+    (credentials) => credentials.spiffeId,
+    () => undefined,
+  );
 }

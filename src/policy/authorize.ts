@@ -142,22 +142,17 @@ export function createAuthorizer(policies: readonly CompiledPolicy[]): Authorize
 
 const ALLOWED: AuthorizationDecision = Object.freeze({ allowed: true });
 
-function principalParts(sourcePrincipal: string | undefined): { principal?: string; namespace?: string } {
-  if (sourcePrincipal === undefined || sourcePrincipal === '') return {};
-  const principal = sourcePrincipal.startsWith('spiffe://') ? sourcePrincipal.slice(9) : sourcePrincipal;
-  const start = principal.indexOf('/ns/');
-  if (start < 0) return { principal };
-  const end = principal.indexOf('/', start + 4);
-  return { principal, namespace: principal.slice(start + 4, end < 0 ? undefined : end) };
+/** The principal as policies name it: without `spiffe://`; undefined over plaintext. */
+function principalOf(sourcePrincipal: string | undefined): string | undefined {
+  if (sourcePrincipal === undefined || sourcePrincipal === '') return undefined;
+  return sourcePrincipal.startsWith('spiffe://') ? sourcePrincipal.slice(9) : sourcePrincipal;
 }
 
 const NO_HEADERS = Object.freeze({});
 
 function connectionContext(attributes: ConnectionAttributes): EvaluationContext {
-  const { principal, namespace } = principalParts(attributes.sourcePrincipal);
   return {
-    principal,
-    namespace,
+    principal: principalOf(attributes.sourcePrincipal),
     ip: attributes.sourceIp,
     port: attributes.destinationPort,
     method: '',
@@ -169,12 +164,10 @@ function connectionContext(attributes: ConnectionAttributes): EvaluationContext 
 }
 
 function requestContext(attributes: RequestAttributes): EvaluationContext {
-  const { principal, namespace } = principalParts(attributes.sourcePrincipal);
   const query = attributes.path.indexOf('?');
   const { host, hostname } = splitHost(attributes.host);
   return {
-    principal,
-    namespace,
+    principal: principalOf(attributes.sourcePrincipal),
     ip: attributes.sourceIp,
     port: attributes.destinationPort,
     method: attributes.method,

@@ -24,4 +24,5 @@ export {
 } from './resource.ts';
 export { API_VERSIONS, type MtlsMode } from './schema.ts';
 export { createPolicyStore, type PolicyStore, type PolicyStoreOptions } from './store.ts';
+export { trustDomainOf } from './trust-domain.ts';
 export type * from './types.ts';

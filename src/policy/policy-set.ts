@@ -10,6 +10,7 @@ import {
   selectorMatches,
 } from './resource.ts';
 import { compileRule } from './rule-compile.ts';
+import { ISTIO_DEFAULT_TRUST_DOMAIN, withLocalTrustDomain } from './trust-domain.ts';
 import type { ExplainableWorkloadPolicy, PeerAuthenticationMode, WorkloadRef } from './types.ts';
 
 export interface PolicySet {
@@ -29,15 +30,28 @@ export function compilePolicySet(
   const authorizationPolicies = resources
     .filter((r): r is AuthorizationPolicyResource => r.kind === 'AuthorizationPolicy')
     .sort((a, b) => (a.meta.id < b.meta.id ? -1 : a.meta.id > b.meta.id ? 1 : 0));
-  // Compile every rule now, so a request never builds a matcher.
-  const compiled = authorizationPolicies.map((policy) => ({
-    resource: policy,
-    compiled: {
-      id: policy.meta.id,
-      action: policy.action,
-      rules: policy.rules.map((rule) => compileRule(rule, policy.action)),
-    } satisfies CompiledPolicy,
-  }));
+  // Compile every rule now, so a request never builds a matcher; once more per other trust
+  // domain a workload is in (its `cluster.local` principals name that domain, as in Istio).
+  const compileFor = (trustDomain: string) =>
+    authorizationPolicies.map((policy) => ({
+      resource: policy,
+      compiled: {
+        id: policy.meta.id,
+        action: policy.action,
+        rules: policy.rules.map((rule) =>
+          compileRule(withLocalTrustDomain(rule, trustDomain), policy.action),
+        ),
+      } satisfies CompiledPolicy,
+    }));
+  const byTrustDomain = new Map([[ISTIO_DEFAULT_TRUST_DOMAIN, compileFor(ISTIO_DEFAULT_TRUST_DOMAIN)]]);
+  const compiledFor = (trustDomain = ISTIO_DEFAULT_TRUST_DOMAIN) => {
+    let compiled = byTrustDomain.get(trustDomain);
+    if (compiled === undefined) {
+      compiled = compileFor(trustDomain);
+      byTrustDomain.set(trustDomain, compiled);
+    }
+    return compiled;
+  };
   const cache = new Map<string, ExplainableWorkloadPolicy>();
   return {
     rootNamespace,
@@ -46,7 +60,7 @@ export function compilePolicySet(
       const key = workloadKey(ref);
       let policy = cache.get(key);
       if (policy === undefined) {
-        const applicable = compiled
+        const applicable = compiledFor(ref.trustDomain)
           .filter(({ resource }) => appliesTo(resource, ref, rootNamespace))
           .map(({ compiled }) => compiled);
         policy = workloadPolicy(
@@ -94,7 +108,7 @@ function workloadKey(ref: WorkloadRef): string {
   const labels = Object.keys(ref.labels)
     .sort()
     .map((key) => `${key}=${ref.labels[key]}`);
-  return JSON.stringify([ref.namespace, ...labels]);
+  return JSON.stringify([ref.trustDomain ?? ISTIO_DEFAULT_TRUST_DOMAIN, ref.namespace, ...labels]);
 }
 
 /** For a proxy without a policy directory: allow everything, with the given modes. */

@@ -6,12 +6,19 @@ import { compileIpMatcher, type IpMatcher } from './ip-block.ts';
 import type { AuthorizationAction } from './resource.ts';
 import { HEADER_CONDITION, HTTP_OPERATION_FIELDS } from './rules-check.ts';
 import type { AuthorizationRuleInput, ConditionInput, OperationInput, SourceInput } from './schema.ts';
-import { compilePatterns, exactValues, matchesPatterns, type Patterns } from './string-match.ts';
+import {
+  compileNamespacePatterns,
+  compilePatterns,
+  exactValues,
+  matchesNamespace,
+  matchesPatterns,
+  type NamespacePatterns,
+  type Patterns,
+} from './string-match.ts';
 
 /** A request or connection, normalised once per call (principal without `spiffe://`, path without query). */
 export interface EvaluationContext {
   readonly principal: string | undefined;
-  readonly namespace: string | undefined;
   readonly ip: string;
   readonly port: number;
   readonly method: string;
@@ -25,8 +32,8 @@ export interface EvaluationContext {
 interface SourceData {
   readonly principals: Patterns | null;
   readonly notPrincipals: Patterns | null;
-  readonly namespaces: Patterns | null;
-  readonly notNamespaces: Patterns | null;
+  readonly namespaces: NamespacePatterns | null;
+  readonly notNamespaces: NamespacePatterns | null;
   readonly ipBlocks: IpMatcher | null;
   readonly notIpBlocks: IpMatcher | null;
 }
@@ -49,6 +56,8 @@ interface ConditionData {
   readonly header: string;
   readonly values: Patterns | null;
   readonly notValues: Patterns | null;
+  readonly namespaces: NamespacePatterns | null;
+  readonly notNamespaces: NamespacePatterns | null;
   readonly ips: IpMatcher | null;
   readonly notIps: IpMatcher | null;
   readonly ports: ReadonlySet<number> | null;
@@ -125,10 +134,24 @@ function matchOptional(
   return true;
 }
 
+/** Namespaces are read from the principal, so a peer without one (plaintext) has none. */
+function matchNamespaces(
+  namespaces: NamespacePatterns | null,
+  notNamespaces: NamespacePatterns | null,
+  principal: string | undefined,
+): boolean {
+  if (namespaces !== null && (principal === undefined || !matchesNamespace(namespaces, principal)))
+    return false;
+  if (notNamespaces !== null && principal !== undefined && matchesNamespace(notNamespaces, principal)) {
+    return false;
+  }
+  return true;
+}
+
 function matchSource(source: SourceData, context: EvaluationContext): boolean {
   return (
     matchOptional(source.principals, source.notPrincipals, context.principal) &&
-    matchOptional(source.namespaces, source.notNamespaces, context.namespace) &&
+    matchNamespaces(source.namespaces, source.notNamespaces, context.principal) &&
     (source.ipBlocks === null || source.ipBlocks(context.ip)) &&
     (source.notIpBlocks === null || !source.notIpBlocks(context.ip))
   );
@@ -159,7 +182,7 @@ function matchCondition(condition: ConditionData, context: EvaluationContext): b
     case enum_.principal:
       return matchOptional(condition.values, condition.notValues, context.principal);
     case enum_.namespace:
-      return matchOptional(condition.values, condition.notValues, context.namespace);
+      return matchNamespaces(condition.namespaces, condition.notNamespaces, context.principal);
     case enum_.ip:
       return (
         (condition.ips === null || condition.ips(context.ip)) &&
@@ -192,8 +215,16 @@ function principalKeys(sources: readonly SourceInput[]): readonly string[] | und
   return keys;
 }
 
-function patterns(values: readonly string[] | undefined, isCaseInsensitive = false): Patterns | null {
-  return values?.length ? compilePatterns(values, isCaseInsensitive) : null;
+function patterns(
+  values: readonly string[] | undefined,
+  isCaseInsensitive = false,
+  isPresence = false,
+): Patterns | null {
+  return values?.length ? compilePatterns(values, isCaseInsensitive, isPresence) : null;
+}
+
+function namespacePatterns(values: readonly string[] | undefined): NamespacePatterns | null {
+  return values?.length ? compileNamespacePatterns(values) : null;
 }
 
 function ips(values: readonly string[] | undefined): IpMatcher | null {
@@ -208,8 +239,8 @@ function compileSource(source: SourceInput): SourceData {
   return {
     principals: patterns(source.principals),
     notPrincipals: patterns(source.notPrincipals),
-    namespaces: patterns(source.namespaces),
-    notNamespaces: patterns(source.notNamespaces),
+    namespaces: namespacePatterns(source.namespaces),
+    notNamespaces: namespacePatterns(source.notNamespaces),
     ipBlocks: ips(source.ipBlocks),
     notIpBlocks: ips(source.notIpBlocks),
   };
@@ -237,18 +268,32 @@ function compileCondition(condition: ConditionInput): ConditionData {
     header: header ? header[1]!.toLowerCase() : '',
     values: null,
     notValues: null,
+    namespaces: null,
+    notNamespaces: null,
     ips: null,
     notIps: null,
     ports: null,
     notPorts: null,
   };
-  if (header)
-    return { ...base, kind: enum_.header, values: patterns(values), notValues: patterns(notValues) };
+  // A header `*` is Envoy's present_match: `x-debug:` with no value is there, so it matches.
+  if (header) {
+    return {
+      ...base,
+      kind: enum_.header,
+      values: patterns(values, false, true),
+      notValues: patterns(notValues, false, true),
+    };
+  }
   switch (key) {
     case 'source.principal':
       return { ...base, kind: enum_.principal, values: patterns(values), notValues: patterns(notValues) };
     case 'source.namespace':
-      return { ...base, kind: enum_.namespace, values: patterns(values), notValues: patterns(notValues) };
+      return {
+        ...base,
+        kind: enum_.namespace,
+        namespaces: namespacePatterns(values),
+        notNamespaces: namespacePatterns(notValues),
+      };
     case 'source.ip':
       return { ...base, kind: enum_.ip, ips: ips(values), notIps: ips(notValues) };
     case 'destination.port':

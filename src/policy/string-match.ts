@@ -1,4 +1,5 @@
-// Istio's string match: exact, `prefix*`, `*suffix`, or `*` (any non-empty value). Compiled once
+// Istio's string match: exact, `prefix*`, `*suffix`, or `*` (any non-empty value; for a header,
+// any value at all, an empty one too: Envoy's present_match). Compiled once
 // into plain data (one shape for every list, so the matcher stays monomorphic and inlinable):
 // a request costs a Set lookup and a few startsWith/endsWith calls.
 
@@ -16,14 +17,23 @@ export function patternProblem(pattern: string): string | undefined {
 
 export interface Patterns {
   readonly isAny: boolean;
+  /** `*` matches an empty value too (headers: Istio makes `*` a presence check). */
+  readonly isAnyPresent: boolean;
   readonly isCaseInsensitive: boolean;
   readonly exact: ReadonlySet<string>;
   readonly prefixes: readonly string[];
   readonly suffixes: readonly string[];
 }
 
-/** One matcher for a list of patterns: true when any pattern matches. Case-insensitive for hosts. */
-export function compilePatterns(patterns: readonly string[], isCaseInsensitive = false): Patterns {
+/**
+ * One matcher for a list of patterns: true when any pattern matches. Case-insensitive for hosts;
+ * `isPresence` for header values, where `*` matches any value that is there, empty or not.
+ */
+export function compilePatterns(
+  patterns: readonly string[],
+  isCaseInsensitive = false,
+  isPresence = false,
+): Patterns {
   const exact = new Set<string>();
   const prefixes: string[] = [];
   const suffixes: string[] = [];
@@ -35,12 +45,12 @@ export function compilePatterns(patterns: readonly string[], isCaseInsensitive =
     else if (pattern.startsWith('*')) suffixes.push(pattern.slice(1));
     else exact.add(pattern);
   }
-  return { isAny, isCaseInsensitive, exact, prefixes, suffixes };
+  return { isAny, isAnyPresent: isAny && isPresence, isCaseInsensitive, exact, prefixes, suffixes };
 }
 
 export function matchesPatterns(patterns: Patterns, input: string): boolean {
   const value = patterns.isCaseInsensitive ? input.toLowerCase() : input;
-  if (patterns.isAny) return value.length > 0;
+  if (patterns.isAny) return value.length > 0 || patterns.isAnyPresent;
   if (patterns.exact.size > 0 && patterns.exact.has(value)) return true;
   const { prefixes, suffixes } = patterns;
   for (let i = 0; i < prefixes.length; i++) if (value.startsWith(prefixes[i]!)) return true;
@@ -51,4 +61,49 @@ export function matchesPatterns(patterns: Patterns, input: string): boolean {
 /** The exact values of a list when it has only exact patterns (usable as index keys), else undefined. */
 export function exactValues(patterns: readonly string[]): readonly string[] | undefined {
   return patterns.every((pattern) => !pattern.includes('*')) ? patterns : undefined;
+}
+
+/**
+ * `namespaces` as Istio matches them: the regex `.*\/ns/<value>/.*` (each `*` as `.*`) over the
+ * whole principal, not the namespace segment alone. So `prod` needs `/ns/prod/` somewhere in it
+ * (`td/ns/prod` alone does not match, `td/ns/dev/x/ns/prod/y` does), `prod*` needs `/ns/prod`
+ * with a `/` after it, `*-prod` needs `/ns/` then `-prod/`, and `*` needs `/ns/` then a `/`.
+ */
+export interface NamespacePatterns {
+  /** `/ns/<value>/` for each exact value. */
+  readonly exact: readonly string[];
+  /** `/ns/<prefix>` for each `prefix*`. */
+  readonly prefixes: readonly string[];
+  /** `<suffix>/` for each `*suffix`. */
+  readonly suffixes: readonly string[];
+  readonly isAny: boolean;
+}
+
+export function compileNamespacePatterns(patterns: readonly string[]): NamespacePatterns {
+  const exact: string[] = [];
+  const prefixes: string[] = [];
+  const suffixes: string[] = [];
+  let isAny = false;
+  for (const pattern of patterns) {
+    if (pattern === '*') isAny = true;
+    else if (pattern.endsWith('*')) prefixes.push(`/ns/${pattern.slice(0, -1)}`);
+    else if (pattern.startsWith('*')) suffixes.push(`${pattern.slice(1)}/`);
+    else exact.push(`/ns/${pattern}/`);
+  }
+  return { exact, prefixes, suffixes, isAny };
+}
+
+/** Does the principal (with or without `spiffe://`) match any of the namespace patterns? */
+export function matchesNamespace(patterns: NamespacePatterns, principal: string): boolean {
+  const { exact, prefixes, suffixes } = patterns;
+  for (let i = 0; i < exact.length; i++) if (principal.includes(exact[i]!)) return true;
+  for (let i = 0; i < prefixes.length; i++) {
+    const at = principal.indexOf(prefixes[i]!);
+    if (at >= 0 && principal.indexOf('/', at + prefixes[i]!.length) >= 0) return true;
+  }
+  const ns = principal.indexOf('/ns/');
+  if (ns < 0) return false;
+  if (patterns.isAny && principal.indexOf('/', ns + 4) >= 0) return true;
+  for (let i = 0; i < suffixes.length; i++) if (principal.indexOf(suffixes[i]!, ns + 4) >= 0) return true;
+  return false;
 }

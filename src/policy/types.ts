@@ -10,6 +10,11 @@ export interface WorkloadRef {
   /** Service account; used only for display. */
   readonly serviceAccount?: string;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * The workload's own trust domain (default `cluster.local`). As in Istio, a policy principal
+   * `cluster.local/ns/<ns>/sa/<sa>` names this trust domain.
+   */
+  readonly trustDomain?: string;
 }
 
 /** What is known about an inbound connection when it is authorized. */

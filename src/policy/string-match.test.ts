@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  compileNamespacePatterns,
+  compilePatterns,
+  matchesNamespace,
+  matchesPatterns,
+} from './string-match.ts';
+
+/** Istio's own form (pilot/pkg/security/authz/model/generator.go): `.*\/ns/<v, * as .*>/.*` over the URI SAN. */
+function istioNamespaceRegex(value: string): RegExp {
+  return new RegExp(`^.*/ns/${value.replaceAll('*', '.*')}/.*$`);
+}
+
+const principals = [
+  'spiffe://cluster.local/ns/prod/sa/api',
+  'spiffe://cluster.local/ns/production/sa/api',
+  'spiffe://cluster.local/ns/eu-prod/sa/api',
+  'spiffe://cluster.local/ns/prod',
+  'spiffe://cluster.local/ns/dev/sa/x/ns/prod/y',
+  'spiffe://cluster.local/ns/dev/sa/prod',
+  'spiffe://cluster.local/ns/dev/sa/eu-prod/x',
+  'spiffe://cluster.local/workload/ns/prod/x',
+  'spiffe://cluster.local/ns//sa/x',
+  'spiffe://cluster.local/ns/',
+  'spiffe://cluster.local/nsprod/sa/x',
+  'spiffe://cluster.local/ns/pro/sa/x',
+];
+const patterns = ['prod', 'prod*', '*-prod', '*prod', '*', 'pro'];
+
+for (const pattern of patterns) {
+  test(`namespaces: "${pattern}" matches exactly the principals Istio's regex does`, () => {
+    const compiled = compileNamespacePatterns([pattern]);
+    for (const principal of principals) {
+      const expected = istioNamespaceRegex(pattern).test(principal);
+      assert.equal(matchesNamespace(compiled, principal), expected, `${principal}: Istio says ${expected}`);
+      assert.equal(matchesNamespace(compiled, principal.slice('spiffe://'.length)), expected, principal);
+    }
+  });
+}
+
+test('header values: "*" is a presence check (an empty value matches), elsewhere it needs a value', () => {
+  assert.equal(matchesPatterns(compilePatterns(['*'], false, true), ''), true);
+  assert.equal(matchesPatterns(compilePatterns(['*']), ''), false);
+  assert.equal(matchesPatterns(compilePatterns(['*']), 'x'), true);
+  assert.equal(matchesPatterns(compilePatterns(['a*'], false, true), ''), false);
+});
