@@ -126,6 +126,16 @@ const errorCases: ErrorCase[] = [
     expect: [['8:3 MUTUAL_POLICY_INVALID', /a DENY policy without rules never matches/]],
   },
   {
+    name: 'portLevelMtls without a selector is refused, as Istio refuses it',
+    yaml: pa('ns', 'demo', 'mtls: {mode: STRICT}\nportLevelMtls:\n  8080: {mode: DISABLE}'),
+    expect: [['9:3 MUTUAL_POLICY_INVALID', /portLevelMtls needs a selector/]],
+  },
+  {
+    name: 'an empty portLevelMtls is refused',
+    yaml: pa('w', 'demo', 'selector:\n  matchLabels: {app: web}\nportLevelMtls: {}'),
+    expect: [['10:3 MUTUAL_POLICY_INVALID', /portLevelMtls is empty/]],
+  },
+  {
     name: 'bad creationTimestamp',
     yaml: pa('a', 'demo', 'mtls: {mode: STRICT}', 'yesterday'),
     expect: [['7:', /must be an RFC 3339 time/]],
@@ -183,9 +193,14 @@ const warningCases: WarningCase[] = [
     expect: [['9:5', /root-namespace-selector .*is ignored/]],
   },
   {
-    name: 'portLevelMtls without a selector',
-    yaml: pa('ns', 'demo', 'portLevelMtls:\n  8080: {mode: DISABLE}'),
-    expect: [['8:3', /port-level-without-selector/]],
+    name: 'a policy in istio-system is not mesh-wide in Mutual',
+    yaml:
+      ap('deny-all', 'istio-system', 'action: DENY\nrules:\n- {}') +
+      pa('strict', 'istio-system', 'mtls: {mode: STRICT}'),
+    expect: [
+      ['6:14', /istio-root-namespace .*applies only to workloads in namespace istio-system/],
+      ['16:14', /istio-root-namespace/],
+    ],
   },
   {
     name: 'ALLOW with an empty spec denies everything',

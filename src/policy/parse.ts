@@ -112,7 +112,7 @@ export function parsePolicyText(text: string, file: string, options: ParseOption
     const resource =
       parsed.data.kind === 'PeerAuthentication'
         ? peerAuthentication(parsed.data as PeerAuthenticationInput, meta, rootNamespace, report)
-        : authorizationPolicy(parsed.data as AuthorizationPolicyInput, meta, report);
+        : authorizationPolicy(parsed.data as AuthorizationPolicyInput, meta, rootNamespace, report);
     const hasErrors = diagnostics.slice(before).some((diagnostic) => diagnostic.severity === 'error');
     if (!hasErrors) resources.push(resource);
   }
@@ -142,9 +142,10 @@ function peerAuthentication(
 function authorizationPolicy(
   input: AuthorizationPolicyInput,
   meta: PolicyMeta,
+  rootNamespace: string,
   report: Report,
 ): AuthorizationPolicyResource {
-  validateAuthorizationPolicy(input, report);
+  validateAuthorizationPolicy(input, meta, rootNamespace, report);
   const action = input.spec?.action ?? 'ALLOW';
   return {
     kind: 'AuthorizationPolicy',

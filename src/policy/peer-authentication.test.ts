@@ -186,13 +186,6 @@ const cases: Case[] = [
     expect: { mode: 'STRICT', level: 'namespace', policy: 'demo/ns' },
   },
   {
-    name: 'portLevelMtls without a selector is ignored',
-    yaml: pa('ns', 'demo', 'mtls: {mode: STRICT}\nportLevelMtls:\n  8080: {mode: DISABLE}'),
-    workload: web,
-    port: 8080,
-    expect: { mode: 'STRICT', level: 'namespace', policy: 'demo/ns' },
-  },
-  {
     name: 'port-level PERMISSIVE under mesh STRICT (health-check port pattern)',
     yaml:
       pa('m', ROOT, 'mtls: {mode: STRICT}') +

@@ -48,20 +48,52 @@ export function validatePeerAuthentication(
       'Move it into the namespace of the workloads it selects, or drop the selector to make it mesh-wide.',
     );
   }
+  // Istio refuses both ("mesh/namespace peer authentication cannot have port level mTLS", "port
+  // level mTLS, if defined, must have at least one element"): the whole policy, not just the ports.
   if (input.spec?.portLevelMtls !== undefined && !hasSelector) {
     report(
       ['spec', 'portLevelMtls'],
-      'warning',
-      'port-level-without-selector',
-      'portLevelMtls is ignored without a selector',
-      'Add selector.matchLabels naming the workload whose ports these are (Istio requires it).',
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      'portLevelMtls needs a selector: a mesh- or namespace-wide PeerAuthentication cannot set port modes',
+      'Add selector.matchLabels naming the workload whose ports these are, or move the ports into a workload policy (Istio refuses this one).',
+      true,
+    );
+  } else if (input.spec?.portLevelMtls !== undefined && Object.keys(input.spec.portLevelMtls).length === 0) {
+    report(
+      ['spec', 'portLevelMtls'],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      'portLevelMtls is empty',
+      'List at least one port (`8080: {mode: DISABLE}`), or remove portLevelMtls.',
       true,
     );
   }
+  warnIstioRootNamespace(meta, rootNamespace, report);
 }
 
-export function validateAuthorizationPolicy(input: AuthorizationPolicyInput, report: Report): void {
+const ISTIO_ROOT_NAMESPACE = 'istio-system';
+
+/** Istio YAML copied unchanged into istio-system would silently stop being mesh-wide. */
+function warnIstioRootNamespace(meta: PolicyMeta, rootNamespace: string, report: Report): void {
+  if (meta.namespace !== ISTIO_ROOT_NAMESPACE || rootNamespace === ISTIO_ROOT_NAMESPACE) return;
+  report(
+    ['metadata', 'namespace'],
+    'warning',
+    'istio-root-namespace',
+    `"${ISTIO_ROOT_NAMESPACE}" is Istio's root namespace, not Mutual's ("${rootNamespace}"): this policy applies only to workloads in namespace ${ISTIO_ROOT_NAMESPACE}, not mesh-wide`,
+    `To make it mesh-wide as in Istio, set metadata.namespace: ${rootNamespace}.`,
+  );
+}
+
+export function validateAuthorizationPolicy(
+  input: AuthorizationPolicyInput,
+  meta: PolicyMeta,
+  rootNamespace: string,
+  report: Report,
+): void {
   const spec = input.spec;
+  warnIstioRootNamespace(meta, rootNamespace, report);
   const action = spec?.action ?? 'ALLOW';
   if (action === 'CUSTOM' || spec?.provider !== undefined) {
     report(

@@ -131,3 +131,25 @@ spec:
   assert.match(server.output(), /policy files refused.*a source must set at least one field/);
   assert.equal((await plaintext()).status, 403);
 });
+
+test('a namespace-wide PeerAuthentication with portLevelMtls is refused, as Istio refuses it', async () => {
+  await rm(join(policyDir, 'widen.yaml'), { force: true });
+  await writeFile(
+    join(policyDir, 'peer.yaml'),
+    `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: namespace-wide, namespace: demo }
+spec:
+  mtls: { mode: STRICT }
+  portLevelMtls:
+    "${server.inbound[0]!.port}": { mode: DISABLE }
+`,
+  );
+  const deadline = Date.now() + 10_000;
+  while (!/portLevelMtls needs a selector/.test(server.output()) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.match(server.output(), /policy files refused.*portLevelMtls needs a selector/);
+  // The last good set stays: PERMISSIVE, so a plaintext client is still answered (403 by policy).
+  assert.equal((await raw(server.inbound[0]!.port)).status, 403);
+});
