@@ -2,6 +2,7 @@
 // signs with, the roots it serves, an anchor change it holds back and its last reload decisions.
 // Certificates are public: no key, no token, nothing secret goes in here.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isLoopbackAddress } from '../admin/index.ts';
 import { bundleToPem, parseCertificate } from '../pki/index.ts';
 import type { CaWatcherStatus } from './ca-watcher.ts';
 
@@ -101,9 +102,8 @@ export function caStatusAnswer(status: CaWatcherStatus): CaStatusAnswer {
  * `--isolation netns` mesh listens on the host's bridge address; a pod there comes from its own).
  */
 function isFromThisMachine(request: IncomingMessage): boolean {
-  const remote = request.socket.remoteAddress ?? '';
-  const isLoopback = remote.startsWith('127.') || remote === '::1' || remote.startsWith('::ffff:127.');
-  return isLoopback || (remote !== '' && remote === request.socket.localAddress);
+  const remote = request.socket.remoteAddress;
+  return isLoopbackAddress(remote) || (!!remote && remote === request.socket.localAddress);
 }
 
 /** The admin route `GET /ca`: JSON for clients on this machine, 403 for others. */

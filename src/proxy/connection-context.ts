@@ -23,10 +23,6 @@ export function getInboundContext(socket: object): InboundContext | undefined {
   return parent ? ((parent as Record<symbol, unknown>)[CONTEXT] as InboundContext | undefined) : undefined;
 }
 
-export function isLoopbackAddress(address: string | undefined): boolean {
-  return !!address && (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
-}
-
 /** Strips the IPv4-mapped prefix so policies see 198.18.0.2, not ::ffff:198.18.0.2. */
 export function plainIp(address: string | undefined): string {
   if (!address) return '';

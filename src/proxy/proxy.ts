@@ -2,7 +2,7 @@
 // createProxy(config, deps); start() binds everything, close() drains, destroy() forces.
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { createAdminServer } from '../admin/index.ts';
+import { createAdminServer, isLoopbackAddress } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import type { ProxyConfig } from '../config/index.ts';
 import type { MutualError } from '../errors.ts';
@@ -148,8 +148,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
           .end(`${JSON.stringify(body, null, 2)}\n`);
       },
       'POST /shutdown': (request, response) => {
-        const remote = request.socket.remoteAddress ?? '';
-        if (!(remote.startsWith('127.') || remote === '::1' || remote.startsWith('::ffff:127.'))) {
+        if (!isLoopbackAddress(request.socket.remoteAddress)) {
           response
             .writeHead(403, { 'content-type': 'text/plain' })
             .end('shutdown is only accepted from localhost\n');

@@ -3,17 +3,12 @@
 // the app on 127.0.0.1. Each stage counts what it refuses, with the reason.
 import { connect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { isLoopbackAddress } from '../../admin/index.ts';
 import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
 import type { WorkloadPolicy } from '../../policy/index.ts';
 import { type MeshTls, type PeerTls, verifyClientPeer } from '../../tls/index.ts';
-import {
-  getInboundContext,
-  type InboundContext,
-  isLoopbackAddress,
-  plainIp,
-  setInboundContext,
-} from '../connection-context.ts';
+import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
 import { classifyFirstBytes, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
