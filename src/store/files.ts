@@ -142,12 +142,7 @@ export async function readBoundedText(
       chunks.push(bytes);
     }
   } catch (error) {
-    if (error instanceof MutualError) throw error;
-    const reason =
-      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
-    throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${what} ${label}: ${reason}`, {
-      cause: error,
-    });
+    throw readFailed(what, label, error);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
@@ -167,13 +162,18 @@ export async function readFileBytes(path: string, what: string): Promise<Buffer>
     }
     return await readFile(path);
   } catch (error) {
-    if (error instanceof MutualError) throw error;
-    const reason =
-      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
-    throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${what} ${path}: ${reason}`, {
-      cause: error,
-    });
+    throw readFailed(what, path, error);
   }
+}
+
+/** A read error as MUTUAL_IO_READ_FAILED naming the file (a MutualError already says it all). */
+function readFailed(what: string, label: string, error: unknown): MutualError {
+  if (error instanceof MutualError) return error;
+  const reason =
+    (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
+  return new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${what} ${label}: ${reason}`, {
+    cause: error,
+  });
 }
 
 /** The path itself or its nearest existing ancestor, when that is not a directory. */

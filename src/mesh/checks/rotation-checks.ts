@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import type { CaCertificateSummary, CaStatusAnswer } from '../../identity/index.ts';
 import { type ParsedCertificate, parseCertificatesPem } from '../../pki/index.ts';
 import { CA_FILES } from '../../store/index.ts';
-import { type Check, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
+import { type Check, type CheckContext, type CheckResult, fail, ok, plural, skip } from './types.ts';
 
 const NOT_RUNNING = 'no mesh is running';
 const IDENTITY_SILENT =
@@ -16,7 +16,6 @@ const IDENTITY_SILENT =
 const short = (fingerprint: string) => fingerprint.slice(0, 16);
 const named = (certificate: { subject: string; fingerprintSha256: string }) =>
   `${certificate.subject || '(no subject)'} (SHA-256 ${short(certificate.fingerprintSha256)}…)`;
-const plural = (count: number, word: string) => `${count} ${word}${count === 1 ? '' : 's'}`;
 
 /** The identity service's `GET /ca`, or the result to return when it cannot be had. */
 export async function caInForce(context: CheckContext): Promise<CaStatusAnswer | CheckResult> {

@@ -1,8 +1,6 @@
 import { checkPolicySet, formatDiagnostic, loadPolicyFiles } from '../../policy/index.ts';
 import { type Edge, edgeTarget } from '../edges.ts';
-import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
-
-const plural = (count: number, what: string, many = `${what}s`) => `${count} ${count === 1 ? what : many}`;
+import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, plural, skip } from './types.ts';
 
 const describeEdge = (edge: Edge) =>
   `${edge.source} → ${edgeTarget(edge)}: ${[

@@ -102,3 +102,7 @@ export class CheckSkipped extends Error {}
 /** A caught error as a result: a skip for CheckSkipped, else a failure with its message. */
 export const failOrSkip = (error: unknown, subject?: string): CheckResult =>
   error instanceof CheckSkipped ? skip(error.message, subject) : fail((error as Error).message, subject);
+
+/** `1 sidecar`, `3 sidecars` (`many` for an irregular plural). */
+export const plural = (count: number, what: string, many = `${what}s`): string =>
+  `${count} ${count === 1 ? what : many}`;
