@@ -79,11 +79,11 @@ export function assertIssuerUnderAnchors(
     Date.parse(certificate.validFrom) <= nowMs && nowMs <= Date.parse(certificate.validTo);
   if (reached.some(isCurrent)) return;
   const expiredAnchor = reached.at(-1);
-  const roots = anchors.map((anchor) => anchor.subject.replace(/\n/g, ', ')).join('; ');
+  const roots = anchors.map((anchor) => subjectOf(anchor)).join('; ');
   throw new MutualError(
     'MUTUAL_IDENTITY_CA_RELOAD_REFUSED',
     expiredAnchor
-      ? `${source}: the issuer ${issuer.certificate.subject} is under the anchor ${expiredAnchor.subject.replace(/\n/g, ', ')}, which has expired`
+      ? `${source}: the issuer ${issuer.certificate.subject} is under the anchor ${subjectOf(expiredAnchor)}, which has expired`
       : `${source}: the issuer ${issuer.certificate.subject} does not chain to any trust anchor (${roots}); add its root to the anchors first`,
     { detail: { reason: expiredAnchor ? 'anchor-expired' : 'not-under-anchor' } },
   );
@@ -119,4 +119,10 @@ function anchorsReached(
     if (!next || !certificate.checkIssued(next) || !certificate.verify(next.publicKey)) break;
   }
   return reached;
+}
+
+/** A certificate's subject on one line, as the messages name roots: `O=Mutual, CN=…`. */
+export function subjectOf(certificate: X509Certificate | Buffer): string {
+  const parsed = Buffer.isBuffer(certificate) ? new X509Certificate(certificate) : certificate;
+  return parsed.subject.replace(/\n/g, ', ');
 }

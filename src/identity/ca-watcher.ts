@@ -1,11 +1,17 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { MutualError, toMutualError } from '../errors.ts';
 import type { CertificateAuthority, TrustBundle } from '../pki/index.ts';
 import { type CaFilePaths, readTextFile } from '../store/index.ts';
-import { anchorsCovering, assertIssuerUnderAnchors, loadAnchors, loadIssuer } from './ca-validation.ts';
+import {
+  anchorsCovering,
+  assertIssuerUnderAnchors,
+  loadAnchors,
+  loadIssuer,
+  subjectOf,
+} from './ca-validation.ts';
 
 /** The issuer and the anchors in force; replaced together, never half-way. */
 export interface CaState {
@@ -150,7 +156,7 @@ export async function createCaWatcher(options: CaWatcherOptions) {
     const untilIso = new Date(Math.ceil(last.untilMs / 1000) * 1000).toISOString();
     throw new MutualError(
       'MUTUAL_IDENTITY_CA_RELOAD_REFUSED',
-      `${files.trustAnchors}: the new anchors drop the root ${new X509Certificate(last.der).subject.replace(/\n/g, ', ')}, but certificates signed by ${last.why} under it stay valid until ${untilIso}, and every peer would refuse them; workloads renew onto the new issuer before then. The root stays until ${untilIso}, then this file is applied by itself (to drop a compromised root at once, restart the identity service)`,
+      `${files.trustAnchors}: the new anchors drop the root ${subjectOf(last.der)}, but certificates signed by ${last.why} under it stay valid until ${untilIso}, and every peer would refuse them; workloads renew onto the new issuer before then. The root stays until ${untilIso}, then this file is applied by itself (to drop a compromised root at once, restart the identity service)`,
       { detail: { reason: 'root-in-use', until: untilIso } },
     );
   }
@@ -316,7 +322,7 @@ export async function createCaWatcher(options: CaWatcherOptions) {
     if (oldRoots.length === 0) return '';
     const untilMs = Math.min(nowMs + issuedLifetimeMs + 1000, state.issuer.notAfterMs);
     const untilIso = new Date(Math.ceil(untilMs / 1000) * 1000).toISOString();
-    const names = oldRoots.map((der) => new X509Certificate(der).subject.replace(/\n/g, ', ')).join('; ');
+    const names = oldRoots.map((der) => subjectOf(der)).join('; ');
     return `, under another root. Certificates from the previous issuer stay valid until ${untilIso}: keep its root (${names}) in the anchors until then; workloads move to the new issuer as they renew. A bundle without it is held until that time`;
   }
 
