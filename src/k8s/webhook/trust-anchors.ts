@@ -1,9 +1,10 @@
 // The mesh's trust anchors as the injector writes them into every proxy's environment: read from
 // the mutual-trust-anchors ConfigMap mounted into the injector (or a file given to `mutual
 // inject`), checked as PEM roots, and followed as the ConfigMap changes.
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { isMutualError, MutualError, toMutualError } from '../../errors.ts';
-import { bundleToPem, parseBundlePem } from '../../pki/index.ts';
+import { bundleToPem, parseBundlePem, parseCertificate } from '../../pki/index.ts';
+import { parseSpiffeId } from '../../spiffe/index.ts';
 import { readTextFile } from '../../store/index.ts';
 import { type FileReloadEvent, watchFiles } from './watched-files.ts';
 
@@ -46,8 +47,13 @@ export async function loadTrustAnchors(file: string, trustDomain?: string): Prom
 export function anchorTrustDomains(rootsDer: readonly Buffer[]): string[] {
   const domains = new Set<string>();
   for (const der of rootsDer) {
-    const sans = new X509Certificate(der).subjectAltName ?? '';
-    for (const match of sans.matchAll(/URI:spiffe:\/\/([^/,\s]+)/g)) domains.add(match[1]!.toLowerCase());
+    for (const uri of parseCertificate(der).uris) {
+      try {
+        domains.add(parseSpiffeId(uri).trustDomain);
+      } catch {
+        // Not a SPIFFE ID: says nothing about the trust domain.
+      }
+    }
   }
   return [...domains];
 }
