@@ -162,10 +162,13 @@ test('the graph of 30 services: no two nodes overlap, and the many mTLS edges le
   skip,
 }, async () => {
   await page.goto(`${dashboard.url}#topology`);
-  await page
-    .locator('svg.topology g.node')
-    .nth(SERVICES - 1)
-    .waitFor();
+  // Measured once the tab is shown and all the boxes are laid out: a CI run once read every box
+  // as 0×0 right after the 30th node appeared.
+  await page.waitForFunction((count) => {
+    const doc = (globalThis as any).document;
+    const rects = [...doc.querySelectorAll('#view-topology:not([hidden]) svg.topology g.node rect')];
+    return rects.length === count && rects.every((rect: any) => rect.getBoundingClientRect().width > 0);
+  }, SERVICES);
   const boxes = await page.$$eval('svg.topology g.node rect', (rects) =>
     rects.map((rect) => {
       const box = rect.getBoundingClientRect();
