@@ -158,6 +158,12 @@ export const errorCatalog = {
     action:
       'POST /v1/certify takes a JSON object {"token": "...", "csr": "-----BEGIN CERTIFICATE REQUEST-----..."}; GET /v1/bundle takes ?format=jwks and, with If-None-Match, ?wait=30s (at most 60s).',
   },
+  MUTUAL_IDENTITY_PLAIN_HTTP: {
+    meaning:
+      "Plain HTTP (http://) reached the identity service's API port, which speaks only HTTPS with TLS 1.3. The service answers 400 in plain text and closes the connection.",
+    action:
+      "Call the API with https:// (e.g. `curl --cacert ca/bundle.pem https://localhost:8443/v1/bundle`); a sidecar's --identity-url must be https:// too. Only the admin port (--admin-listen: /live, /ready, /metrics) speaks plain HTTP.",
+  },
   MUTUAL_IDENTITY_REQUEST_TOO_LARGE: {
     meaning:
       'A request body is larger than the identity service accepts (64 KiB), or its headers are larger than 16 KiB (431).',

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type IncomingMessage, maxHeaderSize, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
@@ -71,13 +71,25 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       socket.destroy();
       return;
     }
-    const { refusal, status } = clientErrorRefusal(code || error.message, clientTimeoutMs);
+    const { refusal, status } = clientErrorRefusal(
+      code || error.message,
+      clientTimeoutMs,
+      (socket as Socket).localPort,
+    );
     try {
       deps.certifier.recordRefusal(refusal, requesterOf(socket as Socket));
     } catch {
       // The audit log cannot be written; the socket is refused all the same, and certify fails.
     }
-    if (socket.writable) {
+    const plainSocket = plainHttpSocket(code, socket);
+    if (plainSocket) {
+      // Beside the audit line, the client is told in its own terms (Go's servers answer the same
+      // way): OpenSSL has read the request and given up, but the TCP socket under it still writes.
+      const body = `error[${refusal.code}]: ${refusal.message}\n  hint: ${errorCatalog[refusal.code].action}\n`;
+      plainSocket.end(
+        `HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    } else if (socket.writable) {
       const answer = {
         code: refusal.code,
         message: refusal.message,
@@ -93,8 +105,30 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
   return server;
 }
 
+/**
+ * OpenSSL's verdicts on a first record that starts like an HTTP request (GET, POST, HEAD, PUT,
+ * DELETE, PATCH, OPTIONS, TRACE; CONNECT) rather than a TLS handshake: `curl http://` to this
+ * port, or a client set up with http://. Anything else that is not TLS is closed unanswered.
+ */
+const PLAIN_HTTP_CODES = new Set(['ERR_SSL_HTTP_REQUEST', 'ERR_SSL_HTTPS_PROXY_REQUEST']);
+
+/**
+ * The TCP socket under a TLS socket that received plain HTTP, to answer in plain HTTP; undefined
+ * for any other error (garbage, a failed handshake), or once the socket cannot be written. Node
+ * keeps it as `_parent` (undocumented; the e2e test of the plain HTTP answer guards it).
+ */
+function plainHttpSocket(code: string, socket: unknown): Socket | undefined {
+  if (!PLAIN_HTTP_CODES.has(code)) return undefined;
+  const parent = (socket as { _parent?: unknown })._parent;
+  return parent instanceof Socket && parent.writable && !parent.destroyed ? parent : undefined;
+}
+
 /** The coded refusal, and the status line, for a client Node refused before our handler. */
-function clientErrorRefusal(code: string, clientTimeoutMs: number): { refusal: MutualError; status: string } {
+function clientErrorRefusal(
+  code: string,
+  clientTimeoutMs: number,
+  localPort: number | undefined,
+): { refusal: MutualError; status: string } {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
     const refusal = new MutualError(
       'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
@@ -117,11 +151,11 @@ function clientErrorRefusal(code: string, clientTimeoutMs: number): { refusal: M
     );
     return { refusal, status: '408 Request Timeout' };
   }
-  if (code === 'ERR_SSL_HTTP_REQUEST') {
-    // `curl http://` to this port: TLS ends it before any HTTP, so the client sees an empty reply.
+  if (PLAIN_HTTP_CODES.has(code)) {
+    const port = localPort === undefined ? 'port' : `port ${localPort}`;
     const refusal = new MutualError(
-      'MUTUAL_IDENTITY_REQUEST_INVALID',
-      'plain HTTP was sent to the identity service, which speaks only HTTPS (TLS 1.3): use https://',
+      'MUTUAL_IDENTITY_PLAIN_HTTP',
+      `plain HTTP was sent to the identity service, whose ${port} speaks only HTTPS (TLS 1.3): use https:// instead of http://`,
     );
     return { refusal, status: '400 Bad Request' };
   }
