@@ -176,7 +176,7 @@ export const errorCatalog = {
   },
   MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED: {
     meaning:
-      'Too many certify requests with tokens that failed authentication came from one client address (20 at once, then 5 a second), so the identity service answers 429 to every request from that address, good token or not, without checking its token, until Retry-After has passed. It keeps a flood of bad tokens from becoming a flood of TokenReview calls to the Kubernetes API server.',
+      'Too many certify requests with tokens that failed authentication came from one client address (by default 20 at once, then 5 a second: --auth-failure-burst, --auth-failure-limit), so the identity service answers 429 to every request from that address, good token or not, without checking its token, until Retry-After has passed. It keeps a flood of bad tokens from becoming a flood of TokenReview calls to the Kubernetes API server.',
     action:
       'Find the workload on that address sending a bad token (its earlier MUTUAL_IDENTITY_TOKEN_INVALID refusals in the audit log say why) and fix its token file; other workloads on the address get in once the flood stops, after the Retry-After header.',
   },

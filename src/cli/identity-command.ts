@@ -2,14 +2,14 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
-import { MutualError } from '../errors.ts';
+import { isMutualError, MutualError } from '../errors.ts';
 import {
   createJoinTokenIssuer,
+  DEFAULT_AUTH_FAILURE_LIMIT,
   DEFAULT_RATE_LIMIT,
   IN_CLUSTER_FILES,
   inClusterApiServerUrl,
   loadOrCreateJoinTokenKey,
-  type RateLimit,
   startIdentityService,
   type TokenReviewConfig,
 } from '../identity/index.ts';
@@ -59,6 +59,16 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
       'certify requests one identity may make at once',
       String(DEFAULT_RATE_LIMIT.burst),
     )
+    .option(
+      '--auth-failure-limit <per-second>',
+      'failed authentications (bad tokens) regained per second, per client address',
+      String(DEFAULT_AUTH_FAILURE_LIMIT.perSecond),
+    )
+    .option(
+      '--auth-failure-burst <count>',
+      'failed authentications one client address may make at once; then every request from it gets 429 with Retry-After',
+      String(DEFAULT_AUTH_FAILURE_LIMIT.burst),
+    )
     .option('--client-timeout <duration>', "deadline for a client's TLS handshake, headers and body", '10s')
     .option(
       '--token-review-url <url>',
@@ -103,6 +113,8 @@ interface ServeOptions {
   trustAnchors?: string;
   rateLimit: string;
   rateBurst: string;
+  authFailureLimit: string;
+  authFailureBurst: string;
   clientTimeout: string;
   tokenReviewUrl?: string;
   tokenReviewCa?: string;
@@ -122,31 +134,13 @@ interface TokenOptions {
 }
 
 async function serve(options: ServeOptions, context: CliContext): Promise<void> {
+  const settings = serveSettings(options, context);
   const tokenReview = await tokenReviewConfig(options, context);
   const service = await startIdentityService({
-    ca: caFiles(options, context),
-    rateLimit: rateLimit(options),
-    // 0 turns Node's handshake and header deadlines off; beyond 24.8 days its timers overflow.
-    clientTimeoutMs: parseDurationWithin(options.clientTimeout, '--client-timeout', {
-      atLeast: '1s',
-      atMost: '10m',
-    }),
+    ...settings,
     ...(tokenReview ? { tokenReview } : {}),
     log: (line) => context.writeError(line),
     stateDir: resolve(context.cwd, options.stateDir, 'identity'),
-    listen: parseListenAddress(options.listen, '--listen'),
-    adminListen: parseListenAddress(options.adminListen, '--admin-listen'),
-    // The limits of issueSvid, checked here to report them as the flags were written.
-    lifetimeMs: parseDurationWithin(options.lifetime, '--lifetime', {
-      atLeast: '1s',
-      atMost: '90d',
-      code: 'MUTUAL_PKI_LIFETIME_INVALID',
-    }),
-    skewMs: parseDurationWithin(options.skew, '--skew', {
-      atLeast: '0s',
-      atMost: '1h',
-      code: 'MUTUAL_PKI_LIFETIME_INVALID',
-    }),
     clock: context.clock,
   });
   context.write(
@@ -171,22 +165,88 @@ function caFiles(options: ServeOptions, context: CliContext): CaFilePaths {
   };
 }
 
-function rateLimit(options: ServeOptions): RateLimit {
-  const perSecond = Number(options.rateLimit);
-  const burst = Number(options.rateBurst);
-  if (!(perSecond > 0) || !Number.isFinite(perSecond)) {
+/**
+ * The flags of `identity serve`, each checked once before anything starts: one bad value fails
+ * with its own error (and code); several fail together, one line each, so one run names them all.
+ */
+function serveSettings(options: ServeOptions, context: CliContext) {
+  const problems: MutualError[] = [];
+  const attempt = <T>(parse: () => T): T => {
+    try {
+      return parse();
+    } catch (error) {
+      if (!isMutualError(error)) throw error;
+      problems.push(error);
+      return undefined as T;
+    }
+  };
+  const settings = {
+    ca: attempt(() => caFiles(options, context)),
+    listen: attempt(() => parseListenAddress(options.listen, '--listen')),
+    adminListen: attempt(() => parseListenAddress(options.adminListen, '--admin-listen')),
+    // The limits of issueSvid, checked here to report them as the flags were written.
+    lifetimeMs: attempt(() =>
+      parseDurationWithin(options.lifetime, '--lifetime', {
+        atLeast: '1s',
+        atMost: '90d',
+        code: 'MUTUAL_PKI_LIFETIME_INVALID',
+      }),
+    ),
+    skewMs: attempt(() =>
+      parseDurationWithin(options.skew, '--skew', {
+        atLeast: '0s',
+        atMost: '1h',
+        code: 'MUTUAL_PKI_LIFETIME_INVALID',
+      }),
+    ),
+    // 0 turns Node's handshake and header deadlines off; beyond 24.8 days its timers overflow.
+    clientTimeoutMs: attempt(() =>
+      parseDurationWithin(options.clientTimeout, '--client-timeout', { atLeast: '1s', atMost: '10m' }),
+    ),
+    rateLimit: {
+      perSecond: attempt(() => perSecondFlag('--rate-limit', options.rateLimit)),
+      burst: attempt(() => burstFlag('--rate-burst', options.rateBurst)),
+    },
+    authFailureLimit: {
+      perSecond: attempt(() => perSecondFlag('--auth-failure-limit', options.authFailureLimit)),
+      burst: attempt(() => burstFlag('--auth-failure-burst', options.authFailureBurst)),
+    },
+  };
+  if (problems.length === 1) throw problems[0];
+  if (problems.length > 1) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
-      `--rate-limit ${JSON.stringify(options.rateLimit)} must be a positive number (requests per second)`,
+      `${problems.length} flags of identity serve are wrong:\n${problems.map((problem) => `  - ${problem.message}`).join('\n')}`,
     );
   }
-  if (!Number.isSafeInteger(burst) || burst < 1) {
+  return settings;
+}
+
+/**
+ * A rate in requests per second: a positive decimal number, at least one a day (a slower rate
+ * would make Retry-After longer than a day, and a vanishing one would not fit in the header).
+ */
+function perSecondFlag(flag: string, text: string): number {
+  const perSecond = Number(text);
+  if (!/^\s*\d*\.?\d+\s*$/.test(text) || !(perSecond >= 1 / 86_400) || !Number.isFinite(perSecond)) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
-      `--rate-burst ${JSON.stringify(options.rateBurst)} must be a whole number of at least 1`,
+      `${flag} ${JSON.stringify(text)} must be a positive number of requests per second, e.g. 5 or 0.5 (at least 0.0000116, one a day)`,
     );
   }
-  return { perSecond, burst };
+  return perSecond;
+}
+
+/** A burst: a whole number of requests, at least 1. */
+function burstFlag(flag: string, text: string): number {
+  const burst = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(burst) || burst < 1) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${flag} ${JSON.stringify(text)} must be a whole number of requests, at least 1`,
+    );
+  }
+  return burst;
 }
 
 async function tokenReviewConfig(

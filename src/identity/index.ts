@@ -33,7 +33,7 @@ export {
   identityFromServiceAccount,
   type TokenAuthenticator,
 } from './join-token.ts';
-export { DEFAULT_RATE_LIMIT, type RateLimit } from './rate-limiter.ts';
+export { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_RATE_LIMIT, type RateLimit } from './rate-limiter.ts';
 export {
   type IdentityService,
   type IdentityServiceConfig,

@@ -24,7 +24,8 @@ export const DEFAULT_RATE_LIMIT: RateLimit = { burst: 20, perSecond: 2 };
  *   sidecar whose token is good gets in within a few seconds. An attacker gets at most 5
  *   TokenReviews a second per address, down from as many as it can send.
  * A successful authentication costs nothing (its token is given back), so healthy workloads,
- * however many share an address, never use this budget up.
+ * however many share an address, never use this budget up. `mutual identity serve` changes them
+ * with --auth-failure-burst and --auth-failure-limit.
  */
 export const DEFAULT_AUTH_FAILURE_LIMIT: RateLimit = { burst: 20, perSecond: 5 };
 

@@ -30,6 +30,8 @@ export interface IdentityServiceConfig {
   readonly lifetimeMs: number;
   readonly skewMs: number;
   readonly rateLimit?: RateLimit;
+  /** Failed authentications per client address; default DEFAULT_AUTH_FAILURE_LIMIT. */
+  readonly authFailureLimit?: RateLimit;
   /** Kubernetes ServiceAccount tokens are accepted beside join tokens when this is set. */
   readonly tokenReview?: TokenReviewConfig;
   /** Handshake, headers and body deadline for each client. */
@@ -158,6 +160,7 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     lifetimeMs: config.lifetimeMs,
     skewMs: config.skewMs,
     ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
+    ...(config.authFailureLimit ? { authFailureLimit: config.authFailureLimit } : {}),
     onOutcome: (result, reason) => (result === 'issued' ? issued.inc() : refused.inc({ reason })),
   });
   // The service's own SVID, renewed like any workload's: a fresh key at 70% of its lifetime,
