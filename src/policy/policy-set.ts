@@ -39,7 +39,7 @@ export function compilePolicySet(
         id: policy.meta.id,
         action: policy.action,
         rules: policy.rules.map((rule) =>
-          compileRule(withLocalTrustDomain(rule, trustDomain), policy.action),
+          compileRule(withLocalTrustDomain(rule, trustDomain), policy.action, policy.meta.namespace),
         ),
       } satisfies CompiledPolicy,
     }));

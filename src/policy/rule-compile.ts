@@ -7,6 +7,11 @@ import type { AuthorizationAction } from './resource.ts';
 import { HEADER_CONDITION, HTTP_OPERATION_FIELDS } from './rules-check.ts';
 import type { AuthorizationRuleInput, ConditionInput, OperationInput, SourceInput } from './schema.ts';
 import {
+  compileServiceAccounts,
+  matchesServiceAccount,
+  type ServiceAccountPatterns,
+} from './service-account.ts';
+import {
   compileNamespacePatterns,
   compilePatterns,
   exactValues,
@@ -34,6 +39,8 @@ interface SourceData {
   readonly notPrincipals: Patterns | null;
   readonly namespaces: NamespacePatterns | null;
   readonly notNamespaces: NamespacePatterns | null;
+  readonly serviceAccounts: ServiceAccountPatterns | null;
+  readonly notServiceAccounts: ServiceAccountPatterns | null;
   readonly ipBlocks: IpMatcher | null;
   readonly notIpBlocks: IpMatcher | null;
 }
@@ -49,7 +56,7 @@ interface OperationData {
   readonly notHosts: Patterns | null;
 }
 
-const enum_ = { principal: 0, namespace: 1, ip: 2, port: 3, header: 4 } as const;
+const enum_ = { principal: 0, namespace: 1, ip: 2, port: 3, header: 4, serviceAccount: 5 } as const;
 
 interface ConditionData {
   readonly kind: (typeof enum_)[keyof typeof enum_];
@@ -58,6 +65,8 @@ interface ConditionData {
   readonly notValues: Patterns | null;
   readonly namespaces: NamespacePatterns | null;
   readonly notNamespaces: NamespacePatterns | null;
+  readonly serviceAccounts: ServiceAccountPatterns | null;
+  readonly notServiceAccounts: ServiceAccountPatterns | null;
   readonly ips: IpMatcher | null;
   readonly notIps: IpMatcher | null;
   readonly ports: ReadonlySet<number> | null;
@@ -79,15 +88,21 @@ export interface CompiledRule {
   readonly principalKeys: readonly string[] | undefined;
 }
 
-export function compileRule(rule: AuthorizationRuleInput, action: AuthorizationAction): CompiledRule {
+/** `namespace` is the policy's: a service account named without one is in it, as in Istio. */
+export function compileRule(
+  rule: AuthorizationRuleInput,
+  action: AuthorizationAction,
+  namespace: string,
+): CompiledRule {
   const sourceInputs = (rule.from ?? []).map((from) => from.source);
   const operationInputs = (rule.to ?? []).map((to) => to.operation);
   const conditionInputs = rule.when ?? [];
-  const sources = sourceInputs.map(compileSource);
+  const sources = sourceInputs.map((source) => compileSource(source, namespace));
+  const condition = (input: ConditionInput) => compileCondition(input, namespace);
   const http: RuleData = {
     sources,
     operations: operationInputs.map((operation) => compileOperation(operation, true)),
-    conditions: conditionInputs.map(compileCondition),
+    conditions: conditionInputs.map(condition),
   };
   const usesHttp =
     operationInputs.some((operation) =>
@@ -99,9 +114,7 @@ export function compileRule(rule: AuthorizationRuleInput, action: AuthorizationA
     tcp = {
       sources,
       operations: operationInputs.map((operation) => compileOperation(operation, false)),
-      conditions: conditionInputs
-        .filter((condition) => !HEADER_CONDITION.test(condition.key))
-        .map(compileCondition),
+      conditions: conditionInputs.filter((input) => !HEADER_CONDITION.test(input.key)).map(condition),
     };
   }
   return { http, tcp, principalKeys: principalKeys(sourceInputs) };
@@ -148,10 +161,26 @@ function matchNamespaces(
   return true;
 }
 
+/** Service accounts are read from the principal too: a plaintext peer is in none. */
+function matchServiceAccounts(
+  accounts: ServiceAccountPatterns | null,
+  notAccounts: ServiceAccountPatterns | null,
+  principal: string | undefined,
+): boolean {
+  if (accounts !== null && (principal === undefined || !matchesServiceAccount(accounts, principal))) {
+    return false;
+  }
+  if (notAccounts !== null && principal !== undefined && matchesServiceAccount(notAccounts, principal)) {
+    return false;
+  }
+  return true;
+}
+
 function matchSource(source: SourceData, context: EvaluationContext): boolean {
   return (
     matchOptional(source.principals, source.notPrincipals, context.principal) &&
     matchNamespaces(source.namespaces, source.notNamespaces, context.principal) &&
+    matchServiceAccounts(source.serviceAccounts, source.notServiceAccounts, context.principal) &&
     (source.ipBlocks === null || source.ipBlocks(context.ip)) &&
     (source.notIpBlocks === null || !source.notIpBlocks(context.ip))
   );
@@ -183,6 +212,8 @@ function matchCondition(condition: ConditionData, context: EvaluationContext): b
       return matchOptional(condition.values, condition.notValues, context.principal);
     case enum_.namespace:
       return matchNamespaces(condition.namespaces, condition.notNamespaces, context.principal);
+    case enum_.serviceAccount:
+      return matchServiceAccounts(condition.serviceAccounts, condition.notServiceAccounts, context.principal);
     case enum_.ip:
       return (
         (condition.ips === null || condition.ips(context.ip)) &&
@@ -235,12 +266,21 @@ function ports(values: readonly (string | number)[] | undefined): ReadonlySet<nu
   return values?.length ? new Set(values.map(Number)) : null;
 }
 
-function compileSource(source: SourceInput): SourceData {
+function serviceAccounts(
+  values: readonly string[] | undefined,
+  namespace: string,
+): ServiceAccountPatterns | null {
+  return values?.length ? compileServiceAccounts(values, namespace) : null;
+}
+
+function compileSource(source: SourceInput, namespace: string): SourceData {
   return {
     principals: patterns(source.principals),
     notPrincipals: patterns(source.notPrincipals),
     namespaces: namespacePatterns(source.namespaces),
     notNamespaces: namespacePatterns(source.notNamespaces),
+    serviceAccounts: serviceAccounts(source.serviceAccounts, namespace),
+    notServiceAccounts: serviceAccounts(source.notServiceAccounts, namespace),
     ipBlocks: ips(source.ipBlocks),
     notIpBlocks: ips(source.notIpBlocks),
   };
@@ -261,7 +301,7 @@ function compileOperation(operation: OperationInput, isHttp: boolean): Operation
   };
 }
 
-function compileCondition(condition: ConditionInput): ConditionData {
+function compileCondition(condition: ConditionInput, namespace: string): ConditionData {
   const { key, values, notValues } = condition;
   const header = HEADER_CONDITION.exec(key);
   const base = {
@@ -270,6 +310,8 @@ function compileCondition(condition: ConditionInput): ConditionData {
     notValues: null,
     namespaces: null,
     notNamespaces: null,
+    serviceAccounts: null,
+    notServiceAccounts: null,
     ips: null,
     notIps: null,
     ports: null,
@@ -293,6 +335,13 @@ function compileCondition(condition: ConditionInput): ConditionData {
         kind: enum_.namespace,
         namespaces: namespacePatterns(values),
         notNamespaces: namespacePatterns(notValues),
+      };
+    case 'source.serviceAccount':
+      return {
+        ...base,
+        kind: enum_.serviceAccount,
+        serviceAccounts: serviceAccounts(values, namespace),
+        notServiceAccounts: serviceAccounts(notValues, namespace),
       };
     case 'source.ip':
       return { ...base, kind: enum_.ip, ips: ips(values), notIps: ips(notValues) };

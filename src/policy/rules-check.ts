@@ -9,13 +9,16 @@ import type {
   PeerAuthenticationInput,
   SourceInput,
 } from './schema.ts';
+import { MAX_SERVICE_ACCOUNTS, serviceAccountProblem } from './service-account.ts';
 import { patternProblem } from './string-match.ts';
+import { validateTargetRefs } from './target-ref.ts';
 
 /** Condition keys Mutual evaluates; `request.headers[name]` is matched separately. */
 export const CONDITION_KEYS = [
   'source.ip',
   'source.principal',
   'source.namespace',
+  'source.serviceAccount',
   'destination.port',
 ] as const;
 const UNSUPPORTED_CONDITION =
@@ -94,6 +97,7 @@ export function validateAuthorizationPolicy(
 ): void {
   const spec = input.spec;
   warnIstioRootNamespace(meta, rootNamespace, report);
+  if (spec !== undefined) validateTargetRefs(spec, meta, report);
   const action = spec?.action ?? 'ALLOW';
   if (action === 'CUSTOM' || spec?.provider !== undefined) {
     report(
@@ -150,6 +154,7 @@ export function validateAuthorizationPolicy(
         );
       }
       validateSource(from.source, path, action, report);
+      checkServiceAccounts(from.source, path, meta, rootNamespace, report);
     }
     let httpField: string | undefined;
     for (const [index, to] of (rule.to ?? []).entries()) {
@@ -231,13 +236,21 @@ function validateSource(source: SourceInput, path: FieldPath, action: string, re
   for (const field of ['ipBlocks', 'notIpBlocks'] as const) {
     for (const [i, value] of (source[field] ?? []).entries()) checkIp(value, [...path, field, i], report);
   }
-  if (action === 'ALLOW' && (source.notPrincipals !== undefined || source.notNamespaces !== undefined)) {
+  if (
+    action === 'ALLOW' &&
+    (source.notPrincipals !== undefined ||
+      source.notNamespaces !== undefined ||
+      source.notServiceAccounts !== undefined)
+  ) {
     report(
       path,
       'warning',
       'allow-negative-mtls-field',
-      'an ALLOW rule with notPrincipals/notNamespaces also matches plaintext peers, which have no principal',
-      'Require STRICT mTLS for the workload, or add `principals: ["*"]` so only authenticated peers match (ISTIO-SECURITY-2021-004).',
+      'an ALLOW rule with notPrincipals/notNamespaces/notServiceAccounts also matches plaintext peers, which have no principal',
+      source.notServiceAccounts === undefined
+        ? 'Require STRICT mTLS for the workload, or add `principals: ["*"]` so only authenticated peers match (ISTIO-SECURITY-2021-004).'
+        : // principals cannot sit beside serviceAccounts in one source; a condition can.
+          'Require STRICT mTLS for the workload, or add `when: [{key: source.principal, values: ["*"]}]` to the rule so only authenticated peers match (ISTIO-SECURITY-2021-004).',
     );
   }
 }
@@ -271,6 +284,7 @@ function validateCondition(condition: ConditionInput, path: FieldPath, report: R
     ['values', condition.values],
     ['notValues', condition.notValues],
   ] as const) {
+    if (key === 'source.serviceAccount') checkServiceAccountCount(list, [...path, field], report);
     for (const [i, value] of (list ?? []).entries()) {
       const at = [...path, field, i];
       if (key === 'source.ip') checkIp(value, at, report);
@@ -278,6 +292,8 @@ function validateCondition(condition: ConditionInput, path: FieldPath, report: R
         if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65_535) {
           report(at, 'error', 'MUTUAL_POLICY_INVALID', `"${value}" is not a port number 1–65535`);
         }
+      } else if (key === 'source.serviceAccount') {
+        checkServiceAccount(value, at, report);
       } else {
         checkPattern(value, at, report);
         if (key === 'source.principal') checkPrincipalForm(value, at, report);
@@ -320,4 +336,81 @@ function checkPrincipalForm(value: string, path: FieldPath, report: Report): voi
       'Write it like cluster.local/ns/demo/sa/web, or use a "*" prefix/suffix match.',
     );
   }
+}
+
+/**
+ * `serviceAccounts` / `notServiceAccounts` as Istio validates them: not with principals or
+ * namespaces in the same source, at most 16 values, each `<namespace>/<name>` or `<name>`.
+ */
+function checkServiceAccounts(
+  source: SourceInput,
+  path: FieldPath,
+  meta: PolicyMeta,
+  rootNamespace: string,
+  report: Report,
+): void {
+  const accountField = (['serviceAccounts', 'notServiceAccounts'] as const).find(
+    (field) => (source[field]?.length ?? 0) > 0,
+  );
+  if (accountField === undefined) return;
+  const identityField = (['principals', 'notPrincipals', 'namespaces', 'notNamespaces'] as const).find(
+    (field) => (source[field]?.length ?? 0) > 0,
+  );
+  if (identityField !== undefined) {
+    report(
+      [...path, accountField],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      `${accountField} cannot be set with ${identityField} in the same source (Istio refuses it)`,
+      `Put them in two entries of \`from\` (either one then matches), or write the service accounts as principals: "<namespace>/<name>" is the principal "cluster.local/ns/<namespace>/sa/<name>".`,
+      true,
+    );
+  }
+  for (const field of ['serviceAccounts', 'notServiceAccounts'] as const) {
+    checkServiceAccountCount(source[field], [...path, field], report);
+    for (const [i, value] of (source[field] ?? []).entries()) {
+      checkServiceAccount(value, [...path, field, i], report);
+      if (!value.includes('/') && meta.namespace === rootNamespace) {
+        report(
+          [...path, field, i],
+          'warning',
+          'service-account-in-root-namespace',
+          `"${value}" without a namespace means ${rootNamespace}/${value} (the policy's namespace), in every namespace this mesh-wide policy applies to`,
+          `Write "<namespace>/${value}" to name a service account of another namespace.`,
+        );
+      }
+    }
+  }
+}
+
+function checkServiceAccountCount(
+  values: readonly string[] | undefined,
+  path: FieldPath,
+  report: Report,
+): void {
+  if ((values?.length ?? 0) <= MAX_SERVICE_ACCOUNTS) return;
+  report(
+    path,
+    'error',
+    'MUTUAL_POLICY_INVALID',
+    `${values!.length} service accounts; Istio allows at most ${MAX_SERVICE_ACCOUNTS} in one list`,
+    'Split them over several entries of `from` (each matches on its own), or match a whole namespace with namespaces.',
+  );
+}
+
+function checkServiceAccount(value: string, path: FieldPath, report: Report): void {
+  const problem = serviceAccountProblem(value);
+  if (problem === undefined) return;
+  const isPrincipal = /^[^/]+\/ns\/[^/]+\/sa\/[^/]+$/.test(value);
+  report(
+    path,
+    'error',
+    'MUTUAL_POLICY_INVALID',
+    problem,
+    value.includes('*')
+      ? 'List each <namespace>/<service-account>, or use namespaces: [<ns>] for a whole namespace, or principals: ["cluster.local/ns/<ns>/sa/<prefix>*"] for a prefix.'
+      : isPrincipal
+        ? `That is a principal: write "${value.split('/')[2]}/${value.split('/')[4]}" here, or move it to principals.`
+        : "Write <namespace>/<service-account> (e.g. demo/web), or just <service-account> for one in the policy's own namespace.",
+  );
 }

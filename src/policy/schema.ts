@@ -65,6 +65,8 @@ const sourceSchema = strict({
   notPrincipals: stringList.optional(),
   namespaces: stringList.optional(),
   notNamespaces: stringList.optional(),
+  serviceAccounts: stringList.optional(),
+  notServiceAccounts: stringList.optional(),
   ipBlocks: stringList.optional(),
   notIpBlocks: stringList.optional(),
   requestPrincipals: stringList.optional(),
@@ -100,8 +102,18 @@ const ruleSchema = strict({
 
 export const AUTHORIZATION_ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
 
+/** Istio's PolicyTargetReference: parsed so it can be refused with a reason (rules-check.ts). */
+const targetRefSchema = strict({
+  group: z.string().optional(),
+  kind: nonEmpty,
+  name: nonEmpty,
+  namespace: z.string().optional(),
+});
+
 const authorizationPolicySpec = strict({
   selector: selectorSchema.optional(),
+  targetRef: targetRefSchema.optional(),
+  targetRefs: z.array(targetRefSchema).optional(),
   action: z.enum(AUTHORIZATION_ACTIONS).optional(),
   rules: z.array(ruleSchema).optional(),
   provider: strict({ name: z.string() }).optional(),
@@ -128,6 +140,7 @@ export type AuthorizationRuleInput = z.infer<typeof ruleSchema>;
 export type SourceInput = z.infer<typeof sourceSchema>;
 export type OperationInput = z.infer<typeof operationSchema>;
 export type ConditionInput = z.infer<typeof conditionSchema>;
+export type TargetRefInput = z.infer<typeof targetRefSchema>;
 
 function isPort(value: string): boolean {
   if (!/^\d+$/.test(value)) return false;
