@@ -10,6 +10,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
 
 // undici's index also loads fetch, WebSocket, caches, mocks and more: ~3 MB of heap that every
@@ -32,7 +33,8 @@ const HOP_BY_HOP = new Set([
   'trailer',
   'upgrade',
   'http2-settings',
-  // node:http has already answered `100-continue`; the next hop gets the body without waiting.
+  // The proxy answers `100-continue` itself (node:http, or the inbound once policy allows the
+  // request); the next hop gets the body without waiting.
   'expect',
   // Only the receiving proxy may say who the client is; whatever arrives from elsewhere is dropped.
   CLIENT_ID_HEADER,
@@ -45,25 +47,37 @@ export function isClientIdHeader(name: string): boolean {
   );
 }
 
-/** A node:http server that is never listened on: connections are handed to it after detection. */
-export function createDetachedHttpServer(onRequest: RequestListener, onBug: (error: Error) => void): Server {
+/**
+ * A node:http server that is never listened on: connections are handed to it after detection.
+ * `onContinueRequest`, when given, serves requests that carry `Expect: 100-continue`: it must call
+ * `response.writeContinue()` itself once it lets the client send its body. Without it node:http
+ * answers `100 Continue` before `onRequest` runs.
+ */
+export function createDetachedHttpServer(
+  onRequest: RequestListener,
+  onBug: (error: Error) => void,
+  onContinueRequest?: RequestListener,
+): Server {
   // A bug in handling one request must cost that request, not the sidecar and every connection.
-  const guarded: RequestListener = (request, response) => {
-    // node:http parses every request in a chunk and emits each, even behind an answer that closes
-    // the connection; the client was told nothing more is read, so nothing more is forwarded.
-    if (closingConnections.has(request.socket)) return void request.resume();
-    trackAnswer(request.socket, response);
-    try {
-      onRequest(request, response);
-    } catch (error) {
-      onBug(error as Error);
-      if (response.headersSent) response.destroy();
-      else
-        response
-          .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: 'proxy_error' })
-          .end(`mutual: the proxy failed on this request: ${(error as Error).message}\n`);
-    }
-  };
+  const guard =
+    (listener: RequestListener): RequestListener =>
+    (request, response) => {
+      // node:http parses every request in a chunk and emits each, even behind an answer that closes
+      // the connection; the client was told nothing more is read, so nothing more is forwarded.
+      if (closingConnections.has(request.socket)) return void request.resume();
+      trackAnswer(request.socket, response);
+      try {
+        listener(request, response);
+      } catch (error) {
+        onBug(error as Error);
+        if (response.headersSent) response.destroy();
+        else
+          response
+            .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: 'proxy_error' })
+            .end(`mutual: the proxy failed on this request: ${(error as Error).message}\n`);
+      }
+    };
+  const guarded = guard(onRequest);
   const server: Server = createServer(
     {
       requireHostHeader: false,
@@ -79,6 +93,7 @@ export function createDetachedHttpServer(onRequest: RequestListener, onBug: (err
     },
     guarded,
   );
+  if (onContinueRequest) server.on('checkContinue', guard(onContinueRequest));
   // A client may send its request and half-close at once; answer before closing.
   (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.headersTimeout = 30_000;
@@ -100,12 +115,74 @@ export function createDetachedHttpServer(onRequest: RequestListener, onBug: (err
     if (!socket.writable || [...(answers ?? [])].some((answer) => answer.headersSent)) {
       return void socket.destroy();
     }
-    socket.end(`HTTP/1.1 ${parseErrorStatus(error.code)}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-    // A client that keeps its end open after the answer is cut off.
-    const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
-    socket.once('close', () => clearTimeout(linger));
+    endAndLinger(
+      socket,
+      `HTTP/1.1 ${parseErrorStatus(error.code)}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+    );
   });
   return server;
+}
+
+/** Ends `socket` with `answer` and lets the client read it; a client that keeps its end open is cut off. */
+function endAndLinger(socket: Duplex, answer: string): void {
+  socket.end(answer);
+  const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(linger));
+}
+
+const CONNECT_REFUSED_TEXT =
+  "mutual: CONNECT is not supported: the sidecar does not open HTTP tunnels. If the destination is a forward proxy (squid, tinyproxy), list its port in --opaque-ports (a service's opaquePorts in mesh.yaml) so its connections are carried as byte streams.\n";
+
+/**
+ * Answers a CONNECT request, which neither direction tunnels: `501 Not Implemented` (RFC 9110
+ * §15.6.2: a method the server does not support for any resource; a 405 would need an `Allow`
+ * naming the app's methods, which the proxy does not know), and the connection closes. Bytes the
+ * client sent for the tunnel are read and dropped.
+ */
+export function refuseConnect(socket: Duplex): void {
+  socket.on('error', () => {});
+  socket.resume();
+  endAndLinger(
+    socket,
+    `HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\n${PROXY_ERROR_HEADER}: connect_not_supported\r\ncontent-length: ${Buffer.byteLength(CONNECT_REFUSED_TEXT)}\r\nconnection: close\r\n\r\n${CONNECT_REFUSED_TEXT}`,
+  );
+}
+
+/**
+ * Refuses a malformed request with `400`, the body naming `problem`: never forwarded, its body
+ * drained, and the connection closed after the answer (requests pipelined behind it are dropped).
+ */
+export function answerBadRequest(request: IncomingMessage, response: ServerResponse, problem: string): void {
+  request.resume();
+  closeAfterAnswer(request);
+  response
+    .writeHead(400, {
+      'content-type': 'text/plain',
+      connection: 'close',
+      [PROXY_ERROR_HEADER]: 'bad_request',
+    })
+    .end(`mutual: bad request: ${problem}\n`);
+}
+
+/**
+ * What is wrong with `request` when the next hop's client (undici) refused to send it as given —
+ * two Host headers (RFC 9112 §3.2 calls for a 400), a target that is neither a path nor an
+ * absolute URL (`OPTIONS *`) — or undefined when `error` is a failure of the next hop. Only ever
+ * called once forwarding failed, so the common path pays nothing for it.
+ */
+export function malformedRequestProblem(request: IncomingMessage, error: Error): string | undefined {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'UND_ERR_INVALID_ARG' && code !== 'UND_ERR_NOT_SUPPORTED') return undefined;
+  let hosts = 0;
+  for (let i = 0; i < request.rawHeaders.length; i += 2) {
+    if (request.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+  }
+  if (hosts > 1) return `the request has ${hosts} Host headers; send one`;
+  const target = request.url ?? '';
+  if (!target.startsWith('/') && !/^https?:\/\//i.test(target)) {
+    return `the request target ${JSON.stringify(target.slice(0, 200))} is not a path; send one that starts with /`;
+  }
+  return `the request cannot be forwarded as sent (${error.message})`;
 }
 
 /** The status node:http itself answers a parse error with: a head over the size limit is 431. */

@@ -104,7 +104,7 @@ export function createProxyMetrics(registry: Registry) {
     }),
     outboundHttpRequests: new Counter({
       name: 'mutual_outbound_http_requests_total',
-      help: 'Outbound HTTP requests over pooled mTLS, by server identity, destination and response status (502 when the proxy answered: see x-mutual-proxy-error).',
+      help: 'Outbound HTTP requests over pooled mTLS, by server identity, destination and response status (502, 400 or 501 when the proxy answered: see x-mutual-proxy-error).',
       labelNames: [...TLS_LABELS, 'destination', 'method', 'status_code'],
       registers,
     }),

@@ -13,6 +13,7 @@ import type { TLSSocket } from 'node:tls';
 import { getInboundContext, type InboundContext } from '../connection-context.ts';
 import { splice } from '../forward.ts';
 import {
+  answerBadRequest,
   CLIENT_ID_HEADER,
   closeAfterAnswer,
   createDetachedHttpServer,
@@ -20,8 +21,10 @@ import {
   forwardedRequestHeaders,
   forwardRequest,
   isClosing,
+  malformedRequestProblem,
   Pool,
   PROXY_ERROR_HEADER,
+  refuseConnect,
 } from '../http-forward.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
 import { type CheckedRequest, checkHttp1Request } from './check-request.ts';
@@ -42,12 +45,15 @@ export function createHttpInbound(deps: InboundDeps) {
   const probePaths = new Set(deps.config.probePaths);
 
   const server = createDetachedHttpServer(
-    (request, response) => handleRequest(request, response),
+    (request, response) => handleRequest(request, response, false),
     (error) => log.error('inbound request failed inside the proxy', { error: error.stack ?? error.message }),
+    // `Expect: 100-continue`: the client is told to send its body only once policy allows it.
+    (request, response) => handleRequest(request, response, true),
   );
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
     handleUpgrade(request, socket, head),
   );
+  server.on('connect', (request: IncomingMessage, socket: Duplex) => handleConnect(request, socket));
 
   /** Authorizes the checked request; `request.url` is already its normalised target. */
   function decide(
@@ -70,14 +76,29 @@ export function createHttpInbound(deps: InboundDeps) {
   }
 
   /** Refused before authorization: not forwarded, and the connection closes after the answer. */
-  function badRequest(request: IncomingMessage, problem: string, context: InboundContext): string {
+  function logBadRequest(request: IncomingMessage, problem: string, context: InboundContext): void {
     log.warn('malformed request refused', {
       client: principalOf(context.peer) ?? context.sourceIp,
       method: request.method,
       target: request.url?.slice(0, 200),
       problem,
     });
-    return `mutual: bad request: ${problem}\n`;
+  }
+
+  function countRequest(
+    request: IncomingMessage,
+    status: number,
+    startedMs: number,
+    context: InboundContext,
+  ) {
+    flushConnectionBytes(request.socket);
+    const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
+    const statusCode = String(status);
+    metrics.httpRequests.inc({ ...labels, method: methodLabel(request.method), status_code: statusCode });
+    metrics.httpDuration.observe(
+      { tls: labels.tls, status_code: statusCode },
+      (clock.now() - startedMs) / 1000,
+    );
   }
 
   const forwardHeaders = (request: IncomingMessage, context: InboundContext) =>
@@ -85,33 +106,15 @@ export function createHttpInbound(deps: InboundDeps) {
       ? forwardedRequestHeaders(request, CLIENT_ID_HEADER, context.peer.peerId)
       : forwardedRequestHeaders(request);
 
-  function handleRequest(request: IncomingMessage, response: ServerResponse) {
+  function handleRequest(request: IncomingMessage, response: ServerResponse, expectsContinue: boolean) {
     const context = getInboundContext(request.socket);
     if (!context) return response.destroy();
     const startedMs = clock.now();
-    const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
     const checked = checkHttp1Request(request);
-    response.once('finish', () => {
-      flushConnectionBytes(request.socket);
-      const status = String(response.statusCode);
-      metrics.httpRequests.inc({ ...labels, method: methodLabel(request.method), status_code: status });
-      metrics.httpDuration.observe(
-        { tls: labels.tls, status_code: status },
-        (clock.now() - startedMs) / 1000,
-      );
-    });
+    response.once('finish', () => countRequest(request, response.statusCode, startedMs, context));
     if (!checked.isValid) {
-      const text = badRequest(request, checked.problem, context);
-      request.resume();
-      closeAfterAnswer(request);
-      response
-        .writeHead(400, {
-          'content-type': 'text/plain',
-          connection: 'close',
-          [PROXY_ERROR_HEADER]: 'bad_request',
-        })
-        .end(text);
-      return;
+      logBadRequest(request, checked.problem, context);
+      return answerBadRequest(request, response, checked.problem);
     }
     request.url = checked.target;
     const decision = decide(request, checked, context);
@@ -125,11 +128,23 @@ export function createHttpInbound(deps: InboundDeps) {
       const headers: OutgoingHttpHeaders = { 'content-type': 'text/plain', 'content-length': 19 };
       // Only meshed callers learn which policy refused them.
       if (context.peer.kind === 'mtls') headers[DENIED_BY_HEADER] = decision.policy;
+      if (expectsContinue) {
+        // Never invited to send its body (no 100 Continue): the client may send it anyway or not at
+        // all, so nothing more on this connection can be told apart from it (RFC 9110 §10.1.1).
+        headers.connection = 'close';
+        closeAfterAnswer(request);
+      }
       request.resume();
       response.writeHead(403, headers).end('RBAC: access denied');
       return;
     }
+    if (expectsContinue) response.writeContinue();
     forwardRequest(request, response, appPool(context.appPort), forwardHeaders(request, context), (error) => {
+      const problem = malformedRequestProblem(request, error);
+      if (problem !== undefined) {
+        logBadRequest(request, problem, context);
+        return answerBadRequest(request, response, problem);
+      }
       log.warn('app request failed', { port: context.appPort, error: error.message });
       response
         .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: 'app_unavailable' })
@@ -149,7 +164,8 @@ export function createHttpInbound(deps: InboundDeps) {
     if (isClosing(request)) return void socket.end();
     const checked = checkHttp1Request(request);
     if (!checked.isValid) {
-      const text = badRequest(request, checked.problem, context);
+      logBadRequest(request, checked.problem, context);
+      const text = `mutual: bad request: ${checked.problem}\n`;
       socket.end(
         `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n${PROXY_ERROR_HEADER}: bad_request\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
       );
@@ -202,6 +218,20 @@ export function createHttpInbound(deps: InboundDeps) {
       response.pipe(socket);
     });
     toApp.end();
+  }
+
+  /** CONNECT is never tunnelled to the app: answered 501 (see refuseConnect), counted, logged. */
+  function handleConnect(request: IncomingMessage, socket: Duplex) {
+    const context = getInboundContext(request.socket);
+    if (!context) return socket.destroy();
+    if (isClosing(request)) return void socket.end();
+    const startedMs = clock.now();
+    log.warn('CONNECT refused: the sidecar does not open tunnels', {
+      client: principalOf(context.peer) ?? context.sourceIp,
+      target: request.url?.slice(0, 200),
+    });
+    refuseConnect(socket);
+    countRequest(request, 501, startedMs, context);
   }
 
   return {

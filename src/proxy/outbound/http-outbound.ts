@@ -10,11 +10,15 @@ import type { Clock } from '../../clock.ts';
 import type { MeshTls } from '../../tls/index.ts';
 import { splice } from '../forward.ts';
 import {
+  answerBadRequest,
   createDetachedHttpServer,
   forwardedRequestHeaders,
   forwardRequest,
+  isClosing,
+  malformedRequestProblem,
   Pool,
   PROXY_ERROR_HEADER,
+  refuseConnect,
   requestHeadText,
 } from '../http-forward.ts';
 import { flushConnectionBytes, methodLabel, type ProxyMetrics } from '../metrics.ts';
@@ -89,6 +93,7 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     'upgrade',
     (request: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(request, socket, head),
   );
+  server.on('connect', (request: IncomingMessage, socket: Duplex) => handleConnect(request, socket));
 
   function contextOf(request: IncomingMessage): OutboundHttpContext | undefined {
     return (request.socket as unknown as Record<symbol, OutboundHttpContext | undefined>)[CONTEXT];
@@ -98,21 +103,20 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     const context = contextOf(request);
     if (!context) return response.destroy();
     const startedMs = deps.clock.now();
-    response.once('finish', () => {
-      flushConnectionBytes(request.socket);
-      const status = String(response.statusCode);
-      deps.metrics.outboundHttpRequests.inc({
-        ...context.labels,
-        method: methodLabel(request.method),
-        status_code: status,
-      });
-      deps.metrics.outboundHttpDuration.observe(
-        { status_code: status },
-        (deps.clock.now() - startedMs) / 1000,
-      );
-    });
+    response.once('finish', () => countRequest(request, response.statusCode, startedMs, context));
     const current = { ...context, meshTls: deps.meshTls() ?? context.meshTls };
     forwardRequest(request, response, poolFor(current), forwardedRequestHeaders(request), (error) => {
+      // Refused as sent (two Host headers): the app's request is at fault, not the destination.
+      const problem = malformedRequestProblem(request, error);
+      if (problem !== undefined) {
+        deps.log.warn('malformed request refused', {
+          destination: context.label,
+          method: request.method,
+          target: request.url?.slice(0, 200),
+          problem,
+        });
+        return answerBadRequest(request, response, problem);
+      }
       const reason = (error as { meshReason?: string }).meshReason ?? 'upstream_failed';
       response
         .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: reason })
@@ -120,6 +124,39 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
           `mutual: no answer from ${context.destination.serverId} at ${context.label} (${reason}): ${error.message}\n`,
         );
     });
+  }
+
+  function countRequest(
+    request: IncomingMessage,
+    status: number,
+    startedMs: number,
+    context: OutboundHttpContext,
+  ) {
+    flushConnectionBytes(request.socket);
+    const statusCode = String(status);
+    deps.metrics.outboundHttpRequests.inc({
+      ...context.labels,
+      method: methodLabel(request.method),
+      status_code: statusCode,
+    });
+    deps.metrics.outboundHttpDuration.observe(
+      { status_code: statusCode },
+      (deps.clock.now() - startedMs) / 1000,
+    );
+  }
+
+  /** CONNECT is never tunnelled to the destination: answered 501 here (see refuseConnect), counted. */
+  function handleConnect(request: IncomingMessage, socket: Duplex) {
+    const context = contextOf(request);
+    if (!context) return socket.destroy();
+    if (isClosing(request)) return void socket.end();
+    const startedMs = deps.clock.now();
+    deps.log.warn('CONNECT refused: the sidecar does not open tunnels', {
+      destination: context.label,
+      target: request.url?.slice(0, 200),
+    });
+    refuseConnect(socket);
+    countRequest(request, 501, startedMs, context);
   }
 
   /** WebSocket and other upgrades become byte streams, so they get a connection of their own. */
