@@ -1,6 +1,9 @@
 // The CustomResourceDefinitions of our policy kinds, `security.mutual.dev/v1`: the same fields as
-// Istio's PeerAuthentication and AuthorizationPolicy, which src/policy parses (strictly, so the
-// structural schemas here list every field it knows and the API server prunes nothing it reads).
+// Istio's PeerAuthentication and AuthorizationPolicy, which src/policy parses. The structural
+// schemas list exactly the fields the parser reads (test/k8s/policy-crds.test.ts holds them to it):
+// the API server prunes a field the schema lacks before anyone reads the object, so a parser field
+// missing here would vanish from every policy using it; and kubectl's strict field validation
+// refuses a field the schema lacks, so a misspelt `notPrincipal` is stopped at `kubectl apply`.
 import type { K8sObject } from './control-plane-workload.ts';
 import { partOfLabels } from './control-plane-workload.ts';
 
@@ -44,6 +47,8 @@ const source = object(
       'notPrincipals',
       'namespaces',
       'notNamespaces',
+      'serviceAccounts',
+      'notServiceAccounts',
       'ipBlocks',
       'notIpBlocks',
       'requestPrincipals',
@@ -63,8 +68,12 @@ const operation = object({
   paths: stringList,
   notPaths: stringList,
 });
+// Refused by the parser with the selector to write instead (Istio's sidecars ignore such policies).
+const targetRef = object({ group: string, kind: string, name: string, namespace: string });
 const authorizationPolicySpec = object({
   selector,
+  targetRef,
+  targetRefs: listOf(targetRef),
   action: { type: 'string', enum: ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] },
   rules: listOf(
     object({
