@@ -183,17 +183,21 @@ export function renderWhereToLook(runtime: MeshRuntime, stateFlag: string): stri
     return `  ${service.name.padEnd(allWidth)}  ${inbound.length > 0 ? `mTLS in ${inbound.join(', ')}` : 'no inbound port'}; admin ${service.adminUrl} (/metrics, /identity)`;
   });
   const first = served[0]?.name ?? runtime.services[0]?.name ?? 'SERVICE';
+  const commands: [string, string][] = [
+    [`npx mutual edges${stateFlag}`, 'who calls whom, and is it mTLS'],
+    [`npx mutual check${stateFlag}`, 'is everything healthy'],
+    [`npx mutual dashboard${stateFlag}`, 'all of it in a browser, live (http://127.0.0.1:9800/)'],
+    [`npx mutual identity ${first}${stateFlag}`, `${first}'s certificate and when it renews`],
+    [`npx mutual logs ${first} --proxy -f${stateFlag}`, `${first}'s sidecar log, followed`],
+  ];
+  const commandWidth = Math.max(...commands.map(([command]) => command.length)) + 2;
   return [
     '\nApps:',
     ...lines,
     '\nSidecars:',
     ...sidecars,
     '\nLook around (in another terminal):',
-    `  npx mutual edges${stateFlag}            who calls whom, and is it mTLS`,
-    `  npx mutual check${stateFlag}            is everything healthy`,
-    `  npx mutual dashboard${stateFlag}        all of it in a browser, live (http://127.0.0.1:9800/)`,
-    `  npx mutual identity ${first}${stateFlag}    ${first}'s certificate and when it renews`,
-    `  npx mutual logs ${first} --proxy -f${stateFlag}`,
+    ...commands.map(([command, what]) => `  ${command.padEnd(commandWidth)}${what}`),
     `\nCtrl-C here, or \`npx mutual down${stateFlag}\`, stops everything.\n`,
   ].join('\n');
 }

@@ -73,6 +73,16 @@ test('up prints every step and where to look', () => {
     );
   }
   assert.match(up.output(), /npx mutual edges --state-dir/);
+  // The commands to try next, their explanations in one column whatever the service's name.
+  const lookAround = up
+    .output()
+    .split('Look around (in another terminal):\n')[1]!
+    .split('\n\n')[0]!
+    .split('\n');
+  assert.equal(lookAround.length, 5, up.output());
+  const columns = lookAround.map((line) => line.match(/^ {2}\S.*?\S {2,}(?=\S)/)?.[0].length);
+  assert.equal(new Set(columns).size, 1, up.output());
+  assert.ok(columns[0], up.output());
   // Where a peer (or openssl s_client) reaches each sidecar, and its admin port.
   for (const name of ['web', 'emoji', 'voting']) {
     const { ports, adminUrl } = service(name);
