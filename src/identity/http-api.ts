@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { type IncomingMessage, maxHeaderSize, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
+import { answerPlainHttp, isPlainHttpError } from '../tls/index.ts';
 import { type Certifier, RateLimitedError } from './certifier.ts';
 
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
@@ -81,15 +82,10 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
     } catch {
       // The audit log cannot be written; the socket is refused all the same, and certify fails.
     }
-    const plainSocket = plainHttpSocket(code, socket);
-    if (plainSocket) {
-      // Beside the audit line, the client is told in its own terms (Go's servers answer the same
-      // way): OpenSSL has read the request and given up, but the TCP socket under it still writes.
-      const body = `error[${refusal.code}]: ${refusal.message}\n  hint: ${errorCatalog[refusal.code].action}\n`;
-      plainSocket.end(
-        `HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    } else if (socket.writable) {
+    // Beside the audit line, plain HTTP is told in its own terms, on the TCP socket under TLS.
+    const isAnsweredInPlain =
+      refusal.code === 'MUTUAL_IDENTITY_PLAIN_HTTP' && answerPlainHttp(socket, refusal);
+    if (!isAnsweredInPlain && socket.writable) {
       const answer = {
         code: refusal.code,
         message: refusal.message,
@@ -103,24 +99,6 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
     socket.destroy();
   });
   return server;
-}
-
-/**
- * OpenSSL's verdicts on a first record that starts like an HTTP request (GET, POST, HEAD, PUT,
- * DELETE, PATCH, OPTIONS, TRACE; CONNECT) rather than a TLS handshake: `curl http://` to this
- * port, or a client set up with http://. Anything else that is not TLS is closed unanswered.
- */
-const PLAIN_HTTP_CODES = new Set(['ERR_SSL_HTTP_REQUEST', 'ERR_SSL_HTTPS_PROXY_REQUEST']);
-
-/**
- * The TCP socket under a TLS socket that received plain HTTP, to answer in plain HTTP; undefined
- * for any other error (garbage, a failed handshake), or once the socket cannot be written. Node
- * keeps it as `_parent` (undocumented; the e2e test of the plain HTTP answer guards it).
- */
-function plainHttpSocket(code: string, socket: unknown): Socket | undefined {
-  if (!PLAIN_HTTP_CODES.has(code)) return undefined;
-  const parent = (socket as { _parent?: unknown })._parent;
-  return parent instanceof Socket && parent.writable && !parent.destroyed ? parent : undefined;
 }
 
 /** The coded refusal, and the status line, for a client Node refused before our handler. */
@@ -151,7 +129,7 @@ function clientErrorRefusal(
     );
     return { refusal, status: '408 Request Timeout' };
   }
-  if (PLAIN_HTTP_CODES.has(code)) {
+  if (isPlainHttpError({ code })) {
     const port = localPort === undefined ? 'port' : `port ${localPort}`;
     const refusal = new MutualError(
       'MUTUAL_IDENTITY_PLAIN_HTTP',

@@ -1,6 +1,7 @@
-// node:tls contexts built from a workload's credentials, and the peer's identity as a value.
-// Knows the Node TLS traps (setSecureContext replaces everything, resumed sessions skip identity
-// checks, a client secureContext silences connect() options); holds no sockets of its own.
+// node:tls contexts built from a workload's credentials, the peer's identity as a value, and the
+// plain HTTP answer a TLS server gives an http:// client. Knows the Node TLS traps (setSecureContext
+// replaces everything, resumed sessions skip identity checks, a client secureContext silences
+// connect() options, a refused TLS socket is destroyed unwritten); holds no sockets of its own.
 
 export {
   createMeshTls,
@@ -11,6 +12,7 @@ export {
   spiffeIdFromSubjectAltName,
 } from './mesh-tls.ts';
 export type { HandshakeFailureReason, NoTlsReason, PeerTls } from './peer-tls.ts';
+export { answerPlainHttp, isPlainHttpError } from './plain-http-answer.ts';
 export {
   type PeerVerdict,
   reasonFromOpenssl,
