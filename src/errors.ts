@@ -448,6 +448,12 @@ export const errorCatalog = {
     action:
       'Ask for GET /v1/destinations/<ip>:<port> or /v1/destinations/<service>.<namespace>.svc.cluster.local:<port>, with ?wait=30s&version=<the version of the last answer> to wait for a change (docs/destination.md).',
   },
+  MUTUAL_DESTINATION_PLAIN_HTTP: {
+    meaning:
+      "Plain HTTP (http://) reached the destination service's API port, which speaks only HTTPS with mutual TLS (TLS 1.3). The service answers 400 in plain text and closes the connection.",
+    action:
+      "Call the API with https:// and an SVID as client certificate (e.g. `curl -k --cert web/cert.pem --key web/key.pem https://127.0.0.1:8086/v1/destinations/10.0.0.11:8080`; -k because the service's certificate names a SPIFFE ID, not a host); a proxy's --destination-url must be https:// too. Only the admin port (--admin-listen: /live, /ready, /metrics) speaks plain HTTP.",
+  },
   MUTUAL_DESTINATION_TABLE_INVALID: {
     meaning:
       'The destination table file (`mutual destination serve --file`) is not valid YAML/JSON or breaks the format: each entry needs an IP address and a workload SPIFFE ID; ports are 1-65535; protocols are opaque, http or detect.',

@@ -13,8 +13,8 @@ import {
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { parseDuration } from '../config/index.ts';
-import { errorCatalog, isMutualError } from '../errors.ts';
-import { type MeshTls, verifyClientPeer } from '../tls/index.ts';
+import { errorCatalog, isMutualError, MutualError } from '../errors.ts';
+import { answerPlainHttp, isPlainHttpError, type MeshTls, verifyClientPeer } from '../tls/index.ts';
 import { answerVersion, parseDestinationTarget, requestInvalid } from './answer.ts';
 import type { DestinationLookup } from './lookup.ts';
 import type { DestinationMetrics } from './metrics.ts';
@@ -63,7 +63,20 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       socket.destroy();
     }
   });
-  server.on('tlsClientError', (error: NodeJS.ErrnoException) => {
+  server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+    if (isPlainHttpError(error)) {
+      // `curl http://`, or a --destination-url of http://: told so in plain HTTP, not an empty reply.
+      deps.metrics.clientsRefused.inc({ reason: 'plain_http' });
+      const port = socket.localPort === undefined ? 'port' : `port ${socket.localPort}`;
+      answerPlainHttp(
+        socket,
+        new MutualError(
+          'MUTUAL_DESTINATION_PLAIN_HTTP',
+          `plain HTTP was sent to the destination service, whose ${port} speaks only HTTPS with mutual TLS (TLS 1.3): use https:// and a client certificate`,
+        ),
+      );
+      return;
+    }
     const text = `${error.code ?? ''} ${error.message}`;
     const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(text)
       ? 'no_client_certificate'

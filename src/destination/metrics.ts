@@ -17,7 +17,7 @@ export function createDestinationMetrics(registry: Registry) {
     }),
     clientsRefused: new Counter({
       name: 'mutual_destination_clients_refused_total',
-      help: 'Client connections refused: no certificate, not under the trust bundle, not an SVID.',
+      help: 'Client connections refused: no certificate, not under the trust bundle, not an SVID, plain HTTP (plain_http).',
       labelNames: ['reason'],
       registers,
     }),
