@@ -4,8 +4,10 @@ import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import {
   CONTROL_PLANE,
+  DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_IMAGE,
   DEFAULT_INJECT_OPTIONS,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_TRUST_DOMAIN,
   type InjectDefaults,
   injectManifests,
@@ -36,6 +38,8 @@ interface ServeFlags extends InjectFlags {
   cert: string;
   key: string;
   clientTimeout: string;
+  maxConnections: string;
+  idleTimeout: string;
 }
 
 const defaults = DEFAULT_INJECT_OPTIONS.proxyResources;
@@ -98,10 +102,16 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
         'admin address (/live, /ready, /metrics)',
         `127.0.0.1:${CONTROL_PLANE.injector.adminPort}`,
       )
+      .option('--client-timeout <duration>', "deadline for a client's TLS handshake, headers and body", '10s')
       .option(
-        '--client-timeout <duration>',
-        "deadline for a client's TLS handshake, headers and body",
-        '10s',
+        '--max-connections <count>',
+        'open connections at most; at the cap the oldest idle or unfinished one is closed for the new one',
+        String(DEFAULT_MAX_CONNECTIONS),
+      )
+      .option(
+        '--idle-timeout <duration>',
+        'how long a connection is kept open between requests',
+        `${DEFAULT_IDLE_TIMEOUT_MS / 1000}s`,
       ),
   ).action(async (flags: ServeFlags) => {
     if (inject.opts().filename !== undefined) {
@@ -214,6 +224,19 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   }
 }
 
+const MAX_CONNECTIONS_CEILING = 1_048_576;
+
+function parseMaxConnections(text: string): number {
+  const count = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || count < 1 || count > MAX_CONNECTIONS_CEILING) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `--max-connections ${JSON.stringify(text)} must be a whole number from 1 to ${MAX_CONNECTIONS_CEILING}, e.g. ${DEFAULT_MAX_CONNECTIONS}`,
+    );
+  }
+  return count;
+}
+
 async function serve(flags: ServeFlags, context: CliContext): Promise<void> {
   const inject = injectOptionsFrom(flags);
   const webhook = await startInjectorWebhook({
@@ -229,6 +252,9 @@ async function serve(flags: ServeFlags, context: CliContext): Promise<void> {
       atLeast: '1s',
       atMost: '10m',
     }),
+    maxConnections: parseMaxConnections(flags.maxConnections),
+    // 0 would keep idle connections forever.
+    idleTimeoutMs: parseDurationWithin(flags.idleTimeout, '--idle-timeout', { atLeast: '1s', atMost: '10m' }),
     log: (line) => context.writeError(line),
   });
   context.write(

@@ -12,6 +12,8 @@ export {
   reviewAdmission,
 } from './admission-review.ts';
 export {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
   type InjectorWebhook,
   type InjectorWebhookConfig,
   MAX_ADMISSION_REVIEW_BYTES,

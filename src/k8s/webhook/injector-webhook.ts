@@ -15,6 +15,7 @@ import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
 import { reviewAdmission } from './admission-review.ts';
+import { limitConnections } from './connection-limit.ts';
 import { answerClientError, checkBodyFraming } from './http-refusals.ts';
 import {
   loadServingCertificate,
@@ -30,6 +31,13 @@ import { loadTrustAnchors, watchTrustAnchors } from './trust-anchors.ts';
  */
 export const MAX_ADMISSION_REVIEW_BYTES = 8 * 1024 * 1024;
 const TLS_MIN_VERSION = 'TLSv1.2';
+/**
+ * The API server keeps a few connections alive per replica; 512 leaves room for bursts and holds
+ * about 40 MiB of TLS state (some 75 KiB each) within the injector's 256 MiB.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 512;
+/** Node's default; the API server's client reconnects (or retries on a closed idle connection). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
 
 export interface InjectorWebhookConfig {
   readonly listen: ListenAddress;
@@ -41,6 +49,10 @@ export interface InjectorWebhookConfig {
   readonly inject: InjectDefaults;
   /** Handshake, headers and body deadline per request; the API server gives up after 10 s by default. */
   readonly clientTimeoutMs?: number;
+  /** Open connections at most; at the cap the oldest one doing nothing useful is closed (connection-limit.ts). */
+  readonly maxConnections?: number;
+  /** How long a connection is kept open between requests. */
+  readonly idleTimeoutMs?: number;
   /** How often the certificate and anchors files are re-read besides change notifications. */
   readonly certPollIntervalMs?: number;
   /** One line per decision and per certificate or anchors reload. */
@@ -126,7 +138,26 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
   );
   server.headersTimeout = clientTimeoutMs;
   server.requestTimeout = clientTimeoutMs * 2;
-  server.keepAliveTimeout = 5_000;
+  server.keepAliveTimeout = config.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const shed = new Counter({
+    name: 'mutual_injector_connections_shed_total',
+    help: 'Connections closed at the --max-connections cap to make room for a new one, by what the closed one was doing (handshake, headers: no request yet, idle, body: still arriving, new: nothing else could go, so the new one did).',
+    labelNames: ['state'],
+    registers: [registry],
+  });
+  const connections = limitConnections(server, {
+    maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    onShed: (state) => shed.inc({ state }),
+    log,
+  });
+  new Gauge({
+    name: 'mutual_injector_connections_open',
+    help: 'Connections open to the webhook (HTTPS), TLS handshakes included.',
+    registers: [registry],
+    collect() {
+      this.set(connections.open());
+    },
+  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     const refused = answerClientError(error, socket, inFlight.get(socket), clientTimeoutMs);
     if (refused === undefined) return;
@@ -207,6 +238,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
   } catch (error) {
     watcher.close();
     anchorsWatcher.close();
+    connections.close();
     server.close();
     admin?.close();
     throw error;
@@ -222,6 +254,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     async close() {
       watcher.close();
       anchorsWatcher.close();
+      connections.close();
       server.closeIdleConnections();
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
@@ -231,6 +264,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     destroy() {
       watcher.close();
       anchorsWatcher.close();
+      connections.close();
       server.closeAllConnections();
       server.close();
       admin?.closeAllConnections();
