@@ -12,14 +12,6 @@ export interface AdminDeps {
   readonly routes?: Readonly<Record<string, (request: IncomingMessage, response: ServerResponse) => void>>;
 }
 
-/**
- * 127.0.0.0/8 or ::1, also as IPv4-mapped IPv6: a peer on this machine's loopback, which is who
- * the admin routes that act (POST /shutdown) or tell more than probes need (GET /ca) answer.
- */
-export function isLoopbackAddress(address: string | undefined): boolean {
-  return !!address && (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
-}
-
 /** The path of a request target, or undefined when it is not one (`//[`, `http://[`: Node passes those on). */
 export function requestPath(target: string | undefined): string | undefined {
   try {

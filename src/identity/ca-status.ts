@@ -2,7 +2,7 @@
 // signs with, the roots it serves, an anchor change it holds back and its last reload decisions.
 // Certificates are public: no key, no token, nothing secret goes in here.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isLoopbackAddress } from '../admin/index.ts';
+import { isLoopbackIp } from '../ip/index.ts';
 import { bundleToPem, parseCertificate } from '../pki/index.ts';
 import type { CaWatcherStatus } from './ca-watcher.ts';
 
@@ -103,7 +103,7 @@ export function caStatusAnswer(status: CaWatcherStatus): CaStatusAnswer {
  */
 function isFromThisMachine(request: IncomingMessage): boolean {
   const remote = request.socket.remoteAddress;
-  return isLoopbackAddress(remote) || (!!remote && remote === request.socket.localAddress);
+  return isLoopbackIp(remote) || (!!remote && remote === request.socket.localAddress);
 }
 
 /** The admin route `GET /ca`: JSON for clients on this machine, 403 for others. */

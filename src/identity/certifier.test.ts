@@ -118,6 +118,8 @@ test('failed authentications are counted by the address alone, not its port; IPv
     ['127.0.0.1:40000', '127.0.0.1'],
     ['::1:40000', '::1'],
     ['::ffff:10.1.2.3:5000', '10.1.2.3'],
+    ['::FFFF:a01:203:5000', '10.1.2.3'],
+    ['FD00:0::5:443', 'fd00::5'],
     ['fd00::5:443', 'fd00::5'],
     ['unknown:0', 'unknown'],
   ];

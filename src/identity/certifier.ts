@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.ts';
 import { isMutualError, MutualError } from '../errors.ts';
+import { canonicalIp } from '../ip/index.ts';
 import {
   admitCsr,
   bundleToPem,
@@ -63,11 +64,11 @@ export class RateLimitedError extends MutualError {
   }
 }
 
-/** The client's address from a requester written `address:port`; IPv4-mapped IPv6 as IPv4. */
+/** The client's address from a requester written `address:port`, canonical (IPv4-mapped IPv6 as IPv4). */
 export function sourceAddressOf(requester: string): string {
   const colon = requester.lastIndexOf(':');
   const address = colon === -1 ? requester : requester.slice(0, colon);
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  return canonicalIp(address) ?? address;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { canonicalIp } from '../ip/index.ts';
 import type { PeerTls } from '../tls/index.ts';
 
 /** What the proxy knows about one accepted connection, carried from stage to stage. */
@@ -23,8 +24,7 @@ export function getInboundContext(socket: object): InboundContext | undefined {
   return parent ? ((parent as Record<symbol, unknown>)[CONTEXT] as InboundContext | undefined) : undefined;
 }
 
-/** Strips the IPv4-mapped prefix so policies see 198.18.0.2, not ::ffff:198.18.0.2. */
+/** The canonical address (policies see 198.18.0.2, not ::ffff:198.18.0.2), or '' when there is none. */
 export function plainIp(address: string | undefined): string {
-  if (!address) return '';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
+  return canonicalIp(address) ?? '';
 }

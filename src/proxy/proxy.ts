@@ -2,10 +2,11 @@
 // createProxy(config, deps); start() binds everything, close() drains, destroy() forces.
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { createAdminServer, isLoopbackAddress } from '../admin/index.ts';
+import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import type { ProxyConfig } from '../config/index.ts';
 import type { MutualError } from '../errors.ts';
+import { canonicalIp, isLoopbackIp } from '../ip/index.ts';
 import { listenOn } from '../listen-on.ts';
 import { createRegistry, type Registry } from '../metrics/index.ts';
 import { decodePemOfType } from '../pki/index.ts';
@@ -148,7 +149,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
           .end(`${JSON.stringify(body, null, 2)}\n`);
       },
       'POST /shutdown': (request, response) => {
-        if (!isLoopbackAddress(request.socket.remoteAddress)) {
+        if (!isLoopbackIp(request.socket.remoteAddress)) {
           response
             .writeHead(403, { 'content-type': 'text/plain' })
             .end('shutdown is only accepted from localhost\n');
@@ -317,12 +318,7 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
 }
 
 function isLocal(address: string): boolean {
-  return (
-    address.startsWith('127.') ||
-    address === '::1' ||
-    address === '0.0.0.0' ||
-    address.startsWith('::ffff:127.')
-  );
+  return isLoopbackIp(address) || canonicalIp(address) === '0.0.0.0';
 }
 
 export type Proxy = ReturnType<typeof createProxy>;

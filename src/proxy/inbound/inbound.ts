@@ -3,9 +3,9 @@
 // the app on 127.0.0.1. Each stage counts what it refuses, with the reason.
 import { connect, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { isLoopbackAddress } from '../../admin/index.ts';
 import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
+import { isLoopbackIp } from '../../ip/index.ts';
 import type { WorkloadPolicy } from '../../policy/index.ts';
 import { type MeshTls, type PeerTls, verifyClientPeer } from '../../tls/index.ts';
 import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
@@ -120,7 +120,7 @@ export function createInbound(deps: InboundDeps) {
     }
     context.peer = {
       kind: 'none',
-      reason: isLoopbackAddress(socket.remoteAddress) ? 'loopback' : 'no_client_hello',
+      reason: isLoopbackIp(socket.remoteAddress) ? 'loopback' : 'no_client_hello',
     };
     return serve(socket, context, first);
   }

@@ -64,6 +64,19 @@ test('isSelfDestination: the listener itself (a loop) versus a real destination'
     ],
     ['other port', { address: '127.0.0.1', port: 8080 }, { address: '127.0.0.1', port: 4140 }, false],
     ['v4-mapped', { address: '::ffff:127.0.0.1', port: 4140 }, { address: '127.0.0.1', port: 4140 }, true],
+    ['v4-mapped hex', { address: '::FFFF:7f00:1', port: 4140 }, { address: '127.0.0.1', port: 4140 }, true],
+    [
+      'any-address listener, v4-mapped loopback',
+      { address: '::ffff:127.0.0.9', port: 4143 },
+      { address: '::', port: 4143 },
+      true,
+    ],
+    [
+      'any-address listener, IPv4-translated is not loopback',
+      { address: '::ffff:0:127.0.0.1', port: 4143 },
+      { address: '::', port: 4143 },
+      false,
+    ],
     [
       'any-address listener, loopback',
       { address: '127.0.0.5', port: 4143 },

@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
+import { isIPv4, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MutualError } from '../../errors.ts';
+import { canonicalIp, isLoopbackIp } from '../../ip/index.ts';
 
 // Where a redirected connection was really going: SO_ORIGINAL_DST (IPv4, iptables) or
 // IP6T_SO_ORIGINAL_DST (IPv6, ip6tables) through the native addon in native/origdst (built on
@@ -82,28 +83,23 @@ export function isSelfDestination(
   listener: { readonly address: string; readonly port: number },
 ): boolean {
   if (destination.port !== listener.port) return false;
-  const address = unmapIPv4(destination.address);
-  const listening = unmapIPv4(listener.address);
+  const address = canonicalIp(destination.address) ?? destination.address;
+  const listening = canonicalIp(listener.address) ?? listener.address;
   if (address === listening) return true;
   if (listening !== '0.0.0.0' && listening !== '::') return false;
   return isLocalAddress(address);
 }
 
 function isLocalAddress(address: string): boolean {
-  if (address.startsWith('127.') || address === '::1' || address === '0.0.0.0' || address === '::') {
-    return true;
-  }
+  if (isLoopbackIp(address) || address === '0.0.0.0' || address === '::') return true;
   return Object.values(networkInterfaces()).some((addresses) =>
-    addresses?.some((local) => unmapIPv4(local.address) === address),
+    addresses?.some((local) => canonicalIp(local.address) === address),
   );
 }
 
-function unmapIPv4(address: string): string {
-  return address.toLowerCase().startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
-
+/** IPv4, or IPv4-mapped on a dual-stack AF_INET6 socket (whose local address canonicalIp unwraps). */
 function isIPv4Socket(socket: Socket): boolean {
-  return socket.localFamily === 'IPv4' || (socket.localAddress ?? '').toLowerCase().startsWith('::ffff:');
+  return socket.localFamily === 'IPv4' || isIPv4(canonicalIp(socket.localAddress) ?? '');
 }
 
 function packageRoot(): string {
