@@ -216,6 +216,54 @@ const cases: Case[] = [
     http: 'allow demo/a#0',
   },
   {
+    name: 'ipBlocks: an IPv4-mapped block is its IPv4 block, however written',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      ipBlocks: ["::FFFF:a00:0/104"]'),
+    peer: { ip: '::ffff:10.1.2.3' },
+    http: 'allow demo/a#0',
+  },
+  {
+    // As Envoy's CidrRange: an address matches only blocks of its own family, and a client the
+    // kernel reports as ::ffff:10.1.2.3 is IPv4. ::/0 is every IPv6 client, no IPv4 one.
+    name: 'ipBlocks: an IPv6 block holds no IPv4 client, even one that covers ::ffff:0:0/96',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      ipBlocks: ["::/0"]'),
+    peer: { ip: '::ffff:10.1.2.3' },
+    http: 'no-allow demo/a',
+    tcp: 'no-allow demo/a',
+  },
+  {
+    name: 'notIpBlocks: ::/0 beside an IPv4 block does not let every IPv4 client out of a DENY',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- from:\n  - source:\n      notIpBlocks: ["10.0.0.0/8", "::/0"]',
+    ),
+    peer: { ip: '198.18.0.7' },
+    http: 'deny demo/d#0',
+    tcp: 'deny demo/d#0',
+  },
+  {
+    name: 'a DENY rule on IPv6 blocks does not catch an IPv4 client',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- from:\n  - source:\n      notIpBlocks: ["10.0.0.0/8", "::/0"]\n- from:\n  - source:\n      ipBlocks: ["::/0"]\n      notIpBlocks: ["fd00::/8"]',
+    ),
+    peer: { ip: '::ffff:10.1.2.3' },
+    http: 'allow',
+    tcp: 'allow',
+  },
+  {
+    name: 'when source.ip: an IPv6 block holds no IPv4 client',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- when:\n  - key: source.ip\n    notValues: ["::/0", "10.0.0.0/8"]',
+    ),
+    peer: { ip: '::ffff:198.18.0.7' },
+    http: 'deny demo/d#0',
+    tcp: 'deny demo/d#0',
+  },
+  {
     name: 'notIpBlocks',
     yaml: ap(
       'd',
