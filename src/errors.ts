@@ -420,6 +420,12 @@ export const errorCatalog = {
     action:
       'Check the files given with --cert and --key (the Secret mounted into the injector); `mutual cert inspect FILE` shows the certificate.',
   },
+  MUTUAL_K8S_WEBHOOK_PLAIN_HTTP: {
+    meaning:
+      "Plain HTTP (http://) reached the injector webhook's port, which speaks only HTTPS (TLS 1.2 or newer). The webhook answers 400 in plain text and closes the connection; the API server always calls it over HTTPS, so this is someone (or something) else.",
+    action:
+      "The API server calls the webhook over HTTPS with the MutatingWebhookConfiguration's caBundle; nothing needs changing for it. To call it by hand use https://, e.g. `curl -k -H 'content-type: application/json' --data @review.json https://127.0.0.1:8443/inject` (-k, or --cacert with the caBundle and the service's name, since the certificate names mutual-injector.mutual-system.svc, not the address). Only the admin port (--admin-listen: /live, /ready, /metrics) speaks plain HTTP.",
+  },
   MUTUAL_K8S_TRUST_ANCHORS_INVALID: {
     meaning:
       'The trust anchors the injector writes into every proxy (--trust-anchors-file: the mutual-trust-anchors ConfigMap mounted into the injector, or a file given to `mutual inject`) are missing or not PEM roots (self-signed CA certificates). At start nothing is injected; on a reload the injector keeps the previous anchors.',

@@ -17,6 +17,7 @@ import type { InjectDefaults } from '../inject/index.ts';
 import { reviewAdmission } from './admission-review.ts';
 import { limitConnections } from './connection-limit.ts';
 import { answerClientError, checkBodyFraming } from './http-refusals.ts';
+import { plainHttpRefusals } from './plain-http.ts';
 import {
   loadServingCertificate,
   type ServingCertificateFiles,
@@ -158,7 +159,14 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       this.set(connections.open());
     },
   });
+  const plainHttp = plainHttpRefusals({ log });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    // `curl http://` to this port: told so in plain HTTP (logged there), not an empty reply.
+    const plain = plainHttp.refuse(error, socket);
+    if (plain !== undefined) {
+      admissions.inc({ result: 'error', reason: plain.code });
+      return;
+    }
     const refused = answerClientError(error, socket, inFlight.get(socket), clientTimeoutMs);
     if (refused === undefined) return;
     admissions.inc({ result: 'error', reason: refused.code });
@@ -239,6 +247,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     watcher.close();
     anchorsWatcher.close();
     connections.close();
+    plainHttp.close();
     server.close();
     admin?.close();
     throw error;
@@ -255,6 +264,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       watcher.close();
       anchorsWatcher.close();
       connections.close();
+      plainHttp.close();
       server.closeIdleConnections();
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
@@ -265,6 +275,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       watcher.close();
       anchorsWatcher.close();
       connections.close();
+      plainHttp.close();
       server.closeAllConnections();
       server.close();
       admin?.closeAllConnections();
