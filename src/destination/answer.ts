@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { MutualError } from '../errors.ts';
+import { canonicalIp } from '../ip/index.ts';
 
 /** How the proxies should treat the bytes: opaque (no detection), http, or detect from the first bytes. */
 export type DestinationProtocol = 'opaque' | 'http' | 'detect';
@@ -61,8 +62,8 @@ export function parseDestinationTarget(text: string): DestinationTarget {
   if (match[1] !== undefined && isIP(host) !== 6) {
     throw requestInvalid(`${JSON.stringify(match[1])} in brackets is not an IPv6 address`);
   }
-  if (isIP(host) !== 0) {
-    const address = host.startsWith('::ffff:') && isIP(host.slice(7)) === 4 ? host.slice(7) : host;
+  const address = canonicalIp(host);
+  if (address !== undefined) {
     return {
       kind: 'address',
       address,

@@ -70,6 +70,12 @@ test('two entries claiming one address or name on the same port are refused, nam
   - { address: 10.0.0.2, serverId: ${DB}, names: [web], ports: [80] }`,
       /destinations\[1\]: web \(80\) is also in destinations\[0\]/,
     ],
+    [
+      `destinations:
+  - { address: 127.0.0.1, serverId: ${WEB}, ports: [7001] }
+  - { address: "::FFFF:7f00:1", serverId: ${DB}, ports: [7001] }`,
+      /destinations\[1\]: 127\.0\.0\.1 \(7001\) is also in destinations\[0\]/,
+    ],
   ];
   for (const [text, message] of cases) {
     throwsCode(

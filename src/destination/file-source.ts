@@ -3,11 +3,11 @@
 // table keeps answering. Write it atomically (a temp file renamed over it).
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { MutualError, toMutualError } from '../errors.ts';
+import { canonicalIp } from '../ip/index.ts';
 import { tryParseSpiffeId } from '../spiffe/index.ts';
 import {
   type DestinationAnswer,
@@ -22,7 +22,11 @@ const portNumber = z
   .min(1, 'must be a port from 1 to 65535')
   .max(65535, 'must be a port from 1 to 65535');
 const entrySchema = z.strictObject({
-  address: z.string().refine((text) => isIP(text) !== 0, 'must be an IPv4 or IPv6 address'),
+  // Canonical, as sidecars ask: ::FFFF:C612:5 is 198.18.0.5, FD00:0::5 is fd00::5.
+  address: z
+    .string()
+    .refine((text) => canonicalIp(text) !== undefined, 'must be an IPv4 or IPv6 address')
+    .transform((text) => canonicalIp(text)!),
   serverId: z
     .string()
     .refine(

@@ -19,6 +19,10 @@ const TABLE = `destinations:
   - address: 198.18.0.4
     serverId: ${DB}
     ports: [{ port: 5432, protocol: opaque }, 8080]
+  - address: "::FFFF:C612:5"
+    serverId: ${DB}
+  - address: "FD00:0:0::5"
+    serverId: ${DB}
 `;
 
 let dir: string;
@@ -70,6 +74,18 @@ test('a meshed address, a name, an opaque port, a port the table leaves out and 
   assert.deepEqual([unknown.status, unknown.body.meshed, unknown.body.reason], [200, false, 'unknown']);
   const ipv6 = await ask('[::ffff:198.18.0.3]:8080');
   assert.equal(ipv6.body.destination, '198.18.0.3:8080');
+});
+
+test('addresses are compared in one spelling: a table or a query may write them any way', async () => {
+  // A sidecar asks for the address its socket reports: 198.18.0.5 and fd00::5 as inet_ntop writes them.
+  for (const target of ['198.18.0.5:80', '[fd00::5]:80', '[::FFFF:C612:5]:80', '[FD00::0:5]:80']) {
+    const answer = await ask(target);
+    assert.deepEqual([answer.status, answer.body.meshed, answer.body.serverId], [200, true, DB], target);
+  }
+  assert.equal((await ask('[::ffff:c612:3]:8080')).body.destination, '198.18.0.3:8080');
+  // IPv4-translated (::ffff:0:a.b.c.d) is an IPv6 address of its own, not 198.18.0.3.
+  const translated = await ask('[::ffff:0:c612:3]:8080');
+  assert.deepEqual([translated.body.destination, translated.body.meshed], ['[::ffff:0:c612:3]:8080', false]);
 });
 
 test('bad requests get a 400 naming what was wrong', async () => {
