@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock.ts';
 import type { ExplicitUpstream, ProxyConfig, StaticDestination } from '../../config/index.ts';
+import { canonicalIp } from '../../ip/index.ts';
 import type { Registry } from '../../metrics/index.ts';
 import type { MeshTls } from '../../tls/index.ts';
 import type { ProxyLog } from '../proxy-log.ts';
@@ -47,21 +48,16 @@ export interface DestinationResolver {
   close?(): void;
 }
 
-/** One spelling per IPv6 address (lower case, zeros compressed), so `2001:DB8:0::5` finds `2001:db8::5`. */
-export function canonicalIp(address: string): string {
-  if (!address.includes(':')) return address;
-  try {
-    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  } catch {
-    return address;
-  }
-}
-
+/**
+ * The `--destination` table, keyed by the canonical address (src/ip), so `2001:DB8:0::5` finds
+ * `2001:db8::5` and `::ffff:198.18.0.5` the IPv4 address an original destination reports.
+ */
 export function staticDestinations(table: readonly StaticDestination[]): DestinationResolver {
-  const byAddress = new Map(table.map((entry) => [`${canonicalIp(entry.address)}:${entry.port}`, entry]));
+  const key = (address: string, port: number) => `${canonicalIp(address) ?? address}:${port}`;
+  const byAddress = new Map(table.map((entry) => [key(entry.address, entry.port), entry]));
   return {
     resolve(address, port) {
-      const entry = byAddress.get(`${canonicalIp(address)}:${port}`);
+      const entry = byAddress.get(key(address, port));
       return entry && { serverId: entry.serverId, host: entry.address, port: entry.port };
     },
   };
