@@ -458,3 +458,24 @@ test('the admissions refused before a decision are counted as errors by code, th
       4,
   );
 });
+
+test('a flood of refused requests is logged once, not once per request: the rest are summed up later, and all are counted', async () => {
+  const refusalLines = () => logLines.filter((line) => /refused( before it was read)? \[/.test(line)).length;
+  const errors = async () =>
+    metricValue(
+      await (await fetch(`${webhook.adminUrl}/metrics`)).text(),
+      'mutual_injector_admissions_total',
+      {
+        result: 'error',
+        reason: 'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
+      },
+    );
+  const [linesBefore, countedBefore] = [refusalLines(), await errors()];
+  for (let i = 0; i < 25; i++) {
+    const answer = await errorAnswer(['\x16\x03\x01 this is not HTTP\r\n\r\n']);
+    assert.equal(answer.status, 400);
+  }
+  assert.ok(refusalLines() - linesBefore <= 1, logLines.slice(-30).join(''));
+  assert.equal((await errors()) - countedBefore, 25);
+  await assertServing();
+});

@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import { sampledLog } from './sampled-log.ts';
 
 /** What a closed connection was doing; `new` when nothing could be closed and the newcomer was. */
 export type ShedState = 'handshake' | 'headers' | 'idle' | 'body' | 'new';
@@ -16,7 +17,7 @@ export interface ConnectionLimitOptions {
   readonly maxConnections: number;
   /** Each connection closed to stay within the cap (for a metric). */
   readonly onShed: (state: ShedState) => void;
-  /** The first closing at once, then at most one line per `logIntervalMs` with the counts. */
+  /** The first closing in each state at once, then at most one line per `logIntervalMs` with the counts. */
   readonly log: (line: string) => void;
   readonly logIntervalMs?: number;
 }
@@ -27,8 +28,6 @@ export interface ConnectionLimit {
   /** Stops the pending log line (the connections are the server's to close). */
   close(): void;
 }
-
-const LOG_INTERVAL_MS = 10_000;
 
 const WHAT: Record<ShedState, string> = {
   handshake: 'in its TLS handshake',
@@ -150,45 +149,27 @@ export function limitConnections(server: TlsServer, options: ConnectionLimitOpti
   return { open: () => poolOf.size, close: report.close };
 }
 
-/** A line for the first connection closed, then one per interval summing up the others. */
+/** A line for the first connection closed in each state, then one per interval summing up the others. */
 function shedReporter(options: ConnectionLimitOptions) {
-  const intervalMs = options.logIntervalMs ?? LOG_INTERVAL_MS;
   const limit = `the limit of ${options.maxConnections} open connections (--max-connections)`;
-  let counts = new Map<ShedState, number>();
-  let timer: NodeJS.Timeout | undefined;
-  const flush = () => {
-    if (counts.size === 0) {
-      timer = undefined;
-      return;
-    }
-    const total = [...counts.values()].reduce((sum, count) => sum + count, 0);
-    const detail = [...counts].map(([state, count]) => `${count} ${WHAT[state]}`).join(', ');
-    options.log(
-      `inject: ${total} more connections closed at ${limit} in the last ${intervalMs / 1000} s: ${detail}\n`,
-    );
-    counts = new Map();
-    timer = setTimeout(flush, intervalMs).unref();
-  };
+  const log = sampledLog<ShedState>({
+    log: options.log,
+    intervalMs: options.logIntervalMs,
+    summary: (counts, total, seconds) =>
+      `inject: ${total} more connections closed at ${limit} in the last ${seconds} s: ${[...counts].map(([state, count]) => `${count} ${WHAT[state]}`).join(', ')}\n`,
+  });
   return {
     shed(state: ShedState, remote: string) {
       options.onShed(state);
-      if (timer !== undefined) {
-        counts.set(state, (counts.get(state) ?? 0) + 1);
-        return;
-      }
-      const closed =
-        state === 'new'
-          ? `closed the new connection from ${remote}`
-          : `closed the oldest connection ${WHAT[state]}, from ${remote}, to accept a new one`;
-      options.log(
-        `inject: at ${limit}: ${closed}. A client is opening connections it does not use, or the limit is too low for the API server's traffic; mutual_injector_connections_shed_total counts them\n`,
-      );
-      timer = setTimeout(flush, intervalMs).unref();
+      log.report(state, () => {
+        const closed =
+          state === 'new'
+            ? `closed the new connection from ${remote}`
+            : `closed the oldest connection ${WHAT[state]}, from ${remote}, to accept a new one`;
+        return `inject: at ${limit}: ${closed}. A client is opening connections it does not use, or the limit is too low for the API server's traffic; mutual_injector_connections_shed_total counts them\n`;
+      });
     },
-    close() {
-      clearTimeout(timer);
-      timer = undefined;
-    },
+    close: log.close,
   };
 }
 

@@ -18,6 +18,7 @@ import { reviewAdmission } from './admission-review.ts';
 import { limitConnections } from './connection-limit.ts';
 import { answerClientError, checkBodyFraming } from './http-refusals.ts';
 import { plainHttpRefusals } from './plain-http.ts';
+import { sampledLog } from './sampled-log.ts';
 import {
   loadServingCertificate,
   type ServingCertificateFiles,
@@ -118,6 +119,12 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
 
   // The answer being written on each connection, which a refusal from Node must not cut off.
   const inFlight = new WeakMap<Duplex, ServerResponse>();
+  // Anyone who reaches the port can cause these: the first of each code is logged, the rest summed up.
+  const refusals = sampledLog<ErrorCode>({
+    log,
+    summary: (counts, total, seconds) =>
+      `inject: ${total} more requests refused in the last ${seconds} s: ${[...counts].map(([code, count]) => `${count} [${code}]`).join(', ')}\n`,
+  });
   const server = createServer(
     {
       cert: certificate.cert,
@@ -132,7 +139,10 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       handle(request, response).catch((error: unknown) => {
         const code: ErrorCode = isMutualError(error) ? error.code : 'MUTUAL_INTERNAL';
         admissions.inc({ result: 'error', reason: code });
-        log(`inject: ${request.method} ${request.url} refused [${code}]: ${(error as Error).message}\n`);
+        refusals.report(
+          code,
+          () => `inject: ${request.method} ${request.url} refused [${code}]: ${(error as Error).message}\n`,
+        );
         sendError(response, error);
       });
     },
@@ -170,7 +180,10 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     const refused = answerClientError(error, socket, inFlight.get(socket), clientTimeoutMs);
     if (refused === undefined) return;
     admissions.inc({ result: 'error', reason: refused.code });
-    log(`inject: request refused before it was read [${refused.code}]: ${refused.message}\n`);
+    refusals.report(
+      refused.code,
+      () => `inject: request refused before it was read [${refused.code}]: ${refused.message}\n`,
+    );
   });
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -248,6 +261,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     anchorsWatcher.close();
     connections.close();
     plainHttp.close();
+    refusals.close();
     server.close();
     admin?.close();
     throw error;
@@ -265,6 +279,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       anchorsWatcher.close();
       connections.close();
       plainHttp.close();
+      refusals.close();
       server.closeIdleConnections();
       await Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
@@ -276,6 +291,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       anchorsWatcher.close();
       connections.close();
       plainHttp.close();
+      refusals.close();
       server.closeAllConnections();
       server.close();
       admin?.closeAllConnections();

@@ -6,8 +6,7 @@
 import type { Duplex } from 'node:stream';
 import { MutualError } from '../../errors.ts';
 import { answerPlainHttp, isPlainHttpError } from '../../tls/index.ts';
-
-const LOG_INTERVAL_MS = 10_000;
+import { LOG_INTERVAL_MS, sampledLog } from './sampled-log.ts';
 
 export interface PlainHttpRefusalOptions {
   /** The first refusal at once, then at most one line per `logIntervalMs` with the count. */
@@ -26,20 +25,12 @@ export interface PlainHttpRefusals {
 }
 
 export function plainHttpRefusals(options: PlainHttpRefusalOptions): PlainHttpRefusals {
-  const intervalMs = options.logIntervalMs ?? LOG_INTERVAL_MS;
-  let timer: NodeJS.Timeout | undefined;
-  let unlogged = 0;
-  const flush = () => {
-    if (unlogged === 0) {
-      timer = undefined;
-      return;
-    }
-    options.log(
-      `inject: ${unlogged} more plain HTTP connections answered 400 [MUTUAL_K8S_WEBHOOK_PLAIN_HTTP] in the last ${intervalMs / 1000} s\n`,
-    );
-    unlogged = 0;
-    timer = setTimeout(flush, intervalMs).unref();
-  };
+  const log = sampledLog<'plain-http'>({
+    log: options.log,
+    intervalMs: options.logIntervalMs,
+    summary: (_counts, total, seconds) =>
+      `inject: ${total} more plain HTTP connections answered 400 [MUTUAL_K8S_WEBHOOK_PLAIN_HTTP] in the last ${seconds} s\n`,
+  });
   return {
     refuse(error, socket) {
       if (!isPlainHttpError(error)) return undefined;
@@ -54,19 +45,13 @@ export function plainHttpRefusals(options: PlainHttpRefusalOptions): PlainHttpRe
       );
       // When the client is already gone there is no one to tell; it is counted and logged all the same.
       if (!answerPlainHttp(socket, refusal)) socket.destroy();
-      if (timer !== undefined) {
-        unlogged += 1;
-      } else {
-        options.log(
-          `inject: plain HTTP from ${remoteAddress}:${remotePort} answered 400 [${refusal.code}]: ${refusal.message}. The API server calls the webhook over HTTPS; later ones are summed up every ${intervalMs / 1000} s\n`,
-        );
-        timer = setTimeout(flush, intervalMs).unref();
-      }
+      log.report(
+        'plain-http',
+        () =>
+          `inject: plain HTTP from ${remoteAddress}:${remotePort} answered 400 [${refusal.code}]: ${refusal.message}. The API server calls the webhook over HTTPS; later ones are summed up every ${(options.logIntervalMs ?? LOG_INTERVAL_MS) / 1000} s\n`,
+      );
       return refusal;
     },
-    close() {
-      clearTimeout(timer);
-      timer = undefined;
-    },
+    close: log.close,
   };
 }

@@ -1,0 +1,54 @@
+// Log lines a hostile client can cause at will (connections shed at the cap, plain HTTP, malformed
+// requests): the first of each kind is written at once, with its details; the rest of that kind
+// are counted and summed up in one line per interval, so that a flood cannot fill the log while
+// an operator still sees the first one as it happens.
+
+export const LOG_INTERVAL_MS = 10_000;
+
+export interface SampledLogOptions<Kind extends string> {
+  readonly log: (line: string) => void;
+  readonly intervalMs?: number;
+  /** The summary of the events counted in the last interval (called only when there were some). */
+  readonly summary: (counts: ReadonlyMap<Kind, number>, total: number, intervalSeconds: number) => string;
+}
+
+export interface SampledLog<Kind extends string> {
+  /** Writes `line()` when no event of this kind was logged in the last interval; counts it otherwise. */
+  report(kind: Kind, line: () => string): void;
+  /** Stops the pending summary (what it would have summed up is dropped). */
+  close(): void;
+}
+
+export function sampledLog<Kind extends string>(options: SampledLogOptions<Kind>): SampledLog<Kind> {
+  const intervalMs = options.intervalMs ?? LOG_INTERVAL_MS;
+  const quiet = new Set<Kind>();
+  let counts = new Map<Kind, number>();
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    quiet.clear();
+    if (counts.size === 0) {
+      timer = undefined;
+      return;
+    }
+    const total = [...counts.values()].reduce((sum, count) => sum + count, 0);
+    options.log(options.summary(counts, total, intervalMs / 1000));
+    for (const kind of counts.keys()) quiet.add(kind);
+    counts = new Map();
+    timer = setTimeout(flush, intervalMs).unref();
+  };
+  return {
+    report(kind, line) {
+      if (quiet.has(kind)) {
+        counts.set(kind, (counts.get(kind) ?? 0) + 1);
+        return;
+      }
+      options.log(line());
+      quiet.add(kind);
+      timer ??= setTimeout(flush, intervalMs).unref();
+    },
+    close() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}
