@@ -4,20 +4,16 @@
 // reply. Bytes that are neither HTTP/1 nor TLS (an HTTP/2 prior-knowledge preface included) are
 // still just closed, and mTLS clients are served as before, clients without a certificate refused.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { connect as connectTls } from 'node:tls';
-import { promisify } from 'node:util';
 import { createTestPki, metricValue, type WorkloadFiles } from '../../src/testing/mesh-pki.ts';
-import { hasCommand } from '../../src/testing/netns.ts';
+import { assertPlainHttpAnswer, curl, curlMissing, rawTcp, rawTls } from './plain-http-client.ts';
 import { repoRoot } from './run-mutual.ts';
 
-const run = promisify(execFile);
 let dir: string;
 let web: WorkloadFiles;
 let child: ChildProcess;
@@ -67,54 +63,19 @@ after(async () => {
 
 const port = () => Number(apiUrl.port);
 
-/** Writes `bytes` over plain TCP; resolves with all that came back once the server closed. */
-function rawTcp(bytes: string | Buffer): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connectTcp(port(), apiUrl.hostname);
-    let received = '';
-    socket.on('connect', () => socket.write(bytes));
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.toString();
-    });
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(received));
-  });
-}
-
 /** Sends `bytes` over TLS 1.3, presenting `client` if given; resolves with what came back. */
-async function rawTls(bytes: string, client?: WorkloadFiles): Promise<string> {
+async function tlsRequest(bytes: string, client?: WorkloadFiles): Promise<string> {
   const [ca, cert, key] = await Promise.all([
     readFile(web.bundleFile, 'utf8'),
     client ? readFile(client.certFile, 'utf8') : undefined,
     client ? readFile(client.keyFile, 'utf8') : undefined,
   ]);
-  return new Promise((resolve) => {
-    const socket = connectTls({
-      host: apiUrl.hostname,
-      port: port(),
-      ca,
-      ...(cert ? { cert, key } : {}),
-      // The service is named by its SPIFFE ID, not by a host name.
-      checkServerIdentity: () => undefined,
-    });
-    let received = '';
-    socket.on('secureConnect', () => socket.end(bytes));
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.toString();
-    });
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(received));
-  });
+  return rawTls({ host: apiUrl.hostname, port: port(), ca, ...(cert ? { cert, key } : {}) }, bytes);
 }
 
-function assertPlainHttpAnswer(answer: string, what: string): void {
-  assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, what);
-  assert.match(answer, /\r\ncontent-type: text\/plain; charset=utf-8\r\n/, what);
-  assert.match(answer, /\r\nconnection: close\r\n/, what);
-  const body = answer.slice(answer.indexOf('\r\n\r\n') + 4);
-  assert.equal(Number(/content-length: (\d+)/.exec(answer)?.[1]), Buffer.byteLength(body), what);
-  assert.match(
-    body,
+function assertAnswer(answer: string, what: string): void {
+  assertPlainHttpAnswer(
+    answer,
     new RegExp(
       `^error\\[MUTUAL_DESTINATION_PLAIN_HTTP\\]: plain HTTP was sent to the destination service, whose port ${port()} speaks only HTTPS with mutual TLS \\(TLS 1\\.3\\): use https:// and a client certificate\\n  hint: .*https://.*--cert`,
     ),
@@ -128,28 +89,18 @@ async function refusedCount(reason: string): Promise<number> {
 }
 
 test('curl http:// to the mTLS port gets a plain-text 400 saying to use https:// and a certificate', {
-  skip: hasCommand('curl') ? undefined : 'curl is not installed',
+  skip: curlMissing,
 }, async () => {
-  // -i: the status line and headers too; curl exits 0 on a 400 without --fail.
-  const got = await run('curl', [
-    '-sS',
-    '-i',
-    '-m',
-    '5',
-    `http://127.0.0.1:${port()}/v1/destinations/10.0.0.11:8080`,
-  ]);
-  assertPlainHttpAnswer(got.stdout, 'curl GET');
-  const posted = await run('curl', [
-    ...['-sS', '-i', '-m', '5', '--data', 'x'],
-    `http://127.0.0.1:${port()}/v1/policies?namespace=demo`,
-  ]);
-  assertPlainHttpAnswer(posted.stdout, 'curl POST');
+  // -i: the status line and headers too.
+  assertAnswer(await curl(['-i', `http://127.0.0.1:${port()}/v1/destinations/10.0.0.11:8080`]), 'curl GET');
+  const posted = await curl(['-i', '--data', 'x', `http://127.0.0.1:${port()}/v1/policies?namespace=demo`]);
+  assertAnswer(posted, 'curl POST');
   // The hint's own command works: https:// with an SVID as client certificate.
-  const secure = await run('curl', [
-    ...['-sS', '-m', '5', '-k', '--cert', web.certFile, '--key', web.keyFile],
+  const secure = await curl([
+    ...['-k', '--cert', web.certFile, '--key', web.keyFile],
     `https://127.0.0.1:${port()}/v1/destinations/10.0.0.11:8080`,
   ]);
-  assert.equal(JSON.parse(secure.stdout).destination, '10.0.0.11:8080');
+  assert.equal(JSON.parse(secure).destination, '10.0.0.11:8080');
 });
 
 test('a raw plain HTTP request is answered, counted and closed; CONNECT and DELETE too', async () => {
@@ -162,7 +113,7 @@ test('a raw plain HTTP request is answered, counted and closed; CONNECT and DELE
   ];
   for (const request of requests) {
     // The server closes after the answer: without that, 'close' would never come.
-    assertPlainHttpAnswer(await rawTcp(request), request.slice(0, 20));
+    assertAnswer(await rawTcp(port(), apiUrl.hostname, request), request.slice(0, 20));
   }
   assert.equal((await refusedCount('plain_http')) - before, requests.length);
 });
@@ -173,12 +124,16 @@ test('bytes that are neither HTTP/1 nor TLS are closed unanswered; mTLS clients 
     Buffer.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
     Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
   ]) {
-    assert.equal(await rawTcp(garbage), '', `no answer to ${JSON.stringify(garbage.toString())}`);
+    assert.equal(
+      await rawTcp(port(), apiUrl.hostname, garbage),
+      '',
+      `no answer to ${JSON.stringify(garbage.toString())}`,
+    );
   }
   const get =
     'GET /v1/destinations/10.0.0.11:8080 HTTP/1.1\r\nHost: destination\r\nConnection: close\r\n\r\n';
-  const served = await rawTls(get, web);
+  const served = await tlsRequest(get, web);
   assert.match(served, /^HTTP\/1\.1 200 OK\r\n[\s\S]*"destination":"10\.0\.0\.11:8080"/);
   // Without a client certificate: refused in the handshake, no HTTP answer (plain text or other).
-  assert.equal(await rawTls(get), '');
+  assert.equal(await tlsRequest(get), '');
 });

@@ -6,23 +6,29 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
-import { systemClock } from '../../src/clock.ts';
-import { DEFAULT_INJECT_OPTIONS, type InjectorWebhook, startInjectorWebhook } from '../../src/k8s/index.ts';
-import { generateKeyPair, issueSvid, privateKeyToPem } from '../../src/pki/index.ts';
+import type { InjectorWebhook } from '../../src/k8s/index.ts';
 import { createTestPki, metricValue, type TestPki, waitUntil } from '../../src/testing/mesh-pki.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
-
-const SERVICE_NAME = 'mutual-injector.mutual-system.svc';
+import {
+  admissionReview,
+  metrics,
+  pod,
+  SERVICE_NAME,
+  startInjectServe,
+  startWebhook,
+  type WebhookFiles,
+  writeWebhookFiles,
+} from './webhook-harness.ts';
 
 let dir: string;
 let pki: TestPki;
-const files = () => ({
+const files = (): WebhookFiles => ({
   certFile: join(dir, 'tls.crt'),
   keyFile: join(dir, 'tls.key'),
   anchorsFile: join(dir, 'anchors.pem'),
@@ -31,16 +37,7 @@ const files = () => ({
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-webhook-limit-'));
   pki = await createTestPki(join(dir, 'pki'));
-  const keys = await generateKeyPair();
-  const svid = await issueSvid(pki.issuer, {
-    spiffeId: 'spiffe://cluster.local/ns/mutual-system/sa/injector',
-    publicKey: keys.publicKey,
-    clock: systemClock,
-    dnsNames: [SERVICE_NAME],
-  });
-  await writeFile(files().certFile, svid.chainPem);
-  await writeFile(files().keyFile, privateKeyToPem(keys.privateKey));
-  await writeFile(files().anchorsFile, pki.anchor.certificatePem);
+  await writeWebhookFiles(pki, files());
 });
 
 after(async () => {
@@ -106,26 +103,6 @@ function tlsTo(port: number): TLSSocket {
   return socket;
 }
 
-function review(uid: string): string {
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'demo',
-      operation: 'CREATE',
-      object: {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: 'web', namespace: 'demo', annotations: { 'mutual.dev/inject': 'enabled' } },
-        spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] },
-      },
-    },
-  });
-}
-
 /** The head of a kept-alive POST /inject, as the API server sends it. */
 function postHead(length: number): string {
   return `POST /inject HTTP/1.1\r\nhost: ${SERVICE_NAME}\r\ncontent-type: application/json\r\ncontent-length: ${length}\r\n\r\n`;
@@ -135,7 +112,7 @@ function postHead(length: number): string {
 async function postReview(connection: Watched<TLSSocket>): Promise<{ uid: string; patchType?: string }> {
   await secured.get(connection.socket);
   const uid = crypto.randomUUID();
-  const body = review(uid);
+  const body = admissionReview(pod(), {}, uid);
   const start = connection.received.length;
   connection.socket.write(`${postHead(Buffer.byteLength(body))}${body}`);
   // The webhook answers chunked (headers first, then the review).
@@ -158,54 +135,16 @@ async function postReview(connection: Watched<TLSSocket>): Promise<{ uid: string
   return response;
 }
 
-const metrics = async (adminUrl: string) => (await fetch(`${adminUrl}/metrics`)).text();
-
 test('`mutual inject serve` under a 256-file limit: 600 unused connections and two slowloris (a byte a second) leave a real AdmissionReview answered; at most --max-connections stay open, log and metrics say so; the slow ones close at --client-timeout, an idle one at --idle-timeout', async () => {
-  const { certFile, keyFile, anchorsFile } = files();
   // ulimit -n as a Pod's container runtime or an operator could set it; 600 connections exceed it.
-  const child = spawn(
-    'sh',
-    [
-      '-c',
-      'ulimit -n 256 && exec "$@"',
-      'sh',
-      process.execPath,
-      join(repoRoot(), 'bin', 'mutual.js'),
-      'inject',
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-      '--cert',
-      certFile,
-      '--key',
-      keyFile,
-      '--trust-anchors-file',
-      anchorsFile,
-      '--max-connections',
-      '100',
-      '--client-timeout',
-      '2s',
-      '--idle-timeout',
-      '1s',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+  const webhook = await startInjectServe(
+    files(),
+    ['--max-connections', '100', '--client-timeout', '2s', '--idle-timeout', '1s'],
+    { openFiles: 256 },
   );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
+  const { port, adminUrl } = webhook;
   const watched: Watched<Socket>[] = [];
   try {
-    await waitUntil(async () => /listening on https:\/\//.test(stdout), `the webhook to listen: ${stderr}`);
-    const port = Number(new URL(/listening on (https:\/\/\S+)/.exec(stdout)?.[1] ?? '').port);
-    const adminUrl = /\(admin (http:\/\/\S+)\)/.exec(stdout)?.[1] ?? '';
-
     const unused = await flood(port, 600);
     watched.push(...unused);
     await waitUntil(
@@ -235,9 +174,9 @@ test('`mutual inject serve` under a 256-file limit: 600 unused connections and t
     watched.push(apiServer);
     const answer = await postReview(apiServer);
     assert.equal(answer.patchType, 'JSONPatch');
-    assert.match(stderr, /inject: pod demo\/web injected/);
+    assert.match(webhook.stderr, /inject: pod demo\/web injected/);
     assert.match(
-      stderr,
+      webhook.stderr,
       /inject: at the limit of 100 open connections \(--max-connections\): closed the oldest connection in its TLS handshake, from 127\.0\.0\.1:\d+, to accept a new one\./,
     );
     const answeredMs = performance.now() - apiServer.startedMs;
@@ -259,26 +198,17 @@ test('`mutual inject serve` under a 256-file limit: 600 unused connections and t
     assert.equal(metricValue(await metrics(adminUrl), 'mutual_injector_connections_open'), 0);
   } finally {
     for (const connection of watched) connection.socket.destroy();
-    child.kill('SIGKILL');
+    webhook.child.kill('SIGKILL');
   }
 });
 
-async function startWebhook(maxConnections: number, clientTimeoutMs = 30_000): Promise<InjectorWebhook> {
-  const { certFile, keyFile, anchorsFile } = files();
-  return startInjectorWebhook({
-    listen: { host: '127.0.0.1', port: 0 },
-    adminListen: { host: '127.0.0.1', port: 0 },
-    tls: { certFile, keyFile },
-    trustAnchorsFile: anchorsFile,
-    inject: DEFAULT_INJECT_OPTIONS,
-    clientTimeoutMs,
-    idleTimeoutMs: 60_000,
-    maxConnections,
-  });
+/** An in-process webhook capped at `maxConnections`, with deadlines the tests never reach. */
+function startCappedWebhook(maxConnections: number): Promise<InjectorWebhook> {
+  return startWebhook(files(), { clientTimeoutMs: 30_000, idleTimeoutMs: 60_000, maxConnections });
 }
 
 test("at the cap a flood closes its own connections, never the API server's kept-alive one: a second review is answered on it", async () => {
-  const webhook = await startWebhook(20);
+  const webhook = await startCappedWebhook(20);
   const port = Number(new URL(webhook.url).port);
   const adminUrl = webhook.adminUrl ?? '';
   const sockets: Socket[] = [];
@@ -303,7 +233,7 @@ test("at the cap a flood closes its own connections, never the API server's kept
 });
 
 test('which connection goes at the cap: an idle one before a request whose body is on its way, even an older one; then the oldest body', async () => {
-  const webhook = await startWebhook(3);
+  const webhook = await startCappedWebhook(3);
   const port = Number(new URL(webhook.url).port);
   const adminUrl = webhook.adminUrl ?? '';
   const sockets: Socket[] = [];

@@ -3,24 +3,25 @@
 // AdmissionReview back with that uid, allowed set and a status saying why; what carries none
 // gets an HTTP 4xx with a JSON error; the answer arrives whole; and the webhook keeps serving.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from 'node:tls';
 import fastJsonPatch from 'fast-json-patch';
-import { systemClock } from '../../src/clock.ts';
-import {
-  DEFAULT_INJECT_OPTIONS,
-  type InjectorWebhook,
-  MAX_ADMISSION_REVIEW_BYTES,
-  startInjectorWebhook,
-} from '../../src/k8s/index.ts';
-import { generateKeyPair, issueSvid, privateKeyToPem } from '../../src/pki/index.ts';
+import { type InjectorWebhook, MAX_ADMISSION_REVIEW_BYTES } from '../../src/k8s/index.ts';
 import { createTestPki, metricValue, type TestPki } from '../../src/testing/mesh-pki.ts';
+import {
+  admissionReview,
+  metrics,
+  pod,
+  SERVICE_NAME,
+  startWebhook,
+  type WebhookFiles,
+  writeWebhookFiles,
+} from './webhook-harness.ts';
 
 const { applyPatch } = fastJsonPatch;
-const SERVICE_NAME = 'mutual-injector.mutual-system.svc';
 /** The deadline for headers and body; the slow-client tests wait for it (the server's, not a sleep). */
 const CLIENT_TIMEOUT_MS = 400;
 
@@ -33,23 +34,14 @@ const logLines: string[] = [];
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-webhook-hostile-'));
   pki = await createTestPki(join(dir, 'pki'));
-  const keys = await generateKeyPair();
-  const svid = await issueSvid(pki.issuer, {
-    spiffeId: 'spiffe://cluster.local/ns/mutual-system/sa/injector',
-    publicKey: keys.publicKey,
-    clock: systemClock,
-    dnsNames: [SERVICE_NAME],
-  });
+  const files: WebhookFiles = {
+    certFile: join(dir, 'tls', 'tls.crt'),
+    keyFile: join(dir, 'tls', 'tls.key'),
+    anchorsFile: join(dir, 'anchors.pem'),
+  };
   await mkdir(join(dir, 'tls'));
-  await writeFile(join(dir, 'tls', 'tls.crt'), svid.chainPem);
-  await writeFile(join(dir, 'tls', 'tls.key'), privateKeyToPem(keys.privateKey));
-  await writeFile(join(dir, 'anchors.pem'), pki.anchor.certificatePem);
-  webhook = await startInjectorWebhook({
-    listen: { host: '127.0.0.1', port: 0 },
-    adminListen: { host: '127.0.0.1', port: 0 },
-    tls: { certFile: join(dir, 'tls', 'tls.crt'), keyFile: join(dir, 'tls', 'tls.key') },
-    trustAnchorsFile: join(dir, 'anchors.pem'),
-    inject: DEFAULT_INJECT_OPTIONS,
+  await writeWebhookFiles(pki, files);
+  webhook = await startWebhook(files, {
     clientTimeoutMs: CLIENT_TIMEOUT_MS,
     log: (line) => logLines.push(line),
   });
@@ -160,32 +152,8 @@ function post(body: string | Buffer, headers: Record<string, string> = {}, path 
   return `POST ${path} HTTP/1.1\r\n${head}connection: close\r\n\r\n${body}`;
 }
 
-const opted = { 'mutual.dev/inject': 'enabled' };
-
-function pod(overrides: { metadata?: object; spec?: object } = {}) {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name: 'web', namespace: 'demo', annotations: opted, ...overrides.metadata },
-    spec: { containers: [{ name: 'web', image: 'nginx:1.27' }], ...overrides.spec },
-  };
-}
-
 function review(object: unknown, request: Record<string, unknown> = {}, uid = crypto.randomUUID()): string {
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid,
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'demo',
-      operation: 'CREATE',
-      object,
-      dryRun: false,
-      ...request,
-    },
-  });
+  return admissionReview(object, { dryRun: false, ...request }, uid);
 }
 
 /** The one AdmissionReview answer of an exchange, checked for what the API server requires. */
@@ -447,7 +415,7 @@ test('a pod name with a newline and a terminal escape (the webhook sees names be
 });
 
 test('the admissions refused before a decision are counted as errors by code, those Node refused before the handler too', async () => {
-  const text = await (await fetch(`${webhook.adminUrl}/metrics`)).text();
+  const text = await metrics(webhook.adminUrl);
   const errors = (reason: string) =>
     metricValue(text, 'mutual_injector_admissions_total', { result: 'error', reason });
   assert.ok(errors('MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE') >= 1);
@@ -462,14 +430,10 @@ test('the admissions refused before a decision are counted as errors by code, th
 test('a flood of refused requests is logged once, not once per request: the rest are summed up later, and all are counted', async () => {
   const refusalLines = () => logLines.filter((line) => /refused( before it was read)? \[/.test(line)).length;
   const errors = async () =>
-    metricValue(
-      await (await fetch(`${webhook.adminUrl}/metrics`)).text(),
-      'mutual_injector_admissions_total',
-      {
-        result: 'error',
-        reason: 'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
-      },
-    );
+    metricValue(await metrics(webhook.adminUrl), 'mutual_injector_admissions_total', {
+      result: 'error',
+      reason: 'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
+    });
   const [linesBefore, countedBefore] = [refusalLines(), await errors()];
   for (let i = 0; i < 25; i++) {
     const answer = await errorAnswer(['\x16\x03\x01 this is not HTTP\r\n\r\n']);
