@@ -9,7 +9,7 @@ const nic = (address: string, family: 'IPv4' | 'IPv6', internal = false) =>
   ({ address, family, internal, netmask: '', mac: '', cidr: null, scopeid: 0 }) as NetworkInterfaceInfo;
 const interfaces = {
   lo: [nic('127.0.0.1', 'IPv4', true), nic('::1', 'IPv6', true)],
-  eth0: [nic('198.18.0.10', 'IPv4'), nic('fd00::10', 'IPv6')],
+  eth0: [nic('198.18.0.10', 'IPv4'), nic('fd00::10', 'IPv6'), nic('fe80::1ff:fe23:4567:890a', 'IPv6')],
 };
 
 test('a wildcard IPv4 address: loopback first, then the machine IPv4 addresses', () => {
@@ -19,7 +19,7 @@ test('a wildcard IPv4 address: loopback first, then the machine IPv4 addresses',
   ]);
 });
 
-test('a wildcard IPv6 address: [::1] first, then every address', () => {
+test('a wildcard IPv6 address: [::1] first, then every address but link-local ones (a browser cannot take their zone)', () => {
   assert.deepEqual(browsableUrls('http://[::]:9800/', interfaces), [
     'http://[::1]:9800/',
     'http://198.18.0.10:9800/',

@@ -27,7 +27,7 @@ export function registerDashboardCommand(program: Command, context: CliContext):
 
 /**
  * URLs a browser can open for a server at `url`: a wildcard address (0.0.0.0, ::) is no place to
- * browse to, so loopback first, then this machine's other addresses.
+ * browse to, so loopback first, then this machine's other addresses (link-local ones left out).
  */
 export function browsableUrls(
   url: string,
@@ -40,6 +40,8 @@ export function browsableUrls(
   const others = Object.values(interfaces)
     .flat()
     .filter((entry) => entry !== undefined && !entry.internal && (isIpv6 || entry.family === 'IPv4'))
+    // A link-local address (fe80::/10) needs a zone, which browsers do not take in a URL.
+    .filter((entry) => !(entry!.family === 'IPv6' && /^fe[89ab]/i.test(entry!.address)))
     .map((entry) => at(entry!.family === 'IPv6' ? `[${entry!.address}]` : entry!.address));
   return [at(isIpv6 ? '[::1]' : '127.0.0.1'), ...others];
 }
@@ -71,7 +73,7 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
   );
   if (!isLoopback) {
     context.writeError(
-      `! WARNING: the dashboard listens on ${listen.host}: anyone who can reach this address sees the mesh's services, identities and traffic (read-only, no login).\n`,
+      `! WARNING: the dashboard listens on ${listen.host.includes(':') ? `[${listen.host}]` : listen.host}: anyone who can reach this address sees the mesh's services, identities and traffic (read-only, no login).\n`,
     );
   }
   const [url, ...others] = browsableUrls(server.url);
