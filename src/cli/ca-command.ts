@@ -62,6 +62,7 @@ export function registerCaCommand(program: Command, context: CliContext): void {
     .addOption(issuerLifetimeOption())
     .addOption(noNameConstraintOption())
     .addOption(keyAlgorithmOption('key type of the issuer'))
+    .addOption(outputOption())
     .action(async (options: CaIssuerOptions) => {
       await createIssuerUnderAnchor(options, context);
     });
@@ -73,7 +74,15 @@ interface CaIssuerOptions {
   issuerLifetime: string;
   nameConstraint: boolean;
   keyAlgorithm: 'ecdsa-p256' | 'ecdsa-p384';
+  output: 'text' | 'json';
 }
+
+/** What `-o json` says of an anchor or an issuer. */
+const authoritySummary = (authority: CertificateAuthority) => ({
+  subject: authority.certificate.subject,
+  notBefore: isoSeconds(authority.notBeforeMs),
+  notAfter: isoSeconds(authority.notAfterMs),
+});
 
 async function createIssuerUnderAnchor(options: CaIssuerOptions, context: CliContext): Promise<void> {
   const issuerLifetimeMs = parseDurationWithin(options.issuerLifetime, '--issuer-lifetime', CA_LIFETIME);
@@ -99,14 +108,27 @@ async function createIssuerUnderAnchor(options: CaIssuerOptions, context: CliCon
     { name: CA_FILES.issuerCertificate, contents: issuer.certificatePem, isSecret: false },
     { name: CA_FILES.issuerKey, contents: privateKeyToPem(issuer.keys.privateKey), isSecret: true },
   ]);
+  if (options.output === 'json') {
+    context.write(
+      renderJson({
+        trustDomain: anchor.trustDomain,
+        directory: out,
+        trustAnchor: authoritySummary(anchor),
+        issuer: { ...authoritySummary(issuer), isNameConstrained: options.nameConstraint },
+        files: paths,
+      }),
+    );
+    return;
+  }
   const now = context.clock.now();
+  const clamped = issuer.notAfterMs < now + issuerLifetimeMs - 120_000 ? ' (clamped to the anchor)' : '';
   context.write(`Created an issuer under the trust anchor ${anchor.certificate.subject} in ${out}\n`);
   context.write(
     renderFields([
       ['issuer', issuer.certificate.subject],
       [
         '',
-        `${describeValidity(issuer.notBeforeMs, issuer.notAfterMs, now)} (${isoSeconds(issuer.notAfterMs)})`,
+        `${describeValidity(issuer.notBeforeMs, issuer.notAfterMs, now)} (${isoSeconds(issuer.notAfterMs)})${clamped}`,
       ],
       ['files', paths.map((path) => path.slice(out.length + 1)).join(', ')],
     ]),
@@ -152,18 +174,13 @@ async function createCa(options: CaCreateOptions, context: CliContext): Promise<
   });
   const { paths } = await writeCaDirectory(dir, anchor, issuer);
   const now = context.clock.now();
-  const summary = (authority: CertificateAuthority) => ({
-    subject: authority.certificate.subject,
-    notBefore: isoSeconds(authority.notBeforeMs),
-    notAfter: isoSeconds(authority.notAfterMs),
-  });
   if (options.output === 'json') {
     context.write(
       renderJson({
         trustDomain,
         directory: dir,
-        trustAnchor: summary(anchor),
-        issuer: { ...summary(issuer), isNameConstrained: options.nameConstraint },
+        trustAnchor: authoritySummary(anchor),
+        issuer: { ...authoritySummary(issuer), isNameConstrained: options.nameConstraint },
         files: paths,
       }),
     );

@@ -638,6 +638,30 @@ test('ca issuer: a new issuer under the same anchor; certificates it signs verif
   ]);
   assert.equal(verified.code, 0, verified.stderr);
 
+  // -o json, as ca create: the new issuer, the anchor it is under, the files.
+  const json = await runMutual([
+    'ca',
+    'issuer',
+    '--ca',
+    join(rotation, 'ca'),
+    '--out',
+    join(rotation, 'j'),
+    '-o',
+    'json',
+  ]);
+  assert.equal(json.code, 0, json.stderr);
+  const summary = JSON.parse(json.stdout);
+  assert.equal(summary.trustDomain, 'cluster.local');
+  assert.equal(summary.trustAnchor.subject, anchor.subject.replaceAll('\n', ', '));
+  const written = new X509Certificate(await readFile(join(rotation, 'j', 'issuer.crt')));
+  assert.equal(summary.issuer.subject, written.subject.replaceAll('\n', ', '));
+  assert.equal(Date.parse(summary.issuer.notAfter), Date.parse(written.validTo));
+  assert.equal(summary.issuer.isNameConstrained, true);
+  assert.deepEqual(summary.files.map((file: string) => file.slice(join(rotation, 'j').length + 1)).sort(), [
+    'issuer.crt',
+    'issuer.key',
+  ]);
+
   // The anchor key kept offline: the error says which file, and nothing is written.
   await rm(join(rotation, 'ca', 'trust-anchor.key'));
   const offline = await runMutual([
