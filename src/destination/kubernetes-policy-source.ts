@@ -13,7 +13,7 @@ import {
   type KubeObject,
   objectKey,
 } from '../k8s/kube-client/index.ts';
-import { formatDiagnostic, type PolicyDiagnostic, parsePolicyText } from '../policy/index.ts';
+import { formatDiagnostic, type PolicyDiagnostic, parsePolicyObject } from '../policy/index.ts';
 import type { PolicyDocument, PolicySource, ServedPolicy, SkippedPolicy } from './policy-source.ts';
 
 type PolicyKindName = PolicyDocument['kind'];
@@ -187,10 +187,9 @@ export function createKubernetesPolicySource(
 }
 
 /**
- * An API object → the document src/policy parses from YAML: apiVersion and kind from the
- * collection, metadata cut to what policies use (the server's uid, resourceVersion,
- * managedFields and annotations are not policy), status dropped. Then the same parser and checks
- * as policy files, on a pretty-printed copy so diagnostics point at a line.
+ * An API object → a served policy or a skipped one, through src/policy's parsePolicyObject: the
+ * same parser and checks as policy files, and as the admission webhook that refuses such an
+ * object at `kubectl apply` (docs/kubernetes.md).
  */
 export function convertObject(
   entry: PolicyCollection,
@@ -199,18 +198,8 @@ export function convertObject(
 ): Converted {
   const meta = object.metadata ?? {};
   const id = `${meta.namespace ?? ''}/${meta.name ?? ''}`;
-  const document = {
-    apiVersion: entry.apiVersion,
-    kind: entry.kind,
-    metadata: {
-      name: meta.name,
-      namespace: meta.namespace,
-      ...(meta.creationTimestamp === undefined ? {} : { creationTimestamp: meta.creationTimestamp }),
-    },
-    ...(object.spec === undefined || object.spec === null ? {} : { spec: object.spec }),
-  };
   const origin = `${entry.apiVersion}/${entry.kind}/${id}`;
-  const result = parsePolicyText(JSON.stringify(document, null, 2), origin, { rootNamespace });
+  const result = parsePolicyObject(entry.apiVersion, entry.kind, object, origin, { rootNamespace });
   const errors = result.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
   const resource = result.resources[0];
   if (errors.length > 0 || resource === undefined) {
@@ -225,7 +214,7 @@ export function convertObject(
       },
     };
   }
-  return { ok: true, served: { resource, document: document as PolicyDocument } };
+  return { ok: true, served: { resource, document: result.document as PolicyDocument } };
 }
 
 function describe(diagnostic: PolicyDiagnostic): string {

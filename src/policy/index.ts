@@ -11,6 +11,7 @@ export {
 } from './diagnostic.ts';
 export { isPolicyFileName, type LoadedPolicies, listPolicyFiles, loadPolicyFiles } from './load.ts';
 export { type ParseOptions, type ParseResult, parsePolicyText } from './parse.ts';
+export { type PolicyApiDocument, parsePolicyObject, policyDocumentOf } from './parse-object.ts';
 export { compilePolicySet, type PolicySet, staticWorkloadPolicy } from './policy-set.ts';
 export { normalizePath, parseRequestTarget, type RequestTarget } from './request-path.ts';
 export {
@@ -22,7 +23,7 @@ export {
   type PeerAuthenticationResource,
   type PolicyResource,
 } from './resource.ts';
-export { API_VERSIONS, type MtlsMode } from './schema.ts';
+export { API_VERSIONS, type MtlsMode, POLICY_KINDS } from './schema.ts';
 export { createPolicyStore, type PolicyStore, type PolicyStoreOptions } from './store.ts';
 export { trustDomainOf } from './trust-domain.ts';
 export type * from './types.ts';

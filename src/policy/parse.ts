@@ -46,7 +46,6 @@ export type Report = (
 ) => void;
 
 export function parsePolicyText(text: string, file: string, options: ParseOptions = {}): ParseResult {
-  const rootNamespace = options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
   const lineCounter = new LineCounter();
   const resources: PolicyResource[] = [];
   const diagnostics: PolicyDiagnostic[] = [];
@@ -71,52 +70,68 @@ export function parsePolicyText(text: string, file: string, options: ParseOption
     }
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) continue;
-    let policyId: string | undefined;
-    const report: Report = (path, severity, code, message, hint, isKey) => {
-      diagnostics.push({
-        ...at(offsetOf(doc, path, isKey)),
-        severity,
-        code,
-        ...(policyId === undefined ? {} : { policy: policyId }),
-        message: path.length > 0 ? `${formatPath(path)}: ${message}` : message,
-        hint: hint ?? (code in errorCatalog ? errorCatalog[code as keyof typeof errorCatalog].action : ''),
-      });
-    };
-    const kind =
-      typeof value === 'object' && !Array.isArray(value) ? (value as { kind?: unknown }).kind : undefined;
-    if (kind !== 'PeerAuthentication' && kind !== 'AuthorizationPolicy') {
-      report(
-        kind === undefined ? [] : ['kind'],
-        'error',
-        'MUTUAL_POLICY_INVALID',
-        kind === undefined
-          ? 'not a policy: a document needs apiVersion, kind, metadata and spec'
-          : `kind ${JSON.stringify(kind)} is not a policy kind`,
-        `Policy files hold only ${POLICY_KINDS.join(' and ')} documents; move other resources elsewhere.`,
-      );
-      continue;
-    }
-    const raw = value as { metadata?: { name?: unknown; namespace?: unknown } };
-    if (typeof raw.metadata?.name === 'string') {
-      policyId = `${typeof raw.metadata.namespace === 'string' ? raw.metadata.namespace : DEFAULT_NAMESPACE}/${raw.metadata.name}`;
-    }
-    const schema = kind === 'PeerAuthentication' ? peerAuthenticationSchema : authorizationPolicySchema;
-    const parsed = schema.safeParse(value);
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) reportIssue(issue, report);
-      continue;
-    }
-    const meta = metaOf(parsed.data.metadata, at(doc.contents?.range?.[0] ?? 0));
-    policyId = meta.id;
-    const before = diagnostics.length;
-    const resource =
-      parsed.data.kind === 'PeerAuthentication'
-        ? peerAuthentication(parsed.data as PeerAuthenticationInput, meta, rootNamespace, report)
-        : authorizationPolicy(parsed.data as AuthorizationPolicyInput, meta, rootNamespace, report);
-    const hasErrors = diagnostics.slice(before).some((diagnostic) => diagnostic.severity === 'error');
-    if (!hasErrors) resources.push(resource);
+    const parsed = parsePolicyValue(value, (path, isKey) => at(offsetOf(doc, path, isKey)), options);
+    resources.push(...parsed.resources);
+    diagnostics.push(...parsed.diagnostics);
   }
   return { resources, diagnostics };
+}
+
+/** Where a field of a document is: its position in the source, or for an object with none, the object's. */
+export type Locate = (path: FieldPath, isKey?: boolean) => SourcePosition;
+
+/**
+ * One document's value (a YAML document's, or an API object as it is) → its policy, if valid, and
+ * its diagnostics, each placed by `locate` and naming the field path in its message.
+ */
+export function parsePolicyValue(value: unknown, locate: Locate, options: ParseOptions = {}): ParseResult {
+  const rootNamespace = options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  const diagnostics: PolicyDiagnostic[] = [];
+  let policyId: string | undefined;
+  const report: Report = (path, severity, code, message, hint, isKey) => {
+    diagnostics.push({
+      ...locate(path, isKey),
+      severity,
+      code,
+      ...(policyId === undefined ? {} : { policy: policyId }),
+      message: path.length > 0 ? `${formatPath(path)}: ${message}` : message,
+      hint: hint ?? (code in errorCatalog ? errorCatalog[code as keyof typeof errorCatalog].action : ''),
+    });
+  };
+  const kind =
+    typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as { kind?: unknown }).kind
+      : undefined;
+  if (kind !== 'PeerAuthentication' && kind !== 'AuthorizationPolicy') {
+    report(
+      kind === undefined ? [] : ['kind'],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      kind === undefined
+        ? 'not a policy: a document needs apiVersion, kind, metadata and spec'
+        : `kind ${JSON.stringify(kind)} is not a policy kind`,
+      `Policy files hold only ${POLICY_KINDS.join(' and ')} documents; move other resources elsewhere.`,
+    );
+    return { resources: [], diagnostics };
+  }
+  const raw = value as { metadata?: { name?: unknown; namespace?: unknown } };
+  if (typeof raw.metadata?.name === 'string') {
+    policyId = `${typeof raw.metadata.namespace === 'string' ? raw.metadata.namespace : DEFAULT_NAMESPACE}/${raw.metadata.name}`;
+  }
+  const schema = kind === 'PeerAuthentication' ? peerAuthenticationSchema : authorizationPolicySchema;
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) reportIssue(issue, report);
+    return { resources: [], diagnostics };
+  }
+  const meta = metaOf(parsed.data.metadata, locate([]));
+  policyId = meta.id;
+  const resource =
+    parsed.data.kind === 'PeerAuthentication'
+      ? peerAuthentication(parsed.data as PeerAuthenticationInput, meta, rootNamespace, report)
+      : authorizationPolicy(parsed.data as AuthorizationPolicyInput, meta, rootNamespace, report);
+  const hasErrors = diagnostics.some((diagnostic) => diagnostic.severity === 'error');
+  return { resources: hasErrors ? [] : [resource], diagnostics };
 }
 
 function peerAuthentication(

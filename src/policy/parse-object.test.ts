@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parsePolicyText } from './parse.ts';
+import { parsePolicyObject, policyDocumentOf } from './parse-object.ts';
+
+// API objects as the cluster holds them: each must be judged exactly as the same policy written
+// in a file is (the destination service and the admission webhook read objects, `mutual policy
+// check` reads files).
+const OBJECTS: readonly [string, string, unknown][] = [
+  [
+    'AuthorizationPolicy',
+    'valid',
+    { spec: { rules: [{ from: [{ source: { principals: ['td/ns/a/sa/b'] } }] }] } },
+  ],
+  ['AuthorizationPolicy', 'empty from', { spec: { action: 'DENY', rules: [{ from: [] }] } }],
+  [
+    'AuthorizationPolicy',
+    'warning',
+    { spec: { rules: [{ from: [{ source: { principals: ['spiffe://td/x'] } }] }] } },
+  ],
+  ['AuthorizationPolicy', 'unknown field', { spec: { rules: [{ form: [] }] } }],
+  ['AuthorizationPolicy', 'targetRefs', { spec: { targetRefs: [{ kind: 'Service', name: 'web' }] } }],
+  ['PeerAuthentication', 'ports namespace-wide', { spec: { portLevelMtls: { '80': { mode: 'DISABLE' } } } }],
+  ['PeerAuthentication', 'no spec', {}],
+  ['PeerAuthentication', 'wrong types', { spec: { mtls: 'STRICT', selector: [] } }],
+  ['PeerAuthentication', 'bad name', { metadata: { name: 'Bad_Name' }, spec: {} }],
+];
+
+for (const [kind, what, shape] of OBJECTS) {
+  test(`an API object is judged as the same policy in a file: ${kind}, ${what}`, () => {
+    const object = {
+      ...(shape as object),
+      metadata: {
+        name: 'p',
+        namespace: 'shop',
+        uid: 'u',
+        resourceVersion: '1',
+        managedFields: [{ manager: 'kubectl' }],
+        annotations: { note: 'not policy' },
+        labels: { team: 'a' },
+        ...((shape as { metadata?: object }).metadata ?? {}),
+      },
+      status: { anything: true },
+    };
+    const fromObject = parsePolicyObject('security.mutual.dev/v1', kind, object, 'origin', {});
+    const document = policyDocumentOf('security.mutual.dev/v1', kind, object);
+    assert.deepEqual(fromObject.document, document);
+    assert.deepEqual(Object.keys(document.metadata), ['name', 'namespace']);
+    const fromText = parsePolicyText(JSON.stringify(document, null, 2), 'origin', {});
+    const strip = (result: typeof fromText) => ({
+      resources: result.resources.map((resource) => ({
+        ...resource,
+        meta: { ...resource.meta, position: undefined },
+      })),
+      diagnostics: result.diagnostics.map(({ line: _line, column: _column, ...rest }) => rest),
+    });
+    assert.deepEqual(strip(fromObject), strip(fromText));
+    // Every diagnostic names its field in the message, so positions are not needed.
+    for (const diagnostic of fromObject.diagnostics) assert.equal(diagnostic.line, 1);
+  });
+}
+
+test('whatever the object is, a document comes out and the parser says what is wrong', () => {
+  for (const object of [null, 'text', 42, [], { metadata: 'x' }, { metadata: { name: 7 }, spec: null }]) {
+    const result = parsePolicyObject('security.mutual.dev/v1', 'AuthorizationPolicy', object, 'o');
+    assert.equal(result.resources.length, 0);
+    assert.ok(result.diagnostics.some((diagnostic) => diagnostic.severity === 'error'));
+  }
+});
+
+test('thousands of rules are checked without YAML in between (the webhook answers within the API server 10 s, the destination service stays responsive)', () => {
+  const from = Array.from({ length: 60_000 }, (_, i) => ({ source: { principals: [`td/ns/a/sa/s${i}`] } }));
+  const started = performance.now();
+  const result = parsePolicyObject(
+    'security.mutual.dev/v1',
+    'AuthorizationPolicy',
+    {
+      metadata: { name: 'big', namespace: 'shop' },
+      spec: { rules: [{ from }] },
+    },
+    'o',
+  );
+  const elapsedMs = performance.now() - started;
+  assert.equal(result.resources.length, 1);
+  // Through YAML this took 1.8 s on the machine where it was written; now about 100 ms.
+  assert.ok(elapsedMs < 1500, `${elapsedMs} ms`);
+});
