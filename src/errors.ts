@@ -406,7 +406,7 @@ export const errorCatalog = {
     meaning:
       'The injector webhook received a request that is not an `admission.k8s.io/v1` AdmissionReview with a request (not JSON, another kind or apiVersion, no uid); it answers HTTP 400.',
     action:
-      'Only the Kubernetes API server should call POST /inject: check the MutatingWebhookConfiguration lists admissionReviewVersions ["v1"] and points at path /inject.',
+      'Only the Kubernetes API server should call POST /inject and POST /validate: check that the MutatingWebhookConfiguration (path /inject or /inject/namespace) and the ValidatingWebhookConfiguration (path /validate) list admissionReviewVersions ["v1"].',
   },
   MUTUAL_K8S_ADMISSION_REVIEW_TOO_LARGE: {
     meaning:

@@ -89,7 +89,7 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
     inject
       .command('serve')
       .description(
-        'run the mutating admission webhook (HTTPS POST /inject) that injects pods as they are created',
+        'run the admission webhooks: HTTPS POST /inject injects pods as they are created, POST /validate refuses policies the destination service would skip',
       )
       .requiredOption(
         '--cert <file>',

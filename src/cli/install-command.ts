@@ -78,6 +78,10 @@ export function registerInstallCommand(program: Command, context: CliContext): v
       '--proxy-default-mode <mode>',
       "peer authentication of injected proxies (STRICT, PERMISSIVE, DISABLE) unless a pod says otherwise (default: the proxy's, PERMISSIVE)",
     )
+    .option(
+      '--validate-istio-policies',
+      "also refuse invalid security.istio.io policies at kubectl apply, as Mutual's policies are (only where no istiod runs: its own validator does that, and Mutual refuses some that Istio serves)",
+    )
     .action(async (flags: InstallFlags) => {
       const config = parseInstallFlags(flags);
       const rendered = await renderInstall(config, { clock: context.clock, cwd: context.cwd });

@@ -31,7 +31,9 @@ export const CONTROL_PLANE = {
   /**
    * The admission webhook: POST `path` injects pods annotated `mutual.dev/inject: enabled`; POST
    * `namespacePath` (for a webhook whose namespaceSelector picks namespaces labelled
-   * `mutual.dev/inject: enabled`) injects every pod there but those annotated `disabled`.
+   * `mutual.dev/inject: enabled`) injects every pod there but those annotated `disabled`; POST
+   * `validatePath` (the ValidatingWebhookConfiguration) refuses policies the destination service
+   * would skip.
    */
   injector: {
     name: 'mutual-injector',
@@ -40,6 +42,7 @@ export const CONTROL_PLANE = {
     serviceAccount: 'injector',
     path: '/inject',
     namespacePath: '/inject/namespace',
+    validatePath: '/validate',
   },
 } as const;
 
@@ -91,4 +94,13 @@ export const INJECTOR_WEBHOOK = {
   namespaceWebhookName: 'namespaces.proxy-injector.mutual.dev',
   podWebhookName: 'pods.proxy-injector.mutual.dev',
   secretName: 'mutual-injector-tls',
+} as const;
+
+/**
+ * The ValidatingWebhookConfiguration that sends every CREATE and UPDATE of a policy to the
+ * injector's `CONTROL_PLANE.injector.validatePath`, served with the same certificate.
+ */
+export const POLICY_VALIDATOR_WEBHOOK = {
+  configurationName: 'mutual-policy-validator',
+  webhookName: 'policies.validation.mutual.dev',
 } as const;

@@ -32,6 +32,7 @@ const DISCOVERY: Record<string, Record<string, [string, boolean]>> = {
   },
   'admissionregistration.k8s.io/v1': {
     mutatingwebhookconfigurations: ['MutatingWebhookConfiguration', false],
+    validatingwebhookconfigurations: ['ValidatingWebhookConfiguration', false],
   },
   'apiextensions.k8s.io/v1': { customresourcedefinitions: ['CustomResourceDefinition', false] },
 };

@@ -13,6 +13,7 @@ import {
   CONTROL_PLANE_NAMESPACE,
   INJECTOR_WEBHOOK,
   ISSUER_SECRET,
+  POLICY_VALIDATOR_WEBHOOK,
   TRUST_ANCHORS_CONFIG_MAP,
 } from '../../src/k8s/index.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
@@ -43,11 +44,12 @@ test('every rendered object validates against the Kubernetes OpenAPI schemas', a
     'Secret',
     'Service',
     'ServiceAccount',
+    'ValidatingWebhookConfiguration',
   ]);
   for (const object of objects) validateObject(object);
-  // Order matters to `kubectl apply`: the namespace first, the webhook last.
+  // Order matters to `kubectl apply`: the namespace first, the webhooks last (after the injector).
   assert.equal(kinds[0], 'Namespace');
-  assert.equal(kinds.at(-1), 'MutatingWebhookConfiguration');
+  assert.deepEqual(kinds.slice(-2), ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']);
 });
 
 test("no YAML anchors or aliases: values that repeat (the webhooks' excluded namespaces, CRD schema parts) are written out in each place, so editing one edits only it", async () => {
@@ -91,6 +93,7 @@ test('the control plane: namespace never injected, args on the shared ports, pro
       'ClusterRoleBinding',
       'CustomResourceDefinition',
       'MutatingWebhookConfiguration',
+      'ValidatingWebhookConfiguration',
     ].includes(object.kind);
     assert.equal(
       object.metadata.namespace,
@@ -232,6 +235,71 @@ test('the webhooks: v1 reviews, no side effects, never mutual-system or kube-sys
     failConfiguration.webhooks.map((webhook: any) => webhook.failurePolicy),
     ['Fail', 'Fail'],
   );
+});
+
+test('the policy validator: CREATE and UPDATE of security.mutual.dev/v1 policies in every namespace to /validate, Fail whatever pods get, the same caBundle; Istio policies only with --validate-istio-policies', async () => {
+  const validator = async (args: string[]) => {
+    const run = await runInstall(args);
+    assert.equal(run.code, 0, run.stderr);
+    const objects = parseObjects(run.stdout);
+    const configuration = findObject(
+      objects,
+      'ValidatingWebhookConfiguration',
+      POLICY_VALIDATOR_WEBHOOK.configurationName,
+    ) as any;
+    validateObject(configuration);
+    return { objects, configuration, stdout: run.stdout };
+  };
+  for (const args of [[], ['--webhook-failure-policy', 'Fail']]) {
+    const { objects, configuration, stdout } = await validator(args);
+    assert.match(configuration.metadata.annotations['mutual.dev/failure-policy'], /^failurePolicy Fail: /);
+    // The reason is also a comment above the object, for whoever reads the YAML.
+    assert.match(stdout, /# failurePolicy Fail: a policy is stored only once the injector has checked it/);
+    assert.equal(configuration.webhooks.length, 1);
+    const [webhook] = configuration.webhooks;
+    assert.equal(webhook.name, POLICY_VALIDATOR_WEBHOOK.webhookName);
+    assert.equal(webhook.failurePolicy, 'Fail');
+    assert.equal(webhook.sideEffects, 'None');
+    assert.deepEqual(webhook.admissionReviewVersions, ['v1']);
+    assert.equal(webhook.matchPolicy, 'Equivalent');
+    assert.equal(
+      webhook.namespaceSelector,
+      undefined,
+      'every namespace: mutual-system holds the mesh-wide ones',
+    );
+    assert.equal(webhook.objectSelector, undefined);
+    assert.deepEqual(webhook.clientConfig.service, {
+      name: CONTROL_PLANE.injector.name,
+      namespace: CONTROL_PLANE_NAMESPACE,
+      path: CONTROL_PLANE.injector.validatePath,
+      port: 443,
+    });
+    const secret = findObject(objects, 'Secret', INJECTOR_WEBHOOK.secretName) as any;
+    assert.equal(decodeBase64(webhook.clientConfig.caBundle), decodeBase64(secret.data['ca.crt']));
+    assert.deepEqual(webhook.rules, [
+      {
+        operations: ['CREATE', 'UPDATE'],
+        apiGroups: ['security.mutual.dev'],
+        apiVersions: ['v1'],
+        resources: ['peerauthentications', 'authorizationpolicies'],
+        scope: 'Namespaced',
+      },
+    ]);
+    // The resources it names are the CRDs install renders.
+    const crds = objects.filter((object) => object.kind === 'CustomResourceDefinition') as any[];
+    assert.deepEqual(
+      crds.map((crd) => `${crd.spec.group}/${crd.spec.versions[0].name}/${crd.spec.names.plural}`).sort(),
+      webhook.rules[0].resources.map((plural: string) => `security.mutual.dev/v1/${plural}`).sort(),
+    );
+  }
+  const { configuration } = await validator(['--validate-istio-policies']);
+  assert.deepEqual(configuration.webhooks[0].rules[1], {
+    operations: ['CREATE', 'UPDATE'],
+    apiGroups: ['security.istio.io'],
+    apiVersions: ['v1', 'v1beta1'],
+    resources: ['peerauthentications', 'authorizationpolicies'],
+    scope: 'Namespaced',
+  });
 });
 
 test('the injector is told the image, trust domain, trust anchors and proxy resources it writes into pods', async () => {

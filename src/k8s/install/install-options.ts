@@ -34,6 +34,7 @@ export interface InstallFlags {
   proxyCpuLimit?: string;
   proxyMemoryLimit?: string;
   proxyDefaultMode?: string;
+  validateIstioPolicies?: boolean;
 }
 
 /** Resources of the injected proxy; unset ones are left to the injector's defaults. */
@@ -71,6 +72,8 @@ export interface InstallConfig {
   readonly proxyResources: ProxyResourceFlags;
   /** Peer authentication of injected proxies without a config.mutual.dev/default-mode annotation. */
   readonly proxyDefaultMode: ProxyDefaultMode | undefined;
+  /** The policy validator also checks security.istio.io policies (for clusters where no istiod does). */
+  readonly validateIstioPolicies: boolean;
 }
 
 export const INSTALL_DEFAULTS = {
@@ -195,6 +198,7 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
     controlPlaneReplicas,
     proxyResources,
     proxyDefaultMode,
+    validateIstioPolicies: flags.validateIstioPolicies === true,
   });
 }
 

@@ -14,7 +14,11 @@ import { type K8sObject, partOfLabels } from './control-plane-workload.ts';
 import { destinationManifests } from './destination-manifests.ts';
 import { type IdentityCa, resolveIdentityCa } from './identity-ca.ts';
 import { identityManifests } from './identity-manifests.ts';
-import { FAILURE_POLICY_COMMENT, injectorManifests } from './injector-manifests.ts';
+import {
+  FAILURE_POLICY_COMMENT,
+  injectorManifests,
+  POLICY_VALIDATOR_FAILURE_POLICY_COMMENT,
+} from './injector-manifests.ts';
 import type { InstallConfig } from './install-options.ts';
 import { policyCrds } from './policy-crds.ts';
 import { createWebhookCertificate, type WebhookCertificate, webhookDnsNames } from './webhook-certificate.ts';
@@ -77,7 +81,7 @@ export function installYaml(rendered: RenderedInstall, config: InstallConfig): s
     ` Apply: mutual install ... | kubectl apply -f -      Remove: ... | kubectl delete --ignore-not-found -f -`,
     ` trust domain: ${ca.trustDomain}`,
     ` ${caLine}`,
-    ` webhook failurePolicy: ${config.webhookFailurePolicy}`,
+    ` webhook failurePolicy: ${config.webhookFailurePolicy} (injection); Fail (policy validation${config.validateIstioPolicies ? ', security.istio.io too' : ''})`,
   ].join('\n');
   return rendered.objects
     .map((object, index) => {
@@ -87,6 +91,9 @@ export function installYaml(rendered: RenderedInstall, config: InstallConfig): s
       if (index === 0) comments.push(header);
       if (object.kind === 'MutatingWebhookConfiguration') {
         comments.push(wrap(FAILURE_POLICY_COMMENT[config.webhookFailurePolicy], 96));
+      }
+      if (object.kind === 'ValidatingWebhookConfiguration') {
+        comments.push(wrap(POLICY_VALIDATOR_FAILURE_POLICY_COMMENT, 96));
       }
       if (comments.length > 0) document.commentBefore = comments.join('\n\n');
       return document.toString({ lineWidth: 0 });

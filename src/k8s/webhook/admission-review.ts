@@ -45,20 +45,20 @@ const WARNED_SKIPS = new Set(['host-network', 'existing-proxy', 'other-mesh', 'c
 /** Longer than any valid name (253), so a real one is never clipped. */
 const MAX_PRINTED_NAME = 256;
 
-/** `text` with control characters written as \uXXXX, clipped to MAX_PRINTED_NAME characters. */
-function printable(text: string): string {
+/** `text` with control characters written as \uXXXX, clipped to `maxLength` characters. */
+export function printable(text: string, maxLength = MAX_PRINTED_NAME): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point.
   const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (char) => {
     return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
   });
-  return escaped.length > MAX_PRINTED_NAME ? `${escaped.slice(0, MAX_PRINTED_NAME)}…` : escaped;
+  return escaped.length > maxLength ? `${escaped.slice(0, maxLength)}…` : escaped;
 }
 
 function invalid(message: string): MutualError {
   return new MutualError('MUTUAL_K8S_ADMISSION_REVIEW_INVALID', message);
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 

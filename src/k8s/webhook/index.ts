@@ -1,6 +1,7 @@
-// The mutating admission webhook (`mutual inject serve`): AdmissionReview in, the shared
-// injection out as a JSON Patch, over HTTPS with a watched serving certificate. Decides nothing
-// injection does not decide offline; never talks to the API server.
+// The admission webhooks (`mutual inject serve`): AdmissionReview in, the shared injection out as
+// a JSON Patch (/inject), or a policy allowed or refused by src/policy's checks (/validate), over
+// HTTPS with a watched serving certificate. Decides nothing injection or `mutual policy check`
+// does not decide offline; never talks to the API server.
 
 export {
   ADMISSION_API_VERSION,
@@ -19,6 +20,12 @@ export {
   MAX_ADMISSION_REVIEW_BYTES,
   startInjectorWebhook,
 } from './injector-webhook.ts';
+export {
+  MAX_POLICY_DEPTH,
+  type PolicyAdmissionDecision,
+  reviewPolicyAdmission,
+  VALIDATED_POLICY_GROUPS,
+} from './policy-review.ts';
 export {
   type CertificateReloadEvent,
   loadServingCertificate,

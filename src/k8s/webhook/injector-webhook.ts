@@ -1,5 +1,6 @@
-// `mutual inject serve`: the mutating admission webhook. HTTPS (TLS 1.2+) POST /inject takes an
-// AdmissionReview and answers with the injection as a JSON Patch; an admin listener serves
+// `mutual inject serve`: the admission webhooks. HTTPS (TLS 1.2+) POST /inject takes an
+// AdmissionReview and answers with the injection as a JSON Patch; POST /validate answers whether a
+// policy is one the destination service would apply (policy-review.ts); an admin listener serves
 // /live /ready /metrics. The serving certificate is watched and swapped without dropping a
 // connection; the trust anchors written into every proxy are watched the same way.
 import { once } from 'node:events';
@@ -14,10 +15,11 @@ import { readRequestBody } from '../../http-body.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
-import { reviewAdmission } from './admission-review.ts';
+import { printable, reviewAdmission } from './admission-review.ts';
 import { limitConnections } from './connection-limit.ts';
 import { answerClientError, checkBodyFraming } from './http-refusals.ts';
 import { plainHttpRefusals } from './plain-http.ts';
+import { reviewPolicyAdmission } from './policy-review.ts';
 import { sampledLog } from './sampled-log.ts';
 import {
   loadServingCertificate,
@@ -92,6 +94,12 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     labelNames: ['result'],
     registers: [registry],
   });
+  const policyAdmissions = new Counter({
+    name: 'mutual_injector_policy_admissions_total',
+    help: 'Policy AdmissionReviews answered on /validate, by result (allowed, refused, ignored: not checked, error: no review) and reason (for refused, the error code).',
+    labelNames: ['result', 'reason'],
+    registers: [registry],
+  });
   const anchorReloads = new Counter({
     name: 'mutual_injector_trust_anchors_reloads_total',
     help: 'Changed trust anchors files checked, by result (accepted, refused: the old anchors stay in use).',
@@ -138,10 +146,12 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       response.once('close', () => inFlight.delete(request.socket));
       handle(request, response).catch((error: unknown) => {
         const code: ErrorCode = isMutualError(error) ? error.code : 'MUTUAL_INTERNAL';
-        admissions.inc({ result: 'error', reason: code });
+        const isValidate = pathOf(request) === CONTROL_PLANE.injector.validatePath;
+        (isValidate ? policyAdmissions : admissions).inc({ result: 'error', reason: code });
         refusals.report(
           code,
-          () => `inject: ${request.method} ${request.url} refused [${code}]: ${(error as Error).message}\n`,
+          () =>
+            `${isValidate ? 'validate' : 'inject'}: ${request.method} ${printable(request.url ?? '')} refused [${code}]: ${(error as Error).message}\n`,
         );
         sendError(response, error);
       });
@@ -187,12 +197,12 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
   });
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const path = new URL(request.url ?? '/', 'https://injector').pathname;
-    const { path: podPath, namespacePath } = CONTROL_PLANE.injector;
-    if (path !== podPath && path !== namespacePath) {
+    const path = pathOf(request);
+    const { path: podPath, namespacePath, validatePath } = CONTROL_PLANE.injector;
+    if (path !== podPath && path !== namespacePath && path !== validatePath) {
       throw new MutualError(
         'MUTUAL_K8S_ADMISSION_REVIEW_INVALID',
-        `no endpoint ${path}: the webhook answers POST ${podPath} and POST ${namespacePath}`,
+        `no endpoint ${printable(path)}: the webhook answers POST ${podPath}, POST ${namespacePath} and POST ${validatePath}`,
         { detail: { status: 404 } },
       );
     }
@@ -206,6 +216,24 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     // Stages: body framed as JSON → within size and time → envelope checked → the shared inject → patch out.
     checkBodyFraming(request);
     const body = await readBody(request, clientTimeoutMs);
+    if (path === validatePath) {
+      // Policies: the destination service's parser and checks decide; nothing is patched.
+      const decision = reviewPolicyAdmission(body);
+      policyAdmissions.inc({ result: decision.result, reason: decision.reason });
+      if (decision.result === 'refused')
+        log(
+          `validate: ${decision.policy} refused [${decision.reason}]: ${printable(decision.message ?? '', 2048)}\n`,
+        );
+      else if (decision.result === 'allowed' || decision.reason === 'unchanged') {
+        const warnings = decision.review.response.warnings?.length ?? 0;
+        log(
+          `validate: ${decision.policy} allowed (${decision.reason}${warnings > 0 ? `, ${warnings} warning${warnings === 1 ? '' : 's'}` : ''})\n`,
+        );
+      }
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(decision.review));
+      return;
+    }
     const options = { ...config.inject, trustAnchorsPem: anchors.pem };
     const decision = reviewAdmission(body, options, path === namespacePath ? 'namespace' : 'pod');
     admissions.inc({ result: decision.result, reason: decision.reason });
@@ -298,6 +326,14 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       admin?.close();
     },
   };
+}
+
+function pathOf(request: IncomingMessage): string {
+  try {
+    return new URL(request.url ?? '/', 'https://injector').pathname;
+  } catch {
+    return request.url ?? '/';
+  }
 }
 
 /** The body, whole, within the size cap and the deadline; a bigger one is drained, not kept. */
