@@ -162,7 +162,7 @@ export const errorCatalog = {
     meaning:
       "Plain HTTP (http://) reached the identity service's API port, which speaks only HTTPS with TLS 1.3. The service answers 400 in plain text and closes the connection.",
     action:
-      "Call the API with https:// (e.g. `curl --cacert ca/bundle.pem https://localhost:8443/v1/bundle`); a sidecar's --identity-url must be https:// too. Only the admin port (--admin-listen: /live, /ready, /metrics) speaks plain HTTP.",
+      "Call the API with https:// (e.g. `curl --cacert ca/bundle.pem https://localhost:8443/v1/bundle`); a sidecar's --identity-url must be https:// too. Only the admin port (--admin-listen: /live, /ready, /metrics, /ca) speaks plain HTTP.",
   },
   MUTUAL_IDENTITY_REQUEST_TOO_LARGE: {
     meaning:
