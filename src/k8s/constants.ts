@@ -33,11 +33,12 @@ export const CONTROL_PLANE = {
    * `namespacePath` (for a webhook whose namespaceSelector picks namespaces labelled
    * `mutual.dev/inject: enabled`) injects every pod there but those annotated `disabled`; POST
    * `validatePath` (the ValidatingWebhookConfiguration) refuses policies the destination service
-   * would skip.
+   * would skip. The webhooks call its Service on `servicePort`, which forwards to `port`.
    */
   injector: {
     name: 'mutual-injector',
     port: 8443,
+    servicePort: 443,
     adminPort: 9995,
     serviceAccount: 'injector',
     path: '/inject',

@@ -1,7 +1,7 @@
 // `mutual check --kubeconfig` against a local HTTPS API server (fake-cluster.ts) holding what
 // `mutual install` and `mutual inject` really render: a healthy cluster is green; each broken
-// variant (a Deployment with nothing available, an expired issuer, a caBundle from another CA, an
-// uninjected pod, a pod with stale anchors, a skewed Date header) turns its own check red with
+// variant (a Deployment with nothing available, an expired issuer, a caBundle from another CA, no
+// policy validator or one calling elsewhere, an uninjected pod, a pod with stale anchors, a skewed Date header) turns its own check red with
 // its message. Golden files for the healthy and a broken table (test/golden/, UPDATE_GOLDEN=1).
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -127,6 +127,7 @@ test('a healthy cluster: every Kubernetes check passes, the one-machine ones are
       'kubernetes trust anchors',
       'kubernetes issuer',
       'kubernetes webhook',
+      'kubernetes policy validator',
       'kubernetes data plane',
     ],
   );
@@ -144,6 +145,18 @@ test('a healthy cluster: every Kubernetes check passes, the one-machine ones are
   assert.match(
     table.stdout,
     /√ webhook failure policy: Ignore \(while the injector is down, new pods start without a proxy\)/,
+  );
+  assert.match(
+    table.stdout,
+    /√ the policy validator webhook is configured: ValidatingWebhookConfiguration mutual-policy-validator, 1 webhook\n/,
+  );
+  assert.match(
+    table.stdout,
+    /√ the policy validator's caBundle verifies the injector's serving certificate \(policies\.validation\.mutual\.dev\)\n/,
+  );
+  assert.match(
+    table.stdout,
+    /√ policy validator failure policy: Fail \(while the injector is down, creating or changing a policy is refused; deleting one still works\)\n/,
   );
 });
 
@@ -267,6 +280,80 @@ test('a webhook caBundle from another CA fails the caBundle check for each webho
   );
 });
 
+test('no policy validator: a warning that invalid policies are stored and skipped, with the install command', async () => {
+  cluster.remove(byName(healthy.objects, 'ValidatingWebhookConfiguration', 'mutual-policy-validator'));
+  const { code, json } = await checkJson();
+  assert.equal(code, 0, 'a warning alone does not fail');
+  assert.equal(json.warnings, 1);
+  assert.deepEqual(failures(json), {
+    'the policy validator webhook is configured': [
+      'ValidatingWebhookConfiguration mutual-policy-validator does not exist',
+    ],
+  });
+  const entry = json.checks.find((e) => e.description === 'the policy validator webhook is configured')!;
+  assert.equal(entry.severity, 'warning');
+  assert.match(entry.fix, /`mutual install \.\.\. \| kubectl apply -f -`/);
+  // The checks that read it are skipped, not failed again as errors.
+  assert.deepEqual(
+    json.checks
+      .filter((e) => e.category === 'kubernetes policy validator' && e.status === 'skip')
+      .map((e) => e.results[0]!.message),
+    Array(3).fill('ValidatingWebhookConfiguration mutual-policy-validator does not exist'),
+  );
+  const strict = await checkJson(['--fail-on', 'warning']);
+  assert.equal(strict.code, 1);
+});
+
+test('a policy validator with a caBundle from another CA, or calling elsewhere, fails its own check', async () => {
+  const stranger = await createWebhookCertificate({
+    dnsNames: ['mutual-injector.mutual-system.svc'],
+    lifetimeMs: 86_400_000,
+    clock: fixedClock(NOW),
+  });
+  const validator = structuredClone(
+    byName(healthy.objects, 'ValidatingWebhookConfiguration', 'mutual-policy-validator'),
+  ) as any;
+  validator.webhooks[0].clientConfig.caBundle = Buffer.from(stranger.caPem).toString('base64');
+  cluster.put(validator);
+  let { code, json } = await checkJson();
+  assert.equal(code, 1);
+  assert.deepEqual(Object.keys(failures(json)), [
+    "the policy validator's caBundle verifies the injector's serving certificate",
+  ]);
+  assert.match(
+    failures(json)["the policy validator's caBundle verifies the injector's serving certificate"]![0]!,
+    /^policies\.validation\.mutual\.dev: its caBundle \(O=Mutual, CN=Mutual injector webhook CA [0-9a-f]+\) did not sign the serving certificate in Secret mutual-system\/mutual-injector-tls, which O=Mutual, CN=Mutual injector webhook CA [0-9a-f]+ issued$/,
+  );
+  // The mutating webhook's own check, reading the same Secret, stays green.
+  assert.equal(
+    json.checks.find(
+      (e) => e.description === "the webhook's caBundle verifies the injector's serving certificate",
+    )!.status,
+    'ok',
+  );
+  const calling = structuredClone(
+    byName(healthy.objects, 'ValidatingWebhookConfiguration', 'mutual-policy-validator'),
+  ) as any;
+  calling.webhooks[0].clientConfig.service.path = '/inject';
+  calling.webhooks.push({
+    ...calling.webhooks[0],
+    name: 'elsewhere.validation.mutual.dev',
+    clientConfig: {
+      url: 'https://validator.example:8443/validate',
+      caBundle: calling.webhooks[0].clientConfig.caBundle,
+    },
+  });
+  cluster.put(calling);
+  ({ code, json } = await checkJson());
+  assert.equal(code, 1);
+  assert.deepEqual(failures(json), {
+    'the policy validator calls the injector': [
+      "policies.validation.mutual.dev: calls Service mutual-system/mutual-injector:443/inject, not the injector's Service mutual-system/mutual-injector:443/validate",
+      "elsewhere.validation.mutual.dev: calls URL https://validator.example:8443/validate, not the injector's Service mutual-system/mutual-injector:443/validate",
+    ],
+  });
+});
+
 test('a serving certificate close to its end warns; an expired one fails', async () => {
   // Rendered with a 30-day webhook certificate: within the 60-day warning period.
   const soon = await renderCluster({ flags: { webhookCertificateLifetime: '30d' } });
@@ -383,6 +470,7 @@ test('a broken cluster as a table (golden)', async () => {
   const previous = await renderCluster();
   const [stale] = injectedPods(previous.install.identityCa.trustAnchorsPem, healthy.install, '7f6e5d4c3');
   cluster.put(destination, configuration, uninjectedWebPod(), stale!);
+  cluster.remove(byName(healthy.objects, 'ValidatingWebhookConfiguration', 'mutual-policy-validator'));
   cluster.setDate(NOW - 90_000);
   const table = await check();
   assert.equal(table.code, 1);

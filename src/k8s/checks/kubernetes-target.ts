@@ -11,6 +11,7 @@ import { clusterCaChecks } from './cluster-ca-checks.ts';
 import { createClusterView } from './cluster-view.ts';
 import { apiServerChecks, controlPlaneChecks } from './control-plane-checks.ts';
 import { dataPlaneChecks } from './data-plane-checks.ts';
+import { policyValidatorChecks } from './policy-validator-checks.ts';
 import { webhookChecks } from './webhook-checks.ts';
 
 export interface KubernetesTargetFlags {
@@ -115,6 +116,7 @@ export async function kubernetesChecks(
       controlPlaneChecks(view),
       ...clusterCaChecks(view),
       webhookChecks(view),
+      policyValidatorChecks(view),
       dataPlaneChecks(view),
     ],
   };

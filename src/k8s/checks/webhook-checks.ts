@@ -1,29 +1,17 @@
 // The injector's admission webhook: its MutatingWebhookConfiguration, the serving certificate in
 // its Secret (valid, not expiring soon) and whether each webhook's caBundle verifies it.
-import {
-  type CheckCategory,
-  type CheckResult,
-  fail,
-  failOrSkip,
-  lifetimeLeft,
-  ok,
-  validity,
-} from '../../mesh/checks/index.ts';
-import { type ParsedCertificate, parseCertificatesPem } from '../../pki/index.ts';
-import { CONTROL_PLANE, CONTROL_PLANE_NAMESPACE, INJECTOR_WEBHOOK } from '../constants.ts';
-import { secretValue } from './cluster-ca-checks.ts';
+import { type CheckCategory, fail, failOrSkip, lifetimeLeft, ok, validity } from '../../mesh/checks/index.ts';
+import { CONTROL_PLANE, INJECTOR_WEBHOOK } from '../constants.ts';
 import type { ClusterView } from './cluster-view.ts';
+import {
+  caBundleResults,
+  certificateLabel as label,
+  REINSTALL,
+  servingCertificate,
+  type WebhookLike,
+} from './injector-serving-certificate.ts';
 
-const ns = CONTROL_PLANE_NAMESPACE;
 const CONFIGURATION = `MutatingWebhookConfiguration ${INJECTOR_WEBHOOK.configurationName}`;
-const SECRET = `Secret ${ns}/${INJECTOR_WEBHOOK.secretName}`;
-const REINSTALL = `re-apply the control plane with the flags you installed it with: \`mutual install ... | kubectl apply -f -\` renders the serving certificate and the caBundle together (the injector reloads its Secret without a restart)`;
-
-interface WebhookLike {
-  readonly name?: string;
-  readonly failurePolicy?: string;
-  readonly clientConfig?: { readonly caBundle?: string };
-}
 
 async function configuration(view: ClusterView): Promise<readonly WebhookLike[]> {
   const found = await view.get<{ webhooks?: WebhookLike[] }>(
@@ -31,37 +19,6 @@ async function configuration(view: ClusterView): Promise<readonly WebhookLike[]>
   );
   if (!found) throw new Error(`${CONFIGURATION} does not exist`);
   return found.webhooks ?? [];
-}
-
-async function servingCertificate(view: ClusterView): Promise<ParsedCertificate> {
-  const secret = await view.get<{ data?: Record<string, string> }>(
-    `/api/v1/namespaces/${ns}/secrets/${INJECTOR_WEBHOOK.secretName}`,
-  );
-  if (!secret) throw new Error(`${SECRET} does not exist`);
-  const [leaf] = parseCertificatesPem(secretValue(secret, 'tls.crt', SECRET), `${SECRET} (tls.crt)`);
-  return leaf!;
-}
-
-const label = (certificate: ParsedCertificate) => certificate.subject || certificate.fingerprintSha256;
-
-/** Does one of the caBundle's certificates sign the serving certificate? */
-function verifiesWith(caBundle: string | undefined, leaf: ParsedCertificate): CheckResult | undefined {
-  if (!caBundle)
-    return fail('has no clientConfig.caBundle: the API server would verify the injector with its own roots');
-  let roots: ParsedCertificate[];
-  try {
-    roots = parseCertificatesPem(Buffer.from(caBundle, 'base64').toString('utf8'), 'caBundle');
-  } catch (error) {
-    return fail(`its caBundle is not PEM certificates: ${(error as Error).message}`);
-  }
-  const signer = roots.find(
-    (root) => leaf.native.checkIssued(root.native) && leaf.native.verify(root.publicKey),
-  );
-  return signer
-    ? undefined
-    : fail(
-        `its caBundle (${roots.map(label).join('; ')}) did not sign the serving certificate in ${SECRET}, which ${leaf.issuer} issued`,
-      );
 }
 
 const POLICY_MEANING: Record<string, string> = {
@@ -97,12 +54,7 @@ export function webhookChecks(view: ClusterView): CheckCategory {
         async run() {
           try {
             const leaf = await servingCertificate(view);
-            const webhooks = await configuration(view);
-            return webhooks.map((webhook) => {
-              const result = verifiesWith(webhook.clientConfig?.caBundle, leaf);
-              const name = webhook.name ?? '(unnamed)';
-              return result ? { ...result, subject: name } : ok('', name);
-            });
+            return caBundleResults(await configuration(view), leaf);
           } catch (error) {
             return failOrSkip(error);
           }

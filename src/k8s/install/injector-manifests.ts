@@ -26,7 +26,7 @@ import { POLICY_API_GROUP, POLICY_PLURALS } from './policy-crds.ts';
 import type { WebhookCertificate } from './webhook-certificate.ts';
 
 const { injector } = CONTROL_PLANE;
-const WEBHOOK_SERVICE_PORT = 443;
+const WEBHOOK_SERVICE_PORT = injector.servicePort;
 /** Never injected, whatever their annotations say: the control plane and Kubernetes' own. */
 export const NEVER_INJECTED_NAMESPACES = [CONTROL_PLANE_NAMESPACE, 'kube-system'];
 
