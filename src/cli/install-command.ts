@@ -90,6 +90,11 @@ export function registerInstallCommand(program: Command, context: CliContext): v
         context.writeError(
           `wrote the generated identity CA to ${rendered.identityCa.writtenTo}; keep trust-anchor.key offline\n`,
         );
+      } else if (config.identityCa.kind === 'generated') {
+        // Said on stderr, not in the YAML: the one who pipes it into kubectl is the one to warn.
+        context.writeError(
+          '! this renders a NEW trust anchor, whose key is not kept: fine for a first install, but applied where Mutual already runs it replaces the anchor, and pods stop trusting each other until restarted. To install again or upgrade, give the CA you keep (--identity-trust-anchors-file, --identity-issuer-certificate-file, --identity-issuer-key-file) or keep this one with --identity-ca-out DIR (docs/kubernetes.md, "Where the identity CA comes from")\n',
+        );
       }
     });
 }

@@ -182,6 +182,7 @@ test('--identity-ca-out keeps the generated CA, and it can be brought back', asy
   const first = await runInstall(['--identity-ca-out', out], { cwd: dir });
   assert.equal(first.code, 0, first.stderr);
   assert.match(first.stderr, /wrote the generated identity CA/);
+  assert.doesNotMatch(first.stderr, /NEW trust anchor/);
   const again = await runInstall(
     own(join(out, 'bundle.pem'), join(out, 'issuer.crt'), join(out, 'issuer.key')),
     {
@@ -189,6 +190,15 @@ test('--identity-ca-out keeps the generated CA, and it can be brought back', asy
     },
   );
   assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stderr, '', 'the CA brought back: nothing to warn about');
+  // Generated and not kept: whoever applies it is told it replaces a running mesh's anchor.
+  const fresh = await runInstall([], { cwd: dir });
+  assert.equal(fresh.code, 0, fresh.stderr);
+  assert.match(
+    fresh.stderr,
+    /^! this renders a NEW trust anchor, whose key is not kept: .*--identity-ca-out DIR/,
+  );
+  assert.doesNotMatch(fresh.stdout, /NEW trust anchor/);
   const anchorsOf = (text: string) =>
     (findObject(parseObjects(text), 'ConfigMap', TRUST_ANCHORS_CONFIG_MAP.name) as any).data[
       TRUST_ANCHORS_CONFIG_MAP.key

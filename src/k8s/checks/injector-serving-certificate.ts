@@ -8,7 +8,7 @@ import type { ClusterView } from './cluster-view.ts';
 
 export const INJECTOR_SECRET = `Secret ${CONTROL_PLANE_NAMESPACE}/${INJECTOR_WEBHOOK.secretName}`;
 
-export const REINSTALL = `re-apply the control plane with the flags you installed it with: \`mutual install ... | kubectl apply -f -\` renders the serving certificate and the caBundle together (the injector reloads its Secret without a restart)`;
+export const REINSTALL = `re-apply the control plane with the flags you installed it with (your CA files or cert-manager: a generated CA would be replaced by a new one, docs/kubernetes.md): \`mutual install ... | kubectl apply -f -\` renders the serving certificate and the caBundle together (the injector reloads its Secret without a restart)`;
 
 /** A webhook of a Mutating- or ValidatingWebhookConfiguration, as far as the checks read it. */
 export interface WebhookLike {
