@@ -3,16 +3,25 @@
 // grpc-status lives there) the other, and resets crossing with their codes — never a truncated
 // body that looks complete.
 import {
+  type ClientHttp2Session,
   type ClientHttp2Stream,
   constants,
   type Http2Stream,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
+  type ServerHttp2Session,
   type ServerHttp2Stream,
 } from 'node:http2';
+import type { Clock } from '../clock.ts';
 import { isClientIdHeader } from './http-forward.ts';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
+const {
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_CANCEL,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+} = constants;
 
 /**
  * Flow-control windows for the proxy's own sessions. HTTP/2's defaults (64 KiB per stream and per
@@ -30,6 +39,103 @@ export const HTTP2_SERVER_LIMITS = {
     initialWindowSize: HTTP2_STREAM_WINDOW,
   },
 } as const;
+
+/**
+ * Stream resets are limited as nghttp2 (every Node HTTP/2 server, the proxy's own included) limits
+ * the RST_STREAMs it receives: a bucket of tokens, refilled 33 a second. nghttp2's holds 1000 and
+ * ends the connection with GOAWAY INTERNAL_ERROR when it runs dry, failing every stream on it.
+ */
+const RESET_REFILL_PER_S = 33;
+
+/** A token bucket of `burst` resets; `take()` is false once it is empty. */
+function resetBucket(clock: Clock, burst: number): { take(): boolean } {
+  let tokens = burst;
+  let atMs = clock.now();
+  return {
+    take() {
+      const nowMs = clock.now();
+      tokens = Math.min(burst, tokens + ((nowMs - atMs) / 1000) * RESET_REFILL_PER_S) - 1;
+      atMs = nowMs;
+      return tokens >= 0;
+    },
+  };
+}
+
+/**
+ * Rapid reset (CVE-2023-44487): streams a client connection may reset before their answer and
+ * within a second of opening them (a burst, then 33 a second), each of which the proxy has already
+ * sent on to the app or the destination. Beyond it the connection gets GOAWAY ENHANCE_YOUR_CALM.
+ * Above UPSTREAM_RESET_BURST, so that a peer proxy's shared session, which carries many clients'
+ * cancellations, is renewed by that proxy before this limit closes it.
+ */
+export const PREMATURE_RESET_BURST = 200;
+const PREMATURE_RESET_WINDOW_MS = 1_000;
+
+/**
+ * Watches a client connection's streams for resets before their answer; past
+ * PREMATURE_RESET_BURST (and the refill) `onLimit` runs, once, and the session is destroyed with
+ * GOAWAY ENHANCE_YOUR_CALM. Returns the watcher each new stream is handed to.
+ */
+export function guardRapidReset(
+  session: ServerHttp2Session,
+  clock: Clock,
+  onLimit: () => void,
+): (stream: ServerHttp2Stream) => void {
+  const bucket = resetBucket(clock, PREMATURE_RESET_BURST);
+  return (stream) => {
+    const startedMs = clock.now();
+    stream.once('close', () => {
+      if (
+        stream.rstCode === NGHTTP2_NO_ERROR ||
+        stream.headersSent ||
+        // A session going away closes its streams unanswered: those are not the client's resets.
+        session.destroyed ||
+        closedByProxy.has(stream) ||
+        clock.now() - startedMs >= PREMATURE_RESET_WINDOW_MS ||
+        bucket.take()
+      )
+        return;
+      onLimit();
+      // destroy(error, code) would emit the session's 'error'; this sends the same GOAWAY first.
+      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+      session.destroy();
+    });
+  };
+}
+
+/** Streams the proxy itself closed before answering (a refusal passed on), not the client's resets. */
+const closedByProxy = new WeakSet<ServerHttp2Stream>();
+
+/**
+ * Resets the proxy sends on one shared upstream session (to the app, or to a destination's proxy)
+ * before new streams move to a fresh session: cancellations of all its clients' streams meet there,
+ * and the peer's limit (nghttp2's 1000, a Mutual inbound's PREMATURE_RESET_BURST) would close the
+ * session and fail every other client's streams on it.
+ */
+const UPSTREAM_RESET_BURST = 100;
+const resetBudgets = new WeakMap<ClientHttp2Session, { bucket: { take(): boolean }; renew: () => void }>();
+
+/** Makes `renew` run, once, when the proxy has reset too many streams on `session` (UPSTREAM_RESET_BURST). */
+export function budgetUpstreamResets(session: ClientHttp2Session, clock: Clock, renew: () => void): void {
+  resetBudgets.set(session, { bucket: resetBucket(clock, UPSTREAM_RESET_BURST), renew });
+}
+
+/** Resets a stream the proxy opened upstream, spending its session's reset budget. */
+function cancelUpstream(upstream: ClientHttp2Stream, code: number): void {
+  upstream.close(code);
+  const session = upstream.session as ClientHttp2Session;
+  const budget = resetBudgets.get(session);
+  if (!budget || budget.bucket.take()) return;
+  resetBudgets.delete(session);
+  budget.renew();
+}
+
+/**
+ * How long a replaced upstream session lives on before its GOAWAY. nghttp2 sends GOAWAY ahead of
+ * queued HEADERS, so closing at once could overtake streams just sent on it, which the peer would
+ * then refuse.
+ */
+export const SESSION_RETIRE_GRACE_MS = 1_000;
 
 /** Connection-specific headers (RFC 9113 §8.2.2). */
 const NOT_FORWARDED = new Set([
@@ -144,7 +250,7 @@ export function relayExchange(
   // Client → upstream: the body with backpressure, then the client's trailers (or an empty end).
   if (!stream.endAfterHeaders) {
     upstream.on('wantTrailers', () => upstream.sendTrailers(requestTrailers.get(stream) ?? {}));
-    relay(stream, upstream);
+    relay(stream, upstream, cancelUpstream);
   }
 
   // The client still uploading when the upstream has answered in full and closed the stream
@@ -181,7 +287,7 @@ export function relayExchange(
       stream.sendTrailers(responseTrailers);
       onAnswerQueued();
     });
-    relay(upstream, stream);
+    relay(upstream, stream, (to, code) => to.close(code));
   });
 
   // The upstream closed the stream while the request body was still going to it (after a whole
@@ -197,7 +303,8 @@ export function relayExchange(
   stream.once('close', () => {
     if (upstream.closed || upstream.destroyed) return;
     const isDone = stream.rstCode === NGHTTP2_NO_ERROR && upstream.readableEnded;
-    if (!isDone) upstream.close(stream.rstCode === NGHTTP2_NO_ERROR ? NGHTTP2_CANCEL : stream.rstCode);
+    if (!isDone)
+      cancelUpstream(upstream, stream.rstCode === NGHTTP2_NO_ERROR ? NGHTTP2_CANCEL : stream.rstCode);
   });
   upstream.once('close', () => {
     if (stream.closed || stream.destroyed) return;
@@ -206,6 +313,7 @@ export function relayExchange(
       // The upstream refused the stream before any work (its own limit): the client may retry it.
       if (code === NGHTTP2_REFUSED_STREAM) {
         if (handlers.onRefused?.()) return;
+        closedByProxy.add(stream);
         return stream.close(code);
       }
       return handlers.onFailure(
@@ -229,11 +337,11 @@ export function relayExchange(
  * Pipes `from` into `to` with backpressure. A reset ends `from`'s readable side too, so its end
  * is checked: a reset becomes a reset of `to` with the same code, never a clean (truncated) end.
  */
-function relay(from: Http2Stream, to: Http2Stream) {
+function relay<To extends Http2Stream>(from: Http2Stream, to: To, reset: (to: To, code: number) => void) {
   from.pipe(to, { end: false });
   from.once('end', () => {
     if (from.rstCode === NGHTTP2_NO_ERROR) to.end();
-    else if (!to.closed) to.close(from.rstCode);
+    else if (!to.closed) reset(to, from.rstCode);
   });
 }
 

@@ -115,6 +115,18 @@ export function createProxyMetrics(registry: Registry) {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     }),
+    http2ConnectionsLimited: new Counter({
+      name: 'mutual_http2_connections_limited_total',
+      help: 'HTTP/2 client connections closed by the proxy with GOAWAY ENHANCE_YOUR_CALM, by direction and reason (rapid_reset: most of its streams reset before their answer).',
+      labelNames: ['direction', 'reason'],
+      registers,
+    }),
+    http2SessionsRenewed: new Counter({
+      name: 'mutual_http2_upstream_sessions_renewed_total',
+      help: 'Shared HTTP/2 sessions to the app (inbound) or to a destination (outbound) replaced by a fresh one, by direction and reason (resets: so many streams cancelled on it that the peer would close it).',
+      labelNames: ['direction', 'reason'],
+      registers,
+    }),
     authorizations: new Counter({
       name: 'mutual_authorization_decisions_total',
       help: 'Inbound authorization decisions (allow, deny, audit) by deciding policy and client.',

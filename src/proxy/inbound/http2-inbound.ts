@@ -19,13 +19,16 @@ import type { InboundContext } from '../connection-context.ts';
 import { CLIENT_ID_HEADER, DENIED_BY_HEADER, PROXY_ERROR_HEADER } from '../http-forward.ts';
 import {
   answerStream,
+  budgetUpstreamResets,
   captureRequestTrailers,
   countWhenAnswered,
   forwardedHeaders,
   GRPC_PERMISSION_DENIED,
   GRPC_UNAVAILABLE,
+  guardRapidReset,
   HTTP2_SERVER_LIMITS,
   relayExchange,
+  SESSION_RETIRE_GRACE_MS,
 } from '../http2-relay.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
 import { checkHttp2Request } from './check-request.ts';
@@ -139,17 +142,27 @@ export function createHttp2Inbound(deps: InboundDeps) {
         metrics.inboundOpen.dec();
         metrics.inboundClosed.inc(labels);
       });
+      // HTTP/2 has no half-close: a client's FIN ends the connection, and the streams it still
+      // had open at the app are cancelled (half-open, a stalled or idle stream held them forever).
+      socket.allowHalfOpen = false;
       // Not http2.createServer + emit('connection'): that server refuses TLS sockets whose ALPN
       // did not say h2, and the mesh's TLS carries no ALPN. The peeked preface is still buffered
       // on the socket, and the session reads it first.
       const session = performServerHandshake(socket, HTTP2_SERVER_LIMITS);
       sessions.add(session);
-      session.on('stream', (stream, headers) => handleStream(stream, headers, context, socket));
-      session.on('error', (error: NodeJS.ErrnoException) => {
-        log.warn('inbound HTTP/2 connection failed', {
-          error: error.message,
-          client: principalOf(context.peer) ?? context.sourceIp,
+      const client = principalOf(context.peer) ?? context.sourceIp;
+      const watchResets = guardRapidReset(session, clock, () => {
+        metrics.http2ConnectionsLimited.inc({ direction: 'inbound', reason: 'rapid_reset' });
+        log.warn('HTTP/2 client reset too many streams before their answer; connection closed', {
+          client,
         });
+      });
+      session.on('stream', (stream, headers) => {
+        watchResets(stream);
+        handleStream(stream, headers, context, socket);
+      });
+      session.on('error', (error: NodeJS.ErrnoException) => {
+        log.warn('inbound HTTP/2 connection failed', { error: error.message, client });
       });
       session.once('close', () => {
         sessions.delete(session);
@@ -167,8 +180,11 @@ export function createHttp2Inbound(deps: InboundDeps) {
   };
 }
 
-/** One HTTP/2 prior-knowledge session per app port, opened on first use and again after it closes. */
-function createAppSessions({ log }: Pick<InboundDeps, 'log'>) {
+/**
+ * One HTTP/2 prior-knowledge session per app port, opened on first use and again after it closes
+ * or has had so many streams cancelled that the app would close it (budgetUpstreamResets).
+ */
+function createAppSessions({ log, clock, metrics }: Pick<InboundDeps, 'log' | 'clock' | 'metrics'>) {
   const sessions = new Map<number, ClientHttp2Session>();
   // Ports whose failure has been logged; cleared once the app answers HTTP/2 again.
   const failing = new Set<number>();
@@ -190,6 +206,12 @@ function createAppSessions({ log }: Pick<InboundDeps, 'log'>) {
       });
       session.on('goaway', forget);
       session.once('close', forget);
+      budgetUpstreamResets(session, clock, () => {
+        forget();
+        metrics.http2SessionsRenewed.inc({ direction: 'inbound', reason: 'resets' });
+        log.info('HTTP/2 session to the app renewed: many streams on it were cancelled', { port });
+        setTimeout(() => session.close(), SESSION_RETIRE_GRACE_MS).unref();
+      });
       sessions.set(port, session);
       return session;
     },

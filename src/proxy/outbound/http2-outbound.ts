@@ -16,14 +16,17 @@ import type { MeshTls } from '../../tls/index.ts';
 import { PROXY_ERROR_HEADER } from '../http-forward.ts';
 import {
   answerStream,
+  budgetUpstreamResets,
   captureRequestTrailers,
   countWhenAnswered,
   forwardedHeaders,
   GRPC_UNAVAILABLE,
+  guardRapidReset,
   HTTP2_CONNECTION_WINDOW,
   HTTP2_SERVER_LIMITS,
   HTTP2_STREAM_WINDOW,
   relayExchange,
+  SESSION_RETIRE_GRACE_MS,
 } from '../http2-relay.ts';
 import { flushConnectionBytes, methodLabel } from '../metrics.ts';
 import { type MeshedDestination, originOf, reuseKey } from './destinations.ts';
@@ -42,12 +45,6 @@ interface AppConnection {
 
 /** How often a refused request without a body is sent again. */
 const REFUSED_RETRIES = 2;
-/**
- * How long a retired session lives on before its GOAWAY. nghttp2 sends GOAWAY ahead of queued
- * HEADERS, so closing at once could overtake streams just sent on it, which the destination
- * would then refuse.
- */
-const RETIRE_GRACE_MS = 1_000;
 
 interface PooledSession {
   readonly generation: number;
@@ -86,6 +83,16 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         });
         session.on('goaway', forget);
         session.once('close', forget);
+        // So many streams cancelled on it that the destination's proxy would close it: new
+        // streams go to a fresh session, those on this one finish.
+        budgetUpstreamResets(session, clock, () => {
+          forget();
+          metrics.http2SessionsRenewed.inc({ direction: 'outbound', reason: 'resets' });
+          log.info('HTTP/2 session to a destination renewed: many streams on it were cancelled', {
+            destination: label,
+          });
+          setTimeout(() => session.close(), SESSION_RETIRE_GRACE_MS).unref();
+        });
         entry.session = session;
         return session;
       },
@@ -173,10 +180,21 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         label,
         labels: { ...labels, destination: label },
       };
+      // HTTP/2 has no half-close: the app's FIN ends the connection and cancels its open streams.
+      socket.allowHalfOpen = false;
       const session = performServerHandshake(socket, HTTP2_SERVER_LIMITS);
       session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
       appSessions.add(session);
-      session.on('stream', (stream, headers) => handleStream(stream, headers, connection));
+      const watchResets = guardRapidReset(session, clock, () => {
+        metrics.http2ConnectionsLimited.inc({ direction: 'outbound', reason: 'rapid_reset' });
+        log.warn('HTTP/2 connection from the app reset too many streams before their answer; closed', {
+          destination: label,
+        });
+      });
+      session.on('stream', (stream, headers) => {
+        watchResets(stream);
+        handleStream(stream, headers, connection);
+      });
       session.on('error', (error: Error) => {
         log.warn('HTTP/2 connection from the app failed', { destination: label, error: error.message });
       });
@@ -190,7 +208,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
       for (const [key, entry] of pool) {
         if (entry.generation >= generation) continue;
         pool.delete(key);
-        whenOpen(entry, (session) => setTimeout(() => session.close(), RETIRE_GRACE_MS).unref());
+        whenOpen(entry, (session) => setTimeout(() => session.close(), SESSION_RETIRE_GRACE_MS).unref());
       }
     },
     /** Drain: every app connection gets a GOAWAY and closes once its streams are done; so do ours. */

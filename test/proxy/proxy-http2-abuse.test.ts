@@ -1,0 +1,226 @@
+// HTTP/2 clients that attack the proxy rather than use it, against a real pair of sidecars (client →
+// explicit upstream → mTLS → STRICT inbound → h2 app), on raw frames: a client that half-closes
+// its TCP connection, and rapid reset (CVE-2023-44487: HEADERS then RST_STREAM, in a loop) on both
+// sides. Each time the question is what the attacker gets at the app and whether the other clients
+// sharing the proxy's multiplexed sessions (to the destination, to the app) lose their requests.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, constants, createServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
+import { type AddressInfo, type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import {
+  createTestPki,
+  metricValue,
+  type ProxyProcess,
+  startProxyProcess,
+  waitUntil,
+} from '../../src/testing/mesh-pki.ts';
+
+const STRICT = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: emoji, namespace: demo }
+spec:
+  mtls: { mode: STRICT }
+`;
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const GOAWAY = 0x7;
+
+function frame(type: number, flags: number, streamId: number, payload = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(streamId, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** HEADERS (END_STREAM | END_HEADERS) for GET `path`: HPACK indexed :method/:scheme, literal :path/:authority. */
+function get(streamId: number, path: string): Buffer {
+  const block = Buffer.concat([
+    Buffer.from([0x82, 0x86, 0x04, path.length]),
+    Buffer.from(path),
+    Buffer.from([0x01, 5]),
+    Buffer.from('emoji'),
+  ]);
+  return frame(0x1, 0x5, streamId, block);
+}
+
+const CANCEL = Buffer.from([0, 0, 0, constants.NGHTTP2_CANCEL]);
+
+/** A raw HTTP/2 client connection; `goawayCode` is the first GOAWAY's error code once one arrives. */
+async function rawClient(socket: Socket | TLSSocket, readyEvent: 'connect' | 'secureConnect') {
+  await new Promise((resolve, reject) => {
+    socket.once(readyEvent, resolve);
+    socket.once('error', reject);
+  });
+  const state = { goawayCode: undefined as number | undefined, closed: false };
+  let data = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    data = Buffer.concat([data, chunk]);
+    while (data.length >= 9 && data.length >= 9 + data.readUIntBE(0, 3)) {
+      const length = data.readUIntBE(0, 3);
+      if (data[3] === GOAWAY && state.goawayCode === undefined) state.goawayCode = data.readUInt32BE(13);
+      data = data.subarray(9 + length);
+    }
+  });
+  socket.on('error', () => {});
+  socket.on('close', () => {
+    state.closed = true;
+  });
+  socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0)]));
+  return { socket, state };
+}
+
+describe('HTTP/2 attackers against real proxies', () => {
+  let dir: string;
+  let app: Http2Server;
+  let server: ProxyProcess;
+  let client: ProxyProcess;
+  let clientTls: { key: Buffer; cert: Buffer; ca: Buffer };
+  /** Streams the app has open now, and has seen in all. */
+  const seen = { open: 0, total: 0 };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mutual-h2-abuse-'));
+    const pki = await createTestPki(join(dir, 'pki'));
+    const [emoji, web] = await Promise.all(['emoji', 'web'].map((name) => pki.workload(name)));
+    clientTls = {
+      key: await readFile(web!.keyFile),
+      cert: await readFile(web!.certFile),
+      ca: await readFile(web!.bundleFile),
+    };
+    app = createServer({ settings: { maxConcurrentStreams: 10_000 } }).on(
+      'stream',
+      (stream: ServerHttp2Stream, headers) => {
+        seen.open++;
+        seen.total++;
+        stream.on('error', () => {});
+        stream.once('close', () => seen.open--);
+        if (headers[':path'] === '/hang') {
+          stream.respond({ ':status': 200 });
+          stream.write('started');
+          return;
+        }
+        const delayMs = headers[':path'] === '/slow' ? 1_500 : 0;
+        setTimeout(() => {
+          if (stream.destroyed) return;
+          stream.respond({ ':status': 200 });
+          stream.end('ok');
+        }, delayMs);
+      },
+    );
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    const policyDir = join(dir, 'policies');
+    await mkdir(policyDir);
+    await writeFile(join(policyDir, 'peer-authentication.yaml'), STRICT);
+    server = await startProxyProcess([
+      ...['--cert', emoji!.certFile, '--key', emoji!.keyFile, '--bundle', emoji!.bundleFile],
+      ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`],
+      ...['--policy-dir', policyDir, '--admin-listen', '127.0.0.1:0'],
+    ]);
+    client = await startProxyProcess([
+      ...['--cert', web!.certFile, '--key', web!.keyFile, '--bundle', web!.bundleFile],
+      ...['--upstream', `127.0.0.1:0=${emoji!.spiffeId}@127.0.0.1:${server.inbound[0]!.port}`],
+      ...['--admin-listen', '127.0.0.1:0'],
+    ]);
+    await Promise.all([server.untilReady(), client.untilReady()]);
+  });
+
+  after(async () => {
+    await Promise.all([server?.stop(), client?.stop()]);
+    app?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const sides = {
+    // A meshed peer straight at the inbound, over mTLS with its own SVID.
+    inbound: () =>
+      rawClient(
+        tlsConnect({
+          host: '127.0.0.1',
+          port: server.inbound[0]!.port,
+          ...clientTls,
+          // The SPIFFE ID is the server's name, and this test is not about checking it.
+          checkServerIdentity: () => undefined,
+        }),
+        'secureConnect',
+      ),
+    // The app at its outbound, h2c prior knowledge.
+    outbound: () => rawClient(tcpConnect(client.outbound[0]!.port, '127.0.0.1'), 'connect'),
+  };
+
+  for (const [side, open] of Object.entries(sides)) {
+    test(`${side}: a client's FIN ends its HTTP/2 connection and cancels its streams at the app`, async () => {
+      const { socket } = await open();
+      socket.write(Buffer.concat([get(1, '/hang'), get(3, '/hang')]));
+      await waitUntil(async () => seen.open === 2, 'the app to see both streams');
+      // A client that exits: the kernel sends FIN. Half-open, the proxy never noticed, and the
+      // app kept both streams (and the proxy their buffers) forever.
+      socket.end();
+      await waitUntil(async () => seen.open === 0, 'the app to see both streams cancelled');
+      socket.destroy();
+    });
+
+    test(`${side}: rapid reset gets GOAWAY ENHANCE_YOUR_CALM; other clients' requests on the shared sessions finish`, async () => {
+      // Other clients, mid-request on the sessions the attacker's streams share (outbound →
+      // destination, inbound → app) when the attack starts.
+      const bystander = connect(`http://127.0.0.1:${client.outbound[0]!.port}`);
+      bystander.on('error', () => {});
+      const statuses = Array.from(
+        { length: 20 },
+        () =>
+          new Promise<number | string>((resolve) => {
+            const stream = bystander.request({ ':path': '/slow' });
+            let status: number | string = 'reset';
+            stream.on('response', (headers) => {
+              status = headers[':status'] ?? 'none';
+            });
+            stream.on('error', () => {});
+            stream.resume();
+            stream.on('close', () => resolve(status));
+          }),
+      );
+      await waitUntil(async () => seen.open >= 20, 'the bystander requests to reach the app');
+      const totalBefore = seen.total;
+
+      // Six connections, each resetting up to 1000 streams: more than the 1000 resets after which
+      // a Node server (the app, or the destination's proxy) ends a whole session.
+      const codes: (number | undefined)[] = [];
+      for (let i = 0; i < 6; i++) {
+        const { socket, state } = await open();
+        for (let id = 1, sent = 0; sent < 1000 && !state.closed; id += 2, sent++) {
+          if (!socket.write(Buffer.concat([get(id, '/'), frame(0x3, 0, id, CANCEL)])))
+            await new Promise((resolve) => {
+              socket.once('drain', resolve);
+              socket.once('close', resolve);
+            });
+        }
+        // Closed by the proxy, or left open after a moment.
+        for (let waited = 0; waited < 20 && !state.closed && state.goawayCode === undefined; waited++)
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        codes.push(state.goawayCode);
+        socket.destroy();
+      }
+
+      assert.deepEqual(await Promise.all(statuses), Array(20).fill(200));
+      bystander.close();
+      assert.deepEqual(codes, Array(6).fill(constants.NGHTTP2_ENHANCE_YOUR_CALM));
+      // Each connection reached the app with a few hundred streams, not nghttp2's 1000.
+      assert.ok(seen.total - totalBefore < 6 * 400, `the app saw ${seen.total - totalBefore} streams`);
+      const proxy = side === 'inbound' ? server : client;
+      const labels = { direction: side, reason: 'rapid_reset' };
+      assert.equal(metricValue(await proxy.metrics(), 'mutual_http2_connections_limited_total', labels), 6);
+      // The shared session the cancellations went to was replaced before its peer closed it.
+      assert.ok(
+        metricValue(await proxy.metrics(), 'mutual_http2_upstream_sessions_renewed_total', {
+          direction: side,
+        }) >= 1,
+      );
+      const logged = proxy.output().match(/reset too many streams before their answer/g) ?? [];
+      assert.equal(logged.length, 6, 'logged once per connection');
+    });
+  }
+});
