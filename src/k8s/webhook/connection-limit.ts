@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
-import { sampledLog } from './sampled-log.ts';
+import { sampledLog } from '../../log/index.ts';
 
 /** What a closed connection was doing; `new` when nothing could be closed and the newcomer was. */
 export type ShedState = 'handshake' | 'headers' | 'idle' | 'body' | 'new';

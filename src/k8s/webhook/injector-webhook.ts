@@ -12,6 +12,7 @@ import { createAdminServer } from '../../admin/index.ts';
 import type { ListenAddress } from '../../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../errors.ts';
 import { readRequestBody } from '../../http-body.ts';
+import { sampledLog } from '../../log/index.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
@@ -20,7 +21,6 @@ import { limitConnections } from './connection-limit.ts';
 import { answerClientError, checkBodyFraming } from './http-refusals.ts';
 import { plainHttpRefusals } from './plain-http.ts';
 import { reviewPolicyAdmission } from './policy-review.ts';
-import { sampledLog } from './sampled-log.ts';
 import {
   loadServingCertificate,
   type ServingCertificateFiles,

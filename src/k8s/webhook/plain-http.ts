@@ -5,8 +5,8 @@
 // left to the caller.
 import type { Duplex } from 'node:stream';
 import { MutualError } from '../../errors.ts';
+import { LOG_INTERVAL_MS, sampledLog } from '../../log/index.ts';
 import { answerPlainHttp, isPlainHttpError } from '../../tls/index.ts';
-import { LOG_INTERVAL_MS, sampledLog } from './sampled-log.ts';
 
 export interface PlainHttpRefusalOptions {
   /** The first refusal at once, then at most one line per `logIntervalMs` with the count. */

@@ -27,6 +27,7 @@ import {
   refuseConnect,
 } from '../http-forward.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
+import { sampleKeyOf } from '../proxy-log.ts';
 import { type CheckedRequest, checkHttp1Request } from './check-request.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
@@ -77,7 +78,7 @@ export function createHttpInbound(deps: InboundDeps) {
 
   /** Refused before authorization: not forwarded, and the connection closes after the answer. */
   function logBadRequest(request: IncomingMessage, problem: string, context: InboundContext): void {
-    log.warn('malformed request refused', {
+    log.warnSampled('malformed request refused', sampleKeyOf(problem), {
       client: principalOf(context.peer) ?? context.sourceIp,
       method: request.method,
       target: request.url?.slice(0, 200),
@@ -119,9 +120,11 @@ export function createHttpInbound(deps: InboundDeps) {
     request.url = checked.target;
     const decision = decide(request, checked, context);
     if (!decision.allowed) {
-      log.warn('request denied', {
+      const client = principalOf(context.peer) ?? context.sourceIp;
+      // The first denial of each policy and client at once: "why is my call denied" needs it.
+      log.warnSampled('request denied', `policy=${decision.policy} client=${client}`, {
         policy: decision.policy,
-        client: principalOf(context.peer) ?? context.sourceIp,
+        client,
         method: request.method,
         path: request.url,
       });
@@ -145,7 +148,11 @@ export function createHttpInbound(deps: InboundDeps) {
         logBadRequest(request, problem, context);
         return answerBadRequest(request, response, problem);
       }
-      log.warn('app request failed', { port: context.appPort, error: error.message });
+      log.warnSampled(
+        'app request failed',
+        `port=${context.appPort} code=${(error as NodeJS.ErrnoException).code}`,
+        { port: context.appPort, error: error.message },
+      );
       response
         .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: 'app_unavailable' })
         .end(`mutual: the app on port ${context.appPort} did not answer: ${error.message}\n`);
@@ -226,8 +233,9 @@ export function createHttpInbound(deps: InboundDeps) {
     if (!context) return socket.destroy();
     if (isClosing(request)) return void socket.end();
     const startedMs = clock.now();
-    log.warn('CONNECT refused: the sidecar does not open tunnels', {
-      client: principalOf(context.peer) ?? context.sourceIp,
+    const client = principalOf(context.peer) ?? context.sourceIp;
+    log.warnSampled('CONNECT refused: the sidecar does not open tunnels', `client=${client}`, {
+      client,
       target: request.url?.slice(0, 200),
     });
     refuseConnect(socket);

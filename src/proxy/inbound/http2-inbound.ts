@@ -31,6 +31,7 @@ import {
   SESSION_RETIRE_GRACE_MS,
 } from '../http2-relay.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
+import { sampleKeyOf } from '../proxy-log.ts';
 import { checkHttp2Request } from './check-request.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
@@ -71,7 +72,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
       return answer(501, 'mutual: CONNECT over HTTP/2 is not proxied', GRPC_UNAVAILABLE);
     const checked = checkHttp2Request(headers);
     if (!checked.isValid) {
-      log.warn('malformed request refused', {
+      log.warnSampled('malformed request refused', sampleKeyOf(checked.problem), {
         client: principalOf(context.peer) ?? context.sourceIp,
         method: method.slice(0, 40),
         target: path.slice(0, 200),
@@ -94,9 +95,11 @@ export function createHttp2Inbound(deps: InboundDeps) {
       });
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
-        log.warn('request denied', {
+        const client = principalOf(context.peer) ?? context.sourceIp;
+        // The first denial of each policy and client at once: "why is my call denied" needs it.
+        log.warnSampled('request denied', `policy=${decision.policy} client=${client}`, {
           policy: decision.policy,
-          client: principalOf(context.peer) ?? context.sourceIp,
+          client,
           method,
           path: checked.target,
         });
@@ -162,7 +165,10 @@ export function createHttp2Inbound(deps: InboundDeps) {
         handleStream(stream, headers, context, socket);
       });
       session.on('error', (error: NodeJS.ErrnoException) => {
-        log.warn('inbound HTTP/2 connection failed', { error: error.message, client });
+        log.warnSampled('inbound HTTP/2 connection failed', `code=${error.code}`, {
+          error: error.message,
+          client,
+        });
       });
       session.once('close', () => {
         sessions.delete(session);

@@ -57,7 +57,8 @@ export function createInbound(deps: InboundDeps) {
           ? 'client_closed'
           : 'protocol';
     metrics.handshakeFailures.inc({ direction: 'inbound', reason });
-    log.warn('inbound TLS handshake failed', {
+    // Anyone who reaches the port can cause this at will: sampled by reason (metrics count each).
+    log.warnSampled('inbound TLS handshake failed', `reason=${reason} code=${error.code}`, {
       reason,
       error: error.message,
       client: getInboundContext(socket)?.sourceIp ?? socket.remoteAddress,
@@ -115,7 +116,10 @@ export function createInbound(deps: InboundDeps) {
       return;
     }
     if (mode === 'STRICT') {
-      log.warn('plaintext refused on a STRICT port', { port: appPort, client: context.sourceIp });
+      log.warnSampled('plaintext refused on a STRICT port', `port=${appPort}`, {
+        port: appPort,
+        client: context.sourceIp,
+      });
       return refuse(socket, 'plaintext_strict', appPort);
     }
     context.peer = {
@@ -136,7 +140,7 @@ export function createInbound(deps: InboundDeps) {
     const verdict = verifyClientPeer(socket, meshTls, deps.clock);
     if (!verdict.ok) {
       metrics.handshakeFailures.inc({ direction: 'inbound', reason: verdict.reason });
-      log.warn('inbound client refused', {
+      log.warnSampled('inbound client refused', `reason=${verdict.reason}`, {
         reason: verdict.reason,
         error: verdict.message,
         client: context.sourceIp,
@@ -181,9 +185,11 @@ export function createInbound(deps: InboundDeps) {
       });
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
-        log.warn('connection denied', {
+        const client = principalOf(context.peer) ?? context.sourceIp;
+        // The first denial of each policy and client at once: "why is my call denied" needs it.
+        log.warnSampled('connection denied', `policy=${decision.policy} client=${client}`, {
           policy: decision.policy,
-          client: principalOf(context.peer) ?? context.sourceIp,
+          client,
           port: context.appPort,
         });
         return stream.destroy();
@@ -193,8 +199,11 @@ export function createInbound(deps: InboundDeps) {
     deps.track(app);
     metrics.inboundConnections.inc(labels);
     metrics.inboundOpen.inc();
-    app.on('error', (error) =>
-      log.warn('app connection failed', { port: context.appPort, error: error.message }),
+    app.on('error', (error: NodeJS.ErrnoException) =>
+      log.warnSampled('app connection failed', `port=${context.appPort} code=${error.code}`, {
+        port: context.appPort,
+        error: error.message,
+      }),
     );
     splice(stream, app, () => {
       metrics.inboundOpen.dec();

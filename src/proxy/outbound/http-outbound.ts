@@ -22,7 +22,7 @@ import {
   requestHeadText,
 } from '../http-forward.ts';
 import { flushConnectionBytes, methodLabel, type ProxyMetrics } from '../metrics.ts';
-import type { ProxyLog } from '../proxy-log.ts';
+import { type ProxyLog, sampleKeyOf } from '../proxy-log.ts';
 import { type MeshedDestination, originOf, reuseKey } from './destinations.ts';
 
 /** Opens one verified mTLS connection to a destination's proxy (resuming a session where it can). */
@@ -109,7 +109,7 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
       // Refused as sent (two Host headers): the app's request is at fault, not the destination.
       const problem = malformedRequestProblem(request, error);
       if (problem !== undefined) {
-        deps.log.warn('malformed request refused', {
+        deps.log.warnSampled('malformed request refused', sampleKeyOf(problem), {
           destination: context.label,
           method: request.method,
           target: request.url?.slice(0, 200),
@@ -151,10 +151,11 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     if (!context) return socket.destroy();
     if (isClosing(request)) return void socket.end();
     const startedMs = deps.clock.now();
-    deps.log.warn('CONNECT refused: the sidecar does not open tunnels', {
-      destination: context.label,
-      target: request.url?.slice(0, 200),
-    });
+    deps.log.warnSampled(
+      'CONNECT refused: the sidecar does not open tunnels',
+      `destination=${context.label}`,
+      { destination: context.label, target: request.url?.slice(0, 200) },
+    );
     refuseConnect(socket);
     countRequest(request, 501, startedMs, context);
   }

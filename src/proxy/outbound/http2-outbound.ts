@@ -79,7 +79,10 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
         session.on('error', (error: Error) => {
           forget();
-          log.warn('outbound HTTP/2 connection failed', { destination: label, error: error.message });
+          log.warnSampled('outbound HTTP/2 connection failed', `destination=${label}`, {
+            destination: label,
+            error: error.message,
+          });
         });
         session.on('goaway', forget);
         session.once('close', forget);
@@ -196,7 +199,10 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         handleStream(stream, headers, connection);
       });
       session.on('error', (error: Error) => {
-        log.warn('HTTP/2 connection from the app failed', { destination: label, error: error.message });
+        log.warnSampled('HTTP/2 connection from the app failed', `destination=${label}`, {
+          destination: label,
+          error: error.message,
+        });
       });
       session.once('close', () => {
         appSessions.delete(session);

@@ -50,7 +50,7 @@ export function createOutbound(deps: OutboundDeps) {
   function connectFailed(error: unknown, destination: MeshedDestination, label: string): string {
     const reason = failureReason(error);
     if (reason !== 'connect_failed') metrics.handshakeFailures.inc({ direction: 'outbound', reason });
-    log.warn('outbound mTLS failed', {
+    log.warnSampled('outbound mTLS failed', `destination=${label} reason=${reason}`, {
       destination: label,
       expected: destination.serverId,
       reason,
@@ -143,7 +143,9 @@ export function createOutbound(deps: OutboundDeps) {
 
   function passThrough(app: Socket, address: string, port: number, label: string) {
     if (config.outboundStrict) {
-      log.warn('unmeshed destination refused (outbound STRICT)', { destination: label });
+      log.warnSampled('unmeshed destination refused (outbound STRICT)', `destination=${label}`, {
+        destination: label,
+      });
       return refuse(app, 'unmeshed_refused', label);
     }
     const server = connect({ host: address, port, allowHalfOpen: true });

@@ -27,3 +27,26 @@ test('the first of each kind is logged at once, the rest summed up once per inte
     log.close();
   }
 });
+
+test('kinds past maxKinds in an interval are not logged but counted as unlisted, so a client cannot write a line per name it sends', async () => {
+  const lines: string[] = [];
+  const log = sampledLog<string>({
+    log: (line) => lines.push(line),
+    intervalMs: 100,
+    maxKinds: 3,
+    summary: (counts, total, _seconds, unlisted) =>
+      `${total} more: ${[...counts].map(([kind, count]) => `${count} ${kind}`).join(', ')}; ${unlisted} unlisted`,
+  });
+  try {
+    for (let i = 0; i < 50; i++) log.report(`client-${i}`, () => `first of client-${i}`);
+    log.report('client-0', () => 'again');
+    assert.deepEqual(lines, ['first of client-0', 'first of client-1', 'first of client-2']);
+    await sleep(150);
+    assert.deepEqual(lines.slice(3), ['48 more: 1 client-0; 47 unlisted']);
+    // The next interval logs new kinds again, up to the bound (client-0 is still quiet).
+    log.report('client-60', () => 'first of client-60');
+    assert.equal(lines.at(-1), 'first of client-60');
+  } finally {
+    log.close();
+  }
+});

@@ -1,15 +1,27 @@
 // Log lines a hostile client can cause at will (connections shed at the cap, plain HTTP, malformed
-// requests): the first of each kind is written at once, with its details; the rest of that kind
-// are counted and summed up in one line per interval, so that a flood cannot fill the log while
-// an operator still sees the first one as it happens.
+// requests, refused handshakes): the first of each kind is written at once, with its details; the
+// rest of that kind are counted and summed up in one line per interval, so that a flood cannot fill
+// the log while an operator still sees the first one as it happens. Kinds that carry a client's
+// name are bounded too: past `maxKinds` distinct kinds in an interval, new ones are only counted.
 
 export const LOG_INTERVAL_MS = 10_000;
+const MAX_KINDS = 100;
 
 export interface SampledLogOptions<Kind extends string> {
   readonly log: (line: string) => void;
   readonly intervalMs?: number;
-  /** The summary of the events counted in the last interval (called only when there were some). */
-  readonly summary: (counts: ReadonlyMap<Kind, number>, total: number, intervalSeconds: number) => string;
+  /** Distinct kinds logged at once (and counted by name) per interval; further kinds are `unlisted`. */
+  readonly maxKinds?: number;
+  /**
+   * The summary of the events counted in the last interval (called only when there were some):
+   * counts by kind, their total, and how many of that total were of kinds past `maxKinds`.
+   */
+  readonly summary: (
+    counts: ReadonlyMap<Kind, number>,
+    total: number,
+    intervalSeconds: number,
+    unlisted: number,
+  ) => string;
 }
 
 export interface SampledLog<Kind extends string> {
@@ -21,19 +33,22 @@ export interface SampledLog<Kind extends string> {
 
 export function sampledLog<Kind extends string>(options: SampledLogOptions<Kind>): SampledLog<Kind> {
   const intervalMs = options.intervalMs ?? LOG_INTERVAL_MS;
+  const maxKinds = options.maxKinds ?? MAX_KINDS;
   const quiet = new Set<Kind>();
   let counts = new Map<Kind, number>();
+  let unlisted = 0;
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
     quiet.clear();
-    if (counts.size === 0) {
+    if (counts.size === 0 && unlisted === 0) {
       timer = undefined;
       return;
     }
-    const total = [...counts.values()].reduce((sum, count) => sum + count, 0);
-    options.log(options.summary(counts, total, intervalMs / 1000));
+    const total = [...counts.values()].reduce((sum, count) => sum + count, unlisted);
+    options.log(options.summary(counts, total, intervalMs / 1000, unlisted));
     for (const kind of counts.keys()) quiet.add(kind);
     counts = new Map();
+    unlisted = 0;
     timer = setTimeout(flush, intervalMs).unref();
   };
   return {
@@ -42,9 +57,13 @@ export function sampledLog<Kind extends string>(options: SampledLogOptions<Kind>
         counts.set(kind, (counts.get(kind) ?? 0) + 1);
         return;
       }
+      timer ??= setTimeout(flush, intervalMs).unref();
+      if (quiet.size >= maxKinds) {
+        unlisted += 1;
+        return;
+      }
       options.log(line());
       quiet.add(kind);
-      timer ??= setTimeout(flush, intervalMs).unref();
     },
     close() {
       clearTimeout(timer);
