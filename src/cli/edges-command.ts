@@ -111,7 +111,7 @@ export function renderEdges(
   for (const { service, reasons } of refused) {
     const byCount = Object.entries(reasons).sort(([a], [b]) => a.localeCompare(b));
     const total = byCount.reduce((sum, [, count]) => sum + count, 0);
-    text += `! ${service}'s sidecar refused ${total} TLS handshake${total === 1 ? '' : 's'} since it started (${byCount.map(([reason, count]) => `${count} ${reason}`).join(', ')}); a refused client has no identity, so it is no edge. \`mutual logs ${service} --proxy${stateFlag}\` names their addresses.\n`;
+    text += `! ${service}'s sidecar refused ${total} TLS handshake${total === 1 ? '' : 's'} since it started (${byCount.map(([reason, count]) => `${count} ${reason}`).join(', ')}); a refused client has no identity, so it is no edge. \`mutual logs ${service} --proxy${stateFlag}\` names the first client of each reason (then a count every 10 s).\n`;
   }
   for (const { service, error } of unreachable) {
     text += `! the sidecar of ${service} did not answer (${error}); its edges are missing. See \`mutual logs ${service} --proxy${stateFlag}\`.\n`;
