@@ -102,6 +102,14 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     .option('--outbound-strict', 'refuse connections to unmeshed destinations')
     .option('--detect-timeout <duration>', 'wait this long for a client to speak first', '10s')
     .option('--drain-timeout <duration>', 'on shutdown, wait this long for open connections', '10s')
+    .option(
+      '--stream-idle-timeout <duration>',
+      'reset an HTTP/2 stream (both ways) with nothing read or sent this long; 0: never (default 5m)',
+    )
+    .option(
+      '--idle-timeout <duration>',
+      'close a connection with nothing in flight this long (HTTP/2: no open stream; opaque TCP: no byte either way); 0: never (default 1h)',
+    )
     .action(async (flags: ProxyFlags) => {
       const config = loadProxyConfig(flags);
       const log = createProxyLog(

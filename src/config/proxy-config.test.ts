@@ -73,3 +73,25 @@ test('--policy-url (or MUTUAL_PROXY_POLICY_URL) is an https origin; with --polic
     /--policy-dir and --policy-url both given/,
   );
 });
+
+test('--stream-idle-timeout and --idle-timeout: 5m and 1h by default, 0 turns them off, nonsense and more than 24d refused', () => {
+  const upstream = [`127.0.0.1:9001=${ID}@127.0.0.1:4143`];
+  const defaults = loadProxyConfig({ ...files, upstream }, {});
+  assert.equal(defaults.streamIdleTimeoutMs, 5 * 60_000);
+  assert.equal(defaults.idleTimeoutMs, 60 * 60_000);
+  const off = loadProxyConfig({ ...files, upstream, streamIdleTimeout: '0', idleTimeout: '0s' }, {});
+  assert.equal(off.streamIdleTimeoutMs, 0);
+  assert.equal(off.idleTimeoutMs, 0);
+  const fromEnv = loadProxyConfig(
+    { ...files, upstream },
+    { MUTUAL_PROXY_STREAM_IDLE_TIMEOUT: '90s', MUTUAL_PROXY_IDLE_TIMEOUT: '10m' },
+  );
+  assert.equal(fromEnv.streamIdleTimeoutMs, 90_000);
+  assert.equal(fromEnv.idleTimeoutMs, 600_000);
+  throwsCode(
+    () => loadProxyConfig({ ...files, upstream, streamIdleTimeout: '300', idleTimeout: '30d' }, {}),
+    'MUTUAL_PROXY_CONFIG_INVALID',
+    'bad durations',
+    /--stream-idle-timeout "300" is not a duration[\s\S]*--idle-timeout "30d" is longer than the maximum of 24d/,
+  );
+});

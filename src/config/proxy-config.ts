@@ -4,7 +4,7 @@
 import { MutualError } from '../errors.ts';
 import { parseBundlePem } from '../pki/index.ts';
 import { type AppProbe, PROXY_ENV, parseAppProbes } from './app-probes.ts';
-import { parseDuration } from './duration.ts';
+import { parseDuration, parseDurationWithin } from './duration.ts';
 import { type ListenAddress, parseListenAddress } from './listen-address.ts';
 
 export type PeerAuthenticationModeName = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
@@ -80,6 +80,13 @@ export interface ProxyConfig {
   readonly detectTimeoutMs: number;
   /** How long SIGTERM / POST /shutdown waits for open connections before closing them. */
   readonly drainTimeoutMs: number;
+  /** An HTTP/2 stream with nothing read or sent for this long is reset both ways; 0: never. */
+  readonly streamIdleTimeoutMs: number;
+  /**
+   * A client connection with nothing in flight this long is closed (HTTP/2: no open stream; opaque
+   * TCP and upgrades: no byte either way); 0: never.
+   */
+  readonly idleTimeoutMs: number;
 }
 
 /** Flags as commander hands them over (repeatable flags as arrays). */
@@ -116,6 +123,8 @@ export interface ProxyFlags {
   outboundStrict?: boolean;
   detectTimeout?: string;
   drainTimeout?: string;
+  streamIdleTimeout?: string;
+  idleTimeout?: string;
 }
 
 export const DEFAULT_OPAQUE_PORTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
@@ -308,6 +317,10 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
     outboundStrict: flags.outboundStrict === true,
     detectTimeoutMs: attempt(() => parseDuration(flags.detectTimeout ?? '10s', '--detect-timeout')),
     drainTimeoutMs: attempt(() => parseDuration(flags.drainTimeout ?? '10s', '--drain-timeout')),
+    streamIdleTimeoutMs: attempt(() =>
+      idleDuration(flags.streamIdleTimeout ?? '5m', '--stream-idle-timeout'),
+    ),
+    idleTimeoutMs: attempt(() => idleDuration(flags.idleTimeout ?? '1h', '--idle-timeout')),
   };
   if (!config.adminListen && flags.adminListen !== 'off') problems.push('--admin-listen is required');
   if (flags.policyDir !== undefined && flags.policyUrl !== undefined) {
@@ -326,6 +339,15 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
     );
   }
   return config as ProxyConfig;
+}
+
+/**
+ * An idle timeout: a duration, `0` (or `0s`) for none. At most 24d, about the longest a Node timer
+ * waits: a longer one fires at once.
+ */
+function idleDuration(text: string, flag: string): number {
+  if (text.trim() === '0') return 0;
+  return parseDurationWithin(text, flag, { atLeast: '0s', atMost: '24d' });
 }
 
 /** The credential flags alone (shared with `mutual destination serve`); throws a plain Error naming the problem. */

@@ -6,6 +6,7 @@ import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
   constants,
+  type Http2Session,
   type Http2Stream,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
@@ -25,7 +26,9 @@ const {
 
 /**
  * Flow-control windows for the proxy's own sessions. HTTP/2's defaults (64 KiB per stream and per
- * connection) stall a bulk transfer every window on a connection many streams share.
+ * connection) stall a bulk transfer every window on a connection many streams share. A client
+ * that stops reading holds up to the stream window in the proxy (until resetWhenIdle), yet a
+ * 100 MB download through a pair on one host lost 13% of its throughput with 1 MiB, 5% with 2 MiB.
  */
 export const HTTP2_STREAM_WINDOW = 4 * 1024 * 1024;
 export const HTTP2_CONNECTION_WINDOW = 32 * 1024 * 1024;
@@ -105,6 +108,53 @@ export function guardRapidReset(
 
 /** Streams the proxy itself closed before answering (a refusal passed on), not the client's resets. */
 const closedByProxy = new WeakSet<ServerHttp2Stream>();
+
+/**
+ * Resets a client's stream with CANCEL (relayExchange passes it upstream) once nothing has been
+ * read from it or written to it for `idleMs` (0: never): an idle stream, or one whose client has
+ * stopped reading while its answer keeps coming, held in the proxy up to the stream window.
+ * Node's stream timer, refreshed by each read and each completed write: no timer of our own per
+ * chunk. Its own 'timeout' is not used: it waits while any other stream of the same connection
+ * still sends, so a client keeping one stream busy would keep every stalled one alive. The relay
+ * writes in chunks that complete as soon as the client reads them, so no completion on this
+ * stream for `idleMs` means it is stalled or idle either way.
+ */
+export function resetWhenIdle(stream: ServerHttp2Stream, idleMs: number, onIdle: () => void): void {
+  if (idleMs === 0) return;
+  (stream as unknown as { _onTimeout: () => void })._onTimeout = () => {
+    if (stream.closed || stream.destroyed) return;
+    closedByProxy.add(stream);
+    onIdle();
+    stream.close(NGHTTP2_CANCEL);
+  };
+  stream.setTimeout(idleMs);
+}
+
+/**
+ * Closes `session` (GOAWAY, then the connection) once it has had no open stream for `idleMs`
+ * (0: never); PINGs and SETTINGS do not keep it open, as in Envoy. One timer per session, rearmed
+ * when its last stream closes. Returns the watcher each new stream is handed to.
+ */
+export function closeWhenIdle(
+  session: Http2Session,
+  idleMs: number,
+  onIdle: () => void,
+): (stream: Http2Stream) => void {
+  if (idleMs === 0) return () => {};
+  let openStreams = 0;
+  const timer = setTimeout(() => {
+    if (openStreams > 0 || session.closed || session.destroyed) return;
+    onIdle();
+    session.close();
+  }, idleMs).unref();
+  session.once('close', () => clearTimeout(timer));
+  return (stream) => {
+    openStreams++;
+    stream.once('close', () => {
+      if (--openStreams === 0 && !session.closed) timer.refresh();
+    });
+  };
+}
 
 /**
  * Resets the proxy sends on one shared upstream session (to the app, or to a destination's proxy)

@@ -127,6 +127,18 @@ export function createProxyMetrics(registry: Registry) {
       labelNames: ['direction', 'reason'],
       registers,
     }),
+    http2StreamsIdleReset: new Counter({
+      name: 'mutual_http2_streams_idle_reset_total',
+      help: 'HTTP/2 streams of client connections reset with CANCEL (to the client and upstream) after --stream-idle-timeout with nothing read or sent on them, by direction.',
+      labelNames: ['direction'],
+      registers,
+    }),
+    connectionsIdleClosed: new Counter({
+      name: 'mutual_connections_idle_closed_total',
+      help: 'Client connections closed after --idle-timeout with nothing in flight, by direction and protocol (http2: no open stream; opaque and upgrade: no byte either way).',
+      labelNames: ['direction', 'protocol'],
+      registers,
+    }),
     authorizations: new Counter({
       name: 'mutual_authorization_decisions_total',
       help: 'Inbound authorization decisions (allow, deny, audit) by deciding policy and client.',

@@ -210,7 +210,10 @@ export function createHttpInbound(deps: InboundDeps) {
       if (appHead.length > 0) socket.write(appHead);
       // Bytes the client sent after its request belong to the new protocol.
       if (head.length > 0) app.write(head);
-      splice(socket, app);
+      splice(socket, app, undefined, {
+        ms: deps.config.idleTimeoutMs,
+        onIdle: () => metrics.connectionsIdleClosed.inc({ direction: 'inbound', protocol: 'upgrade' }),
+      });
     });
     toApp.once('response', (response) => {
       const raw = response.rawHeaders.filter(

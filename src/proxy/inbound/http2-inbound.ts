@@ -21,6 +21,7 @@ import {
   answerStream,
   budgetUpstreamResets,
   captureRequestTrailers,
+  closeWhenIdle,
   countWhenAnswered,
   forwardedHeaders,
   GRPC_PERMISSION_DENIED,
@@ -28,6 +29,7 @@ import {
   guardRapidReset,
   HTTP2_SERVER_LIMITS,
   relayExchange,
+  resetWhenIdle,
   SESSION_RETIRE_GRACE_MS,
 } from '../http2-relay.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
@@ -160,8 +162,24 @@ export function createHttp2Inbound(deps: InboundDeps) {
           client,
         });
       });
+      const watchIdle = closeWhenIdle(session, deps.config.idleTimeoutMs, () =>
+        metrics.connectionsIdleClosed.inc({ direction: 'inbound', protocol: 'http2' }),
+      );
+      // Counted each time, logged once per connection.
+      let isIdleStreamLogged = false;
+      const onIdleStream = () => {
+        metrics.http2StreamsIdleReset.inc({ direction: 'inbound' });
+        if (isIdleStreamLogged) return;
+        isIdleStreamLogged = true;
+        log.info('HTTP/2 stream reset: nothing read or sent on it for the stream idle timeout', {
+          client,
+          streamIdleTimeoutMs: deps.config.streamIdleTimeoutMs,
+        });
+      };
       session.on('stream', (stream, headers) => {
         watchResets(stream);
+        watchIdle(stream);
+        resetWhenIdle(stream, deps.config.streamIdleTimeoutMs, onIdleStream);
         handleStream(stream, headers, context, socket);
       });
       session.on('error', (error: NodeJS.ErrnoException) => {

@@ -205,12 +205,21 @@ export function createInbound(deps: InboundDeps) {
         error: error.message,
       }),
     );
-    splice(stream, app, () => {
-      metrics.inboundOpen.dec();
-      metrics.inboundClosed.inc(labels);
-      metrics.inboundReceivedBytes.inc(labels, app.bytesWritten);
-      metrics.inboundSentBytes.inc(labels, app.bytesRead);
-    });
+    const idle = {
+      ms: config.idleTimeoutMs,
+      onIdle: () => metrics.connectionsIdleClosed.inc({ direction: 'inbound', protocol: 'opaque' }),
+    };
+    splice(
+      stream,
+      app,
+      () => {
+        metrics.inboundOpen.dec();
+        metrics.inboundClosed.inc(labels);
+        metrics.inboundReceivedBytes.inc(labels, app.bytesWritten);
+        metrics.inboundSentBytes.inc(labels, app.bytesRead);
+      },
+      idle,
+    );
   }
 
   return {

@@ -38,6 +38,9 @@ export interface HttpOutboundDeps {
   readonly track: (socket: Socket | TLSSocket) => void;
   /** The credentials in force now: a keep-alive app connection outlives a rotation. */
   readonly meshTls: () => MeshTls | undefined;
+  /** --stream-idle-timeout and --idle-timeout (0: never). */
+  readonly streamIdleTimeoutMs: number;
+  readonly idleTimeoutMs: number;
 }
 
 interface OutboundHttpContext {
@@ -181,7 +184,10 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     if (request.headers.upgrade) headers.push('upgrade', request.headers.upgrade);
     peer.write(requestHeadText(request, headers));
     if (head.length > 0) peer.write(head);
-    splice(socket, peer);
+    splice(socket, peer, undefined, {
+      ms: deps.idleTimeoutMs,
+      onIdle: () => deps.metrics.connectionsIdleClosed.inc({ direction: 'outbound', protocol: 'upgrade' }),
+    });
   }
 
   return {

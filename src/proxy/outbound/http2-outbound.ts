@@ -6,6 +6,7 @@
 import {
   type ClientHttp2Session,
   connect as connectHttp2,
+  type Http2Stream,
   type IncomingHttpHeaders,
   performServerHandshake,
   type ServerHttp2Session,
@@ -18,6 +19,7 @@ import {
   answerStream,
   budgetUpstreamResets,
   captureRequestTrailers,
+  closeWhenIdle,
   countWhenAnswered,
   forwardedHeaders,
   GRPC_UNAVAILABLE,
@@ -26,6 +28,7 @@ import {
   HTTP2_SERVER_LIMITS,
   HTTP2_STREAM_WINDOW,
   relayExchange,
+  resetWhenIdle,
   SESSION_RETIRE_GRACE_MS,
 } from '../http2-relay.ts';
 import { flushConnectionBytes, methodLabel } from '../metrics.ts';
@@ -46,6 +49,9 @@ interface AppConnection {
 /** How often a refused request without a body is sent again. */
 const REFUSED_RETRIES = 2;
 
+/** A pooled session closes after this share of --idle-timeout without streams. */
+const POOLED_IDLE_SHARE = 0.9;
+
 interface PooledSession {
   readonly generation: number;
   readonly ready: Promise<ClientHttp2Session>;
@@ -56,6 +62,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
   const { metrics, log, clock } = deps;
   const appSessions = new Set<ServerHttp2Session>();
   const pool = new Map<string, PooledSession>();
+  const pooledIdleWatchers = new WeakMap<ClientHttp2Session, (stream: Http2Stream) => void>();
 
   /**
    * The destination's multiplexed session for the credentials in force, opened on first use and
@@ -96,6 +103,12 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
           });
           setTimeout(() => session.close(), SESSION_RETIRE_GRACE_MS).unref();
         });
+        // Closed, for want of streams, before the destination's proxy would close it (its own
+        // --idle-timeout, counted from the same last stream): a new stream never races that GOAWAY.
+        pooledIdleWatchers.set(
+          session,
+          closeWhenIdle(session, Math.floor(deps.idleTimeoutMs * POOLED_IDLE_SHARE), forget),
+        );
         entry.session = session;
         return session;
       },
@@ -156,6 +169,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
           } catch (error) {
             return fail(error as Error);
           }
+          pooledIdleWatchers.get(session)?.(upstream);
           relayExchange(stream, method, upstream, {
             onResponse: answered,
             onFailure: fail,
@@ -194,8 +208,24 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
           destination: label,
         });
       });
+      const watchIdle = closeWhenIdle(session, deps.idleTimeoutMs, () =>
+        metrics.connectionsIdleClosed.inc({ direction: 'outbound', protocol: 'http2' }),
+      );
+      // Counted each time, logged once per connection.
+      let isIdleStreamLogged = false;
+      const onIdleStream = () => {
+        metrics.http2StreamsIdleReset.inc({ direction: 'outbound' });
+        if (isIdleStreamLogged) return;
+        isIdleStreamLogged = true;
+        log.info('HTTP/2 stream from the app reset: nothing read or sent on it for the stream idle timeout', {
+          destination: label,
+          streamIdleTimeoutMs: deps.streamIdleTimeoutMs,
+        });
+      };
       session.on('stream', (stream, headers) => {
         watchResets(stream);
+        watchIdle(stream);
+        resetWhenIdle(stream, deps.streamIdleTimeoutMs, onIdleStream);
         handleStream(stream, headers, connection);
       });
       session.on('error', (error: Error) => {

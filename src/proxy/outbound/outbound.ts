@@ -71,6 +71,8 @@ export function createOutbound(deps: OutboundDeps) {
     },
     track: deps.track,
     meshTls: deps.meshTls,
+    streamIdleTimeoutMs: config.streamIdleTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
   };
   const http = createHttpOutbound(httpDeps);
   const http2 = createHttp2Outbound(httpDeps);
@@ -167,7 +169,10 @@ export function createOutbound(deps: OutboundDeps) {
     labels: ReturnType<typeof tlsLabels>,
     destination: string,
   ) {
-    splice(app, server, countAppConnection(app, labels, destination));
+    splice(app, server, countAppConnection(app, labels, destination), {
+      ms: config.idleTimeoutMs,
+      onIdle: () => metrics.connectionsIdleClosed.inc({ direction: 'outbound', protocol: 'opaque' }),
+    });
   }
 
   /** Counts an app connection as opened; the returned function counts it closed (call once). */
