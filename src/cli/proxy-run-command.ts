@@ -77,8 +77,7 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     )
     .option(
       '--admin-listen <address|off>',
-      'admin: /live /ready /metrics /identity POST /shutdown',
-      '127.0.0.1:4191',
+      'admin: /live /ready /metrics /identity POST /shutdown (default 127.0.0.1:4191)',
     )
     .option(
       '--mode <mode>',
@@ -100,8 +99,10 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     .option('--opaque-ports <list>', 'server-speaks-first ports: no protocol detection')
     .option('--skip-inbound-ports <list>', 'ports passed through without mTLS or policy')
     .option('--outbound-strict', 'refuse connections to unmeshed destinations')
-    .option('--detect-timeout <duration>', 'wait this long for a client to speak first', '10s')
-    .option('--drain-timeout <duration>', 'on shutdown, wait this long for open connections', '10s')
+    // No commander defaults: a flag commander fills in hides its MUTUAL_PROXY_* variable, and
+    // loadProxyConfig has the defaults.
+    .option('--detect-timeout <duration>', 'wait this long for a client to speak first (default 10s)')
+    .option('--drain-timeout <duration>', 'on shutdown, wait this long for open connections (default 10s)')
     .option(
       '--stream-idle-timeout <duration>',
       'reset an HTTP/2 stream (both ways) with nothing read or sent this long; 0: never (default 5m)',
