@@ -225,10 +225,9 @@ test('a flood of bogus ServiceAccount tokens from one address reaches the API se
   assert.equal(statuses.filter((status) => status === 429).length, 60 - reviewed);
   const limited = answers.find((answer) => answer.status === 429)!;
   assert.equal(limited.json.error.code, 'MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED');
-  // Penalised: even a good token from that address waits, and is not sent for review.
-  const before = reviews.length;
-  assert.equal((await certify('k8s-web', WEB, '127.0.0.2')).status, 429);
-  assert.equal(reviews.length, before);
+  // That even a good token from the penalised address waits is asserted in
+  // identity-auth-failures.test.ts, at a rate slow enough not to race: at the default 5 a second a
+  // token comes back every 200 ms, less than a loaded CI machine takes to send the next request.
   // Another address is reviewed and served as usual.
   assert.equal((await certify('k8s-web', WEB, '127.0.0.3')).status, 200);
 });
