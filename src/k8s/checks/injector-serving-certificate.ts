@@ -1,5 +1,6 @@
 // What both of the injector's webhook configurations are checked against: the serving certificate
-// in its Secret, and whether a webhook's caBundle signs it (the API server's own test).
+// in its Secret, and whether a webhook's caBundle signs it (the API server's own test); and the two
+// results both report alike (how many webhooks, what their failure policies mean).
 import { type CheckResult, fail, ok } from '../../mesh/checks/index.ts';
 import { type ParsedCertificate, parseCertificatesPem } from '../../pki/index.ts';
 import { CONTROL_PLANE_NAMESPACE, INJECTOR_WEBHOOK } from '../constants.ts';
@@ -24,6 +25,22 @@ export interface WebhookLike {
       readonly port?: number;
     };
   };
+}
+
+/** The configuration holds webhooks (how many), or it is empty. */
+export function webhookCount(configuration: string, webhooks: readonly WebhookLike[]): CheckResult {
+  return webhooks.length > 0
+    ? ok(`${configuration}, ${webhooks.length} webhook${webhooks.length === 1 ? '' : 's'}`)
+    : fail(`${configuration} has no webhooks`);
+}
+
+/** Each failure policy in use (Fail when unset, as the API server reads it), with what it means. */
+export function failurePolicies(
+  webhooks: readonly WebhookLike[],
+  meanings: Readonly<Record<string, string>>,
+): CheckResult {
+  const policies = [...new Set(webhooks.map((webhook) => webhook.failurePolicy ?? 'Fail'))];
+  return ok(policies.map((policy) => `${policy} (${meanings[policy] ?? 'unknown policy'})`).join('; '));
 }
 
 export async function servingCertificate(view: ClusterView): Promise<ParsedCertificate> {

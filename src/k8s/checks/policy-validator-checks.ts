@@ -6,9 +6,11 @@ import { CONTROL_PLANE, CONTROL_PLANE_NAMESPACE, POLICY_VALIDATOR_WEBHOOK } from
 import type { ClusterView } from './cluster-view.ts';
 import {
   caBundleResults,
+  failurePolicies,
   REINSTALL,
   servingCertificate,
   type WebhookLike,
+  webhookCount,
 } from './injector-serving-certificate.ts';
 
 const { injector } = CONTROL_PLANE;
@@ -57,9 +59,7 @@ export function policyValidatorChecks(view: ClusterView): CheckCategory {
           try {
             const webhooks = await find(view);
             if (!webhooks) return fail(`${CONFIGURATION} does not exist`);
-            return webhooks.length > 0
-              ? ok(`${CONFIGURATION}, ${webhooks.length} webhook${webhooks.length === 1 ? '' : 's'}`)
-              : fail(`${CONFIGURATION} has no webhooks`);
+            return webhookCount(CONFIGURATION, webhooks);
           } catch (error) {
             return failOrSkip(error);
           }
@@ -105,12 +105,7 @@ export function policyValidatorChecks(view: ClusterView): CheckCategory {
         severity: 'info',
         async run() {
           try {
-            const policies = [...new Set((await configuration(view)).map((w) => w.failurePolicy ?? 'Fail'))];
-            return ok(
-              policies
-                .map((policy) => `${policy} (${POLICY_MEANING[policy] ?? 'unknown policy'})`)
-                .join('; '),
-            );
+            return failurePolicies(await configuration(view), POLICY_MEANING);
           } catch (error) {
             return failOrSkip(error);
           }

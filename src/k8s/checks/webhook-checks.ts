@@ -1,14 +1,16 @@
 // The injector's admission webhook: its MutatingWebhookConfiguration, the serving certificate in
 // its Secret (valid, not expiring soon) and whether each webhook's caBundle verifies it.
-import { type CheckCategory, fail, failOrSkip, lifetimeLeft, ok, validity } from '../../mesh/checks/index.ts';
+import { type CheckCategory, failOrSkip, lifetimeLeft, ok, validity } from '../../mesh/checks/index.ts';
 import { CONTROL_PLANE, INJECTOR_WEBHOOK } from '../constants.ts';
 import type { ClusterView } from './cluster-view.ts';
 import {
   caBundleResults,
+  failurePolicies,
   certificateLabel as label,
   REINSTALL,
   servingCertificate,
   type WebhookLike,
+  webhookCount,
 } from './injector-serving-certificate.ts';
 
 const CONFIGURATION = `MutatingWebhookConfiguration ${INJECTOR_WEBHOOK.configurationName}`;
@@ -38,9 +40,7 @@ export function webhookChecks(view: ClusterView): CheckCategory {
         async run() {
           try {
             const webhooks = await configuration(view);
-            return webhooks.length > 0
-              ? ok(`${CONFIGURATION}, ${webhooks.length} webhook${webhooks.length === 1 ? '' : 's'}`)
-              : fail(`${CONFIGURATION} has no webhooks`);
+            return webhookCount(CONFIGURATION, webhooks);
           } catch (error) {
             return failOrSkip(error);
           }
@@ -98,12 +98,7 @@ export function webhookChecks(view: ClusterView): CheckCategory {
         severity: 'info',
         async run() {
           try {
-            const policies = [...new Set((await configuration(view)).map((w) => w.failurePolicy ?? 'Fail'))];
-            return ok(
-              policies
-                .map((policy) => `${policy} (${POLICY_MEANING[policy] ?? 'unknown policy'})`)
-                .join('; '),
-            );
+            return failurePolicies(await configuration(view), POLICY_MEANING);
           } catch (error) {
             return failOrSkip(error);
           }
