@@ -92,6 +92,24 @@ export function parseAdmissionReview(body: string): Record<string, unknown> & { 
 }
 
 /**
+ * The parts of an AdmissionReview both webhooks read: its request, an `answer` that wraps a
+ * response with the request's uid, the request's kind, its object and that object's metadata
+ * (`{}` for what is not an object: the caller decides what that means).
+ */
+export function openAdmissionReview(body: string) {
+  const request = parseAdmissionReview(body);
+  const answer = (response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewResponse => ({
+    apiVersion: ADMISSION_API_VERSION,
+    kind: 'AdmissionReview',
+    response: { uid: request.uid, ...response },
+  });
+  const kind = isObject(request.kind) ? request.kind : {};
+  const object = request.object;
+  const metadata = isObject(object) && isObject(object.metadata) ? object.metadata : {};
+  return { request, answer, kind, object, metadata };
+}
+
+/**
  * Who opted the pod in: `pod` (the webhook sees every pod; only those annotated
  * `mutual.dev/inject: enabled` are injected) or `namespace` (the webhook's namespaceSelector only
  * picks opted-in namespaces; every pod is injected but those annotated `disabled`).
@@ -103,15 +121,7 @@ export function reviewAdmission(
   options: InjectOptions,
   optIn: OptIn = 'pod',
 ): AdmissionDecision {
-  const request = parseAdmissionReview(body);
-  const answer = (response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewResponse => ({
-    apiVersion: ADMISSION_API_VERSION,
-    kind: 'AdmissionReview',
-    response: { uid: request.uid, ...response },
-  });
-  const kind = isObject(request.kind) ? request.kind : {};
-  const object = request.object;
-  const metadata = isObject(object) && isObject(object.metadata) ? object.metadata : {};
+  const { request, answer, kind, object, metadata } = openAdmissionReview(body);
   // Mutating webhooks see a pod before the API server validates its name: a name with a newline
   // or a terminal escape would forge lines in the log, so names are printed escaped and clipped.
   const namespace = printable(

@@ -14,11 +14,9 @@ import {
 import { CONTROL_PLANE_NAMESPACE } from '../constants.ts';
 import { isDeepEqual, isNestedDeeper } from '../inject/index.ts';
 import {
-  ADMISSION_API_VERSION,
-  type AdmissionResponse,
   type AdmissionReviewResponse,
   isObject,
-  parseAdmissionReview,
+  openAdmissionReview,
   printable,
 } from './admission-review.ts';
 
@@ -74,15 +72,7 @@ export function reviewPolicyAdmission(
   body: string,
   options: PolicyReviewOptions = {},
 ): PolicyAdmissionDecision {
-  const request = parseAdmissionReview(body);
-  const answer = (response: Omit<AdmissionResponse, 'uid'>): AdmissionReviewResponse => ({
-    apiVersion: ADMISSION_API_VERSION,
-    kind: 'AdmissionReview',
-    response: { uid: request.uid, ...response },
-  });
-  const kind = isObject(request.kind) ? request.kind : {};
-  const object = request.object;
-  const metadata = isObject(object) && isObject(object.metadata) ? object.metadata : {};
+  const { request, answer, kind, object, metadata } = openAdmissionReview(body);
   const namespace =
     typeof request.namespace === 'string' ? request.namespace : String(metadata.namespace ?? '');
   const name = String(metadata.name ?? request.name ?? '(unnamed)');
