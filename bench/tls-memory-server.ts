@@ -2,12 +2,13 @@
 // rejectUnauthorized, TLS 1.3) that ends each connection after one byte. It reports its memory
 // after gc() each time a line arrives on stdin, and exits when stdin ends. Plain node:* imports
 // only, so it runs under any Node the bench is pointed at (TLS_MEMORY_NODE), Node 20 included.
-// argv: <cert.pem> <key.pem> <ca.pem>; needs --expose-gc.
+// argv: <cert.pem> <key.pem> <ca.pem> [verify|unverified]; needs --expose-gc. `unverified`: no CA,
+// and the client's certificate is taken without verifying its chain (rejectUnauthorized false).
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createServer } from 'node:tls';
 
-const [certFile, keyFile, caFile] = process.argv.slice(2);
+const [certFile, keyFile, caFile, verification = 'verify'] = process.argv.slice(2);
 if (!certFile || !keyFile || !caFile) throw new Error('usage: tls-memory-server <cert> <key> <ca>');
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('tls-memory-server needs --expose-gc');
@@ -17,9 +18,10 @@ const server = createServer(
   {
     cert: readFileSync(certFile),
     key: readFileSync(keyFile),
-    ca: readFileSync(caFile),
+    ...(verification === 'unverified'
+      ? { rejectUnauthorized: false }
+      : { ca: readFileSync(caFile), rejectUnauthorized: true }),
     requestCert: true,
-    rejectUnauthorized: true,
     minVersion: 'TLSv1.3',
   },
   (socket) => {

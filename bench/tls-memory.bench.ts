@@ -1,7 +1,8 @@
 // Memory a node:tls server keeps per handshake: a bare mTLS server process (tls-memory-server.ts,
 // under the project's Node or TLS_MEMORY_NODE) and a client process (tls-memory-client.ts) making
-// handshakes one at a time, for three cases: mTLS accepted, refused for want of a client
-// certificate, and resumed from a session ticket. RSS is read after gc() in the server. Not a
+// handshakes one at a time, for four cases: mTLS accepted, refused for want of a client
+// certificate, resumed from a session ticket, and mTLS accepted by a server that does not verify
+// the client's chain (no CA). RSS is read after gc() in the server. Not a
 // test: numbers depend on the machine. Run with `npm run bench -- tls-memory`. Writes
 // bench/results/tls-memory-latest.md and .json (tls-memory-node<version>-latest.* under TLS_MEMORY_NODE).
 import { spawn } from 'node:child_process';
@@ -25,9 +26,17 @@ const KB = 1024;
 const MB = 1024 * 1024;
 
 const CASES = [
-  { name: 'mtls', title: 'mTLS, accepted (full handshake)', client: 'mtls' },
-  { name: 'no-cert', title: 'refused: no client certificate', client: 'no-cert' },
-  { name: 'resumed', title: 'mTLS, resumed (session ticket)', client: 'resumed' },
+  { name: 'mtls', title: 'mTLS, accepted (full handshake)', client: 'mtls', server: 'verify' },
+  { name: 'no-cert', title: 'refused: no client certificate', client: 'no-cert', server: 'verify' },
+  { name: 'resumed', title: 'mTLS, resumed (session ticket)', client: 'resumed', server: 'verify' },
+  // The same handshakes as `mtls`, but the server has no CA and takes the chain unverified: what
+  // verifying the client's chain adds.
+  {
+    name: 'mtls-unverified',
+    title: 'mTLS, chain not verified (no CA)',
+    client: 'mtls',
+    server: 'unverified',
+  },
 ] as const;
 
 interface Reading {
@@ -83,7 +92,14 @@ function runClient(mode: string, port: number, count: number, files: Files): Pro
 async function runCase(spec: (typeof CASES)[number], files: Files) {
   const server = spawn(
     serverNode,
-    ['--expose-gc', join(here, 'tls-memory-server.js'), files.serverCert, files.serverKey, files.ca],
+    [
+      '--expose-gc',
+      join(here, 'tls-memory-server.js'),
+      files.serverCert,
+      files.serverKey,
+      files.ca,
+      spec.server,
+    ],
     {
       stdio: ['pipe', 'pipe', 'pipe'],
     },
@@ -121,7 +137,7 @@ async function runCase(spec: (typeof CASES)[number], files: Files) {
     };
     // Each client run starts without a ticket, so `resumed` makes one full handshake per run.
     const asIntended =
-      spec.name === 'mtls'
+      spec.name === 'mtls' || spec.name === 'mtls-unverified'
         ? seen.completed === HANDSHAKES && seen.resumed === 0
         : spec.name === 'no-cert'
           ? seen.refused === HANDSHAKES && seen.completed === 0
