@@ -17,6 +17,7 @@ const harnessDir = resolve(process.env.MESH_BENCH_DIR ?? join(root, '..', 'share
 const workdir = process.env.PROXY_BENCH_WORKDIR ?? '/tmp/mutual-proxy-bench';
 const resultsDir = join(root, 'bench', 'results');
 const pairScript = join(here, 'proxy-pair.js');
+const floorScript = join(here, 'idle-node-floor.js');
 const mutualBin = join(root, 'bin', 'mutual.js');
 const OURS_NAME = 'mutual';
 const IDLE_SETTLE_MS = 5_000;
@@ -96,17 +97,44 @@ function memoryMb(pid: number) {
   };
 }
 
+/** RSS of a process started with `args` once `isReady(output)` and IDLE_SETTLE_MS have passed. */
+async function measureIdleProcess(args: string[], isReady: (output: string) => boolean, what: string) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    output += chunk;
+  });
+  const started = Date.now();
+  while (!isReady(output)) {
+    if (child.exitCode !== null || Date.now() - started > 20_000) {
+      child.kill('SIGKILL');
+      throw new Error(`${what} did not start:\n${output}`);
+    }
+    await new Promise((done) => setTimeout(done, 50));
+  }
+  await new Promise((done) => setTimeout(done, IDLE_SETTLE_MS));
+  const memory = memoryMb(child.pid!);
+  const exited = new Promise((done) => child.once('exit', done));
+  child.kill('SIGTERM');
+  await exited;
+  return { ...memory, settleMs: IDLE_SETTLE_MS, node: process.version };
+}
+
 /**
  * One sidecar as it runs in a pod (an inbound and an outbound listener, admin on, static
- * credentials, the Node flags every launcher gives it), idle: RSS once it has listened and settled for IDLE_SETTLE_MS.
+ * credentials, the Node flags every launcher gives it), idle: RSS once it has listened and settled
+ * for IDLE_SETTLE_MS. Beside it, the floor: a bare Node mTLS server with the same flags
+ * (idle-node-floor.ts), which says how much of that is Node itself.
  */
 async function measureIdleSidecar() {
   const dir = mkdtempSync(join(tmpdir(), 'mutual-idle-sidecar-'));
   try {
     execFileSync(join(harnessDir, 'gen-certs.sh'), [join(dir, 'pki')], { stdio: 'ignore' });
     const pki = (name: string) => join(dir, 'pki', name);
-    const child = spawn(
-      process.execPath,
+    const sidecar = await measureIdleProcess(
       [
         ...[...SIDECAR_NODE_FLAGS, mutualBin, 'proxy', 'run'],
         ...['--cert', pki('server-chain.crt'), '--key', pki('server.key')],
@@ -114,29 +142,15 @@ async function measureIdleSidecar() {
         ...['--upstream', '127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/server@127.0.0.1:18913'],
         ...['--admin-listen', '127.0.0.1:0'],
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      (output) => output.includes('mutual proxy listening') && output.includes('credentials loaded'),
+      'the idle sidecar',
     );
-    let output = '';
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      output += chunk;
-    });
-    const started = Date.now();
-    while (!(output.includes('mutual proxy listening') && output.includes('credentials loaded'))) {
-      if (child.exitCode !== null || Date.now() - started > 20_000) {
-        child.kill('SIGKILL');
-        throw new Error(`the idle sidecar did not start:\n${output}`);
-      }
-      await new Promise((done) => setTimeout(done, 50));
-    }
-    await new Promise((done) => setTimeout(done, IDLE_SETTLE_MS));
-    const memory = memoryMb(child.pid!);
-    const exited = new Promise((done) => child.once('exit', done));
-    child.kill('SIGTERM');
-    await exited;
-    return { ...memory, settleMs: IDLE_SETTLE_MS, node: process.version };
+    const nodeFloor = await measureIdleProcess(
+      [...SIDECAR_NODE_FLAGS, floorScript, pki('server-chain.crt'), pki('server.key'), pki('ca.crt')],
+      (output) => output.includes('ready'),
+      'the bare Node mTLS server',
+    );
+    return { ...sidecar, nodeFloor };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -228,7 +242,7 @@ function comparisonMarkdown(
       (aim) =>
         `| ${aim.aim} | ${show(aim.ours)} | ${show(aim.peer)} | ${show(aim.ratio)} | ${aim.met === null ? '–' : aim.met ? 'yes' : '**no**'} |`,
     ),
-    `| idle sidecar RSS < ${IDLE_RSS_AIM_MB} MB | ${idle.rssMb} MB | | | ${idle.rssMb < IDLE_RSS_AIM_MB ? 'yes' : '**no**'} |`,
+    `| idle sidecar RSS < ${IDLE_RSS_AIM_MB} MB | ${idle.rssMb} MB | bare Node mTLS server: ${idle.nodeFloor.rssMb} MB | | ${idle.rssMb < IDLE_RSS_AIM_MB ? 'yes' : '**no**'} |`,
     '',
     `### ${OURS_NAME}: figures and ours ÷ peer`,
     '',
@@ -245,6 +259,10 @@ function comparisonMarkdown(
     '',
     `- One idle sidecar (inbound + outbound listener + admin, static credentials, ${idle.settleMs / 1000} s after start, Node ${idle.node}): ` +
       `RSS ${idle.rssMb} MB (anonymous ${idle.rssAnonMb} MB, file-backed ${idle.rssFileMb} MB), peak ${idle.hwmMb} MB.`,
+    `- The floor, a bare Node mTLS server with the same Node and flags and none of Mutual's code (bench/idle-node-floor.ts: ` +
+      `node:tls server verifying client certificates, a client context, two node:http listeners, node:http2 loaded): ` +
+      `RSS ${idle.nodeFloor.rssMb} MB (anonymous ${idle.nodeFloor.rssAnonMb} MB, file-backed ${idle.nodeFloor.rssFileMb} MB). ` +
+      `Mutual's own share of the idle sidecar: ${round(idle.rssMb - idle.nodeFloor.rssMb, 1)} MB.`,
     afterLoad
       ? `- The benchmark's halves when the harness stopped them (after all the load): ${Object.entries(
           afterLoad,
@@ -265,7 +283,7 @@ async function main() {
   if (!existsSync(pairScript)) throw new Error(`${pairScript} is missing: run \`npm run build\` first.`);
   log('idle sidecar memory');
   const idle = await measureIdleSidecar();
-  log(`idle sidecar RSS ${idle.rssMb} MB`);
+  log(`idle sidecar RSS ${idle.rssMb} MB; a bare Node mTLS server ${idle.nodeFloor.rssMb} MB`);
   const jsonPath = join(workdir, 'results.json');
   const markdown = await runHarness(jsonPath);
   const results = JSON.parse(readFileSync(jsonPath, 'utf8')) as { summary: PathSummary[] };
