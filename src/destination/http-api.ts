@@ -14,7 +14,13 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { parseDuration } from '../config/index.ts';
 import { errorCatalog, isMutualError, MutualError } from '../errors.ts';
-import { answerPlainHttp, isPlainHttpError, type MeshTls, verifyClientPeer } from '../tls/index.ts';
+import {
+  answerPlainHttp,
+  isPlainHttpError,
+  type MeshTls,
+  reasonFromOpenssl,
+  verifyClientPeer,
+} from '../tls/index.ts';
 import { answerVersion, parseDestinationTarget, requestInvalid } from './answer.ts';
 import type { DestinationLookup } from './lookup.ts';
 import type { DestinationMetrics } from './metrics.ts';
@@ -29,7 +35,8 @@ export interface DestinationApiDeps {
   readonly meshTls: () => MeshTls | undefined;
   readonly clock: Clock;
   readonly metrics: DestinationMetrics;
-  readonly log: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+  /** A warning any client can cause at will: the first of each `key` at once, the rest summed up. */
+  readonly warnSampled: (message: string, key: string, fields?: Record<string, unknown>) => void;
   /** GET /v1/policies, when the service has a policy source (policy-api.ts). */
   readonly handlePolicies?: (url: URL, response: Http2ServerResponse) => Promise<void>;
 }
@@ -55,7 +62,7 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       : ({ ok: false, reason: 'not_ready', message: 'no credentials' } as const);
     if (!verdict.ok) {
       deps.metrics.clientsRefused.inc({ reason: verdict.reason });
-      deps.log('warn', 'client refused', {
+      deps.warnSampled('client refused', `reason=${verdict.reason}`, {
         remote: socket.remoteAddress,
         reason: verdict.reason,
         error: verdict.message,
@@ -78,12 +85,28 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       return;
     }
     const text = `${error.code ?? ''} ${error.message}`;
-    const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(text)
-      ? 'no_client_certificate'
-      : /CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA|unable to get/i.test(text)
-        ? 'unknown_authority'
-        : 'handshake_failed';
+    // A certificate OpenSSL did not verify (another CA, expired) completes the TLS handshake and is
+    // then destroyed by Node (rejectUnauthorized), which reports only 'socket hang up': the reason
+    // is in authorizationError.
+    const refusedCertificate = socket.authorizationError;
+    const reason = refusedCertificate
+      ? reasonFromOpenssl(String(refusedCertificate))
+      : /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(text)
+        ? 'no_client_certificate'
+        : /CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA|unable to get/i.test(text)
+          ? 'unknown_authority'
+          : 'handshake_failed';
     deps.metrics.clientsRefused.inc({ reason });
+    // Anyone who reaches the port can cause this at will: sampled by reason (metrics count each).
+    deps.warnSampled(
+      'client TLS handshake refused',
+      `reason=${reason} code=${refusedCertificate ?? error.code}`,
+      {
+        remote: socket.remoteAddress,
+        reason,
+        error: refusedCertificate ? `certificate rejected by TLS: ${refusedCertificate}` : error.message,
+      },
+    );
   });
   // Idle HTTP/2 sessions are closed after two long polls' worth of silence.
   server.setTimeout(2 * MAX_WAIT_MS + 10_000);

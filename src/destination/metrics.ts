@@ -17,7 +17,7 @@ export function createDestinationMetrics(registry: Registry) {
     }),
     clientsRefused: new Counter({
       name: 'mutual_destination_clients_refused_total',
-      help: 'Client connections refused: no certificate, not under the trust bundle, not an SVID, plain HTTP (plain_http).',
+      help: 'Client connections refused, by reason: no_client_certificate, unknown_authority (not under the trust bundle), expired, not_yet_valid, not_svid, plain_http, handshake_failed (TLS version, algorithms, timeout, a client hanging up).',
       labelNames: ['reason'],
       registers,
     }),

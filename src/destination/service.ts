@@ -219,7 +219,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
       meshTls: () => meshTls,
       clock,
       metrics,
-      log: (level, message, fields) => log[level](message, fields),
+      warnSampled: (message, key, fields) => log.warnSampled(message, key, fields),
       handlePolicies: createPolicyApi(policies, metrics),
     },
     meshTls!,
