@@ -1,15 +1,16 @@
 // The client half of `tls-memory.bench.ts`: makes `count` TLS 1.3 handshakes to the server, one
 // at a time, each waiting for the server to close, and prints what it saw as one JSON line.
-// argv: <mtls|no-cert|resumed> <port> <count> <ca.pem> [<cert.pem> <key.pem>]
-//   mtls     full handshakes with a client certificate (accepted)
-//   no-cert  full handshakes without one (the server refuses each: alert certificate_required)
-//   resumed  with a client certificate, resuming the last session ticket the server sent
+// argv: <mtls|no-cert|resumed|foreign-cert> <port> <count> <ca.pem> [<cert.pem> <key.pem>]
+//   mtls          full handshakes with a client certificate (accepted)
+//   no-cert       full handshakes without one (the server refuses each: alert certificate_required)
+//   resumed       with a client certificate, resuming the last session ticket the server sent
+//   foreign-cert  full handshakes with a certificate from another CA (the server refuses each)
 import { readFileSync } from 'node:fs';
 import { connect, createSecureContext } from 'node:tls';
 
 const [mode, port, count, caFile, certFile, keyFile] = process.argv.slice(2);
-if (mode !== 'mtls' && mode !== 'no-cert' && mode !== 'resumed')
-  throw new Error(`unknown mode ${mode}: mtls, no-cert or resumed`);
+if (mode !== 'mtls' && mode !== 'no-cert' && mode !== 'resumed' && mode !== 'foreign-cert')
+  throw new Error(`unknown mode ${mode}: mtls, no-cert, resumed or foreign-cert`);
 const withCert = mode !== 'no-cert';
 const secureContext = createSecureContext({
   ca: readFileSync(caFile!),

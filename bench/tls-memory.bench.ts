@@ -1,8 +1,8 @@
 // Memory a node:tls server keeps per handshake: a bare mTLS server process (tls-memory-server.ts,
 // under the project's Node or TLS_MEMORY_NODE) and a client process (tls-memory-client.ts) making
-// handshakes one at a time, for four cases: mTLS accepted, refused for want of a client
-// certificate, resumed from a session ticket, and mTLS accepted by a server that does not verify
-// the client's chain (no CA). RSS is read after gc() in the server. Not a
+// handshakes one at a time, for five cases: mTLS accepted, refused for want of a client
+// certificate, refused for a certificate from another CA, resumed from a session ticket, and mTLS
+// accepted by a server that does not verify the client's chain (no CA). RSS is read after gc() in the server. Not a
 // test: numbers depend on the machine. Run with `npm run bench -- tls-memory`. Writes
 // bench/results/tls-memory-latest.md and .json (tls-memory-node<version>-latest.* under TLS_MEMORY_NODE).
 import { spawn } from 'node:child_process';
@@ -29,6 +29,13 @@ const CASES = [
   { name: 'mtls', title: 'mTLS, accepted (full handshake)', client: 'mtls', server: 'verify' },
   { name: 'no-cert', title: 'refused: no client certificate', client: 'no-cert', server: 'verify' },
   { name: 'resumed', title: 'mTLS, resumed (session ticket)', client: 'resumed', server: 'verify' },
+  // Anyone who reaches the port can do this: no credentials from this mesh needed.
+  {
+    name: 'foreign-cert',
+    title: 'refused: certificate from another CA',
+    client: 'foreign-cert',
+    server: 'verify',
+  },
   // The same handshakes as `mtls`, but the server has no CA and takes the chain unverified: what
   // verifying the client's chain adds.
   {
@@ -61,6 +68,9 @@ interface Files {
   readonly serverKey: string;
   readonly clientCert: string;
   readonly clientKey: string;
+  /** A client certificate and key from another CA. */
+  readonly foreignCert: string;
+  readonly foreignKey: string;
 }
 
 function runClient(mode: string, port: number, count: number, files: Files): Promise<unknown> {
@@ -72,8 +82,8 @@ function runClient(mode: string, port: number, count: number, files: Files): Pro
       String(port),
       String(count),
       files.ca,
-      files.clientCert,
-      files.clientKey,
+      mode === 'foreign-cert' ? files.foreignCert : files.clientCert,
+      mode === 'foreign-cert' ? files.foreignKey : files.clientKey,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -139,7 +149,7 @@ async function runCase(spec: (typeof CASES)[number], files: Files) {
     const asIntended =
       spec.name === 'mtls' || spec.name === 'mtls-unverified'
         ? seen.completed === HANDSHAKES && seen.resumed === 0
-        : spec.name === 'no-cert'
+        : spec.name === 'no-cert' || spec.name === 'foreign-cert'
           ? seen.refused === HANDSHAKES && seen.completed === 0
           : seen.completed === HANDSHAKES && seen.resumed >= HANDSHAKES - STEPS;
     if (!asIntended)
@@ -185,12 +195,16 @@ async function main(): Promise<void> {
     const pki = await createTestPki(dir, 'bench.local');
     const serverFiles = await pki.workload('server');
     const clientFiles = await pki.workload('client');
+    const foreignPki = await createTestPki(join(dir, 'foreign'), 'elsewhere.local');
+    const foreignFiles = await foreignPki.workload('client');
     const files: Files = {
       ca: pki.bundleFile,
       serverCert: serverFiles.certFile,
       serverKey: serverFiles.keyFile,
       clientCert: clientFiles.certFile,
       clientKey: clientFiles.keyFile,
+      foreignCert: foreignFiles.certFile,
+      foreignKey: foreignFiles.keyFile,
     };
     console.log(
       `TLS memory bench: server ${serverNode}, client Node ${process.version}; ${WARMUP} warm-up + ${HANDSHAKES} handshakes per case`,
