@@ -6,7 +6,7 @@ import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
-import { answerPlainHttp, isPlainHttpError } from '../tls/index.ts';
+import { answerPlainHttp, isPlainHttpError, MESH_TLS_GROUPS } from '../tls/index.ts';
 import { type Certifier, RateLimitedError } from './certifier.ts';
 
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
@@ -52,6 +52,7 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       key: deps.serverCredentials.key,
       cert: deps.serverCredentials.cert,
       minVersion: 'TLSv1.3',
+      ecdhCurve: MESH_TLS_GROUPS,
       handshakeTimeout: clientTimeoutMs,
       // How often Node looks for clients past headersTimeout; its default (30 s) is too lax.
       connectionsCheckingInterval: Math.max(250, Math.min(1000, clientTimeoutMs / 4)),

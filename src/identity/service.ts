@@ -6,6 +6,7 @@ import { listenOn } from '../listen-on.ts';
 import { Counter, createRegistry, Gauge } from '../metrics/index.ts';
 import { generateKeyPair, issueSvid, parseCertificate, privateKeyToPem } from '../pki/index.ts';
 import type { CaFilePaths } from '../store/index.ts';
+import { MESH_TLS_GROUPS } from '../tls/index.ts';
 import { backoffDelayMs, renewalDelayMs } from '../workload/index.ts';
 import { openAuditLog } from './audit-log.ts';
 import { caStatusRoute } from './ca-status.ts';
@@ -194,7 +195,13 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
       issueOwnCredentials().then(
         (next) => {
           if (mine !== generation) return;
-          api.setSecureContext({ key: next.key, cert: next.cert, minVersion: 'TLSv1.3' });
+          // setSecureContext replaces every option of the context: the floor and groups are given again.
+          api.setSecureContext({
+            key: next.key,
+            cert: next.cert,
+            minVersion: 'TLSv1.3',
+            ecdhCurve: MESH_TLS_GROUPS,
+          });
           renewOwn(renewalDelayMs(next.svid.notBeforeMs, next.svid.notAfterMs, config.clock.now()), 0);
         },
         () => {

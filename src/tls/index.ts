@@ -5,6 +5,7 @@
 
 export {
   createMeshTls,
+  MESH_TLS_GROUPS,
   MESH_TLS_MIN_VERSION,
   type MeshCredentials,
   type MeshTls,

@@ -38,8 +38,18 @@ export interface MeshTls {
 
 let nextGeneration = 1;
 
-/** The mesh speaks TLS 1.3 only; OpenSSL 3.5's default groups include X25519MLKEM768. */
+/** The mesh speaks TLS 1.3 only. */
 export const MESH_TLS_MIN_VERSION = 'TLSv1.3';
+
+/**
+ * The key-exchange groups every Mutual TLS server and client accepts (Node's `ecdhCurve`), as
+ * Linkerd and Envoy: the post-quantum hybrid, X25519, P-256, P-384. OpenSSL 3.5's default also
+ * takes ffdhe2048/3072, X448 and P-521, which a hostile client picks to make each handshake cost
+ * the server up to ~4x the CPU; they are refused with a handshake_failure alert. `*` marks the
+ * key shares a client sends (as OpenSSL's default): X25519 beside the hybrid, so a peer without
+ * ML-KEM needs no HelloRetryRequest. Give it again to every `setSecureContext`, which replaces all.
+ */
+export const MESH_TLS_GROUPS = '*X25519MLKEM768:*X25519:P-256:P-384';
 
 export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshTls {
   // One PEM per root: a joined bundle whose blocks lack a final newline silently loads only the first.
@@ -51,6 +61,7 @@ export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshT
     ca,
     minVersion: MESH_TLS_MIN_VERSION,
     maxVersion: MESH_TLS_MIN_VERSION,
+    ecdhCurve: MESH_TLS_GROUPS,
   };
   // Fresh ticket keys with every generation: a ticket issued under an old bundle must not let a
   // client whose root has since been removed resume its way back in.

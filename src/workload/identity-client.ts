@@ -1,5 +1,6 @@
 import { request } from 'node:https';
 import { isMutualError, MutualError } from '../errors.ts';
+import { MESH_TLS_GROUPS } from '../tls/index.ts';
 
 export interface CertifyResult {
   readonly spiffeId: string;
@@ -46,6 +47,7 @@ export function createIdentityClient(options: IdentityClientOptions) {
           ...(signal ? { signal } : {}),
           ca: options.trustBundlePem(),
           minVersion: 'TLSv1.3',
+          ecdhCurve: MESH_TLS_GROUPS,
           checkServerIdentity: (_host, certificate) => {
             const uris = (certificate.subjectaltname ?? '')
               .split(', ')

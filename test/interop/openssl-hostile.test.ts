@@ -2,8 +2,10 @@
 // service: `openssl s_client` (the system's OpenSSL 3.0) with old versions and odd algorithms,
 // hand-made ClientHellos (a NUL or 64 KB server name, an empty ALPN name), handshakes left half
 // done, 0-RTT and tickets from another trust domain, and a Node 24 client offering only the
-// post-quantum hybrid group. Each is refused (or served) as it should be, counted by reason,
-// logged once per kind, and a good client is served meanwhile.
+// post-quantum hybrid group, and clients offering only the expensive key-exchange groups OpenSSL
+// 3.5 would otherwise take (ffdhe, X448, P-521), at the sidecar and the identity service. Each
+// is refused (or served) as it should be, counted by reason, logged once per kind, and a good
+// client is served meanwhile.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -24,7 +26,7 @@ import {
   type WorkloadFiles,
   waitUntil,
 } from '../../src/testing/mesh-pki.ts';
-import { repoRoot } from '../e2e/run-mutual.ts';
+import { createCa, type IdentityServiceProcess, repoRoot, startIdentityService } from '../e2e/run-mutual.ts';
 
 const opensslMissing =
   spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0
@@ -257,6 +259,28 @@ describe('a STRICT sidecar inbound port against hostile TLS clients', { skip: op
     assert.match(body, /\/post-quantum spiffe:\/\/cluster.local\/ns\/demo\/sa\/web/);
   });
 
+  test('clients offering only ffdhe2048/3072, X448 or P-521 get a handshake failure, counted, one log line; X25519, P-256 and P-384 are served', async () => {
+    const before = await failures('protocol');
+    const expensive = ['ffdhe2048', 'ffdhe3072', 'X448', 'P-521'];
+    const refused = await Promise.all(
+      expensive.map((group) => sClient(inboundPort(), ['-tls1_3', '-groups', group, ...withCert(web)])),
+    );
+    for (const [i, out] of refused.entries()) {
+      assert.match(out, /alert handshake failure/, expensive[i]);
+      assert.doesNotMatch(out, /Server Temp Key/, expensive[i]);
+    }
+    await waitUntil(async () => (await failures('protocol')) >= before + 4, 'four protocol failures');
+    assert.equal(logLines(/"msg":"inbound TLS handshake failed".*no suitable key share/), 1);
+    const served = await Promise.all(
+      [[], ['-groups', 'P-256'], ['-groups', 'P-384']].map((groups) =>
+        sClient(inboundPort(), ['-tls1_3', ...groups, ...withCert(web)]),
+      ),
+    );
+    const temp = served.map((out) => /Server Temp Key: ([^\n]*)/.exec(out)?.[1]);
+    assert.deepEqual(temp, ['X25519, 253 bits', 'ECDH, prime256v1, 256 bits', 'ECDH, secp384r1, 384 bits']);
+    for (const out of served) assert.match(out, /\/s_client spiffe:\/\/cluster.local\/ns\/demo\/sa\/web/);
+  });
+
   test('0-RTT: tickets allow no early data, so it never reaches the app; the resumed session is still the client', async () => {
     const session = join(dir, 'session.pem');
     const early = join(dir, 'early.txt');
@@ -376,5 +400,49 @@ describe('the destination service against refused TLS clients', { skip: opensslM
       lines.join('\n'),
       /UNABLE_TO_GET_ISSUER_CERT_LOCALLY[\s\S]*CERT_HAS_EXPIRED|CERT_HAS_EXPIRED[\s\S]*UNABLE_TO_GET_ISSUER/,
     );
+  });
+});
+
+describe('the identity service against clients offering only expensive key-exchange groups', {
+  skip: opensslMissing,
+}, () => {
+  let identityDir: string;
+  let identity: IdentityServiceProcess;
+  before(async () => {
+    identityDir = await mkdtemp(join(tmpdir(), 'mutual-openssl-hostile-identity-'));
+    await createCa(join(identityDir, 'ca'));
+    // A 3-second SVID: the service renews its own (setSecureContext) every ~2 s.
+    identity = await startIdentityService(join(identityDir, 'ca'), join(identityDir, 'state'), [
+      ...['--lifetime', '3s', '--skew', '0s'],
+    ]);
+  });
+  after(async () => {
+    await identity?.stop();
+    if (identityDir) await rm(identityDir, { recursive: true, force: true });
+  });
+
+  test('ffdhe2048, X448 and P-521 get a handshake failure, counted, also after the service renews its SVID; a default client is served', async () => {
+    const port = Number(identity.apiUrl.port);
+    const refusals = async () =>
+      metricValue(
+        await (await fetch(new URL('/metrics', identity.adminUrl))).text(),
+        'mutual_identity_certificates_refused_total',
+        { reason: 'MUTUAL_IDENTITY_REQUEST_INVALID' },
+      );
+    const before = await refusals();
+    const refused = await Promise.all(
+      ['ffdhe2048', 'X448', 'P-521'].map((group) => sClient(port, ['-tls1_3', '-groups', group])),
+    );
+    for (const out of refused) assert.match(out, /alert handshake failure/);
+    await waitUntil(async () => (await refusals()) >= before + 3, 'three refused handshakes');
+    const served = await sClient(port, ['-tls1_3'], 'GET /v1/bundle HTTP/1.0\r\n\r\n');
+    assert.match(served, /Server Temp Key: X25519/);
+    assert.match(served, /HTTP\/1\.1 200 OK/);
+    // The context swapped in at renewal keeps the groups.
+    const servedPem = (out: string) =>
+      /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(out)?.[0];
+    const first = servedPem(served);
+    await waitUntil(async () => servedPem(await sClient(port, ['-tls1_3'], '')) !== first, 'a renewed SVID');
+    assert.match(await sClient(port, ['-tls1_3', '-groups', 'P-521']), /alert handshake failure/);
   });
 });

@@ -14,6 +14,7 @@ import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../
 import { readRequestBody } from '../../http-body.ts';
 import { sampledLog } from '../../log/index.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
+import { MESH_TLS_GROUPS } from '../../tls/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
 import { printable, reviewAdmission } from './admission-review.ts';
@@ -138,6 +139,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       cert: certificate.cert,
       key: certificate.key,
       minVersion: TLS_MIN_VERSION,
+      ecdhCurve: MESH_TLS_GROUPS,
       handshakeTimeout: clientTimeoutMs,
       connectionsCheckingInterval: Math.max(250, Math.min(1000, clientTimeoutMs / 4)),
     },
@@ -249,8 +251,13 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     ...(config.certPollIntervalMs === undefined ? {} : { pollIntervalMs: config.certPollIntervalMs }),
     onChange(next) {
       certificate = next;
-      // setSecureContext replaces every option of the context, so the floor is given again.
-      server.setSecureContext({ cert: next.cert, key: next.key, minVersion: TLS_MIN_VERSION });
+      // setSecureContext replaces every option of the context, so the floor and groups are given again.
+      server.setSecureContext({
+        cert: next.cert,
+        key: next.key,
+        minVersion: TLS_MIN_VERSION,
+        ecdhCurve: MESH_TLS_GROUPS,
+      });
     },
     onEvent(event) {
       reloads.inc({ result: event.result });

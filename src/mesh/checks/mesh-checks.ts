@@ -3,6 +3,7 @@ import { connect, type PeerCertificate } from 'node:tls';
 import { formatDuration } from '../../config/index.ts';
 import { identityServiceId } from '../../identity/index.ts';
 import { createPeerVerifier, parseBundlePem } from '../../pki/index.ts';
+import { MESH_TLS_GROUPS } from '../../tls/index.ts';
 import { isRunning } from '../processes.ts';
 import type { RuntimeProcess, RuntimeService } from '../runtime.ts';
 import { verifyChainPem } from '../verify-identity.ts';
@@ -169,7 +170,14 @@ function peerChain(url: string): Promise<Uint8Array[]> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect(
-      { host: hostname, port: Number(port), rejectUnauthorized: false, minVersion: 'TLSv1.3', timeout: 3000 },
+      {
+        host: hostname,
+        port: Number(port),
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.3',
+        ecdhCurve: MESH_TLS_GROUPS,
+        timeout: 3000,
+      },
       () => {
         const chain: Uint8Array[] = [];
         let certificate: PeerCertificate | undefined = socket.getPeerCertificate(true);
