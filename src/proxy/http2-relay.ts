@@ -306,13 +306,12 @@ export function relayExchange(
   // The client still uploading when the upstream has answered in full and closed the stream
   // (node's server does this by itself: RST_STREAM NO_ERROR after the answer, RFC 9113 §8.1) gets
   // the same reset, or its upload stalls on a window nobody reads. The reset waits until the
-  // answer's last frame is queued: 'finish' comes earlier, and an RST_STREAM sent then overtakes
-  // the answer's end on the wire, which the client reads as no answer at all.
+  // answer's end has left (resetAfterAnswerEnd); a client whose upload has ended meanwhile gets none.
   let isAnswerQueued = false;
   let isResetAfterAnswer = false;
   const onAnswerQueued = () => {
     isAnswerQueued = true;
-    if (isResetAfterAnswer && !stream.closed) stream.close(NGHTTP2_NO_ERROR);
+    if (isResetAfterAnswer) resetAfterAnswerEnd(stream);
   };
 
   // Upstream → client: headers, body, then the upstream's trailers.
@@ -378,9 +377,23 @@ export function relayExchange(
       stream.unpipe(upstream);
       stream.resume();
       isResetAfterAnswer = true;
-      if (isAnswerQueued) stream.close(NGHTTP2_NO_ERROR);
+      if (isAnswerQueued) resetAfterAnswerEnd(stream);
     }
   });
+}
+
+/**
+ * Resets `stream` with NO_ERROR once the END_STREAM ending its answer has been sent. sendTrailers
+ * submits it in a setImmediate (an empty DATA frame when there are no trailers), and nghttp2 sends
+ * an RST_STREAM ahead of DATA still queued and drops that DATA: the client got the answer without
+ * its end and waited forever (h2load uploading to an app that answers 413 early, through a pair).
+ * Polled, doubling from 1 ms: the DATA waits behind the native write the trailers scheduled, or,
+ * with a full window, for the client's WINDOW_UPDATE.
+ */
+function resetAfterAnswerEnd(stream: ServerHttp2Stream, waitMs = 1): void {
+  if (stream.closed || stream.destroyed || stream.readableEnded) return;
+  if (stream.state.localClose) return void stream.close(NGHTTP2_NO_ERROR);
+  setTimeout(() => resetAfterAnswerEnd(stream, Math.min(waitMs * 2, 1000)), waitMs).unref();
 }
 
 /**
