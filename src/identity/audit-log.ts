@@ -3,7 +3,11 @@ import { dirname } from 'node:path';
 import { MutualError } from '../errors.ts';
 import { makeDirectorySync } from '../store/index.ts';
 
-/** One line of the audit log: every issuance and every refusal. */
+/**
+ * One line of the audit log: every issuance and every refusal of a request. Failed TLS handshakes
+ * (which anyone can cause in a loop) are sampled: the first of each kind at once, then one summary
+ * line with their counts every 10 s.
+ */
 export interface AuditEntry {
   readonly time: string;
   /** The identity the token proved, or '' when the token itself was refused. */
@@ -19,6 +23,11 @@ export interface AuditEntry {
   readonly method?: string;
   /** A handle on the token that proved the identity (hash of its jti; a ServiceAccount's uid), never the token. */
   readonly tokenId?: string;
+  /**
+   * On a summary of failed handshakes (written instead of one line each after the first of a kind):
+   * how many it stands for, by kind (the TLS error code, or plain_http).
+   */
+  readonly counts?: Readonly<Record<string, number>>;
 }
 
 export interface AuditLog {

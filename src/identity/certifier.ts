@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.ts';
 import { isMutualError, MutualError } from '../errors.ts';
 import { canonicalIp } from '../ip/index.ts';
+import { sampledLog } from '../log/index.ts';
 import {
   admitCsr,
   bundleToPem,
@@ -9,7 +10,7 @@ import {
   type SvidSigner,
   type TrustBundle,
 } from '../pki/index.ts';
-import type { AuditLog } from './audit-log.ts';
+import type { AuditEntry, AuditLog } from './audit-log.ts';
 import type { AuthenticatedCaller, TokenAuthenticator } from './join-token.ts';
 import {
   createRateLimiter,
@@ -89,7 +90,46 @@ export function createCertifier(deps: CertifierDeps) {
     if (signer?.issuer !== issuer) signer = { issuer, sign: createSvidSigner(issuer) };
     return signer.sign;
   };
+  // Anyone can fail handshakes in a loop: the first of each kind is audited with its client, the
+  // rest summed up, so the audit log stays bounded while every signing decision keeps its line.
+  const handshakeRefusals = sampledLog<string, AuditEntry>({
+    // A line that cannot be written (disk full) is dropped: the handshake failed all the same, and
+    // certify requests fail on their own audit line. Thrown from the summary timer, it would end the process.
+    log: (entry) => {
+      try {
+        deps.audit.record(entry);
+      } catch {}
+    },
+    summary: (counts, total, seconds, unlisted) => ({
+      time: new Date(deps.clock.now()).toISOString(),
+      identity: '',
+      result: 'refused',
+      message: `${total} more failed TLS handshakes in the last ${seconds} s, audited only in this count: ${[
+        ...counts,
+      ]
+        .map(([kind, count]) => `${count} ${kind}`)
+        .join(', ')}${unlisted ? `, ${unlisted} of other kinds` : ''}`,
+      requester: '',
+      counts: Object.fromEntries(unlisted ? [...counts, ['other', unlisted]] : counts),
+    }),
+  });
   return {
+    /**
+     * Audits a refused handshake (TLS failed, plain HTTP, too slow) of kind `kind`: the first of
+     * each kind in an interval with its client and message, the rest in one summary line.
+     * Counted in the metrics every time.
+     */
+    recordHandshakeRefusal(error: MutualError, requester: string, kind: string): void {
+      deps.onOutcome?.('refused', error.code);
+      handshakeRefusals.report(kind, () => ({
+        time: new Date(deps.clock.now()).toISOString(),
+        identity: '',
+        result: 'refused',
+        reason: error.code,
+        message: error.message,
+        requester,
+      }));
+    },
     /**
      * Audits a request refused at the edge, before the certifier saw it (bad JSON, too large, too
      * slow, wrong content type), so the audit log holds every refusal, not only the certifier's.

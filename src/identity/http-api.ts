@@ -73,13 +73,15 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       socket.destroy();
       return;
     }
-    const { refusal, status } = clientErrorRefusal(
+    const { refusal, status, handshake } = clientErrorRefusal(
       code || error.message,
       clientTimeoutMs,
       (socket as Socket).localPort,
     );
     try {
-      deps.certifier.recordRefusal(refusal, requesterOf(socket as Socket));
+      const requester = requesterOf(socket as Socket);
+      if (handshake) deps.certifier.recordHandshakeRefusal(refusal, requester, handshake);
+      else deps.certifier.recordRefusal(refusal, requester);
     } catch {
       // The audit log cannot be written; the socket is refused all the same, and certify fails.
     }
@@ -102,12 +104,33 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
   return server;
 }
 
-/** The coded refusal, and the status line, for a client Node refused before our handler. */
+/**
+ * What a failed TLS handshake means, by Node's code for OpenSSL's reason: what the client did that
+ * the service does not take. Anything else is named by its code.
+ */
+const HANDSHAKE_FAILURES: Readonly<Record<string, string>> = {
+  ERR_SSL_UNSUPPORTED_PROTOCOL:
+    'the client offered only TLS 1.2 or older; the identity service speaks only TLS 1.3',
+  ERR_SSL_NO_SUITABLE_KEY_SHARE: `the client offered none of the key-exchange groups the identity service takes (${MESH_TLS_GROUPS.replaceAll('*', '').replaceAll(':', ', ')})`,
+  ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM:
+    'the client accepts no signature algorithm of the service certificate (ECDSA P-256 with SHA-256)',
+  ERR_SSL_NO_SHARED_CIPHER:
+    'the client offered no TLS 1.3 cipher suite the service takes (AES-GCM, ChaCha20-Poly1305)',
+  ERR_SSL_WRONG_VERSION_NUMBER: 'the client did not send a TLS ClientHello (not TLS)',
+  ERR_SSL_UNEXPECTED_MESSAGE: 'the client sent a malformed or out-of-order TLS message',
+  ERR_SSL_PACKET_LENGTH_TOO_LONG: 'the client did not send a TLS ClientHello (not TLS)',
+  ERR_SSL_RECORD_LENGTH_MISMATCH: 'the client sent a malformed TLS record',
+};
+
+/**
+ * The coded refusal, and the status line, for a client Node refused before our handler; for a
+ * failed handshake (before any HTTP) also its kind, by which its audit lines are sampled.
+ */
 function clientErrorRefusal(
   code: string,
   clientTimeoutMs: number,
   localPort: number | undefined,
-): { refusal: MutualError; status: string } {
+): { refusal: MutualError; status: string; handshake?: string } {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
     const refusal = new MutualError(
       'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
@@ -128,7 +151,7 @@ function clientErrorRefusal(
       'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
       `the TLS handshake did not finish within ${clientTimeoutMs} ms`,
     );
-    return { refusal, status: '408 Request Timeout' };
+    return { refusal, status: '408 Request Timeout', handshake: code };
   }
   if (isPlainHttpError({ code })) {
     const port = localPort === undefined ? 'port' : `port ${localPort}`;
@@ -136,14 +159,16 @@ function clientErrorRefusal(
       'MUTUAL_IDENTITY_PLAIN_HTTP',
       `plain HTTP was sent to the identity service, whose ${port} speaks only HTTPS (TLS 1.3): use https:// instead of http://`,
     );
-    return { refusal, status: '400 Bad Request' };
+    return { refusal, status: '400 Bad Request', handshake: 'plain_http' };
   }
   if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
     const refusal = new MutualError(
       'MUTUAL_IDENTITY_REQUEST_INVALID',
-      `the TLS handshake failed (${code}): the identity service speaks only TLS 1.3`,
+      HANDSHAKE_FAILURES[code]
+        ? `the TLS handshake failed (${code}): ${HANDSHAKE_FAILURES[code]}`
+        : `the TLS handshake failed (${code})`,
     );
-    return { refusal, status: '400 Bad Request' };
+    return { refusal, status: '400 Bad Request', handshake: code };
   }
   const refusal = new MutualError(
     'MUTUAL_IDENTITY_REQUEST_INVALID',

@@ -7,8 +7,9 @@
 export const LOG_INTERVAL_MS = 10_000;
 const MAX_KINDS = 100;
 
-export interface SampledLogOptions<Kind extends string> {
-  readonly log: (line: string) => void;
+/** `Line` is what the sink takes: a text line, or a structured entry (the identity service's audit log). */
+export interface SampledLogOptions<Kind extends string, Line = string> {
+  readonly log: (line: Line) => void;
   readonly intervalMs?: number;
   /** Distinct kinds logged at once (and counted by name) per interval; further kinds are `unlisted`. */
   readonly maxKinds?: number;
@@ -21,17 +22,19 @@ export interface SampledLogOptions<Kind extends string> {
     total: number,
     intervalSeconds: number,
     unlisted: number,
-  ) => string;
+  ) => Line;
 }
 
-export interface SampledLog<Kind extends string> {
+export interface SampledLog<Kind extends string, Line = string> {
   /** Writes `line()` when no event of this kind was logged in the last interval; counts it otherwise. */
-  report(kind: Kind, line: () => string): void;
+  report(kind: Kind, line: () => Line): void;
   /** Stops the pending summary (what it would have summed up is dropped). */
   close(): void;
 }
 
-export function sampledLog<Kind extends string>(options: SampledLogOptions<Kind>): SampledLog<Kind> {
+export function sampledLog<Kind extends string, Line = string>(
+  options: SampledLogOptions<Kind, Line>,
+): SampledLog<Kind, Line> {
   const intervalMs = options.intervalMs ?? LOG_INTERVAL_MS;
   const maxKinds = options.maxKinds ?? MAX_KINDS;
   const quiet = new Set<Kind>();
