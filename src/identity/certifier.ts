@@ -113,6 +113,15 @@ export function createCertifier(deps: CertifierDeps) {
       counts: Object.fromEntries(unlisted ? [...counts, ['other', unlisted]] : counts),
     }),
   });
+  /** The audit entry of a client refused before any identity was asked for. */
+  const refusalEntry = (error: MutualError, requester: string) => ({
+    time: new Date(deps.clock.now()).toISOString(),
+    identity: '',
+    result: 'refused' as const,
+    reason: error.code,
+    message: error.message,
+    requester,
+  });
   return {
     /**
      * Audits a refused handshake (TLS failed, plain HTTP, too slow) of kind `kind`: the first of
@@ -121,28 +130,14 @@ export function createCertifier(deps: CertifierDeps) {
      */
     recordHandshakeRefusal(error: MutualError, requester: string, kind: string): void {
       deps.onOutcome?.('refused', error.code);
-      handshakeRefusals.report(kind, () => ({
-        time: new Date(deps.clock.now()).toISOString(),
-        identity: '',
-        result: 'refused',
-        reason: error.code,
-        message: error.message,
-        requester,
-      }));
+      handshakeRefusals.report(kind, () => refusalEntry(error, requester));
     },
     /**
      * Audits a request refused at the edge, before the certifier saw it (bad JSON, too large, too
      * slow, wrong content type), so the audit log holds every refusal, not only the certifier's.
      */
     recordRefusal(error: MutualError, requester: string): void {
-      deps.audit.record({
-        time: new Date(deps.clock.now()).toISOString(),
-        identity: '',
-        result: 'refused',
-        reason: error.code,
-        message: error.message,
-        requester,
-      });
+      deps.audit.record(refusalEntry(error, requester));
       deps.onOutcome?.('refused', error.code);
     },
     /** Client addresses the failed-authentication limit tracks now (bounded; for tests and metrics). */
