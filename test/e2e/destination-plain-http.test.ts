@@ -4,19 +4,17 @@
 // reply. Bytes that are neither HTTP/1 nor TLS (an HTTP/2 prior-knowledge preface included) are
 // still just closed, and mTLS clients are served as before, clients without a certificate refused.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createTestPki, metricValue, type WorkloadFiles } from '../../src/testing/mesh-pki.ts';
 import { assertPlainHttpAnswer, curl, curlMissing, rawTcp, rawTls } from './plain-http-client.ts';
-import { repoRoot } from './run-mutual.ts';
+import { type MutualDaemon, startMutualDaemon } from './run-mutual.ts';
 
 let dir: string;
 let web: WorkloadFiles;
-let child: ChildProcess;
+let destination: MutualDaemon | undefined;
 let apiUrl: URL;
 let adminUrl: URL;
 
@@ -26,38 +24,20 @@ before(async () => {
   const own = await pki.workload('destination', { ns: 'mutual-system' });
   web = await pki.workload('web');
   await writeFile(join(dir, 'table.yaml'), '');
-  child = spawn(
-    process.execPath,
+  destination = await startMutualDaemon(
     [
-      join(repoRoot(), 'bin', 'mutual.js'),
       ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
       ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
       ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    'destination service',
   );
-  let output = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  for await (const chunk of child.stdout!) {
-    output += String(chunk);
-    const match = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output);
-    if (match) {
-      child.stdout!.resume();
-      apiUrl = new URL(match[1]!);
-      adminUrl = new URL(match[2]!);
-      return;
-    }
-  }
-  throw new Error(`destination service did not start: ${output}`);
+  apiUrl = destination.apiUrl;
+  adminUrl = destination.adminUrl;
 });
 
 after(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    child.kill('SIGTERM');
-    await once(child, 'exit');
-  }
+  await destination?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -112,51 +112,65 @@ export async function mintJoinToken(stateDir: string, ns: string, sa: string): P
   return minted.stdout.trim();
 }
 
-export interface IdentityServiceProcess {
+/** A `mutual … serve` daemon running as a real process. */
+export interface MutualDaemon {
   readonly child: ChildProcess;
   readonly apiUrl: URL;
   readonly adminUrl: URL;
+  /** Everything it has written so far, stdout and stderr. */
+  output(): string;
   stop(): Promise<void>;
 }
+
+/**
+ * Starts `mutual <args>` (a daemon that prints `listening on https://… (admin http://…)`, as
+ * identity serve and destination serve do) and resolves once it has printed its addresses.
+ */
+export async function startMutualDaemon(args: readonly string[], what: string): Promise<MutualDaemon> {
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const listening = new Promise<RegExpExecArray>((resolve, reject) => {
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output);
+      if (match) resolve(match);
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    child.once('exit', () => reject(new Error(`${what} did not start: ${output}`)));
+  });
+  const match = await listening;
+  return {
+    child,
+    apiUrl: new URL(match[1]!),
+    adminUrl: new URL(match[2]!),
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+export type IdentityServiceProcess = MutualDaemon;
 
 /**
  * Starts `mutual identity serve` as a real process and resolves once it prints its addresses.
  * `extraArgs` override the defaults (loopback, ports from 0).
  */
-export async function startIdentityService(
+export function startIdentityService(
   caDir: string,
   stateDir: string,
   extraArgs: readonly string[] = [],
 ): Promise<IdentityServiceProcess> {
-  const child = spawn(
-    process.execPath,
+  return startMutualDaemon(
     [
-      join(repoRoot(), 'bin', 'mutual.js'),
       ...['identity', 'serve', '--ca', caDir, '--state-dir', stateDir],
       ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', ...extraArgs],
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    'identity service',
   );
-  let output = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  for await (const chunk of child.stdout!) {
-    output += String(chunk);
-    const match = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output);
-    if (match) {
-      child.stdout!.resume();
-      return {
-        child,
-        apiUrl: new URL(match[1]!),
-        adminUrl: new URL(match[2]!),
-        async stop() {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          child.kill('SIGTERM');
-          await once(child, 'exit');
-        },
-      };
-    }
-  }
-  throw new Error(`identity service did not start: ${output}`);
 }

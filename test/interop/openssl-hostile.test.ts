@@ -7,9 +7,8 @@
 // is refused (or served) as it should be, counted by reason, logged once per kind, and a good
 // client is served meanwhile.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
@@ -26,7 +25,13 @@ import {
   type WorkloadFiles,
   waitUntil,
 } from '../../src/testing/mesh-pki.ts';
-import { createCa, type IdentityServiceProcess, repoRoot, startIdentityService } from '../e2e/run-mutual.ts';
+import {
+  createCa,
+  type IdentityServiceProcess,
+  type MutualDaemon,
+  startIdentityService,
+  startMutualDaemon,
+} from '../e2e/run-mutual.ts';
 
 const opensslMissing =
   spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0
@@ -327,44 +332,27 @@ describe('a STRICT sidecar inbound port against hostile TLS clients', { skip: op
 });
 
 describe('the destination service against refused TLS clients', { skip: opensslMissing }, () => {
-  let child: ChildProcess;
-  let output = '';
+  let destination: MutualDaemon | undefined;
   let apiPort: number;
   let adminUrl: string;
 
   before(async () => {
     const own = await pki.workload('destination', { ns: 'mutual-system' });
     await writeFile(join(dir, 'table.yaml'), '');
-    child = spawn(
-      process.execPath,
+    destination = await startMutualDaemon(
       [
-        join(repoRoot(), 'bin', 'mutual.js'),
         ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
         ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
         ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child.stderr!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    await waitUntil(
-      async () => /listening on https:\/\/\S+ \(admin http:\/\/\S+\)/.test(output),
       'the destination service',
     );
-    const match = /listening on https:\/\/[^:]+:(\d+) \(admin (http:\/\/\S+)\)/.exec(output)!;
-    apiPort = Number(match[1]);
-    adminUrl = match[2]!;
+    apiPort = Number(destination.apiUrl.port);
+    adminUrl = destination.adminUrl.origin;
   });
 
   after(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    }
+    await destination?.stop();
   });
 
   const refused = async (reason: string) =>
@@ -394,7 +382,10 @@ describe('the destination service against refused TLS clients', { skip: opensslM
       '3 unknown_authority and 3 expired refusals',
     );
     assert.equal(await refused('handshake_failed'), 0);
-    const lines = output.split('\n').filter((line) => line.includes('"msg":"client TLS handshake refused"'));
+    const lines = destination!
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"msg":"client TLS handshake refused"'));
     assert.equal(lines.length, 2, lines.join('\n'));
     assert.match(
       lines.join('\n'),
