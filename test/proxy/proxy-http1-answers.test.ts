@@ -5,21 +5,14 @@
 // records every request it gets, and the sidecars' metrics must count every answer.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
-import {
-  createTestPki,
-  metricValue,
-  type ProxyProcess,
-  startProxyProcess,
-  type WorkloadFiles,
-} from '../../src/testing/mesh-pki.ts';
+import { metricValue } from '../../src/testing/mesh-pki.ts';
+import { type ExchangePart, type Http1Pair, startHttp1Pair, statuses, VIAS, type Via } from './http1-pair.ts';
 
 const DENY_UPLOADS = `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -31,16 +24,9 @@ spec:
     - to: [{ operation: { paths: ["/denied*"] } }]
 `;
 
-let dir: string;
-let web: WorkloadFiles;
-let server: ProxyProcess;
-let client: ProxyProcess;
-const apps: Server[] = [];
+let pair: Http1Pair;
 /** `METHOD target bytes` of every request an app received. */
 const seen: string[] = [];
-let key: Buffer;
-let cert: Buffer;
-let ca: Buffer;
 
 function app(request: IncomingMessage, response: ServerResponse) {
   let bytes = 0;
@@ -54,118 +40,26 @@ function app(request: IncomingMessage, response: ServerResponse) {
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-http1-answers-'));
-  const policyDir = join(dir, 'policies');
-  await mkdir(policyDir);
-  await writeFile(join(policyDir, 'emoji.yaml'), DENY_UPLOADS);
-  const pki = await createTestPki(join(dir, 'pki'));
-  const emoji = await pki.workload('emoji');
-  web = await pki.workload('web');
-  [key, cert, ca] = await Promise.all([
-    readFile(web.keyFile),
-    readFile(web.certFile),
-    readFile(web.bundleFile),
-  ]);
-  const ports: number[] = [];
-  for (let i = 0; i < 2; i++) {
-    const server = createServer(app);
-    // An app that is a forward proxy: a CONNECT reaching it would be tunnelled.
-    server.on('connect', (request: IncomingMessage, socket: Socket) => {
-      seen.push(`CONNECT ${request.url}`);
-      socket.end('HTTP/1.1 200 Connection established\r\n\r\n');
-    });
-    apps.push(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    ports.push((server.address() as AddressInfo).port);
-  }
-  server = await startProxyProcess([
-    ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
-    ...['--inbound', `127.0.0.1:0=${ports[0]}`, '--inbound', `127.0.0.1:0=${ports[1]}`],
-    ...['--mode', 'STRICT', '--port-mode', `${ports[1]}=PERMISSIVE`, '--admin-listen', '127.0.0.1:0'],
-    ...['--policy-dir', policyDir, '--label', 'app=emoji'],
-  ]);
-  client = await startProxyProcess([
-    ...['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile],
-    ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${server.inbound[0]!.port}`],
-    ...['--admin-listen', '127.0.0.1:0'],
-  ]);
-  await Promise.all([server.untilReady(), client.untilReady()]);
+  pair = await startHttp1Pair({
+    name: 'mutual-http1-answers-',
+    policies: { 'emoji.yaml': DENY_UPLOADS },
+    createApp: () => {
+      const server = createServer(app);
+      // An app that is a forward proxy: a CONNECT reaching it would be tunnelled.
+      server.on('connect', (request: IncomingMessage, socket: Socket) => {
+        seen.push(`CONNECT ${request.url}`);
+        socket.end('HTTP/1.1 200 Connection established\r\n\r\n');
+      });
+      return server;
+    },
+  });
 });
 
 after(async () => {
-  await Promise.all([server?.stop(), client?.stop()]);
-  for (const app of apps) {
-    app.close();
-    app.closeAllConnections();
-  }
-  await rm(dir, { recursive: true, force: true });
+  await pair?.stop();
 });
 
-type Via = 'mtls' | 'plaintext' | 'outbound';
-const VIAS: Via[] = ['mtls', 'plaintext', 'outbound'];
-
-function open(via: Via): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    if (via === 'mtls') {
-      const socket = tlsConnect({
-        ...{ host: '127.0.0.1', port: server.inbound[0]!.port, key, cert, ca },
-        checkServerIdentity: () => undefined,
-      });
-      socket.once('secureConnect', () => resolve(socket)).once('error', reject);
-      return;
-    }
-    const port = via === 'plaintext' ? server.inbound[1]!.port : client.outbound[0]!.port;
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => resolve(socket)).once('error', reject);
-  });
-}
-
-/**
- * Sends `parts` (a function waits until it holds for what came back, or fails after 3 s) and
- * collects the answer until the sidecar closes the connection (8 s at most).
- */
-async function exchange(via: Via, parts: (string | ((text: string) => boolean))[]): Promise<string> {
-  const socket = await open(via);
-  let text = '';
-  let onData = () => {};
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString('latin1');
-    onData();
-  });
-  const closed = new Promise<void>((resolve) => {
-    socket.once('close', () => resolve());
-    socket.on('error', () => {});
-  });
-  const timer = setTimeout(() => socket.destroy(), 8000);
-  try {
-    for (const part of parts) {
-      if (typeof part === 'string') socket.write(part);
-      else if (!part(text)) {
-        await new Promise<void>((resolve, reject) => {
-          const waited = setTimeout(
-            () => reject(new Error(`no such answer in 3 s; got ${JSON.stringify(text)}`)),
-            3000,
-          );
-          onData = () => {
-            if (!part(text)) return;
-            clearTimeout(waited);
-            resolve();
-          };
-        });
-      }
-    }
-  } catch (error) {
-    clearTimeout(timer);
-    socket.destroy();
-    throw error;
-  }
-  await closed;
-  clearTimeout(timer);
-  return text;
-}
-
-/** The status lines of every answer in `text`. */
-const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((match) => match[1]);
+const exchange = (via: Via, parts: ExchangePart[]) => pair.exchange(via, parts);
 
 /** The requests the apps got before a request for `marker`, which comes last once all else is in. */
 async function seenUntil(via: Via, marker: string): Promise<string[]> {
@@ -179,8 +73,8 @@ async function seenUntil(via: Via, marker: string): Promise<string[]> {
 /** The sidecar that answers `via`'s requests, and the metric it counts them in. */
 const counter = (via: Via) =>
   via === 'outbound'
-    ? { proxy: client, metric: 'mutual_outbound_http_requests_total' }
-    : { proxy: server, metric: 'mutual_inbound_http_requests_total' };
+    ? { proxy: pair.client, metric: 'mutual_outbound_http_requests_total' }
+    : { proxy: pair.server, metric: 'mutual_inbound_http_requests_total' };
 
 async function counted(via: Via, labels: Record<string, string>): Promise<number> {
   const { proxy, metric } = counter(via);
@@ -261,15 +155,15 @@ const hasCurl = (() => {
 test('curl --data-binary @2MiB with Expect: 100-continue: a denied upload is refused before any body is sent', {
   skip: hasCurl ? false : 'curl is not installed',
 }, async () => {
-  const upload = join(dir, 'upload.bin');
+  const upload = join(pair.dir, 'upload.bin');
   await writeFile(upload, Buffer.alloc(2 * 1024 * 1024, 'x'));
   const curl = async (via: 'mtls' | 'plaintext', path: string) => {
     const url =
       via === 'mtls'
-        ? `https://127.0.0.1:${server.inbound[0]!.port}${path}`
-        : `http://127.0.0.1:${server.inbound[1]!.port}${path}`;
+        ? `https://127.0.0.1:${pair.server.inbound[0]!.port}${path}`
+        : `http://127.0.0.1:${pair.server.inbound[1]!.port}${path}`;
     // -k: the sidecar's certificate names a SPIFFE ID, not 127.0.0.1; the client certificate is web's.
-    const tls = via === 'mtls' ? ['-k', '--cert', web.certFile, '--key', web.keyFile] : [];
+    const tls = via === 'mtls' ? ['-k', '--cert', pair.web.certFile, '--key', pair.web.keyFile] : [];
     const { stdout, stderr } = await promisify(execFile)(
       'curl',
       [

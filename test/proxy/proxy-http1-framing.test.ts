@@ -3,30 +3,14 @@
 // heads) go to a real sidecar pair over mTLS and to a PERMISSIVE port in plaintext; the app records
 // every request it gets, so a request the client was never answered for shows up there.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { connect as tlsConnect } from 'node:tls';
-import {
-  createTestPki,
-  type ProxyProcess,
-  startProxyProcess,
-  type WorkloadFiles,
-} from '../../src/testing/mesh-pki.ts';
+import { type ExchangePart, type Http1Pair, startHttp1Pair, statuses, VIAS, type Via } from './http1-pair.ts';
 
-let dir: string;
-let web: WorkloadFiles;
-let server: ProxyProcess;
-let client: ProxyProcess;
-const apps: Server[] = [];
+let pair: Http1Pair;
 /** `METHOD target` of every request an app received. */
 const seen: string[] = [];
-let key: Buffer;
-let cert: Buffer;
-let ca: Buffer;
 
 function app(request: IncomingMessage, response: ServerResponse) {
   seen.push(`${request.method} ${request.url}`);
@@ -41,98 +25,26 @@ function app(request: IncomingMessage, response: ServerResponse) {
 }
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-http1-framing-'));
-  const pki = await createTestPki(join(dir, 'pki'));
-  const emoji = await pki.workload('emoji');
-  web = await pki.workload('web');
-  [key, cert, ca] = await Promise.all([
-    readFile(web.keyFile),
-    readFile(web.certFile),
-    readFile(web.bundleFile),
-  ]);
-  const ports: number[] = [];
-  for (let i = 0; i < 2; i++) {
-    const server = createServer(app);
-    // Upgrades are recorded with the Connection header and identity the app got, then refused.
-    server.on('upgrade', (request: IncomingMessage, socket: Socket) => {
-      const id = request.headers['x-mutual-client-id'] ?? 'none';
-      seen.push(`UPGRADE ${request.url} connection=${request.headers.connection} id=${id}`);
-      socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-    });
-    apps.push(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    ports.push((server.address() as AddressInfo).port);
-  }
-  server = await startProxyProcess([
-    ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
-    ...['--inbound', `127.0.0.1:0=${ports[0]}`, '--inbound', `127.0.0.1:0=${ports[1]}`],
-    ...['--mode', 'STRICT', '--port-mode', `${ports[1]}=PERMISSIVE`, '--admin-listen', '127.0.0.1:0'],
-  ]);
-  client = await startProxyProcess([
-    ...['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile],
-    ...['--upstream', `127.0.0.1:0=${emoji.spiffeId}@127.0.0.1:${server.inbound[0]!.port}`],
-    ...['--admin-listen', '127.0.0.1:0'],
-  ]);
-  await Promise.all([server.untilReady(), client.untilReady()]);
+  pair = await startHttp1Pair({
+    name: 'mutual-http1-framing-',
+    createApp: () => {
+      const server = createServer(app);
+      // Upgrades are recorded with the Connection header and identity the app got, then refused.
+      server.on('upgrade', (request: IncomingMessage, socket: Socket) => {
+        const id = request.headers['x-mutual-client-id'] ?? 'none';
+        seen.push(`UPGRADE ${request.url} connection=${request.headers.connection} id=${id}`);
+        socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      });
+      return server;
+    },
+  });
 });
 
 after(async () => {
-  await Promise.all([server?.stop(), client?.stop()]);
-  for (const app of apps) {
-    app.close();
-    app.closeAllConnections();
-  }
-  await rm(dir, { recursive: true, force: true });
+  await pair?.stop();
 });
 
-type Via = 'mtls' | 'plaintext' | 'outbound';
-const VIAS: Via[] = ['mtls', 'plaintext', 'outbound'];
-
-function open(via: Via): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    if (via === 'mtls') {
-      const socket = tlsConnect({
-        ...{ host: '127.0.0.1', port: server.inbound[0]!.port, key, cert, ca },
-        checkServerIdentity: () => undefined,
-      });
-      socket.once('secureConnect', () => resolve(socket)).once('error', reject);
-      return;
-    }
-    const port = via === 'plaintext' ? server.inbound[1]!.port : client.outbound[0]!.port;
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => resolve(socket)).once('error', reject);
-  });
-}
-
-/**
- * Sends `parts` (a number waits that many ms, a function waits until it holds for what came back)
- * and collects the answer until the sidecar closes the connection (8 s at most).
- */
-async function exchange(via: Via, parts: (string | number | ((text: string) => boolean))[]): Promise<string> {
-  const socket = await open(via);
-  let text = '';
-  let onData = () => {};
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString('latin1');
-    onData();
-  });
-  const closed = new Promise<void>((resolve) => {
-    socket.once('close', () => resolve());
-    socket.on('error', () => {});
-  });
-  const timer = setTimeout(() => socket.destroy(), 8000);
-  for (const part of parts) {
-    if (typeof part === 'string') socket.write(part);
-    else if (typeof part === 'number') await new Promise((resolve) => setTimeout(resolve, part));
-    else if (!part(text)) await new Promise<void>((resolve) => (onData = () => part(text) && resolve()));
-  }
-  await closed;
-  clearTimeout(timer);
-  return text;
-}
-
-/** The status lines of every answer in `text`. */
-const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((match) => match[1]);
+const exchange = (via: Via, parts: ExchangePart[]) => pair.exchange(via, parts);
 
 /** The requests the apps got for `marker`'s case: a request for `marker` comes last, once all else is in. */
 async function seenUntil(via: Via, marker: string): Promise<string[]> {
@@ -202,7 +114,7 @@ for (const via of ['mtls', 'outbound'] as const) {
     ]);
     assert.deepEqual(statuses(answer), ['404'], answer);
     assert.deepEqual(await seenUntil(via, `/after-upgrade-${via}`), [
-      `UPGRADE /ws connection=upgrade id=${web.spiffeId}`,
+      `UPGRADE /ws connection=upgrade id=${pair.web.spiffeId}`,
     ]);
   });
 }
