@@ -29,6 +29,7 @@ export function createIdentityClient(options: IdentityClientOptions) {
     body?: string,
     headers: Record<string, string> = {},
     signal?: AbortSignal,
+    timeoutMs = options.timeoutMs ?? 10_000,
   ) {
     return new Promise<{
       status: number;
@@ -60,7 +61,7 @@ export function createIdentityClient(options: IdentityClientOptions) {
                 );
           },
           headers: { 'content-type': 'application/json', ...headers },
-          timeout: options.timeoutMs ?? 10_000,
+          timeout: timeoutMs,
         },
         (response) => {
           const chunks: Buffer[] = [];
@@ -127,12 +128,15 @@ export function createIdentityClient(options: IdentityClientOptions) {
       waitS: number,
       signal?: AbortSignal,
     ): Promise<{ pem: string; etag: string } | undefined> {
+      // The service holds the poll silent for up to waitS: a socket timeout shorter than that
+      // would cut every poll, so the watch would reconnect and back off instead of waiting.
       const response = await call(
         'GET',
         `/v1/bundle?wait=${waitS}`,
         undefined,
         etag ? { 'if-none-match': etag } : {},
         signal,
+        waitS * 1000 + (options.timeoutMs ?? 10_000),
       );
       if (response.status === 304) return undefined;
       if (response.status !== 200) {
