@@ -90,6 +90,15 @@ const errorCases: ErrorCase[] = [
     ],
   },
   {
+    // Istio's template, not a misplaced wildcard: one error, saying only that.
+    name: 'an Istio path template is unsupported, not a "*" in the middle',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      paths: ["/foo/{*}/bar", "/baz/{**}"]'),
+    expect: [
+      ['11:17 MUTUAL_POLICY_UNSUPPORTED', /path template "\/foo\/\{\*\}\/bar" is not supported/],
+      ['11:33 MUTUAL_POLICY_UNSUPPORTED', /path template "\/baz\/\{\*\*\}" is not supported/],
+    ],
+  },
+  {
     name: 'a condition without values',
     yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: source.ip'),
     expect: [['10:', /needs "values" or "notValues"/]],
@@ -156,6 +165,26 @@ for (const c of errorCases) {
     );
   });
 }
+
+test('parse: an unsupported condition key gets a hint for that key; CUSTOM no TCP warning', () => {
+  const hints = (key: string) =>
+    parsePolicyText(
+      ap('a', 'demo', `action: DENY\nrules:\n- when:\n  - key: ${key}\n    values: ["x"]`),
+      'p.yaml',
+    )
+      .diagnostics.filter((diagnostic) => diagnostic.severity === 'error')
+      .map((diagnostic) => diagnostic.hint);
+  assert.match(hints('request.auth.claims[iss]')[0]!, /no JWT authentication/);
+  assert.match(hints('remote.ip')[0]!, /X-Forwarded-For: use source\.ip/);
+  assert.match(hints('connection.sni')[0]!, /TLS server name/);
+  assert.match(hints('destination.ip')[0]!, /destination\.port/);
+  const custom = ap(
+    'ext',
+    'demo',
+    'action: CUSTOM\nprovider:\n  name: opa\nrules:\n- to:\n  - operation:\n      paths: ["/x"]',
+  );
+  assert.deepEqual(found(custom, 'warning'), []);
+});
 
 test('parse: empty documents are skipped; defaults are filled in', () => {
   const yaml = `---\n---\n# only a comment\n---\napiVersion: security.mutual.dev/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\n  labels: {team: x}\n`;

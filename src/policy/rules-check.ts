@@ -25,6 +25,24 @@ const UNSUPPORTED_CONDITION =
   /^(request\.auth\.|remote\.ip$|destination\.ip$|connection\.sni$|experimental\.)/;
 export const HEADER_CONDITION = /^request\.headers\[([^\]]+)\]$/;
 
+/** Istio source fields Mutual cannot evaluate: JWT request principals and X-Forwarded-For addresses. */
+export const UNSUPPORTED_SOURCE_FIELDS = [
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'remoteIpBlocks',
+  'notRemoteIpBlocks',
+] as const;
+
+/** A condition key Istio evaluates and Mutual cannot (JWT claims, remote.ip, SNI, ...). */
+export function isUnsupportedConditionKey(key: string): boolean {
+  return UNSUPPORTED_CONDITION.test(key);
+}
+
+/** An Istio path template (`/foo/{*}/bar`, `/baz/{**}`), which Mutual does not evaluate. */
+export function isPathTemplate(value: string): boolean {
+  return value.includes('{');
+}
+
 /** Fields that exist only in HTTP requests. */
 export const HTTP_OPERATION_FIELDS = [
   'methods',
@@ -173,18 +191,19 @@ export function validateAuthorizationPolicy(
         const values = operation[field];
         if (values === undefined) continue;
         httpField ??= field;
-        for (const [i, value] of values.entries()) checkPattern(value, [...path, field, i], report);
-        if (field === 'paths' || field === 'notPaths') {
-          for (const [i, value] of values.entries()) {
-            if (value.includes('{')) {
-              report(
-                [...path, field, i],
-                'error',
-                'MUTUAL_POLICY_UNSUPPORTED',
-                `path template "${value}" is not supported`,
-                'Use an exact path, a prefix ("/api/*") or a suffix ("*.png").',
-              );
-            }
+        for (const [i, value] of values.entries()) {
+          const isPaths = field === 'paths' || field === 'notPaths';
+          // A template's `{*}` is not a misplaced wildcard: say only that templates are unsupported.
+          if (isPaths && isPathTemplate(value)) {
+            report(
+              [...path, field, i],
+              'error',
+              'MUTUAL_POLICY_UNSUPPORTED',
+              `path template "${value}" is not supported`,
+              'Use an exact path, a prefix ("/api/*") or a suffix ("*.png").',
+            );
+          } else {
+            checkPattern(value, [...path, field, i], report);
           }
         }
       }
@@ -193,7 +212,8 @@ export function validateAuthorizationPolicy(
       const field = validateCondition(condition, [...rulePath, 'when', index], report);
       httpField ??= field;
     }
-    if (httpField !== undefined && action !== 'ALLOW') {
+    // CUSTOM is refused above; a warning about how it would behave on TCP is noise.
+    if (httpField !== undefined && action !== 'ALLOW' && action !== 'CUSTOM') {
       report(
         rulePath,
         'warning',
@@ -206,12 +226,7 @@ export function validateAuthorizationPolicy(
 }
 
 function validateSource(source: SourceInput, path: FieldPath, action: string, report: Report): void {
-  for (const field of [
-    'requestPrincipals',
-    'notRequestPrincipals',
-    'remoteIpBlocks',
-    'notRemoteIpBlocks',
-  ] as const) {
+  for (const field of UNSUPPORTED_SOURCE_FIELDS) {
     if (source[field] !== undefined) {
       report(
         [...path, field],
@@ -266,8 +281,14 @@ function validateCondition(condition: ConditionInput, path: FieldPath, report: R
     }
     return key;
   }
-  if (UNSUPPORTED_CONDITION.test(key)) {
-    report([...path, 'key'], 'error', 'MUTUAL_POLICY_UNSUPPORTED', `condition key "${key}" is not supported`);
+  if (isUnsupportedConditionKey(key)) {
+    report(
+      [...path, 'key'],
+      'error',
+      'MUTUAL_POLICY_UNSUPPORTED',
+      `condition key "${key}" is not supported`,
+      unsupportedConditionHint(key),
+    );
     return undefined;
   }
   if (!(CONDITION_KEYS as readonly string[]).includes(key)) {
@@ -301,6 +322,20 @@ function validateCondition(condition: ConditionInput, path: FieldPath, report: R
     }
   }
   return undefined;
+}
+
+function unsupportedConditionHint(key: string): string {
+  if (key.startsWith('request.auth.')) {
+    return "Mutual has no JWT authentication (RequestAuthentication): match the peer's mTLS identity with source.principal, source.namespace or principals instead, or remove the condition.";
+  }
+  if (key === 'remote.ip') {
+    return "Mutual does not read X-Forwarded-For: use source.ip (the address of the connection's peer) instead.";
+  }
+  if (key === 'destination.ip') return 'Use destination.port, or select the workload with selector.';
+  if (key === 'connection.sni') {
+    return "Mutual does not match the client's TLS server name: select the workload with selector, or match the HTTP Host with hosts.";
+  }
+  return 'Envoy filter metadata does not exist in Mutual: remove the condition.';
 }
 
 function checkPattern(value: string, path: FieldPath, report: Report): void {
