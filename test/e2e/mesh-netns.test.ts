@@ -168,6 +168,24 @@ test('the client calls the server by name through both sidecars; the bridge carr
     serverUrl: 'http://server:8080',
     uid: 2103,
   });
+  // The names a Kubernetes pod would call it by resolve too (the destination table lists the
+  // cluster form), and the call is as meshed as by the short name.
+  for (const name of ['server.netns-e2e', 'server.netns-e2e.svc', 'server.netns-e2e.svc.cluster.local']) {
+    const byName = sh('ip', [
+      'netns',
+      'exec',
+      client.pod!.netns,
+      'curl',
+      '-sS',
+      '-m',
+      '10',
+      `http://${name}:8080/x`,
+    ]);
+    assert.deepEqual(JSON.parse(byName), {
+      path: '/x',
+      clientId: 'spiffe://cluster.local/ns/netns-e2e/sa/client',
+    });
+  }
 
   await new Promise((resolve) => setTimeout(resolve, 300));
   capture.kill('SIGINT');

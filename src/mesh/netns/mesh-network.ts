@@ -69,7 +69,7 @@ export function networkRecordPath(stateDir: string): string {
 export async function createMeshNetwork(options: {
   stateDir: string;
   /** One pod per service; its skipped inbound ports are left out of interception. */
-  services: ReadonlyArray<{ name: string; skipInboundPorts: readonly number[] }>;
+  services: ReadonlyArray<{ name: string; namespace: string; skipInboundPorts: readonly number[] }>;
   /** The proxy's uid (default 2102): its traffic is never redirected. */
   proxyUid?: number;
 }): Promise<MeshNetwork> {
@@ -136,7 +136,10 @@ export async function createMeshNetwork(options: {
       })),
     };
     await writeRecord(record);
-    const hosts = hostsFile(record);
+    const hosts = hostsFile(
+      record,
+      new Map(options.services.map((service) => [service.name, service.namespace])),
+    );
     // As `mutual proxy init --proxy-uid UID --skip-inbound-ports LIST` would install them.
     const rules = (pod: PodSpec) =>
       interceptRules({
@@ -288,14 +291,24 @@ async function claimSubnet(record: MeshNetworkRecord): Promise<MeshSubnet> {
   );
 }
 
-/** /etc/hosts of every pod: every service by name, and the host as mutual-host. */
-export function hostsFile(record: MeshNetworkRecord): string {
+/**
+ * /etc/hosts of every pod: the host as mutual-host, and every service by name and by the names a
+ * Kubernetes pod would use for it (`web.shop`, `web.shop.svc`, `web.shop.svc.cluster.local`, the
+ * last as the destination table lists it). A hosts file has no search domains, so each is written out.
+ */
+export function hostsFile(record: MeshNetworkRecord, namespaces: ReadonlyMap<string, string>): string {
+  const namesOf = (service: string) => {
+    const namespace = namespaces.get(service);
+    if (namespace === undefined) return service;
+    const svc = `${service}.${namespace}.svc`;
+    return [service, `${service}.${namespace}`, svc, `${svc}.cluster.local`].join(' ');
+  };
   return [
     `# Written by mutual up for mesh ${record.id} (${record.stateDir}); removed by mutual down.`,
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
     `${record.subnet?.hostAddress ?? ''}\tmutual-host`,
-    ...record.pods.map((pod) => `${pod.address}\t${pod.service}`),
+    ...record.pods.map((pod) => `${pod.address}\t${namesOf(pod.service)}`),
     '',
   ].join('\n');
 }
