@@ -286,6 +286,60 @@ test('an app container whose probe is rewritten keeps the rest as written: comme
   }
 });
 
+test("YAML 1.1 scalars are read as kubectl reads them: Helm's `defaultMode: 0755` stays octal (493) in an injected pod, `hostNetwork: yes` is true", async () => {
+  // Modelled on `helm template bitnami/redis` (Apache-2.0): configMap volumes with octal modes.
+  const text = [
+    '# Source: redis/templates/master/application.yaml',
+    'apiVersion: apps/v1',
+    'kind: StatefulSet',
+    'metadata: {name: redis-master}',
+    'spec:',
+    '  serviceName: redis-headless',
+    '  selector: {matchLabels: {app: redis}}',
+    '  template:',
+    '    metadata: {labels: {app: redis}}',
+    '    spec:',
+    '      containers:',
+    '        - name: redis',
+    '          image: docker.io/bitnami/redis:7.0.4',
+    '          args: [--appendonly, yes]',
+    '      volumes:',
+    '        - name: start-scripts',
+    '          configMap:',
+    '            name: redis-scripts',
+    '            defaultMode: 0755',
+    '            items: [{key: start.sh, path: start.sh, mode: 0700}]',
+    '---',
+    'apiVersion: v1',
+    'kind: Pod',
+    'metadata: {name: node-agent}',
+    'spec:',
+    '  hostNetwork: yes',
+    '  containers: [{name: agent, image: agent}]',
+    '',
+  ].join('\n');
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'redis.yaml'), text);
+    const run = await inject(['redis.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    // kubectl (YAML 1.1) reads 0755 as 493; 755 would be refused (defaultMode is at most 0777).
+    assert.match(run.stdout, /^ {12}defaultMode: 0755$/m);
+    assert.match(run.stdout, /mode: 0700/);
+    const [statefulSet] = parseAllDocuments(run.stdout, { version: '1.1' }).map((doc) => doc.toJS());
+    const volume = statefulSet.spec.template.spec.volumes[0];
+    assert.equal(volume.configMap.defaultMode, 0o755);
+    assert.equal(volume.configMap.items[0].mode, 0o700);
+    // What kubectl reads as a boolean is written as it was.
+    assert.match(run.stdout, /args: \[--appendonly, yes\]/);
+    // `hostNetwork: yes` is true to kubectl: the pod is left alone, not given iptables rules.
+    assert.match(run.stderr, /pod\/node-agent \(redis\.yaml:\d+\): skipped: hostNetwork: true/);
+    assert.ok(run.stdout.endsWith(text.slice(text.indexOf('---\n'))), run.stdout);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('YAML anchors and aliases: an aliased pod template part is copied before injection, the anchor and its other uses stay as written', async () => {
   const text = [
     'apiVersion: apps/v1',

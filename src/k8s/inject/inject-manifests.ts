@@ -13,6 +13,7 @@ import {
   LineCounter,
   type Node,
   parseAllDocuments,
+  type Tags,
   visit,
 } from 'yaml';
 import { MutualError } from '../../errors.ts';
@@ -46,8 +47,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   // YAML has no way to read them as separate documents; anything else is one YAML stream.
   const sources = jsonObjectSpans(text) ?? [{ start: 0, end: text.length }];
   const docs = sources.flatMap(({ start, end }) => {
-    // merge: true reads `<<: *base` as kubectl does (YAML 1.1 merge keys).
-    const documents = parseAllDocuments(text.slice(start, end), { prettyErrors: false, merge: true });
+    const documents = parseAllDocuments(text.slice(start, end), { prettyErrors: false, ...KUBECTL_YAML });
     return (Array.isArray(documents) ? documents : []).map((doc) => ({ doc, base: start }));
   });
   const position = (offset: number) => {
@@ -194,6 +194,24 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   }
   return { output: pieces.join(''), report };
 }
+
+/**
+ * YAML as kubectl reads it (sigs.k8s.io/yaml, go-yaml v2: YAML 1.1), so that what is read and what
+ * is printed back mean to kubectl what the file meant: `0755` is octal (Helm charts write
+ * `defaultMode: 0755`, which YAML 1.2 reads and prints as 755, past the 0777 the API accepts),
+ * `yes`/`on`/`y` and their opposites are booleans (`hostNetwork: yes` is true), `<<: *base` merges.
+ * go-yaml leaves timestamps and base-60 numbers (`1:20`) as strings when decoding into JSON, so
+ * those 1.1 types are left out.
+ */
+const KUBECTL_YAML = {
+  version: '1.1',
+  merge: true,
+  customTags: (tags: Tags) =>
+    tags.filter(
+      (tag) =>
+        typeof tag === 'string' || (tag.format !== 'TIME' && tag.tag !== 'tag:yaml.org,2002:timestamp'),
+    ),
+} as const;
 
 /**
  * Where a document's contents are a JSON object, in offsets into the whole text: a flow map with
