@@ -10,6 +10,7 @@ import {
   type Http2ServerRequest,
   type Http2ServerResponse,
 } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { parseDuration } from '../config/index.ts';
@@ -54,6 +55,15 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       handle(request, response, deps).catch((error: unknown) => sendError(response, error));
     },
   );
+  // Node destroys a client whose certificate OpenSSL refused (another CA, expired) before
+  // 'tlsClientError', and a destroyed socket no longer knows its peer: keep each client's address
+  // from its TCP socket, which node:tls keeps as `_parent` on the TLS socket.
+  const clientAddresses = new WeakMap<object, string>();
+  server.on('connection', (raw: Socket) => {
+    if (raw.remoteAddress) clientAddresses.set(raw, raw.remoteAddress);
+  });
+  const clientAddressOf = (socket: TLSSocket) =>
+    socket.remoteAddress ?? clientAddresses.get((socket as { _parent?: object })._parent ?? socket);
   // OpenSSL has checked the chain against the bundle; the leaf must also be an SVID for a client.
   server.on('secureConnection', (socket: TLSSocket) => {
     const meshTls = deps.meshTls();
@@ -102,7 +112,7 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       'client TLS handshake refused',
       `reason=${reason} code=${refusedCertificate ?? error.code}`,
       {
-        remote: socket.remoteAddress,
+        remote: clientAddressOf(socket),
         reason,
         error: refusedCertificate ? `certificate rejected by TLS: ${refusedCertificate}` : error.message,
       },
