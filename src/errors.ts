@@ -482,7 +482,7 @@ export const errorCatalog = {
   },
   MUTUAL_DESTINATION_POLICY_SKIPPED: {
     meaning:
-      'A PeerAuthentication or AuthorizationPolicy object in the cluster is not valid for Mutual (an unknown or misspelt field, a bad value) and is not served; the other policies still apply. Counted in mutual_destination_policies_skipped.',
+      'A PeerAuthentication or AuthorizationPolicy object in the cluster is not valid for Mutual (an unknown or misspelt field, a bad value) and is not served; the other policies still apply. An AuthorizationPolicy that Istio accepts but that uses what Mutual cannot enforce (requestPrincipals, remoteIpBlocks, CUSTOM, request.auth.* or connection.sni conditions, path templates) is served instead as a stricter stand-in: its ALLOW rules that use them are dropped, its DENY rules lose those fields and match more, CUSTOM becomes DENY. Counted in mutual_destination_policies_skipped (reason invalid, or unsupported).',
     action:
       'Fix the field the log line names (`kubectl get <kind> -n <ns> <name> -o yaml`; `mutual policy check FILE` checks the same rules offline); the next change to the object is picked up by the watch.',
   },

@@ -1,7 +1,8 @@
 // The cluster's policies: PeerAuthentication and AuthorizationPolicy listed and watched across
 // all namespaces in security.mutual.dev/v1 and, when their CRDs are installed, Istio's
 // security.istio.io/v1 and v1beta1. Each object goes through src/policy's parser; an invalid one
-// is skipped (logged once, counted) and never keeps the others from applying. A 404 on a list
+// is skipped (logged once, counted) and never keeps the others from applying; one that uses only
+// what Mutual cannot enforce (JWT, CUSTOM, ...) is enforced stricter instead (logged, counted). A 404 on a list
 // means the CRD is absent: logged once, asked again with the informer's backoff.
 
 import { CONTROL_PLANE_NAMESPACE } from '../k8s/constants.ts';
@@ -13,7 +14,12 @@ import {
   type KubeObject,
   objectKey,
 } from '../k8s/kube-client/index.ts';
-import { formatDiagnostic, type PolicyDiagnostic, parsePolicyObject } from '../policy/index.ts';
+import {
+  failClosedPolicy,
+  formatDiagnostic,
+  type PolicyDiagnostic,
+  parsePolicyObject,
+} from '../policy/index.ts';
 import type { PolicyDocument, PolicySource, ServedPolicy, SkippedPolicy } from './policy-source.ts';
 
 type PolicyKindName = PolicyDocument['kind'];
@@ -61,7 +67,10 @@ interface PolicyObject extends KubeObject {
   readonly spec?: unknown;
 }
 
-type Converted = { ok: true; served: ServedPolicy } | { ok: false; skipped: SkippedPolicy };
+/** `notice`: served, but not as written (an `unsupported` stand-in), so also listed and logged. */
+type Converted =
+  | { ok: true; served: ServedPolicy; notice?: SkippedPolicy }
+  | { ok: false; skipped: SkippedPolicy };
 
 export function createKubernetesPolicySource(
   deps: KubernetesPolicySourceDeps,
@@ -113,6 +122,7 @@ export function createKubernetesPolicySource(
     const result = convertObject(entry, object, rootNamespace);
     parsed.set(key, { resourceVersion: version, result });
     if (!result.ok) deps.onSkipped?.(result.skipped);
+    else if (result.notice) deps.onSkipped?.(result.notice);
     return result;
   }
 
@@ -137,6 +147,7 @@ export function createKubernetesPolicySource(
           nextSkipped.push(result.skipped);
           continue;
         }
+        if (result.notice) nextSkipped.push(result.notice);
         const id = `${entry.kind} ${result.served.resource.meta.id}`;
         const first = taken.get(id);
         if (first === undefined) {
@@ -202,6 +213,28 @@ export function convertObject(
   const result = parsePolicyObject(entry.apiVersion, entry.kind, object, origin, { rootNamespace });
   const errors = result.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
   const resource = result.resources[0];
+  // Istio accepts what Mutual cannot enforce (JWT, CUSTOM, remote IPs, ...): skipping such a
+  // policy would widen access, so a stricter stand-in is enforced in its place (fail closed).
+  const standIn = errors.length > 0 ? failClosedPolicy(result.document, result.diagnostics) : undefined;
+  if (standIn !== undefined) {
+    const replaced = parsePolicyObject(entry.apiVersion, entry.kind, standIn.document, origin, {
+      rootNamespace,
+    });
+    const replacement = replaced.resources[0];
+    if (replacement !== undefined && replaced.diagnostics.every((d) => d.severity !== 'error')) {
+      return {
+        ok: true,
+        served: { resource: replacement, document: replaced.document as PolicyDocument },
+        notice: {
+          apiVersion: entry.apiVersion,
+          kind: entry.kind,
+          id,
+          reason: 'unsupported',
+          message: `${errors.map(describe).join('; ')}; ${standIn.summary}`,
+        },
+      };
+    }
+  }
   if (errors.length > 0 || resource === undefined) {
     return {
       ok: false,

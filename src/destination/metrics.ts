@@ -47,7 +47,7 @@ export function createDestinationMetrics(registry: Registry) {
     }),
     policiesSkipped: new Gauge({
       name: 'mutual_destination_policies_skipped',
-      help: 'Cluster policy objects not served, by reason: invalid (the parser refused it; the log names the field), shadowed (a security.mutual.dev policy of the same kind and namespace/name applies instead).',
+      help: 'Cluster policy objects not served, by reason: invalid (the parser refused it; the log names the field), shadowed (a security.mutual.dev policy of the same kind and namespace/name applies instead); unsupported: served, but as a stricter stand-in (the policy uses JWT, CUSTOM, remote IPs or other fields Mutual cannot enforce: ALLOW rules using them dropped, DENY rules without them).',
       labelNames: ['reason'],
       registers,
     }),

@@ -29,13 +29,16 @@ export interface ServedPolicy {
   readonly document: PolicyDocument;
 }
 
-/** An object the service could not use; the others still apply. */
+/**
+ * An object the service could not use as written: `invalid` and `shadowed` ones are not served
+ * (the others still apply); an `unsupported` one is served as a stricter stand-in.
+ */
 export interface SkippedPolicy {
   readonly apiVersion: string;
   readonly kind: string;
   /** namespace/name */
   readonly id: string;
-  readonly reason: 'invalid' | 'shadowed';
+  readonly reason: 'invalid' | 'shadowed' | 'unsupported';
   readonly message: string;
 }
 

@@ -172,17 +172,22 @@ export async function startDestinationService(config: DestinationServiceConfig):
                 },
               ),
         onSkipped: (skipped) =>
-          log.warn('policy object skipped; the other policies apply', {
-            code: 'MUTUAL_DESTINATION_POLICY_SKIPPED',
-            apiVersion: skipped.apiVersion,
-            kind: skipped.kind,
-            policy: skipped.id,
-            error: skipped.message,
-          }),
+          log.warn(
+            skipped.reason === 'unsupported'
+              ? 'policy object uses what Mutual cannot enforce; a stricter stand-in applies in its place'
+              : 'policy object skipped; the other policies apply',
+            {
+              code: 'MUTUAL_DESTINATION_POLICY_SKIPPED',
+              apiVersion: skipped.apiVersion,
+              kind: skipped.kind,
+              policy: skipped.id,
+              error: skipped.message,
+            },
+          ),
         onRebuild: (served, skipped) => {
           for (const kind of ['PeerAuthentication', 'AuthorizationPolicy'])
             metrics.policies.set({ kind }, served.filter((entry) => entry.resource.kind === kind).length);
-          for (const reason of ['invalid', 'shadowed'])
+          for (const reason of ['invalid', 'shadowed', 'unsupported'])
             metrics.policiesSkipped.set(
               { reason },
               skipped.filter((entry) => entry.reason === reason).length,

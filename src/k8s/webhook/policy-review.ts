@@ -6,6 +6,7 @@
 // what the checks warn about comes back as admission warnings (kubectl prints them).
 
 import {
+  failClosedPolicy,
   POLICY_KINDS,
   type PolicyDiagnostic,
   parsePolicyObject,
@@ -147,6 +148,9 @@ export function reviewPolicyAdmission(
     describe,
     (count) => `and ${count} more problems: \`mutual policy check\` on the file lists them all`,
   );
+  // What the destination service would do with it: skip it, or (for what Mutual cannot enforce,
+  // such as JWT or CUSTOM) enforce a stricter stand-in.
+  const isStandIn = failClosedPolicy(parsed.document, parsed.diagnostics) !== undefined;
   // An edit that leaves the policy as it was (labels, annotations) changes nothing the destination
   // service reads: refusing it would protect nothing, so it is allowed with what is still wrong.
   if (
@@ -158,7 +162,9 @@ export function reviewPolicyAdmission(
       review: answer({
         allowed: true,
         warnings: [
-          `${policy} is still invalid, and the destination service skips it (it does not apply): ${problems.join('; ')}`,
+          isStandIn
+            ? `${policy} still uses what Mutual cannot enforce, and the destination service enforces a stricter stand-in in its place: ${problems.join('; ')}`
+            : `${policy} is still invalid, and the destination service skips it (it does not apply): ${problems.join('; ')}`,
           ...warned,
         ],
       }),
@@ -168,7 +174,9 @@ export function reviewPolicyAdmission(
     };
   }
   const code = errors[0]!.code;
-  const message = `invalid, so the destination service would skip it and it would not apply: ${problems.join('; ')}`;
+  const message = isStandIn
+    ? `using what Mutual cannot enforce, so the destination service would enforce a stricter stand-in in its place (ALLOW rules using it dropped, DENY rules without it, CUSTOM as DENY): ${problems.join('; ')}`
+    : `invalid, so the destination service would skip it and it would not apply: ${problems.join('; ')}`;
   return {
     review: answer({
       allowed: false,
