@@ -673,6 +673,37 @@ test("the rewritten probes reach the real proxy configuration: each of web's HTT
   assert.deepEqual(legacy.probePaths, ['/health']);
 });
 
+test('probes the API server accepts but written loosely (a path without "/", a space in it, timeoutSeconds 0) are rewritten as the kubelet would send them, and the proxy starts', async () => {
+  const probe = (path: string, extra = '') => `{httpGet: {path: "${path}", port: 8080}${extra}}`;
+  const text = [
+    'apiVersion: v1',
+    'kind: Pod',
+    'metadata: {name: web}',
+    'spec:',
+    '  containers:',
+    '    - name: web',
+    '      image: web',
+    `      livenessProbe: ${probe('healthz')}`,
+    `      readinessProbe: ${probe('/ready now?verbose=1', ', timeoutSeconds: 0')}`,
+    // Nothing the kubelet would send: left pointing at the app rather than stop the proxy.
+    `      startupProbe: ${probe('/started', ', timeoutSeconds: 7200')}`,
+    '',
+  ].join('\n');
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'loose.yaml'), text);
+    const proxy = await renderedProxy(join(dir, 'loose.yaml'));
+    const config = await loadRenderedProxy(proxy);
+    assert.deepEqual(Object.fromEntries(config.appProbes), {
+      '/app-health/web/livez': { port: 8080, path: '/healthz', headers: [], timeoutMs: 1000 },
+      '/app-health/web/readyz': { port: 8080, path: '/ready%20now?verbose=1', headers: [], timeoutMs: 1000 },
+    });
+    assert.deepEqual(config.probePaths, ['/started']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('a bad PEM or bad probes in the proxy environment: MUTUAL_PROXY_CONFIG_INVALID naming the variable and the fix', async () => {
   const proxy = await renderedProxy('inject-probes.in.yaml', 0);
   const keyPem = '-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n';

@@ -6,8 +6,18 @@
 //   - a probe with `host`: it does not probe this pod;
 //   - a named port no container port declares: the kubelet could not resolve it either;
 //   - tcpSocket (the proxy accepts the connection itself, so it checks the proxy, not the app),
-//     exec (runs in the container, no network) and grpc (would need a gRPC health client).
-import { type AppProbeField, type AppProbeSpec, appProbePath } from '../../config/index.ts';
+//     exec (runs in the container, no network) and grpc (would need a gRPC health client);
+//   - one the proxy's own check of MUTUAL_PROXY_APP_PROBES refuses (a timeout over an hour), which
+//     would stop the proxy, and the pod with it.
+// The path is the one the kubelet requests (a "/" added, spaces and non-ASCII percent-encoded) and
+// a timeout of 0 is the API server's default, 1 s: offline, nothing has defaulted the pod yet.
+import {
+  type AppProbeField,
+  type AppProbeSpec,
+  appProbePath,
+  PROXY_ENV,
+  parseAppProbes,
+} from '../../config/index.ts';
 import { PROXY_PORTS } from '../constants.ts';
 
 const PROBE_FIELDS: readonly AppProbeField[] = ['livenessProbe', 'readinessProbe', 'startupProbe'];
@@ -52,13 +62,14 @@ export function rewriteAppProbes(containers: readonly AppContainerLike[], isEnab
       const httpGet = probe?.httpGet;
       if (!probe || !httpGet) continue;
       const original = isEnabled ? originalProbe(container, probe, httpGet) : undefined;
-      if (!original) {
-        if (typeof httpGet.path === 'string' && httpGet.path.startsWith('/')) {
-          kept.add(httpGet.path.split('?')[0] ?? httpGet.path);
+      const path = appProbePath(String(container.name), field);
+      if (!original || !isAccepted(path, original)) {
+        if (typeof httpGet.path === 'string' && httpGet.path !== '') {
+          const requested = kubeletRequestPath(httpGet.path);
+          kept.add(requested.split('?')[0] ?? requested);
         }
         continue;
       }
-      const path = appProbePath(String(container.name), field);
       probes[path] = original;
       // Every other field (period, thresholds, timeout) stays: the kubelet's schedule is unchanged.
       next[field] = { ...probe, httpGet: { path, port: PROXY_PORTS.admin, scheme: 'HTTP' } };
@@ -78,7 +89,7 @@ function originalProbe(
   if (httpGet.scheme !== undefined && httpGet.scheme !== 'HTTP') return undefined;
   const port = resolvePort(container, httpGet.port);
   if (port === undefined) return undefined;
-  const path = typeof httpGet.path === 'string' && httpGet.path !== '' ? httpGet.path : '/';
+  const path = kubeletRequestPath(typeof httpGet.path === 'string' ? httpGet.path : '');
   const headers = Array.isArray(httpGet.httpHeaders)
     ? (httpGet.httpHeaders as unknown[]).filter(
         (header): header is { name: string; value: string } =>
@@ -86,7 +97,11 @@ function originalProbe(
           typeof (header as { value?: unknown })?.value === 'string',
       )
     : [];
-  const timeoutSeconds = Number.isInteger(probe.timeoutSeconds) ? (probe.timeoutSeconds as number) : 1;
+  // The API server defaults 0 (or none) to 1 s.
+  const timeoutSeconds =
+    Number.isInteger(probe.timeoutSeconds) && (probe.timeoutSeconds as number) > 0
+      ? (probe.timeoutSeconds as number)
+      : 1;
   return {
     httpGet: {
       path,
@@ -95,6 +110,24 @@ function originalProbe(
     },
     timeoutSeconds,
   };
+}
+
+/**
+ * The path and query the kubelet requests for a probe's `path` (Go's url.URL: "/" before a relative
+ * path, spaces and non-ASCII percent-encoded, no fragment); an empty path is "/".
+ */
+function kubeletRequestPath(written: string): string {
+  const withoutFragment = written.split('#')[0] ?? '';
+  const queryAt = withoutFragment.indexOf('?');
+  const pathPart = queryAt === -1 ? withoutFragment : withoutFragment.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : withoutFragment.slice(queryAt);
+  const absolute = pathPart.startsWith('/') ? pathPart : `/${pathPart}`;
+  return `${absolute.replace(/[^\x21-\x7e]/gu, (char) => encodeURIComponent(char))}${query}`;
+}
+
+/** Whether the proxy will take this probe: one it refuses would stop it from starting. */
+function isAccepted(path: string, probe: AppProbeSpec): boolean {
+  return parseAppProbes(JSON.stringify({ [path]: probe }), PROXY_ENV.appProbes).problems.length === 0;
 }
 
 /** A number, a numeric string, or the name of one of the container's ports. */
