@@ -135,6 +135,20 @@ test('CUSTOM (external authorizer): a DENY of what its rules match', () => {
 });
 
 test("no stand-in for a policy with targetRefs (Istio's sidecars ignore it) or with an invalid field", () => {
+  const dryRun = parsePolicyObject(
+    'security.istio.io/v1',
+    'AuthorizationPolicy',
+    {
+      metadata: { name: 'p', namespace: 'foo', annotations: { 'istio.io/dry-run': 'true' } },
+      spec: { action: 'DENY', rules: [{ from: [{ source: { notRequestPrincipals: ['*'] } }] }] },
+    },
+    'api',
+  );
+  assert.equal(
+    failClosedPolicy(dryRun.document, dryRun.diagnostics),
+    undefined,
+    'a dry run is never enforced',
+  );
   for (const spec of [
     { targetRefs: [{ kind: 'Service', group: '', name: 'web' }], action: 'DENY', rules: [{}] },
     { action: 'DENY', rules: [{ from: [{ source: { requestPrincipals: ['*'], principles: ['x'] } }] }] },

@@ -6,10 +6,15 @@
 // treats a rule it cannot build: an ALLOW rule using such a field is dropped (allows less; no rule
 // left is an allow-nothing), a DENY or AUDIT rule loses the field (matches more), and CUSTOM (an
 // external authorizer that may deny what its rules match) becomes a DENY of its rules.
-// A policy with targetRef(s) is not replaced: Istio's sidecars ignore it too.
+// A policy with targetRef(s) is not replaced: Istio's sidecars ignore it too; nor is a dry-run one.
 import type { PolicyDiagnostic } from './diagnostic.ts';
 import type { PolicyApiDocument } from './parse-object.ts';
-import { isPathTemplate, isUnsupportedConditionKey, UNSUPPORTED_SOURCE_FIELDS } from './rules-check.ts';
+import {
+  isDryRun,
+  isPathTemplate,
+  isUnsupportedConditionKey,
+  UNSUPPORTED_SOURCE_FIELDS,
+} from './rules-check.ts';
 import type { AuthorizationRuleInput, OperationInput, SourceInput } from './schema.ts';
 
 export interface FailClosedPolicy {
@@ -41,6 +46,8 @@ export function failClosedPolicy(
   if (errors.some((error) => error.code !== 'MUTUAL_POLICY_UNSUPPORTED')) return undefined;
   const spec = (document.spec ?? {}) as Spec;
   if (spec.targetRef !== undefined || spec.targetRefs !== undefined) return undefined;
+  // Istio never enforces a dry-run policy: a stand-in would.
+  if (isDryRun(document.metadata.annotations)) return undefined;
   const { provider: _provider, ...rest } = spec;
   const action = spec.action ?? 'ALLOW';
   const rules = spec.rules ?? [];

@@ -85,3 +85,26 @@ test('thousands of rules are checked without YAML in between (the webhook answer
   // Through YAML this took 1.8 s on the machine where it was written; now about 100 ms.
   assert.ok(elapsedMs < 1500, `${elapsedMs} ms`);
 });
+
+test("Istio's istio.io/dry-run annotation is kept in the document and refused, as in a file; false is fine", () => {
+  const object = (value: string) => ({
+    metadata: {
+      name: 'deny-path-headers',
+      namespace: 'foo',
+      annotations: { 'istio.io/dry-run': value, 'kubectl.kubernetes.io/last-applied-configuration': '{}' },
+    },
+    spec: { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/headers'] } }] }] },
+  });
+  const dryRun = parsePolicyObject('security.istio.io/v1', 'AuthorizationPolicy', object('true'), 'o');
+  assert.deepEqual(dryRun.document.metadata.annotations, { 'istio.io/dry-run': 'true' });
+  assert.equal(dryRun.resources.length, 0, 'never enforced as if it were not a dry run');
+  assert.deepEqual(
+    dryRun.diagnostics.filter((d) => d.severity === 'error').map((d) => [d.code, d.message.split(':')[0]]),
+    [['MUTUAL_POLICY_UNSUPPORTED', 'metadata.annotations.istio.io/dry-run']],
+  );
+  const fromText = parsePolicyText(JSON.stringify(dryRun.document), 'f');
+  assert.equal(fromText.resources.length, 0);
+  assert.equal(fromText.diagnostics.filter((d) => d.severity === 'error').length, 1);
+  const enforced = parsePolicyObject('security.istio.io/v1', 'AuthorizationPolicy', object('false'), 'o');
+  assert.equal(enforced.resources.length, 1);
+});

@@ -3,6 +3,7 @@
 // Shared by the destination service (what it serves or skips) and the admission webhook (what
 // `kubectl apply` is refused for), so the two can never disagree about an object.
 import { type ParseOptions, type ParseResult, parsePolicyValue } from './parse.ts';
+import { DRY_RUN_ANNOTATION } from './rules-check.ts';
 
 /** What of an API object a policy uses: metadata's name, namespace and creationTimestamp, and spec. */
 export interface PolicyApiDocument {
@@ -12,6 +13,8 @@ export interface PolicyApiDocument {
     readonly name?: unknown;
     readonly namespace?: unknown;
     readonly creationTimestamp?: unknown;
+    /** Only Istio's `istio.io/dry-run`, the one annotation that changes what a policy does. */
+    readonly annotations?: unknown;
   };
   readonly spec?: unknown;
 }
@@ -22,7 +25,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /**
  * The document for `object`: metadata cut to what policies use (the server's uid,
- * resourceVersion, managedFields, labels and annotations are not policy), status dropped. Never
+ * resourceVersion, managedFields, labels and annotations other than Istio's dry-run are not
+ * policy), status dropped. Never
  * throws: whatever `object` is, the parser says what is wrong with the result.
  */
 export function policyDocumentOf(apiVersion: string, kind: string, object: unknown): PolicyApiDocument {
@@ -35,6 +39,9 @@ export function policyDocumentOf(apiVersion: string, kind: string, object: unkno
       name: meta.name,
       namespace: meta.namespace,
       ...(meta.creationTimestamp === undefined ? {} : { creationTimestamp: meta.creationTimestamp }),
+      ...(isObject(meta.annotations) && meta.annotations[DRY_RUN_ANNOTATION] !== undefined
+        ? { annotations: { [DRY_RUN_ANNOTATION]: meta.annotations[DRY_RUN_ANNOTATION] } }
+        : {}),
     },
     ...(record.spec === undefined || record.spec === null ? {} : { spec: record.spec }),
   };

@@ -38,6 +38,16 @@ export function isUnsupportedConditionKey(key: string): boolean {
   return UNSUPPORTED_CONDITION.test(key);
 }
 
+/** Istio's annotation for a policy that is evaluated and logged but never enforced. */
+export const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
+
+/** Does the annotation say dry-run, as Go's strconv.ParseBool reads it (Istio's reading)? */
+export function isDryRun(annotations: unknown): boolean {
+  if (typeof annotations !== 'object' || annotations === null) return false;
+  const value = (annotations as Record<string, unknown>)[DRY_RUN_ANNOTATION];
+  return typeof value === 'string' && ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value);
+}
+
 /** An Istio path template (`/foo/{*}/bar`, `/baz/{**}`), which Mutual does not evaluate. */
 export function isPathTemplate(value: string): boolean {
   return value.includes('{');
@@ -115,6 +125,18 @@ export function validateAuthorizationPolicy(
 ): void {
   const spec = input.spec;
   warnIstioRootNamespace(meta, rootNamespace, report);
+  // Istio evaluates such a policy without enforcing it; enforcing it here could cut off traffic
+  // it was only meant to be tried on, and ignoring it would lose the policy without a word.
+  if (isDryRun(input.metadata.annotations)) {
+    report(
+      ['metadata', 'annotations', DRY_RUN_ANNOTATION],
+      'error',
+      'MUTUAL_POLICY_UNSUPPORTED',
+      `annotation ${DRY_RUN_ANNOTATION}: "${input.metadata.annotations?.[DRY_RUN_ANNOTATION]}" (dry-run) is not supported: Mutual would enforce this policy`,
+      'Try the policy with `mutual policy explain --policy-dir DIR ...` (what it would decide, nothing enforced), then remove the annotation to enforce it.',
+      true,
+    );
+  }
   if (spec !== undefined) validateTargetRefs(spec, meta, report);
   const action = spec?.action ?? 'ALLOW';
   if (action === 'CUSTOM' || spec?.provider !== undefined) {

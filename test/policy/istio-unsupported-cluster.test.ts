@@ -135,3 +135,32 @@ test('a DENY with notRequestPrincipals, and CUSTOM, still deny what they name', 
   assert.deepEqual(await call('/admin/users'), { status: 403, deniedBy: 'demo/deny-admin-without-jwt' });
   assert.deepEqual(await call('/public/x'), { status: 200, deniedBy: null });
 });
+
+test('a DENY with istio.io/dry-run: "true" is not enforced (as in Istio), and the log says why', async () => {
+  const object = authorizationPolicy('demo', 'deny-ip-dry-run', {
+    selector: EMOJI,
+    action: 'DENY',
+    rules: [{ to: [{ operation: { paths: ['/ip'] } }] }],
+  });
+  (object.metadata.annotations as Record<string, string>)['istio.io/dry-run'] = 'true';
+  api.add(ISTIO_AP, object);
+  // Added after it: once this one applies, the proxy's set has seen the dry-run one too.
+  api.add(
+    ISTIO_AP,
+    authorizationPolicy('demo', 'deny-marker', {
+      selector: EMOJI,
+      action: 'DENY',
+      rules: [{ to: [{ operation: { paths: ['/marker'] } }] }],
+    }),
+  );
+  await waitUntil(async () => (await call('/marker')).status === 403, 'the marker DENY to apply');
+  assert.ok(
+    service.logs.some(
+      (line) =>
+        line.includes('policy object skipped') &&
+        line.includes('demo/deny-ip-dry-run') &&
+        line.includes('istio.io/dry-run'),
+    ),
+  );
+  assert.deepEqual(await call('/ip'), { status: 200, deniedBy: null });
+});
