@@ -436,6 +436,55 @@ test('YAML merge keys are read as kubectl reads them: a pod whose metadata is `<
   }
 });
 
+/** What `mutual inject` says of a Rollout, whose pods only the webhook injects. */
+const ROLLOUT_NOTE =
+  'a Rollout is not a kind mutual inject changes (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob), so its pod template is printed unchanged and its pods run without the proxy unless the webhook injects them as they are created: label the namespace mutual.dev/inject=enabled, or annotate the template mutual.dev/inject: enabled';
+
+test('a workload of another kind with a pod template (an Argo Rollout, an OpenShift DeploymentConfig, in a List too) gets a note naming it: printed unchanged, and how its pods get the proxy', async () => {
+  // Modelled on the Argo Rollouts getting-started example (Apache-2.0).
+  const rollout = [
+    'apiVersion: argoproj.io/v1alpha1',
+    'kind: Rollout',
+    'metadata: {name: rollouts-demo}',
+    'spec:',
+    '  selector: {matchLabels: {app: rollouts-demo}}',
+    '  template:',
+    '    metadata: {labels: {app: rollouts-demo}}',
+    '    spec: {containers: [{name: rollouts-demo, image: argoproj/rollouts-demo:blue}]}',
+    '  strategy: {canary: {steps: [{setWeight: 20}, {pause: {}}]}}',
+  ].join('\n');
+  const text = [
+    rollout,
+    '---',
+    'apiVersion: v1',
+    'kind: List',
+    'items:',
+    '  - apiVersion: apps.openshift.io/v1',
+    '    kind: DeploymentConfig',
+    '    metadata: {name: legacy}',
+    '    spec: {template: {spec: {containers: [{name: legacy, image: legacy}]}}}',
+    '  - {apiVersion: argoproj.io/v1alpha1, kind: Rollout, metadata: {name: by-ref}, spec: {workloadRef: {kind: Deployment, name: x}}}',
+    '',
+  ].join('\n');
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, 'rollout.yaml'), text);
+    const run = await inject(['rollout.yaml'], dir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, text);
+    assert.equal(
+      run.stderr,
+      [
+        'rollout.yaml: no pods or workloads found; printed unchanged',
+        `rollout/rollouts-demo (rollout.yaml:7): note: ${ROLLOUT_NOTE}`,
+        `deploymentconfig/legacy (rollout.yaml:17): note: ${ROLLOUT_NOTE.replace('a Rollout', 'a DeploymentConfig')}\n`,
+      ].join('\n'),
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('YAML anchors shared between objects: each injected template gets its own copy, injected once; the Rollout, the Service selector and the merged-from metadata that share them are unchanged', async () => {
   const text = [
     'apiVersion: v1',
@@ -506,6 +555,7 @@ test('YAML anchors shared between objects: each injected template gets its own c
       [
         'deployment/a (shared.yaml:10): injected',
         'deployment/b (shared.yaml:24): injected',
+        `rollout/r (shared.yaml:28): note: ${ROLLOUT_NOTE}`,
         'pod/p (shared.yaml:40): injected\n',
       ].join('\n'),
     );

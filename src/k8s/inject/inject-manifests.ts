@@ -20,7 +20,7 @@ import { MutualError } from '../../errors.ts';
 import { ANNOTATIONS, INJECT_VALUES, LABELS } from '../constants.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
-import { findPodTemplates, isNestedDeeper, MAX_POD_DEPTH } from './pod-templates.ts';
+import { findPodTemplates, INJECTABLE_KINDS, isNestedDeeper, MAX_POD_DEPTH } from './pod-templates.ts';
 import { aliasProblems, aliasTargetCopy, unshareYamlNode } from './yaml-aliases.ts';
 
 export interface InjectReportLine {
@@ -106,6 +106,12 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       ...location,
       start: writtenAt(doc, location.path) ?? doc.range[0],
     }));
+    const otherKinds = otherKindNotes(value).map((note) => ({
+      name: note.name,
+      message: note.message,
+      line: at(writtenAt(doc, note.path) ?? doc.range[0]).line,
+      result: 'note' as const,
+    }));
     for (const note of namespaceNotes(value)) {
       const line = at(writtenAt(doc, note.path) ?? doc.range[0]).line;
       report.push({ name: note.name, message: note.message, line, result: 'note' });
@@ -158,6 +164,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       isChanged = true;
       report.push({ name: location.name, line, result: 'injected', message: 'injected' });
     }
+    report.push(...otherKinds);
     const original = text.slice(start, end);
     // Windows line endings (CRLF) stay so in a changed document: mixed endings show as a change to
     // every line in some editors and diffs. Line breaks inside values read the same either way.
@@ -272,6 +279,36 @@ function namespaceNotes(object: unknown): { name: string; message: string; path:
     });
   }
   return notes;
+}
+
+/**
+ * Objects of kinds injection does not change that hold a pod template where the workload kinds do
+ * (an Argo Rollout, an OpenShift DeploymentConfig): printed unchanged, which the webhook would not
+ * leave them, so the report says so and how their pods get the proxy.
+ */
+function otherKindNotes(
+  object: unknown,
+  path: (string | number)[] = [],
+): { name: string; message: string; path: (string | number)[] }[] {
+  if (!isPlainMap(object) || typeof object.kind !== 'string') return [];
+  const { kind } = object;
+  if (Array.isArray(object.items) && kind.endsWith('List')) {
+    return object.items.flatMap((item, index) => otherKindNotes(item, [...path, 'items', index]));
+  }
+  if (INJECTABLE_KINDS.includes(kind)) return [];
+  const templatePath = [
+    ['spec', 'template'],
+    ['spec', 'jobTemplate', 'spec', 'template'],
+  ].find((candidate) => Array.isArray(valueAtPathOrUndefined(object, [...candidate, 'spec', 'containers'])));
+  if (templatePath === undefined) return [];
+  const metadata = isPlainMap(object.metadata) ? object.metadata : {};
+  return [
+    {
+      name: `${kind.toLowerCase()}/${typeof metadata.name === 'string' ? metadata.name : '(unnamed)'}`,
+      path: [...path, ...templatePath],
+      message: `a ${kind} is not a kind mutual inject changes (${INJECTABLE_KINDS.join(', ')}), so its pod template is printed unchanged and its pods run without the proxy unless the webhook injects them as they are created: label the namespace ${LABELS.inject}=${INJECT_VALUES.enabled}, or annotate the template ${ANNOTATIONS.inject}: ${INJECT_VALUES.enabled}`,
+    },
+  ];
 }
 
 /** The Pod Security admission label that refuses pods (warn and audit only report). */
