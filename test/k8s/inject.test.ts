@@ -233,7 +233,7 @@ test('documents without pods pass through byte for byte, comments, flow style an
   }
 });
 
-test('an app container whose probe is rewritten keeps the rest as written: comments, quotes, flow lists and their spacing (Helm chart output)', async () => {
+test('an app container whose probe is rewritten keeps the rest as written: comments, quotes, flow lists and their spacing, long lines unfolded (Helm chart output)', async () => {
   const container = [
     '        - name: app',
     '          # pinned by the release pipeline',
@@ -241,6 +241,9 @@ test('an app container whose probe is rewritten keeps the rest as written: comme
     '          securityContext:',
     '            {}',
     '          command: ["nginx", "-g", "daemon off;"]',
+    '          args:',
+    '            - sh -c "echo this argument is a long line with spaces, well past the eighty columns a printer folds at"',
+    '            - --banner=another long plain scalar with spaces that a YAML printer would fold over two or more lines',
     '          ports:',
     '            - name: http',
     '              containerPort: 80',

@@ -171,7 +171,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     const endings = (printed: string) =>
       original.includes('\r\n') ? printed.replace(/\r?\n/g, '\r\n') : printed;
     if (!isChanged) pieces.push(original);
-    else if (json === undefined) pieces.push(endings(doc.toString({ flowCollectionPadding })));
+    else if (json === undefined) pieces.push(endings(doc.toString({ flowCollectionPadding, lineWidth: 0 })));
     else {
       // The document's own leading and trailing text (`---`, comments, the newline) is kept.
       const object = endings(JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4));
