@@ -51,6 +51,20 @@ test('parseCertificate caches by content', () => {
   assert.equal(parseCertificate(leaf.der), parseCertificate(new Uint8Array(leaf.der)));
 });
 
+test('parseCertificate keeps a bounded cache: renewed leaves are dropped, the issuer in use stays', async () => {
+  // What a sidecar sees renewing for long: a new leaf of its own and of each peer every time.
+  // 300 of them (a few hours of 15 s certificates, or a few weeks of 24 h ones with a handful of
+  // peers) must not all stay decoded, at ~10 KB each.
+  const first = await svid(ca, 'spiffe://cluster.local/ns/a/sa/renewed');
+  const firstParsed = parseCertificate(first.der);
+  const issuer = parseCertificate(ca.der);
+  for (let i = 0; i < 300; i++) {
+    parseCertificate((await svid(ca, 'spiffe://cluster.local/ns/a/sa/renewed')).der);
+    assert.equal(parseCertificate(ca.der), issuer);
+  }
+  assert.notEqual(parseCertificate(first.der), firstParsed, 'the oldest leaf is no longer cached');
+});
+
 test('parseCertificate throws MUTUAL_PKI_CERT_MALFORMED on garbage', () => {
   const trailing = new Uint8Array([...leaf.der, 0]);
   for (const bytes of [

@@ -114,7 +114,14 @@ export interface ParsedCertificate {
   readonly native: NodeX509Certificate;
 }
 
-const CACHE_LIMIT = 2048;
+/**
+ * Certificates decoded again and again across credential generations (anchors, issuers, the
+ * workload's own chain) stay decoded. Peer leaves within a generation are held by that
+ * generation's verifier, so this cache needs no room for them: every renewal brings new leaves,
+ * and each entry keeps ~10 KB (the decoded fields and a native X509), so a large limit only
+ * filled up with expired ones (2048 of them, ~20 MB, in a sidecar renewing for long enough).
+ */
+const CACHE_LIMIT = 256;
 const cache = new Map<string, ParsedCertificate>();
 
 /** Decodes a DER certificate, reusing an earlier result for the same bytes. */
