@@ -27,6 +27,16 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var prefix = 'spiffe://' + domain + '/';
     return id && domain && id.indexOf(prefix) === 0 ? id.slice(prefix.length) : id || '—';
   }
+  /** A SPIFFE ID (or fingerprint) that may break after each '/' rather than widen its table past the screen. */
+  function idSpan(text) {
+    var parts = String(text).split('/');
+    var children = [];
+    parts.forEach(function (part, i) {
+      children.push(i < parts.length - 1 ? part + '/' : part);
+      if (i < parts.length - 1) children.push(h('wbr'));
+    });
+    return h('span', { class: 'id' }, children);
+  }
   function percent(share) { return share === null ? '—' : (share * 100).toFixed(share === 1 ? 0 : 1) + '%'; }
   function perSecond(rate) { return rate === null ? '—' : rate < 0.05 && rate > 0 ? '<0.1/s' : rate.toFixed(1) + '/s'; }
   function bytes(n) {
@@ -150,11 +160,12 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       return !state.namespace || edge.sourceNamespace === state.namespace || edge.destinationNamespace === state.namespace;
     }).map(function (edge) {
       return h('tr', { 'data-edge': edge.id, class: edge.isSecured ? 'secured' : 'insecure' }, [
-        td(edge.source), td(edge.destination),
+        // A client of another trust domain is named by its SPIFFE ID: it wraps as the identities do.
+        td(edge.source.indexOf('/') >= 0 ? idSpan(edge.source) : edge.source), td(edge.destination),
         td(h('span', { class: 'port' }, [edge.port === undefined || edge.port === null ? '—' : String(edge.port), h('small', { text: edge.protocol })])),
-        td(h('span', { class: 'id', text: shortId(edge.clientId) })),
-        td(h('span', { class: 'id', text: shortId(edge.serverId) })),
         td(secured(edge)),
+        td(idSpan(shortId(edge.clientId))),
+        td(idSpan(shortId(edge.serverId))),
         td(perSecond(edge.requestRate), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
         td(String(edge.requests), 'num'), td(String(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
         td(String(edge.denied), 'num'),
@@ -164,7 +175,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges show only what the other end counted' }); });
     return [panel('Edges: who calls whom, and is it mTLS', [
       h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
-      table(['Source', 'Destination', 'Port', 'Client identity', 'Server identity', 'TLS', 'Rate#', 'Success#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
+      table(['Source', 'Destination', 'Port', 'TLS', 'Client identity', 'Server identity', 'Rate#', 'Success#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
         rows, 'No traffic yet: the sidecars have not carried a connection.'),
       missing.length ? h('ul', { class: 'problems' }, missing) : null,
     ])];
@@ -241,7 +252,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var workloads = c.workloads.map(function (w) {
       var last = w.lastRenewal ? (w.lastRenewal.result || '?') + (w.lastRenewal.at ? ' ' + duration((Date.parse(w.lastRenewal.at) - Date.now()) / 1000) : '') : '—';
       return h('tr', { 'data-cert': w.service }, [
-        td(w.service), td(h('span', { class: 'id', text: shortId(w.spiffeId) })),
+        td(w.service), td(idSpan(shortId(w.spiffeId))),
         td(pill(w.status, w.error ? 'unreachable' : w.status)),
         td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, 'ok')), td(last),
       ]);

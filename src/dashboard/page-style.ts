@@ -43,7 +43,9 @@ th.num { text-align: right; }
 td { padding: 9px 5px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
 tr:last-child td { border-bottom: none; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; color: #33475b; white-space: nowrap; }
+/* An identity wraps (after a '/', else anywhere) past 44 characters instead of pushing the TLS column off screen. */
+.id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; color: #33475b; display: inline-block;
+  max-width: 44ch; overflow-wrap: anywhere; }
 .pill { display: inline-block; padding: 2px 9px; border-radius: 999px; font-size: 12px; font-weight: 600; white-space: nowrap; }
 .pill.secured, .pill.ok, .pill.STRICT { background: var(--ok-bg); color: var(--ok); }
 .pill.insecure, .pill.critical, .pill.expired, .pill.DISABLE, .pill.error { background: var(--bad-bg); color: var(--bad); }

@@ -1,0 +1,123 @@
+// The dashboard in a real browser (Debian's chromium driven by playwright-core) as a user reads it,
+// over a fake mesh with a long foreign SPIFFE ID and a sidecar whose renewal fails: the TLS status
+// of every edge is on screen at desktop width.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { systemClock } from '../../src/clock.ts';
+import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
+import { executablePath, skip } from './chromium.ts';
+import { type FakeAdmin, startFakeAdmin, writeFakeRuntime } from './fake-mesh.ts';
+
+const id = (name: string) => `spiffe://example.org/ns/shop/sa/${name}`;
+const LONG = 'payments-settlement-reconciliation-worker-eu-west-1';
+/** A client of another trust domain: its full ID is shown, 150 characters. */
+const FOREIGN = `spiffe://partner.example.com/ns/settlement/sa/${LONG}-${LONG}`;
+
+let dir: string;
+let admins: FakeAdmin[] = [];
+let dashboard: Dashboard;
+let browser: Browser;
+
+before(async () => {
+  if (skip) return;
+  dir = await mkdtemp(join(tmpdir(), 'mutual-dashboard-layout-'));
+  const policyDir = join(dir, 'policies');
+  await mkdir(policyDir);
+  const now = Date.now();
+  const inbound = [LONG, 'cart']
+    .map((client) => id(client))
+    .concat(FOREIGN)
+    .map(
+      (client) =>
+        `mutual_inbound_connections_total{tls="true",client_id="${client}",server_id="${id('web')}",no_tls_reason="",port="7000"} 2\n`,
+    )
+    .join('');
+  const certificate = (name: string, renewAgoS: number) => ({
+    spiffeId: id(name),
+    notBefore: new Date(now - 1800_000).toISOString(),
+    notAfter: new Date(now + 1800_000).toISOString(),
+    renewAt: new Date(now - renewAgoS * 1000).toISOString(),
+  });
+  const web = await startFakeAdmin(inbound, {
+    ...certificate('web', -600),
+    lastRenewal: { result: 'ok', at: new Date(now).toISOString() },
+  });
+  const pay = await startFakeAdmin('', {
+    ...certificate(LONG, 900),
+    lastRenewal: {
+      result: 'failed',
+      at: new Date(now).toISOString(),
+      error: { code: 'MUTUAL_WORKLOAD_CERTIFY_FAILED', message: 'the identity service did not answer' },
+    },
+  });
+  const cart = await startFakeAdmin('', {
+    ...certificate('cart', -600),
+    lastRenewal: { result: 'ok', at: new Date(now).toISOString() },
+  });
+  const identity = await startFakeAdmin(
+    `mutual_identity_issuer_expiry_timestamp_seconds ${now / 1000 + 5 * 86_400}\n` +
+      `mutual_identity_trust_anchor_expiry_timestamp_seconds{fingerprint="82790b6bd16b9454"} ${now / 1000 + 20 * 86_400}\n`,
+  );
+  admins = [web, pay, cart, identity];
+  const stateDir = join(dir, 'state');
+  await writeFakeRuntime(stateDir, {
+    identityAdminUrl: identity.url,
+    policyDir,
+    services: [
+      { name: 'web', adminUrl: web.url, appPort: 7000, inboundPort: 17_000 },
+      { name: LONG, adminUrl: pay.url },
+      { name: 'cart', adminUrl: cart.url },
+    ],
+  });
+  dashboard = await createDashboard(
+    { stateDir, host: '127.0.0.1', port: 0, refreshMs: 300, checksTtlMs: 1000 },
+    { clock: systemClock },
+  );
+  browser = await chromium.launch({
+    executablePath: executablePath!,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
+  });
+});
+
+after(async () => {
+  if (skip) return;
+  await browser?.close();
+  dashboard?.destroy();
+  await Promise.all(admins.map((admin) => admin.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function open(tab: string, width: number, height: number, isMobile = false): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width, height }, isMobile, hasTouch: isMobile });
+  await page.goto(`${dashboard.url}#${tab}`);
+  await page.locator(`#view-${tab} table`).first().waitFor();
+  return page;
+}
+
+test("a long SPIFFE ID wraps: every edge's TLS status is on screen at desktop width", { skip }, async () => {
+  const page = await open('edges', 1280, 800);
+  try {
+    await page.locator(`tr[data-edge="${FOREIGN}→web:8080"]`).waitFor();
+    const [scrollWidth, clientWidth] = (await page
+      .locator('#view-edges .scroll')
+      .evaluate((el) => [el.scrollWidth, el.clientWidth])) as [number, number];
+    assert.ok(scrollWidth <= clientWidth, `the edges table is ${scrollWidth} px wide in ${clientWidth} px`);
+    const pills = await page
+      .locator('#view-edges tbody .pill')
+      .evaluateAll((els) =>
+        els.map((el) => ({ text: el.textContent, right: el.getBoundingClientRect().right })),
+      );
+    assert.equal(pills.length, 3);
+    for (const pill of pills) assert.ok(pill.right <= 1280, `${pill.text} at ${pill.right} px is off screen`);
+    // Wrapping only breaks lines: the text (what a copy gives) is the whole ID.
+    const cell = page.locator(`tr[data-edge="${FOREIGN}→web:8080"] .id`).first();
+    assert.equal(await cell.textContent(), FOREIGN);
+  } finally {
+    await page.close();
+  }
+});
