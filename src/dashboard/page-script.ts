@@ -324,7 +324,10 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       var section = document.getElementById('view-' + name);
       section.hidden = name !== state.tab;
       if (name !== state.tab || !d) return;
+      // A table or graph scrolled sideways (a phone) stays where the user put it.
+      var scrolled = Array.prototype.map.call(section.querySelectorAll('.scroll'), function (el) { return el.scrollLeft; });
       section.replaceChildren.apply(section, views[name](d));
+      section.querySelectorAll('.scroll').forEach(function (el, i) { if (scrolled[i]) el.scrollLeft = scrolled[i]; });
     });
     // A control the user was on (the namespace filter) keeps the keyboard focus across redraws.
     var again = focused && document.getElementById(focused);

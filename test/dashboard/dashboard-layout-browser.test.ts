@@ -1,6 +1,7 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) as a user reads it,
 // over a fake mesh with a long foreign SPIFFE ID and a sidecar whose renewal fails: the TLS status
-// of every edge is on screen at desktop width.
+// of every edge is on screen at desktop width, and a table scrolled sideways on a phone stays
+// scrolled across live redraws.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -117,6 +118,23 @@ test("a long SPIFFE ID wraps: every edge's TLS status is on screen at desktop wi
     // Wrapping only breaks lines: the text (what a copy gives) is the whole ID.
     const cell = page.locator(`tr[data-edge="${FOREIGN}→web:8080"] .id`).first();
     assert.equal(await cell.textContent(), FOREIGN);
+  } finally {
+    await page.close();
+  }
+});
+
+test('a table scrolled sideways on a phone stays where the user put it across live redraws', {
+  skip,
+}, async () => {
+  const page = await open('edges', 390, 844, true);
+  try {
+    const scroller = page.locator('#view-edges .scroll');
+    await scroller.evaluate((el) => {
+      el.scrollLeft = 200;
+      (globalThis as any).__table = el.querySelector('table');
+    });
+    await page.waitForFunction(() => !(globalThis as any).__table.isConnected);
+    assert.equal(await scroller.evaluate((el) => el.scrollLeft), 200);
   } finally {
     await page.close();
   }
