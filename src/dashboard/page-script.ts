@@ -250,11 +250,17 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       ca.push(h('tr', { 'data-cert': 'anchor' }, [td('Trust anchor'), td(h('span', { class: 'id', text: a.fingerprint })), td(pill(a.status, a.status)), td(countdown(a.notAfter, a.status)), td(h('span', { class: 'id', text: a.notAfter }))]));
     });
     var workloads = c.workloads.map(function (w) {
-      var last = w.lastRenewal ? (w.lastRenewal.result || '?') + (w.lastRenewal.at ? ' ' + duration((Date.parse(w.lastRenewal.at) - Date.now()) / 1000) : '') : '—';
+      var r = w.lastRenewal;
+      // A failed renewal says why (the sidecar's error), in red; a renewal time long past is amber.
+      var last = !r ? '—' : h('span', { class: r.result === 'failed' ? 'renewal failed' : 'renewal' }, [
+        (r.result || '?') + (r.at ? ' ' + duration((Date.parse(r.at) - Date.now()) / 1000) : ''),
+        r.error ? h('small', { class: 'renewal-error', text: (r.error.message || '') + (r.error.code ? ' (' + r.error.code + ')' : '') }) : null,
+      ]);
+      var isOverdue = w.secondsToRenewal !== null && w.secondsToRenewal < -60;
       return h('tr', { 'data-cert': w.service }, [
         td(w.service), td(idSpan(shortId(w.spiffeId))),
         td(pill(w.status, w.error ? 'unreachable' : w.status)),
-        td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, 'ok')), td(last),
+        td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, isOverdue ? 'warning' : 'ok')), td(last),
       ]);
     });
     return [

@@ -52,7 +52,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pill.warning, .pill.PERMISSIVE { background: var(--warn-bg); color: var(--warn); }
 .pill.unknown { background: #eef1f4; color: var(--unknown); }
 .countdown.ok { color: var(--ok); } .countdown.warning { color: var(--warn); }
-.countdown.critical, .countdown.expired { color: var(--bad); } .countdown { font-weight: 600; font-variant-numeric: tabular-nums; }
+.countdown.critical, .countdown.expired { color: var(--bad); } .countdown { font-weight: 600; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.renewal.failed { color: var(--bad); font-weight: 600; }
+.renewal-error { display: block; font-weight: 400; max-width: 40ch; overflow-wrap: anywhere; }
 .problems li { margin: 6px 0; }
 .problems .error::marker { color: var(--bad); } .problems .warning::marker { color: var(--warn); }
 .empty { color: var(--muted); padding: 18px 4px; }

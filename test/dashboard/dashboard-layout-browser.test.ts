@@ -1,7 +1,7 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) as a user reads it,
 // over a fake mesh with a long foreign SPIFFE ID and a sidecar whose renewal fails: the TLS status
-// of every edge is on screen at desktop width, and a table scrolled sideways on a phone stays
-// scrolled across live redraws.
+// of every edge is on screen at desktop width, a table scrolled sideways on a phone stays scrolled
+// across live redraws, and a failing renewal says why.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -135,6 +135,27 @@ test('a table scrolled sideways on a phone stays where the user put it across li
     });
     await page.waitForFunction(() => !(globalThis as any).__table.isConnected);
     assert.equal(await scroller.evaluate((el) => el.scrollLeft), 200);
+  } finally {
+    await page.close();
+  }
+});
+
+test('a failing renewal says why, in red, and its renewal time long past is amber', { skip }, async () => {
+  const page = await open('certificates', 1280, 800);
+  try {
+    const row = page.locator(`tr[data-cert="${LONG}"]`);
+    await row.waitFor();
+    assert.match(await row.locator('.pill').innerText(), /warning/);
+    assert.match(
+      await row.locator('.renewal.failed').innerText(),
+      /failed \d+s ago\s+the identity service did not answer \(MUTUAL_WORKLOAD_CERTIFY_FAILED\)/,
+    );
+    const renews = row.locator('td:nth-child(5) .countdown');
+    assert.match((await renews.getAttribute('class')) ?? '', /\bwarning\b/, 'the renewal time, 15 min past');
+    assert.match(await renews.innerText(), /^1[45]m \d+s ago$/);
+    const web = page.locator('tr[data-cert="web"]');
+    assert.equal(await web.locator('.renewal.failed').count(), 0);
+    assert.equal(await web.locator('.countdown.warning, .countdown.critical').count(), 0);
   } finally {
     await page.close();
   }
