@@ -2,8 +2,9 @@
 export const PAGE_STYLE = `
 :root {
   --ink: #14202b; --muted: #5b6b7a; --line: #dfe5eb; --bg: #f4f6f8; --card: #fff;
-  --brand: #0f2a3d; --accent: #1f8fff; --ok: #15935b; --ok-bg: #e3f6ec; --bad: #d13a35;
-  --bad-bg: #fde8e7; --warn: #b86e00; --warn-bg: #fff3dc; --unknown: #7a8794;
+  /* Text colours keep 4.5:1 (WCAG AA) on white and on their own pill backgrounds. */
+  --brand: #0f2a3d; --accent: #0b6bcf; --ok: #0f7a4a; --ok-bg: #e3f6ec; --bad: #b42f2a;
+  --bad-bg: #fde8e7; --warn: #8f5500; --warn-bg: #fff3dc; --unknown: #7a8794;
   font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
   color: var(--ink); background: var(--bg);
 }
@@ -50,7 +51,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pill.secured, .pill.ok, .pill.STRICT { background: var(--ok-bg); color: var(--ok); }
 .pill.insecure, .pill.critical, .pill.expired, .pill.DISABLE, .pill.error { background: var(--bad-bg); color: var(--bad); }
 .pill.warning, .pill.PERMISSIVE { background: var(--warn-bg); color: var(--warn); }
-.pill.unknown { background: #eef1f4; color: var(--unknown); }
+.pill.unknown { background: #eef1f4; color: var(--muted); }
 .countdown.ok { color: var(--ok); } .countdown.warning { color: var(--warn); }
 .countdown.critical, .countdown.expired { color: var(--bad); } .countdown { font-weight: 600; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .renewal.failed { color: var(--bad); font-weight: 600; }

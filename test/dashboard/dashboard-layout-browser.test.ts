@@ -1,7 +1,7 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) as a user reads it,
 // over a fake mesh with a long foreign SPIFFE ID and a sidecar whose renewal fails: the TLS status
 // of every edge is on screen at desktop width, a table scrolled sideways on a phone stays scrolled
-// across live redraws, and a failing renewal says why.
+// across live redraws, a failing renewal says why, and status text is readable (4.5:1 contrast).
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -156,6 +156,65 @@ test('a failing renewal says why, in red, and its renewal time long past is ambe
     const web = page.locator('tr[data-cert="web"]');
     assert.equal(await web.locator('.renewal.failed').count(), 0);
     assert.equal(await web.locator('.countdown.warning, .countdown.critical').count(), 0);
+  } finally {
+    await page.close();
+  }
+});
+
+test('status text (pills, countdowns, the current tab) has at least 4.5:1 contrast', { skip }, async () => {
+  const page = await open('certificates', 1280, 800);
+  try {
+    await page.locator('.pill.critical').first().waitFor();
+    const seen = new Set<string>();
+    for (const tab of ['certificates', 'edges']) {
+      await page.locator(`#tabs a[data-tab="${tab}"]`).click();
+      await page.locator(`#view-${tab} .pill`).first().waitFor();
+      // Queried and measured in one task: a live redraw in between would detach the elements.
+      const contrasts = await page.evaluate(() => {
+        const doc = (globalThis as any).document;
+        const els: any[] = [
+          ...doc.querySelectorAll('main section:not([hidden]) :is(.pill, .countdown), #tabs a.active'),
+        ];
+        const rgb = (color: string) => (color.match(/[\d.]+/g) ?? []).map(Number);
+        const luminance = ([r, g, b]: number[]) => {
+          const [x, y, z] = [r!, g!, b!].map((v) => {
+            const c = v / 255;
+            return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+          });
+          return 0.2126 * x! + 0.7152 * y! + 0.0722 * z!;
+        };
+        return els.map((el) => {
+          let back = el;
+          let background = 'rgba(0, 0, 0, 0)';
+          while (back && /rgba\(.*, 0\)|transparent/.test(background)) {
+            background = (globalThis as any).getComputedStyle(back).backgroundColor;
+            back = back.parentElement;
+          }
+          const [a, b] = [
+            luminance(rgb((globalThis as any).getComputedStyle(el).color)),
+            luminance(rgb(background)),
+          ];
+          return {
+            what: `${el.className} ${el.textContent}`,
+            ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05),
+          };
+        });
+      });
+      for (const { what, ratio } of contrasts) {
+        seen.add(what.split(' ').slice(0, 2).join(' '));
+        assert.ok(ratio >= 4.5, `${what}: ${ratio.toFixed(2)}:1`);
+      }
+    }
+    // Every kind of status text was among them.
+    for (const kind of [
+      'pill ok',
+      'pill warning',
+      'pill critical',
+      'pill secured',
+      'countdown ok',
+      'countdown warning',
+    ])
+      assert.ok(seen.has(kind), `${kind} not checked: ${[...seen].join(', ')}`);
   } finally {
     await page.close();
   }
