@@ -283,7 +283,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       });
     });
     var denials = p.denials.map(function (x) {
-      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.policy), td(x.port), td(String(x.recent), 'num'), td(String(x.count), 'num')]);
+      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.policy), td(x.port || '—'), td(String(x.recent), 'num'), td(String(x.count), 'num')]);
     });
     return [
       panel('Effective peer authentication', [table(['Workload', 'Namespace', 'Port', 'Mode', 'Set by', 'Authorization policies'], modes, 'No workloads.')]),

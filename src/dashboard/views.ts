@@ -161,6 +161,22 @@ function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
             policy: labels.policy || '(no ALLOW policy matched)',
             port: portOf(service, labels.port),
           };
+        } else if (
+          name === 'mutual_tls_handshake_failures_total' &&
+          labels.direction === 'inbound' &&
+          labels.reason !== 'client_closed'
+        ) {
+          // A TLS client refused at the handshake (no certificate, another CA, expired): refused
+          // before the app as plaintext under STRICT is. client_closed is the client refusing us.
+          // The counter has no port label.
+          denial = {
+            service,
+            kind: 'refused',
+            client: 'unknown',
+            clientId: null,
+            policy: `refused: ${labels.reason ?? 'unknown'}`,
+            port: '',
+          };
         } else if (name === 'mutual_inbound_refused_total') {
           denial = {
             service,

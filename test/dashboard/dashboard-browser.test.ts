@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { connect as connectTls } from 'node:tls';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { systemClock } from '../../src/clock.ts';
 import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
@@ -98,6 +99,20 @@ test("a plaintext client on web's STRICT inbound shows as not secured, with the 
   await page.goto(`${dashboard.url}#topology`);
   await page.locator('svg.topology path.edge.insecure').first().waitFor();
   await page.screenshot({ path: join(artifacts, 'dashboard-topology.png'), fullPage: true });
+});
+
+test("a TLS client with no certificate at emoji's STRICT inbound is a denial on the Policy tab", {
+  skip,
+}, async () => {
+  const inbound = runtime.services.find((service) => service.name === 'emoji')!.ports[0]!.inboundPort!;
+  // As openssl s_client with no -cert: the sidecar asks for one and refuses the handshake.
+  const socket = connectTls({ host: '127.0.0.1', port: inbound, rejectUnauthorized: false });
+  socket.on('error', () => {});
+  await once(socket, 'close');
+  await page.goto(`${dashboard.url}#policy`);
+  const denial = page.locator('tr[data-denial="emoji"]');
+  await denial.waitFor({ timeout: 15_000 });
+  assert.match(await denial.innerText(), /^emoji\s+unknown\s+refused: no_client_certificate\s+—\s+1\s+1$/);
 });
 
 test('Certificates shows when the issuer expires, and every workload certificate', { skip }, async () => {
