@@ -202,8 +202,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     // Past a few dozen edges the labels cover each other: only the ones that need a look keep theirs.
     var isCrowded = edges.length > 24;
     var svg = h('svg:svg', { class: 'topology', viewBox: '0 0 ' + width + ' ' + height, role: 'img', 'aria-label': 'service graph' });
-    // Drawn at no less than 70 % of its size: a larger graph scrolls rather than shrinks to dots.
-    svg.style.minWidth = width > 1000 ? Math.round(width * 0.7) + 'px' : '';
+    // Drawn at no less than 70 % of its size (names at 9 px or more): on a phone or with many
+    // services the graph scrolls rather than shrinks to dots.
+    svg.style.minWidth = Math.round(width * 0.7) + 'px';
     var defs = h('svg:defs');
     [['ok', '#0f7a4a'], ['bad', '#b42f2a']].forEach(function (m) {
       defs.appendChild(h('svg:marker', { id: 'arrow-' + m[0], viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' },

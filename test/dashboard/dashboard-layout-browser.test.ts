@@ -1,7 +1,8 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) as a user reads it,
 // over a fake mesh with a long foreign SPIFFE ID and a sidecar whose renewal fails: the TLS status
 // of every edge is on screen at desktop width, a table scrolled sideways on a phone stays scrolled
-// across live redraws, a failing renewal says why, and status text is readable (4.5:1 contrast).
+// across live redraws, a failing renewal says why, status text is readable (4.5:1 contrast), and
+// the graph on a phone scrolls rather than shrinks its names to dots.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -215,6 +216,27 @@ test('status text (pills, countdowns, the current tab) has at least 4.5:1 contra
       'countdown warning',
     ])
       assert.ok(seen.has(kind), `${kind} not checked: ${[...seen].join(', ')}`);
+  } finally {
+    await page.close();
+  }
+});
+
+test('the graph on a phone keeps its names readable and scrolls sideways instead', { skip }, async () => {
+  const page = await browser.newPage({
+    viewport: { width: 390, height: 844 },
+    isMobile: true,
+    hasTouch: true,
+  });
+  try {
+    await page.goto(`${dashboard.url}#topology`);
+    const name = page.locator('svg.topology g.node text:not(.ns)').first();
+    await name.waitFor();
+    const box = (await name.boundingBox())!;
+    assert.ok(box.height >= 10, `a service name ${box.height.toFixed(1)} px tall`);
+    const [scrollWidth, clientWidth] = (await page.evaluate(
+      '[document.documentElement.scrollWidth, document.documentElement.clientWidth]',
+    )) as [number, number];
+    assert.ok(scrollWidth <= clientWidth, 'only the graph scrolls, not the page');
   } finally {
     await page.close();
   }
