@@ -76,6 +76,14 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       h('tbody', {}, rows),
     ])]);
   }
+  /** An ISO time as people read it, in UTC as certificates and logs give it: 2026-11-24 02:07:18 UTC. */
+  function utc(iso) {
+    return typeof iso === 'string' ? iso.replace('T', ' ').replace(/\.\d+Z$|Z$/, '') + ' UTC' : '—';
+  }
+  /** The browser's local time of day with its zone, so it cannot be mistaken for UTC. */
+  function clock(date) {
+    return date.toLocaleTimeString(undefined, { timeZoneName: 'short' });
+  }
   function td(content, cls) {
     return typeof content === 'string' || typeof content === 'number'
       ? h('td', { class: cls, text: String(content) })
@@ -117,7 +125,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         ]),
         h('div', { class: 'check-message', text: (f.subject ? f.subject + ': ' : '') + f.message }),
         f.details.length ? h('pre', { class: 'check-details', text: f.details.join('\n') }) : null,
-        h('div', { class: 'check-why', text: 'Why it matters: ' + f.hint }),
+        h('div', { class: 'check-why' }, ['Why it matters: '].concat(withCode(f.hint))),
         h('div', { class: 'check-fix' }, [h('span', { class: 'fix-label', text: 'Fix' })].concat(withCode(f.fix))),
       ]);
     });
@@ -168,7 +176,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(idSpan(shortId(edge.serverId))),
         td(perSecond(edge.requestRate), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
         td(String(edge.requests), 'num'), td(String(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
-        td(String(edge.denied), 'num'),
+        td(edge.denied ? h('span', { class: 'denied', title: 'refused by policy (a 403 answer counts as success in Success, as in Linkerd)', text: String(edge.denied) }) : '0', 'num'),
         td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: String(edge.failed) }) : '0', 'num'),
       ]);
     });
@@ -246,9 +254,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   function renderCertificates(d) {
     var c = d.certificates;
     var ca = [];
-    if (c.issuer) ca.push(h('tr', { 'data-cert': 'issuer' }, [td('Issuer (intermediate CA)'), td('—'), td(pill(c.issuer.status, c.issuer.status)), td(countdown(c.issuer.notAfter, c.issuer.status)), td(h('span', { class: 'id', text: c.issuer.notAfter }))]));
+    if (c.issuer) ca.push(h('tr', { 'data-cert': 'issuer' }, [td('Issuer (intermediate CA)'), td('—'), td(pill(c.issuer.status, c.issuer.status)), td(countdown(c.issuer.notAfter, c.issuer.status)), td(h('span', { class: 'id', title: c.issuer.notAfter, text: utc(c.issuer.notAfter) }))]));
     c.trustAnchors.forEach(function (a) {
-      ca.push(h('tr', { 'data-cert': 'anchor' }, [td('Trust anchor'), td(h('span', { class: 'id', text: a.fingerprint })), td(pill(a.status, a.status)), td(countdown(a.notAfter, a.status)), td(h('span', { class: 'id', text: a.notAfter }))]));
+      ca.push(h('tr', { 'data-cert': 'anchor' }, [td('Trust anchor'), td(h('span', { class: 'id', text: a.fingerprint })), td(pill(a.status, a.status)), td(countdown(a.notAfter, a.status)), td(h('span', { class: 'id', title: a.notAfter, text: utc(a.notAfter) }))]));
     });
     var workloads = c.workloads.map(function (w) {
       var r = w.lastRenewal;
@@ -307,7 +315,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var d = state.data;
     var lines = [];
     if (!state.isLive && state.lastUpdate) {
-      lines.push(h('strong', { text: 'Not updating: ' + state.problem + '.' }), ' What you see was taken at ' + state.lastUpdate.toLocaleTimeString() + ' (', h('span', { 'data-since': state.lastUpdate.toISOString(), text: ago(state.lastUpdate.toISOString()) }), ').');
+      lines.push(h('strong', { text: 'Not updating: ' + state.problem + '.' }), ' What you see was taken at ' + clock(state.lastUpdate) + ' (', h('span', { 'data-since': state.lastUpdate.toISOString(), text: ago(state.lastUpdate.toISOString()) }), ').');
     } else if (d && !d.overview.mesh.isRunning) {
       lines.push(h('strong', { text: 'No mesh is running' }), ' from ' + d.overview.mesh.stateDir + ' (no runtime.json): start it with ',
         h('code', { text: 'mutual up -f mesh.yaml --state-dir ' + d.overview.mesh.stateDir }), '. This page follows it when it starts.');
@@ -379,7 +387,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       state.data = JSON.parse(event.data);
       state.isLive = true;
       state.lastUpdate = new Date(state.data.overview.generatedAt);
-      live(true, 'live · ' + state.lastUpdate.toLocaleTimeString());
+      live(true, 'live · ' + clock(state.lastUpdate));
       update();
     });
     source.addEventListener('failure', function (event) { stale('the dashboard cannot read the mesh (' + JSON.parse(event.data).error.message + ')'); });

@@ -96,6 +96,7 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px
 .port { white-space: nowrap; font-variant-numeric: tabular-nums; }
 .port small { color: var(--muted); margin-left: 5px; font-size: 11px; text-transform: uppercase; }
 .failed { color: var(--bad); font-weight: 600; cursor: help; }
+.denied { color: var(--warn); font-weight: 600; cursor: help; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 0 24px; }
 .notice { background: var(--warn-bg); color: #6b4200; border: 1px solid #f0d9a8; border-radius: 10px; padding: 12px 16px; margin-bottom: 20px; }
 .notice.stale { background: var(--bad-bg); color: #8a1f1b; border-color: #f3c5c2; }

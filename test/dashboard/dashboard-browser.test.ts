@@ -121,7 +121,9 @@ test('Certificates shows when the issuer expires, and every workload certificate
   const issuer = page.locator('tr[data-cert="issuer"]');
   await issuer.waitFor();
   const text = await issuer.innerText();
-  assert.ok(text.includes(issuerNotAfter), `${text} should name ${issuerNotAfter}`);
+  // Shown as a UTC time people read (2027-11-24 02:19:31 UTC), the ISO form `mutual up` printed.
+  const shown = `${issuerNotAfter.replace('T', ' ').replace(/\.\d+$/, '')} UTC`;
+  assert.ok(text.includes(shown), `${text} should name ${shown}`);
   assert.match(text, /ok\s+in 36\dd/);
   for (const name of ['web', 'emoji', 'voting', 'vote-bot']) {
     assert.match(await page.locator(`tr[data-cert="${name}"]`).innerText(), /ok\s+in (1d 0h|23h)/);

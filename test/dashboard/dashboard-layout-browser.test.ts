@@ -2,7 +2,8 @@
 // over a fake mesh with a long foreign SPIFFE ID and a sidecar whose renewal fails: the TLS status
 // of every edge is on screen at desktop width, a table scrolled sideways on a phone stays scrolled
 // across live redraws, a failing renewal says why, status text is readable (4.5:1 contrast), and
-// the graph on a phone scrolls rather than shrinks its names to dots.
+// the graph on a phone scrolls rather than shrinks its names to dots, denials stand out and
+// certificate end dates read as UTC times.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -30,14 +31,16 @@ before(async () => {
   const policyDir = join(dir, 'policies');
   await mkdir(policyDir);
   const now = Date.now();
-  const inbound = [LONG, 'cart']
-    .map((client) => id(client))
-    .concat(FOREIGN)
-    .map(
-      (client) =>
-        `mutual_inbound_connections_total{tls="true",client_id="${client}",server_id="${id('web')}",no_tls_reason="",port="7000"} 2\n`,
-    )
-    .join('');
+  const inbound =
+    [LONG, 'cart']
+      .map((client) => id(client))
+      .concat(FOREIGN)
+      .map(
+        (client) =>
+          `mutual_inbound_connections_total{tls="true",client_id="${client}",server_id="${id('web')}",no_tls_reason="",port="7000"} 2\n`,
+      )
+      .join('') +
+    `mutual_authorization_decisions_total{decision="deny",policy="shop/web-callers",client_id="${id('cart')}",port="7000"} 4\n`;
   const certificate = (name: string, renewAgoS: number) => ({
     spiffeId: id(name),
     notBefore: new Date(now - 1800_000).toISOString(),
@@ -237,6 +240,27 @@ test('the graph on a phone keeps its names readable and scrolls sideways instead
       '[document.documentElement.scrollWidth, document.documentElement.clientWidth]',
     )) as [number, number];
     assert.ok(scrollWidth <= clientWidth, 'only the graph scrolls, not the page');
+  } finally {
+    await page.close();
+  }
+});
+
+test("an edge's denials stand out beside its success rate, and a certificate's end reads as a UTC time", {
+  skip,
+}, async () => {
+  const page = await open('edges', 1280, 800);
+  try {
+    const denied = page.locator(`tr[data-edge="cart→web:8080"] .denied`);
+    await denied.waitFor();
+    assert.equal(await denied.innerText(), '4');
+    assert.match((await denied.getAttribute('title')) ?? '', /refused by policy/);
+    // An edge without denials keeps a plain 0.
+    assert.equal(await page.locator(`tr[data-edge="${FOREIGN}→web:8080"] .denied`).count(), 0);
+    await page.locator('#tabs a[data-tab="certificates"]').click();
+    const notAfter = page.locator('tr[data-cert="issuer"] td:nth-child(5) .id');
+    await notAfter.waitFor();
+    assert.match(await notAfter.innerText(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+    assert.match((await notAfter.getAttribute('title')) ?? '', /^\d{4}-\d\d-\d\dT.*Z$/);
   } finally {
     await page.close();
   }
