@@ -16,13 +16,19 @@ const MAX_DETECT_BYTES = 16 * 1024;
  * Waits for the first bytes of a stream, and for more while they could still begin an HTTP
  * request (a client may send `G`, then `ET /admin HTTP/1.1`), and puts them back, so whoever
  * reads next sees the whole stream. Resolves undefined when nothing arrives within `timeoutMs`
- * (server-speaks-first protocols, idle clients) or the peer goes away before any byte.
+ * (server-speaks-first protocols, idle clients) or the peer goes away before any byte; `signal`
+ * ends the wait early, with what has arrived so far.
  */
-export function peekFirstBytes(socket: Duplex, timeoutMs: number): Promise<Buffer | undefined> {
+export function peekFirstBytes(
+  socket: Duplex,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     let bytes: Buffer | undefined;
     const finish = () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', finish);
       socket.off('readable', onReadable);
       socket.off('end', finish);
       socket.off('close', finish);
@@ -37,6 +43,7 @@ export function peekFirstBytes(socket: Duplex, timeoutMs: number): Promise<Buffe
       if (!isUnfinishedRequestLine(bytes) || bytes.length >= MAX_DETECT_BYTES) finish();
     };
     const timer = setTimeout(finish, timeoutMs);
+    signal?.addEventListener('abort', finish, { once: true });
     socket.on('readable', onReadable);
     socket.once('end', finish);
     socket.once('close', finish);

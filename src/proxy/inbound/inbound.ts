@@ -16,6 +16,22 @@ import type { ProxyLog } from '../proxy-log.ts';
 import { createHttpInbound } from './http-inbound.ts';
 import { createHttp2Inbound } from './http2-inbound.ts';
 
+/**
+ * How long a client on a port that is not opaque may stay silent before the inbound also connects
+ * to the app, to see whether the app speaks first. A peer proxy sends a client's first bytes right
+ * behind its handshake, so a client still silent after this is one its outbound already waited
+ * out (server speaks first) or carries as opaque without waiting.
+ */
+const APP_FIRST_GRACE_MS = 100;
+
+/** The client's first bytes, and the app connection opened while waiting for them, if any. */
+interface FirstBytes {
+  readonly first: Buffer | undefined;
+  readonly app?: Socket;
+  /** The app spoke before the client: a server-speaks-first protocol, carried as a byte stream. */
+  readonly appSpokeFirst?: boolean;
+}
+
 export interface InboundDeps {
   readonly config: ProxyConfig;
   readonly clock: Clock;
@@ -126,7 +142,7 @@ export function createInbound(deps: InboundDeps) {
       kind: 'none',
       reason: isLoopbackIp(socket.remoteAddress) ? 'loopback' : 'no_client_hello',
     };
-    return serve(socket, context, first);
+    return serve(socket, context, { first });
   }
 
   /** Stage 4: who is the client? Verified against the current bundle before any byte reaches the app. */
@@ -155,27 +171,87 @@ export function createInbound(deps: InboundDeps) {
   /**
    * The client's first bytes, to tell HTTP from the rest; none on an opaque port, where the server
    * may speak first and waiting for the client would hold its greeting for the detection timeout.
+   * Elsewhere, a client still silent after a moment (its outbound has already waited out its own
+   * detection, or carries the port as opaque) races the app: if the app speaks first, the
+   * connection is a byte stream at once, instead of after a second detection timeout here. Only
+   * where the client may open a TCP stream to the app anyway (connection-level authorization), and
+   * an HTTP app never speaks first, so no HTTP request skips its per-request checks this way.
    */
-  async function appFirstBytes(stream: Socket | TLSSocket, context: InboundContext) {
-    return config.opaquePorts.has(context.appPort)
-      ? undefined
-      : peekFirstBytes(stream, config.detectTimeoutMs);
+  async function appFirstBytes(stream: Socket | TLSSocket, context: InboundContext): Promise<FirstBytes> {
+    if (config.opaquePorts.has(context.appPort)) return { first: undefined };
+    const stop = new AbortController();
+    const peek = peekFirstBytes(stream, config.detectTimeoutMs, stop.signal);
+    let grace: NodeJS.Timeout | undefined;
+    const isSilent = await Promise.race([
+      peek.then(() => false),
+      new Promise<boolean>((resolve) => {
+        grace = setTimeout(() => resolve(true), APP_FIRST_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(grace);
+    if (!isSilent || stream.destroyed || !connectionAllowed(context)) return { first: await peek };
+    const app = connectApp(context.appPort);
+    const appSpeaks = whenFirstReadable(app);
+    const winner = await Promise.race([
+      peek.then((first) => ({ first })),
+      appSpeaks.spoke.then((spoke) => ({ spoke })),
+    ]);
+    if ('first' in winner) {
+      appSpeaks.cancel();
+      return { first: winner.first, app };
+    }
+    if (!winner.spoke) {
+      // The app refused or closed: decide on the client's bytes, as without the race.
+      app.destroy();
+      return { first: await peek };
+    }
+    stop.abort();
+    return { first: await peek, app, appSpokeFirst: true };
   }
 
   /** Stage 5: HTTP gets request-level handling; everything else is a byte stream. */
-  function serve(stream: Socket | TLSSocket, context: InboundContext, first: Buffer | undefined) {
-    if (stream.destroyed) return;
-    const protocol = config.opaquePorts.has(context.appPort) ? 'opaque' : classifyFirstBytes(first);
-    if (protocol === 'http1') {
+  function serve(
+    stream: Socket | TLSSocket,
+    context: InboundContext,
+    { first, app, appSpokeFirst }: FirstBytes,
+  ) {
+    if (stream.destroyed) return app?.destroy();
+    const protocol =
+      config.opaquePorts.has(context.appPort) || appSpokeFirst ? 'opaque' : classifyFirstBytes(first);
+    if (protocol === 'http1' || protocol === 'http2') {
+      // Opened in case the app spoke first; HTTP goes through the pooled app connections.
+      app?.destroy();
+      if (protocol === 'http2') return http2.handle(stream, context);
       setInboundContext(stream, context);
       return http.handle(stream, context);
     }
-    if (protocol === 'http2') return http2.handle(stream, context);
-    forwardTcp(stream, context);
+    forwardTcp(stream, context, app);
   }
 
-  /** Stage 6 (TCP): authorize the connection, then splice it to the app. */
-  function forwardTcp(stream: Socket | TLSSocket, context: InboundContext) {
+  /** Whether policy lets this client open a TCP stream to the app (not counted: forwardTcp does). */
+  function connectionAllowed(context: InboundContext): boolean {
+    if (context.peer.kind === 'none' && context.peer.reason === 'port_skipped') return true;
+    return deps.policy().authorizeConnection({
+      sourcePrincipal: principalOf(context.peer),
+      sourceIp: context.sourceIp,
+      destinationPort: context.appPort,
+    }).allowed;
+  }
+
+  function connectApp(appPort: number): Socket {
+    const app = connect({ host: '127.0.0.1', port: appPort, allowHalfOpen: true });
+    deps.track(app);
+    app.on('error', (error: NodeJS.ErrnoException) =>
+      log.warnSampled('app connection failed', `port=${appPort} code=${error.code}`, {
+        port: appPort,
+        error: error.message,
+      }),
+    );
+    return app;
+  }
+
+  /** Stage 6 (TCP): authorize the connection, then splice it to the app (`early`: already open). */
+  function forwardTcp(stream: Socket | TLSSocket, context: InboundContext, early?: Socket) {
     const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
     if (context.peer.kind !== 'none' || context.peer.reason !== 'port_skipped') {
       const decision = deps.policy().authorizeConnection({
@@ -192,19 +268,13 @@ export function createInbound(deps: InboundDeps) {
           client,
           port: context.appPort,
         });
+        early?.destroy();
         return stream.destroy();
       }
     }
-    const app = connect({ host: '127.0.0.1', port: context.appPort, allowHalfOpen: true });
-    deps.track(app);
+    const app = early ?? connectApp(context.appPort);
     metrics.inboundConnections.inc(labels);
     metrics.inboundOpen.inc();
-    app.on('error', (error: NodeJS.ErrnoException) =>
-      log.warnSampled('app connection failed', `port=${context.appPort} code=${error.code}`, {
-        port: context.appPort,
-        error: error.message,
-      }),
-    );
     const idle = {
       ms: config.idleTimeoutMs,
       onIdle: () => metrics.connectionsIdleClosed.inc({ direction: 'inbound', protocol: 'opaque' }),
@@ -233,6 +303,31 @@ export function createInbound(deps: InboundDeps) {
       http2.close();
     },
   };
+}
+
+/**
+ * Resolves true once the socket has bytes to read (left unread), false if it ends or fails first.
+ * `cancel` stops watching and leaves the socket as it was.
+ */
+function whenFirstReadable(socket: Socket): { spoke: Promise<boolean>; cancel(): void } {
+  let cancel = () => {};
+  const spoke = new Promise<boolean>((resolve) => {
+    const done = (value: boolean) => {
+      cancel();
+      resolve(value);
+    };
+    const onReadable = () => done(socket.readableLength > 0);
+    const onGone = () => done(false);
+    cancel = () => {
+      socket.off('readable', onReadable);
+      socket.off('error', onGone);
+      socket.off('close', onGone);
+    };
+    socket.on('readable', onReadable);
+    socket.once('error', onGone);
+    socket.once('close', onGone);
+  });
+  return { spoke, cancel };
 }
 
 export function principalOf(peer: PeerTls): string | undefined {
