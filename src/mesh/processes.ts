@@ -64,6 +64,20 @@ export function isRunning(process: { pid: number; startTicks: number }): boolean
   return ticks !== undefined && (process.startTicks === 0 || ticks === process.startTicks);
 }
 
+/**
+ * True when the recorded process is there but stopped (`kill -STOP`, Ctrl-Z, a debugger: state T
+ * or t in /proc/PID/stat): its ports accept connections and never answer.
+ */
+export function isStopped(process: { pid: number; startTicks: number }): boolean {
+  if (!(process.pid > 0) || !isRunning(process)) return false;
+  try {
+    const stat = readFileSync(`/proc/${process.pid}/stat`, 'utf8');
+    return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '');
+  } catch {
+    return false;
+  }
+}
+
 /** True while any process of the group still exists. */
 function isGroupAlive(pgid: number): boolean {
   try {

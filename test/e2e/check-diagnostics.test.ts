@@ -3,11 +3,14 @@
 // at a time. Each says what is wrong and what to do, with commands for the state directory it was
 // given, and finishes quickly even when every process hangs.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { MeshRuntime } from '../../src/mesh/index.ts';
+import { type MeshRuntime, processStartTicks } from '../../src/mesh/index.ts';
+import { startFakeAdmin } from '../dashboard/fake-mesh.ts';
 import { type GoldenMesh, startGoldenMesh } from '../golden/golden-mesh.ts';
 
 let mesh: GoldenMesh;
@@ -209,5 +212,45 @@ test('a runtime.json cut short or edited: check explains it and still checks the
     await assert.rejects(stat(join(stateDir, 'runtime.json')), { code: 'ENOENT' });
     const after = await mesh.run(['check', '--state-dir', name]);
     assert.match(after.stdout, /× a mesh is running from the state directory\n\s+no runtime\.json in /);
+  }
+});
+
+test('an exited identity service whose port another process took, and a stopped sidecar: each named, with what to do', async () => {
+  // A real process, stopped as `kill -STOP` leaves it: its port accepts and never answers.
+  const stopped = spawn('sleep', ['60'], { stdio: 'ignore' });
+  await once(stopped, 'spawn');
+  const [hung, other] = [await silentServer(), await startFakeAdmin('')];
+  try {
+    process.kill(stopped.pid!, 'SIGSTOP');
+    const recorded = { pid: stopped.pid!, startTicks: processStartTicks(stopped.pid!) ?? 0 };
+    await stateWith('taken', (runtime) => ({
+      ...runtime,
+      // Another server answers /ready 200 where the exited identity service was.
+      identity: { ...runtime.identity, pid: 999_999, startTicks: 1, adminUrl: other.url },
+      services: runtime.services.map((service) =>
+        service.name === 'cart'
+          ? { ...service, adminUrl: hung.url, proxy: { ...service.proxy, ...recorded } }
+          : service,
+      ),
+    }));
+    const result = await mesh.run(['check', '--state-dir', 'taken']);
+    assert.equal(result.code, 1);
+    const out = result.stdout;
+    assert.match(
+      out,
+      /× identity service is reachable and ready\n\s+http:\/\/127\.0\.0\.1:(\d+): another process answers there, not the one `mutual up` started \(`ss -ltnp 'sport = :\1'` names it\); the identity service \(pid 999999\) has exited, its log: \/dev\/null\n/,
+    );
+    // Not the other process's clock or certificate.
+    assert.match(out, /- identity service's clock agrees with this machine's \(skipped: /);
+    assert.match(out, /- identity service presents its SPIFFE ID, chained to the trust bundle \(skipped: /);
+    assert.match(
+      out,
+      new RegExp(
+        `× sidecar is ready\\n\\s+cart: the sidecar does not answer at [^\\n]*: no answer within 2000 ms; its process \\(pid ${stopped.pid}\\) is stopped \\(kill -STOP, Ctrl-Z or a debugger\\): \`kill -CONT ${stopped.pid}\` resumes it\\n`,
+      ),
+    );
+  } finally {
+    stopped.kill('SIGKILL');
+    await Promise.all([hung.close(), other.close()]);
   }
 });

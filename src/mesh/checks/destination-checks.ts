@@ -9,8 +9,8 @@ import { generateKeyPair, issueSvid, privateKeyToPem } from '../../pki/index.ts'
 import { readCaDirectory } from '../../store/index.ts';
 import { createMeshTls, type MeshTls, requireServerIdentity } from '../../tls/index.ts';
 import { meshedAddresses } from '../destination-table.ts';
-import { isRunning } from '../processes.ts';
 import type { MeshRuntime } from '../runtime.ts';
+import { silence } from './mesh-checks.ts';
 import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
 
 const NOT_RECORDED =
@@ -35,10 +35,7 @@ export const destinationServiceChecks: CheckCategory = {
         if ('status' in destination) return destination;
         const answer = await context.adminGet(`${destination.adminUrl}/ready`);
         if (answer instanceof Error) {
-          const isGone = destination.pid > 0 && !isRunning(destination);
-          return fail(
-            `${destination.adminUrl} did not answer: ${answer.message}${isGone ? `; the destination service (pid ${destination.pid}) has exited, its log: ${destination.log}` : ''}`,
-          );
+          return fail(silence(destination.adminUrl, answer, 'the destination service', destination));
         }
         return answer.status === 200
           ? ok(destination.apiUrl)

@@ -4,11 +4,19 @@ import { formatDuration } from '../../config/index.ts';
 import { identityServiceId } from '../../identity/index.ts';
 import { createPeerVerifier, parseBundlePem } from '../../pki/index.ts';
 import { MESH_TLS_GROUPS } from '../../tls/index.ts';
-import { isRunning } from '../processes.ts';
+import { isRunning, isStopped } from '../processes.ts';
 import type { RuntimeProcess, RuntimeService } from '../runtime.ts';
 import { verifyChainPem } from '../verify-identity.ts';
 import { caInForce, caInForceCheck, isAnswer, rotationProgressCheck } from './rotation-checks.ts';
-import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
+import {
+  AnsweredByAnother,
+  type CheckCategory,
+  type CheckContext,
+  type CheckResult,
+  fail,
+  ok,
+  skip,
+} from './types.ts';
 
 const NOT_RUNNING = 'no mesh is running';
 const IDENTITY_SILENT =
@@ -18,11 +26,21 @@ const IDENTITY_SILENT =
 const quoted = (path: string) =>
   /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
 
-/** `; <what> (pid N) has exited` when the recorded process is gone, else ''. */
-function exited(what: string, recorded: RuntimeProcess): string {
-  return recorded.pid > 0 && !isRunning(recorded)
-    ? `; ${what} (pid ${recorded.pid}) has exited, its log: ${recorded.log}`
+/**
+ * `; <what> (pid N) has exited` when the recorded process is gone, `… is stopped` when it is there
+ * but stopped (its port accepts and never answers), else ''.
+ */
+export function processNote(what: string, recorded: RuntimeProcess): string {
+  if (!(recorded.pid > 0)) return '';
+  if (!isRunning(recorded)) return `; ${what} (pid ${recorded.pid}) has exited, its log: ${recorded.log}`;
+  return isStopped(recorded)
+    ? `; ${what} (pid ${recorded.pid}) is stopped (kill -STOP, Ctrl-Z or a debugger): \`kill -CONT ${recorded.pid}\` resumes it`
     : '';
+}
+
+/** Why a process's admin URL gave no usable answer, and what became of the process. */
+export function silence(url: string, error: Error, what: string, recorded: RuntimeProcess): string {
+  return `${url}${error instanceof AnsweredByAnother ? ':' : ' did not answer:'} ${error.message}${processNote(what, recorded)}`;
 }
 
 /**
@@ -102,9 +120,7 @@ export const identityServiceChecks: CheckCategory = {
         if (!runtime) return skip(NOT_RUNNING);
         const answer = await context.adminGet(`${runtime.identity.adminUrl}/ready`);
         if (answer instanceof Error) {
-          return fail(
-            `${runtime.identity.adminUrl} did not answer: ${answer.message}${exited('the identity service', runtime.identity)}`,
-          );
+          return fail(silence(runtime.identity.adminUrl, answer, 'the identity service', runtime.identity));
         }
         return answer.status === 200
           ? ok(runtime.identity.apiUrl)
@@ -216,7 +232,9 @@ export const proxyChecks: CheckCategory = {
           const answer = await context.adminGet(`${service.adminUrl}/ready`);
           if (answer instanceof Error) {
             return fail(
-              `the sidecar does not answer at ${service.adminUrl}: ${answer.message}${exited('its process', service.proxy)}`,
+              answer instanceof AnsweredByAnother
+                ? `the sidecar's admin port, ${silence(service.adminUrl, answer, 'its process', service.proxy)}`
+                : `the sidecar does not answer at ${service.adminUrl}: ${answer.message}${processNote('its process', service.proxy)}`,
               service.name,
             );
           }

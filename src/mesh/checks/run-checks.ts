@@ -1,7 +1,8 @@
 import type { Clock } from '../../clock.ts';
 import { buildEdges } from '../edges.ts';
+import { isRunning } from '../processes.ts';
 import { type HttpAnswer, httpGet } from '../readiness.ts';
-import { findService, type MeshPaths, type MeshRuntime } from '../runtime.ts';
+import { findService, type MeshPaths, type MeshRuntime, type RuntimeProcess } from '../runtime.ts';
 import { fetchProxyIdentity, type ScrapeResult, scrapeProxies } from '../scrape.ts';
 import { issuerChecks, trustAnchorChecks } from './ca-checks.ts';
 import { destinationServiceChecks } from './destination-checks.ts';
@@ -15,6 +16,7 @@ import {
   type TrafficWindow,
 } from './traffic-window.ts';
 import {
+  AnsweredByAnother,
   type CheckCategory,
   type CheckContext,
   type CheckResult,
@@ -76,6 +78,7 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
   const adminAnswers = new Map<string, Promise<HttpAnswer | Error>>();
   let traffic: Promise<RecentTraffic> | undefined;
   let trafficSample: TrafficSample | undefined;
+  const owners = processesByAdminOrigin(options.runtime);
   const context: CheckContext = {
     ...options,
     proxyIdentity(name) {
@@ -100,7 +103,16 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
     adminGet(url) {
       let answer = adminAnswers.get(url);
       if (!answer) {
-        answer = httpGet(url).catch((error: Error) => error);
+        const owner = owners.get(new URL(url).origin);
+        answer = httpGet(url).then(
+          (answered) =>
+            owner && owner.pid > 0 && !isRunning(owner)
+              ? new AnsweredByAnother(
+                  `another process answers there, not the one \`mutual up\` started (\`ss -ltnp 'sport = :${new URL(url).port}'\` names it)`,
+                )
+              : answered,
+          (error: Error) => error,
+        );
         adminAnswers.set(url, answer);
       }
       return answer;
@@ -176,6 +188,16 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
     trafficWindow: traffic ? (await traffic.catch(() => undefined))?.window : undefined,
     trafficSample,
   };
+}
+
+/** The processes `mutual up` started, by the origin of their admin URL. */
+function processesByAdminOrigin(runtime: MeshRuntime | undefined): Map<string, RuntimeProcess> {
+  const owners = new Map<string, RuntimeProcess>();
+  if (!runtime) return owners;
+  owners.set(new URL(runtime.identity.adminUrl).origin, runtime.identity);
+  if (runtime.destination) owners.set(new URL(runtime.destination.adminUrl).origin, runtime.destination);
+  for (const service of runtime.services) owners.set(new URL(service.adminUrl).origin, service.proxy);
+  return owners;
 }
 
 /** The commands that read a state directory; the advice naming them must name the one checked. */

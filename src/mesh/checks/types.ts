@@ -99,6 +99,13 @@ export const skip = (message: string, subject?: string): CheckResult => ({
  */
 export class CheckSkipped extends Error {}
 
+/**
+ * What `adminGet` gives when an answer comes while the process `mutual up` started at that URL has
+ * exited: another process has its port. Checks that depend on the process skip, as when it does
+ * not answer; the one that asks whether it is ready fails with this.
+ */
+export class AnsweredByAnother extends Error {}
+
 /** A caught error as a result: a skip for CheckSkipped, else a failure with its message. */
 export const failOrSkip = (error: unknown, subject?: string): CheckResult =>
   error instanceof CheckSkipped ? skip(error.message, subject) : fail((error as Error).message, subject);
