@@ -254,3 +254,21 @@ test('an exited identity service whose port another process took, and a stopped 
     await Promise.all([hung.close(), other.close()]);
   }
 });
+
+test('TLS clients refused by a sidecar that has no certificate yet are not plaintext: no advice to mesh the client', async () => {
+  const notReady = await startFakeAdmin('mutual_inbound_refused_total{reason="not_ready",port="7002"} 3\n');
+  try {
+    await stateWith('not-ready', (runtime) => ({
+      ...runtime,
+      services: runtime.services.map((service) =>
+        service.name === 'cart' ? { ...service, adminUrl: notReady.url } : service,
+      ),
+    }));
+    const result = await mesh.run(['check', '--state-dir', 'not-ready']);
+    // The sidecar refuses them after their ClientHello (not_ready): they were mTLS clients.
+    assert.match(result.stdout, /√ no plaintext traffic into meshed workloads/);
+    assert.doesNotMatch(result.stdout, /add the client to mesh\.yaml/);
+  } finally {
+    await notReady.close();
+  }
+});

@@ -10,12 +10,19 @@ const describeEdge = (edge: Edge) =>
     ...(edge.failed ? [`${edge.failed} failed (${edge.failure})`] : []),
   ].join(', ')}${edge.isSecured ? '' : ` (${edge.reason})`}`;
 
+/**
+ * Reasons that are no plaintext: `refused: not_ready` is a TLS client (its ClientHello seen) that a
+ * sidecar without a certificate refused; "sidecar is ready" says why, not "add the client".
+ */
+const NOT_PLAINTEXT = new Set(['refused: not_ready']);
+
 /** Traffic that went over the wire without mTLS (not a connection that failed, not an idle row). */
 const isPlaintext = (edge: Edge) =>
   !edge.isSecured &&
   edge.reason !== undefined &&
   !edge.reason.startsWith('failed') &&
-  edge.reason !== 'no traffic';
+  edge.reason !== 'no traffic' &&
+  edge.reason.split(', ').some((reason) => !NOT_PLAINTEXT.has(reason));
 
 /** Runs `pick` over the current edges; one failure listing every edge it picked. */
 async function overEdges(
