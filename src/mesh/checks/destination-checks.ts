@@ -5,13 +5,22 @@ import { readFile } from 'node:fs/promises';
 import { type RequestOptions, request } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { systemClock } from '../../clock.ts';
-import { generateKeyPair, issueSvid, privateKeyToPem } from '../../pki/index.ts';
+import { generateKeyPair, issueSvid, parseCertificatesPem, privateKeyToPem } from '../../pki/index.ts';
 import { readCaDirectory } from '../../store/index.ts';
 import { createMeshTls, type MeshTls, requireServerIdentity } from '../../tls/index.ts';
 import { meshedAddresses } from '../destination-table.ts';
 import type { MeshRuntime } from '../runtime.ts';
 import { silence } from './mesh-checks.ts';
-import { type CheckCategory, type CheckContext, type CheckResult, fail, ok, skip } from './types.ts';
+import { caInForce, isAnswer } from './rotation-checks.ts';
+import {
+  type CheckCategory,
+  type CheckContext,
+  type CheckResult,
+  CheckSkipped,
+  fail,
+  ok,
+  skip,
+} from './types.ts';
 
 const NOT_RECORDED =
   'runtime.json records no destination service (the mesh was started by an older mutual up)';
@@ -60,6 +69,7 @@ export const destinationServiceChecks: CheckCategory = {
         try {
           meshTls = await checkCredentials(context);
         } catch (error) {
+          if (error instanceof CheckSkipped) return skip(error.message);
           return fail(
             `cannot make a client certificate from the mesh CA in ${context.paths.caDir}: ${(error as Error).message}`,
           );
@@ -92,10 +102,30 @@ export const destinationServiceChecks: CheckCategory = {
 
 /**
  * A 5-minute SVID for the check itself, signed on this machine's real clock: it is shown to a
- * live process, whatever time the check is told to judge certificates at.
+ * live process, whatever time the check is told to judge certificates at. Signed with the issuer
+ * on disk, so only when that is the one in force; it trusts the roots in force (what the
+ * destination service has), not bundle.pem, which the identity service may have refused.
+ * CheckSkipped when the files cannot make one the destination service would accept: the issuer
+ * and in-force checks say what is wrong with them, and advice about destinations.yaml would not.
  */
 async function checkCredentials(context: CheckContext): Promise<MeshTls> {
-  const { issuer } = await readCaDirectory(context.paths.caDir, systemClock);
+  const inForce = await caInForce(context);
+  let issuer: Awaited<ReturnType<typeof readCaDirectory>>['issuer'];
+  try {
+    ({ issuer } = await readCaDirectory(context.paths.caDir, systemClock));
+  } catch (error) {
+    throw new CheckSkipped(
+      `cannot sign a client certificate with the CA in ${context.paths.caDir}: ${(error as Error).message} (see the trust anchor and issuer checks)`,
+    );
+  }
+  if (isAnswer(inForce)) {
+    const [onDisk] = parseCertificatesPem(issuer.certificatePem, 'issuer');
+    if (onDisk?.fingerprintSha256 !== inForce.issuer.fingerprintSha256) {
+      throw new CheckSkipped(
+        `the issuer on disk is not the one the identity service signs with, so a client certificate from it is no test (see "identity service has the issuer and trust anchors on disk in force")`,
+      );
+    }
+  }
   const keys = await generateKeyPair();
   const svid = await issueSvid(issuer, {
     spiffeId: `spiffe://${context.runtime!.trustDomain}/ns/mutual-system/sa/mutual-check`,
@@ -108,7 +138,10 @@ async function checkCredentials(context: CheckContext): Promise<MeshTls> {
       spiffeId: svid.spiffeId,
       privateKeyPem: privateKeyToPem(keys.privateKey),
       certificateChainPem: svid.chainPem,
-      trustBundlePem: await readFile(context.paths.bundle, 'utf8'),
+      trustBundlePem:
+        isAnswer(inForce) && typeof inForce.trustBundle.pem === 'string'
+          ? inForce.trustBundle.pem
+          : await readFile(context.paths.bundle, 'utf8'),
       notBeforeMs: svid.notBeforeMs,
       notAfterMs: svid.notAfterMs,
     },

@@ -139,11 +139,13 @@ export const identityServiceChecks: CheckCategory = {
           return skip(IDENTITY_SILENT);
         try {
           const chain = await peerChain(runtime.identity.apiUrl);
-          const bundle = parseBundlePem(
-            await readFile(context.paths.bundle, 'utf8'),
-            '',
-            context.paths.bundle,
-          );
+          // The roots proxies verify it with are the ones it serves: bundle.pem unless it refused
+          // the file (then "… on disk in force" says so, and this is no failure of its certificate).
+          const inForce = await caInForce(context);
+          const bundle =
+            isAnswer(inForce) && typeof inForce.trustBundle.pem === 'string'
+              ? parseBundlePem(inForce.trustBundle.pem, '', `${runtime.identity.adminUrl}/ca`)
+              : parseBundlePem(await readFile(context.paths.bundle, 'utf8'), '', context.paths.bundle);
           const expectedId = identityServiceId(runtime.trustDomain);
           const result = createPeerVerifier({ anchors: bundle.rootsDer, clock: context.clock }).verifySvid(
             chain,
