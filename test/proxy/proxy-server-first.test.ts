@@ -3,7 +3,10 @@
 // waits --detect-timeout for the app's first bytes, then carries the connection as a byte stream;
 // the greeting must then arrive, not after a second detection timeout on the inbound (MariaDB's
 // `mysql` client took 20 s through a pair with the default 10 s). And the inbound's race with the
-// app must not let a silent-then-HTTP client past request-level handling.
+// app must not let a silent-then-HTTP client past request-level handling. An unmeshed client of
+// the same app on a PERMISSIVE port (a migration: callers not meshed yet) gets the greeting after a
+// second, not after the inbound's whole detection timeout, even on a port listed as opaque (the
+// inbound still has to tell its TLS from plaintext).
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
@@ -24,6 +27,8 @@ let greeter: Server;
 let httpApp: HttpServer;
 let server: ProxyProcess;
 let client: ProxyProcess;
+/** PERMISSIVE, --detect-timeout 5s, the greeter's port listed as opaque. */
+let permissive: ProxyProcess;
 let clientTls: { key: Buffer; cert: Buffer; ca: Buffer };
 /** x-mutual-client-id of each request the HTTP app received. */
 const seenIds: string[] = [];
@@ -71,11 +76,16 @@ before(async () => {
     ...['--upstream', `127.0.0.1:0=${db.spiffeId}@127.0.0.1:${server.inbound[0]!.port}`],
     ...common,
   ]);
-  await Promise.all([server.untilReady(), client.untilReady()]);
+  permissive = await startProxyProcess([
+    ...['--cert', db.certFile, '--key', db.keyFile, '--bundle', db.bundleFile],
+    ...['--inbound', `127.0.0.1:0=${greeterPort}`, '--mode', 'PERMISSIVE', '--detect-timeout', '5s'],
+    ...['--opaque-ports', String(greeterPort), '--admin-listen', '127.0.0.1:0'],
+  ]);
+  await Promise.all([server.untilReady(), client.untilReady(), permissive.untilReady()]);
 });
 
 after(async () => {
-  await Promise.all([server?.stop(), client?.stop()]);
+  await Promise.all([server?.stop(), client?.stop(), permissive?.stop()]);
   greeter?.close();
   httpApp?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -134,5 +144,20 @@ test('a meshed client silent past the race, then speaking HTTP, still gets reque
     assert.deepEqual(seenIds, ['spiffe://cluster.local/ns/demo/sa/app']);
   } finally {
     tls.destroy();
+  }
+});
+
+test('an unmeshed client on a PERMISSIVE port gets the greeting after a second, not the 5 s detection timeout', async () => {
+  const started = Date.now();
+  const socket = connect(permissive.inbound[0]!.port, '127.0.0.1');
+  try {
+    await readUntil(socket, '220 greeter ready\r\n');
+    const elapsedMs = Date.now() - started;
+    assert.ok(elapsedMs < 2_000, `greeting after ${elapsedMs} ms`);
+    const echoed = readUntil(socket, 'PLAIN\r\n');
+    socket.write('plain\r\n');
+    await echoed;
+  } finally {
+    socket.destroy();
   }
 });

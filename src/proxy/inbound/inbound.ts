@@ -23,6 +23,12 @@ import { createHttp2Inbound } from './http2-inbound.ts';
  * out (server speaks first) or carries as opaque without waiting.
  */
 const APP_FIRST_GRACE_MS = 100;
+/**
+ * The same before TLS detection on a port that takes plaintext (PERMISSIVE): longer, since an app
+ * that speaks before a meshed client's ClientHello arrives (its first segment lost, resent after
+ * 200 ms or more) would turn that mTLS connection into plaintext for the app.
+ */
+const PLAINTEXT_APP_FIRST_GRACE_MS = 1_000;
 
 /** The client's first bytes, and the app connection opened while waiting for them, if any. */
 interface FirstBytes {
@@ -118,11 +124,25 @@ export function createInbound(deps: InboundDeps) {
       context.peer = { kind: 'none', reason: 'disabled' };
       return serve(socket, context, await appFirstBytes(socket, context));
     }
-    const first = await peekFirstBytes(socket, config.detectTimeoutMs);
-    if (socket.destroyed) return;
+    const plaintextPeer: PeerTls = {
+      kind: 'none',
+      reason: isLoopbackIp(socket.remoteAddress) ? 'loopback' : 'no_client_hello',
+    };
+    // Where plaintext may come (PERMISSIVE), an unmeshed client of an app that speaks first (MySQL)
+    // would wait out the whole detection timeout for its greeting: the app may end the wait.
+    const detected =
+      mode === 'STRICT'
+        ? { first: await peekFirstBytes(socket, config.detectTimeoutMs) }
+        : await raceApp(socket, { ...context, peer: plaintextPeer }, PLAINTEXT_APP_FIRST_GRACE_MS);
+    const { first } = detected;
+    if (socket.destroyed) return detected.app?.destroy();
     // Closed before its first byte: a TCP health check or a port scan, not a plaintext client.
-    if (first === undefined && socket.readableEnded) return socket.destroy();
-    if (classifyFirstBytes(first) === 'tls') {
+    if (first === undefined && socket.readableEnded && !detected.appSpokeFirst) {
+      detected.app?.destroy();
+      return socket.destroy();
+    }
+    if (!detected.appSpokeFirst && classifyFirstBytes(first) === 'tls') {
+      detected.app?.destroy();
       if (!currentTls()) return refuse(socket, 'not_ready', appPort);
       setInboundContext(socket, context);
       // Half-open only once secure (afterHandshake): with it, a client's FIN mid-handshake went
@@ -138,11 +158,8 @@ export function createInbound(deps: InboundDeps) {
       });
       return refuse(socket, 'plaintext_strict', appPort);
     }
-    context.peer = {
-      kind: 'none',
-      reason: isLoopbackIp(socket.remoteAddress) ? 'loopback' : 'no_client_hello',
-    };
-    return serve(socket, context, { first });
+    context.peer = plaintextPeer;
+    return serve(socket, context, detected);
   }
 
   /** Stage 4: who is the client? Verified against the current bundle before any byte reaches the app. */
@@ -179,13 +196,22 @@ export function createInbound(deps: InboundDeps) {
    */
   async function appFirstBytes(stream: Socket | TLSSocket, context: InboundContext): Promise<FirstBytes> {
     if (config.opaquePorts.has(context.appPort)) return { first: undefined };
+    return raceApp(stream, context, APP_FIRST_GRACE_MS);
+  }
+
+  /** The client's first bytes; if it is still silent after `graceMs`, the first of the client and the app to speak. */
+  async function raceApp(
+    stream: Socket | TLSSocket,
+    context: InboundContext,
+    graceMs: number,
+  ): Promise<FirstBytes> {
     const stop = new AbortController();
     const peek = peekFirstBytes(stream, config.detectTimeoutMs, stop.signal);
     let grace: NodeJS.Timeout | undefined;
     const isSilent = await Promise.race([
       peek.then(() => false),
       new Promise<boolean>((resolve) => {
-        grace = setTimeout(() => resolve(true), APP_FIRST_GRACE_MS);
+        grace = setTimeout(() => resolve(true), graceMs);
       }),
     ]);
     clearTimeout(grace);
