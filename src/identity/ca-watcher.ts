@@ -138,6 +138,11 @@ export async function createCaWatcher(options: CaWatcherOptions) {
   let held: HeldAnchors | undefined;
   const lastReload: Partial<Record<CaReloadEvent['what'], CaReloadEvent & { atMs: number }>> = {};
   let retryDrop: NodeJS.Timeout | undefined;
+  /**
+   * The anchors file (fingerprint) an issuer file on disk was last refused under: when the anchors
+   * change, the unchanged issuer file is tried again (its root added after it was copied in).
+   */
+  let issuerRefusedUnder: string | undefined;
 
   /** Refuses anchors that drop a root certificates in use may chain to (issuer: the one to sign with). */
   function assertKeepsRootsInUse(issuer: CertificateAuthority, bundle: TrustBundle, nowMs: number) {
@@ -192,7 +197,8 @@ export async function createCaWatcher(options: CaWatcherOptions) {
 
   async function reloadNow(): Promise<void> {
     const now = await fingerprints();
-    const isIssuerChanged = now.issuer !== seen.issuer;
+    const isIssuerChanged =
+      now.issuer !== seen.issuer || (issuerRefusedUnder !== undefined && now.anchors !== issuerRefusedUnder);
     const isAnchorsChanged = now.anchors !== seen.anchors;
     if (!isIssuerChanged && !isAnchorsChanged) return;
     seen = now;
@@ -246,7 +252,9 @@ export async function createCaWatcher(options: CaWatcherOptions) {
       }
     }
     if (isIssuerChanged) {
-      if (newIssuer?.ok && chosen.issuer === newIssuer.value) {
+      const isAccepted = newIssuer?.ok === true && chosen.issuer === newIssuer.value;
+      issuerRefusedUnder = isAccepted ? undefined : now.anchors;
+      if (isAccepted) {
         emit(
           'issuer',
           'accepted',
