@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect as connectTls } from 'node:tls';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { systemClock } from '../../src/clock.ts';
 import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
 import type { MeshRuntime } from '../../src/mesh/index.ts';
 import { type MeshUp, repoRoot, startMeshUp } from '../e2e/run-mutual.ts';
-import { executablePath, skip } from './chromium.ts';
+import { launchChromium, skip } from './chromium.ts';
 
 let dir: string;
 let up: MeshUp;
@@ -38,11 +38,7 @@ before(async () => {
     { clock: systemClock },
   );
   await mkdir(artifacts, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: executablePath!,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
 });
 

@@ -9,10 +9,10 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { systemClock } from '../../src/clock.ts';
 import { createDashboard, type Dashboard } from '../../src/dashboard/index.ts';
-import { executablePath, skip } from './chromium.ts';
+import { launchChromium, skip } from './chromium.ts';
 import { type FakeAdmin, startFakeAdmin, writeFakeRuntime } from './fake-mesh.ts';
 
 /** Runs script if any of it is parsed as HTML (or put in an attribute unquoted). */
@@ -77,11 +77,7 @@ before(async () => {
     { stateDir, host: '127.0.0.1', port: 0, refreshMs: 500, checksTtlMs: 1000 },
     { clock: systemClock },
   );
-  browser = await chromium.launch({
-    executablePath: executablePath!,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
