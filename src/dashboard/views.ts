@@ -137,6 +137,22 @@ interface Denial {
   recent: number;
 }
 
+/** A connection the sidecar refused before the app (plaintext under STRICT, a failed handshake…). */
+function refusal(
+  service: string,
+  reason: string | undefined,
+  port: Denial['port'],
+): Omit<Denial, 'count' | 'recent'> {
+  return {
+    service,
+    kind: 'refused',
+    client: 'unknown',
+    clientId: null,
+    policy: `refused: ${reason ?? 'unknown'}`,
+    port,
+  };
+}
+
 function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
   const nameById = new Map((now.runtime?.services ?? []).map((service) => [service.spiffeId, service.name]));
   const declared = new Map(
@@ -169,23 +185,9 @@ function denials(now: Snapshot, before: Snapshot | undefined): Denial[] {
           // A TLS client refused at the handshake (no certificate, another CA, expired): refused
           // before the app as plaintext under STRICT is. client_closed is the client refusing us.
           // The counter has no port label.
-          denial = {
-            service,
-            kind: 'refused',
-            client: 'unknown',
-            clientId: null,
-            policy: `refused: ${labels.reason ?? 'unknown'}`,
-            port: '',
-          };
+          denial = refusal(service, labels.reason, '');
         } else if (name === 'mutual_inbound_refused_total') {
-          denial = {
-            service,
-            kind: 'refused',
-            client: 'unknown',
-            clientId: null,
-            policy: `refused: ${labels.reason ?? 'unknown'}`,
-            port: portOf(service, labels.port),
-          };
+          denial = refusal(service, labels.reason, portOf(service, labels.port));
         }
         if (!denial) continue;
         const key = `${denial.service}\0${denial.kind}\0${denial.clientId}\0${denial.policy}\0${denial.port}`;
