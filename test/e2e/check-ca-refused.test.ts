@@ -95,4 +95,31 @@ test('a refused issuer or bundle fails the in-force check only; the identity and
     bundle.stdout,
     /√ destination service answers for every meshed service with its SPIFFE ID \(echo\)/,
   );
+  await replace(join(ca, 'bundle.pem'), join(keep, 'bundle.pem'));
+  await untilReload('trustAnchors', 'accepted');
+});
+
+test('an issuer.crt overwritten with garbage: check says so, and its fix without a backup makes check pass again', async () => {
+  const ca = join(state, 'ca');
+  await writeFile(join(ca, 'issuer.crt'), 'garbage\n');
+  await untilReload('issuer', 'refused');
+  const broken = await runMutual(['check', '--state-dir', state]);
+  assert.equal(broken.code, 1, broken.stdout);
+  assert.match(
+    broken.stdout,
+    /× issuer certificate and key can be read and belong together\n\s+\S+issuer\.crt: malformed PEM/,
+  );
+  // What the fix says, as a user follows it: a new issuer under the anchor, copied in.
+  assert.match(
+    broken.stdout,
+    /without one, make a new issuer under the anchor \(`mutual ca issuer --ca STATE_DIR\/ca --out next`\)/,
+  );
+  const next = join(dir, 'next');
+  const made = await runMutual(['ca', 'issuer', '--ca', ca, '--out', next]);
+  assert.equal(made.code, 0, made.stderr);
+  await replace(join(ca, 'issuer.key'), join(next, 'issuer.key'));
+  await replace(join(ca, 'issuer.crt'), join(next, 'issuer.crt'));
+  await untilReload('issuer', 'accepted');
+  const fixed = await runMutual(['check', '--state-dir', state]);
+  assert.equal(fixed.code, 0, fixed.stdout);
 });

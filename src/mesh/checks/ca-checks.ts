@@ -316,7 +316,7 @@ export const trustAnchorChecks = trustAnchorCategory('trust anchors', stateDirec
 });
 
 export const issuerChecks = issuerCategory('issuer', stateDirectoryCa, {
-  read: 'restore issuer.crt and issuer.key from a backup of the state directory',
+  read: 'restore issuer.crt and issuer.key from a backup of the state directory; without one, make a new issuer under the anchor (`mutual ca issuer --ca STATE_DIR/ca --out next`) and copy its issuer.crt and issuer.key into STATE_DIR/ca/ (picked up live)',
   validity:
     'make a new issuer under the current anchor (`mutual ca issuer --ca STATE_DIR/ca --out next`) and copy its issuer.crt and issuer.key into STATE_DIR/ca/: the identity service picks them up live',
   lifetime:
