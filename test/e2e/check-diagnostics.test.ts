@@ -272,3 +272,18 @@ test('TLS clients refused by a sidecar that has no certificate yet are not plain
     await notReady.close();
   }
 });
+
+test("the advice names this mesh's files: its mesh.yaml, state directory and policy directory", async () => {
+  const stateDir = await stateWith('named', (runtime) => ({ ...runtime, file: '/srv/my shop/mesh.yaml' }));
+  const { stdout } = await mesh.run(['check', '--state-dir', 'named']);
+  // Run from another directory, `mutual up -f mesh.yaml` read a file that is not there.
+  assert.ok(
+    stdout.includes(
+      "`mutual down --state-dir named && mutual up -f '/srv/my shop/mesh.yaml' --state-dir named`",
+    ),
+    stdout,
+  );
+  assert.ok(stdout.includes(`\`mutual ca issuer --ca ${stateDir}/ca --out next\``), stdout);
+  assert.ok(stdout.includes(`\`mutual policy check ${mesh.dir}/policies\``), stdout);
+  assert.doesNotMatch(stdout, /STATE_DIR|up -f mesh\.yaml|policy check DIR/);
+});

@@ -15,16 +15,13 @@ import {
   type CheckResult,
   fail,
   ok,
+  shellWord,
   skip,
 } from './types.ts';
 
 const NOT_RUNNING = 'no mesh is running';
 const IDENTITY_SILENT =
   'the identity service does not answer (see "identity service is reachable and ready")';
-
-/** A path as a POSIX shell reads it back: as is when plain, else in single quotes. */
-const quoted = (path: string) =>
-  /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
 
 /**
  * `; <what> (pid N) has exited` when the recorded process is gone, `… is stopped` when it is there
@@ -71,7 +68,7 @@ export const meshChecks: CheckCategory = {
         if (!runtime) return fail(context.runtimeProblem ?? `no runtime.json in ${context.paths.stateDir}`);
         if (!isRunning(runtime.supervisor)) {
           return fail(
-            `the \`mutual up\` process (pid ${runtime.supervisor.pid}) is gone; its processes${runtime.network ? ' and network' : ''} may be left behind: run \`mutual down\`, then \`mutual up -f ${quoted(runtime.file)}${runtime.isolation === 'netns' ? ' --isolation netns' : ''}\` to start it again`,
+            `the \`mutual up\` process (pid ${runtime.supervisor.pid}) is gone; its processes${runtime.network ? ' and network' : ''} may be left behind: run \`mutual down\`, then \`mutual up -f ${shellWord(runtime.file)}${runtime.isolation === 'netns' ? ' --isolation netns' : ''}\` to start it again`,
           );
         }
         return ok(`${runtime.services.length} services from ${runtime.file}`);

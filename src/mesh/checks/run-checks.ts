@@ -25,6 +25,7 @@ import {
   type ProxyIdentityAnswer,
   type RecentTraffic,
   type Severity,
+  shellWord,
 } from './types.ts';
 
 /** Every category `mutual check` runs, in order. */
@@ -159,18 +160,18 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
                   : { status: 'fail', message: `the check itself failed: ${(error as Error).message}` },
               ];
             }
+            const advice = (text: string) =>
+              withStateFlag(withMeshNames(text, options.paths.stateDir, options.runtime), options.stateFlag);
             return {
               category: category.name,
               description: check.description,
               severity: check.severity,
               hint: check.hint,
-              fix: withStateFlag(check.fix, options.stateFlag),
+              fix: advice(check.fix),
               results: results.map((result) => ({
                 ...result,
-                message: withStateFlag(result.message, options.stateFlag),
-                ...(result.details
-                  ? { details: result.details.map((detail) => withStateFlag(detail, options.stateFlag)) }
-                  : {}),
+                message: advice(result.message),
+                ...(result.details ? { details: result.details.map(advice) } : {}),
               })),
             };
           }),
@@ -198,6 +199,21 @@ function processesByAdminOrigin(runtime: MeshRuntime | undefined): Map<string, R
   if (runtime.destination) owners.set(new URL(runtime.destination.adminUrl).origin, runtime.destination);
   for (const service of runtime.services) owners.set(new URL(service.adminUrl).origin, service.proxy);
   return owners;
+}
+
+/**
+ * The advice's placeholders as this mesh names them: STATE_DIR, `mutual up -f mesh.yaml` (the file
+ * it was started from, and its isolation) and `mutual policy check DIR`. Followed as printed from
+ * another directory, `mesh.yaml` was a file that is not there, STATE_DIR one to guess.
+ */
+export function withMeshNames(text: string, stateDir: string, runtime: MeshRuntime | undefined): string {
+  let named = text.replaceAll('STATE_DIR', shellWord(stateDir));
+  if (!runtime) return named;
+  const isolation = runtime.isolation === 'netns' ? ' --isolation netns' : '';
+  named = named.replaceAll('mutual up -f mesh.yaml', `mutual up -f ${shellWord(runtime.file)}${isolation}`);
+  return runtime.policyDir
+    ? named.replaceAll('`mutual policy check DIR`', `\`mutual policy check ${shellWord(runtime.policyDir)}\``)
+    : named;
 }
 
 /** The commands that read a state directory; the advice naming them must name the one checked. */

@@ -113,3 +113,7 @@ export const failOrSkip = (error: unknown, subject?: string): CheckResult =>
 /** `1 sidecar`, `3 sidecars` (`many` for an irregular plural). */
 export const plural = (count: number, what: string, many = `${what}s`): string =>
   `${count} ${count === 1 ? what : many}`;
+
+/** A path as a POSIX shell reads it back: as is when plain, else in single quotes. */
+export const shellWord = (path: string) =>
+  /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
