@@ -131,3 +131,35 @@ test('a wrong upstream or port shape says how to write it', () => {
     /ports\[0\]: write a port number/,
   );
 });
+
+test('two unknown fields in one service are both named, and wrong types say how to write them', () => {
+  const text = [
+    'services:',
+    '  - name: web',
+    '    comand: [x]',
+    '    ports: 8080',
+    '    upstream: [emoji]',
+    '    env: { DEBUG: 1, VERBOSE: true }',
+    '    labels: [app]',
+    '',
+  ].join('\n');
+  const cases: Array<[string, RegExp]> = [
+    ['first typo', /:3:5: services\[0\]\.comand: unknown field "comand" \(did you mean "command"\?\)/],
+    ['second typo', /:5:5: services\[0\]\.upstream: unknown field "upstream" \(did you mean "upstreams"\?\)/],
+    ['a number for a list', /:4:12: services\[0\]\.ports: must be a list, e.g. \[8080\]/],
+    [
+      'a number for text',
+      /services\[0\]\.env\.DEBUG: must be text: YAML reads 1 as a number, so quote it: "1"/,
+    ],
+    ['a boolean for text', /services\[0\]\.env\.VERBOSE: must be text: .* quote it: "true"/],
+    ['a list for a map', /services\[0\]\.labels: must be a map of name: value, e.g. \{ app: web/],
+  ];
+  for (const [name, message] of cases)
+    throwsCode(() => parseMeshConfig(text, FILE), 'MUTUAL_MESH_CONFIG_INVALID', name, message);
+  throwsCode(
+    () => parseMeshConfig(text, FILE),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'no zod wording',
+    /^(?![\s\S]*Invalid input)/,
+  );
+});

@@ -148,22 +148,24 @@ export function parseMeshConfig(text: string, file: string): MeshConfig {
   if (!parsed.success) {
     fail(
       file,
-      parsed.error.issues.map((issue) => {
+      parsed.error.issues.flatMap((issue) => {
         const path = issue.path;
+        // One problem per unknown key: a service with two typos names both.
         if (issue.code === 'unrecognized_keys') {
-          const key = issue.keys[0]!;
-          return {
+          return issue.keys.map((key) => ({
             path: formatPath([...path, key]),
             ...locate([...path, key], true),
             message: `unknown field "${key}"${suggest(key, knownKeys(path))}`,
-          };
+          }));
         }
-        const isMissing = valueAt(input, path) === undefined;
-        return {
-          path: formatPath(path),
-          ...locate(path),
-          message: isMissing ? 'is required' : issue.message,
-        };
+        const value = valueAt(input, path);
+        const message =
+          value === undefined
+            ? 'is required'
+            : issue.code === 'invalid_type'
+              ? typeProblem(issue.expected, path, value)
+              : issue.message;
+        return [{ path: formatPath(path), ...locate(path), message }];
       }),
     );
   }
@@ -267,7 +269,9 @@ export function envPrefix(service: string, port?: number): string {
   return port === undefined ? base : `${base}_${port}`;
 }
 
-function fail(file: string, problems: readonly MeshConfigProblem[]): never {
+function fail(file: string, unsorted: readonly MeshConfigProblem[]): never {
+  // In file order, as an editor lists them.
+  const problems = [...unsorted].sort((a, b) => a.line - b.line || a.column - b.column);
   const lines = problems.map(
     (problem) =>
       `  ${file}:${problem.line}:${problem.column}: ${problem.path ? `${problem.path}: ` : ''}${problem.message}`,
@@ -315,6 +319,30 @@ function valueAt(value: unknown, path: ReadonlyArray<PropertyKey>): unknown {
     current = (current as Record<PropertyKey, unknown>)[part];
   }
   return current;
+}
+
+/** Examples of the shape a field takes, for "must be a list, e.g. [8080]". */
+const SHAPE_EXAMPLES: Readonly<Record<string, string>> = {
+  services: '- name: web (one entry per service)',
+  ports: '[8080] or [{ port: 6379, protocol: tcp }]',
+  upstreams: '[emoji, "voting:8080"]',
+  opaquePorts: '[6379]',
+  skipInboundPorts: '[9090]',
+  env: '{ LOG_LEVEL: debug, WORKERS: "4" }',
+  labels: '{ app: web, version: v1 }',
+};
+
+/** A wrong type said in the file's terms (list, map, text), with how to write it. */
+function typeProblem(expected: string, path: ReadonlyArray<PropertyKey>, value: unknown): string {
+  const field = [...path].reverse().find((part) => typeof part === 'string');
+  const example = field === undefined ? undefined : SHAPE_EXAMPLES[field];
+  const eg = example === undefined ? '' : `, e.g. ${example}`;
+  if (expected === 'array') return `must be a list${eg}`;
+  if (expected === 'record' || expected === 'object') return `must be a map of name: value${eg}`;
+  if (expected === 'string' && (typeof value === 'number' || typeof value === 'boolean'))
+    return `must be text: YAML reads ${String(value)} as a ${typeof value}, so quote it: "${String(value)}"`;
+  const got = Array.isArray(value) ? 'a list' : value === null ? 'empty' : `a ${typeof value}`;
+  return `must be ${expected === 'string' ? 'text' : `a ${expected}`}, not ${got}`;
 }
 
 function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
