@@ -287,3 +287,14 @@ test("the advice names this mesh's files: its mesh.yaml, state directory and pol
   assert.ok(stdout.includes(`\`mutual policy check ${mesh.dir}/policies\``), stdout);
   assert.doesNotMatch(stdout, /STATE_DIR|up -f mesh\.yaml|policy check DIR/);
 });
+
+test('a policy directory that is gone: one failure naming it; the traps check says it could not look', async () => {
+  await stateWith('no-policies', (runtime) => ({ ...runtime, policyDir: `${mesh.dir}/gone` }));
+  const { code, stdout } = await mesh.run(['check', '--state-dir', 'no-policies']);
+  assert.equal(code, 1);
+  assert.match(stdout, /× policy files are valid\n\s+\S+\/gone: no such file or directory\n/);
+  assert.match(
+    stdout,
+    /- policies have no traps \(skipped: \S+\/gone: no such file or directory \(see "policy files are valid"\)\)/,
+  );
+});
