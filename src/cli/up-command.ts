@@ -112,6 +112,16 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
           `  - ${event.what} found its port taken by another process (log: ${show(event.log)}); stopped everything, starting again on new ports\n`,
         );
         break;
+      case 'app-elsewhere':
+        context.writeError(
+          `  ! the app ${event.service} listens on ${event.listening.join(', ')}, not on $PORT=${event.appPort} it was given for port ${event.port}: it will not be ready until it listens on $PORT (waiting up to --timeout; Ctrl-C stops)\n`,
+        );
+        break;
+      case 'app-exposed':
+        context.writeError(
+          `  ! the app ${event.service} listens on ${event.sockets.join(', ')}, every interface: other machines reach it in plain text, past its sidecar's mTLS and policy. Make it listen on 127.0.0.1 only (its bind or host setting)\n`,
+        );
+        break;
       case 'exited':
         context.writeError(
           `! ${event.what} exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`}); its log: ${show(event.log)}\n`,

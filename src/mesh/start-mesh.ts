@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { isMutualError, MutualError } from '../errors.ts';
 import { makeDirectory } from '../store/index.ts';
+import { formatSocket, isLoopbackAddress, isPortFree, listeningSocketsOf } from './app-sockets.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
 import { createTokenWriter } from './join-tokens.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
@@ -27,7 +28,7 @@ import {
   spawnLogged,
   tailFile,
 } from './processes.ts';
-import { waitForHttpReady, waitForTcp } from './readiness.ts';
+import { type WaitOutcome, waitForHttpReady, waitForTcp } from './readiness.ts';
 import {
   type MeshPaths,
   type MeshRuntime,
@@ -51,7 +52,11 @@ export type MeshProgress =
   | { kind: 'tokens'; count: number; dir: string; access: string }
   | { kind: 'service-ready'; service: RuntimeService; elapsedMs: number }
   | { kind: 'exited'; what: string; code: number | null; signal: string | null; log: string }
-  | { kind: 'port-taken'; what: string; log: string };
+  | { kind: 'port-taken'; what: string; log: string }
+  /** An app listens, but not on the $PORT it was given (it will not be ready): where it does. */
+  | { kind: 'app-elsewhere'; service: string; port: number; appPort: number; listening: readonly string[] }
+  /** A loopback mesh's app listening on more than loopback: reachable without its sidecar. */
+  | { kind: 'app-exposed'; service: string; sockets: readonly string[] };
 
 export interface MeshDeps {
   readonly clock: Clock;
@@ -365,6 +370,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
     const ready = runtime.services.map(async (service, index) => {
       const app = apps[index]!;
       const isAlive = () => app.child.exitCode === null && !deps.signal?.aborted;
+      const appPorts = service.ports.map((port) => port.appPort);
       for (const port of service.ports) {
         const pod = service.pod;
         await expectReady(
@@ -373,9 +379,22 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
           () =>
             pod
               ? waitForPodListen(app.pid, pod.netns, port.appPort, { deadlineMs, isAlive })
-              : waitForTcp(port.appPort, { deadlineMs, isAlive }),
+              : waitForAppPort(app.pid, service.name, port, appPorts, {
+                  deadlineMs,
+                  isAlive,
+                  onProgress: deps.onProgress,
+                }),
           deps.signal,
+          pod ? undefined : appPorts,
         );
+      }
+      // Loopback: an app on 0.0.0.0 (or ::) is reachable from other machines past its sidecar.
+      if (!service.pod) {
+        const exposed = (await listeningSocketsOf(app.pid)).filter(
+          (socket) => appPorts.includes(socket.port) && !isLoopbackAddress(socket.address),
+        );
+        if (exposed.length > 0)
+          deps.onProgress({ kind: 'app-exposed', service: service.name, sockets: exposed.map(formatSocket) });
       }
       deps.onProgress({ kind: 'service-ready', service, elapsedMs: Date.now() - started });
     });
@@ -502,11 +521,48 @@ async function checkBeforeStart(config: MeshConfig, isolation: 'loopback' | 'net
     );
 }
 
+/**
+ * waitForTcp on an app's $PORT, telling (once, after a second) where the app listens instead when
+ * it listens on none of the ports it was given, and saying so again if it is never ready.
+ */
+async function waitForAppPort(
+  pgid: number,
+  service: string,
+  port: { port: number; appPort: number },
+  appPorts: readonly number[],
+  options: { deadlineMs: number; isAlive: () => boolean; onProgress: (event: MeshProgress) => void },
+): Promise<WaitOutcome> {
+  let elsewhere: string[] = [];
+  let isDone = false;
+  // Not awaited: a ready app must not wait for the watcher's next round.
+  void (async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    while (!isDone) {
+      const sockets = await listeningSocketsOf(pgid);
+      if (!isDone && sockets.length > 0 && !sockets.some((socket) => appPorts.includes(socket.port))) {
+        elsewhere = sockets.map(formatSocket);
+        options.onProgress({ kind: 'app-elsewhere', service, ...port, listening: elsewhere });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  })().catch(() => {});
+  const outcome = await waitForTcp(port.appPort, options);
+  isDone = true;
+  if (outcome.ok || elsewhere.length === 0) return outcome;
+  return {
+    ...outcome,
+    last: `${outcome.last}; the app listens on ${elsewhere.join(', ')} instead: make it listen on $PORT (${port.appPort}); mesh.yaml's port ${port.port} is the port callers name, not where the app listens`,
+  };
+}
+
 async function expectReady(
   what: string,
   process: LoggedProcess,
-  wait: () => Promise<{ ok: true } | { ok: false; reason: 'timeout' | 'exited'; last: string }>,
+  wait: () => Promise<WaitOutcome>,
   signal: AbortSignal | undefined,
+  /** An app's $PORTs: an "address already in use" while they are free was another port, no race. */
+  appPorts?: readonly number[],
 ): Promise<void> {
   const outcome = await wait();
   if (outcome.ok) return;
@@ -520,16 +576,35 @@ async function expectReady(
         ])
       : undefined;
   const tail = await tailFile(process.log);
+  let isPortTaken = /EADDRINUSE|address already in use/i.test(tail);
+  // The app could not bind a port, but the ones the mesh gave it are free: it tried another (one
+  // it hard-codes, its default), so starting again on new ports would change nothing.
+  let portAdvice = '';
+  if (
+    isPortTaken &&
+    appPorts &&
+    (await Promise.all(appPorts.map((port) => isPortFree(port)))).every(Boolean)
+  ) {
+    isPortTaken = false;
+    portAdvice = `: it could not bind a port (address already in use), yet $PORT=${appPorts.join(', ')} it was given is free, so it listens on a port of its own choosing; make it listen on $PORT`;
+  }
   const status = exit?.startError
-    ? `could not be started (${exit.startError}: is ${process.argv[0]} installed, and on PATH or a path from the service's cwd?)`
+    ? `could not be started (${startProblem(exit.startError, process.argv[0]!)})`
     : outcome.reason === 'exited'
-      ? `exited (${process.child.exitCode === null ? `signal ${process.child.signalCode}` : `code ${process.child.exitCode}`})`
+      ? `exited (${process.child.exitCode === null ? `signal ${process.child.signalCode}` : `code ${process.child.exitCode}`})${portAdvice}`
       : `was not ready in time (last check: ${outcome.last})`;
   throw new MutualError(
     'MUTUAL_MESH_START_FAILED',
     `${what} ${status}. Command: ${process.argv.join(' ')}\n  log ${process.log}${tail ? `, last lines:\n${indent(tail)}` : ' is empty'}`,
-    { detail: { what, log: process.log, isPortTaken: /EADDRINUSE|address already in use/i.test(tail) } },
+    { detail: { what, log: process.log, isPortTaken } },
   );
+}
+
+/** Why spawn failed, with what to do: no such program, or a file that is not executable. */
+function startProblem(startError: string, program: string): string {
+  if (/EACCES/.test(startError))
+    return `${startError}: ${program} is not executable; \`chmod +x ${program}\`, or run it with its interpreter, e.g. command: [python3, ${program}]`;
+  return `${startError}: is ${program} installed, and on PATH or a path from the service's cwd?`;
 }
 
 function indent(text: string): string {

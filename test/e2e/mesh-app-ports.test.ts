@@ -1,0 +1,103 @@
+// `mutual up` with apps that do not listen where they are told, as a user's own apps do: one that
+// hard-codes a port someone else holds, one that ignores $PORT, one on 0.0.0.0, a script that is
+// not executable. Each is named with what to do; none restarts the mesh for nothing.
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { runMutual, startMeshUp } from './run-mutual.ts';
+
+let dir: string;
+const states: string[] = [];
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-app-ports-'));
+});
+after(async () => {
+  for (const state of states) await runMutual(['down', '--state-dir', state]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A one-service mesh.yaml whose app is `node -e SCRIPT`; returns [file, state dir]. */
+async function meshWithApp(name: string, script: string, extra = ''): Promise<[string, string]> {
+  const file = join(dir, `${name}.yaml`);
+  const command = extra || `[node, -e, ${JSON.stringify(script)}]`;
+  await writeFile(file, `services:\n  - name: ${name}\n    command: ${command}\n    ports: [8080]\n`);
+  const state = join(dir, `state-${name}`);
+  states.push(state);
+  return [file, state];
+}
+
+test('an app that hard-codes a port another process holds: one attempt, and "make it listen on $PORT"', async () => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const held = (holder.address() as { port: number }).port;
+  try {
+    const [file, state] = await meshWithApp(
+      'fixed',
+      `require('node:net').createServer().listen(${held}, '127.0.0.1')`,
+    );
+    const started = Date.now();
+    const up = await runMutual(['up', '-f', file, '--state-dir', state], { timeoutMs: 60_000 });
+    assert.equal(up.code, 1, up.stdout + up.stderr);
+    // Before: taken for a race on the mesh's own ports, the whole mesh started three times.
+    assert.doesNotMatch(up.stdout, /starting again on new ports/, up.stdout);
+    assert.match(
+      up.stderr,
+      /the app fixed .* exited \(code 1\): it could not bind a port \(address already in use\), yet \$PORT=\d+ it was given is free, .*make it listen on \$PORT/,
+    );
+    assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+  } finally {
+    holder.close();
+  }
+});
+
+test('an app that ignores $PORT: where it listens instead, at once and in the timeout error', async () => {
+  const [file, state] = await meshWithApp(
+    'elsewhere',
+    "require('node:net').createServer().listen(0, '127.0.0.1')",
+  );
+  const up = await runMutual(['up', '-f', file, '--state-dir', state, '--timeout', '5s'], {
+    timeoutMs: 60_000,
+  });
+  assert.equal(up.code, 1, up.stdout + up.stderr);
+  assert.match(
+    up.stderr,
+    /! the app elsewhere listens on 127\.0\.0\.1:\d+, not on \$PORT=\d+ it was given for port 8080/,
+  );
+  assert.match(
+    up.stderr,
+    /was not ready in time \(last check: nothing accepts connections on 127\.0\.0\.1:\d+; the app listens on 127\.0\.0\.1:\d+ instead: make it listen on \$PORT/,
+  );
+});
+
+test('an app on 0.0.0.0: up warns that it is reachable past its sidecar', async () => {
+  const [file, state] = await meshWithApp(
+    'wide',
+    "require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT), '0.0.0.0')",
+  );
+  const up = await startMeshUp(['-f', file, '--state-dir', state]);
+  try {
+    assert.match(up.output(), /The mesh is up/, up.output());
+    assert.match(
+      up.output(),
+      /! the app wide listens on 0\.0\.0\.0:\d+, every interface: other machines reach it in plain text, past its sidecar's mTLS and policy/,
+    );
+  } finally {
+    await up.stop();
+  }
+});
+
+test('a script that is not executable: says so, not "is it installed"', async () => {
+  await writeFile(join(dir, 'app.sh'), '#!/bin/sh\nexit 0\n');
+  await chmod(join(dir, 'app.sh'), 0o644);
+  const [file, state] = await meshWithApp('script', '', '[./app.sh]');
+  const up = await runMutual(['up', '-f', file, '--state-dir', state], { timeoutMs: 60_000 });
+  assert.equal(up.code, 1, up.stdout + up.stderr);
+  assert.match(
+    up.stderr,
+    /\.\/app\.sh is not executable; `chmod \+x \.\/app\.sh`, or run it with its interpreter/,
+  );
+});
