@@ -1,7 +1,9 @@
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { isMutualError, MutualError } from '../errors.ts';
+import { diagnosticsError, loadPolicyFiles } from '../policy/index.ts';
 import { makeDirectory } from '../store/index.ts';
 import { formatSocket, isLoopbackAddress, isPortFree, listeningSocketsOf } from './app-sockets.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
@@ -112,7 +114,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
   const allocatePorts = deps.allocatePorts ?? allocateLoopbackPorts;
   const isolation = deps.isolation ?? 'loopback';
   if (isolation === 'netns') requireNetns('`mutual up --isolation netns`');
-  await checkBeforeStart(config, isolation);
+  await checkBeforeStart(config, isolation, deps);
   const paths = meshPaths(deps.stateDir);
   for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir]) {
     await makeDirectory(dir, 0o700).catch((error: Error) => {
@@ -494,17 +496,31 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /**
- * What mesh.yaml's schema cannot know, checked before anything starts: the policy directory exists,
- * and (loopback) every service has a port or an upstream, or its sidecar would have nothing to do.
+ * What mesh.yaml's schema cannot know, checked before anything starts: the policy directory exists
+ * and its policies are valid (else every sidecar would exit on them), each app's program can be
+ * run, and (loopback) every service has a port or an upstream, or its sidecar would have nothing to do.
  */
-async function checkBeforeStart(config: MeshConfig, isolation: 'loopback' | 'netns'): Promise<void> {
+async function checkBeforeStart(
+  config: MeshConfig,
+  isolation: 'loopback' | 'netns',
+  deps: Pick<MeshDeps, 'nodePath' | 'baseEnv'>,
+): Promise<void> {
   const problems: string[] = [];
+  let isPolicyDir = false;
   if (config.policyDir !== undefined) {
     const found = await stat(config.policyDir).catch(() => undefined);
-    if (!found?.isDirectory())
+    isPolicyDir = found?.isDirectory() === true;
+    if (!isPolicyDir)
       problems.push(
         `policyDir: ${config.policyDir} ${found ? 'is not a directory' : 'does not exist'}; give a directory of PeerAuthentication / AuthorizationPolicy YAML (relative to mesh.yaml), or leave policyDir out`,
       );
+  }
+  for (const service of config.services) {
+    // The app's PATH, as appEnvironment makes it: the Node that runs mutual first, or its own.
+    const path =
+      service.env.PATH ?? [dirname(deps.nodePath), deps.baseEnv.PATH].filter(Boolean).join(delimiter);
+    const problem = await programProblem(service.command[0]!, service.cwd, path);
+    if (problem) problems.push(`services.${service.name}.command: ${problem}`);
   }
   if (isolation === 'loopback') {
     for (const service of config.services) {
@@ -519,6 +535,38 @@ async function checkBeforeStart(config: MeshConfig, isolation: 'loopback' | 'net
       'MUTUAL_MESH_CONFIG_INVALID',
       `${config.file}: ${problems.length === 1 ? problems[0] : `${problems.length} problems:\n  ${problems.join('\n  ')}`}`,
     );
+  // The sidecars read the same files and would each exit on an invalid one.
+  if (config.policyDir !== undefined && isPolicyDir) {
+    const loaded = await loadPolicyFiles([config.policyDir]);
+    const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
+    if (errors.length > 0) throw diagnosticsError(errors);
+  }
+}
+
+/**
+ * Why `program` cannot be run from `cwd` with `PATH`, or undefined: a path (it has a '/') must be
+ * an executable file, relative to the service's cwd; a bare name must be one on PATH.
+ */
+async function programProblem(program: string, cwd: string, path: string): Promise<string | undefined> {
+  const isExecutableFile = async (file: string) =>
+    (await stat(file).catch(() => undefined))?.isFile() === true &&
+    (await access(file, constants.X_OK).then(
+      () => true,
+      () => false,
+    ));
+  if (program.includes('/')) {
+    const file = resolve(cwd, program);
+    const found = await stat(file).catch(() => undefined);
+    if (!found)
+      return `${program} does not exist (looked for ${file}; a relative path is from the service's cwd, by default mesh.yaml's directory)`;
+    if (!found.isFile()) return `${program} is not a file (${file})`;
+    if (!(await isExecutableFile(file)))
+      return `${program} is not executable; \`chmod +x ${program}\`, or run it with its interpreter, e.g. command: [python3, ${program}]`;
+    return undefined;
+  }
+  for (const dir of path.split(delimiter).filter(Boolean))
+    if (await isExecutableFile(resolve(cwd, dir, program))) return undefined;
+  return `no program ${program} on PATH; is it installed? (give its full path, or set PATH in the service's env:)`;
 }
 
 /**

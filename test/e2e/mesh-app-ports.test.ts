@@ -2,7 +2,7 @@
 // hard-codes a port someone else holds, one that ignores $PORT, one on 0.0.0.0, a script that is
 // not executable. Each is named with what to do; none restarts the mesh for nothing.
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,7 +90,7 @@ test('an app on 0.0.0.0: up warns that it is reachable past its sidecar', async 
   }
 });
 
-test('a script that is not executable: says so, not "is it installed"', async () => {
+test('a script that is not executable, a policy with a typo: said before anything starts', async () => {
   await writeFile(join(dir, 'app.sh'), '#!/bin/sh\nexit 0\n');
   await chmod(join(dir, 'app.sh'), 0o644);
   const [file, state] = await meshWithApp('script', '', '[./app.sh]');
@@ -100,4 +100,21 @@ test('a script that is not executable: says so, not "is it installed"', async ()
     up.stderr,
     /\.\/app\.sh is not executable; `chmod \+x \.\/app\.sh`, or run it with its interpreter/,
   );
+  assert.doesNotMatch(up.stdout, /✓ CA/, up.stdout);
+  // A typo in a policy file: before, every sidecar started and exited on it, the error buried in
+  // 'the sidecar of … exited' after its whole command line.
+  await mkdir(join(dir, 'policies'));
+  await writeFile(
+    join(dir, 'policies', 'authz.yaml'),
+    'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: a, namespace: default }\nspec:\n  rules:\n    - from:\n        - source: { principal: [x] }\n',
+  );
+  const [policyFile, policyState] = await meshWithApp('typo', 'setInterval(() => {}, 1000)');
+  await writeFile(policyFile, `policyDir: policies\n${await readFile(policyFile, 'utf8')}`);
+  const typo = await runMutual(['up', '-f', policyFile, '--state-dir', policyState], { timeoutMs: 60_000 });
+  assert.equal(typo.code, 1, typo.stdout + typo.stderr);
+  assert.match(
+    typo.stderr,
+    /error\[MUTUAL_POLICY_INVALID\]: \S*authz\.yaml:7:\d+: .*unknown field "principal"/,
+  );
+  assert.doesNotMatch(typo.stdout + typo.stderr, /sidecar of|✓ CA/);
 });

@@ -20,7 +20,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('an app command that does not exist: "could not be started", its spawn error, and nothing left running', async () => {
+test('an app command that does not exist: named before anything starts, and nothing left running', async () => {
   await writeFile(
     join(dir, 'mesh.yaml'),
     [
@@ -39,9 +39,10 @@ test('an app command that does not exist: "could not be started", its spawn erro
   assert.equal(up.code, 1, up.stderr);
   assert.match(
     up.stderr,
-    /error\[MUTUAL_MESH_START_FAILED\]: the app shop .* could not be started \(spawn mutual-test-no-such-command ENOENT: is mutual-test-no-such-command installed/,
+    /error\[MUTUAL_MESH_CONFIG_INVALID\]: .*mesh\.yaml: services\.shop\.command: no program mutual-test-no-such-command on PATH; is it installed\?/,
   );
   assert.doesNotMatch(up.stderr, /code -2/);
+  assert.doesNotMatch(up.stdout, /✓ CA/, 'nothing may start for a program that is not there');
   const down = await runMutual(['down', '--state-dir', join(dir, 'state')]);
   assert.match(down.stdout, /nothing to stop/, down.stdout + down.stderr);
 });
