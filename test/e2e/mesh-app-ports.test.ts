@@ -118,3 +118,20 @@ test('a script that is not executable, a policy with a typo: said before anythin
   );
   assert.doesNotMatch(typo.stdout + typo.stderr, /sidecar of|✓ CA/);
 });
+
+test('a loopback mesh refuses port-level policy it cannot honour, before anything starts', async () => {
+  // Before: the sidecar matched portLevelMtls against the app's $PORT, so a PERMISSIVE 8080 stayed
+  // STRICT ('plaintext refused on a STRICT port', port 2xxxx) and nothing said why.
+  await mkdir(join(dir, 'port-policies'));
+  await writeFile(
+    join(dir, 'port-policies', 'peer.yaml'),
+    'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: web-permissive, namespace: default }\nspec:\n  selector: { matchLabels: { app: ports } }\n  portLevelMtls:\n    8080: { mode: PERMISSIVE }\n',
+  );
+  const [file, state] = await meshWithApp('ports', 'setInterval(() => {}, 1000)');
+  await writeFile(file, `policyDir: port-policies\n${await readFile(file, 'utf8')}`);
+  const up = await runMutual(['up', '-f', file, '--state-dir', state], { timeoutMs: 60_000 });
+  assert.equal(up.code, 1, up.stdout + up.stderr);
+  assert.match(up.stderr, /peer\.yaml:1: default\/web-permissive names port 8080\n/);
+  assert.match(up.stderr, /Make the rule workload-wide .* or run `mutual up --isolation netns`/);
+  assert.doesNotMatch(up.stdout, /✓ CA/, up.stdout);
+});
