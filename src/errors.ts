@@ -330,7 +330,8 @@ export const errorCatalog = {
   MUTUAL_MESH_CONFIG_INVALID: {
     meaning:
       'A mesh file (mesh.yaml) is not valid YAML or breaks a rule; the message names each file:line:column.',
-    action: 'Fix the fields named in the message; examples/demo/mesh.yaml shows every field with a comment.',
+    action:
+      'Fix the fields named in the message; docs/mesh.md describes every field, $PORT and the <NAME>_URL variables apps get.',
   },
   MUTUAL_MESH_ALREADY_RUNNING: {
     meaning: 'A mesh is already running from this state directory.',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { throwsCode } from '../testing/expect-error.ts';
-import { parseMeshConfig } from './mesh-config.ts';
+import { meshFileFields, parseMeshConfig } from './mesh-config.ts';
 
 const FILE = '/demo/mesh.yaml';
 
@@ -162,4 +162,13 @@ test('two unknown fields in one service are both named, and wrong types say how 
     'no zod wording',
     /^(?![\s\S]*Invalid input)/,
   );
+});
+
+test('docs/mesh.md describes every field a mesh file may have', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const doc = await readFile(new URL('../../../docs/mesh.md', import.meta.url), 'utf8');
+  const fields = Object.values(meshFileFields()).flat();
+  const missing = fields.filter((field) => !new RegExp(`(^|[\\s{,])${field}:\\s`, 'm').test(doc));
+  assert.deepEqual(missing, [], `fields missing from docs/mesh.md's example: ${missing.join(', ')}`);
+  assert.match(doc, /\$PORT/);
 });

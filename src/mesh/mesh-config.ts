@@ -98,6 +98,16 @@ const meshSchema = z.strictObject({
   services: z.array(serviceSchema).min(1, 'declare at least one service'),
 });
 
+/** Every field a mesh file may have, by where it goes (docs/mesh.md lists each). */
+export function meshFileFields(): Record<'mesh' | 'service' | 'port' | 'upstream', string[]> {
+  return {
+    mesh: Object.keys(meshSchema.shape),
+    service: Object.keys(serviceSchema.shape),
+    port: ['port', 'protocol'],
+    upstream: ['service', 'port', 'env'],
+  };
+}
+
 /** One problem in a mesh file, located so an editor can jump to it. */
 export interface MeshConfigProblem {
   readonly path: string;
@@ -346,10 +356,11 @@ function typeProblem(expected: string, path: ReadonlyArray<PropertyKey>, value: 
 }
 
 function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
-  if (path.length === 0) return Object.keys(meshSchema.shape);
-  if (path[0] === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
-  if (path.includes('upstreams')) return ['service', 'port', 'env'];
-  if (path.includes('ports')) return ['port', 'protocol'];
+  const fields = meshFileFields();
+  if (path.length === 0) return fields.mesh;
+  if (path[0] === 'services' && path.length === 2) return fields.service;
+  if (path.includes('upstreams')) return fields.upstream;
+  if (path.includes('ports')) return fields.port;
   return [];
 }
 
