@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import type { RuntimeProcess } from './runtime.ts';
@@ -11,6 +11,8 @@ export interface LoggedProcess extends RuntimeProcess {
    * be started at all (e.g. `spawn foo ENOENT`: no such command), with code 127 as a shell says.
    */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; startError?: string }>;
+  /** The log's size when the process was spawned: what it wrote starts there (logs are appended across runs). */
+  readonly logStartByte: number;
 }
 
 /**
@@ -25,7 +27,9 @@ export function spawnLogged(spec: {
 }): LoggedProcess {
   const fd = openSync(spec.log, 'a', 0o600);
   let child: ChildProcess;
+  let logStartByte = 0;
   try {
+    logStartByte = fstatSync(fd).size;
     child = spawn(spec.argv[0]!, spec.argv.slice(1), {
       cwd: spec.cwd,
       env: spec.env,
@@ -40,7 +44,15 @@ export function spawnLogged(spec: {
     child.once('error', (error) => resolve({ code: 127, signal: null, startError: error.message }));
   });
   const pid = child.pid ?? -1;
-  return { child, exited, pid, startTicks: processStartTicks(pid) ?? 0, log: spec.log, argv: spec.argv };
+  return {
+    child,
+    exited,
+    pid,
+    startTicks: processStartTicks(pid) ?? 0,
+    log: spec.log,
+    logStartByte,
+    argv: spec.argv,
+  };
 }
 
 /** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined if gone. */
@@ -120,13 +132,24 @@ export async function stopProcessGroup(
   return 'killed';
 }
 
-/** The last `lines` lines of a log file, for error messages. */
-export async function tailFile(path: string, lines = 15, maxBytes = 16 * 1024): Promise<string> {
+/**
+ * The last `lines` lines of a log file, for error messages; only those written from `fromByte` on
+ * (a process's `logStartByte`: what an earlier run appended is not this run's cause).
+ */
+export async function tailFile(
+  path: string,
+  {
+    lines = 15,
+    maxBytes = 16 * 1024,
+    fromByte = 0,
+  }: { lines?: number; maxBytes?: number; fromByte?: number } = {},
+): Promise<string> {
   try {
     const handle = await open(path, 'r');
     try {
       const { size } = await handle.stat();
-      const start = Math.max(0, size - maxBytes);
+      const start = Math.max(fromByte, size - maxBytes);
+      if (start >= size) return '';
       const buffer = Buffer.alloc(size - start);
       await handle.read(buffer, 0, buffer.length, start);
       return buffer.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');

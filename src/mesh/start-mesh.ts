@@ -653,7 +653,7 @@ async function expectReady(
           new Promise<undefined>((r) => setTimeout(() => r(undefined), 200)),
         ])
       : undefined;
-  const tail = await tailFile(process.log);
+  const tail = await tailFile(process.log, { fromByte: process.logStartByte });
   let isPortTaken = /EADDRINUSE|address already in use/i.test(tail);
   // The app could not bind a port, but the ones the mesh gave it are free: it tried another (one
   // it hard-codes, its default), so starting again on new ports would change nothing.

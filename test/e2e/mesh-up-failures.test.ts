@@ -2,7 +2,7 @@
 // nothing is left running. A command that does not exist used to read "exited (code -2)".
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -15,7 +15,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-up-failures-'));
 });
 after(async () => {
-  for (const state of ['state', 'state-epipe', 'state-sigint', 'state-killed'])
+  for (const state of ['state', 'state-epipe', 'state-sigint', 'state-killed', 'state-stale'])
     await runMutual(['down', '--state-dir', join(dir, state)]);
   await rm(dir, { recursive: true, force: true });
 });
@@ -100,6 +100,29 @@ test('a policyDir that does not exist, and a service with neither ports nor upst
   assert.match(up.stderr, /services\.batch: declares neither ports nor upstreams/);
   assert.doesNotMatch(up.stdout, /✓ CA/, 'nothing may start before the config is known good');
   await assert.rejects(stat(join(state, 'ca')), { code: 'ENOENT' });
+});
+
+test('an app that exits: the error quotes its log from this up only, not lines an earlier up left', async () => {
+  const state = join(dir, 'state-stale');
+  await mkdir(join(state, 'logs'), { recursive: true });
+  await writeFile(
+    join(state, 'logs', 'shop.log'),
+    'Error: listen EADDRINUSE: address already in use (an earlier up)\n',
+  );
+  await writeFile(
+    join(dir, 'mesh-stale.yaml'),
+    `services:\n  - name: shop\n    command: [node, -e, "console.error('shop: bad config'); process.exit(3)"]\n    ports: [8080]\n`,
+  );
+  const up = await runMutual(['up', '-f', join(dir, 'mesh-stale.yaml'), '--state-dir', state], {
+    timeoutMs: 60_000,
+  });
+  assert.equal(up.code, 1, up.stderr);
+  assert.match(up.stderr, /the app shop \(port 8080.*exited \(code 3\).*\| shop: bad config/s, up.stderr);
+  assert.doesNotMatch(
+    up.stderr + up.stdout,
+    /an earlier up|could not bind a port|starting again on new ports/,
+    up.stderr,
+  );
 });
 
 test('a reader that stops reading (mutual up | head) does not kill up: it keeps supervising, then stops everything on SIGTERM', async () => {
