@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { throwsCode } from '../testing/expect-error.ts';
 import { meshFileFields, parseMeshConfig } from './mesh-config.ts';
+import { identityPlan } from './plan.ts';
+import { meshPaths } from './runtime.ts';
 
 const FILE = '/demo/mesh.yaml';
 
@@ -171,4 +173,31 @@ test('docs/mesh.md describes every field a mesh file may have', async () => {
   const missing = fields.filter((field) => !new RegExp(`(^|[\\s{,])${field}:\\s`, 'm').test(doc));
   assert.deepEqual(missing, [], `fields missing from docs/mesh.md's example: ${missing.join(', ')}`);
   assert.match(doc, /\$PORT/);
+});
+
+test('certificateLifetime: 24h unless set, given to the identity service, and refused outside 30s to 90d at its line', () => {
+  assert.equal(parseMeshConfig(DEMO, FILE).certificateLifetime, '24h');
+  const short = parseMeshConfig(`certificateLifetime: 2m\n${DEMO}`, FILE);
+  assert.equal(short.certificateLifetime, '2m');
+  const plan = identityPlan({
+    paths: meshPaths('/state'),
+    mutual: ['node', 'mutual.js'],
+    host: '127.0.0.1',
+    apiPort: 1,
+    adminPort: 2,
+    certificateLifetime: short.certificateLifetime,
+  });
+  assert.deepEqual(plan.argv.slice(plan.argv.indexOf('--lifetime')), ['--lifetime', '2m']);
+  for (const [value, message] of [
+    ['5s', /mesh\.yaml:1:22: certificateLifetime: certificateLifetime "5s" is too short: give 30s to 90d/],
+    ['1y', /mesh\.yaml:1:22: certificateLifetime: .*"1y"/],
+    ['400d', /"400d" is longer than the maximum of 90d: give 30s to 90d/],
+  ] as const) {
+    throwsCode(
+      () => parseMeshConfig(`certificateLifetime: ${value}\n${DEMO}`, FILE),
+      'MUTUAL_MESH_CONFIG_INVALID',
+      value,
+      message,
+    );
+  }
 });

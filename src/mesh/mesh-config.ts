@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { z } from 'zod';
+import { parseDurationWithin } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { isValidPathSegment, parseTrustDomain } from '../spiffe/index.ts';
 
@@ -44,11 +45,15 @@ export interface MeshConfig {
   readonly policyDir: string | undefined;
   /** Peer authentication mode when there is no policy directory. */
   readonly mode: 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+  /** Lifetime of the workload certificates the identity service signs, as written (e.g. `24h`). */
+  readonly certificateLifetime: string;
   readonly services: readonly MeshService[];
 }
 
 /** The control plane's processes: `mutual logs identity` and `mutual logs destination` mean them. */
 const CONTROL_PLANE_NAMES: readonly string[] = ['identity', 'destination'];
+/** What `identity serve --lifetime` takes, with a floor that leaves renewals room to retry. */
+const CERTIFICATE_LIFETIME_BOUNDS = { atLeast: '30s', atMost: '90d' } as const;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
@@ -95,6 +100,7 @@ const meshSchema = z.strictObject({
   trustDomain: z.string().default('cluster.local'),
   policyDir: z.string().optional(),
   mode: z.enum(['STRICT', 'PERMISSIVE', 'DISABLE']).default('STRICT'),
+  certificateLifetime: z.string({ error: 'write a duration, e.g. 24h or 5m' }).default('24h'),
   services: z.array(serviceSchema).min(1, 'declare at least one service'),
 });
 
@@ -197,6 +203,12 @@ function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConf
   } catch (error) {
     problem(['trustDomain'], (error as Error).message);
   }
+  try {
+    // Short lifetimes let a user watch certificates rotate (sidecars renew at about two thirds).
+    parseDurationWithin(raw.certificateLifetime, 'certificateLifetime', CERTIFICATE_LIFETIME_BOUNDS);
+  } catch (error) {
+    problem(['certificateLifetime'], (error as Error).message);
+  }
   const byName = new Map<string, RawMesh['services'][number]>();
   for (const [index, service] of raw.services.entries()) {
     if (byName.has(service.name))
@@ -269,6 +281,7 @@ function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConf
     trustDomain,
     policyDir: raw.policyDir === undefined ? undefined : resolve(baseDir, raw.policyDir),
     mode: raw.mode,
+    certificateLifetime: raw.certificateLifetime,
     services,
   };
 }

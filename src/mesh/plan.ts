@@ -125,6 +125,8 @@ export function identityPlan(options: {
   host: string;
   apiPort: number;
   adminPort: number;
+  /** Lifetime of the workload certificates it signs (mesh.yaml's certificateLifetime). */
+  certificateLifetime: string;
 }): MeshPlan['identity'] {
   const { paths, host, apiPort, adminPort } = options;
   return {
@@ -136,6 +138,7 @@ export function identityPlan(options: {
       ...options.mutual,
       ...['identity', 'serve', '--ca', paths.caDir, '--state-dir', paths.stateDir],
       ...['--listen', `${host}:${apiPort}`, '--admin-listen', `${host}:${adminPort}`],
+      ...['--lifetime', options.certificateLifetime],
     ],
     log: join(paths.logsDir, 'identity.log'),
   };
@@ -212,7 +215,14 @@ export function planMesh(options: {
     return port;
   };
   const mutual = [options.nodePath, options.mutualBin];
-  const identity = identityPlan({ paths, mutual, host: '127.0.0.1', apiPort: take(), adminPort: take() });
+  const identity = identityPlan({
+    paths,
+    mutual,
+    host: '127.0.0.1',
+    apiPort: take(),
+    adminPort: take(),
+    certificateLifetime: config.certificateLifetime,
+  });
   const destination = destinationPlan({
     paths,
     mutual,

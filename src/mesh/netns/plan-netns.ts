@@ -53,6 +53,7 @@ export function planNetnsMesh(options: {
     host: options.hostAddress,
     apiPort: options.identityPorts.api,
     adminPort: options.identityPorts.admin,
+    certificateLifetime: config.certificateLifetime,
   });
   const destination = destinationPlan({
     paths,
