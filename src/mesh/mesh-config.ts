@@ -204,7 +204,7 @@ function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConf
     problem(['trustDomain'], (error as Error).message);
   }
   try {
-    // Short lifetimes let a user watch certificates rotate (sidecars renew at about two thirds).
+    // Short lifetimes let a user watch certificates rotate (sidecars renew at 70% of the validity).
     parseDurationWithin(raw.certificateLifetime, 'certificateLifetime', CERTIFICATE_LIFETIME_BOUNDS);
   } catch (error) {
     problem(['certificateLifetime'], (error as Error).message);
