@@ -4,6 +4,7 @@ import { isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from '
 import { z } from 'zod';
 import { parseDurationWithin } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
+import { closestName } from '../policy/index.ts';
 import { isValidPathSegment, parseTrustDomain } from '../spiffe/index.ts';
 
 /** One port of a service's app, as its clients address it. */
@@ -379,22 +380,6 @@ function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
 
 /** ` (did you mean "upstreams"?)` when a known name is one or two edits away. */
 function suggest(word: string, candidates: readonly string[]): string {
-  const close = candidates.find(
-    (candidate) => editDistance(word.toLowerCase(), candidate.toLowerCase()) <= 2,
-  );
+  const close = closestName(word, candidates);
   return close === undefined ? '' : ` (did you mean "${close}"?)`;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length]!;
 }

@@ -3,6 +3,7 @@
 // Pure except store.ts and load.ts (files); never touches the network.
 
 export { type CheckOptions, checkPolicySet } from './check.ts';
+export { closestName } from './closest-name.ts';
 export {
   diagnosticsError,
   formatDiagnostic,

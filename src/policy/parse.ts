@@ -4,6 +4,7 @@
 import { type Document, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { errorCatalog } from '../errors.ts';
+import { closestName } from './closest-name.ts';
 import type { PolicyDiagnostic, SourcePosition } from './diagnostic.ts';
 import {
   type AuthorizationPolicyResource,
@@ -191,14 +192,20 @@ function metaOf(metadata: PeerAuthenticationInput['metadata'], position: SourceP
 function reportIssue(issue: z.core.$ZodIssue, report: Report): void {
   const path = issue.path.filter((part): part is string | number => typeof part !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
-    report(
-      [...path, issue.keys[0]!],
-      'error',
-      'MUTUAL_POLICY_INVALID',
-      issue.message,
-      `${suggestion(issue.keys[0]!, issue.message)}Mutual refuses unknown fields instead of ignoring them.`,
-      true,
-    );
+    // One problem per field, each at its own line and with the field meant.
+    const allowed = /allowed here: ([^)]*)\)/.exec(issue.message)?.[1]?.split(', ') ?? [];
+    for (const key of issue.keys) {
+      const meant = closestName(key, allowed);
+      const didYouMean = meant === undefined ? '' : `did you mean "${meant}"? `;
+      report(
+        [...path, key],
+        'error',
+        'MUTUAL_POLICY_INVALID',
+        `unknown field "${key}" (${didYouMean}allowed here: ${allowed.join(', ')})`,
+        `${meant === undefined ? 'Remove the field or fix its spelling: ' : `Did you mean "${meant}"? `}Mutual refuses unknown fields instead of ignoring them.`,
+        true,
+      );
+    }
     return;
   }
   const message = issue.message.replace(
@@ -239,27 +246,4 @@ function offsetOf(doc: Document, path: FieldPath, isKey = false): number {
     }
   }
   return offset;
-}
-
-/** "Did you mean principals? " for a misspelt field, from the allowed list in the message. */
-function suggestion(key: string, message: string): string {
-  const allowed = /allowed here: ([^)]*)\)/.exec(message)?.[1]?.split(', ') ?? [];
-  const close = allowed.find((name) => editDistance(name.toLowerCase(), key.toLowerCase()) <= 2);
-  return close === undefined ? 'Remove the field or fix its spelling: ' : `Did you mean "${close}"? `;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(
-        previous[j]! + 1,
-        current[j - 1]! + 1,
-        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }

@@ -39,6 +39,41 @@ test('policy check: errors with file:line:column and the fix, traps as warnings,
   assert.match(run.stdout, /1 file, 2 valid policies: 1 error, 2 warnings/);
 });
 
+test('policy check: each misspelt field is its own error, with the field meant in the message', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-policy-typos-'));
+  try {
+    await writeFile(
+      join(dir, 'typos.yaml'),
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: typos, namespace: demo }
+spec:
+  rules:
+    - from:
+        - source: { principal: [cluster.local/ns/demo/sa/web], namespace: [demo] }
+      to:
+        - operation: { method: [GET], path: [/x], port: ["80"] }
+`,
+    );
+    const run = await runMutual(['policy', 'check', dir]);
+    assert.equal(run.code, 1, run.stderr);
+    for (const [field, meant] of [
+      ['principal', 'principals'],
+      ['namespace', 'namespaces'],
+      ['method', 'methods'],
+      ['path', 'paths'],
+      ['port', 'ports'],
+    ]) {
+      const line = new RegExp(
+        `typos\\.yaml:\\d+:\\d+: error\\[MUTUAL_POLICY_INVALID\\].*\\.${field}: unknown field "${field}" \\(did you mean "${meant}"\\?`,
+      );
+      assert.match(run.stdout, line, run.stdout);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('policy check -o json: the same findings as data', async () => {
   const run = await runMutual(['policy', 'check', BROKEN, MESH, '--workload', 'demo/web', '-o', 'json']);
   assert.equal(run.code, 1);
