@@ -84,6 +84,11 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
       'inbound peer authentication without --policy-dir (with --policy-url: where no PeerAuthentication sets one): STRICT, PERMISSIVE or DISABLE',
     )
     .option('--port-mode <port=mode>', 'per-port peer authentication (repeatable)', collect)
+    .option(
+      '--policy-port <appPort=port>',
+      'the port policies name an --inbound app port by, e.g. 23456=8080: port modes, AuthorizationPolicy ports and destination.port match 8080 (repeatable; mutual up sets it)',
+      collect,
+    )
     .option('--policy-dir <dir>', 'PeerAuthentication / AuthorizationPolicy YAML files (watched)')
     .option(
       '--policy-url <url>',
@@ -142,7 +147,7 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
       const lines = [
         ...addresses.inbound.map(
           (entry) =>
-            `inbound  ${show(entry.listen)} → app ${entry.appPort === 'original-destination' ? '(original destination)' : `127.0.0.1:${entry.appPort}`}`,
+            `inbound  ${show(entry.listen)} → app ${entry.appPort === 'original-destination' ? '(original destination)' : `127.0.0.1:${entry.appPort}${config.policyPorts.has(entry.appPort) ? ` (policy port ${config.policyPorts.get(entry.appPort)})` : ''}`}`,
         ),
         ...addresses.outbound.map((entry) => `outbound ${show(entry.listen)} → ${entry.target}`),
         ...(addresses.admin ? [`admin    http://${show(addresses.admin)}`] : []),

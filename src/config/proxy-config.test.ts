@@ -95,3 +95,30 @@ test('--stream-idle-timeout and --idle-timeout: 5m and 1h by default, 0 turns th
     /--stream-idle-timeout "300" is not a duration[\s\S]*--idle-timeout "30d" is longer than the maximum of 24d/,
   );
 });
+
+test('--policy-port maps an --inbound app port to the port policies name (also MUTUAL_PROXY_POLICY_PORT); one naming no --inbound is refused', () => {
+  const inbound = ['127.0.0.1:14001=23456', '127.0.0.1:14002=23457'];
+  const config = loadProxyConfig({ ...files, inbound, policyPort: ['23456=8080'] }, {});
+  assert.deepEqual([...config.policyPorts], [[23456, 8080]]);
+  const fromEnv = loadProxyConfig(
+    { ...files, inbound },
+    { MUTUAL_PROXY_POLICY_PORT: '23456=8080,23457=9090' },
+  );
+  assert.deepEqual(
+    [...fromEnv.policyPorts],
+    [
+      [23456, 8080],
+      [23457, 9090],
+    ],
+  );
+  throwsCode(
+    () =>
+      loadProxyConfig(
+        { ...files, inbound, policyPort: ['8080=23456', '23456=8080', '23456=9090', '23457'] },
+        {},
+      ),
+    'MUTUAL_PROXY_CONFIG_INVALID',
+    'bad --policy-port',
+    /problems:\n {2}- --policy-port 8080=23456: no --inbound forwards to app port 8080; give the APP_PORT of an --inbound.*\n {2}- --policy-port 23456=9090: app port 23456 is already 8080.*\n {2}- --policy-port "23457": write APP_PORT=PORT/,
+  );
+});

@@ -65,6 +65,11 @@ export interface ProxyConfig {
   readonly adminListen: ListenAddress;
   readonly mode: PeerAuthenticationModeName;
   readonly portModes: ReadonlyMap<number, PeerAuthenticationModeName>;
+  /**
+   * App port → the port policy names it by (--policy-port): a loopback mesh's app listens on a
+   * port of its own while policies name mesh.yaml's. Unlisted app ports are their own policy port.
+   */
+  readonly policyPorts: ReadonlyMap<number, number>;
   readonly policyDir?: string;
   /** The destination service's policy API (https://…), instead of --policy-dir. */
   readonly policyUrl?: string;
@@ -112,6 +117,7 @@ export interface ProxyFlags {
   adminListen?: string;
   mode?: string;
   portMode?: string[];
+  policyPort?: string[];
   policyDir?: string;
   policyUrl?: string;
   namespace?: string;
@@ -148,6 +154,7 @@ const REPEATABLE = new Set([
   'upstreamFullHandshake',
   'destination',
   'portMode',
+  'policyPort',
   'label',
   'probePath',
 ]);
@@ -265,6 +272,28 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
       portModes.set(port(p, '--port-mode'), modeFrom(m, '--port-mode'));
     });
   }
+  const hasTransparentInbound =
+    flags.inboundListen === undefined ? !isExplicit : flags.inboundListen !== 'off';
+  const policyPorts = new Map<number, number>();
+  for (const spec of flags.policyPort ?? []) {
+    attempt(() => {
+      const form = 'APP_PORT=PORT, e.g. 23456=8080 (the app listens on 23456; policies name 8080)';
+      const [app, named] = splitOnce(spec, '=', '--policy-port', form);
+      const appPort = port(app, '--policy-port');
+      const policyPort = port(named, '--policy-port');
+      const earlier = policyPorts.get(appPort);
+      if (earlier !== undefined && earlier !== policyPort)
+        throw new Error(
+          `--policy-port ${spec}: app port ${appPort} is already ${earlier}; give each app port once`,
+        );
+      // Only an --inbound can name its app port here; the transparent inbound sees any port.
+      if (!hasTransparentInbound && !inbound.some((entry) => entry.appPort === appPort))
+        throw new Error(
+          `--policy-port ${spec}: no --inbound forwards to app port ${appPort}; give the APP_PORT of an --inbound (LISTEN=APP_PORT)`,
+        );
+      policyPorts.set(appPort, policyPort);
+    });
+  }
   const labels: Record<string, string> = {};
   for (const spec of flags.label ?? []) {
     attempt(() => {
@@ -306,6 +335,7 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
     adminListen: listenOrOff(flags.adminListen, '--admin-listen', '127.0.0.1:4191'),
     mode,
     portModes,
+    policyPorts,
     policyDir: flags.policyDir,
     policyUrl: flags.policyUrl && attempt(() => httpsUrl(flags.policyUrl!, '--policy-url')),
     namespace: flags.namespace,

@@ -5,6 +5,11 @@ import type { PeerTls } from '../tls/index.ts';
 export interface InboundContext {
   /** The app port the connection is for (original destination or the listener's mapping). */
   readonly appPort: number;
+  /**
+   * The port policy sees (PeerAuthentication port modes, AuthorizationPolicy ports and
+   * destination.port): the app port, or the one --policy-port maps it to. Metrics keep appPort.
+   */
+  readonly policyPort: number;
   readonly sourceIp: string;
   peer: PeerTls;
 }

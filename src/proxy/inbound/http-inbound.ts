@@ -66,7 +66,7 @@ export function createHttpInbound(deps: InboundDeps) {
     const decision = deps.policy().authorizeRequest({
       sourcePrincipal: principalOf(context.peer),
       sourceIp: context.sourceIp,
-      destinationPort: context.appPort,
+      destinationPort: context.policyPort,
       method: request.method ?? 'GET',
       path: checked.target,
       host: checked.host,

@@ -89,7 +89,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
       const decision = deps.policy().authorizeRequest({
         sourcePrincipal: principalOf(context.peer),
         sourceIp: context.sourceIp,
-        destinationPort: context.appPort,
+        destinationPort: context.policyPort,
         method,
         path: checked.target,
         host: checked.host,

@@ -110,8 +110,10 @@ export function createInbound(deps: InboundDeps) {
     socket.on('error', () => {});
     const appPort = appPortSource.kind === 'fixed' ? appPortSource.port : appPortSource.resolve(socket);
     if (appPort === undefined) return refuse(socket, 'no_original_destination', '');
+    const policyPort = config.policyPorts.get(appPort) ?? appPort;
     const context: InboundContext = {
       appPort,
+      policyPort,
       sourceIp: plainIp(socket.remoteAddress),
       peer: { kind: 'none', reason: 'no_client_hello' },
     };
@@ -119,7 +121,7 @@ export function createInbound(deps: InboundDeps) {
       context.peer = { kind: 'none', reason: 'port_skipped' };
       return forwardTcp(socket, context);
     }
-    const mode = deps.policy().peerAuthenticationMode(appPort);
+    const mode = deps.policy().peerAuthenticationMode(policyPort);
     if (mode === 'DISABLE') {
       context.peer = { kind: 'none', reason: 'disabled' };
       return serve(socket, context, await appFirstBytes(socket, context));
@@ -152,8 +154,9 @@ export function createInbound(deps: InboundDeps) {
       return;
     }
     if (mode === 'STRICT') {
-      log.warnSampled('plaintext refused on a STRICT port', `port=${appPort}`, {
-        port: appPort,
+      log.warnSampled('plaintext refused on a STRICT port', `port=${policyPort}`, {
+        port: policyPort,
+        ...(policyPort === appPort ? {} : { appPort }),
         client: context.sourceIp,
       });
       return refuse(socket, 'plaintext_strict', appPort);
@@ -260,7 +263,7 @@ export function createInbound(deps: InboundDeps) {
     return deps.policy().authorizeConnection({
       sourcePrincipal: principalOf(context.peer),
       sourceIp: context.sourceIp,
-      destinationPort: context.appPort,
+      destinationPort: context.policyPort,
     }).allowed;
   }
 
@@ -283,7 +286,7 @@ export function createInbound(deps: InboundDeps) {
       const decision = deps.policy().authorizeConnection({
         sourcePrincipal: principalOf(context.peer),
         sourceIp: context.sourceIp,
-        destinationPort: context.appPort,
+        destinationPort: context.policyPort,
       });
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
@@ -292,7 +295,7 @@ export function createInbound(deps: InboundDeps) {
         log.warnSampled('connection denied', `policy=${decision.policy} client=${client}`, {
           policy: decision.policy,
           client,
-          port: context.appPort,
+          port: context.policyPort,
         });
         early?.destroy();
         return stream.destroy();
