@@ -166,6 +166,36 @@ test('two unknown fields in one service are both named, and wrong types say how 
   );
 });
 
+test('schema errors and reference errors come out together, in file order, none guessed from a broken part', () => {
+  const text = [
+    'services:',
+    '  - name: web',
+    '    comand: [x]',
+    '    upstreams: [emoij, "api:9090"]',
+    '  - name: api',
+    '    command: [x]',
+    '    ports: 8080',
+    '  - name: web',
+    '    command: [x]',
+    '',
+  ].join('\n');
+  throwsCode(
+    () => parseMeshConfig(text, FILE),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'both kinds',
+    new RegExp(
+      [
+        'has 5 problems:',
+        ':2:5: services\\[0\\]\\.command: is required',
+        ':3:5: services\\[0\\]\\.comand: unknown field',
+        ':4:17: services\\[0\\]\\.upstreams\\[0\\]: no service named "emoij"',
+        ':7:12: services\\[1\\]\\.ports: must be a list',
+        ':8:11: services\\[2\\]\\.name: service "web" is declared twice$',
+      ].join('.*\\n.*'),
+    ),
+  );
+});
+
 test('docs/mesh.md describes every field a mesh file may have', async () => {
   const { readFile } = await import('node:fs/promises');
   const doc = await readFile(new URL('../../../docs/mesh.md', import.meta.url), 'utf8');

@@ -162,10 +162,9 @@ export function parseMeshConfig(text: string, file: string): MeshConfig {
   };
   const input: unknown = document.toJS() ?? {};
   const parsed = meshSchema.safeParse(input);
-  if (!parsed.success) {
-    fail(
-      file,
-      parsed.error.issues.flatMap((issue) => {
+  const problems: MeshConfigProblem[] = parsed.success
+    ? []
+    : parsed.error.issues.flatMap((issue) => {
         const path = issue.path;
         // One problem per unknown key: a service with two typos names both.
         if (issue.code === 'unrecognized_keys') {
@@ -183,74 +182,90 @@ export function parseMeshConfig(text: string, file: string): MeshConfig {
               ? typeProblem(issue.expected, path, value)
               : issue.message;
         return [{ path: formatPath(path), ...locate(path), message }];
-      }),
-    );
-  }
-  return resolveReferences(parsed.data, file, locate);
+      });
+  // Reference problems too, on whatever parses: one run names both kinds.
+  problems.push(...referenceProblems(input, locate));
+  if (!parsed.success || problems.length > 0) fail(file, problems);
+  return meshConfigOf(parsed.data, file);
 }
 
 type RawMesh = z.infer<typeof meshSchema>;
 type Locate = (path: ReadonlyArray<PropertyKey>, isKey?: boolean) => { line: number; column: number };
+type UpstreamSpec = { service: string; port?: number | undefined; env?: string | undefined };
 
-/** Checks what a schema cannot: trust domain, unique names, upstreams that exist. */
-function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConfig {
+/**
+ * Checks what a schema cannot (trust domain, unique names, upstreams that exist) on every part of
+ * the file that parses by itself, so schema errors elsewhere do not hide these until the next run.
+ * A part that does not parse is not guessed at: with a name unreadable, no upstream is called
+ * unknown; with a service's ports unreadable, no upstream to it is checked for its port.
+ */
+function referenceProblems(input: unknown, locate: Locate): MeshConfigProblem[] {
   const problems: MeshConfigProblem[] = [];
   const problem = (path: ReadonlyArray<PropertyKey>, message: string) =>
     problems.push({ path: formatPath(path), ...locate(path), message });
-  const baseDir = dirname(file);
-  let trustDomain = raw.trustDomain;
+  const mesh = fieldsOf(input);
+  const trustDomain = parsedOrUndefined(meshSchema.shape.trustDomain, mesh.trustDomain);
   try {
-    trustDomain = parseTrustDomain(raw.trustDomain);
+    if (trustDomain !== undefined) parseTrustDomain(trustDomain);
   } catch (error) {
     problem(['trustDomain'], (error as Error).message);
   }
+  const certificateLifetime = parsedOrUndefined(
+    meshSchema.shape.certificateLifetime,
+    mesh.certificateLifetime,
+  );
   try {
     // Short lifetimes let a user watch certificates rotate (sidecars renew at 70% of the validity).
-    parseDurationWithin(raw.certificateLifetime, 'certificateLifetime', CERTIFICATE_LIFETIME_BOUNDS);
+    if (certificateLifetime !== undefined)
+      parseDurationWithin(certificateLifetime, 'certificateLifetime', CERTIFICATE_LIFETIME_BOUNDS);
   } catch (error) {
     problem(['certificateLifetime'], (error as Error).message);
   }
-  const byName = new Map<string, RawMesh['services'][number]>();
-  for (const [index, service] of raw.services.entries()) {
-    if (byName.has(service.name))
+  const services = (Array.isArray(mesh.services) ? mesh.services : []).map((entry) => {
+    const service = fieldsOf(entry);
+    return {
+      name: parsedOrUndefined(serviceSchema.shape.name, service.name),
+      ports: parsedOrUndefined(serviceSchema.shape.ports, service.ports)?.map(portNumberOf),
+      upstreams: (Array.isArray(service.upstreams) ? service.upstreams : []).map((upstream) => {
+        const parsed = parsedOrUndefined(upstreamSchema, upstream);
+        return parsed === undefined ? undefined : upstreamSpec(parsed);
+      }),
+    };
+  });
+  const byName = new Map<string, (typeof services)[number]>();
+  for (const [index, service] of services.entries()) {
+    if (service.name !== undefined && byName.has(service.name))
       problem(['services', index, 'name'], `service "${service.name}" is declared twice`);
-    if (CONTROL_PLANE_NAMES.includes(service.name))
+    if (service.name !== undefined && CONTROL_PLANE_NAMES.includes(service.name))
       problem(
         ['services', index, 'name'],
         `"${service.name}" is the name of the mesh's own ${service.name} service (its log is logs/${service.name}.log); choose another name`,
       );
-    byName.set(service.name, service);
-    const ports = service.ports.map((port) => (typeof port === 'number' ? port : port.port));
+    if (service.name !== undefined) byName.set(service.name, service);
+    const ports = service.ports ?? [];
     const duplicate = ports.find((port, i) => ports.indexOf(port) !== i);
     if (duplicate !== undefined) problem(['services', index, 'ports'], `port ${duplicate} is listed twice`);
   }
-  const services: MeshService[] = raw.services.map((service, index) => {
-    const upstreams = service.upstreams.map((entry, upstreamIndex): MeshUpstream => {
+  const isEveryNameKnown = services.every((service) => service.name !== undefined);
+  for (const [index, service] of services.entries()) {
+    const envNames: string[] = [];
+    for (const [upstreamIndex, spec] of service.upstreams.entries()) {
+      if (spec === undefined) continue;
       const path = ['services', index, 'upstreams', upstreamIndex];
-      const spec =
-        typeof entry === 'string'
-          ? {
-              service: entry.split(':')[0]!,
-              port: entry.includes(':') ? Number(entry.split(':')[1]) : undefined,
-            }
-          : entry;
       const target = byName.get(spec.service);
-      const targetPorts = (target?.ports ?? []).map((port) => (typeof port === 'number' ? port : port.port));
       if (!target) {
-        problem(path, `no service named "${spec.service}"${suggest(spec.service, [...byName.keys()])}`);
-      } else if (targetPorts.length === 0) {
+        if (isEveryNameKnown)
+          problem(path, `no service named "${spec.service}"${suggest(spec.service, [...byName.keys()])}`);
+      } else if (target.ports?.length === 0) {
         problem(path, `service "${spec.service}" declares no ports, so nothing can call it`);
-      } else if (spec.port !== undefined && !targetPorts.includes(spec.port)) {
+      } else if (target.ports && spec.port !== undefined && !target.ports.includes(spec.port)) {
         problem(
           path,
-          `service "${spec.service}" has no port ${spec.port}; its ports are ${targetPorts.join(', ')}`,
+          `service "${spec.service}" has no port ${spec.port}; its ports are ${target.ports.join(', ')}`,
         );
       }
-      const envName =
-        (typeof entry === 'string' ? undefined : entry.env) ?? envPrefix(spec.service, spec.port);
-      return { service: spec.service, port: spec.port ?? targetPorts[0] ?? 0, env: envName };
-    });
-    const envNames = upstreams.map((upstream) => upstream.env);
+      envNames.push(spec.env ?? envPrefix(spec.service, spec.port));
+    }
     const clash = envNames.find((name, i) => envNames.indexOf(name) !== i);
     if (clash !== undefined) {
       problem(
@@ -258,6 +273,24 @@ function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConf
         `two upstreams would both set ${clash}_ADDR; give one an env: prefix`,
       );
     }
+  }
+  return problems;
+}
+
+/** The MeshConfig of a file that passed every check. */
+function meshConfigOf(raw: RawMesh, file: string): MeshConfig {
+  const baseDir = dirname(file);
+  const byName = new Map(raw.services.map((service) => [service.name, service]));
+  const services: MeshService[] = raw.services.map((service) => {
+    const upstreams = service.upstreams.map((entry): MeshUpstream => {
+      const spec = upstreamSpec(entry);
+      const targetPorts = (byName.get(spec.service)?.ports ?? []).map(portNumberOf);
+      return {
+        service: spec.service,
+        port: spec.port ?? targetPorts[0] ?? 0,
+        env: spec.env ?? envPrefix(spec.service, spec.port),
+      };
+    });
     return {
       name: service.name,
       namespace: service.namespace,
@@ -276,15 +309,36 @@ function resolveReferences(raw: RawMesh, file: string, locate: Locate): MeshConf
       skipInboundPorts: service.skipInboundPorts,
     };
   });
-  if (problems.length > 0) fail(file, problems);
   return {
     file,
-    trustDomain,
+    trustDomain: parseTrustDomain(raw.trustDomain),
     policyDir: raw.policyDir === undefined ? undefined : resolve(baseDir, raw.policyDir),
     mode: raw.mode,
     certificateLifetime: raw.certificateLifetime,
     services,
   };
+}
+
+/** `emoji:8080` or `{ service: emoji, port: 8080 }` as one shape. */
+function upstreamSpec(entry: RawMesh['services'][number]['upstreams'][number]): UpstreamSpec {
+  if (typeof entry !== 'string') return entry;
+  const [service, port] = entry.split(':');
+  return { service: service!, port: port === undefined ? undefined : Number(port) };
+}
+
+function portNumberOf(port: number | { port: number }): number {
+  return typeof port === 'number' ? port : port.port;
+}
+
+function fieldsOf(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
+}
+
+function parsedOrUndefined<T>(schema: z.ZodType<T>, value: unknown): T | undefined {
+  const parsed = schema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
 }
 
 /** EMOJI for `emoji`, EMOJI_8080 for `emoji:8080`, WEB_API for `web-api`. */
