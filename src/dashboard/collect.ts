@@ -126,8 +126,9 @@ async function effectiveModes(runtime: MeshRuntime): Promise<WorkloadModes[]> {
   const none = { ALLOW: [], DENY: [], AUDIT: [] };
   return runtime.services.map((service): WorkloadModes => {
     const dir = flag(service.proxy.argv, '--policy-dir');
-    const ports = (explain: (appPort: number) => PeerAuthenticationExplanation) =>
-      service.ports.map(({ port, appPort }) => ({ port, appPort, ...explain(appPort) }));
+    // Sidecars match port modes against the declared port (--policy-port in a loopback mesh).
+    const ports = (explain: (port: number) => PeerAuthenticationExplanation) =>
+      service.ports.map(({ port, appPort }) => ({ port, appPort, ...explain(port) }));
     if (dir === undefined) {
       const mode = flag(service.proxy.argv, '--mode');
       if (mode !== 'STRICT' && mode !== 'PERMISSIVE' && mode !== 'DISABLE') {
@@ -165,7 +166,7 @@ async function effectiveModes(runtime: MeshRuntime): Promise<WorkloadModes[]> {
     return {
       service: service.name,
       source: 'policy-dir',
-      ports: ports((appPort) => policy.explainPeerAuthentication(appPort)),
+      ports: ports((port) => policy.explainPeerAuthentication(port)),
       authorizationPolicies: policy.authorizationPolicies,
       error: undefined,
     };

@@ -287,6 +287,10 @@ export function planMesh(options: {
       ...ports.flatMap((port) =>
         port.inboundPort === undefined ? [] : ['--inbound', `127.0.0.1:${port.inboundPort}=${port.appPort}`],
       ),
+      // Policies name mesh.yaml's ports (as Istio's name the container's), not the allocated ones.
+      ...ports.flatMap((port) =>
+        port.inboundPort === undefined ? [] : ['--policy-port', `${port.appPort}=${port.port}`],
+      ),
       ...upstreams.flatMap((upstream) =>
         upstream.target === undefined ? [] : ['--upstream', `${upstream.localAddress}=${upstream.target}`],
       ),

@@ -3,7 +3,7 @@ import { access, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { isMutualError, MutualError } from '../errors.ts';
-import { diagnosticsError, loadPolicyFiles, type PolicyResource } from '../policy/index.ts';
+import { diagnosticsError, loadPolicyFiles } from '../policy/index.ts';
 import { makeDirectory } from '../store/index.ts';
 import { formatSocket, isLoopbackAddress, isPortFree, listeningSocketsOf } from './app-sockets.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
@@ -540,37 +540,7 @@ async function checkBeforeStart(
     const loaded = await loadPolicyFiles([config.policyDir]);
     const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
     if (errors.length > 0) throw diagnosticsError(errors);
-    if (isolation === 'loopback') {
-      const portRules = loaded.resources.flatMap((resource) => {
-        const ports = policyPorts(resource);
-        const { file, line } = resource.meta.position;
-        return ports.length > 0
-          ? [`${file}:${line}: ${resource.meta.id} names port ${ports.join(', ')}`]
-          : [];
-      });
-      if (portRules.length > 0)
-        throw new MutualError(
-          'MUTUAL_MESH_CONFIG_INVALID',
-          `${portRules.join('\n  ')}\n  A loopback mesh gives each app a port of its own at every start ($PORT), and sidecars match port-level policy (portLevelMtls, to.operation.ports, destination.port) against that port, not mesh.yaml's: such a rule would never match the port it names (a PERMISSIVE port would stay STRICT, a DENY on a port would deny nothing). Make the rule workload-wide (selector, no port), or run \`mutual up --isolation netns\` (root), where apps listen on their declared ports.`,
-        );
-    }
   }
-}
-
-/** The ports a policy names: PeerAuthentication portLevelMtls, AuthorizationPolicy operation ports and destination.port. */
-function policyPorts(resource: PolicyResource): string[] {
-  if (resource.kind === 'PeerAuthentication') return [...resource.portModes.keys()].map(String);
-  return resource.rules
-    .flatMap((rule) => [
-      ...(rule.to ?? []).flatMap(({ operation }) => [
-        ...(operation.ports ?? []),
-        ...(operation.notPorts ?? []),
-      ]),
-      ...(rule.when ?? [])
-        .filter((condition) => condition.key === 'destination.port')
-        .flatMap((condition) => [...(condition.values ?? []), ...(condition.notValues ?? [])]),
-    ])
-    .map(String);
 }
 
 /**

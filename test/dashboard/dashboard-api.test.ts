@@ -73,6 +73,13 @@ metadata: { name: default, namespace: shop }
 spec: { mtls: { mode: PERMISSIVE } }
 ---
 apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: web-ports, namespace: shop }
+spec:
+  selector: { matchLabels: { app: web } }
+  portLevelMtls: { 8080: { mode: STRICT } }
+---
+apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: { name: cart-only-from-web, namespace: shop }
 spec:
@@ -232,6 +239,10 @@ test('policy: effective mode per workload and port from the policy files, denial
     { port: 8080, appPort: 7002, mode: 'PERMISSIVE', level: 'namespace', policy: 'shop/default' },
   ]);
   assert.deepEqual(cartPolicy.authorizationPolicies.ALLOW, ['shop/cart-only-from-web']);
+  // portLevelMtls names the declared port, as sidecars match it (--policy-port), not the app's 7001.
+  assert.deepEqual(policy.workloads.find((w: any) => w.service === 'web').ports, [
+    { port: 8080, appPort: 7001, mode: 'STRICT', level: 'port', policy: 'shop/web-ports' },
+  ]);
   // The port as mesh.yaml declares it (as Edges and the modes above show it), not the app's 7002.
   assert.deepEqual(
     policy.denials.map((d: any) => [d.service, d.client, d.policy, d.port, d.count]),

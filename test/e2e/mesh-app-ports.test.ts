@@ -119,19 +119,57 @@ test('a script that is not executable, a policy with a typo: said before anythin
   assert.doesNotMatch(typo.stdout + typo.stderr, /sidecar of|✓ CA/);
 });
 
-test('a loopback mesh refuses port-level policy it cannot honour, before anything starts', async () => {
-  // Before: the sidecar matched portLevelMtls against the app's $PORT, so a PERMISSIVE 8080 stayed
-  // STRICT ('plaintext refused on a STRICT port', port 2xxxx) and nothing said why.
-  await mkdir(join(dir, 'port-policies'));
+test('a loopback mesh enforces port-level policy on the ports mesh.yaml declares', async () => {
+  // Before: sidecars matched ports against each app's $PORT, so up refused such policies (and
+  // before that, a PERMISSIVE 8080 stayed STRICT and a DENY on 9090 denied nothing).
+  const policies = join(dir, 'port-policies');
+  await mkdir(policies);
+  const head = (kind: string, name: string) =>
+    `apiVersion: security.istio.io/v1\nkind: ${kind}\nmetadata: { name: ${name}, namespace: default }\nspec:\n`;
   await writeFile(
-    join(dir, 'port-policies', 'peer.yaml'),
-    'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: web-permissive, namespace: default }\nspec:\n  selector: { matchLabels: { app: ports } }\n  portLevelMtls:\n    8080: { mode: PERMISSIVE }\n',
+    join(policies, 'strict.yaml'),
+    `${head('PeerAuthentication', 'default')}  mtls: { mode: STRICT }\n`,
   );
-  const [file, state] = await meshWithApp('ports', 'setInterval(() => {}, 1000)');
-  await writeFile(file, `policyDir: port-policies\n${await readFile(file, 'utf8')}`);
-  const up = await runMutual(['up', '-f', file, '--state-dir', state], { timeoutMs: 60_000 });
-  assert.equal(up.code, 1, up.stdout + up.stderr);
-  assert.match(up.stderr, /peer\.yaml:1: default\/web-permissive names port 8080\n/);
-  assert.match(up.stderr, /Make the rule workload-wide .* or run `mutual up --isolation netns`/);
-  assert.doesNotMatch(up.stdout, /✓ CA/, up.stdout);
+  await writeFile(
+    join(policies, 'peer.yaml'),
+    `${head('PeerAuthentication', 'ports-8080')}  selector: { matchLabels: { app: ports } }\n  portLevelMtls:\n    8080: { mode: PERMISSIVE }\n`,
+  );
+  await writeFile(
+    join(policies, 'deny.yaml'),
+    `${head('AuthorizationPolicy', 'deny-9090')}  selector: { matchLabels: { app: ports } }\n  action: DENY\n  rules:\n    - to: [{ operation: { ports: ["9090"] } }]\n`,
+  );
+  const serve = (variable: string) =>
+    `require('node:http').createServer((q, s) => s.end('ok')).listen(Number(process.env.${variable}), '127.0.0.1');`;
+  const file = join(dir, 'ports.yaml');
+  await writeFile(
+    file,
+    `policyDir: port-policies\nservices:\n  - name: ports\n    command: [node, -e, ${JSON.stringify(serve('PORT_8080') + serve('PORT_9090'))}]\n    ports: [8080, 9090]\n  - name: caller\n    command: [node, -e, "setInterval(() => {}, 1000)"]\n    upstreams: [{ service: ports, port: 8080, env: P8080 }, { service: ports, port: 9090, env: P9090 }]\n`,
+  );
+  const state = join(dir, 'state-ports');
+  states.push(state);
+  const up = await startMeshUp(['-f', file, '--state-dir', state]);
+  try {
+    assert.match(up.output(), /The mesh is up/, up.output());
+    const runtime = JSON.parse(await readFile(join(state, 'runtime.json'), 'utf8')) as {
+      services: Array<{
+        name: string;
+        ports: Array<{ port: number; inboundPort: number }>;
+        upstreams: Array<{ port: number; localAddress: string }>;
+      }>;
+    };
+    const [ports, caller] = ['ports', 'caller'].map((name) => runtime.services.find((s) => s.name === name)!);
+    const plain = (port: number) =>
+      fetch(`http://127.0.0.1:${ports!.ports.find((p) => p.port === port)!.inboundPort}/`).then(
+        (response) => response.status,
+        (error: Error) => error.message,
+      );
+    const viaMesh = async (port: number) =>
+      (await fetch(`http://${caller!.upstreams.find((u) => u.port === port)!.localAddress}/`)).status;
+    assert.equal(await plain(8080), 200, 'portLevelMtls 8080: PERMISSIVE takes plain text');
+    assert.equal(await plain(9090), 'fetch failed', 'STRICT elsewhere');
+    assert.equal(await viaMesh(8080), 200);
+    assert.equal(await viaMesh(9090), 403, 'DENY ports: ["9090"]');
+  } finally {
+    await up.stop();
+  }
 });
