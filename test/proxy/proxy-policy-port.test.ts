@@ -2,10 +2,11 @@
 // loopback mesh: `--policy-port APP_PORT=PORT` makes policies see 8080 and 9090, the ports they
 // name, while connections still go to the app ports and metrics still carry them.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttp2Server, connect as http2Connect } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -14,6 +15,7 @@ import {
   metricValue,
   type ProxyProcess,
   startProxyProcess,
+  waitUntil,
 } from '../../src/testing/mesh-pki.ts';
 
 const head = (kind: string, name: string) =>
@@ -111,6 +113,16 @@ test('AuthorizationPolicy ports: ["8080"] denies on 8080, not on 9090; metrics k
       port: String(port),
     });
   assert.equal(denials(appPorts[0]!), 1, metrics);
+  // A TCP stream on 8080: denied too (a DENY rule's HTTP fields do not narrow it), logged at 8080.
+  const socket = connect(client.outbound[0]!.port, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.end('hello\n');
+  await once(socket, 'close');
+  await waitUntil(async () => /"connection denied"/.test(server.output()), 'the denial in the log');
+  assert.match(
+    server.output(),
+    new RegExp(`"connection denied","policy":"demo/deny-by-port",.*"port":8080,"appPort":${appPorts[0]}`),
+  );
 });
 
 test('when destination.port: ["9090"] denies on 9090 (HTTP/1 and HTTP/2), not on 8080', async () => {

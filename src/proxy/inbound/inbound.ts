@@ -296,6 +296,7 @@ export function createInbound(deps: InboundDeps) {
           policy: decision.policy,
           client,
           port: context.policyPort,
+          ...(context.policyPort === context.appPort ? {} : { appPort: context.appPort }),
         });
         early?.destroy();
         return stream.destroy();
