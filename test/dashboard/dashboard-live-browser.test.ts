@@ -158,19 +158,23 @@ test('the graph of 30 services: no two nodes overlap, and the many mTLS edges le
   skip,
 }, async () => {
   await page.goto(`${dashboard.url}#topology`);
-  // Measured once the tab is shown and all the boxes are laid out: a CI run once read every box
-  // as 0×0 right after the 30th node appeared.
-  await page.waitForFunction((count) => {
+  // Measured in the same task that finds the tab shown and every box laid out: a live redraw
+  // (every 300 ms here) replaces the graph, and boxes read in a later task were once all 0×0.
+  const laidOut = await page.waitForFunction((count) => {
     const doc = (globalThis as any).document;
     const rects = [...doc.querySelectorAll('#view-topology:not([hidden]) svg.topology g.node rect')];
-    return rects.length === count && rects.every((rect: any) => rect.getBoundingClientRect().width > 0);
-  }, SERVICES);
-  const boxes = await page.$$eval('svg.topology g.node rect', (rects) =>
-    rects.map((rect) => {
+    const boxes = rects.map((rect: any) => {
       const box = rect.getBoundingClientRect();
       return { left: box.left, right: box.right, top: box.top, bottom: box.bottom };
-    }),
-  );
+    });
+    return boxes.length === count && boxes.every((box) => box.right > box.left) ? boxes : null;
+  }, SERVICES);
+  const boxes = (await laidOut.jsonValue()) as Array<{
+    left: number;
+    right: number;
+    top: number;
+    bottom: number;
+  }>;
   assert.equal(boxes.length, SERVICES);
   for (let a = 0; a < boxes.length; a++) {
     for (let b = a + 1; b < boxes.length; b++) {
