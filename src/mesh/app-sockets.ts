@@ -4,7 +4,8 @@ import { createServer } from 'node:net';
 // Where an app of a loopback mesh really listens, read from /proc: the sockets in LISTEN held by
 // its process group (the app and whatever it started: `sh -c`, nginx's workers ...). `mutual up`
 // uses it to say why an app is not ready (it listens on another port than $PORT) and to warn when
-// it listens on every interface, where other machines reach it without its sidecar.
+// it listens on every interface, where other machines reach it without its sidecar; `mutual check`
+// to say so again for as long as it does.
 
 export interface ListeningSocket {
   /** As written in a URL's host: 127.0.0.1, 0.0.0.0, ::1, :: ... */

@@ -2,6 +2,12 @@
 // per service in their own process groups, runtime.json for the other commands. Starts and stops
 // processes; never serves traffic itself.
 
+export {
+  formatSocket,
+  isLoopbackAddress,
+  type ListeningSocket,
+  listeningSocketsOf,
+} from './app-sockets.ts';
 export { buildEdges, type Edge, edgeKey, edgeTarget, type ProxySamples } from './edges.ts';
 export { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 export {

@@ -7,6 +7,7 @@ import { MESH_TLS_GROUPS } from '../../tls/index.ts';
 import { isRunning, isStopped } from '../processes.ts';
 import type { RuntimeProcess, RuntimeService } from '../runtime.ts';
 import { verifyChainPem } from '../verify-identity.ts';
+import { appListenCheck } from './app-listen-check.ts';
 import { caInForce, caInForceCheck, isAnswer, rotationProgressCheck } from './rotation-checks.ts';
 import {
   AnsweredByAnother,
@@ -259,6 +260,7 @@ export const proxyChecks: CheckCategory = {
               : fail(`the app (pid ${service.app.pid}) has exited`, service.name),
         ),
     },
+    appListenCheck,
     {
       description: 'certificate is valid and chained to the trust bundle',
       hint: 'peers refuse a sidecar whose certificate they cannot verify',
