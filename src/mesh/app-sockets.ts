@@ -15,8 +15,21 @@ export interface ListeningSocket {
 
 /** TCP sockets in LISTEN of process group `pgid` (this network namespace's tables), [] if unknown. */
 export async function listeningSocketsOf(pgid: number): Promise<ListeningSocket[]> {
-  const inodes = new Set<string>();
-  for (const pid of await groupMembers(pgid)) {
+  return (await listeningSocketsByGroup([pgid])).get(pgid) ?? [];
+}
+
+/**
+ * The same for several process groups with one pass over /proc and the socket tables: `mutual
+ * check` asks for every app at once, every few seconds under the dashboard.
+ */
+export async function listeningSocketsByGroup(
+  pgids: readonly number[],
+): Promise<Map<number, ListeningSocket[]>> {
+  const inodesByGroup = new Map<number, Set<string>>(
+    pgids.filter((pgid) => pgid > 0).map((pgid) => [pgid, new Set()]),
+  );
+  for (const [pid, pgid] of await groupMembers(new Set(inodesByGroup.keys()))) {
+    const inodes = inodesByGroup.get(pgid)!;
     const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
     for (const fd of fds) {
       const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
@@ -24,26 +37,27 @@ export async function listeningSocketsOf(pgid: number): Promise<ListeningSocket[
       if (inode) inodes.add(inode);
     }
   }
-  if (inodes.size === 0) return [];
-  const sockets: ListeningSocket[] = [];
+  const socketsByGroup = new Map<number, ListeningSocket[]>(pgids.map((pgid) => [pgid, []]));
+  if ([...inodesByGroup.values()].every((inodes) => inodes.size === 0)) return socketsByGroup;
   for (const table of ['tcp', 'tcp6'] as const) {
     const text = await readFile(`/proc/net/${table}`, 'utf8').catch(() => '');
     for (const line of text.split('\n').slice(1)) {
       const fields = line.trim().split(/\s+/);
       // local_address is field 1, st field 3 (0A = LISTEN), inode field 9.
-      if (fields[3] !== '0A' || !inodes.has(fields[9] ?? '')) continue;
+      if (fields[3] !== '0A') continue;
       const [hexAddress, hexPort] = (fields[1] ?? '').split(':');
       if (!hexAddress || !hexPort) continue;
-      const socket = { address: decodeAddress(hexAddress), port: Number.parseInt(hexPort, 16) };
-      if (!sockets.some((s) => s.address === socket.address && s.port === socket.port)) sockets.push(socket);
+      for (const [pgid, inodes] of inodesByGroup) {
+        if (!inodes.has(fields[9] ?? '')) continue;
+        const sockets = socketsByGroup.get(pgid)!;
+        const socket = { address: decodeAddress(hexAddress), port: Number.parseInt(hexPort, 16) };
+        if (!sockets.some((s) => s.address === socket.address && s.port === socket.port))
+          sockets.push(socket);
+      }
     }
   }
-  return sockets.sort((a, b) => a.port - b.port);
-}
-
-/** True for an address only this machine reaches: 127.0.0.0/8, ::1, ::ffff:127.x. */
-export function isLoopbackAddress(address: string): boolean {
-  return /^127\./.test(address) || address === '::1' || /^::ffff:127\./.test(address);
+  for (const sockets of socketsByGroup.values()) sockets.sort((a, b) => a.port - b.port);
+  return socketsByGroup;
 }
 
 /** `127.0.0.1:8000`, `[::]:8000`. */
@@ -62,18 +76,19 @@ export function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-async function groupMembers(pgid: number): Promise<number[]> {
-  if (!(pgid > 0)) return [];
+/** [pid, pgid] of every process in one of `pgids`. */
+async function groupMembers(pgids: ReadonlySet<number>): Promise<Array<[number, number]>> {
+  if (pgids.size === 0) return [];
   const entries = await readdir('/proc').catch(() => [] as string[]);
-  const members: number[] = [];
+  const members: Array<[number, number]> = [];
   await Promise.all(
     entries
       .filter((entry) => /^\d+$/.test(entry))
       .map(async (entry) => {
         const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
         // After the command name's last ')': state, ppid, pgrp.
-        const pgrp = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2];
-        if (Number(pgrp) === pgid) members.push(Number(entry));
+        const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+        if (pgids.has(pgrp)) members.push([Number(entry), pgrp]);
       }),
   );
   return members;

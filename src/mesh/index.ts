@@ -2,12 +2,7 @@
 // per service in their own process groups, runtime.json for the other commands. Starts and stops
 // processes; never serves traffic itself.
 
-export {
-  formatSocket,
-  isLoopbackAddress,
-  type ListeningSocket,
-  listeningSocketsOf,
-} from './app-sockets.ts';
+export { formatSocket, type ListeningSocket, listeningSocketsByGroup } from './app-sockets.ts';
 export { buildEdges, type Edge, edgeKey, edgeTarget, type ProxySamples } from './edges.ts';
 export { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 export {

@@ -3,9 +3,10 @@ import { access, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { isMutualError, MutualError } from '../errors.ts';
+import { isLoopbackIp } from '../ip/index.ts';
 import { diagnosticsError, loadPolicyFiles } from '../policy/index.ts';
 import { makeDirectory } from '../store/index.ts';
-import { formatSocket, isLoopbackAddress, isPortFree, listeningSocketsOf } from './app-sockets.ts';
+import { formatSocket, isPortFree, listeningSocketsOf } from './app-sockets.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
 import { createTokenWriter } from './join-tokens.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
@@ -393,7 +394,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
       // Loopback: an app on 0.0.0.0 (or ::) is reachable from other machines past its sidecar.
       if (!service.pod) {
         const exposed = (await listeningSocketsOf(app.pid)).filter(
-          (socket) => appPorts.includes(socket.port) && !isLoopbackAddress(socket.address),
+          (socket) => appPorts.includes(socket.port) && !isLoopbackIp(socket.address),
         );
         if (exposed.length > 0)
           deps.onProgress({ kind: 'app-exposed', service: service.name, sockets: exposed.map(formatSocket) });

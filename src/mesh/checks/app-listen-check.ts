@@ -1,12 +1,12 @@
 // Whether each app of a loopback mesh listens on loopback only, as `mutual up` warns once at start:
 // an app on 0.0.0.0 (python3 -m http.server's default), :: or a machine address is reachable from
 // other machines in plain text, past its sidecar. Reads the app's sockets through mesh's public face.
+import { isLoopbackIp } from '../../ip/index.ts';
 import {
   formatSocket,
-  isLoopbackAddress,
   isRunning,
   type ListeningSocket,
-  listeningSocketsOf,
+  listeningSocketsByGroup,
   type RuntimeService,
 } from '../index.ts';
 import { type Check, type CheckResult, fail, ok, skip } from './types.ts';
@@ -22,17 +22,19 @@ export const appListenCheck: Check = {
     // In a pod, 0.0.0.0 is the pod's own interface and its iptables send inbound through the sidecar.
     if (runtime.isolation === 'netns')
       return skip("netns isolation: each pod's iptables send inbound traffic through its sidecar");
-    return Promise.all(runtime.services.map((service) => appListens(service)));
+    // An app that is gone listens nowhere: "app is running" says so.
+    const running = runtime.services.filter((service) => service.app.pid > 0 && isRunning(service.app));
+    const socketsByGroup = await listeningSocketsByGroup(running.map((service) => service.app.pid));
+    return runtime.services.map((service) =>
+      running.includes(service)
+        ? appListens(service, socketsByGroup.get(service.app.pid) ?? [])
+        : skip('the app is not running (see "app is running")', service.name),
+    );
   },
 };
 
-async function appListens(service: RuntimeService): Promise<CheckResult> {
-  // An app that is gone listens nowhere: "app is running" says so.
-  if (!(service.app.pid > 0) || !isRunning(service.app))
-    return skip('the app is not running (see "app is running")', service.name);
-  const exposed = (await listeningSocketsOf(service.app.pid)).filter(
-    (socket) => !isLoopbackAddress(socket.address),
-  );
+function appListens(service: RuntimeService, sockets: readonly ListeningSocket[]): CheckResult {
+  const exposed = sockets.filter((socket) => !isLoopbackIp(socket.address));
   if (exposed.length === 0) return ok('', service.name);
   return fail(
     `listens on ${exposed.map((socket) => `${formatSocket(socket)}${portNote(service, socket)}`).join(', ')}: other machines reach it there in plain text, past its sidecar`,
