@@ -257,14 +257,19 @@ export function createInbound(deps: InboundDeps) {
     forwardTcp(stream, context, app);
   }
 
-  /** Whether policy lets this client open a TCP stream to the app (not counted: forwardTcp does). */
-  function connectionAllowed(context: InboundContext): boolean {
-    if (context.peer.kind === 'none' && context.peer.reason === 'port_skipped') return true;
+  /** Policy's decision on this client opening a TCP stream to the app; none on a skipped port. */
+  function connectionDecision(context: InboundContext) {
+    if (context.peer.kind === 'none' && context.peer.reason === 'port_skipped') return undefined;
     return deps.policy().authorizeConnection({
       sourcePrincipal: principalOf(context.peer),
       sourceIp: context.sourceIp,
       destinationPort: context.policyPort,
-    }).allowed;
+    });
+  }
+
+  /** Whether policy lets this client open a TCP stream to the app (not counted: forwardTcp does). */
+  function connectionAllowed(context: InboundContext): boolean {
+    return connectionDecision(context)?.allowed ?? true;
   }
 
   function connectApp(appPort: number): Socket {
@@ -282,12 +287,8 @@ export function createInbound(deps: InboundDeps) {
   /** Stage 6 (TCP): authorize the connection, then splice it to the app (`early`: already open). */
   function forwardTcp(stream: Socket | TLSSocket, context: InboundContext, early?: Socket) {
     const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
-    if (context.peer.kind !== 'none' || context.peer.reason !== 'port_skipped') {
-      const decision = deps.policy().authorizeConnection({
-        sourcePrincipal: principalOf(context.peer),
-        sourceIp: context.sourceIp,
-        destinationPort: context.policyPort,
-      });
+    const decision = connectionDecision(context);
+    if (decision) {
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
         const client = principalOf(context.peer) ?? context.sourceIp;
