@@ -214,9 +214,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     // services the graph scrolls rather than shrinks to dots.
     svg.style.minWidth = Math.round(width * 0.7) + 'px';
     var defs = h('svg:defs');
-    [['ok', '#0f7a4a'], ['bad', '#b42f2a']].forEach(function (m) {
-      defs.appendChild(h('svg:marker', { id: 'arrow-' + m[0], viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' },
-        [h('svg:path', { d: 'M 0 0 L 10 5 L 0 10 z', fill: m[1] })]));
+    ['ok', 'bad'].forEach(function (m) {
+      defs.appendChild(h('svg:marker', { id: 'arrow-' + m, viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' },
+        [h('svg:path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrow ' + m })]));
     });
     svg.appendChild(defs);
     edges.forEach(function (e, i) {

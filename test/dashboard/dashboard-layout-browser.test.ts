@@ -93,8 +93,19 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function open(tab: string, width: number, height: number, isMobile = false): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width, height }, isMobile, hasTouch: isMobile });
+async function open(
+  tab: string,
+  width: number,
+  height: number,
+  isMobile = false,
+  colorScheme: 'light' | 'dark' = 'light',
+): Promise<Page> {
+  const page = await browser.newPage({
+    viewport: { width, height },
+    isMobile,
+    hasTouch: isMobile,
+    colorScheme,
+  });
   await page.goto(`${dashboard.url}#${tab}`);
   await page.locator(`#view-${tab} table`).first().waitFor();
   return page;
@@ -161,64 +172,80 @@ test('a failing renewal says why, in red, and its renewal time long past is ambe
   }
 });
 
-test('status text (pills, countdowns, the current tab) has at least 4.5:1 contrast', { skip }, async () => {
-  const page = await open('certificates', 1280, 800);
-  try {
-    await page.locator('.pill.critical').first().waitFor();
-    const seen = new Set<string>();
-    for (const tab of ['certificates', 'edges']) {
-      await page.locator(`#tabs a[data-tab="${tab}"]`).click();
-      await page.locator(`#view-${tab} .pill`).first().waitFor();
-      // Queried and measured in one task: a live redraw in between would detach the elements.
-      const contrasts = await page.evaluate(() => {
-        const doc = (globalThis as any).document;
-        const els: any[] = [
-          ...doc.querySelectorAll('main section:not([hidden]) :is(.pill, .countdown), #tabs a.active'),
-        ];
-        const rgb = (color: string) => (color.match(/[\d.]+/g) ?? []).map(Number);
-        const luminance = ([r, g, b]: number[]) => {
-          const [x, y, z] = [r!, g!, b!].map((v) => {
-            const c = v / 255;
-            return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-          });
-          return 0.2126 * x! + 0.7152 * y! + 0.0722 * z!;
-        };
-        return els.map((el) => {
-          let back = el;
-          let background = 'rgba(0, 0, 0, 0)';
-          while (back && /rgba\(.*, 0\)|transparent/.test(background)) {
-            background = (globalThis as any).getComputedStyle(back).backgroundColor;
-            back = back.parentElement;
-          }
-          const [a, b] = [
-            luminance(rgb((globalThis as any).getComputedStyle(el).color)),
-            luminance(rgb(background)),
-          ];
-          return {
-            what: `${el.className} ${el.textContent}`,
-            ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05),
-          };
-        });
-      });
-      for (const { what, ratio } of contrasts) {
-        seen.add(what.split(' ').slice(0, 2).join(' '));
-        assert.ok(ratio >= 4.5, `${what}: ${ratio.toFixed(2)}:1`);
+for (const colorScheme of ['light', 'dark'] as const) {
+  test(`${colorScheme} scheme: status and body text have at least 4.5:1 contrast`, { skip }, async () => {
+    const page = await open('certificates', 1280, 800, false, colorScheme);
+    try {
+      await page.locator('.pill.critical').first().waitFor();
+      // The page follows the reader's scheme: a dark desktop gets dark pages and cards, not a white glare.
+      const surfaces = (await page.evaluate(
+        "[document.documentElement, document.querySelector('.panel, .card'), document.querySelector('nav')].map((el) => getComputedStyle(el).backgroundColor)",
+      )) as string[];
+      for (const surface of surfaces) {
+        const [r, g, b] = (surface.match(/[\d.]+/g) ?? []).map(Number) as [number, number, number];
+        assert.equal(
+          (r + g + b) / 3 < 64,
+          colorScheme === 'dark',
+          `${colorScheme} scheme: a surface is ${surface}`,
+        );
       }
+      const seen = new Set<string>();
+      for (const tab of ['certificates', 'edges']) {
+        await page.locator(`#tabs a[data-tab="${tab}"]`).click();
+        await page.locator(`#view-${tab} .pill`).first().waitFor();
+        // Queried and measured in one task: a live redraw in between would detach the elements.
+        const contrasts = await page.evaluate(() => {
+          const doc = (globalThis as any).document;
+          const els: any[] = [
+            ...doc.querySelectorAll(
+              'main section:not([hidden]) :is(.pill, .countdown, td, th, .id, .meta, .renewal-error, .denied), #tabs a, .mesh-name',
+            ),
+          ];
+          const rgb = (color: string) => (color.match(/[\d.]+/g) ?? []).map(Number);
+          const luminance = ([r, g, b]: number[]) => {
+            const [x, y, z] = [r!, g!, b!].map((v) => {
+              const c = v / 255;
+              return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+            });
+            return 0.2126 * x! + 0.7152 * y! + 0.0722 * z!;
+          };
+          return els.map((el) => {
+            let back = el;
+            let background = 'rgba(0, 0, 0, 0)';
+            while (back && /rgba\(.*, 0\)|transparent/.test(background)) {
+              background = (globalThis as any).getComputedStyle(back).backgroundColor;
+              back = back.parentElement;
+            }
+            const [a, b] = [
+              luminance(rgb((globalThis as any).getComputedStyle(el).color)),
+              luminance(rgb(background)),
+            ];
+            return {
+              what: `${el.className} ${el.textContent}`,
+              ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05),
+            };
+          });
+        });
+        for (const { what, ratio } of contrasts) {
+          seen.add(what.split(' ').slice(0, 2).join(' '));
+          assert.ok(ratio >= 4.5, `${what}: ${ratio.toFixed(2)}:1`);
+        }
+      }
+      // Every kind of status text was among them.
+      for (const kind of [
+        'pill ok',
+        'pill warning',
+        'pill critical',
+        'pill secured',
+        'countdown ok',
+        'countdown warning',
+      ])
+        assert.ok(seen.has(kind), `${kind} not checked: ${[...seen].join(', ')}`);
+    } finally {
+      await page.close();
     }
-    // Every kind of status text was among them.
-    for (const kind of [
-      'pill ok',
-      'pill warning',
-      'pill critical',
-      'pill secured',
-      'countdown ok',
-      'countdown warning',
-    ])
-      assert.ok(seen.has(kind), `${kind} not checked: ${[...seen].join(', ')}`);
-  } finally {
-    await page.close();
-  }
-});
+  });
+}
 
 test('the graph on a phone keeps its names readable and scrolls sideways instead', { skip }, async () => {
   const page = await browser.newPage({
