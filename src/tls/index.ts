@@ -3,6 +3,7 @@
 // replaces everything, resumed sessions skip identity checks, a client secureContext silences
 // connect() options, a refused TLS socket is destroyed unwritten); holds no sockets of its own.
 
+export { createCertificateRequiredServer } from './certificate-required-server.ts';
 export {
   createMeshTls,
   MESH_TLS_GROUPS,

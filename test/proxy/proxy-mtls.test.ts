@@ -387,6 +387,8 @@ describe('sidecar proxy between two workloads', () => {
       const before = appRequests;
       const out = await s_client(server.inbound[0]!.port, ['-CAfile', web.bundleFile]);
       assert.doesNotMatch(out, /HTTP\/1.1 200/);
+      // Refused inside the handshake with TLS alert 116, as nginx does, not by an end of stream.
+      assert.match(out, /alert certificate required|alert number 116/);
       assert.equal(appRequests, before);
       assert.ok((await refusedBy('no_client_certificate')) >= 1);
     });

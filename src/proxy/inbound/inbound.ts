@@ -2,12 +2,17 @@
 // plaintext where the port's mode allows it) → detect the app protocol → authorize → forward to
 // the app on 127.0.0.1. Each stage counts what it refuses, with the reason.
 import { connect, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
 import { isLoopbackIp } from '../../ip/index.ts';
 import type { WorkloadPolicy } from '../../policy/index.ts';
-import { type MeshTls, type PeerTls, verifyClientPeer } from '../../tls/index.ts';
+import {
+  createCertificateRequiredServer,
+  type MeshTls,
+  type PeerTls,
+  verifyClientPeer,
+} from '../../tls/index.ts';
 import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
 import { classifyFirstBytes, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
@@ -60,10 +65,9 @@ export function createInbound(deps: InboundDeps) {
   const http = createHttpInbound(deps);
   const http2 = createHttp2Inbound(deps);
   // Not listening: accepted sockets are handed to it once their first byte says TLS.
-  const tlsServer = createTlsServer({
-    requestCert: true,
-    // Verified by hand right after the handshake, so refusals carry a reason for metrics and logs.
-    rejectUnauthorized: false,
+  // Chains are verified by hand right after the handshake, so refusals carry a reason for metrics
+  // and logs; a client with no certificate is refused in the handshake (alert 116).
+  const tlsServer = createCertificateRequiredServer({
     handshakeTimeout: config.detectTimeoutMs,
     allowHalfOpen: true,
     sessionIdContext: 'mutual-inbound',
@@ -77,8 +81,19 @@ export function createInbound(deps: InboundDeps) {
         ? 'timeout'
         : error.code === 'ECONNRESET'
           ? 'client_closed'
-          : 'protocol';
+          : error.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'
+            ? 'no_client_certificate'
+            : 'protocol';
     metrics.handshakeFailures.inc({ direction: 'inbound', reason });
+    if (reason === 'no_client_certificate') {
+      // Logged as the refusals after the handshake are: `mutual check` points users at this line.
+      log.warnSampled('inbound client refused', `reason=${reason}`, {
+        reason,
+        error: 'the client sent no certificate',
+        client: getInboundContext(socket)?.sourceIp ?? socket.remoteAddress,
+      });
+      return socket.destroy();
+    }
     // Anyone who reaches the port can cause this at will: sampled by reason (metrics count each).
     log.warnSampled('inbound TLS handshake failed', `reason=${reason} code=${error.code}`, {
       reason,
