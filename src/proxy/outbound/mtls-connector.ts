@@ -26,7 +26,8 @@ export function createMtlsConnector(clock: Clock) {
           host: destination.host,
           port: destination.port,
           secureContext: meshTls.clientContext,
-          servername: destination.serverId,
+          // SNI is Node's default: the destination's host name, none for an IP address. Never the
+          // SPIFFE ID, which is no host name (RFC 6066 §3): JSSE answers it illegal_parameter.
           checkServerIdentity: requireServerIdentity(meshTls, destination.serverId, clock),
           session: resume ? sessions.get(key) : undefined,
         });
