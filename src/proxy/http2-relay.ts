@@ -269,6 +269,53 @@ export function captureRequestTrailers(stream: ServerHttp2Stream): void {
   });
 }
 
+/**
+ * Request body bytes kept until the upstream answers, so that a stream it refuses unprocessed
+ * (REFUSED_STREAM, RFC 9113 §8.7: streams queued behind the app's SETTINGS_MAX_CONCURRENT_STREAMS
+ * when its GOAWAY comes, as a gRPC server's max_connection_age sends) can be sent again whole.
+ * A gRPC unary request fits; a larger upload is refused to the client as before.
+ */
+export const REPLAY_LIMIT_BYTES = 64 * 1024;
+
+interface Replay {
+  readonly chunks: Buffer[];
+  bytes: number;
+  /** No longer kept: answered, or more than REPLAY_LIMIT_BYTES. */
+  isDropped: boolean;
+  stop(): void;
+}
+const replays = new WeakMap<ServerHttp2Stream, Replay>();
+
+/** Keeps what `stream` sends (from its first relay on) until `dropReplay` or the limit. */
+function keepForReplay(stream: ServerHttp2Stream): Replay {
+  const existing = replays.get(stream);
+  if (existing) return existing;
+  // Added after pipe(): flowing already, so this listener changes nothing about backpressure.
+  const onData = (chunk: Buffer) => {
+    replay.bytes += chunk.length;
+    if (replay.bytes <= REPLAY_LIMIT_BYTES) replay.chunks.push(chunk);
+    else dropReplay(stream);
+  };
+  const replay: Replay = { chunks: [], bytes: 0, isDropped: false, stop: () => stream.off('data', onData) };
+  replays.set(stream, replay);
+  stream.on('data', onData);
+  stream.once('close', () => dropReplay(stream));
+  return replay;
+}
+
+function dropReplay(stream: ServerHttp2Stream): void {
+  const replay = replays.get(stream);
+  if (!replay || replay.isDropped) return;
+  replay.isDropped = true;
+  replay.chunks.length = 0;
+  replay.stop();
+}
+
+/** Whether `stream` can be sent again whole: it has no body, or all of it so far is kept. */
+export function canResend(stream: ServerHttp2Stream): boolean {
+  return stream.endAfterHeaders || replays.get(stream)?.isDropped === false;
+}
+
 export interface RelayHandlers {
   /** The status of the response going back (the upstream's). */
   readonly onResponse: (status: number) => void;
@@ -276,7 +323,8 @@ export interface RelayHandlers {
   readonly onFailure: (error: Error) => void;
   /**
    * The upstream refused the stream unprocessed (REFUSED_STREAM, RFC 9113 §8.7): true when the
-   * caller sends it again elsewhere; otherwise the client gets the refusal to retry itself.
+   * caller sends it again (relayExchange on a new upstream, which replays the kept body first;
+   * see canResend); otherwise the client gets the refusal to retry itself.
    */
   readonly onRefused?: () => boolean;
 }
@@ -298,9 +346,14 @@ export function relayExchange(
   });
 
   // Client → upstream: the body with backpressure, then the client's trailers (or an empty end).
+  // On a stream sent again, what was kept of the body goes first.
+  let detach = () => {};
   if (!stream.endAfterHeaders) {
     upstream.on('wantTrailers', () => upstream.sendTrailers(requestTrailers.get(stream) ?? {}));
-    relay(stream, upstream, cancelUpstream);
+    const replay = replays.get(stream);
+    if (replay && !replay.isDropped) for (const chunk of replay.chunks) upstream.write(chunk);
+    detach = relay(stream, upstream, cancelUpstream);
+    keepForReplay(stream);
   }
 
   // The client still uploading when the upstream has answered in full and closed the stream
@@ -317,6 +370,7 @@ export function relayExchange(
   // Upstream → client: headers, body, then the upstream's trailers.
   let responseTrailers: OutgoingHttpHeaders = {};
   upstream.on('response', (responseHeaders, flags) => {
+    dropReplay(stream);
     if (stream.destroyed || stream.closed) return;
     const status = Number(responseHeaders[':status']) || 0;
     handlers.onResponse(status);
@@ -361,7 +415,9 @@ export function relayExchange(
     if (!stream.headersSent) {
       // The upstream refused the stream before any work (its own limit): the client may retry it.
       if (code === NGHTTP2_REFUSED_STREAM) {
-        if (handlers.onRefused?.()) return;
+        detach();
+        if (canResend(stream) && handlers.onRefused?.()) return;
+        dropReplay(stream);
         closedByProxy.add(stream);
         return stream.close(code);
       }
@@ -399,13 +455,27 @@ function resetAfterAnswerEnd(stream: ServerHttp2Stream, waitMs = 1): void {
 /**
  * Pipes `from` into `to` with backpressure. A reset ends `from`'s readable side too, so its end
  * is checked: a reset becomes a reset of `to` with the same code, never a clean (truncated) end.
+ * `from` may have ended already (a stream sent again). Returns what undoes the pipe.
  */
-function relay<To extends Http2Stream>(from: Http2Stream, to: To, reset: (to: To, code: number) => void) {
-  from.pipe(to, { end: false });
-  from.once('end', () => {
+function relay<To extends Http2Stream>(
+  from: Http2Stream,
+  to: To,
+  reset: (to: To, code: number) => void,
+): () => void {
+  const onEnd = () => {
     if (from.rstCode === NGHTTP2_NO_ERROR) to.end();
     else if (!to.closed) reset(to, from.rstCode);
-  });
+  };
+  if (from.readableEnded) {
+    onEnd();
+    return () => {};
+  }
+  from.pipe(to, { end: false });
+  from.once('end', onEnd);
+  return () => {
+    from.unpipe(to);
+    from.off('end', onEnd);
+  };
 }
 
 /** A header block without connection-specific headers or the client identity (pseudo-headers kept). */

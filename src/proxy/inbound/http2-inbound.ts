@@ -37,6 +37,9 @@ import { sampleKeyOf } from '../proxy-log.ts';
 import { checkHttp2Request } from './check-request.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
+/** How often a stream the app refuses unprocessed is sent again. */
+const REFUSED_RETRIES = 2;
+
 /** gRPC reads HTTP 400 as INTERNAL (grpc/doc/http-grpc-status-mapping.md). */
 const GRPC_INTERNAL = 13;
 
@@ -123,18 +126,30 @@ export function createHttp2Inbound(deps: InboundDeps) {
     const requestHeaders = forwardedHeaders(headers);
     requestHeaders[':path'] = checked.target;
     if (context.peer.kind === 'mtls') requestHeaders[CLIENT_ID_HEADER] = context.peer.peerId;
-    let upstream: ClientHttp2Stream;
-    try {
-      upstream = app
-        .session(context.appPort)
-        .request(requestHeaders, stream.endAfterHeaders ? { endStream: true } : { waitForTrailers: true });
-    } catch (error) {
-      return fail(error as Error);
-    }
-    relayExchange(stream, method, upstream, {
-      onResponse: answered,
-      onFailure: fail,
-    });
+    // A stream the app refuses unprocessed is sent again on a fresh session (canResend): a gRPC
+    // server's GOAWAY (max_connection_age, a graceful stop) refuses every stream still queued
+    // behind its SETTINGS_MAX_CONCURRENT_STREAMS, which its own clients would have retried.
+    let retries = REFUSED_RETRIES;
+    const send = () => {
+      let upstream: ClientHttp2Stream;
+      try {
+        upstream = app
+          .session(context.appPort)
+          .request(requestHeaders, stream.endAfterHeaders ? { endStream: true } : { waitForTrailers: true });
+      } catch (error) {
+        return fail(error as Error);
+      }
+      relayExchange(stream, method, upstream, {
+        onResponse: answered,
+        onFailure: fail,
+        onRefused: () => {
+          if (retries-- <= 0) return false;
+          send();
+          return true;
+        },
+      });
+    };
+    send();
   }
 
   return {

@@ -46,7 +46,7 @@ interface AppConnection {
   readonly labels: Record<string, string>;
 }
 
-/** How often a refused request without a body is sent again. */
+/** How often a refused request is sent again. */
 const REFUSED_RETRIES = 2;
 
 /** A pooled session closes after this share of --idle-timeout without streams. */
@@ -150,10 +150,10 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         answered(501);
       return;
     }
-    // A request without a body is sent again when the destination refuses it unprocessed (it
-    // went away mid-flight, draining); one with a body is refused to the app, whose client may
-    // retry it: its bytes are gone into the refused stream.
-    let retries = stream.endAfterHeaders ? REFUSED_RETRIES : 0;
+    // A request is sent again when the destination refuses it unprocessed (it went away
+    // mid-flight, draining), if its body is small enough to have been kept (canResend); a larger
+    // one is refused to the app, whose client may retry it.
+    let retries = REFUSED_RETRIES;
     const send = () => {
       const meshTls = deps.meshTls();
       if (!meshTls) return fail(new Error('the proxy has no certificate yet'));
