@@ -42,6 +42,7 @@ import {
   writeRuntime,
 } from './runtime.ts';
 import { removeLeftoverNetwork, stopRuntime } from './stop-mesh.ts';
+import { claimUpLock } from './up-lock.ts';
 
 /** Join tokens are minted again every 6 hours while the mesh runs (they live a day). */
 const TOKEN_REFRESH_MS = 6 * 3_600_000;
@@ -93,17 +94,52 @@ export interface Mesh {
  * started so far is stopped and the error names the process and its log.
  */
 export async function startMesh(config: MeshConfig, deps: MeshDeps): Promise<Mesh> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startMeshOnce(config, deps);
-    } catch (error) {
-      // A port chosen for the mesh and taken by another process before ours bound it (two
-      // meshes starting at once): everything was stopped, so start again on new ports.
-      const isPortTaken =
-        isMutualError(error, 'MUTUAL_MESH_START_FAILED') && error.detail.isPortTaken === true;
-      if (!isPortTaken || attempt >= START_ATTEMPTS || deps.signal?.aborted) throw error;
-      deps.onProgress({ kind: 'port-taken', what: String(error.detail.what), log: String(error.detail.log) });
+  const isolation = deps.isolation ?? 'loopback';
+  if (isolation === 'netns') requireNetns('`mutual up --isolation netns`');
+  await checkBeforeStart(config, isolation, deps);
+  const paths = meshPaths(deps.stateDir);
+  await makeStateDirectories(paths);
+  // Held from here until the mesh stops: a second up on this state directory is refused.
+  const lock = await claimUpLock(paths.stateDir);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const mesh = await startMeshOnce(config, deps);
+        return {
+          ...mesh,
+          async close() {
+            await mesh.close();
+            await lock.release();
+          },
+        };
+      } catch (error) {
+        // A port chosen for the mesh and taken by another process before ours bound it (two
+        // meshes starting at once): everything was stopped, so start again on new ports.
+        const isPortTaken =
+          isMutualError(error, 'MUTUAL_MESH_START_FAILED') && error.detail.isPortTaken === true;
+        if (!isPortTaken || attempt >= START_ATTEMPTS || deps.signal?.aborted) throw error;
+        deps.onProgress({
+          kind: 'port-taken',
+          what: String(error.detail.what),
+          log: String(error.detail.log),
+        });
+      }
     }
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function makeStateDirectories(paths: MeshPaths): Promise<void> {
+  for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir]) {
+    await makeDirectory(dir, 0o700).catch((error: Error) => {
+      throw new MutualError(
+        'MUTUAL_IO_WRITE_FAILED',
+        `cannot create the mesh's state directory ${dir} (${error.message}); give --state-dir a directory, or a path where one can be made`,
+        { cause: error },
+      );
+    });
   }
 }
 
@@ -114,18 +150,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
   const started = Date.now();
   const allocatePorts = deps.allocatePorts ?? allocateLoopbackPorts;
   const isolation = deps.isolation ?? 'loopback';
-  if (isolation === 'netns') requireNetns('`mutual up --isolation netns`');
-  await checkBeforeStart(config, isolation, deps);
   const paths = meshPaths(deps.stateDir);
-  for (const dir of [paths.stateDir, paths.logsDir, paths.tokensDir]) {
-    await makeDirectory(dir, 0o700).catch((error: Error) => {
-      throw new MutualError(
-        'MUTUAL_IO_WRITE_FAILED',
-        `cannot create the mesh's state directory ${dir} (${error.message}); give --state-dir a directory, or a path where one can be made`,
-        { cause: error },
-      );
-    });
-  }
 
   // A mesh from this directory already running, or one that died without cleaning up.
   const previous = await tryReadRuntime(paths).catch(() => undefined);

@@ -8,6 +8,7 @@ import {
 } from './netns/index.ts';
 import { isRunning, stopProcessGroup } from './processes.ts';
 import { type MeshPaths, type MeshRuntime, removeRuntime, tryReadRuntime } from './runtime.ts';
+import { readUpLock } from './up-lock.ts';
 
 /**
  * Stops every process group a runtime records: apps, sidecars and the destination service
@@ -52,6 +53,23 @@ export interface DownResult {
  * for it, then stops whatever is left — also after `mutual up` itself was killed, including the
  * network of a netns mesh.
  */
+/** SIGTERM to a running `mutual up`, then wait (up to `waitMs`) for it to stop what it started. */
+async function stopSupervisor(
+  supervisor: { pid: number; startTicks: number },
+  waitMs = 15_000,
+): Promise<void> {
+  if (!isRunning(supervisor)) return;
+  try {
+    process.kill(supervisor.pid, 'SIGTERM');
+    // An up stopped with Ctrl-Z (or kill -STOP) handles the SIGTERM once continued.
+    process.kill(supervisor.pid, 'SIGCONT');
+  } catch {
+    // Gone meanwhile.
+  }
+  const deadline = Date.now() + waitMs;
+  while (isRunning(supervisor) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
 export async function downMesh(paths: MeshPaths, options: { waitMs?: number } = {}): Promise<DownResult> {
   let runtime: MeshRuntime | undefined;
   try {
@@ -71,21 +89,24 @@ export async function downMesh(paths: MeshPaths, options: { waitMs?: number } = 
     };
   }
   if (!runtime) {
+    // An up still starting (runtime.json comes once its identity service is ready): stopping it
+    // makes it stop what it started, as Ctrl-C does.
+    const starting = await readUpLock(paths.stateDir);
+    if (starting && starting.pid !== process.pid) {
+      await stopSupervisor(starting, options.waitMs);
+      const late = await tryReadRuntime(paths).catch(() => undefined);
+      const leftovers = late ? await stopRuntime(late) : 0;
+      if (late) await removeRuntime(paths);
+      const network = await removeLeftoverNetwork(paths.stateDir);
+      return { wasRunning: true, leftovers, supervisorPid: starting.pid, network };
+    }
     // `mutual up` may have died after making the network and before writing runtime.json.
     const network = await removeLeftoverNetwork(paths.stateDir);
     return { wasRunning: network !== undefined, leftovers: 0, supervisorPid: undefined, network };
   }
   if (runtime.isolation === 'netns') requireNetns('`mutual down` of a netns mesh');
   const supervisor = runtime.supervisor;
-  if (supervisor.pid !== process.pid && isRunning(supervisor)) {
-    try {
-      process.kill(supervisor.pid, 'SIGTERM');
-    } catch {
-      // Gone meanwhile.
-    }
-    const deadline = Date.now() + (options.waitMs ?? 15_000);
-    while (isRunning(supervisor) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  }
+  if (supervisor.pid !== process.pid) await stopSupervisor(supervisor, options.waitMs);
   const leftovers = await stopRuntime(runtime);
   await removeRuntime(paths);
   const network = await removeLeftoverNetwork(paths.stateDir);
