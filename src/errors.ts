@@ -82,6 +82,12 @@ export const errorCatalog = {
     action:
       'Run `mutual cert inspect` on the issuer; create a new one with `mutual ca create` if it is expired.',
   },
+  MUTUAL_PKI_ISSUER_UNVERIFIABLE: {
+    meaning:
+      "A certificate the issuer signs would be refused by peers trusting the anchors (Mutual's verifier or OpenSSL): a name constraint, path length, key usage, extended key usage, signature algorithm or missing key identifier in the CA chain; the identity service does not start (or keeps its previous issuer).",
+    action:
+      'Fix the CA certificate the message names as it says, then start again; `mutual cert verify --bundle ANCHORS --cert CHAIN` shows the same reason for a certificate it signed.',
+  },
   MUTUAL_PKI_BUNDLE_INVALID: {
     meaning: 'A trust bundle is empty, holds a non-CA certificate, or is not valid PEM or SPIFFE JWKS.',
     action: 'A bundle holds one or more self-signed CA certificates (PEM) or a SPIFFE bundle JWKS document.',

@@ -12,6 +12,7 @@ import {
   loadIssuer,
   subjectOf,
 } from './ca-validation.ts';
+import { assertIssuesVerifiable } from './issuer-probe.ts';
 
 /** The issuer and the anchors in force; replaced together, never half-way. */
 export interface CaState {
@@ -78,8 +79,9 @@ interface RootInUse {
 }
 
 /**
- * Loads the issuer and the trust anchors and checks the issuer chains to a current anchor; throws
- * when they are unusable, so a service never starts without a valid CA.
+ * Loads the issuer and the trust anchors, checks the issuer chains to a current anchor and that
+ * peers would accept what it signs; throws when they are unusable, so a service never starts
+ * without a valid CA.
  */
 export async function loadCaFiles(files: CaFilePaths, nowMs: number): Promise<CaState> {
   const [issuerCertificatePem, issuerKeyPem, anchorsText] = await Promise.all([
@@ -93,6 +95,7 @@ export async function loadCaFiles(files: CaFilePaths, nowMs: number): Promise<Ca
   );
   const bundle = loadAnchors(anchorsText, { trustDomain: issuer.trustDomain, source: files.trustAnchors });
   assertIssuerUnderAnchors(issuer, bundle, nowMs, files.issuerCertificate);
+  await assertIssuesVerifiable(issuer, bundle, { nowMs, source: files.issuerCertificate });
   return { issuer, bundle };
 }
 
@@ -233,9 +236,10 @@ export async function createCaWatcher(options: CaWatcherOptions) {
     search: for (const issuer of issuers) {
       for (const bundle of bundles) {
         if (issuer === state.issuer && bundle === state.bundle) continue;
-        const checked = await attempt(async () =>
-          assertIssuerUnderAnchors(issuer, bundle, nowMs, files.issuerCertificate),
-        );
+        const checked = await attempt(async () => {
+          assertIssuerUnderAnchors(issuer, bundle, nowMs, files.issuerCertificate);
+          await assertIssuesVerifiable(issuer, bundle, { nowMs, source: files.issuerCertificate });
+        });
         if (!checked.ok) {
           if (!chainErrors.has(issuer)) chainErrors.set(issuer, checked.error);
           continue;

@@ -4,7 +4,15 @@ import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import { listenOn } from '../listen-on.ts';
 import { Counter, createRegistry, Gauge } from '../metrics/index.ts';
-import { generateKeyPair, issueSvid, parseCertificate, privateKeyToPem } from '../pki/index.ts';
+import {
+  createPeerVerifier,
+  decodePemOfType,
+  generateKeyPair,
+  issueSvid,
+  parseCertificate,
+  privateKeyToPem,
+  type TrustBundle,
+} from '../pki/index.ts';
 import type { CaFilePaths } from '../store/index.ts';
 import { MESH_TLS_GROUPS } from '../tls/index.ts';
 import { backoffDelayMs, renewalDelayMs } from '../workload/index.ts';
@@ -166,16 +174,23 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   });
   // The service's own SVID, renewed like any workload's: a fresh key at 70% of its lifetime,
   // swapped with setSecureContext so open connections are not dropped.
+  // Its DNS names serve clients outside the mesh (curl); a CA whose name constraints exclude them
+  // (a root permitting only DNS names under the cluster domain) gets an SVID without them, which
+  // workloads, checking the SPIFFE ID alone, still accept.
   const issueOwnCredentials = async () => {
     const keys = await generateKeyPair();
-    const svid = await issueSvid(ca.current().issuer, {
-      spiffeId: identityServiceId(trustDomain),
-      publicKey: keys.publicKey,
-      clock: config.clock,
-      lifetimeMs: config.lifetimeMs,
-      skewMs: config.skewMs,
-      dnsNames: ['localhost', 'identity.mutual-system.svc'],
-    });
+    const { issuer, bundle } = ca.current();
+    const sign = (dnsNames: readonly string[]) =>
+      issueSvid(issuer, {
+        spiffeId: identityServiceId(trustDomain),
+        publicKey: keys.publicKey,
+        clock: config.clock,
+        lifetimeMs: config.lifetimeMs,
+        skewMs: config.skewMs,
+        dnsNames,
+      });
+    let svid = await sign(OWN_DNS_NAMES);
+    if (isOutsideNameConstraints(svid.chainPem, bundle, config.clock)) svid = await sign([]);
     return { key: privateKeyToPem(keys.privateKey), cert: svid.chainPem, svid };
   };
   const own = await issueOwnCredentials();
@@ -251,6 +266,16 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     trustDomain,
     close: stop,
   };
+}
+
+const OWN_DNS_NAMES = ['localhost', 'identity.mutual-system.svc'];
+
+function isOutsideNameConstraints(chainPem: string, bundle: TrustBundle, clock: Clock): boolean {
+  const chain = decodePemOfType(chainPem, ['CERTIFICATE'], 'identity service certificate');
+  const verdict = createPeerVerifier({ anchors: bundle.rootsDer, clock }).verifySvid(
+    chain.map((block) => block.der),
+  );
+  return !verdict.ok && verdict.code === 'MUTUAL_PKI_NAME_CONSTRAINT_VIOLATED';
 }
 
 function urlHost(address: AddressInfo): string {
