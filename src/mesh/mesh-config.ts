@@ -1,6 +1,5 @@
 // Reads a mesh file (mesh.yaml): parses it against mesh-schema.ts, checks what a schema cannot
 // (names, upstreams, durations) and reports every problem at its file:line:column.
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -8,6 +7,8 @@ import { parseDurationWithin } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { closestName } from '../policy/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
+import { readBoundedText } from '../store/index.ts';
+import { duplicateKeys, LINEAR_KEYS, toJsOrProblem } from '../yaml/index.ts';
 import {
   CERTIFICATE_LIFETIME_BOUNDS,
   CONTROL_PLANE_NAMES,
@@ -31,16 +32,25 @@ export interface MeshConfigProblem {
   readonly message: string;
 }
 
+/** A mesh file lists services in a few kilobytes; a bigger one is the wrong file. */
+const MAX_MESH_FILE_BYTES = 1024 * 1024;
+
+/** Problems listed in the error, in file order; the rest are counted. */
+const MAX_LISTED_PROBLEMS = 20;
+
 export async function loadMeshConfig(file: string): Promise<MeshConfig> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readBoundedText(file, {
+      what: 'mesh file',
+      label: file,
+      maxBytes: MAX_MESH_FILE_BYTES,
+      advice: 'a mesh file is a few kilobytes of YAML; is it the right file?',
+    });
   } catch (error) {
-    const reason =
-      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
     throw new MutualError(
       'MUTUAL_MESH_CONFIG_INVALID',
-      `cannot read mesh file ${file}: ${reason}. Pass one with -f, e.g. -f examples/demo/mesh.yaml`,
+      `${(error as Error).message}${/[.?]$/.test((error as Error).message) ? '' : '.'} Pass one with -f, e.g. -f examples/demo/mesh.yaml`,
       { cause: error },
     );
   }
@@ -53,14 +63,20 @@ export async function loadMeshConfig(file: string): Promise<MeshConfig> {
  */
 export function parseMeshConfig(text: string, file: string): MeshConfig {
   const lineCounter = new LineCounter();
-  const document = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const document = parseDocument(text, { lineCounter, prettyErrors: false, ...LINEAR_KEYS });
   const at = (offset: number) => lineCounter.linePos(offset);
-  if (document.errors.length > 0) {
+  const yamlProblems = [
+    ...document.errors.map((error) => ({ offset: error.pos[0], message: error.message.split('\n')[0] })),
+    ...(document.errors.length > 0 ? [] : duplicateKeys(document)),
+  ];
+  const js = yamlProblems.length > 0 ? undefined : toJsOrProblem(document);
+  if (js !== undefined && 'problem' in js) yamlProblems.push(js.problem);
+  if (yamlProblems.length > 0) {
     fail(
       file,
-      document.errors.map((error) => {
-        const { line, col } = at(error.pos[0]);
-        return { path: '', line, column: col, message: `not valid YAML: ${error.message.split('\n')[0]}` };
+      yamlProblems.map((problem) => {
+        const { line, col } = at(problem.offset);
+        return { path: '', line, column: col, message: `not valid YAML: ${problem.message}` };
       }),
     );
   }
@@ -68,7 +84,7 @@ export function parseMeshConfig(text: string, file: string): MeshConfig {
     const { line, col } = at(offsetOf(document.contents, path, isKey));
     return { line, column: col };
   };
-  const input: unknown = document.toJS() ?? {};
+  const input: unknown = (js as { value: unknown }).value ?? {};
   const parsed = meshSchema.safeParse(input);
   const problems: MeshConfigProblem[] = parsed.success
     ? []
@@ -258,10 +274,14 @@ export function envPrefix(service: string, port?: number): string {
 function fail(file: string, unsorted: readonly MeshConfigProblem[]): never {
   // In file order, as an editor lists them.
   const problems = [...unsorted].sort((a, b) => a.line - b.line || a.column - b.column);
-  const lines = problems.map(
-    (problem) =>
-      `  ${file}:${problem.line}:${problem.column}: ${problem.path ? `${problem.path}: ` : ''}${problem.message}`,
-  );
+  const lines = problems
+    .slice(0, MAX_LISTED_PROBLEMS)
+    .map(
+      (problem) =>
+        `  ${file}:${problem.line}:${problem.column}: ${problem.path ? `${problem.path}: ` : ''}${problem.message}`,
+    );
+  if (problems.length > MAX_LISTED_PROBLEMS)
+    lines.push(`  … and ${problems.length - MAX_LISTED_PROBLEMS} more (is it a mesh file?)`);
   throw new MutualError(
     'MUTUAL_MESH_CONFIG_INVALID',
     `${file} has ${problems.length === 1 ? 'a problem' : `${problems.length} problems`}:\n${lines.join('\n')}`,

@@ -4,6 +4,7 @@
 import { type Document, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
 import { errorCatalog } from '../errors.ts';
+import { duplicateKeys, LINEAR_KEYS, toJsOrProblem, type YamlProblem } from '../yaml/index.ts';
 import { closestName } from './closest-name.ts';
 import type { PolicyDiagnostic, SourcePosition } from './diagnostic.ts';
 import {
@@ -50,26 +51,35 @@ export function parsePolicyText(text: string, file: string, options: ParseOption
   const lineCounter = new LineCounter();
   const resources: PolicyResource[] = [];
   const diagnostics: PolicyDiagnostic[] = [];
-  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const documents = parseAllDocuments(text, { lineCounter, prettyErrors: false, ...LINEAR_KEYS });
   const docs = Array.isArray(documents) ? documents : [];
   for (const doc of docs) {
     const at = (offset: number): SourcePosition => {
       const { line, col } = lineCounter.linePos(offset);
       return { file, line, column: col };
     };
-    if (doc.errors.length > 0) {
-      for (const error of doc.errors) {
+    const problems: YamlProblem[] =
+      doc.errors.length > 0
+        ? doc.errors.map((error) => ({
+            offset: error.pos[0],
+            message: error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''),
+          }))
+        : duplicateKeys(doc);
+    const js = problems.length > 0 ? undefined : toJsOrProblem(doc);
+    if (js !== undefined && 'problem' in js) problems.push(js.problem);
+    if (problems.length > 0) {
+      for (const problem of problems) {
         diagnostics.push({
-          ...at(error.pos[0]),
+          ...at(problem.offset),
           severity: 'error',
           code: 'MUTUAL_POLICY_YAML_INVALID',
-          message: error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''),
+          message: problem.message,
           hint: errorCatalog.MUTUAL_POLICY_YAML_INVALID.action,
         });
       }
       continue;
     }
-    const value: unknown = doc.toJS();
+    const value: unknown = (js as { value: unknown }).value;
     if (value === null || value === undefined) continue;
     const parsed = parsePolicyValue(value, (path, isKey) => at(offsetOf(doc, path, isKey)), options);
     resources.push(...parsed.resources);

@@ -17,6 +17,7 @@ import {
   visit,
 } from 'yaml';
 import { MutualError } from '../../errors.ts';
+import { duplicateKeys, LINEAR_KEYS } from '../../yaml/index.ts';
 import { ANNOTATIONS, INJECT_VALUES, LABELS } from '../constants.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
@@ -47,7 +48,11 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   // YAML has no way to read them as separate documents; anything else is one YAML stream.
   const sources = jsonObjectSpans(text) ?? [{ start: 0, end: text.length }];
   const docs = sources.flatMap(({ start, end }) => {
-    const documents = parseAllDocuments(text.slice(start, end), { prettyErrors: false, ...KUBECTL_YAML });
+    const documents = parseAllDocuments(text.slice(start, end), {
+      prettyErrors: false,
+      ...KUBECTL_YAML,
+      ...LINEAR_KEYS,
+    });
     return (Array.isArray(documents) ? documents : []).map((doc) => ({ doc, base: start }));
   });
   const position = (offset: number) => {
@@ -58,7 +63,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     ...doc.errors.map(
       (error) => `${position(base + error.pos[0]).text}: ${readable(error.message.split('\n')[0] ?? '')}`,
     ),
-    ...(doc.errors.length > 0 ? [] : aliasProblems(doc)).map(
+    ...(doc.errors.length > 0 ? [] : [...duplicateKeys(doc, { isMerge: true }), ...aliasProblems(doc)]).map(
       (problem) => `${position(base + problem.offset).text}: ${problem.message}`,
     ),
   ]);
