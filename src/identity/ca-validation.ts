@@ -24,12 +24,15 @@ export function loadIssuer(
   texts: Pick<CaTexts, 'issuerCertificatePem' | 'issuerKeyPem'>,
   options: { nowMs: number; trustDomain?: string; source: string; keySource?: string },
 ): CertificateAuthority {
+  // With a trust domain given, an issuer without a spiffe:// URI SAN (Linkerd's step-made
+  // intermediate, Istio's plug-in CA, cert-manager's defaults) signs for that trust domain.
   const issuer = loadAuthority({
     certificatePem: texts.issuerCertificatePem,
     privateKeyPem: texts.issuerKeyPem,
     clock: { now: () => options.nowMs },
     source: options.source,
     ...(options.keySource === undefined ? {} : { keySource: options.keySource }),
+    ...(options.trustDomain === undefined ? {} : { trustDomain: options.trustDomain }),
   });
   if (options.trustDomain !== undefined && issuer.trustDomain !== options.trustDomain) {
     throw new MutualError(

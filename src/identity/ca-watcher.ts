@@ -32,6 +32,8 @@ export interface CaReloadEvent {
 export interface CaWatcherOptions {
   readonly files: CaFilePaths;
   readonly clock: Clock;
+  /** The trust domain, for issuers that do not name theirs in a spiffe:// URI SAN. */
+  readonly trustDomain?: string;
   /** Changes closer together than this are read once (a writer rarely replaces all files at once). */
   readonly debounceMs?: number;
   /** Files are also re-read this often, in case a change notification was missed; 0 turns it off. */
@@ -83,7 +85,12 @@ interface RootInUse {
  * peers would accept what it signs; throws when they are unusable, so a service never starts
  * without a valid CA.
  */
-export async function loadCaFiles(files: CaFilePaths, nowMs: number): Promise<CaState> {
+export async function loadCaFiles(
+  files: CaFilePaths,
+  nowMs: number,
+  /** For issuers without a spiffe://<trust-domain> URI SAN; one that has one must match it. */
+  trustDomain?: string,
+): Promise<CaState> {
   const [issuerCertificatePem, issuerKeyPem, anchorsText] = await Promise.all([
     readTextFile(files.issuerCertificate, 'issuer certificate'),
     readTextFile(files.issuerKey, 'issuer key'),
@@ -91,7 +98,12 @@ export async function loadCaFiles(files: CaFilePaths, nowMs: number): Promise<Ca
   ]);
   const issuer = loadIssuer(
     { issuerCertificatePem, issuerKeyPem },
-    { nowMs, source: files.issuerCertificate, keySource: files.issuerKey },
+    {
+      nowMs,
+      source: files.issuerCertificate,
+      keySource: files.issuerKey,
+      ...(trustDomain === undefined ? {} : { trustDomain }),
+    },
   );
   const bundle = loadAnchors(anchorsText, { trustDomain: issuer.trustDomain, source: files.trustAnchors });
   assertIssuerUnderAnchors(issuer, bundle, nowMs, files.issuerCertificate);
@@ -108,7 +120,7 @@ export async function loadCaFiles(files: CaFilePaths, nowMs: number): Promise<Ca
  */
 export async function createCaWatcher(options: CaWatcherOptions) {
   const { files, clock } = options;
-  let state = await loadCaFiles(files, clock.now());
+  let state = await loadCaFiles(files, clock.now(), options.trustDomain);
   const trustDomain = state.issuer.trustDomain;
   let seen = await fingerprints();
   let isClosed = false;

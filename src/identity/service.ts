@@ -33,6 +33,11 @@ import {
 export interface IdentityServiceConfig {
   /** The issuer and trust-anchor files; watched, and reloaded when they change. */
   readonly ca: CaFilePaths;
+  /**
+   * The trust domain, required when the issuer names none in a spiffe:// URI SAN (CAs made for
+   * Linkerd, Istio or cert-manager); otherwise taken from the issuer, and must match it.
+   */
+  readonly trustDomain?: string;
   readonly stateDir: string;
   readonly listen: { host: string; port: number };
   readonly adminListen: { host: string; port: number };
@@ -92,6 +97,7 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   const ca = await createCaWatcher({
     files: config.ca,
     clock: config.clock,
+    ...(config.trustDomain === undefined ? {} : { trustDomain: config.trustDomain }),
     issuedLifetimeMs: config.lifetimeMs + config.skewMs,
     ...(config.caPollIntervalMs === undefined ? {} : { pollIntervalMs: config.caPollIntervalMs }),
     onEvent,

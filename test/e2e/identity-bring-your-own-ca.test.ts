@@ -13,6 +13,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { systemClock } from '../../src/clock.ts';
+import { startIdentityService as startIdentityServiceInProcess } from '../../src/identity/index.ts';
 import { startProxyProcess, waitUntil } from '../../src/testing/mesh-pki.ts';
 import { mintJoinToken, runMutual, startIdentityService } from './run-mutual.ts';
 
@@ -119,11 +121,13 @@ function serveArgs(ca: CaCase): string[] {
 }
 
 /** Starts identity serve on the CA, a sidecar pair certified by it, and sends a request through. */
-async function assertServesMtls(ca: CaCase): Promise<void> {
+async function assertServesMtls(ca: CaCase, service?: { apiUrl: URL; stop(): Promise<void> }): Promise<void> {
   const stateDir = join(ca.dir, 'state');
-  const identity = await startIdentityService(ca.dir, stateDir, [
-    ...['--issuer-cert', ca.issuerCert, '--issuer-key', ca.issuerKey, '--trust-anchors', ca.anchors],
-  ]);
+  const identity =
+    service ??
+    (await startIdentityService(ca.dir, stateDir, [
+      ...['--issuer-cert', ca.issuerCert, '--issuer-key', ca.issuerKey, '--trust-anchors', ca.anchors],
+    ]));
   const proxies: Array<{ stop(): Promise<void> }> = [];
   try {
     const flags = async (sa: string) => {
@@ -315,4 +319,65 @@ test('an unverifiable issuer copied over the one in use is refused on reload; th
   } finally {
     await identity.stop();
   }
+});
+
+/** The identity service in this process, told its trust domain (what `--trust-domain` would pass). */
+async function startWithTrustDomain(ca: CaCase, trustDomain: string) {
+  const service = await startIdentityServiceInProcess({
+    ca: { issuerCertificate: ca.issuerCert, issuerKey: ca.issuerKey, trustAnchors: ca.anchors },
+    trustDomain,
+    // Where `mutual identity token create --state-dir` finds the join-token key.
+    stateDir: join(ca.dir, 'state', 'identity'),
+    listen: { host: '127.0.0.1', port: 0 },
+    adminListen: { host: '127.0.0.1', port: 0 },
+    lifetimeMs: 3_600_000,
+    skewMs: 20_000,
+    clock: systemClock,
+  });
+  return { apiUrl: new URL(service.apiUrl), stop: () => service.close() };
+}
+
+test('Linkerd (step) and cert-manager issuers, which name no trust domain, serve mTLS once told theirs', async () => {
+  // step certificate create root.linkerd.cluster.local --profile root-ca, then
+  // identity.linkerd.cluster.local --profile intermediate-ca: EC P-256, no subjectAltName.
+  const linkerd = await rootAndIssuer(
+    'linkerd-step',
+    ROOT.replace('CA:TRUE', 'CA:TRUE,pathlen:1'),
+    INTERMEDIATE,
+  );
+  // Without it the issuer is refused, saying why (it names no trust domain).
+  const refused = await runMutual(serveArgs(linkerd), { timeoutMs: 20_000 });
+  assert.equal(refused.code, 1);
+  assert.match(
+    refused.stderr,
+    /^error\[MUTUAL_PKI_ISSUER_INVALID\]: .*has no spiffe:\/\/<trust-domain> URI SAN/m,
+  );
+  assert.doesNotMatch(refused.stderr, /\n\s+at /);
+  await assertServesMtls(linkerd, await startWithTrustDomain(linkerd, TD));
+  // cert-manager's Certificate with isCA: RSA 2048 in PKCS#1, dnsNames, usages server/client auth,
+  // and tls.crt holding the chain.
+  const certManager = await rootAndIssuer(
+    'cert-manager',
+    ROOT,
+    'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,keyEncipherment,keyCertSign,cRLSign\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:identity.linkerd.cluster.local\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always',
+    { issuerKey: 2048 },
+  );
+  const tlsCrt = join(certManager.dir, 'tls.crt');
+  await writeFile(
+    tlsCrt,
+    (await readFile(certManager.issuerCert, 'utf8')) + (await readFile(certManager.anchors, 'utf8')),
+  );
+  const tlsKey = join(certManager.dir, 'tls.key');
+  openssl(['pkey', '-in', certManager.issuerKey, '-traditional', '-out', tlsKey]);
+  const fromSecret = { ...certManager, issuerCert: tlsCrt, issuerKey: tlsKey };
+  await assertServesMtls(fromSecret, await startWithTrustDomain(fromSecret, TD));
+});
+
+test('a trust domain that contradicts the URI SAN of the issuer is refused', async () => {
+  const ca = await rootAndIssuer('td-contradiction', `${ROOT}\n${URI}`, `${INTERMEDIATE}\n${URI}`);
+  await assert.rejects(startWithTrustDomain(ca, 'example.org'), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'MUTUAL_PKI_ISSUER_INVALID');
+    assert.match(error.message, /belongs to trust domain cluster\.local, not example\.org/);
+    return true;
+  });
 });
