@@ -289,6 +289,14 @@ test('loadAuthority refuses mismatched, non-CA, expired and malformed input', as
       'MUTUAL_PKI_KEY_MISMATCH',
     ],
     [
+      // Istio's cert-chain.pem written root first: the key is the second certificate's.
+      'a chain with the root before the issuer',
+      anchor.certificatePem + issuer.certificatePem,
+      privateKeyToPem(issuer.keys.privateKey),
+      'MUTUAL_PKI_KEY_MISMATCH',
+      /belongs to certificate 2 in the file.*issuer's own certificate first, then its chain/,
+    ],
+    [
       'a stranger key',
       issuer.certificatePem,
       privateKeyToPem(stranger.privateKey),

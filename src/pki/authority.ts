@@ -151,9 +151,20 @@ export function loadAuthority(options: {
   const keys = parsePrivateKeyPem(options.privateKeyPem, keySource);
   const certificateKey = publicKeyFromCertificate(certificate);
   if (!isSameKey(certificateKey, keys.publicKey)) {
+    const keyIndex = chainBlocks.findIndex((chainBlock) => {
+      try {
+        return isSameKey(new NodeX509Certificate(chainBlock.der).publicKey, keys.publicKey);
+      } catch {
+        return false;
+      }
+    });
+    const order =
+      keyIndex === -1
+        ? ''
+        : `; it belongs to certificate ${keyIndex + 2} in the file: put the issuer's own certificate first, then its chain up to the root`;
     throw new MutualError(
       'MUTUAL_PKI_KEY_MISMATCH',
-      `${source}: the private key${options.keySource === undefined ? '' : ` in ${keySource}`} does not belong to this certificate (${certificate.subject})`,
+      `${source}: the private key${options.keySource === undefined ? '' : ` in ${keySource}`} does not belong to this certificate (${certificate.subject})${order}`,
     );
   }
   const basicConstraints = certificate.getExtension(x509.BasicConstraintsExtension);
