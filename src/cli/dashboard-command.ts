@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { parseListenAddress } from '../config/index.ts';
 import { createDashboard } from '../dashboard/index.ts';
 import { MutualError } from '../errors.ts';
+import { meshPaths, requireStateDirectory } from '../mesh/index.ts';
 import type { CliContext } from './context.ts';
 import { DEFAULT_MESH_STATE_DIR, stateFlagOf } from './up-command.ts';
 
@@ -61,6 +62,8 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
     );
   }
   const stateDir = resolve(context.cwd, options.stateDir);
+  // A mesh started later is picked up live, but never from a file.
+  await requireStateDirectory(meshPaths(stateDir));
   const server = await createDashboard(
     {
       stateDir,

@@ -2,7 +2,7 @@ import { open, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { MutualError } from '../errors.ts';
-import { meshPaths } from '../mesh/index.ts';
+import { meshPaths, requireStateDirectory } from '../mesh/index.ts';
 import type { CliContext } from './context.ts';
 import { DEFAULT_MESH_STATE_DIR, stateFlagOf } from './up-command.ts';
 
@@ -32,7 +32,9 @@ async function servicesWithLogs(logsDir: string): Promise<string[]> {
 }
 
 async function logs(service: string | undefined, options: LogsOptions, context: CliContext): Promise<void> {
-  const { logsDir } = meshPaths(resolve(context.cwd, options.stateDir));
+  const paths = meshPaths(resolve(context.cwd, options.stateDir));
+  await requireStateDirectory(paths);
+  const { logsDir } = paths;
   if (service === undefined) {
     const services = await servicesWithLogs(logsDir);
     throw new MutualError(

@@ -27,6 +27,7 @@ export {
   type RuntimeProcess,
   type RuntimeService,
   readRuntime,
+  requireStateDirectory,
   tryReadRuntime,
 } from './runtime.ts';
 export { fetchProxyIdentity, type ProxyIdentity, type ScrapeResult, scrapeProxies } from './scrape.ts';

@@ -1,4 +1,4 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MutualError } from '../errors.ts';
 
@@ -118,6 +118,7 @@ export async function tryReadRuntime(paths: MeshPaths): Promise<MeshRuntime | un
     text = await readFile(paths.runtimeFile, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') throw stateDirNotADirectory(paths);
     throw new MutualError(
       'MUTUAL_IO_READ_FAILED',
       `cannot read ${paths.runtimeFile}: ${(error as Error).message}`,
@@ -170,6 +171,26 @@ function runtimeProblem(value: unknown): string | undefined {
       return `service ${name ?? index + 1} lacks name, spiffeId, adminUrl, app, proxy, ports or upstreams`;
   }
   return undefined;
+}
+
+/**
+ * A --state-dir that names a file (or runs through one) holds no mesh: said as such, instead of
+ * "cannot read …/runtime.json: ENOTDIR" or "no logs in …/logs".
+ */
+export function stateDirNotADirectory(paths: MeshPaths): MutualError {
+  return new MutualError(
+    'MUTUAL_MESH_NOT_RUNNING',
+    `--state-dir ${paths.stateDir} is not a directory (a file is in the way), so no mesh runs from it; pass the directory \`mutual up\` was started with (default .mutual)`,
+  );
+}
+
+/** Throws stateDirNotADirectory where --state-dir names a file or runs through one; a missing one is fine. */
+export async function requireStateDirectory(paths: MeshPaths): Promise<void> {
+  const found = await stat(paths.stateDir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOTDIR') throw stateDirNotADirectory(paths);
+    return undefined;
+  });
+  if (found && !found.isDirectory()) throw stateDirNotADirectory(paths);
 }
 
 /** The runtime, or MUTUAL_MESH_NOT_RUNNING saying how to start one. */
