@@ -1,6 +1,6 @@
 import { constants, createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
-import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { access, link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { MutualError } from '../errors.ts';
 
 /** Secrets are readable by their owner only; certificates and bundles by anyone. */
@@ -46,17 +46,36 @@ export async function writeNewFiles(
       { cause: error },
     );
   }
-  for (const [index, file] of files.entries()) {
-    const path = paths[index]!;
-    try {
-      // 'wx' fails rather than replace a file created meanwhile.
-      await writeFile(path, file.contents, {
+  // Each file is written whole under a temporary name first, then all are linked into place
+  // (link, unlike rename, fails rather than replace a file created meanwhile). A write that fails
+  // (disk full, a file size limit) leaves none of them: no CA without its issuer, no key cut short
+  // that the next run refuses to overwrite.
+  const temporaries = paths.map((path) => join(dir, `.${basename(path)}.${process.pid}.tmp`));
+  const linked: string[] = [];
+  try {
+    for (const [index, file] of files.entries()) {
+      await writeFile(temporaries[index]!, file.contents, {
         flag: 'wx',
         mode: file.isSecret ? SECRET_FILE_MODE : PUBLIC_FILE_MODE,
+      }).catch((error: unknown) => {
+        throw writeFailed(paths[index]!, error);
       });
-    } catch (error) {
-      throw writeFailed(path, error);
     }
+    for (const [index, path] of paths.entries()) {
+      await link(temporaries[index]!, path).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw writeFailed(path, error);
+        throw new MutualError(
+          'MUTUAL_IO_ALREADY_EXISTS',
+          `refusing to overwrite ${path}, created meanwhile; choose another ${flag} directory or move it away first`,
+        );
+      });
+      linked.push(path);
+    }
+  } catch (error) {
+    await Promise.all(linked.map((path) => rm(path, { force: true })));
+    throw error;
+  } finally {
+    await Promise.all(temporaries.map((path) => rm(path, { force: true })));
   }
   return paths;
 }
