@@ -15,6 +15,7 @@ export {
 } from './mesh-tls.ts';
 export type { HandshakeFailureReason, NoTlsReason, PeerTls } from './peer-tls.ts';
 export { answerPlainHttp, isPlainHttpError } from './plain-http-answer.ts';
+export { serverNameForSpiffeId } from './server-name.ts';
 export {
   type PeerVerdict,
   reasonFromOpenssl,

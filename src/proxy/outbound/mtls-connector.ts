@@ -1,6 +1,6 @@
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { Clock } from '../../clock.ts';
-import { type MeshTls, requireServerIdentity } from '../../tls/index.ts';
+import { type MeshTls, requireServerIdentity, serverNameForSpiffeId } from '../../tls/index.ts';
 import { type MeshedDestination, reuseKey } from './destinations.ts';
 
 const MAX_SESSIONS = 1024;
@@ -26,8 +26,9 @@ export function createMtlsConnector(clock: Clock) {
           host: destination.host,
           port: destination.port,
           secureContext: meshTls.clientContext,
-          // SNI is Node's default: the destination's host name, none for an IP address. Never the
-          // SPIFFE ID, which is no host name (RFC 6066 §3): JSSE answers it illegal_parameter.
+          // SNI names the expected identity as a host name (the SPIFFE ID itself is none: JSSE
+          // answers it illegal_parameter); where it has none, Node's default (the host, or none for an IP).
+          servername: serverNameForSpiffeId(destination.serverId),
           checkServerIdentity: requireServerIdentity(meshTls, destination.serverId, clock),
           session: resume ? sessions.get(key) : undefined,
         });
