@@ -331,18 +331,20 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
   if (!result.ok) context.setExitCode(1);
 }
 
+const YEAR_0_MS = Date.parse('0000-01-01T00:00:00Z');
+const YEAR_9999_END_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
 /** ISO 8601 time, or an offset from now such as +30d or -1h. */
 function parseTime(text: string, nowMs: number): number {
   const relative = /^([+-])(.+)$/.exec(text.trim());
-  if (relative) {
-    const offsetMs = parseDuration(relative[2]!, '--at');
-    return relative[1] === '+' ? nowMs + offsetMs : nowMs - offsetMs;
-  }
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) {
+  const ms = relative
+    ? nowMs + (relative[1] === '+' ? 1 : -1) * parseDuration(relative[2]!, '--at')
+    : Date.parse(text);
+  // Certificates hold times from year 0 to 9999 (GeneralizedTime); -99999999999d is no date at all.
+  if (Number.isNaN(ms) || ms < YEAR_0_MS || ms > YEAR_9999_END_MS) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
-      `--at ${JSON.stringify(text)} is not a time: use ISO 8601 (2027-01-31T12:00:00Z) or an offset like +30d or -1h`,
+      `--at ${JSON.stringify(text)} is not a time${Number.isNaN(ms) ? '' : ' between the years 0 and 9999'}: use ISO 8601 (2027-01-31T12:00:00Z) or an offset like +30d or -1h`,
     );
   }
   return ms;

@@ -1,7 +1,7 @@
 import { isAbsolute, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
-import { formatDuration, parseDuration } from '../config/index.ts';
+import { formatDuration, parseDurationWithin } from '../config/index.ts';
 import { isMutualError } from '../errors.ts';
 import { loadMeshConfig, type MeshProgress, type MeshRuntime, startMesh } from '../mesh/index.ts';
 import type { CliContext } from './context.ts';
@@ -51,7 +51,8 @@ export function mutualBinPath(): string {
 }
 
 async function up(options: UpOptions, context: CliContext): Promise<void> {
-  const readyTimeoutMs = parseDuration(options.timeout, '--timeout');
+  // Under a second not even the identity service is ready; past a day is a typo.
+  const readyTimeoutMs = parseDurationWithin(options.timeout, '--timeout', { atLeast: '1s', atMost: '24h' });
   const file = resolve(context.cwd, options.file);
   const config = await loadMeshConfig(file);
   const stateDir = resolve(context.cwd, options.stateDir);

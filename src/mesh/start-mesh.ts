@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
+import { formatDuration } from '../config/index.ts';
 import { isMutualError, MutualError } from '../errors.ts';
 import { isLoopbackIp } from '../ip/index.ts';
 import { diagnosticsError, loadPolicyFiles } from '../policy/index.ts';
@@ -271,7 +272,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
           deadlineMs,
           isAlive: () => identity.child.exitCode === null && !deps.signal?.aborted,
         }),
-      deps.signal,
+      deps,
     );
     const apiUrl = plan.identity.apiUrl;
     deps.onProgress({ kind: 'identity-ready', apiUrl, elapsedMs: Date.now() - started });
@@ -355,7 +356,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
             deadlineMs,
             isAlive: () => destination.child.exitCode === null && !deps.signal?.aborted,
           }),
-        deps.signal,
+        deps,
       );
       deps.onProgress({
         kind: 'destination-ready',
@@ -377,7 +378,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
                 deadlineMs,
                 isAlive: () => proxy.child.exitCode === null && !deps.signal?.aborted,
               }),
-            deps.signal,
+            deps,
           );
         }),
       ],
@@ -412,7 +413,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
                   isAlive,
                   onProgress: deps.onProgress,
                 }),
-          deps.signal,
+          deps,
           pod ? undefined : appPorts,
         );
       }
@@ -634,13 +635,13 @@ async function expectReady(
   what: string,
   process: LoggedProcess,
   wait: () => Promise<WaitOutcome>,
-  signal: AbortSignal | undefined,
+  deps: Pick<MeshDeps, 'signal' | 'readyTimeoutMs'>,
   /** An app's $PORTs: an "address already in use" while they are free was another port, no race. */
   appPorts?: readonly number[],
 ): Promise<void> {
   const outcome = await wait();
   if (outcome.ok) return;
-  throwIfAborted(signal);
+  throwIfAborted(deps.signal);
   // Give a dying process a moment to flush its last words to the log.
   const exit =
     outcome.reason === 'exited'
@@ -666,7 +667,7 @@ async function expectReady(
     ? `could not be started (${startProblem(exit.startError, process.argv[0]!)})`
     : outcome.reason === 'exited'
       ? `exited (${process.child.exitCode === null ? `signal ${process.child.signalCode}` : `code ${process.child.exitCode}`})${portAdvice}`
-      : `was not ready in time (last check: ${outcome.last})`;
+      : `was not ready within --timeout ${formatDuration(deps.readyTimeoutMs)}, for every process together (last check: ${outcome.last})`;
   throw new MutualError(
     'MUTUAL_MESH_START_FAILED',
     `${what} ${status}. Command: ${process.argv.join(' ')}\n  log ${process.log}${tail ? `, last lines:\n${indent(tail)}` : ' is empty'}`,

@@ -121,3 +121,67 @@ test('a --state-dir that is a file: each mesh command says so and what to pass, 
   assert.equal(through.code, 1);
   assert.match(through.stderr, /--state-dir \S+a-file\/state is not a directory \(a file is in the way\)/);
 });
+
+test('cert verify --at past the years a certificate can hold is a usage error, not "the certificate chain could not be checked: RangeError"', async () => {
+  const issued = await runMutual([
+    'cert',
+    'issue',
+    '--ca',
+    join(dir, 'ca'),
+    '--spiffe-id',
+    'spiffe://cluster.local/at',
+    '--out',
+    join(dir, 'svid-at'),
+  ]);
+  assert.equal(issued.code, 0, issued.stderr);
+  const verify = [
+    'cert',
+    'verify',
+    '--cert',
+    join(dir, 'svid-at', 'cert.pem'),
+    '--bundle',
+    join(dir, 'ca', 'bundle.pem'),
+  ];
+  for (const at of ['-99999999999d', '+99999y']) {
+    const run = await runMutual([...verify, '--at', at]);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.ok(
+      run.stderr.startsWith(
+        `error[MUTUAL_CLI_USAGE]: --at "${at}" is not a time between the years 0 and 9999: use ISO 8601`,
+      ),
+      run.stderr,
+    );
+  }
+  const later = await runMutual([...verify, '--at', '+7000y']);
+  assert.equal(later.code, 1);
+  assert.match(later.stderr, /^invalid: MUTUAL_PKI_CERT_EXPIRED/);
+});
+
+test('up --timeout under a second or over a day is refused before anything starts', async () => {
+  await writeFile(
+    join(dir, 'mesh.yaml'),
+    'services:\n  - name: web\n    command: [node, -e, "0"]\n    ports: [8080]\n',
+  );
+  for (const [timeout, problem] of [
+    ['0s', 'is too short'],
+    ['1ms', 'is too short'],
+    ['99999d', 'is longer than the maximum of 24h'],
+  ]) {
+    const run = await runMutual([
+      'up',
+      '-f',
+      join(dir, 'mesh.yaml'),
+      '--state-dir',
+      join(dir, 'state-timeout'),
+      '--timeout',
+      timeout!,
+    ]);
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.equal(run.stdout, '');
+    assert.ok(
+      run.stderr.startsWith(`error[MUTUAL_CLI_USAGE]: --timeout "${timeout}" ${problem}`),
+      run.stderr,
+    );
+  }
+  assert.equal(existsSync(join(dir, 'state-timeout')), false);
+});
