@@ -14,6 +14,7 @@ import {
   type TokenReviewConfig,
 } from '../identity/index.ts';
 import { DEFAULT_SVID_LIFETIME_MS, DEFAULT_SVID_SKEW_MS } from '../pki/index.ts';
+import { parseTrustDomain } from '../spiffe/index.ts';
 import { type CaFilePaths, caFilePaths, readTextFile } from '../store/index.ts';
 import type { CliContext } from './context.ts';
 
@@ -35,6 +36,10 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
     .option(
       '--trust-anchors <file>',
       'roots to trust and publish (PEM with one or more roots, or SPIFFE JWKS), instead of <ca>/bundle.pem',
+    )
+    .option(
+      '--trust-domain <name>',
+      "trust domain to sign for when the issuer certificate names none (an issuer made for Linkerd, Istio or cert-manager); must match the issuer's spiffe:// URI SAN when it has one",
     )
     .option('--state-dir <dir>', 'where the join-token key and the audit log live', DEFAULT_STATE_DIR)
     .option('--listen <address>', 'API address', '127.0.0.1:8443')
@@ -111,6 +116,7 @@ interface ServeOptions {
   issuerCert?: string;
   issuerKey?: string;
   trustAnchors?: string;
+  trustDomain?: string;
   rateLimit: string;
   rateBurst: string;
   authFailureLimit: string;
@@ -182,6 +188,9 @@ function serveSettings(options: ServeOptions, context: CliContext) {
   };
   const settings = {
     ca: attempt(() => caFiles(options, context)),
+    ...(options.trustDomain === undefined
+      ? {}
+      : { trustDomain: attempt(() => parseTrustDomain(options.trustDomain!)) }),
     listen: attempt(() => parseListenAddress(options.listen, '--listen')),
     adminListen: attempt(() => parseListenAddress(options.adminListen, '--admin-listen')),
     // The limits of issueSvid, checked here to report them as the flags were written.

@@ -321,7 +321,7 @@ test('an unverifiable issuer copied over the one in use is refused on reload; th
   }
 });
 
-/** The identity service in this process, told its trust domain (what `--trust-domain` would pass). */
+/** The identity service in this process, told its trust domain (what `--trust-domain` passes). */
 async function startWithTrustDomain(ca: CaCase, trustDomain: string) {
   const service = await startIdentityServiceInProcess({
     ca: { issuerCertificate: ca.issuerCert, issuerKey: ca.issuerKey, trustAnchors: ca.anchors },
@@ -353,7 +353,14 @@ test('Linkerd (step) and cert-manager issuers, which name no trust domain, serve
     /^error\[MUTUAL_PKI_ISSUER_INVALID\]: .*has no spiffe:\/\/<trust-domain> URI SAN/m,
   );
   assert.doesNotMatch(refused.stderr, /\n\s+at /);
-  await assertServesMtls(linkerd, await startWithTrustDomain(linkerd, TD));
+  // `identity serve --trust-domain` tells it: the real binary then serves a sidecar pair.
+  await assertServesMtls(
+    linkerd,
+    await startIdentityService(linkerd.dir, join(linkerd.dir, 'state'), [
+      ...['--issuer-cert', linkerd.issuerCert, '--issuer-key', linkerd.issuerKey],
+      ...['--trust-anchors', linkerd.anchors, '--trust-domain', TD],
+    ]),
+  );
   // cert-manager's Certificate with isCA: RSA 2048 in PKCS#1, dnsNames, usages server/client auth,
   // and tls.crt holding the chain.
   const certManager = await rootAndIssuer(
