@@ -4,6 +4,7 @@ import { isatty } from 'node:tty';
 import { runCli } from '../cli/index.ts';
 import { systemClock } from '../clock.ts';
 import { loadCliEnvironment } from '../config/index.ts';
+import { errorCatalog } from '../errors.ts';
 
 /**
  * A reader that goes away (`mutual up | head`, a closed terminal, a parent that stopped reading)
@@ -26,7 +27,7 @@ function ignoreClosedOutput(stream: NodeJS.WriteStream): () => boolean {
  * disk), and a stream that failed once stays destroyed, so no line would follow once space is
  * freed. Pipes and terminals keep the stream (see ignoreClosedOutput).
  */
-function outputTo(stream: NodeJS.WriteStream, fd: number): (text: string) => void {
+function outputTo(stream: NodeJS.WriteStream, fd: number): Output {
   let isFile = false;
   try {
     const stat = fstatSync(fd);
@@ -35,40 +36,67 @@ function outputTo(stream: NodeJS.WriteStream, fd: number): (text: string) => voi
     // Not open: the stream says so on first write.
   }
   if (isFile) {
-    return (text) => {
-      try {
-        writeSync(fd, text);
-      } catch {
-        // Lost: the next line may fit.
-      }
+    let failure: Error | undefined;
+    return {
+      write(text) {
+        try {
+          writeSync(fd, text);
+        } catch (error) {
+          // Lost: the next line may fit.
+          failure ??= error as Error;
+        }
+      },
+      failure: () => failure,
     };
   }
   const isOpen = ignoreClosedOutput(stream);
-  return (text) => {
-    if (isOpen()) stream.write(text);
+  return {
+    write(text) {
+      if (isOpen()) stream.write(text);
+    },
+    failure: () => undefined,
   };
 }
 
+interface Output {
+  write(text: string): void;
+  /** The first write the file refused (full disk, quota, I/O error), if any. */
+  failure(): Error | undefined;
+}
+
 export async function main(argv: readonly string[]): Promise<void> {
-  const writeOut = outputTo(process.stdout, 1);
-  const writeErr = outputTo(process.stderr, 2);
+  const out = outputTo(process.stdout, 1);
+  const err = outputTo(process.stderr, 2);
   const environment = loadCliEnvironment(process.env, Boolean(process.stdout.isTTY));
+  let isDaemon = false;
   process.exitCode = await runCli(
     argv,
     {
       clock: systemClock,
       cwd: process.cwd(),
       isColor: environment.isColor,
-      write: writeOut,
-      writeError: writeErr,
+      write: (text) => out.write(text),
+      writeError: (text) => err.write(text),
       setExitCode: (code) => {
         process.exitCode = code;
       },
-      untilShutdown: () =>
-        new Promise((resolve) => {
+      untilShutdown: () => {
+        isDaemon = true;
+        return new Promise((resolve) => {
           for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve(signal));
-        }),
+        });
+      },
     },
     environment.isDebug,
   );
+  // A command whose output is its result (install, inject, -o json) into a file the disk filled
+  // up: what was written is cut short, so it must not look like a success. A daemon's stdout is
+  // its log, whose lost lines are no reason to fail (see outputTo).
+  const failure = out.failure();
+  if (failure && !isDaemon) {
+    err.write(
+      `error[MUTUAL_IO_WRITE_FAILED]: the output could not all be written to standard output (${failure.message}), so what was written is incomplete: free space or write it elsewhere, then run the command again\n  hint: ${errorCatalog.MUTUAL_IO_WRITE_FAILED.action}\n`,
+    );
+    if (process.exitCode === 0) process.exitCode = 1;
+  }
 }

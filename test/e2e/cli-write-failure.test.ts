@@ -1,9 +1,11 @@
-// A write that fails part way (disk full, a file size limit) leaves no file behind: before, `mutual
-// ca create` left five of its six files and the sixth cut short, and the next run refused to
-// overwrite them.
+// A write that fails part way (disk full, a file size limit) leaves no file behind and never looks
+// like a success: before, `mutual ca create` left five of its six files and the sixth cut short
+// (the next run refused to overwrite them), and `mutual install > manifests.yaml` on a full disk
+// exited 0 with the manifests cut short.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,4 +79,44 @@ test('ca create whose last file cannot be written leaves no file, and the same c
     'trust-anchor.crt',
     'trust-anchor.key',
   ]);
+});
+
+test('install, inject and cert inspect whose output file the disk refuses (/dev/full) exit 1 saying the output is incomplete', async () => {
+  const full = openSync('/dev/full', 'w');
+  try {
+    for (const args of [
+      ['install'],
+      [
+        'inject',
+        join(repoRoot(), 'test', 'k8s', 'golden', 'inject-deployment.in.yaml'),
+        '--trust-anchors-file',
+        join(repoRoot(), 'test', 'k8s', 'golden', 'inject-trust-anchors.pem'),
+      ],
+      [
+        'cert',
+        'inspect',
+        join(repoRoot(), 'test', 'k8s', 'golden', 'inject-trust-anchors.pem'),
+        '-o',
+        'json',
+      ],
+    ]) {
+      const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), ...args], {
+        stdio: ['ignore', full, 'pipe'],
+        timeout: 30_000,
+      });
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const [code] = await once(child, 'close');
+      assert.equal(code, 1, `${args[0]}: ${stderr}`);
+      assert.match(
+        stderr,
+        /error\[MUTUAL_IO_WRITE_FAILED\]: the output could not all be written to standard output \(ENOSPC: no space left on device, write\), so what was written is incomplete: free space or write it elsewhere/,
+        args[0],
+      );
+    }
+  } finally {
+    closeSync(full);
+  }
 });
