@@ -25,7 +25,8 @@ export function isPolicyFileName(name: string): boolean {
 export async function listPolicyFiles(paths: readonly string[]): Promise<string[]> {
   const files: string[] = [];
   for (const path of paths) {
-    const info = await stat(path).catch((cause: unknown) => {
+    const info = await stat(path).catch((cause: NodeJS.ErrnoException) => {
+      if (cause.code !== 'ENOENT' && cause.code !== 'ENOTDIR') throw cannotRead(path, cause);
       throw new MutualError('MUTUAL_POLICY_NOT_FOUND', `${path}: no such file or directory`, {
         cause,
         detail: { path },
@@ -35,10 +36,20 @@ export async function listPolicyFiles(paths: readonly string[]): Promise<string[
       files.push(path);
       continue;
     }
-    const names = (await readdir(path)).filter(isPolicyFileName).sort();
+    const names = (
+      await readdir(path).catch((cause: NodeJS.ErrnoException) => {
+        throw cannotRead(path, cause);
+      })
+    )
+      .filter(isPolicyFileName)
+      .sort();
     files.push(...names.map((name) => join(path, name)));
   }
   return files;
+}
+
+function cannotRead(path: string, cause: Error): MutualError {
+  return new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${path}: ${cause.message}`, { cause });
 }
 
 export async function loadPolicyFiles(
@@ -51,9 +62,7 @@ export async function loadPolicyFiles(
       readFile(file, 'utf8').catch((cause: unknown) => {
         // A file renamed away between readdir and read (editors do this) is simply gone.
         if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${file}: ${(cause as Error).message}`, {
-          cause,
-        });
+        throw cannotRead(file, cause as Error);
       }),
     ),
   );

@@ -1,12 +1,14 @@
 // Usage a hostile new user tries, with the real binary: an option given twice, a --state-dir that
 // is a file. Each is one error naming the input and the fix, with nothing written.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createCa, runMutual } from './run-mutual.ts';
+import { createCa, repoRoot, runMutual } from './run-mutual.ts';
 
 let dir: string;
 
@@ -184,4 +186,49 @@ test('up --timeout under a second or over a day is refused before anything start
     );
   }
   assert.equal(existsSync(join(dir, 'state-timeout')), false);
+});
+
+/** `mutual ARGS` as an unprivileged user (nobody, under setpriv when root: root reads anything). */
+async function runAsNobody(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
+  const argv = [process.execPath, join(repoRoot(), 'bin', 'mutual.js'), ...args];
+  const [command, ...rest] =
+    process.getuid?.() === 0
+      ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...argv]
+      : argv;
+  const child = spawn(command!, rest, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [code] = await once(child, 'close');
+  return { code: code as number | null, stderr };
+}
+
+test('policy check of a directory (or a file in one) it may not read: MUTUAL_IO_READ_FAILED naming it, not MUTUAL_INTERNAL or "no such file"', async () => {
+  const policies = join(dir, 'unreadable-policies');
+  await mkdir(policies);
+  await writeFile(
+    join(policies, 'p.yaml'),
+    'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a}\nspec: {}\n',
+  );
+  await chmod(dir, 0o755);
+  await chmod(policies, 0o000);
+  try {
+    const listed = await runAsNobody(['policy', 'check', policies]);
+    assert.equal(listed.code, 1, listed.stderr);
+    assert.ok(
+      listed.stderr.startsWith(
+        `error[MUTUAL_IO_READ_FAILED]: cannot read ${policies}: EACCES: permission denied, scandir`,
+      ),
+      listed.stderr,
+    );
+    const file = await runAsNobody(['policy', 'check', join(policies, 'p.yaml')]);
+    assert.equal(file.code, 1, file.stderr);
+    assert.ok(
+      file.stderr.startsWith(`error[MUTUAL_IO_READ_FAILED]: cannot read ${join(policies, 'p.yaml')}: EACCES`),
+      file.stderr,
+    );
+  } finally {
+    await chmod(policies, 0o755);
+  }
 });
