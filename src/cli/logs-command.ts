@@ -27,7 +27,13 @@ export function registerLogsCommand(program: Command, context: CliContext): void
 
 /** The services with a log in `logsDir` (app and sidecar logs share a name). */
 async function servicesWithLogs(logsDir: string): Promise<string[]> {
-  const known = await readdir(logsDir).catch(() => [] as string[]);
+  const known = await readdir(logsDir).catch((error: NodeJS.ErrnoException) => {
+    // None yet (no mesh started here) is said by the caller; one it may not read is said here.
+    if (error.code === 'ENOENT') return [] as string[];
+    throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read the logs in ${logsDir}: ${error.message}`, {
+      cause: error,
+    });
+  });
   return [...new Set(known.filter((name) => name.endsWith('.log')).map((name) => name.split('.')[0]!))];
 }
 
@@ -48,7 +54,12 @@ async function logs(service: string | undefined, options: LogsOptions, context: 
   if (service === 'identity' && !options.proxy) candidates.push('identity.log');
   let handle: Awaited<ReturnType<typeof open>> | undefined;
   for (const name of candidates) {
-    handle = await open(join(logsDir, name), 'r').catch(() => undefined);
+    handle = await open(join(logsDir, name), 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+      throw new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${join(logsDir, name)}: ${error.message}`, {
+        cause: error,
+      });
+    });
     if (handle) break;
   }
   if (!handle) {

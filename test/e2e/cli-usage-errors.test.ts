@@ -232,3 +232,22 @@ test('policy check of a directory (or a file in one) it may not read: MUTUAL_IO_
     await chmod(policies, 0o755);
   }
 });
+
+test('logs of a service whose log it may not read: MUTUAL_IO_READ_FAILED naming the file, not "no logs: start a mesh"', async () => {
+  const stateDir = join(dir, 'state-unreadable-logs');
+  await mkdir(join(stateDir, 'logs'), { recursive: true });
+  await writeFile(join(stateDir, 'logs', 'web.log'), 'a line\n', { mode: 0o600 });
+  await chmod(dir, 0o755);
+  await chmod(stateDir, 0o755);
+  await chmod(join(stateDir, 'logs'), process.getuid?.() === 0 ? 0o755 : 0o000);
+  try {
+    const run = await runAsNobody(['logs', 'web', '--state-dir', stateDir]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /^error\[MUTUAL_IO_READ_FAILED\]: cannot read (the logs in )?\S+state-unreadable-logs\/logs(\/web\.log)?: EACCES/,
+    );
+  } finally {
+    await chmod(join(stateDir, 'logs'), 0o755);
+  }
+});
