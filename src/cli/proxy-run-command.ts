@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Clock } from '../clock.ts';
 import { loadProxyConfig, type ProxyConfig, type ProxyFlags } from '../config/index.ts';
+import { isMutualError } from '../errors.ts';
 import { createPolicyStore, trustDomainOf, type WorkloadPolicy, type WorkloadRef } from '../policy/index.ts';
 import {
   createPolicyClient,
@@ -118,6 +119,8 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     )
     .action(async (flags: ProxyFlags) => {
       const config = loadProxyConfig(flags);
+      if (config.credentials.kind === 'files')
+        await refuseUnusableCredentialFiles(config.credentials, context.clock);
       const log = createProxyLog(
         (line) => context.writeError(line),
         () => context.clock.now(),
@@ -230,4 +233,31 @@ async function ownSpiffeId(config: ProxyConfig, clock: Clock): Promise<string | 
     (credentials) => credentials.spiffeId,
     () => undefined,
   );
+}
+
+/** Failures of static credential files that time or another process may mend: waited for. */
+const MENDABLE_CREDENTIAL_FAILURES = new Set(['MUTUAL_PKI_CERT_EXPIRED', 'MUTUAL_PKI_CERT_NOT_YET_VALID']);
+
+/**
+ * Static credentials that can never work (a key given as the certificate, a key that belongs to
+ * another certificate, a chain under other roots) end the command at start, as ghostunnel does,
+ * instead of a sidecar that says it is listening and is never ready. Files not there (yet), and a
+ * certificate expired or not yet valid, are waited for as before: mounted later, or renewed by
+ * another process. One second's grace rides out a rotation caught between its certificate and key.
+ */
+async function refuseUnusableCredentialFiles(
+  files: { certFile: string; keyFile: string; bundleFile: string },
+  clock: Clock,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await loadCredentialFiles(files, clock);
+      return;
+    } catch (error) {
+      if (!isMutualError(error) || error.code === 'MUTUAL_IO_READ_FAILED') return;
+      if (MENDABLE_CREDENTIAL_FAILURES.has(String(error.detail?.reason))) return;
+      if (attempt === 2) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
 }
