@@ -54,53 +54,15 @@ export async function createProgram(context: CliContext, argv: readonly string[]
   const loaders = named ?? Object.values(COMMANDS).flat();
   const registers = await Promise.all(loaders.map((load) => load()));
   for (const register of registers) register(program, context);
-  const given = new Map<Command, Map<string, string[]>>();
   const applyToSubcommands = (command: Command) => {
     for (const sub of command.commands) {
       sub.exitOverride().configureOutput(program.configureOutput());
-      recordValues(sub, given);
       applyToSubcommands(sub);
     }
   };
   applyToSubcommands(program);
-  program.hook('preAction', (_program, action) => {
-    refuseRepeatedOptions(given.get(action));
-    refuseEmptyPaths(action);
-  });
+  program.hook('preAction', (_program, action) => refuseEmptyPaths(action));
   return program;
-}
-
-/**
- * Every value given on the command line to each option that takes one once (commander keeps the
- * last): options that say "repeatable" in their help collect their values and are left out.
- */
-function recordValues(command: Command, given: Map<Command, Map<string, string[]>>): void {
-  for (const option of command.options) {
-    const isSingle = (option.required || option.optional) && !option.variadic;
-    if (!isSingle || /\brepeatable\b/.test(option.description)) continue;
-    command.on(`option:${option.name()}`, (value: string | undefined) => {
-      const values = given.get(command) ?? new Map<string, string[]>();
-      given.set(command, values);
-      values.set(option.long ?? option.flags, [
-        ...(values.get(option.long ?? option.flags) ?? []),
-        String(value),
-      ]);
-    });
-  }
-}
-
-/**
- * `--trust-domain a --trust-domain b` would silently use b (often a flag added by a script or an
- * alias, then again by hand): an option given twice with different values is a usage error.
- */
-function refuseRepeatedOptions(values: Map<string, string[]> | undefined): void {
-  for (const [flag, list] of values ?? []) {
-    if (new Set(list).size < 2) continue;
-    throw new MutualError(
-      'MUTUAL_CLI_USAGE',
-      `${flag} was given ${list.length} times (${list.map((value) => JSON.stringify(value)).join(', ')}) and takes one value: give it once`,
-    );
-  }
 }
 
 /**

@@ -1,4 +1,5 @@
-// Usage a hostile new user tries, with the real binary: an option given twice, a --state-dir that
+// Usage a hostile new user tries, with the real binary: an option given twice (the last value
+// counts, as with kubectl or git: scripts override their defaults so), a --state-dir that
 // is a file. Each is one error naming the input and the fix, with nothing written.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -21,67 +22,19 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('an option that takes one value, given twice with different values, is a usage error and nothing is written (commander kept the last)', async () => {
-  const cases: Array<[string[], string]> = [
-    [
-      [
-        'ca',
-        'create',
-        '--trust-domain',
-        'a.local',
-        '--trust-domain',
-        'b.local',
-        '--out',
-        join(dir, 'ca-twice'),
-      ],
-      '--trust-domain was given 2 times ("a.local", "b.local") and takes one value: give it once',
-    ],
-    [
-      ['ca', 'create', '--trust-domain=a.local', '--out', join(dir, 'ca-x'), '--out', join(dir, 'ca-y')],
-      `--out was given 2 times ("${join(dir, 'ca-x')}", "${join(dir, 'ca-y')}") and takes one value: give it once`,
-    ],
-    [
-      [
-        'cert',
-        'issue',
-        '--ca',
-        join(dir, 'ca'),
-        '--spiffe-id',
-        'spiffe://cluster.local/a',
-        '--spiffe-id',
-        'spiffe://cluster.local/b',
-        '--out',
-        join(dir, 'svid-twice'),
-      ],
-      '--spiffe-id was given 2 times',
-    ],
-    [
-      ['edges', '-o', 'json', '--output', 'text', '--state-dir', join(dir, 'none')],
-      '--output was given 2 times ("json", "text")',
-    ],
-  ];
-  for (const [args, message] of cases) {
-    const run = await runMutual(args);
-    assert.equal(run.code, 2, `${args.join(' ')}: ${run.stdout}${run.stderr}`);
-    assert.equal(run.stdout, '');
-    assert.ok(run.stderr.startsWith(`error[MUTUAL_CLI_USAGE]: ${message}`), run.stderr);
-  }
-  for (const out of ['ca-twice', 'ca-x', 'ca-y', 'svid-twice'])
-    assert.equal(existsSync(join(dir, out)), false, out);
-});
-
-test('the same value twice, and options documented as repeatable, are fine', async () => {
+test('an option given twice takes its last value; repeatable options keep every value', async () => {
   const same = await runMutual([
     'ca',
     'create',
     '--trust-domain',
     'a.local',
     '--trust-domain',
-    'a.local',
+    'b.local',
     '--out',
     join(dir, 'ca-same'),
   ]);
   assert.equal(same.code, 0, same.stderr);
+  assert.match(same.stdout, /^Created a CA for trust domain b\.local /);
   const dns = await runMutual([
     'cert',
     'issue',
