@@ -22,7 +22,14 @@ export interface ServicePlan {
   readonly identityBundle: string;
   /** netns mode: the pod the app and sidecar run in; the proxy reads its files as group proxyGid. */
   readonly pod?: { netns: string; address: string; proxyGid: number };
-  readonly app: { argv: readonly string[]; env: Readonly<Record<string, string>>; cwd: string; log: string };
+  readonly app: {
+    argv: readonly string[];
+    env: Readonly<Record<string, string>>;
+    cwd: string;
+    log: string;
+    /** netns mode: the app's uid and gid, who owns its log (so it may open /dev/stdout again). */
+    logOwner?: { uid: number; gid: number };
+  };
   readonly proxy: { argv: readonly string[]; log: string };
 }
 

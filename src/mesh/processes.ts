@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fchownSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import type { RuntimeProcess } from './runtime.ts';
@@ -24,11 +24,18 @@ export function spawnLogged(spec: {
   cwd: string;
   env: NodeJS.ProcessEnv;
   log: string;
+  /**
+   * Who owns the log, when the process runs as another user: programs that write to /dev/stdout
+   * or /dev/stderr (nginx's `access_log /dev/stdout`, many container images) open it again, which
+   * a root-owned 0600 file refuses ("Permission denied").
+   */
+  logOwner?: { uid: number; gid: number };
 }): LoggedProcess {
   const fd = openSync(spec.log, 'a', 0o600);
   let child: ChildProcess;
   let logStartByte = 0;
   try {
+    if (spec.logOwner) fchownSync(fd, spec.logOwner.uid, spec.logOwner.gid);
     logStartByte = fstatSync(fd).size;
     child = spawn(spec.argv[0]!, spec.argv.slice(1), {
       cwd: spec.cwd,

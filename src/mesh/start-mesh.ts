@@ -18,6 +18,7 @@ import {
   type MeshNetwork,
   type NetworkRemoval,
   planNetnsMesh,
+  podPortProblem,
   readNetworkRecord,
   removeMeshNetwork,
   requireNetns,
@@ -525,7 +526,8 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 /**
  * What mesh.yaml's schema cannot know, checked before anything starts: the policy directory exists
  * and its policies are valid (else every sidecar would exit on them), each app's program can be
- * run, and (loopback) every service has a port or an upstream, or its sidecar would have nothing to do.
+ * run, (loopback) every service has a port or an upstream, or its sidecar would have nothing to do,
+ * and (netns) no app is given a port its sidecar holds in the pod.
  */
 async function checkBeforeStart(
   config: MeshConfig,
@@ -548,6 +550,14 @@ async function checkBeforeStart(
       service.env.PATH ?? [dirname(deps.nodePath), deps.baseEnv.PATH].filter(Boolean).join(delimiter);
     const problem = await programProblem(service.command[0]!, service.cwd, path);
     if (problem) problems.push(`services.${service.name}.command: ${problem}`);
+  }
+  if (isolation === 'netns') {
+    for (const service of config.services) {
+      for (const { port } of service.ports) {
+        const problem = podPortProblem(port);
+        if (problem) problems.push(`services.${service.name}.ports: ${problem}`);
+      }
+    }
   }
   if (isolation === 'loopback') {
     for (const service of config.services) {

@@ -30,8 +30,10 @@ export {
 } from './namespaces.ts';
 export {
   APP_UID,
+  POD_SIDECAR_PORTS,
   PROXY_UID,
   planNetnsMesh,
+  podPortProblem,
 } from './plan-netns.ts';
 export type { PodRecord } from './pod.ts';
 export { netnsUnavailableReason, requireNetns } from './preflight.ts';

@@ -89,7 +89,9 @@ export async function createMeshNetwork(options: {
     id,
     stateDir: options.stateDir,
     subnet: undefined,
-    bridgeNetns: `${id}-net`,
+    // '--': a pod is `${id}-SERVICE` and no service name (a DNS label) starts with '-', so a
+    // service called net cannot take the bridge's namespace.
+    bridgeNetns: `${id}--net`,
     bridge: 'br0',
     hostLink: `${id}-host`,
     runDir: join(RUN_ROOT, id),

@@ -25,6 +25,24 @@ export const PROXY_UID = DEFAULT_PROXY_UID;
 /** Every app runs as this uid and gid: not root, not the proxy. */
 export const APP_UID = 2103;
 
+/** The ports the sidecar holds in every pod: an app cannot listen on them there. */
+export const POD_SIDECAR_PORTS: ReadonlyMap<number, string> = new Map([
+  [DEFAULT_INBOUND_PORT, 'inbound (0.0.0.0)'],
+  [DEFAULT_OUTBOUND_PORT, 'outbound (127.0.0.1)'],
+  [DEFAULT_ADMIN_PORT, 'admin (0.0.0.0)'],
+]);
+
+/**
+ * Why a service cannot declare `port` in a netns pod, or undefined. The app listens on the
+ * declared port itself, beside its sidecar: on one of the sidecar's ports it fails to bind, and
+ * the sidecar's own socket would pass for the app's.
+ */
+export function podPortProblem(port: number): string | undefined {
+  const sidecar = POD_SIDECAR_PORTS.get(port);
+  if (sidecar === undefined) return undefined;
+  return `port ${port} is the sidecar's ${sidecar} port in every pod of a netns mesh, so the app cannot listen on it; give the app another port (the ports ${[...POD_SIDECAR_PORTS.keys()].join(', ')} are taken), or use --isolation loopback, where each app gets a $PORT of its own`;
+}
+
 /**
  * Decides every address of a netns mesh. Each service is a pod: its app listens on its declared
  * port on 127.0.0.1 and calls upstreams by name (<NAME>_URL = http://name:port, resolved by the
@@ -112,6 +130,7 @@ export function planNetnsMesh(options: {
         env,
         cwd: service.cwd,
         log: join(paths.logsDir, `${service.name}.log`),
+        logOwner: { uid: APP_UID, gid: APP_UID },
       },
       proxy: {
         argv: inNamespace(pod.netns, proxyArgv, { uid: PROXY_UID, gid: pod.proxyGid }),
