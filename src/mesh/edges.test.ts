@@ -108,6 +108,35 @@ test('rows that only failed, or only denied without an identity, say so', () => 
   assert.equal(byKey['unknown→cart:8080']!.reason, 'plaintext');
 });
 
+test('netns: a refused connection to a pod address is an edge to its service, not to the address', () => {
+  const podRuntime = {
+    ...runtime,
+    isolation: 'netns',
+    services: ['web', 'cart'].map((name, index) => ({
+      ...service(name, 8080, 4143),
+      pod: { netns: `mu0-${name}`, address: `198.18.0.${index + 2}` },
+    })),
+  } satisfies MeshRuntime;
+  const edges = buildEdges(podRuntime, [
+    {
+      service: 'web',
+      samples: parsePrometheusText(
+        `mutual_outbound_connections_total{${tls('web', 'cart')},destination="198.18.0.3:8080"} 12
+mutual_outbound_refused_total{reason="connect_failed",destination="198.18.0.3:8080"} 4
+mutual_outbound_refused_total{reason="connect_failed",destination="198.18.0.3:9999"} 1
+`,
+      ),
+    },
+  ]);
+  assert.deepEqual(
+    edges.map((edge) => [edgeKey(edge), edge.connections, edge.failed]),
+    [
+      ['web→198.18.0.3:9999', 0, 1],
+      ['web→cart:8080', 12, 4],
+    ],
+  );
+});
+
 test("the client's request counts keep a row whole when the server's sidecar is gone or restarted", () => {
   const outbound = (ok: number, failed: number) =>
     `mutual_outbound_connections_total{${tls('bot', 'web')},destination="127.0.0.1:7101"} 2

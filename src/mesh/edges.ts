@@ -99,6 +99,8 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
       const target = { service: service.name, port: port.port };
       if (port.inboundPort !== undefined) byAddress.set(`127.0.0.1:${port.inboundPort}`, target);
       byAddress.set(`127.0.0.1:${port.appPort}`, target);
+      // netns: callers connect to the pod's address and declared port.
+      if (service.pod) byAddress.set(`${service.pod.address}:${port.port}`, target);
       declaredPort.set(`${service.name}\u0000${port.appPort}`, port.port);
     }
   }
