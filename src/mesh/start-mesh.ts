@@ -18,6 +18,7 @@ import {
   type MeshNetwork,
   type NetworkRemoval,
   planNetnsMesh,
+  podNameProblem,
   podPortProblem,
   readNetworkRecord,
   removeMeshNetwork,
@@ -527,7 +528,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
  * What mesh.yaml's schema cannot know, checked before anything starts: the policy directory exists
  * and its policies are valid (else every sidecar would exit on them), each app's program can be
  * run, (loopback) every service has a port or an upstream, or its sidecar would have nothing to do,
- * and (netns) no app is given a port its sidecar holds in the pod.
+ * and (netns) no app is given a port its sidecar holds in the pod, nor a name /etc/hosts gives away.
  */
 async function checkBeforeStart(
   config: MeshConfig,
@@ -553,6 +554,8 @@ async function checkBeforeStart(
   }
   if (isolation === 'netns') {
     for (const service of config.services) {
+      const nameProblem = podNameProblem(service.name);
+      if (nameProblem) problems.push(`services.${service.name}.name: ${nameProblem}`);
       for (const { port } of service.ports) {
         const problem = podPortProblem(port);
         if (problem) problems.push(`services.${service.name}.ports: ${problem}`);

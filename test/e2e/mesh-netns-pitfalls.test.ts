@@ -2,7 +2,8 @@
 // a service called `net` (the bridge's namespace was `<id>-net`, as its pod's), an app that logs
 // to /dev/stdout as nginx and container images do (its log was root's, 0600, and the app runs as
 // uid 2103), and a service declaring a port its sidecar holds in the pod (4143, 4140, 4191: the
-// app failed to bind and the sidecar's socket passed for the app's, so up said the mesh was up).
+// app failed to bind and the sidecar's socket passed for the app's, so up said the mesh was up),
+// or named mutual-host or localhost (the pods' /etc/hosts sent callers to the host or to themselves).
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -96,7 +97,7 @@ test('a service called net gets its pod, and an app may open /dev/stdout and /de
     assert.equal(isRunning(process), false, `${process.argv.join(' ')} still runs`);
 });
 
-test('a port the sidecar holds in every pod is refused before anything starts, naming it', {
+test('a port the sidecar holds in every pod, or a name every pod resolves elsewhere, is refused before anything starts', {
   skip,
 }, async () => {
   const meshFile = join(dir, 'ports.yaml');
@@ -109,6 +110,12 @@ test('a port the sidecar holds in every pod is refused before anything starts, n
   - name: admin-clash
     command: [node, -e, "require('node:http').createServer().listen(4191)"]
     ports: [8080, { port: 4191, protocol: tcp }]
+  - name: mutual-host
+    command: [node, -e, "require('node:http').createServer().listen(8080)"]
+    ports: [8080]
+  - name: localhost
+    command: [node, -e, "require('node:http').createServer().listen(8081)"]
+    ports: [8081]
 `,
   );
   const stateDir = join(dir, 'ports');
@@ -117,6 +124,9 @@ test('a port the sidecar holds in every pod is refused before anything starts, n
   assert.match(result.stderr, /MUTUAL_MESH_CONFIG_INVALID/);
   assert.match(result.stderr, /services\.inbound-clash\.ports: port 4143 is the sidecar's inbound/);
   assert.match(result.stderr, /services\.admin-clash\.ports: port 4191 is the sidecar's admin/);
+  // /etc/hosts names the host mutual-host and 127.0.0.1 localhost first: callers got there.
+  assert.match(result.stderr, /services\.mutual-host\.name: "mutual-host" names the host/);
+  assert.match(result.stderr, /services\.localhost\.name: "localhost" names the loopback address/);
   assert.doesNotMatch(result.stdout, /The mesh is up/);
   assert.doesNotMatch(sh('ip', ['netns', 'list']), new RegExp(`^${meshNetworkId(stateDir)}-`, 'm'));
   await assert.rejects(stat(join(stateDir, 'network.json')), { code: 'ENOENT' });

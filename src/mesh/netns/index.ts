@@ -15,7 +15,9 @@ export {
   meshNetworkId,
   type NetworkRemoval,
   networkRecordPath,
+  POD_HOST_NAMES,
   type PodSpec,
+  podNameProblem,
   readNetworkRecord,
   removeMeshNetwork,
 } from './mesh-network.ts';

@@ -293,6 +293,21 @@ async function claimSubnet(record: MeshNetworkRecord): Promise<MeshSubnet> {
   );
 }
 
+/** The names every pod's /etc/hosts gives before any service's: a service cannot have one. */
+export const POD_HOST_NAMES: readonly string[] = [
+  'localhost',
+  'ip6-localhost',
+  'ip6-loopback',
+  'mutual-host',
+];
+
+/** Why a service cannot be called `name` in a netns mesh, or undefined. */
+export function podNameProblem(name: string): string | undefined {
+  if (!POD_HOST_NAMES.includes(name)) return undefined;
+  const where = name === 'mutual-host' ? "the host (the mesh's identity service)" : 'the loopback address';
+  return `"${name}" names ${where} in every pod's /etc/hosts, so callers by this name would never reach the service; give it another name`;
+}
+
 /**
  * /etc/hosts of every pod: the host as mutual-host, and every service by name and by the names a
  * Kubernetes pod would use for it (`web.shop`, `web.shop.svc`, `web.shop.svc.cluster.local`, the
@@ -307,9 +322,9 @@ export function hostsFile(record: MeshNetworkRecord, namespaces: ReadonlyMap<str
   };
   return [
     `# Written by mutual up for mesh ${record.id} (${record.stateDir}); removed by mutual down.`,
-    '127.0.0.1\tlocalhost',
-    '::1\tlocalhost ip6-localhost ip6-loopback',
-    `${record.subnet?.hostAddress ?? ''}\tmutual-host`,
+    `127.0.0.1\t${POD_HOST_NAMES[0]}`,
+    `::1\t${POD_HOST_NAMES.slice(0, 3).join(' ')}`,
+    `${record.subnet?.hostAddress ?? ''}\t${POD_HOST_NAMES[3]}`,
     ...record.pods.map((pod) => `${pod.address}\t${namesOf(pod.service)}`),
     '',
   ].join('\n');
