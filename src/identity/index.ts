@@ -25,6 +25,7 @@ export {
   DEFAULT_CLIENT_TIMEOUT_MS,
   MAX_REQUEST_BODY_BYTES,
 } from './http-api.ts';
+export { assertIssuesVerifiable } from './issuer-probe.ts';
 export {
   type AuthenticatedCaller,
   createJoinTokenAuthenticator,

@@ -2,6 +2,7 @@
 // would accept it, refused with a coded error when not (mismatched key, expired issuer, issuer
 // under another root, a leaf as issuer); cert-manager mode renders no issuer Secret; bad flags.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -135,6 +136,93 @@ test('a CA of your own is refused when the identity service would refuse it', as
     assert.equal(run.stdout, '', `${name}: nothing printed to apply`);
     assert.ok(run.stderr.startsWith(`error[${code}]: `), `${name}: ${run.stderr}`);
     assert.match(run.stderr, message, name);
+  }
+});
+
+/** An openssl-made intermediate CA under an openssl-made root, with these extra extensions. */
+function opensslCa(prefix: string, intermediateExtensions: string): void {
+  const run = (args: readonly string[], input?: string) => {
+    const result = spawnSync('openssl', args, {
+      cwd: dir,
+      encoding: 'utf8',
+      ...(input === undefined ? {} : { input }),
+    });
+    assert.equal(result.status, 0, `openssl ${args.join(' ')}: ${result.stderr}`);
+  };
+  const config = (name: string, extensions: string) => {
+    spawnSync('sh', ['-c', `cat > ${name}`], {
+      cwd: dir,
+      input: `[req]\ndistinguished_name=dn\nprompt=no\n[dn]\n[ext]\n${extensions}\n`,
+    });
+    return ['-config', name, '-extensions', 'ext'];
+  };
+  const [root, issuer] = [`${prefix}-root`, `${prefix}-issuer`];
+  for (const name of [root, issuer]) {
+    run(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`]);
+  }
+  const rootConfig = config(
+    `${root}.cnf`,
+    'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash',
+  );
+  run([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    `${root}.key`,
+    '-subj',
+    `/CN=${prefix} root`,
+    '-days',
+    '30',
+    ...rootConfig,
+    '-out',
+    `${root}.crt`,
+  ]);
+  config(
+    `${issuer}.cnf`,
+    'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' +
+      `authorityKeyIdentifier=keyid:always\nsubjectAltName=URI:spiffe://prod.example\n${intermediateExtensions}`,
+  );
+  run([
+    'req',
+    '-new',
+    '-key',
+    `${issuer}.key`,
+    '-subj',
+    `/CN=${prefix} issuer`,
+    '-config',
+    `${issuer}.cnf`,
+    '-out',
+    `${issuer}.csr`,
+  ]);
+  run([
+    ...['x509', '-req', '-in', `${issuer}.csr`, '-CA', `${root}.crt`, '-CAkey', `${root}.key`, '-days', '10'],
+    ...['-extfile', `${issuer}.cnf`, '-extensions', 'ext', '-out', `${issuer}.crt`],
+  ]);
+}
+
+test('a CA of your own whose certificates no peer would accept is refused, as the identity service refuses it at start', async () => {
+  // Both chain to their root and have a matching, current key: only signing and verifying a
+  // certificate, as the identity service does before it serves, shows they cannot work.
+  opensslCa('eku', 'extendedKeyUsage=serverAuth');
+  opensslCa('nc', 'nameConstraints=critical,excluded;URI:prod.example');
+  for (const [prefix, message] of [
+    [
+      'eku',
+      /eku-issuer\.crt: certificates signed by CN=eku issuer under these anchors would be refused by every peer; OpenSSL .*INVALID_PURPOSE/,
+    ],
+    [
+      'nc',
+      /nc-issuer\.crt: certificates signed by CN=nc issuer .*excluded.*Fix: re-issue the CA with name constraints/,
+    ],
+  ] as const) {
+    const run = await runInstall(own(`${prefix}-root.crt`, `${prefix}-issuer.crt`, `${prefix}-issuer.key`), {
+      cwd: dir,
+    });
+    assert.equal(run.code, 1, `${prefix}: ${run.stdout.slice(0, 200)}`);
+    assert.equal(run.stdout, '', `${prefix}: nothing printed to apply`);
+    assert.ok(run.stderr.startsWith('error[MUTUAL_PKI_ISSUER_UNVERIFIABLE]: '), `${prefix}: ${run.stderr}`);
+    assert.match(run.stderr, message);
   }
 });
 

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import type { Clock } from '../../clock.ts';
 import { isMutualError, MutualError } from '../../errors.ts';
 // The same checks the identity service applies to its CA files.
-import { assertIssuerUnderAnchors, loadIssuer } from '../../identity/index.ts';
+import { assertIssuerUnderAnchors, assertIssuesVerifiable, loadIssuer } from '../../identity/index.ts';
 import {
   bundleToPem,
   createIssuer,
@@ -84,7 +84,8 @@ async function generate(
 /**
  * A CA of the user's own, refused unless the identity service would accept it: the issuer is a
  * CA with keyCertSign, its key matches, it is valid now, its trust domain is the one asked for,
- * and it chains to a current root of the anchors file.
+ * it chains to a current root of the anchors file, and the certificates it signs are accepted by
+ * Mutual's verifier and OpenSSL's (the identity service's start-up probe).
  */
 async function fromFiles(
   source: Extract<IdentityCaSource, { kind: 'files' }>,
@@ -126,6 +127,7 @@ async function fromFiles(
       { cause: error, detail: error.detail },
     );
   }
+  await assertIssuesVerifiable(issuer, bundle, { nowMs, source: certificatePath });
   return {
     trustDomain: issuer.trustDomain,
     trustAnchorsPem: bundleToPem(bundle),
