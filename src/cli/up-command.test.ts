@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
-import { DEFAULT_MESH_STATE_DIR, shellQuote, stateFlagOf } from './up-command.ts';
+import type { MeshRuntime } from '../mesh/index.ts';
+import { DEFAULT_MESH_STATE_DIR, renderWhereToLook, shellQuote, stateFlagOf } from './up-command.ts';
 
 test('stateFlagOf: nothing for the default directory, the flag otherwise', () => {
   assert.equal(stateFlagOf(DEFAULT_MESH_STATE_DIR), '');
@@ -15,4 +16,29 @@ test('shellQuote: a POSIX shell reads every quoted directory name back unchanged
     const echoed = execFileSync('sh', ['-c', `printf %s ${shellQuote(name)}`], { encoding: 'utf8' });
     assert.equal(echoed, name);
   }
+});
+
+test('renderWhereToLook: a port in skipInboundPorts is shown as the app itself, never as 127.0.0.1:undefined', () => {
+  // The services of a loopback runtime.json as `mutual up` wrote it for a mesh.yaml whose `files`
+  // declares ports [8080, 9090] with skipInboundPorts: [9090].
+  const runtime = {
+    services: [
+      {
+        name: 'files',
+        adminUrl: 'http://127.0.0.1:20246',
+        ports: [
+          { port: 8080, protocol: 'http', appPort: 21777, inboundPort: 25439 },
+          { port: 9090, protocol: 'http', appPort: 22688 },
+        ],
+      },
+      { name: 'web', adminUrl: 'http://127.0.0.1:20717', ports: [] },
+    ],
+  } as unknown as MeshRuntime;
+  const text = renderWhereToLook(runtime, '');
+  assert.doesNotMatch(text, /undefined/);
+  assert.match(
+    text,
+    /^ {2}files {2}mTLS in 127\.0\.0\.1:25439; no sidecar \(skipInboundPorts\) 127\.0\.0\.1:22688; admin http:\/\/127\.0\.0\.1:20246 /m,
+  );
+  assert.match(text, /^ {2}web {4}no inbound port; admin /m);
 });

@@ -188,10 +188,21 @@ export function renderWhereToLook(runtime: MeshRuntime, stateFlag: string): stri
   // Where the sidecars take mTLS (what a peer, or openssl s_client, connects to) and their admin.
   const allWidth = Math.max(...runtime.services.map((service) => service.name.length), 4);
   const sidecars = runtime.services.map((service) => {
-    const inbound = service.ports.map((port) =>
-      service.pod ? `${service.pod.address}:${port.port}` : `127.0.0.1:${port.inboundPort}`,
+    // A port in skipInboundPorts has no sidecar listener: callers reach the app there in plain text.
+    const inbound = service.ports.flatMap((port) =>
+      service.pod
+        ? [`${service.pod.address}:${port.port}`]
+        : port.inboundPort === undefined
+          ? []
+          : [`127.0.0.1:${port.inboundPort}`],
     );
-    return `  ${service.name.padEnd(allWidth)}  ${inbound.length > 0 ? `mTLS in ${inbound.join(', ')}` : 'no inbound port'}; admin ${service.adminUrl} (/metrics, /identity)`;
+    const skipped = service.pod
+      ? []
+      : service.ports
+          .filter((port) => port.inboundPort === undefined)
+          .map((port) => `127.0.0.1:${port.appPort}`);
+    const plain = skipped.length > 0 ? `; no sidecar (skipInboundPorts) ${skipped.join(', ')}` : '';
+    return `  ${service.name.padEnd(allWidth)}  ${inbound.length > 0 ? `mTLS in ${inbound.join(', ')}` : 'no inbound port'}${plain}; admin ${service.adminUrl} (/metrics, /identity)`;
   });
   const first = served[0]?.name ?? runtime.services[0]?.name ?? 'SERVICE';
   const commands: [string, string][] = [
