@@ -188,12 +188,14 @@ export function loadAuthority(options: {
   if (trustDomain === undefined) {
     // Without a trust domain the issuer would sign IDs of any trust domain.
     throw issuerInvalid(
-      `${source}: ${certificate.subject} has no spiffe://<trust-domain> URI SAN, so the trust domain it signs for is unknown: name it (\`mutual identity serve --trust-domain <name>\`, for an issuer made for Linkerd, Istio or cert-manager), make the issuer with \`mutual ca issuer\` (or \`mutual ca create\`), or sign it with subjectAltName=URI:spiffe://<trust-domain> among its extensions (openssl: -extfile with that line)`,
+      `${source}: ${certificate.subject} has no spiffe://<trust-domain> URI SAN, so the trust domain it signs for is unknown: name it with --trust-domain <name> (\`mutual identity serve\`, \`mutual install\`: for an issuer made for Linkerd, Istio or cert-manager), make the issuer with \`mutual ca issuer\` (or \`mutual ca create\`), or sign it with subjectAltName=URI:spiffe://<trust-domain> among its extensions (openssl: -extfile with that line)`,
     );
   }
   if (certifiedDomain !== undefined && certifiedDomain !== trustDomain) {
-    throw issuerInvalid(
+    throw new MutualError(
+      'MUTUAL_PKI_ISSUER_INVALID',
       `${source}: ${certificate.subject} belongs to trust domain ${certifiedDomain}, not ${trustDomain}`,
+      { detail: { certifiedTrustDomain: certifiedDomain } },
     );
   }
   const chainPem = chainBlocks.map((chainBlock) => encodePem('CERTIFICATE', chainBlock.der));

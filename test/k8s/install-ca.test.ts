@@ -140,7 +140,12 @@ test('a CA of your own is refused when the identity service would refuse it', as
 });
 
 /** An openssl-made intermediate CA under an openssl-made root, with these extra extensions. */
-function opensslCa(prefix: string, intermediateExtensions: string): void {
+function opensslCa(
+  prefix: string,
+  intermediateExtensions: string,
+  /** null: no subjectAltName, as step makes Linkerd's issuer. */
+  uriSan: string | null = 'URI:spiffe://prod.example',
+): void {
   const run = (args: readonly string[], input?: string) => {
     const result = spawnSync('openssl', args, {
       cwd: dir,
@@ -181,7 +186,7 @@ function opensslCa(prefix: string, intermediateExtensions: string): void {
   config(
     `${issuer}.cnf`,
     'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' +
-      `authorityKeyIdentifier=keyid:always\nsubjectAltName=URI:spiffe://prod.example\n${intermediateExtensions}`,
+      `authorityKeyIdentifier=keyid:always\n${uriSan === null ? '' : `subjectAltName=${uriSan}\n`}${intermediateExtensions}`,
   );
   run([
     'req',
@@ -224,6 +229,27 @@ test('a CA of your own whose certificates no peer would accept is refused, as th
     assert.ok(run.stderr.startsWith('error[MUTUAL_PKI_ISSUER_UNVERIFIABLE]: '), `${prefix}: ${run.stderr}`);
     assert.match(run.stderr, message);
   }
+});
+
+test('an issuer with no spiffe:// URI SAN (made for Linkerd or Istio) is installed for --trust-domain, which the identity service is given', async () => {
+  // As Linkerd's docs make it with step: a P-256 intermediate, pathlen 0, no subjectAltName.
+  opensslCa('linkerd', '', null);
+  const files = own('linkerd-root.crt', 'linkerd-issuer.crt', 'linkerd-issuer.key');
+  const refused = await runInstall(files, { cwd: dir });
+  assert.equal(refused.code, 1);
+  assert.equal(refused.stdout, '');
+  assert.match(
+    refused.stderr,
+    /^error\[MUTUAL_PKI_ISSUER_INVALID\]: \S+linkerd-issuer\.crt: CN=linkerd issuer has no spiffe:\/\/<trust-domain> URI SAN.*name it with --trust-domain <name> \(`mutual identity serve`, `mutual install`/,
+  );
+  const run = await runInstall([...files, '--trust-domain', 'prod.example'], { cwd: dir });
+  assert.equal(run.code, 0, run.stderr);
+  const objects = parseObjects(run.stdout);
+  for (const object of objects) validateObject(object);
+  const deployment = findObject(objects, 'Deployment', 'mutual-identity') as any;
+  const args: string[] = deployment.spec.template.spec.containers[0].args;
+  assert.equal(args[args.indexOf('--trust-domain') + 1], 'prod.example', args.join(' '));
+  assert.match(run.stdout, /# trust domain: prod\.example/);
 });
 
 test('cert-manager mode: the anchors are rendered, the issuer Secret is left to cert-manager', async () => {

@@ -24,11 +24,15 @@ export const MOUNTS = {
 
 const anyAddress = (port: number) => `0.0.0.0:${port}`;
 
-export function identityArgs(options: { svidLifetime: string }): string[] {
+export function identityArgs(options: { svidLifetime: string; trustDomain: string }): string[] {
   const { port, adminPort } = CONTROL_PLANE.identity;
   return [
     'identity',
     'serve',
+    // Named, not read from the issuer: cert-manager may renew it into one without a spiffe:// URI
+    // SAN (issuers made for Linkerd or Istio have none), and it must keep signing for this domain.
+    '--trust-domain',
+    options.trustDomain,
     '--issuer-cert',
     `${MOUNTS.issuer}/${ISSUER_SECRET.certKey}`,
     '--issuer-key',

@@ -95,21 +95,27 @@ async function fromFiles(
   const certificatePath = resolve(options.cwd, source.issuerCertificateFile);
   const keyPath = resolve(options.cwd, source.issuerKeyFile);
   const nowMs = options.clock.now();
-  const issuer = loadIssuer(
-    {
-      issuerCertificatePem: await readTextFile(certificatePath, '--identity-issuer-certificate-file'),
-      issuerKeyPem: await readTextFile(keyPath, '--identity-issuer-key-file'),
-    },
-    {
+  const texts = {
+    issuerCertificatePem: await readTextFile(certificatePath, '--identity-issuer-certificate-file'),
+    issuerKeyPem: await readTextFile(keyPath, '--identity-issuer-key-file'),
+  };
+  let issuer: ReturnType<typeof loadIssuer>;
+  try {
+    issuer = loadIssuer(texts, {
       nowMs,
       source: certificatePath,
       keySource: keyPath,
-    },
-  );
-  if (options.trustDomain !== undefined && issuer.trustDomain !== options.trustDomain) {
+      // An issuer with no spiffe:// URI SAN (made for Linkerd, Istio or cert-manager) signs for
+      // --trust-domain, as the identity service is told in the manifests.
+      ...(options.trustDomain === undefined ? {} : { trustDomain: options.trustDomain }),
+    });
+  } catch (error) {
+    const certified = isMutualError(error) ? error.detail?.certifiedTrustDomain : undefined;
+    if (options.trustDomain === undefined || typeof certified !== 'string') throw error;
     throw new MutualError(
       'MUTUAL_PKI_ISSUER_INVALID',
-      `--trust-domain ${options.trustDomain} contradicts ${certificatePath}, an issuer for trust domain ${issuer.trustDomain}: leave --trust-domain out (it defaults to the issuer's), or give an issuer of ${options.trustDomain}`,
+      `--trust-domain ${options.trustDomain} contradicts ${certificatePath}, an issuer for trust domain ${certified}: leave --trust-domain out (it defaults to the issuer's), or give an issuer of ${options.trustDomain}`,
+      { cause: error },
     );
   }
   const bundle = parseBundle(

@@ -60,7 +60,7 @@ export function identityManifests(config: InstallConfig, ca: IdentityCa): K8sObj
       image: config.image,
       imagePullPolicy: config.imagePullPolicy,
       replicas: config.controlPlaneReplicas,
-      args: identityArgs({ svidLifetime: config.identitySvidLifetime }),
+      args: identityArgs({ svidLifetime: config.identitySvidLifetime, trustDomain: ca.trustDomain }),
       ports: [
         { name: 'https', containerPort: identity.port },
         { name: 'admin', containerPort: identity.adminPort },
