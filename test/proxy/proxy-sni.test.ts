@@ -10,7 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
-import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+import {
+  createTestPki,
+  type ProxyProcess,
+  startProxyProcess,
+  type WorkloadFiles,
+} from '../../src/testing/mesh-pki.ts';
 
 let dir: string;
 let destination: Server;
@@ -30,46 +35,36 @@ const statusOf = (url: string) =>
     }).on('error', reject),
   );
 
+/** A destination's proxy stand-in holding `workload`'s SVID: records each ClientHello's name, answers 200. */
+async function standIn(workload: WorkloadFiles): Promise<Server> {
+  const server = createServer({
+    key: await readFile(workload.keyFile),
+    cert: await readFile(workload.certFile),
+    requestCert: true,
+    rejectUnauthorized: false,
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    serverNames.push((socket as TLSSocket & { servername: string | false }).servername);
+    socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-sni-'));
   const pki = await createTestPki(dir);
   const api = await pki.workload('api', { ns: 'shop' });
   const odd = await pki.workload('odd', { spiffeId: `spiffe://${pki.trustDomain}/workloads/odd` });
   const web = await pki.workload('web', { ns: 'shop' });
-  const contexts = new Map([
-    [api.spiffeId, { key: await readFile(api.keyFile), cert: await readFile(api.certFile) }],
-    [odd.spiffeId, { key: await readFile(odd.keyFile), cert: await readFile(odd.certFile) }],
-  ]);
-  // One port, two identities: the certificate is picked by the port the outbound was given below.
-  const ports = new Map<number, string>();
-  destination = createServer({
-    ...contexts.get(api.spiffeId)!,
-    requestCert: true,
-    rejectUnauthorized: false,
-  });
-  destination.on('secureConnection', (socket: TLSSocket) => {
-    sockets.add(socket);
-    serverNames.push((socket as TLSSocket & { servername: string | false }).servername);
-    socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok');
-  });
-  await new Promise<void>((resolve) => destination.listen(0, '127.0.0.1', resolve));
-  const port = (destination.address() as AddressInfo).port;
-  oddServer = createServer({
-    ...contexts.get(odd.spiffeId)!,
-    requestCert: true,
-    rejectUnauthorized: false,
-  });
-  oddServer.on('secureConnection', (socket: TLSSocket) => {
-    sockets.add(socket);
-    serverNames.push((socket as TLSSocket & { servername: string | false }).servername);
-    socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok');
-  });
-  await new Promise<void>((resolve) => oddServer.listen(0, '127.0.0.1', resolve));
-  ports.set((oddServer.address() as AddressInfo).port, odd.spiffeId);
+  destination = await standIn(api);
+  oddServer = await standIn(odd);
+  const portOf = (server: Server) => (server.address() as AddressInfo).port;
   proxy = await startProxyProcess([
     ...['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile],
-    ...['--upstream', `127.0.0.1:0=${api.spiffeId}@127.0.0.1:${port}`],
-    ...['--upstream', `127.0.0.1:0=${odd.spiffeId}@127.0.0.1:${(oddServer.address() as AddressInfo).port}`],
+    ...['--upstream', `127.0.0.1:0=${api.spiffeId}@127.0.0.1:${portOf(destination)}`],
+    ...['--upstream', `127.0.0.1:0=${odd.spiffeId}@127.0.0.1:${portOf(oddServer)}`],
     ...['--admin-listen', '127.0.0.1:0'],
   ]);
   await proxy.untilReady();
