@@ -49,7 +49,8 @@ export function createOutbound(deps: OutboundDeps) {
   /** Counts and logs a failed connection to a destination's proxy; returns the metric reason. */
   function connectFailed(error: unknown, destination: MeshedDestination, label: string): string {
     const reason = failureReason(error);
-    if (reason !== 'connect_failed') metrics.handshakeFailures.inc({ direction: 'outbound', reason });
+    if (reason !== 'connect_failed' && reason !== 'local_resources')
+      metrics.handshakeFailures.inc({ direction: 'outbound', reason });
     log.warnSampled('outbound mTLS failed', `destination=${label} reason=${reason}`, {
       destination: label,
       expected: destination.serverId,
@@ -209,12 +210,17 @@ export function createOutbound(deps: OutboundDeps) {
   };
 }
 
-function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed' {
+/** Errors of this machine, not of the destination: out of file descriptors, memory, buffers or ports. */
+const LOCAL_RESOURCE_CODES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
+
+function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed' | 'local_resources' {
   if (isMutualError(error))
     return (error.detail?.reason as HandshakeFailureReason | undefined) ?? 'wrong_identity';
   const code = (error as NodeJS.ErrnoException).code ?? '';
   if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ECONNRESET')
     return 'connect_failed';
+  // Not the destination's fault, and not a handshake that failed: the proxy could not even try.
+  if (LOCAL_RESOURCE_CODES.has(code)) return 'local_resources';
   if (code === 'CERT_HAS_EXPIRED') return 'expired';
   if (code.startsWith('UNABLE_TO') || code.includes('SELF_SIGNED')) return 'unknown_authority';
   return 'protocol';
