@@ -50,7 +50,14 @@ function get(streamId: number, path: string): Buffer {
 
 const CANCEL = Buffer.from([0, 0, 0, constants.NGHTTP2_CANCEL]);
 
-/** A raw HTTP/2 client connection; `goawayCode` is the first GOAWAY's error code once one arrives. */
+/**
+ * A raw HTTP/2 client connection, returned once the proxy's SETTINGS have arrived; `goawayCode` is
+ * the first GOAWAY's error code once one arrives. Streams sent along with the preface are read by
+ * the proxy with it, in one go before any stream is handled: the outbound then finds every stream
+ * of that read reset before it could open it at the destination, so none of them reaches the
+ * shared session (seen in CI under load: 0 forwarded, no renewal). Waiting for SETTINGS makes the
+ * streams arrive one read at a time, each handled before the next, as from a client that waits.
+ */
 async function rawClient(socket: Socket | TLSSocket, readyEvent: 'connect' | 'secureConnect') {
   await new Promise((resolve, reject) => {
     socket.once(readyEvent, resolve);
@@ -58,19 +65,26 @@ async function rawClient(socket: Socket | TLSSocket, readyEvent: 'connect' | 'se
   });
   const state = { goawayCode: undefined as number | undefined, closed: false };
   let data = Buffer.alloc(0);
+  let onFirstFrame = () => {};
+  const firstFrame = new Promise<void>((resolve) => {
+    onFirstFrame = resolve;
+  });
   socket.on('data', (chunk: Buffer) => {
     data = Buffer.concat([data, chunk]);
     while (data.length >= 9 && data.length >= 9 + data.readUIntBE(0, 3)) {
       const length = data.readUIntBE(0, 3);
       if (data[3] === GOAWAY && state.goawayCode === undefined) state.goawayCode = data.readUInt32BE(13);
       data = data.subarray(9 + length);
+      onFirstFrame();
     }
   });
   socket.on('error', () => {});
   socket.on('close', () => {
     state.closed = true;
+    onFirstFrame();
   });
   socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0)]));
+  await firstFrame;
   return { socket, state };
 }
 
