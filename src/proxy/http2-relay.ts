@@ -50,16 +50,18 @@ export const HTTP2_SERVER_LIMITS = {
  */
 const RESET_REFILL_PER_S = 33;
 
-/** A token bucket of `burst` resets; `take()` is false once it is empty. */
+/** A token bucket of `burst` resets; `take()` is false, and takes nothing, while it is empty. */
 function resetBucket(clock: Clock, burst: number): { take(): boolean } {
   let tokens = burst;
   let atMs = clock.now();
   return {
     take() {
       const nowMs = clock.now();
-      tokens = Math.min(burst, tokens + ((nowMs - atMs) / 1000) * RESET_REFILL_PER_S) - 1;
+      tokens = Math.min(burst, tokens + ((nowMs - atMs) / 1000) * RESET_REFILL_PER_S);
       atMs = nowMs;
-      return tokens >= 0;
+      if (tokens < 1) return false;
+      tokens--;
+      return true;
     },
   };
 }
@@ -163,21 +165,49 @@ export function closeWhenIdle(
  * session and fail every other client's streams on it.
  */
 const UPSTREAM_RESET_BURST = 100;
-const resetBudgets = new WeakMap<ClientHttp2Session, { bucket: { take(): boolean }; renew: () => void }>();
+
+interface ResetBudget {
+  readonly bucket: { take(): boolean };
+  renew: (() => void) | undefined;
+  /** Resets waiting for the bucket, oldest first. */
+  readonly deferred: { upstream: ClientHttp2Stream; code: number }[];
+}
+const resetBudgets = new WeakMap<ClientHttp2Session, ResetBudget>();
 
 /** Makes `renew` run, once, when the proxy has reset too many streams on `session` (UPSTREAM_RESET_BURST). */
 export function budgetUpstreamResets(session: ClientHttp2Session, clock: Clock, renew: () => void): void {
-  resetBudgets.set(session, { bucket: resetBucket(clock, UPSTREAM_RESET_BURST), renew });
+  resetBudgets.set(session, { bucket: resetBucket(clock, UPSTREAM_RESET_BURST), renew, deferred: [] });
 }
 
-/** Resets a stream the proxy opened upstream, spending its session's reset budget. */
+/**
+ * Resets a stream the proxy opened upstream, spending its session's reset budget. Past it the
+ * session is renewed, and the resets of streams still open on it wait for the bucket to refill
+ * (33 a second, as the peer's): a renewed session still carries every stream opened on it before,
+ * and cancelling up to 256 of them at once (a client's burst) was past a Mutual inbound's
+ * PREMATURE_RESET_BURST, which closed it with every other client's streams.
+ */
 function cancelUpstream(upstream: ClientHttp2Stream, code: number): void {
-  upstream.close(code);
-  const session = upstream.session as ClientHttp2Session;
-  const budget = resetBudgets.get(session);
-  if (!budget || budget.bucket.take()) return;
-  resetBudgets.delete(session);
-  budget.renew();
+  const budget = resetBudgets.get(upstream.session as ClientHttp2Session);
+  if (!budget || (budget.deferred.length === 0 && budget.bucket.take())) return void upstream.close(code);
+  budget.deferred.push({ upstream, code });
+  if (budget.deferred.length === 1) paceResets(budget);
+  const renew = budget.renew;
+  budget.renew = undefined;
+  renew?.();
+}
+
+function paceResets(budget: ResetBudget): void {
+  setTimeout(() => {
+    while (budget.deferred.length > 0) {
+      const { upstream, code } = budget.deferred[0]!;
+      if (!upstream.closed && !upstream.destroyed) {
+        if (!budget.bucket.take()) break;
+        upstream.close(code);
+      }
+      budget.deferred.shift();
+    }
+    if (budget.deferred.length > 0) paceResets(budget);
+  }, 1000 / RESET_REFILL_PER_S).unref();
 }
 
 /**

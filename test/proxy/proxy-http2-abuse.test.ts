@@ -236,5 +236,41 @@ describe('HTTP/2 attackers against real proxies', () => {
       const logged = proxy.output().match(/reset too many streams before their answer/g) ?? [];
       assert.equal(logged.length, 6, 'logged once per connection');
     });
+
+    // The app is a Node server (nghttp2 takes 1000 resets): what this costs is the destination's Mutual inbound.
+    if (side === 'outbound')
+      test('outbound: streams open on the shared session, cancelled at once past its renewal, do not cost the other clients theirs', async () => {
+        const bystander = connect(`http://127.0.0.1:${client.outbound[0]!.port}`);
+        bystander.on('error', () => {});
+        const statuses = Array.from(
+          { length: 20 },
+          () =>
+            new Promise<number | string>((resolve) => {
+              const stream = bystander.request({ ':path': '/slow' });
+              let status: number | string = 'reset';
+              stream.on('response', (headers) => {
+                status = headers[':status'] ?? 'none';
+              });
+              stream.on('error', () => {});
+              stream.resume();
+              stream.on('close', () => resolve(status));
+            }),
+        );
+        await waitUntil(async () => seen.open >= 20, 'the bystander requests to reach the app');
+        // 230 streams open at the app next to the bystanders' 20 (a Mutual inbound takes 256 at
+        // once), all reset within their first second: 100 renew the shared session, and the other
+        // 130 still belong to it. Sent at once, the 230 were past the inbound's 200 and it closed
+        // that session with ENHANCE_YOUR_CALM: all 20 bystanders got 502.
+        const { socket, state } = await open();
+        const ids = Array.from({ length: 230 }, (_, i) => 2 * i + 1);
+        socket.write(Buffer.concat(ids.map((id) => get(id, '/slow'))));
+        await waitUntil(async () => seen.open >= 250, 'the attacker streams to reach the app');
+        socket.write(Buffer.concat(ids.map((id) => frame(0x3, 0, id, CANCEL))));
+        assert.deepEqual(await Promise.all(statuses), Array(20).fill(200));
+        bystander.close();
+        assert.equal(state.goawayCode, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        socket.destroy();
+        await waitUntil(async () => seen.open === 0, 'every attacker stream cancelled at the app');
+      });
   }
 });
