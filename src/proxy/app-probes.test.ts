@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
-import { createAdminServer } from '../admin/index.ts';
+import { ADMIN_IDLE_TIMEOUT_MS, createAdminServer } from '../admin/index.ts';
 import { createRegistry } from '../metrics/index.ts';
 import { appProbeRoutes, probeApp } from './app-probes.ts';
 
@@ -28,6 +28,46 @@ test('an app answering a status below 100 fails the probe with 503 instead of ta
     assert.equal(answer.status, 503);
     assert.match(await answer.text(), /answered 0, which is not an HTTP status/);
     assert.equal((await fetch(`${base}/live`)).status, 200);
+  } finally {
+    admin.closeAllConnections();
+    admin.close();
+    app.close();
+  }
+});
+
+test('a probe whose timeoutSeconds is longer than the admin idle timeout still gets the app answer', {
+  timeout: 30_000,
+}, async () => {
+  // The admin port closes sockets silent for ADMIN_IDLE_TIMEOUT_MS; the kubelet waits for the
+  // probe's own timeout, and a slow app answering within it passes.
+  const app = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      const timer = setTimeout(
+        () => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'),
+        ADMIN_IDLE_TIMEOUT_MS + 1000,
+      );
+      socket.once('close', () => clearTimeout(timer));
+    });
+  });
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const probe = {
+    port: (app.address() as AddressInfo).port,
+    path: '/healthz',
+    headers: [],
+    timeoutMs: ADMIN_IDLE_TIMEOUT_MS + 5000,
+  };
+  const admin = createAdminServer({
+    registry: createRegistry(),
+    notReadyReason: () => undefined,
+    routes: appProbeRoutes(new Map([['/app-health/web/readyz', probe]])),
+  });
+  await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
+  try {
+    const answer = await fetch(
+      `http://127.0.0.1:${(admin.address() as AddressInfo).port}/app-health/web/readyz`,
+    );
+    assert.equal(answer.status, 200);
   } finally {
     admin.closeAllConnections();
     admin.close();

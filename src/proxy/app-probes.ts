@@ -4,6 +4,7 @@
 // 127.0.0.1 within the probe's timeout and answers with the app's status code. The proxy's own
 // connections skip the iptables redirection, so STRICT never stands between the kubelet and the app.
 import { type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { ADMIN_IDLE_TIMEOUT_MS } from '../admin/index.ts';
 import type { AppProbe } from '../config/index.ts';
 
 export type AdminRoute = (request: IncomingMessage, response: ServerResponse) => void;
@@ -23,6 +24,8 @@ export function appProbeRoutes(probes: ReadonlyMap<string, AppProbe>): Record<st
   for (const [path, probe] of probes) {
     routes[`GET ${path}`] = (incoming, response) => {
       const userAgent = incoming.headers['user-agent'];
+      // The admin port closes a socket silent for ADMIN_IDLE_TIMEOUT_MS; a probe may wait longer.
+      if (probe.timeoutMs >= ADMIN_IDLE_TIMEOUT_MS) incoming.socket.setTimeout(probe.timeoutMs + 1000);
       void probeApp(probe, typeof userAgent === 'string' ? userAgent : undefined).then((result) => {
         // The status only: a Location header would send the kubelet to a path we do not serve.
         response
