@@ -23,6 +23,18 @@ export const DENIED_BY_HEADER = 'x-mutual-denied-by';
 /** Why the proxy, not the app, answered (Linkerd's `l5d-proxy-error`). */
 export const PROXY_ERROR_HEADER = 'x-mutual-proxy-error';
 
+const LOCAL_RESOURCE_CODES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
+
+/**
+ * A failure of this machine, not of the peer: out of file descriptors, memory, socket buffers or
+ * local ports. Answered as `local_resources`, so nobody goes looking for a fault in the app or
+ * the destination.
+ */
+export function isLocalResourceError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && LOCAL_RESOURCE_CODES.has(code);
+}
+
 /** Connection-scoped headers that must not be forwarded hop to hop (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
   'connection',

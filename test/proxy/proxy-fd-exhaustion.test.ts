@@ -6,6 +6,7 @@
 // again once the clients have gone.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
@@ -84,6 +85,56 @@ test('out of file descriptors: no crash, one log line, counted, served again', {
     );
     assert.deepEqual(statuses(await pair.exchange('mtls', [REQUEST])), ['200']);
     for (const proxy of [pair.server, pair.client]) await proxy.untilReady();
+  } finally {
+    for (const socket of held) socket.destroy();
+    await pair.stop();
+  }
+});
+
+test('a request the inbound cannot pass to the app for want of descriptors is answered local_resources, not app_unavailable', {
+  timeout: 60_000,
+}, async () => {
+  // The app closes each connection, so every request needs a new one from the sidecar.
+  const pair = await startHttp1Pair({
+    name: 'mutual-fd-app-',
+    createApp: () =>
+      createServer((_request, response) => response.writeHead(200, { connection: 'close' }).end('ok\n')),
+  });
+  const held: Socket[] = [];
+  try {
+    const client = await pair.open('mtls');
+    held.push(client);
+    let text = '';
+    client.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+    });
+    const answer = async () => {
+      await eventually(async () => /\r\n\r\n[\s\S]*\n/.test(text), 'an answer');
+      const got = text;
+      text = '';
+      return got;
+    };
+    client.write('GET / HTTP/1.1\r\nhost: emoji\r\n\r\n');
+    assert.match(await answer(), /^HTTP\/1\.1 200/);
+
+    const pid = pair.server.child.pid!;
+    execFileSync('prlimit', ['--pid', String(pid), '--nofile=128:128']);
+    held.push(...flood(pair.server.inbound[0]!.port, 300));
+    await eventually(
+      async () => readdirSync(`/proc/${pid}/fd`).length >= 127,
+      'the server sidecar to run out',
+    );
+    client.write('GET / HTTP/1.1\r\nhost: emoji\r\n\r\n');
+    const refused = await answer();
+    assert.match(refused, /^HTTP\/1\.1 502/);
+    assert.match(refused, /x-mutual-proxy-error: local_resources/i);
+    assert.match(refused, /EMFILE/);
+
+    for (const socket of held) socket.destroy();
+    await eventually(
+      async () => statuses(await pair.exchange('mtls', [REQUEST])).join() === '200',
+      'the app to be reached again',
+    );
   } finally {
     for (const socket of held) socket.destroy();
     await pair.stop();

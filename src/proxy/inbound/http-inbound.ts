@@ -21,6 +21,7 @@ import {
   forwardedRequestHeaders,
   forwardRequest,
   isClosing,
+  isLocalResourceError,
   malformedRequestProblem,
   Pool,
   PROXY_ERROR_HEADER,
@@ -153,9 +154,18 @@ export function createHttpInbound(deps: InboundDeps) {
         `port=${context.appPort} code=${(error as NodeJS.ErrnoException).code}`,
         { port: context.appPort, error: error.message },
       );
+      // Out of descriptors here: the app was never asked, and is not at fault.
+      const local = isLocalResourceError(error);
       response
-        .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: 'app_unavailable' })
-        .end(`mutual: the app on port ${context.appPort} did not answer: ${error.message}\n`);
+        .writeHead(502, {
+          'content-type': 'text/plain',
+          [PROXY_ERROR_HEADER]: local ? 'local_resources' : 'app_unavailable',
+        })
+        .end(
+          local
+            ? `mutual: the sidecar could not connect to the app on port ${context.appPort}, for want of its own resources: ${error.message}\n`
+            : `mutual: the app on port ${context.appPort} did not answer: ${error.message}\n`,
+        );
     });
   }
 

@@ -12,6 +12,7 @@ import { isMutualError } from '../../errors.ts';
 import type { HandshakeFailureReason, MeshTls, PeerTls } from '../../tls/index.ts';
 import { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from '../detect.ts';
 import { splice } from '../forward.ts';
+import { isLocalResourceError } from '../http-forward.ts';
 import { countConnectionBytes, type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
@@ -210,9 +211,6 @@ export function createOutbound(deps: OutboundDeps) {
   };
 }
 
-/** Errors of this machine, not of the destination: out of file descriptors, memory, buffers or ports. */
-const LOCAL_RESOURCE_CODES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
-
 function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed' | 'local_resources' {
   if (isMutualError(error))
     return (error.detail?.reason as HandshakeFailureReason | undefined) ?? 'wrong_identity';
@@ -220,7 +218,7 @@ function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed
   if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ECONNRESET')
     return 'connect_failed';
   // Not the destination's fault, and not a handshake that failed: the proxy could not even try.
-  if (LOCAL_RESOURCE_CODES.has(code)) return 'local_resources';
+  if (isLocalResourceError(error)) return 'local_resources';
   if (code === 'CERT_HAS_EXPIRED') return 'expired';
   if (code.startsWith('UNABLE_TO') || code.includes('SELF_SIGNED')) return 'unknown_authority';
   return 'protocol';
