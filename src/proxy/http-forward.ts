@@ -264,9 +264,16 @@ export function requestHeadText(request: IncomingMessage, headers: readonly stri
   return `${text}\r\n`;
 }
 
+/** Per client connection: settles once the last request forwarded on it has been answered or dropped. */
+const lastForwarded = new WeakMap<object, Promise<void>>();
+
 /**
  * Sends `request` through `dispatcher` and streams the answer into `response`. `onFailure` is
  * called when no answer came (connect, TLS or app failure) and the response is still unsent.
+ * Pipelined requests of one connection go one after the other, as Envoy and hyper send them: their
+ * answers go back in order anyway, and sent all at once, a client that pipelined hundreds of
+ * requests and read nothing held one pooled connection each, all 512 of the app's, and every
+ * other client of the port waited.
  */
 export function forwardRequest(
   request: IncomingMessage,
@@ -280,50 +287,77 @@ export function forwardRequest(
     (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0');
   let controller: { abort(reason: Error): void } | undefined;
   let finished = false;
-  response.on('close', () => {
+  let isClientGone = false;
+  const onClientGone = () => {
+    isClientGone = true;
     if (!finished) controller?.abort(new Error('the client went away'));
+  };
+  response.on('close', onClientGone);
+  let settle!: () => void;
+  const settled = new Promise<void>((resolve) => {
+    settle = resolve;
   });
-  dispatcher.dispatch(
-    {
-      path: request.url ?? '/',
-      method: request.method ?? 'GET',
-      headers,
-      body: hasBody ? request : null,
-      // Never queue a request behind another one's slow answer on the same connection.
-      blocking: true,
-    },
-    {
-      onRequestStart(started) {
-        controller = started;
+  response.once('finish', settle);
+  response.once('close', settle);
+  const previous = lastForwarded.get(request.socket);
+  lastForwarded.set(request.socket, settled);
+  // A pipelined request's response has no socket until those before it are answered, so it never
+  // emits 'close'; node:http destroys the request itself when the connection goes. Left running,
+  // its answer waited for a 'drain' that never comes, holding a pooled connection to the app for
+  // good: a client that pipelined a few hundred requests and left took the whole pool with it.
+  request.on('close', () => {
+    if (!request.errored && !request.socket?.destroyed) return;
+    onClientGone();
+    settle();
+  });
+  const start = () => {
+    if (isClientGone) return;
+    dispatcher.dispatch(
+      {
+        path: request.url ?? '/',
+        method: request.method ?? 'GET',
+        headers,
+        body: hasBody ? request : null,
+        // Never queue a request behind another one's slow answer on the same connection.
+        blocking: true,
       },
-      onResponseStart(started, statusCode, _headers, statusMessage) {
-        // 1xx informational answers stay between the next hop and us; wait for the final one.
-        if (statusCode < 200) return;
-        const raw = (started as unknown as { rawHeaders: Buffer[] | null }).rawHeaders ?? [];
-        response.writeHead(statusCode, statusMessage ?? '', forwardedResponseHeaders(raw));
+      {
+        onRequestStart(started) {
+          controller = started;
+          // Queued in the pool until the client had gone: never sent.
+          if (isClientGone) started.abort(new Error('the client went away'));
+        },
+        onResponseStart(started, statusCode, _headers, statusMessage) {
+          // 1xx informational answers stay between the next hop and us; wait for the final one.
+          if (statusCode < 200) return;
+          const raw = (started as unknown as { rawHeaders: Buffer[] | null }).rawHeaders ?? [];
+          response.writeHead(statusCode, statusMessage ?? '', forwardedResponseHeaders(raw));
+        },
+        onResponseData(started, chunk) {
+          if (!response.write(chunk)) {
+            started.pause();
+            response.once('drain', () => started.resume());
+          }
+        },
+        onResponseEnd() {
+          finished = true;
+          // Answered before the whole body was sent (an app that never reads it): undici stops
+          // reading the request and destroys it, and node:http then stops reading the connection, so
+          // the client's next request would wait forever. Discard the rest, as node:http does itself.
+          if (!request.complete) (request as IncomingMessage & { _dump(): void })._dump();
+          response.end();
+        },
+        onResponseError(_started, error) {
+          finished = true;
+          // Not request.destroyed: undici destroys the request once it has sent the body, so an app
+          // that died after reading an upload left the client waiting forever for an answer.
+          if (response.destroyed) return;
+          if (!response.headersSent) onFailure(error);
+          else response.destroy();
+        },
       },
-      onResponseData(started, chunk) {
-        if (!response.write(chunk)) {
-          started.pause();
-          response.once('drain', () => started.resume());
-        }
-      },
-      onResponseEnd() {
-        finished = true;
-        // Answered before the whole body was sent (an app that never reads it): undici stops
-        // reading the request and destroys it, and node:http then stops reading the connection, so
-        // the client's next request would wait forever. Discard the rest, as node:http does itself.
-        if (!request.complete) (request as IncomingMessage & { _dump(): void })._dump();
-        response.end();
-      },
-      onResponseError(_started, error) {
-        finished = true;
-        // Not request.destroyed: undici destroys the request once it has sent the body, so an app
-        // that died after reading an upload left the client waiting forever for an answer.
-        if (response.destroyed) return;
-        if (!response.headersSent) onFailure(error);
-        else response.destroy();
-      },
-    },
-  );
+    );
+  };
+  if (previous) void previous.then(start);
+  else start();
 }
