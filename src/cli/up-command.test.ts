@@ -42,3 +42,31 @@ test('renderWhereToLook: a port in skipInboundPorts is shown as the app itself, 
   );
   assert.match(text, /^ {2}web {4}no inbound port; admin /m);
 });
+
+test('renderWhereToLook: a tcp port (redis) is shown as an address, not as a URL for curl', () => {
+  const ports = [{ port: 6379, protocol: 'tcp', appPort: 23001, inboundPort: 23002 }];
+  const loopback = renderWhereToLook(
+    { services: [{ name: 'redis', adminUrl: 'http://127.0.0.1:20001', ports }] } as unknown as MeshRuntime,
+    '',
+  );
+  assert.match(loopback, /^ {2}redis {2}127\.0\.0\.1:23001 \(tcp\) {2}\(the app itself/m);
+  assert.doesNotMatch(loopback, /http:\/\/127\.0\.0\.1:23001/);
+  const pod = renderWhereToLook(
+    {
+      services: [
+        {
+          name: 'redis',
+          adminUrl: 'http://198.18.0.5:4191',
+          pod: { netns: 'mu1-redis', address: '198.18.0.5' },
+          ports: [{ ...ports[0], appPort: 6379 }],
+        },
+      ],
+    } as unknown as MeshRuntime,
+    '',
+  );
+  assert.match(
+    pod,
+    /^ {2}redis {2}127\.0\.0\.1:6379 \(tcp\) inside: ip netns exec mu1-redis <client> {2}\(pod 198\.18\.0\.5;/m,
+  );
+  assert.doesNotMatch(pod, /curl/);
+});

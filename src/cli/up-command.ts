@@ -180,11 +180,20 @@ function seconds(ms: number): string {
 export function renderWhereToLook(runtime: MeshRuntime, stateFlag: string): string {
   const served = runtime.services.filter((service) => service.ports.length > 0);
   const width = Math.max(...served.map((service) => service.name.length), 4);
-  const lines = served.map((service) =>
-    service.pod
-      ? `  ${service.name.padEnd(width)}  ip netns exec ${service.pod.netns} curl http://127.0.0.1:${service.ports[0]!.appPort}/  (pod ${service.pod.address}; the app itself, as a port-forward reaches it)`
-      : `  ${service.name.padEnd(width)}  http://127.0.0.1:${service.ports[0]!.appPort}/  (the app itself, as a port-forward reaches it)`,
-  );
+  const lines = served.map((service) => {
+    const { appPort, protocol } = service.ports[0]!;
+    // A tcp port (redis, postgres) is no URL: curl would only send it an HTTP request.
+    const name = service.name.padEnd(width);
+    if (service.pod) {
+      const where =
+        protocol === 'tcp'
+          ? `127.0.0.1:${appPort} (tcp) inside: ip netns exec ${service.pod.netns} <client>`
+          : `ip netns exec ${service.pod.netns} curl http://127.0.0.1:${appPort}/`;
+      return `  ${name}  ${where}  (pod ${service.pod.address}; the app itself, as a port-forward reaches it)`;
+    }
+    const where = protocol === 'tcp' ? `127.0.0.1:${appPort} (tcp)` : `http://127.0.0.1:${appPort}/`;
+    return `  ${name}  ${where}  (the app itself, as a port-forward reaches it)`;
+  });
   // Where the sidecars take mTLS (what a peer, or openssl s_client, connects to) and their admin.
   const allWidth = Math.max(...runtime.services.map((service) => service.name.length), 4);
   const sidecars = runtime.services.map((service) => {
