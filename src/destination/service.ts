@@ -8,7 +8,7 @@ import type { ListenAddress, ProxyCredentialsConfig } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { createKubeClient, type InformerEvent, type KubeConnection } from '../k8s/kube-client/index.ts';
 import { listenOn } from '../listen-on.ts';
-import { createRegistry } from '../metrics/index.ts';
+import { createRegistry, registerFileDescriptorGauges } from '../metrics/index.ts';
 import { createCredentialSource, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
 import { createMeshTls, type MeshCredentials, type MeshTls } from '../tls/index.ts';
 import type { DestinationSource } from './answer.ts';
@@ -73,6 +73,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
   // Bad static credentials fail now, not after a wait (the identity service may come up later).
   if (config.credentials.kind === 'files') await loadCredentialFiles(config.credentials, clock);
   const registry = createRegistry();
+  registerFileDescriptorGauges(registry, 'the destination service');
   const metrics = createDestinationMetrics(registry);
   let meshTls: MeshTls | undefined;
   let api: Http2SecureServer | undefined;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import { listenOn } from '../listen-on.ts';
-import { Counter, createRegistry, Gauge } from '../metrics/index.ts';
+import { Counter, createRegistry, Gauge, registerFileDescriptorGauges } from '../metrics/index.ts';
 import {
   createPeerVerifier,
   decodePemOfType,
@@ -72,6 +72,7 @@ export function identityServiceId(trustDomain: string): string {
 
 export async function startIdentityService(config: IdentityServiceConfig): Promise<IdentityService> {
   const registry = createRegistry();
+  registerFileDescriptorGauges(registry, 'the identity service');
   const reloads = {
     issuer: new Counter({
       name: 'mutual_identity_issuer_reload_total',

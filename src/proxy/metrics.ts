@@ -1,7 +1,6 @@
 // Every metric the proxy exports, named once, with the labels Linkerd users know: tls="true" with
 // client_id/server_id, or tls="no_identity" with no_tls_reason.
-import { readdirSync, readFileSync } from 'node:fs';
-import { Counter, Gauge, Histogram, type Registry } from '../metrics/index.ts';
+import { Counter, Gauge, Histogram, type Registry, registerFileDescriptorGauges } from '../metrics/index.ts';
 import type { HandshakeFailureReason, PeerTls } from '../tls/index.ts';
 
 const TLS_LABELS = ['tls', 'client_id', 'server_id', 'no_tls_reason'] as const;
@@ -151,22 +150,7 @@ export function createProxyMetrics(registry: Registry) {
       help: 'When the proxy certificate in use expires (Unix seconds).',
       registers,
     }),
-    openFds: new Gauge({
-      name: 'process_open_fds',
-      help: 'File descriptors the proxy has open (each connection holds one, a proxied one two). At process_max_fds, new connections are accepted and closed at once by libuv, unseen by the proxy.',
-      registers,
-      collect() {
-        this.set(openFileDescriptors());
-      },
-    }),
-    maxFds: new Gauge({
-      name: 'process_max_fds',
-      help: 'The limit on open file descriptors (RLIMIT_NOFILE, ulimit -n), read at each scrape.',
-      registers,
-      collect() {
-        this.set(maxFileDescriptors());
-      },
-    }),
+    ...registerFileDescriptorGauges(registry, 'the proxy'),
     renewals: new Counter({
       name: 'mutual_proxy_certificate_renewals_total',
       help: 'Certificate renewals and reloads by result.',
@@ -178,28 +162,6 @@ export function createProxyMetrics(registry: Registry) {
 }
 
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
-
-let lastMaxFds = Number.NaN;
-
-/** RLIMIT_NOFILE's soft limit (prlimit can change it at run time); the last one read when /proc cannot be read. */
-function maxFileDescriptors(): number {
-  try {
-    const limit = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'latin1'))?.[1];
-    if (limit !== undefined) lastMaxFds = limit === 'unlimited' ? Number.POSITIVE_INFINITY : Number(limit);
-  } catch {}
-  return lastMaxFds;
-}
-
-/** Open descriptors; when even listing them fails for want of one, all of them (the limit). */
-function openFileDescriptors(): number {
-  try {
-    // The listing holds one descriptor of its own while it reads.
-    return readdirSync('/proc/self/fd').length - 1;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === 'EMFILE' || code === 'ENFILE' ? maxFileDescriptors() : Number.NaN;
-  }
-}
 
 const KNOWN_METHODS = new Set([
   'GET',
