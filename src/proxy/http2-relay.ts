@@ -341,6 +341,22 @@ function dropReplay(stream: ServerHttp2Stream): void {
   replay.stop();
 }
 
+/** How often a stream its upstream refuses unprocessed is sent again. */
+const REFUSED_RETRIES = 2;
+
+/**
+ * The onRefused handler for one client stream: runs `send` again (a fresh upstream stream) up to
+ * REFUSED_RETRIES times over all its attempts, then lets the refusal reach the client.
+ */
+export function resendWhenRefused(send: () => void): () => boolean {
+  let retries = REFUSED_RETRIES;
+  return () => {
+    if (retries-- <= 0) return false;
+    send();
+    return true;
+  };
+}
+
 /** Whether `stream` can be sent again whole: it has no body, or all of it so far is kept. */
 export function canResend(stream: ServerHttp2Stream): boolean {
   return stream.endAfterHeaders || replays.get(stream)?.isDropped === false;

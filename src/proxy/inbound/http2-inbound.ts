@@ -29,6 +29,7 @@ import {
   guardRapidReset,
   HTTP2_SERVER_LIMITS,
   relayExchange,
+  resendWhenRefused,
   resetWhenIdle,
   SESSION_RETIRE_GRACE_MS,
 } from '../http2-relay.ts';
@@ -36,9 +37,6 @@ import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } fr
 import { sampleKeyOf } from '../proxy-log.ts';
 import { checkHttp2Request } from './check-request.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
-
-/** How often a stream the app refuses unprocessed is sent again. */
-const REFUSED_RETRIES = 2;
 
 /** gRPC reads HTTP 400 as INTERNAL (grpc/doc/http-grpc-status-mapping.md). */
 const GRPC_INTERNAL = 13;
@@ -129,7 +127,6 @@ export function createHttp2Inbound(deps: InboundDeps) {
     // A stream the app refuses unprocessed is sent again on a fresh session (canResend): a gRPC
     // server's GOAWAY (max_connection_age, a graceful stop) refuses every stream still queued
     // behind its SETTINGS_MAX_CONCURRENT_STREAMS, which its own clients would have retried.
-    let retries = REFUSED_RETRIES;
     const send = () => {
       let upstream: ClientHttp2Stream;
       try {
@@ -142,13 +139,10 @@ export function createHttp2Inbound(deps: InboundDeps) {
       relayExchange(stream, method, upstream, {
         onResponse: answered,
         onFailure: fail,
-        onRefused: () => {
-          if (retries-- <= 0) return false;
-          send();
-          return true;
-        },
+        onRefused,
       });
     };
+    const onRefused = resendWhenRefused(send);
     send();
   }
 

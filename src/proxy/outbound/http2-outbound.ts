@@ -28,6 +28,7 @@ import {
   HTTP2_SERVER_LIMITS,
   HTTP2_STREAM_WINDOW,
   relayExchange,
+  resendWhenRefused,
   resetWhenIdle,
   SESSION_RETIRE_GRACE_MS,
 } from '../http2-relay.ts';
@@ -45,9 +46,6 @@ interface AppConnection {
   /** The connection's TLS labels plus its destination, for per-request metrics. */
   readonly labels: Record<string, string>;
 }
-
-/** How often a refused request is sent again. */
-const REFUSED_RETRIES = 2;
 
 /** A pooled session closes after this share of --idle-timeout without streams. */
 const POOLED_IDLE_SHARE = 0.9;
@@ -153,7 +151,6 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
     // A request is sent again when the destination refuses it unprocessed (it went away
     // mid-flight, draining), if its body is small enough to have been kept (canResend); a larger
     // one is refused to the app, whose client may retry it.
-    let retries = REFUSED_RETRIES;
     const send = () => {
       const meshTls = deps.meshTls();
       if (!meshTls) return fail(new Error('the proxy has no certificate yet'));
@@ -173,11 +170,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
           relayExchange(stream, method, upstream, {
             onResponse: answered,
             onFailure: fail,
-            onRefused: () => {
-              if (retries-- <= 0) return false;
-              send();
-              return true;
-            },
+            onRefused,
           });
         },
         (error: Error) => {
@@ -185,6 +178,7 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         },
       );
     };
+    const onRefused = resendWhenRefused(send);
     send();
   }
 
