@@ -149,6 +149,32 @@ describe('HTTP/2 attackers against real proxies', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  /**
+   * Another client's 20 slow requests through the outbound, all open at the app: on the sessions
+   * an attacker's streams share (outbound → destination, inbound → app). Resolves once the app has
+   * them; `statuses` settle with each answer's status ('reset' when none came).
+   */
+  async function startBystanders() {
+    const bystander = connect(`http://127.0.0.1:${client.outbound[0]!.port}`);
+    bystander.on('error', () => {});
+    const statuses = Array.from(
+      { length: 20 },
+      () =>
+        new Promise<number | string>((resolve) => {
+          const stream = bystander.request({ ':path': '/slow' });
+          let status: number | string = 'reset';
+          stream.on('response', (headers) => {
+            status = headers[':status'] ?? 'none';
+          });
+          stream.on('error', () => {});
+          stream.resume();
+          stream.on('close', () => resolve(status));
+        }),
+    );
+    await waitUntil(async () => seen.open >= 20, 'the bystander requests to reach the app');
+    return { bystander, statuses };
+  }
+
   const sides = {
     // A meshed peer straight at the inbound, over mTLS with its own SVID.
     inbound: () =>
@@ -181,23 +207,7 @@ describe('HTTP/2 attackers against real proxies', () => {
     test(`${side}: rapid reset gets GOAWAY ENHANCE_YOUR_CALM; other clients' requests on the shared sessions finish`, async () => {
       // Other clients, mid-request on the sessions the attacker's streams share (outbound →
       // destination, inbound → app) when the attack starts.
-      const bystander = connect(`http://127.0.0.1:${client.outbound[0]!.port}`);
-      bystander.on('error', () => {});
-      const statuses = Array.from(
-        { length: 20 },
-        () =>
-          new Promise<number | string>((resolve) => {
-            const stream = bystander.request({ ':path': '/slow' });
-            let status: number | string = 'reset';
-            stream.on('response', (headers) => {
-              status = headers[':status'] ?? 'none';
-            });
-            stream.on('error', () => {});
-            stream.resume();
-            stream.on('close', () => resolve(status));
-          }),
-      );
-      await waitUntil(async () => seen.open >= 20, 'the bystander requests to reach the app');
+      const { bystander, statuses } = await startBystanders();
       const totalBefore = seen.total;
 
       // Six connections, each resetting up to 1000 streams: more than the 1000 resets after which
@@ -240,23 +250,7 @@ describe('HTTP/2 attackers against real proxies', () => {
     // The app is a Node server (nghttp2 takes 1000 resets): what this costs is the destination's Mutual inbound.
     if (side === 'outbound')
       test('outbound: streams open on the shared session, cancelled at once past its renewal, do not cost the other clients theirs', async () => {
-        const bystander = connect(`http://127.0.0.1:${client.outbound[0]!.port}`);
-        bystander.on('error', () => {});
-        const statuses = Array.from(
-          { length: 20 },
-          () =>
-            new Promise<number | string>((resolve) => {
-              const stream = bystander.request({ ':path': '/slow' });
-              let status: number | string = 'reset';
-              stream.on('response', (headers) => {
-                status = headers[':status'] ?? 'none';
-              });
-              stream.on('error', () => {});
-              stream.resume();
-              stream.on('close', () => resolve(status));
-            }),
-        );
-        await waitUntil(async () => seen.open >= 20, 'the bystander requests to reach the app');
+        const { bystander, statuses } = await startBystanders();
         // 230 streams open at the app next to the bystanders' 20 (a Mutual inbound takes 256 at
         // once), all reset within their first second: 100 renew the shared session, and the other
         // 130 still belong to it. Sent at once, the 230 were past the inbound's 200 and it closed
