@@ -264,8 +264,14 @@ export function requestHeadText(request: IncomingMessage, headers: readonly stri
   return `${text}\r\n`;
 }
 
-/** Per client connection: settles once the last request forwarded on it has been answered or dropped. */
-const lastForwarded = new WeakMap<object, Promise<void>>();
+/** A forwarded request: settled once answered or dropped; `next` is the request queued behind it. */
+interface Forwarded {
+  isSettled: boolean;
+  next?: () => void;
+}
+
+/** Per client connection: the last request forwarded on it. */
+const lastForwarded = new WeakMap<object, Forwarded>();
 
 /**
  * Sends `request` through `dispatcher` and streams the answer into `response`. `onFailure` is
@@ -293,14 +299,18 @@ export function forwardRequest(
     if (!finished) controller?.abort(new Error('the client went away'));
   };
   response.on('close', onClientGone);
-  let settle!: () => void;
-  const settled = new Promise<void>((resolve) => {
-    settle = resolve;
-  });
+  // No promise per request: a keep-alive client's previous request has settled already, and this
+  // one starts at once, not a microtask later.
+  const forwarded: Forwarded = { isSettled: false };
+  const settle = () => {
+    if (forwarded.isSettled) return;
+    forwarded.isSettled = true;
+    forwarded.next?.();
+  };
   response.once('finish', settle);
   response.once('close', settle);
   const previous = lastForwarded.get(request.socket);
-  lastForwarded.set(request.socket, settled);
+  lastForwarded.set(request.socket, forwarded);
   // A pipelined request's response has no socket until those before it are answered, so it never
   // emits 'close'; node:http destroys the request itself when the connection goes. Left running,
   // its answer waited for a 'drain' that never comes, holding a pooled connection to the app for
@@ -358,6 +368,6 @@ export function forwardRequest(
       },
     );
   };
-  if (previous) void previous.then(start);
+  if (previous && !previous.isSettled) previous.next = start;
   else start();
 }
