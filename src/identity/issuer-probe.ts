@@ -8,10 +8,10 @@ import { duplexPair } from 'node:stream';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { MutualError } from '../errors.ts';
 import {
+  bundleToPem,
   type CertificateAuthority,
   createPeerVerifier,
   decodePemOfType,
-  encodePem,
   generateKeyPair,
   issueSvid,
   privateKeyToPem,
@@ -53,7 +53,7 @@ export async function assertIssuesVerifiable(
     const verdict = verifier.verifySvid(chain, { usage, atMs: options.nowMs });
     if (!verdict.ok) throw unverifiable(issuer, options.source, 'Mutual', verdict);
   }
-  const anchorsPem = bundle.rootsDer.map((der) => encodePem('CERTIFICATE', der)).join('');
+  const anchorsPem = bundleToPem(bundle);
   const refusal = await opensslRefusal(client, server, anchorsPem);
   if (refusal !== undefined) {
     throw unverifiable(issuer, options.source, `OpenSSL (${refusal.side})`, {
