@@ -139,11 +139,16 @@ test('a table scrolled sideways on a phone stays where the user put it across li
 }, async () => {
   const page = await open('edges', 390, 844, true);
   try {
+    // The first draw may come before every sidecar has been read, with a table too narrow to
+    // scroll 200 px: wait for the widest row, and check the scroll took before the redraw.
+    await page.locator(`tr[data-edge="${FOREIGN}→web:8080"]`).waitFor();
     const scroller = page.locator('#view-edges .scroll');
-    await scroller.evaluate((el) => {
+    const scrolledTo = await scroller.evaluate((el) => {
       el.scrollLeft = 200;
       (globalThis as any).__table = el.querySelector('table');
+      return el.scrollLeft;
     });
+    assert.equal(scrolledTo, 200, 'the edges table is not wide enough to scroll 200 px on a phone');
     await page.waitForFunction(() => !(globalThis as any).__table.isConnected);
     assert.equal(await scroller.evaluate((el) => el.scrollLeft), 200);
   } finally {
