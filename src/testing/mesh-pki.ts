@@ -31,7 +31,15 @@ export interface TestPki {
   /** Issues an SVID for `ns/<ns>/sa/<sa>` into `<dir>/<name>/`; `atMs` issues it in the past or future. */
   workload(
     name: string,
-    options?: { ns?: string; sa?: string; lifetimeMs?: number; atMs?: number; spiffeId?: string },
+    options?: {
+      ns?: string;
+      sa?: string;
+      lifetimeMs?: number;
+      atMs?: number;
+      spiffeId?: string;
+      /** DNS SANs beside the ID, for clients that check host names (gRPC, curl). */
+      dnsNames?: readonly string[];
+    },
   ): Promise<WorkloadFiles>;
 }
 
@@ -59,6 +67,7 @@ export async function createTestPki(dir: string, trustDomain = 'cluster.local'):
         clock: options.atMs === undefined ? clock : fixedClock(options.atMs),
         lifetimeMs: options.lifetimeMs,
         skewMs: options.atMs === undefined ? undefined : 0,
+        ...(options.dnsNames ? { dnsNames: options.dnsNames } : {}),
       });
       const out = join(dir, name);
       await mkdir(out, { recursive: true });

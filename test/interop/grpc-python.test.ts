@@ -11,7 +11,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+import {
+  createTestPki,
+  type ProxyProcess,
+  startProxyProcess,
+  type WorkloadFiles,
+} from '../../src/testing/mesh-pki.ts';
 
 const PYTHON = '/usr/bin/python3';
 const hasGrpc = (() => {
@@ -30,6 +35,7 @@ function repoRoot(): string {
   return dir;
 }
 const APP = join(repoRoot(), 'test', 'interop', 'fixtures', 'grpc_app.py');
+const EMOJI_HOST = 'emoji.demo.svc';
 
 /** A python gRPC server: its port, the lines it printed after it, and a stop that waits for its exit. */
 interface PythonServer {
@@ -74,8 +80,12 @@ function runClient(
   target: string,
   cases: string[],
   onLine: (line: Record<string, unknown>, client: ChildProcessWithoutNullStreams) => void = () => {},
+  env: NodeJS.ProcessEnv = {},
 ): Promise<Map<string, unknown>> {
-  const child = spawn(PYTHON, [APP, 'call', target, ...cases], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(PYTHON, [APP, 'call', target, ...cases], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   const results = new Map<string, unknown>();
   let stderr = '';
   let rest = '';
@@ -110,13 +120,20 @@ describe('gRPC C-core (python3-grpcio) through a pair of sidecars', { skip }, ()
   let agedTarget = '';
   let restartTarget = '';
   let clientId: string;
+  let webFiles: WorkloadFiles;
+  let inboundTarget = '';
   let results: Promise<Map<string, unknown>>;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mutual-grpc-python-'));
     const pki = await createTestPki(join(dir, 'pki'));
-    const [emoji, web] = await Promise.all(['emoji', 'web'].map((name) => pki.workload(name)));
+    // emoji's DNS name is for the client that checks host names as gRPC does (the direct call).
+    const [emoji, web] = await Promise.all([
+      pki.workload('emoji', { dnsNames: [EMOJI_HOST] }),
+      pki.workload('web'),
+    ]);
     clientId = web!.spiffeId;
+    webFiles = web!;
     // Pings the proxy's session every 200 ms, as a server with keepalive does.
     app = await startServer(0, { 'grpc.keepalive_time_ms': 200, 'grpc.keepalive_permit_without_calls': 1 });
     // Sends GOAWAY 300 ms into each connection (±10%), while calls wait behind its 4-stream limit.
@@ -133,6 +150,7 @@ describe('gRPC C-core (python3-grpcio) through a pair of sidecars', { skip }, ()
       ...['--mode', 'STRICT', '--admin-listen', '127.0.0.1:0'],
     ]);
     proxies.push(server);
+    inboundTarget = `127.0.0.1:${server.inbound[0]!.port}`;
     const client = await startProxyProcess([
       ...['--cert', web!.certFile, '--key', web!.keyFile, '--bundle', web!.bundleFile],
       ...server.inbound.flatMap(({ port }) => [
@@ -224,6 +242,22 @@ describe('gRPC C-core (python3-grpcio) through a pair of sidecars', { skip }, ()
     assert.deepEqual(await result('concurrent'), { ok: 500, errors: {} });
     // An abusive-ping GOAWAY would have failed a call after the idle stretches.
     assert.deepEqual(await result('keepalive'), { ok: 6 });
+  });
+
+  test('a gRPC client holding its own SVID calls the inbound directly: ALPN says h2, the app sees its ID', async () => {
+    // gRPC C-core gives up on a TLS server that selects no ALPN protocol: before the inbound
+    // answered ALPN, this channel never became ready (UNAVAILABLE).
+    const tls = [webFiles.bundleFile, webFiles.certFile, webFiles.keyFile, EMOJI_HOST].join(',');
+    const got = await runClient(inboundTarget, ['unary', 'metadata', 'server-stream'], () => {}, {
+      MUTUAL_GRPC_TLS: tls,
+    });
+    assert.deepEqual(got.get('server-stream'), { count: 1000, bytes: 100_000 });
+    assert.equal(
+      (got.get('unary') as Record<string, unknown>)?.response,
+      'hi',
+      JSON.stringify(got.get('unary')),
+    );
+    assert.equal((got.get('metadata') as Record<string, unknown>)?.['x-mutual-client-id'], clientId);
   });
 
   test('calls waiting behind the server’s stream limit when its max_connection_age GOAWAY comes are sent again', async () => {

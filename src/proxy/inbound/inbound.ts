@@ -35,6 +35,20 @@ const APP_FIRST_GRACE_MS = 100;
  */
 const PLAINTEXT_APP_FIRST_GRACE_MS = 1_000;
 
+/**
+ * The ALPN answer to a client that offers some (peer proxies offer none). gRPC stacks (C-core,
+ * grpc-go, grpc-java) offer only h2 and give up on a server that does not select it, so a gRPC
+ * client holding its own SVID could not call the inbound at all. The inbound does not know what
+ * the app speaks: HTTP/1.1 when offered (any HTTP app takes it, and curl or browsers offer both),
+ * h2 when it is all the client speaks, and otherwise the client's own first choice, which the app
+ * answers or not as it would without the proxy. Node can only select or fail the handshake.
+ */
+export function selectApplicationProtocol({ protocols }: { protocols: string[] }): string | undefined {
+  if (protocols.includes('http/1.1')) return 'http/1.1';
+  if (protocols.includes('h2')) return 'h2';
+  return protocols[0];
+}
+
 /** The client's first bytes, and the app connection opened while waiting for them, if any. */
 interface FirstBytes {
   readonly first: Buffer | undefined;
@@ -71,6 +85,7 @@ export function createInbound(deps: InboundDeps) {
     handshakeTimeout: config.detectTimeoutMs,
     allowHalfOpen: true,
     sessionIdContext: 'mutual-inbound',
+    ALPNCallback: selectApplicationProtocol,
   });
   tlsServer.on('secureConnection', (socket: TLSSocket) => void afterHandshake(socket));
   tlsServer.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
