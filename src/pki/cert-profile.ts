@@ -130,7 +130,11 @@ export function checkIssuer(cert: ParsedCertificate, isAnchor: boolean): VerifyF
   if (cert.isSubjectEmpty) return invalid(`${who} has an empty subject`);
   if (!cert.isCa) return invalid(`${who} is not a CA (basicConstraints CA:true is missing)`);
   if (cert.basicConstraintsCritical !== true) return invalid(`${who} has a non-critical basicConstraints`);
-  if (!cert.keyUsage?.has('keyCertSign')) return invalid(`${who} lacks keyUsage keyCertSign`);
+  // RFC 5280 6.1.4 (n): keyCertSign is checked only where keyUsage is present. `openssl req -x509`
+  // makes roots with none, and OpenSSL, Go, rustls (Linkerd) and BoringSSL (Envoy) take them.
+  if (cert.keyUsage !== undefined && !cert.keyUsage.has('keyCertSign')) {
+    return invalid(`${who} has keyUsage without keyCertSign`);
+  }
   if (cert.subjectKeyIdentifier === undefined) return invalid(`${who} has no subjectKeyIdentifier`);
   const nc = cert.nameConstraints;
   if (nc !== undefined && !nc.permitted?.length && !nc.excluded?.length) {
