@@ -80,6 +80,13 @@ const PREMATURE_RESET_WINDOW_MS = 1_000;
  * Watches a client connection's streams for resets before their answer; past
  * PREMATURE_RESET_BURST (and the refill) `onLimit` runs, once, and the session is destroyed with
  * GOAWAY ENHANCE_YOUR_CALM. Returns the watcher each new stream is handed to.
+ *
+ * nghttp2 parses a whole read before the first of its streams is handed over: a client that
+ * writes its preface, SETTINGS and a thousand HEADERS + RST_STREAM at once hands over streams that
+ * are closed already, on a session nghttp2 may have ended itself meanwhile (its own limit, 1000
+ * resets in one read). Those count at once, whatever became of the session; the caller must not
+ * send such a stream on (isClosedOnArrival): sent on, each stream of such a read reached the app
+ * before the first reset was counted (481 a connection over mTLS, 1000 in plaintext).
  */
 export function guardRapidReset(
   session: ServerHttp2Session,
@@ -87,7 +94,18 @@ export function guardRapidReset(
   onLimit: () => void,
 ): (stream: ServerHttp2Stream) => void {
   const bucket = resetBucket(clock, PREMATURE_RESET_BURST);
+  let isLimited = false;
+  const spend = () => {
+    if (isLimited || bucket.take()) return;
+    isLimited = true;
+    onLimit();
+    if (session.destroyed) return;
+    // destroy(error, code) would emit the session's 'error'; this sends the same GOAWAY first.
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
+  };
   return (stream) => {
+    if (isClosedOnArrival(stream)) return spend();
     const startedMs = clock.now();
     stream.once('close', () => {
       if (
@@ -96,16 +114,20 @@ export function guardRapidReset(
         // A session going away closes its streams unanswered: those are not the client's resets.
         session.destroyed ||
         closedByProxy.has(stream) ||
-        clock.now() - startedMs >= PREMATURE_RESET_WINDOW_MS ||
-        bucket.take()
+        clock.now() - startedMs >= PREMATURE_RESET_WINDOW_MS
       )
         return;
-      onLimit();
-      // destroy(error, code) would emit the session's 'error'; this sends the same GOAWAY first.
-      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
-      session.destroy();
+      spend();
     });
   };
+}
+
+/**
+ * Whether a stream was closed before it was handed over (reset in the same read as its HEADERS,
+ * or its session ended during that read): nothing to relay, and nobody to answer.
+ */
+export function isClosedOnArrival(stream: ServerHttp2Stream): boolean {
+  return stream.closed || stream.destroyed;
 }
 
 /** Streams the proxy itself closed before answering (a refusal passed on), not the client's resets. */

@@ -1,7 +1,7 @@
 // HTTP/2 clients that attack the proxy rather than use it, against a real pair of sidecars (client →
-// explicit upstream → mTLS → STRICT inbound → h2 app), on raw frames: a client that half-closes
-// its TCP connection, and rapid reset (CVE-2023-44487: HEADERS then RST_STREAM, in a loop) on both
-// sides. Each time the question is what the attacker gets at the app and whether the other clients
+// explicit upstream → mTLS → STRICT inbound → h2 app, and a PERMISSIVE inbound to the same app), on
+// raw frames: a client that half-closes its TCP connection, and rapid reset (CVE-2023-44487: HEADERS
+// then RST_STREAM, in a loop) on both sides, also written all at once with the preface. Each time the question is what the attacker gets at the app and whether the other clients
 // sharing the proxy's multiplexed sessions (to the destination, to the app) lose their requests.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -50,15 +50,27 @@ function get(streamId: number, path: string): Buffer {
 
 const CANCEL = Buffer.from([0, 0, 0, constants.NGHTTP2_CANCEL]);
 
+/** The preface, SETTINGS, then `count` streams each reset at once (HEADERS + RST_STREAM CANCEL). */
+function resetBurst(count: number): Buffer {
+  const frames = [PREFACE, frame(0x4, 0, 0)];
+  for (let id = 1; id < 2 * count; id += 2) frames.push(get(id, '/'), frame(0x3, 0, id, CANCEL));
+  return Buffer.concat(frames);
+}
+
 /**
- * A raw HTTP/2 client connection, returned once the proxy's SETTINGS have arrived; `goawayCode` is
+ * A raw HTTP/2 client connection, returned once the proxy's SETTINGS have arrived (`opening`, the
+ * preface and SETTINGS unless given, is written first); `goawayCode` is
  * the first GOAWAY's error code once one arrives. Streams sent along with the preface are read by
  * the proxy with it, in one go before any stream is handled: the outbound then finds every stream
  * of that read reset before it could open it at the destination, so none of them reaches the
  * shared session (seen in CI under load: 0 forwarded, no renewal). Waiting for SETTINGS makes the
  * streams arrive one read at a time, each handled before the next, as from a client that waits.
  */
-async function rawClient(socket: Socket | TLSSocket, readyEvent: 'connect' | 'secureConnect') {
+async function rawClient(
+  socket: Socket | TLSSocket,
+  readyEvent: 'connect' | 'secureConnect',
+  opening: Buffer = Buffer.concat([PREFACE, frame(0x4, 0, 0)]),
+) {
   await new Promise((resolve, reject) => {
     socket.once(readyEvent, resolve);
     socket.once('error', reject);
@@ -83,7 +95,7 @@ async function rawClient(socket: Socket | TLSSocket, readyEvent: 'connect' | 'se
     state.closed = true;
     onFirstFrame();
   });
-  socket.write(Buffer.concat([PREFACE, frame(0x4, 0, 0)]));
+  socket.write(opening);
   await firstFrame;
   return { socket, state };
 }
@@ -93,6 +105,8 @@ describe('HTTP/2 attackers against real proxies', () => {
   let app: Http2Server;
   let server: ProxyProcess;
   let client: ProxyProcess;
+  /** An inbound to the same app without policies: PERMISSIVE, plaintext taken. */
+  let permissive: ProxyProcess;
   let clientTls: { key: Buffer; cert: Buffer; ca: Buffer };
   /** Streams the app has open now, and has seen in all. */
   const seen = { open: 0, total: 0 };
@@ -140,22 +154,27 @@ describe('HTTP/2 attackers against real proxies', () => {
       ...['--upstream', `127.0.0.1:0=${emoji!.spiffeId}@127.0.0.1:${server.inbound[0]!.port}`],
       ...['--admin-listen', '127.0.0.1:0'],
     ]);
-    await Promise.all([server.untilReady(), client.untilReady()]);
+    permissive = await startProxyProcess([
+      ...['--cert', emoji!.certFile, '--key', emoji!.keyFile, '--bundle', emoji!.bundleFile],
+      ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`],
+      ...['--admin-listen', '127.0.0.1:0'],
+    ]);
+    await Promise.all([server.untilReady(), client.untilReady(), permissive.untilReady()]);
   });
 
   after(async () => {
-    await Promise.all([server?.stop(), client?.stop()]);
+    await Promise.all([server?.stop(), client?.stop(), permissive?.stop()]);
     app?.close();
     await rm(dir, { recursive: true, force: true });
   });
 
   /**
-   * Another client's 20 slow requests through the outbound, all open at the app: on the sessions
-   * an attacker's streams share (outbound → destination, inbound → app). Resolves once the app has
-   * them; `statuses` settle with each answer's status ('reset' when none came).
+   * Another client's 20 slow requests through the outbound (or `port`), all open at the app: on the
+   * sessions an attacker's streams share (outbound → destination, inbound → app). Resolves once the
+   * app has them; `statuses` settle with each answer's status ('reset' when none came).
    */
-  async function startBystanders() {
-    const bystander = connect(`http://127.0.0.1:${client.outbound[0]!.port}`);
+  async function startBystanders(port = client.outbound[0]!.port) {
+    const bystander = connect(`http://127.0.0.1:${port}`);
     bystander.on('error', () => {});
     const statuses = Array.from(
       { length: 20 },
@@ -266,5 +285,55 @@ describe('HTTP/2 attackers against real proxies', () => {
         socket.destroy();
         await waitUntil(async () => seen.open === 0, 'every attacker stream cancelled at the app');
       });
+  }
+
+  const tlsTo = (port: number) =>
+    tlsConnect({ host: '127.0.0.1', port, ...clientTls, checkServerIdentity: () => undefined });
+  const oneWriteAttacks = {
+    'mTLS on a STRICT port': () => ({
+      proxy: server,
+      bystanderPort: client.outbound[0]!.port,
+      open: (opening: Buffer) => rawClient(tlsTo(server.inbound[0]!.port), 'secureConnect', opening),
+    }),
+    'plaintext on a PERMISSIVE port': () => ({
+      proxy: permissive,
+      bystanderPort: permissive.inbound[0]!.port,
+      open: (opening: Buffer) =>
+        rawClient(tcpConnect(permissive.inbound[0]!.port, '127.0.0.1'), 'connect', opening),
+    }),
+  };
+  for (const [name, attack] of Object.entries(oneWriteAttacks)) {
+    test(`inbound, ${name}: streams reset in the write that carries the preface do not reach the app`, async () => {
+      const { proxy, bystanderPort, open } = attack();
+      const { bystander, statuses } = await startBystanders(bystanderPort);
+      const totalBefore = seen.total;
+      const labels = { direction: 'inbound', reason: 'rapid_reset' };
+      const limitedBefore = metricValue(
+        await proxy.metrics(),
+        'mutual_http2_connections_limited_total',
+        labels,
+      );
+
+      // Three connections, each written at once: preface, SETTINGS and 1000 streams each reset at
+      // once (34 kB). The proxy parses a whole read before it handles the first stream, so every
+      // stream of that read came to it reset already, and it sent each to the app all the same,
+      // past the reset limit, which had not seen them: the app saw 481 streams per connection over
+      // mTLS (a 16 kB TLS record), 1000 in plaintext (one read; nghttp2 then ends the session).
+      for (let i = 0; i < 3; i++) {
+        const { socket, state } = await open(resetBurst(1000));
+        await waitUntil(async () => state.closed, 'the proxy to close the connection');
+        socket.destroy();
+      }
+
+      assert.deepEqual(await Promise.all(statuses), Array(20).fill(200));
+      bystander.close();
+      // At most the stream whose RST_STREAM came in the next read, per read: none of them was answered.
+      const reached = seen.total - totalBefore - 20;
+      assert.ok(reached < 30, `the app saw ${reached} attacker streams`);
+      assert.equal(
+        metricValue(await proxy.metrics(), 'mutual_http2_connections_limited_total', labels) - limitedBefore,
+        3,
+      );
+    });
   }
 });

@@ -28,6 +28,7 @@ import {
   GRPC_UNAVAILABLE,
   guardRapidReset,
   HTTP2_SERVER_LIMITS,
+  isClosedOnArrival,
   relayExchange,
   resendWhenRefused,
   resetWhenIdle,
@@ -187,6 +188,10 @@ export function createHttp2Inbound(deps: InboundDeps) {
       };
       session.on('stream', (stream, headers) => {
         watchResets(stream);
+        // Reset in the read that brought it (a client writing preface, SETTINGS and thousands of
+        // HEADERS + RST_STREAM at once): sent on all the same, every stream of a read reached the
+        // app before the limit above had seen the first reset.
+        if (isClosedOnArrival(stream)) return;
         watchIdle(stream);
         resetWhenIdle(stream, deps.config.streamIdleTimeoutMs, onIdleStream);
         handleStream(stream, headers, context, socket);

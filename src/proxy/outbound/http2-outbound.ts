@@ -27,6 +27,7 @@ import {
   HTTP2_CONNECTION_WINDOW,
   HTTP2_SERVER_LIMITS,
   HTTP2_STREAM_WINDOW,
+  isClosedOnArrival,
   relayExchange,
   resendWhenRefused,
   resetWhenIdle,
@@ -218,6 +219,8 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
       };
       session.on('stream', (stream, headers) => {
         watchResets(stream);
+        // Reset in the read that brought it: no destination connection is opened for it.
+        if (isClosedOnArrival(stream)) return;
         watchIdle(stream);
         resetWhenIdle(stream, deps.streamIdleTimeoutMs, onIdleStream);
         handleStream(stream, headers, connection);
