@@ -266,6 +266,24 @@ describe('HTTP/2 attackers against real proxies', () => {
       assert.equal(logged.length, 6, 'logged once per connection');
     });
 
+    test(`${side}: rapid reset with RST_STREAM NO_ERROR gets GOAWAY ENHANCE_YOUR_CALM too`, async () => {
+      const totalBefore = seen.total;
+      const { socket, state } = await open();
+      const noError = Buffer.from([0, 0, 0, constants.NGHTTP2_NO_ERROR]);
+      for (let id = 1, sent = 0; sent < 1000 && !state.closed; id += 2, sent++) {
+        if (!socket.write(Buffer.concat([get(id, '/'), frame(0x3, 0, id, noError)])))
+          await new Promise((resolve) => {
+            socket.once('drain', resolve);
+            socket.once('close', resolve);
+          });
+      }
+      await waitUntil(async () => state.closed || state.goawayCode !== undefined, 'the proxy to close');
+      socket.destroy();
+      // Not counted as resets, all 1000 reached the app, the connection left open.
+      assert.equal(state.goawayCode, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      assert.ok(seen.total - totalBefore < 400, `the app saw ${seen.total - totalBefore} streams`);
+    });
+
     // The app is a Node server (nghttp2 takes 1000 resets): what this costs is the destination's Mutual inbound.
     if (side === 'outbound')
       test('outbound: streams open on the shared session, cancelled at once past its renewal, do not cost the other clients theirs', async () => {
