@@ -16,7 +16,12 @@ import {
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { InboundContext } from '../connection-context.ts';
-import { CLIENT_ID_HEADER, DENIED_BY_HEADER, PROXY_ERROR_HEADER } from '../http-forward.ts';
+import {
+  CLIENT_ID_HEADER,
+  DENIED_BY_HEADER,
+  isLocalResourceError,
+  PROXY_ERROR_HEADER,
+} from '../http-forward.ts';
 import {
   answerStream,
   budgetUpstreamResets,
@@ -115,11 +120,16 @@ export function createHttp2Inbound(deps: InboundDeps) {
     }
 
     const fail = (error: Error) => {
+      // Out of descriptors opening the app's session (the stream's error is its cancellation,
+      // caused by the connect's EMFILE): the app was never asked, and is not at fault.
+      const isLocal = isLocalResourceError(error) || isLocalResourceError(error.cause);
       answer(
         502,
-        `mutual: the app on port ${context.appPort} did not answer over HTTP/2: ${error.message}\n`,
+        isLocal
+          ? `mutual: the sidecar could not connect to the app on port ${context.appPort}, for want of its own resources: ${error.message}\n`
+          : `mutual: the app on port ${context.appPort} did not answer over HTTP/2: ${error.message}\n`,
         GRPC_UNAVAILABLE,
-        { [PROXY_ERROR_HEADER]: 'app_unavailable' },
+        { [PROXY_ERROR_HEADER]: isLocal ? 'local_resources' : 'app_unavailable' },
       );
     };
     const requestHeaders = forwardedHeaders(headers);
@@ -240,7 +250,13 @@ function createAppSessions({ log, clock, metrics }: Pick<InboundDeps, 'log' | 'c
         forget();
         if (failing.has(port)) return;
         failing.add(port);
-        log.warn('the app does not answer HTTP/2', { port, error: error.message, code: error.code });
+        if (isLocalResourceError(error))
+          log.warn('the sidecar could not connect to the app, for want of its own resources', {
+            port,
+            error: error.message,
+            code: error.code,
+          });
+        else log.warn('the app does not answer HTTP/2', { port, error: error.message, code: error.code });
       });
       session.on('goaway', forget);
       session.once('close', forget);
