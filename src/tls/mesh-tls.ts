@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import {
   createSecureContext,
   type PeerCertificate,
@@ -65,7 +65,11 @@ export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshT
   };
   // Fresh ticket keys with every generation: a ticket issued under an old bundle must not let a
   // client whose root has since been removed resume its way back in.
-  const serverOptions: SecureContextOptions = { ...base, ticketKeys: randomBytes(48) };
+  const serverOptions: SecureContextOptions = {
+    ...base,
+    ca: [...ca, ...issuersToCompleteClientChains(credentials.certificateChainPem)],
+    ticketKeys: randomBytes(48),
+  };
   return {
     generation: nextGeneration++,
     credentials,
@@ -74,6 +78,24 @@ export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshT
     clientContext: createSecureContext(base),
     verifier: createPeerVerifier({ anchors: roots.map((block) => block.der), clock }),
   };
+}
+
+/**
+ * The intermediates of our own chain, for the server to complete a client that sends only its
+ * leaf (`openssl s_client -cert` without `-cert_chain`), as a workload of the same mesh shares our
+ * issuer. OpenSSL takes a certificate in the store that is not self-signed as a step towards an
+ * anchor, never as one (no X509_V_FLAG_PARTIAL_CHAIN), so the chain must still reach a root of
+ * the bundle. Self-signed ones are left out: a root carried in our chain (Istio's cert-chain.pem)
+ * but dropped from the bundle must not become trusted again.
+ */
+function issuersToCompleteClientChains(chainPem: string): string[] {
+  return decodePemOfType(chainPem, ['CERTIFICATE'], 'certificate chain')
+    .slice(1)
+    .filter((block) => {
+      const certificate = new X509Certificate(block.der);
+      return !certificate.checkIssued(certificate);
+    })
+    .map((block) => encodePem('CERTIFICATE', block.der));
 }
 
 /** The DER chain a peer presented, leaf first (Node links issuers; a self-signed root links to itself). */

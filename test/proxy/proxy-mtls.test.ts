@@ -376,6 +376,16 @@ describe('sidecar proxy between two workloads', () => {
     assert.match(out, new RegExp(web.spiffeId.replaceAll('/', '\\/')));
   });
 
+  test('openssl s_client sending only its leaf (no -cert_chain) is served: the issuer they share completes it', async () => {
+    // Before: refused as unknown_authority (UNABLE_TO_VERIFY_LEAF_SIGNATURE), the client saw only
+    // "unexpected eof". A leaf-only stranger is still refused (the test below, another CA).
+    const out = await s_client(server.inbound[0]!.port, [
+      ...['-cert', web.certFile, '-key', web.keyFile, '-CAfile', web.bundleFile],
+    ]);
+    assert.match(out, /HTTP\/1.1 200/);
+    assert.match(out, new RegExp(web.spiffeId.replaceAll('/', '\\/')));
+  });
+
   describe('hostile peers are refused, counted, and do not disturb others', () => {
     const refusedBy = async (reason: string) =>
       metricValue(await server.metrics(), 'mutual_tls_handshake_failures_total', {
