@@ -4,9 +4,11 @@ import { MutualError } from '../errors.ts';
 import { makeDirectorySync } from '../store/index.ts';
 
 /**
- * One line of the audit log: every issuance and every refusal of a request. Failed TLS handshakes
- * (which anyone can cause in a loop) are sampled: the first of each kind at once, then one summary
- * line with their counts every 10 s.
+ * One line of the audit log: every issuance, and every refusal of a token or a CSR. What anyone can
+ * cause in a loop is sampled, the first of each kind at once, then one summary line with their
+ * counts every 10 s: failed TLS handshakes, requests refused before their token is looked at (not
+ * JSON, wrong content type, too large, too slow, an address penalised for bad tokens) and an
+ * identity's requests past its rate limit.
  */
 export interface AuditEntry {
   readonly time: string;
@@ -24,8 +26,9 @@ export interface AuditEntry {
   /** A handle on the token that proved the identity (hash of its jti; a ServiceAccount's uid), never the token. */
   readonly tokenId?: string;
   /**
-   * On a summary of failed handshakes (written instead of one line each after the first of a kind):
-   * how many it stands for, by kind (the TLS error code, or plain_http).
+   * On a summary (written instead of one line each after the first of a kind): how many it stands
+   * for, by kind (failed handshakes: the TLS error code, or plain_http; requests: the error code and
+   * the stage, client address or identity).
    */
   readonly counts?: Readonly<Record<string, number>>;
 }

@@ -92,26 +92,35 @@ export function createCertifier(deps: CertifierDeps) {
   };
   // Anyone can fail handshakes in a loop: the first of each kind is audited with its client, the
   // rest summed up, so the audit log stays bounded while every signing decision keeps its line.
-  const handshakeRefusals = sampledLog<string, AuditEntry>({
-    // A line that cannot be written (disk full) is dropped: the handshake failed all the same, and
-    // certify requests fail on their own audit line. Thrown from the summary timer, it would end the process.
-    log: (entry) => {
-      try {
-        deps.audit.record(entry);
-      } catch {}
-    },
-    summary: (counts, total, seconds, unlisted) => ({
+  // A line that cannot be written (disk full) is dropped: the client was refused all the same, and
+  // certify requests fail on their own audit line. Thrown from the summary timer, it would end the process.
+  const recordDroppable = (entry: AuditEntry) => {
+    try {
+      deps.audit.record(entry);
+    } catch {}
+  };
+  const summaryEntry =
+    (what: string) =>
+    (counts: ReadonlyMap<string, number>, total: number, seconds: number, unlisted: number): AuditEntry => ({
       time: new Date(deps.clock.now()).toISOString(),
       identity: '',
       result: 'refused',
-      message: `${total} more failed TLS handshakes in the last ${seconds} s, audited only in this count: ${[
-        ...counts,
-      ]
+      message: `${total} more ${what} in the last ${seconds} s, audited only in this count: ${[...counts]
         .map(([kind, count]) => `${count} ${kind}`)
         .join(', ')}${unlisted ? `, ${unlisted} of other kinds` : ''}`,
       requester: '',
       counts: Object.fromEntries(unlisted ? [...counts, ['other', unlisted]] : counts),
-    }),
+    });
+  const handshakeRefusals = sampledLog<string, AuditEntry>({
+    log: recordDroppable,
+    summary: summaryEntry('failed TLS handshakes'),
+  });
+  // Requests refused without any identity behind them (bad JSON, wrong content type, too large or
+  // too slow, an address penalised for bad tokens) and an identity's requests past its rate limit
+  // are as cheap to repeat: sampled the same way, by kind (the code and what or whom it was about).
+  const repeatedRefusals = sampledLog<string, AuditEntry>({
+    log: recordDroppable,
+    summary: summaryEntry('refused requests'),
   });
   /** The audit entry of a client refused before any identity was asked for. */
   const refusalEntry = (error: MutualError, requester: string) => ({
@@ -134,11 +143,13 @@ export function createCertifier(deps: CertifierDeps) {
     },
     /**
      * Audits a request refused at the edge, before the certifier saw it (bad JSON, too large, too
-     * slow, wrong content type), so the audit log holds every refusal, not only the certifier's.
+     * slow, wrong content type), of kind `kind` (what was wrong: 'content type', 'body' ...): the
+     * first of each kind in an interval with its client and message, the rest in one summary line.
+     * Counted in the metrics every time.
      */
-    recordRefusal(error: MutualError, requester: string): void {
-      deps.audit.record(refusalEntry(error, requester));
+    recordRefusal(error: MutualError, requester: string, kind: string): void {
       deps.onOutcome?.('refused', error.code);
+      repeatedRefusals.report(`${error.code} ${kind}`, () => refusalEntry(error, requester));
     },
     /** Client addresses the failed-authentication limit tracks now (bounded; for tests and metrics). */
     trackedAddresses: () => failures.size(),
@@ -216,7 +227,7 @@ export function createCertifier(deps: CertifierDeps) {
         // What was wrong, as the caller was told: which token check failed (expired, forged
         // signature, alg none...) or which name a CSR asked for. Messages never quote the token.
         const message = isMutualError(error) ? error.message : `internal error: ${String(error)}`;
-        deps.audit.record({
+        const entry: AuditEntry = {
           time: new Date(deps.clock.now()).toISOString(),
           identity,
           result: 'refused',
@@ -225,7 +236,16 @@ export function createCertifier(deps: CertifierDeps) {
           requester,
           ...(method ? { method } : {}),
           ...(tokenId ? { tokenId } : {}),
-        });
+        };
+        // Waiting out a limit is sampled (a client can ask again at once, forever); every other
+        // refusal was a decision on a token or a CSR and keeps its own line.
+        if (reason === 'MUTUAL_IDENTITY_AUTH_FAILURES_LIMITED') {
+          repeatedRefusals.report(`${reason} from ${sourceAddressOf(requester)}`, () => entry);
+        } else if (reason === 'MUTUAL_IDENTITY_RATE_LIMITED') {
+          repeatedRefusals.report(`${reason} for ${identity}`, () => entry);
+        } else {
+          deps.audit.record(entry);
+        }
         deps.onOutcome?.('refused', reason);
         throw error;
       }

@@ -73,18 +73,15 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       socket.destroy();
       return;
     }
-    const { refusal, status, handshake } = clientErrorRefusal(
+    const { refusal, status, kind, isHandshake } = clientErrorRefusal(
       code || error.message,
       clientTimeoutMs,
       (socket as Socket).localPort,
     );
-    try {
-      const requester = requesterOf(socket as Socket);
-      if (handshake) deps.certifier.recordHandshakeRefusal(refusal, requester, handshake);
-      else deps.certifier.recordRefusal(refusal, requester);
-    } catch {
-      // The audit log cannot be written; the socket is refused all the same, and certify fails.
-    }
+    // Sampled by kind, and never throws: a line the audit log cannot take is dropped.
+    const requester = requesterOf(socket as Socket);
+    if (isHandshake) deps.certifier.recordHandshakeRefusal(refusal, requester, kind);
+    else deps.certifier.recordRefusal(refusal, requester, kind);
     // Beside the audit line, plain HTTP is told in its own terms, on the TCP socket under TLS.
     const isAnsweredInPlain =
       refusal.code === 'MUTUAL_IDENTITY_PLAIN_HTTP' && answerPlainHttp(socket, refusal);
@@ -123,27 +120,27 @@ const HANDSHAKE_FAILURES: Readonly<Record<string, string>> = {
 };
 
 /**
- * The coded refusal, and the status line, for a client Node refused before our handler; for a
- * failed handshake (before any HTTP) also its kind, by which its audit lines are sampled.
+ * The coded refusal, and the status line, for a client Node refused before our handler, the kind
+ * by which its audit lines are sampled, and whether it failed in its handshake (before any HTTP).
  */
 function clientErrorRefusal(
   code: string,
   clientTimeoutMs: number,
   localPort: number | undefined,
-): { refusal: MutualError; status: string; handshake?: string } {
+): { refusal: MutualError; status: string; kind: string; isHandshake?: true } {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'ERR_HTTP_HEADERS_TIMEOUT') {
     const refusal = new MutualError(
       'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
       `the request headers did not arrive within ${clientTimeoutMs} ms`,
     );
-    return { refusal, status: '408 Request Timeout' };
+    return { refusal, status: '408 Request Timeout', kind: 'headers too slow' };
   }
   if (code === 'HPE_HEADER_OVERFLOW') {
     const refusal = new MutualError(
       'MUTUAL_IDENTITY_REQUEST_TOO_LARGE',
       `the request headers are larger than ${maxHeaderSize} bytes in all`,
     );
-    return { refusal, status: '431 Request Header Fields Too Large' };
+    return { refusal, status: '431 Request Header Fields Too Large', kind: 'headers too large' };
   }
   // TLS errors end the connection before any HTTP: the status is never sent, the audit line says why.
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
@@ -151,7 +148,7 @@ function clientErrorRefusal(
       'MUTUAL_IDENTITY_REQUEST_TIMEOUT',
       `the TLS handshake did not finish within ${clientTimeoutMs} ms`,
     );
-    return { refusal, status: '408 Request Timeout', handshake: code };
+    return { refusal, status: '408 Request Timeout', kind: code, isHandshake: true };
   }
   if (isPlainHttpError({ code })) {
     const port = localPort === undefined ? 'port' : `port ${localPort}`;
@@ -159,7 +156,7 @@ function clientErrorRefusal(
       'MUTUAL_IDENTITY_PLAIN_HTTP',
       `plain HTTP was sent to the identity service, whose ${port} speaks only HTTPS (TLS 1.3): use https:// instead of http://`,
     );
-    return { refusal, status: '400 Bad Request', handshake: 'plain_http' };
+    return { refusal, status: '400 Bad Request', kind: 'plain_http', isHandshake: true };
   }
   if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
     const refusal = new MutualError(
@@ -168,13 +165,13 @@ function clientErrorRefusal(
         ? `the TLS handshake failed (${code}): ${HANDSHAKE_FAILURES[code]}`
         : `the TLS handshake failed (${code})`,
     );
-    return { refusal, status: '400 Bad Request', handshake: code };
+    return { refusal, status: '400 Bad Request', kind: code, isHandshake: true };
   }
   const refusal = new MutualError(
     'MUTUAL_IDENTITY_REQUEST_INVALID',
     `the request is not valid HTTP (${code})`,
   );
-  return { refusal, status: '400 Bad Request' };
+  return { refusal, status: '400 Bad Request', kind: `not HTTP (${code})` };
 }
 
 function requesterOf(socket: {
@@ -204,12 +201,17 @@ async function handle(
     if (request.method !== 'POST') return sendMethodNotAllowed(response, 'POST');
     const requester = requesterOf(request.socket);
     let body: { token: string; csr: string };
+    // Stages before the certifier: content type → body within size and time → JSON shape. The
+    // stage a request fails at is the kind its audit line is sampled by.
+    let stage = 'content type';
     try {
-      // Stages before the certifier: content type → body within size and time → JSON shape.
       checkContentType(request.headers['content-type']);
-      body = parseCertifyBody(await readBody(request, clientTimeoutMs));
+      stage = 'body';
+      const text = await readBody(request, clientTimeoutMs);
+      stage = 'JSON';
+      body = parseCertifyBody(text);
     } catch (error) {
-      if (isMutualError(error)) deps.certifier.recordRefusal(error, requester);
+      if (isMutualError(error)) deps.certifier.recordRefusal(error, requester, stage);
       throw error;
     }
     const result = await deps.certifier.certify(body, requester);
