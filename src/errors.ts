@@ -186,6 +186,12 @@ export const errorCatalog = {
     action:
       'Find the workload on that address sending a bad token (its earlier MUTUAL_IDENTITY_TOKEN_INVALID refusals in the audit log say why) and fix its token file; other workloads on the address get in once the flood stops, after the Retry-After header.',
   },
+  MUTUAL_IDENTITY_CONNECTIONS_LIMITED: {
+    meaning:
+      'One client address (an IPv6 one by its /64) already has as many connections open to the identity service API as it may (1024 by default, --max-connections-per-address), so a new one from it was closed before its TLS handshake. It keeps one client from holding every file descriptor of the service (a bundle long poll holds a connection for a minute on one request) while workloads on other addresses are served.',
+    action:
+      'Find what on that address opens so many connections (the audit log names it; `ss -tn dst <address>` on its host lists them). If it is many sidecars behind one address (a node of hostNetwork pods, a NAT), raise --max-connections-per-address.',
+  },
   MUTUAL_IDENTITY_UNAVAILABLE: {
     meaning: 'The identity service cannot sign right now (no valid issuer loaded, or it is shutting down).',
     action:

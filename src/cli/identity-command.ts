@@ -6,6 +6,7 @@ import { isMutualError, MutualError } from '../errors.ts';
 import {
   createJoinTokenIssuer,
   DEFAULT_AUTH_FAILURE_LIMIT,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   DEFAULT_RATE_LIMIT,
   IN_CLUSTER_FILES,
   inClusterApiServerUrl,
@@ -76,6 +77,11 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
     )
     .option('--client-timeout <duration>', "deadline for a client's TLS handshake, headers and body", '10s')
     .option(
+      '--max-connections-per-address <count>',
+      'open API connections one client address (IPv6: its /64) may have; past it new ones are closed at once',
+      String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+    )
+    .option(
       '--token-review-url <url>',
       'also accept Kubernetes ServiceAccount tokens, checked with a TokenReview at this API server URL (`in-cluster`: from the pod environment)',
     )
@@ -122,6 +128,7 @@ interface ServeOptions {
   authFailureLimit: string;
   authFailureBurst: string;
   clientTimeout: string;
+  maxConnectionsPerAddress: string;
   tokenReviewUrl?: string;
   tokenReviewCa?: string;
   tokenReviewTokenFile?: string;
@@ -220,6 +227,9 @@ function serveSettings(options: ServeOptions, context: CliContext) {
       perSecond: attempt(() => perSecondFlag('--auth-failure-limit', options.authFailureLimit)),
       burst: attempt(() => burstFlag('--auth-failure-burst', options.authFailureBurst)),
     },
+    maxConnectionsPerAddress: attempt(() =>
+      burstFlag('--max-connections-per-address', options.maxConnectionsPerAddress, 'connections'),
+    ),
   };
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) {
@@ -246,13 +256,13 @@ function perSecondFlag(flag: string, text: string): number {
   return perSecond;
 }
 
-/** A burst: a whole number of requests, at least 1. */
-function burstFlag(flag: string, text: string): number {
+/** A burst (or a cap): a whole number of requests (or `what`), at least 1. */
+function burstFlag(flag: string, text: string, what = 'requests'): number {
   const burst = Number(text);
   if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(burst) || burst < 1) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
-      `${flag} ${JSON.stringify(text)} must be a whole number of requests, at least 1`,
+      `${flag} ${JSON.stringify(text)} must be a whole number of ${what}, at least 1`,
     );
   }
   return burst;

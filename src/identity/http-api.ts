@@ -8,6 +8,7 @@ import { readRequestBody } from '../http-body.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
 import { answerPlainHttp, isPlainHttpError, MESH_TLS_GROUPS } from '../tls/index.ts';
 import { type Certifier, RateLimitedError } from './certifier.ts';
+import { capConnectionsPerAddress, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './connection-cap.ts';
 
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
 const MAX_LONG_POLL_S = 60;
@@ -25,6 +26,8 @@ export interface IdentityApiDeps {
   readonly serverCredentials: { key: string; cert: string };
   /** How long a client may take for its TLS handshake, its headers and its body; default 10 s. */
   readonly clientTimeoutMs?: number;
+  /** Open connections one client address may have; default DEFAULT_MAX_CONNECTIONS_PER_ADDRESS. */
+  readonly maxConnectionsPerAddress?: number;
 }
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 10_000;
@@ -66,6 +69,17 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
   server.headersTimeout = clientTimeoutMs;
   server.requestTimeout = (MAX_LONG_POLL_S + 15) * 1000;
   server.keepAliveTimeout = 5_000;
+  const maxPerAddress = deps.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+  capConnectionsPerAddress(server, {
+    maxPerAddress,
+    onRefused: (socket, address) => {
+      const refusal = new MutualError(
+        'MUTUAL_IDENTITY_CONNECTIONS_LIMITED',
+        `${address} has ${maxPerAddress} connections open to the identity service, as many as one client address may (--max-connections-per-address); a new one was closed before its TLS handshake`,
+      );
+      deps.certifier.recordRefusal(refusal, requesterOf(socket), `from ${address}`);
+    },
+  });
   // Requests Node refuses before our handler (headers too slow, not HTTP) are audited too.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     const code = error.code ?? '';

@@ -50,6 +50,8 @@ export interface IdentityServiceConfig {
   readonly tokenReview?: TokenReviewConfig;
   /** Handshake, headers and body deadline for each client. */
   readonly clientTimeoutMs?: number;
+  /** Open API connections one client address may have; default DEFAULT_MAX_CONNECTIONS_PER_ADDRESS. */
+  readonly maxConnectionsPerAddress?: number;
   /** How often the CA files are re-read in case a change notification was missed. */
   readonly caPollIntervalMs?: number;
   readonly clock: Clock;
@@ -206,6 +208,9 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     bundles,
     serverCredentials: own,
     ...(config.clientTimeoutMs === undefined ? {} : { clientTimeoutMs: config.clientTimeoutMs }),
+    ...(config.maxConnectionsPerAddress === undefined
+      ? {}
+      : { maxConnectionsPerAddress: config.maxConnectionsPerAddress }),
   });
   let ownRenewal: NodeJS.Timeout | undefined;
   // Each renewal run has a generation; a run overtaken by a newer one (issuer changed) is dropped.

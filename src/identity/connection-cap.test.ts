@@ -1,0 +1,19 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { addressKey } from './connection-cap.ts';
+
+test('connections are counted by address, IPv4-mapped as IPv4, and IPv6 by its /64', () => {
+  const cases: Array<[string | undefined, string]> = [
+    ['127.0.0.1', '127.0.0.1'],
+    ['::ffff:10.1.2.3', '10.1.2.3'],
+    ['::1', '0:0:0:0::/64'],
+    ['fd00::5', 'fd00:0:0:0::/64'],
+    ['fd00::6', 'fd00:0:0:0::/64'],
+    ['2001:db8:aa:bb:1:2:3:4', '2001:db8:aa:bb::/64'],
+    ['2001:DB8:AA:BB:ffff::1', '2001:db8:aa:bb::/64'],
+    ['2001:db8:aa:bc::1', '2001:db8:aa:bc::/64'],
+    ['2001:db8::aa:bb:0:1', '2001:db8:0:0::/64'],
+    [undefined, 'unknown'],
+  ];
+  for (const [address, key] of cases) assert.equal(addressKey(address), key, String(address));
+});
