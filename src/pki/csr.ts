@@ -52,6 +52,16 @@ const SIGNATURE_ALGORITHMS: Record<string, { kind: 'ec' | 'rsa'; hash: string; n
   '1.2.840.113549.1.1.13': { kind: 'rsa', hash: 'sha512', name: 'sha512WithRSAEncryption' },
 };
 
+/** Signature algorithms seen in CSRs that are refused, named so the refusal says which it was. */
+const REFUSED_SIGNATURE_ALGORITHMS: Record<string, string> = {
+  '1.2.840.113549.1.1.4': 'md5WithRSAEncryption',
+  '1.2.840.113549.1.1.5': 'sha1WithRSAEncryption',
+  '1.2.840.113549.1.1.10': 'RSASSA-PSS',
+  '1.2.840.10045.4.1': 'ecdsa-with-SHA1',
+  '1.3.101.112': 'Ed25519',
+  '1.3.101.113': 'Ed448',
+};
+
 /**
  * The CA side: decodes a CSR (PEM or DER), checks its self-signature and that it asks for exactly
  * one name, the URI SAN `expectedId`, which the caller took from an authenticated token, never
@@ -123,9 +133,13 @@ async function checkSignature(
       .filter((candidate) => candidate.kind === keyKind)
       .map((candidate) => candidate.name)
       .join(', ');
+    const keyName = keyKind === 'ec' ? 'ECDSA' : 'RSA';
+    const refused = REFUSED_SIGNATURE_ALGORITHMS[oid];
     throw new MutualError(
       'MUTUAL_PKI_CSR_SIGNATURE_INVALID',
-      `the CSR is signed with ${algorithm?.name ?? `algorithm ${oid}`}, which does not fit its ${keyKind === 'ec' ? 'ECDSA' : 'RSA'} key; sign it with one of ${accepted}`,
+      algorithm
+        ? `the CSR is signed with ${algorithm.name}, which does not fit its ${keyName} key; sign it with one of ${accepted}`
+        : `the CSR is signed with ${refused ? `${refused} (${oid})` : `algorithm ${oid}`}, which Mutual does not accept; sign it with one of ${accepted}`,
     );
   }
   let isSignatureValid = false;
