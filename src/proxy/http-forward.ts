@@ -10,8 +10,10 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import { deferHeadTimeout, holdReading, noteRequestParsed, releaseReading } from './read-hold.ts';
 
 // undici's index also loads fetch, WebSocket, caches, mocks and more: ~3 MB of heap that every
 // major GC walks and every idle sidecar keeps resident. The proxy needs only the pool.
@@ -77,7 +79,7 @@ export function createDetachedHttpServer(
       // node:http parses every request in a chunk and emits each, even behind an answer that closes
       // the connection; the client was told nothing more is read, so nothing more is forwarded.
       if (closingConnections.has(request.socket)) return void request.resume();
-      trackAnswer(request.socket, response);
+      trackAnswer(server, request.socket, response);
       try {
         listener(request, response);
       } catch (error) {
@@ -118,6 +120,8 @@ export function createDetachedHttpServer(
     // still gets its answer, and node:http closes the connection after it. Answering 400 at once
     // told the client its request failed while the app went on to serve it.
     if (error.code === 'HPE_CLOSED_CONNECTION') return;
+    // A head cut short where the proxy stopped reading (too many answers owed) is not the client's.
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && deferHeadTimeout(socket as Socket)) return;
     // node:http reports the error again for every chunk that follows: answer once, and let the
     // answer reach the client (destroying the socket now would reset it unread).
     if (refusedConnections.has(socket)) return;
@@ -214,11 +218,26 @@ const closingConnections = new WeakSet<object>();
 /** Answers not yet finished, per connection, so a parse error never writes into one. */
 const answersInFlight = new WeakMap<object, Set<ServerResponse>>();
 
-function trackAnswer(socket: object, response: ServerResponse): void {
+/**
+ * How many answers one connection may owe before the proxy stops reading it: a client that
+ * pipelines requests without reading their answers is otherwise read as fast as it writes, each
+ * request parsed into objects (~5 KB) kept until the app, one request at a time, has answered it
+ * (100,000 small GETs: +490 MB). Envoy and nginx read the next request only once the last is
+ * answered; past this, the bytes wait in the kernel and TCP holds the client back. Reading resumes
+ * once half are answered. Node parses the whole chunk it read (64 KB at most) before the pause.
+ */
+const MAX_OWED_ANSWERS = 32;
+
+function trackAnswer(server: Server, socket: Socket, response: ServerResponse): void {
   const answers = answersInFlight.get(socket) ?? new Set<ServerResponse>();
   answersInFlight.set(socket, answers);
   answers.add(response);
-  response.once('close', () => answers.delete(response));
+  noteRequestParsed(socket);
+  if (answers.size >= MAX_OWED_ANSWERS) holdReading(socket);
+  response.once('close', () => {
+    answers.delete(response);
+    if (answers.size <= MAX_OWED_ANSWERS / 2) releaseReading(socket, server);
+  });
 }
 
 /**
