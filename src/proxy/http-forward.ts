@@ -28,6 +28,18 @@ export const PROXY_ERROR_HEADER = 'x-mutual-proxy-error';
 const LOCAL_RESOURCE_CODES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
 
 /**
+ * The largest HTTP/1 head (request or answer, all header lines) the proxy reads, as its HTTP/2
+ * path and Envoy (60 KiB) take. Node's 16 KiB default turned an app's answer with a 20 KiB
+ * Set-Cookie, which curl reads straight from the app, into a 502.
+ */
+export const MAX_HTTP_HEAD_BYTES = 64 * 1024;
+
+/** True when the next hop's answer head was over MAX_HTTP_HEAD_BYTES (undici's code). */
+export function isAnswerHeadTooLarge(error: Error): boolean {
+  return (error as NodeJS.ErrnoException).code === 'UND_ERR_HEADERS_OVERFLOW';
+}
+
+/**
  * A failure of this machine, not of the peer: out of file descriptors, memory, socket buffers or
  * local ports. Answered as `local_resources`, so nobody goes looking for a fault in the app or
  * the destination.
@@ -96,6 +108,7 @@ export function createDetachedHttpServer(
     {
       requireHostHeader: false,
       keepAliveTimeout: 60_000,
+      maxHeaderSize: MAX_HTTP_HEAD_BYTES,
       // `Upgrade: h2c` (and an upgrade with a body: a WebSocket's never has one) is answered as a
       // plain request. Spliced as an upgrade, an app that accepts h2c would take further requests
       // as HTTP/2 streams past policy and identity checks.

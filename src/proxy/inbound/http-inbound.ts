@@ -20,8 +20,10 @@ import {
   DENIED_BY_HEADER,
   forwardedRequestHeaders,
   forwardRequest,
+  isAnswerHeadTooLarge,
   isClosing,
   isLocalResourceError,
+  MAX_HTTP_HEAD_BYTES,
   malformedRequestProblem,
   Pool,
   PROXY_ERROR_HEADER,
@@ -39,7 +41,12 @@ export function createHttpInbound(deps: InboundDeps) {
     let pool = pools.get(port);
     if (!pool) {
       // No response deadlines: streams and long polls are the app's to end, as with a direct call.
-      pool = new Pool(`http://127.0.0.1:${port}`, { connections: 512, headersTimeout: 0, bodyTimeout: 0 });
+      pool = new Pool(`http://127.0.0.1:${port}`, {
+        connections: 512,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        maxHeaderSize: MAX_HTTP_HEAD_BYTES,
+      });
       pools.set(port, pool);
     }
     return pool;
@@ -156,15 +163,22 @@ export function createHttpInbound(deps: InboundDeps) {
       );
       // Out of descriptors here: the app was never asked, and is not at fault.
       const local = isLocalResourceError(error);
+      const tooLarge = !local && isAnswerHeadTooLarge(error);
       response
         .writeHead(502, {
           'content-type': 'text/plain',
-          [PROXY_ERROR_HEADER]: local ? 'local_resources' : 'app_unavailable',
+          [PROXY_ERROR_HEADER]: local
+            ? 'local_resources'
+            : tooLarge
+              ? 'app_answer_too_large'
+              : 'app_unavailable',
         })
         .end(
           local
             ? `mutual: the sidecar could not connect to the app on port ${context.appPort}, for want of its own resources: ${error.message}\n`
-            : `mutual: the app on port ${context.appPort} did not answer: ${error.message}\n`,
+            : tooLarge
+              ? `mutual: the app on port ${context.appPort} answered with headers over ${MAX_HTTP_HEAD_BYTES / 1024} KiB, more than the sidecar reads\n`
+              : `mutual: the app on port ${context.appPort} did not answer: ${error.message}\n`,
         );
     });
   }

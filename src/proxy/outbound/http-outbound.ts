@@ -15,6 +15,7 @@ import {
   forwardedRequestHeaders,
   forwardRequest,
   isClosing,
+  MAX_HTTP_HEAD_BYTES,
   malformedRequestProblem,
   Pool,
   PROXY_ERROR_HEADER,
@@ -70,6 +71,7 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
       keepAliveMaxTimeout: POOL_KEEP_ALIVE_MS,
       headersTimeout: 0,
       bodyTimeout: 0,
+      maxHeaderSize: MAX_HTTP_HEAD_BYTES,
       connect: (_options, callback) => {
         deps.connect(destination, meshTls).then(
           (socket) => {
