@@ -139,18 +139,37 @@ test('a table scrolled sideways on a phone stays where the user put it across li
 }, async () => {
   const page = await open('edges', 390, 844, true);
   try {
-    // The first draw may come before every sidecar has been read, with a table too narrow to
-    // scroll 200 px: wait for the widest row, and check the scroll took before the redraw.
+    // The first draws may come before every sidecar has been read, with a table too narrow to
+    // scroll 200 px: wait until it can. Each step finds the table in the same turn of the page's
+    // loop as it uses it: a locator resolved first can be handed an element a redraw has just
+    // replaced (detached, so its scrollLeft reads 0), which made this test flaky in CI.
     await page.locator(`tr[data-edge="${FOREIGN}→web:8080"]`).waitFor();
-    const scroller = page.locator('#view-edges .scroll');
-    const scrolledTo = await scroller.evaluate((el) => {
+    const scrollable = await page
+      .waitForFunction(
+        () => {
+          const el = (globalThis as any).document.querySelector('#view-edges .scroll');
+          return el !== null && el.scrollWidth - el.clientWidth >= 200;
+        },
+        undefined,
+        { timeout: 10_000 },
+      )
+      .then(
+        () => true,
+        () => false,
+      );
+    assert.ok(scrollable, 'the edges table on a phone does not scroll 200 px');
+    const scrolledTo = await page.evaluate(() => {
+      const el = (globalThis as any).document.querySelector('#view-edges .scroll');
       el.scrollLeft = 200;
       (globalThis as any).__table = el.querySelector('table');
       return el.scrollLeft;
     });
-    assert.equal(scrolledTo, 200, 'the edges table is not wide enough to scroll 200 px on a phone');
+    assert.equal(scrolledTo, 200);
     await page.waitForFunction(() => !(globalThis as any).__table.isConnected);
-    assert.equal(await scroller.evaluate((el) => el.scrollLeft), 200);
+    const kept = await page.evaluate(
+      () => (globalThis as any).document.querySelector('#view-edges .scroll').scrollLeft,
+    );
+    assert.equal(kept, 200);
   } finally {
     await page.close();
   }
