@@ -199,7 +199,8 @@ export async function readRuntime(paths: MeshPaths): Promise<MeshRuntime> {
   if (!runtime) {
     throw new MutualError(
       'MUTUAL_MESH_NOT_RUNNING',
-      `no mesh is running from ${paths.stateDir} (no runtime.json): start one with \`mutual up -f mesh.yaml\`, or pass the --state-dir it was started with`,
+      // The catalogue's hint (printed under it) says how to start one.
+      `no mesh is running from ${paths.stateDir} (no runtime.json)`,
     );
   }
   return runtime;
