@@ -95,7 +95,13 @@ test('portLevelMtls 8080: PERMISSIVE under a STRICT namespace takes plain text o
   // Before: matched against the app port, 8080 stayed STRICT ('plaintext refused on a STRICT port').
   assert.equal(await plain(8080, '/plain'), 200);
   assert.equal(await plain(9090, '/plain'), 'fetch failed');
-  assert.match(server.output(), /"plaintext refused on a STRICT port","port":9090,"appPort":\d+/);
+  // Each of the three ports is named: the policy's, the app's, and the listener the client dialled.
+  assert.match(
+    server.output(),
+    new RegExp(
+      `"plaintext refused on a STRICT port","port":9090,"appPort":${appPorts[1]},"listener":${server.inbound[1]!.port}`,
+    ),
+  );
 });
 
 test('AuthorizationPolicy ports: ["8080"] denies on 8080, not on 9090; metrics keep the app port', async () => {

@@ -184,9 +184,12 @@ export function createInbound(deps: InboundDeps) {
       return;
     }
     if (mode === 'STRICT') {
+      // `port` is what policy sees (mesh.yaml's port under `mutual up`); the client dialled the
+      // sidecar's own listener, which differs from both outside transparent mode.
       log.warnSampled('plaintext refused on a STRICT port', `port=${policyPort}`, {
         port: policyPort,
         ...(policyPort === appPort ? {} : { appPort }),
+        ...(socket.localPort === appPort ? {} : { listener: socket.localPort }),
         client: context.sourceIp,
       });
       return refuse(socket, 'plaintext_strict', appPort);
