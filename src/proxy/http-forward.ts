@@ -139,15 +139,13 @@ export function createDetachedHttpServer(
     // answer reach the client (destroying the socket now would reset it unread).
     if (refusedConnections.has(socket)) return;
     refusedConnections.add(socket);
-    // An answer under way cannot be interrupted: a status line written now would land in its body.
-    const answers = answersInFlight.get(socket);
-    if (!socket.writable || [...(answers ?? [])].some((answer) => answer.headersSent)) {
-      return void socket.destroy();
-    }
-    endAndLinger(
-      socket,
-      `HTTP/1.1 ${parseErrorStatus(error.code)}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
-    );
+    if (!socket.writable) return void socket.destroy();
+    const refusal = `HTTP/1.1 ${parseErrorStatus(error.code)}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
+    // Answers are still owed for requests read before the bad bytes. HTTP/1 answers go in request
+    // order: written now, the refusal was read as the answer to the first of them (or landed in
+    // the body of one under way), and ending the connection lost them all. It waits for them.
+    if ((answersInFlight.get(socket)?.size ?? 0) > 0) return void pendingRefusals.set(socket, refusal);
+    endAndLinger(socket, refusal);
   });
   return server;
 }
@@ -230,6 +228,8 @@ const refusedConnections = new WeakSet<object>();
 const closingConnections = new WeakSet<object>();
 /** Answers not yet finished, per connection, so a parse error never writes into one. */
 const answersInFlight = new WeakMap<object, Set<ServerResponse>>();
+/** The error answer for bytes that are not HTTP/1, per connection, written once no answer is owed. */
+const pendingRefusals = new WeakMap<object, string>();
 
 /**
  * How many answers one connection may owe before the proxy stops reading it: a client that
@@ -249,7 +249,16 @@ function trackAnswer(server: Server, socket: Socket, response: ServerResponse): 
   if (answers.size >= MAX_OWED_ANSWERS) holdReading(socket);
   response.once('close', () => {
     answers.delete(response);
-    if (answers.size <= MAX_OWED_ANSWERS / 2) releaseReading(socket, server);
+    const refusal = pendingRefusals.get(socket);
+    // A refused connection has no further requests; its refusal goes once every answer is out.
+    if (refusal === undefined) {
+      if (answers.size <= MAX_OWED_ANSWERS / 2) releaseReading(socket, server);
+    } else if (answers.size === 0) {
+      pendingRefusals.delete(socket);
+      // An answer that closed the connection has ended it already.
+      if (socket.writable && !closingConnections.has(socket)) endAndLinger(socket, refusal);
+      else socket.destroySoon();
+    }
   });
 }
 

@@ -16,6 +16,8 @@ function app(request: IncomingMessage, response: ServerResponse) {
   seen.push(`${request.method} ${request.url}`);
   request.resume();
   if (request.url === '/slow') return void setTimeout(() => response.end('slow answer'), 300);
+  if (request.url?.startsWith('/late/'))
+    return void setTimeout(() => response.end(`late ${request.url}`), 300);
   if (request.url === '/stream') {
     response.writeHead(200, { 'content-type': 'text/plain' });
     response.write('first part;');
@@ -89,8 +91,13 @@ for (const via of VIAS) {
       (text) => text.includes('first part;'),
       'NOT HTTP AT ALL\r\n\r\n',
     ]);
-    assert.deepEqual(statuses(answer), ['200'], answer);
-    assert.doesNotMatch(answer, /first part;[\s\S]*HTTP\/1\.1/);
+    // The answer under way is finished (it was cut off after its first part), then refused.
+    assert.deepEqual(statuses(answer), ['200', '400'], answer);
+    assert.match(
+      answer,
+      /first part;\r\n[\s\S]*second part\r\n0\r\n\r\nHTTP\/1\.1 400 Bad Request\r\n/,
+      answer,
+    );
     seen.length = 0;
   });
 
@@ -103,6 +110,29 @@ for (const via of VIAS) {
       const answer = await exchange(via, [head]);
       assert.deepEqual(statuses(answer), ['431'], `${head.slice(0, 40)}: ${answer}`);
     }
+  });
+}
+
+for (const via of VIAS) {
+  test(`${via}: a malformed request pipelined behind slow ones is answered only after them, in order`, async () => {
+    seen.length = 0;
+    // One write: the sidecar parses both requests and fails on the third before the app answers.
+    const answer = await exchange(via, [
+      [
+        'GET /late/a HTTP/1.1\r\nHost: emoji\r\n\r\n',
+        'GET /late/b HTTP/1.1\r\nHost: emoji\r\n\r\n',
+        'POST /malformed HTTP/1.1\r\nHost: emoji\r\nContent-Length: 1x\r\n\r\nx',
+      ].join(''),
+    ]);
+    // A 400 first would be read as the answer to /late/a.
+    assert.deepEqual(statuses(answer), ['200', '200', '400'], answer);
+    assert.match(
+      answer,
+      /\r\n\r\nlate \/late\/a[\s\S]*\r\n\r\nlate \/late\/b(HTTP\/1\.1 400 Bad Request\r\n[\s\S]*)$/,
+      answer,
+    );
+    assert.match(answer, /HTTP\/1\.1 400 Bad Request\r\n[\s\S]*connection: close/i);
+    assert.deepEqual(await seenUntil(via, `/after-malformed-${via}`), ['GET /late/a', 'GET /late/b']);
   });
 }
 
