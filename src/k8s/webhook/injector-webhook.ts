@@ -14,11 +14,11 @@ import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../
 import { readRequestBody } from '../../http-body.ts';
 import { sampledLog } from '../../log/index.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
+import { limitConnections, shedLog } from '../../net/index.ts';
 import { MESH_TLS_GROUPS } from '../../tls/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
 import { printable, reviewAdmission } from './admission-review.ts';
-import { limitConnections } from './connection-limit.ts';
 import { answerClientError, checkBodyFraming } from './http-refusals.ts';
 import { plainHttpRefusals } from './plain-http.ts';
 import { reviewPolicyAdmission } from './policy-review.ts';
@@ -54,7 +54,7 @@ export interface InjectorWebhookConfig {
   readonly inject: InjectDefaults;
   /** Handshake, headers and body deadline per request; the API server gives up after 10 s by default. */
   readonly clientTimeoutMs?: number;
-  /** Open connections at most; at the cap the oldest one doing nothing useful is closed (connection-limit.ts). */
+  /** Open connections at most; at the cap the oldest one doing nothing useful is closed (src/net/connection-limit.ts). */
   readonly maxConnections?: number;
   /** How long a connection is kept open between requests. */
   readonly idleTimeoutMs?: number;
@@ -168,10 +168,21 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     labelNames: ['state'],
     registers: [registry],
   });
-  const connections = limitConnections(server, {
-    maxConnections: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-    onShed: (state) => shed.inc({ state }),
+  const maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const shedLines = shedLog({
     log,
+    prefix: 'inject',
+    maxConnections,
+    flag: '--max-connections',
+    advice:
+      "A client is opening connections it does not use, or the limit is too low for the API server's traffic; mutual_injector_connections_shed_total counts them",
+  });
+  const connections = limitConnections(server, {
+    maxConnections,
+    onShed: (state, remote) => {
+      shed.inc({ state });
+      shedLines.report(state, remote);
+    },
   });
   new Gauge({
     name: 'mutual_injector_connections_open',
@@ -294,7 +305,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
   } catch (error) {
     watcher.close();
     anchorsWatcher.close();
-    connections.close();
+    shedLines.close();
     plainHttp.close();
     refusals.close();
     server.close();
@@ -312,7 +323,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     async close() {
       watcher.close();
       anchorsWatcher.close();
-      connections.close();
+      shedLines.close();
       plainHttp.close();
       refusals.close();
       server.closeIdleConnections();
@@ -324,7 +335,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     destroy() {
       watcher.close();
       anchorsWatcher.close();
-      connections.close();
+      shedLines.close();
       plainHttp.close();
       refusals.close();
       server.closeAllConnections();

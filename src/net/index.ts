@@ -1,0 +1,14 @@
+// Limits on a server's connections that every daemon shares (the injector webhook, the identity
+// API): how many stay open and which one goes at the cap. Tracks sockets it is given; opens none,
+// and knows nothing of what the server answers: its caller names what a request is doing.
+
+export {
+  type ConnectionLimit,
+  type ConnectionLimitOptions,
+  limitConnections,
+  type OpenState,
+  type ShedLogOptions,
+  type ShedState,
+  shedLog,
+  shedStateText,
+} from './connection-limit.ts';
