@@ -192,6 +192,12 @@ export const errorCatalog = {
     action:
       'Find what on that address opens so many connections (the audit log names it; `ss -tn dst <address>` on its host lists them). If it is many sidecars behind one address (a node of hostNetwork pods, a NAT), raise --max-connections-per-address.',
   },
+  MUTUAL_IDENTITY_CONNECTIONS_SHED: {
+    meaning:
+      'The identity service API had as many connections open as it keeps in all (--max-connections; by default 3/4 of its file descriptor limit, ulimit -n, at most 16384), so to accept a new one it closed the oldest doing nothing useful: one in its TLS handshake or that had not sent a request, then one idle between requests, then a bundle long poll held silent (its client polls again), then one still sending its body; never one being answered. It keeps clients on many addresses from taking every file descriptor, after which no workload could certify or fetch the bundle.',
+    action:
+      'Look at mutual_identity_connections_open{state} and the audit log for who holds the connections (`ss -tn sport = :<API port>` on the service host counts them by address). If they are real sidecars (their long polls come back at once), raise --max-connections, and the file descriptor limit with it; otherwise find the client opening connections it does not use.',
+  },
   MUTUAL_IDENTITY_UNAVAILABLE: {
     meaning: 'The identity service cannot sign right now (no valid issuer loaded, or it is shutting down).',
     action:

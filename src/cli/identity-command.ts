@@ -11,6 +11,7 @@ import {
   IN_CLUSTER_FILES,
   inClusterApiServerUrl,
   loadOrCreateJoinTokenKey,
+  MAX_DEFAULT_CONNECTIONS,
   startIdentityService,
   type TokenReviewConfig,
 } from '../identity/index.ts';
@@ -82,6 +83,11 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
       String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
     )
     .option(
+      '--max-connections <count|auto>',
+      `open API connections in all; past it the oldest idle one (or held bundle long poll) is closed for the new one. auto: 3/4 of the file descriptor limit (ulimit -n), at most ${MAX_DEFAULT_CONNECTIONS}`,
+      'auto',
+    )
+    .option(
       '--token-review-url <url>',
       'also accept Kubernetes ServiceAccount tokens, checked with a TokenReview at this API server URL (`in-cluster`: from the pod environment)',
     )
@@ -129,6 +135,7 @@ interface ServeOptions {
   authFailureBurst: string;
   clientTimeout: string;
   maxConnectionsPerAddress: string;
+  maxConnections: string;
   tokenReviewUrl?: string;
   tokenReviewCa?: string;
   tokenReviewTokenFile?: string;
@@ -230,6 +237,13 @@ function serveSettings(options: ServeOptions, context: CliContext) {
     maxConnectionsPerAddress: attempt(() =>
       burstFlag('--max-connections-per-address', options.maxConnectionsPerAddress, 'connections'),
     ),
+    ...(options.maxConnections.trim() === 'auto'
+      ? {}
+      : {
+          maxConnections: attempt(() =>
+            burstFlag('--max-connections', options.maxConnections, 'connections (or auto)'),
+          ),
+        }),
   };
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { addressKey } from './connection-cap.ts';
+import { addressKey, defaultMaxConnections } from './connection-cap.ts';
 
 test('connections are counted by address, IPv4-mapped as IPv4, and IPv6 by its /64', () => {
   const cases: Array<[string | undefined, string]> = [
@@ -16,4 +16,17 @@ test('connections are counted by address, IPv4-mapped as IPv4, and IPv6 by its /
     [undefined, 'unknown'],
   ];
   for (const [address, key] of cases) assert.equal(addressKey(address), key, String(address));
+});
+
+test('the default cap on all connections is 3/4 of the file descriptor limit, between 1 and 16384', () => {
+  const cases: Array<[number, number]> = [
+    [1024, 768],
+    [256, 192],
+    [1, 1],
+    [20_000, 15_000],
+    [1_048_576, 16_384],
+    [Number.POSITIVE_INFINITY, 16_384],
+  ];
+  for (const [limit, max] of cases) assert.equal(defaultMaxConnections(limit), max, String(limit));
+  assert.ok(defaultMaxConnections() >= 1, 'read from this process');
 });

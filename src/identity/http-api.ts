@@ -5,10 +5,15 @@ import type { Socket } from 'node:net';
 import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
+import { type ConnectionLimit, limitConnections, type ShedState, shedStateText } from '../net/index.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
 import { answerPlainHttp, isPlainHttpError, MESH_TLS_GROUPS } from '../tls/index.ts';
 import { type Certifier, RateLimitedError } from './certifier.ts';
-import { capConnectionsPerAddress, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './connection-cap.ts';
+import {
+  capConnectionsPerAddress,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+  defaultMaxConnections,
+} from './connection-cap.ts';
 
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
 const MAX_LONG_POLL_S = 60;
@@ -28,7 +33,14 @@ export interface IdentityApiDeps {
   readonly clientTimeoutMs?: number;
   /** Open connections one client address may have; default DEFAULT_MAX_CONNECTIONS_PER_ADDRESS. */
   readonly maxConnectionsPerAddress?: number;
+  /** Open connections in all; default defaultMaxConnections() (3/4 of the descriptor limit). */
+  readonly maxConnections?: number;
 }
+
+/** The API server, and what its open connections are doing (for a gauge). */
+export type IdentityApiServer = Server & {
+  readonly connections: Pick<ConnectionLimit, 'open' | 'openByState'>;
+};
 
 export const DEFAULT_CLIENT_TIMEOUT_MS = 10_000;
 
@@ -48,7 +60,7 @@ function statusFor(code: ErrorCode): number {
   return 400;
 }
 
-export function createIdentityApiServer(deps: IdentityApiDeps): Server {
+export function createIdentityApiServer(deps: IdentityApiDeps): IdentityApiServer {
   const clientTimeoutMs = deps.clientTimeoutMs ?? DEFAULT_CLIENT_TIMEOUT_MS;
   const server = createServer(
     {
@@ -61,7 +73,9 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       connectionsCheckingInterval: Math.max(250, Math.min(1000, clientTimeoutMs / 4)),
     },
     (request, response) => {
-      handle(request, response, deps, clientTimeoutMs).catch((error: unknown) => sendError(response, error));
+      handle(request, response, deps, clientTimeoutMs, connections.hold).catch((error: unknown) =>
+        sendError(response, error),
+      );
     },
   );
   // A slow client gets a 408 (or its socket closed) instead of holding a socket forever: the
@@ -79,6 +93,14 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
       );
       deps.certifier.recordRefusal(refusal, requesterOf(socket), `from ${address}`);
     },
+  });
+  // Then all addresses together (after the cap above, which closes its refusals first): at the cap
+  // the oldest connection doing nothing (a held long poll too) makes room for a new one.
+  const maxConnections = deps.maxConnections ?? defaultMaxConnections();
+  const connections = limitConnections(server, {
+    maxConnections,
+    onShed: (state, remote) =>
+      deps.certifier.recordRefusal(shedRefusal(state, remote, maxConnections), remote, state),
   });
   // Requests Node refuses before our handler (headers too slow, not HTTP) are audited too.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
@@ -112,7 +134,18 @@ export function createIdentityApiServer(deps: IdentityApiDeps): Server {
     }
     socket.destroy();
   });
-  return server;
+  return Object.assign(server, { connections });
+}
+
+function shedRefusal(state: ShedState, remote: string, maxConnections: number): MutualError {
+  const closed =
+    state === 'new'
+      ? `closed the new connection from ${remote}, as every open one was being answered`
+      : `closed the oldest one ${shedStateText(state)}, from ${remote}, to accept a new one`;
+  return new MutualError(
+    'MUTUAL_IDENTITY_CONNECTIONS_SHED',
+    `the identity service had ${maxConnections} connections open, its limit (--max-connections), so it ${closed}`,
+  );
 }
 
 /**
@@ -200,6 +233,7 @@ async function handle(
   response: ServerResponse,
   deps: IdentityApiDeps,
   clientTimeoutMs: number,
+  hold: ConnectionLimit['hold'],
 ): Promise<void> {
   let url: URL;
   try {
@@ -233,7 +267,7 @@ async function handle(
   }
   if (url.pathname === '/v1/bundle') {
     if (request.method !== 'GET' && request.method !== 'HEAD') return sendMethodNotAllowed(response, 'GET');
-    return serveBundle(request, response, url, deps.bundles);
+    return serveBundle(request, response, url, deps.bundles, hold);
   }
   sendJson(response, 404, {
     error: { code: 'MUTUAL_IDENTITY_REQUEST_INVALID', message: `no such endpoint ${url.pathname}` },
@@ -255,10 +289,13 @@ async function serveBundle(
   response: ServerResponse,
   url: URL,
   bundles: BundleSource,
+  hold: ConnectionLimit['hold'],
 ) {
   const waitMs = parseWait(url.searchParams.get('wait'));
   const known = request.headers['if-none-match'];
   if (known !== undefined && known === bundleEtag(bundles.current()) && waitMs > 0) {
+    // Held silent, its connection may be closed at --max-connections: the client polls again.
+    const release = hold(request);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, waitMs);
       const unsubscribe = bundles.subscribe(done);
@@ -269,6 +306,7 @@ async function serveBundle(
         clearTimeout(timer);
         unsubscribe();
         response.off('close', done);
+        release();
         resolve();
       }
     });

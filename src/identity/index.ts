@@ -19,7 +19,12 @@ export {
   loadCaFiles,
 } from './ca-watcher.ts';
 export { type Certifier, type CertifyRequest, type CertifyResponse, createCertifier } from './certifier.ts';
-export { addressKey, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS } from './connection-cap.ts';
+export {
+  addressKey,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+  defaultMaxConnections,
+  MAX_DEFAULT_CONNECTIONS,
+} from './connection-cap.ts';
 export {
   type BundleSource,
   createIdentityApiServer,

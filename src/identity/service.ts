@@ -52,6 +52,8 @@ export interface IdentityServiceConfig {
   readonly clientTimeoutMs?: number;
   /** Open API connections one client address may have; default DEFAULT_MAX_CONNECTIONS_PER_ADDRESS. */
   readonly maxConnectionsPerAddress?: number;
+  /** Open API connections in all; default defaultMaxConnections() (3/4 of the descriptor limit). */
+  readonly maxConnections?: number;
   /** How often the CA files are re-read in case a change notification was missed. */
   readonly caPollIntervalMs?: number;
   readonly clock: Clock;
@@ -211,6 +213,17 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
     ...(config.maxConnectionsPerAddress === undefined
       ? {}
       : { maxConnectionsPerAddress: config.maxConnectionsPerAddress }),
+    ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
+  });
+  new Gauge({
+    name: 'mutual_identity_connections_open',
+    help: 'Connections open to the API port, by what they are doing (handshake, headers: no request yet, idle, held: a bundle long poll, body: still arriving, answering). At --max-connections the oldest but answering ones are closed for new ones.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [state, count] of Object.entries(api.connections.openByState())) this.set({ state }, count);
+    },
   });
   let ownRenewal: NodeJS.Timeout | undefined;
   // Each renewal run has a generation; a run overtaken by a newer one (issuer changed) is dropped.
