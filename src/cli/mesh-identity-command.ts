@@ -50,10 +50,8 @@ export function registerMeshIdentityCommand(program: Command, context: CliContex
     .allowUnknownOption()
     .allowExcessArguments()
     .action(async (service: string | undefined, _options: unknown, command: Command) => {
-      if (service === undefined) {
-        identity.outputHelp();
-        return;
-      }
+      // As any other group without its subcommand: help on stderr, usage error (exit 2).
+      if (service === undefined) identity.help({ error: true });
       await show.parseAsync(command.args, { from: 'user' });
     });
 }

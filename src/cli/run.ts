@@ -23,7 +23,12 @@ export async function runCli(argv: readonly string[], context: CliContext, isDeb
       ) {
         return 0;
       }
-      const message = error.message.replace(/^error: /, '');
+      // A command group run without its subcommand: Commander printed the group's help and says
+      // only "(outputHelp)".
+      const message =
+        error.code === 'commander.help'
+          ? 'this command needs a subcommand: one of those listed above'
+          : error.message.replace(/^error: /, '');
       context.writeError(
         `error[MUTUAL_CLI_USAGE]: ${message}\n  hint: ${errorCatalog.MUTUAL_CLI_USAGE.action}\n`,
       );

@@ -77,6 +77,19 @@ test('a --state-dir that is a file: each mesh command says so and what to pass, 
   assert.match(through.stderr, /--state-dir \S+a-file\/state is not a directory \(a file is in the way\)/);
 });
 
+test('a command group without its subcommand prints its help and a usage error, not "(outputHelp)"', async () => {
+  for (const args of [[], ['cert'], ['ca'], ['identity'], ['policy'], ['proxy']]) {
+    const run = await runMutual(args);
+    assert.equal(run.code, 2, `mutual ${args.join(' ')}: ${run.stderr}`);
+    assert.match(run.stderr, /^Usage: mutual/m);
+    assert.match(
+      run.stderr,
+      /error\[MUTUAL_CLI_USAGE\]: this command needs a subcommand: one of those listed above/,
+    );
+    assert.doesNotMatch(run.stderr, /outputHelp/);
+  }
+});
+
 test('no mesh running: the error says so once, and the hint how to start one', async () => {
   const run = await runMutual(['edges', '--state-dir', join(dir, 'no-mesh-here')]);
   assert.equal(run.code, 1);
