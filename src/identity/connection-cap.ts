@@ -41,12 +41,12 @@ function readFileDescriptorLimit(): number {
 
 export interface ConnectionCapOptions {
   readonly maxPerAddress: number;
-  /** Called for each connection closed at the cap, with the client's address key and port. */
+  /** Called for each connection closed at the cap (before it is destroyed), with its address key. */
   readonly onRefused: (socket: Socket, addressKey: string) => void;
 }
 
 /** Counts `server`'s open connections by client address key and closes those past the cap. */
-export function capConnectionsPerAddress(server: Server, options: ConnectionCapOptions) {
+export function capConnectionsPerAddress(server: Server, options: ConnectionCapOptions): void {
   const open = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
     const key = addressKey(socket.remoteAddress);
@@ -63,10 +63,6 @@ export function capConnectionsPerAddress(server: Server, options: ConnectionCapO
       else open.set(key, left);
     });
   });
-  return {
-    /** Open connections from the client address key `key` (for tests). */
-    openFrom: (key: string) => open.get(key) ?? 0,
-  };
 }
 
 /**
