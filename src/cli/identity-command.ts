@@ -228,20 +228,20 @@ function serveSettings(options: ServeOptions, context: CliContext) {
     ),
     rateLimit: {
       perSecond: attempt(() => perSecondFlag('--rate-limit', options.rateLimit)),
-      burst: attempt(() => burstFlag('--rate-burst', options.rateBurst)),
+      burst: attempt(() => countFlag('--rate-burst', options.rateBurst)),
     },
     authFailureLimit: {
       perSecond: attempt(() => perSecondFlag('--auth-failure-limit', options.authFailureLimit)),
-      burst: attempt(() => burstFlag('--auth-failure-burst', options.authFailureBurst)),
+      burst: attempt(() => countFlag('--auth-failure-burst', options.authFailureBurst)),
     },
     maxConnectionsPerAddress: attempt(() =>
-      burstFlag('--max-connections-per-address', options.maxConnectionsPerAddress, 'connections'),
+      countFlag('--max-connections-per-address', options.maxConnectionsPerAddress, 'connections'),
     ),
     ...(options.maxConnections.trim() === 'auto'
       ? {}
       : {
           maxConnections: attempt(() =>
-            burstFlag('--max-connections', options.maxConnections, 'connections (or auto)'),
+            countFlag('--max-connections', options.maxConnections, 'connections (or auto)'),
           ),
         }),
   };
@@ -270,16 +270,16 @@ function perSecondFlag(flag: string, text: string): number {
   return perSecond;
 }
 
-/** A burst (or a cap): a whole number of requests (or `what`), at least 1. */
-function burstFlag(flag: string, text: string, what = 'requests'): number {
-  const burst = Number(text);
-  if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(burst) || burst < 1) {
+/** A count (a burst, a cap): a whole number of `what` (requests unless said), at least 1. */
+function countFlag(flag: string, text: string, what = 'requests'): number {
+  const count = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(count) || count < 1) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
       `${flag} ${JSON.stringify(text)} must be a whole number of ${what}, at least 1`,
     );
   }
-  return burst;
+  return count;
 }
 
 async function tokenReviewConfig(
