@@ -4,6 +4,10 @@
 //   GET /v1/policies?namespace=<ns>  [&wait=…&version=…]   (policy-api.ts, when policies are served)
 // With a version equal to the current answer's and a wait, the request is held until the answer
 // changes (200) or the wait ends (304): the proxies' watch.
+
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import {
   createSecureServer,
   type Http2SecureServer,
@@ -11,10 +15,11 @@ import {
   type Http2ServerResponse,
 } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { parseDuration } from '../config/index.ts';
 import { errorCatalog, isMutualError, MutualError } from '../errors.ts';
+import { type ConnectionLimit, limitConnections, type ShedState, shedStateText } from '../net/index.ts';
 import {
   answerPlainHttp,
   isPlainHttpError,
@@ -39,11 +44,43 @@ export interface DestinationApiDeps {
   /** A warning any client can cause at will: the first of each `key` at once, the rest summed up. */
   readonly warnSampled: (message: string, key: string, fields?: Record<string, unknown>) => void;
   /** GET /v1/policies, when the service has a policy source (policy-api.ts). */
-  readonly handlePolicies?: (url: URL, response: Http2ServerResponse) => Promise<void>;
+  readonly handlePolicies?: (
+    url: URL,
+    response: Http2ServerResponse,
+    hold: () => () => void,
+  ) => Promise<void>;
+  /** Open connections in all; default defaultMaxConnections() (3/4 of the descriptor limit). */
+  readonly maxConnections?: number;
 }
 
-export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): Http2SecureServer {
-  const server = createSecureServer(
+/** The API server, and what its open connections are doing (for a gauge). */
+export type DestinationApiServer = Http2SecureServer & {
+  readonly connections: Pick<ConnectionLimit, 'open' | 'openByState'>;
+};
+
+/** The most connections the default cap allows, whatever the descriptor limit. */
+export const MAX_DEFAULT_CONNECTIONS = 16_384;
+
+/**
+ * The default cap on all API connections: 3/4 of the process's file descriptor limit, leaving the
+ * rest for the admin port, the table file and Kubernetes watches; at most MAX_DEFAULT_CONNECTIONS.
+ */
+export function defaultMaxConnections(fileDescriptorLimit = readFileDescriptorLimit()): number {
+  if (!Number.isFinite(fileDescriptorLimit)) return MAX_DEFAULT_CONNECTIONS;
+  return Math.max(1, Math.min(MAX_DEFAULT_CONNECTIONS, Math.floor((fileDescriptorLimit * 3) / 4)));
+}
+
+/** RLIMIT_NOFILE's soft limit from /proc/self/limits; Infinity when unlimited or unreadable. */
+function readFileDescriptorLimit(): number {
+  try {
+    const limit = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'latin1'))?.[1];
+    if (limit !== undefined && limit !== 'unlimited') return Number(limit);
+  } catch {}
+  return Number.POSITIVE_INFINITY;
+}
+
+export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): DestinationApiServer {
+  const server: Http2SecureServer = createSecureServer(
     {
       ...initial.serverOptions,
       allowHTTP1: true,
@@ -52,9 +89,10 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       handshakeTimeout: 10_000,
     },
     (request, response) => {
-      handle(request, response, deps).catch((error: unknown) => sendError(response, error));
+      handle(request, response, deps, hold).catch((error: unknown) => sendError(response, error));
     },
   );
+  const { connections, hold } = limitAllConnections(server, deps);
   // Node destroys a client whose certificate OpenSSL refused (another CA, expired) before
   // 'tlsClientError', and a destroyed socket no longer knows its peer: keep each client's address
   // from its TCP socket, which node:tls keeps as `_parent` on the TLS socket.
@@ -120,13 +158,71 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
   });
   // Idle HTTP/2 sessions are closed after two long polls' worth of silence.
   server.setTimeout(2 * MAX_WAIT_MS + 10_000);
-  return server;
+  return Object.assign(server, { connections });
 }
 
-async function handle(request: Http2ServerRequest, response: Http2ServerResponse, deps: DestinationApiDeps) {
+type Hold = (request: Http2ServerRequest) => () => void;
+
+/**
+ * src/net's limit on all connections (at the cap the oldest doing nothing useful makes room for a
+ * new one). It follows HTTP/1 requests on their TLS socket; a sidecar's HTTP/2 streams share one
+ * session whose `socket` is a proxy, so each request is shown to it on the session's TLS socket.
+ */
+function limitAllConnections(server: Http2SecureServer, deps: DestinationApiDeps) {
+  const maxConnections = deps.maxConnections ?? defaultMaxConnections();
+  const tracked = new EventEmitter();
+  const connections = limitConnections(tracked as unknown as TlsServer, {
+    maxConnections,
+    onShed: (state: ShedState, remote: string) => {
+      deps.metrics.connectionsShed.inc({ state });
+      deps.warnSampled('connection closed at the limit', `state=${state}`, {
+        remote,
+        closed: shedStateText(state),
+        maxConnections,
+        message: `at the limit of ${maxConnections} open connections, the oldest connection ${shedStateText(state)} was closed for a new one; a sidecar polls again. Many may mean a flood of connections, or too low a file descriptor limit`,
+      });
+    },
+  });
+  // Each open TLS socket by its client's address and port (unique among open connections).
+  const secure = new Map<string, TLSSocket>();
+  const views = new WeakMap<object, IncomingMessage>();
+  server.on('connection', (raw: Socket) => tracked.emit('connection', raw));
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    secure.set(key, socket);
+    socket.once('close', () => {
+      if (secure.get(key) === socket) secure.delete(key);
+    });
+    tracked.emit('secureConnection', socket);
+  });
+  server.prependListener('request', (request: Http2ServerRequest, response: Http2ServerResponse) => {
+    const socket = secure.get(`${request.socket.remoteAddress}:${request.socket.remotePort}`);
+    if (socket === undefined) return;
+    const view = {
+      socket,
+      once: (event: string, listener: () => void) => request.once(event, listener),
+    } as unknown as IncomingMessage;
+    views.set(request, view);
+    tracked.emit('request', view, response);
+    // A GET has no body; read its end so that the limit knows the request is whole.
+    request.resume();
+  });
+  const hold: Hold = (request) => {
+    const view = views.get(request);
+    return view ? connections.hold(view) : () => {};
+  };
+  return { connections, hold };
+}
+
+async function handle(
+  request: Http2ServerRequest,
+  response: Http2ServerResponse,
+  deps: DestinationApiDeps,
+  hold: Hold,
+) {
   const url = new URL(request.url ?? '/', 'https://destination');
   if (url.pathname === POLICIES_PATH && request.method === 'GET' && deps.handlePolicies)
-    return deps.handlePolicies(url, response);
+    return deps.handlePolicies(url, response, () => hold(request));
   if (!url.pathname.startsWith(DESTINATIONS_PATH)) {
     return sendJson(response, 404, {
       error: {
@@ -159,6 +255,8 @@ async function handle(request: Http2ServerRequest, response: Http2ServerResponse
   let version = answerVersion(answer);
   if (known !== undefined && known === version && waitMs > 0) {
     deps.metrics.watchesOpen.inc();
+    // Held silent, its connection may be closed at the connection limit: the sidecar polls again.
+    const release = hold(request);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, waitMs);
       const unsubscribe = deps.lookup.subscribe(() => {
@@ -169,6 +267,7 @@ async function handle(request: Http2ServerRequest, response: Http2ServerResponse
         clearTimeout(timer);
         unsubscribe();
         response.off('close', done);
+        release();
         resolve();
       }
     });

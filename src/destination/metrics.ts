@@ -21,6 +21,12 @@ export function createDestinationMetrics(registry: Registry) {
       labelNames: ['reason'],
       registers,
     }),
+    connectionsShed: new Counter({
+      name: 'mutual_destination_connections_shed_total',
+      help: 'API connections closed to stay within the connection limit, by what they were doing: handshake, headers (no request yet), idle, held (a long poll; its sidecar polls again), body; new: every open one was being answered, so the new one was closed.',
+      labelNames: ['state'],
+      registers,
+    }),
     tableReloads: new Counter({
       name: 'mutual_destination_table_reloads_total',
       help: 'Loads of the destination table file, by result (ok, refused).',

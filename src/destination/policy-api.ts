@@ -12,7 +12,13 @@ import { type PolicySource, policyAnswer } from './policy-source.ts';
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export function createPolicyApi(source: PolicySource | undefined, metrics: DestinationMetrics) {
-  return async (url: URL, response: Http2ServerResponse): Promise<void> => {
+  // `hold`: marks the request held (its connection may then be closed at the connection limit);
+  // returns the function to call when its answer is being made.
+  return async (
+    url: URL,
+    response: Http2ServerResponse,
+    hold: () => () => void = () => () => {},
+  ): Promise<void> => {
     if (!source) {
       return sendJson(response, 404, {
         error: {
@@ -40,6 +46,7 @@ export function createPolicyApi(source: PolicySource | undefined, metrics: Desti
     let answer = policyAnswer(source, namespace);
     if (known !== undefined && known === answer.version && waitMs > 0) {
       metrics.watchesOpen.inc();
+      const release = hold();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, waitMs);
         const unsubscribe = source.subscribe(() => {
@@ -50,6 +57,7 @@ export function createPolicyApi(source: PolicySource | undefined, metrics: Desti
           clearTimeout(timer);
           unsubscribe();
           response.off('close', done);
+          release();
           resolve();
         }
       });

@@ -8,7 +8,7 @@ import type { ListenAddress, ProxyCredentialsConfig } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { createKubeClient, type InformerEvent, type KubeConnection } from '../k8s/kube-client/index.ts';
 import { listenOn } from '../listen-on.ts';
-import { createRegistry, registerFileDescriptorGauges } from '../metrics/index.ts';
+import { createRegistry, Gauge, registerFileDescriptorGauges } from '../metrics/index.ts';
 import { createCredentialSource, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
 import { createMeshTls, type MeshCredentials, type MeshTls } from '../tls/index.ts';
 import type { DestinationSource } from './answer.ts';
@@ -34,6 +34,8 @@ export interface DestinationServiceConfig {
   readonly policyDir?: string;
   /** The cluster DNS domain for <service>.<namespace>.svc.<domain> names; default cluster.local. */
   readonly clusterDomain?: string;
+  /** Open API connections in all; default 3/4 of the descriptor limit (defaultMaxConnections). */
+  readonly maxConnections?: number;
   /** For tests: shorter watches and backoff. */
   readonly kubernetesTuning?: {
     watchTimeoutSeconds?: number;
@@ -227,9 +229,21 @@ export async function startDestinationService(config: DestinationServiceConfig):
       metrics,
       warnSampled: (message, key, fields) => log.warnSampled(message, key, fields),
       handlePolicies: createPolicyApi(policies, metrics),
+      ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     },
     meshTls!,
   );
+  new Gauge({
+    name: 'mutual_destination_connections_open',
+    help: 'API connections open, by what they are doing (handshake, headers: no request yet, idle, held: a long poll, body, answering). At the connection limit the oldest but answering ones are closed for new ones.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [state, count] of Object.entries(server.connections.openByState()))
+        this.set({ state }, count);
+    },
+  });
   api = server;
   await listenOn(server as unknown as Server, config.listen, {
     code: 'MUTUAL_DESTINATION_LISTEN_FAILED',

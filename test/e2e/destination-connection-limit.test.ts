@@ -1,0 +1,235 @@
+// The destination service's API keeps at most --max-connections open in all (by default 3/4 of
+// its file descriptor limit), as the identity service does (src/net's limit): at the cap a new
+// connection is kept and the oldest one doing nothing useful is closed (a handshake never sent, a
+// long poll held silent, whose sidecar polls again), never one being answered. Before, anyone who
+// reached the port could take every descriptor (300 TCP connections that never send under a
+// limit of 256, or sidecars holding long polls): new connections were accepted and closed at
+// once by libuv, so no sidecar was answered.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { createTestPki, metricValue, type WorkloadFiles, waitUntil } from '../../src/testing/mesh-pki.ts';
+import { type MutualDaemon, repoRoot } from './run-mutual.ts';
+
+let dir: string;
+let own: WorkloadFiles;
+let web: WorkloadFiles;
+const daemons: MutualDaemon[] = [];
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-destination-limit-'));
+  const pki = await createTestPki(join(dir, 'pki'));
+  own = await pki.workload('destination', { ns: 'mutual-system' });
+  web = await pki.workload('web');
+  await writeFile(
+    join(dir, 'table.yaml'),
+    'destinations:\n  - address: 198.18.0.3\n    serverId: spiffe://cluster.local/ns/demo/sa/web\n',
+  );
+});
+
+after(async () => {
+  for (const daemon of daemons) await daemon.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** `mutual destination serve` under `prlimit --nofile=N:N`, as a real process. */
+async function startUnderFileLimit(nofile: number): Promise<MutualDaemon> {
+  const child = spawn(
+    'prlimit',
+    [
+      `--nofile=${nofile}:${nofile}`,
+      process.execPath,
+      join(repoRoot(), 'bin', 'mutual.js'),
+      ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
+      ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
+      ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  const match = await new Promise<RegExpExecArray>((resolve, reject) => {
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString();
+      const found = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output);
+      if (found) resolve(found);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.once('exit', () => reject(new Error(`destination service did not start: ${output}`)));
+  });
+  const daemon: MutualDaemon = {
+    child,
+    apiUrl: new URL(match[1]!),
+    adminUrl: new URL(match[2]!),
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+  daemons.push(daemon);
+  return daemon;
+}
+
+/** `perAddress` TCP connections from each of `addresses` that never send a byte, all connected. */
+async function holdSilent(daemon: MutualDaemon, addresses: string[], perAddress: number) {
+  const sockets: Socket[] = [];
+  let closed = 0;
+  for (const localAddress of addresses) {
+    await Promise.all(
+      Array.from(
+        { length: perAddress },
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = connect({
+              host: daemon.apiUrl.hostname,
+              port: Number(daemon.apiUrl.port),
+              localAddress,
+            });
+            sockets.push(socket);
+            socket.once('connect', () => resolve());
+            socket.once('error', () => {});
+            socket.once('close', () => {
+              closed++;
+              resolve();
+            });
+          }),
+      ),
+    );
+  }
+  return {
+    closed: () => closed,
+    release: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}
+
+interface Call {
+  /** The status, or the socket error's code. */
+  readonly answer: Promise<number | string>;
+  /** Resolves once the response headers came or the request failed. */
+  readonly done: Promise<void>;
+}
+
+/** GET `path` over its own HTTPS/1.1 connection from `localAddress`, presenting web's SVID. */
+async function getFrom(daemon: MutualDaemon, localAddress: string, path: string): Promise<Call> {
+  const [ca, cert, key] = await Promise.all(
+    [web.bundleFile, web.certFile, web.keyFile].map((file) => readFile(file, 'utf8')),
+  );
+  const answer = new Promise<number | string>((resolve) => {
+    const req = request(
+      {
+        host: daemon.apiUrl.hostname,
+        port: daemon.apiUrl.port,
+        path,
+        localAddress,
+        ca,
+        cert,
+        key,
+        checkServerIdentity: () => undefined,
+        agent: false,
+      },
+      (response) => {
+        response.resume();
+        response.on('end', () => resolve(response.statusCode!));
+        response.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      },
+    );
+    req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    req.end();
+  });
+  return { answer, done: answer.then(() => {}) };
+}
+
+async function metrics(daemon: MutualDaemon): Promise<string> {
+  return (await fetch(new URL('/metrics', daemon.adminUrl))).text();
+}
+
+const lookup = '/v1/destinations/198.18.0.3:8080';
+
+test('under a file limit of 256, 300 silent TCP connections from five addresses leave room: a sidecar on a sixth is answered', async () => {
+  const daemon = await startUnderFileLimit(256);
+  const flood = await holdSilent(
+    daemon,
+    ['127.0.0.31', '127.0.0.32', '127.0.0.33', '127.0.0.34', '127.0.0.35'],
+    60,
+  );
+  try {
+    // 3/4 of 256 stay open; the oldest 108 are closed as the newer ones come.
+    await waitUntil(async () => flood.closed() === 108, `108 connections closed (${flood.closed()} were)`);
+    assert.equal(await (await getFrom(daemon, '127.0.0.36', lookup)).answer, 200);
+    const text = await metrics(daemon);
+    assert.equal(
+      metricValue(text, 'mutual_destination_connections_shed_total', { state: 'handshake' }),
+      109,
+      text,
+    );
+    // One line for the first, not one per connection.
+    const lines = daemon
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('connection closed at the limit'));
+    assert.equal(lines.length, 1, daemon.output());
+  } finally {
+    flood.release();
+  }
+});
+
+test('under a file limit of 256, 250 long polls held by sidecars on five addresses leave room: a sidecar on a sixth is answered', async () => {
+  const daemon = await startUnderFileLimit(256);
+  const first = await getFrom(daemon, '127.0.0.40', lookup);
+  assert.equal(await first.answer, 200);
+  const version = await versionOf(daemon);
+  const held: Call[] = [];
+  for (const address of ['127.0.0.41', '127.0.0.42', '127.0.0.43', '127.0.0.44', '127.0.0.45'])
+    for (let i = 0; i < 50; i++)
+      held.push(await getFrom(daemon, address, `${lookup}?wait=60s&version=${version}`));
+  // Each is held, or was closed to make room (its sidecar would poll again).
+  await waitUntil(async () => {
+    const text = await metrics(daemon);
+    const shed = metricValue(text, 'mutual_destination_connections_shed_total');
+    return shed + metricValue(text, 'mutual_destination_watches_open') >= 250;
+  }, 'every long poll held or closed');
+  assert.equal(await (await getFrom(daemon, '127.0.0.46', lookup)).answer, 200);
+  const text = await metrics(daemon);
+  assert.ok(metricValue(text, 'mutual_destination_connections_shed_total', { state: 'held' }) >= 1, text);
+  assert.ok(metricValue(text, 'mutual_destination_connections_open') <= 192, text);
+  for (const call of held) call.answer.catch(() => {});
+});
+
+async function versionOf(daemon: MutualDaemon): Promise<string> {
+  const [ca, cert, key] = await Promise.all(
+    [web.bundleFile, web.certFile, web.keyFile].map((file) => readFile(file, 'utf8')),
+  );
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: daemon.apiUrl.hostname,
+        port: daemon.apiUrl.port,
+        path: lookup,
+        ca,
+        cert,
+        key,
+        checkServerIdentity: () => undefined,
+        agent: false,
+      },
+      (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        response.on('end', () => resolve(JSON.parse(text).version));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
