@@ -49,6 +49,11 @@ export function isLocalResourceError(error: unknown): boolean {
   return code !== undefined && LOCAL_RESOURCE_CODES.has(code);
 }
 
+/** The answer's body when the sidecar could not reach the app on `appPort` for want of its own resources. */
+export function appLocalResourcesText(appPort: number, error: Error): string {
+  return `mutual: the sidecar could not connect to the app on port ${appPort}, for want of its own resources: ${error.message}\n`;
+}
+
 /** Connection-scoped headers that must not be forwarded hop to hop (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
   'connection',

@@ -14,6 +14,7 @@ import { getInboundContext, type InboundContext } from '../connection-context.ts
 import { splice } from '../forward.ts';
 import {
   answerBadRequest,
+  appLocalResourcesText,
   CLIENT_ID_HEADER,
   closeAfterAnswer,
   createDetachedHttpServer,
@@ -161,25 +162,8 @@ export function createHttpInbound(deps: InboundDeps) {
         `port=${context.appPort} code=${(error as NodeJS.ErrnoException).code}`,
         { port: context.appPort, error: error.message },
       );
-      // Out of descriptors here: the app was never asked, and is not at fault.
-      const local = isLocalResourceError(error);
-      const tooLarge = !local && isAnswerHeadTooLarge(error);
-      response
-        .writeHead(502, {
-          'content-type': 'text/plain',
-          [PROXY_ERROR_HEADER]: local
-            ? 'local_resources'
-            : tooLarge
-              ? 'app_answer_too_large'
-              : 'app_unavailable',
-        })
-        .end(
-          local
-            ? `mutual: the sidecar could not connect to the app on port ${context.appPort}, for want of its own resources: ${error.message}\n`
-            : tooLarge
-              ? `mutual: the app on port ${context.appPort} answered with headers over ${MAX_HTTP_HEAD_BYTES / 1024} KiB, more than the sidecar reads\n`
-              : `mutual: the app on port ${context.appPort} did not answer: ${error.message}\n`,
-        );
+      const { reason, text } = appFailureAnswer(error, context.appPort);
+      response.writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: reason }).end(text);
     });
   }
 
@@ -290,5 +274,23 @@ export function createHttpInbound(deps: InboundDeps) {
       server.close();
       server.closeAllConnections();
     },
+  };
+}
+
+/** The 502 for a request the app did not answer: whose fault it was (the proxy error header) and the body. */
+function appFailureAnswer(error: Error, appPort: number): { reason: string; text: string } {
+  // Out of descriptors here: the app was never asked, and is not at fault.
+  if (isLocalResourceError(error)) {
+    return { reason: 'local_resources', text: appLocalResourcesText(appPort, error) };
+  }
+  if (isAnswerHeadTooLarge(error)) {
+    return {
+      reason: 'app_answer_too_large',
+      text: `mutual: the app on port ${appPort} answered with headers over ${MAX_HTTP_HEAD_BYTES / 1024} KiB, more than the sidecar reads\n`,
+    };
+  }
+  return {
+    reason: 'app_unavailable',
+    text: `mutual: the app on port ${appPort} did not answer: ${error.message}\n`,
   };
 }

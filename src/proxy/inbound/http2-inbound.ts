@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { InboundContext } from '../connection-context.ts';
 import {
+  appLocalResourcesText,
   CLIENT_ID_HEADER,
   DENIED_BY_HEADER,
   isLocalResourceError,
@@ -126,7 +127,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
       answer(
         502,
         isLocal
-          ? `mutual: the sidecar could not connect to the app on port ${context.appPort}, for want of its own resources: ${error.message}\n`
+          ? appLocalResourcesText(context.appPort, error)
           : `mutual: the app on port ${context.appPort} did not answer over HTTP/2: ${error.message}\n`,
         GRPC_UNAVAILABLE,
         { [PROXY_ERROR_HEADER]: isLocal ? 'local_resources' : 'app_unavailable' },
