@@ -200,7 +200,8 @@ export function limitConnections(server: TlsServer, options: ConnectionLimitOpti
   };
 }
 
-const WHAT: Record<ShedState, string> = {
+/** What a connection closed in each state was doing, as the log lines and refusals say it. */
+const SHED_STATE_TEXT: Record<ShedState, string> = {
   handshake: 'in its TLS handshake',
   headers: 'that had not sent a request',
   idle: 'idle between requests',
@@ -211,7 +212,7 @@ const WHAT: Record<ShedState, string> = {
 
 /** What a connection closed in `state` was doing, in words ("idle between requests"). */
 export function shedStateText(state: ShedState): string {
-  return WHAT[state];
+  return SHED_STATE_TEXT[state];
 }
 
 export interface ShedLogOptions {
@@ -233,7 +234,7 @@ export function shedLog(options: ShedLogOptions) {
     log: options.log,
     intervalMs: options.logIntervalMs,
     summary: (counts, total, seconds) =>
-      `${options.prefix}: ${total} more connections closed at ${limit} in the last ${seconds} s: ${[...counts].map(([state, count]) => `${count} ${WHAT[state]}`).join(', ')}\n`,
+      `${options.prefix}: ${total} more connections closed at ${limit} in the last ${seconds} s: ${[...counts].map(([state, count]) => `${count} ${SHED_STATE_TEXT[state]}`).join(', ')}\n`,
   });
   return {
     report(state: ShedState, remote: string) {
@@ -241,7 +242,7 @@ export function shedLog(options: ShedLogOptions) {
         const closed =
           state === 'new'
             ? `closed the new connection from ${remote}`
-            : `closed the oldest connection ${WHAT[state]}, from ${remote}, to accept a new one`;
+            : `closed the oldest connection ${SHED_STATE_TEXT[state]}, from ${remote}, to accept a new one`;
         return `${options.prefix}: at ${limit}: ${closed}. ${options.advice}\n`;
       });
     },
