@@ -5,7 +5,11 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 
 /** node:http's own fields on a connection it serves. */
-type ServedSocket = Socket & { _paused: boolean; parser?: { pause(): void; resume(): void } | null };
+type ServedSocket = Socket & {
+  _paused: boolean;
+  parser?: { pause(): void; resume(): void } | null;
+  _handle?: { reading: boolean; readStart(): number } | null;
+};
 
 interface ReadHold {
   isHeld: boolean;
@@ -43,6 +47,15 @@ export function holdReading(socket: Socket): void {
       set: (isPaused: boolean) => {
         state.isPausedByNode = isPaused;
       },
+    });
+    // node:http restarts the reads it stopped from its own 'resume' listener, which an upgrade drops:
+    // upgraded while held, the connection was never read again (its new owner's resume finds
+    // Readable's read already pending). This does the same for an upgraded one.
+    socket.on('resume', () => {
+      const handle = served._handle;
+      if (served.parser != null || !handle || handle.reading) return;
+      handle.reading = true;
+      handle.readStart();
     });
     readHolds.set(socket, state);
     hold = state;

@@ -34,6 +34,7 @@ async function startServer() {
   const listener = createServer((socket) => http.emit('connection', socket));
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
   return {
+    http,
     port: (listener.address() as AddressInfo).port,
     /** Resolves once node:http's headers timeout has fired on a connection. */
     headersTimedOut: () =>
@@ -96,6 +97,38 @@ test('the head is timed again once reading resumes', async () => {
     // Every answer owed, then 408 for the head that never came.
     const text = await closed;
     assert.deepEqual(statuses(text), [...Array(40).fill('200'), '408']);
+  } finally {
+    server.close();
+  }
+});
+
+test('a connection upgraded while reading is held is read once upgraded', async () => {
+  const server = await startServer();
+  // An upgrade that echoes what the client sends after it.
+  server.http.on('upgrade', (_request, socket: Socket) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
+    socket.on('data', (chunk: Buffer) => socket.write(chunk));
+  });
+  try {
+    const { client, closed } = await openClient(server.port);
+    let text = '';
+    let isClosed = false;
+    void closed.then(() => (isClosed = true));
+    const until = (isDone: () => boolean) =>
+      new Promise<void>((resolve) => {
+        const check = () => (isDone() || isClosed ? resolve() : void setTimeout(check, 20));
+        check();
+      });
+    client.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    // 40 requests (reading stops at 32 owed answers) and an upgrade, in one read.
+    client.write(`${PIPELINED}GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n`);
+    server.openGate();
+    await until(() => statuses(text).length === 41);
+    client.write('PING');
+    // Held, the upgraded connection was never read again: no echo until the client gave up (10 s).
+    await until(() => text.endsWith('PING'));
+    assert.ok(text.endsWith('PING'), `no echo; the client read: ${JSON.stringify(text.slice(-200))}`);
+    client.destroy();
   } finally {
     server.close();
   }
