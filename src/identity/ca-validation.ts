@@ -17,7 +17,7 @@ export interface CaTexts {
 }
 
 /**
- * An issuer from files, checked before use: a CA with keyCertSign, its key matches, within its
+ * An issuer from files, checked before use: a CA (keyCertSign where it has keyUsage), its key matches, within its
  * validity now, of the expected trust domain.
  */
 export function loadIssuer(

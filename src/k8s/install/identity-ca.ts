@@ -83,7 +83,7 @@ async function generate(
 
 /**
  * A CA of the user's own, refused unless the identity service would accept it: the issuer is a
- * CA with keyCertSign, its key matches, it is valid now, its trust domain is the one asked for,
+ * CA (keyCertSign where it has keyUsage), its key matches, it is valid now, its trust domain is the one asked for,
  * it chains to a current root of the anchors file, and the certificates it signs are accepted by
  * Mutual's verifier and OpenSSL's (the identity service's start-up probe).
  */
