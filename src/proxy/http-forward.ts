@@ -235,6 +235,21 @@ const closingConnections = new WeakSet<object>();
 const answersInFlight = new WeakMap<object, Set<ServerResponse>>();
 /** The error answer for bytes that are not HTTP/1, per connection, written once no answer is owed. */
 const pendingRefusals = new WeakMap<object, string>();
+/** An upgrade or CONNECT read behind answers still owed, per connection, handled once none is. */
+const pendingUpgrades = new WeakMap<object, () => void>();
+
+/**
+ * Runs `handle`, which answers an upgrade or CONNECT request read on `socket`, once every answer owed
+ * for the requests read before it is out. HTTP/1 answers go in request order: handled at once, its
+ * 101 (or refusal) went ahead of those answers and was read as the answer to the first of them.
+ */
+export function afterOwedAnswers(socket: Duplex, handle: () => void): void {
+  if ((answersInFlight.get(socket)?.size ?? 0) === 0) return void handle();
+  // node:http dropped its own listeners on the upgrade: an error while waiting is not unhandled.
+  socket.on('error', () => {});
+  socket.once('close', () => pendingUpgrades.delete(socket));
+  pendingUpgrades.set(socket, handle);
+}
 
 /**
  * How many answers one connection may owe before the proxy stops reading it: a client that
@@ -258,6 +273,11 @@ function trackAnswer(server: Server, socket: Socket, response: ServerResponse): 
     // A refused connection has no further requests; its refusal goes once every answer is out.
     if (refusal === undefined) {
       if (answers.size <= MAX_OWED_ANSWERS / 2) releaseReading(socket, server);
+      const upgrade = answers.size === 0 ? pendingUpgrades.get(socket) : undefined;
+      if (upgrade) {
+        pendingUpgrades.delete(socket);
+        if (!socket.destroyed) upgrade();
+      }
     } else if (answers.size === 0) {
       pendingRefusals.delete(socket);
       // An answer that closed the connection has ended it already.

@@ -13,6 +13,7 @@ import type { TLSSocket } from 'node:tls';
 import { getInboundContext, type InboundContext } from '../connection-context.ts';
 import { splice } from '../forward.ts';
 import {
+  afterOwedAnswers,
   answerBadRequest,
   appLocalResourcesText,
   CLIENT_ID_HEADER,
@@ -60,10 +61,13 @@ export function createHttpInbound(deps: InboundDeps) {
     // `Expect: 100-continue`: the client is told to send its body only once policy allows it.
     (request, response) => handleRequest(request, response, true),
   );
+  // Answered only once the answers owed for the requests pipelined before them are out.
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
-    handleUpgrade(request, socket, head),
+    afterOwedAnswers(socket, () => handleUpgrade(request, socket, head)),
   );
-  server.on('connect', (request: IncomingMessage, socket: Duplex) => handleConnect(request, socket));
+  server.on('connect', (request: IncomingMessage, socket: Duplex) =>
+    afterOwedAnswers(socket, () => handleConnect(request, socket)),
+  );
 
   /** Authorizes the checked request; `request.url` is already its normalised target. */
   function decide(

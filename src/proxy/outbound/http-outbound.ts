@@ -10,6 +10,7 @@ import type { Clock } from '../../clock.ts';
 import type { MeshTls } from '../../tls/index.ts';
 import { splice } from '../forward.ts';
 import {
+  afterOwedAnswers,
   answerBadRequest,
   createDetachedHttpServer,
   forwardedRequestHeaders,
@@ -94,11 +95,13 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     (error) =>
       deps.log.error('outbound request failed inside the proxy', { error: error.stack ?? error.message }),
   );
-  server.on(
-    'upgrade',
-    (request: IncomingMessage, socket: Duplex, head: Buffer) => void handleUpgrade(request, socket, head),
+  // Answered only once the answers owed for the requests pipelined before them are out.
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) =>
+    afterOwedAnswers(socket, () => void handleUpgrade(request, socket, head)),
   );
-  server.on('connect', (request: IncomingMessage, socket: Duplex) => handleConnect(request, socket));
+  server.on('connect', (request: IncomingMessage, socket: Duplex) =>
+    afterOwedAnswers(socket, () => handleConnect(request, socket)),
+  );
 
   function contextOf(request: IncomingMessage): OutboundHttpContext | undefined {
     return (request.socket as unknown as Record<symbol, OutboundHttpContext | undefined>)[CONTEXT];
