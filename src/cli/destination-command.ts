@@ -1,12 +1,17 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { credentialsFrom, type ProxyCredentialsConfig, parseListenAddress } from '../config/index.ts';
-import { destinationServiceId, startDestinationService } from '../destination/index.ts';
+import {
+  destinationServiceId,
+  MAX_DEFAULT_CONNECTIONS,
+  startDestinationService,
+} from '../destination/index.ts';
 import { MutualError } from '../errors.ts';
 import { inClusterConnection, type KubeConnection, kubeconfigConnection } from '../k8s/kube-client/index.ts';
 import { createProxyLog } from '../proxy/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
 import type { CliContext } from './context.ts';
+import { maxConnectionsFlag } from './identity-command.ts';
 
 interface ServeOptions {
   listen: string;
@@ -26,6 +31,7 @@ interface ServeOptions {
   cert?: string;
   key?: string;
   bundle?: string;
+  maxConnections: string;
 }
 
 /** `mutual destination serve`: the control plane's answer to "is this address meshed, and as whom?". */
@@ -77,12 +83,20 @@ export function registerDestinationCommand(program: Command, context: CliContext
     .option('--cert <file>', 'static certificate chain, leaf first (instead of the identity service)')
     .option('--key <file>', 'private key of --cert')
     .option('--bundle <file>', 'trust roots: clients must present an SVID under them')
+    .option(
+      '--max-connections <count|auto>',
+      `open API connections in all; past it the oldest idle one (or held long poll) is closed for the new one. auto: 3/4 of the file descriptor limit (ulimit -n), at most ${MAX_DEFAULT_CONNECTIONS}`,
+      'auto',
+    )
     .action(async (options: ServeOptions) => {
       const log = createProxyLog(
         (line) => context.writeError(line),
         () => context.clock.now(),
       );
+      // Checked before anything starts, as the flags were written.
+      const limits = maxConnectionsFlag(options.maxConnections);
       const service = await startDestinationService({
+        ...limits,
         listen: parseListenAddress(options.listen, '--listen'),
         adminListen: parseListenAddress(options.adminListen, '--admin-listen'),
         credentials: credentials(options, context.cwd),

@@ -237,13 +237,7 @@ function serveSettings(options: ServeOptions, context: CliContext) {
     maxConnectionsPerAddress: attempt(() =>
       countFlag('--max-connections-per-address', options.maxConnectionsPerAddress, 'connections'),
     ),
-    ...(options.maxConnections.trim() === 'auto'
-      ? {}
-      : {
-          maxConnections: attempt(() =>
-            countFlag('--max-connections', options.maxConnections, 'connections (or auto)'),
-          ),
-        }),
+    ...attempt(() => maxConnectionsFlag(options.maxConnections)),
   };
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) {
@@ -268,6 +262,15 @@ function perSecondFlag(flag: string, text: string): number {
     );
   }
   return perSecond;
+}
+
+/**
+ * `--max-connections <count|auto>` of a control-plane service: `{}` for auto (the service's default,
+ * 3/4 of the descriptor limit), else `{ maxConnections }`, spread into its config.
+ */
+export function maxConnectionsFlag(text: string): { maxConnections?: number } {
+  if (text.trim() === 'auto') return {};
+  return { maxConnections: countFlag('--max-connections', text, 'connections (or auto)') };
 }
 
 /** A count (a burst, a cap): a whole number of `what` (requests unless said), at least 1. */

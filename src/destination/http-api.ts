@@ -53,6 +53,16 @@ export interface DestinationApiDeps {
   readonly maxConnections?: number;
 }
 
+/**
+ * Streams one client may have open at once on one HTTP/2 connection (announced in SETTINGS; a
+ * stream past it is reset). A sidecar needs at most 256 destination long polls (the proxy's
+ * maxWatches) plus the lookups of new destinations in flight (each answered at once, within 1 s),
+ * on one connection; its policy long poll has a connection of its own. 1000 leaves it room while one
+ * certificate holder can no longer park unlimited held requests (each a timer and a subscription)
+ * on one connection: Node announced 2^32-1. A Node client past the limit queues its requests.
+ */
+export const MAX_CONCURRENT_STREAMS = 1000;
+
 /** The API server, and what its open connections are doing (for a gauge). */
 export type DestinationApiServer = Http2SecureServer & {
   readonly connections: Pick<ConnectionLimit, 'open' | 'openByState'>;
@@ -87,6 +97,7 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       requestCert: true,
       rejectUnauthorized: true,
       handshakeTimeout: 10_000,
+      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
     },
     (request, response) => {
       handle(request, response, deps, hold).catch((error: unknown) => sendError(response, error));

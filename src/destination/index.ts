@@ -20,7 +20,13 @@ export {
   type Service,
 } from './cluster-index.ts';
 export { createFileSource, type DestinationTableEntry, parseDestinationTable } from './file-source.ts';
-export { DESTINATIONS_PATH, MAX_WAIT_MS, POLICIES_PATH } from './http-api.ts';
+export {
+  DESTINATIONS_PATH,
+  MAX_CONCURRENT_STREAMS,
+  MAX_DEFAULT_CONNECTIONS,
+  MAX_WAIT_MS,
+  POLICIES_PATH,
+} from './http-api.ts';
 export {
   convertObject,
   createKubernetesPolicySource,
