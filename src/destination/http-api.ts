@@ -6,7 +6,6 @@
 // changes (200) or the wait ends (304): the proxies' watch.
 
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import {
   createSecureServer,
@@ -19,7 +18,13 @@ import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { parseDuration } from '../config/index.ts';
 import { errorCatalog, isMutualError, MutualError } from '../errors.ts';
-import { type ConnectionLimit, limitConnections, type ShedState, shedStateText } from '../net/index.ts';
+import {
+  type ConnectionLimit,
+  defaultMaxConnections,
+  limitConnections,
+  type ShedState,
+  shedStateText,
+} from '../net/index.ts';
 import {
   answerPlainHttp,
   isPlainHttpError,
@@ -68,26 +73,7 @@ export type DestinationApiServer = Http2SecureServer & {
   readonly connections: Pick<ConnectionLimit, 'open' | 'openByState'>;
 };
 
-/** The most connections the default cap allows, whatever the descriptor limit. */
-export const MAX_DEFAULT_CONNECTIONS = 16_384;
-
-/**
- * The default cap on all API connections: 3/4 of the process's file descriptor limit, leaving the
- * rest for the admin port, the table file and Kubernetes watches; at most MAX_DEFAULT_CONNECTIONS.
- */
-export function defaultMaxConnections(fileDescriptorLimit = readFileDescriptorLimit()): number {
-  if (!Number.isFinite(fileDescriptorLimit)) return MAX_DEFAULT_CONNECTIONS;
-  return Math.max(1, Math.min(MAX_DEFAULT_CONNECTIONS, Math.floor((fileDescriptorLimit * 3) / 4)));
-}
-
-/** RLIMIT_NOFILE's soft limit from /proc/self/limits; Infinity when unlimited or unreadable. */
-function readFileDescriptorLimit(): number {
-  try {
-    const limit = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'latin1'))?.[1];
-    if (limit !== undefined && limit !== 'unlimited') return Number(limit);
-  } catch {}
-  return Number.POSITIVE_INFINITY;
-}
+export { MAX_DEFAULT_CONNECTIONS } from '../net/index.ts';
 
 export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): DestinationApiServer {
   const server: Http2SecureServer = createSecureServer(

@@ -6,7 +6,6 @@
 //
 // Many addresses together can still take every descriptor, so all connections are capped too
 // (defaultMaxConnections): src/net's limit, which closes the oldest idle one for a newcomer.
-import { readFileSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { canonicalIp } from '../ip/index.ts';
 
@@ -17,27 +16,8 @@ import { canonicalIp } from '../ip/index.ts';
  */
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1024;
 
-/** The most connections the default cap allows, whatever the descriptor limit: ~1.1 GB of TLS state. */
-export const MAX_DEFAULT_CONNECTIONS = 16_384;
-
-/**
- * The default cap on all API connections: 3/4 of the process's file descriptor limit
- * (RLIMIT_NOFILE, as process_max_fds reads it), leaving the rest for the admin port, the CA and
- * audit files and TokenReview calls, at most MAX_DEFAULT_CONNECTIONS; at least 1.
- */
-export function defaultMaxConnections(fileDescriptorLimit = readFileDescriptorLimit()): number {
-  if (!Number.isFinite(fileDescriptorLimit)) return MAX_DEFAULT_CONNECTIONS;
-  return Math.max(1, Math.min(MAX_DEFAULT_CONNECTIONS, Math.floor((fileDescriptorLimit * 3) / 4)));
-}
-
-/** RLIMIT_NOFILE's soft limit from /proc/self/limits; Infinity when unlimited or unreadable. */
-function readFileDescriptorLimit(): number {
-  try {
-    const limit = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'latin1'))?.[1];
-    if (limit !== undefined && limit !== 'unlimited') return Number(limit);
-  } catch {}
-  return Number.POSITIVE_INFINITY;
-}
+// The cap on all connections together is src/net's.
+export { defaultMaxConnections, MAX_DEFAULT_CONNECTIONS } from '../net/index.ts';
 
 export interface ConnectionCapOptions {
   readonly maxPerAddress: number;

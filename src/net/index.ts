@@ -12,3 +12,4 @@ export {
   shedLog,
   shedStateText,
 } from './connection-limit.ts';
+export { defaultMaxConnections, MAX_DEFAULT_CONNECTIONS } from './descriptor-limit.ts';
