@@ -6,16 +6,13 @@
 // limit of 256, or sidecars holding long polls): new connections were accepted and closed at
 // once by libuv, so no sidecar was answered.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createTestPki, metricValue, type WorkloadFiles, waitUntil } from '../../src/testing/mesh-pki.ts';
-import { type MutualDaemon, repoRoot } from './run-mutual.ts';
+import { holdSilentConnections, type MutualDaemon, startMutualDaemon } from './run-mutual.ts';
 
 let dir: string;
 let own: WorkloadFiles;
@@ -40,77 +37,22 @@ after(async () => {
 
 /** `mutual destination serve` under `prlimit --nofile=N:N`, as a real process. */
 async function startUnderFileLimit(nofile: number): Promise<MutualDaemon> {
-  const child = spawn(
-    'prlimit',
+  const daemon = await startMutualDaemon(
     [
-      `--nofile=${nofile}:${nofile}`,
-      process.execPath,
-      join(repoRoot(), 'bin', 'mutual.js'),
       ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
       ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
       ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    'destination service',
+    { fileLimit: nofile },
   );
-  let output = '';
-  const match = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const collect = (chunk: Buffer) => {
-      output += chunk.toString();
-      const found = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output);
-      if (found) resolve(found);
-    };
-    child.stdout.on('data', collect);
-    child.stderr.on('data', collect);
-    child.once('exit', () => reject(new Error(`destination service did not start: ${output}`)));
-  });
-  const daemon: MutualDaemon = {
-    child,
-    apiUrl: new URL(match[1]!),
-    adminUrl: new URL(match[2]!),
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    },
-  };
   daemons.push(daemon);
   return daemon;
 }
 
 /** `perAddress` TCP connections from each of `addresses` that never send a byte, all connected. */
-async function holdSilent(daemon: MutualDaemon, addresses: string[], perAddress: number) {
-  const sockets: Socket[] = [];
-  let closed = 0;
-  for (const localAddress of addresses) {
-    await Promise.all(
-      Array.from(
-        { length: perAddress },
-        () =>
-          new Promise<void>((resolve) => {
-            const socket = connect({
-              host: daemon.apiUrl.hostname,
-              port: Number(daemon.apiUrl.port),
-              localAddress,
-            });
-            sockets.push(socket);
-            socket.once('connect', () => resolve());
-            socket.once('error', () => {});
-            socket.once('close', () => {
-              closed++;
-              resolve();
-            });
-          }),
-      ),
-    );
-  }
-  return {
-    closed: () => closed,
-    release: () => {
-      for (const socket of sockets) socket.destroy();
-    },
-  };
-}
+const holdSilent = (daemon: MutualDaemon, addresses: string[], perAddress: number) =>
+  holdSilentConnections(daemon.apiUrl, addresses, perAddress);
 
 interface Call {
   /** The status, or the socket error's code. */

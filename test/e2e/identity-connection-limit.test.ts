@@ -5,13 +5,11 @@
 // connections or long polls) take every descriptor: new connections were then accepted and closed
 // at once by libuv, so no workload could certify or fetch the bundle and the admin port died too.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { ClientRequest } from 'node:http';
 import { Agent, request } from 'node:https';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,11 +17,12 @@ import { createCsr } from '../../src/pki/index.ts';
 import { metricValue, waitUntil } from '../../src/testing/mesh-pki.ts';
 import {
   createCa,
+  holdSilentConnections,
   type IdentityServiceProcess,
   mintJoinToken,
-  repoRoot,
   runMutual,
   startIdentityService,
+  startMutualDaemon,
 } from './run-mutual.ts';
 
 let dir: string;
@@ -43,78 +42,23 @@ after(async () => {
 
 /** `mutual identity serve` started under `prlimit --nofile=N:N`, as a real process. */
 async function startUnderFileLimit(name: string, nofile: number): Promise<IdentityServiceProcess> {
-  const child = spawn(
-    'prlimit',
+  const service = await startMutualDaemon(
     [
-      `--nofile=${nofile}:${nofile}`,
-      process.execPath,
-      join(repoRoot(), 'bin', 'mutual.js'),
       ...['identity', 'serve', '--ca', join(dir, 'ca'), '--state-dir', join(dir, name)],
       ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
       // A minute to finish a handshake: no connection below is closed by a deadline.
       ...['--client-timeout', '60s'],
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    'identity service',
+    { fileLimit: nofile },
   );
-  let output = '';
-  const match = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const collect = (chunk: Buffer) => {
-      output += chunk.toString();
-      const found = /listening on (https:\/\/\S+) \(admin (http:\/\/\S+)\)/.exec(output);
-      if (found) resolve(found);
-    };
-    child.stdout.on('data', collect);
-    child.stderr.on('data', collect);
-    child.once('exit', () => reject(new Error(`identity service did not start: ${output}`)));
-  });
-  const service: IdentityServiceProcess = {
-    child,
-    apiUrl: new URL(match[1]!),
-    adminUrl: new URL(match[2]!),
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    },
-  };
   services.push(service);
   return service;
 }
 
 /** `perAddress` TCP connections from each of `addresses` that never send a byte, all connected. */
-async function holdIdle(service: IdentityServiceProcess, addresses: string[], perAddress: number) {
-  const sockets: Socket[] = [];
-  let closed = 0;
-  for (const localAddress of addresses) {
-    await Promise.all(
-      Array.from(
-        { length: perAddress },
-        () =>
-          new Promise<void>((resolve) => {
-            const socket = connect({
-              host: service.apiUrl.hostname,
-              port: Number(service.apiUrl.port),
-              localAddress,
-            });
-            sockets.push(socket);
-            socket.once('connect', () => resolve());
-            socket.once('error', () => {});
-            socket.once('close', () => {
-              closed++;
-              resolve();
-            });
-          }),
-      ),
-    );
-  }
-  return {
-    closed: () => closed,
-    release: () => {
-      for (const socket of sockets) socket.destroy();
-    },
-  };
-}
+const holdIdle = (service: IdentityServiceProcess, addresses: string[], perAddress: number) =>
+  holdSilentConnections(service.apiUrl, addresses, perAddress);
 
 /** A request from `localAddress`: its status and body, or the socket error's code. */
 function callFrom(

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -126,10 +127,18 @@ export interface MutualDaemon {
  * Starts `mutual <args>` (a daemon that prints `listening on https://… (admin http://…)`, as
  * identity serve and destination serve do) and resolves once it has printed its addresses.
  */
-export async function startMutualDaemon(args: readonly string[], what: string): Promise<MutualDaemon> {
-  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function startMutualDaemon(
+  args: readonly string[],
+  what: string,
+  options: { fileLimit?: number } = {},
+): Promise<MutualDaemon> {
+  const command = [process.execPath, join(repoRoot(), 'bin', 'mutual.js'), ...args];
+  // `fileLimit`: run under `prlimit --nofile=N:N` (util-linux), to reach the descriptor limit.
+  const limited =
+    options.fileLimit === undefined
+      ? command
+      : ['prlimit', `--nofile=${options.fileLimit}:${options.fileLimit}`, ...command];
+  const child = spawn(limited[0]!, limited.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const listening = new Promise<RegExpExecArray>((resolve, reject) => {
     const collect = (chunk: Buffer) => {
@@ -173,4 +182,37 @@ export function startIdentityService(
     ],
     'identity service',
   );
+}
+
+/**
+ * `perAddress` TCP connections to `url` from each of `addresses` that never send a byte, all
+ * connected (or already closed by the server): how many the server has closed, and a release.
+ */
+export async function holdSilentConnections(url: URL, addresses: readonly string[], perAddress: number) {
+  const sockets: Socket[] = [];
+  let closed = 0;
+  for (const localAddress of addresses) {
+    await Promise.all(
+      Array.from(
+        { length: perAddress },
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = connect({ host: url.hostname, port: Number(url.port), localAddress });
+            sockets.push(socket);
+            socket.once('connect', () => resolve());
+            socket.once('error', () => {});
+            socket.once('close', () => {
+              closed++;
+              resolve();
+            });
+          }),
+      ),
+    );
+  }
+  return {
+    closed: () => closed,
+    release: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
 }
