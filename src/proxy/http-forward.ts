@@ -149,8 +149,12 @@ export function createDetachedHttpServer(
     // Answers are still owed for requests read before the bad bytes. HTTP/1 answers go in request
     // order: written now, the refusal was read as the answer to the first of them (or landed in
     // the body of one under way), and ending the connection lost them all. It waits for them.
-    if ((answersInFlight.get(socket)?.size ?? 0) > 0) return void pendingRefusals.set(socket, refusal);
-    endAndLinger(socket, refusal);
+    if ((answersInFlight.get(socket)?.size ?? 0) === 0) return void endAndLinger(socket, refusal);
+    afterOwedAnswers(socket, () => {
+      // An answer that closed the connection has ended it already.
+      if (socket.writable && !closingConnections.has(socket)) endAndLinger(socket, refusal);
+      else (socket as Socket).destroySoon();
+    });
   });
   return server;
 }
@@ -233,22 +237,24 @@ const refusedConnections = new WeakSet<object>();
 const closingConnections = new WeakSet<object>();
 /** Answers not yet finished, per connection, so a parse error never writes into one. */
 const answersInFlight = new WeakMap<object, Set<ServerResponse>>();
-/** The error answer for bytes that are not HTTP/1, per connection, written once no answer is owed. */
-const pendingRefusals = new WeakMap<object, string>();
-/** An upgrade or CONNECT read behind answers still owed, per connection, handled once none is. */
-const pendingUpgrades = new WeakMap<object, () => void>();
+/**
+ * The last thing read on a connection that must wait for the answers owed before it: an upgrade or
+ * CONNECT to handle, or the error answer for bytes that are not HTTP/1. Nothing is read after it.
+ */
+const pendingAfterAnswers = new WeakMap<object, () => void>();
 
 /**
- * Runs `handle`, which answers an upgrade or CONNECT request read on `socket`, once every answer owed
- * for the requests read before it is out. HTTP/1 answers go in request order: handled at once, its
- * 101 (or refusal) went ahead of those answers and was read as the answer to the first of them.
+ * Runs `handle`, which answers the last thing read on `socket` (an upgrade, a CONNECT, bytes that
+ * are not HTTP/1), once every answer owed for the requests read before it is out. HTTP/1 answers
+ * go in request order: handled at once, its 101 or 400 went ahead of those answers and was read as
+ * the answer to the first of them (and ending the connection lost them all).
  */
 export function afterOwedAnswers(socket: Duplex, handle: () => void): void {
   if ((answersInFlight.get(socket)?.size ?? 0) === 0) return void handle();
-  // node:http dropped its own listeners on the upgrade: an error while waiting is not unhandled.
+  // node:http dropped its own listeners on an upgrade: an error while waiting is not unhandled.
   socket.on('error', () => {});
-  socket.once('close', () => pendingUpgrades.delete(socket));
-  pendingUpgrades.set(socket, handle);
+  socket.once('close', () => pendingAfterAnswers.delete(socket));
+  pendingAfterAnswers.set(socket, handle);
 }
 
 /**
@@ -269,21 +275,14 @@ function trackAnswer(server: Server, socket: Socket, response: ServerResponse): 
   if (answers.size >= MAX_OWED_ANSWERS) holdReading(socket);
   response.once('close', () => {
     answers.delete(response);
-    const refusal = pendingRefusals.get(socket);
-    // A refused connection has no further requests; its refusal goes once every answer is out.
-    if (refusal === undefined) {
-      if (answers.size <= MAX_OWED_ANSWERS / 2) releaseReading(socket, server);
-      const upgrade = answers.size === 0 ? pendingUpgrades.get(socket) : undefined;
-      if (upgrade) {
-        pendingUpgrades.delete(socket);
-        if (!socket.destroyed) upgrade();
-      }
-    } else if (answers.size === 0) {
-      pendingRefusals.delete(socket);
-      // An answer that closed the connection has ended it already.
-      if (socket.writable && !closingConnections.has(socket)) endAndLinger(socket, refusal);
-      else socket.destroySoon();
+    // A refused connection has no further requests to read.
+    if (!refusedConnections.has(socket) && answers.size <= MAX_OWED_ANSWERS / 2) {
+      releaseReading(socket, server);
     }
+    const pending = answers.size === 0 ? pendingAfterAnswers.get(socket) : undefined;
+    if (pending === undefined) return;
+    pendingAfterAnswers.delete(socket);
+    if (!socket.destroyed) pending();
   });
 }
 
