@@ -415,6 +415,12 @@ export const errorCatalog = {
     action:
       'Fix the YAML at the position shown (indentation, an unclosed quote or bracket), then run `mutual inject` again.',
   },
+  MUTUAL_K8S_INJECT_API_VERSION_INVALID: {
+    meaning:
+      'A workload given to `mutual inject` has an apiVersion or kind that no Kubernetes able to run the injected proxy (a native sidecar: 1.29 or newer) serves: no apiVersion, a Deployment as `v1`, a removed beta such as `extensions/v1beta1` or `batch/v1beta1`, or the kind in the wrong case (`deployment`). kubectl apply would refuse it; nothing is printed. Custom resources of other API groups are not judged.',
+    action:
+      'Write the apiVersion and kind the message names at the file:line:column it gives (Deployment, StatefulSet, DaemonSet, ReplicaSet: apps/v1; Job, CronJob: batch/v1; Pod, ReplicationController: v1), then run `mutual inject` again.',
+  },
   MUTUAL_K8S_INJECT_ANNOTATION_INVALID: {
     meaning:
       'A pod (or pod template) has a `mutual.dev/` or `config.mutual.dev/` annotation with a value the injector cannot use (a mode other than STRICT/PERMISSIVE/DISABLE, a bad port list, CIDR or resource quantity). Offline injection stops; the webhook refuses the pod rather than start it without the mesh.',

@@ -592,7 +592,7 @@ test('aliases are read as kubectl reads them: one anchor used by 120 pods is fin
   const pods = Array.from(
     { length: 120 },
     (_, i) =>
-      `  - {kind: Pod, metadata: {name: p${i}, labels: *l}, spec: {containers: [{name: a, image: b}]}}`,
+      `  - {apiVersion: v1, kind: Pod, metadata: {name: p${i}, labels: *l}, spec: {containers: [{name: a, image: b}]}}`,
   );
   const laughs = ['a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
   for (const [name, previous] of ['b', 'c', 'd', 'e', 'f', 'g', 'h'].map((n, i) => [n, 'abcdefg'[i]])) {
@@ -600,9 +600,10 @@ test('aliases are read as kubectl reads them: one anchor used by 120 pods is fin
   }
   const files: Record<string, string> = {
     'shared.yaml': [
+      'apiVersion: v1',
       'kind: List',
       'items:',
-      '  - {kind: ConfigMap, metadata: {labels: &l {app: a}}}',
+      '  - {apiVersion: v1, kind: ConfigMap, metadata: {labels: &l {app: a}}}',
       ...pods,
       '',
     ].join('\n'),

@@ -21,7 +21,13 @@ import { duplicateKeys, LINEAR_KEYS } from '../../yaml/index.ts';
 import { ANNOTATIONS, INJECT_VALUES, LABELS } from '../constants.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
-import { findPodTemplates, INJECTABLE_KINDS, isNestedDeeper, MAX_POD_DEPTH } from './pod-templates.ts';
+import {
+  apiVersionProblems,
+  findPodTemplates,
+  INJECTABLE_KINDS,
+  isNestedDeeper,
+  MAX_POD_DEPTH,
+} from './pod-templates.ts';
 import { aliasProblems, aliasTargetCopy, unshareYamlNode } from './yaml-aliases.ts';
 
 export interface InjectReportLine {
@@ -93,6 +99,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   const invalid: string[] = [];
   const mistyped: string[] = [];
   const tooDeep: string[] = [];
+  const wrongApi: string[] = [];
   const pieces: string[] = [];
   let previousEnd = 0;
   docs.forEach(({ doc, base }, index) => {
@@ -105,6 +112,17 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     // The aliases are checked above: no limit on how often each is used (kubectl sets none either).
     const value: unknown = doc.toJS({ maxAliasCount: -1 });
     let isChanged = false;
+    // A workload kubectl would refuse for its apiVersion or kind is not injected: the run stops below.
+    const apiProblems = apiVersionProblems(value);
+    for (const problem of apiProblems) {
+      const offset =
+        writtenAt(doc, [...problem.path, problem.field]) ?? writtenAt(doc, problem.path) ?? doc.range[0];
+      wrongApi.push(`${at(offset).text}: ${problem.name}: ${problem.message}`);
+    }
+    if (apiProblems.length > 0) {
+      pieces.push(text.slice(start, end));
+      return;
+    }
     // Where each template is written, taken before any change: a copy made for an alias would
     // report its anchor's place.
     const locations = findPodTemplates(value).map((location) => ({
@@ -188,6 +206,13 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       'MUTUAL_K8S_INJECT_YAML_INVALID',
       `${file} is not Kubernetes manifests:\n${tooDeep.map((line) => `  ${line}`).join('\n')}`,
       { detail: { file, problems: tooDeep.length } },
+    );
+  }
+  if (wrongApi.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_API_VERSION_INVALID',
+      `${file} has workloads whose apiVersion or kind Kubernetes does not serve (kubectl would refuse them):\n${wrongApi.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: wrongApi.length } },
     );
   }
   if (mistyped.length > 0) {

@@ -23,6 +23,92 @@ const TEMPLATE_PATHS: Readonly<Record<string, ObjectPath>> = {
 
 export const INJECTABLE_KINDS: readonly string[] = Object.keys(TEMPLATE_PATHS);
 
+/** The apiVersion Kubernetes serves each injectable kind as (1.29+, which native sidecars need). */
+const API_VERSIONS: Readonly<Record<string, string>> = {
+  Pod: 'v1',
+  ReplicationController: 'v1',
+  Deployment: 'apps/v1',
+  StatefulSet: 'apps/v1',
+  DaemonSet: 'apps/v1',
+  ReplicaSet: 'apps/v1',
+  Job: 'batch/v1',
+  CronJob: 'batch/v1',
+};
+
+/** Kubernetes' own API groups these kinds ever lived in (`v1` and its betas are the core group). */
+const BUILT_IN_GROUPS = new Set(['', 'apps', 'extensions', 'batch']);
+
+/** Versions old manifests still carry, and when Kubernetes stopped serving them. */
+const REMOVED_VERSIONS: Readonly<Record<string, string>> = {
+  'extensions/v1beta1': 'removed in Kubernetes 1.16',
+  'apps/v1beta1': 'removed in Kubernetes 1.16',
+  'apps/v1beta2': 'removed in Kubernetes 1.16',
+  'batch/v1beta1': 'removed in Kubernetes 1.25',
+  'batch/v2alpha1': 'never served by default, removed in Kubernetes 1.21',
+};
+
+export interface ApiVersionProblem {
+  /** From the document root to the object. */
+  readonly path: ObjectPath;
+  /** The field at fault, where the report points. */
+  readonly field: 'apiVersion' | 'kind';
+  readonly name: string;
+  readonly message: string;
+}
+
+/**
+ * Workloads kubectl would refuse for their apiVersion or kind, in `object` and its List items: no
+ * apiVersion, a group and version of Kubernetes' own that does not serve the kind (a Deployment as
+ * `v1`, a removed beta such as `extensions/v1beta1`), or the kind in the wrong case (`deployment`).
+ * An object of another API group (a custom resource that reuses a name) is not judged.
+ */
+export function apiVersionProblems(object: unknown, path: ObjectPath = []): ApiVersionProblem[] {
+  if (!isObject(object)) return [];
+  const { kind, apiVersion } = object;
+  if (kind === undefined || kind === null || kind === '') {
+    const isPodShaped = [...Object.values(TEMPLATE_PATHS)].some((templatePath) =>
+      Array.isArray(valueAt(object, [...templatePath, 'spec', 'containers'])),
+    );
+    return isPodShaped
+      ? [
+          {
+            path,
+            field: 'kind',
+            name: `object/${nameOf(object)}`,
+            message: `no kind (kubectl refuses an object without one), though it holds a pod: add its kind (${INJECTABLE_KINDS.join(', ')}) and apiVersion`,
+          },
+        ]
+      : [];
+  }
+  if (typeof kind !== 'string') return [];
+  if (kind.endsWith('List') && Array.isArray(object.items)) {
+    return object.items.flatMap((item, index) => apiVersionProblems(item, [...path, 'items', index]));
+  }
+  const canonical = INJECTABLE_KINDS.find((known) => known.toLowerCase() === kind.toLowerCase());
+  if (canonical === undefined) return [];
+  const group = typeof apiVersion === 'string' && apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+  if (typeof apiVersion === 'string' && !BUILT_IN_GROUPS.has(group ?? '')) return [];
+  const expected = API_VERSIONS[canonical] as string;
+  const name = `${kind.toLowerCase()}/${nameOf(object)}`;
+  const problem = (message: string, field: 'apiVersion' | 'kind' = 'apiVersion') => [
+    { path, field, name, message },
+  ];
+  if (typeof apiVersion !== 'string' || apiVersion.trim() === '') {
+    return problem(`no apiVersion (kubectl refuses an object without one): add apiVersion: ${expected}`);
+  }
+  if (kind !== canonical) {
+    return problem(
+      `kind ${kind}: Kubernetes kinds are case-sensitive and kubectl finds no kind ${JSON.stringify(kind)}: write kind: ${canonical}`,
+      'kind',
+    );
+  }
+  if (apiVersion === expected) return [];
+  const removed = REMOVED_VERSIONS[apiVersion];
+  return problem(
+    `apiVersion ${apiVersion} does not serve ${kind}${removed ? ` (${removed})` : ''}; the injected proxy is a native sidecar, which needs Kubernetes 1.29 or newer, where ${kind} is ${expected}: write apiVersion: ${expected}${expected === 'apps/v1' && valueAt(object, ['spec', 'selector']) === undefined ? ', and add spec.selector.matchLabels (apps/v1 requires it; older versions took the template labels)' : ''}`,
+  );
+}
+
 /** Every pod template in `object` (none for kinds without pods, e.g. a Service). */
 export function findPodTemplates(object: unknown, path: ObjectPath = []): PodTemplateLocation[] {
   if (!isObject(object)) return [];
