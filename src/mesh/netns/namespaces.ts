@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { ip, runCommand } from './commands.ts';
+import { ip, mustRun, runCommand } from './commands.ts';
 
 // The building blocks of a pod network: named network namespaces (`ip netns`), a bridge in a
 // namespace of its own, and one veth pair per pod from the bridge into the pod.
@@ -11,6 +11,17 @@ export const NETNS_RUN_DIR = '/run/netns';
 export async function addNamespace(name: string): Promise<void> {
   await ip(['netns', 'add', name]);
   await ip(['-n', name, 'link', 'set', 'lo', 'up']);
+}
+
+/**
+ * Links made in the namespace from now on get no IPv6 (no link-local address either); loopback
+ * keeps ::1. A pod has no IPv6 network, and proxy-init's rules are IPv4 ones: with a link-local
+ * address, an app listening on [::] (Node's and Go's default) would be reached from every other
+ * pod in plain text, past both sidecars. Nothing to do on a kernel without IPv6.
+ */
+export async function disableIpv6OnNewLinks(name: string): Promise<void> {
+  const sysctl = '/proc/sys/net/ipv6/conf/default/disable_ipv6';
+  await mustRun('ip', ['netns', 'exec', name, 'sh', '-c', `[ ! -e ${sysctl} ] || echo 1 > ${sysctl}`]);
 }
 
 /**

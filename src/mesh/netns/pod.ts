@@ -1,6 +1,6 @@
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { addNamespace, addPodLink } from './namespaces.ts';
+import { addNamespace, addPodLink, disableIpv6OnNewLinks } from './namespaces.ts';
 
 /** One service's pod, as network.json records it. */
 export interface PodRecord {
@@ -20,13 +20,14 @@ export interface PodRecord {
   readonly iptablesChains: readonly string[];
 }
 
-/** Makes one pod: namespace, link and address, /etc/hosts, credentials directory, iptables rules. */
+/** Makes one pod: namespace, link and address (IPv4 only), /etc/hosts, credentials directory, iptables rules. */
 export async function createPod(
   network: { bridgeNetns: string; bridge: string; runDir: string },
   pod: PodRecord,
   options: { hosts: string; install: () => Promise<void> },
 ): Promise<void> {
   await addNamespace(pod.netns);
+  await disableIpv6OnNewLinks(pod.netns);
   await addPodLink({
     bridgeNetns: network.bridgeNetns,
     bridge: network.bridge,

@@ -1,0 +1,131 @@
+// `mutual up --isolation netns` with apps as users write them rather than as the demo does:
+// a server that listens with Node's default (`listen(8080)`: [::], dual-stack), which every other
+// pod reached in plain text over IPv6 link-local, past both sidecars (the pods' iptables rules are
+// IPv4 ones); and apps listening where their sidecar cannot reach them, which `up` called ready.
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { MeshRuntime } from '../../src/mesh/index.ts';
+import { netnsUnavailableReason } from '../../src/mesh/netns/index.ts';
+import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import { hasCommand } from '../../src/testing/netns.ts';
+import { runMutual, startMeshUp } from './run-mutual.ts';
+
+const skip = netnsUnavailableReason() ?? (hasCommand('curl') ? undefined : 'curl is not installed');
+
+// Listens as most apps do, with no host: Node binds [::] (IPv4 too, v4-mapped).
+const SERVER = `require('node:http').createServer((q, s) => s.end('app answered ' + (q.headers['x-mutual-client-id'] ?? 'in plain text'))).listen(8080)`;
+
+let dir: string;
+const started: ChildProcess[] = [];
+const sh = (command: string, args: string[]) => execFileSync(command, args, { encoding: 'utf8' });
+/** `curl` in a pod as its app's uid; stdout whether or not it succeeded. */
+const curlIn = (netns: string, ...args: string[]) =>
+  spawnSync(
+    'ip',
+    [
+      'netns',
+      'exec',
+      netns,
+      'setpriv',
+      '--reuid=2103',
+      '--regid=2103',
+      '--clear-groups',
+      'curl',
+      '-sS',
+      '-m',
+      '5',
+      ...args,
+    ],
+    { encoding: 'utf8' },
+  ).stdout;
+const ipv6Addresses = (netns: string, device: string) =>
+  sh('ip', ['-n', netns, '-6', '-o', 'addr', 'show', 'dev', device])
+    .split('\n')
+    .map((line) => /inet6 ([0-9a-f:]+)\//.exec(line)?.[1])
+    .filter((address) => address !== undefined);
+
+before(async () => {
+  if (skip) return;
+  dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-netns-apps-'));
+  await chmod(dir, 0o755); // the apps run as uid 2103 with this as their working directory
+});
+
+after(async () => {
+  for (const child of started) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  }
+  if (dir) {
+    for (const state of ['ipv6', 'listen']) await runMutual(['down', '--state-dir', join(dir, state)]);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('an app on [::] is reached only through its sidecar: no pod has IPv6 beyond loopback', {
+  skip,
+}, async () => {
+  const meshFile = join(dir, 'ipv6.yaml');
+  await writeFile(
+    meshFile,
+    `mode: STRICT
+services:
+  - name: server
+    namespace: apps
+    command: [node, -e, ${JSON.stringify(SERVER)}]
+    ports: [8080]
+  - name: client
+    namespace: apps
+    command: [sleep, infinity]
+    upstreams: [server]
+`,
+  );
+  const stateDir = join(dir, 'ipv6');
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+    'The mesh is up',
+  );
+  started.push(mesh.child);
+  assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
+  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const [server, client] = ['server', 'client'].map(
+    (name) => runtime.services.find((service) => service.name === name)!.pod!.netns,
+  ) as [string, string];
+
+  // By name, over IPv4: through both sidecars, mTLS.
+  assert.equal(
+    curlIn(client, 'http://server:8080/'),
+    'app answered spiffe://cluster.local/ns/apps/sa/client',
+  );
+  // Over IPv6, at whatever address the server's pod has on its link (once usable, past duplicate
+  // address detection, on both ends): never the app in plain text.
+  await waitUntil(
+    async () =>
+      ![server, client].some((pod) =>
+        /tentative/.test(sh('ip', ['-n', pod, '-6', 'addr', 'show', 'dev', 'eth0'])),
+      ),
+    'IPv6 duplicate address detection in the pods',
+  );
+  for (const address of ipv6Addresses(server, 'eth0')) {
+    const answer = curlIn(client, '-g', `http://[${address}%eth0]:8080/`);
+    assert.doesNotMatch(
+      answer,
+      /app answered/,
+      `the client reached the app at [${address}] past both sidecars`,
+    );
+  }
+  for (const pod of [server, client]) {
+    assert.deepEqual(ipv6Addresses(pod, 'eth0'), [], `${pod}'s eth0 has IPv6 addresses`);
+    assert.deepEqual(ipv6Addresses(pod, 'lo'), ['::1'], `${pod} lost ::1`);
+  }
+
+  const down = await runMutual(['down', '--state-dir', stateDir]);
+  assert.equal(down.code, 0, down.stderr);
+  if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
+});
