@@ -209,13 +209,65 @@ export function trustAnchorCategory(name: string, source: CaSource, fix: TrustAn
         hint: 'rotating an anchor takes planning: add the new root to the bundle well before the old one expires',
         fix: fix.lifetime,
         severity: 'warning',
-        run: (context) =>
-          perCertificate(
-            () => anchorsOf(context),
-            (c, label) => lifetimeLeft(c, label, context),
-          ),
+        async run(context) {
+          let read: PemSource;
+          let anchors: ParsedCertificate[];
+          try {
+            read = await source.anchors(context);
+            anchors = certificatesOf(read);
+          } catch (error) {
+            return [unreadable(error)];
+          }
+          const step = await rotationStep(anchors, read.where, source, context);
+          return anchors.map((anchor) => {
+            const label = anchor.subject || anchor.fingerprintSha256.slice(0, 16);
+            const result = lifetimeLeft(anchor, label, context);
+            return result.status === 'fail' && step
+              ? { ...result, message: step(anchor, result.message) }
+              : result;
+          });
+        },
       },
     ],
+  };
+}
+
+const signed = (child: ParsedCertificate, parent: ParsedCertificate) =>
+  child.native.checkIssued(parent.native) && child.native.verify(parent.publicKey);
+
+const isoDate = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * Where an anchor rotation stands, as a message for each root that expires within the warning
+ * period: undefined when no root of the bundle lasts longer (no rotation begun; the fix says how).
+ * With a lasting root there, the next step is to switch the issuer to one under it while the
+ * issuer still chains to the expiring root, and to drop that root once it no longer does: the
+ * fix alone repeated "add the new root to the bundle" to an operator who had done so.
+ */
+async function rotationStep(
+  anchors: readonly ParsedCertificate[],
+  where: string,
+  source: CaSource,
+  context: CheckContext,
+): Promise<((anchor: ParsedCertificate, message: string) => string) | undefined> {
+  const nowMs = context.clock.now();
+  const lasting = anchors.filter((anchor) => anchor.notAfterMs - nowMs >= context.thresholds.expiryWarningMs);
+  const newest = lasting.reduce<ParsedCertificate | undefined>(
+    (best, anchor) => (!best || anchor.notAfterMs > best.notAfterMs ? anchor : best),
+    undefined,
+  );
+  if (!newest) return undefined;
+  const issuer = await source
+    .issuer(context)
+    .then((read) => certificatesOf(read.certificate)[0])
+    .catch(() => undefined);
+  const under = `${newest.subject || newest.fingerprintSha256.slice(0, 16)} (valid until ${isoDate(newest.notAfterMs)})`;
+  return (anchor, message) => {
+    if (issuer && signed(issuer, anchor))
+      return `${message}; rotation under way: ${where} also holds ${under}, next step: switch the issuer to one under that root`;
+    if (issuer && lasting.some((root) => signed(issuer, root)))
+      return `${message}; rotation under way: the issuer chains to ${under} now, last step: remove this root from ${where}`;
+    return `${message}; ${where} also holds ${under}`;
   };
 }
 
@@ -264,15 +316,35 @@ export function issuerCategory(name: string, source: CaSource, fix: IssuerFixes)
         severity: 'warning',
         async run(context) {
           let renewedBy: string | undefined;
+          // The root that signed it, when that root too expires within the period: a new issuer
+          // under it is clamped to its expiry, so the issuer fix alone cannot clear this warning.
+          let endingRoot: ParsedCertificate | undefined;
           const results = await perCertificate(
             async () => {
               const issuer = await issuerOf(context);
               renewedBy = issuer.renewedBy;
+              const anchors = await source
+                .anchors(context)
+                .then(certificatesOf)
+                .catch(() => []);
+              endingRoot = anchors.find(
+                (anchor) =>
+                  signed(issuer.parsed, anchor) &&
+                  anchor.notAfterMs - context.clock.now() < context.thresholds.expiryWarningMs,
+              );
               return [issuer.parsed];
             },
             (c, label) => lifetimeLeft(c, label, context),
           );
-          return renewedBy ? skip(`${renewedBy} renews it`) : results;
+          if (renewedBy) return skip(`${renewedBy} renews it`);
+          return results.map((result) =>
+            result.status === 'fail' && endingRoot
+              ? {
+                  ...result,
+                  message: `${result.message}; its root, ${endingRoot.subject || endingRoot.fingerprintSha256.slice(0, 16)}, expires ${isoDate(endingRoot.notAfterMs)} and an issuer cannot outlive its root: a new issuer under it ends then too, rotate the trust anchor first (see "trust anchors are valid for at least the warning period")`,
+                }
+              : result,
+          );
         },
       },
       {
@@ -287,9 +359,7 @@ export function issuerCategory(name: string, source: CaSource, fix: IssuerFixes)
             const anchorsSource = await source.anchors(context);
             const anchors = certificatesOf(anchorsSource);
             const nowMs = context.clock.now();
-            const parent = anchors.find(
-              (anchor) => issuer.native.checkIssued(anchor.native) && issuer.native.verify(anchor.publicKey),
-            );
+            const parent = anchors.find((anchor) => signed(issuer, anchor));
             if (!parent)
               return fail(
                 `no root in ${anchorsSource.where} signed the issuer (its issuer is ${issuer.issuer})`,
@@ -312,7 +382,7 @@ export const trustAnchorChecks = trustAnchorCategory('trust anchors', stateDirec
   algorithm: 'rotate to an ECDSA P-256 anchor: `mutual ca create` and add it to the bundle',
   validity: 'create a new anchor and issuer (`mutual ca create`) and roll them out',
   lifetime:
-    'plan an anchor rotation now: `mutual ca create`, add the new root to bundle.pem, then switch the issuer',
+    'rotate the anchor, one step at a time (each is picked up live; the message says which comes next): `mutual ca create --trust-domain TRUST_DOMAIN --out newca` and add newca/trust-anchor.crt to STATE_DIR/ca/bundle.pem; then copy newca/issuer.crt, issuer.key, trust-anchor.crt and trust-anchor.key into STATE_DIR/ca/; then remove the old root from bundle.pem (the identity service holds that until certificates from the old issuer expire)',
 });
 
 export const issuerChecks = issuerCategory('issuer', stateDirectoryCa, {

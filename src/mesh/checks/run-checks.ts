@@ -202,13 +202,14 @@ function processesByAdminOrigin(runtime: MeshRuntime | undefined): Map<string, R
 }
 
 /**
- * The advice's placeholders as this mesh names them: STATE_DIR, `mutual up -f mesh.yaml` (the file
+ * The advice's placeholders as this mesh names them: STATE_DIR, TRUST_DOMAIN, `mutual up -f mesh.yaml` (the file
  * it was started from, and its isolation) and `mutual policy check DIR`. Followed as printed from
  * another directory, `mesh.yaml` was a file that is not there, STATE_DIR one to guess.
  */
 export function withMeshNames(text: string, stateDir: string, runtime: MeshRuntime | undefined): string {
   let named = text.replaceAll('STATE_DIR', shellWord(stateDir));
   if (!runtime) return named;
+  named = named.replaceAll('TRUST_DOMAIN', runtime.trustDomain);
   const isolation = runtime.isolation === 'netns' ? ' --isolation netns' : '';
   named = named.replaceAll('mutual up -f mesh.yaml', `mutual up -f ${shellWord(runtime.file)}${isolation}`);
   return runtime.policyDir
