@@ -154,9 +154,15 @@ export const errorCatalog = {
   // --- Identity service ---
   MUTUAL_IDENTITY_TOKEN_INVALID: {
     meaning:
-      'The token presented to the identity service is malformed, forged, expired, not yet valid, or for another audience; the message says which.',
+      'The token presented to the identity service is malformed, forged, expired, not yet valid, revoked, or for another audience; the message says which.',
     action:
       'Mint a fresh token (`mutual identity token create --ns NS --sa SA`) or check the token file the workload reads.',
+  },
+  MUTUAL_IDENTITY_REVOCATIONS_INVALID: {
+    meaning:
+      "The identity service's list of revoked join tokens (revoked-tokens.jsonl in its state directory, written by `mutual identity token revoke`) has a line that is not a revocation, or cannot be read. At start the service refuses to run; while it runs, every valid line still applies and a file it cannot read keeps the list it read last, so no revoked token becomes valid again.",
+    action:
+      'Fix or delete the line the message names (each line is a JSON object with a tokenId, or a namespace, serviceAccount and issuedBefore), or make the file readable by the service; add revocations with `mutual identity token revoke` rather than by hand.',
   },
   MUTUAL_IDENTITY_REQUEST_INVALID: {
     meaning:

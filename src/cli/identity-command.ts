@@ -1,23 +1,28 @@
+import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { isMutualError, MutualError } from '../errors.ts';
 import {
+  appendTokenRevocation,
   createJoinTokenIssuer,
   DEFAULT_AUTH_FAILURE_LIMIT,
   DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   DEFAULT_RATE_LIMIT,
+  describeJoinToken,
   IN_CLUSTER_FILES,
   inClusterApiServerUrl,
+  isTokenId,
+  JOIN_TOKEN_KEY_FILE,
   loadOrCreateJoinTokenKey,
   MAX_DEFAULT_CONNECTIONS,
   startIdentityService,
   type TokenReviewConfig,
 } from '../identity/index.ts';
 import { DEFAULT_SVID_LIFETIME_MS, DEFAULT_SVID_SKEW_MS } from '../pki/index.ts';
-import { parseTrustDomain } from '../spiffe/index.ts';
-import { type CaFilePaths, caFilePaths, readTextFile } from '../store/index.ts';
+import { isValidPathSegment, parseTrustDomain } from '../spiffe/index.ts';
+import { type CaFilePaths, caFilePaths, readBoundedText, readTextFile } from '../store/index.ts';
 import type { CliContext } from './context.ts';
 
 const DEFAULT_STATE_DIR = '.mutual';
@@ -121,6 +126,125 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
       const issuer = createJoinTokenIssuer({ signingKey: key.privateKey, clock: context.clock });
       context.write(`${await issuer.mint({ namespace: options.ns, serviceAccount: options.sa, ttlMs })}\n`);
     });
+  token
+    .command('revoke')
+    .description(
+      'make the identity service refuse join tokens from now on: one token (--token-file or --id, the tokenId of audit lines), or every token of an identity minted before now (--ns and --sa)',
+    )
+    .option('--token-file <file>', 'the token to revoke (- reads it from stdin)')
+    .option(
+      '--id <token-id>',
+      'the tokenId of the token to revoke, as the audit log names it (16 hex digits)',
+    )
+    .option('--ns <namespace>', 'with --sa: revoke every token of this identity minted before now')
+    .option('--sa <service-account>', 'with --ns: revoke every token of this identity minted before now')
+    .option('--reason <text>', 'why, kept with the revocation and told to the workload that tries the token')
+    .option(
+      '--state-dir <dir>',
+      'the identity service state directory holding the token key',
+      DEFAULT_STATE_DIR,
+    )
+    .action(async (options: RevokeOptions) => revoke(options, context));
+}
+
+interface RevokeOptions {
+  tokenFile?: string;
+  id?: string;
+  ns?: string;
+  sa?: string;
+  reason?: string;
+  stateDir: string;
+}
+
+/**
+ * Appends one revocation to the state directory; the identity service using it refuses the tokens
+ * from its next certify request on. Certificates already issued stay valid until they expire.
+ */
+async function revoke(options: RevokeOptions, context: CliContext): Promise<void> {
+  const chosen = [options.tokenFile, options.id, options.ns ?? options.sa].filter(
+    (value) => value !== undefined,
+  );
+  if (chosen.length !== 1 || (options.ns === undefined) !== (options.sa === undefined)) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      'name what to revoke with exactly one of --token-file FILE, --id TOKEN_ID, or --ns NS --sa SA together',
+    );
+  }
+  const stateDir = resolve(context.cwd, options.stateDir, 'identity');
+  const revokedAt = new Date(context.clock.now()).toISOString();
+  const reason = options.reason === undefined ? {} : { reason: options.reason };
+  const afterwards =
+    'the identity service refuses it from its next certify request on (no restart); certificates already issued with it stay valid until they expire';
+  if (options.id !== undefined) {
+    if (!isTokenId(options.id)) {
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `--id ${JSON.stringify(options.id)} is not a token ID: use the 16 hex digits of an audit line's "tokenId"`,
+      );
+    }
+    const file = await appendTokenRevocation(stateDir, { tokenId: options.id, revokedAt, ...reason });
+    context.write(`revoked token ${options.id} (recorded in ${file}); ${afterwards}\n`);
+    return;
+  }
+  if (options.ns !== undefined && options.sa !== undefined) {
+    for (const [flag, value] of [
+      ['--ns', options.ns],
+      ['--sa', options.sa],
+    ] as const) {
+      if (!isValidPathSegment(value)) {
+        throw new MutualError(
+          'MUTUAL_CLI_USAGE',
+          `${flag} ${JSON.stringify(value)} cannot be part of a SPIFFE ID, so no token names it: use letters, digits, ".", "-" and "_"`,
+        );
+      }
+    }
+    // A token's iat is in whole seconds, so the cut is the next whole second, and the command
+    // returns only once it has passed: a token minted earlier in this second is revoked too, and one
+    // minted after the command returns is not.
+    const nowMs = context.clock.now();
+    const issuedBeforeMs = Math.ceil((nowMs + 1) / 1000) * 1000;
+    const issuedBefore = new Date(issuedBeforeMs).toISOString();
+    const file = await appendTokenRevocation(stateDir, {
+      namespace: options.ns,
+      serviceAccount: options.sa,
+      issuedBefore,
+      revokedAt,
+      ...reason,
+    });
+    await new Promise((done) => setTimeout(done, issuedBeforeMs - nowMs));
+    context.write(
+      `revoked every join token for ${options.ns}/${options.sa} minted before ${issuedBefore} (recorded in ${file}); ${afterwards}. Tokens minted from now on are valid: give the workload one with \`mutual identity token create --ns ${options.ns} --sa ${options.sa}\`\n`,
+    );
+    return;
+  }
+  const tokenFile = options.tokenFile as string;
+  const keyPath = resolve(stateDir, JOIN_TOKEN_KEY_FILE);
+  let keyPem: string;
+  try {
+    keyPem = await readFile(keyPath, 'utf8');
+  } catch (error) {
+    throw new MutualError(
+      'MUTUAL_IO_READ_FAILED',
+      `cannot read the join-token key ${keyPath} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): point --state-dir at the directory the identity service and \`token create\` use; nothing was revoked`,
+      { cause: error },
+    );
+  }
+  // A join token is under 1 KB; the bound keeps `--token-file /dev/zero` from eating memory.
+  const tokenText = await readBoundedText(
+    tokenFile === '-' ? process.stdin : resolve(context.cwd, tokenFile),
+    {
+      what: 'token file',
+      label: tokenFile === '-' ? '<stdin>' : resolve(context.cwd, tokenFile),
+      maxBytes: 1024 * 1024,
+      advice: 'give the file `mutual identity token create` printed the token to',
+    },
+  );
+  const token = await describeJoinToken(tokenText, createPublicKey(keyPem));
+  const file = await appendTokenRevocation(stateDir, { tokenId: token.tokenId, revokedAt, ...reason });
+  const expired = token.expiresAtMs <= context.clock.now();
+  context.write(
+    `revoked token ${token.tokenId} for ${token.namespace}/${token.serviceAccount}${expired ? ` (it had already expired at ${new Date(token.expiresAtMs).toISOString()})` : `, valid until ${new Date(token.expiresAtMs).toISOString()}`} (recorded in ${file}); ${afterwards}\n`,
+  );
 }
 
 interface ServeOptions {

@@ -36,8 +36,11 @@ export {
   type AuthenticatedCaller,
   createJoinTokenAuthenticator,
   createJoinTokenIssuer,
+  describeJoinToken,
   IDENTITY_AUDIENCE,
   identityFromServiceAccount,
+  type JoinTokenDescription,
+  joinTokenId,
   type TokenAuthenticator,
 } from './join-token.ts';
 export { DEFAULT_AUTH_FAILURE_LIMIT, DEFAULT_RATE_LIMIT, type RateLimit } from './rate-limiter.ts';
@@ -55,3 +58,9 @@ export {
   inClusterApiServerUrl,
   type TokenReviewConfig,
 } from './token-review.ts';
+export {
+  appendTokenRevocation,
+  isTokenId,
+  REVOKED_TOKENS_FILE,
+  type TokenRevocation,
+} from './token-revocations.ts';

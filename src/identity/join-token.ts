@@ -1,8 +1,9 @@
 import { createHash, type KeyObject, randomUUID } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { compactVerify, decodeJwt, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
 import { isValidPathSegment, type MeshIdentity, meshIdentity } from '../spiffe/index.ts';
+import type { TokenRevocationList } from './token-revocations.ts';
 
 /** The audience every Mutual identity token is for; Kubernetes projected tokens use the same. */
 export const IDENTITY_AUDIENCE = 'identity.mutual.dev';
@@ -74,6 +75,8 @@ export function createJoinTokenAuthenticator(options: {
   clock: Clock;
   /** Tolerated clock difference between the minting and the checking machine. */
   skewMs?: number;
+  /** Tokens revoked with `mutual identity token revoke`; none when absent. */
+  revocations?: TokenRevocationList;
 }): TokenAuthenticator {
   return {
     async authenticate(token: string): Promise<AuthenticatedCaller> {
@@ -105,10 +108,80 @@ export function createJoinTokenAuthenticator(options: {
         throw classifyJoseError(error);
       }
       const identity = identityFromServiceAccount(String(payload.sub), options.trustDomain);
-      const tokenId = createHash('sha256').update(String(payload.jti)).digest('hex').slice(0, 16);
+      const tokenId = joinTokenId(String(payload.jti));
+      const revoked = await options.revocations?.find({
+        tokenId,
+        namespace: identity.namespace,
+        serviceAccount: identity.serviceAccount,
+        issuedAtMs: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
+      });
+      if (revoked) {
+        const what =
+          'tokenId' in revoked
+            ? `token ${tokenId} was revoked`
+            : `every token for ${identity.namespace}/${identity.serviceAccount} minted before ${revoked.issuedBefore} was revoked`;
+        throw tokenInvalid(
+          'revoked',
+          `${what} (\`mutual identity token revoke\`${revoked.revokedAt ? ` at ${revoked.revokedAt}` : ''}${revoked.reason ? `: ${revoked.reason}` : ''}); give the workload a new token from \`mutual identity token create\``,
+        );
+      }
       return { identity, method: 'join-token', tokenId };
     },
   };
+}
+
+/** What `mutual identity token revoke` needs to know about a token it is given. */
+export interface JoinTokenDescription {
+  readonly tokenId: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly issuedAtMs: number;
+  readonly expiresAtMs: number;
+}
+
+/**
+ * Reads a join token signed with `verificationKey` without judging its times: an expired token can
+ * still be named. One signed with another key is refused, since revoking it here would change nothing.
+ */
+export async function describeJoinToken(
+  token: string,
+  verificationKey: KeyObject,
+): Promise<JoinTokenDescription> {
+  const trimmed = token.trim();
+  const notOurs = (why: string) =>
+    new MutualError('MUTUAL_IDENTITY_TOKEN_INVALID', `${why}; nothing was revoked`, {
+      detail: { reason: 'malformed' },
+    });
+  if (!JWT_SHAPE.test(trimmed) || trimmed.length > MAX_TOKEN_LENGTH) {
+    throw notOurs('that is not a join token as `mutual identity token create` prints it');
+  }
+  try {
+    await compactVerify(trimmed, verificationKey, { algorithms: ['ES256'] });
+  } catch {
+    throw notOurs(
+      "the token was not signed with this state directory's join-token key (another --state-dir, or another mesh)",
+    );
+  }
+  const payload = decodeJwt(trimmed);
+  if (payload.iss !== ISSUER || typeof payload.jti !== 'string' || typeof payload.exp !== 'number') {
+    throw notOurs('the token lacks the issuer, jti or exp every join token has');
+  }
+  const parts = String(payload.sub).split(':');
+  if (parts.length !== 4 || parts[0] !== 'system' || parts[1] !== 'serviceaccount') {
+    throw notOurs(`the token subject ${JSON.stringify(payload.sub)} is not system:serviceaccount:<ns>:<sa>`);
+  }
+  return {
+    tokenId: joinTokenId(payload.jti),
+    namespace: parts[2]!,
+    serviceAccount: parts[3]!,
+    issuedAtMs: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
+    expiresAtMs: payload.exp * 1000,
+  };
+}
+
+/** The handle on a join token that audit lines and `token revoke --id` use: its jti, hashed. */
+export function joinTokenId(jti: string): string {
+  return createHash('sha256').update(jti).digest('hex').slice(0, 16);
 }
 
 /** `system:serviceaccount:NS:SA` → spiffe://<td>/ns/NS/sa/SA; anything else is refused. */

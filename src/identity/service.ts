@@ -29,6 +29,7 @@ import {
   createTokenReviewAuthenticator,
   type TokenReviewConfig,
 } from './token-review.ts';
+import { openTokenRevocationList } from './token-revocations.ts';
 
 export interface IdentityServiceConfig {
   /** The issuer and trust-anchor files; watched, and reloaded when they change. */
@@ -161,10 +162,14 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
       return () => bundleListeners.delete(listener);
     },
   };
+  const revocations = await openTokenRevocationList(config.stateDir, (error) =>
+    config.log?.(`token revocations: [${error.code}] ${error.message}\n`),
+  );
   const joinTokens = createJoinTokenAuthenticator({
     verificationKey: tokenKey.publicKey,
     trustDomain,
     clock: config.clock,
+    revocations,
   });
   const certifier = createCertifier({
     authenticator: createChainedAuthenticator({
