@@ -1,5 +1,7 @@
-// `mutual inject` offline and the injector webhook on the same real-world-shaped manifests
-// (golden/inject-real-world.in.yaml): for every pod template, the pod the API server would send
+// `mutual inject` offline and the injector webhook on the same manifests: real-world-shaped
+// excerpts (golden/inject-real-world.in.yaml) and real samples kept verbatim (golden/real/: Istio's
+// bookinfo, Linkerd's emojivoto as Jobs, the Cassandra StatefulSet of kubernetes/examples, Google's
+// microservices-demo): for every pod template, the pod the API server would send
 // (the template as JSON, as kubectl sends it) goes to the real `mutual inject serve` over HTTPS, its
 // JSON Patch is applied with fast-json-patch, and the result must be the template `mutual inject`
 // printed, read as kubectl reads YAML; what one leaves alone, the other leaves alone too.
@@ -26,6 +28,7 @@ import {
 
 const { applyPatch, deepClone } = fastJsonPatch;
 const FIXTURE = join(repoRoot(), 'test', 'k8s', 'golden', 'inject-real-world.in.yaml');
+const REAL_DIR = join(repoRoot(), 'test', 'k8s', 'golden', 'real');
 /** kubectl's YAML: 1.1 (0755 is octal), without timestamps. */
 const KUBECTL_YAML = {
   version: '1.1',
@@ -104,12 +107,16 @@ function admit(object: unknown): Promise<AdmissionAnswer> {
 const valueAt = (object: unknown, path: readonly (string | number)[]): unknown =>
   path.reduce<unknown>((current, key) => (current as Record<string | number, unknown>)?.[key], object);
 
-test('every pod template of real-world manifests: the webhook patch gives what mutual inject prints, and both leave the same pods alone', async () => {
-  const run = await runMutual(['inject', '--trust-anchors-file', files.anchorsFile, '-f', FIXTURE]);
+/**
+ * `mutual inject` on `fixture`, then every pod template through the webhook: the patched pod must be
+ * the printed template, each valid. Returns the printed objects and each template's outcome.
+ */
+async function injectBothWays(fixture: string) {
+  const run = await runMutual(['inject', '--trust-anchors-file', files.anchorsFile, '-f', fixture]);
   assert.equal(run.code, 0, run.stderr);
   const read = (text: string) =>
     parseAllDocuments(text, KUBECTL_YAML).map((doc) => doc.toJS({ maxAliasCount: -1 }) as unknown);
-  const given = read(await readFile(FIXTURE, 'utf8'));
+  const given = read(await readFile(fixture, 'utf8'));
   const printed = read(run.stdout);
   assert.equal(printed.length, given.length);
   const outcomes: string[] = [];
@@ -148,6 +155,11 @@ test('every pod template of real-world manifests: the webhook patch gives what m
       outcomes.push(`${location.name} injected`);
     }
   }
+  return { run, given, printed, outcomes };
+}
+
+test('every pod template of real-world manifests: the webhook patch gives what mutual inject prints, and both leave the same pods alone', async () => {
+  const { run, printed, outcomes } = await injectBothWays(FIXTURE);
   assert.deepEqual(outcomes, [
     'deployment/web injected',
     'deployment/reviews-v3 injected',
@@ -169,4 +181,31 @@ test('every pod template of real-world manifests: the webhook patch gives what m
     run.stdout,
     /"\/app-health\/hello\/startupz":\{"httpGet":\{"path":"\/healthz","port":3333\},"timeoutSeconds":1\}/,
   );
+});
+
+test('real samples kept verbatim (bookinfo, emojivoto Jobs, Cassandra StatefulSet, microservices-demo): every pod template injected alike both ways; the other objects printed as given', async () => {
+  const samples: Record<string, string[]> = {
+    'bookinfo.yaml': [
+      'details-v1',
+      'ratings-v1',
+      'reviews-v1',
+      'reviews-v2',
+      'reviews-v3',
+      'productpage-v1',
+    ].map((name) => `deployment/${name} injected`),
+    'emojivoto-job.yml': ['emoji', 'voting', 'web', 'vote-bot'].map((name) => `job/${name} injected`),
+    'cassandra-statefulset.yaml': ['statefulset/cassandra injected'],
+    'microservices-demo-excerpt.yaml': ['emailservice', 'frontend', 'loadgenerator', 'redis-cart'].map(
+      (name) => `deployment/${name} injected`,
+    ),
+  };
+  for (const [file, expected] of Object.entries(samples)) {
+    const { given, printed, outcomes } = await injectBothWays(join(REAL_DIR, file));
+    assert.deepEqual(outcomes, expected, file);
+    // Services, ServiceAccounts, the Namespace, the StorageClass: what they were.
+    for (const [index, object] of given.entries()) {
+      if (findPodTemplates(object).length === 0)
+        assert.deepEqual(printed[index], object, `${file}[${index}]`);
+    }
+  }
 });
