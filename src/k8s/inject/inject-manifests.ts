@@ -109,6 +109,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     const at = (offset: number) => position(base + offset);
     const json = jsonContentsRange(doc, text, base);
     const flowCollectionPadding = isFlowPadded(doc, text, base);
+    const indentSeq = isSeqIndented(doc, text, base);
     // The aliases are checked above: no limit on how often each is used (kubectl sets none either).
     const value: unknown = doc.toJS({ maxAliasCount: -1 });
     let isChanged = false;
@@ -194,7 +195,8 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     const endings = (printed: string) =>
       original.includes('\r\n') ? printed.replace(/\r?\n/g, '\r\n') : printed;
     if (!isChanged) pieces.push(original);
-    else if (json === undefined) pieces.push(endings(doc.toString({ flowCollectionPadding, lineWidth: 0 })));
+    else if (json === undefined)
+      pieces.push(endings(doc.toString({ flowCollectionPadding, indentSeq, lineWidth: 0 })));
     else {
       // The document's own leading and trailing text (`---`, comments, the newline) is kept.
       const object = endings(JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4));
@@ -343,6 +345,30 @@ function otherKindNotes(
 
 /** The Pod Security admission label that refuses pods (warn and audit only report). */
 const POD_SECURITY_ENFORCE = 'pod-security.kubernetes.io/enforce';
+
+/**
+ * Whether the document indents a block list under its key (`ports:\n  - port: 80`, the yaml
+ * library's way) or writes its dashes level with the key (`ports:\n- port: 80`, as kubectl, Helm
+ * charts and most samples do), judged by the first such list; the printed document follows it, so
+ * an injected document differs from what was written only where injection changed it.
+ */
+function isSeqIndented(doc: Document, text: string, base: number): boolean {
+  let isIndented = true;
+  visit(doc, {
+    Pair(_key, pair) {
+      const { key, value } = pair;
+      if (!isSeq(value) || value.flow || !isNode(key) || !key.range || !value.range) return undefined;
+      const column = (offset: number) => offset - (text.lastIndexOf('\n', offset - 1) + 1);
+      const keyOffset = base + key.range[0];
+      const dashOffset = base + value.range[0];
+      // Only a list that starts on a line of its own below its key tells the style.
+      if (text.slice(keyOffset, dashOffset).indexOf('\n') === -1) return undefined;
+      isIndented = column(dashOffset) > column(keyOffset);
+      return visit.BREAK;
+    },
+  });
+  return isIndented;
+}
 
 /**
  * Whether the document writes its flow collections `{ app: web }` (the yaml library's way) or
