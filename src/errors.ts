@@ -417,9 +417,9 @@ export const errorCatalog = {
   // --- Kubernetes: sidecar injection (mutual inject, the admission webhook) ---
   MUTUAL_K8S_INJECT_YAML_INVALID: {
     meaning:
-      'The manifests given to `mutual inject` are not valid YAML; the message gives file:line:column of each problem.',
+      'The manifests given to `mutual inject` are not valid YAML, or hold a pod kubectl would refuse (a field of the wrong type, no containers); the message gives file:line:column of each problem.',
     action:
-      'Fix the YAML at the position shown (indentation, an unclosed quote or bracket), then run `mutual inject` again.',
+      'Fix the YAML at the position shown (indentation, an unclosed quote or bracket, a misspelled or missing field), then run `mutual inject` again.',
   },
   MUTUAL_K8S_INJECT_API_VERSION_INVALID: {
     meaning:

@@ -4,40 +4,8 @@
 // MUTUAL_K8S_INJECT_API_VERSION_INVALID at file:line:column naming the object and the apiVersion
 // to write, nothing printed. Custom resources of other groups that reuse a kind name are not judged.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import test from 'node:test';
-import { runCli } from '../../src/cli/index.ts';
-import { systemClock } from '../../src/clock.ts';
-import { repoRoot } from '../e2e/run-mutual.ts';
-
-const ANCHORS_FILE = join(repoRoot(), 'test', 'k8s', 'golden', 'inject-trust-anchors.pem');
-
-async function inject(file: string, text: string) {
-  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-api-'));
-  let stdout = '';
-  let stderr = '';
-  try {
-    await writeFile(join(dir, file), text);
-    const code = await runCli(['inject', file, '--trust-anchors-file', ANCHORS_FILE], {
-      clock: systemClock,
-      cwd: dir,
-      isColor: false,
-      write: (chunk) => {
-        stdout += chunk;
-      },
-      writeError: (chunk) => {
-        stderr += chunk;
-      },
-      setExitCode: () => {},
-      untilShutdown: () => new Promise(() => {}),
-    });
-    return { code, stdout, stderr };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+import { injectText as inject } from './inject-harness.ts';
 
 const template = (indent: string) =>
   ['template:', '  metadata: {labels: {app: web}}', '  spec:', '    containers: [{name: web, image: nginx}]']

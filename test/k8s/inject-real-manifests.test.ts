@@ -11,31 +11,11 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { parseAllDocuments } from 'yaml';
-import { runCli } from '../../src/cli/index.ts';
-import { systemClock } from '../../src/clock.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
+import { runInject } from './inject-harness.ts';
 
 const REAL_DIR = join(repoRoot(), 'test', 'k8s', 'golden', 'real');
-const ANCHORS_FILE = join(repoRoot(), 'test', 'k8s', 'golden', 'inject-trust-anchors.pem');
-
-async function inject(file: string, cwd: string) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(['inject', file, '--trust-anchors-file', ANCHORS_FILE], {
-    clock: systemClock,
-    cwd,
-    isColor: false,
-    write: (chunk) => {
-      stdout += chunk;
-    },
-    writeError: (chunk) => {
-      stderr += chunk;
-    },
-    setExitCode: () => {},
-    untilShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
-}
+const inject = runInject;
 
 /** The lines of `original` missing from `printed` in order: what a diff shows as changed or removed. */
 function changedLines(original: string, printed: string): string[] {

@@ -912,7 +912,7 @@ test('wrong Kubernetes types (annotations or labels as a list, containers as a s
     assert.equal(run.stdout, '');
     assert.match(
       run.stderr,
-      /^error\[MUTUAL_K8S_INJECT_YAML_INVALID\]: typed\.yaml has fields of the wrong Kubernetes type/,
+      /^error\[MUTUAL_K8S_INJECT_YAML_INVALID\]: typed\.yaml has pod fields missing or of the wrong Kubernetes type/,
     );
     assert.match(
       run.stderr,

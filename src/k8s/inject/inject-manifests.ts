@@ -158,6 +158,18 @@ export function injectManifests(text: string, file: string, options: InjectOptio
         mistyped.push(`${where}: ${location.name}: ${problem.path.join('.')} ${problem.message}`);
       }
       if (wrongTypes.length > 0) continue;
+      // No containers: the API server refuses such a pod, so it is an error here too, not a skip.
+      const noContainers = missingContainers(before);
+      if (noContainers !== undefined) {
+        const spec = doc.getIn([...location.path, 'spec'], true);
+        const pair = isMap(spec)
+          ? spec.items.find((item) => isScalar(item.key) && item.key.value === noContainers.key)
+          : undefined;
+        const field = (isNode(pair?.key) ? pair.key : spec) as Node | undefined;
+        const where = at(field?.range?.[0] ?? node?.range?.[0] ?? 0).text;
+        mistyped.push(`${where}: ${location.name}: ${noContainers.message}`);
+        continue;
+      }
       const outcome = injectPod(before as PodLike, options);
       if (outcome.kind === 'invalid') {
         for (const problem of outcome.problems) {
@@ -220,7 +232,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   if (mistyped.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INJECT_YAML_INVALID',
-      `${file} has fields of the wrong Kubernetes type (kubectl would refuse them too):\n${mistyped.map((line) => `  ${line}`).join('\n')}`,
+      `${file} has pod fields missing or of the wrong Kubernetes type (kubectl would refuse them too):\n${mistyped.map((line) => `  ${line}`).join('\n')}`,
       { detail: { file, problems: mistyped.length } },
     );
   }
@@ -454,6 +466,29 @@ function wrongPodTypes(pod: unknown): { path: readonly string[]; message: string
     problems.push({ path: field.path, message: `is ${describe(value)}; it must be ${example}` });
   }
   return problems;
+}
+
+/**
+ * Why a pod (template) has no containers, which Kubernetes requires (at least one): none written,
+ * an empty list, or the list under a misspelled key (`container:`, `Containers:`).
+ */
+function missingContainers(pod: unknown): { key: string; message: string } | undefined {
+  const spec = valueAtPathOrUndefined(pod, ['spec']);
+  const containers = isPlainMap(spec) ? spec.containers : undefined;
+  if (Array.isArray(containers) && containers.length > 0) return undefined;
+  const misspelled = isPlainMap(spec)
+    ? Object.keys(spec).find((key) => key !== 'containers' && /^containers?$/i.test(key.trim()))
+    : undefined;
+  if (misspelled !== undefined) {
+    return {
+      key: misspelled,
+      message: `spec.${misspelled} is not a pod field, and spec.containers is missing (kubectl would refuse the pod): rename it to containers`,
+    };
+  }
+  return {
+    key: 'containers',
+    message: `spec.containers is ${Array.isArray(containers) ? 'an empty list' : 'missing'}; a pod needs at least one container (kubectl would refuse it): list the app's containers there`,
+  };
 }
 
 function valueAtPathOrUndefined(value: unknown, path: readonly string[]): unknown {

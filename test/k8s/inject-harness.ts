@@ -1,0 +1,48 @@
+// `mutual inject` run in-process as users run it (runCli), on a file or on text written to a
+// fresh temp directory: exit code, stdout and stderr.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../../src/cli/index.ts';
+import { systemClock } from '../../src/clock.ts';
+import { repoRoot } from '../e2e/run-mutual.ts';
+
+/** The anchors of the inject goldens (a root from `mutual ca create`). */
+export const INJECT_ANCHORS_FILE = join(repoRoot(), 'test', 'k8s', 'golden', 'inject-trust-anchors.pem');
+
+export interface InjectRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `mutual inject FILE --trust-anchors-file …` in `cwd`. */
+export async function runInject(file: string, cwd: string): Promise<InjectRun> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(['inject', file, '--trust-anchors-file', INJECT_ANCHORS_FILE], {
+    clock: systemClock,
+    cwd,
+    isColor: false,
+    write: (chunk) => {
+      stdout += chunk;
+    },
+    writeError: (chunk) => {
+      stderr += chunk;
+    },
+    setExitCode: () => {},
+    untilShutdown: () => new Promise(() => {}),
+  });
+  return { code, stdout, stderr };
+}
+
+/** `text` written as `file` in a temp directory, injected, the directory removed. */
+export async function injectText(file: string, text: string): Promise<InjectRun> {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
+  try {
+    await writeFile(join(dir, file), text);
+    return await runInject(file, dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
