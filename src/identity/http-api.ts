@@ -5,15 +5,18 @@ import type { Socket } from 'node:net';
 import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
-import { type ConnectionLimit, limitConnections, type ShedState, shedStateText } from '../net/index.ts';
-import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
-import { answerPlainHttp, isPlainHttpError, MESH_TLS_GROUPS } from '../tls/index.ts';
-import { type Certifier, RateLimitedError } from './certifier.ts';
 import {
+  type ConnectionLimit,
   capConnectionsPerAddress,
   DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   defaultMaxConnections,
-} from './connection-cap.ts';
+  limitConnections,
+  type ShedState,
+  shedStateText,
+} from '../net/index.ts';
+import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
+import { answerPlainHttp, isPlainHttpError, MESH_TLS_GROUPS } from '../tls/index.ts';
+import { type Certifier, RateLimitedError } from './certifier.ts';
 
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
 const MAX_LONG_POLL_S = 60;

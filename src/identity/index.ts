@@ -1,6 +1,12 @@
 // The control plane's CA: authenticates workloads by token, signs their CSRs for exactly that
 // identity, serves the trust bundle. Never takes an identity from a CSR; never sees a private key.
 
+// The connection caps are src/net's, shared with the destination service.
+export {
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+  defaultMaxConnections,
+  MAX_DEFAULT_CONNECTIONS,
+} from '../net/index.ts';
 export { type AuditEntry, type AuditLog, memoryAuditLog, openAuditLog } from './audit-log.ts';
 export {
   type CaCertificateSummary,
@@ -19,12 +25,6 @@ export {
   loadCaFiles,
 } from './ca-watcher.ts';
 export { type Certifier, type CertifyRequest, type CertifyResponse, createCertifier } from './certifier.ts';
-export {
-  addressKey,
-  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-  defaultMaxConnections,
-  MAX_DEFAULT_CONNECTIONS,
-} from './connection-cap.ts';
 export {
   type BundleSource,
   createIdentityApiServer,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { addressKey, defaultMaxConnections } from './connection-cap.ts';
+import { addressKey } from './connection-cap.ts';
+import { defaultMaxConnections } from './descriptor-limit.ts';
 
 test('connections are counted by address, IPv4-mapped as IPv4, and IPv6 by its /64', () => {
   const cases: Array<[string | undefined, string]> = [

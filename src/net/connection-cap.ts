@@ -1,23 +1,20 @@
-// At most so many open connections per client address on the identity API port. Every connection
-// costs a file descriptor and tens of KB (its TLS state), and a bundle long poll keeps one for a
-// minute on a single request, so without a cap one client with no token could hold every
-// descriptor of the process and no workload could certify. Past the cap a new connection from that
-// address is closed at once, before its TLS handshake; other addresses are not affected.
-//
-// Many addresses together can still take every descriptor, so all connections are capped too
-// (defaultMaxConnections): src/net's limit, which closes the oldest idle one for a newcomer.
+// At most so many open connections per client address on a control-plane API port (the identity
+// and destination services). Every connection costs a file descriptor and tens of KB (its TLS
+// state), and a long poll keeps one for a minute on a single request, so without a cap one client
+// could hold most descriptors of the process while the oldest-first limit on all connections
+// (connection-limit.ts) kept closing other clients' held polls to make room for its. Past the cap a
+// new connection from that address is closed at once, before its TLS handshake; other addresses are
+// not affected.
 import type { Server, Socket } from 'node:net';
 import { canonicalIp } from '../ip/index.ts';
 
 /**
- * A sidecar keeps one connection (its bundle long poll) and opens another to certify; 1024 leaves
+ * A sidecar keeps one or two connections to each service (a long poll, and one to certify or look
+ * up); 1024 leaves
  * room for the sidecars of a node that share its address (hostNetwork pods, a NAT, or one machine
  * running `mutual up`), while a single client holds at most ~1024 descriptors and ~70 MB.
  */
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 1024;
-
-// The cap on all connections together is src/net's.
-export { defaultMaxConnections, MAX_DEFAULT_CONNECTIONS } from '../net/index.ts';
 
 export interface ConnectionCapOptions {
   readonly maxPerAddress: number;
