@@ -9,6 +9,8 @@ import {
   CHECK_CATEGORIES,
   type CheckReport,
   checkReportJson,
+  proxyAdminUrl,
+  proxyUrlChecks,
   readTrafficSamples,
   recordTrafficSample,
   runChecks,
@@ -29,6 +31,7 @@ interface CheckOptions {
   kubeconfig?: string;
   context?: string;
   kubernetes?: string;
+  proxy: string[];
 }
 
 export function registerCheckCommand(program: Command, context: CliContext): void {
@@ -65,12 +68,39 @@ export function registerCheckCommand(program: Command, context: CliContext): voi
     )
     .option('--context <name>', "the kubeconfig's context to use instead of its current-context")
     .option('--kubernetes <in-cluster>', 'check the cluster this pod runs in (its ServiceAccount)')
+    .option(
+      '--proxy <address>',
+      'check a sidecar started with `mutual proxy run` by its --admin-listen address, e.g. 127.0.0.1:14191 (repeatable); only these, unless --state-dir or a cluster option is given too',
+      (value: string, previous: string[]) => [...previous, value],
+      [],
+    )
     .action(async (options: CheckOptions, command: Command) =>
-      check(options, command.getOptionValueSource('stateDir') === 'cli', context),
+      check(
+        options,
+        command.getOptionValueSource('stateDir') === 'cli',
+        ['kubeconfig', 'context', 'kubernetes'].some((name) => command.getOptionValueSource(name) === 'cli'),
+        context,
+      ),
     );
 }
 
-async function check(options: CheckOptions, isStateDirGiven: boolean, context: CliContext): Promise<void> {
+async function check(
+  options: CheckOptions,
+  isStateDirGiven: boolean,
+  isClusterGiven: boolean,
+  context: CliContext,
+): Promise<void> {
+  const proxyUrls = options.proxy.map((address) => {
+    const url = proxyAdminUrl(address);
+    if (!url)
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `--proxy ${JSON.stringify(address)} is not a sidecar's admin address: give what its --admin-listen was, e.g. 127.0.0.1:14191 or http://127.0.0.1:14191`,
+      );
+    return url;
+  });
+  // Sidecars run by hand are checked on their own: the mesh and cluster checks only when asked for.
+  const isProxyOnly = proxyUrls.length > 0 && !isStateDirGiven;
   const thresholds = {
     expiryWarningMs: parseDuration(options.expiryWarning, '--expiry-warning'),
     maxClockSkewMs: parseDuration(options.maxClockSkew, '--max-clock-skew'),
@@ -87,11 +117,14 @@ async function check(options: CheckOptions, isStateDirGiven: boolean, context: C
     runtimeProblem = error.message;
   }
   // The cluster is read like kubectl finds it; the environment is read here, as kubectl's is.
-  const kubernetes = await kubernetesChecks(
-    options,
-    { env: process.env, cwd: context.cwd, home: homedir() },
-    context.clock,
-  );
+  const kubernetes =
+    proxyUrls.length > 0 && !isClusterGiven
+      ? undefined
+      : await kubernetesChecks(
+          options,
+          { env: process.env, cwd: context.cwd, home: homedir() },
+          context.clock,
+        );
   // Pointed at a cluster from a machine without a local mesh, the one-machine checks only fail.
   const hasLocalMesh =
     !kubernetes ||
@@ -103,9 +136,13 @@ async function check(options: CheckOptions, isStateDirGiven: boolean, context: C
       () => false,
     ));
   const report = await runChecks({
-    categories: [...(hasLocalMesh ? CHECK_CATEGORIES : []), ...(kubernetes ? kubernetes.categories : [])],
+    categories: [
+      ...(proxyUrls.length > 0 ? [proxyUrlChecks(proxyUrls)] : []),
+      ...(hasLocalMesh && !isProxyOnly ? CHECK_CATEGORIES : []),
+      ...(kubernetes ? kubernetes.categories : []),
+    ],
     paths,
-    runtime,
+    runtime: isProxyOnly ? undefined : runtime,
     ...(runtimeProblem === undefined ? {} : { runtimeProblem }),
     clock: context.clock,
     thresholds,

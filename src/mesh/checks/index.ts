@@ -13,6 +13,7 @@ export {
   validity,
 } from './ca-checks.ts';
 export { clockSkew, skewResult } from './mesh-checks.ts';
+export { proxyAdminUrl, proxyUrlChecks } from './proxy-url-checks.ts';
 export {
   CHECK_CATEGORIES,
   type CheckReport,

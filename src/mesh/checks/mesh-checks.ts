@@ -62,7 +62,7 @@ export const meshChecks: CheckCategory = {
     {
       description: 'a mesh is running from the state directory',
       hint: 'the identity service and proxy checks need the processes `mutual up` started',
-      fix: 'start it: `mutual up -f mesh.yaml` (or pass the --state-dir it was started with); after a `mutual up` that was killed, `mutual down` first',
+      fix: 'start it: `mutual up -f mesh.yaml` (or pass the --state-dir it was started with); after a `mutual up` that was killed, `mutual down` first. For sidecars started with `mutual proxy run`, give their admin addresses instead: `mutual check --proxy 127.0.0.1:PORT`',
       severity: 'error',
       async run(context) {
         const runtime = context.runtime;

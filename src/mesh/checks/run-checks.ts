@@ -224,6 +224,7 @@ const STATE_DIR_COMMAND = /^mutual (up -f|down|logs|identity|edges|check|dashboa
  * Adds the --state-dir the check was given (` --state-dir st`, or '' for the default) to every
  * quoted `mutual …` command of a state directory in `text`: advice without it reads another mesh
  * (`mutual logs web --proxy` showed the default directory's logs, not the mesh being checked).
+ * `mutual check --proxy ADDR` reads no state directory and is left as it is.
  */
 export function withStateFlag(text: string, stateFlag: string): string {
   if (!stateFlag) return text;
@@ -231,7 +232,7 @@ export function withStateFlag(text: string, stateFlag: string): string {
     const commands = inner
       .split(' && ')
       .map((command) =>
-        STATE_DIR_COMMAND.test(command) && !command.includes('--state-dir')
+        STATE_DIR_COMMAND.test(command) && !/--state-dir|^mutual check .*--proxy/.test(command)
           ? `${command}${stateFlag}`
           : command,
       );
