@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { credentialsFrom, type ProxyCredentialsConfig, parseListenAddress } from '../config/index.ts';
 import {
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   destinationServiceId,
   MAX_DEFAULT_CONNECTIONS,
   startDestinationService,
@@ -11,7 +12,7 @@ import { inClusterConnection, type KubeConnection, kubeconfigConnection } from '
 import { createProxyLog } from '../proxy/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
 import type { CliContext } from './context.ts';
-import { maxConnectionsFlag } from './identity-command.ts';
+import { maxConnectionsFlag, maxConnectionsPerAddressFlag } from './identity-command.ts';
 
 interface ServeOptions {
   listen: string;
@@ -32,6 +33,7 @@ interface ServeOptions {
   key?: string;
   bundle?: string;
   maxConnections: string;
+  maxConnectionsPerAddress: string;
 }
 
 /** `mutual destination serve`: the control plane's answer to "is this address meshed, and as whom?". */
@@ -84,6 +86,11 @@ export function registerDestinationCommand(program: Command, context: CliContext
     .option('--key <file>', 'private key of --cert')
     .option('--bundle <file>', 'trust roots: clients must present an SVID under them')
     .option(
+      '--max-connections-per-address <count>',
+      'open API connections one client address (IPv6: its /64) may have; past it new ones are closed at once',
+      String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+    )
+    .option(
       '--max-connections <count|auto>',
       `open API connections in all; past it the oldest idle one (or held long poll) is closed for the new one. auto: 3/4 of the file descriptor limit (ulimit -n), at most ${MAX_DEFAULT_CONNECTIONS}`,
       'auto',
@@ -94,7 +101,10 @@ export function registerDestinationCommand(program: Command, context: CliContext
         () => context.clock.now(),
       );
       // Checked before anything starts, as the flags were written.
-      const limits = maxConnectionsFlag(options.maxConnections);
+      const limits = {
+        ...maxConnectionsFlag(options.maxConnections),
+        maxConnectionsPerAddress: maxConnectionsPerAddressFlag(options.maxConnectionsPerAddress),
+      };
       const service = await startDestinationService({
         ...limits,
         listen: parseListenAddress(options.listen, '--listen'),

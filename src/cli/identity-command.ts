@@ -358,9 +358,7 @@ function serveSettings(options: ServeOptions, context: CliContext) {
       perSecond: attempt(() => perSecondFlag('--auth-failure-limit', options.authFailureLimit)),
       burst: attempt(() => countFlag('--auth-failure-burst', options.authFailureBurst)),
     },
-    maxConnectionsPerAddress: attempt(() =>
-      countFlag('--max-connections-per-address', options.maxConnectionsPerAddress, 'connections'),
-    ),
+    maxConnectionsPerAddress: attempt(() => maxConnectionsPerAddressFlag(options.maxConnectionsPerAddress)),
     ...attempt(() => maxConnectionsFlag(options.maxConnections)),
   };
   if (problems.length === 1) throw problems[0];
@@ -395,6 +393,11 @@ function perSecondFlag(flag: string, text: string): number {
 export function maxConnectionsFlag(text: string): { maxConnections?: number } {
   if (text.trim() === 'auto') return {};
   return { maxConnections: countFlag('--max-connections', text, 'connections (or auto)') };
+}
+
+/** `--max-connections-per-address <count>` of a control-plane service. */
+export function maxConnectionsPerAddressFlag(text: string): number {
+  return countFlag('--max-connections-per-address', text, 'connections');
 }
 
 /** A count (a burst, a cap): a whole number of `what` (requests unless said), at least 1. */

@@ -20,6 +20,8 @@ import { parseDuration } from '../config/index.ts';
 import { errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import {
   type ConnectionLimit,
+  capConnectionsPerAddress,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   defaultMaxConnections,
   limitConnections,
   type ShedState,
@@ -56,6 +58,8 @@ export interface DestinationApiDeps {
   ) => Promise<void>;
   /** Open connections in all; default defaultMaxConnections() (3/4 of the descriptor limit). */
   readonly maxConnections?: number;
+  /** Open connections from one client address (an IPv6 one by its /64); default 1024. */
+  readonly maxConnectionsPerAddress?: number;
 }
 
 /**
@@ -73,7 +77,7 @@ export type DestinationApiServer = Http2SecureServer & {
   readonly connections: Pick<ConnectionLimit, 'open' | 'openByState'>;
 };
 
-export { MAX_DEFAULT_CONNECTIONS } from '../net/index.ts';
+export { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, MAX_DEFAULT_CONNECTIONS } from '../net/index.ts';
 
 export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): DestinationApiServer {
   const server: Http2SecureServer = createSecureServer(
@@ -89,6 +93,20 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       handle(request, response, deps, hold).catch((error: unknown) => sendError(response, error));
     },
   );
+  // One address first: its refusals are closed before the limit on all connections sees them, so
+  // one client cannot make that limit close other clients' held polls to make room for its own.
+  const maxPerAddress = deps.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+  capConnectionsPerAddress(server, {
+    maxPerAddress,
+    onRefused: (socket, address) => {
+      deps.metrics.connectionsLimited.inc();
+      deps.warnSampled('connection refused: too many from one address', `address=${address}`, {
+        remote: socket.remoteAddress,
+        maxConnectionsPerAddress: maxPerAddress,
+        message: `${address} has ${maxPerAddress} connections open to the destination service, as many as one client address may (--max-connections-per-address); a new one was closed before its TLS handshake`,
+      });
+    },
+  });
   const { connections, hold } = limitAllConnections(server, deps);
   // Node destroys a client whose certificate OpenSSL refused (another CA, expired) before
   // 'tlsClientError', and a destroyed socket no longer knows its peer: keep each client's address

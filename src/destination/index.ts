@@ -21,6 +21,7 @@ export {
 } from './cluster-index.ts';
 export { createFileSource, type DestinationTableEntry, parseDestinationTable } from './file-source.ts';
 export {
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   DESTINATIONS_PATH,
   MAX_CONCURRENT_STREAMS,
   MAX_DEFAULT_CONNECTIONS,

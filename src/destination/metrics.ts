@@ -27,6 +27,11 @@ export function createDestinationMetrics(registry: Registry) {
       labelNames: ['state'],
       registers,
     }),
+    connectionsLimited: new Counter({
+      name: 'mutual_destination_connections_limited_total',
+      help: 'New API connections closed before their TLS handshake because their client address (an IPv6 one by its /64) already had --max-connections-per-address open.',
+      registers,
+    }),
     tableReloads: new Counter({
       name: 'mutual_destination_table_reloads_total',
       help: 'Loads of the destination table file, by result (ok, refused).',

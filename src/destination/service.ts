@@ -36,6 +36,8 @@ export interface DestinationServiceConfig {
   readonly clusterDomain?: string;
   /** Open API connections in all; default 3/4 of the descriptor limit (defaultMaxConnections). */
   readonly maxConnections?: number;
+  /** Open API connections from one client address; default DEFAULT_MAX_CONNECTIONS_PER_ADDRESS. */
+  readonly maxConnectionsPerAddress?: number;
   /** For tests: shorter watches and backoff. */
   readonly kubernetesTuning?: {
     watchTimeoutSeconds?: number;
@@ -230,6 +232,9 @@ export async function startDestinationService(config: DestinationServiceConfig):
       warnSampled: (message, key, fields) => log.warnSampled(message, key, fields),
       handlePolicies: createPolicyApi(policies, metrics),
       ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
+      ...(config.maxConnectionsPerAddress === undefined
+        ? {}
+        : { maxConnectionsPerAddress: config.maxConnectionsPerAddress }),
     },
     meshTls!,
   );

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createTestPki, metricValue, type WorkloadFiles, waitUntil } from '../../src/testing/mesh-pki.ts';
-import { holdSilentConnections, type MutualDaemon, startMutualDaemon } from './run-mutual.ts';
+import { holdSilentConnections, type MutualDaemon, runMutual, startMutualDaemon } from './run-mutual.ts';
 
 let dir: string;
 let own: WorkloadFiles;
@@ -35,16 +35,16 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** `mutual destination serve` under `prlimit --nofile=N:N`, as a real process. */
-async function startUnderFileLimit(nofile: number): Promise<MutualDaemon> {
+/** `mutual destination serve` (under `prlimit --nofile=N:N` when given), as a real process. */
+async function startUnderFileLimit(nofile?: number, extraArgs: string[] = []): Promise<MutualDaemon> {
   const daemon = await startMutualDaemon(
     [
       ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
       ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
-      ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+      ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', ...extraArgs],
     ],
     'destination service',
-    { fileLimit: nofile },
+    nofile === undefined ? {} : { fileLimit: nofile },
   );
   daemons.push(daemon);
   return daemon;
@@ -145,6 +145,42 @@ test('under a file limit of 256, 250 long polls held by sidecars on five address
   assert.ok(metricValue(text, 'mutual_destination_connections_shed_total', { state: 'held' }) >= 1, text);
   assert.ok(metricValue(text, 'mutual_destination_connections_open') <= 192, text);
   for (const call of held) call.answer.catch(() => {});
+});
+
+test('one address keeps at most --max-connections-per-address open: past it new ones are closed before their handshake, and other addresses are served', async () => {
+  const daemon = await startUnderFileLimit(undefined, ['--max-connections-per-address', '50']);
+  const flood = await holdSilent(daemon, ['127.0.0.51'], 80);
+  try {
+    await waitUntil(async () => flood.closed() === 30, `30 connections closed (${flood.closed()} were)`);
+    // The flooding address gets no more; a sidecar on another address is answered.
+    assert.equal(await (await getFrom(daemon, '127.0.0.51', lookup)).answer, 'ECONNRESET');
+    assert.equal(await (await getFrom(daemon, '127.0.0.52', lookup)).answer, 200);
+    const text = await metrics(daemon);
+    assert.equal(metricValue(text, 'mutual_destination_connections_limited_total'), 31, text);
+    assert.equal(metricValue(text, 'mutual_destination_connections_shed_total'), 0, text);
+    // One line for the first, not one per connection.
+    const lines = daemon
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('too many from one address'));
+    assert.equal(lines.length, 1, daemon.output());
+    assert.match(lines[0]!, /127\.0\.0\.51 has 50 connections open to the destination service/);
+  } finally {
+    flood.release();
+  }
+});
+
+test('--max-connections-per-address takes a whole number of at least 1', async () => {
+  const refused = await runMutual([
+    ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
+    ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
+    ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--max-connections-per-address', '0'],
+  ]);
+  assert.equal(refused.code, 2);
+  assert.match(
+    refused.stderr,
+    /--max-connections-per-address "0" must be a whole number of connections, at least 1/,
+  );
 });
 
 async function versionOf(daemon: MutualDaemon): Promise<string> {
