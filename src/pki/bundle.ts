@@ -55,16 +55,15 @@ function checkRoot(der: Buffer, what: string): void {
       },
     );
   }
-  const subject = certificate.subject ?? '(empty subject)';
+  // Node lists the subject's attributes one a line; messages name it on one, as everywhere else.
+  const subject = certificate.subject ? `(${certificate.subject.split('\n').join(', ')})` : '(empty subject)';
   if (!certificate.ca) {
-    throw bundleInvalid(
-      `trust bundle ${what} (${subject}) is not a CA certificate; a bundle holds only roots`,
-    );
+    throw bundleInvalid(`trust bundle ${what} ${subject} is not a CA certificate; a bundle holds only roots`);
   }
   // An intermediate as an anchor would make OpenSSL-based peers and ours disagree on what is trusted.
   if (!certificate.checkIssued(certificate) || !certificate.verify(certificate.publicKey)) {
     throw bundleInvalid(
-      `trust bundle ${what} (${subject}) is not self-signed; a bundle holds roots, not intermediates`,
+      `trust bundle ${what} ${subject} is not self-signed; a bundle holds roots, not intermediates`,
     );
   }
 }
