@@ -167,7 +167,7 @@ test('overview lists what `mutual check` reports as failing, with the message an
   assert.equal(dead.severity, 'error');
   assert.match(dead.message, /^the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
   // The command reads the dashboard's state directory, not the default one.
-  assert.ok(dead.fix.includes(`\`mutual logs SERVICE --proxy --state-dir ${join(dir, 'mesh')}\``), dead.fix);
+  assert.ok(dead.fix.includes(`\`mutual logs payments --proxy --state-dir ${join(dir, 'mesh')}\``), dead.fix);
   const plaintext = find('no plaintext traffic into meshed workloads');
   assert.deepEqual(plaintext.details, [
     'unknown → cart:8080: 2 connections, 2 requests, 2 denied (no_client_hello)',

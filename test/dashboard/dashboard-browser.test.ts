@@ -141,10 +141,10 @@ test('a stopped sidecar is a failing check on the Overview, with the command tha
   await check.waitFor({ timeout: 20_000 });
   const text = await check.innerText();
   assert.match(text, /vote-bot: the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+/);
-  assert.match(text, /fix\s*read its log[\s\S]*mutual logs SERVICE --proxy --state-dir /i);
+  assert.match(text, /fix\s*read its log[\s\S]*mutual logs vote-bot --proxy --state-dir /i);
   assert.equal(
     await check.locator('code').first().innerText(),
-    `mutual logs SERVICE --proxy --state-dir ${join(dir, 'state')}`,
+    `mutual logs vote-bot --proxy --state-dir ${join(dir, 'state')}`,
   );
   await page.screenshot({ path: join(artifacts, 'dashboard-overview-stopped-sidecar.png'), fullPage: true });
 });

@@ -61,7 +61,7 @@ test('the advice of check, edges and identity names the state directory it was g
     for (const part of command!.split(' && '))
       assert.match(part, /--state-dir advice$|--state-dir advice /, `${part} in ${check.stdout}`);
   }
-  assert.match(check.stdout, /`mutual logs SERVICE --proxy --state-dir advice`/);
+  assert.match(check.stdout, /`mutual logs payments --proxy --state-dir advice`/);
   const edges = await mesh.run(['edges', '--state-dir', 'advice']);
   assert.match(edges.stdout, /See `mutual logs payments --proxy --state-dir advice`/);
   const identity = await mesh.run(['identity', 'payments', '--state-dir', 'advice']);

@@ -289,7 +289,7 @@ test('a stopped sidecar turns check red, naming it', async () => {
     /× sidecar is ready\n\s+emoji: the sidecar does not answer at http:\/\/127\.0\.0\.1:\d+/,
   );
   assert.ok(
-    result.stdout.includes(`\`mutual logs SERVICE --proxy --state-dir ${join(dir, 'state')}\``),
+    result.stdout.includes(`\`mutual logs emoji --proxy --state-dir ${join(dir, 'state')}\``),
     result.stdout,
   );
 });

@@ -249,7 +249,7 @@ export const proxyChecks: CheckCategory = {
     {
       description: 'app is running',
       hint: 'the sidecar forwards to an app that is not there: callers get connection errors',
-      fix: 'read its log (`mutual logs SERVICE`), then restart the mesh',
+      fix: 'read its log (`mutual logs SERVICE`), then restart the mesh: `mutual down && mutual up -f mesh.yaml`',
       severity: 'error',
       run: (context) =>
         perService(context, async (service) =>

@@ -167,7 +167,7 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
               description: check.description,
               severity: check.severity,
               hint: check.hint,
-              fix: advice(check.fix),
+              fix: advice(withFailedService(check.fix, results, options.runtime)),
               results: results.map((result) => ({
                 ...result,
                 message: advice(result.message),
@@ -215,6 +215,34 @@ export function withMeshNames(text: string, stateDir: string, runtime: MeshRunti
   return runtime.policyDir
     ? named.replaceAll('`mutual policy check DIR`', `\`mutual policy check ${shellWord(runtime.policyDir)}\``)
     : named;
+}
+
+/**
+ * The fix's SERVICE as the services that failed: `mutual logs SERVICE --proxy` was left for the
+ * operator to fill in from the lines above. Each quoted command with SERVICE is given once per
+ * failed service (the first three), when every failed subject is a service of this mesh.
+ */
+export function withFailedService(
+  fix: string,
+  results: readonly CheckResult[],
+  runtime: MeshRuntime | undefined,
+): string {
+  const failed = [
+    ...new Set(
+      results.flatMap((result) => (result.status === 'fail' && result.subject ? [result.subject] : [])),
+    ),
+  ];
+  if (
+    failed.length === 0 ||
+    !failed.every((name) => runtime?.services.some((service) => service.name === name))
+  )
+    return fix;
+  return fix.replace(/`([^`]*\bSERVICE\b[^`]*)`/g, (_quoted, command: string) =>
+    failed
+      .slice(0, 3)
+      .map((name) => `\`${command.replaceAll('SERVICE', name)}\``)
+      .join(', '),
+  );
 }
 
 /** The commands that read a state directory; the advice naming them must name the one checked. */
