@@ -53,7 +53,7 @@ export const errorCatalog = {
   MUTUAL_PKI_KEY_MISMATCH: {
     meaning: 'A private key does not belong to the certificate it was paired with.',
     action:
-      'Pair each certificate with the key it was issued for; `mutual cert inspect` shows the key fingerprint.',
+      'Pair each certificate with the key it was issued for (the key.pem written with it); `mutual cert verify --bundle BUNDLE --cert CERT --key KEY` says whether they belong together.',
   },
   MUTUAL_PKI_CSR_MALFORMED: {
     meaning: 'A certificate signing request could not be decoded.',
@@ -277,7 +277,7 @@ export const errorCatalog = {
   MUTUAL_PROXY_CREDENTIALS_INVALID: {
     meaning: 'The certificate, key or trust bundle files of the proxy do not form a usable set.',
     action:
-      'Give the leaf-first chain, its own private key and the roots it chains to; `mutual cert verify` shows what is wrong.',
+      'Give the leaf-first chain, its own private key and the roots it chains to; `mutual cert verify --bundle BUNDLE --cert CERT --key KEY` shows what is wrong.',
   },
   MUTUAL_PROXY_NOT_READY: {
     meaning: 'The proxy has no certificate yet, so it refuses mesh traffic (fail closed).',

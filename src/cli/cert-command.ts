@@ -8,12 +8,15 @@ import {
   type CertificateAuthority,
   createPeerVerifier,
   DEFAULT_SVID_SKEW_MS,
+  describeKey,
   generateKeyPair,
+  isSameKey,
   issueSvid,
   type ParsedCertificate,
   parseBundle,
   parseCertificate,
   parseCertificatesPem,
+  parsePrivateKeyPem,
   privateKeyToPem,
   type TrustBundle,
 } from '../pki/index.ts';
@@ -60,6 +63,10 @@ export function registerCertCommand(program: Command, context: CliContext): void
       'the peer certificate, followed by its intermediates (PEM), or one DER certificate',
     )
     .option('--spiffe-id <id>', 'require exactly this SPIFFE ID')
+    .option(
+      '--key <file>',
+      "also check that this private key is the certificate's own (PEM: PKCS#8, SEC1 or PKCS#1)",
+    )
     .option('--at <time>', 'verify at this time instead of now: ISO 8601, or relative like +30d or -1h')
     .option('--skew <duration>', 'clock skew allowance', '0s')
     .addOption(outputOption())
@@ -270,6 +277,7 @@ interface VerifyOptions {
   bundle: string;
   cert: string;
   spiffeId?: string;
+  key?: string;
   at?: string;
   skew: string;
   output: OutputFormat;
@@ -287,10 +295,16 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
   const certificates = readCertificates(certBytes, options.cert);
   const chain = certificates.map((certificate) => certificate.der);
   const verifier = createPeerVerifier({ anchors: bundle.rootsDer, clock: context.clock, skewMs });
-  const result = verifier.verifySvid(chain, {
+  const verdict = verifier.verifySvid(chain, {
     ...(options.spiffeId === undefined ? {} : { expectedId: options.spiffeId }),
     atMs,
   });
+  // A key of another certificate passes every chain check and fails only where it is used (the
+  // sidecar refuses the pair): say so here, where `mutual cert verify` is the advice.
+  const result =
+    options.key === undefined || !verdict.ok
+      ? verdict
+      : await keyVerdict(verdict, certificates[0]!, options.key, options.cert, context);
   if (options.output === 'json') {
     context.write(
       renderJson(
@@ -310,6 +324,7 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
       renderFields([
         ['valid', `at ${isoSeconds(atMs)}; the chain is good until ${isoSeconds(result.validUntilMs)}`],
         ['chain', result.path.map((certificate) => certificate.subject || '(leaf)').join(' <- ')],
+        ...(options.key === undefined ? [] : [['key', `${options.key} is the leaf's own`] as const]),
       ]),
     );
   } else {
@@ -329,6 +344,23 @@ async function verify(options: VerifyOptions, context: CliContext): Promise<void
     );
   }
   if (!result.ok) context.setExitCode(1);
+}
+
+/** The chain's verdict, or a failure when the key at `keyFile` is not the leaf's. */
+async function keyVerdict<T extends { ok: true }>(
+  verdict: T,
+  leaf: ParsedCertificate,
+  keyFile: string,
+  certFile: string,
+  context: CliContext,
+): Promise<T | { ok: false; code: 'MUTUAL_PKI_KEY_MISMATCH'; message: string }> {
+  const key = parsePrivateKeyPem(await readTextFile(resolve(context.cwd, keyFile), 'private key'), keyFile);
+  if (isSameKey(key.publicKey, leaf.publicKey)) return verdict;
+  return {
+    ok: false,
+    code: 'MUTUAL_PKI_KEY_MISMATCH',
+    message: `${keyFile} is not the key of the first certificate in ${certFile} (${leaf.uris[0] ?? (leaf.subject || 'its leaf')}, serial ${leaf.serialNumber}): it holds the ${describeKey(key.publicKey).label} key of another certificate; give the key.pem written with this cert.pem`,
+  };
 }
 
 const YEAR_0_MS = Date.parse('0000-01-01T00:00:00Z');

@@ -86,7 +86,7 @@ export function proxyUrlChecks(urls: readonly string[]): CheckCategory {
       {
         description: 'certificate is valid and chained to its own trust bundle',
         hint: 'peers verify this certificate against the same roots: one that fails here fails there',
-        fix: 'check the files it was given (`mutual cert verify --bundle BUNDLE --cert CERT`) and replace them, certificate and key together: it reloads them by itself',
+        fix: 'check the files it was given (`mutual cert verify --bundle BUNDLE --cert CERT --key KEY`) and replace them, certificate and key together: it reloads them by itself',
         severity: 'error',
         run: each(async (context, url) => {
           const read = await readIdentity(context, url);
@@ -109,7 +109,7 @@ export function proxyUrlChecks(urls: readonly string[]): CheckCategory {
       {
         description: 'its last certificate reload or renewal succeeded',
         hint: 'a refused reload keeps the previous certificate in use until it expires, so the sidecar still looks ready',
-        fix: 'fix what the message names: a credential file (`mutual cert verify --bundle BUNDLE --cert CERT` says what is wrong with it; write a certificate and its key together), or the identity service it renews from',
+        fix: 'fix what the message names: a credential file (`mutual cert verify --bundle BUNDLE --cert CERT --key KEY` says what is wrong with it; write a certificate and its key together), or the identity service it renews from',
         severity: 'error',
         run: each(async (context, url) => {
           const read = await readIdentity(context, url);
