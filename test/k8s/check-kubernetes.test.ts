@@ -58,6 +58,7 @@ beforeEach(() => {
   cluster.clear();
   cluster.put(...healthy.objects);
   cluster.setDate(NOW);
+  cluster.setVersion(undefined);
 });
 
 /** `mutual check ARGS` in-process, in a directory without a local mesh. */
@@ -449,6 +450,27 @@ test('a skewed API server clock fails the clock check with both times', async ()
   );
   cluster.setDate(NOW + 10_000);
   assert.equal((await check()).code, 0, 'within --max-clock-skew');
+});
+
+test('Kubernetes older than 1.29 (no native sidecars: injected pods would hang in Init) fails its check with the fix; newer and distribution versions pass', async () => {
+  cluster.setVersion('v1.28.9-eks-036c24b');
+  const table = await check();
+  assert.equal(table.code, 1);
+  assert.match(
+    table.stdout,
+    /× Kubernetes is 1\.29 or newer \(native sidecars\)\n {4}Kubernetes v1\.28\.9-eks-036c24b does not run native sidecars: injected pods would never leave Init \(mutual-proxy would wait as an init container that never exits\)\n {4}why: the proxy is injected as a native sidecar .*\n {4}fix: upgrade the cluster to Kubernetes 1\.29 or newer/,
+  );
+  for (const version of ['v1.29.0+k3s1', 'v1.33.1-gke.1584000', 'v2.0.0']) {
+    cluster.setVersion(version);
+    const run = await check();
+    assert.equal(run.code, 0, run.stdout);
+    assert.match(
+      run.stdout,
+      new RegExp(
+        `√ Kubernetes is 1\\.29 or newer \\(native sidecars\\): Kubernetes ${version.replaceAll('.', '\\.').replaceAll('+', '\\+')}\n`,
+      ),
+    );
+  }
 });
 
 test('a broken cluster as a table (golden)', async () => {

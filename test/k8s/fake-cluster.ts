@@ -25,6 +25,8 @@ export interface FakeCluster {
   clear(): void;
   /** The time the Date header says; the real clock when not set. */
   setDate(atMs: number | undefined): void;
+  /** The gitVersion /version answers (v1.31.0 when not set). */
+  setVersion(gitVersion: string | undefined): void;
   close(): Promise<void>;
 }
 
@@ -47,6 +49,7 @@ export async function startFakeCluster(): Promise<FakeCluster> {
   const { caPem, keyPem, certPem } = await createLocalServerPki(dir, 'fake-cluster-ca', 'kube-apiserver');
   const objects = new Map<string, FakeObject>();
   let dateMs: number | undefined;
+  let gitVersion: string | undefined;
 
   const server = createServer({ key: keyPem, cert: certPem }, (request, response) => {
     const path = new URL(request.url ?? '/', 'https://kube').pathname;
@@ -59,7 +62,8 @@ export async function startFakeCluster(): Promise<FakeCluster> {
       return status(401, 'Unauthorized', 'Unauthorized');
     if (request.method !== 'GET') return status(405, 'MethodNotAllowed', 'read only');
     if (path === '/version') {
-      return reply(200, { major: '1', minor: '31', gitVersion: 'v1.31.0', platform: 'linux/amd64' });
+      const [major, minor] = (gitVersion ?? 'v1.31.0').replace(/^v/, '').split('.');
+      return reply(200, { major, minor, gitVersion: gitVersion ?? 'v1.31.0', platform: 'linux/amd64' });
     }
     const object = objects.get(path);
     if (object) return reply(200, object);
@@ -112,6 +116,9 @@ users:
     },
     setDate(atMs) {
       dateMs = atMs;
+    },
+    setVersion(version) {
+      gitVersion = version;
     },
     async close() {
       server.closeAllConnections();

@@ -32,6 +32,30 @@ export function apiServerChecks(view: ClusterView): CheckCategory {
         },
       },
       {
+        description: 'Kubernetes is 1.29 or newer (native sidecars)',
+        hint: 'the proxy is injected as a native sidecar (an init container with restartPolicy: Always); an older API server drops that field, so mutual-proxy becomes an init container that never exits and every injected pod stays in Init',
+        fix: 'upgrade the cluster to Kubernetes 1.29 or newer (on 1.28, enable the SidecarContainers feature gate on the API server and every kubelet); until then do not label namespaces for injection',
+        severity: 'error',
+        async run() {
+          let version: Awaited<ReturnType<ClusterView['version']>>;
+          try {
+            version = await view.version();
+          } catch {
+            return skip('the API server is not reachable');
+          }
+          const release = kubernetesRelease(version.gitVersion);
+          if (release === undefined) {
+            return skip(`cannot tell the release from the version ${JSON.stringify(version.gitVersion)}`);
+          }
+          const text = `Kubernetes ${version.gitVersion}`;
+          return release.major > 1 || (release.major === 1 && release.minor >= NATIVE_SIDECAR_MINOR)
+            ? ok(text)
+            : fail(
+                `${text} does not run native sidecars: injected pods would never leave Init (mutual-proxy would wait as an init container that never exits)`,
+              );
+        },
+      },
+      {
         description: "this machine's clock agrees with the API server's",
         hint: "these checks judge certificate lifetimes on this machine's clock, the cluster on its own; a difference makes fresh certificates look expired or not yet valid on one side",
         fix: 'synchronise the clocks (NTP: `timedatectl set-ntp true`, here and on the nodes)',
@@ -53,6 +77,15 @@ export function apiServerChecks(view: ClusterView): CheckCategory {
       },
     ],
   };
+}
+
+/** Native sidecars (init containers with restartPolicy: Always) are on by default from 1.29. */
+const NATIVE_SIDECAR_MINOR = 29;
+
+/** `v1.28.4-eks-abc`, `v1.29.0+k3s1` → { major: 1, minor: 28 }; undefined when not such a version. */
+export function kubernetesRelease(gitVersion: string): { major: number; minor: number } | undefined {
+  const match = /^v?(\d+)\.(\d+)(?:\.|$|[-+])/.exec(gitVersion.trim());
+  return match ? { major: Number(match[1]), minor: Number(match[2]) } : undefined;
 }
 
 interface DeploymentLike {
