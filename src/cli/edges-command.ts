@@ -67,6 +67,16 @@ async function edges(options: EdgesOptions, context: CliContext): Promise<void> 
   }
 }
 
+/**
+ * Requests answered below 500, as the dashboard's success rate: the table showed every request to
+ * an app that had died (its sidecar answering 502) as √ with FAILED 0, the 5xx only in -o json.
+ */
+function successRate(edge: Edge): string {
+  if (edge.requests === 0) return '-';
+  const rate = (100 * (edge.requests - edge.serverErrors)) / edge.requests;
+  return `${rate === 100 || rate === 0 ? rate : rate.toFixed(1)}%`;
+}
+
 /** The edges table; SPIFFE IDs of the mesh's trust domain are shown without `spiffe://<td>/`. */
 export function renderEdges(
   runtime: MeshRuntime,
@@ -85,6 +95,7 @@ export function renderEdges(
     short(edge.serverId),
     edge.isSecured ? '√' : `✗ ${edge.reason ?? ''}`.trimEnd(),
     String(edge.requests),
+    successRate(edge),
     String(edge.connections),
     formatBytes(edge.bytes),
     String(edge.denied),
@@ -101,6 +112,7 @@ export function renderEdges(
             'SERVER_ID',
             'SECURED',
             'REQUESTS',
+            'SUCCESS',
             'CONNS',
             'BYTES',
             'DENIED',
