@@ -15,6 +15,7 @@ import {
   compileNamespacePatterns,
   compilePatterns,
   exactValues,
+  matchesHeaderElements,
   matchesNamespace,
   matchesPatterns,
   type NamespacePatterns,
@@ -61,6 +62,11 @@ const enum_ = { principal: 0, namespace: 1, ip: 2, port: 3, header: 4, serviceAc
 interface ConditionData {
   readonly kind: (typeof enum_)[keyof typeof enum_];
   readonly header: string;
+  /**
+   * DENY and AUDIT: a header condition also matches as the value read whole (an app may read
+   * `admin,guest` as one value), on top of Istio's reading of it as `,`-separated elements.
+   */
+  readonly isWholeHeaderToo: boolean;
   readonly values: Patterns | null;
   readonly notValues: Patterns | null;
   readonly namespaces: NamespacePatterns | null;
@@ -98,7 +104,7 @@ export function compileRule(
   const operationInputs = (rule.to ?? []).map((to) => to.operation);
   const conditionInputs = rule.when ?? [];
   const sources = sourceInputs.map((source) => compileSource(source, namespace));
-  const condition = (input: ConditionInput) => compileCondition(input, namespace);
+  const condition = (input: ConditionInput) => compileCondition(input, namespace, action !== 'ALLOW');
   const http: RuleData = {
     sources,
     operations: operationInputs.map((operation) => compileOperation(operation, true)),
@@ -225,14 +231,28 @@ function matchCondition(condition: ConditionData, context: EvaluationContext): b
         (condition.notPorts === null || !condition.notPorts.has(context.port))
       );
     default: {
-      const value = context.headers[condition.header];
-      return matchOptional(
-        condition.values,
-        condition.notValues,
-        Array.isArray(value) ? value.join(',') : value,
+      // Envoy's view of a header sent more than once: its values joined with ",".
+      const raw = context.headers[condition.header];
+      const value = Array.isArray(raw) ? (raw.length > 0 ? raw.join(',') : undefined) : raw;
+      return (
+        matchHeader(condition.values, condition.notValues, value, matchesHeaderElements) ||
+        (condition.isWholeHeaderToo &&
+          matchHeader(condition.values, condition.notValues, value, matchesPatterns))
       );
     }
   }
+}
+
+/** Like matchOptional, with `match` reading the value (Istio: as `,`-separated elements). */
+function matchHeader(
+  values: Patterns | null,
+  notValues: Patterns | null,
+  value: string | undefined,
+  match: (patterns: Patterns, value: string) => boolean,
+): boolean {
+  if (values !== null && (value === undefined || !match(values, value))) return false;
+  if (notValues !== null && value !== undefined && match(notValues, value)) return false;
+  return true;
 }
 
 function principalKeys(sources: readonly SourceInput[]): readonly string[] | undefined {
@@ -301,11 +321,16 @@ function compileOperation(operation: OperationInput, isHttp: boolean): Operation
   };
 }
 
-function compileCondition(condition: ConditionInput, namespace: string): ConditionData {
+function compileCondition(
+  condition: ConditionInput,
+  namespace: string,
+  isWholeHeaderToo: boolean,
+): ConditionData {
   const { key, values, notValues } = condition;
   const header = HEADER_CONDITION.exec(key);
   const base = {
     header: header ? header[1]!.toLowerCase() : '',
+    isWholeHeaderToo,
     values: null,
     notValues: null,
     namespaces: null,

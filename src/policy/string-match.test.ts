@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import {
   compileNamespacePatterns,
   compilePatterns,
+  matchesHeaderElements,
   matchesNamespace,
   matchesPatterns,
 } from './string-match.ts';
@@ -45,3 +46,44 @@ test('header values: "*" is a presence check (an empty value matches), elsewhere
   assert.equal(matchesPatterns(compilePatterns(['*']), 'x'), true);
   assert.equal(matchesPatterns(compilePatterns(['a*'], false, true), ''), false);
 });
+
+/** Istio's own form (pkg/config/security/matcher HeaderMatcherWithRegex), with Go's QuoteMeta. */
+function istioHeaderRegex(value: string): RegExp {
+  const quote = (text: string) => text.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+  const regex = value.startsWith('*')
+    ? `.*${quote(value.slice(1))}`
+    : value.endsWith('*')
+      ? `${quote(value.slice(0, -1))}.*`
+      : quote(value);
+  return new RegExp(`^(?:^${regex}$|^${regex},.*|.*,${regex},.*|.*,${regex}$)$`);
+}
+
+const headerValues = [
+  'evil',
+  'good,evil',
+  'evil,good',
+  'a,evil,b',
+  'good, evil',
+  'evilx',
+  'xevil',
+  'x,evil-ish,y',
+  'a.b,c',
+  'axb,c',
+  'ab,c',
+  ',',
+  '',
+  'admin-1,guest',
+  'me-root,x',
+  'x,me-root',
+];
+const headerPatterns = ['evil', 'evil*', '*evil', 'a.b', 'admin-*', '*-root', 'ab,c', 'ev', '*,'];
+
+for (const pattern of headerPatterns) {
+  test(`header values: "${pattern}" matches exactly the values Istio's regex does`, () => {
+    const compiled = compilePatterns([pattern], false, true);
+    for (const value of headerValues) {
+      const expected = istioHeaderRegex(pattern).test(value);
+      assert.equal(matchesHeaderElements(compiled, value), expected, `"${value}": Istio says ${expected}`);
+    }
+  });
+}

@@ -58,6 +58,34 @@ export function matchesPatterns(patterns: Patterns, input: string): boolean {
   return false;
 }
 
+/**
+ * A header condition's value as Istio matches it (HeaderMatcherWithRegex): the regex
+ * `^v$|^v,.*|.*,v,.*|.*,v$`, so the whole value or any one of its `,`-separated elements (Envoy
+ * joins a header sent more than once with `,`). Elements are not trimmed: in `a, b` the second is
+ * ` b`. `prefix*` and `*suffix` become `prefix.*` and `.*suffix` inside that regex.
+ */
+export function matchesHeaderElements(patterns: Patterns, value: string): boolean {
+  if (patterns.isAny) return value.length > 0 || patterns.isAnyPresent;
+  for (const exact of patterns.exact) {
+    if (
+      value === exact ||
+      value.startsWith(`${exact},`) ||
+      value.endsWith(`,${exact}`) ||
+      value.includes(`,${exact},`)
+    ) {
+      return true;
+    }
+  }
+  const { prefixes, suffixes } = patterns;
+  for (let i = 0; i < prefixes.length; i++) {
+    if (value.startsWith(prefixes[i]!) || value.includes(`,${prefixes[i]!}`)) return true;
+  }
+  for (let i = 0; i < suffixes.length; i++) {
+    if (value.endsWith(suffixes[i]!) || value.includes(`${suffixes[i]!},`)) return true;
+  }
+  return false;
+}
+
 /** The exact values of a list when it has only exact patterns (usable as index keys), else undefined. */
 export function exactValues(patterns: readonly string[]): readonly string[] | undefined {
   return patterns.every((pattern) => !pattern.includes('*')) ? patterns : undefined;

@@ -40,6 +40,26 @@ export function checkHttp1Request(request: IncomingMessage): CheckedRequest {
   return checkedHost(target.path, target.query, host ?? '');
 }
 
+/**
+ * An HTTP/2 request's headers as policy matches them: each name (lower case) with every value it
+ * was sent with, in order. node:http2's header object keeps only the first of a repeated
+ * User-Agent, Authorization, Referer... and joins others with ", "; Envoy, for which Istio's
+ * `request.headers[...]` conditions are written, sees every value joined with ",", but Cookie
+ * crumbs joined with "; ". (HTTP/1: node:http's `headersDistinct` is the same.)
+ */
+export function headersForPolicy(rawHeaders: readonly string[]): Record<string, string[]> {
+  const headers: Record<string, string[]> = Object.create(null);
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    const values = headers[name];
+    if (values === undefined) headers[name] = [rawHeaders[i + 1]!];
+    else values.push(rawHeaders[i + 1]!);
+  }
+  // HTTP/2 splits Cookie into crumbs, which Envoy (like node:http2) joins back with "; ".
+  if (headers.cookie !== undefined) headers.cookie = [headers.cookie.join('; ')];
+  return headers;
+}
+
 export function checkHttp2Request(headers: IncomingHttpHeaders): CheckedRequest {
   const method = headers[':method'] ?? 'GET';
   // HTTP/1 methods are upper case on the wire (node:http refuses others); HTTP/2 passes any token.

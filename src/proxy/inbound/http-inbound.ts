@@ -83,7 +83,8 @@ export function createHttpInbound(deps: InboundDeps) {
       method: request.method ?? 'GET',
       path: checked.target,
       host: checked.host,
-      headers: request.headers,
+      // Every value of a repeated header (node:http's `headers` drops or ", "-joins them).
+      headers: request.headersDistinct,
     });
     countDecision(metrics, decision, context);
     return decision;

@@ -42,7 +42,7 @@ import {
 } from '../http2-relay.ts';
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
 import { sampleKeyOf } from '../proxy-log.ts';
-import { checkHttp2Request } from './check-request.ts';
+import { checkHttp2Request, headersForPolicy } from './check-request.ts';
 import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
 
 /** gRPC reads HTTP 400 as INTERNAL (grpc/doc/http-grpc-status-mapping.md). */
@@ -59,6 +59,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
     headers: IncomingHttpHeaders,
     context: InboundContext,
     socket: Socket | TLSSocket,
+    rawHeaders: readonly string[],
   ) {
     const startedMs = clock.now();
     const method = headers[':method'] ?? 'GET';
@@ -101,7 +102,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
         method,
         path: checked.target,
         host: checked.host,
-        headers: headers.host === undefined ? { ...headers, host: checked.host } : headers,
+        headers: policyHeaders(rawHeaders, checked.host),
       });
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
@@ -197,7 +198,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
           streamIdleTimeoutMs: deps.config.streamIdleTimeoutMs,
         });
       };
-      session.on('stream', (stream, headers) => {
+      session.on('stream', (stream, headers, _flags, rawHeaders) => {
         watchResets(stream);
         // Reset in the read that brought it (a client writing preface, SETTINGS and thousands of
         // HEADERS + RST_STREAM at once): sent on all the same, every stream of a read reached the
@@ -205,7 +206,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
         if (isClosedOnArrival(stream)) return;
         watchIdle(stream);
         resetWhenIdle(stream, deps.config.streamIdleTimeoutMs, onIdleStream);
-        handleStream(stream, headers, context, socket);
+        handleStream(stream, headers, context, socket, rawHeaders);
       });
       session.on('error', (error: NodeJS.ErrnoException) => {
         log.warnSampled('inbound HTTP/2 connection failed', `code=${error.code}`, {
@@ -275,4 +276,11 @@ function createAppSessions({ log, clock, metrics }: Pick<InboundDeps, 'log' | 'c
       sessions.clear();
     },
   };
+}
+
+/** Every value of each header, and `host` from :authority when the request sent no Host. */
+function policyHeaders(rawHeaders: readonly string[], host: string): Record<string, string[]> {
+  const headers = headersForPolicy(rawHeaders);
+  headers.host ??= [host];
+  return headers;
 }

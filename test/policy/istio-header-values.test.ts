@@ -1,0 +1,128 @@
+// `when: request.headers[...]` through a real sidecar, as Istio matches it: Envoy joins a header
+// sent more than once with ",", and Istio's regex (^v$|^v,.*|.*,v,.*|.*,v$) matches any one
+// element. node:http(2) keep only the first User-Agent and join others with ", ", so a DENY on the
+// second value let the request through to an app that reads it.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { createServer as createHttp2Server, type Http2Server, connect as http2Connect } from 'node:http2';
+import { type AddressInfo, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+
+const POLICIES = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-headers, namespace: demo }
+spec:
+  action: DENY
+  rules:
+    - when: [{ key: "request.headers[x-user]", values: ["evil"] }]
+    - when: [{ key: "request.headers[User-Agent]", values: ["scanner*"] }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: allow-tenants, namespace: demo }
+spec:
+  rules:
+    - when: [{ key: "request.headers[x-tenant]", values: ["acme"] }]
+`;
+
+let dir: string;
+let app: Server;
+let http2App: Http2Server;
+let server: ProxyProcess;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-policy-headers-'));
+  await writeFile(join(dir, 'policies.yaml'), POLICIES);
+  const pki = await createTestPki(join(dir, 'pki'));
+  const emoji = await pki.workload('emoji');
+  app = createServer((_request, response) => response.end('ok'));
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  http2App = createHttp2Server().on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  });
+  await new Promise<void>((resolve) => http2App.listen(0, '127.0.0.1', resolve));
+  server = await startProxyProcess([
+    ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
+    ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`, '--policy-dir', dir],
+    ...['--inbound', `127.0.0.1:0=${(http2App.address() as AddressInfo).port}`],
+    ...['--admin-listen', '127.0.0.1:0'],
+  ]);
+  await server.untilReady();
+});
+
+after(async () => {
+  await server?.stop();
+  app?.close();
+  http2App?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** One plaintext HTTP/1.1 request with the raw header lines given; its status. */
+function http1(headerLines: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(server.inbound[0]!.port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+    socket.end(`GET /x HTTP/1.1\r\nHost: emoji.demo\r\n${headerLines}Connection: close\r\n\r\n`, 'latin1');
+  });
+}
+
+/** One plaintext HTTP/2 request with the headers given as [name, value] pairs; its status. */
+async function http2(pairs: readonly (readonly [string, string])[]): Promise<number> {
+  const session = http2Connect(`http://127.0.0.1:${server.inbound[1]!.port}`);
+  session.on('error', () => {});
+  try {
+    const raw = [':method', 'GET', ':path', '/x', ':authority', 'emoji.demo', ...pairs.flat()];
+    const stream = session.request(raw as unknown as Record<string, string>, { endStream: true });
+    const status = await new Promise<number>((resolve, reject) => {
+      stream.on('response', (headers) => resolve(Number(headers[':status'])));
+      stream.on('error', reject);
+    });
+    stream.resume();
+    return status;
+  } finally {
+    session.close();
+  }
+}
+
+test('HTTP/1: a DENY on a header value holds when the value comes second of two header lines', async () => {
+  assert.equal(await http1('x-tenant: acme\r\nx-user: good\r\n'), 200);
+  assert.equal(await http1('x-tenant: acme\r\nx-user: evil\r\n'), 403);
+  assert.equal(await http1('x-tenant: acme\r\nx-user: good\r\nx-user: evil\r\n'), 403);
+  assert.equal(await http1('x-tenant: acme\r\nx-user: good,evil\r\n'), 403);
+  // node:http keeps only the first User-Agent; Envoy (and an app reading the last) sees both.
+  assert.equal(await http1('x-tenant: acme\r\nUser-Agent: curl/8\r\nUser-Agent: scanner/1\r\n'), 403);
+});
+
+test('HTTP/1: an ALLOW on a header value admits it as one of several values, as Istio does', async () => {
+  assert.equal(await http1('x-tenant: other\r\nx-tenant: acme\r\n'), 200);
+  assert.equal(await http1('x-tenant: other\r\n'), 403);
+});
+
+test('HTTP/2: the same, for header fields repeated in one HEADERS frame', async () => {
+  assert.equal(await http2([['x-tenant', 'acme']]), 200);
+  assert.equal(
+    await http2([
+      ['x-tenant', 'acme'],
+      ['x-user', 'good'],
+      ['x-user', 'evil'],
+    ]),
+    403,
+  );
+  assert.equal(
+    await http2([
+      ['x-tenant', 'other'],
+      ['x-tenant', 'acme'],
+    ]),
+    200,
+  );
+});
