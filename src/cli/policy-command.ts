@@ -155,6 +155,18 @@ function parseLabels(values: readonly string[], flag: string): Record<string, st
   return labels;
 }
 
+/** `--header NAME=VALUE`, repeatable: a name given twice is a header sent twice, as the sidecar sees it. */
+function parseHeaders(values: readonly string[]): Record<string, string[]> {
+  const headers: Record<string, string[]> = Object.create(null);
+  for (const value of values) {
+    for (const [name, headerValue] of Object.entries(parseLabels([value], '--header'))) {
+      const key = name.toLowerCase();
+      headers[key] = [...(headers[key] ?? []), headerValue];
+    }
+  }
+  return headers;
+}
+
 interface ExplainOptions {
   policyDir: string;
   to?: string;
@@ -251,12 +263,7 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
         method: (options.method ?? 'GET').toUpperCase(),
         path: `${target.path}${target.query}`,
         host: options.host ?? `${workload.labels.app ?? 'workload'}.${workload.namespace}`,
-        headers: Object.fromEntries(
-          Object.entries(parseLabels(options.header, '--header')).map(([name, value]) => [
-            name.toLowerCase(),
-            value,
-          ]),
-        ),
+        headers: parseHeaders(options.header),
       }
     : undefined;
   const decision: AuthorizationDecision | undefined = isRefused

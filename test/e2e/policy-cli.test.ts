@@ -310,3 +310,24 @@ test('policy explain: --source-ip must be an IP address, --header NAME=VALUE', a
   const v6 = await runMutual([...base, '--source-ip', '::1']);
   assert.equal(v6.code, 0, v6.stderr);
 });
+
+test('policy explain: a --header given twice is a header sent twice, matched as Istio matches it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-policy-cli-'));
+  try {
+    await writeFile(
+      join(dir, 'deny.yaml'),
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-evil\n  namespace: demo\nspec:\n  action: DENY\n  rules:\n  - when:\n    - key: request.headers[x-user]\n      values: ["evil"]\n',
+    );
+    const explain = (...headers: string[]) =>
+      runMutual([
+        ...['policy', 'explain', '--policy-dir', dir, '--to', 'demo/web', '--port', '80', '--plaintext'],
+        ...headers.flatMap((header) => ['--header', header]),
+      ]);
+    assert.match((await explain('x-user=good')).stdout, /decision +ALLOW/);
+    // The first value was dropped: the last --header won, so "evil" sent first was allowed.
+    assert.match((await explain('X-User=evil', 'x-user=good')).stdout, /decision +DENY.*demo\/deny-evil/);
+    assert.match((await explain('x-user=good,evil')).stdout, /decision +DENY.*demo\/deny-evil/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
