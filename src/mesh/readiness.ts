@@ -45,7 +45,10 @@ function tcpAccepts(port: number): Promise<boolean> {
   });
 }
 
-export type WaitOutcome = { ok: true } | { ok: false; reason: 'timeout' | 'exited'; last: string };
+/** `unreachable`: a pod's app listens, but only where its sidecar cannot reach it. */
+export type WaitOutcome =
+  | { ok: true }
+  | { ok: false; reason: 'timeout' | 'exited' | 'unreachable'; last: string };
 
 /**
  * Polls until `probe` says ready, the process is gone (`isAlive` false), or the deadline passes.

@@ -680,7 +680,9 @@ async function expectReady(
     ? `could not be started (${startProblem(exit.startError, process.argv[0]!)})`
     : outcome.reason === 'exited'
       ? `exited (${process.child.exitCode === null ? `signal ${process.child.signalCode}` : `code ${process.child.exitCode}`})${portAdvice}`
-      : `was not ready within --timeout ${formatDuration(deps.readyTimeoutMs)}, for every process together (last check: ${outcome.last})`;
+      : outcome.reason === 'unreachable'
+        ? `listens where its sidecar cannot reach it: ${outcome.last}`
+        : `was not ready within --timeout ${formatDuration(deps.readyTimeoutMs)}, for every process together (last check: ${outcome.last})`;
   throw new MutualError(
     'MUTUAL_MESH_START_FAILED',
     `${what} ${status}. Command: ${process.argv.join(' ')}\n  log ${process.log}${tail ? `, last lines:\n${indent(tail)}` : ' is empty'}`,

@@ -1,7 +1,9 @@
 // `mutual up --isolation netns` with apps as users write them rather than as the demo does:
 // a server that listens with Node's default (`listen(8080)`: [::], dual-stack), which every other
 // pod reached in plain text over IPv6 link-local, past both sidecars (the pods' iptables rules are
-// IPv4 ones); and apps listening where their sidecar cannot reach them, which `up` called ready.
+// IPv4 ones); and apps listening where their sidecar (127.0.0.1) cannot reach them, on the pod's
+// address or on an IPv6-only [::] (nginx's `listen [::]:8080`), which `up` called ready, every
+// call then failing with 502 ECONNREFUSED.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -128,4 +130,43 @@ services:
   const down = await runMutual(['down', '--state-dir', stateDir]);
   assert.equal(down.code, 0, down.stderr);
   if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
+});
+
+test('an app listening only where its sidecar cannot reach it (the pod address, IPv6-only [::]) fails up, named', {
+  skip,
+}, async () => {
+  const listeners = {
+    'the pod address': "host: require('node:os').networkInterfaces().eth0[0].address",
+    'an IPv6-only [::]': "host: '::', ipv6Only: true",
+  };
+  for (const [where, host] of Object.entries(listeners)) {
+    const app = `require('node:http').createServer((q, s) => s.end('hi')).listen({ port: 8080, ${host} })`;
+    const meshFile = join(dir, 'listen.yaml');
+    await writeFile(
+      meshFile,
+      `services:
+  - name: server
+    namespace: apps
+    command: [node, -e, ${JSON.stringify(app)}]
+    ports: [8080]
+`,
+    );
+    const stateDir = join(dir, 'listen');
+    const mesh = await startMeshUp(
+      ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+      'The mesh is up',
+    );
+    started.push(mesh.child);
+    assert.doesNotMatch(mesh.output(), /The mesh is up/, `${where}: up called it ready`);
+    if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
+    const output = mesh.output();
+    assert.equal(mesh.child.exitCode, 1, `${where}: ${output}`);
+    assert.match(
+      output,
+      /error\[MUTUAL_MESH_START_FAILED\]: the app server \(port 8080, .*\) listens where its sidecar cannot reach it: it listens on port 8080 only at .*, and its sidecar forwards to 127\.0\.0\.1:8080; listen on 0\.0\.0\.0, 127\.0\.0\.1 or a dual-stack \[::\]/,
+      `${where}: ${output}`,
+    );
+    if (where === 'an IPv6-only [::]') assert.match(output, /only at \[::\] \(IPv6 only\)/, output);
+    else assert.match(output, /only at 198\.1[89]\.\d+\.\d+,/, output);
+  }
 });
