@@ -263,6 +263,8 @@ function certificateView(certificate: ParsedCertificate, index: number, count: n
     notBefore: isoSeconds(certificate.notBeforeMs),
     notAfter: isoSeconds(certificate.notAfterMs),
     isExpired: nowMs > certificate.notAfterMs,
+    // The text says "not valid for another …"; JSON readers that looked at isExpired alone took such a certificate for good.
+    isNotYetValid: nowMs < certificate.notBeforeMs,
     expiresInSeconds: Math.round((certificate.notAfterMs - nowMs) / 1000),
     publicKey: certificate.publicKeyAlgorithm,
     isCa: certificate.isCa,
