@@ -145,6 +145,30 @@ const errorCases: ErrorCase[] = [
     expect: [['10:3 MUTUAL_POLICY_INVALID', /portLevelMtls is empty/]],
   },
   {
+    // Istio's validateWorkloadSelector: labels match exactly, so a wildcard would select nothing.
+    name: 'a wildcard or an empty key in a selector is refused, as Istio refuses it',
+    yaml:
+      ap('a', 'demo', 'selector:\n  matchLabels: {app: "web*"}\nrules: [{}]') +
+      pa('p', 'demo', 'selector:\n  matchLabels: {"": web, "tier*": x}\nmtls: {mode: STRICT}'),
+    expect: [
+      ['9:19 MUTUAL_POLICY_INVALID', /a wildcard is not supported in a selector \("app=web\*"\)/],
+      ['19:19 MUTUAL_POLICY_INVALID', /an empty label key is not supported in a selector \("=web"\)/],
+      ['19:28 MUTUAL_POLICY_INVALID', /a wildcard is not supported in a selector \("tier\*=x"\)/],
+    ],
+  },
+  {
+    name: 'a port of portLevelMtls outside 1–65535 says so (not "Invalid key in record")',
+    yaml: pa(
+      'w',
+      'demo',
+      'selector:\n  matchLabels: {app: web}\nportLevelMtls:\n  "0": {mode: DISABLE}\n  70000: {mode: DISABLE}',
+    ),
+    expect: [
+      ['11:10 MUTUAL_POLICY_INVALID', /spec\.portLevelMtls\.0: port must be 1–65535/],
+      ['12:12 MUTUAL_POLICY_INVALID', /spec\.portLevelMtls\.70000: port must be 1–65535/],
+    ],
+  },
+  {
     name: 'bad creationTimestamp',
     yaml: pa('a', 'demo', 'mtls: {mode: STRICT}', 'yesterday'),
     expect: [['7:', /must be an RFC 3339 time/]],
@@ -259,6 +283,17 @@ const warningCases: WarningCase[] = [
     name: 'ALLOW with notNamespaces lets plaintext in',
     yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      notNamespaces: ["foo"]'),
     expect: [['11:', /allow-negative-mtls-field/]],
+  },
+  {
+    // Istio warns "workload selector specified without labels": it selects the whole namespace.
+    name: 'a selector without labels selects every workload in the namespace',
+    yaml:
+      ap('d', 'demo', 'selector: {matchLabels: {}}\naction: DENY\nrules:\n- {}') +
+      pa('p', 'demo', 'selector: {}'),
+    expect: [
+      ['8:13', /selector-without-labels .*selects every workload in the namespace/],
+      ['19:13', /selector-without-labels/],
+    ],
   },
   {
     name: 'a clean policy has no warnings',

@@ -218,6 +218,12 @@ function reportIssue(issue: z.core.$ZodIssue, report: Report): void {
     }
     return;
   }
+  if (issue.code === 'invalid_key') {
+    // zod says only "Invalid key in record"; the key's own problem is the one worth reading.
+    const inner = issue.issues.map((inside) => inside.message).join('; ');
+    report(path, 'error', 'MUTUAL_POLICY_INVALID', inner);
+    return;
+  }
   const message = issue.message.replace(
     /^Invalid input: expected (\w+), received undefined$/,
     'missing ($1 required)',

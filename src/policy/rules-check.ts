@@ -70,6 +70,7 @@ export function validatePeerAuthentication(
   report: Report,
 ): void {
   const hasSelector = Object.keys(input.spec?.selector?.matchLabels ?? {}).length > 0;
+  validateSelector(input.spec?.selector, report);
   if (hasSelector && meta.namespace === rootNamespace) {
     report(
       ['spec', 'selector'],
@@ -101,6 +102,41 @@ export function validatePeerAuthentication(
     );
   }
   warnIstioRootNamespace(meta, rootNamespace, report);
+}
+
+/**
+ * Istio's validateWorkloadSelector: a label key that is empty or a `*` in a key or value is
+ * refused (labels match exactly, so `app: web*` would select nothing); a selector without labels
+ * is warned about (it selects every workload in the namespace).
+ */
+function validateSelector(
+  selector: { matchLabels?: Record<string, string> } | undefined,
+  report: Report,
+): void {
+  if (selector === undefined) return;
+  const labels = Object.entries(selector.matchLabels ?? {});
+  for (const [key, value] of labels) {
+    if (key !== '' && !key.includes('*') && !value.includes('*')) continue;
+    report(
+      ['spec', 'selector', 'matchLabels', key],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      key === ''
+        ? `an empty label key is not supported in a selector ("=${value}")`
+        : `a wildcard is not supported in a selector ("${key}=${value}"): labels match exactly`,
+      'Name the exact label and value (one policy per value), or remove the selector to cover the whole namespace (Istio refuses this one).',
+      true,
+    );
+  }
+  if (labels.length === 0) {
+    report(
+      ['spec', 'selector'],
+      'warning',
+      'selector-without-labels',
+      'a selector without labels selects every workload in the namespace',
+      'Name the labels of the workloads meant (matchLabels: {app: web}), or remove the selector to make the policy namespace-wide on purpose.',
+    );
+  }
 }
 
 const ISTIO_ROOT_NAMESPACE = 'istio-system';
@@ -138,6 +174,7 @@ export function validateAuthorizationPolicy(
     );
   }
   if (spec !== undefined) validateTargetRefs(spec, meta, report);
+  validateSelector(spec?.selector, report);
   const action = spec?.action ?? 'ALLOW';
   if (action === 'CUSTOM' || spec?.provider !== undefined) {
     report(
