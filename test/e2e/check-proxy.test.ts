@@ -4,7 +4,8 @@
 // clients are refused with wrong_identity). Before, check had no way to look at such sidecars: it
 // failed "no runtime.json" and advised `mutual up`.
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -34,8 +35,16 @@ before(async () => {
   await mkdir(live);
   await copyFile(emoji.certFile, join(live, 'cert.pem'));
   await copyFile(emoji.keyFile, join(live, 'key.pem'));
+  await copyFile(emoji.bundleFile, join(live, 'bundle.pem'));
   server = await startProxyProcess([
-    ...['--cert', join(live, 'cert.pem'), '--key', join(live, 'key.pem'), '--bundle', emoji.bundleFile],
+    ...[
+      '--cert',
+      join(live, 'cert.pem'),
+      '--key',
+      join(live, 'key.pem'),
+      '--bundle',
+      join(live, 'bundle.pem'),
+    ],
     ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`, '--admin-listen', '127.0.0.1:0'],
   ]);
   const web = await pki.workload('web');
@@ -79,7 +88,7 @@ const check = (...args: string[]) =>
     cwd: dir,
   });
 
-test('check --proxy: a healthy pair, an expired certificate file, another workload’s certificate', async () => {
+test('check --proxy: a healthy pair, an expired certificate file, another workload’s certificate, an added root', async () => {
   const green = await check();
   assert.equal(green.code, 0, green.stdout + green.stderr);
   assert.match(green.stdout, /√ sidecar is ready/);
@@ -131,6 +140,51 @@ test('check --proxy: a healthy pair, an expired certificate file, another worklo
   const clientRefusals = refusals.results.find((result) => result.subject === client.adminUrl);
   assert.match(JSON.stringify(clientRefusals), /outbound to 127\.0\.0\.1:\d+: wrong_identity/);
   assert.equal((await check('--fail-on', 'warning')).code, 1);
+
+  // 3. A root of another CA added to its bundle: accepted, and shown, since it widens who gets in.
+  const other = await createTestPki(join(dir, 'other'));
+  const bundle = join(dir, 'live', 'bundle.pem');
+  await writeFile(`${bundle}.next`, (await readFile(bundle, 'utf8')) + other.anchor.certificatePem);
+  await rename(`${bundle}.next`, bundle);
+  await waitUntil(
+    async () => /"roots":\s*2/.test(await (await fetch(`${server.adminUrl}/identity`)).text()),
+    'the second root loaded',
+  );
+  assert.match(
+    (await check()).stdout,
+    /is spiffe:\/\/cluster\.local\/ns\/demo\/sa\/voting, trusting 2 roots/,
+  );
+});
+
+// libfaketime (Debian's faketime package) runs one process on a clock an hour behind.
+const FAKETIME_LIBRARY = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+
+test('check --proxy: a sidecar whose clock is an hour behind is named, with its certificate not valid yet', {
+  skip: existsSync(FAKETIME_LIBRARY) ? false : 'faketime is not installed (apt-get install faketime)',
+}, async () => {
+  const web = await pki.workload('web-skewed', { sa: 'web' });
+  const skewed = await startProxyProcess(
+    [
+      ...['--cert', web.certFile, '--key', web.keyFile, '--bundle', web.bundleFile],
+      ...[
+        '--upstream',
+        `127.0.0.1:0=spiffe://cluster.local/ns/demo/sa/emoji@127.0.0.1:${server.inbound[0]!.port}`,
+      ],
+      ...['--admin-listen', '127.0.0.1:0'],
+    ],
+    { LD_PRELOAD: FAKETIME_LIBRARY, FAKETIME: '-1h' },
+  );
+  try {
+    const result = await runMutual(['check', '--proxy', skewed.adminUrl]);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(
+      result.stdout,
+      /× sidecar's clock agrees with this machine's\n\s+http:\/\/[\d.:]+: the sidecar's clock is 1h 0m behind this machine's/,
+    );
+    assert.match(result.stdout, /× sidecar is ready\n\s+.*503: not ready: .*is not valid until/);
+  } finally {
+    await skewed.stop();
+  }
 });
 
 test('check --proxy: an address that is no sidecar admin port is a usage error; no mesh points at --proxy', async () => {

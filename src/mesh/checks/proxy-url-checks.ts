@@ -101,8 +101,10 @@ export function proxyUrlChecks(urls: readonly string[]): CheckCategory {
             context.clock.now(),
           );
           // Named with its identity: a sidecar given another workload's files is valid on its own.
+          // And how many roots it trusts: one added from another CA widens who it lets in.
+          const roots = identity.trustBundlePem?.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
           return verdict.ok
-            ? ok('', `${url} is ${identity.spiffeId}`)
+            ? ok('', `${url} is ${identity.spiffeId}${roots > 1 ? `, trusting ${roots} roots` : ''}`)
             : fail(`${identity.spiffeId}: ${verdict.code}: ${verdict.message}`, url);
         }),
       },
@@ -175,7 +177,7 @@ export function proxyUrlChecks(urls: readonly string[]): CheckCategory {
           if (!read.ok) return read.result;
           return skewResult(
             clockSkew(read.date, sentMs, context.clock.now()),
-            `the sidecar at ${url}`,
+            'the sidecar',
             read.date,
             context,
             url,
