@@ -5,12 +5,13 @@ import { readFile } from 'node:fs/promises';
 import { type RequestOptions, request } from 'node:https';
 import type { SecureContext } from 'node:tls';
 import { systemClock } from '../../clock.ts';
+import { formatDuration } from '../../config/index.ts';
 import { generateKeyPair, issueSvid, parseCertificatesPem, privateKeyToPem } from '../../pki/index.ts';
 import { readCaDirectory } from '../../store/index.ts';
 import { createMeshTls, type MeshTls, requireServerIdentity } from '../../tls/index.ts';
 import { meshedAddresses } from '../destination-table.ts';
 import type { MeshRuntime } from '../runtime.ts';
-import { silence } from './mesh-checks.ts';
+import { clockSkew, silence } from './mesh-checks.ts';
 import { caInForce, isAnswer } from './rotation-checks.ts';
 import {
   type CheckCategory,
@@ -60,9 +61,19 @@ export const destinationServiceChecks: CheckCategory = {
         const destination = destinationOf(context);
         if ('status' in destination) return destination;
         // Not answering at all is the check above; asking it per address would only repeat that.
-        if ((await context.adminGet(`${destination.adminUrl}/ready`)) instanceof Error)
+        const ready = await context.adminGet(`${destination.adminUrl}/ready`);
+        if (ready instanceof Error)
           return skip(
             'the destination service does not answer (see "destination service is reachable and ready")',
+          );
+        // The client certificate is signed on this machine's clock; on another clock the service
+        // refuses it, and each address failed 'socket hang up' with advice about destinations.yaml.
+        const nowMs = context.clock.now();
+        const date = typeof ready.headers.date === 'string' ? ready.headers.date : undefined;
+        const skewMs = clockSkew(date, nowMs, nowMs);
+        if (skewMs !== undefined && Math.abs(skewMs) > context.thresholds.maxClockSkewMs)
+          return skip(
+            `the destination service's clock is ${formatDuration(Math.abs(skewMs))} ${skewMs > 0 ? 'ahead of' : 'behind'} this machine's: a client certificate signed here is not valid to it, so it cannot be asked (see "identity service's clock agrees with this machine's")`,
           );
         const services = context.runtime!.services.filter((service) => meshedAddresses(service).length > 0);
         let meshTls: MeshTls;
