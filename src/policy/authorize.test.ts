@@ -322,10 +322,58 @@ const cases: Case[] = [
     http: 'no-allow demo/a',
   },
   {
-    name: 'hosts are case-insensitive and ignore the port',
+    name: 'hosts are case-insensitive',
     yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      hosts: ["*.Example.com"]'),
-    peer: { host: 'API.example.COM:8443' },
+    peer: { host: 'API.example.COM' },
     http: 'allow demo/a#0',
+  },
+  // Istio matches `hosts` against the Host as sent: "exact match authorization policies only
+  // match the exact string given" (istio.io security best practices, Writing Host Match Policies).
+  {
+    name: 'ALLOW hosts: a Host with a port is not the host without one, as in Istio',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      hosts: ["*.Example.com", "web.demo"]'),
+    peer: { host: 'API.example.COM:8443' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'ALLOW hosts: istio.io\'s ["example.com", "example.com:*"] admits the host with any port',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      hosts: ["example.com", "example.com:*"]'),
+    peer: { host: 'example.com:8080' },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'ALLOW hosts: a trailing dot is not the host as written, as in Istio',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      hosts: ["admin.internal"]'),
+    peer: { host: 'admin.internal.' },
+    http: 'no-allow demo/a',
+  },
+  {
+    // Stricter than Istio, which lets internal.local:80 in: the app reads it as internal.local.
+    name: 'ALLOW notHosts keeps the host out with a port or a trailing dot too',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      notHosts: ["internal.local"]'),
+    peer: { host: 'Internal.Local.:80' },
+    http: 'no-allow demo/a',
+  },
+  {
+    // Istio's DENY-with-negative-match: anything but the exact string is denied.
+    name: 'DENY notHosts: a Host with a port is not the host as written, so it is denied, as in Istio',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      notHosts: ["public.example.com"]',
+    ),
+    peer: { host: 'public.example.com:8080' },
+    http: 'deny demo/d#0',
+  },
+  {
+    name: 'DENY notHosts: the host as written, in any case, is not denied',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      notHosts: ["public.example.com"]',
+    ),
+    peer: { host: 'Public.Example.com' },
+    http: 'allow',
   },
   {
     name: 'notHosts',
@@ -702,14 +750,15 @@ const cases: Case[] = [
     http: 'deny demo/deny-admin#0',
   },
   {
-    name: 'notHosts: a trailing dot does not take a host out of the list',
+    // Istio compares the Host as sent: api.internal.:8080 is not api.internal:8080.
+    name: 'DENY notHosts: a trailing dot is not the host as written, so it is denied, as in Istio',
     yaml: ap(
       'only-api',
       'demo',
       'action: DENY\nrules:\n- to:\n  - operation:\n      notHosts: ["api.internal:8080"]',
     ),
     peer: { principal: WEB, host: 'api.internal.:8080' },
-    http: 'allow',
+    http: 'deny demo/only-api#0',
   },
   {
     name: 'serviceAccounts demo/web lets web in over HTTP and TCP, in any trust domain, as Istio does',

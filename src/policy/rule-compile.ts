@@ -29,6 +29,9 @@ export interface EvaluationContext {
   readonly port: number;
   readonly method: string;
   readonly path: string;
+  /** The Host (HTTP/2 :authority) as sent: what Istio's `hosts` compare, case-insensitively. */
+  readonly rawHost: string;
+  /** The host without a trailing dot, with its `:port` if it has one. */
   readonly host: string;
   /** The host without its `:port`, or undefined when it has none. */
   readonly hostname: string | undefined;
@@ -55,6 +58,12 @@ interface OperationData {
   readonly notPaths: Patterns | null;
   readonly hosts: Patterns | null;
   readonly notHosts: Patterns | null;
+  /**
+   * DENY and AUDIT: `hosts` also match the host without its port or trailing dot (an app reads
+   * `admin.internal.:80` as admin.internal), `notHosts` only the Host as sent. ALLOW: the other way
+   * round. So a rule never lets in what Istio's exact match keeps out.
+   */
+  readonly isDenyLike: boolean;
 }
 
 const enum_ = { principal: 0, namespace: 1, ip: 2, port: 3, header: 4, serviceAccount: 5 } as const;
@@ -107,7 +116,7 @@ export function compileRule(
   const condition = (input: ConditionInput) => compileCondition(input, namespace, action !== 'ALLOW');
   const http: RuleData = {
     sources,
-    operations: operationInputs.map((operation) => compileOperation(operation, true)),
+    operations: operationInputs.map((operation) => compileOperation(operation, true, action !== 'ALLOW')),
     conditions: conditionInputs.map(condition),
   };
   const usesHttp =
@@ -119,7 +128,7 @@ export function compileRule(
   else if (usesHttp) {
     tcp = {
       sources,
-      operations: operationInputs.map((operation) => compileOperation(operation, false)),
+      operations: operationInputs.map((operation) => compileOperation(operation, false, true)),
       conditions: conditionInputs.filter((input) => !HEADER_CONDITION.test(input.key)).map(condition),
     };
   }
@@ -199,16 +208,22 @@ function matchOperation(operation: OperationData, context: EvaluationContext): b
   if (operation.notMethods !== null && matchesPatterns(operation.notMethods, context.method)) return false;
   if (operation.paths !== null && !matchesPatterns(operation.paths, context.path)) return false;
   if (operation.notPaths !== null && matchesPatterns(operation.notPaths, context.path)) return false;
-  if (operation.hosts !== null && !matchHost(operation.hosts, context)) return false;
-  if (operation.notHosts !== null && matchHost(operation.notHosts, context)) return false;
+  const { isDenyLike } = operation;
+  if (operation.hosts !== null && !matchHost(operation.hosts, context, isDenyLike)) return false;
+  if (operation.notHosts !== null && matchHost(operation.notHosts, context, !isDenyLike)) return false;
   return true;
 }
 
-/** Hosts match case-insensitively, with or without the `:port` of the Host header. */
-function matchHost(hosts: Patterns, context: EvaluationContext): boolean {
+/**
+ * Hosts match case-insensitively, the Host as sent (Istio: "exact match authorization policies
+ * only match the exact string"), and when `isAnyReading` also without its port or trailing dot.
+ */
+function matchHost(hosts: Patterns, context: EvaluationContext, isAnyReading: boolean): boolean {
+  if (matchesPatterns(hosts, context.rawHost)) return true;
   return (
-    matchesPatterns(hosts, context.host) ||
-    (context.hostname !== undefined && matchesPatterns(hosts, context.hostname))
+    isAnyReading &&
+    (matchesPatterns(hosts, context.host) ||
+      (context.hostname !== undefined && matchesPatterns(hosts, context.hostname)))
   );
 }
 
@@ -306,7 +321,7 @@ function compileSource(source: SourceInput, namespace: string): SourceData {
   };
 }
 
-function compileOperation(operation: OperationInput, isHttp: boolean): OperationData {
+function compileOperation(operation: OperationInput, isHttp: boolean, isDenyLike: boolean): OperationData {
   const http = (values: readonly string[] | undefined, isCaseInsensitive = false) =>
     isHttp ? patterns(values, isCaseInsensitive) : null;
   return {
@@ -318,6 +333,7 @@ function compileOperation(operation: OperationInput, isHttp: boolean): Operation
     notPaths: http(operation.notPaths),
     hosts: http(operation.hosts, true),
     notHosts: http(operation.notHosts, true),
+    isDenyLike,
   };
 }
 
