@@ -8,6 +8,9 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { fixedClock } from '../../src/clock.ts';
+import { createIssuer, createTrustAnchor } from '../../src/pki/index.ts';
+import { writeCaDirectory } from '../../src/store/index.ts';
 import { runMutual } from './run-mutual.ts';
 
 let dir: string;
@@ -25,6 +28,7 @@ interface CheckJson {
     category: string;
     description: string;
     status: string;
+    fix: string;
     results: Array<{ status: string; message: string }>;
   }>;
 }
@@ -86,4 +90,55 @@ test('an anchor near its end: the issuer warning says to rotate the anchor, and 
   await writeFile(join(ca, 'bundle.pem'), newRoot);
   assert.deepEqual(await failures(state, ANCHOR_LIFETIME), []);
   assert.deepEqual(await failures(state, 'issuer chains to a current trust anchor'), []);
+});
+
+test('an anchor and issuer expired 10 days ago: one error each with a fix that works, no "expires in 0s" warnings', async () => {
+  const state = join(dir, 'expired-state');
+  const ca = join(state, 'ca');
+  const clock = fixedClock(Date.now() - 40 * 86_400_000);
+  const anchor = await createTrustAnchor({
+    trustDomain: 'cluster.local',
+    clock,
+    lifetimeMs: 30 * 86_400_000,
+  });
+  await writeCaDirectory(ca, anchor, await createIssuer(anchor, { trustDomain: 'cluster.local', clock }));
+
+  const run = await runMutual(['check', '--state-dir', state, '-o', 'json']);
+  const report = JSON.parse(run.stdout) as CheckJson;
+  const entry = (description: string) => report.checks.find((check) => check.description === description)!;
+  // The warnings were 'expires in 0s, less than 60d' for certificates that expired 10 days ago.
+  assert.equal(entry(ANCHOR_LIFETIME).status, 'skip');
+  assert.equal(entry(ISSUER_LIFETIME).status, 'skip');
+  const [issuer] = await failures(state, 'issuer is within its validity period');
+  assert.match(
+    issuer ?? '',
+    /expired 10d .*has expired too, so no new issuer can be made under it: replace the whole CA/,
+  );
+  // The anchor's fix, followed as printed (was 'create a new anchor and issuer and roll them out').
+  const fix = entry('trust anchors are within their validity period').fix;
+  assert.match(
+    fix,
+    /`mutual ca create --trust-domain cluster\.local --out newca`, copy every file of newca into /,
+  );
+  const newca = join(dir, 'replacement');
+  assert.equal(
+    (await runMutual(['ca', 'create', '--trust-domain', 'cluster.local', '--out', newca])).code,
+    0,
+  );
+  for (const file of [
+    'trust-anchor.crt',
+    'trust-anchor.key',
+    'issuer.crt',
+    'issuer.key',
+    'bundle.pem',
+    'bundle.jwks.json',
+  ])
+    await copyFile(join(newca, file), join(ca, file));
+  const fixed = JSON.parse(
+    (await runMutual(['check', '--state-dir', state, '-o', 'json'])).stdout,
+  ) as CheckJson;
+  const failing = fixed.checks.filter(
+    (check) => (check.category === 'trust anchors' || check.category === 'issuer') && check.status !== 'ok',
+  );
+  assert.deepEqual(failing, []);
 });

@@ -138,7 +138,7 @@ export function validity(certificate: ParsedCertificate, label: string, nowMs: n
   return ok();
 }
 
-/** Fails when the certificate expires within the warning period. */
+/** Fails when the certificate expires within the warning period; skips one already expired. */
 export function lifetimeLeft(
   certificate: ParsedCertificate,
   label: string,
@@ -146,6 +146,8 @@ export function lifetimeLeft(
 ): CheckResult {
   const leftMs = certificate.notAfterMs - context.clock.now();
   const thresholdMs = context.thresholds.expiryWarningMs;
+  // Already expired is the validity check's error; a warning "expires in 0s" beside it misread the past.
+  if (leftMs < 0) return skip('expired already (see the validity check)', label);
   return leftMs >= thresholdMs
     ? ok()
     : fail(
@@ -303,11 +305,32 @@ export function issuerCategory(name: string, source: CaSource, fix: IssuerFixes)
         hint: 'an expired issuer cannot sign: every workload loses its certificate at its next renewal',
         fix: fix.validity,
         severity: 'error',
-        run: (context) =>
-          perCertificate(
-            async () => [(await issuerOf(context)).parsed],
+        async run(context) {
+          // A new issuer is the fix, unless its root has expired too: none can be made under it.
+          let deadRoot: ParsedCertificate | undefined;
+          const results = await perCertificate(
+            async () => {
+              const { parsed } = await issuerOf(context);
+              const anchors = await source
+                .anchors(context)
+                .then(certificatesOf)
+                .catch(() => []);
+              deadRoot = anchors.find(
+                (anchor) => signed(parsed, anchor) && anchor.notAfterMs < context.clock.now(),
+              );
+              return [parsed];
+            },
             (c, label) => validity(c, label, context.clock.now()),
-          ),
+          );
+          return results.map((result) =>
+            result.status === 'fail' && deadRoot
+              ? {
+                  ...result,
+                  message: `${result.message}; its root, ${deadRoot.subject || deadRoot.fingerprintSha256.slice(0, 16)}, has expired too, so no new issuer can be made under it: replace the whole CA (see "trust anchors are within their validity period")`,
+                }
+              : result,
+          );
+        },
       },
       {
         description: 'issuer is valid for at least the warning period',
@@ -365,7 +388,9 @@ export function issuerCategory(name: string, source: CaSource, fix: IssuerFixes)
                 `no root in ${anchorsSource.where} signed the issuer (its issuer is ${issuer.issuer})`,
               );
             if (nowMs > parent.notAfterMs)
-              return fail(`the root that signed the issuer, ${parent.subject}, has expired`);
+              return fail(
+                `the root that signed the issuer, ${parent.subject}, has expired (see "trust anchors are within their validity period")`,
+              );
             return ok(parent.subject);
           } catch (error) {
             return unreadable(error);
@@ -380,7 +405,8 @@ export function issuerCategory(name: string, source: CaSource, fix: IssuerFixes)
 export const trustAnchorChecks = trustAnchorCategory('trust anchors', stateDirectoryCa, {
   read: 'restore ca/bundle.pem from a backup of the state directory (Mutual never makes a new CA on its own)',
   algorithm: 'rotate to an ECDSA P-256 anchor: `mutual ca create` and add it to the bundle',
-  validity: 'create a new anchor and issuer (`mutual ca create`) and roll them out',
+  validity:
+    'nothing under an expired root can be trusted, so replace the whole CA: `mutual ca create --trust-domain TRUST_DOMAIN --out newca`, copy every file of newca into STATE_DIR/ca/ (bundle.pem too), then restart the mesh: `mutual down && mutual up -f mesh.yaml`',
   lifetime:
     'rotate the anchor, one step at a time (each is picked up live; the message says which comes next): `mutual ca create --trust-domain TRUST_DOMAIN --out newca` and add newca/trust-anchor.crt to STATE_DIR/ca/bundle.pem; then copy newca/issuer.crt, issuer.key, trust-anchor.crt and trust-anchor.key into STATE_DIR/ca/; then remove the old root from bundle.pem (the identity service holds that until certificates from the old issuer expire)',
 });

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import type { Clock } from '../../clock.ts';
+import { parseCertificatesPem } from '../../pki/index.ts';
 import { buildEdges } from '../edges.ts';
 import { isRunning } from '../processes.ts';
 import { type HttpAnswer, httpGet } from '../readiness.ts';
@@ -141,6 +143,8 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
       return traffic;
     },
   };
+  // The CA fixes name it; without a running mesh (up refuses an expired CA) it is the anchors'.
+  const trustDomain = options.runtime?.trustDomain ?? (await bundleTrustDomain(options.paths.bundle));
   // Every check at once: each waits on its own probes (up to a few seconds for a process that
   // accepts and never answers), so run one after the other they added up past 20 s.
   const categories = options.categories ?? CHECK_CATEGORIES;
@@ -161,7 +165,10 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
               ];
             }
             const advice = (text: string) =>
-              withStateFlag(withMeshNames(text, options.paths.stateDir, options.runtime), options.stateFlag);
+              withStateFlag(
+                withMeshNames(text, options.paths.stateDir, options.runtime, trustDomain),
+                options.stateFlag,
+              );
             return {
               category: category.name,
               description: check.description,
@@ -191,6 +198,17 @@ export async function runChecks(options: RunChecksOptions): Promise<CheckReport>
   };
 }
 
+/** The trust domain of the first root in bundle.pem (its spiffe:// URI SAN), if it can be read. */
+async function bundleTrustDomain(path: string): Promise<string | undefined> {
+  try {
+    const [root] = parseCertificatesPem(await readFile(path, 'utf8'), path);
+    const uri = root?.uris.find((name) => name.startsWith('spiffe://'));
+    return uri ? new URL(uri).hostname : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The processes `mutual up` started, by the origin of their admin URL. */
 function processesByAdminOrigin(runtime: MeshRuntime | undefined): Map<string, RuntimeProcess> {
   const owners = new Map<string, RuntimeProcess>();
@@ -206,10 +224,15 @@ function processesByAdminOrigin(runtime: MeshRuntime | undefined): Map<string, R
  * it was started from, and its isolation) and `mutual policy check DIR`. Followed as printed from
  * another directory, `mesh.yaml` was a file that is not there, STATE_DIR one to guess.
  */
-export function withMeshNames(text: string, stateDir: string, runtime: MeshRuntime | undefined): string {
+export function withMeshNames(
+  text: string,
+  stateDir: string,
+  runtime: MeshRuntime | undefined,
+  trustDomain = runtime?.trustDomain,
+): string {
   let named = text.replaceAll('STATE_DIR', shellWord(stateDir));
+  if (trustDomain) named = named.replaceAll('TRUST_DOMAIN', trustDomain);
   if (!runtime) return named;
-  named = named.replaceAll('TRUST_DOMAIN', runtime.trustDomain);
   const isolation = runtime.isolation === 'netns' ? ' --isolation netns' : '';
   named = named.replaceAll('mutual up -f mesh.yaml', `mutual up -f ${shellWord(runtime.file)}${isolation}`);
   return runtime.policyDir
