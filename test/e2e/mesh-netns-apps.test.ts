@@ -3,7 +3,8 @@
 // pod reached in plain text over IPv6 link-local, past both sidecars (the pods' iptables rules are
 // IPv4 ones); and apps listening where their sidecar (127.0.0.1) cannot reach them, on the pod's
 // address or on an IPv6-only [::] (nginx's `listen [::]:8080`), which `up` called ready, every
-// call then failing with 502 ECONNREFUSED.
+// call then failing with 502 ECONNREFUSED; and a web server on port 80, which the app (not root)
+// could not bind, where in a Kubernetes pod it can.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -65,7 +66,8 @@ after(async () => {
     }
   }
   if (dir) {
-    for (const state of ['ipv6', 'listen']) await runMutual(['down', '--state-dir', join(dir, state)]);
+    for (const state of ['ipv6', 'listen', 'port80'])
+      await runMutual(['down', '--state-dir', join(dir, state)]);
     await rm(dir, { recursive: true, force: true });
   }
 });
@@ -169,4 +171,41 @@ test('an app listening only where its sidecar cannot reach it (the pod address, 
     if (where === 'an IPv6-only [::]') assert.match(output, /only at \[::\] \(IPv6 only\)/, output);
     else assert.match(output, /only at 198\.1[89]\.\d+\.\d+,/, output);
   }
+});
+
+test('an app that is not root listens on port 80 in its pod, and is called as http://web/', {
+  skip,
+}, async () => {
+  const meshFile = join(dir, 'port80.yaml');
+  await writeFile(
+    meshFile,
+    `services:
+  - name: web
+    namespace: apps
+    command: [node, -e, ${JSON.stringify(SERVER.replace('listen(8080)', 'listen(80)'))}]
+    ports: [80]
+  - name: client
+    namespace: apps
+    command: [sleep, infinity]
+    upstreams: [web]
+`,
+  );
+  const stateDir = join(dir, 'port80');
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+    'The mesh is up',
+  );
+  started.push(mesh.child);
+  assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
+  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const client = runtime.services.find((service) => service.name === 'client')!.pod!.netns;
+  assert.equal(curlIn(client, 'http://web/'), 'app answered spiffe://cluster.local/ns/apps/sa/client');
+  assert.equal(
+    curlIn(client, 'http://web.apps.svc.cluster.local/'),
+    'app answered spiffe://cluster.local/ns/apps/sa/client',
+  );
+
+  const down = await runMutual(['down', '--state-dir', stateDir]);
+  assert.equal(down.code, 0, down.stderr);
+  if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
 });

@@ -14,14 +14,24 @@ export async function addNamespace(name: string): Promise<void> {
 }
 
 /**
- * Links made in the namespace from now on get no IPv6 (no link-local address either); loopback
- * keeps ::1. A pod has no IPv6 network, and proxy-init's rules are IPv4 ones: with a link-local
- * address, an app listening on [::] (Node's and Go's default) would be reached from every other
- * pod in plain text, past both sidecars. Nothing to do on a kernel without IPv6.
+ * A pod's namespace as a Kubernetes runtime makes it, before its link exists (each setting where
+ * the kernel has it):
+ * - Links made from now on get no IPv6 (no link-local address either); loopback keeps ::1. A pod
+ *   has no IPv6 network, and proxy-init's rules are IPv4 ones: with a link-local address, an app
+ *   listening on [::] (Node's and Go's default) would be reached from every other pod in plain
+ *   text, past both sidecars.
+ * - Every port may be bound by any uid (ip_unprivileged_port_start=0, as containerd and Docker set
+ *   it), so an app that is not root listens on 80 as in a cluster. The namespace is the pod's own.
  */
-export async function disableIpv6OnNewLinks(name: string): Promise<void> {
-  const sysctl = '/proc/sys/net/ipv6/conf/default/disable_ipv6';
-  await mustRun('ip', ['netns', 'exec', name, 'sh', '-c', `[ ! -e ${sysctl} ] || echo 1 > ${sysctl}`]);
+export async function setPodSysctls(name: string): Promise<void> {
+  const settings = [
+    ['/proc/sys/net/ipv6/conf/default/disable_ipv6', '1'],
+    ['/proc/sys/net/ipv4/ip_unprivileged_port_start', '0'],
+  ];
+  const script = settings
+    .map(([file, value]) => `{ [ ! -e ${file} ] || echo ${value} > ${file}; }`)
+    .join(' && ');
+  await mustRun('ip', ['netns', 'exec', name, 'sh', '-c', script]);
 }
 
 /**

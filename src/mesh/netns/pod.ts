@@ -1,6 +1,6 @@
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { addNamespace, addPodLink, disableIpv6OnNewLinks } from './namespaces.ts';
+import { addNamespace, addPodLink, setPodSysctls } from './namespaces.ts';
 
 /** One service's pod, as network.json records it. */
 export interface PodRecord {
@@ -27,7 +27,7 @@ export async function createPod(
   options: { hosts: string; install: () => Promise<void> },
 ): Promise<void> {
   await addNamespace(pod.netns);
-  await disableIpv6OnNewLinks(pod.netns);
+  await setPodSysctls(pod.netns);
   await addPodLink({
     bridgeNetns: network.bridgeNetns,
     bridge: network.bridge,
