@@ -80,7 +80,7 @@ export const errorCatalog = {
     meaning:
       'The signing CA cannot issue: it is not a CA, lacks keyCertSign, is expired, or its key does not match.',
     action:
-      'Run `mutual cert inspect` on the issuer; create a new one with `mutual ca create` if it is expired.',
+      'Run `mutual cert inspect` on the issuer. Expired: make a new one under the same anchor (`mutual ca issuer --ca DIR --out next`, DIR holding trust-anchor.crt and .key) and copy its issuer.crt and issuer.key over the old ones; if the anchor has expired too, `mutual ca create --out newca` and copy all its files.',
   },
   MUTUAL_PKI_ISSUER_UNVERIFIABLE: {
     meaning:
