@@ -214,7 +214,7 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   const name = file === '-' ? '<stdin>' : file;
   const text = await readManifests(file, context);
   const result = injectManifests(text, name, options);
-  context.write(result.output);
+  for (const chunk of result.outputChunks) context.write(chunk);
   if (result.report.every((line) => line.result === 'note')) {
     context.writeError(`${name}: no pods or workloads found; printed unchanged\n`);
   }

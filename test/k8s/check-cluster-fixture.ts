@@ -114,11 +114,11 @@ export function namespace(name: string, labels: Record<string, string> = {}): Fa
 
 /** The apps through `mutual inject` with these anchors, and the pods their ReplicaSets would make. */
 export function injectedPods(anchorsPem: string, install: RenderedInstall, hash = '5d8f7b9c4'): FakeObject[] {
-  const { output: yaml } = injectManifests(APPS, 'apps.yaml', {
+  const yaml = injectManifests(APPS, 'apps.yaml', {
     ...DEFAULT_INJECT_OPTIONS,
     trustDomain: install.identityCa.trustDomain,
     trustAnchorsPem: anchorsPem,
-  });
+  }).outputChunks.join('');
   return parseAllDocuments(yaml).flatMap((document) => {
     const deployment = document.toJS() as FakeObject & {
       spec: { replicas: number; template: { metadata: FakeObject['metadata']; spec: unknown } };

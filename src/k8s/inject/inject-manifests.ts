@@ -3,6 +3,7 @@
 // sends), so comments and order survive; documents without a change are copied byte for byte. A
 // document written as JSON (kubectl get -o json) is printed back as JSON, indented as kubectl does.
 import {
+  Composer,
   type Document,
   isAlias,
   isCollection,
@@ -12,7 +13,7 @@ import {
   isSeq,
   LineCounter,
   type Node,
-  parseAllDocuments,
+  Parser,
   type Tags,
   visit,
 } from 'yaml';
@@ -41,8 +42,12 @@ export interface InjectReportLine {
 }
 
 export interface InjectManifestsResult {
-  /** The manifests, each document in the format it was given in (YAML, or JSON with 4 spaces). */
-  readonly output: string;
+  /**
+   * The manifests, each document in the format it was given in (YAML, or JSON with 4 spaces), in
+   * chunks to write one after the other: injected, 64 MiB of small workloads print over 512 Mi
+   * characters, more than one JavaScript string holds.
+   */
+  readonly outputChunks: readonly string[];
   readonly report: readonly InjectReportLine[];
 }
 
@@ -53,59 +58,22 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   // JSON objects one after the other (kubectl reads such a stream too) are parsed one by one, as
   // YAML has no way to read them as separate documents; anything else is one YAML stream.
   const sources = jsonObjectSpans(text) ?? [{ start: 0, end: text.length }];
-  const docs = sources.flatMap(({ start, end }) => {
-    const documents = parseAllDocuments(text.slice(start, end), {
-      prettyErrors: false,
-      ...KUBECTL_YAML,
-      ...LINEAR_KEYS,
-    });
-    return (Array.isArray(documents) ? documents : []).map((doc) => ({ doc, base: start }));
-  });
   const position = (offset: number) => {
     const { line, col } = lineCounter.linePos(offset);
     return { line, text: `${file}:${line}:${col}` };
   };
-  const syntax = docs.flatMap(({ doc, base }) => [
-    ...doc.errors.map(
-      (error) => `${position(base + error.pos[0]).text}: ${readable(error.message.split('\n')[0] ?? '')}`,
-    ),
-    ...(doc.errors.length > 0 ? [] : [...duplicateKeys(doc, { isMerge: true }), ...aliasProblems(doc)]).map(
-      (problem) => `${position(base + problem.offset).text}: ${problem.message}`,
-    ),
-  ]);
-  if (syntax.length > 0) {
-    throw new MutualError(
-      'MUTUAL_K8S_INJECT_YAML_INVALID',
-      `${file} is not valid ${/^\uFEFF?\s*\{/.test(text) ? 'JSON (nor YAML)' : 'YAML'}:\n${syntax.map((line) => `  ${line}`).join('\n')}`,
-      { detail: { file, problems: syntax.length } },
-    );
-  }
-  // A document that is a bare value (a JPEG, a line of text) is no object: kubectl refuses it too.
-  const plainValues = docs.flatMap(({ doc, base }) =>
-    isScalar(doc.contents) && doc.contents.value !== null
-      ? [
-          `${position(base + (doc.contents.range?.[0] ?? 0)).text}: a plain value, not an object with apiVersion and kind; is this the manifests file?`,
-        ]
-      : [],
-  );
-  if (plainValues.length > 0) {
-    throw new MutualError(
-      'MUTUAL_K8S_INJECT_YAML_INVALID',
-      `${file} is not Kubernetes manifests:\n${plainValues.map((line) => `  ${line}`).join('\n')}`,
-      { detail: { file, problems: plainValues.length } },
-    );
-  }
+  const syntax: string[] = [];
+  const plainValues: string[] = [];
   const report: InjectReportLine[] = [];
   const invalid: string[] = [];
   const mistyped: string[] = [];
   const tooDeep: string[] = [];
   const wrongApi: string[] = [];
   const pieces: string[] = [];
-  let previousEnd = 0;
-  docs.forEach(({ doc, base }, index) => {
-    const start = previousEnd;
-    const end = index === docs.length - 1 ? text.length : base + doc.range[2];
-    previousEnd = end;
+  /** A document's text in the output, given where it starts and ends in the input. */
+  type Piece = (start: number, end: number) => string;
+  const unchanged: Piece = (start, end) => text.slice(start, end);
+  const injectDocument = (doc: Document.Parsed, base: number): Piece => {
     const at = (offset: number) => position(base + offset);
     const json = jsonContentsRange(doc, text, base);
     const flowCollectionPadding = isFlowPadded(doc, text, base);
@@ -120,10 +88,7 @@ export function injectManifests(text: string, file: string, options: InjectOptio
         writtenAt(doc, [...problem.path, problem.field]) ?? writtenAt(doc, problem.path) ?? doc.range[0];
       wrongApi.push(`${at(offset).text}: ${problem.name}: ${problem.message}`);
     }
-    if (apiProblems.length > 0) {
-      pieces.push(text.slice(start, end));
-      return;
-    }
+    if (apiProblems.length > 0) return unchanged;
     // Where each template is written, taken before any change: a copy made for an alias would
     // report its anchor's place.
     const locations = findPodTemplates(value).map((location) => ({
@@ -201,20 +166,71 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       report.push({ name: location.name, line, result: 'injected', message: 'injected' });
     }
     report.push(...otherKinds);
-    const original = text.slice(start, end);
-    // Windows line endings (CRLF) stay so in a changed document: mixed endings show as a change to
-    // every line in some editors and diffs. Line breaks inside values read the same either way.
-    const endings = (printed: string) =>
-      original.includes('\r\n') ? printed.replace(/\r?\n/g, '\r\n') : printed;
-    if (!isChanged) pieces.push(original);
-    else if (json === undefined)
-      pieces.push(endings(doc.toString({ flowCollectionPadding, indentSeq, lineWidth: 0 })));
-    else {
-      // The document's own leading and trailing text (`---`, comments, the newline) is kept.
-      const object = endings(JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4));
-      pieces.push(`${text.slice(start, json.start)}${object}${text.slice(json.end, end)}`);
+    if (!isChanged) return unchanged;
+    // Printed now, so the document itself can go: only its text is kept until its end is known.
+    const printed =
+      json === undefined
+        ? doc.toString({ flowCollectionPadding, indentSeq, lineWidth: 0 })
+        : JSON.stringify(doc.toJS({ maxAliasCount: -1 }), null, 4);
+    return (start, end) => {
+      // Windows line endings (CRLF) stay so in a changed document: mixed endings show as a change
+      // to every line in some editors and diffs. Line breaks inside values read the same either way.
+      const ending = (lines: string) =>
+        text.slice(start, end).includes('\r\n') ? lines.replace(/\r?\n/g, '\r\n') : lines;
+      // A JSON document's own leading and trailing text (`---`, comments, the newline) is kept.
+      return json === undefined
+        ? ending(printed)
+        : `${text.slice(start, json.start)}${ending(printed)}${text.slice(json.end, end)}`;
+    };
+  };
+  // One document at a time, each let go once injected: a file of tens of thousands of workloads
+  // (64 MiB is allowed) would not fit in memory as parsed documents all at once. Each document's
+  // text runs to where the next one starts, the last one's to the end of the file.
+  let previousEnd = 0;
+  let pending: { piece: Piece; end: number } | undefined;
+  const flush = (end: number) => {
+    if (pending === undefined) return;
+    pieces.push(pending.piece(previousEnd, end));
+    previousEnd = end;
+    pending = undefined;
+  };
+  for (const { doc, base } of documentsOf(text, sources)) {
+    flush(pending?.end ?? 0);
+    const end = base + doc.range[2];
+    const problems = [
+      ...doc.errors.map(
+        (error) => `${position(base + error.pos[0]).text}: ${readable(error.message.split('\n')[0] ?? '')}`,
+      ),
+      ...(doc.errors.length > 0 ? [] : [...duplicateKeys(doc, { isMerge: true }), ...aliasProblems(doc)]).map(
+        (problem) => `${position(base + problem.offset).text}: ${problem.message}`,
+      ),
+    ];
+    syntax.push(...problems);
+    // A document that is a bare value (a JPEG, a line of text) is no object: kubectl refuses it too.
+    if (problems.length === 0 && isScalar(doc.contents) && doc.contents.value !== null) {
+      plainValues.push(
+        `${position(base + (doc.contents.range?.[0] ?? 0)).text}: a plain value, not an object with apiVersion and kind; is this the manifests file?`,
+      );
     }
-  });
+    // Past the first such problem the run fails: what follows is read only for its problems.
+    const isFailing = syntax.length > 0 || plainValues.length > 0;
+    pending = { piece: isFailing ? unchanged : injectDocument(doc, base), end };
+  }
+  flush(text.length);
+  if (syntax.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_YAML_INVALID',
+      `${file} is not valid ${/^\uFEFF?\s*\{/.test(text) ? 'JSON (nor YAML)' : 'YAML'}:\n${syntax.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: syntax.length } },
+    );
+  }
+  if (plainValues.length > 0) {
+    throw new MutualError(
+      'MUTUAL_K8S_INJECT_YAML_INVALID',
+      `${file} is not Kubernetes manifests:\n${plainValues.map((line) => `  ${line}`).join('\n')}`,
+      { detail: { file, problems: plainValues.length } },
+    );
+  }
   if (tooDeep.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INJECT_YAML_INVALID',
@@ -243,7 +259,41 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       { detail: { file, problems: invalid.length } },
     );
   }
-  return { output: pieces.join(''), report };
+  return { outputChunks: chunked(pieces, OUTPUT_CHUNK_CHARS), report };
+}
+
+/** About 16 MiB of text per write: few writes, each far below the longest string V8 makes. */
+const OUTPUT_CHUNK_CHARS = 16 * 1024 * 1024;
+
+/** `pieces` joined into strings of about `size` characters (one piece longer than that stays whole). */
+function chunked(pieces: readonly string[], size: number): string[] {
+  const chunks: string[] = [];
+  let batch: string[] = [];
+  let length = 0;
+  for (const piece of pieces) {
+    if (length > 0 && length + piece.length > size) {
+      chunks.push(batch.join(''));
+      batch = [];
+      length = 0;
+    }
+    batch.push(piece);
+    length += piece.length;
+  }
+  if (length > 0 || chunks.length === 0) chunks.push(batch.join(''));
+  return chunks;
+}
+
+/** The documents of each source span in turn, parsed lazily: one at a time in memory. */
+function* documentsOf(
+  text: string,
+  sources: readonly { start: number; end: number }[],
+): Generator<{ doc: Document.Parsed; base: number }> {
+  for (const { start, end } of sources) {
+    const composer = new Composer({ prettyErrors: false, ...KUBECTL_YAML, ...LINEAR_KEYS });
+    for (const doc of composer.compose(new Parser().parse(text.slice(start, end)))) {
+      yield { doc, base: start };
+    }
+  }
 }
 
 /**
