@@ -72,10 +72,12 @@ interface ConditionData {
   readonly kind: (typeof enum_)[keyof typeof enum_];
   readonly header: string;
   /**
-   * DENY and AUDIT: a header condition also matches as the value read whole (an app may read
-   * `admin,guest` as one value), on top of Istio's reading of it as `,`-separated elements.
+   * Istio matches a header as one string, every value of it joined with "," (`foo,bar`). An app
+   * may also read one `,`-separated element of it. DENY and AUDIT: `values` also match an element,
+   * `notValues` only the whole. ALLOW: the other way round. So a rule never lets in what Istio
+   * keeps out, and `x-role: user,admin` cannot slip past a DENY of `admin`.
    */
-  readonly isWholeHeaderToo: boolean;
+  readonly isDenyLike: boolean;
   readonly values: Patterns | null;
   readonly notValues: Patterns | null;
   readonly namespaces: NamespacePatterns | null;
@@ -249,25 +251,21 @@ function matchCondition(condition: ConditionData, context: EvaluationContext): b
       // Envoy's view of a header sent more than once: its values joined with ",".
       const raw = context.headers[condition.header];
       const value = Array.isArray(raw) ? (raw.length > 0 ? raw.join(',') : undefined) : raw;
-      return (
-        matchHeader(condition.values, condition.notValues, value, matchesHeaderElements) ||
-        (condition.isWholeHeaderToo &&
-          matchHeader(condition.values, condition.notValues, value, matchesPatterns))
-      );
+      const { values, notValues, isDenyLike } = condition;
+      if (values !== null) {
+        if (value === undefined) return false;
+        if (!(isDenyLike ? matchesHeaderElements(values, value) : matchesPatterns(values, value))) {
+          return false;
+        }
+      }
+      if (notValues !== null && value !== undefined) {
+        if (isDenyLike ? matchesPatterns(notValues, value) : matchesHeaderElements(notValues, value)) {
+          return false;
+        }
+      }
+      return true;
     }
   }
-}
-
-/** Like matchOptional, with `match` reading the value (Istio: as `,`-separated elements). */
-function matchHeader(
-  values: Patterns | null,
-  notValues: Patterns | null,
-  value: string | undefined,
-  match: (patterns: Patterns, value: string) => boolean,
-): boolean {
-  if (values !== null && (value === undefined || !match(values, value))) return false;
-  if (notValues !== null && value !== undefined && match(notValues, value)) return false;
-  return true;
 }
 
 function principalKeys(sources: readonly SourceInput[]): readonly string[] | undefined {
@@ -337,16 +335,12 @@ function compileOperation(operation: OperationInput, isHttp: boolean, isDenyLike
   };
 }
 
-function compileCondition(
-  condition: ConditionInput,
-  namespace: string,
-  isWholeHeaderToo: boolean,
-): ConditionData {
+function compileCondition(condition: ConditionInput, namespace: string, isDenyLike: boolean): ConditionData {
   const { key, values, notValues } = condition;
   const header = HEADER_CONDITION.exec(key);
   const base = {
     header: header ? header[1]!.toLowerCase() : '',
-    isWholeHeaderToo,
+    isDenyLike,
     values: null,
     notValues: null,
     namespaces: null,

@@ -47,7 +47,7 @@ test('header values: "*" is a presence check (an empty value matches), elsewhere
   assert.equal(matchesPatterns(compilePatterns(['a*'], false, true), ''), false);
 });
 
-/** Istio's own form (pkg/config/security/matcher HeaderMatcherWithRegex), with Go's QuoteMeta. */
+/** Istio's list reading (authz/matcher HeaderMatcherWithRegex, its request.experimental.inline.headers), with QuoteMeta. */
 function istioHeaderRegex(value: string): RegExp {
   const quote = (text: string) => text.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
   const regex = value.startsWith('*')

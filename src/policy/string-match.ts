@@ -59,10 +59,10 @@ export function matchesPatterns(patterns: Patterns, input: string): boolean {
 }
 
 /**
- * A header condition's value as Istio matches it (HeaderMatcherWithRegex): the regex
- * `^v$|^v,.*|.*,v,.*|.*,v$`, so the whole value or any one of its `,`-separated elements (Envoy
- * joins a header sent more than once with `,`). Elements are not trimmed: in `a, b` the second is
- * ` b`. `prefix*` and `*suffix` become `prefix.*` and `.*suffix` inside that regex.
+ * A header value read as a list: the whole value or any one of its `,`-separated elements (Envoy
+ * joins a header sent more than once with `,`), as Istio's HeaderMatcherWithRegex does for
+ * `request.experimental.inline.headers`: the regex `^v$|^v,.*|.*,v,.*|.*,v$`. Elements are not
+ * trimmed: in `a, b` the second is ` b`. `prefix*` and `*suffix` become `prefix.*` and `.*suffix`.
  */
 export function matchesHeaderElements(patterns: Patterns, value: string): boolean {
   if (patterns.isAny) return value.length > 0 || patterns.isAnyPresent;
