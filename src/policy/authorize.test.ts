@@ -584,6 +584,40 @@ const cases: Case[] = [
     peer: { headers: { 'x-header': ['foo', 'bar'] } },
     http: 'allow demo/a#0',
   },
+  // Istio's request.experimental.inline.headers[...]: any one `,`-separated element may match
+  // (HeaderMatcherWithRegex ^v$|^v,.*|.*,v,.*|.*,v$), in ALLOW rules too.
+  {
+    name: 'ALLOW request.experimental.inline.headers admits a request when one element matches',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- when:\n  - key: request.experimental.inline.headers[Accept]\n    values: ["application/json"]',
+    ),
+    peer: { headers: { accept: ['text/html', 'application/json'] } },
+    http: 'allow demo/a#0',
+    tcp: 'no-allow demo/a',
+  },
+  {
+    name: 'ALLOW request.experimental.inline.headers notValues keeps out a request with one element in it',
+    yaml: ap(
+      'a',
+      'demo',
+      'rules:\n- when:\n  - key: request.experimental.inline.headers[x-role]\n    notValues: ["guest"]',
+    ),
+    peer: { headers: { 'x-role': 'admin,guest' } },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'DENY request.experimental.inline.headers matches an element; on TCP it is dropped',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- when:\n  - key: request.experimental.inline.headers[x-role]\n    values: ["adm*"]',
+    ),
+    peer: { headers: { 'x-role': 'user,admin' } },
+    http: 'deny demo/d#0',
+    tcp: 'deny demo/d#0',
+  },
   {
     name: 'ALLOW header notValues keeps out a request with one element in it',
     yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: request.headers[x-token]\n    notValues: ["guest"]'),

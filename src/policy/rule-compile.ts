@@ -78,6 +78,8 @@ interface ConditionData {
    * keeps out, and `x-role: user,admin` cannot slip past a DENY of `admin`.
    */
   readonly isDenyLike: boolean;
+  /** `request.experimental.inline.headers[...]`: `values` match any element in ALLOW rules too. */
+  readonly isList: boolean;
   readonly values: Patterns | null;
   readonly notValues: Patterns | null;
   readonly namespaces: NamespacePatterns | null;
@@ -251,10 +253,11 @@ function matchCondition(condition: ConditionData, context: EvaluationContext): b
       // Envoy's view of a header sent more than once: its values joined with ",".
       const raw = context.headers[condition.header];
       const value = Array.isArray(raw) ? (raw.length > 0 ? raw.join(',') : undefined) : raw;
-      const { values, notValues, isDenyLike } = condition;
+      const { values, notValues, isDenyLike, isList } = condition;
       if (values !== null) {
         if (value === undefined) return false;
-        if (!(isDenyLike ? matchesHeaderElements(values, value) : matchesPatterns(values, value))) {
+        const isElementwise = isDenyLike || isList;
+        if (!(isElementwise ? matchesHeaderElements(values, value) : matchesPatterns(values, value))) {
           return false;
         }
       }
@@ -339,8 +342,9 @@ function compileCondition(condition: ConditionInput, namespace: string, isDenyLi
   const { key, values, notValues } = condition;
   const header = HEADER_CONDITION.exec(key);
   const base = {
-    header: header ? header[1]!.toLowerCase() : '',
+    header: header ? header[2]!.toLowerCase() : '',
     isDenyLike,
+    isList: header?.[1] !== undefined,
     values: null,
     notValues: null,
     namespaces: null,

@@ -13,7 +13,11 @@ import { MAX_SERVICE_ACCOUNTS, serviceAccountProblem } from './service-account.t
 import { patternProblem } from './string-match.ts';
 import { validateTargetRefs } from './target-ref.ts';
 
-/** Condition keys Mutual evaluates; `request.headers[name]` is matched separately. */
+/**
+ * Condition keys Mutual evaluates; `request.headers[name]` and Istio's
+ * `request.experimental.inline.headers[name]` (a header read as a `,`-separated list) are matched
+ * separately.
+ */
 export const CONDITION_KEYS = [
   'source.ip',
   'source.principal',
@@ -23,7 +27,7 @@ export const CONDITION_KEYS = [
 ] as const;
 const UNSUPPORTED_CONDITION =
   /^(request\.auth\.|remote\.ip$|destination\.ip$|connection\.sni$|experimental\.)/;
-export const HEADER_CONDITION = /^request\.headers\[([^\]]+)\]$/;
+export const HEADER_CONDITION = /^request\.(experimental\.inline\.)?headers\[([^\]]+)\]$/;
 
 /** Istio source fields Mutual cannot evaluate: JWT request principals and X-Forwarded-For addresses. */
 export const UNSUPPORTED_SOURCE_FIELDS = [
@@ -356,7 +360,7 @@ function validateCondition(condition: ConditionInput, path: FieldPath, report: R
       'error',
       'MUTUAL_POLICY_INVALID',
       `unknown condition key "${key}"`,
-      `Use one of ${CONDITION_KEYS.join(', ')} or request.headers[<name>].`,
+      `Use one of ${CONDITION_KEYS.join(', ')}, request.headers[<name>] or request.experimental.inline.headers[<name>].`,
     );
     return undefined;
   }
