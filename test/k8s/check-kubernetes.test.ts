@@ -405,6 +405,42 @@ test('uninjected pods in an injection namespace are listed with the restart comm
   ]);
 });
 
+test("pods the injector leaves out on purpose (another mesh's opt-out, Mutual's, hostNetwork, another mesh's sidecar) are not reported as missing the proxy; a plain one still is", async () => {
+  const withMetadata = (name: string, change: (pod: any) => void) => {
+    const pod = plainPod('shop', name) as any;
+    change(pod);
+    return pod as FakeObject;
+  };
+  cluster.put(
+    withMetadata('istio-out', (pod) => {
+      pod.metadata.annotations = { 'sidecar.istio.io/inject': 'false' };
+    }),
+    withMetadata('istio-label-out', (pod) => {
+      pod.metadata.labels['sidecar.istio.io/inject'] = 'false';
+    }),
+    withMetadata('linkerd-out', (pod) => {
+      pod.metadata.annotations = { 'linkerd.io/inject': 'disabled' };
+    }),
+    withMetadata('mutual-out', (pod) => {
+      pod.metadata.annotations = { 'mutual.dev/inject': 'disabled' };
+    }),
+    withMetadata('node-agent', (pod) => {
+      pod.spec.hostNetwork = true;
+    }),
+    withMetadata('istio-meshed', (pod) => {
+      pod.spec.containers.push({ name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.22.0' });
+    }),
+  );
+  let { code, json } = await checkJson();
+  assert.equal(code, 0, JSON.stringify(failures(json)));
+  cluster.put(plainPod('shop', 'plain'));
+  ({ code, json } = await checkJson());
+  assert.equal(code, 1);
+  assert.deepEqual(failures(json), {
+    'pods in injection namespaces run the proxy': ['shop/plain: no mutual-proxy container'],
+  });
+});
+
 test('a pod injected with other anchors is stale: a warning naming the pod and the restart', async () => {
   const previous = await renderCluster();
   const [stale] = injectedPods(previous.install.identityCa.trustAnchorsPem, healthy.install, '7f6e5d4c3');

@@ -12,8 +12,13 @@ import {
   skip,
 } from '../../mesh/checks/index.ts';
 import { parseCertificatesPem } from '../../pki/index.ts';
-import { ANNOTATIONS, INJECT_VALUES, LABELS, TRUST_ANCHORS_CONFIG_MAP } from '../constants.ts';
-import { PROXY_CONTAINER_NAME } from '../inject/index.ts';
+import { INJECT_VALUES, LABELS, TRUST_ANCHORS_CONFIG_MAP } from '../constants.ts';
+import {
+  DEFAULT_INJECT_OPTIONS,
+  type PodLike as InjectablePod,
+  injectPod,
+  PROXY_CONTAINER_NAME,
+} from '../inject/index.ts';
 import { clusterAnchorsPem } from './cluster-ca-checks.ts';
 import type { ClusterView } from './cluster-view.ts';
 
@@ -50,6 +55,16 @@ const proxyOf = (pod: PodLike) =>
     (container) => container.name === PROXY_CONTAINER_NAME,
   );
 const isFinished = (pod: PodLike) => pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
+
+/**
+ * Whether the injector gives this pod the proxy when it is created: the webhook's own decision, so
+ * the pods it leaves out on purpose (opted out with mutual.dev/inject or another mesh's opt-out,
+ * hostNetwork, another mesh's sidecar, a name or port the sidecar needs) are not reported as missed.
+ */
+function isMeshedByInjector(pod: PodLike): boolean {
+  const outcome = injectPod(pod as InjectablePod, { ...DEFAULT_INJECT_OPTIONS, trustAnchorsPem: '' });
+  return outcome.kind !== 'skipped' || outcome.reason === 'already-injected';
+}
 
 /** The command that re-creates a pod through its controller (a Deployment's pods come from a ReplicaSet). */
 export function restartCommand(pod: PodLike): string {
@@ -141,8 +156,7 @@ export function dataPlaneChecks(view: ClusterView): CheckCategory {
               (pod) =>
                 namespaces.has(pod.metadata?.namespace ?? '') &&
                 !isFinished(pod) &&
-                !pod.spec?.hostNetwork &&
-                pod.metadata?.annotations?.[ANNOTATIONS.inject] !== INJECT_VALUES.disabled,
+                (proxyOf(pod) !== undefined || isMeshedByInjector(pod)),
             );
             const uninjected = expected.filter((pod) => !proxyOf(pod));
             if (uninjected.length === 0) return ok(plural(expected.length, 'pod'));
