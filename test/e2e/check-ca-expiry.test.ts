@@ -76,6 +76,14 @@ test('an anchor near its end: the issuer warning says to rotate the anchor, and 
   const oldBundle = await readFile(join(ca, 'bundle.pem'), 'utf8');
   const newRoot = await readFile(join(newca, 'trust-anchor.crt'), 'utf8');
   await writeFile(join(ca, 'bundle.pem'), oldBundle + newRoot);
+  // Both roots are named: a root added to bundle.pem widens who is trusted ('2 roots' said no more).
+  const read = JSON.parse(
+    (await runMutual(['check', '--state-dir', state, '-o', 'json'])).stdout,
+  ) as CheckJson;
+  assert.match(
+    read.checks.find((check) => check.description === 'trust anchors can be read')?.results[0]?.message ?? '',
+    /^2 roots: O=Mutual, CN=Mutual trust anchor cluster\.local \w+ \(until \S+\); O=Mutual, CN=Mutual trust anchor cluster\.local \w+ \(until /,
+  );
   const [added] = await failures(state, ANCHOR_LIFETIME);
   assert.match(added ?? '', /rotation under way: .*bundle\.pem also holds .*next step: switch the issuer/);
 

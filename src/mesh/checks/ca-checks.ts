@@ -170,9 +170,18 @@ export function trustAnchorCategory(name: string, source: CaSource, fix: TrustAn
         async run(context) {
           try {
             const anchors = await anchorsOf(context);
-            return anchors.length > 0
-              ? ok(`${anchors.length} root${anchors.length === 1 ? '' : 's'}`)
-              : fail('the trust bundle holds no certificate');
+            if (anchors.length === 0) return fail('the trust bundle holds no certificate');
+            if (anchors.length === 1) return ok('1 root');
+            // Named, when more than one: a root added from another CA widens who is trusted, and
+            // showed only as '2 roots'.
+            return ok(
+              `${anchors.length} roots: ${anchors
+                .map(
+                  (anchor) =>
+                    `${anchor.subject || anchor.fingerprintSha256.slice(0, 16)} (until ${isoDate(anchor.notAfterMs)})`,
+                )
+                .join('; ')}`,
+            );
           } catch (error) {
             return failOrSkip(error);
           }
