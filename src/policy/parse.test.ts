@@ -169,6 +169,17 @@ const errorCases: ErrorCase[] = [
     ],
   },
   {
+    // Istio: "`provider` must not be with non CUSTOM action" (not "CUSTOM is unsupported").
+    name: 'provider beside an action other than CUSTOM is refused as invalid, naming the action',
+    yaml: ap('audit', 'demo', 'action: AUDIT\nprovider:\n  name: my-custom-authz\nrules:\n- {}'),
+    expect: [['10:5 MUTUAL_POLICY_INVALID', /only action CUSTOM uses; this policy's action is AUDIT/]],
+  },
+  {
+    name: 'a key with no value (spec:) says so, not "expected object, received null"',
+    yaml: 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: a\n  namespace: demo\nspec:\n',
+    expect: [['6:', /spec: is empty \(a key with no value\); give it a value \(object\) or remove the key/]],
+  },
+  {
     name: 'bad creationTimestamp',
     yaml: pa('a', 'demo', 'mtls: {mode: STRICT}', 'yesterday'),
     expect: [['7:', /must be an RFC 3339 time/]],

@@ -224,10 +224,12 @@ function reportIssue(issue: z.core.$ZodIssue, report: Report): void {
     report(path, 'error', 'MUTUAL_POLICY_INVALID', inner);
     return;
   }
-  const message = issue.message.replace(
-    /^Invalid input: expected (\w+), received undefined$/,
-    'missing ($1 required)',
-  );
+  const message = issue.message
+    .replace(/^Invalid input: expected (\w+), received undefined$/, 'missing ($1 required)')
+    .replace(
+      /^Invalid input: expected (\w+), received null$/,
+      'is empty (a key with no value); give it a value ($1) or remove the key',
+    );
   report(path, 'error', 'MUTUAL_POLICY_INVALID', message);
 }
 

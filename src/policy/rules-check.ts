@@ -180,13 +180,22 @@ export function validateAuthorizationPolicy(
   if (spec !== undefined) validateTargetRefs(spec, meta, report);
   validateSelector(spec?.selector, report);
   const action = spec?.action ?? 'ALLOW';
-  if (action === 'CUSTOM' || spec?.provider !== undefined) {
+  if (action === 'CUSTOM') {
     report(
-      ['spec', action === 'CUSTOM' ? 'action' : 'provider'],
+      ['spec', 'action'],
       'error',
       'MUTUAL_POLICY_UNSUPPORTED',
       'action CUSTOM (an external authorizer) is not supported by Mutual',
       'Use ALLOW, DENY or AUDIT rules instead; Mutual has no external authorization extension.',
+    );
+  } else if (spec?.provider !== undefined) {
+    // Istio refuses it too: "`provider` must not be with non CUSTOM action".
+    report(
+      ['spec', 'provider'],
+      'error',
+      'MUTUAL_POLICY_INVALID',
+      `provider names an external authorizer, which only action CUSTOM uses; this policy's action is ${action}`,
+      `Remove provider to keep this an ${action} policy (Istio refuses it as written).`,
     );
   }
   if (action === 'ALLOW' && (spec?.rules === undefined || spec.rules.length === 0)) {
