@@ -125,7 +125,12 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
         break;
       case 'exited':
         context.writeError(
-          `! ${event.what} exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`}); its log: ${show(event.log)}\n`,
+          `! ${event.what} exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`})${event.restartInMs === undefined ? ', and its restart policy says not to start it again' : `; starting it again in ${formatDuration(event.restartInMs)}`}; its log: ${show(event.log)}\n`,
+        );
+        break;
+      case 'restarted':
+        context.writeError(
+          `  ✓ ${event.what} started again (pid ${event.pid}${event.restarts > 1 ? `, restart ${event.restarts} in a row` : ''})\n`,
         );
         break;
     }

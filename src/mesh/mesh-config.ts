@@ -231,6 +231,7 @@ function meshConfigOf(raw: RawMesh, file: string): MeshConfig {
       upstreams,
       opaquePorts: service.opaquePorts,
       skipInboundPorts: service.skipInboundPorts,
+      restart: service.restart,
     };
   });
   return {

@@ -31,6 +31,8 @@ export interface MeshService {
   readonly upstreams: readonly MeshUpstream[];
   readonly opaquePorts: readonly number[];
   readonly skipInboundPorts: readonly number[];
+  /** Whether the app is started again when it exits while the mesh runs (restarts.ts). */
+  readonly restart: 'always' | 'on-failure' | 'never';
 }
 
 export interface MeshConfig {
@@ -91,6 +93,11 @@ export const serviceSchema = z.strictObject({
   upstreams: z.array(upstreamSchema).default([]),
   opaquePorts: z.array(portNumber).default([]),
   skipInboundPorts: z.array(portNumber).default([]),
+  restart: z
+    .enum(['always', 'on-failure', 'never'], {
+      error: 'must be always, on-failure (a crash or a kill, the default) or never',
+    })
+    .default('on-failure'),
 });
 export const meshSchema = z.strictObject({
   trustDomain: z.string().default('cluster.local'),

@@ -35,6 +35,7 @@ import {
   tailFile,
 } from './processes.ts';
 import { type WaitOutcome, waitForHttpReady, waitForTcp } from './readiness.ts';
+import { type Restartable, type RestartEvent, superviseRestarts } from './restarts.ts';
 import {
   type MeshPaths,
   type MeshRuntime,
@@ -58,7 +59,8 @@ export type MeshProgress =
   | { kind: 'destination-ready'; apiUrl: string; entries: number; elapsedMs: number }
   | { kind: 'tokens'; count: number; dir: string; access: string }
   | { kind: 'service-ready'; service: RuntimeService; elapsedMs: number }
-  | { kind: 'exited'; what: string; code: number | null; signal: string | null; log: string }
+  /** A process of the running mesh exited (and is started again in restartInMs), or was started again. */
+  | RestartEvent
   | { kind: 'port-taken'; what: string; log: string }
   /** An app listens, but not on the $PORT it was given (it will not be ready): where it does. */
   | { kind: 'app-elsewhere'; service: string; port: number; appPort: number; listening: readonly string[] }
@@ -182,8 +184,10 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
   let network: MeshNetwork | undefined;
   let isClosing = false;
   let tokenTimer: NodeJS.Timeout | undefined;
+  let supervision: { stop(): void } | undefined;
   const stopAll = async () => {
     isClosing = true;
+    supervision?.stop();
     clearInterval(tokenTimer);
     if (runtime) await stopRuntime(runtime);
     else await stopRuntime(partialRuntime(config, paths, controlPlane, processes));
@@ -430,17 +434,77 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
       deps.onProgress({ kind: 'service-ready', service, elapsedMs: Date.now() - started });
     });
     await settleAll(ready, deps.signal);
+
+    // From here on a process that exits is started again (restarts.ts), and runtime.json follows,
+    // so `down`, `check`, `logs` and the dashboard find the new one.
+    let recording = Promise.resolve();
+    const record = (update: (current: MeshRuntime) => MeshRuntime) => {
+      runtime = update(runtime!);
+      const snapshot = runtime;
+      // One write after another: an older snapshot must never land after a newer one.
+      recording = recording.then(() => writeRuntime(paths, snapshot)).catch(() => {});
+    };
+    const controlPlaneSpec = (argv: readonly string[], log: string) => () =>
+      spawnLogged({ argv, cwd: paths.stateDir, env: nodeEnv(deps), log });
+    const supervised: Array<{ process: LoggedProcess; restartable: Restartable }> = [
+      {
+        process: identity,
+        restartable: {
+          what: 'the identity service',
+          policy: 'always',
+          spawn: controlPlaneSpec(plan.identity.argv, plan.identity.log),
+          onStarted: (again) =>
+            record((current) => ({ ...current, identity: { ...current.identity, ...recorded(again) } })),
+        },
+      },
+      {
+        process: destination,
+        restartable: {
+          what: 'the destination service',
+          policy: 'always',
+          spawn: controlPlaneSpec(plan.destination.argv, plan.destination.log),
+          onStarted: (again) =>
+            record((current) => ({
+              ...current,
+              destination: { ...current.destination!, ...recorded(again) },
+            })),
+        },
+      },
+      ...plan.services.flatMap((servicePlan, index) => {
+        const name = servicePlan.service.name;
+        const replace = (part: 'app' | 'proxy', again: LoggedProcess) =>
+          record((current) => ({
+            ...current,
+            services: current.services.map((service, at) =>
+              at === index ? { ...service, [part]: recorded(again) } : service,
+            ),
+          }));
+        return [
+          {
+            process: proxies[index]!,
+            restartable: {
+              what: `the sidecar of ${name}`,
+              policy: 'always' as const,
+              spawn: controlPlaneSpec(servicePlan.proxy.argv, servicePlan.proxy.log),
+              onStarted: (again: LoggedProcess) => replace('proxy', again),
+            },
+          },
+          {
+            process: apps[index]!,
+            restartable: {
+              what: `the app ${name}`,
+              policy: servicePlan.service.restart,
+              spawn: () => spawnLogged(servicePlan.app),
+              onStarted: (again: LoggedProcess) => replace('app', again),
+            },
+          },
+        ];
+      }),
+    ];
+    supervision = superviseRestarts(supervised, { isStopping: () => isClosing, onEvent: deps.onProgress });
   } catch (error) {
     await stopAll();
     throw error;
-  }
-
-  // After start: report any process that exits while the mesh runs.
-  for (const child of processes) {
-    void child.exited.then(({ code, signal }) => {
-      if (isClosing) return;
-      deps.onProgress({ kind: 'exited', what: describe(runtime!, child), code, signal, log: child.log });
-    });
   }
   const finalRuntime = runtime;
   return { runtime: finalRuntime, paths, close: stopAll };
@@ -455,16 +519,6 @@ function nodeEnv(deps: MeshDeps): Record<string, string> {
   for (const [key, value] of Object.entries(deps.baseEnv)) if (value !== undefined) env[key] = value;
   env.NO_COLOR = '1';
   return env;
-}
-
-function describe(runtime: MeshRuntime, child: LoggedProcess): string {
-  if (runtime.identity.pid === child.pid) return 'the identity service';
-  if (runtime.destination?.pid === child.pid) return 'the destination service';
-  for (const service of runtime.services) {
-    if (service.app.pid === child.pid) return `the app ${service.name}`;
-    if (service.proxy.pid === child.pid) return `the sidecar of ${service.name}`;
-  }
-  return `process ${child.pid}`;
 }
 
 /** The processes started so far, as a runtime `stopRuntime` can stop. */

@@ -225,7 +225,7 @@ export const proxyChecks: CheckCategory = {
     {
       description: 'sidecar is ready',
       hint: 'a sidecar that is not ready refuses mesh traffic to and from its app',
-      fix: 'read its log (`mutual logs SERVICE --proxy`); a sidecar whose process has exited comes back with the mesh: `mutual down && mutual up -f mesh.yaml`',
+      fix: 'read its log (`mutual logs SERVICE --proxy`): `mutual up` starts a sidecar that exited again by itself (after 1 s, backing off to 30 s), so one that stays down fails each time it starts, and its log says why',
       severity: 'error',
       run: (context) =>
         perService(context, async (service) => {

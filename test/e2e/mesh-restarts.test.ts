@@ -1,0 +1,146 @@
+// A process of a running `mutual up` mesh that dies is started again, as the kubelet restarts a
+// pod's containers: sidecars and the control plane always, apps by their `restart` policy. Real
+// processes killed with SIGKILL; calls go through the real sidecars afterwards.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
+
+let dir: string;
+let state: string;
+let up: MeshUp;
+
+const SERVER =
+  "require('node:http').createServer((q, s) => s.end('api says hi')).listen(Number(process.env.PORT), '127.0.0.1')";
+const IDLE = 'setInterval(() => {}, 1000)';
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-restarts-'));
+  state = join(dir, 'state');
+  const file = join(dir, 'mesh.yaml');
+  await writeFile(
+    file,
+    [
+      'services:',
+      '  - name: api',
+      `    command: [node, -e, ${JSON.stringify(SERVER)}]`,
+      '    ports: [8080]',
+      '  - name: client',
+      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      '    upstreams: [api]',
+      '  - name: batch',
+      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      '    upstreams: [api]',
+      '    restart: never',
+      '',
+    ].join('\n'),
+  );
+  up = await startMeshUp(['-f', file, '--state-dir', state]);
+  assert.match(up.output(), /The mesh is up/, up.output());
+});
+
+after(async () => {
+  await up?.stop();
+  await runMutual(['down', '--state-dir', state]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Recorded {
+  pid: number;
+}
+interface Runtime {
+  identity: Recorded;
+  destination: Recorded;
+  services: Array<{
+    name: string;
+    app: Recorded;
+    proxy: Recorded;
+    upstreams: Array<{ localAddress: string }>;
+  }>;
+}
+
+async function runtime(): Promise<Runtime> {
+  return JSON.parse(await readFile(join(state, 'runtime.json'), 'utf8'));
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** GET / of api through client's sidecar (its upstream port), over mTLS to api's sidecar. */
+async function callApi(): Promise<string> {
+  const client = (await runtime()).services.find((service) => service.name === 'client')!;
+  try {
+    const response = await fetch(`http://${client.upstreams[0]!.localAddress}/`, {
+      signal: AbortSignal.timeout(3000),
+    });
+    return `${response.status} ${await response.text()}`;
+  } catch (error) {
+    return String(error);
+  }
+}
+
+/** Kills `pick`'s process with SIGKILL and waits until runtime.json names a new, live one. */
+async function killAndAwaitRestart(what: string, pick: (current: Runtime) => Recorded): Promise<number> {
+  const before = pick(await runtime()).pid;
+  process.kill(before, 'SIGKILL');
+  let after = before;
+  await waitUntil(async () => {
+    after = pick(await runtime()).pid;
+    return after !== before && isAlive(after);
+  }, `${what} started again (output: ${up.output()})`);
+  assert.ok(!isAlive(before));
+  return after;
+}
+
+test('a sidecar killed while the mesh runs is started again, and calls through it work again', async () => {
+  assert.equal(await callApi(), '200 api says hi');
+  const service = (current: Runtime) => current.services.find((s) => s.name === 'api')!;
+  await killAndAwaitRestart('the sidecar of api', (current) => service(current).proxy);
+  assert.match(up.output(), /! the sidecar of api exited \(signal SIGKILL\); starting it again in 1s/);
+  assert.match(up.output(), /✓ the sidecar of api started again \(pid \d+\)/);
+  await waitUntil(async () => (await callApi()) === '200 api says hi', 'api answers through its new sidecar');
+});
+
+test('the identity service and an app killed are started again (the app by its default policy, on-failure)', async () => {
+  await killAndAwaitRestart('the identity service', (current) => current.identity);
+  await killAndAwaitRestart('the app api', (current) => current.services.find((s) => s.name === 'api')!.app);
+  assert.match(up.output(), /! the app api exited \(signal SIGKILL\); starting it again in 1s/);
+  await waitUntil(async () => (await callApi()) === '200 api says hi', 'the new api app answers');
+});
+
+test('an app with restart: never stays down, and up says so', async () => {
+  const batch = (await runtime()).services.find((s) => s.name === 'batch')!.app.pid;
+  process.kill(batch, 'SIGKILL');
+  await waitUntil(
+    async () =>
+      /the app batch exited \(signal SIGKILL\), and its restart policy says not to start it again/.test(
+        up.output(),
+      ),
+    `up reports batch's exit (output: ${up.output()})`,
+  );
+  assert.equal((await runtime()).services.find((s) => s.name === 'batch')!.app.pid, batch);
+  assert.doesNotMatch(up.output(), /the app batch started again/);
+});
+
+test('mutual down stops the processes started again too', async () => {
+  const current = await runtime();
+  const pids = [
+    current.identity.pid,
+    current.destination.pid,
+    ...current.services.flatMap((service) => [service.app.pid, service.proxy.pid]),
+  ].filter(isAlive);
+  assert.ok(pids.length >= 7, `live processes: ${pids.length}`);
+  const down = await runMutual(['down', '--state-dir', state]);
+  assert.equal(down.code, 0, down.stderr);
+  await waitUntil(async () => pids.every((pid) => !isAlive(pid)), 'every process stopped');
+  assert.doesNotMatch(up.output().split('SIGTERM')[1] ?? '', /started again/);
+});
