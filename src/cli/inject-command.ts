@@ -1,4 +1,6 @@
-import { resolve } from 'node:path';
+import type { Dirent } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
@@ -73,9 +75,15 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
       .description(
         'add the Mutual sidecar to the pods of Kubernetes manifests (FILE or - for stdin); prints them as given (YAML, or JSON as kubectl prints it), reports on stderr',
       )
-      .argument('[file]', 'YAML or JSON manifests (Deployments, Pods, CronJobs, Lists …); - reads stdin')
+      .argument(
+        '[file]',
+        'YAML or JSON manifests (Deployments, Pods, CronJobs, Lists …), or a directory of them (.yaml, .yml, .json); - reads stdin',
+      )
       // kubectl apply -f and istioctl kube-inject -f: the same file, for hands used to them.
-      .option('-f, --filename <file>', 'the manifests, as kubectl and istioctl take them (same as FILE)'),
+      .option(
+        '-f, --filename <file>',
+        'the manifests (a file or directory), as kubectl and istioctl take them (same as FILE)',
+      ),
   ).action(async (file: string | undefined, flags: InjectFlags & { filename?: string }) => {
     if (file !== undefined && flags.filename !== undefined) {
       throw new MutualError(
@@ -211,17 +219,68 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
     defaults.trustDomain,
   );
   const options = { ...defaults, trustAnchorsPem: anchors.pem };
-  const name = file === '-' ? '<stdin>' : file;
-  const text = await readManifests(file, context);
-  const result = injectManifests(text, name, options);
-  for (const chunk of result.outputChunks) context.write(chunk);
-  if (result.report.every((line) => line.result === 'note')) {
-    context.writeError(`${name}: no pods or workloads found; printed unchanged\n`);
+  // A directory, as kubectl apply -f and linkerd inject take one: its manifest files in name order.
+  const names = file === '-' ? ['-'] : await manifestFiles(file, context);
+  // Every file is read and injected before anything is printed: a bad one stops the run with none.
+  const results = [];
+  for (const name of names) {
+    const shown = name === '-' ? '<stdin>' : name;
+    results.push({ shown, result: injectManifests(await readManifests(name, context), shown, options) });
   }
-  for (const line of result.report) {
-    const what = line.result === 'injected' ? 'injected' : `${line.result}: ${line.message}`;
-    context.writeError(`${line.name} (${name}:${line.line}): ${what}\n`);
+  let isDocumentOpen = false;
+  for (const { result } of results) {
+    // Files are joined as one YAML stream, each starting a document of its own.
+    if (isDocumentOpen && !/^\uFEFF?\s*---/.test(result.outputChunks[0] ?? '')) context.write('---\n');
+    for (const chunk of result.outputChunks) context.write(chunk);
+    const last = result.outputChunks.at(-1) ?? '';
+    isDocumentOpen = last.trim() !== '' && !/(^|\n)---\s*$/.test(last);
+    if (isDocumentOpen && !last.endsWith('\n')) context.write('\n');
   }
+  if (results.every(({ result }) => result.report.every((line) => line.result === 'note'))) {
+    context.writeError(`${file === '-' ? '<stdin>' : file}: no pods or workloads found; printed unchanged\n`);
+  }
+  for (const { shown, result } of results) {
+    for (const line of result.report) {
+      const what = line.result === 'injected' ? 'injected' : `${line.result}: ${line.message}`;
+      context.writeError(`${line.name} (${shown}:${line.line}): ${what}\n`);
+    }
+  }
+}
+
+const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'];
+
+/**
+ * `file` itself, or for a directory the manifest files directly in it (.yaml, .yml, .json, sorted;
+ * subdirectories are not read, as kubectl without -R), named as given (`k8s/web.yaml`).
+ */
+async function manifestFiles(file: string, context: CliContext): Promise<string[]> {
+  const path = resolve(context.cwd, file);
+  let entries: Dirent[];
+  try {
+    if (!(await stat(path)).isDirectory()) return [file];
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return [file]; // readManifests says what is wrong with it.
+  }
+  const files = entries
+    .filter((entry) => entry.isFile() && MANIFEST_EXTENSIONS.some((ext) => entry.name.endsWith(ext)))
+    .map((entry) => entry.name)
+    .sort();
+  if (files.length === 0) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${file} is a directory without manifest files (${MANIFEST_EXTENSIONS.join(', ')}) in it; subdirectories are not read: give one of them, or a file`,
+    );
+  }
+  let total = 0;
+  for (const name of files) total += (await stat(join(path, name))).size;
+  if (total > MAX_MANIFEST_BYTES) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `the manifest files in ${file} add up to ${total} bytes; at most ${MAX_MANIFEST_BYTES / (1024 * 1024)} MiB are read at once: inject them in parts, e.g. one file at a time`,
+    );
+  }
+  return files.map((name) => join(file, name));
 }
 
 const MAX_CONNECTIONS_CEILING = 1_048_576;
