@@ -2,7 +2,7 @@ import { access } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
-import { parseDuration } from '../config/index.ts';
+import { parseDuration, parseDurationWithin } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { kubernetesChecks } from '../k8s/checks/index.ts';
 import {
@@ -58,7 +58,7 @@ export function registerCheckCommand(program: Command, context: CliContext): voi
     )
     .option(
       '--traffic-window <duration>',
-      'judge the traffic of this last stretch of time (counters compared with a sample kept by an earlier run)',
+      'judge the traffic of this last stretch of time, 1s to 24h (counters compared with a sample kept by an earlier run)',
       '60s',
     )
     .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
@@ -104,7 +104,11 @@ async function check(
   const thresholds = {
     expiryWarningMs: parseDuration(options.expiryWarning, '--expiry-warning'),
     maxClockSkewMs: parseDuration(options.maxClockSkew, '--max-clock-skew'),
-    trafficWindowMs: parseDuration(options.trafficWindow, '--traffic-window'),
+    // 0s judged 'all traffic since the sidecars started', the opposite of what was asked.
+    trafficWindowMs: parseDurationWithin(options.trafficWindow, '--traffic-window', {
+      atLeast: '1s',
+      atMost: '24h',
+    }),
   };
   const paths = meshPaths(resolve(context.cwd, options.stateDir));
   // A runtime.json that cannot be read is the mesh check's failure; the CA checks still run.
