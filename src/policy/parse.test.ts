@@ -307,6 +307,19 @@ const warningCases: WarningCase[] = [
     ],
   },
   {
+    // A DENY of "get" would never deny: requests are GET, or refused.
+    name: 'a method not in upper case never matches',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- to:\n  - operation:\n      methods: ["get", "POST"]\n      ports: ["80"]',
+    ),
+    expect: [
+      ['12:19', /method-not-upper-case .*no request has the method "get"/],
+      ['10:', /http-fields-ignored-on-tcp/],
+    ],
+  },
+  {
     name: 'a clean policy has no warnings',
     yaml: ap(
       'a',

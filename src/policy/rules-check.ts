@@ -277,6 +277,16 @@ export function validateAuthorizationPolicy(
           } else {
             checkPattern(value, [...path, field, i], report);
           }
+          // Requests with a method not in upper case are refused (400), as Istio does.
+          if ((field === 'methods' || field === 'notMethods') && value !== value.toUpperCase()) {
+            report(
+              [...path, field, i],
+              'warning',
+              'method-not-upper-case',
+              `no request has the method "${value}": methods match case-sensitively and a request whose method is not in upper case is refused (400)`,
+              `Write "${value.toUpperCase()}".`,
+            );
+          }
         }
       }
     }
