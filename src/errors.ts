@@ -384,7 +384,7 @@ export const errorCatalog = {
   MUTUAL_MESH_ADMIN_UNREACHABLE: {
     meaning: "A proxy's or the identity service's admin endpoint did not answer.",
     action:
-      'Check that the mesh is up (`mutual check`) and read the process log (`mutual logs SERVICE --proxy`).',
+      'Read the log the message names; mutual check, given the same --state-dir as the command, shows what else in the mesh is down.',
   },
   // mutual up --isolation netns
   MUTUAL_MESH_NETNS_UNAVAILABLE: {
