@@ -18,7 +18,13 @@ export interface Restartable {
   /** Starts it again, with the arguments, environment and log of the first start. */
   readonly spawn: () => LoggedProcess;
   /** Records a new process (runtime.json), synchronously: a `down` right after must find it. */
-  readonly onStarted: (process: LoggedProcess) => void;
+  readonly onStarted: (process: LoggedProcess, restart: RestartRecord) => void;
+}
+
+/** What runtime.json keeps of a restart: how many so far, and how the process before ended. */
+export interface RestartRecord {
+  readonly restarts: number;
+  readonly lastExit: { readonly code: number | null; readonly signal: string | null; readonly at: string };
 }
 
 export type RestartEvent =
@@ -62,6 +68,7 @@ export function superviseRestarts(
     const startedAtMs = Date.now();
     void process.exited.then((exit) => {
       if (isStopped || options.isStopping()) return;
+      const exitedAt = new Date().toISOString();
       const ranLong = Date.now() - startedAtMs >= RESTART_BACKOFF.resetAfterMs;
       const next = ranLong ? 1 : restarts + 1;
       const restart = shouldRestart(restartable.policy, exit);
@@ -79,7 +86,10 @@ export function superviseRestarts(
         timers.delete(timer);
         if (isStopped || options.isStopping()) return;
         const again = restartable.spawn();
-        restartable.onStarted(again);
+        restartable.onStarted(again, {
+          restarts: next,
+          lastExit: { code: exit.code, signal: exit.signal, at: exitedAt },
+        });
         options.onEvent({ kind: 'restarted', what: restartable.what, pid: again.pid, restarts: next });
         watch(again, restartable, next);
       }, delayMs);

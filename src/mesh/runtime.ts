@@ -34,6 +34,10 @@ export interface RuntimeProcess {
   readonly startTicks: number;
   readonly log: string;
   readonly argv: readonly string[];
+  /** How many times `up` has started it again after it exited (restarts.ts); absent before the first. */
+  readonly restarts?: number;
+  /** How the process before this one ended, when this one is a restart. */
+  readonly lastExit?: { readonly code: number | null; readonly signal: string | null; readonly at: string };
 }
 
 export interface RuntimeService {

@@ -35,7 +35,7 @@ import {
   tailFile,
 } from './processes.ts';
 import { type WaitOutcome, waitForHttpReady, waitForTcp } from './readiness.ts';
-import { type Restartable, type RestartEvent, superviseRestarts } from './restarts.ts';
+import { type Restartable, type RestartEvent, type RestartRecord, superviseRestarts } from './restarts.ts';
 import {
   type MeshPaths,
   type MeshRuntime,
@@ -453,8 +453,11 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
           what: 'the identity service',
           policy: 'always',
           spawn: controlPlaneSpec(plan.identity.argv, plan.identity.log),
-          onStarted: (again) =>
-            record((current) => ({ ...current, identity: { ...current.identity, ...recorded(again) } })),
+          onStarted: (again, restart) =>
+            record((current) => ({
+              ...current,
+              identity: { ...current.identity, ...recorded(again), ...restart },
+            })),
         },
       },
       {
@@ -463,20 +466,20 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
           what: 'the destination service',
           policy: 'always',
           spawn: controlPlaneSpec(plan.destination.argv, plan.destination.log),
-          onStarted: (again) =>
+          onStarted: (again, restart) =>
             record((current) => ({
               ...current,
-              destination: { ...current.destination!, ...recorded(again) },
+              destination: { ...current.destination!, ...recorded(again), ...restart },
             })),
         },
       },
       ...plan.services.flatMap((servicePlan, index) => {
         const name = servicePlan.service.name;
-        const replace = (part: 'app' | 'proxy', again: LoggedProcess) =>
+        const replace = (part: 'app' | 'proxy', again: LoggedProcess, restart: RestartRecord) =>
           record((current) => ({
             ...current,
             services: current.services.map((service, at) =>
-              at === index ? { ...service, [part]: recorded(again) } : service,
+              at === index ? { ...service, [part]: { ...recorded(again), ...restart } } : service,
             ),
           }));
         return [
@@ -486,7 +489,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
               what: `the sidecar of ${name}`,
               policy: 'always' as const,
               spawn: controlPlaneSpec(servicePlan.proxy.argv, servicePlan.proxy.log),
-              onStarted: (again: LoggedProcess) => replace('proxy', again),
+              onStarted: (again: LoggedProcess, restart: RestartRecord) => replace('proxy', again, restart),
             },
           },
           {
@@ -495,7 +498,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
               what: `the app ${name}`,
               policy: servicePlan.service.restart,
               spawn: () => spawnLogged(servicePlan.app),
-              onStarted: (again: LoggedProcess) => replace('app', again),
+              onStarted: (again: LoggedProcess, restart: RestartRecord) => replace('app', again, restart),
             },
           },
         ];

@@ -50,6 +50,8 @@ after(async () => {
 
 interface Recorded {
   pid: number;
+  restarts?: number;
+  lastExit?: { code: number | null; signal: string | null; at: string };
 }
 interface Runtime {
   identity: Recorded;
@@ -107,6 +109,9 @@ test('a sidecar killed while the mesh runs is started again, and calls through i
   await killAndAwaitRestart('the sidecar of api', (current) => service(current).proxy);
   assert.match(up.output(), /! the sidecar of api exited \(signal SIGKILL\); starting it again in 1s/);
   assert.match(up.output(), /✓ the sidecar of api started again \(pid \d+\)/);
+  const recorded = service(await runtime()).proxy;
+  assert.equal(recorded.restarts, 1);
+  assert.deepEqual({ ...recorded.lastExit, at: undefined }, { code: null, signal: 'SIGKILL', at: undefined });
   await waitUntil(async () => (await callApi()) === '200 api says hi', 'api answers through its new sidecar');
 });
 
