@@ -618,6 +618,38 @@ const cases: Case[] = [
     http: 'deny demo/d#0',
     tcp: 'deny demo/d#0',
   },
+  // Envoy's header map holds the pseudo-headers; Istio's own testdata uses request.headers[:method].
+  {
+    name: 'DENY request.headers[:method] matches the method (HTTP/1 has no such header line)',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- when:\n  - key: request.headers[:method]\n    values: ["DELETE"]',
+    ),
+    peer: { method: 'DELETE' },
+    http: 'deny demo/d#0',
+  },
+  {
+    name: 'DENY request.headers[:authority] matches the Host as sent',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- when:\n  - key: request.headers[:authority]\n    values: ["admin.*"]',
+    ),
+    peer: { host: 'admin.internal:8080' },
+    http: 'deny demo/d#0',
+  },
+  {
+    // The path as matched and forwarded (normalised, with its query), not an HTTP/2 client's raw :path.
+    name: 'DENY request.headers[:path] matches the normalised path with its query',
+    yaml: ap(
+      'd',
+      'demo',
+      'action: DENY\nrules:\n- when:\n  - key: request.headers[:path]\n    values: ["/admin*"]',
+    ),
+    peer: { path: '/admin?x=1', headers: { ':path': '/public/../admin?x=1' } },
+    http: 'deny demo/d#0',
+  },
   {
     name: 'ALLOW header notValues keeps out a request with one element in it',
     yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: request.headers[x-token]\n    notValues: ["guest"]'),

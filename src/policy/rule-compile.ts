@@ -29,6 +29,8 @@ export interface EvaluationContext {
   readonly port: number;
   readonly method: string;
   readonly path: string;
+  /** The normalised path with its query, as forwarded: Envoy's `:path`. */
+  readonly target: string;
   /** The Host (HTTP/2 :authority) as sent: what Istio's `hosts` compare, case-insensitively. */
   readonly rawHost: string;
   /** The host without a trailing dot, with its `:port` if it has one. */
@@ -251,7 +253,7 @@ function matchCondition(condition: ConditionData, context: EvaluationContext): b
       );
     default: {
       // Envoy's view of a header sent more than once: its values joined with ",".
-      const raw = context.headers[condition.header];
+      const raw = headerOf(context, condition.header);
       const value = Array.isArray(raw) ? (raw.length > 0 ? raw.join(',') : undefined) : raw;
       const { values, notValues, isDenyLike, isList } = condition;
       if (values !== null) {
@@ -269,6 +271,18 @@ function matchCondition(condition: ConditionData, context: EvaluationContext): b
       return true;
     }
   }
+}
+
+/**
+ * A request header as Envoy's header map holds it: with the pseudo-headers an HTTP/1 request has
+ * no line for (Istio's own testdata matches `request.headers[:method]`), taken from what policy
+ * matched, so `:path` is the normalised path, not an HTTP/2 client's raw one.
+ */
+function headerOf(context: EvaluationContext, name: string): string | string[] | undefined {
+  if (name === ':method') return context.method;
+  if (name === ':path') return context.target;
+  if (name === ':authority') return context.rawHost;
+  return context.headers[name];
 }
 
 function principalKeys(sources: readonly SourceInput[]): readonly string[] | undefined {

@@ -21,6 +21,7 @@ spec:
   rules:
     - when: [{ key: "request.headers[x-user]", values: ["evil"] }]
     - when: [{ key: "request.headers[User-Agent]", values: ["*scanner/1"] }]
+    - when: [{ key: "request.headers[:method]", values: ["DELETE"] }]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -64,7 +65,7 @@ after(async () => {
 });
 
 /** One plaintext HTTP/1.1 request with the raw header lines given; its status. */
-function http1(headerLines: string): Promise<number> {
+function http1(headerLines: string, method = 'GET'): Promise<number> {
   return new Promise((resolve, reject) => {
     const socket = connect(server.inbound[0]!.port, '127.0.0.1');
     let text = '';
@@ -73,7 +74,10 @@ function http1(headerLines: string): Promise<number> {
     });
     socket.on('error', reject);
     socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
-    socket.end(`GET /x HTTP/1.1\r\nHost: emoji.demo\r\n${headerLines}Connection: close\r\n\r\n`, 'latin1');
+    socket.end(
+      `${method} /x HTTP/1.1\r\nHost: emoji.demo\r\n${headerLines}Connection: close\r\n\r\n`,
+      'latin1',
+    );
   });
 }
 
@@ -134,4 +138,9 @@ test('HTTP/2: the same, for header fields repeated in one HEADERS frame', async 
     ]),
     403,
   );
+});
+
+test('HTTP/1: request.headers[:method] matches the method, as in Envoy, though HTTP/1 has no such line', async () => {
+  assert.equal(await http1('x-tenant: acme\r\n', 'POST'), 200);
+  assert.equal(await http1('x-tenant: acme\r\n', 'DELETE'), 403);
 });
