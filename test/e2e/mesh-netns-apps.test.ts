@@ -4,11 +4,12 @@
 // IPv4 ones); and apps listening where their sidecar (127.0.0.1) cannot reach them, on the pod's
 // address or on an IPv6-only [::] (nginx's `listen [::]:8080`), which `up` called ready, every
 // call then failing with 502 ECONNREFUSED; and a web server on port 80, which the app (not root)
-// could not bind, where in a Kubernetes pod it can.
+// could not bind, where in a Kubernetes pod it can; and an app that writes to its HOME (`go run`'s
+// build cache), which was root's /root, closed to the app's uid.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -66,7 +67,7 @@ after(async () => {
     }
   }
   if (dir) {
-    for (const state of ['ipv6', 'listen', 'port80'])
+    for (const state of ['ipv6', 'listen', 'port80', 'home'])
       await runMutual(['down', '--state-dir', join(dir, state)]);
     await rm(dir, { recursive: true, force: true });
   }
@@ -208,4 +209,36 @@ test('an app that is not root listens on port 80 in its pod, and is called as ht
   const down = await runMutual(['down', '--state-dir', stateDir]);
   assert.equal(down.code, 0, down.stderr);
   if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
+});
+
+test('an app has a HOME of its own to write to (a build cache), removed by down', { skip }, async () => {
+  // As `go run .` does before it listens: a cache directory under $HOME.
+  const app = `const fs = require('node:fs'); const home = process.env.HOME; fs.mkdirSync(home + '/.cache/go-build', { recursive: true }); fs.writeFileSync(home + '/.cache/go-build/entry', 'x'); require('node:http').createServer((q, s) => s.end(home)).listen(8080)`;
+  const meshFile = join(dir, 'home.yaml');
+  await writeFile(
+    meshFile,
+    `services:
+  - name: builder
+    namespace: apps
+    command: [node, -e, ${JSON.stringify(app)}]
+    ports: [8080]
+`,
+  );
+  const stateDir = join(dir, 'home');
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+    'The mesh is up',
+  );
+  started.push(mesh.child);
+  assert.match(mesh.output(), /The mesh is up: 1 services?/, mesh.output());
+  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const home = curlIn(runtime.services[0]!.pod!.netns, 'http://127.0.0.1:8080/');
+  assert.equal(home, `/run/mutual/${runtime.network!.id}/builder.home`);
+  const owner = await stat(home);
+  assert.deepEqual([owner.uid, owner.mode & 0o777], [2103, 0o700]);
+
+  const down = await runMutual(['down', '--state-dir', stateDir]);
+  assert.equal(down.code, 0, down.stderr);
+  if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
+  await assert.rejects(stat(home), { code: 'ENOENT' });
 });

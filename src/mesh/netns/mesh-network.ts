@@ -10,6 +10,7 @@ import {
 } from '../../proxy/intercept/index.ts';
 import { ip, mustRun, runCommand } from './commands.ts';
 import { addBridge, addNamespace, deleteNamespace, listNamespaces } from './namespaces.ts';
+import { APP_UID } from './plan-netns.ts';
 import { createPod, type PodRecord } from './pod.ts';
 import { candidateSubnets, cidrsIn, type MeshSubnet, overlaps, podAddress } from './subnet.ts';
 
@@ -72,6 +73,8 @@ export async function createMeshNetwork(options: {
   services: ReadonlyArray<{ name: string; namespace: string; skipInboundPorts: readonly number[] }>;
   /** The proxy's uid (default 2102): its traffic is never redirected. */
   proxyUid?: number;
+  /** The apps' uid (default 2103): each owns its pod's HOME. */
+  appUid?: number;
 }): Promise<MeshNetwork> {
   const id = meshNetworkId(options.stateDir);
   const pods: PodSpec[] = options.services.map((service) => ({
@@ -102,6 +105,7 @@ export async function createMeshNetwork(options: {
       address: '',
       etcDir: join(ETC_NETNS, `${id}-${pod.service}`),
       dir: join(RUN_ROOT, id, pod.service),
+      home: join(RUN_ROOT, id, `${pod.service}.home`),
       proxyGid: 0,
       iptablesChains: [],
     })),
@@ -152,6 +156,7 @@ export async function createMeshNetwork(options: {
       record.pods.map((pod, index) =>
         createPod(record, pod, {
           hosts,
+          appUid: options.appUid ?? APP_UID,
           install: async () => {
             await installInterceptRules(rules(pods[index]!), iptablesIn(pod.netns));
           },

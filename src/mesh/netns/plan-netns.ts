@@ -101,7 +101,8 @@ export function planNetnsMesh(options: {
       service,
       spiffeId,
       nodePath: options.nodePath,
-      baseEnv: options.baseEnv,
+      // The app is not root: a HOME of its own, not root's (mesh.yaml's env may still set one).
+      baseEnv: pod.home === undefined ? options.baseEnv : { ...options.baseEnv, HOME: pod.home },
       listenPorts: ports,
       upstreams,
     });

@@ -15,16 +15,24 @@ export interface PodRecord {
   readonly etcDir: string;
   /** /run/mutual/<id>/<service>/: join token and trust bundle for its proxy, group proxyGid. */
   readonly dir: string;
+  /**
+   * /run/mutual/<id>/<service>.home/: the app's HOME, its own (caches, `go run`'s build cache); the
+   * dot keeps it apart from every service's directory. Absent from records of older versions.
+   */
+  readonly home?: string;
   readonly proxyGid: number;
   /** The iptables chains proxy-init installed in its namespace (gone with the namespace). */
   readonly iptablesChains: readonly string[];
 }
 
-/** Makes one pod: namespace, link and address (IPv4 only), /etc/hosts, credentials directory, iptables rules. */
+/**
+ * Makes one pod: namespace, link and address (IPv4 only), /etc/hosts, credentials directory, the
+ * app's HOME, iptables rules.
+ */
 export async function createPod(
   network: { bridgeNetns: string; bridge: string; runDir: string },
   pod: PodRecord,
-  options: { hosts: string; install: () => Promise<void> },
+  options: { hosts: string; install: () => Promise<void>; appUid: number },
 ): Promise<void> {
   await addNamespace(pod.netns);
   await setPodSysctls(pod.netns);
@@ -42,5 +50,9 @@ export async function createPod(
   await chmod(network.runDir, 0o755);
   await mkdir(pod.dir, { mode: 0o750 });
   await chown(pod.dir, 0, pod.proxyGid);
+  if (pod.home !== undefined) {
+    await mkdir(pod.home, { mode: 0o700 });
+    await chown(pod.home, options.appUid, options.appUid);
+  }
   await options.install();
 }
