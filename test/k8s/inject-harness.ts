@@ -16,11 +16,11 @@ export interface InjectRun {
   readonly stderr: string;
 }
 
-/** `mutual inject FILE --trust-anchors-file …` in `cwd`. */
-export async function runInject(file: string, cwd: string): Promise<InjectRun> {
+/** `mutual inject FILE --trust-anchors-file … ARGS` in `cwd`. */
+export async function runInject(file: string, cwd: string, args: readonly string[] = []): Promise<InjectRun> {
   let stdout = '';
   let stderr = '';
-  const code = await runCli(['inject', file, '--trust-anchors-file', INJECT_ANCHORS_FILE], {
+  const code = await runCli(['inject', file, '--trust-anchors-file', INJECT_ANCHORS_FILE, ...args], {
     clock: systemClock,
     cwd,
     isColor: false,
@@ -37,11 +37,15 @@ export async function runInject(file: string, cwd: string): Promise<InjectRun> {
 }
 
 /** `text` written as `file` in a temp directory, injected, the directory removed. */
-export async function injectText(file: string, text: string): Promise<InjectRun> {
+export async function injectText(
+  file: string,
+  text: string,
+  args: readonly string[] = [],
+): Promise<InjectRun> {
   const dir = await mkdtemp(join(tmpdir(), 'mutual-inject-'));
   try {
     await writeFile(join(dir, file), text);
-    return await runInject(file, dir);
+    return await runInject(file, dir, args);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

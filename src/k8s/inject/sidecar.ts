@@ -86,7 +86,11 @@ export function initContainer(spec: SidecarSpec): IContainer {
       ...flag('--skip-outbound-ports', spec.skipOutboundPorts),
       ...flag('--skip-outbound-subnets', spec.skipOutboundSubnets),
     ],
-    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    // Limits on both, so a namespace whose ResourceQuota counts limits.cpu or limits.memory (it
+    // then refuses a pod with any container, init ones included, lacking them) admits the pod; the
+    // proxy's come from --proxy-*-limit or the annotations. Small: the pod's effective limit is the
+    // larger of its biggest init container and its other containers together.
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
     securityContext: {
       // iptables needs root in the pod's network namespace and these two capabilities, nothing more.
       runAsUser: 0,
