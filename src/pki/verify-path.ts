@@ -75,6 +75,8 @@ export function validatePath(
   if (leafTime !== undefined) return leafTime;
   const pool = dedupe(intermediates.filter((cert) => !anchors.fingerprints.has(cert.fingerprintSha256)));
   let best: { depth: number; failure: VerifyFailure } | undefined;
+  // The longest path of good signatures found: where the chain stops, for the message.
+  let reached: readonly ParsedCertificate[] = [leaf];
   let signatureChecks = 0;
   const record = (depth: number, failure: VerifyFailure) => {
     if (best === undefined || depth > best.depth) best = { depth, failure };
@@ -109,6 +111,7 @@ export function validatePath(
         continue;
       }
       const next = [...path, cert];
+      if (next.length > reached.length) reached = next;
       if (isAnchor) {
         const constraints = checkNameConstraints(next);
         if (constraints === undefined) return next;
@@ -127,9 +130,22 @@ export function validatePath(
     best?.failure ??
     verifyFailure(
       'MUTUAL_PKI_CHAIN_UNTRUSTED',
-      `no chain from ${describeCertificate(leaf)} (issuer "${leaf.issuer}") to a trusted anchor`,
+      `no chain from ${describeCertificate(leaf)} (issuer "${leaf.issuer}") to a trusted anchor${whereChainStops(reached, pool.length)}`,
     )
   );
+}
+
+/**
+ * Which certificate is missing, said the way a user fixes it: a cert.pem holding the leaf alone
+ * lacks the intermediate; a chain whose top is no root's child lacks its root in the bundle.
+ */
+function whereChainStops(reached: readonly ParsedCertificate[], sent: number): string {
+  const top = reached[reached.length - 1]!;
+  if (reached.length > 1)
+    return `: it reaches ${describeCertificate(top)}, whose issuer "${top.issuer}" is not a root of the trust bundle`;
+  return sent === 0
+    ? `: the leaf came alone, and its issuer is not a root of the trust bundle; send the intermediate "${top.issuer}" after the leaf`
+    : `: neither the ${sent} certificate${sent === 1 ? '' : 's'} sent with it nor the roots of the trust bundle are its issuer`;
 }
 
 /** Checks `issuer` as the next certificate above `path`. */

@@ -266,3 +266,23 @@ test('verifyPath matches DNS names (single left-most wildcard) and IP addresses,
   assert.equal(check('DNS', 'example.com'), 'MUTUAL_PKI_PEER_NAME_MISMATCH');
   assert.equal(check('IP', '127.0.0.1'), 'MUTUAL_PKI_PEER_NAME_MISMATCH');
 });
+
+test('an untrusted chain says which certificate is missing: the intermediate, or the root', () => {
+  const verifier = createPeerVerifier({ anchors: [rootA.der], clock: fixedClock(FIXTURE_NOW_MS) });
+  const alone = verifier.verifySvid([leaf.der]);
+  assert.ok(!alone.ok && alone.code === 'MUTUAL_PKI_CHAIN_UNTRUSTED');
+  assert.match(alone.message, /the leaf came alone, .* send the intermediate "[^"]*" after the leaf$/);
+  const toB = createPeerVerifier({ anchors: [rootB.der], clock: fixedClock(FIXTURE_NOW_MS) });
+  const noRoot = toB.verifySvid([leaf.der, issuing.der]);
+  assert.ok(!noRoot.ok);
+  assert.match(
+    noRoot.message,
+    /: it reaches certificate "[^"]+" .*whose issuer "[^"]*Root A[^"]*" is not a root of the trust bundle$/,
+  );
+  const stranger = verifier.verifySvid([leaf.der, fromB.der]);
+  assert.ok(!stranger.ok);
+  assert.match(
+    stranger.message,
+    /: neither the 1 certificate sent with it nor the roots of the trust bundle are its issuer$/,
+  );
+});
