@@ -90,15 +90,19 @@ async function check(
   isClusterGiven: boolean,
   context: CliContext,
 ): Promise<void> {
-  const proxyUrls = options.proxy.map((address) => {
-    const url = proxyAdminUrl(address);
-    if (!url)
-      throw new MutualError(
-        'MUTUAL_CLI_USAGE',
-        `--proxy ${JSON.stringify(address)} is not a sidecar's admin address: give what its --admin-listen was, e.g. 127.0.0.1:14191 or http://127.0.0.1:14191`,
-      );
-    return url;
-  });
+  const proxyUrls = [
+    ...new Set(
+      options.proxy.map((address) => {
+        const url = proxyAdminUrl(address);
+        if (!url)
+          throw new MutualError(
+            'MUTUAL_CLI_USAGE',
+            `--proxy ${JSON.stringify(address)} is not a sidecar's admin address: give what its --admin-listen was, e.g. 127.0.0.1:14191 or http://127.0.0.1:14191`,
+          );
+        return url;
+      }),
+    ),
+  ];
   // Sidecars run by hand are checked on their own: the mesh and cluster checks only when asked for.
   const isProxyOnly = proxyUrls.length > 0 && !isStateDirGiven;
   const thresholds = {

@@ -194,6 +194,15 @@ test('check --proxy: an address that is no sidecar admin port is a usage error; 
     bad.stderr,
     /MUTUAL_CLI_USAGE.*--proxy "http:\/\/127\.0\.0\.1:14191\/metrics" is not a sidecar's admin address/,
   );
+  // The same sidecar given twice, as a URL and as host:port, is checked once.
+  const twice = await runMutual([
+    'check',
+    '--proxy',
+    server.adminUrl,
+    '--proxy',
+    new URL(server.adminUrl).host,
+  ]);
+  assert.match(twice.stdout, /√ sidecar is ready \(http:\/\/127\.0\.0\.1:\d+\)\n/);
   const noMesh = await runMutual(['check', '--state-dir', join(dir, 'nothing')]);
   assert.equal(noMesh.code, 1);
   assert.match(noMesh.stdout, /`mutual check --proxy 127\.0\.0\.1:PORT`/);
