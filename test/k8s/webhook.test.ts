@@ -296,6 +296,33 @@ test('pod-level disabled and hostNetwork are honoured even in an opted-in namesp
   assert.match(host.warnings?.[0] ?? '', /not injected: hostNetwork: true/);
 });
 
+test('mutual.dev/inject as a pod label (as Istio users write sidecar.istio.io/inject) opts in on POST /inject and out on /inject/namespace; an annotation says otherwise and wins', async () => {
+  const labelled = (value: string, annotations: Record<string, string> = {}) => {
+    const pod = replicaSetPod(annotations);
+    (pod.metadata!.labels as Record<string, string>)['mutual.dev/inject'] = value;
+    return pod;
+  };
+  const optedIn = responseOf(await post('/inject', review(labelled('enabled'))));
+  assert.equal(optedIn.patchType, 'JSONPatch');
+  const optedOut = responseOf(await post('/inject/namespace', review(labelled('disabled'))));
+  assert.deepEqual([optedOut.allowed, optedOut.patch], [true, undefined]);
+  const annotationWins = responseOf(
+    await post('/inject/namespace', review(labelled('disabled', { 'mutual.dev/inject': 'enabled' }))),
+  );
+  assert.equal(annotationWins.patchType, 'JSONPatch');
+  const notIn = responseOf(
+    await post('/inject', review(labelled('enabled', { 'mutual.dev/inject': 'disabled' }))),
+  );
+  assert.equal(notIn.patch, undefined);
+  // Offline the same: the label opts out, the report says which.
+  const offline = injectPod(labelled('disabled'), await offlineOptions());
+  assert.deepEqual(offline, {
+    kind: 'skipped',
+    reason: 'disabled',
+    message: 'label mutual.dev/inject: disabled',
+  });
+});
+
 test('an already injected pod gets no patch (idempotent: reinvocation changes nothing)', async () => {
   const offline = injectPod(replicaSetPod({ 'mutual.dev/inject': 'enabled' }), await offlineOptions());
   assert.equal(offline.kind, 'injected');

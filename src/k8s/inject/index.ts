@@ -12,6 +12,7 @@ export {
   type InjectOutcome,
   injectPod,
   type PodLike,
+  podInjectLabel,
   type SkipReason,
 } from './inject-pod.ts';
 export {

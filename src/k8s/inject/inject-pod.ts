@@ -130,13 +130,16 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
       : skip('already-injected', 'already injected');
   }
   const { config, problems } = readPodAnnotations(annotations);
-  if (config.inject === INJECT_VALUES.disabled) {
-    return skip('disabled', `annotation ${ANNOTATIONS.inject}: ${INJECT_VALUES.disabled}`);
+  // The annotation, or else the same key as a label (Istio reads its own key either way).
+  const inject = config.inject ?? podInjectLabel(pod.metadata?.labels);
+  if (inject === INJECT_VALUES.disabled) {
+    const where = config.inject === undefined ? 'label' : 'annotation';
+    return skip('disabled', `${where} ${ANNOTATIONS.inject}: ${INJECT_VALUES.disabled}`);
   }
   // Another mesh's opt-out is honoured too (a pod kept out of Istio or Linkerd usually breaks with
   // any sidecar), unless the pod asks for Mutual by name.
   const otherMeshDecision = otherMeshInjection(annotations, pod.metadata?.labels ?? {});
-  if (otherMeshDecision?.decision === 'disabled' && config.inject !== INJECT_VALUES.enabled) {
+  if (otherMeshDecision?.decision === 'disabled' && inject !== INJECT_VALUES.enabled) {
     return skip(
       'disabled',
       `${otherMeshDecision.written} opts it out of sidecars; annotate it ${ANNOTATIONS.inject}: ${INJECT_VALUES.enabled} to mesh it with Mutual anyway`,
@@ -205,6 +208,18 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   injectedSpec.volumes = [...listOf(injectedSpec.volumes), ...sidecarVolumes()];
   injected.spec = injectedSpec;
   return { kind: 'injected', pod: injected };
+}
+
+/**
+ * `mutual.dev/inject` written as a pod label (the key namespaces are opted in with, and the way
+ * Istio users write `sidecar.istio.io/inject`): read as the annotation would be when no annotation
+ * says otherwise; other values are left alone (labels are not checked as annotations are).
+ */
+export function podInjectLabel(
+  labels: Readonly<Record<string, unknown>> | null | undefined,
+): 'enabled' | 'disabled' | undefined {
+  const value = labels?.[LABELS.inject];
+  return value === INJECT_VALUES.enabled || value === INJECT_VALUES.disabled ? value : undefined;
 }
 
 function listOf<T>(value: unknown): T[] {

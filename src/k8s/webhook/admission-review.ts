@@ -10,6 +10,7 @@ import {
   isNestedDeeper,
   MAX_POD_DEPTH,
   type PodLike,
+  podInjectLabel,
 } from '../inject/index.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
@@ -171,7 +172,11 @@ export function reviewAdmission(
     return refuse(`the object is nested more than ${MAX_POD_DEPTH} levels deep, which no Pod is`);
   }
   const annotations = isObject(metadata.annotations) ? metadata.annotations : {};
-  if (optIn === 'pod' && annotations[ANNOTATIONS.inject] !== INJECT_VALUES.enabled) {
+  const optedIn =
+    annotations[ANNOTATIONS.inject] === undefined
+      ? podInjectLabel(isObject(metadata.labels) ? metadata.labels : undefined)
+      : annotations[ANNOTATIONS.inject];
+  if (optIn === 'pod' && optedIn !== INJECT_VALUES.enabled) {
     return { review: answer({ allowed: true }), result: 'skipped', reason: 'not-enabled', pod };
   }
   const outcome = injectPod(object as PodLike, options);
