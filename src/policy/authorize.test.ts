@@ -650,6 +650,45 @@ const cases: Case[] = [
     peer: { path: '/admin?x=1', headers: { ':path': '/public/../admin?x=1' } },
     http: 'deny demo/d#0',
   },
+  // Istio reads a "*" that is not alone at one end literally (StringMatcherWithPrefix: a leading
+  // "*" first, then a trailing one), and namespaces as the glob .*/ns/<v, * as .*>/.*.
+  {
+    name: 'paths: a "*" in the middle is literal, as in Istio',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      paths: ["/api/*/users"]'),
+    peer: { path: '/api/v1/users' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'paths: "/api/*/users" matches the path with a literal "*"',
+    yaml: ap('a', 'demo', 'rules:\n- to:\n  - operation:\n      paths: ["/api/*/users"]'),
+    peer: { path: '/api/*/users' },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'principals: "*mid*" is a suffix match of "mid*", as in Istio',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      principals: ["*/sa/web*"]'),
+    peer: { principal: 'spiffe://cluster.local/ns/demo/sa/web*' },
+    http: 'allow demo/a#0',
+  },
+  {
+    name: 'principals: "*/sa/web*" does not match sa/web2 (the trailing "*" is literal)',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      principals: ["*/sa/web*"]'),
+    peer: { principal: 'spiffe://cluster.local/ns/demo/sa/web2' },
+    http: 'no-allow demo/a',
+  },
+  {
+    name: 'namespaces: "team-*-prod" is a glob, as Istio\'s regex .*/ns/team-.*-prod/.* is',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      namespaces: ["team-*-prod"]'),
+    peer: { principal: 'spiffe://cluster.local/ns/team-a-prod/sa/api' },
+    http: 'allow demo/a#0',
+    tcp: 'allow demo/a#0',
+  },
+  {
+    name: 'namespaces: "team-*-prod" does not match team-a-dev',
+    yaml: ap('a', 'demo', 'rules:\n- from:\n  - source:\n      namespaces: ["team-*-prod"]'),
+    peer: { principal: 'spiffe://cluster.local/ns/team-a-dev/sa/api' },
+    http: 'no-allow demo/a',
+  },
   {
     name: 'ALLOW header notValues keeps out a request with one element in it',
     yaml: ap('a', 'demo', 'rules:\n- when:\n  - key: request.headers[x-token]\n    notValues: ["guest"]'),

@@ -10,7 +10,7 @@ import type {
   SourceInput,
 } from './schema.ts';
 import { MAX_SERVICE_ACCOUNTS, serviceAccountProblem } from './service-account.ts';
-import { patternProblem } from './string-match.ts';
+import { literalWildcardNote } from './string-match.ts';
 import { validateTargetRefs } from './target-ref.ts';
 
 /**
@@ -326,10 +326,7 @@ function validateSource(source: SourceInput, path: FieldPath, action: string, re
       checkPrincipalForm(value, [...path, field, i], report);
     }
   }
-  for (const field of ['namespaces', 'notNamespaces'] as const) {
-    for (const [i, value] of (source[field] ?? []).entries())
-      checkPattern(value, [...path, field, i], report);
-  }
+  // Namespaces need no check: Istio reads every "*" in them as a wildcard (.*/ns/<v>/.*).
   for (const field of ['ipBlocks', 'notIpBlocks'] as const) {
     for (const [i, value] of (source[field] ?? []).entries()) checkIp(value, [...path, field, i], report);
   }
@@ -397,7 +394,7 @@ function validateCondition(condition: ConditionInput, path: FieldPath, report: R
         }
       } else if (key === 'source.serviceAccount') {
         checkServiceAccount(value, at, report);
-      } else {
+      } else if (key !== 'source.namespace') {
         checkPattern(value, at, report);
         if (key === 'source.principal') checkPrincipalForm(value, at, report);
       }
@@ -420,9 +417,17 @@ function unsupportedConditionHint(key: string): string {
   return 'Envoy filter metadata does not exist in Mutual: remove the condition.';
 }
 
+/** Istio accepts a "*" that is not a wildcard and reads it literally: so does Mutual, with a word. */
 function checkPattern(value: string, path: FieldPath, report: Report): void {
-  const problem = patternProblem(value);
-  if (problem) report(path, 'error', 'MUTUAL_POLICY_INVALID', problem);
+  const note = literalWildcardNote(value);
+  if (note === undefined) return;
+  report(
+    path,
+    'warning',
+    'wildcard-read-literally',
+    note,
+    'Only "*" alone, "prefix*" and "*suffix" are wildcards; list the values meant, or use a prefix or suffix.',
+  );
 }
 
 function checkIp(value: string, path: FieldPath, report: Report): void {

@@ -27,7 +27,7 @@ const principals = [
   'spiffe://cluster.local/nsprod/sa/x',
   'spiffe://cluster.local/ns/pro/sa/x',
 ];
-const patterns = ['prod', 'prod*', '*-prod', '*prod', '*', 'pro'];
+const patterns = ['prod', 'prod*', '*-prod', '*prod', '*', 'pro', 'p*d', '*ro*', 'de*/sa/p*'];
 
 for (const pattern of patterns) {
   test(`namespaces: "${pattern}" matches exactly the principals Istio's regex does`, () => {

@@ -3,14 +3,18 @@
 // into plain data (one shape for every list, so the matcher stays monomorphic and inlinable):
 // a request costs a Set lookup and a few startsWith/endsWith calls.
 
-/** Why a pattern is not one Istio accepts, or undefined if it is fine. */
-export function patternProblem(pattern: string): string | undefined {
-  const inner = pattern.slice(1, -1);
-  if (pattern.length > 1 && inner.includes('*')) {
-    return `"${pattern}" has a "*" in the middle; only a leading or a trailing "*" is supported`;
+/**
+ * How Istio reads a pattern whose "*" is not a wildcard, or undefined when every "*" is one.
+ * Istio accepts such a value and matches it as StringMatcherWithPrefix does: a leading "*" makes a
+ * suffix match, else a trailing one a prefix match, and any other "*" is a literal character.
+ */
+export function literalWildcardNote(pattern: string): string | undefined {
+  if (pattern.length < 2) return undefined;
+  if (pattern.startsWith('*') && pattern.endsWith('*')) {
+    return `"${pattern}" is a suffix match of "${pattern.slice(1)}" (its last "*" is a literal "*"), as Istio reads it`;
   }
-  if (pattern.length > 1 && pattern.startsWith('*') && pattern.endsWith('*')) {
-    return `"${pattern}" has a "*" at both ends; use either a prefix ("abc*") or a suffix ("*abc") match`;
+  if (pattern.slice(1, -1).includes('*')) {
+    return `"${pattern}" has a "*" in the middle, which Istio matches as a literal "*": only a leading or a trailing "*" is a wildcard`;
   }
   return undefined;
 }
@@ -40,9 +44,10 @@ export function compilePatterns(
   let isAny = false;
   for (const raw of patterns) {
     const pattern = isCaseInsensitive ? raw.toLowerCase() : raw;
+    // Istio's order (StringMatcherWithPrefix): a leading "*" first; any other "*" is literal.
     if (pattern === '*') isAny = true;
-    else if (pattern.endsWith('*')) prefixes.push(pattern.slice(0, -1));
     else if (pattern.startsWith('*')) suffixes.push(pattern.slice(1));
+    else if (pattern.endsWith('*')) prefixes.push(pattern.slice(0, -1));
     else exact.add(pattern);
   }
   return { isAny, isAnyPresent: isAny && isPresence, isCaseInsensitive, exact, prefixes, suffixes };
@@ -105,26 +110,36 @@ export interface NamespacePatterns {
   /** `<suffix>/` for each `*suffix`. */
   readonly suffixes: readonly string[];
   readonly isAny: boolean;
+  /** Istio's regex itself, for a value with a "*" in the middle or at both ends (`team-*-prod`). */
+  readonly globs: readonly RegExp[];
 }
 
 export function compileNamespacePatterns(patterns: readonly string[]): NamespacePatterns {
   const exact: string[] = [];
   const prefixes: string[] = [];
   const suffixes: string[] = [];
+  const globs: RegExp[] = [];
   let isAny = false;
   for (const pattern of patterns) {
     if (pattern === '*') isAny = true;
-    else if (pattern.endsWith('*')) prefixes.push(`/ns/${pattern.slice(0, -1)}`);
+    else if (pattern.slice(1, -1).includes('*') || (pattern.startsWith('*') && pattern.endsWith('*'))) {
+      const glob = pattern
+        .split('*')
+        .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*');
+      globs.push(new RegExp(`^.*/ns/${glob}/.*$`));
+    } else if (pattern.endsWith('*')) prefixes.push(`/ns/${pattern.slice(0, -1)}`);
     else if (pattern.startsWith('*')) suffixes.push(`${pattern.slice(1)}/`);
     else exact.push(`/ns/${pattern}/`);
   }
-  return { exact, prefixes, suffixes, isAny };
+  return { exact, prefixes, suffixes, isAny, globs };
 }
 
 /** Does the principal (with or without `spiffe://`) match any of the namespace patterns? */
 export function matchesNamespace(patterns: NamespacePatterns, principal: string): boolean {
-  const { exact, prefixes, suffixes } = patterns;
+  const { exact, prefixes, suffixes, globs } = patterns;
   for (let i = 0; i < exact.length; i++) if (principal.includes(exact[i]!)) return true;
+  for (let i = 0; i < globs.length; i++) if (globs[i]!.test(principal)) return true;
   for (let i = 0; i < prefixes.length; i++) {
     const at = principal.indexOf(prefixes[i]!);
     if (at >= 0 && principal.indexOf('/', at + prefixes[i]!.length) >= 0) return true;

@@ -164,3 +164,19 @@ test('a DENY with istio.io/dry-run: "true" is not enforced (as in Istio), and th
   );
   assert.deepEqual(await call('/ip'), { status: 200, deniedBy: null });
 });
+
+test('an ALLOW with a "*" in the middle of a path, which Istio accepts, is served, not skipped', async () => {
+  assert.deepEqual(await call('/public/x'), { status: 200, deniedBy: null });
+  // Istio reads "/api/*/users" literally: emoji's only ALLOW policy then allows almost nothing.
+  api.add(
+    ISTIO_AP,
+    authorizationPolicy('demo', 'api-users', {
+      selector: EMOJI,
+      action: 'ALLOW',
+      rules: [{ to: [{ operation: { paths: ['/api/*/users'] } }] }],
+    }),
+  );
+  await waitUntil(async () => (await call('/public/x')).status === 403, 'api-users to apply');
+  assert.deepEqual(await call('/api/v1/users'), { status: 403, deniedBy: 'demo/api-users' });
+  assert.deepEqual(await call('/api/*/users'), { status: 200, deniedBy: null });
+});
