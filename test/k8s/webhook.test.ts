@@ -294,6 +294,18 @@ test('pod-level disabled and hostNetwork are honoured even in an opted-in namesp
   assert.equal(host.allowed, true);
   assert.equal(host.patch, undefined);
   assert.match(host.warnings?.[0] ?? '', /not injected: hostNetwork: true/);
+  // A pod for a Windows node (mixed clusters): the Linux proxy would keep it from starting.
+  const windows = responseOf(
+    await post(
+      '/inject/namespace',
+      review(replicaSetPod({}, { nodeSelector: { 'kubernetes.io/os': 'windows' } })),
+    ),
+  );
+  assert.deepEqual([windows.allowed, windows.patch], [true, undefined]);
+  assert.match(
+    windows.warnings?.[0] ?? '',
+    /not injected: nodeSelector kubernetes\.io\/os: windows: the proxy and its iptables rules are Linux only/,
+  );
 });
 
 test('mutual.dev/inject as a pod label (as Istio users write sidecar.istio.io/inject) opts in on POST /inject and out on /inject/namespace; an annotation says otherwise and wins', async () => {

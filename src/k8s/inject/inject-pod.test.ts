@@ -81,6 +81,13 @@ const skips: { name: string; input: PodLike; reason: string }[] = [
     reason: 'conflict',
   },
   { name: 'no containers', input: pod({ containers: [] }), reason: 'no-containers' },
+  // The proxy is Linux only: mutual-init would keep a pod bound for a Windows node from starting.
+  { name: 'spec.os.name windows', input: pod({ os: { name: 'windows' } }), reason: 'windows' },
+  {
+    name: 'a Windows node selector',
+    input: pod({ nodeSelector: { 'kubernetes.io/os': 'windows' } }),
+    reason: 'windows',
+  },
   // The proxy's uid passes the iptables rules unredirected: an app running as it would bypass the proxy.
   {
     name: "the pod runs as the proxy's uid",

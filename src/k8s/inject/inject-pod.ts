@@ -55,7 +55,8 @@ export type SkipReason =
   | 'disabled'
   | 'host-network'
   | 'conflict'
-  | 'no-containers';
+  | 'no-containers'
+  | 'windows';
 
 /** A pod or pod template: what injection reads and writes (the rest is carried through). */
 export interface PodLike {
@@ -151,6 +152,13 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
       "hostNetwork: true (the proxy's iptables rules would capture the node's traffic)",
     );
   }
+  const windows = windowsSelection(spec);
+  if (windows) {
+    return skip(
+      'windows',
+      `${windows}: the proxy and its iptables rules are Linux only (mutual-init could not start on a Windows node, and the pod with it)`,
+    );
+  }
   const otherMesh = OTHER_MESH_CONTAINERS.find((name) => names.has(name));
   if (otherMesh) return skip('other-mesh', `it already runs another mesh's sidecar (${otherMesh})`);
   if (otherMeshDecision?.decision === 'enabled') {
@@ -220,6 +228,15 @@ export function podInjectLabel(
 ): 'enabled' | 'disabled' | undefined {
   const value = labels?.[LABELS.inject];
   return value === INJECT_VALUES.enabled || value === INJECT_VALUES.disabled ? value : undefined;
+}
+
+/** How the pod asks for a Windows node, if it does: spec.os.name, or the kubernetes.io/os node label. */
+function windowsSelection(spec: Record<string, unknown>): string | undefined {
+  const os = spec.os as { name?: unknown } | null | undefined;
+  if (os?.name === 'windows') return 'spec.os.name: windows';
+  const selector = spec.nodeSelector as Record<string, unknown> | null | undefined;
+  if (selector?.['kubernetes.io/os'] === 'windows') return 'nodeSelector kubernetes.io/os: windows';
+  return undefined;
 }
 
 function listOf<T>(value: unknown): T[] {

@@ -41,7 +41,14 @@ export interface AdmissionDecision {
 }
 
 /** Pod skips worth telling whoever created the pod (a kubectl user sees admission warnings). */
-const WARNED_SKIPS = new Set(['host-network', 'existing-proxy', 'other-mesh', 'conflict', 'no-containers']);
+const WARNED_SKIPS = new Set([
+  'host-network',
+  'existing-proxy',
+  'other-mesh',
+  'conflict',
+  'no-containers',
+  'windows',
+]);
 
 /** Longer than any valid name (253), so a real one is never clipped. */
 const MAX_PRINTED_NAME = 256;
