@@ -12,7 +12,7 @@ import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { parseAllDocuments } from 'yaml';
 import { repoRoot } from '../e2e/run-mutual.ts';
-import { runInject } from './inject-harness.ts';
+import { injectText, runInject } from './inject-harness.ts';
 
 const REAL_DIR = join(repoRoot(), 'test', 'k8s', 'golden', 'real');
 const inject = runInject;
@@ -78,4 +78,12 @@ test('every real sample injected twice is injected once: the second run prints t
       await rm(dir, { recursive: true, force: true });
     }
   }
+});
+
+test('a file of comments only (a kustomize or Helm placeholder) is printed as it is, not emptied', async () => {
+  const text = '# Source: chart/templates/disabled.yaml\n# nothing rendered: the feature is off\n';
+  const run = await injectText('placeholder.yaml', text);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, text);
+  assert.equal(run.stderr, 'placeholder.yaml: no pods or workloads found; printed unchanged\n');
 });

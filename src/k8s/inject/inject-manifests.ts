@@ -217,6 +217,8 @@ export function injectManifests(text: string, file: string, options: InjectOptio
     pending = { piece: isFailing ? unchanged : injectDocument(doc, base), end };
   }
   flush(text.length);
+  // No document at all (only comments, or nothing): the text as it is.
+  if (previousEnd < text.length) pieces.push(text.slice(previousEnd));
   if (syntax.length > 0) {
     throw new MutualError(
       'MUTUAL_K8S_INJECT_YAML_INVALID',
