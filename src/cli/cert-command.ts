@@ -182,7 +182,15 @@ function readCertificates(bytes: Buffer, source: string): ParsedCertificate[] {
       `${source} is empty: give a file holding the certificate (PEM, or one DER certificate)`,
     );
   }
-  if (isPem(text)) return parseCertificatesPem(text, source);
+  if (isPem(text)) {
+    try {
+      return parseCertificatesPem(text, source);
+    } catch (error) {
+      throw isMutualError(error, 'MUTUAL_PKI_PEM_WRONG_TYPE')
+        ? (privateKeyInstead(text, source) ?? error)
+        : error;
+    }
+  }
   try {
     return [parseCertificate(bytes)];
   } catch (error) {
@@ -192,6 +200,32 @@ function readCertificates(bytes: Buffer, source: string): ParsedCertificate[] {
       { cause: error },
     );
   }
+}
+
+const KEY_FORMATS: Readonly<Record<string, string>> = {
+  'PRIVATE KEY': 'PKCS#8',
+  'EC PRIVATE KEY': 'SEC1',
+  'RSA PRIVATE KEY': 'PKCS#1',
+};
+
+/**
+ * The error for a file that holds a private key alone, saying what key it is and how to check it
+ * against a certificate ('expected CERTIFICATE, found PRIVATE KEY' said neither); undefined for
+ * anything else.
+ */
+function privateKeyInstead(text: string, source: string): MutualError | undefined {
+  const type = /-----BEGIN ((?:EC |RSA )?PRIVATE KEY)-----/.exec(text)?.[1];
+  if (type === undefined || text.includes('-----BEGIN CERTIFICATE-----')) return undefined;
+  let algorithm: string;
+  try {
+    algorithm = describeKey(parsePrivateKeyPem(text, source).publicKey).label;
+  } catch {
+    return undefined;
+  }
+  return new MutualError(
+    'MUTUAL_PKI_PEM_WRONG_TYPE',
+    `${source} holds a private key (${KEY_FORMATS[type]}, ${algorithm}), not a certificate; whether it is a certificate's own: \`mutual cert verify --bundle BUNDLE --cert CERT --key ${source}\``,
+  );
 }
 
 async function inspect(file: string, options: { output: OutputFormat }, context: CliContext): Promise<void> {

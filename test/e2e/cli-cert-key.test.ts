@@ -61,3 +61,14 @@ test('cert verify --key: its own key (PKCS#8 or SEC1) passes; another certificat
   assert.equal(swapped.code, 1);
   assert.match(swapped.stderr, /MUTUAL_PKI_PEM_WRONG_TYPE/);
 });
+
+test('cert inspect of a key file says what key it is and how to check it against its certificate', async () => {
+  const pkcs8 = await runMutual(['cert', 'inspect', 'web/key.pem'], { cwd: dir });
+  assert.equal(pkcs8.code, 1);
+  assert.match(
+    pkcs8.stderr,
+    /error\[MUTUAL_PKI_PEM_WRONG_TYPE\]: web\/key\.pem holds a private key \(PKCS#8, ECDSA P-256\), not a certificate; .*`mutual cert verify --bundle BUNDLE --cert CERT --key web\/key\.pem`/,
+  );
+  const sec1 = await runMutual(['cert', 'inspect', 'web-sec1.pem'], { cwd: dir });
+  assert.match(sec1.stderr, /web-sec1\.pem holds a private key \(SEC1, ECDSA P-256\)/);
+});
