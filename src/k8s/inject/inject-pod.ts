@@ -172,8 +172,16 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   if (conflict) return skip('conflict', conflict);
   if (problems.length > 0) return { kind: 'invalid', problems };
 
-  // The app's HTTP probes go through the proxy's admin port, so STRICT never refuses the kubelet.
-  const probes = rewriteAppProbes(listOf(spec.containers), config.rewriteAppProbes);
+  // The app's HTTP probes go through the proxy's admin port, so STRICT never refuses the kubelet:
+  // those of its containers and of its own native sidecars (init containers with restartPolicy
+  // Always, started after the proxy; ordinary init containers cannot have probes). A sidecar's
+  // readiness counts for the pod's, and its startup probe holds back the containers after it.
+  const appProbes = rewriteAppProbes(listOf(spec.containers), config.rewriteAppProbes);
+  const sidecarProbes = rewriteAppProbes(listOf(spec.initContainers), config.rewriteAppProbes);
+  const probes = {
+    probes: { ...appProbes.probes, ...sidecarProbes.probes },
+    keptProbePaths: [...new Set([...appProbes.keptProbePaths, ...sidecarProbes.keptProbePaths])],
+  };
   const sidecar = {
     image: config.image ?? options.image,
     trustDomain: options.trustDomain,
@@ -205,13 +213,13 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
     labels: { ...(injected.metadata?.labels ?? {}), [LABELS.proxyInjected]: 'true' },
   };
   const injectedSpec = { ...(injected.spec ?? {}) };
-  injectedSpec.containers = structuredClone(probes.containers);
+  injectedSpec.containers = structuredClone(appProbes.containers);
   // mutual-init first (iptables), then the proxy, then the app's own init containers, which
   // already need the proxy: their traffic is redirected too.
   injectedSpec.initContainers = [
     initContainer(sidecar),
     proxyContainer(sidecar),
-    ...listOf(injectedSpec.initContainers),
+    ...structuredClone(sidecarProbes.containers),
   ];
   injectedSpec.volumes = [...listOf(injectedSpec.volumes), ...sidecarVolumes()];
   injected.spec = injectedSpec;
