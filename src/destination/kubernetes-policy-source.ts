@@ -17,6 +17,7 @@ import {
 import {
   failClosedPolicy,
   formatDiagnostic,
+  invalidPolicyStandIn,
   type PolicyDiagnostic,
   parsePolicyObject,
 } from '../policy/index.ts';
@@ -214,8 +215,15 @@ export function convertObject(
   const errors = result.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
   const resource = result.resources[0];
   // Istio accepts what Mutual cannot enforce (JWT, CUSTOM, remote IPs, ...): skipping such a
-  // policy would widen access, so a stricter stand-in is enforced in its place (fail closed).
-  const standIn = errors.length > 0 ? failClosedPolicy(result.document, result.diagnostics) : undefined;
+  // policy would widen access, so a stricter stand-in is enforced in its place (fail closed). So is
+  // one Mutual cannot read at all, which Istio may still accept: skipping an ALLOW that was a
+  // workload's only one would let everyone in.
+  const unsupported = errors.length > 0 ? failClosedPolicy(result.document, result.diagnostics) : undefined;
+  const invalid =
+    errors.length > 0 && unsupported === undefined
+      ? invalidPolicyStandIn(result.document, result.diagnostics)
+      : undefined;
+  const standIn = unsupported ?? invalid;
   if (standIn !== undefined) {
     const replaced = parsePolicyObject(entry.apiVersion, entry.kind, standIn.document, origin, {
       rootNamespace,
@@ -229,7 +237,7 @@ export function convertObject(
           apiVersion: entry.apiVersion,
           kind: entry.kind,
           id,
-          reason: 'unsupported',
+          reason: invalid ? 'fail_closed' : 'unsupported',
           message: `${errors.map(describe).join('; ')}; ${standIn.summary}`,
         },
       };

@@ -58,7 +58,7 @@ export function createDestinationMetrics(registry: Registry) {
     }),
     policiesSkipped: new Gauge({
       name: 'mutual_destination_policies_skipped',
-      help: 'Cluster policy objects not served, by reason: invalid (the parser refused it; the log names the field), shadowed (a security.mutual.dev policy of the same kind and namespace/name applies instead); unsupported: served, but as a stricter stand-in (the policy uses JWT, CUSTOM, remote IPs or other fields Mutual cannot enforce: ALLOW rules using them dropped, DENY rules without them).',
+      help: 'Cluster policy objects not served, by reason: invalid (the parser refused it; the log names the field), shadowed (a security.mutual.dev policy of the same kind and namespace/name applies instead); unsupported: served, but as a stricter stand-in (the policy uses JWT, CUSTOM, remote IPs or other fields Mutual cannot enforce: ALLOW rules using them dropped, DENY rules without them); fail_closed: an ALLOW policy Mutual cannot read (Istio may accept it), served as an ALLOW of nothing for the workloads it selects.',
       labelNames: ['reason'],
       registers,
     }),

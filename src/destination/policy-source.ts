@@ -38,7 +38,12 @@ export interface SkippedPolicy {
   readonly kind: string;
   /** namespace/name */
   readonly id: string;
-  readonly reason: 'invalid' | 'shadowed' | 'unsupported';
+  /**
+   * invalid: skipped; shadowed: another object of the same name wins; unsupported: uses what Mutual
+   * cannot enforce, a stricter stand-in applies; fail_closed: an ALLOW Mutual cannot read (Istio
+   * may), an ALLOW of nothing applies in its place.
+   */
+  readonly reason: 'invalid' | 'shadowed' | 'unsupported' | 'fail_closed';
   readonly message: string;
 }
 

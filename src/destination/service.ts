@@ -180,7 +180,9 @@ export async function startDestinationService(config: DestinationServiceConfig):
           log.warn(
             skipped.reason === 'unsupported'
               ? 'policy object uses what Mutual cannot enforce; a stricter stand-in applies in its place'
-              : 'policy object skipped; the other policies apply',
+              : skipped.reason === 'fail_closed'
+                ? 'ALLOW policy object is invalid; it applies as an ALLOW of nothing to the workloads it selects until it is fixed'
+                : 'policy object skipped; the other policies apply',
             {
               code: 'MUTUAL_DESTINATION_POLICY_SKIPPED',
               apiVersion: skipped.apiVersion,
@@ -192,7 +194,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
         onRebuild: (served, skipped) => {
           for (const kind of ['PeerAuthentication', 'AuthorizationPolicy'])
             metrics.policies.set({ kind }, served.filter((entry) => entry.resource.kind === kind).length);
-          for (const reason of ['invalid', 'shadowed', 'unsupported'])
+          for (const reason of ['invalid', 'shadowed', 'unsupported', 'fail_closed'])
             metrics.policiesSkipped.set(
               { reason },
               skipped.filter((entry) => entry.reason === reason).length,

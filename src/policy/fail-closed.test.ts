@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { failClosedPolicy } from './fail-closed.ts';
+import { failClosedPolicy, invalidPolicyStandIn } from './fail-closed.ts';
 import { parsePolicyObject } from './parse-object.ts';
 import { compilePolicySet } from './policy-set.ts';
 import type { AuthorizationDecision, RequestAttributes } from './types.ts';
@@ -160,5 +160,52 @@ test("no stand-in for a policy with targetRefs (Istio's sidecars ignore it) or w
       'api',
     );
     assert.equal(failClosedPolicy(parsed.document, parsed.diagnostics), undefined);
+  }
+});
+
+test('an ALLOW Mutual cannot read allows nothing in its place; a DENY, AUDIT or one with targetRefs gets no stand-in', () => {
+  const parse = (spec: object, metadata: object = {}) =>
+    parsePolicyObject(
+      'security.istio.io/v1',
+      'AuthorizationPolicy',
+      { metadata: { name: 'p', namespace: 'foo', ...metadata }, spec },
+      'api',
+    );
+  // A misspelt key and a port Mutual refuses: the policy is invalid, not merely unsupported.
+  for (const rules of [[{ to: [{ operation: { ports: ['0'] } }] }], [{ form: [{}] }]]) {
+    const parsed = parse({ selector: { matchLabels: { app: 'httpbin' } }, rules });
+    assert.equal(parsed.resources.length, 0);
+    assert.equal(failClosedPolicy(parsed.document, parsed.diagnostics), undefined);
+    const standIn = invalidPolicyStandIn(parsed.document, parsed.diagnostics);
+    assert.ok(standIn);
+    const reparsed = parsePolicyObject(
+      'security.istio.io/v1',
+      'AuthorizationPolicy',
+      standIn.document,
+      'api',
+    );
+    assert.deepEqual(
+      reparsed.diagnostics.filter((d) => d.severity === 'error'),
+      [],
+    );
+    const decide = (principal: string) =>
+      compilePolicySet(reparsed.resources)
+        .forWorkload({ namespace: 'foo', labels: { app: 'httpbin' } })
+        .authorizeRequest(request({ sourcePrincipal: principal })).allowed;
+    assert.equal(decide(WEB), false);
+    assert.equal(decide(OTHER), false);
+    const elsewhere = compilePolicySet(reparsed.resources)
+      .forWorkload({ namespace: 'foo', labels: { app: 'other' } })
+      .authorizeRequest(request());
+    assert.equal(elsewhere.allowed, true, 'only the workloads it selects');
+  }
+  for (const [spec, metadata] of [
+    [{ action: 'DENY', rules: [{ to: [{ operation: { ports: ['0'] } }] }] }, {}],
+    [{ action: 'AUDIT', rules: [{ to: [{ operation: { ports: ['0'] } }] }] }, {}],
+    [{ targetRefs: [{ kind: 'Service', group: '', name: 'web' }], rules: [{ form: [{}] }] }, {}],
+    [{ rules: [{ form: [{}] }] }, { annotations: { 'istio.io/dry-run': 'true' } }],
+  ] as const) {
+    const parsed = parse(spec, metadata);
+    assert.equal(invalidPolicyStandIn(parsed.document, parsed.diagnostics), undefined, JSON.stringify(spec));
   }
 });

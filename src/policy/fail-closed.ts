@@ -71,6 +71,44 @@ export function failClosedPolicy(
   };
 }
 
+/**
+ * The stand-in for an ALLOW AuthorizationPolicy Mutual cannot read at all (an error other than
+ * MUTUAL_POLICY_UNSUPPORTED: a misspelt field, a value Mutual refuses that Istio may accept), for a
+ * source that must not drop it: dropped, a policy that was its workloads' only ALLOW would let
+ * everyone in. It becomes an ALLOW of nothing for the same selector (the workloads' other ALLOW
+ * policies still apply), which is also what the API server leaves of an ALLOW whose `rules` key is
+ * misspelt (it prunes unknown fields). A DENY or AUDIT is not replaced (a deny-all in its place
+ * would stop every workload it selects, or the whole namespace, over a typo), nor is a policy with
+ * targetRef(s), a dry-run one, or one whose selector is itself unreadable (the stand-in would not
+ * parse either).
+ */
+export function invalidPolicyStandIn(
+  document: PolicyApiDocument,
+  diagnostics: readonly PolicyDiagnostic[],
+): FailClosedPolicy | undefined {
+  const errors = diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
+  if (document.kind !== 'AuthorizationPolicy' || errors.length === 0) return undefined;
+  if (typeof document.spec !== 'object' || document.spec === null || Array.isArray(document.spec)) {
+    return undefined;
+  }
+  const spec = document.spec as Spec;
+  if (spec.targetRef !== undefined || spec.targetRefs !== undefined) return undefined;
+  if (isDryRun(document.metadata.annotations)) return undefined;
+  if ((spec.action ?? 'ALLOW') !== 'ALLOW') return undefined;
+  return {
+    document: {
+      ...document,
+      spec: {
+        ...(spec.selector === undefined ? {} : { selector: spec.selector }),
+        action: 'ALLOW',
+        rules: [],
+      },
+    },
+    summary:
+      'enforced as an ALLOW of nothing until it is fixed (the workloads it selects keep what their other ALLOW policies allow)',
+  };
+}
+
 function usesUnsupported(rule: AuthorizationRuleInput): boolean {
   return (
     (rule.from ?? []).some(({ source }) =>

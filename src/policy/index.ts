@@ -10,7 +10,7 @@ export {
   type PolicyDiagnostic,
   type SourcePosition,
 } from './diagnostic.ts';
-export { type FailClosedPolicy, failClosedPolicy } from './fail-closed.ts';
+export { type FailClosedPolicy, failClosedPolicy, invalidPolicyStandIn } from './fail-closed.ts';
 export { isPolicyFileName, type LoadedPolicies, listPolicyFiles, loadPolicyFiles } from './load.ts';
 export { type ParseOptions, type ParseResult, parsePolicyText } from './parse.ts';
 export { type PolicyApiDocument, parsePolicyObject, policyDocumentOf } from './parse-object.ts';

@@ -180,3 +180,29 @@ test('an ALLOW with a "*" in the middle of a path, which Istio accepts, is serve
   assert.deepEqual(await call('/api/v1/users'), { status: 403, deniedBy: 'demo/api-users' });
   assert.deepEqual(await call('/api/*/users'), { status: 200, deniedBy: null });
 });
+
+test('an ALLOW Mutual cannot read (port "0", which Istio\'s validation lets through), emoji\'s only ALLOW policy, allows nothing rather than everything', async () => {
+  api.remove(ISTIO_AP, 'demo', 'api-users');
+  await waitUntil(async () => (await call('/public/x')).status === 200, 'api-users to go');
+  api.add(
+    ISTIO_AP,
+    authorizationPolicy('demo', 'odd-port', {
+      selector: EMOJI,
+      action: 'ALLOW',
+      rules: [{ to: [{ operation: { ports: ['0'] } }] }],
+    }),
+  );
+  // Skipped, as before, emoji would have no ALLOW policy at all and let everyone in.
+  await waitUntil(async () => (await call('/public/x')).status === 403, 'the stand-in to apply');
+  assert.deepEqual(await call('/public/x'), { status: 403, deniedBy: 'demo/odd-port' });
+  assert.ok(
+    service.logs.some(
+      (line) => line.includes('ALLOW policy object is invalid') && line.includes('demo/odd-port'),
+    ),
+    service.logs.join('\n'),
+  );
+  const metrics = await (await fetch(`${service.adminUrl}/metrics`)).text();
+  assert.equal(metricValue(metrics, 'mutual_destination_policies_skipped', { reason: 'fail_closed' }), 1);
+  api.remove(ISTIO_AP, 'demo', 'odd-port');
+  await waitUntil(async () => (await call('/public/x')).status === 200, 'odd-port to go');
+});
