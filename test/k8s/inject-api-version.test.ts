@@ -106,3 +106,30 @@ test('the apiVersions Kubernetes serves are injected; a custom resource that reu
   assert.match(run.stderr, /^cronjob\/nightly \(ok\.yaml:19\): injected$/m);
   assert.doesNotMatch(run.stderr, /error/);
 });
+
+test("a Helm chart's template file itself (not rendered): the YAML errors come after a line saying so and how to render it", async () => {
+  const text = [
+    'apiVersion: apps/v1',
+    'kind: Deployment',
+    'metadata:',
+    '  name: {{ include "app.fullname" . }}',
+    '  labels:',
+    '    {{- include "app.labels" . | nindent 4 }}',
+    'spec:',
+    '  template:',
+    '    spec:',
+    '      containers:',
+    '        - name: {{ .Chart.Name }}',
+    '',
+  ].join('\n');
+  const run = await inject('deployment.yaml', text);
+  assert.equal(run.code, 1);
+  assert.equal(run.stdout, '');
+  const lines = run.stderr.split('\n');
+  assert.equal(lines[0], 'error[MUTUAL_K8S_INJECT_YAML_INVALID]: deployment.yaml is not valid YAML:');
+  assert.equal(
+    lines[1],
+    '  deployment.yaml:4:9: this is a Helm chart template ({{ … }} actions), not manifests: render it first, e.g. helm template RELEASE CHART | mutual inject -',
+  );
+  assert.match(lines[2] ?? '', /^ {2}deployment\.yaml:\d+:\d+: /);
+});

@@ -220,9 +220,15 @@ export function injectManifests(text: string, file: string, options: InjectOptio
   // No document at all (only comments, or nothing): the text as it is.
   if (previousEnd < text.length) pieces.push(text.slice(previousEnd));
   if (syntax.length > 0) {
+    // A chart's template file itself (`{{ include "app.labels" . | nindent 4 }}`) is not YAML yet.
+    const action = /\{\{-?\s*(?:[.$]|include\b|if\b|range\b|with\b|end\b|template\b|toYaml\b)/.exec(text);
+    const template =
+      action === null
+        ? ''
+        : `\n  ${position(action.index).text}: this is a Helm chart template ({{ … }} actions), not manifests: render it first, e.g. helm template RELEASE CHART | mutual inject -`;
     throw new MutualError(
       'MUTUAL_K8S_INJECT_YAML_INVALID',
-      `${file} is not valid ${/^\uFEFF?\s*\{/.test(text) ? 'JSON (nor YAML)' : 'YAML'}:\n${syntax.map((line) => `  ${line}`).join('\n')}`,
+      `${file} is not valid ${/^\uFEFF?\s*\{/.test(text) ? 'JSON (nor YAML)' : 'YAML'}:${template}\n${syntax.map((line) => `  ${line}`).join('\n')}`,
       { detail: { file, problems: syntax.length } },
     );
   }
