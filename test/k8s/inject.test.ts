@@ -1026,6 +1026,34 @@ test('a Namespace annotated mutual.dev/inject: enabled (the Linkerd habit) but n
     const privileged = `${labelled}    pod-security.kubernetes.io/enforce: privileged\n`;
     await writeFile(join(dir, 'privileged.yaml'), privileged);
     assert.doesNotMatch((await inject(['privileged.yaml'], dir)).stderr, /note:/);
+    // Opted into Istio or Linkerd as well (a migration half done): a note naming the other opt-in.
+    for (const [extra, line, said] of [
+      [
+        '  labels:\n    istio-injection: enabled\n',
+        7,
+        'label istio-injection: enabled opts its pods into Istio too',
+      ],
+      ['  labels:\n    istio.io/rev: canary\n', 7, 'label istio.io/rev: canary opts its pods into Istio too'],
+      [
+        '  annotations:\n    linkerd.io/inject: enabled\n',
+        8,
+        'annotation linkerd.io/inject: enabled opts its pods into Linkerd too',
+      ],
+    ] as const) {
+      const both = extra.startsWith('  labels')
+        ? `${labelled}${extra.replace('  labels:\n', '')}`
+        : `${labelled}${extra}`;
+      await writeFile(join(dir, 'both.yaml'), both);
+      const run = await inject(['both.yaml'], dir);
+      assert.equal(run.stdout, both);
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^namespace/shop \\(both\\.yaml:${line}\\): note: ${said}: both injectors act on each new pod.*remove it to mesh the namespace with Mutual$`,
+          'm',
+        ),
+      );
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

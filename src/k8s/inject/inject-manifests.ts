@@ -380,7 +380,37 @@ function namespaceNotes(object: unknown): { name: string; message: string; path:
       message: `${POD_SECURITY_ENFORCE}: ${enforce} refuses mutual-init's NET_ADMIN and NET_RAW capabilities, so the API server will refuse every injected pod here; the namespace needs ${POD_SECURITY_ENFORCE}: privileged`,
     });
   }
+  // Another mesh's injector selecting the same namespace (a migration half done): which injector
+  // runs first decides whether a pod gets one proxy or two.
+  const otherMesh = isOptedIn ? otherMeshNamespaceOptIn(labels, annotations) : undefined;
+  if (otherMesh !== undefined) {
+    notes.push({
+      name: `namespace/${String(name)}`,
+      path: ['metadata', otherMesh.where === 'label' ? 'labels' : 'annotations', otherMesh.key],
+      message: `${otherMesh.where} ${otherMesh.key}: ${otherMesh.value} opts its pods into ${otherMesh.mesh} too: both injectors act on each new pod, which ends with ${otherMesh.mesh}'s sidecar only (Mutual leaves such a pod alone) or with two proxies fighting over its traffic; remove it to mesh the namespace with Mutual`,
+    });
+  }
   return notes;
+}
+
+/** Istio's or Linkerd's opt-in on a Namespace, if it has one. */
+function otherMeshNamespaceOptIn(
+  labels: unknown,
+  annotations: unknown,
+): { mesh: string; where: 'label' | 'annotation'; key: string; value: string } | undefined {
+  const labelOf = (key: string) => (isPlainMap(labels) ? labels[key] : undefined);
+  if (labelOf('istio-injection') === 'enabled') {
+    return { mesh: 'Istio', where: 'label', key: 'istio-injection', value: 'enabled' };
+  }
+  const revision = labelOf('istio.io/rev');
+  if (typeof revision === 'string' && revision !== '') {
+    return { mesh: 'Istio', where: 'label', key: 'istio.io/rev', value: revision };
+  }
+  const linkerd = isPlainMap(annotations) ? annotations['linkerd.io/inject'] : undefined;
+  if (linkerd === 'enabled') {
+    return { mesh: 'Linkerd', where: 'annotation', key: 'linkerd.io/inject', value: 'enabled' };
+  }
+  return undefined;
 }
 
 /**
