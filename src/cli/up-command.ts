@@ -128,6 +128,11 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
           `! ${event.what} exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`})${event.restartInMs === undefined ? ', and its restart policy says not to start it again' : `; starting it again in ${formatDuration(event.restartInMs)}`}; its log: ${show(event.log)}\n`,
         );
         break;
+      case 'tokens-reminted':
+        context.writeError(
+          `  ✓ tokens       ${event.count} join tokens minted again: ${event.file} changed (a revocation), and sidecars need valid ones to renew\n`,
+        );
+        break;
       case 'restarted':
         context.writeError(
           `  ✓ ${event.what} started again (pid ${event.pid}${event.restarts > 1 ? `, restart ${event.restarts} in a row` : ''})\n`,

@@ -1,9 +1,10 @@
-import { constants } from 'node:fs';
+import { constants, unwatchFile, watchFile } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { formatDuration } from '../config/index.ts';
 import { isMutualError, MutualError } from '../errors.ts';
+import { REVOKED_TOKENS_FILE } from '../identity/index.ts';
 import { isLoopbackIp } from '../ip/index.ts';
 import { diagnosticsError, loadPolicyFiles } from '../policy/index.ts';
 import { makeDirectory } from '../store/index.ts';
@@ -58,6 +59,8 @@ export type MeshProgress =
   | { kind: 'identity-ready'; apiUrl: string; elapsedMs: number }
   | { kind: 'destination-ready'; apiUrl: string; entries: number; elapsedMs: number }
   | { kind: 'tokens'; count: number; dir: string; access: string }
+  /** Join tokens minted again at once because `mutual identity token revoke` changed the revocations. */
+  | { kind: 'tokens-reminted'; count: number; file: string }
   | { kind: 'service-ready'; service: RuntimeService; elapsedMs: number }
   /** A process of the running mesh exited (and is started again in restartInMs), or was started again. */
   | RestartEvent
@@ -184,11 +187,13 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
   let network: MeshNetwork | undefined;
   let isClosing = false;
   let tokenTimer: NodeJS.Timeout | undefined;
+  let stopWatchingRevocations = () => {};
   let supervision: { stop(): void } | undefined;
   const stopAll = async () => {
     isClosing = true;
     supervision?.stop();
     clearInterval(tokenTimer);
+    stopWatchingRevocations();
     if (runtime) await stopRuntime(runtime);
     else await stopRuntime(partialRuntime(config, paths, controlPlane, processes));
     await removeRuntime(paths);
@@ -246,6 +251,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
     });
     tokenTimer = setInterval(() => void writeTokens().catch(() => {}), TOKEN_REFRESH_MS);
     tokenTimer.unref();
+    stopWatchingRevocations = remintOnRevocation(paths, plan.services.length, writeTokens, deps);
     // Every meshed address and its identity, for the destination service to answer from.
     const destinationTable = meshDestinationTable(
       plan.services.map((servicePlan) => ({
@@ -511,6 +517,39 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
   }
   const finalRuntime = runtime;
   return { runtime: finalRuntime, paths, close: stopAll };
+}
+
+/**
+ * A revocation (`mutual identity token revoke` on this state directory) may name the tokens the
+ * mesh handed out: they are minted again at once, or sidecars would fail to renew until the next
+ * refresh, hours away, and their certificates could expire first. Minted 1.1 s after the change is
+ * seen, past the whole second a `--ns --sa` revocation cuts at, so the new ones are not revoked too.
+ */
+function remintOnRevocation(
+  paths: MeshPaths,
+  count: number,
+  writeTokens: () => Promise<void>,
+  deps: MeshDeps,
+): () => void {
+  const file = join(paths.stateDir, 'identity', REVOKED_TOKENS_FILE);
+  let pending: NodeJS.Timeout | undefined;
+  const onChange = (
+    current: { mtimeMs: number; size: number },
+    previous: { mtimeMs: number; size: number },
+  ) => {
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return;
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      void writeTokens()
+        .then(() => deps.onProgress({ kind: 'tokens-reminted', count, file }))
+        .catch(() => {});
+    }, 1100);
+  };
+  watchFile(file, { interval: 1000, persistent: false }, onChange);
+  return () => {
+    clearTimeout(pending);
+    unwatchFile(file, onChange);
+  };
 }
 
 function recorded(process: LoggedProcess) {

@@ -2,11 +2,14 @@
 // pod's containers: sidecars and the control plane always, apps by their `restart` policy. Real
 // processes killed with SIGKILL; calls go through the real sidecars afterwards.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { createCsr } from '../../src/pki/index.ts';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import { createIdentityClient } from '../../src/workload/index.ts';
 import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
 
 let dir: string;
@@ -54,7 +57,7 @@ interface Recorded {
   lastExit?: { code: number | null; signal: string | null; at: string };
 }
 interface Runtime {
-  identity: Recorded;
+  identity: Recorded & { apiUrl: string };
   destination: Recorded;
   services: Array<{
     name: string;
@@ -134,6 +137,45 @@ test('an app with restart: never stays down, and up says so', async () => {
   );
   assert.equal((await runtime()).services.find((s) => s.name === 'batch')!.app.pid, batch);
   assert.doesNotMatch(up.output(), /the app batch started again/);
+});
+
+test('revoking a service identity in a running mesh: up mints its tokens again at once, and the new one certifies', async () => {
+  const tokenFile = join(state, 'tokens', 'api.token');
+  const old = (await readFile(tokenFile, 'utf8')).trim();
+  const revoked = await runMutual([
+    'identity',
+    'token',
+    'revoke',
+    '--ns',
+    'default',
+    '--sa',
+    'api',
+    '--state-dir',
+    state,
+  ]);
+  assert.equal(revoked.code, 0, revoked.stderr);
+  await waitUntil(
+    async () => /✓ tokens\s+3 join tokens minted again: .*revoked-tokens\.jsonl changed/.test(up.output()),
+    `up re-mints (output: ${up.output()})`,
+  );
+  const fresh = (await readFile(tokenFile, 'utf8')).trim();
+  assert.notEqual(fresh, old);
+  const bundlePem = await readFile(join(state, 'ca', 'bundle.pem'), 'utf8');
+  const client = createIdentityClient({
+    url: (await runtime()).identity.apiUrl,
+    serverId: 'spiffe://cluster.local/ns/mutual-system/sa/identity',
+    trustBundlePem: () => bundlePem,
+  });
+  const certify = async (token: string) => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const csr = await createCsr({ privateKey, spiffeId: 'spiffe://cluster.local/ns/default/sa/api' });
+    return client.certify(token, csr).then(
+      (result) => result.spiffeId,
+      (error: Error) => error.message,
+    );
+  };
+  assert.equal(await certify(fresh), 'spiffe://cluster.local/ns/default/sa/api');
+  assert.match(await certify(old), /was revoked/);
 });
 
 test('mutual down stops the processes started again too', async () => {
