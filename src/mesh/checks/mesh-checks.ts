@@ -331,5 +331,25 @@ export const proxyChecks: CheckCategory = {
         }),
     },
     rotationProgressCheck,
+    {
+      description: 'identities the sidecars present',
+      hint: 'each sidecar proves this SPIFFE ID to its peers; policies and `mutual edges` name workloads by it',
+      fix: "`mutual identity SERVICE` shows one sidecar's certificate in full",
+      severity: 'info',
+      async run(context) {
+        if (!context.runtime) return skip(NOT_RUNNING);
+        // Who is who, from what each sidecar holds now (`mutual identity SERVICE` shows one in full).
+        const named = await Promise.all(
+          context.runtime.services.map(async (service) => {
+            const answer = await context.proxyIdentity(service.name);
+            return { name: service.name, id: answer.ok ? answer.identity.spiffeId : null };
+          }),
+        );
+        const shown = named.flatMap(({ name, id }) => (id ? [`${name} = ${id}`] : []));
+        const silent = named.flatMap(({ name, id }) => (id ? [] : [name]));
+        if (shown.length === 0) return skip('no sidecar told its identity');
+        return ok(`${shown.join('; ')}${silent.length > 0 ? `; none from ${silent.join(', ')}` : ''}`);
+      },
+    },
   ],
 };
