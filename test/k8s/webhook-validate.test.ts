@@ -303,13 +303,21 @@ for (const { what, object, code, problem, fix } of INVALID) {
     assert.equal(response.status?.code, 400);
     const message = response.status?.message ?? '';
     // CUSTOM is valid in Istio: the destination service enforces a stricter stand-in (a DENY of
-    // its rules) rather than skipping it, which would drop what the authorizer would refuse.
+    // its rules) rather than skipping it, which would drop what the authorizer would refuse. An
+    // invalid ALLOW allows nothing in its place: skipped, it could leave its workloads open.
     const isStandIn = what === 'action CUSTOM';
+    const isInvalidAllow =
+      object.kind === 'AuthorizationPolicy' &&
+      !isStandIn &&
+      code === 'MUTUAL_POLICY_INVALID' &&
+      ((object.spec as { action?: string }).action ?? 'ALLOW') === 'ALLOW';
     assert.ok(
       message.startsWith(
         isStandIn
           ? `${object.kind} shop/${object.metadata.name} is using what Mutual cannot enforce, so the destination service would enforce a stricter stand-in in its place `
-          : `${object.kind} shop/${object.metadata.name} is invalid, so the destination service would skip it and it would not apply: `,
+          : isInvalidAllow
+            ? `${object.kind} shop/${object.metadata.name} is invalid, so the destination service would enforce it as an ALLOW of nothing (the workloads it selects keep only what their other ALLOW policies allow): `
+            : `${object.kind} shop/${object.metadata.name} is invalid, so the destination service would skip it and it would not apply: `,
       ),
       message,
     );
@@ -319,7 +327,11 @@ for (const { what, object, code, problem, fix } of INVALID) {
     // No file, no line: the pretty-printed copy's positions mean nothing to whoever applied it.
     assert.doesNotMatch(message, /:\d+:\d+/);
     const skipped = destinationView(object);
-    assert.equal(skipped.ok, isStandIn, 'the destination service skips it too, or serves its stand-in');
+    assert.equal(
+      skipped.ok,
+      isStandIn || isInvalidAllow,
+      'the destination service skips it too, or serves its stand-in',
+    );
     if (!skipped.ok) assert.match(skipped.skipped.message, problem);
     else assert.match(skipped.notice?.message ?? '', problem);
     // A dry run (kubectl apply --dry-run=server) is answered the same.

@@ -7,6 +7,7 @@
 
 import {
   failClosedPolicy,
+  invalidPolicyStandIn,
   POLICY_KINDS,
   type PolicyDiagnostic,
   parsePolicyObject,
@@ -149,8 +150,12 @@ export function reviewPolicyAdmission(
     (count) => `and ${count} more problems: \`mutual policy check\` on the file lists them all`,
   );
   // What the destination service would do with it: skip it, or (for what Mutual cannot enforce,
-  // such as JWT or CUSTOM) enforce a stricter stand-in.
+  // such as JWT or CUSTOM) enforce a stricter stand-in, or (an invalid ALLOW) allow nothing.
   const isStandIn = failClosedPolicy(parsed.document, parsed.diagnostics) !== undefined;
+  const allowsNothing = !isStandIn && invalidPolicyStandIn(parsed.document, parsed.diagnostics) !== undefined;
+  const invalidOutcome = allowsNothing
+    ? 'the destination service would enforce it as an ALLOW of nothing (the workloads it selects keep only what their other ALLOW policies allow)'
+    : 'the destination service would skip it and it would not apply';
   // An edit that leaves the policy as it was (labels, annotations) changes nothing the destination
   // service reads: refusing it would protect nothing, so it is allowed with what is still wrong.
   if (
@@ -164,7 +169,7 @@ export function reviewPolicyAdmission(
         warnings: [
           isStandIn
             ? `${policy} still uses what Mutual cannot enforce, and the destination service enforces a stricter stand-in in its place: ${problems.join('; ')}`
-            : `${policy} is still invalid, and the destination service skips it (it does not apply): ${problems.join('; ')}`,
+            : `${policy} is still invalid, and ${allowsNothing ? 'the destination service enforces it as an ALLOW of nothing' : 'the destination service skips it (it does not apply)'}: ${problems.join('; ')}`,
           ...warned,
         ],
       }),
@@ -176,7 +181,7 @@ export function reviewPolicyAdmission(
   const code = errors[0]!.code;
   const message = isStandIn
     ? `using what Mutual cannot enforce, so the destination service would enforce a stricter stand-in in its place (ALLOW rules using it dropped, DENY rules without it, CUSTOM as DENY): ${problems.join('; ')}`
-    : `invalid, so the destination service would skip it and it would not apply: ${problems.join('; ')}`;
+    : `invalid, so ${invalidOutcome}: ${problems.join('; ')}`;
   return {
     review: answer({
       allowed: false,
