@@ -125,6 +125,21 @@ test('the identity service and an app killed are started again (the app by its d
   await waitUntil(async () => (await callApi()) === '200 api says hi', 'the new api app answers');
 });
 
+test('mutual check warns about the processes started again, with how each last exited', async () => {
+  const check = await runMutual(['check', '--state-dir', state]);
+  assert.match(
+    check.stdout,
+    /‼ no process has had to be started again\n\s+3 processes were started again after exiting\n/,
+    check.stdout,
+  );
+  assert.match(
+    check.stdout,
+    /the identity service: 1 time, the last after it exited \(signal SIGKILL\) at \S+; its log: \S+identity\.log/,
+  );
+  assert.match(check.stdout, /api's sidecar: 1 time, the last after it exited \(signal SIGKILL\)/);
+  assert.match(check.stdout, /the app api: 1 time, the last after it exited \(signal SIGKILL\)/);
+});
+
 test('an app with restart: never stays down, and up says so', async () => {
   const batch = (await runtime()).services.find((s) => s.name === 'batch')!.app.pid;
   process.kill(batch, 'SIGKILL');

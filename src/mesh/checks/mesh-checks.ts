@@ -11,6 +11,7 @@ import { appListenCheck } from './app-listen-check.ts';
 import { caInForce, caInForceCheck, isAnswer, rotationProgressCheck } from './rotation-checks.ts';
 import {
   AnsweredByAnother,
+  type Check,
   type CheckCategory,
   type CheckContext,
   type CheckResult,
@@ -249,7 +250,7 @@ export const proxyChecks: CheckCategory = {
     {
       description: 'app is running',
       hint: 'the sidecar forwards to an app that is not there: callers get connection errors',
-      fix: 'read its log (`mutual logs SERVICE`), then restart the mesh: `mutual down && mutual up -f mesh.yaml`',
+      fix: 'read its log (`mutual logs SERVICE`): `mutual up` starts an app that crashed or was killed again by itself (mesh.yaml `restart: on-failure`, the default), not one that exited with code 0 or has `restart: never`; start those with `mutual down && mutual up -f mesh.yaml`',
       severity: 'error',
       run: (context) =>
         perService(context, async (service) =>
@@ -261,6 +262,7 @@ export const proxyChecks: CheckCategory = {
         ),
     },
     appListenCheck,
+    restartsCheck(),
     {
       description: 'certificate is valid and chained to the trust bundle',
       hint: 'peers refuse a sidecar whose certificate they cannot verify',
@@ -353,3 +355,42 @@ export const proxyChecks: CheckCategory = {
     },
   ],
 };
+
+/**
+ * Processes `mutual up` has started again after they exited (restarts.ts), as `kubectl get pods`
+ * shows RESTARTS: a sidecar or app that keeps exiting is a crash loop the other checks see only in
+ * the moments it happens to be down.
+ */
+function restartsCheck(): Check {
+  return {
+    description: 'no process has had to be started again',
+    hint: 'mutual up starts a process that exits again by itself, after a pause that grows to 30 s; while it is down, its calls fail',
+    fix: 'read the log of each process named (`mutual logs NAME`, `--proxy` for a sidecar): why it exited is at the end of the run before its restart',
+    severity: 'warning',
+    run: async (context) => {
+      if (!context.runtime) return skip(NOT_RUNNING);
+      const runtime = context.runtime;
+      const processes: Array<[string, RuntimeProcess | undefined]> = [
+        ['the identity service', runtime.identity],
+        ['the destination service', runtime.destination],
+        ...runtime.services.flatMap(
+          (service): Array<[string, RuntimeProcess]> => [
+            [`${service.name}'s sidecar`, service.proxy],
+            [`the app ${service.name}`, service.app],
+          ],
+        ),
+      ];
+      const restarted = processes.filter(([, process]) => (process?.restarts ?? 0) > 0);
+      if (restarted.length === 0) return ok('');
+      return {
+        status: 'fail',
+        message: `${restarted.length} ${restarted.length === 1 ? 'process was' : 'processes were'} started again after exiting`,
+        details: restarted.map(([what, process]) => {
+          const exit = process!.lastExit;
+          const how = exit ? (exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`) : 'unknown';
+          return `${what}: ${process!.restarts} ${process!.restarts === 1 ? 'time' : 'times'}, the last after it exited (${how})${exit ? ` at ${exit.at}` : ''}; its log: ${process!.log}`;
+        }),
+      };
+    },
+  };
+}
