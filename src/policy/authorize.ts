@@ -178,7 +178,10 @@ function requestContext(attributes: RequestAttributes): EvaluationContext {
     rawHost: attributes.host,
     host,
     hostname,
-    headers: attributes.headers,
+    // Read through: a caller may compute its headers only when a header condition asks.
+    get headers() {
+      return attributes.headers;
+    },
   };
 }
 

@@ -95,6 +95,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
       });
     }
     if (!probePaths.has(checked.path)) {
+      let headers: Record<string, string[]> | undefined;
       const decision = deps.policy().authorizeRequest({
         sourcePrincipal: principalOf(context.peer),
         sourceIp: context.sourceIp,
@@ -102,7 +103,11 @@ export function createHttp2Inbound(deps: InboundDeps) {
         method,
         path: checked.target,
         host: checked.host,
-        headers: policyHeaders(rawHeaders, checked.host),
+        // Built once, and only when a header condition reads it.
+        get headers() {
+          headers ??= policyHeaders(rawHeaders, checked.host);
+          return headers;
+        },
       });
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
