@@ -5,17 +5,20 @@
 // address or on an IPv6-only [::] (nginx's `listen [::]:8080`), which `up` called ready, every
 // call then failing with 502 ECONNREFUSED; and a web server on port 80, which the app (not root)
 // could not bind, where in a Kubernetes pod it can; and an app that writes to its HOME (`go run`'s
-// build cache), which was root's /root, closed to the app's uid.
+// build cache), which was root's /root, closed to the app's uid. A call to an address outside the
+// mesh passes through in plain text; when that address refuses, the app saw a clean close (an
+// empty answer) and nothing counted the failure.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { MeshRuntime } from '../../src/mesh/index.ts';
 import { netnsUnavailableReason } from '../../src/mesh/netns/index.ts';
-import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import { metricValue, waitUntil } from '../../src/testing/mesh-pki.ts';
 import { hasCommand } from '../../src/testing/netns.ts';
 import { runMutual, startMeshUp } from './run-mutual.ts';
 
@@ -67,7 +70,7 @@ after(async () => {
     }
   }
   if (dir) {
-    for (const state of ['ipv6', 'listen', 'port80', 'home'])
+    for (const state of ['ipv6', 'listen', 'port80', 'home', 'unmeshed'])
       await runMutual(['down', '--state-dir', join(dir, state)]);
     await rm(dir, { recursive: true, force: true });
   }
@@ -241,4 +244,84 @@ test('an app has a HOME of its own to write to (a build cache), removed by down'
   assert.equal(down.code, 0, down.stderr);
   if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
   await assert.rejects(stat(home), { code: 'ENOENT' });
+});
+
+test('a call outside the mesh passes through in plain text; one refused there is reset and counted as failed', {
+  skip,
+}, async () => {
+  const meshFile = join(dir, 'unmeshed.yaml');
+  await writeFile(
+    meshFile,
+    `services:
+  - name: server
+    namespace: apps
+    command: [node, -e, ${JSON.stringify(SERVER)}]
+    ports: [8080]
+  - name: client
+    namespace: apps
+    command: [sleep, infinity]
+    upstreams: [server]
+`,
+  );
+  const stateDir = join(dir, 'unmeshed');
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+    'The mesh is up',
+  );
+  started.push(mesh.child);
+  assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
+  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const client = runtime.services.find((service) => service.name === 'client')!;
+  // Outside the mesh: a plain server on the host's end of the mesh network, which speaks first.
+  const host = createServer((socket) => socket.end('host answered'));
+  host.listen(0, runtime.network!.hostAddress);
+  await once(host, 'listening');
+  const port = (host.address() as { port: number }).port;
+  // A client that waits for the server's first words, as a server-speaks-first protocol's does.
+  const wait = `const s = require('node:net').connect(${port}, 'mutual-host'); let got = ''; s.on('data', (d) => { got += d; }); s.on('end', () => console.log(JSON.stringify({ got, end: true }))); s.on('error', (e) => console.log(JSON.stringify({ got, error: e.code })))`;
+  // Run without blocking this process, which serves the host side.
+  const call = async () => {
+    const child = spawn(
+      'ip',
+      [
+        ...['netns', 'exec', client.pod!.netns],
+        ...['setpriv', '--reuid=2103', '--regid=2103', '--clear-groups', process.execPath, '-e', wait],
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'], timeout: 10_000 },
+    );
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+    });
+    await once(child, 'close');
+    return JSON.parse(out);
+  };
+  assert.deepEqual(await call(), { got: 'host answered', end: true });
+  host.close();
+  await once(host, 'close');
+  // Refused at the destination: the app's connection is reset, as its own connect would have been refused.
+  assert.deepEqual(await call(), { got: '', error: 'ECONNRESET' });
+
+  const destination = `${runtime.network!.hostAddress}:${port}`;
+  const metrics = await (await fetch(`${client.adminUrl}/metrics`)).text();
+  assert.equal(
+    metricValue(metrics, 'mutual_outbound_refused_total', { reason: 'connect_failed', destination }),
+    1,
+    metrics,
+  );
+  assert.equal(
+    metricValue(metrics, 'mutual_outbound_connections_total', { no_tls_reason: 'not_meshed', destination }),
+    1,
+    metrics,
+  );
+  const edges = await runMutual(['edges', '-o', 'json', '--state-dir', stateDir]);
+  const edge = JSON.parse(edges.stdout).edges.find(
+    (candidate: Record<string, unknown>) =>
+      candidate.source === 'client' && candidate.destination === destination,
+  );
+  assert.equal(edge?.failed, 1, edges.stdout);
+
+  const down = await runMutual(['down', '--state-dir', stateDir]);
+  assert.equal(down.code, 0, down.stderr);
+  if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
 });

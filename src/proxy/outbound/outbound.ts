@@ -156,13 +156,31 @@ export function createOutbound(deps: OutboundDeps) {
     deps.track(server);
     server.setNoDelay(true);
     server.on('error', () => {});
-    const localId = deps.meshTls()?.credentials.spiffeId;
-    pipeWithMetrics(
-      app,
-      server,
-      tlsLabels({ kind: 'none', reason: 'not_meshed' }, localId, 'outbound'),
-      label,
-    );
+    // Spliced once connected. A destination that refuses (or cannot be reached) is the app's
+    // connect refused: a reset, not a clean close it would take for an empty answer, and a failed
+    // connection in the metrics (edges, check), as a meshed one is.
+    const abandon = () => server.destroy();
+    const failed = (error: Error) => {
+      app.off('close', abandon);
+      log.warnSampled('unmeshed destination unreachable', `destination=${label}`, {
+        destination: label,
+        error: error.message,
+      });
+      refuse(app, isLocalResourceError(error) ? 'local_resources' : 'connect_failed', label);
+    };
+    app.once('close', abandon);
+    server.once('error', failed);
+    server.once('connect', () => {
+      server.off('error', failed);
+      app.off('close', abandon);
+      const localId = deps.meshTls()?.credentials.spiffeId;
+      pipeWithMetrics(
+        app,
+        server,
+        tlsLabels({ kind: 'none', reason: 'not_meshed' }, localId, 'outbound'),
+        label,
+      );
+    });
   }
 
   function pipeWithMetrics(
