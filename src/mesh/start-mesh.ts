@@ -772,6 +772,9 @@ async function expectReady(
     isPortTaken = false;
     portAdvice = `: it could not bind a port (address already in use), yet $PORT=${appPorts.join(', ')} it was given is free, so it listens on a port of its own choosing; make it listen on $PORT`;
   }
+  // Success before listening: a server that forks into the background and leaves (nginx's default).
+  if (outcome.reason === 'exited' && process.child.exitCode === 0 && !portAdvice)
+    portAdvice = `: it ended with success before it listened, as a server that puts itself in the background does (nginx without \`daemon off;\`, \`redis-server --daemonize yes\`); keep it in the foreground, e.g. command: nginx -g 'daemon off;'`;
   const status = exit?.startError
     ? `could not be started (${startProblem(exit.startError, process.argv[0]!)})`
     : outcome.reason === 'exited'

@@ -7,7 +7,8 @@
 // could not bind, where in a Kubernetes pod it can; and an app that writes to its HOME (`go run`'s
 // build cache), which was root's /root, closed to the app's uid. A call to an address outside the
 // mesh passes through in plain text; when that address refuses, the app saw a clean close (an
-// empty answer) and nothing counted the failure.
+// empty answer) and nothing counted the failure. A server that puts itself in the background
+// (nginx's default) was only 'exited (code 0)'.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -70,7 +71,7 @@ after(async () => {
     }
   }
   if (dir) {
-    for (const state of ['ipv6', 'listen', 'port80', 'home', 'unmeshed'])
+    for (const state of ['ipv6', 'listen', 'port80', 'home', 'unmeshed', 'daemon'])
       await runMutual(['down', '--state-dir', join(dir, state)]);
     await rm(dir, { recursive: true, force: true });
   }
@@ -324,4 +325,35 @@ test('a call outside the mesh passes through in plain text; one refused there is
   const down = await runMutual(['down', '--state-dir', stateDir]);
   assert.equal(down.code, 0, down.stderr);
   if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
+});
+
+test('a server that puts itself in the background fails up saying so, and is not left running', {
+  skip,
+}, async () => {
+  const marker = `daemon-marker-${process.pid}`;
+  const meshFile = join(dir, 'daemon.yaml');
+  // As nginx does by default: a new session in the background, and the command ends with success.
+  await writeFile(
+    meshFile,
+    `services:
+  - name: web
+    namespace: apps
+    command: setsid node -e "setTimeout(() => require('node:http').createServer((q, s) => s.end()).listen(8080), 1000)" ${marker} &
+    ports: [8080]
+`,
+  );
+  const stateDir = join(dir, 'daemon');
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+    'The mesh is up',
+  );
+  started.push(mesh.child);
+  if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
+  assert.equal(mesh.child.exitCode, 1, mesh.output());
+  assert.match(
+    mesh.output(),
+    /the app web \(port 8080, .*\) exited \(code 0\): it ended with success before it listened, as a server that puts itself in the background does \(nginx without `daemon off;`/,
+    mesh.output(),
+  );
+  assert.equal(spawnSync('pgrep', ['-f', marker]).status, 1, `${marker} still runs`);
 });
