@@ -104,7 +104,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   function withCode(text) {
     return text.split('\u0060').map(function (part, i) { return i % 2 === 1 ? h('code', { text: part }) : part; });
   }
-  function plural(n, what) { return n + ' ' + what + (n === 1 ? '' : 's'); }
+  /** A count with thousands grouped (12,345), one way everywhere as the page's decimals are. */
+  function number(n) { return typeof n === 'number' ? n.toLocaleString('en-US', { maximumFractionDigits: 1 }) : String(n); }
+  function plural(n, what) { return number(n) + ' ' + what + (n === 1 ? '' : 's'); }
   function ago(iso) { return duration((Date.parse(iso) - Date.now()) / 1000); }
   function renderChecks(checks) {
     var failing = checks.failing;
@@ -141,10 +143,10 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var panels = [
       h('div', { class: 'cards' }, [
         card('Checks', failed === 0 ? 'All pass' : failed + ' failing', plural(k.errors, 'error') + ' · ' + plural(k.warnings, 'warning') + ' · ' + k.total + ' checks', null, k.errors > 0 ? 'bad' : k.warnings > 0 ? 'warn' : 'good'),
-        card('Connections over mTLS', percent(c.securedShare), c.secured + ' of ' + c.total + ' connections', c.securedShare),
-        card('Requests over mTLS', percent(r.securedShare), r.secured + ' of ' + r.total + ' HTTP requests', r.securedShare),
-        card('Meshed workloads', String(o.workloads.meshed.length), o.workloads.unreachable.length + ' sidecars not answering · ' + o.workloads.unmeshed.length + ' unmeshed peers'),
-        card('Denials', String(o.denials.recent), o.denials.windowSeconds === null ? o.denials.total + ' in total' : 'in the last ' + o.denials.windowSeconds + ' s · ' + o.denials.total + ' in total'),
+        card('Connections over mTLS', percent(c.securedShare), number(c.secured) + ' of ' + plural(c.total, 'connection'), c.securedShare),
+        card('Requests over mTLS', percent(r.securedShare), number(r.secured) + ' of ' + plural(r.total, 'HTTP request'), r.securedShare),
+        card('Meshed workloads', number(o.workloads.meshed.length), plural(o.workloads.unreachable.length, 'sidecar') + ' not answering · ' + plural(o.workloads.unmeshed.length, 'unmeshed peer')),
+        card('Denials', number(o.denials.recent), o.denials.windowSeconds === null ? number(o.denials.total) + ' in total' : 'in the last ' + o.denials.windowSeconds + ' s · ' + number(o.denials.total) + ' in total'),
       ]),
       renderChecks(k),
     ];
@@ -175,9 +177,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(idSpan(shortId(edge.clientId))),
         td(idSpan(shortId(edge.serverId))),
         td(perSecond(edge.requestRate), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
-        td(String(edge.requests), 'num'), td(String(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
-        td(edge.denied ? h('span', { class: 'denied', title: 'refused by policy (a 403 answer counts as success in Success, as in Linkerd)', text: String(edge.denied) }) : '0', 'num'),
-        td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: String(edge.failed) }) : '0', 'num'),
+        td(number(edge.requests), 'num'), td(number(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
+        td(edge.denied ? h('span', { class: 'denied', title: 'refused by policy (a 403 answer counts as success in Success, as in Linkerd)', text: number(edge.denied) }) : '0', 'num'),
+        td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: number(edge.failed) }) : '0', 'num'),
       ]);
     });
     var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges show only what the other end counted' }); });
@@ -292,7 +294,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       });
     });
     var denials = p.denials.map(function (x) {
-      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.policy), td(x.port || '—'), td(String(x.recent), 'num'), td(String(x.count), 'num')]);
+      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.policy), td(x.port || '—'), td(number(x.recent), 'num'), td(number(x.count), 'num')]);
     });
     return [
       panel('Effective peer authentication', [table(['Workload', 'Namespace', 'Port', 'Mode', 'Set by', 'Authorization policies'], modes, 'No workloads.')]),

@@ -40,6 +40,7 @@ before(async () => {
           `mutual_inbound_connections_total{tls="true",client_id="${client}",server_id="${id('web')}",no_tls_reason="",port="7000"} 2\n`,
       )
       .join('') +
+    `mutual_inbound_http_requests_total{tls="true",client_id="${id('cart')}",server_id="${id('web')}",no_tls_reason="",port="7000",method="GET",status_code="200"} 12345\n` +
     `mutual_authorization_decisions_total{decision="deny",policy="shop/web-callers",client_id="${id('cart')}",port="7000"} 4\n`;
   const certificate = (name: string, renewAgoS: number) => ({
     spiffeId: id(name),
@@ -300,6 +301,13 @@ test("an edge's denials stand out beside its success rate, and a certificate's e
     const denied = page.locator(`tr[data-edge="cart→web:8080"] .denied`);
     await denied.waitFor();
     assert.equal(await denied.innerText(), '4');
+    // Counts are grouped by thousands (was 12345).
+    assert.equal(await page.locator(`tr[data-edge="cart→web:8080"] td:nth-child(9)`).innerText(), '12,345');
+    await page.locator('#tabs a[data-tab="overview"]').click();
+    const workloads = page.locator('.card', { hasText: 'Meshed workloads' }).locator('.sub');
+    await workloads.waitFor();
+    // One unmeshed peer (the foreign client), in the singular (was '1 unmeshed peers').
+    assert.match(await workloads.innerText(), /^0 sidecars not answering · 1 unmeshed peer$/);
     assert.match((await denied.getAttribute('title')) ?? '', /refused by policy/);
     // An edge without denials keeps a plain 0.
     assert.equal(await page.locator(`tr[data-edge="${FOREIGN}→web:8080"] .denied`).count(), 0);
