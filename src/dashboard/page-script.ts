@@ -107,6 +107,10 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   /** A count with thousands grouped (12,345), one way everywhere as the page's decimals are. */
   function number(n) { return typeof n === 'number' ? n.toLocaleString('en-US', { maximumFractionDigits: 1 }) : String(n); }
   function plural(n, what) { return number(n) + ' ' + what + (n === 1 ? '' : 's'); }
+  function namespaceOf(d, service) {
+    var workload = (d.policy.workloads || []).filter(function (w) { return w.service === service; })[0];
+    return workload ? workload.namespace : null;
+  }
   function ago(iso) { return duration((Date.parse(iso) - Date.now()) / 1000); }
   function renderChecks(checks) {
     var failing = checks.failing;
@@ -183,6 +187,16 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       ]);
     });
     var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges show only what the other end counted' }); });
+    // As mutual edges says: a client refused at the TLS handshake has no identity, so it is no row.
+    (e.refusedHandshakes || []).forEach(function (r) {
+      if (state.namespace && namespaceOf(d, r.service) !== state.namespace) return;
+      var reasons = Object.keys(r.reasons).sort();
+      var total = reasons.reduce(function (sum, reason) { return sum + r.reasons[reason]; }, 0);
+      missing.push(h('li', { class: 'warning', 'data-refused': r.service }, [
+        r.service + "'s sidecar refused " + plural(total, 'TLS handshake') + ' since it started (' + reasons.map(function (reason) { return number(r.reasons[reason]) + ' ' + reason; }).join(', ') + '): a refused client has no identity, so it is no edge. ',
+        h('code', { text: 'mutual logs ' + r.service + ' --proxy --state-dir ' + d.overview.mesh.stateDir }), ' names the first client of each reason.',
+      ]));
+    });
     return [panel('Edges: who calls whom, and is it mTLS', [
       h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
       table(['Source', 'Destination', 'Port', 'TLS', 'Client identity', 'Server identity', 'Rate#', 'Success#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],

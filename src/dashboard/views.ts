@@ -1,6 +1,6 @@
 // The JSON answers of the dashboard API, computed from a snapshot and, for rates and "recent"
 // counts, an earlier snapshot. Pure: no I/O. docs/dashboard-api.md describes every field.
-import { checkReportJson, entryStatus } from '../mesh/checks/index.ts';
+import { checkReportJson, entryStatus, refusedHandshakes } from '../mesh/checks/index.ts';
 import { type Edge, edgeKey } from '../mesh/index.ts';
 import type { TimedReport } from './checks.ts';
 import type { Snapshot } from './collect.ts';
@@ -61,6 +61,11 @@ export function edgesView(now: Snapshot, before: Snapshot | undefined, namespace
     windowSeconds: before ? Math.round(seconds) : null,
     namespaces: [...new Set((runtime?.services ?? []).map((service) => service.namespace))].sort(),
     edges: filtered,
+    // Clients refused at the TLS handshake have no identity and their counter no port, so they are
+    // no edge; as `mutual edges` does, the tab still says that they happened.
+    refusedHandshakes: refusedHandshakes(now.proxies).filter(
+      (refused) => namespace === undefined || services.get(refused.service)?.namespace === namespace,
+    ),
     unreachable: now.unreachable,
   };
 }

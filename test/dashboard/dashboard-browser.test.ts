@@ -1,8 +1,9 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against the demo
 // mesh started with `mutual up` in loopback mode: the demo's edges are secured with the right
 // identities, a plaintext client shows up as not secured with its reason and as a failing check on
-// the Overview, the Certificates tab shows the issuer's expiry, and a stopped sidecar is a failing
-// check with its fix. Screenshots go to test-artifacts/.
+// the Overview, a client refused at the TLS handshake as a denial and in a note under the edges,
+// the Certificates tab shows the issuer's expiry, and a stopped sidecar is a failing check with its
+// fix. Screenshots go to test-artifacts/.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -110,6 +111,14 @@ test("a TLS client with no certificate at emoji's STRICT inbound is a denial on 
   const denial = page.locator('tr[data-denial="emoji"]');
   await denial.waitFor({ timeout: 15_000 });
   assert.match(await denial.innerText(), /^emoji\s+unknown\s+refused: no_client_certificate\s+—\s+1\s+1$/);
+  // The Edges tab says it happened as `mutual edges` does (it has no identity, so it is no row).
+  await page.goto(`${dashboard.url}#edges`);
+  const note = page.locator('li[data-refused="emoji"]');
+  await note.waitFor({ timeout: 15_000 });
+  assert.match(
+    await note.innerText(),
+    /^emoji's sidecar refused 1 TLS handshake since it started \(1 no_client_certificate\): a refused client has no identity, so it is no edge\. mutual logs emoji --proxy --state-dir \S+ names the first client/,
+  );
 });
 
 test('Certificates shows when the issuer expires, and every workload certificate', { skip }, async () => {
