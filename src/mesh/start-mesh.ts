@@ -419,7 +419,12 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
           app,
           () =>
             pod
-              ? waitForPodListen(app.pid, pod.netns, port.appPort, { deadlineMs, isAlive })
+              ? waitForPodListen(app.pid, pod.netns, port.appPort, {
+                  deadlineMs,
+                  isAlive,
+                  // A skipped inbound port is reached by callers at the pod's address, not by its sidecar.
+                  reachedFrom: port.inboundPort === undefined ? pod.address : undefined,
+                })
               : waitForAppPort(app.pid, service.name, port, appPorts, {
                   deadlineMs,
                   isAlive,
@@ -780,7 +785,7 @@ async function expectReady(
     : outcome.reason === 'exited'
       ? `exited (${process.child.exitCode === null ? `signal ${process.child.signalCode}` : `code ${process.child.exitCode}`})${portAdvice}`
       : outcome.reason === 'unreachable'
-        ? `listens where its sidecar cannot reach it: ${outcome.last}`
+        ? `listens where it cannot be reached: ${outcome.last}`
         : `was not ready within --timeout ${formatDuration(deps.readyTimeoutMs)}, for every process together (last check: ${outcome.last})`;
   throw new MutualError(
     'MUTUAL_MESH_START_FAILED',

@@ -71,7 +71,7 @@ after(async () => {
     }
   }
   if (dir) {
-    for (const state of ['ipv6', 'listen', 'port80', 'home', 'unmeshed', 'daemon'])
+    for (const state of ['ipv6', 'listen', 'skipped', 'port80', 'home', 'unmeshed', 'daemon'])
       await runMutual(['down', '--state-dir', join(dir, state)]);
     await rm(dir, { recursive: true, force: true });
   }
@@ -139,14 +139,28 @@ services:
   if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
 });
 
-test('an app listening only where its sidecar cannot reach it (the pod address, IPv6-only [::]) fails up, named', {
+test('an app listening only where it cannot be reached (pod address, IPv6-only [::]; 127.0.0.1 on a skipped port) fails up, named', {
   skip,
 }, async () => {
-  const listeners = {
-    'the pod address': "host: require('node:os').networkInterfaces().eth0[0].address",
-    'an IPv6-only [::]': "host: '::', ipv6Only: true",
-  };
-  for (const [where, host] of Object.entries(listeners)) {
+  const cases = [
+    {
+      where: 'the pod address',
+      host: "host: require('node:os').networkInterfaces().eth0[0].address",
+      only: /only at 198\.1[89]\.\d+\.\d+, and its sidecar forwards to 127\.0\.0\.1:8080; listen on 0\.0\.0\.0, 127\.0\.0\.1 or a dual-stack \[::\]/,
+    },
+    {
+      where: 'an IPv6-only [::]',
+      host: "host: '::', ipv6Only: true",
+      only: /only at \[::\] \(IPv6 only\), and its sidecar forwards to 127\.0\.0\.1:8080/,
+    },
+    {
+      where: '127.0.0.1, on a skipped inbound port',
+      host: "host: '127.0.0.1'",
+      skipped: true,
+      only: /only at 127\.0\.0\.1, and callers reach this skipped inbound port at 198\.1[89]\.\d+\.\d+:8080, past the sidecar; listen on 0\.0\.0\.0 or a dual-stack \[::\]/,
+    },
+  ];
+  for (const { where, host, skipped, only } of cases) {
     const app = `require('node:http').createServer((q, s) => s.end('hi')).listen({ port: 8080, ${host} })`;
     const meshFile = join(dir, 'listen.yaml');
     await writeFile(
@@ -156,7 +170,7 @@ test('an app listening only where its sidecar cannot reach it (the pod address, 
     namespace: apps
     command: [node, -e, ${JSON.stringify(app)}]
     ports: [8080]
-`,
+${skipped ? '    skipInboundPorts: [8080]\n' : ''}`,
     );
     const stateDir = join(dir, 'listen');
     const mesh = await startMeshUp(
@@ -170,12 +184,44 @@ test('an app listening only where its sidecar cannot reach it (the pod address, 
     assert.equal(mesh.child.exitCode, 1, `${where}: ${output}`);
     assert.match(
       output,
-      /error\[MUTUAL_MESH_START_FAILED\]: the app server \(port 8080, .*\) listens where its sidecar cannot reach it: it listens on port 8080 only at .*, and its sidecar forwards to 127\.0\.0\.1:8080; listen on 0\.0\.0\.0, 127\.0\.0\.1 or a dual-stack \[::\]/,
+      /error\[MUTUAL_MESH_START_FAILED\]: the app server \(port 8080, .*\) listens where it cannot be reached: it listens on port 8080 /,
       `${where}: ${output}`,
     );
-    if (where === 'an IPv6-only [::]') assert.match(output, /only at \[::\] \(IPv6 only\)/, output);
-    else assert.match(output, /only at 198\.1[89]\.\d+\.\d+,/, output);
+    assert.match(output, only, `${where}: ${output}`);
   }
+});
+
+test('a skipped inbound port is served at the pod address, past the sidecar', { skip }, async () => {
+  const app = `require('node:http').createServer((q, s) => s.end('skipped ' + (q.headers['x-mutual-client-id'] ?? 'in plain text'))).listen(9090, require('node:os').networkInterfaces().eth0[0].address)`;
+  const meshFile = join(dir, 'skipped.yaml');
+  await writeFile(
+    meshFile,
+    `services:
+  - name: metrics
+    namespace: apps
+    command: [node, -e, ${JSON.stringify(app)}]
+    ports: [9090]
+    skipInboundPorts: [9090]
+  - name: client
+    namespace: apps
+    command: [sleep, infinity]
+    upstreams: ["metrics:9090"]
+`,
+  );
+  const stateDir = join(dir, 'skipped');
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+    'The mesh is up',
+  );
+  started.push(mesh.child);
+  assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
+  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const client = runtime.services.find((service) => service.name === 'client')!.pod!.netns;
+  assert.equal(curlIn(client, 'http://metrics:9090/'), 'skipped in plain text');
+
+  const down = await runMutual(['down', '--state-dir', stateDir]);
+  assert.equal(down.code, 0, down.stderr);
+  if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
 });
 
 test('an app that is not root listens on port 80 in its pod, and is called as http://web/', {

@@ -3,7 +3,8 @@ import type { WaitOutcome } from '../readiness.ts';
 import { runCommand } from './commands.ts';
 import { NETNS_RUN_DIR } from './namespaces.ts';
 
-// Whether an app inside a pod listens on a port where its sidecar reaches it (127.0.0.1), seen
+// Whether an app inside a pod listens on a port where its sidecar reaches it (127.0.0.1; callers
+// at the pod's address for a skipped inbound port), seen
 // from the host without entering the pod: /proc/PID/net/tcp lists the sockets of PID's network
 // namespace, and `ss -N NETNS` tells a dual-stack [::] (`*`) from an IPv6-only one (`[::]`).
 
@@ -22,6 +23,8 @@ export async function podListenProblem(
   pid: number,
   netns: string,
   port: number,
+  /** Where connections to the app come from: its sidecar (127.0.0.1), or callers at the pod's address (a skipped inbound port). */
+  reachedFrom = LOOPBACK,
 ): Promise<string | UnreachableListen | undefined> {
   try {
     const [own, pods] = await Promise.all([stat(`/proc/${pid}/ns/net`), stat(`${NETNS_RUN_DIR}/${netns}`)]);
@@ -36,10 +39,15 @@ export async function podListenProblem(
   const listed = await runCommand('ss', ['-N', netns, '-H', '-l', '-t', '-n']);
   if (listed.code !== 0) return undefined; // no ss to ask: listening is all we can tell
   const addresses = listenAddresses(listed.stdout, port);
-  if (addresses.length === 0 || addresses.some(isReachedFromLoopback)) return undefined;
+  if (addresses.length === 0 || addresses.some((address) => isReachedFrom(address, reachedFrom)))
+    return undefined;
+  const only = `it listens on port ${port} only at ${addresses.map(describeAddress).join(', ')}`;
   return {
     kind: 'unreachable',
-    problem: `it listens on port ${port} only at ${addresses.map(describeAddress).join(', ')}, and its sidecar forwards to 127.0.0.1:${port}; listen on 0.0.0.0, 127.0.0.1 or a dual-stack [::] (no host: the default of most servers)`,
+    problem:
+      reachedFrom === LOOPBACK
+        ? `${only}, and its sidecar forwards to 127.0.0.1:${port}; listen on 0.0.0.0, 127.0.0.1 or a dual-stack [::] (no host: the default of most servers)`
+        : `${only}, and callers reach this skipped inbound port at ${reachedFrom}:${port}, past the sidecar; listen on 0.0.0.0 or a dual-stack [::] (no host: the default of most servers)`,
   };
 }
 
@@ -70,11 +78,16 @@ export function listenAddresses(ssOutput: string, port: number): string[] {
   return addresses;
 }
 
-/** Whether a connection to 127.0.0.1 reaches a socket listening at this (ss-printed) address. */
-export function isReachedFromLoopback(address: string): boolean {
+const LOOPBACK = '127.0.0.1';
+
+/**
+ * Whether a connection to IPv4 address `to` (127.0.0.1, or the pod's address arriving on eth0)
+ * reaches a socket listening at this (ss-printed) address.
+ */
+export function isReachedFrom(address: string, to: string): boolean {
   const [host = '', device] = address.split('%');
-  if (device !== undefined && device !== 'lo') return false; // bound to another device
-  return ['*', '0.0.0.0', '127.0.0.1', '[::ffff:127.0.0.1]', '[::ffff:0.0.0.0]'].includes(host);
+  if (device !== undefined && device !== (to === LOOPBACK ? 'lo' : 'eth0')) return false; // another device
+  return ['*', '0.0.0.0', '[::ffff:0.0.0.0]', to, `[::ffff:${to}]`].includes(host);
 }
 
 function describeAddress(address: string): string {
@@ -87,14 +100,14 @@ export async function waitForPodListen(
   pid: number,
   netns: string,
   port: number,
-  options: { deadlineMs: number; isAlive: () => boolean },
+  options: { deadlineMs: number; isAlive: () => boolean; reachedFrom?: string },
 ): Promise<WaitOutcome> {
   let delayMs = 10;
   // An app may bind its addresses one after the other: a listener out of the sidecar's reach is
   // final once it has stayed alone for a second.
   let unreachableSinceMs: number | undefined;
   for (;;) {
-    const found = await podListenProblem(pid, netns, port);
+    const found = await podListenProblem(pid, netns, port, options.reachedFrom);
     if (found === undefined) return { ok: true };
     const last = typeof found === 'string' ? found : found.problem;
     if (typeof found === 'string') unreachableSinceMs = undefined;
