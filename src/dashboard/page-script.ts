@@ -281,11 +281,14 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         (r.result || '?') + (r.at ? ' ' + duration((Date.parse(r.at) - Date.now()) / 1000) : ''),
         r.error ? h('small', { class: 'renewal-error', text: (r.error.message || '') + (r.error.code ? ' (' + r.error.code + ')' : '') }) : null,
       ]);
-      var isOverdue = w.secondsToRenewal !== null && w.secondsToRenewal < -60;
+      // A renewal time past is as bad as the certificate it did not replace (with a short lifetime
+      // it expires within the minute), and amber at least more than a minute past.
+      var isPast = w.secondsToRenewal !== null && w.secondsToRenewal < 0;
+      var renewTone = isPast && w.status !== 'ok' && w.status !== 'unknown' ? w.status : isPast && w.secondsToRenewal < -60 ? 'warning' : 'ok';
       return h('tr', { 'data-cert': w.service }, [
         td(w.service), td(idSpan(shortId(w.spiffeId))),
         td(pill(w.status, w.error ? 'unreachable' : w.status)),
-        td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, isOverdue ? 'warning' : 'ok')), td(last),
+        td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, renewTone)), td(last),
       ]);
     });
     return [

@@ -1,7 +1,8 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) as a user reads it,
 // over a fake mesh with a long foreign SPIFFE ID and a sidecar whose renewal fails: the TLS status
 // of every edge is on screen at desktop width, a table scrolled sideways on a phone stays scrolled
-// across live redraws, a failing renewal says why, status text is readable (4.5:1 contrast), and
+// across live redraws, a failing renewal says why, an overdue renewal of an expired short-lived
+// certificate is red, status text is readable (4.5:1 contrast), and
 // the graph on a phone scrolls rather than shrinks its names to dots, denials stand out and
 // certificate end dates read as UTC times.
 import assert from 'node:assert/strict';
@@ -64,11 +65,19 @@ before(async () => {
     ...certificate('cart', -600),
     lastRenewal: { result: 'ok', at: new Date(now).toISOString() },
   });
+  // A one-minute certificate whose renewal is 48 s overdue: it expired 30 s ago.
+  const cache = await startFakeAdmin('', {
+    spiffeId: id('cache'),
+    notBefore: new Date(now - 90_000).toISOString(),
+    notAfter: new Date(now - 30_000).toISOString(),
+    renewAt: new Date(now - 48_000).toISOString(),
+    lastRenewal: { result: 'ok', at: new Date(now - 90_000).toISOString() },
+  });
   const identity = await startFakeAdmin(
     `mutual_identity_issuer_expiry_timestamp_seconds ${now / 1000 + 5 * 86_400}\n` +
       `mutual_identity_trust_anchor_expiry_timestamp_seconds{fingerprint="82790b6bd16b9454"} ${now / 1000 + 20 * 86_400}\n`,
   );
-  admins = [web, pay, cart, identity];
+  admins = [web, pay, cart, cache, identity];
   const stateDir = join(dir, 'state');
   await writeFakeRuntime(stateDir, {
     identityAdminUrl: identity.url,
@@ -77,6 +86,7 @@ before(async () => {
       { name: 'web', adminUrl: web.url, appPort: 7000, inboundPort: 17_000 },
       { name: LONG, adminUrl: pay.url },
       { name: 'cart', adminUrl: cart.url },
+      { name: 'cache', adminUrl: cache.url },
     ],
   });
   dashboard = await createDashboard(
@@ -197,6 +207,33 @@ test('a failing renewal says why, in red, and its renewal time long past is ambe
   }
 });
 
+test('a short-lived certificate that expired past its renewal time has the renewal time in red too', {
+  skip,
+}, async () => {
+  const page = await open('certificates', 1280, 800);
+  try {
+    // One page task: a live redraw between finding the row and reading it would detach it.
+    const cells = async () =>
+      (await page.evaluate(`(() => {
+        const row = document.querySelector('tr[data-cert="cache"]');
+        return row ? [...row.querySelectorAll('.pill, .countdown')].map((el) => el.className + ': ' + el.textContent) : null;
+      })()`)) as string[] | null;
+    let found = await cells();
+    for (let i = 0; found === null && i < 50; i++) {
+      await page.waitForTimeout(100);
+      found = await cells();
+    }
+    assert.ok(found, 'the cache row');
+    assert.equal(found[0], 'pill expired: expired');
+    assert.match(found[1]!, /^countdown expired: 3\ds ago$/);
+    // 48 s overdue: under the minute that makes an overdue renewal amber, but the certificate it
+    // did not replace has expired (was green, 'countdown ok').
+    assert.match(found[2]!, /^countdown expired: [45]\ds ago$/);
+  } finally {
+    await page.close();
+  }
+});
+
 for (const colorScheme of ['light', 'dark'] as const) {
   test(`${colorScheme} scheme: status and body text have at least 4.5:1 contrast`, { skip }, async () => {
     const page = await open('certificates', 1280, 800, false, colorScheme);
@@ -280,10 +317,12 @@ test('the graph on a phone keeps its names readable and scrolls sideways instead
   });
   try {
     await page.goto(`${dashboard.url}#topology`);
-    const name = page.locator('svg.topology g.node text:not(.ns)').first();
-    await name.waitFor();
-    const box = (await name.boundingBox())!;
-    assert.ok(box.height >= 10, `a service name ${box.height.toFixed(1)} px tall`);
+    await page.locator('svg.topology g.node text:not(.ns)').first().waitFor();
+    // Found and measured in one page task: a live redraw in between would detach the node.
+    const height = (await page.evaluate(
+      "document.querySelector('svg.topology g.node text:not(.ns)').getBoundingClientRect().height",
+    )) as number;
+    assert.ok(height >= 10, `a service name ${height.toFixed(1)} px tall`);
     const [scrollWidth, clientWidth] = (await page.evaluate(
       '[document.documentElement.scrollWidth, document.documentElement.clientWidth]',
     )) as [number, number];
