@@ -12,7 +12,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -401,5 +402,13 @@ test('a server that puts itself in the background fails up saying so, and is not
     /the app web \(port 8080, .*\) exited \(code 0\): it ended with success before it listened, as a server that puts itself in the background does \(nginx without `daemon off;`/,
     mesh.output(),
   );
-  assert.equal(spawnSync('pgrep', ['-f', marker]).status, 1, `${marker} still runs`);
+  const running = (await readdir('/proc')).filter((pid) => {
+    if (!/^\d+$/.test(pid)) return false;
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+  assert.deepEqual(running, [], `${marker} still runs`);
 });
