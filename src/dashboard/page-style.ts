@@ -58,7 +58,7 @@ th.num { text-align: right; }
 .scroll { overflow-x: auto; }
 td { padding: 9px 5px; border-bottom: 1px solid var(--soft); vertical-align: top; }
 tr:last-child td { border-bottom: none; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 /* An identity wraps (after a '/', else anywhere) past 44 characters instead of pushing the TLS column off screen. */
 .id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; color: var(--code-ink); display: inline-block;
   max-width: 44ch; overflow-wrap: anywhere; }

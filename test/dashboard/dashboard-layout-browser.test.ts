@@ -42,6 +42,7 @@ before(async () => {
       )
       .join('') +
     `mutual_inbound_http_requests_total{tls="true",client_id="${id('cart')}",server_id="${id('web')}",no_tls_reason="",port="7000",method="GET",status_code="200"} 12345\n` +
+    `mutual_inbound_received_bytes_total{tls="true",client_id="${id('cart')}",server_id="${id('web')}",no_tls_reason="",port="7000"} 7600\n` +
     `mutual_authorization_decisions_total{decision="deny",policy="shop/web-callers",client_id="${id('cart')}",port="7000"} 4\n`;
   const certificate = (name: string, renewAgoS: number) => ({
     spiffeId: id(name),
@@ -140,6 +141,14 @@ test("a long SPIFFE ID wraps: every edge's TLS status is on screen at desktop wi
     // Wrapping only breaks lines: the text (what a copy gives) is the whole ID.
     const cell = page.locator(`tr[data-edge="${FOREIGN}→web:8080"] .id`).first();
     assert.equal(await cell.textContent(), FOREIGN);
+    // Numbers and their units stay on one line (the bytes column read '7.4' over 'KiB').
+    const wrapped =
+      (await page.evaluate(`[...document.querySelectorAll('#view-edges td.num')].filter((td) => {
+      const range = document.createRange();
+      range.selectNodeContents(td);
+      return new Set([...range.getClientRects()].map((rect) => Math.round(rect.top))).size > 1;
+    }).map((td) => td.textContent)`)) as string[];
+    assert.deepEqual(wrapped, []);
   } finally {
     await page.close();
   }
