@@ -3,7 +3,8 @@
 // pod reached in plain text over IPv6 link-local, past both sidecars (the pods' iptables rules are
 // IPv4 ones); and apps listening where their sidecar (127.0.0.1) cannot reach them, on the pod's
 // address or on an IPv6-only [::] (nginx's `listen [::]:8080`), which `up` called ready, every
-// call then failing with 502 ECONNREFUSED; and a web server on port 80, which the app (not root)
+// call then failing with 502 ECONNREFUSED (a skipped inbound port is judged from the pod's
+// address instead, where its callers come in); and a web server on port 80, which the app (not root)
 // could not bind, where in a Kubernetes pod it can; and an app that writes to its HOME (`go run`'s
 // build cache), which was root's /root, closed to the app's uid. A call to an address outside the
 // mesh passes through in plain text; when that address refuses, the app saw a clean close (an
