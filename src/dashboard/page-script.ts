@@ -306,7 +306,8 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       if (w.ports.length === 0) modes.push(h('tr', {}, [td(w.service), td(w.namespace || '—'), td('—'), td(w.error ? pill('unknown', 'unknown') : '—'), td(w.error || 'no inbound ports'), td('—')]));
       w.ports.forEach(function (port) {
         modes.push(h('tr', { 'data-mode': w.service }, [td(w.service), td(w.namespace || '—'), td(String(port.port)), td(pill(port.mode, port.mode)),
-          td(port.policy ? port.policy + ' (' + port.level + ')' : port.level === 'default' ? 'no PeerAuthentication (Istio default)' : '--mode flag'),
+          // Without policyDir, mutual up starts every sidecar with mesh.yaml's mode (--mode).
+          td(port.policy ? port.policy + ' (' + port.level + ')' : port.level === 'default' ? 'no PeerAuthentication (Istio default)' : w.source === 'flag' ? 'mode in mesh.yaml (no policyDir)' : port.level),
           td([].concat(w.authorizationPolicies.ALLOW, w.authorizationPolicies.DENY, w.authorizationPolicies.AUDIT).join(', ') || '—')]));
       });
     });

@@ -87,7 +87,7 @@ before(async () => {
       { name: 'web', adminUrl: web.url, appPort: 7000, inboundPort: 17_000 },
       { name: LONG, adminUrl: pay.url },
       { name: 'cart', adminUrl: cart.url },
-      { name: 'cache', adminUrl: cache.url },
+      { name: 'cache', adminUrl: cache.url, appPort: 7003, inboundPort: 17_003, mode: 'PERMISSIVE' },
     ],
   });
   dashboard = await createDashboard(
@@ -364,6 +364,21 @@ test("an edge's denials stand out beside its success rate, and a certificate's e
     await notAfter.waitFor();
     assert.match(await notAfter.innerText(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
     assert.match((await notAfter.getAttribute('title')) ?? '', /^\d{4}-\d\d-\d\dT.*Z$/);
+  } finally {
+    await page.close();
+  }
+});
+
+test("a sidecar of a mesh without policyDir is set by mesh.yaml's mode, not by a flag the user never gave", {
+  skip,
+}, async () => {
+  const page = await open('policy', 1280, 800);
+  try {
+    // Was 'STRICT --mode flag': mutual up passes mesh.yaml's mode as --mode.
+    assert.match(
+      await page.locator('tr[data-mode="cache"]').innerText(),
+      /^cache\s+shop\s+8080\s+PERMISSIVE\s+mode in mesh\.yaml \(no policyDir\)\s+—$/,
+    );
   } finally {
     await page.close();
   }

@@ -64,6 +64,8 @@ export interface FakeService {
   readonly adminUrl: string;
   readonly appPort?: number;
   readonly inboundPort?: number;
+  /** A sidecar started with --mode (a mesh.yaml without policyDir) instead of --policy-dir. */
+  readonly mode?: 'STRICT' | 'PERMISSIVE' | 'DISABLE';
 }
 
 /** Writes <stateDir>/runtime.json for services in namespace `shop`, policies in `policyDir`. */
@@ -95,7 +97,11 @@ export async function writeFakeRuntime(
       upstreams: [],
       adminUrl: service.adminUrl,
       app: process(['node', 'app.js']),
-      proxy: process(['mutual', 'proxy', 'run', '--policy-dir', options.policyDir, '--namespace', 'shop']),
+      proxy: process(
+        service.mode
+          ? ['mutual', 'proxy', 'run', '--mode', service.mode, '--namespace', 'shop']
+          : ['mutual', 'proxy', 'run', '--policy-dir', options.policyDir, '--namespace', 'shop'],
+      ),
     })),
   };
   await writeFile(join(stateDir, 'runtime.json'), JSON.stringify(runtime));
