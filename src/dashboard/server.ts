@@ -86,8 +86,16 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
       });
     return pending;
   };
-  /** The oldest snapshot of the window that is not `now` itself. */
-  const before = (now: Snapshot) => history.find((snapshot) => snapshot !== now && snapshot.atMs < now.atMs);
+  /**
+   * The oldest snapshot of the window that is not `now` itself. One from before a gap in sampling
+   * (no page was open) is older than half a window past it: rates over it would be a long average
+   * labelled as recent, so until a new snapshot there is none.
+   */
+  const before = (now: Snapshot) =>
+    history.find(
+      (snapshot) =>
+        snapshot !== now && snapshot.atMs < now.atMs && snapshot.atMs >= now.atMs - windowMs * 1.5,
+    );
 
   const views = async (url: URL) => {
     const now = await latest();

@@ -217,6 +217,32 @@ test('rates come from two snapshots on the clock: 30 more requests in 10 s is 3/
   cart.metrics = cartMetrics(9);
 });
 
+test('a page opened after no one looked for a while: rates start afresh, not as an average since then', async () => {
+  const idleClock = fixedClock(T0);
+  const board = await createDashboard(
+    { host: '127.0.0.1', port: 0, refreshMs: 1000, windowMs: 60_000, stateDir: join(dir, 'mesh') },
+    { clock: idleClock },
+  );
+  try {
+    await api(board, '/api/edges');
+    // 12 minutes without a page open (no snapshots), then 30 requests in the last 10 s.
+    idleClock.advance(720_000);
+    cart.metrics = cartMetrics(9);
+    const opened = await api(board, '/api/edges');
+    // Was windowSeconds 720 and 0.04/s: the last snapshot, taken 12 minutes ago, as the window.
+    assert.equal(opened.windowSeconds, null);
+    assert.equal((await api(board, '/api/overview')).denials.windowSeconds, null);
+    cart.metrics = cartMetrics(39);
+    idleClock.advance(10_000);
+    const { edges, windowSeconds } = await api(board, '/api/edges');
+    assert.equal(windowSeconds, 10);
+    assert.equal(edges.find((edge: any) => edge.id === 'web→cart:8080').requestRate, 3);
+  } finally {
+    cart.metrics = cartMetrics(9);
+    board.destroy();
+  }
+});
+
 test('certificates: issuer and anchors from the identity service, countdowns and thresholds', async () => {
   const certificates = await api(mesh, '/api/certificates');
   assert.equal(certificates.issuer.notAfter, iso(1900000000_000));
