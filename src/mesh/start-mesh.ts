@@ -19,6 +19,7 @@ import {
   type MeshNetwork,
   type NetworkRemoval,
   planNetnsMesh,
+  podAppAccessProblem,
   podNameProblem,
   podPortProblem,
   readNetworkRecord,
@@ -657,6 +658,8 @@ async function checkBeforeStart(
     for (const service of config.services) {
       const nameProblem = podNameProblem(service.name);
       if (nameProblem) problems.push(`services.${service.name}.name: ${nameProblem}`);
+      const accessProblem = await podAppAccessProblem(service.cwd, service.command[0]!);
+      if (accessProblem) problems.push(`services.${service.name}.cwd: ${accessProblem}`);
       for (const { port } of service.ports) {
         const problem = podPortProblem(port);
         if (problem) problems.push(`services.${service.name}.ports: ${problem}`);

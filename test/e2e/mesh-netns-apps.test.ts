@@ -9,12 +9,13 @@
 // build cache), which was root's /root, closed to the app's uid. A call to an address outside the
 // mesh passes through in plain text; when that address refuses, the app saw a clean close (an
 // empty answer) and nothing counted the failure. A server that puts itself in the background
-// (nginx's default) was only 'exited (code 0)'.
+// (nginx's default) was only 'exited (code 0)'. A project in a home directory closed to others
+// (0750, Ubuntu's default) failed in the app with 'Permission denied', though it runs in loopback mode.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,7 +74,7 @@ after(async () => {
     }
   }
   if (dir) {
-    for (const state of ['ipv6', 'listen', 'skipped', 'port80', 'home', 'unmeshed', 'daemon'])
+    for (const state of ['ipv6', 'listen', 'skipped', 'port80', 'home', 'unmeshed', 'daemon', 'closed'])
       await runMutual(['down', '--state-dir', join(dir, state)]);
     await rm(dir, { recursive: true, force: true });
   }
@@ -412,4 +413,43 @@ test('a server that puts itself in the background fails up saying so, and is not
     }
   });
   assert.deepEqual(running, [], `${marker} still runs`);
+});
+
+test('a project in a directory the app uid cannot enter is refused before anything starts, naming it', {
+  skip,
+}, async () => {
+  // /home/USER is 0750 on Ubuntu: root (running up) goes in, the apps' uid 2103 does not.
+  const home = join(dir, 'home-user');
+  const project = join(home, 'project');
+  await mkdir(project, { recursive: true, mode: 0o755 });
+  await chmod(home, 0o750);
+  await writeFile(join(project, 'server.js'), SERVER, { mode: 0o644 });
+  const meshFile = join(project, 'mesh.yaml');
+  await writeFile(
+    meshFile,
+    `services:
+  - name: server
+    namespace: apps
+    command: [node, server.js]
+    ports: [8080]
+`,
+  );
+  const run = await runMutual([
+    'up',
+    '-f',
+    meshFile,
+    '--isolation',
+    'netns',
+    '--state-dir',
+    join(dir, 'closed'),
+  ]);
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stderr,
+    new RegExp(
+      `error\\[MUTUAL_MESH_CONFIG_INVALID\\]: .*services\\.server\\.cwd: the app runs as uid 2103 in its pod and cannot enter ${home}, on the way to its working directory ${project} \\(mode 0750, owner uid 0, group gid 0\\); let other users in \\(\`chmod o\\+x ${home}\`\\)`,
+    ),
+    run.stderr,
+  );
+  assert.doesNotMatch(run.stdout + run.stderr, /✓ network/, 'the network was made');
 });
