@@ -38,7 +38,14 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     return h('span', { class: 'id' }, children);
   }
   function percent(share) { return share === null ? '—' : (share * 100).toFixed(share === 1 ? 0 : 1) + '%'; }
-  function perSecond(rate) { return rate === null ? '—' : rate < 0.05 && rate > 0 ? '<0.1/s' : rate.toFixed(1) + '/s'; }
+  function perSecond(rate, unit) {
+    var per = (unit ? ' ' + unit : '') + '/s';
+    return rate === null ? '—' : rate < 0.05 && rate > 0 ? '<0.1' + per : rate.toFixed(1) + per;
+  }
+  /** Requests per second; for an edge without HTTP requests (TCP, or refused), connections per second. */
+  function edgeRate(edge) {
+    return edge.requests > 0 || edge.connectionRate === null ? perSecond(edge.requestRate) : perSecond(edge.connectionRate, 'conn');
+  }
   function bytes(n) {
     var units = ['B', 'KiB', 'MiB', 'GiB'];
     var i = 0;
@@ -180,7 +187,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(secured(edge)),
         td(idSpan(shortId(edge.clientId))),
         td(idSpan(shortId(edge.serverId))),
-        td(perSecond(edge.requestRate), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
+        td(edgeRate(edge), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
         td(number(edge.requests), 'num'), td(number(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
         td(edge.denied ? h('span', { class: 'denied', title: 'refused by policy (a 403 answer counts as success in Success, as in Linkerd)', text: number(edge.denied) }) : '0', 'num'),
         td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: number(edge.failed) }) : '0', 'num'),
@@ -244,8 +251,8 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       var x1 = a.x + ux * pad, y1 = a.y + uy * 24 + uy * 4, x2 = b.x - ux * pad, y2 = b.y - uy * 28;
       var mx = (x1 + x2) / 2 - uy * bend, my = (y1 + y2) / 2 + ux * bend;
       svg.appendChild(h('svg:path', { class: 'edge ' + (e.isSecured ? 'secured' : 'insecure'), d: 'M ' + x1 + ' ' + y1 + ' Q ' + mx + ' ' + my + ' ' + x2 + ' ' + y2,
-        'marker-end': 'url(#arrow-' + (e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id + (e.isSecured ? ' · mTLS · ' + perSecond(e.requestRate) : ' · ' + (e.reason || 'plaintext')) })]));
-      var text = e.isSecured ? perSecond(e.requestRate !== null ? e.requestRate : e.connectionRate) : (e.reason || 'plaintext');
+        'marker-end': 'url(#arrow-' + (e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id + (e.isSecured ? ' · mTLS · ' + edgeRate(e) : ' · ' + (e.reason || 'plaintext')) })]));
+      var text = e.isSecured ? edgeRate(e) : (e.reason || 'plaintext');
       if (e.isSecured && e.denied > 0) text += ' · ' + e.denied + ' denied';
       if (isCrowded && e.isSecured && !e.denied && !e.failed) return;
       svg.appendChild(h('svg:text', { class: 'rate', x: String(mx), y: String(my - 4), 'text-anchor': 'middle', text: text }));
@@ -262,7 +269,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     });
     return [panel('Topology', [
       h('div', { class: 'legend' }, [h('span', {}, [h('i', { class: 'l-ok' }), 'mTLS']), h('span', {}, [h('i', { class: 'l-bad' }), 'not mTLS']),
-        h('span', { text: isCrowded ? 'labels: only edges that are not mTLS, denied or failing (hover an edge for its rate; every edge is on the Edges tab)' : 'labels: requests per second, or why not mTLS' })]),
+        h('span', { text: isCrowded ? 'labels: only edges that are not mTLS, denied or failing (hover an edge for its rate; every edge is on the Edges tab)' : 'labels: requests (or TCP connections) per second, or why not mTLS' })]),
       h('div', { class: 'scroll' }, [svg]),
     ])];
   }

@@ -349,6 +349,18 @@ test("an edge's denials stand out beside its success rate, and a certificate's e
     const denied = page.locator(`tr[data-edge="cart→web:8080"] .denied`);
     await denied.waitFor();
     assert.equal(await denied.innerText(), '4');
+    // An edge without HTTP requests gives its connections per second (was '0.0/s', as if idle).
+    const rates = await page.waitForFunction(
+      (foreign) => {
+        const cell = (edge: string) =>
+          (globalThis as any).document.querySelector(`tr[data-edge="${edge}"] td:nth-child(7)`)?.textContent;
+        const both = [cell(`${foreign}→web:8080`), cell('cart→web:8080')];
+        return both.every((text) => text && text !== '—') && both;
+      },
+      FOREIGN,
+      { timeout: 10_000 },
+    );
+    assert.deepEqual(await rates.jsonValue(), ['0.0 conn/s', '0.0/s']);
     // Counts are grouped by thousands (was 12345).
     assert.equal(await page.locator(`tr[data-edge="cart→web:8080"] td:nth-child(9)`).innerText(), '12,345');
     await page.locator('#tabs a[data-tab="overview"]').click();
