@@ -395,6 +395,12 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var tab = location.hash.slice(1);
     state.tab = views[tab] ? tab : 'overview';
     render();
+    // On a phone the tab bar scrolls: a link to #policy shows its tab, not the first four.
+    var current = document.querySelector('#tabs a[aria-current]');
+    var bar = document.getElementById('tabs');
+    var at = current.getBoundingClientRect(), box = bar.getBoundingClientRect();
+    if (at.right > box.right) bar.scrollLeft += Math.ceil(at.right - box.right) + 8;
+    else if (at.left < box.left) bar.scrollLeft -= Math.ceil(box.left - at.left) + 8;
   }
   function live(isOn, text) {
     var el = document.getElementById('live');

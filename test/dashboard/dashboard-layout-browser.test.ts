@@ -395,3 +395,16 @@ test("a sidecar of a mesh without policyDir is set by mesh.yaml's mode, not by a
     await page.close();
   }
 });
+
+test('a link to the Policy tab on a phone shows that tab in the tab bar', { skip }, async () => {
+  const page = await open('policy', 390, 844, true);
+  try {
+    // Was off screen: the bar scrolled to its start, showing Overview … Certificates.
+    const [left, right] = (await page.evaluate(
+      "(() => { const r = document.querySelector('#tabs a[data-tab=policy]').getBoundingClientRect(); return [r.left, r.right]; })()",
+    )) as [number, number];
+    assert.ok(left >= 0 && right <= 390, `the Policy tab is at ${left}..${right} px`);
+  } finally {
+    await page.close();
+  }
+});
