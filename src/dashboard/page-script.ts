@@ -414,16 +414,23 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     live(false, problem);
     renderNotice();
   }
+  /** Updates come every 2 s: this long without one, the dashboard hangs (stopped with SIGSTOP, overloaded) though its connection stays open. */
+  var SILENCE_MS = 10000;
+  var lastEventAt = Date.now();
   function connect() {
     var source = new EventSource('/api/stream');
+    setInterval(function () {
+      if (state.isLive && Date.now() - lastEventAt > SILENCE_MS) stale('no update from the dashboard for ' + Math.round((Date.now() - lastEventAt) / 1000) + ' s (hung or overloaded?)');
+    }, 1000);
     source.addEventListener('update', function (event) {
+      lastEventAt = Date.now();
       state.data = JSON.parse(event.data);
       state.isLive = true;
       state.lastUpdate = new Date(state.data.overview.generatedAt);
       live(true, 'live · ' + clock(state.lastUpdate));
       update();
     });
-    source.addEventListener('failure', function (event) { stale('the dashboard cannot read the mesh (' + JSON.parse(event.data).error.message + ')'); });
+    source.addEventListener('failure', function (event) { lastEventAt = Date.now(); stale('the dashboard cannot read the mesh (' + JSON.parse(event.data).error.message + ')'); });
     // EventSource reconnects by itself (the server asks for every 2 s).
     source.onerror = function () { stale('the dashboard does not answer (stopped?), reconnecting'); };
   }
