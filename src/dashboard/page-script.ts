@@ -219,7 +219,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     edges.forEach(function (e) { [e.source, e.destination].forEach(function (n) { if (names.indexOf(n) < 0) names.push(n); }); });
     if (names.length === 0) return [panel('Topology', [h('div', { class: 'empty', text: 'No services.' })])];
     function label(n) { return n.length > 22 ? n.slice(0, 21) + '…' : n; }
-    function boxWidth(n) { return Math.max(90, label(n).length * 8 + 24); }
+    var downNames = d.edges.unreachable.map(function (u) { return u.service; });
+    // Wide enough for its name, and for 'sidecar not answering' under it.
+    function boxWidth(n) { return Math.max(downNames.indexOf(n) >= 0 ? 170 : 90, label(n).length * 8 + 24); }
     var widest = Math.max.apply(null, names.map(boxWidth));
     // Nodes on an ellipse (1.5 : 1) large enough that neighbours never overlap: at 45° a step of
     // 2π/n moves a node about 1.06 r·step sideways, which must clear the widest box.
@@ -261,10 +263,13 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       var p = at[n], meshed = services.indexOf(n) >= 0;
       var text = label(n), w = boxWidth(n);
       var workload = (d.policy.workloads || []).filter(function (x) { return x.service === n; })[0];
-      svg.appendChild(h('svg:g', { class: 'node ' + (meshed ? 'meshed' : 'unmeshed'), transform: 'translate(' + p.x + ',' + p.y + ')' }, [
+      // A sidecar that does not answer (killed, hung) is marked on its node, as on the Edges tab.
+      var down = d.edges.unreachable.filter(function (u) { return u.service === n; })[0];
+      svg.appendChild(h('svg:g', { class: 'node ' + (meshed ? 'meshed' : 'unmeshed') + (down ? ' unreachable' : ''), 'data-node': n, transform: 'translate(' + p.x + ',' + p.y + ')' }, [
+        down ? h('svg:title', { text: 'the sidecar of ' + n + ' does not answer (' + down.error + ')' }) : null,
         h('svg:rect', { x: String(-w / 2), y: '-22', width: String(w), height: '44', rx: '10' }),
         h('svg:text', { 'text-anchor': 'middle', y: '-2', text: text }),
-        h('svg:text', { class: 'ns', 'text-anchor': 'middle', y: '13', text: meshed ? (workload && workload.namespace) || '' : 'not meshed' }),
+        h('svg:text', { class: 'ns', 'text-anchor': 'middle', y: '13', text: down ? 'sidecar not answering' : meshed ? (workload && workload.namespace) || '' : 'not meshed' }),
       ]));
     });
     return [panel('Topology', [

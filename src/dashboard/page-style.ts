@@ -83,6 +83,8 @@ svg.topology { display: block; width: 100%; height: auto; background: var(--grap
 svg.topology .node rect { fill: var(--card); stroke: var(--node-line); stroke-width: 1.5; }
 svg.topology .node.meshed rect { stroke: var(--node-meshed); }
 svg.topology .node.unmeshed rect { stroke: var(--bad); stroke-dasharray: 4 3; }
+svg.topology .node.unreachable rect { stroke: var(--bad); stroke-width: 2.5; }
+svg.topology .node.unreachable .ns { fill: var(--bad); font-weight: 600; }
 svg.topology .node text { font-size: 13px; font-weight: 600; fill: var(--ink); }
 svg.topology .node .ns { font-size: 10px; font-weight: 400; fill: var(--muted); }
 svg.topology .edge { fill: none; stroke-width: 2.5; }

@@ -159,4 +159,10 @@ test('a stopped sidecar is a failing check on the Overview, with the command tha
     `mutual logs vote-bot --proxy --state-dir ${join(dir, 'state')}`,
   );
   await page.screenshot({ path: join(artifacts, 'dashboard-overview-stopped-sidecar.png'), fullPage: true });
+  // The graph marks its node (was drawn as any other, so the Topology tab hid the outage).
+  await page.goto(`${dashboard.url}#topology`);
+  const node = page.locator('svg.topology g.node.unreachable[data-node="vote-bot"]');
+  await node.waitFor({ timeout: 15_000 });
+  assert.match((await node.locator('text.ns').textContent()) ?? '', /^sidecar not answering$/);
+  await page.screenshot({ path: join(artifacts, 'dashboard-topology-stopped-sidecar.png'), fullPage: true });
 });
