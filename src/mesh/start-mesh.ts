@@ -22,6 +22,7 @@ import {
   podAppAccessProblem,
   podNameProblem,
   podPortProblem,
+  podRuntimeAccessProblem,
   readNetworkRecord,
   removeMeshNetwork,
   requireNetns,
@@ -635,7 +636,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 async function checkBeforeStart(
   config: MeshConfig,
   isolation: 'loopback' | 'netns',
-  deps: Pick<MeshDeps, 'nodePath' | 'baseEnv'>,
+  deps: Pick<MeshDeps, 'nodePath' | 'baseEnv' | 'mutualBin'>,
 ): Promise<void> {
   const problems: string[] = [];
   let isPolicyDir = false;
@@ -655,6 +656,8 @@ async function checkBeforeStart(
     if (problem) problems.push(`services.${service.name}.command: ${problem}`);
   }
   if (isolation === 'netns') {
+    const runtimeProblem = await podRuntimeAccessProblem(deps.mutualBin);
+    if (runtimeProblem) problems.push(runtimeProblem);
     for (const service of config.services) {
       const nameProblem = podNameProblem(service.name);
       if (nameProblem) problems.push(`services.${service.name}.name: ${nameProblem}`);

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
-import { resolve, sep } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { runCommand } from './commands.ts';
-import { APP_UID } from './plan-netns.ts';
+import { APP_UID, PROXY_UID } from './plan-netns.ts';
 
 // A pod's app runs as uid 2103, not as the root that runs `mutual up`: its working directory (and a
 // program given by path) must be open to that uid, which a home directory often is not (0750 on
@@ -25,6 +25,24 @@ export async function podAppAccessProblem(
       return `the app runs as uid ${uid} in its pod and cannot read and run ${file}${await describeMode(file)}; \`chmod o+rx ${file}\``;
   }
   return undefined;
+}
+
+/**
+ * Why the sidecars cannot load mutual as their uid, or undefined: mutual cloned under a home
+ * directory closed to others. (setpriv itself starts their Node whatever the path; reading
+ * mutual's files is what fails, as "Cannot find module".)
+ */
+export async function podRuntimeAccessProblem(
+  mutualBin: string,
+  uid = PROXY_UID,
+): Promise<string | undefined> {
+  if (await canAs(uid, ['-r', mutualBin])) return undefined;
+  const blocker = await firstClosedDirectory(dirname(mutualBin), uid);
+  const closed =
+    blocker === dirname(mutualBin)
+      ? `${mutualBin}${await describeMode(mutualBin)}`
+      : `${blocker}${await describeMode(blocker)}`;
+  return `the sidecars run as uid ${uid} in their pods and cannot read mutual itself (${mutualBin}): ${closed} is closed to them; let other users in (\`${blocker === dirname(mutualBin) ? `chmod o+r ${mutualBin}` : `chmod o+x ${blocker}`}\`), or install mutual where they can go (e.g. under /opt)`;
 }
 
 /** `test ARGS` as `uid`, with no supplementary groups. */
