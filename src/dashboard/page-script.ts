@@ -207,7 +207,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     return [panel('Edges: who calls whom, and is it mTLS', [
       h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
       table(['Source', 'Destination', 'Port', 'TLS', 'Client identity', 'Server identity', 'Rate#', 'Success#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
-        rows, 'No traffic yet: the sidecars have not carried a connection.'),
+        rows, d.overview.mesh.isRunning ? 'No traffic yet: the sidecars have not carried a connection.' : 'No edges: no mesh is running.'),
       missing.length ? h('ul', { class: 'problems' }, missing) : null,
     ])];
   }

@@ -118,6 +118,14 @@ test('the mesh stopping and starting again is said on every tab, and followed wi
     await notice.innerText(),
     /^No mesh is running from .*state \(no runtime\.json\): start it with mutual up -f mesh\.yaml --state-dir /,
   );
+  // The Edges tab does not blame the sidecars (was 'No traffic yet: the sidecars have not carried a connection').
+  await page.waitForFunction(
+    () =>
+      (globalThis as any).document.querySelector('#view-edges .empty')?.textContent ===
+      'No edges: no mesh is running.',
+    undefined,
+    { timeout: 10_000 },
+  );
   for (const tab of ['overview', 'topology', 'certificates', 'policy']) {
     await page.locator(`#tabs a[data-tab="${tab}"]`).click();
     assert.equal(await notice.isVisible(), true, tab);
