@@ -60,6 +60,24 @@ const ipv6Addresses = (netns: string, device: string) =>
     .map((line) => /inet6 ([0-9a-f:]+)\//.exec(line)?.[1])
     .filter((address) => address !== undefined);
 
+/**
+ * `mutual up --isolation netns` of `yaml`, written as <name>.yaml, with state in <name>/: resolves
+ * once it is up or has exited; `runtime()` reads its runtime.json.
+ */
+async function upNetns(name: string, yaml: string) {
+  const meshFile = join(dir, `${name}.yaml`);
+  await writeFile(meshFile, yaml);
+  const stateDir = join(dir, name);
+  const mesh = await startMeshUp(
+    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
+    'The mesh is up',
+  );
+  started.push(mesh.child);
+  const runtime = async () =>
+    JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  return { mesh, stateDir, runtime };
+}
+
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-netns-apps-'));
@@ -83,9 +101,12 @@ after(async () => {
 test('an app on [::] is reached only through its sidecar: no pod has IPv6 beyond loopback', {
   skip,
 }, async () => {
-  const meshFile = join(dir, 'ipv6.yaml');
-  await writeFile(
-    meshFile,
+  const {
+    mesh,
+    stateDir,
+    runtime: readRuntime,
+  } = await upNetns(
+    'ipv6',
     `mode: STRICT
 services:
   - name: server
@@ -98,14 +119,8 @@ services:
     upstreams: [server]
 `,
   );
-  const stateDir = join(dir, 'ipv6');
-  const mesh = await startMeshUp(
-    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
-    'The mesh is up',
-  );
-  started.push(mesh.child);
   assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
-  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const runtime = await readRuntime();
   const [server, client] = ['server', 'client'].map(
     (name) => runtime.services.find((service) => service.name === name)!.pod!.netns,
   ) as [string, string];
@@ -165,9 +180,8 @@ test('an app listening only where it cannot be reached (pod address, IPv6-only [
   ];
   for (const { where, host, skipped, only } of cases) {
     const app = `require('node:http').createServer((q, s) => s.end('hi')).listen({ port: 8080, ${host} })`;
-    const meshFile = join(dir, 'listen.yaml');
-    await writeFile(
-      meshFile,
+    const { mesh } = await upNetns(
+      'listen',
       `services:
   - name: server
     namespace: apps
@@ -175,12 +189,6 @@ test('an app listening only where it cannot be reached (pod address, IPv6-only [
     ports: [8080]
 ${skipped ? '    skipInboundPorts: [8080]\n' : ''}`,
     );
-    const stateDir = join(dir, 'listen');
-    const mesh = await startMeshUp(
-      ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
-      'The mesh is up',
-    );
-    started.push(mesh.child);
     assert.doesNotMatch(mesh.output(), /The mesh is up/, `${where}: up called it ready`);
     if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
     const output = mesh.output();
@@ -196,9 +204,12 @@ ${skipped ? '    skipInboundPorts: [8080]\n' : ''}`,
 
 test('a skipped inbound port is served at the pod address, past the sidecar', { skip }, async () => {
   const app = `require('node:http').createServer((q, s) => s.end('skipped ' + (q.headers['x-mutual-client-id'] ?? 'in plain text'))).listen(9090, require('node:os').networkInterfaces().eth0[0].address)`;
-  const meshFile = join(dir, 'skipped.yaml');
-  await writeFile(
-    meshFile,
+  const {
+    mesh,
+    stateDir,
+    runtime: readRuntime,
+  } = await upNetns(
+    'skipped',
     `services:
   - name: metrics
     namespace: apps
@@ -211,14 +222,8 @@ test('a skipped inbound port is served at the pod address, past the sidecar', { 
     upstreams: ["metrics:9090"]
 `,
   );
-  const stateDir = join(dir, 'skipped');
-  const mesh = await startMeshUp(
-    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
-    'The mesh is up',
-  );
-  started.push(mesh.child);
   assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
-  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const runtime = await readRuntime();
   const client = runtime.services.find((service) => service.name === 'client')!.pod!.netns;
   assert.equal(curlIn(client, 'http://metrics:9090/'), 'skipped in plain text');
 
@@ -230,9 +235,12 @@ test('a skipped inbound port is served at the pod address, past the sidecar', { 
 test('an app that is not root listens on port 80 in its pod, and is called as http://web/', {
   skip,
 }, async () => {
-  const meshFile = join(dir, 'port80.yaml');
-  await writeFile(
-    meshFile,
+  const {
+    mesh,
+    stateDir,
+    runtime: readRuntime,
+  } = await upNetns(
+    'port80',
     `services:
   - name: web
     namespace: apps
@@ -244,14 +252,8 @@ test('an app that is not root listens on port 80 in its pod, and is called as ht
     upstreams: [web]
 `,
   );
-  const stateDir = join(dir, 'port80');
-  const mesh = await startMeshUp(
-    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
-    'The mesh is up',
-  );
-  started.push(mesh.child);
   assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
-  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const runtime = await readRuntime();
   const client = runtime.services.find((service) => service.name === 'client')!.pod!.netns;
   assert.equal(curlIn(client, 'http://web/'), 'app answered spiffe://cluster.local/ns/apps/sa/client');
   assert.equal(
@@ -267,9 +269,12 @@ test('an app that is not root listens on port 80 in its pod, and is called as ht
 test('an app has a HOME of its own to write to (a build cache), removed by down', { skip }, async () => {
   // As `go run .` does before it listens: a cache directory under $HOME.
   const app = `const fs = require('node:fs'); const home = process.env.HOME; fs.mkdirSync(home + '/.cache/go-build', { recursive: true }); fs.writeFileSync(home + '/.cache/go-build/entry', 'x'); require('node:http').createServer((q, s) => s.end(home)).listen(8080)`;
-  const meshFile = join(dir, 'home.yaml');
-  await writeFile(
-    meshFile,
+  const {
+    mesh,
+    stateDir,
+    runtime: readRuntime,
+  } = await upNetns(
+    'home',
     `services:
   - name: builder
     namespace: apps
@@ -277,14 +282,8 @@ test('an app has a HOME of its own to write to (a build cache), removed by down'
     ports: [8080]
 `,
   );
-  const stateDir = join(dir, 'home');
-  const mesh = await startMeshUp(
-    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
-    'The mesh is up',
-  );
-  started.push(mesh.child);
   assert.match(mesh.output(), /The mesh is up: 1 services?/, mesh.output());
-  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const runtime = await readRuntime();
   const home = curlIn(runtime.services[0]!.pod!.netns, 'http://127.0.0.1:8080/');
   assert.equal(home, `/run/mutual/${runtime.network!.id}/builder.home`);
   const owner = await stat(home);
@@ -299,9 +298,12 @@ test('an app has a HOME of its own to write to (a build cache), removed by down'
 test('a call outside the mesh passes through in plain text; one refused there is reset and counted as failed', {
   skip,
 }, async () => {
-  const meshFile = join(dir, 'unmeshed.yaml');
-  await writeFile(
-    meshFile,
+  const {
+    mesh,
+    stateDir,
+    runtime: readRuntime,
+  } = await upNetns(
+    'unmeshed',
     `services:
   - name: server
     namespace: apps
@@ -313,14 +315,8 @@ test('a call outside the mesh passes through in plain text; one refused there is
     upstreams: [server]
 `,
   );
-  const stateDir = join(dir, 'unmeshed');
-  const mesh = await startMeshUp(
-    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
-    'The mesh is up',
-  );
-  started.push(mesh.child);
   assert.match(mesh.output(), /The mesh is up: 2 services/, mesh.output());
-  const runtime = JSON.parse(await readFile(join(stateDir, 'runtime.json'), 'utf8')) as MeshRuntime;
+  const runtime = await readRuntime();
   const client = runtime.services.find((service) => service.name === 'client')!;
   // Outside the mesh: a plain server on the host's end of the mesh network, which speaks first.
   const host = createServer((socket) => socket.end('host answered'));
@@ -380,10 +376,9 @@ test('a server that puts itself in the background fails up saying so, and is not
   skip,
 }, async () => {
   const marker = `daemon-marker-${process.pid}`;
-  const meshFile = join(dir, 'daemon.yaml');
   // As nginx does by default: a new session in the background, and the command ends with success.
-  await writeFile(
-    meshFile,
+  const { mesh } = await upNetns(
+    'daemon',
     `services:
   - name: web
     namespace: apps
@@ -391,12 +386,6 @@ test('a server that puts itself in the background fails up saying so, and is not
     ports: [8080]
 `,
   );
-  const stateDir = join(dir, 'daemon');
-  const mesh = await startMeshUp(
-    ['-f', meshFile, '--isolation', 'netns', '--state-dir', stateDir, '--timeout', '20s'],
-    'The mesh is up',
-  );
-  started.push(mesh.child);
   if (mesh.child.exitCode === null && mesh.child.signalCode === null) await once(mesh.child, 'exit');
   assert.equal(mesh.child.exitCode, 1, mesh.output());
   assert.match(
