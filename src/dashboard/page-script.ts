@@ -239,7 +239,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     // services the graph scrolls rather than shrinks to dots.
     svg.style.minWidth = Math.round(width * 0.7) + 'px';
     var defs = h('svg:defs');
-    ['ok', 'bad'].forEach(function (m) {
+    ['ok', 'warn', 'bad'].forEach(function (m) {
       defs.appendChild(h('svg:marker', { id: 'arrow-' + m, viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' },
         [h('svg:path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrow ' + m })]));
     });
@@ -252,8 +252,10 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       var pad = 62, bend = e.isSecured ? 18 : -18;
       var x1 = a.x + ux * pad, y1 = a.y + uy * 24 + uy * 4, x2 = b.x - ux * pad, y2 = b.y - uy * 28;
       var mx = (x1 + x2) / 2 - uy * bend, my = (y1 + y2) / 2 + ux * bend;
-      svg.appendChild(h('svg:path', { class: 'edge ' + (e.isSecured ? 'secured' : 'insecure'), d: 'M ' + x1 + ' ' + y1 + ' Q ' + mx + ' ' + my + ' ' + x2 + ' ' + y2,
-        'marker-end': 'url(#arrow-' + (e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id + (e.isSecured ? ' · mTLS · ' + edgeRate(e) : ' · ' + (e.reason || 'plaintext')) })]));
+      // An mTLS edge with denials is amber: its calls are refused by policy (a 403 counts as success).
+      var isDenied = e.isSecured && e.denied > 0;
+      svg.appendChild(h('svg:path', { class: 'edge ' + (e.isSecured ? 'secured' : 'insecure') + (isDenied ? ' denied' : ''), 'data-edge': e.id, d: 'M ' + x1 + ' ' + y1 + ' Q ' + mx + ' ' + my + ' ' + x2 + ' ' + y2,
+        'marker-end': 'url(#arrow-' + (isDenied ? 'warn' : e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id + (e.isSecured ? ' · mTLS · ' + edgeRate(e) : ' · ' + (e.reason || 'plaintext')) })]));
       var text = e.isSecured ? edgeRate(e) : (e.reason || 'plaintext');
       if (e.isSecured && e.denied > 0) text += ' · ' + e.denied + ' denied';
       if (isCrowded && e.isSecured && !e.denied && !e.failed) return;
@@ -273,7 +275,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       ]));
     });
     return [panel('Topology', [
-      h('div', { class: 'legend' }, [h('span', {}, [h('i', { class: 'l-ok' }), 'mTLS']), h('span', {}, [h('i', { class: 'l-bad' }), 'not mTLS']),
+      h('div', { class: 'legend' }, [h('span', {}, [h('i', { class: 'l-ok' }), 'mTLS']), h('span', {}, [h('i', { class: 'l-warn' }), 'mTLS, denied by policy']), h('span', {}, [h('i', { class: 'l-bad' }), 'not mTLS']),
         h('span', { text: isCrowded ? 'labels: only edges that are not mTLS, denied or failing (hover an edge for its rate; every edge is on the Edges tab)' : 'labels: requests (or TCP connections) per second, or why not mTLS' })]),
       h('div', { class: 'scroll' }, [svg]),
     ])];

@@ -78,7 +78,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .toolbar select { padding: 5px 8px; border: 1px solid var(--line); border-radius: 6px; background: var(--card); color: var(--ink); }
 .legend { color: var(--muted); font-size: 12px; display: flex; gap: 16px; align-items: center; }
 .legend i { display: inline-block; width: 22px; height: 3px; vertical-align: middle; margin-right: 6px; }
-.legend .l-ok { background: var(--ok); } .legend .l-bad { background: var(--bad); }
+.legend .l-ok { background: var(--ok); } .legend .l-warn { background: var(--warn); } .legend .l-bad { background: var(--bad); }
 svg.topology { display: block; width: 100%; height: auto; background: var(--graph-bg); border-radius: 8px; }
 svg.topology .node rect { fill: var(--card); stroke: var(--node-line); stroke-width: 1.5; }
 svg.topology .node.meshed rect { stroke: var(--node-meshed); }
@@ -89,7 +89,8 @@ svg.topology .node text { font-size: 13px; font-weight: 600; fill: var(--ink); }
 svg.topology .node .ns { font-size: 10px; font-weight: 400; fill: var(--muted); }
 svg.topology .edge { fill: none; stroke-width: 2.5; }
 svg.topology .edge.secured { stroke: var(--ok); }
-svg.topology .arrow.ok { fill: var(--ok); } svg.topology .arrow.bad { fill: var(--bad); }
+svg.topology .arrow.ok { fill: var(--ok); } svg.topology .arrow.warn { fill: var(--warn); } svg.topology .arrow.bad { fill: var(--bad); }
+svg.topology .edge.secured.denied { stroke: var(--warn); }
 svg.topology .edge.insecure { stroke: var(--bad); stroke-dasharray: 6 4; }
 svg.topology .rate { font-size: 11px; fill: var(--code-ink); paint-order: stroke; stroke: var(--graph-bg); stroke-width: 5px; stroke-linejoin: round; }
 .card.good { border-top: 4px solid var(--ok); } .card.good .value { color: var(--ok); }

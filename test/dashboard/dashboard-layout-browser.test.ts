@@ -371,6 +371,14 @@ test("an edge's denials stand out beside its success rate, and a certificate's e
     assert.match((await denied.getAttribute('title')) ?? '', /refused by policy/);
     // An edge without denials keeps a plain 0.
     assert.equal(await page.locator(`tr[data-edge="${FOREIGN}→web:8080"] .denied`).count(), 0);
+    // On the graph too: the edge whose calls are refused is amber, not the green of a healthy one.
+    await page.locator('#tabs a[data-tab="topology"]').click();
+    await page.locator('svg.topology path.edge').first().waitFor();
+    const classes = (await page.evaluate(
+      `[...document.querySelectorAll('svg.topology path.edge')].map((p) => p.getAttribute('data-edge') + ' ' + p.getAttribute('class')).sort()`,
+    )) as string[];
+    assert.ok(classes.includes('cart→web:8080 edge secured denied'), classes.join('\n'));
+    assert.ok(classes.includes(`${FOREIGN}→web:8080 edge secured`), classes.join('\n'));
     await page.locator('#tabs a[data-tab="certificates"]').click();
     const notAfter = page.locator('tr[data-cert="issuer"] td:nth-child(5) .id');
     await notAfter.waitFor();
