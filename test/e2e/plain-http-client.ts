@@ -35,6 +35,13 @@ export function rawTcp(port: number, host: string, bytes: string | Buffer): Prom
   return receivedUntilClose(socket);
 }
 
+/** Writes one raw HTTP/1.1 request (ending `Connection: close`) in plain text; the answer's status, 0 if none. */
+export async function rawHttp1Status(port: number, request: string): Promise<number> {
+  return Number(
+    /^HTTP\/1\.1 (\d{3})/.exec(await rawTcp(port, '127.0.0.1', Buffer.from(request, 'latin1')))?.[1] ?? 0,
+  );
+}
+
 /**
  * Sends `bytes` over TLS, trusting `ca` and presenting `cert`/`key` if given; resolves with what
  * came back before the server closed ('' when the handshake was refused).

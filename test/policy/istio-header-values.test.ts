@@ -7,11 +7,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttp2Server, type Http2Server, connect as http2Connect } from 'node:http2';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+import { rawHttp1Status } from '../e2e/plain-http-client.ts';
 
 const POLICIES = `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -66,19 +67,10 @@ after(async () => {
 
 /** One plaintext HTTP/1.1 request with the raw header lines given; its status. */
 function http1(headerLines: string, method = 'GET'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(server.inbound[0]!.port, '127.0.0.1');
-    let text = '';
-    socket.on('data', (chunk: Buffer) => {
-      text += chunk.toString('latin1');
-    });
-    socket.on('error', reject);
-    socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
-    socket.end(
-      `${method} /x HTTP/1.1\r\nHost: emoji.demo\r\n${headerLines}Connection: close\r\n\r\n`,
-      'latin1',
-    );
-  });
+  return rawHttp1Status(
+    server.inbound[0]!.port,
+    `${method} /x HTTP/1.1\r\nHost: emoji.demo\r\n${headerLines}Connection: close\r\n\r\n`,
+  );
 }
 
 /** One plaintext HTTP/2 request with the headers given as [name, value] pairs; its status. */
