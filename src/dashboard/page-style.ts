@@ -76,7 +76,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .empty { color: var(--muted); padding: 18px 4px; }
 .toolbar { display: flex; align-items: center; gap: 10px; margin-bottom: 12px; }
 .toolbar select { padding: 5px 8px; border: 1px solid var(--line); border-radius: 6px; background: var(--card); color: var(--ink); }
-.legend { color: var(--muted); font-size: 12px; display: flex; gap: 16px; align-items: center; }
+.legend { color: var(--muted); font-size: 12px; display: flex; flex-wrap: wrap; gap: 4px 16px; align-items: center; }
+.legend span:has(i) { white-space: nowrap; }
 .legend i { display: inline-block; width: 22px; height: 3px; vertical-align: middle; margin-right: 6px; }
 .legend .l-ok { background: var(--ok); } .legend .l-warn { background: var(--warn); } .legend .l-bad { background: var(--bad); }
 svg.topology { display: block; width: 100%; height: auto; background: var(--graph-bg); border-radius: 8px; }

@@ -332,6 +332,12 @@ test('the graph on a phone keeps its names readable and scrolls sideways instead
       "document.querySelector('svg.topology g.node text:not(.ns)').getBoundingClientRect().height",
     )) as number;
     assert.ok(height >= 10, `a service name ${height.toFixed(1)} px tall`);
+    // Each legend entry keeps its swatch and words on one line (was 'mTLS, denied by policy' on three).
+    const entries = (await page.evaluate(
+      `[...document.querySelectorAll('#view-topology .legend span')].filter((s) => s.querySelector('i')).map((s) => s.textContent + ' ' + s.getClientRects().length + ' ' + Math.round(s.getBoundingClientRect().height))`,
+    )) as string[];
+    assert.equal(entries.length, 3);
+    for (const entry of entries) assert.ok(Number(entry.split(' ').at(-1)) < 24, entry);
     const [scrollWidth, clientWidth] = (await page.evaluate(
       '[document.documentElement.scrollWidth, document.documentElement.clientWidth]',
     )) as [number, number];
