@@ -21,6 +21,11 @@ export interface EdgeRow extends Edge {
 
 const DAY_S = 86_400;
 
+/** 2027-11-24T02:19:31.000Z as the page shows times: 2027-11-24 02:19:31 UTC. */
+function readableUtc(iso: string | null): string {
+  return iso === null ? 'an unknown time' : `${iso.replace('T', ' ').replace(/(\.\d+)?Z$/, '')} UTC`;
+}
+
 /** How much a counter grew; one that went down was reset (its sidecar restarted) and counted from 0. */
 function increase(now: number, before: number): number {
   return now >= before ? now - before : now;
@@ -282,7 +287,7 @@ export function overviewView(now: Snapshot, before: Snapshot | undefined, checke
     if (item.status === 'ok' || item.status === 'unknown') continue;
     problems.push({
       severity: item.status === 'warning' ? 'warning' : 'error',
-      message: `${item.what} ${item.status === 'expired' ? 'expired' : 'expires'} at ${item.notAfter}`,
+      message: `${item.what} ${item.status === 'expired' ? 'expired' : 'expires'} at ${readableUtc(item.notAfter)}`,
     });
   }
   return {

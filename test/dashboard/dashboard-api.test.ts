@@ -154,8 +154,9 @@ test('overview: mTLS share, meshed/unmeshed workloads, the dead sidecar and what
   });
   assert.equal(overview.denials.total, 2);
   const messages = overview.problems.map((p: { message: string }) => p.message).join('\n');
-  assert.match(messages, /trust anchor aabbccdd00112233 expires/);
-  assert.match(messages, /web's certificate expires/);
+  // Times as the page shows them everywhere else (was 2030-01-01T01:00:10.000Z).
+  assert.match(messages, /trust anchor aabbccdd00112233 expires at 2030-01-06 00:00:10 UTC/);
+  assert.match(messages, /web's certificate expires at 2030-01-01 01:00:10 UTC/);
 });
 
 test('overview lists what `mutual check` reports as failing, with the message and the fix', async () => {
