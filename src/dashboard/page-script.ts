@@ -167,6 +167,14 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     return panels;
   }
 
+  /** What refused an edge's calls, from the Policy tab's denials: the deciding policies by name. */
+  function deniedBy(d, edge) {
+    var names = [];
+    d.policy.denials.forEach(function (x) {
+      if (x.service === edge.destination && x.client === edge.source && names.indexOf(x.policy) < 0) names.push(x.policy);
+    });
+    return names.length ? 'refused by ' + names.join(', ') : 'refused by policy';
+  }
   function renderEdges(d) {
     var e = d.edges;
     var select = h('select', { id: 'namespace' }, [h('option', { value: '', text: 'all namespaces' })].concat(
@@ -189,7 +197,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(idSpan(shortId(edge.serverId))),
         td(edgeRate(edge), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
         td(number(edge.requests), 'num'), td(number(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
-        td(edge.denied ? h('span', { class: 'denied', title: 'refused by policy (a 403 answer counts as success in Success, as in Linkerd)', text: number(edge.denied) }) : '0', 'num'),
+        td(edge.denied ? h('span', { class: 'denied', title: deniedBy(d, edge) + ' (a 403 answer counts as success in Success, as in Linkerd)', text: number(edge.denied) }) : '0', 'num'),
         td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: number(edge.failed) }) : '0', 'num'),
       ]);
     });

@@ -374,7 +374,8 @@ test("an edge's denials stand out beside its success rate, and a certificate's e
     await workloads.waitFor();
     // One unmeshed peer (the foreign client), in the singular (was '1 unmeshed peers').
     assert.match(await workloads.innerText(), /^0 sidecars not answering · 1 unmeshed peer$/);
-    assert.match((await denied.getAttribute('title')) ?? '', /refused by policy/);
+    // It names the policy that decided, as the Policy tab does (was 'refused by policy').
+    assert.match((await denied.getAttribute('title')) ?? '', /^refused by shop\/web-callers \(a 403/);
     // An edge without denials keeps a plain 0.
     assert.equal(await page.locator(`tr[data-edge="${FOREIGN}→web:8080"] .denied`).count(), 0);
     // On the graph too: the edge whose calls are refused is amber, not the green of a healthy one.
