@@ -59,9 +59,10 @@ th.num { text-align: right; }
 td { padding: 9px 5px; border-bottom: 1px solid var(--soft); vertical-align: top; }
 tr:last-child td { border-bottom: none; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-/* An identity wraps (after a '/', else anywhere) past 44 characters instead of pushing the TLS column off screen. */
+/* An identity wraps (after a '/', else anywhere) past 44 characters instead of pushing the TLS column
+   off screen; break-word, not anywhere, so a squeezed table (a phone) never splits a short name. */
 .id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; color: var(--code-ink); display: inline-block;
-  max-width: 44ch; overflow-wrap: anywhere; }
+  max-width: 44ch; overflow-wrap: break-word; }
 .pill { display: inline-block; padding: 2px 9px; border-radius: 999px; font-size: 12px; font-weight: 600; white-space: nowrap; }
 .pill.secured, .pill.ok, .pill.STRICT { background: var(--ok-bg); color: var(--ok); }
 .pill.insecure, .pill.critical, .pill.expired, .pill.DISABLE, .pill.error { background: var(--bad-bg); color: var(--bad); }
