@@ -178,10 +178,7 @@ function requestContext(attributes: RequestAttributes): EvaluationContext {
     rawHost: attributes.host,
     host,
     hostname,
-    // Read through: a caller may compute its headers only when a header condition asks.
-    get headers() {
-      return attributes.headers;
-    },
+    headers: attributes.headers,
   };
 }
 

@@ -83,11 +83,8 @@ export function createHttpInbound(deps: InboundDeps) {
       method: request.method ?? 'GET',
       path: checked.target,
       host: checked.host,
-      // Every value of a repeated header (node:http's `headers` drops or ", "-joins them). A getter:
-      // node:http builds that object on first read, and only header conditions read it.
-      get headers() {
-        return request.headersDistinct;
-      },
+      // Every value of a repeated header (node:http's `headers` drops or ", "-joins them).
+      headers: request.headersDistinct,
     });
     countDecision(metrics, decision, context);
     return decision;

@@ -95,7 +95,6 @@ export function createHttp2Inbound(deps: InboundDeps) {
       });
     }
     if (!probePaths.has(checked.path)) {
-      let headers: Record<string, string[]> | undefined;
       const decision = deps.policy().authorizeRequest({
         sourcePrincipal: principalOf(context.peer),
         sourceIp: context.sourceIp,
@@ -103,11 +102,7 @@ export function createHttp2Inbound(deps: InboundDeps) {
         method,
         path: checked.target,
         host: checked.host,
-        // Built once, and only when a header condition reads it.
-        get headers() {
-          headers ??= policyHeaders(rawHeaders, checked.host);
-          return headers;
-        },
+        headers: policyHeaders(rawHeaders, checked.host),
       });
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
