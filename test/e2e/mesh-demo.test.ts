@@ -262,7 +262,7 @@ test('clients refused at the handshake (another CA, no certificate) are a check 
   const result = await mutual('check');
   assert.match(
     result.stdout,
-    /‼ clients complete the mTLS handshake\n\s+1 sidecar refused TLS handshakes\n\s+web: 2 refused \(1 no_client_certificate, 1 unknown_authority\)/,
+    /‼ clients complete the mTLS handshake\n\s+web: refused 2 TLS handshakes \(1 no_client_certificate, 1 unknown_authority\)\n[\s\S]*?fix: find the client in the sidecar log \(`mutual logs web --proxy --state-dir /,
     result.stdout,
   );
   // edges says so too (they are no edge: no identity, no port), and its JSON counts them.

@@ -67,15 +67,15 @@ export const trafficChecks: CheckCategory = {
         if (!context.runtime) return skip('no mesh is running');
         const { refusedHandshakes } = await context.traffic();
         if (refusedHandshakes.length === 0) return ok('no sidecar refused a handshake');
-        return fail(
-          `${plural(refusedHandshakes.length, 'sidecar')} refused TLS handshakes`,
-          undefined,
-          refusedHandshakes.map(({ service, reasons }) => {
-            const byCount = Object.entries(reasons).sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
-            const total = byCount.reduce((sum, [, count]) => sum + count, 0);
-            return `${service}: ${total} refused (${byCount.map(([reason, count]) => `${count} ${reason}`).join(', ')})`;
-          }),
-        );
+        // One result per sidecar, so the fix names the log of each (`mutual logs web --proxy`).
+        return refusedHandshakes.map(({ service, reasons }) => {
+          const byCount = Object.entries(reasons).sort(([a, x], [b, y]) => y - x || a.localeCompare(b));
+          const total = byCount.reduce((sum, [, count]) => sum + count, 0);
+          return fail(
+            `refused ${plural(total, 'TLS handshake')} (${byCount.map(([reason, count]) => `${count} ${reason}`).join(', ')})`,
+            service,
+          );
+        });
       },
     },
     {
