@@ -6,49 +6,24 @@
 // limit of 256, or sidecars holding long polls): new connections were accepted and closed at
 // once by libuv, so no sidecar was answered.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createTestPki, metricValue, type WorkloadFiles, waitUntil } from '../../src/testing/mesh-pki.ts';
-import { holdSilentConnections, type MutualDaemon, runMutual, startMutualDaemon } from './run-mutual.ts';
+import { metricValue, waitUntil } from '../../src/testing/mesh-pki.ts';
+import { createDestinationFixture, type DestinationFixture } from './destination-daemon.ts';
+import { holdSilentConnections, type MutualDaemon, runMutual } from './run-mutual.ts';
 
-let dir: string;
-let own: WorkloadFiles;
-let web: WorkloadFiles;
-const daemons: MutualDaemon[] = [];
+let fixture: DestinationFixture;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-destination-limit-'));
-  const pki = await createTestPki(join(dir, 'pki'));
-  own = await pki.workload('destination', { ns: 'mutual-system' });
-  web = await pki.workload('web');
-  await writeFile(
-    join(dir, 'table.yaml'),
-    'destinations:\n  - address: 198.18.0.3\n    serverId: spiffe://cluster.local/ns/demo/sa/web\n',
-  );
+  fixture = await createDestinationFixture('mutual-destination-limit-');
 });
 
-after(async () => {
-  for (const daemon of daemons) await daemon.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fixture?.close());
 
 /** `mutual destination serve` (under `prlimit --nofile=N:N` when given), as a real process. */
-async function startUnderFileLimit(nofile?: number, extraArgs: string[] = []): Promise<MutualDaemon> {
-  const daemon = await startMutualDaemon(
-    [
-      ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
-      ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
-      ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', ...extraArgs],
-    ],
-    'destination service',
-    nofile === undefined ? {} : { fileLimit: nofile },
-  );
-  daemons.push(daemon);
-  return daemon;
-}
+const startUnderFileLimit = (nofile?: number, extraArgs: string[] = []) =>
+  fixture.start(extraArgs, nofile === undefined ? {} : { fileLimit: nofile });
 
 /** `perAddress` TCP connections from each of `addresses` that never send a byte, all connected. */
 const holdSilent = (daemon: MutualDaemon, addresses: string[], perAddress: number) =>
@@ -64,7 +39,7 @@ interface Call {
 /** GET `path` over its own HTTPS/1.1 connection from `localAddress`, presenting web's SVID. */
 async function getFrom(daemon: MutualDaemon, localAddress: string, path: string): Promise<Call> {
   const [ca, cert, key] = await Promise.all(
-    [web.bundleFile, web.certFile, web.keyFile].map((file) => readFile(file, 'utf8')),
+    [fixture.web.bundleFile, fixture.web.certFile, fixture.web.keyFile].map((file) => readFile(file, 'utf8')),
   );
   const answer = new Promise<number | string>((resolve) => {
     const req = request(
@@ -91,9 +66,7 @@ async function getFrom(daemon: MutualDaemon, localAddress: string, path: string)
   return { answer, done: answer.then(() => {}) };
 }
 
-async function metrics(daemon: MutualDaemon): Promise<string> {
-  return (await fetch(new URL('/metrics', daemon.adminUrl))).text();
-}
+const metrics = (daemon: MutualDaemon) => fixture.metrics(daemon);
 
 const lookup = '/v1/destinations/198.18.0.3:8080';
 
@@ -171,11 +144,7 @@ test('one address keeps at most --max-connections-per-address open: past it new 
 });
 
 test('--max-connections-per-address takes a whole number of at least 1', async () => {
-  const refused = await runMutual([
-    ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
-    ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
-    ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--max-connections-per-address', '0'],
-  ]);
+  const refused = await runMutual(fixture.serveArgs(['--max-connections-per-address', '0']));
   assert.equal(refused.code, 2);
   assert.match(
     refused.stderr,
@@ -185,7 +154,7 @@ test('--max-connections-per-address takes a whole number of at least 1', async (
 
 async function versionOf(daemon: MutualDaemon): Promise<string> {
   const [ca, cert, key] = await Promise.all(
-    [web.bundleFile, web.certFile, web.keyFile].map((file) => readFile(file, 'utf8')),
+    [fixture.web.bundleFile, fixture.web.certFile, fixture.web.keyFile].map((file) => readFile(file, 'utf8')),
   );
   return new Promise((resolve, reject) => {
     const req = request(

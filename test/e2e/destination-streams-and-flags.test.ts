@@ -5,62 +5,33 @@
 // the announced limit has its streams past 1000 reset (REFUSED_STREAM), while a Node client (the
 // sidecar's, which queues past the limit) with 1100 long polls on one connection gets every answer.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { type ClientHttp2Session, connect as connectHttp2 } from 'node:http2';
 import { connect as connectTcp, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
-import { createTestPki, metricValue, type WorkloadFiles, waitUntil } from '../../src/testing/mesh-pki.ts';
-import { type MutualDaemon, runMutual, startMutualDaemon } from './run-mutual.ts';
+import { metricValue, waitUntil } from '../../src/testing/mesh-pki.ts';
+import { createDestinationFixture, type DestinationFixture } from './destination-daemon.ts';
+import { type MutualDaemon, runMutual } from './run-mutual.ts';
 
 const ADDRESS = '198.18.0.3:80';
-let dir: string;
-let own: WorkloadFiles;
-let web: WorkloadFiles;
-const daemons: MutualDaemon[] = [];
+let fixture: DestinationFixture;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-destination-streams-'));
-  const pki = await createTestPki(join(dir, 'pki'));
-  own = await pki.workload('destination', { ns: 'mutual-system' });
-  web = await pki.workload('web');
-  await writeFile(
-    join(dir, 'table.yaml'),
-    'destinations:\n  - address: 198.18.0.3\n    serverId: spiffe://cluster.local/ns/demo/sa/web\n',
-  );
+  fixture = await createDestinationFixture('mutual-destination-streams-');
 });
 
-after(async () => {
-  for (const daemon of daemons) await daemon.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => fixture?.close());
 
-function serveArgs(extra: string[] = []): string[] {
-  return [
-    ...['destination', 'serve', '--file', join(dir, 'table.yaml')],
-    ...['--cert', own.certFile, '--key', own.keyFile, '--bundle', own.bundleFile],
-    ...['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
-    ...extra,
-  ];
-}
-
-async function start(extra: string[] = []): Promise<MutualDaemon> {
-  const daemon = await startMutualDaemon(serveArgs(extra), 'destination service');
-  daemons.push(daemon);
-  return daemon;
-}
-
-async function metrics(daemon: MutualDaemon): Promise<string> {
-  return (await fetch(new URL('/metrics', daemon.adminUrl))).text();
-}
+const serveArgs = (extra: string[] = []) => fixture.serveArgs(extra);
+const start = (extra: string[] = []) => fixture.start(extra);
+const metrics = (daemon: MutualDaemon) => fixture.metrics(daemon);
 
 async function tlsOptions() {
   return {
-    cert: await readFile(web.certFile),
-    key: await readFile(web.keyFile),
-    ca: await readFile(web.bundleFile),
+    cert: await readFile(fixture.web.certFile),
+    key: await readFile(fixture.web.keyFile),
+    ca: await readFile(fixture.web.bundleFile),
     checkServerIdentity: () => undefined,
   };
 }
