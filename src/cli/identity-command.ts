@@ -6,6 +6,7 @@ import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { isMutualError, MutualError } from '../errors.ts';
 import {
   appendTokenRevocation,
+  assertServiceAccountFlags,
   createJoinTokenIssuer,
   DEFAULT_AUTH_FAILURE_LIMIT,
   DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
@@ -21,7 +22,7 @@ import {
   type TokenReviewConfig,
 } from '../identity/index.ts';
 import { DEFAULT_SVID_LIFETIME_MS, DEFAULT_SVID_SKEW_MS } from '../pki/index.ts';
-import { isValidPathSegment, parseTrustDomain } from '../spiffe/index.ts';
+import { parseTrustDomain } from '../spiffe/index.ts';
 import { type CaFilePaths, caFilePaths, readBoundedText, readTextFile } from '../store/index.ts';
 import type { CliContext } from './context.ts';
 
@@ -187,17 +188,7 @@ async function revoke(options: RevokeOptions, context: CliContext): Promise<void
     return;
   }
   if (options.ns !== undefined && options.sa !== undefined) {
-    for (const [flag, value] of [
-      ['--ns', options.ns],
-      ['--sa', options.sa],
-    ] as const) {
-      if (!isValidPathSegment(value)) {
-        throw new MutualError(
-          'MUTUAL_CLI_USAGE',
-          `${flag} ${JSON.stringify(value)} cannot be part of a SPIFFE ID, so no token names it: use letters, digits, ".", "-" and "_"`,
-        );
-      }
-    }
+    assertServiceAccountFlags(options.ns, options.sa);
     // A token's iat is in whole seconds, so the cut is the next whole second, and the command
     // returns only once it has passed: a token minted earlier in this second is revoked too, and one
     // minted after the command returns is not.

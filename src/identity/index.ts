@@ -34,6 +34,7 @@ export {
 export { assertIssuesVerifiable } from './issuer-probe.ts';
 export {
   type AuthenticatedCaller,
+  assertServiceAccountFlags,
   createJoinTokenAuthenticator,
   createJoinTokenIssuer,
   describeJoinToken,

@@ -37,17 +37,7 @@ export interface TokenAuthenticator {
 export function createJoinTokenIssuer(options: { signingKey: KeyObject; clock: Clock }) {
   return {
     async mint(request: { namespace: string; serviceAccount: string; ttlMs: number }): Promise<string> {
-      for (const [flag, value] of [
-        ['--ns', request.namespace],
-        ['--sa', request.serviceAccount],
-      ] as const) {
-        if (!isValidPathSegment(value)) {
-          throw new MutualError(
-            'MUTUAL_CLI_USAGE',
-            `${flag} ${JSON.stringify(value)} cannot be part of a SPIFFE ID: use letters, digits, ".", "-" and "_"`,
-          );
-        }
-      }
+      assertServiceAccountFlags(request.namespace, request.serviceAccount);
       if (!(request.ttlMs > 0) || request.ttlMs > MAX_TOKEN_TTL_MS) {
         throw new MutualError(
           'MUTUAL_CLI_USAGE',
@@ -166,14 +156,13 @@ export async function describeJoinToken(
   if (payload.iss !== ISSUER || typeof payload.jti !== 'string' || typeof payload.exp !== 'number') {
     throw notOurs('the token lacks the issuer, jti or exp every join token has');
   }
-  const parts = String(payload.sub).split(':');
-  if (parts.length !== 4 || parts[0] !== 'system' || parts[1] !== 'serviceaccount') {
+  const account = serviceAccountOf(String(payload.sub));
+  if (!account) {
     throw notOurs(`the token subject ${JSON.stringify(payload.sub)} is not system:serviceaccount:<ns>:<sa>`);
   }
   return {
     tokenId: joinTokenId(payload.jti),
-    namespace: parts[2]!,
-    serviceAccount: parts[3]!,
+    ...account,
     issuedAtMs: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
     expiresAtMs: payload.exp * 1000,
   };
@@ -186,21 +175,43 @@ export function joinTokenId(jti: string): string {
 
 /** `system:serviceaccount:NS:SA` → spiffe://<td>/ns/NS/sa/SA; anything else is refused. */
 export function identityFromServiceAccount(username: string, trustDomain: string): MeshIdentity {
-  const parts = username.split(':');
-  if (parts.length !== 4 || parts[0] !== 'system' || parts[1] !== 'serviceaccount') {
+  const account = serviceAccountOf(username);
+  if (!account) {
     throw tokenInvalid(
       'subject',
       `the token subject ${JSON.stringify(username)} is not system:serviceaccount:<ns>:<sa>`,
     );
   }
   try {
-    return meshIdentity(trustDomain, parts[2]!, parts[3]!);
+    return meshIdentity(trustDomain, account.namespace, account.serviceAccount);
   } catch (error) {
     throw tokenInvalid(
       'subject',
       `the token subject ${JSON.stringify(username)} does not make a valid SPIFFE ID`,
       error,
     );
+  }
+}
+
+/** `system:serviceaccount:NS:SA` → its namespace and service account; undefined for anything else. */
+function serviceAccountOf(username: string): { namespace: string; serviceAccount: string } | undefined {
+  const parts = username.split(':');
+  if (parts.length !== 4 || parts[0] !== 'system' || parts[1] !== 'serviceaccount') return undefined;
+  return { namespace: parts[2]!, serviceAccount: parts[3]! };
+}
+
+/** `--ns` and `--sa` as a token names them: refused (MUTUAL_CLI_USAGE) where no SPIFFE ID can hold them. */
+export function assertServiceAccountFlags(namespace: string, serviceAccount: string): void {
+  for (const [flag, value] of [
+    ['--ns', namespace],
+    ['--sa', serviceAccount],
+  ] as const) {
+    if (!isValidPathSegment(value)) {
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `${flag} ${JSON.stringify(value)} cannot be part of a SPIFFE ID: use letters, digits, ".", "-" and "_"`,
+      );
+    }
   }
 }
 
