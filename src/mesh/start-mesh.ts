@@ -269,12 +269,11 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
     await writeDestinationTable(plan.destination.tableFile, destinationTable);
 
     // The identity service first: proxies certify against it as soon as they start.
-    const identity = spawnLogged({
-      argv: plan.identity.argv,
-      cwd: paths.stateDir,
-      env: nodeEnv(deps),
-      log: plan.identity.log,
-    });
+    // Mutual's own processes (control plane, sidecars): from the state directory, with up's
+    // environment; the same at every restart.
+    const spawnMutual = (spawned: { argv: readonly string[]; log: string }) =>
+      spawnLogged({ argv: spawned.argv, cwd: paths.stateDir, env: nodeEnv(deps), log: spawned.log });
+    const identity = spawnMutual(plan.identity);
     processes.push(identity);
     controlPlane.identity = identity;
     const identityAdminUrl = plan.identity.adminUrl;
@@ -293,21 +292,11 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
 
     // The destination service and every sidecar at once (both certify against the identity
     // service), then the runtime file, so `mutual down` finds them even mid-start.
-    const destination = spawnLogged({
-      argv: plan.destination.argv,
-      cwd: paths.stateDir,
-      env: nodeEnv(deps),
-      log: plan.destination.log,
-    });
+    const destination = spawnMutual(plan.destination);
     processes.push(destination);
     controlPlane.destination = destination;
     const proxies = plan.services.map((servicePlan) => {
-      const proxy = spawnLogged({
-        argv: servicePlan.proxy.argv,
-        cwd: paths.stateDir,
-        env: nodeEnv(deps),
-        log: servicePlan.proxy.log,
-      });
+      const proxy = spawnMutual(servicePlan.proxy);
       processes.push(proxy);
       return proxy;
     });
@@ -457,15 +446,13 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
       // One write after another: an older snapshot must never land after a newer one.
       recording = recording.then(() => writeRuntime(paths, snapshot)).catch(() => {});
     };
-    const controlPlaneSpec = (argv: readonly string[], log: string) => () =>
-      spawnLogged({ argv, cwd: paths.stateDir, env: nodeEnv(deps), log });
     const supervised: Array<{ process: LoggedProcess; restartable: Restartable }> = [
       {
         process: identity,
         restartable: {
           what: 'the identity service',
           policy: 'always',
-          spawn: controlPlaneSpec(plan.identity.argv, plan.identity.log),
+          spawn: () => spawnMutual(plan.identity),
           onStarted: (again, restart) =>
             record((current) => ({
               ...current,
@@ -478,7 +465,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
         restartable: {
           what: 'the destination service',
           policy: 'always',
-          spawn: controlPlaneSpec(plan.destination.argv, plan.destination.log),
+          spawn: () => spawnMutual(plan.destination),
           onStarted: (again, restart) =>
             record((current) => ({
               ...current,
@@ -501,7 +488,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
             restartable: {
               what: `the sidecar of ${name}`,
               policy: 'always' as const,
-              spawn: controlPlaneSpec(servicePlan.proxy.argv, servicePlan.proxy.log),
+              spawn: () => spawnMutual(servicePlan.proxy),
               onStarted: (again: LoggedProcess, restart: RestartRecord) => replace('proxy', again, restart),
             },
           },
