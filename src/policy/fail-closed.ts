@@ -45,9 +45,7 @@ export function failClosedPolicy(
   if (document.kind !== 'AuthorizationPolicy' || errors.length === 0) return undefined;
   if (errors.some((error) => error.code !== 'MUTUAL_POLICY_UNSUPPORTED')) return undefined;
   const spec = (document.spec ?? {}) as Spec;
-  if (spec.targetRef !== undefined || spec.targetRefs !== undefined) return undefined;
-  // Istio never enforces a dry-run policy: a stand-in would.
-  if (isDryRun(document.metadata.annotations)) return undefined;
+  if (isNeverEnforced(document, spec)) return undefined;
   const { provider: _provider, ...rest } = spec;
   const action = spec.action ?? 'ALLOW';
   const rules = spec.rules ?? [];
@@ -92,8 +90,7 @@ export function invalidPolicyStandIn(
     return undefined;
   }
   const spec = document.spec as Spec;
-  if (spec.targetRef !== undefined || spec.targetRefs !== undefined) return undefined;
-  if (isDryRun(document.metadata.annotations)) return undefined;
+  if (isNeverEnforced(document, spec)) return undefined;
   if ((spec.action ?? 'ALLOW') !== 'ALLOW') return undefined;
   return {
     document: {
@@ -107,6 +104,16 @@ export function invalidPolicyStandIn(
     summary:
       'enforced as an ALLOW of nothing until it is fixed (the workloads it selects keep what their other ALLOW policies allow)',
   };
+}
+
+/**
+ * Istio's sidecars ignore a policy with targetRef(s), and Istio never enforces a dry-run one: a
+ * stand-in for either would enforce what Istio does not.
+ */
+function isNeverEnforced(document: PolicyApiDocument, spec: Spec): boolean {
+  return (
+    spec.targetRef !== undefined || spec.targetRefs !== undefined || isDryRun(document.metadata.annotations)
+  );
 }
 
 function usesUnsupported(rule: AuthorizationRuleInput): boolean {
