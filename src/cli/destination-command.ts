@@ -1,18 +1,18 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { credentialsFrom, type ProxyCredentialsConfig, parseListenAddress } from '../config/index.ts';
-import {
-  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-  destinationServiceId,
-  MAX_DEFAULT_CONNECTIONS,
-  startDestinationService,
-} from '../destination/index.ts';
+import { destinationServiceId, startDestinationService } from '../destination/index.ts';
 import { MutualError } from '../errors.ts';
 import { inClusterConnection, type KubeConnection, kubeconfigConnection } from '../k8s/kube-client/index.ts';
 import { createProxyLog } from '../proxy/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
 import type { CliContext } from './context.ts';
-import { maxConnectionsFlag, maxConnectionsPerAddressFlag } from './identity-command.ts';
+import {
+  MAX_CONNECTIONS_PER_ADDRESS_OPTION,
+  maxConnectionsFlag,
+  maxConnectionsOption,
+  maxConnectionsPerAddressFlag,
+} from './identity-command.ts';
 
 interface ServeOptions {
   listen: string;
@@ -85,16 +85,8 @@ export function registerDestinationCommand(program: Command, context: CliContext
     .option('--cert <file>', 'static certificate chain, leaf first (instead of the identity service)')
     .option('--key <file>', 'private key of --cert')
     .option('--bundle <file>', 'trust roots: clients must present an SVID under them')
-    .option(
-      '--max-connections-per-address <count>',
-      'open API connections one client address (IPv6: its /64) may have; past it new ones are closed at once',
-      String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
-    )
-    .option(
-      '--max-connections <count|auto>',
-      `open API connections in all; past it the oldest idle one (or held long poll) is closed for the new one. auto: 3/4 of the file descriptor limit (ulimit -n), at most ${MAX_DEFAULT_CONNECTIONS}`,
-      'auto',
-    )
+    .option(...MAX_CONNECTIONS_PER_ADDRESS_OPTION)
+    .option(...maxConnectionsOption('held long poll'))
     .action(async (options: ServeOptions) => {
       const log = createProxyLog(
         (line) => context.writeError(line),

@@ -83,16 +83,8 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
       String(DEFAULT_AUTH_FAILURE_LIMIT.burst),
     )
     .option('--client-timeout <duration>', "deadline for a client's TLS handshake, headers and body", '10s')
-    .option(
-      '--max-connections-per-address <count>',
-      'open API connections one client address (IPv6: its /64) may have; past it new ones are closed at once',
-      String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
-    )
-    .option(
-      '--max-connections <count|auto>',
-      `open API connections in all; past it the oldest idle one (or held bundle long poll) is closed for the new one. auto: 3/4 of the file descriptor limit (ulimit -n), at most ${MAX_DEFAULT_CONNECTIONS}`,
-      'auto',
-    )
+    .option(...MAX_CONNECTIONS_PER_ADDRESS_OPTION)
+    .option(...maxConnectionsOption('held bundle long poll'))
     .option(
       '--token-review-url <url>',
       'also accept Kubernetes ServiceAccount tokens, checked with a TokenReview at this API server URL (`in-cluster`: from the pod environment)',
@@ -375,6 +367,22 @@ function perSecondFlag(flag: string, text: string): number {
     );
   }
   return perSecond;
+}
+
+/** `--max-connections-per-address` of a control-plane service (identity, destination), for `.option(...)`. */
+export const MAX_CONNECTIONS_PER_ADDRESS_OPTION = [
+  '--max-connections-per-address <count>',
+  'open API connections one client address (IPv6: its /64) may have; past it new ones are closed at once',
+  String(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+] as const;
+
+/** `--max-connections` of a control-plane service, for `.option(...)`; `held` names what it holds silent. */
+export function maxConnectionsOption(held: string) {
+  return [
+    '--max-connections <count|auto>',
+    `open API connections in all; past it the oldest idle one (or ${held}) is closed for the new one. auto: 3/4 of the file descriptor limit (ulimit -n), at most ${MAX_DEFAULT_CONNECTIONS}`,
+    'auto',
+  ] as const;
 }
 
 /**

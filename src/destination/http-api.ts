@@ -77,8 +77,6 @@ export type DestinationApiServer = Http2SecureServer & {
   readonly connections: Pick<ConnectionLimit, 'open' | 'openByState'>;
 };
 
-export { DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, MAX_DEFAULT_CONNECTIONS } from '../net/index.ts';
-
 export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): DestinationApiServer {
   const server: Http2SecureServer = createSecureServer(
     {

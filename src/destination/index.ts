@@ -21,10 +21,8 @@ export {
 } from './cluster-index.ts';
 export { createFileSource, type DestinationTableEntry, parseDestinationTable } from './file-source.ts';
 export {
-  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   DESTINATIONS_PATH,
   MAX_CONCURRENT_STREAMS,
-  MAX_DEFAULT_CONNECTIONS,
   MAX_WAIT_MS,
   POLICIES_PATH,
 } from './http-api.ts';
