@@ -13,10 +13,10 @@ import {
   DEFAULT_TRUST_DOMAIN,
   type InjectDefaults,
   injectManifests,
-  isQuantity,
   loadTrustAnchors,
   PEER_AUTHENTICATION_MODES,
   type PeerAuthenticationMode,
+  proxyResourceFlagProblems,
   startInjectorWebhook,
 } from '../k8s/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
@@ -30,8 +30,8 @@ interface InjectFlags {
   defaultMode?: string;
   proxyCpuRequest: string;
   proxyMemoryRequest: string;
-  proxyCpuLimit?: string;
-  proxyMemoryLimit?: string;
+  proxyCpuLimit: string;
+  proxyMemoryLimit: string;
 }
 
 interface ServeFlags extends InjectFlags {
@@ -64,8 +64,8 @@ function addInjectFlags(command: Command): Command {
     )
     .option('--proxy-cpu-request <quantity>', 'CPU request of the proxy', defaults.cpuRequest)
     .option('--proxy-memory-request <quantity>', 'memory request of the proxy', defaults.memoryRequest)
-    .option('--proxy-cpu-limit <quantity>', 'CPU limit of the proxy (none by default)')
-    .option('--proxy-memory-limit <quantity>', 'memory limit of the proxy (none by default)');
+    .option('--proxy-cpu-limit <quantity>', 'CPU limit of the proxy', defaults.cpuLimit)
+    .option('--proxy-memory-limit <quantity>', 'memory limit of the proxy', defaults.memoryLimit);
 }
 
 export function registerInjectCommand(program: Command, context: CliContext): void {
@@ -164,17 +164,14 @@ export function injectOptionsFrom(flags: InjectFlags): InjectDefaults {
   if (mode !== undefined && !PEER_AUTHENTICATION_MODES.includes(mode as PeerAuthenticationMode)) {
     problems.push(`--default-mode ${JSON.stringify(mode)} is not a mode: use STRICT, PERMISSIVE or DISABLE`);
   }
-  const quantities: [string, string | undefined][] = [
-    ['--proxy-cpu-request', flags.proxyCpuRequest],
-    ['--proxy-memory-request', flags.proxyMemoryRequest],
-    ['--proxy-cpu-limit', flags.proxyCpuLimit],
-    ['--proxy-memory-limit', flags.proxyMemoryLimit],
-  ];
-  for (const [flag, value] of quantities) {
-    if (value !== undefined && !isQuantity(value)) {
-      problems.push(`${flag} ${JSON.stringify(value)} is not a Kubernetes quantity, e.g. 100m or 64Mi`);
-    }
-  }
+  problems.push(
+    ...proxyResourceFlagProblems({
+      cpuRequest: flags.proxyCpuRequest,
+      memoryRequest: flags.proxyMemoryRequest,
+      cpuLimit: flags.proxyCpuLimit,
+      memoryLimit: flags.proxyMemoryLimit,
+    }),
+  );
   if (problems.length > 0) {
     throw new MutualError('MUTUAL_CLI_USAGE', problems.join('; '));
   }
@@ -185,8 +182,8 @@ export function injectOptionsFrom(flags: InjectFlags): InjectDefaults {
     proxyResources: {
       cpuRequest: flags.proxyCpuRequest,
       memoryRequest: flags.proxyMemoryRequest,
-      ...(flags.proxyCpuLimit === undefined ? {} : { cpuLimit: flags.proxyCpuLimit }),
-      ...(flags.proxyMemoryLimit === undefined ? {} : { memoryLimit: flags.proxyMemoryLimit }),
+      cpuLimit: flags.proxyCpuLimit,
+      memoryLimit: flags.proxyMemoryLimit,
     },
   };
 }

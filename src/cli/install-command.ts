@@ -70,10 +70,19 @@ export function registerInstallCommand(program: Command, context: CliContext): v
       'replicas of each control-plane Deployment',
       INSTALL_DEFAULTS.controlPlaneReplicas,
     )
-    .option('--proxy-cpu-request <quantity>', "CPU request of every injected proxy (default: the injector's)")
-    .option('--proxy-memory-request <quantity>', 'memory request of every injected proxy')
-    .option('--proxy-cpu-limit <quantity>', 'CPU limit of every injected proxy (none by default)')
-    .option('--proxy-memory-limit <quantity>', 'memory limit of every injected proxy (none by default)')
+    .option(
+      '--proxy-cpu-request <quantity>',
+      "CPU request of every injected proxy (default: the injector's, 100m)",
+    )
+    .option(
+      '--proxy-memory-request <quantity>',
+      "memory request of every injected proxy (default: the injector's, 128Mi)",
+    )
+    .option('--proxy-cpu-limit <quantity>', "CPU limit of every injected proxy (default: the injector's, 2)")
+    .option(
+      '--proxy-memory-limit <quantity>',
+      "memory limit of every injected proxy (default: the injector's, 1Gi)",
+    )
     .option(
       '--proxy-default-mode <mode>',
       "peer authentication of injected proxies (STRICT, PERMISSIVE, DISABLE) unless a pod says otherwise (default: the proxy's, PERMISSIVE)",

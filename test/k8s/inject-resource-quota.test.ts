@@ -83,3 +83,50 @@ test('with the proxy limits given, an injected pod passes a ResourceQuota on lim
   ).spec.template.spec;
   assert.equal(quotaRefusal(podSpec, ['limits.cpu', 'limits.memory']), undefined);
 });
+
+test('with the default resources, an injected pod passes the same quota: every container Mutual adds has requests and limits', async () => {
+  const run = await injectText('web.yaml', APP);
+  assert.equal(run.code, 0, run.stderr);
+  const spec = (
+    parseAllDocuments(run.stdout)[0]!.toJS() as {
+      spec: { template: { spec: { containers: ContainerLike[]; initContainers: ContainerLike[] } } };
+    }
+  ).spec.template.spec;
+  assert.equal(
+    quotaRefusal(spec, ['limits.cpu', 'limits.memory', 'requests.cpu', 'requests.memory']),
+    undefined,
+  );
+});
+
+test('mutual inject with an unusable resource annotation writes nothing, exits non-zero and names the line, annotation, value and an example', async () => {
+  const annotated = (value: string) =>
+    APP.replace(
+      'metadata: {labels: {app: web}}',
+      `metadata:\n      labels: {app: web}\n      annotations: {config.mutual.dev/proxy-memory-limit: "${value}"}`,
+    );
+  const cases: [string, string][] = [
+    ['1Gi1', '"1Gi1" is not a Kubernetes quantity: write e.g. 256Mi or 1Gi'],
+    ['-512Mi', '"-512Mi" is negative: write e.g. 256Mi or 1Gi'],
+    ['', '"" is empty: write e.g. 256Mi or 1Gi, or leave it out for the default (1Gi)'],
+    ['１Gi', '"１Gi" is not a Kubernetes quantity: write e.g. 256Mi or 1Gi'],
+    ['64Mi', '"64Mi" is below what the proxy uses idle (about 92 MB)'],
+  ];
+  for (const [value, message] of cases) {
+    const run = await injectText('web.yaml', annotated(value));
+    assert.equal(run.code, 1, value);
+    assert.equal(run.stdout, '', value);
+    assert.ok(
+      run.stderr.startsWith(
+        `error[MUTUAL_K8S_INJECT_ANNOTATION_INVALID]: web.yaml has annotations the injector cannot use:\n  web.yaml:9:59: deployment/web: config.mutual.dev/proxy-memory-limit: ${message}`,
+      ),
+      `${value}: ${run.stderr}`,
+    );
+  }
+  const flags = await injectText('web.yaml', APP, ['--proxy-memory-request', '2Gi']);
+  assert.equal(flags.code, 2);
+  assert.equal(flags.stdout, '');
+  assert.match(
+    flags.stderr,
+    /--proxy-memory-request 2Gi is more than the memory limit 1Gi \(--proxy-memory-limit\): Kubernetes refuses a request above its limit/,
+  );
+});

@@ -350,6 +350,45 @@ test('an unusable annotation refuses the pod with a 400 status naming it, rather
   assert.match(response.status?.message ?? '', /config\.mutual\.dev\/default-mode: "strict" is not a mode/);
 });
 
+test('proxy resources: a bad quantity or a request above its limit refuses the pod with the exact reason; good ones reach the patch', async () => {
+  const refusal = async (annotations: Record<string, string>) => {
+    const pod = replicaSetPod({ 'mutual.dev/inject': 'enabled', ...annotations });
+    const response = responseOf(await post('/inject', review(pod)));
+    assert.deepEqual([response.allowed, response.patch, response.status?.code], [false, undefined, 400]);
+    const message = response.status?.message ?? '';
+    return message.slice(message.indexOf(': ') + 2, message.lastIndexOf(' (docs/kubernetes.md'));
+  };
+  assert.equal(
+    await refusal({ 'config.mutual.dev/proxy-memory-limit': '1Gi1' }),
+    'config.mutual.dev/proxy-memory-limit: "1Gi1" is not a Kubernetes quantity: write e.g. 256Mi or 1Gi',
+  );
+  assert.equal(
+    await refusal({ 'config.mutual.dev/proxy-cpu-request': '-1' }),
+    'config.mutual.dev/proxy-cpu-request: "-1" is negative: write e.g. 100m or 0.5',
+  );
+  assert.equal(
+    await refusal({ 'config.mutual.dev/proxy-memory-request': '3Gi' }),
+    "config.mutual.dev/proxy-memory-request: 3Gi is more than the memory limit 1Gi (the injector's default; annotate config.mutual.dev/proxy-memory-limit to change it): Kubernetes refuses a request above its limit; lower the request or raise the limit",
+  );
+  const pod = replicaSetPod({
+    'mutual.dev/inject': 'enabled',
+    'config.mutual.dev/proxy-memory-request': '3Gi',
+    'config.mutual.dev/proxy-memory-limit': '4Gi',
+  });
+  const response = responseOf(await post('/inject', review(pod)));
+  assert.equal(response.allowed, true);
+  const patched = applyPatch(
+    deepClone(pod),
+    JSON.parse(Buffer.from(response.patch ?? '', 'base64').toString('utf8')),
+    true,
+    false,
+  ).newDocument as { spec: { initContainers: { name: string; resources: unknown }[] } };
+  assert.deepEqual(patched.spec.initContainers.find((c) => c.name === 'mutual-proxy')?.resources, {
+    requests: { cpu: '100m', memory: '3Gi' },
+    limits: { cpu: '2', memory: '4Gi' },
+  });
+});
+
 test('a non-Pod object and a non-CREATE operation are allowed unchanged (a warning for the non-Pod)', async () => {
   const service = {
     apiVersion: 'v1',

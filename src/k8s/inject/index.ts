@@ -6,7 +6,6 @@ export { type AppContainerLike, type ProbeRewrite, rewriteAppProbes } from './ap
 export { type InjectManifestsResult, type InjectReportLine, injectManifests } from './inject-manifests.ts';
 export {
   DEFAULT_INJECT_OPTIONS,
-  DEFAULT_PROXY_RESOURCES,
   type InjectDefaults,
   type InjectOptions,
   type InjectOutcome,
@@ -26,11 +25,10 @@ export {
 } from './json-patch.ts';
 export {
   type AnnotationProblem,
-  isQuantity,
   PEER_AUTHENTICATION_MODES,
   type PeerAuthenticationMode,
   type PodAnnotationConfig,
-  type ProxyResources,
+  RESOURCE_ANNOTATIONS,
   readPodAnnotations,
 } from './pod-annotations.ts';
 export {
@@ -40,6 +38,17 @@ export {
   MAX_POD_DEPTH,
   type PodTemplateLocation,
 } from './pod-templates.ts';
+export {
+  DEFAULT_PROXY_RESOURCES,
+  isQuantity,
+  MIN_PROXY_MEMORY_LIMIT,
+  type ProxyResourceField,
+  type ProxyResources,
+  proxyResourceFlagProblems,
+  quantityProblem,
+  RESOURCE_FLAGS,
+  requestOverLimitProblems,
+} from './proxy-resources.ts';
 export {
   DESTINATION_URL,
   IDENTITY_URL,

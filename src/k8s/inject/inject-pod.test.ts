@@ -227,7 +227,7 @@ test('annotations reach the init and proxy arguments; the mode annotation beats 
   assert.equal(proxy?.image, 'registry.local/mutual:dev');
   assert.deepEqual(proxy?.resources, {
     requests: { cpu: '100m', memory: '96Mi' },
-    limits: { memory: '256Mi' },
+    limits: { cpu: '2', memory: '256Mi' },
   });
   const strictDefault = injectPod(pod({}, { [ANNOTATIONS.defaultMode]: 'DISABLE' }), {
     ...OPTIONS,

@@ -14,9 +14,15 @@ import { rewriteAppProbes } from './app-probes.ts';
 import {
   type AnnotationProblem,
   type PeerAuthenticationMode,
-  type ProxyResources,
+  RESOURCE_ANNOTATIONS,
   readPodAnnotations,
 } from './pod-annotations.ts';
+import {
+  DEFAULT_PROXY_RESOURCES,
+  type ProxyResourceField,
+  type ProxyResources,
+  requestOverLimitProblems,
+} from './proxy-resources.ts';
 import {
   INIT_CONTAINER_NAME,
   initContainer,
@@ -39,8 +45,6 @@ export interface InjectOptions extends InjectDefaults {
   /** The mesh's trust anchors, PEM (checked by the caller): written into every proxy's environment. */
   readonly trustAnchorsPem: string;
 }
-
-export const DEFAULT_PROXY_RESOURCES: ProxyResources = { cpuRequest: '100m', memoryRequest: '64Mi' };
 
 export const DEFAULT_INJECT_OPTIONS: InjectDefaults = {
   image: DEFAULT_IMAGE,
@@ -171,6 +175,18 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   const conflict = findConflict(spec, all);
   if (conflict) return skip('conflict', conflict);
   if (problems.length > 0) return { kind: 'invalid', problems };
+  // A request above its limit, however the two were set (one by annotation, one by the injector).
+  const resources: ProxyResources = { ...options.proxyResources, ...config.resources };
+  const isAnnotated = (field: ProxyResourceField) => config.resources[field] !== undefined;
+  const overLimit = requestOverLimitProblems(
+    resources,
+    (request, limit) => (isAnnotated(request) || !isAnnotated(limit) ? request : limit),
+    (field) =>
+      isAnnotated(field)
+        ? RESOURCE_ANNOTATIONS[field]
+        : `the injector's default; annotate ${RESOURCE_ANNOTATIONS[field]} to change it`,
+  ).map(({ field, message }) => ({ annotation: RESOURCE_ANNOTATIONS[field], message }));
+  if (overLimit.length > 0) return { kind: 'invalid', problems: overLimit };
 
   // The app's HTTP probes go through the proxy's admin port, so STRICT never refuses the kubelet:
   // those of its containers and of its own native sidecars (init containers with restartPolicy
@@ -194,7 +210,7 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
     ...((config.mode ?? options.defaultMode) === undefined
       ? {}
       : { mode: config.mode ?? options.defaultMode }),
-    resources: { ...options.proxyResources, ...config.resources },
+    resources,
     probePaths: probes.keptProbePaths,
     labels: Object.fromEntries(
       Object.entries(pod.metadata?.labels ?? {}).filter(

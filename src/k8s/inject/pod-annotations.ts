@@ -2,6 +2,7 @@
 // problem naming the annotation and the format, never a silently unmeshed pod.
 import { parsePortList, parseSubnetList } from '../../proxy/intercept/index.ts';
 import { ANNOTATIONS, INJECT_VALUES } from '../constants.ts';
+import { type ProxyResourceField, type ProxyResources, quantityProblem } from './proxy-resources.ts';
 
 export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
 export const PEER_AUTHENTICATION_MODES: readonly PeerAuthenticationMode[] = [
@@ -9,14 +10,6 @@ export const PEER_AUTHENTICATION_MODES: readonly PeerAuthenticationMode[] = [
   'PERMISSIVE',
   'DISABLE',
 ];
-
-/** The proxy container's resources; limits are optional (a limit can OOM-kill the proxy). */
-export interface ProxyResources {
-  readonly cpuRequest: string;
-  readonly memoryRequest: string;
-  readonly cpuLimit?: string;
-  readonly memoryLimit?: string;
-}
 
 export interface AnnotationProblem {
   readonly annotation: string;
@@ -37,12 +30,13 @@ export interface PodAnnotationConfig {
   readonly rewriteAppProbes: boolean;
 }
 
-/** Kubernetes resource quantity (k8s.io/apimachinery `resource.Quantity`), e.g. 100m, 64Mi, 1.5, 2e3. */
-const QUANTITY = /^[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$/;
-
-export function isQuantity(text: string): boolean {
-  return QUANTITY.test(text);
-}
+/** The annotation that sets each of the proxy's resources. */
+export const RESOURCE_ANNOTATIONS: Readonly<Record<ProxyResourceField, string>> = {
+  cpuRequest: ANNOTATIONS.proxyCpuRequest,
+  memoryRequest: ANNOTATIONS.proxyMemoryRequest,
+  cpuLimit: ANNOTATIONS.proxyCpuLimit,
+  memoryLimit: ANNOTATIONS.proxyMemoryLimit,
+};
 
 export function readPodAnnotations(annotations: Readonly<Record<string, unknown>>): {
   config: PodAnnotationConfig;
@@ -102,23 +96,14 @@ export function readPodAnnotations(annotations: Readonly<Record<string, unknown>
     if (value === '' || /\s/.test(value))
       throw new Error(`${JSON.stringify(value)} is not an image reference`);
   });
-  const quantity = (key: string) =>
-    checked(key, (value) => {
-      if (!isQuantity(value)) {
-        throw new Error(
-          `${JSON.stringify(value)} is not a Kubernetes quantity: write e.g. 100m (CPU) or 64Mi (memory)`,
-        );
-      }
+  const resources: Partial<Record<ProxyResourceField, string>> = {};
+  for (const [field, key] of Object.entries(RESOURCE_ANNOTATIONS) as [ProxyResourceField, string][]) {
+    const value = checked(key, (written) => {
+      const problem = quantityProblem(field, written);
+      if (problem !== undefined) throw new Error(problem);
     });
-  const resources: Partial<ProxyResources> = {};
-  const put = (field: keyof ProxyResources, key: string) => {
-    const value = quantity(key);
-    if (value !== undefined) (resources as Record<string, string>)[field] = value;
-  };
-  put('cpuRequest', ANNOTATIONS.proxyCpuRequest);
-  put('memoryRequest', ANNOTATIONS.proxyMemoryRequest);
-  put('cpuLimit', ANNOTATIONS.proxyCpuLimit);
-  put('memoryLimit', ANNOTATIONS.proxyMemoryLimit);
+    if (value !== undefined) resources[field] = value;
+  }
   const config: PodAnnotationConfig = {
     ...(inject === 'enabled' || inject === 'disabled' ? { inject } : {}),
     skipInboundPorts: ports(ANNOTATIONS.skipInboundPorts),

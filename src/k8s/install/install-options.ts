@@ -5,6 +5,7 @@ import { isMutualError, MutualError } from '../../errors.ts';
 import { MAX_SVID_LIFETIME_MS } from '../../pki/index.ts';
 import { parseTrustDomain } from '../../spiffe/index.ts';
 import { DEFAULT_IMAGE } from '../constants.ts';
+import { proxyResourceFlagProblems } from '../inject/index.ts';
 
 export const WEBHOOK_FAILURE_POLICIES = ['Ignore', 'Fail'] as const;
 export type WebhookFailurePolicy = (typeof WEBHOOK_FAILURE_POLICIES)[number];
@@ -89,8 +90,6 @@ export const INSTALL_DEFAULTS = {
 const MAX_REPLICAS = 10;
 /** A CA that expires within the hour is a typo (30m for 30 months) or breaks every workload soon. */
 const MIN_CA_LIFETIME_MS = 3_600_000;
-/** A Kubernetes resource quantity as people write them: 100m, 0.5, 64Mi, 1G. */
-const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 // The reference grammar of distribution/reference: [host[:port]/]path[:tag][@sha256:digest].
 const DOMAIN =
   '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
@@ -162,20 +161,17 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
       `--control-plane-replicas ${JSON.stringify(replicasText)} must be a whole number from 1 to ${MAX_REPLICAS}`,
     );
   }
-  const proxyResources: Record<string, string> = {};
-  for (const [flag, key, value] of [
-    ['--proxy-cpu-request', 'cpuRequest', flags.proxyCpuRequest],
-    ['--proxy-memory-request', 'memoryRequest', flags.proxyMemoryRequest],
-    ['--proxy-cpu-limit', 'cpuLimit', flags.proxyCpuLimit],
-    ['--proxy-memory-limit', 'memoryLimit', flags.proxyMemoryLimit],
-  ] as const) {
-    if (value === undefined) continue;
-    if (QUANTITY.test(value)) proxyResources[key] = value;
-    else
-      problems.push(
-        `${flag} ${JSON.stringify(value)} is not a Kubernetes quantity, e.g. 100m, 0.5, 64Mi or 1Gi`,
-      );
-  }
+  const proxyResources: ProxyResourceFlags = Object.fromEntries(
+    (
+      [
+        ['cpuRequest', flags.proxyCpuRequest],
+        ['memoryRequest', flags.proxyMemoryRequest],
+        ['cpuLimit', flags.proxyCpuLimit],
+        ['memoryLimit', flags.proxyMemoryLimit],
+      ] as const
+    ).filter(([, value]) => value !== undefined),
+  );
+  problems.push(...proxyResourceFlagProblems(proxyResources));
   const proxyDefaultMode =
     flags.proxyDefaultMode === undefined
       ? undefined
