@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { classifyFirstBytes, peekFirstBytes } from './detect.ts';
+import { scanClientHello } from '../tls/index.ts';
+import { classifyFirstBytes, peekClientHello, peekFirstBytes } from './detect.ts';
 
 const cases: [string, string, ReturnType<typeof classifyFirstBytes>][] = [
   ['a request line', 'GET /x HTTP/1.1\r\nhost: a\r\n\r\n', 'http1'],
@@ -79,3 +80,49 @@ test('peekFirstBytes decides at once on bytes that cannot start a request line',
     close();
   }
 });
+
+test('peekClientHello waits for the rest of a ClientHello whose first segment ends before its name', async () => {
+  const { client, server, close } = await socketPair();
+  try {
+    const hello = clientHelloNaming('web.demo');
+    const peeked = peekFirstBytes(server, 60_000);
+    client.write(hello.subarray(0, 20));
+    const first = await peeked;
+    assert.equal(classifyFirstBytes(first), 'tls');
+    assert.equal(scanClientHello(first!).kind, 'incomplete');
+    const scanned = peekClientHello(server, 60_000);
+    client.write(hello.subarray(20));
+    assert.deepEqual(await scanned, { kind: 'client-hello', serverName: 'web.demo' });
+    // Put back whole: the TLS server or the app reads the ClientHello from its first byte.
+    assert.deepEqual(server.read(), hello);
+  } finally {
+    close();
+  }
+});
+
+test('peekClientHello gives up on a ClientHello that stalls', async () => {
+  const { client, server, close } = await socketPair();
+  try {
+    client.write(clientHelloNaming('web.demo').subarray(0, 20));
+    assert.deepEqual(await peekClientHello(server, 200), { kind: 'unreadable' });
+  } finally {
+    close();
+  }
+});
+
+/** A minimal TLS 1.2-shaped ClientHello whose only extension names `host`. */
+function clientHelloNaming(host: string): Buffer {
+  const name = Buffer.from(host);
+  const sni = Buffer.concat([
+    Buffer.from([0, 0, 0, name.length + 5, 0, name.length + 3, 0, 0, name.length]),
+    name,
+  ]);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]),
+    Buffer.alloc(32, 1),
+    Buffer.from([0, 0, 2, 0x13, 0x01, 1, 0, 0, sni.length]),
+    sni,
+  ]);
+  const message = Buffer.concat([Buffer.from([1, 0, 0, body.length]), body]);
+  return Buffer.concat([Buffer.from([22, 3, 1, 0, message.length]), message]);
+}

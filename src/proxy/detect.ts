@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { CLIENT_HELLO_MAX_BYTES, type ClientHelloScan, scanClientHello } from '../tls/index.ts';
 
 export type StreamProtocol = 'tls' | 'http1' | 'http2' | 'opaque';
 
@@ -24,6 +25,38 @@ export function peekFirstBytes(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<Buffer | undefined> {
+  return peekWhile(
+    socket,
+    timeoutMs,
+    (bytes) => isUnfinishedRequestLine(bytes) && bytes.length < MAX_DETECT_BYTES,
+    signal,
+  );
+}
+
+/**
+ * For a stream whose first bytes were a TLS record too short to name its server (`scanClientHello`
+ * said incomplete): waits for more, up to `timeoutMs` and CLIENT_HELLO_MAX_BYTES, and puts them
+ * all back. A ClientHello still incomplete then (a stalled or hostile client) is `unreadable`.
+ */
+export async function peekClientHello(socket: Duplex, timeoutMs: number): Promise<ClientHelloScan> {
+  let scan: ClientHelloScan = { kind: 'incomplete' };
+  await peekWhile(socket, timeoutMs, (bytes) => {
+    scan = scanClientHello(bytes);
+    return scan.kind === 'incomplete' && bytes.length < 2 * CLIENT_HELLO_MAX_BYTES;
+  });
+  return scan.kind === 'incomplete' ? { kind: 'unreadable' } : scan;
+}
+
+/**
+ * Reads what arrives, and what was put back before, while `needsMore` says so, then puts it all
+ * back. Resolves undefined when nothing arrived.
+ */
+function peekWhile(
+  socket: Duplex,
+  timeoutMs: number,
+  needsMore: (bytes: Buffer) => boolean,
+  signal?: AbortSignal,
+): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     let bytes: Buffer | undefined;
     const finish = () => {
@@ -40,7 +73,7 @@ export function peekFirstBytes(
       const chunk = socket.read() as Buffer | null;
       if (chunk === null) return;
       bytes = bytes === undefined ? chunk : Buffer.concat([bytes, chunk]);
-      if (!isUnfinishedRequestLine(bytes) || bytes.length >= MAX_DETECT_BYTES) finish();
+      if (!needsMore(bytes)) finish();
     };
     const timer = setTimeout(finish, timeoutMs);
     signal?.addEventListener('abort', finish, { once: true });

@@ -4,6 +4,8 @@
 // connect() options, a refused TLS socket is destroyed unwritten); holds no sockets of its own.
 
 export { createCertificateRequiredServer } from './certificate-required-server.ts';
+export { CLIENT_HELLO_MAX_BYTES, type ClientHelloScan, scanClientHello } from './client-hello.ts';
+export { isMeshServerName } from './mesh-server-name.ts';
 export {
   createMeshTls,
   MESH_TLS_GROUPS,

@@ -1,6 +1,7 @@
 // Inbound, top to bottom: accept → find the app port → detect TLS → terminate mTLS (or admit
-// plaintext where the port's mode allows it) → detect the app protocol → authorize → forward to
-// the app on 127.0.0.1. Each stage counts what it refuses, with the reason.
+// plaintext, or TLS that names another server than the sidecar, where the port's mode allows it)
+// → detect the app protocol → authorize → forward to the app on 127.0.0.1. Each stage counts what
+// it refuses, with the reason.
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../clock.ts';
@@ -8,13 +9,16 @@ import type { ProxyConfig } from '../../config/index.ts';
 import { isLoopbackIp } from '../../ip/index.ts';
 import type { WorkloadPolicy } from '../../policy/index.ts';
 import {
+  type ClientHelloScan,
   createCertificateRequiredServer,
+  isMeshServerName,
   type MeshTls,
   type PeerTls,
+  scanClientHello,
   verifyClientPeer,
 } from '../../tls/index.ts';
 import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
-import { classifyFirstBytes, peekFirstBytes } from '../detect.ts';
+import { classifyFirstBytes, peekClientHello, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
@@ -174,8 +178,21 @@ export function createInbound(deps: InboundDeps) {
       return socket.destroy();
     }
     if (!detected.appSpokeFirst && classifyFirstBytes(first) === 'tls') {
+      if (!currentTls()) {
+        detected.app?.destroy();
+        return refuse(socket, 'not_ready', appPort);
+      }
+      if (mode === 'PERMISSIVE') {
+        // Mesh clients' ClientHellos arrive whole in the first segment: no wait for them.
+        let hello = scanClientHello(first!);
+        if (hello.kind === 'incomplete') hello = await peekClientHello(socket, config.detectTimeoutMs);
+        if (socket.destroyed) return detected.app?.destroy();
+        if (isAppTls(hello)) {
+          context.peer = { kind: 'none', reason: 'opaque_tls' };
+          return forwardTcp(socket, context, detected.app);
+        }
+      }
       detected.app?.destroy();
-      if (!currentTls()) return refuse(socket, 'not_ready', appPort);
       setInboundContext(socket, context);
       // Half-open only once secure (afterHandshake): with it, a client's FIN mid-handshake went
       // unnoticed and the connection sat in CLOSE-WAIT until the handshake timeout.
@@ -196,6 +213,27 @@ export function createInbound(deps: InboundDeps) {
     }
     context.peer = plaintextPeer;
     return serve(socket, context, detected);
+  }
+
+  /**
+   * PERMISSIVE: whether a ClientHello is for the app's own TLS (an unmeshed client of an app that
+   * serves HTTPS itself), to reach the app byte for byte instead of being refused for want of a
+   * client certificate. As Linkerd does: a ClientHello naming a server (SNI) other than the
+   * sidecar's names (isMeshServerName: the identity as peers send it, and the SVID's DNS SANs)
+   * passes through. Istio decides by ALPN instead (its sidecars offer `istio-*`), which ours can
+   * not: peer proxies offer none. Nor is "no ALPN" a sign of a mesh client: the app-TLS clients
+   * of Redis, Kafka, AMQP or LDAP offer none either, while curl and browsers offer some with or
+   * without an SVID. What stays terminated: a ClientHello with no SNI (a client dialling an IP:
+   * every Node, openssl or curl client that holds an SVID and calls the inbound by address; an
+   * unmeshed TLS client without SNI is taken for a mesh client and refused, as before), and one
+   * this reader cannot read (malformed, oversized, stalled), which the TLS server then answers.
+   * A client holding an SVID that dials a name (`curl --cert https://localhost:…`) must name the
+   * sidecar (`--resolve`, `-servername`, or a DNS SAN in its SVID) or use a STRICT port.
+   */
+  function isAppTls(hello: ClientHelloScan): boolean {
+    if (hello.kind !== 'client-hello' || hello.serverName === undefined) return false;
+    const meshTls = currentTls();
+    return meshTls !== undefined && !isMeshServerName(meshTls, hello.serverName);
   }
 
   /** Stage 4: who is the client? Verified against the current bundle before any byte reaches the app. */
