@@ -125,7 +125,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
         break;
       case 'exited':
         context.writeError(
-          `! ${event.what} exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`})${event.restartInMs === undefined ? ', and its restart policy says not to start it again' : `; starting it again in ${formatDuration(event.restartInMs)}`}; its log: ${show(event.log)}\n`,
+          `! ${event.what} ${event.liveness === undefined ? `exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`})` : `${event.liveness}: killed it (liveness)`}${event.restartInMs === undefined ? ', and its restart policy says not to start it again' : `; starting it again in ${formatDuration(event.restartInMs)}`}; its log: ${show(event.log)}\n`,
         );
         break;
       case 'tokens-reminted':

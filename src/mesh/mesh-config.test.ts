@@ -231,3 +231,36 @@ test('certificateLifetime: 24h unless set, given to the identity service, and re
     );
   }
 });
+
+test("liveness: the kubelet's defaults unless set, and each field refused at its line with what to write", () => {
+  assert.deepEqual(parseMeshConfig(DEMO, FILE).liveness, {
+    periodSeconds: 10,
+    failureThreshold: 3,
+    timeoutSeconds: 1,
+  });
+  assert.deepEqual(parseMeshConfig(`liveness: { periodSeconds: 2 }\n${DEMO}`, FILE).liveness, {
+    periodSeconds: 2,
+    failureThreshold: 3,
+    timeoutSeconds: 1,
+  });
+  for (const [value, message] of [
+    ['{ periodSeconds: 0 }', /mesh\.yaml:1:28: liveness\.periodSeconds: must be at least 1 \(second\)/],
+    ['{ periodSeconds: 1.5 }', /liveness\.periodSeconds: must be a whole number of seconds/],
+    ['{ periodSeconds: 10s }', /liveness\.periodSeconds: must be a number, not a string/],
+    ['{ failureThreshold: 0 }', /liveness\.failureThreshold: must be at least 1/],
+    [
+      '{ periodSeconds: 2, timeoutSeconds: 5 }',
+      /mesh\.yaml:1:47: liveness\.timeoutSeconds: 5 is longer than periodSeconds \(2\): give at most 2, or a longer periodSeconds/,
+    ],
+    ['{ period: 5 }', /mesh\.yaml:1:13: liveness\.period: unknown field "period"/],
+    ['{ failureTreshold: 5 }', /unknown field "failureTreshold" \(did you mean "failureThreshold"\?\)/],
+    ['10', /liveness: must be a map of name: value/],
+  ] as const) {
+    throwsCode(
+      () => parseMeshConfig(`liveness: ${value}\n${DEMO}`, FILE),
+      'MUTUAL_MESH_CONFIG_INVALID',
+      value,
+      message,
+    );
+  }
+});

@@ -102,7 +102,8 @@ export function parseMeshConfig(text: string, file: string): MeshConfig {
         const message =
           value === undefined
             ? 'is required'
-            : issue.code === 'invalid_type'
+            : // A number that is not whole: the schema's own words ("must be a whole number").
+              issue.code === 'invalid_type' && issue.expected !== 'int'
               ? typeProblem(issue.expected, path, value)
               : issue.message;
         return [{ path: formatPath(path), ...locate(path), message }];
@@ -145,6 +146,13 @@ function referenceProblems(input: unknown, locate: Locate): MeshConfigProblem[] 
   } catch (error) {
     problem(['certificateLifetime'], (error as Error).message);
   }
+  // A probe still waiting when the next is due would overlap it.
+  const liveness = parsedOrUndefined(meshSchema.shape.liveness, mesh.liveness);
+  if (liveness !== undefined && liveness.timeoutSeconds > liveness.periodSeconds)
+    problem(
+      ['liveness', 'timeoutSeconds'],
+      `${liveness.timeoutSeconds} is longer than periodSeconds (${liveness.periodSeconds}): give at most ${liveness.periodSeconds}, or a longer periodSeconds`,
+    );
   const services = (Array.isArray(mesh.services) ? mesh.services : []).map((entry) => {
     const service = fieldsOf(entry);
     return {
@@ -240,6 +248,7 @@ function meshConfigOf(raw: RawMesh, file: string): MeshConfig {
     policyDir: raw.policyDir === undefined ? undefined : resolve(baseDir, raw.policyDir),
     mode: raw.mode,
     certificateLifetime: raw.certificateLifetime,
+    liveness: raw.liveness,
     services,
   };
 }
@@ -356,6 +365,7 @@ function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
   const fields = meshFileFields();
   if (path.length === 0) return fields.mesh;
   if (path[0] === 'services' && path.length === 2) return fields.service;
+  if (path[0] === 'liveness' && path.length === 1) return fields.liveness;
   if (path.includes('upstreams')) return fields.upstream;
   if (path.includes('ports')) return fields.port;
   return [];

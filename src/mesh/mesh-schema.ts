@@ -2,6 +2,7 @@
 // config `mutual up` runs from. Reading, locating problems and cross-checks are mesh-config.ts's.
 import { z } from 'zod';
 import { isValidPathSegment } from '../spiffe/index.ts';
+import { LIVENESS_DEFAULTS, type LivenessSettings } from './liveness.ts';
 /** One port of a service's app, as its clients address it. */
 export interface MeshPort {
   readonly port: number;
@@ -45,6 +46,8 @@ export interface MeshConfig {
   readonly mode: 'STRICT' | 'PERMISSIVE' | 'DISABLE';
   /** Lifetime of the workload certificates the identity service signs, as written (e.g. `24h`). */
   readonly certificateLifetime: string;
+  /** How `up` probes the control plane's and the sidecars' /live, killing one that stops answering. */
+  readonly liveness: LivenessSettings;
   readonly services: readonly MeshService[];
 }
 
@@ -99,18 +102,35 @@ export const serviceSchema = z.strictObject({
     })
     .default('on-failure'),
 });
+const seconds = z
+  .number({ error: 'must be a number of seconds, e.g. 10' })
+  .int('must be a whole number of seconds')
+  .min(1, 'must be at least 1 (second)')
+  .max(3600, 'must be at most 3600 (an hour)');
+export const livenessSchema = z.strictObject({
+  periodSeconds: seconds.default(LIVENESS_DEFAULTS.periodSeconds),
+  failureThreshold: z
+    .number({ error: 'must be a number of failures in a row, e.g. 3' })
+    .int('must be a whole number')
+    .min(1, 'must be at least 1')
+    .max(100, 'must be at most 100')
+    .default(LIVENESS_DEFAULTS.failureThreshold),
+  timeoutSeconds: seconds.default(LIVENESS_DEFAULTS.timeoutSeconds),
+});
 export const meshSchema = z.strictObject({
   trustDomain: z.string().default('cluster.local'),
   policyDir: z.string().optional(),
   mode: z.enum(['STRICT', 'PERMISSIVE', 'DISABLE']).default('STRICT'),
   certificateLifetime: z.string({ error: 'write a duration, e.g. 24h or 5m' }).default('24h'),
+  liveness: livenessSchema.default({ ...LIVENESS_DEFAULTS }),
   services: z.array(serviceSchema).min(1, 'declare at least one service'),
 });
 
 /** Every field a mesh file may have, by where it goes (docs/mesh.md lists each). */
-export function meshFileFields(): Record<'mesh' | 'service' | 'port' | 'upstream', string[]> {
+export function meshFileFields(): Record<'mesh' | 'liveness' | 'service' | 'port' | 'upstream', string[]> {
   return {
     mesh: Object.keys(meshSchema.shape),
+    liveness: Object.keys(livenessSchema.shape),
     service: Object.keys(serviceSchema.shape),
     port: ['port', 'protocol'],
     upstream: ['service', 'port', 'env'],

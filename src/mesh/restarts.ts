@@ -4,8 +4,12 @@
 // as its service's `restart` says (on-failure by default: after a crash or a kill, not after a
 // clean exit). Restarts back off from 1 s, doubling to 30 s, and the delay starts over once a
 // process has stayed up for a minute: the kubelet's CrashLoopBackOff, with shorter steps for a mesh
-// on one machine.
+// on one machine. A process with a liveness URL that stops answering it is killed first
+// (liveness.ts), and its restart records why.
+import { appendFile } from 'node:fs/promises';
+import { type LivenessSettings, watchLiveness } from './liveness.ts';
 import type { LoggedProcess } from './processes.ts';
+import type { LastExit } from './runtime.ts';
 
 export type RestartPolicy = 'always' | 'on-failure' | 'never';
 
@@ -19,12 +23,14 @@ export interface Restartable {
   readonly spawn: () => LoggedProcess;
   /** Records a new process (runtime.json), synchronously: a `down` right after must find it. */
   readonly onStarted: (process: LoggedProcess, restart: RestartRecord) => void;
+  /** Its admin /live, probed while it runs (liveness.ts); none for a process without one. */
+  readonly livenessUrl?: string;
 }
 
 /** What runtime.json keeps of a restart: how many so far, and how the process before ended. */
 export interface RestartRecord {
   readonly restarts: number;
-  readonly lastExit: { readonly code: number | null; readonly signal: string | null; readonly at: string };
+  readonly lastExit: LastExit;
 }
 
 export type RestartEvent =
@@ -36,6 +42,8 @@ export type RestartEvent =
       log: string;
       /** When it is started again; undefined when its policy says not to. */
       restartInMs?: number;
+      /** Why `up` killed it, when it did: it failed its liveness probe. */
+      liveness?: string;
     }
   | { kind: 'restarted'; what: string; pid: number; restarts: number };
 
@@ -56,17 +64,43 @@ export function shouldRestart(
 
 /**
  * Watches each process and starts it again when it exits, until `stop()`. `isStopping` is asked
- * right before every restart, so a mesh being stopped never starts a process again.
+ * right before every restart, so a mesh being stopped never starts a process again. With
+ * `liveness`, each process with a `livenessUrl` is probed from its start until it exits (never
+ * while it waits to be started again, nor once the mesh is stopping) and killed when it fails.
  */
 export function superviseRestarts(
   supervised: ReadonlyArray<{ readonly process: LoggedProcess; readonly restartable: Restartable }>,
-  options: { readonly isStopping: () => boolean; readonly onEvent: (event: RestartEvent) => void },
+  options: {
+    readonly isStopping: () => boolean;
+    readonly onEvent: (event: RestartEvent) => void;
+    readonly liveness?: LivenessSettings;
+  },
 ): { stop(): void } {
   const timers = new Set<NodeJS.Timeout>();
+  const probes = new Set<{ stop(): void }>();
   let isStopped = false;
   const watch = (process: LoggedProcess, restartable: Restartable, restarts: number) => {
     const startedAtMs = Date.now();
+    let killedFor: string | undefined;
+    const isExited = () => process.child.exitCode !== null || process.child.signalCode !== null;
+    const probe =
+      options.liveness && restartable.livenessUrl
+        ? watchLiveness(restartable.livenessUrl, options.liveness, {
+            isWatching: () => !isStopped && !options.isStopping() && !isExited(),
+            // The first processes were ready before supervision began; a restart gets a startup window.
+            hasAnswered: restarts === 0,
+            onFailed: (message) => {
+              killedFor = message;
+              void killForLiveness(process, message);
+            },
+          })
+        : undefined;
+    if (probe) probes.add(probe);
     void process.exited.then((exit) => {
+      if (probe) {
+        probe.stop();
+        probes.delete(probe);
+      }
       if (isStopped || options.isStopping()) return;
       const exitedAt = new Date().toISOString();
       const ranLong = Date.now() - startedAtMs >= RESTART_BACKOFF.resetAfterMs;
@@ -80,6 +114,7 @@ export function superviseRestarts(
         signal: exit.signal,
         log: process.log,
         ...(restart ? { restartInMs: delayMs } : {}),
+        ...(killedFor === undefined ? {} : { liveness: killedFor }),
       });
       if (!restart) return;
       const timer = setTimeout(() => {
@@ -88,7 +123,12 @@ export function superviseRestarts(
         const again = restartable.spawn();
         restartable.onStarted(again, {
           restarts: next,
-          lastExit: { code: exit.code, signal: exit.signal, at: exitedAt },
+          lastExit: {
+            code: exit.code,
+            signal: exit.signal,
+            at: exitedAt,
+            ...(killedFor === undefined ? {} : { reason: 'liveness' as const, message: killedFor }),
+          },
         });
         options.onEvent({ kind: 'restarted', what: restartable.what, pid: again.pid, restarts: next });
         watch(again, restartable, next);
@@ -102,6 +142,24 @@ export function superviseRestarts(
       isStopped = true;
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
+      for (const probe of probes) probe.stop();
+      probes.clear();
     },
   };
+}
+
+/**
+ * Says why in the process's own log (what `mutual logs` shows; one JSON line, as Mutual's daemons
+ * write), then SIGKILLs its group: a stopped or wedged process would not act on SIGTERM.
+ */
+async function killForLiveness(wedged: LoggedProcess, message: string): Promise<void> {
+  const line = { time: new Date().toISOString(), level: 'error', msg: `killed by mutual up: ${message}` };
+  await appendFile(wedged.log, `${JSON.stringify(line)}\n`).catch(() => {});
+  // Not reaped yet, so the pid (and its group) is still this process's.
+  if (wedged.child.exitCode !== null || wedged.child.signalCode !== null) return;
+  try {
+    process.kill(-wedged.pid, 'SIGKILL');
+  } catch {
+    // Gone meanwhile.
+  }
 }

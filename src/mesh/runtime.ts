@@ -1,6 +1,7 @@
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MutualError } from '../errors.ts';
+import type { LivenessSettings } from './liveness.ts';
 
 /** Where everything of one mesh lives inside its state directory. */
 export interface MeshPaths {
@@ -37,7 +38,20 @@ export interface RuntimeProcess {
   /** How many times `up` has started it again after it exited (restarts.ts); absent before the first. */
   readonly restarts?: number;
   /** How the process before this one ended, when this one is a restart. */
-  readonly lastExit?: { readonly code: number | null; readonly signal: string | null; readonly at: string };
+  readonly lastExit?: LastExit;
+}
+
+/**
+ * How a process ended: its code or signal, and, when `up` killed it because it stopped answering
+ * its liveness probe, `reason: 'liveness'` and what the probe saw (as a pod's lastState.terminated).
+ */
+export interface LastExit {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly at: string;
+  readonly reason?: 'liveness';
+  /** `did not answer /live 3 times in 30 s (no answer within 1 s)` */
+  readonly message?: string;
 }
 
 export interface RuntimeService {
@@ -101,6 +115,8 @@ export interface MeshRuntime {
     readonly tableFile: string;
   };
   readonly services: readonly RuntimeService[];
+  /** How `up` probes the control plane's and the sidecars' /live; absent before it did. */
+  readonly liveness?: LivenessSettings;
 }
 
 export async function writeRuntime(paths: MeshPaths, runtime: MeshRuntime): Promise<void> {

@@ -308,6 +308,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
       ...(config.policyDir === undefined ? {} : { policyDir: config.policyDir }),
       stateDir: paths.stateDir,
       startedAt: new Date(deps.clock.now()).toISOString(),
+      liveness: config.liveness,
       supervisor: { pid: process.pid, startTicks: processStartTicks(process.pid) ?? 0 },
       isolation,
       ...(network
@@ -452,6 +453,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
         restartable: {
           what: 'the identity service',
           policy: 'always',
+          livenessUrl: `${plan.identity.adminUrl}/live`,
           spawn: () => spawnMutual(plan.identity),
           onStarted: (again, restart) =>
             record((current) => ({
@@ -465,6 +467,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
         restartable: {
           what: 'the destination service',
           policy: 'always',
+          livenessUrl: `${plan.destination.adminUrl}/live`,
           spawn: () => spawnMutual(plan.destination),
           onStarted: (again, restart) =>
             record((current) => ({
@@ -488,6 +491,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
             restartable: {
               what: `the sidecar of ${name}`,
               policy: 'always' as const,
+              livenessUrl: `${servicePlan.adminUrl}/live`,
               spawn: () => spawnMutual(servicePlan.proxy),
               onStarted: (again: LoggedProcess, restart: RestartRecord) => replace('proxy', again, restart),
             },
@@ -504,7 +508,12 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
         ];
       }),
     ];
-    supervision = superviseRestarts(supervised, { isStopping: () => isClosing, onEvent: deps.onProgress });
+    // Apps are not probed: mesh.yaml declares no health endpoint for them.
+    supervision = superviseRestarts(supervised, {
+      isStopping: () => isClosing,
+      onEvent: deps.onProgress,
+      liveness: config.liveness,
+    });
   } catch (error) {
     await stopAll();
     throw error;

@@ -45,7 +45,15 @@ export const destinationServiceChecks: CheckCategory = {
         if ('status' in destination) return destination;
         const answer = await context.adminGet(`${destination.adminUrl}/ready`);
         if (answer instanceof Error) {
-          return fail(silence(destination.adminUrl, answer, 'the destination service', destination));
+          return fail(
+            silence(
+              destination.adminUrl,
+              answer,
+              'the destination service',
+              destination,
+              context.runtime?.liveness,
+            ),
+          );
         }
         return answer.status === 200
           ? ok(destination.apiUrl)

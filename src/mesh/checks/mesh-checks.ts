@@ -4,6 +4,7 @@ import { formatDuration } from '../../config/index.ts';
 import { identityServiceId } from '../../identity/index.ts';
 import { createPeerVerifier, parseBundlePem } from '../../pki/index.ts';
 import { MESH_TLS_GROUPS } from '../../tls/index.ts';
+import { type LivenessSettings, livenessWindowSeconds } from '../liveness.ts';
 import { isRunning, isStopped } from '../processes.ts';
 import type { RuntimeProcess, RuntimeService } from '../runtime.ts';
 import { verifyChainPem } from '../verify-identity.ts';
@@ -27,19 +28,32 @@ const IDENTITY_SILENT =
 
 /**
  * `; <what> (pid N) has exited` when the recorded process is gone, `… is stopped` when it is there
- * but stopped (its port accepts and never answers), else ''.
+ * but stopped (its port accepts and never answers), else ''. `liveness`: how the runtime's `up`
+ * probes it (runtime.json), so a stopped one is said to be killed and started again in time.
  */
-export function processNote(what: string, recorded: RuntimeProcess): string {
+export function processNote(
+  what: string,
+  recorded: RuntimeProcess,
+  liveness: LivenessSettings | undefined,
+): string {
   if (!(recorded.pid > 0)) return '';
   if (!isRunning(recorded)) return `; ${what} (pid ${recorded.pid}) has exited, its log: ${recorded.log}`;
-  return isStopped(recorded)
-    ? `; ${what} (pid ${recorded.pid}) is stopped (kill -STOP, Ctrl-Z or a debugger): \`kill -CONT ${recorded.pid}\` resumes it`
+  if (!isStopped(recorded)) return '';
+  const restart = liveness
+    ? `, or \`mutual up\` kills it and starts it again once it has not answered /live for ${livenessWindowSeconds(liveness)} s (liveness)`
     : '';
+  return `; ${what} (pid ${recorded.pid}) is stopped (kill -STOP, Ctrl-Z or a debugger): \`kill -CONT ${recorded.pid}\` resumes it${restart}`;
 }
 
 /** Why a process's admin URL gave no usable answer, and what became of the process. */
-export function silence(url: string, error: Error, what: string, recorded: RuntimeProcess): string {
-  return `${url}${error instanceof AnsweredByAnother ? ':' : ' did not answer:'} ${error.message}${processNote(what, recorded)}`;
+export function silence(
+  url: string,
+  error: Error,
+  what: string,
+  recorded: RuntimeProcess,
+  liveness: LivenessSettings | undefined,
+): string {
+  return `${url}${error instanceof AnsweredByAnother ? ':' : ' did not answer:'} ${error.message}${processNote(what, recorded, liveness)}`;
 }
 
 /**
@@ -119,7 +133,15 @@ export const identityServiceChecks: CheckCategory = {
         if (!runtime) return skip(NOT_RUNNING);
         const answer = await context.adminGet(`${runtime.identity.adminUrl}/ready`);
         if (answer instanceof Error) {
-          return fail(silence(runtime.identity.adminUrl, answer, 'the identity service', runtime.identity));
+          return fail(
+            silence(
+              runtime.identity.adminUrl,
+              answer,
+              'the identity service',
+              runtime.identity,
+              runtime.liveness,
+            ),
+          );
         }
         return answer.status === 200
           ? ok(runtime.identity.apiUrl)
@@ -234,8 +256,8 @@ export const proxyChecks: CheckCategory = {
           if (answer instanceof Error) {
             return fail(
               answer instanceof AnsweredByAnother
-                ? `the sidecar's admin port, ${silence(service.adminUrl, answer, 'its process', service.proxy)}`
-                : `the sidecar does not answer at ${service.adminUrl}: ${answer.message}${processNote('its process', service.proxy)}`,
+                ? `the sidecar's admin port, ${silence(service.adminUrl, answer, 'its process', service.proxy, context.runtime?.liveness)}`
+                : `the sidecar does not answer at ${service.adminUrl}: ${answer.message}${processNote('its process', service.proxy, context.runtime?.liveness)}`,
               service.name,
             );
           }
@@ -364,8 +386,8 @@ export const proxyChecks: CheckCategory = {
 function restartsCheck(): Check {
   return {
     description: 'no process has had to be started again',
-    hint: 'mutual up starts a process that exits again by itself, after a pause that grows to 30 s; while it is down, its calls fail',
-    fix: 'read the log of each process named (`mutual logs NAME`, `--proxy` for a sidecar): why it exited is at the end of the run before its restart',
+    hint: 'mutual up starts a process that exits again by itself, after a pause that grows to 30 s, and kills a sidecar or control-plane service that stops answering /live (liveness); while it is down, its calls fail',
+    fix: 'read the log of each process named (`mutual logs NAME`, `--proxy` for a sidecar): why it exited is at the end of the run before its restart; one killed for liveness was stopped, stuck in a loop or deadlocked, and its log ends with "killed by mutual up"',
     severity: 'warning',
     run: async (context) => {
       if (!context.runtime) return skip(NOT_RUNNING);
@@ -388,7 +410,11 @@ function restartsCheck(): Check {
         details: restarted.map(([what, process]) => {
           const exit = process!.lastExit;
           const how = exit ? (exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`) : 'unknown';
-          return `${what}: ${process!.restarts} ${process!.restarts === 1 ? 'time' : 'times'}, the last after it exited (${how})${exit ? ` at ${exit.at}` : ''}; its log: ${process!.log}`;
+          const last =
+            exit?.reason === 'liveness'
+              ? `the last after \`mutual up\` killed it for liveness: it ${exit.message ?? 'did not answer /live'},`
+              : `the last after it exited (${how})`;
+          return `${what}: ${process!.restarts} ${process!.restarts === 1 ? 'time' : 'times'}, ${last}${exit ? ` at ${exit.at}` : ''}; its log: ${process!.log}`;
         }),
       };
     },

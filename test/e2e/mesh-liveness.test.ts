@@ -1,0 +1,165 @@
+// A process of a running `mutual up` mesh that is there but no longer answers (stopped with
+// SIGSTOP here, as a wedged event loop or a deadlock would be) is killed and started again, as the
+// kubelet's liveness probe does. The mesh's liveness window is shortened in mesh.yaml (1 s period,
+// 2 failures) so the test does not wait the default 30 s; the processes are real.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
+
+let dir: string;
+let state: string;
+let up: MeshUp;
+const stopped: number[] = [];
+
+const SERVER =
+  "require('node:http').createServer((q, s) => s.end('api says hi')).listen(Number(process.env.PORT), '127.0.0.1')";
+const IDLE = 'setInterval(() => {}, 1000)';
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-liveness-'));
+  state = join(dir, 'state');
+  const file = join(dir, 'mesh.yaml');
+  await writeFile(
+    file,
+    [
+      'liveness: { periodSeconds: 1, failureThreshold: 2, timeoutSeconds: 1 }',
+      'services:',
+      '  - name: api',
+      `    command: [node, -e, ${JSON.stringify(SERVER)}]`,
+      '    ports: [8080]',
+      '  - name: client',
+      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      '    upstreams: [api]',
+      '',
+    ].join('\n'),
+  );
+  up = await startMeshUp(['-f', file, '--state-dir', state]);
+  assert.match(up.output(), /The mesh is up/, up.output());
+});
+
+after(async () => {
+  // A process left stopped by a failed assertion is let go, so down can stop it.
+  for (const pid of stopped) {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // Killed, as it should be.
+    }
+  }
+  await up?.stop();
+  await runMutual(['down', '--state-dir', state]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Recorded {
+  pid: number;
+  restarts?: number;
+  lastExit?: { code: number | null; signal: string | null; at: string; reason?: string; message?: string };
+}
+interface Runtime {
+  destination: Recorded;
+  liveness: { periodSeconds: number; failureThreshold: number; timeoutSeconds: number };
+  services: Array<{ name: string; proxy: Recorded; upstreams: Array<{ localAddress: string }> }>;
+}
+
+async function runtime(): Promise<Runtime> {
+  return JSON.parse(await readFile(join(state, 'runtime.json'), 'utf8'));
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** GET / of api through client's sidecar (its upstream port), over mTLS to api's sidecar. */
+async function callApi(): Promise<string> {
+  const client = (await runtime()).services.find((service) => service.name === 'client')!;
+  try {
+    const response = await fetch(`http://${client.upstreams[0]!.localAddress}/`, {
+      signal: AbortSignal.timeout(3000),
+    });
+    return `${response.status} ${await response.text()}`;
+  } catch (error) {
+    return String(error);
+  }
+}
+
+/** SIGSTOPs `pick`'s process and waits until runtime.json names a new, live one. */
+async function stopAndAwaitRestart(what: string, pick: (current: Runtime) => Recorded): Promise<Recorded> {
+  const before = pick(await runtime()).pid;
+  process.kill(before, 'SIGSTOP');
+  stopped.push(before);
+  let after = before;
+  await waitUntil(async () => {
+    after = pick(await runtime()).pid;
+    return after !== before && isAlive(after);
+  }, `${what} killed and started again (output: ${up.output()})`);
+  assert.ok(!isAlive(before), `the stopped ${what} (pid ${before}) was killed`);
+  return pick(await runtime());
+}
+
+test('runtime.json records the liveness settings mesh.yaml gives', async () => {
+  assert.deepEqual((await runtime()).liveness, { periodSeconds: 1, failureThreshold: 2, timeoutSeconds: 1 });
+});
+
+test('a stopped sidecar is killed and started again, and calls through it work again', async () => {
+  assert.equal(await callApi(), '200 api says hi');
+  const api = (current: Runtime) => current.services.find((s) => s.name === 'api')!.proxy;
+  const recorded = await stopAndAwaitRestart('the sidecar of api', api);
+  assert.match(
+    up.output(),
+    /! the sidecar of api did not answer \/live 2 times in 2 s \(no answer within 1 s\): killed it \(liveness\); starting it again in 1s; its log: \S+api\.proxy\.log\n/,
+  );
+  assert.match(up.output(), /✓ the sidecar of api started again \(pid \d+\)/);
+  assert.equal(recorded.restarts, 1);
+  assert.deepEqual(
+    { ...recorded.lastExit, at: undefined },
+    {
+      code: null,
+      signal: 'SIGKILL',
+      at: undefined,
+      reason: 'liveness',
+      message: 'did not answer /live 2 times in 2 s (no answer within 1 s)',
+    },
+  );
+  await waitUntil(async () => (await callApi()) === '200 api says hi', 'api answers through its new sidecar');
+  // Its log says why, at the end of the run before the restart.
+  const logs = await runMutual(['logs', 'api', '--proxy', '--state-dir', state]);
+  assert.equal(logs.code, 0, logs.stderr);
+  assert.match(
+    logs.stdout,
+    /\{"time":"[^"]+","level":"error","msg":"killed by mutual up: did not answer \/live 2 times in 2 s \(no answer within 1 s\)"\}\n/,
+  );
+});
+
+test('a stopped destination service is killed and started again too', async () => {
+  const recorded = await stopAndAwaitRestart('the destination service', (current) => current.destination);
+  assert.equal(recorded.lastExit?.reason, 'liveness');
+  assert.match(up.output(), /! the destination service did not answer \/live 2 times in 2 s/);
+});
+
+test('mutual check says which process was killed for liveness, and why', async () => {
+  const check = await runMutual(['check', '--state-dir', state]);
+  assert.match(
+    check.stdout,
+    /‼ no process has had to be started again\n\s+2 processes were started again after exiting\n/,
+    check.stdout,
+  );
+  assert.match(
+    check.stdout,
+    /api's sidecar: 1 time, the last after `mutual up` killed it for liveness: it did not answer \/live 2 times in 2 s \(no answer within 1 s\), at \S+; its log: \S+api\.proxy\.log/,
+    check.stdout,
+  );
+  assert.match(
+    check.stdout,
+    /the destination service: 1 time, the last after `mutual up` killed it for liveness/,
+  );
+});
