@@ -144,7 +144,8 @@ test('Certificates shows when the issuer expires, and every workload certificate
 test('a stopped sidecar is a failing check on the Overview, with the command that fixes it', {
   skip,
 }, async (t) => {
-  // Stopped, not killed: `up` starts a sidecar that exits again, while one that hangs stays as it is.
+  // Stopped, not killed: `up` starts a sidecar that exits again at once, and one that hangs only
+  // once it has not answered /live for 30 s (the default liveness window); this is shown well before.
   const pid = runtime.services.find((service) => service.name === 'vote-bot')!.proxy.pid;
   process.kill(pid, 'SIGSTOP');
   t.after(() => process.kill(pid, 'SIGCONT'));
