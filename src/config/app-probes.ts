@@ -1,7 +1,8 @@
 // The app's own kubelet probes, handed to the proxy by the injector as JSON (Istio's
 // ISTIO_KUBE_APP_PROBERS shape): `{ "/app-health/<container>/<livez|readyz|startupz>": { "httpGet":
-// { "path", "port", "scheme"?, "httpHeaders"? }, "timeoutSeconds"? } }`. Parsed and checked here;
-// the proxy's admin server answers those paths by making the original request to the app.
+// { "path", "port", "scheme"?, "httpHeaders"? } | "grpc": { "port", "service"? } | "tcpSocket":
+// { "port" }, "timeoutSeconds"? } }`. Parsed and checked here; the proxy's admin server answers
+// those paths by making the original check against the app.
 
 /** Environment variables the injector writes into the proxy container. */
 export const PROXY_ENV = {
@@ -28,25 +29,34 @@ export function appProbePath(container: string, field: AppProbeField): string {
   return `${APP_HEALTH_PREFIX}/${container}/${APP_PROBE_KINDS[field]}`;
 }
 
-/** One original probe as the proxy runs it: GET http://127.0.0.1:<port><path>. */
+/**
+ * One original probe as the proxy runs it against 127.0.0.1:<port>: GET <path> (kind http, the
+ * default), a grpc.health.v1.Health/Check of `grpcService` (kind grpc), or a connect (kind tcp).
+ */
 export interface AppProbe {
+  readonly kind?: 'http' | 'grpc' | 'tcp';
   readonly port: number;
-  /** Path and query, as the kubelet would send it. */
+  /** Path and query, as the kubelet would send it (kind http; "" otherwise). */
   readonly path: string;
   readonly headers: readonly (readonly [string, string])[];
+  /** The service name the health check asks about (kind grpc); "" is the server as a whole. */
+  readonly grpcService?: string;
   readonly timeoutMs: number;
 }
 
-/** What the injector writes per path (the JSON value). */
-export interface AppProbeSpec {
-  readonly httpGet: {
-    readonly path: string;
-    readonly port: number;
-    readonly scheme?: 'HTTP';
-    readonly httpHeaders?: readonly { readonly name: string; readonly value: string }[];
-  };
-  readonly timeoutSeconds?: number;
-}
+/** What the injector writes per path (the JSON value): one of httpGet, grpc, tcpSocket. */
+export type AppProbeSpec = (
+  | {
+      readonly httpGet: {
+        readonly path: string;
+        readonly port: number;
+        readonly scheme?: 'HTTP';
+        readonly httpHeaders?: readonly { readonly name: string; readonly value: string }[];
+      };
+    }
+  | { readonly grpc: { readonly port: number; readonly service?: string } }
+  | { readonly tcpSocket: { readonly port: number } }
+) & { readonly timeoutSeconds?: number };
 
 const PATH_KEY = /^\/app-health\/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/(livez|readyz|startupz)$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -78,13 +88,64 @@ export function parseAppProbes(
       problem('is not a probe path: write /app-health/<container>/livez, readyz or startupz');
       continue;
     }
-    if (!isRecord(value) || !isRecord(value.httpGet)) {
-      problem('needs an object with "httpGet": {"path", "port"}');
+    const checks = isRecord(value)
+      ? (['httpGet', 'grpc', 'tcpSocket'] as const).filter((k) => k in value)
+      : [];
+    if (!isRecord(value) || checks.length !== 1 || !isRecord(value[checks[0]!])) {
+      problem(
+        'needs an object with one of "httpGet": {"path", "port"}, "grpc": {"port"} or "tcpSocket": {"port"}',
+      );
       continue;
     }
     const before = problems.length;
+    const timeoutSeconds = value.timeoutSeconds ?? 1;
+    const checkTimeout = () => {
+      if (
+        !Number.isInteger(timeoutSeconds) ||
+        (timeoutSeconds as number) < 1 ||
+        (timeoutSeconds as number) > MAX_TIMEOUT_S
+      ) {
+        problem(
+          `timeoutSeconds ${JSON.stringify(timeoutSeconds)} must be a whole number of seconds from 1 to ${MAX_TIMEOUT_S}`,
+        );
+      }
+    };
+    const kind = checks[0]!;
+    if (kind !== 'httpGet') {
+      const check = value[kind] as Record<string, unknown>;
+      const allowed = kind === 'grpc' ? ['port', 'service'] : ['port'];
+      const unknown = [
+        ...Object.keys(value).filter((field) => field !== kind && field !== 'timeoutSeconds'),
+        ...Object.keys(check)
+          .filter((field) => !allowed.includes(field))
+          .map((field) => `${kind}.${field}`),
+      ];
+      if (unknown.length > 0)
+        problem(`unknown field ${unknown.join(', ')} (the proxy only probes 127.0.0.1)`);
+      const { port, service } = check;
+      if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) {
+        problem(
+          `${kind}.port ${JSON.stringify(port)} must be a number from 1 to 65535 (named ports are resolved by the injector)`,
+        );
+      }
+      if (service !== undefined && (typeof service !== 'string' || !/^[\x20-\x7e]{0,1024}$/.test(service))) {
+        problem(`grpc.service ${JSON.stringify(service)} must be printable ASCII, at most 1024 characters`);
+      }
+      checkTimeout();
+      if (problems.length === before) {
+        probes.set(key, {
+          kind: kind === 'grpc' ? 'grpc' : 'tcp',
+          port: port as number,
+          path: '',
+          headers: [],
+          ...(kind === 'grpc' ? { grpcService: (service as string | undefined) ?? '' } : {}),
+          timeoutMs: (timeoutSeconds as number) * 1000,
+        });
+      }
+      continue;
+    }
     const unknown = Object.keys(value).filter((field) => field !== 'httpGet' && field !== 'timeoutSeconds');
-    const httpGet = value.httpGet;
+    const httpGet = value.httpGet as Record<string, unknown>;
     unknown.push(
       ...Object.keys(httpGet)
         .filter((field) => !['path', 'port', 'scheme', 'httpHeaders'].includes(field))
@@ -92,7 +153,6 @@ export function parseAppProbes(
     );
     if (unknown.length > 0) problem(`unknown field ${unknown.join(', ')} (the proxy only probes 127.0.0.1)`);
     const { path, port, scheme, httpHeaders } = httpGet;
-    const timeoutSeconds = value.timeoutSeconds ?? 1;
     if (typeof path !== 'string' || !/^\/[\x21-\x7e]*$/.test(path)) {
       problem(
         `httpGet.path ${JSON.stringify(path)} must start with "/" and hold only printable ASCII, no spaces (percent-encode the rest)`,
@@ -126,15 +186,7 @@ export function parseAppProbes(
         }
       }
     }
-    if (
-      !Number.isInteger(timeoutSeconds) ||
-      (timeoutSeconds as number) < 1 ||
-      (timeoutSeconds as number) > MAX_TIMEOUT_S
-    ) {
-      problem(
-        `timeoutSeconds ${JSON.stringify(timeoutSeconds)} must be a whole number of seconds from 1 to ${MAX_TIMEOUT_S}`,
-      );
-    }
+    checkTimeout();
     if (problems.length === before) {
       probes.set(key, {
         port: port as number,

@@ -3,7 +3,12 @@ import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import { ADMIN_IDLE_TIMEOUT_MS, createAdminServer } from '../admin/index.ts';
 import { createRegistry } from '../metrics/index.ts';
-import { appProbeRoutes, probeApp } from './app-probes.ts';
+import {
+  appProbeRoutes,
+  decodeHealthCheckResponse,
+  encodeHealthCheckRequest,
+  probeApp,
+} from './app-probes.ts';
 
 test('an app answering a status below 100 fails the probe with 503 instead of taking the admin port down', async () => {
   // Node's HTTP parser reads "000" and "099" as statuses 0 and 99.
@@ -73,4 +78,33 @@ test('a probe whose timeoutSeconds is longer than the admin idle timeout still g
     admin.close();
     app.close();
   }
+});
+
+test('gRPC health messages: the request framed with its service, the response status read, malformed ones named', () => {
+  assert.deepEqual([...encodeHealthCheckRequest('')], [0, 0, 0, 0, 0]);
+  assert.deepEqual([...encodeHealthCheckRequest('ab')], [0, 0, 0, 0, 4, 0x0a, 2, 0x61, 0x62]);
+  // A 200-byte name: its length is a two-byte varint (0xc8 0x01).
+  assert.deepEqual(
+    [...encodeHealthCheckRequest('x'.repeat(200)).subarray(0, 8)],
+    [0, 0, 0, 0, 203, 0x0a, 0xc8, 0x01],
+  );
+  const frame = (...bytes: number[]) => Buffer.from([0, 0, 0, 0, bytes.length, ...bytes]);
+  const table: [string, Buffer, ReturnType<typeof decodeHealthCheckResponse>][] = [
+    ['SERVING', frame(0x08, 1), { status: 1 }],
+    ['NOT_SERVING', frame(0x08, 2), { status: 2 }],
+    ['an empty message is UNKNOWN (proto3 leaves out 0)', frame(), { status: 0 }],
+    ['unknown fields skipped', frame(0x12, 2, 0x61, 0x62, 0x08, 1, 0x1d, 1, 2, 3, 4), { status: 1 }],
+    ['nothing', Buffer.alloc(0), { error: 'no response message' }],
+    [
+      'compressed',
+      Buffer.from([1, 0, 0, 0, 2, 0x08, 1]),
+      { error: 'a compressed response, though none was offered' },
+    ],
+    ['a short frame', Buffer.from([0, 0, 0, 0, 9, 0x08, 1]), { error: 'a response frame of 9 bytes in 2' }],
+    ['a truncated varint', frame(0x08, 0x80), { error: 'a malformed response message' }],
+    ['a length past the end', frame(0x12, 9, 0x61), { error: 'a malformed response message' }],
+    ['a group wire type', frame(0x0b), { error: 'a malformed response message' }],
+  ];
+  for (const [name, body, expected] of table)
+    assert.deepEqual(decodeHealthCheckResponse(body), expected, name);
 });

@@ -1,9 +1,13 @@
 // The app's kubelet probes, answered on the admin port (Istio's probe rewrite). The injector points
-// each HTTP probe of an app container at /app-health/<container>/<livez|readyz|startupz> and hands
-// the original probes over as JSON; here each such path makes the original GET to the app on
-// 127.0.0.1 within the probe's timeout and answers with the app's status code. The proxy's own
-// connections skip the iptables redirection, so STRICT never stands between the kubelet and the app.
+// each HTTP, gRPC and TCP probe of an app container at /app-health/<container>/<livez|readyz|startupz>
+// and hands the original probes over as JSON; here each such path makes the original check against
+// the app on 127.0.0.1 within the probe's timeout: the GET (answering with the app's status code),
+// the gRPC health check (200 when SERVING, else 503) or the TCP connect (200 when accepted). The
+// proxy's own connections skip the iptables redirection, so STRICT never stands between the kubelet
+// and the app.
 import { type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { type ClientHttp2Stream, connect as connectHttp2, constants as http2Constants } from 'node:http2';
+import { connect as connectTcp } from 'node:net';
 import { ADMIN_IDLE_TIMEOUT_MS } from '../admin/index.ts';
 import type { AppProbe } from '../config/index.ts';
 
@@ -37,8 +41,14 @@ export function appProbeRoutes(probes: ReadonlyMap<string, AppProbe>): Record<st
   return routes;
 }
 
-/** The original probe: GET http://127.0.0.1:<port><path> with its headers, within its timeout. Never rejects. */
+/** The original probe (see AppProbe's kinds) within its timeout. Never rejects. */
 export function probeApp(probe: AppProbe, userAgent = 'mutual-proxy-probe'): Promise<AppProbeResult> {
+  if (probe.kind === 'grpc') return grpcHealthCheck(probe, userAgent);
+  if (probe.kind === 'tcp') return tcpConnect(probe);
+  return httpGet(probe, userAgent);
+}
+
+function httpGet(probe: AppProbe, userAgent: string): Promise<AppProbeResult> {
   const target = `127.0.0.1:${probe.port}${probe.path}`;
   return new Promise((resolve) => {
     let isSettled = false;
@@ -87,4 +97,208 @@ export function probeApp(probe: AppProbe, userAgent = 'mutual-proxy-probe'): Pro
     );
     outgoing.end();
   });
+}
+
+/** Settles once with the first result, or with the timeout's; `cleanup` runs once either way. */
+function withTimeout(
+  probe: AppProbe,
+  target: string,
+  start: (settle: (result: AppProbeResult) => void) => () => void,
+): Promise<AppProbeResult> {
+  return new Promise((resolve) => {
+    let isSettled = false;
+    let cleanup = () => {};
+    const settle = (result: AppProbeResult) => {
+      if (isSettled) return;
+      isSettled = true;
+      clearTimeout(timer);
+      cleanup();
+      resolve(result);
+    };
+    const timer = setTimeout(
+      () => settle({ status: 503, message: `${target} did not answer within ${probe.timeoutMs} ms` }),
+      probe.timeoutMs,
+    );
+    cleanup = start(settle);
+    if (isSettled) cleanup();
+  });
+}
+
+/** The kubelet's TCP probe: the app accepted a connection on 127.0.0.1:<port>, nothing sent. */
+function tcpConnect(probe: AppProbe): Promise<AppProbeResult> {
+  const target = `127.0.0.1:${probe.port}`;
+  return withTimeout(probe, target, (settle) => {
+    const socket = connectTcp({ host: '127.0.0.1', port: probe.port });
+    socket.on('connect', () => settle({ status: 200, message: `${target} accepted the connection` }));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      settle({ status: 503, message: `${target} not reachable: ${error.code ?? error.message}` }),
+    );
+    return () => socket.destroy();
+  });
+}
+
+// The kubelet's gRPC probe (k8s.io/kubernetes pkg/probe/grpc): grpc.health.v1.Health/Check in
+// plaintext HTTP/2, success only for SERVING. The two messages, written by hand (proto3 wire format):
+//   HealthCheckRequest  { string service = 1; }         → 0x0a <varint length> <UTF-8 bytes>, or empty for ""
+//   HealthCheckResponse { ServingStatus status = 1; }   → 0x08 <varint>; absent means UNKNOWN (0)
+// each in a gRPC frame: 1 byte "compressed" (0: we offer no encoding), 4 bytes big-endian length.
+const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
+const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
+const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+
+/** The framed HealthCheckRequest for `service`. */
+export function encodeHealthCheckRequest(service: string): Buffer {
+  const name = Buffer.from(service, 'utf8');
+  const message =
+    name.length === 0 ? Buffer.alloc(0) : Buffer.concat([Buffer.from([0x0a]), varint(name.length), name]);
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(message.length, 1);
+  return Buffer.concat([header, message]);
+}
+
+function varint(value: number): Buffer {
+  const bytes: number[] = [];
+  let rest = value;
+  while (rest >= 0x80) {
+    bytes.push((rest & 0x7f) | 0x80);
+    rest >>>= 7;
+  }
+  bytes.push(rest);
+  return Buffer.from(bytes);
+}
+
+/** The status of a framed HealthCheckResponse, or a reason it cannot be read. */
+export function decodeHealthCheckResponse(body: Buffer): { status: number } | { error: string } {
+  if (body.length < 5) return { error: 'no response message' };
+  if (body[0] !== 0) return { error: 'a compressed response, though none was offered' };
+  const length = body.readUInt32BE(1);
+  if (body.length !== 5 + length)
+    return { error: `a response frame of ${length} bytes in ${body.length - 5}` };
+  let status = 0;
+  let at = 5;
+  const readVarint = (): number | undefined => {
+    let value = 0;
+    for (let shift = 0; shift < 35 && at < body.length; shift += 7) {
+      const byte = body[at++] as number;
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+    }
+    return undefined;
+  };
+  while (at < body.length) {
+    const tag = readVarint();
+    if (tag === undefined) return { error: 'a malformed response message' };
+    const wireType = tag & 7;
+    let skip = 0;
+    if (wireType === 0) {
+      const value = readVarint();
+      if (value === undefined) return { error: 'a malformed response message' };
+      if (tag >>> 3 === 1) status = value;
+    } else if (wireType === 2) {
+      const length = readVarint();
+      if (length === undefined) return { error: 'a malformed response message' };
+      skip = length;
+    } else if (wireType === 1) skip = 8;
+    else if (wireType === 5) skip = 4;
+    else return { error: 'a malformed response message' };
+    at += skip;
+    if (at > body.length) return { error: 'a malformed response message' };
+  }
+  return { status };
+}
+
+function grpcHealthCheck(probe: AppProbe, userAgent: string): Promise<AppProbeResult> {
+  const service = probe.grpcService ?? '';
+  const target = `127.0.0.1:${probe.port} (gRPC health of ${service === '' ? 'the server' : JSON.stringify(service)})`;
+  return withTimeout(probe, target, (settle) => {
+    const fail = (why: string) => settle({ status: 503, message: `${target}: ${why}` });
+    const session = connectHttp2(`http://127.0.0.1:${probe.port}`);
+    session.on('error', (error: NodeJS.ErrnoException) =>
+      fail(`not reachable: ${error.code ?? error.message}`),
+    );
+    // The call starts once connected, so a refused connection reads as such, not as a cancelled stream.
+    let stream: ClientHttp2Stream | undefined;
+    session.once('connect', () => {
+      const call = session.request({
+        [http2Constants.HTTP2_HEADER_METHOD]: 'POST',
+        [http2Constants.HTTP2_HEADER_PATH]: HEALTH_CHECK_PATH,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'user-agent': userAgent,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let grpcStatus: string | undefined;
+      let grpcMessage = '';
+      const readStatus = (headers: Record<string, unknown>) => {
+        if (typeof headers['grpc-status'] === 'string') grpcStatus = headers['grpc-status'];
+        if (typeof headers['grpc-message'] === 'string') grpcMessage = safeDecode(headers['grpc-message']);
+      };
+      call.on('response', (headers) => {
+        const httpStatus = headers[':status'];
+        if (httpStatus !== 200) fail(`answered HTTP ${String(httpStatus)}, not gRPC`);
+        else readStatus(headers);
+      });
+      call.on('trailers', readStatus);
+      call.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) fail(`answered more than ${MAX_BODY_BYTES} bytes`);
+        else chunks.push(chunk);
+      });
+      call.on('error', (error: NodeJS.ErrnoException) =>
+        fail(`the call failed: ${error.code ?? error.message}`),
+      );
+      call.on('end', () => {
+        if (grpcStatus === undefined) return fail('answered without a grpc-status');
+        if (grpcStatus !== '0') {
+          const code = GRPC_CODES[Number(grpcStatus)] ?? grpcStatus;
+          const detail = grpcMessage === '' ? '' : ` (${grpcMessage})`;
+          return fail(
+            code === 'UNIMPLEMENTED'
+              ? `does not implement the gRPC health protocol (grpc.health.v1.Health): ${code}${detail}`
+              : `health check failed: ${code}${detail}`,
+          );
+        }
+        const response = decodeHealthCheckResponse(Buffer.concat(chunks));
+        if ('error' in response) return fail(`answered ${response.error}`);
+        const name = SERVING_STATUS[response.status] ?? String(response.status);
+        if (response.status === 1) settle({ status: 200, message: `${target}: SERVING` });
+        else fail(`service unhealthy (responded with ${name})`);
+      });
+      // After 'end' (settled by then), or a call the server dropped without an answer.
+      call.on('close', () => fail('closed the call without an answer'));
+      call.end(encodeHealthCheckRequest(service));
+      stream = call;
+    });
+    return () => {
+      stream?.destroy();
+      session.destroy();
+    };
+  });
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }

@@ -708,7 +708,7 @@ test('the rendered mutual-proxy arguments and environment (after Kubernetes expa
   assert.equal(config.appProbes.size, 0);
 });
 
-test("the rewritten probes reach the real proxy configuration: each of web's HTTP probes at its /app-health path, the original port, path, headers and timeout", async () => {
+test('the rewritten probes reach the real proxy configuration: each HTTP, TCP and gRPC probe at its /app-health path, the original port, path, headers, service and timeout', async () => {
   const web = await loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 0));
   assert.deepEqual(Object.fromEntries(web.appProbes), {
     '/app-health/web/livez': { port: 8080, path: '/livez', headers: [], timeoutMs: 1000 },
@@ -719,6 +719,15 @@ test("the rewritten probes reach the real proxy configuration: each of web's HTT
       timeoutMs: 2000,
     },
     '/app-health/web/startupz': { port: 8080, path: '/started', headers: [], timeoutMs: 1000 },
+    '/app-health/admin/readyz': { kind: 'tcp', port: 9443, path: '', headers: [], timeoutMs: 1000 },
+    '/app-health/cart/livez': {
+      kind: 'grpc',
+      port: 50051,
+      path: '',
+      headers: [],
+      grpcService: 'shop.v1.Cart',
+      timeoutMs: 3000,
+    },
   });
   // The HTTPS probe left alone keeps its path exempt from authorization.
   assert.deepEqual(web.probePaths, ['/tls-health']);

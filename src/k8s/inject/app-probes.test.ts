@@ -52,9 +52,24 @@ const cases: {
     probe: { httpGet: { path: '/n', port: 'admin' } },
     kept: ['/n'],
   },
-  { name: 'tcpSocket left alone', probe: { tcpSocket: { port: 8080 } }, kept: [] },
+  {
+    name: 'grpc: its port and service, the timeout carried over',
+    probe: { grpc: { port: 9090, service: 'orders.v1.Orders' }, timeoutSeconds: 2, periodSeconds: 5 },
+    rewritten: { grpc: { port: 9090, service: 'orders.v1.Orders' }, timeoutSeconds: 2 },
+  },
+  {
+    name: 'grpc without a service: the server as a whole',
+    probe: { grpc: { port: 9090, service: '' } },
+    rewritten: { grpc: { port: 9090 }, timeoutSeconds: 1 },
+  },
+  {
+    name: 'tcpSocket, a named port resolved (the proxy would accept it itself otherwise)',
+    probe: { tcpSocket: { port: 'http' }, timeoutSeconds: 4 },
+    rewritten: { tcpSocket: { port: 8080 }, timeoutSeconds: 4 },
+  },
+  { name: 'tcpSocket to another host left alone', probe: { tcpSocket: { port: 80, host: 'db' } }, kept: [] },
+  { name: 'grpc with a port out of range left alone', probe: { grpc: { port: 0 } }, kept: [] },
   { name: 'exec left alone', probe: { exec: { command: ['true'] } }, kept: [] },
-  { name: 'grpc left alone', probe: { grpc: { port: 9090 } }, kept: [] },
 ];
 
 for (const c of cases) {
@@ -65,6 +80,11 @@ for (const c of cases) {
     if (c.rewritten) {
       assert.deepEqual(result.probes, { '/app-health/web/livez': c.rewritten });
       assert.deepEqual(probe?.httpGet, { path: '/app-health/web/livez', port: 4191, scheme: 'HTTP' });
+      // Only httpGet is left: the kubelet refuses a probe with two handlers.
+      assert.deepEqual(
+        Object.keys(probe ?? {}).filter((key) => ['httpGet', 'grpc', 'tcpSocket', 'exec'].includes(key)),
+        ['httpGet'],
+      );
       // Everything else of the probe (period, thresholds, timeout) is the kubelet's, unchanged.
       assert.equal(probe?.timeoutSeconds, c.probe.timeoutSeconds);
       assert.equal(probe?.periodSeconds, c.probe.periodSeconds);
@@ -109,7 +129,12 @@ const badProbes: [string, string][] = [
   ['not JSON', '{'],
   ['not an object', '[]'],
   ['a path not under /app-health', '{"/healthz":{"httpGet":{"path":"/","port":80}}}'],
-  ['no httpGet', '{"/app-health/web/livez":{"tcpSocket":{"port":80}}}'],
+  ['no check', '{"/app-health/web/livez":{"timeoutSeconds":1}}'],
+  ['two checks', '{"/app-health/web/livez":{"tcpSocket":{"port":80},"grpc":{"port":80}}}'],
+  ['exec', '{"/app-health/web/livez":{"exec":{"command":["true"]}}}'],
+  ['a grpc host', '{"/app-health/web/livez":{"grpc":{"port":80,"host":"evil.example"}}}'],
+  ['a grpc service with a newline', '{"/app-health/web/livez":{"grpc":{"port":80,"service":"a\\nb"}}}'],
+  ['a tcpSocket named port', '{"/app-health/web/livez":{"tcpSocket":{"port":"http"}}}'],
   ['a port out of range', '{"/app-health/web/livez":{"httpGet":{"path":"/","port":70000}}}'],
   ['a named port', '{"/app-health/web/livez":{"httpGet":{"path":"/","port":"http"}}}'],
   ['HTTPS', '{"/app-health/web/livez":{"httpGet":{"path":"/","port":80,"scheme":"HTTPS"}}}'],

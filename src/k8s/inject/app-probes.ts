@@ -1,12 +1,13 @@
-// Kubelet probes under STRICT (Istio's probe rewrite): the kubelet's HTTP probes are plaintext and
-// would be redirected to the proxy and refused, so each app container's httpGet probe is pointed at
-// the proxy's admin port (never redirected) at /app-health/<container>/<livez|readyz|startupz>, and
-// the original goes to the proxy, which makes it on 127.0.0.1. Left alone, and why:
+// Kubelet probes under STRICT (Istio's probe rewrite): the kubelet's HTTP and gRPC probes are
+// plaintext and would be redirected to the proxy and refused, so each app container's httpGet,
+// grpc and tcpSocket probe is pointed at the proxy's admin port (never redirected) at
+// /app-health/<container>/<livez|readyz|startupz> as an httpGet, and the original goes to the
+// proxy, which makes it on 127.0.0.1 (a gRPC health check for grpc). A tcpSocket probe left alone
+// would always pass: the proxy, not the app, accepts the kubelet's connection. Left alone, and why:
 //   - scheme HTTPS: the proxy would have to speak TLS to the app on a certificate nobody verifies;
 //   - a probe with `host`: it does not probe this pod;
 //   - a named port no container port declares: the kubelet could not resolve it either;
-//   - tcpSocket (the proxy accepts the connection itself, so it checks the proxy, not the app),
-//     exec (runs in the container, no network) and grpc (would need a gRPC health client);
+//   - exec (runs in the container, no network);
 //   - one the proxy's own check of MUTUAL_PROXY_APP_PROBES refuses (a timeout over an hour), which
 //     would stop the proxy, and the pod with it.
 // The path is the one the kubelet requests (a "/" added, spaces and non-ASCII percent-encoded) and
@@ -31,6 +32,8 @@ interface HttpGetLike {
 }
 interface ProbeLike {
   httpGet?: HttpGetLike;
+  grpc?: { port?: unknown; service?: unknown };
+  tcpSocket?: { port?: unknown; host?: unknown };
   timeoutSeconds?: unknown;
   [key: string]: unknown;
 }
@@ -44,7 +47,7 @@ export interface AppContainerLike {
 }
 
 export interface ProbeRewrite {
-  /** The app containers, their HTTP probes pointed at the proxy's admin port. */
+  /** The app containers, their HTTP, gRPC and TCP probes pointed at the proxy's admin port. */
   readonly containers: AppContainerLike[];
   /** `/app-health/<container>/<kind>` → the original probe: the proxy's MUTUAL_PROXY_APP_PROBES. */
   readonly probes: Record<string, AppProbeSpec>;
@@ -59,10 +62,19 @@ export function rewriteAppProbes(containers: readonly AppContainerLike[], isEnab
     const next: AppContainerLike = { ...container };
     for (const field of PROBE_FIELDS) {
       const probe = container[field];
-      const httpGet = probe?.httpGet;
-      if (!probe || !httpGet) continue;
-      const original = isEnabled ? originalProbe(container, probe, httpGet) : undefined;
+      if (!probe) continue;
+      const httpGet = probe.httpGet;
       const path = appProbePath(String(container.name), field);
+      if (!httpGet) {
+        const other = isEnabled ? otherProbe(container, probe) : undefined;
+        if (!other || !isAccepted(path, other)) continue;
+        probes[path] = other;
+        // The check becomes an httpGet: the one field of grpc or tcpSocket goes, the rest stays.
+        const { grpc: _grpc, tcpSocket: _tcpSocket, ...rest } = probe;
+        next[field] = { ...rest, httpGet: { path, port: PROXY_PORTS.admin, scheme: 'HTTP' } };
+        continue;
+      }
+      const original = isEnabled ? originalProbe(container, probe, httpGet) : undefined;
       if (!original || !isAccepted(path, original)) {
         if (typeof httpGet.path === 'string' && httpGet.path !== '') {
           const requested = kubeletRequestPath(httpGet.path);
@@ -77,6 +89,34 @@ export function rewriteAppProbes(containers: readonly AppContainerLike[], isEnab
     return next;
   });
   return { containers: rewritten, probes, keptProbePaths: [...kept] };
+}
+
+/** A grpc or tcpSocket probe as the proxy will make it, or undefined when it is one to leave alone. */
+function otherProbe(container: AppContainerLike, probe: ProbeLike): AppProbeSpec | undefined {
+  const timeoutSeconds = probeTimeoutSeconds(probe);
+  if (probe.grpc) {
+    // The API's grpc.port is a number, never a name; service defaults to "" (the whole server).
+    const { port, service } = probe.grpc;
+    if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) return undefined;
+    if (service !== undefined && service !== null && typeof service !== 'string') return undefined;
+    return {
+      grpc: { port: port as number, ...(typeof service === 'string' && service !== '' ? { service } : {}) },
+      timeoutSeconds,
+    };
+  }
+  if (probe.tcpSocket) {
+    if (probe.tcpSocket.host !== undefined && probe.tcpSocket.host !== '') return undefined;
+    const port = resolvePort(container, probe.tcpSocket.port);
+    return port === undefined ? undefined : { tcpSocket: { port }, timeoutSeconds };
+  }
+  return undefined;
+}
+
+/** The API server defaults 0 (or none) to 1 s. */
+function probeTimeoutSeconds(probe: ProbeLike): number {
+  return Number.isInteger(probe.timeoutSeconds) && (probe.timeoutSeconds as number) > 0
+    ? (probe.timeoutSeconds as number)
+    : 1;
 }
 
 /** The probe as the proxy will make it, or undefined when it is one to leave alone. */
@@ -97,11 +137,7 @@ function originalProbe(
           typeof (header as { value?: unknown })?.value === 'string',
       )
     : [];
-  // The API server defaults 0 (or none) to 1 s.
-  const timeoutSeconds =
-    Number.isInteger(probe.timeoutSeconds) && (probe.timeoutSeconds as number) > 0
-      ? (probe.timeoutSeconds as number)
-      : 1;
+  const timeoutSeconds = probeTimeoutSeconds(probe);
   return {
     httpGet: {
       path,
