@@ -48,7 +48,15 @@ test("the identity's host-name form is the sidecar's; the app's own names are no
   assert.equal(isMeshServerName(web, 'web.demo.serviceaccount.identity.cluster.local'), true);
   assert.equal(isMeshServerName(web, 'web.demo'), false);
   assert.equal(isMeshServerName(web, 'localhost'), false);
-  assert.equal(isMeshServerName(web, 'api.demo.serviceaccount.identity.cluster.local'), false);
+});
+
+test("another workload's identity name is a peer proxy's too: terminated, so that client sees wrong_identity", () => {
+  assert.equal(isMeshServerName(web, 'api.demo.serviceaccount.identity.cluster.local'), true);
+  assert.equal(isMeshServerName(web, 'API.demo.serviceaccount.identity.other.example'), true);
+  // Not the shape <sa>.<ns>.serviceaccount.identity.<td>: an app's own name.
+  assert.equal(isMeshServerName(web, 'demo.serviceaccount.identity.cluster.local'), false);
+  assert.equal(isMeshServerName(web, 'api.demo.serviceaccount.identity.'), false);
+  assert.equal(isMeshServerName(web, 'serviceaccount.identity.cluster.local'), false);
 });
 
 test("the SVID's DNS SANs are the sidecar's, wildcards as TLS matches them", () => {

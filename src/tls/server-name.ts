@@ -18,3 +18,12 @@ export function serverNameForSpiffeId(spiffeId: string): string | undefined {
   if (name.length > MAX_NAME_LENGTH || !name.split('.').every((label) => LABEL.test(label))) return undefined;
   return name.toLowerCase();
 }
+
+/** Whether a server name has the shape serverNameForSpiffeId gives: `<sa>.<ns>.serviceaccount.identity.<td>`. */
+export function isIdentityServerName(serverName: string): boolean {
+  const at = serverName.toLowerCase().indexOf('.serviceaccount.identity.');
+  // At least one label before (sa.ns) and a trust domain after.
+  return (
+    at > 0 && serverName.indexOf('.') < at && at + '.serviceaccount.identity.'.length < serverName.length
+  );
+}
