@@ -1,6 +1,7 @@
 // One look at the running mesh: runtime.json, every sidecar's /metrics and /identity, the identity
-// service's /metrics and each workload's effective peer-authentication mode. Never throws for a
-// part that does not answer: the part is recorded as unreachable with why.
+// service's /metrics (and, when it reports no issuer, the CA certificates it reads from disk) and
+// each workload's effective peer-authentication mode. Never throws for a part that does not
+// answer: the part is recorded as unreachable with why.
 import type { Clock } from '../clock.ts';
 import {
   buildEdges,
@@ -17,6 +18,7 @@ import {
   tryReadRuntime,
 } from '../mesh/index.ts';
 import { compilePolicySet, loadPolicyFiles, type PeerAuthenticationExplanation } from '../policy/index.ts';
+import { type CaFileReader, type CaFiles, createCaFileReader } from './ca-files.ts';
 
 export interface WorkloadIdentity {
   readonly service: string;
@@ -46,10 +48,18 @@ export interface Snapshot {
   readonly edges: readonly Edge[];
   readonly identities: readonly WorkloadIdentity[];
   readonly identityService: { samples: readonly Sample[]; error: string | undefined };
+  /**
+   * The issuer and trust anchors on disk, read only when the identity service reports no issuer
+   * (it does not answer, or its /metrics lacks the sample): what the Certificates tab shows then.
+   */
+  readonly caFiles: CaFiles | undefined;
   readonly modes: readonly WorkloadModes[];
 }
 
-export async function collectSnapshot(stateDir: string, deps: { clock: Clock; timeoutMs?: number }) {
+export async function collectSnapshot(
+  stateDir: string,
+  deps: { clock: Clock; timeoutMs?: number; caFiles?: CaFileReader },
+) {
   const timeoutMs = deps.timeoutMs ?? 1500;
   const atMs = deps.clock.now();
   const runtime = await tryReadRuntime(meshPaths(stateDir));
@@ -63,6 +73,7 @@ export async function collectSnapshot(stateDir: string, deps: { clock: Clock; ti
       edges: [],
       identities: [],
       identityService: { samples: [], error: 'no mesh is running' },
+      caFiles: undefined,
       modes: [],
     } satisfies Snapshot;
   }
@@ -81,6 +92,10 @@ export async function collectSnapshot(stateDir: string, deps: { clock: Clock; ti
     scrapeIdentityService(runtime, timeoutMs),
     effectiveModes(runtime),
   ]);
+  const hasIssuer = identityService.samples.some((sample) => sample.name === ISSUER_EXPIRY);
+  const caFiles = hasIssuer
+    ? undefined
+    : await (deps.caFiles ?? createCaFileReader()).read(runtime, stateDir);
   return {
     atMs,
     stateDir,
@@ -90,9 +105,12 @@ export async function collectSnapshot(stateDir: string, deps: { clock: Clock; ti
     edges: buildEdges(runtime, scrape.proxies),
     identities,
     identityService,
+    caFiles,
     modes,
   } satisfies Snapshot;
 }
+
+const ISSUER_EXPIRY = 'mutual_identity_issuer_expiry_timestamp_seconds';
 
 async function scrapeIdentityService(runtime: MeshRuntime, timeoutMs: number) {
   try {

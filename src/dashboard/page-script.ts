@@ -292,7 +292,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   function renderCertificates(d) {
     var c = d.certificates;
     var ca = [];
-    if (c.issuer) ca.push(h('tr', { 'data-cert': 'issuer' }, [td('Issuer (intermediate CA)'), td('—'), td(pill(c.issuer.status, c.issuer.status)), td(countdown(c.issuer.notAfter, c.issuer.status)), td(h('span', { class: 'id', title: c.issuer.notAfter, text: utc(c.issuer.notAfter) }))]));
+    if (c.issuer) ca.push(h('tr', { 'data-cert': 'issuer' }, [td('Issuer (intermediate CA)'), td(c.issuer.fingerprint ? h('span', { class: 'id', text: c.issuer.fingerprint }) : '—'), td(pill(c.issuer.status, c.issuer.status)), td(countdown(c.issuer.notAfter, c.issuer.status)), td(h('span', { class: 'id', title: c.issuer.notAfter, text: utc(c.issuer.notAfter) }))]));
     c.trustAnchors.forEach(function (a) {
       ca.push(h('tr', { 'data-cert': 'anchor' }, [td('Trust anchor'), td(h('span', { class: 'id', text: a.fingerprint })), td(pill(a.status, a.status)), td(countdown(a.notAfter, a.status)), td(h('span', { class: 'id', title: a.notAfter, text: utc(a.notAfter) }))]));
     });
@@ -313,9 +313,20 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, renewTone)), td(last),
       ]);
     });
+    // Without the identity service the CA comes from the files it serves: said where, and why
+    // each file that could not be read could not.
+    var f = c.source === 'files' ? c.files : null;
+    var fileProblems = [];
+    if (f) {
+      [['issuer certificate', f.issuerCertificate], ['trust anchors', f.trustAnchors]].forEach(function (pair) {
+        if (pair[1].error) fileProblems.push(h('li', { class: 'error', 'data-ca-file': pair[0], text: 'cannot read the ' + pair[0] + ': ' + pair[1].error }));
+      });
+    }
     return [
-      panel('Certificate authority' + (c.identityService.reachable ? '' : ' — identity service not answering (' + c.identityService.error + ')'), [
-        table(['Certificate', 'Fingerprint', 'Status', 'Expires', 'Not after'], ca, 'The identity service did not report its issuer.'),
+      panel('Certificate authority' + (c.identityService.reachable || f ? '' : ' — identity service not answering (' + c.identityService.error + ')'), [
+        f ? h('p', { class: 'meta ca-source', 'data-ca-source': 'files', text: 'Read from ' + f.from + ' — ' + f.reason }) : null,
+        table(['Certificate', 'Fingerprint', 'Status', 'Expires', 'Not after'], ca, f ? 'No CA certificate could be read from ' + f.from + '.' : 'The identity service did not report its issuer.'),
+        fileProblems.length ? h('ul', { class: 'problems' }, fileProblems) : null,
       ]),
       panel('Workload certificates', [table(['Service', 'Identity', 'Status', 'Expires', 'Renews', 'Last renewal'], workloads, 'No workloads.')]),
     ];

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '../clock.ts';
 import { type ErrorCode, MutualError } from '../errors.ts';
+import { createCaFileReader } from './ca-files.ts';
 import { createDashboardChecks } from './checks.ts';
 import { collectSnapshot, type Snapshot } from './collect.ts';
 import { PAGE_HTML } from './page-html.ts';
@@ -64,6 +65,8 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
   const windowMs = config.windowMs ?? 60_000;
   const history: Snapshot[] = [];
   let pending: Promise<Snapshot> | undefined;
+  // Kept across snapshots: the CA files are parsed again only when they change.
+  const caFiles = createCaFileReader();
   const checks = createDashboardChecks({
     stateFlag: config.stateFlag ?? ` --state-dir ${config.stateDir}`,
     clock: deps.clock,
@@ -74,7 +77,7 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
   const latest = (): Promise<Snapshot> => {
     const last = history.at(-1);
     if (last && deps.clock.now() - last.atMs < refreshMs) return Promise.resolve(last);
-    pending ??= collectSnapshot(config.stateDir, deps)
+    pending ??= collectSnapshot(config.stateDir, { ...deps, caFiles })
       .then((snapshot) => {
         history.push(snapshot);
         // Keep one snapshot at least a window old: the checks compare the counters with it.

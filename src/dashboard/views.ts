@@ -2,6 +2,7 @@
 // counts, an earlier snapshot. Pure: no I/O. docs/dashboard-api.md describes every field.
 import { checkReportJson, entryStatus, refusedHandshakes } from '../mesh/checks/index.ts';
 import { type Edge, edgeKey } from '../mesh/index.ts';
+import type { CaFileCertificate } from './ca-files.ts';
 import type { TimedReport } from './checks.ts';
 import type { Snapshot } from './collect.ts';
 
@@ -95,9 +96,16 @@ export function certificatesView(now: Snapshot) {
     secondsLeft: Math.round(value - at / 1000),
     status: expiryStatus(value - at / 1000),
   });
+  const fromFile = (certificate: CaFileCertificate) => ({
+    ...fromUnix(Date.parse(certificate.notAfter) / 1000),
+    fingerprint: certificate.fingerprint,
+    subject: certificate.subject,
+    notBefore: certificate.notBefore,
+  });
   const samples = now.identityService.samples;
   const issuer = samples.find((sample) => sample.name === 'mutual_identity_issuer_expiry_timestamp_seconds');
   const services = new Map((now.runtime?.services ?? []).map((service) => [service.name, service]));
+  const files = issuer ? undefined : now.caFiles;
   return {
     generatedAt: new Date(at).toISOString(),
     trustDomain: now.runtime?.trustDomain ?? null,
@@ -105,10 +113,26 @@ export function certificatesView(now: Snapshot) {
       reachable: now.identityService.error === undefined,
       error: now.identityService.error ?? null,
     },
-    issuer: issuer ? fromUnix(issuer.value) : null,
-    trustAnchors: samples
-      .filter((sample) => sample.name === 'mutual_identity_trust_anchor_expiry_timestamp_seconds')
-      .map((sample) => ({ fingerprint: sample.labels.fingerprint ?? '', ...fromUnix(sample.value) })),
+    // Where issuer and trustAnchors come from: the identity service's /metrics, or, when it reports
+    // no issuer, the files it reads them from.
+    source: issuer ? ('identity-service' as const) : files ? ('files' as const) : null,
+    files: files
+      ? {
+          from: files.from,
+          reason:
+            now.identityService.error === undefined
+              ? 'the identity service answers but reports no issuer'
+              : `the identity service is not answering: ${now.identityService.error}`,
+          issuerCertificate: { path: files.issuer.path, error: files.issuer.error ?? null },
+          trustAnchors: { path: files.trustAnchors.path, error: files.trustAnchors.error ?? null },
+        }
+      : null,
+    issuer: issuer ? fromUnix(issuer.value) : files?.issuer.value ? fromFile(files.issuer.value) : null,
+    trustAnchors: files
+      ? (files.trustAnchors.value ?? []).map(fromFile)
+      : samples
+          .filter((sample) => sample.name === 'mutual_identity_trust_anchor_expiry_timestamp_seconds')
+          .map((sample) => ({ fingerprint: sample.labels.fingerprint ?? '', ...fromUnix(sample.value) })),
     workloads: now.identities.map(({ service, identity, error }) => {
       const secondsLeft = secondsUntil(identity?.notAfter);
       const lifetime =
