@@ -123,11 +123,18 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
           `  ! the app ${event.service} listens on ${event.sockets.join(', ')}, every interface: other machines reach it in plain text, past its sidecar's mTLS and policy. Make it listen on 127.0.0.1 only (its bind or host setting)\n`,
         );
         break;
-      case 'exited':
+      case 'exited': {
+        // Killed for liveness and not started again: only an app with restart: never, as a pod's
+        // restartPolicy: Never leaves a container the kubelet killed for its livenessProbe.
+        const notAgain =
+          event.liveness === undefined
+            ? ', and its restart policy says not to start it again'
+            : ', and not started again: its restart is never (as restartPolicy: Never in Kubernetes); restart: on-failure starts it again after a kill';
         context.writeError(
-          `! ${event.what} ${event.liveness === undefined ? `exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`})` : `${event.liveness}: killed it (liveness)`}${event.restartInMs === undefined ? ', and its restart policy says not to start it again' : `; starting it again in ${formatDuration(event.restartInMs)}`}; its log: ${show(event.log)}\n`,
+          `! ${event.what} ${event.liveness === undefined ? `exited (${event.signal ? `signal ${event.signal}` : `code ${event.code}`})` : `${event.liveness}: killed it (liveness)`}${event.restartInMs === undefined ? notAgain : `; starting it again in ${formatDuration(event.restartInMs)}`}; its log: ${show(event.log)}\n`,
         );
         break;
+      }
       case 'tokens-reminted':
         context.writeError(
           `  ✓ tokens       ${event.count} join tokens minted again: ${event.file} changed (a revocation), and sidecars need valid ones to renew\n`,

@@ -264,3 +264,130 @@ test("liveness: the kubelet's defaults unless set, and each field refused at its
     );
   }
 });
+
+test("livenessProbe: Kubernetes' shape and defaults, the port the app's own unless given", () => {
+  const probed = (probe: string, ports = '[8080, 9000]') =>
+    parseMeshConfig(
+      `services:\n  - name: web\n    command: [x]\n    ports: ${ports}\n    livenessProbe: ${probe}\n`,
+      FILE,
+    ).services[0]!.livenessProbe;
+  assert.equal(parseMeshConfig(DEMO, FILE).services[0]!.livenessProbe, undefined);
+  assert.deepEqual(probed('{ httpGet: { path: /healthz } }'), {
+    initialDelaySeconds: 0,
+    periodSeconds: 10,
+    timeoutSeconds: 1,
+    failureThreshold: 3,
+    check: { kind: 'http', port: 8080, path: '/healthz', headers: [] },
+  });
+  assert.deepEqual(
+    probed(
+      '{ httpGet: { port: 9000, httpHeaders: [{ name: X-Probe, value: "1" }], scheme: HTTP }, initialDelaySeconds: 5, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 1, successThreshold: 1 }',
+    ),
+    {
+      initialDelaySeconds: 5,
+      periodSeconds: 2,
+      timeoutSeconds: 2,
+      failureThreshold: 1,
+      check: { kind: 'http', port: 9000, path: '/', headers: [{ name: 'X-Probe', value: '1' }] },
+    },
+  );
+  assert.deepEqual(probed('{ tcpSocket: {} }')?.check, { kind: 'tcp', port: 8080 });
+  // A port the service does not declare (one the app listens on by itself) is probed as written.
+  assert.deepEqual(probed('{ tcpSocket: { port: 7000 } }', '[]')?.check, { kind: 'tcp', port: 7000 });
+});
+
+test('livenessProbe problems name file:line:column, the field and what to write', () => {
+  const cases: Array<[string, RegExp]> = [
+    [
+      '{ exec: { command: [cat, /tmp/healthy] } }',
+      /mesh\.yaml:5:28: services\[0\]\.livenessProbe\.exec: exec probes are not supported: mutual up runs no command inside the app to probe it; serve a health path and write httpGet: \{ path: \/healthz \}, or tcpSocket: \{\}/,
+    ],
+    [
+      '{ grpc: { port: 9000 } }',
+      /livenessProbe\.grpc: grpc probes are not supported by mutual up; write httpGet/,
+    ],
+    [
+      '{ periodSeconds: 5 }',
+      /mesh\.yaml:5:20: services\[0\]\.livenessProbe: says nothing to probe: write httpGet/,
+    ],
+    [
+      '{ httpGet: { path: /a }, tcpSocket: {} }',
+      /:5:56: services\[0\]\.livenessProbe\.tcpSocket: write one of httpGet and tcpSocket, not both/,
+    ],
+    [
+      '{ httpget: { path: /a } }',
+      /^[^\n]+ has a problem:\n[^\n]+:5:22: services\[0\]\.livenessProbe\.httpget: unknown field "httpget" \(did you mean "httpGet"\?\)$/,
+    ],
+    [
+      '{ tcpSocket: {}, periodSecond: 2 }',
+      /livenessProbe\.periodSecond: unknown field "periodSecond" \(did you mean "periodSeconds"\?\)/,
+    ],
+    [
+      '{ httpGet: { path: /a, prot: 1 } }',
+      /livenessProbe\.httpGet\.prot: unknown field "prot" \(did you mean "port"\?\)/,
+    ],
+    [
+      '{ httpGet: { path: /a, port: http } }',
+      /:5:49: services\[0\]\.livenessProbe\.httpGet\.port: must be a port number, not "http": mesh\.yaml's ports have no names, so write the number, e\.g\. 8080/,
+    ],
+    ['{ httpGet: { path: healthz } }', /livenessProbe\.httpGet\.path: must start with "\/"/],
+    [
+      '{ httpGet: { path: /a, scheme: HTTPS } }',
+      /livenessProbe\.httpGet\.scheme: must be HTTP: the probe speaks plain HTTP/,
+    ],
+    [
+      '{ httpGet: { path: /a, host: 10.0.0.1 } }',
+      /livenessProbe\.httpGet\.host: host is not supported: the probe reaches the app at 127\.0\.0\.1/,
+    ],
+    [
+      '{ httpGet: { path: /a, httpHeaders: [{ name: "X Probe", value: "1" }] } }',
+      /livenessProbe\.httpGet\.httpHeaders\[0\]\.name: must be a header name/,
+    ],
+    [
+      '{ tcpSocket: {}, successThreshold: 2 }',
+      /livenessProbe\.successThreshold: must be 1: a liveness probe passes on one success \(Kubernetes refuses any other value\)/,
+    ],
+    [
+      '{ tcpSocket: {}, periodSeconds: 2, timeoutSeconds: 5 }',
+      /:5:71: services\[0\]\.livenessProbe\.timeoutSeconds: 5 is longer than periodSeconds \(2\): give at most 2, or a longer periodSeconds/,
+    ],
+    ['{ tcpSocket: {}, initialDelaySeconds: -1 }', /livenessProbe\.initialDelaySeconds: must be 0 or more/],
+    ['{ tcpSocket: {}, failureThreshold: 0 }', /livenessProbe\.failureThreshold: must be at least 1/],
+    [
+      '/healthz',
+      /services\[0\]\.livenessProbe: must be a map of name: value, e\.g\. \{ httpGet: \{ path: \/healthz \}/,
+    ],
+  ];
+  for (const [probe, message] of cases) {
+    throwsCode(
+      () =>
+        parseMeshConfig(
+          `services:\n  - name: web\n    command: [x]\n    ports: [8080]\n    livenessProbe: ${probe}\n`,
+          FILE,
+        ),
+      'MUTUAL_MESH_CONFIG_INVALID',
+      probe,
+      message,
+    );
+  }
+  throwsCode(
+    () =>
+      parseMeshConfig(
+        'services:\n  - name: web\n    command: [x]\n    upstreams: [api]\n    livenessProbe: { tcpSocket: {} }\n  - name: api\n    command: [x]\n    ports: [1]\n',
+        FILE,
+      ),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'no port',
+    /^[^\n]+ has a problem:\n[^\n]+:5:33: services\[0\]\.livenessProbe\.tcpSocket: has no port, and the service declares none to default to: give port: PORT/,
+  );
+  throwsCode(
+    () =>
+      parseMeshConfig(
+        'services:\n  - name: web\n    command: [x]\n    ports: [1]\n    readinessProbe: {}\n    startupProbe: {}\n',
+        FILE,
+      ),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'readiness and startup probes',
+    /:5:5: services\[0\]\.readinessProbe: readinessProbe is not supported[^\n]*\n[^\n]+:6:5: services\[0\]\.startupProbe: startupProbe is not supported: [^\n]+livenessProbe\.initialDelaySeconds/,
+  );
+});

@@ -10,8 +10,10 @@ import { parseTrustDomain } from '../spiffe/index.ts';
 import { readBoundedText } from '../store/index.ts';
 import { duplicateKeys, LINEAR_KEYS, toJsOrProblem } from '../yaml/index.ts';
 import {
+  type AppLivenessProbe,
   CERTIFICATE_LIFETIME_BOUNDS,
   CONTROL_PLANE_NAMES,
+  livenessProbeSchema,
   type MeshConfig,
   type MeshService,
   type MeshUpstream,
@@ -21,7 +23,7 @@ import {
   upstreamSchema,
 } from './mesh-schema.ts';
 
-export type { MeshConfig, MeshPort, MeshService, MeshUpstream } from './mesh-schema.ts';
+export type { AppLivenessProbe, MeshConfig, MeshPort, MeshService, MeshUpstream } from './mesh-schema.ts';
 export { meshFileFields } from './mesh-schema.ts';
 
 /** One problem in a mesh file, located so an editor can jump to it. */
@@ -95,7 +97,7 @@ export function parseMeshConfig(text: string, file: string): MeshConfig {
           return issue.keys.map((key) => ({
             path: formatPath([...path, key]),
             ...locate([...path, key], true),
-            message: `unknown field "${key}"${suggest(key, knownKeys(path))}`,
+            message: unsupportedField(key, path) ?? `unknown field "${key}"${suggest(key, knownKeys(path))}`,
           }));
         }
         const value = valueAt(input, path);
@@ -153,8 +155,16 @@ function referenceProblems(input: unknown, locate: Locate): MeshConfigProblem[] 
       ['liveness', 'timeoutSeconds'],
       `${liveness.timeoutSeconds} is longer than periodSeconds (${liveness.periodSeconds}): give at most ${liveness.periodSeconds}, or a longer periodSeconds`,
     );
-  const services = (Array.isArray(mesh.services) ? mesh.services : []).map((entry) => {
+  const services = (Array.isArray(mesh.services) ? mesh.services : []).map((entry, index) => {
     const service = fieldsOf(entry);
+    problems.push(
+      ...livenessProbeProblems(
+        service.livenessProbe,
+        parsedOrUndefined(serviceSchema.shape.ports, service.ports),
+        ['services', index, 'livenessProbe'],
+        locate,
+      ),
+    );
     return {
       name: parsedOrUndefined(serviceSchema.shape.name, service.name),
       ports: parsedOrUndefined(serviceSchema.shape.ports, service.ports)?.map(portNumberOf),
@@ -240,6 +250,7 @@ function meshConfigOf(raw: RawMesh, file: string): MeshConfig {
       opaquePorts: service.opaquePorts,
       skipInboundPorts: service.skipInboundPorts,
       restart: service.restart,
+      ...(service.livenessProbe ? { livenessProbe: appLivenessProbe(service) } : {}),
     };
   });
   return {
@@ -251,6 +262,77 @@ function meshConfigOf(raw: RawMesh, file: string): MeshConfig {
     liveness: raw.liveness,
     services,
   };
+}
+
+/**
+ * What a schema cannot say of a service's livenessProbe: exactly one of httpGet and tcpSocket, a
+ * port to probe (the app's own when it has one), a timeout within the period.
+ */
+function livenessProbeProblems(
+  value: unknown,
+  ports: RawMesh['services'][number]['ports'] | undefined,
+  path: readonly PropertyKey[],
+  locate: Locate,
+): MeshConfigProblem[] {
+  if (value === undefined) return [];
+  const problems: MeshConfigProblem[] = [];
+  const problem = (at: readonly PropertyKey[], message: string) =>
+    problems.push({ path: formatPath(at), ...locate(at), message });
+  const probe = fieldsOf(value);
+  const checks = (['httpGet', 'tcpSocket', 'exec', 'grpc'] as const).filter((key) => key in probe);
+  const isEveryKeyKnown = Object.keys(probe).every((key) => key in livenessProbeSchema.shape);
+  // An unknown key may be the check misspelled (httpget): that problem says enough.
+  if (
+    value !== null &&
+    typeof value === 'object' &&
+    !Array.isArray(value) &&
+    checks.length === 0 &&
+    isEveryKeyKnown
+  )
+    problem(
+      path,
+      'says nothing to probe: write httpGet: { path: /healthz } (a path the app answers 200-399) or tcpSocket: {} (the app accepts connections)',
+    );
+  if (checks.length > 1 && !checks.some((key) => key === 'exec' || key === 'grpc'))
+    problem([...path, checks[1]!], `write one of httpGet and tcpSocket, not both (${checks[0]} is given)`);
+  const parsed = parsedOrUndefined(livenessProbeSchema, value);
+  if (parsed === undefined) return problems;
+  // A probe still waiting when the next is due would overlap it (as mesh-wide liveness).
+  if (parsed.timeoutSeconds > parsed.periodSeconds)
+    problem(
+      [...path, 'timeoutSeconds'],
+      `${parsed.timeoutSeconds} is longer than periodSeconds (${parsed.periodSeconds}): give at most ${parsed.periodSeconds}, or a longer periodSeconds`,
+    );
+  const check = parsed.httpGet ? 'httpGet' : parsed.tcpSocket ? 'tcpSocket' : undefined;
+  if (check !== undefined && parsed[check]?.port === undefined && ports !== undefined && ports.length === 0)
+    problem(
+      [...path, check],
+      'has no port, and the service declares none to default to: give port: PORT (where the app listens), or ports: [PORT] to the service',
+    );
+  return problems;
+}
+
+/** A service's livenessProbe as `up` runs it (one that passed livenessProbeProblems). */
+function appLivenessProbe(service: RawMesh['services'][number]): AppLivenessProbe {
+  const probe = service.livenessProbe!;
+  const defaultPort = service.ports.map(portNumberOf)[0] ?? 0;
+  const settings = {
+    initialDelaySeconds: probe.initialDelaySeconds,
+    periodSeconds: probe.periodSeconds,
+    timeoutSeconds: probe.timeoutSeconds,
+    failureThreshold: probe.failureThreshold,
+  };
+  if (probe.httpGet)
+    return {
+      ...settings,
+      check: {
+        kind: 'http',
+        port: probe.httpGet.port ?? defaultPort,
+        path: probe.httpGet.path,
+        headers: probe.httpGet.httpHeaders ?? [],
+      },
+    };
+  return { ...settings, check: { kind: 'tcp', port: probe.tcpSocket?.port ?? defaultPort } };
 }
 
 /** `emoji:8080` or `{ service: emoji, port: 8080 }` as one shape. */
@@ -346,6 +428,10 @@ const SHAPE_EXAMPLES: Readonly<Record<string, string>> = {
   skipInboundPorts: '[9090]',
   env: '{ LOG_LEVEL: debug, WORKERS: "4" }',
   labels: '{ app: web, version: v1 }',
+  livenessProbe: '{ httpGet: { path: /healthz }, periodSeconds: 5 }',
+  httpGet: '{ path: /healthz, port: 8080 }',
+  tcpSocket: '{ port: 6379 } or {}',
+  httpHeaders: '[{ name: X-Probe, value: "1" }]',
 };
 
 /** A wrong type said in the file's terms (list, map, text), with how to write it. */
@@ -354,6 +440,8 @@ function typeProblem(expected: string, path: ReadonlyArray<PropertyKey>, value: 
   const example = field === undefined ? undefined : SHAPE_EXAMPLES[field];
   const eg = example === undefined ? '' : `, e.g. ${example}`;
   if (expected === 'array') return `must be a list${eg}`;
+  if (expected === 'number' && field === 'port' && typeof value === 'string')
+    return `must be a port number, not "${value}": mesh.yaml's ports have no names, so write the number, e.g. 8080`;
   if (expected === 'record' || expected === 'object') return `must be a map of name: value${eg}`;
   if (expected === 'string' && (typeof value === 'number' || typeof value === 'boolean'))
     return `must be text: YAML reads ${String(value)} as a ${typeof value}, so quote it: "${String(value)}"`;
@@ -366,9 +454,30 @@ function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
   if (path.length === 0) return fields.mesh;
   if (path[0] === 'services' && path.length === 2) return fields.service;
   if (path[0] === 'liveness' && path.length === 1) return fields.liveness;
+  const probe = path.indexOf('livenessProbe');
+  if (probe >= 0) {
+    const inside = path.slice(probe + 1);
+    if (inside.length === 0) return fields.livenessProbe;
+    if (inside[0] === 'httpGet' && inside.length === 1) return fields.httpGet;
+    if (inside[0] === 'tcpSocket' && inside.length === 1) return fields.tcpSocket;
+    if (inside.includes('httpHeaders')) return ['name', 'value'];
+    return [];
+  }
   if (path.includes('upstreams')) return fields.upstream;
   if (path.includes('ports')) return fields.port;
   return [];
+}
+
+/** Kubernetes fields a Kubernetes user may write that `up` has no use for: why, and what to write. */
+function unsupportedField(key: string, path: ReadonlyArray<PropertyKey>): string | undefined {
+  const isService = path[0] === 'services' && path.length === 2;
+  if (isService && (key === 'readinessProbe' || key === 'startupProbe'))
+    return `${key} is not supported: mutual up sends an app calls once it accepts connections on each of its ports${key === 'startupProbe' ? '; give a slow start time with livenessProbe.initialDelaySeconds' : ''}`;
+  if (path.at(-1) === 'httpGet' && key === 'host')
+    return 'host is not supported: the probe reaches the app at 127.0.0.1 (in its pod with --isolation netns); leave host out';
+  if (path.at(-1) === 'tcpSocket' && key === 'host')
+    return 'host is not supported: the probe connects to the app at 127.0.0.1 (in its pod with --isolation netns); leave host out';
+  return undefined;
 }
 
 /** ` (did you mean "upstreams"?)` when a known name is one or two edits away. */

@@ -34,6 +34,22 @@ export interface MeshService {
   readonly skipInboundPorts: readonly number[];
   /** Whether the app is started again when it exits while the mesh runs (restarts.ts). */
   readonly restart: 'always' | 'on-failure' | 'never';
+  /** How `up` probes the app while it runs, killing it when it stops answering (Kubernetes' livenessProbe). */
+  readonly livenessProbe?: AppLivenessProbe;
+}
+
+/** A service's livenessProbe, resolved: the port is mesh.yaml's (the app's own when none was given). */
+export interface AppLivenessProbe extends LivenessSettings {
+  /** Seconds after the app starts before the first probe; 0: one periodSeconds. */
+  readonly initialDelaySeconds: number;
+  readonly check:
+    | {
+        readonly kind: 'http';
+        readonly port: number;
+        readonly path: string;
+        readonly headers: readonly { readonly name: string; readonly value: string }[];
+      }
+    | { readonly kind: 'tcp'; readonly port: number };
 }
 
 export interface MeshConfig {
@@ -82,6 +98,77 @@ export const upstreamSchema = z.union(
   ],
   { error: 'write SERVICE or SERVICE:PORT (e.g. emoji or emoji:8080), or { service, port, env }' },
 );
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const seconds = z
+  .number({ error: 'must be a number of seconds, e.g. 10' })
+  .int('must be a whole number of seconds')
+  .min(1, 'must be at least 1 (second)')
+  .max(3600, 'must be at most 3600 (an hour)');
+const failureThreshold = z
+  .number({ error: 'must be a number of failures in a row, e.g. 3' })
+  .int('must be a whole number')
+  .min(1, 'must be at least 1')
+  .max(100, 'must be at most 100');
+const probePort = z
+  .number({ error: 'must be a port number (mesh.yaml ports have no names), e.g. 8080' })
+  .int('must be a whole number')
+  .min(1, 'must be between 1 and 65535')
+  .max(65535, 'must be between 1 and 65535');
+/** A probe Kubernetes has and `up` does not run: refused with what to write instead. */
+const refusedProbe = (message: string) =>
+  z
+    .unknown()
+    .refine(() => false, message)
+    .optional();
+export const httpGetSchema = z.strictObject({
+  path: z
+    .string({ error: 'must be the path to GET, e.g. /healthz' })
+    .regex(
+      /^\/[\x21-\x7e]*$/,
+      'must start with "/" and hold only printable ASCII, no spaces (percent-encode the rest), e.g. /healthz',
+    )
+    .default('/'),
+  port: probePort.optional(),
+  httpHeaders: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(HEADER_NAME, 'must be a header name, e.g. X-Probe'),
+        value: z.string().refine((value) => !/[\r\n\0]/.test(value), 'must be one line of text'),
+      }),
+    )
+    .optional(),
+  scheme: z
+    .literal('HTTP', {
+      error:
+        "must be HTTP: the probe speaks plain HTTP to the app, as its sidecar does (mTLS is the sidecar's); leave scheme out",
+    })
+    .optional(),
+});
+export const tcpSocketSchema = z.strictObject({ port: probePort.optional() });
+export const livenessProbeSchema = z.strictObject({
+  httpGet: httpGetSchema.optional(),
+  tcpSocket: tcpSocketSchema.optional(),
+  exec: refusedProbe(
+    'exec probes are not supported: mutual up runs no command inside the app to probe it; serve a health path and write httpGet: { path: /healthz }, or tcpSocket: {} for an app that only accepts connections',
+  ),
+  grpc: refusedProbe(
+    'grpc probes are not supported by mutual up; write httpGet: { path: /healthz } for a health path the app serves, or tcpSocket: {}',
+  ),
+  initialDelaySeconds: z
+    .number({ error: 'must be a number of seconds, e.g. 5' })
+    .int('must be a whole number of seconds')
+    .min(0, 'must be 0 or more')
+    .max(3600, 'must be at most 3600 (an hour)')
+    .default(0),
+  periodSeconds: seconds.default(LIVENESS_DEFAULTS.periodSeconds),
+  timeoutSeconds: seconds.default(LIVENESS_DEFAULTS.timeoutSeconds),
+  failureThreshold: failureThreshold.default(LIVENESS_DEFAULTS.failureThreshold),
+  successThreshold: z
+    .literal(1, {
+      error: 'must be 1: a liveness probe passes on one success (Kubernetes refuses any other value)',
+    })
+    .default(1),
+});
 export const serviceSchema = z.strictObject({
   name: z.string().regex(DNS_LABEL, 'must be a DNS label: lower-case letters, digits and "-", e.g. web'),
   namespace: pathSegment.default('default'),
@@ -101,20 +188,11 @@ export const serviceSchema = z.strictObject({
       error: 'must be always, on-failure (a crash or a kill, the default) or never',
     })
     .default('on-failure'),
+  livenessProbe: livenessProbeSchema.optional(),
 });
-const seconds = z
-  .number({ error: 'must be a number of seconds, e.g. 10' })
-  .int('must be a whole number of seconds')
-  .min(1, 'must be at least 1 (second)')
-  .max(3600, 'must be at most 3600 (an hour)');
 export const livenessSchema = z.strictObject({
   periodSeconds: seconds.default(LIVENESS_DEFAULTS.periodSeconds),
-  failureThreshold: z
-    .number({ error: 'must be a number of failures in a row, e.g. 3' })
-    .int('must be a whole number')
-    .min(1, 'must be at least 1')
-    .max(100, 'must be at most 100')
-    .default(LIVENESS_DEFAULTS.failureThreshold),
+  failureThreshold: failureThreshold.default(LIVENESS_DEFAULTS.failureThreshold),
   timeoutSeconds: seconds.default(LIVENESS_DEFAULTS.timeoutSeconds),
 });
 export const meshSchema = z.strictObject({
@@ -127,11 +205,18 @@ export const meshSchema = z.strictObject({
 });
 
 /** Every field a mesh file may have, by where it goes (docs/mesh.md lists each). */
-export function meshFileFields(): Record<'mesh' | 'liveness' | 'service' | 'port' | 'upstream', string[]> {
+export function meshFileFields(): Record<
+  'mesh' | 'liveness' | 'service' | 'livenessProbe' | 'httpGet' | 'tcpSocket' | 'port' | 'upstream',
+  string[]
+> {
   return {
     mesh: Object.keys(meshSchema.shape),
     liveness: Object.keys(livenessSchema.shape),
     service: Object.keys(serviceSchema.shape),
+    // exec and grpc are refused with what to write instead: not fields to list.
+    livenessProbe: Object.keys(livenessProbeSchema.shape).filter((key) => key !== 'exec' && key !== 'grpc'),
+    httpGet: Object.keys(httpGetSchema.shape),
+    tcpSocket: Object.keys(tcpSocketSchema.shape),
     port: ['port', 'protocol'],
     upstream: ['service', 'port', 'env'],
   };

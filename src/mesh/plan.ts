@@ -30,7 +30,8 @@ export interface ServicePlan {
     /** netns mode: the app's uid and gid, who owns its log (so it may open /dev/stdout again). */
     logOwner?: { uid: number; gid: number };
   };
-  readonly proxy: { argv: readonly string[]; log: string };
+  /** `env`: set for the sidecar over up's own environment (netns: the app's livenessProbe for its admin port). */
+  readonly proxy: { argv: readonly string[]; log: string; env?: Readonly<Record<string, string>> };
 }
 
 export interface MeshPlan {

@@ -4,10 +4,10 @@
 // as its service's `restart` says (on-failure by default: after a crash or a kill, not after a
 // clean exit). Restarts back off from 1 s, doubling to 30 s, and the delay starts over once a
 // process has stayed up for a minute: the kubelet's CrashLoopBackOff, with shorter steps for a mesh
-// on one machine. A process with a liveness URL that stops answering it is killed first
-// (liveness.ts), and its restart records why.
+// on one machine. A process with a liveness URL that stops answering it, or an app that fails its
+// livenessProbe, is killed first (liveness.ts), and its restart records why.
 import { appendFile } from 'node:fs/promises';
-import { type LivenessSettings, watchLiveness } from './liveness.ts';
+import { type LivenessSettings, type LivenessTarget, watchLiveness } from './liveness.ts';
 import type { LoggedProcess } from './processes.ts';
 import type { LastExit } from './runtime.ts';
 
@@ -25,6 +25,12 @@ export interface Restartable {
   readonly onStarted: (process: LoggedProcess, restart: RestartRecord) => void;
   /** Its admin /live, probed while it runs (liveness.ts); none for a process without one. */
   readonly livenessUrl?: string;
+  /** An app's livenessProbe (mesh.yaml), probed as the kubelet does: every failure counts. */
+  readonly livenessProbe?: {
+    readonly target: LivenessTarget;
+    readonly settings: LivenessSettings;
+    readonly initialDelaySeconds: number;
+  };
 }
 
 /** What runtime.json keeps of a restart: how many so far, and how the process before ended. */
@@ -83,16 +89,26 @@ export function superviseRestarts(
     const startedAtMs = Date.now();
     let killedFor: string | undefined;
     const isExited = () => process.child.exitCode !== null || process.child.signalCode !== null;
-    const probe =
-      options.liveness && restartable.livenessUrl
+    const isWatching = () => !isStopped && !options.isStopping() && !isExited();
+    const onFailed = (message: string) => {
+      killedFor = message;
+      void killForLiveness(process, message);
+    };
+    const appProbe = restartable.livenessProbe;
+    const probe = appProbe
+      ? watchLiveness(appProbe.target, appProbe.settings, {
+          isWatching,
+          onFailed,
+          // Kubernetes' livenessProbe has no startup window: initialDelaySeconds is the app's.
+          hasAnswered: true,
+          initialDelaySeconds: appProbe.initialDelaySeconds,
+        })
+      : options.liveness && restartable.livenessUrl
         ? watchLiveness(restartable.livenessUrl, options.liveness, {
-            isWatching: () => !isStopped && !options.isStopping() && !isExited(),
+            isWatching,
             // The first processes were ready before supervision began; a restart gets a startup window.
             hasAnswered: restarts === 0,
-            onFailed: (message) => {
-              killedFor = message;
-              void killForLiveness(process, message);
-            },
+            onFailed,
           })
         : undefined;
     if (probe) probes.add(probe);

@@ -8,6 +8,7 @@ import { REVOKED_TOKENS_FILE } from '../identity/index.ts';
 import { isLoopbackIp } from '../ip/index.ts';
 import { diagnosticsError, loadPolicyFiles } from '../policy/index.ts';
 import { makeDirectory } from '../store/index.ts';
+import { appLiveness } from './app-liveness.ts';
 import { formatSocket, isPortFree, listeningSocketsOf } from './app-sockets.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
 import { createTokenWriter } from './join-tokens.ts';
@@ -271,8 +272,17 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
     // The identity service first: proxies certify against it as soon as they start.
     // Mutual's own processes (control plane, sidecars): from the state directory, with up's
     // environment; the same at every restart.
-    const spawnMutual = (spawned: { argv: readonly string[]; log: string }) =>
-      spawnLogged({ argv: spawned.argv, cwd: paths.stateDir, env: nodeEnv(deps), log: spawned.log });
+    const spawnMutual = (spawned: {
+      argv: readonly string[];
+      log: string;
+      env?: Readonly<Record<string, string>>;
+    }) =>
+      spawnLogged({
+        argv: spawned.argv,
+        cwd: paths.stateDir,
+        env: { ...nodeEnv(deps), ...spawned.env },
+        log: spawned.log,
+      });
     const identity = spawnMutual(plan.identity);
     processes.push(identity);
     controlPlane.identity = identity;
@@ -501,6 +511,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
             restartable: {
               what: `the app ${name}`,
               policy: servicePlan.service.restart,
+              livenessProbe: appLiveness(servicePlan),
               spawn: () => spawnLogged(servicePlan.app),
               onStarted: (again: LoggedProcess, restart: RestartRecord) => replace('app', again, restart),
             },
@@ -508,7 +519,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
         ];
       }),
     ];
-    // Apps are not probed: mesh.yaml declares no health endpoint for them.
+    // Apps are probed only when mesh.yaml gives them a livenessProbe (app-liveness.ts).
     supervision = superviseRestarts(supervised, {
       isStopping: () => isClosing,
       onEvent: deps.onProgress,

@@ -386,7 +386,7 @@ export const proxyChecks: CheckCategory = {
 function restartsCheck(): Check {
   return {
     description: 'no process has had to be started again',
-    hint: 'mutual up starts a process that exits again by itself, after a pause that grows to 30 s, and kills a sidecar or control-plane service that stops answering /live (liveness); while it is down, its calls fail',
+    hint: 'mutual up starts a process that exits again by itself, after a pause that grows to 30 s, and kills a sidecar or control-plane service that stops answering /live, and an app that fails its livenessProbe (liveness); while it is down, its calls fail',
     fix: 'read the log of each process named (`mutual logs NAME`, `--proxy` for a sidecar): why it exited is at the end of the run before its restart; one killed for liveness was stopped, stuck in a loop or deadlocked, and its log ends with "killed by mutual up"',
     severity: 'warning',
     run: async (context) => {

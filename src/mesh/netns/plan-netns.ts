@@ -5,6 +5,7 @@ import {
   DEFAULT_OUTBOUND_PORT,
   DEFAULT_PROXY_UID,
 } from '../../proxy/intercept/index.ts';
+import { sidecarProbeEnv } from '../app-liveness.ts';
 import type { MeshConfig } from '../mesh-config.ts';
 import {
   appEnvironment,
@@ -136,6 +137,8 @@ export function planNetnsMesh(options: {
       proxy: {
         argv: inNamespace(pod.netns, proxyArgv, { uid: PROXY_UID, gid: pod.proxyGid }),
         log: join(paths.logsDir, `${service.name}.proxy.log`),
+        // In the environment, not argv: a probe's httpHeaders may be credentials, and argv is public.
+        ...(service.livenessProbe ? { env: sidecarProbeEnv(service.name, service.livenessProbe) } : {}),
       },
     };
   });

@@ -1,0 +1,199 @@
+// An app with a livenessProbe in mesh.yaml that stops answering it is killed and started again by
+// `mutual up`, as the kubelet does with a container's livenessProbe: an httpGet probe on an app
+// stopped with SIGSTOP (as a deadlock or a busy loop would leave it), a tcpSocket probe on an app
+// that closed its listening socket and lives on, and an app with restart: never, killed and left
+// down. Probes every 2 s, 2 failures in a row (initialDelaySeconds 2 after a restart), so the test
+// does not wait the kubelet's 30 s; the processes are real.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
+
+let dir: string;
+let state: string;
+let up: MeshUp;
+const stopped: number[] = [];
+
+// GET /healthz answers 200; GET /close closes the listening socket and the process lives on.
+const SERVER = [
+  "const server = require('node:http').createServer((q, s) => {",
+  "  if (q.url === '/close') { server.close(); s.end('closed'); return; }",
+  "  s.end(q.url === '/healthz' ? 'ok' : 'app says hi');",
+  '});',
+  "server.listen(Number(process.env.PORT), '127.0.0.1');",
+  'setInterval(() => {}, 1000);',
+].join(' ');
+const IDLE = 'setInterval(() => {}, 1000)';
+const PROBE = 'initialDelaySeconds: 2, periodSeconds: 2, failureThreshold: 2, timeoutSeconds: 1';
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mutual-app-liveness-'));
+  state = join(dir, 'state');
+  const file = join(dir, 'mesh.yaml');
+  const service = (name: string, extra: string[]) => [
+    `  - name: ${name}`,
+    `    command: [node, -e, ${JSON.stringify(SERVER)}]`,
+    '    ports: [8080]',
+    ...extra,
+  ];
+  await writeFile(
+    file,
+    [
+      'services:',
+      ...service('api', [
+        `    livenessProbe: { httpGet: { path: /healthz, httpHeaders: [{ name: X-Probe, value: "1" }] }, ${PROBE} }`,
+      ]),
+      ...service('cache', [`    livenessProbe: { tcpSocket: {}, ${PROBE} }`]),
+      ...service('once', [
+        '    restart: never',
+        `    livenessProbe: { tcpSocket: { port: 8080 }, ${PROBE} }`,
+      ]),
+      '  - name: client',
+      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      '    upstreams: [api, cache, once]',
+      '',
+    ].join('\n'),
+  );
+  up = await startMeshUp(['-f', file, '--state-dir', state]);
+  assert.match(up.output(), /The mesh is up/, up.output());
+});
+
+after(async () => {
+  // An app left stopped by a failed assertion is let go, so down can stop it.
+  for (const pid of stopped) {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // Killed, as it should be.
+    }
+  }
+  await up?.stop();
+  await runMutual(['down', '--state-dir', state]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Recorded {
+  pid: number;
+  log: string;
+  restarts?: number;
+  lastExit?: { code: number | null; signal: string | null; at: string; reason?: string; message?: string };
+}
+interface Service {
+  name: string;
+  app: Recorded;
+  ports: Array<{ port: number; appPort: number }>;
+  upstreams: Array<{ service: string; localAddress: string }>;
+}
+
+async function service(name: string): Promise<Service> {
+  const runtime = JSON.parse(await readFile(join(state, 'runtime.json'), 'utf8'));
+  return runtime.services.find((entry: Service) => entry.name === name);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** GET `path` of `name` through client's sidecar (its upstream port), over mTLS to the app's sidecar. */
+async function call(name: string, path = '/'): Promise<string> {
+  const client = await service('client');
+  const upstream = client.upstreams.find((entry) => entry.service === name)!;
+  try {
+    const response = await fetch(`http://${upstream.localAddress}${path}`, {
+      signal: AbortSignal.timeout(3000),
+    });
+    return `${response.status} ${await response.text()}`;
+  } catch (error) {
+    return String(error);
+  }
+}
+
+/** Waits until runtime.json names a new, live app for `name` (not `before`), and the old one is gone. */
+async function awaitRestart(name: string, before: number): Promise<Recorded> {
+  // initialDelaySeconds and the window (2 + 4 s), the first restart's pause (1 s), and room for a
+  // loaded machine: longer than waitUntil's 10 s.
+  const deadline = Date.now() + 30_000;
+  let after = before;
+  while (after === before || !isAlive(after)) {
+    assert.ok(Date.now() < deadline, `the app ${name} killed and started again (output: ${up.output()})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    after = (await service(name)).app.pid;
+  }
+  assert.ok(!isAlive(before), `the old app ${name} (pid ${before}) was killed`);
+  return (await service(name)).app;
+}
+
+test('httpGet: a stopped app is killed and started again, and calls through its sidecar work again', async () => {
+  assert.equal(await call('api'), '200 app says hi');
+  const before = await service('api');
+  const url = `http://127.0.0.1:${before.ports[0]!.appPort}/healthz`;
+  process.kill(before.app.pid, 'SIGSTOP');
+  stopped.push(before.app.pid);
+  const recorded = await awaitRestart('api', before.app.pid);
+  const why = `failed its livenessProbe (GET ${url}) 2 times in 4 s (no answer within 1 s)`;
+  assert.ok(
+    up.output().includes(`! the app api ${why}: killed it (liveness); starting it again in 1s; its log: `),
+    up.output(),
+  );
+  assert.match(up.output(), /✓ the app api started again \(pid \d+\)/);
+  assert.equal(recorded.restarts, 1);
+  assert.deepEqual(
+    { ...recorded.lastExit, at: undefined },
+    { code: null, signal: 'SIGKILL', at: undefined, reason: 'liveness', message: why },
+  );
+  await waitUntil(async () => (await call('api')) === '200 app says hi', 'api answers through its sidecar');
+  // Its log says why, at the end of the run before the restart.
+  const log = await readFile(recorded.log, 'utf8');
+  assert.ok(log.includes(`"level":"error","msg":"killed by mutual up: ${why}"}\n`), log);
+});
+
+test('tcpSocket: an app that stopped listening is killed and started again', async () => {
+  const before = await service('cache');
+  assert.equal(await call('cache', '/close'), '200 closed');
+  const recorded = await awaitRestart('cache', before.app.pid);
+  assert.equal(recorded.lastExit?.reason, 'liveness');
+  assert.equal(
+    recorded.lastExit?.message,
+    `failed its livenessProbe (tcpSocket 127.0.0.1:${before.ports[0]!.appPort}) 2 times in 4 s (ECONNREFUSED)`,
+  );
+  await waitUntil(async () => (await call('cache')) === '200 app says hi', 'cache answers again');
+});
+
+test('restart: never: an app that fails its livenessProbe is killed and not started again, and up says so', async () => {
+  const before = await service('once');
+  assert.equal(await call('once', '/close'), '200 closed');
+  // The window (4 s) and room for a loaded machine: longer than waitUntil's 10 s.
+  const deadline = Date.now() + 30_000;
+  while (isAlive(before.app.pid) || !up.output().includes('! the app once failed its livenessProbe')) {
+    assert.ok(Date.now() < deadline, `the app once killed (output: ${up.output()})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.match(
+    up.output(),
+    /! the app once failed its livenessProbe \(tcpSocket 127\.0\.0\.1:\d+\) 2 times in 4 s \(ECONNREFUSED\): killed it \(liveness\), and not started again: its restart is never \(as restartPolicy: Never in Kubernetes\)/,
+  );
+  assert.doesNotMatch(up.output(), /the app once started again/);
+  assert.equal((await service('once')).app.pid, before.app.pid);
+});
+
+test('mutual check says which app was killed for liveness, and why', async () => {
+  const check = await runMutual(['check', '--state-dir', state]);
+  assert.match(
+    check.stdout,
+    /the app api: 1 time, the last after `mutual up` killed it for liveness: it failed its livenessProbe \(GET http:\/\/127\.0\.0\.1:\d+\/healthz\) 2 times in 4 s \(no answer within 1 s\), at \S+; its log: \S+api\.log/,
+    check.stdout,
+  );
+  assert.match(
+    check.stdout,
+    /the app cache: 1 time, the last after `mutual up` killed it for liveness: it failed its livenessProbe \(tcpSocket/,
+    check.stdout,
+  );
+});
