@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
 import { test } from 'node:test';
-import { probeHttp, watchLiveness } from './liveness.ts';
+import { probeHttp, probeTcp, watchLiveness } from './liveness.ts';
 
 const FAST = { periodSeconds: 1, failureThreshold: 2, timeoutSeconds: 1 };
 
@@ -97,4 +98,48 @@ test('watchLiveness: nothing is probed once isWatching turns false (the process 
   } finally {
     await close(live.server);
   }
+});
+
+test("probeHttp sends a probe's httpHeaders; probeTcp is a connect, refused once nothing listens", async () => {
+  let seen: string | undefined;
+  const live = await liveServer((response) => response.end('ok\n'));
+  live.server.on('request', (incoming) => {
+    seen = String(incoming.headers['x-probe']);
+  });
+  const port = Number(new URL(live.url).port);
+  try {
+    assert.equal(await probeHttp(live.url, 1000, [{ name: 'X-Probe', value: '1' }]), undefined);
+    assert.equal(seen, '1');
+  } finally {
+    await close(live.server);
+  }
+  const listener = createTcpServer((socket) => socket.end());
+  listener.listen(0, '127.0.0.1');
+  await once(listener, 'listening');
+  const tcpPort = (listener.address() as AddressInfo).port;
+  assert.equal(await probeTcp(tcpPort, 1000), undefined);
+  await new Promise((resolve) => listener.close(resolve));
+  assert.equal(await probeTcp(tcpPort, 1000), 'ECONNREFUSED');
+  assert.equal(await probeTcp(port, 1000), 'ECONNREFUSED');
+});
+
+test('watchLiveness: an inconclusive probe (the sidecar asked about its app did not answer) counts as no failure', async () => {
+  const outcomes: Array<string | undefined | { inconclusive: string }> = [
+    'answered 500',
+    { inconclusive: 'sidecar down' },
+    { inconclusive: 'sidecar down' },
+    undefined,
+    'answered 500',
+    'answered 503',
+  ];
+  let probes = 0;
+  const failed = await new Promise<string>((resolve) => {
+    watchLiveness(
+      { failed: 'failed its livenessProbe (GET x)', probe: async () => outcomes[probes++] },
+      FAST,
+      { isWatching: () => true, onFailed: resolve, hasAnswered: true, initialDelaySeconds: 1 },
+    );
+  });
+  assert.equal(probes, 6);
+  assert.equal(failed, 'failed its livenessProbe (GET x) 2 times in 2 s (answered 503)');
 });
