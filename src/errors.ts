@@ -543,6 +543,12 @@ export const errorCatalog = {
     meaning: 'A file could not be read (missing, a directory, or no permission).',
     action: 'Check the path and its permissions; the message names the file.',
   },
+  MUTUAL_IO_NOT_A_FILE: {
+    meaning:
+      'A path given as an input file is a directory, a FIFO, a socket or a device, or is far larger than such a file can be (certificates, keys and bundles: 1 MiB).',
+    action:
+      'Give the path of the file itself (for a Kubernetes Secret volume, the file inside the mount, e.g. /etc/tls/tls.crt); the message names the flag and the path.',
+  },
   MUTUAL_IO_WRITE_FAILED: {
     meaning: 'A file could not be written.',
     action:

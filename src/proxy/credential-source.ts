@@ -1,18 +1,26 @@
 import { type FSWatcher, watch } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
 import type { ProxyCredentialsConfig } from '../config/index.ts';
 import { MutualError, toMutualError } from '../errors.ts';
 import {
   createPeerVerifier,
+  encodePem,
   isSameKey,
+  type ParsedCertificate,
   parseBundlePem,
-  parseCertificatesPem,
-  parsePrivateKeyPem,
 } from '../pki/index.ts';
 import type { MeshCredentials } from '../tls/index.ts';
 import { createWorkloadIdentity, renewalDelayMs } from '../workload/index.ts';
+import {
+  certificatesToPem,
+  describeInChain,
+  keyToPem,
+  parseBundleFile,
+  parseChainFile,
+  parseKeyFile,
+  readCredentialBytes,
+} from './credential-files.ts';
 import type { ProxyLog } from './proxy-log.ts';
 
 export interface CredentialStatus {
@@ -213,18 +221,26 @@ export async function loadCredentialFiles(
   config: { certFile: string; keyFile: string; bundleFile: string },
   clock: Clock,
 ): Promise<MeshCredentials> {
-  const [chainPem, keyPem, bundlePem] = await Promise.all([
-    readCredentialFile(config.certFile, '--cert'),
-    readCredentialFile(config.keyFile, '--key'),
-    readCredentialFile(config.bundleFile, '--bundle'),
+  const [chainBytes, keyBytes, bundleBytes] = await Promise.all([
+    readCredentialBytes(config.certFile, '--cert'),
+    readCredentialBytes(config.keyFile, '--key'),
+    readCredentialBytes(config.bundleFile, '--bundle'),
   ]);
-  const chain = parseCertificatesPem(chainPem, config.certFile);
-  const key = parsePrivateKeyPem(keyPem, config.keyFile);
-  const bundle = parseBundlePem(bundlePem, '', config.bundleFile);
+  const chain = parseChainFile(chainBytes, config.certFile);
+  const key = parseKeyFile(keyBytes, config.keyFile);
+  const bundle = parseBundleFile(bundleBytes, config.bundleFile);
   const leaf = chain[0];
   if (!leaf)
     throw new MutualError('MUTUAL_PROXY_CREDENTIALS_INVALID', `${config.certFile} holds no certificate`);
   if (!isSameKey(key.publicKey, leaf.publicKey)) {
+    const index = chain.findIndex((certificate) => isSameKey(key.publicKey, certificate.publicKey));
+    if (index > 0) {
+      throw new MutualError(
+        'MUTUAL_PROXY_CREDENTIALS_INVALID',
+        `${config.certFile} is in the wrong order: the certificate of ${config.keyFile} is ${describeInChain(chain[index]!, index)}, but ${describeInChain(leaf, 0)} comes first; put the leaf first, then its intermediates (cat leaf.pem intermediate.pem > ${config.certFile})`,
+        { detail: { reason: 'chain-order' } },
+      );
+    }
     throw new MutualError(
       'MUTUAL_PROXY_CREDENTIALS_INVALID',
       `${config.keyFile} is not the key of the certificate in ${config.certFile}: pair each certificate with its own key`,
@@ -237,32 +253,34 @@ export async function loadCredentialFiles(
   if (!verdict.ok) {
     throw new MutualError(
       'MUTUAL_PROXY_CREDENTIALS_INVALID',
-      `${config.certFile} is not usable with the roots in ${config.bundleFile}: ${verdict.message}`,
+      `${config.certFile} is not usable with the roots in ${config.bundleFile}: ${verdict.message}${fixFor(verdict.code, leaf)}`,
       { detail: { reason: verdict.code } },
     );
   }
   return {
     spiffeId: verdict.spiffeId.uri,
-    privateKeyPem: keyPem,
-    certificateChainPem: chainPem,
-    trustBundlePem: bundlePem,
+    // Re-encoded: certificates only in the chain and bundle, one PKCS#8 key, whatever else the
+    // files held (a key beside the chain must never travel as part of it).
+    privateKeyPem: keyToPem(key),
+    certificateChainPem: certificatesToPem(chain),
+    trustBundlePem: bundle.rootsDer.map((der) => encodePem('CERTIFICATE', der)).join(''),
     notBeforeMs: leaf.notBeforeMs,
     notAfterMs: leaf.notAfterMs,
   };
 }
 
+/** What to do about a leaf that is no X.509-SVID, as most PKIs issue them (DNS names only). */
+function fixFor(code: string, leaf: ParsedCertificate): string {
+  if (code !== 'MUTUAL_PKI_NOT_SVID') return '';
+  const dnsSpiffe = leaf.dnsNames.find((name) => name.startsWith('spiffe://'));
+  const written = dnsSpiffe
+    ? `. Its DNS SAN "${dnsSpiffe}" must be a URI SAN instead (cfssl writes each "hosts" entry it does not take for a URI as a DNS name)`
+    : '';
+  return `${written}. Mutual names each workload by the SPIFFE ID in exactly one URI SAN: issue one with \`mutual cert issue --ca CA_DIR --spiffe-id spiffe://TRUST_DOMAIN/ns/NS/sa/SA --out DIR\`, or have your CA add it, e.g. \`openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -extfile <(printf 'subjectAltName=URI:spiffe://TRUST_DOMAIN/ns/NS/sa/SA') -out leaf.pem\``;
+}
+
 async function readCredentialFile(path: string, flag: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    throw new MutualError(
-      'MUTUAL_IO_READ_FAILED',
-      `cannot read ${flag} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
-  }
+  return (await readCredentialBytes(path, flag)).toString('utf8');
 }
 
 /** Counts and logs a failed load or start; returns the status that reports it. */
