@@ -64,7 +64,7 @@ export function describeKey(key: KeyObject, what = 'key'): KeyDescription {
 function unsupported(what: string, found: string): MutualError {
   return new MutualError(
     'MUTUAL_PKI_KEY_UNSUPPORTED',
-    `${what} is ${found}, which Mutual does not accept: use ECDSA P-256 (default) or P-384, or RSA with at least ${MIN_RSA_BITS} bits`,
+    `${what} is ${found}, which Mutual does not accept: use ECDSA P-256 (default) or P-384, or RSA with at least ${MIN_RSA_BITS} bits (a new P-256 key: openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem)`,
     { detail: { found } },
   );
 }

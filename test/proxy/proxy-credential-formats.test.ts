@@ -90,6 +90,7 @@ before(async () => {
   // `openssl ecparam -genkey` without -noout: a SEC1 key after its EC PARAMETERS block.
   issue('web', 'URI:spiffe://example.org/ns/demo/sa/web', ['ecparam', '-name', 'prime256v1', '-genkey']);
   issue('dns', 'DNS:web.example.org');
+  issue('ed', 'URI:spiffe://example.org/ns/demo/sa/ed', ['genpkey', '-algorithm', 'ED25519']);
   await writeFile(
     file('combined.pem'),
     Buffer.concat([await readFile(file('web.key')), await readFile(file('web.pem'))]),
@@ -171,6 +172,13 @@ for (const [what, cert, key, bundle, expected] of [
     'dns.key',
     'root.pem',
     /^error\[MUTUAL_PROXY_CREDENTIALS_INVALID\]: \S+dns\.pem .*has no URI SAN\. Mutual names each workload by the SPIFFE ID in exactly one URI SAN: issue one with `mutual cert issue .*subjectAltName=URI:spiffe:/m,
+  ],
+  [
+    'an Ed25519 key',
+    'ed.pem',
+    'ed.key',
+    'root.pem',
+    /^error\[MUTUAL_PKI_KEY_UNSUPPORTED\]: \S+ed\.key is ed25519, .*openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256/m,
   ],
   [
     'a PKCS#7 bundle',
