@@ -10,6 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import {
+  awaitReplaced,
+  callThrough,
+  continueStopped,
+  IDLE_APP,
+  isAlive,
+  type RecordedProcess,
+  readRuntime,
+} from './mesh-processes.ts';
 import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
 
 let dir: string;
@@ -26,7 +35,6 @@ const SERVER = [
   "server.listen(Number(process.env.PORT), '127.0.0.1');",
   'setInterval(() => {}, 1000);',
 ].join(' ');
-const IDLE = 'setInterval(() => {}, 1000)';
 const PROBE = 'initialDelaySeconds: 2, periodSeconds: 2, failureThreshold: 2, timeoutSeconds: 1';
 
 before(async () => {
@@ -52,7 +60,7 @@ before(async () => {
         `    livenessProbe: { tcpSocket: { port: 8080 }, ${PROBE} }`,
       ]),
       '  - name: client',
-      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
       '    upstreams: [api, cache, once]',
       '',
     ].join('\n'),
@@ -62,25 +70,13 @@ before(async () => {
 });
 
 after(async () => {
-  // An app left stopped by a failed assertion is let go, so down can stop it.
-  for (const pid of stopped) {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {
-      // Killed, as it should be.
-    }
-  }
+  continueStopped(stopped);
   await up?.stop();
   await runMutual(['down', '--state-dir', state]);
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Recorded {
-  pid: number;
-  log: string;
-  restarts?: number;
-  lastExit?: { code: number | null; signal: string | null; at: string; reason?: string; message?: string };
-}
+type Recorded = RecordedProcess;
 interface Service {
   name: string;
   app: Recorded;
@@ -89,45 +85,25 @@ interface Service {
 }
 
 async function service(name: string): Promise<Service> {
-  const runtime = JSON.parse(await readFile(join(state, 'runtime.json'), 'utf8'));
-  return runtime.services.find((entry: Service) => entry.name === name);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  const runtime = await readRuntime<{ services: Service[] }>(state);
+  return runtime.services.find((entry) => entry.name === name)!;
 }
 
 /** GET `path` of `name` through client's sidecar (its upstream port), over mTLS to the app's sidecar. */
 async function call(name: string, path = '/'): Promise<string> {
   const client = await service('client');
-  const upstream = client.upstreams.find((entry) => entry.service === name)!;
-  try {
-    const response = await fetch(`http://${upstream.localAddress}${path}`, {
-      signal: AbortSignal.timeout(3000),
-    });
-    return `${response.status} ${await response.text()}`;
-  } catch (error) {
-    return String(error);
-  }
+  return callThrough(client.upstreams.find((entry) => entry.service === name)!.localAddress, path);
 }
 
 /** Waits until runtime.json names a new, live app for `name` (not `before`), and the old one is gone. */
 async function awaitRestart(name: string, before: number): Promise<Recorded> {
-  // initialDelaySeconds and the window (2 + 4 s), the first restart's pause (1 s), and room for a
-  // loaded machine: longer than waitUntil's 10 s.
-  const deadline = Date.now() + 30_000;
-  let after = before;
-  while (after === before || !isAlive(after)) {
-    assert.ok(Date.now() < deadline, `the app ${name} killed and started again (output: ${up.output()})`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    after = (await service(name)).app.pid;
-  }
-  assert.ok(!isAlive(before), `the old app ${name} (pid ${before}) was killed`);
+  // initialDelaySeconds and the window (2 + 4 s) and the first restart's pause (1 s).
+  await awaitReplaced(
+    `the app ${name}`,
+    before,
+    async () => (await service(name)).app.pid,
+    () => up.output(),
+  );
   return (await service(name)).app;
 }
 

@@ -4,21 +4,26 @@
 // 2 failures: 4 s, also what a process just restarted has to answer a first time) so the test
 // does not wait the default 30 s; the processes are real.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
+import {
+  awaitReplaced,
+  callThrough,
+  continueStopped,
+  helloServer,
+  IDLE_APP,
+  type RecordedProcess,
+  readRuntime,
+} from './mesh-processes.ts';
 import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
 
 let dir: string;
 let state: string;
 let up: MeshUp;
 const stopped: number[] = [];
-
-const SERVER =
-  "require('node:http').createServer((q, s) => s.end('api says hi')).listen(Number(process.env.PORT), '127.0.0.1')";
-const IDLE = 'setInterval(() => {}, 1000)';
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-liveness-'));
@@ -30,10 +35,10 @@ before(async () => {
       'liveness: { periodSeconds: 2, failureThreshold: 2, timeoutSeconds: 1 }',
       'services:',
       '  - name: api',
-      `    command: [node, -e, ${JSON.stringify(SERVER)}]`,
+      `    command: [node, -e, ${JSON.stringify(helloServer('api says hi'))}]`,
       '    ports: [8080]',
       '  - name: client',
-      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
       '    upstreams: [api]',
       '',
     ].join('\n'),
@@ -43,71 +48,41 @@ before(async () => {
 });
 
 after(async () => {
-  // A process left stopped by a failed assertion is let go, so down can stop it.
-  for (const pid of stopped) {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {
-      // Killed, as it should be.
-    }
-  }
+  continueStopped(stopped);
   await up?.stop();
   await runMutual(['down', '--state-dir', state]);
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Recorded {
-  pid: number;
-  restarts?: number;
-  lastExit?: { code: number | null; signal: string | null; at: string; reason?: string; message?: string };
-}
 interface Runtime {
-  destination: Recorded;
+  destination: RecordedProcess;
   liveness: { periodSeconds: number; failureThreshold: number; timeoutSeconds: number };
-  services: Array<{ name: string; proxy: Recorded; upstreams: Array<{ localAddress: string }> }>;
+  services: Array<{ name: string; proxy: RecordedProcess; upstreams: Array<{ localAddress: string }> }>;
 }
 
-async function runtime(): Promise<Runtime> {
-  return JSON.parse(await readFile(join(state, 'runtime.json'), 'utf8'));
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const runtime = () => readRuntime<Runtime>(state);
 
 /** GET / of api through client's sidecar (its upstream port), over mTLS to api's sidecar. */
 async function callApi(): Promise<string> {
   const client = (await runtime()).services.find((service) => service.name === 'client')!;
-  try {
-    const response = await fetch(`http://${client.upstreams[0]!.localAddress}/`, {
-      signal: AbortSignal.timeout(3000),
-    });
-    return `${response.status} ${await response.text()}`;
-  } catch (error) {
-    return String(error);
-  }
+  return callThrough(client.upstreams[0]!.localAddress);
 }
 
 /** SIGSTOPs `pick`'s process and waits until runtime.json names a new, live one. */
-async function stopAndAwaitRestart(what: string, pick: (current: Runtime) => Recorded): Promise<Recorded> {
+async function stopAndAwaitRestart(
+  what: string,
+  pick: (current: Runtime) => RecordedProcess,
+): Promise<RecordedProcess> {
   const before = pick(await runtime()).pid;
   process.kill(before, 'SIGSTOP');
   stopped.push(before);
-  // The window (4 s), the first restart's pause (1 s), and room for a loaded machine: longer than
-  // waitUntil's 10 s.
-  const deadline = Date.now() + 30_000;
-  let after = before;
-  while (after === before || !isAlive(after)) {
-    assert.ok(Date.now() < deadline, `${what} killed and started again (output: ${up.output()})`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    after = pick(await runtime()).pid;
-  }
-  assert.ok(!isAlive(before), `the stopped ${what} (pid ${before}) was killed`);
+  // The window (4 s) and the first restart's pause (1 s) run past waitUntil's 10 s on a loaded machine.
+  await awaitReplaced(
+    what,
+    before,
+    async () => pick(await runtime()).pid,
+    () => up.output(),
+  );
   return pick(await runtime());
 }
 

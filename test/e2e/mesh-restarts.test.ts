@@ -10,15 +10,20 @@ import { after, before, test } from 'node:test';
 import { createCsr } from '../../src/pki/index.ts';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
 import { createIdentityClient } from '../../src/workload/index.ts';
+import {
+  awaitReplaced,
+  callThrough,
+  helloServer,
+  IDLE_APP,
+  isAlive,
+  type RecordedProcess,
+  readRuntime,
+} from './mesh-processes.ts';
 import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
 
 let dir: string;
 let state: string;
 let up: MeshUp;
-
-const SERVER =
-  "require('node:http').createServer((q, s) => s.end('api says hi')).listen(Number(process.env.PORT), '127.0.0.1')";
-const IDLE = 'setInterval(() => {}, 1000)';
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-restarts-'));
@@ -29,13 +34,13 @@ before(async () => {
     [
       'services:',
       '  - name: api',
-      `    command: [node, -e, ${JSON.stringify(SERVER)}]`,
+      `    command: [node, -e, ${JSON.stringify(helloServer('api says hi'))}]`,
       '    ports: [8080]',
       '  - name: client',
-      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
       '    upstreams: [api]',
       '  - name: batch',
-      `    command: [node, -e, ${JSON.stringify(IDLE)}]`,
+      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
       '    upstreams: [api]',
       '    restart: never',
       '',
@@ -51,11 +56,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface Recorded {
-  pid: number;
-  restarts?: number;
-  lastExit?: { code: number | null; signal: string | null; at: string };
-}
+type Recorded = RecordedProcess;
 interface Runtime {
   identity: Recorded & { apiUrl: string };
   destination: Recorded;
@@ -67,43 +68,24 @@ interface Runtime {
   }>;
 }
 
-async function runtime(): Promise<Runtime> {
-  return JSON.parse(await readFile(join(state, 'runtime.json'), 'utf8'));
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const runtime = () => readRuntime<Runtime>(state);
 
 /** GET / of api through client's sidecar (its upstream port), over mTLS to api's sidecar. */
 async function callApi(): Promise<string> {
   const client = (await runtime()).services.find((service) => service.name === 'client')!;
-  try {
-    const response = await fetch(`http://${client.upstreams[0]!.localAddress}/`, {
-      signal: AbortSignal.timeout(3000),
-    });
-    return `${response.status} ${await response.text()}`;
-  } catch (error) {
-    return String(error);
-  }
+  return callThrough(client.upstreams[0]!.localAddress);
 }
 
 /** Kills `pick`'s process with SIGKILL and waits until runtime.json names a new, live one. */
-async function killAndAwaitRestart(what: string, pick: (current: Runtime) => Recorded): Promise<number> {
+async function killAndAwaitRestart(what: string, pick: (current: Runtime) => Recorded): Promise<void> {
   const before = pick(await runtime()).pid;
   process.kill(before, 'SIGKILL');
-  let after = before;
-  await waitUntil(async () => {
-    after = pick(await runtime()).pid;
-    return after !== before && isAlive(after);
-  }, `${what} started again (output: ${up.output()})`);
-  assert.ok(!isAlive(before));
-  return after;
+  await awaitReplaced(
+    what,
+    before,
+    async () => pick(await runtime()).pid,
+    () => up.output(),
+  );
 }
 
 test('a sidecar killed while the mesh runs is started again, and calls through it work again', async () => {
