@@ -5,9 +5,7 @@
 // down. Probes every 2 s, 2 failures in a row (initialDelaySeconds 2 after a restart), so the test
 // does not wait the kubelet's 30 s; the processes are real.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
 import {
@@ -17,13 +15,15 @@ import {
   IDLE_APP,
   isAlive,
   type RecordedProcess,
+  type RunningMesh,
   readRuntime,
+  upMeshFile,
 } from './mesh-processes.ts';
-import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
+import { type MeshUp, runMutual } from './run-mutual.ts';
 
-let dir: string;
 let state: string;
 let up: MeshUp;
+let mesh: RunningMesh | undefined;
 const stopped: number[] = [];
 
 // GET /healthz answers 200; GET /close closes the listening socket and the process lives on.
@@ -38,42 +38,29 @@ const SERVER = [
 const PROBE = 'initialDelaySeconds: 2, periodSeconds: 2, failureThreshold: 2, timeoutSeconds: 1';
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-app-liveness-'));
-  state = join(dir, 'state');
-  const file = join(dir, 'mesh.yaml');
   const service = (name: string, extra: string[]) => [
     `  - name: ${name}`,
     `    command: [node, -e, ${JSON.stringify(SERVER)}]`,
     '    ports: [8080]',
     ...extra,
   ];
-  await writeFile(
-    file,
-    [
-      'services:',
-      ...service('api', [
-        `    livenessProbe: { httpGet: { path: /healthz, httpHeaders: [{ name: X-Probe, value: "1" }] }, ${PROBE} }`,
-      ]),
-      ...service('cache', [`    livenessProbe: { tcpSocket: {}, ${PROBE} }`]),
-      ...service('once', [
-        '    restart: never',
-        `    livenessProbe: { tcpSocket: { port: 8080 }, ${PROBE} }`,
-      ]),
-      '  - name: client',
-      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
-      '    upstreams: [api, cache, once]',
-      '',
-    ].join('\n'),
-  );
-  up = await startMeshUp(['-f', file, '--state-dir', state]);
-  assert.match(up.output(), /The mesh is up/, up.output());
+  mesh = await upMeshFile('mutual-app-liveness-', [
+    'services:',
+    ...service('api', [
+      `    livenessProbe: { httpGet: { path: /healthz, httpHeaders: [{ name: X-Probe, value: "1" }] }, ${PROBE} }`,
+    ]),
+    ...service('cache', [`    livenessProbe: { tcpSocket: {}, ${PROBE} }`]),
+    ...service('once', ['    restart: never', `    livenessProbe: { tcpSocket: { port: 8080 }, ${PROBE} }`]),
+    '  - name: client',
+    `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
+    '    upstreams: [api, cache, once]',
+  ]);
+  ({ state, up } = mesh);
 });
 
 after(async () => {
   continueStopped(stopped);
-  await up?.stop();
-  await runMutual(['down', '--state-dir', state]);
-  await rm(dir, { recursive: true, force: true });
+  await mesh?.stop();
 });
 
 type Recorded = RecordedProcess;

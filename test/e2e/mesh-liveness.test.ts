@@ -4,9 +4,6 @@
 // 2 failures: 4 s, also what a process just restarted has to answer a first time) so the test
 // does not wait the default 30 s; the processes are real.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
 import {
@@ -16,42 +13,34 @@ import {
   helloServer,
   IDLE_APP,
   type RecordedProcess,
+  type RunningMesh,
   readRuntime,
+  upMeshFile,
 } from './mesh-processes.ts';
-import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
+import { type MeshUp, runMutual } from './run-mutual.ts';
 
-let dir: string;
 let state: string;
 let up: MeshUp;
+let mesh: RunningMesh | undefined;
 const stopped: number[] = [];
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-liveness-'));
-  state = join(dir, 'state');
-  const file = join(dir, 'mesh.yaml');
-  await writeFile(
-    file,
-    [
-      'liveness: { periodSeconds: 2, failureThreshold: 2, timeoutSeconds: 1 }',
-      'services:',
-      '  - name: api',
-      `    command: [node, -e, ${JSON.stringify(helloServer('api says hi'))}]`,
-      '    ports: [8080]',
-      '  - name: client',
-      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
-      '    upstreams: [api]',
-      '',
-    ].join('\n'),
-  );
-  up = await startMeshUp(['-f', file, '--state-dir', state]);
-  assert.match(up.output(), /The mesh is up/, up.output());
+  mesh = await upMeshFile('mutual-liveness-', [
+    'liveness: { periodSeconds: 2, failureThreshold: 2, timeoutSeconds: 1 }',
+    'services:',
+    '  - name: api',
+    `    command: [node, -e, ${JSON.stringify(helloServer('api says hi'))}]`,
+    '    ports: [8080]',
+    '  - name: client',
+    `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
+    '    upstreams: [api]',
+  ]);
+  ({ state, up } = mesh);
 });
 
 after(async () => {
   continueStopped(stopped);
-  await up?.stop();
-  await runMutual(['down', '--state-dir', state]);
-  await rm(dir, { recursive: true, force: true });
+  await mesh?.stop();
 });
 
 interface Runtime {

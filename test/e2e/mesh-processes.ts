@@ -2,8 +2,36 @@
 // runtime.json, whether a pid lives, a call through a client's sidecar, and waiting for a process
 // to be replaced.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
+
+export interface RunningMesh {
+  readonly state: string;
+  readonly up: MeshUp;
+  /** Stops up, then `mutual down` (for what it left), and removes the directory. */
+  stop(): Promise<void>;
+}
+
+/** `mutual up` of a mesh.yaml made of `lines`, in a temporary directory named after `prefix`, once it is up. */
+export async function upMeshFile(prefix: string, lines: readonly string[]): Promise<RunningMesh> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const state = join(dir, 'state');
+  const file = join(dir, 'mesh.yaml');
+  await writeFile(file, [...lines, ''].join('\n'));
+  const up = await startMeshUp(['-f', file, '--state-dir', state]);
+  const stop = async () => {
+    await up.stop();
+    await runMutual(['down', '--state-dir', state]);
+    await rm(dir, { recursive: true, force: true });
+  };
+  if (!up.output().includes('The mesh is up')) {
+    await stop();
+    assert.fail(`the mesh did not come up:\n${up.output()}`);
+  }
+  return { state, up, stop };
+}
 
 /** An app that answers every request with `text` on $PORT. */
 export function helloServer(text: string): string {

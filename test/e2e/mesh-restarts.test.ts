@@ -3,8 +3,7 @@
 // processes killed with SIGKILL; calls go through the real sidecars afterwards.
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createCsr } from '../../src/pki/index.ts';
@@ -17,43 +16,35 @@ import {
   IDLE_APP,
   isAlive,
   type RecordedProcess,
+  type RunningMesh,
   readRuntime,
+  upMeshFile,
 } from './mesh-processes.ts';
-import { type MeshUp, runMutual, startMeshUp } from './run-mutual.ts';
+import { type MeshUp, runMutual } from './run-mutual.ts';
 
-let dir: string;
 let state: string;
 let up: MeshUp;
+let mesh: RunningMesh | undefined;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-restarts-'));
-  state = join(dir, 'state');
-  const file = join(dir, 'mesh.yaml');
-  await writeFile(
-    file,
-    [
-      'services:',
-      '  - name: api',
-      `    command: [node, -e, ${JSON.stringify(helloServer('api says hi'))}]`,
-      '    ports: [8080]',
-      '  - name: client',
-      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
-      '    upstreams: [api]',
-      '  - name: batch',
-      `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
-      '    upstreams: [api]',
-      '    restart: never',
-      '',
-    ].join('\n'),
-  );
-  up = await startMeshUp(['-f', file, '--state-dir', state]);
-  assert.match(up.output(), /The mesh is up/, up.output());
+  mesh = await upMeshFile('mutual-restarts-', [
+    'services:',
+    '  - name: api',
+    `    command: [node, -e, ${JSON.stringify(helloServer('api says hi'))}]`,
+    '    ports: [8080]',
+    '  - name: client',
+    `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
+    '    upstreams: [api]',
+    '  - name: batch',
+    `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
+    '    upstreams: [api]',
+    '    restart: never',
+  ]);
+  ({ state, up } = mesh);
 });
 
 after(async () => {
-  await up?.stop();
-  await runMutual(['down', '--state-dir', state]);
-  await rm(dir, { recursive: true, force: true });
+  await mesh?.stop();
 });
 
 type Recorded = RecordedProcess;
