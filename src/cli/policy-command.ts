@@ -5,12 +5,15 @@ import { isMutualError, MutualError } from '../errors.ts';
 
 import {
   type AuthorizationDecision,
+  authorityProblem,
   checkPolicySet,
   compilePolicySet,
   DEFAULT_ROOT_NAMESPACE,
   diagnosticsError,
   formatDiagnostic,
+  hostProblem,
   loadPolicyFiles,
+  methodProblem,
   type PolicyDiagnostic,
   parseRequestTarget,
   trustDomainOf,
@@ -257,12 +260,26 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
       `--path ${options.path}: ${target.problem}; the sidecar answers such a request 400 without authorizing it`,
     );
   }
+  // ...and answers 400, without authorizing, what it cannot read as one method and one host.
+  const method = options.method ?? 'GET';
+  // An absolute-form target names its host: the Host header must name the same one.
+  const host =
+    options.host ?? target.authority ?? `${workload.labels.app ?? 'workload'}.${workload.namespace}`;
+  const refusal = isHttp
+    ? (methodProblem(method) ?? authorityProblem(target.authority, host) ?? hostProblem(host))
+    : undefined;
+  if (refusal !== undefined) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${refusal}; the sidecar answers such a request 400 without authorizing it`,
+    );
+  }
   const request = isHttp
     ? {
         ...connection,
-        method: (options.method ?? 'GET').toUpperCase(),
+        method,
         path: `${target.path}${target.query}`,
-        host: options.host ?? `${workload.labels.app ?? 'workload'}.${workload.namespace}`,
+        host,
         headers: parseHeaders(options.header),
       }
     : undefined;

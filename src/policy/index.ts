@@ -15,7 +15,14 @@ export { isPolicyFileName, type LoadedPolicies, listPolicyFiles, loadPolicyFiles
 export { type ParseOptions, type ParseResult, parsePolicyText } from './parse.ts';
 export { type PolicyApiDocument, parsePolicyObject, policyDocumentOf } from './parse-object.ts';
 export { compilePolicySet, type PolicySet, staticWorkloadPolicy } from './policy-set.ts';
-export { normalizePath, parseRequestTarget, type RequestTarget } from './request-path.ts';
+export {
+  authorityProblem,
+  hostProblem,
+  methodProblem,
+  normalizePath,
+  parseRequestTarget,
+  type RequestTarget,
+} from './request-path.ts';
 export {
   type AuthorizationAction,
   type AuthorizationPolicyResource,

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { normalizePath, otherPathReading, parseRequestTarget } from './request-path.ts';
+import {
+  authorityProblem,
+  hostProblem,
+  methodProblem,
+  normalizePath,
+  otherPathReading,
+  parseRequestTarget,
+} from './request-path.ts';
 
 // [request target, normalised path, query] — Istio's "Authorization Policy Normalization" table
 // (BASE) plus merged slashes.
@@ -85,3 +92,26 @@ for (const [path, reading] of readings) {
     assert.equal(otherPathReading(path), reading);
   });
 }
+
+test('methodProblem: a method is an upper-case token, as the sidecar reads it (explain refuses the rest)', () => {
+  for (const method of ['GET', 'HEAD', 'PROPFIND', 'M-SEARCH'])
+    assert.equal(methodProblem(method), undefined);
+  assert.match(methodProblem('get') ?? '', /not in upper case/);
+  assert.match(methodProblem('Get') ?? '', /not in upper case/);
+  assert.match(methodProblem('G T') ?? '', /not an HTTP token/);
+  assert.match(methodProblem('') ?? '', /not an HTTP token/);
+});
+
+test('hostProblem: one host[:port], never a list or a path', () => {
+  for (const host of ['web.demo', 'web.demo:8080', 'WEB.demo.', '[::1]:80', '127.0.0.1', ''])
+    assert.equal(hostProblem(host), undefined, host);
+  for (const host of ['web.demo, admin.internal', 'web.demo/admin', 'web demo', 'a:b:c'])
+    assert.match(hostProblem(host) ?? '', /not a host name/, host);
+});
+
+test('authorityProblem: an absolute-form target and its Host name one host', () => {
+  assert.equal(authorityProblem(undefined, 'anything'), undefined);
+  assert.equal(authorityProblem('admin.internal', 'ADMIN.Internal'), undefined);
+  assert.match(authorityProblem('admin.internal', 'web.demo') ?? '', /names host "admin.internal"/);
+  assert.match(authorityProblem('admin.internal', undefined) ?? '', /Host header says ""/);
+});

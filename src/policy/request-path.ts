@@ -2,6 +2,7 @@
 // Istio's MERGE_SLASHES (BASE plus merged slashes): one percent-decoding of unreserved characters,
 // `\` → `/`, `//` → `/`, `.`/`..` resolved, no fragment. `%2F`/`%5C` stay encoded (see
 // otherPathReading). Pure: the proxy forwards what this returns, so policy and app see one path.
+// The method and host checks are here too, so `mutual policy explain` refuses what the sidecar does.
 
 /** A request target split and normalised, or why it cannot be forwarded. */
 export type RequestTarget =
@@ -97,6 +98,43 @@ export function otherPathReading(path: string): string | undefined {
   }
   const reading = normalizePath(segments.join('/'));
   return reading === path ? undefined : reading;
+}
+
+/** RFC 9110 §5.6.2 token: what a method may be made of. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Why the sidecar answers a request with this method 400 before authorizing it, or undefined.
+ * Methods are case-sensitive (RFC 9110 §9.1): `get` is not `GET`, and `methods: ["GET"]` does not
+ * match it, so it is refused rather than read as GET (node:http refuses it in HTTP/1 too).
+ */
+export function methodProblem(method: string): string | undefined {
+  if (!TOKEN.test(method)) return `the method ${quote(method)} is not an HTTP token`;
+  if (method !== method.toUpperCase()) {
+    return `the method "${method}" is not in upper case; methods are case-sensitive (RFC 9110 §9.1)`;
+  }
+  return undefined;
+}
+
+/** uri-host [":" port] (RFC 3986), without the `,` that would make it a list. */
+const VALID_HOST = /^(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9.\-_~!$&'()*+;=%]*)(?::\d*)?$/;
+
+/** Why the sidecar answers a request for this Host (or `:authority`) 400, or undefined. */
+export function hostProblem(host: string): string | undefined {
+  if (VALID_HOST.test(host)) return undefined;
+  return `the host ${quote(host)} is not a host name or address with an optional :port`;
+}
+
+/**
+ * Why an absolute-form target (`GET http://admin.internal/x`) and the Host header it came with
+ * cannot be authorized as one request, or undefined: the two must name the same host.
+ */
+export function authorityProblem(
+  authority: string | undefined,
+  host: string | undefined,
+): string | undefined {
+  if (authority === undefined || host?.toLowerCase() === authority) return undefined;
+  return `the request target names host "${authority}" but the Host header says ${JSON.stringify(host ?? '')}; send a path (GET /x) with the Host header`;
 }
 
 function invalid(problem: string): RequestTarget {

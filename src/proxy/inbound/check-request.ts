@@ -3,7 +3,7 @@
 // the app receives) and one unambiguous host. Anything else is a 400, as Envoy answers it.
 import type { IncomingMessage } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http2';
-import { parseRequestTarget } from '../../policy/index.ts';
+import { authorityProblem, hostProblem, methodProblem, parseRequestTarget } from '../../policy/index.ts';
 
 export type CheckedRequest =
   | {
@@ -15,9 +15,6 @@ export type CheckedRequest =
       readonly host: string;
     }
   | { readonly isValid: false; readonly problem: string };
-
-/** uri-host [":" port] (RFC 3986), without the `,` that would make it a list. */
-const VALID_HOST = /^(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9.\-_~!$&'()*+;=%]*)(?::\d*)?$/;
 
 export function checkHttp1Request(request: IncomingMessage): CheckedRequest {
   const target = parseRequestTarget(request.url ?? '/');
@@ -32,11 +29,8 @@ export function checkHttp1Request(request: IncomingMessage): CheckedRequest {
   if (host === undefined && request.httpVersion !== '1.0') {
     return invalid('the request has no Host header; HTTP/1.1 requires one');
   }
-  if (target.authority !== undefined && host?.toLowerCase() !== target.authority) {
-    return invalid(
-      `the request target names host "${target.authority}" but the Host header says ${JSON.stringify(host ?? '')}; send a path (GET /x) with the Host header`,
-    );
-  }
+  const mismatch = authorityProblem(target.authority, host);
+  if (mismatch !== undefined) return invalid(mismatch);
   return checkedHost(target.path, target.query, host ?? '');
 }
 
@@ -61,11 +55,9 @@ export function headersForPolicy(rawHeaders: readonly string[]): Record<string, 
 }
 
 export function checkHttp2Request(headers: IncomingHttpHeaders): CheckedRequest {
-  const method = headers[':method'] ?? 'GET';
   // HTTP/1 methods are upper case on the wire (node:http refuses others); HTTP/2 passes any token.
-  if (method !== method.toUpperCase()) {
-    return invalid(`the method "${method}" is not in upper case; methods are case-sensitive (RFC 9110 §9.1)`);
-  }
+  const badMethod = methodProblem(headers[':method'] ?? 'GET');
+  if (badMethod !== undefined) return invalid(badMethod);
   const target = parseRequestTarget(headers[':path'] ?? '/');
   if (!target.isValid) return target;
   const authority = headers[':authority'];
@@ -81,11 +73,8 @@ export function checkHttp2Request(headers: IncomingHttpHeaders): CheckedRequest 
 }
 
 function checkedHost(path: string, query: string, host: string): CheckedRequest {
-  if (!VALID_HOST.test(host)) {
-    return invalid(
-      `the host ${JSON.stringify(host.slice(0, 200))} is not a host name or address with an optional :port`,
-    );
-  }
+  const badHost = hostProblem(host);
+  if (badHost !== undefined) return invalid(badHost);
   return { isValid: true, target: `${path}${query}`, path, host };
 }
 
