@@ -145,6 +145,12 @@ export function createDetachedHttpServer(
     if (refusedConnections.has(socket)) return;
     refusedConnections.add(socket);
     if (!socket.writable) return void socket.destroy();
+    // The bad bytes were in the body of a request already forwarded (a chunk size that is not hex,
+    // a bare LF, a Transfer-Encoding that is not chunked): that body never ends, so neither did its
+    // forwarding nor its answer, and the refusal below waited behind that answer for good. The
+    // client got nothing, and the request held a pooled connection to the next hop as long as it
+    // stayed (one of the 128 to a destination, of the 512 to an app). Envoy answers it 400 at once.
+    if (refuseCutShort(socket as Socket, error)) return;
     const refusal = `HTTP/1.1 ${parseErrorStatus(error.code)}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`;
     // Answers are still owed for requests read before the bad bytes. HTTP/1 answers go in request
     // order: written now, the refusal was read as the answer to the first of them (or landed in
@@ -157,6 +163,34 @@ export function createDetachedHttpServer(
     });
   });
   return server;
+}
+
+/**
+ * Answers the request whose body the parse `error` on `socket` was in, if its answer has not
+ * started: its forwarding stops (the next hop never gets a body that cannot end) and it gets the
+ * error's status with `connection: close`, in order behind the answers owed before it. False when
+ * there is no such request (the bad bytes began a new one, or its answer is under way).
+ */
+function refuseCutShort(socket: Socket, error: NodeJS.ErrnoException): boolean {
+  const answers = answersInFlight.get(socket);
+  if (answers === undefined) return false;
+  for (const response of answers) {
+    const request = response.req;
+    if (request.complete || response.headersSent) continue;
+    const forwarded = lastForwarded.get(socket);
+    if (forwarded?.request === request) forwarded.stop();
+    closeAfterAnswer(request);
+    const text = `mutual: bad request: the request body is not valid HTTP/1.1 (${(error as { reason?: string }).reason ?? error.message})\n`;
+    response
+      .writeHead(Number(parseErrorStatus(error.code).slice(0, 3)), {
+        'content-type': 'text/plain',
+        connection: 'close',
+        [PROXY_ERROR_HEADER]: 'bad_request',
+      })
+      .end(text);
+    return true;
+  }
+  return false;
 }
 
 /** Ends `socket` with `answer` and lets the client read it; a client that keeps its end open is cut off. */
@@ -333,6 +367,9 @@ export function requestHeadText(request: IncomingMessage, headers: readonly stri
 interface Forwarded {
   isSettled: boolean;
   next?: () => void;
+  readonly request: IncomingMessage;
+  /** Stops forwarding it: never sent, or aborted at the next hop. */
+  readonly stop: () => void;
 }
 
 /** Per client connection: the last request forwarded on it. */
@@ -366,7 +403,7 @@ export function forwardRequest(
   response.on('close', onClientGone);
   // No promise per request: a keep-alive client's previous request has settled already, and this
   // one starts at once, not a microtask later.
-  const forwarded: Forwarded = { isSettled: false };
+  const forwarded: Forwarded = { isSettled: false, request, stop: onClientGone };
   const settle = () => {
     if (forwarded.isSettled) return;
     forwarded.isSettled = true;
@@ -406,7 +443,16 @@ export function forwardRequest(
           // 1xx informational answers stay between the next hop and us; wait for the final one.
           if (statusCode < 200) return;
           const raw = (started as unknown as { rawHeaders: Buffer[] | null }).rawHeaders ?? [];
-          response.writeHead(statusCode, statusMessage ?? '', forwardedResponseHeaders(raw));
+          try {
+            response.writeHead(statusCode, statusMessage ?? '', forwardedResponseHeaders(raw));
+          } catch (error) {
+            // llhttp reads a reason phrase that node:http refuses to write (`200 O\x01K`): writeHead
+            // threw, and kept that reason, so the 502 for it threw too, inside undici, and the
+            // client waited forever (holding a pooled connection between the sidecars). Answered
+            // as any malformed answer is: 502, with node's own reason.
+            response.statusMessage = '';
+            throw error;
+          }
         },
         onResponseData(started, chunk) {
           if (!response.write(chunk)) {
@@ -426,7 +472,8 @@ export function forwardRequest(
           finished = true;
           // Not request.destroyed: undici destroys the request once it has sent the body, so an app
           // that died after reading an upload left the client waiting forever for an answer.
-          if (response.destroyed) return;
+          // Ended: answered by the proxy already (refuseCutShort), which a destroy would cut short.
+          if (response.destroyed || response.writableEnded) return;
           if (!response.headersSent) onFailure(error);
           else response.destroy();
         },

@@ -64,7 +64,6 @@ export function createHttp2Inbound(deps: InboundDeps) {
     const startedMs = clock.now();
     const method = headers[':method'] ?? 'GET';
     const path = headers[':path'] ?? '/';
-    stream.on('error', () => {});
     const answered = countWhenAnswered(stream, (status) => {
       flushConnectionBytes(socket);
       const labels = { ...tlsLabels(context.peer, undefined, 'inbound'), port: String(context.appPort) };
@@ -199,6 +198,9 @@ export function createHttp2Inbound(deps: InboundDeps) {
         });
       };
       session.on('stream', (stream, headers, _flags, rawHeaders) => {
+        // First: a stream nghttp2 reset in the read that brought it (a content-length its DATA does
+        // not match) emits 'error' once handed over, and with no listener that ended the sidecar.
+        stream.on('error', ignoreStreamError);
         watchResets(stream);
         // Reset in the read that brought it (a client writing preface, SETTINGS and thousands of
         // HEADERS + RST_STREAM at once): sent on all the same, every stream of a read reached the
@@ -284,3 +286,6 @@ function policyHeaders(rawHeaders: readonly string[], host: string): Record<stri
   headers.host ??= [host];
   return headers;
 }
+
+/** A stream's failure is handled where it closes (relayExchange, countWhenAnswered); its 'error' is not news. */
+function ignoreStreamError(): void {}

@@ -127,7 +127,6 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
   function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, connection: AppConnection) {
     const startedMs = clock.now();
     const method = headers[':method'] ?? 'GET';
-    stream.on('error', () => {});
     captureRequestTrailers(stream);
     const answered = countWhenAnswered(stream, (status) => {
       flushConnectionBytes(connection.socket);
@@ -218,6 +217,9 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
         });
       };
       session.on('stream', (stream, headers) => {
+        // First: a stream nghttp2 reset in the read that brought it (a content-length its DATA does
+        // not match) emits 'error' once handed over, and with no listener that ended the sidecar.
+        stream.on('error', ignoreStreamError);
         watchResets(stream);
         // Reset in the read that brought it: no destination connection is opened for it.
         if (isClosedOnArrival(stream)) return;
@@ -266,3 +268,6 @@ function whenOpen(entry: PooledSession, action: (session: ClientHttp2Session) =>
 function isOpen(session: ClientHttp2Session): boolean {
   return !session.closed && !session.destroyed;
 }
+
+/** A stream's failure is handled where it closes (relayExchange, countWhenAnswered); its 'error' is not news. */
+function ignoreStreamError(): void {}
