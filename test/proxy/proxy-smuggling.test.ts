@@ -591,6 +591,16 @@ describe('HTTP/2: forged identities and malformed streams', () => {
         field(':authority', 'emoji'),
       ),
     ],
+    // RFC 9113 §8.3.1: the host travels in :authority, never in :path (Envoy: 400).
+    'a URL as :path': [
+      HEADERS(
+        END_STREAM | END_HEADERS,
+        field(':method', 'GET'),
+        field(':scheme', 'http'),
+        field(':path', 'http://admin.internal/a'),
+        field(':authority', 'emoji'),
+      ),
+    ],
     // Before: nghttp2 reset these in the read that brought them; the stream was handed over
     // closed, emitted 'error' with nobody listening, and the sidecar process died.
     'content-length over the DATA': [
