@@ -8,6 +8,7 @@ import {
   type RequestListener,
   type Server,
   type ServerResponse,
+  STATUS_CODES,
 } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -356,7 +357,23 @@ function forwardedResponseHeaders(raw: readonly Buffer[]): string[] {
   return headers;
 }
 
-/** The head of a request as the next hop reads it, for upgrades that become byte streams. */
+/**
+ * The reason phrase as node:http writes it back (latin1, one byte a character). undici decodes the
+ * app's as UTF-8: `200 Café` in UTF-8 would go out as a lone 0xE9, and bytes that are not UTF-8
+ * became U+FFFD, which writeHead refuses, so the client got a 502. Valid UTF-8 goes back as the app
+ * sent it; anything else gets the status code's standard phrase (Envoy always writes its own).
+ */
+function reasonBytes(statusCode: number, reason = ''): string {
+  if (Buffer.byteLength(reason) === reason.length) return reason;
+  return reason.includes('\uFFFD')
+    ? (STATUS_CODES[statusCode] ?? '')
+    : Buffer.from(reason).toString('latin1');
+}
+
+/**
+ * The head of a request as the next hop reads it, for upgrades that become byte streams. Header
+ * values are node:http's latin1 reading of the bytes sent: write it with 'latin1' to send them back.
+ */
 export function requestHeadText(request: IncomingMessage, headers: readonly string[]): string {
   let text = `${request.method} ${request.url} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
@@ -449,7 +466,11 @@ export function forwardRequest(
           if (statusCode < 200) return;
           const raw = (started as unknown as { rawHeaders: Buffer[] | null }).rawHeaders ?? [];
           try {
-            response.writeHead(statusCode, statusMessage ?? '', forwardedResponseHeaders(raw));
+            response.writeHead(
+              statusCode,
+              reasonBytes(statusCode, statusMessage),
+              forwardedResponseHeaders(raw),
+            );
           } catch (error) {
             // llhttp reads a reason phrase that node:http refuses to write (`200 O\x01K`): writeHead
             // threw, and kept that reason, so the 502 for it threw too, inside undici, and the

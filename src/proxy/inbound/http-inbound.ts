@@ -216,10 +216,11 @@ export function createHttpInbound(deps: InboundDeps) {
     toApp.on('error', () => socket.destroy());
     socket.on('error', () => toApp.destroy());
     socket.once('close', () => toApp.destroy());
+    // Written with 'latin1': node:http read each byte of the app's head as one character.
     const headText = (status: string, raw: string[]) =>
       `HTTP/1.1 ${status}\r\n${raw.map((v, i) => (i % 2 ? `${v}\r\n` : `${v}: `)).join('')}\r\n`;
     toApp.once('upgrade', (response, app, appHead) => {
-      socket.write(headText(`101 ${response.statusMessage}`, response.rawHeaders));
+      socket.write(headText(`101 ${response.statusMessage}`, response.rawHeaders), 'latin1');
       if (appHead.length > 0) socket.write(appHead);
       // Bytes the client sent after its request belong to the new protocol.
       if (head.length > 0) app.write(head);
@@ -234,6 +235,7 @@ export function createHttpInbound(deps: InboundDeps) {
       );
       socket.write(
         headText(`${response.statusCode} ${response.statusMessage}`, [...raw, 'connection', 'close']),
+        'latin1',
       );
       // Whatever the client sends after its request goes nowhere; once the answer is out, close.
       socket.resume();

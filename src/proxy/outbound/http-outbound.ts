@@ -187,7 +187,7 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
     // Only `upgrade`: other headers the app's Connection names are not hop-by-hop for the next hop.
     const headers = forwardedRequestHeaders(request, 'connection', 'upgrade');
     if (request.headers.upgrade) headers.push('upgrade', request.headers.upgrade);
-    peer.write(requestHeadText(request, headers));
+    peer.write(requestHeadText(request, headers), 'latin1');
     if (head.length > 0) peer.write(head);
     splice(socket, peer, undefined, {
       ms: deps.idleTimeoutMs,
