@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { isMutualError } from '../errors.ts';
@@ -115,6 +116,11 @@ test('decodePemOfType accepts the wanted types and names what it found otherwise
     ['RSA key for a certificate', encodePem('RSA PRIVATE KEY', keyDer), /private key/],
     ['encrypted key for a certificate', encodePem('ENCRYPTED PRIVATE KEY', keyDer), /private key/],
     ['key hidden after a certificate', certPem + keyPem, /private key/],
+    [
+      'openssl ecparam -genkey output (EC PARAMETERS, then the key) for a certificate',
+      execFileSync('openssl', ['ecparam', '-genkey', '-name', 'prime256v1'], { encoding: 'utf8' }),
+      /found "EC PRIVATE KEY" \(this is a private key/,
+    ],
     ['CSR for a certificate', encodePem('CERTIFICATE REQUEST', keyDer), /"CERTIFICATE REQUEST"/],
   ];
   for (const [name, text, message] of wrong) {

@@ -51,17 +51,18 @@ export function decodePem(text: string, source = 'input'): PemBlock[] {
 /** Decodes PEM and insists every block has one of `types`; names what was found otherwise. */
 export function decodePemOfType(text: string, types: readonly string[], source = 'input'): PemBlock[] {
   const blocks = decodePem(text, source);
-  for (const block of blocks) {
-    if (!types.includes(block.type)) {
-      const hint = PRIVATE_KEY_TYPES.has(block.type)
-        ? ' (this is a private key; never pass keys where certificates belong)'
-        : '';
-      throw new MutualError(
-        'MUTUAL_PKI_PEM_WRONG_TYPE',
-        `${source}: expected ${types.map((type) => `"${type}"`).join(' or ')} PEM blocks but found "${block.type}"${hint}`,
-        { detail: { expected: types.join(','), found: block.type } },
-      );
-    }
+  // A private key anywhere is what to name: `openssl ecparam -genkey` puts EC PARAMETERS first.
+  const wrong = blocks.filter((block) => !types.includes(block.type));
+  const block = wrong.find((candidate) => PRIVATE_KEY_TYPES.has(candidate.type)) ?? wrong[0];
+  if (block !== undefined) {
+    const hint = PRIVATE_KEY_TYPES.has(block.type)
+      ? ' (this is a private key; never pass keys where certificates belong)'
+      : '';
+    throw new MutualError(
+      'MUTUAL_PKI_PEM_WRONG_TYPE',
+      `${source}: expected ${types.map((type) => `"${type}"`).join(' or ')} PEM blocks but found "${block.type}"${hint}`,
+      { detail: { expected: types.join(','), found: block.type } },
+    );
   }
   return blocks;
 }
