@@ -276,7 +276,7 @@ function fixFor(code: string, leaf: ParsedCertificate): string {
   const written = dnsSpiffe
     ? `. Its DNS SAN "${dnsSpiffe}" must be a URI SAN instead (cfssl writes each "hosts" entry it does not take for a URI as a DNS name)`
     : '';
-  return `${written}. Mutual names each workload by the SPIFFE ID in exactly one URI SAN: issue one with \`mutual cert issue --ca CA_DIR --spiffe-id spiffe://TRUST_DOMAIN/ns/NS/sa/SA --out DIR\`, or have your CA add it, e.g. \`openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -extfile <(printf 'subjectAltName=URI:spiffe://TRUST_DOMAIN/ns/NS/sa/SA') -out leaf.pem\``;
+  return `${written}. Mutual names each workload by the SPIFFE ID in exactly one URI SAN: issue one with \`mutual cert issue --ca CA_DIR --spiffe-id spiffe://TRUST_DOMAIN/ns/NS/sa/SA --out DIR\`, or have your CA add it, e.g. \`openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -extfile <(printf 'subjectAltName=URI:spiffe://TRUST_DOMAIN/ns/NS/sa/SA\\nkeyUsage=critical,digitalSignature') -out leaf.pem\``;
 }
 
 async function readCredentialFile(path: string, flag: string): Promise<string> {
