@@ -2,7 +2,7 @@
 // process on ports from 0. Used by the proxy, policy and mesh end-to-end tests.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Clock, fixedClock, systemClock } from '../clock.ts';
@@ -21,6 +21,18 @@ export interface WorkloadFiles {
   readonly keyFile: string;
   readonly bundleFile: string;
   readonly notAfterMs: number;
+}
+
+/** A workload's files as node:tls options: a client that holds that SVID. */
+export async function readTlsCredentials(
+  files: WorkloadFiles,
+): Promise<{ key: Buffer; cert: Buffer; ca: Buffer }> {
+  const [key, cert, ca] = await Promise.all([
+    readFile(files.keyFile),
+    readFile(files.certFile),
+    readFile(files.bundleFile),
+  ]);
+  return { key, cert, ca };
 }
 
 export interface TestPki {

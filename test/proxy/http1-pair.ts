@@ -1,7 +1,7 @@
 // A real sidecar pair for raw HTTP/1 tests: the server sidecar (emoji) in front of two apps, one
 // on a STRICT port and one on a PERMISSIVE port, and a client sidecar (web) with an upstream to
 // the STRICT port. A test writes raw bytes three ways (`Via`) and reads what comes back.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import {
   createTestPki,
   type ProxyProcess,
+  readTlsCredentials,
   startProxyProcess,
   type WorkloadFiles,
 } from '../../src/testing/mesh-pki.ts';
@@ -68,11 +69,7 @@ export async function startHttp1Pair(options: Http1PairOptions): Promise<Http1Pa
     const pki = await createTestPki(join(dir, 'pki'));
     const emoji = await pki.workload('emoji');
     const web = await pki.workload('web');
-    const [key, cert, ca] = await Promise.all([
-      readFile(web.keyFile),
-      readFile(web.certFile),
-      readFile(web.bundleFile),
-    ]);
+    const { key, cert, ca } = await readTlsCredentials(web);
     const ports: number[] = [];
     for (let i = 0; i < 2; i++) {
       const app = options.createApp();

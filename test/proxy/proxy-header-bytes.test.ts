@@ -4,7 +4,7 @@
 // on all three ways in. A raw TCP app records the request bytes it gets and answers hand-made
 // bytes; the client reads raw bytes (HTTP/1) or the latin1 strings node:http2 reads octets into.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as connectHttp2, createServer as createHttp2Server, type Http2Server } from 'node:http2';
 import {
   type AddressInfo,
@@ -17,7 +17,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+import {
+  createTestPki,
+  type ProxyProcess,
+  readTlsCredentials,
+  startProxyProcess,
+} from '../../src/testing/mesh-pki.ts';
 
 type Via = 'mtls' | 'plaintext' | 'outbound';
 const VIAS: Via[] = ['mtls', 'plaintext', 'outbound'];
@@ -122,12 +127,7 @@ before(async () => {
   const pki = await createTestPki(join(dir, 'pki'));
   const emoji = await pki.workload('emoji');
   const web = await pki.workload('web');
-  const [key, cert, ca] = await Promise.all([
-    readFile(web.keyFile),
-    readFile(web.certFile),
-    readFile(web.bundleFile),
-  ]);
-  credentials = { key, cert, ca };
+  credentials = await readTlsCredentials(web);
   server = await startProxyProcess([
     ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
     ...['--inbound', `127.0.0.1:0=${strictRaw}`, '--inbound', `127.0.0.1:0=${permissiveRaw}`],

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import {
   type ClientHttp2Session,
   connect as connectHttp2,
@@ -17,7 +17,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
+import {
+  createTestPki,
+  type ProxyProcess,
+  readTlsCredentials,
+  startProxyProcess,
+} from '../../src/testing/mesh-pki.ts';
 
 /** Polls `check` (a failure counts as false) for 25 s. */
 async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
@@ -69,11 +74,7 @@ test('an HTTP/2 stream the inbound cannot pass to the app for want of descriptor
     const pki = await createTestPki(join(dir, 'pki'));
     const emoji = await pki.workload('emoji');
     const web = await pki.workload('web');
-    const [key, cert, ca] = await Promise.all([
-      readFile(web.keyFile),
-      readFile(web.certFile),
-      readFile(web.bundleFile),
-    ]);
+    const { key, cert, ca } = await readTlsCredentials(web);
     server = await startProxyProcess([
       ...['--cert', emoji.certFile, '--key', emoji.keyFile, '--bundle', emoji.bundleFile],
       ...['--inbound', `127.0.0.1:0=${(app.address() as AddressInfo).port}`, '--mode', 'STRICT'],
