@@ -3,12 +3,12 @@
 // what the Certificates tab shows when the identity service does not answer. Reads those two files
 // only, never a key; each read is bounded, never blocks on a FIFO or device, and is done again only
 // when the file changed (the page polls).
-import { constants, type Stats } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type MeshRuntime, meshPaths } from '../mesh/index.ts';
 import { parseBundle, parseCertificate, parseCertificatesPem } from '../pki/index.ts';
-import { caFilePaths } from '../store/index.ts';
+import { caFilePaths, fileKind, readRegularFile } from '../store/index.ts';
 
 /** A certificate's public facts; `fingerprint` is the first 16 hex of its SHA-256, as the identity service's metrics label anchors. */
 export interface CaFileCertificate {
@@ -95,16 +95,7 @@ function whyUnreadable(error: unknown): string {
 }
 
 function notAFile(info: Stats): string {
-  const kind = info.isDirectory()
-    ? 'a directory'
-    : info.isFIFO()
-      ? 'a FIFO'
-      : info.isSocket()
-        ? 'a socket'
-        : info.isCharacterDevice() || info.isBlockDevice()
-          ? 'a device'
-          : 'not a regular file';
-  return `is ${kind}, not a certificate file`;
+  return `is ${fileKind(info)}, not a certificate file`;
 }
 
 function tooLarge(size: string): string {
@@ -113,23 +104,13 @@ function tooLarge(size: string): string {
 
 /** The file's text, at most MAX_CA_FILE_BYTES; opened non-blocking, so a FIFO swapped in after stat never hangs. */
 async function readBounded(path: string): Promise<string> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw new Error(notAFile(info));
-    if (info.size > MAX_CA_FILE_BYTES) throw new Error(tooLarge(`${info.size} bytes`));
-    const buffer = Buffer.alloc(MAX_CA_FILE_BYTES + 1);
-    let length = 0;
-    while (length < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-    }
-    if (length > MAX_CA_FILE_BYTES) throw new Error(tooLarge(`more than ${MAX_CA_FILE_BYTES} bytes`));
-    return buffer.subarray(0, length).toString('utf8');
-  } finally {
-    await handle.close();
+  const read = await readRegularFile(path, MAX_CA_FILE_BYTES);
+  if (read.notAFile !== undefined) throw new Error(notAFile(read.notAFile.stats));
+  if (read.tooLarge !== undefined) {
+    const { size, grew } = read.tooLarge;
+    throw new Error(tooLarge(grew ? `more than ${size} bytes` : `${size} bytes`));
   }
+  return read.bytes.toString('utf8');
 }
 
 /** Parse errors name the file and what is wrong with it, never its bytes; long ones are cut. */

@@ -5,8 +5,6 @@
 // never takes more than 1 MiB.
 
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { MutualError } from '../errors.ts';
 import {
   createTrustBundle,
@@ -23,6 +21,7 @@ import {
   privateKeyToPem,
   type TrustBundle,
 } from '../pki/index.ts';
+import { type RegularFileRead, readRegularFile } from '../store/index.ts';
 
 /** Far above any real chain, key or private bundle (the system's 140 public roots are 220 KB). */
 export const MAX_CREDENTIAL_FILE_BYTES = 1 << 20;
@@ -34,9 +33,9 @@ const MAX_BUNDLE_ROOTS = 64;
  * refused instead of hanging the load (and, on reload, every later reload).
  */
 export async function readCredentialBytes(path: string, flag: string): Promise<Buffer> {
-  let handle: Awaited<ReturnType<typeof open>>;
+  let read: RegularFileRead;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    read = await readRegularFile(path, MAX_CREDENTIAL_FILE_BYTES);
   } catch (error) {
     throw new MutualError(
       'MUTUAL_IO_READ_FAILED',
@@ -44,27 +43,21 @@ export async function readCredentialBytes(path: string, flag: string): Promise<B
       { cause: error },
     );
   }
-  try {
-    const stats = await handle.stat();
-    const wrongKind = notRegular(stats);
-    if (wrongKind !== undefined) {
-      throw new MutualError(
-        'MUTUAL_IO_NOT_A_FILE',
-        `${flag} ${path} is ${wrongKind}, not a file: give the path of the file itself${stats.isDirectory() ? ` (e.g. ${path.replace(/\/$/, '')}/${EXAMPLE_NAME[flag] ?? 'tls.crt'})` : ''}`,
-        { detail: { flag, path } },
-      );
-    }
-    if (stats.size > MAX_CREDENTIAL_FILE_BYTES) {
-      throw new MutualError(
-        'MUTUAL_IO_NOT_A_FILE',
-        `${flag} ${path} is ${(stats.size / 1_048_576).toFixed(1)} MiB; a certificate, key or bundle file is at most 1 MiB: check the path`,
-        { detail: { flag, path } },
-      );
-    }
-    return await handle.readFile();
-  } finally {
-    await handle.close();
+  if (read.notAFile !== undefined) {
+    throw new MutualError(
+      'MUTUAL_IO_NOT_A_FILE',
+      `${flag} ${path} is ${read.notAFile.kind}, not a file: give the path of the file itself${read.notAFile.stats.isDirectory() ? ` (e.g. ${path.replace(/\/$/, '')}/${EXAMPLE_NAME[flag] ?? 'tls.crt'})` : ''}`,
+      { detail: { flag, path } },
+    );
   }
+  if (read.tooLarge !== undefined) {
+    throw new MutualError(
+      'MUTUAL_IO_NOT_A_FILE',
+      `${flag} ${path} is ${read.tooLarge.grew ? 'more than ' : ''}${(read.tooLarge.size / 1_048_576).toFixed(1)} MiB; a certificate, key or bundle file is at most 1 MiB: check the path`,
+      { detail: { flag, path } },
+    );
+  }
+  return read.bytes;
 }
 
 /** How a Kubernetes TLS Secret names each file, for the example in the message. */
@@ -73,14 +66,6 @@ const EXAMPLE_NAME: Record<string, string> = {
   '--key': 'tls.key',
   '--bundle': 'ca.crt',
 };
-
-function notRegular(stats: Stats): string | undefined {
-  if (stats.isFile()) return undefined;
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  return 'a device';
-}
 
 const isPem = (bytes: Buffer) => bytes.includes('-----BEGIN');
 /** A DER SEQUENCE: what every binary certificate, key and PKCS#7 file starts with. */

@@ -1,5 +1,5 @@
-import { constants, createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
-import { access, link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, createReadStream, existsSync, mkdirSync, type Stats, statSync } from 'node:fs';
+import { access, link, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MutualError } from '../errors.ts';
 
@@ -182,6 +182,55 @@ export async function readFileBytes(path: string, what: string): Promise<Buffer>
     return await readFile(path);
   } catch (error) {
     throw readFailed(what, path, error);
+  }
+}
+
+/** What a path opened for reading turned out to be, when not a regular file. */
+export function fileKind(stats: Stats): string {
+  if (stats.isFile()) return 'a regular file';
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return 'a device';
+}
+
+export type RegularFileRead =
+  | { readonly bytes: Buffer; readonly notAFile?: undefined; readonly tooLarge?: undefined }
+  | { readonly bytes?: undefined; readonly notAFile: { readonly kind: string; readonly stats: Stats } }
+  | {
+      readonly bytes?: undefined;
+      readonly notAFile?: undefined;
+      /** Its size by the stat, or `maxBytes` with `grew` when it grew past it while read. */
+      readonly tooLarge: { readonly size: number; readonly grew: boolean };
+    };
+
+/**
+ * Reads a regular file of at most `maxBytes`, for inputs a process re-reads while it runs
+ * (credentials, a CA's files). Opened non-blocking, so a FIFO without a writer (or one swapped in
+ * after a stat) is reported instead of hanging every later read; counted as read, so a file that
+ * grows after its stat stops at the bound. Open errors are thrown as node gives them.
+ */
+export async function readRegularFile(path: string, maxBytes: number): Promise<RegularFileRead> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) return { notAFile: { kind: fileKind(stats), stats } };
+    if (stats.size > maxBytes) return { tooLarge: { size: stats.size, grew: false } };
+    // Sized by the stat (one read, one byte to spare for a file that grew), never past maxBytes + 1.
+    const chunks: Buffer[] = [];
+    let length = 0;
+    while (length <= maxBytes) {
+      const room = Math.min(Math.max(stats.size + 1 - length, 16_384), maxBytes + 1 - length);
+      const chunk = Buffer.allocUnsafe(room);
+      const { bytesRead } = await handle.read(chunk, 0, room, length);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+    }
+    if (length > maxBytes) return { tooLarge: { size: maxBytes, grew: true } };
+    return { bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length) };
+  } finally {
+    await handle.close();
   }
 }
 

@@ -10,11 +10,14 @@ export {
   writeCaDirectory,
 } from './ca-directory.ts';
 export {
+  fileKind,
   makeDirectory,
   makeDirectorySync,
   type OutputFile,
+  type RegularFileRead,
   readBoundedText,
   readFileBytes,
+  readRegularFile,
   readTextFile,
   SECRET_FILE_MODE,
   writeNewFiles,
