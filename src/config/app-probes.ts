@@ -1,6 +1,6 @@
 // The app's own kubelet probes, handed to the proxy by the injector as JSON (Istio's
 // ISTIO_KUBE_APP_PROBERS shape): `{ "/app-health/<container>/<livez|readyz|startupz>": { "httpGet":
-// { "path", "port", "scheme"?, "httpHeaders"? } | "grpc": { "port", "service"? } | "tcpSocket":
+// { "path", "port", "scheme"? ("HTTP" or "HTTPS"), "httpHeaders"? } | "grpc": { "port", "service"? } | "tcpSocket":
 // { "port" }, "timeoutSeconds"? } }`. Parsed and checked here; the proxy's admin server answers
 // those paths by making the original check against the app.
 
@@ -31,10 +31,13 @@ export function appProbePath(container: string, field: AppProbeField): string {
 
 /**
  * One original probe as the proxy runs it against 127.0.0.1:<port>: GET <path> (kind http, the
- * default), a grpc.health.v1.Health/Check of `grpcService` (kind grpc), or a connect (kind tcp).
+ * default; over TLS with scheme HTTPS), a grpc.health.v1.Health/Check of `grpcService` (kind grpc),
+ * or a connect (kind tcp).
  */
 export interface AppProbe {
   readonly kind?: 'http' | 'grpc' | 'tcp';
+  /** Kind http: HTTPS makes the GET over TLS, the app's certificate not verified (as the kubelet). */
+  readonly scheme?: 'HTTP' | 'HTTPS';
   readonly port: number;
   /** Path and query, as the kubelet would send it (kind http; "" otherwise). */
   readonly path: string;
@@ -50,7 +53,7 @@ export type AppProbeSpec = (
       readonly httpGet: {
         readonly path: string;
         readonly port: number;
-        readonly scheme?: 'HTTP';
+        readonly scheme?: 'HTTP' | 'HTTPS';
         readonly httpHeaders?: readonly { readonly name: string; readonly value: string }[];
       };
     }
@@ -163,8 +166,10 @@ export function parseAppProbes(
         `httpGet.port ${JSON.stringify(port)} must be a number from 1 to 65535 (named ports are resolved by the injector)`,
       );
     }
-    if (scheme !== undefined && scheme !== 'HTTP') {
-      problem(`httpGet.scheme ${JSON.stringify(scheme)} is not supported: only HTTP probes are rewritten`);
+    if (scheme !== undefined && scheme !== 'HTTP' && scheme !== 'HTTPS') {
+      problem(
+        `httpGet.scheme ${JSON.stringify(scheme)} is not supported: write HTTP or HTTPS (or leave it out: HTTP)`,
+      );
     }
     const headers: [string, string][] = [];
     if (httpHeaders !== undefined) {
@@ -189,6 +194,7 @@ export function parseAppProbes(
     checkTimeout();
     if (problems.length === before) {
       probes.set(key, {
+        ...(scheme === 'HTTPS' ? { scheme: 'HTTPS' as const } : {}),
         port: port as number,
         path: path as string,
         headers,

@@ -1,12 +1,14 @@
 // The app's kubelet probes, answered on the admin port (Istio's probe rewrite). The injector points
-// each HTTP, gRPC and TCP probe of an app container at /app-health/<container>/<livez|readyz|startupz>
+// each HTTP(S), gRPC and TCP probe of an app container at /app-health/<container>/<livez|readyz|startupz>
 // and hands the original probes over as JSON; here each such path makes the original check against
-// the app on 127.0.0.1 within the probe's timeout: the GET (answering with the app's status code),
+// the app on 127.0.0.1 within the probe's timeout: the GET, over TLS for HTTPS with the app's
+// certificate unverified as the kubelet's (answering with the app's status code),
 // the gRPC health check (200 when SERVING, else 503) or the TCP connect (200 when accepted). The
 // proxy's own connections skip the iptables redirection, so STRICT never stands between the kubelet
 // and the app.
 import { type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { type ClientHttp2Stream, connect as connectHttp2, constants as http2Constants } from 'node:http2';
+import { request as httpsRequest } from 'node:https';
 import { connect as connectTcp } from 'node:net';
 import { ADMIN_IDLE_TIMEOUT_MS } from '../admin/index.ts';
 import type { AppProbe } from '../config/index.ts';
@@ -19,7 +21,10 @@ const MAX_BODY_BYTES = 10 * 1024;
 export interface AppProbeResult {
   /** The app's status code, or 503 when it did not answer in time or could not be reached. */
   readonly status: number;
+  /** What happened, naming what was probed: `127.0.0.1:8080/healthz answered 503`. */
   readonly message: string;
+  /** The same without naming what was probed, for a caller that does (`answered 503`). */
+  readonly reason: string;
 }
 
 /** `GET <path>` routes for the admin server, one per rewritten probe. */
@@ -48,10 +53,21 @@ export function probeApp(probe: AppProbe, userAgent = 'mutual-proxy-probe'): Pro
   return httpGet(probe, userAgent);
 }
 
+/** Passed on to tls.connect by https.request's agent (which its types do not say). */
+const HTTP1_ALPN = { ALPNProtocols: ['http/1.1'] } as object;
+
 function httpGet(probe: AppProbe, userAgent: string): Promise<AppProbeResult> {
-  const target = `127.0.0.1:${probe.port}${probe.path}`;
+  const isHttps = probe.scheme === 'HTTPS';
+  const target = `${isHttps ? 'https://' : ''}127.0.0.1:${probe.port}${probe.path}`;
+  const outcome = (status: number, reason: string): AppProbeResult => ({
+    status,
+    reason,
+    message: `${target} ${reason}`,
+  });
   return new Promise((resolve) => {
     let isSettled = false;
+    // How far it got, for a timeout or an error to say where it stopped.
+    let stage: 'connecting' | 'handshaking' | 'waiting' = 'connecting';
     const settle = (result: AppProbeResult) => {
       if (isSettled) return;
       isSettled = true;
@@ -62,16 +78,38 @@ function httpGet(probe: AppProbe, userAgent: string): Promise<AppProbeResult> {
     // The kubelet sends its own User-Agent and Accept unless the probe sets them.
     const headers: Record<string, string> = { 'user-agent': userAgent, accept: '*/*', connection: 'close' };
     for (const [name, value] of probe.headers) headers[name.toLowerCase()] = value;
-    const outgoing = request({
+    const options = {
       host: '127.0.0.1',
       port: probe.port,
       path: probe.path,
       method: 'GET',
       headers,
       agent: false,
+    } as const;
+    // HTTPS as the kubelet makes it (k8s.io/kubernetes pkg/probe/http): the app's certificate is
+    // not verified, no client certificate, no SNI (an IP address, whatever a Host header says),
+    // HTTP/1.1.
+    const outgoing = isHttps
+      ? httpsRequest({ ...options, rejectUnauthorized: false, servername: '', ...HTTP1_ALPN })
+      : request(options);
+    outgoing.once('socket', (socket) => {
+      socket.once('connect', () => {
+        stage = isHttps ? 'handshaking' : 'waiting';
+      });
+      socket.once('secureConnect', () => {
+        stage = 'waiting';
+      });
     });
     const timer = setTimeout(
-      () => settle({ status: 503, message: `${target} did not answer within ${probe.timeoutMs} ms` }),
+      () =>
+        settle(
+          outcome(
+            503,
+            stage === 'handshaking'
+              ? `did not complete the TLS handshake within ${probe.timeoutMs} ms`
+              : `did not answer within ${probe.timeoutMs} ms`,
+          ),
+        ),
       probe.timeoutMs,
     );
     outgoing.on('response', (answer) => {
@@ -81,8 +119,8 @@ function httpGet(probe: AppProbe, userAgent: string): Promise<AppProbeResult> {
       const done = () =>
         settle(
           status < 100
-            ? { status: 503, message: `${target} answered ${status}, which is not an HTTP status` }
-            : { status, message: `${target} answered ${status}` },
+            ? outcome(503, `answered ${status}, which is not an HTTP status`)
+            : outcome(status, `answered ${status}`),
         );
       let size = 0;
       answer.on('data', (chunk: Buffer) => {
@@ -92,9 +130,22 @@ function httpGet(probe: AppProbe, userAgent: string): Promise<AppProbeResult> {
       answer.on('end', done);
       answer.on('error', done);
     });
-    outgoing.on('error', (error: NodeJS.ErrnoException) =>
-      settle({ status: 503, message: `${target} not reachable: ${error.code ?? error.message}` }),
-    );
+    outgoing.on('error', (error: NodeJS.ErrnoException) => {
+      const code = error.code ?? error.message;
+      if (stage !== 'handshaking') return settle(outcome(503, `not reachable: ${code}`));
+      // OpenSSL's reason (`wrong version number`) says more than EPROTO.
+      const why = /SSL routines:[^:]*:([^:]+)/.exec(error.message)?.[1] ?? code;
+      // What came back was not TLS: most likely plain HTTP, on a port the probe says is HTTPS.
+      const isPlain = /wrong version number|packet length too long|http request/.test(why);
+      settle(
+        outcome(
+          503,
+          isPlain
+            ? `did not answer the TLS handshake in TLS (${why}): the probe's scheme is HTTPS, and the app seems to serve plain HTTP on that port (scheme: HTTP probes it so)`
+            : `failed the TLS handshake (${why})`,
+        ),
+      );
+    });
     outgoing.end();
   });
 }
@@ -115,8 +166,9 @@ function withTimeout(
       cleanup();
       resolve(result);
     };
+    const reason = `did not answer within ${probe.timeoutMs} ms`;
     const timer = setTimeout(
-      () => settle({ status: 503, message: `${target} did not answer within ${probe.timeoutMs} ms` }),
+      () => settle({ status: 503, reason, message: `${target} ${reason}` }),
       probe.timeoutMs,
     );
     cleanup = start(settle);
@@ -129,9 +181,10 @@ function tcpConnect(probe: AppProbe): Promise<AppProbeResult> {
   const target = `127.0.0.1:${probe.port}`;
   return withTimeout(probe, target, (settle) => {
     const socket = connectTcp({ host: '127.0.0.1', port: probe.port });
-    socket.on('connect', () => settle({ status: 200, message: `${target} accepted the connection` }));
+    const outcome = (status: number, reason: string) => ({ status, reason, message: `${target} ${reason}` });
+    socket.on('connect', () => settle(outcome(200, 'accepted the connection')));
     socket.on('error', (error: NodeJS.ErrnoException) =>
-      settle({ status: 503, message: `${target} not reachable: ${error.code ?? error.message}` }),
+      settle(outcome(503, `not reachable: ${error.code ?? error.message}`)),
     );
     return () => socket.destroy();
   });
@@ -229,7 +282,7 @@ function grpcHealthCheck(probe: AppProbe, userAgent: string): Promise<AppProbeRe
   const service = probe.grpcService ?? '';
   const target = `127.0.0.1:${probe.port} (gRPC health of ${service === '' ? 'the server' : JSON.stringify(service)})`;
   return withTimeout(probe, target, (settle) => {
-    const fail = (why: string) => settle({ status: 503, message: `${target}: ${why}` });
+    const fail = (why: string) => settle({ status: 503, reason: why, message: `${target}: ${why}` });
     const session = connectHttp2(`http://127.0.0.1:${probe.port}`);
     session.on('error', (error: NodeJS.ErrnoException) =>
       fail(`not reachable: ${error.code ?? error.message}`),
@@ -280,7 +333,7 @@ function grpcHealthCheck(probe: AppProbe, userAgent: string): Promise<AppProbeRe
         const response = decodeHealthCheckResponse(Buffer.concat(chunks));
         if ('error' in response) return fail(`answered ${response.error}`);
         const name = SERVING_STATUS[response.status] ?? String(response.status);
-        if (response.status === 1) settle({ status: 200, message: `${target}: SERVING` });
+        if (response.status === 1) settle({ status: 200, reason: 'SERVING', message: `${target}: SERVING` });
         else fail(`service unhealthy (responded with ${name})`);
       });
       // After 'end' (settled by then), or a call the server dropped without an answer.

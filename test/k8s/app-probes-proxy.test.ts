@@ -153,7 +153,7 @@ test('`mutual proxy run` refuses bad MUTUAL_PROXY_APP_PROBES with MUTUAL_PROXY_C
         ...process.env,
         NO_COLOR: '1',
         MUTUAL_PROXY_APP_PROBES:
-          '{"/app-health/web/livez":{"httpGet":{"path":"/","port":8080,"scheme":"HTTPS"}}}',
+          '{"/app-health/web/livez":{"httpGet":{"path":"/","port":8080,"scheme":"FTP"}}}',
       },
       timeout: 30_000,
     },
@@ -167,6 +167,6 @@ test('`mutual proxy run` refuses bad MUTUAL_PROXY_APP_PROBES with MUTUAL_PROXY_C
   assert.match(stderr, /^error\[MUTUAL_PROXY_CONFIG_INVALID\]/);
   assert.match(
     stderr,
-    /MUTUAL_PROXY_APP_PROBES\) "\/app-health\/web\/livez": httpGet\.scheme "HTTPS" is not supported/,
+    /MUTUAL_PROXY_APP_PROBES\) "\/app-health\/web\/livez": httpGet\.scheme "FTP" is not supported: write HTTP or HTTPS/,
   );
 });

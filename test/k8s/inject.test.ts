@@ -708,7 +708,7 @@ test('the rendered mutual-proxy arguments and environment (after Kubernetes expa
   assert.equal(config.appProbes.size, 0);
 });
 
-test('the rewritten probes reach the real proxy configuration: each HTTP, TCP and gRPC probe at its /app-health path, the original port, path, headers, service and timeout', async () => {
+test('the rewritten probes reach the real proxy configuration: each HTTP(S), TCP and gRPC probe at its /app-health path, the original port, path, headers, service and timeout', async () => {
   const web = await loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 0));
   assert.deepEqual(Object.fromEntries(web.appProbes), {
     '/app-health/web/livez': { port: 8080, path: '/livez', headers: [], timeoutMs: 1000 },
@@ -719,6 +719,13 @@ test('the rewritten probes reach the real proxy configuration: each HTTP, TCP an
       timeoutMs: 2000,
     },
     '/app-health/web/startupz': { port: 8080, path: '/started', headers: [], timeoutMs: 1000 },
+    '/app-health/admin/livez': {
+      scheme: 'HTTPS',
+      port: 9443,
+      path: '/tls-health',
+      headers: [],
+      timeoutMs: 1000,
+    },
     '/app-health/admin/readyz': { kind: 'tcp', port: 9443, path: '', headers: [], timeoutMs: 1000 },
     '/app-health/cart/livez': {
       kind: 'grpc',
@@ -729,8 +736,8 @@ test('the rewritten probes reach the real proxy configuration: each HTTP, TCP an
       timeoutMs: 3000,
     },
   });
-  // The HTTPS probe left alone keeps its path exempt from authorization.
-  assert.deepEqual(web.probePaths, ['/tls-health']);
+  // Every probe rewritten: no path of the app's needs to be exempt from authorization.
+  assert.deepEqual(web.probePaths, []);
   const legacy = await loadRenderedProxy(await renderedProxy('inject-probes.in.yaml', 1));
   assert.equal(legacy.appProbes.size, 0);
   assert.deepEqual(legacy.probePaths, ['/health']);

@@ -38,9 +38,14 @@ const cases: {
     rewritten: { httpGet: { path: '/', port: 8080 }, timeoutSeconds: 1 },
   },
   {
-    name: 'HTTPS left alone',
-    probe: { httpGet: { path: '/tls', port: 8443, scheme: 'HTTPS' } },
-    kept: ['/tls'],
+    name: 'HTTPS rewritten like HTTP, its scheme carried over (the proxy makes the GET over TLS)',
+    probe: { httpGet: { path: '/tls', port: 'http', scheme: 'HTTPS' }, timeoutSeconds: 2 },
+    rewritten: { httpGet: { path: '/tls', port: 8080, scheme: 'HTTPS' }, timeoutSeconds: 2 },
+  },
+  {
+    name: 'a scheme the API does not have left alone',
+    probe: { httpGet: { path: '/x', port: 8080, scheme: 'FTP' } },
+    kept: ['/x'],
   },
   {
     name: 'another host left alone',
@@ -102,6 +107,27 @@ for (const c of cases) {
   });
 }
 
+test('parseAppProbes takes scheme HTTPS and names a scheme it does not know', () => {
+  const https = parseAppProbes(
+    '{"/app-health/web/livez":{"httpGet":{"path":"/tls","port":8443,"scheme":"HTTPS"}}}',
+    'MUTUAL_PROXY_APP_PROBES',
+  );
+  assert.deepEqual(https.problems, []);
+  assert.equal(https.probes.get('/app-health/web/livez')?.scheme, 'HTTPS');
+  const plain = parseAppProbes(
+    '{"/app-health/web/livez":{"httpGet":{"path":"/","port":80,"scheme":"HTTP"}}}',
+    'X',
+  );
+  assert.equal(plain.probes.get('/app-health/web/livez')?.scheme, undefined);
+  assert.deepEqual(
+    parseAppProbes('{"/app-health/web/livez":{"httpGet":{"path":"/","port":80,"scheme":"https"}}}', 'X')
+      .problems,
+    [
+      'X "/app-health/web/livez": httpGet.scheme "https" is not supported: write HTTP or HTTPS (or leave it out: HTTP)',
+    ],
+  );
+});
+
 test('probe rewrite: all three kinds of every container get their own path; opted out, none is touched', () => {
   const containers = [
     web({
@@ -137,7 +163,10 @@ const badProbes: [string, string][] = [
   ['a tcpSocket named port', '{"/app-health/web/livez":{"tcpSocket":{"port":"http"}}}'],
   ['a port out of range', '{"/app-health/web/livez":{"httpGet":{"path":"/","port":70000}}}'],
   ['a named port', '{"/app-health/web/livez":{"httpGet":{"path":"/","port":"http"}}}'],
-  ['HTTPS', '{"/app-health/web/livez":{"httpGet":{"path":"/","port":80,"scheme":"HTTPS"}}}'],
+  [
+    'a scheme other than HTTP or HTTPS',
+    '{"/app-health/web/livez":{"httpGet":{"path":"/","port":80,"scheme":"https"}}}',
+  ],
   ['a host', '{"/app-health/web/livez":{"httpGet":{"path":"/","port":80,"host":"evil.example"}}}'],
   ['a path with a space', '{"/app-health/web/livez":{"httpGet":{"path":"/a b","port":80}}}'],
   [

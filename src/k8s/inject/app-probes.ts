@@ -1,10 +1,11 @@
-// Kubelet probes under STRICT (Istio's probe rewrite): the kubelet's HTTP and gRPC probes are
-// plaintext and would be redirected to the proxy and refused, so each app container's httpGet,
+// Kubelet probes under STRICT (Istio's probe rewrite): the kubelet's HTTP(S) and gRPC probes would
+// be redirected to the proxy and refused (an HTTPS probe too: by IP, without SNI, the proxy takes its
+// handshake for mesh mTLS and finds no client certificate), so each app container's httpGet,
 // grpc and tcpSocket probe is pointed at the proxy's admin port (never redirected) at
 // /app-health/<container>/<livez|readyz|startupz> as an httpGet, and the original goes to the
-// proxy, which makes it on 127.0.0.1 (a gRPC health check for grpc). A tcpSocket probe left alone
-// would always pass: the proxy, not the app, accepts the kubelet's connection. Left alone, and why:
-//   - scheme HTTPS: the proxy would have to speak TLS to the app on a certificate nobody verifies;
+// proxy, which makes it on 127.0.0.1 (a gRPC health check for grpc; over TLS for scheme HTTPS,
+// the app's certificate unverified as by the kubelet). A tcpSocket probe left alone would always
+// pass: the proxy, not the app, accepts the kubelet's connection. Left alone, and why:
 //   - a probe with `host`: it does not probe this pod;
 //   - a named port no container port declares: the kubelet could not resolve it either;
 //   - exec (runs in the container, no network);
@@ -47,11 +48,11 @@ export interface AppContainerLike {
 }
 
 export interface ProbeRewrite {
-  /** The app containers, their HTTP, gRPC and TCP probes pointed at the proxy's admin port. */
+  /** The app containers, their HTTP(S), gRPC and TCP probes pointed at the proxy's admin port. */
   readonly containers: AppContainerLike[];
   /** `/app-health/<container>/<kind>` → the original probe: the proxy's MUTUAL_PROXY_APP_PROBES. */
   readonly probes: Record<string, AppProbeSpec>;
-  /** Paths of the HTTP probes left alone: the kubelet still reaches the app there, through the proxy. */
+  /** Paths of the httpGet probes left alone: the kubelet still reaches the app there, through the proxy. */
   readonly keptProbePaths: string[];
 }
 
@@ -126,7 +127,8 @@ function originalProbe(
   httpGet: HttpGetLike,
 ): AppProbeSpec | undefined {
   if (httpGet.host !== undefined && httpGet.host !== '') return undefined;
-  if (httpGet.scheme !== undefined && httpGet.scheme !== 'HTTP') return undefined;
+  const scheme = httpGet.scheme ?? 'HTTP';
+  if (scheme !== 'HTTP' && scheme !== 'HTTPS') return undefined;
   const port = resolvePort(container, httpGet.port);
   if (port === undefined) return undefined;
   const path = kubeletRequestPath(typeof httpGet.path === 'string' ? httpGet.path : '');
@@ -142,6 +144,7 @@ function originalProbe(
     httpGet: {
       path,
       port,
+      ...(scheme === 'HTTPS' ? { scheme } : {}),
       ...(headers.length > 0 ? { httpHeaders: headers.map(({ name, value }) => ({ name, value })) } : {}),
     },
     timeoutSeconds,

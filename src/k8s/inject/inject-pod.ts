@@ -188,7 +188,7 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   ).map(({ field, message }) => ({ annotation: RESOURCE_ANNOTATIONS[field], message }));
   if (overLimit.length > 0) return { kind: 'invalid', problems: overLimit };
 
-  // The app's HTTP probes go through the proxy's admin port, so STRICT never refuses the kubelet:
+  // The app's HTTP(S) probes go through the proxy's admin port, so STRICT never refuses the kubelet:
   // those of its containers and of its own native sidecars (init containers with restartPolicy
   // Always, started after the proxy; ordinary init containers cannot have probes). A sidecar's
   // readiness counts for the pod's, and its startup probe holds back the containers after it.
