@@ -4,8 +4,10 @@
 // as its service's `restart` says (on-failure by default: after a crash or a kill, not after a
 // clean exit). Restarts back off from 1 s, doubling to 30 s, and the delay starts over once a
 // process has stayed up for a minute: the kubelet's CrashLoopBackOff, with shorter steps for a mesh
-// on one machine. A process with a liveness URL that stops answering it, or an app that fails its
-// livenessProbe, is killed first (liveness.ts), and its restart records why.
+// on one machine. Whatever an exited process leaves running in its process group is killed before
+// it starts again, as a container's processes end with it. A process with a liveness URL that
+// stops answering it, or an app that fails its livenessProbe, is killed first (liveness.ts), and
+// its restart records why.
 import { appendFile } from 'node:fs/promises';
 import { type LivenessSettings, type LivenessTarget, watchLiveness } from './liveness.ts';
 import type { LoggedProcess } from './processes.ts';
@@ -118,6 +120,7 @@ export function superviseRestarts(
         probes.delete(probe);
       }
       if (isStopped || options.isStopping()) return;
+      killLeftovers(process.pid);
       const exitedAt = new Date().toISOString();
       const ranLong = Date.now() - startedAtMs >= RESTART_BACKOFF.resetAfterMs;
       const next = ranLong ? 1 : restarts + 1;
@@ -162,6 +165,23 @@ export function superviseRestarts(
       probes.clear();
     },
   };
+}
+
+/**
+ * SIGKILLs what is left of an exited process's group: the children of an app's `sh -c` (its
+ * `python3 -m http.server`) outlived a `kill -9` of the shell, kept its port, and every restart
+ * then failed to bind it (code 1, backing off to 30 s, for as long as the mesh ran) while the
+ * orphan answered in its place. A container's processes end with it, and so do these. The leader
+ * is reaped, and Linux hands out no pid that is still a live process group's id, so the group is
+ * still this process's; one with no member left is ESRCH.
+ */
+function killLeftovers(pgid: number): void {
+  if (!(pgid > 0)) return;
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // Nothing left of it.
+  }
 }
 
 /**
