@@ -292,6 +292,20 @@ test("livenessProbe: Kubernetes' shape and defaults, the port the app's own unle
     },
   );
   assert.deepEqual(probed('{ tcpSocket: {} }')?.check, { kind: 'tcp', port: 8080 });
+  assert.deepEqual(probed('{ httpGet: { path: /tls, scheme: HTTPS } }')?.check, {
+    kind: 'http',
+    scheme: 'HTTPS',
+    port: 8080,
+    path: '/tls',
+    headers: [],
+  });
+  // Kubernetes' grpc: { port, service? }; the service "" asks about the server as a whole.
+  assert.deepEqual(probed('{ grpc: {} }')?.check, { kind: 'grpc', port: 8080, service: '' });
+  assert.deepEqual(probed('{ grpc: { port: 9000, service: orders.v1.Orders } }')?.check, {
+    kind: 'grpc',
+    port: 9000,
+    service: 'orders.v1.Orders',
+  });
   // A port the service does not declare (one the app listens on by itself) is probed as written.
   assert.deepEqual(probed('{ tcpSocket: { port: 7000 } }', '[]')?.check, { kind: 'tcp', port: 7000 });
 });
@@ -303,16 +317,29 @@ test('livenessProbe problems name file:line:column, the field and what to write'
       /mesh\.yaml:5:28: services\[0\]\.livenessProbe\.exec: exec probes are not supported: mutual up runs no command inside the app to probe it; serve a health path and write httpGet: \{ path: \/healthz \}, or tcpSocket: \{\}/,
     ],
     [
-      '{ grpc: { port: 9000 } }',
-      /livenessProbe\.grpc: grpc probes are not supported by mutual up; write httpGet/,
+      '{ grpc: { port: 9000 }, tcpSocket: {} }',
+      /:5:55: services\[0\]\.livenessProbe\.tcpSocket: write only one of httpGet, tcpSocket and grpc \(grpc is given\)/,
     ],
+    [
+      '{ grpc: { port: grpc } }',
+      /:5:36: services\[0\]\.livenessProbe\.grpc\.port: must be a port number, not "grpc": mesh\.yaml's ports have no names/,
+    ],
+    [
+      '{ grpc: { service: 7 } }',
+      /livenessProbe\.grpc\.service: must be text: YAML reads 7 as a number, so quote it: "7"/,
+    ],
+    [
+      '{ grpc: { service: "a\\tb" } }',
+      /livenessProbe\.grpc\.service: must be printable ASCII, at most 1024 characters: the name the app registered with its health service/,
+    ],
+    ['{ grpc: { port: 9000, host: 10.0.0.1 } }', /livenessProbe\.grpc\.host: unknown field "host"/],
     [
       '{ periodSeconds: 5 }',
       /mesh\.yaml:5:20: services\[0\]\.livenessProbe: says nothing to probe: write httpGet/,
     ],
     [
       '{ httpGet: { path: /a }, tcpSocket: {} }',
-      /:5:56: services\[0\]\.livenessProbe\.tcpSocket: write one of httpGet and tcpSocket, not both/,
+      /:5:56: services\[0\]\.livenessProbe\.tcpSocket: write only one of httpGet, tcpSocket and grpc \(httpGet is given\)/,
     ],
     [
       '{ httpget: { path: /a } }',
@@ -332,8 +359,8 @@ test('livenessProbe problems name file:line:column, the field and what to write'
     ],
     ['{ httpGet: { path: healthz } }', /livenessProbe\.httpGet\.path: must start with "\/"/],
     [
-      '{ httpGet: { path: /a, scheme: HTTPS } }',
-      /livenessProbe\.httpGet\.scheme: must be HTTP: the probe speaks plain HTTP/,
+      '{ httpGet: { path: /a, scheme: https } }',
+      /:5:51: services\[0\]\.livenessProbe\.httpGet\.scheme: must be HTTP \(the default: plain HTTP to the app, as its sidecar speaks to it\) or HTTPS \(for an app that serves TLS itself; its certificate is not verified, as by the kubelet\)/,
     ],
     [
       '{ httpGet: { path: /a, host: 10.0.0.1 } }',
@@ -379,6 +406,16 @@ test('livenessProbe problems name file:line:column, the field and what to write'
     'MUTUAL_MESH_CONFIG_INVALID',
     'no port',
     /^[^\n]+ has a problem:\n[^\n]+:5:33: services\[0\]\.livenessProbe\.tcpSocket: has no port, and the service declares none to default to: give port: PORT/,
+  );
+  throwsCode(
+    () =>
+      parseMeshConfig(
+        'services:\n  - name: web\n    command: [x]\n    livenessProbe: { grpc: { service: x } }\n',
+        FILE,
+      ),
+    'MUTUAL_MESH_CONFIG_INVALID',
+    'grpc, no port',
+    /:4:28: services\[0\]\.livenessProbe\.grpc: has no port, and the service declares none to default to/,
   );
   throwsCode(
     () =>

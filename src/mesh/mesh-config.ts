@@ -265,7 +265,7 @@ function meshConfigOf(raw: RawMesh, file: string): MeshConfig {
 }
 
 /**
- * What a schema cannot say of a service's livenessProbe: exactly one of httpGet and tcpSocket, a
+ * What a schema cannot say of a service's livenessProbe: exactly one of httpGet, tcpSocket and grpc, a
  * port to probe (the app's own when it has one), a timeout within the period.
  */
 function livenessProbeProblems(
@@ -279,7 +279,8 @@ function livenessProbeProblems(
   const problem = (at: readonly PropertyKey[], message: string) =>
     problems.push({ path: formatPath(at), ...locate(at), message });
   const probe = fieldsOf(value);
-  const checks = (['httpGet', 'tcpSocket', 'exec', 'grpc'] as const).filter((key) => key in probe);
+  // In the file's order: the second one written is the one to point at.
+  const checks = Object.keys(probe).filter((key) => ['httpGet', 'tcpSocket', 'exec', 'grpc'].includes(key));
   const isEveryKeyKnown = Object.keys(probe).every((key) => key in livenessProbeSchema.shape);
   // An unknown key may be the check misspelled (httpget): that problem says enough.
   if (
@@ -291,10 +292,10 @@ function livenessProbeProblems(
   )
     problem(
       path,
-      'says nothing to probe: write httpGet: { path: /healthz } (a path the app answers 200-399) or tcpSocket: {} (the app accepts connections)',
+      'says nothing to probe: write httpGet: { path: /healthz } (a path the app answers 200-399), tcpSocket: {} (the app accepts connections) or grpc: {} (the app serves grpc.health.v1.Health)',
     );
-  if (checks.length > 1 && !checks.some((key) => key === 'exec' || key === 'grpc'))
-    problem([...path, checks[1]!], `write one of httpGet and tcpSocket, not both (${checks[0]} is given)`);
+  if (checks.length > 1 && !checks.includes('exec'))
+    problem([...path, checks[1]!], `write only one of httpGet, tcpSocket and grpc (${checks[0]} is given)`);
   const parsed = parsedOrUndefined(livenessProbeSchema, value);
   if (parsed === undefined) return problems;
   // A probe still waiting when the next is due would overlap it (as mesh-wide liveness).
@@ -303,7 +304,13 @@ function livenessProbeProblems(
       [...path, 'timeoutSeconds'],
       `${parsed.timeoutSeconds} is longer than periodSeconds (${parsed.periodSeconds}): give at most ${parsed.periodSeconds}, or a longer periodSeconds`,
     );
-  const check = parsed.httpGet ? 'httpGet' : parsed.tcpSocket ? 'tcpSocket' : undefined;
+  const check = parsed.httpGet
+    ? 'httpGet'
+    : parsed.tcpSocket
+      ? 'tcpSocket'
+      : parsed.grpc
+        ? 'grpc'
+        : undefined;
   if (check !== undefined && parsed[check]?.port === undefined && ports !== undefined && ports.length === 0)
     problem(
       [...path, check],
@@ -327,10 +334,16 @@ function appLivenessProbe(service: RawMesh['services'][number]): AppLivenessProb
       ...settings,
       check: {
         kind: 'http',
+        ...(probe.httpGet.scheme === 'HTTPS' ? { scheme: 'HTTPS' as const } : {}),
         port: probe.httpGet.port ?? defaultPort,
         path: probe.httpGet.path,
         headers: probe.httpGet.httpHeaders ?? [],
       },
+    };
+  if (probe.grpc)
+    return {
+      ...settings,
+      check: { kind: 'grpc', port: probe.grpc.port ?? defaultPort, service: probe.grpc.service ?? '' },
     };
   return { ...settings, check: { kind: 'tcp', port: probe.tcpSocket?.port ?? defaultPort } };
 }
@@ -431,6 +444,7 @@ const SHAPE_EXAMPLES: Readonly<Record<string, string>> = {
   livenessProbe: '{ httpGet: { path: /healthz }, periodSeconds: 5 }',
   httpGet: '{ path: /healthz, port: 8080 }',
   tcpSocket: '{ port: 6379 } or {}',
+  grpc: '{ port: 9090, service: orders.v1.Orders } or {}',
   httpHeaders: '[{ name: X-Probe, value: "1" }]',
 };
 
@@ -460,6 +474,7 @@ function knownKeys(path: ReadonlyArray<PropertyKey>): string[] {
     if (inside.length === 0) return fields.livenessProbe;
     if (inside[0] === 'httpGet' && inside.length === 1) return fields.httpGet;
     if (inside[0] === 'tcpSocket' && inside.length === 1) return fields.tcpSocket;
+    if (inside[0] === 'grpc' && inside.length === 1) return fields.grpc;
     if (inside.includes('httpHeaders')) return ['name', 'value'];
     return [];
   }

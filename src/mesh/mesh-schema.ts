@@ -45,11 +45,15 @@ export interface AppLivenessProbe extends LivenessSettings {
   readonly check:
     | {
         readonly kind: 'http';
+        /** HTTPS: the GET over TLS, the app's certificate not verified (as the kubelet's); absent: HTTP. */
+        readonly scheme?: 'HTTPS';
         readonly port: number;
         readonly path: string;
         readonly headers: readonly { readonly name: string; readonly value: string }[];
       }
-    | { readonly kind: 'tcp'; readonly port: number };
+    | { readonly kind: 'tcp'; readonly port: number }
+    /** grpc.health.v1.Health/Check of `service` ("" is the server as a whole), plaintext HTTP/2. */
+    | { readonly kind: 'grpc'; readonly port: number; readonly service: string };
 }
 
 export interface MeshConfig {
@@ -138,22 +142,30 @@ export const httpGetSchema = z.strictObject({
     )
     .optional(),
   scheme: z
-    .literal('HTTP', {
+    .enum(['HTTP', 'HTTPS'], {
       error:
-        "must be HTTP: the probe speaks plain HTTP to the app, as its sidecar does (mTLS is the sidecar's); leave scheme out",
+        'must be HTTP (the default: plain HTTP to the app, as its sidecar speaks to it) or HTTPS (for an app that serves TLS itself; its certificate is not verified, as by the kubelet)',
     })
     .optional(),
 });
 export const tcpSocketSchema = z.strictObject({ port: probePort.optional() });
+export const grpcSchema = z.strictObject({
+  port: probePort.optional(),
+  service: z
+    .string()
+    .regex(
+      /^[\x20-\x7e]{0,1024}$/,
+      'must be printable ASCII, at most 1024 characters: the name the app registered with its health service, e.g. orders.v1.Orders',
+    )
+    .optional(),
+});
 export const livenessProbeSchema = z.strictObject({
   httpGet: httpGetSchema.optional(),
   tcpSocket: tcpSocketSchema.optional(),
   exec: refusedProbe(
     'exec probes are not supported: mutual up runs no command inside the app to probe it; serve a health path and write httpGet: { path: /healthz }, or tcpSocket: {} for an app that only accepts connections',
   ),
-  grpc: refusedProbe(
-    'grpc probes are not supported by mutual up; write httpGet: { path: /healthz } for a health path the app serves, or tcpSocket: {}',
-  ),
+  grpc: grpcSchema.optional(),
   initialDelaySeconds: z
     .number({ error: 'must be a number of seconds, e.g. 5' })
     .int('must be a whole number of seconds')
@@ -206,17 +218,18 @@ export const meshSchema = z.strictObject({
 
 /** Every field a mesh file may have, by where it goes (docs/mesh.md lists each). */
 export function meshFileFields(): Record<
-  'mesh' | 'liveness' | 'service' | 'livenessProbe' | 'httpGet' | 'tcpSocket' | 'port' | 'upstream',
+  'mesh' | 'liveness' | 'service' | 'livenessProbe' | 'httpGet' | 'tcpSocket' | 'grpc' | 'port' | 'upstream',
   string[]
 > {
   return {
     mesh: Object.keys(meshSchema.shape),
     liveness: Object.keys(livenessSchema.shape),
     service: Object.keys(serviceSchema.shape),
-    // exec and grpc are refused with what to write instead: not fields to list.
-    livenessProbe: Object.keys(livenessProbeSchema.shape).filter((key) => key !== 'exec' && key !== 'grpc'),
+    // exec is refused with what to write instead: not a field to list.
+    livenessProbe: Object.keys(livenessProbeSchema.shape).filter((key) => key !== 'exec'),
     httpGet: Object.keys(httpGetSchema.shape),
     tcpSocket: Object.keys(tcpSocketSchema.shape),
+    grpc: Object.keys(grpcSchema.shape),
     port: ['port', 'protocol'],
     upstream: ['service', 'port', 'env'],
   };

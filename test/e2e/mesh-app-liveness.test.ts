@@ -1,12 +1,19 @@
 // An app with a livenessProbe in mesh.yaml that stops answering it is killed and started again by
 // `mutual up`, as the kubelet does with a container's livenessProbe: an httpGet probe on an app
 // stopped with SIGSTOP (as a deadlock or a busy loop would leave it), a tcpSocket probe on an app
-// that closed its listening socket and lives on, and an app with restart: never, killed and left
-// down. Probes every 2 s, 2 failures in a row (initialDelaySeconds 2 after a restart), so the test
-// does not wait the kubelet's 30 s; the processes are real.
+// that closed its listening socket and lives on, an app with restart: never, killed and left
+// down, an HTTPS app (a self-signed certificate, as the kubelet does not verify it either) stopped
+// with SIGSTOP, and a real grpcio app (test/k8s/grpc-health-server.py; Debian's python3-grpcio)
+// whose health service turns NOT_SERVING. Probes every 2 s, 2 failures in a row
+// (initialDelaySeconds 2 after a restart), so the test does not wait the kubelet's 30 s; the
+// processes are real.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
 import {
   awaitReplaced,
@@ -19,8 +26,13 @@ import {
   readRuntime,
   upMeshFile,
 } from './mesh-processes.ts';
-import { type MeshUp, runMutual } from './run-mutual.ts';
+import { type MeshUp, repoRoot, runMutual } from './run-mutual.ts';
 
+const PYTHON = '/usr/bin/python3';
+const hasGrpcio = spawnSync(PYTHON, ['-c', 'import grpc'], { timeout: 20_000 }).status === 0;
+const skipGrpc = !hasGrpcio && 'needs python3-grpcio (apt-get install python3-grpcio)';
+
+let tlsDir: string;
 let state: string;
 let up: MeshUp;
 let mesh: RunningMesh | undefined;
@@ -36,8 +48,26 @@ const SERVER = [
   'setInterval(() => {}, 1000);',
 ].join(' ');
 const PROBE = 'initialDelaySeconds: 2, periodSeconds: 2, failureThreshold: 2, timeoutSeconds: 1';
+// GET /healthz over TLS answers 200, with the certificate in $TLS_DIR.
+const HTTPS_SERVER = [
+  "const { readFileSync } = require('node:fs');",
+  "const at = (name) => readFileSync(require('node:path').join(process.env.TLS_DIR, name));",
+  "require('node:https').createServer({ key: at('app.key'), cert: at('app.crt') }, (q, s) => {",
+  "  s.end(q.url === '/healthz' ? 'ok' : 'app says hi');",
+  "}).listen(Number(process.env.PORT), '127.0.0.1');",
+  'setInterval(() => {}, 1000);',
+].join(' ');
 
 before(async () => {
+  tlsDir = await mkdtemp(join(tmpdir(), 'mutual-app-liveness-tls-'));
+  await promisify(execFile)(
+    'openssl',
+    [
+      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'],
+      ...['-keyout', 'app.key', '-out', 'app.crt', '-days', '2', '-subj', '/CN=secure.invalid'],
+    ],
+    { cwd: tlsDir },
+  );
   const service = (name: string, extra: string[]) => [
     `  - name: ${name}`,
     `    command: [node, -e, ${JSON.stringify(SERVER)}]`,
@@ -51,6 +81,19 @@ before(async () => {
     ]),
     ...service('cache', [`    livenessProbe: { tcpSocket: {}, ${PROBE} }`]),
     ...service('once', ['    restart: never', `    livenessProbe: { tcpSocket: { port: 8080 }, ${PROBE} }`]),
+    '  - name: secure',
+    `    command: [node, -e, ${JSON.stringify(HTTPS_SERVER)}]`,
+    `    env: { TLS_DIR: ${JSON.stringify(tlsDir)} }`,
+    '    ports: [{ port: 8443, protocol: tcp }]',
+    `    livenessProbe: { httpGet: { path: /healthz, scheme: HTTPS }, ${PROBE} }`,
+    ...(hasGrpcio
+      ? [
+          '  - name: grpc',
+          `    command: [${PYTHON}, ${JSON.stringify(join(repoRoot(), 'test', 'k8s', 'grpc-health-server.py'))}, --port-from-env]`,
+          '    ports: [{ port: 9090, protocol: tcp }]',
+          `    livenessProbe: { grpc: {}, ${PROBE} }`,
+        ]
+      : []),
     '  - name: client',
     `    command: [node, -e, ${JSON.stringify(IDLE_APP)}]`,
     '    upstreams: [api, cache, once]',
@@ -61,6 +104,7 @@ before(async () => {
 after(async () => {
   continueStopped(stopped);
   await mesh?.stop();
+  if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
 });
 
 type Recorded = RecordedProcess;
@@ -145,6 +189,34 @@ test('restart: never: an app that fails its livenessProbe is killed and not star
   );
   assert.doesNotMatch(up.output(), /the app once started again/);
   assert.equal((await service('once')).app.pid, before.app.pid);
+});
+
+test('httpGet scheme HTTPS: an app serving TLS on a self-signed certificate passes; stopped, its handshake hangs, and it is killed and started again', async () => {
+  const before = await service('secure');
+  // Probed every 2 s since the mesh came up (the tests above took longer than the 4 s window):
+  // an unverified, self-signed certificate passes, as with the kubelet.
+  assert.equal(before.app.restarts ?? 0, 0, up.output());
+  assert.doesNotMatch(up.output(), /the app secure failed/);
+  process.kill(before.app.pid, 'SIGSTOP');
+  stopped.push(before.app.pid);
+  const recorded = await awaitRestart('secure', before.app.pid);
+  const why = `failed its livenessProbe (GET https://127.0.0.1:${before.ports[0]!.appPort}/healthz) 2 times in 4 s (did not complete the TLS handshake within 1000 ms)`;
+  assert.ok(up.output().includes(`! the app secure ${why}: killed it (liveness)`), up.output());
+  assert.equal(recorded.lastExit?.reason, 'liveness');
+  assert.equal(recorded.lastExit?.message, why);
+});
+
+test('grpc: an app whose grpc.health.v1 health turns NOT_SERVING is killed and started again', {
+  skip: skipGrpc,
+}, async () => {
+  const before = await service('grpc');
+  assert.equal(before.app.restarts ?? 0, 0, up.output());
+  assert.doesNotMatch(up.output(), /the app grpc failed/);
+  process.kill(before.app.pid, 'SIGUSR1');
+  const recorded = await awaitRestart('grpc', before.app.pid);
+  const why = `failed its livenessProbe (gRPC health check of the server at 127.0.0.1:${before.ports[0]!.appPort}) 2 times in 4 s (service unhealthy (responded with NOT_SERVING))`;
+  assert.ok(up.output().includes(`! the app grpc ${why}: killed it (liveness)`), up.output());
+  assert.equal(recorded.lastExit?.message, why);
 });
 
 test('mutual check says which app was killed for liveness, and why', async () => {

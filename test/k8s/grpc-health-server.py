@@ -5,7 +5,11 @@
 # Services: "" and "orders" SERVING, "sick" NOT_SERVING, "slow" answers after 5 s, "absent"
 # NOT_FOUND (as grpcio's HealthServicer does). A second server implements nothing (UNIMPLEMENTED).
 # Prints {"health": PORT, "bare": PORT} on one line, then serves until stdin closes.
+# With --port-from-env (an app under `mutual up`, whose stdin is closed): the health server alone on
+# 127.0.0.1:$PORT until killed; SIGUSR1 turns "" to NOT_SERVING.
 import json
+import os
+import signal
 import sys
 import time
 from concurrent import futures
@@ -36,6 +40,14 @@ def check(request, context):
 handler = grpc.method_handlers_generic_handler(
     "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}
 )
+if sys.argv[1:] == ["--port-from-env"]:
+    signal.signal(signal.SIGUSR1, lambda *_: STATUS.update({"": 2}))
+    app = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler])
+    app.add_insecure_port("127.0.0.1:%d" % int(os.environ["PORT"]))
+    app.start()
+    print("serving grpc.health.v1.Health on 127.0.0.1:%s" % os.environ["PORT"], flush=True)
+    app.wait_for_termination()
+    sys.exit(0)
 health = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler])
 health_port = health.add_insecure_port("127.0.0.1:0")
 bare = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
