@@ -49,6 +49,7 @@ import {
   tryReadRuntime,
   writeRuntime,
 } from './runtime.ts';
+import { shellScriptProgram } from './shell-program.ts';
 import { removeLeftoverNetwork, stopRuntime } from './stop-mesh.ts';
 import { claimUpLock } from './up-lock.ts';
 
@@ -659,8 +660,18 @@ async function checkBeforeStart(
     // The app's PATH, as appEnvironment makes it: the Node that runs mutual first, or its own.
     const path =
       service.env.PATH ?? [dirname(deps.nodePath), deps.baseEnv.PATH].filter(Boolean).join(delimiter);
-    const problem = await programProblem(service.command[0]!, service.cwd, path);
+    const [program, flag, script] = service.command;
+    const problem = await programProblem(program!, service.cwd, path);
+    // A string command runs with /bin/sh -c: what matters is the program the script runs.
+    const scriptProgram =
+      program === '/bin/sh' && flag === '-c' && script !== undefined ? shellScriptProgram(script) : undefined;
+    const scriptProblem =
+      problem === undefined && scriptProgram !== undefined
+        ? await programProblem(scriptProgram, service.cwd, path)
+        : undefined;
     if (problem) problems.push(`services.${service.name}.command: ${problem}`);
+    if (scriptProblem)
+      problems.push(`services.${service.name}.command (run with /bin/sh -c): ${scriptProblem}`);
   }
   if (isolation === 'netns') {
     const runtimeProblem = await podRuntimeAccessProblem(deps.mutualBin);
@@ -720,6 +731,14 @@ async function programProblem(program: string, cwd: string, path: string): Promi
   }
   for (const dir of path.split(delimiter).filter(Boolean))
     if (await isExecutableFile(resolve(cwd, dir, program))) return undefined;
+  // `command: serve.sh` for the script beside mesh.yaml: a bare name is looked up on PATH only.
+  if (
+    await stat(resolve(cwd, program)).then(
+      (found) => found.isFile(),
+      () => false,
+    )
+  )
+    return `no program ${program} on PATH; to run the one in ${cwd}, write ./${program}`;
   return `no program ${program} on PATH; is it installed? (give its full path, or set PATH in the service's env:)`;
 }
 

@@ -47,6 +47,44 @@ test('an app command that does not exist: named before anything starts, and noth
   assert.match(down.stdout, /nothing to stop/, down.stdout + down.stderr);
 });
 
+test('a string command (run by /bin/sh -c) whose program is missing or beside mesh.yaml: named before anything starts', async () => {
+  // Both used to start: the app exited 127 "not found", the client after "The mesh is up", in a loop.
+  await writeFile(join(dir, 'serve.sh'), '#!/bin/sh\nexec sleep 1000\n', { mode: 0o755 });
+  await writeFile(
+    join(dir, 'mesh-sh.yaml'),
+    [
+      'services:',
+      '  - name: shop',
+      '    command: mutual-test-no-such-command --port $PORT',
+      '    ports: [8080]',
+      '  - name: client',
+      '    command: serve.sh --calls $SHOP_URL',
+      '    upstreams: [shop]',
+      '  - name: loop',
+      '    command: while true; do sleep 1; done',
+      '    upstreams: [shop]',
+      '',
+    ].join('\n'),
+  );
+  const state = join(dir, 'state-sh');
+  const up = await runMutual(['up', '-f', join(dir, 'mesh-sh.yaml'), '--state-dir', state], {
+    timeoutMs: 60_000,
+  });
+  assert.equal(up.code, 1, up.stderr);
+  assert.match(up.stderr, /error\[MUTUAL_MESH_CONFIG_INVALID\]: .*mesh-sh\.yaml: 2 problems:/, up.stderr);
+  assert.match(
+    up.stderr,
+    /services\.shop\.command \(run with \/bin\/sh -c\): no program mutual-test-no-such-command on PATH; is it installed\?/,
+  );
+  assert.match(
+    up.stderr,
+    /services\.client\.command \(run with \/bin\/sh -c\): no program serve\.sh on PATH; to run the one in \S+, write \.\/serve\.sh/,
+  );
+  assert.doesNotMatch(up.stderr, /services\.loop/, 'a loop the shell runs itself needs no program');
+  assert.doesNotMatch(up.stdout, /✓ CA/, 'nothing may start for a program that is not there');
+  await assert.rejects(stat(join(state, 'ca')), { code: 'ENOENT' });
+});
+
 test('a --state-dir where no directory can be made: an error naming it, at once', async () => {
   await writeFile(
     join(dir, 'mesh-state.yaml'),
