@@ -130,7 +130,7 @@ export const errorCatalog = {
   },
   MUTUAL_PKI_NOT_SVID: {
     meaning:
-      'The peer certificate is not an X.509-SVID: it has no URI SAN, several, or one that is not a valid SPIFFE ID.',
+      'The peer certificate is not an X.509-SVID: it has no URI SAN, several, or one that is not a valid SPIFFE ID, or it is larger than 32 KiB.',
     action: 'Issue the peer a certificate with exactly one URI SAN holding its SPIFFE ID.',
   },
   MUTUAL_PKI_NAME_CONSTRAINT_VIOLATED: {

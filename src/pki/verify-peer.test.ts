@@ -12,7 +12,12 @@ import {
   tamperSignature,
   x509,
 } from './test-fixtures.ts';
-import { createPeerVerifier, type PeerVerifierOptions, type SvidVerifyOptions } from './verify-peer.ts';
+import {
+  createPeerVerifier,
+  MAX_SVID_BYTES,
+  type PeerVerifierOptions,
+  type SvidVerifyOptions,
+} from './verify-peer.ts';
 
 const ID = 'spiffe://cluster.local/ns/demo/sa/web';
 const rootA = await root('Root A');
@@ -183,6 +188,22 @@ const cases: Case[] = [
   },
 ];
 
+// About 27 and 38 KB of DNS SANs beside the SPIFFE ID.
+const manyNames = (count: number) =>
+  Array.from({ length: count }, (_, i) => `h${i}.padding-padding-padding.example`);
+cases.push(
+  {
+    name: 'a 27 KB SVID (700 DNS SANs beside its ID)',
+    chain: [(await svid(issuing, ID, { dnsNames: manyNames(700) })).der, issuing.der],
+    expect: 'ok',
+  },
+  {
+    name: 'a 40 KB leaf, over MAX_SVID_BYTES',
+    chain: [(await svid(issuing, ID, { dnsNames: manyNames(1_000) })).der, issuing.der],
+    expect: 'MUTUAL_PKI_NOT_SVID',
+  },
+);
+
 for (const testCase of cases) {
   test(`verifySvid: ${testCase.name}`, () => {
     const verifier = createPeerVerifier({
@@ -194,6 +215,23 @@ for (const testCase of cases) {
     assert.equal(result.ok ? 'ok' : result.code, testCase.expect, result.ok ? 'accepted' : result.message);
   });
 }
+
+test('verifySvidLeaf refuses a leaf over MAX_SVID_BYTES before decoding it', async () => {
+  const verifier = createPeerVerifier({ anchors: [rootA.der], clock: fixedClock(FIXTURE_NOW_MS) });
+  const small = await svid(issuing, ID, { dnsNames: manyNames(700) });
+  const large = await svid(issuing, ID, { dnsNames: manyNames(1_000) });
+  assert.ok(
+    small.der.byteLength > 24_000 && small.der.byteLength < MAX_SVID_BYTES,
+    `${small.der.byteLength}`,
+  );
+  assert.equal(verifier.verifySvidLeaf(small.der).ok, true);
+  const result = verifier.verifySvidLeaf(large.der);
+  assert.equal(result.ok ? 'ok' : result.code, 'MUTUAL_PKI_NOT_SVID');
+  assert.match(
+    result.ok ? '' : result.message,
+    new RegExp(`is ${large.der.byteLength} bytes; an X.509-SVID may be at most 32768`),
+  );
+});
 
 test('verifySvid returns the identity, the path to the anchor and when the verdict expires', () => {
   const verifier = createPeerVerifier({ anchors: [rootA.der], clock: fixedClock(FIXTURE_NOW_MS) });

@@ -29,6 +29,14 @@ export interface PeerVerifierOptions {
 
 export type SvidUsage = 'client' | 'server' | 'any';
 
+/**
+ * The largest X.509-SVID accepted, DER. Real SVIDs are about 1 KB (a few hundred SANs stay under
+ * 16 KB). OpenSSL takes a client certificate up to its 100 KB message cap, but a TLS 1.3 server
+ * then cannot fit the session (which holds that certificate) in a ticket of at most 64 KB, and
+ * ends the connection with an internal_error alert after the handshake, unlogged and uncounted.
+ */
+export const MAX_SVID_BYTES = 32 * 1024;
+
 export interface SvidVerifyOptions {
   readonly expectedId?: string;
   readonly atMs?: number;
@@ -132,6 +140,10 @@ export function createPeerVerifier(options: PeerVerifierOptions): PeerVerifier {
   /** Parses the chain, checks the leaf profile and finds a valid path, from the cache if possible. */
   const validate = (chain: readonly Uint8Array[], atMs: number, profile: LeafProfile) => {
     if (chain.length === 0) return verifyFailure('MUTUAL_PKI_CERT_MALFORMED', 'the peer sent no certificate');
+    if (profile === 'svid') {
+      const tooLarge = checkSvidSize(chain[0]!);
+      if (tooLarge !== undefined) return tooLarge;
+    }
     const certs: ParsedCertificate[] = [];
     for (const [index, der] of chain.entries()) {
       try {
@@ -196,6 +208,8 @@ export function createPeerVerifier(options: PeerVerifierOptions): PeerVerifier {
       }),
     verifySvidLeaf: (der, svidOptions = {}) =>
       guarded(() => {
+        const tooLarge = checkSvidSize(der);
+        if (tooLarge !== undefined) return tooLarge;
         const leaf = parseCached(der);
         const leafFailure = checkLeaf(leaf, 'svid');
         if (leafFailure !== undefined) return leafFailure;
@@ -234,6 +248,15 @@ export function createPeerVerifier(options: PeerVerifierOptions): PeerVerifier {
         return validated;
       }),
   };
+}
+
+/** Before decoding: a leaf too large to be an SVID is refused unread. */
+function checkSvidSize(der: Uint8Array): VerifyFailure | undefined {
+  if (der.byteLength <= MAX_SVID_BYTES) return undefined;
+  return verifyFailure(
+    'MUTUAL_PKI_NOT_SVID',
+    `the peer certificate is ${der.byteLength} bytes; an X.509-SVID may be at most ${MAX_SVID_BYTES}`,
+  );
 }
 
 function checkUsage(
