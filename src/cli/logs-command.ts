@@ -64,11 +64,16 @@ async function logs(service: string | undefined, options: LogsOptions, context: 
   }
   if (!handle) {
     const services = await servicesWithLogs(logsDir);
+    // No mesh ever ran here: SERVICE_UNKNOWN's hint ("use one of the service names the message
+    // lists") listed none; NOT_RUNNING's says how to start one or which --state-dir to pass.
+    if (services.length === 0)
+      throw new MutualError(
+        'MUTUAL_MESH_NOT_RUNNING',
+        `no mesh has run from ${paths.stateDir}: no logs in ${logsDir}`,
+      );
     throw new MutualError(
       'MUTUAL_MESH_SERVICE_UNKNOWN',
-      services.length === 0
-        ? `no logs in ${logsDir}: start a mesh with \`mutual up -f mesh.yaml\` (or pass its --state-dir)`
-        : `no log for "${service}"${options.proxy ? ' --proxy' : ''} in ${logsDir}; there are logs for ${services.join(', ')}`,
+      `no log for "${service}"${options.proxy ? ' --proxy' : ''} in ${logsDir}; there are logs for ${services.join(', ')}`,
     );
   }
   try {

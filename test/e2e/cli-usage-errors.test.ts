@@ -99,6 +99,15 @@ test('no mesh running: the error says so once, and the hint how to start one', a
   );
   // Before, the message and the hint under it both said it (the judge-style pass saw it twice).
   assert.equal(run.stderr.match(/mutual up -f mesh\.yaml/gi)?.length, 1, run.stderr);
+  // logs said MUTUAL_MESH_SERVICE_UNKNOWN, hinted "use one of the service names the message lists"
+  // and listed none.
+  const logs = await runMutual(['logs', 'web', '--state-dir', join(dir, 'no-mesh-here')]);
+  assert.equal(logs.code, 1);
+  assert.equal(
+    logs.stderr.split('\n')[0],
+    `error[MUTUAL_MESH_NOT_RUNNING]: no mesh has run from ${join(dir, 'no-mesh-here')}: no logs in ${join(dir, 'no-mesh-here', 'logs')}`,
+  );
+  assert.equal(logs.stderr.match(/mutual up -f mesh\.yaml/gi)?.length, 1, logs.stderr);
 });
 
 test('cert verify --at past the years a certificate can hold is a usage error, not "the certificate chain could not be checked: RangeError"', async () => {
