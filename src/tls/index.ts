@@ -19,6 +19,7 @@ export type { HandshakeFailureReason, NoTlsReason, PeerTls } from './peer-tls.ts
 export { answerPlainHttp, isPlainHttpError } from './plain-http-answer.ts';
 export { serverNameForSpiffeId } from './server-name.ts';
 export {
+  isOpensslVerifyCode,
   type PeerVerdict,
   reasonFromOpenssl,
   reasonFromVerifyCode,

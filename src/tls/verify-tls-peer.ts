@@ -20,6 +20,46 @@ const REASON_BY_CODE: Partial<Record<VerifyReasonCode, HandshakeFailureReason>> 
   MUTUAL_PKI_PEER_NAME_MISMATCH: 'wrong_identity',
 };
 
+/**
+ * Node's names for OpenSSL's certificate verify results (`authorizationError`, and the `code` of
+ * the error a client's handshake fails with), as opposed to protocol errors (`ERR_SSL_…`) and
+ * errno codes. Verify results Node has no name for come as UNSPECIFIED (a name constraint
+ * violated, a key too weak for the security level).
+ */
+const OPENSSL_VERIFY_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CRL_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID',
+  'CRL_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'ERROR_IN_CRL_LAST_UPDATE_FIELD',
+  'ERROR_IN_CRL_NEXT_UPDATE_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'UNSPECIFIED',
+]);
+
+export function isOpensslVerifyCode(code: string): boolean {
+  return OPENSSL_VERIFY_CODES.has(code);
+}
+
 /** OpenSSL's verify results (Node's `authorizationError`) as metric reasons. */
 export function reasonFromOpenssl(code: string | undefined): HandshakeFailureReason {
   switch (code) {
@@ -30,6 +70,8 @@ export function reasonFromOpenssl(code: string | undefined): HandshakeFailureRea
     case 'UNABLE_TO_GET_ISSUER_CERT':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_DECRYPT_CERT_SIGNATURE':
+    case 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY':
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
     case 'CERT_SIGNATURE_FAILURE':

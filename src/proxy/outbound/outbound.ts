@@ -9,7 +9,13 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
 import { isMutualError } from '../../errors.ts';
-import type { HandshakeFailureReason, MeshTls, PeerTls } from '../../tls/index.ts';
+import {
+  type HandshakeFailureReason,
+  isOpensslVerifyCode,
+  type MeshTls,
+  type PeerTls,
+  reasonFromOpenssl,
+} from '../../tls/index.ts';
 import { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { isLocalResourceError } from '../http-forward.ts';
@@ -237,7 +243,7 @@ function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed
     return 'connect_failed';
   // Not the destination's fault, and not a handshake that failed: the proxy could not even try.
   if (isLocalResourceError(error)) return 'local_resources';
-  if (code === 'CERT_HAS_EXPIRED') return 'expired';
-  if (code.startsWith('UNABLE_TO') || code.includes('SELF_SIGNED')) return 'unknown_authority';
+  // OpenSSL refused the server's chain: the same reasons as for an inbound client's.
+  if (isOpensslVerifyCode(code)) return reasonFromOpenssl(code);
   return 'protocol';
 }
