@@ -188,8 +188,11 @@ export function renderCheckReport(report: CheckReport): string {
     const failed = entry.results.filter((result) => result.status === 'fail');
     const isSkipped = entry.results.every((result) => result.status === 'skip');
     if (failed.length === 0) {
+      // A passing subject with something to say says it beside its name ("once: completed, …").
       const subjects = entry.results.flatMap((result) =>
-        result.subject && result.status === 'ok' ? [result.subject] : [],
+        result.subject && result.status === 'ok'
+          ? [result.message ? `${result.subject}: ${result.message}` : result.subject]
+          : [],
       );
       // A subject that could not be judged is named as such, never listed among the good ones.
       const skipped = isSkipped

@@ -25,6 +25,8 @@ export interface Restartable {
   readonly spawn: () => LoggedProcess;
   /** Records a new process (runtime.json), synchronously: a `down` right after must find it. */
   readonly onStarted: (process: LoggedProcess, restart: RestartRecord) => void;
+  /** Records how it ended when its policy says not to start it again (runtime.json, for check). */
+  readonly onStayedDown?: (exit: LastExit) => void;
   /** Its admin /live, probed while it runs (liveness.ts); none for a process without one. */
   readonly livenessUrl?: string;
   /** An app's livenessProbe (mesh.yaml), probed as the kubelet does: every failure counts. */
@@ -135,7 +137,15 @@ export function superviseRestarts(
         ...(restart ? { restartInMs: delayMs } : {}),
         ...(killedFor === undefined ? {} : { liveness: killedFor }),
       });
-      if (!restart) return;
+      if (!restart) {
+        restartable.onStayedDown?.({
+          code: exit.code,
+          signal: exit.signal,
+          at: exitedAt,
+          ...(killedFor === undefined ? {} : { reason: 'liveness' as const, message: killedFor }),
+        });
+        return;
+      }
       const timer = setTimeout(() => {
         timers.delete(timer);
         if (isStopped || options.isStopping()) return;

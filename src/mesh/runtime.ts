@@ -39,6 +39,8 @@ export interface RuntimeProcess {
   readonly restarts?: number;
   /** How the process before this one ended, when this one is a restart. */
   readonly lastExit?: LastExit;
+  /** How this process ended, when its restart policy says not to start it again. */
+  readonly exit?: LastExit;
 }
 
 /**

@@ -41,6 +41,7 @@ import {
 import { type WaitOutcome, waitForHttpReady, waitForTcp } from './readiness.ts';
 import { type Restartable, type RestartEvent, type RestartRecord, superviseRestarts } from './restarts.ts';
 import {
+  type LastExit,
   type MeshPaths,
   type MeshRuntime,
   meshPaths,
@@ -515,6 +516,13 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
               livenessProbe: appLiveness(servicePlan),
               spawn: () => spawnLogged(servicePlan.app),
               onStarted: (again: LoggedProcess, restart: RestartRecord) => replace('app', again, restart),
+              onStayedDown: (exit: LastExit) =>
+                record((current) => ({
+                  ...current,
+                  services: current.services.map((service, at) =>
+                    at === index ? { ...service, app: { ...service.app, exit } } : service,
+                  ),
+                })),
             },
           },
         ];

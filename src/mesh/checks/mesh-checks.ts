@@ -275,13 +275,19 @@ export const proxyChecks: CheckCategory = {
       fix: 'read its log (`mutual logs SERVICE`): `mutual up` starts an app that crashed or was killed again by itself (mesh.yaml `restart: on-failure`, the default), not one that exited with code 0 or has `restart: never`; start those with `mutual down && mutual up -f mesh.yaml`',
       severity: 'error',
       run: (context) =>
-        perService(context, async (service) =>
-          service.app.pid <= 0
-            ? fail('the app was never started', service.name)
-            : isRunning(service.app)
-              ? ok('', service.name)
-              : fail(`the app (pid ${service.app.pid}) has exited`, service.name),
-        ),
+        perService(context, async (service) => {
+          if (service.app.pid <= 0) return fail('the app was never started', service.name);
+          if (isRunning(service.app)) return ok('', service.name);
+          const { exit } = service.app;
+          // A job that has done its work (a client only: nobody calls it) is complete, as a
+          // Kubernetes pod that exited 0 is; it was an error whose "why" spoke of its callers.
+          if (exit?.code === 0 && service.ports.length === 0)
+            return ok(`completed, exited with code 0 at ${exit.at}`, service.name);
+          const how = exit
+            ? ` with ${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`} at ${exit.at}, not to be started again (mesh.yaml restart)`
+            : '';
+          return fail(`the app (pid ${service.app.pid}) has exited${how}`, service.name);
+        }),
     },
     appListenCheck,
     restartsCheck(),
