@@ -106,6 +106,7 @@ export function validatePeerAuthentication(
     );
   }
   warnIstioRootNamespace(meta, rootNamespace, report);
+  warnNamespaceNotSet(input.metadata, meta, rootNamespace, report);
 }
 
 /**
@@ -145,6 +146,27 @@ function validateSelector(
 
 const ISTIO_ROOT_NAMESPACE = 'istio-system';
 
+/**
+ * Istio's pages apply much of their YAML with `kubectl apply -n NS` (the mTLS migration task's
+ * mesh-wide STRICT goes to istio-system that way): pasted into a file without the namespace, such a
+ * policy covers namespace `default` only, so plaintext stays welcome everywhere else.
+ */
+function warnNamespaceNotSet(
+  metadata: { namespace?: string },
+  meta: PolicyMeta,
+  rootNamespace: string,
+  report: Report,
+): void {
+  if (metadata.namespace !== undefined) return;
+  report(
+    ['metadata', 'name'],
+    'warning',
+    'namespace-not-set',
+    `metadata.namespace is not set: this policy applies only to namespace "${meta.namespace}", as \`kubectl apply\` without -n would store it`,
+    `Set metadata.namespace to the namespace meant (Istio's pages often give it with kubectl -n instead); ${rootNamespace} makes it mesh-wide.`,
+  );
+}
+
 /** Istio YAML copied unchanged into istio-system would silently stop being mesh-wide. */
 function warnIstioRootNamespace(meta: PolicyMeta, rootNamespace: string, report: Report): void {
   if (meta.namespace !== ISTIO_ROOT_NAMESPACE || rootNamespace === ISTIO_ROOT_NAMESPACE) return;
@@ -165,6 +187,7 @@ export function validateAuthorizationPolicy(
 ): void {
   const spec = input.spec;
   warnIstioRootNamespace(meta, rootNamespace, report);
+  warnNamespaceNotSet(input.metadata, meta, rootNamespace, report);
   // Istio evaluates such a policy without enforcing it; enforcing it here could cut off traffic
   // it was only meant to be tried on, and ignoring it would lose the policy without a word.
   if (isDryRun(input.metadata.annotations)) {

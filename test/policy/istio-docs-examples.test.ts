@@ -152,6 +152,24 @@ describe('mutual policy check on every example', () => {
     }
   });
 
+  test('YAML a page applies with kubectl -n, pasted without it: warned that it covers namespace default only', async () => {
+    for (const name of ['migration-mesh-strict', 'migration-namespace-strict', 'concept-allow-nothing']) {
+      const dir = join(scratch, `as-pasted-${name}`);
+      await mkdir(dir);
+      await writeFile(join(dir, `${name}.yaml`), await readFile(join(FIXTURES, `${name}.yaml`)));
+      const { stdout } = await mutual(['policy', 'check', dir, '-o', 'json']);
+      const warning = (JSON.parse(stdout) as { warnings: Diagnostic[] }).warnings.find(
+        (each) => each.code === 'namespace-not-set',
+      );
+      assert.match(warning?.message ?? '', /applies only to namespace "default"/, name);
+      assert.match(
+        warning?.hint ?? '',
+        /Set metadata\.namespace.*kubectl -n.*mutual-system makes it mesh-wide/,
+        name,
+      );
+    }
+  });
+
   // What Mutual cannot enforce is refused, naming the field and what to use instead: never
   // dropped, which would widen an ALLOW or narrow a DENY.
   const refused: Record<string, { code: string; field: RegExp; message: RegExp }> = {
