@@ -115,7 +115,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
         break;
       case 'app-elsewhere':
         context.writeError(
-          `  ! the app ${event.service} listens on ${event.listening.join(', ')}, not on $PORT=${event.appPort} it was given for port ${event.port}: it will not be ready until it listens on $PORT (waiting up to --timeout; Ctrl-C stops)\n`,
+          `  ! the app ${event.service} listens on ${event.listening.join(', ')}, not on $${event.variable}=${event.appPort} it was given for port ${event.port}: it will not be ready until it listens on $${event.variable} (waiting up to --timeout; Ctrl-C stops)\n`,
         );
         break;
       case 'app-exposed':

@@ -71,7 +71,15 @@ export type MeshProgress =
   | RestartEvent
   | { kind: 'port-taken'; what: string; log: string }
   /** An app listens, but not on the $PORT it was given (it will not be ready): where it does. */
-  | { kind: 'app-elsewhere'; service: string; port: number; appPort: number; listening: readonly string[] }
+  | {
+      kind: 'app-elsewhere';
+      service: string;
+      port: number;
+      appPort: number;
+      /** The variable that holds appPort: PORT for the first port, PORT_<port> for each. */
+      variable: string;
+      listening: readonly string[];
+    }
   /** A loopback mesh's app listening on more than loopback: reachable without its sidecar. */
   | { kind: 'app-exposed'; service: string; sockets: readonly string[] };
 
@@ -416,10 +424,12 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
       const app = apps[index]!;
       const isAlive = () => app.child.exitCode === null && !deps.signal?.aborted;
       const appPorts = service.ports.map((port) => port.appPort);
-      for (const port of service.ports) {
+      for (const [at, port] of service.ports.entries()) {
         const pod = service.pod;
+        // $PORT is the first port's; each port has its $PORT_<declared> (appEnvironment).
+        const variable = at === 0 ? 'PORT' : `PORT_${port.port}`;
         await expectReady(
-          `the app ${service.name} (port ${port.port}, told to listen on $PORT=${port.appPort}${pod ? ` in ${pod.netns}` : ''})`,
+          `the app ${service.name} (port ${port.port}, told to listen on $${variable}=${port.appPort}${pod ? ` in ${pod.netns}` : ''})`,
           app,
           () =>
             pod
@@ -429,7 +439,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
                   // A skipped inbound port is reached by callers at the pod's address, not by its sidecar.
                   reachedFrom: port.inboundPort === undefined ? pod.address : undefined,
                 })
-              : waitForAppPort(app.pid, service.name, port, appPorts, {
+              : waitForAppPort(app.pid, service.name, { ...port, variable }, appPorts, {
                   deadlineMs,
                   isAlive,
                   onProgress: deps.onProgress,
@@ -757,7 +767,7 @@ async function programProblem(program: string, cwd: string, path: string): Promi
 async function waitForAppPort(
   pgid: number,
   service: string,
-  port: { port: number; appPort: number },
+  port: { port: number; appPort: number; variable: string },
   appPorts: readonly number[],
   options: { deadlineMs: number; isAlive: () => boolean; onProgress: (event: MeshProgress) => void },
 ): Promise<WaitOutcome> {
@@ -781,7 +791,7 @@ async function waitForAppPort(
   if (outcome.ok || elsewhere.length === 0) return outcome;
   return {
     ...outcome,
-    last: `${outcome.last}; the app listens on ${elsewhere.join(', ')} instead: make it listen on $PORT (${port.appPort}); mesh.yaml's port ${port.port} is the port callers name, not where the app listens`,
+    last: `${outcome.last}; the app listens on ${elsewhere.join(', ')} instead: make it listen on $${port.variable} (${port.appPort}); mesh.yaml's port ${port.port} is the port callers name, not where the app listens`,
   };
 }
 

@@ -90,6 +90,23 @@ test('an app on 0.0.0.0: up warns that it is reachable past its sidecar', async 
   }
 });
 
+test('an app with two ports that listens on $PORT only: the error names $PORT_9090, the variable it ignored', async () => {
+  // Before: "port 9090, told to listen on $PORT=N", though $PORT held the first port (where it
+  // listened) and N was in $PORT_9090.
+  const [file, state] = await meshWithApp(
+    'two',
+    "require('node:net').createServer().listen(Number(process.env.PORT), '127.0.0.1')",
+  );
+  await writeFile(file, (await readFile(file, 'utf8')).replace('ports: [8080]', 'ports: [8080, 9090]'));
+  const up = await runMutual(['up', '-f', file, '--state-dir', state, '--timeout', '3s'], {
+    timeoutMs: 60_000,
+  });
+  assert.equal(up.code, 1, up.stdout + up.stderr);
+  const told = /the app two \(port 9090, told to listen on \$PORT_9090=(\d+)\) was not ready/.exec(up.stderr);
+  assert.ok(told, up.stderr);
+  assert.match(up.stderr, new RegExp(`nothing accepts connections on 127\\.0\\.0\\.1:${told[1]}`));
+});
+
 test('a script that is not executable, a policy with a typo: said before anything starts', async () => {
   await writeFile(join(dir, 'app.sh'), '#!/bin/sh\nexit 0\n');
   await chmod(join(dir, 'app.sh'), 0o644);
