@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { formatDuration, parseDurationWithin } from '../config/index.ts';
 import { isMutualError } from '../errors.ts';
+import { plural } from '../mesh/checks/types.ts';
 import { loadMeshConfig, type MeshProgress, type MeshRuntime, startMesh } from '../mesh/index.ts';
 import type { CliContext } from './context.ts';
 import { isoSeconds } from './render.ts';
@@ -64,7 +65,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
   };
   const stateFlag = stateFlagOf(options.stateDir);
   context.write(
-    `Starting ${config.services.length} services from ${show(file)} (trust domain ${config.trustDomain}, state in ${show(stateDir)})\n`,
+    `Starting ${plural(config.services.length, 'service')} from ${show(file)} (trust domain ${config.trustDomain}, state in ${show(stateDir)})\n`,
   );
   // A Ctrl-C from now on stops what was started instead of leaving it behind.
   const abort = new AbortController();
@@ -94,7 +95,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
         );
         break;
       case 'tokens':
-        line('tokens', `${event.count} join tokens in ${show(event.dir)} (${event.access})`);
+        line('tokens', `${plural(event.count, 'join token')} in ${show(event.dir)} (${event.access})`);
         break;
       case 'identity-ready':
         line('identity', `identity service ${event.apiUrl} ready (${seconds(event.elapsedMs)})`);
@@ -102,7 +103,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
       case 'destination-ready':
         line(
           'destination',
-          `destination service ${event.apiUrl} ready, answering for ${event.entries} meshed addresses (${seconds(event.elapsedMs)})`,
+          `destination service ${event.apiUrl} ready, answering for ${plural(event.entries, 'meshed address', 'meshed addresses')} (${seconds(event.elapsedMs)})`,
         );
         break;
       case 'service-ready':
@@ -137,7 +138,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
       }
       case 'tokens-reminted':
         context.writeError(
-          `  ✓ tokens       ${event.count} join tokens minted again: ${event.file} changed (a revocation), and sidecars need valid ones to renew\n`,
+          `  ✓ tokens       ${plural(event.count, 'join token')} minted again: ${event.file} changed (a revocation), and sidecars need valid ones to renew\n`,
         );
         break;
       case 'restarted':
@@ -176,7 +177,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     return;
   }
   context.write(
-    `\nThe mesh is up: ${mesh.runtime.services.length} services, every sidecar ready (${seconds(context.clock.now() - started)}).\n`,
+    `\nThe mesh is up: ${plural(mesh.runtime.services.length, 'service')}, every sidecar ready (${seconds(context.clock.now() - started)}).\n`,
   );
   context.write(renderWhereToLook(mesh.runtime, stateFlag));
   const signal = await shutdown;

@@ -80,7 +80,12 @@ test('an app on 0.0.0.0: up warns that it is reachable past its sidecar', async 
   );
   const up = await startMeshUp(['-f', file, '--state-dir', state]);
   try {
-    assert.match(up.output(), /The mesh is up/, up.output());
+    assert.match(up.output(), /The mesh is up: 1 service, every sidecar ready/, up.output());
+    // A one-service mesh read "Starting 1 services", "1 join tokens", "1 meshed addresses".
+    assert.match(up.output(), /Starting 1 service from .*\n.*\n\s+✓ tokens\s+1 join token in /, up.output());
+    assert.match(up.output(), /answering for 1 meshed address \(/, up.output());
+    const check = await runMutual(['check', '--state-dir', state]);
+    assert.match(check.stdout, /√ a mesh is running from the state directory: 1 service from /, check.stdout);
     assert.match(
       up.output(),
       /! the app wide listens on 0\.0\.0\.0:\d+, every interface: other machines reach it in plain text, past its sidecar's mTLS and policy/,

@@ -18,6 +18,7 @@ import {
   type CheckResult,
   fail,
   ok,
+  plural,
   shellWord,
   skip,
 } from './types.ts';
@@ -87,7 +88,7 @@ export const meshChecks: CheckCategory = {
             `the \`mutual up\` process (pid ${runtime.supervisor.pid}) is gone; its processes${runtime.network ? ' and network' : ''} may be left behind: run \`mutual down\`, then \`mutual up -f ${shellWord(runtime.file)}${runtime.isolation === 'netns' ? ' --isolation netns' : ''}\` to start it again`,
           );
         }
-        return ok(`${runtime.services.length} services from ${runtime.file}`);
+        return ok(`${plural(runtime.services.length, 'service')} from ${runtime.file}`);
       },
     },
   ],
