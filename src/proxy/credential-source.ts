@@ -9,6 +9,7 @@ import {
   isSameKey,
   type ParsedCertificate,
   parseBundlePem,
+  parseCertificate,
 } from '../pki/index.ts';
 import type { MeshCredentials } from '../tls/index.ts';
 import { createWorkloadIdentity, renewalDelayMs } from '../workload/index.ts';
@@ -145,6 +146,51 @@ function fileCredentials(
   let debounce: NodeJS.Timeout | undefined;
   let isLoading = false;
   let isPending = false;
+  // Timers set by the last load: a reload when a not-yet-valid certificate becomes valid, and
+  // warnings as the certificate in use nears and reaches its expiry (no one renews files here).
+  let retryTimer: NodeJS.Timeout | undefined;
+  let expiryTimers: NodeJS.Timeout[] = [];
+  let isClosed = false;
+
+  const at = (atMs: number, run: () => void): NodeJS.Timeout => {
+    // setTimeout takes at most 2^31-1 ms (24.8 days); a later moment is reached in steps.
+    const delay = Math.max(0, atMs - deps.clock.now());
+    const timer = setTimeout(
+      () => (delay > MAX_TIMER_MS ? replaceTimer(timer, at(atMs, run)) : run()),
+      Math.min(delay, MAX_TIMER_MS),
+    );
+    timer.unref();
+    return timer;
+  };
+  const replaceTimer = (old: NodeJS.Timeout, next: NodeJS.Timeout) => {
+    if (retryTimer === old) retryTimer = next;
+    expiryTimers = expiryTimers.map((timer) => (timer === old ? next : timer));
+  };
+
+  /** Warns once 80 % of the lifetime has passed, and again at expiry, unless other files came since. */
+  function watchExpiry(loaded: MeshCredentials) {
+    for (const timer of expiryTimers) clearTimeout(timer);
+    const soonMs = loaded.notBeforeMs + 0.8 * (loaded.notAfterMs - loaded.notBeforeMs);
+    const fields = {
+      spiffeId: loaded.spiffeId,
+      notAfter: new Date(loaded.notAfterMs).toISOString(),
+      cert: config.certFile,
+    };
+    expiryTimers = [
+      at(soonMs, () =>
+        deps.log.warn('certificate expires soon: replace the files (this proxy does not renew them)', {
+          ...fields,
+          expiresInS: Math.max(0, Math.round((loaded.notAfterMs - deps.clock.now()) / 1000)),
+        }),
+      ),
+      at(loaded.notAfterMs, () =>
+        deps.log.warn(
+          'certificate expired: every peer refuses it, /ready answers 503 until new files come',
+          fields,
+        ),
+      ),
+    ];
+  }
 
   async function load() {
     if (isLoading) {
@@ -160,8 +206,10 @@ function fileCredentials(
         next.trustBundlePem !== credentials.trustBundlePem ||
         next.privateKeyPem !== credentials.privateKeyPem;
       status = { result: 'ok', atMs: deps.clock.now() };
+      clearTimeout(retryTimer);
       if (isChanged) {
         credentials = next;
+        if (!isClosed) watchExpiry(next);
         deps.onResult('reloaded');
         deps.log.info('credentials loaded', {
           spiffeId: next.spiffeId,
@@ -174,6 +222,13 @@ function fileCredentials(
         ? 'new credentials refused; the old ones keep serving'
         : 'credentials not usable';
       status = recordFailure(deps, error, 'warn', message);
+      // Not valid yet (issued by a machine whose clock is ahead, or renewed early by another
+      // process): load again once it is, rather than wait for a change that may never come.
+      const validFromMs = error instanceof MutualError ? error.detail.validFromMs : undefined;
+      clearTimeout(retryTimer);
+      if (typeof validFromMs === 'number' && !isClosed) {
+        retryTimer = at(validFromMs + 100, () => void load());
+      }
     } finally {
       isLoading = false;
       if (isPending) {
@@ -210,7 +265,10 @@ function fileCredentials(
     status: () => status,
     reload: () => void load(),
     close() {
+      isClosed = true;
       clearTimeout(debounce);
+      clearTimeout(retryTimer);
+      for (const timer of expiryTimers) clearTimeout(timer);
       for (const watcher of watchers) watcher.close();
     },
   };
@@ -251,10 +309,22 @@ export async function loadCredentialFiles(
     { usage: 'any' },
   );
   if (!verdict.ok) {
+    // When it is a matter of time: the moment the last certificate of the chain becomes valid.
+    const validFromMs = Math.max(
+      ...chain.map((certificate) => certificate.notBeforeMs),
+      ...bundle.rootsDer.map((root) => parseCertificate(root).notBeforeMs),
+    );
     throw new MutualError(
       'MUTUAL_PROXY_CREDENTIALS_INVALID',
       `${config.certFile} is not usable with the roots in ${config.bundleFile}: ${verdict.message}${fixFor(verdict.code, leaf)}`,
-      { detail: { reason: verdict.code } },
+      {
+        detail: {
+          reason: verdict.code,
+          ...(verdict.code === 'MUTUAL_PKI_CERT_NOT_YET_VALID' && validFromMs > clock.now()
+            ? { validFromMs }
+            : {}),
+        },
+      },
     );
   }
   return {
@@ -278,6 +348,8 @@ function fixFor(code: string, leaf: ParsedCertificate): string {
     : '';
   return `${written}. Mutual names each workload by the SPIFFE ID in exactly one URI SAN: issue one with \`mutual cert issue --ca CA_DIR --spiffe-id spiffe://TRUST_DOMAIN/ns/NS/sa/SA --out DIR\`, or have your CA add it, e.g. \`openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -extfile <(printf 'subjectAltName=URI:spiffe://TRUST_DOMAIN/ns/NS/sa/SA\\nkeyUsage=critical,digitalSignature') -out leaf.pem\``;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 async function readCredentialFile(path: string, flag: string): Promise<string> {
   return (await readCredentialBytes(path, flag)).toString('utf8');
