@@ -81,7 +81,7 @@ async function upNetns(name: string, yaml: string) {
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-netns-apps-'));
-  await chmod(dir, 0o755); // the apps run as uid 2103 with this as their working directory
+  await chmod(dir, 0o755); // the apps run as uids of their own with this as their working directory
 });
 
 after(async () => {
@@ -287,7 +287,11 @@ test('an app has a HOME of its own to write to (a build cache), removed by down'
   const home = curlIn(runtime.services[0]!.pod!.netns, 'http://127.0.0.1:8080/');
   assert.equal(home, `/run/mutual/${runtime.network!.id}/builder.home`);
   const owner = await stat(home);
-  assert.deepEqual([owner.uid, owner.mode & 0o777], [2103, 0o700]);
+  // The app's own uid (one per pod), not the 2103 curlIn borrows.
+  const appUid = Number(
+    /^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${runtime.services[0]!.app.pid}/status`, 'utf8'))![1],
+  );
+  assert.deepEqual([owner.uid, owner.mode & 0o777], [appUid, 0o700]);
 
   const down = await runMutual(['down', '--state-dir', stateDir]);
   assert.equal(down.code, 0, down.stderr);
@@ -407,7 +411,7 @@ test('a server that puts itself in the background fails up saying so, and is not
 test('a project in a directory the app uid cannot enter is refused before anything starts, naming it', {
   skip,
 }, async () => {
-  // /home/USER is 0750 on Ubuntu: root (running up) goes in, the apps' uid 2103 does not.
+  // /home/USER is 0750 on Ubuntu: root (running up) goes in, the apps' uids do not.
   const home = join(dir, 'home-user');
   const project = join(home, 'project');
   await mkdir(project, { recursive: true, mode: 0o755 });
@@ -436,7 +440,7 @@ test('a project in a directory the app uid cannot enter is refused before anythi
   assert.match(
     run.stderr,
     new RegExp(
-      `error\\[MUTUAL_MESH_CONFIG_INVALID\\]: .*services\\.server\\.cwd: the app runs as uid 2103 in its pod and cannot enter ${home}, on the way to its working directory ${project} \\(mode 0750, owner uid 0, group gid 0\\); let other users in \\(\`chmod o\\+x ${home}\`\\)`,
+      `error\\[MUTUAL_MESH_CONFIG_INVALID\\]: .*services\\.server\\.cwd: the app runs in its pod as a uid of its own \\(2300000 and up, not root\\) and cannot enter ${home}, on the way to its working directory ${project} \\(mode 0750, owner uid 0, group gid 0\\); let other users in \\(\`chmod o\\+x ${home}\`\\)`,
     ),
     run.stderr,
   );

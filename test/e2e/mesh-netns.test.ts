@@ -90,7 +90,7 @@ async function assertNothingLeft(runtime: MeshRuntime, stateDir: string) {
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-netns-'));
-  await chmod(dir, 0o755); // the apps run as uid 2103 with this as their working directory
+  await chmod(dir, 0o755); // the apps run as uids of their own with this as their working directory
   await writeFile(join(dir, 'mesh.yaml'), MESH);
 });
 
@@ -122,7 +122,9 @@ test('the client calls the server by name through both sidecars; the bridge carr
   const uidOf = (pid: number) =>
     /^Uid:\s+(\d+)/m.exec(execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' }))![1];
   assert.equal(uidOf(client.proxy.pid), '2102');
-  assert.equal(uidOf(server.app.pid), '2103');
+  // Each app has a uid of its own (no pod's app can signal or read another's).
+  assert.ok(Number(uidOf(server.app.pid)) >= 2_300_000, uidOf(server.app.pid));
+  assert.notEqual(uidOf(server.app.pid), uidOf(client.app.pid));
   // The transparent proxies ask the destination service, on the host's end of the mesh network;
   // no static --destination table in their argv.
   const destination = runtime.destination!;
@@ -166,7 +168,7 @@ test('the client calls the server by name through both sidecars; the bridge carr
     status: 200,
     answer: { path: `/${MARKER}`, clientId: 'spiffe://cluster.local/ns/netns-e2e/sa/client' },
     serverUrl: 'http://server:8080',
-    uid: 2103,
+    uid: Number(uidOf(client.app.pid)),
   });
   // The names a Kubernetes pod would call it by resolve too (the destination table lists the
   // cluster form), and the call is as meshed as by the short name.

@@ -1,28 +1,29 @@
 import { stat } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import { runCommand } from './commands.ts';
-import { APP_UID, PROXY_UID } from './plan-netns.ts';
+import { APP_UID_BASE, PROXY_UID } from './plan-netns.ts';
 
-// A pod's app runs as uid 2103, not as the root that runs `mutual up`: its working directory (and a
-// program given by path) must be open to that uid, which a home directory often is not (0750 on
-// Ubuntu since 21.04, /root 0700). Asked of the kernel itself, as that uid, before anything starts.
+// A pod's app runs as a uid of its own (APP_UID_BASE and up, one per pod), not as the root that runs
+// `mutual up`: its working directory (and a program given by path) must be open to other users,
+// which a home directory often is not (0750 on Ubuntu since 21.04, /root 0700). Asked of the kernel
+// itself, as such a uid (one that owns nothing), before anything starts.
 
 /** Why the app uid cannot work in `cwd` or run `program` from it, or undefined. */
 export async function podAppAccessProblem(
   cwd: string,
   program: string,
-  uid = APP_UID,
+  uid = APP_UID_BASE,
 ): Promise<string | undefined> {
   if (!(await canAs(uid, ['-x', cwd]))) {
     const blocker = await firstClosedDirectory(cwd, uid);
     const where = blocker === cwd ? cwd : `${blocker}, on the way to its working directory ${cwd}`;
     const mode = await describeMode(blocker);
-    return `the app runs as uid ${uid} in its pod and cannot enter ${where}${mode}; let other users in (\`chmod o+x ${blocker}\`), move the project where they can go (e.g. under /srv or /opt), or use --isolation loopback (apps run as you)`;
+    return `the app runs in its pod as a uid of its own (${uid} and up, not root) and cannot enter ${where}${mode}; let other users in (\`chmod o+x ${blocker}\`), move the project where they can go (e.g. under /srv or /opt), or use --isolation loopback (apps run as you)`;
   }
   if (program.includes('/')) {
     const file = resolve(cwd, program);
     if (!(await canAs(uid, ['-r', file, '-a', '-x', file])))
-      return `the app runs as uid ${uid} in its pod and cannot read and run ${file}${await describeMode(file)}; \`chmod o+rx ${file}\``;
+      return `the app runs in its pod as a uid of its own (${uid} and up, not root) and cannot read and run ${file}${await describeMode(file)}; \`chmod o+rx ${file}\``;
   }
   return undefined;
 }

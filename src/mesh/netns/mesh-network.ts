@@ -10,7 +10,7 @@ import {
 } from '../../proxy/intercept/index.ts';
 import { ip, mustRun, runCommand } from './commands.ts';
 import { addBridge, addNamespace, deleteNamespace, listNamespaces } from './namespaces.ts';
-import { APP_UID } from './plan-netns.ts';
+import { podAppUid } from './plan-netns.ts';
 import { createPod, type PodRecord } from './pod.ts';
 import { candidateSubnets, cidrsIn, type MeshSubnet, overlaps, podAddress } from './subnet.ts';
 
@@ -73,8 +73,6 @@ export async function createMeshNetwork(options: {
   services: ReadonlyArray<{ name: string; namespace: string; skipInboundPorts: readonly number[] }>;
   /** The proxy's uid (default 2102): its traffic is never redirected. */
   proxyUid?: number;
-  /** The apps' uid (default 2103): each owns its pod's HOME. */
-  appUid?: number;
 }): Promise<MeshNetwork> {
   const id = meshNetworkId(options.stateDir);
   const pods: PodSpec[] = options.services.map((service) => ({
@@ -139,6 +137,8 @@ export async function createMeshNetwork(options: {
         address: podAddress(subnet, index),
         // A group of its own per pod: its proxy reads its credentials, no other pod's.
         proxyGid: 2_100_000 + subnet.index * 256 + index,
+        // A uid (and gid) of its own per pod's app: no app can signal, trace or read another's.
+        appUid: podAppUid(subnet.index, index),
       })),
     };
     await writeRecord(record);
@@ -156,7 +156,6 @@ export async function createMeshNetwork(options: {
       record.pods.map((pod, index) =>
         createPod(record, pod, {
           hosts,
-          appUid: options.appUid ?? APP_UID,
           install: async () => {
             await installInterceptRules(rules(pods[index]!), iptablesIn(pod.netns));
           },

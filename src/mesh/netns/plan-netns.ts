@@ -23,8 +23,22 @@ import type { PodRecord } from './pod.ts';
 
 /** The proxy's uid in every pod: proxy-init lets this uid's traffic out without interception. */
 export const PROXY_UID = DEFAULT_PROXY_UID;
-/** Every app runs as this uid and gid: not root, not the proxy. */
+/**
+ * The uid and gid of an app in a pod of an older network record, and the uid `up` checks a
+ * project's directories as before anything starts (one that owns nothing, as each pod's does).
+ */
 export const APP_UID = 2103;
+/** The first of the apps' uids: each pod's app has its own, APP_UID_BASE + subnet * 256 + pod. */
+export const APP_UID_BASE = 2_300_000;
+
+/**
+ * The uid (and gid) the app of the pod at `podIndex` on subnet `subnetIndex` runs as: not root,
+ * not the proxy, and no other pod's, on this machine's meshes (as a pod's processes are out of
+ * another's reach in Kubernetes: shared, one app could kill, read or ptrace another's).
+ */
+export function podAppUid(subnetIndex: number, podIndex: number): number {
+  return APP_UID_BASE + subnetIndex * 256 + podIndex;
+}
 
 /** The ports the sidecar holds in every pod: an app cannot listen on them there. */
 export const POD_SIDECAR_PORTS: ReadonlyMap<number, string> = new Map([
@@ -128,11 +142,11 @@ export function planNetnsMesh(options: {
       identityBundle,
       pod: { netns: pod.netns, address: pod.address, proxyGid: pod.proxyGid },
       app: {
-        argv: inNamespace(pod.netns, service.command, { uid: APP_UID }),
+        argv: inNamespace(pod.netns, service.command, { uid: pod.appUid ?? APP_UID }),
         env,
         cwd: service.cwd,
         log: join(paths.logsDir, `${service.name}.log`),
-        logOwner: { uid: APP_UID, gid: APP_UID },
+        logOwner: { uid: pod.appUid ?? APP_UID, gid: pod.appUid ?? APP_UID },
       },
       proxy: {
         argv: inNamespace(pod.netns, proxyArgv, { uid: PROXY_UID, gid: pod.proxyGid }),

@@ -1,6 +1,7 @@
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { addNamespace, addPodLink, setPodSysctls } from './namespaces.ts';
+import { APP_UID } from './plan-netns.ts';
 
 /** One service's pod, as network.json records it. */
 export interface PodRecord {
@@ -21,6 +22,12 @@ export interface PodRecord {
    */
   readonly home?: string;
   readonly proxyGid: number;
+  /**
+   * The uid and gid its app runs as: one of its own per pod (not shared with any other pod's app,
+   * which could otherwise signal, read or ptrace it), as a pod's processes are out of reach of
+   * another's in Kubernetes. Absent from records of older versions (their apps ran as 2103).
+   */
+  readonly appUid?: number;
   /** The iptables chains proxy-init installed in its namespace (gone with the namespace). */
   readonly iptablesChains: readonly string[];
 }
@@ -32,7 +39,7 @@ export interface PodRecord {
 export async function createPod(
   network: { bridgeNetns: string; bridge: string; runDir: string },
   pod: PodRecord,
-  options: { hosts: string; install: () => Promise<void>; appUid: number },
+  options: { hosts: string; install: () => Promise<void> },
 ): Promise<void> {
   await addNamespace(pod.netns);
   await setPodSysctls(pod.netns);
@@ -52,7 +59,7 @@ export async function createPod(
   await chown(pod.dir, 0, pod.proxyGid);
   if (pod.home !== undefined) {
     await mkdir(pod.home, { mode: 0o700 });
-    await chown(pod.home, options.appUid, options.appUid);
+    await chown(pod.home, pod.appUid ?? APP_UID, pod.appUid ?? APP_UID);
   }
   await options.install();
 }
