@@ -122,3 +122,33 @@ test('--policy-port maps an --inbound app port to the port policies name (also M
     /problems:\n {2}- --policy-port 8080=23456: no --inbound forwards to app port 8080; give the APP_PORT of an --inbound.*\n {2}- --policy-port 23456=9090: app port 23456 is already 8080.*\n {2}- --policy-port "23457": write APP_PORT=PORT/,
   );
 });
+
+test('--port-mode names the app port (or its --policy-port) of an --inbound; a listener port or any other is refused, not ignored', () => {
+  const inbound = ['127.0.0.1:14001=8080'];
+  assert.deepEqual(
+    [...loadProxyConfig({ ...files, inbound, portMode: ['8080=STRICT'] }, {}).portModes],
+    [[8080, 'STRICT']],
+  );
+  assert.deepEqual(
+    [
+      ...loadProxyConfig({ ...files, inbound, policyPort: ['8080=80'], portMode: ['80=STRICT'] }, {})
+        .portModes,
+    ],
+    [[80, 'STRICT']],
+  );
+  // The transparent inbound sees any app port.
+  loadProxyConfig({ ...files, inbound, inboundListen: '0.0.0.0:4143', portMode: ['9999=STRICT'] }, {});
+  // Before, the listener port was taken and matched no connection: that listener stayed PERMISSIVE.
+  throwsCode(
+    () => loadProxyConfig({ ...files, inbound, portMode: ['14001=STRICT', '9999=DISABLE'] }, {}),
+    'MUTUAL_PROXY_CONFIG_INVALID',
+    'a --port-mode no --inbound reaches',
+    /problems:\n {2}- --port-mode 14001: no --inbound forwards to port 14001 \(it is where --inbound listens; that one forwards to app port 8080\).*\(here: 8080\)\n {2}- --port-mode 9999: no --inbound forwards to port 9999: /,
+  );
+  throwsCode(
+    () => loadProxyConfig({ ...files, inbound, policyPort: ['8080=80'], portMode: ['8080=STRICT'] }, {}),
+    'MUTUAL_PROXY_CONFIG_INVALID',
+    'the app port where --policy-port renames it',
+    /--port-mode 8080: .*\(here: 80\)/,
+  );
+});

@@ -294,6 +294,19 @@ export function loadProxyConfig(commandLine: ProxyFlags, env: NodeJS.ProcessEnv 
       policyPorts.set(appPort, policyPort);
     });
   }
+  // A --port-mode no --inbound can reach was silently ignored: a listener port given for the app
+  // port left that listener PERMISSIVE while its user believed it STRICT.
+  if (!hasTransparentInbound) {
+    const named = inbound.map((entry) => policyPorts.get(entry.appPort) ?? entry.appPort);
+    for (const [p] of portModes) {
+      if (named.includes(p)) continue;
+      const listener = inbound.find((entry) => entry.listen.port === p);
+      const known = [...new Set(named)].join(', ') || 'none: no --inbound is given';
+      problems.push(
+        `--port-mode ${p}: no --inbound forwards to port ${p}${listener ? ` (it is where --inbound listens; that one forwards to app port ${listener.appPort})` : ''}: PORT is the app port of an --inbound LISTEN=APP_PORT, or the port --policy-port names it by (here: ${known})`,
+      );
+    }
+  }
   const labels: Record<string, string> = {};
   for (const spec of flags.label ?? []) {
     attempt(() => {
