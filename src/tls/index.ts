@@ -24,5 +24,6 @@ export {
   reasonFromOpenssl,
   reasonFromVerifyCode,
   requireServerIdentity,
+  verifyClientChain,
   verifyClientPeer,
 } from './verify-tls-peer.ts';

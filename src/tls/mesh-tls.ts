@@ -31,6 +31,16 @@ export interface MeshTls {
   /** Full options for `tls.createServer` / `setSecureContext` (which replaces everything it is given). */
   readonly serverOptions: SecureContextOptions;
   readonly serverContext: SecureContext;
+  /**
+   * The same without the bundle, for a server that verifies client chains itself
+   * (`verifyClientChain`): the sidecar's inbound. OpenSSL 3.5 under Node 24 keeps ~5.5 KB for
+   * good after every handshake in which it verified a chain the client sent with intermediates
+   * (bench/README.md, "TLS server memory per handshake"); given no bundle, it verifies nothing
+   * that succeeds, and the memory it keeps levels off.
+   */
+  readonly unverifiedServerOptions: SecureContextOptions;
+  /** Our chain's intermediates (DER): a client of the same mesh that sends its leaf alone shares them. */
+  readonly ownIssuers: readonly Buffer[];
   /** For `tls.connect({ secureContext })`: context options passed to connect() itself are ignored. */
   readonly clientContext: SecureContext;
   readonly verifier: PeerVerifier;
@@ -65,16 +75,23 @@ export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshT
   };
   // Fresh ticket keys with every generation: a ticket issued under an old bundle must not let a
   // client whose root has since been removed resume its way back in.
+  const ownIssuers = issuersToCompleteClientChains(credentials.certificateChainPem);
+  const ticketKeys = randomBytes(48);
   const serverOptions: SecureContextOptions = {
     ...base,
-    ca: [...ca, ...issuersToCompleteClientChains(credentials.certificateChainPem)],
-    ticketKeys: randomBytes(48),
+    ca: [...ca, ...ownIssuers.map((der) => encodePem('CERTIFICATE', der))],
+    ticketKeys,
   };
+  // Without `ca` Node loads its public roots instead, which never anchor an SVID chain (and no
+  // CA names go out in the CertificateRequest, as with Linkerd's and Envoy's servers).
+  const { ca: _bundle, ...unverifiedServerOptions } = { ...base, ticketKeys };
   return {
     generation: nextGeneration++,
     credentials,
     serverOptions,
     serverContext: createSecureContext(serverOptions),
+    unverifiedServerOptions,
+    ownIssuers,
     clientContext: createSecureContext(base),
     verifier: createPeerVerifier({ anchors: roots.map((block) => block.der), clock }),
   };
@@ -88,14 +105,14 @@ export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshT
  * the bundle. Self-signed ones are left out: a root carried in our chain (Istio's cert-chain.pem)
  * but dropped from the bundle must not become trusted again.
  */
-function issuersToCompleteClientChains(chainPem: string): string[] {
+function issuersToCompleteClientChains(chainPem: string): Buffer[] {
   return decodePemOfType(chainPem, ['CERTIFICATE'], 'certificate chain')
     .slice(1)
     .filter((block) => {
       const certificate = new X509Certificate(block.der);
       return !certificate.checkIssued(certificate);
     })
-    .map((block) => encodePem('CERTIFICATE', block.der));
+    .map((block) => block.der);
 }
 
 /** The DER chain a peer presented, leaf first (Node links issuers; a self-signed root links to itself). */

@@ -88,9 +88,9 @@ export function reasonFromVerifyCode(code: VerifyReasonCode): HandshakeFailureRe
 
 /** Verifies the client of an inbound mTLS connection after the handshake, before any byte reaches the app. */
 export function verifyClientPeer(socket: TLSSocket, meshTls: MeshTls, clock: Clock): PeerVerdict {
-  // The X509Certificate form hands over the DER without building getPeerCertificate()'s object tree.
-  const leaf = socket.getPeerX509Certificate();
-  if (!leaf) {
+  // Not getPeerX509Certificate, which keeps native memory for good (see verifyClientChain).
+  const leaf = socket.getPeerCertificate();
+  if (!leaf?.raw) {
     return { ok: false, reason: 'no_client_certificate', message: 'the client sent no certificate' };
   }
   if (!socket.authorized) {
@@ -102,6 +102,51 @@ export function verifyClientPeer(socket: TLSSocket, meshTls: MeshTls, clock: Clo
   // against the bundle (ticket keys die with the bundle), so check the SVID profile of the leaf.
   const verdict = meshTls.verifier.verifySvidLeaf(leaf.raw, { usage: 'client', atMs: clock.now() });
   if (!verdict.ok) return { ok: false, reason: reasonFromVerifyCode(verdict.code), message: verdict.message };
+  return { ok: true, peerId: verdict.spiffeId.uri };
+}
+
+/** The most certificates read from a client's chain: OpenSSL already caps the message at 100 KB. */
+const MAX_CLIENT_CHAIN = 10;
+/** Issuers learned per generation for resumed sessions: a mesh has a handful. */
+const MAX_LEARNED_ISSUERS = 64;
+
+/**
+ * Intermediates that have completed a verified client chain, per MeshTls (so per bundle): a
+ * resumed TLS session brings back the client's leaf alone, and its chain is rebuilt from these.
+ * Only ever a pool to build paths from, never an anchor.
+ */
+const learnedIssuers = new WeakMap<MeshTls, Map<string, Uint8Array>>();
+
+/**
+ * Verifies the client of an inbound mTLS connection made with `MeshTls.unverifiedServerOptions`,
+ * before any byte reaches the app: the chain the client sent (leaf, then the intermediates Node
+ * links to it), completed with our own intermediates (a leaf sent alone) and those learned from
+ * earlier clients (a resumed session, which keeps only the leaf), all checked here against the
+ * bundle as the outbound checks servers: the same rules, reasons and messages on both sides.
+ */
+export function verifyClientChain(socket: TLSSocket, meshTls: MeshTls, clock: Clock): PeerVerdict {
+  // getPeerCertificate, not getPeerX509Certificate: under Node 24.21 every X509Certificate a
+  // server takes of its peer keeps ~5 KB of native memory for good, and one per connection
+  // grew a sidecar without bound (bench/README.md, "TLS server memory per handshake").
+  const chain = peerChainDer(socket.getPeerCertificate(true)).slice(0, MAX_CLIENT_CHAIN);
+  if (chain.length === 0) {
+    return { ok: false, reason: 'no_client_certificate', message: 'the client sent no certificate' };
+  }
+  let learned = learnedIssuers.get(meshTls);
+  if (!learned) {
+    learned = new Map();
+    learnedIssuers.set(meshTls, learned);
+  }
+  const verdict = meshTls.verifier.verifySvid([...chain, ...meshTls.ownIssuers, ...learned.values()], {
+    usage: 'client',
+    atMs: clock.now(),
+  });
+  if (!verdict.ok) return { ok: false, reason: reasonFromVerifyCode(verdict.code), message: verdict.message };
+  // path: leaf, intermediates, anchor.
+  for (const issuer of verdict.path.slice(1, -1)) {
+    if (learned.size >= MAX_LEARNED_ISSUERS) break;
+    if (!learned.has(issuer.fingerprintSha256)) learned.set(issuer.fingerprintSha256, issuer.der);
+  }
   return { ok: true, peerId: verdict.spiffeId.uri };
 }
 

@@ -15,7 +15,7 @@ import {
   type MeshTls,
   type PeerTls,
   scanClientHello,
-  verifyClientPeer,
+  verifyClientChain,
 } from '../../tls/index.ts';
 import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
 import { classifyFirstBytes, peekClientHello, peekFirstBytes } from '../detect.ts';
@@ -127,7 +127,7 @@ export function createInbound(deps: InboundDeps) {
     const meshTls = deps.meshTls();
     if (meshTls && meshTls.generation !== appliedGeneration) {
       // setSecureContext replaces the whole context: always the full option set.
-      tlsServer.setSecureContext(meshTls.serverOptions);
+      tlsServer.setSecureContext(meshTls.unverifiedServerOptions);
       appliedGeneration = meshTls.generation;
     }
     return meshTls;
@@ -244,7 +244,7 @@ export function createInbound(deps: InboundDeps) {
     const context = getInboundContext(socket);
     const meshTls = currentTls();
     if (!context || !meshTls) return socket.destroy();
-    const verdict = verifyClientPeer(socket, meshTls, deps.clock);
+    const verdict = verifyClientChain(socket, meshTls, deps.clock);
     if (!verdict.ok) {
       metrics.handshakeFailures.inc({ direction: 'inbound', reason: verdict.reason });
       log.warnSampled('inbound client refused', `reason=${verdict.reason}`, {
