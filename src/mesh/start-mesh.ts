@@ -23,6 +23,7 @@ import {
   podAppAccessProblem,
   podNameProblem,
   podPortProblem,
+  podProgramProblem,
   podRuntimeAccessProblem,
   readNetworkRecord,
   removeMeshNetwork,
@@ -699,6 +700,15 @@ async function checkBeforeStart(
       if (nameProblem) problems.push(`services.${service.name}.name: ${nameProblem}`);
       const accessProblem = await podAppAccessProblem(service.cwd, service.command[0]!);
       if (accessProblem) problems.push(`services.${service.name}.cwd: ${accessProblem}`);
+      // A list command is exec'd as the app's uid; `sh -c` skips what that uid cannot run on PATH.
+      const [program, flag] = service.command;
+      const path =
+        service.env.PATH ?? [dirname(deps.nodePath), deps.baseEnv.PATH].filter(Boolean).join(delimiter);
+      const programProblem =
+        accessProblem === undefined && !(program === '/bin/sh' && flag === '-c')
+          ? await podProgramProblem(program!, service.cwd, path)
+          : undefined;
+      if (programProblem) problems.push(`services.${service.name}.command: ${programProblem}`);
       for (const { port } of service.ports) {
         const problem = podPortProblem(port);
         if (problem) problems.push(`services.${service.name}.ports: ${problem}`);

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
+import { delimiter, dirname, resolve, sep } from 'node:path';
 import { runCommand } from './commands.ts';
 import { APP_UID_BASE, PROXY_UID } from './plan-netns.ts';
 
@@ -26,6 +26,44 @@ export async function podAppAccessProblem(
       return `the app runs in its pod as a uid of its own (${uid} and up, not root) and cannot read and run ${file}${await describeMode(file)}; \`chmod o+rx ${file}\``;
   }
   return undefined;
+}
+
+/**
+ * Why the app uid cannot run the bare program name `program` that PATH (`path`, as root searches
+ * it) gives first, or undefined: root's PATH often starts with directories under /root or a home
+ * (pyenv's or nvm's shims, ~/.cargo/bin) that a pod's app cannot enter, and exec then fails there
+ * even when a runnable one comes later on PATH (`bash: /root/.pyenv/shims/python3: Permission denied`).
+ */
+export async function podProgramProblem(
+  program: string,
+  cwd: string,
+  path: string,
+  uid = APP_UID_BASE,
+): Promise<string | undefined> {
+  if (program.includes('/')) return undefined;
+  const candidates: string[] = [];
+  for (const dir of path.split(delimiter).filter(Boolean)) {
+    const file = resolve(cwd, dir, program);
+    if ((await stat(file).catch(() => undefined))?.isFile()) candidates.push(file);
+  }
+  if (candidates.length === 0 || (await canAs(uid, ['-x', candidates[0]!]))) return undefined;
+  const first = candidates[0]!;
+  const blocker = await firstClosedDirectory(dirname(first), uid);
+  const closed =
+    blocker === dirname(first) && (await canAs(uid, ['-x', blocker]))
+      ? `${first}${await describeMode(first)} is closed to it`
+      : `${blocker}${await describeMode(blocker)} is closed to it`;
+  let usable: string | undefined;
+  for (const file of candidates.slice(1)) {
+    if (await canAs(uid, ['-x', file])) {
+      usable = file;
+      break;
+    }
+  }
+  const instead = usable
+    ? `give the program's full path, e.g. command: [${usable}, ...], or set PATH in the service's env: without ${dirname(first)}`
+    : `install ${program} where other users can run it (e.g. /usr/local/bin) and give its full path`;
+  return `the app runs in its pod as a uid of its own (${uid} and up, not root) and cannot run ${program}: PATH finds ${first} first, and ${closed}; ${instead}`;
 }
 
 /**

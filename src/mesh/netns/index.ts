@@ -3,7 +3,7 @@
 // again. Used by `mutual up --isolation netns` and by the test harness (src/testing/netns.ts).
 // Starts no long-lived process itself; never touches the host's iptables.
 
-export { podAppAccessProblem, podRuntimeAccessProblem } from './app-access.ts';
+export { podAppAccessProblem, podProgramProblem, podRuntimeAccessProblem } from './app-access.ts';
 export { type CommandResult, hasCommand, ip, mustRun, runCommand } from './commands.ts';
 export { podListenProblem, waitForPodListen } from './listening.ts';
 export {
