@@ -10,6 +10,7 @@ import {
   loadCredentialFiles,
   type ProxyDeps,
   type ProxyLog,
+  withDefaultModes,
 } from '../proxy/index.ts';
 import type { CliContext } from './context.ts';
 
@@ -188,7 +189,12 @@ async function watchPolicies(config: ProxyConfig, log: ProxyLog, clock: Clock) {
     store,
     forThisWorkload: (): WorkloadPolicy => {
       if (cachedGeneration !== store.generation || !cached) {
-        cached = store.forWorkload(workload);
+        // --mode / --port-mode where no PeerAuthentication of the directory sets a mode, as with
+        // --policy-url: before, they were ignored, and `--mode STRICT` let plaintext in.
+        cached = withDefaultModes(store.forWorkload(workload), {
+          defaultMode: config.mode,
+          defaultPortModes: config.portModes,
+        });
         cachedGeneration = store.generation;
       }
       return cached;

@@ -13,6 +13,11 @@ export {
   type MeshedDestination,
   staticDestinations,
 } from './outbound/destinations.ts';
-export { createPolicyClient, type PolicyClient, type PolicyClientOptions } from './policy-client.ts';
+export {
+  createPolicyClient,
+  type PolicyClient,
+  type PolicyClientOptions,
+  withDefaultModes,
+} from './policy-client.ts';
 export { createProxy, type Proxy, type ProxyAddresses, type ProxyDeps } from './proxy.ts';
 export { createProxyLog, type ProxyLog } from './proxy-log.ts';

@@ -201,8 +201,11 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   };
 }
 
-/** Where no PeerAuthentication decides (Istio's default), the configured `--mode` / `--port-mode` applies. */
-function withDefaultModes(
+/**
+ * Where no PeerAuthentication decides (Istio's default), the configured `--mode` / `--port-mode`
+ * applies: for `--policy-url` and `--policy-dir` alike.
+ */
+export function withDefaultModes(
   policy: ExplainableWorkloadPolicy,
   options: Pick<PolicyClientOptions, 'defaultMode' | 'defaultPortModes'>,
 ): WorkloadPolicy {
