@@ -100,7 +100,11 @@ async function issue(options: IssueOptions, context: CliContext): Promise<void> 
     code: 'MUTUAL_PKI_LIFETIME_INVALID',
   });
   const caDir = resolve(context.cwd, options.ca);
-  const { issuer, bundle } = await readCaDirectory(caDir, context.clock);
+  // An issuer made elsewhere (openssl, cfssl, easy-rsa) may name no trust domain: it is the one
+  // --spiffe-id names, as `mutual identity serve --trust-domain` would be told.
+  const { issuer, bundle } = await readCaDirectory(caDir, context.clock, {
+    trustDomainIfUnnamed: tryParseSpiffeId(options.spiffeId)?.trustDomain,
+  });
   assertBundleTrustsIssuer(issuer, bundle, caDir, context.clock.now());
   const keys = await generateKeyPair();
   const svid = await issueSvid(issuer, {

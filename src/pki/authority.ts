@@ -187,8 +187,10 @@ export function loadAuthority(options: {
     options.trustDomain === undefined ? certifiedDomain : parseTrustDomain(options.trustDomain);
   if (trustDomain === undefined) {
     // Without a trust domain the issuer would sign IDs of any trust domain.
-    throw issuerInvalid(
+    throw new MutualError(
+      'MUTUAL_PKI_ISSUER_INVALID',
       `${source}: ${certificate.subject} has no spiffe://<trust-domain> URI SAN, so the trust domain it signs for is unknown: name it with --trust-domain <name> (\`mutual identity serve\`, \`mutual install\`: for an issuer made for Linkerd, Istio or cert-manager), make the issuer with \`mutual ca issuer\` (or \`mutual ca create\`), or sign it with subjectAltName=URI:spiffe://<trust-domain> among its extensions (openssl: -extfile with that line)`,
+      { detail: { reason: 'no-trust-domain' } },
     );
   }
   if (certifiedDomain !== undefined && certifiedDomain !== trustDomain) {

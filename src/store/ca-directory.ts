@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
+import { isMutualError } from '../errors.ts';
 import {
   bundleToJwks,
   bundleToPem,
@@ -54,7 +55,12 @@ export interface LoadedCa {
 }
 
 /** Loads the issuer (checked: CA, key matches, within validity) and the trust bundle of a CA directory. */
-export async function readCaDirectory(dir: string, clock: Clock): Promise<LoadedCa> {
+export async function readCaDirectory(
+  dir: string,
+  clock: Clock,
+  /** The trust domain of an issuer whose certificate names none (a CA made by openssl, cfssl, easy-rsa…). */
+  options: { trustDomainIfUnnamed?: string } = {},
+): Promise<LoadedCa> {
   const certificatePath = join(dir, CA_FILES.issuerCertificate);
   const keyPath = join(dir, CA_FILES.issuerKey);
   const bundlePath = join(dir, CA_FILES.bundlePem);
@@ -63,13 +69,23 @@ export async function readCaDirectory(dir: string, clock: Clock): Promise<Loaded
     readTextFile(keyPath, 'issuer key'),
     readTextFile(bundlePath, 'trust bundle'),
   ]);
-  const issuer = loadAuthority({
-    certificatePem,
-    privateKeyPem,
-    clock,
-    source: certificatePath,
-    keySource: keyPath,
-  });
+  const load = (trustDomain?: string) =>
+    loadAuthority({
+      certificatePem,
+      privateKeyPem,
+      clock,
+      source: certificatePath,
+      keySource: keyPath,
+      ...(trustDomain === undefined ? {} : { trustDomain }),
+    });
+  let issuer: CertificateAuthority;
+  try {
+    issuer = load();
+  } catch (error) {
+    const isUnnamed = isMutualError(error) && error.detail.reason === 'no-trust-domain';
+    if (!isUnnamed || options.trustDomainIfUnnamed === undefined) throw error;
+    issuer = load(options.trustDomainIfUnnamed);
+  }
   const bundle = parseBundle(bundleText, issuer.trustDomain, bundlePath);
   return { issuer, bundle };
 }

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { runMutual } from './run-mutual.ts';
 
 let dir: string;
@@ -675,4 +677,35 @@ test('ca issuer: a new issuer under the same anchor; certificates it signs verif
   assert.equal(offline.code, 1);
   assert.match(offline.stderr, /trust-anchor\.key/);
   await assert.rejects(stat(join(rotation, 'again')));
+});
+
+test('cert issue from a CA made by openssl (no spiffe:// URI SAN): the trust domain is the one --spiffe-id names', async () => {
+  const openssl = (...args: string[]) => promisify(execFile)('openssl', args);
+  const caDir = join(dir, 'openssl-ca');
+  await mkdir(caDir, { recursive: true });
+  await openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(caDir, 'issuer.key'));
+  await openssl(
+    ...['req', '-x509', '-new', '-key', join(caDir, 'issuer.key'), '-subj', '/CN=My Root', '-days', '30'],
+    ...['-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', join(caDir, 'issuer.crt')],
+  );
+  await writeFile(join(caDir, 'bundle.pem'), await readFile(join(caDir, 'issuer.crt')));
+  const out = join(dir, 'from-openssl-ca');
+  const id = 'spiffe://example.org/ns/demo/sa/api';
+  // Before: MUTUAL_PKI_ISSUER_INVALID '… has no spiffe://<trust-domain> URI SAN …: name it with
+  // --trust-domain <name>', an option cert issue does not have.
+  const issued = await runMutual(['cert', 'issue', '--ca', caDir, '--spiffe-id', id, '--out', out]);
+  assert.equal(issued.code, 0, issued.stderr);
+  assert.match(issued.stdout, /Issued spiffe:\/\/example\.org\/ns\/demo\/sa\/api/);
+  const verified = await runMutual([
+    ...['cert', 'verify', '--bundle', join(out, 'bundle.pem'), '--cert', join(out, 'cert.pem')],
+    ...['--key', join(out, 'key.pem'), '--spiffe-id', id],
+  ]);
+  assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+  for (const purpose of ['sslclient', 'sslserver']) {
+    const { stdout } = await openssl(
+      ...['verify', '-x509_strict', '-purpose', purpose, '-CAfile', join(out, 'bundle.pem')],
+      join(out, 'cert.pem'),
+    );
+    assert.match(stdout, /: OK/);
+  }
 });
