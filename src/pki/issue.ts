@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Clock } from '../clock.ts';
 import { MutualError } from '../errors.ts';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/index.ts';
@@ -179,6 +180,16 @@ const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-
 
 function checkDnsName(name: string): string {
   const lower = name.toLowerCase();
+  // An address passes the label syntax, but as a DNS SAN it matches nothing: curl, OpenSSL, Go
+  // and browsers compare an IP they dial with IP SANs only.
+  const address = lower.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(address) !== 0) {
+    const dialed = isIP(address) === 6 ? `[${address}]` : address;
+    throw new MutualError(
+      'MUTUAL_PKI_DNS_NAME_INVALID',
+      `${JSON.stringify(name)} is an IP address, not a DNS name: a client that dials an IP address checks it against IP SANs only, so this SAN would match no client; give a name and dial that (curl --resolve web.demo:PORT:${dialed} https://web.demo:PORT/ with --dns web.demo), or skip the host-name check as mesh peers do (curl -k or --pinnedpubkey)`,
+    );
+  }
   if (lower.length > 253 || !DNS_NAME.test(lower)) {
     throw new MutualError(
       'MUTUAL_PKI_DNS_NAME_INVALID',

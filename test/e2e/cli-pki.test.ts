@@ -709,3 +709,20 @@ test('cert issue from a CA made by openssl (no spiffe:// URI SAN): the trust dom
     assert.match(stdout, /: OK/);
   }
 });
+
+test('cert issue --dns refuses an IP address, which as a DNS SAN matches no client, writing nothing', async () => {
+  for (const address of ['127.0.0.1', '::1']) {
+    const out = join(dir, `dns-ip-${address.replaceAll(':', '')}`);
+    // Before, 127.0.0.1 was issued as DNS:127.0.0.1, and curl https://127.0.0.1:PORT/ still failed
+    // its host-name check (an IP is matched against IP SANs only).
+    const result = await runMutual([
+      ...['cert', 'issue', '--ca', join(dir, 'ca'), '--spiffe-id', web, '--out', out, '--dns', address],
+    ]);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(
+      result.stderr,
+      /^error\[MUTUAL_PKI_DNS_NAME_INVALID\]: ".*" is an IP address, not a DNS name: .*IP SANs only/m,
+    );
+    await assert.rejects(stat(out), { code: 'ENOENT' });
+  }
+});
