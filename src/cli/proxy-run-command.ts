@@ -83,9 +83,13 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
     )
     .option(
       '--mode <mode>',
-      'inbound peer authentication without --policy-dir (with --policy-url: where no PeerAuthentication sets one): STRICT, PERMISSIVE or DISABLE',
+      'inbound peer authentication (with --policy-dir or --policy-url: where no PeerAuthentication sets one): STRICT, PERMISSIVE or DISABLE',
     )
-    .option('--port-mode <port=mode>', 'per-port peer authentication (repeatable)', collect)
+    .option(
+      '--port-mode <port=mode>',
+      'per-port peer authentication, e.g. 8080=STRICT: the app port of an --inbound (or its --policy-port), not where it listens (repeatable)',
+      collect,
+    )
     .option(
       '--policy-port <appPort=port>',
       'the port policies name an --inbound app port by, e.g. 23456=8080: port modes, AuthorizationPolicy ports and destination.port match 8080 (repeatable; mutual up sets it)',
