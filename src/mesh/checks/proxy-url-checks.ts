@@ -136,7 +136,7 @@ export function proxyUrlChecks(urls: readonly string[]): CheckCategory {
       {
         description: 'no mTLS connection refused since the sidecar started',
         hint: 'a peer with the wrong identity, an expired or untrusted certificate, or no sidecar at all is refused: its callers get 502s or resets',
-        fix: 'the sidecar\'s log says, per refusal, the identity expected and the one presented ("outbound mTLS failed", "handshake failed"): give the server the certificate its clients expect, or correct the client\'s --upstream; counters never reset, so a refusal fixed since still shows until the sidecar restarts',
+        fix: 'the sidecar\'s log says, per refusal, the identity expected and the one presented ("outbound mTLS failed" as the client, "inbound client refused" or "inbound TLS handshake failed" as the server): give the server the certificate its clients expect, or correct the client\'s --upstream; counters never reset, so a refusal fixed since still shows until the sidecar restarts',
         severity: 'warning',
         run: each(async (context, url) => {
           if (!isSidecarReadyAnswer(await context.adminGet(`${url}/ready`))) return skip(SILENT, url);
