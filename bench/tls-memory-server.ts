@@ -2,8 +2,12 @@
 // rejectUnauthorized, TLS 1.3) that ends each connection after one byte. It reports its memory
 // after gc() each time a line arrives on stdin, and exits when stdin ends. Plain node:* imports
 // only, so it runs under any Node the bench is pointed at (TLS_MEMORY_NODE), Node 20 included.
-// argv: <cert.pem> <key.pem> <ca.pem> [verify|unverified]; needs --expose-gc. `unverified`: no CA,
-// and the client's certificate is taken without verifying its chain (rejectUnauthorized false).
+// argv: <cert.pem> <key.pem> <ca.pem> [verify|unverified|peer-x509|sidecar]; needs --expose-gc.
+// `unverified`: no CA, and the client's certificate is taken without verifying its chain
+// (rejectUnauthorized false). `peer-x509`: as verify, and each connection's client certificate is
+// read with getPeerX509Certificate() (Mutual's inbound until 2026-11-24). `sidecar`: as the
+// inbound now is: no CA, the client's chain read with getPeerCertificate(true) (and verified by
+// Mutual's own verifier, which keeps nothing per connection, so it is left out here).
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createServer } from 'node:tls';
@@ -18,7 +22,7 @@ const server = createServer(
   {
     cert: readFileSync(certFile),
     key: readFileSync(keyFile),
-    ...(verification === 'unverified'
+    ...(verification === 'unverified' || verification === 'sidecar'
       ? { rejectUnauthorized: false }
       : { ca: readFileSync(caFile), rejectUnauthorized: true }),
     requestCert: true,
@@ -27,6 +31,8 @@ const server = createServer(
   (socket) => {
     counts.completed++;
     if (socket.isSessionReused()) counts.resumed++;
+    if (verification === 'peer-x509') socket.getPeerX509Certificate();
+    if (verification === 'sidecar') socket.getPeerCertificate(true);
     socket.on('error', () => {});
     socket.end('x');
   },

@@ -44,6 +44,20 @@ const CASES = [
     client: 'mtls',
     server: 'unverified',
   },
+  // What the sidecar's inbound did until 2026-11-24 (verified, then getPeerX509Certificate()), and
+  // what it does now (no CA in OpenSSL, chain read with getPeerCertificate(true)).
+  {
+    name: 'mtls-peer-x509',
+    title: 'mTLS, verified, getPeerX509Certificate()',
+    client: 'mtls',
+    server: 'peer-x509',
+  },
+  {
+    name: 'mtls-sidecar',
+    title: 'mTLS as the inbound checks it (no CA, getPeerCertificate(true))',
+    client: 'mtls',
+    server: 'sidecar',
+  },
 ] as const;
 
 interface Reading {
@@ -147,7 +161,7 @@ async function runCase(spec: (typeof CASES)[number], files: Files) {
     };
     // Each client run starts without a ticket, so `resumed` makes one full handshake per run.
     const asIntended =
-      spec.name === 'mtls' || spec.name === 'mtls-unverified'
+      spec.client === 'mtls'
         ? seen.completed === HANDSHAKES && seen.resumed === 0
         : spec.name === 'no-cert' || spec.name === 'foreign-cert'
           ? seen.refused === HANDSHAKES && seen.completed === 0
