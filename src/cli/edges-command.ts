@@ -31,8 +31,24 @@ export function registerEdgesCommand(program: Command, context: CliContext): voi
     .addOption(outputOption())
     .option('-w, --watch', 'redraw every 2 seconds until Ctrl-C', false)
     .option('--state-dir <dir>', 'the state directory given to `mutual up`', DEFAULT_MESH_STATE_DIR)
+    .addHelpText('after', EDGES_COLUMNS)
     .action(async (options: EdgesOptions) => edges(options, context));
 }
+
+/** What each column counts; docs/dashboard-api.md says the same of the dashboard's Edges tab. */
+export const EDGES_COLUMNS = `
+Columns (counters since the sidecars started, not a recent window):
+  SECURED   √ when all of the row's traffic was mTLS, else ✗ and why not
+  REQUESTS  HTTP requests, as the destination's sidecar counted them since it (re)started
+            (the client's sidecar's count when the destination's reports none)
+  NON_5XX   share of REQUESTS answered with a status below 500: Linkerd's "success rate".
+            A request denied by policy is answered 403, so it counts here: see DENIED
+  DENIED    of REQUESTS, those an AuthorizationPolicy denied (403), or connections refused by
+            policy (plaintext under STRICT, a denied TCP connection), same sidecar and window
+  CONNS     connections; BYTES both directions (the larger of both ends' counts)
+  FAILED    outbound connections that never reached the destination, and why (an HTTP
+            request on one is answered 502 by the client's sidecar)
+`;
 
 async function edges(options: EdgesOptions, context: CliContext): Promise<void> {
   const paths = meshPaths(resolve(context.cwd, options.stateDir));
@@ -68,8 +84,10 @@ async function edges(options: EdgesOptions, context: CliContext): Promise<void> 
 }
 
 /**
- * Requests answered below 500, as the dashboard's success rate: the table showed every request to
- * an app that had died (its sidecar answering 502) as √ with FAILED 0, the 5xx only in -o json.
+ * Requests answered below 500, as the dashboard's Non-5xx and Linkerd's success rate: the table
+ * showed every request to an app that had died (its sidecar answering 502) as √ with FAILED 0, the
+ * 5xx only in -o json. Headed NON_5XX, not SUCCESS: "SUCCESS 100%" beside "DENIED 35" of 35
+ * requests read as if the denied calls had succeeded.
  */
 function successRate(edge: Edge): string {
   if (edge.requests === 0) return '-';
@@ -112,7 +130,7 @@ export function renderEdges(
             'SERVER_ID',
             'SECURED',
             'REQUESTS',
-            'SUCCESS',
+            'NON_5XX',
             'CONNS',
             'BYTES',
             'DENIED',

@@ -73,12 +73,16 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   function secured(edge) {
     return edge.isSecured ? pill('secured', '✓ mTLS') : pill('insecure', '✗ ' + (edge.reason || 'plaintext'));
   }
-  function table(headers, rows, emptyText) {
+  function table(headers, rows, emptyText, titles) {
     if (rows.length === 0) return h('div', { class: 'empty', text: emptyText });
-    // A header ending in '#' heads a column of numbers (right-aligned).
+    // A header ending in '#' heads a column of numbers (right-aligned); titles says what a column counts.
     return h('div', { class: 'scroll' }, [h('table', {}, [
       h('thead', {}, [h('tr', {}, headers.map(function (x) {
-        return x.slice(-1) === '#' ? h('th', { class: 'num', text: x.slice(0, -1) }) : h('th', { text: x });
+        var name = x.slice(-1) === '#' ? x.slice(0, -1) : x;
+        var attrs = { text: name };
+        if (x.slice(-1) === '#') attrs.class = 'num';
+        if (titles && titles[name]) attrs.title = titles[name];
+        return h('th', attrs);
       }))]),
       h('tbody', {}, rows),
     ])]);
@@ -197,7 +201,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(idSpan(shortId(edge.serverId))),
         td(edgeRate(edge), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
         td(number(edge.requests), 'num'), td(number(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
-        td(edge.denied ? h('span', { class: 'denied', title: deniedBy(d, edge) + ' (a 403 answer counts as success in Success, as in Linkerd)', text: number(edge.denied) }) : '0', 'num'),
+        td(edge.denied ? h('span', { class: 'denied', title: deniedBy(d, edge) + ' (a 403 answer to a request, which counts in Non-5xx as in Linkerd\'s success rate)', text: number(edge.denied) }) : '0', 'num'),
         td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: number(edge.failed) }) : '0', 'num'),
       ]);
     });
@@ -214,11 +218,21 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     });
     return [panel('Edges: who calls whom, and is it mTLS', [
       h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
-      table(['Source', 'Destination', 'Port', 'TLS', 'Client identity', 'Server identity', 'Rate#', 'Success#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
-        rows, d.overview.mesh.isRunning ? 'No traffic yet: the sidecars have not carried a connection.' : 'No edges: no mesh is running.'),
+      // Headed Non-5xx, not Success: "Success 100%" beside "Denied 35" of 35 requests read as if the
+      // denied calls had succeeded (mutual edges heads it NON_5XX).
+      table(['Source', 'Destination', 'Port', 'TLS', 'Client identity', 'Server identity', 'Rate#', 'Non-5xx#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
+        rows, d.overview.mesh.isRunning ? 'No traffic yet: the sidecars have not carried a connection.' : 'No edges: no mesh is running.', EDGE_COLUMN_TITLES),
       missing.length ? h('ul', { class: 'problems' }, missing) : null,
     ])];
   }
+
+  var EDGE_COLUMN_TITLES = {
+    Rate: 'requests (or TCP connections) per second over the last window',
+    'Non-5xx': "share of Reqs answered with a status below 500 (Linkerd's success rate): a request denied by policy is answered 403 and counts here, see Denied",
+    Reqs: "HTTP requests, as the destination's sidecar counted them since it (re)started",
+    Denied: 'of Reqs, those an AuthorizationPolicy denied (403), or connections refused by policy; same sidecar and window as Reqs',
+    Failed: 'outbound connections that never reached the destination',
+  };
 
   function renderTopology(d) {
     var edges = d.edges.edges;

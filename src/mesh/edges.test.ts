@@ -137,7 +137,7 @@ mutual_outbound_refused_total{reason="connect_failed",destination="198.18.0.3:99
   );
 });
 
-test("the client's request counts keep a row whole when the server's sidecar is gone or restarted", () => {
+test("the client's request counts make the row when the server's sidecar does not report", () => {
   const outbound = (ok: number, failed: number) =>
     `mutual_outbound_connections_total{${tls('bot', 'web')},destination="127.0.0.1:7101"} 2
 mutual_outbound_http_requests_total{${tls('bot', 'web')},destination="127.0.0.1:7101",method="GET",status_code="200"} ${ok}
@@ -149,14 +149,15 @@ mutual_outbound_http_requests_total{${tls('bot', 'web')},destination="127.0.0.1:
   assert.equal(alone!.requests, 143);
   assert.equal(alone!.serverErrors, 5);
   assert.equal(alone!.isSecured, true);
-  // web's sidecar was restarted: its counters began again at 22; bot's 160 are kept.
+  // web's sidecar was restarted: its counters began again at 22, and they are the row's requests
+  // (those bot's sidecar answered 502 while web's was down are in `failed`).
   const [both] = edgesOf({
     bot: outbound(160, 0),
     web: `mutual_inbound_connections_total{${tls('bot', 'web')},port="7001"} 1
 mutual_inbound_http_requests_total{${tls('bot', 'web')},port="7001",method="GET",status_code="200"} 22
 `,
   });
-  assert.deepEqual([both!.requests, both!.serverErrors, both!.seenBy.length], [160, 0, 2]);
+  assert.deepEqual([both!.requests, both!.serverErrors, both!.seenBy.length], [22, 0, 2]);
   // A plain HTTP call out of the mesh counts its requests too.
   const [outside] = edgesOf({
     bot: `mutual_outbound_http_requests_total{tls="no_identity",client_id="${id('bot')}",server_id="",no_tls_reason="not_meshed",destination="10.9.9.9:80",method="GET",status_code="200"} 7\n`,
@@ -184,5 +185,32 @@ test('rows are in the order people count: s2 before s10', () => {
   assert.deepEqual(
     edges.map((edge) => edge.destination),
     ['s1', 's2', 's10'],
+  );
+});
+
+test('requests, 5xx and denials of a row count the same requests, also after a sidecar restarted', () => {
+  // bot calls web, which its policy denies (403). web's sidecar was killed: bot's sidecar answered
+  // one call 502 meanwhile (connect_failed), and web's counters began again. bot counted 7 × 403
+  // and 1 × 502 since it started; web 4 requests, all denied, since it restarted. The row said
+  // 8 requests, "87.5%" and 4 denied: 7 of 8 had been denied.
+  const [edge] = edgesOf({
+    bot: `mutual_outbound_connections_total{${tls('bot', 'web')},destination="127.0.0.1:7101"} 2
+mutual_outbound_http_requests_total{${tls('bot', 'web')},destination="127.0.0.1:7101",method="POST",status_code="403"} 7
+mutual_outbound_http_requests_total{${tls('bot', 'web')},destination="127.0.0.1:7101",method="POST",status_code="502"} 1
+mutual_outbound_refused_total{reason="connect_failed",destination="127.0.0.1:7101"} 1
+`,
+    web: `mutual_inbound_connections_total{${tls('bot', 'web')},port="7001"} 1
+mutual_inbound_http_requests_total{${tls('bot', 'web')},port="7001",method="POST",status_code="403"} 4
+mutual_authorization_decisions_total{decision="deny",policy="shop/web",client_id="${id('bot')}",port="7001"} 4
+`,
+  });
+  assert.deepEqual(
+    {
+      requests: edge!.requests,
+      serverErrors: edge!.serverErrors,
+      denied: edge!.denied,
+      failed: edge!.failed,
+    },
+    { requests: 4, serverErrors: 0, denied: 4, failed: 1 },
   );
 });

@@ -20,11 +20,19 @@ export interface Edge {
   /** Why not, when not secured: no_client_hello, refused: plaintext_strict, not_meshed, failed: … */
   readonly reason: string | undefined;
   readonly connections: number;
+  /**
+   * HTTP requests as the destination's sidecar counted them since it started (the client's
+   * sidecar's count when the destination's reports none): `serverErrors` and `denied` are of the
+   * same requests. Requests that never reached the destination are in `failed`.
+   */
   readonly requests: number;
-  /** HTTP requests answered with a status of 500 or more. */
+  /** Of `requests`, those answered with a status of 500 or more. */
   readonly serverErrors: number;
   readonly bytes: number;
-  /** Requests or connections refused by policy (AuthorizationPolicy, or plaintext under STRICT). */
+  /**
+   * Requests (answered 403, so among `requests`) or connections (non-HTTP, or plaintext under
+   * STRICT) refused by policy, as the destination's sidecar counted them since it started.
+   */
   readonly denied: number;
   /** Outbound connections that never reached the destination; `failure` says why. */
   readonly failed: number;
@@ -240,8 +248,13 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
               ? `failed: ${failure}`
               : 'no traffic',
         connections: Math.max(found.serverConnections, found.clientConnections),
-        // Both ends' requests, when both saw them, are the same requests: keep the larger view.
-        ...(found.clientRequests > found.requests
+        // Requests, 5xx and denials come from one sidecar, so that they count the same requests:
+        // the destination's, which alone knows denials, whenever it counted any; the client's when
+        // the destination's sidecar does not report them (gone, or not meshed). Keeping the larger
+        // view instead put the client's requests since it started beside the denials since the
+        // destination's sidecar restarted: 8 requests, 1 of them a 502, "87.5%" and 4 denied, where
+        // all 7 others had been denied.
+        ...(found.requests === 0 && found.denied === 0
           ? { requests: found.clientRequests, serverErrors: found.clientServerErrors }
           : { requests: found.requests, serverErrors: found.serverErrors }),
         bytes: Math.max(found.serverBytes, found.clientBytes),

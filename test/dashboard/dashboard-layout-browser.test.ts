@@ -396,6 +396,26 @@ test("an edge's denials stand out beside its success rate, and a certificate's e
   }
 });
 
+test('the Edges tab heads its share of requests below 500 Non-5xx, not Success, and says what each count is', {
+  skip,
+}, async () => {
+  const page = await open('edges', 1280, 800);
+  try {
+    await page.locator('tr[data-edge="cart→web:8080"] .denied').waitFor();
+    const headers = (await page.evaluate(
+      "[...document.querySelectorAll('#view-edges thead th')].map((th) => th.textContent + '|' + (th.getAttribute('title') || ''))",
+    )) as string[];
+    const byName = Object.fromEntries(headers.map((header) => header.split('|') as [string, string]));
+    // Was 'Success': "Success 100%" beside "Denied 4" of 4 requests read as if the denied calls had succeeded.
+    assert.ok(!('SUCCESS' in byName) && !('Success' in byName), headers.join('\n'));
+    assert.match(byName['Non-5xx'] ?? '', /below 500.*denied by policy is answered 403/);
+    assert.match(byName.Denied ?? '', /of Reqs/);
+    assert.match(byName.Reqs ?? '', /destination's sidecar/);
+  } finally {
+    await page.close();
+  }
+});
+
 test("a sidecar of a mesh without policyDir is set by mesh.yaml's mode, not by a flag the user never gave", {
   skip,
 }, async () => {
