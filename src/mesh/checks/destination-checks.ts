@@ -38,7 +38,7 @@ export const destinationServiceChecks: CheckCategory = {
     {
       description: 'destination service is reachable and ready',
       hint: 'transparent sidecars ask it whether an address is meshed and as whom; without it they send plain text, which STRICT servers refuse',
-      fix: 'read its log (`mutual logs destination`) and restart the mesh (`mutual down && mutual up -f mesh.yaml`)',
+      fix: 'a stopped one resumes with the `kill -CONT` the message names; `mutual up` starts one that exited or stopped answering /live again by itself (after 1 s, backing off to 30 s), so one that stays down fails each time it starts: read its log (`mutual logs destination`), and restart the mesh (`mutual down && mutual up -f mesh.yaml`) once the cause is fixed',
       severity: 'error',
       async run(context) {
         const destination = destinationOf(context);

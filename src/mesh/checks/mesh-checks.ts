@@ -127,7 +127,7 @@ export const identityServiceChecks: CheckCategory = {
     {
       description: 'identity service is reachable and ready',
       hint: 'without it no proxy gets or renews a certificate; running ones keep theirs until they expire',
-      fix: 'read its log (`mutual logs identity`) and restart the mesh (`mutual down && mutual up -f mesh.yaml`)',
+      fix: 'a stopped one resumes with the `kill -CONT` the message names; `mutual up` starts one that exited or stopped answering /live again by itself (after 1 s, backing off to 30 s), so one that stays down fails each time it starts: read its log (`mutual logs identity`), and restart the mesh (`mutual down && mutual up -f mesh.yaml`) once the cause is fixed',
       severity: 'error',
       async run(context) {
         const runtime = context.runtime;
