@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '../../src/clock.ts';
 
 /** The repository root, found from the compiled test's location (dist/test/e2e/...). */
 export function repoRoot(): string {
@@ -88,6 +89,37 @@ export function runMutual(
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * `mutual ARGS` in-process (runCli), colour off, stdout and stderr captured apart: for tests that
+ * give it a clock or read its output without a process per call. The CLI is imported on first use,
+ * so tests that only spawn `mutual` do not load it.
+ */
+export async function runMutualInProcess(
+  args: readonly string[],
+  options: { cwd?: string; clock?: Clock } = {},
+): Promise<MutualRun & { code: number }> {
+  const [{ runCli }, { systemClock }] = await Promise.all([
+    import('../../src/cli/index.ts'),
+    import('../../src/clock.ts'),
+  ]);
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli([...args], {
+    clock: options.clock ?? systemClock,
+    cwd: options.cwd ?? process.cwd(),
+    isColor: false,
+    write: (text) => {
+      stdout += text;
+    },
+    writeError: (text) => {
+      stderr += text;
+    },
+    setExitCode: () => {},
+    untilShutdown: () => new Promise(() => {}),
+  });
+  return { code, stdout, stderr };
 }
 
 /** `mutual ca create` for trust domain cluster.local into `out`; fails with mutual's stderr otherwise. */

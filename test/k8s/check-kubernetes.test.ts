@@ -8,10 +8,10 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
-import { runCli } from '../../src/cli/index.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { findKubeconfig } from '../../src/k8s/checks/index.ts';
 import { createWebhookCertificate } from '../../src/k8s/index.ts';
+import { runMutualInProcess } from '../e2e/run-mutual.ts';
 import { assertGolden } from '../golden/golden.ts';
 import {
   injectedPods,
@@ -62,23 +62,8 @@ beforeEach(() => {
 });
 
 /** `mutual check ARGS` in-process, in a directory without a local mesh. */
-async function runCheck(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(['check', ...args], {
-    clock: fixedClock(NOW),
-    cwd,
-    isColor: false,
-    write: (text) => {
-      stdout += text;
-    },
-    writeError: (text) => {
-      stderr += text;
-    },
-    setExitCode: () => {},
-    untilShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
+function runCheck(args: readonly string[]) {
+  return runMutualInProcess(['check', ...args], { cwd, clock: fixedClock(NOW) });
 }
 
 const check = (args: readonly string[] = []) => runCheck(['--kubeconfig', kubeconfig, ...args]);

@@ -3,9 +3,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/cli/index.ts';
-import { systemClock } from '../../src/clock.ts';
-import { repoRoot } from '../e2e/run-mutual.ts';
+import { repoRoot, runMutualInProcess } from '../e2e/run-mutual.ts';
 
 /** The anchors of the inject goldens (a root from `mutual ca create`). */
 export const INJECT_ANCHORS_FILE = join(repoRoot(), 'test', 'k8s', 'golden', 'inject-trust-anchors.pem');
@@ -17,23 +15,8 @@ export interface InjectRun {
 }
 
 /** `mutual inject FILE --trust-anchors-file … ARGS` in `cwd`. */
-export async function runInject(file: string, cwd: string, args: readonly string[] = []): Promise<InjectRun> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(['inject', file, '--trust-anchors-file', INJECT_ANCHORS_FILE, ...args], {
-    clock: systemClock,
-    cwd,
-    isColor: false,
-    write: (chunk) => {
-      stdout += chunk;
-    },
-    writeError: (chunk) => {
-      stderr += chunk;
-    },
-    setExitCode: () => {},
-    untilShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
+export function runInject(file: string, cwd: string, args: readonly string[] = []): Promise<InjectRun> {
+  return runMutualInProcess(['inject', file, '--trust-anchors-file', INJECT_ANCHORS_FILE, ...args], { cwd });
 }
 
 /** `text` written as `file` in a temp directory, injected, the directory removed. */

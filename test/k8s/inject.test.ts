@@ -18,12 +18,12 @@ import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parseAllDocuments, stringify } from 'yaml';
-import { createProgram, runCli } from '../../src/cli/index.ts';
+import { createProgram } from '../../src/cli/index.ts';
 import { systemClock } from '../../src/clock.ts';
 import { loadProxyConfig, type ProxyFlags } from '../../src/config/index.ts';
 import { findPodTemplates, POD_ENV } from '../../src/k8s/index.ts';
 import { VERSION } from '../../src/version.ts';
-import { repoRoot, runMutual } from '../e2e/run-mutual.ts';
+import { repoRoot, runMutual, runMutualInProcess } from '../e2e/run-mutual.ts';
 
 const GOLDEN_DIR = join(repoRoot(), 'test', 'k8s', 'golden');
 const isUpdate = process.env.MUTUAL_UPDATE_GOLDEN === '1';
@@ -31,23 +31,8 @@ const isUpdate = process.env.MUTUAL_UPDATE_GOLDEN === '1';
 const ANCHORS_FILE = join(GOLDEN_DIR, 'inject-trust-anchors.pem');
 const ANCHORS = ['--trust-anchors-file', ANCHORS_FILE];
 
-async function inject(args: readonly string[], cwd = GOLDEN_DIR, { withAnchors = true } = {}) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(['inject', ...args, ...(withAnchors ? ANCHORS : [])], {
-    clock: systemClock,
-    cwd,
-    isColor: false,
-    write: (text) => {
-      stdout += text;
-    },
-    writeError: (text) => {
-      stderr += text;
-    },
-    setExitCode: () => {},
-    untilShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
+function inject(args: readonly string[], cwd = GOLDEN_DIR, { withAnchors = true } = {}) {
+  return runMutualInProcess(['inject', ...args, ...(withAnchors ? ANCHORS : [])], { cwd });
 }
 
 type ModelClass = new (data: never) => { validate(): void };

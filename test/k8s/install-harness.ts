@@ -16,10 +16,10 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { parseAllDocuments } from 'yaml';
-import { runCli } from '../../src/cli/index.ts';
-import { type Clock, systemClock } from '../../src/clock.ts';
+import type { Clock } from '../../src/clock.ts';
 import type { K8sObject } from '../../src/k8s/index.ts';
 import { VERSION } from '../../src/version.ts';
+import { runMutualInProcess } from '../e2e/run-mutual.ts';
 
 export interface InstallRun {
   code: number;
@@ -28,26 +28,11 @@ export interface InstallRun {
 }
 
 /** `mutual install ARGS` in-process, as the binary would run it. */
-export async function runInstall(
+export function runInstall(
   args: readonly string[],
   options: { cwd?: string; clock?: Clock } = {},
 ): Promise<InstallRun> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(['install', ...args], {
-    clock: options.clock ?? systemClock,
-    cwd: options.cwd ?? process.cwd(),
-    isColor: false,
-    write: (text) => {
-      stdout += text;
-    },
-    writeError: (text) => {
-      stderr += text;
-    },
-    setExitCode: () => {},
-    untilShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
+  return runMutualInProcess(['install', ...args], options);
 }
 
 export function parseObjects(yamlText: string): K8sObject[] {

@@ -10,15 +10,13 @@ import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runCli } from '../../src/cli/index.ts';
-import { systemClock } from '../../src/clock.ts';
 import {
   createTestPki,
   type ProxyProcess,
   startProxyProcess,
   waitUntil,
 } from '../../src/testing/mesh-pki.ts';
-import { repoRoot } from '../e2e/run-mutual.ts';
+import { repoRoot, runMutualInProcess } from '../e2e/run-mutual.ts';
 
 const FIXTURES = join(repoRoot(), 'test', 'policy', 'fixtures', 'istio-docs');
 
@@ -42,23 +40,8 @@ async function policyDir(names: readonly string[]): Promise<string> {
   return dir;
 }
 
-async function mutual(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, {
-    clock: systemClock,
-    cwd: scratch,
-    isColor: false,
-    write: (text) => {
-      stdout += text;
-    },
-    writeError: (text) => {
-      stderr += text;
-    },
-    setExitCode: () => {},
-    untilShutdown: () => new Promise(() => {}),
-  });
-  return { code, stdout, stderr };
+function mutual(args: readonly string[]) {
+  return runMutualInProcess(args, { cwd: scratch });
 }
 
 before(async () => {
