@@ -32,3 +32,32 @@ export async function createLocalServerPki(
     certPem: await readFile(join(dir, 'api.crt')),
   };
 }
+
+export interface SelfSignedCertificate {
+  readonly keyPem: Buffer;
+  readonly certPem: string;
+}
+
+/**
+ * Writes app.key and app.crt into `dir`: a self-signed ECDSA P-256 certificate for `commonName`
+ * (with `dnsName` as its SAN when given), made by openssl as an app serving its own TLS has one.
+ */
+export async function createSelfSignedCertificate(
+  dir: string,
+  commonName: string,
+  dnsName?: string,
+): Promise<SelfSignedCertificate> {
+  await promisify(execFile)(
+    'openssl',
+    [
+      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2'],
+      ...['-keyout', 'app.key', '-out', 'app.crt', '-subj', `/CN=${commonName}`],
+      ...(dnsName === undefined ? [] : ['-addext', `subjectAltName=DNS:${dnsName}`]),
+    ],
+    { cwd: dir },
+  );
+  return {
+    keyPem: await readFile(join(dir, 'app.key')),
+    certPem: await readFile(join(dir, 'app.crt'), 'utf8'),
+  };
+}

@@ -5,18 +5,18 @@
 // self-signed certificate passes, then fails once it stops listening, with the sidecar's reason;
 // a gRPC probe of a port where nothing listens fails naming the health check. Without the network
 // namespace itself (mesh-netns tests cover the pod); the sidecar and the apps are real processes.
+
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import { type AddressInfo, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { appLiveness, sidecarProbeEnv } from '../../src/mesh/app-liveness.ts';
 import { parseMeshConfig } from '../../src/mesh/mesh-config.ts';
 import type { ServicePlan } from '../../src/mesh/plan.ts';
+import { createSelfSignedCertificate } from '../../src/testing/local-server-pki.ts';
 import {
   createTestPki,
   type ProxyProcess,
@@ -34,17 +34,9 @@ const proxies: ProxyProcess[] = [];
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-app-liveness-sidecar-'));
   pki = await createTestPki(join(dir, 'pki'));
-  await promisify(execFile)(
-    'openssl',
-    [
-      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'],
-      ...['-keyout', 'app.key', '-out', 'app.crt', '-days', '2', '-subj', '/CN=secure.invalid'],
-    ],
-    { cwd: dir },
-  );
-  app = createServer(
-    { key: await readFile(join(dir, 'app.key')), cert: await readFile(join(dir, 'app.crt')) },
-    (request, response) => response.writeHead(request.url === '/healthz' ? 200 : 404).end(),
+  const appTls = await createSelfSignedCertificate(dir, 'secure.invalid');
+  app = createServer({ key: appTls.keyPem, cert: appTls.certPem }, (request, response) =>
+    response.writeHead(request.url === '/healthz' ? 200 : 404).end(),
   );
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
   appPort = (app.address() as AddressInfo).port;

@@ -7,13 +7,14 @@
 // whose health service turns NOT_SERVING. Probes every 2 s, 2 failures in a row
 // (initialDelaySeconds 2 after a restart), so the test does not wait the kubelet's 30 s; the
 // processes are real.
+
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
+import { createSelfSignedCertificate } from '../../src/testing/local-server-pki.ts';
 import { waitUntil } from '../../src/testing/mesh-pki.ts';
 import {
   awaitReplaced,
@@ -60,14 +61,7 @@ const HTTPS_SERVER = [
 
 before(async () => {
   tlsDir = await mkdtemp(join(tmpdir(), 'mutual-app-liveness-tls-'));
-  await promisify(execFile)(
-    'openssl',
-    [
-      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'],
-      ...['-keyout', 'app.key', '-out', 'app.crt', '-days', '2', '-subj', '/CN=secure.invalid'],
-    ],
-    { cwd: tlsDir },
-  );
+  await createSelfSignedCertificate(tlsDir, 'secure.invalid');
   const service = (name: string, extra: string[]) => [
     `  - name: ${name}`,
     `    command: [node, -e, ${JSON.stringify(SERVER)}]`,

@@ -5,17 +5,17 @@
 // openssl CLI) as the kubelet makes it: the certificate not verified, no client certificate, no
 // SNI, HTTP/1.1. A plain HTTP app on the port, one whose handshake hangs and one not listening fail
 // the probe with 503 and say why; the kubelet's own HTTPS probe through the STRICT inbound fails.
+
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { type AddressInfo, createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { rewriteAppProbes } from '../../src/k8s/index.ts';
+import { createSelfSignedCertificate } from '../../src/testing/local-server-pki.ts';
 import {
   createTestPki,
   type ProxyProcess,
@@ -53,18 +53,11 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-https-probes-'));
   pki = await createTestPki(join(dir, 'pki'));
   // A self-signed certificate for a name the probe never asks for: the kubelet verifies nothing.
-  await promisify(execFile)(
-    'openssl',
-    [
-      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'],
-      ...['-keyout', 'app.key', '-out', 'app.crt', '-days', '2', '-subj', '/CN=app.invalid'],
-    ],
-    { cwd: dir },
-  );
+  const appTls = await createSelfSignedCertificate(dir, 'app.invalid');
   app = createHttpsServer(
     {
-      key: await readFile(join(dir, 'app.key')),
-      cert: await readFile(join(dir, 'app.crt')),
+      key: appTls.keyPem,
+      cert: appTls.certPem,
       requestCert: true,
       rejectUnauthorized: false,
       ALPNProtocols: ['h2', 'http/1.1'],

@@ -4,10 +4,11 @@
 // SNI through); on a STRICT port it is refused. Mesh clients still get mTLS: a peer sidecar's
 // outbound (SNI = the identity's host name), and curl holding an SVID straight at the inbound by
 // IP (no SNI) or by the identity's host name.
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { createSelfSignedCertificate } from '../../src/testing/local-server-pki.ts';
 import {
   createTestPki,
   metricValue,
@@ -61,13 +63,9 @@ before(async () => {
   web = await pki.workload('web', { ns: 'demo' });
   emoji = await pki.workload('emoji', { ns: 'demo' });
   // The app's own certificate, from no mesh CA: what an nginx in front of the app would serve.
-  await run('openssl', [
-    ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'],
-    ...['-subj', '/CN=web.demo', '-addext', 'subjectAltName=DNS:web.demo'],
-    ...['-keyout', join(dir, 'app-key.pem'), '-out', join(dir, 'app-cert.pem')],
-  ]);
-  appCertPem = await readFile(join(dir, 'app-cert.pem'), 'utf8');
-  const tls = { key: await readFile(join(dir, 'app-key.pem')), cert: appCertPem };
+  const appTls = await createSelfSignedCertificate(dir, 'web.demo', 'web.demo');
+  appCertPem = appTls.certPem;
+  const tls = { key: appTls.keyPem, cert: appCertPem };
   const answer = (name: string) => (request: { headers: Record<string, unknown> }, response: any) =>
     response.end(`${name} app, client ${request.headers['x-mutual-client-id'] ?? 'none'}\n`);
   permissiveApp = createHttpsServer(tls, answer('https'));
