@@ -30,7 +30,6 @@ export interface MeshTls {
   readonly credentials: MeshCredentials;
   /** Full options for `tls.createServer` / `setSecureContext` (which replaces everything it is given). */
   readonly serverOptions: SecureContextOptions;
-  readonly serverContext: SecureContext;
   /**
    * The same without the bundle, for a server that verifies client chains itself
    * (`verifyClientChain`): the sidecar's inbound. OpenSSL 3.5 under Node 24 keeps ~5.5 KB for
@@ -89,7 +88,6 @@ export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshT
     generation: nextGeneration++,
     credentials,
     serverOptions,
-    serverContext: createSecureContext(serverOptions),
     unverifiedServerOptions,
     ownIssuers,
     clientContext: createSecureContext(base),

@@ -97,9 +97,9 @@ export function verifyClientPeer(socket: TLSSocket, meshTls: MeshTls, clock: Clo
     const code = String(socket.authorizationError ?? 'UNKNOWN');
     return { ok: false, reason: reasonFromOpenssl(code), message: `certificate rejected by TLS: ${code}` };
   }
-  // A TLS server sees only the client's leaf (Node exposes no client intermediates), and a
-  // resumed session only the leaf it was first verified with: OpenSSL has validated the chain
-  // against the bundle (ticket keys die with the bundle), so check the SVID profile of the leaf.
+  // OpenSSL has validated the chain against the bundle (on a resumed session, which brings back
+  // the leaf alone, when the session began; ticket keys die with the bundle), so check the SVID
+  // profile of the leaf.
   const verdict = meshTls.verifier.verifySvidLeaf(leaf.raw, { usage: 'client', atMs: clock.now() });
   if (!verdict.ok) return { ok: false, reason: reasonFromVerifyCode(verdict.code), message: verdict.message };
   return { ok: true, peerId: verdict.spiffeId.uri };
