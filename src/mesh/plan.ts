@@ -63,6 +63,11 @@ export function spiffeIdOf(config: MeshConfig, service: MeshService): string {
   return `spiffe://${config.trustDomain}/ns/${service.namespace}/sa/${service.serviceAccount}`;
 }
 
+/** An app's PATH unless its env sets one: `node` in a command is the Node that runs mutual (24), not whatever is first on PATH. */
+export function defaultAppPath(nodePath: string, basePath: string | undefined): string {
+  return [dirname(nodePath), basePath].filter(Boolean).join(delimiter);
+}
+
 /**
  * The environment of an app: the base environment, `node` resolving to the Node that runs
  * mutual, MUTUAL_SERVICE / MUTUAL_SPIFFE_ID, PORT and PORT_<declared> (where to listen),
@@ -78,8 +83,7 @@ export function appEnvironment(options: {
 }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(options.baseEnv)) if (value !== undefined) env[key] = value;
-  // `node` in a command is the Node that runs mutual (24), not whatever is first on PATH.
-  env.PATH = [dirname(options.nodePath), env.PATH].filter(Boolean).join(delimiter);
+  env.PATH = defaultAppPath(options.nodePath, env.PATH);
   env.MUTUAL_SERVICE = options.service.name;
   env.MUTUAL_SPIFFE_ID = options.spiffeId;
   if (options.listenPorts[0]) env.PORT = String(options.listenPorts[0].appPort);

@@ -5,6 +5,11 @@
 // after "The mesh is up", restarting in a loop. This finds the program such a command runs first
 // where that can be told without a shell; anything else is left to the shell.
 
+/** A string command as mesh-config turns it into a list: `/bin/sh -c SCRIPT`. */
+export function isShellCommand(command: readonly string[]): boolean {
+  return command[0] === '/bin/sh' && command[1] === '-c' && command[2] !== undefined;
+}
+
 /** Words /bin/sh (dash, or bash as sh) runs itself: no program on PATH is needed for them. */
 const SHELL_WORDS = new Set([
   // Reserved words.

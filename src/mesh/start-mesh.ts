@@ -1,6 +1,6 @@
 import { constants, unwatchFile, watchFile } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { formatDuration } from '../config/index.ts';
 import { isMutualError, MutualError } from '../errors.ts';
@@ -30,7 +30,7 @@ import {
   requireNetns,
   waitForPodListen,
 } from './netns/index.ts';
-import { type MeshPlan, planMesh, portsNeeded } from './plan.ts';
+import { defaultAppPath, type MeshPlan, planMesh, portsNeeded } from './plan.ts';
 import {
   allocateLoopbackPorts,
   isRunning,
@@ -51,7 +51,7 @@ import {
   tryReadRuntime,
   writeRuntime,
 } from './runtime.ts';
-import { shellScriptProgram } from './shell-program.ts';
+import { isShellCommand, shellScriptProgram } from './shell-program.ts';
 import { removeLeftoverNetwork, stopRuntime } from './stop-mesh.ts';
 import { claimUpLock } from './up-lock.ts';
 
@@ -675,15 +675,16 @@ async function checkBeforeStart(
         `policyDir: ${config.policyDir} ${found ? 'is not a directory' : 'does not exist'}; give a directory of PeerAuthentication / AuthorizationPolicy YAML (relative to mesh.yaml), or leave policyDir out`,
       );
   }
+  // The app's PATH, as appEnvironment makes it: its own, or the Node that runs mutual first.
+  const appPath = (service: MeshConfig['services'][number]) =>
+    service.env.PATH ?? defaultAppPath(deps.nodePath, deps.baseEnv.PATH);
   for (const service of config.services) {
-    // The app's PATH, as appEnvironment makes it: the Node that runs mutual first, or its own.
-    const path =
-      service.env.PATH ?? [dirname(deps.nodePath), deps.baseEnv.PATH].filter(Boolean).join(delimiter);
-    const [program, flag, script] = service.command;
-    const problem = await programProblem(program!, service.cwd, path);
+    const path = appPath(service);
+    const problem = await programProblem(service.command[0]!, service.cwd, path);
     // A string command runs with /bin/sh -c: what matters is the program the script runs.
-    const scriptProgram =
-      program === '/bin/sh' && flag === '-c' && script !== undefined ? shellScriptProgram(script) : undefined;
+    const scriptProgram = isShellCommand(service.command)
+      ? shellScriptProgram(service.command[2]!)
+      : undefined;
     const scriptProblem =
       problem === undefined && scriptProgram !== undefined
         ? await programProblem(scriptProgram, service.cwd, path)
@@ -701,12 +702,9 @@ async function checkBeforeStart(
       const accessProblem = await podAppAccessProblem(service.cwd, service.command[0]!);
       if (accessProblem) problems.push(`services.${service.name}.cwd: ${accessProblem}`);
       // A list command is exec'd as the app's uid; `sh -c` skips what that uid cannot run on PATH.
-      const [program, flag] = service.command;
-      const path =
-        service.env.PATH ?? [dirname(deps.nodePath), deps.baseEnv.PATH].filter(Boolean).join(delimiter);
       const programProblem =
-        accessProblem === undefined && !(program === '/bin/sh' && flag === '-c')
-          ? await podProgramProblem(program!, service.cwd, path)
+        accessProblem === undefined && !isShellCommand(service.command)
+          ? await podProgramProblem(service.command[0]!, service.cwd, appPath(service))
           : undefined;
       if (programProblem) problems.push(`services.${service.name}.command: ${programProblem}`);
       for (const { port } of service.ports) {
