@@ -31,8 +31,8 @@ import {
   answerPlainHttp,
   isPlainHttpError,
   type MeshTls,
-  reasonFromOpenssl,
-  verifyClientPeer,
+  verifyClientChain,
+  verifyClientChainsAfterHandshake,
 } from '../tls/index.ts';
 import { answerVersion, parseDestinationTarget, requestInvalid } from './answer.ts';
 import type { DestinationLookup } from './lookup.ts';
@@ -78,18 +78,24 @@ export type DestinationApiServer = Http2SecureServer & {
 };
 
 export function createDestinationApiServer(deps: DestinationApiDeps, initial: MeshTls): DestinationApiServer {
-  const server: Http2SecureServer = createSecureServer(
-    {
-      ...initial.serverOptions,
-      allowHTTP1: true,
-      requestCert: true,
-      rejectUnauthorized: true,
-      handshakeTimeout: 10_000,
-      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
-    },
-    (request, response) => {
-      handle(request, response, deps, hold).catch((error: unknown) => sendError(response, error));
-    },
+  // No CA in OpenSSL: each client's chain is verified after the handshake (verifyClientChain), as
+  // the sidecar's inbound does, because Node 24's OpenSSL verifying a chain sent with its
+  // intermediate keeps ~5 KB per full handshake for good (bench/README.md); a client with no
+  // certificate is still refused inside the handshake (alert 116).
+  const server: Http2SecureServer = verifyClientChainsAfterHandshake(
+    createSecureServer(
+      {
+        ...initial.unverifiedServerOptions,
+        allowHTTP1: true,
+        requestCert: true,
+        rejectUnauthorized: true,
+        handshakeTimeout: 10_000,
+        settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
+      },
+      (request, response) => {
+        handle(request, response, deps, hold).catch((error: unknown) => sendError(response, error));
+      },
+    ),
   );
   // One address first: its refusals are closed before the limit on all connections sees them, so
   // one client cannot make that limit close other clients' held polls to make room for its own.
@@ -106,20 +112,21 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
     },
   });
   const { connections, hold } = limitAllConnections(server, deps);
-  // Node destroys a client whose certificate OpenSSL refused (another CA, expired) before
-  // 'tlsClientError', and a destroyed socket no longer knows its peer: keep each client's address
-  // from its TCP socket, which node:tls keeps as `_parent` on the TLS socket.
+  // A socket destroyed in its handshake (no certificate) no longer knows its peer: keep each
+  // client's address from its TCP socket, which node:tls keeps as `_parent` on the TLS socket.
   const clientAddresses = new WeakMap<object, string>();
   server.on('connection', (raw: Socket) => {
     if (raw.remoteAddress) clientAddresses.set(raw, raw.remoteAddress);
   });
   const clientAddressOf = (socket: TLSSocket) =>
     socket.remoteAddress ?? clientAddresses.get((socket as { _parent?: object })._parent ?? socket);
-  // OpenSSL has checked the chain against the bundle; the leaf must also be an SVID for a client.
+  // Every client that completed the handshake with a certificate comes here, trusted or not: its
+  // chain must lead to the bundle and its leaf be a client SVID. http2's own listener, registered
+  // first, has set up a session, which reads nothing before this destroy in the same turn.
   server.on('secureConnection', (socket: TLSSocket) => {
     const meshTls = deps.meshTls();
     const verdict = meshTls
-      ? verifyClientPeer(socket, meshTls, deps.clock)
+      ? verifyClientChain(socket, meshTls, deps.clock)
       : ({ ok: false, reason: 'not_ready', message: 'no credentials' } as const);
     if (!verdict.ok) {
       deps.metrics.clientsRefused.inc({ reason: verdict.reason });
@@ -146,28 +153,16 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
       return;
     }
     const text = `${error.code ?? ''} ${error.message}`;
-    // A certificate OpenSSL did not verify (another CA, expired) completes the TLS handshake and is
-    // then destroyed by Node (rejectUnauthorized), which reports only 'socket hang up': the reason
-    // is in authorizationError.
-    const refusedCertificate = socket.authorizationError;
-    const reason = refusedCertificate
-      ? reasonFromOpenssl(String(refusedCertificate))
-      : /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(text)
-        ? 'no_client_certificate'
-        : /CERTIFICATE_VERIFY_FAILED|UNKNOWN_CA|unable to get/i.test(text)
-          ? 'unknown_authority'
-          : 'handshake_failed';
+    const reason = /PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/i.test(text)
+      ? 'no_client_certificate'
+      : 'handshake_failed';
     deps.metrics.clientsRefused.inc({ reason });
     // Anyone who reaches the port can cause this at will: sampled by reason (metrics count each).
-    deps.warnSampled(
-      'client TLS handshake refused',
-      `reason=${reason} code=${refusedCertificate ?? error.code}`,
-      {
-        remote: clientAddressOf(socket),
-        reason,
-        error: refusedCertificate ? `certificate rejected by TLS: ${refusedCertificate}` : error.message,
-      },
-    );
+    deps.warnSampled('client TLS handshake refused', `reason=${reason} code=${error.code}`, {
+      remote: clientAddressOf(socket),
+      reason,
+      error: error.message,
+    });
   });
   // Idle HTTP/2 sessions are closed after two long polls' worth of silence.
   server.setTimeout(2 * MAX_WAIT_MS + 10_000);

@@ -88,7 +88,7 @@ export async function startDestinationService(config: DestinationServiceConfig):
   credentials.subscribe((next) => {
     try {
       meshTls = createMeshTls(next, clock);
-      api?.setSecureContext(meshTls.serverOptions);
+      api?.setSecureContext(meshTls.unverifiedServerOptions);
     } catch (error) {
       log.error('cannot build TLS from new credentials; keeping the old ones', {
         error: (error as Error).message,

@@ -47,8 +47,17 @@ function installOnce(): void {
 export function createCertificateRequiredServer(
   options: Omit<TlsOptions, 'requestCert' | 'rejectUnauthorized'>,
 ): Server {
+  return verifyClientChainsAfterHandshake(
+    createServer({ ...options, requestCert: true, rejectUnauthorized: true }),
+  );
+}
+
+/**
+ * The same for a server made elsewhere (`http2.createSecureServer`, a `tls.Server`), which must
+ * have been created with `requestCert: true` and `rejectUnauthorized: true`.
+ */
+export function verifyClientChainsAfterHandshake<S extends Server>(server: S): S {
   installOnce();
-  const server = createServer({ ...options, requestCert: true, rejectUnauthorized: true });
   serversVerifyingChainsThemselves.add(server);
   return server;
 }

@@ -3,7 +3,10 @@
 // replaces everything, resumed sessions skip identity checks, a client secureContext silences
 // connect() options, a refused TLS socket is destroyed unwritten); holds no sockets of its own.
 
-export { createCertificateRequiredServer } from './certificate-required-server.ts';
+export {
+  createCertificateRequiredServer,
+  verifyClientChainsAfterHandshake,
+} from './certificate-required-server.ts';
 export { CLIENT_HELLO_MAX_BYTES, type ClientHelloScan, scanClientHello } from './client-hello.ts';
 export { isMeshServerName } from './mesh-server-name.ts';
 export {
@@ -25,5 +28,4 @@ export {
   reasonFromVerifyCode,
   requireServerIdentity,
   verifyClientChain,
-  verifyClientPeer,
 } from './verify-tls-peer.ts';

@@ -1,5 +1,6 @@
-// The server side of createMeshTls completes a client's leaf with the intermediates of its own
-// chain, and with nothing that could become a trust anchor: real TLS handshakes on loopback.
+// The server side of createMeshTls (unverifiedServerOptions, then verifyClientChain) completes a
+// client's leaf with the intermediates of its own chain, and with nothing that could become a
+// trust anchor: real TLS handshakes on loopback.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,12 +12,13 @@ import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { systemClock } from '../clock.ts';
 import { createTestPki, type TestPki, type WorkloadFiles } from '../testing/mesh-pki.ts';
 import { createMeshTls } from './mesh-tls.ts';
+import { type PeerVerdict, verifyClientChain } from './verify-tls-peer.ts';
 
 let dir: string;
 let pki: TestPki;
 let other: TestPki;
 let server: Server;
-const verdicts: Array<{ authorized: boolean; error: string | undefined }> = [];
+const verdicts: PeerVerdict[] = [];
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-mesh-tls-'));
@@ -39,9 +41,9 @@ before(async () => {
     systemClock,
   );
   server = createServer(
-    { ...meshTls.serverOptions, requestCert: true, rejectUnauthorized: false },
+    { ...meshTls.unverifiedServerOptions, requestCert: true, rejectUnauthorized: false },
     (socket) => {
-      verdicts.push({ authorized: socket.authorized, error: socket.authorizationError?.toString() });
+      verdicts.push(verifyClientChain(socket, meshTls, systemClock));
       socket.end();
     },
   );
@@ -72,11 +74,12 @@ async function leafOnly(files: WorkloadFiles) {
 }
 
 test("a leaf alone, signed by our issuer, is completed to the bundle's root", async () => {
-  assert.deepEqual(await leafOnly(await pki.workload('web')), { authorized: true, error: undefined });
+  const web = await pki.workload('web');
+  assert.deepEqual(await leafOnly(web), { ok: true, peerId: web.spiffeId });
 });
 
 test('a leaf alone, signed by an issuer in our chain whose root is not in the bundle, is refused', async () => {
   const verdict = await leafOnly(await other.workload('web'));
-  assert.equal(verdict.authorized, false);
-  assert.match(String(verdict.error), /UNABLE_TO_GET_ISSUER_CERT|SELF_SIGNED|UNABLE_TO_VERIFY/);
+  assert.equal(verdict.ok, false);
+  assert.equal(verdict.ok === false && verdict.reason, 'unknown_authority');
 });

@@ -28,12 +28,11 @@ export interface MeshCredentials {
 export interface MeshTls {
   readonly generation: number;
   readonly credentials: MeshCredentials;
-  /** Full options for `tls.createServer` / `setSecureContext` (which replaces everything it is given). */
-  readonly serverOptions: SecureContextOptions;
   /**
-   * The same without the bundle, for a server that verifies client chains itself
-   * (`verifyClientChain`): the sidecar's inbound. OpenSSL 3.5 under Node 24 keeps ~5.5 KB for
-   * good after every handshake in which it verified a chain the client sent with intermediates
+   * Full options for `tls.createServer` / `setSecureContext` (which replaces everything it is
+   * given), without the bundle: Mutual's servers verify client chains themselves
+   * (`verifyClientChain`) after the handshake. OpenSSL 3.5 under Node 24 keeps ~5.5 KB for good
+   * after every handshake in which it verified a chain the client sent with intermediates
    * (bench/README.md, "TLS server memory per handshake"); given no bundle, it verifies nothing
    * that succeeds, and the memory it keeps levels off.
    */
@@ -76,18 +75,12 @@ export function createMeshTls(credentials: MeshCredentials, clock: Clock): MeshT
   // client whose root has since been removed resume its way back in.
   const ownIssuers = issuersToCompleteClientChains(credentials.certificateChainPem);
   const ticketKeys = randomBytes(48);
-  const serverOptions: SecureContextOptions = {
-    ...base,
-    ca: [...ca, ...ownIssuers.map((der) => encodePem('CERTIFICATE', der))],
-    ticketKeys,
-  };
   // Without `ca` Node loads its public roots instead, which never anchor an SVID chain (and no
   // CA names go out in the CertificateRequest, as with Linkerd's and Envoy's servers).
   const { ca: _bundle, ...unverifiedServerOptions } = { ...base, ticketKeys };
   return {
     generation: nextGeneration++,
     credentials,
-    serverOptions,
     unverifiedServerOptions,
     ownIssuers,
     clientContext: createSecureContext(base),

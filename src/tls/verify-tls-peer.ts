@@ -87,24 +87,6 @@ export function reasonFromVerifyCode(code: VerifyReasonCode): HandshakeFailureRe
 }
 
 /** Verifies the client of an inbound mTLS connection after the handshake, before any byte reaches the app. */
-export function verifyClientPeer(socket: TLSSocket, meshTls: MeshTls, clock: Clock): PeerVerdict {
-  // Not getPeerX509Certificate, which keeps native memory for good (see verifyClientChain).
-  const leaf = socket.getPeerCertificate();
-  if (!leaf?.raw) {
-    return { ok: false, reason: 'no_client_certificate', message: 'the client sent no certificate' };
-  }
-  if (!socket.authorized) {
-    const code = String(socket.authorizationError ?? 'UNKNOWN');
-    return { ok: false, reason: reasonFromOpenssl(code), message: `certificate rejected by TLS: ${code}` };
-  }
-  // OpenSSL has validated the chain against the bundle (on a resumed session, which brings back
-  // the leaf alone, when the session began; ticket keys die with the bundle), so check the SVID
-  // profile of the leaf.
-  const verdict = meshTls.verifier.verifySvidLeaf(leaf.raw, { usage: 'client', atMs: clock.now() });
-  if (!verdict.ok) return { ok: false, reason: reasonFromVerifyCode(verdict.code), message: verdict.message };
-  return { ok: true, peerId: verdict.spiffeId.uri };
-}
-
 /** The most certificates read from a client's chain: OpenSSL already caps the message at 100 KB. */
 const MAX_CLIENT_CHAIN = 10;
 /** Issuers learned per generation for resumed sessions: a mesh has a handful. */
