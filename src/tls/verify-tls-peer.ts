@@ -86,7 +86,6 @@ export function reasonFromVerifyCode(code: VerifyReasonCode): HandshakeFailureRe
   return REASON_BY_CODE[code] ?? 'not_svid';
 }
 
-/** Verifies the client of an inbound mTLS connection after the handshake, before any byte reaches the app. */
 /** The most certificates read from a client's chain: OpenSSL already caps the message at 100 KB. */
 const MAX_CLIENT_CHAIN = 10;
 /** Issuers learned per generation for resumed sessions: a mesh has a handful. */
