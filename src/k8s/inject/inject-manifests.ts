@@ -639,6 +639,16 @@ function applyToDocument(doc: Document, operation: PathOperation): void {
     return;
   }
   if (isInsert) {
+    // A comment above a block list's first item is the list's in the parsed document, so it would
+    // end up above the item put in front (mutual-init); it goes with the item it was written over.
+    const first = parent.items[0];
+    if (last === 0 && isNode(first) && !parent.flow && parent.commentBefore) {
+      first.commentBefore = first.commentBefore
+        ? `${parent.commentBefore}\n${first.commentBefore}`
+        : parent.commentBefore;
+      first.spaceBefore = first.spaceBefore || parent.spaceBefore;
+      parent.commentBefore = null;
+    }
     parent.items.splice(last, 0, doc.createNode(operation.value, { aliasDuplicateObjects: false }));
     return;
   }

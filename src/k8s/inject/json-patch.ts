@@ -1,7 +1,7 @@
 // JSON Patch (RFC 6902) between two JSON values, as the admission webhook returns it. Only add,
 // remove and replace; arrays of the same length are diffed item by item, arrays that grew at the
-// front or the back get inserts, anything else is replaced whole, so the patch stays correct for
-// any pair of values.
+// front or the back get inserts (and the items that were there are diffed), anything else is
+// replaced whole, so the patch stays correct for any pair of values.
 
 export type JsonPatchOperation =
   | { readonly op: 'add'; readonly path: string; readonly value: unknown }
@@ -58,12 +58,21 @@ function diff(before: unknown, after: unknown, path: (string | number)[], operat
   }
   if (Array.isArray(before) && Array.isArray(after) && after.length > before.length) {
     const grown = after.length - before.length;
-    // Items inserted at the front: add each at its index, in order, so each lands where it belongs.
-    if (before.every((item, i) => isDeepEqual(item, after[i + grown]))) {
+    // Items inserted at the front (mutual-init and mutual-proxy before the pod's own init
+    // containers): add each at its index, in order, so each lands where it belongs, then diff the
+    // items that were there, which may have changed too (a native sidecar's rewritten probe), so
+    // that in YAML they keep their comments and quoting rather than the whole list being replaced.
+    if (before.every((item, i) => isSameItem(item, after[i + grown]))) {
       for (let i = 0; i < grown; i++) operations.push({ op: 'add', path: [...path, i], value: after[i] });
+      before.forEach((item, i) => {
+        diff(item, after[i + grown], [...path, i + grown], operations);
+      });
       return;
     }
-    if (before.every((item, i) => isDeepEqual(item, after[i]))) {
+    if (before.every((item, i) => isSameItem(item, after[i]))) {
+      before.forEach((item, i) => {
+        diff(item, after[i], [...path, i], operations);
+      });
       for (let i = before.length; i < after.length; i++) {
         operations.push({ op: 'add', path: [...path, i], value: after[i] });
       }
@@ -71,6 +80,20 @@ function diff(before: unknown, after: unknown, path: (string | number)[], operat
     }
   }
   operations.push({ op: 'replace', path, value: after });
+}
+
+/**
+ * Whether `after` is `before`, changed or not: equal, or an object with the same `name` (a
+ * container, a volume: Kubernetes' lists of named items).
+ */
+function isSameItem(before: unknown, after: unknown): boolean {
+  if (isDeepEqual(before, after)) return true;
+  return (
+    isPlainObject(before) &&
+    isPlainObject(after) &&
+    typeof before.name === 'string' &&
+    before.name === after.name
+  );
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
