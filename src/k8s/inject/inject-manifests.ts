@@ -164,6 +164,11 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       }
       isChanged = true;
       report.push({ name: location.name, line, result: 'injected', message: 'injected' });
+      for (const note of outcome.notes) {
+        const key = doc.getIn([...location.path, 'metadata', 'annotations', note.annotation], true);
+        const noteLine = isNode(key) && key.range ? at(key.range[0]).line : line;
+        report.push({ name: location.name, line: noteLine, result: 'note', message: note.message });
+      }
     }
     report.push(...otherKinds);
     if (!isChanged) return unchanged;

@@ -11,6 +11,7 @@ import {
   PROXY_UID,
 } from '../constants.ts';
 import { rewriteAppProbes } from './app-probes.ts';
+import { type OtherMeshSetting, otherMeshSettings } from './other-mesh-annotations.ts';
 import {
   type AnnotationProblem,
   type PeerAuthenticationMode,
@@ -74,7 +75,12 @@ export interface PodLike {
 }
 
 export type InjectOutcome =
-  | { readonly kind: 'injected'; readonly pod: PodLike }
+  | {
+      readonly kind: 'injected';
+      readonly pod: PodLike;
+      /** Other meshes' settings on the pod that Mutual ignores, each naming Mutual's annotation. */
+      readonly notes: readonly OtherMeshSetting[];
+    }
   | { readonly kind: 'skipped'; readonly reason: SkipReason; readonly message: string }
   | { readonly kind: 'invalid'; readonly problems: readonly AnnotationProblem[] };
 
@@ -239,7 +245,7 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   ];
   injectedSpec.volumes = [...listOf(injectedSpec.volumes), ...sidecarVolumes()];
   injected.spec = injectedSpec;
-  return { kind: 'injected', pod: injected };
+  return { kind: 'injected', pod: injected, notes: otherMeshSettings(annotations) };
 }
 
 /**

@@ -225,6 +225,9 @@ export function reviewAdmission(
       allowed: true,
       patchType: 'JSONPatch',
       patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+      ...(outcome.notes.length > 0
+        ? { warnings: outcome.notes.map((note) => `mutual-injector: pod ${pod}: ${note.message}`) }
+        : {}),
     }),
     result: 'injected',
     reason: 'injected',
