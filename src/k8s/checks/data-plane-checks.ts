@@ -77,6 +77,13 @@ export function restartCommand(pod: PodLike): string {
   if (owner?.kind === 'StatefulSet' || owner?.kind === 'DaemonSet') {
     return `kubectl -n ${ns} rollout restart ${owner.kind.toLowerCase()}/${owner.name}`;
   }
+  // Any other controller (a Job, a ReplicaSet of its own or of an Argo Rollout, a
+  // ReplicationController) replaces a deleted pod by itself.
+  if (owner?.kind && owner.name) {
+    const counted =
+      owner.kind === 'Job' ? '; the deleted pod counts as a failure against its backoffLimit' : '';
+    return `kubectl -n ${ns} delete pod ${pod.metadata?.name} (its ${owner.kind} ${owner.name} creates another${counted})`;
+  }
   return `kubectl -n ${ns} delete pod ${pod.metadata?.name}, then create it again (it has no controller that would)`;
 }
 
