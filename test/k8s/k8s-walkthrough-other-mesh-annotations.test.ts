@@ -62,6 +62,26 @@ test('mutual inject names each Linkerd or Istio setting Mutual ignores, at its l
   assert.doesNotMatch(run.stdout, /config\.mutual\.dev\/skip-outbound-ports/);
 });
 
+test("Linkerd's settings on a Namespace, which Linkerd gives every pod there, are named too", async () => {
+  const run = await injectText(
+    'ns.yaml',
+    `apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {mutual.dev/inject: enabled}
+  annotations:
+    config.linkerd.io/skip-outbound-ports: "3306,11211"
+    config.mutual.dev/skip-outbound-ports: "3306"
+`,
+  );
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(
+    run.stderr,
+    `ns.yaml: no pods or workloads found; printed unchanged\nnamespace/shop (ns.yaml:7): note: annotation config.linkerd.io/skip-outbound-ports: "3306,11211" is Linkerd's, for every pod of the namespace; Mutual reads its settings on pods only: to keep its effect, annotate each pod template config.mutual.dev/skip-outbound-ports: "3306,11211"\n`,
+  );
+});
+
 test('a pod with no other mesh settings gets no note', async () => {
   const run = await injectText(
     'plain.yaml',

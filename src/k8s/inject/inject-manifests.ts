@@ -22,6 +22,7 @@ import { duplicateKeys, LINEAR_KEYS } from '../../yaml/index.ts';
 import { ANNOTATIONS, INJECT_VALUES, LABELS } from '../constants.ts';
 import { type InjectOptions, injectPod, type PodLike, type SkipReason } from './inject-pod.ts';
 import { diffValues, type PathOperation } from './json-patch.ts';
+import { otherMeshSettings } from './other-mesh-annotations.ts';
 import {
   apiVersionProblems,
   findPodTemplates,
@@ -384,6 +385,15 @@ function namespaceNotes(object: unknown): { name: string; message: string; path:
       path: ['metadata', 'labels', POD_SECURITY_ENFORCE],
       message: `${POD_SECURITY_ENFORCE}: ${enforce} refuses mutual-init's NET_ADMIN and NET_RAW capabilities, so the API server will refuse every injected pod here; the namespace needs ${POD_SECURITY_ENFORCE}: privileged`,
     });
+  }
+  if (isPlainMap(annotations)) {
+    for (const setting of otherMeshSettings(annotations, 'namespace')) {
+      notes.push({
+        name: `namespace/${String(name)}`,
+        path: ['metadata', 'annotations', setting.annotation],
+        message: setting.message,
+      });
+    }
   }
   // Another mesh's injector selecting the same namespace (a migration half done): which injector
   // runs first decides whether a pod gets one proxy or two.

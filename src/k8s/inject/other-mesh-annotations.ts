@@ -44,14 +44,20 @@ export interface OtherMeshSetting {
   readonly message: string;
 }
 
-/** The other meshes' settings on a pod that Mutual would ignore, each with Mutual's annotation. */
-export function otherMeshSettings(annotations: Readonly<Record<string, unknown>>): OtherMeshSetting[] {
+/**
+ * The other meshes' settings on a pod that Mutual would ignore, each with Mutual's annotation; on a
+ * Namespace (Linkerd applies its config annotations to every pod there), Mutual reads none.
+ */
+export function otherMeshSettings(
+  annotations: Readonly<Record<string, unknown>>,
+  where: 'pod' | 'namespace' = 'pod',
+): OtherMeshSetting[] {
   const settings: OtherMeshSetting[] = [];
   for (const { key, mesh, mutual } of EQUIVALENTS) {
     const value = annotations[key];
     if (typeof value !== 'string' || value.trim() === '') continue;
     // The pod says what it wants from Mutual already (perhaps on purpose otherwise).
-    if (annotations[mutual] !== undefined) continue;
+    if (where === 'pod' && annotations[mutual] !== undefined) continue;
     const isProbeSwitch = key === 'sidecar.istio.io/rewriteAppHTTPProbers';
     // Istio reads that one as a boolean (strconv.ParseBool): only its "off" has an equivalent.
     if (isProbeSwitch && !['false', '0', 'f', 'F', 'FALSE', 'False'].includes(value.trim())) continue;
@@ -59,7 +65,10 @@ export function otherMeshSettings(annotations: Readonly<Record<string, unknown>>
     settings.push({
       annotation: key,
       mutualAnnotation: mutual,
-      message: `annotation ${key}: ${JSON.stringify(value)} is ${mesh}'s, which Mutual does not read: to keep its effect, annotate the pod template ${mutual}: ${JSON.stringify(written)}`,
+      message:
+        where === 'pod'
+          ? `annotation ${key}: ${JSON.stringify(value)} is ${mesh}'s, which Mutual does not read: to keep its effect, annotate the pod template ${mutual}: ${JSON.stringify(written)}`
+          : `annotation ${key}: ${JSON.stringify(value)} is ${mesh}'s, for every pod of the namespace; Mutual reads its settings on pods only: to keep its effect, annotate each pod template ${mutual}: ${JSON.stringify(written)}`,
     });
   }
   return settings;
