@@ -40,6 +40,12 @@ const APP_FIRST_GRACE_MS = 100;
 const PLAINTEXT_APP_FIRST_GRACE_MS = 1_000;
 
 /**
+ * How often the inbound looks for a new policy set to check the connections it already admitted
+ * against (a set is a new object only when it changes, so most looks compare one reference).
+ */
+const POLICY_RECHECK_MS = 250;
+
+/**
  * The ALPN answer to a client that offers some (peer proxies offer none). gRPC stacks (C-core,
  * grpc-go, grpc-java) offer only h2 and give up on a server that does not select it, so a gRPC
  * client holding its own SVID could not call the inbound at all. The inbound does not know what
@@ -131,6 +137,68 @@ export function createInbound(deps: InboundDeps) {
       appliedGeneration = meshTls.generation;
     }
     return meshTls;
+  }
+
+  /**
+   * Connections admitted under the policy in force then, and checked again when it changes, as
+   * Istio's sidecars drain the connections of a changed filter chain: plaintext ones (closed once
+   * their port turns STRICT) and opaque TCP ones (closed once a new set denies them). HTTP over
+   * mTLS is not listed: each request is authorized under the set in force.
+   */
+  const admitted = new Map<
+    Socket | TLSSocket,
+    { readonly context: InboundContext; readonly opaque: boolean }
+  >();
+  let checkedPolicy: WorkloadPolicy | undefined;
+  const recheckTimer = setInterval(recheckAdmitted, POLICY_RECHECK_MS);
+  recheckTimer.unref();
+
+  function admit(stream: Socket | TLSSocket, context: InboundContext, opaque: boolean) {
+    if (!opaque && context.peer.kind === 'mtls') return;
+    if (stream.destroyed) return;
+    admitted.set(stream, { context, opaque });
+    stream.once('close', () => admitted.delete(stream));
+  }
+
+  function recheckAdmitted() {
+    const policy = deps.policy();
+    if (policy === checkedPolicy) return;
+    checkedPolicy = policy;
+    for (const [stream, { context, opaque }] of admitted) {
+      if (isPlaintext(context.peer) && policy.peerAuthenticationMode(context.policyPort) === 'STRICT') {
+        log.warnSampled('plaintext connection closed: its port is now STRICT', `port=${context.policyPort}`, {
+          port: context.policyPort,
+          ...(context.policyPort === context.appPort ? {} : { appPort: context.appPort }),
+          client: context.sourceIp,
+        });
+        admitted.delete(stream);
+        refuse(stream, 'plaintext_strict', context.appPort);
+        continue;
+      }
+      if (!opaque) continue;
+      const decision = connectionDecision(context);
+      if (decision === undefined || decision.allowed) continue;
+      countDecision(metrics, decision, context);
+      logConnectionDenied(decision, context, 'policy changed: the open connection is closed');
+      admitted.delete(stream);
+      stream.destroy();
+    }
+  }
+
+  function logConnectionDenied(
+    decision: ReturnType<WorkloadPolicy['authorizeConnection']>,
+    context: InboundContext,
+    closed?: string,
+  ) {
+    const client = principalOf(context.peer) ?? context.sourceIp;
+    // The first denial of each policy and client at once: "why is my call denied" needs it.
+    log.warnSampled('connection denied', `policy=${decision.policy} client=${client}`, {
+      policy: decision.policy,
+      client,
+      port: context.policyPort,
+      ...(context.policyPort === context.appPort ? {} : { appPort: context.appPort }),
+      ...(closed ? { closed } : {}),
+    });
   }
 
   function refuse(socket: Socket, reason: string, port: number | string) {
@@ -321,6 +389,7 @@ export function createInbound(deps: InboundDeps) {
     if (protocol === 'http1' || protocol === 'http2') {
       // Opened in case the app spoke first; HTTP goes through the pooled app connections.
       app?.destroy();
+      admit(stream, context, false);
       if (protocol === 'http2') return http2.handle(stream, context);
       setInboundContext(stream, context);
       return http.handle(stream, context);
@@ -362,17 +431,11 @@ export function createInbound(deps: InboundDeps) {
     if (decision) {
       countDecision(metrics, decision, context);
       if (!decision.allowed) {
-        const client = principalOf(context.peer) ?? context.sourceIp;
-        // The first denial of each policy and client at once: "why is my call denied" needs it.
-        log.warnSampled('connection denied', `policy=${decision.policy} client=${client}`, {
-          policy: decision.policy,
-          client,
-          port: context.policyPort,
-          ...(context.policyPort === context.appPort ? {} : { appPort: context.appPort }),
-        });
+        logConnectionDenied(decision, context);
         early?.destroy();
         return stream.destroy();
       }
+      admit(stream, context, true);
     }
     const app = early ?? connectApp(context.appPort);
     metrics.inboundConnections.inc(labels);
@@ -401,6 +464,7 @@ export function createInbound(deps: InboundDeps) {
       http2.closeIdle();
     },
     close: () => {
+      clearInterval(recheckTimer);
       http.close();
       http2.close();
     },
@@ -430,6 +494,11 @@ function whenFirstReadable(socket: Socket): { spoke: Promise<boolean>; cancel():
     socket.once('close', onGone);
   });
   return { spoke, cancel };
+}
+
+/** A client without a verified certificate, on a port whose mode was not skipped. */
+function isPlaintext(peer: PeerTls): boolean {
+  return peer.kind === 'none' && peer.reason !== 'port_skipped';
 }
 
 export function principalOf(peer: PeerTls): string | undefined {
