@@ -165,6 +165,9 @@ export function injectManifests(text: string, file: string, options: InjectOptio
       }
       isChanged = true;
       report.push({ name: location.name, line, result: 'injected', message: 'injected' });
+      const immutable = immutableTemplateNote(value, location.path);
+      if (immutable !== undefined)
+        report.push({ name: location.name, line, result: 'note', message: immutable });
       for (const note of outcome.notes) {
         const key = doc.getIn([...location.path, 'metadata', 'annotations', note.annotation], true);
         const noteLine = isNode(key) && key.range ? at(key.range[0]).line : line;
@@ -456,6 +459,49 @@ function otherKindNotes(
       message: `a ${kind} is not a kind mutual inject changes (${INJECTABLE_KINDS.join(', ')}), so its pod template is printed unchanged and its pods run without the proxy unless the webhook injects them as they are created: label the namespace ${LABELS.inject}=${INJECT_VALUES.enabled}, or annotate the template ${ANNOTATIONS.inject}: ${INJECT_VALUES.enabled}`,
     },
   ];
+}
+
+/**
+ * A Pod or Job read from the cluster (`kubectl get pod -o yaml`: it has a uid) cannot take the
+ * proxy by `kubectl apply`: a Pod's containers and a Job's pod template cannot change once they
+ * exist, and the API server refuses the update. Said, with what to inject instead.
+ */
+function immutableTemplateNote(
+  root: unknown,
+  templatePath: readonly (string | number)[],
+): string | undefined {
+  const hasUid = (object: Record<string, unknown>) =>
+    isPlainMap(object.metadata) && typeof object.metadata.uid === 'string' && object.metadata.uid !== '';
+  const pod = valueAtPath(root, templatePath);
+  if (isPlainMap(pod) && pod.kind === 'Pod' && hasUid(pod)) {
+    const owners = isPlainMap(pod.metadata) ? pod.metadata.ownerReferences : undefined;
+    const owner = Array.isArray(owners)
+      ? owners.find((reference) => isPlainMap(reference) && reference.controller === true)
+      : undefined;
+    const hash =
+      isPlainMap(pod.metadata) && isPlainMap(pod.metadata.labels)
+        ? pod.metadata.labels['pod-template-hash']
+        : undefined;
+    const ownerName = isPlainMap(owner) ? String(owner.name) : '';
+    // A Deployment's pods come from a ReplicaSet named <deployment>-<pod-template-hash>.
+    const workload =
+      isPlainMap(owner) &&
+      owner.kind === 'ReplicaSet' &&
+      typeof hash === 'string' &&
+      ownerName.endsWith(`-${hash}`)
+        ? `Deployment ${ownerName.slice(0, -hash.length - 1)}`
+        : `${String(isPlainMap(owner) ? owner.kind : '')} ${ownerName}`;
+    const instead = isPlainMap(owner)
+      ? `inject its ${workload} instead, whose pods then get the proxy as they are re-created`
+      : 'delete the pod and create this one instead (kubectl replace --force -f -)';
+    return `this Pod was read from the cluster (it has a uid), and a Pod's containers cannot change once it exists, so kubectl apply will refuse it: ${instead}`;
+  }
+  const isTemplate = templatePath.at(-2) === 'spec' && templatePath.at(-1) === 'template';
+  const owner = isTemplate ? valueAtPath(root, templatePath.slice(0, -2)) : undefined;
+  if (isPlainMap(owner) && owner.kind === 'Job' && hasUid(owner)) {
+    return "this Job was read from the cluster (it has a uid), and a Job's pod template cannot change once it exists, so kubectl apply will refuse it: inject the Job's own manifest (or its CronJob) and create it anew";
+  }
+  return undefined;
 }
 
 /** The Pod Security admission label that refuses pods (warn and audit only report). */
