@@ -17,7 +17,12 @@ import {
   scrapeProxies,
   tryReadRuntime,
 } from '../mesh/index.ts';
-import { compilePolicySet, loadPolicyFiles, type PeerAuthenticationExplanation } from '../policy/index.ts';
+import {
+  compilePolicySet,
+  loadPolicyFiles,
+  type PeerAuthenticationExplanation,
+  type PolicyDiagnostic,
+} from '../policy/index.ts';
 import { type CaFileReader, type CaFiles, createCaFileReader } from './ca-files.ts';
 
 export interface WorkloadIdentity {
@@ -128,6 +133,17 @@ function flag(argv: readonly string[], name: string): string | undefined {
   return at === -1 ? undefined : argv[at + 1];
 }
 
+/** The sidecars' answer to a policy directory with errors, as `mutual policy check` names them. */
+function refusedPolicyFiles(dir: string, errors: readonly PolicyDiagnostic[]): Error {
+  const first = errors[0]!;
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : '';
+  return new Error(
+    `the sidecars refuse the policy files in ${dir} and keep the last good set, whose modes are not known here: ` +
+      `${first.file}:${first.line}:${first.column}: ${first.message}${more}. ` +
+      `Fix the files (\`mutual policy check ${dir}\`); the sidecars load them once they are valid`,
+  );
+}
+
 /** What each sidecar enforces, from the flags it was started with and the policy files it watches. */
 async function effectiveModes(runtime: MeshRuntime): Promise<WorkloadModes[]> {
   const dirs = new Set(runtime.services.flatMap((service) => flag(service.proxy.argv, '--policy-dir') ?? []));
@@ -135,9 +151,14 @@ async function effectiveModes(runtime: MeshRuntime): Promise<WorkloadModes[]> {
   await Promise.all(
     [...dirs].map(async (dir) => {
       try {
-        sets.set(dir, compilePolicySet((await loadPolicyFiles([dir])).resources));
+        const loaded = await loadPolicyFiles([dir]);
+        const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
+        // The sidecars refuse such a set whole and keep the last good one, which is not on disk:
+        // the files' valid part would show changes as made that are not (a STRICT not enforced).
+        if (errors.length > 0) sets.set(dir, refusedPolicyFiles(dir, errors));
+        else sets.set(dir, compilePolicySet(loaded.resources));
       } catch (error) {
-        sets.set(dir, error as Error);
+        sets.set(dir, new Error(`cannot read ${dir}: ${(error as Error).message}`));
       }
     }),
   );
@@ -173,7 +194,7 @@ async function effectiveModes(runtime: MeshRuntime): Promise<WorkloadModes[]> {
         source: 'policy-dir',
         ports: [],
         authorizationPolicies: none,
-        error: `cannot read ${dir}: ${set?.message}`,
+        error: set?.message ?? `cannot read ${dir}`,
       };
     }
     const policy = set.forWorkload({
