@@ -266,7 +266,7 @@ export function validateAuthorizationPolicy(
           'Name principals, namespaces or ipBlocks (or their not- forms), or remove this entry.',
         );
       }
-      validateSource(from.source, path, action, report);
+      validateSource(from.source, path, action, report, conditionsRequireIdentity(rule.when));
       checkServiceAccounts(from.source, path, meta, rootNamespace, report);
     }
     let httpField: string | undefined;
@@ -330,7 +330,24 @@ export function validateAuthorizationPolicy(
   }
 }
 
-function validateSource(source: SourceInput, path: FieldPath, action: string, report: Report): void {
+/** Identity fields a plaintext peer never matches: one set beside a not- field keeps it out. */
+const IDENTITY_SOURCE_FIELDS = ['principals', 'namespaces', 'serviceAccounts'] as const;
+const IDENTITY_CONDITION_KEYS = new Set(['source.principal', 'source.namespace', 'source.serviceAccount']);
+
+/** Whether a rule's `when` has a condition that only a peer with an mTLS identity can meet. */
+function conditionsRequireIdentity(when: readonly ConditionInput[] | undefined): boolean {
+  return (when ?? []).some(
+    (condition) => IDENTITY_CONDITION_KEYS.has(condition.key) && (condition.values?.length ?? 0) > 0,
+  );
+}
+
+function validateSource(
+  source: SourceInput,
+  path: FieldPath,
+  action: string,
+  report: Report,
+  ruleRequiresIdentity: boolean,
+): void {
   for (const field of UNSUPPORTED_SOURCE_FIELDS) {
     if (source[field] !== undefined) {
       report(
@@ -353,8 +370,13 @@ function validateSource(source: SourceInput, path: FieldPath, action: string, re
   for (const field of ['ipBlocks', 'notIpBlocks'] as const) {
     for (const [i, value] of (source[field] ?? []).entries()) checkIp(value, [...path, field, i], report);
   }
+  // A plaintext peer has no principal, namespace or service account: `principals: ["*"]` beside
+  // the not- field (the hint's advice), or a `when` on the peer's identity, already keeps it out.
+  const requiresIdentity =
+    ruleRequiresIdentity || IDENTITY_SOURCE_FIELDS.some((field) => (source[field]?.length ?? 0) > 0);
   if (
     action === 'ALLOW' &&
+    !requiresIdentity &&
     (source.notPrincipals !== undefined ||
       source.notNamespaces !== undefined ||
       source.notServiceAccounts !== undefined)
