@@ -238,7 +238,7 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   }
   for (const { shown, result } of results) {
     for (const line of result.report) {
-      const what = line.result === 'injected' ? 'injected' : `${line.result}: ${line.message}`;
+      const what = line.result === 'injected' ? line.message : `${line.result}: ${line.message}`;
       context.writeError(`${line.name} (${shown}:${line.line}): ${what}\n`);
     }
   }

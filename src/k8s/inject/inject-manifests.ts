@@ -164,7 +164,15 @@ export function injectManifests(text: string, file: string, options: InjectOptio
         applyToDocument(doc, { ...operation, path: [...location.path, ...operation.path] } as PathOperation);
       }
       isChanged = true;
-      report.push({ name: location.name, line, result: 'injected', message: 'injected' });
+      report.push({
+        name: location.name,
+        line,
+        result: 'injected',
+        message:
+          outcome.change === 'anchors'
+            ? 'already injected; its trust anchors (MUTUAL_PROXY_IDENTITY_BUNDLE_PEM) updated to the given ones'
+            : 'injected',
+      });
       const immutable = immutableTemplateNote(value, location.path);
       if (immutable !== undefined)
         report.push({ name: location.name, line, result: 'note', message: immutable });

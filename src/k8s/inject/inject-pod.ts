@@ -1,5 +1,6 @@
 // The one injection both paths share (`mutual inject` offline, the admission webhook online): a
 // pure function from a pod (or pod template) to the injected pod, or the reason it was left alone.
+import { PROXY_ENV } from '../../config/index.ts';
 import { VERSION } from '../../version.ts';
 import {
   ANNOTATIONS,
@@ -78,6 +79,11 @@ export type InjectOutcome =
   | {
       readonly kind: 'injected';
       readonly pod: PodLike;
+      /**
+       * `anchors`: the pod was injected already (by `mutual inject`, its template carrying the proxy),
+       * and only the trust anchors in the proxy's environment changed to the current ones.
+       */
+      readonly change?: 'anchors';
       /** Other meshes' settings on the pod that Mutual ignores, each naming Mutual's annotation. */
       readonly notes: readonly OtherMeshSetting[];
     }
@@ -133,12 +139,13 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   const skip = (reason: SkipReason, message: string): InjectOutcome => ({ kind: 'skipped', reason, message });
   // Checks in order: ours already there → opted out → cannot be meshed → annotations usable.
   if (names.has(PROXY_CONTAINER_NAME)) {
-    return annotations[ANNOTATIONS.injected] === undefined
-      ? skip(
-          'existing-proxy',
-          `it already has a container named ${PROXY_CONTAINER_NAME} that Mutual did not inject`,
-        )
-      : skip('already-injected', 'already injected');
+    if (annotations[ANNOTATIONS.injected] === undefined) {
+      return skip(
+        'existing-proxy',
+        `it already has a container named ${PROXY_CONTAINER_NAME} that Mutual did not inject`,
+      );
+    }
+    return withCurrentAnchors(pod, options.trustAnchorsPem) ?? skip('already-injected', 'already injected');
   }
   const { config, problems } = readPodAnnotations(annotations);
   // The annotation, or else the same key as a label (Istio reads its own key either way).
@@ -246,6 +253,40 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
   injectedSpec.volumes = [...listOf(injectedSpec.volumes), ...sidecarVolumes()];
   injected.spec = injectedSpec;
   return { kind: 'injected', pod: injected, notes: otherMeshSettings(annotations) };
+}
+
+/**
+ * An injected pod whose proxy carries other trust anchors than the mesh's now: a workload injected
+ * with `mutual inject` has the proxy in its template, so its pods come to the webhook already
+ * injected, and an anchor rotation (restart every workload so its pods carry the new root) would
+ * re-create them with the old anchors, whose proxies could no longer trust the identity service
+ * once the old root is dropped. The anchors are brought up to date, nothing else: undefined when
+ * they are the same (or the proxy has none to replace).
+ */
+function withCurrentAnchors(pod: PodLike, trustAnchorsPem: string): InjectOutcome | undefined {
+  if (trustAnchorsPem.trim() === '') return undefined;
+  const spec = pod.spec ?? {};
+  for (const field of ['initContainers', 'containers'] as const) {
+    const list = listOf<{ name?: unknown; env?: unknown }>(spec[field]);
+    const index = list.findIndex((container) => container.name === PROXY_CONTAINER_NAME);
+    if (index === -1) continue;
+    const env = listOf<{ name?: unknown; value?: unknown }>(list[index]?.env);
+    const at = env.findIndex((entry) => entry.name === PROXY_ENV.identityBundlePem);
+    const value = env[at]?.value;
+    if (typeof value !== 'string' || samePem(value, trustAnchorsPem)) return undefined;
+    const injected = structuredClone(pod);
+    const container = listOf<{ env: { value?: unknown }[] }>(injected.spec?.[field])[index];
+    const entry = container?.env[at];
+    if (entry === undefined) return undefined;
+    entry.value = trustAnchorsPem;
+    return { kind: 'injected', pod: injected, change: 'anchors', notes: [] };
+  }
+  return undefined;
+}
+
+function samePem(a: string, b: string): boolean {
+  const normal = (pem: string) => pem.replace(/\r\n/g, '\n').trim();
+  return normal(a) === normal(b);
 }
 
 /**

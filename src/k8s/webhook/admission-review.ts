@@ -230,7 +230,7 @@ export function reviewAdmission(
         : {}),
     }),
     result: 'injected',
-    reason: 'injected',
+    reason: outcome.change === 'anchors' ? 'anchors-updated' : 'injected',
     pod,
   };
 }
