@@ -47,6 +47,25 @@ const cases: { name: string; before: unknown; after: unknown; ops?: number }[] =
     ops: 1,
   },
   { name: 'same-length array of scalars', before: { l: [1, 2, 3] }, after: { l: [1, 5, 3] }, ops: 1 },
+  {
+    name: 'named items prepended while one already there changed: inserts, then that change only',
+    before: { l: [{ name: 'migrate' }, { name: 'log', probe: { port: 'metrics' } }] },
+    after: {
+      l: [
+        { name: 'mutual-init' },
+        { name: 'mutual-proxy' },
+        { name: 'migrate' },
+        { name: 'log', probe: { port: 4191 } },
+      ],
+    },
+    ops: 3,
+  },
+  {
+    name: 'named items appended while one already there changed',
+    before: { l: [{ name: 'a', v: 1 }] },
+    after: { l: [{ name: 'a', v: 2 }, { name: 'b' }] },
+    ops: 2,
+  },
 ];
 
 for (const c of cases) {
