@@ -95,12 +95,16 @@ function capped(failures: CheckResult[], what: string): CheckResult[] {
 }
 
 async function injectionNamespaces(view: ClusterView): Promise<string[]> {
-  const namespaces = await view.list<NamespaceLike>('/api/v1/namespaces');
-  return namespaces
-    .filter((ns) => ns.metadata?.labels?.[LABELS.inject] === INJECT_VALUES.enabled)
-    .map((ns) => ns.metadata?.name ?? '')
-    .sort();
+  return (await injectionNamespaceObjects(view)).map((ns) => ns.metadata?.name ?? '').sort();
 }
+
+async function injectionNamespaceObjects(view: ClusterView): Promise<NamespaceLike[]> {
+  const namespaces = await view.list<NamespaceLike>('/api/v1/namespaces');
+  return namespaces.filter((ns) => ns.metadata?.labels?.[LABELS.inject] === INJECT_VALUES.enabled);
+}
+
+/** The Pod Security admission label that refuses pods (warn and audit only report). */
+const POD_SECURITY_ENFORCE = 'pod-security.kubernetes.io/enforce';
 
 const allPods = (view: ClusterView) => view.list<PodLike>('/api/v1/pods');
 
@@ -143,6 +147,33 @@ export function dataPlaneChecks(view: ClusterView): CheckCategory {
               names.length > 0
                 ? names.join(', ')
                 : `none (label one: kubectl label namespace NAMESPACE ${LABELS.inject}=${INJECT_VALUES.enabled})`,
+            );
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: "injection namespaces admit mutual-init's NET_ADMIN and NET_RAW",
+        hint: "Pod Security's baseline and restricted levels refuse those capabilities, so the API server refuses every injected pod there: its Deployment, Job … cannot create any",
+        fix: 'let the namespace run privileged pods with the command shown (as Istio and Linkerd init containers need too), or stop injecting it',
+        severity: 'error',
+        async run() {
+          try {
+            const namespaces = await injectionNamespaceObjects(view);
+            if (namespaces.length === 0) return skip('no namespace is labelled for injection');
+            const refusing = namespaces
+              .map((ns) => ({
+                name: ns.metadata?.name ?? '',
+                level: ns.metadata?.labels?.[POD_SECURITY_ENFORCE],
+              }))
+              .filter(({ level }) => level === 'baseline' || level === 'restricted')
+              .sort((a, b) => a.name.localeCompare(b.name));
+            if (refusing.length === 0) return ok(plural(namespaces.length, 'namespace'));
+            return refusing.map(({ name, level }) =>
+              fail(`${POD_SECURITY_ENFORCE}: ${level} refuses every injected pod`, name, [
+                `fix: kubectl label namespace ${name} ${POD_SECURITY_ENFORCE}=privileged --overwrite`,
+              ]),
             );
           } catch (error) {
             return failOrSkip(error);
