@@ -80,7 +80,34 @@ export async function loadPolicyFiles(
     diagnostics.push(...parsed.diagnostics);
   }
   diagnostics.push(...duplicates(resources));
+  for (const path of paths) diagnostics.push(...(await unreadSubdirectories(path)));
   return { files: present, resources, diagnostics, fingerprint: hash.digest('hex') };
+}
+
+/**
+ * A warning for each subdirectory of a policy directory that holds policy files: they are not
+ * read, so a DENY kept in `policies/shop/` would be silently ignored (kubectl apply -f reads one
+ * level too, without -R). Hidden ones are skipped: a mounted ConfigMap keeps its files in `..data`.
+ */
+async function unreadSubdirectories(path: string): Promise<PolicyDiagnostic[]> {
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  const found: PolicyDiagnostic[] = [];
+  for (const entry of entries) {
+    if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+    const subdirectory = join(path, entry.name);
+    const names = (await readdir(subdirectory).catch(() => [] as string[])).filter(isPolicyFileName);
+    if (names.length === 0) continue;
+    found.push({
+      file: subdirectory,
+      line: 1,
+      column: 1,
+      severity: 'warning',
+      code: 'policy-subdirectory-not-read',
+      message: `${names.length} policy file${names.length === 1 ? '' : 's'} in the subdirectory ${entry.name}/ (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', …' : ''}) ${names.length === 1 ? 'is' : 'are'} not read: a policy directory is read one level deep, so ${names.length === 1 ? 'its' : 'their'} policies are not enforced`,
+      hint: `Move the files up into ${path}, or rename the subdirectory to start with "." if it holds copies that must not apply.`,
+    });
+  }
+  return found;
 }
 
 function duplicates(resources: readonly PolicyResource[]): PolicyDiagnostic[] {
