@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
+import { isImageReference } from '../k8s/image-reference.ts';
 import {
   CONTROL_PLANE,
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -152,8 +153,10 @@ const ANCHORS_HINT =
 export function injectOptionsFrom(flags: InjectFlags): InjectDefaults {
   const problems: string[] = [];
   if (flags.trustAnchorsFile === undefined) problems.push(ANCHORS_HINT);
-  if (flags.image.trim() === '' || /\s/.test(flags.image)) {
-    problems.push(`--image ${JSON.stringify(flags.image)} is not an image reference, e.g. ${DEFAULT_IMAGE}`);
+  if (!isImageReference(flags.image)) {
+    problems.push(
+      `--image ${JSON.stringify(flags.image)} is not an image reference; write it as [registry/]name[:tag][@sha256:digest], e.g. ${DEFAULT_IMAGE}`,
+    );
   }
   try {
     parseTrustDomain(flags.trustDomain);

@@ -2,6 +2,7 @@
 // problem naming the annotation and the format, never a silently unmeshed pod.
 import { parsePortList, parseSubnetList } from '../../proxy/intercept/index.ts';
 import { ANNOTATIONS, INJECT_VALUES } from '../constants.ts';
+import { isImageReference } from '../image-reference.ts';
 import { type ProxyResourceField, type ProxyResources, quantityProblem } from './proxy-resources.ts';
 
 export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
@@ -93,8 +94,11 @@ export function readPodAnnotations(annotations: Readonly<Record<string, unknown>
     }
   });
   const image = checked(ANNOTATIONS.proxyImage, (value) => {
-    if (value === '' || /\s/.test(value))
-      throw new Error(`${JSON.stringify(value)} is not an image reference`);
+    if (!isImageReference(value)) {
+      throw new Error(
+        `${JSON.stringify(value)} is not an image reference: write it as [registry/]name[:tag][@sha256:digest], the name in lower case`,
+      );
+    }
   });
   const resources: Partial<Record<ProxyResourceField, string>> = {};
   for (const [field, key] of Object.entries(RESOURCE_ANNOTATIONS) as [ProxyResourceField, string][]) {

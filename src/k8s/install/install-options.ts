@@ -5,6 +5,7 @@ import { isMutualError, MutualError } from '../../errors.ts';
 import { MAX_SVID_LIFETIME_MS } from '../../pki/index.ts';
 import { parseTrustDomain } from '../../spiffe/index.ts';
 import { DEFAULT_IMAGE } from '../constants.ts';
+import { isImageReference } from '../image-reference.ts';
 import { proxyResourceFlagProblems } from '../inject/index.ts';
 
 export const WEBHOOK_FAILURE_POLICIES = ['Ignore', 'Fail'] as const;
@@ -90,14 +91,6 @@ export const INSTALL_DEFAULTS = {
 const MAX_REPLICAS = 10;
 /** A CA that expires within the hour is a typo (30m for 30 months) or breaks every workload soon. */
 const MIN_CA_LIFETIME_MS = 3_600_000;
-// The reference grammar of distribution/reference: [host[:port]/]path[:tag][@sha256:digest].
-const DOMAIN =
-  '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
-const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const IMAGE_REFERENCE = new RegExp(
-  `^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
-);
-
 export function parseInstallFlags(flags: InstallFlags): InstallConfig {
   const problems: string[] = [];
   const check = <T>(parse: () => T, fallback: T, flag = ''): T => {
@@ -125,7 +118,7 @@ export function parseInstallFlags(flags: InstallFlags): InstallConfig {
     }, 1);
 
   const image = flags.image ?? DEFAULT_IMAGE;
-  if (!IMAGE_REFERENCE.test(image)) {
+  if (!isImageReference(image)) {
     problems.push(
       `--image ${JSON.stringify(image)} is not an image reference; write it as [registry/]name[:tag][@sha256:digest], e.g. ${DEFAULT_IMAGE}`,
     );
