@@ -370,20 +370,20 @@ test('uninjected pods in an injection namespace are listed with the restart comm
   let { code, json } = await checkJson();
   assert.equal(code, 1);
   assert.deepEqual(failures(json), {
-    'pods in injection namespaces run the proxy': ['shop/web-6c9d8e7f5-old1x: no mutual-proxy container'],
+    'pods opted into injection run the proxy': ['shop/web-6c9d8e7f5-old1x: no mutual-proxy container'],
   });
-  const entry = json.checks.find((e) => e.description === 'pods in injection namespaces run the proxy')!;
+  const entry = json.checks.find((e) => e.description === 'pods opted into injection run the proxy')!;
   assert.deepEqual(entry.results[0]!.details, ['fix: kubectl -n shop rollout restart deploy/web']);
   // A bare pod has no controller to re-create it; the fix says so.
   cluster.put(
     ...Array.from({ length: 12 }, (_, i) => plainPod('shop', `bare-${String(i).padStart(2, '0')}`)),
   );
   ({ json } = await checkJson());
-  const lines = failures(json)['pods in injection namespaces run the proxy']!;
+  const lines = failures(json)['pods opted into injection run the proxy']!;
   assert.equal(lines.length, 11);
   assert.equal(lines[10], '… and 3 more pods');
   const bare = json.checks
-    .find((e) => e.description === 'pods in injection namespaces run the proxy')!
+    .find((e) => e.description === 'pods opted into injection run the proxy')!
     .results.find((r) => r.subject === 'shop/bare-00')!;
   assert.deepEqual(bare.details, [
     'fix: kubectl -n shop delete pod bare-00, then create it again (it has no controller that would)',
@@ -422,7 +422,7 @@ test("pods the injector leaves out on purpose (another mesh's opt-out, Mutual's,
   ({ code, json } = await checkJson());
   assert.equal(code, 1);
   assert.deepEqual(failures(json), {
-    'pods in injection namespaces run the proxy': ['shop/plain: no mutual-proxy container'],
+    'pods opted into injection run the proxy': ['shop/plain: no mutual-proxy container'],
   });
 });
 

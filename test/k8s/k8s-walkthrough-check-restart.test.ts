@@ -55,7 +55,7 @@ test('the fix for an uninjected pod of a Job, a bare ReplicaSet or a Replication
   const json = JSON.parse(run.stdout) as {
     checks: { description: string; results: { subject?: string; details?: string[] }[] }[];
   };
-  const entry = json.checks.find((e) => e.description === 'pods in injection namespaces run the proxy');
+  const entry = json.checks.find((e) => e.description === 'pods opted into injection run the proxy');
   const fixes = Object.fromEntries((entry?.results ?? []).map((result) => [result.subject, result.details]));
   assert.deepEqual(fixes, {
     'shop/canary-7f9c-xk2p1': [

@@ -12,7 +12,13 @@ import {
   skip,
 } from '../../mesh/checks/index.ts';
 import { parseCertificatesPem } from '../../pki/index.ts';
-import { INJECT_VALUES, LABELS, TRUST_ANCHORS_CONFIG_MAP } from '../constants.ts';
+import {
+  ANNOTATIONS,
+  CONTROL_PLANE_NAMESPACE,
+  INJECT_VALUES,
+  LABELS,
+  TRUST_ANCHORS_CONFIG_MAP,
+} from '../constants.ts';
 import {
   DEFAULT_INJECT_OPTIONS,
   type PodLike as InjectablePod,
@@ -181,20 +187,31 @@ export function dataPlaneChecks(view: ClusterView): CheckCategory {
         },
       },
       {
-        description: 'pods in injection namespaces run the proxy',
+        description: 'pods opted into injection run the proxy',
         hint: 'a pod without the proxy is outside the mesh: it has no identity, and STRICT peers refuse its connections',
-        fix: 're-create each with the command shown (the injector only sees new pods); if new pods still come without the proxy, see the webhook checks',
+        fix: 're-create each with the command shown (the injector only sees new pods; under failurePolicy Ignore, pods created while it was unreachable start without the proxy); if new pods still come without the proxy, see the webhook checks',
         severity: 'error',
         async run() {
           try {
             const namespaces = new Set(await injectionNamespaces(view));
-            if (namespaces.size === 0) return skip('no namespace is labelled for injection');
+            // The pods the webhook injects: those of labelled namespaces, and elsewhere those opted
+            // in one by one (annotation, or the same key as a label), never the two namespaces it
+            // is not called for.
+            const isOptedIn = (pod: PodLike) => {
+              const ns = pod.metadata?.namespace ?? '';
+              if (ns === CONTROL_PLANE_NAMESPACE || ns === 'kube-system') return false;
+              if (namespaces.has(ns)) return true;
+              const annotation = pod.metadata?.annotations?.[ANNOTATIONS.inject];
+              return (annotation ?? pod.metadata?.labels?.[LABELS.inject]) === INJECT_VALUES.enabled;
+            };
+            const pods = await allPods(view);
+            const optedIn = pods.filter(isOptedIn);
+            if (namespaces.size === 0 && optedIn.length === 0) {
+              return skip('no namespace is labelled for injection and no pod is annotated for it');
+            }
             // Pods the injector would have given the proxy had it seen them being created.
-            const expected = (await allPods(view)).filter(
-              (pod) =>
-                namespaces.has(pod.metadata?.namespace ?? '') &&
-                !isFinished(pod) &&
-                (proxyOf(pod) !== undefined || isMeshedByInjector(pod)),
+            const expected = optedIn.filter(
+              (pod) => !isFinished(pod) && (proxyOf(pod) !== undefined || isMeshedByInjector(pod)),
             );
             const uninjected = expected.filter((pod) => !proxyOf(pod));
             if (uninjected.length === 0) return ok(plural(expected.length, 'pod'));
