@@ -108,9 +108,56 @@ function unmatched(
         `selector ${formatSelector(resource.selector)} matches no known workload in ${isMeshWide ? 'the mesh' : `namespace "${namespace}"`}`,
         'Check the labels against the workload (kubectl get pods --show-labels) and the namespace.',
       );
+    } else {
+      const selected = candidates.filter((workload) => selectorMatches(resource.selector, workload.labels));
+      undeclaredPorts(resource, selected, warn);
     }
   }
   return [];
+}
+
+/**
+ * Ports a policy names that none of the workloads it selects declares: such a rule, condition or
+ * portLevelMtls entry never matches (a DENY denies nothing there, an ALLOW allows nothing). In a
+ * loopback mesh, the port the app listens on ($PORT, new at every start) is the likely mistake.
+ */
+function undeclaredPorts(
+  resource: PolicyResource,
+  selected: readonly WorkloadRef[],
+  warn: (resource: PolicyResource, code: string, message: string, hint: string) => void,
+): void {
+  if (selected.length === 0 || selected.some((workload) => workload.ports === undefined)) return;
+  const declared = new Set(selected.flatMap((workload) => workload.ports ?? []));
+  const named = new Set<number>();
+  if (resource.kind === 'PeerAuthentication') {
+    for (const port of resource.portModes.keys()) named.add(port);
+  } else {
+    for (const rule of resource.rules) {
+      for (const { operation } of rule.to ?? [])
+        for (const port of [...(operation.ports ?? []), ...(operation.notPorts ?? [])])
+          named.add(Number(port));
+      for (const condition of rule.when ?? []) {
+        if (condition.key !== 'destination.port') continue;
+        for (const port of [...(condition.values ?? []), ...(condition.notValues ?? [])]) {
+          if (/^[0-9]+$/.test(port)) named.add(Number(port));
+        }
+      }
+    }
+  }
+  const undeclared = [...named].filter((port) => !declared.has(port)).sort((a, b) => a - b);
+  if (undeclared.length === 0) return;
+  const workloads = selected
+    .map(
+      (workload) =>
+        `${workload.name ?? formatSelector(workload.labels)}: ${workload.ports!.join(', ') || 'none'}`,
+    )
+    .join('; ');
+  warn(
+    resource,
+    'port-not-declared',
+    `${undeclared.length === 1 ? 'port' : 'ports'} ${undeclared.join(', ')} ${undeclared.length === 1 ? 'is' : 'are'} not declared by any workload this policy selects (${workloads}): ${resource.kind === 'PeerAuthentication' ? 'that portLevelMtls entry never applies' : 'rules on it never match'}`,
+    "Name the ports mesh.yaml declares: policies see those, not the $PORT an app listens on in a loopback mesh (mutual up's Apps list).",
+  );
 }
 
 /** Could one set of labels satisfy both selectors? (No key with two different values.) */

@@ -15,6 +15,9 @@ export interface WorkloadRef {
    * `cluster.local/ns/<ns>/sa/<sa>` names this trust domain.
    */
   readonly trustDomain?: string;
+  /** For `mutual check` on a mesh: its name and the ports it declares (policies name these). */
+  readonly name?: string;
+  readonly ports?: readonly number[];
 }
 
 /** What is known about an inbound connection when it is authorized. */

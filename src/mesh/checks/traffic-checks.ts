@@ -149,6 +149,8 @@ export const policyChecks: CheckCategory = {
             namespace: service.namespace,
             serviceAccount: service.serviceAccount,
             labels: service.labels,
+            name: service.name,
+            ports: service.ports.map((port) => port.port),
           }));
           const warnings = [
             ...loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'warning'),
