@@ -349,7 +349,14 @@ test('every bad flag value is a coded error naming the flag', async () => {
       ['--identity-external-issuer', '--identity-trust-anchors-file', 'a', '--identity-issuer-key-file', 'k'],
       /drop --identity-issuer-certificate-file and --identity-issuer-key-file/,
     ],
-    [[...own('a', 'b', 'c'), '--identity-issuer-lifetime', '30d'], /apply only to a generated CA/],
+    [
+      [...own('a', 'b', 'c'), '--identity-issuer-lifetime', '30d'],
+      /--identity-issuer-lifetime applies only to a generated CA, not with .*; drop it\b/,
+    ],
+    [
+      [...own('a', 'b', 'c'), '--identity-issuer-lifetime', '30d', '--identity-ca-out', 'out'],
+      /--identity-issuer-lifetime, --identity-ca-out apply only to a generated CA, not with .*; drop them/,
+    ],
     [['--trust-domain', 'Bad_Domain!'], /--trust-domain: /],
   ];
   for (const [args, message] of cases) {

@@ -206,7 +206,10 @@ function identityCaSource(
   ].filter((flag) => flag !== undefined);
   const onlyForGenerated = (mode: string) => {
     if (lifetimeFlags.length > 0) {
-      problems.push(`${lifetimeFlags.join(', ')} apply only to a generated CA, not with ${mode}; drop them`);
+      const [verb, pronoun] = lifetimeFlags.length === 1 ? ['applies', 'it'] : ['apply', 'them'];
+      problems.push(
+        `${lifetimeFlags.join(', ')} ${verb} only to a generated CA, not with ${mode}; drop ${pronoun}`,
+      );
     }
   };
   if (flags.identityExternalIssuer) {
