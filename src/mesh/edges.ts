@@ -34,6 +34,11 @@ export interface Edge {
    * STRICT) refused by policy, as the destination's sidecar counted them since it started.
    */
   readonly denied: number;
+  /**
+   * Of `denied`, those an AuthorizationPolicy decided, by the deciding policy (`ns/name`, or the
+   * ALLOW policies none of whose rules matched); absent when there are none.
+   */
+  readonly deniedBy?: Readonly<Record<string, number>>;
   /** Outbound connections that never reached the destination; `failure` says why. */
   readonly failed: number;
   readonly failure: string | undefined;
@@ -80,6 +85,7 @@ interface Row {
   serverBytes: number;
   clientBytes: number;
   denied: number;
+  deniedBy: Map<string, number>;
   failed: number;
   seenBy: Array<'client' | 'server'>;
 }
@@ -135,6 +141,7 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
         serverBytes: 0,
         clientBytes: 0,
         denied: 0,
+        deniedBy: new Map(),
         failed: 0,
         seenBy: [],
       };
@@ -188,6 +195,8 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
           if (labels.client_id) found.hasMtls = true;
           found.clientId ??= labels.client_id || undefined;
           found.denied += value;
+          if (labels.policy && value > 0)
+            found.deniedBy.set(labels.policy, (found.deniedBy.get(labels.policy) ?? 0) + value);
           break;
         }
         case 'mutual_inbound_refused_total': {
@@ -259,6 +268,13 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
           : { requests: found.requests, serverErrors: found.serverErrors }),
         bytes: Math.max(found.serverBytes, found.clientBytes),
         denied: found.denied,
+        ...(found.deniedBy.size > 0
+          ? {
+              deniedBy: Object.fromEntries(
+                [...found.deniedBy].sort(([a, x], [b, y]) => y - x || a.localeCompare(b)),
+              ),
+            }
+          : {}),
         failed: found.failed,
         failure,
         seenBy: found.seenBy,

@@ -171,7 +171,7 @@ test('overview lists what `mutual check` reports as failing, with the message an
   assert.ok(dead.fix.includes(`\`mutual logs payments --proxy --state-dir ${join(dir, 'mesh')}\``), dead.fix);
   const plaintext = find('no plaintext traffic into meshed workloads');
   assert.deepEqual(plaintext.details, [
-    'unknown → cart:8080: 2 connections, 2 requests, 2 denied (no_client_hello)',
+    'unknown → cart:8080: 2 connections, 2 requests, 2 denied by shop/cart-only-from-web (2) (no_client_hello)',
     'no counters from the sidecar of payments (it does not answer)',
   ]);
   // The mesh started 10 s before the clock's now: all of its counters are recent.

@@ -6,9 +6,17 @@ const describeEdge = (edge: Edge) =>
   `${edge.source} → ${edgeTarget(edge)}: ${[
     plural(edge.connections, 'connection'),
     ...(edge.requests ? [plural(edge.requests, 'request')] : []),
-    ...(edge.denied ? [`${edge.denied} denied`] : []),
+    ...(edge.denied ? [`${edge.denied} denied${deniedByText(edge)}`] : []),
     ...(edge.failed ? [`${edge.failed} failed (${edge.failure})`] : []),
   ].join(', ')}${edge.isSecured ? '' : ` (${edge.reason})`}`;
+
+/** ` by shop/deny-admin (3), shop/allow-web (1)`: which policies decided the denials. */
+function deniedByText(edge: Edge): string {
+  const entries = Object.entries(edge.deniedBy ?? {});
+  return entries.length === 0
+    ? ''
+    : ` by ${entries.map(([policy, count]) => `${policy} (${count})`).join(', ')}`;
+}
 
 /**
  * Reasons that are no plaintext: `refused: not_ready` is a TLS client (its ClientHello seen) that a
