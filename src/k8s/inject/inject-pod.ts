@@ -120,6 +120,12 @@ function otherMeshInjection(
       written: `${where} sidecar.istio.io/inject: "${istio}"`,
     };
   }
+  // A pod labelled with an Istio revision is injected by that revision's webhook (its
+  // objectSelector), in a namespace not labelled for Istio too.
+  const revision = labels['istio.io/rev'];
+  if (typeof revision === 'string' && revision.trim() !== '') {
+    return { decision: 'enabled', written: `label istio.io/rev: ${revision}` };
+  }
   return undefined;
 }
 
