@@ -81,18 +81,23 @@ export function registerInjectCommand(program: Command, context: CliContext): vo
         'YAML or JSON manifests (Deployments, Pods, CronJobs, Lists …), or a directory of them (.yaml, .yml, .json); - reads stdin',
       )
       // kubectl apply -f and istioctl kube-inject -f: the same file, for hands used to them.
+      // Repeatable, as kubectl apply takes it (-f a.yaml -f k8s/): each in turn, one output stream.
       .option(
         '-f, --filename <file>',
-        'the manifests (a file or directory), as kubectl and istioctl take them (same as FILE)',
+        'the manifests (a file or directory), as kubectl and istioctl take them (same as FILE); repeat it for more, printed in order',
+        (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
       ),
-  ).action(async (file: string | undefined, flags: InjectFlags & { filename?: string }) => {
+  ).action(async (file: string | undefined, flags: InjectFlags & { filename?: string[] }) => {
     if (file !== undefined && flags.filename !== undefined) {
       throw new MutualError(
         'MUTUAL_CLI_USAGE',
-        `give the manifests once: ${JSON.stringify(file)} and -f ${JSON.stringify(flags.filename)} both name a file`,
+        `give the manifests once: ${JSON.stringify(file)} and -f ${flags.filename.map((name) => JSON.stringify(name)).join(' -f ')} both name files: use -f for each`,
       );
     }
-    await injectFile(file ?? flags.filename, flags, context);
+    if ((flags.filename ?? []).filter((name) => name === '-').length > 1) {
+      throw new MutualError('MUTUAL_CLI_USAGE', 'stdin (-f -) can be read once');
+    }
+    await injectFile(file === undefined ? flags.filename : [file], flags, context);
   });
   addInjectFlags(
     inject
@@ -206,8 +211,12 @@ function readManifests(file: string, context: CliContext): Promise<string> {
   });
 }
 
-async function injectFile(file: string | undefined, flags: InjectFlags, context: CliContext): Promise<void> {
-  if (file === undefined) {
+async function injectFile(
+  files: readonly string[] | undefined,
+  flags: InjectFlags,
+  context: CliContext,
+): Promise<void> {
+  if (files === undefined || files.length === 0) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
       'give a manifest file, or - to read stdin: mutual inject deploy.yaml | kubectl apply -f - (or -f deploy.yaml)',
@@ -220,7 +229,8 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
   );
   const options = { ...defaults, trustAnchorsPem: anchors.pem };
   // A directory, as kubectl apply -f and linkerd inject take one: its manifest files in name order.
-  const names = file === '-' ? ['-'] : await manifestFiles(file, context);
+  const names: string[] = [];
+  for (const file of files) names.push(...(file === '-' ? ['-'] : await manifestFiles(file, context)));
   // Every file is read and injected before anything is printed: a bad one stops the run with none.
   const results = [];
   for (const name of names) {
@@ -237,7 +247,8 @@ async function injectFile(file: string | undefined, flags: InjectFlags, context:
     if (isDocumentOpen && !last.endsWith('\n')) context.write('\n');
   }
   if (results.every(({ result }) => result.report.every((line) => line.result === 'note'))) {
-    context.writeError(`${file === '-' ? '<stdin>' : file}: no pods or workloads found; printed unchanged\n`);
+    const given = files.map((file) => (file === '-' ? '<stdin>' : file)).join(', ');
+    context.writeError(`${given}: no pods or workloads found; printed unchanged\n`);
   }
   for (const { shown, result } of results) {
     for (const line of result.report) {
