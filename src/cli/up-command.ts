@@ -5,6 +5,7 @@ import { formatDuration, parseDurationWithin } from '../config/index.ts';
 import { isMutualError } from '../errors.ts';
 import { plural } from '../mesh/checks/types.ts';
 import { loadMeshConfig, type MeshProgress, type MeshRuntime, startMesh } from '../mesh/index.ts';
+import { createPolicyStore, type PolicyStore } from '../policy/index.ts';
 import type { CliContext } from './context.ts';
 import { isoSeconds } from './render.ts';
 
@@ -180,14 +181,42 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     `\nThe mesh is up: ${plural(mesh.runtime.services.length, 'service')}, every sidecar ready (${seconds(context.clock.now() - started)}).\n`,
   );
   context.write(renderWhereToLook(mesh.runtime, stateFlag));
+  const policyWatch = await watchPolicyDir(mesh.runtime, context, show);
   const signal = await shutdown;
   context.write(`\n${signal}: stopping the mesh\n`);
+  await policyWatch?.close();
   await mesh.close();
   context.write(
     mesh.runtime.network
       ? `Stopped every process of the mesh and removed its network (${mesh.runtime.network.id}).\n`
       : 'Stopped every process of the mesh.\n',
   );
+}
+
+/**
+ * Says here, where the mesh was started, what the sidecars do with an edit of the policy files:
+ * loaded, or refused with the error (the last good set stays in force), which otherwise only the
+ * sidecars' logs and `mutual check` tell. The same checks as the sidecars' (src/policy's store).
+ */
+async function watchPolicyDir(
+  runtime: MeshRuntime,
+  context: CliContext,
+  show: (path: string) => string,
+): Promise<PolicyStore | undefined> {
+  const dir = runtime.policyDir;
+  if (!dir) return undefined;
+  return createPolicyStore({
+    directory: dir,
+    onChange: () =>
+      context.writeError(`  ✓ policies     loaded from ${show(dir)}: the sidecars apply them\n`),
+    onError: (error) =>
+      context.writeError(
+        `! policy files in ${show(dir)} refused: the sidecars keep the last good set in force until they are fixed (\`mutual policy check ${show(dir)}\`):\n${error.message
+          .split('\n')
+          .map((text) => `    ${text}`)
+          .join('\n')}\n`,
+      ),
+  }).catch(() => undefined);
 }
 
 function seconds(ms: number): string {
