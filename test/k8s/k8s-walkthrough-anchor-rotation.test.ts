@@ -112,6 +112,11 @@ test('mutual inject on an injected workload with new anchors updates them, and o
   const again = await inject('web-current.yaml', files.anchorsFile);
   assert.equal(again.stderr, 'deployment/web (web-current.yaml:7): skipped: already injected\n');
   assert.equal(again.stdout, run.stdout);
+  // The same roots in another order (a ConfigMap written by hand): the same anchors, left alone.
+  const reversed = join(dir, 'reversed.pem');
+  await writeFile(reversed, `${pki.anchor.certificatePem}${await readFile(INJECT_ANCHORS_FILE, 'utf8')}`);
+  const reordered = await inject('web-current.yaml', reversed);
+  assert.equal(reordered.stderr, 'deployment/web (web-current.yaml:7): skipped: already injected\n');
 });
 
 /** POST /inject/namespace as the API server does, verified with the caBundle by the Service's name. */

@@ -1,6 +1,7 @@
 // The one injection both paths share (`mutual inject` offline, the admission webhook online): a
 // pure function from a pod (or pod template) to the injected pod, or the reason it was left alone.
 import { PROXY_ENV } from '../../config/index.ts';
+import { parseCertificatesPem } from '../../pki/index.ts';
 import { VERSION } from '../../version.ts';
 import {
   ANNOTATIONS,
@@ -290,9 +291,20 @@ function withCurrentAnchors(pod: PodLike, trustAnchorsPem: string): InjectOutcom
   return undefined;
 }
 
+/** Whether two PEM bundles hold the same roots, in whatever order; one that does not parse differs. */
 function samePem(a: string, b: string): boolean {
   const normal = (pem: string) => pem.replace(/\r\n/g, '\n').trim();
-  return normal(a) === normal(b);
+  if (normal(a) === normal(b)) return true;
+  try {
+    const roots = (pem: string) =>
+      parseCertificatesPem(pem, PROXY_ENV.identityBundlePem)
+        .map((certificate) => certificate.fingerprintSha256)
+        .sort()
+        .join(',');
+    return roots(a) === roots(b);
+  } catch {
+    return false;
+  }
 }
 
 /**
