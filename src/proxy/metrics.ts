@@ -121,6 +121,12 @@ export function createProxyMetrics(registry: Registry) {
       labelNames: ['direction', 'reason'],
       registers,
     }),
+    tlsConnectionsLimited: new Counter({
+      name: 'mutual_tls_connections_limited_total',
+      help: 'mTLS connections closed by the proxy for what the peer did in TLS itself, by direction and reason (key_update_flood: more TLS 1.3 KeyUpdates than its data could need).',
+      labelNames: ['direction', 'reason'],
+      registers,
+    }),
     http2SessionsRenewed: new Counter({
       name: 'mutual_http2_upstream_sessions_renewed_total',
       help: 'Shared HTTP/2 sessions to the app (inbound) or to a destination (outbound) replaced by a fresh one, by direction and reason (resets: so many streams cancelled on it that the peer would close it).',

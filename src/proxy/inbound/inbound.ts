@@ -20,6 +20,7 @@ import {
 import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
 import { classifyFirstBytes, peekClientHello, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
+import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../key-updates.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import { createHttpInbound } from './http-inbound.ts';
@@ -324,6 +325,14 @@ export function createInbound(deps: InboundDeps) {
     }
     context.peer = { kind: 'mtls', peerId: verdict.peerId, localId: meshTls.credentials.spiffeId };
     setInboundContext(socket, context);
+    limitPeerKeyUpdates(socket, 'server', () => {
+      metrics.tlsConnectionsLimited.inc({ direction: 'inbound', reason: 'key_update_flood' });
+      log.warnSampled('inbound client closed: KeyUpdate flood', `client=${verdict.peerId}`, {
+        client: verdict.peerId,
+        address: context.sourceIp,
+        limit: PEER_KEY_UPDATES_ALLOWED,
+      });
+    });
     serve(socket, context, await appFirstBytes(socket, context));
   }
 

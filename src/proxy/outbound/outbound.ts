@@ -19,6 +19,7 @@ import {
 import { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { isLocalResourceError } from '../http-forward.ts';
+import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../key-updates.ts';
 import { countConnectionBytes, type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
@@ -50,8 +51,24 @@ export type OutboundTarget =
 export function createOutbound(deps: OutboundDeps) {
   const { metrics, log, config } = deps;
   const connector = createMtlsConnector(deps.clock);
-  const connectMesh = (destination: MeshedDestination, meshTls: MeshTls, resume = true) =>
-    connector.connect(destination, meshTls, () => metrics.outboundSessionsResumed.inc(), { resume });
+  const connectMesh = async (destination: MeshedDestination, meshTls: MeshTls, resume = true) => {
+    const socket = await connector.connect(
+      destination,
+      meshTls,
+      () => metrics.outboundSessionsResumed.inc(),
+      {
+        resume,
+      },
+    );
+    limitPeerKeyUpdates(socket, 'client', () => {
+      metrics.tlsConnectionsLimited.inc({ direction: 'outbound', reason: 'key_update_flood' });
+      log.warnSampled('outbound destination closed: KeyUpdate flood', `destination=${destination.serverId}`, {
+        destination: destination.serverId,
+        limit: PEER_KEY_UPDATES_ALLOWED,
+      });
+    });
+    return socket;
+  };
 
   /** Counts and logs a failed connection to a destination's proxy; returns the metric reason. */
   function connectFailed(error: unknown, destination: MeshedDestination, label: string): string {
