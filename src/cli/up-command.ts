@@ -177,11 +177,12 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     context.setExitCode(signal === 'SIGTERM' ? 143 : 130);
     return;
   }
+  // Before the ready line: an edit made as soon as it shows is reported.
+  const policyWatch = await watchPolicyDir(mesh.runtime, context, show);
   context.write(
     `\nThe mesh is up: ${plural(mesh.runtime.services.length, 'service')}, every sidecar ready (${seconds(context.clock.now() - started)}).\n`,
   );
   context.write(renderWhereToLook(mesh.runtime, stateFlag));
-  const policyWatch = await watchPolicyDir(mesh.runtime, context, show);
   const signal = await shutdown;
   context.write(`\n${signal}: stopping the mesh\n`);
   await policyWatch?.close();
@@ -197,26 +198,59 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
  * Says here, where the mesh was started, what the sidecars do with an edit of the policy files:
  * loaded, or refused with the error (the last good set stays in force), which otherwise only the
  * sidecars' logs and `mutual check` tell. The same checks as the sidecars' (src/policy's store).
+ * Files broken when the watch starts (edited while the mesh started) are said and watched too.
  */
 async function watchPolicyDir(
   runtime: MeshRuntime,
   context: CliContext,
   show: (path: string) => string,
-): Promise<PolicyStore | undefined> {
+): Promise<{ close(): Promise<void> } | undefined> {
   const dir = runtime.policyDir;
   if (!dir) return undefined;
-  return createPolicyStore({
-    directory: dir,
-    onChange: () =>
-      context.writeError(`  ✓ policies     loaded from ${show(dir)}: the sidecars apply them\n`),
-    onError: (error) =>
-      context.writeError(
-        `! policy files in ${show(dir)} refused: the sidecars keep the last good set in force until they are fixed (\`mutual policy check ${show(dir)}\`):\n${error.message
-          .split('\n')
-          .map((text) => `    ${text}`)
-          .join('\n')}\n`,
-      ),
-  }).catch(() => undefined);
+  // The store reports a missing directory at every poll: said once here until something changes.
+  let lastRefusal: string | undefined;
+  const refused = (message: string) => {
+    if (message === lastRefusal) return;
+    lastRefusal = message;
+    context.writeError(
+      `! policy files in ${show(dir)} refused: the sidecars keep the last good set in force until they are fixed (\`mutual policy check ${show(dir)}\`):\n${message
+        .split('\n')
+        .map((text) => `    ${text}`)
+        .join('\n')}\n`,
+    );
+  };
+  const loaded = () => {
+    lastRefusal = undefined;
+    context.writeError(`  ✓ policies     loaded from ${show(dir)}: the sidecars apply them\n`);
+  };
+  let store: PolicyStore | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  let isClosed = false;
+  const attempt = async (isFirst: boolean): Promise<void> => {
+    try {
+      const created = await createPolicyStore({
+        directory: dir,
+        onChange: loaded,
+        onError: (error) => refused(error.message),
+      });
+      if (isClosed) return void (await created.close());
+      store = created;
+      if (!isFirst) loaded();
+    } catch (error) {
+      // No good set to start from: the first load refuses the files as the sidecars' reload does.
+      if (isClosed) return;
+      refused((error as Error).message);
+      retry = setTimeout(() => void attempt(false), 1000);
+    }
+  };
+  await attempt(true);
+  return {
+    async close() {
+      isClosed = true;
+      clearTimeout(retry);
+      await store?.close();
+    },
+  };
 }
 
 function seconds(ms: number): string {

@@ -51,7 +51,9 @@ spec:
     - from: [{ source: { namespace: ["other"] } }]
 `,
   );
-  await waitUntil(async () => mesh.output().includes('refused'), 'up to print the refusal');
+  await waitUntil(async () => mesh.output().includes('refused'), 'up to print the refusal').catch((error) => {
+    throw new Error(`${error.message}: ${mesh.output()}`);
+  });
   const refusal = mesh.output().slice(mesh.output().indexOf('! policy files'));
   assert.match(
     refusal,
