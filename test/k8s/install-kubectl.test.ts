@@ -24,6 +24,7 @@ const DISCOVERY: Record<string, Record<string, [string, boolean]>> = {
     secrets: ['Secret', true],
   },
   'apps/v1': { deployments: ['Deployment', true] },
+  'policy/v1': { poddisruptionbudgets: ['PodDisruptionBudget', true] },
   'rbac.authorization.k8s.io/v1': {
     clusterroles: ['ClusterRole', false],
     clusterrolebindings: ['ClusterRoleBinding', false],

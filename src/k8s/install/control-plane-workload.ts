@@ -100,10 +100,45 @@ export function controlPlaneDeployment(spec: DeploymentSpec): K8sObject {
             },
           ],
           ...(spec.volumes ? { volumes: spec.volumes } : {}),
+          // Several replicas are for availability: spread over nodes where the cluster can.
+          ...(spec.replicas > 1
+            ? {
+                topologySpreadConstraints: [
+                  {
+                    maxSkew: 1,
+                    topologyKey: 'kubernetes.io/hostname',
+                    whenUnsatisfiable: 'ScheduleAnyway',
+                    labelSelector: { matchLabels: selector },
+                  },
+                ],
+              }
+            : {}),
         },
       },
     },
   };
+}
+
+/**
+ * With several replicas, a PodDisruptionBudget letting a node drain evict one at a time: without
+ * it a drain (a cluster upgrade) may evict them all at once, and under the webhook's failurePolicy
+ * Fail no pod could be created anywhere until one is back. One replica gets none (a budget that
+ * allows no eviction would block drains).
+ */
+export function controlPlaneDisruptionBudget(
+  component: ComponentName,
+  name: string,
+  replicas: number,
+): K8sObject[] {
+  if (replicas <= 1) return [];
+  return [
+    {
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: metadata(name, componentLabels(component)),
+      spec: { maxUnavailable: 1, selector: { matchLabels: { [LABELS.controlPlaneComponent]: component } } },
+    },
+  ];
 }
 
 /** An HTTP probe on the container port named `admin` (every daemon serves /live and /ready there). */

@@ -5,6 +5,7 @@ import { destinationArgs, MOUNTS } from './component-args.ts';
 import {
   componentLabels,
   controlPlaneDeployment,
+  controlPlaneDisruptionBudget,
   controlPlaneService,
   type K8sObject,
   serviceAccount,
@@ -68,6 +69,7 @@ export function destinationManifests(config: InstallConfig, trustDomain: string)
         { name: 'admin', containerPort: destination.adminPort },
       ],
     }),
+    ...controlPlaneDisruptionBudget('destination', destination.name, config.controlPlaneReplicas),
     controlPlaneService(destination.name, 'destination', [
       { name: 'api', port: destination.port, targetPort: 'api' },
       { name: 'admin', port: destination.adminPort, targetPort: 'admin' },

@@ -11,6 +11,7 @@ import { identityArgs, MOUNTS } from './component-args.ts';
 import {
   componentLabels,
   controlPlaneDeployment,
+  controlPlaneDisruptionBudget,
   controlPlaneService,
   type K8sObject,
   metadata,
@@ -77,6 +78,7 @@ export function identityManifests(config: InstallConfig, ca: IdentityCa): K8sObj
         { name: 'state', emptyDir: {} },
       ],
     }),
+    ...controlPlaneDisruptionBudget('identity', identity.name, config.controlPlaneReplicas),
     controlPlaneService(identity.name, 'identity', [
       { name: 'https', port: identity.port, targetPort: 'https' },
       { name: 'admin', port: identity.adminPort, targetPort: 'admin' },

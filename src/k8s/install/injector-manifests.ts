@@ -15,6 +15,7 @@ import { injectorArgs, MOUNTS } from './component-args.ts';
 import {
   componentLabels,
   controlPlaneDeployment,
+  controlPlaneDisruptionBudget,
   controlPlaneService,
   type K8sObject,
   metadata,
@@ -81,6 +82,7 @@ export function injectorManifests(
         { name: 'trust-anchors', configMap: { name: TRUST_ANCHORS_CONFIG_MAP.name } },
       ],
     }),
+    ...controlPlaneDisruptionBudget('injector', injector.name, config.controlPlaneReplicas),
     controlPlaneService(injector.name, 'injector', [
       { name: 'webhook', port: WEBHOOK_SERVICE_PORT, targetPort: 'webhook' },
     ]),
