@@ -184,7 +184,15 @@ export function injectPod(pod: PodLike, options: InjectOptions): InjectOutcome {
     );
   }
   const otherMesh = OTHER_MESH_CONTAINERS.find((name) => names.has(name));
-  if (otherMesh) return skip('other-mesh', `it already runs another mesh's sidecar (${otherMesh})`);
+  if (otherMesh) {
+    const how = otherMesh.startsWith('istio')
+      ? "Istio's injector (namespace label istio-injection or istio.io/rev) or istioctl kube-inject added it"
+      : "Linkerd's injector (annotation linkerd.io/inject on the namespace or pod) or linkerd inject --manual added it";
+    return skip(
+      'other-mesh',
+      `it already runs another mesh's sidecar (${otherMesh}): ${how}; remove that opt-in, or inject the manifest from before, to mesh it with Mutual`,
+    );
+  }
   if (otherMeshDecision?.decision === 'enabled') {
     return skip(
       'other-mesh',
