@@ -37,3 +37,27 @@ test('linkerd inject --manual output: the same for Linkerd', async () => {
     /skipped: it already runs another mesh's sidecar \(linkerd-proxy\): Linkerd's injector \(annotation linkerd\.io\/inject on the namespace or pod\) or linkerd inject --manual added it; remove that opt-in, or inject the manifest from before, to mesh it with Mutual/,
   );
 });
+
+// Linkerd reads linkerd.io/inject as enabled, ingress (both inject) or disabled, and ignores any
+// other value. "false" (a slip for disabled) was taken for Linkerd's opt-in: the pod was skipped
+// as if Linkerd would add its proxy, which it does not.
+const annotated = (value: string) => `apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations: {linkerd.io/inject: "${value}"}
+spec:
+  containers: [{name: web, image: web:1}]
+`;
+
+test("linkerd.io/inject values Linkerd ignores do not make the pod another mesh's", async () => {
+  const ignored = await injectText('web.yaml', annotated('false'));
+  assert.equal(ignored.stderr, 'pod/web (web.yaml:1): injected\n');
+  const ingress = await injectText('web.yaml', annotated('ingress'));
+  assert.match(
+    ingress.stderr,
+    /skipped: annotation linkerd\.io\/inject: ingress asks another mesh to add its sidecar/,
+  );
+  const disabled = await injectText('web.yaml', annotated('disabled'));
+  assert.match(disabled.stderr, /skipped: annotation linkerd\.io\/inject: disabled opts it out of sidecars/);
+});

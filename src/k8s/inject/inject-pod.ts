@@ -104,9 +104,12 @@ function otherMeshInjection(
   annotations: Readonly<Record<string, unknown>>,
   labels: Readonly<Record<string, unknown>>,
 ): { decision: 'enabled' | 'disabled'; written: string } | undefined {
+  // Linkerd knows enabled, ingress (both inject) and disabled; any other value it ignores, as if
+  // the pod said nothing (its namespace's annotation decides).
   const linkerd = annotations['linkerd.io/inject'];
-  if (typeof linkerd === 'string' && linkerd.trim() !== '') {
-    const decision = linkerd.trim() === 'disabled' ? 'disabled' : 'enabled';
+  const linkerdValue = typeof linkerd === 'string' ? linkerd.trim() : '';
+  if (['enabled', 'ingress', 'disabled'].includes(linkerdValue)) {
+    const decision = linkerdValue === 'disabled' ? 'disabled' : 'enabled';
     return { decision, written: `annotation linkerd.io/inject: ${linkerd}` };
   }
   for (const [where, fields] of [
