@@ -3,7 +3,8 @@
 // PERMISSIVE is closed once its port turns STRICT, and an opaque TCP connection is closed once a
 // new policy denies it, while connections the new set still allows stay open. Before, only new
 // connections saw the change: a plaintext HTTP/1 keep-alive client kept reaching the app for as
-// long as it kept the connection busy, and `mutual check` said every connection was mTLS.
+// long as it kept the connection busy, and `mutual check` said every connection was mTLS. An
+// upgraded connection (WebSocket) is closed once policy denies the request that opened it.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
@@ -41,6 +42,12 @@ before(async () => {
   }
   http = createHttpServer((_request, response) => response.end('ok'));
   http.keepAliveTimeout = 60_000;
+  // A WebSocket-like protocol: 101, then every chunk echoed.
+  http.on('upgrade', (_request, socket: Socket) => {
+    socket.on('error', () => {});
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    socket.on('data', (data) => socket.write(data));
+  });
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   await writeFile(join(dir, 'policies.yaml'), '');
   const tcpPorts = echoes.map((echo) => (echo.address() as AddressInfo).port);
@@ -155,4 +162,37 @@ spec: { mtls: { mode: STRICT } }
   fresh.socket.write('GET / HTTP/1.1\r\nHost: api\r\n\r\n');
   await waitUntil(async () => fresh.closed, 'the new plaintext connection to be refused');
   assert.equal(fresh.text, '');
+});
+
+test('an upgraded connection (WebSocket) is closed once a new policy denies its request; another path stays', async () => {
+  await apply('');
+  const upgrade = async (path: string) => {
+    const client = await open(proxy.inbound[2]!.port);
+    client.socket.write(`GET ${path} HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`);
+    await waitUntil(async () => client.text.includes('\r\n\r\n'), `the 101 for ${path}`);
+    assert.match(client.text, /^HTTP\/1\.1 101/);
+    client.text = '';
+    return client;
+  };
+  const chat = await upgrade('/chat');
+  const feed = await upgrade('/feed');
+  await echoRoundTrip(chat, 'hello chat\n');
+  await echoRoundTrip(feed, 'hello feed\n');
+
+  await apply(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-chat, namespace: shop }
+spec:
+  selector: { matchLabels: { app: api } }
+  action: DENY
+  rules: [{ to: [{ operation: { paths: ["/chat"] } }] }]
+`);
+  await waitUntil(
+    async () => chat.closed,
+    'the sidecar to close the upgraded connection the new DENY matches',
+  );
+  await echoRoundTrip(feed, 'still here\n');
+  assert.equal(feed.closed, false);
+  assert.match(proxy.output(), /connection denied.*"policy":"shop\/deny-chat".*policy changed/);
+  feed.socket.destroy();
 });

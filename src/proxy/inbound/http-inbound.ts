@@ -34,9 +34,14 @@ import {
 import { countConnectionBytes, flushConnectionBytes, methodLabel, tlsLabels } from '../metrics.ts';
 import { sampleKeyOf } from '../proxy-log.ts';
 import { type CheckedRequest, checkHttp1Request } from './check-request.ts';
-import { countDecision, type InboundDeps, principalOf } from './inbound.ts';
+import { countDecision, type InboundDeps, principalOf, type Recheck } from './inbound.ts';
 
-export function createHttpInbound(deps: InboundDeps) {
+export interface HttpInboundHooks {
+  /** A connection upgraded (101) after `recheck` allowed its request; closed if policy stops allowing it. */
+  readonly upgraded?: (socket: Socket | TLSSocket, context: InboundContext, recheck: Recheck) => void;
+}
+
+export function createHttpInbound(deps: InboundDeps, hooks: HttpInboundHooks = {}) {
   const { metrics, log, clock } = deps;
   const pools = new Map<number, Pool>();
   const appPool = (port: number) => {
@@ -76,7 +81,18 @@ export function createHttpInbound(deps: InboundDeps) {
     context: InboundContext,
   ) {
     if (probePaths.has(checked.path)) return { allowed: true as const };
-    const decision = deps.policy().authorizeRequest({
+    const decision = authorize(request, checked, context);
+    countDecision(metrics, decision, context);
+    return decision;
+  }
+
+  /** Policy's decision on the request under the set in force now (not counted). */
+  function authorize(
+    request: IncomingMessage,
+    checked: CheckedRequest & { isValid: true },
+    context: InboundContext,
+  ) {
+    return deps.policy().authorizeRequest({
       sourcePrincipal: principalOf(context.peer),
       sourceIp: context.sourceIp,
       destinationPort: context.policyPort,
@@ -86,8 +102,6 @@ export function createHttpInbound(deps: InboundDeps) {
       // Every value of a repeated header (node:http's `headers` drops or ", "-joins them).
       headers: request.headersDistinct,
     });
-    countDecision(metrics, decision, context);
-    return decision;
   }
 
   /** Refused before authorization: not forwarded, and the connection closes after the answer. */
@@ -224,6 +238,8 @@ export function createHttpInbound(deps: InboundDeps) {
       if (appHead.length > 0) socket.write(appHead);
       // Bytes the client sent after its request belong to the new protocol.
       if (head.length > 0) app.write(head);
+      if (!probePaths.has(checked.path))
+        hooks.upgraded?.(socket as Socket, context, () => authorize(request, checked, context));
       splice(socket, app, undefined, {
         ms: deps.config.idleTimeoutMs,
         onIdle: () => metrics.connectionsIdleClosed.inc({ direction: 'inbound', protocol: 'upgrade' }),

@@ -87,7 +87,10 @@ export type AppPortSource =
 
 export function createInbound(deps: InboundDeps) {
   const { config, metrics, log } = deps;
-  const http = createHttpInbound(deps);
+  const http = createHttpInbound(deps, {
+    // An upgraded connection (WebSocket) keeps its request's decision only while policy agrees.
+    upgraded: (socket, context, recheck) => admit(socket, context, recheck),
+  });
   const http2 = createHttp2Inbound(deps);
   // Not listening: accepted sockets are handed to it once their first byte says TLS.
   // Chains are verified by hand right after the handshake, so refusals carry a reason for metrics
@@ -148,24 +151,25 @@ export function createInbound(deps: InboundDeps) {
    */
   const admitted = new Map<
     Socket | TLSSocket,
-    { readonly context: InboundContext; readonly opaque: boolean }
+    { readonly context: InboundContext; readonly recheck: Recheck | undefined }
   >();
   let checkedPolicy: WorkloadPolicy | undefined;
   const recheckTimer = setInterval(recheckAdmitted, POLICY_RECHECK_MS);
   recheckTimer.unref();
 
-  function admit(stream: Socket | TLSSocket, context: InboundContext, opaque: boolean) {
-    if (!opaque && context.peer.kind === 'mtls') return;
+  /** `recheck`: policy's decision now on what was admitted (a TCP stream, an upgrade request). */
+  function admit(stream: Socket | TLSSocket, context: InboundContext, recheck: Recheck | undefined) {
+    if (recheck === undefined && context.peer.kind === 'mtls') return;
     if (stream.destroyed) return;
-    admitted.set(stream, { context, opaque });
-    stream.once('close', () => admitted.delete(stream));
+    if (!admitted.has(stream)) stream.once('close', () => admitted.delete(stream));
+    admitted.set(stream, { context, recheck });
   }
 
   function recheckAdmitted() {
     const policy = deps.policy();
     if (policy === checkedPolicy) return;
     checkedPolicy = policy;
-    for (const [stream, { context, opaque }] of admitted) {
+    for (const [stream, { context, recheck }] of admitted) {
       if (isPlaintext(context.peer) && policy.peerAuthenticationMode(context.policyPort) === 'STRICT') {
         log.warnSampled('plaintext connection closed: its port is now STRICT', `port=${context.policyPort}`, {
           port: context.policyPort,
@@ -176,8 +180,7 @@ export function createInbound(deps: InboundDeps) {
         refuse(stream, 'plaintext_strict', context.appPort);
         continue;
       }
-      if (!opaque) continue;
-      const decision = connectionDecision(context);
+      const decision = recheck?.();
       if (decision === undefined || decision.allowed) continue;
       countDecision(metrics, decision, context);
       logConnectionDenied(decision, context, 'policy changed: the open connection is closed');
@@ -398,7 +401,7 @@ export function createInbound(deps: InboundDeps) {
     if (protocol === 'http1' || protocol === 'http2') {
       // Opened in case the app spoke first; HTTP goes through the pooled app connections.
       app?.destroy();
-      admit(stream, context, false);
+      admit(stream, context, undefined);
       if (protocol === 'http2') return http2.handle(stream, context);
       setInboundContext(stream, context);
       return http.handle(stream, context);
@@ -444,7 +447,7 @@ export function createInbound(deps: InboundDeps) {
         early?.destroy();
         return stream.destroy();
       }
-      admit(stream, context, true);
+      admit(stream, context, () => connectionDecision(context));
     }
     const app = early ?? connectApp(context.appPort);
     metrics.inboundConnections.inc(labels);
@@ -504,6 +507,9 @@ function whenFirstReadable(socket: Socket): { spoke: Promise<boolean>; cancel():
   });
   return { spoke, cancel };
 }
+
+/** Policy's decision, under the set in force now, on something admitted under an earlier one. */
+export type Recheck = () => ReturnType<WorkloadPolicy['authorizeConnection']> | undefined;
 
 /** A client without a verified certificate, on a port whose mode was not skipped. */
 function isPlaintext(peer: PeerTls): boolean {
