@@ -135,3 +135,21 @@ test('without labelled namespaces, opted-in pods are still checked; with none of
     'no namespace is labelled for injection and no pod is annotated for it',
   );
 });
+
+// With failurePolicy Fail the check said "no pod is created in the namespaces it selects", as if
+// only labelled namespaces stopped; the pods webhook (per-pod opt-in) is called in every namespace
+// but mutual-system and kube-system, so all of them do (docs/kubernetes.md, the failure policy).
+test('the failure policy Fail is explained as stopping pod creation in every namespace but the two', async () => {
+  const rendered = await renderCluster({ flags: { webhookFailurePolicy: 'Fail' } });
+  cluster.clear();
+  cluster.put(...rendered.objects);
+  cluster.setDate(NOW);
+  const run = await runMutualInProcess(['check', '--kubeconfig', await cluster.kubeconfig()], {
+    cwd,
+    clock: fixedClock(NOW),
+  });
+  assert.match(
+    run.stdout,
+    /√ webhook failure policy: Fail \(while the injector is down, no pod is created in any namespace but mutual-system and kube-system\)\n/,
+  );
+});

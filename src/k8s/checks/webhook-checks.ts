@@ -25,7 +25,8 @@ async function configuration(view: ClusterView): Promise<readonly WebhookLike[]>
 
 const POLICY_MEANING: Record<string, string> = {
   Ignore: 'while the injector is down, new pods start without a proxy',
-  Fail: 'while the injector is down, no pod is created in the namespaces it selects',
+  // The per-pod webhook (opt-in by annotation, which selectors cannot see) is called for every pod.
+  Fail: 'while the injector is down, no pod is created in any namespace but mutual-system and kube-system',
 };
 
 export function webhookChecks(view: ClusterView): CheckCategory {
