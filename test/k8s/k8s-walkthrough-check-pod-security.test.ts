@@ -93,3 +93,59 @@ test('with every injection namespace admitting it the check passes', async () =>
   assert.equal(entry?.status, 'ok');
   assert.equal(entry?.results[0]?.message, '1 namespace');
 });
+
+// A namespace half-way through a migration, labelled for Mutual and still opted into Istio or
+// Linkerd: both injectors act on each pod (docs/kubernetes.md; `mutual inject` notes it on a
+// Namespace), but `mutual check` said nothing. Now a warning per such namespace, with the command
+// that removes the other opt-in.
+test('an injection namespace still opted into Istio or Linkerd is a warning naming the opt-in and its removal', async () => {
+  const rendered = await renderCluster();
+  const linkerd = namespace('orders', { 'mutual.dev/inject': 'enabled' });
+  cluster.clear();
+  cluster.put(
+    ...rendered.objects,
+    namespace('reviews', { 'mutual.dev/inject': 'enabled', 'istio-injection': 'enabled' }),
+    namespace('ratings', { 'mutual.dev/inject': 'enabled', 'istio.io/rev': '1-22-1' }),
+    { ...linkerd, metadata: { ...linkerd.metadata, annotations: { 'linkerd.io/inject': 'enabled' } } },
+    // Istio alone: none of Mutual's business.
+    namespace('legacy', { 'istio-injection': 'enabled' }),
+  );
+  cluster.setDate(NOW);
+  const run = await runMutualInProcess(['check', '--kubeconfig', await cluster.kubeconfig(), '-o', 'json'], {
+    cwd,
+    clock: fixedClock(NOW),
+  });
+  const json = JSON.parse(run.stdout) as {
+    checks: {
+      description: string;
+      status: string;
+      severity: string;
+      results: { subject?: string; message: string; details?: string[] }[];
+    }[];
+  };
+  const entry = json.checks.find(
+    (e) => e.description === 'injection namespaces are not opted into Istio or Linkerd too',
+  );
+  assert.equal(entry?.status, 'fail');
+  assert.equal(entry?.severity, 'warning');
+  assert.deepEqual(
+    entry?.results.map((result) => [result.subject, result.message, result.details]),
+    [
+      [
+        'orders',
+        'also opted in by annotation linkerd.io/inject: enabled (Linkerd)',
+        ['fix: kubectl annotate namespace orders linkerd.io/inject-'],
+      ],
+      [
+        'ratings',
+        'also opted in by label istio.io/rev=1-22-1 (Istio)',
+        ['fix: kubectl label namespace ratings istio.io/rev-'],
+      ],
+      [
+        'reviews',
+        'also opted in by label istio-injection=enabled (Istio)',
+        ['fix: kubectl label namespace reviews istio-injection-'],
+      ],
+    ],
+  );
+});

@@ -51,7 +51,23 @@ export interface PodLike {
   readonly status?: { readonly phase?: string };
 }
 interface NamespaceLike {
-  readonly metadata?: { readonly name?: string; readonly labels?: Readonly<Record<string, string>> };
+  readonly metadata?: {
+    readonly name?: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly annotations?: Readonly<Record<string, string>>;
+  };
+}
+
+/** Istio's or Linkerd's opt-in on a namespace, as its injector reads it; undefined when none. */
+function otherMeshOptIn(ns: NamespaceLike): string | undefined {
+  const labels = ns.metadata?.labels ?? {};
+  if (labels['istio-injection'] === 'enabled') return 'label istio-injection=enabled (Istio)';
+  const revision = labels['istio.io/rev'];
+  if (revision) return `label istio.io/rev=${revision} (Istio)`;
+  const linkerd = ns.metadata?.annotations?.['linkerd.io/inject'];
+  if (linkerd === 'enabled' || linkerd === 'ingress')
+    return `annotation linkerd.io/inject: ${linkerd} (Linkerd)`;
+  return undefined;
 }
 
 const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`;
@@ -154,6 +170,32 @@ export function dataPlaneChecks(view: ClusterView): CheckCategory {
                 ? names.join(', ')
                 : `none (label one: kubectl label namespace NAMESPACE ${LABELS.inject}=${INJECT_VALUES.enabled})`,
             );
+          } catch (error) {
+            return failOrSkip(error);
+          }
+        },
+      },
+      {
+        description: 'injection namespaces are not opted into Istio or Linkerd too',
+        hint: "both injectors act on each new pod there: it ends with the other mesh's sidecar only (Mutual leaves such a pod alone) or with two proxies fighting over its traffic",
+        fix: "remove the other mesh's opt-in with the command shown, then restart the namespace's workloads",
+        severity: 'warning',
+        async run() {
+          try {
+            const namespaces = await injectionNamespaceObjects(view);
+            if (namespaces.length === 0) return skip('no namespace is labelled for injection');
+            const both = namespaces
+              .map((ns) => ({ name: ns.metadata?.name ?? '', other: otherMeshOptIn(ns) }))
+              .filter((entry): entry is { name: string; other: string } => entry.other !== undefined)
+              .sort((a, b) => a.name.localeCompare(b.name));
+            if (both.length === 0) return ok(plural(namespaces.length, 'namespace'));
+            return both.map(({ name, other }) => {
+              const key = other.split(/[ =:]/)[1] ?? '';
+              const remove = other.startsWith('label')
+                ? `kubectl label namespace ${name} ${key}-`
+                : `kubectl annotate namespace ${name} ${key}-`;
+              return fail(`also opted in by ${other}`, name, [`fix: ${remove}`]);
+            });
           } catch (error) {
             return failOrSkip(error);
           }
