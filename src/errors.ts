@@ -198,6 +198,12 @@ export const errorCatalog = {
     action:
       'Find what on that address opens so many connections (the audit log names it; `ss -tn dst <address>` on its host lists them). If it is many sidecars behind one address (a node of hostNetwork pods, a NAT), raise --max-connections-per-address.',
   },
+  MUTUAL_IDENTITY_KEY_UPDATE_FLOOD: {
+    meaning:
+      'A client of the identity service API sent more TLS 1.3 KeyUpdates than its data could need (32, plus one per MiB it sent), so its connection was closed. OpenSSL answers each KeyUpdate that asks for one with a record of its own, which the service would keep in memory for as long as the client does not read, and each costs it CPU: without the limit, one client that needs no token (the bundle is public) grew the memory of the service without bound and kept it from answering /live.',
+    action:
+      'No TLS stack renews its keys that often on its own: find what runs on the address the audit log names. A client that needs its connection back simply connects again.',
+  },
   MUTUAL_IDENTITY_CONNECTIONS_SHED: {
     meaning:
       'The identity service API had as many connections open as it keeps in all (--max-connections; by default 3/4 of its file descriptor limit, ulimit -n, at most 16384), so to accept a new one it closed the oldest doing nothing useful: one in its TLS handshake or that had not sent a request, then one idle between requests, then a bundle long poll held silent (its client polls again), then one still sending its body; never one being answered. It keeps clients on many addresses from taking every file descriptor, after which no workload could certify or fetch the bundle.',

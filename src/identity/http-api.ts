@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { type IncomingMessage, maxHeaderSize, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
@@ -16,6 +17,7 @@ import {
 } from '../net/index.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
 import { answerPlainHttp, isPlainHttpError, MESH_TLS_GROUPS } from '../tls/index.ts';
+import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../tls/key-updates.ts';
 import { type Certifier, RateLimitedError } from './certifier.ts';
 
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;
@@ -105,6 +107,17 @@ export function createIdentityApiServer(deps: IdentityApiDeps): IdentityApiServe
     onShed: (state, remote) =>
       deps.certifier.recordRefusal(shedRefusal(state, remote, maxConnections), remote, state),
   });
+  // Anyone who reaches the port may complete a handshake (the token is the credential), and then
+  // ask for KeyUpdates the service answers in memory without end while it does not read.
+  server.on('secureConnection', (socket: TLSSocket) =>
+    limitPeerKeyUpdates(socket, 'server', () => {
+      const refusal = new MutualError(
+        'MUTUAL_IDENTITY_KEY_UPDATE_FLOOD',
+        `${socket.remoteAddress} sent more than ${PEER_KEY_UPDATES_ALLOWED} TLS KeyUpdates on one connection, more than its data could need; the connection was closed`,
+      );
+      deps.certifier.recordRefusal(refusal, requesterOf(socket), 'key update flood');
+    }),
+  );
   // Requests Node refuses before our handler (headers too slow, not HTTP) are audited too.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     const code = error.code ?? '';

@@ -16,10 +16,10 @@ import {
   type PeerTls,
   reasonFromOpenssl,
 } from '../../tls/index.ts';
+import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../../tls/key-updates.ts';
 import { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { isLocalResourceError } from '../http-forward.ts';
-import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../key-updates.ts';
 import { countConnectionBytes, type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
