@@ -43,3 +43,36 @@ test('without the label the pod is injected as before', async () => {
   const run = await injectText('reviews.yaml', deployment('{app: reviews}'));
   assert.equal(run.stderr, 'deployment/reviews (reviews.yaml:7): injected\n');
 });
+
+// Istio users opt Jobs and CronJobs out (sidecar.istio.io/inject: "false") because Istio's sidecar
+// kept them from completing. The opt-out is honoured, but the report now says why it may be
+// obsolete with Mutual's native sidecar, so the Job is not left outside the mesh unknowingly.
+test('a CronJob opted out of Istio is skipped with the reason the opt-out may be obsolete', async () => {
+  const run = await injectText(
+    'report.yaml',
+    `apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report, namespace: shop}
+spec:
+  schedule: "0 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        metadata:
+          annotations: {sidecar.istio.io/inject: "false"}
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: report, image: report:1}]
+`,
+  );
+  assert.equal(
+    run.stderr,
+    `cronjob/report (report.yaml:9): skipped: annotation sidecar.istio.io/inject: "false" opts it out of sidecars; annotate it mutual.dev/inject: enabled to mesh it with Mutual anyway (Istio users set it on Jobs because Istio's sidecar kept them from completing; Mutual's is a native sidecar that stops when the Job's containers exit)\n`,
+  );
+  // A Deployment opted out the same way gets no such aside.
+  const deploymentRun = await injectText(
+    'reviews.yaml',
+    deployment('{app: reviews}', '{sidecar.istio.io/inject: "false"}'),
+  );
+  assert.doesNotMatch(deploymentRun.stderr, /native sidecar/);
+});

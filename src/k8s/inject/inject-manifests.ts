@@ -151,12 +151,19 @@ export function injectManifests(text: string, file: string, options: InjectOptio
         continue;
       }
       if (outcome.kind === 'skipped') {
+        // Istio users opt Jobs out because Istio's sidecar kept them from completing; Mutual's, a
+        // native sidecar, stops with the Job, so the opt-out may well be obsolete.
+        const isJob = /(^|\/)(job|cronjob)\//.test(location.name);
+        const istioJobOptOut =
+          isJob && outcome.reason === 'disabled' && outcome.message.includes('sidecar.istio.io/inject')
+            ? " (Istio users set it on Jobs because Istio's sidecar kept them from completing; Mutual's is a native sidecar that stops when the Job's containers exit)"
+            : '';
         report.push({
           name: location.name,
           line,
           result: 'skipped',
           reason: outcome.reason,
-          message: outcome.message,
+          message: `${outcome.message}${istioJobOptOut}`,
         });
         continue;
       }
