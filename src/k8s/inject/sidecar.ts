@@ -163,8 +163,11 @@ export function proxyContainer(spec: SidecarSpec): IContainer {
       // Linkerd's way: the anchors travel in the pod spec; later changes come by the identity
       // service's bundle long-poll, without restarting the pod.
       { name: PROXY_ENV.identityBundlePem, value: spec.trustAnchorsPem },
-      // The image's entrypoint is `node bin/mutual.js`: the sidecar's Node flags come this way.
-      { name: 'NODE_OPTIONS', value: SIDECAR_NODE_FLAGS.join(' ') },
+      // The image's entrypoint is `node bin/mutual.js`: the sidecar's Node flags come this way,
+      // those Node takes there (SIDECAR_NODE_OPTIONS).
+      ...(SIDECAR_NODE_OPTIONS.length === 0
+        ? []
+        : [{ name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS.join(' ') }]),
       ...(Object.keys(spec.appProbes).length === 0
         ? []
         : [{ name: PROXY_ENV.appProbes, value: JSON.stringify(spec.appProbes) }]),
@@ -231,3 +234,14 @@ export function sidecarVolumes(): IVolume[] {
 }
 
 export const SIDECAR_VOLUME_NAMES: readonly string[] = Object.values(VOLUMES);
+
+/**
+ * The sidecar's Node flags that Node accepts in NODE_OPTIONS. Node refuses to start at all when
+ * NODE_OPTIONS holds any other ("node: --initial-old-space-size= is not allowed in NODE_OPTIONS",
+ * exit 9), which would leave every injected pod's proxy crash-looping and its app never started;
+ * the others (given on the command line by `mutual up`) are left out. The injector runs the image
+ * the proxy runs, so its Node's list is the proxy's.
+ */
+export const SIDECAR_NODE_OPTIONS: readonly string[] = SIDECAR_NODE_FLAGS.filter((flag) =>
+  process.allowedNodeEnvironmentFlags.has(flag.split('=')[0] ?? flag),
+);
