@@ -145,7 +145,7 @@ test('inbound: a client renewing its keys 20 times is served; one asking 20,000 
   const lines = proxy
     .output()
     .split('\n')
-    .filter((line) => line.includes('inbound client closed: KeyUpdate flood'));
+    .filter((line) => line.includes('"msg":"inbound client closed: KeyUpdate flood"'));
   assert.equal(lines.length, 1, proxy.output());
   assert.match(lines[0]!, /spiffe:\/\/cluster\.local\/ns\/demo\/sa\/web/);
   assert.match(
