@@ -107,6 +107,12 @@ export const errorCatalog = {
       'No chain could be built from the certificate to a trust anchor in the bundle (unknown authority).',
     action: 'Add the issuing root to the trust bundle, and send the intermediate together with the leaf.',
   },
+  MUTUAL_PKI_ANCHOR_NOT_IN_BUNDLE: {
+    meaning:
+      "`mutual ca issuer --ca DIR`: DIR's trust-anchor.crt is not one of the roots in DIR's bundle.pem, which the identity service trusts and serves, so an issuer made under it would be refused; after an anchor rotation the directory still holds the old root.",
+    action:
+      "Copy the new root's trust-anchor.crt and trust-anchor.key (from the directory `mutual ca create` wrote them to) into DIR, or pass that directory as --ca. Do not add the old root back to bundle.pem.",
+  },
   MUTUAL_PKI_SIGNATURE_INVALID: {
     meaning:
       'A signature in the chain does not verify against its issuer (tampered or mis-paired certificate).',

@@ -1,6 +1,8 @@
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { parseDurationWithin } from '../config/index.ts';
+import { MutualError } from '../errors.ts';
 import {
   type CertificateAuthority,
   createIssuer,
@@ -8,6 +10,7 @@ import {
   DEFAULT_ANCHOR_LIFETIME_MS,
   DEFAULT_ISSUER_LIFETIME_MS,
   loadAuthority,
+  parseBundlePem,
   privateKeyToPem,
 } from '../pki/index.ts';
 import { parseTrustDomain } from '../spiffe/index.ts';
@@ -96,6 +99,7 @@ async function createIssuerUnderAnchor(options: CaIssuerOptions, context: CliCon
     source: certificatePath,
     keySource: keyPath,
   });
+  await assertAnchorInBundle(anchor, caDir, options.ca);
   const issuer = await createIssuer(anchor, {
     trustDomain: anchor.trustDomain,
     clock: context.clock,
@@ -135,6 +139,37 @@ async function createIssuerUnderAnchor(options: CaIssuerOptions, context: CliCon
   );
   context.write(
     `\nNext: give it to the identity service, which picks it up live (no restart); workloads move to it as they renew\n  cp ${join(options.out, CA_FILES.issuerKey)} ${join(options.out, CA_FILES.issuerCertificate)} ${join(options.ca, '')}\n`,
+  );
+}
+
+/**
+ * The anchor in a CA directory must be one of its bundle.pem's roots, which the identity service
+ * trusts: after an anchor rotation (new root added, issuer switched, old root dropped, as the
+ * README says) the directory still holds the old root's trust-anchor.crt and key, and an issuer
+ * made under it would be refused by the identity service and by every peer. A directory without
+ * bundle.pem (the anchor kept alone, offline) is not checked.
+ */
+async function assertAnchorInBundle(
+  anchor: CertificateAuthority,
+  caDir: string,
+  caOption: string,
+): Promise<void> {
+  const bundlePath = join(caDir, CA_FILES.bundlePem);
+  let bundleText: string;
+  try {
+    bundleText = await readFile(bundlePath, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  const bundle = parseBundlePem(bundleText, anchor.trustDomain, bundlePath);
+  const anchorDer = Buffer.from(anchor.certificate.rawData);
+  if (bundle.rootsDer.some((root) => root.equals(anchorDer))) return;
+  const anchorPath = join(caOption, CA_FILES.anchorCertificate);
+  throw new MutualError(
+    'MUTUAL_PKI_ANCHOR_NOT_IN_BUNDLE',
+    `${anchorPath} (${anchor.certificate.subject}) is not one of the ${bundle.rootsDer.length} root(s) in ${join(caOption, CA_FILES.bundlePem)}, which the identity service trusts: an issuer made under it would be refused by the identity service and by every peer. After an anchor rotation the directory still holds the old root: copy the new root's trust-anchor.crt and trust-anchor.key (from the directory \`mutual ca create\` wrote them to) into ${join(caOption, '')}, or pass that directory as --ca; nothing was written`,
+    { detail: { anchor: anchor.certificate.subject, bundle: bundlePath } },
   );
 }
 
