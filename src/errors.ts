@@ -381,7 +381,7 @@ export const errorCatalog = {
     meaning:
       "The state directory's runtime.json, where `mutual up` records the processes it started, is not one (truncated, edited, or written by another version of mutual).",
     action:
-      'Run `mutual down --state-dir DIR`: it removes the file. The processes it recorded are no longer known: stop a `mutual up` still running from that directory with Ctrl-C. Then `mutual up` starts afresh.',
+      'Run `mutual down --state-dir DIR`: it removes the file and stops a `mutual up` still running from that directory (named by DIR/up.lock), which stops what it started. Processes left by a `mutual up` that was killed are no longer known: stop them by hand. Then `mutual up` starts afresh.',
   },
   MUTUAL_MESH_START_FAILED: {
     meaning:

@@ -13,8 +13,11 @@ export function registerDownCommand(program: Command, context: CliContext): void
       const paths = meshPaths(resolve(context.cwd, options.stateDir));
       const result = await downMesh(paths);
       if (result.unreadableRuntime) {
+        const why = result.unreadableRuntime.replace(/; `mutual down[^`]*` removes it$/, '');
         context.write(
-          `${result.unreadableRuntime.replace(/; `mutual down[^`]*` removes it$/, '')}.\nRemoved it. No process was stopped, as it names none that can be trusted: a \`mutual up\` still running from ${options.stateDir} must be stopped with Ctrl-C in its terminal. \`mutual up\` now starts afresh.\n`,
+          result.supervisorPid === undefined
+            ? `${why}.\nRemoved it. No \`mutual up\` holds ${options.stateDir}/up.lock, and the file names no process that can be trusted, so none was stopped: a process a killed \`mutual up\` left behind must be stopped by hand (\`ps -ef | grep ${options.stateDir}\`). \`mutual up\` now starts afresh.\n`
+            : `${why}.\nRemoved it, and stopped the \`mutual up\` holding ${options.stateDir}/up.lock (pid ${result.supervisorPid}), which stopped every process it started. \`mutual up\` now starts afresh.\n`,
         );
         return;
       }

@@ -44,7 +44,10 @@ export interface DownResult {
   readonly supervisorPid: number | undefined;
   /** What `down` removed of a netns mesh's network itself (the supervisor had not). */
   readonly network: NetworkRemoval | undefined;
-  /** runtime.json could not be read (this says why) and was removed; its processes are unknown. */
+  /**
+   * runtime.json could not be read (this says why) and was removed; its processes are unknown but
+   * to the `mutual up` holding up.lock (`supervisorPid`), which was stopped.
+   */
   readonly unreadableRuntime?: string;
 }
 
@@ -77,13 +80,16 @@ export async function downMesh(paths: MeshPaths, options: { waitMs?: number } = 
   } catch (error) {
     if ((error as MutualError).code !== 'MUTUAL_MESH_RUNTIME_INVALID') throw error;
     // Nothing in it can be trusted to name processes; what can be cleaned is the file itself
-    // (and a netns mesh's network, recorded apart in network.json).
+    // (and a netns mesh's network, recorded apart in network.json). A `mutual up` still running
+    // is named by up.lock (pid and start time, checked): stopped, it stops what it started.
     await removeRuntime(paths);
+    const holder = await readUpLock(paths.stateDir);
+    if (holder && holder.pid !== process.pid) await stopSupervisor(holder, options.waitMs);
     const network = await removeLeftoverNetwork(paths.stateDir);
     return {
-      wasRunning: false,
+      wasRunning: holder !== undefined,
       leftovers: 0,
-      supervisorPid: undefined,
+      supervisorPid: holder?.pid,
       network,
       unreadableRuntime: (error as Error).message,
     };
