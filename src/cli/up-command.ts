@@ -142,6 +142,14 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
           `  ✓ tokens       ${plural(event.count, 'join token')} minted again: ${event.file} changed (a revocation), and sidecars need valid ones to renew\n`,
         );
         break;
+      case 'runtime-unrecorded':
+        context.writeError(
+          `! cannot record the new process in ${show(event.file)} (${event.message}): \`mutual check\`, \`logs\` and the dashboard still look for the process before it. Make ${show(stateDir)} writable again (free disk space, remount it read-write): the next restart writes the file again; \`mutual down\` and Ctrl-C still stop every process\n`,
+        );
+        break;
+      case 'runtime-recorded':
+        context.writeError(`  ✓ ${show(event.file)} records every process again\n`);
+        break;
       case 'restarted':
         context.writeError(
           `  ✓ ${event.what} started again (pid ${event.pid}${event.restarts > 1 ? `, restart ${event.restarts} in a row` : ''})\n`,

@@ -82,7 +82,14 @@ export type MeshProgress =
       listening: readonly string[];
     }
   /** A loopback mesh's app listening on more than loopback: reachable without its sidecar. */
-  | { kind: 'app-exposed'; service: string; sockets: readonly string[] };
+  | { kind: 'app-exposed'; service: string; sockets: readonly string[] }
+  /**
+   * runtime.json could not be written after a restart (state directory read-only, disk full):
+   * check, logs, dashboard follow the process before it; once, until a later write succeeds.
+   */
+  | { kind: 'runtime-unrecorded'; file: string; message: string }
+  /** runtime.json written again after a runtime-unrecorded. */
+  | { kind: 'runtime-recorded'; file: string };
 
 export interface MeshDeps {
   readonly clock: Clock;
@@ -464,11 +471,30 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
     // From here on a process that exits is started again (restarts.ts), and runtime.json follows,
     // so `down`, `check`, `logs` and the dashboard find the new one.
     let recording = Promise.resolve();
+    let isUnrecorded = false;
     const record = (update: (current: MeshRuntime) => MeshRuntime) => {
       runtime = update(runtime!);
       const snapshot = runtime;
-      // One write after another: an older snapshot must never land after a newer one.
-      recording = recording.then(() => writeRuntime(paths, snapshot)).catch(() => {});
+      // One write after another: an older snapshot must never land after a newer one. A failed
+      // write is said once (the mesh runs on), and so is the next one that succeeds.
+      recording = recording
+        .then(() => writeRuntime(paths, snapshot))
+        .then(
+          () => {
+            if (!isUnrecorded) return;
+            isUnrecorded = false;
+            deps.onProgress({ kind: 'runtime-recorded', file: paths.runtimeFile });
+          },
+          (error: unknown) => {
+            if (isUnrecorded) return;
+            isUnrecorded = true;
+            deps.onProgress({
+              kind: 'runtime-unrecorded',
+              file: paths.runtimeFile,
+              message: (error as Error).message,
+            });
+          },
+        );
     };
     const supervised: Array<{ process: LoggedProcess; restartable: Restartable }> = [
       {
