@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { formatDuration, parseDurationWithin } from '../config/index.ts';
 import { isMutualError } from '../errors.ts';
+import { DEFAULT_CHECK_THRESHOLDS } from '../mesh/checks/index.ts';
 import { plural } from '../mesh/checks/types.ts';
 import { loadMeshConfig, type MeshProgress, type MeshRuntime, startMesh } from '../mesh/index.ts';
 import { createPolicyStore, type PolicyStore } from '../policy/index.ts';
@@ -88,6 +89,15 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
           'CA',
           `${event.ca.isCreated ? 'created' : 'reused'} ${show(event.dir)} (issuer valid until ${isoSeconds(event.ca.issuerNotAfterMs)})`,
         );
+        {
+          // Every certificate ends with its issuer, and the identity service says nothing before: the
+          // mesh stops at that moment. Warned as `mutual check` warns, with the same fix.
+          const leftMs = event.ca.issuerNotAfterMs - context.clock.now();
+          if (leftMs < DEFAULT_CHECK_THRESHOLDS.expiryWarningMs)
+            context.writeError(
+              `  ! the issuer expires in ${formatDuration(leftMs)}: no certificate outlives it, so every sidecar stops serving then. Make a new one now, with no restart: \`mutual ca issuer --ca ${show(event.dir)} --out next\`, then copy next/issuer.crt and next/issuer.key into ${show(event.dir)}\n`,
+            );
+        }
         break;
       case 'network':
         line(
