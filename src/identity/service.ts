@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
+import { formatDuration } from '../config/index.ts';
 import { listenOn } from '../listen-on.ts';
 import { Counter, createRegistry, Gauge, registerFileDescriptorGauges } from '../metrics/index.ts';
 import {
@@ -259,6 +260,20 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   renewOwn(renewalDelayMs(own.svid.notBeforeMs, own.svid.notAfterMs, config.clock.now()), 0);
   // A new issuer re-issues the service's own SVID at once, so it chains to the anchors in force.
   onIssuerChange = () => renewOwn(0, 0);
+  // No certificate outlives the issuer, so the mesh stops when it expires: one ending within 60
+  // days (as `mutual check` warns) is said in the log at start, then daily, hourly in its last day.
+  let issuerWarning: NodeJS.Timeout | undefined;
+  const warnOfIssuerEnd = () => {
+    const { issuer } = ca.current();
+    const leftMs = issuer.notAfterMs - config.clock.now();
+    if (leftMs > 0 && leftMs < ISSUER_WARNING_MS)
+      config.log?.(
+        `issuer ${issuer.certificate.subject} expires in ${formatDuration(leftMs)} (${new Date(issuer.notAfterMs).toISOString()}): no certificate outlives it, and every workload loses its own then. Make the next one, with no restart: \`mutual ca issuer --ca DIR --out next\` under the same anchor, and copy its issuer.crt and issuer.key over ${config.ca.issuerCertificate} and ${config.ca.issuerKey}\n`,
+      );
+    issuerWarning = setTimeout(warnOfIssuerEnd, leftMs < 86_400_000 ? 3_600_000 : 86_400_000);
+    issuerWarning.unref();
+  };
+  warnOfIssuerEnd();
   const admin = createAdminServer({
     registry,
     notReadyReason: () =>
@@ -269,6 +284,7 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   const stop = async () => {
     generation++;
     clearTimeout(ownRenewal);
+    clearTimeout(issuerWarning);
     ca.close();
     for (const listener of bundleListeners) listener();
     await Promise.all([closeServer(api), closeServer(admin)]);
@@ -299,6 +315,8 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
 }
 
 const OWN_DNS_NAMES = ['localhost', 'identity.mutual-system.svc'];
+/** An issuer with less than this left is warned about in the log (mutual check's threshold). */
+const ISSUER_WARNING_MS = 60 * 86_400_000;
 
 function isOutsideNameConstraints(chainPem: string, bundle: TrustBundle, clock: Clock): boolean {
   const chain = decodePemOfType(chainPem, ['CERTIFICATE'], 'identity service certificate');

@@ -3,7 +3,8 @@
 // two minutes later every sidecar's certificate expired with the issuer, every request failed
 // (502), and the sidecars' logs said only "cannot reach the identity service: certificate has
 // expired". `up` now warns when the issuer has less than `mutual check`'s 60 days left, with the
-// fix; following it, the identity service takes the new issuer live.
+// fix, and the identity service says it in its log (at start, then daily; hourly in the last
+// day); following the fix, the identity service takes the new issuer live.
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -59,10 +60,16 @@ test('up warns of an issuer near its end and names the fix, which the identity s
   );
   assert.ok(warning, up.output());
 
+  // The identity service, which runs for weeks after up's start, says it in its log too.
+  const log = join(stateDir, 'logs', 'identity.log');
+  assert.match(
+    await readFile(log, 'utf8'),
+    /issuer O=Mutual, CN=Mutual issuer cluster\.local \w+ expires in \d+h \d+m .*`mutual ca issuer --ca DIR --out next`.*issuer\.crt/,
+  );
+
   const next = join(dir, 'next');
   const made = await runMutual(['ca', 'issuer', '--ca', caDir, '--out', next]);
   assert.equal(made.code, 0, made.stderr);
-  const log = join(stateDir, 'logs', 'identity.log');
   await copyFile(join(next, 'issuer.key'), join(caDir, 'issuer.key'));
   await copyFile(join(next, 'issuer.crt'), join(caDir, 'issuer.crt'));
   while (!(await readFile(log, 'utf8')).includes('ca reload: issuer accepted'))
