@@ -234,6 +234,22 @@ function peerChain(url: string): Promise<Uint8Array[]> {
   });
 }
 
+/**
+ * A sidecar whose join token the identity service refuses (its token file emptied, edited or
+ * replaced) cannot renew, and up mints tokens again only every 6 hours: its certificate expires
+ * first. The token file, and the command that writes a good one now, with no restart.
+ */
+function tokenAdvice(context: CheckContext, service: RuntimeService, code: string | undefined): string[] {
+  if (code !== 'MUTUAL_IDENTITY_TOKEN_INVALID') return [];
+  const argv = service.proxy.argv;
+  const at = argv.indexOf('--token-file');
+  const file = at >= 0 ? argv[at + 1] : undefined;
+  if (file === undefined) return [];
+  return [
+    `its join token, ${file}, is refused: \`mutual up\` writes a new one only every 6 hours, after the certificate expires; write one now: \`mutual identity token create --ns ${service.namespace} --sa ${service.serviceAccount} --ttl 24h --state-dir ${context.paths.stateDir} > ${file}.new && mv ${file}.new ${file}\` (the sidecar reads it at its next try)`,
+  ];
+}
+
 /** One result per service, or one skip when no mesh is running. */
 async function perService(
   context: CheckContext,
@@ -330,15 +346,22 @@ export const proxyChecks: CheckCategory = {
           const nowMs = context.clock.now();
           const renewAtMs = renewAt ? Date.parse(renewAt) : Number.NaN;
           const graceMs = 5 * 60_000;
+          const token = tokenAdvice(context, service, lastRenewal?.error?.code);
           if (!Number.isNaN(renewAtMs) && nowMs > renewAtMs + graceMs) {
             return fail(
               `renewal is overdue by ${formatDuration(nowMs - renewAtMs)} (it expires ${notAfter})`,
               service.name,
-              lastRenewal?.error?.message ? [`last renewal: ${lastRenewal.error.message}`] : undefined,
+              lastRenewal?.error?.message
+                ? [`last renewal: ${lastRenewal.error.message}`, ...token]
+                : undefined,
             );
           }
           if (lastRenewal?.error?.message)
-            return fail(`the last renewal failed: ${lastRenewal.error.message}`, service.name);
+            return fail(
+              `the last renewal failed: ${lastRenewal.error.message}`,
+              service.name,
+              token.length > 0 ? token : undefined,
+            );
           return ok(renewAt ? `renews ${renewAt.replace(/\.\d{3}Z$/, 'Z')}` : '', service.name);
         }),
     },
