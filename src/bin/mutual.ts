@@ -80,10 +80,11 @@ export async function main(argv: readonly string[]): Promise<void> {
       setExitCode: (code) => {
         process.exitCode = code;
       },
-      untilShutdown: () => {
+      untilShutdown: (options = {}) => {
         isDaemon = true;
+        const signals = ['SIGINT', 'SIGTERM', ...(options.isHangupToo ? (['SIGHUP'] as const) : [])] as const;
         return new Promise((resolve) => {
-          for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve(signal));
+          for (const signal of signals) process.once(signal, () => resolve(signal));
         });
       },
     },

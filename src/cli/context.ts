@@ -9,8 +9,12 @@ export interface CliContext {
   writeError(text: string): void;
   /** Set the exit code without exiting, so output is flushed first. */
   setExitCode(code: number): void;
-  /** Resolves with the signal name when the user asks a daemon to stop (Ctrl-C, SIGTERM). */
-  untilShutdown(): Promise<string>;
+  /**
+   * Resolves with the signal name when the user asks a daemon to stop (Ctrl-C, SIGTERM), and with
+   * `isHangupToo` when its terminal goes away (SIGHUP): for a command that must not die of it with
+   * what it started left running. Others keep SIGHUP (a sidecar reloads its files on it).
+   */
+  untilShutdown(options?: { isHangupToo?: boolean }): Promise<string>;
 }
 
 export type OutputFormat = 'text' | 'json';

@@ -69,9 +69,11 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
   context.write(
     `Starting ${plural(config.services.length, 'service')} from ${show(file)} (trust domain ${config.trustDomain}, state in ${show(stateDir)})\n`,
   );
-  // A Ctrl-C from now on stops what was started instead of leaving it behind.
+  // A Ctrl-C from now on stops what was started instead of leaving it behind, and so does the
+  // terminal going away (SIGHUP: an SSH session closed), which killed up alone: its processes,
+  // each in a process group of its own, served on with nothing to restart them or stop them.
   const abort = new AbortController();
-  const shutdown = context.untilShutdown().then((signal) => {
+  const shutdown = context.untilShutdown({ isHangupToo: true }).then((signal) => {
     abort.abort(signal);
     return signal;
   });
@@ -192,7 +194,7 @@ async function up(options: UpOptions, context: CliContext): Promise<void> {
     context.write(
       `\n${signal} while starting: stopped everything started so far${options.isolation === 'netns' ? ' and removed its network' : ''}; nothing of this mesh is left running.\n`,
     );
-    context.setExitCode(signal === 'SIGTERM' ? 143 : 130);
+    context.setExitCode(signal === 'SIGTERM' ? 143 : signal === 'SIGHUP' ? 129 : 130);
     return;
   }
   // Before the ready line: an edit made as soon as it shows is reported.
