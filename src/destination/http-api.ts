@@ -30,7 +30,9 @@ import {
 import {
   answerPlainHttp,
   isPlainHttpError,
+  limitPeerKeyUpdates,
   type MeshTls,
+  PEER_KEY_UPDATES_ALLOWED,
   verifyClientChain,
   verifyClientChainsAfterHandshake,
 } from '../tls/index.ts';
@@ -136,7 +138,19 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
         error: verdict.message,
       });
       socket.destroy();
+      return;
     }
+    // A client holding an SVID could otherwise ask for KeyUpdates the service answers in memory
+    // without end while it does not read (src/tls/key-updates.ts).
+    limitPeerKeyUpdates(socket, 'server', () => {
+      deps.metrics.clientsRefused.inc({ reason: 'key_update_flood' });
+      deps.warnSampled('client closed: KeyUpdate flood', 'reason=key_update_flood', {
+        remote: socket.remoteAddress,
+        reason: 'key_update_flood',
+        client: verdict.peerId,
+        error: `more than ${PEER_KEY_UPDATES_ALLOWED} TLS KeyUpdates on one connection, more than its data could need`,
+      });
+    });
   });
   server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
     if (isPlainHttpError(error)) {

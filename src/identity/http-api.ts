@@ -16,8 +16,13 @@ import {
   shedStateText,
 } from '../net/index.ts';
 import { bundleToJwks, bundleToPem, type TrustBundle } from '../pki/index.ts';
-import { answerPlainHttp, isPlainHttpError, MESH_TLS_GROUPS } from '../tls/index.ts';
-import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../tls/key-updates.ts';
+import {
+  answerPlainHttp,
+  isPlainHttpError,
+  limitPeerKeyUpdates,
+  MESH_TLS_GROUPS,
+  PEER_KEY_UPDATES_ALLOWED,
+} from '../tls/index.ts';
 import { type Certifier, RateLimitedError } from './certifier.ts';
 
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024;

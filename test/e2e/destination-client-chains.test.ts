@@ -3,9 +3,10 @@
 // with an intermediate kept memory for good at every full handshake). What a client sees: an SVID
 // under the bundle is served, with its chain or its leaf alone; a stranger's or an expired SVID,
 // is closed before its request is answered and counted with its reason;
-// no certificate is refused inside the handshake; the CertificateRequest names no CA.
+// no certificate is refused inside the handshake; the CertificateRequest names no CA. A client
+// holding an SVID that floods TLS KeyUpdates (which the service answers in memory) is closed.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,11 +91,73 @@ for (const [what, reason, files] of [
 
 test('no certificate is refused in the handshake, and the CertificateRequest names no CA', async () => {
   const before = await refused('no_client_certificate');
-  const connect = ['s_client', '-connect', `${daemon.apiUrl.hostname}:${daemon.apiUrl.port}`, '-tls1_3', '-ign_eof'];
+  const connect = [
+    's_client',
+    '-connect',
+    `${daemon.apiUrl.hostname}:${daemon.apiUrl.port}`,
+    '-tls1_3',
+    '-ign_eof',
+  ];
   const result = spawnSync('openssl', connect, { input: REQUEST, encoding: 'utf8', timeout: 10_000 });
   const text = `${result.stdout}${result.stderr}`;
   assert.match(text, /certificate required|alert number 116/i, text);
   assert.match(text, /No client certificate CA names sent/, text);
   assert.doesNotMatch(text, /HTTP\/1\.1 200/, text);
   assert.equal(await refused('no_client_certificate'), before + 1);
+});
+
+const hasLibssl =
+  spawnSync('python3', ['-c', "import ctypes.util; assert ctypes.util.find_library('ssl')"], {
+    stdio: 'ignore',
+  }).status === 0;
+
+/** test/proxy/fixtures/tls_key_updates.py as web: `count` KeyUpdates, then one request; its JSON line. */
+function keyUpdatesThenAsk(count: number): Promise<{ sent?: number; answer?: string; handshake?: boolean }> {
+  const fixture = join(
+    import.meta.dirname,
+    '..',
+    '..',
+    '..',
+    'test',
+    'proxy',
+    'fixtures',
+    'tls_key_updates.py',
+  );
+  return new Promise((resolve, reject) => {
+    const args = [fixture, 'client', daemon.apiUrl.port, web.certFile, web.keyFile, String(count)];
+    const child = spawn('python3', args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, REQUEST_PATH: '/v1/destinations/198.18.0.3:80' },
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(out.trim().split('\n').at(-1) ?? ''));
+      } catch {
+        reject(new Error(`the fixture printed no result:\n${out}`));
+      }
+    });
+  });
+}
+
+test('a client renewing its keys 20 times is served; one asking 20,000 times is closed and counted', {
+  skip: hasLibssl ? false : 'needs python3 and libssl (the system OpenSSL)',
+}, async () => {
+  const few = await keyUpdatesThenAsk(20);
+  assert.equal(few.sent, 20);
+  assert.match(String(few.answer), /^HTTP\/1\.[01] 200/, JSON.stringify(few));
+  const before = await refused('key_update_flood');
+  const flood = await keyUpdatesThenAsk(20_000);
+  assert.equal(flood.handshake, true);
+  assert.equal(flood.answer, '', JSON.stringify(flood));
+  assert.equal(await refused('key_update_flood'), before + 1);
+  assert.match(daemon.output(), /client closed: KeyUpdate flood/);
+  assert.match(await ask(await filesOf(web)), /^HTTP\/1\.1 200 /);
 });

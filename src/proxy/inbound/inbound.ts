@@ -12,7 +12,9 @@ import {
   type ClientHelloScan,
   createCertificateRequiredServer,
   isMeshServerName,
+  limitPeerKeyUpdates,
   type MeshTls,
+  PEER_KEY_UPDATES_ALLOWED,
   type PeerTls,
   scanClientHello,
   verifyClientChain,
@@ -20,7 +22,6 @@ import {
 import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
 import { classifyFirstBytes, peekClientHello, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
-import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../key-updates.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import { createHttpInbound } from './http-inbound.ts';

@@ -12,11 +12,12 @@ import { isMutualError } from '../../errors.ts';
 import {
   type HandshakeFailureReason,
   isOpensslVerifyCode,
+  limitPeerKeyUpdates,
   type MeshTls,
+  PEER_KEY_UPDATES_ALLOWED,
   type PeerTls,
   reasonFromOpenssl,
 } from '../../tls/index.ts';
-import { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from '../../tls/key-updates.ts';
 import { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { isLocalResourceError } from '../http-forward.ts';
