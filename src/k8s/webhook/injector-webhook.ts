@@ -15,7 +15,7 @@ import { readRequestBody } from '../../http-body.ts';
 import { sampledLog } from '../../log/index.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { limitConnections, shedLog } from '../../net/index.ts';
-import { MESH_TLS_GROUPS } from '../../tls/index.ts';
+import { limitPeerKeyUpdates, MESH_TLS_GROUPS, PEER_KEY_UPDATES_ALLOWED } from '../../tls/index.ts';
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
 import { printable, reviewAdmission } from './admission-review.ts';
@@ -192,6 +192,28 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       this.set(connections.open());
     },
   });
+  const keyUpdateFloods = new Counter({
+    name: 'mutual_injector_key_update_floods_total',
+    help: `TLS 1.3 clients closed for sending more than ${PEER_KEY_UPDATES_ALLOWED} KeyUpdates beyond one per MiB of data, which the webhook would answer in memory.`,
+    registers: [registry],
+  });
+  const floodLines = sampledLog<'key_update_flood'>({
+    log,
+    summary: (_counts, total, seconds) =>
+      `inject: ${total} more connections closed for a TLS KeyUpdate flood in the last ${seconds} s\n`,
+  });
+  // Anyone who reaches the port completes a handshake: one who asks for KeyUpdates without end
+  // and never reads would keep the webhook busy answering them (src/tls/key-updates.ts).
+  server.on('secureConnection', (socket) =>
+    limitPeerKeyUpdates(socket, 'server', () => {
+      keyUpdateFloods.inc();
+      floodLines.report(
+        'key_update_flood',
+        () =>
+          `inject: ${socket.remoteAddress} sent more than ${PEER_KEY_UPDATES_ALLOWED} TLS KeyUpdates on one connection, more than its data could need; the connection was closed\n`,
+      );
+    }),
+  );
   const plainHttp = plainHttpRefusals({ log });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     // `curl http://` to this port: told so in plain HTTP (logged there), not an empty reply.
