@@ -133,7 +133,10 @@ async function awaitRestart(name: string, before: number): Promise<Recorded> {
 }
 
 test('httpGet: a stopped app is killed and started again, and calls through its sidecar work again', async () => {
-  assert.equal(await call('api'), '200 app says hi');
+  // Under a loaded CI run api once exited with code 1 at start (its log was gone; most likely
+  // EADDRINUSE, its port taken by another test's process) and up had started it again: wait for
+  // it to answer, and count the liveness restart from there.
+  await waitUntil(async () => (await call('api')) === '200 app says hi', 'api answers through its sidecar');
   const before = await service('api');
   const url = `http://127.0.0.1:${before.ports[0]!.appPort}/healthz`;
   process.kill(before.app.pid, 'SIGSTOP');
@@ -145,7 +148,7 @@ test('httpGet: a stopped app is killed and started again, and calls through its 
     up.output(),
   );
   assert.match(up.output(), /✓ the app api started again \(pid \d+\)/);
-  assert.equal(recorded.restarts, 1);
+  assert.equal(recorded.restarts, (before.app.restarts ?? 0) + 1);
   assert.deepEqual(
     { ...recorded.lastExit, at: undefined },
     { code: null, signal: 'SIGKILL', at: undefined, reason: 'liveness', message: why },
@@ -217,7 +220,7 @@ test('mutual check says which app was killed for liveness, and why', async () =>
   const check = await runMutual(['check', '--state-dir', state]);
   assert.match(
     check.stdout,
-    /the app api: 1 time, the last after `mutual up` killed it for liveness: it failed its livenessProbe \(GET http:\/\/127\.0\.0\.1:\d+\/healthz\) 2 times in 4 s \(no answer within 1 s\), at \S+; its log: \S+api\.log/,
+    /the app api: \d+ times?, the last after `mutual up` killed it for liveness: it failed its livenessProbe \(GET http:\/\/127\.0\.0\.1:\d+\/healthz\) 2 times in 4 s \(no answer within 1 s\), at \S+; its log: \S+api\.log/,
     check.stdout,
   );
   assert.match(
