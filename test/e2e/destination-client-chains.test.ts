@@ -6,12 +6,13 @@
 // no certificate is refused inside the handshake; the CertificateRequest names no CA. A client
 // holding an SVID that floods TLS KeyUpdates (which the service answers in memory) is closed.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createTestPki, metricValue, type WorkloadFiles } from '../../src/testing/mesh-pki.ts';
+import { keyUpdateClientMissing, keyUpdatesThenRequest } from '../proxy/key-update-client.ts';
 import { rawTls } from './plain-http-client.ts';
 import { type MutualDaemon, startMutualDaemon } from './run-mutual.ts';
 
@@ -106,49 +107,18 @@ test('no certificate is refused in the handshake, and the CertificateRequest nam
   assert.equal(await refused('no_client_certificate'), before + 1);
 });
 
-const hasLibssl =
-  spawnSync('python3', ['-c', "import ctypes.util; assert ctypes.util.find_library('ssl')"], {
-    stdio: 'ignore',
-  }).status === 0;
-
-/** test/proxy/fixtures/tls_key_updates.py as web: `count` KeyUpdates, then one request; its JSON line. */
-function keyUpdatesThenAsk(count: number): Promise<{ sent?: number; answer?: string; handshake?: boolean }> {
-  const fixture = join(
-    import.meta.dirname,
-    '..',
-    '..',
-    '..',
-    'test',
-    'proxy',
-    'fixtures',
-    'tls_key_updates.py',
-  );
-  return new Promise((resolve, reject) => {
-    const args = [fixture, 'client', daemon.apiUrl.port, web.certFile, web.keyFile, String(count)];
-    const child = spawn('python3', args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, REQUEST_PATH: '/v1/destinations/198.18.0.3:80' },
-    });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', () => {
-      try {
-        resolve(JSON.parse(out.trim().split('\n').at(-1) ?? ''));
-      } catch {
-        reject(new Error(`the fixture printed no result:\n${out}`));
-      }
-    });
+/** As web: `count` KeyUpdates, then one destination request. */
+const keyUpdatesThenAsk = (count: number) =>
+  keyUpdatesThenRequest({
+    port: daemon.apiUrl.port,
+    count,
+    path: '/v1/destinations/198.18.0.3:80',
+    certFile: web.certFile,
+    keyFile: web.keyFile,
   });
-}
 
 test('a client renewing its keys 20 times is served; one asking 20,000 times is closed and counted', {
-  skip: hasLibssl ? false : 'needs python3 and libssl (the system OpenSSL)',
+  skip: keyUpdateClientMissing,
 }, async () => {
   const few = await keyUpdatesThenAsk(20);
   assert.equal(few.sent, 20);

@@ -4,34 +4,20 @@
 // reading kept it at 100% CPU answering them (red-team helper: /live at 1.8 s). Past 32 it is
 // closed, counted and logged; a client renewing its keys a few times is answered.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createTestPki, metricValue } from '../../src/testing/mesh-pki.ts';
+import { keyUpdateClientMissing, keyUpdatesThenRequest } from '../proxy/key-update-client.ts';
 import { type InjectServeProcess, metrics, startInjectServe, writeWebhookFiles } from './webhook-harness.ts';
-
-const hasLibssl =
-  spawnSync('python3', ['-c', "import ctypes.util; assert ctypes.util.find_library('ssl')"], {
-    stdio: 'ignore',
-  }).status === 0;
-const FIXTURE = join(
-  import.meta.dirname,
-  '..',
-  '..',
-  '..',
-  'test',
-  'proxy',
-  'fixtures',
-  'tls_key_updates.py',
-);
 
 let dir: string;
 let webhook: InjectServeProcess | undefined;
 
 before(async () => {
-  if (!hasLibssl) return;
+  if (keyUpdateClientMissing) return;
   dir = await mkdtemp(join(tmpdir(), 'mutual-webhook-key-updates-'));
   const pki = await createTestPki(join(dir, 'pki'));
   const files = {
@@ -49,33 +35,12 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** The fixture's client with no certificate: `count` KeyUpdates, then GET /livez-like path; its JSON line. */
-function keyUpdatesThenAsk(count: number): Promise<{ sent?: number; answer?: string; handshake?: boolean }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', [FIXTURE, 'client', String(webhook!.port), '-', '-', String(count)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, REQUEST_PATH: '/inject' },
-    });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', () => {
-      try {
-        resolve(JSON.parse(out.trim().split('\n').at(-1) ?? ''));
-      } catch {
-        reject(new Error(`the fixture printed no result:\n${out}`));
-      }
-    });
-  });
-}
+/** With no certificate: `count` KeyUpdates, then GET /inject. */
+const keyUpdatesThenAsk = (count: number) =>
+  keyUpdatesThenRequest({ port: webhook!.port, count, path: '/inject' });
 
 test('a client renewing its keys 20 times is answered; one asking 20,000 times is closed, counted and logged', {
-  skip: hasLibssl ? false : 'needs python3 and libssl (the system OpenSSL)',
+  skip: keyUpdateClientMissing,
 }, async () => {
   const few = await keyUpdatesThenAsk(20);
   assert.equal(few.sent, 20);

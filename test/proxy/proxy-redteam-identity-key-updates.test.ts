@@ -7,29 +7,16 @@
 // MUTUAL_IDENTITY_KEY_UPDATE_FLOOD; one renewing its keys a few times is served, and so are
 // others meanwhile.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { metricValue, waitUntil } from '../../src/testing/mesh-pki.ts';
 import { createCa, type IdentityServiceProcess, startIdentityService } from '../e2e/run-mutual.ts';
+import { keyUpdateClientMissing, keyUpdatesThenRequest } from './key-update-client.ts';
 
-const hasLibssl =
-  spawnSync('python3', ['-c', "import ctypes.util; assert ctypes.util.find_library('ssl')"], {
-    stdio: 'ignore',
-  }).status === 0;
-const skip = hasLibssl ? false : 'needs python3 and libssl (the system OpenSSL)';
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-}
-const FIXTURE = join(repoRoot(), 'test', 'proxy', 'fixtures', 'tls_key_updates.py');
+const skip = keyUpdateClientMissing;
 
 let dir: string;
 let service: IdentityServiceProcess;
@@ -49,29 +36,8 @@ after(async () => {
 });
 
 /** The fixture's client with no certificate: `count` KeyUpdates, then GET /v1/bundle. */
-function keyUpdatesThenBundle(count: number): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', [FIXTURE, 'client', service.apiUrl.port, '-', '-', String(count)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, REQUEST_PATH: '/v1/bundle' },
-    });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', () => {
-      try {
-        resolve(JSON.parse(out.trim().split('\n').at(-1) ?? '') as Record<string, unknown>);
-      } catch {
-        reject(new Error(`the fixture printed no result:\n${out}`));
-      }
-    });
-  });
-}
+const keyUpdatesThenBundle = (count: number) =>
+  keyUpdatesThenRequest({ port: service.apiUrl.port, count, path: '/v1/bundle' });
 
 /** GET /v1/bundle with Node's client, trusting the CA: the status. */
 function getBundle(): Promise<number> {
