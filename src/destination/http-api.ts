@@ -2,8 +2,9 @@
 // SVID; a client must present an SVID under the mesh's trust bundle or the connection is closed.
 //   GET /v1/destinations/<ip>:<port> | <name>:<port>  [?wait=30s&version=<version of the last answer>]
 //   GET /v1/policies?namespace=<ns>  [&wait=…&version=…]   (policy-api.ts, when policies are served)
-// With a version equal to the current answer's and a wait, the request is held until the answer
-// changes (200) or the wait ends (304): the proxies' watch.
+// With a version equal to the current answer's (?version= or If-None-Match with its ETag), the
+// answer is 304; with a wait too, the request is held until the answer changes (200) or the wait
+// ends (304): the proxies' watch.
 
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
@@ -37,6 +38,7 @@ import {
   verifyClientChainsAfterHandshake,
 } from '../tls/index.ts';
 import { answerVersion, parseDestinationTarget, requestInvalid } from './answer.ts';
+import { knownVersions } from './known-versions.ts';
 import type { DestinationLookup } from './lookup.ts';
 import type { DestinationMetrics } from './metrics.ts';
 
@@ -55,6 +57,7 @@ export interface DestinationApiDeps {
   /** GET /v1/policies, when the service has a policy source (policy-api.ts). */
   readonly handlePolicies?: (
     url: URL,
+    ifNoneMatch: string | undefined,
     response: Http2ServerResponse,
     hold: () => () => void,
   ) => Promise<void>;
@@ -244,7 +247,7 @@ async function handle(
 ) {
   const url = new URL(request.url ?? '/', 'https://destination');
   if (url.pathname === POLICIES_PATH && request.method === 'GET' && deps.handlePolicies)
-    return deps.handlePolicies(url, response, () => hold(request));
+    return deps.handlePolicies(url, request.headers['if-none-match'], response, () => hold(request));
   if (!url.pathname.startsWith(DESTINATIONS_PATH)) {
     return sendJson(response, 404, {
       error: {
@@ -271,18 +274,17 @@ async function handle(
     throw requestInvalid(`the request names no destination: ask GET ${DESTINATIONS_PATH}<ip>:<port>`);
   const target = parseDestinationTarget(text);
   const waitMs = parseWait(url.searchParams.get('wait'));
-  const known = url.searchParams.get('version') ?? undefined;
-
   let answer = deps.lookup.resolve(target);
   let version = answerVersion(answer);
-  if (known !== undefined && known === version && waitMs > 0) {
+  const known = knownVersions(url.searchParams.get('version'), request.headers['if-none-match'], version);
+  if (known.has(version) && waitMs > 0) {
     deps.metrics.watchesOpen.inc();
     // Held silent, its connection may be closed at the connection limit: the sidecar polls again.
     const release = hold(request);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, waitMs);
       const unsubscribe = deps.lookup.subscribe(() => {
-        if (answerVersion(deps.lookup.resolve(target)) !== known) done();
+        if (!known.has(answerVersion(deps.lookup.resolve(target)))) done();
       });
       response.once('close', done);
       function done() {
@@ -302,7 +304,7 @@ async function handle(
     result: answer.meshed ? 'meshed' : 'unmeshed',
     source: answer.source ?? 'none',
   });
-  if (known === version) {
+  if (known.has(version)) {
     response.writeHead(304, { etag: `"${version}"` });
     response.end();
     return;

@@ -1,11 +1,12 @@
 // GET /v1/policies?namespace=NS [&wait=30s&version=V]: the policies for workloads in NS (its own
 // and the root namespace's), versioned, with the destinations' long poll: a request carrying the
-// current version and a wait is held until the set for NS changes (200) or the wait ends (304).
+// current version (?version= or If-None-Match with its ETag) and a wait is held until the set for NS changes (200) or the wait ends (304).
 // 503 until the source has a complete first view: an empty set then would mean "allow everything".
 import type { Http2ServerResponse } from 'node:http2';
 import { MutualError } from '../errors.ts';
 import { requestInvalid } from './answer.ts';
 import { parseWait, sendJson } from './http-api.ts';
+import { knownVersions } from './known-versions.ts';
 import type { DestinationMetrics } from './metrics.ts';
 import { type PolicySource, policyAnswer } from './policy-source.ts';
 
@@ -16,6 +17,7 @@ export function createPolicyApi(source: PolicySource | undefined, metrics: Desti
   // returns the function to call when its answer is being made.
   return async (
     url: URL,
+    ifNoneMatch: string | undefined,
     response: Http2ServerResponse,
     hold: () => () => void = () => () => {},
   ): Promise<void> => {
@@ -35,7 +37,6 @@ export function createPolicyApi(source: PolicySource | undefined, metrics: Desti
       );
     }
     const waitMs = parseWait(url.searchParams.get('wait'));
-    const known = url.searchParams.get('version') ?? undefined;
     const notReady = source.notReadyReason();
     if (notReady) {
       throw new MutualError(
@@ -44,13 +45,14 @@ export function createPolicyApi(source: PolicySource | undefined, metrics: Desti
       );
     }
     let answer = policyAnswer(source, namespace);
-    if (known !== undefined && known === answer.version && waitMs > 0) {
+    const known = knownVersions(url.searchParams.get('version'), ifNoneMatch, answer.version);
+    if (known.has(answer.version) && waitMs > 0) {
       metrics.watchesOpen.inc();
       const release = hold();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, waitMs);
         const unsubscribe = source.subscribe(() => {
-          if (policyAnswer(source, namespace).version !== known) done();
+          if (!known.has(policyAnswer(source, namespace).version)) done();
         });
         response.once('close', done);
         function done() {
@@ -65,8 +67,8 @@ export function createPolicyApi(source: PolicySource | undefined, metrics: Desti
       if (response.destroyed || response.writableEnded) return;
       answer = policyAnswer(source, namespace);
     }
-    metrics.policyAnswers.inc({ result: known === answer.version ? 'unchanged' : 'sent' });
-    if (known === answer.version) {
+    metrics.policyAnswers.inc({ result: known.has(answer.version) ? 'unchanged' : 'sent' });
+    if (known.has(answer.version)) {
       response.writeHead(304, { etag: `"${answer.version}"` });
       response.end();
       return;
