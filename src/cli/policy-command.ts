@@ -35,7 +35,7 @@ export function registerPolicyCommand(program: Command, context: CliContext): vo
     .option('--root-namespace <ns>', 'namespace whose policies apply mesh-wide', DEFAULT_ROOT_NAMESPACE)
     .option(
       '--workload <ref>',
-      'a known workload, NS/APP (label app=APP) or NS:k=v,k=v; with it, selectors that match nothing are reported (repeatable)',
+      'a known workload, NS/APP (label app=APP) or NS:key=value,key=value; with it, selectors that match nothing are reported (repeatable)',
       collect,
       [],
     )
@@ -45,9 +45,12 @@ export function registerPolicyCommand(program: Command, context: CliContext): vo
     .command('explain')
     .description('show the mTLS mode and the authorization decision for one connection or request, and why')
     .requiredOption('--policy-dir <dir>', 'directory of policy files')
-    .option('--to <ns/workload>', 'target workload: namespace and the value of its app label')
+    .option(
+      '--to <ref>',
+      'target workload: NS/APP (its label app=APP) or NS:key=value,key=value (all its labels, as selectors match them)',
+    )
     .option('--namespace <ns>', 'namespace of the target workload (instead of --to)')
-    .option('--label <k=v>', 'label of the target workload (repeatable)', collect, [])
+    .option('--label <k=v>', "a label of the target workload, added to --to's (repeatable)", collect, [])
     .requiredOption('--port <port>', 'destination port on the workload')
     .option('--from <principal>', 'the client, e.g. cluster.local/ns/demo/sa/web (spiffe:// optional)')
     .option('--plaintext', 'the client has no mTLS identity')
@@ -76,7 +79,8 @@ interface CheckOptions {
 }
 
 async function check(paths: string[], options: CheckOptions, context: CliContext): Promise<void> {
-  const workloads = options.workload.length > 0 ? options.workload.map(parseWorkloadArgument) : undefined;
+  const workloads =
+    options.workload.length > 0 ? options.workload.map((value) => parseWorkloadArgument(value)) : undefined;
   const loaded = await loadPolicyFiles(
     paths.map((path) => resolve(context.cwd, path)),
     { rootNamespace: options.rootNamespace },
@@ -129,43 +133,105 @@ function relativeTo(cwd: string, file: string): string {
   return file.startsWith(`${cwd}/`) ? file.slice(cwd.length + 1) : file;
 }
 
-/** `NS/APP` (label app=APP) or `NS:k=v,k=v`. */
-function parseWorkloadArgument(value: string): WorkloadRef {
+/**
+ * `NS/APP` (label app=APP, the demo's and Linkerd's habit) or `NS:k=v,k=v`: every label, since
+ * Istio's selectors match any of them (version, tier, …), not only app.
+ */
+function parseWorkloadArgument(value: string, flag = '--workload'): WorkloadRef {
+  const usage = `write NS/APP (e.g. demo/web) or NS:key=value,key=value (e.g. demo:app=web,version=v2)`;
   const colon = value.indexOf(':');
-  if (colon > 0) {
-    return {
-      namespace: value.slice(0, colon),
-      labels: parseLabels(value.slice(colon + 1).split(','), '--workload'),
-    };
+  if (colon >= 0) {
+    const namespace = value.slice(0, colon);
+    const labelText = value.slice(colon + 1);
+    if (namespace === '' || namespace.includes('/') || labelText === '') {
+      throw new MutualError('MUTUAL_CLI_USAGE', `${flag} ${value}: ${usage}`);
+    }
+    checkNamespace(namespace, `${flag} ${value}:`);
+    return { namespace, labels: parseLabels(labelText.split(','), `${flag} ${value}:`) };
   }
   const [namespace, app, ...rest] = value.split('/');
-  if (!namespace || !app || rest.length > 0) {
-    throw new MutualError('MUTUAL_CLI_USAGE', `--workload ${value}: write NS/APP or NS:key=value,key=value`);
+  if (!namespace || !app || rest.length > 0 || app.includes('=')) {
+    throw new MutualError('MUTUAL_CLI_USAGE', `${flag} ${value}: ${usage}`);
   }
+  checkNamespace(namespace, `${flag} ${value}:`);
+  checkLabel('app', app, `${flag} ${value}:`);
   return { namespace, labels: { app }, serviceAccount: app };
 }
 
-function parseLabels(values: readonly string[], flag: string): Record<string, string> {
+function checkNamespace(namespace: string, where: string): void {
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace) || namespace.length > 63) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${where} namespace ${JSON.stringify(namespace)} is not a Kubernetes namespace name: up to 63 lower-case letters, digits or '-', starting and ending with a letter or digit`,
+    );
+  }
+}
+
+// Kubernetes' label syntax: a value selectors could never match is a typo, better named than
+// silently matching nothing.
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_PREFIX = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function checkLabel(key: string, value: string, where: string): void {
+  const slash = key.lastIndexOf('/');
+  const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+  const name = key.slice(slash + 1);
+  if (
+    (prefix !== undefined && (!LABEL_PREFIX.test(prefix) || prefix.length > 253)) ||
+    !LABEL_NAME.test(name) ||
+    name.length > 63
+  ) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${where} ${JSON.stringify(key)} is not a Kubernetes label key: up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, optionally after a DNS prefix and '/' (e.g. version, app.kubernetes.io/name)`,
+    );
+  }
+  if (value !== '' && (!LABEL_NAME.test(value) || value.length > 63)) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      `${where} ${JSON.stringify(value)} (the value of ${key}) is not a Kubernetes label value: up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`,
+    );
+  }
+}
+
+function parseLabels(values: readonly string[], where: string): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const value of values) {
     const equals = value.indexOf('=');
     if (equals <= 0) {
-      const form = flag === '--header' ? 'a header as name=value' : 'a label as key=value';
-      throw new MutualError('MUTUAL_CLI_USAGE', `${flag} ${value}: write ${form}`);
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `${where} ${JSON.stringify(value)} is not a label: write key=value`,
+      );
     }
-    labels[value.slice(0, equals)] = value.slice(equals + 1);
+    const key = value.slice(0, equals);
+    const labelValue = value.slice(equals + 1);
+    checkLabel(key, labelValue, where);
+    if (key in labels && labels[key] !== labelValue) {
+      throw new MutualError(
+        'MUTUAL_CLI_USAGE',
+        `${where} ${key}=${labels[key]} and ${key}=${labelValue}: a workload has one value per label; give ${key} once`,
+      );
+    }
+    labels[key] = labelValue;
   }
   return labels;
+}
+
+function parseNameValue(value: string, flag: string): [string, string] {
+  const equals = value.indexOf('=');
+  if (equals <= 0)
+    throw new MutualError('MUTUAL_CLI_USAGE', `${flag} ${value}: write a header as name=value`);
+  return [value.slice(0, equals), value.slice(equals + 1)];
 }
 
 /** `--header NAME=VALUE`, repeatable: a name given twice is a header sent twice, as the sidecar sees it. */
 function parseHeaders(values: readonly string[]): Record<string, string[]> {
   const headers: Record<string, string[]> = Object.create(null);
   for (const value of values) {
-    for (const [name, headerValue] of Object.entries(parseLabels([value], '--header'))) {
-      const key = name.toLowerCase();
-      headers[key] = [...(headers[key] ?? []), headerValue];
-    }
+    const [name, headerValue] = parseNameValue(value, '--header');
+    const key = name.toLowerCase();
+    headers[key] = [...(headers[key] ?? []), headerValue];
   }
   return headers;
 }
@@ -334,27 +400,31 @@ async function explain(options: ExplainOptions, context: CliContext): Promise<vo
 function targetWorkload(options: ExplainOptions): WorkloadRef {
   const labels = parseLabels(options.label, '--label');
   if (options.to !== undefined) {
-    const [namespace, app, ...rest] = options.to.split('/');
-    if (!namespace || !app || rest.length > 0) {
-      throw new MutualError(
-        'MUTUAL_CLI_USAGE',
-        `--to ${options.to}: write NAMESPACE/WORKLOAD, e.g. demo/web`,
-      );
-    }
-    if (options.namespace !== undefined && options.namespace !== namespace) {
+    const target = parseWorkloadArgument(options.to, '--to');
+    if (options.namespace !== undefined && options.namespace !== target.namespace) {
       throw new MutualError(
         'MUTUAL_CLI_USAGE',
         `--namespace ${options.namespace} contradicts --to ${options.to}`,
       );
     }
-    return { namespace, labels: { app, ...labels }, serviceAccount: app };
+    for (const [key, value] of Object.entries(labels)) {
+      const given = target.labels[key];
+      if (given !== undefined && given !== value) {
+        throw new MutualError(
+          'MUTUAL_CLI_USAGE',
+          `--label ${key}=${value} contradicts --to ${options.to} (${key}=${given}): give ${key} once`,
+        );
+      }
+    }
+    return { ...target, labels: { ...target.labels, ...labels } };
   }
   if (options.namespace === undefined) {
     throw new MutualError(
       'MUTUAL_CLI_USAGE',
-      'name the target with --to NS/WORKLOAD, or --namespace NS and --label k=v',
+      'name the target with --to NS/APP or --to NS:key=value,key=value, or --namespace NS and --label key=value',
     );
   }
+  checkNamespace(options.namespace, '--namespace:');
   return { namespace: options.namespace, labels };
 }
 
