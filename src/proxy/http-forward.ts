@@ -179,16 +179,25 @@ function refuseCutShort(socket: Socket, error: NodeJS.ErrnoException): boolean {
     const request = response.req;
     if (request.complete || response.headersSent) continue;
     const forwarded = lastForwarded.get(socket);
-    if (forwarded?.request === request) forwarded.stop?.();
-    closeAfterAnswer(request);
-    const text = `mutual: bad request: the request body is not valid HTTP/1.1 (${(error as { reason?: string }).reason ?? error.message})\n`;
+    const stopForwarding = forwarded?.request === request ? forwarded.stop : undefined;
+    // Not closeAfterAnswer(request): a client that half-closes mid-body (its process exiting) is
+    // reported here from node:http's end-of-stream handling, after the request has let go of its
+    // socket; request.socket was null, the WeakSet threw, and the throw killed the sidecar.
+    closingConnections.add(socket);
+    const problem =
+      error.code === 'HPE_INVALID_EOF_STATE'
+        ? 'the client ended its connection before the request body was complete'
+        : `the request body is not valid HTTP/1.1 (${(error as { reason?: string }).reason ?? error.message})`;
+    // Answered before the forwarding stops: stopping it may fail the request at once, and its 502
+    // then went out first, so this answer's writeHead threw (and killed the sidecar).
     response
       .writeHead(Number(parseErrorStatus(error.code).slice(0, 3)), {
         'content-type': 'text/plain',
         connection: 'close',
         [PROXY_ERROR_HEADER]: 'bad_request',
       })
-      .end(text);
+      .end(`mutual: bad request: ${problem}\n`);
+    stopForwarding?.();
     return true;
   }
   return false;
