@@ -1,7 +1,7 @@
 // Binding a daemon's (or the sidecar's) server to its address: resolves once it listens, or fails with the daemon's
 // own LISTEN_FAILED code naming the address and the reason (EADDRINUSE, EACCES ...), never with
-// an uncaught 'error' event.
-import type { Server } from 'node:net';
+// an uncaught 'error' event. And the IPv6 twin of an IPv4 wildcard listener.
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { type ErrorCode, MutualError } from './errors.ts';
 
 export function listenOn(
@@ -27,4 +27,32 @@ export function listenOn(
       resolve();
     });
   });
+}
+
+/**
+ * Serves `server` on `::` too (IPv6-only, same port) when it listens on the IPv4 wildcard
+ * `0.0.0.0`: in an IPv6-only pod the kubelet's probes and peers connect to the pod's IPv6 address,
+ * which an IPv4 socket never sees. Its connections are handed to `server` ('connection', as Node's
+ * http and tls servers take injected sockets), and it closes with `server`. Call once `server`
+ * listens. Skipped where there is no IPv6, and when port 0 picked a port taken for IPv6.
+ */
+export async function listenIpv6WildcardTwin(
+  server: Server,
+  address: { readonly host: string; readonly port: number },
+  failure: { readonly code: ErrorCode; readonly what: string },
+): Promise<AddressInfo | undefined> {
+  const host = address.host === '0.0.0.0' ? '::' : undefined;
+  if (host === undefined) return undefined;
+  const twin = createServer((socket) => server.emit('connection', socket));
+  try {
+    const { port } = server.address() as AddressInfo;
+    await listenOn(twin, { host, port, ipv6Only: true }, { ...failure, what: `${failure.what}, IPv6` });
+  } catch (error) {
+    const code = ((error as MutualError).cause as NodeJS.ErrnoException | undefined)?.code;
+    const isNoIpv6 = code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL' || code === 'EPROTONOSUPPORT';
+    if (isNoIpv6 || (address.port === 0 && code === 'EADDRINUSE')) return undefined;
+    throw error;
+  }
+  server.once('close', () => twin.close());
+  return twin.address() as AddressInfo;
 }

@@ -7,7 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { ProxyConfig } from '../config/index.ts';
 import type { MutualError } from '../errors.ts';
 import { canonicalIp, isLoopbackIp } from '../ip/index.ts';
-import { listenOn } from '../listen-on.ts';
+import { listenIpv6WildcardTwin, listenOn } from '../listen-on.ts';
 import { createRegistry, type Registry } from '../metrics/index.ts';
 import { decodePemOfType } from '../pki/index.ts';
 import { staticWorkloadPolicy, type WorkloadPolicy } from '../policy/index.ts';
@@ -212,8 +212,14 @@ export function createProxy(config: ProxyConfig, deps: ProxyDeps) {
     metrics,
     async start(): Promise<ProxyAddresses> {
       credentials.start();
-      if (config.adminListen)
+      if (config.adminListen) {
         addresses.admin = await listen(admin as unknown as Server, config.adminListen, 'admin');
+        // The kubelet probes the pod's IP, IPv6 in an IPv6-only cluster.
+        await listenIpv6WildcardTwin(admin as unknown as Server, config.adminListen, {
+          code: 'MUTUAL_PROXY_LISTEN_FAILED',
+          what: 'admin',
+        });
+      }
       for (const entry of config.inbound) {
         const server = createServer(
           listenerOptions,
