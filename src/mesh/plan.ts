@@ -171,6 +171,8 @@ export function destinationPlan(options: {
   host: string;
   apiPort: number;
   adminPort: number;
+  /** mesh.yaml's policyDir: served at GET /v1/policies (without it, that answers 404). */
+  policyDir: string | undefined;
 }): DestinationPlan {
   const { paths, host, apiPort, adminPort } = options;
   const { namespace, serviceAccount } = DESTINATION_ACCOUNT;
@@ -188,6 +190,7 @@ export function destinationPlan(options: {
       ...['--listen', `${host}:${apiPort}`, '--admin-listen', `${host}:${adminPort}`],
       ...['--trust-domain', options.trustDomain, '--identity-url', options.identityApiUrl],
       ...['--token-file', tokenFile, '--identity-bundle', paths.bundle],
+      ...(options.policyDir === undefined ? [] : ['--policy-dir', options.policyDir]),
     ],
     log: join(paths.logsDir, 'destination.log'),
   };
@@ -243,6 +246,7 @@ export function planMesh(options: {
     host: '127.0.0.1',
     apiPort: take(),
     adminPort: take(),
+    policyDir: config.policyDir,
   });
   const idOf = (service: MeshService) => spiffeIdOf(config, service);
   // First every service's own ports, so upstreams can point at them.

@@ -96,6 +96,7 @@ export function planNetnsMesh(options: {
     host: options.hostAddress,
     apiPort: options.destinationPorts.api,
     adminPort: options.destinationPorts.admin,
+    policyDir: config.policyDir,
   });
   const services = config.services.map((service): ServicePlan => {
     const pod = options.pods(service.name);
