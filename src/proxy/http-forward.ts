@@ -356,14 +356,81 @@ export function forwardedRequestHeaders(request: IncomingMessage, ...extra: stri
   return headers;
 }
 
-function forwardedResponseHeaders(raw: readonly Buffer[]): string[] {
+function forwardedResponseHeaders(raw: readonly Buffer[], isChunked: boolean): string[] {
   const headers: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1');
-    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+    const lower = name.toLowerCase();
+    // `Trailer` announces the trailer fields passed on (see forwardTrailers); node:http refuses to
+    // write it on an answer it does not chunk, so there it goes with the trailers.
+    if (HOP_BY_HOP.has(lower) && !(lower === 'trailer' && isChunked)) continue;
     headers.push(name, raw[i + 1]!.toString('latin1'));
   }
   return headers;
+}
+
+/** Whether node:http will send this answer chunked: HTTP/1.1, a body, and no Content-Length to pass on. */
+function isAnswerChunked(request: IncomingMessage, statusCode: number, raw: readonly Buffer[]): boolean {
+  if (request.httpVersion !== '1.1' || request.method === 'HEAD') return false;
+  if (statusCode === 204 || statusCode === 304) return false;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 14 && raw[i]!.toString('latin1').toLowerCase() === 'content-length') return false;
+  }
+  return true;
+}
+
+/** Fields that never go in trailers the proxy writes: framing, routing, and hop-by-hop ones (RFC 9110 §6.5.1). */
+const NOT_IN_TRAILERS = new Set(['content-length', 'content-type', 'content-encoding', 'host', 'trailer']);
+
+/**
+ * Passes the next hop's chunked trailers (a checksum, gRPC-Web-like status) on to the client, as
+ * Envoy and Linkerd do for HTTP/1; dropped, a client that checks them saw an answer that looked
+ * cut. node:http writes them only when its answer is chunked, as it is whenever the next hop's
+ * was (no Content-Length to pass on), and an HTTP/1.0 client never gets any.
+ */
+function forwardTrailers(response: ServerResponse, raw: readonly Buffer[] | null | undefined): void {
+  if (!raw || raw.length === 0) return;
+  const trailers: [string, string][] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || NOT_IN_TRAILERS.has(lower)) continue;
+    trailers.push([name, raw[i + 1]!.toString('latin1')]);
+  }
+  if (trailers.length === 0) return;
+  try {
+    response.addTrailers(trailers);
+  } catch {
+    // A field node:http will not write (llhttp let it through): the answer ends without trailers,
+    // as it did before they were passed on.
+  }
+}
+
+/**
+ * Passes a `103 Early Hints` from the next hop on to the client (as Envoy passes 1xx answers), so
+ * a browser behind the mesh can start its preloads while the app still works on the answer. Only
+ * to HTTP/1.1 clients (RFC 9110 §15.2: none to HTTP/1.0), and only with a Link, which is what
+ * node:http writes hints for. Other 1xx answers stay between the next hop and the proxy.
+ */
+function forwardEarlyHints(request: IncomingMessage, response: ServerResponse, raw: readonly Buffer[]): void {
+  if (request.httpVersion !== '1.1' || response.headersSent) return;
+  const hints: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    if (HOP_BY_HOP.has(name)) continue;
+    // node:http checks each Link as one link: `<a>; rel=preload, <b>; rel=preload` is two.
+    const values =
+      name === 'link' ? raw[i + 1]!.toString('latin1').split(/,\s*(?=<)/) : [raw[i + 1]!.toString('latin1')];
+    const previous = hints[name];
+    hints[name] =
+      previous === undefined && values.length === 1 ? values[0]! : [previous ?? [], values].flat(2);
+  }
+  if (hints.link === undefined) return;
+  try {
+    response.writeEarlyHints(hints);
+  } catch {
+    // A Link node:http refuses to write: the hints are only a head start, the answer follows.
+  }
 }
 
 /**
@@ -471,14 +538,15 @@ export function forwardRequest(
           if (isClientGone) started.abort(new Error('the client went away'));
         },
         onResponseStart(started, statusCode, _headers, statusMessage) {
-          // 1xx informational answers stay between the next hop and us; wait for the final one.
-          if (statusCode < 200) return;
           const raw = (started as unknown as { rawHeaders: Buffer[] | null }).rawHeaders ?? [];
+          if (statusCode === 103) return forwardEarlyHints(request, response, raw);
+          // Other 1xx informational answers stay between the next hop and us; wait for the final one.
+          if (statusCode < 200) return;
           try {
             response.writeHead(
               statusCode,
               reasonBytes(statusCode, statusMessage),
-              forwardedResponseHeaders(raw),
+              forwardedResponseHeaders(raw, isAnswerChunked(request, statusCode, raw)),
             );
           } catch (error) {
             // llhttp reads a reason phrase that node:http refuses to write (`200 O\x01K`): writeHead
@@ -495,8 +563,9 @@ export function forwardRequest(
             response.once('drain', () => started.resume());
           }
         },
-        onResponseEnd() {
+        onResponseEnd(ended) {
           finished = true;
+          forwardTrailers(response, (ended as unknown as { rawTrailers?: Buffer[] }).rawTrailers);
           // Answered before the whole body was sent (an app that never reads it): undici stops
           // reading the request and destroys it, and node:http then stops reading the connection, so
           // the client's next request would wait forever. Discard the rest, as node:http does itself.
