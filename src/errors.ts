@@ -469,6 +469,12 @@ export const errorCatalog = {
     action:
       "The API server calls the webhook over HTTPS with the MutatingWebhookConfiguration's caBundle; nothing needs changing for it. To call it by hand use https://, e.g. `curl -k -H 'content-type: application/json' --data @review.json https://127.0.0.1:8443/inject` (-k, or --cacert with the caBundle and the service's name, since the certificate names mutual-injector.mutual-system.svc, not the address). Only the admin port (--admin-listen: /live, /ready, /metrics) speaks plain HTTP.",
   },
+  MUTUAL_K8S_WEBHOOK_LISTEN_FAILED: {
+    meaning:
+      'The injector webhook could not listen on its HTTPS (--listen) or admin (--admin-listen) address: in use, or not allowed.',
+    action:
+      'Pick a free port with the flag the message names, or stop the process that holds it (`ss -ltnp` shows which).',
+  },
   MUTUAL_K8S_TRUST_ANCHORS_INVALID: {
     meaning:
       'The trust anchors the injector writes into every proxy (--trust-anchors-file: the mutual-trust-anchors ConfigMap mounted into the injector, or a file given to `mutual inject`) are missing or not PEM roots (self-signed CA certificates). At start nothing is injected; on a reload the injector keeps the previous anchors.',

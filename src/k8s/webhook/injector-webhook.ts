@@ -3,7 +3,6 @@
 // policy is one the destination service would apply (policy-review.ts); an admin listener serves
 // /live /ready /metrics. The serving certificate is watched and swapped without dropping a
 // connection; the trust anchors written into every proxy are watched the same way.
-import { once } from 'node:events';
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +11,7 @@ import { createAdminServer } from '../../admin/index.ts';
 import type { ListenAddress } from '../../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../errors.ts';
 import { readRequestBody } from '../../http-body.ts';
+import { listenIpv6WildcardTwin, listenOn } from '../../listen-on.ts';
 import { sampledLog } from '../../log/index.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { limitConnections, shedLog } from '../../net/index.ts';
@@ -314,15 +314,19 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
 
   let admin: HttpServer | undefined;
   try {
-    server.listen(config.listen.port, config.listen.host);
-    await once(server, 'listening');
+    // Each on 0.0.0.0 (as installed) takes [::] too: in an IPv6-only cluster the API server calls
+    // the webhook, and the kubelet probes it, at the pod's IPv6 address.
+    const failure = { code: 'MUTUAL_K8S_WEBHOOK_LISTEN_FAILED', what: 'webhook, --listen' } as const;
+    await listenOn(server, config.listen, failure);
+    await listenIpv6WildcardTwin(server, config.listen, failure);
     if (config.adminListen) {
       admin = createAdminServer({
         registry,
         notReadyReason: () => (server.listening ? undefined : 'not listening'),
       });
-      admin.listen(config.adminListen.port, config.adminListen.host);
-      await once(admin, 'listening');
+      const adminFailure = { ...failure, what: 'admin, --admin-listen' };
+      await listenOn(admin, config.adminListen, adminFailure);
+      await listenIpv6WildcardTwin(admin, config.adminListen, adminFailure);
     }
   } catch (error) {
     watcher.close();
