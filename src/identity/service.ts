@@ -1,9 +1,9 @@
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
 import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import { formatDuration } from '../config/index.ts';
-import { listenOn } from '../listen-on.ts';
+import { listenIpv6WildcardTwin, listenOn } from '../listen-on.ts';
 import { Counter, createRegistry, Gauge, registerFileDescriptorGauges } from '../metrics/index.ts';
 import {
   createPeerVerifier,
@@ -292,12 +292,16 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   };
   // A port that cannot be bound stops everything started above (the CA watcher, the renewal
   // timer), so the command ends with the error instead of living on without a listener.
+  // On 0.0.0.0 (as installed), [::] too: in an IPv6-only cluster the sidecars reach the Service,
+  // and the kubelet the admin port, at the pod's IPv6 address.
+  const listenBoth = async (server: Server, address: typeof config.listen, what: string) => {
+    const failure = { code: 'MUTUAL_IDENTITY_LISTEN_FAILED', what } as const;
+    await listenOn(server, address, failure);
+    await listenIpv6WildcardTwin(server, address, failure);
+  };
   const listening = await Promise.allSettled([
-    listenOn(api, config.listen, { code: 'MUTUAL_IDENTITY_LISTEN_FAILED', what: 'API, --listen' }),
-    listenOn(admin, config.adminListen, {
-      code: 'MUTUAL_IDENTITY_LISTEN_FAILED',
-      what: 'admin, --admin-listen',
-    }),
+    listenBoth(api, config.listen, 'API, --listen'),
+    listenBoth(admin, config.adminListen, 'admin, --admin-listen'),
   ]);
   const failed = listening.find((result) => result.status === 'rejected');
   if (failed) {
