@@ -436,6 +436,17 @@ export function relayExchange(
     if (isResetAfterAnswer) resetAfterAnswerEnd(stream);
   };
 
+  // A `103 Early Hints` goes ahead of the answer, as Envoy passes 1xx; node reads other 1xx
+  // (a 100 nobody asked for) the same way, and those stay here.
+  upstream.on('headers', (headers: IncomingHttpHeaders) => {
+    if (Number(headers[':status']) !== 103 || stream.headersSent || stream.destroyed) return;
+    try {
+      stream.additionalHeaders(forwardedHeaders(headers));
+    } catch {
+      // A field nghttp2 will not send: the hints are only a head start, the answer follows.
+    }
+  });
+
   // Upstream → client: headers, body, then the upstream's trailers.
   let responseTrailers: OutgoingHttpHeaders = {};
   upstream.on('response', (responseHeaders, flags) => {
