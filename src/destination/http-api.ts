@@ -19,6 +19,7 @@ import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { parseDuration } from '../config/index.ts';
 import { errorCatalog, isMutualError, MutualError } from '../errors.ts';
+import { knownVersions } from '../known-versions.ts';
 import {
   type ConnectionLimit,
   capConnectionsPerAddress,
@@ -38,7 +39,6 @@ import {
   verifyClientChainsAfterHandshake,
 } from '../tls/index.ts';
 import { answerVersion, parseDestinationTarget, requestInvalid } from './answer.ts';
-import { knownVersions } from './known-versions.ts';
 import type { DestinationLookup } from './lookup.ts';
 import type { DestinationMetrics } from './metrics.ts';
 

@@ -4,9 +4,9 @@
 // 503 until the source has a complete first view: an empty set then would mean "allow everything".
 import type { Http2ServerResponse } from 'node:http2';
 import { MutualError } from '../errors.ts';
+import { knownVersions } from '../known-versions.ts';
 import { requestInvalid } from './answer.ts';
 import { parseWait, sendJson } from './http-api.ts';
-import { knownVersions } from './known-versions.ts';
 import type { DestinationMetrics } from './metrics.ts';
 import { type PolicySource, policyAnswer } from './policy-source.ts';
 

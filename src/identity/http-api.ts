@@ -6,6 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import { parseDuration } from '../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../errors.ts';
 import { readRequestBody } from '../http-body.ts';
+import { knownVersions } from '../known-versions.ts';
 import {
   type ConnectionLimit,
   capConnectionsPerAddress,
@@ -295,6 +296,8 @@ async function handle(
   });
 }
 
+const unquoted = (etag: string) => etag.slice(1, -1);
+
 function bundleEtag(bundle: TrustBundle): string {
   const hash = createHash('sha256');
   for (const der of bundle.rootsDer) hash.update(der);
@@ -313,8 +316,13 @@ async function serveBundle(
   hold: ConnectionLimit['hold'],
 ) {
   const waitMs = parseWait(url.searchParams.get('wait'));
-  const known = request.headers['if-none-match'];
-  if (known !== undefined && known === bundleEtag(bundles.current()) && waitMs > 0) {
+  // Tags as the client sent them (a list, weak W/"…", or *), compared without their quotes.
+  const known = knownVersions(
+    null,
+    request.headers['if-none-match'],
+    unquoted(bundleEtag(bundles.current())),
+  );
+  if (known.has(unquoted(bundleEtag(bundles.current()))) && waitMs > 0) {
     // Held silent, its connection may be closed at --max-connections: the client polls again.
     const release = hold(request);
     await new Promise<void>((resolve) => {
@@ -335,7 +343,7 @@ async function serveBundle(
   }
   const bundle = bundles.current();
   const etag = bundleEtag(bundle);
-  if (known === etag) {
+  if (known.has(unquoted(etag))) {
     response.writeHead(304, { etag });
     response.end();
     return;

@@ -114,6 +114,21 @@ test('long polls over one keep-alive socket leave no listener behind on it', asy
   assert.doesNotMatch(stderr, /MaxListenersExceeded/);
 });
 
+test('If-None-Match is matched as RFC 9110 asks: weak tags, lists and * get 304, another tag 200', async () => {
+  const etag = String((await call('/v1/bundle')).headers.etag);
+  for (const header of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+    const answer = await call('/v1/bundle', { headers: { 'if-none-match': header } });
+    // Only the exact tag got its 304 before; curl and caches send the others.
+    assert.equal(answer.status, 304, header);
+    assert.equal(answer.headers.etag, etag, header);
+  }
+  assert.equal((await call('/v1/bundle', { headers: { 'if-none-match': '"other"' } })).status, 200);
+  // A weak tag in a long poll is held like the exact one.
+  const started = performance.now();
+  assert.equal((await call('/v1/bundle?wait=1s', { headers: { 'if-none-match': `W/${etag}` } })).status, 304);
+  assert.ok(performance.now() - started >= 900, `answered after ${performance.now() - started} ms`);
+});
+
 test('wait is seconds or a duration; anything else is a coded 400, not an immediate 304', async () => {
   const etag = String((await call('/v1/bundle')).headers.etag);
   const started = performance.now();
