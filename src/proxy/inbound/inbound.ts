@@ -23,6 +23,7 @@ import { getInboundContext, type InboundContext, plainIp, setInboundContext } fr
 import { classifyFirstBytes, peekClientHello, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
+import { MESH_KEEPALIVE_MS } from '../outbound/mtls-connector.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import { createHttpInbound } from './http-inbound.ts';
 import { createHttp2Inbound } from './http2-inbound.ts';
@@ -215,6 +216,9 @@ export function createInbound(deps: InboundDeps) {
   async function accept(socket: Socket, appPortSource: AppPortSource) {
     deps.track(socket);
     socket.on('error', () => {});
+    // A client that vanished without a FIN or RST (its pod gone, a partition) is noticed in about
+    // 20 s, and what it held here (its app connection, buffers) released, as the outbound does.
+    socket.setKeepAlive(true, MESH_KEEPALIVE_MS);
     const appPort = appPortSource.kind === 'fixed' ? appPortSource.port : appPortSource.resolve(socket);
     if (appPort === undefined) return refuse(socket, 'no_original_destination', '');
     const policyPort = config.policyPorts.get(appPort) ?? appPort;

@@ -50,6 +50,14 @@ interface AppConnection {
 
 /** A pooled session closes after this share of --idle-timeout without streams. */
 const POOLED_IDLE_SHARE = 0.9;
+/**
+ * A pooled session is PINGed this often and destroyed when a PING goes unanswered as long (Linkerd's
+ * HTTP/2 keepalive is 10 s). TCP keepalive alone misses a peer that vanished while a stream's
+ * HEADERS were still unacknowledged (the kernel then retransmits for about 15 minutes): every new
+ * stream went to that dead session and hung, and the app's calls with it.
+ */
+const SESSION_PING_INTERVAL_MS = 10_000;
+const SESSION_PING_TIMEOUT_MS = 10_000;
 
 interface PooledSession {
   readonly generation: number;
@@ -108,6 +116,14 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
           session,
           closeWhenIdle(session, Math.floor(deps.idleTimeoutMs * POOLED_IDLE_SHARE), forget),
         );
+        pingWhileOpen(session, () => {
+          forget();
+          log.warnSampled(
+            'outbound HTTP/2 connection closed: the destination did not answer a keepalive PING',
+            `destination=${label}`,
+            { destination: label, timeoutMs: SESSION_PING_TIMEOUT_MS },
+          );
+        });
         entry.session = session;
         return session;
       },
@@ -263,6 +279,34 @@ export function createHttp2Outbound(deps: Http2OutboundDeps) {
 function whenOpen(entry: PooledSession, action: (session: ClientHttp2Session) => void): void {
   if (entry.session) action(entry.session);
   else entry.ready.then(action, () => {});
+}
+
+/**
+ * PINGs `session` every SESSION_PING_INTERVAL_MS; one unanswered for SESSION_PING_TIMEOUT_MS
+ * destroys it (its streams fail, 502 to the app; new ones open a fresh connection) after `onDead`.
+ */
+function pingWhileOpen(session: ClientHttp2Session, onDead: () => void): void {
+  let deadline: NodeJS.Timeout | undefined;
+  const interval = setInterval(() => {
+    if (deadline || session.closed || session.destroyed) return;
+    deadline = setTimeout(() => {
+      if (session.destroyed) return;
+      onDead();
+      session.destroy(new Error(`no answer to a keepalive PING within ${SESSION_PING_TIMEOUT_MS / 1000} s`));
+    }, SESSION_PING_TIMEOUT_MS).unref();
+    try {
+      session.ping(() => {
+        clearTimeout(deadline);
+        deadline = undefined;
+      });
+    } catch {
+      // Closing already (ERR_HTTP2_INVALID_SESSION): its 'close' stops the timers.
+    }
+  }, SESSION_PING_INTERVAL_MS).unref();
+  session.once('close', () => {
+    clearInterval(interval);
+    clearTimeout(deadline);
+  });
 }
 
 function isOpen(session: ClientHttp2Session): boolean {

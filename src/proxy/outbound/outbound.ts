@@ -26,7 +26,7 @@ import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
 import { createHttpOutbound } from './http-outbound.ts';
 import { createHttp2Outbound } from './http2-outbound.ts';
-import { createMtlsConnector } from './mtls-connector.ts';
+import { createMtlsConnector, MeshConnectTimeoutError } from './mtls-connector.ts';
 
 export interface OutboundDeps {
   readonly config: ProxyConfig;
@@ -74,7 +74,7 @@ export function createOutbound(deps: OutboundDeps) {
   /** Counts and logs a failed connection to a destination's proxy; returns the metric reason. */
   function connectFailed(error: unknown, destination: MeshedDestination, label: string): string {
     const reason = failureReason(error);
-    if (reason !== 'connect_failed' && reason !== 'local_resources')
+    if (reason !== 'connect_failed' && reason !== 'connect_timeout' && reason !== 'local_resources')
       metrics.handshakeFailures.inc({ direction: 'outbound', reason });
     log.warnSampled('outbound mTLS failed', `destination=${label} reason=${reason}`, {
       destination: label,
@@ -253,9 +253,12 @@ export function createOutbound(deps: OutboundDeps) {
   };
 }
 
-function failureReason(error: unknown): HandshakeFailureReason | 'connect_failed' | 'local_resources' {
+function failureReason(
+  error: unknown,
+): HandshakeFailureReason | 'connect_failed' | 'connect_timeout' | 'local_resources' {
   if (isMutualError(error))
     return (error.detail?.reason as HandshakeFailureReason | undefined) ?? 'wrong_identity';
+  if (error instanceof MeshConnectTimeoutError) return 'connect_timeout';
   const code = (error as NodeJS.ErrnoException).code ?? '';
   if (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ECONNRESET')
     return 'connect_failed';
