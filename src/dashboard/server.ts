@@ -11,6 +11,7 @@ import { collectSnapshot, type Snapshot } from './collect.ts';
 import { PAGE_HTML } from './page-html.ts';
 import { PAGE_SCRIPT } from './page-script.ts';
 import { PAGE_STYLE } from './page-style.ts';
+import { addToHistory } from './snapshot-history.ts';
 import { certificatesView, checksView, edgesView, overviewView, policyView } from './views.ts';
 
 export interface DashboardConfig {
@@ -79,9 +80,7 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
     if (last && deps.clock.now() - last.atMs < refreshMs) return Promise.resolve(last);
     pending ??= collectSnapshot(config.stateDir, { ...deps, caFiles })
       .then((snapshot) => {
-        history.push(snapshot);
-        // Keep one snapshot at least a window old: the checks compare the counters with it.
-        while (history.length > 2 && history[1]!.atMs <= snapshot.atMs - windowMs) history.shift();
+        addToHistory(history, snapshot, windowMs);
         return snapshot;
       })
       .finally(() => {
