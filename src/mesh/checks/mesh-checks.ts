@@ -259,6 +259,31 @@ async function perService(
   return Promise.all(context.runtime.services.map((service) => each(service)));
 }
 
+/** Up to this many services, a passing per-service line says what it found for each. */
+const LISTED_IN_FULL = 8;
+
+/**
+ * Renewal results as they are for a small mesh; for a bigger one where all pass, one line with
+ * the first and last renewal instead of a time per sidecar (1,600 characters at 40 services).
+ */
+function summarisedRenewals(results: CheckResult[]): CheckResult[] {
+  if (results.length <= LISTED_IN_FULL || results.some((result) => result.status !== 'ok')) return results;
+  const renewals = results
+    .flatMap((result) => {
+      const at = /^renews (\S+)$/.exec(result.message)?.[1];
+      return at && result.subject ? [{ at, service: result.subject }] : [];
+    })
+    .sort((a, b) => a.at.localeCompare(b.at));
+  const first = renewals[0];
+  const last = renewals.at(-1);
+  if (!first || !last || renewals.length !== results.length) return results;
+  const span =
+    first.at === last.at
+      ? `all at ${first.at}`
+      : `the first ${first.service} at ${first.at}, the last ${last.service} at ${last.at}`;
+  return [ok(`${results.length} sidecars, ${span} (\`mutual identity SERVICE\` shows one)`)];
+}
+
 export const proxyChecks: CheckCategory = {
   name: 'proxies',
   checks: [
@@ -338,32 +363,34 @@ export const proxyChecks: CheckCategory = {
       hint: 'a sidecar renews at 70% of the lifetime; past that, renewals are failing and the certificate will expire',
       fix: 'read the sidecar log (`mutual logs SERVICE --proxy`) and the identity service log (`mutual logs identity`)',
       severity: 'warning',
-      run: (context) =>
-        perService(context, async (service) => {
-          const answer = await context.proxyIdentity(service.name);
-          if (!answer.ok) return sidecarSilent(context, service, answer.error);
-          const { renewAt, notAfter, lastRenewal } = answer.identity;
-          const nowMs = context.clock.now();
-          const renewAtMs = renewAt ? Date.parse(renewAt) : Number.NaN;
-          const graceMs = 5 * 60_000;
-          const token = tokenAdvice(context, service, lastRenewal?.error?.code);
-          if (!Number.isNaN(renewAtMs) && nowMs > renewAtMs + graceMs) {
-            return fail(
-              `renewal is overdue by ${formatDuration(nowMs - renewAtMs)} (it expires ${notAfter})`,
-              service.name,
-              lastRenewal?.error?.message
-                ? [`last renewal: ${lastRenewal.error.message}`, ...token]
-                : undefined,
-            );
-          }
-          if (lastRenewal?.error?.message)
-            return fail(
-              `the last renewal failed: ${lastRenewal.error.message}`,
-              service.name,
-              token.length > 0 ? token : undefined,
-            );
-          return ok(renewAt ? `renews ${renewAt.replace(/\.\d{3}Z$/, 'Z')}` : '', service.name);
-        }),
+      run: async (context) =>
+        summarisedRenewals(
+          await perService(context, async (service) => {
+            const answer = await context.proxyIdentity(service.name);
+            if (!answer.ok) return sidecarSilent(context, service, answer.error);
+            const { renewAt, notAfter, lastRenewal } = answer.identity;
+            const nowMs = context.clock.now();
+            const renewAtMs = renewAt ? Date.parse(renewAt) : Number.NaN;
+            const graceMs = 5 * 60_000;
+            const token = tokenAdvice(context, service, lastRenewal?.error?.code);
+            if (!Number.isNaN(renewAtMs) && nowMs > renewAtMs + graceMs) {
+              return fail(
+                `renewal is overdue by ${formatDuration(nowMs - renewAtMs)} (it expires ${notAfter})`,
+                service.name,
+                lastRenewal?.error?.message
+                  ? [`last renewal: ${lastRenewal.error.message}`, ...token]
+                  : undefined,
+              );
+            }
+            if (lastRenewal?.error?.message)
+              return fail(
+                `the last renewal failed: ${lastRenewal.error.message}`,
+                service.name,
+                token.length > 0 ? token : undefined,
+              );
+            return ok(renewAt ? `renews ${renewAt.replace(/\.\d{3}Z$/, 'Z')}` : '', service.name);
+          }),
+        ),
     },
     {
       description: "sidecar's clock agrees with this machine's",
@@ -399,10 +426,27 @@ export const proxyChecks: CheckCategory = {
             return { name: service.name, id: answer.ok ? answer.identity.spiffeId : null };
           }),
         );
-        const shown = named.flatMap(({ name, id }) => (id ? [`${name} = ${id}`] : []));
         const silent = named.flatMap(({ name, id }) => (id ? [] : [name]));
-        if (shown.length === 0) return skip('no sidecar told its identity');
-        return ok(`${shown.join('; ')}${silent.length > 0 ? `; none from ${silent.join(', ')}` : ''}`);
+        if (silent.length === named.length) return skip('no sidecar told its identity');
+        const none = silent.length > 0 ? `; none from ${silent.join(', ')}` : '';
+        if (named.length <= LISTED_IN_FULL) {
+          const shown = named.flatMap(({ name, id }) => (id ? [`${name} = ${id}`] : []));
+          return ok(`${shown.join('; ')}${none}`);
+        }
+        // A big mesh: one phrase for those presenting what mesh.yaml gives them, the others in full.
+        const expected = new Map(context.runtime.services.map((service) => [service.name, service.spiffeId]));
+        const asNamed = named.filter(({ name, id }) => id && id === expected.get(name));
+        const others = named.flatMap(({ name, id }) =>
+          id && id !== expected.get(name) ? [`${name} = ${id}`] : [],
+        );
+        const pattern = `spiffe://${context.runtime.trustDomain}/ns/NAMESPACE/sa/SERVICE_ACCOUNT`;
+        const phrases = [
+          ...(asNamed.length > 0
+            ? [`${asNamed.length} of ${named.length} present the one mesh.yaml gives them (${pattern})`]
+            : []),
+          ...others,
+        ];
+        return ok(`${phrases.join('; ')}${none}`);
       },
     },
   ],
