@@ -1,8 +1,11 @@
 // The mesh's port allocation: distinct free ports outside the kernel's ephemeral range, so nothing
 // else is handed them between allocation and the moment the mesh's processes bind them.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { type AddressInfo, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { allocateLoopbackPorts, portsOutsideEphemeralRange, readEphemeralPortRange } from './processes.ts';
 
 describe('allocateLoopbackPorts', () => {
@@ -60,6 +63,22 @@ describe('allocateLoopbackPorts', () => {
     } finally {
       taken.close();
     }
+  });
+});
+
+describe('allocateLoopbackPorts under a low file limit', () => {
+  // An all-pairs mesh of 40 services needs 1,684 ports; they were all held open at once.
+  test('more ports than the process may open files: allocated one at a time', async () => {
+    const script = `import(${JSON.stringify(pathToFileURL(join(import.meta.dirname, 'processes.js')).href)}).then(async ({ allocateLoopbackPorts }) => {
+      const ports = await allocateLoopbackPorts(600);
+      process.stdout.write(String(new Set(ports).size));
+    })`;
+    const run = spawnSync('prlimit', ['--nofile=256:256', process.execPath, '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout, '600');
   });
 });
 

@@ -169,11 +169,13 @@ export async function tailFile(
 }
 
 /**
- * Free ports on `host` (127.0.0.1 unless told), all held open at once so they differ, then
+ * Free ports on `host` (127.0.0.1 unless told), each bound for a moment to see it is free, then
  * released for the processes that will bind them. They are picked outside the kernel's ephemeral
  * range: a port from there (what `listen(0)` returns) can be handed to any process in the seconds
  * before ours bind it, as the source port of an outgoing connection (even one of the mesh's own)
- * or another server's `listen(0)`, and that process then fails with EADDRINUSE.
+ * or another server's `listen(0)`, and that process then fails with EADDRINUSE. One at a time, not
+ * all held open at once: a 40-service mesh whose services all call each other needs 1,684 ports,
+ * and holding them took as many file descriptors, past a 1,024 limit (`up` failed with EMFILE).
  */
 export async function allocateLoopbackPorts(
   count: number,
@@ -181,21 +183,20 @@ export async function allocateLoopbackPorts(
   random: () => number = Math.random,
 ): Promise<number[]> {
   const candidates = portsOutsideEphemeralRange(readEphemeralPortRange());
-  const held: Server[] = [];
-  try {
-    // Random tries in that range; any port the kernel picks when the range is too small or full.
-    for (let tries = 0; held.length < count; tries++) {
-      const port =
-        candidates && tries < count * 20
-          ? candidates.low + Math.floor(random() * (candidates.high - candidates.low + 1))
-          : 0;
-      const server = await listenOrUndefined(host, port);
-      if (server) held.push(server);
-    }
-    return held.map((server) => (server.address() as { port: number }).port);
-  } finally {
-    await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
+  const chosen = new Set<number>();
+  // Random tries in that range; any port the kernel picks when the range is too small or full.
+  for (let tries = 0; chosen.size < count; tries++) {
+    const port =
+      candidates && tries < count * 20
+        ? candidates.low + Math.floor(random() * (candidates.high - candidates.low + 1))
+        : 0;
+    if (port !== 0 && chosen.has(port)) continue;
+    const server = await listenOrUndefined(host, port);
+    if (!server) continue;
+    chosen.add((server.address() as { port: number }).port);
+    await new Promise((resolve) => server.close(resolve));
   }
+  return [...chosen];
 }
 
 /** Below this, ports are left alone: well-known and registered services users run live there. */
