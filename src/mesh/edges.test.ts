@@ -214,3 +214,15 @@ mutual_authorization_decisions_total{decision="deny",policy="shop/web",client_id
     { requests: 4, serverErrors: 0, denied: 4, failed: 1 },
   );
 });
+
+test('seenBy names the client first, whichever sidecar is read first', () => {
+  const server = `mutual_inbound_connections_total{${tls('web', 'cart')},port="7002"} 1\n`;
+  const client = `mutual_outbound_connections_total{${tls('web', 'cart')},destination="127.0.0.1:7102"} 1\n`;
+  for (const proxies of [
+    { cart: server, web: client },
+    { web: client, cart: server },
+  ]) {
+    const [edge] = edgesOf(proxies);
+    assert.deepEqual(edge!.seenBy, ['client', 'server']);
+  }
+});

@@ -277,7 +277,8 @@ export function buildEdges(runtime: MeshRuntime, proxies: readonly ProxySamples[
           : {}),
         failed: found.failed,
         failure,
-        seenBy: found.seenBy,
+        // Both ends in one order, whichever sidecar was read first.
+        seenBy: [...found.seenBy].sort(),
       };
     })
     .sort(
