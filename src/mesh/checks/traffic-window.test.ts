@@ -82,7 +82,52 @@ test('stored samples: kept per mesh start, thinned with age, unreadable files ig
     await writeFile(join(dir, 'traffic-samples.json'), 'not json');
     assert.deepEqual(await readTrafficSamples(paths, runtime), []);
     await recordTrafficSample(paths, runtime, sample(0, 1));
-    assert.match(await readFile(join(dir, 'traffic-samples.json'), 'utf8'), /"version":1/);
+    assert.match(await readFile(join(dir, 'traffic-samples.json'), 'utf8'), /"version":2/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('stored samples: each label set once, so a big mesh keeps an hour in a few MB', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mutual-traffic-window-'));
+  try {
+    const paths = meshPaths(dir);
+    const runtime = { startedAt: '2030-01-01T00:00:00.000Z' } as MeshRuntime;
+    // 40 services all calling each other: per sidecar a series per peer, both SPIFFE IDs on each.
+    const names = Array.from({ length: 40 }, (_, at) => `s${at}`);
+    const id = (name: string) => `spiffe://cluster.local/ns/scale/sa/${name}`;
+    const meshSample = (agoMs: number, value: number): TrafficSample => ({
+      atMs: T0 - agoMs,
+      proxies: names.map((service) => ({
+        service,
+        samples: names.map((peer) => ({
+          name: 'mutual_inbound_connections_total',
+          labels: {
+            tls: 'true',
+            client_id: id(peer),
+            server_id: id(service),
+            no_tls_reason: '',
+            port: '8080',
+          },
+          value,
+        })),
+      })),
+    });
+    await recordTrafficSample(paths, runtime, meshSample(600_000, 1));
+    const one = (await readFile(join(dir, 'traffic-samples.json'))).length;
+    for (let agoMs = 590_000; agoMs >= 0; agoMs -= 10_000)
+      await recordTrafficSample(paths, runtime, meshSample(agoMs, 600_000 - agoMs));
+    const kept = await readTrafficSamples(paths, runtime);
+    const many = (await readFile(join(dir, 'traffic-samples.json'))).length;
+    assert.ok(kept.length >= 20, `${kept.length} samples kept`);
+    // Version 1 wrote every label in every sample: ${kept.length} times one sample's size.
+    assert.ok(many < 6 * one, `${kept.length} samples take ${many} bytes, one took ${one}`);
+    const last = kept.at(-1)!.proxies[3]!.samples[5]!;
+    assert.deepEqual(last, {
+      name: 'mutual_inbound_connections_total',
+      labels: { tls: 'true', client_id: id('s5'), server_id: id('s3'), no_tls_reason: '', port: '8080' },
+      value: 600_000,
+    });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
