@@ -17,6 +17,7 @@
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -104,9 +105,31 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// TCP_INFO's retransmission count: RTO timeouts in a row for the oldest unacknowledged segment.
+// It grows only while sent data goes unacknowledged (a vanished peer), never while a live peer
+// holds its window at 0 (those are window probes, which it answers). Node cannot read it.
+static napi_value tcp_retransmits(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  int32_t fd = -1;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "tcpRetransmits(fd) takes an integer descriptor");
+    return NULL;
+  }
+  struct tcp_info tcp;
+  socklen_t len = sizeof tcp;
+  memset(&tcp, 0, sizeof tcp);
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &tcp, &len) != 0) return throw_errno(env, errno);
+  CHECK(napi_create_uint32(env, tcp.tcpi_retransmits, &result));
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   CHECK(napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "originalDst", fn));
+  CHECK(napi_create_function(env, "tcpRetransmits", NAPI_AUTO_LENGTH, tcp_retransmits, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "tcpRetransmits", fn));
   return exports;
 }

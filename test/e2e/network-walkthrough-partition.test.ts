@@ -180,6 +180,22 @@ test('a destination pod that vanishes: new, pooled and in-flight calls fail with
   );
 });
 
+test('a call sent into a pooled HTTP/1 connection just after its peer vanished gets 502 within seconds', {
+  skip,
+}, async () => {
+  // The pool holds an idle connection; the peer vanishes before keepalive probes it, and the
+  // request's bytes stay unacknowledged: before the retransmission watch, curl gave up at 60 s.
+  assert.equal((await call(8080)).status, 200);
+  await drop('-I', 'all');
+  try {
+    const result = await call(8080);
+    assert.equal(result.status, 502, result.stdout + result.stderr);
+  } finally {
+    await drop('-D', 'all');
+  }
+  assert.equal((await call(8080)).status, 200);
+});
+
 test('SYNs dropped: a new opaque connection is reset within seconds and counted as connect_timeout', {
   skip,
 }, async () => {

@@ -2,6 +2,7 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { Clock } from '../../clock.ts';
 import { type MeshTls, requireServerIdentity, serverNameForSpiffeId } from '../../tls/index.ts';
 import { type MeshedDestination, reuseKey } from './destinations.ts';
+import { watchRetransmissions } from './tcp-liveness.ts';
 
 const MAX_SESSIONS = 1024;
 
@@ -55,6 +56,8 @@ export function createMtlsConnector(clock: Clock) {
         });
         socket.setNoDelay(true);
         socket.setKeepAlive(true, MESH_KEEPALIVE_MS);
+        // Keepalive is for idle connections; this bounds a request sent into a dead one.
+        socket.once('connect', () => watchRetransmissions(socket));
         const timer = setTimeout(() => {
           const stage = socket.connecting ? 'no TCP connection' : 'no TLS handshake';
           socket.destroy(
