@@ -1,5 +1,6 @@
 import { delimiter, dirname, join } from 'node:path';
 import { DEFAULT_OPAQUE_PORTS, SIDECAR_NODE_FLAGS } from '../config/index.ts';
+import { DEFAULT_RATE_LIMIT } from '../identity/index.ts';
 import type { MeshConfig, MeshService } from './mesh-config.ts';
 import type { MeshPaths } from './runtime.ts';
 
@@ -139,6 +140,8 @@ export function identityPlan(options: {
   adminPort: number;
   /** Lifetime of the workload certificates it signs (mesh.yaml's certificateLifetime). */
   certificateLifetime: string;
+  /** --rate-burst, when the default is too small for the mesh (identityRateBurst). */
+  rateBurst?: number | undefined;
 }): MeshPlan['identity'] {
   const { paths, host, apiPort, adminPort } = options;
   return {
@@ -150,10 +153,28 @@ export function identityPlan(options: {
       ...options.mutual,
       ...['identity', 'serve', '--ca', paths.caDir, '--state-dir', paths.stateDir],
       ...['--listen', `${host}:${apiPort}`, '--admin-listen', `${host}:${adminPort}`],
+      ...(options.rateBurst === undefined ? [] : ['--rate-burst', String(options.rateBurst)]),
       ...['--lifetime', options.certificateLifetime],
     ],
     log: join(paths.logsDir, 'identity.log'),
   };
+}
+
+/**
+ * The identity service's --rate-burst for this mesh, when its default is too small: the sidecars
+ * of services sharing a service account certify as one identity, all at once when the mesh
+ * starts (and renew together after). 40 services sharing one took a mesh 23.5 s to start instead
+ * of ~13 s, 45 requests refused for the rate limit (burst 20, 2 a second) and retried, with
+ * nothing said. Twice the most services on one identity: a start and a restart of them all.
+ */
+export function identityRateBurst(config: MeshConfig): number | undefined {
+  const sharing = new Map<string, number>();
+  for (const service of config.services) {
+    const key = `${service.namespace}/${service.serviceAccount}`;
+    sharing.set(key, (sharing.get(key) ?? 0) + 1);
+  }
+  const burst = 2 * Math.max(0, ...sharing.values());
+  return burst > DEFAULT_RATE_LIMIT.burst ? burst : undefined;
 }
 
 /** The destination service's identity: its join token is for this namespace and service account. */
@@ -237,6 +258,7 @@ export function planMesh(options: {
     apiPort: take(),
     adminPort: take(),
     certificateLifetime: config.certificateLifetime,
+    rateBurst: identityRateBurst(config),
   });
   const destination = destinationPlan({
     paths,

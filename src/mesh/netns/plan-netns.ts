@@ -11,6 +11,7 @@ import {
   appEnvironment,
   destinationPlan,
   identityPlan,
+  identityRateBurst,
   type MeshPlan,
   type ServicePlan,
   sidecarCommand,
@@ -87,6 +88,7 @@ export function planNetnsMesh(options: {
     apiPort: options.identityPorts.api,
     adminPort: options.identityPorts.admin,
     certificateLifetime: config.certificateLifetime,
+    rateBurst: identityRateBurst(config),
   });
   const destination = destinationPlan({
     paths,
