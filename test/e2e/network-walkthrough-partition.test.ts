@@ -30,7 +30,12 @@ const skip =
 // HTTP/1 on 8080 (/slow answers after 60 s), HTTP/2 prior knowledge on 8081, a TCP echo on 9000.
 const APP = `
 const http = require('node:http'), http2 = require('node:http2'), net = require('node:net');
-http.createServer((q, s) => q.url === '/slow' ? setTimeout(() => s.end('late'), 60000) : s.end('ok')).listen(8080, '127.0.0.1');
+http.createServer((q, s) => {
+  if (q.url === '/slow') return setTimeout(() => s.end('late'), 60000);
+  if (q.url !== '/stream') return s.end('ok');
+  const timer = setInterval(() => s.write('x'.repeat(1024)), 100);
+  s.on('close', () => clearInterval(timer));
+}).listen(8080, '127.0.0.1');
 const h2 = http2.createServer();
 h2.on('stream', (st, h) => { st.on('error', () => {}); if (h[':path'] === '/slow') return setTimeout(() => { if (!st.destroyed) { st.respond(); st.end('late'); } }, 60000); st.respond(); st.end('ok'); });
 h2.listen(8081, '127.0.0.1');
@@ -95,6 +100,12 @@ async function drop(action: '-I' | '-D', what: 'all' | 'syn') {
     const result = await server.exec('iptables', [action, ...rule]);
     assert.equal(result.code, 0, result.stderr);
   }
+}
+
+/** The server pod's established connections on its inbound port. */
+async function inboundConnections(): Promise<number> {
+  const result = await server.exec('ss', ['-tnH', 'state', 'established', '( sport = :4143 )']);
+  return result.stdout.split('\n').filter((line) => line.trim()).length;
 }
 
 /** curl from the client pod; "does not hang" is curl's own 40 s limit, far above the 10-20 s expected. */
@@ -194,6 +205,37 @@ test('a call sent into a pooled HTTP/1 connection just after its peer vanished g
     await drop('-D', 'all');
   }
   assert.equal((await call(8080)).status, 200);
+});
+
+test('a client pod that vanishes while the server streams an answer to it is let go within seconds', {
+  skip,
+}, async () => {
+  const stream = client.exec(
+    'curl',
+    ['-sS', '-m', '50', '-o', '/dev/null', `http://${server.address}:8080/stream`],
+    {
+      timeoutMs: 55_000,
+    },
+  );
+  while ((await inboundConnections()) === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  const rules = [
+    ['INPUT', '!', '-i', 'lo', '-j', 'DROP'],
+    ['OUTPUT', '!', '-o', 'lo', '-j', 'DROP'],
+  ];
+  for (const rule of rules) assert.equal((await client.exec('iptables', ['-I', ...rule])).code, 0);
+  try {
+    // The server's inbound keeps sending into the void: keepalive waits while bytes are
+    // unacknowledged, so before the retransmission watch it held the connection ~15 minutes.
+    let open = await inboundConnections();
+    for (let i = 0; i < 40 && open > 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      open = await inboundConnections();
+    }
+    assert.equal(open, 0, 'the server pod still holds the connection from the vanished client after 40 s');
+  } finally {
+    for (const rule of rules) await client.exec('iptables', ['-D', ...rule]);
+  }
+  await stream;
 });
 
 test('SYNs dropped: a new opaque connection is reset within seconds and counted as connect_timeout', {

@@ -24,6 +24,7 @@ import { classifyFirstBytes, peekClientHello, peekFirstBytes } from '../detect.t
 import { splice } from '../forward.ts';
 import { type ProxyMetrics, tlsLabels } from '../metrics.ts';
 import { MESH_KEEPALIVE_MS } from '../outbound/mtls-connector.ts';
+import { watchRetransmissions } from '../outbound/tcp-liveness.ts';
 import type { ProxyLog } from '../proxy-log.ts';
 import { createHttpInbound } from './http-inbound.ts';
 import { createHttp2Inbound } from './http2-inbound.ts';
@@ -219,6 +220,8 @@ export function createInbound(deps: InboundDeps) {
     // A client that vanished without a FIN or RST (its pod gone, a partition) is noticed in about
     // 20 s, and what it held here (its app connection, buffers) released, as the outbound does.
     socket.setKeepAlive(true, MESH_KEEPALIVE_MS);
+    // Keepalive waits while an answer to it is unacknowledged: that is bounded here.
+    watchRetransmissions(socket);
     const appPort = appPortSource.kind === 'fixed' ? appPortSource.port : appPortSource.resolve(socket);
     if (appPort === undefined) return refuse(socket, 'no_original_destination', '');
     const policyPort = config.policyPorts.get(appPort) ?? appPort;
