@@ -6,7 +6,8 @@ export const PAGE_SCRIPT = String.raw`'use strict';
 (function () {
   // isLive: the stream answers; lastUpdate: when the data shown was taken; isDeferred: a redraw
   // waits for the user to finish selecting text or choosing in a drop-down (isChoosing).
-  var state = { data: null, tab: 'overview', namespace: '', isLive: false, problem: '', lastUpdate: null, isDeferred: false, isChoosing: false };
+  // isAllEdges: the user asked for every edge of a mesh with more than EDGE_ROWS_SHOWN.
+  var state = { data: null, tab: 'overview', namespace: '', isLive: false, problem: '', lastUpdate: null, isDeferred: false, isChoosing: false, isAllEdges: false };
   var SVG = 'http://www.w3.org/2000/svg';
 
   function h(tag, attrs, children) {
@@ -189,9 +190,11 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     select.addEventListener('keydown', function (event) { if (event.key === 'Escape' || event.key === 'Tab') state.isChoosing = false; });
     select.addEventListener('blur', function () { state.isChoosing = false; });
     select.addEventListener('change', function () { state.isChoosing = false; state.namespace = select.value; render(); });
-    var rows = e.edges.filter(function (edge) {
+    var matching = e.edges.filter(function (edge) {
       return !state.namespace || edge.sourceNamespace === state.namespace || edge.destinationNamespace === state.namespace;
-    }).map(function (edge) {
+    });
+    var shown = state.isAllEdges ? matching : someEdges(matching);
+    var rows = shown.map(function (edge) {
       return h('tr', { 'data-edge': edge.id, class: edge.isSecured ? 'secured' : 'insecure' }, [
         // A client of another trust domain is named by its SPIFFE ID: it wraps as the identities do.
         td(edge.source.indexOf('/') >= 0 ? idSpan(edge.source) : edge.source), td(edge.destination),
@@ -216,14 +219,39 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         h('code', { text: 'mutual logs ' + r.service + ' --proxy --state-dir ' + d.overview.mesh.stateDir }), ' names the first client of each reason.',
       ]));
     });
+    var more = null;
+    if (shown.length < matching.length) {
+      var all = h('button', { type: 'button', id: 'all-edges', text: 'Show all ' + number(matching.length) });
+      all.addEventListener('click', function () { state.isAllEdges = true; render(); });
+      more = h('p', { class: 'trimmed' }, [
+        'Showing ' + number(shown.length) + ' of ' + number(matching.length) + ' edges: every one not mTLS, denied or failing, then the others in order. ', all,
+      ]);
+    }
     return [panel('Edges: who calls whom, and is it mTLS', [
       h('div', { class: 'toolbar' }, [h('span', { text: 'Namespace' }), select]),
+      more,
       // Headed Non-5xx, not Success: "Success 100%" beside "Denied 35" of 35 requests read as if the
       // denied calls had succeeded (mutual edges heads it NON_5XX).
       table(['Source', 'Destination', 'Port', 'TLS', 'Client identity', 'Server identity', 'Rate#', 'Non-5xx#', 'Reqs#', 'Conns#', 'Bytes#', 'Denied#', 'Failed#'],
         rows, d.overview.mesh.isRunning ? 'No traffic yet: the sidecars have not carried a connection.' : 'No edges: no mesh is running.', EDGE_COLUMN_TITLES),
       missing.length ? h('ul', { class: 'problems' }, missing) : null,
     ])];
+  }
+
+  // Past this many, the Edges tab shows this many unless asked: a 40-service mesh whose services
+  // all call each other has 1,560 edges, and rebuilding their 39,000 nodes took the page ~0.5 s of
+  // every 2 s update (script, style and layout), against 0.02 s at 5 services.
+  var EDGE_ROWS_SHOWN = 200;
+  /** The edges to draw: all those with a problem, then the others in order, up to EDGE_ROWS_SHOWN. */
+  function someEdges(edges) {
+    if (edges.length <= EDGE_ROWS_SHOWN) return edges;
+    function hasProblem(edge) { return !edge.isSecured || edge.denied > 0 || edge.failed > 0; }
+    var room = EDGE_ROWS_SHOWN - edges.filter(hasProblem).length;
+    return edges.filter(function (edge) {
+      if (hasProblem(edge)) return true;
+      room--;
+      return room >= 0;
+    });
   }
 
   var EDGE_COLUMN_TITLES = {

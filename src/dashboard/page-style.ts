@@ -77,6 +77,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .empty { color: var(--muted); padding: 18px 4px; }
 .toolbar { display: flex; align-items: center; gap: 10px; margin-bottom: 12px; }
 .toolbar select { padding: 5px 8px; border: 1px solid var(--line); border-radius: 6px; background: var(--card); color: var(--ink); }
+.trimmed { margin: 0 0 12px; color: var(--muted); }
+.trimmed button { padding: 4px 10px; border: 1px solid var(--line); border-radius: 6px; background: var(--card); color: var(--ink); cursor: pointer; }
 .legend { color: var(--muted); font-size: 12px; display: flex; flex-wrap: wrap; gap: 4px 16px; align-items: center; }
 .legend span:has(i) { white-space: nowrap; }
 .legend i { display: inline-block; width: 22px; height: 3px; vertical-align: middle; margin-right: 6px; }
