@@ -56,6 +56,8 @@ let dir: string;
 let network: PodNetwork;
 let client: Pod;
 let server: Pod;
+/** What the client's sidecar logged. */
+let clientLog = '';
 
 before(async () => {
   if (skip) return;
@@ -74,12 +76,22 @@ before(async () => {
   for await (const chunk of app.stdout!) if (String(chunk).includes('listening')) break;
   // 9000 is opaque on both sides: its first bytes ('hi') could start an HTTP request line.
   await startPodSidecar(server, emoji, ['--mode', 'STRICT', '--opaque-ports', '9000']);
-  await startPodSidecar(client, web, [
-    '--outbound-strict',
-    '--opaque-ports',
-    '9000',
-    ...[8080, 8081, 9000].flatMap((port) => ['--destination', `${server.address}:${port}=${emoji.spiffeId}`]),
-  ]);
+  await startPodSidecar(
+    client,
+    web,
+    [
+      '--outbound-strict',
+      '--opaque-ports',
+      '9000',
+      ...[8080, 8081, 9000].flatMap((port) => [
+        '--destination',
+        `${server.address}:${port}=${emoji.spiffeId}`,
+      ]),
+    ],
+    (text) => {
+      clientLog += text;
+    },
+  );
 });
 
 after(async () => {
@@ -201,6 +213,11 @@ test('a call sent into a pooled HTTP/1 connection just after its peer vanished g
   try {
     const result = await call(8080);
     assert.equal(result.status, 502, result.stdout + result.stderr);
+    assert.match(result.stdout, /x-mutual-proxy-error: upstream_failed/i);
+    assert.match(
+      clientLog,
+      /outbound request failed: the connection to the destination broke.*retransmissions in a row/,
+    );
   } finally {
     await drop('-D', 'all');
   }

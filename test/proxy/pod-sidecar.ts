@@ -23,10 +23,15 @@ export async function waitForInPod(pod: Pod, url: string): Promise<void> {
 }
 
 /** Installs the rules and starts the proxy; resolves with what `proxy init` printed once it is ready. */
-export async function startPodSidecar(pod: Pod, files: WorkloadFiles, extra: string[]): Promise<string> {
+export async function startPodSidecar(
+  pod: Pod,
+  files: WorkloadFiles,
+  extra: string[],
+  onLog?: (text: string) => void,
+): Promise<string> {
   const init = await pod.exec(process.execPath, [mutual, 'proxy', 'init', '--proxy-uid', String(PROXY_UID)]);
   assert.equal(init.code, 0, init.stderr);
-  pod.spawn(
+  const sidecar = pod.spawn(
     process.execPath,
     [
       ...[
@@ -46,6 +51,7 @@ export async function startPodSidecar(pod: Pod, files: WorkloadFiles, extra: str
     ],
     { uid: PROXY_UID },
   );
+  if (onLog) sidecar.stderr!.on('data', (chunk: Buffer) => onLog(chunk.toString()));
   await waitForInPod(pod, 'http://127.0.0.1:4191/ready');
   return init.stdout;
 }

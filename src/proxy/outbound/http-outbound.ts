@@ -125,7 +125,20 @@ export function createHttpOutbound(deps: HttpOutboundDeps) {
         });
         return answerBadRequest(request, response, problem);
       }
-      const reason = (error as { meshReason?: string }).meshReason ?? 'upstream_failed';
+      const meshReason = (error as { meshReason?: string }).meshReason;
+      const reason = meshReason ?? 'upstream_failed';
+      // A failed connection was logged where it failed; one that broke under the request was not
+      // (a destination gone mid-request: keepalive or the retransmission watch ended it).
+      if (meshReason === undefined)
+        deps.log.warnSampled(
+          'outbound request failed: the connection to the destination broke',
+          `destination=${context.label}`,
+          {
+            destination: context.label,
+            expected: context.destination.serverId,
+            error: error.message,
+          },
+        );
       response
         .writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: reason })
         .end(
