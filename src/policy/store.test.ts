@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import type { MutualError } from '../errors.ts';
 import { rejectsCode } from '../testing/expect-error.ts';
 import type { PolicyDiagnostic } from './diagnostic.ts';
+import { loadPolicyFiles } from './load.ts';
 import { createPolicyStore, type PolicyStore } from './store.ts';
 import { ap, pa, workload } from './test-fixtures.ts';
 
@@ -106,6 +107,37 @@ test('store: reload() without a change keeps the set and its generation', async 
   const before = h.store.current;
   assert.equal(await h.store.reload(), false);
   assert.equal(h.store.current, before);
+  assert.equal(h.store.generation, 1);
+});
+
+test('loadPolicyFiles: files that still hash to unlessFingerprint are not parsed again', async () => {
+  await using h = await harness({ 'ns.yaml': STRICT });
+  const first = await loadPolicyFiles([h.dir]);
+  // What the store's poll asks every few seconds: with 40 files, re-parsing them was most of an
+  // idle sidecar's CPU.
+  assert.deepEqual(await loadPolicyFiles([h.dir], { unlessFingerprint: first.fingerprint }), {
+    unchanged: true,
+    fingerprint: first.fingerprint,
+  });
+  await writeFile(join(h.dir, 'ns.yaml'), DISABLE);
+  const changed = await loadPolicyFiles([h.dir], { unlessFingerprint: first.fingerprint });
+  assert.ok(!('unchanged' in changed), 'a changed file is parsed');
+  assert.notEqual(changed.fingerprint, first.fingerprint);
+  assert.equal(changed.resources.length, 1);
+});
+
+test('store: a broken file fixed back to the set in force clears the error; left broken, it is reported once', async () => {
+  await using h = await harness({ 'ns.yaml': STRICT });
+  const reports: MutualError[] = [];
+  h.events.on('error-report', (error: MutualError) => reports.push(error));
+  await writeFile(join(h.dir, 'ns.yaml'), 'kind: [');
+  assert.equal(await h.store.reload(), false);
+  assert.equal(await h.store.reload(), false);
+  assert.equal(reports.length, 1, 'the same broken files are reported once');
+  assert.ok(h.store.lastError);
+  await writeFile(join(h.dir, 'ns.yaml'), STRICT);
+  assert.equal(await h.store.reload(), false, 'the files are the set in force again: no new set');
+  assert.equal(h.store.lastError, undefined);
   assert.equal(h.store.generation, 1);
 });
 

@@ -72,8 +72,17 @@ export async function createPolicyStore(options: PolicyStoreOptions): Promise<Po
 
   const loadOnce = async (): Promise<boolean> => {
     try {
-      const loaded = await loadPolicyFiles([directory], { rootNamespace });
+      // Files as last loaded (good or refused) are not parsed again: the poll runs every few seconds.
+      const loaded = await loadPolicyFiles([directory], {
+        rootNamespace,
+        unlessFingerprint: failedFingerprint ?? fingerprint,
+      });
       if (isClosed) return false;
+      if ('unchanged' in loaded) {
+        // The set in force still matches its files: a reload that works clears a watch error.
+        if (failedFingerprint === undefined) lastError = undefined;
+        return false;
+      }
       const errors = loaded.diagnostics.filter((diagnostic) => diagnostic.severity === 'error');
       if (errors.length > 0) {
         // The poll would otherwise report the same broken files every few seconds.
