@@ -30,7 +30,7 @@ import {
   requireNetns,
   waitForPodListen,
 } from './netns/index.ts';
-import { defaultAppPath, type MeshPlan, planMesh, portsNeeded } from './plan.ts';
+import { defaultAppPath, type MeshPlan, planMesh, portsNeeded, type ServicePlan } from './plan.ts';
 import {
   allocateLoopbackPorts,
   isRunning,
@@ -417,19 +417,43 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
       deps.signal,
     );
 
-    // Then the apps, so their first calls find every sidecar ready (as linkerd-await does).
-    const apps = plan.services.map((servicePlan) => {
-      const app = spawnLogged(servicePlan.app);
-      processes.push(app);
-      return app;
-    });
-    runtime = {
-      ...runtime,
-      services: runtime.services.map((service, index) => ({ ...service, app: recorded(apps[index]!) })),
+    // Then the apps, so their first calls find every sidecar ready (as linkerd-await does), each
+    // once the apps it calls listen: started beside them, a caller's first calls (the demo's
+    // vote-bot's) were answered 502 by the sidecar of an app still starting. Services that call
+    // each other, directly or not, do not wait on one another.
+    const waitsFor = appsToAwait(plan.services);
+    const apps: LoggedProcess[] = [];
+    // One write after another: apps start at different times, and an older write must not land last.
+    let appsRecorded = Promise.resolve();
+    const recordApps = () => {
+      runtime = {
+        ...runtime!,
+        services: runtime!.services.map((service, index) =>
+          apps[index] ? { ...service, app: recorded(apps[index]) } : service,
+        ),
+      };
+      const snapshot = runtime;
+      appsRecorded = appsRecorded.then(() => writeRuntime(paths, snapshot));
+      return appsRecorded;
     };
-    await writeRuntime(paths, runtime);
-    const ready = runtime.services.map(async (service, index) => {
-      const app = apps[index]!;
+    const listening = new Map<number, Promise<void>>();
+    const appListening = (index: number): Promise<void> => {
+      let started = listening.get(index);
+      if (!started) {
+        started = startApp(index);
+        listening.set(index, started);
+      }
+      return started;
+    };
+    const startApp = async (index: number): Promise<void> => {
+      // An app whose upstream failed to start is not started: up stops everything anyway.
+      await Promise.all(waitsFor[index]!.map(appListening));
+      throwIfAborted(deps.signal);
+      const app = spawnLogged(plan.services[index]!.app);
+      processes.push(app);
+      apps[index] = app;
+      await recordApps();
+      const service = runtime!.services[index]!;
       const isAlive = () => app.child.exitCode === null && !deps.signal?.aborted;
       const appPorts = service.ports.map((port) => port.appPort);
       for (const [at, port] of service.ports.entries()) {
@@ -465,8 +489,11 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
           deps.onProgress({ kind: 'app-exposed', service: service.name, sockets: exposed.map(formatSocket) });
       }
       deps.onProgress({ kind: 'service-ready', service, elapsedMs: Date.now() - started });
-    });
-    await settleAll(ready, deps.signal);
+    };
+    await settleAll(
+      plan.services.map((_, index) => appListening(index)),
+      deps.signal,
+    );
 
     // From here on a process that exits is started again (restarts.ts), and runtime.json follows,
     // so `down`, `check`, `logs` and the dashboard find the new one.
@@ -890,4 +917,32 @@ function indent(text: string): string {
     .split('\n')
     .map((line) => `    | ${line}`)
     .join('\n');
+}
+
+/**
+ * For each service, the services whose apps must listen before its app starts: the ones it calls,
+ * except those that call it back, directly or through others (in a cycle none could start first).
+ */
+function appsToAwait(services: readonly ServicePlan[]): number[][] {
+  const indexByName = new Map(services.map((plan, index) => [plan.service.name, index]));
+  const calls = services.map((plan) => [
+    ...new Set(
+      plan.upstreams
+        .map((upstream) => indexByName.get(upstream.service))
+        .filter((index): index is number => index !== undefined),
+    ),
+  ]);
+  const reaches = (from: number, to: number): boolean => {
+    const seen = new Set<number>();
+    const stack = [from];
+    while (stack.length > 0) {
+      const at = stack.pop()!;
+      if (at === to) return true;
+      if (seen.has(at)) continue;
+      seen.add(at);
+      stack.push(...calls[at]!);
+    }
+    return false;
+  };
+  return calls.map((upstreams, index) => upstreams.filter((upstream) => !reaches(upstream, index)));
 }
