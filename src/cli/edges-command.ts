@@ -45,7 +45,10 @@ Columns (counters since the sidecars started, not a recent window):
             A request denied by policy is answered 403, so it counts here: see DENIED
   DENIED    of REQUESTS, those an AuthorizationPolicy denied (403), or connections refused by
             policy (plaintext under STRICT, a denied TCP connection), same sidecar and window
-  CONNS     connections; BYTES both directions (the larger of both ends' counts)
+  CONNS     connections, the larger of both ends' counts: the client's sidecar counts each one
+            the app opens, though HTTP/1 requests share a few pooled mTLS connections (which
+            the destination's counts), so an app that connects per request shows many
+  BYTES     both directions, the larger of both ends' counts
   FAILED    outbound connections that never reached the destination, and why (an HTTP
             request on one is answered 502 by the client's sidecar)
 `;
