@@ -81,7 +81,9 @@ export function createIdentityClient(options: IdentityClientOptions) {
           response.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer from ${options.url} within the timeout`)));
+      req.on('timeout', () =>
+        req.destroy(new Error(`no answer from ${options.url} within ${timeoutMs / 1000} s`)),
+      );
       req.on('error', (error) =>
         reject(
           isMutualError(error)
@@ -100,8 +102,16 @@ export function createIdentityClient(options: IdentityClientOptions) {
   }
 
   return {
-    async certify(token: string, csr: string): Promise<CertifyResult> {
-      const response = await call('POST', '/v1/certify', JSON.stringify({ token, csr }));
+    /** `timeoutMs`: how long the service may stay silent (default: the client's, 10 s). */
+    async certify(token: string, csr: string, timeoutMs?: number): Promise<CertifyResult> {
+      const response = await call(
+        'POST',
+        '/v1/certify',
+        JSON.stringify({ token, csr }),
+        {},
+        undefined,
+        timeoutMs ?? options.timeoutMs ?? 10_000,
+      );
       let json: { error?: { code?: string; message?: string } } & Partial<CertifyResult>;
       try {
         json = JSON.parse(response.text);

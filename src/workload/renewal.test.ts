@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backoffDelayMs, renewalDelayMs, retryDelayMs } from './renewal.ts';
+import { backoffDelayMs, certifyTimeoutMs, renewalDelayMs, retryDelayMs } from './renewal.ts';
 
 const HOUR = 3_600_000;
 
@@ -66,4 +66,13 @@ test("a 429's Retry-After is waited for, with jitter, within the backoff's bound
     retryDelayMs(0, 1000, 30_000, 3_600_000, () => 0),
     30_000,
   );
+});
+
+test('a certify call may wait a third of the validity left, between 2 and 10 s', () => {
+  const now = 1_000_000;
+  assert.equal(certifyTimeoutMs(undefined, now), 10_000, 'no certificate yet');
+  assert.equal(certifyTimeoutMs(now - 1, now), 10_000, 'expired: nothing left to save');
+  assert.equal(certifyTimeoutMs(now + 7.2 * HOUR, now), 10_000, 'a 24 h certificate at 70%');
+  assert.equal(certifyTimeoutMs(now + 9_000, now), 3_000, 'a 30 s certificate at 70%');
+  assert.equal(certifyTimeoutMs(now + 3_000, now), 2_000, 'never under 2 s');
 });

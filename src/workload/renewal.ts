@@ -40,3 +40,19 @@ export function retryDelayMs(
   if (retryAfterMs === undefined) return backoffMs;
   return Math.min(maxMs, Math.max(backoffMs, Math.round(retryAfterMs * (1 + 0.2 * random()))));
 }
+
+/** The longest a renewal's certify call may wait on a silent identity service. */
+export const CERTIFY_TIMEOUT_MS = 10_000;
+/** … and the shortest, however close the certificate is to its end. */
+export const MIN_CERTIFY_TIMEOUT_MS = 2_000;
+
+/**
+ * How long one certify call may wait: a third of the validity left (bounded to 2–10 s), so a
+ * short-lived certificate gets several tries before it expires. With 30 s certificates renewed at
+ * 70%, one 10 s wait on an unreachable service outlasted the 9 s left: the certificate expired
+ * before the first failure was even reported. No certificate yet (or an expired one): 10 s.
+ */
+export function certifyTimeoutMs(notAfterMs: number | undefined, nowMs: number): number {
+  if (notAfterMs === undefined || notAfterMs <= nowMs) return CERTIFY_TIMEOUT_MS;
+  return Math.min(CERTIFY_TIMEOUT_MS, Math.max(MIN_CERTIFY_TIMEOUT_MS, Math.floor((notAfterMs - nowMs) / 3)));
+}

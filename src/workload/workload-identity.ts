@@ -10,7 +10,7 @@ import {
 } from '../pki/index.ts';
 import type { MeshCredentials } from '../tls/index.ts';
 import { createIdentityClient, type IdentityClient } from './identity-client.ts';
-import { backoffDelayMs, renewalDelayMs, retryDelayMs } from './renewal.ts';
+import { backoffDelayMs, certifyTimeoutMs, renewalDelayMs, retryDelayMs } from './renewal.ts';
 
 /** What the proxy serves with: the same shape node:tls contexts are built from. */
 export type WorkloadCredentials = MeshCredentials;
@@ -69,7 +69,11 @@ export function createWorkloadIdentity(config: WorkloadIdentityConfig) {
   async function obtain(): Promise<WorkloadCredentials> {
     const keys = await generateKeyPair();
     const csr = await createCsr({ privateKey: keys.privateKey, spiffeId: config.spiffeId });
-    const result = await client.certify(await config.readToken(), csr);
+    const result = await client.certify(
+      await config.readToken(),
+      csr,
+      certifyTimeoutMs(credentials?.notAfterMs, config.clock.now()),
+    );
     // Check before use: a wrong or broken certificate must never replace a working one.
     const bundle = parseBundlePem(result.trustBundle, '', 'trust bundle from the identity service');
     const chain = parseCertificatesPem(

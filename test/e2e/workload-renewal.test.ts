@@ -3,9 +3,10 @@
 // than a renewal interval, and recovers when the service returns.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { systemClock } from '../../src/clock.ts';
 import { createWorkloadIdentity, type WorkloadEvent } from '../../src/workload/index.ts';
 import { createCa, type IdentityServiceProcess, mintJoinToken, startIdentityService } from './run-mutual.ts';
@@ -30,9 +31,12 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('renews with a fresh key, survives an identity-service outage, recovers', async () => {
+before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mutual-renew-'));
   await createCa(join(dir, 'ca'));
+});
+
+test('renews with a fresh key, survives an identity-service outage, recovers', async () => {
   const url = await startService('127.0.0.1:0');
   await writeFile(join(dir, 'token'), await mintJoinToken(join(dir, 'state'), 'demo', 'web'));
   const events: WorkloadEvent[] = [];
@@ -84,5 +88,53 @@ test('renews with a fresh key, survives an identity-service outage, recovers', a
     assert.equal(workload.lastError(), undefined);
   } finally {
     workload.close();
+  }
+});
+
+test('an identity service that accepts and never answers fails the renewal before the certificate expires', async () => {
+  await stopService();
+  const url = await startService('127.0.0.1:0');
+  await writeFile(join(dir, 'token'), await mintJoinToken(join(dir, 'state'), 'demo', 'web'));
+  const failures: { atMs: number; message: string }[] = [];
+  let onFailure = () => {};
+  const workload = createWorkloadIdentity({
+    spiffeId: WEB,
+    identityUrl: url,
+    identityServerId: 'spiffe://cluster.local/ns/mutual-system/sa/identity',
+    readToken: () => readFile(join(dir, 'token'), 'utf8'),
+    initialBundlePem: await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8'),
+    clock: systemClock,
+    retryBaseMs: 300,
+    retryMaxMs: 1000,
+    bundleWaitS: 0,
+    onEvent: (event) => {
+      if (event.kind !== 'renewal-failed') return;
+      failures.push({ atMs: Date.now(), message: event.message });
+      onFailure();
+    },
+  });
+  // A partitioned or hung service: connections are accepted and nothing is ever sent back.
+  const held: Socket[] = [];
+  const silent = createServer((socket) => held.push(socket));
+  try {
+    workload.start();
+    const first = await workload.ready();
+    await stopService();
+    await new Promise<void>((resolve) => silent.listen(Number(new URL(url).port), '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => {
+      onFailure = resolve;
+    });
+    // With 10 s per attempt, the renewal at 70% of ~13 s (about 4 s left) failed only after the
+    // certificate had expired; a third of the time left gives the first try 2 s.
+    assert.ok(
+      failures[0]!.atMs < first.notAfterMs,
+      `first failure ${failures[0]!.atMs - first.notAfterMs} ms after the certificate expired`,
+    );
+    assert.match(failures[0]!.message, /no answer from .* within 2 s/);
+    assert.equal(workload.current(), first, 'the certificate in hand is kept');
+  } finally {
+    workload.close();
+    for (const socket of held) socket.destroy();
+    silent.close();
   }
 });
