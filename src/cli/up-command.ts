@@ -230,6 +230,7 @@ async function watchPolicyDir(
   // The store reports a missing directory at every poll: said once here until something changes.
   let lastRefusal: string | undefined;
   const refused = (message: string) => {
+    watchForFix();
     if (message === lastRefusal) return;
     lastRefusal = message;
     context.writeError(
@@ -241,7 +242,27 @@ async function watchPolicyDir(
   };
   const loaded = () => {
     lastRefusal = undefined;
+    stopWatchingFix();
     context.writeError(`  ✓ policies     loaded from ${show(dir)}: the sidecars apply them\n`);
+  };
+  // Files fixed back to the set in force are no new set (no onChange): the store only clears its
+  // error, so without this the refusal stayed the last word here.
+  let fixWatch: NodeJS.Timeout | undefined;
+  const stopWatchingFix = () => {
+    clearInterval(fixWatch);
+    fixWatch = undefined;
+  };
+  const watchForFix = () => {
+    if (fixWatch || !store) return;
+    fixWatch = setInterval(() => {
+      if (store?.lastError !== undefined || lastRefusal === undefined) return;
+      lastRefusal = undefined;
+      stopWatchingFix();
+      context.writeError(
+        `  ✓ policies     fixed in ${show(dir)}: the files are the set in force again, which the sidecars apply\n`,
+      );
+    }, 1000);
+    fixWatch.unref();
   };
   let store: PolicyStore | undefined;
   let retry: NodeJS.Timeout | undefined;
@@ -268,6 +289,7 @@ async function watchPolicyDir(
     async close() {
       isClosed = true;
       clearTimeout(retry);
+      stopWatchingFix();
       await store?.close();
     },
   };
