@@ -5,33 +5,20 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { systemClock } from '../../src/clock.ts';
 import { startDestinationService } from '../../src/destination/index.ts';
-import { hasCommand } from '../../src/mesh/netns/commands.ts';
 import { createProxyLog } from '../../src/proxy/index.ts';
+import { curlStatus, ipv6CurlSkipReason } from '../../src/testing/ipv6.ts';
 import { createTestPki } from '../../src/testing/mesh-pki.ts';
 import { tableFileIn, writeTable } from './destination-fixture.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 
-async function hasIpv6Loopback(): Promise<boolean> {
-  const probe = createServer();
-  return new Promise((resolve) => {
-    probe.once('error', () => resolve(false));
-    probe.listen({ host: '::1', port: 0 }, () => probe.close(() => resolve(true)));
-  });
-}
-
-const skip = hasCommand('curl')
-  ? (await hasIpv6Loopback())
-    ? undefined
-    : 'this host has no IPv6 (::1)'
-  : 'curl is not installed';
+const skip = await ipv6CurlSkipReason();
 
 test('listening on 0.0.0.0, the API and the admin port answer over IPv6; close() stops both', {
   skip,
@@ -61,11 +48,7 @@ test('listening on 0.0.0.0, the API and the admin port answer over IPv6; close()
     });
     const apiPort = new URL(service.apiUrl).port;
     const adminPort = new URL(service.adminUrl).port;
-    const curl = (url: string, extra: string[] = []) =>
-      run('curl', ['-sS', '-g', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', ...extra, url]).then(
-        (result) => result.stdout,
-        (error: { stderr?: string }) => `failed: ${error.stderr ?? error}`,
-      );
+    const curl = curlStatus;
     // -k: the service's certificate names its SPIFFE ID, not a host name curl could check.
     const meshClient = ['-k', '--cert', web.certFile, '--key', web.keyFile];
     try {

@@ -5,31 +5,18 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { curlMissing } from './plain-http-client.ts';
+import { curlStatus, ipv6CurlSkipReason } from '../../src/testing/ipv6.ts';
 import { createCa, startIdentityService } from './run-mutual.ts';
 
-const run = promisify(execFile);
+const _run = promisify(execFile);
 
-async function hasIpv6Loopback(): Promise<boolean> {
-  const probe = createServer();
-  return new Promise((resolve) => {
-    probe.once('error', () => resolve(false));
-    probe.listen({ host: '::1', port: 0 }, () => probe.close(() => resolve(true)));
-  });
-}
+const skip = await ipv6CurlSkipReason();
 
-const skip = curlMissing || ((await hasIpv6Loopback()) ? undefined : 'this host has no IPv6 (::1)');
-
-const curl = (url: string, extra: string[] = []) =>
-  run('curl', ['-sS', '-g', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', ...extra, url]).then(
-    (result) => result.stdout,
-    (error: { stderr?: string }) => `failed: ${error.stderr ?? error}`,
-  );
+const curl = curlStatus;
 
 test('listening on 0.0.0.0, the API and the admin port answer over IPv6 and IPv4', { skip }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mutual-identity-ipv6-'));

@@ -6,12 +6,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { hasCommand } from '../../src/mesh/netns/commands.ts';
+import { ipv6CurlSkipReason } from '../../src/testing/ipv6.ts';
 import { createTestPki } from '../../src/testing/mesh-pki.ts';
 import {
   admissionReview,
@@ -24,19 +23,7 @@ import {
 
 const run = promisify(execFile);
 
-async function hasIpv6Loopback(): Promise<boolean> {
-  const probe = createServer();
-  return new Promise((resolve) => {
-    probe.once('error', () => resolve(false));
-    probe.listen({ host: '::1', port: 0 }, () => probe.close(() => resolve(true)));
-  });
-}
-
-const skip = hasCommand('curl')
-  ? (await hasIpv6Loopback())
-    ? undefined
-    : 'this host has no IPv6 (::1)'
-  : 'curl is not installed';
+const skip = await ipv6CurlSkipReason();
 
 test('on 0.0.0.0 the webhook and its admin port answer over IPv6; a taken port is a typed error', {
   skip,
