@@ -8,19 +8,13 @@
 // fails within 10-20 s (502 with its reason, a reset for opaque TCP), is logged and counted, and
 // calls succeed again as soon as the partition heals, with nothing restarted.
 import assert from 'node:assert/strict';
-import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createTestPki } from '../../src/testing/mesh-pki.ts';
-import {
-  canUseNetns,
-  createPodNetwork,
-  hasCommand,
-  type Pod,
-  type PodNetwork,
-} from '../../src/testing/netns.ts';
-import { PROXY_UID, startPodSidecar } from '../proxy/pod-sidecar.ts';
+import type { WorkloadFiles } from '../../src/testing/mesh-pki.ts';
+import { canUseNetns, hasCommand, type Pod, type PodNetwork } from '../../src/testing/netns.ts';
+import { createClientServerPods, startPodSidecar } from '../proxy/pod-sidecar.ts';
 
 const skip =
   canUseNetns() ??
@@ -62,18 +56,13 @@ let clientLog = '';
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'netwalk-partition-'));
-  const pki = await createTestPki(join(dir, 'pki'));
-  const web = await pki.workload('web');
-  const emoji = await pki.workload('emoji');
-  await chmod(dir, 0o755);
-  for (const files of [web, emoji]) {
-    for (const file of [files.certFile, files.keyFile]) await chown(file, PROXY_UID, PROXY_UID);
-  }
-  network = await createPodNetwork({ prefix: 'netwalk' });
-  client = await network.addPod('client');
-  server = await network.addPod('server');
-  const app = server.spawn(process.execPath, ['-e', APP]);
-  for await (const chunk of app.stdout!) if (String(chunk).includes('listening')) break;
+  let web: WorkloadFiles;
+  let emoji: WorkloadFiles;
+  ({ web, emoji, network, client, server } = await createClientServerPods({
+    dir,
+    prefix: 'netwalk',
+    app: APP,
+  }));
   // 9000 is opaque on both sides: its first bytes ('hi') could start an HTTP request line.
   await startPodSidecar(server, emoji, ['--mode', 'STRICT', '--opaque-ports', '9000']);
   await startPodSidecar(

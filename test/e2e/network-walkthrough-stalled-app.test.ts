@@ -3,19 +3,13 @@
 // (TCP_USER_TIMEOUT, tried for that, cut such an upload at its timeout), and the sidecars must
 // not buffer what the app does not read. Once the app runs again the upload completes.
 import assert from 'node:assert/strict';
-import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createTestPki } from '../../src/testing/mesh-pki.ts';
-import {
-  canUseNetns,
-  createPodNetwork,
-  hasCommand,
-  type Pod,
-  type PodNetwork,
-} from '../../src/testing/netns.ts';
-import { PROXY_UID, startPodSidecar } from '../proxy/pod-sidecar.ts';
+import type { WorkloadFiles } from '../../src/testing/mesh-pki.ts';
+import { canUseNetns, hasCommand, type Pod, type PodNetwork } from '../../src/testing/netns.ts';
+import { createClientServerPods, startPodSidecar } from '../proxy/pod-sidecar.ts';
 
 const skip =
   canUseNetns() ??
@@ -34,18 +28,13 @@ let server: Pod;
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'netwalk-stalled-'));
-  const pki = await createTestPki(join(dir, 'pki'));
-  const web = await pki.workload('web');
-  const emoji = await pki.workload('emoji');
-  await chmod(dir, 0o755);
-  for (const files of [web, emoji]) {
-    for (const file of [files.certFile, files.keyFile]) await chown(file, PROXY_UID, PROXY_UID);
-  }
-  network = await createPodNetwork({ prefix: 'netwalks' });
-  client = await network.addPod('client');
-  server = await network.addPod('server');
-  const app = server.spawn(process.execPath, ['-e', APP]);
-  for await (const chunk of app.stdout!) if (String(chunk).includes('listening')) break;
+  let web: WorkloadFiles;
+  let emoji: WorkloadFiles;
+  ({ web, emoji, network, client, server } = await createClientServerPods({
+    dir,
+    prefix: 'netwalks',
+    app: APP,
+  }));
   await startPodSidecar(server, emoji, ['--mode', 'STRICT']);
   await startPodSidecar(client, web, [
     '--outbound-strict',

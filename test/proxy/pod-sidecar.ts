@@ -2,9 +2,10 @@
 // run` as the proxy uid with static credentials and the transparent listeners, waited on until
 // ready. Shared by the tests that intercept for real.
 import assert from 'node:assert/strict';
+import { chmod, chown } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { WorkloadFiles } from '../../src/testing/mesh-pki.ts';
-import type { Pod } from '../../src/testing/netns.ts';
+import { createTestPki, type WorkloadFiles } from '../../src/testing/mesh-pki.ts';
+import { createPodNetwork, type Pod } from '../../src/testing/netns.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
 
 export const PROXY_UID = 2102;
@@ -54,4 +55,33 @@ export async function startPodSidecar(
   if (onLog) sidecar.stderr!.on('data', (chunk: Buffer) => onLog(chunk.toString()));
   await waitForInPod(pod, 'http://127.0.0.1:4191/ready');
   return init.stdout;
+}
+
+/**
+ * The usual set-up of an interception test: web's and emoji's SVIDs under `dir` (readable by the
+ * proxy uid, which the rules let out uninterrupted), a new pod network with a client and a server
+ * pod (and `otherPods`), and `app` (a `node -e` script that prints 'listening') running in the
+ * server pod. The sidecars are the test's to start.
+ */
+export async function createClientServerPods(options: {
+  readonly dir: string;
+  readonly prefix: string;
+  readonly app: string;
+  readonly otherPods?: readonly string[];
+}) {
+  const pki = await createTestPki(join(options.dir, 'pki'));
+  const web = await pki.workload('web');
+  const emoji = await pki.workload('emoji');
+  await chmod(options.dir, 0o755);
+  for (const files of [web, emoji]) {
+    for (const file of [files.certFile, files.keyFile]) await chown(file, PROXY_UID, PROXY_UID);
+  }
+  const network = await createPodNetwork({ prefix: options.prefix });
+  const client = await network.addPod('client');
+  const server = await network.addPod('server');
+  const others: Pod[] = [];
+  for (const name of options.otherPods ?? []) others.push(await network.addPod(name));
+  const app = server.spawn(process.execPath, ['-e', options.app]);
+  for await (const chunk of app.stdout!) if (String(chunk).includes('listening')) break;
+  return { web, emoji, network, client, server, others };
 }

@@ -4,20 +4,14 @@
 // then IPv6) with plain HTTP and knows nothing of the mesh; a packet capture on the server pod's
 // wire shows TLS records and never the request's plaintext.
 import assert from 'node:assert/strict';
-import { chmod, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createTestPki, type WorkloadFiles } from '../../src/testing/mesh-pki.ts';
-import {
-  canUseNetns,
-  createPodNetwork,
-  hasCommand,
-  type Pod,
-  type PodNetwork,
-} from '../../src/testing/netns.ts';
+import type { WorkloadFiles } from '../../src/testing/mesh-pki.ts';
+import { canUseNetns, hasCommand, type Pod, type PodNetwork } from '../../src/testing/netns.ts';
 import { repoRoot } from '../e2e/run-mutual.ts';
-import { PROXY_UID, startPodSidecar } from './pod-sidecar.ts';
+import { createClientServerPods, startPodSidecar } from './pod-sidecar.ts';
 
 const MARKER = 'PLAINTEXT-MARKER-7f3a';
 const skip =
@@ -44,20 +38,16 @@ async function startSidecar(pod: Pod, files: WorkloadFiles, extra: string[]) {
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'mutual-transparent-'));
-  const pki = await createTestPki(join(dir, 'pki'));
-  const web = await pki.workload('web');
-  const emoji = await pki.workload('emoji');
-  // The sidecars run as their own uid (the rules let that uid out without interception).
-  await chmod(dir, 0o755);
-  for (const files of [web, emoji]) {
-    for (const file of [files.certFile, files.keyFile]) await chown(file, PROXY_UID, PROXY_UID);
-  }
-  network = await createPodNetwork({ prefix: 'mtp' });
-  client = await network.addPod('client');
-  server = await network.addPod('server');
-  outsider = await network.addPod('outsider');
-  const app = server.spawn(process.execPath, ['-e', APP]);
-  for await (const chunk of app.stdout!) if (String(chunk).includes('listening')) break;
+  let web: WorkloadFiles;
+  let emoji: WorkloadFiles;
+  let others: Pod[];
+  ({ web, emoji, network, client, server, others } = await createClientServerPods({
+    dir,
+    prefix: 'mtp',
+    app: APP,
+    otherPods: ['outsider'],
+  }));
+  outsider = others[0]!;
   await startSidecar(server, emoji, ['--mode', 'STRICT']);
   await startSidecar(client, web, [
     '--destination',
