@@ -36,11 +36,10 @@ before(async () => {
   await createCa(join(dir, 'ca'));
 });
 
-test('renews with a fresh key, survives an identity-service outage, recovers', async () => {
+/** A new identity service (12 s certificates) and web's workload identity against it, not started. */
+async function webWorkload(onEvent: (event: WorkloadEvent) => void) {
   const url = await startService('127.0.0.1:0');
   await writeFile(join(dir, 'token'), await mintJoinToken(join(dir, 'state'), 'demo', 'web'));
-  const events: WorkloadEvent[] = [];
-  const waiters: Array<() => void> = [];
   const workload = createWorkloadIdentity({
     spiffeId: WEB,
     identityUrl: url,
@@ -51,11 +50,19 @@ test('renews with a fresh key, survives an identity-service outage, recovers', a
     retryBaseMs: 300,
     retryMaxMs: 1000,
     bundleWaitS: 0,
-    onEvent: (event) => {
-      events.push(event);
-      for (const wake of waiters.splice(0)) wake();
-    },
+    onEvent,
   });
+  return Object.assign(workload, { identityUrl: url });
+}
+
+test('renews with a fresh key, survives an identity-service outage, recovers', async () => {
+  const events: WorkloadEvent[] = [];
+  const waiters: Array<() => void> = [];
+  const workload = await webWorkload((event) => {
+    events.push(event);
+    for (const wake of waiters.splice(0)) wake();
+  });
+  const url = workload.identityUrl;
   const nextEvent = async (kind: WorkloadEvent['kind'], after: number) => {
     while (!events.slice(after).some((event) => event.kind === kind)) {
       await new Promise<void>((resolve) => waiters.push(resolve));
@@ -93,26 +100,14 @@ test('renews with a fresh key, survives an identity-service outage, recovers', a
 
 test('an identity service that accepts and never answers fails the renewal before the certificate expires', async () => {
   await stopService();
-  const url = await startService('127.0.0.1:0');
-  await writeFile(join(dir, 'token'), await mintJoinToken(join(dir, 'state'), 'demo', 'web'));
   const failures: { atMs: number; message: string }[] = [];
   let onFailure = () => {};
-  const workload = createWorkloadIdentity({
-    spiffeId: WEB,
-    identityUrl: url,
-    identityServerId: 'spiffe://cluster.local/ns/mutual-system/sa/identity',
-    readToken: () => readFile(join(dir, 'token'), 'utf8'),
-    initialBundlePem: await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8'),
-    clock: systemClock,
-    retryBaseMs: 300,
-    retryMaxMs: 1000,
-    bundleWaitS: 0,
-    onEvent: (event) => {
-      if (event.kind !== 'renewal-failed') return;
-      failures.push({ atMs: Date.now(), message: event.message });
-      onFailure();
-    },
+  const workload = await webWorkload((event) => {
+    if (event.kind !== 'renewal-failed') return;
+    failures.push({ atMs: Date.now(), message: event.message });
+    onFailure();
   });
+  const url = workload.identityUrl;
   // A partitioned or hung service: connections are accepted and nothing is ever sent back.
   const held: Socket[] = [];
   const silent = createServer((socket) => held.push(socket));
