@@ -40,6 +40,22 @@ export function isAnswerHeadTooLarge(error: Error): boolean {
   return (error as NodeJS.ErrnoException).code === 'UND_ERR_HEADERS_OVERFLOW';
 }
 
+const HTTP_PARSER_ERROR = Symbol.for('undici.error.UND_ERR_HTTP_PARSER');
+
+/**
+ * True when the next hop answered, but with bytes that are not a valid HTTP/1.1 answer: a garbage
+ * status line, two Content-Lengths, Content-Length with chunked, a NUL or bare CR in a header, a
+ * `100` (undici has no 100-continue) or a `101` to a request that asked no upgrade. undici gives
+ * the last two no code of their own, only these messages.
+ */
+export function isInvalidAnswer(error: Error): boolean {
+  // undici's parser errors carry no code (llhttp's is lost), only its brand.
+  if ((error as unknown as Record<symbol, unknown>)[HTTP_PARSER_ERROR] === true) return true;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return true;
+  return code === 'UND_ERR_SOCKET' && (error.message === 'bad response' || error.message === 'bad upgrade');
+}
+
 /**
  * A failure of this machine, not of the peer: out of file descriptors, memory, socket buffers or
  * local ports. Answered as `local_resources`, so nobody goes looking for a fault in the app or
@@ -469,7 +485,7 @@ const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'D
  * through the pool, not on a connection of its own: if another pooled one dies too, that is the 502.
  */
 function isRetriable(request: IncomingMessage, error: Error): boolean {
-  if (!IDEMPOTENT_METHODS.has(request.method ?? 'GET')) return false;
+  if (!IDEMPOTENT_METHODS.has(request.method ?? 'GET') || isInvalidAnswer(error)) return false;
   const code = (error as NodeJS.ErrnoException).code;
   return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }

@@ -24,6 +24,7 @@ import {
   forwardRequest,
   isAnswerHeadTooLarge,
   isClosing,
+  isInvalidAnswer,
   isLocalResourceError,
   MAX_HTTP_HEAD_BYTES,
   malformedRequestProblem,
@@ -310,6 +311,13 @@ function appFailureAnswer(error: Error, appPort: number): { reason: string; text
     return {
       reason: 'app_answer_too_large',
       text: `mutual: the app on port ${appPort} answered with headers over ${MAX_HTTP_HEAD_BYTES / 1024} KiB, more than the sidecar reads\n`,
+    };
+  }
+  // Said apart from `did not answer`: the app is up and answering, and its HTTP is what to fix.
+  if (isInvalidAnswer(error)) {
+    return {
+      reason: 'app_answer_invalid',
+      text: `mutual: the app on port ${appPort} answered with bytes that are not a valid HTTP/1.1 answer (${error.message}); a client calling it directly would have refused them too\n`,
     };
   }
   return {
