@@ -12,6 +12,7 @@ import {
   createServer as createH2Server,
   type Http2Server,
   connect as h2connect,
+  type ServerHttp2Stream,
 } from 'node:http2';
 import {
   type AddressInfo,
@@ -41,6 +42,9 @@ let client: ProxyProcess;
 let tlsOptions: { key: Buffer; cert: Buffer; ca: Buffer };
 const closers: (() => void)[] = [];
 const clientSockets = new Set<Socket>();
+const openAppStreams = new Set<ServerHttp2Stream>();
+/** What each app still has open from the inbound, and the HTTP/2 streams open at the app. */
+const openAppConnections: Partial<Record<App, Set<unknown>>> = {};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function http1App(): Server {
@@ -80,6 +84,8 @@ function http2App(): Http2Server {
   const app = createH2Server();
   app.on('sessionError', () => {});
   app.on('stream', (stream, headers) => {
+    openAppStreams.add(stream);
+    stream.once('close', () => openAppStreams.delete(stream));
     stream.on('error', () => {});
     const path = headers[':path'];
     if (path === '/slow') {
@@ -142,6 +148,7 @@ before(async () => {
     appPorts.push((app.address() as AddressInfo).port);
     // Every app connection, upgraded and HTTP/2 ones too, so none holds the test process open.
     const connections = new Set<{ destroy(): void }>();
+    openAppConnections[name] = connections;
     // HTTP/2 connections end by their session (destroying the socket under a session left the
     // test process spinning).
     app.on(name === 'http2' ? 'session' : 'connection', (connection: Socket) => {
@@ -514,4 +521,15 @@ describe('a client cut at every stage', { concurrency: VIAS.length }, () => {
   for (let i = 0; i < ordered[0]!.length; i++) {
     for (const list of ordered) test(list[i]!.name, list[i]!.run);
   }
+});
+
+// A wedge would show as an exchange the app still holds for a client long gone: no opaque
+// connection and no HTTP/2 stream may stay open at the apps once the matrix is done (idle
+// HTTP/1 keep-alive connections and HTTP/2 sessions of the inbound's pool may).
+test('no cut client leaves an exchange held open at the app', async () => {
+  const held = () => openAppConnections.opaque!.size + openAppStreams.size;
+  for (let i = 0; i < 50 && held() > 0; i++) await sleep(100);
+  assert.equal(openAppConnections.opaque!.size, 0, 'opaque connections still open at the app');
+  const paths = [...openAppStreams].map((stream) => stream.sentHeaders?.[':path'] ?? stream.id);
+  assert.equal(openAppStreams.size, 0, `HTTP/2 streams still open at the app: ${paths}`);
 });
