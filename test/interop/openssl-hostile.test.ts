@@ -219,6 +219,14 @@ describe('a STRICT sidecar inbound port against hostile TLS clients', { skip: op
     await waitUntil(async () => (await failures('protocol')) >= before + 4, 'four protocol failures');
     assert.equal(logLines(/"msg":"inbound TLS handshake failed".*unsupported protocol/), 1);
     assert.equal(logLines(/"msg":"inbound TLS handshake failed".*no suitable signature algorithm/), 1);
+    // The line says what the client must change, not OpenSSL's source file and a trailing newline.
+    assert.equal(
+      logLines(
+        /"error":"unsupported protocol: the client offered only TLS 1.2 or older; mesh connections are TLS 1.3 only"/,
+      ),
+      1,
+    );
+    assert.equal(logLines(/"msg":"inbound TLS handshake failed".*(\.\.\/deps\/openssl|\\n")/), 0);
   });
 
   test('a server name with a NUL byte or of 64 KB, and an empty ALPN name: an alert, then closed', async () => {
