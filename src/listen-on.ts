@@ -48,11 +48,26 @@ export async function listenIpv6WildcardTwin(
     const { port } = server.address() as AddressInfo;
     await listenOn(twin, { host, port, ipv6Only: true }, { ...failure, what: `${failure.what}, IPv6` });
   } catch (error) {
-    const code = ((error as MutualError).cause as NodeJS.ErrnoException | undefined)?.code;
-    const isNoIpv6 = code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL' || code === 'EPROTONOSUPPORT';
-    if (isNoIpv6 || (address.port === 0 && code === 'EADDRINUSE')) return undefined;
+    const cause = (error as MutualError).cause as NodeJS.ErrnoException | undefined;
+    if (isNoIpv6Error(cause) || (address.port === 0 && cause?.code === 'EADDRINUSE')) return undefined;
     throw error;
   }
   server.once('close', () => twin.close());
   return twin.address() as AddressInfo;
+}
+
+/** `listenOn`, then on `::` too when the address is `0.0.0.0` (listenIpv6WildcardTwin). */
+export async function listenDualStack(
+  server: Server,
+  address: { readonly host: string; readonly port: number },
+  failure: { readonly code: ErrorCode; readonly what: string },
+): Promise<void> {
+  await listenOn(server, address, failure);
+  await listenIpv6WildcardTwin(server, address, failure);
+}
+
+/** Errors binding an IPv6 socket that mean "this host or namespace has no IPv6": it is skipped. */
+export function isNoIpv6Error(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL' || code === 'EPROTONOSUPPORT';
 }

@@ -7,7 +7,7 @@ import type { Clock } from '../clock.ts';
 import type { ListenAddress, ProxyCredentialsConfig } from '../config/index.ts';
 import { MutualError } from '../errors.ts';
 import { createKubeClient, type InformerEvent, type KubeConnection } from '../k8s/kube-client/index.ts';
-import { listenIpv6WildcardTwin, listenOn } from '../listen-on.ts';
+import { listenDualStack } from '../listen-on.ts';
 import { createRegistry, Gauge, registerFileDescriptorGauges } from '../metrics/index.ts';
 import { createCredentialSource, loadCredentialFiles, type ProxyLog } from '../proxy/index.ts';
 import { createMeshTls, type MeshCredentials, type MeshTls } from '../tls/index.ts';
@@ -109,12 +109,11 @@ export async function startDestinationService(config: DestinationServiceConfig):
     },
   });
   const adminFailure = { code: 'MUTUAL_DESTINATION_LISTEN_FAILED', what: 'admin, --admin-listen' } as const;
-  await listenOn(admin as unknown as Server, config.adminListen, adminFailure);
   // On 0.0.0.0 (as installed), [::] too: in an IPv6-only cluster the kubelet and the sidecars
   // reach the pod at its IPv6 address.
-  await listenIpv6WildcardTwin(admin as unknown as Server, config.adminListen, adminFailure).catch(
+  await listenDualStack(admin as unknown as Server, config.adminListen, adminFailure).catch(
     (error: unknown) => {
-      admin.close();
+      if (admin.listening) admin.close();
       throw error;
     },
   );
@@ -259,16 +258,14 @@ export async function startDestinationService(config: DestinationServiceConfig):
   });
   api = server;
   const apiFailure = { code: 'MUTUAL_DESTINATION_LISTEN_FAILED', what: 'API, --listen' } as const;
-  await listenOn(server as unknown as Server, config.listen, apiFailure)
-    .then(() => listenIpv6WildcardTwin(server as unknown as Server, config.listen, apiFailure))
-    .catch((error: unknown) => {
-      lookup?.close();
-      policies?.close();
-      credentials.close();
-      admin.close();
-      if (server.listening) server.close();
-      throw error;
-    });
+  await listenDualStack(server as unknown as Server, config.listen, apiFailure).catch((error: unknown) => {
+    lookup?.close();
+    policies?.close();
+    credentials.close();
+    admin.close();
+    if (server.listening) server.close();
+    throw error;
+  });
   const apiAddress = server.address() as AddressInfo;
   const adminAddress = admin.address() as AddressInfo;
   const sockets = new Set<import('node:tls').TLSSocket>();

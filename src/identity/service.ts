@@ -1,9 +1,9 @@
-import type { AddressInfo, Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createAdminServer } from '../admin/index.ts';
 import type { Clock } from '../clock.ts';
 import { formatDuration } from '../config/index.ts';
-import { listenIpv6WildcardTwin, listenOn } from '../listen-on.ts';
+import { listenDualStack } from '../listen-on.ts';
 import { Counter, createRegistry, Gauge, registerFileDescriptorGauges } from '../metrics/index.ts';
 import {
   createPeerVerifier,
@@ -294,14 +294,10 @@ export async function startIdentityService(config: IdentityServiceConfig): Promi
   // timer), so the command ends with the error instead of living on without a listener.
   // On 0.0.0.0 (as installed), [::] too: in an IPv6-only cluster the sidecars reach the Service,
   // and the kubelet the admin port, at the pod's IPv6 address.
-  const listenBoth = async (server: Server, address: typeof config.listen, what: string) => {
-    const failure = { code: 'MUTUAL_IDENTITY_LISTEN_FAILED', what } as const;
-    await listenOn(server, address, failure);
-    await listenIpv6WildcardTwin(server, address, failure);
-  };
+  const code = 'MUTUAL_IDENTITY_LISTEN_FAILED';
   const listening = await Promise.allSettled([
-    listenBoth(api, config.listen, 'API, --listen'),
-    listenBoth(admin, config.adminListen, 'admin, --admin-listen'),
+    listenDualStack(api, config.listen, { code, what: 'API, --listen' }),
+    listenDualStack(admin, config.adminListen, { code, what: 'admin, --admin-listen' }),
   ]);
   const failed = listening.find((result) => result.status === 'rejected');
   if (failed) {

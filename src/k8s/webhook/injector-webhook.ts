@@ -11,7 +11,7 @@ import { createAdminServer } from '../../admin/index.ts';
 import type { ListenAddress } from '../../config/index.ts';
 import { type ErrorCode, errorCatalog, isMutualError, MutualError } from '../../errors.ts';
 import { readRequestBody } from '../../http-body.ts';
-import { listenIpv6WildcardTwin, listenOn } from '../../listen-on.ts';
+import { listenDualStack } from '../../listen-on.ts';
 import { sampledLog } from '../../log/index.ts';
 import { Counter, createRegistry, Gauge } from '../../metrics/index.ts';
 import { limitConnections, shedLog } from '../../net/index.ts';
@@ -317,16 +317,14 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     // Each on 0.0.0.0 (as installed) takes [::] too: in an IPv6-only cluster the API server calls
     // the webhook, and the kubelet probes it, at the pod's IPv6 address.
     const failure = { code: 'MUTUAL_K8S_WEBHOOK_LISTEN_FAILED', what: 'webhook, --listen' } as const;
-    await listenOn(server, config.listen, failure);
-    await listenIpv6WildcardTwin(server, config.listen, failure);
+    await listenDualStack(server, config.listen, failure);
     if (config.adminListen) {
       admin = createAdminServer({
         registry,
         notReadyReason: () => (server.listening ? undefined : 'not listening'),
       });
       const adminFailure = { ...failure, what: 'admin, --admin-listen' };
-      await listenOn(admin, config.adminListen, adminFailure);
-      await listenIpv6WildcardTwin(admin, config.adminListen, adminFailure);
+      await listenDualStack(admin, config.adminListen, adminFailure);
     }
   } catch (error) {
     watcher.close();

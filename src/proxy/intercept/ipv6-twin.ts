@@ -13,7 +13,4 @@ export function ipv6Twin(host: string): string | undefined {
 }
 
 /** Errors binding the twin that mean "this host or namespace has no IPv6": the twin is skipped. */
-export function isNoIpv6Error(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL' || code === 'EPROTONOSUPPORT';
-}
+export { isNoIpv6Error } from '../../listen-on.ts';
