@@ -31,6 +31,7 @@ import {
 } from '../net/index.ts';
 import {
   answerPlainHttp,
+  describeHandshakeError,
   isPlainHttpError,
   limitPeerKeyUpdates,
   type MeshTls,
@@ -178,7 +179,7 @@ export function createDestinationApiServer(deps: DestinationApiDeps, initial: Me
     deps.warnSampled('client TLS handshake refused', `reason=${reason} code=${error.code}`, {
       remote: clientAddressOf(socket),
       reason,
-      error: error.message,
+      error: describeHandshakeError(error),
     });
   });
   // Idle HTTP/2 sessions are closed after two long polls' worth of silence.

@@ -8,6 +8,7 @@ export {
   verifyClientChainsAfterHandshake,
 } from './certificate-required-server.ts';
 export { CLIENT_HELLO_MAX_BYTES, type ClientHelloScan, scanClientHello } from './client-hello.ts';
+export { describeHandshakeError, handshakeErrorReason } from './handshake-error.ts';
 export { limitPeerKeyUpdates, PEER_KEY_UPDATES_ALLOWED } from './key-updates.ts';
 export { isMeshServerName } from './mesh-server-name.ts';
 export {

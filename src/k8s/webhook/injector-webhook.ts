@@ -19,6 +19,7 @@ import { limitPeerKeyUpdates, MESH_TLS_GROUPS, PEER_KEY_UPDATES_ALLOWED } from '
 import { CONTROL_PLANE } from '../constants.ts';
 import type { InjectDefaults } from '../inject/index.ts';
 import { printable, reviewAdmission } from './admission-review.ts';
+import { handshakeFailures } from './handshake-failures.ts';
 import { answerClientError, checkBodyFraming } from './http-refusals.ts';
 import { plainHttpRefusals } from './plain-http.ts';
 import { reviewPolicyAdmission } from './policy-review.ts';
@@ -36,6 +37,13 @@ import { loadTrustAnchors, watchTrustAnchors } from './trust-anchors.ts';
  */
 export const MAX_ADMISSION_REVIEW_BYTES = 8 * 1024 * 1024;
 const TLS_MIN_VERSION = 'TLSv1.2';
+/**
+ * TLS 1.2 suites: forward secret and AEAD only, the three Go's client (the API server) prefers.
+ * Node's default list also offers CBC, CCM and ARIA suites, which testssl.sh reports as obsolete
+ * (LUCKY13) and the API server never picks. TLS 1.3 suites are set apart and unchanged.
+ */
+const TLS12_CIPHERS =
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305';
 /**
  * The API server keeps a few connections alive per replica; 512 leaves room for bursts and holds
  * about 40 MiB of TLS state (some 75 KiB each) within the injector's 256 MiB.
@@ -139,6 +147,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       cert: certificate.cert,
       key: certificate.key,
       minVersion: TLS_MIN_VERSION,
+      ciphers: TLS12_CIPHERS,
       ecdhCurve: MESH_TLS_GROUPS,
       handshakeTimeout: clientTimeoutMs,
       connectionsCheckingInterval: Math.max(250, Math.min(1000, clientTimeoutMs / 4)),
@@ -215,6 +224,15 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     }),
   );
   const plainHttp = plainHttpRefusals({ log });
+  const handshakes = handshakeFailures({
+    log,
+    counter: new Counter({
+      name: 'mutual_injector_tls_handshakes_failed_total',
+      help: 'TLS handshakes at the webhook port that failed, by OpenSSL error code (ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: the client does not trust the serving certificate).',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+  });
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     // `curl http://` to this port: told so in plain HTTP (logged there), not an empty reply.
     const plain = plainHttp.refuse(error, socket);
@@ -222,6 +240,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       admissions.inc({ result: 'error', reason: plain.code });
       return;
     }
+    if (handshakes.refuse(error, socket)) return;
     const refused = answerClientError(error, socket, inFlight.get(socket), clientTimeoutMs);
     if (refused === undefined) return;
     admissions.inc({ result: 'error', reason: refused.code });
@@ -289,6 +308,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
         cert: next.cert,
         key: next.key,
         minVersion: TLS_MIN_VERSION,
+        ciphers: TLS12_CIPHERS,
         ecdhCurve: MESH_TLS_GROUPS,
       });
     },
@@ -331,6 +351,7 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
     anchorsWatcher.close();
     shedLines.close();
     plainHttp.close();
+    handshakes.close();
     refusals.close();
     server.close();
     admin?.close();
@@ -349,6 +370,8 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       anchorsWatcher.close();
       shedLines.close();
       plainHttp.close();
+      handshakes.close();
+      handshakes.close();
       refusals.close();
       server.closeIdleConnections();
       await Promise.all([
@@ -361,6 +384,8 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       anchorsWatcher.close();
       shedLines.close();
       plainHttp.close();
+      handshakes.close();
+      handshakes.close();
       refusals.close();
       server.closeAllConnections();
       server.close();
