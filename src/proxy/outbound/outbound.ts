@@ -26,7 +26,7 @@ import type { ProxyLog } from '../proxy-log.ts';
 import type { DestinationResolver, MeshedDestination } from './destinations.ts';
 import { createHttpOutbound } from './http-outbound.ts';
 import { createHttp2Outbound } from './http2-outbound.ts';
-import { createMtlsConnector, MeshConnectTimeoutError } from './mtls-connector.ts';
+import { createMtlsConnector, MESH_CONNECT_TIMEOUT_MS, MeshConnectTimeoutError } from './mtls-connector.ts';
 
 export interface OutboundDeps {
   readonly config: ProxyConfig;
@@ -183,18 +183,39 @@ export function createOutbound(deps: OutboundDeps) {
     // Spliced once connected. A destination that refuses (or cannot be reached) is the app's
     // connect refused: a reset, not a clean close it would take for an empty answer, and a failed
     // connection in the metrics (edges, check), as a meshed one is.
+    // The app's own connect succeeded at once (here), so its connect timeout never fires: without
+    // one here, a destination whose SYNs are dropped held it for the kernel's SYN retries (127 s).
+    // Istio's passthrough cluster has the same 10 s.
+    const timer = setTimeout(
+      () =>
+        server.destroy(
+          new MeshConnectTimeoutError(
+            `no TCP connection with ${label} within ${MESH_CONNECT_TIMEOUT_MS / 1000} s (gone, partitioned or filtered)`,
+          ),
+        ),
+      MESH_CONNECT_TIMEOUT_MS,
+    );
     const abandon = () => server.destroy();
     const failed = (error: Error) => {
+      clearTimeout(timer);
       app.off('close', abandon);
       log.warnSampled('unmeshed destination unreachable', `destination=${label}`, {
         destination: label,
         error: error.message,
       });
-      refuse(app, isLocalResourceError(error) ? 'local_resources' : 'connect_failed', label);
+      const reason =
+        error instanceof MeshConnectTimeoutError
+          ? 'connect_timeout'
+          : isLocalResourceError(error)
+            ? 'local_resources'
+            : 'connect_failed';
+      refuse(app, reason, label);
     };
     app.once('close', abandon);
+    server.once('close', () => clearTimeout(timer));
     server.once('error', failed);
     server.once('connect', () => {
+      clearTimeout(timer);
       server.off('error', failed);
       app.off('close', abandon);
       const localId = deps.meshTls()?.credentials.spiffeId;
