@@ -503,6 +503,17 @@ interface Forwarded {
 const lastForwarded = new WeakMap<object, Forwarded>();
 
 /**
+ * How long an answer may still take to start once the client has half-closed (FIN) after its whole
+ * request. A client may do that and still read the answer, so the sidecars wait (hyper, Envoy and
+ * nginx cancel at once); but a client that gave up (a timeout) and closed looks the same, and its
+ * request held a pooled connection to the next hop, and the app's handler, until the app answered:
+ * for good, from an app that never does, and 128 of them took the whole pool to a destination.
+ * Between sidecars it is 0: the outbound never half-closes a mesh connection, so a FIN there is the
+ * calling sidecar letting go of a request its client left, and the app's handler is let go at once.
+ */
+export const HALF_CLOSED_ANSWER_WAIT_MS = 10_000;
+
+/**
  * Sends `request` through `dispatcher` and streams the answer into `response`. `onFailure` is
  * called when no answer came (connect, TLS or app failure) and the response is still unsent.
  * Pipelined requests of one connection go one after the other, as Envoy and hyper send them: their
@@ -516,6 +527,7 @@ export function forwardRequest(
   dispatcher: Dispatcher,
   headers: string[],
   onFailure: (error: Error) => void,
+  halfClosedWaitMs = HALF_CLOSED_ANSWER_WAIT_MS,
 ): void {
   const hasBody =
     request.headers['transfer-encoding'] !== undefined ||
@@ -531,9 +543,21 @@ export function forwardRequest(
   // No promise per request: a keep-alive client's previous request has settled already, and this
   // one starts at once, not a microtask later.
   const forwarded: Forwarded = { isSettled: false, request, stop: onClientGone };
+  const socket = request.socket;
+  let halfClosedTimer: NodeJS.Timeout | undefined;
+  const onClientHalfClosed = () => {
+    if (finished || isClientGone || response.headersSent || halfClosedTimer) return;
+    // A body still being read is not waited on yet: its pace is the app's.
+    if (!request.complete) return void request.once('end', onClientHalfClosed);
+    halfClosedTimer = setTimeout(() => {
+      if (!response.headersSent) socket.destroy();
+    }, halfClosedWaitMs);
+  };
   const settle = () => {
     if (forwarded.isSettled) return;
     forwarded.isSettled = true;
+    clearTimeout(halfClosedTimer);
+    socket.off('end', onClientHalfClosed);
     // Let go at once: held from lastForwarded (a WeakMap keyed by the socket) until the socket is
     // collected, the request and this closure cost every new connection 10 µs of GC and 7% of the
     // new-connection rate (interleaved A/B runs through a sidecar pair).
@@ -558,6 +582,11 @@ export function forwardRequest(
   let hasAnswerStarted = false;
   const start = () => {
     if (isClientGone) return;
+    // Watched from its start only, so requests pipelined behind it add no listener each.
+    if (!isRetried) {
+      if (socket.readableEnded) onClientHalfClosed();
+      else socket.once('end', onClientHalfClosed);
+    }
     dispatcher.dispatch(
       {
         path: request.url ?? '/',
