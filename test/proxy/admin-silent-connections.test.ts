@@ -27,6 +27,9 @@ async function silentConnections(
       new Promise<void>((resolve) => {
         const socket = connect(port, '127.0.0.1');
         sockets.push(socket);
+        // Read what the server sends before closing (a 408 once the headers deadline passes), or
+        // its FIN would wait unread behind it and 'close' never come.
+        socket.resume();
         socket.on('error', () => {}).once('close', () => resolve());
       }),
   );
