@@ -209,7 +209,9 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
       return sendJson(503, errorBody(error));
     }
   };
-  const server = createServer((request, response) => {
+  // node:http's defaults let a slowloris client (slowhttptest -H) or a silent connection hold a
+  // socket 60-90 s (headersTimeout 60 s, checked every 30 s); the page's requests are small GETs.
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
     // Whatever goes wrong answers this request; it never becomes an unhandled rejection.
     handle(request, response).catch((error: unknown) => {
       if (response.headersSent) return response.destroy();
@@ -218,6 +220,8 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
         .end(`${JSON.stringify(errorBody(error))}\n`);
     });
   });
+  server.headersTimeout = DASHBOARD_HEADERS_TIMEOUT_MS;
+  server.requestTimeout = 2 * DASHBOARD_HEADERS_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (cause: NodeJS.ErrnoException) =>
       reject(
@@ -250,6 +254,9 @@ export async function createDashboard(config: DashboardConfig, deps: { clock: Cl
     },
   };
 }
+
+/** How long a request head may take; the dashboard's own requests are small GETs. */
+export const DASHBOARD_HEADERS_TIMEOUT_MS = 10_000;
 
 function apiError(code: ErrorCode, message: string) {
   return { error: { code, message } };
