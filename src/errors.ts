@@ -491,9 +491,15 @@ export const errorCatalog = {
   },
   MUTUAL_K8S_CONFIG_INVALID: {
     meaning:
-      'The connection to the Kubernetes API server cannot be set up: --kubernetes in-cluster outside a pod, or a kubeconfig without a usable current context, server, or credentials Mutual can use (exec and auth-provider plugins are not run).',
+      'The connection to the Kubernetes API server cannot be set up: --kubernetes in-cluster outside a pod, or a kubeconfig without a usable current context, server, or credentials Mutual can use (auth-provider plugins, removed in Kubernetes 1.26, are not run; exec plugins of client.authentication.k8s.io/v1 and v1beta1 are, without a terminal).',
     action:
-      'Inside a pod use --kubernetes in-cluster; outside give --kubeconfig FILE whose context has an https server, its CA, and a token or client certificate.',
+      'Inside a pod use --kubernetes in-cluster; outside give --kubeconfig FILE whose context has an https server, its CA, and a token, a client certificate or an exec plugin (as EKS, GKE and AKS write).',
+  },
+  MUTUAL_K8S_EXEC_PLUGIN_FAILED: {
+    meaning:
+      "The kubeconfig's exec credential plugin (aws eks get-token, gke-gcloud-auth-plugin, kubelogin, ...) is not installed, failed, took over 60 s, or printed no ExecCredential with a token or a client certificate.",
+    action:
+      "Run the command the message names by hand (it is what kubectl runs): install it (the message gives the kubeconfig's installHint), log in with it (e.g. aws sso login, gcloud auth login), and retry.",
   },
 
   // --- Destination service (mutual destination serve, the proxy's --destination-url) ---

@@ -541,11 +541,14 @@ test('--kubernetes in-cluster outside a pod, an unusable kubeconfig, and bad fla
   const exec = join(cwd, 'exec.kubeconfig');
   await writeFile(
     exec,
-    'apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\nclusters: [{name: k, cluster: {server: "https://10.0.0.1"}}]\nusers: [{name: u, user: {exec: {command: gke-gcloud-auth-plugin}}}]\n',
+    'apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\nclusters: [{name: k, cluster: {server: "https://10.0.0.1"}}]\nusers: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: mutual-test-no-such-auth-plugin}}}]\n',
   );
   const { code, json } = await checkJson(['--kubeconfig', exec]);
   assert.equal(code, 1);
-  assert.match(failures(json)['can reach the Kubernetes API server']![0]!, /exec or auth-provider plugin/);
+  assert.match(
+    failures(json)['can reach the Kubernetes API server']![0]!,
+    /exec plugin, "mutual-test-no-such-auth-plugin", is not installed/,
+  );
   // The same kubeconfig found through KUBECONFIG, not asked for: the Kubernetes checks are skipped, saying why.
   process.env.KUBECONFIG = exec;
   try {
@@ -555,7 +558,7 @@ test('--kubernetes in-cluster outside a pod, an unusable kubeconfig, and bad fla
     assert.equal(api.status, 'skip');
     assert.match(
       api.results[0]!.message,
-      /\(KUBECONFIG\) cannot be used: .*exec or auth-provider plugin.*; give --kubeconfig FILE/,
+      /\(KUBECONFIG\) cannot be used: .*exec plugin, "mutual-test-no-such-auth-plugin", is not installed.*; give --kubeconfig FILE/,
     );
   } finally {
     delete process.env.KUBECONFIG;

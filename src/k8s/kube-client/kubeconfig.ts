@@ -1,10 +1,12 @@
 // How to reach the API server: in-cluster (the pod's environment and ServiceAccount files) or a
-// kubeconfig file (its current context: server, CA, token or client certificate).
+// kubeconfig file (its current context: server, CA, token, client certificate, or an exec
+// credential plugin such as aws eks get-token or gke-gcloud-auth-plugin).
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { MutualError } from '../../errors.ts';
 import { IN_CLUSTER_FILES } from '../../identity/index.ts';
+import { type ExecPluginConfig, execCredentialSource } from './exec-credential.ts';
 import type { KubeConnection } from './kube-client.ts';
 
 /** In-cluster: KUBERNETES_SERVICE_HOST/PORT from the pod environment, the token re-read per request. */
@@ -48,7 +50,7 @@ interface KubeconfigFile {
       'client-certificate-data'?: string;
       'client-key'?: string;
       'client-key-data'?: string;
-      exec?: unknown;
+      exec?: ExecPluginConfig;
       'auth-provider'?: unknown;
     };
   }[];
@@ -79,9 +81,9 @@ export async function kubeconfigConnection(file: string, context?: string): Prom
     );
   }
   const user = config.users?.find((entry) => entry.name === found.user)?.user ?? {};
-  if (user.exec || user['auth-provider']) {
+  if (user['auth-provider']) {
     throw invalid(
-      `${file}: user ${JSON.stringify(found.user)} authenticates with an exec or auth-provider plugin, which Mutual does not run; use a ServiceAccount token or a client certificate`,
+      `${file}: user ${JSON.stringify(found.user)} authenticates with an auth-provider plugin, which Kubernetes removed in 1.26 and Mutual does not run; use its exec plugin (e.g. gke-gcloud-auth-plugin, kubelogin), a ServiceAccount token or a client certificate`,
     );
   }
   const base = dirname(resolve(file));
@@ -93,6 +95,23 @@ export async function kubeconfigConnection(file: string, context?: string): Prom
     cluster['certificate-authority'],
     'the cluster CA',
   );
+  if (user.exec) {
+    const credentials = await execCredentialSource(user.exec, {
+      where: `${file}: user ${JSON.stringify(found.user)}'s exec plugin`,
+      kubeconfigDir: base,
+      cluster: {
+        server: cluster.server,
+        ...(caPem ? { 'certificate-authority-data': Buffer.from(caPem).toString('base64') } : {}),
+        ...(cluster['insecure-skip-tls-verify'] === true ? { 'insecure-skip-tls-verify': true } : {}),
+      },
+    });
+    return {
+      server: cluster.server,
+      ...(caPem ? { caPem } : {}),
+      ...credentials,
+      ...(cluster['insecure-skip-tls-verify'] === true ? { unsafeSkipTlsVerify: true } : {}),
+    };
+  }
   const clientCertPem = await dataOrFile(
     user['client-certificate-data'],
     user['client-certificate'],
