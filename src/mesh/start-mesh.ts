@@ -12,6 +12,7 @@ import { appLiveness } from './app-liveness.ts';
 import { formatSocket, isPortFree, listeningSocketsOf } from './app-sockets.ts';
 import { meshDestinationTable, writeDestinationTable } from './destination-table.ts';
 import { createTokenWriter } from './join-tokens.ts';
+import { rotateLogsEvery } from './log-rotation.ts';
 import { ensureMeshCa, type MeshCa } from './mesh-ca.ts';
 import type { MeshConfig } from './mesh-config.ts';
 import {
@@ -210,9 +211,11 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
   let tokenTimer: NodeJS.Timeout | undefined;
   let stopWatchingRevocations = () => {};
   let supervision: { stop(): void } | undefined;
+  let stopRotatingLogs = () => {};
   const stopAll = async () => {
     isClosing = true;
     supervision?.stop();
+    stopRotatingLogs();
     clearInterval(tokenTimer);
     stopWatchingRevocations();
     if (runtime) await stopRuntime(runtime);
@@ -598,6 +601,7 @@ async function startMeshOnce(config: MeshConfig, deps: MeshDeps): Promise<Mesh> 
       onEvent: deps.onProgress,
       liveness: config.liveness,
     });
+    stopRotatingLogs = rotateLogsEvery(paths.logsDir);
   } catch (error) {
     await stopAll();
     throw error;
