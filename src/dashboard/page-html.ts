@@ -11,7 +11,7 @@ export const PAGE_HTML = `<!doctype html>
 </head>
 <body>
 <header>
-  <div class="logo"><svg viewBox="0 0 24 24" aria-hidden="true"><path fill="#3ddc84" d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><path fill="#0f2a3d" d="m10.6 15.6-3.3-3.3 1.4-1.4 1.9 1.9 4.7-4.7 1.4 1.4z"/></svg>Mutual</div>
+  <h1 class="logo"><svg viewBox="0 0 24 24" aria-hidden="true"><path fill="#3ddc84" d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><path fill="#0f2a3d" d="m10.6 15.6-3.3-3.3 1.4-1.4 1.9 1.9 4.7-4.7 1.4 1.4z"/></svg>Mutual</h1>
   <div class="mesh-name" id="mesh-name">connecting…</div>
   <div class="live" id="live"><span class="dot"></span><span id="live-text">connecting</span></div>
 </header>

@@ -29,14 +29,14 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     return id && domain && id.indexOf(prefix) === 0 ? id.slice(prefix.length) : id || '—';
   }
   /** A SPIFFE ID (or fingerprint) that may break after each '/' rather than widen its table past the screen. */
-  function idSpan(text) {
+  function idSpan(text, title) {
     var parts = String(text).split('/');
     var children = [];
     parts.forEach(function (part, i) {
       children.push(i < parts.length - 1 ? part + '/' : part);
       if (i < parts.length - 1) children.push(h('wbr'));
     });
-    return h('span', { class: 'id' }, children);
+    return h('span', { class: 'id', title: title }, children);
   }
   function percent(share) { return share === null ? '—' : (share * 100).toFixed(share === 1 ? 0 : 1) + '%'; }
   function perSecond(rate, unit) {
@@ -71,8 +71,41 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     document.querySelectorAll('[data-since]').forEach(function (el) { el.textContent = ago(el.getAttribute('data-since')); });
   }
   function pill(kind, text) { return h('span', { class: 'pill ' + kind, text: text }); }
+  // The reason codes (the metrics' labels, as mutual edges prints them) in words: a code alone
+  // ('loopback', 'plaintext_strict') left a user guessing why an edge is not mTLS.
+  var REASON_TEXT = {
+    no_client_hello: 'the client sent plain text, which this PERMISSIVE port accepts',
+    loopback: 'a plain-text client on this machine (loopback), which this PERMISSIVE port accepts',
+    opaque_tls: "TLS for another server name, passed to the app's own TLS on a PERMISSIVE port: the sidecar did not check the client",
+    not_meshed: 'the destination has no sidecar, so the call left in plain text',
+    port_skipped: 'the port is excluded from interception: the sidecar does not see this traffic',
+    disabled: 'the port is in DISABLE mode: plain text by policy',
+    plaintext: 'only refused calls were seen, none with a client identity',
+    plaintext_strict: 'the client sent plain text to a STRICT port: refused before the app',
+    not_ready: 'the sidecar had no certificate yet: refused',
+    connect_failed: "the destination's sidecar could not be reached",
+    connect_timeout: "no TCP connection to the destination's sidecar within the time limit",
+    unmeshed_refused: 'a destination without a sidecar, refused by --outbound-strict',
+    no_client_certificate: 'TLS without a client certificate',
+    unknown_authority: "a certificate from another CA than this mesh's",
+    expired: 'an expired certificate',
+    not_yet_valid: 'a certificate not valid yet (clock skew?)',
+    wrong_identity: 'the peer proved another SPIFFE ID than the one expected',
+    not_svid: 'a certificate that is not a SPIFFE SVID',
+    protocol: 'not TLS 1.3, or a broken handshake',
+    timeout: 'the handshake did not finish in time',
+  };
+  /** 'refused: plaintext_strict, loopback' in words, each code as it is in the metrics. */
+  function explainReason(reason) {
+    return String(reason || 'plaintext').split(', ').map(function (part) {
+      var code = part.replace(/^(refused|failed): /, '');
+      var text = REASON_TEXT[code];
+      return text ? part + ' — ' + text : part;
+    }).join('; ');
+  }
   function secured(edge) {
-    return edge.isSecured ? pill('secured', '✓ mTLS') : pill('insecure', '✗ ' + (edge.reason || 'plaintext'));
+    if (edge.isSecured) return h('span', { class: 'pill secured', title: 'mutual TLS: both ends proved their SPIFFE identity', text: '✓ mTLS' });
+    return h('span', { class: 'pill insecure', title: 'not mTLS: ' + explainReason(edge.reason), text: '✗ ' + (edge.reason || 'plaintext') });
   }
   function table(headers, rows, emptyText, titles) {
     if (rows.length === 0) return h('div', { class: 'empty', text: emptyText });
@@ -180,6 +213,39 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     });
     return names.length ? 'refused by ' + names.join(', ') : 'refused by policy';
   }
+  /** A deciding policy and its kind: a DENY rule matched, or an ALLOW policy had no rule for the caller. */
+  function withAction(d, service, policy) {
+    var workload = (d.policy.workloads || []).filter(function (w) { return w.service === service; })[0];
+    var lists = (workload && workload.authorizationPolicies) || {};
+    if ((lists.DENY || []).indexOf(policy) >= 0) return policy + ' (DENY: a rule matched)';
+    if ((lists.ALLOW || []).indexOf(policy) >= 0) return policy + ' (ALLOW: no rule matched this client)';
+    return policy;
+  }
+  // Past this many, the notes under the edges stop: the table has the rest.
+  var EDGE_NOTES_SHOWN = 20;
+  /** In words, under the table, for each edge that is not mTLS or has denials: why, and which policy. */
+  function edgeNotes(d, edges) {
+    var notes = [];
+    edges.forEach(function (edge) {
+      var name = edge.source + ' → ' + edge.destination + (edge.port === undefined || edge.port === null ? '' : ':' + edge.port);
+      if (!edge.isSecured) {
+        notes.push(h('li', { class: 'error', 'data-why': edge.id }, [h('strong', { text: name }), ' is not mTLS: ' + explainReason(edge.reason) + '.']));
+      } else if (edge.denied > 0) {
+        var names = [];
+        d.policy.denials.forEach(function (x) {
+          if (x.service === edge.destination && x.client === edge.source && names.indexOf(x.policy) < 0) names.push(x.policy);
+        });
+        notes.push(h('li', { class: 'warning', 'data-why': edge.id }, [h('strong', { text: name }),
+          ': ' + plural(edge.denied, edge.requests > 0 ? 'request' : 'connection') + ' denied' + (edge.requests > 0 ? ' (403)' : '') + ' by ' +
+          (names.length ? names.map(function (p) { return withAction(d, edge.destination, p); }).join(', ') : 'policy') + '.']));
+      }
+    });
+    if (notes.length > EDGE_NOTES_SHOWN) {
+      var rest = notes.length - EDGE_NOTES_SHOWN;
+      notes = notes.slice(0, EDGE_NOTES_SHOWN).concat([h('li', { text: 'and ' + plural(rest, 'other edge') + ' not mTLS or with denials (see the table).' })]);
+    }
+    return notes;
+  }
   function renderEdges(d) {
     var e = d.edges;
     var select = h('select', { id: 'namespace' }, [h('option', { value: '', text: 'all namespaces' })].concat(
@@ -200,21 +266,22 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         td(edge.source.indexOf('/') >= 0 ? idSpan(edge.source) : edge.source), td(edge.destination),
         td(h('span', { class: 'port' }, [edge.port === undefined || edge.port === null ? '—' : String(edge.port), h('small', { text: edge.protocol })])),
         td(secured(edge)),
-        td(idSpan(shortId(edge.clientId))),
-        td(idSpan(shortId(edge.serverId))),
+        // Shown without the trust domain (in the header); the whole SPIFFE ID on hover.
+        td(idSpan(shortId(edge.clientId), edge.clientId)),
+        td(idSpan(shortId(edge.serverId), edge.serverId)),
         td(edgeRate(edge), 'num'), td(edge.successRate === null ? '—' : percent(edge.successRate), 'num'),
         td(number(edge.requests), 'num'), td(number(edge.connections), 'num'), td(bytes(edge.bytes), 'num'),
         td(edge.denied ? h('span', { class: 'denied', title: deniedBy(d, edge) + ' (a 403 answer to a request, which counts in Non-5xx as in Linkerd\'s success rate)', text: number(edge.denied) }) : '0', 'num'),
         td(edge.failed ? h('span', { class: 'failed', title: edge.failure || '', text: number(edge.failed) }) : '0', 'num'),
       ]);
     });
-    var missing = e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges show only what the other end counted' }); });
+    var missing = edgeNotes(d, shown).concat(e.unreachable.map(function (u) { return h('li', { class: 'error', text: 'the sidecar of ' + u.service + ' does not answer (' + u.error + '): its edges show only what the other end counted' }); }));
     // As mutual edges says: a client refused at the TLS handshake has no identity, so it is no row.
     (e.refusedHandshakes || []).forEach(function (r) {
       if (state.namespace && namespaceOf(d, r.service) !== state.namespace) return;
       var reasons = Object.keys(r.reasons).sort();
       var total = reasons.reduce(function (sum, reason) { return sum + r.reasons[reason]; }, 0);
-      missing.push(h('li', { class: 'warning', 'data-refused': r.service }, [
+      missing.push(h('li', { class: 'warning', 'data-refused': r.service, title: reasons.map(explainReason).join('; ') }, [
         r.service + "'s sidecar refused " + plural(total, 'TLS handshake') + ' since it started (' + reasons.map(function (reason) { return number(r.reasons[reason]) + ' ' + reason; }).join(', ') + '): a refused client has no identity, so it is no edge. ',
         h('code', { text: 'mutual logs ' + r.service + ' --proxy --state-dir ' + d.overview.mesh.stateDir }), ' names the first client of each reason.',
       ]));
@@ -284,7 +351,11 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     });
     // Past a few dozen edges the labels cover each other: only the ones that need a look keep theirs.
     var isCrowded = edges.length > 24;
-    var svg = h('svg:svg', { class: 'topology', viewBox: '0 0 ' + width + ' ' + height, role: 'img', 'aria-label': 'service graph' });
+    // As an image the graph's text is hidden from screen readers: its label says what it shows.
+    var insecureCount = edges.filter(function (e) { return !e.isSecured; }).length;
+    var deniedCount = edges.filter(function (e) { return e.isSecured && e.denied > 0; }).length;
+    var svg = h('svg:svg', { class: 'topology', viewBox: '0 0 ' + width + ' ' + height, role: 'img',
+      'aria-label': 'service graph: ' + plural(names.length, 'service') + ', ' + plural(edges.length, 'edge') + ', ' + (edges.length - insecureCount) + ' mTLS (' + deniedCount + ' with denials), ' + insecureCount + ' not mTLS; each edge is a row of the Edges tab' });
     // Drawn at no less than 70 % of its size (names at 9 px or more): on a phone or with many
     // services the graph scrolls rather than shrinks to dots.
     svg.style.minWidth = Math.round(width * 0.7) + 'px';
@@ -350,9 +421,11 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       var isPast = w.secondsToRenewal !== null && w.secondsToRenewal < 0;
       var renewTone = isPast && w.status !== 'ok' && w.status !== 'unknown' ? w.status : isPast && w.secondsToRenewal < -60 ? 'warning' : 'ok';
       return h('tr', { 'data-cert': w.service }, [
-        td(w.service), td(idSpan(shortId(w.spiffeId))),
-        td(pill(w.status, w.error ? 'unreachable' : w.status)),
-        td(countdown(w.notAfter, w.status)), td(countdown(w.renewAt, renewTone)), td(last),
+        td(w.service), td(idSpan(shortId(w.spiffeId), w.spiffeId)),
+        td(w.error ? h('span', { class: 'pill unknown', title: 'the sidecar does not answer: ' + w.error, text: 'unreachable' }) : pill(w.status, w.status)),
+        // A renewal time past means the certificate was not renewed yet: 'was due 14m ago', not
+        // '14m ago' under Renews, which read as renewed 14 minutes ago.
+        td(countdown(w.notAfter, w.status)), td(isPast ? h('span', { class: 'overdue' }, ['was due ', countdown(w.renewAt, renewTone)]) : countdown(w.renewAt, renewTone)), td(last),
       ]);
     });
     // Without the identity service the CA comes from the files it serves: said where, and why
@@ -370,7 +443,10 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         table(['Certificate', 'Fingerprint', 'Status', 'Expires', 'Not after'], ca, f ? 'No CA certificate could be read from ' + f.from + '.' : 'The identity service did not report its issuer.'),
         fileProblems.length ? h('ul', { class: 'problems' }, fileProblems) : null,
       ]),
-      panel('Workload certificates', [table(['Service', 'Identity', 'Status', 'Expires', 'Renews', 'Last renewal'], workloads, 'No workloads.')]),
+      panel('Workload certificates', [
+        h('p', { class: 'meta', 'data-legend': 'status' }, ['Status: ', pill('ok', 'ok'), ' renewed on time · ', pill('warning', 'warning'), ' under 25 % of its lifetime left, or renewal over a minute late · ',
+          pill('critical', 'critical'), ' under 10 % left · ', pill('expired', 'expired'), ' past its end. A sidecar renews at 70 % of the lifetime. CA certificates: warning under 30 days, critical under 7.']),
+        table(['Service', 'Identity', 'Status', 'Expires', 'Renews', 'Last renewal'], workloads, 'No workloads.')]),
     ];
   }
 
@@ -383,11 +459,14 @@ export const PAGE_SCRIPT = String.raw`'use strict';
         modes.push(h('tr', { 'data-mode': w.service }, [td(w.service), td(w.namespace || '—'), td(String(port.port)), td(pill(port.mode, port.mode)),
           // Without policyDir, mutual up starts every sidecar with mesh.yaml's mode (--mode).
           td(port.policy ? port.policy + ' (' + port.level + ')' : port.level === 'default' ? 'no PeerAuthentication (Istio default)' : w.source === 'flag' ? 'mode in mesh.yaml (no policyDir)' : port.level),
-          td([].concat(w.authorizationPolicies.ALLOW, w.authorizationPolicies.DENY, w.authorizationPolicies.AUDIT).join(', ') || '—')]));
+          // Each with its action: an ALLOW policy and a DENY one read alike by name alone.
+          td(['ALLOW', 'DENY', 'AUDIT'].reduce(function (all, action) {
+            return all.concat((w.authorizationPolicies[action] || []).map(function (name) { return name + ' (' + action + ')'; }));
+          }, []).join(', ') || '—')]));
       });
     });
     var denials = p.denials.map(function (x) {
-      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.policy), td(x.port || '—'), td(number(x.recent), 'num'), td(number(x.count), 'num')]);
+      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.kind === 'authorization' ? withAction(d, x.service, x.policy) : h('span', { title: explainReason(x.policy), text: x.policy })), td(x.port || '—'), td(number(x.recent), 'num'), td(number(x.count), 'num')]);
     });
     return [
       panel('Effective peer authentication', [table(['Workload', 'Namespace', 'Port', 'Mode', 'Set by', 'Authorization policies'], modes, 'No workloads.')]),

@@ -27,7 +27,7 @@ export const PAGE_STYLE = `
 body { margin: 0; font-size: 14px; }
 header { background: var(--brand); color: #fff; display: flex; align-items: center; gap: 20px;
   padding: 0 24px; height: 56px; }
-.logo { font-weight: 700; font-size: 18px; letter-spacing: 0.02em; display: flex; align-items: center; gap: 8px; }
+.logo { margin: 0; font-weight: 700; font-size: 18px; letter-spacing: 0.02em; display: flex; align-items: center; gap: 8px; }
 .logo svg { width: 22px; height: 22px; }
 .mesh-name { color: var(--header-muted); font-size: 13px; }
 .live { margin-left: auto; font-size: 12px; color: var(--header-muted); display: flex; align-items: center; gap: 6px; }
@@ -82,7 +82,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .legend { color: var(--muted); font-size: 12px; display: flex; flex-wrap: wrap; gap: 4px 16px; align-items: center; }
 .legend span:has(i) { white-space: nowrap; }
 .legend i { display: inline-block; width: 22px; height: 3px; vertical-align: middle; margin-right: 6px; }
-.legend .l-ok { background: var(--ok); } .legend .l-warn { background: var(--warn); } .legend .l-bad { background: var(--bad); }
+.legend .l-ok { background: var(--ok); } .legend .l-warn { background: var(--warn); }
+/* Dashed as the graph draws a not-mTLS edge: the line's shape, not only its colour, tells them apart. */
+.legend .l-bad { background: repeating-linear-gradient(90deg, var(--bad) 0 6px, transparent 6px 10px); }
 svg.topology { display: block; width: 100%; height: auto; background: var(--graph-bg); border-radius: 8px; }
 svg.topology .node rect { fill: var(--card); stroke: var(--node-line); stroke-width: 1.5; }
 svg.topology .node.meshed rect { stroke: var(--node-meshed); }
