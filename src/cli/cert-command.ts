@@ -21,7 +21,14 @@ import {
   type TrustBundle,
 } from '../pki/index.ts';
 import { parseSpiffeId, tryParseSpiffeId } from '../spiffe/index.ts';
-import { CA_FILES, readCaDirectory, readFileBytes, readTextFile, writeNewFiles } from '../store/index.ts';
+import {
+  CA_FILES,
+  MAX_INPUT_FILE_BYTES,
+  readCaDirectory,
+  readFileBytes,
+  readTextFile,
+  writeNewFiles,
+} from '../store/index.ts';
 import { outputOption } from './ca-command.ts';
 import type { CliContext, OutputFormat } from './context.ts';
 import { colonHex, describeValidity, isoSeconds, renderFields, renderJson } from './render.ts';
@@ -49,7 +56,7 @@ export function registerCertCommand(program: Command, context: CliContext): void
   cert
     .command('inspect')
     .description('show every certificate in a PEM or DER file: identity, issuer, validity, key, fingerprints')
-    .argument('<file>', 'certificate, chain or bundle file')
+    .argument('<file>', 'certificate, chain or bundle file; - reads stdin')
     .addOption(outputOption())
     .action(async (file: string, options: { output: OutputFormat }) => inspect(file, options, context));
   cert
@@ -232,9 +239,31 @@ function privateKeyInstead(text: string, source: string): MutualError | undefine
   );
 }
 
+/**
+ * `kubectl get secret … | base64 -d | mutual cert inspect -`, as openssl and step read a pipe:
+ * bytes, so that a DER certificate comes through, bounded as a file is.
+ */
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > MAX_INPUT_FILE_BYTES) {
+      process.stdin.destroy();
+      throw new MutualError(
+        'MUTUAL_IO_READ_FAILED',
+        `stdin holds more than ${MAX_INPUT_FILE_BYTES} bytes; a certificate chain is a few kilobytes: is it the right input?`,
+      );
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
 async function inspect(file: string, options: { output: OutputFormat }, context: CliContext): Promise<void> {
-  const path = resolve(context.cwd, file);
-  const certificates = readCertificates(await readFileBytes(path, 'certificate file'), file);
+  const bytes =
+    file === '-' ? await readStdin() : await readFileBytes(resolve(context.cwd, file), 'certificate file');
+  const certificates = readCertificates(bytes, file === '-' ? '<stdin>' : file);
   const now = context.clock.now();
   const views = certificates.map((certificate, index) =>
     certificateView(certificate, index, certificates.length, now),

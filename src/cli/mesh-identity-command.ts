@@ -51,7 +51,20 @@ export function registerMeshIdentityCommand(program: Command, context: CliContex
     .allowExcessArguments()
     .action(async (service: string | undefined, _options: unknown, command: Command) => {
       // As any other group without its subcommand: help on stderr, usage error (exit 2).
-      if (service === undefined) identity.help({ error: true });
+      if (service === undefined) return identity.help({ error: true });
+      if (service === 'help') return identity.help();
+      // `identity srve --ca ca` was taken for a service named srve: "unknown option '--ca'" (or
+      // "too many arguments for 'show'", "no mesh is running") instead of the typo. A service whose
+      // name is one edit from a subcommand is shown with `identity show NAME`, as the error says.
+      const meant = identity.commands
+        .map((sub) => sub.name())
+        .find((name) => name !== 'help' && isOneEditApart(service, name));
+      if (meant !== undefined) {
+        throw new MutualError(
+          'MUTUAL_CLI_USAGE',
+          `unknown command 'identity ${service}': did you mean \`mutual identity ${meant}\`? (for the certificate of a mesh service named ${service}: \`mutual identity show ${service}\`)`,
+        );
+      }
       await show.parseAsync(command.args, { from: 'user' });
     });
 }
@@ -205,4 +218,19 @@ export function renderIdentity(name: string, view: IdentityView): string {
     );
   }
   return lines.join('');
+}
+
+/** One insertion, deletion, substitution or swap of neighbours turns `a` into `b` (not equal). */
+function isOneEditApart(a: string, b: string): boolean {
+  if (a === b || Math.abs(a.length - b.length) > 1) return false;
+  let start = 0;
+  while (start < a.length && a[start] === b[start]) start++;
+  const restA = a.slice(start);
+  const restB = b.slice(start);
+  return (
+    restA.slice(1) === restB.slice(1) ||
+    restA.slice(1) === restB ||
+    restA === restB.slice(1) ||
+    (restA.length >= 2 && restA[0] === restB[1] && restA[1] === restB[0] && restA.slice(2) === restB.slice(2))
+  );
 }

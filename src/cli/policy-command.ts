@@ -117,12 +117,32 @@ async function check(paths: string[], options: CheckOptions, context: CliContext
     );
     return;
   }
-  for (const diagnostic of diagnostics) context.write(`${formatDiagnostic(diagnostic)}\n`);
+  const syntaxErrorsShown = new Map<string, number>();
+  for (const diagnostic of diagnostics) {
+    if (diagnostic.code === 'MUTUAL_POLICY_YAML_INVALID') {
+      const shown = syntaxErrorsShown.get(diagnostic.file) ?? 0;
+      syntaxErrorsShown.set(diagnostic.file, shown + 1);
+      if (shown >= MAX_SYNTAX_ERRORS_PER_FILE) continue;
+    }
+    context.write(`${formatDiagnostic(diagnostic)}\n`);
+  }
+  for (const [file, count] of syntaxErrorsShown) {
+    if (count <= MAX_SYNTAX_ERRORS_PER_FILE) continue;
+    context.write(
+      `${file}: … and ${count - MAX_SYNTAX_ERRORS_PER_FILE} more YAML errors (is it a policy file? -o json lists them all)\n`,
+    );
+  }
   const count = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
   context.write(
     `${diagnostics.length > 0 ? '\n' : ''}${count(loaded.files.length, 'file')}, ${count(loaded.resources.length, 'valid policy').replace('policys', 'policies')}: ${count(errors.length, 'error')}, ${count(warnings.length, 'warning')}\n`,
   );
 }
+
+/**
+ * YAML errors listed per file: a file that is not YAML at all (`policy check README.md`) gave 124
+ * errors of two lines each; the first few say what is wrong, the count says the rest.
+ */
+const MAX_SYNTAX_ERRORS_PER_FILE = 10;
 
 function byPosition(a: PolicyDiagnostic, b: PolicyDiagnostic): number {
   if (a.file !== b.file) return a.file < b.file ? -1 : 1;

@@ -26,13 +26,20 @@ export function formatDiagnostic(diagnostic: PolicyDiagnostic): string {
   return `${where}: ${label}${policy}: ${diagnostic.message}\n  hint: ${diagnostic.hint}`;
 }
 
+const MAX_LISTED_ERRORS = 20;
+
 /** One error for a whole failed load, listing every problem; `detail.count` says how many. */
 export function diagnosticsError(errors: readonly PolicyDiagnostic[]): MutualError {
   const first = errors[0]!;
   const code =
     first.code in errorCatalog ? (first.code as keyof typeof errorCatalog) : 'MUTUAL_POLICY_INVALID';
+  // Listed up to a bound: a file that is not YAML at all gives one error per line or two.
+  const listed = errors.slice(1, MAX_LISTED_ERRORS);
+  const unlisted = errors.length - 1 - listed.length;
   const more =
-    errors.length > 1 ? `\n${errors.length - 1} more:\n${errors.slice(1).map(formatLine).join('\n')}` : '';
+    errors.length > 1
+      ? `\n${errors.length - 1} more:\n${listed.map(formatLine).join('\n')}${unlisted > 0 ? `\n… and ${unlisted} more (is it a policy file? \`mutual policy check FILE -o json\` lists them all)` : ''}`
+      : '';
   return new MutualError(code, `${formatLine(first)}${more}`, {
     detail: { file: first.file, line: first.line, column: first.column, count: errors.length },
   });

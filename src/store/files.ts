@@ -237,11 +237,43 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<R
 /** A read error as MUTUAL_IO_READ_FAILED naming the file (a MutualError already says it all). */
 function readFailed(what: string, label: string, error: unknown): MutualError {
   if (error instanceof MutualError) return error;
-  const reason =
-    (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (error as Error).message;
-  return new MutualError('MUTUAL_IO_READ_FAILED', `cannot read ${what} ${label}: ${reason}`, {
-    cause: error,
-  });
+  return new MutualError(
+    'MUTUAL_IO_READ_FAILED',
+    `cannot read ${what} ${label}: ${readFailure(label, error)}`,
+    {
+      cause: error,
+    },
+  );
+}
+
+/**
+ * Why a read failed, in words: a directory given for a file (`cert inspect ca/`) or a file given
+ * for a directory (`--ca ca/bundle.pem`) printed node's "EISDIR: illegal operation on a directory".
+ */
+function readFailure(path: string, error: unknown): string {
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'ENOENT':
+      return 'it does not exist';
+    case 'EISDIR':
+      return 'it is a directory, not a file: give the path of a file in it';
+    case 'ENOTDIR': {
+      let level = dirname(resolve(path));
+      while (dirname(level) !== level && !isExistingFile(level)) level = dirname(level);
+      return `${isExistingFile(level) ? level : 'a part of the path'} is a file, not a directory`;
+    }
+    case 'EACCES':
+      return 'permission denied: run as a user who may read it, or change its mode';
+    default:
+      return (error as Error).message;
+  }
+}
+
+function isExistingFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** The path itself or its nearest existing ancestor, when that is not a directory. */

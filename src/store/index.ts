@@ -11,6 +11,7 @@ export {
 } from './ca-directory.ts';
 export {
   fileKind,
+  MAX_INPUT_FILE_BYTES,
   makeDirectory,
   makeDirectorySync,
   type OutputFile,
