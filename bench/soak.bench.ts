@@ -140,6 +140,7 @@ interface Sample {
   sidecars: Record<string, Record<string, number>>;
   identitySeries: number;
   files: Record<string, number>;
+  /** Inbound requests and connections the sidecars decided (allowed or denied) so far. */
   requests: number;
 }
 
@@ -573,7 +574,7 @@ async function main(): Promise<void> {
           '--out',
           next,
           '--issuer-lifetime',
-          '30d',
+          '365d',
         ]);
         await copyFile(join(next, 'issuer.key'), join(caDir, 'issuer.key.new'));
         await copyFile(join(next, 'issuer.crt'), join(caDir, 'issuer.crt.new'));
@@ -621,7 +622,16 @@ async function main(): Promise<void> {
         sidecars,
         identitySeries,
         files: await filesIn(stateDir),
-        requests: requestsSoFar(),
+        // Counted by the sidecars as they happen (each inbound request or connection decided), not
+        // when an h2load run ends, so that CPU per request compares like with like.
+        requests:
+          Object.values(sidecars).reduce(
+            (sum, m) =>
+              sum +
+              (m['mutual_authorization_decisions_total{allow}'] ?? 0) +
+              (m['mutual_authorization_decisions_total{deny}'] ?? 0),
+            0,
+          ) || requestsSoFar(),
       };
       samples.push(sample);
       const totalRss = Object.values(procs).reduce((s, p) => s + (p?.rssKb ?? 0), 0);
