@@ -36,8 +36,15 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       children.push(i < parts.length - 1 ? part + '/' : part);
       if (i < parts.length - 1) children.push(h('wbr'));
     });
-    return h('span', { class: 'id', title: title }, children);
+    // Short parts never break at their hyphens (sa/vote-⏎bot): only after a '/'. A part too long
+    // for its column still breaks anywhere rather than push the TLS column off screen.
+    var isShort = parts.every(function (part) { return part.length <= SHORT_NAME; });
+    return h('span', { class: isShort ? 'id whole' : 'id', title: title }, children);
   }
+  // A name this short is never split across lines (vote-⏎bot on a phone); a longer one may be.
+  var SHORT_NAME = 24;
+  /** A cell with a service name, kept on one line if short. */
+  function nameTd(name) { return td(name, String(name).length <= SHORT_NAME ? 'name' : undefined); }
   function percent(share) { return share === null ? '—' : (share * 100).toFixed(share === 1 ? 0 : 1) + '%'; }
   function perSecond(rate, unit) {
     var per = (unit ? ' ' + unit : '') + '/s';
@@ -263,7 +270,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var rows = shown.map(function (edge) {
       return h('tr', { 'data-edge': edge.id, class: edge.isSecured ? 'secured' : 'insecure' }, [
         // A client of another trust domain is named by its SPIFFE ID: it wraps as the identities do.
-        td(edge.source.indexOf('/') >= 0 ? idSpan(edge.source) : edge.source), td(edge.destination),
+        edge.source.indexOf('/') >= 0 ? td(idSpan(edge.source)) : nameTd(edge.source), nameTd(edge.destination),
         td(h('span', { class: 'port' }, [edge.port === undefined || edge.port === null ? '—' : String(edge.port), h('small', { text: edge.protocol })])),
         td(secured(edge)),
         // Shown without the trust domain (in the header); the whole SPIFFE ID on hover.
@@ -421,7 +428,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       var isPast = w.secondsToRenewal !== null && w.secondsToRenewal < 0;
       var renewTone = isPast && w.status !== 'ok' && w.status !== 'unknown' ? w.status : isPast && w.secondsToRenewal < -60 ? 'warning' : 'ok';
       return h('tr', { 'data-cert': w.service }, [
-        td(w.service), td(idSpan(shortId(w.spiffeId), w.spiffeId)),
+        nameTd(w.service), td(idSpan(shortId(w.spiffeId), w.spiffeId)),
         td(w.error ? h('span', { class: 'pill unknown', title: 'the sidecar does not answer: ' + w.error, text: 'unreachable' }) : pill(w.status, w.status)),
         // A renewal time past means the certificate was not renewed yet: 'was due 14m ago', not
         // '14m ago' under Renews, which read as renewed 14 minutes ago.
@@ -454,9 +461,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     var p = d.policy;
     var modes = [];
     p.workloads.forEach(function (w) {
-      if (w.ports.length === 0) modes.push(h('tr', {}, [td(w.service), td(w.namespace || '—'), td('—'), td(w.error ? pill('unknown', 'unknown') : '—'), td(w.error || 'no inbound ports'), td('—')]));
+      if (w.ports.length === 0) modes.push(h('tr', {}, [nameTd(w.service), td(w.namespace || '—'), td('—'), td(w.error ? pill('unknown', 'unknown') : '—'), td(w.error || 'no inbound ports'), td('—')]));
       w.ports.forEach(function (port) {
-        modes.push(h('tr', { 'data-mode': w.service }, [td(w.service), td(w.namespace || '—'), td(String(port.port)), td(pill(port.mode, port.mode)),
+        modes.push(h('tr', { 'data-mode': w.service }, [nameTd(w.service), td(w.namespace || '—'), td(String(port.port)), td(pill(port.mode, port.mode)),
           // Without policyDir, mutual up starts every sidecar with mesh.yaml's mode (--mode).
           td(port.policy ? port.policy + ' (' + port.level + ')' : port.level === 'default' ? 'no PeerAuthentication (Istio default)' : w.source === 'flag' ? 'mode in mesh.yaml (no policyDir)' : port.level),
           // Each with its action: an ALLOW policy and a DENY one read alike by name alone.
@@ -466,7 +473,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       });
     });
     var denials = p.denials.map(function (x) {
-      return h('tr', { 'data-denial': x.service }, [td(x.service), td(x.client), td(x.kind === 'authorization' ? withAction(d, x.service, x.policy) : h('span', { title: explainReason(x.policy), text: x.policy })), td(x.port || '—'), td(number(x.recent), 'num'), td(number(x.count), 'num')]);
+      return h('tr', { 'data-denial': x.service }, [nameTd(x.service), nameTd(x.client), td(x.kind === 'authorization' ? withAction(d, x.service, x.policy) : h('span', { title: explainReason(x.policy), text: x.policy })), td(x.port || '—'), td(number(x.recent), 'num'), td(number(x.count), 'num')]);
     });
     return [
       panel('Effective peer authentication', [table(['Workload', 'Namespace', 'Port', 'Mode', 'Set by', 'Authorization policies'], modes, 'No workloads.')]),

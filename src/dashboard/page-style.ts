@@ -63,6 +63,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
    off screen; break-word, not anywhere, so a squeezed table (a phone) never splits a short name. */
 .id { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; color: var(--code-ink); display: inline-block;
   max-width: 44ch; overflow-wrap: break-word; }
+/* Lines break only at the <wbr> after each '/', which Chromium honours in nowrap too. */
+.id.whole, td.name { white-space: nowrap; }
 .pill { display: inline-block; padding: 2px 9px; border-radius: 999px; font-size: 12px; font-weight: 600; white-space: nowrap; }
 .pill.secured, .pill.ok, .pill.STRICT { background: var(--ok-bg); color: var(--ok); }
 .pill.insecure, .pill.critical, .pill.expired, .pill.DISABLE, .pill.error { background: var(--bad-bg); color: var(--bad); }
