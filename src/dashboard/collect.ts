@@ -52,7 +52,12 @@ export interface Snapshot {
   readonly unreachable: ReadonlyArray<{ service: string; error: string }>;
   readonly edges: readonly Edge[];
   readonly identities: readonly WorkloadIdentity[];
-  readonly identityService: { samples: readonly Sample[]; error: string | undefined };
+  readonly identityService: {
+    samples: readonly Sample[];
+    error: string | undefined;
+    /** The issuer in force, from its admin /ca (its /metrics names no fingerprint); undefined if /ca did not say. */
+    issuerFingerprint?: string;
+  };
   /**
    * The issuer and trust anchors on disk, read only when the identity service reports no issuer
    * (it does not answer, or its /metrics lacks the sample): what the Certificates tab shows then.
@@ -119,11 +124,29 @@ const ISSUER_EXPIRY = 'mutual_identity_issuer_expiry_timestamp_seconds';
 
 async function scrapeIdentityService(runtime: MeshRuntime, timeoutMs: number) {
   try {
-    const answer = await httpGet(`${runtime.identity.adminUrl}/metrics`, timeoutMs);
+    const [answer, issuerFingerprint] = await Promise.all([
+      httpGet(`${runtime.identity.adminUrl}/metrics`, timeoutMs),
+      issuerFingerprintOf(runtime, timeoutMs),
+    ]);
     if (answer.status !== 200) throw new Error(`/metrics answered ${answer.status}`);
-    return { samples: parsePrometheusText(answer.body), error: undefined };
+    return { samples: parsePrometheusText(answer.body), error: undefined, issuerFingerprint };
   } catch (error) {
     return { samples: [], error: (error as Error).message };
+  }
+}
+
+/** The first 16 hex of the issuer's SHA-256 (as the anchors' metric label), from /ca; undefined if it does not say. */
+async function issuerFingerprintOf(runtime: MeshRuntime, timeoutMs: number): Promise<string | undefined> {
+  try {
+    const answer = await httpGet(`${runtime.identity.adminUrl}/ca`, timeoutMs);
+    if (answer.status !== 200) return undefined;
+    const fingerprint = (JSON.parse(answer.body) as { issuer?: { fingerprintSha256?: unknown } }).issuer
+      ?.fingerprintSha256;
+    return typeof fingerprint === 'string' && /^[0-9a-f]{16,}$/.test(fingerprint)
+      ? fingerprint.slice(0, 16)
+      : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -127,7 +127,11 @@ export function certificatesView(now: Snapshot) {
           trustAnchors: { path: files.trustAnchors.path, error: files.trustAnchors.error ?? null },
         }
       : null,
-    issuer: issuer ? fromUnix(issuer.value) : files?.issuer.value ? fromFile(files.issuer.value) : null,
+    issuer: issuer
+      ? { ...fromUnix(issuer.value), fingerprint: now.identityService.issuerFingerprint ?? null }
+      : files?.issuer.value
+        ? fromFile(files.issuer.value)
+        : null,
     trustAnchors: files
       ? (files.trustAnchors.value ?? []).map(fromFile)
       : samples

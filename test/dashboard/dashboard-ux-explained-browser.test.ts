@@ -4,7 +4,8 @@
 // (was on hover only, the action nowhere), a renewal time past read as 'was due … ago' (was
 // '… ago' under Renews, read as renewed), what the status colours mean, the full SPIFFE ID of a
 // shortened one, a page heading, a graph a screen reader can describe, and on a phone a
-// service name split at its hyphen no more (was 'order-' over 'history').
+// service name split at its hyphen no more (was 'order-' over 'history'), and the issuer's
+// fingerprint (was '—').
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,6 +33,7 @@ spec:
     - from: [{ source: { principals: ["example.org/ns/shop/sa/cart"] } }]
 `;
 
+const ISSUER_SHA256 = '0eb28417a19637ea2bc5bf5ae8ee76e09e3af5d9e4b8b9c53e47b794e984ca6d';
 const PERMISSIVE = `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: { name: default, namespace: shop }
@@ -75,6 +77,8 @@ before(async () => {
   });
   const identity = await startFakeAdmin(
     `mutual_identity_issuer_expiry_timestamp_seconds ${now / 1000 + 300 * 86_400}\n`,
+    {},
+    { json: { '/ca': { issuer: { fingerprintSha256: ISSUER_SHA256 } } } },
   );
   const orders = await startFakeAdmin('', {
     spiffeId: id('order-history'),
@@ -172,6 +176,11 @@ test('a renewal time past reads "was due … ago", the status colours are explai
     assert.match(
       legend,
       /warning under 25 % of its lifetime left.*critical under 10 % left.*expired past its end/s,
+    );
+    // The issuer's fingerprint, from the identity service's /ca (was '—': its /metrics names none).
+    assert.equal(
+      await page.locator('tr[data-cert="issuer"] td:nth-child(2)').innerText(),
+      ISSUER_SHA256.slice(0, 16),
     );
     // A sidecar that does not answer says why on its 'unreachable' status.
     const gone = page.locator('tr[data-cert="gone"] .pill');
