@@ -383,7 +383,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       // An mTLS edge with denials is amber: its calls are refused by policy (a 403 counts as success).
       var isDenied = e.isSecured && e.denied > 0;
       svg.appendChild(h('svg:path', { class: 'edge ' + (e.isSecured ? 'secured' : 'insecure') + (isDenied ? ' denied' : ''), 'data-edge': e.id, d: 'M ' + x1 + ' ' + y1 + ' Q ' + mx + ' ' + my + ' ' + x2 + ' ' + y2,
-        'marker-end': 'url(#arrow-' + (isDenied ? 'warn' : e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id + (e.isSecured ? ' · mTLS · ' + edgeRate(e) : ' · ' + (e.reason || 'plaintext')) })]));
+        'marker-end': 'url(#arrow-' + (isDenied ? 'warn' : e.isSecured ? 'ok' : 'bad') + ')' }, [h('svg:title', { text: e.id + (e.isSecured ? ' · mTLS · ' + edgeRate(e) : ' · not mTLS: ' + explainReason(e.reason)) })]));
       var text = e.isSecured ? edgeRate(e) : (e.reason || 'plaintext');
       if (e.isSecured && e.denied > 0) text += ' · ' + e.denied + ' denied';
       if (isCrowded && e.isSecured && !e.denied && !e.failed) return;

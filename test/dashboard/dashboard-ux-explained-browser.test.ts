@@ -204,6 +204,11 @@ test('the page has a heading, and the graph a description and a legend not told 
       (await graph.getAttribute('aria-label')) ?? '',
       /^service graph: 5 services, 2 edges, 1 mTLS \(1 with denials\), 1 not mTLS;/,
     );
+    // Hovering the not-mTLS edge says why in words, as the Edges tab does.
+    assert.match(
+      (await page.locator('svg.topology path.edge.insecure title').textContent()) ?? '',
+      /^unknown→web:8080 · not mTLS: loopback — a plain-text client on this machine/,
+    );
     // The not-mTLS edge is dashed on the graph: so is its line in the legend (was a solid red line).
     const legendLine = (await page.evaluate(
       "getComputedStyle(document.querySelector('.legend .l-bad')).backgroundImage",
