@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { MutualError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import type { CliContext } from './context.ts';
+import { addHelpExamples } from './examples.ts';
 
 export { VERSION };
 
@@ -61,6 +62,7 @@ export async function createProgram(context: CliContext, argv: readonly string[]
     }
   };
   applyToSubcommands(program);
+  addHelpExamples(program);
   program.hook('preAction', (_program, action) => refuseEmptyPaths(action));
   return program;
 }
