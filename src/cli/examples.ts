@@ -87,6 +87,7 @@ export const COMMAND_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
     'mutual inject deploy.yaml --trust-anchors-file ca/bundle.pem > deploy-injected.yaml',
     'kubectl get deploy web -o yaml | mutual inject - --trust-anchors-file anchors.pem | kubectl apply -f -',
   ],
+  version: ['mutual version', 'mutual version -o json'],
   install: [
     '# a new CA, kept in ./mutual-ca for later installs',
     'mutual install --identity-ca-out mutual-ca > mutual.yaml',

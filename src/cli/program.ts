@@ -32,6 +32,7 @@ const COMMANDS: Readonly<Record<string, readonly (() => Promise<RegisterCommand>
   check: [async () => (await import('./check-command.ts')).registerCheckCommand],
   inject: [async () => (await import('./inject-command.ts')).registerInjectCommand],
   install: [async () => (await import('./install-command.ts')).registerInstallCommand],
+  version: [async () => (await import('./version-command.ts')).registerVersionCommand],
 };
 
 /**

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { COMMAND_EXAMPLES } from '../../src/cli/examples.ts';
+import { VERSION } from '../../src/version.ts';
 import { repoRoot, runMutual } from './run-mutual.ts';
 
 const exec = promisify(execFile);
@@ -72,7 +73,7 @@ test('the offline examples run as printed, one after the other, from an empty di
   for (const [path, examples] of Object.entries(COMMAND_EXAMPLES)) {
     for (const line of examples) {
       if (line.startsWith('#') || NOT_RUN.test(line)) continue;
-      assert.match(line, new RegExp(`^mutual ${path} `), `an example of ${path} runs ${path}`);
+      assert.match(line, new RegExp(`^mutual ${path}( |$)`), `an example of ${path} runs ${path}`);
       try {
         await exec('sh', ['-c', line], { cwd: join(dir, 'work'), env, timeout: 30_000 });
       } catch (error) {
@@ -82,5 +83,20 @@ test('the offline examples run as printed, one after the other, from an empty di
       ran++;
     }
   }
-  assert.ok(ran >= 18, `ran ${ran} examples`);
+  assert.ok(ran >= 20, `ran ${ran} examples`);
+});
+
+test('mutual version answers as linkerd version, istioctl version and step version do', async () => {
+  const text = await runMutual(['version']);
+  assert.equal(text.code, 0, text.stderr);
+  assert.equal(
+    text.stdout,
+    `mutual ${VERSION} (Node.js ${process.versions.node}, OpenSSL ${process.versions.openssl})\n`,
+  );
+  const json = await runMutual(['version', '-o', 'json']);
+  assert.deepEqual(JSON.parse(json.stdout), {
+    mutual: VERSION,
+    node: process.versions.node,
+    openssl: process.versions.openssl,
+  });
 });
