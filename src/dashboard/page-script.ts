@@ -220,12 +220,19 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     });
     return names.length ? 'refused by ' + names.join(', ') : 'refused by policy';
   }
-  /** A deciding policy and its kind: a DENY rule matched, or an ALLOW policy had no rule for the caller. */
+  /**
+   * A deciding policy and its kind: a DENY rule matched, or the workload's ALLOW policies (the
+   * sidecar names up to three, comma-separated, then '+N more') had no rule for the caller.
+   */
   function withAction(d, service, policy) {
     var workload = (d.policy.workloads || []).filter(function (w) { return w.service === service; })[0];
     var lists = (workload && workload.authorizationPolicies) || {};
-    if ((lists.DENY || []).indexOf(policy) >= 0) return policy + ' (DENY: a rule matched)';
-    if ((lists.ALLOW || []).indexOf(policy) >= 0) return policy + ' (ALLOW: no rule matched this client)';
+    var names = policy.split(',').filter(function (name) { return !/^\+\d+ more$/.test(name); });
+    function isIn(action) { return names.every(function (name) { return (lists[action] || []).indexOf(name) >= 0; }); }
+    if (names.length === 1 && isIn('DENY')) return policy + ' (DENY: a rule matched)';
+    if (isIn('ALLOW')) return policy + ' (ALLOW: no rule matched this client)';
+    // Counts run since the sidecar started: a policy removed since keeps its denials on the page.
+    if (workload && !workload.error && workload.authorizationPolicies && policy.indexOf('/') > 0) return policy + ' (no longer in force)';
     return policy;
   }
   // Past this many, the notes under the edges stop: the table has the rest.

@@ -34,6 +34,20 @@ spec:
 `;
 
 const ISSUER_SHA256 = '0eb28417a19637ea2bc5bf5ae8ee76e09e3af5d9e4b8b9c53e47b794e984ca6d';
+// Two ALLOW policies on web: a caller neither lets in is denied, the sidecar naming both.
+const ALLOW_TWO = ['front', 'back']
+  .map(
+    (name) => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: allow-${name}, namespace: shop }
+spec:
+  selector: { matchLabels: { app: web } }
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: ["example.org/ns/shop/sa/${name}"] } }]
+`,
+  )
+  .join('---\n');
 const PERMISSIVE = `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: { name: default, namespace: shop }
@@ -47,12 +61,16 @@ before(async () => {
   await mkdir(policyDir);
   await writeFile(join(policyDir, 'no-cart.yaml'), DENY_CART);
   await writeFile(join(policyDir, 'permissive.yaml'), PERMISSIVE);
+  await writeFile(join(policyDir, 'allow.yaml'), ALLOW_TWO);
   const now = Date.now();
   const mtls = `tls="true",client_id="${id('cart')}",server_id="${id('web')}",no_tls_reason="",port="7000"`;
   const web = await startFakeAdmin(
     `mutual_inbound_connections_total{${mtls}} 1\n` +
       `mutual_inbound_http_requests_total{${mtls},method="GET",status_code="403"} 7\n` +
       `mutual_authorization_decisions_total{decision="deny",policy="shop/no-cart",client_id="${id('cart')}",port="7000"} 7\n` +
+      `mutual_authorization_decisions_total{decision="deny",policy="shop/allow-front,shop/allow-back",client_id="${id('order-history')}",port="7000"} 2\n` +
+      // Counted before shop/retired was deleted: the counters run since the sidecar started.
+      `mutual_authorization_decisions_total{decision="deny",policy="shop/retired",client_id="${id('gone')}",port="7000"} 1\n` +
       // curl from this machine to a PERMISSIVE port: plain text, accepted.
       `mutual_inbound_connections_total{tls="no_identity",client_id="",server_id="",no_tls_reason="loopback",port="7000"} 3\n`,
     {
@@ -139,6 +157,14 @@ test('Edges says in words why an edge is not mTLS and which policy, DENY or ALLO
       await denied.innerText(),
       'cart → web:8080: 7 requests denied (403) by shop/no-cart (DENY: a rule matched).',
     );
+    assert.equal(
+      await page.locator('li[data-why="order-history→web:8080"]').innerText(),
+      'order-history → web:8080: 2 connections denied by shop/allow-front,shop/allow-back (ALLOW: no rule matched this client).',
+    );
+    assert.equal(
+      await page.locator('li[data-why="gone→web:8080"]').innerText(),
+      'gone → web:8080: 1 connection denied by shop/retired (no longer in force).',
+    );
     // Shortened to ns/…/sa/… beside the trust domain in the header: the whole ID on hover.
     const client = page.locator('tr[data-edge="cart→web:8080"] td:nth-child(5) .id');
     assert.equal(await client.innerText(), 'ns/shop/sa/cart');
@@ -157,7 +183,7 @@ test('Policy names the action of each authorization policy and of the one that d
     const mode = page.locator('tr[data-mode="web"]');
     await mode.waitFor({ timeout: 10_000 });
     assert.match(await mode.innerText(), /shop\/no-cart \(DENY\)$/);
-    const denial = page.locator('tr[data-denial="web"]');
+    const denial = page.locator('tr[data-denial="web"]', { hasText: 'no-cart' });
     await denial.waitFor({ timeout: 10_000 });
     assert.match(await denial.innerText(), /^web\s+cart\s+shop\/no-cart \(DENY: a rule matched\)\s+8080\s+/);
   } finally {
@@ -202,7 +228,7 @@ test('the page has a heading, and the graph a description and a legend not told 
     await page.locator('svg.topology path.edge.insecure').waitFor({ timeout: 10_000 });
     assert.match(
       (await graph.getAttribute('aria-label')) ?? '',
-      /^service graph: 5 services, 2 edges, 1 mTLS \(1 with denials\), 1 not mTLS;/,
+      /^service graph: 5 services, 4 edges, 3 mTLS \(3 with denials\), 1 not mTLS;/,
     );
     // Hovering the not-mTLS edge says why in words, as the Edges tab does.
     assert.match(
