@@ -9,6 +9,7 @@ import {
   createPeerVerifier,
   DEFAULT_SVID_SKEW_MS,
   describeKey,
+  type GeneralNameEntry,
   generateKeyPair,
   isSameKey,
   issueSvid,
@@ -291,10 +292,34 @@ async function inspect(file: string, options: { output: OutputFormat }, context:
         ],
         ['key usage', view.keyUsage?.join(', ') ?? '(not restricted)'],
         ['ext key usage', view.extKeyUsage?.join(', ') ?? '(not restricted)'],
+        ...(view.nameConstraints === undefined
+          ? []
+          : ([['constraints', describeNameConstraints(view.nameConstraints)]] as const)),
         ['SHA-256', colonHex(view.fingerprintSha256)],
       ]),
     );
   }
+}
+
+const GENERAL_NAME_PREFIXES: Record<GeneralNameEntry['type'], string> = {
+  uri: 'URI',
+  dns: 'DNS',
+  email: 'email',
+  ip: 'IP',
+  directoryName: 'DirName',
+  other: 'othername',
+};
+
+function generalName(name: GeneralNameEntry): string {
+  return `${GENERAL_NAME_PREFIXES[name.type]}:${name.value}`;
+}
+
+function describeNameConstraints(constraints: { permitted: string[]; excluded: string[] } | null): string {
+  if (constraints === null) return 'none (may sign any name)';
+  return [
+    ...(constraints.permitted.length > 0 ? [`names permitted: ${constraints.permitted.join(', ')}`] : []),
+    ...(constraints.excluded.length > 0 ? [`names excluded: ${constraints.excluded.join(', ')}`] : []),
+  ].join('; ');
 }
 
 const EKU_NAMES: Record<string, string> = {
@@ -338,6 +363,18 @@ function certificateView(certificate: ParsedCertificate, index: number, count: n
     pathLength: certificate.pathLength,
     keyUsage: certificate.keyUsage ? [...certificate.keyUsage] : undefined,
     extKeyUsage: certificate.extKeyUsage?.map((oid) => EKU_NAMES[oid] ?? oid),
+    // What a CA may sign (`ca create` restricts its issuer to spiffe://<td>/...; --no-name-constraint
+    // does not), as `step certificate inspect` and openssl show it: inspect could not tell them apart.
+    ...(certificate.isCa
+      ? {
+          nameConstraints: certificate.nameConstraints
+            ? {
+                permitted: certificate.nameConstraints.permitted?.map(generalName) ?? [],
+                excluded: certificate.nameConstraints.excluded?.map(generalName) ?? [],
+              }
+            : null,
+        }
+      : {}),
     fingerprintSha256: certificate.fingerprintSha256,
   };
 }

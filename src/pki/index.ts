@@ -23,6 +23,7 @@ export {
 export {
   type CertificateExtensionInfo,
   describeCertificate,
+  type GeneralNameEntry,
   type KeyUsageName,
   type ParsedCertificate,
   parseCertificate,
