@@ -97,6 +97,31 @@ function comparable(answer: string): string {
   return `${[status, ...others, ...framing].join('\r\n')}\r\n\r\n${rest}`;
 }
 
+/**
+ * Apache sends a CGI's answer with its Content-Length when the script was done before the head
+ * went out, else chunked, directly too: for those, the framing is left out and the body decoded.
+ */
+function unframed(answer: string): string {
+  const headEnd = answer.indexOf('\r\n\r\n');
+  const head = answer
+    .slice(0, headEnd)
+    .split('\r\n')
+    .filter((line) => !/^(content-length|transfer-encoding):/i.test(line));
+  let body = answer.slice(headEnd + 4);
+  if (/^transfer-encoding: chunked/im.test(answer.slice(0, headEnd))) {
+    let decoded = '';
+    for (let at = 0; ; ) {
+      const lineEnd = body.indexOf('\r\n', at);
+      const size = Number.parseInt(body.slice(at, lineEnd), 16);
+      if (!size) break;
+      decoded += body.slice(lineEnd + 2, lineEnd + 2 + size);
+      at = lineEnd + 2 + size + 2;
+    }
+    body = decoded;
+  }
+  return `${head.join('\r\n')}\r\n\r\n${body}`;
+}
+
 interface Case {
   readonly name: string;
   readonly path: string;
@@ -108,6 +133,7 @@ const scripted = (kind: AppServerKind) => kind !== 'apache' && kind !== 'nginx';
 const CASES: Case[] = [
   { name: 'GET', path: '/hello', args: [] },
   { name: 'HEAD', path: '/hello', args: ['-I'] },
+  { name: 'Range: bytes=1-3', path: '/hello', args: ['-H', 'Range: bytes=1-3'] },
   { name: 'POST 0 B', path: '/echo', args: ['-H', 'Expect:', '-d', ''], only: (k) => k !== 'nginx' },
   {
     name: 'POST 1 MB',
@@ -152,7 +178,9 @@ for (const kind of KINDS) {
       await t.test(name, async () => {
         const direct = await ask(app.port, path, args);
         assert.match(direct, /^HTTP\/1\.[01] [1-5]\d\d /, `${kind} answered ${name} directly`);
-        assert.equal(comparable(await ask(viaPort, path, args)), comparable(direct));
+        const same = kind === 'apache' && path === '/echo' ? unframed : (text: string) => text;
+        if (path === '/echo') assert.match(same(comparable(direct)), /\r\n\r\n(POST|PUT) got=\d+ sha=/);
+        assert.equal(same(comparable(await ask(viaPort, path, args))), same(comparable(direct)));
       });
     }
     await t.test('304 for If-None-Match with its ETag', async () => {
@@ -176,7 +204,8 @@ for (const kind of KINDS) {
           via.slice(0, via.lastIndexOf('\n')),
           via.slice(via.lastIndexOf('\n') + 1),
         ];
-        assert.equal(comparable(viaBody), comparable(directBody));
+        const same = kind === 'apache' ? unframed : (text: string) => text;
+        assert.equal(same(comparable(viaBody)), same(comparable(directBody)));
         // The sidecars answer the 100 themselves: curl's 1 s wait for it never shows.
         t.diagnostic(
           `${kind} Expect: 100-continue, 1 MB: direct ${directSeconds} s, through the pair ${viaSeconds} s`,
