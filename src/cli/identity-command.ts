@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDurationWithin, parseListenAddress } from '../config/index.ts';
 import { isMutualError, MutualError } from '../errors.ts';
@@ -115,9 +116,18 @@ export function registerIdentityCommand(program: Command, context: CliContext): 
     .action(async (options: TokenOptions) => {
       // The join token's limits, reported as --ttl was written.
       const ttlMs = parseDurationWithin(options.ttl, '--ttl', { atLeast: '1s', atMost: '365d' });
-      const key = await loadOrCreateJoinTokenKey(resolve(context.cwd, options.stateDir, 'identity'));
+      const keyDir = resolve(context.cwd, options.stateDir, 'identity');
+      const isNewKey = !existsSync(join(keyDir, JOIN_TOKEN_KEY_FILE));
+      const key = await loadOrCreateJoinTokenKey(keyDir);
       const issuer = createJoinTokenIssuer({ signingKey: key.privateKey, clock: context.clock });
       context.write(`${await issuer.mint({ namespace: options.ns, serviceAccount: options.sa, ttlMs })}\n`);
+      // Run from another directory than the identity service's, this signed with a key of its own
+      // that no service knows: the token was refused at certify time, far from the cause.
+      if (isNewKey) {
+        context.writeError(
+          `note: ${options.stateDir} held no join-token key, so a new one was made (${join(keyDir, JOIN_TOKEN_KEY_FILE)}): only an identity service (or \`mutual up\`) started with --state-dir ${options.stateDir} accepts this token\n`,
+        );
+      }
     });
   token
     .command('revoke')
