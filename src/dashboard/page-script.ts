@@ -237,26 +237,31 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   }
   // Past this many, the notes under the edges stop: the table has the rest.
   var EDGE_NOTES_SHOWN = 20;
-  /** In words, under the table, for each edge that is not mTLS or has denials: why, and which policy. */
+  /** In words, under the table, for each edge not mTLS, denied or failing: why, and which policy. */
   function edgeNotes(d, edges) {
     var notes = [];
     edges.forEach(function (edge) {
       var name = edge.source + ' → ' + edge.destination + (edge.port === undefined || edge.port === null ? '' : ':' + edge.port);
       if (!edge.isSecured) {
         notes.push(h('li', { class: 'error', 'data-why': edge.id }, [h('strong', { text: name }), ' is not mTLS: ' + explainReason(edge.reason) + '.']));
-      } else if (edge.denied > 0) {
-        var names = [];
-        d.policy.denials.forEach(function (x) {
-          if (x.service === edge.destination && x.client === edge.source && names.indexOf(x.policy) < 0) names.push(x.policy);
-        });
-        notes.push(h('li', { class: 'warning', 'data-why': edge.id }, [h('strong', { text: name }),
-          ': ' + plural(edge.denied, edge.requests > 0 ? 'request' : 'connection') + ' denied' + (edge.requests > 0 ? ' (403)' : '') + ' by ' +
-          (names.length ? names.map(function (p) { return withAction(d, edge.destination, p); }).join(', ') : 'policy') + '.']));
+      } else if (edge.denied > 0 || edge.failed > 0) {
+        var said = [];
+        if (edge.denied > 0) {
+          var names = [];
+          d.policy.denials.forEach(function (x) {
+            if (x.service === edge.destination && x.client === edge.source && names.indexOf(x.policy) < 0) names.push(x.policy);
+          });
+          said.push(plural(edge.denied, edge.requests > 0 ? 'request' : 'connection') + ' denied' + (edge.requests > 0 ? ' (403)' : '') + ' by ' +
+            (names.length ? names.map(function (p) { return withAction(d, edge.destination, p); }).join(', ') : 'policy'));
+        }
+        // The Failed count's why was a tooltip only.
+        if (edge.failed > 0) said.push(number(edge.failed) + ' failed before reaching ' + edge.destination + ': ' + explainReason(edge.failure || 'unknown'));
+        notes.push(h('li', { class: edge.failed > 0 ? 'error' : 'warning', 'data-why': edge.id }, [h('strong', { text: name }), ': ' + said.join('; ') + '.']));
       }
     });
     if (notes.length > EDGE_NOTES_SHOWN) {
       var rest = notes.length - EDGE_NOTES_SHOWN;
-      notes = notes.slice(0, EDGE_NOTES_SHOWN).concat([h('li', { text: 'and ' + plural(rest, 'other edge') + ' not mTLS or with denials (see the table).' })]);
+      notes = notes.slice(0, EDGE_NOTES_SHOWN).concat([h('li', { text: 'and ' + plural(rest, 'other edge') + ' not mTLS, denied or failing (see the table).' })]);
     }
     return notes;
   }

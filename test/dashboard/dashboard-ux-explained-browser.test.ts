@@ -98,12 +98,16 @@ before(async () => {
     {},
     { json: { '/ca': { issuer: { fingerprintSha256: ISSUER_SHA256 } } } },
   );
-  const orders = await startFakeAdmin('', {
-    spiffeId: id('order-history'),
-    notBefore: new Date(now - 3_600_000).toISOString(),
-    notAfter: new Date(now + 82_800_000).toISOString(),
-    renewAt: new Date(now + 50_000_000).toISOString(),
-  });
+  // Its calls to web fail before reaching it (web's sidecar refusing connections).
+  const orders = await startFakeAdmin(
+    'mutual_outbound_refused_total{reason="connect_failed",destination="127.0.0.1:17000"} 3\n',
+    {
+      spiffeId: id('order-history'),
+      notBefore: new Date(now - 3_600_000).toISOString(),
+      notAfter: new Date(now + 82_800_000).toISOString(),
+      renewAt: new Date(now + 50_000_000).toISOString(),
+    },
+  );
   admins = [web, cart, orders, identity];
   const stateDir = join(dir, 'state');
   await writeFakeRuntime(stateDir, {
@@ -159,7 +163,8 @@ test('Edges says in words why an edge is not mTLS and which policy, DENY or ALLO
     );
     assert.equal(
       await page.locator('li[data-why="order-history→web:8080"]').innerText(),
-      'order-history → web:8080: 2 connections denied by shop/allow-front,shop/allow-back (ALLOW: no rule matched this client).',
+      'order-history → web:8080: 2 connections denied by shop/allow-front,shop/allow-back (ALLOW: no rule matched this client); ' +
+        "3 failed before reaching web: connect_failed — the destination's sidecar could not be reached.",
     );
     assert.equal(
       await page.locator('li[data-why="gone→web:8080"]').innerText(),
