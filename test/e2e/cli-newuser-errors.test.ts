@@ -190,3 +190,12 @@ test('identity token create into a directory without a key says that it made one
   assert.equal(second.code, 0, second.stderr);
   assert.equal(second.stderr, '');
 });
+
+test('check --proxy with port 0 is a usage error, not a check of port 80', async () => {
+  const run = await runMutual(['check', '--proxy', '127.0.0.1:0']);
+  assert.equal(run.code, 2, run.stdout);
+  assert.equal(
+    run.stderr.split('\n')[0],
+    `error[MUTUAL_CLI_USAGE]: --proxy "127.0.0.1:0" is not a sidecar's admin address: give what its --admin-listen was, e.g. 127.0.0.1:14191 or http://127.0.0.1:14191`,
+  );
+});

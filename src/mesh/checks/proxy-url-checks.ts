@@ -17,7 +17,15 @@ export function proxyAdminUrl(address: string): string | undefined {
     : `http://${address.startsWith(':') ? `127.0.0.1${address}` : address}`;
   try {
     const url = new URL(withScheme);
-    if (url.protocol !== 'http:' || !url.port || (url.pathname !== '/' && url.pathname !== ''))
+    // Port 0 is no address to check (fetch went to port 80 and blamed it); :80 is one, which URL
+    // leaves out of url.port as the default.
+    const hasPort = url.port !== '' || /:80\/?$/.test(withScheme);
+    if (
+      url.protocol !== 'http:' ||
+      !hasPort ||
+      url.port === '0' ||
+      (url.pathname !== '/' && url.pathname !== '')
+    )
       return undefined;
     return url.origin;
   } catch {
