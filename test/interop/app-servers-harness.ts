@@ -187,7 +187,9 @@ export async function startAppServer(kind: AppServerKind, dir: string): Promise<
       [command, args] = ['nginx', ['-c', await fill('nginx.conf', join(home, 'nginx.conf'))]];
       break;
   }
-  const child = spawn(command, args, { cwd: FIXTURES, stdio: ['ignore', 'pipe', 'pipe'] });
+  // No __pycache__ in the fixtures folder.
+  const env = { ...process.env, PYTHONDONTWRITEBYTECODE: '1' };
+  const child = spawn(command, args, { cwd: FIXTURES, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
