@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -62,8 +63,9 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
     );
   }
   const stateDir = resolve(context.cwd, options.stateDir);
+  const paths = meshPaths(stateDir);
   // A mesh started later is picked up live, but never from a file.
-  await requireStateDirectory(meshPaths(stateDir));
+  await requireStateDirectory(paths);
   const server = await createDashboard(
     {
       stateDir,
@@ -83,6 +85,12 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
   context.write(
     `Mutual dashboard for ${stateDir}: ${url}${others.length > 0 ? ` (from other machines: ${others.join(', ')})` : ''}\n(Ctrl-C stops it)\n`,
   );
+  // Started from the wrong directory (the default is ./.mutual), the page stayed empty with no word why.
+  if (!existsSync(paths.runtimeFile)) {
+    context.write(
+      `No mesh is running from ${options.stateDir} yet: the page shows it once \`mutual up -f mesh.yaml${stateFlagOf(options.stateDir)}\` starts one (or pass the --state-dir a running mesh was started with).\n`,
+    );
+  }
   const signal = await context.untilShutdown();
   context.write(`${signal}: stopping the dashboard\n`);
   await server.close();

@@ -4,6 +4,7 @@
 // words (no EISDIR, no "unknown option '--ca'"), exit non-zero, and nothing written.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -197,5 +198,35 @@ test('check --proxy with port 0 is a usage error, not a check of port 80', async
   assert.equal(
     run.stderr.split('\n')[0],
     `error[MUTUAL_CLI_USAGE]: --proxy "127.0.0.1:0" is not a sidecar's admin address: give what its --admin-listen was, e.g. 127.0.0.1:14191 or http://127.0.0.1:14191`,
+  );
+});
+
+test('dashboard from a directory where no mesh runs says so, then stops on Ctrl-C with exit 0', async () => {
+  const stateDir = join(dir, 'no-mesh-yet');
+  const child = spawn(
+    process.execPath,
+    [join(repoRoot(), 'bin', 'mutual.js'), 'dashboard', '--listen', '127.0.0.1:0', '--state-dir', stateDir],
+    { env: { ...process.env, NO_COLOR: '1' } },
+  );
+  let output = '';
+  const exited = once(child, 'exit');
+  await new Promise<void>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('starts one')) resolve();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.once('exit', () => resolve());
+  });
+  child.kill('SIGINT');
+  const [code] = await exited;
+  assert.equal(code, 0, output);
+  assert.match(
+    output,
+    new RegExp(
+      `^Mutual dashboard for ${stateDir}: http://127\\.0\\.0\\.1:\\d+/\\n\\(Ctrl-C stops it\\)\\nNo mesh is running from ${stateDir} yet: the page shows it once \`mutual up -f mesh\\.yaml --state-dir ${stateDir}\` starts one \\(or pass the --state-dir a running mesh was started with\\)\\.\\nSIGINT: stopping the dashboard\\n$`,
+    ),
   );
 });
