@@ -18,6 +18,8 @@ export interface EdgeRow extends Edge {
   readonly connectionRate: number | null;
   /** Share of HTTP requests answered below 500; null without requests. */
   readonly successRate: number | null;
+  /** The same over the window (as the rates); null before two snapshots or without requests in it. */
+  readonly recentSuccessRate: number | null;
 }
 
 const DAY_S = 86_400;
@@ -35,6 +37,13 @@ function increase(now: number, before: number): number {
 function rate(now: number, before: number | undefined, seconds: number): number | null {
   if (before === undefined || seconds <= 0) return null;
   return increase(now, before) / seconds;
+}
+
+/** Requests answered below 500 within the window: since start, a fault fixed long ago kept an edge at 33 %. */
+function recentSuccessShare(now: Edge, before: Edge | undefined): number | null {
+  const requests = increase(now.requests, before?.requests ?? 0);
+  const errors = Math.min(requests, increase(now.serverErrors, before?.serverErrors ?? 0));
+  return requests > 0 ? (requests - errors) / requests : null;
 }
 
 export function edgesView(now: Snapshot, before: Snapshot | undefined, namespace?: string) {
@@ -56,6 +65,7 @@ export function edgesView(now: Snapshot, before: Snapshot | undefined, namespace
       requestRate: rate(edge.requests, previous?.requests ?? (before ? 0 : undefined), seconds),
       connectionRate: rate(edge.connections, previous?.connections ?? (before ? 0 : undefined), seconds),
       successRate: edge.requests > 0 ? (edge.requests - edge.serverErrors) / edge.requests : null,
+      recentSuccessRate: before ? recentSuccessShare(edge, previous) : null,
     };
   });
   const filtered =

@@ -5,7 +5,8 @@
 // '… ago' under Renews, read as renewed), what the status colours mean, the full SPIFFE ID of a
 // shortened one, a page heading, a graph a screen reader can describe, and on a phone a
 // service name split at its hyphen no more (was 'order-' over 'history'), and the issuer's
-// fingerprint (was '—').
+// fingerprint (was '—'), and Non-5xx over the window as Rate (was since start: 33 % long after
+// a fault was fixed, beside checks that all passed).
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import { type FakeAdmin, refusingUrl, startFakeAdmin, writeFakeRuntime } from '.
 const id = (name: string) => `spiffe://example.org/ns/shop/sa/${name}`;
 let dir: string;
 let admins: FakeAdmin[] = [];
+let webAdmin: FakeAdmin;
 let dashboard: Dashboard;
 let browser: Browser;
 
@@ -67,6 +69,8 @@ before(async () => {
   const web = await startFakeAdmin(
     `mutual_inbound_connections_total{${mtls}} 1\n` +
       `mutual_inbound_http_requests_total{${mtls},method="GET",status_code="403"} 7\n` +
+      // A fault before the page was opened: web's app answered 503 twenty times.
+      `mutual_inbound_http_requests_total{${mtls},method="GET",status_code="503"} 20\n` +
       `mutual_authorization_decisions_total{decision="deny",policy="shop/no-cart",client_id="${id('cart')}",port="7000"} 7\n` +
       `mutual_authorization_decisions_total{decision="deny",policy="shop/allow-front,shop/allow-back",client_id="${id('order-history')}",port="7000"} 2\n` +
       // Counted before shop/retired was deleted: the counters run since the sidecar started.
@@ -109,6 +113,7 @@ before(async () => {
     },
   );
   admins = [web, cart, orders, identity];
+  webAdmin = web;
   const stateDir = join(dir, 'state');
   await writeFakeRuntime(stateDir, {
     identityAdminUrl: identity.url,
@@ -268,6 +273,33 @@ test('on a phone a short service name and identity part stay whole, broken only 
       return [count(row.cells[0])].concat(parts.map(count));
     })()`)) as number[];
     assert.deepEqual(lines, [1, 1, 1, 1, 1], 'order-history, then ns/ shop/ sa/ order-history');
+  } finally {
+    await page.close();
+  }
+});
+
+test('Non-5xx is over the window, as Rate: a fault before it no longer drags the edge down', {
+  skip,
+}, async () => {
+  const page = await open('edges');
+  try {
+    await page.locator('tr[data-edge="cart→web:8080"]').waitFor({ timeout: 10_000 });
+    // The fault is over: ten requests answered 200 since.
+    webAdmin.metrics += `mutual_inbound_http_requests_total{tls="true",client_id="${id('cart')}",server_id="${id('web')}",no_tls_reason="",port="7000",method="GET",status_code="200"} 10\n`;
+    const cell = await page.waitForFunction(
+      () => {
+        const span = (globalThis as any).document.querySelector(
+          'tr[data-edge="cart→web:8080"] td:nth-child(8) span',
+        );
+        return span && span.textContent === '100%' && [span.textContent, span.getAttribute('title')];
+      },
+      undefined,
+      { timeout: 10_000 },
+    );
+    const [text, title] = (await cell.jsonValue()) as [string, string];
+    assert.equal(text, '100%');
+    // 17 of 37 requests below 500 since the sidecar started.
+    assert.match(title, /^100% in the last \d+ s; 45\.9% since the sidecar started$/);
   } finally {
     await page.close();
   }
