@@ -123,6 +123,15 @@ export function registerDestinationCommand(program: Command, context: CliContext
 function credentials(options: ServeOptions, cwd: string): ProxyCredentialsConfig {
   const isIdentity = options.identityUrl !== undefined || options.tokenFile !== undefined;
   const at = (file: string | undefined) => (file === undefined ? undefined : resolve(cwd, file));
+  // The proxy's wording named MUTUAL_PROXY_IDENTITY_BUNDLE_PEM, which this command does not read,
+  // and --spiffe-id, which has a default here.
+  const given = [options.identityUrl, options.tokenFile, options.identityBundle, options.cert, options.key];
+  if (given.every((flag) => flag === undefined) && options.bundle === undefined) {
+    throw new MutualError(
+      'MUTUAL_CLI_USAGE',
+      'no credentials: give --identity-url, --token-file and --identity-bundle (a certificate from `mutual identity serve`), or --cert, --key and --bundle (static files, e.g. from `mutual cert issue`)',
+    );
+  }
   try {
     return credentialsFrom({
       identityUrl: options.identityUrl,

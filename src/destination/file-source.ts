@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { MutualError, toMutualError } from '../errors.ts';
 import { canonicalIp } from '../ip/index.ts';
 import { tryParseSpiffeId } from '../spiffe/index.ts';
+import { readFailure } from '../store/index.ts';
 import {
   type DestinationAnswer,
   type DestinationProtocol,
@@ -153,7 +154,7 @@ export async function createFileSource(file: string, deps: FileSourceDeps = {}):
     } catch (error) {
       throw new MutualError(
         'MUTUAL_IO_READ_FAILED',
-        `cannot read the destination table ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+        `cannot read the destination table ${path}: ${readFailure(path, error)}`,
         { cause: error },
       );
     }

@@ -250,7 +250,7 @@ function readFailed(what: string, label: string, error: unknown): MutualError {
  * Why a read failed, in words: a directory given for a file (`cert inspect ca/`) or a file given
  * for a directory (`--ca ca/bundle.pem`) printed node's "EISDIR: illegal operation on a directory".
  */
-function readFailure(path: string, error: unknown): string {
+export function readFailure(path: string, error: unknown): string {
   switch ((error as NodeJS.ErrnoException).code) {
     case 'ENOENT':
       return 'it does not exist';

@@ -17,6 +17,7 @@ export {
   type OutputFile,
   type RegularFileRead,
   readBoundedText,
+  readFailure,
   readFileBytes,
   readRegularFile,
   readTextFile,

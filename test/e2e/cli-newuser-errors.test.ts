@@ -230,3 +230,36 @@ test('dashboard from a directory where no mesh runs says so, then stops on Ctrl-
     ),
   );
 });
+
+test('destination serve: no credentials names only its own flags; a missing or directory --file is said in words', async () => {
+  const bare = await runMutual(['destination', 'serve']);
+  assert.equal(bare.code, 2);
+  assert.equal(
+    bare.stderr.split('\n')[0],
+    'error[MUTUAL_CLI_USAGE]: no credentials: give --identity-url, --token-file and --identity-bundle (a certificate from `mutual identity serve`), or --cert, --key and --bundle (static files, e.g. from `mutual cert issue`)',
+  );
+  const web = join(dir, 'web');
+  for (const [file, reason] of [
+    [join(dir, 'nope.yaml'), 'it does not exist'],
+    [join(dir, 'ca'), 'it is a directory, not a file: give the path of a file in it'],
+  ] as const) {
+    const run = await runMutual([
+      ...[
+        'destination',
+        'serve',
+        '--file',
+        file,
+        '--cert',
+        join(web, 'cert.pem'),
+        '--key',
+        join(web, 'key.pem'),
+      ],
+      ...['--bundle', join(web, 'bundle.pem'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+    ]);
+    assert.equal(run.code, 1, run.stdout);
+    assert.equal(
+      run.stderr.split('\n')[0],
+      `error[MUTUAL_IO_READ_FAILED]: cannot read the destination table ${file}: ${reason}`,
+    );
+  }
+});
