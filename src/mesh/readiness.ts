@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connectApp } from '../proxy/index.ts';
 
 export interface HttpAnswer {
   readonly status: number;
@@ -30,7 +30,8 @@ export function httpGet(url: string, timeoutMs = 2000): Promise<HttpAnswer> {
 
 function tcpAccepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ port, host: '127.0.0.1' });
+    // Where the sidecar looks for it: 127.0.0.1, or ::1 for an app on IPv6 loopback alone.
+    const socket = connectApp(port);
     socket.once('connect', () => {
       resolve(true);
       // Leave as a client would: closing with a server-speaks-first app's greeting unread resets
@@ -86,13 +87,16 @@ export function waitForHttpReady(
   }, options);
 }
 
-/** Waits for something to accept TCP connections on 127.0.0.1:`port`. */
+/** Waits for something to accept TCP connections on 127.0.0.1:`port` (or [::1]:`port`). */
 export function waitForTcp(
   port: number,
   options: { deadlineMs: number; isAlive: () => boolean },
 ): Promise<WaitOutcome> {
   return pollUntil(
-    async () => ((await tcpAccepts(port)) ? undefined : `nothing accepts connections on 127.0.0.1:${port}`),
+    async () =>
+      (await tcpAccepts(port))
+        ? undefined
+        : `nothing accepts connections on 127.0.0.1:${port} or [::1]:${port}`,
     options,
   );
 }

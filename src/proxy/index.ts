@@ -2,6 +2,7 @@
 // Talks to the app on 127.0.0.1 and to other proxies over TLS 1.3 only; decides nothing about
 // who may call whom (policy does) and never signs anything (the identity service does).
 
+export { connectApp } from './app-connect.ts';
 export { type AppProbeResult, probeApp } from './app-probes.ts';
 export { type CredentialSource, createCredentialSource, loadCredentialFiles } from './credential-source.ts';
 export { classifyFirstBytes, peekFirstBytes, type StreamProtocol } from './detect.ts';

@@ -69,7 +69,7 @@ test('an app that ignores $PORT: where it listens instead, at once and in the ti
   );
   assert.match(
     up.stderr,
-    /was not ready within --timeout 5s, for every process together \(last check: nothing accepts connections on 127\.0\.0\.1:\d+; the app listens on 127\.0\.0\.1:\d+ instead: make it listen on \$PORT/,
+    /was not ready within --timeout 5s, for every process together \(last check: nothing accepts connections on 127\.0\.0\.1:\d+ or \[::1\]:\d+; the app listens on 127\.0\.0\.1:\d+ instead: make it listen on \$PORT/,
   );
 });
 

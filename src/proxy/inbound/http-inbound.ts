@@ -7,9 +7,10 @@ import {
   request as requestApp,
   type ServerResponse,
 } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { appConnector, connectApp } from '../app-connect.ts';
 import { getInboundContext, type InboundContext } from '../connection-context.ts';
 import { splice } from '../forward.ts';
 import {
@@ -51,6 +52,7 @@ export function createHttpInbound(deps: InboundDeps, hooks: HttpInboundHooks = {
     if (!pool) {
       // No response deadlines: streams and long polls are the app's to end, as with a direct call.
       pool = new Pool(`http://127.0.0.1:${port}`, {
+        connect: appConnector(port),
         connections: 512,
         headersTimeout: 0,
         bodyTimeout: 0,
@@ -231,7 +233,7 @@ export function createHttpInbound(deps: InboundDeps, hooks: HttpInboundHooks = {
       ...{ method: request.method, path: request.url, headers, setHost: false },
       createConnection: () => {
         // Half-open allowed, as for any spliced stream: a FIN travels across once upgraded.
-        const app = connect({ host: '127.0.0.1', port: context.appPort, allowHalfOpen: true });
+        const app = connectApp(context.appPort, { allowHalfOpen: true });
         deps.track(app);
         return app;
       },

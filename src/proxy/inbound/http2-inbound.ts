@@ -15,6 +15,7 @@ import {
 } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { connectApp } from '../app-connect.ts';
 import type { InboundContext } from '../connection-context.ts';
 import {
   appLocalResourcesText,
@@ -244,7 +245,7 @@ function createAppSessions({ log, clock, metrics }: Pick<InboundDeps, 'log' | 'c
     session(port: number): ClientHttp2Session {
       const open = sessions.get(port);
       if (open && !open.closed && !open.destroyed) return open;
-      const session = connectHttp2(`http://127.0.0.1:${port}`);
+      const session = connectHttp2(`http://127.0.0.1:${port}`, { createConnection: () => connectApp(port) });
       const forget = () => {
         if (sessions.get(port) === session) sessions.delete(port);
       };

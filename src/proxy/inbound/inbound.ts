@@ -2,7 +2,7 @@
 // plaintext, or TLS that names another server than the sidecar, where the port's mode allows it)
 // → detect the app protocol → authorize → forward to the app on 127.0.0.1. Each stage counts what
 // it refuses, with the reason.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../clock.ts';
 import type { ProxyConfig } from '../../config/index.ts';
@@ -20,6 +20,7 @@ import {
   scanClientHello,
   verifyClientChain,
 } from '../../tls/index.ts';
+import { connectApp as connectAppSocket } from '../app-connect.ts';
 import { getInboundContext, type InboundContext, plainIp, setInboundContext } from '../connection-context.ts';
 import { classifyFirstBytes, peekClientHello, peekFirstBytes } from '../detect.ts';
 import { splice } from '../forward.ts';
@@ -434,7 +435,7 @@ export function createInbound(deps: InboundDeps) {
   }
 
   function connectApp(appPort: number): Socket {
-    const app = connect({ host: '127.0.0.1', port: appPort, allowHalfOpen: true });
+    const app = connectAppSocket(appPort, { allowHalfOpen: true });
     deps.track(app);
     app.on('error', (error: NodeJS.ErrnoException) =>
       log.warnSampled('app connection failed', `port=${appPort} code=${error.code}`, {
