@@ -117,6 +117,15 @@ function packageRoot(): string {
 }
 
 /** Starts `mutual proxy run` with `args` (add `--admin-listen 127.0.0.1:0`), resolves when it listens. */
+/**
+ * A test whose set-up failed half-way never stops the sidecars it had started; `npm test`
+ * (--test-force-exit) ends the file anyway, and they go with it instead of running on.
+ */
+const runningSidecars = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of runningSidecars) child.kill('SIGKILL');
+});
+
 export async function startProxyProcess(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},
@@ -125,6 +134,8 @@ export async function startProxyProcess(
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1', ...env },
   });
+  runningSidecars.add(child);
+  child.once('exit', () => runningSidecars.delete(child));
   let output = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     output += chunk.toString();

@@ -105,6 +105,14 @@ describe('redis through sidecar pairs', { skip: missing() }, () => {
   /** PERMISSIVE, port listed as opaque on both sides. */
   let opaque: { server: ProxyProcess; client: ProxyProcess; upstream: number };
 
+  /** Every sidecar started, stopped by after() even when before() failed half-way. */
+  const started: ProxyProcess[] = [];
+  const startSidecar = async (args: string[]) => {
+    const sidecar = await startProxyProcess(args);
+    started.push(sidecar);
+    return sidecar;
+  };
+
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mutual-redis-'));
     redisPort = await freePort();
@@ -138,24 +146,24 @@ describe('redis through sidecar pairs', { skip: missing() }, () => {
     const opaqueUpstream = await freePort();
     const opaquePorts = ['--opaque-ports', `${redisPort},${opaqueUpstream}`];
     const [strictServer, opaqueServer] = await Promise.all([
-      startProxyProcess([
+      startSidecar([
         ...credentials(db),
         ...['--inbound', `127.0.0.1:0=${redisPort}`, '--mode', 'STRICT', '--opaque-ports', '1'],
         ...common,
       ]),
-      startProxyProcess([
+      startSidecar([
         ...credentials(db),
         ...['--inbound', `127.0.0.1:0=${redisPort}`, '--mode', 'PERMISSIVE', ...opaquePorts],
         ...common,
       ]),
     ]);
     const [strictClient, opaqueClient] = await Promise.all([
-      startProxyProcess([
+      startSidecar([
         ...credentials(app),
         ...['--upstream', `127.0.0.1:0=${db.spiffeId}@127.0.0.1:${strictServer.inbound[0]!.port}`],
         ...['--opaque-ports', '1', ...common],
       ]),
-      startProxyProcess([
+      startSidecar([
         ...credentials(app),
         ...[
           '--upstream',
@@ -171,7 +179,8 @@ describe('redis through sidecar pairs', { skip: missing() }, () => {
   });
 
   after(async () => {
-    await Promise.all([strict?.server, strict?.client, opaque?.server, opaque?.client].map((p) => p?.stop()));
+    // Left running, a sidecar keeps this file's process alive, and the whole run waits on it.
+    await Promise.all(started.map((sidecar) => sidecar.stop()));
     if (redis && redis.exitCode === null) {
       const exited = new Promise((resolve) => redis.once('exit', resolve));
       redis.kill('SIGTERM');
