@@ -56,7 +56,10 @@ test('an unmeshed destination that drops SYNs: the call is reset after the conne
   const reachable = await call();
   assert.equal(reachable.stdout, 'status=200', reachable.stderr);
   const metricsBefore = (await client.exec('curl', ['-s', 'http://127.0.0.1:4191/metrics'])).stdout;
-  assert.match(metricsBefore, /mutual_outbound_connections_total\{tls="no_identity",[^}]*no_tls_reason="not_meshed",destination="198\.18\.[0-9.]+:8080"\} 1/);
+  assert.match(
+    metricsBefore,
+    /mutual_outbound_connections_total\{tls="no_identity",[^}]*no_tls_reason="not_meshed",destination="198\.18\.[0-9.]+:8080"\} 1/,
+  );
 
   const rule = ['INPUT', '-p', 'tcp', '--syn', '-j', 'DROP'];
   assert.equal((await server.exec('iptables', ['-I', ...rule])).code, 0);
