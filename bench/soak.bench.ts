@@ -665,7 +665,9 @@ async function main(): Promise<void> {
           fail('heap snapshot', `${name}: ${String(error)}`);
           return undefined;
         });
-        if (mb !== undefined) (liveHeap[name] ??= []).push(mb);
+        if (mb === undefined) continue;
+        liveHeap[name] ??= [];
+        liveHeap[name].push(mb);
       }
     };
     let isWarmSnapshotTaken = false;
