@@ -179,3 +179,13 @@ test('the real gke-gcloud-auth-plugin, not logged in: its advice reaches the che
     /failed \(exit code 1\): .*You do not currently have an active account selected\. Please run: \$ gcloud auth login/,
   );
 });
+
+test('a kubeconfig that does not exist, or a directory given for it: said in words, not ENOENT or EISDIR', async () => {
+  const missing = await apiCheck(join(dir, 'no-such.kubeconfig'));
+  assert.match(
+    missing.results[0]!.message,
+    /cannot read the kubeconfig .*no-such\.kubeconfig: it does not exist/,
+  );
+  const directory = await apiCheck(dir);
+  assert.match(directory.results[0]!.message, /it is a directory, not a file: give the path of a file in it/);
+});

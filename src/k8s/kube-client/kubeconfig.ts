@@ -6,6 +6,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { MutualError } from '../../errors.ts';
 import { IN_CLUSTER_FILES } from '../../identity/index.ts';
+import { readFailure } from '../../store/index.ts';
 import { type ExecPluginConfig, execCredentialSource } from './exec-credential.ts';
 import type { KubeConnection } from './kube-client.ts';
 
@@ -144,7 +145,7 @@ async function readConfigFile(file: string, what: string): Promise<string> {
   } catch (error) {
     throw new MutualError(
       'MUTUAL_IO_READ_FAILED',
-      `cannot read ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      `cannot read ${what} ${file}: ${readFailure(file, error)}`,
       { cause: error },
     );
   }
