@@ -508,8 +508,8 @@ const lastForwarded = new WeakMap<object, Forwarded>();
  * nginx cancel at once); but a client that gave up (a timeout) and closed looks the same, and its
  * request held a pooled connection to the next hop, and the app's handler, until the app answered:
  * for good, from an app that never does, and 128 of them took the whole pool to a destination.
- * Between sidecars it is 0: the outbound never half-closes a mesh connection, so a FIN there is the
- * calling sidecar letting go of a request its client left, and the app's handler is let go at once.
+ * The same on mTLS connections: clients with certificates half-close too (Node's tls `end(request)`,
+ * openssl s_client at the end of its input), though the outbound never does.
  */
 export const HALF_CLOSED_ANSWER_WAIT_MS = 10_000;
 
@@ -527,7 +527,6 @@ export function forwardRequest(
   dispatcher: Dispatcher,
   headers: string[],
   onFailure: (error: Error) => void,
-  halfClosedWaitMs = HALF_CLOSED_ANSWER_WAIT_MS,
 ): void {
   const hasBody =
     request.headers['transfer-encoding'] !== undefined ||
@@ -551,7 +550,7 @@ export function forwardRequest(
     if (!request.complete) return void request.once('end', onClientHalfClosed);
     halfClosedTimer = setTimeout(() => {
       if (!response.headersSent) socket.destroy();
-    }, halfClosedWaitMs);
+    }, HALF_CLOSED_ANSWER_WAIT_MS);
   };
   const settle = () => {
     if (forwarded.isSettled) return;

@@ -245,11 +245,11 @@ test('a kubeconfig the client cannot use is refused with the reason', async () =
   const bad = join(dir, 'bad-kubeconfig');
   await (await import('node:fs/promises')).writeFile(
     bad,
-    'current-context: x\ncontexts: [{ name: x, context: { cluster: c, user: u } }]\nclusters: [{ name: c, cluster: { server: "https://127.0.0.1:1" } }]\nusers: [{ name: u, user: { exec: { command: gcloud } } }]\n',
+    'current-context: x\ncontexts: [{ name: x, context: { cluster: c, user: u } }]\nclusters: [{ name: c, cluster: { server: "https://127.0.0.1:1" } }]\nusers: [{ name: u, user: { auth-provider: { name: gcp } } }]\n',
   );
   await assert.rejects(kubeconfigConnection(bad), {
     code: 'MUTUAL_K8S_CONFIG_INVALID',
-    message: /exec or auth-provider plugin/,
+    message: /auth-provider plugin, which Kubernetes removed in 1\.26/,
   });
   const wrongToken = createKubeClient({ server: api.url, caPem: api.caPem, bearerToken: async () => 'nope' });
   await assert.rejects(wrongToken.list(PODS), {

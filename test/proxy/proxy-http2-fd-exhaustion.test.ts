@@ -101,9 +101,13 @@ test('an HTTP/2 stream the inbound cannot pass to the app for want of descriptor
     assert.equal(Number(refused.headers[':status']), 502, refused.body);
     assert.equal(refused.headers['x-mutual-proxy-error'], 'local_resources', refused.body);
     assert.match(refused.body, /EMFILE/);
-    assert.match(
-      server.output(),
-      /the sidecar could not connect to the app, for want of its own resources.*EMFILE/,
+    // The stream's 502 may reach the client before the session's error is logged.
+    await eventually(
+      async () =>
+        /the sidecar could not connect to the app, for want of its own resources.*EMFILE/.test(
+          server!.output(),
+        ),
+      'the log line naming EMFILE',
     );
 
     for (const socket of held) socket.destroy();

@@ -23,7 +23,6 @@ import {
   DENIED_BY_HEADER,
   forwardedRequestHeaders,
   forwardRequest,
-  HALF_CLOSED_ANSWER_WAIT_MS,
   isAnswerHeadTooLarge,
   isClosing,
   isInvalidAnswer,
@@ -183,27 +182,20 @@ export function createHttpInbound(deps: InboundDeps, hooks: HttpInboundHooks = {
       return;
     }
     if (expectsContinue) response.writeContinue();
-    forwardRequest(
-      request,
-      response,
-      appPool(context.appPort),
-      forwardHeaders(request, context),
-      (error) => {
-        const problem = malformedRequestProblem(request, error);
-        if (problem !== undefined) {
-          logBadRequest(request, problem, context);
-          return answerBadRequest(request, response, problem);
-        }
-        log.warnSampled(
-          'app request failed',
-          `port=${context.appPort} code=${(error as NodeJS.ErrnoException).code}`,
-          { port: context.appPort, error: error.message },
-        );
-        const { reason, text } = appFailureAnswer(error, context.appPort);
-        response.writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: reason }).end(text);
-      },
-      context.peer.kind === 'mtls' ? 0 : HALF_CLOSED_ANSWER_WAIT_MS,
-    );
+    forwardRequest(request, response, appPool(context.appPort), forwardHeaders(request, context), (error) => {
+      const problem = malformedRequestProblem(request, error);
+      if (problem !== undefined) {
+        logBadRequest(request, problem, context);
+        return answerBadRequest(request, response, problem);
+      }
+      log.warnSampled(
+        'app request failed',
+        `port=${context.appPort} code=${(error as NodeJS.ErrnoException).code}`,
+        { port: context.appPort, error: error.message },
+      );
+      const { reason, text } = appFailureAnswer(error, context.appPort);
+      response.writeHead(502, { 'content-type': 'text/plain', [PROXY_ERROR_HEADER]: reason }).end(text);
+    });
   }
 
   /**
