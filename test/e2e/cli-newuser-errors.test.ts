@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createCa, type MutualRun, repoRoot, runMutual } from './run-mutual.ts';
+import { createCa, repoRoot, runMutual } from './run-mutual.ts';
 
 let dir: string;
 
@@ -26,27 +26,6 @@ before(async () => {
 after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** `mutual ARGS` with `input` on its stdin. */
-function runWithStdin(args: readonly string[], input: Buffer): Promise<MutualRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'mutual.js'), ...args], {
-      env: { ...process.env, NO_COLOR: '1' },
-      timeout: 20_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
 
 test('a directory given for a file, or a file for a directory: said in words, nothing written', async () => {
   const inspect = await runMutual(['cert', 'inspect', join(dir, 'ca')]);
@@ -108,7 +87,7 @@ test('a misspelled identity subcommand is named as one, not taken for a service 
 
 test('cert inspect - reads a PEM chain or a DER certificate from stdin, as openssl x509 does', async () => {
   const pem = await readFile(join(dir, 'web', 'cert.pem'));
-  const fromPem = await runWithStdin(['cert', 'inspect', '-'], pem);
+  const fromPem = await runMutual(['cert', 'inspect', '-'], { input: pem });
   assert.equal(fromPem.code, 0, fromPem.stderr);
   assert.match(
     fromPem.stdout,
@@ -121,10 +100,10 @@ test('cert inspect - reads a PEM chain or a DER certificate from stdin, as opens
       .replace(/-----BEGIN CERTIFICATE-----|\s/g, ''),
     'base64',
   );
-  const fromDer = await runWithStdin(['cert', 'inspect', '-', '-o', 'json'], der);
+  const fromDer = await runMutual(['cert', 'inspect', '-', '-o', 'json'], { input: der });
   assert.equal(fromDer.code, 0, fromDer.stderr);
   assert.equal(JSON.parse(fromDer.stdout)[0].spiffeId, 'spiffe://cluster.local/ns/default/sa/web');
-  const empty = await runWithStdin(['cert', 'inspect', '-'], Buffer.alloc(0));
+  const empty = await runMutual(['cert', 'inspect', '-'], { input: Buffer.alloc(0) });
   assert.equal(empty.code, 1);
   assert.match(empty.stderr, /^error\[MUTUAL_PKI_PEM_MALFORMED\]: <stdin> is empty/);
 });

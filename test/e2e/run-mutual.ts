@@ -66,10 +66,10 @@ export interface MutualRun {
   stderr: string;
 }
 
-/** Runs the real `mutual` binary (bin/mutual.js) as a user would, with a timeout. */
+/** Runs the real `mutual` binary (bin/mutual.js) as a user would, with a timeout (and `input` on its stdin). */
 export function runMutual(
   args: readonly string[],
-  options: { cwd?: string; timeoutMs?: number } = {},
+  options: { cwd?: string; timeoutMs?: number; input?: Buffer | string } = {},
 ): Promise<MutualRun> {
   const bin = join(repoRoot(), 'bin', 'mutual.js');
   return new Promise((resolve, reject) => {
@@ -88,6 +88,7 @@ export function runMutual(
     });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    if (options.input !== undefined) child.stdin.end(options.input);
   });
 }
 
