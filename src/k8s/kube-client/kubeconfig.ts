@@ -6,7 +6,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { MutualError } from '../../errors.ts';
 import { IN_CLUSTER_FILES } from '../../identity/index.ts';
-import { readFailure } from '../../store/index.ts';
+import { readTextFile } from '../../store/index.ts';
 import { type ExecPluginConfig, execCredentialSource } from './exec-credential.ts';
 import type { KubeConnection } from './kube-client.ts';
 
@@ -25,7 +25,7 @@ export async function inClusterConnection(
   }
   return {
     server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
-    caPem: await readConfigFile(files.ca, 'the in-cluster CA'),
+    caPem: await readTextFile(files.ca, 'the in-cluster CA'),
     bearerToken: () => readFile(files.token, 'utf8'),
   };
 }
@@ -59,7 +59,7 @@ interface KubeconfigFile {
 
 /** The current context of a kubeconfig file (`context` picks another); relative paths are relative to the file. */
 export async function kubeconfigConnection(file: string, context?: string): Promise<KubeConnection> {
-  const text = await readConfigFile(file, 'the kubeconfig');
+  const text = await readTextFile(file, 'the kubeconfig');
   let config: KubeconfigFile;
   try {
     config = (parse(text) ?? {}) as KubeconfigFile;
@@ -90,7 +90,7 @@ export async function kubeconfigConnection(file: string, context?: string): Prom
   const base = dirname(resolve(file));
   const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const dataOrFile = async (data: string | undefined, name: string | undefined, what: string) =>
-    data ? Buffer.from(data, 'base64').toString('utf8') : name ? readConfigFile(path(name), what) : undefined;
+    data ? Buffer.from(data, 'base64').toString('utf8') : name ? readTextFile(path(name), what) : undefined;
   const caPem = await dataOrFile(
     cluster['certificate-authority-data'],
     cluster['certificate-authority'],
@@ -137,18 +137,6 @@ export async function kubeconfigConnection(file: string, context?: string): Prom
         : {}),
     ...(cluster['insecure-skip-tls-verify'] === true ? { unsafeSkipTlsVerify: true } : {}),
   };
-}
-
-async function readConfigFile(file: string, what: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (error) {
-    throw new MutualError(
-      'MUTUAL_IO_READ_FAILED',
-      `cannot read ${what} ${file}: ${readFailure(file, error)}`,
-      { cause: error },
-    );
-  }
 }
 
 function invalid(message: string, cause?: unknown): MutualError {
