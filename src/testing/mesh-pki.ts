@@ -116,7 +116,6 @@ function packageRoot(): string {
   return dir;
 }
 
-/** Starts `mutual proxy run` with `args` (add `--admin-listen 127.0.0.1:0`), resolves when it listens. */
 /**
  * A test whose set-up failed half-way never stops the sidecars it had started; `npm test`
  * (--test-force-exit) ends the file anyway, and they go with it instead of running on.
@@ -126,6 +125,7 @@ process.once('exit', () => {
   for (const child of runningSidecars) child.kill('SIGKILL');
 });
 
+/** Starts `mutual proxy run` with `args` (add `--admin-listen 127.0.0.1:0`), resolves when it listens. */
 export async function startProxyProcess(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},

@@ -371,7 +371,6 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       shedLines.close();
       plainHttp.close();
       handshakes.close();
-      handshakes.close();
       refusals.close();
       server.closeIdleConnections();
       await Promise.all([
@@ -384,7 +383,6 @@ export async function startInjectorWebhook(config: InjectorWebhookConfig): Promi
       anchorsWatcher.close();
       shedLines.close();
       plainHttp.close();
-      handshakes.close();
       handshakes.close();
       refusals.close();
       server.closeAllConnections();
