@@ -4,9 +4,11 @@
 // sidecar has one explicit upstream per app (client → outbound → mTLS → inbound → app), so a test
 // asks the same thing directly and through the pair and compares what comes back.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestPki, type ProxyProcess, startProxyProcess } from '../../src/testing/mesh-pki.ts';
@@ -253,5 +255,48 @@ export async function startAppPair(dir: string, appPorts: readonly number[]): Pr
     client,
     via: (appPort) => client.outbound[appPorts.indexOf(appPort)]!.port,
     stop: async () => void (await Promise.all([server.stop(), client.stop()])),
+  };
+}
+
+export interface AppServerSet {
+  /** The temp directory everything runs in (removed by stop). */
+  readonly dir: string;
+  /** A 1 MB file of random bytes under `dir`, for uploads. */
+  readonly upload: string;
+  /** The servers of `kinds` installed here, started. */
+  readonly servers: ReadonlyMap<AppServerKind, AppServer>;
+  /** In front of every started server; none when no kind is installed. */
+  readonly pair: AppPair | undefined;
+  stop(): Promise<void>;
+}
+
+/** Starts each installed server of `kinds` in a temp directory named `prefix…`, and a pair in front of them. */
+export async function startAppServerSet(
+  kinds: readonly AppServerKind[],
+  prefix: string,
+): Promise<AppServerSet> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const upload = join(dir, 'upload.bin');
+  await writeFile(upload, randomBytes(1_000_000));
+  const started = await Promise.all(
+    kinds.filter((kind) => !missing(kind)).map((kind) => startAppServer(kind, dir)),
+  );
+  const servers = new Map(started.map((server) => [server.kind, server]));
+  const pair = started.length
+    ? await startAppPair(
+        dir,
+        started.map((server) => server.port),
+      )
+    : undefined;
+  return {
+    dir,
+    upload,
+    servers,
+    pair,
+    stop: async () => {
+      await pair?.stop();
+      await Promise.all(started.map((server) => server.stop()));
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }

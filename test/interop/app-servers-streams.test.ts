@@ -7,21 +7,17 @@
 // naming its Debian package (.ci/run installs them).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import {
   type AppPair,
   type AppServer,
   type AppServerKind,
+  type AppServerSet,
   missing,
   PYTHON,
-  startAppPair,
-  startAppServer,
+  startAppServerSet,
   works,
 } from './app-servers-harness.ts';
 
@@ -33,31 +29,17 @@ const skipWebsockets = works(PYTHON, ['-c', 'import websockets'])
   ? false
   : `needs ${PYTHON} with websockets (apt-get install python3-websockets)`;
 
-let dir: string;
 let upload: string;
 let pair: AppPair | undefined;
-const servers = new Map<AppServerKind, AppServer>();
+let servers: ReadonlyMap<AppServerKind, AppServer>;
+let started: AppServerSet | undefined;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-app-streams-'));
-  upload = join(dir, 'upload.bin');
-  await writeFile(upload, randomBytes(1_000_000));
-  const started = await Promise.all(
-    KINDS.filter((kind) => !missing(kind)).map((kind) => startAppServer(kind, dir)),
-  );
-  for (const server of started) servers.set(server.kind, server);
-  if (started.length)
-    pair = await startAppPair(
-      dir,
-      started.map((server) => server.port),
-    );
+  started = await startAppServerSet(KINDS, 'mutual-app-streams-');
+  ({ upload, pair, servers } = started);
 });
 
-after(async () => {
-  await pair?.stop();
-  await Promise.all([...servers.values()].map((server) => server.stop()));
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => started?.stop());
 
 /** The app's port and the client sidecar's upstream in front of it. */
 function ports(kind: AppServerKind): { direct: number; via: number } {

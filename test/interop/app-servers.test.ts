@@ -11,19 +11,15 @@
 // installs them).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import {
   type AppPair,
   type AppServer,
   type AppServerKind,
+  type AppServerSet,
   missing,
-  startAppPair,
-  startAppServer,
+  startAppServerSet,
   works,
 } from './app-servers-harness.ts';
 
@@ -42,31 +38,17 @@ const KINDS: AppServerKind[] = [
 const skipCurl = works('curl', ['--version']) ? false : 'needs curl (apt-get install curl)';
 const skipAb = works('ab', ['-V']) ? false : 'needs ab (apt-get install apache2-utils)';
 
-let dir: string;
 let upload: string;
 let pair: AppPair | undefined;
-const servers = new Map<AppServerKind, AppServer>();
+let servers: ReadonlyMap<AppServerKind, AppServer>;
+let started: AppServerSet | undefined;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'mutual-app-servers-'));
-  upload = join(dir, 'upload.bin');
-  await writeFile(upload, randomBytes(1_000_000));
-  const started = await Promise.all(
-    KINDS.filter((kind) => !missing(kind)).map((kind) => startAppServer(kind, dir)),
-  );
-  for (const server of started) servers.set(server.kind, server);
-  if (started.length)
-    pair = await startAppPair(
-      dir,
-      started.map((server) => server.port),
-    );
+  started = await startAppServerSet(KINDS, 'mutual-app-servers-');
+  ({ upload, pair, servers } = started);
 });
 
-after(async () => {
-  await pair?.stop();
-  await Promise.all([...servers.values()].map((server) => server.stop()));
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => started?.stop());
 
 /** Whatever curl printed with -i --raw (head and body as sent, chunk sizes too), as latin1. */
 async function curl(port: number, path: string, args: string[]): Promise<string> {
