@@ -139,34 +139,16 @@ test('policy check of a file that is not YAML at all: ten errors and a count, no
 
 test('identity token create into a directory without a key says that it made one and which service accepts the token', async () => {
   const stateDir = join(dir, 'elsewhere');
-  const first = await runMutual([
-    'identity',
-    'token',
-    'create',
-    '--ns',
-    'default',
-    '--sa',
-    'web',
-    '--state-dir',
-    stateDir,
-  ]);
+  const createToken = () =>
+    runMutual(['identity', 'token', 'create', '--ns', 'default', '--sa', 'web', '--state-dir', stateDir]);
+  const first = await createToken();
   assert.equal(first.code, 0, first.stderr);
   assert.match(first.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/);
   assert.equal(
     first.stderr,
     `note: ${stateDir} held no join-token key, so a new one was made (${join(stateDir, 'identity', 'join-token.key')}): only an identity service (or \`mutual up\`) started with --state-dir ${stateDir} accepts this token\n`,
   );
-  const second = await runMutual([
-    'identity',
-    'token',
-    'create',
-    '--ns',
-    'default',
-    '--sa',
-    'web',
-    '--state-dir',
-    stateDir,
-  ]);
+  const second = await createToken();
   assert.equal(second.code, 0, second.stderr);
   assert.equal(second.stderr, '');
 });
