@@ -64,11 +64,17 @@ export async function readCaDirectory(
   const certificatePath = join(dir, CA_FILES.issuerCertificate);
   const keyPath = join(dir, CA_FILES.issuerKey);
   const bundlePath = join(dir, CA_FILES.bundlePem);
-  const [certificatePem, privateKeyPem, bundleText] = await Promise.all([
+  const reads = await Promise.allSettled([
     readTextFile(certificatePath, 'issuer certificate'),
     readTextFile(keyPath, 'issuer key'),
     readTextFile(bundlePath, 'trust bundle'),
   ]);
+  // The first failure in this order, not whichever read failed first: the same error every time.
+  const failed = reads.find((read) => read.status === 'rejected');
+  if (failed) throw failed.reason;
+  const [certificatePem, privateKeyPem, bundleText] = reads.map(
+    (read) => (read as PromiseFulfilledResult<string>).value,
+  ) as [string, string, string];
   const load = (trustDomain?: string) =>
     loadAuthority({
       certificatePem,
