@@ -81,6 +81,10 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
       `! WARNING: the dashboard listens on ${listen.host.includes(':') ? `[${listen.host}]` : listen.host}: anyone who can reach this address sees the mesh's services, identities and traffic (read-only, no login).\n`,
     );
   }
+  // Ctrl-C is handled from before the lines that invite it: written straight to the terminal, they
+  // could be read and answered with a SIGINT before a handler set after them (a test did, under
+  // load: the dashboard died of the signal, nothing closed).
+  const shutdown = context.untilShutdown();
   const [url, ...others] = browsableUrls(server.url);
   context.write(
     `Mutual dashboard for ${stateDir}: ${url}${others.length > 0 ? ` (from other machines: ${others.join(', ')})` : ''}\n(Ctrl-C stops it)\n`,
@@ -91,7 +95,7 @@ async function dashboard(options: DashboardOptions, context: CliContext): Promis
       `No mesh is running from ${options.stateDir} yet: the page shows it once \`mutual up -f mesh.yaml${stateFlagOf(options.stateDir)}\` starts one (or pass the --state-dir a running mesh was started with).\n`,
     );
   }
-  const signal = await context.untilShutdown();
+  const signal = await shutdown;
   context.write(`${signal}: stopping the dashboard\n`);
   await server.close();
 }

@@ -111,10 +111,12 @@ export function registerDestinationCommand(program: Command, context: CliContext
         clock: context.clock,
         log,
       });
+      // Signals are handled from before the line saying it listens (see dashboard-command.ts).
+      const shutdown = context.untilShutdown();
       context.write(
         `destination service ${service.spiffeId} listening on ${service.apiUrl} (admin ${service.adminUrl})\n`,
       );
-      const signal = await context.untilShutdown();
+      const signal = await shutdown;
       log.info('stopping', { signal });
       await service.close();
     });

@@ -280,10 +280,12 @@ async function serve(options: ServeOptions, context: CliContext): Promise<void> 
     stateDir: resolve(context.cwd, options.stateDir, 'identity'),
     clock: context.clock,
   });
+  // Signals are handled from before the line saying it listens (see dashboard-command.ts).
+  const shutdown = context.untilShutdown();
   context.write(
     `identity service for ${service.trustDomain} listening on ${service.apiUrl} (admin ${service.adminUrl})\n`,
   );
-  const signal = await context.untilShutdown();
+  const signal = await shutdown;
   context.write(`${signal}: draining and stopping\n`);
   await service.close();
 }

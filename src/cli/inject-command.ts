@@ -327,10 +327,12 @@ async function serve(flags: ServeFlags, context: CliContext): Promise<void> {
     idleTimeoutMs: parseDurationWithin(flags.idleTimeout, '--idle-timeout', { atLeast: '1s', atMost: '10m' }),
     log: (line) => context.writeError(line),
   });
+  // Signals are handled from before the line saying it listens (see dashboard-command.ts).
+  const shutdown = context.untilShutdown();
   context.write(
     `injector webhook listening on ${webhook.url}${webhook.adminUrl ? ` (admin ${webhook.adminUrl})` : ''}\n`,
   );
-  const signal = await context.untilShutdown();
+  const signal = await shutdown;
   context.write(`${signal}: draining and stopping\n`);
   await webhook.close();
 }

@@ -160,13 +160,15 @@ export function registerProxyRunCommand(proxy: Command, context: CliContext): vo
         ...addresses.outbound.map((entry) => `outbound ${show(entry.listen)} → ${entry.target}`),
         ...(addresses.admin ? [`admin    http://${show(addresses.admin)}`] : []),
       ];
-      context.write(`mutual proxy listening:\n${lines.map((line) => `  ${line}\n`).join('')}`);
+      // Signals (SIGHUP too) are handled from before the line saying it listens (see dashboard-command.ts).
+      const shutdown = context.untilShutdown();
       const onHangup = () => {
         log.info('SIGHUP: reloading credentials');
         proxy.reloadCredentials();
       };
       process.on('SIGHUP', onHangup);
-      const reason = await Promise.race([context.untilShutdown(), shutdownRequested]);
+      context.write(`mutual proxy listening:\n${lines.map((line) => `  ${line}\n`).join('')}`);
+      const reason = await Promise.race([shutdown, shutdownRequested]);
       process.off('SIGHUP', onHangup);
       log.info('draining', { reason, timeoutMs: config.drainTimeoutMs });
       await proxy.close();
